@@ -1,0 +1,38 @@
+# Two commands matter: `make demo` (upscale the bundled sample with the default model) and `make test`.
+# Both set up what they need on a fresh machine: the ffmpeg CLI (for ffprobe, the tests' independent judge),
+# a virtualenv with the CPU torch wheel, and vsr itself.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install ffmpeg demo demo-image test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements/cpu.txt
+	$(BIN)/python -m pip install -q -r requirements/dev.txt
+	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
+	$(BIN)/python -m pip install -q -e '.[cpu-decode]'
+	touch $@
+
+ffmpeg:
+	@command -v ffprobe >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; }
+
+demo: install
+	$(BIN)/vsr upscale samples/bbb_sample.mp4 -o out/bbb_sample.x4.mp4 --overwrite
+
+demo-image: install
+	$(BIN)/vsr upscale samples/bbb_frame.png -o out/bbb_frame.x4.png --overwrite
+
+test: install ffmpeg
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/vsr bench samples/bbb_sample.mp4
+
+clean:
+	rm -rf out .pytest_cache

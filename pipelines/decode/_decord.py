@@ -1,0 +1,116 @@
+"""decord: a faster CPU decoder than PyAV (see FIELD-NOTES), trusted for pixels only.
+
+decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of
+the same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals
+that packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no
+timestamps) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord fails in the middle of a file
+(a damaged packet), PyAV takes over from the first frame decord could not deliver.
+
+Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. It honours the stream's matrix and
+range, but flat colors land up to 3 levels from the exact values and chroma is not interpolated (each chroma
+sample covers its 2×2 pixels), where the PyAV backend is within 1 level and interpolates chroma.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from vsr.pipelines.decode._base import Decoder, Selection, log
+from vsr.pipelines.decode._pyav import PyAVDecoder
+from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+
+# Frames asked from decord at a time (decord returns them as one array).
+CHUNK_FRAMES = 8
+
+
+class Unsuitable(Exception):
+    """This backend cannot decode this file faithfully; the message says why."""
+
+
+class DecordDecoder(Decoder):
+    backend = "decord"
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: torch.device,
+        start: float | None = None,
+        end: float | None = None,
+        max_frames: int | None = None,
+    ):
+        try:
+            import decord
+        except ImportError as error:
+            raise Unsuitable("decord is not installed (pip install decord)") from error
+        with open_input(path) as container:
+            stream = find_video_stream(container, path)
+            info, _ = video_stream_info(container, stream)
+            first_pts = stream.start_time or 0
+            if info.bit_depth > 8:
+                raise Unsuitable(f"the video is {info.bit_depth}-bit and decord decodes 8 bits only")
+            if info.rotation:
+                raise Unsuitable("the video carries a rotation, which decord applies to the frames")
+            if len(container.streams.video) > 1:
+                raise Unsuitable("the file has several video streams and decord may pick another one")
+            try:
+                pts = _presentation_pts(container, stream)
+            except av.error.FFmpegError as error:
+                raise Unsuitable(f"the file cannot be read to its end ({error})") from error
+        if pts is None:
+            raise Unsuitable("the video packets carry no timestamps")
+        try:
+            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+        except decord.DECORDError as error:
+            raise Unsuitable(f"decord cannot open it ({str(error).splitlines()[0]})") from error
+        if len(reader) != len(pts):
+            raise Unsuitable(f"decord counts {len(reader)} frames where the container has {len(pts)}")
+        super().__init__(path, info, device, Selection.from_seconds(info, first_pts, start, end, max_frames))
+        self._decord_error = decord.DECORDError
+        self._first_pts = first_pts
+        self._reader = reader
+        self._pts = pts
+        selected = [i for i, p in enumerate(pts) if not (self.selection.is_before(p) or self.selection.is_after(p))]
+        self._indices = selected[: self.selection.max_frames]
+
+    def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
+        for first in range(0, len(self._indices), CHUNK_FRAMES):
+            chunk = self._indices[first : first + CHUNK_FRAMES]
+            try:
+                arrays = self._reader.get_batch(chunk).asnumpy()
+            except self._decord_error as error:
+                log.warning(
+                    "%s: decord failed at %s; PyAV decodes the rest (%s)",
+                    self.path, self._clock(self._pts[chunk[0]]), str(error).splitlines()[-1][:200],
+                )
+                yield from self._rest_with_pyav(self._pts[chunk[0]])
+                return
+            for index, array in zip(chunk, arrays):
+                yield array, self._pts[index]
+        if self.selection.is_everything:
+            self._warn_if_cut_short(self._first_pts, self._pts[-1])
+
+    def _rest_with_pyav(self, start_pts: int) -> Iterator[tuple[np.ndarray, int]]:
+        with PyAVDecoder(self.path, device=torch.device("cpu")) as rest:
+            rest.selection = Selection(start_pts=start_pts, end_pts=self.selection.end_pts)
+            yield from rest._frames()
+
+    def close(self) -> None:
+        self._reader = None  # decord frees its decoder with the reader
+
+
+def _presentation_pts(container, stream) -> list[int] | None:
+    """Every video packet's pts in presentation order, or None if some packet has none."""
+    pts = []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+    return sorted(pts)

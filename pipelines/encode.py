@@ -1,0 +1,412 @@
+"""The video encoder: upscaled RGB frames in, a finished file out, every other stream copied alongside.
+
+    with VideoWriter(out, source=src, source_info=info, width=4 * info.width, height=4 * info.height) as writer:
+        for batch in batches:
+            writer.write(batch)
+
+The file is written under a temporary name in the output's folder (`partial_path`) and renamed when `close()`
+succeeds; an exception inside the `with` block removes it and leaves the final name untouched.
+
+What the output keeps from the source:
+- times: the encoder's time base is the source stream's and each frame keeps its pts, so the frame count, the
+  timestamps (variable frame rate included) and the duration match; the source's average rate is kept for players;
+- bit depth: 8-bit sources give 8-bit output, deeper ones 10-bit where the encoder can store it (`pix_fmt` or
+  `bit_depth` override);
+- color: RGB→YUV uses the source's matrix and range, and the output is tagged with the source's primaries,
+  transfer, matrix and range. Where the source says nothing, they are guessed by the source's size as players
+  do (720 lines or more: BT.709, else BT.601 / SMPTE 170M) and written explicitly, so that the bigger output
+  is not guessed differently;
+- rotation (display matrix), sample aspect ratio, container and stream metadata, chapters, and (see
+  `pipelines.passthrough`) every audio, subtitle and attachment stream.
+
+Previews (`trim=True`, for `--start/--end/--frames`): the frames written are a window of the source, still with
+their source pts. The output then starts at 0 at the first frame written, as `ffmpeg -ss A -to B -i source` with
+stream copy would: video pts are shifted by the first frame's, and the other streams keep only the packets (and
+chapters) that overlap [first frame, end of the last frame), shifted by the same time. The end is known at
+`close()` only, so packets are still written as the frames arrive.
+
+Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usual choice for upscales), libx265
+(CRF 20, medium), libsvtav1 (CRF 30, preset 8), libvpx-vp9 (CRF 31, cpu-used 4), NVENC (h264/hevc/av1_nvenc,
+CQ 19/21/28, preset p5; needs an NVIDIA GPU with NVENC, which H100/H200 lack), and two truly lossless ones that
+store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv) and "x264-lossless"
+(libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for these two.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from av.video.reformatter import ColorRange
+
+from vsr.errors import OptionError, OutputError
+from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
+from vsr.pipelines.passthrough import Passthrough
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodecSpec:
+    """How vsr drives one encoder. `crf` sets `quality_option`, `preset` sets `speed_option`."""
+
+    encoder: str  # FFmpeg encoder name
+    quality_option: str | None  # None: fixed quality (lossless)
+    default_quality: int | None
+    speed_option: str | None
+    default_speed: str | None
+    lossless_rgb: bool = False  # stores the RGB frames exactly
+    options: dict[str, str] = field(default_factory=dict)  # fixed options, overridable by the caller
+    needs_gpu: bool = False
+
+
+CODECS: dict[str, CodecSpec] = {
+    "libx264": CodecSpec("libx264", "crf", 18, "preset", "medium"),
+    "libx265": CodecSpec("libx265", "crf", 20, "preset", "medium", options={"x265-params": "log-level=error"}),
+    "libsvtav1": CodecSpec("libsvtav1", "crf", 30, "preset", "8"),
+    # libvpx needs bit rate 0 for constant quality; row-mt uses the cores.
+    "libvpx-vp9": CodecSpec("libvpx-vp9", "crf", 31, "cpu-used", "4", options={"b": "0", "row-mt": "1"}),
+    "ffv1": CodecSpec("ffv1", None, None, None, None, lossless_rgb=True, options={"level": "3"}),
+    "x264-lossless": CodecSpec("libx264rgb", None, None, "preset", "medium", lossless_rgb=True, options={"qp": "0"}),
+    "h264_nvenc": CodecSpec("h264_nvenc", "cq", 19, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
+    "hevc_nvenc": CodecSpec("hevc_nvenc", "cq", 21, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
+    "av1_nvenc": CodecSpec("av1_nvenc", "cq", 28, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
+}
+
+# Pixel formats tried for a wanted bit depth, best first; the first one the encoder supports wins.
+_YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
+_RGB_FORMATS = {8: ["gbrp", "rgb24", "bgr0"], 10: ["gbrp10le"], 12: ["gbrp12le"], 16: ["gbrp16le"]}
+
+# FFmpeg's names → (AVColorSpace value for the stream tag, swscale matrix name for the conversion).
+_MATRICES = {
+    "bt709": (1, "itu709"),
+    "fcc": (4, "fcc"),
+    "bt470bg": (5, "itu601"),
+    "smpte170m": (6, "smpte170m"),
+    "smpte240m": (7, "smpte240m"),
+    "bt2020nc": (9, "bt2020"),
+}
+# FFmpeg's names → AVColorPrimaries / AVColorTransferCharacteristic values (libavutil/pixfmt.h, stable ABI).
+_PRIMARIES = {"bt709": 1, "bt470m": 4, "bt470bg": 5, "smpte170m": 6, "smpte240m": 7, "film": 8, "bt2020": 9,
+              "smpte428": 10, "smpte431": 11, "smpte432": 12, "ebu3213": 22}
+_TRANSFERS = {"bt709": 1, "gamma22": 4, "gamma28": 5, "smpte170m": 6, "smpte240m": 7, "linear": 8, "log100": 9,
+              "log316": 10, "iec61966-2-4": 11, "bt1361e": 12, "iec61966-2-1": 13, "bt2020-10": 14,
+              "bt2020-12": 15, "smpte2084": 16, "smpte428": 17, "arib-std-b67": 18}
+_RANGES = {"tv": ColorRange.MPEG, "pc": ColorRange.JPEG}
+_AVCOL_SPC_RGB = 0
+_RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
+
+
+def partial_path(output: Path) -> Path:
+    """Where `output` is written until it is complete: same folder, hidden, same extension (so the muxer is the
+    same), e.g. movie.x4.mp4 → .movie.x4.partial.mp4."""
+    return output.with_name(f".{output.stem}.partial{output.suffix}")
+
+
+def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None) -> str:
+    """The pixel format `codec` encodes to: `pix_fmt` if given (checked), else 4:2:0 YUV (planar RGB for the
+    lossless codecs) at `bit_depth`, or the deepest the encoder supports below it."""
+    spec = _codec_spec(codec)
+    supported = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
+    if pix_fmt is not None:
+        if supported and pix_fmt not in supported:
+            raise OptionError(f"codec {codec!r} cannot encode pix_fmt {pix_fmt!r}; it supports {', '.join(supported)}")
+        return pix_fmt
+    table = _RGB_FORMATS if spec.lossless_rgb else _YUV_FORMATS
+    for depth in sorted((d for d in table if d <= bit_depth), reverse=True):
+        for name in table[depth]:
+            if name in supported:
+                if depth < bit_depth:
+                    if spec.lossless_rgb:
+                        raise OptionError(
+                            f"codec {codec!r} stores at most {depth}-bit RGB, the source is {bit_depth}-bit: "
+                            f"use 'ffv1' for a lossless {bit_depth}-bit file"
+                        )
+                    logger.warning("codec %s stores at most %d bits: the %d-bit source is written as %d-bit (%s)",
+                                   codec, depth, bit_depth, depth, name)
+                return name
+    raise OptionError(f"codec {codec!r} supports none of the usual pixel formats; pass pix_fmt (one of {supported})")
+
+
+class VideoWriter:
+    """Encodes upscaled frames into `output` and copies the source's other streams alongside; see the module doc.
+
+    Use as a context manager: a clean exit commits the file, an exception aborts it. Errors a user can cause are
+    `OptionError` (codec, preset, options) and `OutputError` (file exists, folder missing, disk full).
+    """
+
+    def __init__(
+        self,
+        output: Path,
+        *,
+        source: Path,
+        source_info: VideoStreamInfo,
+        width: int,
+        height: int,
+        codec: str = "libx264",
+        crf: int | None = None,
+        preset: str | None = None,
+        pix_fmt: str | None = None,
+        bit_depth: int | None = None,
+        options: dict[str, str] | None = None,
+        overwrite: bool = False,
+        copy_streams: bool = True,
+        trim: bool = False,
+    ) -> None:
+        self.output = Path(output)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self._time_base = source_info.time_base
+        self._trim = trim
+        self._frame_duration = 1 / source_info.average_rate if source_info.average_rate else None  # seconds
+        self._first_pts: int | None = None
+        self._last_pts: list[int] = []  # the last two pts written, for the last frame's duration
+        self._temp = partial_path(self.output)
+        self._container: av.container.OutputContainer | None = None
+        self._passthrough: Passthrough | None = None
+        self._done = False
+
+        spec = _codec_spec(codec)
+        _check_output(self.output, Path(source), overwrite)
+        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt)
+        _check_size(width, height, self.pix_fmt)
+        codec_options = _codec_options(codec, spec, crf, preset, options)
+        self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
+        self._matrix, self._range = _conversion(source_info)
+        try:
+            self._container = av.open(str(self._temp), "w")
+        except ValueError as error:
+            raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
+        try:
+            self._stream = self._add_video_stream(codec, spec, source_info, codec_options)
+            self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
+                                            copy_streams=copy_streams, trim=trim)
+            self._passthrough.copy_video_tags(self._stream)
+            self._container.start_encoding()  # writes the header: the temporary file exists from here on
+        except OSError as error:
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+        except BaseException:
+            self.abort()
+            raise
+
+    def _add_video_stream(self, codec: str, spec: CodecSpec, info: VideoStreamInfo, options: dict[str, str]):
+        if spec.encoder == "libsvtav1":
+            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration otherwise: errors only
+        try:
+            # The rate only tags the stream and guides rate control: frame times come from their pts.
+            stream = self._container.add_stream(spec.encoder, rate=info.average_rate or 24)
+        except ValueError as error:
+            container = self._container.format.name
+            raise OptionError(f"codec {codec!r} cannot be stored in a {container} file ({self.output.name}); "
+                              f"use .mkv") from error
+        ctx = stream.codec_context
+        ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
+        ctx.time_base = info.time_base  # each frame keeps its source pts: VFR survives
+        stream.time_base = info.time_base  # ask the muxer for the same unit (mp4 would pick its own)
+        if info.sample_aspect_ratio:
+            ctx.sample_aspect_ratio = info.sample_aspect_ratio
+        primaries, transfer = _tags(info)
+        ctx.color_primaries, ctx.color_trc = primaries, transfer
+        ctx.colorspace = _AVCOL_SPC_RGB if self._rgb_output else _MATRICES[self._matrix][0]
+        ctx.color_range = ColorRange.JPEG if self._rgb_output else self._range
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        ctx.options = dict(options)
+        try:
+            ctx.open()
+        except PermissionError as error:
+            if spec.needs_gpu:
+                raise OptionError(f"codec {codec!r} needs an NVIDIA GPU with NVENC and none is usable here; "
+                                  f"use libx264, libx265 or libsvtav1") from error
+            raise OptionError(f"codec {codec!r} could not be opened: {error}") from error
+        except (ValueError, av.FFmpegError) as error:
+            raise OptionError(f"codec {codec!r} rejected its settings {options}: {error}") from error
+        unused = dict(ctx.options)  # after opening, what the encoder did not recognise
+        if unused:
+            raise OptionError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
+        return stream
+
+    def write(self, batch: FrameBatch) -> None:
+        """Encode a batch: frames N×3×H×W RGB (uint8, or float in [0, 1]) at H×W = height×width."""
+        if self._done:
+            raise ValueError(f"the writer of {self.output} is already closed")
+        frames = batch.frames.detach().cpu()
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != (3, self.height, self.width):
+            raise ValueError(f"expected frames N×3×{self.height}×{self.width}, got {tuple(frames.shape)}")
+        if frames.dtype == torch.uint8:
+            rgb_format, array = "rgb24", frames.permute(0, 2, 3, 1).contiguous().numpy()
+        else:  # float: keep what a deep source has; 16 bits per channel on the way
+            scaled = frames.float().clamp(0, 1).mul(65535).round().to(torch.int32)
+            rgb_format, array = "rgb48le", scaled.permute(0, 2, 3, 1).numpy().astype(np.uint16)
+        try:
+            for image, pts in zip(array, batch.pts):
+                if self._first_pts is None:
+                    self._first_pts = pts
+                    if self._trim:
+                        self._passthrough.start_at(pts * self._time_base)
+                # Passthrough packets up to this frame's time first, so that the file is interleaved as it grows.
+                self._passthrough.mux_until(float(pts * self._time_base))
+                output_pts = pts - self._first_pts if self._trim else pts
+                self._container.mux(self._stream.encode(self._to_video_frame(image, rgb_format, output_pts)))
+                self._last_pts = [*self._last_pts[-1:], pts]
+                self.frames_written += 1
+        except OSError as error:
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+
+    def _to_video_frame(self, image: np.ndarray, rgb_format: str, pts: int) -> av.VideoFrame:
+        frame = av.VideoFrame.from_ndarray(image, format=rgb_format)
+        if self._rgb_output:
+            frame = frame.reformat(format=self.pix_fmt)
+        else:
+            frame = frame.reformat(format=self.pix_fmt, dst_colorspace=_MATRICES[self._matrix][1],
+                                   dst_color_range=self._range)
+        frame.pts = pts
+        frame.time_base = self._time_base
+        return frame
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining passthrough packets, finish the file and rename it into place."""
+        if self._done:
+            return
+        try:
+            self._container.mux(self._stream.encode(None))
+            if self._trim:
+                self._passthrough.end_at(self._end_time())
+            else:
+                self._passthrough.mux_rest()
+            self._container.close()
+            self._passthrough.close()
+            with open(self._temp, "rb+") as file:
+                os.fsync(file.fileno())
+            os.replace(self._temp, self.output)
+            _fsync_folder(self.output.parent)
+        except OSError as error:
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        logger.info("wrote %s: %d frames, %dx%d %s", self.output, self.frames_written, self.width, self.height,
+                    self.pix_fmt)
+
+    def _end_time(self) -> Fraction:
+        """When the last frame written ends, in source seconds: its pts plus one frame at the average rate
+        (else the interval before it)."""
+        if not self._last_pts:
+            return Fraction(0)
+        duration = self._frame_duration
+        if duration is None:
+            duration = (self._last_pts[-1] - self._last_pts[0]) * self._time_base
+        return self._last_pts[-1] * self._time_base + duration
+
+    def abort(self) -> None:
+        """Stop and remove the temporary file; the final name is left untouched."""
+        if self._done:
+            return
+        self._done = True
+        for closable in (self._container, self._passthrough):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # already failing: the first error is the one to report
+                    logger.debug("error while aborting %s", self.output, exc_info=True)
+        try:
+            self._temp.unlink(missing_ok=True)
+        except OSError:
+            logger.warning("could not remove the temporary file %s", self._temp, exc_info=True)
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _codec_spec(codec: str) -> CodecSpec:
+    if codec not in CODECS:
+        raise OptionError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+    return CODECS[codec]
+
+
+def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | None,
+                   options: dict[str, str] | None) -> dict[str, str]:
+    result = dict(spec.options)
+    if crf is not None and spec.quality_option is None:
+        raise OptionError(f"codec {codec!r} is lossless and takes no crf (got {crf})")
+    if preset is not None and spec.speed_option is None:
+        raise OptionError(f"codec {codec!r} takes no preset (got {preset!r})")
+    options = {str(k): str(v) for k, v in (options or {}).items()}
+    # An explicit rate control in `options` (a fixed qp, a bit rate) replaces the default quality.
+    if spec.quality_option is not None and (crf is not None or not _RATE_CONTROL_OPTIONS & options.keys()):
+        result[spec.quality_option] = str(crf if crf is not None else spec.default_quality)
+    if spec.speed_option is not None:
+        result[spec.speed_option] = str(preset if preset is not None else spec.default_speed)
+    result.update(options)
+    return result
+
+
+def _check_output(output: Path, source: Path, overwrite: bool) -> None:
+    if output.resolve() == source.resolve():
+        raise OutputError(f"the output {output} is the source itself; choose another name")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output} already exists; pass overwrite=True (--overwrite) to replace it")
+    if not output.parent.is_dir():
+        raise OutputError(f"cannot write {output}: the folder {output.parent} does not exist")
+
+
+def _check_size(width: int, height: int, pix_fmt: str) -> None:
+    """Subsampled chroma (4:2:0, 4:2:2) needs an even size; encoders reject the rest with a vague error."""
+    pixel_format = av.VideoFormat(pix_fmt)
+    if (width % 2 and pixel_format.chroma_width(2) == 1) or (height % 2 and pixel_format.chroma_height(2) == 1):
+        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; "
+                          f"use a 4:4:4 pix_fmt such as yuv444p")
+
+
+def _guess_by_size(info: VideoStreamInfo) -> str:
+    """What players assume for an untagged stream: BT.709 from 720 lines up, else BT.601 (SMPTE 170M)."""
+    return "bt709" if info.height >= 720 else "smpte170m"
+
+
+def _conversion(info: VideoStreamInfo) -> tuple[str, ColorRange]:
+    """The matrix (a `_MATRICES` key) and range to convert RGB to YUV with."""
+    matrix = info.color.matrix
+    if matrix not in _MATRICES:
+        guess = _guess_by_size(info)
+        if matrix not in (None, "unknown", "unspecified", "reserved"):
+            logger.warning("source matrix %r cannot be reproduced; converting with %s", matrix, guess)
+        matrix = guess
+    return matrix, _RANGES.get(info.color.range, ColorRange.MPEG)
+
+
+def _tags(info: VideoStreamInfo) -> tuple[int, int]:
+    """The primaries and transfer values to tag the output with (the source's, else the size guess)."""
+    guess = _guess_by_size(info)
+    primaries = _PRIMARIES.get(info.color.primaries or "", _PRIMARIES[guess])
+    transfer = _TRANSFERS.get(info.color.transfer or "", _TRANSFERS[guess])
+    return primaries, transfer
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); not possible on every platform, hence best effort."""
+    try:
+        descriptor = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -1,0 +1,57 @@
+"""Small objects that mirror the media: what a video stream is, and a batch of its decoded frames.
+
+Decoders produce `FrameBatch`es and describe their stream with a `VideoStreamInfo`; the engine upscales the
+`frames` tensor; the encoder takes the upscaled batch with the same `pts`. Timestamps travel with the frames, in the
+source stream's time base, so the output has the same frames at the same times (variable frame rate included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+
+
+@dataclass(frozen=True)
+class ColorInfo:
+    """A stream's color description, in FFmpeg's names (None where the file says nothing)."""
+
+    primaries: str | None = None  # "bt709", "bt2020", "smpte170m", ...
+    transfer: str | None = None  # "bt709", "smpte2084", "arib-std-b67", ...
+    matrix: str | None = None  # "bt709", "bt470bg", "smpte170m", "bt2020nc", ...
+    range: str = "tv"  # "tv" (limited) or "pc" (full)
+
+
+@dataclass(frozen=True)
+class VideoStreamInfo:
+    """What vsr needs to know about the video stream it upscales."""
+
+    index: int  # stream index in the container
+    codec: str  # decoder name, e.g. "h264"
+    width: int  # coded frame size, before any rotation
+    height: int
+    pix_fmt: str  # e.g. "yuv420p", "yuv420p10le"
+    bit_depth: int  # bits per component: 8, 10, 12, 16
+    time_base: Fraction  # unit of `pts`
+    average_rate: Fraction | None  # mean frames per second, None when unknown
+    frame_count: int | None  # from the container when it says; may be an estimate
+    duration: float | None  # seconds
+    color: ColorInfo
+    rotation: int = 0  # degrees, from the display matrix; the frames themselves are not rotated
+    sample_aspect_ratio: Fraction | None = None
+
+
+@dataclass
+class FrameBatch:
+    """Consecutive frames in presentation order.
+
+    `frames` is N×3×H×W RGB: uint8 for 8-bit sources, float32 in [0, 1] for deeper ones (so 10-bit stays 10-bit).
+    `pts[i]` is frame i's presentation timestamp in the stream's time base.
+    """
+
+    frames: torch.Tensor
+    pts: list[int]
+
+    def __len__(self) -> int:
+        return len(self.pts)

@@ -1,0 +1,237 @@
+"""Still images in and out through PyAV, and their upscaling through the engine.
+
+PyAV rather than Pillow: Pillow reads 16-bit RGB PNGs as 8-bit, and PyAV is already the video dependency. PNG pixels
+are copied byte for byte between numpy and the frame's plane (no swscale conversion), so 8- and 16-bit, gray, gray
+with alpha, RGB and RGBA survive a round trip exactly. JPEG is written by FFmpeg's mjpeg encoder (full-range BT.601
+YCbCr, as JFIF specifies), WebP by libwebp (which converts RGB to YUV itself).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+from vsr.errors import InputError, OptionError, OutputError
+from vsr.pipelines.engine import Engine
+
+logger = logging.getLogger(__name__)
+
+WRITE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+# Packed single-plane formats that numpy reads and writes directly: pix_fmt → (channels, numpy dtype).
+PACKED_FORMATS = {
+    "gray": (1, np.dtype("u1")),
+    "ya8": (2, np.dtype("u1")),
+    "rgb24": (3, np.dtype("u1")),
+    "rgba": (4, np.dtype("u1")),
+    "gray16be": (1, np.dtype(">u2")),
+    "ya16be": (2, np.dtype(">u2")),
+    "rgb48be": (3, np.dtype(">u2")),
+    "rgba64be": (4, np.dtype(">u2")),
+}
+# (16-bit, gray, alpha) → the packed format holding exactly that; also the PNG encoder's pix_fmt.
+PNG_FORMATS = {
+    (False, True, False): "gray",
+    (False, True, True): "ya8",
+    (False, False, False): "rgb24",
+    (False, False, True): "rgba",
+    (True, True, False): "gray16be",
+    (True, True, True): "ya16be",
+    (True, False, False): "rgb48be",
+    (True, False, True): "rgba64be",
+}
+
+
+@dataclass
+class Image:
+    """An image as the engine sees it. A gray image keeps three equal channels in `rgb` and is written as gray."""
+
+    rgb: torch.Tensor  # 3×H×W float32 in [0, 1]
+    alpha: torch.Tensor | None = None  # 1×H×W float32 in [0, 1]
+    bit_depth: int = 8  # of the source: 8 or 16; PNGs are written at this depth
+    gray: bool = False
+
+    @property
+    def height(self) -> int:
+        return self.rgb.shape[-2]
+
+    @property
+    def width(self) -> int:
+        return self.rgb.shape[-1]
+
+
+def _is_still_image_container(name: str) -> bool:
+    # FFmpeg demuxes single image files as "<codec>_pipe" (probed by content) or "image2" (chosen by extension).
+    return name == "image2" or name.endswith("_pipe")
+
+
+def _plane_array(frame: av.VideoFrame) -> np.ndarray:
+    """H×W×C array of a packed frame (see PACKED_FORMATS), rows cut out of the padded plane."""
+    channels, dtype = PACKED_FORMATS[frame.format.name]
+    plane = frame.planes[0]
+    row_bytes = frame.width * channels * dtype.itemsize
+    raw = np.frombuffer(memoryview(plane), np.uint8).reshape(frame.height, plane.line_size)[:, :row_bytes]
+    return raw.copy().view(dtype).reshape(frame.height, frame.width, channels)
+
+
+def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """The inverse of `_plane_array`: an H×W×C array of the format's dtype into a new frame."""
+    height, width, _ = array.shape
+    frame = av.VideoFrame(width, height, pix_fmt)
+    plane = frame.planes[0]
+    rows = np.zeros((height, plane.line_size), np.uint8)
+    rows[:, : array[0].nbytes] = np.ascontiguousarray(array).view(np.uint8).reshape(height, -1)
+    plane.update(rows.tobytes())
+    return frame
+
+
+def _frame_to_image(frame: av.VideoFrame) -> Image:
+    fmt = frame.format
+    components = fmt.components
+    deep = max(c.bits for c in components) > 8
+    has_alpha = any(c.is_alpha for c in components)
+    gray = not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in components) == 1
+    if fmt.has_palette:
+        # A palette may carry transparency (PNG tRNS); keep alpha only if some entry actually uses it.
+        has_alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
+    packed = PNG_FORMATS[(deep, gray, has_alpha)]
+    if fmt.name != packed:
+        frame = frame.reformat(format=packed)  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...
+    array = torch.from_numpy(_plane_array(frame).astype(np.float32)) / (65535 if deep else 255)
+    planes = array.permute(2, 0, 1)  # C×H×W
+    color = planes[:1].repeat(3, 1, 1) if gray else planes[:3]
+    alpha = planes[-1:].clone() if has_alpha else None
+    return Image(rgb=color.contiguous(), alpha=alpha, bit_depth=16 if deep else 8, gray=gray)
+
+
+def read_image(path: str | os.PathLike) -> Image:
+    """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    try:
+        with av.open(str(path)) as container:
+            if not _is_still_image_container(container.format.name) or not container.streams.video:
+                raise InputError(f"{path}: not an image (FFmpeg reads it as {container.format.name!r})")
+            frame = next(container.decode(video=0), None)
+    except (av.FFmpegError, OSError) as error:
+        raise InputError(f"{path}: not a readable image ({error})") from error
+    if frame is None:
+        raise InputError(f"{path}: not a readable image (no picture in it)")
+    return _frame_to_image(frame)
+
+
+def _quantize(x: torch.Tensor, bits: int) -> np.ndarray:
+    """C×H×W float in [0, 1] → H×W×C unsigned integers of `bits` bits, rounded to nearest."""
+    top = (1 << bits) - 1
+    values = (x.detach().float().cpu().clamp(0, 1) * top).round_().permute(1, 2, 0).numpy()
+    return values.astype(np.uint16 if bits > 8 else np.uint8)
+
+
+def _encode(codec: str, frame: av.VideoFrame, pix_fmt: str, options: dict | None = None, qscale: int = 0) -> bytes:
+    """Encode one frame into the bytes of a complete image file (these encoders emit whole files as packets)."""
+    context = av.CodecContext.create(codec, "w")
+    context.width, context.height, context.pix_fmt = frame.width, frame.height, pix_fmt
+    context.time_base = Fraction(1, 1)
+    if qscale:
+        context.qmin = context.qmax = qscale  # pins mjpeg's quantiser scale
+    if options:
+        context.options = options
+    if frame.format.name != pix_fmt:
+        frame = frame.reformat(format=pix_fmt)
+    frame.pts = 0
+    return b"".join(bytes(packet) for packet in context.encode(frame) + context.encode(None))
+
+
+def _jpeg_qscale(quality: int) -> int:
+    """Map a libjpeg-style quality (1-100) to mjpeg's quantiser scale (1-31).
+
+    libjpeg scales its base tables by (200 - 2q)/100 above 50 and 50/q below; mjpeg's qscale 10 is close to scale 1
+    (measured on skimage's astronaut: quality 95 ≈ qscale 1, 90 ≈ 2, 75 ≈ 4-5 in size and PSNR).
+    """
+    table_scale = (200 - 2 * quality) / 100 if quality >= 50 else 50 / quality
+    return min(31, max(1, round(10 * table_scale)))
+
+
+def encode_image(image: Image, suffix: str, quality: int = 95) -> bytes:
+    """The bytes of `image` as a .png, .jpg/.jpeg or .webp file."""
+    suffix = suffix.lower()
+    has_alpha = image.alpha is not None
+    if suffix == ".png":
+        deep = image.bit_depth > 8
+        color = image.rgb.mean(0, keepdim=True) if image.gray else image.rgb
+        planes = torch.cat([color, image.alpha]) if has_alpha else color
+        pix_fmt = PNG_FORMATS[(deep, image.gray, has_alpha)]
+        array = _quantize(planes, 16 if deep else 8)
+        frame = _packed_frame(array.astype(PACKED_FORMATS[pix_fmt][1]), pix_fmt)
+        return _encode("png", frame, pix_fmt)
+    if suffix in (".jpg", ".jpeg"):
+        rgb = image.rgb
+        if has_alpha:
+            # JPEG has no alpha. Flattening onto white (as ImageMagick and browsers' "save as JPEG" do) shows what a
+            # viewer showed; dropping alpha would expose whatever colour transparent pixels happen to hold.
+            logger.warning("JPEG cannot store transparency: flattening the image onto a white background")
+            rgb = rgb * image.alpha + (1 - image.alpha)
+        frame = _packed_frame(_quantize(rgb, 8), "rgb24")
+        # 4:4:4: no chroma subsampling, upscaled detail is the point of the output.
+        return _encode("mjpeg", frame, "yuvj444p", qscale=_jpeg_qscale(quality))
+    if suffix == ".webp":
+        alpha = image.alpha if has_alpha else torch.ones_like(image.rgb[:1])
+        frame = _packed_frame(_quantize(torch.cat([image.rgb, alpha]), 8), "rgba")
+        # libwebp takes BGRA, converts to YUV itself, and writes an alpha plane only when some pixel is not opaque.
+        return _encode("libwebp", frame, "bgra", options={"quality": str(quality)})
+    raise OptionError(f"unsupported image type {suffix!r}; expected one of {', '.join(WRITE_SUFFIXES)}")
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write under a temporary name in the same folder, then rename: readers never see a partial file."""
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: folder {path.parent} does not exist")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    try:
+        # os.open with 0o666 lets the umask decide the final permissions, as for any new file.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
+
+
+def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> None:
+    """Write `image` in the format its suffix names (.png keeps 16 bits; .jpg and .webp are 8-bit, lossy)."""
+    path = Path(path)
+    if path.suffix.lower() not in WRITE_SUFFIXES:
+        expected = ", ".join(WRITE_SUFFIXES)
+        raise OptionError(f"{path}: unsupported image type {path.suffix!r}; expected one of {expected}")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise OptionError(f"image quality must be an integer from 1 to 100, not {quality!r}")
+    _write_atomic(path, encode_image(image, path.suffix, quality))
+
+
+def upscale_image(engine: Engine, image: Image) -> Image:
+    """Upscale an image's color (and alpha) with `engine`; depth, grayness and alpha are kept.
+
+    Alpha goes through the model too, as three equal channels (Real-ESRGAN's default). Bicubic alpha would be
+    cheaper, but its soft edges would not line up with the model's sharpened color edges, leaving halos; one extra
+    plane in the same batch costs one more frame of compute, and only for images with alpha.
+    """
+    planes = [image.rgb.float()]
+    if image.alpha is not None:
+        planes.append(image.alpha.float().expand(3, -1, -1))
+    out = engine.upscale(torch.stack(planes))  # float in, float in [0, 1] out: 16-bit sources keep their precision
+    rgb = out[0]
+    if image.gray:
+        rgb = rgb.mean(0, keepdim=True).repeat(3, 1, 1)
+    alpha = out[1].mean(0, keepdim=True) if image.alpha is not None else None
+    return Image(rgb=rgb, alpha=alpha, bit_depth=image.bit_depth, gray=image.gray)

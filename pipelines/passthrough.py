@@ -1,0 +1,238 @@
+"""Stream passthrough: every stream but the upscaled video is copied from the source, packet for packet.
+
+`Passthrough(source, output, video_index=...)` opens the source a second time (for demuxing only), adds each
+audio, subtitle, data and attachment stream to `output` with `add_stream_from_template`, and copies what
+describes the file: container metadata, chapters, per-stream metadata (language, title, handler) and dispositions
+(default, forced, ...). The encoder then calls `mux_until(seconds)` before each video frame, so that packets are
+written interleaved with the video as the file grows (memory stays flat whatever the length), and `mux_rest()` at
+the end. Attachments (fonts in .mkv) live in the header and have no packets.
+
+Previews (`trim=True`): the output holds only a window of the source, as `ffmpeg -ss A -to B -i source -c copy`
+would. `start_at(A)` seeks the source near A (a long file is not demuxed from its start) and makes A the output's
+time 0: packets that end before A are dropped, the others are shifted by A (in each stream's time base) and
+otherwise copied bit for bit. A packet that straddles A:
+- audio, in a container that stores negative times (MP4, MOV: an edit list tells players to skip the part before
+  0): kept, starting before 0, as ffmpeg's stream copy does;
+- audio, in one that does not (Matroska, WebM): dropped, so the audio starts up to one packet (~20 ms) late. Kept,
+  it would make the muxer shift every stream, the video included, away from 0;
+- a subtitle cue: cut to start at 0 (its text does not hold its times).
+`end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
+shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
+
+A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
+streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
+turning SRT into mov_text would re-encode the text and drop its styling, so the warning suggests .mkv instead.
+Whether a stream fits is asked of FFmpeg itself by writing a header holding that stream alone, in memory.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+from av.container import OutputContainer
+from av.stream import Discard, Disposition, Stream
+
+from vsr.errors import InputError
+
+logger = logging.getLogger(__name__)
+
+COPIED_TYPES = ("audio", "subtitle", "data", "attachment")  # and cover pictures (video, attached_pic)
+# Container tags the muxer writes itself, or that describe the source's muxer rather than the content.
+_MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not).
+_VIDEO_TAGS = {"language", "title", "handler_name"}
+# How far before a preview's start the source is sought: the demuxer lands on a keyframe at or before the time
+# asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
+_SEEK_MARGIN = 10
+_AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
+
+
+class Passthrough:
+    """Copies the source's non-video streams, metadata and chapters into `output`; see the module doc.
+
+    Create it after the output's video stream is added and before the header is written (the first mux).
+    With `copy_streams=False` only metadata and chapters are copied. With `trim=True`, call `start_at` before the
+    first `mux_until` and `end_at` instead of `mux_rest`.
+    """
+
+    def __init__(self, source: Path, output: OutputContainer, *, video_index: int, copy_streams: bool = True,
+                 trim: bool = False):
+        try:
+            self._input = av.open(str(source))
+        except (OSError, av.FFmpegError) as error:
+            raise InputError(f"cannot read {source} to copy its streams: {error}") from error
+        self._output = output
+        self._video_index = video_index
+        self.copied: dict[int, Stream] = {}  # source stream index → output stream
+        self.skipped: dict[int, str] = {}  # source stream index → why
+        self.packets_written = 0
+        self._pending: av.Packet | None = None
+        self._trim = trim
+        self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
+        self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
+
+        output.metadata.update({k: v for k, v in self._input.metadata.items() if k.lower() not in _MUXER_TAGS})
+        self._chapters = self._input.chapters()
+        if not trim:
+            output.set_chapters(self._chapters)
+        for stream in self._input.streams:
+            if stream.index == video_index:
+                continue
+            if copy_streams and (stream.type in COPIED_TYPES or stream.disposition & Disposition.attached_pic):
+                self._add(stream)
+            elif copy_streams:
+                self._skip(stream, f"{stream.type} streams other than the upscaled video are not copied")
+        packet_streams = [s for s in self._input.streams if s.index in self.copied and s.type != "attachment"]
+        for stream in self._input.streams:  # the demuxer then skips their data instead of reading it
+            if stream not in packet_streams:
+                stream.discard = Discard.all
+        self._packet_streams = packet_streams
+        self._packets: Iterator[av.Packet] = iter(self._input.demux(packet_streams)) if packet_streams else iter(())
+
+    def _add(self, stream: Stream) -> None:
+        reason = _refusal(self._output.format.name, stream)
+        if reason is not None:
+            self._skip(stream, reason)
+            return
+        copy = self._output.add_stream_from_template(stream)
+        copy.metadata.update(stream.metadata)
+        copy.disposition = stream.disposition
+        self.copied[stream.index] = copy
+
+    def _skip(self, stream: Stream, reason: str) -> None:
+        self.skipped[stream.index] = reason
+        logger.warning("not copying %s: %s", describe(stream), reason)
+
+    def copy_video_tags(self, video: Stream) -> None:
+        """Give the output's video stream the source video's language, title, handler and disposition."""
+        source = self._input.streams[self._video_index]
+        video.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _VIDEO_TAGS})
+        video.disposition = source.disposition
+
+    def start_at(self, seconds: Fraction) -> None:
+        """Trim: make `seconds` (source time) the output's 0; see the module doc."""
+        if not self._trim or self._start is not None:
+            raise ValueError("start_at is called once, on a Passthrough made with trim=True, before mux_until")
+        self._start = Fraction(seconds)
+        if self._start > _SEEK_MARGIN and self._packet_streams:
+            # Demuxing from 0 would only read packets to drop; backward: land at or before the time asked.
+            self._input.seek(int((self._start - _SEEK_MARGIN) * av.time_base), backward=True)
+            self._packets = iter(self._input.demux(self._packet_streams))
+
+    def mux_until(self, seconds: float) -> None:
+        """Write every passthrough packet that starts (decoding time, source seconds) at or before `seconds`."""
+        while (packet := self._peek()) is not None and _seconds(packet) <= seconds:
+            self._pending = None
+            self._mux(packet)
+
+    def mux_rest(self) -> None:
+        """Write the remaining packets (streams that outlast the video)."""
+        self.mux_until(float("inf"))
+
+    def end_at(self, seconds: Fraction) -> None:
+        """Trim: write the packets that start before `seconds` (source time), drop the rest, and set the chapters
+        that overlap the window."""
+        if self._start is None:  # no video frame was written: the window is empty
+            return
+        while (packet := self._peek()) is not None and _seconds(packet) < seconds:
+            self._pending = None
+            self._mux(packet)
+        self._output.set_chapters(_chapters_within(self._chapters, self._start, Fraction(seconds)))
+
+    def _peek(self) -> av.Packet | None:
+        if self._pending is None:
+            self._pending = self._next_packet()
+        return self._pending
+
+    def _mux(self, packet: av.Packet) -> None:
+        is_cover = packet.stream.disposition & Disposition.attached_pic  # no time: belongs to the whole file
+        if self._trim and packet.pts is not None and not is_cover and not self._shift(packet):
+            return
+        packet.stream = self.copied[packet.stream.index]
+        self._output.mux(packet)
+        self.packets_written += 1
+
+    def _shift(self, packet: av.Packet) -> bool:
+        """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
+        offset = round(self._start / packet.time_base)
+        duration = packet.duration or 0
+        if packet.pts + max(duration, 1) <= offset:  # ends before the start
+            return False
+        packet.pts -= offset
+        if packet.dts is not None:
+            packet.dts -= offset
+        if packet.pts < 0 and packet.stream.type == "subtitle":  # a cue shown since before the start
+            packet.duration = duration + packet.pts
+            packet.pts = packet.dts = 0
+        return packet.pts >= 0 or self._negative_times
+
+    def _next_packet(self) -> av.Packet | None:
+        for packet in self._packets:
+            if packet.size == 0:  # the demuxer's flush packets carry nothing
+                continue
+            return packet
+        return None
+
+    def close(self) -> None:
+        self._input.close()
+
+
+def describe(stream: Stream) -> str:
+    """E.g. "subtitle stream #2 (srt, eng, 'English')"."""
+    codec = stream.codec_context.name if stream.codec_context is not None else stream.metadata.get("filename")
+    details = [codec or "no codec"]
+    if stream.language:
+        details.append(stream.language)
+    if stream.metadata.get("title"):
+        details.append(repr(stream.metadata["title"]))
+    return f"{stream.type} stream #{stream.index} ({', '.join(details)})"
+
+
+def _seconds(packet: av.Packet) -> float:
+    """When a packet is due: its decoding time; a cover picture has no time and is due at once."""
+    time = packet.dts if packet.dts is not None else packet.pts
+    return float(time * packet.time_base) if time is not None else float("-inf")
+
+
+def _chapters_within(chapters: list[dict], start: Fraction, end: Fraction) -> list[dict]:
+    """The chapters that overlap [start, end), clipped to it and moved so that `start` is 0."""
+    kept = []
+    for chapter in chapters:
+        time_base = chapter["time_base"]
+        first, last = max(chapter["start"] * time_base, start), min(chapter["end"] * time_base, end)
+        if first < last:
+            kept.append({**chapter, "start": round((first - start) / time_base),
+                         "end": round((last - start) / time_base)})
+    return kept
+
+
+def _refusal(container: str, stream: Stream) -> str | None:
+    """Why `container` cannot hold `stream` (None when it can), found by writing a header with it alone."""
+    probe = av.open(io.BytesIO(), "w", format=container)
+    try:
+        probe.add_stream_from_template(stream)
+        probe.start_encoding()
+    except (ValueError, av.FFmpegError):
+        if stream.type == "attachment":
+            what = "attachments"
+        elif stream.disposition & Disposition.attached_pic:
+            what = "cover pictures in a video stream"
+        else:
+            what = f"{_codec_name(stream)} {stream.type}s"
+        hint = "; Matroska (.mkv) holds them" if stream.type in ("subtitle", "attachment") else ""
+        return f"{container} files cannot hold {what}{hint}"
+    finally:
+        try:
+            probe.close()
+        except (ValueError, av.FFmpegError):
+            pass
+    return None
+
+
+def _codec_name(stream: Stream) -> str:
+    return stream.codec_context.name if stream.codec_context is not None else "codec-less"

@@ -1,0 +1,315 @@
+"""What is in a media file: its streams, chapters and the video stream vsr would upscale (`vsr probe`).
+
+    info = probe("movie.mkv")
+    print(format_probe(info, work=estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)))
+
+This module also opens inputs for the decoders (`open_input`, `find_video_stream`, `video_stream_info`), so that
+every way in turns a bad file into the same one-line `InputError`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vsr.errors import InputError
+from vsr.pipelines.frames import ColorInfo, VideoStreamInfo
+
+log = logging.getLogger(__name__)
+
+# How many video packets `probe` reads to tell constant from variable frame rate.
+VFR_SAMPLE_PACKETS = 300
+
+# FFmpeg's names for the AVColor* enum values (libavutil/pixfmt.h); "unspecified" is None.
+_PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
+              10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213"}
+_TRANSFERS = {1: "bt709", 4: "gamma22", 5: "gamma28", 6: "smpte170m", 7: "smpte240m", 8: "linear", 9: "log100",
+              10: "log316", 11: "iec61966-2-4", 12: "bt1361e", 13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12",
+              16: "smpte2084", 17: "smpte428", 18: "arib-std-b67"}
+_MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "ycgco",
+             9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
+             14: "ictcp"}
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    """One stream of the file, of any type."""
+
+    index: int
+    type: str  # "video", "audio", "subtitle", "attachment", "data"
+    codec: str  # FFmpeg's codec name (ffprobe's codec_name), "unknown" when FFmpeg does not know it
+    language: str | None = None
+    title: str | None = None
+    sample_rate: int | None = None  # audio only
+    channels: int | None = None  # audio only
+    layout: str | None = None  # audio only, e.g. "stereo", "5.1"
+
+
+@dataclass(frozen=True)
+class Chapter:
+    start: float  # seconds
+    end: float
+    title: str | None
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    format: str  # the demuxer's name, e.g. "mov,mp4,m4a,3gp,3g2,mj2" or "matroska,webm"
+    duration: float | None  # seconds
+    size: int  # bytes
+    video: VideoStreamInfo  # the stream vsr upscales
+    streams: list[StreamSummary]
+    chapters: list[Chapter] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    frame_count_estimated: bool = False  # video.frame_count is duration × average rate, not counted by the muxer
+    vfr: bool | None = None  # variable frame rate, judged from the first VFR_SAMPLE_PACKETS packets
+
+
+def open_input(path: str | Path) -> av.container.InputContainer:
+    """Open `path` for reading, or raise an InputError that names the file and the problem."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not a video file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: the file is empty")
+    try:
+        return av.open(str(path), "r")
+    except PermissionError as error:
+        raise InputError(f"{path}: cannot be read ({error.strerror})") from error
+    except (av.error.FFmpegError, OSError, ValueError) as error:
+        reason = _reason(error)
+        raise InputError(f"{path}: not a media file FFmpeg can read, or damaged or cut short ({reason})") from error
+
+
+def find_video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
+    """The first video stream that is a real video (not cover art), which FFmpeg can decode."""
+    videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+    if not videos:
+        found = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams) or "none"
+        raise InputError(f"{path}: has no video stream (streams: {found})")
+    stream = videos[0]
+    if stream.codec_context is None:
+        raise InputError(f"{path}: video stream #{stream.index} uses a codec FFmpeg does not know")
+    if not stream.codec_context.pix_fmt or not stream.codec_context.width:
+        raise InputError(f"{path}: video stream #{stream.index} ({stream.codec_context.name}) has no decodable frames")
+    return stream
+
+
+def video_stream_info(
+    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+) -> tuple[VideoStreamInfo, bool]:
+    """Describe `stream`; also say whether its frame count is an estimate (the container did not count frames)."""
+    context = stream.codec_context
+    time_base = stream.time_base or Fraction(1, 90000)
+    average_rate = stream.average_rate or stream.guessed_rate or None
+    if stream.duration:
+        duration = float(stream.duration * time_base)
+    elif _tag_seconds(stream.metadata.get("DURATION")):  # Matroska keeps each stream's duration in a tag
+        duration = _tag_seconds(stream.metadata["DURATION"])
+    elif container.duration:
+        duration = container.duration / av.time_base
+    else:
+        duration = None
+    frame_count, estimated = stream.frames or None, False
+    if frame_count is None and duration and average_rate:
+        frame_count, estimated = round(duration * average_rate), True
+    pix_fmt = context.pix_fmt
+    sample_aspect_ratio = stream.sample_aspect_ratio or None
+    info = VideoStreamInfo(
+        index=stream.index,
+        codec=context.name,
+        width=context.width,
+        height=context.height,
+        pix_fmt=pix_fmt,
+        bit_depth=max(component.bits for component in av.VideoFormat(pix_fmt).components),
+        time_base=time_base,
+        average_rate=average_rate,
+        frame_count=frame_count,
+        duration=duration,
+        color=ColorInfo(
+            primaries=_PRIMARIES.get(context.color_primaries),
+            transfer=_TRANSFERS.get(context.color_trc),
+            matrix=_MATRICES.get(context.colorspace),
+            range=_color_range(context.color_range, pix_fmt),
+        ),
+        rotation=_display_rotation(container.name, stream.index),
+        sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
+    )
+    return info, estimated
+
+
+def probe(path: str | Path) -> MediaInfo:
+    """Read what `path` holds. Raises InputError if it is not a media file with a decodable video stream."""
+    path = Path(path)
+    with open_input(path) as container:
+        video = find_video_stream(container, path)
+        info, estimated = video_stream_info(container, video)
+        pts, complete = _sample_pts(container, video)
+        if estimated and complete:  # a short file without a frame count: its packets were all read, count them
+            info, estimated = dataclasses.replace(info, frame_count=len(pts)), False
+        return MediaInfo(
+            path=path,
+            format=container.format.name,
+            duration=container.duration / av.time_base if container.duration else info.duration,
+            size=path.stat().st_size,
+            video=info,
+            streams=[_summary(stream) for stream in container.streams],
+            chapters=[
+                Chapter(
+                    start=float(c["start"] * c["time_base"]),
+                    end=float(c["end"] * c["time_base"]),
+                    title=c["metadata"].get("title"),
+                )
+                for c in container.chapters()
+            ],
+            metadata=dict(container.metadata),
+            frame_count_estimated=estimated,
+            vfr=_is_vfr(pts),
+        )
+
+
+def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float) -> str:
+    """One line on what upscaling `video` costs: output size and multiply-adds (per frame and in all)."""
+    per_frame = video.width * video.height * macs_per_pixel
+    text = f"×{scale} → {video.width * scale}×{video.height * scale}, {_si(per_frame)}MAC per frame"
+    if video.frame_count:
+        text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
+    return text
+
+
+def format_probe(info: MediaInfo, work: str | None = None) -> str:
+    """A few lines for people: the file, each stream, chapters, tags, and `work` (see `estimate_work`) if given."""
+    video = info.video
+    lines = [f"{info.path}: {info.format}, {_size(info.size)}, {_clock(info.duration)}"]
+    for stream in info.streams:
+        line = f"  #{stream.index} {stream.type}: {stream.codec}"
+        if stream.index == video.index:
+            rate = f"{float(video.average_rate):.3f} fps" if video.average_rate else "unknown fps"
+            frames = "unknown" if video.frame_count is None else str(video.frame_count)
+            if info.frame_count_estimated:
+                frames = f"~{frames}"
+            color = video.color
+            tags = [color.matrix, color.primaries, color.transfer]
+            colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
+            line += (
+                f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit), {rate}"
+                f"{' (variable)' if info.vfr else ''}, {frames} frames, color {colors} ({color.range} range)"
+            )
+            if video.rotation:
+                line += f", rotated {video.rotation}°"
+            if video.sample_aspect_ratio:
+                line += f", pixel aspect {video.sample_aspect_ratio}"
+        if stream.sample_rate:
+            line += f", {stream.sample_rate} Hz, {stream.layout or f'{stream.channels} channels'}"
+        if stream.language:
+            line += f", {stream.language}"
+        if stream.title:
+            line += f', "{stream.title}"'
+        lines.append(line)
+    for chapter in info.chapters:
+        lines.append(f"  chapter {_clock(chapter.start)}–{_clock(chapter.end)}: {chapter.title or ''}".rstrip(": "))
+    for key, value in info.metadata.items():
+        lines.append(f"  {key}: {value}")
+    if work:
+        lines.append(f"  estimated work: {work}")
+    return "\n".join(lines)
+
+
+def _display_rotation(path: str, index: int) -> int:
+    # PyAV exposes the display matrix only on decoded frames, so decode the first one (counterclockwise degrees).
+    try:
+        with av.open(path) as container:
+            for frame in container.decode(container.streams[index]):
+                return frame.rotation % 360
+    except av.error.FFmpegError as error:
+        log.debug("%s: no first frame to read the rotation from (%s)", path, error)
+    return 0
+
+
+def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[list[int], bool]:
+    """The pts of the first VFR_SAMPLE_PACKETS video packets, in presentation order, and whether that was all."""
+    pts = []
+    try:
+        for packet in container.demux(stream):
+            if packet.pts is not None and not packet.is_discard:
+                pts.append(packet.pts)
+            if len(pts) >= VFR_SAMPLE_PACKETS:
+                return sorted(pts), False
+    except av.error.FFmpegError:
+        return sorted(pts), False
+    return sorted(pts), True
+
+
+def _is_vfr(pts: list[int]) -> bool | None:
+    steps = [b - a for a, b in zip(pts, pts[1:])]
+    if len(steps) < 2:
+        return None
+    # Timestamps rounded to the time base (29.97 fps in 1/1000 gives 33 and 34) are still constant frame rate.
+    return max(steps) - min(steps) > max(1, sorted(steps)[len(steps) // 2] // 50)
+
+
+def _summary(stream: av.stream.Stream) -> StreamSummary:
+    audio = stream.type == "audio" and stream.codec_context is not None
+    return StreamSummary(
+        index=stream.index,
+        type=stream.type,
+        codec=_codec_name(stream),
+        language=stream.metadata.get("language") if stream.metadata.get("language") != "und" else None,
+        title=stream.metadata.get("title"),
+        sample_rate=stream.codec_context.sample_rate if audio else None,
+        channels=stream.codec_context.channels if audio else None,
+        layout=stream.codec_context.layout.name if audio else None,
+    )
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    # The codec's own name, as ffprobe prints it ("subrip"), not the decoder's ("srt").
+    return stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
+
+
+def _color_range(value: int, pix_fmt: str) -> str:
+    if value in (1, 2):  # AVCOL_RANGE_MPEG, AVCOL_RANGE_JPEG
+        return "tv" if value == 1 else "pc"
+    # Unspecified: the JPEG-range YUV formats and RGB are full range, everything else limited (as FFmpeg assumes).
+    full = pix_fmt.startswith("yuvj") or pix_fmt.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "rgba", "bgra"))
+    return "pc" if full else "tv"
+
+
+def _tag_seconds(value: str | None) -> float | None:
+    # "00:01:02.500000000" -> 62.5
+    try:
+        hours, minutes, seconds = value.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError):
+        return None
+
+
+def _reason(error: Exception) -> str:
+    # FFmpeg errors read "[Errno N] Invalid data found when processing input: 'path'": keep the words only.
+    return getattr(error, "strerror", None) or str(error).split(":")[0]
+
+
+def _si(value: float) -> str:
+    for prefix, factor in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= factor:
+            return f"{value / factor:.1f} {prefix}"
+    return f"{value:.0f} "
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} kB"
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "unknown duration"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes // 60)}:{int(minutes % 60):02d}:{rest:06.3f}"

@@ -1,0 +1,207 @@
+"""`vsr upscale` on real videos, end to end, judged by ffprobe and ffmpeg (independent of PyAV).
+
+The bicubic baseline or a tiny random RRDBNet keep these fast; what they check (streams, frames, times, colors,
+files on disk) does not depend on the model.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import BAD_INPUTS, make_clip
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+
+
+def vsr(*args, check=True):
+    result = subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"vsr {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def stream_summary(path):
+    return [(s["codec_type"], s["codec_name"]) for s in media.ffprobe_streams(path)]
+
+
+def video_stream(path):
+    return media.ffprobe_streams_of(path, "v:0")[0]
+
+
+def test_mp4_with_aac_comes_back_4x_with_same_frames_times_and_audio(tmp_path):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=12)
+    result = vsr("upscale", source, "-m", "bicubic")
+    output = tmp_path / "clip.x4.mp4"  # the default name, next to the input
+    assert f"wrote {output}" in result.stdout
+    video = video_stream(output)
+    assert (video["width"], video["height"]) == (64 * 4, 48 * 4)
+    assert media.video_times(output) == media.video_times(source)
+    assert media.framemd5(output, "0:a") == media.framemd5(source, "0:a")
+    assert stream_summary(output) == stream_summary(source)
+
+
+def test_mkv_keeps_opus_subtitles_attachment_chapters_and_tags(tmp_path):
+    source = media.make_rich_mkv(tmp_path / "rich.mkv")
+    output = tmp_path / "out.mkv"
+    vsr("upscale", source, "-o", output, "-m", "bicubic", "--outscale", "2")
+    assert stream_summary(output) == stream_summary(source)
+    for selector in ("0:a", "0:s"):
+        assert media.framemd5(output, selector) == media.framemd5(source, selector)
+    attachment = media.ffprobe_streams_of(output, "t")[0]
+    assert attachment["tags"]["filename"] == media.ATTACHMENT_NAME
+    chapters = media.ffprobe(output, "-show_chapters")["chapters"]
+    assert [c["tags"]["title"] for c in chapters] == [title for title, _, _ in media.CHAPTERS]
+    tags = media.ffprobe(output, "-show_format")["format"]["tags"]
+    assert all(tags.get(key.upper(), tags.get(key)) == value for key, value in media.CONTAINER_TAGS.items())
+    assert (video_stream(output)["width"], video_stream(output)["height"]) == (128, 96)
+
+
+@pytest.mark.parametrize(
+    "make, check",
+    [
+        (media.make_vfr_clip, lambda source, output: media.video_times(output) == media.video_times(source)),
+        (media.make_10bit_clip, lambda source, output: video_stream(output)["pix_fmt"] == "yuv420p10le"),
+        (
+            media.make_rotated_clip,
+            lambda source, output: media.video_info(output).rotation == media.video_info(source).rotation != 0,
+        ),
+    ],
+    ids=["vfr", "10-bit", "rotated"],
+)
+def test_variable_rate_deep_and_rotated_clips_survive(tmp_path, make, check):
+    source = make(tmp_path / "source.mp4")
+    output = tmp_path / "out.mp4"
+    vsr("upscale", source, "-o", output, "-m", "bicubic")
+    assert check(source, output)
+    assert len(media.video_pts(output)) == len(media.video_pts(source))
+
+
+def test_odd_sized_clip_through_a_tiny_rrdbnet(tmp_path, tiny_rrdbnet_checkpoint):
+    source = make_clip(tmp_path / "odd.mp4", frames=6, size=(37, 23), pix_fmt="yuv444p")
+    output = tmp_path / "odd.x4.mp4"
+    vsr("upscale", source, "-m", tiny_rrdbnet_checkpoint, "-b", "2")
+    video = video_stream(output)
+    assert (video["width"], video["height"]) == (148, 92)
+    assert media.video_times(output) == media.video_times(source)
+
+
+def test_colors_are_unshifted_through_a_lossless_path(tmp_path):
+    source = media.make_color_chart(tmp_path / "bars.mp4", size=(128, 96))
+    output = tmp_path / "bars.x4.mkv"
+    vsr("upscale", source, "-o", output, "-m", "bicubic", "--codec", "ffv1")
+    before, after = decode_first(source), decode_first(output)
+    # Compare only inside flat areas: bicubic rings at the edges between bars, which is not a color shift.
+    flat = flat_mask(before)
+    downsampled = after.reshape(96, 4, 128, 4, 3).mean(axis=(1, 3))
+    error = np.abs(downsampled[flat] - before[flat]).mean()
+    assert flat.mean() > 0.25
+    assert error < 1.0, f"mean color error {error:.2f} levels"
+
+
+def decode_first(path):
+    """First frame as float RGB, converted with the matrix the stream is tagged with (BT.709 here)."""
+    images, _ = media.decode_rgb(path)
+    return images[0].astype(np.float64)
+
+
+def flat_mask(image, radius=2):
+    """Pixels whose (2·radius+1)² neighbourhood has one color."""
+    height, width, _ = image.shape
+    mask = np.zeros((height, width), dtype=bool)
+    for y in range(radius, height - radius):
+        for x in range(radius, width - radius):
+            patch = image[y - radius : y + radius + 1, x - radius : x + radius + 1]
+            mask[y, x] = np.ptp(patch.reshape(-1, 3), axis=0).max() <= 1
+    return mask
+
+
+def test_existing_output_is_refused_and_left_alone(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=4)
+    output = tmp_path / "clip.x4.mp4"
+    output.write_bytes(b"precious")
+    result = vsr("upscale", source, "-m", "bicubic", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {output}: already exists (use --overwrite to replace it)"]
+    assert output.read_bytes() == b"precious"
+    vsr("upscale", source, "-m", "bicubic", "--overwrite")
+    assert len(media.video_pts(output)) == 4
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    source = BAD_INPUTS[case](folder)
+    out_folder = tmp_path / "out"
+    out_folder.mkdir()
+    result = vsr("upscale", source, "-o", out_folder / "out.mp4", "-m", "bicubic", check=False)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vsr: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(out_folder.iterdir()) == []
+
+
+def test_output_folder_missing_is_one_line(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    result = vsr("upscale", source, "-o", tmp_path / "nowhere" / "out.mp4", "-m", "bicubic", check=False)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nowhere'}: output folder does not exist"]
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, tiny_rrdbnet_checkpoint):
+    source = make_clip(tmp_path / "long.mp4", frames=400, size=(64, 48))
+    output = tmp_path / "long.x4.mp4"
+    partial = tmp_path / ".long.x4.partial.mp4"
+    process = subprocess.Popen([*VSR, "upscale", str(source), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert partial.exists(), "the temporary output never appeared"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not output.exists() and not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
+
+
+def peak_rss_kb(args):
+    process = subprocess.Popen([*VSR, *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, process.stderr.read()
+    return usage.ru_maxrss
+
+
+def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
+    # 4x of 320x180 is 1280x720: 11 MB per float frame, so keeping frames around would show at once.
+    short = make_clip(tmp_path / "short.mp4", frames=20, size=(320, 180))
+    long = make_clip(tmp_path / "long.mp4", frames=200, size=(320, 180))
+    options = ["-m", "bicubic", "--preset", "ultrafast", "-q"]
+    short_kb = peak_rss_kb(["upscale", short, *options])
+    long_kb = peak_rss_kb(["upscale", long, *options])
+    assert long_kb < short_kb * 1.1 + 20_000, f"short {short_kb} kB, 10x longer {long_kb} kB"
+
+
+def test_preview_range_writes_only_those_frames(tmp_path):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=25)
+    output = tmp_path / "preview.mp4"
+    vsr("upscale", source, "-o", output, "-m", "bicubic", "--frames", "5")
+    assert len(media.video_pts(output)) == 5
+
+
+def test_probe_describes_the_streams_and_the_work(tmp_path):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=10)
+    result = vsr("probe", source, "-m", "bicubic")
+    assert "video: h264, 64×48" in result.stdout
+    assert "audio: aac" in result.stdout
+    assert "10 frames" in result.stdout and "×4 → 256×192" in result.stdout

@@ -1,0 +1,257 @@
+"""Checkpoint files: round trips through .pth and .safetensors, containers, safety, corrupt files, atomic saves."""
+
+import builtins
+import json
+import logging
+
+import pytest
+import safetensors
+import safetensors.torch
+import torch
+
+from vsr.errors import ModelError, OutputError
+from vsr.models.checkpoint import load_model, read_state_dict, save_model
+from vsr.models.detect import detect, spec_for
+from vsr.models.rrdbnet import RRDBNet
+from vsr.models.srvgg import SRVGGNetCompact
+
+
+def _rrdbnet(seed: int = 0, scale: int = 4) -> RRDBNet:
+    torch.manual_seed(seed)
+    model = RRDBNet(scale=scale, num_feat=4, num_block=1, num_grow_ch=4)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    return model.eval()
+
+
+def _same_outputs(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        return torch.equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("scale", [4, 2, 1])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_rrdbnet_round_trip(tmp_path, scale, suffix):
+    model = _rrdbnet(scale=scale)
+    spec = detect(model.state_dict())
+    pth, st = save_model(model, spec, tmp_path / "net")
+    assert (pth.name, st.name) == ("net.pth", "net.safetensors")
+
+    loaded = load_model(tmp_path / f"net{suffix}")
+    assert loaded.spec == spec
+    assert (loaded.name, loaded.source) == ("net", str(tmp_path / f"net{suffix}"))
+    assert not loaded.module.training
+    assert not any(parameter.requires_grad for parameter in loaded.module.parameters())
+    assert _same_outputs(loaded.module, model)
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_srvgg_round_trip(tmp_path, suffix):
+    torch.manual_seed(0)
+    model = SRVGGNetCompact(num_feat=4, num_conv=2, upscale=2).eval()
+    save_model(model, detect(model.state_dict()), tmp_path / f"compact{suffix}")
+    loaded = load_model(tmp_path / f"compact{suffix}")
+    assert loaded.spec.architecture == "SRVGGNetCompact" and loaded.spec.scale == 2
+    assert _same_outputs(loaded.module, model)
+
+
+@pytest.mark.parametrize("given", ["model", "model.pth", "model.safetensors"])
+def test_save_accepts_either_suffix_or_none(tmp_path, given):
+    model = _rrdbnet()
+    paths = save_model(model, detect(model.state_dict()), tmp_path / given)
+    assert paths == (tmp_path / "model.pth", tmp_path / "model.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "model.safetensors"]
+
+
+def test_saved_pth_holds_only_plain_tensors_under_params_ema(tmp_path):
+    model = _rrdbnet()
+    pth, _ = save_model(model, detect(model.state_dict()), tmp_path / "net")
+    loaded = torch.load(pth, weights_only=True)
+    assert list(loaded) == ["params_ema"]
+    state_dict = loaded["params_ema"]
+    assert state_dict.keys() == model.state_dict().keys()
+    for key, tensor in state_dict.items():
+        assert type(tensor) is torch.Tensor and tensor.is_contiguous() and tensor.device.type == "cpu"
+        # Each tensor owns its storage: no view into a bigger buffer was pickled.
+        assert tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size()
+        assert torch.equal(tensor, model.state_dict()[key])
+
+
+def test_saved_safetensors_metadata(tmp_path):
+    model = SRVGGNetCompact(num_feat=4, num_conv=1, upscale=3, act_type="leakyrelu")
+    spec = spec_for("SRVGGNetCompact", dict(num_feat=4, num_conv=1, upscale=3, act_type="leakyrelu"))
+    _, st = save_model(model, spec, tmp_path / "net")
+    with safetensors.safe_open(str(st), framework="pt") as file:
+        metadata = file.metadata()
+    assert metadata["architecture"] == "SRVGGNetCompact"
+    assert metadata["scale"] == "3"
+    assert json.loads(metadata["hyperparameters"]) == spec.hyperparameters
+    assert metadata["vsr_version"] == "0.1.0"
+
+
+def test_metadata_settles_what_shapes_cannot(tmp_path):
+    # LeakyReLU has no weights: the .pth reads as ReLU (documented guess), the .safetensors knows better.
+    config = dict(num_feat=4, num_conv=1, upscale=2, act_type="leakyrelu")
+    torch.manual_seed(0)
+    model = SRVGGNetCompact(**config).eval()
+    pth, st = save_model(model, spec_for("SRVGGNetCompact", config), tmp_path / "net")
+    assert load_model(pth).spec.hyperparameters["act_type"] == "relu"
+    from_safetensors = load_model(st)
+    assert from_safetensors.spec.hyperparameters["act_type"] == "leakyrelu"
+    x = torch.rand(1, 3, 6, 6) - 0.5  # negative values, where the two activations differ
+    with torch.no_grad():
+        assert torch.equal(from_safetensors.module(x), model(x))
+
+
+def test_metadata_contradicting_the_weights_loses(tmp_path, caplog):
+    model = _rrdbnet()
+    wrong = {"architecture": "RRDBNet", "hyperparameters": json.dumps({"num_feat": 64, "num_block": 23})}
+    safetensors.torch.save_file(model.state_dict(), str(tmp_path / "net.safetensors"), metadata=wrong)
+    with caplog.at_level(logging.WARNING, logger="vsr.models.checkpoint"):
+        loaded = load_model(tmp_path / "net.safetensors")
+    assert loaded.spec.hyperparameters["num_feat"] == 4
+    assert "using the weights" in caplog.text
+    assert _same_outputs(loaded.module, model)
+
+
+# --- containers ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", ["params", "state_dict", "model", "bare", "module-prefixed"])
+def test_containers_are_unwrapped(tmp_path, container):
+    model = _rrdbnet()
+    state_dict = model.state_dict()
+    content = {
+        "bare": state_dict,
+        "module-prefixed": {f"module.{key}": value for key, value in state_dict.items()},
+    }.get(container, {container: state_dict, "iter": 1000, "optimizer_name": "Adam"})
+    torch.save(content, tmp_path / "net.pth")
+    assert _same_outputs(load_model(tmp_path / "net.pth").module, model)
+
+
+def test_params_ema_is_preferred_over_params(tmp_path):
+    ema, raw = _rrdbnet(seed=1), _rrdbnet(seed=2)
+    assert not _same_outputs(ema, raw)
+    torch.save({"params": raw.state_dict(), "params_ema": ema.state_dict()}, tmp_path / "net.pth")
+    assert _same_outputs(load_model(tmp_path / "net.pth").module, ema)
+    assert read_state_dict(tmp_path / "net.pth").keys() == ema.state_dict().keys()
+
+
+# --- refusals ------------------------------------------------------------------------------------------------------
+
+
+class _CreatesMarker:
+    """Unpickling this calls open(marker, "w"): a stand-in for arbitrary code in a malicious checkpoint."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (builtins.open, (self.marker, "w"))
+
+
+def test_pickle_with_objects_is_refused_not_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"params_ema": _rrdbnet().state_dict(), "payload": _CreatesMarker(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(ModelError, match=r"evil\.pth: not a readable checkpoint"):
+        load_model(tmp_path / "evil.pth")
+    assert not marker.exists()
+    # The payload is real: an unrestricted load does run it.
+    torch.load(tmp_path / "evil.pth", weights_only=False)
+    assert marker.exists()
+
+
+def _write_truncated_pth(tmp_path):
+    pth, _ = save_model(_rrdbnet(), detect(_rrdbnet().state_dict()), tmp_path / "good")
+    data = pth.read_bytes()
+    (tmp_path / "bad.pth").write_bytes(data[: len(data) // 2])
+
+
+def _write_truncated_safetensors(tmp_path):
+    _, st = save_model(_rrdbnet(), detect(_rrdbnet().state_dict()), tmp_path / "good")
+    data = st.read_bytes()
+    (tmp_path / "bad.safetensors").write_bytes(data[: len(data) // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [
+        ("bad.pth", _write_truncated_pth),
+        ("bad.safetensors", _write_truncated_safetensors),
+        ("bad.pth", lambda tmp_path: (tmp_path / "bad.pth").write_text("this is a text file\n")),
+        ("bad.ckpt", lambda tmp_path: (tmp_path / "bad.ckpt").write_bytes(b"")),
+        ("bad.safetensors", lambda tmp_path: (tmp_path / "bad.safetensors").write_text("not json at all")),
+    ],
+    ids=["truncated-pth", "truncated-safetensors", "text", "empty", "garbage-safetensors"],
+)
+def test_unreadable_file_is_refused_with_its_path(tmp_path, name, write):
+    write(tmp_path)
+    with pytest.raises(ModelError) as raised:
+        load_model(tmp_path / name)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / name}: not a readable checkpoint (")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [([1, 2, 3], "holds a list"), ({"weights": 3}, "entry 'weights' holds a int"), ({}, "empty state dict")],
+)
+def test_file_that_is_not_a_state_dict_is_refused(tmp_path, content, expected):
+    torch.save(content, tmp_path / "net.pth")
+    with pytest.raises(ModelError, match=expected) as raised:
+        load_model(tmp_path / "net.pth")
+    assert str(tmp_path / "net.pth") in str(raised.value)
+
+
+def test_missing_file_and_unsupported_suffix_name_the_file(tmp_path):
+    with pytest.raises(ModelError, match=r"missing\.pth: no such checkpoint file"):
+        load_model(tmp_path / "missing.pth")
+    (tmp_path / "net.onnx").write_bytes(b"\0")
+    with pytest.raises(ModelError, match=r"net\.onnx: unsupported checkpoint type '\.onnx'"):
+        read_state_dict(tmp_path / "net.onnx")
+
+
+def test_weights_of_an_unknown_architecture_are_refused_with_the_path(tmp_path):
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
+    with pytest.raises(ModelError, match=r"other\.pth: unknown architecture: found keys encoder\.weight"):
+        load_model(tmp_path / "other.pth")
+
+
+def test_weights_that_do_not_fit_are_refused_with_path_and_key(tmp_path):
+    state_dict = _rrdbnet().state_dict()
+    del state_dict["conv_hr.bias"]
+    torch.save(state_dict, tmp_path / "broken.pth")
+    with pytest.raises(ModelError, match=r"broken\.pth: looks like RRDBNet .* does not fit it: missing conv_hr\.bias"):
+        load_model(tmp_path / "broken.pth")
+
+
+# --- atomic saving -------------------------------------------------------------------------------------------------
+
+
+def test_saving_twice_overwrites_and_leaves_no_temporary_files(tmp_path):
+    first, second = _rrdbnet(seed=1), _rrdbnet(seed=2)
+    spec = detect(first.state_dict())
+    save_model(first, spec, tmp_path / "net")
+    save_model(second, spec, tmp_path / "net")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pth", "net.safetensors"]
+    assert _same_outputs(load_model(tmp_path / "net.safetensors").module, second)
+
+
+def test_failed_save_leaves_no_temporary_files(tmp_path):
+    (tmp_path / "net.safetensors").mkdir()  # the target is a non-empty folder: the final rename must fail
+    (tmp_path / "net.safetensors" / "keep").write_text("x")
+    model = _rrdbnet()
+    with pytest.raises(OutputError, match=r"net\.safetensors: cannot write checkpoint"):
+        save_model(model, detect(model.state_dict()), tmp_path / "net")
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("net.")) == []
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_module_that_does_not_match_the_spec_is_not_saved(tmp_path):
+    model = _rrdbnet()
+    with pytest.raises(ModelError, match="does not match RRDBNet"):
+        save_model(model, spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}), tmp_path / "net")
+    assert list(tmp_path.iterdir()) == []

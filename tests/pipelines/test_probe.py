@@ -1,0 +1,141 @@
+"""probe() on real tiny files, judged against ffprobe."""
+
+from __future__ import annotations
+
+import subprocess
+from fractions import Fraction
+
+import pytest
+
+from tests.pipelines.clips import BAD_INPUTS, ffprobe, make_clip
+from vsr.errors import InputError
+from vsr.pipelines import probe as probe_module
+from vsr.pipelines.frames import ColorInfo
+from vsr.pipelines.probe import estimate_work, format_probe, probe
+
+
+@pytest.fixture(scope="module")
+def movie(tmp_path_factory):
+    """A Matroska file with everything: VFR video, Opus audio, a subtitle, chapters, tags, a rotation."""
+    return make_clip(
+        tmp_path_factory.mktemp("probe") / "movie.mkv",
+        frames=12,
+        vfr=True,
+        audio="opus",
+        subtitles=True,
+        chapters=[(0.0, 0.2, "Opening"), (0.2, 0.5, "End")],
+        metadata={"title": "Tiny movie"},
+        rotation=90,
+    )
+
+
+def test_probe_finds_every_stream_chapter_and_tag(movie):
+    info = probe(movie)
+    judge = ffprobe(movie)
+    assert info.path == movie and info.size == movie.stat().st_size
+    assert info.format == judge["format"]["format_name"]
+    assert info.duration == pytest.approx(float(judge["format"]["duration"]), abs=1e-3)
+    assert [(s.index, s.type, s.codec) for s in info.streams] == [
+        (0, "video", "h264"),
+        (1, "audio", "opus"),
+        (2, "subtitle", judge["streams"][2]["codec_name"]),
+    ]
+    audio, subtitle = info.streams[1], info.streams[2]
+    assert (audio.sample_rate, audio.channels, audio.layout, audio.language) == (48000, 2, "stereo", "eng")
+    assert (subtitle.language, subtitle.title) == ("fre", "French")
+    assert [(c.start, c.end, c.title) for c in info.chapters] == [
+        (float(c["start_time"]), float(c["end_time"]), c["tags"]["title"]) for c in judge["chapters"]
+    ]
+    assert [c.title for c in info.chapters] == ["Opening", "End"]
+    assert info.metadata["title"] == "Tiny movie"
+
+
+def test_probe_describes_the_video_stream(movie):
+    info = probe(movie)
+    video = info.video
+    judge = ffprobe(movie)["streams"][0]
+    assert (video.index, video.codec, video.width, video.height) == (0, "h264", 64, 48)
+    assert (video.pix_fmt, video.bit_depth) == ("yuv420p", 8)
+    assert video.time_base == Fraction(judge["time_base"])
+    assert video.rotation == 90 == judge["side_data_list"][0]["rotation"]
+    assert info.vfr is True
+    # Matroska does not count frames; a file this short is read to the end and counted.
+    assert (video.frame_count, info.frame_count_estimated) == (12, False)
+
+
+def test_frame_count_is_estimated_when_the_container_has_none(movie, monkeypatch):
+    monkeypatch.setattr(probe_module, "VFR_SAMPLE_PACKETS", 4)  # too few packets read to count them all
+    info = probe(movie)
+    assert info.frame_count_estimated is True
+    assert info.video.frame_count == round(info.video.duration * info.video.average_rate)
+
+
+def test_constant_rate_mp4_with_aac_and_bt709_tags(tmp_path):
+    path = make_clip(tmp_path / "clip.mp4", frames=10, fps=25, audio="aac", color=("bt709", "tv"))
+    info = probe(path)
+    assert (info.video.frame_count, info.frame_count_estimated, info.vfr) == (10, False, False)
+    assert info.video.average_rate == 25
+    assert info.video.duration == pytest.approx(0.4)
+    assert info.video.color == ColorInfo(primaries="bt709", transfer="bt709", matrix="bt709", range="tv")
+    assert info.video.rotation == 0
+    assert info.streams[1].codec == "aac" and info.streams[1].sample_rate == 48000
+    assert info.chapters == []
+
+
+def test_ten_bit_stream(tmp_path):
+    info = probe(make_clip(tmp_path / "deep.mkv", frames=2, pix_fmt="yuv420p10le"))
+    assert (info.video.pix_fmt, info.video.bit_depth) == ("yuv420p10le", 10)
+
+
+def test_rotation_written_by_the_ffmpeg_command_line(tmp_path):
+    source = make_clip(tmp_path / "upright.mp4", frames=2)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), "-c", "copy", "-metadata:s:v", "rotate=90", str(rotated)],
+        check=True,
+    )
+    judge = ffprobe(rotated)["streams"][0]["side_data_list"][0]["rotation"]
+    assert probe(rotated).video.rotation == judge % 360 != 0
+
+
+def test_chapters_written_by_the_ffmpeg_command_line(tmp_path):
+    source = make_clip(tmp_path / "plain.mkv", frames=2)
+    chapters = tmp_path / "chapters.txt"
+    chapters.write_text(
+        ";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=40\ntitle=First\n"
+        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=40\nEND=80\ntitle=Second\n"
+    )
+    with_chapters = tmp_path / "chapters.mkv"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), "-i", str(chapters), "-map", "0", "-map_chapters", "1",
+         "-c", "copy", str(with_chapters)],
+        check=True,
+    )
+    assert [(c.start, c.end, c.title) for c in probe(with_chapters).chapters] == [
+        (0.0, 0.04, "First"), (0.04, 0.08, "Second"),
+    ]
+
+
+def test_format_probe_reads_well(movie):
+    info = probe(movie)
+    work = estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)
+    assert work == "×4 → 256×192, 55.1 GMAC per frame, 661.0 GMAC for 12 frames"
+    text = format_probe(info, work=work)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"{movie}: matroska")
+    assert "64×48" in lines[1] and "yuv420p (8-bit)" in lines[1] and "(variable)" in lines[1]
+    assert "rotated 90°" in lines[1] and "12 frames" in lines[1]
+    assert "opus, 48000 Hz, stereo, eng" in lines[2]
+    assert 'fre, "French"' in lines[3]
+    assert any("chapter" in line and "Opening" in line for line in lines)
+    assert "  title: Tiny movie" in lines
+    assert lines[-1] == f"  estimated work: {work}"
+    assert "estimated work" not in format_probe(info)
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_raises_one_line_input_error(tmp_path, case):
+    path = BAD_INPUTS[case](tmp_path)
+    with pytest.raises(InputError) as error:
+        probe(path)
+    assert str(path) in str(error.value) and "\n" not in str(error.value)

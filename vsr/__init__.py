@@ -1,0 +1,30 @@
+"""vsr: video super-resolution with ESRGAN.
+
+The public API (`upscale_video`, `upscale_image`, `load_model`, ...) is imported lazily, so that `import vsr.errors`
+or `import vsr.models.rrdbnet` stays light and the layers below never import the layers above.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "UpscaleOptions",
+    "VideoOptions",
+    "upscale_image",
+    "upscale_video",
+    "load_model",
+    "VsrError",
+]
+
+_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "load_model"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from vsr import api
+
+        return getattr(api, name)
+    if name == "VsrError":
+        from vsr.errors import VsrError
+
+        return VsrError
+    raise AttributeError(f"module 'vsr' has no attribute {name!r}")

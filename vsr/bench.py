@@ -1,0 +1,97 @@
+"""`vsr bench`: model-only and end-to-end throughput on the same clip, in one run, as ratios.
+
+Model-only is the engine alone on frames already decoded into memory; end-to-end is `upscale_video` on the same
+frames with the same engine (decode, upscale and encode running concurrently). Their ratio is the pipeline's
+overhead; on a machine where the model dominates it should be a few percent at most.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+
+from vsr import api
+
+
+@dataclass
+class BenchResult:
+    clip: str
+    model: str
+    device: str
+    precision: str
+    threads: int
+    frames: int
+    input_size: str
+    output_size: str
+    model_only_fps: float
+    end_to_end_fps: float
+    overhead_percent: float  # end-to-end time over model-only time, minus one
+    decode_busy_s: float
+    model_busy_s: float
+    encode_busy_s: float
+    peak_rss_mb: float
+
+    def to_text(self) -> str:
+        return "\n".join(f"{key:>18}: {value}" for key, value in asdict(self).items())
+
+
+def bench(
+    clip: str | Path,
+    *,
+    options: api.UpscaleOptions = api.UpscaleOptions(),
+    video: api.VideoOptions = api.VideoOptions(),
+    max_frames: int | None = None,
+) -> BenchResult:
+    from vsr.pipelines.decode import open_decoder
+
+    clip = Path(clip)
+    api.check_input(clip)
+    engine = api.make_engine(options)
+    video = replace(video, max_frames=max_frames)
+    with open_decoder(clip, backend=video.decoder, max_frames=max_frames) as decoder:
+        info = decoder.info
+        batches = list(decoder.batches(options.batch_size))
+    frames = sum(len(batch) for batch in batches)
+
+    engine.upscale(batches[0].frames[:1])  # warm-up: weights to the device, allocator, kernel choice
+    start = time.perf_counter()
+    for batch in batches:
+        engine.upscale(batch.frames)
+    model_seconds = time.perf_counter() - start
+
+    with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
+        result = api.upscale_video(clip, Path(folder) / f"bench{clip.suffix}", video=video, engine=engine)
+    times = result.times
+    height, width = engine.output_size(info.height, info.width)
+    return BenchResult(
+        clip=str(clip),
+        model=options.model,
+        device=str(engine.device),
+        precision=engine.precision,
+        threads=torch.get_num_threads(),
+        frames=frames,
+        input_size=f"{info.width}x{info.height}",
+        output_size=f"{width}x{height}",
+        model_only_fps=round(frames / model_seconds, 3),
+        end_to_end_fps=round(times.frames / times.wall, 3),
+        overhead_percent=round(100 * (times.wall / model_seconds - 1), 1),
+        decode_busy_s=round(times.decode, 3),
+        model_busy_s=round(times.model, 3),
+        encode_busy_s=round(times.encode, 3),
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    )
+
+
+def write_json(result: BenchResult, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    os.replace(temporary, path)
