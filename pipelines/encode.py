@@ -166,7 +166,8 @@ class VideoWriter:
         self._trim = trim
         self._frame_duration = 1 / source_info.average_rate if source_info.average_rate else None  # seconds
         self._first_pts: int | None = None
-        self._last_pts: list[int] = []  # the last two pts written, for the last frame's duration
+        self._last_pts: int | None = None
+        self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
         self._temp = partial_path(self.output)
         self._container: av.container.OutputContainer | None = None
         self._passthrough: Passthrough | None = None
@@ -255,7 +256,8 @@ class VideoWriter:
                 self._passthrough.mux_until(float(pts * self._time_base))
                 output_pts = pts - self._first_pts if self._trim else pts
                 self._container.mux(self._stream.encode(self._to_video_frame(image, rgb_format, output_pts)))
-                self._last_pts = [*self._last_pts[-1:], pts]
+                self._last_step = pts - self._last_pts if self._last_pts is not None else 0
+                self._last_pts = pts
                 self.frames_written += 1
         except OSError as error:
             self.abort()
@@ -278,10 +280,10 @@ class VideoWriter:
             return
         try:
             self._container.mux(self._stream.encode(None))
-            if self._trim:
-                self._passthrough.end_at(self._end_time())
-            else:
+            if not self._trim:
                 self._passthrough.mux_rest()
+            elif self._last_pts is not None:  # a preview: what overlaps its frames
+                self._passthrough.end_at(self._end_time())
             self._container.close()
             self._passthrough.close()
             with open(self._temp, "rb+") as file:
@@ -301,12 +303,8 @@ class VideoWriter:
     def _end_time(self) -> Fraction:
         """When the last frame written ends, in source seconds: its pts plus one frame at the average rate
         (else the interval before it)."""
-        if not self._last_pts:
-            return Fraction(0)
-        duration = self._frame_duration
-        if duration is None:
-            duration = (self._last_pts[-1] - self._last_pts[0]) * self._time_base
-        return self._last_pts[-1] * self._time_base + duration
+        duration = self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
+        return self._last_pts * self._time_base + duration
 
     def abort(self) -> None:
         """Stop and remove the temporary file; the final name is left untouched."""

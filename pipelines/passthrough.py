@@ -10,7 +10,7 @@ the end. Attachments (fonts in .mkv) live in the header and have no packets.
 Previews (`trim=True`): the output holds only a window of the source, as `ffmpeg -ss A -to B -i source -c copy`
 would. `start_at(A)` seeks the source near A (a long file is not demuxed from its start) and makes A the output's
 time 0: packets that end before A are dropped, the others are shifted by A (in each stream's time base) and
-otherwise copied bit for bit. A packet that straddles A:
+otherwise copied bit for bit. A packet that straddles A (or ends at it, for the decoder's sake):
 - audio, in a container that stores negative times (MP4, MOV: an edit list tells players to skip the part before
   0): kept, starting before 0, as ffmpeg's stream copy does;
 - audio, in one that does not (Matroska, WebM): dropped, so the audio starts up to one packet (~20 ms) late. Kept,
@@ -71,6 +71,7 @@ class Passthrough:
         self.copied: dict[int, Stream] = {}  # source stream index → output stream
         self.skipped: dict[int, str] = {}  # source stream index → why
         self.packets_written = 0
+        self.packets_dropped = 0  # trim: read but outside the window
         self._pending: av.Packet | None = None
         self._trim = trim
         self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
@@ -121,7 +122,10 @@ class Passthrough:
         self._start = Fraction(seconds)
         if self._start > _SEEK_MARGIN and self._packet_streams:
             # Demuxing from 0 would only read packets to drop; backward: land at or before the time asked.
-            self._input.seek(int((self._start - _SEEK_MARGIN) * av.time_base), backward=True)
+            try:
+                self._input.seek(int((self._start - _SEEK_MARGIN) * av.time_base), backward=True)
+            except av.FFmpegError as error:  # then the packets before the start are read and dropped: slower only
+                logger.info("cannot seek %s (%s); reading it from the start", self._input.name, error)
             self._packets = iter(self._input.demux(self._packet_streams))
 
     def mux_until(self, seconds: float) -> None:
@@ -152,6 +156,7 @@ class Passthrough:
     def _mux(self, packet: av.Packet) -> None:
         is_cover = packet.stream.disposition & Disposition.attached_pic  # no time: belongs to the whole file
         if self._trim and packet.pts is not None and not is_cover and not self._shift(packet):
+            self.packets_dropped += 1
             return
         packet.stream = self.copied[packet.stream.index]
         self._output.mux(packet)
@@ -161,7 +166,7 @@ class Passthrough:
         """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
         offset = round(self._start / packet.time_base)
         duration = packet.duration or 0
-        if packet.pts + max(duration, 1) <= offset:  # ends before the start
+        if packet.pts + duration < offset:  # ends before the start (one ending at it primes decoders such as AAC's)
             return False
         packet.pts -= offset
         if packet.dts is not None:
@@ -169,6 +174,7 @@ class Passthrough:
         if packet.pts < 0 and packet.stream.type == "subtitle":  # a cue shown since before the start
             packet.duration = duration + packet.pts
             packet.pts = packet.dts = 0
+            return packet.duration > 0
         return packet.pts >= 0 or self._negative_times
 
     def _next_packet(self) -> av.Packet | None:

@@ -129,6 +129,10 @@ class VideoOptions:
     max_frames: int | None = None
     copy_streams: bool = True  # audio, subtitles, attachments, chapters, metadata
 
+    @property
+    def is_preview(self) -> bool:
+        return self.start is not None or self.end is not None or self.max_frames is not None
+
     def validate(self) -> None:
         if self.start is not None and self.start < 0:
             raise OptionError(f"--start must be 0 or more seconds, not {self.start}")
@@ -201,6 +205,8 @@ def upscale_video(
             pix_fmt=video.pix_fmt,
             overwrite=overwrite,
             copy_streams=video.copy_streams,
+            # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
+            trim=video.is_preview,
         ) as writer:
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update)
     return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times)

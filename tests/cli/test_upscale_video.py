@@ -192,11 +192,15 @@ def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
     assert long_kb < short_kb * 1.1 + 20_000, f"short {short_kb} kB, 10x longer {long_kb} kB"
 
 
-def test_preview_range_writes_only_those_frames(tmp_path):
-    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=25)
+@pytest.mark.parametrize("window", [["--frames", "5"], ["--start", "0.4", "--end", "0.6"]])
+def test_a_preview_writes_only_its_frames_from_time_zero_with_audio_cut_to_match(tmp_path, window):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=25)  # 1 s at 25 fps
     output = tmp_path / "preview.mp4"
-    vsr("upscale", source, "-o", output, "-m", "bicubic", "--frames", "5")
-    assert len(media.video_pts(output)) == 5
+    vsr("upscale", source, "-o", output, "-m", "bicubic", *window)
+    times = media.video_times(output)
+    assert len(times) == 5 and times[0] == 0
+    audio = media.ffprobe_streams_of(output, "a:0")[0]
+    assert abs(float(audio["duration"]) - 0.2) < 0.05  # two AAC packets (21 ms each) of slack
 
 
 def test_probe_describes_the_streams_and_the_work(tmp_path):

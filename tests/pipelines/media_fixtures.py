@@ -8,6 +8,7 @@ attachment + chapters + tags in one .mkv) and reads the outputs back without goi
     info = video_info(path)                     # a VideoStreamInfo built from ffprobe
     batches = decoded_batches(path, scale=2)    # RGB FrameBatches, 2× nearest-upscaled, as an engine would give
     write_upscaled(path, tmp_path / "out.mkv")  # those batches through a VideoWriter
+    write_upscaled(path, out, window=(1.0, 2.0), trim=True)  # a preview: only the frames of [1 s, 2 s)
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ ATTACHMENT_MIMETYPE = "application/x-truetype-font"
 ATTACHMENT_BYTES = bytes(range(256)) * 2  # not a real font: the muxer copies bytes, it does not parse them
 SUBTITLES = "1\n00:00:00,000 --> 00:00:00,200\nHello\n\n2\n00:00:00,200 --> 00:00:00,400\nWorld\n"
 CHAPTERS = (("One", 0, 200), ("Two", 200, 400))  # title, start ms, end ms
+# For previews of [1 s, 2 s) of a 3 s clip: cues and chapters before, across, inside and after the window.
+PREVIEW_SUBTITLES = (
+    "1\n00:00:00,500 --> 00:00:01,200\nBefore and into\n\n2\n00:00:01,300 --> 00:00:01,600\nInside\n\n"
+    "3\n00:00:01,800 --> 00:00:02,400\nInto and after\n\n4\n00:00:02,500 --> 00:00:02,900\nAfter\n"
+)
+PREVIEW_CHAPTERS = (("Intro", 0, 800), ("Middle", 800, 1500), ("End", 1500, 3000))
 CONTAINER_TAGS = {"title": "vsr fixture", "COMMENT": "made for the encoder tests"}
 # Frame durations (ms) of the variable-frame-rate clip, cycled.
 VFR_STEPS_MS = (40, 40, 80, 20, 120)
@@ -56,19 +63,20 @@ def _audio_source(frames: int) -> list[str]:
     return ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={frames / 25}"]
 
 
-def make_rich_mkv(path: Path, *, frames: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
-    """H.264 (BT.709) + Opus (French, titled) + SRT (English, forced) + a font attachment + 2 chapters + tags."""
+def make_rich_mkv(path: Path, *, frames: int = 10, size: tuple[int, int] = (64, 48), subtitles: str = SUBTITLES,
+                  chapters: tuple[tuple[str, int, int], ...] = CHAPTERS) -> Path:
+    """H.264 (BT.709) + Opus (French, titled) + SRT (English, forced) + a font attachment + chapters + tags."""
     srt = path.with_name(path.stem + ".srt")
-    srt.write_text(SUBTITLES)
+    srt.write_text(subtitles)
     font = path.with_name(ATTACHMENT_NAME)
     font.write_bytes(ATTACHMENT_BYTES)
-    chapters = path.with_name(path.stem + ".ffmetadata")
-    chapters.write_text(";FFMETADATA1\n" + "".join(
-        f"[CHAPTER]\nTIMEBASE=1/1000\nSTART={start}\nEND={end}\ntitle={title}\n" for title, start, end in CHAPTERS
+    ffmetadata = path.with_name(path.stem + ".ffmetadata")
+    ffmetadata.write_text(";FFMETADATA1\n" + "".join(
+        f"[CHAPTER]\nTIMEBASE=1/1000\nSTART={start}\nEND={end}\ntitle={title}\n" for title, start, end in chapters
     ))
     tags = [arg for key, value in CONTAINER_TAGS.items() for arg in ("-metadata", f"{key}={value}")]
     ffmpeg(
-        *_video_source(frames, size), *_audio_source(frames), "-i", srt, "-i", chapters,
+        *_video_source(frames, size), *_audio_source(frames), "-i", srt, "-i", ffmetadata,
         "-map", "0:v", "-map", "1:a", "-map", "2:s", "-map_chapters", "3",
         "-c:v", "libx264", "-pix_fmt", "yuv420p", *_BT709_TAGS,
         "-c:a", "libopus", "-b:a", "32k", "-c:s", "srt",
@@ -169,6 +177,25 @@ def framemd5(path: Path, selector: str) -> str:
     return result.stdout
 
 
+def packet_spans(path: Path, selector: str) -> list[tuple[Fraction, Fraction]]:
+    """(start, end) in seconds of each packet of the stream `selector` picks (e.g. "a:0"), in file order."""
+    found = ffprobe(path, "-select_streams", selector, "-show_entries", "stream=time_base:packet=pts,duration")
+    time_base = Fraction(found["streams"][0]["time_base"])
+    return [(int(p["pts"]) * time_base, (int(p["pts"]) + int(p.get("duration", 0))) * time_base)
+            for p in found["packets"]]
+
+
+def playback_errors(path: Path) -> str:
+    """What ffprobe and a full decode (`ffmpeg -v error -i path -f null -`) complain about; "" for a clean file."""
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-show_format", str(path)],
+                           capture_output=True, text=True)
+    decode = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"],
+                            capture_output=True, text=True)
+    failed = [f"{name} exited with {run.returncode}" for name, run in (("ffprobe", probe), ("ffmpeg", decode))
+              if run.returncode]
+    return "\n".join([*failed, probe.stderr, decode.stdout, decode.stderr]).strip()
+
+
 def video_info(path: Path) -> VideoStreamInfo:
     """The first video stream described as a decoder would, read by ffprobe."""
     stream = ffprobe_streams_of(path, "v:0")[0]
@@ -196,13 +223,17 @@ def video_info(path: Path) -> VideoStreamInfo:
     )
 
 
-def decode_rgb(path: Path, *, deep: bool = False) -> tuple[list[np.ndarray], list[int]]:
-    """Every frame of the first video stream as H×W×3 RGB (uint8, or uint16 when `deep`), converted with the
-    matrix and range the stream is tagged with, and the frames' pts."""
+def decode_rgb(path: Path, *, deep: bool = False,
+               window: tuple[float, float] | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Every frame of the first video stream (those whose time in seconds is in [start, end) with `window`) as
+    H×W×3 RGB (uint8, or uint16 when `deep`), converted with the matrix and range the stream is tagged with, and
+    the frames' pts."""
     images, pts = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
+            if window is not None and not window[0] <= frame.pts * frame.time_base < window[1]:
+                continue
             matrix = "itu709" if frame.colorspace == 1 else "itu601"  # AVCOL_SPC_BT709 == 1
             rgb = frame.reformat(format="rgb48le" if deep else "rgb24", src_colorspace=matrix,
                                  src_color_range=frame.color_range or 1)
@@ -211,10 +242,11 @@ def decode_rgb(path: Path, *, deep: bool = False) -> tuple[list[np.ndarray], lis
     return images, pts
 
 
-def decoded_batches(path: Path, *, scale: int = 2, batch_size: int = 4, deep: bool = False) -> list[FrameBatch]:
-    """The clip as the engine would hand it to the encoder: RGB batches upscaled `scale`× (nearest), uint8, or
-    float in [0, 1] when `deep`."""
-    images, pts = decode_rgb(path, deep=deep)
+def decoded_batches(path: Path, *, scale: int = 2, batch_size: int = 4, deep: bool = False,
+                    window: tuple[float, float] | None = None) -> list[FrameBatch]:
+    """The clip (or the frames of `window`, with their source pts, as a decoder gives a preview) as the engine
+    would hand it to the encoder: RGB batches upscaled `scale`× (nearest), uint8, or float in [0, 1] when `deep`."""
+    images, pts = decode_rgb(path, deep=deep, window=window)
     batches = []
     for start in range(0, len(images), batch_size):
         array = np.stack(images[start:start + batch_size]).astype(np.float32 if deep else np.uint8)
@@ -226,11 +258,13 @@ def decoded_batches(path: Path, *, scale: int = 2, batch_size: int = 4, deep: bo
     return batches
 
 
-def write_upscaled(source: Path, output: Path, *, scale: int = 2, deep: bool = False, **options) -> Path:
-    """Feed the decoded, `scale`× nearest-upscaled source to a VideoWriter, as the engine would."""
+def write_upscaled(source: Path, output: Path, *, scale: int = 2, deep: bool = False,
+                   window: tuple[float, float] | None = None, **options) -> Path:
+    """Feed the decoded (only the frames of `window`, when given), `scale`× nearest-upscaled source to a
+    VideoWriter, as the engine would."""
     info = video_info(source)
     with VideoWriter(output, source=source, source_info=info, width=info.width * scale,
                      height=info.height * scale, **options) as writer:
-        for batch in decoded_batches(source, scale=scale, deep=deep):
+        for batch in decoded_batches(source, scale=scale, deep=deep, window=window):
             writer.write(batch)
     return output

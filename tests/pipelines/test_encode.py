@@ -229,3 +229,16 @@ def test_time_base_of_the_output_is_the_sources(clips, tmp_path):
     output = media.write_upscaled(source, tmp_path / "out.mkv")
     assert media.video_pts(output) == media.video_pts(source)
     assert Fraction(media.ffprobe_streams_of(output, "v:0")[0]["time_base"]) == Fraction(1, 1000)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_trim_starts_a_preview_at_zero_and_keeps_its_frame_durations(clips, tmp_path, suffix):
+    """Frames 160..380 ms of the VFR clip: trim=True shifts them to start at 0, trim=False keeps the source times."""
+    source, window = clips["vfr_mkv"], (0.1, 0.4)
+    times = [t for t in media.video_times(source) if window[0] <= t < window[1]]
+    assert times == [Fraction(n, 1000) for n in (160, 180, 300, 340, 380)]
+    trimmed = media.write_upscaled(source, tmp_path / f"trimmed{suffix}", window=window, trim=True)
+    assert media.video_times(trimmed) == [t - times[0] for t in times]
+    assert media.playback_errors(trimmed) == ""
+    kept = media.write_upscaled(source, tmp_path / f"kept{suffix}", window=window)
+    assert media.video_times(kept) == times

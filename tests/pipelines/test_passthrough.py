@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -134,4 +135,102 @@ def test_packets_are_written_as_the_video_advances(rich, tmp_path):
         assert 0 < passthrough.packets_written < len(passthrough_times)
         passthrough.mux_rest()
         assert passthrough.packets_written == len(passthrough_times)
+        passthrough.close()
+
+
+# Previews (trim=True): only the frames of a window are written, with their source pts.
+
+WINDOW = (1.0, 2.0)  # seconds of the 3 s preview clips
+AAC_PACKET = Fraction(1024, 48000)  # seconds
+
+
+@pytest.fixture(scope="module")
+def preview_clips(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("preview")
+    return {
+        "mp4": media.make_aac_mp4(folder / "aac.mp4", frames=75),
+        "mkv": media.make_rich_mkv(folder / "rich.mkv", frames=75, subtitles=media.PREVIEW_SUBTITLES,
+                                   chapters=media.PREVIEW_CHAPTERS),
+    }
+
+
+def window_times(source: Path, window: tuple[float, float]) -> list[Fraction]:
+    return [t for t in media.video_times(source) if window[0] <= t < window[1]]
+
+
+def assert_preview(source: Path, output: Path, window: tuple[float, float], *, keeps_straddling: bool) -> None:
+    """The window's frames from 0, and exactly the source audio packets that overlap it, unchanged."""
+    times = window_times(source, window)
+    assert len(times) == 25 and media.video_times(output) == [t - times[0] for t in times]
+    start, end = times[0], times[-1] + Fraction(1, 25)
+    spans = media.packet_spans(source, "a:0")
+    # The first kept packet: the one that straddles (or ends at) the start where the container stores negative
+    # times (mp4), else the first that starts inside the window (mkv); the last: the last that starts before the end.
+    first = next(i for i, (s, e) in enumerate(spans) if (e >= start if keeps_straddling else s >= start))
+    last = max(i for i, (s, e) in enumerate(spans) if s < end)
+    assert 0 < first < last < len(spans) - 1  # the window really is inside the source
+    kept = packet_hashes(media.framemd5(output, "0:a"))
+    assert kept == packet_hashes(media.framemd5(source, "0:a"))[first:last + 1]
+    assert media.playback_errors(output) == ""
+
+
+def test_preview_mp4_starts_at_zero_with_the_aac_of_the_window(preview_clips, tmp_path):
+    source = preview_clips["mp4"]
+    output = media.write_upscaled(source, tmp_path / "out.mp4", window=WINDOW, trim=True)
+    assert_preview(source, output, WINDOW, keeps_straddling=True)
+    spans = media.packet_spans(output, "a:0")
+    assert -AAC_PACKET < spans[0][0] < 0  # the straddling packet: before 0, cut by the edit list
+    audio, video = media.ffprobe_streams_of(output, "a:0")[0], media.ffprobe_streams_of(output, "v:0")[0]
+    assert float(audio["start_time"]) == float(video["start_time"]) == 0
+    assert abs(Fraction(audio["duration"]) - 1) <= 2 * AAC_PACKET
+    assert by_type(output)["audio"][0]["tags"]["language"] == "deu"
+
+
+def test_preview_mkv_keeps_the_opus_cues_and_chapters_of_the_window(preview_clips, tmp_path):
+    source = preview_clips["mkv"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv", window=WINDOW, trim=True)
+    assert_preview(source, output, WINDOW, keeps_straddling=False)
+    spans = media.packet_spans(output, "a:0")
+    opus_packet = spans[0][1] - spans[0][0]
+    assert 0 <= spans[0][0] < opus_packet  # Matroska cannot start before 0: the straddling packet is left out
+    assert abs(spans[-1][1] - spans[0][0] - 1) <= 2 * opus_packet
+    with av.open(str(output)) as container:
+        stream = container.streams.subtitles[0]
+        cues = [(p.pts * p.time_base, p.duration * p.time_base, bytes(p)) for p in container.demux(stream) if p.size]
+    # Source cues 0.5-1.2, 1.3-1.6, 1.8-2.4, 2.5-2.9 s; the window starts at the first frame (the source's video and
+    # subtitles share the same small muxing offset, so times relative to it are the SRT's).
+    assert cues == [(0, Fraction("0.2"), b"Before and into"), (Fraction("0.3"), Fraction("0.3"), b"Inside"),
+                    (Fraction("0.8"), Fraction("0.6"), b"Into and after")]
+    start = window_times(source, WINDOW)[0]
+    chapters = [(Fraction(c["start_time"]), Fraction(c["end_time"]), c["tags"]["title"])
+                for c in media.ffprobe(output, "-show_chapters")["chapters"]]
+    assert chapters == [(0, Fraction("1.5") - start, "Middle"), (Fraction("1.5") - start, 1, "End")]
+    assert by_type(output)["attachment"][0]["tags"]["filename"] == media.ATTACHMENT_NAME
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_preview_far_into_a_long_file(tmp_path, suffix):
+    """The source is sought near the start rather than read from 0, and nothing of the window is lost."""
+    make = media.make_aac_mp4 if suffix == ".mp4" else media.make_rich_mkv
+    source = make(tmp_path / f"long{suffix}", frames=30 * 25)
+    window = (20.0, 21.0)
+    output = media.write_upscaled(source, tmp_path / f"out{suffix}", window=window, trim=True)
+    assert_preview(source, output, window, keeps_straddling=suffix == ".mp4")
+
+    with av.open(str(tmp_path / "bare.mkv"), "w") as bare:
+        passthrough = Passthrough(source, bare, video_index=0, trim=True)
+        passthrough.start_at(Fraction(20))
+        passthrough.mux_until(21.0)
+        passthrough.end_at(Fraction(21))
+        passthrough.close()
+    spans = media.packet_spans(source, "a:0")
+    assert passthrough.packets_written == sum(20 <= s < 21 for s, _ in spans)
+    assert 0 < passthrough.packets_dropped < sum(e < 15 for _, e in spans)  # not everything before 20 s was read
+
+
+def test_start_at_needs_trim(aac, tmp_path):
+    with av.open(str(tmp_path / "out.mkv"), "w") as output:
+        passthrough = Passthrough(aac, output, video_index=0)
+        with pytest.raises(ValueError, match="trim=True"):
+            passthrough.start_at(Fraction(1))
         passthrough.close()

@@ -1,0 +1,73 @@
+"""`vsr upscale` on still images and `vsr models`, through the real command line."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from vsr.pipelines.images import Image, read_image, write_image
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+SAMPLE = "samples/bbb_frame.png"
+
+
+def vsr(*args):
+    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_default_model_upscales_a_real_photo_crop(tmp_path):
+    crop = read_image(SAMPLE)
+    crop.rgb = crop.rgb[:, 40:64, 100:132].contiguous()  # 32×24: the full model stays quick on 2 cores
+    source = tmp_path / "crop.png"
+    write_image(source, crop)
+    result = vsr("upscale", source, "-o", tmp_path / "out.png")
+    assert result.returncode == 0, result.stderr
+    out = read_image(tmp_path / "out.png")
+    assert out.rgb.shape == (3, 96, 128)
+    # A real model, not a resize: it differs from bicubic, yet keeps the picture (low-frequency content).
+    bicubic = tmp_path / "bicubic.png"
+    assert vsr("upscale", source, "-o", bicubic, "-m", "bicubic").returncode == 0
+    reference = read_image(bicubic).rgb
+    difference = (out.rgb - reference).abs()
+    assert difference.mean() > 1 / 255
+    pooled = torch.nn.functional.avg_pool2d((out.rgb - reference)[None], 8)
+    assert pooled.abs().mean() < 8 / 255
+
+
+@pytest.mark.parametrize("bit_depth, gray, alpha", [(8, False, True), (16, False, False), (8, True, False)])
+def test_rgba_16_bit_and_gray_pngs_keep_their_kind(tmp_path, bit_depth, gray, alpha):
+    generator = torch.Generator().manual_seed(0)
+    rgb = torch.rand(1 if gray else 3, 12, 10, generator=generator).expand(3, -1, -1).contiguous()
+    image = Image(rgb=rgb, alpha=torch.rand(1, 12, 10, generator=generator) if alpha else None,
+                  bit_depth=bit_depth, gray=gray)
+    source = tmp_path / "in.png"
+    write_image(source, image)
+    result = vsr("upscale", source, "-m", "bicubic", "--outscale", "2")
+    assert result.returncode == 0, result.stderr
+    out = read_image(tmp_path / "in.x2.png")
+    assert out.rgb.shape == (3, 24, 20)
+    assert (out.bit_depth, out.gray, out.alpha is not None) == (bit_depth, gray, alpha)
+    if bit_depth == 16:
+        levels = np.unique(np.round(out.rgb.numpy() * 65535) % 257)
+        assert len(levels) > 1, "16-bit values collapsed onto 8-bit ones"
+
+
+def test_unknown_model_is_one_line_listing_the_known_ones(tmp_path):
+    result = vsr("upscale", SAMPLE, "-o", tmp_path / "out.png", "-m", "no-such-model")
+    assert result.returncode != 0
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("vsr: error: unknown model 'no-such-model'") and "realesrgan-x4plus" in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_models_lists_the_zoo_with_cache_state():
+    result = vsr("models")
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:] if line.strip()}
+    assert rows["realesrgan-x4plus"][1:4] == ["RRDBNet", "x4", "16,697,987"]
+    assert rows["realesr-animevideov3-x2"][2] == "x2"
+    assert rows["bicubic"][4] == "-"
+    assert "default: realesrgan-x4plus" in result.stdout
