@@ -9,9 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from fractions import Fraction
 
-import av
 import numpy as np
 import pytest
 

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import av
+import ncnn  # the reference runtime itself (a dev requirement)
 import numpy as np
 import pytest
 import torch
@@ -20,8 +21,6 @@ from vsr.errors import ModelError
 from vsr.models.detect import build
 from vsr.models.ncnn import ResizedOutput, convert_ncnn, parse_param, read_ncnn
 from vsr.models.zoo import ncnn_dir
-
-ncnn = pytest.importorskip("ncnn")
 
 FRAME = Path(__file__).resolve().parents[2] / "samples" / "bbb_frame.png"  # a real Big Buck Bunny frame, 256×144
 TOLERANCE = 2e-5

@@ -81,7 +81,7 @@ def test_resize_to_size_matches_per_pixel_loop():
 @pytest.mark.parametrize("size", [(17, 23), (90, 110)])
 def test_resize_matches_pil_away_from_borders(kernel, pil_name, size):
     """PIL (installed with scikit-image) uses the same kernels and sample positions; only its borders differ."""
-    pil = pytest.importorskip("PIL.Image")
+    from PIL import Image as pil
     image = np.random.default_rng(3).random((40, 50)).astype(np.float32)
     ours = resize(torch.from_numpy(image).double()[None, None], size, kernel)[0, 0].numpy()
     theirs = np.asarray(pil.fromarray(image, mode="F").resize((size[1], size[0]), getattr(pil.Resampling, pil_name)))

@@ -1,13 +1,13 @@
 """Image files through PyAV: exact PNG round trips, 16 bits kept, lossy formats readable, upscaling, errors."""
 
 import os
-import shutil
 import subprocess
 from fractions import Fraction
 
 import av
 import numpy as np
 import pytest
+import skimage.data
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
@@ -35,14 +35,11 @@ def random_image(height=17, width=23, *, bits=8, alpha=False, gray=False, seed=0
 
 
 def photo(size=64) -> Image:
-    data = pytest.importorskip("skimage.data")
-    rgb = torch.from_numpy(data.astronaut()[100 : 100 + size, 200 : 200 + size]).permute(2, 0, 1).float() / 255
+    rgb = torch.from_numpy(skimage.data.astronaut()[100 : 100 + size, 200 : 200 + size]).permute(2, 0, 1).float() / 255
     return Image(rgb=rgb.contiguous())
 
 
 def ffprobe_pix_fmt(path) -> str:
-    if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe is not installed")
     result = subprocess.run(
         ["ffprobe", "-v", "error", "-show_entries", "stream=pix_fmt", "-of", "csv=p=0", str(path)],
         capture_output=True, text=True, check=True,
@@ -87,8 +84,6 @@ def test_sixteen_bit_values_between_eight_bit_levels_survive(tmp_path):
 
 def test_pngs_written_by_ffmpeg_read_correctly(tmp_path):
     """16-bit and palette PNGs from an independent writer."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
     original = photo(32)
     write_image(tmp_path / "rgb.png", original)
 
