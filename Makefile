@@ -15,17 +15,19 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
-	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
 	$(BIN)/python -m pip install -q -e '.[cpu-decode]'
+	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
 	touch $@
 
 ffmpeg:
 	@command -v ffprobe >/dev/null || { apt-get update -qq && apt-get install -y -qq ffmpeg >/dev/null; }
 
 demo: install
+	mkdir -p out
 	$(BIN)/vsr upscale samples/bbb_sample.mp4 -o out/bbb_sample.x4.mp4 --overwrite
 
 demo-image: install
+	mkdir -p out
 	$(BIN)/vsr upscale samples/bbb_frame.png -o out/bbb_frame.x4.png --overwrite
 
 test: install ffmpeg

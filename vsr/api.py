@@ -34,16 +34,6 @@ class UpscaleOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "auto"  # auto, fp32, fp16, bf16
 
-    def validate(self) -> None:
-        if self.batch_size < 1:
-            raise OptionError(f"--batch-size must be at least 1, not {self.batch_size}")
-        if self.tile < 0:
-            raise OptionError(f"--tile must be 0 (no tiling) or a positive size in pixels, not {self.tile}")
-        if self.tile_overlap < 0:
-            raise OptionError(f"--tile-overlap must be 0 or more, not {self.tile_overlap}")
-        if self.outscale is not None and not 0 < self.outscale <= 16:
-            raise OptionError(f"--outscale must be in (0, 16], not {self.outscale}")
-
 
 def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
     """A zoo name (see `vsr models`) or a checkpoint file (.pth, .safetensors) → a ready network."""
@@ -51,7 +41,7 @@ def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
 
 
 def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
-    options.validate()
+    """The engine checks every option (one line per bad value) once the model is known."""
     model = load_model(options.model, progress=progress)
     return Engine(
         model,
