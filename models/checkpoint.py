@@ -21,10 +21,11 @@ import safetensors
 import safetensors.torch
 import torch
 from torch import Tensor, nn
-
-from vsr.errors import ModelError, OutputError
 from vsr.models.detect import build, canonical_state_dict, detect, mismatches, spec_for
 from vsr.models.spec import LoadedModel, ModelSpec
+
+from vsr.errors import ModelError, OutputError
+from vsr.fsutil import fsync_folder
 
 logger = logging.getLogger(__name__)
 
@@ -221,20 +222,6 @@ def save_model(module: nn.Module, spec: ModelSpec, path: str | os.PathLike) -> t
     finally:
         for temporary in temporaries.values():
             temporary.unlink(missing_ok=True)
-    _fsync_folder(folder)
+    fsync_folder(folder)
     logger.info("saved %s and %s", pth_path, safetensors_path)
     return pth_path, safetensors_path
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the renames durable (POSIX); a no-op where folders cannot be opened (Windows)."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

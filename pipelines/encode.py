@@ -44,10 +44,11 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import ColorRange
-
-from vsr.errors import OptionError, OutputError
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import Passthrough
+
+from vsr.errors import OptionError, OutputError
+from vsr.fsutil import fsync_folder
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class VideoWriter:
             with open(self._temp, "rb+") as file:
                 os.fsync(file.fileno())
             os.replace(self._temp, self.output)
-            _fsync_folder(self.output.parent)
+            fsync_folder(self.output.parent)
         except OSError as error:
             self.abort()
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
@@ -394,17 +395,3 @@ def _tags(info: VideoStreamInfo) -> tuple[int, int]:
     primaries = _PRIMARIES.get(info.color.primaries or "", _PRIMARIES[guess])
     transfer = _TRANSFERS.get(info.color.transfer or "", _TRANSFERS[guess])
     return primaries, transfer
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); not possible on every platform, hence best effort."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -18,9 +17,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from vsr.pipelines.engine import Engine
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.pipelines.engine import Engine
+from vsr.fsutil import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -193,18 +193,11 @@ def encode_image(image: Image, suffix: str, quality: int = 95) -> bytes:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write under a temporary name in the same folder, then rename: readers never see a partial file."""
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     try:
-        # os.open with 0o666 lets the umask decide the final permissions, as for any new file.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.replace(temporary, path)
+        write_bytes_atomic(path, data)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
 
 

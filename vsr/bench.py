@@ -8,7 +8,6 @@ overhead; on a machine where the model dominates it should be a few percent at m
 from __future__ import annotations
 
 import json
-import os
 import resource
 import tempfile
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vsr import api
+from vsr.fsutil import write_bytes_atomic
 
 
 @dataclass
@@ -92,6 +92,4 @@ def bench(
 def write_json(result: BenchResult, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(asdict(result), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_bytes_atomic(path, (json.dumps(asdict(result), indent=2) + "\n").encode())
