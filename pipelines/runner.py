@@ -68,6 +68,13 @@ class _Pipe:
         raise _Stopped
 
 
+def _join(threads: list[threading.Thread]) -> None:
+    """Wait for the stages to finish their current batch and see the stop flag. No timeout: the caller closes the
+    encoder's container next, and it must not do so while a thread is still inside it."""
+    for thread in threads:
+        thread.join()
+
+
 def run_pipeline(
     batches: Iterable[FrameBatch],
     upscale: Callable[[FrameBatch], FrameBatch],
@@ -139,12 +146,10 @@ def run_pipeline(
     except BaseException:
         # Ctrl-C or an engine error: stop the other stages, then let the caller clean up.
         stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
+        _join(threads)
         raise
     stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
+    _join(threads)
     times.wall = time.perf_counter() - wall_start
     if errors:
         raise errors[0]

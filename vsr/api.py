@@ -3,200 +3,39 @@
     import vsr
     vsr.upscale_image("photo.png", "photo.x4.png")
     result = vsr.upscale_video("movie.mp4", options=vsr.UpscaleOptions(model="realesr-animevideov3"))
+
+The work itself lives in vsr.pipelines.upscale (so that batch jobs and Ray tasks, in pipelines/, can use it
+without importing upwards); this module is the stable name users import.
 """
 
-from __future__ import annotations
+from vsr.pipelines.upscale import (
+    IMAGE_SUFFIXES,
+    UpscaleOptions,
+    VideoOptions,
+    VideoResult,
+    check_input,
+    check_output,
+    default_output_path,
+    is_image,
+    load_model,
+    make_engine,
+    scale_label,
+    upscale_image,
+    upscale_video,
+)
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
-
-from vsr.errors import InputError, OptionError, OutputError
-from vsr.models import zoo
-from vsr.models.spec import LoadedModel
-from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine
-from vsr.pipelines.runner import StageTimes
-
-log = logging.getLogger("vsr")
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
-
-
-@dataclass(frozen=True)
-class UpscaleOptions:
-    """How to upscale, for images and videos alike."""
-
-    model: str = zoo.DEFAULT_MODEL  # a zoo name or a checkpoint path
-    outscale: float | None = None  # final factor; None = the model's own scale
-    batch_size: int = 4  # frames (or tiles) per forward pass
-    tile: int = 0  # max tile side in input pixels; 0 = whole frames
-    tile_overlap: int = DEFAULT_TILE_OVERLAP
-    device: str = "auto"  # auto, cpu, cuda, cuda:N
-    precision: str = "auto"  # auto, fp32, fp16, bf16
-
-
-def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
-    """A zoo name (see `vsr models`) or a checkpoint file (.pth, .safetensors) → a ready network."""
-    return zoo.load(name_or_path, progress=progress)
-
-
-def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
-    """The engine checks every option (one line per bad value) once the model is known."""
-    model = load_model(options.model, progress=progress)
-    return Engine(
-        model,
-        device=options.device,
-        precision=options.precision,
-        tile=options.tile,
-        tile_overlap=options.tile_overlap,
-        batch_size=options.batch_size,
-        outscale=options.outscale,
-    )
-
-
-def scale_label(scale: float) -> str:
-    """4 → "x4", 2.5 → "x2.5": the tag in default output names."""
-    return f"x{scale:g}"
-
-
-def default_output_path(source: Path, scale: float) -> Path:
-    """movie.mp4 → movie.x4.mp4, next to the input."""
-    return source.with_name(f"{source.stem}.{scale_label(scale)}{source.suffix}")
-
-
-def check_input(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, not a file")
-
-
-def check_output(output: Path, source: Path, overwrite: bool) -> None:
-    if output.resolve() == source.resolve():
-        raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
-    if not output.parent.exists():
-        raise OutputError(f"{output.parent}: output folder does not exist")
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def upscale_image(
-    source: str | Path,
-    output: str | Path | None = None,
-    *,
-    options: UpscaleOptions = UpscaleOptions(),
-    overwrite: bool = False,
-    engine: Engine | None = None,
-) -> Path:
-    """Upscale one image file (png, jpg, webp; RGB, gray or RGBA; 16-bit PNG stays 16-bit). Returns the output path."""
-    from vsr.pipelines import images
-
-    source = Path(source)
-    check_input(source)
-    engine = engine or make_engine(options)
-    output = Path(output) if output is not None else default_output_path(source, engine.scale)
-    check_output(output, source, overwrite)
-    image = images.read_image(source)
-    images.write_image(output, images.upscale_image(engine, image))
-    return output
-
-
-@dataclass(frozen=True)
-class VideoOptions:
-    """How to decode and encode a video."""
-
-    decoder: str = "auto"  # auto, pyav, decord, dali
-    codec: str = "libx264"
-    crf: int | None = None  # None: the codec's default in pipelines.encode
-    preset: str | None = None
-    pix_fmt: str | None = None  # None: keep the source's bit depth
-    start: float | None = None  # seconds
-    end: float | None = None  # seconds
-    max_frames: int | None = None
-    copy_streams: bool = True  # audio, subtitles, attachments, chapters, metadata
-
-    @property
-    def is_preview(self) -> bool:
-        return self.start is not None or self.end is not None or self.max_frames is not None
-
-    def validate(self) -> None:
-        if self.start is not None and self.start < 0:
-            raise OptionError(f"--start must be 0 or more seconds, not {self.start}")
-        if self.end is not None and self.start is not None and self.end <= self.start:
-            raise OptionError(f"--end ({self.end}) must be after --start ({self.start})")
-        if self.max_frames is not None and self.max_frames < 1:
-            raise OptionError(f"--frames must be at least 1, not {self.max_frames}")
-
-
-@dataclass
-class VideoResult:
-    """What `upscale_video` did."""
-
-    output: Path
-    frames: int
-    width: int
-    height: int
-    times: StageTimes
-
-
-def upscale_video(
-    source: str | Path,
-    output: str | Path | None = None,
-    *,
-    options: UpscaleOptions = UpscaleOptions(),
-    video: VideoOptions = VideoOptions(),
-    overwrite: bool = False,
-    progress: bool = False,
-    engine: Engine | None = None,
-) -> VideoResult:
-    """Upscale a video: same frames at the same times, every other stream copied untouched.
-
-    The output is written under a temporary name and renamed at the end, so an error or Ctrl-C never leaves a
-    partial file under the final name.
-    """
-    from tqdm import tqdm
-
-    from vsr.pipelines.decode import open_decoder
-    from vsr.pipelines.encode import VideoWriter
-    from vsr.pipelines.frames import FrameBatch
-    from vsr.pipelines.runner import run_pipeline
-
-    source = Path(source)
-    check_input(source)
-    video.validate()
-    engine = engine or make_engine(options, progress=progress)
-    decoder = open_decoder(
-        source, backend=video.decoder, start=video.start, end=video.end, max_frames=video.max_frames
-    )
-    with decoder:
-        info = decoder.info
-        height, width = engine.output_size(info.height, info.width)
-        output = Path(output) if output is not None else default_output_path(source, engine.scale)
-        check_output(output, source, overwrite)
-        total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
-        bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
-
-        def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(engine.upscale(batch.frames), batch.pts)
-
-        with bar, VideoWriter(
-            output,
-            source=source,
-            source_info=info,
-            width=width,
-            height=height,
-            codec=video.codec,
-            crf=video.crf,
-            preset=video.preset,
-            pix_fmt=video.pix_fmt,
-            overwrite=overwrite,
-            copy_streams=video.copy_streams,
-            # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
-            trim=video.is_preview,
-        ) as writer:
-            times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update)
-    return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times)
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "UpscaleOptions",
+    "VideoOptions",
+    "VideoResult",
+    "check_input",
+    "check_output",
+    "default_output_path",
+    "is_image",
+    "load_model",
+    "make_engine",
+    "scale_label",
+    "upscale_image",
+    "upscale_video",
+]

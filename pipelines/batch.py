@@ -1,0 +1,373 @@
+"""`vsr batch`: many inputs, one journal, any number of runs until every job is done.
+
+    jobs = discover("videos", "upscaled", options=UpscaleOptions(model="bicubic"), video=VideoOptions())
+    report = run_batch(jobs, "upscaled", workers=2)
+    report.ok  # every job done
+
+Jobs come from a folder (`discover`: recursive, glob filters, the folder structure mirrored in the output folder,
+outputs named as `vsr upscale` names them) or from a jobs file (`load_jobs_file`, TOML, options per job). The driver
+(`run_batch`) keeps the journal (`pipelines.journal`) and hands jobs to an executor: in this process, in worker
+processes (`pipelines.batch_workers`) or on a Ray cluster (`pipelines.ray_backend`). It can be killed at any moment:
+the next run skips jobs that are done with their output intact, retries failed ones up to `max_attempts`, and redoes
+those that were running, after removing their half-written temporary files.
+
+Input fingerprint: size, modification time, and the sha256 of the first and last MiB. A full hash of an archive of
+videos on every run would cost as much reading as the upscaling's decode; the ends of a media file hold its headers
+and index (mp4 moov, mkv cues), so a re-encode, a replacement or a truncation changes them, the size catches appends
+and cuts, and the modification time catches in-place edits. A touched file is redone: cautious, never stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import glob
+import hashlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vsr.pipelines import upscale as api
+from vsr.errors import InputError, OptionError, OutputError
+from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
+from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+                  ".flv", ".wmv", ".ogv", ".3gp")
+FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of an input
+
+# `vsr upscale`'s options as a jobs file (and the command line) names them → (which dataclass, field, types).
+OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
+    "model": ("upscale", "model", (str,)),
+    "outscale": ("upscale", "outscale", (int, float)),
+    "batch-size": ("upscale", "batch_size", (int,)),
+    "tile": ("upscale", "tile", (int,)),
+    "tile-overlap": ("upscale", "tile_overlap", (int,)),
+    "device": ("upscale", "device", (str,)),
+    "precision": ("upscale", "precision", (str,)),
+    "decoder": ("video", "decoder", (str,)),
+    "codec": ("video", "codec", (str,)),
+    "crf": ("video", "crf", (int,)),
+    "preset": ("video", "preset", (str,)),
+    "pix-fmt": ("video", "pix_fmt", (str,)),
+    "start": ("video", "start", (int, float)),
+    "end": ("video", "end", (int, float)),
+    "frames": ("video", "max_frames", (int,)),
+}
+# Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
+_PLACEMENT_FIELDS = {"device", "batch_size", "decoder"}
+
+
+def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:
+    """Option values by `vsr upscale` name ("batch-size" or "batch_size") → validated option dataclasses."""
+    fields: dict[str, dict] = {"upscale": {}, "video": {}}
+    for key, value in values.items():
+        name = key.replace("_", "-")
+        if name not in OPTION_FIELDS:
+            raise OptionError(f"{where}: unknown option {key!r}; expected one of {', '.join(OPTION_FIELDS)}")
+        group, field, types = OPTION_FIELDS[name]
+        if isinstance(value, bool) or not isinstance(value, types):
+            expected = "a number" if float in types else "an integer" if int in types else "a string"
+            raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
+        fields[group][field] = float(value) if float in types else value
+    options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
+    video.validate()  # the upscaling options are checked by the engine, in each job
+    return options, video
+
+
+@functools.cache
+def _model_scale(model: str) -> float:
+    from vsr.models import zoo
+
+    if model in zoo.MODELS:
+        return zoo.get_entry(model).scale  # no need to load the weights for the name
+    return api.load_model(model, progress=False).spec.scale
+
+
+def output_scale(options: api.UpscaleOptions) -> float:
+    """The factor `vsr upscale` would put in the output's name (movie.x4.mp4)."""
+    return options.outscale if options.outscale is not None else _model_scale(options.model)
+
+
+def media_kind(path: Path) -> str | None:
+    suffix = path.suffix.lower()
+    return "video" if suffix in VIDEO_SUFFIXES else "image" if suffix in api.IMAGE_SUFFIXES else None
+
+
+def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
+    """A glob matches the path relative to the input folder (`*` crosses folders) or the file's name."""
+    def matches(pattern: str) -> bool:
+        return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative.rsplit("/", 1)[-1], pattern)
+
+    return (not include or any(map(matches, include))) and not any(map(matches, exclude))
+
+
+def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite: bool, output: Path | None = None):
+    kind = media_kind(source) or "video"
+    output = output if output is not None else out_dir / api.default_output_path(relative, output_scale(options))
+    name = output.relative_to(out_dir).as_posix()
+    return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),
+                    kind=kind, options=options, video=video, overwrite=overwrite)
+
+
+def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: api.UpscaleOptions,
+             video: api.VideoOptions, include: Sequence[str] = (), exclude: Sequence[str] = (),
+             overwrite: bool = False) -> list[BatchJob]:
+    """Every video and image under `in_dir` (recursively; hidden files and folders and `out_dir` skipped) that the
+    filters keep, each mapped to the same relative folder under `out_dir`."""
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if not in_dir.is_dir():
+        raise InputError(f"{in_dir}: not a folder")
+    if in_dir.resolve() == out_dir.resolve():
+        raise OptionError(f"{out_dir}: the output folder must not be the input folder")
+    jobs = []
+    for root, folders, files in os.walk(in_dir):
+        folders[:] = sorted(f for f in folders
+                            if not f.startswith(".") and (Path(root) / f).resolve() != out_dir.resolve())
+        for file_name in sorted(files):
+            source = Path(root) / file_name
+            relative = source.relative_to(in_dir)
+            if file_name.startswith(".") or media_kind(source) is None:
+                continue
+            if _selected(relative.as_posix(), include, exclude):
+                jobs.append(_job(source, relative, out_dir, options, video, overwrite))
+    return jobs
+
+
+def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
+                   values: Mapping[str, object] | None = None, overwrite: bool = False) -> tuple[list[BatchJob], Path]:
+    """Jobs from a TOML file; returns them and the output folder (`out_dir`, else the file's `output_dir`).
+
+        output_dir = "upscaled"           # relative to this file; the command line's OUT_DIR wins
+        [defaults]                        # any `vsr upscale` option, for every job
+        model = "realesr-animevideov3"
+        [[job]]
+        input = "raw/episode1.mkv"        # relative to this file
+        [[job]]
+        input = "raw/episode2.mkv"
+        output = "ep2.mkv"                # relative to the output folder [default: as `vsr upscale` names it]
+        outscale = 2
+
+    An option's value comes from the job, else from the command line (`values`: only options given there), else
+    from [defaults].
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    path = Path(path)
+    try:
+        document = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such jobs file") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not a valid TOML jobs file ({error})") from error
+    unknown = set(document) - {"output_dir", "defaults", "job"}
+    if unknown:
+        raise OptionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected output_dir, defaults, job")
+    base = path.parent
+    if out_dir is None:
+        if "output_dir" not in document:
+            raise OptionError(f"{path}: no output folder: give OUT_DIR or set output_dir in the file")
+        out_dir = base / document["output_dir"]
+    out_dir = Path(out_dir)
+    entries = document.get("job", [])
+    if not isinstance(entries, list) or not entries:
+        raise OptionError(f"{path}: no [[job]] tables; each job needs at least input = \"FILE\"")
+    jobs = []
+    for number, entry in enumerate(entries, 1):
+        where = f"{path} job {number}"
+        settings = {key: value for key, value in entry.items() if key not in ("input", "output")}
+        if not isinstance(entry.get("input"), str):
+            raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
+        options, video = build_options({**document.get("defaults", {}), **(values or {}), **settings}, where)
+        source = base / entry["input"]
+        relative = source.relative_to(base) if source.resolve().is_relative_to(base.resolve()) else Path(source.name)
+        output = out_dir / entry["output"] if "output" in entry else None
+        jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
+    return jobs, out_dir
+
+
+def fingerprint(path: Path) -> str:
+    """size:mtime_ns:sha256(first MiB + last MiB); see the module doc for why not a full hash."""
+    try:
+        stat = path.stat()
+        digest = hashlib.sha256()
+        with open(path, "rb") as file:
+            digest.update(file.read(FINGERPRINT_SPAN))
+            if stat.st_size > FINGERPRINT_SPAN:
+                file.seek(max(FINGERPRINT_SPAN, stat.st_size - FINGERPRINT_SPAN))
+                digest.update(file.read())
+    except OSError as error:
+        return f"unreadable:{error.strerror or error}"  # the job itself then fails with a clear reason
+    return f"{stat.st_size}:{stat.st_mtime_ns}:{digest.hexdigest()}"
+
+
+def journal_entry(job: BatchJob) -> JobEntry:
+    options = {k: v for k, v in dataclasses.asdict(job.options).items() if k not in _PLACEMENT_FIELDS}
+    if job.kind == "video":
+        options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
+    return JobEntry(job.name, str(job.source), job.kind, options, fingerprint(job.source))
+
+
+def parse_devices(text: str) -> list[str]:
+    """"0,1" → ["cuda:0", "cuda:1"], checked against the GPUs this machine has."""
+    import torch
+
+    try:
+        indices = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise OptionError(f"--devices must be CUDA device numbers such as 0,1, not {text!r}") from None
+    if not torch.cuda.is_available():
+        raise OptionError(f"--devices {text} asks for CUDA devices, but CUDA is not available here "
+                          f"(no GPU or a CPU-only torch); leave --devices out to run on the CPU")
+    count = torch.cuda.device_count()
+    missing = [i for i in indices if not 0 <= i < count]
+    if missing or len(set(indices)) != len(indices):
+        raise OptionError(f"--devices {text}: this machine has CUDA devices 0 to {count - 1}, each usable once")
+    return [f"cuda:{i}" for i in indices]
+
+
+def _check_jobs(jobs: list[BatchJob]) -> None:
+    """Errors that would fail every job are the command's, not the jobs'."""
+    from vsr.pipelines.encode import choose_pix_fmt
+
+    seen: dict[str, BatchJob] = {}
+    for job in jobs:
+        if job.name in seen:
+            raise OptionError(f"{seen[job.name].label} and {job.label} would both be written to {job.name}")
+        seen[job.name] = job
+    for codec, pix_fmt in {(job.video.codec, job.video.pix_fmt) for job in jobs if job.kind == "video"}:
+        choose_pix_fmt(codec, 8, pix_fmt)  # raises OptionError for an unknown codec or pixel format
+
+
+def _remove_partials(output: Path) -> None:
+    """Temporary files a killed run left for this output (videos: .NAME.partial.EXT, images: .NAME.XXXX.part)."""
+    from vsr.pipelines.encode import partial_path
+
+    for leftover in [partial_path(output), *output.parent.glob(f".{glob.escape(output.name)}.*.part")]:
+        if leftover.exists():
+            log.info("removing %s, left by an interrupted run", leftover)
+            leftover.unlink()
+
+
+@dataclass
+class BatchReport:
+    rows: list[JobRow]  # the journal rows of the jobs of this run, in job order
+    seconds: float
+    journal: Path
+
+    @property
+    def ok(self) -> bool:
+        return all(row.state is JobState.DONE for row in self.rows)
+
+    def count(self, state: JobState) -> int:
+        return sum(row.state is state for row in self.rows)
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{self.count(state)} {state.value}" for state in JobState if self.count(state))
+        return f"batch: {counts or 'no jobs'} (of {len(self.rows)}) in {self.seconds:.1f} s; journal {self.journal}"
+
+
+def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpus: float, max_attempts: int):
+    if ray is not None:
+        from vsr.pipelines.ray_backend import RayExecutor
+
+        return RayExecutor(ray, task_cpus=task_cpus, max_retries=max_attempts - 1)
+    if devices or workers > 1:
+        return ProcessExecutor(workers, devices, log_level=logging.getLogger("vsr").getEffectiveLevel())
+    return InlineExecutor()
+
+
+def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int = 1, devices: str | None = None,
+              ray: str | None = None, task_cpus: float = 1.0, max_attempts: int = 3,
+              progress: bool = False) -> BatchReport:
+    """Run every job not done yet, recording each in the journal of `out_dir`; see the module doc.
+
+    workers: processes on this machine; devices: "0,1" for one worker per GPU; ray: "local", "auto" or a cluster
+    address to run each job as a Ray task with `task_cpus` CPUs (and a GPU where the cluster has some).
+    """
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    if max_attempts < 1:
+        raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
+    if workers < 1:
+        raise OptionError(f"--workers must be at least 1, not {workers}")
+    device_list = parse_devices(devices) if devices else None
+    if device_list and ray is not None:
+        raise OptionError("--devices is for one machine; with --ray the cluster places the GPUs")
+    _check_jobs(jobs)
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from error
+    started = time.perf_counter()
+    with Journal.open(out_dir / JOURNAL_NAME) as journal:
+        plan = journal.sync([journal_entry(job) for job in jobs], max_attempts=max_attempts)
+        labels = {job.name: job.label for job in jobs}
+        for name in plan.done:
+            output, checksum = out_dir / name, journal.row(name).checksum
+            if not output.is_file() or sha256_file(output) != checksum:
+                log.warning("%s: its output %s is missing or changed since it was written; redoing it",
+                            labels[name], name)
+                journal.requeue(name)
+                plan.to_run.append(name)
+        for name in plan.taken_over:
+            log.warning("%s: was running in a process that is gone; redoing it", labels[name])
+        for name in plan.busy:
+            log.warning("%s: being run by another live `vsr batch`; left to it", labels[name])
+        for name in plan.gave_up:
+            log.warning("%s: failed %d times; not retried (raise --max-attempts to retry)", labels[name],
+                        max_attempts)
+        to_run = set(plan.to_run)
+        # Outputs of names the journal already knew are its own: they may be replaced. New names respect --overwrite.
+        todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name not in plan.new)
+                for job in jobs if job.name in to_run]
+        if todo:
+            executor = _executor(workers, device_list, ray, task_cpus, max_attempts)
+            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
+                       dynamic_ncols=True)
+            with executor, bar, logging_redirect_tqdm():
+                _drive(journal, executor, todo, bar)
+        rows = [journal.row(job.name) for job in jobs]
+    return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME)
+
+
+def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
+    """Keep the executor full, record each result; on an interruption, hand the running jobs back."""
+    pending, running = deque(todo), {}
+    try:
+        while pending or running:
+            while pending and len(running) < executor.capacity:
+                job = pending.popleft()
+                if not journal.claim(job.name):
+                    log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
+                    continue
+                _remove_partials(job.output)
+                executor.submit(job)
+                running[job.name] = job
+                log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
+            for result in executor.wait(timeout=1.0):
+                job = running.pop(result.name)
+                journal.finish(result.name, ok=result.ok, error=result.error, checksum=result.checksum,
+                               seconds=result.seconds, frames=result.frames)
+                if result.ok:
+                    frames = f", {result.frames} frames" if job.kind == "video" else ""
+                    log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)
+                else:
+                    log.error("%s: failed: %s", job.label, result.error)
+                bar.update(1)
+    finally:
+        for name in running:
+            journal.release(name)
+

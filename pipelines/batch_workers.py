@@ -1,0 +1,237 @@
+"""Running batch jobs: one job in a worker (`run_job`), and the local executors that feed jobs to workers.
+
+Every executor has the same small interface, which the driver in `pipelines.batch` (and the Ray backend) relies on:
+
+    executor.capacity        how many jobs may run at once
+    executor.submit(job)     start a job (only while fewer than `capacity` are running)
+    executor.wait(timeout)   the JobResults that finished, possibly none
+    executor.close()
+
+`InlineExecutor` runs jobs in the driver's own process, one at a time (the default, `--workers 1`).
+`ProcessExecutor` starts N worker processes (spawn: no forked CUDA or thread state), each pinned to a device or to
+its share of the CPU cores. A worker loads its model once and keeps the engine for all the jobs it gets. A worker
+that dies (killed, out of memory) fails its job with a one-line reason and is replaced.
+
+Workers never touch the journal: they return results, and the driver writes them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import hashlib
+import logging
+import multiprocessing
+import os
+import queue
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from vsr.errors import VsrError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchJob:
+    """One input → one output, with the options of `vsr upscale`."""
+
+    name: str  # the output's path relative to the output folder: the journal's key
+    label: str  # how the input is named in messages (its path relative to the input folder or jobs file)
+    source: Path
+    output: Path
+    kind: str  # "video" or "image"
+    options: object  # vsr.pipelines.upscale.UpscaleOptions
+    video: object  # vsr.pipelines.upscale.VideoOptions (unused for images)
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class JobResult:
+    name: str
+    ok: bool
+    error: str | None = None  # one line
+    checksum: str | None = None  # sha256 of the output
+    seconds: float = 0.0
+    frames: int | None = None
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while block := file.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def one_line(error: BaseException) -> str:
+    """The reason a job failed, on one line: a VsrError's message, else the exception's type and first line."""
+    lines = str(error).strip().splitlines()
+    text = lines[0] if lines else ""
+    if isinstance(error, VsrError):
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# The engine of this process, kept across jobs: loading a model is the slow part of a short job.
+_engine_cache: dict = {}
+
+
+def _engine_for(options):
+    from vsr.pipelines import upscale as api
+
+    if options not in _engine_cache:
+        _engine_cache.clear()  # one model in memory at a time
+        _engine_cache[options] = api.make_engine(options, progress=False)
+    return _engine_cache[options]
+
+
+def run_job(job: BatchJob) -> JobResult:
+    """Upscale one input into its output (atomically). Never raises for a bad input: the result says why."""
+    from vsr.pipelines import upscale as api
+
+    start = time.perf_counter()
+    try:
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        engine = _engine_for(job.options)
+        if job.kind == "image":
+            api.upscale_image(job.source, job.output, options=job.options, overwrite=job.overwrite, engine=engine)
+            frames = 1
+        else:
+            result = api.upscale_video(job.source, job.output, options=job.options, video=job.video,
+                                       overwrite=job.overwrite, engine=engine)
+            frames = result.frames
+        checksum = sha256_file(job.output)
+    except Exception as error:  # a job's failure must not stop the batch
+        log.debug("job %s failed", job.name, exc_info=True)
+        return JobResult(job.name, ok=False, error=one_line(error), seconds=time.perf_counter() - start)
+    return JobResult(job.name, ok=True, checksum=checksum, seconds=time.perf_counter() - start, frames=frames)
+
+
+class InlineExecutor:
+    """Runs each job in this process when `wait` is called; one at a time."""
+
+    capacity = 1
+
+    def __init__(self) -> None:
+        self._job: BatchJob | None = None
+
+    def submit(self, job: BatchJob) -> None:
+        self._job = job
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        job, self._job = self._job, None
+        return [run_job(job)] if job is not None else []
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """Let the kernel kill this worker when the driver dies (Linux), so that no orphan goes on writing an output
+    that the next run is redoing."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the driver died before prctl
+        os._exit(1)
+
+
+def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
+                tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """The loop of one worker process: take a job, run it, send the result; None means stop."""
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(threads)
+    while (job := tasks.get()) is not None:
+        if device is not None:
+            job = dataclasses.replace(job, options=dataclasses.replace(job.options, device=device))
+        results.put((index, run_job(job)))
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.Process
+    tasks: multiprocessing.Queue
+    device: str | None
+    job: BatchJob | None = None
+
+
+class ProcessExecutor:
+    """`workers` processes (one per entry of `devices` when given), fed one job at a time."""
+
+    def __init__(self, workers: int, devices: list[str] | None = None, log_level: int = logging.WARNING):
+        self._context = multiprocessing.get_context("spawn")
+        self._results = self._context.Queue()
+        self._devices = devices or [None] * workers
+        self.capacity = len(self._devices)
+        # Each worker gets its share of the cores, so that N workers do not each start a thread per core.
+        self._threads = max(1, (os.cpu_count() or 1) // self.capacity)
+        self._log_level = log_level
+        self._workers = [self._start(index) for index in range(self.capacity)]
+
+    def _start(self, index: int) -> _Worker:
+        tasks = self._context.Queue()
+        device = self._devices[index]
+        process = self._context.Process(
+            target=worker_main, name=f"vsr-batch-worker-{index}", daemon=True,
+            args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results),
+        )
+        process.start()
+        return _Worker(process, tasks, device)
+
+    def submit(self, job: BatchJob) -> None:
+        worker = next(worker for worker in self._workers if worker.job is None)
+        worker.job = job
+        worker.tasks.put(job)
+
+    def wait(self, timeout: float) -> list[JobResult]:
+        try:
+            index, result = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return self._reap()
+        self._workers[index].job = None
+        return [result]
+
+    def _reap(self) -> list[JobResult]:
+        """Fail the job of each worker that died, and start a new worker in its place."""
+        failed = []
+        for index, worker in enumerate(self._workers):
+            if worker.process.is_alive():
+                continue
+            if worker.job is not None:
+                reason = f"the worker process died (exit code {worker.process.exitcode}) while running this job"
+                failed.append(JobResult(worker.job.name, ok=False, error=reason))
+            log.warning("batch worker %d died (exit code %s); starting another", index, worker.process.exitcode)
+            self._workers[index] = self._start(index)
+        return failed
+
+    def close(self) -> None:
+        for worker in self._workers:
+            if worker.process.is_alive():
+                worker.tasks.put(None)
+        for worker in self._workers:
+            worker.process.join(timeout=30 if worker.job is None else 1)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,334 @@
+"""The batch journal: one SQLite file in the output folder that remembers every job of `vsr batch`.
+
+    journal = Journal.open(out_dir / JOURNAL_NAME)
+    plan = journal.sync(entries, max_attempts=3)   # which jobs to run, which are done, which gave up
+    if journal.claim(name):                        # atomically: queued → running, owned by this process
+        ...
+        journal.finish(name, ok=True, checksum=..., seconds=...)
+
+A job is keyed by its output path relative to the output folder. Its row holds the state (queued, running, done,
+failed), the attempts so far, the last error, timings, the input's fingerprint and the output's sha256.
+
+Crash safety: every change is one transaction in WAL mode, so a process killed at any moment leaves the rows as the
+last commit had them. A row that says `running` names its owner (host, boot id, pid and the pid's start time); the
+next run takes the row over when that process is gone (the pid's start time guards against a reused pid). WAL needs
+every process that opens the file to be on one host: run drivers on one machine at a time (Ray tasks never touch the
+journal; the driver writes for them). An owner on another host is therefore taken to be gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from vsr.errors import InputError
+
+JOURNAL_NAME = ".vsr-journal.sqlite"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    name        TEXT PRIMARY KEY,   -- output path, relative to the output folder
+    source      TEXT NOT NULL,      -- input path
+    kind        TEXT NOT NULL,      -- video or image
+    options     TEXT NOT NULL,      -- JSON of the options that shape the output
+    state       TEXT NOT NULL,      -- queued, running, done, failed
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,               -- the last failure's one-line reason
+    fingerprint TEXT NOT NULL,      -- of the input, see pipelines.batch.fingerprint
+    checksum    TEXT,               -- sha256 of the output, when done
+    owner       TEXT,               -- the process running it: host/boot id/pid/pid start time
+    queued_at   REAL,
+    started_at  REAL,
+    finished_at REAL,
+    seconds     REAL,               -- wall time of the last attempt
+    frames      INTEGER
+)
+"""
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    """What the journal needs to know about a job before it runs."""
+
+    name: str
+    source: str
+    kind: str
+    options: dict
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One row of the journal, as stored."""
+
+    name: str
+    source: str
+    kind: str
+    state: JobState
+    attempts: int
+    error: str | None
+    fingerprint: str
+    checksum: str | None
+    owner: str | None
+    started_at: float | None
+    finished_at: float | None
+    seconds: float | None
+    frames: int | None
+    options: dict
+
+
+@dataclass
+class SyncPlan:
+    """What `Journal.sync` decided for the jobs it was given (names)."""
+
+    to_run: list[str]
+    done: list[str]
+    gave_up: list[str]  # failed max_attempts times: left failed
+    busy: list[str]  # running in another live process
+    taken_over: list[str]  # were running in a process that is gone
+    new: list[str]  # not in the journal before
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> str:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat); "" where /proc is missing."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[1].split()[19]  # the command name may hold spaces: split after its ")"
+
+
+def process_owner(pid: int) -> str:
+    """A process of this machine, as the owner column names it: host/boot id/pid/start time."""
+    return "/".join([socket.gethostname(), _boot_id(), str(pid), _process_start(pid)])
+
+
+def current_owner() -> str:
+    return process_owner(os.getpid())
+
+
+def owner_is_alive(owner: str | None) -> bool:
+    """Whether the process named by an owner column still runs (see the module doc for other hosts)."""
+    if not owner:
+        return False
+    try:
+        host, boot_id, pid_text, start = owner.split("/")
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or boot_id != _boot_id():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    return start in ("", _process_start(pid))
+
+
+class Journal:
+    """The jobs table of one output folder. Open it with `Journal.open`; it is a context manager."""
+
+    def __init__(self, connection: sqlite3.Connection, path: Path, owner: str):
+        self.connection = connection
+        self.path = path
+        self.owner = owner
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> Journal:
+        path = Path(path)
+        if readonly:
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                         isolation_level=None)
+        else:
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
+            # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in
+            # WAL mode; a power cut may lose the last commits, which only means re-doing those jobs.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(_SCHEMA)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        connection.row_factory = sqlite3.Row
+        return cls(connection, path, current_owner())
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _transaction(self):
+        """BEGIN IMMEDIATE takes the write lock up front, so read-then-write decisions cannot interleave."""
+        return _Transaction(self.connection)
+
+    def sync(self, entries: list[JobEntry], *, max_attempts: int) -> SyncPlan:
+        """Bring the rows of `entries` up to date and decide what to run.
+
+        New jobs are queued. A job whose input fingerprint or options changed starts afresh (attempts 0). A done job
+        stays done (the caller then checks its output and `requeue`s it if damaged). A failed job is queued again
+        while it has attempts left. A running job whose owner is gone is taken over (queued; the attempt it died in
+        counts); one whose owner lives is left alone.
+        """
+        plan = SyncPlan([], [], [], [], [], [])
+        now = time.time()
+        with self._transaction():
+            for entry in entries:
+                row = self._row(entry.name)
+                options = json.dumps(entry.options, sort_keys=True)
+                if row is None:
+                    self.connection.execute(
+                        "INSERT INTO jobs (name, source, kind, options, state, fingerprint, queued_at) "
+                        "VALUES (?, ?, ?, ?, 'queued', ?, ?)",
+                        (entry.name, entry.source, entry.kind, options, entry.fingerprint, now),
+                    )
+                    plan.to_run.append(entry.name)
+                    plan.new.append(entry.name)
+                    continue
+                if row.state is JobState.RUNNING and owner_is_alive(row.owner):
+                    plan.busy.append(entry.name)  # even if its options changed: one writer per output at a time
+                    continue
+                same_options = json.dumps(row.options, sort_keys=True) == options
+                changed = row.fingerprint != entry.fingerprint or not same_options
+                if row.state is JobState.RUNNING:
+                    plan.taken_over.append(entry.name)
+                if changed:
+                    # Another input or other options: a new job under the same output name.
+                    self.connection.execute(
+                        "UPDATE jobs SET source = ?, kind = ?, options = ?, fingerprint = ?, state = 'queued', "
+                        "attempts = 0, error = NULL, checksum = NULL, owner = NULL, queued_at = ? WHERE name = ?",
+                        (entry.source, entry.kind, options, entry.fingerprint, now, entry.name),
+                    )
+                    plan.to_run.append(entry.name)
+                elif row.state is JobState.DONE:
+                    plan.done.append(entry.name)
+                elif row.state is JobState.FAILED and row.attempts >= max_attempts:
+                    plan.gave_up.append(entry.name)
+                else:
+                    self.connection.execute(
+                        "UPDATE jobs SET state = 'queued', owner = NULL, queued_at = ? WHERE name = ?",
+                        (now, entry.name),
+                    )
+                    plan.to_run.append(entry.name)
+        return plan
+
+    def requeue(self, name: str) -> None:
+        """A done job whose output is missing or damaged: run it again."""
+        self.connection.execute(
+            "UPDATE jobs SET state = 'queued', checksum = NULL, owner = NULL, queued_at = ? "
+            "WHERE name = ? AND state = 'done'",
+            (time.time(), name),
+        )
+
+    def claim(self, name: str) -> bool:
+        """queued → running, owned by this process, one more attempt; False if another process got there first."""
+        cursor = self.connection.execute(
+            "UPDATE jobs SET state = 'running', owner = ?, attempts = attempts + 1, started_at = ?, "
+            "finished_at = NULL WHERE name = ? AND state = 'queued'",
+            (self.owner, time.time(), name),
+        )
+        return cursor.rowcount == 1
+
+    def release(self, name: str) -> None:
+        """running → queued without counting the attempt: this process was interrupted (Ctrl-C), not the job."""
+        self.connection.execute(
+            "UPDATE jobs SET state = 'queued', owner = NULL, attempts = attempts - 1 WHERE name = ? AND owner = ?",
+            (name, self.owner),
+        )
+
+    def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
+               seconds: float | None = None, frames: int | None = None) -> None:
+        """running → done (with the output's checksum) or failed (with the reason)."""
+        self.connection.execute(
+            "UPDATE jobs SET state = ?, error = ?, checksum = ?, seconds = ?, frames = ?, finished_at = ?, "
+            "owner = NULL WHERE name = ? AND owner = ?",
+            ("done" if ok else "failed", error, checksum, seconds, frames, time.time(), name, self.owner),
+        )
+
+    def _row(self, name: str) -> JobRow | None:
+        found = self.connection.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
+        return _to_row(found) if found is not None else None
+
+    def row(self, name: str) -> JobRow | None:
+        return self._row(name)
+
+    def rows(self) -> list[JobRow]:
+        return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]
+
+
+def read_journal(out_dir: str | os.PathLike) -> list[JobRow]:
+    """The rows of the journal of `out_dir`, for `vsr batch --status` (read-only: safe while a batch runs)."""
+    path = Path(out_dir) / JOURNAL_NAME
+    if not path.is_file():
+        raise InputError(f"{out_dir}: no batch journal here ({JOURNAL_NAME}); `vsr batch IN_DIR {out_dir}` makes one")
+    with Journal.open(path, readonly=True) as journal:
+        return journal.rows()
+
+
+class _Transaction:
+    def __init__(self, connection: sqlite3.Connection):
+        self.connection = connection
+
+    def __enter__(self) -> None:
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.connection.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def _to_row(found: sqlite3.Row) -> JobRow:
+    return JobRow(
+        name=found["name"],
+        source=found["source"],
+        kind=found["kind"],
+        state=JobState(found["state"]),
+        attempts=found["attempts"],
+        error=found["error"],
+        fingerprint=found["fingerprint"],
+        checksum=found["checksum"],
+        owner=found["owner"],
+        started_at=found["started_at"],
+        finished_at=found["finished_at"],
+        seconds=found["seconds"],
+        frames=found["frames"],
+        options=json.loads(found["options"]),
+    )
+
+
+def format_table(rows: list[JobRow]) -> str:
+    """The journal as `vsr batch --status` prints it: one line per job, then the counts."""
+    lines = [("state", "tries", "seconds", "frames", "output", "error")]
+    for row in rows:
+        seconds = f"{row.seconds:.1f}" if row.seconds is not None else "-"
+        lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name, row.error or ""))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
+    text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in lines]
+    counts = {state: sum(row.state is state for row in rows) for state in JobState}
+    text.append(", ".join(f"{count} {state.value}" for state, count in counts.items()) + f" (of {len(rows)})")
+    return "\n".join(line.rstrip() for line in text)

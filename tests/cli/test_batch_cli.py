@@ -1,0 +1,176 @@
+"""`vsr batch` end to end: killed with SIGKILL and run again, a corrupt file among real clips, images, jobs files.
+
+Each test runs the real command in a subprocess on tiny real clips; outputs are judged by ffprobe.
+"""
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from tests.pipelines.clips import ffprobe_frame_pts, make_clip, truncate
+from vsr.pipelines import images
+from vsr.pipelines.encode import partial_path
+from vsr.pipelines.journal import JOURNAL_NAME
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+
+
+def vsr(*args):
+    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def snapshot(folder: Path) -> dict:
+    """Content hash, modification time and inode of every file under `folder` (journal files left out)."""
+    return {
+        path.relative_to(folder).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns,
+                                              path.stat().st_ino)
+        for path in sorted(folder.rglob("*")) if path.is_file() and not path.name.startswith(JOURNAL_NAME)
+    }
+
+
+def journal_rows(out_dir: Path) -> dict:
+    """name → (state, attempts), read the way a monitor would: read-only, while the batch may be writing."""
+    uri = f"{(out_dir / JOURNAL_NAME).as_uri()}?mode=ro"
+    with sqlite3.connect(uri, uri=True, timeout=10) as connection:
+        return {name: (state, attempts) for name, state, attempts in
+                connection.execute("SELECT name, state, attempts FROM jobs")}
+
+
+def frame_count(path: Path) -> int:
+    return len(ffprobe_frame_pts(path))
+
+
+def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp_path, tiny_rrdbnet_checkpoint):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for i in range(4):
+        make_clip(source / f"clip{i}.mp4", frames=24, size=(96, 64))
+    inputs = snapshot(source)
+    command = [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--preset", "ultrafast", "-q"]
+    process = subprocess.Popen(list(map(str, command)), start_new_session=True, stderr=subprocess.PIPE, text=True)
+    second = partial_path(out / "clip1.x4.mp4")
+    try:
+        deadline = time.monotonic() + 300
+        # Wait until the first job is done and the second is writing its output, then kill everything at once.
+        while not (second.exists() and (out / JOURNAL_NAME).exists()
+                   and journal_rows(out).get("clip1.x4.mp4", (None,))[0] == "running"):
+            assert process.poll() is None, f"vsr batch ended before the second job started:\n{process.stderr.read()}"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("running", 1),
+                                 "clip2.x4.mp4": ("queued", 0), "clip3.x4.mp4": ("queued", 0)}
+    assert second.exists() and not (out / "clip1.x4.mp4").exists()  # the killed job left only its partial file
+    first_output = snapshot(out)["clip0.x4.mp4"]
+
+    rerun = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("done", 2),
+                                 "clip2.x4.mp4": ("done", 1), "clip3.x4.mp4": ("done", 1)}
+    outputs = snapshot(out)
+    assert sorted(outputs) == ["clip0.x4.mp4", "clip1.x4.mp4", "clip2.x4.mp4", "clip3.x4.mp4"]  # no stray files
+    assert outputs["clip0.x4.mp4"] == first_output  # not redone: same bytes, modification time and inode
+    for i in range(4):
+        assert frame_count(out / f"clip{i}.x4.mp4") == frame_count(source / f"clip{i}.mp4") == 24
+    assert snapshot(source) == inputs
+
+
+def test_a_corrupt_file_among_real_clips_fails_alone_and_the_status_shows_why(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "b").mkdir(parents=True)
+    make_clip(source / "a.mp4", frames=4)
+    make_clip(source / "b" / "c.mkv", frames=4)
+    truncate(make_clip(tmp_path / "whole.mp4", frames=20), source / "b" / "broken.mp4")
+    inputs = snapshot(source)
+
+    result = vsr("batch", source, out, "-m", "bicubic", "-s", "2")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    reason = next(line for line in result.stderr.splitlines() if "broken.mp4: failed:" in line)
+    assert "broken.mp4" in reason.split("failed:", 1)[1]  # the reason names the file
+    assert "batch: 2 done, 1 failed (of 3)" in result.stdout
+    assert frame_count(out / "a.x2.mp4") == 4 and frame_count(out / "b" / "c.x2.mkv") == 4
+    assert not (out / "b" / "broken.x2.mp4").exists()
+
+    status = vsr("batch", "--status", out)
+    assert status.returncode == 1
+    line = next(line for line in status.stdout.splitlines() if "b/broken.x2.mp4" in line)
+    assert line.split()[:2] == ["failed", "1"] and reason.split("failed: ", 1)[1] in line
+    assert "2 done, 1 failed (of 3)" in status.stdout
+    assert snapshot(source) == inputs
+
+
+def test_images_keep_their_folders_and_quiet_prints_nothing(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "x" / "y").mkdir(parents=True)
+    picture = images.Image(rgb=torch.rand(3, 10, 14, generator=torch.Generator().manual_seed(0)))
+    images.write_image(source / "x" / "p.png", picture)
+    images.write_image(source / "x" / "y" / "q.jpg", picture)
+    make_clip(source / "x" / "y" / "v.webm", frames=3, codec="libvpx-vp9")
+    (source / "x" / "readme.txt").write_text("ignored")
+
+    result = vsr("batch", source, out, "-m", "bicubic", "--exclude", "*.webm", "-q")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert sorted(snapshot(out)) == ["x/p.x4.png", "x/y/q.x4.jpg"]
+    assert images.read_image(out / "x" / "p.x4.png").rgb.shape == (3, 40, 56)
+    assert images.read_image(out / "x" / "y" / "q.x4.jpg").rgb.shape == (3, 40, 56)
+    assert vsr("batch", "--status", out).returncode == 0
+
+
+def test_a_jobs_file_with_its_own_output_folder(tmp_path):
+    make_clip(tmp_path / "a.mp4", frames=4)
+    make_clip(tmp_path / "b.mp4", frames=4)
+    (tmp_path / "jobs.toml").write_text(
+        'output_dir = "out"\n[defaults]\nmodel = "bicubic"\n'
+        '[[job]]\ninput = "a.mp4"\n'
+        '[[job]]\ninput = "b.mp4"\noutscale = 1\nframes = 2\n'
+    )
+    result = vsr("batch", "--jobs", tmp_path / "jobs.toml", "-s", "2")  # -s beats [defaults], not a job's own
+    assert result.returncode == 0, result.stderr
+    assert frame_count(tmp_path / "out" / "a.x2.mp4") == 4
+    assert frame_count(tmp_path / "out" / "b.x1.mp4") == 2
+
+
+def test_usage_errors_are_one_line(tmp_path):
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=2)
+    cases = [
+        (["batch", tmp_path / "in"], "give IN_DIR and OUT_DIR"),
+        (["batch", "--status", tmp_path / "nothing"], "no batch journal here"),
+        (["batch", tmp_path / "in", tmp_path / "out", "--include", "*.mkv"], "no videos or images found"),
+        (["batch", tmp_path / "in", tmp_path / "out", "--codec", "h999"], "unknown codec 'h999'"),
+    ]
+    if not torch.cuda.is_available():
+        cases.append((["batch", tmp_path / "in", tmp_path / "out", "--devices", "0,1"], "CUDA is not available"))
+    for args, message in cases:
+        result = vsr(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_two_batches_at_once_on_one_folder_share_the_jobs(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for i in range(4):
+        make_clip(source / f"clip{i}.mp4", frames=6)
+    command = [*VSR, "batch", source, out, "-m", "bicubic", "-s", "2", "--preset", "ultrafast"]
+    first, second = (subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                     for _ in range(2))
+    for process in (first, second):
+        process.communicate(timeout=600)
+        assert process.returncode in (0, 1)  # 1: the other batch was still running a job when this one ended
+    # Each job was claimed by exactly one of them: done once, on its first attempt.
+    assert journal_rows(out) == {f"clip{i}.x2.mp4": ("done", 1) for i in range(4)}
+    assert sorted(snapshot(out)) == [f"clip{i}.x2.mp4" for i in range(4)]
+    assert all(frame_count(out / f"clip{i}.x2.mp4") == 6 for i in range(4))

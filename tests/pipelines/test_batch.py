@@ -1,0 +1,284 @@
+"""Batch jobs through the Python API: discovery, the journal across runs, failure isolation, jobs files, workers.
+
+Real tiny clips (PyAV) and images, the bicubic baseline, outputs judged by ffprobe. The crash (kill -9) test is in
+tests/cli/test_batch_cli.py, the Ray test in tests/pipelines/test_ray_batch.py.
+"""
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.pipelines.clips import ffprobe, ffprobe_frame_pts, make_clip, truncate
+from vsr import api
+from vsr.errors import InputError, OptionError
+from vsr.pipelines import batch, images
+from vsr.pipelines.encode import partial_path
+from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
+
+BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
+FAST = api.VideoOptions(preset="ultrafast")
+
+
+def snapshot(folder: Path) -> dict:
+    """Every file under `folder`: content hash, modification time and inode, to prove nothing was touched."""
+    return {
+        path.relative_to(folder).as_posix(): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns,
+                                              path.stat().st_ino)
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+
+
+def outputs(folder: Path) -> dict:
+    """`snapshot` of an output folder without the journal's files."""
+    return {name: state for name, state in snapshot(folder).items() if not name.startswith(JOURNAL_NAME)}
+
+
+def frame_count(path: Path) -> int:
+    return len(ffprobe_frame_pts(path))
+
+
+def video_size(path: Path) -> tuple[int, int]:
+    stream = ffprobe(path)["streams"][0]
+    return stream["width"], stream["height"]
+
+
+def write_image(path: Path, size=(20, 12)) -> Path:
+    rng = np.random.default_rng(0)
+    rgb = torch.from_numpy(rng.random((3, size[1], size[0]), dtype=np.float32))
+    images.write_image(path, images.Image(rgb=rgb))
+    return path
+
+
+@pytest.fixture
+def library(tmp_path) -> Path:
+    """in/: videos and images in nested folders, plus files a batch must ignore."""
+    root = tmp_path / "in"
+    (root / "season1" / "extras").mkdir(parents=True)
+    (root / "photos").mkdir()
+    make_clip(root / "a.mp4", frames=5)
+    make_clip(root / "season1" / "b.mkv", frames=4, size=(48, 32))
+    make_clip(root / "season1" / "extras" / "c.mov", frames=3)
+    write_image(root / "photos" / "p.png")
+    write_image(root / "photos" / "q.jpg")
+    (root / "notes.txt").write_text("not media")
+    make_clip(root / ".hidden.mp4", frames=2)
+    return root
+
+
+def rows_by_name(out_dir: Path) -> dict:
+    return {row.name: row for row in read_journal(out_dir)}
+
+
+def test_discover_mirrors_folders_names_like_upscale_and_filters(library, tmp_path):
+    out = tmp_path / "out"
+    everything = ["a.x2.mp4", "photos/p.x2.png", "photos/q.x2.jpg", "season1/b.x2.mkv", "season1/extras/c.x2.mov"]
+    jobs = batch.discover(library, out, options=BICUBIC, video=FAST)
+    assert [job.name for job in jobs] == everything
+    assert {job.kind for job in jobs if job.name.startswith("photos/")} == {"image"}
+    assert jobs[0].output == out.absolute() / "a.x2.mp4"
+    four = batch.discover(library, out, options=api.UpscaleOptions(model="bicubic"), video=FAST)
+    assert four[0].name == "a.x4.mp4"  # the model's own scale, as `vsr upscale` names it
+
+    def names(**filters):
+        return [job.name for job in batch.discover(library, out, options=BICUBIC, video=FAST, **filters)]
+
+    assert names(include=["*.mkv", "*.mov"]) == ["season1/b.x2.mkv", "season1/extras/c.x2.mov"]
+    assert names(exclude=["season1/*", "q.jpg"]) == ["a.x2.mp4", "photos/p.x2.png"]
+    assert names(include=["season1/*"], exclude=["*/extras/*"]) == ["season1/b.x2.mkv"]
+    # An output folder inside the input folder is not searched: outputs never become inputs.
+    inner = library / "upscaled"
+    inner.mkdir()
+    make_clip(inner / "a.x2.mp4", frames=2)
+    assert [job.name for job in batch.discover(library, inner, options=BICUBIC, video=FAST)] == everything
+    with pytest.raises(OptionError, match="must not be the input folder"):
+        batch.discover(library, library, options=BICUBIC, video=FAST)
+    with pytest.raises(InputError, match="not a folder"):
+        batch.discover(tmp_path / "missing", out, options=BICUBIC, video=FAST)
+
+
+def test_a_batch_upscales_videos_and_images_once_and_never_touches_the_inputs(library, tmp_path):
+    out = tmp_path / "out"
+    before = snapshot(library)
+    jobs = batch.discover(library, out, options=BICUBIC, video=FAST)
+    report = batch.run_batch(jobs, out)
+    assert report.ok and report.count(JobState.DONE) == 5
+    for job in jobs:
+        if job.kind == "video":
+            assert frame_count(job.output) == frame_count(job.source)
+            width, height = video_size(job.source)
+            assert video_size(job.output) == (2 * width, 2 * height)
+        else:
+            assert images.read_image(job.output).rgb.shape == (3, 24, 40)
+    rows = rows_by_name(out)
+    assert all(row.attempts == 1 and row.checksum == hashlib.sha256((out / name).read_bytes()).hexdigest()
+               for name, row in rows.items())
+    assert snapshot(library) == before
+    written = outputs(out)
+
+    again = batch.run_batch(batch.discover(library, out, options=BICUBIC, video=FAST), out)
+    assert again.ok
+    assert outputs(out) == written  # same bytes, same modification times, same inodes: nothing redone
+    assert {name: row.attempts for name, row in rows_by_name(out).items()} == {name: 1 for name in rows}
+    assert snapshot(library) == before
+
+
+def test_a_corrupt_input_fails_alone_with_its_reason_and_is_retried_up_to_the_limit(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "good1.mp4", frames=4)
+    make_clip(source / "good2.mkv", frames=4)
+    truncate(make_clip(tmp_path / "whole.mp4", frames=20), source / "cut.mp4")
+    (source / "text.mp4").write_text("this is not a video\n" * 20)
+    out = tmp_path / "out"
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+
+    report = batch.run_batch(jobs, out, max_attempts=2)
+    assert not report.ok
+    rows = rows_by_name(out)
+    assert {name: row.state for name, row in rows.items()} == {
+        "cut.x2.mp4": JobState.FAILED, "good1.x2.mp4": JobState.DONE, "good2.x2.mkv": JobState.DONE,
+        "text.x2.mp4": JobState.FAILED,
+    }
+    for name, file_name in (("cut.x2.mp4", "cut.mp4"), ("text.x2.mp4", "text.mp4")):
+        assert file_name in rows[name].error and "\n" not in rows[name].error
+        assert not (out / name).exists()
+    done = outputs(out)
+
+    batch.run_batch(jobs, out, max_attempts=2)  # retried once more...
+    batch.run_batch(jobs, out, max_attempts=2)  # ...then given up on
+    rows = rows_by_name(out)
+    assert [rows[name].attempts for name in sorted(rows)] == [2, 1, 1, 2]
+    assert outputs(out) == done
+
+
+def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b", "c"):
+        make_clip(source / f"{name}.mp4", frames=3)
+    out = tmp_path / "out"
+
+    def run():
+        return batch.run_batch(batch.discover(source, out, options=BICUBIC, video=FAST), out)
+
+    assert run().ok
+    (out / "a.x2.mp4").write_bytes((out / "a.x2.mp4").read_bytes()[:-10])  # damaged
+    (out / "b.x2.mp4").unlink()  # missing
+    make_clip(source / "c.mp4", frames=6)  # another video under the same name
+    assert run().ok
+    rows = rows_by_name(out)
+    assert [rows[name].attempts for name in ("a.x2.mp4", "b.x2.mp4", "c.x2.mp4")] == [2, 2, 1]  # c: a new job
+    assert frame_count(out / "a.x2.mp4") == 3 and frame_count(out / "b.x2.mp4") == 3
+    assert frame_count(out / "c.x2.mp4") == 6
+    for name, row in rows.items():
+        assert row.checksum == hashlib.sha256((out / name).read_bytes()).hexdigest()
+
+
+def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_left(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "dead.mp4", frames=3)
+    make_clip(source / "live.mp4", frames=3)
+    out = tmp_path / "out"
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    out.mkdir()
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with sqlite3.connect(out / JOURNAL_NAME) as connection:
+            for name, pid in (("dead.x2.mp4", int(gone.stdout)), ("live.x2.mp4", sleeper.pid)):
+                owner = process_owner(pid)
+                connection.execute("UPDATE jobs SET state = 'running', attempts = 1, owner = ? WHERE name = ?",
+                                   (owner, name))
+        # What a killed writer leaves: a half-written temporary file next to where the output would be.
+        leftover = partial_path(out / "dead.x2.mp4")
+        leftover.write_bytes(b"half a video")
+
+        report = batch.run_batch(jobs, out)
+        rows = rows_by_name(out)
+        assert rows["dead.x2.mp4"].state is JobState.DONE and rows["dead.x2.mp4"].attempts == 2
+        assert frame_count(out / "dead.x2.mp4") == 3 and not leftover.exists()
+        assert rows["live.x2.mp4"].state is JobState.RUNNING and not (out / "live.x2.mp4").exists()
+        assert not report.ok
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert batch.run_batch(jobs, out).ok  # its owner is gone now
+    assert rows_by_name(out)["live.x2.mp4"].attempts == 2
+
+
+def test_a_jobs_file_sets_options_per_job(tmp_path):
+    media = tmp_path / "media"
+    media.mkdir()
+    make_clip(media / "one.mp4", frames=4)
+    make_clip(media / "two.mp4", frames=4)
+    write_image(media / "still.png")
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text(
+        'output_dir = "done"\n'
+        '[defaults]\nmodel = "bicubic"\noutscale = 2\npreset = "ultrafast"\n'
+        '[[job]]\ninput = "media/one.mp4"\n'
+        '[[job]]\ninput = "media/two.mp4"\noutput = "cut/two-short.mkv"\nframes = 2\nbatch-size = 1\noutscale = 3\n'
+        '[[job]]\ninput = "media/still.png"\n'
+    )
+    jobs, out = batch.load_jobs_file(jobs_file)
+    assert out == tmp_path / "done"
+    assert [job.name for job in jobs] == ["media/one.x2.mp4", "cut/two-short.mkv", "media/still.x2.png"]
+    assert batch.run_batch(jobs, out).ok
+    assert video_size(out / "media/one.x2.mp4") == (128, 96) and frame_count(out / "media/one.x2.mp4") == 4
+    assert video_size(out / "cut/two-short.mkv") == (192, 144) and frame_count(out / "cut/two-short.mkv") == 2
+    assert images.read_image(out / "media/still.x2.png").rgb.shape == (3, 24, 40)
+    # Options from the command line beat [defaults], and each job's own beat both.
+    jobs, _ = batch.load_jobs_file(jobs_file, tmp_path / "elsewhere", values={"outscale": 4, "frames": 1})
+    assert [job.name for job in jobs] == ["media/one.x4.mp4", "cut/two-short.mkv", "media/still.x4.png"]
+    assert [job.video.max_frames for job in jobs] == [1, 2, 1]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[[job]]\ninput = "a.mp4"\nmodle = "bicubic"\n', "unknown option 'modle'"),
+        ('[[job]]\ninput = "a.mp4"\ncrf = "high"\n', "option 'crf' must be an integer, not 'high'"),
+        ('[[job]]\noutput = "a.mp4"\n', "needs input"),
+        ('[defaults]\nmodel = "bicubic"\n', "no \\[\\[job\\]\\] tables"),
+        ('[[job]]\ninput = "a.mp4"\n[[job]]\ninput = "a.mp4"\n', "would both be written to a.x4.mp4"),
+    ],
+    ids=["unknown option", "wrong type", "no input", "no jobs", "same output twice"],
+)
+def test_a_bad_jobs_file_is_one_option_error(tmp_path, text, message):
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text(text)
+    with pytest.raises(OptionError, match=message):
+        jobs, out = batch.load_jobs_file(jobs_file, tmp_path / "out")
+        batch.run_batch(jobs, out)
+    assert not (tmp_path / "out").exists()
+
+
+def test_worker_processes_share_the_jobs(library, tmp_path):
+    out = tmp_path / "out"
+    before = snapshot(library)
+    jobs = batch.discover(library, out, options=BICUBIC, video=FAST, include=["*.mp4", "*.mkv", "*.png"])
+    report = batch.run_batch(jobs, out, workers=2)
+    assert report.ok and len(report.rows) == 3
+    for job in jobs:
+        if job.kind == "video":
+            assert frame_count(job.output) == frame_count(job.source)
+    assert snapshot(library) == before
+
+
+def test_cuda_devices_that_are_not_there_are_an_option_error(library, tmp_path):
+    jobs = batch.discover(library, tmp_path / "out", options=BICUBIC, video=FAST)
+    # On a CPU-only machine any device is missing; on a GPU machine, the one after the last.
+    missing = str(torch.cuda.device_count()) if torch.cuda.is_available() else "0,1"
+    with pytest.raises(OptionError, match="CUDA"):
+        batch.run_batch(jobs, tmp_path / "out", devices=missing)
+    with pytest.raises(OptionError, match="device numbers"):
+        batch.run_batch(jobs, tmp_path / "out", devices="gpu0")

@@ -1,0 +1,83 @@
+"""Batch jobs as Ray tasks, on a local Ray cluster (2 CPUs) that this module starts and stops.
+
+The driver (this process) keeps the journal; the tasks run in Ray's worker processes and return their results.
+"""
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from tests.pipelines.clips import ffprobe_frame_pts, make_clip
+from vsr import api
+from vsr.pipelines import batch
+from vsr.pipelines.encode import partial_path
+from vsr.pipelines.journal import JobState
+
+
+@pytest.fixture(scope="module")
+def local_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def frame_count(path: Path) -> int:
+    return len(ffprobe_frame_pts(path))
+
+
+def ray_task_pids(name: str) -> list[int]:
+    """Ray renames a worker process "ray::TASK NAME" while it runs a task: find the one running job `name`."""
+    title, found = f"ray::vsr-upscale:{name}".encode(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "cmdline").read_bytes().startswith(title):
+                found.append(int(entry.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
+
+
+def test_two_clips_through_a_local_cluster(local_cluster, tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    (source / "sub").mkdir(parents=True)
+    make_clip(source / "a.mp4", frames=5)
+    make_clip(source / "sub" / "b.mkv", frames=3)
+    jobs = batch.discover(source, out, options=api.UpscaleOptions(model="bicubic"),
+                          video=api.VideoOptions(preset="ultrafast"))
+    report = batch.run_batch(jobs, out, ray="auto")  # joins the cluster the fixture started
+    assert report.ok and [row.name for row in report.rows] == ["a.x4.mp4", "sub/b.x4.mkv"]
+    assert all(row.attempts == 1 and row.checksum for row in report.rows)
+    assert frame_count(out / "a.x4.mp4") == 5 and frame_count(out / "sub" / "b.x4.mkv") == 3
+    assert ray.is_initialized()  # a cluster the batch did not start is left running
+
+
+def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_path, tiny_rrdbnet_checkpoint):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "clip.mp4", frames=24, size=(96, 64))
+    jobs = batch.discover(source, out, options=api.UpscaleOptions(model=str(tiny_rrdbnet_checkpoint)),
+                          video=api.VideoOptions(preset="ultrafast"))
+    reports = []
+    driver = threading.Thread(target=lambda: reports.append(batch.run_batch(jobs, out, ray="auto")))
+    driver.start()
+    try:
+        deadline = time.monotonic() + 300
+        # Kill the task's worker while it is writing the output.
+        while not (partial_path(out / "clip.x4.mp4").exists() and (pids := ray_task_pids("clip.x4.mp4"))):
+            assert driver.is_alive() and time.monotonic() < deadline, "the job ended before it could be killed"
+            time.sleep(0.02)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        driver.join(timeout=300)
+    (report,) = reports
+    assert report.ok
+    (row,) = report.rows
+    assert row.state is JobState.DONE and row.attempts == 1  # Ray's retry happens within the journal's attempt
+    assert frame_count(out / "clip.x4.mp4") == 24
+    assert not partial_path(out / "clip.x4.mp4").exists()
