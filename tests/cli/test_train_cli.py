@@ -1,0 +1,112 @@
+"""`vsr train` and `vsr interpolate` through the real command line, and the trained model in `vsr upscale`."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vsr.models.checkpoint import load_model, read_state_dict, save_model
+from vsr.models.detect import spec_for
+from vsr.models.rrdbnet import RRDBNet
+from vsr.pipelines.images import read_image
+from vsr.training.logs import read_csv
+from tests.training.test_trainer import tiny_config, write_photos
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+
+
+def vsr(*args, env=None):
+    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})})
+
+
+def one_line_error(result) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vsr: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def test_train_plot_resume_and_upscale_with_the_trained_model(tmp_path):
+    tiny_config(tmp_path)  # the tiny recipe and photos
+    run = tmp_path / "run"
+    result = vsr("train", tmp_path / "tiny.toml", "--data", tmp_path / "photos", "-o", run, "--plot",
+                 "--set", "total_iters=2")
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {run / 'model.pth'} (PSNR-Y" in result.stdout
+    assert "iteration 2/2" in result.stderr and "it/s" in result.stderr and "ETA" in result.stderr
+    assert read_image(run / "curves.png").rgb.shape[1:] == (450, 1600)
+
+    resumed = vsr("train", "--resume", run, "--set", "total_iters=3", "-q")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [row["iteration"] for row in read_csv(run / "train.csv")] == [1, 2, 3]
+
+    write_photos(tmp_path / "small", count=1, size=12)
+    upscaled = vsr("upscale", tmp_path / "small" / "photo0.png", "--model", run / "model.pth", "-o",
+                   tmp_path / "out.png")
+    assert upscaled.returncode == 0, upscaled.stderr
+    out = read_image(tmp_path / "out.png").rgb
+    assert out.shape == (3, 48, 48)
+    with torch.no_grad():
+        expected = load_model(run / "model.pth").module(read_image(tmp_path / "small" / "photo0.png").rgb[None])
+    assert (out - expected[0].clamp(0, 1)).abs().max() <= 1 / 255  # the same network, rounded to 8 bits
+
+
+def test_missing_vgg_weights_is_one_line_naming_the_file(tmp_path):
+    tiny_config(tmp_path)
+    stage1 = _tiny_rrdbnet_file(tmp_path / "stage1", 0)
+    result = vsr("train", tmp_path / "tiny.toml", "--data", tmp_path / "photos", "-o", tmp_path / "run",
+                 "--set", 'stage="gan"', "--set", "patch_size=128", "--set", f"pretrained={stage1}",
+                 env={"TORCH_HOME": str(tmp_path / "torch")})
+    line = one_line_error(result)
+    assert result.returncode == 3
+    assert "vgg19-dcbb9e9d.pth" in line and str(tmp_path / "torch") in line and "--vgg-weights" in line
+    assert not (tmp_path / "run" / "state.pt").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "lrr=1"], "unknown key 'lrr', expected one of: stage, train_paths"),
+    (["--set", "batch_size=many"], "batch_size='many' is not a valid value, expected int"),
+    (["--resume", "somewhere"], "give either a RECIPE or --resume"),
+])
+def test_bad_options_are_one_line_errors(tmp_path, args, message):
+    tiny_config(tmp_path)
+    result = vsr("train", tmp_path / "tiny.toml", "--data", tmp_path / "photos", *args)
+    assert message in one_line_error(result)
+    assert result.returncode == 2
+
+
+def test_recipe_or_resume_folder_must_exist(tmp_path):
+    assert "shipped recipes: esrgan_x4_gan" in one_line_error(vsr("train", "no_such_recipe"))
+    assert "no training state to resume from" in one_line_error(vsr("train", "--resume", tmp_path))
+
+
+def _tiny_rrdbnet_file(path, seed, **hyperparameters):
+    torch.manual_seed(seed)
+    hyperparameters = {"num_feat": 8, "num_block": 1, "num_grow_ch": 32, **hyperparameters}
+    return save_model(RRDBNet(**hyperparameters), spec_for("RRDBNet", hyperparameters), path)[0]
+
+
+def test_interpolate_blends_two_checkpoints(tmp_path):
+    psnr, gan = _tiny_rrdbnet_file(tmp_path / "psnr", 0), _tiny_rrdbnet_file(tmp_path / "gan", 1)
+    result = vsr("interpolate", psnr, gan, "--alpha", "0.25", "-o", tmp_path / "blend.pth")
+    assert result.returncode == 0, result.stderr
+    blend, a, b = (read_state_dict(path) for path in (tmp_path / "blend.safetensors", psnr, gan))
+    for key in a:
+        torch.testing.assert_close(blend[key], 0.75 * a[key] + 0.25 * b[key], rtol=0, atol=1e-7)
+    assert load_model(tmp_path / "blend.pth").spec == load_model(psnr).spec
+
+    again = vsr("interpolate", psnr, gan, "-o", tmp_path / "blend.pth")
+    assert "already exists" in one_line_error(again) and again.returncode == 4
+    assert vsr("interpolate", psnr, gan, "-o", tmp_path / "blend.pth", "--overwrite").returncode == 0
+
+
+def test_interpolate_refuses_different_architectures_in_one_line(tmp_path):
+    psnr = _tiny_rrdbnet_file(tmp_path / "psnr", 0)
+    wider = _tiny_rrdbnet_file(tmp_path / "wider", 0, num_feat=16)
+    result = vsr("interpolate", psnr, wider, "-o", tmp_path / "out.pth")
+    assert "must be the same architecture" in one_line_error(result) and result.returncode == 3
+    assert not (tmp_path / "out.pth").exists()

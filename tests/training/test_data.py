@@ -1,0 +1,349 @@
+"""Training data: photo folders, frames sampled from real clips, exact and reproducible patch pairs, validation."""
+
+import math
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from tests.pipelines.clips import make_clip
+from vsr.errors import InputError, OptionError
+from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.images import Image, write_image
+from vsr.training.data import (
+    HRImage,
+    PatchDataset,
+    ValidationSet,
+    collect_images,
+    dali_patch_loader,
+    list_photos,
+    load_photo,
+    sample_video_frames,
+    split_photos,
+)
+from vsr.training.degrade import CONTEXT, downscale, mod_crop
+
+
+def _random_image(name: str, height: int, width: int, seed: int) -> HRImage:
+    """Smooth shapes plus noise: every patch is unique, so a patch can be found again in its image."""
+    generator = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    smooth = torch.stack([x * 255 / width, y * 255 / height, (x + y) * 127 / (width + height)])
+    noise = torch.randint(0, 64, (3, height, width), generator=generator)
+    return HRImage(name, (smooth * 0.75 + noise).clamp(0, 255).to(torch.uint8))
+
+
+@pytest.fixture
+def pool():
+    return [_random_image("a.png", 50, 66, 1), _random_image("b.png", 64, 40, 2)]
+
+
+TRANSFORMS = [(h, v, t) for t in (False, True) for h in (False, True) for v in (False, True)]
+
+
+def _augmented(x, hflip, vflip, transpose):
+    """The dataset's augmentation order, written out again: horizontal flip, vertical flip, transpose."""
+    x = x.flip(-1) if hflip else x
+    x = x.flip(-2) if vflip else x
+    return x.transpose(-2, -1) if transpose else x
+
+
+def _locate(hr: torch.Tensor, images: list[torch.Tensor], scale: int, transforms=TRANSFORMS):
+    """(image index, top, left, augmentation) of an HR patch: searched over the LR grid and the 8 flips/turns."""
+    size = hr.shape[-1]
+    found = []
+    for index, image in enumerate(images):
+        pixels = image.float() / 255
+        for top in range(0, pixels.shape[-2] - size + 1, scale):
+            for left in range(0, pixels.shape[-1] - size + 1, scale):
+                source = pixels[:, top : top + size, left : left + size]
+                found += [(index, top, left, t) for t in transforms if torch.equal(_augmented(source, *t), hr)]
+    assert len(found) == 1, found
+    return found[0]
+
+
+# ---- patches ----
+
+
+def test_same_seed_and_index_give_the_same_patch(pool):
+    first = PatchDataset(pool, patch_size=16, scale=4, seed=7)
+    again = PatchDataset(pool, patch_size=16, scale=4, seed=7)
+    for index in (0, 5, 11):
+        assert torch.equal(first[index]["hr"], again[index]["hr"])
+        assert torch.equal(first[index]["lr"], again[index]["lr"])
+    hrs = [first[i]["hr"] for i in range(len(first))]
+    assert len({tuple(h.flatten()[:64].tolist()) for h in hrs}) == len(hrs)  # different indices, different patches
+    other_seed = PatchDataset(pool, patch_size=16, scale=4, seed=8)
+    assert not torch.equal(other_seed[0]["hr"], first[0]["hr"])
+    first.set_epoch(1)
+    assert not torch.equal(first[0]["hr"], again[0]["hr"])
+    first.set_epoch(0)
+    assert torch.equal(first[0]["hr"], again[0]["hr"])
+
+
+def test_patch_shapes_types_and_default_length(pool):
+    dataset = PatchDataset(pool, patch_size=16, scale=4)
+    item = dataset[3]
+    assert item["hr"].shape == (3, 16, 16) and item["lr"].shape == (3, 4, 4)
+    assert item["hr"].dtype == item["lr"].dtype == torch.float32
+    assert item["hr"].is_contiguous() and item["lr"].is_contiguous()
+    assert 0 <= item["lr"].min() and item["lr"].max() <= 1
+    assert len(dataset) == math.ceil((48 * 64 + 64 * 40) / 16**2)  # the pool's area (mod-cropped) once
+    with pytest.raises(IndexError):
+        dataset[len(dataset)]
+
+
+def test_lr_is_the_crop_of_the_whole_images_lr(pool):
+    """Without augmentation, each LR patch equals the matching crop of the whole (mod-cropped) image's LR."""
+    scale = 4
+    exact = PatchDataset(pool, patch_size=16, scale=scale, augment=False, quantize=False, length=20)
+    rounded = PatchDataset(pool, patch_size=16, scale=scale, augment=False, quantize=True, length=20)
+    images = [mod_crop(image.pixels, scale) for image in pool]
+    whole_lr = [downscale(image.double()[None] / 255, scale)[0] for image in images]
+    seen_edges = 0
+    for index in range(len(exact)):
+        item = exact[index]
+        which, top, left, _ = _locate(item["hr"], images, scale, transforms=[(False, False, False)])
+        expected = whole_lr[which][:, top // scale : top // scale + 4, left // scale : left // scale + 4]
+        torch.testing.assert_close(item["lr"].double(), expected, atol=1e-6, rtol=0)  # float32 vs float64 sums
+        # Quantized: the same pixels rounded to 8 bits (a level may flip where a value sits right at a half).
+        assert torch.equal(rounded[index]["hr"], item["hr"])
+        levels = (expected.clamp(0, 1) * 255).round() / 255
+        assert (rounded[index]["lr"].double() - levels).abs().max() <= 1 / 255 + 1e-6
+        assert (rounded[index]["lr"].double() == levels.float().double()).float().mean() > 0.95
+        height, width = images[which].shape[-2:]
+        seen_edges += top == 0 or left == 0 or top + 16 == height or left + 16 == width
+    assert seen_edges  # some patches touched the image border, where the mirrored padding must agree
+
+
+def test_augmented_pairs_stay_aligned(pool):
+    """After flips and 90° turns, LR is still the downscale of HR (inside, away from the patch's cut edges)."""
+    scale = 4
+    dataset = PatchDataset(pool, patch_size=24, scale=scale, quantize=False, length=40)
+    images = [mod_crop(image.pixels, scale) for image in pool]
+    transforms = set()
+    for index in range(len(dataset)):
+        item = dataset[index]
+        expected = downscale(item["hr"].double()[None], scale)[0]
+        inside = (slice(None), slice(CONTEXT, -CONTEXT), slice(CONTEXT, -CONTEXT))
+        torch.testing.assert_close(item["lr"].double()[inside], expected[inside], atol=1e-5, rtol=0)
+        if index < 16:
+            transforms.add(_locate(item["hr"], images, scale)[3])
+    assert len(transforms) >= 5  # all 8 are equally likely: 16 draws show most of them
+
+
+def test_dataloader_workers_give_the_same_batches(pool):
+    dataset = PatchDataset(pool, patch_size=16, scale=4, length=12, seed=3)
+    single = list(DataLoader(dataset, batch_size=4, num_workers=0))
+    workers = list(DataLoader(dataset, batch_size=4, num_workers=2))
+    assert len(single) == len(workers) == 3
+    for one, other in zip(single, workers):
+        assert torch.equal(one["hr"], other["hr"]) and torch.equal(one["lr"], other["lr"])
+        assert one["hr"].shape == (4, 3, 16, 16)
+
+
+def test_large_images_give_proportionally_more_patches():
+    small, large = _random_image("s", 16, 16, 3), _random_image("l", 32, 32, 4)  # 1 and 5×5 patch positions
+    dataset = PatchDataset([small, large], patch_size=16, scale=4, augment=False, length=130)
+    from_small = sum(torch.equal(dataset[i]["hr"], small.pixels.float() / 255) for i in range(len(dataset)))
+    assert 0 < from_small < 20  # expected 130 / 26 = 5; picking images uniformly would give 65
+
+
+def test_bad_pools_and_options_are_refused(pool):
+    with pytest.raises(InputError, match="tiny.png: 20×12 is smaller than the 16×16 patch"):
+        PatchDataset([_random_image("tiny.png", 12, 20, 0)], patch_size=16, scale=4)
+    with pytest.raises(InputError, match="no training images"):
+        PatchDataset([], patch_size=16)
+    with pytest.raises(OptionError, match="patch_size=18"):
+        PatchDataset(pool, patch_size=18, scale=4)
+    with pytest.raises(OptionError, match="seed=-1"):
+        PatchDataset(pool, patch_size=16, scale=4, seed=-1)
+
+
+# ---- videos ----
+
+
+def test_video_frames_are_spread_across_the_clip(tmp_path):
+    clip = make_clip(tmp_path / "walk.mp4", frames=20, size=(64, 48), fps=25)
+    frames = sample_video_frames(clip, 4, min_difference=0)
+    # 0.8 s in 4 stretches: the first frame at or after 0.1, 0.3, 0.5, 0.7 s, i.e. frames 3, 8, 13, 18.
+    assert [frame.name for frame in frames] == ["walk.mp4@0.120s", "walk.mp4@0.320s", "walk.mp4@0.520s",
+                                                "walk.mp4@0.720s"]
+    with open_decoder(clip) as decoder:
+        everything = [frame for frame, _ in decoder]
+    for frame, index in zip(frames, (3, 8, 13, 18)):
+        assert frame.pixels.dtype == torch.uint8 and frame.pixels.shape == (3, 48, 64)
+        assert torch.equal(frame.pixels, everything[index].contiguous())
+
+
+def test_repeated_frames_are_skipped(tmp_path):
+    still = make_clip(tmp_path / "still.mp4", frames=20, color_chart=True)  # the same picture 20 times
+    assert len(sample_video_frames(still, 4)) == 1
+    assert len(sample_video_frames(still, 4, min_difference=0)) == 4
+    moving = make_clip(tmp_path / "moving.mp4", frames=20, size=(64, 48))
+    assert len(sample_video_frames(moving, 4)) == 4
+    assert len(sample_video_frames(moving, 4, min_difference=0.5)) == 1  # a huge threshold: all look alike
+
+
+def test_more_samples_than_frames_never_repeat_a_frame(tmp_path):
+    clip = make_clip(tmp_path / "short.mp4", frames=5)
+    frames = sample_video_frames(clip, 12, min_difference=0)
+    # Sample times 0.008, 0.025, ... 0.19 s: the frames at or after them are 1-4 (frame 0 is before the first).
+    assert [frame.name for frame in frames] == [f"short.mp4@{t:.3f}s" for t in (0.04, 0.08, 0.12, 0.16)]
+
+
+def test_streams_without_duration_are_sampled_in_one_pass(tmp_path):
+    from vsr.training.data import _frames_evenly
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=20)
+    names = [name for name, _ in _frames_evenly(clip, "pyav", 4)]
+    assert names == ["clip.mp4@0.000s", "clip.mp4@0.160s", "clip.mp4@0.480s", "clip.mp4@0.640s"]
+
+
+def test_bad_video_arguments(tmp_path):
+    with pytest.raises(InputError):
+        sample_video_frames(tmp_path / "missing.mp4", 4)
+    with pytest.raises(OptionError, match="frames_per_video=0"):
+        sample_video_frames(tmp_path / "missing.mp4", 0)
+
+
+# ---- photos ----
+
+
+def _write(path, pixels: torch.Tensor):
+    write_image(path, Image(rgb=pixels.float() / 255))
+    return path
+
+
+def test_list_and_load_photos(tmp_path):
+    pixels = _random_image("x", 20, 30, 5).pixels
+    _write(tmp_path / "b.png", pixels)
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub" / "a.jpg", pixels)
+    _write(tmp_path / "c.webp", pixels)
+    _write(tmp_path / ".hidden.png", pixels)
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = list_photos(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["b.png", "c.webp", "sub/a.jpg"]
+    photo = load_photo(tmp_path / "b.png")
+    assert photo.name == "b.png" and torch.equal(photo.pixels, pixels)  # PNG: exact
+    jpeg = load_photo(tmp_path / "sub" / "a.jpg").pixels
+    assert jpeg.dtype == torch.uint8 and (jpeg.float() - pixels.float()).abs().mean() < 12
+    with pytest.raises(InputError, match="no images"):
+        list_photos(_empty(tmp_path))
+    with pytest.raises(InputError, match="not a folder"):
+        list_photos(tmp_path / "b.png")
+
+
+def _empty(tmp_path):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    return folder
+
+
+def test_collect_images_from_folders_photos_and_videos(tmp_path):
+    _write(tmp_path / "photo.png", _random_image("x", 20, 30, 6).pixels)
+    make_clip(tmp_path / "clip.mkv", frames=10, size=(32, 24))
+    images = collect_images([tmp_path], frames_per_video=3)
+    # 0.4 s in 3 stretches: the first frame at or after 0.067, 0.2 and 0.333 s.
+    assert [image.name for image in images] == ["clip.mkv@0.080s", "clip.mkv@0.200s", "clip.mkv@0.360s",
+                                                "photo.png"]
+    assert [image.name for image in collect_images([tmp_path / "photo.png"])] == ["photo.png"]
+
+
+def test_split_photos_is_deterministic_and_keeps_named_files(tmp_path):
+    paths = [tmp_path / f"photo{i:02d}.png" for i in range(20)]
+    train, val = split_photos(paths, 0.2)
+    assert len(val) == 4 and len(train) == 16 and not set(train) & set(val)
+    assert train == [p for p in paths if p not in val]  # order kept
+    _, shuffled_val = split_photos(list(reversed(paths)), 0.2)
+    assert sorted(shuffled_val) == sorted(val)  # independent of the order...
+    elsewhere = [tmp_path / "other" / p.name for p in paths]
+    assert [p.name for p in split_photos(elsewhere, 0.2)[1]] == [p.name for p in val]  # ...and of the folder
+    assert len(split_photos(paths[:3], 0.01)[1]) == 1  # at least one
+    assert split_photos(paths, 0) == (paths, [])
+    train, val = split_photos(paths, ["photo03", "photo07.png"])
+    assert val == [paths[3], paths[7]] and len(train) == 18
+    with pytest.raises(OptionError, match="'nope'"):
+        split_photos(paths, ["nope"])
+    with pytest.raises(OptionError, match="validation=1"):
+        split_photos(paths, 1)
+    with pytest.raises(OptionError, match="all 1 files"):
+        split_photos(paths[:1], 0.5)
+
+
+# ---- validation ----
+
+
+def test_validation_set_is_deterministic_and_cropped_to_the_scale(pool):
+    odd = _random_image("odd.png", 51, 70, 9)
+    whole = ValidationSet([odd, *pool], scale=4)
+    again = ValidationSet([odd, *pool], scale=4)
+    assert len(whole) == 3
+    for index in range(3):
+        assert torch.equal(whole[index]["lr"], again[index]["lr"]) and torch.equal(whole[index]["hr"], again[index]["hr"])
+    item = whole[0]
+    assert item["name"] == "odd.png" and item["hr"].shape == (3, 48, 68) and item["lr"].shape == (3, 12, 17)
+    torch.testing.assert_close(item["hr"], odd.pixels[:, :48, :68].float() / 255)
+    torch.testing.assert_close(item["lr"], downscale(item["hr"][None], 4, quantize=True)[0])
+    cropped = ValidationSet([odd], scale=4, crop=30)[0]
+    assert cropped["hr"].shape == (3, 28, 28) and cropped["lr"].shape == (3, 7, 7)
+    torch.testing.assert_close(cropped["hr"], odd.pixels[:, 10:38, 20:48].float() / 255)  # centred 30×30, mod 4
+    with pytest.raises(OptionError, match="crop=2"):
+        ValidationSet([odd], scale=4, crop=2)
+
+
+def test_dali_loader_says_what_it_needs():
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError:  # the development machines: no DALI
+        with pytest.raises(OptionError, match="nvidia-dali and a GPU"):
+            dali_patch_loader()
+    else:
+        with pytest.raises(NotImplementedError):
+            dali_patch_loader()
+
+
+# ---- fetch_photos: attribution from the packages' copyright files ----
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: lomiri-wallpapers
+
+Files: *
+Copyright: 2018, Someone
+License: Expat
+
+Files: 16.04/Bridge_by_Sander_Klootwijk.jpg
+Copyright: 2018. Sander Klootwijk
+License: CC-BY-SA-4.0
+
+Files: nature/Aqua.jpg
+       nature/LadyBird.jpg
+Copyright: 2008, Charles Barbin
+           2008, Hylke Bons
+License: GPL-2+
+ On Debian systems, see /usr/share/common-licenses/GPL-2.
+
+Files: graphics/*
+Copyright: 2012, Giacomo Barazzetti
+License: CC-BY-SA-3.0
+"""
+
+
+def test_attribution_comes_from_the_matching_copyright_paragraph():
+    from vsr.training.fetch_photos import PHOTOS, SUGGESTED_VALIDATION, copyright_for, output_name, parse_copyright
+
+    stanzas = parse_copyright(COPYRIGHT)
+    assert len(stanzas) == 5 and stanzas[3]["Copyright"] == "2008, Charles Barbin\n2008, Hylke Bons"
+    assert copyright_for(stanzas, "usr/share/backgrounds/Bridge_by_Sander_Klootwijk.jpg") == (
+        "2018. Sander Klootwijk", "CC-BY-SA-4.0")
+    assert copyright_for(stanzas, "usr/share/backgrounds/mate/nature/LadyBird.jpg") == (
+        "2008, Charles Barbin; 2008, Hylke Bons", "GPL-2+")
+    assert copyright_for(stanzas, "usr/share/graphics/logo.png") == ("2012, Giacomo Barazzetti", "CC-BY-SA-3.0")
+    assert copyright_for(stanzas, "usr/share/backgrounds/other.jpg") == ("2018, Someone", "Expat")  # Files: *
+    assert copyright_for(stanzas[:1][1:], "x.jpg")[0].startswith("see the package")
+    # The suggested validation photos are among the photos fetched, all 48 of which have distinct names.
+    outputs = {output_name(package, file) for package, (_, files) in PHOTOS.items() for file in files}
+    assert len(outputs) == 48 and set(SUGGESTED_VALIDATION) <= outputs
+    assert output_name("plasma-workspace-wallpapers", "usr/share/wallpapers/Path/contents/images/2560x1600.jpg") == (
+        "plasma-Path.png")

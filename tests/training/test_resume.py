@@ -1,0 +1,88 @@
+"""Resume exactness on the CPU in fp32: N iterations straight equal N/2, stop, resume for the rest.
+
+"Equal" means bit-identical: every logged loss and every tensor of the final state (generator, EMA,
+discriminator, both optimizers). The runs cross an epoch boundary, and the resumed half loads its patches with
+DataLoader worker processes, which must not change a single patch.
+"""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from vsr.models.checkpoint import read_state_dict
+from vsr.training.checkpoints import load_state
+from vsr.training.logs import read_csv
+from vsr.training.trainer import resume, train
+from tests.training.test_trainer import tiny_config
+
+LOSS_COLUMNS = ("lr", "l_pix", "l_percep", "l_g_gan", "l_g_total", "l_d", "d_real", "d_fake")
+
+
+def _losses(run_dir):
+    return [{key: row[key] for key in ("iteration", "epoch", *LOSS_COLUMNS) if key in row}
+            for row in read_csv(run_dir / "train.csv")]
+
+
+def _assert_states_equal(straight: dict, resumed: dict) -> None:
+    assert straight["iteration"] == resumed["iteration"]
+    for part in ("generator", "ema", "discriminator"):
+        if part in straight:
+            for key, value in straight[part].items():
+                assert torch.equal(value, resumed[part][key]), f"{part}.{key}"
+    for part in ("optimizer_g", "optimizer_d"):
+        if part in straight:
+            for index, values in straight[part]["state"].items():
+                for name, value in values.items():
+                    assert torch.equal(value, resumed[part]["state"][index][name]), f"{part}[{index}].{name}"
+
+
+@pytest.fixture(scope="module")
+def straight_psnr_run(tmp_path_factory):
+    """8 iterations of 3 batches per epoch (3 photos of 64² in 32² patches, batch 4): epochs 0, 1 and 2."""
+    tmp_path = tmp_path_factory.mktemp("straight")
+    config = tiny_config(tmp_path, total_iters=8, batch_size=4, milestones=(5,), val_every=4, save_every=100)
+    train(config)
+    return config
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_psnr_stage_resumes_exactly(tmp_path, straight_psnr_run, num_workers):
+    straight = straight_psnr_run
+    config = dataclasses.replace(straight, out_dir=str(tmp_path / "run"), num_workers=num_workers,
+                                 train_paths=straight.train_paths)
+    first = train(config, stop_at=4)
+    assert first.iteration == 4 and first.model_path is None  # stopped early: a state, no final model
+    second = resume(config.out_dir)
+    assert second.iteration == 8
+
+    straight_dir, resumed_dir = Path(straight.out_dir), tmp_path / "run"
+    losses = _losses(resumed_dir)
+    assert [row["epoch"] for row in losses] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert losses == _losses(straight_dir)
+    assert read_csv(resumed_dir / "val.csv") == read_csv(straight_dir / "val.csv")
+    _assert_states_equal(load_state(straight_dir), load_state(resumed_dir))
+    exported, reference = read_state_dict(second.model_path), read_state_dict(straight_dir / "model.pth")
+    assert all(torch.equal(exported[key], reference[key]) for key in reference)
+
+
+def test_gan_stage_resumes_exactly(tmp_path):
+    config = tiny_config(tmp_path, stage="gan", patch_size=128, allow_random_vgg=True, total_iters=4,
+                         val_holdout=0, save_every=100)
+    straight = dataclasses.replace(config, out_dir=str(tmp_path / "straight"))
+    train(straight)
+    train(config, stop_at=2)
+    resume(config.out_dir)
+    assert _losses(tmp_path / "run") == _losses(tmp_path / "straight")
+    assert len(_losses(tmp_path / "run")) == 4
+    _assert_states_equal(load_state(tmp_path / "straight"), load_state(tmp_path / "run"))
+
+
+def test_resume_can_extend_the_run(tmp_path):
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(config)
+    result = resume(config.out_dir, {"total_iters": "3"})
+    assert result.iteration == 3 and result.model_path is not None
+    assert [row["iteration"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1, 2, 3]
+    assert load_state(config.out_dir)["config"]["total_iters"] == 3

@@ -1,0 +1,232 @@
+"""The training loop on tiny networks and tiny photos: both stages run, EMA, schedules, exports, config errors.
+
+The helpers `write_photos` and `tiny_config` are shared with test_resume.py, test_ddp.py and the CLI tests.
+"""
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from vsr.errors import InputError, ModelError, OptionError, OutputError
+from vsr.models.checkpoint import load_model, read_state_dict
+from vsr.models.rrdbnet import RRDBNet
+from vsr.pipelines.images import Image, write_image
+from vsr.training.checkpoints import export_generator, load_state
+from vsr.training.config import RECIPES_DIR, TrainConfig, load_recipe, parse_overrides
+from vsr.training.logs import read_csv, require_matplotlib
+from vsr.training.trainer import EpochBatches, ema_update, resume, train
+
+TINY_RECIPE = """\
+# A network and patches small enough for tests on two shared CPU cores.
+stage = "psnr"
+patch_size = 32
+batch_size = 2
+num_workers = 0
+num_feat = 8
+num_block = 1
+num_grow_ch = 32  # spandrel's fixed growth channels
+disc_num_feat = 8
+perceptual_layer = "conv1_2"  # VGG19's first block: the gan stage stays cheap
+total_iters = 4
+val_every = 2
+save_every = 2
+log_every = 1
+val_holdout = 1
+val_crop = 64
+device = "cpu"
+"""
+
+
+def write_photos(folder: Path, count: int = 4, size: int = 64, seed: int = 0) -> Path:
+    """`count` smooth random RGB PNGs (noise upsampled: some structure for a network to learn)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    for index in range(count):
+        coarse = torch.rand(1, 3, size // 8, size // 8, generator=generator)
+        fine = F.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)[0]
+        write_image(folder / f"photo{index}.png", Image(rgb=fine))
+    return folder
+
+
+def tiny_config(tmp_path: Path, **changes) -> TrainConfig:
+    """The tiny recipe on photos in tmp_path/photos (written once), running into tmp_path/run."""
+    recipe = tmp_path / "tiny.toml"
+    recipe.write_text(TINY_RECIPE)
+    photos = tmp_path / "photos"
+    if not photos.is_dir():
+        write_photos(photos, size=160 if changes.get("patch_size", 32) > 32 else 64)
+    config = load_recipe(recipe, {"train_paths": [str(photos)], "out_dir": str(tmp_path / "run")})
+    return dataclasses.replace(config, **changes)
+
+
+def test_ema_update_is_decay_times_old_plus_the_rest_times_new():
+    torch.manual_seed(0)
+    ema, model = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    old = {key: value.clone() for key, value in ema.state_dict().items()}
+    ema_update(ema, model, 0.9)
+    for key, value in ema.state_dict().items():
+        torch.testing.assert_close(value, 0.9 * old[key] + 0.1 * model.state_dict()[key], rtol=0, atol=1e-7)
+
+
+def test_training_updates_the_ema_after_each_generator_step(tmp_path):
+    config = tiny_config(tmp_path, total_iters=1, ema_decay=0.9, val_holdout=0)
+    train(config)
+    state = load_state(config.out_dir)
+    torch.manual_seed(config.seed)  # the trainer seeds before building the generator: the same initial weights
+    initial = RRDBNet(num_feat=8, num_block=1, num_grow_ch=32).state_dict()
+    for key, value in state["ema"].items():
+        expected = 0.9 * initial[key] + 0.1 * state["generator"][key]
+        torch.testing.assert_close(value, expected, rtol=0, atol=1e-7)
+    assert any(not torch.equal(initial[key], state["generator"][key]) for key in initial)
+
+
+def test_psnr_stage_trains_validates_and_exports_the_ema(tmp_path):
+    config = tiny_config(tmp_path, milestones=(2,))
+    result = train(config)
+    assert result.iteration == 4 and result.model_path == tmp_path / "run" / "model.pth"
+
+    rows = read_csv(tmp_path / "run" / "train.csv")
+    assert [row["iteration"] for row in rows] == [1, 2, 3, 4]
+    assert [row["lr"] for row in rows] == [2e-4, 2e-4, 1e-4, 1e-4]  # halved after the milestone
+    assert all(math.isfinite(row["l_pix"]) and row["l_pix"] > 0 for row in rows)
+
+    val = read_csv(tmp_path / "run" / "val.csv")
+    assert [row["iteration"] for row in val] == [0, 2, 4]
+    assert len({row["bicubic_psnr_y"] for row in val}) == 1  # the baseline is computed once
+    assert 0 < val[0]["ssim_y"] < 1 and val[0]["psnr_y"] != val[0]["psnr_rgb"]
+    assert result.validation["psnr_y"] == val[-1]["psnr_y"]
+
+    loaded = load_model(result.model_path)
+    assert loaded.spec.hyperparameters["num_feat"] == 8 and loaded.spec.scale == 4
+    ema = load_state(config.out_dir)["ema"]
+    for suffix in (".pth", ".safetensors"):
+        exported = read_state_dict(result.model_path.with_suffix(suffix))
+        assert exported.keys() == ema.keys() and all(torch.equal(exported[k], ema[k]) for k in ema)
+    assert (tmp_path / "run" / "models" / "iter_0000002.pth").is_file()
+
+
+def test_exported_model_loads_in_spandrel(tmp_path):
+    from tests.models.test_spandrel import spandrel
+
+    config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
+    result = train(config)
+    descriptor = spandrel.ModelLoader().load_from_file(result.model_path)
+    assert descriptor.architecture.id == "ESRGAN" and descriptor.scale == 4
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(descriptor.model.eval()(x), load_model(result.model_path).module(x), rtol=0,
+                                   atol=1e-5)
+
+
+def test_gan_stage_steps_both_networks_from_the_pretrained_generator(tmp_path):
+    config = tiny_config(tmp_path, stage="gan", patch_size=128, allow_random_vgg=True, total_iters=2,
+                         val_holdout=0)
+    torch.manual_seed(1)
+    pretrained, _ = export_generator(RRDBNet(num_feat=8, num_block=1, num_grow_ch=32), config, tmp_path / "stage1")
+    config = dataclasses.replace(config, pretrained=str(pretrained))
+
+    train(config, stop_at=1)
+    after_one = load_state(config.out_dir)
+    resume(config.out_dir)
+    after_two = load_state(config.out_dir)
+
+    start = read_state_dict(pretrained)
+    assert all(not torch.equal(start[key], after_one["generator"][key]) for key in start if key.endswith("weight"))
+    discriminator = after_one["discriminator"]
+    changed = [key for key in discriminator if not torch.equal(discriminator[key], after_two["discriminator"][key])]
+    assert any(key.startswith("conv") for key in changed) and any(key.startswith("linear") for key in changed)
+    rows = read_csv(tmp_path / "run" / "train.csv")
+    assert [row["iteration"] for row in rows] == [1, 2]
+    for key in ("l_pix", "l_percep", "l_g_gan", "l_g_total", "l_d"):
+        assert all(math.isfinite(row[key]) and row[key] > 0 for row in rows), key
+    # The generator's total is the paper's weighted sum of its parts.
+    row = rows[0]
+    assert row["l_g_total"] == pytest.approx(row["l_percep"] + 5e-3 * row["l_g_gan"] + 1e-2 * row["l_pix"], rel=1e-5)
+
+
+def test_gan_stage_refuses_a_pretrained_model_of_another_shape(tmp_path):
+    config = tiny_config(tmp_path, stage="gan", patch_size=128, allow_random_vgg=True)
+    other, _ = export_generator(RRDBNet(num_feat=16, num_block=1, num_grow_ch=32),
+                                dataclasses.replace(config, num_feat=16), tmp_path / "other")
+    with pytest.raises(ModelError, match="num_feat"):
+        train(dataclasses.replace(config, pretrained=str(other)))
+
+
+def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
+    config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
+    train(config)
+    with pytest.raises(OutputError, match="--resume"):
+        train(config)
+
+
+def test_plot_without_matplotlib_is_an_option_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an environment without it gives: ImportError
+    with pytest.raises(OptionError, match=r"vsr\[train\]"):
+        require_matplotlib()
+    with pytest.raises(OptionError, match="matplotlib"):
+        train(tiny_config(tmp_path, plot=True))
+    assert not (tmp_path / "run" / "state.pt").exists()
+
+
+def test_epoch_batches_split_each_batch_between_processes():
+    assert list(EpochBatches(3, 4)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert list(EpochBatches(3, 4, first=2)) == [[8, 9, 10, 11]]
+    assert list(EpochBatches(2, 4, rank=1, world_size=2)) == [[2, 3], [6, 7]]
+
+
+# ---- configuration ----
+
+
+def test_shipped_recipes_parse_and_hold_the_papers_numbers():
+    names = sorted(path.stem for path in RECIPES_DIR.glob("*.toml"))
+    assert names == ["esrgan_x4_gan", "esrgan_x4_psnr", "small_cpu_gan", "small_cpu_psnr"]
+    psnr, gan = load_recipe("esrgan_x4_psnr"), load_recipe("esrgan_x4_gan")
+    assert (psnr.lr, psnr.batch_size, psnr.patch_size, psnr.num_block, psnr.ema_decay) == (2e-4, 16, 128, 23, 0.999)
+    assert psnr.milestones == (200_000, 400_000, 600_000, 800_000) and psnr.gamma == 0.5
+    assert (gan.lr, gan.milestones, gan.pixel_weight, gan.gan_weight) == (1e-4, (50_000, 100_000, 200_000, 300_000),
+                                                                         1e-2, 5e-3)
+    assert gan.pretrained == str(Path(psnr.out_dir) / "model.pth")
+
+
+def test_overrides_are_toml_values_checked_against_the_field_types():
+    config = TrainConfig().replace(parse_overrides(
+        ["lr=1e-4", "milestones=[10, 20]", "train_paths=photos/", "betas=[0.9, 0.99]", "total_iters=1e5",
+         "val_crop=none", "plot=true", "stage=gan"]))
+    assert (config.lr, config.milestones, config.train_paths, config.betas) == (1e-4, (10, 20), ("photos/",),
+                                                                                (0.9, 0.99))
+    assert (config.total_iters, config.val_crop, config.plot, config.stage) == (100_000, None, True, "gan")
+
+
+@pytest.mark.parametrize("item, message", [
+    ("lrr=1", "unknown key 'lrr', expected one of: stage, train_paths"),
+    ("lr=fast", "lr='fast' is not a valid value, expected float"),
+    ("betas=[0.9]", "betas=[0.9] is not a valid value"),
+    ("batch_size=2.5", "batch_size=2.5"),
+    ("stage=adversarial", "stage='adversarial': expected one of psnr, gan"),
+    ("patch_size=30", "patch_size=30: expected a multiple of 4"),
+    ("ema_decay=1", "ema_decay=1.0"),
+    ("milestones=[20, 10]", "milestones=[20, 10]"),
+    ("lr", "expected KEY=VALUE"),
+])
+def test_bad_overrides_name_the_key_and_what_is_allowed(item, message):
+    with pytest.raises(OptionError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        TrainConfig().replace(parse_overrides([item]))
+
+
+def test_gan_stage_needs_a_patch_the_discriminator_takes():
+    with pytest.raises(OptionError, match=r"patch_size=96: the gan stage's discriminator takes \(128, 256\)"):
+        TrainConfig(stage="gan", patch_size=96)
+
+
+def test_unknown_recipe_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(InputError, match="small_cpu_psnr"):
+        load_recipe("no_such_recipe")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("lr = \n")
+    with pytest.raises(InputError, match="not a valid TOML recipe"):
+        load_recipe(bad)

@@ -1,0 +1,378 @@
+"""Training data: HR images from photo folders and videos, random HR/LR patch pairs, and a validation set.
+
+    photos = list_photos("/work/photos")
+    train_paths, val_paths = split_photos(photos, validation=0.1)
+    train = PatchDataset(load_photos(train_paths) + sample_video_frames("movie.mp4", 32), patch_size=128, scale=4)
+    loader = DataLoader(train, batch_size=16, num_workers=2)   # batches of dict(lr=16×3×32×32, hr=16×3×128×128)
+    val = ValidationSet(load_photos(val_paths), scale=4, crop=512)
+
+The pool of HR images is held in memory as uint8, 3·H·W bytes each (the 48 Debian photos halved are 60 MP:
+180 MB). DataLoader workers started by fork share it copy-on-write (nothing is written to it); with spawn, torch
+moves the tensors to shared memory once. LR patches are made on the fly (a 128×128 pair with its context takes
+~1.5 ms on one core), so nothing but the pool is stored and any scale can be trained from the same images.
+
+Patches are exact: an HR patch starts on the LR grid (a multiple of `scale`), and its LR patch is cut from the
+downscale of the patch plus `degrade.CONTEXT` LR pixels of surrounding HR on each side. So the LR patch equals the
+same crop of the whole image's LR (what the field's pre-made LR PNGs hold), with real neighbours at its edges
+rather than a mirrored border. Flips and 90° rotations are applied to HR and LR together after downscaling:
+MATLAB bicubic commutes with them (symmetric kernel, symmetric sample positions, mirrored borders), so this is the
+same as augmenting HR first, without a second resize.
+
+Every patch depends only on (seed, epoch, index) through its own torch.Generator, never on global RNG state: the
+same index gives the same pair in any worker process, in any order, after a resume.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from torch.utils.data import Dataset
+
+from vsr.errors import InputError, OptionError
+from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.images import read_image
+from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".wmv", ".flv", ".y4m")
+
+
+@dataclass
+class HRImage:
+    """One ground-truth picture: 3×H×W uint8 RGB, and where it came from ("photo.png", "movie.mp4@12.480s")."""
+
+    name: str
+    pixels: torch.Tensor
+
+
+# ---- sources ----
+
+
+def list_photos(folder: str | os.PathLike) -> list[Path]:
+    """The PNG, JPEG and WebP files under `folder` (recursively, hidden files skipped), sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder of images")
+    photos = sorted(
+        path for path in folder.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith(".")
+    )
+    if not photos:
+        raise InputError(f"{folder}: no images in it (expected {', '.join(IMAGE_SUFFIXES)} files)")
+    return photos
+
+
+def load_photo(path: str | os.PathLike) -> HRImage:
+    """Read an image as uint8 RGB: 16-bit images are rounded to 8 bits, gray becomes 3 channels, alpha is dropped."""
+    image = read_image(path)
+    return HRImage(name=Path(path).name, pixels=_to_uint8(image.rgb))
+
+
+def load_photos(paths: Sequence[str | os.PathLike]) -> list[HRImage]:
+    return [load_photo(path) for path in paths]
+
+
+def split_photos(
+    paths: Sequence[str | os.PathLike], validation: float | Sequence[str] = 0.1
+) -> tuple[list[Path], list[Path]]:
+    """Split `paths` into (training, validation), the same way on every machine and every run.
+
+    `validation` is a fraction (at least one file when above 0) or the names of the files to hold out (file names
+    or stems). A fraction holds out the files whose names hash lowest (SHA-256), so the choice does not depend on
+    the folder, the order, or which other files are there.
+    """
+    paths = [Path(p) for p in paths]
+    if isinstance(validation, (int, float)) and not isinstance(validation, bool):
+        if not 0 <= validation < 1:
+            raise OptionError(f"validation={validation}: expected a fraction from 0 to below 1, or file names")
+        count = max(1, round(validation * len(paths))) if validation > 0 else 0
+        if count >= len(paths):
+            raise OptionError(f"validation={validation} would hold out all {len(paths)} files; add more or hold fewer")
+        ranked = sorted(paths, key=lambda p: (hashlib.sha256(p.name.encode()).hexdigest(), str(p)))
+        held = set(ranked[:count])
+    else:
+        names = [validation] if isinstance(validation, str) else list(validation)
+        held = set()
+        for name in names:
+            matches = [p for p in paths if name in (p.name, p.stem)]
+            if not matches:
+                raise OptionError(f"validation file {name!r} is not among the {len(paths)} training files")
+            held.update(matches)
+    return [p for p in paths if p not in held], [p for p in paths if p in held]
+
+
+def sample_video_frames(
+    path: str | os.PathLike,
+    frames_per_video: int = 16,
+    *,
+    min_difference: float = 0.01,
+    backend: str = "auto",
+) -> list[HRImage]:
+    """Up to `frames_per_video` frames spread evenly across a video: the first frame at or after the middle of
+    each of `frames_per_video` equal stretches of time.
+
+    A frame whose 32×32 gray thumbnail differs from an already kept one by less than `min_difference` (mean
+    absolute difference, in [0, 1]) is skipped: repeated frames, and the same static shot met again, add nothing
+    but weight. 0 keeps everything. Frames deeper than 8 bits are rounded to 8.
+    """
+    if isinstance(frames_per_video, bool) or not isinstance(frames_per_video, int) or frames_per_video < 1:
+        raise OptionError(f"frames_per_video={frames_per_video!r}: expected a whole number, 1 or more")
+    if not min_difference >= 0:
+        raise OptionError(f"min_difference={min_difference}: expected 0 or more")
+    path = Path(path)
+    with open_decoder(path, backend=backend) as decoder:
+        info = decoder.info
+    if info.duration:
+        # Rounded to the microsecond: 0.4 · 1.5 / 3 is 0.20000000000000004, which would skip the frame at 0.2 s.
+        times = [round(info.duration * (k + 0.5) / frames_per_video, 6) for k in range(frames_per_video)]
+        candidates = _frames_at_times(path, backend, times)
+    else:
+        candidates = _frames_evenly(path, backend, frames_per_video)
+    kept: list[HRImage] = []
+    thumbnails: list[torch.Tensor] = []
+    for name, frame in candidates:
+        small = _thumbnail(frame)
+        if any((small - other).abs().mean().item() < min_difference for other in thumbnails):
+            continue
+        thumbnails.append(small)
+        kept.append(HRImage(name=name, pixels=frame))
+    log.info("%s: kept %d of %d sampled frames", path, len(kept), len(candidates))
+    return kept
+
+
+def collect_images(
+    sources: Sequence[str | os.PathLike], *, frames_per_video: int = 16, min_difference: float = 0.01,
+    backend: str = "auto",
+) -> list[HRImage]:
+    """HR images from any mix of image files, videos, and folders holding either."""
+    images: list[HRImage] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not files:
+                raise InputError(f"{source}: no images or videos in it")
+        else:
+            files = [source]
+        for file in files:
+            if file.suffix.lower() in IMAGE_SUFFIXES:
+                images.append(load_photo(file))
+            else:
+                images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend)
+    return images
+
+
+def _frames_at_times(path: Path, backend: str, times: list[float]) -> list[tuple[str, torch.Tensor]]:
+    frames, seen = [], set()
+    for seconds in times:
+        with open_decoder(path, backend=backend, start=seconds, max_frames=1) as decoder:
+            batch = next(decoder.batches(1), None)
+            time_base = decoder.info.time_base
+        if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
+            continue
+        seen.add(batch.pts[0])
+        frames.append((f"{path.name}@{float(batch.pts[0] * time_base):.3f}s", _to_uint8(batch.frames[0])))
+    return frames
+
+
+def _frames_evenly(path: Path, backend: str, count: int) -> list[tuple[str, torch.Tensor]]:
+    """For streams of unknown duration: one pass, keeping every `stride`-th frame and doubling the stride whenever
+    2·count frames are held (memory stays bounded), then `count` of them evenly."""
+    held: list[tuple[str, torch.Tensor]] = []
+    stride = 1
+    with open_decoder(path, backend=backend) as decoder:
+        for index, (frame, pts) in enumerate(decoder):
+            if index % stride:
+                continue
+            held.append((f"{path.name}@{float(pts * decoder.info.time_base):.3f}s", _to_uint8(frame)))
+            if len(held) == 2 * count:
+                held, stride = held[::2], stride * 2
+    picks = sorted({int((k + 0.5) * len(held) / count) for k in range(count)}) if held else []
+    return [held[i] for i in picks]
+
+
+def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    if rgb.dtype == torch.uint8:
+        return rgb.contiguous()
+    return rgb.float().clamp(0, 1).mul(255).round().to(torch.uint8).contiguous()
+
+
+def _thumbnail(pixels: torch.Tensor) -> torch.Tensor:
+    gray = pixels.float().mean(0, keepdim=True)[None] / 255
+    return F.adaptive_avg_pool2d(gray, (32, 32))
+
+
+# ---- datasets ----
+
+
+class PatchDataset(Dataset):
+    """Random (LR, HR) patch pairs from a pool of HR images; item i is dict(lr=3×p×p, hr=3×P×P) float32 in [0, 1],
+    P = `patch_size`, p = P / `scale`. LR is MATLAB bicubic, rounded to 8 bits when `quantize` (see module doc).
+
+    Every patch position on the LR grid of every image is equally likely (so a large photo gives more patches than
+    a small one); `augment` adds random horizontal and vertical flips and transposition (the 8 flips/90° turns).
+    `length` is the number of items per epoch, by default enough patches to cover the pool's area once.
+    Item i of epoch e is a function of (seed, e, i) alone; call `set_epoch` before iterating over a new epoch
+    (with `persistent_workers=True` the workers keep the epoch they started with).
+    """
+
+    def __init__(
+        self,
+        images: Sequence[HRImage],
+        *,
+        patch_size: int = 128,
+        scale: int = 4,
+        length: int | None = None,
+        seed: int = 0,
+        augment: bool = True,
+        quantize: bool = True,
+    ):
+        check_scale(scale)
+        if not isinstance(patch_size, int) or patch_size < scale or patch_size % scale:
+            raise OptionError(f"patch_size={patch_size!r}: expected a multiple of the scale ({scale})")
+        _check_seed("seed", seed)
+        if not images:
+            raise InputError("no training images: give at least one photo or video frame")
+        self.patch_size, self.scale, self.seed = patch_size, scale, seed
+        self.augment, self.quantize = augment, quantize
+        self.epoch = 0
+        self.names = [image.name for image in images]
+        self.images = []
+        cumulative, total, area = [], 0, 0
+        lr_patch = patch_size // scale
+        for image in images:
+            _check_pixels(image)
+            height, width = image.pixels.shape[-2:]
+            if height < patch_size or width < patch_size:
+                raise InputError(f"{image.name}: {width}×{height} is smaller than the {patch_size}×{patch_size} patch")
+            pixels = mod_crop(image.pixels, scale)
+            self.images.append(pixels)
+            rows, cols = pixels.shape[-2] // scale - lr_patch + 1, pixels.shape[-1] // scale - lr_patch + 1
+            total += rows * cols
+            cumulative.append(total)
+            area += pixels.shape[-2] * pixels.shape[-1]
+        self._cumulative = cumulative  # patch positions in images [0, k], for picking one position of them all
+        if length is None:
+            length = max(1, math.ceil(area / patch_size**2))
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise OptionError(f"length={length!r}: expected a whole number of patches, 1 or more")
+        self.length = length
+
+    def set_epoch(self, epoch: int) -> None:
+        _check_seed("epoch", epoch)
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"patch {index} of a dataset of {self.length}")
+        generator = torch.Generator().manual_seed(_item_seed(self.seed, self.epoch, index))
+        position = int(torch.randint(self._cumulative[-1], (1,), generator=generator))
+        flips = torch.rand(3, generator=generator) < 0.5
+        which = bisect.bisect_right(self._cumulative, position)
+        position -= self._cumulative[which - 1] if which else 0
+        pixels, scale, size = self.images[which], self.scale, self.patch_size
+        cols = pixels.shape[-1] // scale - size // scale + 1
+        top, left = (position // cols) * scale, (position % cols) * scale
+        lr, hr = self._pair(pixels, top, left)
+        if self.augment:
+            lr, hr = (_dihedral(x, *flips.tolist()) for x in (lr, hr))
+        return {"lr": lr.contiguous(), "hr": hr.contiguous()}
+
+    def _pair(self, pixels: torch.Tensor, top: int, left: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The HR patch at (top, left) and its LR, downscaled with CONTEXT LR pixels of real surroundings."""
+        scale, size, margin = self.scale, self.patch_size, CONTEXT * self.scale
+        height, width = pixels.shape[-2:]
+        y0, x0 = max(top - margin, 0), max(left - margin, 0)
+        y1, x1 = min(top + size + margin, height), min(left + size + margin, width)
+        window = pixels[:, y0:y1, x0:x1].float().div_(255)[None]
+        lr = downscale(window, scale, quantize=self.quantize)[0]
+        ly, lx, lr_size = (top - y0) // scale, (left - x0) // scale, size // scale
+        hr = window[0, :, top - y0 : top - y0 + size, left - x0 : left - x0 + size]
+        return lr[:, ly : ly + lr_size, lx : lx + lr_size], hr
+
+
+class ValidationSet(Dataset):
+    """Held-out images as dict(lr, hr, name): HR float32 3×H×W in [0, 1], cropped to multiples of `scale` (and to
+    the central `crop`×`crop` when given), LR its MATLAB bicubic downscale (8-bit when `quantize`). Deterministic."""
+
+    def __init__(self, images: Sequence[HRImage], *, scale: int = 4, crop: int | None = None, quantize: bool = True):
+        check_scale(scale)
+        if crop is not None and (isinstance(crop, bool) or not isinstance(crop, int) or crop < scale):
+            raise OptionError(f"crop={crop!r}: expected a size in pixels of at least the scale ({scale}), or None")
+        if not images:
+            raise InputError("no validation images")
+        self.scale = scale
+        self.names, self.hr, self.lr = [], [], []
+        for image in images:
+            _check_pixels(image)
+            hr = _center_crop(image.pixels, crop) if crop else image.pixels
+            if min(hr.shape[-2:]) < scale:
+                raise InputError(f"{image.name}: {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
+            hr = mod_crop(hr, scale).contiguous()
+            self.names.append(image.name)
+            self.hr.append(hr)  # uint8; LR computed once, float32 (8-bit levels are exact in float32)
+            self.lr.append(downscale(hr.float().div(255)[None], scale, quantize=quantize)[0])
+
+    def __len__(self) -> int:
+        return len(self.hr)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"lr": self.lr[index], "hr": self.hr[index].float().div(255), "name": self.names[index]}
+
+
+def dali_patch_loader(*args, **kwargs):
+    """Patches decoded by NVIDIA DALI straight from the videos, on the GPU: not written yet (a placeholder)."""
+    try:
+        import nvidia.dali  # noqa: F401
+    except ImportError as error:
+        raise OptionError("DALI patch loading needs nvidia-dali and a GPU") from error
+    raise NotImplementedError("DALI patch loading is not written yet; use PatchDataset with DataLoader workers")
+
+
+def _item_seed(seed: int, epoch: int, index: int) -> int:
+    """A well-mixed 63-bit seed for one item (SeedSequence hashes its inputs; neighbours are unrelated)."""
+    high, low = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
+    return (int(high) << 31) ^ int(low)
+
+
+def _dihedral(x: torch.Tensor, hflip: bool, vflip: bool, transpose: bool) -> torch.Tensor:
+    if hflip:
+        x = x.flip(-1)
+    if vflip:
+        x = x.flip(-2)
+    if transpose:
+        x = x.transpose(-2, -1)
+    return x
+
+
+def _center_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    height, width = pixels.shape[-2:]
+    crop_h, crop_w = min(size, height), min(size, width)
+    top, left = (height - crop_h) // 2, (width - crop_w) // 2
+    return pixels[..., top : top + crop_h, left : left + crop_w]
+
+
+def _check_pixels(image: HRImage) -> None:
+    pixels = image.pixels
+    if pixels.dtype != torch.uint8 or pixels.ndim != 3 or pixels.shape[0] != 3:
+        raise ValueError(f"{image.name}: expected 3×H×W uint8 pixels, got {tuple(pixels.shape)} {pixels.dtype}")
+
+
+def _check_seed(name: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise OptionError(f"{name}={value!r}: expected a whole number, 0 or more")

@@ -1,0 +1,158 @@
+"""What a training run reports: CSV files (always), TensorBoard (when installed) and a PNG of the curves.
+
+    OUT_DIR/train.csv   iteration, epoch, lr, the losses of that iteration, it/s
+    OUT_DIR/val.csv     iteration, PSNR and SSIM (Y and RGB) of the EMA model and of bicubic on the held-out images
+    OUT_DIR/tb/         TensorBoard event files (`tensorboard --logdir OUT_DIR/tb`)
+    OUT_DIR/curves.png  with --plot (matplotlib)
+
+On resume, rows past the resumed iteration (written after the last checkpoint, before the run stopped) are
+dropped, so the files read as if the run had never stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from pathlib import Path
+
+from vsr.errors import OptionError
+
+log = logging.getLogger(__name__)
+
+TRAIN_CSV = "train.csv"
+VAL_CSV = "val.csv"
+PLOT_FILE = "curves.png"
+METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+VAL_FIELDS = ("iteration", *METRICS, *(f"bicubic_{name}" for name in METRICS))
+
+
+def train_fields(stage: str) -> tuple[str, ...]:
+    losses = ("l_pix",) if stage == "psnr" else ("l_pix", "l_percep", "l_g_gan", "l_g_total", "l_d", "d_real", "d_fake")
+    return ("iteration", "epoch", "lr", *losses, "it_per_s")
+
+
+class RunLog:
+    """Appends rows to the CSV files and mirrors them to TensorBoard. Only rank 0 of a DDP run makes one."""
+
+    def __init__(self, out_dir: Path, stage: str, resumed_at: int | None = None, tensorboard: bool = True):
+        self.out_dir = out_dir
+        self.files = {TRAIN_CSV: train_fields(stage), VAL_CSV: VAL_FIELDS}
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for name, fields in self.files.items():
+            rows = read_csv(out_dir / name) if resumed_at is not None and (out_dir / name).is_file() else []
+            kept = [row for row in rows if row["iteration"] <= resumed_at] if resumed_at is not None else []
+            with open(out_dir / name, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=fields)
+                writer.writeheader()
+                writer.writerows({key: _format(row.get(key)) for key in fields} for row in kept)
+        self.writer = _tensorboard_writer(out_dir / "tb", purge_step=resumed_at) if tensorboard else None
+
+    def train(self, row: dict) -> None:
+        self._append(TRAIN_CSV, row, "train")
+
+    def validation(self, row: dict) -> None:
+        self._append(VAL_CSV, row, "val")
+
+    def _append(self, name: str, row: dict, group: str) -> None:
+        fields = self.files[name]
+        with open(self.out_dir / name, "a", newline="") as file:
+            csv.DictWriter(file, fieldnames=fields).writerow({key: _format(row.get(key)) for key in fields})
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "iteration" and value is not None:
+                    self.writer.add_scalar(f"{group}/{key}", value, row["iteration"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _format(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)  # the exact float: resumed runs compare equal to uninterrupted ones
+    return str(value)
+
+
+def _tensorboard_writer(folder: Path, purge_step: int | None):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional (pip install 'vsr[train]')
+        log.info("TensorBoard is not installed: logging to CSV only")
+        return None
+    return SummaryWriter(str(folder), purge_step=None if purge_step is None else purge_step + 1)
+
+
+def read_csv(path: str | Path) -> list[dict[str, float]]:
+    """The rows of a run's CSV file as numbers (iteration and epoch as ints; empty cells left out)."""
+    rows = []
+    with open(path, newline="") as file:
+        for row in csv.DictReader(file):
+            parsed = {key: float(value) for key, value in row.items() if value not in ("", None)}
+            for key in ("iteration", "epoch"):
+                if key in parsed:
+                    parsed[key] = int(parsed[key])
+            rows.append(parsed)
+    return rows
+
+
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        raise OptionError("--plot needs matplotlib: pip install 'vsr[train]' (or pip install matplotlib)") from error
+
+
+def plot_curves(out_dir: str | Path, path: str | Path | None = None) -> Path:
+    """Draw the training losses and the validation PSNR/SSIM (model vs bicubic) of a run into a PNG."""
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot as plt
+
+    out_dir = Path(out_dir)
+    path = Path(path) if path is not None else out_dir / PLOT_FILE
+    train = read_csv(out_dir / TRAIN_CSV) if (out_dir / TRAIN_CSV).is_file() else []
+    val = read_csv(out_dir / VAL_CSV) if (out_dir / VAL_CSV).is_file() else []
+    figure, (losses, psnr_axis, ssim_axis) = plt.subplots(1, 3, figsize=(16, 4.5))
+    iterations = [row["iteration"] for row in train]
+    for key in [k for k in (train[0] if train else {}) if k.startswith(("l_", "d_"))]:
+        values = [row.get(key, math.nan) for row in train]
+        if key.startswith("l_") and all(v > 0 for v in values if not math.isnan(v)):
+            line, = losses.plot(iterations, values, alpha=0.25)
+            losses.plot(iterations, _smooth(values), color=line.get_color(), label=key)
+    losses.set_yscale("log")
+    losses.set(title="training losses (faint: per logged iteration)", xlabel="iteration")
+    for axis, metric, unit in ((psnr_axis, "psnr", "dB"), (ssim_axis, "ssim", "")):
+        steps = [row["iteration"] for row in val]
+        for channel, style in (("y", "-"), ("rgb", ":")):
+            axis.plot(steps, [row.get(f"{metric}_{channel}", math.nan) for row in val], style, color="C0",
+                      marker="o", markersize=3, label=f"model ({channel.upper()})")
+            axis.plot(steps, [row.get(f"bicubic_{metric}_{channel}", math.nan) for row in val], style,
+                      color="C3", label=f"bicubic ({channel.upper()})")
+        axis.set(title=f"validation {metric.upper()} {unit}".strip(), xlabel="iteration")
+    for axis in (losses, psnr_axis, ssim_axis):
+        axis.grid(alpha=0.3)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def _smooth(values: list[float], window: int = 10) -> list[float]:
+    """Trailing moving average (the curve's trend through per-iteration noise)."""
+    smoothed, total, queue = [], 0.0, []
+    for value in values:
+        queue.append(value)
+        total += value
+        if len(queue) > window:
+            total -= queue.pop(0)
+        smoothed.append(total / len(queue))
+    return smoothed

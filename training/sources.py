@@ -1,0 +1,59 @@
+"""Which pictures a training run learns from and which it is judged on, read from its config.
+
+`train_paths` and `val_paths` list image files, videos and folders of either. With no `val_paths`, `val_holdout`
+photos of `train_paths` are kept out of training for validation, chosen by a hash of their names (the same files
+on every machine and every run, see `data.split_photos`); videos are never split, all their frames train.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vsr.errors import InputError, OptionError
+from vsr.training.config import TrainConfig
+from vsr.training.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, HRImage, collect_images, load_photos, split_photos
+
+log = logging.getLogger(__name__)
+
+
+def expand_sources(sources: tuple[str, ...]) -> list[Path]:
+    """The image and video files named by `sources` (folders searched recursively, hidden files skipped)."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(path for path in source.rglob("*") if path.is_file() and not path.name.startswith(".")
+                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not found:
+                raise InputError(f"{source}: no images or videos in it")
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise InputError(f"{source}: no such file or folder of training data")
+    return files
+
+
+def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
+    """(training images, validation images) as uint8 HR pictures in memory (video frames sampled)."""
+    if not config.train_paths:
+        raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
+    files = expand_sources(config.train_paths)
+    photos = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
+    videos = [path for path in files if path.suffix.lower() not in IMAGE_SUFFIXES]
+    validation: list[HRImage] = []
+    if config.val_paths:
+        validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
+    elif config.val_holdout:
+        if config.val_holdout >= len(photos):
+            raise OptionError(
+                f"val_holdout={config.val_holdout}: the training data hold {len(photos)} photos; hold out fewer "
+                "(or give val_paths)"
+            )
+        photos, held_out = split_photos(photos, validation=config.val_holdout / len(photos))
+        validation = load_photos(held_out)
+        log.info("validation photos held out: %s", ", ".join(path.name for path in held_out))
+    else:
+        log.warning("no validation images (set val_paths or val_holdout): training without PSNR/SSIM checks")
+    training = collect_images(photos + videos, frames_per_video=config.frames_per_video)
+    return training, validation

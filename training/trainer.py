@@ -1,0 +1,397 @@
+"""ESRGAN's two training stages in one readable loop (after nanoGPT's train.py).
+
+    config = load_recipe("small_cpu_psnr", {"train_paths": "photos/", "val_holdout": 4})
+    result = train(config)                      # OUT_DIR/model.pth, state.pt, train.csv, val.csv
+    result = resume("runs/small_cpu_psnr")      # continues exactly where state.pt stopped
+
+Stage psnr: the generator minimises L1. Stage gan (from a stage-1 generator): the generator minimises
+perceptual + 5e-3·RaGAN + 1e-2·L1 with the discriminator frozen, then the discriminator takes one step on the
+same batch with the generator's output detached (alternating updates, ESRGAN section 3). After each generator
+step the EMA of its weights is updated; validation and exports use the EMA.
+
+Under `torchrun --nproc_per_node N -m vsr.cli train ...` each process trains on its 1/N of every batch with
+DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 alone validates and writes files.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Sampler
+
+from vsr.errors import ModelError, OptionError, OutputError
+from vsr.models.checkpoint import load_model
+from vsr.models.discriminator import VGGStyleDiscriminator
+from vsr.models.rrdbnet import RRDBNet
+from vsr.models.vgg import VGGFeatureExtractor
+from vsr.training import checkpoints
+from vsr.training.config import TrainConfig
+from vsr.training.data import PatchDataset, ValidationSet
+from vsr.training.evaluate import bicubic_upscaler, model_upscaler, validate
+from vsr.training.logs import RunLog, plot_curves, require_matplotlib
+from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
+                                 ragan_generator_loss)
+from vsr.training.sources import load_images
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    iteration: int  # iterations completed
+    state_path: Path
+    model_path: Path | None  # OUT_DIR/model.pth, the final EMA generator (None when stopped before total_iters)
+    validation: dict = field(default_factory=dict)  # the last validation's metrics
+
+
+def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = False) -> TrainResult:
+    """Train from scratch (or from `config.pretrained`) into `config.out_dir`, which must not hold a run yet.
+
+    `stop_at` ends the run after that many iterations, with a checkpoint (as an interruption would)."""
+    return _run(config, None, stop_at, progress)
+
+
+def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at: int | None = None,
+           progress: bool = False) -> TrainResult:
+    """Continue the run in `out_dir` from its state.pt, with its own config (plus `overrides`, e.g. total_iters)."""
+    state = checkpoints.load_state(out_dir)
+    config = TrainConfig.from_dict(state["config"], source=f"{out_dir}/{checkpoints.STATE_FILE}")
+    config = replace(config.replace(overrides or {}), out_dir=str(out_dir))
+    return _run(config, state, stop_at, progress)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model for every parameter; buffers are copied."""
+    parameters = dict(model.named_parameters())
+    for name, value in ema.named_parameters():
+        value.mul_(decay).add_(parameters[name].detach(), alpha=1 - decay)
+    buffers = dict(model.named_buffers())
+    for name, value in ema.named_buffers():
+        value.copy_(buffers[name])
+
+
+class EpochBatches(Sampler):
+    """The batches of one epoch for one process: batch b is items [b·B, (b+1)·B) and rank r takes its 1/world.
+
+    No shuffling is needed: PatchDataset's item i of epoch e is already a random patch drawn from (seed, e, i).
+    `first` skips the batches an interrupted run has already trained on."""
+
+    def __init__(self, batches: int, batch_size: int, first: int = 0, rank: int = 0, world_size: int = 1):
+        self.batches, self.first = batches, first
+        self.per_rank = batch_size // world_size
+        self.offset = rank * self.per_rank
+        self.batch_size = batch_size
+
+    def __iter__(self):
+        for b in range(self.first, self.batches):
+            start = b * self.batch_size + self.offset
+            yield list(range(start, start + self.per_rank))
+
+    def __len__(self) -> int:
+        return self.batches - self.first
+
+
+def _bare(module: nn.Module) -> nn.Module:
+    return module.module if isinstance(module, DistributedDataParallel) else module
+
+
+def _setup_device(config: TrainConfig) -> tuple[torch.device, int, int, bool]:
+    """(device, rank, world size, whether this call started the process group)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    want_cuda = config.device.startswith("cuda") or (config.device == "auto" and torch.cuda.is_available())
+    if want_cuda and not torch.cuda.is_available():
+        raise OptionError(f"device={config.device!r}: no CUDA device is available (use cpu or auto)")
+    if config.device not in ("auto", "cpu") and not config.device.startswith("cuda"):
+        raise OptionError(f"device={config.device!r}: expected auto, cpu, cuda or cuda:N")
+    started = False
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if want_cuda else "gloo")
+        started = True
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if want_cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        device = torch.device(f"cuda:{local}" if world > 1 or config.device == "auto" else config.device)
+        torch.cuda.set_device(device)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest convolution once
+    else:
+        device = torch.device("cpu")
+    return device, rank, world, started
+
+
+def _precision(config: TrainConfig, device: torch.device):
+    """(autocast context factory, GradScaler): mixed precision on CUDA only; fp16 also scales the losses."""
+    mixed = device.type == "cuda" and config.precision != "fp32"
+    if config.precision != "fp32" and not mixed:
+        log.warning("precision=%s is for CUDA devices; training in fp32 on the %s", config.precision, device.type)
+    dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed and config.precision == "fp16")
+    return (lambda: torch.autocast("cuda", dtype=dtype)) if mixed else nullcontext, scaler
+
+
+def _generator(config: TrainConfig, fresh: bool) -> nn.Module:
+    """A new RRDBNet, with `config.pretrained`'s weights when starting a run (a resumed one has its own)."""
+    generator = RRDBNet(scale=config.scale, num_feat=config.num_feat, num_block=config.num_block,
+                        num_grow_ch=config.num_grow_ch)
+    if config.pretrained and fresh:
+        loaded = load_model(config.pretrained)
+        expected = checkpoints.generator_spec(config)
+        if loaded.spec != expected:
+            raise ModelError(
+                f"{config.pretrained}: is {loaded.spec.architecture} ×{loaded.spec.scale} "
+                f"{loaded.spec.hyperparameters}, but the config trains RRDBNet ×{config.scale} "
+                f"{expected.hyperparameters} (set scale, num_feat, num_block, num_grow_ch to match)"
+            )
+        generator.load_state_dict(loaded.module.state_dict())
+    elif config.stage == "gan" and fresh:
+        log.warning("stage gan without a pretrained generator: ESRGAN starts it from the stage-1 (psnr) model")
+    return generator
+
+
+def _run(config: TrainConfig, state: dict | None, stop_at: int | None, progress: bool) -> TrainResult:
+    device, rank, world, started_group = _setup_device(config)
+    try:
+        return _train_loop(config, state, stop_at, progress, device, rank, world)
+    finally:
+        if started_group:
+            dist.destroy_process_group()
+
+
+def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainResult:
+    out_dir, main = Path(config.out_dir), rank == 0
+    if state is None and (out_dir / checkpoints.STATE_FILE).exists():
+        raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
+    if config.batch_size % world:
+        raise OptionError(f"batch_size={config.batch_size}: must be a multiple of the {world} processes")
+    if config.plot:
+        require_matplotlib()  # now, not after hours of training
+    gan = config.stage == "gan"
+    amp, scaler = _precision(config, device)
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    random.seed(config.seed)
+
+    # ---- networks, losses, optimisers ----
+    generator = _generator(config, fresh=state is None).to(device)
+    ema = copy.deepcopy(generator).requires_grad_(False).eval()
+    discriminator = VGGStyleDiscriminator(num_feat=config.disc_num_feat, input_size=config.patch_size) if gan else None
+    perceptual = None
+    if gan:  # loading VGG19 first: a missing weights file should fail now, not after loading the data
+        extractor = VGGFeatureExtractor(config.perceptual_layer, weights_path=config.vgg_weights,
+                                        allow_random=config.allow_random_vgg)
+        perceptual = PerceptualLoss(extractor).to(device)
+        discriminator = discriminator.to(device)
+    weights = GeneratorLossWeights(config.pixel_weight, config.perceptual_weight, config.gan_weight)
+    # "g" and "d": the generator's and the discriminator's (BasicSR's optimizer_g, optimizer_d).
+    networks = {"g": generator, **({"d": discriminator} if gan else {})}
+    optimizers = {key: torch.optim.Adam(net.parameters(), lr=config.lr, betas=config.betas)
+                  for key, net in networks.items()}
+    schedulers = {key: _scheduler(optimizer, config) for key, optimizer in optimizers.items()}
+
+    iteration = 0
+    if state is not None:
+        generator.load_state_dict(state["generator"])
+        ema.load_state_dict(state["ema"])
+        if gan:
+            discriminator.load_state_dict(state["discriminator"])
+        for key, optimizer in optimizers.items():
+            optimizer.load_state_dict(state[f"optimizer_{key}"])
+            schedulers[key].load_state_dict(state[f"scheduler_{key}"])
+        if scaler.is_enabled() and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        checkpoints.restore_rng(state["rng"])
+        iteration = int(state["iteration"])
+        log.info("resuming %s at iteration %d", out_dir, iteration)
+    if world > 1:
+        generator = DistributedDataParallel(generator)
+        discriminator = DistributedDataParallel(discriminator) if gan else None
+
+    # ---- data ----
+    train_images, val_images = load_images(config)
+    area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in train_images)
+    batches_per_epoch = max(1, math.ceil(area / config.patch_size**2) // config.batch_size)
+    dataset = PatchDataset(train_images, patch_size=config.patch_size, scale=config.scale,
+                           length=batches_per_epoch * config.batch_size, seed=config.seed)
+    val_set = ValidationSet(val_images, scale=config.scale, crop=config.val_crop) if val_images and main else None
+    baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
+    log.info("%d training images (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
+             len(train_images), batches_per_epoch, len(val_images), world, device, config.batch_size // world)
+
+    run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
+    last_metrics: dict = {}
+
+    def validate_and_log() -> None:
+        nonlocal last_metrics
+        if val_set is None:
+            return
+        last_metrics = validate(model_upscaler(ema, amp), val_set, config.scale, device)
+        run_log.validation({"iteration": iteration, **last_metrics,
+                            **{f"bicubic_{k}": v for k, v in baseline.items()}})
+        log.info("iteration %d: PSNR-Y %.3f dB (bicubic %.3f), SSIM-Y %.4f (bicubic %.4f)", iteration,
+                 last_metrics["psnr_y"], baseline["psnr_y"], last_metrics["ssim_y"], baseline["ssim_y"])
+        if config.plot:
+            plot_curves(out_dir)
+
+    def save() -> None:
+        if main:
+            checkpoints.save_state(out_dir, {
+                "config": config.to_dict(), "iteration": iteration,
+                "generator": _bare(generator).state_dict(), "ema": ema.state_dict(),
+                **({"discriminator": _bare(discriminator).state_dict()} if gan else {}),
+                **{f"optimizer_{key}": optimizer.state_dict() for key, optimizer in optimizers.items()},
+                **{f"scheduler_{key}": scheduler.state_dict() for key, scheduler in schedulers.items()},
+                "scaler": scaler.state_dict(), "rng": checkpoints.rng_state(),
+            })
+            checkpoints.export_generator(ema, config, out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}")
+
+    if main and state is None:
+        validate_and_log()  # iteration 0: where the model starts (for the curves)
+
+    # ---- the loop ----
+    end = min(config.total_iters, stop_at) if stop_at is not None else config.total_iters
+    bar = _progress_bar(config.total_iters, iteration) if progress and main else None
+    window_start, window_iterations = time.perf_counter(), 0
+    generator.train()
+    if gan:
+        discriminator.train()
+    while iteration < end:
+        epoch, first = divmod(iteration, batches_per_epoch)
+        dataset.set_epoch(epoch)  # before the workers fork: they draw this epoch's patches
+        loader = DataLoader(dataset, batch_sampler=EpochBatches(batches_per_epoch, config.batch_size, first, rank,
+                                                                world),
+                            num_workers=config.num_workers, pin_memory=device.type == "cuda")
+        for batch in loader:
+            lr_patch = batch["lr"].to(device, non_blocking=True)
+            hr_patch = batch["hr"].to(device, non_blocking=True)
+            if gan:
+                losses = _gan_step(generator, discriminator, perceptual, weights, optimizers, scaler, amp,
+                                   lr_patch, hr_patch)
+            else:
+                losses = _psnr_step(generator, optimizers["g"], scaler, amp, lr_patch, hr_patch)
+            ema_update(ema, _bare(generator), config.ema_decay)
+            lr = optimizers["g"].param_groups[0]["lr"]  # the rate this iteration used
+            for scheduler in schedulers.values():
+                scheduler.step()
+            iteration += 1
+            window_iterations += 1
+
+            if iteration % config.log_every == 0 or iteration == end:
+                values = _mean_over_processes(losses, world)
+                rate = window_iterations / max(time.perf_counter() - window_start, 1e-9)
+                window_start, window_iterations = time.perf_counter(), 0
+                if main:
+                    row = {"iteration": iteration, "epoch": epoch, "lr": lr, **values, "it_per_s": rate}
+                    run_log.train(row)
+                    _report(bar, row, config.total_iters)
+            if bar is not None:
+                bar.update(1)
+            if main and (iteration % config.val_every == 0 or iteration == config.total_iters):
+                validate_and_log()
+            if iteration % config.save_every == 0 or iteration == end:
+                save()
+            if iteration >= end:
+                break
+
+    if bar is not None:
+        bar.close()
+    state_path = out_dir / checkpoints.STATE_FILE
+    model_path = None
+    if main:
+        if iteration == config.total_iters:
+            model_path, _ = checkpoints.export_generator(ema, config, out_dir / checkpoints.MODEL_NAME)
+        if config.plot:
+            plot_curves(out_dir)
+        run_log.close()
+    if world > 1:
+        dist.barrier()
+    return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,
+                       validation=last_metrics)
+
+
+def _psnr_step(generator, optimizer, scaler, amp, lr_patch, hr_patch) -> dict[str, torch.Tensor]:
+    with amp():
+        l_pix = l1_loss(generator(lr_patch).float(), hr_patch)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(l_pix).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return {"l_pix": l_pix.detach()}
+
+
+def _gan_step(generator, discriminator, perceptual, weights, optimizers, scaler, amp, lr_patch, hr_patch):
+    # Generator step, discriminator frozen. Its bare module is called: DDP's gradient sync belongs to D's own step.
+    critic = _bare(discriminator)
+    critic.requires_grad_(False)
+    with amp():
+        sr = generator(lr_patch).float()
+        l_pix = l1_loss(sr, hr_patch)
+        l_percep = perceptual(sr, hr_patch)
+        real_logits = critic(hr_patch).detach()
+        l_g_gan = ragan_generator_loss(real_logits, critic(sr))
+        l_g_total = weights.total(l_pix, l_percep, l_g_gan)
+    optimizers["g"].zero_grad(set_to_none=True)
+    scaler.scale(l_g_total).backward()
+    scaler.step(optimizers["g"])
+
+    # Discriminator step on the same batch; the generator's output is detached, so no gradient reaches it.
+    critic.requires_grad_(True)
+    with amp():
+        real_logits = discriminator(hr_patch)
+        fake_logits = discriminator(sr.detach())
+        l_d = ragan_discriminator_loss(real_logits, fake_logits)
+    optimizers["d"].zero_grad(set_to_none=True)
+    scaler.scale(l_d).backward()
+    scaler.step(optimizers["d"])
+    scaler.update()
+    return {"l_pix": l_pix.detach(), "l_percep": l_percep.detach(), "l_g_gan": l_g_gan.detach(),
+            "l_g_total": l_g_total.detach(), "l_d": l_d.detach(),
+            "d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
+    if config.scheduler == "cosine_restarts":
+        return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, config.cosine_period,
+                                                                    eta_min=config.eta_min)
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
+
+
+def _mean_over_processes(losses: dict[str, torch.Tensor], world: int) -> dict[str, float]:
+    """The losses as floats, averaged over the DDP processes (each saw a different part of the batch)."""
+    stacked = torch.stack([value.float() for value in losses.values()])
+    if world > 1:
+        dist.all_reduce(stacked)
+        stacked /= world
+    return dict(zip(losses, stacked.tolist()))
+
+
+def _progress_bar(total: int, initial: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+
+
+def _report(bar, row: dict, total: int) -> None:
+    """The progress line: tqdm's bar (it shows it/s and ETA itself) or, without one, a log line."""
+    losses = {key: value for key, value in row.items() if key.startswith(("l_", "d_"))}
+    if bar is not None:
+        bar.set_postfix({key: f"{value:.4g}" for key, value in losses.items()}, refresh=False)
+        return
+    eta = (total - row["iteration"]) / row["it_per_s"] if row["it_per_s"] > 0 else math.inf
+    log.info("iteration %d/%d  %s  lr %.3g  %.2f it/s  ETA %s", row["iteration"], total,
+             "  ".join(f"{key} {value:.4g}" for key, value in losses.items()), row["lr"], row["it_per_s"],
+             f"{int(eta // 3600)}:{int(eta % 3600 // 60):02d}:{int(eta % 60):02d}" if math.isfinite(eta) else "?")
