@@ -13,6 +13,7 @@ from pathlib import Path
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.models import zoo
+from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
 from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine
 from vsr.pipelines.runner import StageTimes
@@ -33,6 +34,8 @@ class UpscaleOptions:
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     device: str = "auto"  # auto, cpu, cuda, cuda:N
     precision: str = "auto"  # auto, fp32, fp16, bf16
+    blend: str | None = None  # a second model of the same architecture (ESRGAN's network interpolation)...
+    alpha: float = 0.8  # ...weighted (1 - alpha)·model + alpha·blend
 
 
 def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
@@ -43,6 +46,8 @@ def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
 def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
     """The engine checks every option (one line per bad value) once the model is known."""
     model = load_model(options.model, progress=progress)
+    if options.blend is not None:
+        model = interpolated_model(model, load_model(options.blend, progress=progress), options.alpha)
     return Engine(
         model,
         device=options.device,

@@ -99,6 +99,9 @@ def upscale(
     start: StartOption = None,
     end: EndOption = None,
     frames: FramesOption = None,
+    blend: Optional[str] = typer.Option(
+        None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
+    alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
 ) -> None:
@@ -108,7 +111,8 @@ def upscale(
     _setup_logging(quiet)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
-        model=model, outscale=outscale, batch_size=batch_size, tile=tile, device=device, precision=precision, **overrides
+        model=model, outscale=outscale, batch_size=batch_size, tile=tile, device=device, precision=precision,
+        blend=blend, alpha=alpha, **overrides
     )
     api.check_input(input)
     if api.is_image(input):

@@ -104,6 +104,29 @@ def test_interpolate_blends_two_checkpoints(tmp_path):
     assert vsr("interpolate", psnr, gan, "-o", tmp_path / "blend.pth", "--overwrite").returncode == 0
 
 
+def _gray_rrdbnet_file(path, level):
+    """A tiny RRDBNet whose output sits near `level` (random tiny nets output ~0, which clamps to black)."""
+    torch.manual_seed(0)
+    hyperparameters = {"num_feat": 8, "num_block": 1, "num_grow_ch": 32}
+    module = RRDBNet(**hyperparameters)
+    torch.nn.init.constant_(module.conv_last.bias, level)
+    return save_model(module, spec_for("RRDBNet", hyperparameters), path)[0]
+
+
+def test_upscale_blends_two_models_on_the_fly_like_a_saved_interpolation(tmp_path):
+    psnr, gan = _gray_rrdbnet_file(tmp_path / "psnr", 0.6), _gray_rrdbnet_file(tmp_path / "gan", 0.2)
+    assert vsr("interpolate", psnr, gan, "--alpha", "0.3", "-o", tmp_path / "saved.pth").returncode == 0
+    image = write_photos(tmp_path / "photos", count=1, size=16) / "photo0.png"
+    on_the_fly = vsr("upscale", image, "-m", psnr, "--blend", gan, "--alpha", "0.3", "-o", tmp_path / "a.png")
+    saved = vsr("upscale", image, "-m", tmp_path / "saved.pth", "-o", tmp_path / "b.png")
+    assert on_the_fly.returncode == 0 and saved.returncode == 0, on_the_fly.stderr + saved.stderr
+    plain = vsr("upscale", image, "-m", psnr, "-o", tmp_path / "c.png")
+    assert plain.returncode == 0
+    a, b, c = (read_image(tmp_path / name).rgb for name in ("a.png", "b.png", "c.png"))
+    assert (a - b).abs().max() <= 1 / 255 + 1e-6
+    assert (a - c).abs().max() > 1 / 255
+
+
 def test_interpolate_refuses_different_architectures_in_one_line(tmp_path):
     psnr = _tiny_rrdbnet_file(tmp_path / "psnr", 0)
     wider = _tiny_rrdbnet_file(tmp_path / "wider", 0, num_feat=16)
