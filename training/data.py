@@ -152,25 +152,34 @@ def sample_video_frames(
     return kept
 
 
+def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image and video files named by `sources` (folders searched recursively, hidden files skipped)."""
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = sorted(path for path in source.rglob("*") if path.is_file() and not path.name.startswith(".")
+                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+            if not found:
+                raise InputError(f"{source}: no images or videos in it")
+            files += found
+        elif source.is_file():
+            files.append(source)
+        else:
+            raise InputError(f"{source}: no such file or folder of training data")
+    return files
+
+
 def collect_images(
     sources: Sequence[str | os.PathLike], *, frames_per_video: int = 16, min_difference: float = 0.01,
     backend: str = "auto",
 ) -> list[HRImage]:
     """HR images from any mix of image files, videos, and folders holding either."""
     images: list[HRImage] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith(".")
-                           and p.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            if not files:
-                raise InputError(f"{source}: no images or videos in it")
+    for file in expand_sources(sources):
+        if file.suffix.lower() in IMAGE_SUFFIXES:
+            images.append(load_photo(file))
         else:
-            files = [source]
-        for file in files:
-            if file.suffix.lower() in IMAGE_SUFFIXES:
-                images.append(load_photo(file))
-            else:
-                images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend)
+            images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend)
     return images
 
 

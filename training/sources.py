@@ -8,30 +8,12 @@ on every machine and every run, see `data.split_photos`); videos are never split
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from vsr.errors import InputError, OptionError
+from vsr.errors import OptionError
 from vsr.training.config import TrainConfig
-from vsr.training.data import IMAGE_SUFFIXES, VIDEO_SUFFIXES, HRImage, collect_images, load_photos, split_photos
+from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, load_photos, split_photos
 
 log = logging.getLogger(__name__)
-
-
-def expand_sources(sources: tuple[str, ...]) -> list[Path]:
-    """The image and video files named by `sources` (folders searched recursively, hidden files skipped)."""
-    files: list[Path] = []
-    for source in map(Path, sources):
-        if source.is_dir():
-            found = sorted(path for path in source.rglob("*") if path.is_file() and not path.name.startswith(".")
-                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
-            if not found:
-                raise InputError(f"{source}: no images or videos in it")
-            files += found
-        elif source.is_file():
-            files.append(source)
-        else:
-            raise InputError(f"{source}: no such file or folder of training data")
-    return files
 
 
 def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
