@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install ffmpeg demo demo-image test bench clean
+.PHONY: install ffmpeg demo demo-image test bench device-wheels clean
 
 install: $(STAMP)
 
@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
-	$(BIN)/python -m pip install -q -e '.[cpu-decode,cluster,train]'
+	$(BIN)/python -m pip install -q -e '.[cpu-decode,cluster,train,gpu]'
 	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
 	touch $@
 
@@ -35,6 +35,12 @@ test: install ffmpeg
 
 bench: install
 	$(BIN)/vsr bench samples/bbb_sample.mp4
+
+# Wheels a lent GPU machine (Python 3.12, no network) lacks, for bench/device_check.py: carry bench/wheels.
+device-wheels: install
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	  --platform manylinux_2_28_x86_64 --platform manylinux2010_x86_64 --platform any \
+	  -d bench/wheels av decord ffmpeg-python future
 
 clean:
 	rm -rf out .pytest_cache

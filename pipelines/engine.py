@@ -11,6 +11,11 @@ padding instead of the image), and for RRDBNet the error reaches far: measured w
 largest difference from the untiled output was 34 uint8 levels 4 pixels from a tile edge, 12 at 16, 8 at 32, 1.2 at
 48, below 1 from 52 and 0.3 at 64. So across each overlap both tiles discard a wide margin and cross-fade linearly over
 the middle eighth (weights summing to one): discarding removes the edge error, the cross-fade hides what is left.
+
+On CUDA the model runs through CUDA graphs (`pipelines/graphs.py`; `cuda_graphs`), optionally compiled with
+torch.compile (`compile`), with cuDNN autotuning on. Reduced precision is guarded: a batch whose fp16 or bf16 output
+has NaN/inf values is recomputed in a precision with more range (bf16, then fp32), with one warning line.
+Results bound for host memory are copied through pinned memory without blocking, and synchronised once per call.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from torch.nn import functional as F
 from vsr.errors import InputError, OptionError
 from vsr.models.resample import resize
 from vsr.models.spec import LoadedModel, ModelSpec
+from vsr.pipelines.graphs import GraphedModel, backend_for
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +40,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TILE_OVERLAP = 128
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
+CUDA_GRAPH_CHOICES = ("auto", "on", "off")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -65,13 +72,36 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec) -> 
         return "fp32" if precision == "auto" else precision
     if precision != "auto":
         if precision == "fp16" and not spec.supports_half:
-            logger.warning("%s can overflow in fp16; batches with NaN/inf are redone in fp32", spec.architecture)
+            logger.warning(
+                "%s can overflow in fp16; batches with NaN/inf are redone in bf16 or fp32", spec.architecture
+            )
         return precision
     if spec.supports_half:
         return "fp16"
     if spec.supports_bfloat16 and torch.cuda.get_device_capability(device) >= (8, 0):
         return "bf16"
     return "fp32"
+
+
+def recovery_precisions(precision: str, bf16_supported: bool) -> list[str]:
+    """The precisions, in order, to recompute a batch in when `precision` gave NaN/inf values.
+
+    Overflow is a matter of range: bf16 has fp32's range at fp16's cost, so it comes first where the device has it;
+    fp32 is the last resort. fp32 itself has nothing to fall back to.
+    """
+    if precision == "fp16" and bf16_supported:
+        return ["bf16", "fp32"]
+    return ["fp32"] if precision in ("fp16", "bf16") else []
+
+
+def balanced_batch_size(count: int, batch_size: int) -> int:
+    """The smallest batch size that still needs no more than ceil(count / batch_size) batches.
+
+    9 tiles at batch size 4 become 3 batches of 3 rather than 4 + 4 + 1: with CUDA graphs the last batch is padded to
+    the full size, so even batches waste the least work.
+    """
+    batches = math.ceil(count / batch_size)
+    return math.ceil(count / batches)
 
 
 def _positive_int(name: str, value, minimum: int) -> int:
@@ -141,7 +171,12 @@ class Engine:
         batch_size: int = 4,
         outscale: float | None = None,
         channels_last: bool = True,
+        cuda_graphs: str = "auto",
+        compile: bool = False,
     ):
+        """`cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the stand-in
+        that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per input
+        shape, 16-45 s each for RRDBNet)."""
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)
@@ -166,13 +201,44 @@ class Engine:
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
         # or slightly faster too (full RRDBNet, 64×64: 1.35 s vs 1.45 s), so it is on by default everywhere.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._module = self._prepare(self.dtype)
-        self._fp32_module = None  # built on the first fp16 batch that overflows
+        if cuda_graphs not in CUDA_GRAPH_CHOICES:
+            choices = ", ".join(CUDA_GRAPH_CHOICES)
+            raise OptionError(f"unknown cuda_graphs value {cuda_graphs!r}; expected one of {choices}")
+        if not isinstance(compile, bool):
+            raise OptionError(f"compile must be true or false, not {compile!r}")
+        self.cuda_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and self.device.type == "cuda")
+        self.compiled = compile
+        if self.device.type == "cuda":
+            # Let cuDNN time its convolution algorithms once per shape and keep the fastest; video frames repeat one
+            # shape, so the timing is paid once. (This is a process-wide setting.)
+            torch.backends.cudnn.benchmark = True
+        module = self._prepare(self.dtype)
+        if compile:
+            # The default mode uses no CUDA graphs of its own (unlike "reduce-overhead" and "max-autotune", whose
+            # graph trees cannot be captured inside ours), so it composes with `cuda_graphs`. dynamic=False: frame
+            # sizes are few and fixed, and kernels specialised to them are the fastest.
+            module = torch.compile(module, dynamic=False)
+        self._module = module
+        # The graph runner, public so that callers (`vsr bench`, tests) can read its capture and replay counts.
+        self.graphed = (
+            GraphedModel(module, backend_for(self.device), batch_size=self.batch_size, memory_format=self.memory_format)
+            if self.cuda_graphs
+            else None
+        )
+        # Emulated bf16 (before Ampere) is correct but slow: such GPUs recompute in fp32 directly.
+        bf16_supported = (
+            self.device.type == "cuda"
+            and self.spec.supports_bfloat16
+            and torch.cuda.is_bf16_supported(including_emulation=False)
+        )
+        self._recovery = recovery_precisions(self.precision, bf16_supported)
+        self._recovery_modules: dict[str, torch.nn.Module] = {}  # built on the first batch that overflows
 
     def __repr__(self) -> str:
         return (
             f"Engine({self.model.name or self.spec.architecture}, device={self.device}, precision={self.precision}, "
-            f"tile={self.tile}, batch_size={self.batch_size}, scale={self.scale})"
+            f"tile={self.tile}, batch_size={self.batch_size}, scale={self.scale}, cuda_graphs={self.cuda_graphs}, "
+            f"compile={self.compiled})"
         )
 
     def _prepare(self, dtype: torch.dtype) -> torch.nn.Module:
@@ -186,17 +252,36 @@ class Engine:
         # Half-up rounding (Python's round() rounds halves to even).
         return max(1, math.floor(height * self.outscale + 0.5)), max(1, math.floor(width * self.outscale + 0.5))
 
-    def _run_model(self, batch: torch.Tensor) -> torch.Tensor:
-        """The one place the network runs: float32 N×3×h×w on `self.device` (padded) → float32 output."""
+    def _run_model(self, batch: torch.Tensor, batch_size: int, unit: str = "frame") -> torch.Tensor:
+        """The one place the network runs: float32 N×3×h×w on `self.device` (padded) → float32 output.
+
+        With CUDA graphs, batches are computed at `batch_size` (smaller ones padded up to it). `unit` names what the
+        batch holds ("frame" or "tile") in the warning about recomputed batches.
+        """
         x = batch.to(self.dtype).contiguous(memory_format=self.memory_format)
-        out = self._module(x)
-        if self.dtype == torch.float16 and not torch.isfinite(out).all():
-            # ESRGAN-family models can overflow fp16 on some inputs (black or NaN frames); fp32 cannot.
-            logger.warning("fp16 output had NaN/inf values; recomputing %d frame(s) in fp32", batch.shape[0])
-            if self._fp32_module is None:
-                self._fp32_module = self._prepare(torch.float32)
-            out = self._fp32_module(batch.contiguous(memory_format=self.memory_format))
+        out = self.graphed(x, batch_size) if self.graphed is not None else self._module(x)
+        if self._recovery and not torch.isfinite(out).all():
+            out = self._recompute(batch, unit)
         return out.float()
+
+    def _recompute(self, batch: torch.Tensor, unit: str) -> torch.Tensor:
+        """ESRGAN-family models can overflow fp16 on some inputs (black or NaN frames): redo the batch in the
+        precisions of `recovery_precisions` until the output is finite. Eagerly: it is rare, not worth a graph."""
+        tried = []
+        for precision in self._recovery:
+            tried.append(precision)
+            if precision not in self._recovery_modules:
+                self._recovery_modules[precision] = self._prepare(PRECISIONS[precision])
+            x = batch.to(PRECISIONS[precision]).contiguous(memory_format=self.memory_format)
+            out = self._recovery_modules[precision](x)
+            finite = bool(torch.isfinite(out).all())
+            if finite:
+                break
+        logger.warning(
+            "%s output of %d %s(s) had NaN/inf values; recomputed in %s%s",
+            self.precision, batch.shape[0], unit, " then ".join(tried), "" if finite else ", still not finite",
+        )
+        return out
 
     @torch.inference_mode()
     def upscale(self, frames: torch.Tensor) -> torch.Tensor:
@@ -207,7 +292,12 @@ class Engine:
             raise InputError(f"expected uint8 or float frames, got {frames.dtype}")
         count, _, height, width = frames.shape
         out_h, out_w = self.output_size(height, width)
-        out = torch.empty((count, frames.shape[1], out_h, out_w), dtype=frames.dtype, device=frames.device)
+        # Results bound for host memory go to pinned memory, so the device-to-host copies need not block: the CPU goes
+        # on to the next chunk while the last one is copied. One synchronisation at the end makes `out` safe to read.
+        to_host = frames.device.type == "cpu" and self.device.type == "cuda"
+        out = torch.empty(
+            (count, frames.shape[1], out_h, out_w), dtype=frames.dtype, device=frames.device, pin_memory=to_host
+        )
         padded_h, padded_w = (-height % self.spec.size_multiple + height), (-width % self.spec.size_multiple + width)
         tiled = self.tile > 0 and max(padded_h, padded_w) > self._tile_side()
         step = 1 if tiled else self.batch_size  # tiles, not frames, are batched when tiling
@@ -218,7 +308,9 @@ class Engine:
             if self.outscale is not None:
                 # Real-ESRGAN resizes with Lanczos too; antialiasing matters when outscale < model scale.
                 y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
-            out[start : start + step] = self._from_float(y, frames.dtype).to(frames.device)
+            out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
+        if to_host:
+            torch.cuda.current_stream(self.device).synchronize()
         return out
 
     def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
@@ -233,7 +325,7 @@ class Engine:
 
     def _upscale_whole(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        y = self._run_model(_pad_to_multiple(x, self.spec.size_multiple))
+        y = self._run_model(_pad_to_multiple(x, self.spec.size_multiple), self.batch_size)
         return y[..., : height * self.spec.scale, : width * self.spec.scale]
 
     def _tile_side(self) -> int:
@@ -253,14 +345,16 @@ class Engine:
         weights_w = [w.to(out_device) for w in blend_weights(length_w, tile, starts_w, overlap, scale)]
         positions = [(i, j) for i in range(len(starts_h)) for j in range(len(starts_w))]
 
+        tiles_per_batch = balanced_batch_size(len(positions), self.batch_size)
+
         out = torch.zeros((1, x.shape[1], length_h * scale, length_w * scale), device=out_device)
-        for first in range(0, len(positions), self.batch_size):
-            batch_positions = positions[first : first + self.batch_size]
+        for first in range(0, len(positions), tiles_per_batch):
+            batch_positions = positions[first : first + tiles_per_batch]
             tiles = torch.cat(
                 [padded[..., starts_h[i] : starts_h[i] + tile_h, starts_w[j] : starts_w[j] + tile_w]
                  for i, j in batch_positions]
             )
-            results = self._run_model(tiles).to(out_device)
+            results = self._run_model(tiles, tiles_per_batch, "tile").to(out_device)
             for (i, j), result in zip(batch_positions, results):
                 top, left = starts_h[i] * scale, starts_w[j] * scale
                 weight = weights_h[i][:, None] * weights_w[j][None, :]

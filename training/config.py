@@ -60,6 +60,8 @@ class TrainConfig:
     cosine_period: int = 250_000  # iterations per cosine period (restarts at each multiple)
     eta_min: float = 1e-7  # the cosine schedule's lowest lr
     total_iters: int = 1_000_000
+    max_minutes: float | None = None  # also stop once the run has taken this long (all of it: data, training,
+    # validation, and the time before a resume), validating and exporting model.pth as at total_iters
     ema_decay: float = 0.999  # EMA of the generator's weights; 0 disables it (EMA = the generator)
 
     # Stage-2 generator loss weights (ESRGAN): perceptual + gan · adversarial + pixel · L1.
@@ -105,6 +107,8 @@ class TrainConfig:
         if not all(math.isfinite(x) and x >= 0 for x in (self.lr, self.eta_min, self.pixel_weight,
                                                            self.perceptual_weight, self.gan_weight, self.gamma)):
             raise OptionError("lr, eta_min, gamma and the loss weights must be finite and not negative")
+        if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
+            raise OptionError(f"max_minutes={self.max_minutes}: expected a number of minutes above 0")
         if not 0 <= self.ema_decay < 1:
             raise OptionError(f"ema_decay={self.ema_decay}: expected a value in [0, 1)")
         if not all(0 <= beta < 1 for beta in self.betas):

@@ -1,7 +1,8 @@
 """What a training run reports: CSV files (always), TensorBoard (when installed) and a PNG of the curves.
 
-    OUT_DIR/train.csv   iteration, epoch, lr, the losses of that iteration, it/s
-    OUT_DIR/val.csv     iteration, PSNR and SSIM (Y and RGB) of the EMA model and of bicubic on the held-out images
+    OUT_DIR/train.csv   iteration, epoch, lr, the losses of that iteration, it/s, seconds since the run started
+    OUT_DIR/val.csv     iteration, PSNR and SSIM (Y and RGB) of the EMA model and of bicubic on the held-out images,
+                        seconds since the run started
     OUT_DIR/tb/         TensorBoard event files (`tensorboard --logdir OUT_DIR/tb`)
     OUT_DIR/curves.png  with --plot (matplotlib)
 
@@ -24,12 +25,12 @@ TRAIN_CSV = "train.csv"
 VAL_CSV = "val.csv"
 PLOT_FILE = "curves.png"
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
-VAL_FIELDS = ("iteration", *METRICS, *(f"bicubic_{name}" for name in METRICS))
+VAL_FIELDS = ("iteration", *METRICS, *(f"bicubic_{name}" for name in METRICS), "elapsed_s")
 
 
 def train_fields(stage: str) -> tuple[str, ...]:
     losses = ("l_pix",) if stage == "psnr" else ("l_pix", "l_percep", "l_g_gan", "l_g_total", "l_d", "d_real", "d_fake")
-    return ("iteration", "epoch", "lr", *losses, "it_per_s")
+    return ("iteration", "epoch", "lr", *losses, "it_per_s", "elapsed_s")
 
 
 class RunLog:

@@ -173,6 +173,7 @@ def _run(config: TrainConfig, state: dict | None, stop_at: int | None, progress:
 
 
 def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainResult:
+    started = time.monotonic()
     out_dir, main = Path(config.out_dir), rank == 0
     if state is None and (out_dir / checkpoints.STATE_FILE).exists():
         raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
@@ -204,6 +205,11 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     schedulers = {key: _scheduler(optimizer, config) for key, optimizer in optimizers.items()}
 
     iteration = 0
+    earlier_seconds = float(state.get("elapsed_s", 0.0)) if state is not None else 0.0  # before the resume
+
+    def elapsed() -> float:
+        return earlier_seconds + time.monotonic() - started
+
     if state is not None:
         generator.load_state_dict(state["generator"])
         ema.load_state_dict(state["ema"])
@@ -240,7 +246,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         if val_set is None:
             return
         last_metrics = validate(model_upscaler(ema, amp), val_set, config.scale, device)
-        run_log.validation({"iteration": iteration, **last_metrics,
+        run_log.validation({"iteration": iteration, **last_metrics, "elapsed_s": round(elapsed(), 1),
                             **{f"bicubic_{k}": v for k, v in baseline.items()}})
         log.info("iteration %d: PSNR-Y %.3f dB (bicubic %.3f), SSIM-Y %.4f (bicubic %.4f)", iteration,
                  last_metrics["psnr_y"], baseline["psnr_y"], last_metrics["ssim_y"], baseline["ssim_y"])
@@ -255,7 +261,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                 **({"discriminator": _bare(discriminator).state_dict()} if gan else {}),
                 **{f"optimizer_{key}": optimizer.state_dict() for key, optimizer in optimizers.items()},
                 **{f"scheduler_{key}": scheduler.state_dict() for key, scheduler in schedulers.items()},
-                "scaler": scaler.state_dict(), "rng": checkpoints.rng_state(),
+                "scaler": scaler.state_dict(), "rng": checkpoints.rng_state(), "elapsed_s": elapsed(),
             })
             checkpoints.export_generator(ema, config, out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}")
 
@@ -264,6 +270,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
 
     # ---- the loop ----
     end = min(config.total_iters, stop_at) if stop_at is not None else config.total_iters
+    out_of_time = False  # max_minutes reached: the run ends as if at total_iters
     bar = _progress_bar(config.total_iters, iteration) if progress and main else None
     window_start, window_iterations = time.perf_counter(), 0
     generator.train()
@@ -289,18 +296,24 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                 scheduler.step()
             iteration += 1
             window_iterations += 1
+            if config.max_minutes is not None and iteration < end and _out_of_time(elapsed(), config, world, device):
+                out_of_time, end = True, iteration
+                if main:
+                    log.info("max_minutes=%g reached at iteration %d: validating and exporting the model",
+                             config.max_minutes, iteration)
 
             if iteration % config.log_every == 0 or iteration == end:
                 values = _mean_over_processes(losses, world)
                 rate = window_iterations / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_iterations = time.perf_counter(), 0
                 if main:
-                    row = {"iteration": iteration, "epoch": epoch, "lr": lr, **values, "it_per_s": rate}
+                    row = {"iteration": iteration, "epoch": epoch, "lr": lr, **values, "it_per_s": rate,
+                           "elapsed_s": round(elapsed(), 1)}
                     run_log.train(row)
                     _report(bar, row, config.total_iters)
             if bar is not None:
                 bar.update(1)
-            if main and (iteration % config.val_every == 0 or iteration == config.total_iters):
+            if main and (iteration % config.val_every == 0 or iteration == config.total_iters or out_of_time):
                 validate_and_log()
             if iteration % config.save_every == 0 or iteration == end:
                 save()
@@ -312,7 +325,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     state_path = out_dir / checkpoints.STATE_FILE
     model_path = None
     if main:
-        if iteration == config.total_iters:
+        if iteration == config.total_iters or out_of_time:
             model_path, _ = checkpoints.export_generator(ema, config, out_dir / checkpoints.MODEL_NAME)
         if config.plot:
             plot_curves(out_dir)
@@ -321,6 +334,14 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         dist.barrier()
     return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,
                        validation=last_metrics)
+
+
+def _out_of_time(seconds: float, config: TrainConfig, world: int, device: torch.device) -> bool:
+    """Whether max_minutes has passed; under DDP rank 0's clock decides for all, so every process stops together."""
+    flag = torch.tensor([seconds >= config.max_minutes * 60], dtype=torch.int32, device=device)
+    if world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _psnr_step(generator, optimizer, scaler, amp, lr_patch, hr_patch) -> dict[str, torch.Tensor]:

@@ -24,15 +24,24 @@ Selecting frames: `start`/`end` in seconds from the stream's first frame keep th
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
 
 Backends (`BACKENDS`):
-- "pyav": the reference, always available; software decoding of everything FFmpeg knows, any bit depth.
+- "pyav": the reference, always available; software decoding of everything FFmpeg knows, any bit depth. On a CUDA
+  device it decodes with NVDEC where it can (PyAV's hwaccel; frames come back through host memory, converted exactly
+  as in software), in software where it cannot (no GPU, a codec NVDEC lacks).
 - "decord": faster on the CPU for 8-bit video; pixels from decord, timestamps from a PyAV demux. A file decord
   cannot be trusted with falls back to "pyav" with a warning. Its RGB is less exact than PyAV's (up to 3 levels
-  on flat colors, chroma not interpolated; see _decord.py).
-- "dali": NVDEC decoding into GPU memory; not available yet.
-- "auto": the hardware path when there is one (not yet), else PyAV. decord is faster than PyAV's exact conversion
-  (about 480-690 vs 325-440 fps at 640x360 on 2 cores) but its colors are off by up to 3 levels, and on the CPU
-  decoding is never the bottleneck (the model is, by two orders of magnitude), so exact colors win.
-A backend other than DALI decodes on the CPU and copies each batch to `device` (through pinned memory on CUDA).
+  on flat colors, chroma not interpolated; see _decord.py). On a CUDA device it asks decord for NVDEC, which the
+  PyPI wheel lacks (it then decodes on the CPU, with a warning).
+- "dali": NVIDIA DALI. On a CUDA device NVDEC decodes straight into GPU memory and the frames are converted to RGB
+  there (no copy through the host); on the CPU DALI's own decoder handles VP8/VP9/MJPEG with the BT.601 matrix.
+  Where DALI is not installed or cannot decode the file faithfully on the chosen device (a codec it lacks there,
+  10-bit, a matrix its CPU decoder ignores, AV1 on Hopper, a file it cannot open) the video is decoded with PyAV,
+  after one warning that says why: asking for DALI never fails a job that PyAV can do. See _dali.py.
+- "auto": on a CUDA device, DALI where it is installed and suits the file, else PyAV (with NVDEC where it can). On
+  the CPU, PyAV: decord is faster than PyAV's exact conversion (about 480-690 vs 325-440 fps at 640x360 on 2 cores)
+  but its colors are off by up to 3 levels, DALI's CPU decoder handles few codecs, and on the CPU decoding is never
+  the bottleneck (the model is, by two orders of magnitude), so exact colors win.
+DALI's frames are produced on `device`; the other backends decode into host memory and copy each batch to `device`
+(through pinned memory on CUDA).
 """
 
 from __future__ import annotations
@@ -44,10 +53,13 @@ import torch
 
 from vsr.errors import OptionError
 from vsr.pipelines.decode._base import Decoder, Selection, rgb_matrix
-from vsr.pipelines.decode._decord import DecordDecoder, Unsuitable
-from vsr.pipelines.decode._pyav import PyAVDecoder
+from vsr.pipelines.decode._dali import DaliDecoder
+from vsr.pipelines.decode._decord import DecordDecoder
+from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
 
-__all__ = ["BACKENDS", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix"]
+__all__ = [
+    "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix",
+]
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +78,16 @@ def open_decoder(
     """Open the video stream of `path` for decoding (see the module docstring)."""
     if backend not in BACKENDS:
         raise OptionError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
-    if backend == "dali":
-        others = ", ".join(b for b in BACKENDS if b != "dali")
-        raise OptionError(f"backend='dali': not available yet; use one of {others}")
     device = _device(device)
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
-    # "auto" on a GPU will try the hardware path (DALI / NVDEC) here first, when there is one.
+    if backend == "dali" or (backend == "auto" and device.type == "cuda"):
+        try:
+            return DaliDecoder(path, **options)
+        except Unsuitable as reason:
+            # Asked for by name, the fallback is worth a warning; chosen by "auto", it is the expected path.
+            say = log.warning if backend == "dali" else log.info
+            say("%s: decoding with PyAV instead of DALI: %s", path, reason)
     if backend == "decord":
         try:
             return DecordDecoder(path, **options)

@@ -9,6 +9,11 @@ timestamps) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decor
 Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. It honours the stream's matrix and
 range, but flat colors land up to 3 levels from the exact values and chroma is not interpolated (each chroma
 sample covers its 2×2 pixels), where the PyAV backend is within 1 level and interpolates chroma.
+
+On a CUDA device decord is asked to decode with NVDEC (`decord.gpu(index)`). The PyPI wheel is built without CUDA
+and refuses ("CUDA not enabled"): decord then decodes on the CPU, with a warning. decord's NVDEC frames come back
+through host memory (`asnumpy`) like its CPU frames: a CUDA build of decord is rare enough that keeping its frames on
+the GPU is not worth a second code path.
 """
 
 from __future__ import annotations
@@ -21,15 +26,11 @@ import numpy as np
 import torch
 
 from vsr.pipelines.decode._base import Decoder, Selection, log
-from vsr.pipelines.decode._pyav import PyAVDecoder
+from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
 # Frames asked from decord at a time (decord returns them as one array).
 CHUNK_FRAMES = 8
-
-
-class Unsuitable(Exception):
-    """This backend cannot decode this file faithfully; the message says why."""
 
 
 class DecordDecoder(Decoder):
@@ -59,15 +60,15 @@ class DecordDecoder(Decoder):
             if len(container.streams.video) > 1:
                 raise Unsuitable("the file has several video streams and decord may pick another one")
             try:
-                pts = _presentation_pts(container, stream)
+                pts = presentation_pts(container, stream)
             except av.error.FFmpegError as error:
                 raise Unsuitable(f"the file cannot be read to its end ({error})") from error
         if pts is None:
             raise Unsuitable("the video packets carry no timestamps")
         try:
-            reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+            reader = open_reader(path, device)
         except decord.DECORDError as error:
-            raise Unsuitable(f"decord cannot open it ({str(error).splitlines()[0]})") from error
+            raise Unsuitable(f"decord cannot open it ({_first_line(error)})") from error
         if len(reader) != len(pts):
             raise Unsuitable(f"decord counts {len(reader)} frames where the container has {len(pts)}")
         super().__init__(path, info, device, Selection.from_seconds(info, first_pts, start, end, max_frames))
@@ -104,13 +105,27 @@ class DecordDecoder(Decoder):
         self._reader = None  # decord frees its decoder with the reader
 
 
-def _presentation_pts(container, stream) -> list[int] | None:
-    """Every video packet's pts in presentation order, or None if some packet has none."""
-    pts = []
-    for packet in container.demux(stream):
-        if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
-            continue
-        if packet.pts is None:
-            return None
-        pts.append(packet.pts)
-    return sorted(pts)
+def open_reader(path: Path, device: torch.device):
+    """A decord VideoReader for `path`: on the GPU of a CUDA `device` where decord can decode there, else on the CPU.
+
+    decord builds without CUDA (the PyPI wheel) refuse a GPU context when the reader is made, not when the context
+    is; then the reader is made on the CPU, with one warning. Raises decord.DECORDError where decord cannot open it.
+    """
+    import decord
+
+    if device.type == "cuda":
+        index = cuda_index(device)
+        try:
+            return decord.VideoReader(str(path), ctx=decord.gpu(index), num_threads=0)
+        except decord.DECORDError as error:
+            log.warning("%s: decord cannot decode on cuda:%d, decoding on the CPU (%s)", path, index, _reason(error))
+    return decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=0)
+
+
+def _reason(error: Exception) -> str:
+    # decord's messages start with a timestamp and a source location: "[07:34:29] .../video_reader.cc:167: CUDA ..."
+    return _first_line(error).rsplit(": ", 1)[-1]
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).splitlines() or [""])[0]

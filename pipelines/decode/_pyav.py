@@ -1,4 +1,10 @@
-"""The reference decoder: PyAV (FFmpeg's libavcodec, software decoding on the CPU)."""
+"""The reference decoder: PyAV (FFmpeg's libavcodec), and what the other backends borrow from it.
+
+On a CUDA device PyAV decodes with NVDEC (`av.codec.hwaccel.HWAccel("cuda")`, software fallback allowed, frames
+downloaded to host memory and converted exactly as in software); where NVDEC cannot be had (no GPU, a codec NVDEC
+lacks) it decodes in software. The other backends take their timestamps from `presentation_pts` and say with
+`Unsuitable` why a file is left to PyAV.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from av.codec.hwaccel import HWAccel
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vsr.errors import InputError
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
+from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
 # swscale's default YUV→RGB path is a fast fixed-point one: measured with PyAV 18.1 on flat BT.709 colors, 2/3 of
@@ -21,12 +29,19 @@ from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 EXACT_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 
 
+class Unsuitable(Exception):
+    """A backend other than PyAV cannot decode this file faithfully here; the message says why, PyAV decodes it."""
+
+
 class PyAVDecoder(Decoder):
     """Decodes with PyAV, converting YUV to RGB with the stream's own matrix and range.
 
     Damaged input is handled like ffmpeg does: concealed frames come out with a warning, decoding errors are logged
     and decoding goes on, and each packet that yields no frame is named by its time. Every frame keeps the pts the
     decoder gave it, so a lost frame never shifts the timing of the ones after it.
+
+    On a CUDA `device` the packets are decoded by NVDEC when it can be had (`nvdec` says whether it was); the frames
+    still come back through host memory and are copied to `device` batch by batch.
     """
 
     backend = "pyav"
@@ -40,13 +55,8 @@ class PyAVDecoder(Decoder):
         end: float | None = None,
         max_frames: int | None = None,
     ):
-        container = open_input(path)
-        try:
-            stream = find_video_stream(container, path)
-            info, _ = video_stream_info(container, stream)
-        except BaseException:
-            container.close()
-            raise
+        container, stream, info = open_for_decoding(path, nvdec_device=cuda_index(device))
+        self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
         stream.thread_type = "AUTO"
@@ -150,6 +160,55 @@ class PyAVDecoder(Decoder):
         self._container.close()
 
 
+def open_for_decoding(
+    path: Path, *, nvdec_device: int | None
+) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, VideoStreamInfo]:
+    """Open the video stream of `path` for decoding: the container, the stream and its description.
+
+    With `nvdec_device` (a CUDA device index) the container decodes with NVDEC on that GPU, falling back to
+    software inside FFmpeg for what NVDEC cannot decode; where NVDEC cannot be opened at all (no GPU, no driver:
+    `av.open` raises PermissionError) it is opened for software decoding, with one info line. The description is
+    always read from a software container: with NVDEC the codec context's pixel format is "cuda", not the stream's.
+    """
+    container = open_input(path)
+    try:
+        stream = find_video_stream(container, path)
+        info, _ = video_stream_info(container, stream)
+    except BaseException:
+        container.close()
+        raise
+    if nvdec_device is None:
+        return container, stream, info
+    nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True)
+    try:
+        accelerated = av.open(str(path), "r", hwaccel=nvdec)
+    except (av.error.FFmpegError, OSError) as error:
+        log.info("%s: NVDEC is not available on cuda:%d (%s); decoding in software", path, nvdec_device, _reason(error))
+        return container, stream, info
+    container.close()
+    stream = accelerated.streams[info.index]
+    if stream.codec_context.is_hwaccel:
+        log.debug("%s: decoding with NVDEC on cuda:%d", path, nvdec_device)
+    else:
+        log.info("%s: NVDEC cannot decode %s; decoding in software", path, info.codec)
+    return accelerated, stream, info
+
+
+def presentation_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> list[int] | None:
+    """Every packet's pts of `stream`, in presentation order (one per frame), or None if some packet has none.
+
+    Reads the whole stream (demuxing only, no decoding); raises av.error.FFmpegError where the file cannot be read.
+    """
+    pts = []
+    for packet in container.demux(stream):
+        if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+    return sorted(pts)
+
+
 class PresentationOrder:
     """Puts decoded frames in presentation order and finds the frames the decoder lost.
 
@@ -206,6 +265,13 @@ class PresentationOrder:
             out.append(heapq.heappop(self.held)[2])
             self.last_pts = pts
         return out
+
+
+def cuda_index(device: torch.device) -> int | None:
+    """The index of a CUDA `device` ("cuda" alone: the current one), None for other devices."""
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def _reason(error: Exception) -> str:

@@ -14,7 +14,9 @@ from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.pipelines.engine import (
     DEFAULT_TILE_OVERLAP,
     Engine,
+    balanced_batch_size,
     blend_weights,
+    recovery_precisions,
     resolve_device,
     resolve_precision,
     tile_starts,
@@ -231,20 +233,90 @@ def test_bad_engine_options():
         Engine(model, device="cpu", outscale=0)
 
 
+def test_balanced_batch_sizes_keep_the_number_of_batches():
+    assert [balanced_batch_size(count, 4) for count in (1, 4, 5, 6, 9, 10, 12)] == [1, 4, 3, 3, 3, 4, 4]
+    assert balanced_batch_size(7, 1) == 1
+
+
+def test_recovery_goes_to_more_range():
+    assert recovery_precisions("fp16", bf16_supported=True) == ["bf16", "fp32"]
+    assert recovery_precisions("fp16", bf16_supported=False) == ["fp32"]
+    assert recovery_precisions("bf16", bf16_supported=True) == ["fp32"]
+    assert recovery_precisions("fp32", bf16_supported=True) == []
+
+
+class BeyondBfloat16(torch.nn.Module):
+    """Scales by 3.4e38 and back. fp32 holds 3.4e38 (its largest value is 3.40282e38) and the scaled frames (in
+    [0, 1]) stay finite; bf16's largest value is 3.3895e38, so in bf16 the gain itself rounds to inf and the output is
+    NaN/inf. A genuine reduced-precision overflow, the kind fp16 has at 65504, that the CPU can run (it refuses fp16).
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.gain = torch.nn.Parameter(torch.tensor(3.4e38))
+
+    def forward(self, x):
+        return F.interpolate(x * self.gain, scale_factor=2) / self.gain
+
+
+def _recompute_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "NaN/inf values" in r.getMessage()]
+
+
+@pytest.mark.parametrize("cuda_graphs, tile, unit", [("off", 0, "frame"), ("on", 0, "frame"), ("on", 8, "tile")])
+def test_reduced_precision_overflow_is_recomputed_with_one_warning(cuda_graphs, tile, unit, caplog):
+    model = LoadedModel(BeyondBfloat16(), ModelSpec("BeyondBfloat16", 2))
+    frames = torch.rand(2, 3, 8, 16)
+    expected = F.interpolate(frames, scale_factor=2)
+    with caplog.at_level(logging.WARNING):
+        fp32 = Engine(model, device="cpu", cuda_graphs=cuda_graphs, tile=tile, tile_overlap=2).upscale(frames)
+    assert not _recompute_warnings(caplog)
+    torch.testing.assert_close(fp32, expected, atol=1e-6, rtol=0)
+
+    engine = Engine(model, device="cpu", precision="bf16", cuda_graphs=cuda_graphs, tile=tile, tile_overlap=2)
+    with caplog.at_level(logging.WARNING):
+        out = engine.upscale(frames)
+    torch.testing.assert_close(out, expected, atol=1e-6, rtol=0)  # recomputed in fp32: exact, not bf16-close
+    warnings = _recompute_warnings(caplog)
+    if unit == "frame":
+        assert warnings == ["bf16 output of 2 frame(s) had NaN/inf values; recomputed in fp32"]
+    else:  # each 8×16 frame is three 8×8 tiles overlapping by 2 or more, run as one batch per frame
+        assert tile_starts(16, 8, 2) == [0, 4, 8]
+        assert warnings == ["bf16 output of 3 tile(s) had NaN/inf values; recomputed in fp32"] * 2
+
+
+class Overflowing(torch.nn.Module):
+    """Exceeds fp16's range (65504) in the middle, though input and output are ordinary; bf16 and fp32 hold it."""
+
+    def forward(self, x):
+        return F.interpolate(x * 1e5, scale_factor=2) / 1e5
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_fp16_overflow_is_redone_in_fp32(caplog):
-    class Overflowing(torch.nn.Module):
-        """Exceeds fp16's range (65504) in the middle, though input and output are ordinary."""
-
-        def forward(self, x):
-            return F.interpolate(x * 1e5, scale_factor=2) / 1e5
-
+@pytest.mark.parametrize("cuda_graphs", ["on", "off"])
+def test_fp16_overflow_is_redone_in_bf16_where_supported(cuda_graphs, caplog):
     model = LoadedModel(Overflowing(), ModelSpec("Overflowing", 2, supports_half=True))
-    engine = Engine(model, device="cuda", precision="fp16")
+    engine = Engine(model, device="cuda", precision="fp16", cuda_graphs=cuda_graphs)
     frames = torch.rand(2, 3, 8, 8, device="cuda")
     with caplog.at_level(logging.WARNING):
         out = engine.upscale(frames)
     assert torch.isfinite(out).all()
-    torch.testing.assert_close(out, F.interpolate(frames, scale_factor=2), atol=1e-3, rtol=0)
-    assert "fp32" in caplog.text
+    bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    # bf16 keeps 8 bits of mantissa: after ×1e5, interpolation and ÷1e5, within 1e-2 of the fp32 result.
+    torch.testing.assert_close(out, F.interpolate(frames, scale_factor=2), atol=1e-2 if bf16 else 1e-3, rtol=0)
+    redo = "bf16" if bf16 else "fp32"
+    assert _recompute_warnings(caplog) == [f"fp16 output of 2 frame(s) had NaN/inf values; recomputed in {redo}"]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fp16_overflow_beyond_bf16_ends_in_fp32(caplog):
+    model = LoadedModel(BeyondBfloat16(), ModelSpec("BeyondBfloat16", 2, supports_half=True))
+    engine = Engine(model, device="cuda", precision="fp16")
+    frames = torch.rand(3, 3, 8, 8, device="cuda")
+    with caplog.at_level(logging.WARNING):
+        out = engine.upscale(frames)
+    torch.testing.assert_close(out, F.interpolate(frames, scale_factor=2), atol=1e-5, rtol=0)
+    redo = "bf16 then fp32" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
+    assert _recompute_warnings(caplog) == [f"fp16 output of 3 frame(s) had NaN/inf values; recomputed in {redo}"]

@@ -110,6 +110,23 @@ def test_psnr_stage_trains_validates_and_exports_the_ema(tmp_path):
     assert (tmp_path / "run" / "models" / "iter_0000002.pth").is_file()
 
 
+def test_max_minutes_ends_the_run_like_total_iters_and_a_resume_continues_the_clock(tmp_path):
+    config = tiny_config(tmp_path, max_minutes=1e-6)  # 60 µs: up after the first iteration
+    result = train(config)
+    assert result.iteration == 1 and result.model_path == tmp_path / "run" / "model.pth"
+    first = read_csv(tmp_path / "run" / "val.csv")
+    assert [row["iteration"] for row in first] == [0, 1]  # validated at the stop, as at total_iters
+    assert 0 <= first[0]["elapsed_s"] <= first[1]["elapsed_s"]
+    spent = load_state(config.out_dir)["elapsed_s"]
+    assert spent > 0
+
+    result = resume(config.out_dir, {"max_minutes": "none"})
+    assert result.iteration == 4
+    val = read_csv(tmp_path / "run" / "val.csv")
+    assert [row["iteration"] for row in val] == [0, 1, 2, 4]
+    assert val[-1]["elapsed_s"] >= round(spent, 1)  # the time before the resume counts
+
+
 def test_exported_model_loads_in_spandrel(tmp_path):
     from tests.models.test_spandrel import spandrel
 
@@ -211,6 +228,7 @@ def test_overrides_are_toml_values_checked_against_the_field_types():
     ("patch_size=30", "patch_size=30: expected a multiple of 4"),
     ("ema_decay=1", "ema_decay=1.0"),
     ("milestones=[20, 10]", "milestones=[20, 10]"),
+    ("max_minutes=0", "max_minutes=0.0: expected a number of minutes above 0"),
     ("lr", "expected KEY=VALUE"),
 ])
 def test_bad_overrides_name_the_key_and_what_is_allowed(item, message):
