@@ -52,6 +52,8 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "tile-overlap": ("upscale", "tile_overlap", (int,)),
     "device": ("upscale", "device", (str,)),
     "precision": ("upscale", "precision", (str,)),
+    "cuda-graphs": ("upscale", "cuda_graphs", (str,)),
+    "compile": ("upscale", "compile", (bool,)),
     "decoder": ("video", "decoder", (str,)),
     "codec": ("video", "codec", (str,)),
     "crf": ("video", "crf", (int,)),
@@ -62,7 +64,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "frames": ("video", "max_frames", (int,)),
 }
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
-_PLACEMENT_FIELDS = {"device", "batch_size", "decoder"}
+_PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile"}
 
 
 def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:

@@ -136,7 +136,7 @@ class InlineExecutor:
         self.close()
 
 
-def _die_with_parent(parent: int) -> None:
+def die_with_parent(parent: int) -> None:
     """Let the kernel kill this worker when the driver dies (Linux), so that no orphan goes on writing an output
     that the next run is redoing."""
     if sys.platform.startswith("linux"):
@@ -151,7 +151,7 @@ def _die_with_parent(parent: int) -> None:
 def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
                 tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     """The loop of one worker process: take a job, run it, send the result; None means stop."""
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
     import torch

@@ -8,7 +8,7 @@ the public API.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from vsr.errors import InputError, OptionError, OutputError
@@ -36,6 +36,8 @@ class UpscaleOptions:
     precision: str = "auto"  # auto, fp32, fp16, bf16
     blend: str | None = None  # a second model of the same architecture (ESRGAN's network interpolation)...
     alpha: float = 0.8  # ...weighted (1 - alpha)·model + alpha·blend
+    cuda_graphs: str = "auto"  # auto (on for CUDA), on, off: see pipelines/graphs.py
+    compile: bool = False  # torch.compile the network (one compilation per frame size)
 
 
 def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
@@ -56,6 +58,8 @@ def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
         tile_overlap=options.tile_overlap,
         batch_size=options.batch_size,
         outscale=options.outscale,
+        cuda_graphs=options.cuda_graphs,
+        compile=options.compile,
     )
 
 
@@ -102,7 +106,10 @@ def upscale_image(
 
     source = Path(source)
     check_input(source)
-    engine = engine or make_engine(options)
+    # One image is one shape seen once: capturing a graph for it (three warm-up runs, the frame padded to a full
+    # batch) would cost more than it saves.
+    engine = engine or make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else
+                                           options.cuda_graphs))
     output = Path(output) if output is not None else default_output_path(source, engine.scale)
     check_output(output, source, overwrite)
     image = images.read_image(source)
@@ -174,8 +181,10 @@ def upscale_video(
     check_input(source)
     video.validate()
     engine = engine or make_engine(options, progress=progress)
+    # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
-        source, backend=video.decoder, start=video.start, end=video.end, max_frames=video.max_frames
+        source, backend=video.decoder, device=engine.device, start=video.start, end=video.end,
+        max_frames=video.max_frames,
     )
     with decoder:
         info = decoder.info

@@ -25,6 +25,7 @@ import tomllib
 
 STAGES = ("psnr", "gan")
 SCHEDULERS = ("step", "cosine_restarts")
+LOADERS = ("memory", "dali")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DISCRIMINATOR_PATCH_SIZES = (128, 256)  # VGGStyleDiscriminator's input sizes
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -40,6 +41,8 @@ class TrainConfig:
     val_holdout: int = 0  # photos of train_paths kept out for validation (chosen by name hash, see split_photos)
     val_crop: int | None = 512  # validate on the central crop of this size (None: whole images)
     frames_per_video: int = 16  # frames sampled across each video (near-duplicates skipped)
+    loader: str = "memory"  # "memory": PatchDataset over photos and sampled frames; "dali": patches decoded by
+    # DALI straight from the videos (NVDEC on a GPU; training/dali_patches.py), videos only
     scale: int = 4
     patch_size: int = 128  # HR patch side; the LR patch is patch_size / scale
     batch_size: int = 16  # the total over all processes (DDP splits it)
@@ -87,6 +90,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         _choice("stage", self.stage, STAGES)
         _choice("scheduler", self.scheduler, SCHEDULERS)
+        _choice("loader", self.loader, LOADERS)
         _choice("precision", self.precision, PRECISIONS)
         for name in ("scale", "patch_size", "batch_size", "num_feat", "num_block", "num_grow_ch", "disc_num_feat",
                      "total_iters", "cosine_period", "val_every", "save_every", "log_every", "frames_per_video"):

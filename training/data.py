@@ -297,22 +297,25 @@ class PatchDataset(Dataset):
         pixels, scale, size = self.images[which], self.scale, self.patch_size
         cols = pixels.shape[-1] // scale - size // scale + 1
         top, left = (position // cols) * scale, (position % cols) * scale
-        lr, hr = self._pair(pixels, top, left)
+        lr, hr = patch_pair(pixels, top, left, size, scale, quantize=self.quantize)
         if self.augment:
-            lr, hr = (_dihedral(x, *flips.tolist()) for x in (lr, hr))
+            lr, hr = (dihedral(x, *flips.tolist()) for x in (lr, hr))
         return {"lr": lr.contiguous(), "hr": hr.contiguous()}
 
-    def _pair(self, pixels: torch.Tensor, top: int, left: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """The HR patch at (top, left) and its LR, downscaled with CONTEXT LR pixels of real surroundings."""
-        scale, size, margin = self.scale, self.patch_size, CONTEXT * self.scale
-        height, width = pixels.shape[-2:]
-        y0, x0 = max(top - margin, 0), max(left - margin, 0)
-        y1, x1 = min(top + size + margin, height), min(left + size + margin, width)
-        window = pixels[:, y0:y1, x0:x1].float().div_(255)[None]
-        lr = downscale(window, scale, quantize=self.quantize)[0]
-        ly, lx, lr_size = (top - y0) // scale, (left - x0) // scale, size // scale
-        hr = window[0, :, top - y0 : top - y0 + size, left - x0 : left - x0 + size]
-        return lr[:, ly : ly + lr_size, lx : lx + lr_size], hr
+
+def patch_pair(pixels: torch.Tensor, top: int, left: int, size: int, scale: int, *, quantize: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The HR patch of 3×H×W uint8 `pixels` at (top, left), size×size, and its LR, downscaled with CONTEXT LR pixels
+    of real surroundings (module doc). Float32 in [0, 1], on the pixels' device."""
+    margin = CONTEXT * scale
+    height, width = pixels.shape[-2:]
+    y0, x0 = max(top - margin, 0), max(left - margin, 0)
+    y1, x1 = min(top + size + margin, height), min(left + size + margin, width)
+    window = pixels[:, y0:y1, x0:x1].float().div_(255)[None]
+    lr = downscale(window, scale, quantize=quantize)[0]
+    ly, lx, lr_size = (top - y0) // scale, (left - x0) // scale, size // scale
+    hr = window[0, :, top - y0 : top - y0 + size, left - x0 : left - x0 + size]
+    return lr[:, ly : ly + lr_size, lx : lx + lr_size], hr
 
 
 class ValidationSet(Dataset):
@@ -344,22 +347,13 @@ class ValidationSet(Dataset):
         return {"lr": self.lr[index], "hr": self.hr[index].float().div(255), "name": self.names[index]}
 
 
-def dali_patch_loader(*args, **kwargs):
-    """Patches decoded by NVIDIA DALI straight from the videos, on the GPU: not written yet (a placeholder)."""
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError as error:
-        raise OptionError("DALI patch loading needs nvidia-dali and a GPU") from error
-    raise NotImplementedError("DALI patch loading is not written yet; use PatchDataset with DataLoader workers")
-
-
 def _item_seed(seed: int, epoch: int, index: int) -> int:
     """A well-mixed 63-bit seed for one item (SeedSequence hashes its inputs; neighbours are unrelated)."""
     high, low = np.random.SeedSequence([seed, epoch, index]).generate_state(2, np.uint32)
     return (int(high) << 31) ^ int(low)
 
 
-def _dihedral(x: torch.Tensor, hflip: bool, vflip: bool, transpose: bool) -> torch.Tensor:
+def dihedral(x: torch.Tensor, hflip: bool, vflip: bool, transpose: bool) -> torch.Tensor:
     if hflip:
         x = x.flip(-1)
     if vflip:

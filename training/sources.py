@@ -8,12 +8,28 @@ on every machine and every run, see `data.split_photos`); videos are never split
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from vsr.errors import OptionError
 from vsr.training.config import TrainConfig
 from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, load_photos, split_photos
 
 log = logging.getLogger(__name__)
+
+
+def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
+    """(training videos, validation images) for loader=dali, which reads the videos itself."""
+    files = expand_sources(config.train_paths)
+    photos = [path.name for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
+    if photos or not files:
+        raise OptionError(f"loader=dali reads videos only; train_paths hold photos ({', '.join(photos[:3])}...) or "
+                          "nothing: use loader=memory for photos")
+    if config.val_holdout:
+        raise OptionError("loader=dali: val_holdout keeps photos out, and there are none; give val_paths instead")
+    if not config.val_paths:
+        log.warning("no validation images (set val_paths): training without PSNR/SSIM checks")
+        return files, []
+    return files, collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
 
 
 def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:

@@ -16,6 +16,7 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 alone validates and
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import math
 import os
@@ -44,7 +45,8 @@ from vsr.training.evaluate import bicubic_upscaler, model_upscaler, validate
 from vsr.training.logs import RunLog, plot_curves, require_matplotlib
 from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
                                  ragan_generator_loss)
-from vsr.training.sources import load_images
+from vsr.training.dali_patches import DaliVideoPatches
+from vsr.training.sources import dali_sources, load_images
 
 log = logging.getLogger(__name__)
 
@@ -228,15 +230,25 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         discriminator = DistributedDataParallel(discriminator) if gan else None
 
     # ---- data ----
-    train_images, val_images = load_images(config)
-    area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in train_images)
-    batches_per_epoch = max(1, math.ceil(area / config.patch_size**2) // config.batch_size)
-    dataset = PatchDataset(train_images, patch_size=config.patch_size, scale=config.scale,
-                           length=batches_per_epoch * config.batch_size, seed=config.seed)
+    dataset = patches = None  # loader "memory": a PatchDataset read by a DataLoader; "dali": DaliVideoPatches
+    if config.loader == "dali":
+        videos, val_images = dali_sources(config)
+        patches = DaliVideoPatches(videos, patch_size=config.patch_size, scale=config.scale,
+                                   batch_size=config.batch_size // world, device=device, seed=config.seed,
+                                   shard=rank, shards=world)
+        batches_per_epoch = max(1, patches.frames * patches.patches_per_frame // (config.batch_size // world))
+        sources = f"{len(videos)} training videos ({patches.frames} frames, DALI)"
+    else:
+        train_images, val_images = load_images(config)
+        area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in train_images)
+        batches_per_epoch = max(1, math.ceil(area / config.patch_size**2) // config.batch_size)
+        dataset = PatchDataset(train_images, patch_size=config.patch_size, scale=config.scale,
+                               length=batches_per_epoch * config.batch_size, seed=config.seed)
+        sources = f"{len(train_images)} training images"
     val_set = ValidationSet(val_images, scale=config.scale, crop=config.val_crop) if val_images and main else None
     baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
-    log.info("%d training images (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
-             len(train_images), batches_per_epoch, len(val_images), world, device, config.batch_size // world)
+    log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
+             sources, batches_per_epoch, len(val_images), world, device, config.batch_size // world)
 
     run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
     last_metrics: dict = {}
@@ -278,10 +290,13 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         discriminator.train()
     while iteration < end:
         epoch, first = divmod(iteration, batches_per_epoch)
-        dataset.set_epoch(epoch)  # before the workers fork: they draw this epoch's patches
-        loader = DataLoader(dataset, batch_sampler=EpochBatches(batches_per_epoch, config.batch_size, first, rank,
-                                                                world),
-                            num_workers=config.num_workers, pin_memory=device.type == "cuda")
+        if patches is not None:
+            loader = itertools.islice(patches, batches_per_epoch - first)
+        else:
+            dataset.set_epoch(epoch)  # before the workers fork: they draw this epoch's patches
+            loader = DataLoader(dataset, batch_sampler=EpochBatches(batches_per_epoch, config.batch_size, first,
+                                                                    rank, world),
+                                num_workers=config.num_workers, pin_memory=device.type == "cuda")
         for batch in loader:
             lr_patch = batch["lr"].to(device, non_blocking=True)
             hr_patch = batch["hr"].to(device, non_blocking=True)

@@ -11,11 +11,12 @@ __all__ = [
     "VideoOptions",
     "upscale_image",
     "upscale_video",
+    "upscale_video_on_devices",
     "load_model",
     "VsrError",
 ]
 
-_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "load_model"}
+_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_on_devices", "load_model"}
 
 
 def __getattr__(name: str):

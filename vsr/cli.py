@@ -40,6 +40,10 @@ DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu
 PrecisionOption = Annotated[Optional[str], typer.Option(
     "--precision", help="auto, fp32, fp16 or bf16 (auto: fp32 on CPU, bf16/fp16 on GPU).")]
 DecoderOption = Annotated[Optional[str], typer.Option("--decoder", help="Video decoder: auto, pyav, decord or dali.")]
+CudaGraphsOption = Annotated[Optional[str], typer.Option(
+    "--cuda-graphs", help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
+CompileOption = Annotated[Optional[bool], typer.Option(
+    "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, h264_nvenc, ...")]
 CrfOption = Annotated[Optional[int], typer.Option(
@@ -90,7 +94,11 @@ def upscale(
     tile: TileOption = 0,
     tile_overlap: TileOverlapOption = None,
     device: DeviceOption = "auto",
+    devices: Optional[str] = typer.Option(
+        None, "--devices", help="Split a video over several devices, one worker each, e.g. 0,1 (or cpu,cpu)."),
     precision: PrecisionOption = "auto",
+    cuda_graphs: CudaGraphsOption = "auto",
+    compile: CompileOption = False,
     decoder: DecoderOption = "auto",
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
@@ -112,10 +120,14 @@ def upscale(
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
         model=model, outscale=outscale, batch_size=batch_size, tile=tile, device=device, precision=precision,
-        blend=blend, alpha=alpha, **overrides
+        cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
     )
     api.check_input(input)
     if api.is_image(input):
+        if devices is not None:
+            from vsr.errors import OptionError
+
+            raise OptionError("--devices splits a video over devices; for an image use --device")
         written = api.upscale_image(input, output, options=options, overwrite=overwrite)
         if not quiet:
             typer.echo(f"wrote {written}")
@@ -123,9 +135,12 @@ def upscale(
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames
     )
-    result = api.upscale_video(
-        input, output, options=options, video=video, overwrite=overwrite, progress=not quiet and sys.stderr.isatty()
-    )
+    progress = not quiet and sys.stderr.isatty()
+    if devices is not None:
+        result = api.upscale_video_on_devices(input, output, devices=devices, options=options, video=video,
+                                              overwrite=overwrite, progress=progress)
+    else:
+        result = api.upscale_video(input, output, options=options, video=video, overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
 
@@ -177,6 +192,8 @@ def batch(
     tile_overlap: TileOverlapOption = None,
     device: DeviceOption = None,
     precision: PrecisionOption = None,
+    cuda_graphs: CudaGraphsOption = None,
+    compile: CompileOption = None,
     decoder: DecoderOption = None,
     codec: CodecOption = None,
     crf: CrfOption = None,
@@ -203,7 +220,8 @@ def batch(
         raise typer.Exit(0 if all(row.state is JobState.DONE for row in rows) else 1)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     given = {"model": model, "outscale": outscale, "batch-size": batch_size, "tile": tile, "tile-overlap": tile_overlap,
-             "device": device, "precision": precision, "decoder": decoder, "codec": codec, "crf": crf,
+             "device": device, "precision": precision, "cuda-graphs": cuda_graphs, "compile": compile,
+             "decoder": decoder, "codec": codec, "crf": crf,
              "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:

@@ -36,9 +36,10 @@ import av
 import numpy as np
 import torch
 
+from vsr.pipelines.colour import yuv_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
-from vsr.pipelines.frames import ColorInfo, FrameBatch, VideoStreamInfo
+from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
 # Frames DALI decodes per pipeline run; batches of other sizes are cut from (or joined across) these sequences.
@@ -47,16 +48,6 @@ SEQUENCE_FRAMES = 8
 # FFmpeg's codec names (ffprobe's codec_name) that DALI's readers decode, by where.
 CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})
 GPU_CODECS = frozenset({"h264", "hevc", "vp8", "vp9", "mjpeg", "mpeg4", "av1"})
-
-# Luma weights (Kr, Kb) of each YUV matrix, by swscale's name (`rgb_matrix`).
-LUMA_WEIGHTS = {
-    "itu601": (0.299, 0.114),
-    "smpte170m": (0.299, 0.114),
-    "itu709": (0.2126, 0.0722),
-    "smpte240m": (0.212, 0.087),
-    "fcc": (0.30, 0.11),
-    "bt2020": (0.2627, 0.0593),
-}
 
 
 class DaliDecoder(Decoder):
@@ -186,7 +177,7 @@ class DaliDecoder(Decoder):
             frames = torch.from_dlpack(video[0])  # DALI's buffer, on DALI's device: no copy
             frames = frames[torch.from_numpy(real).to(frames.device)]  # a copy: DALI reuses its buffers next run
             if frames.device.type == "cuda":
-                frames = yuv_to_rgb(frames, self.info.color)
+                frames = yuv_to_rgb(frames, rgb_matrix(self.info.color), self.info.color.range == "pc")
             yield frames.to(self.device), [self._pts[n] for n in numbers]
             delivered += len(numbers)
         if self.selection.is_everything:
@@ -216,29 +207,6 @@ class DaliDecoder(Decoder):
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
-
-
-def yuv_to_rgb(yuv: torch.Tensor, color: ColorInfo) -> torch.Tensor:
-    """N×H×W×3 uint8 YUV (4:4:4, as DALI's GPU reader gives YCbCr) to RGB with the stream's matrix and range.
-
-    The same equations as swscale's exact path (`rgb_matrix` picks the matrix, BT.601 when the stream declares none),
-    in float32 on the tensor's device; within 2 levels of PyAVDecoder on the same YUV.
-    """
-    kr, kb = LUMA_WEIGHTS[rgb_matrix(color)]
-    kg = 1 - kr - kb
-    # Rows R, G, B; columns Y, Cb, Cr (Cb and Cr centred on 0).
-    matrix = torch.tensor(
-        [[1, 0, 2 - 2 * kr], [1, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg], [1, 2 - 2 * kb, 0]],
-        dtype=torch.float32, device=yuv.device,
-    )
-    if color.range == "pc":
-        offset, scale = (0.0, 128.0, 128.0), (1.0, 1.0, 1.0)
-    else:  # limited range: Y in [16, 235], Cb and Cr in [16, 240]
-        offset, scale = (16.0, 128.0, 128.0), (255 / 219, 255 / 224, 255 / 224)
-    offset = torch.tensor(offset, device=yuv.device)
-    scale = torch.tensor(scale, device=yuv.device)
-    rgb = ((yuv.float() - offset) * scale) @ matrix.T
-    return rgb.round_().clamp_(0, 255).to(torch.uint8)
 
 
 def _check_stream(info: VideoStreamInfo, codec: str, device: torch.device, *, several_videos: bool) -> None:

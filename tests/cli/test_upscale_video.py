@@ -159,8 +159,11 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, 
     source = make_clip(tmp_path / "long.mp4", frames=400, size=(64, 48))
     output = tmp_path / "long.x4.mp4"
     partial = tmp_path / ".long.x4.partial.mp4"
+    # SIGINT as a terminal delivers it: a test run started in the background (`make test &`) has SIGINT ignored,
+    # and an ignored signal stays ignored across exec, so Python would never raise KeyboardInterrupt.
     process = subprocess.Popen([*VSR, "upscale", str(source), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)

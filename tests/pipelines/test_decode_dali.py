@@ -20,10 +20,10 @@ import torch
 
 from tests.pipelines.clips import BAD_INPUTS, ffprobe_frame_pts, make_clip, truncate
 from vsr.errors import InputError
-from vsr.pipelines.decode import DaliDecoder, PyAVDecoder, open_decoder
-from vsr.pipelines.decode._dali import SEQUENCE_FRAMES, yuv_to_rgb
+from vsr.pipelines.colour import yuv_to_rgb
+from vsr.pipelines.decode import DaliDecoder, PyAVDecoder, open_decoder, rgb_matrix
+from vsr.pipelines.decode._dali import SEQUENCE_FRAMES
 from vsr.pipelines.decode._pyav import EXACT_CONVERSION
-from vsr.pipelines.frames import ColorInfo
 
 HAVE_DALI = importlib.util.find_spec("nvidia.dali") is not None
 needs_dali = pytest.mark.skipif(not HAVE_DALI, reason="DALI is not installed (the gpu extra)")
@@ -178,11 +178,11 @@ def test_yuv_to_rgb_converts_like_pyav(tmp_path, color):
         planes = [frame.reformat(format="yuv444p", interpolation=EXACT_CONVERSION).to_ndarray()
                   for frame in container.decode(video=0)]
     yuv = torch.from_numpy(np.stack(planes)).permute(0, 2, 3, 1)  # N×3×H×W planes → N×H×W×3
-    rgb = yuv_to_rgb(yuv, info.color).permute(0, 3, 1, 2)
+    rgb = yuv_to_rgb(yuv, rgb_matrix(info.color), info.color.range == "pc").permute(0, 3, 1, 2)
     assert max_difference(rgb, reference) <= YUV_BOUND
     # The check can tell matrices apart: BT.709 read as BT.601 is many levels off.
     if color == ("bt709", "tv"):
-        as_601 = yuv_to_rgb(yuv, ColorInfo(range="tv")).permute(0, 3, 1, 2)
+        as_601 = yuv_to_rgb(yuv, "itu601", False).permute(0, 3, 1, 2)
         assert max_difference(as_601, reference) > 10
 
 

@@ -11,11 +11,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+import torch
 
 from tests.pipelines import media_fixtures as media
 from vsr.errors import OptionError, OutputError
-from vsr.pipelines.encode import CODECS, VideoWriter, choose_pix_fmt, partial_path
-from vsr.pipelines.frames import ColorInfo
+from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
+from vsr.pipelines.encode import CODECS, YUV_PLANAR_FORMATS, VideoWriter, choose_pix_fmt, partial_path
+from vsr.pipelines.frames import ColorInfo, FrameBatch
 
 pytestmark = media.requires_ffmpeg
 
@@ -242,3 +244,98 @@ def test_trim_starts_a_preview_at_zero_and_keeps_its_frame_durations(clips, tmp_
     assert media.playback_errors(trimmed) == ""
     kept = media.write_upscaled(source, tmp_path / f"kept{suffix}", window=window)
     assert media.video_times(kept) == times
+
+
+# ---- where RGB becomes YUV: rgb_to_yuv (torch, the GPU path) or swscale ------------------------------------------
+
+
+def photo_batch(source: Path, deep: bool) -> FrameBatch:
+    """3 frames of 70×50 (chroma rows of 35 samples: padded lines in every VideoFrame plane): two crops of
+    scikit-image's astronaut and noise; float with sub-8-bit detail when `deep`."""
+    data = pytest.importorskip("skimage.data")
+    photo = data.astronaut()
+    images = np.stack([photo[200:250, 180:250], photo[300:350, 100:170],
+                       np.random.default_rng(5).integers(0, 256, (50, 70, 3), dtype=np.uint8)])
+    frames = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+    if deep:
+        frames = (frames.float() + torch.rand(frames.shape, generator=torch.Generator().manual_seed(6))) / 256
+    return FrameBatch(frames=frames, pts=media.video_pts(source)[:3])
+
+
+def decoded_planes(path: Path) -> list[list[np.ndarray]]:
+    """Every frame's Y, U, V planes as stored in the file, as int arrays."""
+    with av.open(str(path)) as container:
+        frames = []
+        for frame in container.decode(video=0):
+            dtype = np.uint8 if frame.format.components[0].bits == 8 else np.uint16
+            frames.append([np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width].astype(int)
+                           for plane in frame.planes])
+    return frames
+
+
+def write_batch(source: Path, output: Path, batch: FrameBatch, pix_fmt: str, yuv_converter: str) -> Path:
+    """`batch` through a lossless libx264 (qp 0), so the file holds exactly the planes it was given."""
+    with VideoWriter(output, source=source, source_info=media.video_info(source), width=70, height=50,
+                     pix_fmt=pix_fmt, options={"qp": "0"}, yuv_converter=yuv_converter) as writer:
+        writer.write(batch)
+    return output
+
+
+@pytest.mark.parametrize("pix_fmt, deep", [("yuv420p", False), ("yuv422p", False), ("yuv444p10le", True),
+                                           ("yuv420p10le", True)])
+def test_torch_conversion_writes_its_planes_and_stays_within_a_level_of_swscale(clips, tmp_path, pix_fmt, deep):
+    """yuv_converter="torch": the file holds rgb_to_yuv's planes exactly (lossless x264), tagged BT.709 tv, and
+    within one level of the swscale file (the bound tests/pipelines/test_colour.py measures; this comparison is what
+    caught swscale's slice-thread corruption of 10-bit rows, see encode._rgb_video_frames). On the CPU "auto" is
+    swscale (faster there)."""
+    source = clips["chart"]  # BT.709, limited range
+    batch = photo_batch(source, deep)
+    torch_file = write_batch(source, tmp_path / "torch.mkv", batch, pix_fmt, "torch")
+    swscale_file = write_batch(source, tmp_path / "swscale.mkv", batch, pix_fmt, "swscale")
+    auto_file = write_batch(source, tmp_path / "auto.mkv", batch, pix_fmt, "auto")
+
+    bit_depth, chroma = YUV_PLANAR_FORMATS[pix_fmt]
+    expected = rgb_to_yuv(batch.frames, "bt709", False, bit_depth, chroma, rgb16_white=SWSCALE_RGB16_WHITE)
+    from_torch, from_swscale = decoded_planes(torch_file), decoded_planes(swscale_file)
+    assert len(from_torch) == len(from_swscale) == 3
+    for index, (torch_planes, swscale_planes) in enumerate(zip(from_torch, from_swscale)):
+        for plane, written, theirs, wanted in zip("YUV", torch_planes, swscale_planes, expected):
+            np.testing.assert_array_equal(written, wanted[index].numpy(), err_msg=f"frame {index} plane {plane}")
+            assert np.abs(written - theirs).max() <= 1, f"frame {index} plane {plane}"
+    assert any((a != b).any() for t, s in zip(from_torch, from_swscale) for a, b in zip(t, s))  # two paths really
+    assert all((a == b).all() for t, s in zip(decoded_planes(auto_file), from_swscale) for a, b in zip(t, s))
+    stream = media.ffprobe_streams_of(torch_file, "v:0")[0]
+    assert (stream["pix_fmt"], stream["color_space"], stream["color_range"]) == (pix_fmt, "bt709", "tv")
+    assert media.video_times(torch_file) == media.video_times(swscale_file) == media.video_times(source)[:3]
+
+
+def test_torch_conversion_keeps_the_source_range_and_matrix(tmp_path):
+    """A full-range BT.601 source: the planes are converted and tagged with its matrix and range."""
+    source = media.make_aac_mp4(tmp_path / "source.mp4")
+    color = ColorInfo(primaries="bt470bg", transfer="smpte170m", matrix="bt470bg", range="pc")
+    info = replace(media.video_info(source), color=color)
+    batch = photo_batch(source, deep=False)
+    with VideoWriter(tmp_path / "out.mkv", source=source, source_info=info, width=70, height=50,
+                     options={"qp": "0"}, yuv_converter="torch") as writer:
+        writer.write(batch)
+    expected = rgb_to_yuv(batch.frames, "bt470bg", True, 8, "420")
+    decoded = decoded_planes(tmp_path / "out.mkv")
+    assert len(decoded) == 3
+    for index, planes in enumerate(decoded):
+        for written, wanted in zip(planes, expected):
+            np.testing.assert_array_equal(written, wanted[index].numpy())
+    stream = media.ffprobe_streams_of(tmp_path / "out.mkv", "v:0")[0]
+    assert (stream["color_space"], stream["color_range"]) == ("bt470bg", "pc")
+
+
+def test_rgb_codecs_keep_the_rgb_path_whatever_the_converter(clips, tmp_path):
+    source = clips["chart"]
+    output = media.write_upscaled(source, tmp_path / "out.mkv", codec="ffv1", yuv_converter="torch")
+    fed = np.concatenate([b.frames.permute(0, 2, 3, 1).numpy() for b in media.decoded_batches(source)])
+    np.testing.assert_array_equal(np.stack(media.decode_rgb(output)[0]), fed)
+
+
+def test_unknown_yuv_converter_is_an_option_error(clips, tmp_path):
+    with pytest.raises(OptionError, match="unknown yuv_converter 'gpu'.*auto, torch, swscale"):
+        media.write_upscaled(clips["mp4"], tmp_path / "out.mp4", yuv_converter="gpu")
+    assert os.listdir(tmp_path) == []

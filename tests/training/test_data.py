@@ -15,7 +15,6 @@ from vsr.training.data import (
     PatchDataset,
     ValidationSet,
     collect_images,
-    dali_patch_loader,
     list_photos,
     load_photo,
     sample_video_frames,
@@ -291,43 +290,6 @@ def test_validation_set_is_deterministic_and_cropped_to_the_scale(pool):
     torch.testing.assert_close(cropped["hr"], odd.pixels[:, 10:38, 20:48].float() / 255)  # centred 30×30, mod 4
     with pytest.raises(OptionError, match="crop=2"):
         ValidationSet([odd], scale=4, crop=2)
-
-
-def test_dali_loader_says_what_it_needs():
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError:  # the development machines: no DALI
-        with pytest.raises(OptionError, match="nvidia-dali and a GPU"):
-            dali_patch_loader()
-    else:
-        with pytest.raises(NotImplementedError):
-            dali_patch_loader()
-
-
-# ---- fetch_photos: attribution from the packages' copyright files ----
-
-COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
-Upstream-Name: lomiri-wallpapers
-
-Files: *
-Copyright: 2018, Someone
-License: Expat
-
-Files: 16.04/Bridge_by_Sander_Klootwijk.jpg
-Copyright: 2018. Sander Klootwijk
-License: CC-BY-SA-4.0
-
-Files: nature/Aqua.jpg
-       nature/LadyBird.jpg
-Copyright: 2008, Charles Barbin
-           2008, Hylke Bons
-License: GPL-2+
- On Debian systems, see /usr/share/common-licenses/GPL-2.
-
-Files: graphics/*
-Copyright: 2012, Giacomo Barazzetti
-License: CC-BY-SA-3.0
-"""
 
 
 def test_attribution_comes_from_the_matching_copyright_paragraph():

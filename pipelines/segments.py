@@ -1,0 +1,560 @@
+"""One video over several devices of one machine: keyframe-aligned segments upscaled in parallel, joined losslessly.
+
+    result = upscale_video_on_devices("movie.mp4", devices="0,1", options=UpscaleOptions(model="..."))
+
+What `vsr upscale --devices 0,1` does, in the way of ffmpeg's segment + concat workflow:
+
+1. Plan (`plan_video`, `plan_segments`): the source's video packets are demuxed once (no decoding) for their pts and
+   keyframe flags. The frames are cut into one segment per device, balanced by frame count, each cut at a keyframe,
+   so that a worker can seek to its segment and decode it without the frames before. Segments are [start_pts,
+   end_pts) in the stream's time base and every frame belongs to exactly one. A video with one keyframe (or none
+   with a timestamp) is one segment: it is upscaled by `upscale_video` on the first device, with an info line.
+2. Workers: one process per device (spawn, as `vsr batch --devices` starts them), each with its own engine, take
+   segments from a shared queue and write each to a video-only .mp4 in a temporary folder beside the output, with
+   the encoder settings of a single-device run. Frames keep their source pts (`VideoWriter` with `trim=False`), so
+   every segment's packets already carry their final times.
+3. Join (`join_segments`): the segments' packets are copied in order into the output (no re-encoding), with the
+   source's audio, subtitles, attachments, metadata and chapters muxed once alongside (`pipelines.passthrough`).
+   The output is written under a temporary name and renamed; on any error it and the temporary folder are removed.
+
+The output has the frames of a single-device run, at the same times; only the encoder's choices differ: each
+segment starts with a keyframe of its own and rate control restarts there ("encoder boundaries"). With a lossless
+codec the decoded frames are identical, where the devices compute alike (the same kind of device and precision).
+Previews (--start/--end/--frames) are planned within their window and start at 0, as on one device.
+
+Why .mp4 for the segments, and the two timestamp repairs of the join:
+- MP4 stores every packet's pts and dts exactly in the stream's own time base (all of vsr's codecs fit in it);
+  Matroska rounds times to milliseconds and gives no dts for reordered frames, NUT shifts a stream that starts
+  with a negative dts. MP4 has one flaw: a segment that does not start at time 0 starts with an edit list whose
+  delay is counted in milliseconds, so the whole segment can come back moved by a fraction of a millisecond. The
+  join puts each segment back where its worker said its first frame was, then checks every frame's time against
+  the pts the worker encoded; a mismatch fails the run instead of writing wrong times.
+- Each segment's encoder starts its decoding times before its first frame (B-frames: by the reorder delay). With
+  the same settings every segment has the same delay, so the times increase across boundaries; where a variable
+  frame rate makes a segment's first dts reach back past the previous segment's last one, it is moved forward to
+  just after it, as ffmpeg does for non-monotonic dts (decoding order is unchanged and dts stays at or below pts).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import multiprocessing
+import os
+import queue
+import shutil
+import signal
+import tempfile
+import time
+from bisect import bisect_left
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from vsr.errors import OptionError, OutputError, VsrError
+from vsr.fsutil import fsync_folder
+from vsr.pipelines.frames import VideoStreamInfo
+from vsr.pipelines.upscale import (
+    UpscaleOptions,
+    VideoOptions,
+    VideoResult,
+    check_input,
+    check_output,
+    default_output_path,
+    load_model,
+    make_engine,
+    upscale_video,
+)
+from vsr.pipelines.runner import StageTimes
+
+log = logging.getLogger(__name__)
+
+SEGMENT_SUFFIX = ".mp4"  # see the module doc
+_POLL_SECONDS = 1.0  # how often the driver checks that its workers are alive
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Frames with pts in [start_pts, end_pts) (None: from the stream's start / to its end)."""
+
+    index: int
+    start_pts: int | None
+    end_pts: int | None
+    frames: list[int]  # the planned frames' pts, from the demuxer
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """The segments of one video, in order, and what is needed to decode each one."""
+
+    info: VideoStreamInfo
+    first_pts: int  # the stream's start time: decoders count `start`/`end` seconds from it
+    segments: list[Segment]
+
+    def seconds(self, pts: int | None) -> Fraction | None:
+        """A pts as the decoders' exact `start`/`end` (seconds from the stream's first frame)."""
+        if pts is None or pts <= self.first_pts:
+            return None
+        return (pts - self.first_pts) * self.info.time_base
+
+    def describe(self, segment: Segment) -> str:
+        """E.g. "segment 2 of 3 (frames at 1.200-2.400 s)", for messages."""
+        times = [float((pts - self.first_pts) * self.info.time_base) for pts in (segment.frames[0], segment.frames[-1])]
+        return f"segment {segment.index + 1} of {len(self.segments)} (frames at {times[0]:.3f}-{times[1]:.3f} s)"
+
+
+def parse_devices(text: str) -> list[str]:
+    """"0,1" → ["cuda:0", "cuda:1"], checked as `vsr batch --devices` checks them; "cpu,cpu" → two CPU workers."""
+    from vsr.pipelines.batch import parse_devices as parse_cuda_devices
+
+    parts = [part.strip() for part in text.split(",")]
+    if all(part == "cpu" for part in parts):
+        return parts
+    if "cpu" in parts:
+        raise OptionError(f"--devices {text}: give CUDA device numbers (0,1) or CPU workers (cpu,cpu), not both")
+    return parse_cuda_devices(text)
+
+
+def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count: int) -> list[tuple[int, int]]:
+    """Cut frames (pts in presentation order) into at most `count` runs of consecutive frames, as [first, end)
+    indexes into `frame_pts`. Every run but the first starts at a keyframe; each cut is the keyframe nearest to
+    where an even split would cut, so runs are balanced to within a keyframe interval."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, not {count}")
+    keyframes = set(keyframe_pts)
+    cut_points = [index for index, pts in enumerate(frame_pts) if index > 0 and pts in keyframes]
+    starts = [0]
+    for part in range(1, count):
+        target = part * len(frame_pts) / count
+        later = [index for index in cut_points if index > starts[-1]]
+        if not later:
+            break
+        nearest = min(later, key=lambda index: abs(index - target))
+        if nearest >= target + len(frame_pts) / count:
+            continue  # at or past where the next cut should be: that cut takes it
+        starts.append(nearest)
+    ends = starts[1:] + [len(frame_pts)]
+    return list(zip(starts, ends))
+
+
+def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], set[int]]:
+    """The video stream's description and start time, its frames' pts (sorted) and its keyframes' pts, read by
+    demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream."""
+    from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+
+    with open_input(source) as container:
+        stream = find_video_stream(container, source)
+        info, _ = video_stream_info(container, stream)
+        first_pts = stream.start_time or 0
+        frames, keyframes = [], set()
+        try:
+            for packet in container.demux(stream):
+                # As the decoders count frames: no timestamp, empty (flush) or discarded packets make no frame.
+                if packet.pts is None or not packet.size or packet.is_discard:
+                    continue
+                frames.append(packet.pts)
+                if packet.is_keyframe:
+                    keyframes.add(packet.pts)
+        except av.FFmpegError as error:
+            log.info("%s: reading the keyframes stopped early (%s)", source, error)
+    return info, first_pts, sorted(frames), keyframes
+
+
+def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions()) -> SegmentPlan:
+    """Segments of `source`'s video for `count` devices, within `video`'s --start/--end/--frames window if any."""
+    from vsr.pipelines.decode import Selection
+
+    info, first_pts, frame_pts, keyframes = read_video_packets(source)
+    selection = Selection.from_seconds(info, first_pts, video.start, video.end, video.max_frames)
+    first = bisect_left(frame_pts, selection.start_pts) if selection.start_pts is not None else 0
+    end = bisect_left(frame_pts, selection.end_pts) if selection.end_pts is not None else len(frame_pts)
+    if selection.max_frames is not None:
+        end = min(end, first + selection.max_frames)
+    window = frame_pts[first:end]
+    # Where the window stops: before the next frame (a --frames cut), at --end, or at the end of the stream.
+    window_end = frame_pts[end] if end < len(frame_pts) and selection.max_frames is not None else selection.end_pts
+    segments = []
+    runs = plan_segments(window, keyframes, count) if window else []
+    for index, (start, stop) in enumerate(runs):
+        segments.append(Segment(
+            index=index,
+            start_pts=window[start] if index > 0 or video.is_preview else None,
+            end_pts=window[stop] if stop < len(window) else window_end,
+            frames=window[start:stop],
+        ))
+    return SegmentPlan(info=info, first_pts=first_pts, segments=segments)
+
+
+@dataclass
+class SegmentResult:
+    """What a worker made of one segment."""
+
+    index: int
+    path: Path
+    pts: list[int]  # the frames encoded, in the source's time base
+    width: int
+    height: int
+    times: StageTimes
+
+
+@dataclass
+class _Failure:
+    """A worker's error, sent to the driver: VsrErrors keep their type (and so the command's exit code)."""
+
+    error_type: str  # a class name of vsr.errors, or "" for any other error
+    message: str  # one line
+
+
+def _failure(error: BaseException, context: str | None) -> _Failure:
+    from vsr.pipelines.batch_workers import one_line
+
+    text = one_line(error)
+    text = f"{context}: {text}" if context else text
+    return _Failure(type(error).__name__ if isinstance(error, VsrError) else "", text)
+
+
+def _raise(failure: _Failure) -> None:
+    from vsr import errors
+
+    error_type = getattr(errors, failure.error_type, VsrError) if failure.error_type else VsrError
+    raise error_type(failure.message)
+
+
+def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, folder: Path, video: VideoOptions,
+                     on_frames) -> SegmentResult:
+    from vsr.pipelines.decode import open_decoder
+    from vsr.pipelines.encode import VideoWriter
+    from vsr.pipelines.frames import FrameBatch
+    from vsr.pipelines.runner import run_pipeline
+
+    path = folder / f"segment-{segment.index:04d}{SEGMENT_SUFFIX}"
+    decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
+                           end=plan.seconds(segment.end_pts))
+    encoded: list[int] = []
+    with decoder:
+        height, width = engine.output_size(decoder.info.height, decoder.info.width)
+
+        def upscale_batch(batch: FrameBatch) -> FrameBatch:
+            return FrameBatch(engine.upscale(batch.frames), batch.pts)
+
+        with VideoWriter(path, source=source, source_info=decoder.info, width=width, height=height,
+                         codec=video.codec, crf=video.crf, preset=video.preset, pix_fmt=video.pix_fmt,
+                         copy_streams=False, trim=False) as writer:
+
+            def write(batch: FrameBatch) -> None:
+                writer.write(batch)
+                encoded.extend(batch.pts)
+
+            times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames)
+    return SegmentResult(segment.index, path, encoded, width, height, times)
+
+
+def worker_main(worker: int, device: str, threads: int, log_level: int, parent: int, source: Path,
+                plan: SegmentPlan, options: UpscaleOptions, video: VideoOptions, folder: Path,
+                tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
+    """One worker process: build the engine on `device`, then upscale the segments it takes until None."""
+    from vsr.pipelines.batch_workers import die_with_parent
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
+    logging.getLogger("vsr").setLevel(log_level)
+    import torch
+
+    torch.set_num_threads(threads)
+    if device.startswith("cuda"):
+        torch.cuda.set_device(device)  # so that whatever uses the current device uses this worker's
+    try:
+        engine = make_engine(dataclasses.replace(options, device=device), progress=False)
+    except Exception as error:  # reported, not raised: the driver stops every worker
+        results.put(("failed", worker, _failure(error, None)))
+        return
+    while (index := tasks.get()) is not None:
+        segment = plan.segments[index]
+        try:
+            result = _upscale_segment(engine, source, plan, segment, folder, video,
+                                      on_frames=lambda count: results.put(("frames", worker, count)))
+        except Exception as error:
+            results.put(("failed", worker, _failure(error, f"{plan.describe(segment)} on {device}")))
+            return
+        results.put(("done", worker, result))
+
+
+class _Workers:
+    """The worker processes of one run, fed from one queue of segment indexes."""
+
+    def __init__(self, devices: list[str]):
+        self.devices = devices
+        self.context = multiprocessing.get_context("spawn")  # no forked CUDA or thread state
+        self.tasks = self.context.Queue()
+        self.results = self.context.Queue()
+        self.processes: list[multiprocessing.Process] = []
+
+    def start(self, source: Path, plan: SegmentPlan, options: UpscaleOptions, video: VideoOptions, folder: Path):
+        for segment in plan.segments:
+            self.tasks.put(segment.index)
+        for _ in self.devices:
+            self.tasks.put(None)
+        # Each worker gets its share of the cores, as `vsr batch` workers do.
+        threads = max(1, (os.cpu_count() or 1) // len(self.devices))
+        log_level = logging.getLogger("vsr").getEffectiveLevel()
+        for worker, device in enumerate(self.devices):
+            process = self.context.Process(
+                target=worker_main, name=f"vsr-segment-worker-{worker}", daemon=True,
+                args=(worker, device, threads, log_level, os.getpid(), source, plan, options, video, folder,
+                      self.tasks, self.results),
+            )
+            process.start()
+            self.processes.append(process)
+
+    def collect(self, count: int, on_frames) -> list[SegmentResult]:
+        """Wait for `count` segments; the first failure (or a worker that died) is raised."""
+        done: dict[int, SegmentResult] = {}
+        while len(done) < count:
+            try:
+                kind, worker, payload = self.results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                for worker, process in enumerate(self.processes):
+                    if process.exitcode not in (None, 0):
+                        raise VsrError(f"the worker on {self.devices[worker]} died (exit code {process.exitcode}); "
+                                       f"no output was written")
+                continue
+            if kind == "frames":
+                on_frames(payload)
+            elif kind == "failed":
+                _raise(payload)
+            else:
+                done[payload.index] = payload
+        return [done[index] for index in sorted(done)]
+
+    def stop(self, finished: bool) -> None:
+        """Let finished workers exit (they have taken their None); stop the others at once."""
+        for process in self.processes:
+            if not finished and process.is_alive():
+                process.kill()
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def upscale_video_on_devices(
+    source: str | Path,
+    output: str | Path | None = None,
+    *,
+    devices: str | Sequence[str],
+    options: UpscaleOptions = UpscaleOptions(),
+    video: VideoOptions = VideoOptions(),
+    overwrite: bool = False,
+    progress: bool = False,
+) -> VideoResult:
+    """`upscale_video` with one worker process per device over keyframe-aligned segments; see the module doc.
+
+    `devices` is "0,1" (CUDA devices, as for `vsr batch --devices`), "cpu,cpu", or a list of torch device names.
+    `options.device` is replaced by each worker's device. The workers are spawned, so a script that calls this
+    must guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn).
+    """
+    from tqdm import tqdm
+
+    source = Path(source)
+    check_input(source)
+    video.validate()
+    device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
+    if not device_list:
+        raise OptionError("--devices needs at least one device, e.g. 0,1")
+    scale = _output_scale(options, progress)
+    output = Path(output) if output is not None else default_output_path(source, scale)
+    check_output(output, source, overwrite)
+    plan = plan_video(source, len(device_list), video)
+    if len(plan.segments) < 2:
+        if len(device_list) > 1:
+            log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
+                     source, device_list[0])
+        single = dataclasses.replace(options, device=device_list[0])
+        return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress)
+
+    started = time.perf_counter()
+    total = sum(len(segment.frames) for segment in plan.segments)
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".segments", dir=output.parent))
+    except OSError as error:
+        raise OutputError(f"cannot write in {output.parent}: {error.strerror or error}") from error
+    workers = _Workers(device_list[: len(plan.segments)])
+    finished = False
+    try:
+        bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
+        with bar:
+            workers.start(source, plan, options, video, folder)
+            results = workers.collect(len(plan.segments), bar.update)
+        finished = True
+        for segment, result in zip(plan.segments, results):
+            if result.pts != segment.frames:
+                log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's warnings)",
+                            source, plan.describe(segment), len(result.pts), len(segment.frames))
+        join_segments(output, source=source, info=plan.info, parts=[(r.path, r.pts) for r in results],
+                      copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite)
+    finally:
+        workers.stop(finished)
+        shutil.rmtree(folder, ignore_errors=True)
+        if folder.exists():
+            log.warning("could not remove the temporary folder %s", folder)
+    times = StageTimes(
+        decode=sum(r.times.decode for r in results), model=sum(r.times.model for r in results),
+        encode=sum(r.times.encode for r in results), wall=time.perf_counter() - started,
+        frames=sum(len(r.pts) for r in results), extra={"segments": len(results), "devices": workers.devices},
+    )
+    return VideoResult(output=output, frames=times.frames, width=results[0].width, height=results[0].height,
+                       times=times)
+
+
+def _output_scale(options: UpscaleOptions, progress: bool) -> float:
+    """The scale that names the default output. The models are loaded here, in the driver, once: a bad model
+    fails before any worker starts, and zoo weights are downloaded once (the workers find them cached)."""
+    model = load_model(options.model, progress=progress)
+    if options.blend is not None:
+        load_model(options.blend, progress=progress)
+    return options.outscale if options.outscale is not None else model.spec.scale
+
+
+def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: Sequence[tuple[Path, Sequence[int]]],
+                  copy_streams: bool = True, trim: bool = False, overwrite: bool = False) -> None:
+    """Copy the video packets of `parts` (segment file, pts of its frames in `info.time_base`), in order, into
+    `output`, with `source`'s other streams; see the module doc. `trim`: a preview, starting at 0 like
+    `VideoWriter(trim=True)` makes it. Atomic: written as `partial_path(output)`, renamed at the end."""
+    from vsr.pipelines.encode import partial_path
+
+    check_output(output, source, overwrite)
+    temp = partial_path(output)
+    joiner = _Joiner(temp, source, info, copy_streams, trim)
+    try:
+        for number, (path, pts) in enumerate(parts, 1):
+            joiner.append(path, pts, f"segment {number} of {len(parts)}")
+        joiner.finish()
+        with open(temp, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(temp, output)
+    except BaseException as error:
+        joiner.close()
+        temp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, VsrError):  # disk full, folder gone, ...
+            raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
+        raise
+    fsync_folder(output.parent)
+    if joiner.moved_dts:
+        log.info("%s: %d decoding time(s) moved forward to keep them increasing across segments", output,
+                 joiner.moved_dts)
+
+
+class _Joiner:
+    """The output container while segments are appended to it."""
+
+    def __init__(self, temp: Path, source: Path, info: VideoStreamInfo, copy_streams: bool, trim: bool):
+        self._temp, self._source, self._info, self._copy_streams, self._trim = temp, source, info, copy_streams, trim
+        self._container: av.container.OutputContainer | None = None
+        self._passthrough = None
+        self._stream = None
+        self._extradata: bytes | None = None
+        self._time_base: Fraction | None = None  # the segments' video time base
+        self._shift = 0  # trim: the first frame's pts, which becomes 0
+        self._last_dts: int | None = None
+        self._last_pts: int | None = None  # source time base
+        self._last_step = 0
+        self.moved_dts = 0
+
+    def _open(self, template: av.video.stream.VideoStream) -> None:
+        """The output's video stream is a copy of the first segment's; the passthrough streams come after it."""
+        from vsr.pipelines.passthrough import Passthrough
+
+        self._container = av.open(str(self._temp), "w")
+        stream = self._container.add_stream_from_template(template, opaque=True)
+        stream.time_base = self._info.time_base  # the source's unit, as a single-device run asks for
+        if self._info.average_rate:
+            stream.codec_context.framerate = self._info.average_rate
+        if self._info.rotation:
+            stream.set_display_rotation(self._info.rotation)
+        self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,
+                                        copy_streams=self._copy_streams, trim=self._trim)
+        self._passthrough.copy_video_tags(stream)
+        self._container.start_encoding()
+        self._stream = stream
+
+    def append(self, path: Path, pts: Sequence[int], name: str) -> None:
+        if not pts:
+            return  # nothing decoded in this segment (damage): nothing to copy
+        try:
+            segment = av.open(str(path))
+        except av.FFmpegError as error:
+            raise OutputError(f"cannot read back {name} ({path.name}): {error}") from error
+        with segment:
+            template = segment.streams.video[0]
+            extradata = bytes(template.codec_context.extradata or b"")
+            if self._container is None:
+                self._open(template)
+                self._extradata, self._time_base = extradata, template.time_base
+            elif extradata != self._extradata or template.time_base != self._time_base:
+                raise OutputError(f"cannot join {name} to the others: it was encoded with other codec headers or "
+                                  f"another time base; upscale on one device")
+            expected = [value * self._info.time_base / self._time_base for value in pts]
+            if any(value.denominator != 1 for value in expected):
+                raise OutputError(f"cannot join {name}: its time base {self._time_base} cannot hold the source's "
+                                  f"{self._info.time_base}; upscale on one device")
+            expected = [int(value) for value in expected]
+            if self._trim and self._last_pts is None:  # the preview's first frame: it becomes time 0
+                self._shift = expected[0]
+                self._passthrough.start_at(pts[0] * self._info.time_base)
+            try:
+                packets = [packet for packet in segment.demux(template) if packet.size]
+            except av.FFmpegError as error:
+                raise OutputError(f"cannot read back {name} ({path.name}): {error}") from error
+            # Put the segment back where its first frame was encoded (see the module doc), then check every frame.
+            offset = expected[0] - min((packet.pts for packet in packets), default=0)
+            if sorted(packet.pts + offset for packet in packets) != expected:
+                raise OutputError(f"cannot join {name}: its frame times changed on the way through the temporary "
+                                  f"file; upscale on one device")
+            for packet in packets:
+                self._write(packet, offset)
+        for value in pts:
+            if self._last_pts is not None:
+                self._last_step = value - self._last_pts
+            self._last_pts = value
+
+    def _write(self, packet: av.Packet, offset: int) -> None:
+        packet.pts += offset
+        packet.dts = packet.pts if packet.dts is None else packet.dts + offset
+        if self._last_dts is not None and packet.dts <= self._last_dts:
+            if self._last_dts + 1 > packet.pts:
+                raise OutputError(f"cannot join the segments: the decoding times overlap at "
+                                  f"{float(packet.pts * self._time_base):.3f} s; upscale on one device")
+            packet.dts = self._last_dts + 1
+            self.moved_dts += 1
+        self._last_dts = packet.dts
+        # Passthrough packets up to this one's decoding time first, so that the file is interleaved as it grows.
+        self._passthrough.mux_until(float(packet.dts * self._time_base))
+        packet.pts -= self._shift
+        packet.dts -= self._shift
+        packet.stream = self._stream
+        self._container.mux(packet)
+
+    def finish(self) -> None:
+        if self._container is None:
+            raise OutputError(f"{self._source}: no frame could be upscaled, so there is nothing to write")
+        if not self._trim:
+            self._passthrough.mux_rest()
+        else:  # a preview: the other streams' packets that overlap its frames, as VideoWriter(trim=True) keeps
+            rate = self._info.average_rate
+            duration = 1 / rate if rate else self._last_step * self._info.time_base
+            self._passthrough.end_at(self._last_pts * self._info.time_base + duration)
+        self._container.close()
+        self._passthrough.close()
+        self._container = None
+
+    def close(self) -> None:
+        for closable in (self._container, self._passthrough):
+            if closable is not None:
+                try:
+                    closable.close()
+                except Exception:  # already failing: the first error is the one to report
+                    log.debug("error while closing %s", self._temp, exc_info=True)

@@ -1,0 +1,37 @@
+"""bench/device_check.py runs on lent GPU machines only now and then; its --smoke mode runs the same script end to
+end on the CPU with tiny models, so a broken step shows up here rather than in a GPU session's few minutes."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_writes_every_table(tmp_path):
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "device_check.py"), "--smoke", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((out / "device_check.json").read_text())
+    assert report["environment"]["torch"]
+    assert report["model_only"] and all(row["fps"] and row["fps"] > 0 for row in report["model_only"]), report
+    assert {row["mode"] for row in report["model_only"]} == {"eager", "graph"}
+    (e2e,) = report["end_to_end"]
+    assert e2e["end_to_end_fps"] > 0 and e2e["output"] == "128x96, 6 frames", e2e
+    assert set(e2e["share"]) >= {"decode", "model", "encode"}
+    table = (out / "device_check.md").read_text()
+    assert "| rrdbnet-tiny | tiny | graph | fp32 | 2 |" in table
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_without_a_gpu_the_full_check_refuses_with_one_line(tmp_path):
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "device_check.py"), "--out", str(tmp_path),
+                           "--skip-tests"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "device_check: no CUDA device here; use --smoke to check the script on the CPU")

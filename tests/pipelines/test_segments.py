@@ -1,0 +1,294 @@
+"""Several devices for one video (`pipelines.segments`, `vsr upscale --devices`), tested with CPU workers.
+
+The clip: 64×48, 24 frames at 30 fps, a keyframe every 8 frames, AAC audio. At 30 fps the mp4 time base is
+1/15360 and the cut at frame 8 is 266.67 ms, so the segment's edit list (in milliseconds) moves it: the join must
+put it back. Outputs are judged against a single-device run of the same options, with ffprobe and ffmpeg.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from fractions import Fraction
+from itertools import pairwise
+from pathlib import Path
+
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import clip_pts, ffprobe_frame_pts, make_clip, truncate
+from vsr.errors import ModelError, OptionError, OutputError
+from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_on_devices
+from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+
+pytestmark = media.requires_ffmpeg
+
+GOP = 8
+FRAMES = 24
+FPS = 30
+KEYFRAMES_EVERY_8 = {"g": str(GOP), "keyint_min": str(GOP), "sc_threshold": "0"}  # no scene-cut keyframes
+
+
+def make_gop_clip(path: Path, *, frames: int = FRAMES, fps: int = FPS, vfr: bool = False,
+                  options: dict[str, str] = KEYFRAMES_EVERY_8) -> Path:
+    return make_clip(path, frames=frames, fps=fps, vfr=vfr, audio="aac", options=options)
+
+
+def keyframe_pts(path: Path) -> list[int]:
+    """The pts of the video packets ffprobe flags as keyframes, sorted."""
+    found = media.ffprobe(path, "-select_streams", "v:0", "-show_entries", "packet=pts,flags")["packets"]
+    return sorted(int(packet["pts"]) for packet in found if "K" in packet["flags"])
+
+
+def video_dts(path: Path) -> list[int]:
+    """The video packets' dts in file order, as ffprobe reads them."""
+    found = media.ffprobe(path, "-select_streams", "v:0", "-show_entries", "packet=dts")["packets"]
+    return [int(packet["dts"]) for packet in found]
+
+
+def decoded_framemd5(path: Path) -> list[str]:
+    """ffmpeg's checksum of every decoded video frame, with its pts (the checksum lines, header left out)."""
+    result = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5",
+                             "-"], check=True, capture_output=True, text=True)
+    return [line for line in result.stdout.splitlines() if not line.startswith("#")]
+
+
+def leftovers(folder: Path, *keep: Path) -> list[str]:
+    """Files and folders in `folder` other than `keep`: temporary segments, partial outputs."""
+    return sorted(path.name for path in folder.iterdir() if path not in keep)
+
+
+# --- planning --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 7])
+@pytest.mark.parametrize("frames", [24, 30, 61])
+def test_planned_segments_cover_every_frame_once_start_at_keyframes_and_are_balanced(count, frames):
+    frame_pts = [10 * i + 5 for i in range(frames)]  # any increasing pts
+    keyframes = set(frame_pts[::GOP])
+    runs = plan_segments(frame_pts, keyframes, count)
+    assert runs[0][0] == 0 and runs[-1][1] == frames
+    assert all(end == next_start for (_, end), (next_start, _) in pairwise(runs))  # contiguous, no overlap
+    assert all(start < end for start, end in runs)
+    assert all(frame_pts[start] in keyframes for start, _ in runs[1:])
+    assert len(runs) <= count
+    assert len(runs) == min(count, len(keyframes))  # every device gets a segment when there are keyframes enough
+    even = frames / len(runs)
+    assert all(abs((end - start) - even) <= GOP for start, end in runs)
+
+
+def test_sparse_keyframes_are_not_spent_on_tiny_segments():
+    frame_pts = list(range(24))
+    # Keyframes only at 16 and 17: three devices cannot be balanced; two segments, not a 1-frame one.
+    assert plan_segments(frame_pts, {0, 16, 17}, 3) == [(0, 16), (16, 24)]
+
+
+def test_a_single_keyframe_makes_a_single_segment():
+    frame_pts = list(range(0, 300, 10))
+    assert plan_segments(frame_pts, {0}, 4) == [(0, 30)]
+    assert plan_segments(frame_pts, set(), 4) == [(0, 30)]  # the first frame need not be a keyframe
+
+
+def test_a_clip_is_cut_at_its_keyframes(tmp_path):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    keyframes = keyframe_pts(clip)
+    all_pts = sorted(ffprobe_frame_pts(clip))
+    assert keyframes == all_pts[::GOP]  # the fixture is what the tests assume
+
+    plan = plan_video(clip, 3)
+    assert [segment.frames for segment in plan.segments] == [all_pts[0:8], all_pts[8:16], all_pts[16:24]]
+    assert [(s.start_pts, s.end_pts) for s in plan.segments] == [(None, all_pts[8]), (all_pts[8], all_pts[16]),
+                                                                  (all_pts[16], None)]
+    assert plan.seconds(all_pts[8]) == Fraction(8, FPS)
+
+
+def test_a_preview_window_is_planned_within_its_frames(tmp_path):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    all_pts = sorted(ffprobe_frame_pts(clip))
+    plan = plan_video(clip, 2, VideoOptions(start=0.1, max_frames=18))  # frames 3 to 20
+    assert [pts for segment in plan.segments for pts in segment.frames] == all_pts[3:21]
+    assert plan.segments[0].start_pts == all_pts[3]
+    assert plan.segments[1].start_pts in (all_pts[8], all_pts[16])
+    assert plan.segments[-1].end_pts == all_pts[21]  # stops before the 19th frame
+
+
+def test_devices_are_cuda_numbers_as_for_batch_or_cpu_workers():
+    assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
+    with pytest.raises(OptionError, match="not both"):
+        parse_devices("0,cpu")
+    with pytest.raises(OptionError, match="--devices"):
+        parse_devices("gpu0")
+
+
+# --- end to end with two CPU workers ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def x264_runs(tmp_path_factory, tiny_rrdbnet_checkpoint):
+    """The clip upscaled by one device and by two CPU workers, libx264 in .mp4."""
+    folder = tmp_path_factory.mktemp("x264")
+    clip = make_gop_clip(folder / "clip.mp4")
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
+    single = upscale_video(clip, folder / "single.mp4", options=options)
+    multi = upscale_video_on_devices(clip, folder / "multi.mp4", devices="cpu,cpu", options=options)
+    return clip, single, multi
+
+
+def test_two_workers_give_the_frames_and_times_of_one_device(x264_runs):
+    clip, single, multi = x264_runs
+    assert multi.frames == single.frames == FRAMES
+    assert (multi.width, multi.height) == (single.width, single.height) == (256, 192)
+    assert multi.times.extra["segments"] == 2
+    assert ffprobe_frame_pts(multi.output) == ffprobe_frame_pts(single.output)
+    assert media.video_times(multi.output) == media.video_times(clip)
+    assert [(s["codec_type"], s["codec_name"]) for s in media.ffprobe_streams(multi.output)] == [
+        ("video", "h264"), ("audio", "aac")]
+    assert media.playback_errors(multi.output) == ""
+    dts = video_dts(multi.output)
+    assert all(a < b for a, b in pairwise(dts))
+
+
+def test_two_workers_copy_the_audio_packets_untouched(x264_runs):
+    clip, _, multi = x264_runs
+    assert media.framemd5(multi.output, "0:a") == media.framemd5(clip, "0:a")
+
+
+def test_each_segment_starts_with_a_keyframe_of_its_own(x264_runs):
+    _, _, multi = x264_runs
+    all_pts = sorted(ffprobe_frame_pts(multi.output))
+    # The second worker's encoder starts at the cut (frame 8 or 16): an encoder boundary, the only difference.
+    assert set(keyframe_pts(multi.output)) & {all_pts[8], all_pts[16]}
+
+
+def test_two_workers_leave_no_temporary_files(x264_runs):
+    clip, single, multi = x264_runs
+    assert leftovers(clip.parent, clip, single.output, multi.output) == []
+
+
+def test_a_lossless_codec_gives_identical_frames_on_two_workers(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
+    video = VideoOptions(codec="ffv1")
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=video)
+    multi = upscale_video_on_devices(clip, tmp_path / "multi.mkv", devices="cpu,cpu", options=options, video=video)
+    frames = decoded_framemd5(multi.output)
+    assert len(frames) == FRAMES
+    assert frames == decoded_framemd5(single.output)  # pixels and times
+    assert media.framemd5(multi.output, "0:a") == media.framemd5(single.output, "0:a")
+
+
+def test_a_preview_on_two_workers_matches_one_device(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
+    video = VideoOptions(codec="x264-lossless", start=0.1, end=0.7)  # frames 3 to 20
+    single = upscale_video(clip, tmp_path / "single.mp4", options=options, video=video)
+    multi = upscale_video_on_devices(clip, tmp_path / "multi.mp4", devices="cpu,cpu", options=options, video=video)
+    assert multi.times.extra["segments"] == 2
+    frames = decoded_framemd5(multi.output)
+    assert len(frames) == 18
+    assert frames == decoded_framemd5(single.output)
+    assert ffprobe_frame_pts(multi.output)[0] == 0  # a preview starts at 0, as on one device
+    assert media.framemd5(multi.output, "0:a") == media.framemd5(single.output, "0:a")
+
+
+def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_checkpoint, caplog):
+    clip = make_gop_clip(tmp_path / "clip.mp4", frames=12, options={"g": "100", "sc_threshold": "0"})
+    assert len(keyframe_pts(clip)) == 1
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4)
+    with caplog.at_level(logging.INFO, logger="vsr.pipelines.segments"):
+        result = upscale_video_on_devices(clip, tmp_path / "out.mp4", devices="cpu,cpu", options=options)
+    assert "one segment" in caplog.text
+    assert result.frames == 12
+    assert media.video_times(result.output) == media.video_times(clip)
+
+
+# --- failures ----------------------------------------------------------------------------------------------------
+
+
+def test_a_failing_worker_gives_one_line_and_leaves_nothing(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    output = tmp_path / "out.mp4"
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=0)  # the engines refuse it
+    with pytest.raises(OptionError, match="batch_size") as raised:
+        upscale_video_on_devices(clip, output, devices="cpu,cpu", options=options)
+    assert "\n" not in str(raised.value)
+    assert leftovers(tmp_path, clip) == []
+
+
+def test_a_bad_model_fails_before_any_worker_starts(tmp_path):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    with pytest.raises(ModelError):
+        upscale_video_on_devices(clip, tmp_path / "out.mp4", devices="cpu,cpu",
+                                 options=UpscaleOptions(model=str(tmp_path / "missing.pth")))
+    assert leftovers(tmp_path, clip) == []
+
+
+def write_segments(source: Path, folder: Path, cuts: list[int]) -> list[tuple[Path, list[int]]]:
+    """`source` cut at frame numbers `cuts`, each part 2× nearest-upscaled into its own video-only .mp4 with the
+    source's pts, as a worker writes it; returns (file, pts of its frames) for each."""
+    times = media.video_times(source)
+    bounds = [0, *cuts, len(times)]
+    parts = []
+    for number, (first, end) in enumerate(pairwise(bounds)):
+        window = (float(times[first]), float(times[end]) if end < len(times) else float("inf"))
+        path = media.write_upscaled(source, folder / f"segment-{number}.mp4", window=window, copy_streams=False)
+        parts.append((path, media.decode_rgb(source, window=window)[1]))
+    return parts
+
+
+def test_joining_moves_decoding_times_that_would_go_back_at_a_variable_rate_cut(tmp_path, caplog):
+    # Frame durations cycle 40, 40, 80, 20, 120 ms: at frame 9 the two frames after the cut last longer than the
+    # three before it, so the second encoder's first dts (its pts minus the B-frame delay) reaches back past the
+    # first encoder's last dts.
+    clip = make_gop_clip(tmp_path / "clip.mp4", frames=20, vfr=True, options={"g": "9", "sc_threshold": "0"})
+    pts, _ = clip_pts(20, 25, vfr=True)
+    assert pts[11] - pts[9] > pts[9] - pts[6]
+    parts = write_segments(clip, tmp_path, cuts=[9])
+    output = tmp_path / "joined.mp4"
+    with caplog.at_level(logging.INFO, logger="vsr.pipelines.segments"):
+        join_segments(output, source=clip, info=media.video_info(clip), parts=parts)
+    assert "moved forward" in caplog.text
+    assert media.video_times(output) == media.video_times(clip)
+    dts = video_dts(output)
+    assert all(a < b for a, b in pairwise(dts))
+    assert media.playback_errors(output) == ""
+    assert media.framemd5(output, "0:a") == media.framemd5(clip, "0:a")
+
+
+def test_joining_a_damaged_segment_fails_and_leaves_nothing(tmp_path):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    parts = write_segments(clip, folder, cuts=[8])
+    truncate(parts[1][0], parts[1][0])  # an mp4 cut short has lost its index
+    output = tmp_path / "joined.mp4"
+    with pytest.raises(OutputError, match="segment 2 of 2") as raised:
+        join_segments(output, source=clip, info=media.video_info(clip), parts=parts)
+    assert "\n" not in str(raised.value)
+    assert leftovers(tmp_path, clip, folder) == []
+
+
+# --- the command line --------------------------------------------------------------------------------------------
+
+
+def test_vsr_upscale_with_devices(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    output = tmp_path / "out.mp4"
+    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "--devices", "cpu,cpu",
+                             "--model", str(tiny_rrdbnet_checkpoint), "-o", str(output)],
+                            check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {output}: {FRAMES} frames at 256x192" in result.stdout
+    assert media.video_times(output) == media.video_times(clip)
+    assert media.framemd5(output, "0:a") == media.framemd5(clip, "0:a")
+    assert leftovers(tmp_path, clip, output) == []
+
+
+def test_vsr_upscale_devices_errors_are_one_line(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "--devices", "cpu,0",
+                             "--model", str(tiny_rrdbnet_checkpoint), "-o", str(tmp_path / "out.mp4")],
+                            check=False, capture_output=True, text=True, timeout=600)
+    assert result.returncode == OptionError.exit_code
+    assert result.stderr.strip().count("\n") == 0 and "--devices cpu,0" in result.stderr
