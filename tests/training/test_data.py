@@ -292,6 +292,32 @@ def test_validation_set_is_deterministic_and_cropped_to_the_scale(pool):
         ValidationSet([odd], scale=4, crop=2)
 
 
+# ---- fetch_photos: attribution from the packages' copyright files ----
+
+COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
+Upstream-Name: lomiri-wallpapers
+
+Files: *
+Copyright: 2018, Someone
+License: Expat
+
+Files: 16.04/Bridge_by_Sander_Klootwijk.jpg
+Copyright: 2018. Sander Klootwijk
+License: CC-BY-SA-4.0
+
+Files: nature/Aqua.jpg
+       nature/LadyBird.jpg
+Copyright: 2008, Charles Barbin
+           2008, Hylke Bons
+License: GPL-2+
+ On Debian systems, see /usr/share/common-licenses/GPL-2.
+
+Files: graphics/*
+Copyright: 2012, Giacomo Barazzetti
+License: CC-BY-SA-3.0
+"""
+
+
 def test_attribution_comes_from_the_matching_copyright_paragraph():
     from vsr.training.fetch_photos import PHOTOS, SUGGESTED_VALIDATION, copyright_for, output_name, parse_copyright
 
