@@ -137,8 +137,7 @@ def make_vsr_importable() -> str:
     """`import vsr` from this checkout: installed already, or a temporary tree mirroring pyproject's package-dir
     (vsr/, and models/, pipelines/, training/ as vsr.models, vsr.pipelines, vsr.training)."""
     try:
-        import vsr.pipelines.engine  # noqa: F401
-
+        importlib.import_module("vsr.pipelines.engine")
         return "installed"
     except ImportError:
         pass
@@ -150,8 +149,7 @@ def make_vsr_importable() -> str:
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     importlib.invalidate_caches()
-    import vsr.pipelines.engine  # noqa: F401
-
+    importlib.import_module("vsr.pipelines.engine")
     return f"symlinked tree in {root}"
 
 
@@ -160,8 +158,10 @@ def make_vsr_importable() -> str:
 
 def run_gpu_tests(out: Path, timeout: float) -> dict:
     junit = out / "gpu-tests.xml"
+    # The GPU machine lacks the CPU-side test tools (ncnn, scikit-image, ray, ffmpeg): modules that cannot be
+    # imported there hold no GPU test, so they must not stop the collection of those that do.
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}",
-               str(REPO / "tests")]
+               "--continue-on-collection-errors", str(REPO / "tests")]
     try:
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -3,7 +3,6 @@
 import logging
 
 import pytest
-import skimage.data
 import torch
 from torch.nn import functional as F
 
@@ -40,6 +39,8 @@ def bicubic_model(scale: int = 2) -> LoadedModel:
 
 def astronaut(top: int, left: int, size: int) -> torch.Tensor:
     """A crop of a real photo (scikit-image's astronaut, public domain) as 1×3×size×size uint8."""
+    import skimage.data  # here, not at the top: the GPU machines that run this file's gpu tests lack scikit-image
+
     image = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1)[None]
     return image[..., top : top + size, left : left + size].contiguous()
 
