@@ -59,7 +59,7 @@ from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import Passthrough
 
 from vsr.errors import OptionError, OutputError
-from vsr.fsutil import fsync_folder
+from vsr.fsutil import check_output, fsync_folder
 
 logger = logging.getLogger(__name__)
 
@@ -198,7 +198,7 @@ class VideoWriter:
         self._done = False
 
         spec = _codec_spec(codec)
-        _check_output(self.output, Path(source), overwrite)
+        check_output(self.output, Path(source), overwrite)
         self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt)
         _check_size(width, height, self.pix_fmt)
         codec_options = _codec_options(codec, spec, crf, preset, options)
@@ -425,15 +425,6 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
         result[spec.speed_option] = str(preset if preset is not None else spec.default_speed)
     result.update(options)
     return result
-
-
-def _check_output(output: Path, source: Path, overwrite: bool) -> None:
-    if output.resolve() == source.resolve():
-        raise OutputError(f"the output {output} is the source itself; choose another name")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output} already exists; pass overwrite=True (--overwrite) to replace it")
-    if not output.parent.is_dir():
-        raise OutputError(f"cannot write {output}: the folder {output.parent} does not exist")
 
 
 def _check_size(width: int, height: int, pix_fmt: str) -> None:

@@ -11,7 +11,8 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from vsr.errors import InputError, OptionError, OutputError
+from vsr.errors import InputError, OptionError
+from vsr.fsutil import check_output
 from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
@@ -78,15 +79,6 @@ def check_input(path: Path) -> None:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
-
-
-def check_output(output: Path, source: Path, overwrite: bool) -> None:
-    if output.resolve() == source.resolve():
-        raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
-    if output.exists() and not overwrite:
-        raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
-    if not output.parent.exists():
-        raise OutputError(f"{output.parent}: output folder does not exist")
 
 
 def is_image(path: Path) -> bool:

@@ -353,9 +353,11 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
 
 def _out_of_time(seconds: float, config: TrainConfig, world: int, device: torch.device) -> bool:
     """Whether max_minutes has passed; under DDP rank 0's clock decides for all, so every process stops together."""
-    flag = torch.tensor([seconds >= config.max_minutes * 60], dtype=torch.int32, device=device)
-    if world > 1:
-        dist.broadcast(flag, src=0)
+    out_of_time = seconds >= config.max_minutes * 60
+    if world == 1:
+        return out_of_time  # no tensor: on a GPU, .item() would wait for the device every iteration
+    flag = torch.tensor([out_of_time], dtype=torch.int32, device=device)
+    dist.broadcast(flag, src=0)
     return bool(flag.item())
 
 

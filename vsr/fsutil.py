@@ -1,6 +1,7 @@
-"""Atomic file writes, shared by every layer: a reader sees the whole new file or the old one, never a part.
+"""Atomic file writes, shared by every layer: a reader sees the whole new file or the old one, never a part; and the
+checks an output name must pass before anything is written.
 
-Like vsr/errors.py, this module imports nothing from vsr, so models/, pipelines/ and training/ may all use it.
+It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and training/ may all use it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,18 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+
+from vsr.errors import OutputError
+
+
+def check_output(output: Path, source: Path, overwrite: bool) -> None:
+    """One line for each way writing `output` (made from `source`) would go wrong, before any work starts."""
+    if output.resolve() == source.resolve():
+        raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
+    if output.exists() and not overwrite:
+        raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
+    if not output.parent.is_dir():
+        raise OutputError(f"{output.parent}: output folder does not exist")
 
 
 def temporary_sibling(path: Path, tag: str = "part") -> Path:

@@ -174,7 +174,7 @@ def test_missing_folder_is_an_output_error(clips, tmp_path):
 
 
 def test_output_cannot_be_the_source(clips, tmp_path):
-    with pytest.raises(OutputError, match="source itself"):
+    with pytest.raises(OutputError, match="would replace the input"):
         media.write_upscaled(clips["mp4"], clips["mp4"], overwrite=True)
 
 
