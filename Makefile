@@ -40,7 +40,7 @@ bench: install
 device-wheels: install
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --platform manylinux_2_28_x86_64 --platform manylinux2010_x86_64 --platform any \
-	  -d bench/wheels av decord ffmpeg-python future
+	  -d bench/wheels av==18.1.0 decord==0.6.0 ffmpeg-python==0.2.0 future==1.0.0
 
 clean:
 	rm -rf out .pytest_cache
