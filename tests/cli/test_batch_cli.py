@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from tests.pipelines.clips import ffprobe_frame_pts, make_clip, truncate
+from tests.pipelines.clips import make_clip, truncate
+from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
 from vsr.pipelines.journal import JOURNAL_NAME

@@ -9,14 +9,12 @@ The container is chosen from the file name (.mp4, .mkv, .mov, .webm, ...). Every
 Frame `i` is given `clip_pts(frames, fps, vfr)[0][i]` in the time base `clip_pts(...)[1]` (1/fps, or 1/1000 for
 VFR); the muxer may rescale it, so compare against what the file says (ffprobe is a good independent judge).
 
-Also here: `make_audio_only`, `corrupt_middle`, `truncate` (damaged copies), `BAD_INPUTS` (files every reader must
-refuse), and the judges `ffprobe(path)` and `ffprobe_frame_pts(path)`.
+Also here: `make_audio_only`, `corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must
+refuse). The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -256,22 +254,3 @@ BAD_INPUTS = {
     # mp4 keeps its index at the end: cut short, nothing can be found.
     "truncated mp4": lambda folder: truncate(make_clip(folder / "whole.mp4", frames=20), folder / "cut.mp4"),
 }
-
-
-def ffprobe(path: str | Path) -> dict:
-    """ffprobe's view of a file (format, streams, chapters) as JSON: an independent judge of what PyAV wrote."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", "-show_chapters",
-         str(path)],
-        capture_output=True, text=True, check=True,
-    )
-    return json.loads(result.stdout)
-
-
-def ffprobe_frame_pts(path: str | Path) -> list[int]:
-    """The pts of every decoded frame of the first video stream, as ffprobe (FFmpeg's own tool) reports them."""
-    result = subprocess.run(
-        ["ffprobe", "-v", "quiet", "-select_streams", "v:0", "-show_entries", "frame=pts", "-of", "json", str(path)],
-        capture_output=True, text=True, check=True,
-    )
-    return [frame["pts"] for frame in json.loads(result.stdout)["frames"] if "pts" in frame]

@@ -9,6 +9,7 @@ attachment + chapters + tags in one .mkv) and reads the outputs back without goi
     batches = decoded_batches(path, scale=2)    # RGB FrameBatches, 2× nearest-upscaled, as an engine would give
     write_upscaled(path, tmp_path / "out.mkv")  # those batches through a VideoWriter
     write_upscaled(path, out, window=(1.0, 2.0), trim=True)  # a preview: only the frames of [1 s, 2 s)
+    ffprobe(path), ffprobe_frame_pts(path), video_pts(path), framemd5(path, "a:0")  # judges for any test
 """
 
 from __future__ import annotations
@@ -144,10 +145,18 @@ def make_rotated_clip(path: Path, *, rotation: int = 90, frames: int = 6, size: 
     return path
 
 
-def ffprobe(path: Path, *args: str) -> dict:
+def ffprobe(path: str | Path, *args: str) -> dict:
+    """ffprobe's JSON for `args`; with none, the format, streams and chapters: an independent judge of vsr's output."""
+    args = args or ("-show_format", "-show_streams", "-show_chapters")
     result = subprocess.run(["ffprobe", "-v", "error", "-of", "json", *args, str(path)], check=True,
                             capture_output=True, text=True)
     return json.loads(result.stdout)
+
+
+def ffprobe_frame_pts(path: str | Path) -> list[int]:
+    """The pts of every decoded frame of the first video stream, in decoding output order, as ffprobe reports them."""
+    frames = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=pts")["frames"]
+    return [frame["pts"] for frame in frames if "pts" in frame]
 
 
 def ffprobe_streams(path: Path) -> list[dict]:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.pipelines.clips import ffprobe, ffprobe_frame_pts, make_clip, truncate
+from tests.pipelines.clips import make_clip, truncate
+from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
 from vsr import api
 from vsr.errors import InputError, OptionError
 from vsr.pipelines import batch, images

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, ffprobe_frame_pts, make_clip, truncate
+from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, make_clip, truncate
+from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, open_decoder
 

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.pipelines.clips import BAD_INPUTS, ffprobe_frame_pts, make_clip, truncate
+from tests.pipelines.clips import BAD_INPUTS, make_clip, truncate
+from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from vsr.errors import InputError
 from vsr.pipelines.colour import yuv_to_rgb
 from vsr.pipelines.decode import DaliDecoder, PyAVDecoder, open_decoder, rgb_matrix

@@ -7,7 +7,8 @@ from fractions import Fraction
 
 import pytest
 
-from tests.pipelines.clips import BAD_INPUTS, ffprobe, make_clip
+from tests.pipelines.clips import BAD_INPUTS, make_clip
+from tests.pipelines.media_fixtures import ffprobe
 from vsr.errors import InputError
 from vsr.pipelines import probe as probe_module
 from vsr.pipelines.frames import ColorInfo

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import ray
 
-from tests.pipelines.clips import ffprobe_frame_pts, make_clip
+from tests.pipelines.clips import make_clip
+from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from vsr import api
 from vsr.pipelines import batch
 from vsr.pipelines.encode import partial_path

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import clip_pts, ffprobe_frame_pts, make_clip, truncate
+from tests.pipelines.clips import clip_pts, make_clip, truncate
 from vsr.errors import ModelError, OptionError, OutputError
 from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_on_devices
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
@@ -93,7 +93,7 @@ def test_a_single_keyframe_makes_a_single_segment():
 def test_a_clip_is_cut_at_its_keyframes(tmp_path):
     clip = make_gop_clip(tmp_path / "clip.mp4")
     keyframes = keyframe_pts(clip)
-    all_pts = sorted(ffprobe_frame_pts(clip))
+    all_pts = sorted(media.ffprobe_frame_pts(clip))
     assert keyframes == all_pts[::GOP]  # the fixture is what the tests assume
 
     plan = plan_video(clip, 3)
@@ -105,7 +105,7 @@ def test_a_clip_is_cut_at_its_keyframes(tmp_path):
 
 def test_a_preview_window_is_planned_within_its_frames(tmp_path):
     clip = make_gop_clip(tmp_path / "clip.mp4")
-    all_pts = sorted(ffprobe_frame_pts(clip))
+    all_pts = sorted(media.ffprobe_frame_pts(clip))
     plan = plan_video(clip, 2, VideoOptions(start=0.1, max_frames=18))  # frames 3 to 20
     assert [pts for segment in plan.segments for pts in segment.frames] == all_pts[3:21]
     assert plan.segments[0].start_pts == all_pts[3]
@@ -140,7 +140,7 @@ def test_two_workers_give_the_frames_and_times_of_one_device(x264_runs):
     assert multi.frames == single.frames == FRAMES
     assert (multi.width, multi.height) == (single.width, single.height) == (256, 192)
     assert multi.times.extra["segments"] == 2
-    assert ffprobe_frame_pts(multi.output) == ffprobe_frame_pts(single.output)
+    assert media.ffprobe_frame_pts(multi.output) == media.ffprobe_frame_pts(single.output)
     assert media.video_times(multi.output) == media.video_times(clip)
     assert [(s["codec_type"], s["codec_name"]) for s in media.ffprobe_streams(multi.output)] == [
         ("video", "h264"), ("audio", "aac")]
@@ -156,7 +156,7 @@ def test_two_workers_copy_the_audio_packets_untouched(x264_runs):
 
 def test_each_segment_starts_with_a_keyframe_of_its_own(x264_runs):
     _, _, multi = x264_runs
-    all_pts = sorted(ffprobe_frame_pts(multi.output))
+    all_pts = sorted(media.ffprobe_frame_pts(multi.output))
     # The second worker's encoder starts at the cut (frame 8 or 16): an encoder boundary, the only difference.
     assert set(keyframe_pts(multi.output)) & {all_pts[8], all_pts[16]}
 
@@ -188,7 +188,7 @@ def test_a_preview_on_two_workers_matches_one_device(tmp_path, tiny_rrdbnet_chec
     frames = decoded_framemd5(multi.output)
     assert len(frames) == 18
     assert frames == decoded_framemd5(single.output)
-    assert ffprobe_frame_pts(multi.output)[0] == 0  # a preview starts at 0, as on one device
+    assert media.ffprobe_frame_pts(multi.output)[0] == 0  # a preview starts at 0, as on one device
     assert media.framemd5(multi.output, "0:a") == media.framemd5(single.output, "0:a")
 
 
