@@ -16,6 +16,10 @@ On CUDA the model runs through CUDA graphs (`pipelines/graphs.py`; `cuda_graphs`
 torch.compile (`compile`), with cuDNN autotuning on. Reduced precision is guarded: a batch whose fp16 or bf16 output
 has NaN/inf values is recomputed in a precision with more range (bf16, then fp32), with one warning line.
 Results bound for host memory are copied through pinned memory without blocking, and synchronised once per call.
+
+Frames that do not fit in the device's memory are not an error while something smaller fits: on an out-of-memory
+error the engine halves its batch size, then cuts the frames into tiles (half the frame's side, then halving), retries
+the same frames, and keeps the smaller setting for the frames that follow, with one warning line per step.
 """
 
 from __future__ import annotations
@@ -187,11 +191,11 @@ class Engine:
         self.batch_size = _positive_int("batch_size", batch_size, 1)
         # A tile must hold both its margins and both cross-fades, or its weights would vanish in the middle.
         smallest_tile = self.tile_overlap + max(1, overlap_split(self.tile_overlap)[1])
-        smallest_tile += -smallest_tile % self.spec.size_multiple
-        if self.tile and self._tile_side() < smallest_tile:
+        self.smallest_tile = smallest_tile + -smallest_tile % self.spec.size_multiple
+        if self.tile and self._tile_side() < self.smallest_tile:
             raise OptionError(
                 f"tile {self.tile} is too small for tile overlap {self.tile_overlap}: "
-                f"use a tile of at least {smallest_tile} pixels or a smaller overlap"
+                f"use a tile of at least {self.smallest_tile} pixels or a smaller overlap"
             )
         is_number = isinstance(outscale, (int, float)) and not isinstance(outscale, bool)
         if outscale is not None and not (is_number and 0 < outscale <= 64):
@@ -299,19 +303,53 @@ class Engine:
             (count, frames.shape[1], out_h, out_w), dtype=frames.dtype, device=frames.device, pin_memory=to_host
         )
         padded_h, padded_w = (-height % self.spec.size_multiple + height), (-width % self.spec.size_multiple + width)
-        tiled = self.tile > 0 and max(padded_h, padded_w) > self._tile_side()
-        step = 1 if tiled else self.batch_size  # tiles, not frames, are batched when tiling
-        for start in range(0, count, step):
+        start = 0
+        while start < count:
+            tiled = self.tile > 0 and max(padded_h, padded_w) > self._tile_side()
+            step = 1 if tiled else self.batch_size  # tiles, not frames, are batched when tiling
             chunk = frames[start : start + step]
-            x = self._to_float(chunk)
-            y = self._upscale_tiled(x, chunk.device) if tiled else self._upscale_whole(x)
-            if self.outscale is not None:
-                # Real-ESRGAN resizes with Lanczos too; antialiasing matters when outscale < model scale.
-                y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
-            out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
+            try:
+                x = self._to_float(chunk)
+                y = self._upscale_tiled(x, chunk.device) if tiled else self._upscale_whole(x)
+                if self.outscale is not None:
+                    # Real-ESRGAN resizes with Lanczos too; antialiasing matters when outscale < model scale.
+                    y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
+                out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
+            except torch.cuda.OutOfMemoryError:
+                fits = False  # shrink outside this block: the exception's traceback still holds the chunk's tensors
+            else:
+                fits = True
+                start += step
+            if not fits:
+                x = y = None
+                self._shrink_after_out_of_memory(padded_h, padded_w, tiled)
         if to_host:
             torch.cuda.current_stream(self.device).synchronize()
         return out
+
+    def _shrink_after_out_of_memory(self, height: int, width: int, tiled: bool) -> None:
+        """The next smaller setting after frames of (padded) height × width did not fit: half the batch, else tiles of
+        half the frame's side, else half the tile; InputError when even the smallest tile at batch 1 did not fit."""
+        before = f"batch {self.batch_size}" + (f", tiles of {self._tile_side()}" if tiled else "")
+        if self.graphed is not None:
+            self.graphed.clear()  # each captured graph holds a private memory pool sized for its shape
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if self.batch_size > 1:
+            self.batch_size //= 2
+        else:
+            side = self._tile_side() if tiled else max(height, width)
+            tile = side // 2 - side // 2 % self.spec.size_multiple
+            if tile < self.smallest_tile:
+                raise InputError(
+                    f"{width}×{height} frames do not fit in the memory of {self.device}, even in tiles of {side} "
+                    f"pixels one at a time; free the device, use --device cpu, or a smaller --tile-overlap"
+                )
+            self.tile = tile
+        tiled = self.tile > 0 and max(height, width) > self._tile_side()
+        after = f"batch {self.batch_size}" + (f", tiles of {self._tile_side()}" if tiled else "")
+        logger.warning("%d×%d frames did not fit in the memory of %s at %s; going on at %s",
+                       width, height, self.device, before, after)
 
     def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(self.device, non_blocking=True)

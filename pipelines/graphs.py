@@ -63,11 +63,21 @@ class CudaGraphBackend:
                 for _ in range(WARMUP_RUNS):
                     run()
             torch.cuda.current_stream().wait_stream(stream)
+            # The graph allocates from a private pool, and memory cannot be returned to the driver during a capture:
+            # hand back what the warm-up left cached, so a capture that fits does not run out of memory.
+            torch.cuda.empty_cache()
             graph = torch.cuda.CUDAGraph()
-            # "thread_local": the decoder and encoder threads keep using CUDA (copies, pinned memory) while the engine
-            # thread captures; the default "global" mode would fail the capture on their calls.
-            with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
-                output = run()
+            try:
+                # "thread_local": the decoder and encoder threads keep using CUDA (copies, pinned memory) while the
+                # engine thread captures; the default "global" mode would fail the capture on their calls.
+                with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+                    output = run()
+            except RuntimeError as error:
+                # Ending a capture that ran out of memory can fail in turn: report the cause, which the engine
+                # answers with smaller batches or tiles.
+                if not isinstance(error, torch.cuda.OutOfMemoryError) and _out_of_memory_in(error):
+                    raise torch.cuda.OutOfMemoryError(f"out of memory while capturing a CUDA graph ({error})") from error
+                raise
         return graph.replay, output
 
 
@@ -82,6 +92,16 @@ class RecordingBackend:
             output.copy_(run())
 
         return replay, output
+
+
+def _out_of_memory_in(error: BaseException) -> bool:
+    """Whether an out-of-memory error is among the exceptions that led to `error`."""
+    seen = error.__context__
+    while seen is not None:
+        if isinstance(seen, torch.cuda.OutOfMemoryError):
+            return True
+        seen = seen.__context__
+    return False
 
 
 def backend_for(device: torch.device) -> CaptureBackend:
@@ -163,6 +183,10 @@ class GraphedModel:
         if count < static_input.shape[0]:
             # Padding repeats the last frame: ordinary pixels, so the padded rows cannot trip the NaN/inf guard.
             static_input[count:].copy_(x[-1:])
+
+    def clear(self) -> None:
+        """Drop every graph (and with it the memory it holds); the next call of each shape captures anew."""
+        self._graphs.clear()
 
     def _remember(self, key: ShapeKey, graph: _Graph) -> _Graph:
         self._graphs[key] = graph
