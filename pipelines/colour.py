@@ -21,13 +21,13 @@ none of this; SWS_FULL_CHR_H_INP would filter horizontally with [1, 3, 3, 1]/8 t
 The arithmetic is integer (64-bit fixed point, coefficients scaled by 2^40, error below 1e-5 of a level), so that a
 CUDA device and the CPU give bit-identical planes: float sums round differently on the two (summation order, fused
 multiply-adds, TF32 convolutions) and would move values that sit near a rounding boundary. Float frames are first
-quantised to 16 bits (round(x·65535)), as the encoder's RGB path does (rgb48le).
+quantised to 16 bits (round(x·65535)).
 
 16-bit RGB: swscale (FFmpeg 8) treats 16-bit RGB as 8-bit levels ×256, so its white is 255·256 = 65280, not
-65535, both ways: rgb48le white becomes 10-bit Y 943 instead of 940, and Y 940 is decoded to 65283. vsr's decoders
-get deep frames from swscale as rgb48le, so a deep source's white reaches the encoder as 65283/65535. `rgb16_white`
-says which scale the frames are in: 65535 (the default, exact) or `SWSCALE_RGB16_WHITE`, which keeps swscale's
-levels through decode → encode (the encoder uses it).
+65535, both ways: rgb48le white becomes 10-bit Y 943 instead of 940, and Y 940 is decoded to 65283. In vsr float
+frames are exact (1.0 is white): the decoders convert deep YUV with `planes_to_rgb`, and the encoder hands float
+frames to swscale as round(x·65280). `rgb16_white` says which scale uint16 and float frames are in here: 65535 (the
+default, exact) or `SWSCALE_RGB16_WHITE`, to compare with swscale given rgb48le.
 
 Against swscale (PyAV 18 / FFmpeg 8, tests/pipelines/test_colour.py), from 8-bit RGB, or 16-bit RGB with
 `rgb16_white=SWSCALE_RGB16_WHITE`, every plane is within one level at 8 and 10 bits. In limited range 0.7% (8-bit)
@@ -122,24 +122,76 @@ def rgb_to_yuv(frames: torch.Tensor, matrix: str, full_range: bool, bit_depth: i
 def yuv_to_rgb(yuv: torch.Tensor, matrix: str, full_range: bool) -> torch.Tensor:
     """N×H×W×3 uint8 YUV 4:4:4 (as DALI's GPU reader gives YCbCr) → RGB uint8, on the tensor's device.
 
-    The inverse of the equations above, in float32 (a decoder's conversion needs no bit-exactness between devices);
-    within 2 levels of PyAV's exact swscale path on the same YUV (tests/pipelines/test_decode_dali.py).
+    Within 2 levels of PyAV's exact swscale path on the same YUV (tests/pipelines/test_decode_dali.py).
     """
+    yuv = yuv.to(torch.float32)
+    rgb = _ycbcr_to_rgb(yuv[..., 0], yuv[..., 1], yuv[..., 2], matrix, full_range, 8)
+    return rgb.mul_(255).round_().to(torch.uint8)
+
+
+CHROMA_SITINGS = ("left", "center")
+
+
+def planes_to_rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, matrix: str, full_range: bool,
+                  bit_depth: int, siting: str = "left") -> torch.Tensor:
+    """Planar Y'CbCr as decoders store it → H×W×3 float32 RGB in [0, 1] (1 = white), on the planes' device.
+
+    `y` is H×W, `u` and `v` are 4:2:0 (⌈H/2⌉×⌈W/2⌉), 4:2:2 (H×⌈W/2⌉) or 4:4:4 (H×W), integer samples of
+    `bit_depth` bits (uint8, int16 or uint16, as FFmpeg's yuv4xxp, yuv4xxp10le, ... and NVDEC's NV12/P010 give them).
+    Subsampled chroma is interpolated bilinearly from where its samples sit: `siting` "left" (H.264, HEVC, MPEG-2,
+    MPEG-4: on the even luma columns) or "center" (between two luma columns: MJPEG, and what swscale assumes where a
+    stream says nothing, as VP9, AV1 and FFV1 streams do); vertically (4:2:0) halfway between two luma rows in both.
+    Measured against swscale's exact path (bilinear, full chroma interpolation, accurate rounding) on 8-bit 4:2:0
+    frames with sharp chroma edges, these two sitings give the same RGB within one level for those codecs (the
+    other siting is up to 44 levels off). For more than 8 bits swscale's RGB48 output is no reference: its
+    full-chroma-interpolation path is wrong for 4:2:0 (mean error 55 levels of 255 on a 10-bit clip, FFmpeg 8 in
+    PyAV 18.1) and its others up to 48 levels off at chroma edges, hence this function for deep sources.
+    """
+    if siting not in CHROMA_SITINGS:
+        raise ValueError(f"unknown chroma siting {siting!r}; expected one of {', '.join(CHROMA_SITINGS)}")
+    height, width = y.shape[-2:]
+    cb = _upsample_chroma(u.to(torch.float32), height, width, siting)
+    cr = _upsample_chroma(v.to(torch.float32), height, width, siting)
+    return _ycbcr_to_rgb(y.to(torch.float32), cb, cr, matrix, full_range, bit_depth)
+
+
+def _upsample_chroma(plane: torch.Tensor, height: int, width: int, siting: str) -> torch.Tensor:
+    """h×w chroma → height×width, bilinearly (sitings in planes_to_rgb's doc), edges repeated."""
+    if plane.shape[-1] * 2 - width in (0, 1):  # horizontally subsampled
+        left = torch.cat([plane[..., :1], plane[..., :-1]], -1)
+        right = torch.cat([plane[..., 1:], plane[..., -1:]], -1)
+        if siting == "left":  # sample k on luma column 2k
+            pair = (plane, (plane + right) / 2)
+        else:  # sample k between luma columns 2k and 2k + 1
+            pair = (0.75 * plane + 0.25 * left, 0.75 * plane + 0.25 * right)
+        plane = torch.stack(pair, -1).flatten(-2)[..., :width]
+    if plane.shape[-2] * 2 - height in (0, 1):  # vertically subsampled: sample k between rows 2k and 2k + 1
+        above = torch.cat([plane[..., :1, :], plane[..., :-1, :]], -2)
+        below = torch.cat([plane[..., 1:, :], plane[..., -1:, :]], -2)
+        plane = torch.stack([0.75 * plane + 0.25 * above, 0.75 * plane + 0.25 * below], -2).flatten(-3, -2)
+        plane = plane[..., :height, :]
+    if plane.shape[-2:] != (height, width):
+        raise ValueError(f"chroma planes {tuple(plane.shape[-2:])} do not fit a {width}x{height} luma plane")
+    return plane
+
+
+def _ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, matrix: str, full_range: bool,
+                  bit_depth: int) -> torch.Tensor:
+    """Full-resolution Y, Cb, Cr samples of `bit_depth` bits → (..., 3) float32 RGB in [0, 1]: the inverse of the
+    equations in the module doc, in float (a decoder's conversion needs no bit-exactness between devices)."""
     kr, kb = MATRICES[matrix]
     kg = 1 - kr - kb
-    # Rows R, G, B; columns Y, Cb, Cr (Cb and Cr centred on 0).
-    inverse = torch.tensor(
-        [[1, 0, 2 - 2 * kr], [1, -2 * kb * (1 - kb) / kg, -2 * kr * (1 - kr) / kg], [1, 2 - 2 * kb, 0]],
-        dtype=torch.float32, device=yuv.device,
-    )
+    levels = 2 ** (bit_depth - 8)
     if full_range:
-        offset, scale = (0.0, 128.0, 128.0), (1.0, 1.0, 1.0)
-    else:  # limited range: Y in [16, 235], Cb and Cr in [16, 240]
-        offset, scale = (16.0, 128.0, 128.0), (255 / 219, 255 / 224, 255 / 224)
-    offset = torch.tensor(offset, device=yuv.device)
-    scale = torch.tensor(scale, device=yuv.device)
-    rgb = ((yuv.float() - offset) * scale) @ inverse.T
-    return rgb.round_().clamp_(0, 255).to(torch.uint8)
+        y = y / (255 * levels)
+        cb, cr = (cb - 128 * levels) / (255 * levels), (cr - 128 * levels) / (255 * levels)
+    else:  # limited range: Y in [16, 235], Cb and Cr in [16, 240], times 2^(n−8)
+        y = (y - 16 * levels) / (219 * levels)
+        cb, cr = (cb - 128 * levels) / (224 * levels), (cr - 128 * levels) / (224 * levels)
+    r = y + (2 - 2 * kr) * cr
+    g = y - (2 * kb * (1 - kb) / kg) * cb - (2 * kr * (1 - kr) / kg) * cr
+    b = y + (2 - 2 * kb) * cb
+    return torch.stack([r, g, b], -1).clamp_(0, 1)
 
 
 def _levels(frame: torch.Tensor) -> torch.Tensor:

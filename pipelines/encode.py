@@ -298,10 +298,7 @@ class VideoWriter:
     def _yuv_video_frames(self, frames: torch.Tensor) -> Iterator[av.VideoFrame]:
         """The batch converted on its device, copied to the host once, one VideoFrame per frame."""
         bit_depth, chroma = YUV_PLANAR_FORMATS[self.pix_fmt]
-        # Deep frames come from swscale's rgb48le (the decoders), in its scale: converting back in the same scale
-        # keeps a 10-bit source's levels (white stays 940), as the swscale path does.
-        planes = rgb_to_yuv(frames, self._matrix, self._range == ColorRange.JPEG, bit_depth, chroma,
-                            rgb16_white=SWSCALE_RGB16_WHITE)
+        planes = rgb_to_yuv(frames, self._matrix, self._range == ColorRange.JPEG, bit_depth, chroma)
         host_planes = _to_host(planes)
         for index in range(len(frames)):
             video_frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
@@ -316,7 +313,9 @@ class VideoWriter:
         if frames.dtype == torch.uint8:
             rgb_format, array = "rgb24", frames.permute(0, 2, 3, 1).contiguous().numpy()
         else:  # float: keep what a deep source has; 16 bits per channel on the way
-            scaled = frames.float().clamp(0, 1).mul(65535).round().to(torch.int32)
+            # In swscale's scale, whose 16-bit white is 65280 (colour module doc): 1.0 becomes white, Y 940 in
+            # 10-bit limited range, as rgb_to_yuv makes it.
+            scaled = frames.float().clamp(0, 1).mul(SWSCALE_RGB16_WHITE).round().to(torch.int32)
             rgb_format, array = "rgb48le", scaled.permute(0, 2, 3, 1).numpy().astype(np.uint16)
         # One swscale thread: with slice threads, swscale (FFmpeg 8 in PyAV 18) writes garbage into the first 8
         # pixels of the rows where slices meet when converting to 10-bit YUV (seen here: Y off by up to 366

@@ -25,8 +25,8 @@ Selecting frames: `start`/`end` in seconds from the stream's first frame keep th
 
 Backends (`BACKENDS`):
 - "pyav": the reference, always available; software decoding of everything FFmpeg knows, any bit depth. On a CUDA
-  device it decodes with NVDEC where it can (PyAV's hwaccel; frames come back through host memory, converted exactly
-  as in software), in software where it cannot (no GPU, a codec NVDEC lacks).
+  device it decodes with NVDEC where it can (PyAV's hwaccel): the frames stay in GPU memory and are converted to RGB
+  there; in software where it cannot (no GPU, a codec NVDEC lacks).
 - "decord": faster on the CPU for 8-bit video; pixels from decord, timestamps from a PyAV demux. A file decord
   cannot be trusted with falls back to "pyav" with a warning. Its RGB is less exact than PyAV's (up to 3 levels
   on flat colors, chroma not interpolated; see _decord.py). On a CUDA device it asks decord for NVDEC, which the
@@ -40,8 +40,8 @@ Backends (`BACKENDS`):
   the CPU, PyAV: decord is faster than PyAV's exact conversion (about 480-690 vs 325-440 fps at 640x360 on 2 cores)
   but its colors are off by up to 3 levels, DALI's CPU decoder handles few codecs, and on the CPU decoding is never
   the bottleneck (the model is, by two orders of magnitude), so exact colors win.
-DALI's frames are produced on `device`; the other backends decode into host memory and copy each batch to `device`
-(through pinned memory on CUDA).
+DALI's and NVDEC's frames are produced on `device`; the others are decoded into host memory and each batch is copied
+to `device` (through pinned memory on CUDA).
 """
 
 from __future__ import annotations

@@ -77,8 +77,9 @@ class Selection:
 class Decoder:
     """Frames of one video stream, in presentation order, each with its own pts. See the package docstring.
 
-    A backend implements `_frames()`: host arrays H×W×3 (uint8, or uint16 for deeper sources) with their pts, in
-    presentation order, already restricted to `selection`. The base class batches them, caps them at
+    A backend implements `_frames()`: H×W×3 RGB pictures with their pts, in presentation order, already restricted
+    to `selection`; a picture is a host array (uint8, or uint16 rgb48 for deeper sources) or a tensor converted
+    already (uint8, or float32 in [0, 1]; NVDEC's on the GPU). The base class batches them, caps them at
     `selection.max_frames` and moves them to `device`. A backend that decodes whole batches on a device (DALI)
     overrides `_batches` instead.
     """
@@ -130,16 +131,16 @@ class Decoder:
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         raise NotImplementedError
 
-    def _batch(self, arrays: list[np.ndarray], pts: list[int]) -> FrameBatch:
-        stacked = np.stack(arrays)
-        if stacked.dtype == np.uint16:  # rgb48: keep the extra bits as float in [0, 1]
-            stacked = stacked.astype(np.float32) / np.float32(65535)
-        frames = torch.from_numpy(stacked).permute(0, 3, 1, 2)
-        if self.device.type == "cuda":
-            frames = frames.pin_memory().to(self.device, non_blocking=True)
-        elif self.device.type != "cpu":
-            frames = frames.to(self.device)
-        return FrameBatch(frames=frames, pts=list(pts))
+    def _batch(self, pictures: list[np.ndarray | torch.Tensor], pts: list[int]) -> FrameBatch:
+        if all(isinstance(picture, np.ndarray) for picture in pictures):
+            frames = _rgb_tensor(np.stack(pictures))
+            if self.device.type == "cuda":
+                frames = frames.pin_memory().to(self.device, non_blocking=True)
+            elif self.device.type != "cpu":
+                frames = frames.to(self.device)
+        else:  # converted by the backend already, on the GPU (NVDEC) or on the CPU
+            frames = torch.stack([_rgb_tensor(picture).to(self.device) for picture in pictures])
+        return FrameBatch(frames=frames.permute(0, 3, 1, 2), pts=list(pts))
 
     def close(self) -> None:
         pass
@@ -169,6 +170,15 @@ class Decoder:
     def _clock(self, pts: int | None) -> str:
         """A pts as seconds, for messages."""
         return "an unknown time" if pts is None else f"{float(pts * self.info.time_base):.3f} s (pts {pts})"
+
+
+def _rgb_tensor(pictures: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """(N×)H×W×3 RGB as a tensor: uint8 as it is, rgb48 (uint16) as float in [0, 1] keeping the extra bits."""
+    if isinstance(pictures, np.ndarray):
+        if pictures.dtype == np.uint16:
+            pictures = pictures.astype(np.float32) / np.float32(65535)
+        pictures = torch.from_numpy(pictures)
+    return pictures
 
 
 def _exact(seconds: float) -> Fraction:

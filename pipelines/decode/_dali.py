@@ -199,8 +199,8 @@ class DaliDecoder(Decoder):
         rest = self._numbers[delivered:]
         with PyAVDecoder(self.path, device=torch.device("cpu")) as pyav:
             pyav.selection = Selection(start_pts=self._pts[rest[0]], end_pts=self._pts[rest[-1]] + 1)
-            for array, pts in pyav._frames():
-                yield torch.from_numpy(array)[None].to(self.device), [pts]
+            for picture, pts in pyav._frames():
+                yield torch.as_tensor(picture)[None].to(self.device), [pts]
 
     def close(self) -> None:
         self._pipeline = None  # DALI frees its decoder and buffers with the pipeline

@@ -1,14 +1,19 @@
 """The reference decoder: PyAV (FFmpeg's libavcodec), and what the other backends borrow from it.
 
-On a CUDA device PyAV decodes with NVDEC (`av.codec.hwaccel.HWAccel("cuda")`, software fallback allowed, frames
-downloaded to host memory and converted exactly as in software); where NVDEC cannot be had (no GPU, a codec NVDEC
-lacks) it decodes in software. The other backends take their timestamps from `presentation_pts` and say with
-`Unsuitable` why a file is left to PyAV.
+On a CUDA device PyAV decodes with NVDEC (`av.codec.hwaccel.HWAccel("cuda")`, software fallback allowed). The
+frames stay in GPU memory (`is_hw_owned`): their NV12/P010 planes reach torch through DLPack, without a copy, and
+`colour.planes_to_rgb` converts them there. Where NVDEC cannot be had (no GPU, a codec NVDEC lacks) PyAV decodes in
+software. The other backends take their timestamps from `presentation_pts` and say with `Unsuitable` why a file is
+left to PyAV.
+
+YUV → RGB in software: swscale's exact path for 8 bits (within one level of the equations), `planes_to_rgb` for
+deeper planar YUV, whose RGB48 output from swscale is wrong (see colour.planes_to_rgb).
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +24,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vsr.errors import InputError
+from vsr.pipelines.colour import planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
@@ -27,6 +33,14 @@ from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 # them come out 2-3 levels off. Accurate rounding with full chroma interpolation is within 1 level of the exact
 # equations, and costs ~10% of decoding speed at 640×360 (more for the conversion alone).
 EXACT_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
+# Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
+DEEP_PLANAR_YUV = re.compile(r"yuv4(20|22|44)p(9|10|12|14|16)le")
+# NVDEC's frame layouts that `semi_planar_rgb` converts on the GPU: Y plane, then interleaved U/V at half size; P010 and
+# P016 keep the samples in the high bits of 16.
+NVDEC_LAYOUTS = ("nv12", "p010le", "p016le")
+# Codecs whose FFmpeg decoders say their chroma sits on the even luma columns ("left"); swscale takes the others'
+# unstated siting as "center" (colour.planes_to_rgb). PyAV 18 does not show a stream's own chroma location.
+LEFT_SITED_CODECS = ("h264", "hevc", "mpeg2video", "mpeg4")
 
 
 class Unsuitable(Exception):
@@ -40,8 +54,8 @@ class PyAVDecoder(Decoder):
     and decoding goes on, and each packet that yields no frame is named by its time. Every frame keeps the pts the
     decoder gave it, so a lost frame never shifts the timing of the ones after it.
 
-    On a CUDA `device` the packets are decoded by NVDEC when it can be had (`nvdec` says whether it was); the frames
-    still come back through host memory and are copied to `device` batch by batch.
+    On a CUDA `device` the packets are decoded by NVDEC when it can be had (`nvdec` says whether it was), and the
+    frames are converted to RGB on the GPU without leaving it.
     """
 
     backend = "pyav"
@@ -96,7 +110,7 @@ class PyAVDecoder(Decoder):
             if selection.is_after(pts):
                 return
             count += 1
-            yield self._to_array(frame), pts
+            yield self._to_pixels(frame), pts
         if selection.is_everything:
             self._check_complete(count, last_pts)
 
@@ -142,13 +156,30 @@ class PyAVDecoder(Decoder):
             times = ", ".join(self._clock(pts) for pts in lost[:5]) + (", ..." if len(lost) > 5 else "")
             log.warning("%s: %d frame(s) %s, at %s", self.path, len(lost), why, times)
 
-    def _to_array(self, frame: av.VideoFrame) -> np.ndarray:
-        if (frame.width, frame.height) != (self.info.width, self.info.height) and not self._resized:
-            self._resized = True  # said once: a stream that changes size usually stays at the new one
-            log.warning(
-                "%s: the frame at %s is %d×%d, the stream %d×%d; scaling it to the stream's size",
-                self.path, self._clock(frame.pts), frame.width, frame.height, self.info.width, self.info.height,
-            )
+    def _to_pixels(self, frame: av.VideoFrame) -> np.ndarray | torch.Tensor:
+        """The frame as H×W×3 RGB: uint8 for 8-bit sources, else float32 in [0, 1] (or uint16 rgb48 from swscale).
+
+        NVDEC's frames are converted where they are, on the GPU; deeper planar YUV by `planes_to_rgb` on the CPU;
+        the rest (and frames of another size than the stream's, scaled to it) by swscale.
+        """
+        if (frame.width, frame.height) != (self.info.width, self.info.height):
+            if not self._resized:
+                self._resized = True  # said once: a stream that changes size usually stays at the new one
+                log.warning(
+                    "%s: the frame at %s is %d×%d, the stream %d×%d; scaling it to the stream's size",
+                    self.path, self._clock(frame.pts), frame.width, frame.height, self.info.width, self.info.height,
+                )
+            return self._swscale(frame)
+        hardware = frame.sw_format  # the layout of a frame in GPU memory; None for a frame in host memory
+        if hardware is not None:
+            if hardware.name in NVDEC_LAYOUTS and frame.width % 2 == 0 and frame.height % 2 == 0:
+                return semi_planar_rgb(frame, self.info)
+            return self._swscale(frame)  # downloaded to host memory by swscale
+        if DEEP_PLANAR_YUV.fullmatch(frame.format.name):
+            return planar_rgb(frame, self.info)
+        return self._swscale(frame)
+
+    def _swscale(self, frame: av.VideoFrame) -> np.ndarray:
         return self._reformatter.reformat(frame, **self._conversion).to_ndarray()
 
     def _check_complete(self, count: int, last_pts: int | None) -> None:
@@ -179,7 +210,8 @@ def open_for_decoding(
         raise
     if nvdec_device is None:
         return container, stream, info
-    nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True)
+    # is_hw_owned: frames stay in GPU memory (PyAV then shares the device's primary CUDA context with torch).
+    nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True)
     try:
         accelerated = av.open(str(path), "r", hwaccel=nvdec)
     except (av.error.FFmpegError, OSError) as error:
@@ -265,6 +297,42 @@ class PresentationOrder:
             out.append(heapq.heappop(self.held)[2])
             self.last_pts = pts
         return out
+
+
+def semi_planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor:
+    """An NV12, P010 or P016 frame (as NVDEC gives them, in GPU memory; or in host memory) → H×W×3 RGB where it is.
+
+    NVDEC writes frames on the CUDA context's default stream, which torch's default stream follows, so the planes
+    can be read right away. The conversion makes new tensors: the frame's buffer goes back to NVDEC's pool as soon as
+    `frame` is dropped.
+    """
+    y, uv = plane_tensor(frame.planes[0]), plane_tensor(frame.planes[1])
+    if (frame.sw_format or frame.format).name != "nv12":  # P010/P016: the samples in the high bits of 16
+        shift = 16 - info.bit_depth
+        y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
+    return _rgb(y, uv[..., 0], uv[..., 1], info)
+
+
+def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor:
+    """A planar YUV frame in host memory (yuv420p10le, ...) → H×W×3 RGB (see `_rgb`)."""
+    y, u, v = (plane_tensor(plane) for plane in frame.planes[:3])
+    return _rgb(y, u, v, info)
+
+
+def plane_tensor(plane: av.video.plane.VideoPlane) -> torch.Tensor:
+    """A view of a frame's plane (host or GPU memory) through DLPack, no copy.
+
+    Through the plane's capsule rather than `torch.from_dlpack(plane)`: for a GPU plane torch passes its current
+    stream, and PyAV (18.1) refuses any stream; the default streams of NVDEC and torch are ordered anyway (see
+    `semi_planar_rgb`)."""
+    return torch.from_dlpack(plane.__dlpack__())
+
+
+def _rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, info: VideoStreamInfo) -> torch.Tensor:
+    """uint8 RGB for 8-bit streams, float32 in [0, 1] for deeper ones, converted with the stream's matrix and range."""
+    siting = "left" if info.codec in LEFT_SITED_CODECS else "center"
+    rgb = planes_to_rgb(y, u, v, rgb_matrix(info.color), info.color.range == "pc", info.bit_depth, siting)
+    return rgb.mul_(255).round_().to(torch.uint8) if info.bit_depth <= 8 else rgb
 
 
 def cuda_index(device: torch.device) -> int | None:

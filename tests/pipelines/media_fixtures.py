@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 
+from vsr.pipelines.colour import SWSCALE_RGB16_WHITE
 from vsr.pipelines.encode import VideoWriter
 from vsr.pipelines.frames import ColorInfo, FrameBatch, VideoStreamInfo
 
@@ -235,8 +236,8 @@ def video_info(path: Path) -> VideoStreamInfo:
 def decode_rgb(path: Path, *, deep: bool = False,
                window: tuple[float, float] | None = None) -> tuple[list[np.ndarray], list[int]]:
     """Every frame of the first video stream (those whose time in seconds is in [start, end) with `window`) as
-    H×W×3 RGB (uint8, or uint16 when `deep`), converted with the matrix and range the stream is tagged with, and
-    the frames' pts."""
+    H×W×3 RGB (uint8, or uint16 when `deep`, in swscale's 16-bit scale: white is about SWSCALE_RGB16_WHITE),
+    converted by swscale with the matrix and range the stream is tagged with, and the frames' pts."""
     images, pts = [], []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
@@ -261,7 +262,7 @@ def decoded_batches(path: Path, *, scale: int = 2, batch_size: int = 4, deep: bo
         array = np.stack(images[start:start + batch_size]).astype(np.float32 if deep else np.uint8)
         frames = torch.from_numpy(array).permute(0, 3, 1, 2)
         if deep:
-            frames = frames / 65535
+            frames = (frames / SWSCALE_RGB16_WHITE).clamp(0, 1)
         frames = frames.repeat_interleave(scale, dim=2).repeat_interleave(scale, dim=3).contiguous()
         batches.append(FrameBatch(frames=frames, pts=pts[start:start + batch_size]))
     return batches

@@ -79,7 +79,7 @@ def test_10bit_path_keeps_more_than_8_bits(clips, tmp_path):
     output = media.write_upscaled(source, tmp_path / "out.mkv", deep=True, pix_fmt="yuv444p10le", options={"qp": "0"})
     fed = np.concatenate([b.frames.permute(0, 2, 3, 1).numpy() for b in media.decoded_batches(source, deep=True)])
     decoded, _ = media.decode_rgb(output, deep=True)
-    error_in_10bit_levels = np.abs(np.stack(decoded) / 65535 - fed).mean() * 1023
+    error_in_10bit_levels = np.abs(np.stack(decoded) / SWSCALE_RGB16_WHITE - fed).mean() * 1023
     assert error_in_10bit_levels < 0.5  # 8-bit storage would give about 1 level of rounding (4 for truncation)
 
 
@@ -295,7 +295,7 @@ def test_torch_conversion_writes_its_planes_and_stays_within_a_level_of_swscale(
     auto_file = write_batch(source, tmp_path / "auto.mkv", batch, pix_fmt, "auto")
 
     bit_depth, chroma = YUV_PLANAR_FORMATS[pix_fmt]
-    expected = rgb_to_yuv(batch.frames, "bt709", False, bit_depth, chroma, rgb16_white=SWSCALE_RGB16_WHITE)
+    expected = rgb_to_yuv(batch.frames, "bt709", False, bit_depth, chroma)
     from_torch, from_swscale = decoded_planes(torch_file), decoded_planes(swscale_file)
     assert len(from_torch) == len(from_swscale) == 3
     for index, (torch_planes, swscale_planes) in enumerate(zip(from_torch, from_swscale)):
@@ -307,6 +307,18 @@ def test_torch_conversion_writes_its_planes_and_stays_within_a_level_of_swscale(
     stream = media.ffprobe_streams_of(torch_file, "v:0")[0]
     assert (stream["pix_fmt"], stream["color_space"], stream["color_range"]) == (pix_fmt, "bt709", "tv")
     assert media.video_times(torch_file) == media.video_times(swscale_file) == media.video_times(source)[:3]
+
+
+@pytest.mark.parametrize("yuv_converter", ["swscale", "torch"])
+def test_float_black_grey_and_white_become_their_10_bit_levels(clips, tmp_path, yuv_converter):
+    """Float frames are exact (1.0 is white) through either converter: Y 64, 502 and 940 in 10-bit limited range,
+    chroma 512. swscale is given them in its own 16-bit scale, whose white is 65280 (encode._rgb_video_frames)."""
+    source = clips["chart"]
+    frames = torch.tensor([0.0, 0.5, 1.0]).view(3, 1, 1, 1).expand(3, 3, 50, 70).contiguous()
+    output = write_batch(source, tmp_path / "levels.mkv", FrameBatch(frames, media.video_pts(source)[:3]),
+                         "yuv420p10le", yuv_converter)
+    for (y, u, v), level in zip(decoded_planes(output), (64, 502, 940), strict=True):
+        assert np.all(y == level) and np.all(u == 512) and np.all(v == 512), (level, np.unique(y))
 
 
 def test_torch_conversion_keeps_the_source_range_and_matrix(tmp_path):

@@ -1,0 +1,99 @@
+"""YUV → RGB in the decoder: swscale's exact path for 8 bits, `planes_to_rgb` for deeper planar YUV and for NVDEC's
+NV12/P010 frames (converted on the GPU; here the same code runs on frames in host memory)."""
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from tests.pipelines.clips import CHART_COLORS, make_clip
+from vsr.pipelines.colour import CHROMA_SITINGS, planes_to_rgb
+from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.decode._pyav import PyAVDecoder, planar_rgb, semi_planar_rgb
+
+
+def decoded(path):
+    """The decoder's frames (N×H×W×3) and the stream's description."""
+    with open_decoder(path, backend="pyav") as decoder:
+        assert isinstance(decoder, PyAVDecoder)
+        frames = torch.cat([batch.frames for batch in decoder.batches(8)]).permute(0, 2, 3, 1)
+        return frames, decoder.info
+
+
+def raw_frames(path) -> list[av.VideoFrame]:
+    with av.open(str(path)) as container:
+        return list(container.decode(video=0))
+
+
+@pytest.mark.parametrize("codec, pix_fmt, size, color, options", [
+    ("libx264", "yuv420p", (64, 48), ("bt709", "tv"), {"qp": "0"}),
+    ("libx264", "yuvj420p", (64, 48), ("bt601", "pc"), {"qp": "0"}),
+    ("libx264", "yuv422p", (64, 48), ("bt709", "tv"), {"qp": "0"}),
+    ("libx264", "yuv444p", (64, 48), ("bt2020nc", "tv"), {"qp": "0"}),
+    ("libx265", "yuv420p", (64, 48), ("bt709", "tv"), {"x265-params": "lossless=1:log-level=error"}),
+    ("mpeg4", "yuv420p", (64, 48), None, {"qscale": "1"}),
+    ("libvpx-vp9", "yuv420p", (64, 48), None, {"lossless": "1"}),  # chroma siting "center" from here on
+    ("mjpeg", "yuvj420p", (64, 48), None, {"q": "1"}),
+    ("ffv1", "yuv420p", (64, 48), ("bt709", "tv"), {}),
+])
+def test_planes_to_rgb_is_within_a_level_of_swscales_exact_path(tmp_path, codec, pix_fmt, size, color, options):
+    """Lossless or nearly so: chroma keeps the sharp edges of the moving square, where the siting shows."""
+    clip = make_clip(tmp_path / "clip.mkv", frames=3, size=size, codec=codec, pix_fmt=pix_fmt, color=color,
+                     options=options)
+    reference, info = decoded(clip)  # 8 bits: swscale, bilinear with full chroma interpolation and exact rounding
+    for frame, expected in zip(raw_frames(clip), reference, strict=True):
+        got = planar_rgb(frame, info)
+        assert got.dtype == torch.uint8 and got.shape == expected.shape
+        assert (got.int() - expected.int()).abs().max() <= 1
+
+
+@pytest.mark.parametrize("siting", CHROMA_SITINGS)
+def test_odd_sizes_convert_as_the_crop_of_the_even_frame(siting):
+    """An odd-sized frame's last chroma sample covers one luma column (row): the picture is the crop of the even
+    one. (swscale stretches the chroma plane over the odd width instead, which moves every sample a little.)"""
+    generator = torch.Generator().manual_seed(2)
+    y = torch.randint(16, 236, (48, 64), dtype=torch.uint8, generator=generator)
+    u, v = torch.randint(16, 241, (2, 24, 32), dtype=torch.uint8, generator=generator)
+    even = planes_to_rgb(y, u, v, "bt709", False, 8, siting)
+    odd = planes_to_rgb(y[:47, :63], u, v, "bt709", False, 8, siting)
+    assert torch.equal(odd, even[:47, :63])
+    with pytest.raises(ValueError, match="do not fit"):
+        planes_to_rgb(y[:46, :63], u, v, "bt709", False, 8, siting)
+
+
+def test_nvdec_layouts_give_the_planar_frames_colors(tmp_path):
+    """NV12 (8 bits) and P010 / P016 (10 bits in the high bits of 16): the same samples, so the same RGB."""
+    for pix_fmt, layouts in (("yuv420p", ["nv12"]), ("yuv420p10le", ["p010le", "p016le"])):
+        clip = make_clip(tmp_path / f"{pix_fmt}.mkv", frames=2, pix_fmt=pix_fmt, color=("bt709", "tv"))
+        _, info = decoded(clip)
+        for frame in raw_frames(clip):
+            expected = planar_rgb(frame, info)
+            for layout in layouts:
+                torch.testing.assert_close(semi_planar_rgb(frame.reformat(format=layout), info), expected,
+                                           atol=1e-6, rtol=0)
+
+
+def test_10_bit_video_decodes_to_its_true_colors(tmp_path):
+    """Flat bars of known colors through a lossless 10-bit encode: each bar decodes to its color within one 8-bit
+    level. (swscale's RGB48 output with full chroma interpolation, what vsr used before, was off by up to 253.)"""
+    clip = make_clip(tmp_path / "chart.mkv", frames=2, size=(128, 48), pix_fmt="yuv420p10le", color_chart=True,
+                     color=("bt709", "tv"), options={"qp": "0"})
+    frames, info = decoded(clip)
+    assert info.bit_depth == 10 and frames.dtype == torch.float32
+    bar = 128 // len(CHART_COLORS)
+    for index, color in enumerate(CHART_COLORS):
+        middle = frames[:, 8:40, index * bar + 4 : (index + 1) * bar - 4] * 255  # away from the bar's edges
+        assert (middle - torch.tensor(color, dtype=torch.float32)).abs().max() <= 1, (index, color)
+
+
+def test_10_bit_white_and_black_are_one_and_zero(tmp_path):
+    """Limited range Y 940 / 64 with neutral chroma are exactly 1 and 0: float frames are exact, not swscale's
+    16-bit scale (whose white is 65283 / 65535)."""
+    clip = make_clip(tmp_path / "clip.mkv", frames=1, pix_fmt="yuv420p10le", color=("bt709", "tv"))
+    _, info = decoded(clip)
+    frame = av.VideoFrame(16, 8, "yuv420p10le")
+    for plane, value in zip(frame.planes, (940, 512, 512)):
+        plane.update(np.full(plane.buffer_size // 2, value, dtype=np.uint16).tobytes())
+    assert torch.equal(planar_rgb(frame, info), torch.ones(8, 16, 3))
+    frame.planes[0].update(np.full(frame.planes[0].buffer_size // 2, 64, dtype=np.uint16).tobytes())
+    assert torch.equal(planar_rgb(frame, info), torch.zeros(8, 16, 3))
