@@ -181,13 +181,13 @@ def _ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor, matrix: s
     equations in the module doc, in float (a decoder's conversion needs no bit-exactness between devices)."""
     kr, kb = MATRICES[matrix]
     kg = 1 - kr - kb
-    levels = 2 ** (bit_depth - 8)
-    if full_range:
-        y = y / (255 * levels)
-        cb, cr = (cb - 128 * levels) / (255 * levels), (cr - 128 * levels) / (255 * levels)
+    levels, half = 2 ** (bit_depth - 8), 2 ** (bit_depth - 1)
+    if full_range:  # Y in [0, 2^n − 1], Cb and Cr centred on 2^(n−1)
+        top = 2**bit_depth - 1
+        y, cb, cr = y / top, (cb - half) / top, (cr - half) / top
     else:  # limited range: Y in [16, 235], Cb and Cr in [16, 240], times 2^(n−8)
         y = (y - 16 * levels) / (219 * levels)
-        cb, cr = (cb - 128 * levels) / (224 * levels), (cr - 128 * levels) / (224 * levels)
+        cb, cr = (cb - half) / (224 * levels), (cr - half) / (224 * levels)
     r = y + (2 - 2 * kr) * cr
     g = y - (2 * kb * (1 - kb) / kg) * cb - (2 * kr * (1 - kr) / kg) * cr
     b = y + (2 - 2 * kb) * cb

@@ -86,14 +86,15 @@ def test_10_bit_video_decodes_to_its_true_colors(tmp_path):
         assert (middle - torch.tensor(color, dtype=torch.float32)).abs().max() <= 1, (index, color)
 
 
-def test_10_bit_white_and_black_are_one_and_zero(tmp_path):
-    """Limited range Y 940 / 64 with neutral chroma are exactly 1 and 0: float frames are exact, not swscale's
-    16-bit scale (whose white is 65283 / 65535)."""
-    clip = make_clip(tmp_path / "clip.mkv", frames=1, pix_fmt="yuv420p10le", color=("bt709", "tv"))
+@pytest.mark.parametrize("color_range, levels", [("tv", {940: 1.0, 502: 0.5, 64: 0.0}),
+                                                  ("pc", {1023: 1.0, 512: 512 / 1023, 0: 0.0})])
+def test_10_bit_grays_are_exact(tmp_path, color_range, levels):
+    """Y with neutral chroma (512) gives gray (Y − black) / (white − black): 1.0 is white, not swscale's 16-bit
+    scale (white 65283 / 65535); in full range white is 2^10 − 1."""
+    clip = make_clip(tmp_path / "clip.mkv", frames=1, pix_fmt="yuv420p10le", color=("bt709", color_range))
     _, info = decoded(clip)
     frame = av.VideoFrame(16, 8, "yuv420p10le")
-    for plane, value in zip(frame.planes, (940, 512, 512)):
-        plane.update(np.full(plane.buffer_size // 2, value, dtype=np.uint16).tobytes())
-    assert torch.equal(planar_rgb(frame, info), torch.ones(8, 16, 3))
-    frame.planes[0].update(np.full(frame.planes[0].buffer_size // 2, 64, dtype=np.uint16).tobytes())
-    assert torch.equal(planar_rgb(frame, info), torch.zeros(8, 16, 3))
+    for level, gray in levels.items():
+        for plane, value in zip(frame.planes, (level, 512, 512)):
+            plane.update(np.full(plane.buffer_size // 2, value, dtype=np.uint16).tobytes())
+        torch.testing.assert_close(planar_rgb(frame, info), torch.full((8, 16, 3), gray), atol=1e-6, rtol=0)
