@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import BAD_INPUTS, make_clip
+from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, make_clip
 
 VSR = [sys.executable, "-m", "vsr.cli"]
 
@@ -102,6 +102,21 @@ def test_colors_are_unshifted_through_a_lossless_path(tmp_path):
     error = np.abs(downsampled[flat] - before[flat]).mean()
     assert flat.mean() > 0.25
     assert error < 1.0, f"mean color error {error:.2f} levels"
+
+
+def test_10_bit_colors_are_unshifted_end_to_end(tmp_path):
+    """Bars of known colors, 10-bit 4:2:0 (lossless), through `vsr upscale` into ffv1 (10-bit RGB): the middle of each
+    bar, decoded by FFmpeg alone, is its color within one 8-bit level."""
+    source = make_clip(tmp_path / "bars.mkv", frames=2, size=(128, 48), pix_fmt="yuv420p10le", color_chart=True,
+                       color=("bt709", "tv"), options={"qp": "0"})
+    output = tmp_path / "bars.x2.mkv"
+    vsr("upscale", source, "-o", output, "-m", "bicubic", "--outscale", "2", "--codec", "ffv1")
+    assert video_stream(output)["pix_fmt"] == "gbrp10le"
+    images, _ = media.decode_rgb(output, deep=True)  # gbrp10le → rgb48le: a repacking, white is 65535
+    bar = 256 // len(CHART_COLORS)
+    for index, color in enumerate(CHART_COLORS):
+        middle = images[0][16:80, index * bar + 8 : (index + 1) * bar - 8] / 65535 * 255
+        assert np.abs(middle - np.array(color)).max() <= 1, (index, color)
 
 
 def decode_first(path):
