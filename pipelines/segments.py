@@ -1,21 +1,25 @@
-"""One video over several devices of one machine: keyframe-aligned segments upscaled in parallel, joined losslessly.
+"""One video in keyframe-aligned segments, on one device or several, resumable, joined losslessly.
 
-    result = upscale_video_on_devices("movie.mp4", devices="0,1", options=UpscaleOptions(model="..."))
+    result = upscale_video_in_segments("movie.mp4", devices="0,1", options=UpscaleOptions(model="..."))
 
-What `vsr upscale --devices 0,1` does, in the way of ffmpeg's segment + concat workflow:
+What `vsr upscale` does for a video longer than `--segment-seconds` (300 s by default) or with `--devices 0,1`, in the
+way of ffmpeg's segment + concat workflow:
 
 1. Plan (`plan_video`, `plan_segments`): the source's video packets are demuxed once (no decoding) for their pts and
-   keyframe flags. The frames are cut into one segment per device, balanced by frame count, each cut at a keyframe,
-   so that a worker can seek to its segment and decode it without the frames before. Segments are [start_pts,
-   end_pts) in the stream's time base and every frame belongs to exactly one. A video with one keyframe (or none
-   with a timestamp) is one segment: it is upscaled by `upscale_video` on the first device, with an info line.
-2. Workers: one process per device (spawn, as `vsr batch --devices` starts them), each with its own engine, take
-   segments from a shared queue and write each to a video-only .mp4 in a temporary folder beside the output, with
-   the encoder settings of a single-device run. Frames keep their source pts (`VideoWriter` with `trim=False`), so
-   every segment's packets already carry their final times.
-3. Join (`join_segments`): the segments' packets are copied in order into the output (no re-encoding), with the
+   keyframe flags. The frames are cut into segments of at most about `segment_seconds`, and at least one per device,
+   balanced by frame count, each cut at a keyframe, so that a segment can be decoded from its start without the
+   frames before. Segments are [start_pts, end_pts) in the stream's time base and every frame belongs to exactly
+   one. A video with one segment (short, or with one keyframe) is upscaled by `upscale_video` on the first device.
+2. Upscaling: on one device, segment after segment in this process with one engine; on several, one worker process
+   per device (spawn, as `vsr batch --devices` starts them), each with its own engine, taking segments from a shared
+   queue. Each segment becomes a video-only .mp4 with the encoder settings of a whole run, its frames keeping their
+   source pts (`VideoWriter` with `trim=False`), so that its packets already carry their final times.
+3. Keeping (`pipelines.resume`): the segments live in a folder beside the output until the output is joined; each
+   is recorded as done once its file is complete. A run that fails, is interrupted or killed leaves the folder, and
+   the same command (same source, same settings) upscales only the segments still missing.
+4. Join (`join_segments`): the segments' packets are copied in order into the output (no re-encoding), with the
    source's audio, subtitles, attachments, metadata and chapters muxed once alongside (`pipelines.passthrough`).
-   The output is written under a temporary name and renamed; on any error it and the temporary folder are removed.
+   The output is written under a temporary name and renamed; then the folder of segments is removed.
 
 The output has the frames of a single-device run, at the same times; only the encoder's choices differ: each
 segment starts with a keyframe of its own and rate control restarts there ("encoder boundaries"). With a lossless
@@ -39,15 +43,14 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import multiprocessing
 import os
 import queue
-import shutil
 import signal
-import tempfile
 import time
 from bisect import bisect_left
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -68,11 +71,11 @@ from vsr.pipelines.upscale import (
     make_engine,
     upscale_video,
 )
+from vsr.pipelines.resume import SegmentFolder, segment_file
 from vsr.pipelines.runner import StageTimes
 
 log = logging.getLogger(__name__)
 
-SEGMENT_SUFFIX = ".mp4"  # see the module doc
 _POLL_SECONDS = 1.0  # how often the driver checks that its workers are alive
 
 
@@ -163,8 +166,10 @@ def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], s
     return info, first_pts, sorted(frames), keyframes
 
 
-def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions()) -> SegmentPlan:
-    """Segments of `source`'s video for `count` devices, within `video`'s --start/--end/--frames window if any."""
+def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(),
+               segment_seconds: float | None = None) -> SegmentPlan:
+    """Segments of `source`'s video within `video`'s --start/--end/--frames window if any: `count` of them (one per
+    device), or more where `segment_seconds` asks for segments of at most about that long."""
     from vsr.pipelines.decode import Selection
 
     info, first_pts, frame_pts, keyframes = read_video_packets(source)
@@ -176,6 +181,9 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions()) -
     window = frame_pts[first:end]
     # Where the window stops: before the next frame (a --frames cut), at --end, or at the end of the stream.
     window_end = frame_pts[end] if end < len(frame_pts) and selection.max_frames is not None else selection.end_pts
+    if segment_seconds is not None and len(window) > 1:
+        seconds = (window[-1] - window[0]) * info.time_base
+        count = max(count, math.ceil(seconds / Fraction(segment_seconds)))
     segments = []
     runs = plan_segments(window, keyframes, count) if window else []
     for index, (start, stop) in enumerate(runs):
@@ -230,7 +238,7 @@ def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, 
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
 
-    path = folder / f"segment-{segment.index:04d}{SEGMENT_SUFFIX}"
+    path = segment_file(folder, segment.index)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
                            end=plan.seconds(segment.end_pts))
     encoded: list[int] = []
@@ -242,7 +250,7 @@ def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, 
 
         with VideoWriter(path, source=source, source_info=decoder.info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, pix_fmt=video.pix_fmt,
-                         copy_streams=False, trim=False) as writer:
+                         copy_streams=False, trim=False, overwrite=True) as writer:  # over what a cut run left
 
             def write(batch: FrameBatch) -> None:
                 writer.write(batch)
@@ -290,11 +298,12 @@ class _Workers:
         self.devices = devices
         self.context = multiprocessing.get_context("spawn")  # no forked CUDA or thread state
         self.tasks = self.context.Queue()
-        self.results = self.context.Queue()
+        self.results_queue = self.context.Queue()
         self.processes: list[multiprocessing.Process] = []
 
-    def start(self, source: Path, plan: SegmentPlan, options: UpscaleOptions, video: VideoOptions, folder: Path):
-        for segment in plan.segments:
+    def start(self, todo: list[Segment], source: Path, plan: SegmentPlan, options: UpscaleOptions,
+              video: VideoOptions, folder: Path):
+        for segment in todo:
             self.tasks.put(segment.index)
         for _ in self.devices:
             self.tasks.put(None)
@@ -305,30 +314,29 @@ class _Workers:
             process = self.context.Process(
                 target=worker_main, name=f"vsr-segment-worker-{worker}", daemon=True,
                 args=(worker, device, threads, log_level, os.getpid(), source, plan, options, video, folder,
-                      self.tasks, self.results),
+                      self.tasks, self.results_queue),
             )
             process.start()
             self.processes.append(process)
 
-    def collect(self, count: int, on_frames) -> list[SegmentResult]:
-        """Wait for `count` segments; the first failure (or a worker that died) is raised."""
-        done: dict[int, SegmentResult] = {}
-        while len(done) < count:
+    def results(self, count: int, on_frames) -> Iterator[SegmentResult]:
+        """Each of `count` segments as a worker finishes it; the first failure (or a worker that died) is raised."""
+        finished = 0
+        while finished < count:
             try:
-                kind, worker, payload = self.results.get(timeout=_POLL_SECONDS)
+                kind, worker, payload = self.results_queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 for worker, process in enumerate(self.processes):
                     if process.exitcode not in (None, 0):
-                        raise VsrError(f"the worker on {self.devices[worker]} died (exit code {process.exitcode}); "
-                                       f"no output was written")
+                        raise VsrError(f"the worker on {self.devices[worker]} died (exit code {process.exitcode})")
                 continue
             if kind == "frames":
                 on_frames(payload)
             elif kind == "failed":
                 _raise(payload)
             else:
-                done[payload.index] = payload
-        return [done[index] for index in sorted(done)]
+                finished += 1
+                yield payload
 
     def stop(self, finished: bool) -> None:
         """Let finished workers exit (they have taken their None); stop the others at once."""
@@ -341,73 +349,136 @@ class _Workers:
                 process.join()
 
 
-def upscale_video_on_devices(
+DEFAULT_SEGMENT_SECONDS = 300.0  # a video longer than this is upscaled in segments that a new run can resume
+
+
+def upscale_video_in_segments(
     source: str | Path,
     output: str | Path | None = None,
     *,
-    devices: str | Sequence[str],
+    devices: str | Sequence[str] | None = None,
+    segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
     options: UpscaleOptions = UpscaleOptions(),
     video: VideoOptions = VideoOptions(),
     overwrite: bool = False,
     progress: bool = False,
+    on_segment: Callable[[SegmentResult], None] | None = None,
 ) -> VideoResult:
-    """`upscale_video` with one worker process per device over keyframe-aligned segments; see the module doc.
+    """`upscale_video` over keyframe-aligned segments, resumably, on one device or several; see the module doc.
 
-    `devices` is "0,1" (CUDA devices, as for `vsr batch --devices`), "cpu,cpu", or a list of torch device names.
-    `options.device` is replaced by each worker's device. The workers are spawned, so a script that calls this
-    must guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn).
+    The video is cut into one segment per device, or more where it is longer than `segment_seconds` (None: one per
+    device). Each finished segment is kept in a folder beside the output (pipelines/resume.py) until the output is
+    joined: the same call after a crash or Ctrl-C upscales only the segments still missing. `devices` is "0,1" (CUDA
+    devices, as for `vsr batch --devices`), "cpu,cpu", a list of torch device names, or None: `options.device`, in
+    this process. With several devices each runs in a worker process of its own, so a script that calls this must
+    guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn). `on_segment` is called
+    with each segment this call upscaled, once it is kept. A video with one segment is upscaled by `upscale_video`.
     """
     from tqdm import tqdm
 
     source = Path(source)
     check_input(source)
     video.validate()
-    device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
+    if devices is None:
+        device_list = [options.device]
+    else:
+        device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
-    scale = _output_scale(options, progress)
+    if segment_seconds is not None and not segment_seconds > 0:
+        raise OptionError(f"--segment-seconds must be more than 0, not {segment_seconds}")
+    # With one device the engine is made here, once; with several, each worker makes its own.
+    engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress) \
+        if len(device_list) == 1 else None
+    scale = engine.scale if engine is not None else _output_scale(options, progress)
     output = Path(output) if output is not None else default_output_path(source, scale)
     check_output(output, source, overwrite)
-    plan = plan_video(source, len(device_list), video)
+    plan = plan_video(source, len(device_list), video, segment_seconds)
     if len(plan.segments) < 2:
         if len(device_list) > 1:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                      source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
-        return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress)
+        return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
+                             engine=engine)
 
     started = time.perf_counter()
-    total = sum(len(segment.frames) for segment in plan.segments)
-    try:
-        folder = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".segments", dir=output.parent))
-    except OSError as error:
-        raise OutputError(f"cannot write in {output.parent}: {error.strerror or error}") from error
-    workers = _Workers(device_list[: len(plan.segments)])
+    with SegmentFolder(output, _plan_record(source, options, video, plan)) as folder:
+        done: dict[int, object] = dict(folder.done())
+        todo = [segment for segment in plan.segments if segment.index not in done]
+        if done:  # said as a warning, so that the command line shows it: the output is partly an earlier run's
+            log.warning("%s: resuming: %d of %d segments were upscaled by an earlier run", output, len(done),
+                        len(plan.segments))
+        made: list[SegmentResult] = []
+        try:
+            bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
+                       dynamic_ncols=True, leave=False)
+            with bar:
+                for result in _upscale_segments(todo, engine, device_list, source, plan, options, video,
+                                                folder.path, bar.update):
+                    folder.record(result)
+                    made.append(result)
+                    if on_segment is not None:
+                        on_segment(result)
+            for result in made:
+                segment = plan.segments[result.index]
+                if result.pts != segment.frames:
+                    log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's "
+                                "warnings)", source, plan.describe(segment), len(result.pts), len(segment.frames))
+            done.update((result.index, result) for result in made)
+            parts = [done[segment.index] for segment in plan.segments]
+            join_segments(output, source=source, info=plan.info, parts=[(part.path, part.pts) for part in parts],
+                          copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite)
+        except BaseException:
+            kept = len(folder.done())
+            if kept:
+                log.warning("%s: %d of %d segments are kept in %s; the same command resumes from there", output,
+                            kept, len(plan.segments), folder.path)
+            else:
+                folder.remove()
+            raise
+        folder.remove()
+    times = StageTimes(
+        decode=sum(r.times.decode for r in made), model=sum(r.times.model for r in made),
+        encode=sum(r.times.encode for r in made), wall=time.perf_counter() - started,
+        frames=sum(len(r.pts) for r in made),
+        extra={"segments": len(plan.segments), "resumed": len(plan.segments) - len(made), "devices": device_list},
+    )
+    return VideoResult(output=output, frames=sum(len(part.pts) for part in parts), width=parts[0].width,
+                       height=parts[0].height, times=times)
+
+
+def _upscale_segments(todo: list[Segment], engine, devices: list[str], source: Path, plan: SegmentPlan,
+                      options: UpscaleOptions, video: VideoOptions, folder: Path, on_frames) -> Iterator[SegmentResult]:
+    """The segments of `todo` upscaled, each as it is finished: here by `engine`, else by a worker per device."""
+    if not todo:
+        return
+    if engine is not None:
+        for segment in todo:
+            yield _upscale_segment(engine, source, plan, segment, folder, video, on_frames)
+        return
+    workers = _Workers(devices[: len(todo)])
     finished = False
     try:
-        bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
-        with bar:
-            workers.start(source, plan, options, video, folder)
-            results = workers.collect(len(plan.segments), bar.update)
+        workers.start(todo, source, plan, options, video, folder)
+        yield from workers.results(len(todo), on_frames)
         finished = True
-        for segment, result in zip(plan.segments, results):
-            if result.pts != segment.frames:
-                log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's warnings)",
-                            source, plan.describe(segment), len(result.pts), len(segment.frames))
-        join_segments(output, source=source, info=plan.info, parts=[(r.path, r.pts) for r in results],
-                      copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite)
     finally:
         workers.stop(finished)
-        shutil.rmtree(folder, ignore_errors=True)
-        if folder.exists():
-            log.warning("could not remove the temporary folder %s", folder)
-    times = StageTimes(
-        decode=sum(r.times.decode for r in results), model=sum(r.times.model for r in results),
-        encode=sum(r.times.encode for r in results), wall=time.perf_counter() - started,
-        frames=sum(len(r.pts) for r in results), extra={"segments": len(results), "devices": workers.devices},
-    )
-    return VideoResult(output=output, frames=times.frames, width=results[0].width, height=results[0].height,
-                       times=times)
+
+
+def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan) -> dict:
+    """What a folder of segments is for: the source file as it is now, the settings that shape the output's frames,
+    and the cuts. Settings that only change the speed (device, batch size, CUDA graphs, compile, decoder) may change
+    between runs."""
+    stat = source.stat()
+    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder"}
+    settings = {**dataclasses.asdict(options), **dataclasses.asdict(video)}
+    return {
+        "source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
+        "settings": {key: value for key, value in sorted(settings.items()) if key not in speed_only},
+        "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments],
+    }
 
 
 def _output_scale(options: UpscaleOptions, progress: bool) -> float:

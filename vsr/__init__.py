@@ -11,12 +11,12 @@ __all__ = [
     "VideoOptions",
     "upscale_image",
     "upscale_video",
-    "upscale_video_on_devices",
+    "upscale_video_in_segments",
     "load_model",
     "VsrError",
 ]
 
-_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_on_devices", "load_model"}
+_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_in_segments", "load_model"}
 
 
 def __getattr__(name: str):

@@ -3,7 +3,7 @@
     import vsr
     vsr.upscale_image("photo.png", "photo.x4.png")
     result = vsr.upscale_video("movie.mp4", options=vsr.UpscaleOptions(model="realesr-animevideov3"))
-    result = vsr.upscale_video_on_devices("movie.mp4", devices="0,1")  # one worker per GPU, segments joined
+    result = vsr.upscale_video_in_segments("movie.mp4", devices="0,1")  # one worker per GPU, resumable segments
 
 The work itself lives in vsr.pipelines.upscale (so that batch jobs and Ray tasks, in pipelines/, can use it
 without importing upwards); this module is the stable name users import.
@@ -24,9 +24,10 @@ from vsr.pipelines.upscale import (
     upscale_image,
     upscale_video,
 )
-from vsr.pipelines.segments import upscale_video_on_devices
+from vsr.pipelines.segments import DEFAULT_SEGMENT_SECONDS, upscale_video_in_segments
 
 __all__ = [
+    "DEFAULT_SEGMENT_SECONDS",
     "IMAGE_SUFFIXES",
     "UpscaleOptions",
     "VideoOptions",
@@ -40,5 +41,5 @@ __all__ = [
     "scale_label",
     "upscale_image",
     "upscale_video",
-    "upscale_video_on_devices",
+    "upscale_video_in_segments",
 ]

@@ -96,6 +96,9 @@ def upscale(
     device: DeviceOption = "auto",
     devices: Optional[str] = typer.Option(
         None, "--devices", help="Split a video over several devices, one worker each, e.g. 0,1 (or cpu,cpu)."),
+    segment_seconds: Optional[float] = typer.Option(
+        None, "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, "
+        "kept until the output is whole, so that the same command resumes a run cut short (default 300; 0: never)."),
     precision: PrecisionOption = "auto",
     cuda_graphs: CudaGraphsOption = "auto",
     compile: CompileOption = False,
@@ -136,11 +139,13 @@ def upscale(
         decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames
     )
     progress = not quiet and sys.stderr.isatty()
-    if devices is not None:
-        result = api.upscale_video_on_devices(input, output, devices=devices, options=options, video=video,
-                                              overwrite=overwrite, progress=progress)
-    else:
+    if segment_seconds is None:
+        segment_seconds = api.DEFAULT_SEGMENT_SECONDS
+    if segment_seconds == 0 and devices is None:
         result = api.upscale_video(input, output, options=options, video=video, overwrite=overwrite, progress=progress)
+    else:
+        result = api.upscale_video_in_segments(input, output, devices=devices, segment_seconds=segment_seconds or None,
+                                               options=options, video=video, overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
 

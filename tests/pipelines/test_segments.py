@@ -19,7 +19,7 @@ import pytest
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import clip_pts, make_clip, truncate
 from vsr.errors import ModelError, OptionError, OutputError
-from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_on_devices
+from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
@@ -131,7 +131,7 @@ def x264_runs(tmp_path_factory, tiny_rrdbnet_checkpoint):
     clip = make_gop_clip(folder / "clip.mp4")
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
     single = upscale_video(clip, folder / "single.mp4", options=options)
-    multi = upscale_video_on_devices(clip, folder / "multi.mp4", devices="cpu,cpu", options=options)
+    multi = upscale_video_in_segments(clip, folder / "multi.mp4", devices="cpu,cpu", options=options)
     return clip, single, multi
 
 
@@ -171,7 +171,7 @@ def test_a_lossless_codec_gives_identical_frames_on_two_workers(tmp_path, tiny_r
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
     video = VideoOptions(codec="ffv1")
     single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=video)
-    multi = upscale_video_on_devices(clip, tmp_path / "multi.mkv", devices="cpu,cpu", options=options, video=video)
+    multi = upscale_video_in_segments(clip, tmp_path / "multi.mkv", devices="cpu,cpu", options=options, video=video)
     frames = decoded_framemd5(multi.output)
     assert len(frames) == FRAMES
     assert frames == decoded_framemd5(single.output)  # pixels and times
@@ -183,7 +183,7 @@ def test_a_preview_on_two_workers_matches_one_device(tmp_path, tiny_rrdbnet_chec
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
     video = VideoOptions(codec="x264-lossless", start=0.1, end=0.7)  # frames 3 to 20
     single = upscale_video(clip, tmp_path / "single.mp4", options=options, video=video)
-    multi = upscale_video_on_devices(clip, tmp_path / "multi.mp4", devices="cpu,cpu", options=options, video=video)
+    multi = upscale_video_in_segments(clip, tmp_path / "multi.mp4", devices="cpu,cpu", options=options, video=video)
     assert multi.times.extra["segments"] == 2
     frames = decoded_framemd5(multi.output)
     assert len(frames) == 18
@@ -197,7 +197,7 @@ def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_chec
     assert len(keyframe_pts(clip)) == 1
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4)
     with caplog.at_level(logging.INFO, logger="vsr.pipelines.segments"):
-        result = upscale_video_on_devices(clip, tmp_path / "out.mp4", devices="cpu,cpu", options=options)
+        result = upscale_video_in_segments(clip, tmp_path / "out.mp4", devices="cpu,cpu", options=options)
     assert "one segment" in caplog.text
     assert result.frames == 12
     assert media.video_times(result.output) == media.video_times(clip)
@@ -211,7 +211,7 @@ def test_a_failing_worker_gives_one_line_and_leaves_nothing(tmp_path, tiny_rrdbn
     output = tmp_path / "out.mp4"
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=0)  # the engines refuse it
     with pytest.raises(OptionError, match="batch_size") as raised:
-        upscale_video_on_devices(clip, output, devices="cpu,cpu", options=options)
+        upscale_video_in_segments(clip, output, devices="cpu,cpu", options=options)
     assert "\n" not in str(raised.value)
     assert leftovers(tmp_path, clip) == []
 
@@ -219,7 +219,7 @@ def test_a_failing_worker_gives_one_line_and_leaves_nothing(tmp_path, tiny_rrdbn
 def test_a_bad_model_fails_before_any_worker_starts(tmp_path):
     clip = make_gop_clip(tmp_path / "clip.mp4")
     with pytest.raises(ModelError):
-        upscale_video_on_devices(clip, tmp_path / "out.mp4", devices="cpu,cpu",
+        upscale_video_in_segments(clip, tmp_path / "out.mp4", devices="cpu,cpu",
                                  options=UpscaleOptions(model=str(tmp_path / "missing.pth")))
     assert leftovers(tmp_path, clip) == []
 

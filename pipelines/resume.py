@@ -1,0 +1,131 @@
+"""The folder of a segmented run, kept until the output is whole, so that a run cut short resumes.
+
+    .movie.x4.mp4.segments/          beside the output
+        plan.json                    what is being made: source (path, size, mtime), settings, segments
+        lock                         held (flock) by the run that works in the folder
+        segment-0000.mp4             a finished segment (written under a temporary name, then renamed)...
+        segment-0000.json            ...and its record (frames' pts, size), written last: the segment counts as done
+
+A run that finds the folder with the same plan (same source file, same settings, same cuts) keeps the segments that
+have a record and upscales only the others; with any other plan it starts the folder over. The folder is removed once
+the output is joined; a run that fails or is interrupted leaves it, and says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from vsr.errors import OutputError
+from vsr.fsutil import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+PLAN_FILE = "plan.json"
+
+
+def segment_folder_path(output: Path) -> Path:
+    return output.with_name(f".{output.name}.segments")
+
+
+def segment_file(folder: Path, index: int) -> Path:
+    # .mp4 keeps every packet's exact pts and dts in the stream's time base (pipelines/segments.py says why).
+    return folder / f"segment-{index:04d}.mp4"
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentRecord:
+    """A finished segment: its file and what the worker encoded into it."""
+
+    index: int
+    path: Path
+    pts: list[int]  # the frames encoded, in the source's time base
+    width: int
+    height: int
+
+
+class SegmentFolder:
+    """The segments of one output, on disk. Use as a context manager: the lock is held inside."""
+
+    def __init__(self, output: Path, plan: dict):
+        self.output = output
+        self.path = segment_folder_path(output)
+        self.plan = plan
+        self._lock_file = None
+
+    def __enter__(self) -> SegmentFolder:
+        try:
+            self._open()
+        except OutputError:
+            raise
+        except OSError as error:
+            raise OutputError(f"cannot write in {self.output.parent}: {error.strerror or error}") from error
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
+
+    def _open(self) -> None:
+        plan_file = self.path / PLAN_FILE
+        if self.path.exists():
+            if not plan_file.is_file():
+                raise OutputError(f"{self.path} exists and is not vsr's folder of segments; move it away")
+            self._lock()
+            try:
+                same = json.loads(plan_file.read_text()) == self.plan
+            except (OSError, ValueError):
+                same = False
+            if same:
+                return
+            log.info("%s: made for another source or other settings; starting over", self.path)
+            self._unlock()
+            shutil.rmtree(self.path)
+        self.path.mkdir()
+        self._lock()
+        write_bytes_atomic(plan_file, json.dumps(self.plan, indent=1).encode())
+
+    def _lock(self) -> None:
+        self._lock_file = open(self.path / "lock", "a")  # noqa: SIM115 - held open while the run lasts
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._unlock()
+            raise OutputError(f"{self.output}: another vsr run is writing it (its segments in {self.path} are "
+                              f"locked)") from None
+
+    def _unlock(self) -> None:
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def done(self) -> dict[int, SegmentRecord]:
+        """The segments finished by earlier runs: a record, and the file it describes."""
+        found = {}
+        for record_file in sorted(self.path.glob("segment-*.json")):
+            try:
+                record = json.loads(record_file.read_text())
+                record = SegmentRecord(index=record["index"], path=segment_file(self.path, record["index"]),
+                                       pts=record["pts"], width=record["width"], height=record["height"])
+            except (OSError, ValueError, KeyError, TypeError):
+                log.info("%s: unreadable; that segment is done again", record_file)
+                continue
+            if record.path.is_file():
+                found[record.index] = record
+        return found
+
+    def record(self, record: SegmentRecord) -> None:
+        """Mark a segment done (its file is complete and renamed into place already)."""
+        data = {"index": record.index, "pts": record.pts, "width": record.width, "height": record.height}
+        write_bytes_atomic(self.path / f"segment-{record.index:04d}.json", json.dumps(data).encode())
+
+    def remove(self) -> None:
+        self._unlock()
+        shutil.rmtree(self.path, ignore_errors=True)
+        if self.path.exists():
+            log.warning("could not remove the folder of segments %s", self.path)

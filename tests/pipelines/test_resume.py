@@ -1,0 +1,176 @@
+"""Segmented runs resume: the segments a run finished are kept beside the output until it is joined
+(`pipelines.resume`), and the same call upscales only the others. On one CPU device, in this process.
+
+The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; segments of 0.25 s cut it into 3.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.test_segments import decoded_framemd5, leftovers, make_gop_clip
+from vsr.errors import OptionError, OutputError
+from vsr.pipelines.resume import SegmentFolder, segment_folder_path
+from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_segments
+from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+
+pytestmark = media.requires_ffmpeg
+
+SECONDS = 0.25
+LOSSLESS = VideoOptions(codec="ffv1")
+
+
+class Interrupt:
+    """An `on_segment` that stops the run (as Ctrl-C would) once `after` segments are kept, counting all it sees."""
+
+    def __init__(self, after: int | None = None):
+        self.after = after
+        self.seen: list[int] = []
+
+    def __call__(self, result) -> None:
+        self.seen.append(result.index)
+        if self.after is not None and len(self.seen) == self.after:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture
+def run(tmp_path, tiny_rrdbnet_checkpoint):
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
+
+    def upscale(output_name: str = "out.mkv", on_segment=None, options=options, video=LOSSLESS):
+        return upscale_video_in_segments(clip, tmp_path / output_name, segment_seconds=SECONDS, options=options,
+                                         video=video, on_segment=on_segment)
+
+    return clip, options, upscale
+
+
+def test_a_run_cut_short_resumes_with_the_segments_it_kept(run, tmp_path, caplog):
+    clip, options, upscale = run
+    output = tmp_path / "out.mkv"
+    folder = segment_folder_path(output)
+    first = Interrupt(after=1)
+    with caplog.at_level(logging.INFO), pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=first)
+    assert not output.exists()
+    kept = sorted(path.name for path in folder.glob("segment-*"))
+    assert kept == ["segment-0000.json", "segment-0000.mp4"]
+    assert f"1 of 3 segments are kept in {folder}; the same command resumes from there" in caplog.text
+
+    second = Interrupt()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        result = upscale(on_segment=second)
+    assert "resuming: 1 of 3 segments were upscaled by an earlier run" in caplog.text
+    assert second.seen == [1, 2]  # only the missing ones
+    assert result.frames == 24 and result.times.extra == {"segments": 3, "resumed": 1, "devices": ["cpu"]}
+    assert not folder.exists()
+
+    # The same frames, times and audio as one uninterrupted run on one device.
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=LOSSLESS)
+    assert decoded_framemd5(output) == decoded_framemd5(single.output)
+    assert media.framemd5(output, "0:a") == media.framemd5(single.output, "0:a")
+    assert leftovers(tmp_path, clip, output, single.output) == []
+
+
+def test_a_kept_segment_is_not_touched_again(run, tmp_path):
+    _, _, upscale = run
+    output = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=2))
+    kept = segment_folder_path(output) / "segment-0001.mp4"
+    inode, mtime = kept.stat().st_ino, kept.stat().st_mtime_ns
+    third = Interrupt(after=1)  # the one missing segment, then stop before the join
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=third)
+    assert third.seen == [2]
+    assert (kept.stat().st_ino, kept.stat().st_mtime_ns) == (inode, mtime)
+    upscale()  # everything kept: only the join is left
+    assert output.exists() and not segment_folder_path(output).exists()
+
+
+def test_other_settings_start_the_segments_over(run, tmp_path, caplog):
+    _, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    again = Interrupt()
+    with caplog.at_level(logging.INFO):
+        upscale(on_segment=again, video=VideoOptions(codec="ffv1", start=0.0, end=0.8))
+    assert "made for another source or other settings; starting over" in caplog.text
+    assert again.seen == [0, 1, 2]
+
+
+def test_settings_that_only_change_the_speed_keep_the_segments(run, tmp_path):
+    _, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    again = Interrupt()
+    upscale(on_segment=again, options=UpscaleOptions(model=options.model, batch_size=2, device="cpu"))
+    assert again.seen == [1, 2]
+
+
+def test_a_run_that_fails_before_any_segment_leaves_nothing(run, tmp_path):
+    clip, options, upscale = run
+    with pytest.raises(OptionError):
+        upscale(options=UpscaleOptions(model=options.model, batch_size=0))
+    assert leftovers(tmp_path, clip) == []
+
+
+def test_two_runs_on_one_output_do_not_mix(run, tmp_path):
+    clip, options, upscale = run
+    output = tmp_path / "out.mkv"
+    plan = plan_video(clip, 1, LOSSLESS, SECONDS)
+    with SegmentFolder(output, _plan_record(clip, options, LOSSLESS, plan)):  # a first run, still working
+        with pytest.raises(OutputError) as raised:
+            upscale()
+    assert str(raised.value) == (f"{output}: another vsr run is writing it (its segments in "
+                                 f"{segment_folder_path(output)} are locked)")
+
+
+def test_a_folder_of_that_name_that_is_not_vsrs_is_left_alone(run, tmp_path):
+    _, _, upscale = run
+    stranger = segment_folder_path(tmp_path / "out.mkv")
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="is not vsr's folder of segments"):
+        upscale()
+    assert (stranger / "notes.txt").read_text() == "mine"
+
+
+def test_bad_segment_lengths_are_one_line(run):
+    _, _, upscale = run
+    with pytest.raises(OptionError, match="--segment-seconds must be more than 0, not -1"):
+        upscale_video_in_segments(run[0], segment_seconds=-1, options=run[1])
+
+
+def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
+    """`vsr upscale` killed (SIGKILL, no chance to clean up) after its first segment: the same command finishes the
+    job from the segments kept, and its output has the frames of an uninterrupted run."""
+    clip = make_gop_clip(tmp_path / "clip.mp4", frames=96)  # 12 segments of 8 frames at --segment-seconds 0.25
+    output = tmp_path / "out.mkv"
+    command = [sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-o", str(output), "-m",
+               str(tiny_rrdbnet_checkpoint), "--segment-seconds", "0.25", "--codec", "ffv1", "-b", "1"]
+    folder = segment_folder_path(output)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not list(folder.glob("segment-*.json")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    kept = len(list(folder.glob("segment-*.json")))
+    assert not output.exists() and 1 <= kept < 12, kept
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming: {kept} of 12 segments" in done.stderr
+    single = upscale_video(clip, tmp_path / "single.mkv", video=LOSSLESS,
+                           options=UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=1, device="cpu"))
+    assert decoded_framemd5(output) == decoded_framemd5(single.output)
+    assert leftovers(tmp_path, clip, output, single.output) == []
