@@ -62,9 +62,10 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "start": ("video", "start", (int, float)),
     "end": ("video", "end", (int, float)),
     "frames": ("video", "max_frames", (int,)),
+    "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
 }
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
-_PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile"}
+_PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}
 
 
 def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:
@@ -79,6 +80,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             expected = "a number" if float in types else "an integer" if int in types else "a string"
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
         fields[group][field] = float(value) if float in types else value
+        if field == "segment_seconds" and value == 0:
+            fields[group][field] = None
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
     video.validate()  # the upscaling options are checked by the engine, in each job
     return options, video

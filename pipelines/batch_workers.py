@@ -101,8 +101,11 @@ def run_job(job: BatchJob) -> JobResult:
             api.upscale_image(job.source, job.output, options=job.options, overwrite=job.overwrite, engine=engine)
             frames = 1
         else:
-            result = api.upscale_video(job.source, job.output, options=job.options, video=job.video,
-                                       overwrite=job.overwrite, engine=engine)
+            from vsr.pipelines.segments import upscale_video_in_segments
+
+            # Long videos in segments: a job cut short (killed worker, lost Ray node, Ctrl-C) resumes from them.
+            result = upscale_video_in_segments(job.source, job.output, options=job.options, video=job.video,
+                                               overwrite=job.overwrite, engine=engine)
             frames = result.frames
         checksum = sha256_file(job.output)
     except Exception as error:  # a job's failure must not stop the batch

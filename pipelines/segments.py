@@ -2,8 +2,8 @@
 
     result = upscale_video_in_segments("movie.mp4", devices="0,1", options=UpscaleOptions(model="..."))
 
-What `vsr upscale` does for a video longer than `--segment-seconds` (300 s by default) or with `--devices 0,1`, in the
-way of ffmpeg's segment + concat workflow:
+What `vsr upscale` and batch jobs do for a video longer than `--segment-seconds` (300 s by default), and `vsr upscale
+--devices 0,1` for any video, in the way of ffmpeg's segment + concat workflow:
 
 1. Plan (`plan_video`, `plan_segments`): the source's video packets are demuxed once (no decoding) for their pts and
    keyframe flags. The frames are cut into segments of at most about `segment_seconds`, and at least one per device,
@@ -166,10 +166,9 @@ def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], s
     return info, first_pts, sorted(frames), keyframes
 
 
-def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(),
-               segment_seconds: float | None = None) -> SegmentPlan:
+def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segment_seconds=None)) -> SegmentPlan:
     """Segments of `source`'s video within `video`'s --start/--end/--frames window if any: `count` of them (one per
-    device), or more where `segment_seconds` asks for segments of at most about that long."""
+    device), or more where `video.segment_seconds` asks for segments of at most about that long."""
     from vsr.pipelines.decode import Selection
 
     info, first_pts, frame_pts, keyframes = read_video_packets(source)
@@ -181,9 +180,9 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(),
     window = frame_pts[first:end]
     # Where the window stops: before the next frame (a --frames cut), at --end, or at the end of the stream.
     window_end = frame_pts[end] if end < len(frame_pts) and selection.max_frames is not None else selection.end_pts
-    if segment_seconds is not None and len(window) > 1:
+    if video.segment_seconds is not None and len(window) > 1:
         seconds = (window[-1] - window[0]) * info.time_base
-        count = max(count, math.ceil(seconds / Fraction(segment_seconds)))
+        count = max(count, math.ceil(seconds / Fraction(video.segment_seconds)))
     segments = []
     runs = plan_segments(window, keyframes, count) if window else []
     for index, (start, stop) in enumerate(runs):
@@ -349,30 +348,28 @@ class _Workers:
                 process.join()
 
 
-DEFAULT_SEGMENT_SECONDS = 300.0  # a video longer than this is upscaled in segments that a new run can resume
-
-
 def upscale_video_in_segments(
     source: str | Path,
     output: str | Path | None = None,
     *,
     devices: str | Sequence[str] | None = None,
-    segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS,
     options: UpscaleOptions = UpscaleOptions(),
     video: VideoOptions = VideoOptions(),
     overwrite: bool = False,
     progress: bool = False,
     on_segment: Callable[[SegmentResult], None] | None = None,
+    engine=None,
 ) -> VideoResult:
     """`upscale_video` over keyframe-aligned segments, resumably, on one device or several; see the module doc.
 
-    The video is cut into one segment per device, or more where it is longer than `segment_seconds` (None: one per
-    device). Each finished segment is kept in a folder beside the output (pipelines/resume.py) until the output is
+    The video is cut into one segment per device, or more where it is longer than `video.segment_seconds` (None: one
+    per device). Each finished segment is kept in a folder beside the output (pipelines/resume.py) until the output is
     joined: the same call after a crash or Ctrl-C upscales only the segments still missing. `devices` is "0,1" (CUDA
     devices, as for `vsr batch --devices`), "cpu,cpu", a list of torch device names, or None: `options.device`, in
     this process. With several devices each runs in a worker process of its own, so a script that calls this must
     guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn). `on_segment` is called
     with each segment this call upscaled, once it is kept. A video with one segment is upscaled by `upscale_video`.
+    `engine`: with one device, an engine to use rather than a new one (batch workers keep theirs between jobs).
     """
     from tqdm import tqdm
 
@@ -385,15 +382,15 @@ def upscale_video_in_segments(
         device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
-    if segment_seconds is not None and not segment_seconds > 0:
-        raise OptionError(f"--segment-seconds must be more than 0, not {segment_seconds}")
     # With one device the engine is made here, once; with several, each worker makes its own.
-    engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress) \
-        if len(device_list) == 1 else None
+    if len(device_list) == 1 and engine is None:
+        engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
+    elif len(device_list) > 1:
+        engine = None
     scale = engine.scale if engine is not None else _output_scale(options, progress)
     output = Path(output) if output is not None else default_output_path(source, scale)
     check_output(output, source, overwrite)
-    plan = plan_video(source, len(device_list), video, segment_seconds)
+    plan = plan_video(source, len(device_list), video)
     if len(plan.segments) < 2:
         if len(device_list) > 1:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
@@ -472,7 +469,7 @@ def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, pla
     and the cuts. Settings that only change the speed (device, batch size, CUDA graphs, compile, decoder) may change
     between runs."""
     stat = source.stat()
-    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder"}
+    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder", "copy_streams"}
     settings = {**dataclasses.asdict(options), **dataclasses.asdict(video)}
     return {
         "source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,

@@ -22,6 +22,7 @@ from vsr.pipelines.runner import StageTimes
 log = logging.getLogger("vsr")
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ class VideoOptions:
     end: float | None = None  # seconds
     max_frames: int | None = None
     copy_streams: bool = True  # audio, subtitles, attachments, chapters, metadata
+    # Videos longer than this are upscaled in resumable segments by `segments.upscale_video_in_segments` (what
+    # `vsr upscale` and batch jobs call); None: never. `upscale_video` itself never cuts.
+    segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS
 
     @property
     def is_preview(self) -> bool:
@@ -134,6 +138,9 @@ class VideoOptions:
             raise OptionError(f"--end ({self.end}) must be after --start ({self.start})")
         if self.max_frames is not None and self.max_frames < 1:
             raise OptionError(f"--frames must be at least 1, not {self.max_frames}")
+        if self.segment_seconds is not None and not self.segment_seconds > 0:
+            raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
+                              f"not {self.segment_seconds}")
 
 
 @dataclass

@@ -10,6 +10,7 @@ without importing upwards); this module is the stable name users import.
 """
 
 from vsr.pipelines.upscale import (
+    DEFAULT_SEGMENT_SECONDS,
     IMAGE_SUFFIXES,
     UpscaleOptions,
     VideoOptions,
@@ -24,7 +25,7 @@ from vsr.pipelines.upscale import (
     upscale_image,
     upscale_video,
 )
-from vsr.pipelines.segments import DEFAULT_SEGMENT_SECONDS, upscale_video_in_segments
+from vsr.pipelines.segments import upscale_video_in_segments
 
 __all__ = [
     "DEFAULT_SEGMENT_SECONDS",

@@ -49,6 +49,9 @@ CodecOption = Annotated[Optional[str], typer.Option(
 CrfOption = Annotated[Optional[int], typer.Option(
     "--crf", help="Constant rate factor (quality; lower is better) [default: the codec's].")]
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset [default: the codec's].")]
+SegmentSecondsOption = Annotated[Optional[float], typer.Option(
+    "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, kept until "
+    "the output is whole, so that the same command resumes a run cut short [default: 300; 0: never].")]
 PixFmtOption = Annotated[Optional[str], typer.Option(
     "--pix-fmt", help="Output pixel format [default: the source's bit depth, 4:2:0].")]
 StartOption = Annotated[Optional[float], typer.Option("--start", help="Start time in seconds (for previews).")]
@@ -96,9 +99,7 @@ def upscale(
     device: DeviceOption = "auto",
     devices: Optional[str] = typer.Option(
         None, "--devices", help="Split a video over several devices, one worker each, e.g. 0,1 (or cpu,cpu)."),
-    segment_seconds: Optional[float] = typer.Option(
-        None, "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, "
-        "kept until the output is whole, so that the same command resumes a run cut short (default 300; 0: never)."),
+    segment_seconds: SegmentSecondsOption = None,
     precision: PrecisionOption = "auto",
     cuda_graphs: CudaGraphsOption = "auto",
     compile: CompileOption = False,
@@ -136,16 +137,12 @@ def upscale(
             typer.echo(f"wrote {written}")
         return
     video = api.VideoOptions(
-        decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames
+        decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
+        segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     progress = not quiet and sys.stderr.isatty()
-    if segment_seconds is None:
-        segment_seconds = api.DEFAULT_SEGMENT_SECONDS
-    if segment_seconds == 0 and devices is None:
-        result = api.upscale_video(input, output, options=options, video=video, overwrite=overwrite, progress=progress)
-    else:
-        result = api.upscale_video_in_segments(input, output, devices=devices, segment_seconds=segment_seconds or None,
-                                               options=options, video=video, overwrite=overwrite, progress=progress)
+    result = api.upscale_video_in_segments(input, output, devices=devices, options=options, video=video,
+                                           overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
 
@@ -207,6 +204,7 @@ def batch(
     start: StartOption = None,
     end: EndOption = None,
     frames: FramesOption = None,
+    segment_seconds: SegmentSecondsOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar, no per-job lines and no summary."),
 ) -> None:
@@ -227,7 +225,8 @@ def batch(
     given = {"model": model, "outscale": outscale, "batch-size": batch_size, "tile": tile, "tile-overlap": tile_overlap,
              "device": device, "precision": precision, "cuda-graphs": cuda_graphs, "compile": compile,
              "decoder": decoder, "codec": codec, "crf": crf,
-             "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames}
+             "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames,
+             "segment-seconds": segment_seconds}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:
         if len(folders) > 1 or include or exclude:

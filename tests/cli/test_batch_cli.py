@@ -85,6 +85,36 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
     assert snapshot(source) == inputs
 
 
+def test_a_long_video_killed_midway_resumes_from_its_segments(tmp_path, tiny_rrdbnet_checkpoint):
+    """One long job (here: longer than --segment-seconds 0.25) killed after some of its segments: the rerun
+    upscales only the others, and the output has every frame once."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "long.mp4", frames=96, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
+    command = list(map(str, [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25",
+                             "-b", "1"]))
+    segments = out / ".long.x4.mp4.segments"
+    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not list(segments.glob("segment-*.json")):
+            assert process.poll() is None, f"vsr batch ended before a segment was kept:\n{process.stderr.read()}"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    kept = len(list(segments.glob("segment-*.json")))
+    assert 1 <= kept < 12 and not (out / "long.x4.mp4").exists()
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"resuming: {kept} of 12 segments were upscaled by an earlier run" in rerun.stderr
+    assert journal_rows(out) == {"long.x4.mp4": ("done", 2)}
+    assert sorted(snapshot(out)) == ["long.x4.mp4"]  # the segments folder is gone
+    assert ffprobe_frame_pts(out / "long.x4.mp4") == ffprobe_frame_pts(source / "long.mp4")
+
+
 def test_a_corrupt_file_among_real_clips_fails_alone_and_the_status_shows_why(tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     (source / "b").mkdir(parents=True)

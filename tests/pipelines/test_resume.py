@@ -24,8 +24,7 @@ from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
 
-SECONDS = 0.25
-LOSSLESS = VideoOptions(codec="ffv1")
+LOSSLESS = VideoOptions(codec="ffv1", segment_seconds=0.25)
 
 
 class Interrupt:
@@ -47,8 +46,8 @@ def run(tmp_path, tiny_rrdbnet_checkpoint):
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=4, device="cpu")
 
     def upscale(output_name: str = "out.mkv", on_segment=None, options=options, video=LOSSLESS):
-        return upscale_video_in_segments(clip, tmp_path / output_name, segment_seconds=SECONDS, options=options,
-                                         video=video, on_segment=on_segment)
+        return upscale_video_in_segments(clip, tmp_path / output_name, options=options, video=video,
+                                         on_segment=on_segment)
 
     return clip, options, upscale
 
@@ -103,7 +102,7 @@ def test_other_settings_start_the_segments_over(run, tmp_path, caplog):
         upscale(on_segment=Interrupt(after=1))
     again = Interrupt()
     with caplog.at_level(logging.INFO):
-        upscale(on_segment=again, video=VideoOptions(codec="ffv1", start=0.0, end=0.8))
+        upscale(on_segment=again, video=VideoOptions(codec="ffv1", segment_seconds=0.25, start=0.0, end=0.8))
     assert "made for another source or other settings; starting over" in caplog.text
     assert again.seen == [0, 1, 2]
 
@@ -127,7 +126,7 @@ def test_a_run_that_fails_before_any_segment_leaves_nothing(run, tmp_path):
 def test_two_runs_on_one_output_do_not_mix(run, tmp_path):
     clip, options, upscale = run
     output = tmp_path / "out.mkv"
-    plan = plan_video(clip, 1, LOSSLESS, SECONDS)
+    plan = plan_video(clip, 1, LOSSLESS)
     with SegmentFolder(output, _plan_record(clip, options, LOSSLESS, plan)):  # a first run, still working
         with pytest.raises(OutputError) as raised:
             upscale()
@@ -147,8 +146,8 @@ def test_a_folder_of_that_name_that_is_not_vsrs_is_left_alone(run, tmp_path):
 
 def test_bad_segment_lengths_are_one_line(run):
     _, _, upscale = run
-    with pytest.raises(OptionError, match="--segment-seconds must be more than 0, not -1"):
-        upscale_video_in_segments(run[0], segment_seconds=-1, options=run[1])
+    with pytest.raises(OptionError, match=r"--segment-seconds must be more than 0 \(0 on the command line: never\)"):
+        upscale(video=VideoOptions(segment_seconds=-1))
 
 
 def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
