@@ -310,6 +310,7 @@ class EndToEndRow:
     model_only_fps: float | None = None  # the same engine on the same frames, already decoded, in memory
     ratio: float | None = None  # end-to-end / model-only (target ≥ 0.9)
     share: dict = field(default_factory=dict)  # busy seconds per stage / wall seconds
+    decoder: str = ""  # the decoder `vsr upscale` chose: "pyav (NVDEC)", "dali", ...
     output: str = ""
     note: str = ""
 
@@ -359,6 +360,7 @@ def measure_end_to_end(torch, config: Config, loaded, row: EndToEndRow, folder: 
     row.share.update({name: round(value / times.wall, 3) for name, value in times.extra.items()
                       if isinstance(value, (int, float))})
     row.output = f"{result.width}x{result.height}, {result.frames} frames"
+    row.decoder = result.decoder
 
 
 # ---- the report ----------------------------------------------------------------------------------------------------
@@ -416,12 +418,14 @@ def markdown(report: dict) -> str:
                                          ("model", "size", "mode", "precision", "batch", "fps", "tflops",
                                           "percent_of_peak", "peak_memory_gib", "note")) + " |")
     lines += ["", "## End to end (`vsr upscale`, libx264 veryfast)", "",
-              "| model | input | precision | batch | frames | e2e fps | model-only fps | ratio | time shares | note |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | input | precision | batch | frames | decoder | e2e fps | model-only fps | ratio | time shares "
+              "| note |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["end_to_end"]:
         shares = ", ".join(f"{key} {value:.0%}" for key, value in row["share"].items())
         lines.append("| " + " | ".join(str(value) if value is not None else "–" for value in (
-            row["model"], row["size"], row["precision"], row["batch"], row["frames"], row["end_to_end_fps"],
+            row["model"], row["size"], row["precision"], row["batch"], row["frames"], row["decoder"],
+            row["end_to_end_fps"],
             row["model_only_fps"], row["ratio"], shares, row["note"])) + " |")
     lines += ["", "## Against the targets", "", "```", json.dumps(report["headline"], indent=2), "```", ""]
     return "\n".join(lines)

@@ -76,7 +76,8 @@ class CudaGraphBackend:
                 # Ending a capture that ran out of memory can fail in turn: report the cause, which the engine
                 # answers with smaller batches or tiles.
                 if not isinstance(error, torch.cuda.OutOfMemoryError) and _out_of_memory_in(error):
-                    raise torch.cuda.OutOfMemoryError(f"out of memory while capturing a CUDA graph ({error})") from error
+                    message = f"out of memory while capturing a CUDA graph ({error})"
+                    raise torch.cuda.OutOfMemoryError(message) from error
                 raise
         return graph.replay, output
 

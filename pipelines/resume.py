@@ -54,7 +54,7 @@ class SegmentFolder:
     def __init__(self, output: Path, plan: dict):
         self.output = output
         self.path = segment_folder_path(output)
-        self.plan = plan
+        self.plan = json.loads(json.dumps(plan, default=str))  # as it reads back from plan.json (paths as text)
         self._lock_file = None
 
     def __enter__(self) -> SegmentFolder:

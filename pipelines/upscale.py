@@ -152,6 +152,7 @@ class VideoResult:
     width: int
     height: int
     times: StageTimes
+    decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
 
 
 def upscale_video(
@@ -212,4 +213,5 @@ def upscale_video(
             trim=video.is_preview,
         ) as writer:
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update)
-    return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times)
+    name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
+    return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)

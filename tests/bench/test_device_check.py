@@ -31,7 +31,7 @@ def test_smoke_run_writes_every_table(tmp_path):
     assert report["model_only"] and all(row["fps"] and row["fps"] > 0 for row in report["model_only"]), report
     assert {row["mode"] for row in report["model_only"]} == {"eager", "graph"}
     (e2e,) = report["end_to_end"]
-    assert e2e["end_to_end_fps"] > 0 and e2e["output"] == "128x96, 6 frames", e2e
+    assert e2e["end_to_end_fps"] > 0 and e2e["output"] == "128x96, 6 frames" and e2e["decoder"] == "pyav", e2e
     assert set(e2e["share"]) >= {"decode", "model", "encode"}
     table = (out / "device_check.md").read_text()
     assert "| rrdbnet-tiny | tiny | graph | fp32 | 2 |" in table
