@@ -7,7 +7,6 @@ The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; seg
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -158,12 +157,16 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
     command = [sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-o", str(output), "-m",
                str(tiny_rrdbnet_checkpoint), "--segment-seconds", "0.25", "--codec", "ffv1", "-b", "1"]
     folder = segment_folder_path(output)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while not list(folder.glob("segment-*.json")) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob("segment-*.json")):
+            assert process.poll() is None, f"vsr upscale ended before a segment was kept:\n{process.stderr.read()}"
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
     kept = len(list(folder.glob("segment-*.json")))
     assert not output.exists() and 1 <= kept < 12, kept
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
