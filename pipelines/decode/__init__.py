@@ -40,8 +40,9 @@ Backends (`BACKENDS`):
   the CPU, PyAV: decord is faster than PyAV's exact conversion (about 480-690 vs 325-440 fps at 640x360 on 2 cores)
   but its colors are off by up to 3 levels, DALI's CPU decoder handles few codecs, and on the CPU decoding is never
   the bottleneck (the model is, by two orders of magnitude), so exact colors win.
-DALI's and NVDEC's frames are produced on `device`; the others are decoded into host memory and each batch is copied
-to `device` (through pinned memory on CUDA).
+DALI's and NVDEC's frames are produced on `device`. The others are decoded into host memory; for a CUDA device PyAV
+copies the YUV planes of planar formats to the GPU and converts them there, and other pictures are converted on the
+CPU and copied batch by batch. Copies to a GPU go through pinned memory without blocking the decoder thread.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 EXACT_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
 DEEP_PLANAR_YUV = re.compile(r"yuv4(20|22|44)p(9|10|12|14|16)le")
+# 8-bit planar YUV: swscale converts it on the CPU; for a CUDA device its planes (half the bytes of RGB at 4:2:0) go
+# to the GPU and `planes_to_rgb` converts them there, leaving the CPU to decode and encode.
+PLANAR_YUV_8 = re.compile(r"yuvj?4(20|22|44)p")
 # NVDEC's frame layouts that `semi_planar_rgb` converts on the GPU: Y plane, then interleaved U/V at half size; P010 and
 # P016 keep the samples in the high bits of 16.
 NVDEC_LAYOUTS = ("nv12", "p010le", "p016le")
@@ -159,8 +162,9 @@ class PyAVDecoder(Decoder):
     def _to_pixels(self, frame: av.VideoFrame) -> np.ndarray | torch.Tensor:
         """The frame as H×W×3 RGB: uint8 for 8-bit sources, else float32 in [0, 1] (or uint16 rgb48 from swscale).
 
-        NVDEC's frames are converted where they are, on the GPU; deeper planar YUV by `planes_to_rgb` on the CPU;
-        the rest (and frames of another size than the stream's, scaled to it) by swscale.
+        NVDEC's frames are converted where they are, on the GPU; planar YUV by `planes_to_rgb`, on the GPU for a
+        CUDA device and for deeper than 8 bits on the CPU; the rest (and frames of another size than the stream's,
+        scaled to it) by swscale.
         """
         if (frame.width, frame.height) != (self.info.width, self.info.height):
             if not self._resized:
@@ -175,8 +179,9 @@ class PyAVDecoder(Decoder):
             if hardware.name in NVDEC_LAYOUTS and frame.width % 2 == 0 and frame.height % 2 == 0:
                 return semi_planar_rgb(frame, self.info)
             return self._swscale(frame)  # downloaded to host memory by swscale
-        if DEEP_PLANAR_YUV.fullmatch(frame.format.name):
-            return planar_rgb(frame, self.info)
+        on_gpu = self.device.type == "cuda"
+        if DEEP_PLANAR_YUV.fullmatch(frame.format.name) or (on_gpu and PLANAR_YUV_8.fullmatch(frame.format.name)):
+            return planar_rgb(frame, self.info, self.device if on_gpu else None)
         return self._swscale(frame)
 
     def _swscale(self, frame: av.VideoFrame) -> np.ndarray:
@@ -313,9 +318,16 @@ def semi_planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor
     return _rgb(y, uv[..., 0], uv[..., 1], info)
 
 
-def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor:
-    """A planar YUV frame in host memory (yuv420p10le, ...) → H×W×3 RGB (see `_rgb`)."""
+def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo, device: torch.device | None = None) -> torch.Tensor:
+    """A planar YUV frame in host memory (yuv420p, yuv420p10le, ...) → H×W×3 RGB (see `_rgb`), converted on
+    `device` (None: where the frame is) after copying its planes there."""
     y, u, v = (plane_tensor(plane) for plane in frame.planes[:3])
+    if device is not None and device.type == "cuda":
+        # Through pinned memory, without waiting: a plain copy would wait for all the GPU work queued before it (the
+        # engine's batches), holding up this decoder thread.
+        y, u, v = (plane.pin_memory().to(device, non_blocking=True) for plane in (y, u, v))
+    elif device is not None:
+        y, u, v = (plane.to(device) for plane in (y, u, v))
     return _rgb(y, u, v, info)
 
 

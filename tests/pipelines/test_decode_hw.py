@@ -34,6 +34,9 @@ def clips(tmp_path_factory):
         # HEVC Main 10: NVDEC gives P010 frames.
         "hevc10.mkv": make_clip(folder / "hevc10.mkv", frames=6, size=size, codec="libx265", pix_fmt="yuv420p10le",
                                 color=("bt709", "tv"), options={"x265-params": "log-level=error"}),
+        # What NVDEC cannot decode: decoded in software, its planes converted on the GPU.
+        "ffv1.mkv": make_clip(folder / "ffv1.mkv", frames=4, size=size, codec="ffv1", color=("bt709", "tv")),
+        "h264-10.mkv": make_clip(folder / "h264-10.mkv", frames=4, size=size, pix_fmt="yuv420p10le"),
     }
 
 
@@ -107,6 +110,19 @@ def test_pyav_with_nvdec_gives_the_software_frames_on_the_device(clips, name):
     if reference.dtype == torch.uint8:
         assert (frames.cpu().int() - reference.int()).abs().max() <= 1
     else:  # 10 bits: both converted by planes_to_rgb, from the same samples
+        torch.testing.assert_close(frames.cpu(), reference, atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("name", ["ffv1.mkv", "h264-10.mkv"])
+def test_software_frames_for_a_gpu_are_converted_there_like_on_the_cpu(clips, name):
+    reference, reference_pts, _, _, _ = decode_all(clips[name], "pyav")
+    frames, pts, kind, _, _ = decode_all(clips[name], "pyav", device="cuda:0")
+    assert kind is PyAVDecoder and frames.device == torch.device("cuda", 0) and pts == reference_pts
+    if reference.dtype == torch.uint8:  # swscale's exact path on the CPU, planes_to_rgb on the GPU
+        assert (frames.cpu().int() - reference.int()).abs().max() <= 1
+    else:
         torch.testing.assert_close(frames.cpu(), reference, atol=1e-5, rtol=0)
 
 
