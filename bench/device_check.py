@@ -17,7 +17,8 @@ What it does, in order, each step recorded even when it fails:
    360p and 720p inputs: eager fp32 vs eager / CUDA graph / torch.compile in fp16 and bf16, at a few batch sizes,
    with achieved TFLOP/s and the peak GPU memory of each;
 5. end-to-end `vsr upscale` on clips of the same sizes, with the share of time in decode, model and encode, next to
-   the model-only rate of the same engine.
+   the model-only rate of the same engine on the same frames already on the GPU; with a CUDA stream per stage (the
+   default) and, for two rows, with one stream for all (VSR_CUDA_STREAMS=0), to see what the streams give.
 Results: $OUT/device_check.json (everything) and $OUT/device_check.md (the tables); commit them under
 bench/results/ as <card>_<date>.{json,md}.
 
@@ -60,7 +61,7 @@ class Config:
     models: dict  # label → (zoo name, architecture, hyperparameters)
     sizes: dict  # label → (height, width)
     model_only: list  # (model label, size label, mode, precision, batch) to measure
-    end_to_end: list  # (model label, size label, precision, batch, frames)
+    end_to_end: list  # (model label, size label, precision, batch, frames, a CUDA stream per stage)
     matmul_side: int
     min_seconds: float  # each model-only measurement times at least this long (after warm-up)
 
@@ -86,10 +87,13 @@ def full_config() -> Config:
     # torch.compile costs a compilation per shape (tens of seconds): one shape per model, last.
     model_only += [("animevideov3", "360p", "compile", "fp16", 8), ("rrdbnet-x4", "360p", "compile", "bf16", 1)]
     end_to_end = [
-        ("rrdbnet-x4", "360p", "bf16", 4, 48),
-        ("rrdbnet-x4", "720p", "bf16", 2, 24),
-        ("animevideov3", "360p", "fp16", 8, 192),
-        ("animevideov3", "720p", "fp16", 8, 96),
+        ("rrdbnet-x4", "360p", "bf16", 4, 48, True),
+        ("rrdbnet-x4", "720p", "bf16", 2, 24, True),
+        ("animevideov3", "360p", "fp16", 8, 192, True),
+        ("animevideov3", "720p", "fp16", 8, 96, True),
+        # The same on one CUDA stream for the three stages (VSR_CUDA_STREAMS=0), to see what the streams give.
+        ("animevideov3", "360p", "fp16", 8, 192, False),
+        ("rrdbnet-x4", "360p", "bf16", 4, 48, False),
     ]
     return Config(False, "cuda", models, SIZES, model_only, end_to_end, matmul_side=8192, min_seconds=2.0)
 
@@ -106,7 +110,7 @@ def smoke_config() -> Config:
         ("srvgg-tiny", "tiny", "eager", "bf16", 2),
         ("srvgg-tiny", "tiny", "graph", "bf16", 2),
     ]
-    end_to_end = [("srvgg-tiny", "tiny", "fp32", 2, 6)]
+    end_to_end = [("srvgg-tiny", "tiny", "fp32", 2, 6, True)]
     return Config(True, "cpu", models, sizes, model_only, end_to_end, matmul_side=256, min_seconds=0.05)
 
 
@@ -306,8 +310,9 @@ class EndToEndRow:
     precision: str
     batch: int
     frames: int
+    streams: bool  # a CUDA stream per stage (pipelines/runner.py), else one for all
     end_to_end_fps: float | None = None
-    model_only_fps: float | None = None  # the same engine on the same frames, already decoded, in memory
+    model_only_fps: float | None = None  # the same engine on the same frames, decoded already, on the device
     ratio: float | None = None  # end-to-end / model-only (target ≥ 0.9)
     share: dict = field(default_factory=dict)  # busy seconds per stage / wall seconds
     decoder: str = ""  # the decoder `vsr upscale` chose: "pyav (NVDEC)", "dali", ...
@@ -339,10 +344,10 @@ def measure_end_to_end(torch, config: Config, loaded, row: EndToEndRow, folder: 
     if not clip.exists():
         make_clip(clip, torch, height, width, row.frames)
     engine = engine_for(loaded, config, "graph", row.precision, row.batch)
-    with open_decoder(clip, backend="pyav", max_frames=row.frames) as decoder:
-        batches = [batch.frames for batch in decoder.batches(row.batch)]
-    engine.upscale(batches[0])  # warm-up (and graph capture) for both runs
     device = torch.device(config.device)
+    with open_decoder(clip, backend="pyav", max_frames=row.frames) as decoder:
+        batches = [batch.frames.to(device) for batch in decoder.batches(row.batch)]  # already on the device
+    engine.upscale(batches[0])  # warm-up (and graph capture) for both runs
     synchronize(torch, device)
     start = time.perf_counter()
     for frames in batches:
@@ -351,8 +356,12 @@ def measure_end_to_end(torch, config: Config, loaded, row: EndToEndRow, folder: 
     row.model_only_fps = round(sum(len(f) for f in batches) / (time.perf_counter() - start), 3)
     # x264 "veryfast" on all cores: the fastest setting that still looks like a real encode.
     video = VideoOptions(codec="libx264", preset="veryfast", max_frames=row.frames)
-    result = upscale_video(clip, folder / f"out-{row.model}-{row.size}.mp4", video=video, engine=engine,
-                           overwrite=True)
+    os.environ["VSR_CUDA_STREAMS"] = "1" if row.streams else "0"
+    try:
+        result = upscale_video(clip, folder / f"out-{row.model}-{row.size}.mp4", video=video, engine=engine,
+                               overwrite=True)
+    finally:
+        os.environ.pop("VSR_CUDA_STREAMS")
     times = result.times
     row.end_to_end_fps = round(times.fps, 3)
     row.ratio = round(row.end_to_end_fps / row.model_only_fps, 3)
@@ -399,7 +408,8 @@ def headline(report: dict) -> dict:
             }
     for row in report["end_to_end"]:
         if row["ratio"] is not None:
-            found.setdefault(f"{row['model']} {row['size']}", {})["end_to_end_over_model_only"] = row["ratio"]
+            key = "end_to_end_over_model_only" + ("" if row["streams"] else "_one_stream")
+            found.setdefault(f"{row['model']} {row['size']}", {})[key] = row["ratio"]
     return found
 
 
@@ -418,13 +428,14 @@ def markdown(report: dict) -> str:
                                          ("model", "size", "mode", "precision", "batch", "fps", "tflops",
                                           "percent_of_peak", "peak_memory_gib", "note")) + " |")
     lines += ["", "## End to end (`vsr upscale`, libx264 veryfast)", "",
-              "| model | input | precision | batch | frames | decoder | e2e fps | model-only fps | ratio | time shares "
-              "| note |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| model | input | precision | batch | frames | streams | decoder | e2e fps | model-only fps | ratio "
+              "| time shares | note |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in report["end_to_end"]:
         shares = ", ".join(f"{key} {value:.0%}" for key, value in row["share"].items())
         lines.append("| " + " | ".join(str(value) if value is not None else "–" for value in (
-            row["model"], row["size"], row["precision"], row["batch"], row["frames"], row["decoder"],
+            row["model"], row["size"], row["precision"], row["batch"], row["frames"],
+            "per stage" if row["streams"] else "one", row["decoder"],
             row["end_to_end_fps"],
             row["model_only_fps"], row["ratio"], shares, row["note"])) + " |")
     lines += ["", "## Against the targets", "", "```", json.dumps(report["headline"], indent=2), "```", ""]
@@ -494,8 +505,8 @@ def main() -> int:
 
     report["end_to_end"] = []
     with tempfile.TemporaryDirectory(prefix="vsr-device-check-") as folder:
-        for model, size, precision, batch, frames in config.end_to_end:
-            row = EndToEndRow(model, size, precision, batch, frames)
+        for model, size, precision, batch, frames, streams in config.end_to_end:
+            row = EndToEndRow(model, size, precision, batch, frames, streams)
             if seconds_left() < 20:
                 row.note = "skipped: time budget"
             else:

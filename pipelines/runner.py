@@ -5,16 +5,28 @@
 Queues hold at most `queue_size` batches, so memory does not grow with the length of the video and the slowest
 stage sets the pace. An error in any stage stops the others and is raised here; the caller's writer then removes its
 temporary file, so nothing half-written is left under the final name.
+
+On a CUDA device each stage queues its GPU work on a CUDA stream of its own (`_StageStreams`). On one stream shared by
+the three threads, every wait for a stage's own work (the encoder's copy of its planes to the host, the engine's
+NaN check, a decoder's copy from pageable memory) would also wait for whatever the other stages had queued before it.
+A batch handed to the next stage carries an event recorded after the work that made it; the next stage's stream waits
+for that event (on the GPU, not in Python) and marks the tensors as used on it, so that the caching allocator does not
+hand their memory out again too early. `VSR_CUDA_STREAMS=0` runs every stage on the default stream instead (for the
+device check's comparison).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+
+import torch
 
 from .frames import FrameBatch
 
@@ -68,6 +80,39 @@ class _Pipe:
         raise _Stopped
 
 
+class _StageStreams:
+    """One CUDA stream per stage on `device`, and the events that order a batch's work across them."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.streams = {stage: torch.cuda.Stream(device) for stage in ("decode", "model", "encode")}
+
+    @staticmethod
+    def for_device(device: torch.device | None) -> _StageStreams | None:
+        if device is None or device.type != "cuda" or os.environ.get("VSR_CUDA_STREAMS", "1") == "0":
+            return None
+        return _StageStreams(device)
+
+    def on(self, stage: str):
+        """Make `stage`'s stream the current one of the calling thread (PyTorch's current stream is per thread)."""
+        return torch.cuda.stream(self.streams[stage])
+
+    def handed_on(self, batch: FrameBatch) -> tuple[FrameBatch, torch.cuda.Event]:
+        """The batch with an event recorded after the work queued so far on this thread's stream."""
+        event = torch.cuda.Event()
+        event.record()
+        return batch, event
+
+    @staticmethod
+    def received(item: tuple[FrameBatch, torch.cuda.Event]) -> FrameBatch:
+        batch, ready = item
+        stream = torch.cuda.current_stream()
+        stream.wait_event(ready)
+        if batch.frames.is_cuda:
+            batch.frames.record_stream(stream)
+        return batch
+
+
 def _join(threads: list[threading.Thread]) -> None:
     """Wait for the stages to finish their current batch and see the stop flag. No timeout: the caller closes the
     encoder's container next, and it must not do so while a thread is still inside it."""
@@ -82,28 +127,41 @@ def run_pipeline(
     *,
     queue_size: int = 2,
     on_frames: Callable[[int], None] | None = None,
+    device: torch.device | None = None,
 ) -> StageTimes:
     """Run decode → upscale → write concurrently until `batches` is exhausted; return the time spent per stage.
 
     `upscale` runs on the calling thread (a CUDA context and CUDA graphs stay on one thread); `batches` is iterated
-    on a decoder thread and `write` is called on an encoder thread, both in order.
+    on a decoder thread and `write` is called on an encoder thread, both in order. `device`: where the batches'
+    frames are (a CUDA device: a stream per stage, see the module doc).
     """
     stop = threading.Event()
     decoded = _Pipe(queue_size, stop)
     upscaled = _Pipe(queue_size, stop)
     errors: list[BaseException] = []
     times = StageTimes()
+    streams = _StageStreams.for_device(device)
+
+    def on(stage: str):
+        return streams.on(stage) if streams is not None else contextlib.nullcontext()
+
+    def hand_on(batch: FrameBatch):
+        return streams.handed_on(batch) if streams is not None else batch
+
+    def receive(item) -> FrameBatch:
+        return streams.received(item) if streams is not None else item
 
     def decode_stage() -> None:
         try:
-            iterator: Iterator[FrameBatch] = iter(batches)
-            while True:
-                start = time.perf_counter()
-                batch = next(iterator, None)
-                times.decode += time.perf_counter() - start
-                if batch is None:
-                    break
-                decoded.put(batch)
+            with on("decode"):
+                iterator: Iterator[FrameBatch] = iter(batches)
+                while True:
+                    start = time.perf_counter()
+                    batch = next(iterator, None)
+                    times.decode += time.perf_counter() - start
+                    if batch is None:
+                        break
+                    decoded.put(hand_on(batch))
             decoded.put(_END)
         except _Stopped:
             pass
@@ -113,13 +171,15 @@ def run_pipeline(
 
     def encode_stage() -> None:
         try:
-            while (batch := upscaled.get()) is not _END:
-                start = time.perf_counter()
-                write(batch)
-                times.encode += time.perf_counter() - start
-                times.frames += len(batch)
-                if on_frames is not None:
-                    on_frames(len(batch))
+            with on("encode"):
+                while (item := upscaled.get()) is not _END:
+                    batch = receive(item)
+                    start = time.perf_counter()
+                    write(batch)
+                    times.encode += time.perf_counter() - start
+                    times.frames += len(batch)
+                    if on_frames is not None:
+                        on_frames(len(batch))
         except _Stopped:
             pass
         except BaseException as error:  # noqa: BLE001
@@ -134,11 +194,13 @@ def run_pipeline(
     for thread in threads:
         thread.start()
     try:
-        while (batch := decoded.get()) is not _END:
-            start = time.perf_counter()
-            result = upscale(batch)
-            times.model += time.perf_counter() - start
-            upscaled.put(result)
+        with on("model"):
+            while (item := decoded.get()) is not _END:
+                batch = receive(item)
+                start = time.perf_counter()
+                result = upscale(batch)
+                times.model += time.perf_counter() - start
+                upscaled.put(hand_on(result))
         upscaled.put(_END)
         threads[1].join()
     except _Stopped:

@@ -255,7 +255,8 @@ def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, 
                 writer.write(batch)
                 encoded.extend(batch.pts)
 
-            times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames)
+            times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames,
+                                 device=engine.device)
     return SegmentResult(segment.index, path, encoded, width, height, times)
 
 

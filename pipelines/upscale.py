@@ -212,6 +212,7 @@ def upscale_video(
             # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
             trim=video.is_preview,
         ) as writer:
-            times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update)
+            times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
+                                 device=engine.device)
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)

@@ -307,11 +307,13 @@ class PresentationOrder:
 def semi_planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor:
     """An NV12, P010 or P016 frame (as NVDEC gives them, in GPU memory; or in host memory) → H×W×3 RGB where it is.
 
-    NVDEC writes frames on the CUDA context's default stream, which torch's default stream follows, so the planes
-    can be read right away. The conversion makes new tensors: the frame's buffer goes back to NVDEC's pool as soon as
-    `frame` is dropped.
+    NVDEC writes frames on the CUDA context's default stream: the current stream (the decoder's own, see
+    pipelines/runner.py) waits for it before the planes are read. The conversion makes new tensors: the frame's
+    buffer goes back to NVDEC's pool as soon as `frame` is dropped.
     """
     y, uv = plane_tensor(frame.planes[0]), plane_tensor(frame.planes[1])
+    if y.is_cuda:
+        torch.cuda.current_stream(y.device).wait_stream(torch.cuda.default_stream(y.device))
     if (frame.sw_format or frame.format).name != "nv12":  # P010/P016: the samples in the high bits of 16
         shift = 16 - info.bit_depth
         y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
@@ -335,8 +337,7 @@ def plane_tensor(plane: av.video.plane.VideoPlane) -> torch.Tensor:
     """A view of a frame's plane (host or GPU memory) through DLPack, no copy.
 
     Through the plane's capsule rather than `torch.from_dlpack(plane)`: for a GPU plane torch passes its current
-    stream, and PyAV (18.1) refuses any stream; the default streams of NVDEC and torch are ordered anyway (see
-    `semi_planar_rgb`)."""
+    stream, and PyAV (18.1) refuses any stream; `semi_planar_rgb` orders the streams itself."""
     return torch.from_dlpack(plane.__dlpack__())
 
 

@@ -67,3 +67,38 @@ def test_an_error_in_any_stage_stops_the_run_and_reaches_the_caller(stage):
     with pytest.raises(ValueError, match=f"broken {stage}"):
         run_pipeline(batches(), upscale, write)
     assert threading.active_count() == before
+
+
+def test_a_cpu_device_runs_without_streams():
+    written = []
+    run_pipeline(make_batches(3), double, written.append, device=torch.device("cpu"))
+    assert [int(b.frames[0, 0, 0, 0]) for b in written] == [0, 2, 4]
+
+
+# ---- on a CUDA device (bench/device_check.py) -----------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("streams", ["1", "0"])
+def test_upscaling_on_cuda_writes_the_frames_of_the_cpu(tmp_path, monkeypatch, tiny_rrdbnet_checkpoint, streams):
+    """The whole pipeline on the GPU, with a stream per stage (VSR_CUDA_STREAMS=1, the default) or one stream: the
+    same frames at the same times as on the CPU (fp32; within 2 levels: TF32 convolutions). Enough batches for the
+    stages to overlap, so that a missing wait between streams would show as wrong or stale frames."""
+    import av
+
+    from tests.pipelines.clips import make_clip
+    from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+
+    monkeypatch.setenv("VSR_CUDA_STREAMS", streams)
+    clip = make_clip(tmp_path / "clip.mp4", frames=24, size=(256, 144))
+    video = VideoOptions(codec="ffv1", segment_seconds=None)
+    outputs = {}
+    for device in ("cpu", "cuda"):
+        options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), device=device, precision="fp32", batch_size=4)
+        result = upscale_video(clip, tmp_path / f"{device}.mkv", options=options, video=video)
+        with av.open(str(result.output)) as container:
+            outputs[device] = [(frame.pts, frame.to_ndarray(format="rgb24")) for frame in container.decode(video=0)]
+    assert [pts for pts, _ in outputs["cuda"]] == [pts for pts, _ in outputs["cpu"]]
+    for (_, on_gpu), (_, on_cpu) in zip(outputs["cuda"], outputs["cpu"], strict=True):
+        assert abs(on_gpu.astype(int) - on_cpu.astype(int)).max() <= 2
