@@ -4,21 +4,19 @@ Each test runs the real command in a subprocess on tiny real clips; outputs are 
 """
 
 import hashlib
-import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
-
-from tests.pipelines.clips import make_clip, truncate
-from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
 from vsr.pipelines.journal import JOURNAL_NAME
+
+from tests.pipelines.clips import make_clip, truncate
+from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.processes import kill_when
 
 VSR = [sys.executable, "-m", "vsr.cli"]
 
@@ -55,19 +53,10 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
         make_clip(source / f"clip{i}.mp4", frames=24, size=(96, 64))
     inputs = snapshot(source)
     command = [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--preset", "ultrafast", "-q"]
-    process = subprocess.Popen(list(map(str, command)), start_new_session=True, stderr=subprocess.PIPE, text=True)
     second = partial_path(out / "clip1.x4.mp4")
-    try:
-        deadline = time.monotonic() + 300
-        # Wait until the first job is done and the second is writing its output, then kill everything at once.
-        while not (second.exists() and (out / JOURNAL_NAME).exists()
-                   and journal_rows(out).get("clip1.x4.mp4", (None,))[0] == "running"):
-            assert process.poll() is None, f"vsr batch ended before the second job started:\n{process.stderr.read()}"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    # Kill everything at once when the first job is done and the second is writing its output.
+    kill_when(list(map(str, command)), lambda: second.exists() and (out / JOURNAL_NAME).exists()
+              and journal_rows(out).get("clip1.x4.mp4", (None,))[0] == "running", "the second job started")
     assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("running", 1),
                                  "clip2.x4.mp4": ("queued", 0), "clip3.x4.mp4": ("queued", 0)}
     assert second.exists() and not (out / "clip1.x4.mp4").exists()  # the killed job left only its partial file
@@ -94,16 +83,7 @@ def test_a_long_video_killed_midway_resumes_from_its_segments(tmp_path, tiny_rrd
     command = list(map(str, [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25",
                              "-b", "1"]))
     segments = out / ".long.x4.mp4.segments"
-    process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while not list(segments.glob("segment-*.json")):
-            assert process.poll() is None, f"vsr batch ended before a segment was kept:\n{process.stderr.read()}"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    kill_when(command, lambda: any(segments.glob("segment-*.json")), "a segment was kept")
     kept = len(list(segments.glob("segment-*.json")))
     assert 1 <= kept < 12 and not (out / "long.x4.mp4").exists()
 

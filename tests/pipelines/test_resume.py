@@ -7,19 +7,18 @@ The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; seg
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
-
-from tests.pipelines import media_fixtures as media
-from tests.pipelines.test_segments import decoded_framemd5, leftovers, make_gop_clip
-from vsr.errors import OptionError, OutputError
 from vsr.pipelines.resume import SegmentFolder, segment_folder_path
 from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.test_segments import decoded_framemd5, leftovers, make_gop_clip
+from tests.processes import kill_when
+from vsr.errors import OptionError, OutputError
 
 pytestmark = media.requires_ffmpeg
 
@@ -157,16 +156,7 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
     command = [sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-o", str(output), "-m",
                str(tiny_rrdbnet_checkpoint), "--segment-seconds", "0.25", "--codec", "ffv1", "-b", "1"]
     folder = segment_folder_path(output)
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 120
-        while not list(folder.glob("segment-*.json")):
-            assert process.poll() is None, f"vsr upscale ended before a segment was kept:\n{process.stderr.read()}"
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    kill_when(command, lambda: any(folder.glob("segment-*.json")), "a segment was kept")
     kept = len(list(folder.glob("segment-*.json")))
     assert not output.exists() and 1 <= kept < 12, kept
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
