@@ -67,14 +67,13 @@ class SegmentFolder:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the lock
-            self._lock_file = None
+        self._unlock()
 
     def _open(self) -> None:
         plan_file = self.path / PLAN_FILE
         if self.path.exists():
-            if not plan_file.is_file():
+            # A run killed between making the folder and writing its plan leaves at most the lock file.
+            if not plan_file.is_file() and {entry.name for entry in self.path.iterdir()} - {"lock"}:
                 raise OutputError(f"{self.path} exists and is not vsr's folder of segments; move it away")
             self._lock()
             try:
@@ -101,7 +100,7 @@ class SegmentFolder:
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
-            self._lock_file.close()
+            self._lock_file.close()  # releases the lock
             self._lock_file = None
 
     def done(self) -> dict[int, SegmentRecord]:

@@ -142,6 +142,15 @@ def test_a_folder_of_that_name_that_is_not_vsrs_is_left_alone(run, tmp_path):
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
+def test_a_folder_left_before_its_plan_was_written_is_taken_over(run, tmp_path):
+    _, _, upscale = run
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    folder.mkdir()
+    (folder / "lock").touch()
+    upscale()
+    assert (tmp_path / "out.mkv").exists() and not folder.exists()
+
+
 def test_bad_segment_lengths_are_one_line(run):
     _, _, upscale = run
     with pytest.raises(OptionError, match=r"--segment-seconds must be more than 0 \(0 on the command line: never\)"):
