@@ -80,7 +80,7 @@ def one_line(error: BaseException) -> str:
 _engine_cache: dict = {}
 
 
-def _engine_for(options):
+def engine_for(options):
     from vsr.pipelines import upscale as api
 
     if options not in _engine_cache:
@@ -89,14 +89,16 @@ def _engine_for(options):
     return _engine_cache[options]
 
 
-def run_job(job: BatchJob) -> JobResult:
-    """Upscale one input into its output (atomically). Never raises for a bad input: the result says why."""
+def run_job(job: BatchJob, remote=None) -> JobResult:
+    """Upscale one input into its output (atomically). Never raises for a bad input: the result says why.
+
+    `remote`: for a video, where its segments are upscaled (`ray_backend.RaySegments`); else in this process."""
     from vsr.pipelines import upscale as api
 
     start = time.perf_counter()
     try:
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        engine = _engine_for(job.options)
+        engine = engine_for(job.options) if remote is None else None
         if job.kind == "image":
             api.upscale_image(job.source, job.output, options=job.options, overwrite=job.overwrite, engine=engine)
             frames = 1
@@ -105,7 +107,7 @@ def run_job(job: BatchJob) -> JobResult:
 
             # Long videos in segments: a job cut short (killed worker, lost Ray node, Ctrl-C) resumes from them.
             result = upscale_video_in_segments(job.source, job.output, options=job.options, video=job.video,
-                                               overwrite=job.overwrite, engine=engine)
+                                               overwrite=job.overwrite, engine=engine, remote=remote)
             frames = result.frames
         checksum = sha256_file(job.output)
     except Exception as error:  # a job's failure must not stop the batch

@@ -1,25 +1,33 @@
-"""Batch jobs as Ray tasks: `vsr batch IN OUT --ray auto|ADDRESS|local`.
+"""Batch jobs on a Ray cluster: `vsr batch IN OUT --ray auto|ADDRESS|local`.
 
-Each job is one task (`_upscale_task`) with its resources: `task_cpus` CPUs, and one GPU where the cluster has GPUs
-and the job's device is not "cpu". Ray retries a task whose worker process or node dies (`max_retries`); errors of the
-job itself (a corrupt input) are not retried here: the task returns them as a failed JobResult, and the next run of
-the command retries them up to --max-attempts.
+An image is one task (`_upscale_task`). A video is cut into keyframe-aligned segments (`pipelines.segments`; of at
+most `--segment-seconds`, one for a short video), and each segment is a task of its own (`_segment_task`), so that a
+long video spreads over every GPU of the cluster. A thread of the driver per running video plans it, keeps the
+finished segments in the folder beside the output (`pipelines.resume`) and joins them by stream copy at the end.
 
-The journal stays with the driver: tasks only read the input and write the output (atomically, so a retried task
-starts from nothing), and return a JobResult that the driver records. Inputs and outputs are opened by the same path on
-every node: the input and output folders must be on storage that every node mounts at the same path.
+Each task asks for `task_cpus` CPUs, and one GPU where the cluster has GPUs and the job's device is not "cpu". Ray
+retries a task whose worker process or node dies (`max_retries`); errors of the job itself (a corrupt input) are not
+retried here: they fail the job with one line, and the next run of the command retries it up to --max-attempts,
+resuming from the segments kept.
 
-A Ray worker process runs many tasks; it keeps its engine between them (`batch_workers._engine_for`), so a model is
-loaded once per worker process, not once per job.
+The journal stays with the driver. Inputs, outputs and segments are opened by the same path on every node: the input
+and output folders must be on storage that every node mounts at the same path.
+
+A Ray worker process runs many tasks; it keeps its engine between them (`batch_workers.engine_for`), so a model is
+loaded once per worker process, not once per segment.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import queue
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 
-from vsr.errors import OptionError
-from vsr.pipelines.batch_workers import BatchJob, JobResult, one_line, run_job
+from vsr.errors import OptionError, VsrError
+from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +37,61 @@ except ImportError:  # the `cluster` extra is not installed; RayExecutor says so
     ray = None
 
 
-def _upscale(job: BatchJob, threads: int) -> JobResult:
+def _upscale_task(job: BatchJob, threads: int) -> JobResult:
     import torch
 
     torch.set_num_threads(threads)
     return run_job(job)
+
+
+def _segment_task(source: Path, plan, index: int, options, video, folder: Path, threads: int):
+    import torch
+    from vsr.pipelines.segments import upscale_segment
+
+    torch.set_num_threads(threads)
+    return upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
+
+
+class RaySegments:
+    """Upscales a video's segments as Ray tasks, for `upscale_video_in_segments(remote=...)`."""
+
+    def __init__(self, executor: RayExecutor, name: str):
+        self._executor = executor
+        self._name = name
+
+    def upscale(self, todo, source: Path, plan, options, video, folder: Path, on_frames) -> Iterator:
+        """Each segment of `todo` as its task finishes (any order); the first failure is raised."""
+        gpus = 1 if self._executor.cluster_gpus >= 1 and options.device != "cpu" else 0
+        if gpus:  # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU: inside the task it is always cuda:0
+            options = dataclasses.replace(options, device="cuda")
+        executor = self._executor
+        tasks, workers = {}, set()
+        for segment in todo:
+            task = executor.segment_remote.options(
+                num_cpus=executor.task_cpus, num_gpus=gpus, max_retries=executor.max_retries,
+                name=f"vsr-upscale:{self._name}#{segment.index}")
+            ref = task.remote(source, plan, segment.index, options, video, folder, executor.threads)
+            tasks[ref] = segment
+        try:
+            while tasks:
+                if executor.closing.is_set():
+                    raise VsrError(f"{self._name}: stopped")
+                ready, _ = ray.wait(list(tasks), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    segment = tasks.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayTaskError as error:  # the segment's own error (a damaged input)
+                        raise VsrError(f"{plan.describe(segment)}: {one_line(error.cause or error)}") from None
+                    except ray.exceptions.RayError as error:  # its worker or node died more than max_retries times
+                        raise VsrError(f"{plan.describe(segment)}: Ray task failed: {one_line(error)}") from None
+                    on_frames(len(result.pts))
+                    workers.add(result.worker)
+                    yield result
+            log.info("%s: %d segments upscaled by %d Ray worker processes", self._name, len(todo), len(workers))
+        finally:
+            for ref in tasks:
+                ray.cancel(ref, force=True)
 
 
 class RayExecutor:
@@ -54,43 +112,74 @@ class RayExecutor:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise OptionError(f"--ray {address}: cannot connect to a Ray cluster ({reason})") from error
         resources = ray.cluster_resources()
-        self._cluster_gpus = resources.get("GPU", 0)
-        self._task_cpus = task_cpus
-        self._threads = max(1, int(task_cpus))
-        self._max_retries = max_retries
-        # How many jobs are marked running at once: as many tasks as the cluster can run side by side.
+        self.cluster_gpus = resources.get("GPU", 0)
+        self.task_cpus = task_cpus
+        self.threads = max(1, int(task_cpus))
+        self.max_retries = max_retries
+        # How many jobs run at once: as many tasks as the cluster can run side by side (a video's segments share
+        # its slot's GPUs with the other videos' through Ray's queue).
         by_cpu = int(resources.get("CPU", 1) // task_cpus)
-        self.capacity = max(1, int(self._cluster_gpus) if self._cluster_gpus >= 1 else by_cpu)
-        self._remote = ray.remote(_upscale)
-        self._tasks: dict = {}  # ObjectRef → BatchJob
+        self.capacity = max(1, int(self.cluster_gpus) if self.cluster_gpus >= 1 else by_cpu)
+        self._image_remote = ray.remote(_upscale_task)
+        self.segment_remote = ray.remote(_segment_task)
+        self._tasks: dict = {}  # ObjectRef → BatchJob (images)
+        self._videos: dict[str, threading.Thread] = {}  # job name → its driver thread
+        self._finished: queue.Queue = queue.Queue()  # JobResults of the video threads
+        self.closing = threading.Event()
         log.info("Ray cluster: %s; %d jobs at a time", resources, self.capacity)
 
     def submit(self, job: BatchJob) -> None:
-        gpus = 1 if self._cluster_gpus >= 1 and job.options.device != "cpu" else 0
+        if job.kind == "video":
+            thread = threading.Thread(target=self._run_video, args=(job,), name=f"vsr-ray:{job.name}", daemon=True)
+            self._videos[job.name] = thread
+            thread.start()
+            return
+        gpus = 1 if self.cluster_gpus >= 1 and job.options.device != "cpu" else 0
         if gpus:
-            # Ray sets CUDA_VISIBLE_DEVICES to the task's GPU: inside the task it is always cuda:0.
             job = dataclasses.replace(job, options=dataclasses.replace(job.options, device="cuda"))
-        task = self._remote.options(num_cpus=self._task_cpus, num_gpus=gpus, max_retries=self._max_retries,
-                                            name=f"vsr-upscale:{job.name}")
-        self._tasks[task.remote(job, self._threads)] = job
+        task = self._image_remote.options(num_cpus=self.task_cpus, num_gpus=gpus, max_retries=self.max_retries,
+                                          name=f"vsr-upscale:{job.name}")
+        self._tasks[task.remote(job, self.threads)] = job
+
+    def _run_video(self, job: BatchJob) -> None:
+        self._finished.put(run_job(job, remote=RaySegments(self, job.name)))
 
     def wait(self, timeout: float) -> list[JobResult]:
-        if not self._tasks:
-            return []
-        ready, _ = ray.wait(list(self._tasks), num_returns=1, timeout=timeout)
-        results = []
-        for ref in ready:
-            job = self._tasks.pop(ref)
+        results = self._finished_videos()
+        if self._tasks:
+            ready, _ = ray.wait(list(self._tasks), num_returns=1, timeout=0 if results else timeout)
+            for ref in ready:
+                job = self._tasks.pop(ref)
+                try:
+                    results.append(ray.get(ref))
+                except ray.exceptions.RayError as error:  # the task's worker or node died more than max_retries times
+                    results.append(JobResult(job.name, ok=False, error=f"Ray task failed: {one_line(error)}"))
+        elif not results and self._videos:
             try:
-                results.append(ray.get(ref))
-            except ray.exceptions.RayError as error:  # the task's worker or node died more than max_retries times
-                results.append(JobResult(job.name, ok=False, error=f"Ray task failed: {one_line(error)}"))
+                results.append(self._finished.get(timeout=timeout))
+            except queue.Empty:
+                pass
+            results += self._finished_videos()
+        for result in results:
+            self._videos.pop(result.name, None)
         return results
 
+    def _finished_videos(self) -> list[JobResult]:
+        results = []
+        while True:
+            try:
+                results.append(self._finished.get_nowait())
+            except queue.Empty:
+                return results
+
     def close(self) -> None:
+        self.closing.set()  # the video threads cancel their segments' tasks and stop
         for ref in self._tasks:
             ray.cancel(ref, force=True)
         self._tasks.clear()
+        for thread in self._videos.values():
+            thread.join(timeout=30)
+        self._videos.clear()
         if self._started:
             ray.shutdown()
 

@@ -48,6 +48,7 @@ import multiprocessing
 import os
 import queue
 import signal
+import socket
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -56,10 +57,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-
-from vsr.errors import OptionError, OutputError, VsrError
-from vsr.fsutil import fsync_folder
 from vsr.pipelines.frames import VideoStreamInfo
+from vsr.pipelines.resume import SegmentFolder, segment_file
+from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.upscale import (
     UpscaleOptions,
     VideoOptions,
@@ -71,8 +71,9 @@ from vsr.pipelines.upscale import (
     make_engine,
     upscale_video,
 )
-from vsr.pipelines.resume import SegmentFolder, segment_file
-from vsr.pipelines.runner import StageTimes
+
+from vsr.errors import OptionError, OutputError, VsrError
+from vsr.fsutil import fsync_folder
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ class SegmentResult:
     width: int
     height: int
     times: StageTimes
+    worker: str = ""  # host:pid of the process that upscaled it
 
 
 @dataclass
@@ -230,8 +232,9 @@ def _raise(failure: _Failure) -> None:
     raise error_type(failure.message)
 
 
-def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, folder: Path, video: VideoOptions,
-                     on_frames) -> SegmentResult:
+def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, folder: Path, video: VideoOptions,
+                    on_frames: Callable[[int], None] | None = None) -> SegmentResult:
+    """One segment of `plan` upscaled by `engine` into its file in `folder` (what every worker does)."""
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
@@ -257,7 +260,7 @@ def _upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, 
 
             times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames,
                                  device=engine.device)
-    return SegmentResult(segment.index, path, encoded, width, height, times)
+    return SegmentResult(segment.index, path, encoded, width, height, times, f"{socket.gethostname()}:{os.getpid()}")
 
 
 def worker_main(worker: int, device: str, threads: int, log_level: int, parent: int, source: Path,
@@ -283,7 +286,7 @@ def worker_main(worker: int, device: str, threads: int, log_level: int, parent: 
     while (index := tasks.get()) is not None:
         segment = plan.segments[index]
         try:
-            result = _upscale_segment(engine, source, plan, segment, folder, video,
+            result = upscale_segment(engine, source, plan, segment, folder, video,
                                       on_frames=lambda count: results.put(("frames", worker, count)))
         except Exception as error:
             results.put(("failed", worker, _failure(error, f"{plan.describe(segment)} on {device}")))
@@ -360,6 +363,7 @@ def upscale_video_in_segments(
     progress: bool = False,
     on_segment: Callable[[SegmentResult], None] | None = None,
     engine=None,
+    remote=None,
 ) -> VideoResult:
     """`upscale_video` over keyframe-aligned segments, resumably, on one device or several; see the module doc.
 
@@ -371,6 +375,8 @@ def upscale_video_in_segments(
     guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn). `on_segment` is called
     with each segment this call upscaled, once it is kept. A video with one segment is upscaled by `upscale_video`.
     `engine`: with one device, an engine to use rather than a new one (batch workers keep theirs between jobs).
+    `remote`: something that upscales segments elsewhere (`ray_backend.RaySegments`: a Ray task each); `devices` is
+    then ignored, and even a video of one segment goes to it (this process only plans, keeps and joins).
     """
     from tqdm import tqdm
 
@@ -383,16 +389,17 @@ def upscale_video_in_segments(
         device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
-    # With one device the engine is made here, once; with several, each worker makes its own.
-    if len(device_list) == 1 and engine is None:
-        engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
-    elif len(device_list) > 1:
+    # With one device the engine is made here, once; with several (or remotely), each worker makes its own.
+    if remote is not None or len(device_list) > 1:
         engine = None
-    scale = engine.scale if engine is not None else _output_scale(options, progress)
-    output = Path(output) if output is not None else default_output_path(source, scale)
+    elif engine is None:
+        engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
+    if output is None:
+        output = default_output_path(source, engine.scale if engine is not None else _output_scale(options, progress))
+    output = Path(output)
     check_output(output, source, overwrite)
     plan = plan_video(source, len(device_list), video)
-    if len(plan.segments) < 2:
+    if len(plan.segments) < 2 and remote is None:
         if len(device_list) > 1:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                      source, device_list[0])
@@ -412,8 +419,10 @@ def upscale_video_in_segments(
             bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
                        dynamic_ncols=True, leave=False)
             with bar:
-                for result in _upscale_segments(todo, engine, device_list, source, plan, options, video,
-                                                folder.path, bar.update):
+                upscaled = remote.upscale(todo, source, plan, options, video, folder.path, bar.update) \
+                    if remote is not None else \
+                    _upscale_segments(todo, engine, device_list, source, plan, options, video, folder.path, bar.update)
+                for result in upscaled:
                     folder.record(result)
                     made.append(result)
                     if on_segment is not None:
@@ -453,7 +462,7 @@ def _upscale_segments(todo: list[Segment], engine, devices: list[str], source: P
         return
     if engine is not None:
         for segment in todo:
-            yield _upscale_segment(engine, source, plan, segment, folder, video, on_frames)
+            yield upscale_segment(engine, source, plan, segment, folder, video, on_frames)
         return
     workers = _Workers(devices[: len(todo)])
     finished = False

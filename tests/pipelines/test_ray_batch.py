@@ -3,6 +3,7 @@
 The driver (this process) keeps the journal; the tasks run in Ray's worker processes and return their results.
 """
 
+import logging
 import os
 import signal
 import threading
@@ -14,9 +15,9 @@ import ray
 
 from tests.pipelines.clips import make_clip
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.pipelines.test_segments import decoded_framemd5
 from vsr import api
 from vsr.pipelines import batch
-from vsr.pipelines.encode import partial_path
 from vsr.pipelines.journal import JobState
 
 
@@ -32,7 +33,8 @@ def frame_count(path: Path) -> int:
 
 
 def ray_task_pids(name: str) -> list[int]:
-    """Ray renames a worker process "ray::TASK NAME" while it runs a task: find the one running job `name`."""
+    """Ray renames a worker process "ray::TASK NAME" while it runs a task: find those running job `name` (its
+    segments' tasks are named "vsr-upscale:NAME#INDEX")."""
     title, found = f"ray::vsr-upscale:{name}".encode(), []
     for entry in Path("/proc").iterdir():
         try:
@@ -68,8 +70,9 @@ def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_pat
     driver.start()
     try:
         deadline = time.monotonic() + 300
-        # Kill the task's worker while it is writing the output.
-        while not (partial_path(out / "clip.x4.mp4").exists() and (pids := ray_task_pids("clip.x4.mp4"))):
+        # Kill the task's worker while it is writing its segment (a short video: one segment).
+        writing = out / ".clip.x4.mp4.segments" / ".segment-0000.partial.mp4"
+        while not (writing.exists() and (pids := ray_task_pids("clip.x4.mp4"))):
             assert driver.is_alive() and time.monotonic() < deadline, "the job ended before it could be killed"
             time.sleep(0.02)
         for pid in pids:
@@ -81,4 +84,22 @@ def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_pat
     (row,) = report.rows
     assert row.state is JobState.DONE and row.attempts == 1  # Ray's retry happens within the journal's attempt
     assert frame_count(out / "clip.x4.mp4") == 24
-    assert not partial_path(out / "clip.x4.mp4").exists()
+    assert sorted(path.name for path in out.iterdir()) == [".vsr-journal.sqlite", "clip.x4.mp4"]
+
+
+def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_path, tiny_rrdbnet_checkpoint, caplog):
+    """96 frames with a keyframe every 8, segments of 0.25 s: 12 segment tasks over the cluster's 2 CPU slots, joined
+    by the driver into the frames of a run on one device."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "long.mp4", frames=96, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
+    options = api.UpscaleOptions(model=str(tiny_rrdbnet_checkpoint))
+    video = api.VideoOptions(codec="ffv1", segment_seconds=0.25)
+    jobs = batch.discover(source, out, options=options, video=video)
+    with caplog.at_level(logging.INFO, logger="vsr.pipelines.ray_backend"):
+        report = batch.run_batch(jobs, out, ray="auto")
+    assert report.ok
+    assert "long.x4.mp4: 12 segments upscaled by 2 Ray worker processes" in caplog.text
+    single = api.upscale_video(source / "long.mp4", tmp_path / "single.mkv", options=options, video=video)
+    assert decoded_framemd5(out / "long.x4.mp4") == decoded_framemd5(single.output)
+    assert sorted(path.name for path in out.iterdir()) == [".vsr-journal.sqlite", "long.x4.mp4"]
