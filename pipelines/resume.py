@@ -14,7 +14,6 @@ the output is joined; a run that fails or is interrupted leaves it, and says so.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import shutil
@@ -22,6 +21,11 @@ from pathlib import Path
 
 from vsr.errors import OutputError
 from vsr.fsutil import write_bytes_atomic
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; two runs on one output there are the user's to avoid
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +95,8 @@ class SegmentFolder:
 
     def _lock(self) -> None:
         self._lock_file = open(self.path / "lock", "a")  # noqa: SIM115 - held open while the run lasts
+        if fcntl is None:
+            return
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

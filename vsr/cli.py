@@ -156,9 +156,11 @@ def _summary(result) -> str:
         for name, seconds in (("decode", times.decode), ("model", times.model), ("encode", times.encode))
         if busy > 0
     )
+    resumed = times.extra.get("resumed", 0)
+    earlier = f"; {resumed} of {times.extra['segments']} segments from an earlier run" if resumed else ""
     return (
         f"wrote {result.output}: {result.frames} frames at {result.width}x{result.height} "
-        f"in {times.wall:.1f} s ({times.fps:.2f} fps; busy time {shares})"
+        f"in {times.wall:.1f} s ({times.fps:.2f} fps; busy time {shares}{earlier})"
     )
 
 

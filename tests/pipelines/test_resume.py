@@ -171,6 +171,7 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
     done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"resuming: {kept} of 12 segments" in done.stderr
+    assert f"; {kept} of 12 segments from an earlier run)" in done.stdout
     single = upscale_video(clip, tmp_path / "single.mkv", video=LOSSLESS,
                            options=UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=1, device="cpu"))
     assert decoded_framemd5(output) == decoded_framemd5(single.output)
