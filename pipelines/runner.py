@@ -97,7 +97,8 @@ class _StageStreams:
         """Make `stage`'s stream the current one of the calling thread (PyTorch's current stream is per thread)."""
         return torch.cuda.stream(self.streams[stage])
 
-    def handed_on(self, batch: FrameBatch) -> tuple[FrameBatch, torch.cuda.Event]:
+    @staticmethod
+    def handed_on(batch: FrameBatch) -> tuple[FrameBatch, torch.cuda.Event]:
         """The batch with an event recorded after the work queued so far on this thread's stream."""
         event = torch.cuda.Event()
         event.record()

@@ -419,10 +419,8 @@ def upscale_video_in_segments(
             bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
                        dynamic_ncols=True, leave=False)
             with bar:
-                upscaled = remote.upscale(todo, source, plan, options, video, folder.path, bar.update) \
-                    if remote is not None else \
-                    _upscale_segments(todo, engine, device_list, source, plan, options, video, folder.path, bar.update)
-                for result in upscaled:
+                for result in _upscale_segments(todo, engine, remote, device_list, source, plan, options, video,
+                                                folder.path, bar.update):
                     folder.record(result)
                     made.append(result)
                     if on_segment is not None:
@@ -455,10 +453,14 @@ def upscale_video_in_segments(
                        height=parts[0].height, times=times)
 
 
-def _upscale_segments(todo: list[Segment], engine, devices: list[str], source: Path, plan: SegmentPlan,
+def _upscale_segments(todo: list[Segment], engine, remote, devices: list[str], source: Path, plan: SegmentPlan,
                       options: UpscaleOptions, video: VideoOptions, folder: Path, on_frames) -> Iterator[SegmentResult]:
-    """The segments of `todo` upscaled, each as it is finished: here by `engine`, else by a worker per device."""
+    """The segments of `todo` upscaled, each as it is finished: by `remote`, here by `engine`, or by a worker
+    process per device."""
     if not todo:
+        return
+    if remote is not None:
+        yield from remote.upscale(todo, source, plan, options, video, folder, on_frames)
         return
     if engine is not None:
         for segment in todo:
