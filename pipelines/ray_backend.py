@@ -28,6 +28,7 @@ from pathlib import Path
 
 from vsr.errors import OptionError, VsrError
 from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job
+from vsr.pipelines.runner import ctrl_c_held_back
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,8 @@ class RayExecutor:
         if job.kind == "video":
             thread = threading.Thread(target=self._run_video, args=(job,), name=f"vsr-ray:{job.name}", daemon=True)
             self._videos[job.name] = thread
-            thread.start()
+            with ctrl_c_held_back():  # so that close() finds it started, and joins it
+                thread.start()
             return
         gpus = 1 if self.cluster_gpus >= 1 and job.options.device != "cpu" else 0
         if gpus:

@@ -178,6 +178,7 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, 
     # and an ignored signal stays ignored across exec, so Python would never raise KeyboardInterrupt.
     process = subprocess.Popen([*VSR, "upscale", str(source), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHONFAULTHANDLER="1"),  # a crash shows its threads' stacks
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not partial.exists() and process.poll() is None and time.monotonic() < deadline:

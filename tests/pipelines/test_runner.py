@@ -1,5 +1,6 @@
 """The streaming runner: order, bounded queues, and errors from any stage."""
 
+import signal
 import threading
 
 import pytest
@@ -67,6 +68,26 @@ def test_an_error_in_any_stage_stops_the_run_and_reaches_the_caller(stage):
     with pytest.raises(ValueError, match=f"broken {stage}"):
         run_pipeline(batches(), upscale, write)
     assert threading.active_count() == before
+
+
+def test_ctrl_c_while_the_stages_start_leaves_none_running(monkeypatch):
+    """Ctrl-C can land while Thread.start() waits for a stage to run (the moment a user presses it after seeing the
+    output appear). A stage left running then reads a container its caller is closing: a crash at exit."""
+    real_start = threading.Thread.start
+
+    def start_then_ctrl_c(thread):
+        real_start(thread)
+        if thread.name == "vsr-decode":
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_ctrl_c)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # ignored in a run started in the background
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(make_batches(1000), double, lambda batch: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert [thread.name for thread in threading.enumerate() if thread.name.startswith("vsr-")] == []
 
 
 def test_a_cpu_device_runs_without_streams():
