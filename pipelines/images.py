@@ -92,11 +92,12 @@ def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     return frame
 
 
-def _frame_to_image(frame: av.VideoFrame) -> Image:
+def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     fmt = frame.format
     components = fmt.components
     deep = max(c.bits for c in components) > 8
-    has_alpha = any(c.is_alpha for c in components)
+    # FFmpeg decodes a CMYK JPEG to RGB with an opaque alpha plane (gbrap); JPEG itself has no transparency.
+    has_alpha = any(c.is_alpha for c in components) and codec != "mjpeg"
     gray = not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in components) == 1
     if fmt.has_palette:
         # A palette may carry transparency (PNG tRNS); keep alpha only if some entry actually uses it.
@@ -122,12 +123,13 @@ def read_image(path: str | os.PathLike) -> Image:
         with av.open(str(path)) as container:
             if not _is_still_image_container(container.format.name) or not container.streams.video:
                 raise InputError(f"{path}: not an image (FFmpeg reads it as {container.format.name!r})")
+            codec = container.streams.video[0].codec_context.name
             frame = next(container.decode(video=0), None)
     except (av.FFmpegError, OSError) as error:
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")
-    return _frame_to_image(frame)
+    return _frame_to_image(frame, codec)
 
 
 def _quantize(x: torch.Tensor, bits: int) -> np.ndarray:

@@ -102,6 +102,19 @@ def test_pngs_written_by_ffmpeg_read_correctly(tmp_path):
     assert torch.equal(palette.rgb, read_image(tmp_path / "palette-as-rgb.png").rgb)
 
 
+def test_a_cmyk_jpeg_reads_as_rgb_without_alpha(tmp_path, caplog):
+    from PIL import Image as PilImage
+
+    rgb = (photo(32).rgb.permute(1, 2, 0) * 255).round().byte().numpy()
+    PilImage.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    image = read_image(tmp_path / "cmyk.jpg")
+    assert image.alpha is None and not image.gray
+    pillow = np.asarray(PilImage.open(tmp_path / "cmyk.jpg").convert("RGB"), np.float32) / 255
+    assert np.abs(image.rgb.permute(1, 2, 0).numpy() - pillow).max() <= 2 / 255  # Pillow: an independent reader
+    write_image(tmp_path / "out.jpg", image)
+    assert "transparency" not in caplog.text
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".jpeg", ".webp"])
 def test_lossy_formats_are_readable_after_writing(tmp_path, suffix):
     image = photo()
