@@ -116,7 +116,9 @@ def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> 
 
 def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite: bool, output: Path | None = None):
     kind = media_kind(source) or "video"
-    output = output if output is not None else out_dir / api.default_output_path(relative, output_scale(options))
+    if output is None:
+        codec = video.codec if kind == "video" else None
+        output = out_dir / api.default_output_path(relative, output_scale(options), codec)
     name = output.relative_to(out_dir).as_posix()
     return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),
                     kind=kind, options=options, video=video, overwrite=overwrite)

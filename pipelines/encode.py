@@ -43,6 +43,8 @@ store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv) and "
 
 from __future__ import annotations
 
+import functools
+import io
 import logging
 import os
 from collections.abc import Iterator
@@ -403,6 +405,20 @@ def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> No
     rows[:, : destination.width] = plane
 
 
+@functools.lru_cache(maxsize=None)
+def container_holds(suffix: str, codec: str) -> bool:
+    """Whether FFmpeg's muxer for files ending in `suffix` takes `codec` (the check VideoWriter's add_stream makes):
+    False for H.264 in .webm or anything in .gif, and for a suffix FFmpeg knows no muxer for."""
+    target = io.BytesIO()
+    target.name = f"probe{suffix}"  # PyAV picks the muxer by this name, as for a file
+    try:
+        with av.open(target, "w") as container:
+            container.add_stream(_codec_spec(codec).encoder, rate=24)
+    except ValueError:
+        return False
+    return True
+
+
 def _codec_spec(codec: str) -> CodecSpec:
     if codec not in CODECS:
         raise OptionError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
@@ -441,6 +457,11 @@ def _guess_by_size(info: VideoStreamInfo) -> str:
 
 def _conversion(info: VideoStreamInfo) -> tuple[str, ColorRange]:
     """The matrix (a `_MATRICES` key) and range to convert RGB to YUV with."""
+    source_format = av.VideoFormat(info.pix_fmt)
+    if info.color.matrix == "gbr" or source_format.is_rgb or source_format.has_palette:
+        # An RGB source (PNG, GIF, RGB FFV1...) has no YUV matrix or range to keep: convert it as players assume a
+        # video of its size is (limited range), and say so in the tags.
+        return _guess_by_size(info), ColorRange.MPEG
     matrix = info.color.matrix
     if matrix not in _MATRICES:
         guess = _guess_by_size(info)

@@ -395,7 +395,8 @@ def upscale_video_in_segments(
     elif engine is None:
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
     if output is None:
-        output = default_output_path(source, engine.scale if engine is not None else _output_scale(options, progress))
+        scale = engine.scale if engine is not None else _output_scale(options, progress)
+        output = default_output_path(source, scale, video.codec)
     output = Path(output)
     check_output(output, source, overwrite)
     plan = plan_video(source, len(device_list), video)

@@ -70,9 +70,15 @@ def scale_label(scale: float) -> str:
     return f"x{scale:g}"
 
 
-def default_output_path(source: Path, scale: float) -> Path:
-    """movie.mp4 → movie.x4.mp4, next to the input."""
-    return source.with_name(f"{source.stem}.{scale_label(scale)}{source.suffix}")
+def default_output_path(source: Path, scale: float, codec: str | None = None) -> Path:
+    """movie.mp4 → movie.x4.mp4, next to the input. A video whose container cannot hold `codec` (H.264 in .webm,
+    any codec in .gif) gets .mkv, which holds every codec and every stream the source can pass on."""
+    from vsr.pipelines.encode import container_holds
+
+    suffix = source.suffix
+    if codec is not None and not container_holds(suffix, codec):
+        suffix = ".mkv"
+    return source.with_name(f"{source.stem}.{scale_label(scale)}{suffix}")
 
 
 def check_input(path: Path) -> None:
@@ -189,7 +195,7 @@ def upscale_video(
     with decoder:
         info = decoder.info
         height, width = engine.output_size(info.height, info.width)
-        output = Path(output) if output is not None else default_output_path(source, engine.scale)
+        output = Path(output) if output is not None else default_output_path(source, engine.scale, video.codec)
         check_output(output, source, overwrite)
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)

@@ -90,7 +90,8 @@ def _setup_logging(quiet: bool) -> None:
 @_user_errors
 def upscale(
     input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...) or an image (png, jpg, webp)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file [default: INPUT.x4.EXT next to the input]."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file [default: INPUT.x4.EXT next to "
+                                          "the input; .mkv where EXT cannot hold the codec]."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     batch_size: BatchSizeOption = 4,

@@ -136,6 +136,40 @@ def flat_mask(image, radius=2):
     return mask
 
 
+def test_an_rgb_source_becomes_limited_range_yuv_without_a_warning(tmp_path):
+    chart = media.make_color_chart(tmp_path / "bars.mp4", size=(128, 96))
+    source = tmp_path / "bars-rgb.mkv"
+    media.ffmpeg("-i", chart, "-c:v", "ffv1", "-pix_fmt", "bgr0", "-color_range", "pc", source)
+    output = tmp_path / "bars-rgb.x4.mkv"
+    result = vsr("upscale", source, "-o", output, "-m", "bicubic", "--pix-fmt", "yuv444p", "--crf", "0")
+    assert "WARNING" not in result.stderr
+    (video,) = media.ffprobe_streams_of(output, "v")
+    assert (video["color_range"], video["color_space"]) == ("tv", "smpte170m")  # 96 lines: what players assume
+    before, after = decode_first(source), decode_first(output)
+    flat = flat_mask(before)
+    error = np.abs(after.reshape(96, 4, 128, 4, 3).mean(axis=(1, 3))[flat] - before[flat]).mean()
+    assert error < 1.0, f"mean color error {error:.2f} levels"
+
+
+@pytest.mark.parametrize("name, encoder", [("anim.gif", "gif"), ("clip.webm", "libvpx-vp9")])
+def test_a_container_that_cannot_hold_the_codec_gives_an_mkv_by_default(tmp_path, name, encoder):
+    source = tmp_path / name
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "6", "-c:v", encoder, source)
+    result = vsr("upscale", source, "-m", "bicubic")
+    output = source.with_name(f"{source.stem}.x4.mkv")
+    assert result.stdout.startswith(f"wrote {output}:")
+    assert media.video_times(output) == media.video_times(source)
+
+
+def test_a_codec_the_container_holds_keeps_the_extension(tmp_path):
+    source = tmp_path / "clip.webm"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "4", "-c:v", "libvpx-vp9", source)
+    result = vsr("upscale", source, "-m", "bicubic", "--codec", "libsvtav1")
+    output = tmp_path / "clip.x4.webm"
+    assert result.stdout.startswith(f"wrote {output}:")
+    assert [stream["codec_name"] for stream in media.ffprobe_streams_of(output, "v")] == ["av1"]
+
+
 def test_existing_output_is_refused_and_left_alone(tmp_path):
     source = make_clip(tmp_path / "clip.mp4", frames=4)
     output = tmp_path / "clip.x4.mp4"
