@@ -47,13 +47,13 @@ CompileOption = Annotated[Optional[bool], typer.Option(
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, h264_nvenc, ...")]
 CrfOption = Annotated[Optional[int], typer.Option(
-    "--crf", help="Constant rate factor (quality; lower is better) [default: the codec's].")]
-PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset [default: the codec's].")]
+    "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
+PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]
 SegmentSecondsOption = Annotated[Optional[float], typer.Option(
     "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, kept until "
-    "the output is whole, so that the same command resumes a run cut short [default: 300; 0: never].")]
+    "the output is whole, so that the same command resumes a run cut short \\[default: 300; 0: never].")]
 PixFmtOption = Annotated[Optional[str], typer.Option(
-    "--pix-fmt", help="Output pixel format [default: the source's bit depth, 4:2:0].")]
+    "--pix-fmt", help="Output pixel format \\[default: the source's bit depth, 4:2:0].")]
 StartOption = Annotated[Optional[float], typer.Option("--start", help="Start time in seconds (for previews).")]
 EndOption = Annotated[Optional[float], typer.Option("--end", help="End time in seconds.")]
 FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
@@ -90,7 +90,7 @@ def _setup_logging(quiet: bool) -> None:
 @_user_errors
 def upscale(
     input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...) or an image (png, jpg, webp)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file [default: INPUT.x4.EXT next to "
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to "
                                           "the input; .mkv where EXT cannot hold the codec]."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,

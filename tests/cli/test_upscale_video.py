@@ -260,3 +260,12 @@ def test_probe_describes_the_streams_and_the_work(tmp_path):
     assert "video: h264, 64×48" in result.stdout
     assert "audio: aac" in result.stdout
     assert "10 frames" in result.stdout and "×4 → 256×192" in result.stdout
+
+
+def test_help_shows_the_defaults_written_in_words():
+    # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
+    result = subprocess.run([*VSR, "upscale", "--help"], capture_output=True, text=True, check=True,
+                            env=dict(os.environ, COLUMNS="200"))
+    for text in ("[default: INPUT.x4.EXT next to the input;", "[default: the codec's]", "[default: the source's bit",
+                 "[default: 300; 0: never]"):
+        assert text in result.stdout
