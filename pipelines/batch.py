@@ -63,6 +63,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "end": ("video", "end", (int, float)),
     "frames": ("video", "max_frames", (int,)),
     "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
+    "deinterlace": ("video", "deinterlace", (str,)),
 }
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
 _PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}

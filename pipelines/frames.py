@@ -40,6 +40,7 @@ class VideoStreamInfo:
     color: ColorInfo
     rotation: int = 0  # degrees, from the display matrix; the frames themselves are not rotated
     sample_aspect_ratio: Fraction | None = None
+    interlaced: bool = False  # the stream says each frame holds two fields from two moments (field order tt, bb, ...)
 
 
 @dataclass

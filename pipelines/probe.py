@@ -142,6 +142,7 @@ def video_stream_info(
         ),
         rotation=_display_rotation(container.name, stream.index),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
+        interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
     )
     return info, estimated
 
@@ -203,6 +204,8 @@ def format_probe(info: MediaInfo, work: str | None = None) -> str:
                 f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit), {rate}"
                 f"{' (variable)' if info.vfr else ''}, {frames} frames, color {colors} ({color.range} range)"
             )
+            if video.interlaced:
+                line += ", interlaced"
             if video.rotation:
                 line += f", rotated {video.rotation}°"
             if video.sample_aspect_ratio:

@@ -242,7 +242,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
 
     path = segment_file(folder, segment.index)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
-                           end=plan.seconds(segment.end_pts))
+                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace)
     encoded: list[int] = []
     with decoder:
         height, width = engine.output_size(decoder.info.height, decoder.info.width)

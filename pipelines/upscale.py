@@ -129,6 +129,7 @@ class VideoOptions:
     end: float | None = None  # seconds
     max_frames: int | None = None
     copy_streams: bool = True  # audio, subtitles, attachments, chapters, metadata
+    deinterlace: str = "auto"  # auto (the streams that say they are interlaced), on, off; see pipelines/decode
     # Videos longer than this are upscaled in resumable segments by `segments.upscale_video_in_segments` (what
     # `vsr upscale` and batch jobs call); None: never. `upscale_video` itself never cuts.
     segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS
@@ -144,6 +145,8 @@ class VideoOptions:
             raise OptionError(f"--end ({self.end}) must be after --start ({self.start})")
         if self.max_frames is not None and self.max_frames < 1:
             raise OptionError(f"--frames must be at least 1, not {self.max_frames}")
+        if self.deinterlace not in ("auto", "on", "off"):
+            raise OptionError(f"--deinterlace must be auto, on or off, not {self.deinterlace!r}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")
@@ -190,7 +193,7 @@ def upscale_video(
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
         source, backend=video.decoder, device=engine.device, start=video.start, end=video.end,
-        max_frames=video.max_frames,
+        max_frames=video.max_frames, deinterlace=video.deinterlace,
     )
     with decoder:
         info = decoder.info

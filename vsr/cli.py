@@ -57,6 +57,9 @@ PixFmtOption = Annotated[Optional[str], typer.Option(
 StartOption = Annotated[Optional[float], typer.Option("--start", help="Start time in seconds (for previews).")]
 EndOption = Annotated[Optional[float], typer.Option("--end", help="End time in seconds.")]
 FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
+DeinterlaceOption = Annotated[Optional[str], typer.Option(
+    "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
+    "every frame; off: never.")]
 
 
 def _user_errors(command):
@@ -112,6 +115,7 @@ def upscale(
     start: StartOption = None,
     end: EndOption = None,
     frames: FramesOption = None,
+    deinterlace: DeinterlaceOption = "auto",
     blend: Optional[str] = typer.Option(
         None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
     alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
@@ -139,6 +143,7 @@ def upscale(
         return
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
+        deinterlace=deinterlace,
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     progress = not quiet and sys.stderr.isatty()
@@ -208,6 +213,7 @@ def batch(
     end: EndOption = None,
     frames: FramesOption = None,
     segment_seconds: SegmentSecondsOption = None,
+    deinterlace: DeinterlaceOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar, no per-job lines and no summary."),
 ) -> None:
@@ -229,7 +235,7 @@ def batch(
              "device": device, "precision": precision, "cuda-graphs": cuda_graphs, "compile": compile,
              "decoder": decoder, "codec": codec, "crf": crf,
              "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames,
-             "segment-seconds": segment_seconds}
+             "segment-seconds": segment_seconds, "deinterlace": deinterlace}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:
         if len(folders) > 1 or include or exclude:

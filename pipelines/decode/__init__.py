@@ -20,6 +20,11 @@ The interface every backend keeps (`Decoder`):
 - Opening a bad input (missing, a directory, empty, not a media file, no video stream, unknown codec) raises
   `InputError` with one line naming the file and the problem.
 
+Deinterlacing (`deinterlace`): "off" gives the frames as they are; "auto" deinterlaces a stream that says it is
+interlaced, and "on" every frame, with FFmpeg's bwdif, one frame out per frame in, each keeping its pts (PyAV alone
+does it: another backend asked for falls back to PyAV, in software, with a warning). Upscaling the two fields of an
+interlaced frame together magnifies the comb of their lines four times over.
+
 Selecting frames: `start`/`end` in seconds from the stream's first frame keep the frames whose time is in
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
 
@@ -57,6 +62,7 @@ from vsr.pipelines.decode._base import Decoder, Selection, rgb_matrix
 from vsr.pipelines.decode._dali import DaliDecoder
 from vsr.pipelines.decode._decord import DecordDecoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
+from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
 __all__ = [
     "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix",
@@ -65,6 +71,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
+DEINTERLACE = ("auto", "on", "off")
+_said_interlaced: set[Path] = set()  # files whose "deinterlacing" notice this process gave (once per video, not segment)
 
 
 def open_decoder(
@@ -75,13 +83,24 @@ def open_decoder(
     start: float | None = None,
     end: float | None = None,
     max_frames: int | None = None,
+    deinterlace: str = "off",
 ) -> Decoder:
     """Open the video stream of `path` for decoding (see the module docstring)."""
     if backend not in BACKENDS:
         raise OptionError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+    if deinterlace not in DEINTERLACE:
+        raise OptionError(f"deinterlace={deinterlace!r}: expected one of {', '.join(DEINTERLACE)}")
     device = _device(device)
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
+    if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
+        if deinterlace == "auto" and path not in _said_interlaced:
+            _said_interlaced.add(path)
+            log.warning("%s: interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps "
+                        "the fields)", path)
+        if backend in ("dali", "decord"):
+            log.warning("%s: decoding with PyAV instead of %s, which cannot deinterlace", path, backend)
+        return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend == "dali" or (backend == "auto" and device.type == "cuda"):
         try:
             return DaliDecoder(path, **options)
@@ -95,6 +114,12 @@ def open_decoder(
         except Unsuitable as reason:
             log.warning("%s: decoding with PyAV instead of decord: %s", path, reason)
     return PyAVDecoder(path, **options)
+
+
+def _is_interlaced(path: Path) -> bool:
+    with open_input(path) as container:
+        stream = find_video_stream(container, path)
+        return video_stream_info(container, stream)[0].interlaced
 
 
 def _device(device: str | torch.device) -> torch.device:

@@ -59,6 +59,9 @@ class PyAVDecoder(Decoder):
 
     On a CUDA `device` the packets are decoded by NVDEC when it can be had (`nvdec` says whether it was), and the
     frames are converted to RGB on the GPU without leaving it.
+
+    `deinterlace`: None, or bwdif's `deint` ("interlaced": the frames flagged so, "all"): the frames go through
+    FFmpeg's bwdif, decoded in software (bwdif takes no NVDEC frames).
     """
 
     backend = "pyav"
@@ -71,14 +74,17 @@ class PyAVDecoder(Decoder):
         start: float | None = None,
         end: float | None = None,
         max_frames: int | None = None,
+        deinterlace: str | None = None,
     ):
-        container, stream, info = open_for_decoding(path, nvdec_device=cuda_index(device))
+        nvdec_device = cuda_index(device) if deinterlace is None else None
+        container, stream, info = open_for_decoding(path, nvdec_device=nvdec_device)
         self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
         stream.thread_type = "AUTO"
         self._container = container
         self._stream = stream
+        self._deinterlace = deinterlace
         self._reformatter = VideoReformatter()  # one swscale context for all frames, not one per frame
         self._resized = False
         self._conversion = dict(
@@ -103,7 +109,8 @@ class PyAVDecoder(Decoder):
             except av.error.FFmpegError as error:
                 log.info("%s: cannot seek (%s); decoding from the start", self.path, _reason(error))
         count, last_pts = 0, None
-        for frame in self._decoded():
+        frames = self._decoded() if self._deinterlace is None else self._deinterlaced(self._decoded())
+        for frame in frames:
             pts = frame.pts
             if pts is None:
                 pts = self._first_pts if last_pts is None else last_pts + self._pts_step
@@ -146,6 +153,34 @@ class PyAVDecoder(Decoder):
                 continue
             yield from order.push(self._checked(frames))
         yield from order.finish()
+
+    def _deinterlaced(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """`frames` through FFmpeg's bwdif: one frame out per frame in, with its pts; the lines of the field that is
+        not shown first are interpolated from the other field's neighbours in space and time."""
+        graph = av.filter.Graph()
+        source = graph.add_buffer(template=self._stream)
+        bwdif = graph.add("bwdif", f"mode=send_frame:parity=auto:deint={self._deinterlace}")
+        sink = graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(sink)
+        graph.configure()
+
+        def ready() -> Iterator[av.VideoFrame]:
+            while True:
+                try:
+                    frame = graph.pull()
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    return
+                if frame.pts is not None:  # bwdif halves the time base (its other mode sends one frame per field)
+                    frame.pts = round(frame.pts * frame.time_base / self.info.time_base)
+                    frame.time_base = self.info.time_base
+                yield frame
+
+        for frame in frames:
+            graph.push(frame)
+            yield from ready()
+        graph.push(None)  # bwdif holds one frame back, to look at the one after it
+        yield from ready()
 
     def _checked(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         for frame in frames:
