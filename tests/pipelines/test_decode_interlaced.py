@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.probe import probe
@@ -29,11 +30,12 @@ def interlaced(tmp_path_factory):
     return clip, decode(source, "off")
 
 
-def decode(path, deinterlace):
-    with open_decoder(path, backend="pyav", deinterlace=deinterlace) as decoder:
+def decode(path, deinterlace, device="cpu"):
+    with open_decoder(path, backend="pyav", deinterlace=deinterlace, device=device) as decoder:
         frames, pts = [], []
         for batch in decoder.batches(4):
-            frames += list(batch.frames.permute(0, 2, 3, 1).numpy().astype(np.float64))
+            assert batch.frames.device.type == torch.device(device).type
+            frames += list(batch.frames.permute(0, 2, 3, 1).cpu().numpy().astype(np.float64))
             pts += batch.pts
     return frames, pts
 
@@ -80,3 +82,17 @@ def test_vsr_upscale_deinterlaces_by_default_and_says_so(interlaced, tmp_path):
     assert "interlaced video: deinterlacing it" in result.stderr
     assert media.video_times(output) == media.video_times(clip)
     assert media.ffprobe_streams_of(output, "v")[0].get("field_order", "progressive") == "progressive"
+
+
+# ---- on a CUDA device (bench/device_check.py) -----------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_on_a_gpu_interlaced_video_is_decoded_in_software_and_deinterlaced(interlaced):
+    clip, _ = interlaced
+    reference, reference_pts = decode(clip, "auto")
+    frames, pts = decode(clip, "auto", device="cuda:0")  # NVDEC's frames cannot go through bwdif
+    assert pts == reference_pts
+    # swscale's exact path on the CPU, planes_to_rgb on the GPU: within one level (test_decode_hw.py)
+    assert max(np.abs(a - b).max() for a, b in zip(frames, reference)) <= 1
