@@ -72,6 +72,19 @@ def library(tmp_path) -> Path:
     return root
 
 
+def test_a_webm_is_named_mkv_unless_its_codec_fits_webm(tmp_path):
+    source = tmp_path / "in" / "clip.webm"
+    source.parent.mkdir()
+    source.write_bytes(b"")  # discovery reads names only
+
+    def named(codec):
+        video = api.VideoOptions(codec=codec)
+        return [job.name for job in batch.discover(source.parent, tmp_path / "out", options=BICUBIC, video=video)]
+
+    assert named("libx264") == ["clip.x2.mkv"]  # as `vsr upscale` names it: H.264 cannot go in .webm
+    assert named("libvpx-vp9") == ["clip.x2.webm"]
+
+
 def rows_by_name(out_dir: Path) -> dict:
     return {row.name: row for row in read_journal(out_dir)}
 
