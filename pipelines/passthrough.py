@@ -44,8 +44,9 @@ logger = logging.getLogger(__name__)
 COPIED_TYPES = ("audio", "subtitle", "data", "attachment")  # and cover pictures (video, attached_pic)
 # Container tags the muxer writes itself, or that describe the source's muxer rather than the content.
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
-# Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not).
-_VIDEO_TAGS = {"language", "title", "handler_name"}
+# Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not). A
+# "timecode" tag makes the MOV/MP4 muxers write a timecode track of their own (see `_is_timecode_track`).
+_VIDEO_TAGS = {"language", "title", "handler_name", "timecode"}
 # How far before a preview's start the source is sought: the demuxer lands on a keyframe at or before the time
 # asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
 _SEEK_MARGIN = 10
@@ -76,6 +77,7 @@ class Passthrough:
         self._trim = trim
         self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
         self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
+        self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
 
         output.metadata.update({k: v for k, v in self._input.metadata.items() if k.lower() not in _MUXER_TAGS})
         self._chapters = self._input.chapters()
@@ -83,6 +85,9 @@ class Passthrough:
             output.set_chapters(self._chapters)
         for stream in self._input.streams:
             if stream.index == video_index:
+                continue
+            if _is_timecode_track(stream):
+                self._timecode = stream.metadata["timecode"]
                 continue
             if copy_streams and (stream.type in COPIED_TYPES or stream.disposition & Disposition.attached_pic):
                 self._add(stream)
@@ -113,6 +118,10 @@ class Passthrough:
         """Give the output's video stream the source video's language, title, handler and disposition."""
         source = self._input.streams[self._video_index]
         video.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _VIDEO_TAGS})
+        if self._timecode is not None:
+            video.metadata.setdefault("timecode", self._timecode)
+        if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's
+            video.metadata.pop("timecode", None)
         video.disposition = source.disposition
 
     def start_at(self, seconds: Fraction) -> None:
@@ -215,6 +224,13 @@ def _chapters_within(chapters: list[dict], start: Fraction, end: Fraction) -> li
             kept.append({**chapter, "start": round((first - start) / time_base),
                          "end": round((last - start) / time_base)})
     return kept
+
+
+def _is_timecode_track(stream: Stream) -> bool:
+    """A QuickTime timecode track (tmcd): a data stream whose demuxer gives it a "timecode" tag. It is not copied: the
+    MOV muxer cannot write a copy (it needs the track's frame rate, which PyAV cannot set) but writes a timecode track
+    of its own from the video stream's "timecode" tag, which `copy_video_tags` sets."""
+    return stream.type == "data" and "timecode" in stream.metadata
 
 
 def _refusal(container: str, stream: Stream) -> str | None:

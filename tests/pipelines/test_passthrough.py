@@ -117,6 +117,25 @@ def test_cover_picture_is_copied(tmp_path):
     assert media.video_pts(output) == media.video_pts(source)
 
 
+@pytest.mark.parametrize("suffix", [".mov", ".mp4", ".mkv"])
+def test_a_timecode_track_is_rewritten_with_the_same_start(tmp_path, suffix):
+    source = tmp_path / "timecode.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i",
+                    "sine=r=48000", "-t", "0.4", "-timecode", "01:02:03:04", "-c:a", "aac", str(source)], check=True)
+    assert [s["codec_tag_string"] for s in by_type(source)["data"]] == ["tmcd"]
+    output = media.write_upscaled(source, tmp_path / f"out{suffix}")  # copying the tmcd track failed at the trailer
+    streams = by_type(output)
+    video_tags = {key.lower(): value for key, value in streams["video"][0]["tags"].items()}  # Matroska: TIMECODE
+    assert video_tags["timecode"] == "01:02:03:04"
+    if suffix != ".mkv":  # Matroska has no timecode track, only the tag
+        assert [(s["codec_tag_string"], s["tags"]["timecode"]) for s in streams["data"]] == [("tmcd", "01:02:03:04")]
+    assert len(media.video_pts(output)) == len(media.video_pts(source)) == 10
+    # A preview starts later than the source, so the source's first timecode would be wrong for it.
+    preview = media.write_upscaled(source, tmp_path / f"preview{suffix}", window=(0.2, 0.4), trim=True)
+    preview_tags = {key.lower() for key in by_type(preview)["video"][0].get("tags", {})}
+    assert "timecode" not in preview_tags and "data" not in by_type(preview)
+
+
 def test_copy_streams_false_keeps_only_the_video(rich, tmp_path):
     output = media.write_upscaled(rich, tmp_path / "out.mkv", copy_streams=False)
     assert list(by_type(output)) == ["video"]
