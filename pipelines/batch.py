@@ -370,7 +370,8 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                 journal.finish(result.name, ok=result.ok, error=result.error, checksum=result.checksum,
                                seconds=result.seconds, frames=result.frames)
                 if result.ok:
-                    frames = f", {result.frames} frames" if job.kind == "video" else ""
+                    plural = "s" if result.frames != 1 else ""
+                    frames = f", {result.frames} frame{plural}" if job.kind == "video" else ""
                     log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)
                 else:
                     log.error("%s: failed: %s", job.label, result.error)

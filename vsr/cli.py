@@ -164,8 +164,9 @@ def _summary(result) -> str:
     )
     resumed = times.extra.get("resumed", 0)
     earlier = f"; {resumed} of {times.extra['segments']} segments from an earlier run" if resumed else ""
+    frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
     return (
-        f"wrote {result.output}: {result.frames} frames at {result.width}x{result.height} "
+        f"wrote {result.output}: {frames} at {result.width}x{result.height} "
         f"in {times.wall:.1f} s ({times.fps:.2f} fps; busy time {shares}{earlier})"
     )
 

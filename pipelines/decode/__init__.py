@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
 DEINTERLACE = ("auto", "on", "off")
-_said_interlaced: set[Path] = set()  # files whose "deinterlacing" notice this process gave (once per video, not segment)
+_said_interlaced: set[Path] = set()  # files this process said it deinterlaces (once a video, not once a segment)
 
 
 def open_decoder(
