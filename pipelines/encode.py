@@ -64,6 +64,7 @@ from vsr.errors import OptionError, OutputError
 from vsr.fsutil import check_output, fsync_folder
 
 logger = logging.getLogger(__name__)
+os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration when an encoder opens otherwise: errors only
 
 
 @dataclass(frozen=True)
@@ -219,13 +220,15 @@ class VideoWriter:
         except OSError as error:
             self.abort()
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+        except av.FFmpegError as error:  # the muxer refused the stream when writing the header
+            self.abort()
+            raise OptionError(f"codec {codec!r} cannot be stored in a {self._container.format.name} file "
+                              f"({self.output.name}: {error.strerror}); use .mkv") from error
         except BaseException:
             self.abort()
             raise
 
     def _add_video_stream(self, codec: str, spec: CodecSpec, info: VideoStreamInfo, options: dict[str, str]):
-        if spec.encoder == "libsvtav1":
-            os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration otherwise: errors only
         try:
             # The rate only tags the stream and guides rate control: frame times come from their pts.
             stream = self._container.add_stream(spec.encoder, rate=info.average_rate or 24)
@@ -407,14 +410,17 @@ def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> No
 
 @functools.lru_cache(maxsize=None)
 def container_holds(suffix: str, codec: str) -> bool:
-    """Whether FFmpeg's muxer for files ending in `suffix` takes `codec` (the check VideoWriter's add_stream makes):
-    False for H.264 in .webm or anything in .gif, and for a suffix FFmpeg knows no muxer for."""
+    """Whether FFmpeg's muxer for files ending in `suffix` takes `codec`: False for H.264 in .webm or .y4m, anything in
+    .gif, and a suffix FFmpeg knows no muxer for. Asked of FFmpeg by writing a tiny header in memory (some muxers
+    only refuse a codec there, not when the stream is added)."""
     target = io.BytesIO()
     target.name = f"probe{suffix}"  # PyAV picks the muxer by this name, as for a file
     try:
         with av.open(target, "w") as container:
-            container.add_stream(_codec_spec(codec).encoder, rate=24)
-    except ValueError:
+            stream = container.add_stream(_codec_spec(codec).encoder, rate=24)
+            stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
+            container.start_encoding()
+    except (ValueError, av.FFmpegError):
         return False
     return True
 

@@ -151,14 +151,25 @@ def test_an_rgb_source_becomes_limited_range_yuv_without_a_warning(tmp_path):
     assert error < 1.0, f"mean color error {error:.2f} levels"
 
 
-@pytest.mark.parametrize("name, encoder", [("anim.gif", "gif"), ("clip.webm", "libvpx-vp9")])
-def test_a_container_that_cannot_hold_the_codec_gives_an_mkv_by_default(tmp_path, name, encoder):
+@pytest.mark.parametrize("name", ["anim.gif", "clip.webm", "raw.y4m"])
+def test_a_container_that_cannot_hold_the_codec_gives_an_mkv_by_default(tmp_path, name):
     source = tmp_path / name
-    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "6", "-c:v", encoder, source)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "6", source)
     result = vsr("upscale", source, "-m", "bicubic")
     output = source.with_name(f"{source.stem}.x4.mkv")
     assert result.stdout.startswith(f"wrote {output}:")
     assert media.video_times(output) == media.video_times(source)
+
+
+def test_a_container_asked_for_that_cannot_hold_the_codec_is_one_line(tmp_path):
+    source = tmp_path / "raw.y4m"  # the Y4M muxer takes raw video only, and says so only when the header is written
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "2", source)
+    result = vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.y4m", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: codec 'libx264' cannot be stored in a yuv4mpegpipe file (out.y4m: Invalid data found when "
+        "processing input); use .mkv"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["raw.y4m"]
 
 
 def test_a_codec_the_container_holds_keeps_the_extension(tmp_path):
