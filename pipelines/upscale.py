@@ -145,8 +145,10 @@ class VideoOptions:
             raise OptionError(f"--end ({self.end}) must be after --start ({self.start})")
         if self.max_frames is not None and self.max_frames < 1:
             raise OptionError(f"--frames must be at least 1, not {self.max_frames}")
-        if self.deinterlace not in ("auto", "on", "off"):
-            raise OptionError(f"--deinterlace must be auto, on or off, not {self.deinterlace!r}")
+        from vsr.pipelines.decode import DEINTERLACE
+
+        if self.deinterlace not in DEINTERLACE:
+            raise OptionError(f"--deinterlace must be one of {', '.join(DEINTERLACE)}, not {self.deinterlace!r}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")

@@ -84,6 +84,15 @@ def test_vsr_upscale_deinterlaces_by_default_and_says_so(interlaced, tmp_path):
     assert media.ffprobe_streams_of(output, "v")[0].get("field_order", "progressive") == "progressive"
 
 
+
+def test_a_bad_deinterlace_value_is_one_line(tmp_path):
+    clip = make_clip(tmp_path / "p.mp4", frames=2)
+    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-m", "bicubic", "--deinterlace",
+                             "maybe"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["vsr: error: --deinterlace must be one of auto, on, off, not 'maybe'"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["p.mp4"]
+
 # ---- on a CUDA device (bench/device_check.py) -----------------------------------------------------------------------
 
 
