@@ -67,6 +67,9 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
 }
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
 _PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}
+# Options added after journals were first written, with their defaults: left out of a job's record while at the
+# default, so that the jobs an earlier vsr did stay done (a record with other options is a new job).
+_LATER_FIELDS = {"deinterlace": "auto"}
 
 
 def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:
@@ -223,6 +226,7 @@ def journal_entry(job: BatchJob) -> JobEntry:
     options = {k: v for k, v in dataclasses.asdict(job.options).items() if k not in _PLACEMENT_FIELDS}
     if job.kind == "video":
         options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
+    options = {k: v for k, v in options.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
     return JobEntry(job.name, str(job.source), job.kind, options, fingerprint(job.source))
 
 

@@ -4,7 +4,9 @@ Real tiny clips (PyAV) and images, the bicubic baseline, outputs judged by ffpro
 tests/cli/test_batch_cli.py, the Ray test in tests/pipelines/test_ray_batch.py.
 """
 
+import dataclasses
 import hashlib
+import json
 import sqlite3
 import subprocess
 import sys
@@ -192,6 +194,23 @@ def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path):
     assert frame_count(out / "c.x2.mp4") == 6
     for name, row in rows.items():
         assert row.checksum == hashlib.sha256((out / name).read_bytes()).hexdigest()
+
+
+def test_an_option_added_later_leaves_earlier_jobs_done_at_its_default(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "a.mp4", frames=3)
+    out = tmp_path / "out"
+    (job,) = batch.discover(source, out, options=BICUBIC, video=FAST)
+    assert batch.run_batch([job], out).ok
+    # As an earlier vsr recorded the job: the deinterlace option did not exist yet.
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:
+        (options,) = connection.execute("SELECT options FROM jobs").fetchone()
+        assert "deinterlace" not in json.loads(options)
+    written = (out / "a.x2.mp4").stat().st_ino  # a job that runs again replaces its output: a new inode
+    assert batch.run_batch([job], out).ok and (out / "a.x2.mp4").stat().st_ino == written  # still done
+    off = dataclasses.replace(job, video=dataclasses.replace(job.video, deinterlace="off"))
+    assert batch.run_batch([off], out).ok and (out / "a.x2.mp4").stat().st_ino != written  # a new job: redone
 
 
 def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_left(tmp_path):
