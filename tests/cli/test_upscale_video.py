@@ -251,7 +251,9 @@ def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
     options = ["-m", "bicubic", "--preset", "ultrafast", "-q"]
     short_kb = peak_rss_kb(["upscale", short, *options])
     long_kb = peak_rss_kb(["upscale", long, *options])
-    assert long_kb < short_kb * 1.1 + 20_000, f"short {short_kb} kB, 10x longer {long_kb} kB"
+    # Keeping the 180 extra output frames would add at least 180 × 2.7 MB (uint8 1280×720 RGB) = 490 MB. The
+    # allocator's peaks vary between runs of the same code: the long clip measured 27 to 74 MB above the short one.
+    assert long_kb < short_kb + 150_000, f"short {short_kb} kB, 10x longer {long_kb} kB"
 
 
 @pytest.mark.parametrize("window", [["--frames", "5"], ["--start", "0.4", "--end", "0.6"]])
