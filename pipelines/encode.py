@@ -59,6 +59,7 @@ from av.video.reformatter import ColorRange
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import Passthrough
+from vsr.pipelines.probe import Hdr10Metadata, read_hdr10
 
 from vsr.errors import OptionError, OutputError
 from vsr.fsutil import check_output, fsync_folder
@@ -205,6 +206,10 @@ class VideoWriter:
         self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt)
         _check_size(width, height, self.pix_fmt)
         codec_options = _codec_options(codec, spec, crf, preset, options)
+        if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
+            hdr10 = read_hdr10(source, source_info.index)
+            if hdr10 is not None:
+                codec_options = _with_hdr10(codec, spec, codec_options, hdr10)
         self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
         self._matrix, self._range = _conversion(source_info)
         try:
@@ -417,8 +422,10 @@ def container_holds(suffix: str, codec: str) -> bool:
     target.name = f"probe{suffix}"  # PyAV picks the muxer by this name, as for a file
     try:
         with av.open(target, "w") as container:
-            stream = container.add_stream(_codec_spec(codec).encoder, rate=24)
+            spec = _codec_spec(codec)
+            stream = container.add_stream(spec.encoder, rate=24)
             stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
+            stream.codec_context.options = dict(spec.options)  # x265's log level among them
             container.start_encoding()
     except (ValueError, av.FFmpegError):
         return False
@@ -445,6 +452,44 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
     if spec.speed_option is not None:
         result[spec.speed_option] = str(preset if preset is not None else spec.default_speed)
     result.update(options)
+    return result
+
+
+def _with_hdr10(codec: str, spec: CodecSpec, options: dict[str, str], hdr10: Hdr10Metadata) -> dict[str, str]:
+    """`options` plus the encoder parameters that write `hdr10` into the stream (SEI messages, AV1 metadata OBUs);
+    a warning where the encoder has none."""
+    if spec.encoder in ("libx264", "libx265"):
+        # Chromaticities in units of 0.00002, luminance in 0.0001 cd/m², green first (x265's syntax, x264's too).
+        def pair(x: float, y: float) -> str:
+            return f"({round(x * 50000)},{round(y * 50000)})"
+
+        def nits(value: float) -> int:
+            return round(value * 10000)
+
+        params, display_key, light_key = {"libx264": ("x264-params", "mastering-display", "cll"),
+                                          "libx265": ("x265-params", "master-display", "max-cll")}[spec.encoder]
+    elif spec.encoder == "libsvtav1":
+        def pair(x: float, y: float) -> str:
+            return f"({x:.5f},{y:.5f})"
+
+        def nits(value: float) -> str:
+            return f"{value:.4f}"
+
+        params, display_key, light_key = "svtav1-params", "mastering-display", "content-light"
+    else:
+        logger.warning("codec %s cannot write the source's HDR10 metadata (mastering display, light levels); "
+                       "libx265, libx264 and libsvtav1 can", codec)
+        return options
+    settings = []
+    if hdr10.primaries is not None and hdr10.luminance is not None:
+        (red, green, blue), white = hdr10.primaries, hdr10.white_point
+        low, high = hdr10.luminance
+        settings.append(f"{display_key}=G{pair(*green)}B{pair(*blue)}R{pair(*red)}WP{pair(*white)}"
+                        f"L({nits(high)},{nits(low)})")
+    if hdr10.max_cll is not None:
+        settings.append(f"{light_key}={hdr10.max_cll},{hdr10.max_fall}")
+    result = dict(options)
+    result[params] = ":".join(filter(None, [options.get(params), *settings]))
     return result
 
 

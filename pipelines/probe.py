@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import struct
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -316,3 +317,39 @@ def _clock(seconds: float | None) -> str:
         return "unknown duration"
     minutes, rest = divmod(seconds, 60)
     return f"{int(minutes // 60)}:{int(minutes % 60):02d}:{rest:06.3f}"
+
+
+@dataclass(frozen=True)
+class Hdr10Metadata:
+    """HDR10's static metadata (SMPTE ST 2086 mastering display, CTA-861.3 light levels), as decoders report it."""
+
+    primaries: tuple[tuple[float, float], ...] | None  # CIE 1931 xy of the mastering display's red, green, blue
+    white_point: tuple[float, float] | None
+    luminance: tuple[float, float] | None  # (min, max) in cd/m²
+    max_cll: int | None = None  # brightest pixel of the content, cd/m²
+    max_fall: int | None = None  # brightest frame average, cd/m²
+
+
+def read_hdr10(path: str | Path, index: int) -> Hdr10Metadata | None:
+    """The HDR10 metadata of video stream `index`, from its first frame's side data (where decoders put the SEI
+    messages or container fields that carry it); None if it has none."""
+    with open_input(path) as container:
+        frame = next(container.decode(container.streams[index]), None)
+    sides = {side.type: bytes(side) for side in (frame.side_data if frame is not None else ())}
+    mastering = sides.get(av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA)
+    light = sides.get(av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL)
+    if mastering is None and light is None:
+        return None
+    primaries = white_point = luminance = None
+    if mastering is not None:
+        # AVMasteringDisplayMetadata: 10 AVRationals (r, g, b primaries' x and y; white x, y; min, max luminance),
+        # then has_primaries and has_luminance.
+        *fractions, has_primaries, has_luminance = struct.unpack("<22i", mastering[:88])
+        values = [n / d if d else 0.0 for n, d in zip(fractions[0::2], fractions[1::2])]
+        if has_primaries:
+            primaries = ((values[0], values[1]), (values[2], values[3]), (values[4], values[5]))
+            white_point = (values[6], values[7])
+        if has_luminance:
+            luminance = (values[8], values[9])
+    max_cll, max_fall = struct.unpack("<2I", light[:8]) if light is not None else (None, None)
+    return Hdr10Metadata(primaries, white_point, luminance, max_cll, max_fall)

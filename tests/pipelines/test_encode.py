@@ -18,6 +18,7 @@ from vsr.errors import OptionError, OutputError
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.encode import CODECS, YUV_PLANAR_FORMATS, VideoWriter, choose_pix_fmt, partial_path
 from vsr.pipelines.frames import ColorInfo, FrameBatch
+from vsr.pipelines.probe import Hdr10Metadata, read_hdr10
 
 pytestmark = media.requires_ffmpeg
 
@@ -134,6 +135,51 @@ def test_other_codecs(clips, tmp_path, codec, suffix, expected):
     output = media.write_upscaled(clips["vfr_mp4"], tmp_path / f"out{suffix}", codec=codec)
     assert media.ffprobe_streams_of(output, "v:0")[0]["codec_name"] == expected
     assert media.video_times(output) == media.video_times(clips["vfr_mp4"])
+
+
+MASTERING = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1)"  # BT.2020 primaries, D65, 1000 nits
+
+
+@pytest.fixture(scope="module")
+def hdr10(tmp_path_factory) -> Path:
+    """A 10-bit PQ HEVC clip with a mastering display and light levels, as UHD discs and streams carry them."""
+    path = tmp_path_factory.mktemp("hdr") / "hdr10.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "4", "-pix_fmt", "yuv420p10le",
+                 "-c:v", "libx265", "-x265-params", f"log-level=error:master-display={MASTERING}:max-cll=1000,400",
+                 "-color_primaries", "bt2020", "-color_trc", "smpte2084", "-colorspace", "bt2020nc", path)
+    return path
+
+
+def ffprobe_hdr10(path: Path) -> dict:
+    """The first frame's mastering display and light levels, as ffprobe reads them, as floats."""
+    frames = media.ffprobe(path, "-show_frames", "-read_intervals", "%+#1", "-show_entries", "frame=side_data_list")
+    found = {}
+    for side in frames["frames"][0].get("side_data_list", []):
+        for key, value in side.items():
+            if key != "side_data_type":
+                found[key] = float(Fraction(value)) if isinstance(value, str) else float(value)
+    return found
+
+
+@pytest.mark.parametrize("codec, tolerance", [("libx265", 0), ("libsvtav1", 2e-4)])  # AV1 stores 16.16 fixed point
+def test_hdr10_metadata_is_written_again(hdr10, tmp_path, codec, tolerance):
+    expected = ffprobe_hdr10(hdr10)
+    assert expected["max_luminance"] == 1000 and expected["max_content"] == 1000 and expected["red_x"] == 0.68
+    output = media.write_upscaled(hdr10, tmp_path / "out.mkv", codec=codec)
+    got = ffprobe_hdr10(output)
+    assert got.keys() == expected.keys()
+    assert all(abs(got[key] - expected[key]) <= tolerance for key in expected), (got, expected)
+
+
+def test_hdr10_metadata_through_x264_and_a_warning_for_ffv1(hdr10, tmp_path, caplog):
+    # The ffprobe here (FFmpeg 5.1) does not read H.264's mastering display SEI; PyAV's FFmpeg does.
+    output = media.write_upscaled(hdr10, tmp_path / "out.mkv", codec="libx264")
+    assert read_hdr10(output, 0) == read_hdr10(hdr10, 0) == Hdr10Metadata(
+        ((0.68, 0.32), (0.265, 0.69), (0.15, 0.06)), (0.3127, 0.329), (0.0001, 1000.0), 1000, 400)
+    media.write_upscaled(hdr10, tmp_path / "lossless.mkv", codec="ffv1")
+    assert "codec ffv1 cannot write the source's HDR10 metadata" in caplog.text
+    sdr = media.write_upscaled(media.make_aac_mp4(tmp_path / "sdr.mp4"), tmp_path / "sdr.x2.mp4")
+    assert read_hdr10(sdr, 0) is None
 
 
 def test_existing_output_is_refused_unless_overwrite(clips, tmp_path):
