@@ -332,9 +332,13 @@ class Hdr10Metadata:
 
 def read_hdr10(path: str | Path, index: int) -> Hdr10Metadata | None:
     """The HDR10 metadata of video stream `index`, from its first frame's side data (where decoders put the SEI
-    messages or container fields that carry it); None if it has none."""
+    messages or container fields that carry it); None if it has none or its first frame cannot be decoded (the
+    decoder then says why)."""
     with open_input(path) as container:
-        frame = next(container.decode(container.streams[index]), None)
+        try:
+            frame = next(container.decode(container.streams[index]), None)
+        except av.FFmpegError:
+            return None
     sides = {side.type: bytes(side) for side in (frame.side_data if frame is not None else ())}
     mastering = sides.get(av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA)
     light = sides.get(av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL)
