@@ -35,6 +35,7 @@ budget + 40 s, under the device call's 420 s) writes every thread's stack to $OU
 from __future__ import annotations
 
 import argparse
+import atexit
 import faulthandler
 import importlib
 import importlib.util
@@ -473,11 +474,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     hang_file = open(args.out / "hang.txt", "w")  # noqa: SIM115 - open until exit, for the watchdog
     faulthandler.dump_traceback_later(args.watchdog or budget + 40, exit=True, file=hang_file)
-
-    def disarm() -> None:
-        faulthandler.cancel_dump_traceback_later()
-        hang_file.close()
-        (args.out / "hang.txt").unlink()
+    # Every exit through Python (done, refused, an exception) removes it; the watchdog's exit (os._exit) does not.
+    atexit.register(lambda: (hang_file.close(), (args.out / "hang.txt").unlink(missing_ok=True)))
 
     report: dict = {"complete": False, "packages": install_missing_packages(), "steps": {}}
     report["vsr_import"] = make_vsr_importable(force_tree=args.import_tree)
@@ -486,7 +484,6 @@ def main() -> int:
     config = smoke_config() if args.smoke else full_config()
     if not args.smoke and not torch.cuda.is_available():
         print("device_check: no CUDA device here; use --smoke to check the script on the CPU", file=sys.stderr)
-        disarm()
         return 2
     if not args.smoke:
         torch.backends.cudnn.benchmark = True
@@ -544,7 +541,7 @@ def main() -> int:
             save(args.out, report)
             print(f"end-to-end {row}", flush=True)
 
-    disarm()
+    faulthandler.cancel_dump_traceback_later()
     report["headline"] = headline(report)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["complete"] = True
