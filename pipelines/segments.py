@@ -260,6 +260,10 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
 
             times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames,
                                  device=engine.device)
+    missing = len(set(segment.frames).difference(encoded))
+    if missing:  # damage (the decoder named the frames), or a decoder that lost its place: said either way
+        log.warning("%s: %s: %d of its %d frames did not come out of the decoder", source, plan.describe(segment),
+                    missing, len(segment.frames))
     return SegmentResult(segment.index, path, encoded, width, height, times, f"{socket.gethostname()}:{os.getpid()}")
 
 

@@ -85,6 +85,7 @@ class PyAVDecoder(Decoder):
         self._container = container
         self._stream = stream
         self._deinterlace = deinterlace
+        self._skip_to_keyframe = False
         self._reformatter = VideoReformatter()  # one swscale context for all frames, not one per frame
         self._resized = False
         self._conversion = dict(
@@ -103,9 +104,8 @@ class PyAVDecoder(Decoder):
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         selection = self.selection
         if selection.start_pts is not None and selection.start_pts > self._first_pts:
-            # Land on the keyframe at or before start, decode forward, drop the frames before it.
             try:
-                self._container.seek(selection.start_pts, stream=self._stream, backward=True)
+                self._seek_before(selection.start_pts)
             except av.error.FFmpegError as error:
                 log.info("%s: cannot seek (%s); decoding from the start", self.path, _reason(error))
         count, last_pts = 0, None
@@ -124,6 +124,33 @@ class PyAVDecoder(Decoder):
         if selection.is_everything:
             self._check_complete(count, last_pts)
 
+    def _seek_before(self, start_pts: int) -> None:
+        """Put the demuxer on a keyframe whose frames reach `start_pts`, to decode forward from it and drop the frames
+        before `start_pts`.
+
+        Containers seek by their own rules: MPEG-TS lands on any packet whose decoding time is before the target,
+        often in the middle of a group of pictures whose frames cannot be decoded without the ones before (they came
+        out missing). So the target steps back until the first keyframe after it is at or before `start_pts`, and
+        `_decoded` skips the packets before that keyframe. Deinterlacing, the keyframe must be before `start_pts`:
+        bwdif makes each frame from the one before it too, and a first frame without one is interpolated from its
+        own field alone (up to 206 levels off, measured), unlike the same frame in a run from the beginning; a
+        segment of a resumable run must equal that run.
+        """
+        target, step = start_pts, self._pts_step
+        while target > self._first_pts:
+            self._container.seek(target, stream=self._stream, backward=True)
+            keyframe = next((packet for packet in self._container.demux(self._stream) if packet.is_keyframe), None)
+            if keyframe is not None and keyframe.pts is not None and (
+                keyframe.pts < start_pts or (keyframe.pts == start_pts and self._deinterlace is None)
+            ):
+                self._container.seek(target, stream=self._stream, backward=True)  # back to before that keyframe
+                self._skip_to_keyframe = True
+                return
+            target, step = start_pts - step, step * 2
+        # From the first packet: a target long before it (seeking to the first pts itself can land after the first
+        # keyframe in MPEG-TS, whose decoding time is earlier).
+        self._container.seek(self._first_pts - 10**9, stream=self._stream, backward=True)
+
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
         order = PresentationOrder(self._report_lost)
@@ -141,6 +168,10 @@ class PyAVDecoder(Decoder):
                     frames = []
                 yield from order.push(self._checked(frames))
                 break
+            if self._skip_to_keyframe:  # after a seek (see _seek_before)
+                if not packet.is_keyframe:
+                    continue
+                self._skip_to_keyframe = False
             if packet.pts is not None and packet.size and not packet.is_discard:
                 order.expect(packet.pts)
             try:
@@ -184,7 +215,7 @@ class PyAVDecoder(Decoder):
 
     def _checked(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         for frame in frames:
-            if frame.is_corrupt:
+            if frame.is_corrupt and not (frame.pts is not None and self.selection.is_before(frame.pts)):
                 log.warning("%s: the frame at %s is damaged; errors concealed", self.path, self._clock(frame.pts))
         return frames
 

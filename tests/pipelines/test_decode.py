@@ -36,6 +36,11 @@ def clips(tmp_path_factory):
         ),
         "rotated.mp4": make_clip(folder / "rotated.mp4", frames=4, rotation=90),
         "long.mp4": make_clip(folder / "long.mp4", frames=100, size=(160, 96), options=SMALL_GOP),
+        # Broadcast recordings: B-frames, and (open GOPs) frames shown before their keyframe that refer to the
+        # group before it. MPEG-TS seeks by decoding time, to any packet, keyframe or not.
+        "open_gop.ts": make_clip(folder / "open_gop.ts", frames=24,
+                                 options={"x264-params": "keyint=6:min-keyint=6:bframes=3:open-gop=1"}),
+        "mpeg2.ts": make_clip(folder / "mpeg2.ts", frames=24, codec="mpeg2video", options={"g": "6", "bf": "2"}),
     }
 
 
@@ -140,6 +145,18 @@ def test_start_end_and_max_frames_select_frames_by_time(clips, backend):
 
     frames, pts, _ = decode_all(path, backend, start=0.9)
     assert pts == all_pts[23:]
+
+
+@pytest.mark.parametrize("name", ["open_gop.ts", "mpeg2.ts"])
+@pytest.mark.parametrize("start", [0.4, 0.48, 0.72])  # within a group of pictures; at keyframes 12 and 18
+def test_a_window_of_an_mpeg_ts_has_every_frame_of_a_decode_from_the_start(clips, name, start, caplog):
+    everything, all_pts, _ = decode_all(clips[name], "pyav")
+    assert all_pts == ffprobe_frame_pts(clips[name])
+    first = round(start * 25)
+    frames, pts, _ = decode_all(clips[name], "pyav", start=start, end=start + 0.4)
+    assert pts == all_pts[first:first + 10]
+    assert torch.equal(frames, everything[first:first + 10])
+    assert "missing" not in caplog.text and "damaged" not in caplog.text
 
 
 @needs_decord

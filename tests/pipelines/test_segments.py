@@ -192,6 +192,26 @@ def test_a_preview_on_two_workers_matches_one_device(tmp_path, tiny_rrdbnet_chec
     assert media.framemd5(multi.output, "0:a") == media.framemd5(single.output, "0:a")
 
 
+def test_segments_of_an_interlaced_broadcast_recording_give_the_frames_of_one_run(tmp_path, caplog):
+    # MPEG-2 in MPEG-TS, interlaced, with B-frames: the TS demuxer seeks by decoding time, to any packet (a segment
+    # once lost the frames up to the next keyframe), and bwdif makes each frame from its neighbours (a segment's first
+    # frame once lacked the one before it).
+    clip = tmp_path / "recording.ts"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=50", "-frames:v", "24", "-vf",
+                 "tinterlace=interleave_top,setfield=tff", "-c:v", "mpeg2video", "-q:v", "2", "-g", "6", "-bf", "2",
+                 "-flags", "+ildct+ilme", "-top", "1", clip)
+    options = UpscaleOptions(model="bicubic", device="cpu")
+    video = VideoOptions(codec="ffv1")
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=video)
+    segmented = upscale_video_in_segments(clip, tmp_path / "segmented.mkv", options=options,
+                                          video=VideoOptions(codec="ffv1", segment_seconds=0.25))
+    assert segmented.times.extra["segments"] == 4
+    frames = decoded_framemd5(segmented.output)
+    assert len(frames) == 24
+    assert frames == decoded_framemd5(single.output)
+    assert "did not come out of the decoder" not in caplog.text
+
+
 def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_checkpoint, caplog):
     clip = make_gop_clip(tmp_path / "clip.mp4", frames=12, options={"g": "100", "sc_threshold": "0"})
     assert len(keyframe_pts(clip)) == 1
