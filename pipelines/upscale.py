@@ -138,6 +138,11 @@ class VideoOptions:
     def is_preview(self) -> bool:
         return self.start is not None or self.end is not None or self.max_frames is not None
 
+    def describe_window(self) -> str:
+        """The preview window in words, e.g. "from 5 s to 7.5 s", for messages."""
+        window = f"from {self.start or 0:g} s" + (f" to {self.end:g} s" if self.end is not None else "")
+        return window + (f" (at most {self.max_frames} frames)" if self.max_frames is not None else "")
+
     def validate(self) -> None:
         if self.start is not None and self.start < 0:
             raise OptionError(f"--start must be 0 or more seconds, not {self.start}")
@@ -225,5 +230,8 @@ def upscale_video(
         ) as writer:
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
                                  device=engine.device)
+            if times.frames == 0:  # a preview window past the end: an empty video is not what was asked for
+                raise OptionError(f"{source}: no video frame {video.describe_window()}"
+                                  + (f"; the video lasts {info.duration:.3f} s" if info.duration else ""))
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)

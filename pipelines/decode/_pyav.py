@@ -76,8 +76,8 @@ class PyAVDecoder(Decoder):
         max_frames: int | None = None,
         deinterlace: str | None = None,
     ):
-        nvdec_device = cuda_index(device) if deinterlace is None else None
-        container, stream, info = open_for_decoding(path, nvdec_device=nvdec_device)
+        self._nvdec_device = cuda_index(device) if deinterlace is None else None
+        container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device)
         self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
@@ -108,6 +108,7 @@ class PyAVDecoder(Decoder):
                 self._seek_before(selection.start_pts)
             except av.error.FFmpegError as error:
                 log.info("%s: cannot seek (%s); decoding from the start", self.path, _reason(error))
+                self._reopen()
         count, last_pts = 0, None
         frames = self._decoded() if self._deinterlace is None else self._deinterlaced(self._decoded())
         for frame in frames:
@@ -150,6 +151,14 @@ class PyAVDecoder(Decoder):
         # From the first packet: a target long before it (seeking to the first pts itself can land after the first
         # keyframe in MPEG-TS, whose decoding time is earlier).
         self._container.seek(self._first_pts - 10**9, stream=self._stream, backward=True)
+
+    def _reopen(self) -> None:
+        """Open the file again: a container whose seek failed can be left anywhere (raw H.264: at its end, where
+        demuxing gives nothing)."""
+        self._container.close()
+        self._container, self._stream, _ = open_for_decoding(self.path, nvdec_device=self._nvdec_device)
+        self._stream.thread_type = "AUTO"
+        self._skip_to_keyframe = False
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""

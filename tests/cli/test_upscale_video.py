@@ -267,6 +267,16 @@ def test_a_preview_writes_only_its_frames_from_time_zero_with_audio_cut_to_match
     assert abs(float(audio["duration"]) - 0.2) < 0.05  # two AAC packets (21 ms each) of slack
 
 
+@pytest.mark.parametrize("devices", [[], ["--segment-seconds", "0.2"], ["--devices", "cpu,cpu"]])
+def test_a_preview_past_the_end_is_one_line_and_writes_nothing(tmp_path, devices):
+    source = make_clip(tmp_path / "clip.mp4", frames=10)  # 0.4 s
+    result = vsr("upscale", source, "-m", "bicubic", "--start", "5", *devices, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {source}: no video frame from 5 s; the video lasts 0.400 s"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 def test_probe_describes_the_streams_and_the_work(tmp_path):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=10)
     result = vsr("probe", source, "-m", "bicubic")

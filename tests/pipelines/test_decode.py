@@ -159,6 +159,16 @@ def test_a_window_of_an_mpeg_ts_has_every_frame_of_a_decode_from_the_start(clips
     assert "missing" not in caplog.text and "damaged" not in caplog.text
 
 
+def test_a_raw_h264_stream_without_timestamps_decodes_a_window_from_its_start(tmp_path):
+    # It cannot seek, and a failed seek leaves it where demuxing gives nothing: it is opened again instead.
+    raw = make_clip(tmp_path / "raw.h264", frames=24, options=SMALL_GOP)
+    everything, all_pts, _ = decode_all(raw, "pyav")
+    assert len(all_pts) == 24
+    frames, pts, _ = decode_all(raw, "pyav", start=0.4, end=0.72)
+    assert pts == all_pts[10:18]
+    assert torch.equal(frames, everything[10:18])
+
+
 @needs_decord
 def test_batches_and_single_frames(clips):
     with open_decoder(clips["vfr.mp4"], backend="pyav") as decoder:
