@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements/cpu.txt
 	$(BIN)/python -m pip install -q -r requirements/dev.txt
-	$(BIN)/python -m pip install -q -e '.[cpu-decode,cluster,train,gpu]'
+	$(BIN)/python -m pip install -q -e '.[cpu-decode,cluster,train,gpu,tools]'
 	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
 	touch $@
 

@@ -12,11 +12,14 @@ __all__ = [
     "upscale_image",
     "upscale_video",
     "upscale_video_in_segments",
+    "compare_videos",
+    "CompareOptions",
     "load_model",
     "VsrError",
 ]
 
-_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_in_segments", "load_model"}
+_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_in_segments", "load_model",
+        "compare_videos", "CompareOptions"}
 
 
 def __getattr__(name: str):

@@ -4,6 +4,7 @@
     vsr.upscale_image("photo.png", "photo.x4.png")
     result = vsr.upscale_video("movie.mp4", options=vsr.UpscaleOptions(model="realesr-animevideov3"))
     result = vsr.upscale_video_in_segments("movie.mp4", devices="0,1")  # one worker per GPU, resumable segments
+    vsr.compare_videos("movie.mp4", "movie.x4.mp4")  # → movie.x4.compare.mp4, bicubic | upscaled
 
 The work itself lives in vsr.pipelines.upscale (so that batch jobs and Ray tasks, in pipelines/, can use it
 without importing upwards); this module is the stable name users import.
@@ -26,8 +27,10 @@ from vsr.pipelines.upscale import (
     upscale_video,
 )
 from vsr.pipelines.segments import upscale_video_in_segments
+from vsr.compare import CompareOptions, compare_videos
 
 __all__ = [
+    "CompareOptions",
     "DEFAULT_SEGMENT_SECONDS",
     "IMAGE_SUFFIXES",
     "UpscaleOptions",
@@ -35,6 +38,7 @@ __all__ = [
     "VideoResult",
     "check_input",
     "check_output",
+    "compare_videos",
     "default_output_path",
     "is_image",
     "load_model",

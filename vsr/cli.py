@@ -337,6 +337,34 @@ def bench(
         bench_module.write_json(result, json_path)
 
 
+@app.command()
+@_user_errors
+def compare(
+    source: Path = typer.Argument(..., help="The video that was upscaled."),
+    upscaled: Path = typer.Argument(..., help="What `vsr upscale` made of it."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="The clip \\[default: UPSCALED.compare.mp4 beside UPSCALED]."),
+    mode: str = typer.Option(
+        "split", "--mode", help="split: the left half scaled plainly, the right half upscaled; side-by-side: both "
+        "whole, twice as wide."),
+    baseline: str = typer.Option("bicubic", "--baseline", help="The plain scaling: bicubic, lanczos or nearest."),
+    offset: float = typer.Option(
+        0.0, "--offset", help="Where UPSCALED begins in SOURCE, in seconds: the --start of a preview."),
+    start: Optional[float] = typer.Option(None, "--start", help="Show UPSCALED from this second."),
+    end: Optional[float] = typer.Option(None, "--end", help="Show UPSCALED until this second."),
+    label: Optional[str] = typer.Option(
+        None, "--label", help="The upscaled side's label \\[default: its file name; '' for no labels]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+) -> None:
+    """A clip of SOURCE scaled plainly beside UPSCALED, frame for frame (made by the ffmpeg command)."""
+    from vsr import api
+
+    _setup_logging(False)
+    options = api.CompareOptions(mode=mode, baseline=baseline, offset=offset, start=start, end=end, label=label)
+    written = api.compare_videos(source, upscaled, output, options=options, overwrite=overwrite)
+    typer.echo(f"wrote {written}")
+
+
 TRAIN_HELP = """Train an RRDBNet with ESRGAN's recipe: stage psnr (L1), then stage gan (from the stage-1 model).
 
 RECIPE is a TOML file or a shipped recipe's name (esrgan_x4_psnr, esrgan_x4_gan, small_cpu_psnr, small_cpu_gan).

@@ -1,0 +1,114 @@
+"""`vsr compare` on real videos: frames paired by time, halves where they belong, windows, and errors.
+
+The clips' frames differ from their neighbours (a gradient that shifts and a square that moves and flips from black
+to white), so a frame paired with the wrong one shows at once.
+"""
+
+import av
+import numpy as np
+import pytest
+
+from tests.cli.test_upscale_video import vsr
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import make_clip
+
+pytestmark = media.requires_ffmpeg
+
+
+def frames_of(path):
+    with av.open(str(path)) as container:
+        return [frame.to_ndarray(format="rgb24").astype(np.int16) for frame in container.decode(video=0)]
+
+
+def nearest(picture, candidates):
+    """The index of the candidate closest to `picture` (mean absolute difference)."""
+    return int(np.argmin([np.abs(picture - candidate).mean() for candidate in candidates]))
+
+
+@pytest.fixture(scope="module")
+def upscaled(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("compare")
+    source = make_clip(folder / "clip.mp4", frames=20, size=(64, 48), audio="aac")
+    result = folder / "clip.x4.mp4"
+    vsr("upscale", source, "-o", result, "-m", "bicubic", "--codec", "x264-lossless")
+    return source, result
+
+
+def test_split_shows_each_upscaled_frame_beside_its_own_source_frame(upscaled, tmp_path):
+    source, result = upscaled
+    clip = tmp_path / "compare.mp4"
+    assert vsr("compare", source, result, "-o", clip).stdout.strip() == f"wrote {clip}"
+    shown, made = frames_of(clip), frames_of(result)
+    assert len(shown) == len(made) == 20
+    assert shown[0].shape == made[0].shape == (192, 256, 3)
+    for index, frame in enumerate(shown):
+        window = made[max(index - 1, 0):index + 2]
+        offset = max(index - 1, 0)
+        # Right half: the upscaled frame itself (through libx264 at CRF 16); left: the same source frame, bicubic
+        # by swscale instead of by vsr. The labels' corners are left out.
+        assert offset + nearest(frame[40:, 136:], [m[40:, 136:] for m in window]) == index
+        assert offset + nearest(frame[40:, :120], [m[40:, :120] for m in window]) == index
+        assert np.abs(frame[40:, 136:] - made[index][40:, 136:]).mean() < 2
+    divider, beside = shown[5][40:, 127:129].mean(), shown[5][40:, 120:126].mean()  # white at 70 %, 2 pixels wide
+    assert divider > 170 and divider > beside + 30, (divider, beside)
+    audio = media.ffprobe_streams_of(clip, "a")
+    assert len(audio) == 1 and abs(float(audio[0]["duration"]) - 0.8) < 0.05
+
+
+def test_a_preview_is_paired_with_the_source_from_its_offset(upscaled, tmp_path):
+    source, _ = upscaled
+    preview = tmp_path / "preview.mp4"
+    vsr("upscale", source, "-o", preview, "-m", "bicubic", "--codec", "x264-lossless", "--start", "0.4", "--end", "0.6")
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, preview, "-o", clip, "--offset", "0.4", "--mode", "side-by-side", "--label", "")
+    shown, whole = frames_of(clip), frames_of(upscaled[1])
+    assert len(shown) == 5 and shown[0].shape == (192, 512, 3)
+    for index, frame in enumerate(shown):  # frames 10 to 14 of the source's 20 (25 fps), on both sides
+        assert nearest(frame[:, :256], whole) == 10 + index
+        assert nearest(frame[:, 256:], whole) == 10 + index
+
+
+def test_a_window_of_the_upscaled_video(upscaled, tmp_path):
+    source, result = upscaled
+    clip = tmp_path / "window.mp4"
+    vsr("compare", source, result, "-o", clip, "--start", "0.2", "--end", "0.4")
+    shown, made = frames_of(clip), frames_of(result)
+    assert len(shown) == 5
+    assert [nearest(frame[40:, 136:], [m[40:, 136:] for m in made]) for frame in shown] == [5, 6, 7, 8, 9]
+    assert media.ffprobe_frame_pts(clip)[0] == 0
+
+
+def test_the_default_name_and_a_video_without_audio(tmp_path):
+    source = make_clip(tmp_path / "silent.mp4", frames=4)
+    result = tmp_path / "silent.x4.mp4"
+    vsr("upscale", source, "-m", "bicubic")
+    vsr("compare", source, result, "--baseline", "nearest")
+    clip = tmp_path / "silent.x4.compare.mp4"
+    assert [stream["codec_type"] for stream in media.ffprobe_streams(clip)] == ["video"]
+    assert len(frames_of(clip)) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mode", "wipe"], "--mode must be one of split, side-by-side, not 'wipe'"),
+    (["--baseline", "magic"], "--baseline must be one of bicubic, lanczos, nearest, not 'magic'"),
+    (["--start", "1", "--end", "0.5"], "--end (0.5) must be after --start (1.0)"),
+])
+def test_bad_options_are_one_line_and_write_nothing(upscaled, tmp_path, args, message):
+    source, result = upscaled
+    outcome = vsr("compare", source, result, "-o", tmp_path / "c.mp4", *args, check=False)
+    assert outcome.returncode == 2
+    assert outcome.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_output_is_left_alone_and_a_missing_input_is_one_line(upscaled, tmp_path):
+    source, result = upscaled
+    existing = tmp_path / "c.mp4"
+    existing.write_bytes(b"keep")
+    outcome = vsr("compare", source, result, "-o", existing, check=False)
+    assert outcome.returncode == 4 and "already exists" in outcome.stderr
+    assert existing.read_bytes() == b"keep"
+    outcome = vsr("compare", tmp_path / "nothing.mp4", result, "-o", tmp_path / "d.mp4", check=False)
+    assert outcome.returncode == 2
+    assert outcome.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nothing.mp4'}: no such file"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.mp4"]

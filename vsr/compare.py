@@ -1,0 +1,167 @@
+"""`vsr compare`: a clip that shows the source scaled the plain way beside the upscaled video, frame for frame.
+
+    vsr upscale movie.mp4                       # → movie.x4.mp4
+    vsr compare movie.mp4 movie.x4.mp4          # → movie.x4.compare.mp4: left half bicubic, right half upscaled
+
+The clip is made by the ffmpeg command (through ffmpeg-python), the right tool for a filter graph like this one and
+for nothing essential: `vsr upscale` never needs it. The plain scaling (bicubic, lanczos or nearest) works on the
+source's YUV planes, so it shows the same colors as the upscaled video; an interlaced source is deinterlaced first
+with bwdif, as `vsr upscale` does by default.
+
+Frames are paired by time: both videos are cut to the same window and start at 0, so a frame of the upscaled video
+(which keeps its source frame's time) meets the source frame it was made from. `offset` says where the upscaled
+video begins in the source: 0 for a whole run, the `--start` of a preview. Both videos are decoded from their
+start up to the window (exact, unlike a seek; seconds for a clip, minutes for a film).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from vsr.errors import OptionError, VsrError
+from vsr.fsutil import check_output, fsync_folder
+
+log = logging.getLogger(__name__)
+
+MODES = ("split", "side-by-side")
+BASELINES = {"bicubic": "bicubic", "lanczos": "lanczos", "nearest": "neighbor"}  # our name → swscale's flag
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    mode: str = "split"  # split: left half plain, right half upscaled, one frame wide; side-by-side: both whole
+    baseline: str = "bicubic"
+    offset: float = 0.0  # where the upscaled video begins in the source, seconds
+    start: float | None = None  # the window to show, in the upscaled video's seconds
+    end: float | None = None
+    label: str | None = None  # the upscaled side's label; None: its file name; "" for no labels
+    crf: int = 16  # libx264: hardly distinguishable from the frames compared
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.baseline not in BASELINES:
+            raise OptionError(f"--baseline must be one of {', '.join(BASELINES)}, not {self.baseline!r}")
+        if self.offset < 0 or (self.start is not None and self.start < 0):
+            raise OptionError("--offset and --start are 0 or more seconds")
+        if self.end is not None and self.end <= (self.start or 0):
+            raise OptionError(f"--end ({self.end}) must be after --start ({self.start or 0})")
+
+
+def default_compare_path(upscaled: Path) -> Path:
+    """movie.x4.mkv → movie.x4.compare.mp4, beside it."""
+    return upscaled.with_name(f"{upscaled.stem}.compare.mp4")
+
+
+def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path | None = None, *,
+                   options: CompareOptions = CompareOptions(), overwrite: bool = False) -> Path:
+    """Write the comparison clip of `source` and `upscaled` (see the module doc); returns its path."""
+    from vsr.pipelines.encode import partial_path
+    from vsr.pipelines.probe import probe
+    from vsr.pipelines.upscale import check_input
+
+    options.validate()
+    source, upscaled = Path(source), Path(upscaled)
+    for path in (source, upscaled):
+        check_input(path)
+    output = Path(output) if output is not None else default_compare_path(upscaled)
+    check_output(output, upscaled, overwrite)
+    if output.resolve() == source.resolve():
+        raise OptionError(f"{output}: the output would replace the source; choose another name with -o")
+    ffmpeg = _ffmpeg_python()
+    source_video, upscaled_info = probe(source).video, probe(upscaled)
+    width, height = _shown_size(upscaled_info.video)
+    has_audio = any(stream.type == "audio" for stream in upscaled_info.streams)
+    if _shown_size(source_video) > (width, height):
+        log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
+
+    label = upscaled.stem if options.label is None else options.label
+    temporary = partial_path(output)
+    try:
+        try:
+            _run(ffmpeg, source, upscaled, temporary, options, source_video.interlaced, has_audio, width, height, label)
+        except VsrError as error:
+            if not label or "font" not in str(error).lower():
+                raise
+            log.warning("ffmpeg has no font to write the labels with; the clip has none")
+            _run(ffmpeg, source, upscaled, temporary, options, source_video.interlaced, has_audio, width, height, "")
+        temporary.replace(output)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_folder(output.parent)
+    return output
+
+
+def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, interlaced: bool,
+         has_audio: bool, width: int, height: int, label: str) -> None:
+    plain = ffmpeg.input(str(source))["v:0"]
+    if interlaced:
+        plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
+    plain = _window(plain, options.offset, options)
+    plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline])
+    upscaled_input = ffmpeg.input(str(upscaled))
+    sharp = _window(upscaled_input["v:0"], 0.0, options)
+    if options.mode == "split":
+        left = width // 4 * 2  # even, for 4:2:0
+        joined = ffmpeg.filter([plain.crop(0, 0, left, height), sharp.crop(left, 0, width - left, height)],
+                               "hstack", shortest=1)
+        joined = joined.drawbox(left - 1, 0, 2, height, color="white@0.7", thickness="fill")
+        label_x = (8, f"{left}+8")
+    else:
+        joined = ffmpeg.filter([plain, sharp], "hstack", shortest=1)
+        label_x = (8, f"{width}+8")
+    if label:
+        for x, text in zip(label_x, (options.baseline, label)):
+            joined = joined.drawtext(text=_safe_label(text), x=x, y=8, fontsize=max(12, height // 24),
+                                     fontcolor="white", box=1, boxcolor="black@0.5", boxborderw=4)
+    joined = joined.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2").filter("format", "yuv420p")
+    streams = [joined]
+    if has_audio:  # the upscaled video's first audio track, cut to the same window
+        streams.append(_window(upscaled_input["a:0"], 0.0, options, audio=True))
+    command = ffmpeg.output(*streams, str(temporary), vcodec="libx264", crf=options.crf, preset="medium",
+                            acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart")
+    try:
+        command.run(cmd=_ffmpeg_command(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
+    except ffmpeg.Error as error:
+        lines = [line for line in error.stderr.decode(errors="replace").splitlines() if line.strip()]
+        raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None
+
+
+def _window(stream, offset: float, options: CompareOptions, audio: bool = False):
+    """`stream` from its first frame + offset + start to + end, its times starting at 0 again."""
+    prefix = "a" if audio else ""
+    window = {"start": offset + (options.start or 0)}
+    if options.end is not None:
+        window["end"] = offset + options.end
+    stream = stream.filter(f"{prefix}setpts", "PTS-STARTPTS").filter(f"{prefix}trim", **window)
+    return stream.filter(f"{prefix}setpts", "PTS-STARTPTS")
+
+
+def _shown_size(video) -> tuple[int, int]:
+    """The frame size as shown: ffmpeg turns a rotated video upright."""
+    return (video.height, video.width) if video.rotation in (90, 270) else (video.width, video.height)
+
+
+def _safe_label(text: str) -> str:
+    # drawtext reads % sequences, and filter graphs quote with ' and : ; keep to plain characters.
+    return re.sub(r"[^\w .+×-]", "_", text)[:60]
+
+
+def _ffmpeg_command() -> str:
+    command = shutil.which("ffmpeg")
+    if command is None:
+        raise VsrError("vsr compare needs the ffmpeg command (e.g. apt-get install ffmpeg)")
+    return command
+
+
+def _ffmpeg_python():
+    try:
+        import ffmpeg
+    except ImportError:
+        raise VsrError("vsr compare needs ffmpeg-python: pip install 'vsr[tools]'") from None
+    return ffmpeg
