@@ -72,7 +72,7 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
 DEINTERLACE = ("auto", "on", "off")
-_said_interlaced: set[Path] = set()  # files this process said it deinterlaces (once a video, not once a segment)
+_said: set[tuple[Path, str]] = set()  # (file, warning) this process gave: once a video, not once a segment
 
 
 def open_decoder(
@@ -94,26 +94,34 @@ def open_decoder(
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
-        if deinterlace == "auto" and path not in _said_interlaced:
-            _said_interlaced.add(path)
-            log.warning("%s: interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps "
-                        "the fields)", path)
+        if deinterlace == "auto":
+            _warn_once(path, "interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps "
+                       "the fields)")
         if backend in ("dali", "decord"):
-            log.warning("%s: decoding with PyAV instead of %s, which cannot deinterlace", path, backend)
+            _warn_once(path, f"decoding with PyAV instead of {backend}, which cannot deinterlace")
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend == "dali" or (backend == "auto" and device.type == "cuda"):
         try:
             return DaliDecoder(path, **options)
         except Unsuitable as reason:
             # Asked for by name, the fallback is worth a warning; chosen by "auto", it is the expected path.
-            say = log.warning if backend == "dali" else log.info
-            say("%s: decoding with PyAV instead of DALI: %s", path, reason)
+            if backend == "dali":
+                _warn_once(path, f"decoding with PyAV instead of DALI: {reason}")
+            else:
+                log.info("%s: decoding with PyAV instead of DALI: %s", path, reason)
     if backend == "decord":
         try:
             return DecordDecoder(path, **options)
         except Unsuitable as reason:
-            log.warning("%s: decoding with PyAV instead of decord: %s", path, reason)
+            _warn_once(path, f"decoding with PyAV instead of decord: {reason}")
     return PyAVDecoder(path, **options)
+
+
+def _warn_once(path: Path, message: str) -> None:
+    """Warn "path: message" unless this process did already: a video in segments opens a decoder per segment."""
+    if (path, message) not in _said:
+        _said.add((path, message))
+        log.warning("%s: %s", path, message)
 
 
 def _is_interlaced(path: Path) -> bool:

@@ -210,6 +210,7 @@ def test_segments_of_an_interlaced_broadcast_recording_give_the_frames_of_one_ru
     assert len(frames) == 24
     assert frames == decoded_framemd5(single.output)
     assert "did not come out of the decoder" not in caplog.text
+    assert caplog.text.count("interlaced video: deinterlacing it") == 1  # once a video, not once a segment
 
 
 def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_checkpoint, caplog):
