@@ -210,6 +210,12 @@ MODELS: dict[str, ZooEntry] = {
             "Real-ESRGAN general v3: small fast model for general scenes, ×4 (SRVGGNetCompact, 32 convs).",
         ),
         _release(
+            "realesr-general-wdn-x4v3", "SRVGGNetCompact", 4, {**_COMPACT, "num_conv": 32},
+            f"{REAL_ESRGAN}/v0.2.5.0/realesr-general-wdn-x4v3.pth",
+            None, None,  # no published sha256 found: checked by loading as SRVGGNetCompact 64/32
+            "Real-ESRGAN general v3, weak denoising: keeps noise and grain; what `--denoise-strength` blends in.",
+        ),
+        _release(
             "esrgan-x4", "RRDBNet", 4, _RRDBNET,
             f"{REAL_ESRGAN}/v0.1.1/ESRGAN_SRx4_DF2KOST_official-ff704c30.pth",
             # BasicSR names published files `<name>-<first 8 hex of sha256>.pth` (scripts/publish_models.py).

@@ -42,6 +42,23 @@ class UpscaleOptions:
     compile: bool = False  # torch.compile the network (one compilation per frame size)
 
 
+def denoise_blend(model: str, strength: float, blend: str | None = None) -> tuple[str, float]:
+    """Real-ESRGAN's denoise strength for realesr-general-x4v3 as a `blend` and `alpha` for UpscaleOptions.
+
+    1 is the model as released (it removes noise, and grain with it), 0 its weak-denoising twin
+    realesr-general-wdn-x4v3; in between, the two networks interpolated parameter by parameter, as Real-ESRGAN's
+    `-dn` does (weights strength and 1 - strength).
+    """
+    if model != "realesr-general-x4v3":
+        raise OptionError(f"--denoise-strength works with -m realesr-general-x4v3 (it blends in "
+                          f"realesr-general-wdn-x4v3), not with {model}")
+    if blend is not None:
+        raise OptionError("--denoise-strength is a --blend of its own: give one or the other")
+    if not 0 <= strength <= 1:
+        raise OptionError(f"--denoise-strength must be between 0 and 1, not {strength}")
+    return "realesr-general-wdn-x4v3", 1 - strength
+
+
 def load_model(name_or_path: str, *, progress: bool = True) -> LoadedModel:
     """A zoo name (see `vsr models`) or a checkpoint file (.pth, .safetensors) → a ready network."""
     return zoo.load(name_or_path, progress=progress)

@@ -119,6 +119,9 @@ def upscale(
     blend: Optional[str] = typer.Option(
         None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
     alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
+    denoise_strength: Optional[float] = typer.Option(
+        None, "--denoise-strength", help="With -m realesr-general-x4v3: 1 removes noise (and grain), 0 keeps it; "
+        "blends in realesr-general-wdn-x4v3 as Real-ESRGAN's -dn does."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
 ) -> None:
@@ -126,6 +129,8 @@ def upscale(
     from vsr import api
 
     _setup_logging(quiet)
+    if denoise_strength is not None:
+        blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
         model=model, outscale=outscale, batch_size=batch_size, tile=tile, device=device, precision=precision,

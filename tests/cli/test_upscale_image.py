@@ -71,3 +71,54 @@ def test_models_lists_the_zoo_with_cache_state():
     assert rows["realesr-animevideov3-x2"][2] == "x2"
     assert rows["bicubic"][4] == "-"
     assert "default: realesrgan-x4plus" in result.stdout
+
+
+@pytest.fixture
+def general_v3_pair(tmp_path, monkeypatch):
+    """Random stand-ins for realesr-general-x4v3 and its weak-denoising twin, in a cache of their own (the `vsr`
+    command inherits VSR_HOME): the blend is what is tested, not the released weights."""
+    from vsr.models.checkpoint import save_model
+    from vsr.models.detect import build, spec_for
+    from vsr.models.zoo import MODELS
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("VSR_HOME", str(home))
+    for seed, name in enumerate(("realesr-general-x4v3", "realesr-general-wdn-x4v3")):
+        torch.manual_seed(seed)
+        spec = spec_for("SRVGGNetCompact", MODELS[name].hyperparameters)
+        save_model(build(spec), spec, home / "weights" / MODELS[name].filename)
+    source = tmp_path / "crop.png"
+    crop = read_image(SAMPLE)
+    crop.rgb = crop.rgb[:, 40:64, 100:132].contiguous()
+    write_image(source, crop)
+    return source
+
+
+def test_denoise_strength_blends_in_the_weak_denoising_twin_as_real_esrgan_does(general_v3_pair, tmp_path):
+    source = general_v3_pair
+
+    def upscaled(name, *options):
+        result = vsr("upscale", source, "-o", tmp_path / name, "-m", "realesr-general-x4v3", *options)
+        assert result.returncode == 0, result.stderr
+        return read_image(tmp_path / name).rgb
+
+    plain = upscaled("plain.png")
+    # Real-ESRGAN's -dn d: weights d for realesr-general-x4v3 and 1 - d for realesr-general-wdn-x4v3.
+    assert torch.equal(upscaled("dn03.png", "--denoise-strength", "0.3"),
+                       upscaled("blend.png", "--blend", "realesr-general-wdn-x4v3", "--alpha", "0.7"))
+    assert torch.equal(upscaled("dn1.png", "--denoise-strength", "1"), plain)
+    assert not torch.equal(read_image(tmp_path / "dn03.png").rgb, plain)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["-m", "bicubic", "--denoise-strength", "0.5"],
+     "--denoise-strength works with -m realesr-general-x4v3 (it blends in realesr-general-wdn-x4v3), not with bicubic"),
+    (["-m", "realesr-general-x4v3", "--denoise-strength", "1.5"], "--denoise-strength must be between 0 and 1, not 1.5"),
+    (["-m", "realesr-general-x4v3", "--denoise-strength", "0.5", "--blend", "bicubic"],
+     "--denoise-strength is a --blend of its own: give one or the other"),
+])
+def test_a_bad_denoise_strength_is_one_line(general_v3_pair, tmp_path, options, message):
+    result = vsr("upscale", general_v3_pair, "-o", tmp_path / "out.png", *options)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert not (tmp_path / "out.png").exists()
