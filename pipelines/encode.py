@@ -298,6 +298,9 @@ class VideoWriter:
         except OSError as error:
             self.abort()
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+        except av.FFmpegError as error:  # a packet the muxer refuses (what vsr checks first says why, where it can)
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: the muxer refused a packet ({error})") from error
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
@@ -357,6 +360,9 @@ class VideoWriter:
         except OSError as error:
             self.abort()
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+        except av.FFmpegError as error:
+            self.abort()
+            raise OutputError(f"cannot write {self.output}: the muxer refused a packet ({error})") from error
         except BaseException:
             self.abort()
             raise
@@ -382,9 +388,10 @@ class VideoWriter:
                 except Exception:  # already failing: the first error is the one to report
                     logger.debug("error while aborting %s", self.output, exc_info=True)
         try:
-            self._temp.unlink(missing_ok=True)
-        except OSError:
-            logger.warning("could not remove the temporary file %s", self._temp, exc_info=True)
+            if self._temp.exists():  # (a read-only file system refuses even to remove a file that is not there)
+                self._temp.unlink()
+        except OSError as error:
+            logger.warning("could not remove the temporary file %s (%s)", self._temp, error.strerror or error)
 
     def __enter__(self) -> VideoWriter:
         return self

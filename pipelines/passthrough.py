@@ -38,6 +38,7 @@ from av.container import OutputContainer
 from av.stream import Discard, Disposition, Stream
 
 from vsr.errors import InputError
+from vsr.pipelines.probe import TimelineWatch
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,7 @@ class Passthrough:
                 stream.discard = Discard.all
         self._packet_streams = packet_streams
         self._packets: Iterator[av.Packet] = iter(self._input.demux(packet_streams)) if packet_streams else iter(())
+        self._timelines = {stream.index: TimelineWatch(source, stream) for stream in packet_streams}
 
     def _add(self, stream: Stream) -> None:
         reason = _refusal(self._output.format.name, stream)
@@ -190,6 +192,7 @@ class Passthrough:
         for packet in self._packets:
             if packet.size == 0:  # the demuxer's flush packets carry nothing
                 continue
+            self._timelines[packet.stream.index].check(packet)
             return packet
         return None
 

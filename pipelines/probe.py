@@ -111,14 +111,19 @@ def video_stream_info(
     context = stream.codec_context
     time_base = stream.time_base or Fraction(1, 90000)
     average_rate = stream.average_rate or stream.guessed_rate or None
+    # Matroska's DURATION tag and the container's span end where the stream ends, counted from 0 or from the first
+    # stream's start: a video that starts later (after its audio) lasts that much less.
+    start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
     if stream.duration:
         duration = float(stream.duration * time_base)
-    elif _tag_seconds(stream.metadata.get("DURATION")):  # Matroska keeps each stream's duration in a tag
-        duration = _tag_seconds(stream.metadata["DURATION"])
+    elif _tag_seconds(stream.metadata.get("DURATION")):  # Matroska keeps each stream's end time in a tag
+        duration = _tag_seconds(stream.metadata["DURATION"]) - max(start, 0.0)
     elif container.duration:
-        duration = container.duration / av.time_base
+        container_start = (container.start_time or 0) / av.time_base
+        duration = container_start + container.duration / av.time_base - start
     else:
         duration = None
+    duration = duration if duration is None or duration > 0 else None
     frame_count, estimated = stream.frames or None, False
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
@@ -146,6 +151,44 @@ def video_stream_info(
         interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
     )
     return info, estimated
+
+
+class TimelineWatch:
+    """Follows the decoding times of one stream's packets and raises InputError where the timeline starts over.
+
+    Recordings joined end to end (`cat a.ts b.ts`) or a transport stream whose clock was reset have packets whose
+    times go back by seconds, for good. vsr keeps every frame at its own time, so what comes after cannot be placed
+    (frames would be dropped as too late, the muxer refuses packets that go back); ffmpeg's stream copy rewrites
+    such times into one timeline, which the message suggests. Damage moves a time by less, or for a packet or two:
+    only `sustained` packets in a row more than `RESET_SECONDS` behind the latest time count.
+    """
+
+    RESET_SECONDS = 0.5
+
+    def __init__(self, path: str | Path, stream: av.stream.Stream, sustained: int = 3):
+        self.path = Path(path)
+        self.stream = stream
+        self.sustained = sustained
+        self.latest: int | None = None
+        self.behind = 0
+
+    def check(self, packet: av.Packet) -> None:
+        time = packet.dts if packet.dts is not None else packet.pts
+        if time is None or not packet.size:
+            return
+        if self.latest is not None and (self.latest - time) * self.stream.time_base > self.RESET_SECONDS:
+            self.behind += 1
+            if self.behind >= self.sustained:
+                base = self.stream.time_base
+                fixed = self.path.with_name(f"{self.path.stem}.fixed.mkv").name
+                raise InputError(
+                    f"{self.path}: the times of stream #{self.stream.index} ({self.stream.type}) go back from "
+                    f"{float(self.latest * base):.3f} s to {float(time * base):.3f} s (recordings joined end to "
+                    f"end?), and vsr keeps every frame's time; `ffmpeg -i {self.path.name} -c copy {fixed}` "
+                    f"writes a copy with one timeline")
+            return
+        self.behind = 0
+        self.latest = time if self.latest is None else max(self.latest, time)
 
 
 def probe(path: str | Path) -> MediaInfo:

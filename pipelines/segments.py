@@ -147,15 +147,17 @@ def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count
 def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], set[int]]:
     """The video stream's description and start time, its frames' pts (sorted) and its keyframes' pts, read by
     demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream."""
-    from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+    from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
 
     with open_input(source) as container:
         stream = find_video_stream(container, source)
         info, _ = video_stream_info(container, stream)
         first_pts = stream.start_time or 0
         frames, keyframes = [], set()
+        timeline = TimelineWatch(source, stream)
         try:
             for packet in container.demux(stream):
+                timeline.check(packet)
                 # As the decoders count frames: no timestamp, empty (flush) or discarded packets make no frame.
                 if packet.pts is None or not packet.size or packet.is_discard:
                     continue
@@ -164,7 +166,8 @@ def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], s
                     keyframes.add(packet.pts)
         except av.FFmpegError as error:
             log.info("%s: reading the keyframes stopped early (%s)", source, error)
-    return info, first_pts, sorted(frames), keyframes
+    # Frames that share a time: the decoders keep the first (a frame cannot be shown twice at once), as the plan does.
+    return info, first_pts, sorted(set(frames)), keyframes
 
 
 def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segment_seconds=None)) -> SegmentPlan:

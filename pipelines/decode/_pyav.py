@@ -27,7 +27,7 @@ from vsr.errors import InputError
 from vsr.pipelines.colour import planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
 
 # swscale's default YUV→RGB path is a fast fixed-point one: measured with PyAV 18.1 on flat BT.709 colors, 2/3 of
 # them come out 2-3 levels off. Accurate rounding with full chroma interpolation is within 1 level of the exact
@@ -163,6 +163,7 @@ class PyAVDecoder(Decoder):
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
         order = PresentationOrder(self._report_lost)
+        timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
             try:
@@ -181,6 +182,7 @@ class PyAVDecoder(Decoder):
                 if not packet.is_keyframe:
                     continue
                 self._skip_to_keyframe = False
+            timeline.check(packet)
             if packet.pts is not None and packet.size and not packet.is_discard:
                 order.expect(packet.pts)
             try:
@@ -312,9 +314,11 @@ def presentation_pts(container: av.container.InputContainer, stream: av.video.st
     Reads the whole stream (demuxing only, no decoding); raises av.error.FFmpegError where the file cannot be read.
     """
     pts = []
+    timeline = TimelineWatch(container.name, stream)
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
             continue
+        timeline.check(packet)
         if packet.pts is None:
             return None
         pts.append(packet.pts)

@@ -208,6 +208,30 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
     assert list(out_folder.iterdir()) == []
 
 
+@pytest.mark.parametrize("audio", [True, False])
+@pytest.mark.parametrize("segments", [[], ["--segment-seconds", "0.5"]])
+def test_recordings_joined_end_to_end_are_one_line_that_says_how_to_fix_them(tmp_path, audio, segments):
+    # Two transport streams `cat`-ed together: the second one's times start over. Frames were dropped as too late
+    # (silently, without audio) or the muxer refused the audio going back (a traceback).
+    part = tmp_path / "part.ts"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", *(["-f", "lavfi", "-i", "sine=d=1"] if audio else []),
+                 "-c:v", "libx264", *(["-c:a", "aac"] if audio else []), part)
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(part.read_bytes() * 2)
+    part.unlink()
+    result = vsr("upscale", joined, "-m", "bicubic", *segments, check=False)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"vsr: error: {joined}: the times of stream #0 (video) go back")
+    assert lines[0].endswith("`ffmpeg -i joined.ts -c copy joined.fixed.mkv` writes a copy with one timeline")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["joined.ts"]
+    # What the message suggests works: the copy has one timeline and every frame.
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(joined), "-c", "copy", str(tmp_path / "joined.fixed.mkv")],
+                   check=True)
+    vsr("upscale", tmp_path / "joined.fixed.mkv", "-m", "bicubic", "-o", tmp_path / "out.mkv", *segments)
+    assert len(media.video_pts(tmp_path / "out.mkv")) == 50
+
+
 def test_output_folder_missing_is_one_line(tmp_path):
     source = make_clip(tmp_path / "clip.mp4", frames=2)
     result = vsr("upscale", source, "-o", tmp_path / "nowhere" / "out.mp4", "-m", "bicubic", check=False)

@@ -117,6 +117,21 @@ def test_chapters_written_by_the_ffmpeg_command_line(tmp_path):
     ]
 
 
+def test_a_video_that_starts_after_its_audio_lasts_its_own_length(tmp_path, caplog):
+    # Matroska's DURATION tag holds where a track ends, counted from 0: the video below ends at 3 s but lasts 2.
+    clip = tmp_path / "late.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=d=3", "-itsoffset", "1", "-f", "lavfi", "-i",
+                    "testsrc2=s=64x48:r=25:d=2", "-map", "0:a", "-map", "1:v", "-c:v", "libx264", "-c:a", "aac",
+                    str(clip)], check=True)
+    video = probe(clip).video
+    assert abs(video.duration - 2.0) < 0.05 and video.frame_count == 50
+    from vsr.pipelines.decode import open_decoder
+
+    with open_decoder(clip) as decoder:
+        assert sum(len(batch) for batch in decoder.batches(8)) == 50
+    assert "cut short" not in caplog.text
+
+
 def test_format_probe_reads_well(movie):
     info = probe(movie)
     work = estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)

@@ -213,6 +213,21 @@ def test_segments_of_an_interlaced_broadcast_recording_give_the_frames_of_one_ru
     assert caplog.text.count("interlaced video: deinterlacing it") == 1  # once a video, not once a segment
 
 
+def test_frames_that_share_a_time_are_planned_once(tmp_path):
+    # Frames 20 to 29 land 0.1 s apart from 5.8 s, frames 30 to 49 0.01 s apart from 12.3 s: in Matroska's
+    # milliseconds some share a time. The decoders keep one frame per time, and a segment once began and ended at one.
+    clip = tmp_path / "shared.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-vf",
+                 "setpts='if(lt(N,20),N*0.04,if(lt(N,30),5+N*0.1,12+N*0.01))/TB'", "-fps_mode", "passthrough",
+                 "-c:v", "libx264", "-g", "10", clip)
+    options = UpscaleOptions(model="bicubic", device="cpu")
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=VideoOptions(codec="ffv1"))
+    segmented = upscale_video_in_segments(clip, tmp_path / "segmented.mkv", options=options,
+                                          video=VideoOptions(codec="ffv1", segment_seconds=1))
+    assert decoded_framemd5(segmented.output) == decoded_framemd5(single.output)
+    assert leftovers(tmp_path, clip, single.output, segmented.output) == []
+
+
 def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_checkpoint, caplog):
     clip = make_gop_clip(tmp_path / "clip.mp4", frames=12, options={"g": "100", "sc_threshold": "0"})
     assert len(keyframe_pts(clip)) == 1
