@@ -22,7 +22,11 @@ shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, be
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
 turning SRT into mov_text would re-encode the text and drop its styling, so the warning suggests .mkv instead.
-Whether a stream fits is asked of FFmpeg itself by writing a header holding that stream alone, in memory.
+Whether a stream fits is asked of FFmpeg itself by writing a header holding that stream alone, in memory, except
+where a muxer takes a stream without a word and loses it (MPEG-TS stores subtitles other than DVB's, attachments
+and covers as private data; QuickTime .mov leaves covers out): those are refused by rule. A cover picture (a
+video stream with the attached_pic disposition, from .mp4 or a Matroska image attachment) goes into Matroska as an
+attachment, as Matroska keeps covers.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from vsr.pipelines.probe import TimelineWatch
 logger = logging.getLogger(__name__)
 
 COPIED_TYPES = ("audio", "subtitle", "data", "attachment")  # and cover pictures (video, attached_pic)
+MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")  # what the MPEG-TS muxer writes as subtitles
 # Container tags the muxer writes itself, or that describe the source's muxer rather than the content.
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
 # Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not). A
@@ -94,7 +99,7 @@ class Passthrough:
                 self._add(stream)
             elif copy_streams:
                 self._skip(stream, f"{stream.type} streams other than the upscaled video are not copied")
-        packet_streams = [s for s in self._input.streams if s.index in self.copied and s.type != "attachment"]
+        packet_streams = [s for s in self._input.streams if s.index in self.copied and self.copied[s.index].type != "attachment"]
         for stream in self._input.streams:  # the demuxer then skips their data instead of reading it
             if stream not in packet_streams:
                 stream.discard = Discard.all
@@ -103,6 +108,9 @@ class Passthrough:
         self._timelines = {stream.index: TimelineWatch(source, stream) for stream in packet_streams}
 
     def _add(self, stream: Stream) -> None:
+        if stream.disposition & Disposition.attached_pic and self._output.format.name == "matroska":
+            self._add_cover_attachment(stream)
+            return
         reason = _refusal(self._output.format.name, stream)
         if reason is not None:
             self._skip(stream, reason)
@@ -111,6 +119,19 @@ class Passthrough:
         copy.metadata.update(stream.metadata)
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
+
+    def _add_cover_attachment(self, stream: Stream) -> None:
+        """A cover picture goes into Matroska as an attachment, where players and FFmpeg look for it: FFmpeg reads
+        such an attachment as a one-picture video stream, and its muxer would write that back as a video track."""
+        with av.open(self._input.name) as source:  # the cover's one packet, without moving the demuxer in use
+            picture = next((bytes(packet) for packet in source.demux(source.streams[stream.index]) if packet.size), None)
+        if picture is None:
+            self._skip(stream, "its picture cannot be read")
+            return
+        codec = _codec_name(stream)
+        mimetype = stream.metadata.get("mimetype") or {"png": "image/png"}.get(codec, "image/jpeg")
+        name = stream.metadata.get("filename") or f"cover.{mimetype.rsplit('/', 1)[1]}"
+        self.copied[stream.index] = self._output.add_attachment(name, mimetype, picture)
 
     def _skip(self, stream: Stream, reason: str) -> None:
         self.skipped[stream.index] = reason
@@ -237,7 +258,17 @@ def _is_timecode_track(stream: Stream) -> bool:
 
 
 def _refusal(container: str, stream: Stream) -> str | None:
-    """Why `container` cannot hold `stream` (None when it can), found by writing a header with it alone."""
+    """Why `container` cannot hold `stream` (None when it can), found by writing a header with it alone, and for
+    what some muxers take without a word and lose."""
+    cover = stream.disposition & Disposition.attached_pic
+    if container == "mpegts" and (stream.type == "attachment" or cover or (
+            stream.type == "subtitle" and _codec_name(stream) not in MPEGTS_SUBTITLES)):
+        # The MPEG-TS muxer stores what it has no stream type for as private data: read back, it is "bin_data".
+        what = "attachments" if stream.type == "attachment" else "cover pictures" if cover else (
+            f"{_codec_name(stream)} subtitles (only {' and '.join(MPEGTS_SUBTITLES)})")
+        return f"MPEG-TS files cannot hold {what}; Matroska (.mkv) holds them"
+    if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
+        return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
     probe = av.open(io.BytesIO(), "w", format=container)
     try:
         probe.add_stream_from_template(stream)

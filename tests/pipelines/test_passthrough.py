@@ -117,6 +117,41 @@ def test_cover_picture_is_copied(tmp_path):
     assert media.video_pts(output) == media.video_pts(source)
 
 
+def test_a_cover_picture_goes_into_matroska_as_an_attachment(tmp_path):
+    # FFmpeg reads a Matroska cover attachment as a one-picture video stream; copied as a stream, the muxer would
+    # write it back as a second video track. From .mp4 (a covr picture) and from .mkv (an attachment) alike.
+    from_mp4 = media.make_cover_mp4(tmp_path / "cover.mp4")
+    from_mkv = tmp_path / "cover.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(from_mp4), "-map", "0:v:0", "-c", "copy", "-attach",
+                    str(_png(tmp_path / "front.png")), "-metadata:s:t", "mimetype=image/png", str(from_mkv)], check=True)
+    for source, name in ((from_mp4, "cover.png"), (from_mkv, "front.png")):
+        output = media.write_upscaled(source, tmp_path / f"out-{source.suffix[1:]}.mkv")
+        video = by_type(output)["video"]
+        assert [s["disposition"]["attached_pic"] for s in video] == [0, 1]
+        assert video[1]["tags"]["filename"] == name and video[1]["tags"]["mimetype"] == "image/png"
+        assert media.framemd5(output, "0:v:1") == media.framemd5(source, "0:v:1")
+        assert media.video_times(output) == media.video_times(source)
+
+
+def _png(path):
+    media.ffmpeg("-f", "lavfi", "-i", "color=blue:size=16x16", "-frames:v", "1", path)
+    return path
+
+
+def test_streams_a_muxer_would_lose_without_a_word_are_skipped_with_a_warning(rich, tmp_path, caplog):
+    # MPEG-TS writes what it has no stream type for as private data ("bin_data" when read back); .mov leaves cover
+    # pictures out. Both without an error, so the header test alone cannot tell.
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        output = media.write_upscaled(rich, tmp_path / "out.ts")
+        media.write_upscaled(media.make_cover_mp4(tmp_path / "cover.mp4"), tmp_path / "out.mov")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert "subtitle stream #2" in warnings[0] and "MPEG-TS files cannot hold srt subtitles" in warnings[0]
+    assert "attachment stream #3" in warnings[1] and "MPEG-TS files cannot hold attachments" in warnings[1]
+    assert "video stream #1" in warnings[2] and "leave cover pictures out" in warnings[2]
+    assert sorted(by_type(output)) == ["audio", "video"]
+
+
 @pytest.mark.parametrize("suffix", [".mov", ".mp4", ".mkv"])
 def test_a_timecode_track_is_rewritten_with_the_same_start(tmp_path, suffix):
     source = tmp_path / "timecode.mov"
