@@ -208,8 +208,7 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
     assert list(out_folder.iterdir()) == []
 
 
-@pytest.mark.parametrize("audio", [True, False])
-@pytest.mark.parametrize("segments", [[], ["--segment-seconds", "0.5"]])
+@pytest.mark.parametrize("audio, segments", [(True, []), (False, ["--segment-seconds", "0.5"])])
 def test_recordings_joined_end_to_end_are_one_line_that_says_how_to_fix_them(tmp_path, audio, segments):
     # Two transport streams `cat`-ed together: the second one's times start over. Frames were dropped as too late
     # (silently, without audio) or the muxer refused the audio going back (a traceback).
