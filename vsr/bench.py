@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from vsr import api
+from vsr.errors import OptionError
 from vsr.fsutil import write_bytes_atomic
 
 
@@ -53,6 +54,8 @@ def bench(
 
     clip = Path(clip)
     api.check_input(clip)
+    if api.is_image(clip):
+        raise OptionError(f"{clip}: vsr bench measures videos; give it a clip")
     engine = api.make_engine(options)
     video = replace(video, max_frames=max_frames)
     with open_decoder(clip, backend=video.decoder, max_frames=max_frames) as decoder:
@@ -67,7 +70,9 @@ def bench(
     model_seconds = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
-        result = api.upscale_video(clip, Path(folder) / f"bench{clip.suffix}", video=video, engine=engine)
+        # Named as `vsr upscale` would name it: .mkv where the clip's container cannot hold the codec (.webm, .gif).
+        output = Path(folder) / api.default_output_path(clip, engine.scale, video.codec).name
+        result = api.upscale_video(clip, output, video=video, engine=engine)
     times = result.times
     height, width = engine.output_size(info.height, info.width)
     return BenchResult(

@@ -4,6 +4,7 @@ The bicubic baseline or a tiny random RRDBNet keep these fast; what they check (
 files on disk) does not depend on the model.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -315,3 +316,16 @@ def test_help_shows_the_defaults_written_in_words():
     for text in ("[default: INPUT.x4.EXT next to the input;", "[default: the codec's]", "[default: the source's bit",
                  "[default: 300; 0: never]"):
         assert text in result.stdout
+
+
+def test_bench_measures_a_webm_clip_and_refuses_an_image(tmp_path):
+    # The end-to-end run writes where `vsr upscale` would: .mkv for a .webm clip (H.264 cannot go in .webm).
+    clip = make_clip(tmp_path / "clip.webm", frames=6, codec="libvpx-vp9")
+    result = vsr("bench", clip, "-m", "bicubic", "--frames", "4", "--json", tmp_path / "bench.json")
+    measured = json.loads((tmp_path / "bench.json").read_text())
+    assert measured["frames"] == 4 and measured["end_to_end_fps"] > 0, result.stdout
+    image = tmp_path / "frame.png"
+    media.ffmpeg("-f", "lavfi", "-i", "color=red:size=16x16", "-frames:v", "1", image)
+    refused = vsr("bench", image, "-m", "bicubic", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [f"vsr: error: {image}: vsr bench measures videos; give it a clip"]
