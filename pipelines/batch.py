@@ -179,6 +179,8 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         document = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise InputError(f"{path}: no such jobs file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a jobs file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{path}: not a valid TOML jobs file ({error})") from error
     unknown = set(document) - {"output_dir", "defaults", "job"}
@@ -186,12 +188,15 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         raise OptionError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; expected output_dir, defaults, job")
     base = path.parent
     if out_dir is None:
-        if "output_dir" not in document:
-            raise OptionError(f"{path}: no output folder: give OUT_DIR or set output_dir in the file")
+        if not isinstance(document.get("output_dir"), str):
+            raise OptionError(f"{path}: no output folder: give OUT_DIR or set output_dir = \"FOLDER\" in the file")
         out_dir = base / document["output_dir"]
     out_dir = Path(out_dir)
+    defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise OptionError(f"{path}: [defaults] must be a table of options, not {defaults!r}")
     entries = document.get("job", [])
-    if not isinstance(entries, list) or not entries:
+    if not isinstance(entries, list) or not entries or not all(isinstance(entry, dict) for entry in entries):
         raise OptionError(f"{path}: no [[job]] tables; each job needs at least input = \"FILE\"")
     jobs = []
     for number, entry in enumerate(entries, 1):
@@ -199,12 +204,25 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         settings = {key: value for key, value in entry.items() if key not in ("input", "output")}
         if not isinstance(entry.get("input"), str):
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
-        options, video = build_options({**document.get("defaults", {}), **(values or {}), **settings}, where)
+        options, video = build_options({**defaults, **(values or {}), **settings}, where)
         source = base / entry["input"]
         relative = source.relative_to(base) if source.resolve().is_relative_to(base.resolve()) else Path(source.name)
-        output = out_dir / entry["output"] if "output" in entry else None
+        output = _job_output(entry, out_dir, where)
         jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
     return jobs, out_dir
+
+
+def _job_output(entry: Mapping[str, object], out_dir: Path, where: str) -> Path | None:
+    """A job's `output`: a file name or path inside the output folder (the journal names jobs by it)."""
+    if "output" not in entry:
+        return None
+    output = entry["output"]
+    if not isinstance(output, str) or not output:
+        raise OptionError(f"{where}: output must be a file name such as \"ep2.mkv\", not {output!r}")
+    relative = Path(output)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise OptionError(f"{where}: output {output!r} must stay inside the output folder {out_dir}")
+    return out_dir / relative
 
 
 def fingerprint(path: Path) -> str:

@@ -275,6 +275,15 @@ def test_a_jobs_file_sets_options_per_job(tmp_path):
     assert [job.video.max_frames for job in jobs] == [1, 2, 1]
 
 
+def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
+    with pytest.raises(InputError, match="is a folder, not a jobs file"):
+        batch.load_jobs_file(tmp_path)
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('output_dir = 5\n[[job]]\ninput = "a.mp4"\n')
+    with pytest.raises(OptionError, match="no output folder"):
+        batch.load_jobs_file(jobs_file)
+
+
 @pytest.mark.parametrize(
     "text, message",
     [
@@ -283,8 +292,14 @@ def test_a_jobs_file_sets_options_per_job(tmp_path):
         ('[[job]]\noutput = "a.mp4"\n', "needs input"),
         ('[defaults]\nmodel = "bicubic"\n', "no \\[\\[job\\]\\] tables"),
         ('[[job]]\ninput = "a.mp4"\n[[job]]\ninput = "a.mp4"\n', "would both be written to a.x4.mp4"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "/elsewhere/a.mp4"\n', "must stay inside the output folder"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "../a.mp4"\n', "must stay inside the output folder"),
+        ('[[job]]\ninput = "a.mp4"\noutput = 3\n', "output must be a file name"),
+        ('defaults = 3\n[[job]]\ninput = "a.mp4"\n', "\\[defaults\\] must be a table"),
+        ('job = [1]\n', "no \\[\\[job\\]\\] tables"),
     ],
-    ids=["unknown option", "wrong type", "no input", "no jobs", "same output twice"],
+    ids=["unknown option", "wrong type", "no input", "no jobs", "same output twice", "absolute output",
+         "output outside", "output not text", "defaults not a table", "job not a table"],
 )
 def test_a_bad_jobs_file_is_one_option_error(tmp_path, text, message):
     jobs_file = tmp_path / "jobs.toml"
