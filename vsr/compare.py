@@ -17,6 +17,7 @@ start up to the window (exact, unlike a seek; seconds for a clip, minutes for a 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -42,6 +43,8 @@ class CompareOptions:
     crf: int = 16  # libx264: hardly distinguishable from the frames compared
 
     def validate(self) -> None:
+        if not all(math.isfinite(value) for value in (self.offset, self.start or 0, self.end or 0)):
+            raise OptionError("--offset, --start and --end are seconds: finite numbers")
         if self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
         if self.baseline not in BASELINES:
@@ -62,12 +65,14 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     """Write the comparison clip of `source` and `upscaled` (see the module doc); returns its path."""
     from vsr.pipelines.encode import partial_path
     from vsr.pipelines.probe import probe
-    from vsr.pipelines.upscale import check_input
+    from vsr.pipelines.upscale import check_input, is_image
 
     options.validate()
     source, upscaled = Path(source), Path(upscaled)
     for path in (source, upscaled):
         check_input(path)
+        if is_image(path):
+            raise OptionError(f"{path}: vsr compare shows videos; for an image, view the two files side by side")
     output = Path(output) if output is not None else default_compare_path(upscaled)
     check_output(output, upscaled, overwrite)
     if output.resolve() == source.resolve():
@@ -76,8 +81,7 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     source_video, upscaled_info = probe(source).video, probe(upscaled)
     width, height = _shown_size(upscaled_info.video)
     has_audio = any(stream.type == "audio" for stream in upscaled_info.streams)
-    if _shown_size(source_video) > (width, height):
-        log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
+    _check_pairing(source, source_video, upscaled, upscaled_info.video, options)
 
     label = upscaled.stem if options.label is None else options.label
     temporary = partial_path(output)
@@ -89,12 +93,37 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
                 raise
             log.warning("ffmpeg has no font to write the labels with; the clip has none")
             _run(ffmpeg, source, upscaled, temporary, options, source_video.interlaced, has_audio, width, height, "")
+        try:
+            probe(temporary)
+        except VsrError:  # where a duration was unknown, the window can still miss every frame
+            raise OptionError(f"no video frame of {upscaled} in the window asked for") from None
         temporary.replace(output)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(output.parent)
     return output
+
+
+def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, options: CompareOptions) -> None:
+    """One line where the window holds no frame; a warning where UPSCALED does not look made from SOURCE (frames
+    would be paired with the wrong ones, or the clip cut short)."""
+    start = options.start or 0
+    for path, video, begin in ((upscaled, upscaled_video, start), (source, source_video, options.offset + start)):
+        if video.duration and begin >= video.duration:
+            raise OptionError(f"{path}: no video frame from {begin:g} s; it lasts {video.duration:.3f} s")
+    source_size, upscaled_size = _shown_size(source_video), _shown_size(upscaled_video)
+    if source_size > upscaled_size:
+        log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
+    elif abs(source_size[0] * upscaled_size[1] / (source_size[1] * upscaled_size[0]) - 1) > 0.02:
+        log.warning("%s (%d×%d) and %s (%d×%d) have different shapes: was one made from the other?", source,
+                    *source_size, upscaled, *upscaled_size)
+    if source_video.duration and upscaled_video.duration:
+        remaining = source_video.duration - options.offset
+        if abs(remaining - upscaled_video.duration) > 0.5 and options.end is None:
+            log.warning("%s lasts %.3f s, %s %.3f s from --offset %g: frames are paired by time, so a preview "
+                        "needs --offset (its --start)", upscaled, upscaled_video.duration, source, remaining,
+                        options.offset)
 
 
 def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, interlaced: bool,

@@ -11,6 +11,8 @@ import pytest
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
+from vsr.compare import CompareOptions, compare_videos
+from vsr.errors import OptionError
 
 pytestmark = media.requires_ffmpeg
 
@@ -88,16 +90,27 @@ def test_the_default_name_and_a_video_without_audio(tmp_path):
     assert len(frames_of(clip)) == 4
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--mode", "wipe"], "--mode must be one of split, side-by-side, not 'wipe'"),
-    (["--baseline", "magic"], "--baseline must be one of bicubic, lanczos, nearest, not 'magic'"),
-    (["--start", "1", "--end", "0.5"], "--end (0.5) must be after --start (1.0)"),
+def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_path):
+    source, _ = upscaled
+    preview = tmp_path / "preview.mp4"
+    vsr("upscale", source, "-o", preview, "-m", "bicubic", "--start", "0.4", "--end", "0.6")
+    result = vsr("compare", source, preview, "-o", tmp_path / "compare.mp4")
+    assert "a preview needs --offset (its --start)" in result.stderr
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(mode="wipe"), "--mode must be one of split, side-by-side, not 'wipe'"),
+    (dict(baseline="magic"), "--baseline must be one of bicubic, lanczos, nearest, not 'magic'"),
+    (dict(start=1, end=0.5), "--end (0.5) must be after --start (1)"),
+    (dict(offset=float("nan")), "--offset, --start and --end are seconds: finite numbers"),
+    (dict(start=5), "{result}: no video frame from 5 s; it lasts 0.800 s"),
+    (dict(offset=10), "{source}: no video frame from 10 s; it lasts 0.800 s"),
 ])
-def test_bad_options_are_one_line_and_write_nothing(upscaled, tmp_path, args, message):
+def test_bad_options_are_one_error_and_write_nothing(upscaled, tmp_path, options, message):
     source, result = upscaled
-    outcome = vsr("compare", source, result, "-o", tmp_path / "c.mp4", *args, check=False)
-    assert outcome.returncode == 2
-    assert outcome.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    with pytest.raises(OptionError) as raised:
+        compare_videos(source, result, tmp_path / "c.mp4", options=CompareOptions(**options))
+    assert str(raised.value) == message.format(source=source, result=result)
     assert list(tmp_path.iterdir()) == []
 
 
