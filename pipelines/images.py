@@ -3,13 +3,19 @@
 PyAV rather than Pillow: Pillow reads 16-bit RGB PNGs as 8-bit, and PyAV is already the video dependency. PNG pixels
 are copied byte for byte between numpy and the frame's plane (no swscale conversion), so 8- and 16-bit, gray, gray
 with alpha, RGB and RGBA survive a round trip exactly. JPEG is written by FFmpeg's mjpeg encoder (full-range BT.601
-YCbCr, as JFIF specifies), WebP by libwebp (which converts RGB to YUV itself).
+YCbCr, as JFIF specifies), WebP by libwebp (which converts RGB to YUV itself). TIFF and BMP are read too (and
+written as PNG by default, see pipelines/upscale.py).
+
+An EXIF Orientation (phone photos are stored sideways and say how to turn them) is applied when reading, as image
+viewers do, and the output is written upright without it: vsr writes no EXIF, so keeping the pixels sideways would
+show the output turned.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -24,6 +30,7 @@ from vsr.fsutil import write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
+READ_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 WRITE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 # Packed single-plane formats that numpy reads and writes directly: pix_fmt → (channels, numpy dtype).
 PACKED_FORMATS = {
@@ -129,7 +136,59 @@ def read_image(path: str | os.PathLike) -> Image:
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")
-    return _frame_to_image(frame, codec)
+    image = _frame_to_image(frame, codec)
+    with open(path, "rb") as file:
+        orientation = exif_orientation(file.read(1 << 20))  # EXIF sits at the start of JPEG, near it in PNG/WebP
+    if orientation > 1:
+        image.rgb = upright(image.rgb, orientation)
+        image.alpha = None if image.alpha is None else upright(image.alpha, orientation)
+    return image
+
+
+def exif_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes.
+
+    Read by hand: FFmpeg shows it only as a rotation, which cannot tell the mirrored orientations from the others.
+    The EXIF block is a TIFF file: a byte order mark, the first directory's offset, then 12-byte entries.
+    """
+    start = data.find(b"Exif\x00\x00")  # JPEG's APP1 segment, some WebP files
+    if start >= 0:
+        start += 6
+    else:  # PNG's eXIf and WebP's EXIF chunks hold the TIFF block alone
+        for chunk in (b"eXIf", b"EXIF"):
+            if (found := data.find(chunk)) >= 0:
+                start = found + 8 if chunk == b"EXIF" else found + 4
+                break
+    tiff = data[start:] if start >= 0 else b""
+    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    order = "<" if tiff[:2] == b"II" else ">"
+    try:
+        (directory,) = struct.unpack_from(order + "I", tiff, 4)
+        (count,) = struct.unpack_from(order + "H", tiff, directory)
+        for index in range(count):
+            tag, kind, _, value = struct.unpack_from(order + "HHI4s", tiff, directory + 2 + 12 * index)
+            if tag == 0x0112 and kind == 3:  # Orientation, a SHORT stored in the entry itself
+                (orientation,) = struct.unpack_from(order + "H", value)
+                return orientation if 1 <= orientation <= 8 else 1
+    except struct.error:  # a cut or malformed block: shown as stored
+        pass
+    return 1
+
+
+def upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
+    """C×H×W planes stored with EXIF `orientation`, turned (and mirrored) the way viewers show them."""
+    rows, columns = -2, -1
+    turned = {
+        2: lambda x: x.flip(columns),
+        3: lambda x: x.rot90(2, (rows, columns)),
+        4: lambda x: x.flip(rows),
+        5: lambda x: x.transpose(rows, columns),
+        6: lambda x: x.rot90(-1, (rows, columns)),  # stored turned left: turn it right
+        7: lambda x: x.transpose(rows, columns).rot90(2, (rows, columns)),
+        8: lambda x: x.rot90(1, (rows, columns)),
+    }[orientation](planes)
+    return turned.contiguous()
 
 
 def _quantize(x: torch.Tensor, bits: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from vsr.pipelines.runner import StageTimes
 
 log = logging.getLogger("vsr")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")  # images.READ_SUFFIXES
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 
 
@@ -95,6 +95,8 @@ def default_output_path(source: Path, scale: float, codec: str | None = None) ->
     suffix = source.suffix
     if codec is not None and not container_holds(suffix, codec):
         suffix = ".mkv"
+    if codec is None and suffix.lower() in (".tif", ".tiff", ".bmp"):  # images read, not written: PNG keeps them
+        suffix = ".png"
     return source.with_name(f"{source.stem}.{scale_label(scale)}{suffix}")
 
 
@@ -117,11 +119,15 @@ def upscale_image(
     overwrite: bool = False,
     engine: Engine | None = None,
 ) -> Path:
-    """Upscale one image file (png, jpg, webp; RGB, gray or RGBA; 16-bit PNG stays 16-bit). Returns the output path."""
+    """Upscale one image file (png, jpg, webp, tiff, bmp; RGB, gray or RGBA; 16-bit stays 16-bit in PNG). Returns
+    the output path."""
     from vsr.pipelines import images
 
     source = Path(source)
     check_input(source)
+    if output is not None and Path(output).suffix.lower() not in images.WRITE_SUFFIXES:  # before the model runs
+        raise OptionError(f"{output}: unsupported image type {Path(output).suffix!r}; expected one of "
+                          f"{', '.join(images.WRITE_SUFFIXES)}")
     # One image is one shape seen once: capturing a graph for it (three warm-up runs, the frame padded to a full
     # batch) would cost more than it saves.
     engine = engine or make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else

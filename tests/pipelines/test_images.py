@@ -217,3 +217,58 @@ def test_overwriting_replaces_the_file_with_normal_permissions(tmp_path):
     os.umask(umask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~umask
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
+
+
+def _photo_with_orientation(path, orientation, size=(48, 32)):
+    """A picture with a white block in its stored top-left corner, saved with an EXIF Orientation by Pillow."""
+    from PIL import Image as PILImage
+
+    stored = np.zeros((size[1], size[0], 3), np.uint8)
+    stored[:8, :12] = 255
+    stored[-6:, -10:, 1] = 200
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    options = {"quality": 95} if path.suffix == ".jpg" else {"lossless": True} if path.suffix == ".webp" else {}
+    PILImage.fromarray(stored).save(path, exif=exif.tobytes(), **options)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".webp"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_applied_as_image_viewers_do(tmp_path, orientation, suffix):
+    from PIL import Image as PILImage, ImageOps
+
+    path = _photo_with_orientation(tmp_path / f"photo{suffix}", orientation)
+    shown = np.asarray(ImageOps.exif_transpose(PILImage.open(path)).convert("RGB"))  # Pillow, as viewers show it
+    read = read_image(path).rgb
+    assert torch.equal(read, torch.from_numpy(shown.astype(np.float32) / 255).permute(2, 0, 1))
+
+
+def test_a_sideways_phone_jpeg_is_upscaled_upright(tmp_path):
+    path = _photo_with_orientation(tmp_path / "phone.jpg", 6)  # stored turned left, shown turned right
+    output = tmp_path / "phone.x2.png"
+    subprocess.run(["vsr", "upscale", str(path), "-m", "bicubic", "-s", "2", "-o", str(output)], check=True)
+    upscaled = read_image(output).rgb
+    assert upscaled.shape == (3, 96, 64)  # 48×32 stored, 32×48 shown
+    assert upscaled[:, :20, -14:].mean() > 0.9 and upscaled[:, :20, :20].mean() < 0.1  # the block now top right
+
+
+@pytest.mark.parametrize("suffix", [".tiff", ".bmp"])
+def test_tiff_and_bmp_are_read_as_images_and_written_as_png(tmp_path, suffix):
+    image = random_image(bits=8)
+    write_image(tmp_path / "reference.png", image)
+    source = tmp_path / f"scan{suffix}"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "reference.png"), str(source)], check=True)
+    assert torch.equal(read_image(source).rgb, image.rgb)
+    subprocess.run(["vsr", "upscale", str(source), "-m", "bicubic"], check=True)
+    assert read_image(tmp_path / "scan.x4.png").rgb.shape == (3, 68, 92)
+
+
+def test_an_image_type_vsr_cannot_write_is_refused_before_the_model_runs(tmp_path):
+    write_image(tmp_path / "photo.png", random_image())
+    result = subprocess.run(["vsr", "upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "photo.tiff"),
+                             "-m", "no-such-model"], capture_output=True, text=True)
+    assert result.returncode == 2  # an unknown model would be exit 3: the output type is checked first
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path / 'photo.tiff'}: unsupported image type '.tiff'; expected one of .png, .jpg, .jpeg, "
+        ".webp"]
