@@ -8,14 +8,14 @@ written as PNG by default, see pipelines/upscale.py).
 
 An EXIF Orientation (phone photos are stored sideways and say how to turn them) is applied when reading, as image
 viewers do, and the output is written upright without it: vsr writes no EXIF, so keeping the pixels sideways would
-show the output turned.
+show the output turned. An ICC color profile (Display P3, Adobe RGB photos) is written into the output as it came
+(pipelines/image_metadata.py): the pixels keep their values, so they need the same profile to show the same colors.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import struct
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +27,7 @@ from vsr.pipelines.engine import Engine
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
+from vsr.pipelines.image_metadata import exif_orientation, icc_profile, with_icc_profile
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class Image:
     alpha: torch.Tensor | None = None  # 1×H×W float32 in [0, 1]
     bit_depth: int = 8  # of the source: 8 or 16; PNGs are written at this depth
     gray: bool = False
+    icc_profile: bytes | None = None  # the source's color profile, written into the output as it is
 
     @property
     def height(self) -> int:
@@ -138,42 +140,13 @@ def read_image(path: str | os.PathLike) -> Image:
         raise InputError(f"{path}: not a readable image (no picture in it)")
     image = _frame_to_image(frame, codec)
     with open(path, "rb") as file:
-        orientation = exif_orientation(file.read(1 << 20))  # EXIF sits at the start of JPEG, near it in PNG/WebP
+        head = file.read(4 << 20)  # EXIF and ICC come before the pixels (a profile is rarely over 1 MB)
+    orientation = exif_orientation(head)
+    image.icc_profile = icc_profile(head)
     if orientation > 1:
         image.rgb = upright(image.rgb, orientation)
         image.alpha = None if image.alpha is None else upright(image.alpha, orientation)
     return image
-
-
-def exif_orientation(data: bytes) -> int:
-    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes.
-
-    Read by hand: FFmpeg shows it only as a rotation, which cannot tell the mirrored orientations from the others.
-    The EXIF block is a TIFF file: a byte order mark, the first directory's offset, then 12-byte entries.
-    """
-    start = data.find(b"Exif\x00\x00")  # JPEG's APP1 segment, some WebP files
-    if start >= 0:
-        start += 6
-    else:  # PNG's eXIf and WebP's EXIF chunks hold the TIFF block alone
-        for chunk in (b"eXIf", b"EXIF"):
-            if (found := data.find(chunk)) >= 0:
-                start = found + 8 if chunk == b"EXIF" else found + 4
-                break
-    tiff = data[start:] if start >= 0 else b""
-    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
-        return 1
-    order = "<" if tiff[:2] == b"II" else ">"
-    try:
-        (directory,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, directory)
-        for index in range(count):
-            tag, kind, _, value = struct.unpack_from(order + "HHI4s", tiff, directory + 2 + 12 * index)
-            if tag == 0x0112 and kind == 3:  # Orientation, a SHORT stored in the entry itself
-                (orientation,) = struct.unpack_from(order + "H", value)
-                return orientation if 1 <= orientation <= 8 else 1
-    except struct.error:  # a cut or malformed block: shown as stored
-        pass
-    return 1
 
 
 def upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
@@ -270,7 +243,7 @@ def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> 
         raise OptionError(f"{path}: unsupported image type {path.suffix!r}; expected one of {expected}")
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError(f"image quality must be an integer from 1 to 100, not {quality!r}")
-    _write_atomic(path, encode_image(image, path.suffix, quality))
+    _write_atomic(path, with_icc_profile(encode_image(image, path.suffix, quality), image.icc_profile))
 
 
 def upscale_image(engine: Engine, image: Image) -> Image:
@@ -288,4 +261,4 @@ def upscale_image(engine: Engine, image: Image) -> Image:
     if image.gray:
         rgb = rgb.mean(0, keepdim=True).repeat(3, 1, 1)
     alpha = out[1].mean(0, keepdim=True) if image.alpha is not None else None
-    return Image(rgb=rgb, alpha=alpha, bit_depth=image.bit_depth, gray=image.gray)
+    return Image(rgb=rgb, alpha=alpha, bit_depth=image.bit_depth, gray=image.gray, icc_profile=image.icc_profile)

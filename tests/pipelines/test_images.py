@@ -272,3 +272,42 @@ def test_an_image_type_vsr_cannot_write_is_refused_before_the_model_runs(tmp_pat
     assert result.stderr.strip().splitlines() == [
         f"vsr: error: {tmp_path / 'photo.tiff'}: unsupported image type '.tiff'; expected one of .png, .jpg, .jpeg, "
         ".webp"]
+
+
+def _profile(size: int) -> bytes:
+    """Bytes standing in for an ICC profile: carried as they are, so any bytes show whether they arrive."""
+    return bytes(np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8))
+
+
+@pytest.mark.parametrize("source_suffix", [".png", ".jpg", ".webp"])
+@pytest.mark.parametrize("output_suffix", [".png", ".jpg", ".webp"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_an_icc_profile_is_carried_into_every_output_type(tmp_path, source_suffix, output_suffix, alpha):
+    from PIL import Image as PILImage
+
+    profile = _profile(3000)
+    pixels = (np.random.default_rng(0).random((12, 20, 4 if alpha else 3)) * 255).astype(np.uint8)
+    source = tmp_path / f"wide-gamut{source_suffix}"
+    picture = PILImage.fromarray(pixels)
+    (picture.convert("RGB") if source_suffix == ".jpg" else picture).save(source, icc_profile=profile)
+    image = read_image(source)
+    assert image.icc_profile == profile
+    output = tmp_path / f"out{output_suffix}"
+    write_image(output, image)
+    with PILImage.open(output) as written:  # Pillow, independent of vsr's reader, sees the profile and the pixels
+        assert written.info.get("icc_profile") == profile
+        written.load()
+        assert written.size == (20, 12)
+    assert read_image(output).rgb.shape == (3, 12, 20)
+
+
+def test_a_profile_larger_than_one_jpeg_segment_is_split_and_joined(tmp_path):
+    profile = _profile(150_000)  # three APP2 segments of at most 65519 bytes
+    image = random_image()
+    image.icc_profile = profile
+    write_image(tmp_path / "big.jpg", image)
+    from PIL import Image as PILImage
+
+    with PILImage.open(tmp_path / "big.jpg") as written:
+        assert written.info.get("icc_profile") == profile
+    assert read_image(tmp_path / "big.jpg").icc_profile == profile
