@@ -107,7 +107,9 @@ def output_scale(options: api.UpscaleOptions) -> float:
 
 def media_kind(path: Path) -> str | None:
     suffix = path.suffix.lower()
-    return "video" if suffix in VIDEO_SUFFIXES else "image" if suffix in api.IMAGE_SUFFIXES else None
+    if suffix in api.IMAGE_SUFFIXES:
+        return "image" if api.is_image(path) else "video"  # an animated PNG
+    return "video" if suffix in VIDEO_SUFFIXES else None
 
 
 def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:

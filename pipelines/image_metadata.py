@@ -5,6 +5,7 @@ shows an orientation only as a rotation (mirrored orientations look like plain o
 an ICC profile to FFmpeg's image encoders. The format is told by the first bytes, not by the file's name.
 
     orientation = exif_orientation(data)          # 1 to 8 (1: as stored)
+    animated = is_animated(data)                  # APNG, animated WebP
     profile = icc_profile(data)                    # the ICC profile's bytes, or None
     data = with_icc_profile(encoded, profile)      # the same file with the profile in it
 """
@@ -47,6 +48,17 @@ def exif_orientation(data: bytes) -> int:
     except struct.error:  # a cut or malformed block: shown as stored
         pass
     return 1
+
+
+def is_animated(data: bytes) -> bool:
+    """Whether a PNG (an acTL chunk before the pixels: APNG) or WebP (an ANIM chunk) file holds an animation."""
+    if data.startswith(PNG_SIGNATURE):
+        for kind, _, _ in _png_chunks(data):
+            if kind in (b"acTL", b"IDAT"):
+                return kind == b"acTL"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return any(kind == b"ANIM" for kind, _, _ in _riff_chunks(data))
+    return False
 
 
 def icc_profile(data: bytes) -> bytes | None:

@@ -27,7 +27,7 @@ from vsr.pipelines.engine import Engine
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
-from vsr.pipelines.image_metadata import exif_orientation, icc_profile, with_icc_profile
+from vsr.pipelines.image_metadata import exif_orientation, icc_profile, is_animated, with_icc_profile
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +59,8 @@ PNG_FORMATS = {
 
 @dataclass
 class Image:
-    """An image as the engine sees it. A gray image keeps three equal channels in `rgb` and is written as gray."""
+    """An image as the engine sees it. A gray image keeps three equal channels in `rgb` and is written as gray PNG
+    (FFmpeg's JPEG and WebP encoders write color)."""
 
     rgb: torch.Tensor  # 3×H×W float32 in [0, 1]
     alpha: torch.Tensor | None = None  # 1×H×W float32 in [0, 1]
@@ -135,6 +136,10 @@ def read_image(path: str | os.PathLike) -> Image:
             codec = container.streams.video[0].codec_context.name
             frame = next(container.decode(video=0), None)
     except (av.FFmpegError, OSError) as error:
+        with open(path, "rb") as file:
+            if is_animated(file.read(1 << 16)):  # animated WebP: FFmpeg decodes no frame of it
+                raise InputError(f"{path}: an animated image, which FFmpeg cannot decode; vsr reads still images, "
+                                 "and videos (an animated PNG or GIF is upscaled as a video)") from error
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")

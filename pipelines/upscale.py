@@ -108,7 +108,15 @@ def check_input(path: Path) -> None:
 
 
 def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    """A still image by its name; an animated PNG is a video (FFmpeg decodes its frames as one)."""
+    from vsr.pipelines.image_metadata import is_animated
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES:
+        return False
+    if path.suffix.lower() == ".png" and path.is_file():
+        with open(path, "rb") as file:
+            return not is_animated(file.read(1 << 16))
+    return True
 
 
 def upscale_image(

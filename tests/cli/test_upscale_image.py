@@ -122,3 +122,23 @@ def test_a_bad_denoise_strength_is_one_line(general_v3_pair, tmp_path, options, 
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
     assert not (tmp_path / "out.png").exists()
+
+
+def test_an_animated_png_is_upscaled_as_a_video_and_an_animated_webp_is_one_line(tmp_path):
+    from PIL import Image as PILImage
+
+    animated_png = tmp_path / "spinner.png"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=32x24:r=10", "-frames:v", "3", "-f",
+                    "apng", str(animated_png)], check=True)
+    result = vsr("upscale", animated_png, "-m", "bicubic")
+    assert result.returncode == 0, result.stderr
+    assert "3 frames" in result.stdout and (tmp_path / "spinner.x4.mkv").exists()  # .png cannot hold H.264
+
+    frames = [PILImage.new("RGB", (16, 16), color) for color in ("red", "green", "blue")]
+    animated_webp = tmp_path / "spinner.webp"
+    frames[0].save(animated_webp, save_all=True, append_images=frames[1:], duration=100)
+    result = vsr("upscale", animated_webp, "-m", "bicubic")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {animated_webp}: an animated image, which FFmpeg cannot decode; vsr reads still images, and "
+        "videos (an animated PNG or GIF is upscaled as a video)"]
