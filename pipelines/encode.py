@@ -295,12 +295,9 @@ class VideoWriter:
                 self._last_step = pts - self._last_pts if self._last_pts is not None else 0
                 self._last_pts = pts
                 self.frames_written += 1
-        except OSError as error:
+        except (OSError, av.FFmpegError) as error:
             self.abort()
-            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
-        except av.FFmpegError as error:  # a packet the muxer refuses (what vsr checks first says why, where it can)
-            self.abort()
-            raise OutputError(f"cannot write {self.output}: the muxer refused a packet ({error})") from error
+            raise self._write_error(error) from error
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
@@ -357,12 +354,9 @@ class VideoWriter:
                 os.fsync(file.fileno())
             os.replace(self._temp, self.output)
             fsync_folder(self.output.parent)
-        except OSError as error:
+        except (OSError, av.FFmpegError) as error:
             self.abort()
-            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
-        except av.FFmpegError as error:
-            self.abort()
-            raise OutputError(f"cannot write {self.output}: the muxer refused a packet ({error})") from error
+            raise self._write_error(error) from error
         except BaseException:
             self.abort()
             raise
@@ -375,6 +369,13 @@ class VideoWriter:
         (else the interval before it)."""
         duration = self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
         return self._last_pts * self._time_base + duration
+
+    def _write_error(self, error: Exception) -> OutputError:
+        if isinstance(error, OSError):  # the disk: full, gone, read-only
+            return OutputError(f"cannot write {self.output}: {error.strerror or error}")
+        # A packet the muxer refuses: what vsr checks first (times that go back, streams a container cannot hold)
+        # says why where it can; this is the line for the rest.
+        return OutputError(f"cannot write {self.output}: the muxer refused a packet ({error})")
 
     def abort(self) -> None:
         """Stop and remove the temporary file; the final name is left untouched."""

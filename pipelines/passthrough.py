@@ -99,7 +99,8 @@ class Passthrough:
                 self._add(stream)
             elif copy_streams:
                 self._skip(stream, f"{stream.type} streams other than the upscaled video are not copied")
-        packet_streams = [s for s in self._input.streams if s.index in self.copied and self.copied[s.index].type != "attachment"]
+        packet_streams = [s for s in self._input.streams  # attachments (covers made ones too) have no packets
+                          if s.index in self.copied and self.copied[s.index].type != "attachment"]
         for stream in self._input.streams:  # the demuxer then skips their data instead of reading it
             if stream not in packet_streams:
                 stream.discard = Discard.all
