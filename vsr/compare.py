@@ -79,7 +79,6 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
         raise OptionError(f"{output}: the output would replace the source; choose another name with -o")
     ffmpeg = _ffmpeg_python()
     source_video, upscaled_info = probe(source).video, probe(upscaled)
-    width, height = _shown_size(upscaled_info.video)
     has_audio = any(stream.type == "audio" for stream in upscaled_info.streams)
     _check_pairing(source, source_video, upscaled, upscaled_info.video, options)
 
@@ -87,12 +86,12 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     temporary = partial_path(output)
     try:
         try:
-            _run(ffmpeg, source, upscaled, temporary, options, source_video.interlaced, has_audio, width, height, label)
+            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, label)
         except VsrError as error:
             if not label or "font" not in str(error).lower():
                 raise
             log.warning("ffmpeg has no font to write the labels with; the clip has none")
-            _run(ffmpeg, source, upscaled, temporary, options, source_video.interlaced, has_audio, width, height, "")
+            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, "")
         try:
             probe(temporary)
         except VsrError:  # where a duration was unknown, the window can still miss every frame
@@ -113,7 +112,7 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
         if video.duration and begin >= video.duration:
             raise OptionError(f"{path}: no video frame from {begin:g} s; it lasts {video.duration:.3f} s")
     source_size, upscaled_size = _shown_size(source_video), _shown_size(upscaled_video)
-    if source_size > upscaled_size:
+    if source_size[0] * source_size[1] > upscaled_size[0] * upscaled_size[1]:
         log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
     elif abs(source_size[0] * upscaled_size[1] / (source_size[1] * upscaled_size[0]) - 1) > 0.02:
         log.warning("%s (%d×%d) and %s (%d×%d) have different shapes: was one made from the other?", source,
@@ -126,15 +125,16 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
                         options.offset)
 
 
-def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, interlaced: bool,
-         has_audio: bool, width: int, height: int, label: str) -> None:
-    plain = ffmpeg.input(str(source))["v:0"]
-    if interlaced:
+def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, source_video,
+         upscaled_video, has_audio: bool, label: str) -> None:
+    width, height = _shown_size(upscaled_video)
+    plain = ffmpeg.input(str(source))[str(source_video.index)]  # the stream vsr upscales, not a cover picture
+    if source_video.interlaced:
         plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
     plain = _window(plain, options.offset, options)
     plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline])
     upscaled_input = ffmpeg.input(str(upscaled))
-    sharp = _window(upscaled_input["v:0"], 0.0, options)
+    sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
     if options.mode == "split":
         left = width // 4 * 2  # even, for 4:2:0
         joined = ffmpeg.filter([plain.crop(0, 0, left, height), sharp.crop(left, 0, width - left, height)],
