@@ -134,8 +134,7 @@ def _png_chunks(data: bytes):
 def _png_with_icc(data: bytes, profile: bytes) -> bytes:
     body = b"ICC profile\x00\x00" + zlib.compress(profile)
     chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
-    kept, insert_at = [data[:len(PNG_SIGNATURE)]], None
-    previous = len(PNG_SIGNATURE)
+    kept, previous = [data[:len(PNG_SIGNATURE)]], len(PNG_SIGNATURE)
     for kind, _, end in _png_chunks(data):
         if kind not in (b"sRGB", b"iCCP"):  # the spec allows one or the other: the profile says more
             kept.append(data[previous:end])

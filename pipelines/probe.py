@@ -169,6 +169,7 @@ class TimelineWatch:
         self.path = Path(path)
         self.stream = stream
         self.sustained = sustained
+        self.reset = self.RESET_SECONDS / (stream.time_base or Fraction(1, 90000))  # in the stream's time base
         self.latest: int | None = None
         self.behind = 0
 
@@ -176,7 +177,7 @@ class TimelineWatch:
         time = packet.dts if packet.dts is not None else packet.pts
         if time is None or not packet.size:
             return
-        if self.latest is not None and (self.latest - time) * self.stream.time_base > self.RESET_SECONDS:
+        if self.latest is not None and self.latest - time > self.reset:
             self.behind += 1
             if self.behind >= self.sustained:
                 base = self.stream.time_base
