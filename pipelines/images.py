@@ -240,12 +240,17 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
 
 
-def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> None:
-    """Write `image` in the format its suffix names (.png keeps 16 bits; .jpg and .webp are 8-bit, lossy)."""
-    path = Path(path)
+def check_writable(path: Path) -> None:
+    """One line where `path` names an image type vsr cannot write (checked before any work)."""
     if path.suffix.lower() not in WRITE_SUFFIXES:
         expected = ", ".join(WRITE_SUFFIXES)
         raise OptionError(f"{path}: unsupported image type {path.suffix!r}; expected one of {expected}")
+
+
+def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> None:
+    """Write `image` in the format its suffix names (.png keeps 16 bits; .jpg and .webp are 8-bit, lossy)."""
+    path = Path(path)
+    check_writable(path)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError(f"image quality must be an integer from 1 to 100, not {quality!r}")
     _write_atomic(path, with_icc_profile(encode_image(image, path.suffix, quality), image.icc_profile))

@@ -16,12 +16,13 @@ from vsr.fsutil import check_output
 from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
+from vsr.pipelines import images
 from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine
 from vsr.pipelines.runner import StageTimes
 
 log = logging.getLogger("vsr")
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")  # images.READ_SUFFIXES
+IMAGE_SUFFIXES = images.READ_SUFFIXES
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 
 
@@ -95,7 +96,7 @@ def default_output_path(source: Path, scale: float, codec: str | None = None) ->
     suffix = source.suffix
     if codec is not None and not container_holds(suffix, codec):
         suffix = ".mkv"
-    if codec is None and suffix.lower() in (".tif", ".tiff", ".bmp"):  # images read, not written: PNG keeps them
+    if codec is None and suffix.lower() not in images.WRITE_SUFFIXES:  # TIFF, BMP: read, not written; PNG keeps them
         suffix = ".png"
     return source.with_name(f"{source.stem}.{scale_label(scale)}{suffix}")
 
@@ -129,13 +130,10 @@ def upscale_image(
 ) -> Path:
     """Upscale one image file (png, jpg, webp, tiff, bmp; RGB, gray or RGBA; 16-bit stays 16-bit in PNG). Returns
     the output path."""
-    from vsr.pipelines import images
-
     source = Path(source)
     check_input(source)
-    if output is not None and Path(output).suffix.lower() not in images.WRITE_SUFFIXES:  # before the model runs
-        raise OptionError(f"{output}: unsupported image type {Path(output).suffix!r}; expected one of "
-                          f"{', '.join(images.WRITE_SUFFIXES)}")
+    if output is not None:
+        images.check_writable(Path(output))  # before the model runs
     # One image is one shape seen once: capturing a graph for it (three warm-up runs, the frame padded to a full
     # batch) would cost more than it saves.
     engine = engine or make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else
