@@ -31,7 +31,7 @@ demo-image: install
 	$(BIN)/vsr upscale samples/bbb_frame.png -o out/bbb_frame.x4.png --overwrite
 
 test: install ffmpeg
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadgroup
 
 bench: install
 	$(BIN)/vsr bench samples/bbb_sample.mp4

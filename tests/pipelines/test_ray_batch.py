@@ -20,6 +20,9 @@ from vsr import api
 from vsr.pipelines import batch
 from vsr.pipelines.journal import JobState
 
+# One cluster per test run: under pytest-xdist, every test here goes to the same worker, which starts it.
+pytestmark = pytest.mark.xdist_group("ray")
+
 
 @pytest.fixture(scope="module")
 def local_cluster():
