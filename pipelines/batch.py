@@ -278,7 +278,7 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
             raise OptionError(f"{seen[job.name].label} and {job.label} would both be written to {job.name}")
         seen[job.name] = job
     for codec, pix_fmt in {(job.video.codec, job.video.pix_fmt) for job in jobs if job.kind == "video"}:
-        choose_pix_fmt(codec, 8, pix_fmt)  # raises OptionError for an unknown codec or pixel format
+        choose_pix_fmt(api.video_codec(codec, ".mkv"), 8, pix_fmt)  # an OptionError for an unknown codec or pix_fmt
 
 
 def _remove_partials(output: Path) -> None:

@@ -39,6 +39,11 @@ Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usu
 CQ 19/21/28, preset p5; needs an NVIDIA GPU with NVENC, which H100/H200 lack), and two truly lossless ones that
 store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv) and "x264-lossless"
 (libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for these two.
+"prores" (prores_ks) is ProRes 422 HQ, or 4444 with alpha.
+
+Alpha: for a source with alpha (`VideoStreamInfo.alpha`) the codecs that keep it (`CodecSpec.alpha`: libvpx-vp9,
+ffv1, prores) encode a pixel format with an alpha plane, and `write` takes RGBA frames (`alpha`); the others write
+an opaque video, with a warning. RGBA always goes through swscale, which carries alpha over by its bit depth.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class CodecSpec:
     lossless_rgb: bool = False  # stores the RGB frames exactly
     options: dict[str, str] = field(default_factory=dict)  # fixed options, overridable by the caller
     needs_gpu: bool = False
+    alpha: bool = False  # keeps a video's alpha channel (`choose_pix_fmt`)
 
 
 CODECS: dict[str, CodecSpec] = {
@@ -87,8 +93,10 @@ CODECS: dict[str, CodecSpec] = {
     "libx265": CodecSpec("libx265", "crf", 20, "preset", "medium", options={"x265-params": "log-level=error"}),
     "libsvtav1": CodecSpec("libsvtav1", "crf", 30, "preset", "8"),
     # libvpx needs bit rate 0 for constant quality; row-mt uses the cores.
-    "libvpx-vp9": CodecSpec("libvpx-vp9", "crf", 31, "cpu-used", "4", options={"b": "0", "row-mt": "1"}),
-    "ffv1": CodecSpec("ffv1", None, None, None, None, lossless_rgb=True, options={"level": "3"}),
+    "libvpx-vp9": CodecSpec("libvpx-vp9", "crf", 31, "cpu-used", "4", options={"b": "0", "row-mt": "1"}, alpha=True),
+    "ffv1": CodecSpec("ffv1", None, None, None, None, lossless_rgb=True, options={"level": "3"}, alpha=True),
+    # ProRes for editing: 422 HQ, or 4444 with alpha (prores_ks picks the profile by the pixel format); .mov or .mkv.
+    "prores": CodecSpec("prores_ks", None, None, None, None, options={"vendor": "apl0"}, alpha=True),
     "x264-lossless": CodecSpec("libx264rgb", None, None, "preset", "medium", lossless_rgb=True, options={"qp": "0"}),
     "h264_nvenc": CodecSpec("h264_nvenc", "cq", 19, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
     "hevc_nvenc": CodecSpec("hevc_nvenc", "cq", 21, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
@@ -96,8 +104,11 @@ CODECS: dict[str, CodecSpec] = {
 }
 
 # Pixel formats tried for a wanted bit depth, best first; the first one the encoder supports wins.
-_YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
+_YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le", "yuv422p10le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
 _RGB_FORMATS = {8: ["gbrp", "rgb24", "bgr0"], 10: ["gbrp10le"], 12: ["gbrp12le"], 16: ["gbrp16le"]}
+# The same with alpha, for the codecs that keep it (CodecSpec.alpha).
+_YUVA_FORMATS = {8: ["yuva420p"], 10: ["yuva420p10le", "yuva444p10le"], 12: ["yuva444p12le"], 16: ["yuva420p16le"]}
+_RGBA_FORMATS = {8: ["gbrap", "bgra"], 10: ["gbrap10le"], 12: ["gbrap12le"], 16: ["gbrap16le"]}
 
 # FFmpeg's names → (AVColorSpace value for the stream tag, swscale matrix name for the conversion).
 _MATRICES = {
@@ -132,17 +143,22 @@ def partial_path(output: Path) -> Path:
     return output.with_name(f".{output.stem}.partial{output.suffix}")
 
 
-def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None) -> str:
+def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha: bool = False) -> str:
     """The pixel format `codec` encodes to: `pix_fmt` if given (checked), else 4:2:0 YUV (planar RGB for the
-    lossless codecs) at `bit_depth`, or the deepest the encoder supports below it."""
+    lossless codecs) at `bit_depth`, or the deepest the encoder supports below it (else the shallowest above it), with
+    an alpha plane when `alpha` is asked for and the codec keeps it (`has_alpha` tells)."""
     spec = _codec_spec(codec)
     supported = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
     if pix_fmt is not None:
         if supported and pix_fmt not in supported:
             raise OptionError(f"codec {codec!r} cannot encode pix_fmt {pix_fmt!r}; it supports {', '.join(supported)}")
         return pix_fmt
-    table = _RGB_FORMATS if spec.lossless_rgb else _YUV_FORMATS
-    for depth in sorted((d for d in table if d <= bit_depth), reverse=True):
+    if alpha and spec.alpha:
+        table = _RGBA_FORMATS if spec.lossless_rgb else _YUVA_FORMATS
+    else:
+        table = _RGB_FORMATS if spec.lossless_rgb else _YUV_FORMATS
+    depths = sorted((d for d in table if d <= bit_depth), reverse=True) + sorted(d for d in table if d > bit_depth)
+    for depth in depths:
         for name in table[depth]:
             if name in supported:
                 if depth < bit_depth:
@@ -155,6 +171,10 @@ def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None) -> st
                                    codec, depth, bit_depth, depth, name)
                 return name
     raise OptionError(f"codec {codec!r} supports none of the usual pixel formats; pass pix_fmt (one of {supported})")
+
+
+def has_alpha(pix_fmt: str) -> bool:
+    return any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)
 
 
 class VideoWriter:
@@ -203,7 +223,12 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         check_output(self.output, Path(source), overwrite)
-        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt)
+        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=source_info.alpha)
+        self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames
+        if source_info.alpha and not self.alpha:
+            logger.warning("%s: codec %s%s cannot store the video's alpha channel: the output is opaque (%s keep it)",
+                           source, codec, f" as {pix_fmt}" if pix_fmt else "",
+                           ", ".join(name for name, spec in CODECS.items() if spec.alpha))
         _check_size(width, height, self.pix_fmt)
         codec_options = _codec_options(codec, spec, crf, preset, options)
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
@@ -271,12 +296,14 @@ class VideoWriter:
         return stream
 
     def write(self, batch: FrameBatch) -> None:
-        """Encode a batch: frames N×3×H×W RGB (uint8, or float in [0, 1]) at H×W = height×width, on any device."""
+        """Encode a batch: frames N×3×H×W RGB (N×4×H×W RGBA where `alpha`; uint8, or float in [0, 1]) at
+        H×W = height×width, on any device."""
         if self._done:
             raise ValueError(f"the writer of {self.output} is already closed")
         frames = batch.frames.detach()
-        if frames.ndim != 4 or tuple(frames.shape[1:]) != (3, self.height, self.width):
-            raise ValueError(f"expected frames N×3×{self.height}×{self.width}, got {tuple(frames.shape)}")
+        channels = 4 if self.alpha else 3
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != (channels, self.height, self.width):
+            raise ValueError(f"expected frames N×{channels}×{self.height}×{self.width}, got {tuple(frames.shape)}")
         if self._converts_in_torch(frames.device):
             video_frames = self._yuv_video_frames(frames)
         else:
@@ -301,7 +328,7 @@ class VideoWriter:
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
-        if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":
+        if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":  # (alpha formats too)
             return False
         return self._yuv_converter == "torch" or device.type == "cuda"
 
@@ -319,14 +346,16 @@ class VideoWriter:
             yield video_frame
 
     def _rgb_video_frames(self, frames: torch.Tensor) -> Iterator[av.VideoFrame]:
-        """The batch (on the CPU) as RGB VideoFrames that swscale converts to the encoder's format."""
+        """The batch (on the CPU) as RGB(A) VideoFrames that swscale converts to the encoder's format."""
         if frames.dtype == torch.uint8:
-            rgb_format, array = "rgb24", frames.permute(0, 2, 3, 1).contiguous().numpy()
+            rgb_format, array = "rgba" if self.alpha else "rgb24", frames.permute(0, 2, 3, 1).contiguous().numpy()
         else:  # float: keep what a deep source has; 16 bits per channel on the way
             # In swscale's scale, whose 16-bit white is 65280 (colour module doc): 1.0 becomes white, Y 940 in
-            # 10-bit limited range, as rgb_to_yuv makes it.
-            scaled = frames.float().clamp(0, 1).mul(SWSCALE_RGB16_WHITE).round().to(torch.int32)
-            rgb_format, array = "rgb48le", scaled.permute(0, 2, 3, 1).numpy().astype(np.uint16)
+            # 10-bit limited range, as rgb_to_yuv makes it. Alpha is shifted to its depth: 65535 is opaque.
+            white = torch.tensor([SWSCALE_RGB16_WHITE] * 3 + [65535] * self.alpha).view(1, -1, 1, 1)
+            scaled = frames.float().clamp(0, 1).mul(white).round().to(torch.int32)
+            rgb_format = "rgba64le" if self.alpha else "rgb48le"
+            array = scaled.permute(0, 2, 3, 1).numpy().astype(np.uint16)
         # One swscale thread: with slice threads, swscale (FFmpeg 8 in PyAV 18) writes garbage into the first 8
         # pixels of the rows where slices meet when converting to 10-bit YUV (seen here: Y off by up to 366
         # levels at 3416x1920, 1366x768, 70x50), and the encoder's own threads use the cores anyway.
@@ -450,7 +479,7 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
                    options: dict[str, str] | None) -> dict[str, str]:
     result = dict(spec.options)
     if crf is not None and spec.quality_option is None:
-        raise OptionError(f"codec {codec!r} is lossless and takes no crf (got {crf})")
+        raise OptionError(f"codec {codec!r} takes no crf, its quality is fixed (got {crf})")
     if preset is not None and spec.speed_option is None:
         raise OptionError(f"codec {codec!r} takes no preset (got {preset!r})")
     options = {str(k): str(v) for k, v in (options or {}).items()}

@@ -41,13 +41,15 @@ class VideoStreamInfo:
     rotation: int = 0  # degrees, from the display matrix; the frames themselves are not rotated
     sample_aspect_ratio: Fraction | None = None
     interlaced: bool = False  # the stream says each frame holds two fields from two moments (field order tt, bb, ...)
+    alpha: bool = False  # the frames have transparency (an alpha plane, its first frame not fully opaque)
 
 
 @dataclass
 class FrameBatch:
     """Consecutive frames in presentation order.
 
-    `frames` is N×3×H×W RGB: uint8 for 8-bit sources, float32 in [0, 1] for deeper ones (so 10-bit stays 10-bit).
+    `frames` is N×3×H×W RGB, N×4×H×W RGBA for a stream with alpha (`VideoStreamInfo.alpha`): uint8 for 8-bit
+    sources, float32 in [0, 1] for deeper ones (so 10-bit stays 10-bit).
     `pts[i]` is frame i's presentation timestamp in the stream's time base.
     """
 

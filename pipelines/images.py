@@ -23,7 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from vsr.pipelines.engine import Engine
+from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
@@ -257,18 +257,12 @@ def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> 
 
 
 def upscale_image(engine: Engine, image: Image) -> Image:
-    """Upscale an image's color (and alpha) with `engine`; depth, grayness and alpha are kept.
-
-    Alpha goes through the model too, as three equal channels (Real-ESRGAN's default). Bicubic alpha would be
-    cheaper, but its soft edges would not line up with the model's sharpened color edges, leaving halos; one extra
-    plane in the same batch costs one more frame of compute, and only for images with alpha.
-    """
-    planes = [image.rgb.float()]
-    if image.alpha is not None:
-        planes.append(image.alpha.float().expand(3, -1, -1))
-    out = engine.upscale(torch.stack(planes))  # float in, float in [0, 1] out: 16-bit sources keep their precision
-    rgb = out[0]
+    """Upscale an image's color (and alpha, through the model as well: `upscale_with_alpha`) with `engine`; depth,
+    grayness and alpha are kept."""
+    planes = image.rgb.float() if image.alpha is None else torch.cat([image.rgb.float(), image.alpha.float()])
+    out = upscale_with_alpha(engine, planes[None])[0]  # float in, float in [0, 1] out: 16-bit keeps its precision
+    rgb = out[:3]
     if image.gray:
         rgb = rgb.mean(0, keepdim=True).repeat(3, 1, 1)
-    alpha = out[1].mean(0, keepdim=True) if image.alpha is not None else None
+    alpha = out[3:] if image.alpha is not None else None
     return Image(rgb=rgb, alpha=alpha, bit_depth=image.bit_depth, gray=image.gray, icc_profile=image.icc_profile)

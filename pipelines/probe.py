@@ -36,6 +36,10 @@ _MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "s
              9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
              14: "ictcp"}
 
+# WebM keeps a VP8/VP9 video's alpha beside its color (alpha_mode 1); FFmpeg's own decoders ignore it, libvpx's
+# decode both into yuva420p.
+ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+
 
 @dataclass(frozen=True)
 class StreamSummary:
@@ -127,7 +131,11 @@ def video_stream_info(
     frame_count, estimated = stream.frames or None, False
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
-    pix_fmt = context.pix_fmt
+    pix_fmt, alpha = context.pix_fmt, False
+    if context.name in ALPHA_DECODERS and stream.metadata.get("alpha_mode") == "1":
+        pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
+    elif any(component.is_alpha for component in av.VideoFormat(pix_fmt).components):
+        alpha = _first_frame_is_transparent(container.name, stream.index)
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
         index=stream.index,
@@ -149,8 +157,25 @@ def video_stream_info(
         rotation=_display_rotation(container.name, stream.index),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
+        alpha=alpha,
     )
     return info, estimated
+
+
+def _first_frame_is_transparent(path: str, index: int) -> bool:
+    """Whether the first frame of a stream whose pixel format has alpha uses it. GIF, PNG and QuickTime RLE decode
+    to RGBA whether or not a picture has a transparent pixel; an opaque one is upscaled as a plain video."""
+    try:
+        with av.open(path, "r") as container:
+            for frame in container.decode(video=_video_position(container, index)):
+                return bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
+    except (av.error.FFmpegError, OSError):
+        pass  # the decoder says what is wrong with the file
+    return False
+
+
+def _video_position(container: av.container.InputContainer, index: int) -> int:
+    return [stream.index for stream in container.streams.video].index(index)
 
 
 class TimelineWatch:
@@ -223,8 +248,9 @@ def probe(path: str | Path) -> MediaInfo:
 
 
 def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float) -> str:
-    """One line on what upscaling `video` costs: output size and multiply-adds (per frame and in all)."""
-    per_frame = video.width * video.height * macs_per_pixel
+    """One line on what upscaling `video` costs: output size and multiply-adds (per frame and in all; alpha goes
+    through the model as a second picture)."""
+    per_frame = video.width * video.height * macs_per_pixel * (2 if video.alpha else 1)
     text = f"×{scale} → {video.width * scale}×{video.height * scale}, {_si(per_frame)}MAC per frame"
     if video.frame_count:
         text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
@@ -251,6 +277,8 @@ def format_probe(info: MediaInfo, work: str | None = None) -> str:
             )
             if video.interlaced:
                 line += ", interlaced"
+            if video.alpha:
+                line += ", with alpha"
             if video.rotation:
                 line += f", rotated {video.rotation}°"
             if video.sample_aspect_ratio:

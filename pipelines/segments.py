@@ -69,7 +69,9 @@ from vsr.pipelines.upscale import (
     default_output_path,
     load_model,
     make_engine,
+    upscale_frames,
     upscale_video,
+    video_codec,
 )
 
 from vsr.errors import OptionError, OutputError, VsrError
@@ -251,7 +253,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
         height, width = engine.output_size(decoder.info.height, decoder.info.width)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(engine.upscale(batch.frames), batch.pts)
+            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha), batch.pts)
 
         with VideoWriter(path, source=source, source_info=decoder.info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, pix_fmt=video.pix_fmt,
@@ -387,6 +389,8 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
+    from vsr.pipelines.encode import CODECS, has_alpha
+
     source = Path(source)
     check_input(source)
     video.validate()
@@ -401,14 +405,19 @@ def upscale_video_in_segments(
         engine = None
     elif engine is None:
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
+    plan = plan_video(source, len(device_list), video)
     if output is None:
         scale = engine.scale if engine is not None else _output_scale(options, progress)
-        output = default_output_path(source, scale, video.codec)
+        output = default_output_path(source, scale, video.codec, plan.info.alpha)
     output = Path(output)
     check_output(output, source, overwrite)
-    plan = plan_video(source, len(device_list), video)
-    if len(plan.segments) < 2 and remote is None:
-        if len(device_list) > 1:
+    video = dataclasses.replace(video, codec=video_codec(video.codec, output.suffix, plan.info.alpha))
+    # VP9 keeps alpha in Matroska beside its packets, which MP4 segments lose; ProRes is no MP4 codec: one run.
+    keeps_alpha = plan.info.alpha and CODECS[video.codec].alpha and (video.pix_fmt is None or has_alpha(video.pix_fmt))
+    if keeps_alpha and (len(plan.segments) > 1 or remote is not None):
+        log.warning("%s: a video with alpha is upscaled in one run on %s, not in segments", source, device_list[0])
+    if keeps_alpha or (len(plan.segments) < 2 and remote is None):
+        if len(device_list) > 1 and not keeps_alpha:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                      source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])

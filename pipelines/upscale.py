@@ -17,12 +17,14 @@ from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
 from vsr.pipelines import images
-from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine
+from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine, upscale_with_alpha
 from vsr.pipelines.runner import StageTimes
 
 log = logging.getLogger("vsr")
 
 IMAGE_SUFFIXES = images.READ_SUFFIXES
+# The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
+ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 
 
@@ -88,13 +90,24 @@ def scale_label(scale: float) -> str:
     return f"x{scale:g}"
 
 
-def default_output_path(source: Path, scale: float, codec: str | None = None) -> Path:
+def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
+    """The encoder `codec` names ("auto": libx264, or for a video with alpha the codec that keeps it in a file
+    ending in `suffix`, ALPHA_CODECS)."""
+    if codec != "auto":
+        return codec
+    return ALPHA_CODECS.get(suffix.lower(), "libx264") if alpha else "libx264"
+
+
+def default_output_path(source: Path, scale: float, codec: str | None = None, alpha: bool = False) -> Path:
     """movie.mp4 → movie.x4.mp4, next to the input. A video whose container cannot hold `codec` (H.264 in .webm,
-    any codec in .gif) gets .mkv, which holds every codec and every stream the source can pass on."""
+    any codec in .gif), or cannot keep its alpha with codec "auto", gets .mkv, which holds every codec and every
+    stream the source can pass on. `codec` None: an image."""
     from vsr.pipelines.encode import container_holds
 
     suffix = source.suffix
-    if codec is not None and not container_holds(suffix, codec):
+    if codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
+        suffix = ".mkv"
+    elif codec is not None and not container_holds(suffix, video_codec(codec, suffix, alpha)):
         suffix = ".mkv"
     if codec is None and suffix.lower() not in images.WRITE_SUFFIXES:  # TIFF, BMP: read, not written; PNG keeps them
         suffix = ".png"
@@ -150,7 +163,7 @@ class VideoOptions:
     """How to decode and encode a video."""
 
     decoder: str = "auto"  # auto, pyav, decord, dali
-    codec: str = "libx264"
+    codec: str = "auto"  # a key of encode.CODECS, or auto: libx264, or for a video with alpha one that keeps it
     crf: int | None = None  # None: the codec's default in pipelines.encode
     preset: str | None = None
     pix_fmt: str | None = None  # None: keep the source's bit depth
@@ -200,6 +213,12 @@ class VideoResult:
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
 
 
+def upscale_frames(engine: Engine, frames, alpha: bool):
+    """A batch of decoded frames upscaled for a writer that keeps alpha (RGBA) or not (RGB: any alpha is dropped
+    before the model, not computed for nothing)."""
+    return upscale_with_alpha(engine, frames) if alpha else engine.upscale(frames[:, :3])
+
+
 def upscale_video(
     source: str | Path,
     output: str | Path | None = None,
@@ -234,13 +253,13 @@ def upscale_video(
     with decoder:
         info = decoder.info
         height, width = engine.output_size(info.height, info.width)
-        output = Path(output) if output is not None else default_output_path(source, engine.scale, video.codec)
+        if output is None:
+            output = default_output_path(source, engine.scale, video.codec, info.alpha)
+        output = Path(output)
         check_output(output, source, overwrite)
+        codec = video_codec(video.codec, output.suffix, info.alpha)
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
-
-        def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(engine.upscale(batch.frames), batch.pts)
 
         with bar, VideoWriter(
             output,
@@ -248,7 +267,7 @@ def upscale_video(
             source_info=info,
             width=width,
             height=height,
-            codec=video.codec,
+            codec=codec,
             crf=video.crf,
             preset=video.preset,
             pix_fmt=video.pix_fmt,
@@ -257,6 +276,10 @@ def upscale_video(
             # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
             trim=video.is_preview,
         ) as writer:
+
+            def upscale_batch(batch: FrameBatch) -> FrameBatch:
+                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha), batch.pts)
+
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
                                  device=engine.device)
             if times.frames == 0:  # a preview window past the end: an empty video is not what was asked for

@@ -26,6 +26,7 @@ from vsr.pipelines.upscale import (
     scale_label,
     upscale_image,
     upscale_video,
+    video_codec,
 )
 from vsr.pipelines.segments import upscale_video_in_segments
 from vsr.compare import CompareOptions, compare_videos
@@ -49,4 +50,5 @@ __all__ = [
     "upscale_image",
     "upscale_video",
     "upscale_video_in_segments",
+    "video_codec",
 ]

@@ -45,7 +45,8 @@ CudaGraphsOption = Annotated[Optional[str], typer.Option(
 CompileOption = Annotated[Optional[bool], typer.Option(
     "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
 CodecOption = Annotated[Optional[str], typer.Option(
-    "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, h264_nvenc, ...")]
+    "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
+                    "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores (.mov)].")]
 CrfOption = Annotated[Optional[int], typer.Option(
     "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]
@@ -108,7 +109,7 @@ def upscale(
     cuda_graphs: CudaGraphsOption = "auto",
     compile: CompileOption = False,
     decoder: DecoderOption = "auto",
-    codec: CodecOption = "libx264",
+    codec: CodecOption = "auto",
     crf: CrfOption = None,
     preset: PresetOption = None,
     pix_fmt: PixFmtOption = None,

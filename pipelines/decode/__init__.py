@@ -5,14 +5,16 @@
     with open_decoder("movie.mp4", start=10.0, end=20.0) as decoder:
         print(decoder.info.width, decoder.info.height, decoder.info.time_base, decoder.device)
         for batch in decoder.batches(8):
-            batch.frames  # N×3×H×W RGB on decoder.device: uint8 (8-bit sources) or float32 in [0, 1] (deeper)
+            batch.frames  # N×3×H×W RGB on decoder.device: uint8 (8-bit sources) or float32 in [0, 1] (deeper);
+                          # N×4×H×W RGBA where decoder.info.alpha
             batch.pts     # each frame's pts, in decoder.info.time_base
 
 The interface every backend keeps (`Decoder`):
 - `info: VideoStreamInfo` (geometry, pixel format, bit depth, color, time base, rotation: see frames.py) and
   `device: torch.device`, where the frames are. Both are known as soon as the decoder is open.
 - `batches(batch_size)` yields `FrameBatch`es once, in presentation order. The frames are stored channels-last.
-  Colors: YUV is converted with the stream's own matrix and range (BT.601 when it declares none, as FFmpeg
+  A stream with alpha (`info.alpha`) gives RGBA, decoded by PyAV in software (the other backends and NVDEC fall
+  back to it). Colors: YUV is converted with the stream's own matrix and range (BT.601 when it declares none, as FFmpeg
   does; `rgb_matrix` says which), frames are not rotated (`info.rotation` says how to show them).
 - Timestamps are the stream's own: a frame the decoder cannot produce is missing (with a warning naming its
   time), never replaced, so the frames after it keep their times. Variable frame rate stays variable.

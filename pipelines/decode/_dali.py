@@ -213,6 +213,8 @@ def _check_stream(info: VideoStreamInfo, codec: str, device: torch.device, *, se
     """Raise Unsuitable where DALI cannot decode this stream faithfully on `device`."""
     if several_videos:
         raise Unsuitable("the file has several video streams and DALI may pick another one")
+    if info.alpha:
+        raise Unsuitable("the video has an alpha channel, which DALI does not decode")
     if info.bit_depth != 8 or not info.pix_fmt.startswith("yuv"):
         raise Unsuitable(f"the video is {info.pix_fmt} and DALI decodes 8-bit YUV only")
     if device.type == "cuda":

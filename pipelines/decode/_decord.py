@@ -55,6 +55,8 @@ class DecordDecoder(Decoder):
             first_pts = stream.start_time or 0
             if info.bit_depth > 8:
                 raise Unsuitable(f"the video is {info.bit_depth}-bit and decord decodes 8 bits only")
+            if info.alpha:
+                raise Unsuitable("the video has an alpha channel, which decord does not decode")
             if info.rotation:
                 raise Unsuitable("the video carries a rotation, which decord applies to the frames")
             if len(container.streams.video) > 1:

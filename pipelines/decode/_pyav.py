@@ -27,7 +27,7 @@ from vsr.errors import InputError
 from vsr.pipelines.colour import planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import ALPHA_DECODERS, TimelineWatch, find_video_stream, open_input, video_stream_info
 
 # swscale's default YUV→RGB path is a fast fixed-point one: measured with PyAV 18.1 on flat BT.709 colors, 2/3 of
 # them come out 2-3 levels off. Accurate rounding with full chroma interpolation is within 1 level of the exact
@@ -35,6 +35,7 @@ from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, vi
 EXACT_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
 DEEP_PLANAR_YUV = re.compile(r"yuv4(20|22|44)p(9|10|12|14|16)le")
+DEEP_PLANAR_YUVA = re.compile(r"yuva4(20|22|44)p(9|10|12|16)le")  # the same with an alpha plane (ProRes 4444)
 # 8-bit planar YUV: swscale converts it on the CPU; for a CUDA device its planes (half the bytes of RGB at 4:2:0) go
 # to the GPU and `planes_to_rgb` converts them there, leaving the CPU to decode and encode.
 PLANAR_YUV_8 = re.compile(r"yuvj?4(20|22|44)p")
@@ -60,6 +61,9 @@ class PyAVDecoder(Decoder):
     On a CUDA `device` the packets are decoded by NVDEC when it can be had (`nvdec` says whether it was), and the
     frames are converted to RGB on the GPU without leaving it.
 
+    A stream with alpha (`info.alpha`) gives RGBA frames, decoded in software (NVDEC has no alpha), VP8/VP9 by
+    libvpx (probe.ALPHA_DECODERS).
+
     `deinterlace`: None, or bwdif's `deint` ("interlaced": the frames flagged so, "all"): the frames go through
     FFmpeg's bwdif, decoded in software (bwdif takes no NVDEC frames).
     """
@@ -84,12 +88,13 @@ class PyAVDecoder(Decoder):
         stream.thread_type = "AUTO"
         self._container = container
         self._stream = stream
+        self._codec = _decoder_of(stream, info)
         self._deinterlace = deinterlace
         self._skip_to_keyframe = False
         self._reformatter = VideoReformatter()  # one swscale context for all frames, not one per frame
         self._resized = False
         self._conversion = dict(
-            format="rgb24" if info.bit_depth <= 8 else "rgb48le",
+            format=("rgba" if info.alpha else "rgb24") if info.bit_depth <= 8 else ("rgba64le" if info.alpha else "rgb48le"),
             width=info.width,
             height=info.height,
             src_colorspace=rgb_matrix(info.color),
@@ -158,6 +163,7 @@ class PyAVDecoder(Decoder):
         self._container.close()
         self._container, self._stream, _ = open_for_decoding(self.path, nvdec_device=self._nvdec_device)
         self._stream.thread_type = "AUTO"
+        self._codec = _decoder_of(self._stream, self.info)
         self._skip_to_keyframe = False
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
@@ -173,7 +179,7 @@ class PyAVDecoder(Decoder):
             except av.error.FFmpegError as error:
                 log.warning("%s: reading stopped, the file is damaged or cut short (%s)", self.path, _reason(error))
                 try:
-                    frames = self._stream.codec_context.decode(None)  # the frames still inside the decoder
+                    frames = self._codec.decode(None)  # the frames still inside the decoder
                 except av.error.FFmpegError:
                     frames = []
                 yield from order.push(self._checked(frames))
@@ -186,7 +192,7 @@ class PyAVDecoder(Decoder):
             if packet.pts is not None and packet.size and not packet.is_discard:
                 order.expect(packet.pts)
             try:
-                frames = packet.decode()
+                frames = self._codec.decode(packet)
             except av.error.FFmpegError as error:
                 # With frame threads the error may belong to an earlier packet: `order` names the lost frames.
                 log.warning(
@@ -237,7 +243,8 @@ class PyAVDecoder(Decoder):
             log.warning("%s: %d frame(s) %s, at %s", self.path, len(lost), why, times)
 
     def _to_pixels(self, frame: av.VideoFrame) -> np.ndarray | torch.Tensor:
-        """The frame as H×W×3 RGB: uint8 for 8-bit sources, else float32 in [0, 1] (or uint16 rgb48 from swscale).
+        """The frame as H×W×3 RGB (H×W×4 RGBA for a stream with alpha): uint8 for 8-bit sources, else float32 in
+        [0, 1] (or uint16 rgb48/rgba64 from swscale).
 
         NVDEC's frames are converted where they are, on the GPU; planar YUV by `planes_to_rgb`, on the GPU for a
         CUDA device and for deeper than 8 bits on the CPU; the rest (and frames of another size than the stream's,
@@ -251,6 +258,10 @@ class PyAVDecoder(Decoder):
                     self.path, self._clock(frame.pts), frame.width, frame.height, self.info.width, self.info.height,
                 )
             return self._swscale(frame)
+        if self.info.alpha:
+            if DEEP_PLANAR_YUVA.fullmatch(frame.format.name):
+                return with_alpha_plane(planar_rgb(frame, self.info), frame)
+            return self._swscale(frame)  # RGBA
         hardware = frame.sw_format  # the layout of a frame in GPU memory; None for a frame in host memory
         if hardware is not None:
             if hardware.name in NVDEC_LAYOUTS and frame.width % 2 == 0 and frame.height % 2 == 0:
@@ -290,7 +301,7 @@ def open_for_decoding(
     except BaseException:
         container.close()
         raise
-    if nvdec_device is None:
+    if nvdec_device is None or info.alpha:
         return container, stream, info
     # is_hw_owned: frames stay in GPU memory (PyAV then shares the device's primary CUDA context with torch).
     nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True)
@@ -306,6 +317,13 @@ def open_for_decoding(
     else:
         log.info("%s: NVDEC cannot decode %s; decoding in software", path, info.codec)
     return accelerated, stream, info
+
+
+def _decoder_of(stream: av.video.stream.VideoStream, info: VideoStreamInfo) -> av.CodecContext:
+    """The codec context that decodes `stream`: its own, or libvpx's for a VP8/VP9 stream with alpha."""
+    if info.alpha and info.codec in ALPHA_DECODERS:
+        return av.CodecContext.create(ALPHA_DECODERS[info.codec], "r")
+    return stream.codec_context
 
 
 def presentation_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> list[int] | None:
@@ -410,6 +428,12 @@ def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo, device: torch.device
     elif device is not None:
         y, u, v = (plane.to(device) for plane in (y, u, v))
     return _rgb(y, u, v, info)
+
+
+def with_alpha_plane(rgb: torch.Tensor, frame: av.VideoFrame) -> torch.Tensor:
+    """H×W×3 float RGB and the frame's alpha plane (the last) → H×W×4 float RGBA in [0, 1]."""
+    alpha = plane_tensor(frame.planes[-1]).to(torch.float32) / ((1 << frame.format.components[-1].bits) - 1)
+    return torch.cat([rgb, alpha.unsqueeze(-1)], -1)
 
 
 def plane_tensor(plane: av.video.plane.VideoPlane) -> torch.Tensor:

@@ -1,0 +1,159 @@
+"""Videos with an alpha channel keep it: VP9 in WebM, ProRes 4444, transparent GIFs, FFV1.
+
+The sources are made by the ffmpeg command line (GIFs by Pillow) and the outputs read back by it, with libvpx's
+decoder for VP9 (FFmpeg's own ignores the alpha WebM keeps beside the color), so vsr's decoder is not its own judge.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts, ffprobe_streams_of, requires_ffmpeg
+from tests.pipelines.test_engine import tiny_rrdbnet
+from vsr import api
+from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.engine import Engine, upscale_with_alpha
+
+pytestmark = requires_ffmpeg
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+# Color bars whose alpha is a ramp moving across the picture, with a fully opaque band at the bottom.
+MOVING_ALPHA = ("testsrc2=size=64x48:rate=25:duration={seconds},format=rgba,"
+                "geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(gt(Y,40),255,mod(X*4+T*400,256))'")
+
+
+def make_alpha_clip(path, *, frames=6, codec_args=("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-g", "3")):
+    ffmpeg("-f", "lavfi", "-i", MOVING_ALPHA.format(seconds=frames / 25), *codec_args, path)
+    return path
+
+
+def rgba_frames(path, *, deep=False) -> np.ndarray:
+    """Every frame as N×H×W×4 RGBA decoded by the ffmpeg command line (uint8, or uint16 when `deep`)."""
+    stream = ffprobe_streams_of(path, "v:0")[0]
+    vp9 = stream["codec_name"] == "vp9"
+    command = ["ffmpeg", "-nostdin", "-v", "error", *(["-c:v", "libvpx-vp9"] if vp9 else []), "-i", str(path),
+               "-f", "rawvideo", "-pix_fmt", "rgba64le" if deep else "rgba", "-"]
+    raw = subprocess.run(command, check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint16 if deep else np.uint8).reshape(-1, stream["height"], stream["width"], 4).copy()
+
+
+def bicubic_x4(frames: np.ndarray) -> np.ndarray:
+    """What `-m bicubic` makes of RGBA frames, alpha through the same model as color."""
+    engine = Engine(api.load_model("bicubic", progress=False), device="cpu")
+    return upscale_with_alpha(engine, torch.from_numpy(frames).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).numpy()
+
+
+def test_a_vp9_webm_with_alpha_comes_back_as_one_with_the_alpha_upscaled(tmp_path):
+    source = make_alpha_clip(tmp_path / "overlay.webm")
+    result = subprocess.run([*VSR, "upscale", source, "-m", "bicubic", "-q"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    output = tmp_path / "overlay.x4.webm"
+    stream = ffprobe_streams_of(output, "v:0")[0]
+    assert stream["codec_name"] == "vp9" and stream["tags"]["alpha_mode"] == "1"
+    assert ffprobe_frame_pts(output) == ffprobe_frame_pts(source)
+    got, expected = rgba_frames(output).astype(int), bicubic_x4(rgba_frames(source)).astype(int)
+    alpha_error = np.abs(got[..., 3] - expected[..., 3])
+    assert alpha_error.mean() < 2 and np.percentile(alpha_error, 99) <= 12  # VP9 at CRF 31 on a moving ramp
+    assert (got[:, -8:, :, 3] >= 250).all()  # the opaque band stays opaque (VP9 is lossy there too)
+    assert len(np.unique(got[..., 3])) > 200  # a ramp, not a constant
+
+
+def test_ffv1_keeps_exactly_the_alpha_the_model_made(tmp_path):
+    source = make_alpha_clip(tmp_path / "overlay.mov", frames=3, codec_args=("-c:v", "qtrle"))  # RLE, argb
+    output = tmp_path / "out.mkv"
+    model = tiny_rrdbnet()
+    engine = Engine(model, device="cpu")
+    api.upscale_video(source, output, video=api.VideoOptions(codec="ffv1"), engine=engine)
+    assert ffprobe_streams_of(output, "v:0")[0]["pix_fmt"] == "bgra"
+    expected = upscale_with_alpha(engine, torch.from_numpy(rgba_frames(source)).permute(0, 3, 1, 2))
+    got = torch.from_numpy(rgba_frames(output)).permute(0, 3, 1, 2)
+    assert torch.equal(got, expected)
+    assert got[:, 3].min() < 50  # the alpha went through the model: it is not opaque
+
+
+def test_prores_4444_keeps_its_alpha_at_its_depth(tmp_path):
+    source = make_alpha_clip(tmp_path / "graphics.mov", frames=3,
+                             codec_args=("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"))
+    with open_decoder(source) as decoder:
+        assert decoder.info.alpha
+        frames = next(decoder.batches(8)).frames
+    assert frames.shape[1] == 4 and frames.dtype == torch.float32
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
+    assert result.output == tmp_path / "graphics.x4.mov"
+    stream = ffprobe_streams_of(result.output, "v:0")[0]
+    assert stream["codec_name"] == "prores" and stream["pix_fmt"].startswith("yuva444p")
+    got, source_rgba = rgba_frames(result.output, deep=True)[..., 3].astype(int), rgba_frames(source, deep=True)
+    # Opaque stays as opaque as the source decodes (FFmpeg's ProRes round trip gives 65328, not 65535): alpha is
+    # written at its full scale, 65535, not at color's 65280 (that measured 65030).
+    assert got[:, -16:].min() >= source_rgba[:, -4:, :, 3].min() > 65000
+    error = np.abs(got - bicubic_x4(source_rgba.astype(np.float32) / 65535)[..., 3] * 65535)
+    assert error.mean() < 64 and np.percentile(error, 99) < 4 * 64  # within a 10-bit level on average
+
+
+@pytest.mark.parametrize("transparent", [True, False])
+def test_a_gif_keeps_its_transparency_and_an_opaque_gif_stays_plain(tmp_path, transparent):
+    from PIL import Image
+
+    frames = []
+    for index in range(3):
+        image = Image.new("RGBA", (40, 30), (0, 0, 0, 0) if transparent else (0, 90, 0, 255))
+        image.paste((220, 30, 30, 255), (0, 5, 12 + 8 * index, 25))
+        frames.append(image)
+    source = tmp_path / "sticker.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
+    assert result.output == tmp_path / "sticker.x4.mkv" and result.frames == 3
+    stream = ffprobe_streams_of(result.output, "v:0")[0]
+    if transparent:
+        assert stream["codec_name"] == "vp9" and stream["tags"].get("alpha_mode") == "1"
+        alpha = rgba_frames(result.output)[..., 3]
+        assert (alpha[:, 40:80, 8:40] > 250).all() and (alpha[:, :12] < 5).all()  # the sticker, the clear margin
+    else:
+        assert stream["codec_name"] == "h264" and "alpha_mode" not in stream.get("tags", {})
+
+
+def test_a_codec_without_alpha_says_it_drops_it(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    output = tmp_path / "flat.mp4"
+    api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic"),
+                      video=api.VideoOptions(codec="libx264"))
+    assert "codec libx264 cannot store the video's alpha channel: the output is opaque" in caplog.text
+    assert ffprobe_streams_of(output, "v:0")[0]["pix_fmt"] == "yuv420p"
+
+
+def test_an_alpha_video_asked_for_in_segments_is_upscaled_in_one_run(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=12)  # a keyframe every 3 frames
+    result = api.upscale_video_in_segments(source, devices="cpu,cpu", options=api.UpscaleOptions(model="bicubic"),
+                                           video=api.VideoOptions(segment_seconds=0.1))
+    assert "a video with alpha is upscaled in one run on cpu, not in segments" in caplog.text
+    assert result.frames == 12
+    assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
+    assert (rgba_frames(result.output)[..., 3] < 128).any()
+
+
+@pytest.mark.parametrize("backend", ["dali", "decord"])
+def test_decoders_without_alpha_leave_such_videos_to_pyav(tmp_path, caplog, backend):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    with open_decoder(source, backend=backend) as decoder:
+        assert decoder.backend == "pyav"
+        frames = next(decoder.batches(8)).frames
+    assert frames.shape == (3, 4, 48, 64)
+    assert "alpha channel" in caplog.text or "not installed" in caplog.text
+    expected = torch.from_numpy(rgba_frames(source)).permute(0, 3, 1, 2)
+    assert torch.equal(frames[:, 3], expected[:, 3])  # alpha is not converted: it must be exact
+
+
+def test_probe_says_so_and_counts_the_alpha_in_the_model_work(tmp_path):
+    import dataclasses
+
+    from vsr.pipelines.probe import estimate_work, format_probe, probe
+
+    info = probe(make_alpha_clip(tmp_path / "overlay.webm", frames=3))
+    assert "yuva420p (8-bit)" in format_probe(info) and ", with alpha" in format_probe(info)
+    opaque = dataclasses.replace(info.video, alpha=False)
+    assert "3.1 GMAC per frame" in estimate_work(opaque, scale=4, macs_per_pixel=1e6)  # 64×48 pixels
+    assert "6.1 GMAC per frame" in estimate_work(info.video, scale=4, macs_per_pixel=1e6)
