@@ -174,6 +174,7 @@ def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha
 
 
 def has_alpha(pix_fmt: str) -> bool:
+    """Whether the pixel format has an alpha plane (yuva420p, gbrap, bgra, ...)."""
     return any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)
 
 
@@ -328,7 +329,7 @@ class VideoWriter:
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
-        if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":  # (alpha formats too)
+        if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":
             return False
         return self._yuv_converter == "torch" or device.type == "cuda"
 

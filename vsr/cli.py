@@ -46,7 +46,8 @@ CompileOption = Annotated[Optional[bool], typer.Option(
     "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
-                    "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores (.mov)].")]
+                    "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
+                    "(.mov)].")]
 CrfOption = Annotated[Optional[int], typer.Option(
     "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]

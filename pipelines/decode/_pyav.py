@@ -93,8 +93,9 @@ class PyAVDecoder(Decoder):
         self._skip_to_keyframe = False
         self._reformatter = VideoReformatter()  # one swscale context for all frames, not one per frame
         self._resized = False
+        deep = info.bit_depth > 8
         self._conversion = dict(
-            format=("rgba" if info.alpha else "rgb24") if info.bit_depth <= 8 else ("rgba64le" if info.alpha else "rgb48le"),
+            format=("rgba64le" if deep else "rgba") if info.alpha else ("rgb48le" if deep else "rgb24"),
             width=info.width,
             height=info.height,
             src_colorspace=rgb_matrix(info.color),
