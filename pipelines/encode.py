@@ -133,6 +133,9 @@ YUV_PLANAR_FORMATS = {
     "yuv420p12le": (12, "420"), "yuv422p12le": (12, "422"), "yuv444p12le": (12, "444"),
 }
 YUV_CONVERTERS = ("auto", "torch", "swscale")
+# The most luma samples a picture may have at the highest level of H.264 (6.2), HEVC (6.2), VP9 (6.2) and AV1 (6.3):
+# 8K. An 8K or 4K source upscaled ×4 is beyond it.
+LARGEST_LEVEL_PIXELS = 35_651_584
 _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 
@@ -231,6 +234,10 @@ class VideoWriter:
                            source, codec, f" as {pix_fmt}" if pix_fmt else "",
                            ", ".join(name for name, spec in CODECS.items() if spec.alpha))
         _check_size(width, height, self.pix_fmt)
+        if width * height > LARGEST_LEVEL_PIXELS and spec.quality_option is not None:
+            logger.warning("%s: %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 allows "
+                           "(8192x4352): many players and hardware decoders refuse it; --outscale makes it smaller",
+                           self.output, width, height)
         codec_options = _codec_options(codec, spec, crf, preset, options)
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
             hdr10 = read_hdr10(source, source_info.index)

@@ -245,6 +245,16 @@ def test_nvenc_without_a_usable_gpu_is_an_option_error(clips, tmp_path):
         pytest.skip("this machine has a working NVENC")
 
 
+@pytest.mark.parametrize("width, height, warned", [(8192, 4352, False), (8320, 4352, True)])
+def test_a_picture_beyond_every_codec_level_is_warned_about(clips, tmp_path, caplog, width, height, warned):
+    info = media.video_info(clips["mp4"])
+    with VideoWriter(tmp_path / "big.mp4", source=clips["mp4"], source_info=info, width=width, height=height,
+                     preset="ultrafast") as writer:
+        writer.abort()  # no frames: the warning comes when the encoder opens
+    assert ("more pixels than the largest level" in caplog.text) == warned
+    assert f"{width}x{height}" in caplog.text or not warned
+
+
 def test_bad_settings_are_option_errors(clips, tmp_path):
     with pytest.raises(OptionError, match="no option.*not_an_option"):
         media.write_upscaled(clips["mp4"], tmp_path / "a.mp4", options={"not_an_option": "1"})
