@@ -415,7 +415,8 @@ def upscale_video_in_segments(
     # VP9 keeps alpha in Matroska beside its packets, which MP4 segments lose; ProRes is no MP4 codec: one run.
     keeps_alpha = plan.info.alpha and CODECS[video.codec].alpha and (video.pix_fmt is None or has_alpha(video.pix_fmt))
     if keeps_alpha and (len(plan.segments) > 1 or remote is not None):
-        log.warning("%s: a video with alpha is upscaled in one run on %s, not in segments", source, device_list[0])
+        on = f" on {device_list[0]}" if len(device_list) > 1 else ""
+        log.warning("%s: a video with alpha is upscaled in one run%s, not in resumable segments", source, on)
     if keeps_alpha or (len(plan.segments) < 2 and remote is None):
         if len(device_list) > 1 and not keeps_alpha:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",

@@ -129,7 +129,7 @@ def test_an_alpha_video_asked_for_in_segments_is_upscaled_in_one_run(tmp_path, c
     source = make_alpha_clip(tmp_path / "overlay.webm", frames=12)  # a keyframe every 3 frames
     result = api.upscale_video_in_segments(source, devices="cpu,cpu", options=api.UpscaleOptions(model="bicubic"),
                                            video=api.VideoOptions(segment_seconds=0.1))
-    assert "a video with alpha is upscaled in one run on cpu, not in segments" in caplog.text
+    assert "a video with alpha is upscaled in one run on cpu, not in resumable segments" in caplog.text
     assert result.frames == 12
     assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
     assert (rgba_frames(result.output)[..., 3] < 128).any()
