@@ -134,8 +134,8 @@ def video_stream_info(
     pix_fmt, alpha = context.pix_fmt, False
     if context.name in ALPHA_DECODERS and stream.metadata.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
-    elif any(component.is_alpha for component in av.VideoFormat(pix_fmt).components):
-        alpha = _first_frame_is_transparent(container.name, stream.index)
+    elif av.VideoFormat(pix_fmt).has_palette or any(c.is_alpha for c in av.VideoFormat(pix_fmt).components):
+        alpha = _first_frame_is_transparent(container.name, stream.index)  # (palettes may have transparent entries)
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
         index=stream.index,
@@ -163,8 +163,9 @@ def video_stream_info(
 
 
 def _first_frame_is_transparent(path: str, index: int) -> bool:
-    """Whether the first frame of a stream whose pixel format has alpha uses it. GIF, PNG and QuickTime RLE decode
-    to RGBA whether or not a picture has a transparent pixel; an opaque one is upscaled as a plain video."""
+    """Whether the first frame of a stream whose pixel format has alpha (or a palette) uses it. GIF, PNG and
+    QuickTime RLE decode to RGBA whether or not a picture has a transparent pixel; an opaque one is upscaled as a plain
+    video."""
     try:
         with av.open(path, "r") as container:
             for frame in container.decode(video=_video_position(container, index)):

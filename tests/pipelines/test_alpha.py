@@ -157,3 +157,15 @@ def test_probe_says_so_and_counts_the_alpha_in_the_model_work(tmp_path):
     opaque = dataclasses.replace(info.video, alpha=False)
     assert "3.1 GMAC per frame" in estimate_work(opaque, scale=4, macs_per_pixel=1e6)  # 64×48 pixels
     assert "6.1 GMAC per frame" in estimate_work(info.video, scale=4, macs_per_pixel=1e6)
+
+
+def test_a_palette_with_transparent_entries_is_alpha(tmp_path):
+    source = tmp_path / "palette.mkv"  # PNG frames in 8-bit palette form, its entry for the left half transparent
+    ffmpeg("-f", "lavfi", "-i", MOVING_ALPHA.replace("mod(X*4+T*400,256)", "if(gt(X,30),255,0)").format(seconds=0.12),
+           "-vf", "split[a][b];[a]palettegen=reserve_transparent=1[p];[b][p]paletteuse=alpha_threshold=128",
+           "-c:v", "png", source)
+    assert ffprobe_streams_of(source, "v:0")[0]["pix_fmt"] == "pal8"
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
+    assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
+    alpha = rgba_frames(result.output)[..., 3]
+    assert (alpha[:, :150, :100] < 5).all() and (alpha[:, :, 140:] > 250).all()  # (the bottom band is opaque)
