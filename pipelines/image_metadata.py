@@ -1,13 +1,15 @@
-"""What an image file says about its pixels beyond the pixels: the EXIF Orientation and the ICC color profile.
+"""What an image file says beyond its pixels: EXIF (the Orientation, and the rest carried over) and the ICC profile.
 
 Read and written by hand, in the files' own chunk layouts (JPEG segments, PNG chunks, WebP's RIFF chunks): FFmpeg
 shows an orientation only as a rotation (mirrored orientations look like plain ones), and PyAV gives no way to hand
 an ICC profile to FFmpeg's image encoders. The format is told by the first bytes, not by the file's name.
 
     orientation = exif_orientation(data)          # 1 to 8 (1: as stored)
+    exif = exif_block(data)                       # the EXIF block's bytes, or None
     animated = is_animated(data)                  # APNG, animated WebP
-    profile = icc_profile(data)                    # the ICC profile's bytes, or None
-    data = with_icc_profile(encoded, profile)      # the same file with the profile in it
+    profile = icc_profile(data)                   # the ICC profile's bytes, or None
+    data = with_icc_profile(encoded, profile)     # the same file with the profile in it
+    data = with_exif(data, exif_for_output(exif, width, height))  # and the EXIF, upright, with the new size
 """
 
 from __future__ import annotations
@@ -18,36 +20,80 @@ import zlib
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_ICC = b"ICC_PROFILE\x00"  # an APP2 segment's tag, then its number and the count of segments (from 1)
 JPEG_ICC_CHUNK = 65519  # a segment holds 65535 bytes with its length: 2 + 14 of header, the rest profile
+EXIF_HEADER = b"Exif\x00\x00"
+# TIFF tags and types that EXIF blocks use here.
+ORIENTATION, EXIF_DIRECTORY, PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0x0112, 0x8769, 0xA002, 0xA003
+SHORT, LONG = 3, 4
+
+
+def exif_block(data: bytes) -> bytes | None:
+    """The EXIF block of a JPEG (an APP1 segment after "Exif\\0\\0"), PNG (eXIf) or WebP (EXIF) file's first bytes,
+    or None. The block is a TIFF file of its own: a byte order mark, the first directory's offset, 12-byte entries."""
+    block = b""
+    try:
+        if data.startswith(b"\xff\xd8"):
+            block = next((body[6:] for marker, body in _jpeg_segments(data)
+                          if marker == 0xE1 and body.startswith(EXIF_HEADER)), b"")
+        elif data.startswith(PNG_SIGNATURE):
+            block = next((body for kind, body, _ in _png_chunks(data) if kind == b"eXIf"), b"")
+        elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+            block = next((body for kind, body, _ in _riff_chunks(data) if kind == b"EXIF"), b"")
+            block = block.removeprefix(EXIF_HEADER)  # some writers keep JPEG's header there
+    except struct.error:
+        return None
+    return block if block[:4] in (b"II*\x00", b"MM\x00*") else None
 
 
 def exif_orientation(data: bytes) -> int:
-    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes.
-
-    The EXIF block is a TIFF file: a byte order mark, the first directory's offset, then 12-byte entries.
-    """
-    start = data.find(b"Exif\x00\x00")  # JPEG's APP1 segment, some WebP files
-    if start >= 0:
-        start += 6
-    else:  # PNG's eXIf and WebP's EXIF chunks hold the TIFF block alone
-        for chunk in (b"eXIf", b"EXIF"):
-            if (found := data.find(chunk)) >= 0:
-                start = found + 8 if chunk == b"EXIF" else found + 4
-                break
-    tiff = data[start:] if start >= 0 else b""
-    if tiff[:4] not in (b"II*\x00", b"MM\x00*"):
-        return 1
-    order = "<" if tiff[:2] == b"II" else ">"
-    try:
-        (directory,) = struct.unpack_from(order + "I", tiff, 4)
-        (count,) = struct.unpack_from(order + "H", tiff, directory)
-        for index in range(count):
-            tag, kind, _, value = struct.unpack_from(order + "HHI4s", tiff, directory + 2 + 12 * index)
-            if tag == 0x0112 and kind == 3:  # Orientation, a SHORT stored in the entry itself
-                (orientation,) = struct.unpack_from(order + "H", value)
-                return orientation if 1 <= orientation <= 8 else 1
-    except struct.error:  # a cut or malformed block: shown as stored
-        pass
+    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes."""
+    block = exif_block(data) or b""
+    for _, tag, kind, value in _exif_entries(block):
+        if tag == ORIENTATION and kind == SHORT:
+            (orientation,) = struct.unpack_from(_byte_order(block) + "H", value)
+            return orientation if 1 <= orientation <= 8 else 1
     return 1
+
+
+def exif_for_output(block: bytes | None, width: int, height: int) -> bytes | None:
+    """A source's EXIF block as it should be in the upscaled image: upright (Orientation 1, vsr turned the pixels)
+    and `width`×`height` where it gives the image's size (PixelXDimension/PixelYDimension). Camera, lens, date and
+    the rest are kept as they are."""
+    if not block:
+        return None
+    block, order = bytearray(block), _byte_order(block)
+    sizes = {PIXEL_X_DIMENSION: width, PIXEL_Y_DIMENSION: height}
+    for entry, tag, kind, _ in _exif_entries(bytes(block)):
+        if tag == ORIENTATION and kind == SHORT:
+            struct.pack_into(order + "H", block, entry + 8, 1)
+        elif tag in sizes and kind in (SHORT, LONG):  # the value fits in the entry: written as a LONG there
+            struct.pack_into(order + "HII", block, entry + 2, LONG, 1, sizes[tag])
+    return bytes(block)
+
+
+def _byte_order(block: bytes) -> str:
+    return "<" if block[:2] == b"II" else ">"
+
+
+def _exif_entries(block: bytes):
+    """(offset, tag, type, 4-byte value field) of each entry of the first directory and of the Exif directory it
+    points to. A cut or malformed block gives what could be read."""
+    order, directories, seen = _byte_order(block), [], set()
+    try:
+        directories.append(struct.unpack_from(order + "I", block, 4)[0])
+        while directories:
+            directory = directories.pop()
+            if directory in seen:
+                continue
+            seen.add(directory)
+            (count,) = struct.unpack_from(order + "H", block, directory)
+            for index in range(count):
+                entry = directory + 2 + 12 * index
+                tag, kind, _, value = struct.unpack_from(order + "HHI4s", block, entry)
+                if tag == EXIF_DIRECTORY and kind == LONG:
+                    directories.append(struct.unpack_from(order + "I", value)[0])
+                yield entry, tag, kind, value
+    except struct.error:
+        return
 
 
 def is_animated(data: bytes) -> bool:
@@ -97,6 +143,23 @@ def with_icc_profile(data: bytes, profile: bytes | None) -> bytes:
     raise ValueError("not a JPEG, PNG or WebP file")
 
 
+def with_exif(data: bytes, block: bytes | None) -> bytes:
+    """An encoded JPEG, PNG or WebP file with the EXIF `block` in it (unchanged when `block` is None, or too big for
+    the 64 KB of a JPEG segment)."""
+    if not block:
+        return data
+    if data.startswith(b"\xff\xd8"):
+        body = EXIF_HEADER + block
+        if len(body) + 2 > 0xFFFF:
+            return data
+        return _jpeg_with_segments(data, b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body)
+    if data.startswith(PNG_SIGNATURE):
+        return _png_with_chunk(data, b"eXIf", block)
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return _webp_with_chunk(data, b"EXIF", block, flag=0x08)
+    raise ValueError("not a JPEG, PNG or WebP file")
+
+
 def _jpeg_segments(data: bytes):
     """(marker, body) of each segment before the image data (start of scan)."""
     position = 2
@@ -116,6 +179,10 @@ def _jpeg_with_icc(data: bytes, profile: bytes) -> bytes:
         + bytes([number, len(chunks)]) + chunk
         for number, chunk in enumerate(chunks, 1)
     )
+    return _jpeg_with_segments(data, segments)
+
+
+def _jpeg_with_segments(data: bytes, segments: bytes) -> bytes:
     position = 2  # after SOI, and after the JFIF APP0 segment, which must come first
     if data[2:4] == b"\xff\xe0":
         position += 2 + struct.unpack_from(">H", data, 4)[0]
@@ -132,14 +199,20 @@ def _png_chunks(data: bytes):
 
 
 def _png_with_icc(data: bytes, profile: bytes) -> bytes:
-    body = b"ICC profile\x00\x00" + zlib.compress(profile)
-    chunk = struct.pack(">I", len(body)) + b"iCCP" + body + struct.pack(">I", zlib.crc32(b"iCCP" + body))
+    # The spec allows an sRGB chunk or a profile, not both: the profile says more.
+    return _png_with_chunk(data, b"iCCP", b"ICC profile\x00\x00" + zlib.compress(profile), replaces=(b"sRGB",))
+
+
+def _png_with_chunk(data: bytes, kind: bytes, body: bytes, replaces: tuple[bytes, ...] = ()) -> bytes:
+    """The PNG with a `kind` chunk right after the header (before the palette and the pixels, where iCCP and eXIf
+    belong), instead of any chunk of that kind or of `replaces`."""
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
     kept, previous = [data[:len(PNG_SIGNATURE)]], len(PNG_SIGNATURE)
-    for kind, _, end in _png_chunks(data):
-        if kind not in (b"sRGB", b"iCCP"):  # the spec allows one or the other: the profile says more
+    for found, _, end in _png_chunks(data):
+        if found != kind and found not in replaces:
             kept.append(data[previous:end])
-        if kind == b"IHDR":
-            kept.append(chunk)  # right after the header, before the palette and the pixels
+        if found == b"IHDR":
+            kept.append(chunk)
         previous = end
     return b"".join(kept)
 
@@ -154,18 +227,22 @@ def _riff_chunks(data: bytes):
 
 
 def _webp_with_icc(data: bytes, profile: bytes) -> bytes:
-    """WebP holds a profile only in its extended layout: a VP8X chunk (with the ICC flag) first, then ICCP."""
-    chunks = [(kind, body) for kind, body, _ in _riff_chunks(data) if kind != b"ICCP"]
+    return _webp_with_chunk(data, b"ICCP", profile, flag=0x20)
+
+
+def _webp_with_chunk(data: bytes, kind: bytes, body: bytes, flag: int) -> bytes:
+    """WebP holds metadata only in its extended layout: a VP8X chunk first, whose `flag` says a `kind` chunk is
+    there; the profile (ICCP) comes right after it, EXIF after the image."""
+    chunks = [(found, chunk) for found, chunk, _ in _riff_chunks(data) if found != kind]
     if chunks[0][0] != b"VP8X":  # a simple file (VP8 or VP8L alone): the extended header needs the canvas size
         width, height = _webp_size(chunks[0][0], chunks[0][1])
         chunks.insert(0, (b"VP8X", b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")))
-    flags = chunks[0][1][0] | 0x20  # ICC profile present
-    chunks[0] = (b"VP8X", bytes([flags]) + chunks[0][1][1:])
-    chunks.insert(1, (b"ICCP", profile))
-    body = b"WEBP" + b"".join(
-        kind + struct.pack("<I", len(chunk)) + chunk + (b"\x00" if len(chunk) & 1 else b"") for kind, chunk in chunks
+    chunks[0] = (b"VP8X", bytes([chunks[0][1][0] | flag]) + chunks[0][1][1:])
+    chunks.insert(1 if kind == b"ICCP" else len(chunks), (kind, body))
+    riff = b"WEBP" + b"".join(
+        found + struct.pack("<I", len(chunk)) + chunk + (b"\x00" if len(chunk) & 1 else b"") for found, chunk in chunks
     )
-    return b"RIFF" + struct.pack("<I", len(body)) + body
+    return b"RIFF" + struct.pack("<I", len(riff)) + riff
 
 
 def _webp_size(kind: bytes, body: bytes) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,7 +27,15 @@ from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
-from vsr.pipelines.image_metadata import exif_orientation, icc_profile, is_animated, with_icc_profile
+from vsr.pipelines.image_metadata import (
+    exif_block,
+    exif_for_output,
+    exif_orientation,
+    icc_profile,
+    is_animated,
+    with_exif,
+    with_icc_profile,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +75,7 @@ class Image:
     bit_depth: int = 8  # of the source: 8 or 16; PNGs are written at this depth
     gray: bool = False
     icc_profile: bytes | None = None  # the source's color profile, written into the output as it is
+    exif: bytes | None = None  # the source's EXIF block, written into the output upright and with the new size
 
     @property
     def height(self) -> int:
@@ -148,6 +157,7 @@ def read_image(path: str | os.PathLike) -> Image:
         head = file.read(4 << 20)  # EXIF and ICC come before the pixels (a profile is rarely over 1 MB)
     orientation = exif_orientation(head)
     image.icc_profile = icc_profile(head)
+    image.exif = exif_block(head)
     if orientation > 1:
         image.rgb = upright(image.rgb, orientation)
         image.alpha = None if image.alpha is None else upright(image.alpha, orientation)
@@ -253,7 +263,8 @@ def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> 
     check_writable(path)
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError(f"image quality must be an integer from 1 to 100, not {quality!r}")
-    _write_atomic(path, with_icc_profile(encode_image(image, path.suffix, quality), image.icc_profile))
+    data = with_icc_profile(encode_image(image, path.suffix, quality), image.icc_profile)
+    _write_atomic(path, with_exif(data, exif_for_output(image.exif, image.width, image.height)))
 
 
 def upscale_image(engine: Engine, image: Image) -> Image:
@@ -265,4 +276,4 @@ def upscale_image(engine: Engine, image: Image) -> Image:
     if image.gray:
         rgb = rgb.mean(0, keepdim=True).repeat(3, 1, 1)
     alpha = out[3:] if image.alpha is not None else None
-    return Image(rgb=rgb, alpha=alpha, bit_depth=image.bit_depth, gray=image.gray, icc_profile=image.icc_profile)
+    return replace(image, rgb=rgb, alpha=alpha)  # with the source's depth, grayness, profile and EXIF

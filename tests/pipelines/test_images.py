@@ -314,3 +314,27 @@ def test_a_profile_larger_than_one_jpeg_segment_is_split_and_joined(tmp_path):
     with PILImage.open(tmp_path / "big.jpg") as written:
         assert written.info.get("icc_profile") == profile
     assert read_image(tmp_path / "big.jpg").icc_profile == profile
+
+
+@pytest.mark.parametrize("source_suffix", [".jpg", ".png", ".webp"])
+@pytest.mark.parametrize("output_suffix", [".jpg", ".png", ".webp"])
+def test_exif_is_carried_upright_and_with_the_new_size(tmp_path, source_suffix, output_suffix):
+    from PIL import Image as PILImage
+
+    from vsr import api
+
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # Orientation: stored turned left
+    exif[0x010F], exif[0x0110], exif[0x0132] = "Canon", "EOS R5", "2026:11:27 10:00:00"  # Make, Model, DateTime
+    camera = exif.get_ifd(0x8769)
+    camera[0x829A], camera[0xA002], camera[0xA003] = (1, 250), 20, 12  # ExposureTime, PixelX/YDimension
+    source = tmp_path / f"photo{source_suffix}"
+    PILImage.new("RGB", (20, 12), (200, 40, 40)).save(source, exif=exif, icc_profile=_profile(500))
+    output = api.upscale_image(source, tmp_path / f"photo.x4{output_suffix}", options=api.UpscaleOptions(model="bicubic"))
+    with PILImage.open(output) as written:  # Pillow, independent of vsr's reader
+        assert written.size == (48, 80) and written.info.get("icc_profile") == _profile(500)
+        kept = written.getexif()
+        assert (kept[0x010F], kept[0x0110], kept[0x0132]) == ("Canon", "EOS R5", "2026:11:27 10:00:00")
+        assert kept[0x0112] == 1  # the pixels are upright now: a viewer must not turn them again
+        camera = kept.get_ifd(0x8769)
+        assert camera[0x829A] == (1, 250) and (camera[0xA002], camera[0xA003]) == (48, 80)
