@@ -338,3 +338,17 @@ def test_exif_is_carried_upright_and_with_the_new_size(tmp_path, source_suffix, 
         assert kept[0x0112] == 1  # the pixels are upright now: a viewer must not turn them again
         camera = kept.get_ifd(0x8769)
         assert camera[0x829A] == (1, 250) and (camera[0xA002], camera[0xA003]) == (48, 80)
+
+
+@pytest.mark.parametrize("orientation", [6, 1])
+def test_the_thumbnail_of_a_turned_photo_goes_with_its_orientation(orientation):
+    import struct
+
+    from vsr.pipelines.image_metadata import exif_for_output
+
+    # A TIFF header, the first directory at 8 (Orientation; the next directory at 26), the thumbnail's at 26.
+    first = struct.pack("<H", 1) + struct.pack("<HHIH2x", 0x0112, 3, 1, orientation) + struct.pack("<I", 26)
+    thumbnail = struct.pack("<H", 1) + struct.pack("<HHII", 0x0100, 4, 1, 160) + struct.pack("<I", 0)
+    block = exif_for_output(b"II*\x00" + struct.pack("<I", 8) + first + thumbnail, 64, 48)
+    assert struct.unpack_from("<H", block, 18) == (1,)  # Orientation 1
+    assert struct.unpack_from("<I", block, 22) == (0 if orientation != 1 else 26,)  # no thumbnail, stored turned
