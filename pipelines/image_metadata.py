@@ -62,15 +62,18 @@ def exif_for_output(block: bytes | None, width: int, height: int) -> bytes | Non
         return None
     block, order = bytearray(block), _byte_order(block)
     sizes = {PIXEL_X_DIMENSION: width, PIXEL_Y_DIMENSION: height}
-    for entry, tag, kind, _ in _exif_entries(bytes(block)):
-        if tag == ORIENTATION and kind == SHORT and struct.unpack_from(order + "H", block, entry + 8)[0] != 1:
-            struct.pack_into(order + "H", block, entry + 8, 1)
-            # The thumbnail (the second directory) is still stored turned: without it, no viewer shows it wrong.
-            (first,) = struct.unpack_from(order + "I", block, 4)
-            (count,) = struct.unpack_from(order + "H", block, first)
-            struct.pack_into(order + "I", block, first + 2 + 12 * count, 0)
-        elif tag in sizes and kind in (SHORT, LONG):  # the value fits in the entry: written as a LONG there
-            struct.pack_into(order + "HII", block, entry + 2, LONG, 1, sizes[tag])
+    try:
+        for entry, tag, kind, _ in _exif_entries(bytes(block)):
+            if tag == ORIENTATION and kind == SHORT and struct.unpack_from(order + "H", block, entry + 8)[0] != 1:
+                struct.pack_into(order + "H", block, entry + 8, 1)
+                # The thumbnail (the second directory) is still stored turned: without it, no viewer shows it wrong.
+                (first,) = struct.unpack_from(order + "I", block, 4)
+                (count,) = struct.unpack_from(order + "H", block, first)
+                struct.pack_into(order + "I", block, first + 2 + 12 * count, 0)
+            elif tag in sizes and kind in (SHORT, LONG):  # the value fits in the entry: written as a LONG there
+                struct.pack_into(order + "HII", block, entry + 2, LONG, 1, sizes[tag])
+    except struct.error:  # a cut block: better none than one that says the wrong thing
+        return None
     return bytes(block)
 
 

@@ -352,3 +352,13 @@ def test_the_thumbnail_of_a_turned_photo_goes_with_its_orientation(orientation):
     block = exif_for_output(b"II*\x00" + struct.pack("<I", 8) + first + thumbnail, 64, 48)
     assert struct.unpack_from("<H", block, 18) == (1,)  # Orientation 1
     assert struct.unpack_from("<I", block, 22) == (0 if orientation != 1 else 26,)  # no thumbnail, stored turned
+
+
+def test_a_cut_exif_block_is_left_out():
+    import struct
+
+    from vsr.pipelines.image_metadata import exif_for_output
+
+    # The first directory says it has 3 entries and its next-directory offset is past the end.
+    first = struct.pack("<H", 3) + struct.pack("<HHIH2x", 0x0112, 3, 1, 6)
+    assert exif_for_output(b"II*\x00" + struct.pack("<I", 8) + first, 64, 48) is None
