@@ -36,11 +36,12 @@ from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
+from vsr.pipelines.probe import has_alpha
 
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
-                  ".flv", ".wmv", ".ogv", ".3gp")
+                  ".flv", ".wmv", ".ogv", ".3gp", ".gif", ".apng")
 FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of an input
 
 # `vsr upscale`'s options as a jobs file (and the command line) names them → (which dataclass, field, types).
@@ -124,7 +125,8 @@ def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite:
     kind = media_kind(source) or "video"
     if output is None:
         codec = video.codec if kind == "video" else None
-        output = out_dir / api.default_output_path(relative, output_scale(options), codec)
+        alpha = codec == "auto" and has_alpha(source)  # named as `vsr upscale` names it (a file opened per video)
+        output = out_dir / api.default_output_path(relative, output_scale(options), codec, alpha)
     name = output.relative_to(out_dir).as_posix()
     return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),
                     kind=kind, options=options, video=video, overwrite=overwrite)

@@ -227,12 +227,15 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         check_output(self.output, Path(source), overwrite)
-        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=source_info.alpha)
-        self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames
+        # libvpx writes VP9's alpha beside each packet, where only Matroska (and WebM) keep it.
+        keeps_alpha = source_info.alpha and (spec.encoder != "libvpx-vp9" or self.output.suffix.lower() in
+                                             (".mkv", ".webm"))
+        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha)
+        self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames (RGB ones are made opaque)
         if source_info.alpha and not self.alpha:
-            logger.warning("%s: codec %s%s cannot store the video's alpha channel: the output is opaque (%s keep it)",
-                           source, codec, f" as {pix_fmt}" if pix_fmt else "",
-                           ", ".join(name for name, spec in CODECS.items() if spec.alpha))
+            logger.warning("%s: codec %s%s in %s cannot store the video's alpha channel: the output is opaque "
+                           "(libvpx-vp9 in .mkv or .webm, ffv1 and prores keep it)", source, codec,
+                           f" as {pix_fmt}" if pix_fmt else "", self.output.suffix)
         _check_size(width, height, self.pix_fmt)
         if width * height > LARGEST_LEVEL_PIXELS and spec.quality_option is not None:
             logger.warning("%s: %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 allows "
@@ -309,6 +312,9 @@ class VideoWriter:
         if self._done:
             raise ValueError(f"the writer of {self.output} is already closed")
         frames = batch.frames.detach()
+        if frames.ndim == 4 and self.alpha and frames.shape[1] == 3:  # an alpha format asked for an opaque source
+            opaque = torch.full_like(frames[:, :1], 255 if frames.dtype == torch.uint8 else 1)
+            frames = torch.cat([frames, opaque], 1)
         channels = 4 if self.alpha else 3
         if frames.ndim != 4 or tuple(frames.shape[1:]) != (channels, self.height, self.width):
             raise ValueError(f"expected frames N×{channels}×{self.height}×{self.width}, got {tuple(frames.shape)}")
@@ -542,8 +548,9 @@ def _check_size(width: int, height: int, pix_fmt: str) -> None:
     """Subsampled chroma (4:2:0, 4:2:2) needs an even size; encoders reject the rest with a vague error."""
     pixel_format = av.VideoFormat(pix_fmt)
     if (width % 2 and pixel_format.chroma_width(2) == 1) or (height % 2 and pixel_format.chroma_height(2) == 1):
-        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; "
-                          f"use a 4:4:4 pix_fmt such as yuv444p")
+        instead = ("--codec ffv1 or prores, which keep alpha at any size" if has_alpha(pix_fmt) else
+                   "a 4:4:4 pix_fmt such as yuv444p")
+        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; use {instead}")
 
 
 def _guess_by_size(info: VideoStreamInfo) -> str:

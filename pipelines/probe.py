@@ -132,7 +132,8 @@ def video_stream_info(
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
     pix_fmt, alpha = context.pix_fmt, False
-    if context.name in ALPHA_DECODERS and stream.metadata.get("alpha_mode") == "1":
+    tags = {key.lower(): value for key, value in stream.metadata.items()}  # ffmpeg writes ALPHA_MODE when it remuxes
+    if context.name in ALPHA_DECODERS and tags.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
     elif av.VideoFormat(pix_fmt).has_palette or any(c.is_alpha for c in av.VideoFormat(pix_fmt).components):
         alpha = _first_frame_is_transparent(container.name, stream.index)  # (palettes may have transparent entries)
@@ -173,6 +174,16 @@ def _first_frame_is_transparent(path: str, index: int) -> bool:
     except (av.error.FFmpegError, OSError):
         pass  # the decoder says what is wrong with the file
     return False
+
+
+def has_alpha(path: str | Path) -> bool:
+    """Whether the video of `path` has alpha (`VideoStreamInfo.alpha`); False for a file it cannot tell of (the
+    upscale that follows says what is wrong with it)."""
+    try:
+        with open_input(path) as container:
+            return video_stream_info(container, find_video_stream(container, path))[0].alpha
+    except (InputError, av.error.FFmpegError):
+        return False
 
 
 def _video_position(container: av.container.InputContainer, index: int) -> int:

@@ -411,9 +411,10 @@ def upscale_video_in_segments(
         output = default_output_path(source, scale, video.codec, plan.info.alpha)
     output = Path(output)
     check_output(output, source, overwrite)
-    video = dataclasses.replace(video, codec=video_codec(video.codec, output.suffix, plan.info.alpha))
+    codec = video_codec(video.codec, output.suffix, plan.info.alpha)
     # VP9 keeps alpha in Matroska beside its packets, which MP4 segments lose; ProRes is no MP4 codec: one run.
-    keeps_alpha = plan.info.alpha and CODECS[video.codec].alpha and (video.pix_fmt is None or has_alpha(video.pix_fmt))
+    keeps_alpha = (plan.info.alpha and codec in CODECS and CODECS[codec].alpha
+                   and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
     if keeps_alpha and (len(plan.segments) > 1 or remote is not None):
         on = f" on {device_list[0]}" if len(device_list) > 1 else ""
         log.warning("%s: a video with alpha is upscaled in one run%s, not in resumable segments", source, on)
@@ -425,6 +426,7 @@ def upscale_video_in_segments(
         return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                              engine=engine)
 
+    video = dataclasses.replace(video, codec=codec)  # the workers write segments, which "auto" cannot name
     started = time.perf_counter()
     with SegmentFolder(output, _plan_record(source, options, video, plan)) as folder:
         done: dict[int, object] = dict(folder.done())

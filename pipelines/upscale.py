@@ -257,7 +257,12 @@ def upscale_video(
             output = default_output_path(source, engine.scale, video.codec, info.alpha)
         output = Path(output)
         check_output(output, source, overwrite)
-        codec = video_codec(video.codec, output.suffix, info.alpha)
+        codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
+        if codec != video_codec(video.codec, output.suffix) and (crf is not None or preset is not None):
+            log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
+                        "--crf and --preset are left to a codec named with --codec (libx264 drops the alpha)",
+                        source, codec)
+            crf = preset = None
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
@@ -268,8 +273,8 @@ def upscale_video(
             width=width,
             height=height,
             codec=codec,
-            crf=video.crf,
-            preset=video.preset,
+            crf=crf,
+            preset=preset,
             pix_fmt=video.pix_fmt,
             overwrite=overwrite,
             copy_streams=video.copy_streams,

@@ -207,7 +207,8 @@ class PyAVDecoder(Decoder):
         """`frames` through FFmpeg's bwdif: one frame out per frame in, with its pts; the lines of the field that is
         not shown first are interpolated from the other field's neighbours in space and time."""
         graph = av.filter.Graph()
-        source = graph.add_buffer(template=self._stream)
+        # The decoder's format, which for VP8/VP9 with alpha is libvpx's yuva420p, not the stream's yuv420p.
+        source = graph.add_buffer(template=self._stream, format=self.info.pix_fmt)
         bwdif = graph.add("bwdif", f"mode=send_frame:parity=auto:deint={self._deinterlace}")
         sink = graph.add("buffersink")
         source.link_to(bwdif)

@@ -14,6 +14,7 @@ import torch
 from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts, ffprobe_streams_of, requires_ffmpeg
 from tests.pipelines.test_engine import tiny_rrdbnet
 from vsr import api
+from vsr.errors import OptionError
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.engine import Engine, upscale_with_alpha
 
@@ -121,7 +122,7 @@ def test_a_codec_without_alpha_says_it_drops_it(tmp_path, caplog):
     output = tmp_path / "flat.mp4"
     api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic"),
                       video=api.VideoOptions(codec="libx264"))
-    assert "codec libx264 cannot store the video's alpha channel: the output is opaque" in caplog.text
+    assert "codec libx264 in .mp4 cannot store the video's alpha channel: the output is opaque" in caplog.text
     assert ffprobe_streams_of(output, "v:0")[0]["pix_fmt"] == "yuv420p"
 
 
@@ -169,3 +170,65 @@ def test_a_palette_with_transparent_entries_is_alpha(tmp_path):
     assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
     alpha = rgba_frames(result.output)[..., 3]
     assert (alpha[:, :150, :100] < 5).all() and (alpha[:, :, 140:] > 250).all()  # (the bottom band is opaque)
+
+
+def test_a_webm_remuxed_by_ffmpeg_still_has_alpha(tmp_path):
+    from vsr.pipelines.probe import has_alpha
+
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    ffmpeg("-i", source, "-c", "copy", tmp_path / "remuxed.webm")  # ffmpeg writes the tag as ALPHA_MODE
+    assert has_alpha(tmp_path / "remuxed.webm")
+
+
+def test_deinterlacing_a_vp9_with_alpha_keeps_the_alpha(tmp_path):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    output = tmp_path / "out.mkv"
+    api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic"),
+                      video=api.VideoOptions(codec="ffv1", deinterlace="on"))
+    assert (rgba_frames(output)[:, :150, :, 3] < 128).any()
+
+
+def test_a_batch_names_and_finds_alpha_videos_as_vsr_upscale_does(tmp_path):
+    from vsr.pipelines import batch
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_alpha_clip(folder / "overlay.webm", frames=3)
+    make_alpha_clip(folder / "lossless.avi", frames=3, codec_args=("-c:v", "ffv1", "-pix_fmt", "bgra"))
+    make_alpha_clip(folder / "sticker.apng", frames=3, codec_args=("-f", "apng"))
+    make_alpha_clip(folder / "badge.gif", frames=3, codec_args=())
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.12", folder / "plain.webm")
+    jobs = batch.discover(folder, tmp_path / "out", options=api.UpscaleOptions(model="bicubic"),
+                          video=api.VideoOptions())
+    # An alpha .webm stays .webm (VP9 keeps it there); .avi cannot keep it: .mkv; H.264 goes in no .webm or .gif.
+    assert sorted(job.name for job in jobs) == [
+        "badge.x4.mkv", "lossless.x4.mkv", "overlay.x4.webm", "plain.x4.mkv", "sticker.x4.mkv"]
+
+
+def test_the_default_codecs_preset_and_crf_do_not_break_an_alpha_video(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"),
+                               video=api.VideoOptions(preset="ultrafast", crf=20))
+    assert "the video has alpha, so it is written with libvpx-vp9" in caplog.text
+    assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
+
+
+def test_an_alpha_pix_fmt_asked_for_an_opaque_source_is_opaque(tmp_path):
+    source = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.12", source)
+    output = tmp_path / "out.mov"
+    api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic"),
+                      video=api.VideoOptions(codec="prores", pix_fmt="yuva444p10le"))
+    assert ffprobe_streams_of(output, "v:0")[0]["pix_fmt"].startswith("yuva444p")
+    assert (rgba_frames(output)[..., 3] == 255).all()
+
+
+def test_vp9_outside_matroska_and_odd_sizes_say_how_to_keep_alpha(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
+    output = tmp_path / "out.mp4"
+    api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic"),
+                      video=api.VideoOptions(codec="libvpx-vp9"))
+    assert "codec libvpx-vp9 in .mp4 cannot store the video's alpha channel" in caplog.text
+    assert "alpha_mode" not in ffprobe_streams_of(output, "v:0")[0].get("tags", {})
+    with pytest.raises(OptionError, match="needs an even width and height, not 195x146; use --codec ffv1 or prores"):
+        api.upscale_video(source, tmp_path / "odd.webm", options=api.UpscaleOptions(model="bicubic", outscale=3.05))
