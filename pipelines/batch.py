@@ -36,7 +36,7 @@ from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
-from vsr.pipelines.probe import has_alpha
+from vsr.pipelines.probe import video_has_alpha
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite:
     kind = media_kind(source) or "video"
     if output is None:
         codec = video.codec if kind == "video" else None
-        alpha = codec == "auto" and has_alpha(source)  # named as `vsr upscale` names it (a file opened per video)
+        alpha = codec == "auto" and video_has_alpha(source)  # named as `vsr upscale` names it (opens the file)
         output = out_dir / api.default_output_path(relative, output_scale(options), codec, alpha)
     name = output.relative_to(out_dir).as_posix()
     return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),

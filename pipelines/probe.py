@@ -176,7 +176,7 @@ def _first_frame_is_transparent(path: str, index: int) -> bool:
     return False
 
 
-def has_alpha(path: str | Path) -> bool:
+def video_has_alpha(path: str | Path) -> bool:
     """Whether the video of `path` has alpha (`VideoStreamInfo.alpha`); False for a file it cannot tell of (the
     upscale that follows says what is wrong with it)."""
     try:

@@ -174,11 +174,11 @@ def test_a_palette_with_transparent_entries_is_alpha(tmp_path):
 
 
 def test_a_webm_remuxed_by_ffmpeg_still_has_alpha(tmp_path):
-    from vsr.pipelines.probe import has_alpha
+    from vsr.pipelines.probe import video_has_alpha
 
     source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
     ffmpeg("-i", source, "-c", "copy", tmp_path / "remuxed.webm")  # ffmpeg writes the tag as ALPHA_MODE
-    assert has_alpha(tmp_path / "remuxed.webm")
+    assert video_has_alpha(tmp_path / "remuxed.webm")
 
 
 def test_deinterlacing_a_vp9_with_alpha_keeps_the_alpha(tmp_path):
