@@ -288,7 +288,9 @@ def upscale_video(
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
                                  device=engine.device)
             if times.frames == 0:  # a preview window past the end: an empty video is not what was asked for
-                raise OptionError(f"{source}: no video frame {video.describe_window()}"
-                                  + (f"; the video lasts {info.duration:.3f} s" if info.duration else ""))
+                lasts = f"; the video lasts {info.duration:.3f} s" if info.duration else ""
+                if info.duration and info.average_rate:  # a window inside the last frame's span starts no frame
+                    lasts += f", its last frame starting at about {info.duration - 1 / info.average_rate:.3f} s"
+                raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)

@@ -297,7 +297,8 @@ def test_a_preview_past_the_end_is_one_line_and_writes_nothing(tmp_path, devices
     result = vsr("upscale", source, "-m", "bicubic", "--start", "5", *devices, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"vsr: error: {source}: no video frame from 5 s; the video lasts 0.400 s"]
+        f"vsr: error: {source}: no video frame from 5 s; the video lasts 0.400 s, its last frame starting at about "
+        "0.360 s"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
