@@ -146,10 +146,12 @@ def partial_path(output: Path) -> Path:
     return output.with_name(f".{output.stem}.partial{output.suffix}")
 
 
-def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha: bool = False) -> str:
+def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha: bool = False,
+                   source: Path | None = None) -> str:
     """The pixel format `codec` encodes to: `pix_fmt` if given (checked), else 4:2:0 YUV (planar RGB for the
     lossless codecs) at `bit_depth`, or the deepest the encoder supports below it (else the shallowest above it), with
-    an alpha plane when `alpha` is asked for and the codec keeps it (`has_alpha` tells)."""
+    an alpha plane when `alpha` is asked for and the codec keeps it (`has_alpha` tells). `source` names the video in
+    the warning about bits lost."""
     spec = _codec_spec(codec)
     supported = [f.name for f in av.Codec(spec.encoder, "w").video_formats or []]
     if pix_fmt is not None:
@@ -170,8 +172,8 @@ def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha
                             f"codec {codec!r} stores at most {depth}-bit RGB, the source is {bit_depth}-bit: "
                             f"use 'ffv1' for a lossless {bit_depth}-bit file"
                         )
-                    logger.warning("codec %s stores at most %d bits: the %d-bit source is written as %d-bit (%s)",
-                                   codec, depth, bit_depth, depth, name)
+                    logger.warning("%scodec %s stores at most %d bits: the %d-bit source is written as %d-bit (%s)",
+                                   f"{source}: " if source else "", codec, depth, bit_depth, depth, name)
                 return name
     raise OptionError(f"codec {codec!r} supports none of the usual pixel formats; pass pix_fmt (one of {supported})")
 
@@ -230,7 +232,8 @@ class VideoWriter:
         # libvpx writes VP9's alpha beside each packet, where only Matroska (and WebM) keep it.
         keeps_alpha = source_info.alpha and (spec.encoder != "libvpx-vp9" or self.output.suffix.lower() in
                                              (".mkv", ".webm"))
-        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha)
+        self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha,
+                                      source=source)
         self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames (RGB ones are made opaque)
         if source_info.alpha and not self.alpha:
             logger.warning("%s: codec %s%s in %s cannot store the video's alpha channel: the output is opaque "

@@ -76,7 +76,7 @@ def test_ffv1_keeps_exactly_the_alpha_the_model_made(tmp_path):
     assert got[:, 3].min() < 50  # the alpha went through the model: it is not opaque
 
 
-def test_prores_4444_keeps_its_alpha_at_its_depth(tmp_path):
+def test_prores_4444_keeps_its_alpha_at_its_depth(tmp_path, caplog):
     source = make_alpha_clip(tmp_path / "graphics.mov", frames=3,
                              codec_args=("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"))
     with open_decoder(source) as decoder:
@@ -85,6 +85,8 @@ def test_prores_4444_keeps_its_alpha_at_its_depth(tmp_path):
     assert frames.shape[1] == 4 and frames.dtype == torch.float32
     result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
     assert result.output == tmp_path / "graphics.x4.mov"
+    # FFmpeg decodes ProRes 4444 as 12-bit, prores_ks writes 10: said, naming the file (a batch runs many).
+    assert f"{source}: codec prores stores at most 10 bits: the 12-bit source is written as 10-bit" in caplog.text
     stream = ffprobe_streams_of(result.output, "v:0")[0]
     assert stream["codec_name"] == "prores" and stream["pix_fmt"].startswith("yuva444p")
     got, source_rgba = rgba_frames(result.output, deep=True)[..., 3].astype(int), rgba_frames(source, deep=True)
