@@ -135,7 +135,7 @@ def video_stream_info(
     tags = {key.lower(): value for key, value in stream.metadata.items()}  # ffmpeg writes ALPHA_MODE when it remuxes
     if context.name in ALPHA_DECODERS and tags.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
-    elif av.VideoFormat(pix_fmt).has_palette or any(c.is_alpha for c in av.VideoFormat(pix_fmt).components):
+    elif (pixel_format := av.VideoFormat(pix_fmt)).has_palette or any(c.is_alpha for c in pixel_format.components):
         alpha = _first_frame_is_transparent(container.name, stream.index)  # (palettes may have transparent entries)
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
@@ -169,7 +169,7 @@ def _first_frame_is_transparent(path: str, index: int) -> bool:
     video."""
     try:
         with av.open(path, "r") as container:
-            for frame in container.decode(video=_video_position(container, index)):
+            for frame in container.decode(container.streams[index]):
                 return bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
     except (av.error.FFmpegError, OSError):
         pass  # the decoder says what is wrong with the file
@@ -184,10 +184,6 @@ def video_has_alpha(path: str | Path) -> bool:
             return video_stream_info(container, find_video_stream(container, path))[0].alpha
     except (InputError, av.error.FFmpegError):
         return False
-
-
-def _video_position(container: av.container.InputContainer, index: int) -> int:
-    return [stream.index for stream in container.streams.video].index(index)
 
 
 class TimelineWatch:
