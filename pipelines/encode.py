@@ -178,6 +178,13 @@ def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha
     raise OptionError(f"codec {codec!r} supports none of the usual pixel formats; pass pix_fmt (one of {supported})")
 
 
+def codec_keeps_alpha(codec: str, suffix: str) -> bool:
+    """Whether `codec` (a CODECS key) keeps a video's alpha in a file ending in `suffix`: libvpx writes VP9's alpha
+    beside each packet, where only Matroska (and WebM) keep it."""
+    spec = _codec_spec(codec)
+    return spec.alpha and (spec.encoder != "libvpx-vp9" or suffix.lower() in (".mkv", ".webm"))
+
+
 def has_alpha(pix_fmt: str) -> bool:
     """Whether the pixel format has an alpha plane (yuva420p, gbrap, bgra, ...)."""
     return any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)
@@ -229,9 +236,7 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         check_output(self.output, Path(source), overwrite)
-        # libvpx writes VP9's alpha beside each packet, where only Matroska (and WebM) keep it.
-        keeps_alpha = source_info.alpha and (spec.encoder != "libvpx-vp9" or self.output.suffix.lower() in
-                                             (".mkv", ".webm"))
+        keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, self.output.suffix)
         self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha,
                                       source=source)
         self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames (RGB ones are made opaque)

@@ -389,7 +389,7 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
-    from vsr.pipelines.encode import CODECS, has_alpha
+    from vsr.pipelines.encode import CODECS, codec_keeps_alpha, has_alpha
 
     source = Path(source)
     check_input(source)
@@ -413,7 +413,7 @@ def upscale_video_in_segments(
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
     # VP9 keeps alpha in Matroska beside its packets, which MP4 segments lose; ProRes is no MP4 codec: one run.
-    keeps_alpha = (plan.info.alpha and codec in CODECS and CODECS[codec].alpha
+    keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
     if keeps_alpha and (len(plan.segments) > 1 or remote is not None):
         on = f" on {device_list[0]}" if len(device_list) > 1 else ""
