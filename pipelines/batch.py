@@ -48,6 +48,8 @@ FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of an input
 OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "model": ("upscale", "model", (str,)),
     "outscale": ("upscale", "outscale", (int, float)),
+    "width": ("upscale", "width", (int,)),
+    "height": ("upscale", "height", (int,)),
     "batch-size": ("upscale", "batch_size", (int,)),
     "tile": ("upscale", "tile", (int,)),
     "tile-overlap": ("upscale", "tile_overlap", (int,)),
@@ -66,11 +68,9 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
     "deinterlace": ("video", "deinterlace", (str,)),
 }
+_SIZE_OPTIONS = ("outscale", "width", "height")
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
 _PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}
-# Options added after journals were first written, with their defaults: left out of a job's record while at the
-# default, so that the jobs an earlier vsr did stay done (a record with other options is a new job).
-_LATER_FIELDS = {"deinterlace": "auto"}
 
 
 def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:
@@ -101,9 +101,9 @@ def _model_scale(model: str) -> float:
     return api.load_model(model, progress=False).spec.scale
 
 
-def output_scale(options: api.UpscaleOptions) -> float:
-    """The factor `vsr upscale` would put in the output's name (movie.x4.mp4)."""
-    return options.outscale if options.outscale is not None else _model_scale(options.model)
+def output_label(options: api.UpscaleOptions) -> str:
+    """The tag `vsr upscale` would put in the output's name (movie.x4.mp4, movie.2160p.mp4)."""
+    return api.output_label(options, _model_scale(options.model))
 
 
 def media_kind(path: Path) -> str | None:
@@ -126,7 +126,7 @@ def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite:
     if output is None:
         codec = video.codec if kind == "video" else None
         alpha = codec == "auto" and video_has_alpha(source)  # named as `vsr upscale` names it (opens the file)
-        output = out_dir / api.default_output_path(relative, output_scale(options), codec, alpha)
+        output = out_dir / api.default_output_path(relative, output_label(options), codec, alpha)
     name = output.relative_to(out_dir).as_posix()
     return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),
                     kind=kind, options=options, video=video, overwrite=overwrite)
@@ -208,12 +208,23 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         settings = {key: value for key, value in entry.items() if key not in ("input", "output")}
         if not isinstance(entry.get("input"), str):
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
-        options, video = build_options({**defaults, **(values or {}), **settings}, where)
+        options, video = build_options(_layered(defaults, values or {}, settings), where)
         source = base / entry["input"]
         relative = source.relative_to(base) if source.resolve().is_relative_to(base.resolve()) else Path(source.name)
         output = _job_output(entry, out_dir, where)
         jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
     return jobs, out_dir
+
+
+def _layered(*tables: Mapping[str, object]) -> dict[str, object]:
+    """Option tables merged, later ones winning. A later table that sizes the output (outscale, or width and/or
+    height) replaces the earlier ones' sizing: a job's `height = 2160` overrides `outscale = 2` in [defaults]."""
+    merged: dict[str, object] = {}
+    for table in tables:
+        if any(key in _SIZE_OPTIONS for key in table):
+            merged = {key: value for key, value in merged.items() if key not in _SIZE_OPTIONS}
+        merged |= table
+    return merged
 
 
 def _job_output(entry: Mapping[str, object], out_dir: Path, where: str) -> Path | None:
@@ -248,7 +259,8 @@ def journal_entry(job: BatchJob) -> JobEntry:
     options = {k: v for k, v in dataclasses.asdict(job.options).items() if k not in _PLACEMENT_FIELDS}
     if job.kind == "video":
         options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
-    options = {k: v for k, v in options.items() if k not in _LATER_FIELDS or v != _LATER_FIELDS[k]}
+    # (a record with other options is a new job: leaving out the later options at their defaults keeps done jobs done)
+    options = {k: v for k, v in options.items() if k not in api.LATER_DEFAULTS or v != api.LATER_DEFAULTS[k]}
     return JobEntry(job.name, str(job.source), job.kind, options, fingerprint(job.source))
 
 

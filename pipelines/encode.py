@@ -247,7 +247,8 @@ class VideoWriter:
         _check_size(width, height, self.pix_fmt)
         if width * height > LARGEST_LEVEL_PIXELS and spec.quality_option is not None:
             logger.warning("%s: %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 allows "
-                           "(8192x4352): many players and hardware decoders refuse it; --outscale makes it smaller",
+                           "(8192x4352): many players and hardware decoders refuse it; --outscale or --height can "
+                           "make it smaller (--height 4320 for 8K)",
                            self.output, width, height)
         codec_options = _codec_options(codec, spec, crf, preset, options)
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata

@@ -2,7 +2,7 @@
 
 The engine owns everything between a decoded frame and an upscaled one: moving frames to the compute device, the
 conversion to float, padding to the model's size multiple, tiling, precision, channels_last, an optional final resize
-(`outscale`), and the conversion back to the caller's dtype and device. Every model call goes through
+(to a factor, `outscale`, or to a size, `width`/`height`), and the conversion back to the caller's dtype and device. Every model call goes through
 `Engine._run_model`, so CUDA graphs and other per-call tricks have exactly one place to live.
 
 Tiling bounds memory for large frames. Tiles of at most `tile` × `tile` input pixels overlap their neighbours by at
@@ -108,6 +108,23 @@ def balanced_batch_size(count: int, batch_size: int) -> int:
     return math.ceil(count / batches)
 
 
+def _half_up(value: float, step: int = 1) -> int:
+    """`value` rounded to a multiple of `step` (at least one step), halves up: Python's round() rounds them to even."""
+    return max(step, math.floor(value / step + 0.5) * step)
+
+
+def scale_label(scale: float, width: int | None = None, height: int | None = None) -> str:
+    """The tag in default output names: a factor (4 → "x4", 2.5 → "x2.5"), else the size asked for (a height of
+    2160 → "2160p", a width of 3840 → "3840w", both → "3840x2160")."""
+    if width is not None and height is not None:
+        return f"{width}x{height}"
+    if height is not None:
+        return f"{height}p"
+    if width is not None:
+        return f"{width}w"
+    return f"x{scale:g}"
+
+
 def _positive_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise OptionError(f"{name} must be an integer >= {minimum}, not {value!r}")
@@ -174,12 +191,15 @@ class Engine:
         tile_overlap: int = DEFAULT_TILE_OVERLAP,
         batch_size: int = 4,
         outscale: float | None = None,
+        width: int | None = None,
+        height: int | None = None,
         channels_last: bool = True,
         cuda_graphs: str = "auto",
         compile: bool = False,
     ):
-        """`cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the stand-in
-        that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per input
+        """The output is the model's scale, else `outscale` times the input, else `width` and/or `height` (see
+        `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
+        stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per input
         shape, 16-45 s each for RRDBNet)."""
         self.model = model
         self.spec = model.spec
@@ -202,6 +222,13 @@ class Engine:
             raise OptionError(f"outscale must be a number in (0, 64], not {outscale!r}")
         self.outscale = None if outscale is None or outscale == self.spec.scale else float(outscale)
         self.scale = self.outscale if self.outscale is not None else self.spec.scale
+        for name, side in (("width", width), ("height", height)):
+            if side is not None and (isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= 65536):
+                raise OptionError(f"--{name} must be a whole number of pixels from 1 to 65536, not {side!r}")
+        if outscale is not None and (width, height) != (None, None):
+            raise OptionError("give --outscale or --width/--height, not both")
+        self.width, self.height = width, height
+        self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
         # or slightly faster too (full RRDBNet, 64×64: 1.35 s vs 1.45 s), so it is on by default everywhere.
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -250,11 +277,33 @@ class Engine:
         module = copy.deepcopy(self.model.module).eval().requires_grad_(False)
         return module.to(device=self.device, dtype=dtype, memory_format=self.memory_format)
 
-    def output_size(self, height: int, width: int) -> tuple[int, int]:
-        if self.outscale is None:
-            return height * self.spec.scale, width * self.spec.scale
-        # Half-up rounding (Python's round() rounds halves to even).
-        return max(1, math.floor(height * self.outscale + 0.5)), max(1, math.floor(width * self.outscale + 0.5))
+    def output_size(self, height: int, width: int, *, pixel_aspect: float = 1, turned: bool = False,
+                    even: bool = False) -> tuple[int, int]:
+        """The (height, width) that frames of `height` × `width` come out at.
+
+        `width` and `height` asked of the engine are the sides a viewer sees: of a frame shown turned (a video's
+        rotation of 90° or 270°: `turned`) and with square pixels (a video's sample aspect ratio, `pixel_aspect`,
+        is applied, and the output's pixels are square). Given one, the other keeps the shown aspect ratio; given
+        both, the output is the largest that fits inside them with that ratio (nothing is stretched). The side
+        computed is rounded, to an even number with `even` (4:2:0 video).
+        """
+        if self.width is None and self.height is None:
+            if self.outscale is None:
+                return height * self.spec.scale, width * self.spec.scale
+            return _half_up(height * self.outscale), _half_up(width * self.outscale)
+        shown_w, shown_h = width * float(pixel_aspect), height
+        if turned:
+            shown_w, shown_h = shown_h, shown_w
+        asked_sides = ((self.width, shown_w), (self.height, shown_h))
+        factor = min(asked / shown for asked, shown in asked_sides if asked is not None)
+        step = 2 if even else 1
+
+        def sized(asked: int | None, shown: float) -> int:
+            # The side that sets the factor is as asked; the other one, at most what was asked, is rounded.
+            return asked if asked is not None and asked / shown == factor else _half_up(shown * factor, step)
+
+        out_w, out_h = sized(self.width, shown_w), sized(self.height, shown_h)
+        return (out_w, out_h) if turned else (out_h, out_w)
 
     def _run_model(self, batch: torch.Tensor, batch_size: int, unit: str = "frame") -> torch.Tensor:
         """The one place the network runs: float32 N×3×h×w on `self.device` (padded) → float32 output.
@@ -287,15 +336,21 @@ class Engine:
         )
         return out
 
+    @property
+    def sized(self) -> bool:
+        """Whether the output has a size asked for (`width`/`height`) rather than a factor."""
+        return self.width is not None or self.height is not None
+
     @torch.inference_mode()
-    def upscale(self, frames: torch.Tensor) -> torch.Tensor:
-        """N×3×H×W, uint8 in [0, 255] or float in [0, 1], on any device → upscaled; same dtype, device, order."""
+    def upscale(self, frames: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+        """N×3×H×W, uint8 in [0, 255] or float in [0, 1], on any device → upscaled; same dtype, device, order.
+        `size`: the output's (height, width), where the caller computed it (a video's `output_size`)."""
         if frames.ndim != 4 or frames.shape[1] != self.spec.in_channels:
             raise InputError(f"expected frames shaped N×{self.spec.in_channels}×H×W, got {tuple(frames.shape)}")
         if frames.dtype != torch.uint8 and not frames.is_floating_point():
             raise InputError(f"expected uint8 or float frames, got {frames.dtype}")
         count, _, height, width = frames.shape
-        out_h, out_w = self.output_size(height, width)
+        out_h, out_w = size or self.output_size(height, width)
         # Results bound for host memory go to pinned memory, so the device-to-host copies need not block: the CPU goes
         # on to the next chunk while the last one is copied. One synchronisation at the end makes `out` safe to read.
         to_host = frames.device.type == "cpu" and self.device.type == "cuda"
@@ -311,8 +366,8 @@ class Engine:
             try:
                 x = self._to_float(chunk)
                 y = self._upscale_tiled(x, chunk.device) if tiled else self._upscale_whole(x)
-                if self.outscale is not None:
-                    # Real-ESRGAN resizes with Lanczos too; antialiasing matters when outscale < model scale.
+                if y.shape[-2:] != (out_h, out_w):
+                    # Real-ESRGAN resizes with Lanczos too; antialiasing matters below the model's scale.
                     y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
                 out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
             except torch.cuda.OutOfMemoryError:
@@ -400,21 +455,21 @@ class Engine:
         return out[..., : height * scale, : width * scale]
 
 
-def upscale_with_alpha(engine: Engine, frames: torch.Tensor) -> torch.Tensor:
-    """N×3×H×W RGB or N×4×H×W RGBA (uint8, or float in [0, 1]) → upscaled, as `Engine.upscale`.
+def upscale_with_alpha(engine: Engine, frames: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """N×3×H×W RGB or N×4×H×W RGBA (uint8, or float in [0, 1]) → upscaled, as `Engine.upscale` (and `size`).
 
     Alpha goes through the model too, as a gray picture of three equal channels (Real-ESRGAN's default for images):
     bicubic alpha would be cheaper, but its soft edges would not line up with the model's sharpened color edges,
     leaving halos. That costs a second frame of compute per frame, except in a batch whose alpha is fully opaque.
     """
     if frames.shape[1] != 4:
-        return engine.upscale(frames)
+        return engine.upscale(frames, size)
     rgb, alpha = frames[:, :3], frames[:, 3:]
     opaque = 255 if frames.dtype == torch.uint8 else 1.0
     if bool((alpha == opaque).all()):
-        out = engine.upscale(rgb)
+        out = engine.upscale(rgb, size)
         return torch.cat([out, torch.full_like(out[:, :1], opaque)], 1)
-    out = engine.upscale(torch.cat([rgb, alpha.expand(-1, 3, -1, -1)]))
+    out = engine.upscale(torch.cat([rgb, alpha.expand(-1, 3, -1, -1)]), size)
     count = len(frames)
     upscaled_alpha = out[count:].float().mean(1, keepdim=True)
     if frames.dtype == torch.uint8:

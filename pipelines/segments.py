@@ -61,6 +61,7 @@ from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.resume import SegmentFolder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.upscale import (
+    LATER_DEFAULTS,
     UpscaleOptions,
     VideoOptions,
     VideoResult,
@@ -69,9 +70,11 @@ from vsr.pipelines.upscale import (
     default_output_path,
     load_model,
     make_engine,
+    output_label,
     upscale_frames,
     upscale_video,
     video_codec,
+    video_output_size,
 )
 
 from vsr.errors import OptionError, OutputError, VsrError
@@ -250,12 +253,12 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace)
     encoded: list[int] = []
     with decoder:
-        height, width = engine.output_size(decoder.info.height, decoder.info.width)
+        height, width, output_info = video_output_size(engine, decoder.info)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha), batch.pts)
+            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
 
-        with VideoWriter(path, source=source, source_info=decoder.info, width=width, height=height,
+        with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, pix_fmt=video.pix_fmt,
                          copy_streams=False, trim=False, overwrite=True) as writer:  # over what a cut run left
 
@@ -407,8 +410,8 @@ def upscale_video_in_segments(
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
     plan = plan_video(source, len(device_list), video)
     if output is None:
-        scale = engine.scale if engine is not None else _output_scale(options, progress)
-        output = default_output_path(source, scale, video.codec, plan.info.alpha)
+        label = engine.label if engine is not None else _output_label(options, progress)
+        output = default_output_path(source, label, video.codec, plan.info.alpha)
     output = Path(output)
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
@@ -505,18 +508,19 @@ def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, pla
     settings = {**dataclasses.asdict(options), **dataclasses.asdict(video)}
     return {
         "source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "settings": {key: value for key, value in sorted(settings.items()) if key not in speed_only},
+        "settings": {key: value for key, value in sorted(settings.items())
+                     if key not in speed_only and (key not in LATER_DEFAULTS or value != LATER_DEFAULTS[key])},
         "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments],
     }
 
 
-def _output_scale(options: UpscaleOptions, progress: bool) -> float:
-    """The scale that names the default output. The models are loaded here, in the driver, once: a bad model
+def _output_label(options: UpscaleOptions, progress: bool) -> str:
+    """The tag that names the default output. The models are loaded here, in the driver, once: a bad model
     fails before any worker starts, and zoo weights are downloaded once (the workers find them cached)."""
     model = load_model(options.model, progress=progress)
     if options.blend is not None:
         load_model(options.blend, progress=progress)
-    return options.outscale if options.outscale is not None else model.spec.scale
+    return output_label(options, model.spec.scale)
 
 
 def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: Sequence[tuple[Path, Sequence[int]]],

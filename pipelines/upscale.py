@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vsr.errors import InputError, OptionError
 from vsr.fsutil import check_output
@@ -17,8 +18,11 @@ from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
 from vsr.pipelines import images
-from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine, upscale_with_alpha
+from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine, scale_label, upscale_with_alpha
 from vsr.pipelines.runner import StageTimes
+
+if TYPE_CHECKING:
+    from vsr.pipelines.frames import VideoStreamInfo
 
 log = logging.getLogger("vsr")
 
@@ -26,6 +30,9 @@ IMAGE_SUFFIXES = images.READ_SUFFIXES
 # The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
+# Options added after batch journals and segment folders were first written, with their defaults: records leave them
+# out while at the default, so that what an earlier vsr recorded still matches.
+LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None}
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,8 @@ class UpscaleOptions:
 
     model: str = zoo.DEFAULT_MODEL  # a zoo name or a checkpoint path
     outscale: float | None = None  # final factor; None = the model's own scale
+    width: int | None = None  # or a final size: the width and/or height shown (see Engine.output_size)
+    height: int | None = None
     batch_size: int = 4  # frames (or tiles) per forward pass
     tile: int = 0  # max tile side in input pixels; 0 = whole frames
     tile_overlap: int = DEFAULT_TILE_OVERLAP
@@ -80,14 +89,11 @@ def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
         tile_overlap=options.tile_overlap,
         batch_size=options.batch_size,
         outscale=options.outscale,
+        width=options.width,
+        height=options.height,
         cuda_graphs=options.cuda_graphs,
         compile=options.compile,
     )
-
-
-def scale_label(scale: float) -> str:
-    """4 → "x4", 2.5 → "x2.5": the tag in default output names."""
-    return f"x{scale:g}"
 
 
 def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
@@ -98,8 +104,14 @@ def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
     return ALPHA_CODECS.get(suffix.lower(), "libx264") if alpha else "libx264"
 
 
-def default_output_path(source: Path, scale: float, codec: str | None = None, alpha: bool = False) -> Path:
-    """movie.mp4 → movie.x4.mp4, next to the input. A video whose container cannot hold `codec` (H.264 in .webm,
+def output_label(options: UpscaleOptions, model_scale: float) -> str:
+    """The tag in the default output's name (`scale_label`) for a model of `model_scale`, before any engine exists."""
+    scale = options.outscale if options.outscale is not None else model_scale
+    return scale_label(scale, options.width, options.height)
+
+
+def default_output_path(source: Path, label: str, codec: str | None = None, alpha: bool = False) -> Path:
+    """movie.mp4 → movie.x4.mp4 (`label`: see `scale_label`), next to the input. A video whose container cannot hold `codec` (H.264 in .webm,
     any codec in .gif), or cannot keep its alpha with codec "auto", gets .mkv, which holds every codec and every
     stream the source can pass on. `codec` None: an image."""
     from vsr.pipelines.encode import container_holds
@@ -111,7 +123,7 @@ def default_output_path(source: Path, scale: float, codec: str | None = None, al
         suffix = ".mkv"
     if codec is None and suffix.lower() not in images.WRITE_SUFFIXES:  # TIFF, BMP: read, not written; PNG keeps them
         suffix = ".png"
-    return source.with_name(f"{source.stem}.{scale_label(scale)}{suffix}")
+    return source.with_name(f"{source.stem}.{label}{suffix}")
 
 
 def check_input(path: Path) -> None:
@@ -151,7 +163,7 @@ def upscale_image(
     # batch) would cost more than it saves.
     engine = engine or make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else
                                            options.cuda_graphs))
-    output = Path(output) if output is not None else default_output_path(source, engine.scale)
+    output = Path(output) if output is not None else default_output_path(source, engine.label)
     check_output(output, source, overwrite)
     image = images.read_image(source)
     images.write_image(output, images.upscale_image(engine, image))
@@ -213,10 +225,19 @@ class VideoResult:
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
 
 
-def upscale_frames(engine: Engine, frames, alpha: bool):
-    """A batch of decoded frames upscaled for a writer that keeps alpha (RGBA) or not (RGB: any alpha is dropped
-    before the model, not computed for nothing)."""
-    return upscale_with_alpha(engine, frames) if alpha else engine.upscale(frames[:, :3])
+def video_output_size(engine: Engine, info: VideoStreamInfo) -> tuple[int, int, VideoStreamInfo]:
+    """A video's upscaled (height, width), and the stream info its writer takes the tags from. With --width/--height
+    (`Engine.output_size`) the sides are those shown (after the rotation, with the pixel aspect applied), even for
+    4:2:0, and the pixels square: the source's pixel aspect ratio is not copied."""
+    height, width = engine.output_size(info.height, info.width, pixel_aspect=info.sample_aspect_ratio or 1,
+                                       turned=info.rotation % 180 == 90, even=True)
+    return height, width, replace(info, sample_aspect_ratio=None) if engine.sized else info
+
+
+def upscale_frames(engine: Engine, frames, alpha: bool, size: tuple[int, int]):
+    """A batch of decoded frames upscaled to `size` (height, width) for a writer that keeps alpha (RGBA) or not
+    (RGB: any alpha is dropped before the model, not computed for nothing)."""
+    return upscale_with_alpha(engine, frames, size) if alpha else engine.upscale(frames[:, :3], size)
 
 
 def upscale_video(
@@ -252,9 +273,9 @@ def upscale_video(
     )
     with decoder:
         info = decoder.info
-        height, width = engine.output_size(info.height, info.width)
+        height, width, output_info = video_output_size(engine, info)
         if output is None:
-            output = default_output_path(source, engine.scale, video.codec, info.alpha)
+            output = default_output_path(source, engine.label, video.codec, info.alpha)
         output = Path(output)
         check_output(output, source, overwrite)
         codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
@@ -269,7 +290,7 @@ def upscale_video(
         with bar, VideoWriter(
             output,
             source=source,
-            source_info=info,
+            source_info=output_info,
             width=width,
             height=height,
             codec=codec,
@@ -283,7 +304,7 @@ def upscale_video(
         ) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
-                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha), batch.pts)
+                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
 
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
                                  device=engine.device)

@@ -71,10 +71,9 @@ def bench(
 
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
         # Named as `vsr upscale` would name it: .mkv where the clip's container cannot hold the codec (.webm, .gif).
-        output = Path(folder) / api.default_output_path(clip, engine.scale, video.codec).name
+        output = Path(folder) / api.default_output_path(clip, engine.label, video.codec).name
         result = api.upscale_video(clip, output, video=video, engine=engine)
     times = result.times
-    height, width = engine.output_size(info.height, info.width)
     return BenchResult(
         clip=str(clip),
         model=options.model,
@@ -83,7 +82,7 @@ def bench(
         threads=torch.get_num_threads(),
         frames=frames,
         input_size=f"{info.width}x{info.height}",
-        output_size=f"{width}x{height}",
+        output_size=f"{result.width}x{result.height}",
         model_only_fps=round(frames / model_seconds, 3),
         end_to_end_fps=round(times.frames / times.wall, 3),
         overhead_percent=round(100 * (times.wall / model_seconds - 1), 1),

@@ -31,6 +31,11 @@ ModelOption = Annotated[Optional[str], typer.Option(
     "-m", "--model", help="Zoo name (see `vsr models`) or a checkpoint file.")]
 OutscaleOption = Annotated[Optional[float], typer.Option(
     "-s", "--outscale", help="Final scale factor; the model's output is resized to it.")]
+WidthOption = Annotated[Optional[int], typer.Option(
+    "--width", help="Final width in pixels, as shown; the height follows the aspect ratio (or use --height too: the "
+    "output then fits inside both). Instead of --outscale.")]
+HeightOption = Annotated[Optional[int], typer.Option(
+    "--height", help="Final height in pixels, as shown (e.g. 2160); the width follows the aspect ratio.")]
 BatchSizeOption = Annotated[Optional[int], typer.Option(
     "-b", "--batch-size", help="Frames (or tiles) per forward pass.")]
 TileOption = Annotated[Optional[int], typer.Option(
@@ -99,6 +104,8 @@ def upscale(
                                           "the input; .mkv where EXT cannot hold the codec]."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
+    width: WidthOption = None,
+    height: HeightOption = None,
     batch_size: BatchSizeOption = 4,
     tile: TileOption = 0,
     tile_overlap: TileOverlapOption = None,
@@ -135,7 +142,7 @@ def upscale(
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
-        model=model, outscale=outscale, batch_size=batch_size, tile=tile, device=device, precision=precision,
+        model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device, precision=precision,
         cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
     )
     api.check_input(input)
@@ -205,6 +212,8 @@ def batch(
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per job, over all runs, before giving up on it."),
     model: ModelOption = None,
     outscale: OutscaleOption = None,
+    width: WidthOption = None,
+    height: HeightOption = None,
     batch_size: BatchSizeOption = None,
     tile: TileOption = None,
     tile_overlap: TileOverlapOption = None,
@@ -239,9 +248,9 @@ def batch(
         typer.echo(format_table(rows))
         raise typer.Exit(0 if all(row.state is JobState.DONE for row in rows) else 1)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
-    given = {"model": model, "outscale": outscale, "batch-size": batch_size, "tile": tile, "tile-overlap": tile_overlap,
-             "device": device, "precision": precision, "cuda-graphs": cuda_graphs, "compile": compile,
-             "decoder": decoder, "codec": codec, "crf": crf,
+    given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
+             "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
+             "cuda-graphs": cuda_graphs, "compile": compile, "decoder": decoder, "codec": codec, "crf": crf,
              "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames,
              "segment-seconds": segment_seconds, "deinterlace": deinterlace}
     values = {name: value for name, value in given.items() if value is not None}

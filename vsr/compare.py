@@ -114,7 +114,7 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
     source_size, upscaled_size = _shown_size(source_video), _shown_size(upscaled_video)
     if source_size[0] * source_size[1] > upscaled_size[0] * upscaled_size[1]:
         log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
-    elif abs(source_size[0] * upscaled_size[1] / (source_size[1] * upscaled_size[0]) - 1) > 0.02:
+    elif abs(_display_aspect(source_video) / _display_aspect(upscaled_video) - 1) > 0.02:
         log.warning("%s (%d×%d) and %s (%d×%d) have different shapes: was one made from the other?", source,
                     *source_size, upscaled, *upscaled_size)
     if source_video.duration and upscaled_video.duration:
@@ -174,6 +174,13 @@ def _window(stream, offset: float, options: CompareOptions, audio: bool = False)
 def _shown_size(video) -> tuple[int, int]:
     """The frame size as shown: ffmpeg turns a rotated video upright."""
     return (video.height, video.width) if video.rotation in (90, 270) else (video.width, video.height)
+
+
+def _display_aspect(video) -> float:
+    """Width over height as shown: a 720×480 DVD frame of pixel aspect 32:27 is 16:9, as a 3840×2160 one."""
+    width, height = _shown_size(video)
+    pixel_aspect = float(video.sample_aspect_ratio or 1)
+    return width * pixel_aspect / height if video.rotation not in (90, 270) else width / (height * pixel_aspect)
 
 
 def _safe_label(text: str) -> str:
