@@ -61,6 +61,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "codec": ("video", "codec", (str,)),
     "crf": ("video", "crf", (int,)),
     "preset": ("video", "preset", (str,)),
+    "encoder-options": ("video", "encoder_options", (dict,)),  # a table: {tune = "animation"}
     "pix-fmt": ("video", "pix_fmt", (str,)),
     "start": ("video", "start", (int, float)),
     "end": ("video", "end", (int, float)),
@@ -82,9 +83,13 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             raise OptionError(f"{where}: unknown option {key!r}; expected one of {', '.join(OPTION_FIELDS)}")
         group, field, types = OPTION_FIELDS[name]
         if isinstance(value, bool) or not isinstance(value, types):
-            expected = "a number" if float in types else "an integer" if int in types else "a string"
+            expected = ("a number" if float in types else "an integer" if int in types else
+                        "a table such as {tune = \"animation\"}" if dict in types else "a string")
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
         fields[group][field] = float(value) if float in types else value
+        if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"
+            fields[group][field] = {name: value if isinstance(value, str) else _option_text(value, where)
+                                    for name, value in value.items()}
         if field == "segment_seconds" and value == 0:
             fields[group][field] = None
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
@@ -214,6 +219,12 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         output = _job_output(entry, out_dir, where)
         jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
     return jobs, out_dir
+
+
+def _option_text(value: object, where: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise OptionError(f"{where}: encoder option values are text or numbers, not {value!r}")
+    return str(value)
 
 
 def _layered(*tables: Mapping[str, object]) -> dict[str, object]:

@@ -259,8 +259,9 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
             return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
 
         with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
-                         codec=video.codec, crf=video.crf, preset=video.preset, pix_fmt=video.pix_fmt,
-                         copy_streams=False, trim=False, overwrite=True) as writer:  # over what a cut run left
+                         codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
+                         pix_fmt=video.pix_fmt, copy_streams=False, trim=False,
+                         overwrite=True) as writer:  # over what a cut run left
 
             def write(batch: FrameBatch) -> None:
                 writer.write(batch)

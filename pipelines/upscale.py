@@ -8,7 +8,7 @@ the public API.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
-LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None}
+LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}}
 
 
 @dataclass(frozen=True)
@@ -178,6 +178,8 @@ class VideoOptions:
     codec: str = "auto"  # a key of encode.CODECS, or auto: libx264, or for a video with alpha one that keeps it
     crf: int | None = None  # None: the codec's default in pipelines.encode
     preset: str | None = None
+    # More encoder options by FFmpeg's names, e.g. {"tune": "animation"}, {"b": "8M"} (a bit rate instead of the crf)
+    encoder_options: dict[str, str] = field(default_factory=dict)
     pix_fmt: str | None = None  # None: keep the source's bit depth
     start: float | None = None  # seconds
     end: float | None = None  # seconds
@@ -208,6 +210,10 @@ class VideoOptions:
 
         if self.deinterlace not in DEINTERLACE:
             raise OptionError(f"--deinterlace must be one of {', '.join(DEINTERLACE)}, not {self.deinterlace!r}")
+        for key, value in self.encoder_options.items():
+            if not (isinstance(key, str) and key and isinstance(value, str)):
+                raise OptionError(f"encoder options are names and text values, such as tune=animation; "
+                                  f"not {key!r}: {value!r}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")
@@ -279,11 +285,14 @@ def upscale_video(
         output = Path(output)
         check_output(output, source, overwrite)
         codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
-        if codec != video_codec(video.codec, output.suffix) and (crf is not None or preset is not None):
+        encoder_options = video.encoder_options
+        if codec != video_codec(video.codec, output.suffix) and (crf is not None or preset is not None
+                                                                  or encoder_options):
             log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
-                        "--crf and --preset are left to a codec named with --codec (libx264 drops the alpha)",
-                        source, codec)
+                        "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "
+                        "drops the alpha)", source, codec)
             crf = preset = None
+            encoder_options = {}
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
@@ -296,6 +305,7 @@ def upscale_video(
             codec=codec,
             crf=crf,
             preset=preset,
+            options=encoder_options,
             pix_fmt=video.pix_fmt,
             overwrite=overwrite,
             copy_streams=video.copy_streams,

@@ -56,6 +56,9 @@ CodecOption = Annotated[Optional[str], typer.Option(
 CrfOption = Annotated[Optional[int], typer.Option(
     "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]
+EncoderOption = Annotated[Optional[list[str]], typer.Option(
+    "--encoder-option", metavar="KEY=VALUE", help="An FFmpeg option of the encoder, e.g. tune=animation, "
+    "x265-params=aq-mode=3, or b=8M (a bit rate instead of the crf); repeat for more.")]
 SegmentSecondsOption = Annotated[Optional[float], typer.Option(
     "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, kept until "
     "the output is whole, so that the same command resumes a run cut short \\[default: 300; 0: never].")]
@@ -120,6 +123,7 @@ def upscale(
     codec: CodecOption = "auto",
     crf: CrfOption = None,
     preset: PresetOption = None,
+    encoder_option: EncoderOption = None,
     pix_fmt: PixFmtOption = None,
     start: StartOption = None,
     end: EndOption = None,
@@ -156,7 +160,8 @@ def upscale(
             typer.echo(f"wrote {written}")
         return
     video = api.VideoOptions(
-        decoder=decoder, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
+        decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
+        pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
         deinterlace=deinterlace,
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
@@ -165,6 +170,19 @@ def upscale(
                                            overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
+
+
+def _key_values(texts: list[str] | None) -> dict[str, str]:
+    """["tune=animation", "x265-params=aq-mode=3"] → {"tune": "animation", "x265-params": "aq-mode=3"}."""
+    from vsr.errors import OptionError
+
+    pairs = {}
+    for text in texts or []:
+        key, equals, value = text.partition("=")
+        if not key or not equals:
+            raise OptionError(f"--encoder-option takes KEY=VALUE, such as tune=animation; not {text!r}")
+        pairs[key] = value
+    return pairs
 
 
 def _summary(result) -> str:
@@ -225,6 +243,7 @@ def batch(
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
+    encoder_option: EncoderOption = None,
     pix_fmt: PixFmtOption = None,
     start: StartOption = None,
     end: EndOption = None,
@@ -251,7 +270,8 @@ def batch(
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
              "cuda-graphs": cuda_graphs, "compile": compile, "decoder": decoder, "codec": codec, "crf": crf,
-             "preset": preset, "pix-fmt": pix_fmt, "start": start, "end": end, "frames": frames,
+             "preset": preset, "encoder-options": _key_values(encoder_option) or None, "pix-fmt": pix_fmt,
+             "start": start, "end": end, "frames": frames,
              "segment-seconds": segment_seconds, "deinterlace": deinterlace}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:

@@ -209,10 +209,11 @@ def test_a_batch_names_and_finds_alpha_videos_as_vsr_upscale_does(tmp_path):
         "badge.x4.mkv", "lossless.x4.mkv", "overlay.x4.webm", "plain.x4.mkv", "sticker.x4.mkv"]
 
 
-def test_the_default_codecs_preset_and_crf_do_not_break_an_alpha_video(tmp_path, caplog):
+def test_the_default_codecs_preset_crf_and_options_do_not_break_an_alpha_video(tmp_path, caplog):
     source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
     result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"),
-                               video=api.VideoOptions(preset="ultrafast", crf=20))
+                               video=api.VideoOptions(preset="ultrafast", crf=20,
+                                                      encoder_options={"tune": "animation"}))
     assert "the video has alpha, so it is written with libvpx-vp9" in caplog.text
     assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
 

@@ -1,0 +1,81 @@
+"""`--encoder-option KEY=VALUE`: FFmpeg's own encoder options, passed to the encoder of every run (one file,
+segments, batch jobs), checked by what the encoder wrote into the stream."""
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.pipelines.clips import make_clip
+from vsr import api
+from vsr.errors import OptionError
+from vsr.pipelines import batch
+
+BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
+
+
+def x264_settings(path) -> str:
+    """The settings line x264 writes into its first packet (an SEI message): "... rc=abr ... bitrate=50 ..."."""
+    import av
+
+    with av.open(str(path)) as container:
+        packet = next(container.demux(video=0))
+        text = bytes(packet).decode("latin-1")
+    return text[text.index("x264 - core"):].split("\0")[0]
+
+
+def test_a_bit_rate_replaces_the_crf_and_a_tune_reaches_x264(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=8)
+    result = api.upscale_video(source, tmp_path / "out.mp4", options=BICUBIC,
+                               video=api.VideoOptions(encoder_options={"b": "50k", "tune": "animation"}))
+    settings = x264_settings(result.output)
+    assert "rc=abr" in settings and "bitrate=50 " in settings
+    assert "deblock=1:1:1" in settings  # what tune=animation sets (the default is 1:0:0)
+    plain = api.upscale_video(source, tmp_path / "plain.mp4", options=BICUBIC)
+    assert "rc=crf" in x264_settings(plain.output) and "deblock=1:0:0" in x264_settings(plain.output)
+
+
+def test_segments_are_encoded_with_the_options_too(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=16, fps=25, options={"g": "8", "keyint_min": "8",
+                                                                          "sc_threshold": "0"})
+    result = api.upscale_video_in_segments(source, tmp_path / "out.mp4", options=BICUBIC,
+                                           video=api.VideoOptions(encoder_options={"tune": "animation"},
+                                                                  segment_seconds=0.3))
+    assert result.times.extra["segments"] == 2
+    with open(result.output, "rb") as file:
+        assert file.read().count(b"deblock=1:1:1") == 2  # each segment's settings, stream-copied
+
+
+def test_an_option_the_encoder_lacks_is_one_line_and_writes_nothing(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(OptionError, match="codec 'libx264' has no option.s. bogus"):
+        api.upscale_video(source, tmp_path / "out.mp4", options=BICUBIC,
+                          video=api.VideoOptions(encoder_options={"bogus": "1"}))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+    with pytest.raises(OptionError, match="names and text values"):
+        api.VideoOptions(encoder_options={"g": 12}).validate()
+
+
+def test_a_jobs_file_takes_a_table_of_options(tmp_path):
+    (tmp_path / "a.mp4").write_bytes(b"")  # the jobs are only read here, not run
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('output_dir = "out"\n[defaults]\nencoder-options = {tune = "film"}\n'
+                         '[[job]]\ninput = "a.mp4"\nencoder-options = {tune = "animation", g = 48}\n')
+    jobs, _ = batch.load_jobs_file(jobs_file)
+    assert jobs[0].video.encoder_options == {"tune": "animation", "g": "48"}
+    assert batch.journal_entry(jobs[0]).options["encoder_options"] == {"tune": "animation", "g": "48"}
+    jobs_file.write_text('output_dir = "out"\n[[job]]\ninput = "a.mp4"\nencoder-options = "tune=film"\n')
+    with pytest.raises(OptionError, match=r"option 'encoder-options' must be a table such as \{tune"):
+        batch.load_jobs_file(jobs_file)
+
+
+def test_the_command_line_reads_key_value_pairs(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=4)
+    run = [sys.executable, "-m", "vsr.cli", "upscale", source, "-m", "bicubic", "-s", "2", "-q"]
+    subprocess.run([*run, "--encoder-option", "x264-params=bframes=0:ref=1", "--encoder-option", "tune=animation"],
+                   check=True, timeout=300)
+    settings = x264_settings(tmp_path / "clip.x2.mp4")
+    assert " bframes=0 " in settings and " ref=1 " in settings and "deblock=1:1:1" in settings
+    refused = subprocess.run([*run, "--encoder-option", "tune"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode != 0
+    assert refused.stderr.strip() == "vsr: error: --encoder-option takes KEY=VALUE, such as tune=animation; not 'tune'"
