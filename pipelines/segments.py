@@ -243,11 +243,13 @@ def _raise(failure: _Failure) -> None:
 def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, folder: Path, video: VideoOptions,
                     on_frames: Callable[[int], None] | None = None) -> SegmentResult:
     """One segment of `plan` upscaled by `engine` into its file in `folder` (what every worker does)."""
-    from vsr.pipelines.decode import open_decoder
+    from vsr.pipelines.decode import deinterlace_warnings, open_decoder, said_elsewhere
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
 
+    # The driver said these once for the whole video (`upscale_video_in_segments`), not once per worker process.
+    said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
     path = segment_file(folder, segment.index)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace)
@@ -431,6 +433,10 @@ def upscale_video_in_segments(
                              engine=engine)
 
     video = dataclasses.replace(video, codec=codec)  # the workers write segments, which "auto" cannot name
+    from vsr.pipelines.decode import deinterlace_warnings
+
+    for message in deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced):
+        log.warning("%s: %s", source, message)  # here once, not by each worker (see upscale_segment)
     started = time.perf_counter()
     with SegmentFolder(output, _plan_record(source, options, video, plan)) as folder:
         done: dict[int, object] = dict(folder.done())

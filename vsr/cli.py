@@ -149,6 +149,10 @@ def upscale(
         model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device, precision=precision,
         cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
     )
+    if input.is_dir():
+        from vsr.errors import InputError
+
+        raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image in it")
     api.check_input(input)
     if api.is_image(input):
         if devices is not None:

@@ -96,11 +96,8 @@ def open_decoder(
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
-        if deinterlace == "auto":
-            _warn_once(path, "interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps "
-                       "the fields)")
-        if backend in ("dali", "decord"):
-            _warn_once(path, f"decoding with PyAV instead of {backend}, which cannot deinterlace")
+        for message in deinterlace_warnings(backend, deinterlace, interlaced=True):
+            _warn_once(path, message)
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend == "dali" or (backend == "auto" and device.type == "cuda"):
         try:
@@ -117,6 +114,22 @@ def open_decoder(
         except Unsuitable as reason:
             _warn_once(path, f"decoding with PyAV instead of decord: {reason}")
     return PyAVDecoder(path, **options)
+
+
+def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool) -> list[str]:
+    """What opening a decoder says about deinterlacing a video (`interlaced`: whether its stream says so)."""
+    messages = []
+    if deinterlace == "auto" and interlaced:
+        messages.append("interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps the "
+                        "fields)")
+    if (messages or deinterlace == "on") and backend in ("dali", "decord"):
+        messages.append(f"decoding with PyAV instead of {backend}, which cannot deinterlace")
+    return messages
+
+
+def said_elsewhere(path: Path, messages: list[str]) -> None:
+    """Remember `messages` as said about `path` in this process: a segment worker's driver said them for the video."""
+    _said.update((Path(path), message) for message in messages)
 
 
 def _warn_once(path: Path, message: str) -> None:

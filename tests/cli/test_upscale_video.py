@@ -207,6 +207,8 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
     assert len(lines) == 1 and lines[0].startswith("vsr: error: "), result.stderr
     assert "Traceback" not in result.stderr
     assert list(out_folder.iterdir()) == []
+    if case == "directory":
+        assert f"`vsr batch {source} OUT_DIR` upscales every video and image in it" in lines[0]
 
 
 @pytest.mark.parametrize("audio, segments", [(True, []), (False, ["--segment-seconds", "0.5"])])
