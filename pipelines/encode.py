@@ -140,6 +140,18 @@ _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 
 
+def _warn_once(message: str, *args) -> None:
+    """A warning this process gives once: a video in segments opens one writer per segment, with the same settings
+    (the messages name the source, so each video of a batch still gets its own)."""
+    text = message % args
+    if text not in _said:
+        _said.add(text)
+        logger.warning(text)
+
+
+_said: set[str] = set()
+
+
 def partial_path(output: Path) -> Path:
     """Where `output` is written until it is complete: same folder, hidden, same extension (so the muxer is the
     same), e.g. movie.x4.mp4 → .movie.x4.partial.mp4."""
@@ -172,8 +184,8 @@ def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha
                             f"codec {codec!r} stores at most {depth}-bit RGB, the source is {bit_depth}-bit: "
                             f"use 'ffv1' for a lossless {bit_depth}-bit file"
                         )
-                    logger.warning("%scodec %s stores at most %d bits: the %d-bit source is written as %d-bit (%s)",
-                                   f"{source}: " if source else "", codec, depth, bit_depth, depth, name)
+                    _warn_once("%scodec %s stores at most %d bits: the %d-bit source is written as %d-bit (%s)",
+                               f"{source}: " if source else "", codec, depth, bit_depth, depth, name)
                 return name
     raise OptionError(f"codec {codec!r} supports none of the usual pixel formats; pass pix_fmt (one of {supported})")
 
@@ -241,22 +253,21 @@ class VideoWriter:
                                       source=source)
         self.alpha = has_alpha(self.pix_fmt)  # write() takes RGBA frames (RGB ones are made opaque)
         if source_info.alpha and not self.alpha:
-            logger.warning("%s: codec %s%s in %s cannot store the video's alpha channel: the output is opaque "
-                           "(libvpx-vp9 in .mkv or .webm, ffv1 and prores keep it)", source, codec,
-                           f" as {pix_fmt}" if pix_fmt else "", self.output.suffix)
+            _warn_once("%s: codec %s%s in %s cannot store the video's alpha channel: the output is opaque "
+                       "(libvpx-vp9 in .mkv or .webm, ffv1 and prores keep it)", source, codec,
+                       f" as {pix_fmt}" if pix_fmt else "", self.output.suffix)
         _check_size(width, height, self.pix_fmt)
         if width * height > LARGEST_LEVEL_PIXELS and spec.quality_option is not None:
-            logger.warning("%s: %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 allows "
-                           "(8192x4352): many players and hardware decoders refuse it; --outscale or --height can "
-                           "make it smaller (--height 4320 for 8K)",
-                           self.output, width, height)
+            _warn_once("%s: the output's %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 "
+                       "allows (8192x4352): many players and hardware decoders refuse it; --outscale or --height can "
+                       "make it smaller (--height 4320 for 8K)", source, width, height)
         codec_options = _codec_options(codec, spec, crf, preset, options)
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
             hdr10 = read_hdr10(source, source_info.index)
             if hdr10 is not None:
-                codec_options = _with_hdr10(codec, spec, codec_options, hdr10)
+                codec_options = _with_hdr10(codec, spec, codec_options, hdr10, source)
         self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
-        self._matrix, self._range = _conversion(source_info)
+        self._matrix, self._range = _conversion(source_info, source)
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
@@ -515,7 +526,8 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
     return result
 
 
-def _with_hdr10(codec: str, spec: CodecSpec, options: dict[str, str], hdr10: Hdr10Metadata) -> dict[str, str]:
+def _with_hdr10(codec: str, spec: CodecSpec, options: dict[str, str], hdr10: Hdr10Metadata,
+                source: Path) -> dict[str, str]:
     """`options` plus the encoder parameters that write `hdr10` into the stream (SEI messages, AV1 metadata OBUs);
     a warning where the encoder has none."""
     if spec.encoder in ("libx264", "libx265"):
@@ -537,8 +549,8 @@ def _with_hdr10(codec: str, spec: CodecSpec, options: dict[str, str], hdr10: Hdr
 
         params, display_key, light_key = "svtav1-params", "mastering-display", "content-light"
     else:
-        logger.warning("codec %s cannot write the source's HDR10 metadata (mastering display, light levels); "
-                       "libx265, libx264 and libsvtav1 can", codec)
+        _warn_once("%s: codec %s cannot write the source's HDR10 metadata (mastering display, light levels); "
+                   "libx265, libx264 and libsvtav1 can", source, codec)
         return options
     settings = []
     if hdr10.primaries is not None and hdr10.luminance is not None:
@@ -567,7 +579,7 @@ def _guess_by_size(info: VideoStreamInfo) -> str:
     return "bt709" if info.height >= 720 else "smpte170m"
 
 
-def _conversion(info: VideoStreamInfo) -> tuple[str, ColorRange]:
+def _conversion(info: VideoStreamInfo, source: Path) -> tuple[str, ColorRange]:
     """The matrix (a `_MATRICES` key) and range to convert RGB to YUV with."""
     source_format = av.VideoFormat(info.pix_fmt)
     if info.color.matrix == "gbr" or source_format.is_rgb or source_format.has_palette:
@@ -578,7 +590,7 @@ def _conversion(info: VideoStreamInfo) -> tuple[str, ColorRange]:
     if matrix not in _MATRICES:
         guess = _guess_by_size(info)
         if matrix not in (None, "unknown", "unspecified", "reserved"):
-            logger.warning("source matrix %r cannot be reproduced; converting with %s", matrix, guess)
+            _warn_once("%s: source matrix %r cannot be reproduced; converting with %s", source, matrix, guess)
         matrix = guess
     return matrix, _RANGES.get(info.color.range, ColorRange.MPEG)
 

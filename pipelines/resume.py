@@ -3,7 +3,8 @@
     .movie.x4.mp4.segments/          beside the output
         plan.json                    what is being made: source (path, size, mtime), settings, segments
         lock                         held (flock) by the run that works in the folder
-        segment-0000.mp4             a finished segment (written under a temporary name, then renamed)...
+        segment-0000.mp4             a finished segment (written under a temporary name, then renamed; .mov for
+                                     ProRes, .mkv for VP9 with alpha: `segments.segment_suffix`)...
         segment-0000.json            ...and its record (frames' pts, size), written last: the segment counts as done
 
 A run that finds the folder with the same plan (same source file, same settings, same cuts) keeps the segments that
@@ -36,9 +37,8 @@ def segment_folder_path(output: Path) -> Path:
     return output.with_name(f".{output.name}.segments")
 
 
-def segment_file(folder: Path, index: int) -> Path:
-    # .mp4 keeps every packet's exact pts and dts in the stream's time base (pipelines/segments.py says why).
-    return folder / f"segment-{index:04d}.mp4"
+def segment_file(folder: Path, index: int, suffix: str = ".mp4") -> Path:
+    return folder / f"segment-{index:04d}{suffix}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,9 +55,11 @@ class SegmentRecord:
 class SegmentFolder:
     """The segments of one output, on disk. Use as a context manager: the lock is held inside."""
 
-    def __init__(self, output: Path, plan: dict):
+    def __init__(self, output: Path, plan: dict, suffix: str = ".mp4"):
+        """`plan`: what the segments are for (see the module doc); `suffix`: their files' container."""
         self.output = output
         self.path = segment_folder_path(output)
+        self.suffix = suffix
         self.plan = json.loads(json.dumps(plan, default=str))  # as it reads back from plan.json (paths as text)
         self._lock_file = None
 
@@ -115,7 +117,7 @@ class SegmentFolder:
         for record_file in sorted(self.path.glob("segment-*.json")):
             try:
                 record = json.loads(record_file.read_text())
-                record = SegmentRecord(index=record["index"], path=segment_file(self.path, record["index"]),
+                record = SegmentRecord(index=record["index"], path=segment_file(self.path, record["index"], self.suffix),
                                        pts=record["pts"], width=record["width"], height=record["height"])
             except (OSError, ValueError, KeyError, TypeError):
                 log.info("%s: unreadable; that segment is done again", record_file)

@@ -27,7 +27,8 @@ codec the decoded frames are identical, where the devices compute alike (the sam
 Previews (--start/--end/--frames) are planned within their window and start at 0, as on one device.
 
 Why .mp4 for the segments, and the two timestamp repairs of the join:
-- MP4 stores every packet's pts and dts exactly in the stream's own time base (all of vsr's codecs fit in it);
+- MP4 stores every packet's pts and dts exactly in the stream's own time base (so does .mov, used for ProRes,
+  which MP4 does not hold; VP9 with alpha needs Matroska, used where every frame time is a whole millisecond);
   Matroska rounds times to milliseconds and gives no dts for reordered frames, NUT shifts a stream that starts
   with a negative dts. MP4 has one flaw: a segment that does not start at time 0 starts with an edit list whose
   delay is counted in milliseconds, so the whole segment can come back moved by a fraction of a millisecond. The
@@ -102,6 +103,7 @@ class SegmentPlan:
     info: VideoStreamInfo
     first_pts: int  # the stream's start time: decoders count `start`/`end` seconds from it
     segments: list[Segment]
+    suffix: str = ".mp4"  # the container of the segment files (`segment_suffix`)
 
     def seconds(self, pts: int | None) -> Fraction | None:
         """A pts as the decoders' exact `start`/`end` (seconds from the stream's first frame)."""
@@ -250,7 +252,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
 
     # The driver said these once for the whole video (`upscale_video_in_segments`), not once per worker process.
     said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
-    path = segment_file(folder, segment.index)
+    path = segment_file(folder, segment.index, plan.suffix)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace)
     encoded: list[int] = []
@@ -418,14 +420,17 @@ def upscale_video_in_segments(
     output = Path(output)
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
-    # VP9 keeps alpha in Matroska beside its packets, which MP4 segments lose; ProRes is no MP4 codec: one run.
     keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
-    if keeps_alpha and (len(plan.segments) > 1 or remote is not None):
+    plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha))
+    # Matroska counts time in milliseconds: segments of other times could not be joined at their frames' times.
+    one_run = plan.suffix == ".mkv" and not _whole_milliseconds(plan)
+    if one_run and (len(plan.segments) > 1 or remote is not None):
         on = f" on {device_list[0]}" if len(device_list) > 1 else ""
-        log.warning("%s: a video with alpha is upscaled in one run%s, not in resumable segments", source, on)
-    if keeps_alpha or (len(plan.segments) < 2 and remote is None):
-        if len(device_list) > 1 and not keeps_alpha:
+        log.warning("%s: a VP9 video with alpha whose frame times are not whole milliseconds is upscaled in one "
+                    "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
+    if one_run or (len(plan.segments) < 2 and remote is None):
+        if len(device_list) > 1 and not one_run:
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                      source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
@@ -433,12 +438,12 @@ def upscale_video_in_segments(
                              engine=engine)
 
     video = dataclasses.replace(video, codec=codec)  # the workers write segments, which "auto" cannot name
-    from vsr.pipelines.decode import deinterlace_warnings
+    from vsr.pipelines.decode import deinterlace_warnings, warn_once
 
-    for message in deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced):
-        log.warning("%s: %s", source, message)  # here once, not by each worker (see upscale_segment)
+    # Said here, for the whole video; each worker process would say it again (see upscale_segment).
+    warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
     started = time.perf_counter()
-    with SegmentFolder(output, _plan_record(source, options, video, plan)) as folder:
+    with SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
         done: dict[int, object] = dict(folder.done())
         todo = [segment for segment in plan.segments if segment.index not in done]
         if done:  # said as a warning, so that the command line shows it: the output is partly an earlier run's
@@ -504,6 +509,24 @@ def _upscale_segments(todo: list[Segment], engine, remote, devices: list[str], s
         finished = True
     finally:
         workers.stop(finished)
+
+
+def segment_suffix(codec: str, alpha: bool) -> str:
+    """The container of the segment files for `codec` (a CODECS key or an encoder), with the video's alpha kept or
+    not: .mp4 (see the module doc), but ProRes is no MP4 codec: .mov, MP4's QuickTime parent, which keeps times the
+    same way; VP9's alpha lives in Matroska blocks beside its packets: .mkv."""
+    from vsr.pipelines.encode import CODECS
+
+    encoder = CODECS[codec].encoder if codec in CODECS else codec
+    if encoder == "prores_ks":
+        return ".mov"
+    return ".mkv" if alpha and encoder == "libvpx-vp9" else ".mp4"
+
+
+def _whole_milliseconds(plan: SegmentPlan) -> bool:
+    """Whether every planned frame starts on a whole millisecond, as Matroska stores times."""
+    return all((pts * plan.info.time_base * 1000).denominator == 1
+               for segment in plan.segments for pts in segment.frames)
 
 
 def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan) -> dict:
@@ -589,6 +612,8 @@ class _Joiner:
         self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,
                                         copy_streams=self._copy_streams, trim=self._trim)
         self._passthrough.copy_video_tags(stream)
+        if {key.lower(): value for key, value in template.metadata.items()}.get("alpha_mode") == "1":
+            stream.metadata["alpha_mode"] = "1"  # VP9's alpha, beside the packets: Matroska says so per track
         self._container.start_encoding()
         self._stream = stream
 

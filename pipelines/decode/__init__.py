@@ -96,8 +96,7 @@ def open_decoder(
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
-        for message in deinterlace_warnings(backend, deinterlace, interlaced=True):
-            _warn_once(path, message)
+        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend == "dali" or (backend == "auto" and device.type == "cuda"):
         try:
@@ -125,6 +124,12 @@ def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool) -> li
     if (messages or deinterlace == "on") and backend in ("dali", "decord"):
         messages.append(f"decoding with PyAV instead of {backend}, which cannot deinterlace")
     return messages
+
+
+def warn_once(path: Path, messages: list[str]) -> None:
+    """Warn "path: message" for each of `messages` this process did not say yet."""
+    for message in messages:
+        _warn_once(Path(path), message)
 
 
 def said_elsewhere(path: Path, messages: list[str]) -> None:

@@ -129,14 +129,67 @@ def test_a_codec_or_container_without_alpha_says_it_drops_it(tmp_path, caplog, c
     assert stream["pix_fmt"] == "yuv420p" and "alpha_mode" not in stream.get("tags", {})
 
 
-def test_an_alpha_video_asked_for_in_segments_is_upscaled_in_one_run(tmp_path, caplog):
-    source = make_alpha_clip(tmp_path / "overlay.webm", frames=12)  # a keyframe every 3 frames
-    result = api.upscale_video_in_segments(source, devices="cpu,cpu", options=api.UpscaleOptions(model="bicubic"),
+class StopAfterFirst:
+    """An `on_segment` that stops the run (as Ctrl-C would) once one segment is kept."""
+
+    def __call__(self, result) -> None:
+        raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("name, codec_args, codec, segment_file, tolerance", [
+    ("overlay.webm", ("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-g", "3"), "auto", "segment-0000.mkv", 2),
+    ("graphics.mov", ("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"), "auto", "segment-0000.mov", 64),
+    ("lossless.mkv", ("-c:v", "ffv1", "-pix_fmt", "yuva420p", "-g", "3"), "ffv1", "segment-0000.mp4", 0),
+], ids=["vp9", "prores", "ffv1"])
+def test_an_alpha_video_resumes_from_its_segments_with_its_alpha(tmp_path, caplog, name, codec_args, codec,
+                                                                  segment_file, tolerance):
+    """Alpha survives the segment files (Matroska for VP9, QuickTime for ProRes) and their join: a run cut short
+    resumes and gives the frames of one uninterrupted run: exactly with FFV1; within VP9's rate control, which
+    restarts at each segment; within a 10-bit level (64 of 65535) with ProRes, whose quantizers follow the float
+    model's last bits (batches differ between the runs)."""
+    source = make_alpha_clip(tmp_path / name, frames=12, codec_args=codec_args)
+    options = api.UpscaleOptions(model="bicubic")
+    video = api.VideoOptions(codec=codec, segment_seconds=0.1)
+    output = tmp_path / f"out{source.suffix}"
+    with pytest.raises(KeyboardInterrupt):
+        api.upscale_video_in_segments(source, output, options=options, video=video, on_segment=StopAfterFirst())
+    assert segment_file in [path.name for path in (tmp_path / f".{output.name}.segments").iterdir()]
+    result = api.upscale_video_in_segments(source, output, devices="cpu,cpu", options=options, video=video)
+    assert result.times.extra["resumed"] == 1 and result.times.extra["segments"] >= 4
+    assert ffprobe_frame_pts(output) == ffprobe_frame_pts(source)
+    single = api.upscale_video(source, tmp_path / f"single{source.suffix}", options=options,
+                               video=api.VideoOptions(codec=codec))
+    deep = source.suffix == ".mov"
+    got, expected = rgba_frames(output, deep=deep).astype(int), rgba_frames(single.output, deep=deep).astype(int)
+    assert (got[..., 3] < got[..., 3].max() // 2).any()  # transparent pixels
+    assert np.abs(got - expected).mean() <= tolerance
+    if codec == "auto" and source.suffix == ".webm":  # Matroska's AlphaMode (a tag to ffprobe; in capitals where
+        tags = ffprobe_streams_of(output, "v:0")[0]["tags"]  # a tag says it too, as after ffmpeg's remux)
+        assert {key.lower(): value for key, value in tags.items()}["alpha_mode"] == "1"
+
+
+def test_a_video_in_segments_is_warned_about_once_not_once_a_segment(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "graphics.mov", frames=6,
+                             codec_args=("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"))
+    result = api.upscale_video_in_segments(source, options=api.UpscaleOptions(model="bicubic"),
+                                           video=api.VideoOptions(segment_seconds=0.05))
+    assert result.times.extra["segments"] >= 3
+    assert caplog.text.count("codec prores stores at most 10 bits") == 1
+
+
+def test_vp9_alpha_at_times_matroska_cannot_hold_is_upscaled_in_one_run(tmp_path, caplog):
+    """30 fps in QuickTime (1/15360 s units): frame times that are no whole millisecond, which .mkv segments would
+    round."""
+    source = tmp_path / "sticker.mov"
+    ffmpeg("-f", "lavfi", "-i", MOVING_ALPHA.format(seconds=0.4).replace("rate=25", "rate=30"), "-c:v", "qtrle",
+           "-g", "3", source)
+    result = api.upscale_video_in_segments(source, tmp_path / "out.mkv", devices="cpu,cpu",
+                                           options=api.UpscaleOptions(model="bicubic"),
                                            video=api.VideoOptions(segment_seconds=0.1))
-    assert "a video with alpha is upscaled in one run on cpu, not in resumable segments" in caplog.text
+    assert "frame times are not whole milliseconds is upscaled in one run on cpu" in caplog.text
     assert result.frames == 12
     assert ffprobe_streams_of(result.output, "v:0")[0]["tags"]["alpha_mode"] == "1"
-    assert (rgba_frames(result.output)[..., 3] < 128).any()
+    assert ffprobe_frame_pts(result.output) == [round(i * 1000 / 30) for i in range(12)]
 
 
 @pytest.mark.parametrize("backend", ["dali", "decord"])
