@@ -35,6 +35,7 @@ from pathlib import Path
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
+from vsr.pipelines.engine import check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
 from vsr.pipelines.probe import video_has_alpha
 
@@ -93,7 +94,12 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
         if field == "segment_seconds" and value == 0:
             fields[group][field] = None
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
-    video.validate()  # the upscaling options are checked by the engine, in each job
+    # The other upscaling options are checked by the engine, in each job (with the model).
+    try:
+        check_sizing(options.outscale, options.width, options.height)
+        video.validate()
+    except OptionError as error:
+        raise OptionError(f"{where}: {error}" if where != "option" else str(error)) from None
     return options, video
 
 
@@ -229,12 +235,16 @@ def _option_text(value: object, where: str) -> str:
 
 def _layered(*tables: Mapping[str, object]) -> dict[str, object]:
     """Option tables merged, later ones winning. A later table that sizes the output (outscale, or width and/or
-    height) replaces the earlier ones' sizing: a job's `height = 2160` overrides `outscale = 2` in [defaults]."""
+    height) replaces the earlier ones' sizing: a job's `height = 2160` overrides `outscale = 2` in [defaults].
+    Encoder options add up: a job's {g = 48} keeps [defaults]' {tune = "animation"}."""
     merged: dict[str, object] = {}
     for table in tables:
         if any(key in _SIZE_OPTIONS for key in table):
             merged = {key: value for key, value in merged.items() if key not in _SIZE_OPTIONS}
+        earlier_encoder_options = merged.get("encoder-options")
         merged |= table
+        if isinstance(earlier_encoder_options, dict) and isinstance(table.get("encoder-options"), dict):
+            merged["encoder-options"] = earlier_encoder_options | table["encoder-options"]  # added to, key by key
     return merged
 
 

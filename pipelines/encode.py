@@ -138,6 +138,8 @@ YUV_CONVERTERS = ("auto", "torch", "swscale")
 LARGEST_LEVEL_PIXELS = 35_651_584
 _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
+# FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
+_OPTIONS_OF_THEIR_OWN = {"pix_fmt": "--pix-fmt", "s": "--width/--height (or --outscale)"}
 
 
 def _warn_once(message: str, *args) -> None:
@@ -320,7 +322,8 @@ class VideoWriter:
                                   f"use libx264, libx265 or libsvtav1") from error
             raise OptionError(f"codec {codec!r} could not be opened: {error}") from error
         except (ValueError, av.FFmpegError) as error:
-            raise OptionError(f"codec {codec!r} rejected its settings {options}: {error}") from error
+            reason = getattr(error, "strerror", None) or error
+            raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from error
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
         if unused:
             raise OptionError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
@@ -517,12 +520,22 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
     if preset is not None and spec.speed_option is None:
         raise OptionError(f"codec {codec!r} takes no preset (got {preset!r})")
     options = {str(k): str(v) for k, v in (options or {}).items()}
+    for key, instead in _OPTIONS_OF_THEIR_OWN.items():
+        if key in options:
+            raise OptionError(f"encoder option {key} is vsr's {instead}")
+    rate_controls = sorted(_RATE_CONTROL_OPTIONS & options.keys())
+    if crf is not None and rate_controls:
+        raise OptionError(f"--crf and the encoder option {rate_controls[0]} both set the quality: give one")
+    if preset is not None and spec.speed_option in options:
+        raise OptionError(f"--preset and the encoder option {spec.speed_option} both set the speed: give one")
     # An explicit rate control in `options` (a fixed qp, a bit rate) replaces the default quality.
-    if spec.quality_option is not None and (crf is not None or not _RATE_CONTROL_OPTIONS & options.keys()):
+    if spec.quality_option is not None and (crf is not None or not rate_controls):
         result[spec.quality_option] = str(crf if crf is not None else spec.default_quality)
     if spec.speed_option is not None:
         result[spec.speed_option] = str(preset if preset is not None else spec.default_speed)
-    result.update(options)
+    for key, value in options.items():
+        # x264-params, x265-params, svtav1-params: "k=v:k=v" lists, added to vsr's own (later ones win).
+        result[key] = f"{result[key]}:{value}" if key.endswith("-params") and key in result else value
     return result
 
 

@@ -113,6 +113,21 @@ def _half_up(value: float, step: int = 1) -> int:
     return max(step, math.floor(value / step + 0.5) * step)
 
 
+LARGEST_SIDE = 65536  # pixels: beyond any encoder's and image format's limits, and any memory
+
+
+def check_sizing(outscale: float | None, width: int | None, height: int | None) -> None:
+    """One line for a bad final size: `outscale` (a factor) or `width`/`height` (see `Engine.output_size`)."""
+    is_number = isinstance(outscale, (int, float)) and not isinstance(outscale, bool)
+    if outscale is not None and not (is_number and 0 < outscale <= 64):
+        raise OptionError(f"outscale must be a number in (0, 64], not {outscale!r}")
+    for name, side in (("width", width), ("height", height)):
+        if side is not None and (isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= LARGEST_SIDE):
+            raise OptionError(f"--{name} must be a whole number of pixels from 1 to {LARGEST_SIDE}, not {side!r}")
+    if outscale is not None and (width, height) != (None, None):
+        raise OptionError("give --outscale or --width/--height, not both")
+
+
 def scale_label(scale: float, width: int | None = None, height: int | None = None) -> str:
     """The tag in default output names: a factor (4 → "x4", 2.5 → "x2.5"), else the size asked for (a height of
     2160 → "2160p", a width of 3840 → "3840w", both → "3840x2160")."""
@@ -217,16 +232,9 @@ class Engine:
                 f"tile {self.tile} is too small for tile overlap {self.tile_overlap}: "
                 f"use a tile of at least {self.smallest_tile} pixels or a smaller overlap"
             )
-        is_number = isinstance(outscale, (int, float)) and not isinstance(outscale, bool)
-        if outscale is not None and not (is_number and 0 < outscale <= 64):
-            raise OptionError(f"outscale must be a number in (0, 64], not {outscale!r}")
+        check_sizing(outscale, width, height)
         self.outscale = None if outscale is None or outscale == self.spec.scale else float(outscale)
         self.scale = self.outscale if self.outscale is not None else self.spec.scale
-        for name, side in (("width", width), ("height", height)):
-            if side is not None and (isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= 65536):
-                raise OptionError(f"--{name} must be a whole number of pixels from 1 to 65536, not {side!r}")
-        if outscale is not None and (width, height) != (None, None):
-            raise OptionError("give --outscale or --width/--height, not both")
         self.width, self.height = width, height
         self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
@@ -303,6 +311,9 @@ class Engine:
             return asked if asked is not None and asked / shown == factor else _half_up(shown * factor, step)
 
         out_w, out_h = sized(self.width, shown_w), sized(self.height, shown_h)
+        if max(out_w, out_h) > LARGEST_SIDE:
+            raise OptionError(f"a {width}x{height} frame sized as asked would be {out_w}x{out_h} (shown), over "
+                              f"{LARGEST_SIDE} pixels on a side: give the other side too, as a box to fit inside")
         return (out_w, out_h) if turned else (out_h, out_w)
 
     def _run_model(self, batch: torch.Tensor, batch_size: int, unit: str = "frame") -> torch.Tensor:

@@ -136,7 +136,7 @@ def upscale(
         None, "--denoise-strength", help="With -m realesr-general-x4v3: 1 removes noise (and grain), 0 keeps it; "
         "blends in realesr-general-wdn-x4v3 as Real-ESRGAN's -dn does."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar and no summary."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
 ) -> None:
     """Upscale a video or an image."""
     from vsr import api
@@ -255,7 +255,8 @@ def batch(
     segment_seconds: SegmentSecondsOption = None,
     deinterlace: DeinterlaceOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar, no per-job lines and no summary."),
+    quiet: bool = typer.Option(False, "-q", "--quiet",
+                               help="Errors only: no progress bar, per-job lines, warnings or summary."),
 ) -> None:
     from vsr.errors import OptionError
     from vsr.pipelines.journal import JobState, format_table, read_journal

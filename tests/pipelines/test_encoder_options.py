@@ -56,13 +56,38 @@ def test_an_option_the_encoder_lacks_is_one_line_and_writes_nothing(tmp_path):
         api.VideoOptions(encoder_options={"g": 12}).validate()
 
 
+@pytest.mark.parametrize("video, message", [
+    (api.VideoOptions(crf=20, encoder_options={"b": "50k"}), "--crf and the encoder option b both set the quality"),
+    (api.VideoOptions(preset="slow", encoder_options={"preset": "fast"}),
+     "--preset and the encoder option preset both set the speed"),
+    (api.VideoOptions(encoder_options={"pix_fmt": "yuv444p"}), "encoder option pix_fmt is vsr's --pix-fmt"),
+    (api.VideoOptions(encoder_options={"s": "50x50"}), "encoder option s is vsr's --width/--height"),
+], ids=["crf and b", "two presets", "pix_fmt", "size"])
+def test_an_option_that_says_what_a_vsr_option_says_is_one_line(tmp_path, video, message):
+    """Rather than one of the two quietly winning."""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(OptionError, match=message):
+        api.upscale_video(source, tmp_path / "out.mp4", options=BICUBIC, video=video)
+
+
+def test_params_lists_add_to_vsrs_own(tmp_path, capfd):
+    """vsr gives x265 `x265-params=log-level=error` (its banner and statistics are noise on a terminal); a user's
+    x265-params adds to that list rather than replacing it."""
+    source = make_clip(tmp_path / "clip.mp4", frames=4)
+    api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
+                      video=api.VideoOptions(codec="libx265", encoder_options={"x265-params": "bframes=0"}))
+    assert "x265 [info]" not in capfd.readouterr().err
+    with open(tmp_path / "out.mkv", "rb") as file:
+        assert b" bframes=0 " in file.read()  # x265's settings SEI
+
+
 def test_a_jobs_file_takes_a_table_of_options(tmp_path):
     (tmp_path / "a.mp4").write_bytes(b"")  # the jobs are only read here, not run
     jobs_file = tmp_path / "jobs.toml"
-    jobs_file.write_text('output_dir = "out"\n[defaults]\nencoder-options = {tune = "film"}\n'
-                         '[[job]]\ninput = "a.mp4"\nencoder-options = {tune = "animation", g = 48}\n')
+    jobs_file.write_text('output_dir = "out"\n[defaults]\nencoder-options = {tune = "animation", g = 12}\n'
+                         '[[job]]\ninput = "a.mp4"\nencoder-options = {g = 48}\n')
     jobs, _ = batch.load_jobs_file(jobs_file)
-    assert jobs[0].video.encoder_options == {"tune": "animation", "g": "48"}
+    assert jobs[0].video.encoder_options == {"tune": "animation", "g": "48"}  # added to [defaults], key by key
     assert batch.journal_entry(jobs[0]).options["encoder_options"] == {"tune": "animation", "g": "48"}
     jobs_file.write_text('output_dir = "out"\n[[job]]\ninput = "a.mp4"\nencoder-options = "tune=film"\n')
     with pytest.raises(OptionError, match=r"option 'encoder-options' must be a table such as \{tune"):

@@ -57,6 +57,19 @@ def test_labels_and_bad_sizes():
             Engine(bicubic_model(4), device="cpu", height=bad)
 
 
+def test_a_computed_side_past_the_largest_is_one_line_and_batch_options_are_checked_before_any_job(tmp_path):
+    engine = Engine(bicubic_model(4), device="cpu", height=1400)
+    with pytest.raises(OptionError, match="a 100x2 frame sized as asked would be 70000x1400 .shown., over 65536"):
+        engine.output_size(2, 100)
+    with pytest.raises(OptionError, match="--height must be a whole number of pixels"):
+        batch.build_options({"height": 0})
+    (tmp_path / "a.png").write_bytes(b"")
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('output_dir = "out"\n[[job]]\ninput = "a.png"\noutscale = 3\nheight = 50\n')
+    with pytest.raises(OptionError, match="jobs.toml job 1: give --outscale or --width/--height, not both"):
+        batch.load_jobs_file(jobs_file)
+
+
 def test_engine_resizes_to_the_size_asked_for_as_outscale_does():
     """A size is the model's output resized with the same Lanczos as --outscale: a size equal to that of
     --outscale 3 gives the same pixels."""
