@@ -584,7 +584,8 @@ def _check_size(width: int, height: int, pix_fmt: str) -> None:
     if (width % 2 and pixel_format.chroma_width(2) == 1) or (height % 2 and pixel_format.chroma_height(2) == 1):
         instead = ("--codec ffv1 or prores, which keep alpha at any size" if has_alpha(pix_fmt) else
                    "a 4:4:4 pix_fmt such as yuv444p")
-        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; use {instead}")
+        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; ask for an "
+                          f"even --width/--height, or use {instead}")
 
 
 def _guess_by_size(info: VideoStreamInfo) -> str:

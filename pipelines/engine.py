@@ -292,19 +292,20 @@ class Engine:
         `width` and `height` asked of the engine are the sides a viewer sees: of a frame shown turned (a video's
         rotation of 90° or 270°: `turned`) and with square pixels (a video's sample aspect ratio, `pixel_aspect`,
         is applied, and the output's pixels are square). Given one, the other keeps the shown aspect ratio; given
-        both, the output is the largest that fits inside them with that ratio (nothing is stretched). The side
-        computed is rounded, to an even number with `even` (4:2:0 video).
+        both, the output is the largest that fits inside them with that ratio (nothing is stretched). A side
+        computed (from `outscale`, or the other side) is rounded, to an even number with `even` (4:2:0 video); the
+        model's own scale and sides asked for are exact.
         """
+        step = 2 if even else 1
         if self.width is None and self.height is None:
             if self.outscale is None:
                 return height * self.spec.scale, width * self.spec.scale
-            return _half_up(height * self.outscale), _half_up(width * self.outscale)
+            return _half_up(height * self.outscale, step), _half_up(width * self.outscale, step)
         shown_w, shown_h = width * float(pixel_aspect), height
         if turned:
             shown_w, shown_h = shown_h, shown_w
         asked_sides = ((self.width, shown_w), (self.height, shown_h))
         factor = min(asked / shown for asked, shown in asked_sides if asked is not None)
-        step = 2 if even else 1
 
         def sized(asked: int | None, shown: float) -> int:
             # The side that sets the factor is as asked; the other one, at most what was asked, is rounded.

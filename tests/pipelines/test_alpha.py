@@ -283,5 +283,6 @@ def test_an_alpha_pix_fmt_asked_for_an_opaque_source_is_opaque(tmp_path):
 
 def test_an_odd_size_says_which_codecs_keep_alpha_there(tmp_path):
     source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
-    with pytest.raises(OptionError, match="needs an even width and height, not 195x146; use --codec ffv1 or prores"):
-        api.upscale_video(source, tmp_path / "odd.webm", options=api.UpscaleOptions(model="bicubic", outscale=3.05))
+    with pytest.raises(OptionError, match="needs an even width and height, not 195x146; ask for an even "
+                                          "--width/--height, or use --codec ffv1 or prores"):
+        api.upscale_video(source, tmp_path / "odd.webm", options=api.UpscaleOptions(model="bicubic", width=195))

@@ -70,6 +70,18 @@ def test_a_computed_side_past_the_largest_is_one_line_and_batch_options_are_chec
         batch.load_jobs_file(jobs_file)
 
 
+def test_a_videos_outscale_rounds_to_even_sides_and_an_images_to_the_nearest(tmp_path):
+    """45×35 at --outscale 2.5 is 112.5×87.5: 4:2:0 video needs even sides (as ffmpeg's scale=-2 gives them)."""
+    engine = Engine(bicubic_model(4), device="cpu", outscale=2.5)
+    assert engine.output_size(35, 45) == (88, 113)
+    assert engine.output_size(35, 45, even=True) == (88, 112)
+    source = tmp_path / "odd.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=48x36:rate=25", "-frames:v", "2", "-vf", "format=yuv444p,crop=45:35:0:0",
+                 "-c:v", "libx264", "-pix_fmt", "yuv444p", source)
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic", outscale=2.5))
+    assert shown(result.output)[:2] == (112, 88)
+
+
 def test_engine_resizes_to_the_size_asked_for_as_outscale_does():
     """A size is the model's output resized with the same Lanczos as --outscale: a size equal to that of
     --outscale 3 gives the same pixels."""
