@@ -140,6 +140,7 @@ _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
 _OPTIONS_OF_THEIR_OWN = {"pix_fmt": "--pix-fmt", "s": "--width/--height (or --outscale)"}
+_said: set[str] = set()  # the warnings this process gave, see _warn_once
 
 
 def _warn_once(message: str, *args) -> None:
@@ -149,9 +150,6 @@ def _warn_once(message: str, *args) -> None:
     if text not in _said:
         _said.add(text)
         logger.warning(text)
-
-
-_said: set[str] = set()
 
 
 def partial_path(output: Path) -> Path:

@@ -2,8 +2,9 @@
 
 The engine owns everything between a decoded frame and an upscaled one: moving frames to the compute device, the
 conversion to float, padding to the model's size multiple, tiling, precision, channels_last, an optional final resize
-(to a factor, `outscale`, or to a size, `width`/`height`), and the conversion back to the caller's dtype and device. Every model call goes through
-`Engine._run_model`, so CUDA graphs and other per-call tricks have exactly one place to live.
+(to a factor, `outscale`, or to a size, `width`/`height`), and the conversion back to the caller's dtype and device.
+Every model call goes through `Engine._run_model`, so CUDA graphs and other per-call tricks have exactly one place to
+live.
 
 Tiling bounds memory for large frames. Tiles of at most `tile` × `tile` input pixels overlap their neighbours by at
 least `tile_overlap` pixels. Near an edge shared with a neighbour a tile's output is wrong (the network sees zero
@@ -214,8 +215,8 @@ class Engine:
     ):
         """The output is the model's scale, else `outscale` times the input, else `width` and/or `height` (see
         `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
-        stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per input
-        shape, 16-45 s each for RRDBNet)."""
+        stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per
+        input shape, 16-45 s each for RRDBNet)."""
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)

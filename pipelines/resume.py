@@ -117,7 +117,8 @@ class SegmentFolder:
         for record_file in sorted(self.path.glob("segment-*.json")):
             try:
                 record = json.loads(record_file.read_text())
-                record = SegmentRecord(index=record["index"], path=segment_file(self.path, record["index"], self.suffix),
+                index = record["index"]
+                record = SegmentRecord(index=index, path=segment_file(self.path, index, self.suffix),
                                        pts=record["pts"], width=record["width"], height=record["height"])
             except (OSError, ValueError, KeyError, TypeError):
                 log.info("%s: unreadable; that segment is done again", record_file)

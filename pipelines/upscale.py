@@ -111,9 +111,9 @@ def output_label(options: UpscaleOptions, model_scale: float) -> str:
 
 
 def default_output_path(source: Path, label: str, codec: str | None = None, alpha: bool = False) -> Path:
-    """movie.mp4 → movie.x4.mp4 (`label`: see `scale_label`), next to the input. A video whose container cannot hold `codec` (H.264 in .webm,
-    any codec in .gif), or cannot keep its alpha with codec "auto", gets .mkv, which holds every codec and every
-    stream the source can pass on. `codec` None: an image."""
+    """movie.mp4 → movie.x4.mp4 (`label`: see `scale_label`), next to the input. A video whose container cannot hold
+    `codec` (H.264 in .webm, any codec in .gif), or cannot keep its alpha with codec "auto", gets .mkv, which holds
+    every codec and every stream the source can pass on. `codec` None: an image."""
     from vsr.pipelines.encode import container_holds
 
     suffix = source.suffix

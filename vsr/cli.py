@@ -146,8 +146,8 @@ def upscale(
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
-        model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device, precision=precision,
-        cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
+        model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device,
+        precision=precision, cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
     )
     if input.is_dir():
         from vsr.errors import InputError

@@ -76,8 +76,8 @@ def test_a_videos_outscale_rounds_to_even_sides_and_an_images_to_the_nearest(tmp
     assert engine.output_size(35, 45) == (88, 113)
     assert engine.output_size(35, 45, even=True) == (88, 112)
     source = tmp_path / "odd.mp4"
-    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=48x36:rate=25", "-frames:v", "2", "-vf", "format=yuv444p,crop=45:35:0:0",
-                 "-c:v", "libx264", "-pix_fmt", "yuv444p", source)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=48x36:rate=25", "-frames:v", "2", "-vf",
+                 "format=yuv444p,crop=45:35:0:0", "-c:v", "libx264", "-pix_fmt", "yuv444p", source)
     result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic", outscale=2.5))
     assert shown(result.output)[:2] == (112, 88)
 
