@@ -261,6 +261,7 @@ class VideoWriter:
             _warn_once("%s: the output's %dx%d is more pixels than the largest level of H.264, HEVC, VP9 or AV1 "
                        "allows (8192x4352): many players and hardware decoders refuse it; --outscale or --height can "
                        "make it smaller (--height 4320 for 8K)", source, width, height)
+        options = {**frame_time_options(self.output), **(options or {})}
         codec_options = _codec_options(codec, spec, crf, preset, options)
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
             hdr10 = read_hdr10(source, source_info.index)
@@ -486,6 +487,13 @@ def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> No
 
 
 @functools.lru_cache(maxsize=None)
+def frame_time_options(output: Path) -> dict[str, str]:
+    """Encoder options that a container needs for its frames to keep their times: AVI and ASF (.wmv) store one time
+    per packet, in decoding order, so frames reordered by B-frames come back without their times; no B-frames
+    there (a `bf` of the user's own still wins)."""
+    return {"bf": "0"} if Path(output).suffix.lower() in (".avi", ".wmv", ".asf") else {}
+
+
 def container_holds(suffix: str, codec: str) -> bool:
     """Whether FFmpeg's muxer for files ending in `suffix` takes `codec`: False for H.264 in .webm or .y4m, anything in
     .gif, and a suffix FFmpeg knows no muxer for. Asked of FFmpeg by writing a tiny header in memory (some muxers

