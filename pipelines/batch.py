@@ -89,8 +89,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
         fields[group][field] = float(value) if float in types else value
         if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"
-            fields[group][field] = {name: value if isinstance(value, str) else _option_text(value, where)
-                                    for name, value in value.items()}
+            fields[group][field] = {option: text if isinstance(text, str) else _option_text(text, where)
+                                    for option, text in value.items()}
         if field == "segment_seconds" and value == 0:
             fields[group][field] = None
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])

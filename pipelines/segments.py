@@ -399,6 +399,7 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
+    from vsr.pipelines.decode import deinterlace_warnings, warn_once
     from vsr.pipelines.encode import CODECS, codec_keeps_alpha, frame_time_options, has_alpha
 
     source = Path(source)
@@ -439,11 +440,9 @@ def upscale_video_in_segments(
         return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                              engine=engine)
 
-    # The workers write .mp4 segments: they encode with the codec and options that the output itself needs.
+    # The workers write segment files: they encode with the codec and options that the output itself needs.
     video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),
                                                                      **video.encoder_options})
-    from vsr.pipelines.decode import deinterlace_warnings, warn_once
-
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
     warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
     started = time.perf_counter()
