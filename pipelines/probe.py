@@ -39,6 +39,9 @@ _MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "s
 # WebM keeps a VP8/VP9 video's alpha beside its color (alpha_mode 1); FFmpeg's own decoders ignore it, libvpx's
 # decode both into yuva420p.
 ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
+# Demuxers of raw elementary streams (.h264, .hevc, .m2v, .m4v): no timestamps, and a frame rate of 25 assumed
+# unless told; the rate the stream itself declares (H.264/HEVC timing info, MPEG's frame rate code) is the real one.
+RAW_STREAM_FORMATS = {"h264", "hevc", "mpegvideo", "m4v", "vvc", "cavsvideo"}
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ def video_stream_info(
     context = stream.codec_context
     time_base = stream.time_base or Fraction(1, 90000)
     average_rate = stream.average_rate or stream.guessed_rate or None
+    if container.format.name in RAW_STREAM_FORMATS and context.framerate:
+        average_rate = Fraction(context.framerate)
     # Matroska's DURATION tag and the container's span end where the stream ends, counted from 0 or from the first
     # stream's start: a video that starts later (after its audio) lasts that much less.
     start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0

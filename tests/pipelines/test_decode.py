@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from fractions import Fraction
 
 import av
 import numpy as np
@@ -167,6 +168,22 @@ def test_a_raw_h264_stream_without_timestamps_decodes_a_window_from_its_start(tm
     frames, pts, _ = decode_all(raw, "pyav", start=0.4, end=0.72)
     assert pts == all_pts[10:18]
     assert torch.equal(frames, everything[10:18])
+
+
+def test_a_raw_stream_keeps_the_frame_rate_it_declares_not_the_demuxers_25(tmp_path):
+    """A raw H.264 stream made at 12 fps says so in its timing info (ffprobe's r_frame_rate); FFmpeg's raw demuxer
+    would time its frames at 25 fps. The upscaled video goes into .mkv, which keeps frame times."""
+    from tests.pipelines import media_fixtures as media
+    from vsr import api
+    from vsr.pipelines.probe import probe
+
+    raw = tmp_path / "camera.h264"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=12", "-frames:v", "6", "-c:v", "libx264", raw)
+    assert media.ffprobe_streams_of(raw, "v:0")[0]["r_frame_rate"] == "12/1"
+    assert probe(raw).video.average_rate == 12  # what vsr sees (and `vsr probe` says)
+    result = api.upscale_video(raw, options=api.UpscaleOptions(model="bicubic", outscale=2))
+    assert result.output == tmp_path / "camera.x2.mkv"
+    assert media.video_times(result.output) == [Fraction(round(1000 * i / 12), 1000) for i in range(6)]
 
 
 @needs_decord
