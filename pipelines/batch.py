@@ -41,7 +41,7 @@ from vsr.pipelines.probe import video_has_alpha
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg",
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob",
                   ".flv", ".wmv", ".ogv", ".3gp", ".gif", ".apng")
 FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of an input
 

@@ -186,6 +186,32 @@ def test_a_raw_stream_keeps_the_frame_rate_it_declares_not_the_demuxers_25(tmp_p
     assert media.video_times(result.output) == [Fraction(round(1000 * i / 12), 1000) for i in range(6)]
 
 
+def test_a_dvd_program_stream_is_upscaled_into_mkv_with_its_times_and_sound(tmp_path):
+    """MPEG-PS keeps a time only where a packet starts: H.264's large frames there leave ffmpeg guessing (one frame
+    was lost in its decoding), so a .vob's default output is .mkv."""
+    from tests.pipelines import media_fixtures as media
+    from vsr import api
+
+    source = tmp_path / "VTS_01_1.vob"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-f", "lavfi", "-i", "sine=duration=0.5",
+                 "-frames:v", "12", "-c:v", "mpeg2video", "-c:a", "ac3", "-shortest", "-f", "vob", source)
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic", outscale=2),
+                               video=api.VideoOptions(encoder_options={"qp": "0"}))
+    assert result.output == tmp_path / "VTS_01_1.x2.mkv"
+    assert media.playback_errors(result.output) == ""
+    # The source's frame times as ffmpeg decodes them (its last frame has none: no packet starts with it).
+    frames = media.ffprobe(source, "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp")["frames"]
+    source_times = [Fraction(frame["best_effort_timestamp"], 90000) for frame in frames
+                    if "best_effort_timestamp" in frame]
+    times = media.video_times(result.output)
+    assert len(times) == 12 and len(source_times) == 11
+    assert times[:11] == [Fraction(round(time * 1000), 1000) for time in source_times]
+    def audio_payloads(path):  # each AC-3 packet's checksum (the times are in each container's own unit)
+        return [line.split(",")[-1] for line in media.framemd5(path, "0:a").splitlines() if not line.startswith("#")]
+
+    assert audio_payloads(result.output) == audio_payloads(source) != []
+
+
 @needs_decord
 def test_batches_and_single_frames(clips):
     with open_decoder(clips["vfr.mp4"], backend="pyav") as decoder:
