@@ -64,7 +64,7 @@ from av.video.reformatter import ColorRange
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import Passthrough
-from vsr.pipelines.probe import Hdr10Metadata, read_hdr10
+from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
 from vsr.fsutil import check_output, fsync_folder
@@ -136,6 +136,10 @@ YUV_CONVERTERS = ("auto", "torch", "swscale")
 # The most luma samples a picture may have at the highest level of H.264 (6.2), HEVC (6.2), VP9 (6.2) and AV1 (6.3):
 # 8K. An 8K or 4K source upscaled ×4 is beyond it.
 LARGEST_LEVEL_PIXELS = 35_651_584
+# Outputs timed by the rate their video stream declares more than by the container: raw elementary streams keep no
+# frame times at all; MPEG program streams (DVD .vob, .mpg) keep a time only where a packet of the stream starts.
+# (Not .m4v: Apple's MP4 files are named so too.)
+STREAM_TIMED_SUFFIXES = (".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2v", ".mpv", ".mpg", ".mpeg", ".vob")
 _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
@@ -267,6 +271,13 @@ class VideoWriter:
             hdr10 = read_hdr10(source, source_info.index)
             if hdr10 is not None:
                 codec_options = _with_hdr10(codec, spec, codec_options, hdr10, source)
+        if spec.encoder in ("libx264", "libx264rgb") and (self.output.suffix.lower() in STREAM_TIMED_SUFFIXES
+                                                         or not is_variable_rate(source, source_info.index)):
+            # x264 declares a frame rate in the stream (VUI timing) from the encoder's time base, 1/12800 s for an
+            # MP4 source, unless told the input is constant rate: raw .h264 then plays at 12800 fps and an MPEG-PS
+            # reader fills in missing times with it. Frame times still come from the pts; x264 only spaces its
+            # rate control evenly.
+            codec_options["x264-params"] = ":".join(filter(None, ["force-cfr=1", codec_options.get("x264-params")]))
         self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
         self._matrix, self._range = _conversion(source_info, source)
         try:

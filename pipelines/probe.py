@@ -337,6 +337,13 @@ def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.
     return sorted(pts), True
 
 
+def is_variable_rate(path: str | Path, index: int) -> bool | None:
+    """Whether video stream `index` of `path` varies its frame rate, judged as `probe` judges it (None: too few
+    timestamps to tell)."""
+    with open_input(path) as container:
+        return _is_vfr(_sample_pts(container, container.streams[index])[0])
+
+
 def _is_vfr(pts: list[int]) -> bool | None:
     steps = [b - a for a, b in zip(pts, pts[1:])]
     if len(steps) < 2:

@@ -30,11 +30,6 @@ IMAGE_SUFFIXES = images.READ_SUFFIXES
 # The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
-# Sources whose container suits their own video better than H.264, so the upscaled video goes into .mkv by default:
-# raw elementary streams keep no frame times at all; MPEG program streams (DVD .vob, .mpg) keep a time only where a
-# packet of the stream starts, which H.264's large frames leave to guesses, and few players take H.264 there.
-# (Not .m4v: Apple's MP4 files are named so too.)
-MKV_BY_DEFAULT = (".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2v", ".mpv", ".mpg", ".mpeg", ".vob")
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
 LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}}
@@ -118,14 +113,15 @@ def output_label(options: UpscaleOptions, model_scale: float) -> str:
 def default_output_path(source: Path, label: str, codec: str | None = None, alpha: bool = False) -> Path:
     """movie.mp4 → movie.x4.mp4 (`label`: see `scale_label`), next to the input. A video whose container cannot hold
     `codec` (H.264 in .webm, any codec in .gif), or cannot keep its alpha with codec "auto", or is one of
-    MKV_BY_DEFAULT (raw streams, DVD program streams) gets .mkv, which holds every codec and every stream the
-    source can pass on. `codec` None: an image."""
-    from vsr.pipelines.encode import container_holds
+    STREAM_TIMED_SUFFIXES (raw streams; DVD program streams, whose few frame times H.264's large frames leave to
+    guesses, and few players take H.264 there) gets .mkv, which holds every codec and every stream the source can
+    pass on. `codec` None: an image."""
+    from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, container_holds
 
     suffix = source.suffix
     if codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
         suffix = ".mkv"
-    elif codec is not None and (suffix.lower() in MKV_BY_DEFAULT
+    elif codec is not None and (suffix.lower() in STREAM_TIMED_SUFFIXES
                                 or not container_holds(suffix, video_codec(codec, suffix, alpha))):
         suffix = ".mkv"
     if codec is None and suffix.lower() not in images.WRITE_SUFFIXES:  # TIFF, BMP: read, not written; PNG keeps them

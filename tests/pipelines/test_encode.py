@@ -65,6 +65,26 @@ def test_variable_frame_rate_survives(clips, tmp_path, source_name, suffix):
     assert len(durations) > 2  # really variable: 20, 40, 80, 120 ms
 
 
+@pytest.mark.parametrize("codec", ["libx264", "x264-lossless"])
+def test_a_raw_h264_output_declares_the_sources_frame_rate(clips, tmp_path, codec):
+    """A raw stream has no container to time its frames: readers take the rate the H.264 stream declares, which
+    x264 writes from the encoder's time base (1/12800 s for this MP4: 12800 fps) unless told the rate is constant."""
+    output = media.write_upscaled(clips["mp4"], tmp_path / "out.h264", codec=codec)
+    assert media.ffprobe_streams_of(output, "v:0")[0]["r_frame_rate"] == "25/1"
+    remuxed = tmp_path / "remuxed.mp4"  # what a user does next: its frames 40 ms apart, not 78 µs
+    media.ffmpeg("-i", output, "-c", "copy", remuxed)
+    times = media.video_times(remuxed)
+    assert [b - a for a, b in zip(times, times[1:])] == [Fraction(1, 25)] * 9
+
+
+def test_a_variable_rate_source_keeps_its_times_and_a_raw_output_declares_its_average_rate(clips, tmp_path):
+    source = clips["vfr_mkv"]
+    output = media.write_upscaled(source, tmp_path / "out.h264")
+    declared = Fraction(media.ffprobe_streams_of(output, "v:0")[0]["r_frame_rate"])
+    assert declared == media.video_info(source).average_rate  # not the source's 1000 ticks a second
+    assert media.video_times(media.write_upscaled(source, tmp_path / "out.mkv")) == media.video_times(source)
+
+
 def test_10bit_source_gives_10bit_output(clips, tmp_path):
     source = clips["10bit"]
     output = media.write_upscaled(source, tmp_path / "out.mkv", deep=True)
