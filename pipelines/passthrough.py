@@ -41,8 +41,7 @@ import av
 from av.container import OutputContainer
 from av.stream import Discard, Disposition, Stream
 
-from vsr.errors import InputError
-from vsr.pipelines.probe import TimelineWatch
+from vsr.pipelines.probe import TimelineWatch, open_input
 
 logger = logging.getLogger(__name__)
 
@@ -69,10 +68,7 @@ class Passthrough:
 
     def __init__(self, source: Path, output: OutputContainer, *, video_index: int, copy_streams: bool = True,
                  trim: bool = False):
-        try:
-            self._input = av.open(str(source))
-        except (OSError, av.FFmpegError) as error:
-            raise InputError(f"cannot read {source} to copy its streams: {error}") from error
+        self._input = open_input(source)  # an image sequence's pattern too
         self._output = output
         self._video_index = video_index
         self.copied: dict[int, Stream] = {}  # source stream index → output stream

@@ -79,9 +79,14 @@ class MediaInfo:
     vfr: bool | None = None  # variable frame rate, judged from the first VFR_SAMPLE_PACKETS packets
 
 
-def open_input(path: str | Path) -> av.container.InputContainer:
-    """Open `path` for reading, or raise an InputError that names the file and the problem."""
+def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.container.InputContainer:
+    """Open `path` for reading, or raise an InputError that names the file and the problem. An image sequence's
+    pattern (frames/%06d.png: `sequences.is_sequence`) opens its frames as a video at `frame_rate` (default 25)."""
+    from vsr.pipelines.sequences import is_sequence, open_sequence  # which imports this module
+
     path = Path(path)
+    if is_sequence(path):
+        return open_sequence(path, frame_rate)
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -173,10 +178,10 @@ def _first_frame_is_transparent(path: str, index: int) -> bool:
     QuickTime RLE decode to RGBA whether or not a picture has a transparent pixel; an opaque one is upscaled as a plain
     video."""
     try:
-        with av.open(path, "r") as container:
+        with open_input(path) as container:
             for frame in container.decode(container.streams[index]):
                 return bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
-    except (av.error.FFmpegError, OSError):
+    except (av.error.FFmpegError, OSError, InputError):
         pass  # the decoder says what is wrong with the file
     return False
 
@@ -239,11 +244,12 @@ def probe(path: str | Path) -> MediaInfo:
         pts, complete = _sample_pts(container, video)
         if estimated and complete:  # a short file without a frame count: its packets were all read, count them
             info, estimated = dataclasses.replace(info, frame_count=len(pts)), False
+        estimated = estimated and container.format.name != "image2"  # a sequence's duration is its files / rate
         return MediaInfo(
             path=path,
             format=container.format.name,
             duration=container.duration / av.time_base if container.duration else info.duration,
-            size=path.stat().st_size,
+            size=_bytes_in(path),
             video=info,
             streams=[_summary(stream) for stream in container.streams],
             chapters=[
@@ -258,6 +264,15 @@ def probe(path: str | Path) -> MediaInfo:
             frame_count_estimated=estimated,
             vfr=_is_vfr(pts),
         )
+
+
+def _bytes_in(path: Path) -> int:
+    """Bytes in `path`, or in all the files of an image sequence."""
+    from vsr.pipelines.sequences import existing_frames, is_sequence
+
+    if is_sequence(path) and not path.exists():
+        return sum(frame.stat().st_size for frame in existing_frames(path).values())
+    return path.stat().st_size
 
 
 def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float) -> str:
@@ -315,10 +330,10 @@ def format_probe(info: MediaInfo, work: str | None = None) -> str:
 def _display_rotation(path: str, index: int) -> int:
     # PyAV exposes the display matrix only on decoded frames, so decode the first one (counterclockwise degrees).
     try:
-        with av.open(path) as container:
+        with open_input(path) as container:
             for frame in container.decode(container.streams[index]):
                 return frame.rotation % 360
-    except av.error.FFmpegError as error:
+    except (av.error.FFmpegError, InputError) as error:
         log.debug("%s: no first frame to read the rotation from (%s)", path, error)
     return 0
 
@@ -326,6 +341,8 @@ def _display_rotation(path: str, index: int) -> int:
 def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[list[int], bool]:
     """The pts of the first VFR_SAMPLE_PACKETS video packets, in presentation order, and whether that was all."""
     pts = []
+    if container.format.name == "image2":  # an image sequence: a constant rate, and a packet is a whole file
+        return pts, False
     try:
         for packet in container.demux(stream):
             if packet.pts is not None and not packet.is_discard:

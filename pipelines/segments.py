@@ -401,16 +401,24 @@ def upscale_video_in_segments(
 
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
     from vsr.pipelines.encode import CODECS, codec_keeps_alpha, frame_time_options, has_alpha
+    from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     source = Path(source)
     check_input(source)
     video.validate()
+    check_sequence_options(source, output, video, overwrite)
     if devices is None:
         device_list = [options.device]
     else:
         device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
+    if is_sequence(source) or (output is not None and is_sequence(output)):
+        # One file per frame: nothing to cut into segments and join (and planning would read every frame's file).
+        if len(device_list) > 1 or remote is not None:
+            raise OptionError("an image sequence is upscaled on one device; --devices splits a video into segments")
+        return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
+                             video=video, overwrite=overwrite, progress=progress, engine=engine)
     # With one device the engine is made here, once; with several (or remotely), each worker makes its own.
     if remote is not None or len(device_list) > 1:
         engine = None

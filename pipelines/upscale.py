@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
-LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}}
+LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None}
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,14 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
     `codec` (H.264 in .webm, any codec in .gif), or cannot keep its alpha with codec "auto", or is one of
     STREAM_TIMED_SUFFIXES (raw streams; DVD program streams, whose few frame times H.264's large frames leave to
     guesses, and few players take H.264 there) gets .mkv, which holds every codec and every stream the source can
-    pass on. `codec` None: an image."""
+    pass on. `codec` None: an image. An image sequence (frames/f%04d.png) gives one beside it (f%04d.x4.png)."""
     from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, container_holds
+    from vsr.pipelines.sequences import is_sequence
 
     suffix = source.suffix
-    if codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
+    if is_sequence(source):
+        codec = None  # written as images, in the input's format where vsr writes it
+    elif codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
         suffix = ".mkv"
     elif codec is not None and (suffix.lower() in STREAM_TIMED_SUFFIXES
                                 or not container_holds(suffix, video_codec(codec, suffix, alpha))):
@@ -130,6 +134,11 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
 
 
 def check_input(path: Path) -> None:
+    from vsr.pipelines.sequences import first_frame, is_sequence
+
+    if is_sequence(path) and not path.exists():  # (a file may well be named 100%d.png)
+        first_frame(path)
+        return
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
@@ -140,7 +149,9 @@ def is_image(path: Path) -> bool:
     """A still image by its name; an animated PNG is a video (FFmpeg decodes its frames as one)."""
     from vsr.pipelines.image_metadata import is_animated
 
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    from vsr.pipelines.sequences import is_sequence
+
+    if path.suffix.lower() not in IMAGE_SUFFIXES or (is_sequence(path) and not path.exists()):
         return False
     if path.suffix.lower() == ".png" and path.is_file():
         with open(path, "rb") as file:
@@ -189,6 +200,7 @@ class VideoOptions:
     max_frames: int | None = None
     copy_streams: bool = True  # audio, subtitles, attachments, chapters, metadata
     deinterlace: str = "auto"  # auto (the streams that say they are interlaced), on, off; see pipelines/decode
+    fps: Fraction | None = None  # frames per second of an image sequence input (None: 25, as FFmpeg); see sequences
     # Videos longer than this are upscaled in resumable segments by `segments.upscale_video_in_segments` (what
     # `vsr upscale` and batch jobs call); None: never. `upscale_video` itself never cuts.
     segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS
@@ -217,6 +229,8 @@ class VideoOptions:
             if not (isinstance(key, str) and key and isinstance(value, str)):
                 raise OptionError(f"encoder options are names and text values, such as tune=animation; "
                                   f"not {key!r}: {value!r}")
+        if self.fps is not None and not self.fps > 0:
+            raise OptionError(f"--fps must be more than 0, not {self.fps}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")
@@ -267,18 +281,20 @@ def upscale_video(
     from tqdm import tqdm
 
     from vsr.pipelines.decode import open_decoder
-    from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
+
+    from vsr.pipelines.sequences import check_sequence_options
 
     source = Path(source)
     check_input(source)
     video.validate()
+    check_sequence_options(source, output, video, overwrite)
     engine = engine or make_engine(options, progress=progress)
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
         source, backend=video.decoder, device=engine.device, start=video.start, end=video.end,
-        max_frames=video.max_frames, deinterlace=video.deinterlace,
+        max_frames=video.max_frames, deinterlace=video.deinterlace, frame_rate=video.fps,
     )
     with decoder:
         info = decoder.info
@@ -286,35 +302,10 @@ def upscale_video(
         if output is None:
             output = default_output_path(source, engine.label, video.codec, info.alpha)
         output = Path(output)
-        check_output(output, source, overwrite)
-        codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
-        encoder_options = video.encoder_options
-        if codec != video_codec(video.codec, output.suffix) and (crf is not None or preset is not None
-                                                                  or encoder_options):
-            log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
-                        "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "
-                        "drops the alpha)", source, codec)
-            crf = preset = None
-            encoder_options = {}
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
-        with bar, VideoWriter(
-            output,
-            source=source,
-            source_info=output_info,
-            width=width,
-            height=height,
-            codec=codec,
-            crf=crf,
-            preset=preset,
-            options=encoder_options,
-            pix_fmt=video.pix_fmt,
-            overwrite=overwrite,
-            copy_streams=video.copy_streams,
-            # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
-            trim=video.is_preview,
-        ) as writer:
+        with bar, _open_writer(source, output, output_info, width, height, video, overwrite) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
@@ -328,3 +319,40 @@ def upscale_video(
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)
+
+
+def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,
+                 overwrite: bool):
+    """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png."""
+    from vsr.pipelines.encode import VideoWriter
+    from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
+
+    if is_sequence(output):
+        return ImageSequenceWriter(output, source=source, source_info=info, width=width, height=height,
+                                   overwrite=overwrite, copy_streams=video.copy_streams)
+    check_output(output, source, overwrite)
+    codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
+    encoder_options = video.encoder_options
+    if codec != video_codec(video.codec, output.suffix) and (crf is not None or preset is not None
+                                                              or encoder_options):
+        log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
+                    "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "
+                    "drops the alpha)", source, codec)
+        crf = preset = None
+        encoder_options = {}
+    return VideoWriter(
+        output,
+        source=source,
+        source_info=info,
+        width=width,
+        height=height,
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        options=encoder_options,
+        pix_fmt=video.pix_fmt,
+        overwrite=overwrite,
+        copy_streams=video.copy_streams,
+        # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
+        trim=video.is_preview,
+    )

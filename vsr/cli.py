@@ -102,9 +102,11 @@ def _setup_logging(quiet: bool) -> None:
 @app.command()
 @_user_errors
 def upscale(
-    input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...) or an image (png, jpg, webp)."),
+    input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...), an image (png, jpg, webp), or an "
+                                 "image sequence: frames/%06d.png."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to "
-                                          "the input; .mkv where EXT cannot hold the codec]."),
+                                          "the input; .mkv where EXT cannot hold the codec]; frames/%06d.png writes "
+                                          "an image sequence."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     width: WidthOption = None,
@@ -129,6 +131,8 @@ def upscale(
     end: EndOption = None,
     frames: FramesOption = None,
     deinterlace: DeinterlaceOption = "auto",
+    fps: Optional[str] = typer.Option(
+        None, "--fps", help="Frame rate of an image sequence input, e.g. 24 or 24000/1001 \\[default: 25]."),
     blend: Optional[str] = typer.Option(
         None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
     alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
@@ -159,6 +163,10 @@ def upscale(
             from vsr.errors import OptionError
 
             raise OptionError("--devices splits a video over devices; for an image use --device")
+        if fps is not None:
+            from vsr.errors import OptionError
+
+            raise OptionError("--fps sets the frame rate of an image sequence (frames/%06d.png), not of one image")
         written = api.upscale_image(input, output, options=options, overwrite=overwrite)
         if not quiet:
             typer.echo(f"wrote {written}")
@@ -166,7 +174,7 @@ def upscale(
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
         pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
-        deinterlace=deinterlace,
+        deinterlace=deinterlace, fps=_frame_rate(fps),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     progress = not quiet and sys.stderr.isatty()
@@ -174,6 +182,20 @@ def upscale(
                                            overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
+
+
+def _frame_rate(text: str | None):
+    """"24", "23.976" or "24000/1001" → a Fraction (None stays None)."""
+    from fractions import Fraction
+
+    from vsr.errors import OptionError
+
+    if text is None:
+        return None
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError) as error:
+        raise OptionError(f"--fps takes a number or a fraction, such as 24 or 24000/1001; not {text!r}") from error
 
 
 def _key_values(texts: list[str] | None) -> dict[str, str]:

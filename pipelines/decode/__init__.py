@@ -55,6 +55,7 @@ CPU and copied batch by batch. Copies to a GPU go through pinned memory without 
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -65,6 +66,7 @@ from vsr.pipelines.decode._dali import DaliDecoder
 from vsr.pipelines.decode._decord import DecordDecoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+from vsr.pipelines.sequences import is_sequence
 
 __all__ = [
     "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix",
@@ -86,8 +88,10 @@ def open_decoder(
     end: float | None = None,
     max_frames: int | None = None,
     deinterlace: str = "off",
+    frame_rate: Fraction | None = None,
 ) -> Decoder:
-    """Open the video stream of `path` for decoding (see the module docstring)."""
+    """Open the video stream of `path` for decoding (see the module docstring). `frame_rate`: that of an image
+    sequence (a pattern such as frames/%06d.png, see `sequences`), which PyAV alone decodes."""
     if backend not in BACKENDS:
         raise OptionError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
     if deinterlace not in DEINTERLACE:
@@ -95,6 +99,10 @@ def open_decoder(
     device = _device(device)
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
+    if is_sequence(path):
+        if backend in ("dali", "decord"):
+            _warn_once(path, f"decoding the image sequence with PyAV: {backend} reads video files")
+        return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else None, frame_rate=frame_rate)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
         warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")

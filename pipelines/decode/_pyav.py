@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import re
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -79,9 +80,10 @@ class PyAVDecoder(Decoder):
         end: float | None = None,
         max_frames: int | None = None,
         deinterlace: str | None = None,
+        frame_rate: Fraction | None = None,
     ):
         self._nvdec_device = cuda_index(device) if deinterlace is None else None
-        container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device)
+        container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device, frame_rate=frame_rate)
         self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
@@ -287,7 +289,7 @@ class PyAVDecoder(Decoder):
 
 
 def open_for_decoding(
-    path: Path, *, nvdec_device: int | None
+    path: Path, *, nvdec_device: int | None, frame_rate: Fraction | None = None
 ) -> tuple[av.container.InputContainer, av.video.stream.VideoStream, VideoStreamInfo]:
     """Open the video stream of `path` for decoding: the container, the stream and its description.
 
@@ -295,15 +297,16 @@ def open_for_decoding(
     software inside FFmpeg for what NVDEC cannot decode; where NVDEC cannot be opened at all (no GPU, no driver:
     `av.open` raises PermissionError) it is opened for software decoding, with one info line. The description is
     always read from a software container: with NVDEC the codec context's pixel format is "cuda", not the stream's.
+    `frame_rate`: an image sequence's (`sequences`), which is never decoded by NVDEC.
     """
-    container = open_input(path)
+    container = open_input(path, frame_rate)
     try:
         stream = find_video_stream(container, path)
         info, _ = video_stream_info(container, stream)
     except BaseException:
         container.close()
         raise
-    if nvdec_device is None or info.alpha:
+    if nvdec_device is None or info.alpha or container.format.name == "image2":
         return container, stream, info
     # is_hw_owned: frames stay in GPU memory (PyAV then shares the device's primary CUDA context with torch).
     nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True)

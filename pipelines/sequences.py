@@ -1,0 +1,245 @@
+"""Image sequences: a video's frames as numbered image files, named as FFmpeg's image2 names them.
+
+    vsr upscale movie.mp4 -o frames/%06d.png        # frames/000001.png, ... (16-bit PNG from a 10-bit video)
+    vsr upscale 'render/f%04d.png' --fps 24         # render/f0101.x4.png, ... (the input's numbers kept)
+    vsr upscale 'render/f%04d.png' --fps 24 -o render.mp4
+
+Reading: `open_sequence` opens the files a pattern names with FFmpeg's image2 demuxer, as one video stream at a
+frame rate given by the user (25 by default, as FFmpeg's), so a sequence goes through the same decoder, engine and
+writers as a video (`probe.open_input` sends every pattern here). Its frames must be numbered without gaps: a
+missing frame would silently shorten the video and shift every frame after it.
+
+Writing: `ImageSequenceWriter` takes the place of `encode.VideoWriter` in `upscale.upscale_video`: the constructor
+arguments that apply, `write(batch)`, `close()`, `abort()`. Each frame is written whole under its final name (a
+temporary file renamed), so a run cut short leaves complete frames and no partial one. The frames are shown as the
+video shows them: turned upright by the stream's rotation. What a sequence cannot hold (frame times, audio, the
+pixel aspect ratio) is said once each in a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import torch
+
+from vsr.errors import InputError, OptionError, OutputError
+from vsr.pipelines import images
+from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_RATE = Fraction(25)  # frames per second of a sequence read without --fps, as FFmpeg's image2 assumes
+# What a sequence may be read from: the still images vsr reads, and DPX, film scans' format.
+READ_SUFFIXES = (*images.READ_SUFFIXES, ".dpx")
+
+# printf's integer conversion as FFmpeg's image2 takes it: %d, or %0Nd for N digits with leading zeros.
+_NUMBER = re.compile(r"%(0\d+)?d")
+FIRST_NUMBER = 1  # FFmpeg's image2 muxer starts at 1 too
+# The display matrix's counter-clockwise degrees → the EXIF orientation whose turn shows the frame upright (8: turn
+# left, 6: turn right), as `images.upright` applies it.
+_ORIENTATION_OF_ROTATION = {90: 8, 180: 3, 270: 6}
+
+
+def is_sequence(path: str | Path) -> bool:
+    """Whether `path` names an image sequence: a file name with one %d or %0Nd in it, e.g. frames/%06d.png."""
+    return len(_NUMBER.findall(Path(path).name.replace("%%", ""))) == 1
+
+
+def frame_path(pattern: Path, number: int) -> Path:
+    """The file of frame `number`: frames/%06d.png, 12 → frames/000012.png ("%%" is a literal %)."""
+    return pattern.with_name(pattern.name % number)
+
+
+def existing_frames(pattern: Path) -> dict[int, Path]:
+    """The files in `pattern`'s folder that it names, by frame number."""
+    if not pattern.parent.is_dir():
+        return {}
+    before, digits, after = _NUMBER.split(pattern.name.replace("%%", "\0"), maxsplit=1)
+    width = int(digits) if digits else 0  # %06d takes 6 digits or more, %d any number of them
+    name = re.compile(re.escape(before).replace("\0", "%") + rf"(\d{{{width},}})"
+                      + re.escape(after).replace("\0", "%") + r"\Z")
+    found = {}
+    for path in pattern.parent.iterdir():
+        match = name.match(path.name)
+        if match and frame_path(pattern, int(match[1])).name == path.name:
+            found[int(match[1])] = path
+    return found
+
+
+def first_frame(pattern: Path) -> int:
+    """The number of the first frame of the sequence `pattern`, which must be complete: one line (InputError) where
+    no file matches, or where a frame between the first and the last is missing."""
+    if pattern.suffix.lower() not in READ_SUFFIXES:
+        raise InputError(f"{pattern}: not a sequence of images vsr reads ({', '.join(READ_SUFFIXES)})")
+    numbers = sorted(existing_frames(pattern))
+    if not numbers:
+        raise InputError(f"{pattern}: no file matches (frame 1 would be {frame_path(pattern, 1)})")
+    missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise InputError(f"{pattern}: frame {missing[0]}{more} missing between frames {numbers[0]} and "
+                         f"{numbers[-1]} ({frame_path(pattern, missing[0]).name}); a sequence is read without gaps")
+    return numbers[0]
+
+
+def open_sequence(pattern: str | Path, frame_rate: Fraction | None = None) -> av.container.InputContainer:
+    """The frames `pattern` names as one video stream at `frame_rate` (DEFAULT_RATE when None): pts 0, 1, 2, ... in
+    a time base of 1/frame_rate, from the first frame found (`first_frame`)."""
+    pattern = Path(pattern)
+    first = first_frame(pattern)
+    options = {"framerate": str(frame_rate or DEFAULT_RATE), "start_number": str(first)}
+    try:
+        return av.open(str(pattern), "r", format="image2", options=options)
+    except (av.FFmpegError, OSError) as error:
+        raise InputError(f"{pattern}: cannot be read as an image sequence ({error})") from error
+
+
+def check_sequence_output(pattern: Path, overwrite: bool) -> None:
+    """One line for each way writing the sequence `pattern` would go wrong, before any work starts."""
+    if _NUMBER.search(pattern.parent.as_posix()):
+        raise OptionError(f"{pattern}: the frame number (%d) goes in the file name, not in a folder's")
+    images.check_writable(pattern)
+    found = existing_frames(pattern)
+    if found and not overwrite:
+        first = found[min(found)]
+        raise OutputError(f"{pattern}: {len(found)} frame(s) of this sequence already exist ({first.name}, ...); "
+                          f"use --overwrite to replace them")
+    if not pattern.parent.exists() and not pattern.parent.parent.is_dir():
+        raise OutputError(f"{pattern.parent.parent}: output folder does not exist")
+    if pattern.parent.exists() and not pattern.parent.is_dir():
+        raise OutputError(f"{pattern.parent}: not a folder")
+
+
+class ImageSequenceWriter:
+    """Writes upscaled frames as numbered image files (PNG keeps 16 bits and alpha, WebP alpha, JPEG neither)."""
+
+    def __init__(
+        self,
+        pattern: str | Path,
+        *,
+        source: str | Path,
+        source_info: VideoStreamInfo,
+        width: int,
+        height: int,
+        overwrite: bool = False,
+        copy_streams: bool = True,
+        quality: int = 95,
+    ) -> None:
+        self.output = Path(pattern)
+        self.width, self.height = width, height
+        self.frames_written = 0
+        self._quality = quality
+        check_sequence_output(self.output, overwrite)
+        suffix = self.output.suffix.lower()
+        self.alpha = source_info.alpha  # write() then takes RGBA frames
+        # JPEG has no alpha: flattened onto white, as images.encode_image does (said here once, not once a frame).
+        self._flatten = source_info.alpha and suffix in (".jpg", ".jpeg")
+        self._bit_depth = 16 if source_info.bit_depth > 8 and suffix == ".png" else 8
+        self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
+        self._replaced = existing_frames(self.output)  # with --overwrite: the frames an earlier run left
+        # A sequence made from a sequence keeps its frame numbers (pts 0, 1, ... from its first frame); a video's
+        # frames are numbered from 1.
+        self._first_number = first_frame(Path(source)) if is_sequence(source) else None
+        self._done = False
+        self._warn_about_what_is_lost(Path(source), source_info, copy_streams)
+        self.output.parent.mkdir(exist_ok=True)
+
+    def _warn_about_what_is_lost(self, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
+        from vsr.pipelines.probe import probe  # which opens sequences with this module
+
+        suffix = self.output.suffix.lower()
+        if self._flatten:
+            log.warning("%s: %s files hold no transparency: the frames are flattened onto white (.png and .webp "
+                        "keep it)", source, suffix)
+        if info.bit_depth > 8 and self._bit_depth == 8:
+            log.warning("%s: the video has %d bits per component and %s files 8: .png keeps 16", source,
+                        info.bit_depth, suffix)
+        if info.sample_aspect_ratio not in (None, 0, 1):
+            log.warning("%s: the video's pixels are not square (aspect %s) and image files' are: the frames look "
+                        "narrower or wider than the video; --width/--height size them as shown, with square pixels",
+                        source, info.sample_aspect_ratio)
+        if info.color.transfer in ("smpte2084", "arib-std-b67"):
+            log.warning("%s: the video is HDR (%s); the frames keep its coded values, which image viewers show as "
+                        "SDR (washed out)", source, info.color.transfer)
+        if is_sequence(source):
+            return
+        media = probe(source)
+        others = [stream for stream in media.streams if stream.index != info.index] if copy_streams else []
+        if others:
+            kinds = ", ".join(sorted({stream.type for stream in others}))
+            log.warning("%s: an image sequence holds pictures only: %d other stream(s) (%s) are not written",
+                        source, len(others), kinds)
+        if media.vfr:
+            log.warning("%s: the video's frame times vary and an image sequence keeps none: frames are numbered one "
+                        "after another", source)
+
+    def write(self, batch: FrameBatch) -> None:
+        """Write a batch: frames N×3×H×W RGB (N×4×H×W RGBA where `alpha`; uint8, or float in [0, 1]) at
+        H×W = height×width, on any device."""
+        if self._done:
+            raise ValueError(f"the writer of {self.output} is already closed")
+        frames = batch.frames.detach().cpu()
+        frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
+        for planes, pts in zip(frames, batch.pts):
+            if self._orientation != 1:
+                planes = images.upright(planes, self._orientation)
+            rgb, alpha = planes[:3], (planes[3:4] if planes.shape[0] == 4 else None)
+            if alpha is not None and self._flatten:
+                rgb, alpha = rgb * alpha + (1 - alpha), None
+            image = images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
+            number = FIRST_NUMBER + self.frames_written if self._first_number is None else self._first_number + pts
+            try:
+                images.write_image(frame_path(self.output, number), image, quality=self._quality)
+            except BaseException:
+                self.abort()
+                raise
+            self._replaced.pop(number, None)
+            self.frames_written += 1
+
+    def close(self) -> None:
+        """Remove the frames of an earlier, longer run (--overwrite) that this one did not replace."""
+        if self._done:
+            return
+        self._done = True
+        for path in self._replaced.values():
+            path.unlink(missing_ok=True)
+        log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
+
+    def abort(self) -> None:
+        """Stop; the frames written so far stay, each one whole."""
+        self._done = True
+
+    def __enter__(self) -> ImageSequenceWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def check_sequence_options(source: Path, output: Path | None, video, overwrite: bool) -> None:
+    """One line, before any work, for what an image sequence cannot do (`video`: a VideoOptions): --fps given for a
+    video, which keeps its own frame times; a video encoder's option given for a sequence output; an output
+    sequence whose frames exist."""
+    if video.fps is not None and not is_sequence(source):
+        raise OptionError(f"--fps sets the frame rate of an image sequence (frames/%06d.png); {source} keeps its "
+                          f"own frame times")
+    if output is not None and is_sequence(output):
+        _check_no_video_options(video)
+        check_sequence_output(Path(output), overwrite)
+
+
+def _check_no_video_options(options) -> None:
+    given = [name for name, value in (("--codec", options.codec != "auto"), ("--crf", options.crf is not None),
+                                      ("--preset", options.preset is not None),
+                                      ("--encoder-option", bool(options.encoder_options)),
+                                      ("--pix-fmt", options.pix_fmt is not None)) if value]
+    if given:
+        raise OptionError(f"{given[0]} sets the video encoder; an image sequence is written as image files "
+                          f"(.png keeps 16 bits, .jpg and .webp are 8-bit)")

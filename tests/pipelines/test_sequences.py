@@ -1,0 +1,194 @@
+"""Image sequences in and out: frames/%04d.png read as a video at --fps, and a video written as numbered images.
+
+Frames are judged against independent decodes: the ffmpeg command line (which turns rotated video upright itself),
+the same upscale written losslessly as x264 RGB, and each image upscaled on its own by `vsr upscale IMAGE`.
+"""
+
+import logging
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.test_alpha import make_alpha_clip, rgba_frames
+from vsr import api
+from vsr.errors import InputError, OptionError, OutputError
+from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence
+
+pytestmark = media.requires_ffmpeg
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+BICUBIC_X2 = api.UpscaleOptions(model="bicubic", outscale=2)
+
+
+def pixels(path, pix_fmt="rgb24") -> np.ndarray:
+    """Every frame of `path` (a video, an image, or an image sequence's pattern) as decoded by the ffmpeg command
+    line: N×H×W×C."""
+    stream = media.ffprobe_streams_of(path, "v:0")[0]
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-fps_mode", "passthrough", "-f", "rawvideo",
+               "-pix_fmt", pix_fmt, "-"]
+    raw = subprocess.run(command, check=True, capture_output=True).stdout
+    channels = {"rgb24": 3, "rgba": 4, "rgb48le": 3}[pix_fmt]
+    dtype = np.uint16 if pix_fmt == "rgb48le" else np.uint8
+    turned = any(abs(int(s.get("rotation", 0))) in (90, 270) for s in stream.get("side_data_list", []))
+    height, width = (stream["width"], stream["height"]) if turned else (stream["height"], stream["width"])
+    return np.frombuffer(raw, dtype).reshape(-1, height, width, channels)
+
+
+def make_png_sequence(folder, *, frames=6, first=1, pix_fmt="rgb24"):
+    """Frames `first`, `first` + 1, ... as folder/f%04d.png; an alpha `pix_fmt` gets a ramp of transparency."""
+    folder.mkdir(exist_ok=True)
+    ramp = ",format=gbrap16le,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='X*1000'" if pix_fmt.startswith(("rgba", "ya")) else ""
+    media.ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25{ramp}", "-frames:v", frames, "-pix_fmt", pix_fmt,
+                 "-start_number", first, folder / "f%04d.png")
+    return folder / "f%04d.png"
+
+
+def test_patterns_name_their_frames():
+    assert is_sequence("frames/%06d.png") and is_sequence("shot_%d.exr") and is_sequence("100%%_%03d.png")
+    assert not is_sequence("movie.mp4") and not is_sequence("100%.png") and not is_sequence("a%d_%d.png")
+    assert not is_sequence("%05d/frame.png")  # a folder's name is not numbered
+    assert frame_path(media.Path("out/f%04d.png"), 12).name == "f0012.png"
+    assert frame_path(media.Path("100%%_%d.png"), 7).name == "100%_7.png"
+
+
+def test_only_the_files_of_the_pattern_are_its_frames(tmp_path):
+    for name in ("f0001.png", "f0002.png", "f12345.png", "f001.png", "f1.png", "f0003.x2.png", "g0004.png", "f0005.jpg"):
+        (tmp_path / name).touch()
+    assert sorted(existing_frames(tmp_path / "f%04d.png")) == [1, 2, 12345]  # %04d: four digits or more
+    assert sorted(existing_frames(tmp_path / "f%d.png")) == [1, 12345]  # %d: no leading zeros
+
+
+def test_a_video_becomes_numbered_frames_equal_to_the_same_upscale_written_losslessly(tmp_path, caplog):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=7)
+    result = api.upscale_video(source, tmp_path / "frames" / "%04d.png", options=BICUBIC_X2)  # the folder is made
+    assert (result.frames, result.width, result.height) == (7, 128, 96)
+    assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == [f"{n:04d}.png" for n in range(1, 8)]
+    reference = api.upscale_video(source, tmp_path / "reference.mkv", options=BICUBIC_X2,
+                                  video=api.VideoOptions(codec="x264-lossless"))
+    assert np.array_equal(pixels(tmp_path / "frames" / "%04d.png"), pixels(reference.output))
+    assert "an image sequence holds pictures only: 1 other stream(s) (audio) are not written" in caplog.text
+
+
+def test_a_10bit_video_gives_16bit_pngs_and_8bit_jpegs_with_a_warning(tmp_path, caplog):
+    source = media.make_10bit_clip(tmp_path / "deep.mkv", frames=3)
+    api.upscale_video(source, tmp_path / "%02d.png", options=BICUBIC_X2)
+    assert media.ffprobe_streams_of(tmp_path / "01.png", "v:0")[0]["pix_fmt"] == "rgb48be"
+    deep = pixels(tmp_path / "%02d.png", "rgb48le")
+    assert len(np.unique(deep % 257)) > 1  # more than 8 bits of information: not 8-bit values scaled up
+    api.upscale_video(source, tmp_path / "%02d.jpg", options=BICUBIC_X2)
+    assert len(existing_frames(tmp_path / "%02d.jpg")) == 3
+    assert "has 10 bits per component and .jpg files 8: .png keeps 16" in caplog.text
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_frames_of_a_rotated_video_are_upright_as_players_show_them(tmp_path, rotation):
+    source = tmp_path / "phone.mp4"
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:, :16] = 255  # a white band down the stored left edge: where it ends up tells the turn
+    stored[:12, :, 0] = 255  # and a red one along the top, against a mirror image
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"qp": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.set_display_rotation(rotation)
+        for index in range(2):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    api.upscale_video(source, tmp_path / "%d.png", options=BICUBIC_X2)
+    shown = pixels(source)[0]  # ffmpeg turns it by the display matrix
+    assert shown.shape == (64, 48, 3)
+    ours = pixels(tmp_path / "%d.png")[0][::2, ::2].astype(int)
+    assert np.abs(ours - shown).mean() < 8
+    assert np.abs(ours - shown[::-1, ::-1]).mean() > 60  # the other way round would be far off
+
+
+def test_alpha_is_kept_in_png_and_flattened_onto_white_in_jpeg_with_one_warning(tmp_path, caplog):
+    source = make_alpha_clip(tmp_path / "alpha.webm", frames=4)
+    api.upscale_video(source, tmp_path / "%02d.png", options=BICUBIC_X2)
+    reference = api.upscale_video(source, tmp_path / "reference.mkv", options=BICUBIC_X2,
+                                  video=api.VideoOptions(codec="ffv1"))  # keeps exactly the alpha the model made
+    frames = pixels(tmp_path / "%02d.png", "rgba")
+    assert media.ffprobe_streams_of(tmp_path / "01.png", "v:0")[0]["pix_fmt"] == "rgba"
+    assert np.array_equal(frames[..., 3], rgba_frames(reference.output)[..., 3])
+    assert (frames[..., 3] < 255).any()
+    with caplog.at_level(logging.WARNING):
+        api.upscale_video(source, tmp_path / "%02d.jpg", options=BICUBIC_X2)
+    assert caplog.text.count("flattened onto white") == 1
+    flat = pixels(tmp_path / "%02d.jpg").astype(int)
+    alpha = frames[..., 3:] / 255
+    expected = frames[..., :3] * alpha + 255 * (1 - alpha)
+    assert np.abs(flat - expected).mean() < 4  # JPEG's own loss aside
+
+
+def test_existing_frames_are_refused_before_any_work_and_overwrite_removes_stale_ones(tmp_path):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=6)
+    pattern = tmp_path / "%03d.png"
+    api.upscale_video(source, pattern, options=BICUBIC_X2)
+    before = {path: path.stat().st_mtime_ns for path in existing_frames(pattern).values()}
+    with pytest.raises(OutputError, match=r"6 frame\(s\) of this sequence already exist \(001.png, ...\); use "
+                                          r"--overwrite"):
+        api.upscale_video(source, pattern, options=BICUBIC_X2)
+    assert {path: path.stat().st_mtime_ns for path in existing_frames(pattern).values()} == before
+    api.upscale_video(source, pattern, options=BICUBIC_X2, video=api.VideoOptions(max_frames=4), overwrite=True)
+    assert sorted(existing_frames(pattern)) == [1, 2, 3, 4]  # not 5 and 6 of the earlier, longer run
+
+
+def test_a_png_sequence_becomes_a_video_at_the_frame_rate_asked_for(tmp_path):
+    pattern = make_png_sequence(tmp_path / "render", frames=5, first=101)
+    output = tmp_path / "render.mp4"  # (Matroska would round the times to milliseconds)
+    api.upscale_video(pattern, output, options=BICUBIC_X2,
+                      video=api.VideoOptions(fps=Fraction(24000, 1001), codec="x264-lossless"))
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    assert stream["r_frame_rate"] == "24000/1001"
+    assert media.video_times(output) == [Fraction(1001, 24000) * n for n in range(5)]
+    for number, frame in zip(range(101, 106), pixels(output)):  # each frame as `vsr upscale IMAGE` makes it
+        still = api.upscale_image(frame_path(pattern, number), tmp_path / f"still{number}.png", options=BICUBIC_X2)
+        assert np.abs(frame.astype(int) - pixels(still)[0]).max() <= 1
+
+
+def test_a_sequence_gives_a_sequence_beside_it_keeping_its_numbers_depth_and_alpha(tmp_path):
+    pattern = make_png_sequence(tmp_path / "render", frames=3, first=7, pix_fmt="rgba64be")
+    result = subprocess.run([*VSR, "upscale", pattern, "-m", "bicubic", "--outscale", "2"], capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"wrote {tmp_path / 'render' / 'f%04d.x2.png'}: 3 frames at 128x96" in result.stdout
+    assert sorted(existing_frames(tmp_path / "render" / "f%04d.x2.png")) == [7, 8, 9]
+    assert media.ffprobe_streams_of(tmp_path / "render" / "f0007.x2.png", "v:0")[0]["pix_fmt"] == "rgba64be"
+
+
+def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
+    pattern = make_png_sequence(tmp_path / "render", frames=5)
+    frame_path(pattern, 3).unlink()
+    result = subprocess.run([*VSR, "upscale", pattern, "-m", "bicubic", "-o", tmp_path / "out.mp4"],
+                            capture_output=True, text=True)
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"vsr: error: {pattern}: frame 3 missing between frames 1 and 5 (f0003.png); "
+                                     f"a sequence is read without gaps")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["render"]
+    with pytest.raises(InputError, match="no file matches"):
+        api.check_input(tmp_path / "render" / "g%04d.png")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
+    (["-o", "{tmp}/%04d.png", "--crf", "12"], "--crf sets the video encoder; an image sequence is written as "
+                                              "image files"),
+    (["-o", "{tmp}/%04d.png", "--devices", "cpu,cpu"], "an image sequence is upscaled on one device"),
+])
+def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=3)
+    args = [arg.format(tmp=tmp_path) for arg in args]
+    result = subprocess.run([*VSR, "upscale", source, "-m", "bicubic", *args], capture_output=True, text=True)
+    assert result.returncode != 0 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_fps_must_be_a_positive_rate():
+    with pytest.raises(OptionError, match="--fps must be more than 0"):
+        api.VideoOptions(fps=Fraction(0)).validate()
