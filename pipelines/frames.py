@@ -41,7 +41,7 @@ class VideoStreamInfo:
     rotation: int = 0  # degrees, from the display matrix; the frames themselves are not rotated
     sample_aspect_ratio: Fraction | None = None
     interlaced: bool = False  # the stream says each frame holds two fields from two moments (field order tt, bb, ...)
-    alpha: bool = False  # the frames have transparency (an alpha plane, its first frame not fully opaque)
+    alpha: bool = False  # the frames have transparency (an alpha plane not fully opaque in the frames sampled)
 
 
 @dataclass

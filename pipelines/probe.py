@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # How many video packets `probe` reads to tell constant from variable frame rate.
 VFR_SAMPLE_PACKETS = 300
+# How many frames (of a video), or files spread over an image sequence, tell whether an RGBA stream is transparent.
+ALPHA_SAMPLE_FRAMES = 50
+ALPHA_SAMPLE_FILES = 9
 
 # FFmpeg's names for the AVColor* enum values (libavutil/pixfmt.h); "unspecified" is None.
 _PRIMARIES = {1: "bt709", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m", 8: "film", 9: "bt2020",
@@ -146,7 +149,7 @@ def video_stream_info(
     if context.name in ALPHA_DECODERS and tags.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
     elif (pixel_format := av.VideoFormat(pix_fmt)).has_palette or any(c.is_alpha for c in pixel_format.components):
-        alpha = _first_frame_is_transparent(container.name, stream.index)  # (palettes may have transparent entries)
+        alpha = _uses_alpha(container.name, stream.index)  # (palettes may have transparent entries)
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
         index=stream.index,
@@ -173,14 +176,24 @@ def video_stream_info(
     return info, estimated
 
 
-def _first_frame_is_transparent(path: str, index: int) -> bool:
-    """Whether the first frame of a stream whose pixel format has alpha (or a palette) uses it. GIF, PNG and
-    QuickTime RLE decode to RGBA whether or not a picture has a transparent pixel; an opaque one is upscaled as a plain
-    video."""
+def _uses_alpha(path: str, index: int) -> bool:
+    """Whether a stream whose pixel format has alpha (or a palette) uses it, in its first ALPHA_SAMPLE_FRAMES frames
+    (an animated sticker may start on an opaque frame), or in an image sequence's frames spread from its first to
+    its last. GIF, PNG and QuickTime RLE decode to RGBA whether or not a picture has a transparent pixel; an opaque
+    one is upscaled as a plain video."""
+    from vsr.pipelines.sequences import existing_frames, is_sequence  # which imports this module
+
+    if is_sequence(path):  # any frame's file can be read on its own: look across the whole sequence
+        files = [file for _, file in sorted(existing_frames(Path(path)).items())]
+        step = max(1, (len(files) - 1) // (ALPHA_SAMPLE_FILES - 1))
+        return any(_uses_alpha(str(file), 0) for file in [*files[::step], files[-1]])
     try:
         with open_input(path) as container:
-            for frame in container.decode(container.streams[index]):
-                return bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
+            for number, frame in enumerate(container.decode(container.streams[index])):
+                if (frame.to_ndarray(format="rgba")[..., 3] < 255).any():
+                    return True
+                if number + 1 == ALPHA_SAMPLE_FRAMES:
+                    break
     except (av.error.FFmpegError, OSError, InputError):
         pass  # the decoder says what is wrong with the file
     return False

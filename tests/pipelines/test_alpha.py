@@ -119,6 +119,36 @@ def test_a_gif_keeps_its_transparency_and_an_opaque_gif_stays_plain(tmp_path, tr
         assert stream["codec_name"] == "h264" and "alpha_mode" not in stream.get("tags", {})
 
 
+def test_a_gif_that_starts_opaque_and_turns_transparent_keeps_its_transparency(tmp_path):
+    from PIL import Image
+
+    frames = [Image.new("RGBA", (40, 30), (0, 90, 0, 255))]  # a title card, then a sticker on a clear ground
+    for index in range(3):
+        image = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+        image.paste((220, 30, 30, 255), (0, 5, 12 + 8 * index, 25))
+        frames.append(image)
+    source = tmp_path / "sticker.gif"
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
+    assert ffprobe_streams_of(result.output, "v:0")[0]["codec_name"] == "vp9"
+    alpha = rgba_frames(result.output)[..., 3]
+    assert (alpha[0] > 250).all() and (alpha[-1, :, 124:] < 5).all()  # right of the sticker: clear
+
+
+def test_a_sequence_whose_later_frames_are_transparent_keeps_its_alpha(tmp_path):
+    from PIL import Image
+
+    opaque = np.full((30, 40, 4), 255, np.uint8)
+    clear = opaque.copy()
+    clear[:, 20:, 3] = 0
+    for number, picture in enumerate([opaque] * 11 + [clear], start=1):
+        Image.fromarray(picture, "RGBA").save(tmp_path / f"f{number:03d}.png")
+    output = tmp_path / "out.mkv"
+    api.upscale_video(tmp_path / "f%03d.png", output, options=api.UpscaleOptions(model="bicubic"))
+    assert ffprobe_streams_of(output, "v:0")[0]["codec_name"] == "vp9"
+    assert (rgba_frames(output)[-1][:, 90:, 3] < 5).all()
+
+
 @pytest.mark.parametrize("codec", ["libx264", "libvpx-vp9"])  # VP9's alpha lives in Matroska only
 def test_a_codec_or_container_without_alpha_says_it_drops_it(tmp_path, caplog, codec):
     source = make_alpha_clip(tmp_path / "overlay.webm", frames=3)
