@@ -125,9 +125,12 @@ def media_kind(path: Path) -> str | None:
 
 
 def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> bool:
-    """A glob matches the path relative to the input folder (`*` crosses folders) or the file's name."""
+    """A glob matches the path relative to the input folder (`*` crosses folders) or the file's name. Smart case, as
+    fd and ripgrep: a pattern without capitals matches any case (*.mp4 takes a camera's CLIP0001.MP4), one with
+    capitals matches exactly."""
     def matches(pattern: str) -> bool:
-        return fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative.rsplit("/", 1)[-1], pattern)
+        path = relative.lower() if pattern == pattern.lower() else relative
+        return fnmatch.fnmatchcase(path, pattern) or fnmatch.fnmatchcase(path.rsplit("/", 1)[-1], pattern)
 
     return (not include or any(map(matches, include))) and not any(map(matches, exclude))
 

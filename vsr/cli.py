@@ -247,7 +247,8 @@ def batch(
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="A TOML jobs file: inputs with options of their own."),
     status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job is done."),
     include: Optional[list[str]] = typer.Option(None, "--include", help="Only inputs matching this glob (repeat for "
-                                                "more); matched against the path under IN_DIR and the file name."),
+                                                "more); matched against the path under IN_DIR and the file name; "
+                                                "a glob in lower case matches any case."),
     exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Skip inputs matching this glob (repeatable)."),
     workers: Optional[int] = typer.Option(None, "-j", "--workers", help="Worker processes on this machine (default 1)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="CUDA devices, one worker each, e.g. 0,1."),

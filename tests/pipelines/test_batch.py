@@ -107,6 +107,11 @@ def test_discover_mirrors_folders_names_like_upscale_and_filters(library, tmp_pa
     assert names(include=["*.mkv", "*.mov"]) == ["season1/b.x2.mkv", "season1/extras/c.x2.mov"]
     assert names(exclude=["season1/*", "q.jpg"]) == ["a.x2.mp4", "photos/p.x2.png"]
     assert names(include=["season1/*"], exclude=["*/extras/*"]) == ["season1/b.x2.mkv"]
+    (library / "CLIP0001.MP4").write_bytes((library / "a.mp4").read_bytes())  # as cameras name them
+    assert names(include=["*.mp4"]) == ["CLIP0001.x2.MP4", "a.x2.mp4"]  # smart case: lower case matches any
+    assert names(include=["*.MP4"]) == ["CLIP0001.x2.MP4"]
+    assert names(exclude=["clip*"]) == everything
+    (library / "CLIP0001.MP4").unlink()
     # An output folder inside the input folder is not searched: outputs never become inputs.
     inner = library / "upscaled"
     inner.mkdir()
