@@ -61,6 +61,7 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import ColorRange
+from vsr.pipelines.captions import CAPTION_SYNTAX, with_captions
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import Passthrough
@@ -246,11 +247,14 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
         self._temp = partial_path(self.output)
+        self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
         self._container: av.container.OutputContainer | None = None
         self._passthrough: Passthrough | None = None
         self._done = False
 
         spec = _codec_spec(codec)
+        self._caption_syntax = CAPTION_SYNTAX.get(spec.encoder)  # None: the codec has no place for captions
+        self._source, self._codec = Path(source), codec
         check_output(self.output, Path(source), overwrite)
         keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, self.output.suffix)
         self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha,
@@ -365,13 +369,34 @@ class VideoWriter:
                 self._passthrough.mux_until(float(pts * self._time_base))
                 video_frame.pts = pts - self._first_pts if self._trim else pts
                 video_frame.time_base = self._time_base
-                self._container.mux(self._stream.encode(video_frame))
+                if pts in batch.captions:
+                    self._keep_captions(video_frame.pts, batch.captions[pts])
+                self._mux(self._stream.encode(video_frame))
                 self._last_step = pts - self._last_pts if self._last_pts is not None else 0
                 self._last_pts = pts
                 self.frames_written += 1
         except (OSError, av.FFmpegError) as error:
             self.abort()
             raise self._write_error(error) from error
+
+    def _keep_captions(self, pts: int, cc_data: bytes) -> None:
+        if self._caption_syntax is not None:
+            self._captions[pts] = cc_data
+        else:
+            _warn_once("%s: the video carries closed captions in its frames (CEA-608/708), which codec %s has no "
+                       "place for: they are not written (libx264 and libx265 keep them)", self._source, self._codec)
+
+    def _mux(self, packets: list[av.Packet]) -> None:
+        """Mux encoded packets, each with the closed captions of its frame put back in (captions module)."""
+        for packet in packets:
+            cc_data = self._captions.pop(packet.pts, None)
+            if cc_data is not None:
+                captioned = av.Packet(with_captions(bytes(packet), cc_data, self._caption_syntax))
+                captioned.stream, captioned.time_base = packet.stream, packet.time_base
+                captioned.pts, captioned.dts, captioned.duration = packet.pts, packet.dts, packet.duration
+                captioned.is_keyframe = packet.is_keyframe
+                packet = captioned
+            self._container.mux(packet)
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
@@ -419,7 +444,7 @@ class VideoWriter:
         if self._done:
             return
         try:
-            self._container.mux(self._stream.encode(None))
+            self._mux(self._stream.encode(None))
             if not self._trim:
                 self._passthrough.mux_rest()
             elif self._last_pts is not None:  # a preview: what overlaps its frames

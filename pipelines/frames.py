@@ -7,7 +7,7 @@ source stream's time base, so the output has the same frames at the same times (
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
 import torch
@@ -55,6 +55,8 @@ class FrameBatch:
 
     frames: torch.Tensor
     pts: list[int]
+    # Closed captions (A/53 cc_data, see pipelines/captions.py) by pts, for the frames that carry some.
+    captions: dict[int, bytes] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.pts)

@@ -262,7 +262,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
         height, width, output_info = video_output_size(engine, decoder.info)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
+            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts,
+                              batch.captions)
 
         with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,

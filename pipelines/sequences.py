@@ -145,6 +145,7 @@ class ImageSequenceWriter:
         # frames are numbered from 1.
         self._first_number = first_frame(Path(source)) if is_sequence(source) else None
         self._done = False
+        self._source, self._said_captions = Path(source), False
         self._warn_about_what_is_lost(Path(source), source_info, copy_streams)
         self.output.parent.mkdir(exist_ok=True)
 
@@ -182,6 +183,10 @@ class ImageSequenceWriter:
         H×W = height×width, on any device."""
         if self._done:
             raise ValueError(f"the writer of {self.output} is already closed")
+        if batch.captions and not self._said_captions:
+            log.warning("%s: the video carries closed captions in its frames (CEA-608/708), which image files have "
+                        "no place for: they are not written", self._source)
+            self._said_captions = True
         frames = batch.frames.detach().cpu()
         frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
         for planes, pts in zip(frames, batch.pts):

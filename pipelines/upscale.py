@@ -308,7 +308,8 @@ def upscale_video(
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
-                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts)
+                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts,
+                                  batch.captions)
 
             times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
                                  device=engine.device)

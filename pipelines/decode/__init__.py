@@ -61,6 +61,7 @@ from pathlib import Path
 import torch
 
 from vsr.errors import OptionError
+from vsr.pipelines.captions import carries_captions
 from vsr.pipelines.decode._base import Decoder, Selection, rgb_matrix
 from vsr.pipelines.decode._dali import DaliDecoder
 from vsr.pipelines.decode._decord import DecordDecoder
@@ -106,6 +107,14 @@ def open_decoder(
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
         warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
+    if backend in ("dali", "decord") or (backend == "auto" and device.type == "cuda"):
+        if carries_captions(path):
+            message = "the frames carry closed captions (CEA-608/708), which PyAV alone reads out of them"
+            if backend == "auto":
+                log.info("%s: decoding with PyAV instead of DALI: %s", path, message)
+            else:
+                _warn_once(path, f"decoding with PyAV instead of {backend}: {message}")
+            return PyAVDecoder(path, **options)
     if backend == "dali" or (backend == "auto" and device.type == "cuda"):
         try:
             return DaliDecoder(path, **options)

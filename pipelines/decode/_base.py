@@ -81,7 +81,8 @@ class Decoder:
     to `selection`; a picture is a host array (uint8, or uint16 rgb48 for deeper sources) or a tensor converted
     already (uint8, or float32 in [0, 1]; NVDEC's on the GPU). The base class batches them, caps them at
     `selection.max_frames` and moves them to `device`. A backend that decodes whole batches on a device (DALI)
-    overrides `_batches` instead.
+    overrides `_batches` instead. A backend that reads the frames' closed captions (PyAV) puts them in `captions`
+    by pts, and the batches carry them on (`FrameBatch.captions`).
     """
 
     backend = ""
@@ -91,6 +92,7 @@ class Decoder:
         self.info = info
         self.device = device
         self.selection = selection
+        self.captions: dict[int, bytes] = {}  # pts → cc_data of decoded frames not yet batched (captions module)
         self._started = False
 
     def batches(self, batch_size: int) -> Iterator[FrameBatch]:
@@ -140,7 +142,8 @@ class Decoder:
                 frames = frames.to(self.device)
         else:  # converted by the backend already, on the GPU (NVDEC) or on the CPU
             frames = torch.stack([_rgb_tensor(picture).to(self.device) for picture in pictures])
-        return FrameBatch(frames=frames.permute(0, 3, 1, 2), pts=list(pts))
+        captions = {frame_pts: self.captions.pop(frame_pts) for frame_pts in pts if frame_pts in self.captions}
+        return FrameBatch(frames=frames.permute(0, 3, 1, 2), pts=list(pts), captions=captions)
 
     def close(self) -> None:
         pass

@@ -25,6 +25,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.reformatter import Interpolation, VideoReformatter
 
 from vsr.errors import InputError
+from vsr.pipelines.captions import frame_captions
 from vsr.pipelines.colour import planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
@@ -129,6 +130,8 @@ class PyAVDecoder(Decoder):
             if selection.is_after(pts):
                 return
             count += 1
+            if (cc_data := frame_captions(frame)) is not None:
+                self.captions[pts] = cc_data
             yield self._to_pixels(frame), pts
         if selection.is_everything:
             self._check_complete(count, last_pts)
