@@ -80,6 +80,7 @@ class MediaInfo:
     metadata: dict[str, str] = field(default_factory=dict)
     frame_count_estimated: bool = False  # video.frame_count is duration × average rate, not counted by the muxer
     vfr: bool | None = None  # variable frame rate, judged from the first VFR_SAMPLE_PACKETS packets
+    captions: bool = False  # closed captions in the video frames (captions.carries_captions)
 
 
 def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.container.InputContainer:
@@ -250,6 +251,8 @@ class TimelineWatch:
 
 def probe(path: str | Path) -> MediaInfo:
     """Read what `path` holds. Raises InputError if it is not a media file with a decodable video stream."""
+    from vsr.pipelines.captions import carries_captions  # which imports this module
+
     path = Path(path)
     with open_input(path) as container:
         video = find_video_stream(container, path)
@@ -276,6 +279,7 @@ def probe(path: str | Path) -> MediaInfo:
             metadata=dict(container.metadata),
             frame_count_estimated=estimated,
             vfr=_is_vfr(pts),
+            captions=carries_captions(path),
         )
 
 
@@ -320,6 +324,8 @@ def format_probe(info: MediaInfo, work: str | None = None) -> str:
                 line += ", interlaced"
             if video.alpha:
                 line += ", with alpha"
+            if info.captions:
+                line += ", closed captions in the frames"
             if video.rotation:
                 line += f", rotated {video.rotation}°"
             if video.sample_aspect_ratio:

@@ -102,6 +102,13 @@ def test_a_preview_and_a_video_in_segments_keep_the_captions_of_their_frames(sou
     assert list(captions_by_time(joined.output).values()) == [cc_data(index) for index in range(FRAMES)]
 
 
+def test_probe_says_a_video_carries_captions(source, tmp_path):
+    from vsr.pipelines.probe import format_probe, probe
+
+    assert probe(source).captions and ", closed captions in the frames" in format_probe(probe(source))
+    assert not probe(media.make_aac_mp4(tmp_path / "plain.mp4")).captions
+
+
 def test_a_codec_without_a_place_for_captions_says_it_drops_them_once(source, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         output = api.upscale_video(source, tmp_path / "out.webm", options=BICUBIC_X2,
