@@ -5,10 +5,12 @@ FFmpeg's decoders hand them over as each frame's side data, and its encoders wri
 frames' side data, which PyAV cannot attach to a new frame. So the decoder keeps each frame's `cc_data`
 (`frame_captions`, carried in `FrameBatch.captions` by pts) and the writer puts it back into the encoded access unit
 of the same frame as the SEI message encoders write for it (`with_captions`): user data registered by ITU-T T.35,
-ATSC's "GA94" identifier, user data type 3, the cc_data. H.264 and HEVC carry it; other codecs have no place for it.
+ATSC's "GA94" identifier, user data type 3, the cc_data. AV1 carries the same T.35 message in a metadata OBU. Other
+codecs have no place for it.
 
     cc_data = frame_captions(frame)                       # bytes (3 per caption packet), or None
     data = with_captions(bytes(packet), cc_data, "h264")  # the access unit with an SEI before its first slice
+                                                          # ("hevc" too; "av1": a metadata OBU before its frames)
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ import av
 from vsr.errors import InputError
 from vsr.pipelines.probe import find_video_stream, open_input
 
-# The encoders whose output carries captions, by the NAL unit syntax they write (Annex B: start codes).
+# The encoders whose output carries captions, by the syntax of their packets: H.264/HEVC NAL units in Annex B form
+# (start codes), AV1 OBUs with their sizes (the low-overhead format).
 CAPTION_SYNTAX = {"libx264": "h264", "libx264rgb": "h264", "h264_nvenc": "h264", "libx265": "hevc",
-                  "hevc_nvenc": "hevc"}
+                  "hevc_nvenc": "hevc", "libsvtav1": "av1", "av1_nvenc": "av1"}
 _T35_GA94 = b"\xb5\x00\x31GA94\x03"  # United States, ATSC; "GA94"; user_data_type_code 3: cc_data
 _MOST_PER_MESSAGE = 31  # cc_count has 5 bits
 _START_CODE = re.compile(b"\x00\x00\x01")
@@ -54,7 +57,10 @@ def carries_captions(path: str | Path) -> bool:
 
 def with_captions(data: bytes, cc_data: bytes, syntax: str) -> bytes:
     """An H.264 or HEVC access unit in Annex B form (`syntax` "h264" or "hevc") with `cc_data` in SEI messages
-    just before its first slice, after the parameter sets and other SEI, where encoders put them."""
+    just before its first slice, after the parameter sets and other SEI, where encoders put them; an AV1 temporal
+    unit (`syntax` "av1") with it in a metadata OBU before its first frame."""
+    if syntax == "av1":
+        return _av1_with_captions(data, cc_data)
     slice_types = range(1, 6) if syntax == "h264" else range(0, 32)
     for match in _START_CODE.finditer(data):
         header = data[match.end()] if match.end() < len(data) else None
@@ -66,17 +72,59 @@ def with_captions(data: bytes, cc_data: bytes, syntax: str) -> bytes:
 
 
 def caption_sei(cc_data: bytes, syntax: str) -> bytes:
-    """SEI NAL units (Annex B, with start codes) holding `cc_data`, 31 caption packets per message at most."""
-    triplets = len(cc_data) // 3
+    """SEI NAL units (Annex B, with start codes) holding `cc_data`."""
+    header = b"\x06" if syntax == "h264" else b"\x4e\x01"  # H.264 type 6; HEVC prefix SEI, type 39, layer 0
     units = b""
-    for first in range(0, triplets, _MOST_PER_MESSAGE):
-        count = min(_MOST_PER_MESSAGE, triplets - first)
-        # process_cc_data_flag, then cc_count; em_data 0xff; the packets; marker bits 0xff
-        body = _T35_GA94 + bytes([0x40 | count, 0xFF]) + cc_data[3 * first:3 * (first + count)] + b"\xff"
+    for body in _t35_messages(cc_data):
         message = _sei_number(4) + _sei_number(len(body)) + body  # payload type 4: registered user data
-        header = b"\x06" if syntax == "h264" else b"\x4e\x01"  # H.264 type 6; HEVC prefix SEI, type 39, layer 0
         units += b"\x00\x00\x00\x01" + header + _escaped(message + b"\x80")  # with the RBSP stop bit
     return units
+
+
+def _t35_messages(cc_data: bytes) -> list[bytes]:
+    """The T.35 messages holding `cc_data`, 31 caption packets each at most (cc_count has 5 bits)."""
+    packets = [cc_data[i:i + 3] for i in range(0, len(cc_data) - 2, 3)]
+    chunks = [packets[i:i + _MOST_PER_MESSAGE] for i in range(0, len(packets), _MOST_PER_MESSAGE)]
+    # process_cc_data_flag and cc_count, em_data 0xff, the packets, marker bits 0xff
+    return [_T35_GA94 + bytes([0x40 | len(chunk), 0xFF]) + b"".join(chunk) + b"\xff" for chunk in chunks]
+
+
+def _av1_with_captions(data: bytes, cc_data: bytes) -> bytes:
+    position = 0
+    while position < len(data):  # each OBU: a header byte (type in bits 3-6), an extension byte if flagged, a size
+        obu_type, has_extension = (data[position] >> 3) & 0xF, (data[position] >> 2) & 1
+        size, size_bytes = _leb128_value(data, position + 1 + has_extension)
+        if obu_type in (3, 6):  # a frame header, a frame
+            obus = b"".join(_av1_metadata_obu(body) for body in _t35_messages(cc_data))
+            return data[:position] + obus + data[position:]
+        position += 1 + has_extension + size_bytes + size
+    return data
+
+
+def _av1_metadata_obu(t35_message: bytes) -> bytes:
+    """A metadata OBU (type 5, with a size field) of metadata type ITU-T T.35 (4)."""
+    payload = _leb128(4) + t35_message + b"\x80"  # the trailing bits
+    return bytes([5 << 3 | 0x02]) + _leb128(len(payload)) + payload
+
+
+def _leb128(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+def _leb128_value(data: bytes, position: int) -> tuple[int, int]:
+    """The unsigned LEB128 number at `position` and how many bytes it takes."""
+    value = 0
+    for count in range(8):
+        byte = data[position + count]
+        value |= (byte & 0x7F) << (7 * count)
+        if not byte & 0x80:
+            return value, count + 1
+    raise ValueError("an AV1 OBU size longer than 8 bytes")
 
 
 def _sei_number(value: int) -> bytes:
