@@ -38,6 +38,7 @@ from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecuto
 from vsr.pipelines.engine import check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
 from vsr.pipelines.probe import video_has_alpha
+from vsr.pipelines.sequences import is_sequence
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +225,10 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
         options, video = build_options(_layered(defaults, values or {}, settings), where)
         source = base / entry["input"]
-        relative = source.relative_to(base) if source.resolve().is_relative_to(base.resolve()) else Path(source.name)
+        if is_sequence(source) or (isinstance(entry.get("output"), str) and is_sequence(entry["output"])):
+            raise OptionError(f"{where}: vsr batch takes files, not image sequences; use vsr upscale for those")
+        inside = source.resolve().is_relative_to(base.resolve())
+        relative = source.resolve().relative_to(base.resolve()) if inside else Path(source.name)
         output = _job_output(entry, out_dir, where)
         jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
     return jobs, out_dir

@@ -458,6 +458,15 @@ class Hdr10Metadata:
     max_fall: int | None = None  # brightest frame average, cd/m²
 
 
+def frame_side_data(frame: av.VideoFrame) -> dict:
+    """A decoded frame's side data, bytes by type; empty where PyAV cannot list it: PyAV 18 fails on any type its
+    enum lacks, such as the EXIF that FFmpeg 8 attaches to JPEG frames (none of which carry captions or HDR)."""
+    try:
+        return {side.type: bytes(side) for side in frame.side_data}
+    except ValueError:
+        return {}
+
+
 def read_hdr10(path: str | Path, index: int) -> Hdr10Metadata | None:
     """The HDR10 metadata of video stream `index`, from its first frame's side data (where decoders put the SEI
     messages or container fields that carry it); None if it has none or its first frame cannot be decoded (the
@@ -467,7 +476,7 @@ def read_hdr10(path: str | Path, index: int) -> Hdr10Metadata | None:
             frame = next(container.decode(container.streams[index]), None)
         except av.FFmpegError:
             return None
-    sides = {side.type: bytes(side) for side in (frame.side_data if frame is not None else ())}
+    sides = frame_side_data(frame) if frame is not None else {}
     mastering = sides.get(av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA)
     light = sides.get(av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL)
     if mastering is None and light is None:

@@ -59,7 +59,7 @@ def existing_frames(pattern: Path) -> dict[int, Path]:
     if not pattern.parent.is_dir():
         return {}
     before, digits, after = _NUMBER.split(pattern.name.replace("%%", "\0"), maxsplit=1)
-    width = int(digits) if digits else 0  # %06d takes 6 digits or more, %d any number of them
+    width = int(digits) if digits else 1  # %06d takes 6 digits or more, %d one or more
     name = re.compile(re.escape(before).replace("\0", "%") + rf"(\d{{{width},}})"
                       + re.escape(after).replace("\0", "%") + r"\Z")
     found = {}
@@ -70,9 +70,19 @@ def existing_frames(pattern: Path) -> dict[int, Path]:
     return found
 
 
+def _check_pattern(pattern: Path) -> None:
+    """One line where a sequence's name has a % that is not its frame number (which printf would refuse)."""
+    try:
+        pattern.name % 1
+    except (TypeError, ValueError):
+        raise OptionError(f"{pattern}: a sequence's name has one frame number (%d, %04d); write any other % as %%") \
+            from None
+
+
 def first_frame(pattern: Path) -> int:
     """The number of the first frame of the sequence `pattern`, which must be complete: one line (InputError) where
     no file matches, or where a frame between the first and the last is missing."""
+    _check_pattern(pattern)
     if pattern.suffix.lower() not in READ_SUFFIXES:
         raise InputError(f"{pattern}: not a sequence of images vsr reads ({', '.join(READ_SUFFIXES)})")
     numbers = sorted(existing_frames(pattern))
@@ -100,8 +110,7 @@ def open_sequence(pattern: str | Path, frame_rate: Fraction | None = None) -> av
 
 def check_sequence_output(pattern: Path, overwrite: bool) -> None:
     """One line for each way writing the sequence `pattern` would go wrong, before any work starts."""
-    if _NUMBER.search(pattern.parent.as_posix()):
-        raise OptionError(f"{pattern}: the frame number (%d) goes in the file name, not in a folder's")
+    _check_pattern(pattern)
     images.check_writable(pattern)
     found = existing_frames(pattern)
     if found and not overwrite:
@@ -140,6 +149,8 @@ class ImageSequenceWriter:
         self._flatten = source_info.alpha and suffix in (".jpg", ".jpeg")
         self._bit_depth = 16 if source_info.bit_depth > 8 and suffix == ".png" else 8
         self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
+        if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
+            self.width, self.height = height, width
         self._replaced = existing_frames(self.output)  # with --overwrite: the frames an earlier run left
         # A sequence made from a sequence keeps its frame numbers (pts 0, 1, ... from its first frame); a video's
         # frames are numbered from 1.
@@ -216,6 +227,8 @@ class ImageSequenceWriter:
 
     def abort(self) -> None:
         """Stop; the frames written so far stay, each one whole."""
+        if not self._done and self.frames_written:
+            log.warning("%s: stopped after %d frame(s), each written whole", self.output, self.frames_written)
         self._done = True
 
     def __enter__(self) -> ImageSequenceWriter:
@@ -235,9 +248,19 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
     if video.fps is not None and not is_sequence(source):
         raise OptionError(f"--fps sets the frame rate of an image sequence (frames/%06d.png); {source} keeps its "
                           f"own frame times")
-    if output is not None and is_sequence(output):
+    if output is None:
+        return
+    output = Path(output)
+    if _NUMBER.search(output.parent.as_posix()) and not output.parent.exists():
+        raise OptionError(f"{output}: the frame number (%d) goes in the file name, not in a folder's")
+    if is_sequence(output):
+        if output.absolute() == Path(source).absolute():
+            raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
         _check_no_video_options(video)
-        check_sequence_output(Path(output), overwrite)
+        check_sequence_output(output, overwrite)
+    elif output.suffix.lower() in images.READ_SUFFIXES:
+        raise OptionError(f"{output}: one image; to write every frame as an image, number them: "
+                          f"{output.with_name(f'{output.stem}%06d{output.suffix}')}")
 
 
 def _check_no_video_options(options) -> None:

@@ -169,8 +169,12 @@ def upscale_image(
 ) -> Path:
     """Upscale one image file (png, jpg, webp, tiff, bmp; RGB, gray or RGBA; 16-bit stays 16-bit in PNG). Returns
     the output path."""
+    from vsr.pipelines.sequences import is_sequence
+
     source = Path(source)
     check_input(source)
+    if output is not None and is_sequence(output):
+        raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
     if output is not None:
         images.check_writable(Path(output))  # before the model runs
     # One image is one shape seen once: capturing a graph for it (three warm-up runs, the frame padded to a full
@@ -248,12 +252,13 @@ class VideoResult:
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
 
 
-def video_output_size(engine: Engine, info: VideoStreamInfo) -> tuple[int, int, VideoStreamInfo]:
+def video_output_size(engine: Engine, info: VideoStreamInfo, even: bool = True) -> tuple[int, int, VideoStreamInfo]:
     """A video's upscaled (height, width), and the stream info its writer takes the tags from. With --width/--height
     (`Engine.output_size`) the sides are those shown (after the rotation, with the pixel aspect applied), even for
-    4:2:0, and the pixels square: the source's pixel aspect ratio is not copied."""
+    4:2:0 (`even`; not for an image sequence), and the pixels square: the source's pixel aspect ratio is not
+    copied."""
     height, width = engine.output_size(info.height, info.width, pixel_aspect=info.sample_aspect_ratio or 1,
-                                       turned=info.rotation % 180 == 90, even=True)
+                                       turned=info.rotation % 180 == 90, even=even)
     return height, width, replace(info, sample_aspect_ratio=None) if engine.sized else info
 
 
@@ -284,7 +289,7 @@ def upscale_video(
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
 
-    from vsr.pipelines.sequences import check_sequence_options
+    from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     source = Path(source)
     check_input(source)
@@ -298,7 +303,8 @@ def upscale_video(
     )
     with decoder:
         info = decoder.info
-        height, width, output_info = video_output_size(engine, info)
+        # Image files need no even sides; a sequence's default output is a sequence.
+        height, width, output_info = video_output_size(engine, info, even=not is_sequence(output or source))
         if output is None:
             output = default_output_path(source, engine.label, video.codec, info.alpha)
         output = Path(output)
@@ -319,7 +325,8 @@ def upscale_video(
                     lasts += f", its last frame starting at about {info.duration - 1 / info.average_rate:.3f} s"
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
-    return VideoResult(output=output, frames=times.frames, width=width, height=height, times=times, decoder=name)
+    return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
+                       decoder=name)
 
 
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,

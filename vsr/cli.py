@@ -85,7 +85,8 @@ def _user_errors(command):
             typer.echo(f"vsr: error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("vsr: interrupted; no output was written", err=True)
+            # (A video's output is still under its hidden temporary name; an image sequence's frames are whole.)
+            typer.echo("vsr: interrupted; no unfinished file is left under an output's name", err=True)
             raise typer.Exit(130) from None
 
     return wrapper

@@ -65,6 +65,7 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     """Write the comparison clip of `source` and `upscaled` (see the module doc); returns its path."""
     from vsr.pipelines.encode import partial_path
     from vsr.pipelines.probe import probe
+    from vsr.pipelines.sequences import is_sequence
     from vsr.pipelines.upscale import check_input, is_image
 
     options.validate()
@@ -73,6 +74,9 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
         check_input(path)
         if is_image(path):
             raise OptionError(f"{path}: vsr compare shows videos; for an image, view the two files side by side")
+        if is_sequence(path):
+            raise OptionError(f"{path}: vsr compare takes video files; make one of the sequence first, e.g. "
+                              f"ffmpeg -framerate 25 -start_number FIRST -i '{path}' -c:v ffv1 sequence.mkv")
     output = Path(output) if output is not None else default_compare_path(upscaled)
     check_output(output, upscaled, overwrite)
     if output.resolve() == source.resolve():

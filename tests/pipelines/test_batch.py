@@ -280,6 +280,18 @@ def test_a_jobs_file_sets_options_per_job(tmp_path):
     assert [job.video.max_frames for job in jobs] == [1, 2, 1]
 
 
+def test_a_jobs_file_in_the_current_folder_takes_absolute_inputs(tmp_path, monkeypatch):
+    (tmp_path / "work").mkdir()
+    make_clip(tmp_path / "elsewhere.mp4", frames=2)
+    make_clip(tmp_path / "work" / "here.mp4", frames=2)
+    (tmp_path / "work" / "jobs.toml").write_text(
+        f'output_dir = "done"\n[[job]]\ninput = "{tmp_path / "elsewhere.mp4"}"\n'
+        f'[[job]]\ninput = "{tmp_path / "work" / "here.mp4"}"\nmodel = "bicubic"\n')
+    monkeypatch.chdir(tmp_path / "work")
+    jobs, out = batch.load_jobs_file(Path("jobs.toml"))
+    assert [job.name for job in jobs] == ["elsewhere.x4.mp4", "here.x4.mp4"]
+
+
 def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
     with pytest.raises(InputError, match="is a folder, not a jobs file"):
         batch.load_jobs_file(tmp_path)
@@ -302,9 +314,12 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "a.mp4"\noutput = 3\n', "output must be a file name"),
         ('defaults = 3\n[[job]]\ninput = "a.mp4"\n', "\\[defaults\\] must be a table"),
         ('job = [1]\n', "no \\[\\[job\\]\\] tables"),
+        ('[[job]]\ninput = "render/f%04d.png"\n', "vsr batch takes files, not image sequences"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "frames/%04d.png"\n', "vsr batch takes files, not image sequences"),
     ],
     ids=["unknown option", "wrong type", "no input", "no jobs", "same output twice", "absolute output",
-         "output outside", "output not text", "defaults not a table", "job not a table"],
+         "output outside", "output not text", "defaults not a table", "job not a table", "sequence in",
+         "sequence out"],
 )
 def test_a_bad_jobs_file_is_one_option_error(tmp_path, text, message):
     jobs_file = tmp_path / "jobs.toml"

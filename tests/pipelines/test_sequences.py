@@ -61,6 +61,8 @@ def test_only_the_files_of_the_pattern_are_its_frames(tmp_path):
         (tmp_path / name).touch()
     assert sorted(existing_frames(tmp_path / "f%04d.png")) == [1, 2, 12345]  # %04d: four digits or more
     assert sorted(existing_frames(tmp_path / "f%d.png")) == [1, 12345]  # %d: no leading zeros
+    (tmp_path / "f.png").touch()  # no number at all
+    assert sorted(existing_frames(tmp_path / "f%d.png")) == [1, 12345]
 
 
 def test_a_video_becomes_numbered_frames_equal_to_the_same_upscale_written_losslessly(tmp_path, caplog):
@@ -177,6 +179,9 @@ def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
+    (["-o", "{tmp}/50%_%04d.png"], "a sequence's name has one frame number (%d, %04d); write any other % as %%"),
+    (["-o", "{tmp}/a%04d/x.png"], "the frame number (%d) goes in the file name, not in a folder's"),
+    (["-o", "{tmp}/x.png"], "one image; to write every frame as an image, number them: {tmp}/x%06d.png"),
     (["-o", "{tmp}/%04d.png", "--crf", "12"], "--crf sets the video encoder; an image sequence is written as "
                                               "image files"),
     (["-o", "{tmp}/%04d.png", "--devices", "cpu,cpu"], "an image sequence is upscaled on one device"),
@@ -185,10 +190,46 @@ def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=3)
     args = [arg.format(tmp=tmp_path) for arg in args]
     result = subprocess.run([*VSR, "upscale", source, "-m", "bicubic", *args], capture_output=True, text=True)
-    assert result.returncode != 0 and result.stderr.count("\n") == 1 and message in result.stderr
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert message.format(tmp=tmp_path) in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 def test_fps_must_be_a_positive_rate():
     with pytest.raises(OptionError, match="--fps must be more than 0"):
         api.VideoOptions(fps=Fraction(0)).validate()
+
+
+def test_a_sequence_is_not_replaced_by_its_own_upscale_nor_made_from_one_image_nor_compared(tmp_path):
+    pattern = make_png_sequence(tmp_path / "render", frames=2)
+    with pytest.raises(OutputError, match="the output would replace the input"):
+        api.upscale_video(pattern, pattern, options=BICUBIC_X2, overwrite=True)
+    with pytest.raises(OptionError, match="an image sequence is made from a video or a sequence"):
+        api.upscale_image(frame_path(pattern, 1), tmp_path / "%04d.png", options=BICUBIC_X2)
+    with pytest.raises(OptionError, match="vsr compare takes video files; make one of the sequence first"):
+        api.compare_videos(media.make_aac_mp4(tmp_path / "clip.mp4"), pattern)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "render"]
+
+
+def test_a_jpeg_sequence_with_exif_is_turned_upright_as_one_jpeg_is(tmp_path):
+    from PIL import Image
+
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:, :16] = 255  # a white band down the stored left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: turn right to view
+    (tmp_path / "shots").mkdir()
+    for number in (1, 2):
+        Image.fromarray(stored).save(tmp_path / "shots" / f"s{number}.jpg", quality=95, exif=exif)
+    api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "%d.png", options=BICUBIC_X2)
+    still = api.upscale_image(tmp_path / "shots" / "s1.jpg", tmp_path / "still.png", options=BICUBIC_X2)
+    frame, single = pixels(tmp_path / "%d.png")[0].astype(int), pixels(still)[0].astype(int)
+    assert frame.shape == single.shape == (128, 96, 3)  # upright: taller than wide
+    assert np.abs(frame - single).mean() < 3 and frame[:8].mean() > 200  # turned right: the band is along the top
+
+
+def test_a_sequence_output_takes_an_odd_width(tmp_path):
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=2)
+    result = api.upscale_video(source, tmp_path / "%d.png", options=api.UpscaleOptions(model="bicubic", width=101))
+    assert (result.width, result.height) == (101, 76)  # 101 × 48/64 = 75.75: rounded, not made even
+    assert media.ffprobe_streams_of(tmp_path / "1.png", "v:0")[0]["width"] == 101
