@@ -23,6 +23,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from vsr.pipelines.colour import EXACT_CONVERSION
 from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 from vsr.errors import InputError, OptionError, OutputError
@@ -122,8 +123,8 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
         # A palette may carry transparency (PNG tRNS); keep alpha only if some entry actually uses it.
         has_alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
     packed = PNG_FORMATS[(deep, gray, has_alpha)]
-    if fmt.name != packed:
-        frame = frame.reformat(format=packed)  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...
+    if fmt.name != packed:  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...
+        frame = frame.reformat(format=packed, interpolation=EXACT_CONVERSION)
     array = torch.from_numpy(_plane_array(frame).astype(np.float32)) / (65535 if deep else 255)
     planes = array.permute(2, 0, 1)  # C×H×W
     color = planes[:1].repeat(3, 1, 1) if gray else planes[:3]

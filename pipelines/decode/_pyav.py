@@ -22,19 +22,15 @@ import av
 import numpy as np
 import torch
 from av.codec.hwaccel import HWAccel
-from av.video.reformatter import Interpolation, VideoReformatter
+from av.video.reformatter import VideoReformatter
 
 from vsr.errors import InputError
 from vsr.pipelines.captions import frame_captions
-from vsr.pipelines.colour import planes_to_rgb
+from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.probe import ALPHA_DECODERS, TimelineWatch, find_video_stream, open_input, video_stream_info
 
-# swscale's default YUV→RGB path is a fast fixed-point one: measured with PyAV 18.1 on flat BT.709 colors, 2/3 of
-# them come out 2-3 levels off. Accurate rounding with full chroma interpolation is within 1 level of the exact
-# equations, and costs ~10% of decoding speed at 640×360 (more for the conversion alone).
-EXACT_CONVERSION = Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
 DEEP_PLANAR_YUV = re.compile(r"yuv4(20|22|44)p(9|10|12|14|16)le")
 DEEP_PLANAR_YUVA = re.compile(r"yuva4(20|22|44)p(9|10|12|16)le")  # the same with an alpha plane (ProRes 4444)

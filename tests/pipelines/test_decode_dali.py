@@ -24,7 +24,7 @@ from vsr.errors import InputError
 from vsr.pipelines.colour import yuv_to_rgb
 from vsr.pipelines.decode import DaliDecoder, PyAVDecoder, open_decoder, rgb_matrix
 from vsr.pipelines.decode._dali import SEQUENCE_FRAMES
-from vsr.pipelines.decode._pyav import EXACT_CONVERSION
+from vsr.pipelines.colour import EXACT_CONVERSION
 
 HAVE_DALI = importlib.util.find_spec("nvidia.dali") is not None
 needs_dali = pytest.mark.skipif(not HAVE_DALI, reason="DALI is not installed (the gpu extra)")

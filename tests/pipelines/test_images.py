@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
@@ -16,6 +17,8 @@ from vsr.models.resample import Resample
 from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.pipelines.engine import Engine
 from vsr.pipelines.images import Image, read_image, upscale_image, write_image
+
+SAMPLE_FRAME = Path(__file__).parents[2] / "samples" / "bbb_frame.png"
 
 VSR = [sys.executable, "-m", "vsr.cli"]
 
@@ -103,6 +106,18 @@ def test_pngs_written_by_ffmpeg_read_correctly(tmp_path):
     palette = read_image(tmp_path / "palette.png")
     assert palette.alpha is None and palette.bit_depth == 8 and not palette.gray
     assert torch.equal(palette.rgb, read_image(tmp_path / "palette-as-rgb.png").rgb)
+
+
+@pytest.mark.parametrize("suffix, options", [(".jpg", {"quality": 95, "subsampling": 2}), (".webp", {"quality": 90})])
+def test_lossy_photos_decode_as_their_reference_decoders_show_them(tmp_path, suffix, options):
+    """4:2:0 chroma interpolated as libjpeg and libwebp (through Pillow) do, not repeated pixel by pixel."""
+    from PIL import Image as PillowImage
+
+    path = tmp_path / f"photo{suffix}"
+    PillowImage.open(SAMPLE_FRAME).convert("RGB").save(path, **options)
+    ours = (read_image(path).rgb.permute(1, 2, 0).numpy() * 255).round().astype(int)
+    reference = np.asarray(PillowImage.open(path).convert("RGB")).astype(int)
+    assert np.abs(ours - reference).mean() < 0.5 and np.abs(ours - reference).max() <= 4  # (repeated: 1.5 and 40)
 
 
 def test_a_cmyk_jpeg_reads_as_rgb_without_alpha(tmp_path, caplog):
