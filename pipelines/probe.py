@@ -358,19 +358,26 @@ def _display_rotation(path: str, index: int) -> int:
 
 
 def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[list[int], bool]:
-    """The pts of the first VFR_SAMPLE_PACKETS video packets, in presentation order, and whether that was all."""
-    pts = []
+    """The pts of the first VFR_SAMPLE_PACKETS video packets, in presentation order, and whether that was all.
+
+    Packets come in decoding order: where reading stops, frames shown before the last one read (B-frames) may still
+    be unread. A frame's pts is never before its dts, so the pts up to the last dts read have no such gap; the
+    later ones are left out (otherwise the gaps look like a variable frame rate)."""
+    pts, last_dts = [], None
     if container.format.name == "image2":  # an image sequence: a constant rate, and a packet is a whole file
         return pts, False
     try:
         for packet in container.demux(stream):
             if packet.pts is not None and not packet.is_discard:
                 pts.append(packet.pts)
+                last_dts = packet.dts if packet.dts is not None else last_dts
             if len(pts) >= VFR_SAMPLE_PACKETS:
-                return sorted(pts), False
+                break
+        else:
+            return sorted(pts), True
     except av.error.FFmpegError:
-        return sorted(pts), False
-    return sorted(pts), True
+        pass
+    return sorted(p for p in pts if last_dts is None or p <= last_dts), False
 
 
 def is_variable_rate(path: str | Path, index: int) -> bool | None:

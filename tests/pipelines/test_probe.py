@@ -71,6 +71,13 @@ def test_frame_count_is_estimated_when_the_container_has_none(movie, monkeypatch
     assert info.video.frame_count == round(info.video.duration * info.video.average_rate)
 
 
+def test_a_constant_rate_video_longer_than_the_sample_is_not_judged_variable(tmp_path, monkeypatch):
+    """Where the sample stops, B-frames shown before the last packet read are still unread: no gap in the rate."""
+    monkeypatch.setattr(probe_module, "VFR_SAMPLE_PACKETS", 10)
+    path = make_clip(tmp_path / "clip.mp4", frames=30, fps=25, options={"bf": "3"})
+    assert probe(path).vfr is False and probe_module.is_variable_rate(path, 0) is False
+
+
 def test_constant_rate_mp4_with_aac_and_bt709_tags(tmp_path):
     path = make_clip(tmp_path / "clip.mp4", frames=10, fps=25, audio="aac", color=("bt709", "tv"))
     info = probe(path)
