@@ -212,7 +212,9 @@ class VideoWriter:
 
     Use as a context manager: a clean exit commits the file, an exception aborts it. Errors a user can cause are
     `OptionError` (codec, preset, options) and `OutputError` (file exists, folder missing, disk full).
-    `yuv_converter` ("auto", "torch", "swscale") says where RGB becomes YUV (module doc).
+    `yuv_converter` ("auto", "torch", "swscale") says where RGB becomes YUV (module doc). `stream_timed`: whether
+    the file (or the output a segment file is joined into) is timed by its stream's declared rate; None: judged by
+    `output`'s suffix (STREAM_TIMED_SUFFIXES).
     """
 
     def __init__(
@@ -233,6 +235,7 @@ class VideoWriter:
         copy_streams: bool = True,
         trim: bool = False,
         yuv_converter: str = "auto",
+        stream_timed: bool | None = None,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
@@ -275,7 +278,9 @@ class VideoWriter:
             hdr10 = read_hdr10(source, source_info.index)
             if hdr10 is not None:
                 codec_options = _with_hdr10(codec, spec, codec_options, hdr10, source)
-        if spec.encoder in ("libx264", "libx264rgb") and (self.output.suffix.lower() in STREAM_TIMED_SUFFIXES
+        if stream_timed is None:  # (a segment file is told what the output it is joined into is)
+            stream_timed = self.output.suffix.lower() in STREAM_TIMED_SUFFIXES
+        if spec.encoder in ("libx264", "libx264rgb") and (stream_timed
                                                          or not is_variable_rate(source, source_info.index)):
             # x264 declares a frame rate in the stream (VUI timing) from the encoder's time base, 1/12800 s for an
             # MP4 source, unless told the input is constant rate: raw .h264 then plays at 12800 fps and an MPEG-PS

@@ -106,6 +106,9 @@ class SegmentPlan:
     first_pts: int  # the stream's start time: decoders count `start`/`end` seconds from it
     segments: list[Segment]
     suffix: str = ".mp4"  # the container of the segment files (`segment_suffix`)
+    # The joined output is timed by the rate its video stream declares (encode.STREAM_TIMED_SUFFIXES: .h264, .mpg,
+    # ...), which the segment files are not: their writers are told so.
+    stream_timed: bool = False
 
     def seconds(self, pts: int | None) -> Fraction | None:
         """A pts as the decoders' exact `start`/`end` (seconds from the stream's first frame)."""
@@ -267,7 +270,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
 
         with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
-                         pix_fmt=video.pix_fmt, copy_streams=False, trim=False,
+                         pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
                          overwrite=True) as writer:  # over what a cut run left
 
             def write(batch: FrameBatch) -> None:
@@ -401,7 +404,7 @@ def upscale_video_in_segments(
     from tqdm import tqdm
 
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
-    from vsr.pipelines.encode import CODECS, codec_keeps_alpha, frame_time_options, has_alpha
+    from vsr.pipelines.encode import CODECS, STREAM_TIMED_SUFFIXES, codec_keeps_alpha, frame_time_options, has_alpha
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     source = Path(source)
@@ -434,7 +437,8 @@ def upscale_video_in_segments(
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
     keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
-    plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha))
+    plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha),
+                               stream_timed=output.suffix.lower() in STREAM_TIMED_SUFFIXES)
     # Matroska counts time in milliseconds: segments of other times could not be joined at their frames' times.
     one_run = plan.suffix == ".mkv" and not _whole_milliseconds(plan)
     if one_run and (len(plan.segments) > 1 or remote is not None):

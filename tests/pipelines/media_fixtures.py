@@ -106,14 +106,14 @@ def make_cover_mp4(path: Path, *, frames: int = 10, size: tuple[int, int] = (64,
     return path
 
 
-def make_vfr_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (64, 48)) -> Path:
-    """H.264 whose frame durations cycle through VFR_STEPS_MS (.mp4 or .mkv)."""
+def make_vfr_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (64, 48), gop: int = 250) -> Path:
+    """H.264 whose frame durations cycle through VFR_STEPS_MS (.mp4 or .mkv), a keyframe every `gop` frames."""
     starts = np.concatenate([[0], np.cumsum([VFR_STEPS_MS[i % len(VFR_STEPS_MS)] for i in range(frames - 1)])])
     expression = "+".join(f"eq(N\\,{n})*{ms / 1000}" for n, ms in enumerate(starts))  # "\\," escapes the filter graph
     # settb: a 1 ms time base before setpts, and the encoder keeps it, so that no frame time is rounded.
     ffmpeg(*_video_source(frames, size), "-vf", f"settb=1/1000,setpts=({expression})/TB",
            "-fps_mode", "passthrough", "-enc_time_base", "1:1000",
-           "-c:v", "libx264", "-pix_fmt", "yuv420p", "-video_track_timescale", "1000", path)
+           "-c:v", "libx264", "-g", str(gop), "-pix_fmt", "yuv420p", "-video_track_timescale", "1000", path)
     return path
 
 

@@ -427,3 +427,14 @@ def test_unknown_yuv_converter_is_an_option_error(clips, tmp_path):
     with pytest.raises(OptionError, match="unknown yuv_converter 'gpu'.*auto, torch, swscale"):
         media.write_upscaled(clips["mp4"], tmp_path / "out.mp4", yuv_converter="gpu")
     assert os.listdir(tmp_path) == []
+
+
+def test_a_variable_rate_video_joined_from_segments_into_a_raw_stream_declares_its_average_rate(tmp_path):
+    from vsr import api
+
+    source = media.make_vfr_clip(tmp_path / "vfr.mkv", frames=30, gop=8)
+    result = api.upscale_video_in_segments(source, tmp_path / "out.h264", options=api.UpscaleOptions(model="bicubic"),
+                                           video=api.VideoOptions(segment_seconds=0.5))
+    assert result.times.extra["segments"] > 1
+    declared = Fraction(media.ffprobe_streams_of(result.output, "v:0")[0]["r_frame_rate"])
+    assert declared == media.video_info(source).average_rate  # the segments (.mp4) were told of the .h264
