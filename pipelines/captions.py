@@ -15,6 +15,7 @@ codecs have no place for it.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -41,16 +42,32 @@ def frame_captions(frame: av.VideoFrame) -> bytes | None:
 
 
 def carries_captions(path: str | Path) -> bool:
-    """Whether any of the first SAMPLE_FRAMES frames of `path`'s video carries closed captions (decoded by PyAV;
-    False for a file that cannot be read: the decoder that follows says why)."""
+    """Whether `path`'s video carries closed captions in the SAMPLE_FRAMES frames from its start or from the middle
+    (a recording may start with a leader without any), decoded by PyAV. False for a file that cannot be read: the
+    decoder that follows says why. Remembered per file for the process (a decoder opens once a segment)."""
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        return False
+    return _carries_captions(path.absolute(), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _carries_captions(path: Path, size: int, mtime_ns: int) -> bool:
     try:
         with open_input(path) as container:
             stream = find_video_stream(container, path)
-            for number, frame in enumerate(container.decode(stream)):
-                if frame_captions(frame) is not None:
-                    return True
-                if number + 1 == SAMPLE_FRAMES:
-                    break
+            for middle in (False, True):
+                if middle:
+                    if not container.duration:
+                        break
+                    container.seek(container.duration // 2)  # in AV_TIME_BASE units, to the keyframe before
+                for number, frame in enumerate(container.decode(stream)):
+                    if frame_captions(frame) is not None:
+                        return True
+                    if number + 1 == SAMPLE_FRAMES:
+                        break
     except (InputError, av.FFmpegError, OSError):
         pass
     return False

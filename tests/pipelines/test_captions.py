@@ -38,8 +38,9 @@ def sei(data: bytes) -> bytes:
     return b"\x00\x00\x00\x01\x06" + escaped
 
 
-def make_captioned_clip(path, *, frames=FRAMES, gop=4):
-    """H.264 (with B-frames, so that frames are encoded out of order) whose every frame carries `cc_data(index)`."""
+def make_captioned_clip(path, *, frames=FRAMES, gop=4, captioned_from=0):
+    """H.264 (with B-frames, so that frames are encoded out of order) whose frames from `captioned_from` on carry
+    `cc_data(index)`."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=25, options={"g": str(gop), "bf": "2"})
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
@@ -50,6 +51,9 @@ def make_captioned_clip(path, *, frames=FRAMES, gop=4):
                 frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
                 frame.pts = index
             for packet in stream.encode(frame):
+                if packet.pts < captioned_from:
+                    container.mux(packet)
+                    continue
                 data = bytes(packet)
                 first_slice = next(i for i in range(len(data) - 3)
                                    if data[i:i + 3] == b"\x00\x00\x01" and data[i + 3] & 0x1F in (1, 5))
@@ -160,3 +164,11 @@ def test_decord_which_cannot_read_captions_leaves_such_a_video_to_pyav(source, t
 def test_on_a_gpu_nvdec_frames_keep_their_captions(source, tmp_path):
     output = api.upscale_video(source, tmp_path / "out.mp4", options=replace(BICUBIC_X2, device="cuda")).output
     assert list(captions_by_time(output).values()) == list(captions_by_time(source).values())
+
+
+def test_captions_that_start_after_a_leader_are_found(tmp_path):
+    from vsr.pipelines.captions import carries_captions
+
+    path = make_captioned_clip(tmp_path / "leader.mp4", frames=80, captioned_from=40)
+    assert carries_captions(path)
+    assert not carries_captions(media.make_aac_mp4(tmp_path / "plain.mp4", frames=80))
