@@ -22,7 +22,7 @@ from pathlib import Path
 import av
 
 from vsr.errors import InputError
-from vsr.pipelines.probe import find_video_stream, frame_side_data, open_input
+from vsr.pipelines.probe import find_video_stream, open_input
 
 # The encoders whose output carries captions, by the syntax of their packets: H.264/HEVC NAL units in Annex B form
 # (start codes), AV1 OBUs with their sizes (the low-overhead format).
@@ -35,9 +35,12 @@ SAMPLE_FRAMES = 24  # frames `carries_captions` decodes: broadcasts and DVDs car
 
 
 def frame_captions(frame: av.VideoFrame) -> bytes | None:
-    """The A/53 cc_data a decoded frame carries, or None."""
-    side_data = frame_side_data(frame).get(av.sidedata.sidedata.Type.A53_CC)
-    return side_data if side_data is not None and len(side_data) >= 3 else None
+    """The A/53 cc_data a decoded frame carries, or None (called for every frame: only that side data is copied)."""
+    try:
+        side_data = frame.side_data.get(av.sidedata.sidedata.Type.A53_CC)
+    except ValueError:  # a side data type PyAV does not know (see probe.frame_side_data)
+        return None
+    return bytes(side_data) if side_data is not None and side_data.buffer_size >= 3 else None
 
 
 
