@@ -389,7 +389,8 @@ class VideoWriter:
             self._captions[pts] = cc_data
         else:
             _warn_once("%s: the video carries closed captions in its frames (CEA-608/708), which codec %s has no "
-                       "place for: they are not written (libx264, libx265 and libsvtav1 keep them)", self._source, self._codec)
+                       "place for: they are not written (libx264, libx265 and libsvtav1 keep them)",
+                       self._source, self._codec)
 
     def _mux(self, packets: list[av.Packet]) -> None:
         """Mux encoded packets, each with the closed captions of its frame put back in (captions module)."""

@@ -42,7 +42,8 @@ def pixels(path, pix_fmt="rgb24") -> np.ndarray:
 def make_png_sequence(folder, *, frames=6, first=1, pix_fmt="rgb24"):
     """Frames `first`, `first` + 1, ... as folder/f%04d.png; an alpha `pix_fmt` gets a ramp of transparency."""
     folder.mkdir(exist_ok=True)
-    ramp = ",format=gbrap16le,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='X*1000'" if pix_fmt.startswith(("rgba", "ya")) else ""
+    transparent = pix_fmt.startswith(("rgba", "ya"))
+    ramp = ",format=gbrap16le,geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='X*1000'" if transparent else ""
     media.ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25{ramp}", "-frames:v", frames, "-pix_fmt", pix_fmt,
                  "-start_number", first, folder / "f%04d.png")
     return folder / "f%04d.png"
@@ -57,7 +58,8 @@ def test_patterns_name_their_frames():
 
 
 def test_only_the_files_of_the_pattern_are_its_frames(tmp_path):
-    for name in ("f0001.png", "f0002.png", "f12345.png", "f001.png", "f1.png", "f0003.x2.png", "g0004.png", "f0005.jpg"):
+    names = ("f0001.png", "f0002.png", "f12345.png", "f001.png", "f1.png", "f0003.x2.png", "g0004.png", "f0005.jpg")
+    for name in names:
         (tmp_path / name).touch()
     assert sorted(existing_frames(tmp_path / "f%04d.png")) == [1, 2, 12345]  # %04d: four digits or more
     assert sorted(existing_frames(tmp_path / "f%d.png")) == [1, 12345]  # %d: no leading zeros
