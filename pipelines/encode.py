@@ -280,8 +280,8 @@ class VideoWriter:
                 codec_options = _with_hdr10(codec, spec, codec_options, hdr10, source)
         if stream_timed is None:  # (a segment file is told what the output it is joined into is)
             stream_timed = self.output.suffix.lower() in STREAM_TIMED_SUFFIXES
-        if spec.encoder in ("libx264", "libx264rgb") and (stream_timed
-                                                         or not is_variable_rate(source, source_info.index)):
+        variable = bool(is_variable_rate(source, source_info.index))
+        if spec.encoder in ("libx264", "libx264rgb") and (stream_timed or not variable):
             # x264 declares a frame rate in the stream (VUI timing) from the encoder's time base, 1/12800 s for an
             # MP4 source, unless told the input is constant rate: raw .h264 then plays at 12800 fps and an MPEG-PS
             # reader fills in missing times with it. Frame times still come from the pts; x264 only spaces its
@@ -294,7 +294,8 @@ class VideoWriter:
         except ValueError as error:
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
         try:
-            self._stream = self._add_video_stream(codec, spec, source_info, codec_options)
+            self._stream = self._add_video_stream(codec, spec, source_info, codec_options,
+                                                  variable=variable and not stream_timed)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
                                             copy_streams=copy_streams, trim=trim)
             self._passthrough.copy_video_tags(self._stream)
@@ -310,10 +311,11 @@ class VideoWriter:
             self.abort()
             raise
 
-    def _add_video_stream(self, codec: str, spec: CodecSpec, info: VideoStreamInfo, options: dict[str, str]):
+    def _add_video_stream(self, codec: str, spec: CodecSpec, info: VideoStreamInfo, options: dict[str, str],
+                          variable: bool):
+        # The rate only tags the stream and guides rate control: frame times come from their pts.
         try:
-            # The rate only tags the stream and guides rate control: frame times come from their pts.
-            stream = self._container.add_stream(spec.encoder, rate=info.average_rate or 24)
+            stream = self._container.add_stream(spec.encoder, rate=declared_rate(info, variable))
         except ValueError as error:
             container = self._container.format.name
             raise OptionError(f"codec {codec!r} cannot be stored in a {container} file ({self.output.name}); "
@@ -529,6 +531,13 @@ def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> No
 
 
 @functools.lru_cache(maxsize=None)
+def declared_rate(info: VideoStreamInfo, variable: bool) -> Fraction:
+    """The frame rate a video stream declares: the average, or for a `variable` one its shortest step (base_rate),
+    as FFmpeg's command line declares it. Matroska takes the declared rate as every frame's default duration, and
+    readers that assume it (ffmpeg's constant-rate output) drop the frames that come sooner than that."""
+    return (info.base_rate if variable and info.base_rate else None) or info.average_rate or Fraction(24)
+
+
 def frame_time_options(output: Path) -> dict[str, str]:
     """Encoder options that a container needs for its frames to keep their times: AVI and ASF (.wmv) store one time
     per packet, in decoding order, so frames reordered by B-frames come back without their times; no B-frames

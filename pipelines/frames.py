@@ -42,6 +42,9 @@ class VideoStreamInfo:
     sample_aspect_ratio: Fraction | None = None
     interlaced: bool = False  # the stream says each frame holds two fields from two moments (field order tt, bb, ...)
     alpha: bool = False  # the frames have transparency (an alpha plane not fully opaque in the frames sampled)
+    # FFmpeg's r_frame_rate: the lowest rate at which every frame time falls on a tick (a variable-rate stream's
+    # shortest step), None when unknown. Containers with a default frame duration get it for variable-rate video.
+    base_rate: Fraction | None = None
 
 
 @dataclass

@@ -173,6 +173,7 @@ def video_stream_info(
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
         alpha=alpha,
+        base_rate=stream.base_rate or None,
     )
     return info, estimated
 

@@ -617,13 +617,17 @@ class _Joiner:
 
     def _open(self, template: av.video.stream.VideoStream) -> None:
         """The output's video stream is a copy of the first segment's; the passthrough streams come after it."""
+        from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, declared_rate
         from vsr.pipelines.passthrough import Passthrough
+        from vsr.pipelines.probe import is_variable_rate
 
         self._container = av.open(str(self._temp), "w")
         stream = self._container.add_stream_from_template(template, opaque=True)
         stream.time_base = self._info.time_base  # the source's unit, as a single-device run asks for
-        if self._info.average_rate:
-            stream.codec_context.framerate = self._info.average_rate
+        # (declared as the one-run writer declares it; `_temp` has the output's suffix)
+        variable = self._temp.suffix.lower() not in STREAM_TIMED_SUFFIXES and is_variable_rate(self._source,
+                                                                                                self._info.index)
+        stream.codec_context.framerate = declared_rate(self._info, bool(variable))
         if self._info.rotation:
             stream.set_display_rotation(self._info.rotation)
         self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,

@@ -230,6 +230,7 @@ def video_info(path: Path) -> VideoStreamInfo:
             range=stream.get("color_range", "tv"),
         ),
         rotation=rotation,
+        base_rate=Fraction(stream["r_frame_rate"]) if stream.get("r_frame_rate", "0/0") != "0/0" else None,
     )
 
 

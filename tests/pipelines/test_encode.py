@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -438,3 +439,24 @@ def test_a_variable_rate_video_joined_from_segments_into_a_raw_stream_declares_i
     assert result.times.extra["segments"] > 1
     declared = Fraction(media.ffprobe_streams_of(result.output, "v:0")[0]["r_frame_rate"])
     assert declared == media.video_info(source).average_rate  # the segments (.mp4) were told of the .h264
+
+
+def decoded_frame_count(path: Path) -> int:
+    """Frames the ffmpeg command line decodes by default (a constant-rate output where the rate is declared)."""
+    command = ["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v", "-f", "framemd5", "-"]
+    result = subprocess.run(command, check=True, capture_output=True, text=True)
+    return sum(1 for line in result.stdout.splitlines() if not line.startswith("#"))
+
+
+def test_a_variable_rate_video_in_matroska_declares_its_shortest_step_so_readers_keep_every_frame(tmp_path):
+    from vsr import api
+
+    source = media.make_vfr_clip(tmp_path / "vfr.mp4", frames=30, gop=8)  # steps of 20 to 120 ms
+    one_run = media.write_upscaled(source, tmp_path / "one.mkv")
+    joined = api.upscale_video_in_segments(source, tmp_path / "joined.mkv", options=api.UpscaleOptions(model="bicubic"),
+                                           video=api.VideoOptions(segment_seconds=0.5))
+    assert joined.times.extra["segments"] > 1
+    for output in (one_run, joined.output):
+        assert media.ffprobe_streams_of(output, "v:0")[0]["avg_frame_rate"] == "50/1"  # 20 ms, not the 17.6 average
+        assert decoded_frame_count(output) == decoded_frame_count(source) == 30
+        assert media.video_times(output) == media.video_times(source)
