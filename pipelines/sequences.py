@@ -161,7 +161,7 @@ class ImageSequenceWriter:
         self.output.parent.mkdir(exist_ok=True)
 
     def _warn_about_what_is_lost(self, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
-        from vsr.pipelines.probe import probe  # which opens sequences with this module
+        from vsr.pipelines.probe import is_variable_rate, open_input  # which opens sequences with this module
 
         suffix = self.output.suffix.lower()
         if self._flatten:
@@ -179,13 +179,12 @@ class ImageSequenceWriter:
                         "SDR (washed out)", source, info.color.transfer)
         if is_sequence(source):
             return
-        media = probe(source)
-        others = [stream for stream in media.streams if stream.index != info.index] if copy_streams else []
-        if others:
-            kinds = ", ".join(sorted({stream.type for stream in others}))
+        with open_input(source) as container:  # (captions are said when frames bring some: see write)
+            others = [stream.type for stream in container.streams if stream.index != info.index]
+        if others and copy_streams:
             log.warning("%s: an image sequence holds pictures only: %d other stream(s) (%s) are not written",
-                        source, len(others), kinds)
-        if media.vfr:
+                        source, len(others), ", ".join(sorted(set(others))))
+        if is_variable_rate(source, info.index):
             log.warning("%s: the video's frame times vary and an image sequence keeps none: frames are numbered one "
                         "after another", source)
 
