@@ -1,10 +1,64 @@
-"""Killing a running `vsr` command at a chosen moment, as a crash or `kill -9` would."""
+"""Running the `vsr` command as its own process, as a user does, and killing one at a chosen moment, as a crash or
+`kill -9` would."""
 
+import atexit
+import multiprocessing
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
+
+VSR = [sys.executable, "-m", "vsr.cli"]
+
+# Most of a short `vsr` run is spent importing torch (~2.5 s of ~3 s on the 2-core CI machine), and the suite runs
+# the command a few hundred times. A fork server imports these once; each command is a fresh fork of it, with its
+# own arguments, environment, working folder, standard streams and exit status, exactly as from a new interpreter.
+PRELOADED = ["torch", "av", "numpy", "typer", "vsr.cli", "vsr.api", "vsr.pipelines.batch"]
+
+
+def _main_of_a_fresh_process(args: list[str], env: dict[str, str], cwd: str, stdout: str, stderr: str) -> None:
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, stdout), (2, stderr)):
+        file = os.open(path, os.O_WRONLY)
+        os.dup2(file, fd)
+        os.close(file)
+    sys.argv = ["vsr", *args]
+    from vsr.cli import main
+
+    try:
+        main()
+    finally:
+        atexit._run_exitfuncs()  # a process that ends runs these; a multiprocessing child does not by itself
+
+
+def run_vsr(*args, timeout: float = 600, check: bool = False, env: dict[str, str] | None = None):
+    """`subprocess.run([*VSR, *args], capture_output=True, text=True)`, forked from a server that has torch loaded.
+    `env` adds to the test's environment. Returns a CompletedProcess; `check` raises with the command's stderr."""
+    args = [str(arg) for arg in args]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOADED)
+    with tempfile.TemporaryDirectory(prefix="vsr-run-") as streams:
+        stdout, stderr = Path(streams, "stdout"), Path(streams, "stderr")
+        stdout.touch(), stderr.touch()
+        process = context.Process(target=_main_of_a_fresh_process,
+                                  args=(args, {**os.environ, **(env or {})}, os.getcwd(), str(stdout), str(stderr)))
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+            raise subprocess.TimeoutExpired(["vsr", *args], timeout)
+        result = subprocess.CompletedProcess(["vsr", *args], process.exitcode, stdout.read_text(errors="replace"),
+                                             stderr.read_text(errors="replace"))
+    if check and result.returncode != 0:
+        raise AssertionError(f"vsr {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result
 
 
 def kill_when(command: list[str], ready: Callable[[], bool], what: str, timeout: float = 300) -> None:

@@ -6,7 +6,6 @@ Each test runs the real command in a subprocess on tiny real clips; outputs are 
 import hashlib
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -16,13 +15,8 @@ from vsr.pipelines.journal import JOURNAL_NAME
 
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
-from tests.processes import kill_when
-
-VSR = [sys.executable, "-m", "vsr.cli"]
-
-
-def vsr(*args):
-    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
+from tests.processes import VSR, kill_when
+from tests.processes import run_vsr as vsr
 
 
 def snapshot(folder: Path) -> dict:
@@ -52,17 +46,17 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
     for i in range(4):
         make_clip(source / f"clip{i}.mp4", frames=24, size=(96, 64))
     inputs = snapshot(source)
-    command = [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--preset", "ultrafast", "-q"]
+    command = ["batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--preset", "ultrafast", "-q"]
     second = partial_path(out / "clip1.x4.mp4")
     # Kill everything at once when the first job is done and the second is writing its output.
-    kill_when(list(map(str, command)), lambda: second.exists() and (out / JOURNAL_NAME).exists()
+    kill_when(list(map(str, [*VSR, *command])), lambda: second.exists() and (out / JOURNAL_NAME).exists()
               and journal_rows(out).get("clip1.x4.mp4", (None,))[0] == "running", "the second job started")
     assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("running", 1),
                                  "clip2.x4.mp4": ("queued", 0), "clip3.x4.mp4": ("queued", 0)}
     assert second.exists() and not (out / "clip1.x4.mp4").exists()  # the killed job left only its partial file
     first_output = snapshot(out)["clip0.x4.mp4"]
 
-    rerun = subprocess.run(list(map(str, command)), capture_output=True, text=True, timeout=600)
+    rerun = vsr(*command)
     assert rerun.returncode == 0, rerun.stderr
     assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("done", 2),
                                  "clip2.x4.mp4": ("done", 1), "clip3.x4.mp4": ("done", 1)}
@@ -80,14 +74,13 @@ def test_a_long_video_killed_midway_resumes_from_its_segments(tmp_path, tiny_rrd
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     make_clip(source / "long.mp4", frames=96, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
-    command = list(map(str, [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25",
-                             "-b", "1"]))
+    command = ["batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25", "-b", "1"]
     segments = out / ".long.x4.mp4.segments"
-    kill_when(command, lambda: any(segments.glob("segment-*.json")), "a segment was kept")
+    kill_when(list(map(str, [*VSR, *command])), lambda: any(segments.glob("segment-*.json")), "a segment was kept")
     kept = len(list(segments.glob("segment-*.json")))
     assert 1 <= kept < 12 and not (out / "long.x4.mp4").exists()
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    rerun = vsr(*command)
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming: {kept} of 12 segments were upscaled by an earlier run" in rerun.stderr
     assert journal_rows(out) == {"long.x4.mp4": ("done", 2)}

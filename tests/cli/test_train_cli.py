@@ -1,9 +1,5 @@
 """`vsr train` and `vsr interpolate` through the real command line, and the trained model in `vsr upscale`."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 
@@ -12,14 +8,8 @@ from vsr.models.detect import spec_for
 from vsr.models.rrdbnet import RRDBNet
 from vsr.pipelines.images import read_image
 from vsr.training.logs import read_csv
+from tests.processes import run_vsr as vsr
 from tests.training.test_trainer import tiny_config, write_photos
-
-VSR = [sys.executable, "-m", "vsr.cli"]
-
-
-def vsr(*args, env=None):
-    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
 
 
 def one_line_error(result) -> str:

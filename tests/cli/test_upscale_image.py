@@ -1,7 +1,6 @@
 """`vsr upscale` on still images and `vsr models`, through the real command line."""
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -9,12 +8,9 @@ import torch
 
 from vsr.pipelines.images import Image, read_image, write_image
 
-VSR = [sys.executable, "-m", "vsr.cli"]
+from tests.processes import run_vsr as vsr
+
 SAMPLE = "samples/bbb_frame.png"
-
-
-def vsr(*args):
-    return subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow

@@ -4,11 +4,11 @@ The bicubic baseline or a tiny random RRDBNet keep these fast; what they check (
 files on disk) does not depend on the model.
 """
 
+import functools
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -16,15 +16,9 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, make_clip
+from tests.processes import VSR, run_vsr
 
-VSR = [sys.executable, "-m", "vsr.cli"]
-
-
-def vsr(*args, check=True):
-    result = subprocess.run([*VSR, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"vsr {' '.join(map(str, args))} failed ({result.returncode}):\n{result.stderr}")
-    return result
+vsr = functools.partial(run_vsr, check=True)
 
 
 def stream_summary(path):
@@ -314,8 +308,7 @@ def test_probe_describes_the_streams_and_the_work(tmp_path):
 
 def test_help_shows_the_defaults_written_in_words():
     # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
-    result = subprocess.run([*VSR, "upscale", "--help"], capture_output=True, text=True, check=True,
-                            env=dict(os.environ, COLUMNS="200"))
+    result = vsr("upscale", "--help", env={"COLUMNS": "200"})
     for text in ("[default: INPUT.x4.EXT next to the input;", "[default: the codec's]", "[default: the source's bit",
                  "[default: 300; 0: never]"):
         assert text in result.stdout

@@ -5,7 +5,6 @@ decoder for VP9 (FFmpeg's own ignores the alpha WebM keeps beside the color), so
 """
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 
 from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts, ffprobe_streams_of, requires_ffmpeg
 from tests.pipelines.test_engine import tiny_rrdbnet
+from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
 from vsr.pipelines.decode import open_decoder
@@ -20,7 +20,6 @@ from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 pytestmark = requires_ffmpeg
 
-VSR = [sys.executable, "-m", "vsr.cli"]
 # Color bars whose alpha is a ramp moving across the picture, with a fully opaque band at the bottom.
 MOVING_ALPHA = ("testsrc2=size=64x48:rate=25:duration={seconds},format=rgba,"
                 "geq=r='r(X,Y)':g='g(X,Y)':b='b(X,Y)':a='if(gt(Y,40),255,mod(X*4+T*400,256))'")
@@ -49,7 +48,7 @@ def bicubic_x4(frames: np.ndarray) -> np.ndarray:
 
 def test_a_vp9_webm_with_alpha_comes_back_as_one_with_the_alpha_upscaled(tmp_path):
     source = make_alpha_clip(tmp_path / "overlay.webm")
-    result = subprocess.run([*VSR, "upscale", source, "-m", "bicubic", "-q"], capture_output=True, text=True)
+    result = run_vsr("upscale", source, "-m", "bicubic", "-q")
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     output = tmp_path / "overlay.x4.webm"

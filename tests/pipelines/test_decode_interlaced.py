@@ -1,9 +1,6 @@
 """Interlaced video: each frame holds two fields, taken 1/50 s apart in a 25i clip. Upscaled together, the fields'
 lines would comb every moving edge; `deinterlace` ("auto" by default in `vsr upscale`) runs FFmpeg's bwdif first."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -13,6 +10,7 @@ from vsr.pipelines.probe import probe
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
+from tests.processes import run_vsr
 
 FRAMES = 8
 
@@ -88,8 +86,7 @@ def test_decord_asked_for_an_interlaced_clip_hands_it_to_pyav(interlaced, caplog
 def test_vsr_upscale_deinterlaces_by_default_and_says_so_once(interlaced, tmp_path, devices):
     clip, _ = interlaced
     output = tmp_path / "out.mkv"
-    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-o", str(output), "-m", "bicubic",
-                             *devices], capture_output=True, text=True, check=True)
+    result = run_vsr("upscale", clip, "-o", output, "-m", "bicubic", *devices, check=True)
     assert result.stderr.count("interlaced video: deinterlacing it") == 1  # not once per worker
     assert media.video_times(output) == media.video_times(clip)
     assert media.ffprobe_streams_of(output, "v")[0].get("field_order", "progressive") == "progressive"
@@ -98,8 +95,7 @@ def test_vsr_upscale_deinterlaces_by_default_and_says_so_once(interlaced, tmp_pa
 
 def test_a_bad_deinterlace_value_is_one_line(tmp_path):
     clip = make_clip(tmp_path / "p.mp4", frames=2)
-    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-m", "bicubic", "--deinterlace",
-                             "maybe"], capture_output=True, text=True)
+    result = run_vsr("upscale", clip, "-m", "bicubic", "--deinterlace", "maybe")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["vsr: error: --deinterlace must be one of auto, on, off, not 'maybe'"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.mp4"]

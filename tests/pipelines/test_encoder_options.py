@@ -1,12 +1,10 @@
 """`--encoder-option KEY=VALUE`: FFmpeg's own encoder options, passed to the encoder of every run (one file,
 segments, batch jobs), checked by what the encoder wrote into the stream."""
 
-import subprocess
-import sys
-
 import pytest
 
 from tests.pipelines.clips import make_clip
+from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
 from vsr.pipelines import batch
@@ -96,11 +94,10 @@ def test_a_jobs_file_takes_a_table_of_options(tmp_path):
 
 def test_the_command_line_reads_key_value_pairs(tmp_path):
     source = make_clip(tmp_path / "clip.mp4", frames=4)
-    run = [sys.executable, "-m", "vsr.cli", "upscale", source, "-m", "bicubic", "-s", "2", "-q"]
-    subprocess.run([*run, "--encoder-option", "x264-params=bframes=0:ref=1", "--encoder-option", "tune=animation"],
-                   check=True, timeout=300)
+    run = ["upscale", source, "-m", "bicubic", "-s", "2", "-q"]
+    run_vsr(*run, "--encoder-option", "x264-params=bframes=0:ref=1", "--encoder-option", "tune=animation", check=True)
     settings = x264_settings(tmp_path / "clip.x2.mp4")
     assert " bframes=0 " in settings and " ref=1 " in settings and "deblock=1:1:1" in settings
-    refused = subprocess.run([*run, "--encoder-option", "tune"], capture_output=True, text=True, timeout=300)
+    refused = run_vsr(*run, "--encoder-option", "tune")
     assert refused.returncode != 0
     assert refused.stderr.strip() == "vsr: error: --encoder-option takes KEY=VALUE, such as tune=animation; not 'tune'"

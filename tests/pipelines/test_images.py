@@ -2,7 +2,6 @@
 
 import os
 import subprocess
-import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,9 +17,9 @@ from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.pipelines.engine import Engine
 from vsr.pipelines.images import Image, read_image, upscale_image, write_image
 
-SAMPLE_FRAME = Path(__file__).parents[2] / "samples" / "bbb_frame.png"
+from tests.processes import run_vsr
 
-VSR = [sys.executable, "-m", "vsr.cli"]
+SAMPLE_FRAME = Path(__file__).parents[2] / "samples" / "bbb_frame.png"
 
 
 def on_grid(x: torch.Tensor, bits: int) -> torch.Tensor:
@@ -265,7 +264,7 @@ def test_an_exif_orientation_is_applied_as_image_viewers_do(tmp_path, orientatio
 def test_a_sideways_phone_jpeg_is_upscaled_upright(tmp_path):
     path = _photo_with_orientation(tmp_path / "phone.jpg", 6)  # stored turned left, shown turned right
     output = tmp_path / "phone.x2.png"
-    subprocess.run([*VSR, "upscale", str(path), "-m", "bicubic", "-s", "2", "-o", str(output)], check=True)
+    run_vsr("upscale", path, "-m", "bicubic", "-s", "2", "-o", output, check=True)
     upscaled = read_image(output).rgb
     assert upscaled.shape == (3, 96, 64)  # 48×32 stored, 32×48 shown
     assert upscaled[:, :20, -14:].mean() > 0.9 and upscaled[:, :20, :20].mean() < 0.1  # the block now top right
@@ -278,14 +277,13 @@ def test_tiff_and_bmp_are_read_as_images_and_written_as_png(tmp_path, suffix):
     source = tmp_path / f"scan{suffix}"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(tmp_path / "reference.png"), str(source)], check=True)
     assert torch.equal(read_image(source).rgb, image.rgb)
-    subprocess.run([*VSR, "upscale", str(source), "-m", "bicubic"], check=True)
+    run_vsr("upscale", source, "-m", "bicubic", check=True)
     assert read_image(tmp_path / "scan.x4.png").rgb.shape == (3, 68, 92)
 
 
 def test_an_image_type_vsr_cannot_write_is_refused_before_the_model_runs(tmp_path):
     write_image(tmp_path / "photo.png", random_image())
-    result = subprocess.run([*VSR, "upscale", str(tmp_path / "photo.png"), "-o", str(tmp_path / "photo.tiff"),
-                             "-m", "no-such-model"], capture_output=True, text=True)
+    result = run_vsr("upscale", tmp_path / "photo.png", "-o", tmp_path / "photo.tiff", "-m", "no-such-model")
     assert result.returncode == 2  # an unknown model would be exit 3: the output type is checked first
     assert result.stderr.strip().splitlines() == [
         f"vsr: error: {tmp_path / 'photo.tiff'}: unsupported image type '.tiff'; expected one of .png, .jpg, .jpeg, "

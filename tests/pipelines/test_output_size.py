@@ -2,8 +2,6 @@
 (rotation and pixel aspect applied), square pixels out, even sides for 4:2:0, and the names and records that follow.
 Judged by ffprobe and Pillow."""
 
-import subprocess
-import sys
 from fractions import Fraction
 
 import pytest
@@ -13,6 +11,7 @@ from PIL import Image
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_engine import bicubic_model
 from tests.pipelines.test_segments import decoded_framemd5
+from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
 from vsr.pipelines import batch
@@ -167,10 +166,10 @@ def test_journal_records_without_a_size_are_those_an_earlier_vsr_wrote(tmp_path)
 
 def test_the_command_line_sizes_and_refuses_both_ways_of_sizing(tmp_path):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=4, size=(64, 48))
-    run = [sys.executable, "-m", "vsr.cli", "upscale", source, "-m", "bicubic", "-q"]
-    subprocess.run([*run, "--width", "96"], check=True, timeout=300)
+    run = ["upscale", source, "-m", "bicubic", "-q"]
+    run_vsr(*run, "--width", "96", check=True)
     assert shown(tmp_path / "clip.96w.mp4")[:2] == (96, 72)
-    refused = subprocess.run([*run, "--width", "96", "-s", "2"], capture_output=True, text=True, timeout=300)
+    refused = run_vsr(*run, "--width", "96", "-s", "2")
     assert refused.returncode != 0
     assert refused.stderr.strip() == "vsr: error: give --outscale or --width/--height, not both"
     assert not (tmp_path / "clip.x2.mp4").exists()

@@ -7,8 +7,6 @@ The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; seg
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 
 import pytest
 from vsr.pipelines.resume import SegmentFolder, segment_folder_path
@@ -17,7 +15,7 @@ from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_segments import decoded_framemd5, leftovers, make_gop_clip
-from tests.processes import kill_when
+from tests.processes import VSR, kill_when, run_vsr
 from vsr.errors import OptionError, OutputError
 
 pytestmark = media.requires_ffmpeg
@@ -162,13 +160,13 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
     job from the segments kept, and its output has the frames of an uninterrupted run."""
     clip = make_gop_clip(tmp_path / "clip.mp4", frames=96)  # 12 segments of 8 frames at --segment-seconds 0.25
     output = tmp_path / "out.mkv"
-    command = [sys.executable, "-m", "vsr.cli", "upscale", str(clip), "-o", str(output), "-m",
-               str(tiny_rrdbnet_checkpoint), "--segment-seconds", "0.25", "--codec", "ffv1", "-b", "1"]
+    command = ["upscale", clip, "-o", output, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25",
+               "--codec", "ffv1", "-b", "1"]
     folder = segment_folder_path(output)
-    kill_when(command, lambda: any(folder.glob("segment-*.json")), "a segment was kept")
+    kill_when(list(map(str, [*VSR, *command])), lambda: any(folder.glob("segment-*.json")), "a segment was kept")
     kept = len(list(folder.glob("segment-*.json")))
     assert not output.exists() and 1 <= kept < 12, kept
-    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    done = run_vsr(*command)
     assert done.returncode == 0, done.stderr
     assert f"resuming: {kept} of 12 segments" in done.stderr
     assert f"; {kept} of 12 segments from an earlier run)" in done.stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import subprocess
-import sys
 from fractions import Fraction
 from itertools import pairwise
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import clip_pts, make_clip, truncate
+from tests.processes import run_vsr
 from vsr.errors import ModelError, OptionError, OutputError
 from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
@@ -311,9 +311,7 @@ def test_joining_a_damaged_segment_fails_and_leaves_nothing(tmp_path):
 def test_vsr_upscale_with_devices(tmp_path, tiny_rrdbnet_checkpoint):
     clip = make_gop_clip(tmp_path / "clip.mp4")
     output = tmp_path / "out.mp4"
-    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "--devices", "cpu,cpu",
-                             "--model", str(tiny_rrdbnet_checkpoint), "-o", str(output)],
-                            check=False, capture_output=True, text=True, timeout=600)
+    result = run_vsr("upscale", clip, "--devices", "cpu,cpu", "--model", tiny_rrdbnet_checkpoint, "-o", output)
     assert result.returncode == 0, result.stderr
     assert f"wrote {output}: {FRAMES} frames at 256x192" in result.stdout
     assert media.video_times(output) == media.video_times(clip)
@@ -323,9 +321,8 @@ def test_vsr_upscale_with_devices(tmp_path, tiny_rrdbnet_checkpoint):
 
 def test_vsr_upscale_devices_errors_are_one_line(tmp_path, tiny_rrdbnet_checkpoint):
     clip = make_gop_clip(tmp_path / "clip.mp4")
-    result = subprocess.run([sys.executable, "-m", "vsr.cli", "upscale", str(clip), "--devices", "cpu,0",
-                             "--model", str(tiny_rrdbnet_checkpoint), "-o", str(tmp_path / "out.mp4")],
-                            check=False, capture_output=True, text=True, timeout=600)
+    result = run_vsr("upscale", clip, "--devices", "cpu,0", "--model", tiny_rrdbnet_checkpoint,
+                     "-o", tmp_path / "out.mp4")
     assert result.returncode == OptionError.exit_code
     assert result.stderr.strip().count("\n") == 0 and "--devices cpu,0" in result.stderr
 

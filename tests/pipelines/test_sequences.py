@@ -6,7 +6,6 @@ the same upscale written losslessly as x264 RGB, and each image upscaled on its 
 
 import logging
 import subprocess
-import sys
 from fractions import Fraction
 
 import av
@@ -15,13 +14,13 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_alpha import make_alpha_clip, rgba_frames
+from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence
 
 pytestmark = media.requires_ffmpeg
 
-VSR = [sys.executable, "-m", "vsr.cli"]
 BICUBIC_X2 = api.UpscaleOptions(model="bicubic", outscale=2)
 
 
@@ -158,8 +157,7 @@ def test_a_png_sequence_becomes_a_video_at_the_frame_rate_asked_for(tmp_path):
 
 def test_a_sequence_gives_a_sequence_beside_it_keeping_its_numbers_depth_and_alpha(tmp_path):
     pattern = make_png_sequence(tmp_path / "render", frames=3, first=7, pix_fmt="rgba64be")
-    result = subprocess.run([*VSR, "upscale", pattern, "-m", "bicubic", "--outscale", "2"], capture_output=True,
-                            text=True)
+    result = run_vsr("upscale", pattern, "-m", "bicubic", "--outscale", "2")
     assert result.returncode == 0, result.stderr
     assert f"wrote {tmp_path / 'render' / 'f%04d.x2.png'}: 3 frames at 128x96" in result.stdout
     assert sorted(existing_frames(tmp_path / "render" / "f%04d.x2.png")) == [7, 8, 9]
@@ -169,8 +167,7 @@ def test_a_sequence_gives_a_sequence_beside_it_keeping_its_numbers_depth_and_alp
 def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
     pattern = make_png_sequence(tmp_path / "render", frames=5)
     frame_path(pattern, 3).unlink()
-    result = subprocess.run([*VSR, "upscale", pattern, "-m", "bicubic", "-o", tmp_path / "out.mp4"],
-                            capture_output=True, text=True)
+    result = run_vsr("upscale", pattern, "-m", "bicubic", "-o", tmp_path / "out.mp4")
     assert result.returncode != 0
     assert result.stderr.strip() == (f"vsr: error: {pattern}: frame 3 missing between frames 1 and 5 (f0003.png); "
                                      f"a sequence is read without gaps")
@@ -191,7 +188,7 @@ def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
 def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=3)
     args = [arg.format(tmp=tmp_path) for arg in args]
-    result = subprocess.run([*VSR, "upscale", source, "-m", "bicubic", *args], capture_output=True, text=True)
+    result = run_vsr("upscale", source, "-m", "bicubic", *args)
     assert result.returncode != 0 and result.stderr.count("\n") == 1
     assert message.format(tmp=tmp_path) in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
