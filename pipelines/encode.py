@@ -9,7 +9,8 @@ succeeds; an exception inside the `with` block removes it and leaves the final n
 
 What the output keeps from the source:
 - times: the encoder's time base is the source stream's and each frame keeps its pts, so the frame count, the
-  timestamps (variable frame rate included) and the duration match; the source's average rate is kept for players;
+  timestamps (variable frame rate included) and the duration match; the source's average rate is kept for players
+  (AVI, which keeps no times, counts frame intervals from the file's start instead: FRAME_COUNTED_SUFFIXES);
 - bit depth: 8-bit sources give 8-bit output, deeper ones 10-bit where the encoder can store it (`pix_fmt` or
   `bit_depth` override);
 - color: RGB→YUV uses the source's matrix and range, and the output is tagged with the source's primaries,
@@ -141,6 +142,12 @@ LARGEST_LEVEL_PIXELS = 35_651_584
 # frame times at all; MPEG program streams (DVD .vob, .mpg) keep a time only where a packet of the stream starts.
 # (Not .m4v: Apple's MP4 files are named so too.)
 STREAM_TIMED_SUFFIXES = (".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2v", ".mpv", ".mpg", ".mpeg", ".vob")
+# Outputs that keep no frame times, only the frames' order at the declared rate: AVI indexes one chunk per frame
+# interval (an empty one where no frame falls) and starts every stream at 0, so its frames are placed by their time
+# from the file's start counted in frame intervals (`frame_place`). Given the source's time base instead, a 25 fps
+# MP4 declared 600 fps and indexed 24 chunks per frame, and an MPEG-TS recording (starting at 1.4 s) showed its
+# first frame for 1.4 s, the rest of the video late by as much against its audio.
+FRAME_COUNTED_SUFFIXES = (".avi",)
 _AVCOL_SPC_RGB = 0
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
@@ -246,7 +253,9 @@ class VideoWriter:
         self._time_base = source_info.time_base
         self._trim = trim
         self._frame_duration = 1 / source_info.average_rate if source_info.average_rate else None  # seconds
-        self._first_pts: int | None = None
+        self._origin: Fraction | None = None  # the source time that becomes the output's 0 (start_of_output)
+        self._last_place: int | None = None  # frame-counted outputs: the last frame's place
+        self._frame_counted = self.output.suffix.lower() in FRAME_COUNTED_SUFFIXES
         self._last_pts: int | None = None
         self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
         self._temp = partial_path(self.output)
@@ -281,6 +290,8 @@ class VideoWriter:
         if stream_timed is None:  # (a segment file is told what the output it is joined into is)
             stream_timed = self.output.suffix.lower() in STREAM_TIMED_SUFFIXES
         variable = bool(is_variable_rate(source, source_info.index))
+        rate = declared_rate(source_info, variable and not stream_timed)
+        self._output_time_base = 1 / rate if self._frame_counted else source_info.time_base
         if spec.encoder in ("libx264", "libx264rgb") and (stream_timed or not variable):
             # x264 declares a frame rate in the stream (VUI timing) from the encoder's time base, 1/12800 s for an
             # MP4 source, unless told the input is constant rate: raw .h264 then plays at 12800 fps and an MPEG-PS
@@ -294,8 +305,7 @@ class VideoWriter:
         except ValueError as error:
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
         try:
-            self._stream = self._add_video_stream(codec, spec, source_info, codec_options,
-                                                  variable=variable and not stream_timed)
+            self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
                                             copy_streams=copy_streams, trim=trim)
             self._passthrough.copy_video_tags(self._stream)
@@ -312,18 +322,18 @@ class VideoWriter:
             raise
 
     def _add_video_stream(self, codec: str, spec: CodecSpec, info: VideoStreamInfo, options: dict[str, str],
-                          variable: bool):
+                          rate: Fraction):
         # The rate only tags the stream and guides rate control: frame times come from their pts.
         try:
-            stream = self._container.add_stream(spec.encoder, rate=declared_rate(info, variable))
+            stream = self._container.add_stream(spec.encoder, rate=rate)
         except ValueError as error:
             container = self._container.format.name
             raise OptionError(f"codec {codec!r} cannot be stored in a {container} file ({self.output.name}); "
                               f"use .mkv") from error
         ctx = stream.codec_context
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
-        ctx.time_base = info.time_base  # each frame keeps its source pts: VFR survives
-        stream.time_base = info.time_base  # ask the muxer for the same unit (mp4 would pick its own)
+        ctx.time_base = self._output_time_base  # the source's: each frame keeps its pts, VFR survives
+        stream.time_base = self._output_time_base  # ask the muxer for the same unit (mp4 would pick its own)
         if info.sample_aspect_ratio:
             ctx.sample_aspect_ratio = info.sample_aspect_ratio
         primaries, transfer = _tags(info)
@@ -368,14 +378,13 @@ class VideoWriter:
             video_frames = self._rgb_video_frames(frames.cpu())
         try:
             for video_frame, pts in zip(video_frames, batch.pts):
-                if self._first_pts is None:
-                    self._first_pts = pts
-                    if self._trim:
-                        self._passthrough.start_at(pts * self._time_base)
+                if self._origin is None:
+                    self._origin = start_of_output(pts * self._time_base, self._passthrough, trim=self._trim,
+                                                   frame_counted=self._frame_counted)
                 # Passthrough packets up to this frame's time first, so that the file is interleaved as it grows.
                 self._passthrough.mux_until(float(pts * self._time_base))
-                video_frame.pts = pts - self._first_pts if self._trim else pts
-                video_frame.time_base = self._time_base
+                video_frame.pts = self._output_pts(pts)
+                video_frame.time_base = self._output_time_base
                 if pts in batch.captions:
                     self._keep_captions(video_frame.pts, batch.captions[pts])
                 self._mux(self._stream.encode(video_frame))
@@ -385,6 +394,13 @@ class VideoWriter:
         except (OSError, av.FFmpegError) as error:
             self.abort()
             raise self._write_error(error) from error
+
+    def _output_pts(self, pts: int) -> int:
+        """A frame's pts in the output's time base, from its source pts."""
+        if not self._frame_counted:
+            return pts - round(self._origin / self._time_base)
+        self._last_place = frame_place(pts * self._time_base - self._origin, self._output_time_base, self._last_place)
+        return self._last_place
 
     def _keep_captions(self, pts: int, cc_data: bytes) -> None:
         if self._caption_syntax is not None:
@@ -536,6 +552,29 @@ def declared_rate(info: VideoStreamInfo, variable: bool) -> Fraction:
     as FFmpeg's command line declares it. Matroska takes the declared rate as every frame's default duration, and
     readers that assume it (ffmpeg's constant-rate output) drop the frames that come sooner than that."""
     return (info.base_rate if variable and info.base_rate else None) or info.average_rate or Fraction(24)
+
+
+def start_of_output(first_frame: Fraction, passthrough: Passthrough, trim: bool, frame_counted: bool) -> Fraction:
+    """The source time that becomes the output's 0, given the first frame's: a preview's first frame; in a
+    frame-counted container the file's start (the first frame, or an earlier packet of another stream, during which
+    the first frame is shown, as ffmpeg repeats it; nothing is dropped); else 0, every time kept. The passthrough
+    streams are moved to the same start."""
+    if trim:
+        start = first_frame
+    elif frame_counted:
+        other = passthrough.next_time()
+        start = first_frame if other is None else min(first_frame, other)
+    else:
+        return Fraction(0)
+    passthrough.start_at(start)
+    return start
+
+
+def frame_place(seconds: Fraction, interval: Fraction, previous: int | None) -> int:
+    """Where a frame `seconds` after the start of a frame-counted file (AVI) goes: the nearest frame interval, and
+    after the previous frame's place (frames closer than an interval keep their order, a little late)."""
+    place = round(seconds / interval)
+    return place if previous is None else max(place, previous + 1)
 
 
 def frame_time_options(output: Path) -> dict[str, str]:

@@ -145,17 +145,26 @@ class Passthrough:
         video.disposition = source.disposition
 
     def start_at(self, seconds: Fraction) -> None:
-        """Trim: make `seconds` (source time) the output's 0; see the module doc."""
-        if not self._trim or self._start is not None:
-            raise ValueError("start_at is called once, on a Passthrough made with trim=True, before mux_until")
+        """Make `seconds` (source time) the output's 0: a preview's start (trim, see the module doc), or the start of
+        a file whose container starts every stream at 0 (AVI), for which nothing is sought or expected before it."""
+        if self._start is not None:
+            raise ValueError("start_at is called once, before mux_until")
         self._start = Fraction(seconds)
-        if self._start > _SEEK_MARGIN and self._packet_streams:
+        if self._trim and self._start > _SEEK_MARGIN and self._packet_streams:
             # Demuxing from 0 would only read packets to drop; backward: land at or before the time asked.
             try:
                 self._input.seek(int((self._start - _SEEK_MARGIN) * av.time_base), backward=True)
             except av.FFmpegError as error:  # then the packets before the start are read and dropped: slower only
                 logger.info("cannot seek %s (%s); reading it from the start", self._input.name, error)
             self._packets = iter(self._input.demux(self._packet_streams))
+            self._pending = None
+
+    def next_time(self) -> Fraction | None:
+        """When the next packet to copy is due (source seconds, as `mux_until` judges it); None when there is none or
+        it has no time."""
+        packet = self._peek()
+        time = None if packet is None else packet.dts if packet.dts is not None else packet.pts
+        return None if time is None else time * packet.time_base
 
     def mux_until(self, seconds: float) -> None:
         """Write every passthrough packet that starts (decoding time, source seconds) at or before `seconds`."""
@@ -184,7 +193,7 @@ class Passthrough:
 
     def _mux(self, packet: av.Packet) -> None:
         is_cover = packet.stream.disposition & Disposition.attached_pic  # no time: belongs to the whole file
-        if self._trim and packet.pts is not None and not is_cover and not self._shift(packet):
+        if self._start is not None and packet.pts is not None and not is_cover and not self._shift(packet):
             self.packets_dropped += 1
             return
         packet.stream = self.copied[packet.stream.index]

@@ -609,7 +609,11 @@ class _Joiner:
         self._to_annex_b: av.BitStreamFilterContext | None = None
         self._extradata: bytes | None = None
         self._time_base: Fraction | None = None  # the segments' video time base
-        self._shift = 0  # trim: the first frame's pts, which becomes 0
+        self._output_time_base: Fraction | None = None  # the output's: the source's, or 1/rate (frame-counted)
+        self._frame_counted = False  # whether the output keeps frames by count (AVI), set by _open
+        self._origin: Fraction | None = None  # the source time that becomes the output's 0 (start_of_output)
+        self._shift = 0  # the origin in the segments' time base
+        self._last_place: int | None = None  # frame-counted: the last packet's place
         self._last_dts: int | None = None
         self._last_pts: int | None = None  # source time base
         self._last_step = 0
@@ -617,17 +621,20 @@ class _Joiner:
 
     def _open(self, template: av.video.stream.VideoStream) -> None:
         """The output's video stream is a copy of the first segment's; the passthrough streams come after it."""
-        from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, declared_rate
+        from vsr.pipelines.encode import FRAME_COUNTED_SUFFIXES, STREAM_TIMED_SUFFIXES, declared_rate
         from vsr.pipelines.passthrough import Passthrough
         from vsr.pipelines.probe import is_variable_rate
 
         self._container = av.open(str(self._temp), "w")
         stream = self._container.add_stream_from_template(template, opaque=True)
-        stream.time_base = self._info.time_base  # the source's unit, as a single-device run asks for
-        # (declared as the one-run writer declares it; `_temp` has the output's suffix)
+        # The time base and declared rate a single-device run gives the stream (`_temp` has the output's suffix).
         variable = self._temp.suffix.lower() not in STREAM_TIMED_SUFFIXES and is_variable_rate(self._source,
                                                                                                 self._info.index)
-        stream.codec_context.framerate = declared_rate(self._info, bool(variable))
+        rate = declared_rate(self._info, bool(variable))
+        self._frame_counted = self._temp.suffix.lower() in FRAME_COUNTED_SUFFIXES
+        self._output_time_base = 1 / rate if self._frame_counted else self._info.time_base
+        stream.time_base = self._output_time_base
+        stream.codec_context.framerate = rate
         if self._info.rotation:
             stream.set_display_rotation(self._info.rotation)
         self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,
@@ -645,6 +652,8 @@ class _Joiner:
         self._stream = stream
 
     def append(self, path: Path, pts: Sequence[int], name: str) -> None:
+        from vsr.pipelines.encode import start_of_output
+
         if not pts:
             return  # nothing decoded in this segment (damage): nothing to copy
         try:
@@ -665,9 +674,10 @@ class _Joiner:
                 raise OutputError(f"cannot join {name}: its time base {self._time_base} cannot hold the source's "
                                   f"{self._info.time_base}; upscale on one device")
             expected = [int(value) for value in expected]
-            if self._trim and self._last_pts is None:  # the preview's first frame: it becomes time 0
-                self._shift = expected[0]
-                self._passthrough.start_at(pts[0] * self._info.time_base)
+            if self._origin is None:  # the first frame
+                self._origin = start_of_output(pts[0] * self._info.time_base, self._passthrough, trim=self._trim,
+                                               frame_counted=self._frame_counted)
+                self._shift = round(self._origin / self._time_base)
             try:
                 packets = [packet for packet in segment.demux(template) if packet.size]
             except av.FFmpegError as error:
@@ -685,6 +695,8 @@ class _Joiner:
             self._last_pts = value
 
     def _write(self, packet: av.Packet, offset: int) -> None:
+        from vsr.pipelines.encode import frame_place
+
         packet.pts += offset
         packet.dts = packet.pts if packet.dts is None else packet.dts + offset
         if self._last_dts is not None and packet.dts <= self._last_dts:
@@ -696,11 +708,19 @@ class _Joiner:
         self._last_dts = packet.dts
         # Passthrough packets up to this one's decoding time first, so that the file is interleaved as it grows.
         self._passthrough.mux_until(float(packet.dts * self._time_base))
-        packet.pts -= self._shift
-        packet.dts -= self._shift
+        if self._frame_counted:  # placed as the one-run writer places frames, by decoding time (no B-frames here)
+            reorder = round((packet.pts - packet.dts) * self._time_base / self._output_time_base)
+            self._last_place = frame_place(packet.dts * self._time_base - self._origin, self._output_time_base,
+                                           self._last_place)
+            # (the duration too: the AVI muxer indexes empty chunks up to where the last packet ends)
+            duration = round(packet.duration * self._time_base / self._output_time_base)
+            times = (self._last_place + reorder, self._last_place, duration, self._output_time_base)
+        else:
+            times = (packet.pts - self._shift, packet.dts - self._shift, packet.duration, self._time_base)
         packet.stream = self._stream
         for converted in self._to_annex_b.filter(packet) if self._to_annex_b is not None else [packet]:
             converted.stream = self._stream
+            converted.pts, converted.dts, converted.duration, converted.time_base = times  # (the filter's are its own)
             self._container.mux(converted)
 
     def finish(self) -> None:

@@ -282,9 +282,14 @@ def test_preview_far_into_a_long_file(tmp_path, suffix):
     assert 0 < passthrough.packets_dropped < sum(e < 15 for _, e in spans)  # not everything before 20 s was read
 
 
-def test_start_at_needs_trim(aac, tmp_path):
+def test_next_time_is_the_first_packets_and_start_at_is_called_once(aac, tmp_path):
+    with av.open(str(aac)) as source:
+        first = next(packet for packet in source.demux(source.streams.audio[0]) if packet.size)
+        first_time = first.dts * first.time_base
     with av.open(str(tmp_path / "out.mkv"), "w") as output:
         passthrough = Passthrough(aac, output, video_index=0)
-        with pytest.raises(ValueError, match="trim=True"):
+        assert passthrough.next_time() == first_time
+        passthrough.start_at(first_time)
+        with pytest.raises(ValueError, match="called once"):
             passthrough.start_at(Fraction(1))
         passthrough.close()

@@ -358,3 +358,53 @@ def test_h264_joined_into_avi_asf_and_program_streams_plays_with_the_frames_of_o
     assert media.playback_errors(single.output) == ""
     if source.suffix != ".mpg":  # a program stream keeps a time only where a PES packet starts
         assert packet_times(split.output) == packet_times(single.output) == packet_times(source)
+
+
+def shown_times(path: Path) -> list[Fraction]:
+    """The decoded frames' times as players take them (best effort: AVI's frames have no time of their own)."""
+    found = media.ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time")
+    return [Fraction(frame["best_effort_timestamp_time"]) for frame in found["frames"]]
+
+
+def packet_checksums(path: Path, selector: str) -> list[str]:
+    """ffmpeg's checksum of each packet's data, times and side data left out."""
+    return [line.split(",")[5].strip() for line in media.framemd5(path, selector).splitlines()
+            if not line.startswith("#")]
+
+
+@pytest.mark.parametrize("name, input_args, output_args", [
+    ("phone.mp4", ["-r", "25"], ["-c:a", "aac"]),
+    ("dvb.ts", ["-r", "25"], ["-c:a", "mp2"]),  # MPEG-TS: every time starts at 1.4 s
+    ("dropped.mkv", ["-r", "30000/1001"], ["-c:a", "libmp3lame", "-vf", "select='not(between(n,10,14))'",
+                                           "-fps_mode", "vfr"]),
+], ids=["mp4", "mpeg-ts", "variable rate"])
+def test_avi_counts_frames_at_the_declared_rate_from_the_start_of_the_file(tmp_path, name, input_args, output_args):
+    """AVI keeps frames by count at its declared rate and starts every stream at 0. Upscaled into .avi, a video
+    declares its own rate (not 600 fps from an MP4's time base), has one index entry per frame interval (an empty one
+    where a variable-rate source skips), and frames in place against the audio, whose packets are all kept, even
+    from an MPEG-TS recording that starts at 1.4 s. Segments make the same file as one run."""
+    source = tmp_path / name
+    media.ffmpeg("-f", "lavfi", *input_args, "-i", "testsrc2=size=64x48", "-f", "lavfi", "-i", "sine=duration=1",
+                 "-frames:v", "24", "-c:v", "libx264", "-g", "8", *output_args, "-shortest", source)
+    stream = media.ffprobe_streams_of(source, "v:0")[0]
+    rate = Fraction(stream["r_frame_rate"])
+    first_audio = media.ffprobe(source, "-select_streams", "a:0", "-show_entries", "packet=dts_time")["packets"][0]
+    times = shown_times(source)
+    start = min(times[0], Fraction(first_audio["dts_time"]))  # an AAC encoder's delay in MP4 lies before 0
+    places = [round((time - start) * rate) for time in times]
+    options, lossless = UpscaleOptions(model="bicubic", outscale=2), {"qp": "0"}
+    single = upscale_video(source, tmp_path / "single.avi", options=options,
+                           video=VideoOptions(encoder_options=lossless))
+    split = upscale_video_in_segments(source, tmp_path / "split.avi", options=options,
+                                      video=VideoOptions(encoder_options=lossless, segment_seconds=0.25))
+    assert split.times.extra["segments"] > 1
+    for output in (single.output, split.output):
+        written = media.ffprobe_streams_of(output, "v:0")[0]
+        assert Fraction(written["time_base"]) == 1 / rate and Fraction(written["avg_frame_rate"]) == rate
+        assert int(written["nb_frames"]) == places[-1] + 1  # index entries, empty ones included
+        shown = [round(time * rate) for time in shown_times(output)]
+        # The AVI muxer puts the first frame at 0 whatever its time: it is shown until the second.
+        assert shown == [0, *places[1:]]
+        assert packet_checksums(output, "0:a") == packet_checksums(source, "0:a")
+        assert media.playback_errors(output) == ""
+    assert decoded_framemd5(split.output) == decoded_framemd5(single.output)
