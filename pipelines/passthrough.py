@@ -284,8 +284,9 @@ def _refusal(container: str, stream: Stream) -> str | None:
             what = "attachments"
         elif stream.disposition & Disposition.attached_pic:
             what = "cover pictures in a video stream"
-        else:
-            what = f"{_codec_name(stream)} {stream.type}s"
+        else:  # "aac audio", "srt subtitles", "bin_data data streams"
+            kind = {"audio": "audio", "data": "data streams"}.get(stream.type, f"{stream.type}s")
+            what = f"{_codec_name(stream)} {kind}"
         hint = "; Matroska (.mkv) holds them" if stream.type in ("subtitle", "attachment") else ""
         return f"{container} files cannot hold {what}{hint}"
     finally:
