@@ -713,7 +713,7 @@ class _Joiner:
             self._last_place = frame_place(packet.dts * self._time_base - self._origin, self._output_time_base,
                                            self._last_place)
             # (the duration too: the AVI muxer indexes empty chunks up to where the last packet ends)
-            duration = round(packet.duration * self._time_base / self._output_time_base)
+            duration = round((packet.duration or 0) * self._time_base / self._output_time_base)
             times = (self._last_place + reorder, self._last_place, duration, self._output_time_base)
         else:
             times = (packet.pts - self._shift, packet.dts - self._shift, packet.duration, self._time_base)
