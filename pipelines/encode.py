@@ -149,6 +149,8 @@ STREAM_TIMED_SUFFIXES = (".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2
 # first frame for 1.4 s, the rest of the video late by as much against its audio.
 FRAME_COUNTED_SUFFIXES = (".avi",)
 _AVCOL_SPC_RGB = 0
+# How libx264, libx265 and libsvtav1 (through FFmpeg) warn of a -params entry they could not take.
+_PARAMS_REFUSALS = ("Error parsing option", "Unknown option", "Invalid value for")
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
 _OPTIONS_OF_THEIR_OWN = {"pix_fmt": "--pix-fmt", "s": "--width/--height (or --outscale)"}
@@ -346,7 +348,7 @@ class VideoWriter:
         ctx.thread_count = 0  # one per core
         ctx.options = dict(options)
         try:
-            ctx.open()
+            refused = _params_refused(ctx)
         except PermissionError as error:
             if spec.needs_gpu:
                 raise OptionError(f"codec {codec!r} needs an NVIDIA GPU with NVENC and none is usable here; "
@@ -358,6 +360,8 @@ class VideoWriter:
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
         if unused:
             raise OptionError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
+        if refused:
+            raise OptionError(f"codec {codec!r} refused a setting of its -params list: {refused[0]}")
         return stream
 
     def write(self, batch: FrameBatch) -> None:
@@ -538,6 +542,20 @@ def _to_host(planes: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
         host.copy_(plane, non_blocking=True)
     torch.cuda.current_stream(planes[0].device).synchronize()
     return [host.numpy() for host in pinned]
+
+
+def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:
+    """Open the encoder, and return what it said of x264-params, x265-params or svtav1-params entries it could not
+    take: FFmpeg only warns ("Error parsing option 'bfrmaes = 2'", "Unknown option: x.") and encodes without them.
+    FFmpeg's log is heard (from every thread) only while the encoder opens; PyAV keeps it quiet otherwise."""
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            ctx.open()
+    finally:
+        av.logging.set_level(previous)
+    return [message.strip() for _, _, message in logs if message.startswith(_PARAMS_REFUSALS)]
 
 
 def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> None:

@@ -54,6 +54,21 @@ def test_an_option_the_encoder_lacks_is_one_line_and_writes_nothing(tmp_path):
         api.VideoOptions(encoder_options={"g": 12}).validate()
 
 
+@pytest.mark.parametrize("codec, params, message", [
+    ("libx264", "x264-params=bframes=0:bfrmaes=2", "Error parsing option 'bfrmaes = 2'"),
+    ("libx265", "x265-params=nosuch=1", "Unknown option: nosuch"),
+    ("libsvtav1", "svtav1-params=tiles=2", "Error parsing option tiles: 2"),
+])
+def test_a_params_entry_the_encoder_cannot_take_is_one_line_and_writes_nothing(tmp_path, codec, params, message):
+    """FFmpeg only warns of these and encodes without them (its log is quiet in PyAV): a typo went unnoticed."""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    key, value = params.split("=", 1)
+    with pytest.raises(OptionError, match=f"codec '{codec}' refused a setting of its -params list: {message}"):
+        api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
+                          video=api.VideoOptions(codec=codec, encoder_options={key: value}))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
 @pytest.mark.parametrize("video, message", [
     (api.VideoOptions(crf=20, encoder_options={"b": "50k"}), "--crf and the encoder option b both set the quality"),
     (api.VideoOptions(preset="slow", encoder_options={"preset": "fast"}),
