@@ -311,7 +311,9 @@ def _load_baseline(entry: ZooEntry, scale: int | float | None) -> LoadedModel:
     if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1:
         raise OptionError(f"scale must be a whole number ≥ 1 for {entry.name}, got {scale!r}")
     kernel = entry.hyperparameters["kernel"]
-    spec = ModelSpec(architecture="Resample", scale=scale, hyperparameters={"scale": scale, "kernel": kernel})
+    # bf16 keeps 8 significant bits, too few for a baseline that should be exact; and nothing here is slow.
+    spec = ModelSpec(architecture="Resample", scale=scale, hyperparameters={"scale": scale, "kernel": kernel},
+                     supports_bfloat16=False)
     return LoadedModel(module=Resample(scale, kernel).eval(), spec=spec, name=entry.name, source="")
 
 

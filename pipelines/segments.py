@@ -222,6 +222,7 @@ class SegmentResult:
     height: int
     times: StageTimes
     worker: str = ""  # host:pid of the process that upscaled it
+    precision: str = ""  # what the model ran in: "bf16", ...
 
 
 @dataclass
@@ -283,7 +284,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     if missing:  # damage (the decoder named the frames), or a decoder that lost its place: said either way
         log.warning("%s: %s: %d of its %d frames did not come out of the decoder", source, plan.describe(segment),
                     missing, len(segment.frames))
-    return SegmentResult(segment.index, path, encoded, width, height, times, f"{socket.gethostname()}:{os.getpid()}")
+    return SegmentResult(segment.index, path, encoded, width, height, times, f"{socket.gethostname()}:{os.getpid()}",
+                         engine.precision)
 
 
 def worker_main(worker: int, device: str, threads: int, log_level: int, parent: int, source: Path,
@@ -501,7 +503,8 @@ def upscale_video_in_segments(
         extra={"segments": len(plan.segments), "resumed": len(plan.segments) - len(made), "devices": device_list},
     )
     return VideoResult(output=output, frames=sum(len(part.pts) for part in parts), width=parts[0].width,
-                       height=parts[0].height, times=times)
+                       height=parts[0].height, times=times,
+                       precision=", ".join(sorted({result.precision for result in made if result.precision})))
 
 
 def _upscale_segments(todo: list[Segment], engine, remote, devices: list[str], source: Path, plan: SegmentPlan,

@@ -250,6 +250,7 @@ class VideoResult:
     height: int
     times: StageTimes
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
+    precision: str = ""  # what the model ran in, e.g. "bf16" ("fp32, bf16" where workers differed)
 
 
 def video_output_size(engine: Engine, info: VideoStreamInfo, even: bool = True) -> tuple[int, int, VideoStreamInfo]:
@@ -326,7 +327,7 @@ def upscale_video(
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
-                       decoder=name)
+                       decoder=name, precision=engine.precision)
 
 
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,

@@ -43,7 +43,8 @@ TileOption = Annotated[Optional[int], typer.Option(
 TileOverlapOption = Annotated[Optional[int], typer.Option("--tile-overlap", help="Context pixels around each tile.")]
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOption = Annotated[Optional[str], typer.Option(
-    "--precision", help="auto, fp32, fp16 or bf16 (auto: fp32 on CPU, bf16/fp16 on GPU).")]
+    "--precision", help="auto, fp32, fp16 or bf16 (auto: fp16/bf16 on GPU; on CPU bf16 where it has bf16 instructions, "
+    "twice as fast, else fp32).")]
 DecoderOption = Annotated[Optional[str], typer.Option("--decoder", help="Video decoder: auto, pyav, decord or dali.")]
 CudaGraphsOption = Annotated[Optional[str], typer.Option(
     "--cuda-graphs", help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
@@ -224,9 +225,10 @@ def _summary(result) -> str:
     resumed = times.extra.get("resumed", 0)
     earlier = f"; {resumed} of {times.extra['segments']} segments from an earlier run" if resumed else ""
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
+    precision = f" in {result.precision}" if result.precision else ""
     return (
         f"wrote {result.output}: {frames} at {result.width}x{result.height} "
-        f"in {times.wall:.1f} s ({times.fps:.2f} fps; busy time {shares}{earlier})"
+        f"in {times.wall:.1f} s ({times.fps:.2f} fps{precision}; busy time {shares}{earlier})"
     )
 
 

@@ -1,6 +1,7 @@
 """The inference engine on the CPU: padding, dtypes, batching, tiling, outscale and option checking."""
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from vsr.pipelines.engine import (
     Engine,
     balanced_batch_size,
     blend_weights,
+    cpu_computes_bf16,
     recovery_precisions,
     resolve_device,
     resolve_precision,
@@ -34,7 +36,8 @@ def tiny_rrdbnet(scale: int = 4, seed: int = 0) -> LoadedModel:
 
 
 def bicubic_model(scale: int = 2) -> LoadedModel:
-    return LoadedModel(Resample(scale), ModelSpec("Resample", scale, hyperparameters={"scale": scale}))
+    return LoadedModel(Resample(scale), ModelSpec("Resample", scale, hyperparameters={"scale": scale},
+                                                  supports_bfloat16=False))
 
 
 def astronaut(top: int, left: int, size: int) -> torch.Tensor:
@@ -49,7 +52,7 @@ def astronaut(top: int, left: int, size: int) -> torch.Tensor:
 def test_odd_sizes_are_padded_by_reflection_and_cropped(scale, multiple):
     model = tiny_rrdbnet(scale)
     frames = torch.rand(2, 3, 13, 11)
-    out = Engine(model, device="cpu").upscale(frames)
+    out = Engine(model, device="cpu", precision="fp32").upscale(frames)
     assert out.shape == (2, 3, 13 * scale, 11 * scale)
     pad_h, pad_w = -13 % multiple, -11 % multiple
     with torch.inference_mode():
@@ -99,7 +102,7 @@ def test_the_callers_model_is_left_untouched():
 def test_bf16_on_cpu_is_close_to_fp32():
     frames = astronaut(100, 100, 32).float() / 255
     model = tiny_rrdbnet()
-    fp32 = Engine(model, device="cpu").upscale(frames)
+    fp32 = Engine(model, device="cpu", precision="fp32").upscale(frames)
     bf16 = Engine(model, device="cpu", precision="bf16").upscale(frames)
     assert bf16.dtype == torch.float32
     assert (fp32 - bf16).abs().max() < 0.05
@@ -135,8 +138,8 @@ def test_tiling_is_exact_for_a_local_model():
 
 def _max_difference(model: LoadedModel, frames: torch.Tensor, tile: int) -> tuple[int, float]:
     """(max uint8 difference, max float difference × 255) between tiled and untiled output at the default overlap."""
-    untiled = Engine(model, device="cpu").upscale(frames.float() / 255)
-    tiled_engine = Engine(model, device="cpu", tile=tile)
+    untiled = Engine(model, device="cpu", precision="fp32").upscale(frames.float() / 255)
+    tiled_engine = Engine(model, device="cpu", precision="fp32", tile=tile)
     assert tiled_engine.tile_overlap == DEFAULT_TILE_OVERLAP
     tiled = tiled_engine.upscale(frames.float() / 255)
     as_uint8 = ((tiled * 255).round() - (untiled * 255).round()).abs().max().item()
@@ -214,14 +217,33 @@ def test_cuda_without_a_gpu_is_one_clear_error():
 def test_precision_choices():
     rrdb = tiny_rrdbnet().spec
     cpu = torch.device("cpu")
-    assert resolve_precision("auto", cpu, rrdb) == "fp32"
-    assert resolve_precision("bf16", cpu, rrdb) == "bf16"
+    # A CPU with bf16 instructions runs networks in bf16 (twice as fast), the resampling baselines in fp32 (exact).
+    assert resolve_precision("auto", cpu, rrdb, cpu_bf16=True) == "bf16"
+    assert resolve_precision("auto", cpu, bicubic_model().spec, cpu_bf16=True) == "fp32"
+    assert resolve_precision("auto", cpu, rrdb, cpu_bf16=False) == "fp32"
+    assert resolve_precision("fp32", cpu, rrdb, cpu_bf16=True) == "fp32"
+    assert resolve_precision("bf16", cpu, rrdb, cpu_bf16=True) == "bf16"
     # On CUDA, "auto" is fp16 for models that are safe in it (the bf16 branch needs a real GPU to ask).
     assert resolve_precision("auto", torch.device("cuda", 0), bicubic_model().spec) == "fp16"
     with pytest.raises(OptionError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu, rrdb)
     with pytest.raises(OptionError, match=r"'fp64'.*auto, fp32, fp16, bf16"):
         Engine(tiny_rrdbnet(), device="cpu", precision="fp64")
+
+
+def test_bf16_on_a_cpu_without_bf16_instructions_is_said_to_be_slow(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert resolve_precision("bf16", torch.device("cpu"), tiny_rrdbnet().spec, cpu_bf16=False) == "bf16"
+    assert "no bf16 instructions" in caplog.text
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="reads Linux's list of CPU flags")
+def test_the_cpus_bf16_instructions_are_those_linux_lists():
+    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+                .split(":", 1)[1].split())
+    assert cpu_computes_bf16() == bool(flags & {"avx512_bf16", "amx_bf16"})
+    expected = "bf16" if cpu_computes_bf16() else "fp32"
+    assert Engine(tiny_rrdbnet(), device="cpu").precision == expected
 
 
 def test_bad_engine_options():
@@ -272,7 +294,8 @@ def test_reduced_precision_overflow_is_recomputed_with_one_warning(cuda_graphs, 
     frames = torch.rand(2, 3, 8, 16)
     expected = F.interpolate(frames, scale_factor=2)
     with caplog.at_level(logging.WARNING):
-        fp32 = Engine(model, device="cpu", cuda_graphs=cuda_graphs, tile=tile, tile_overlap=2).upscale(frames)
+        exact = Engine(model, device="cpu", precision="fp32", cuda_graphs=cuda_graphs, tile=tile, tile_overlap=2)
+        fp32 = exact.upscale(frames)
     assert not _recompute_warnings(caplog)
     torch.testing.assert_close(fp32, expected, atol=1e-6, rtol=0)
 

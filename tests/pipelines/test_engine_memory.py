@@ -46,11 +46,11 @@ FRAMES = (torch.rand(4, 3, 32, 48, generator=torch.Generator().manual_seed(3)) *
 
 @pytest.mark.parametrize("cuda_graphs", ["off", "on"])
 def test_a_batch_that_does_not_fit_is_halved_and_the_smaller_batch_kept(cuda_graphs, caplog):
-    engine = Engine(bounded(limit=2 * 32 * 48), device="cpu", batch_size=4, cuda_graphs=cuda_graphs)
+    engine = Engine(bounded(limit=2 * 32 * 48), device="cpu", precision="fp32", batch_size=4, cuda_graphs=cuda_graphs)
     with caplog.at_level(logging.WARNING):
         out = engine.upscale(FRAMES)
         again = engine.upscale(FRAMES)
-    expected = Engine(tiny_rrdbnet(), device="cpu", batch_size=2).upscale(FRAMES)
+    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=2).upscale(FRAMES)
     assert (out.int() - expected.int()).abs().max() <= 1 and torch.equal(out, again)
     assert engine.batch_size == 2 and engine.tile == 0
     # One warning: the second call starts at the batch size that fitted.
@@ -61,10 +61,11 @@ def test_a_batch_that_does_not_fit_is_halved_and_the_smaller_batch_kept(cuda_gra
 
 def test_a_frame_that_does_not_fit_alone_is_tiled(caplog):
     # Tiles of 24×24 fit, whole 32×48 frames do not: batch 4 → 2 → 1, then tiles of half the frame's longer side.
-    engine = Engine(bounded(limit=24 * 24), device="cpu", batch_size=4, tile_overlap=8)
+    engine = Engine(bounded(limit=24 * 24), device="cpu", precision="fp32", batch_size=4, tile_overlap=8)
     with caplog.at_level(logging.WARNING):
         out = engine.upscale(FRAMES)
-    expected = Engine(tiny_rrdbnet(), device="cpu", batch_size=1, tile=24, tile_overlap=8).upscale(FRAMES)
+    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=1, tile=24, tile_overlap=8)
+    expected = expected.upscale(FRAMES)
     assert (out.int() - expected.int()).abs().max() <= 1
     assert (engine.batch_size, engine.tile) == (1, 24)
     assert memory_warnings(caplog) == [
@@ -76,16 +77,17 @@ def test_a_frame_that_does_not_fit_alone_is_tiled(caplog):
 
 
 def test_tiles_that_do_not_fit_are_halved():
-    engine = Engine(bounded(limit=16 * 16), device="cpu", batch_size=1, tile=32, tile_overlap=8)
+    engine = Engine(bounded(limit=16 * 16), device="cpu", precision="fp32", batch_size=1, tile=32, tile_overlap=8)
     out = engine.upscale(FRAMES[:1])
     assert engine.tile == 16
-    expected = Engine(tiny_rrdbnet(), device="cpu", batch_size=1, tile=16, tile_overlap=8).upscale(FRAMES[:1])
+    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=1, tile=16, tile_overlap=8)
+    expected = expected.upscale(FRAMES[:1])
     assert (out.int() - expected.int()).abs().max() <= 1
 
 
 def test_when_even_the_smallest_tile_does_not_fit_the_error_is_one_line():
     # Overlap 8 needs tiles of at least 9 pixels: 32 → 16 still does not fit, and 8 would be too small.
-    engine = Engine(bounded(limit=8 * 8), device="cpu", batch_size=1, tile=32, tile_overlap=8)
+    engine = Engine(bounded(limit=8 * 8), device="cpu", precision="fp32", batch_size=1, tile=32, tile_overlap=8)
     with pytest.raises(InputError) as raised:
         engine.upscale(FRAMES[:1])
     assert str(raised.value) == (
@@ -100,7 +102,7 @@ def test_other_errors_are_not_taken_for_a_lack_of_memory():
             raise RuntimeError("not a memory problem")
 
     model = tiny_rrdbnet()
-    engine = Engine(LoadedModel(Broken(), model.spec), device="cpu", batch_size=4)
+    engine = Engine(LoadedModel(Broken(), model.spec), device="cpu", precision="fp32", batch_size=4)
     with pytest.raises(RuntimeError, match="not a memory problem"):
         engine.upscale(FRAMES)
     assert engine.batch_size == 4

@@ -125,7 +125,7 @@ def test_tiling_with_graphs_equals_tiling_without():
     """A 16×64 frame at tile 16, overlap 4 is 5 tiles; at batch size 4 they run as 3 + 2, the 2 padded to 3."""
     model = tiny_rrdbnet()
     frames = torch.rand(2, 3, 16, 64)
-    options = {"device": "cpu", "tile": 16, "tile_overlap": 4, "batch_size": 4}
+    options = {"device": "cpu", "precision": "fp32", "tile": 16, "tile_overlap": 4, "batch_size": 4}
     graphs = Engine(model, cuda_graphs="on", **options)
     calls = record_batch_sizes(graphs.graphed.module)
     tiled = graphs.upscale(frames)

@@ -161,7 +161,7 @@ def test_webp_keeps_alpha_and_jpeg_flattens_it_onto_white(tmp_path, caplog):
 
 
 def engine_x2() -> Engine:
-    return Engine(LoadedModel(Resample(2), ModelSpec("Resample", 2)), device="cpu")
+    return Engine(LoadedModel(Resample(2), ModelSpec("Resample", 2, supports_bfloat16=False)), device="cpu")
 
 
 def test_upscaling_rgba_upscales_alpha_too():
