@@ -11,6 +11,9 @@ An explicit table (`MODELS`), as timm keeps its pretrained configurations. Three
   published one is known, and that the file holds the expected network) before they enter the cache.
 - Baselines (`bicubic`, `lanczos`) have no weights.
 
+Beyond the table, `-m https://.../4x-Model.pth` takes any checkpoint by its URL (OpenModelDB, Hugging Face, GitHub
+releases): downloaded once into `weights/url/<hash of the URL>/`, kept only if it loads as a network vsr knows.
+
 Writes into the cache are atomic (temporary name + `os.replace`): another process sees the whole file or none.
 Environment: `VSR_HOME` (cache root), `VSR_DOWNLOAD_BASE` (serve the `.pth` files from a mirror: base + "/" + file
 name), `VSR_NCNN_DIR` (a folder with the package's `.param`/`.bin` files, instead of the installed package).
@@ -28,6 +31,7 @@ import os
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vsr.errors import ModelError, OptionError, WeightsUnavailableError
-from vsr.models.checkpoint import load_model, save_model
+from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
 from vsr.models.ncnn import OutputResize, ResizedOutput, convert_ncnn
 from vsr.models.resample import Resample
@@ -271,7 +275,7 @@ def fetch(name: str, progress: bool = True) -> Path:
     if entry.ncnn_model is not None:
         _convert_package(entry, target)
     else:
-        _download(entry, target, progress)
+        _download(entry, download_url(entry), target, progress)
     return target
 
 
@@ -279,13 +283,13 @@ def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int |
     """A zoo name (fetched into the cache if needed) or the path of any checkpoint file, ready for inference."""
     name = str(name_or_path)
     if name not in MODELS:
-        path = Path(name_or_path).expanduser()
+        path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()
         if not path.is_file():
             raise ModelError(f"unknown model {name!r}: neither a file nor a known name ({', '.join(MODELS)})")
         loaded = load_model(path)
         if scale is not None and scale != loaded.spec.scale:
-            raise OptionError(f"scale {scale} requested, but {path} is a ×{loaded.spec.scale} model")
-        return loaded
+            raise OptionError(f"scale {scale} requested, but {name} is a ×{loaded.spec.scale} model")
+        return dataclasses.replace(loaded, source=name) if is_url(name) else loaded
     entry = MODELS[name]
     if entry.architecture == "Resample":
         return _load_baseline(entry, scale)
@@ -396,8 +400,8 @@ def download_url(entry: ZooEntry) -> str:
     return f"{base.rstrip('/')}/{entry.filename}" if base else entry.url
 
 
-def _download(entry: ZooEntry, target: Path, progress: bool) -> None:
-    url = download_url(entry)
+def _download(entry: ZooEntry | None, url: str, target: Path, progress: bool) -> None:
+    """`url` into `target`, verified against the zoo's `entry` (None: only that it loads) before it is renamed there."""
     # A unique hidden name per process; it keeps the real suffix so that the checkpoint reader accepts it.
     descriptor, name = tempfile.mkstemp(
         dir=target.parent, prefix=f".{target.name}.", suffix=f".part{target.suffix}"
@@ -442,13 +446,51 @@ def _stream(url: str, file, target: Path, progress: bool) -> tuple[str, int]:
     return digest.hexdigest(), received
 
 
-def _verify_download(entry: ZooEntry, partial: Path, url: str, sha256: str, received: int) -> None:
-    if entry.size is not None and received != entry.size:
+def _verify_download(entry: ZooEntry | None, partial: Path, url: str, sha256: str, received: int) -> None:
+    if entry is not None and entry.size is not None and received != entry.size:
         raise ModelError(f"{url}: got {received} bytes, expected {entry.size}; not the published file")
-    if entry.sha256 is not None and not sha256.startswith(entry.sha256):
+    if entry is not None and entry.sha256 is not None and not sha256.startswith(entry.sha256):
         raise ModelError(f"{url}: sha256 {sha256} differs from the published {entry.sha256}")
     try:
         loaded = load_model(partial)
     except ModelError as error:
         raise ModelError(f"{url}: not a usable checkpoint ({error})") from error
-    _check_network(entry, loaded.spec, url)
+    if entry is not None:
+        _check_network(entry, loaded.spec, url)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints given by URL
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def is_url(name: str) -> bool:
+    return name.lower().startswith(("http://", "https://"))
+
+
+def url_weights_path(url: str) -> Path:
+    """Where the checkpoint at `url` is cached: under a folder named by the URL's hash (many projects publish a
+    `model.pth`), with the file's own name, whose suffix says how to read it."""
+    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    if Path(name).suffix.lower() not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+        raise ModelError(
+            f"{url}: the URL's file name {name!r} does not say the checkpoint's format (expected one ending in "
+            f"{', '.join(TORCH_SUFFIXES)} or {SAFETENSORS_SUFFIX}); download it yourself and give its path to -m"
+        )
+    return cache_dir() / "weights" / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
+
+
+def url_checkpoints() -> list[Path]:
+    """The checkpoints downloaded by URL so far (hidden temporaries of unfinished downloads left out)."""
+    folder = cache_dir() / "weights" / "url"
+    return sorted(path for path in folder.glob("*/*") if path.is_file() and not path.name.startswith("."))
+
+
+def fetch_url(url: str, progress: bool = True) -> Path:
+    """The checkpoint at `url`, downloaded into the cache the first time (kept only if it loads), then reused."""
+    target = url_weights_path(url)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _download(None, url, target, progress)
+    return target

@@ -28,7 +28,8 @@ log = logging.getLogger("vsr")
 # The upscaling options `vsr upscale` and `vsr batch` share: one declaration, the same names and help in both.
 # Each command gives its own default (`vsr batch` uses None: "not given", so that a jobs file can fill it in).
 ModelOption = Annotated[Optional[str], typer.Option(
-    "-m", "--model", help="Zoo name (see `vsr models`) or a checkpoint file.")]
+    "-m", "--model", help="Zoo name (see `vsr models`), a checkpoint file, or a checkpoint's http(s) URL (downloaded "
+    "once into the cache).")]
 OutscaleOption = Annotated[Optional[float], typer.Option(
     "-s", "--outscale", help="Final scale factor; the model's output is resized to it.")]
 WidthOption = Annotated[Optional[int], typer.Option(
@@ -337,14 +338,15 @@ def batch(
 @app.command()
 @_user_errors
 def models(
-    download: Optional[str] = typer.Option(None, "--download", help="Fetch (or convert) NAME's weights into the cache."),
+    download: Optional[str] = typer.Option(
+        None, "--download", help="Fetch (or convert) NAME's weights into the cache; or a checkpoint's URL."),
 ) -> None:
     """List the model zoo: names, architecture, scale, parameters, where the weights are and whether cached."""
     from vsr.models import zoo
 
     _setup_logging(False)
     if download is not None:
-        path = zoo.fetch(download)
+        path = zoo.fetch_url(download) if zoo.is_url(download) else zoo.fetch(download)
         typer.echo(f"{download}: {path}")
         return
     rows = [("name", "architecture", "scale", "params", "cached", "weights")]
@@ -357,6 +359,11 @@ def models(
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1])
+    downloaded = zoo.url_checkpoints()
+    if downloaded:
+        typer.echo("\ndownloaded by URL (`-m URL` reads them from here):")
+        for path in downloaded:
+            typer.echo(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB)")
     typer.echo(f"\ndefault: {zoo.DEFAULT_MODEL}; cache: {zoo.cache_dir()}")
 
 

@@ -1,6 +1,9 @@
 """`vsr upscale` on still images and `vsr models`, through the real command line."""
 
+import functools
+import http.server
 import subprocess
+import threading
 
 import numpy as np
 import pytest
@@ -104,6 +107,35 @@ def test_denoise_strength_blends_in_the_weak_denoising_twin_as_real_esrgan_does(
                        upscaled("blend.png", "--blend", "realesr-general-wdn-x4v3", "--alpha", "0.7"))
     assert torch.equal(upscaled("dn1.png", "--denoise-strength", "1"), plain)
     assert not torch.equal(read_image(tmp_path / "dn03.png").rgb, plain)
+
+
+def test_a_model_given_by_url_is_downloaded_once_and_reused_offline(tmp_path, monkeypatch):
+    """`-m URL` over a real HTTP server on 127.0.0.1, then with the server gone (the cache alone answers)."""
+    from vsr.models.checkpoint import save_model
+    from vsr.models.detect import build, spec_for
+
+    served = tmp_path / "served"
+    spec = spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 2})
+    save_model(build(spec), spec, served / "2x-Tiny.pth")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=served)
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/2x-Tiny.pth"
+    monkeypatch.setenv("VSR_HOME", str(tmp_path / "home"))
+    source = tmp_path / "in.png"
+    write_image(source, Image(rgb=torch.rand(3, 12, 10), alpha=None, bit_depth=8, gray=False))
+    try:
+        vsr("upscale", source, "-m", url, check=True)
+    finally:
+        server.shutdown()
+        server.server_close()
+    vsr("upscale", source, "-m", url, "-o", tmp_path / "offline.png", check=True)
+    first, offline = read_image(tmp_path / "in.x2.png"), read_image(tmp_path / "offline.png")
+    assert first.rgb.shape == (3, 24, 20) and torch.equal(first.rgb, offline.rgb)
+    (cached,) = (tmp_path / "home" / "weights" / "url").glob("*/2x-Tiny.pth")
+    assert f"{cached}  (" in vsr("models", check=True).stdout
+    assert vsr("models", "--download", url, check=True).stdout == f"{url}: {cached}\n"
 
 
 @pytest.mark.parametrize("options, message", [

@@ -7,6 +7,7 @@ import http.server
 import shutil
 import socket
 import threading
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -188,7 +189,7 @@ class _Server:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                name = self.path.lstrip("/")
+                name = urllib.parse.urlsplit(self.path).path.lstrip("/")
                 server.requests.append(name)
                 if name not in server.files:
                     self.send_error(404)
@@ -313,6 +314,57 @@ def test_an_unreachable_server_names_the_url_and_the_path(home, monkeypatch, tin
     assert f"http://127.0.0.1:{port}/tiny_x4.pth" in message
     assert str(zoo.weights_path("tiny-x4")) in message
     assert _cache_files(home) == ["weights"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoints by URL, from the same server
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _url_cache_files(home: Path) -> list[str]:
+    return [name for name in _cache_files(home) if name.startswith("weights/url/") and name.count("/") == 3]
+
+
+def test_a_url_is_downloaded_once_and_then_works_offline(home, server, tiny_checkpoint):
+    server.files["releases/4x-Tiny.pth"] = tiny_checkpoint
+    url = f"{server.url}/releases/4x-Tiny.pth?download=true"  # as Hugging Face links are written
+    model = zoo.load(url, progress=False)
+    assert (model.spec.architecture, model.spec.scale) == ("RRDBNet", 4)
+    assert (model.name, model.source) == ("4x-Tiny", url)
+    cached = zoo.url_weights_path(url)
+    assert _url_cache_files(home) == [str(cached.relative_to(home))] and cached.name == "4x-Tiny.pth"
+    assert cached.read_bytes() == tiny_checkpoint
+    server.close()  # offline from here on: the cache answers
+    again = zoo.load(url, progress=False, scale=4)
+    assert server.requests == ["releases/4x-Tiny.pth"]
+    for name, tensor in model.module.state_dict().items():
+        assert torch.equal(tensor, again.module.state_dict()[name]), name
+
+
+def test_two_urls_with_the_same_file_name_are_cached_apart(home, server, tmp_path):
+    for scale in (2, 4):
+        spec = spec_for("RRDBNet", {**TINY, "scale": scale})
+        pth, _ = save_model(build(spec), spec, tmp_path / f"x{scale}" / "model.pth")
+        server.files[f"x{scale}/model.pth"] = pth.read_bytes()
+    assert [zoo.load(f"{server.url}/x{scale}/model.pth").spec.scale for scale in (2, 4)] == [2, 4]
+    assert [zoo.load(f"{server.url}/x{scale}/model.pth").spec.scale for scale in (2, 4)] == [2, 4]
+    assert len(_url_cache_files(home)) == 2 and len(server.requests) == 2
+
+
+def test_a_url_that_serves_no_checkpoint_leaves_nothing_in_the_cache(home, server):
+    server.files["model.pth"] = b"<html><body>Sign in to download</body></html>"
+    with pytest.raises(ModelError, match="model.pth: not a usable checkpoint") as error:
+        zoo.load(f"{server.url}/model.pth", progress=False)
+    assert "\n" not in str(error.value)
+    with pytest.raises(WeightsUnavailableError, match=r"missing.safetensors \(HTTP 404"):
+        zoo.load(f"{server.url}/missing.safetensors", progress=False)
+    assert [name for name in _cache_files(home) if Path(name).suffix] == []  # no file, no temporary
+
+
+def test_a_url_whose_name_does_not_say_the_format_is_refused_before_downloading(home, server):
+    with pytest.raises(ModelError, match=r"'download' does not say the checkpoint's format.*give its path to -m"):
+        zoo.load(f"{server.url}/file/d/1abc/download", progress=False)
+    assert server.requests == [] and _cache_files(home) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
