@@ -65,8 +65,8 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "preset": ("video", "preset", (str,)),
     "encoder-options": ("video", "encoder_options", (dict,)),  # a table: {tune = "animation"}
     "pix-fmt": ("video", "pix_fmt", (str,)),
-    "start": ("video", "start", (int, float)),
-    "end": ("video", "end", (int, float)),
+    "start": ("video", "start", (int, float, str)),  # seconds, or a time such as "1:30"
+    "end": ("video", "end", (int, float, str)),
     "frames": ("video", "max_frames", (int,)),
     "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
     "deinterlace": ("video", "deinterlace", (str,)),
@@ -88,7 +88,10 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             expected = ("a number" if float in types else "an integer" if int in types else
                         "a table such as {tune = \"animation\"}" if dict in types else "a string")
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
-        fields[group][field] = float(value) if float in types else value
+        if field in ("start", "end"):  # the command line's --start, a jobs file's start
+            fields[group][field] = api.parse_time(value, f"--{name}" if where == "option" else f"{where}: {key!r}")
+        else:
+            fields[group][field] = float(value) if float in types else value
         if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"
             fields[group][field] = {option: text if isinstance(text, str) else _option_text(text, where)
                                     for option, text in value.items()}

@@ -8,6 +8,7 @@ the public API.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
@@ -186,6 +187,21 @@ def upscale_image(
     image = images.read_image(source)
     images.write_image(output, images.upscale_image(engine, image))
     return output
+
+
+# FFmpeg's time syntax: seconds ("90", "90.5") or [HH:]MM:SS[.m...] ("1:30", "01:02:03.250").
+_TIME = re.compile(r"(?:(?:(?P<hours>\d+):)?(?P<minutes>\d+):)?(?P<seconds>\d+(?:\.\d*)?|\.\d+)")
+
+
+def parse_time(text: str | float | int, option: str = "--start") -> float:
+    """Seconds from a number or from text such as "90.5", "1:30" or "1:02:03.25", for --start and --end."""
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return float(text)
+    match = _TIME.fullmatch(str(text).strip())
+    clock = match is not None and match["minutes"] is not None
+    if match is None or (clock and (float(match["seconds"]) >= 60 or (match["hours"] and int(match["minutes"]) >= 60))):
+        raise OptionError(f"{option} takes seconds or a time such as 1:30 or 1:02:03.5; not {text!r}")
+    return int(match["hours"] or 0) * 3600 + int(match["minutes"] or 0) * 60 + float(match["seconds"])
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,9 @@ SegmentSecondsOption = Annotated[Optional[float], typer.Option(
     "the output is whole, so that the same command resumes a run cut short \\[default: 300; 0: never].")]
 PixFmtOption = Annotated[Optional[str], typer.Option(
     "--pix-fmt", help="Output pixel format \\[default: the source's bit depth, 4:2:0].")]
-StartOption = Annotated[Optional[float], typer.Option("--start", help="Start time in seconds (for previews).")]
-EndOption = Annotated[Optional[float], typer.Option("--end", help="End time in seconds.")]
+StartOption = Annotated[Optional[str], typer.Option(
+    "--start", metavar="TIME", help="Start time for previews: seconds (90.5) or [HH:]MM:SS[.m] (1:30, 1:02:03.5).")]
+EndOption = Annotated[Optional[str], typer.Option("--end", metavar="TIME", help="End time, as --start.")]
 FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
 DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
@@ -176,7 +177,7 @@ def upscale(
         return
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
-        pix_fmt=pix_fmt, start=start, end=end, max_frames=frames,
+        pix_fmt=pix_fmt, start=_seconds("--start", start), end=_seconds("--end", end), max_frames=frames,
         deinterlace=deinterlace, fps=_frame_rate(fps),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
@@ -185,6 +186,12 @@ def upscale(
                                            overwrite=overwrite, progress=progress)
     if not quiet:
         typer.echo(_summary(result))
+
+
+def _seconds(option: str, text: str | None) -> float | None:
+    from vsr import api
+
+    return None if text is None else api.parse_time(text, option)
 
 
 def _frame_rate(text: str | None):
@@ -422,10 +429,11 @@ def compare(
         "split", "--mode", help="split: the left half scaled plainly, the right half upscaled; side-by-side: both "
         "whole, twice as wide."),
     baseline: str = typer.Option("bicubic", "--baseline", help="The plain scaling: bicubic, lanczos or nearest."),
-    offset: float = typer.Option(
-        0.0, "--offset", help="Where UPSCALED begins in SOURCE, in seconds: the --start of a preview."),
-    start: Optional[float] = typer.Option(None, "--start", help="Show UPSCALED from this second."),
-    end: Optional[float] = typer.Option(None, "--end", help="Show UPSCALED until this second."),
+    offset: str = typer.Option(
+        "0", "--offset", metavar="TIME", help="Where UPSCALED begins in SOURCE (seconds or [HH:]MM:SS): the --start "
+        "of a preview."),
+    start: Optional[str] = typer.Option(None, "--start", metavar="TIME", help="Show UPSCALED from this time."),
+    end: Optional[str] = typer.Option(None, "--end", metavar="TIME", help="Show UPSCALED until this time."),
     label: Optional[str] = typer.Option(
         None, "--label", help="The upscaled side's label \\[default: its file name; '' for no labels]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
@@ -434,7 +442,8 @@ def compare(
     from vsr import api
 
     _setup_logging(False)
-    options = api.CompareOptions(mode=mode, baseline=baseline, offset=offset, start=start, end=end, label=label)
+    options = api.CompareOptions(mode=mode, baseline=baseline, offset=_seconds("--offset", offset),
+                                 start=_seconds("--start", start), end=_seconds("--end", end), label=label)
     written = api.compare_videos(source, upscaled, output, options=options, overwrite=overwrite)
     typer.echo(f"wrote {written}")
 

@@ -277,7 +277,8 @@ def test_peak_memory_does_not_grow_with_the_length_of_the_video(tmp_path):
     assert long_kb < short_kb + 150_000, f"short {short_kb} kB, 10x longer {long_kb} kB"
 
 
-@pytest.mark.parametrize("window", [["--frames", "5"], ["--start", "0.4", "--end", "0.6"]])
+@pytest.mark.parametrize("window", [["--frames", "5"], ["--start", "0.4", "--end", "0.6"],
+                                    ["--start", "0:00.4", "--end", "00:00:00.6"]])
 def test_a_preview_writes_only_its_frames_from_time_zero_with_audio_cut_to_match(tmp_path, window):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=25)  # 1 s at 25 fps
     output = tmp_path / "preview.mp4"
@@ -286,6 +287,15 @@ def test_a_preview_writes_only_its_frames_from_time_zero_with_audio_cut_to_match
     assert len(times) == 5 and times[0] == 0
     audio = media.ffprobe_streams_of(output, "a:0")[0]
     assert abs(float(audio["duration"]) - 0.2) < 0.05  # two AAC packets (21 ms each) of slack
+
+
+def test_a_time_that_is_not_one_is_one_line_and_writes_nothing(tmp_path):
+    source = make_clip(tmp_path / "clip.mp4", frames=4)
+    result = vsr("upscale", source, "-m", "bicubic", "--start", "0:10", "--end", "1:75", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: --end takes seconds or a time such as 1:30 or 1:02:03.5; not '1:75'"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 @pytest.mark.parametrize("devices", [[], ["--segment-seconds", "0.2"], ["--devices", "cpu,cpu"]])

@@ -292,6 +292,17 @@ def test_a_jobs_file_in_the_current_folder_takes_absolute_inputs(tmp_path, monke
     assert [job.name for job in jobs] == ["elsewhere.x4.mp4", "here.x4.mp4"]
 
 
+def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
+    for text, seconds in [("90", 90), ("90.5", 90.5), (".5", 0.5), ("1:30", 90), ("90:00", 5400),
+                          ("01:02:03.25", 3723.25), (" 0:59.9 ", 59.9), (12, 12)]:
+        assert api.parse_time(text) == pytest.approx(seconds), text
+    for text in ["1:75", "1:60:00", "-5", "1:", "", "abc", "1.2.3", "1:2:3:4"]:
+        with pytest.raises(OptionError, match=f"--end takes seconds or a time such as 1:30 or 1:02:03.5; not '{text}'"):
+            api.parse_time(text, "--end")
+    options, video = batch.build_options({"start": "1:30", "end": 100})  # a jobs file's values, or the CLI's
+    assert (video.start, video.end) == (90, 100)
+
+
 def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
     with pytest.raises(InputError, match="is a folder, not a jobs file"):
         batch.load_jobs_file(tmp_path)
@@ -306,6 +317,7 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
     [
         ('[[job]]\ninput = "a.mp4"\nmodle = "bicubic"\n', "unknown option 'modle'"),
         ('[[job]]\ninput = "a.mp4"\ncrf = "high"\n', "option 'crf' must be an integer, not 'high'"),
+        ('[[job]]\ninput = "a.mp4"\nstart = "1:75"\n', "job 1: 'start' takes seconds or a time such as 1:30"),
         ('[[job]]\noutput = "a.mp4"\n', "needs input"),
         ('[defaults]\nmodel = "bicubic"\n', "no \\[\\[job\\]\\] tables"),
         ('[[job]]\ninput = "a.mp4"\n[[job]]\ninput = "a.mp4"\n', "would both be written to a.x4.mp4"),
@@ -317,7 +329,7 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "render/f%04d.png"\n', "vsr batch takes files, not image sequences"),
         ('[[job]]\ninput = "a.mp4"\noutput = "frames/%04d.png"\n', "vsr batch takes files, not image sequences"),
     ],
-    ids=["unknown option", "wrong type", "no input", "no jobs", "same output twice", "absolute output",
+    ids=["unknown option", "wrong type", "bad time", "no input", "no jobs", "same output twice", "absolute output",
          "output outside", "output not text", "defaults not a table", "job not a table", "sequence in",
          "sequence out"],
 )
