@@ -98,6 +98,12 @@ def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
     )
 
 
+def make_image_engine(options: UpscaleOptions) -> Engine:
+    """`make_engine` for still images: without CUDA graphs unless asked for, since an image is one shape seen once
+    (capturing a graph, three warm-up runs with the frame padded to a full batch, would cost more than it saves)."""
+    return make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else options.cuda_graphs))
+
+
 def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
     """The encoder `codec` names ("auto": libx264, or for a video with alpha the codec that keeps it in a file
     ending in `suffix`, ALPHA_CODECS)."""
@@ -178,10 +184,7 @@ def upscale_image(
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
     if output is not None:
         images.check_writable(Path(output))  # before the model runs
-    # One image is one shape seen once: capturing a graph for it (three warm-up runs, the frame padded to a full
-    # batch) would cost more than it saves.
-    engine = engine or make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else
-                                           options.cuda_graphs))
+    engine = engine or make_image_engine(options)
     output = Path(output) if output is not None else default_output_path(source, engine.label)
     check_output(output, source, overwrite)
     image = images.read_image(source)

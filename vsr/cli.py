@@ -106,11 +106,12 @@ def _setup_logging(quiet: bool) -> None:
 @app.command()
 @_user_errors
 def upscale(
-    input: Path = typer.Argument(..., help="A video (mp4, mkv, mov, webm, ...), an image (png, jpg, webp), or an "
-                                 "image sequence: frames/%06d.png."),
+    inputs: list[Path] = typer.Argument(
+        ..., metavar="INPUT", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
+        "(frames/%06d.png); several are upscaled one after the other, the model loaded once."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to "
                                           "the input; .mkv where EXT cannot hold the codec]; frames/%06d.png writes "
-                                          "an image sequence."),
+                                          "an image sequence. One input only."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     width: WidthOption = None,
@@ -146,8 +147,9 @@ def upscale(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
 ) -> None:
-    """Upscale a video or an image."""
+    """Upscale videos and images."""
     from vsr import api
+    from vsr.errors import InputError, OptionError, OutputError
 
     _setup_logging(quiet)
     if denoise_strength is not None:
@@ -157,35 +159,55 @@ def upscale(
         model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device,
         precision=precision, cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
     )
-    if input.is_dir():
-        from vsr.errors import InputError
-
-        raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image in it")
-    api.check_input(input)
-    if api.is_image(input):
-        if devices is not None:
-            from vsr.errors import OptionError
-
-            raise OptionError("--devices splits a video over devices; for an image use --device")
-        if fps is not None:
-            from vsr.errors import OptionError
-
-            raise OptionError("--fps sets the frame rate of an image sequence (frames/%06d.png), not of one image")
-        written = api.upscale_image(input, output, options=options, overwrite=overwrite)
-        if not quiet:
-            typer.echo(f"wrote {written}")
-        return
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
         pix_fmt=pix_fmt, start=_seconds("--start", start), end=_seconds("--end", end), max_frames=frames,
         deinterlace=deinterlace, fps=_frame_rate(fps),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
+    if len(inputs) > 1 and output is not None:
+        raise OptionError("-o names the output of one input; several are each written beside their input "
+                          "(`vsr batch IN_DIR OUT_DIR` writes into another folder)")
     progress = not quiet and sys.stderr.isatty()
-    result = api.upscale_video_in_segments(input, output, devices=devices, options=options, video=video,
-                                           overwrite=overwrite, progress=progress)
-    if not quiet:
-        typer.echo(_summary(result))
+    engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
+
+    def engine_for(kind: str):
+        if len(inputs) > 1 and kind not in engines:
+            engines[kind] = api.make_image_engine(options) if kind == "image" else api.make_engine(options)
+        return engines.get(kind)
+
+    failures = []
+    for input in inputs:
+        try:
+            if input.is_dir():
+                raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image "
+                                 "in it")
+            api.check_input(input)
+            if api.is_image(input):
+                if devices is not None:
+                    raise OptionError("--devices splits a video over devices; for an image use --device")
+                if fps is not None:
+                    raise OptionError("--fps sets the frame rate of an image sequence (frames/%06d.png), not of one "
+                                      "image")
+                written = api.upscale_image(input, output, options=options, overwrite=overwrite,
+                                            engine=engine_for("image"))
+                if not quiet:
+                    typer.echo(f"wrote {written}")
+                continue
+            result = api.upscale_video_in_segments(
+                input, output, devices=devices, options=options, video=video, overwrite=overwrite, progress=progress,
+                engine=engine_for("video") if devices is None else None)
+            if not quiet:
+                typer.echo(_summary(result))
+        except (InputError, OutputError) as error:  # about this input: the others go on (option errors hold for all)
+            if len(inputs) == 1 or os.environ.get("VSR_DEBUG"):
+                raise
+            typer.echo(f"vsr: error: {error}", err=True)
+            failures.append(error)
+    if failures:
+        typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above); the others are written",
+                   err=True)
+        raise typer.Exit(failures[0].exit_code)
 
 
 def _seconds(option: str, text: str | None) -> float | None:

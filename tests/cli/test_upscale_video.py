@@ -206,6 +206,37 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
         assert f"`vsr batch {source} OUT_DIR` upscales every video and image in it" in lines[0]
 
 
+def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not_stop_the_others(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1", tmp_path / "still.png")
+    (tmp_path / "notes.mp4").write_text("not a video")
+    inputs = [tmp_path / "notes.mp4", clip, tmp_path / "missing.mkv", tmp_path / "still.png"]
+    result = vsr("upscale", *inputs, "-m", "bicubic", "--outscale", "2", check=False)
+    assert result.returncode == 2, result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 3 and errors[0].startswith(f"vsr: error: {inputs[0]}: ")
+    assert errors[1] == f"vsr: error: {inputs[2]}: no such file"
+    assert errors[2] == "vsr: 2 of 4 inputs failed (said above); the others are written"
+    assert result.stdout.startswith(f"wrote {tmp_path / 'clip.x2.mp4'}: 4 frames at 128x96")
+    assert result.stdout.endswith(f"wrote {tmp_path / 'still.x2.png'}\n")
+    assert media.video_times(tmp_path / "clip.x2.mp4") == media.video_times(clip)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "clip.mp4", "clip.x2.mp4", "notes.mp4", "still.png", "still.x2.png"]
+
+
+@pytest.mark.parametrize("options, message, code", [
+    (["-o", "out.mp4"], "-o names the output of one input; several are each written beside their input", 2),
+    (["-m", "no-such-model"], "unknown model 'no-such-model'", 3),  # holds for every input: said once, at once
+])
+def test_with_several_inputs_an_option_error_is_one_line_and_writes_nothing(tmp_path, options, message, code):
+    clips = [make_clip(tmp_path / f"clip{index}.mp4", frames=2) for index in range(2)]
+    result = vsr("upscale", *clips, *options, check=False)
+    assert result.returncode == code
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("vsr: error: ") and message in line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip0.mp4", "clip1.mp4"]
+
+
 @pytest.mark.parametrize("audio, segments", [(True, []), (False, ["--segment-seconds", "0.5"])])
 def test_recordings_joined_end_to_end_are_one_line_that_says_how_to_fix_them(tmp_path, audio, segments):
     # Two transport streams `cat`-ed together: the second one's times start over. Frames were dropped as too late
