@@ -165,7 +165,7 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
         elif source.is_file():
             files.append(source)
         else:
-            raise InputError(f"{source}: no such file or folder of training data")
+            raise InputError(f"{source}: no such file or folder")
     return files
 
 

@@ -440,6 +440,35 @@ def bench(
         bench_module.write_json(result, json_path)
 
 
+@app.command(name="eval")
+@_user_errors
+def evaluate(
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="Videos, images or folders of them: the "
+                                         "originals (frames are sampled evenly from videos)."),
+    models: Optional[list[str]] = typer.Option(
+        None, "-m", "--model", help="A model to score (repeatable): zoo name, checkpoint file or URL "
+        "\\[default: realesrgan-x4plus]."),
+    frames: int = typer.Option(8, "--frames", help="Frames to sample from each video."),
+    tile: TileOption = 0,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON here."),
+) -> None:
+    """PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself.
+
+    Bicubic is the baseline. The metrics reward faithfulness, not sharpness: GAN models (realesrgan-*) can score
+    below bicubic while looking better."""
+    from vsr import api, quality
+
+    _setup_logging(False)
+    options = api.UpscaleOptions(tile=tile, device=device, precision=precision)
+    scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
+                                      frames_per_video=frames)
+    typer.echo(quality.format_scores(scores, images))
+    if json_path is not None:
+        quality.write_json(scores, images, json_path)
+
+
 @app.command()
 @_user_errors
 def compare(

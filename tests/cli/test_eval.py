@@ -1,0 +1,73 @@
+"""`vsr eval` through the command line: the bicubic baseline against scikit-image, models, video frames, errors."""
+
+import json
+
+import pytest
+import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from tests.pipelines.clips import make_clip
+from tests.processes import run_vsr as vsr
+from vsr.models.checkpoint import save_model
+from vsr.models.detect import build, spec_for
+from vsr.models.resample import imresize
+from vsr.pipelines.images import Image, read_image, write_image
+
+SAMPLE = "samples/bbb_frame.png"
+
+
+def _y(rgb):
+    """BT.601 luma of H×W×3 values in [0, 1], on [16, 235] (computed here, not by vsr)."""
+    return 16.0 + 65.481 * rgb[..., 0] + 128.553 * rgb[..., 1] + 24.966 * rgb[..., 2]
+
+
+def test_the_baseline_is_what_scikit_image_measures_and_a_random_network_scores_far_below_it(tmp_path):
+    crop = read_image(SAMPLE)
+    crop.rgb = crop.rgb[:, 30:80, 90:156].contiguous()  # 66×50: cropped to 64×48 for ×4
+    source = tmp_path / "crop.png"
+    write_image(source, crop)
+    spec = spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4, "scale": 4})
+    torch.manual_seed(0)
+    random_net, _ = save_model(build(spec), spec, tmp_path / "random.pth")
+    result = vsr("eval", source, "-m", "bicubic", "-m", random_net, "--json", tmp_path / "scores.json", check=True)
+    record = json.loads((tmp_path / "scores.json").read_text())
+    assert record["images"] == ["crop.png"]
+    baseline, bicubic, random = record["scores"]
+    assert (baseline["model"], baseline["baseline"], bicubic["model"], random["model"]) == (
+        "bicubic", True, "bicubic", str(random_net))
+
+    # The same measurement made here: 8-bit LR from MATLAB's bicubic, bicubic back up, 4 border pixels left out.
+    hr = read_image(source).rgb[:, :48, :64][None]
+    hr = (hr * 255).round() / 255
+    lr = (imresize(hr.double(), 1 / 4, "bicubic").clamp(0, 1) * 255).round() / 255
+    sr = (imresize(lr, 4, "bicubic").clamp(0, 1) * 255).round() / 255
+    hr_pixels, sr_pixels = (image[0].permute(1, 2, 0).numpy()[4:-4, 4:-4] for image in (hr, sr))
+    expected_psnr = peak_signal_noise_ratio(_y(hr_pixels), _y(sr_pixels), data_range=255)
+    expected_ssim = structural_similarity(_y(hr_pixels), _y(sr_pixels), gaussian_weights=True, sigma=1.5,
+                                          use_sample_covariance=False, data_range=255)
+    assert 20 < expected_psnr < 40
+    # The engine resizes in fp32, this test in fp64: 1e-7 dB apart here.
+    assert baseline["psnr_y"] == pytest.approx(expected_psnr, abs=1e-5)
+    assert baseline["ssim_y"] == pytest.approx(expected_ssim, abs=1e-6)
+    assert (bicubic["psnr_y"], bicubic["ssim_y"]) == (baseline["psnr_y"], baseline["ssim_y"])
+    assert random["psnr_y"] < baseline["psnr_y"] - 5  # untrained weights are far from the picture
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("1 image (66×50), each downscaled")
+    assert [line.split()[0] for line in lines[4:]] == ["bicubic", "bicubic", str(random_net)]
+
+
+def test_frames_are_sampled_evenly_from_videos(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=10, size=(64, 48))  # 0.4 s at 25 fps
+    write_image(tmp_path / "still.png", Image(rgb=torch.rand(3, 24, 32), alpha=None, bit_depth=8, gray=False))
+    vsr("eval", clip, tmp_path / "still.png", "-m", "bicubic", "--frames", "2", "--json", tmp_path / "s.json",
+        check=True)
+    record = json.loads((tmp_path / "s.json").read_text())
+    # 2 frames of a 0.4 s clip: the first at or after the middle of each half (0.1 s and 0.3 s), 25 fps.
+    assert record["images"] == ["clip.mp4@0.120s", "clip.mp4@0.320s", "still.png"]
+    assert all(score["images"] == 3 for score in record["scores"])
+
+
+def test_a_missing_source_is_one_line(tmp_path):
+    result = vsr("eval", tmp_path / "nothing.mp4", "-m", "bicubic")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nothing.mp4'}: no such file or folder"]
