@@ -62,13 +62,13 @@ from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.resume import SegmentFolder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.upscale import (
-    LATER_DEFAULTS,
     UpscaleOptions,
     VideoOptions,
     VideoResult,
     check_input,
     check_output,
     default_output_path,
+    run_record,
     load_model,
     make_engine,
     output_label,
@@ -412,7 +412,7 @@ def upscale_video_in_segments(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite)
+    check_sequence_options(source, output, video, overwrite, run_record(source, options, video))
     if devices is None:
         device_list = [options.device]
     else:
@@ -549,18 +549,9 @@ def _whole_milliseconds(plan: SegmentPlan) -> bool:
 
 
 def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan) -> dict:
-    """What a folder of segments is for: the source file as it is now, the settings that shape the output's frames,
-    and the cuts. Settings that only change the speed (device, batch size, CUDA graphs, compile, decoder) may change
-    between runs."""
-    stat = source.stat()
-    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder", "copy_streams"}
-    settings = {**dataclasses.asdict(options), **dataclasses.asdict(video)}
-    return {
-        "source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-        "settings": {key: value for key, value in sorted(settings.items())
-                     if key not in speed_only and (key not in LATER_DEFAULTS or value != LATER_DEFAULTS[key])},
-        "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments],
-    }
+    """What a folder of segments is for: the run's source and settings (`run_record`), and the cuts."""
+    return {**run_record(source, options, video),
+            "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments]}
 
 
 def _output_label(options: UpscaleOptions, progress: bool) -> str:

@@ -14,10 +14,18 @@ arguments that apply, `write(batch)`, `close()`, `abort()`. Each frame is writte
 temporary file renamed), so a run cut short leaves complete frames and no partial one. The frames are shown as the
 video shows them: turned upright by the stream's rotation. What a sequence cannot hold (frame times, audio, the
 pixel aspect ratio) is said once each in a warning.
+
+Resuming: while a sequence is being written, a hidden file beside its frames (`.NAME.vsr-run.json`, e.g.
+`frames/.%06d.png.vsr-run.json`) says what is being made (`upscale.run_record`: the source as it is now and the
+settings that shape the frames); it is removed once the last frame is written. Run the same command after a crash,
+Ctrl-C or `kill -9` and the frames already written, from the first one on, are kept and not upscaled again: the
+decoder skips them and the run goes on from the first one missing. Other settings or a changed source are refused
+as existing frames are (`--overwrite` starts over).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from fractions import Fraction
@@ -27,6 +35,7 @@ import av
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
+from vsr.fsutil import write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 
@@ -54,20 +63,32 @@ def frame_path(pattern: Path, number: int) -> Path:
     return pattern.with_name(pattern.name % number)
 
 
+def _frame_name(pattern: Path) -> str:
+    """A regular expression for the file names of `pattern`'s frames, the number as its group."""
+    before, digits, after = _NUMBER.split(pattern.name.replace("%%", "\0"), maxsplit=1)
+    width = int(digits) if digits else 1  # %06d takes 6 digits or more, %d one or more
+    return re.escape(before).replace("\0", "%") + rf"(\d{{{width},}})" + re.escape(after).replace("\0", "%")
+
+
 def existing_frames(pattern: Path) -> dict[int, Path]:
     """The files in `pattern`'s folder that it names, by frame number."""
     if not pattern.parent.is_dir():
         return {}
-    before, digits, after = _NUMBER.split(pattern.name.replace("%%", "\0"), maxsplit=1)
-    width = int(digits) if digits else 1  # %06d takes 6 digits or more, %d one or more
-    name = re.compile(re.escape(before).replace("\0", "%") + rf"(\d{{{width},}})"
-                      + re.escape(after).replace("\0", "%") + r"\Z")
+    name = re.compile(_frame_name(pattern) + r"\Z")
     found = {}
     for path in pattern.parent.iterdir():
         match = name.match(path.name)
         if match and frame_path(pattern, int(match[1])).name == path.name:
             found[int(match[1])] = path
     return found
+
+
+def _remove_unfinished_frames(pattern: Path) -> None:
+    """The temporaries (`fsutil.temporary_sibling`) of frames whose writing a kill -9 cut short."""
+    unfinished = re.compile(r"\." + _frame_name(pattern) + r"\.[0-9a-f]{8}\.part\Z")
+    for path in pattern.parent.iterdir():
+        if unfinished.match(path.name):
+            path.unlink(missing_ok=True)
 
 
 def _check_pattern(pattern: Path) -> None:
@@ -108,15 +129,30 @@ def open_sequence(pattern: str | Path, frame_rate: Fraction | None = None) -> av
         raise InputError(f"{pattern}: cannot be read as an image sequence ({error})") from error
 
 
-def check_sequence_output(pattern: Path, overwrite: bool) -> None:
-    """One line for each way writing the sequence `pattern` would go wrong, before any work starts."""
+def run_file(pattern: Path) -> Path:
+    """The hidden file that says what the sequence `pattern` being written is (see the module doc)."""
+    return pattern.with_name(f".{pattern.name}.vsr-run.json")
+
+
+def resumes(pattern: Path, record: dict | None) -> bool:
+    """Whether the frames of `pattern` on disk are an unfinished run of the same source and settings (`record`)."""
+    try:
+        return record is not None and json.loads(run_file(pattern).read_text()) == json.loads(json.dumps(record))
+    except (OSError, ValueError):
+        return False
+
+
+def check_sequence_output(pattern: Path, overwrite: bool, record: dict | None = None) -> None:
+    """One line for each way writing the sequence `pattern` would go wrong, before any work starts. Existing frames
+    are refused, unless `overwrite`, or unless they are an unfinished run making the same (`record`), which resumes."""
     _check_pattern(pattern)
     images.check_writable(pattern)
     found = existing_frames(pattern)
-    if found and not overwrite:
+    if found and not overwrite and not resumes(pattern, record):
         first = found[min(found)]
-        raise OutputError(f"{pattern}: {len(found)} frame(s) of this sequence already exist ({first.name}, ...); "
-                          f"use --overwrite to replace them")
+        begun = " (begun by a run from another source or with other settings)" if run_file(pattern).exists() else ""
+        raise OutputError(f"{pattern}: {len(found)} frame(s) of this sequence already exist ({first.name}, ...)"
+                          f"{begun}; use --overwrite to replace them")
     if not pattern.parent.exists() and not pattern.parent.parent.is_dir():
         raise OutputError(f"{pattern.parent.parent}: output folder does not exist")
     if pattern.parent.exists() and not pattern.parent.is_dir():
@@ -137,12 +173,15 @@ class ImageSequenceWriter:
         overwrite: bool = False,
         copy_streams: bool = True,
         quality: int = 95,
+        record: dict | None = None,
     ) -> None:
+        """`record`: what the run makes (`upscale.run_record`); with it, an unfinished run of the same record
+        resumes (`resumed` says how many frames it kept: the caller skips them) and a run cut short can be resumed."""
         self.output = Path(pattern)
         self.width, self.height = width, height
         self.frames_written = 0
         self._quality = quality
-        check_sequence_output(self.output, overwrite)
+        check_sequence_output(self.output, overwrite, record)
         suffix = self.output.suffix.lower()
         self.alpha = source_info.alpha  # write() then takes RGBA frames
         # JPEG has no alpha: flattened onto white, as images.encode_image does (said here once, not once a frame).
@@ -157,8 +196,21 @@ class ImageSequenceWriter:
         self._first_number = first_frame(Path(source)) if is_sequence(source) else None
         self._done = False
         self._source, self._said_captions = Path(source), False
+        # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
+        self.resumed = 0
+        if not overwrite and resumes(self.output, record):
+            first = FIRST_NUMBER if self._first_number is None else self._first_number
+            while first + self.resumed in self._replaced:
+                del self._replaced[first + self.resumed]
+                self.resumed += 1
+            log.warning("%s: resuming: %d frames were written by an earlier run", self.output, self.resumed)
+        self._index = self.resumed  # of the next frame, in the video's order
         self._warn_about_what_is_lost(Path(source), source_info, copy_streams)
         self.output.parent.mkdir(exist_ok=True)
+        _remove_unfinished_frames(self.output)
+        self._record = record
+        if record is not None:
+            write_bytes_atomic(run_file(self.output), (json.dumps(record, indent=1) + "\n").encode())
 
     def _warn_about_what_is_lost(self, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
         from vsr.pipelines.probe import is_variable_rate, open_input  # which opens sequences with this module
@@ -206,7 +258,7 @@ class ImageSequenceWriter:
             if alpha is not None and self._flatten:
                 rgb, alpha = rgb * alpha + (1 - alpha), None
             image = images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
-            number = FIRST_NUMBER + self.frames_written if self._first_number is None else self._first_number + pts
+            number = FIRST_NUMBER + self._index if self._first_number is None else self._first_number + pts
             try:
                 images.write_image(frame_path(self.output, number), image, quality=self._quality)
             except BaseException:
@@ -214,6 +266,7 @@ class ImageSequenceWriter:
                 raise
             self._replaced.pop(number, None)
             self.frames_written += 1
+            self._index += 1
 
     def close(self) -> None:
         """Remove the frames of an earlier, longer run (--overwrite) that this one did not replace."""
@@ -222,12 +275,16 @@ class ImageSequenceWriter:
         self._done = True
         for path in self._replaced.values():
             path.unlink(missing_ok=True)
+        run_file(self.output).unlink(missing_ok=True)  # the sequence is whole
         log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
 
     def abort(self) -> None:
-        """Stop; the frames written so far stay, each one whole."""
-        if not self._done and self.frames_written:
-            log.warning("%s: stopped after %d frame(s), each written whole", self.output, self.frames_written)
+        """Stop; the frames written so far stay, each one whole, and the same run can resume from them."""
+        if not self._done and self._index:
+            again = "; the same command resumes from there" if self._record is not None else ""
+            log.warning("%s: stopped after %d frame(s), each written whole%s", self.output, self._index, again)
+        elif not self._done:
+            run_file(self.output).unlink(missing_ok=True)  # nothing to resume
         self._done = True
 
     def __enter__(self) -> ImageSequenceWriter:
@@ -240,10 +297,11 @@ class ImageSequenceWriter:
             self.abort()
 
 
-def check_sequence_options(source: Path, output: Path | None, video, overwrite: bool) -> None:
+def check_sequence_options(source: Path, output: Path | None, video, overwrite: bool,
+                           record: dict | None = None) -> None:
     """One line, before any work, for what an image sequence cannot do (`video`: a VideoOptions): --fps given for a
     video, which keeps its own frame times; a video encoder's option given for a sequence output; an output
-    sequence whose frames exist."""
+    sequence whose frames exist, unless they are an unfinished run of the same `record` (`upscale.run_record`)."""
     if video.fps is not None and not is_sequence(source):
         raise OptionError(f"--fps sets the frame rate of an image sequence (frames/%06d.png); {source} keeps its "
                           f"own frame times")
@@ -256,7 +314,7 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
         if output.absolute() == Path(source).absolute():
             raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
         _check_no_video_options(video)
-        check_sequence_output(output, overwrite)
+        check_sequence_output(output, overwrite, record)
     elif output.suffix.lower() in images.READ_SUFFIXES:
         raise OptionError(f"{output}: one image; to write every frame as an image, number them: "
                           f"{output.with_name(f'{output.stem}%06d{output.suffix}')}")

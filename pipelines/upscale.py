@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -314,7 +314,7 @@ def upscale_video(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite)
+    check_sequence_options(source, output, video, overwrite, run_record(source, options, video))
     engine = engine or make_engine(options, progress=progress)
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
@@ -331,15 +331,20 @@ def upscale_video(
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
-        with bar, _open_writer(source, output, output_info, width, height, video, overwrite) as writer:
+        record = run_record(source, options, video) if is_sequence(output) else None
+        with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts,
                                   batch.captions)
 
-            times = run_pipeline(decoder.batches(options.batch_size), upscale_batch, writer.write, on_frames=bar.update,
-                                 device=engine.device)
-            if times.frames == 0:  # a preview window past the end: an empty video is not what was asked for
+            resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
+            bar.update(resumed)
+            times = run_pipeline(_skip_frames(decoder.batches(options.batch_size), resumed), upscale_batch,
+                                 writer.write, on_frames=bar.update, device=engine.device)
+            if resumed:
+                times.extra["resumed_frames"] = resumed
+            elif times.frames == 0:  # a preview window past the end: an empty video is not what was asked for
                 lasts = f"; the video lasts {info.duration:.3f} s" if info.duration else ""
                 if info.duration and info.average_rate:  # a window inside the last frame's span starts no frame
                     lasts += f", its last frame starting at about {info.duration - 1 / info.average_rate:.3f} s"
@@ -349,15 +354,46 @@ def upscale_video(
                        decoder=name, precision=engine.precision)
 
 
+def run_record(source: Path, options: UpscaleOptions, video: VideoOptions) -> dict:
+    """What a resumable run makes (segments, or an image sequence's frames): the source as it is now, and the
+    settings that shape the output's frames. Settings that only change the speed (device, batch size, CUDA graphs,
+    compile, decoder) may change between runs."""
+    from vsr.pipelines.sequences import existing_frames, is_sequence
+
+    files = list(existing_frames(source).values()) if is_sequence(source) else [source]
+    stats = [file.stat() for file in files]
+    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder", "copy_streams"}
+    settings = {**asdict(options), **asdict(video)}
+    return {
+        "source": str(Path(source).resolve()), "size": sum(stat.st_size for stat in stats),
+        "mtime_ns": max((stat.st_mtime_ns for stat in stats), default=0),
+        "settings": {key: str(value) if isinstance(value, Fraction) else value  # (JSON has no fractions)
+                     for key, value in sorted(settings.items())
+                     if key not in speed_only and (key not in LATER_DEFAULTS or value != LATER_DEFAULTS[key])},
+    }
+
+
+def _skip_frames(batches, count: int):
+    """`batches` without their first `count` frames (those an earlier run wrote)."""
+    for batch in batches:
+        if count >= len(batch.pts):
+            count -= len(batch.pts)
+            continue
+        if count:
+            batch, count = type(batch)(batch.frames[count:], batch.pts[count:], batch.captions), 0
+        yield batch
+
+
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,
-                 overwrite: bool):
-    """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png."""
+                 overwrite: bool, record: dict | None = None):
+    """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png (`record`:
+    what the run makes, which lets a sequence resume; see `run_record`)."""
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
 
     if is_sequence(output):
         return ImageSequenceWriter(output, source=source, source_info=info, width=width, height=height,
-                                   overwrite=overwrite, copy_streams=video.copy_streams)
+                                   overwrite=overwrite, copy_streams=video.copy_streams, record=record)
     check_output(output, source, overwrite)
     codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
     encoder_options = video.encoder_options

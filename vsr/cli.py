@@ -254,6 +254,8 @@ def _summary(result) -> str:
     )
     resumed = times.extra.get("resumed", 0)
     earlier = f"; {resumed} of {times.extra['segments']} segments from an earlier run" if resumed else ""
+    if times.extra.get("resumed_frames"):
+        earlier = f"; {times.extra['resumed_frames']} earlier frames kept"
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
     precision = f" in {result.precision}" if result.precision else ""
     return (

@@ -14,10 +14,11 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_alpha import make_alpha_clip, rgba_frames
-from tests.processes import run_vsr
+from tests.pipelines.clips import make_clip
+from tests.processes import VSR, kill_when, run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence
+from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence, run_file
 
 pytestmark = media.requires_ffmpeg
 
@@ -140,6 +141,37 @@ def test_existing_frames_are_refused_before_any_work_and_overwrite_removes_stale
     assert {path: path.stat().st_mtime_ns for path in existing_frames(pattern).values()} == before
     api.upscale_video(source, pattern, options=BICUBIC_X2, video=api.VideoOptions(max_frames=4), overwrite=True)
     assert sorted(existing_frames(pattern)) == [1, 2, 3, 4]  # not 5 and 6 of the earlier, longer run
+
+
+def test_a_sequence_killed_midway_resumes_from_its_first_missing_frame(tmp_path, tiny_rrdbnet_checkpoint):
+    source = make_clip(tmp_path / "clip.mp4", frames=40, size=(64, 48))
+    pattern = tmp_path / "frames" / "%04d.png"
+    command = ["upscale", source, "-o", pattern, "-m", tiny_rrdbnet_checkpoint, "-b", "1", "--precision", "fp32"]
+    kill_when(list(map(str, [*VSR, *command])), lambda: len(existing_frames(pattern)) >= 3, "3 frames were written")
+    kept = existing_frames(pattern)
+    assert 3 <= len(kept) < 40 and sorted(kept) == list(range(1, len(kept) + 1)) and run_file(pattern).exists()
+    written = {number: path.stat().st_mtime_ns for number, path in kept.items()}
+
+    other = run_vsr(*command, "--outscale", "2")  # other settings: the frames are not theirs to go on with
+    assert other.returncode == 4
+    assert other.stderr.strip().splitlines() == [
+        f"vsr: error: {pattern}: {len(kept)} frame(s) of this sequence already exist (0001.png, ...) (begun by a run "
+        "from another source or with other settings); use --overwrite to replace them"]
+
+    (tmp_path / "frames" / f".{len(kept) + 1:04d}.png.0123abcd.part").write_bytes(b"a frame cut short by kill -9")
+    done = run_vsr(*command)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming: {len(kept)} frames were written by an earlier run" in done.stderr
+    assert f"wrote {pattern}: {40 - len(kept)} frames at 256x192" in done.stdout
+    assert f"; {len(kept)} earlier frames kept)" in done.stdout
+    assert {number: path.stat().st_mtime_ns for number, path in existing_frames(pattern).items()
+            if number in written} == written  # kept, not upscaled again
+    assert sorted(existing_frames(pattern)) == list(range(1, 41)) and not run_file(pattern).exists()
+    one_run = run_vsr(*command[:3], tmp_path / "one" / "%04d.png", *command[4:])
+    assert one_run.returncode == 0, one_run.stderr
+    assert np.array_equal(pixels(pattern), pixels(tmp_path / "one" / "%04d.png"))
+    assert sorted(path.name for path in (tmp_path / "frames").iterdir()) == [f"{n:04d}.png" for n in range(1, 41)]
+    # (the unfinished frame's temporary, left by a kill, is gone too)
 
 
 def test_a_png_sequence_becomes_a_video_at_the_frame_rate_asked_for(tmp_path):
