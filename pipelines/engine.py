@@ -34,6 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from vsr.errors import InputError, OptionError
+from vsr.hardware import cpu_computes_bf16
 from vsr.models.resample import resize
 from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.pipelines.graphs import GraphedModel, backend_for
@@ -65,15 +66,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if index >= count:
         raise OptionError(f"device cuda:{index} does not exist; this machine has cuda:0 to cuda:{count - 1}")
     return torch.device("cuda", index)
-
-
-def cpu_computes_bf16() -> bool:
-    """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX: Intel since Cooper Lake, AMD since Zen 4).
-
-    There oneDNN runs bf16 convolutions at about twice its fp32 rate (measured on a Zen 4: 2.2× for RRDBNet ×4,
-    2.2× for animevideov3); elsewhere it emulates bf16, 2.5× (AVX-512) to 6× (AVX2) slower than fp32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so asked for with care
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
 def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu_bf16: bool | None = None) -> str:

@@ -83,7 +83,7 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 0
     device: str = "auto"  # auto, cpu, cuda, cuda:N (under torchrun: each process takes cuda:LOCAL_RANK)
-    precision: str = "fp32"  # bf16 / fp16 autocast on CUDA (fp16 with a GradScaler); the CPU trains in fp32
+    precision: str = "fp32"  # bf16 autocast (CUDA, or a CPU with bf16 instructions); fp16 on CUDA, with a GradScaler
     out_dir: str = "runs/train"
     plot: bool = False  # write curves.png (needs matplotlib: pip install 'vsr[train]')
 

@@ -34,6 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from vsr.errors import ModelError, OptionError, OutputError
+from vsr.hardware import cpu_computes_bf16
 from vsr.models.checkpoint import load_model
 from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
@@ -137,13 +138,16 @@ def _setup_device(config: TrainConfig) -> tuple[torch.device, int, int, bool]:
 
 
 def _precision(config: TrainConfig, device: torch.device):
-    """(autocast context factory, GradScaler): mixed precision on CUDA only; fp16 also scales the losses."""
-    mixed = device.type == "cuda" and config.precision != "fp32"
-    if config.precision != "fp32" and not mixed:
-        log.warning("precision=%s is for CUDA devices; training in fp32 on the %s", config.precision, device.type)
+    """(autocast context factory, GradScaler). On CUDA, bf16 or fp16 autocast (fp16 also scales the losses); on the
+    CPU, bf16 autocast (fp16 there trains in fp32)."""
+    mixed = config.precision == "bf16" or (config.precision == "fp16" and device.type == "cuda")
+    if config.precision == "fp16" and not mixed:
+        log.warning("precision=fp16 is for CUDA devices; training in fp32 on the %s", device.type)
+    if config.precision == "bf16" and device.type == "cpu" and not cpu_computes_bf16():
+        log.warning("this CPU has no bf16 instructions: bf16 is emulated, slower than fp32 (precision=fp32)")
     dtype = torch.float16 if config.precision == "fp16" else torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=mixed and config.precision == "fp16")
-    return (lambda: torch.autocast("cuda", dtype=dtype)) if mixed else nullcontext, scaler
+    return (lambda: torch.autocast(device.type, dtype=dtype)) if mixed else nullcontext, scaler
 
 
 def _generator(config: TrainConfig, fresh: bool) -> nn.Module:

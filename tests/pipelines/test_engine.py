@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 from vsr.errors import InputError, OptionError
+from vsr.hardware import cpu_computes_bf16
 from vsr.models.resample import Resample, resize
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.spec import LoadedModel, ModelSpec
@@ -16,7 +17,6 @@ from vsr.pipelines.engine import (
     Engine,
     balanced_batch_size,
     blend_weights,
-    cpu_computes_bf16,
     recovery_precisions,
     resolve_device,
     resolve_precision,

@@ -85,6 +85,21 @@ def test_training_updates_the_ema_after_each_generator_step(tmp_path):
     assert any(not torch.equal(initial[key], state["generator"][key]) for key in initial)
 
 
+def test_bf16_on_the_cpu_trains_under_autocast_with_fp32_weights(tmp_path):
+    """bf16 mixed precision on the CPU: the losses of the same run differ from fp32's (autocast is on) by little, and
+    the weights, optimizer state and export stay fp32."""
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        config = tiny_config(tmp_path, precision=precision, total_iters=3, val_holdout=0,
+                             out_dir=str(tmp_path / precision))
+        train(config)
+        losses[precision] = [row["l_pix"] for row in read_csv(tmp_path / precision / "train.csv")]
+        state = load_state(config.out_dir)
+        assert {value.dtype for value in [*state["generator"].values(), *state["ema"].values()]} == {torch.float32}
+    assert losses["fp32"] != losses["bf16"]
+    assert all(abs(a - b) < 0.05 * a for a, b in zip(losses["fp32"], losses["bf16"])), losses
+
+
 def test_psnr_stage_trains_validates_and_exports_the_ema(tmp_path):
     config = tiny_config(tmp_path, milestones=(2,))
     result = train(config)
