@@ -156,14 +156,21 @@ def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count
     return list(zip(starts, ends))
 
 
-def read_video_packets(source: Path) -> tuple[VideoStreamInfo, int, list[int], set[int]]:
+def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tuple[VideoStreamInfo, int, list[int],
+                                                                                  set[int]]:
     """The video stream's description and start time, its frames' pts (sorted) and its keyframes' pts, read by
-    demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream."""
+    demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream.
+    An image sequence (at `frame_rate`) is read from its file names: frames 0, 1, ..., each a keyframe, since
+    demuxing would read every file whole."""
     from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
+    from vsr.pipelines.sequences import existing_frames, is_sequence
 
-    with open_input(source) as container:
+    with open_input(source, frame_rate) as container:
         stream = find_video_stream(container, source)
         info, _ = video_stream_info(container, stream)
+        if is_sequence(source):
+            frames = list(range(len(existing_frames(source))))  # (open_input checked that they have no gap)
+            return info, 0, frames, set(frames)
         first_pts = stream.start_time or 0
         frames, keyframes = [], set()
         timeline = TimelineWatch(source, stream)
@@ -187,7 +194,7 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
     device), or more where `video.segment_seconds` asks for segments of at most about that long."""
     from vsr.pipelines.decode import Selection
 
-    info, first_pts, frame_pts, keyframes = read_video_packets(source)
+    info, first_pts, frame_pts, keyframes = read_video_packets(source, video.fps)
     selection = Selection.from_seconds(info, first_pts, video.start, video.end, video.max_frames)
     first = bisect_left(frame_pts, selection.start_pts) if selection.start_pts is not None else 0
     end = bisect_left(frame_pts, selection.end_pts) if selection.end_pts is not None else len(frame_pts)
@@ -260,7 +267,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
     path = segment_file(folder, segment.index, plan.suffix)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
-                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace)
+                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps)
     encoded: list[int] = []
     with decoder:
         height, width, output_info = video_output_size(engine, decoder.info)
@@ -419,10 +426,11 @@ def upscale_video_in_segments(
         device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
-    if is_sequence(source) or (output is not None and is_sequence(output)):
-        # One file per frame: nothing to cut into segments and join (and planning would read every frame's file).
+    if is_sequence(source if output is None else output):  # (a sequence's default output is a sequence)
+        # One file per frame: nothing to cut into segments and join; a run cut short resumes from its frames.
         if len(device_list) > 1 or remote is not None:
-            raise OptionError("an image sequence is upscaled on one device; --devices splits a video into segments")
+            raise OptionError("an image sequence is written on one device; --devices splits the making of a video "
+                              "into segments")
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                              video=video, overwrite=overwrite, progress=progress, engine=engine)
     # With one device the engine is made here, once; with several (or remotely), each worker makes its own.

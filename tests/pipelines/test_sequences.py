@@ -15,6 +15,8 @@ import pytest
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_alpha import make_alpha_clip, rgba_frames
 from tests.pipelines.clips import make_clip
+from tests.pipelines.test_resume import Interrupt
+from tests.pipelines.test_segments import decoded_framemd5
 from tests.processes import VSR, kill_when, run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
@@ -174,6 +176,25 @@ def test_a_sequence_killed_midway_resumes_from_its_first_missing_frame(tmp_path,
     # (the unfinished frame's temporary, left by a kill, is gone too)
 
 
+def test_a_sequence_into_a_video_runs_in_resumable_segments_and_on_several_workers(tmp_path):
+    """Planned from the file names (1.25 s at 24 fps: 5 segments of 0.25 s), cut short after 2, resumed; and split
+    over two worker processes. Both equal one run, frame for frame and time for time."""
+    pattern = make_png_sequence(tmp_path / "render", frames=30, first=101)
+    video = api.VideoOptions(fps=Fraction(24), codec="ffv1", segment_seconds=0.25)
+    one_run = api.upscale_video(pattern, tmp_path / "one.mkv", options=BICUBIC_X2, video=video)
+    with pytest.raises(KeyboardInterrupt):
+        api.upscale_video_in_segments(pattern, tmp_path / "cut.mkv", options=BICUBIC_X2, video=video,
+                                      on_segment=Interrupt(after=2))
+    resumed = api.upscale_video_in_segments(pattern, tmp_path / "cut.mkv", options=BICUBIC_X2, video=video)
+    assert resumed.times.extra["segments"] == 5 and resumed.times.extra["resumed"] == 2
+    workers = run_vsr("upscale", pattern, "--fps", "24", "-o", tmp_path / "two.mkv", "-m", "bicubic", "--outscale",
+                      "2", "--codec", "ffv1", "--devices", "cpu,cpu")
+    assert workers.returncode == 0, workers.stderr
+    expected = decoded_framemd5(one_run.output)
+    assert len(expected) == 30 and decoded_framemd5(tmp_path / "cut.mkv") == expected
+    assert decoded_framemd5(tmp_path / "two.mkv") == expected
+
+
 def test_a_png_sequence_becomes_a_video_at_the_frame_rate_asked_for(tmp_path):
     pattern = make_png_sequence(tmp_path / "render", frames=5, first=101)
     output = tmp_path / "render.mp4"  # (Matroska would round the times to milliseconds)
@@ -215,7 +236,7 @@ def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
     (["-o", "{tmp}/x.png"], "one image; to write every frame as an image, number them: {tmp}/x%06d.png"),
     (["-o", "{tmp}/%04d.png", "--crf", "12"], "--crf sets the video encoder; an image sequence is written as "
                                               "image files"),
-    (["-o", "{tmp}/%04d.png", "--devices", "cpu,cpu"], "an image sequence is upscaled on one device"),
+    (["-o", "{tmp}/%04d.png", "--devices", "cpu,cpu"], "an image sequence is written on one device"),
 ])
 def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=3)
