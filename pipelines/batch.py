@@ -390,15 +390,11 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         raise OutputError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from error
     started = time.perf_counter()
     with Journal.open(out_dir / JOURNAL_NAME) as journal:
-        plan = journal.sync([journal_entry(job) for job in jobs], max_attempts=max_attempts)
+        plan = _sync(journal, jobs, out_dir, max_attempts)
         labels = {job.name: job.label for job in jobs}
-        for name in plan.done:
-            output, checksum = out_dir / name, journal.row(name).checksum
-            if not output.is_file() or sha256_file(output) != checksum:
-                log.warning("%s: its output %s is missing or changed since it was written; redoing it",
-                            labels[name], name)
-                journal.requeue(name)
-                plan.to_run.append(name)
+        for name in plan.redone:
+            log.warning("%s: its output %s is missing or changed since it was written; redoing it", labels[name],
+                        name)
         for name in plan.taken_over:
             log.warning("%s: was running in a process that is gone; redoing it", labels[name])
         for name in plan.busy:
@@ -418,6 +414,46 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
                 _drive(journal, executor, todo, bar)
         rows = [journal.row(job.name) for job in jobs]
     return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME)
+
+
+def _sync(journal: Journal, jobs: list[BatchJob], out_dir: Path, max_attempts: int):
+    """`Journal.sync`, then the done jobs whose output is missing or changed are queued again (`plan.redone`)."""
+    plan = journal.sync([journal_entry(job) for job in jobs], max_attempts=max_attempts)
+    for name in plan.done:
+        output, checksum = out_dir / name, journal.row(name).checksum
+        if not output.is_file() or sha256_file(output) != checksum:
+            journal.requeue(name)
+            plan.to_run.append(name)
+            plan.redone.append(name)
+    return plan
+
+
+def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts: int = 3) -> list[tuple[str, str]]:
+    """What `run_batch` would do with each job now, as (output name, what), writing nothing: decided by the same
+    code on a copy of the journal in memory. What: "new", "done", "redo: output missing or changed", "redo: input or
+    options changed", "retry (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it",
+    "gave up after N attempts"."""
+    _check_jobs(jobs)
+    out_dir = Path(out_dir)
+    with Journal.in_memory_copy(out_dir / JOURNAL_NAME) as journal:
+        before = {job.name: journal.row(job.name) for job in jobs}
+        plan = _sync(journal, jobs, out_dir, max_attempts)
+        said = {**dict.fromkeys(plan.done, "done"), **dict.fromkeys(plan.gave_up, f"gave up after {max_attempts} "
+                                                                                  "attempts"),
+                **dict.fromkeys(plan.busy, "busy: another vsr batch runs it")}
+        for name in plan.to_run:
+            row = before[name]
+            if name in plan.new:
+                said[name] = "new"
+            elif name in plan.redone:
+                said[name] = "redo: output missing or changed"
+            elif name in plan.taken_over:
+                said[name] = "take over: its process is gone"
+            elif journal.row(name).attempts == 0 and row.attempts > 0:
+                said[name] = "redo: input or options changed"
+            else:
+                said[name] = f"retry (attempt {row.attempts + 1})" if row.state is JobState.FAILED else "queued"
+    return [(job.name, said[job.name]) for job in jobs]
 
 
 def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:

@@ -23,7 +23,7 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -101,6 +101,7 @@ class SyncPlan:
     busy: list[str]  # running in another live process
     taken_over: list[str]  # were running in a process that is gone
     new: list[str]  # not in the journal before
+    redone: list[str] = field(default_factory=list)  # done, but the output is missing or changed (`batch._sync`)
 
 
 def _boot_id() -> str:
@@ -183,6 +184,22 @@ class Journal:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+    @classmethod
+    def in_memory_copy(cls, path: str | os.PathLike) -> Journal:
+        """The journal at `path` (a new, empty one where there is none), copied into memory: what is decided on it
+        (`sync`, `requeue`) changes nothing on disk. For `vsr batch --dry-run`."""
+        path = Path(path)
+        connection = sqlite3.connect(":memory:", isolation_level=None)
+        if path.is_file():
+            disk = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            try:
+                disk.backup(connection)  # a consistent copy, even while a batch writes to it
+            finally:
+                disk.close()
+        connection.execute(_SCHEMA)
+        connection.row_factory = sqlite3.Row
+        return cls(connection, path, current_owner())
 
     def _transaction(self):
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write decisions cannot interleave."""

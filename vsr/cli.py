@@ -281,6 +281,8 @@ def batch(
         "OUT_DIR (optional), with --status only OUT_DIR.", show_default=False)] = None,
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="A TOML jobs file: inputs with options of their own."),
     status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job is done."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and what a run would do with each (new, "
+                                 "done, redo, retry, ...); run and write nothing."),
     include: Optional[list[str]] = typer.Option(None, "--include", help="Only inputs matching this glob (repeat for "
                                                 "more); matched against the path under IN_DIR and the file name; "
                                                 "a glob in lower case matches any case."),
@@ -353,6 +355,15 @@ def batch(
             raise OptionError(f"{in_dir}: no videos or images found (with the --include/--exclude filters given)")
     if workers is not None and devices is not None:
         raise OptionError("--devices starts one worker per device: leave --workers out")
+    if dry_run:
+        planned = batch_jobs.plan_batch(job_list, out_dir, max_attempts=max_attempts)
+        labels = {job.name: job.label for job in job_list}
+        width = max(len(what) for _, what in planned)
+        for name, what in planned:
+            typer.echo(f"{what.ljust(width)}  {labels[name]} → {name}")
+        to_do = sum(not what.startswith(("done", "busy", "gave up")) for _, what in planned)
+        typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}; nothing was run or written (--dry-run)")
+        return
     try:
         report = batch_jobs.run_batch(job_list, out_dir, workers=workers or 1, devices=devices, ray=ray,
                                       task_cpus=task_cpus, max_attempts=max_attempts,

@@ -178,3 +178,17 @@ def test_two_batches_at_once_on_one_folder_share_the_jobs(tmp_path):
     assert journal_rows(out) == {f"clip{i}.x2.mp4": ("done", 1) for i in range(4)}
     assert sorted(snapshot(out)) == [f"clip{i}.x2.mp4" for i in range(4)]
     assert all(frame_count(out / f"clip{i}.x2.mp4") == 6 for i in range(4))
+
+
+def test_a_dry_run_lists_the_jobs_and_what_a_run_would_do(tmp_path):
+    source = tmp_path / "in"
+    (source / "clips").mkdir(parents=True)
+    make_clip(source / "clips" / "a.mp4", frames=3)
+    images.write_image(source / "b.png", images.Image(rgb=torch.rand(3, 8, 8)))
+    out = tmp_path / "out"
+    result = vsr("batch", source, out, "-m", "bicubic", "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "new  b.png → b.x4.png", "new  clips/a.mp4 → clips/a.x4.mp4",
+        f"2 of 2 jobs to run in {out}; nothing was run or written (--dry-run)"]
+    assert not out.exists()

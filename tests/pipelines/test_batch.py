@@ -74,6 +74,34 @@ def library(tmp_path) -> Path:
     return root
 
 
+def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    make_clip(root / "a.mp4", frames=3)
+    write_image(root / "b.png")
+    (root / "broken.mp4").write_bytes(b"not a video at all")
+    out = tmp_path / "out"
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    assert batch.plan_batch(jobs, out) == [("a.x2.mp4", "new"), ("b.x2.png", "new"), ("broken.x2.mp4", "new")]
+    assert not out.exists()
+
+    batch.run_batch(jobs, out, max_attempts=1)
+    (out / "b.x2.png").unlink()
+    write_image(root / "c.png")
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    # (SQLite's -shm and -wal side files come and go with any reader, as for `vsr batch --status`)
+    before = {name: state for name, state in snapshot(out).items() if not name.endswith(("-shm", "-wal"))}
+    assert batch.plan_batch(jobs, out, max_attempts=1) == [
+        ("a.x2.mp4", "done"), ("b.x2.png", "redo: output missing or changed"),
+        ("broken.x2.mp4", "gave up after 1 attempts"), ("c.x2.png", "new")]
+    assert dict(batch.plan_batch(jobs, out, max_attempts=3))["broken.x2.mp4"] == "retry (attempt 2)"
+    sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
+    assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == "redo: input or options changed"
+    assert {name: state for name, state in snapshot(out).items() if not name.endswith(("-shm", "-wal"))} == before
+    assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
+        "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
+
+
 def test_a_webm_is_named_mkv_unless_its_codec_fits_webm(tmp_path):
     source = tmp_path / "in" / "clip.webm"
     source.parent.mkdir()
