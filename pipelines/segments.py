@@ -68,10 +68,12 @@ from vsr.pipelines.upscale import (
     check_input,
     check_output,
     default_output_path,
-    run_record,
+    is_folder,
     load_model,
     make_engine,
     output_label,
+    place_output,
+    run_record,
     upscale_frames,
     upscale_video,
     video_codec,
@@ -426,7 +428,8 @@ def upscale_video_in_segments(
         device_list = parse_devices(devices) if isinstance(devices, str) else list(devices)
     if not device_list:
         raise OptionError("--devices needs at least one device, e.g. 0,1")
-    if is_sequence(source if output is None else output):  # (a sequence's default output is a sequence)
+    # An image sequence as the output (a sequence's default output, beside it or in a folder given, is one too).
+    if is_sequence(source if output is None or is_folder(output) else output):
         # One file per frame: nothing to cut into segments and join; a run cut short resumes from its frames.
         if len(device_list) > 1 or remote is not None:
             raise OptionError("an image sequence is written on one device; --devices splits the making of a video "
@@ -439,9 +442,9 @@ def upscale_video_in_segments(
     elif engine is None:
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
     plan = plan_video(source, len(device_list), video)
-    if output is None:
+    if output is None or is_folder(output):
         label = engine.label if engine is not None else _output_label(options, progress)
-        output = default_output_path(source, label, video.codec, plan.info.alpha)
+        output = place_output(output, default_output_path(source, label, video.codec, plan.info.alpha))
     output = Path(output)
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)

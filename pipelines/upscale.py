@@ -140,6 +140,20 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
     return source.with_name(f"{source.stem}.{label}{suffix}")
 
 
+def is_folder(output: str | Path | None) -> bool:
+    """Whether `output` names an existing folder, which the output goes into under its default name (as `cp` takes
+    one): `-o out/`."""
+    return output is not None and Path(output).is_dir()
+
+
+def place_output(output: str | Path | None, default: Path) -> Path:
+    """Where to write: `output` as given, or `default` (`default_output_path`, beside the source) where none is
+    given, or `default`'s name inside `output` where it is a folder."""
+    if output is None:
+        return default
+    return Path(output) / default.name if is_folder(output) else Path(output)
+
+
 def check_input(path: Path) -> None:
     from vsr.pipelines.sequences import first_frame, is_sequence
 
@@ -182,10 +196,10 @@ def upscale_image(
     check_input(source)
     if output is not None and is_sequence(output):
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
-    if output is not None:
+    if output is not None and not is_folder(output):
         images.check_writable(Path(output))  # before the model runs
     engine = engine or make_image_engine(options)
-    output = Path(output) if output is not None else default_output_path(source, engine.label)
+    output = place_output(output, default_output_path(source, engine.label))
     check_output(output, source, overwrite)
     image = images.read_image(source)
     images.write_image(output, images.upscale_image(engine, image))
@@ -323,11 +337,9 @@ def upscale_video(
     )
     with decoder:
         info = decoder.info
-        # Image files need no even sides; a sequence's default output is a sequence.
-        height, width, output_info = video_output_size(engine, info, even=not is_sequence(output or source))
-        if output is None:
-            output = default_output_path(source, engine.label, video.codec, info.alpha)
-        output = Path(output)
+        output = place_output(output, default_output_path(source, engine.label, video.codec, info.alpha))
+        # Image files need no even sides.
+        height, width, output_info = video_output_size(engine, info, even=not is_sequence(output))
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 

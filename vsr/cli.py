@@ -111,7 +111,8 @@ def upscale(
         "(frames/%06d.png); several are upscaled one after the other, the model loaded once."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to "
                                           "the input; .mkv where EXT cannot hold the codec]; frames/%06d.png writes "
-                                          "an image sequence. One input only."),
+                                          "an image sequence; an existing folder takes the outputs under their "
+                                          "default names."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     width: WidthOption = None,
@@ -165,9 +166,9 @@ def upscale(
         deinterlace=deinterlace, fps=_frame_rate(fps),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
-    if len(inputs) > 1 and output is not None:
-        raise OptionError("-o names the output of one input; several are each written beside their input "
-                          "(`vsr batch IN_DIR OUT_DIR` writes into another folder)")
+    if len(inputs) > 1 and output is not None and not output.is_dir():
+        raise OptionError(f"{output}: with several inputs, -o names an existing folder to write them into (by their "
+                          "default names)")
     progress = not quiet and sys.stderr.isatty()
     engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
 

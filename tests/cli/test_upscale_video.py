@@ -224,8 +224,23 @@ def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not
         "clip.mp4", "clip.x2.mp4", "notes.mp4", "still.png", "still.x2.png"]
 
 
+def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1", tmp_path / "scan.tiff")
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "3", "-start_number", "7",
+                 tmp_path / "f%02d.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    vsr("upscale", clip, tmp_path / "scan.tiff", tmp_path / "f%02d.png", "-o", out, "-m", "bicubic")
+    assert sorted(path.name for path in out.iterdir()) == [
+        "clip.x4.mp4", "f07.x4.png", "f08.x4.png", "f09.x4.png", "scan.x4.png"]  # (TIFF is read, PNG written)
+    assert media.video_times(out / "clip.x4.mp4") == media.video_times(clip)
+    vsr("upscale", clip, "-o", out, "-m", "bicubic", "--outscale", "2", "--segment-seconds", "0.04")  # in segments
+    assert media.video_times(out / "clip.x2.mp4") == media.video_times(clip)
+
+
 @pytest.mark.parametrize("options, message, code", [
-    (["-o", "out.mp4"], "-o names the output of one input; several are each written beside their input", 2),
+    (["-o", "out.mp4"], "out.mp4: with several inputs, -o names an existing folder to write them into", 2),
     (["-m", "no-such-model"], "unknown model 'no-such-model'", 3),  # holds for every input: said once, at once
 ])
 def test_with_several_inputs_an_option_error_is_one_line_and_writes_nothing(tmp_path, options, message, code):
