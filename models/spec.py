@@ -48,21 +48,11 @@ class LoadedModel:
         return self.module(x)
 
 
-def macs_per_input_pixel(module: nn.Module, spec: ModelSpec, side: int = 16) -> float:
-    """Multiply-adds the network spends per input pixel, counted from its convolutions on a small input.
-
-    Counts what actually runs (pixel-unshuffle, upsampling and all), so it holds for any architecture made of
-    convolutions; elementwise work is left out. The full RRDBNet ×4 gives 17.93 M (FIELD-NOTES).
-    """
-    total = 0
-
-    def count(layer: nn.Conv2d, inputs, output) -> None:
-        nonlocal total
-        per_output = layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
-        total += output.numel() * per_output
-
-    side = max(side, spec.size_multiple) // spec.size_multiple * spec.size_multiple
-    hooks = [layer.register_forward_hook(count) for layer in module.modules() if isinstance(layer, nn.Conv2d)]
+def _conv_outputs(module: nn.Module, spec: ModelSpec, side: int) -> list[tuple[nn.Conv2d, torch.Size]]:
+    """Each convolution that runs on a 1×C×side×side input, with its output's shape, in the order they ran."""
+    runs = []
+    hooks = [layer.register_forward_hook(lambda layer, inputs, output: runs.append((layer, output.shape)))
+             for layer in module.modules() if isinstance(layer, nn.Conv2d)]
     try:
         parameter = next(module.parameters(), None)
         device = parameter.device if parameter is not None else "cpu"
@@ -71,4 +61,28 @@ def macs_per_input_pixel(module: nn.Module, spec: ModelSpec, side: int = 16) -> 
     finally:
         for hook in hooks:
             hook.remove()
+    return runs
+
+
+def _probe_side(spec: ModelSpec, side: int) -> int:
+    return max(side, spec.size_multiple) // spec.size_multiple * spec.size_multiple
+
+
+def macs_per_input_pixel(module: nn.Module, spec: ModelSpec, side: int = 16) -> float:
+    """Multiply-adds the network spends per input pixel, counted from its convolutions on a small input.
+
+    Counts what actually runs (pixel-unshuffle, upsampling and all), so it holds for any architecture made of
+    convolutions; elementwise work is left out. The full RRDBNet ×4 gives 17.93 M (FIELD-NOTES).
+    """
+    side = _probe_side(spec, side)
+    total = sum(shape.numel() * layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
+                for layer, shape in _conv_outputs(module, spec, side))
     return total / (side * side)
+
+
+def largest_activation_per_input_pixel(module: nn.Module, spec: ModelSpec, side: int = 16) -> float:
+    """The most values one convolution outputs per input pixel: the full RRDBNet ×4 gives 1024 (64 channels at 16×
+    the pixels, after its last upsampling), animevideov3 64 (it upsamples only in its final pixel shuffle). With that
+    convolution's input and one more such tensor alive, it bounds the memory of a forward pass (see the engine)."""
+    side = _probe_side(spec, side)
+    return max((shape.numel() for _, shape in _conv_outputs(module, spec, side)), default=0) / (side * side)

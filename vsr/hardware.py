@@ -1,4 +1,7 @@
-"""What this machine computes fast, for the layers that choose a precision (the engine, the trainer)."""
+"""What this machine computes fast and holds, for the layers that choose a precision or a batch (the engine, the
+trainer)."""
+
+from pathlib import Path
 
 import torch
 
@@ -11,3 +14,24 @@ def cpu_computes_bf16() -> bool:
     emulates bf16, 2.5× (AVX-512) to 6× (AVX2) slower than fp32."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private, so asked for with care
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process may still take: Linux's MemAvailable, or less where the process's cgroup (a
+    container's limit) leaves less. None where neither can be read (other systems)."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2, then v1
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):
+        try:
+            limit = Path("/sys/fs/cgroup", limit_file).read_text().strip()
+            usage = int(Path("/sys/fs/cgroup", usage_file).read_text())
+        except (OSError, ValueError):
+            continue
+        if limit.isdigit():  # "max": no limit
+            available = min(available, max(0, int(limit) - usage))
+        break
+    return available

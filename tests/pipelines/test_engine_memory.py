@@ -6,6 +6,7 @@ memory under a per-process limit.
 """
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,7 +14,12 @@ import torch
 from tests.pipelines.test_engine import tiny_rrdbnet
 from vsr.errors import InputError
 from vsr.models.spec import LoadedModel
+from vsr.hardware import available_memory
 from vsr.pipelines.engine import Engine
+
+
+# The stand-ins play a GPU: no budget of the CPU's memory (which would run them on a probe input first), exact fp32.
+ON_CPU = {"device": "cpu", "precision": "fp32", "memory_budget": None}
 
 
 class MemoryBound(torch.nn.Module):
@@ -46,11 +52,11 @@ FRAMES = (torch.rand(4, 3, 32, 48, generator=torch.Generator().manual_seed(3)) *
 
 @pytest.mark.parametrize("cuda_graphs", ["off", "on"])
 def test_a_batch_that_does_not_fit_is_halved_and_the_smaller_batch_kept(cuda_graphs, caplog):
-    engine = Engine(bounded(limit=2 * 32 * 48), device="cpu", precision="fp32", batch_size=4, cuda_graphs=cuda_graphs)
+    engine = Engine(bounded(limit=2 * 32 * 48), **ON_CPU, batch_size=4, cuda_graphs=cuda_graphs)
     with caplog.at_level(logging.WARNING):
         out = engine.upscale(FRAMES)
         again = engine.upscale(FRAMES)
-    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=2).upscale(FRAMES)
+    expected = Engine(tiny_rrdbnet(), **ON_CPU, batch_size=2).upscale(FRAMES)
     assert (out.int() - expected.int()).abs().max() <= 1 and torch.equal(out, again)
     assert engine.batch_size == 2 and engine.tile == 0
     # One warning: the second call starts at the batch size that fitted.
@@ -61,10 +67,10 @@ def test_a_batch_that_does_not_fit_is_halved_and_the_smaller_batch_kept(cuda_gra
 
 def test_a_frame_that_does_not_fit_alone_is_tiled(caplog):
     # Tiles of 24×24 fit, whole 32×48 frames do not: batch 4 → 2 → 1, then tiles of half the frame's longer side.
-    engine = Engine(bounded(limit=24 * 24), device="cpu", precision="fp32", batch_size=4, tile_overlap=8)
+    engine = Engine(bounded(limit=24 * 24), **ON_CPU, batch_size=4, tile_overlap=8)
     with caplog.at_level(logging.WARNING):
         out = engine.upscale(FRAMES)
-    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=1, tile=24, tile_overlap=8)
+    expected = Engine(tiny_rrdbnet(), **ON_CPU, batch_size=1, tile=24, tile_overlap=8)
     expected = expected.upscale(FRAMES)
     assert (out.int() - expected.int()).abs().max() <= 1
     assert (engine.batch_size, engine.tile) == (1, 24)
@@ -77,17 +83,17 @@ def test_a_frame_that_does_not_fit_alone_is_tiled(caplog):
 
 
 def test_tiles_that_do_not_fit_are_halved():
-    engine = Engine(bounded(limit=16 * 16), device="cpu", precision="fp32", batch_size=1, tile=32, tile_overlap=8)
+    engine = Engine(bounded(limit=16 * 16), **ON_CPU, batch_size=1, tile=32, tile_overlap=8)
     out = engine.upscale(FRAMES[:1])
     assert engine.tile == 16
-    expected = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=1, tile=16, tile_overlap=8)
+    expected = Engine(tiny_rrdbnet(), **ON_CPU, batch_size=1, tile=16, tile_overlap=8)
     expected = expected.upscale(FRAMES[:1])
     assert (out.int() - expected.int()).abs().max() <= 1
 
 
 def test_when_even_the_smallest_tile_does_not_fit_the_error_is_one_line():
     # Overlap 8 needs tiles of at least 9 pixels: 32 → 16 still does not fit, and 8 would be too small.
-    engine = Engine(bounded(limit=8 * 8), device="cpu", precision="fp32", batch_size=1, tile=32, tile_overlap=8)
+    engine = Engine(bounded(limit=8 * 8), **ON_CPU, batch_size=1, tile=32, tile_overlap=8)
     with pytest.raises(InputError) as raised:
         engine.upscale(FRAMES[:1])
     assert str(raised.value) == (
@@ -102,7 +108,7 @@ def test_other_errors_are_not_taken_for_a_lack_of_memory():
             raise RuntimeError("not a memory problem")
 
     model = tiny_rrdbnet()
-    engine = Engine(LoadedModel(Broken(), model.spec), device="cpu", precision="fp32", batch_size=4)
+    engine = Engine(LoadedModel(Broken(), model.spec), **ON_CPU, batch_size=4)
     with pytest.raises(RuntimeError, match="not a memory problem"):
         engine.upscale(FRAMES)
     assert engine.batch_size == 4
@@ -135,3 +141,43 @@ def test_frames_too_large_for_the_gpu_are_batched_smaller_or_tiled(cuda_graphs, 
     expected = Engine(model, device="cuda", precision="fp32", batch_size=1, tile=engine.tile, tile_overlap=16,
                       cuda_graphs="off").upscale(frames)
     assert (out.int() - expected.int()).abs().max() <= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The CPU: the batch and tiles are fitted beforehand to a memory budget (its OOM killer leaves nothing to catch)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_on_the_cpu_the_batch_is_fitted_to_the_memory_budget_before_it_runs(caplog):
+    # The tiny ×4 RRDBNet's largest convolution output: 8 channels at 16× the pixels, so 3 × 128 values × 4 bytes
+    # = 1536 bytes per input pixel in fp32; a 48×32 frame is 1536 pixels, plus 4 × 16 × 3 × 4 bytes of float output.
+    per_frame = 1536 * 1536 + 1536 * 16 * 3 * 4
+    engine = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=4, memory_budget=3 * per_frame)
+    with caplog.at_level(logging.WARNING):
+        out = engine.upscale(FRAMES)
+        again = engine.upscale(FRAMES)
+    assert engine.batch_size == 2 and engine.tile == 0
+    expected = Engine(tiny_rrdbnet(), **ON_CPU, batch_size=2).upscale(FRAMES)
+    assert torch.equal(out, expected) and torch.equal(again, expected)
+    assert [record.getMessage() for record in caplog.records] == [  # once: the size is fitted
+        "48×32 frames would need about 10.6 MB of memory at batch 4 in fp32, more than the 8.0 MB this run allows "
+        "itself; going on at batch 2"]
+
+
+def test_on_the_cpu_frames_too_large_for_the_budget_at_batch_1_are_tiled():
+    engine = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=2, tile_overlap=4,
+                    memory_budget=1_000_000)
+    out = engine.upscale(FRAMES[:2])
+    assert (engine.batch_size, engine.tile) == (1, 12)  # 48 → 24 (1.2 MB) → 12 (0.5 MB)
+    expected = Engine(tiny_rrdbnet(), **ON_CPU, batch_size=1, tile=12, tile_overlap=4).upscale(FRAMES[:2])
+    assert torch.equal(out, expected)
+
+
+@pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads Linux's /proc/meminfo")
+def test_by_default_the_cpu_budget_is_half_the_memory_available():
+    meminfo = Path("/proc/meminfo").read_text()
+    total = int(next(line for line in meminfo.splitlines() if line.startswith("MemTotal")).split()[1]) * 1024
+    available = available_memory()
+    assert 0 < available <= total
+    budget = Engine(tiny_rrdbnet(), device="cpu").memory_budget
+    assert 0.4 * available < budget <= 0.5 * total
