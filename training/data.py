@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.images import read_image
+from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
 
 log = logging.getLogger(__name__)
@@ -162,7 +163,7 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
             if not found:
                 raise InputError(f"{source}: no images or videos in it")
             files += found
-        elif source.is_file():
+        elif source.is_file() or is_sequence(source):
             files.append(source)
         else:
             raise InputError(f"{source}: no such file or folder")
@@ -176,7 +177,7 @@ def collect_images(
     """HR images from any mix of image files, videos, and folders holding either."""
     images: list[HRImage] = []
     for file in expand_sources(sources):
-        if file.suffix.lower() in IMAGE_SUFFIXES:
+        if file.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(file):
             images.append(load_photo(file))
         else:
             images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend)
@@ -192,7 +193,10 @@ def _frames_at_times(path: Path, backend: str, times: list[float]) -> list[tuple
         if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
             continue
         seen.add(batch.pts[0])
-        frames.append((f"{path.name}@{float(batch.pts[0] * time_base):.3f}s", _to_uint8(batch.frames[0])))
+        # A sequence's frame by its file (pts 0, 1, ... from its first file); a video's by its time.
+        name = (frame_path(path, first_frame(path) + batch.pts[0]).name if is_sequence(path)
+                else f"{path.name}@{float(batch.pts[0] * time_base):.3f}s")
+        frames.append((name, _to_uint8(batch.frames[0])))
     return frames
 
 

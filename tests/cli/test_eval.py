@@ -6,6 +6,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
 from tests.processes import run_vsr as vsr
 from vsr.models.checkpoint import save_model
@@ -65,6 +66,13 @@ def test_frames_are_sampled_evenly_from_videos(tmp_path):
     # 2 frames of a 0.4 s clip: the first at or after the middle of each half (0.1 s and 0.3 s), 25 fps.
     assert record["images"] == ["clip.mp4@0.120s", "clip.mp4@0.320s", "still.png"]
     assert all(score["images"] == 3 for score in record["scores"])
+
+
+def test_an_image_sequence_is_sampled_like_a_video_and_its_frames_named_by_file(tmp_path):
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "10", "-start_number", "101",
+                 tmp_path / "f%04d.png")  # 0.4 s at 25 fps, the default rate of a sequence
+    vsr("eval", tmp_path / "f%04d.png", "-m", "bicubic", "--frames", "2", "--json", tmp_path / "s.json", check=True)
+    assert json.loads((tmp_path / "s.json").read_text())["images"] == ["f0104.png", "f0109.png"]
 
 
 def test_a_missing_source_is_one_line(tmp_path):
