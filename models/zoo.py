@@ -451,6 +451,11 @@ def _verify_download(entry: ZooEntry | None, partial: Path, url: str, sha256: st
         raise ModelError(f"{url}: got {received} bytes, expected {entry.size}; not the published file")
     if entry is not None and entry.sha256 is not None and not sha256.startswith(entry.sha256):
         raise ModelError(f"{url}: sha256 {sha256} differs from the published {entry.sha256}")
+    with partial.open("rb") as file:
+        start = file.read(512).lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        raise ModelError(f"{url}: the server sent a web page, not a checkpoint (a sign-in or download page?); give "
+                         "the file's direct link, or download it yourself and give its path to -m")
     try:
         loaded = load_model(partial)
     except ModelError as error:
@@ -471,8 +476,16 @@ def is_url(name: str) -> bool:
 def url_weights_path(url: str) -> Path:
     """Where the checkpoint at `url` is cached: under a folder named by the URL's hash (many projects publish a
     `model.pth`), with the file's own name, whose suffix says how to read it."""
-    name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
-    if Path(name).suffix.lower() not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+    try:
+        name = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path)).name
+    except ValueError as error:  # e.g. "Invalid IPv6 URL"
+        raise ModelError(f"{url}: not a URL ({error})") from None
+    if "\0" in name:
+        raise ModelError(f"{url}: not a URL (a NUL character in its path)")
+    suffix = Path(name).suffix
+    if len(name.encode()) > 200:  # with the temporary's 19 more characters, still within a file name's 255 bytes
+        name = name.encode()[: 200 - len(suffix.encode())].decode(errors="ignore") + suffix
+    if suffix.lower() not in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
         raise ModelError(
             f"{url}: the URL's file name {name!r} does not say the checkpoint's format (expected one ending in "
             f"{', '.join(TORCH_SUFFIXES)} or {SAFETENSORS_SUFFIX}); download it yourself and give its path to -m"

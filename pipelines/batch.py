@@ -430,11 +430,14 @@ def _sync(journal: Journal, jobs: list[BatchJob], out_dir: Path, max_attempts: i
 
 def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts: int = 3) -> list[tuple[str, str]]:
     """What `run_batch` would do with each job now, as (output name, what), writing nothing: decided by the same
-    code on a copy of the journal in memory. What: "new", "done", "redo: output missing or changed", "redo: input or
-    options changed", "retry (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it",
-    "gave up after N attempts"."""
+    code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
+    output missing or changed", "redo: input or options changed", "retry (attempt N)", "take over: its process is
+    gone", "busy: another vsr batch runs it", "gave up after N attempts"."""
     _check_jobs(jobs)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError(f"{out_dir}: not a folder, so not an output folder")
+    outputs = {job.name: job for job in jobs}
     with Journal.in_memory_copy(out_dir / JOURNAL_NAME) as journal:
         before = {job.name: journal.row(job.name) for job in jobs}
         plan = _sync(journal, jobs, out_dir, max_attempts)
@@ -443,7 +446,9 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
                 **dict.fromkeys(plan.busy, "busy: another vsr batch runs it")}
         for name in plan.to_run:
             row = before[name]
-            if name in plan.new:
+            if name in plan.new and outputs[name].output.exists() and not outputs[name].overwrite:
+                said[name] = "new, but fails: its output exists (--overwrite replaces it)"
+            elif name in plan.new:
                 said[name] = "new"
             elif name in plan.redone:
                 said[name] = "redo: output missing or changed"

@@ -77,12 +77,15 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
     `--precision fp32` keeps fp32."""
     if precision != "auto" and precision not in PRECISIONS:
         raise OptionError(f"unknown precision {precision!r}; expected one of auto, {', '.join(PRECISIONS)}")
+    if precision == "bf16" and not spec.supports_bfloat16:  # the resampling baselines, which should be exact
+        logger.warning("%s runs in fp32: bf16's 8 significant bits would make it inexact", spec.architecture)
+        return "fp32"
     if device.type != "cuda":
         if precision == "fp16":
             raise OptionError("precision fp16 needs a CUDA device (CPU fp16 convolutions are slow); use fp32 or bf16")
         if cpu_bf16 is None:
             cpu_bf16 = cpu_computes_bf16()
-        if precision == "bf16" and not cpu_bf16:
+        if precision == "bf16" and not cpu_bf16 and spec.supports_bfloat16:
             logger.warning("this CPU has no bf16 instructions: bf16 is emulated, slower than fp32")
         if precision == "auto":
             return "bf16" if cpu_bf16 and spec.supports_bfloat16 else "fp32"

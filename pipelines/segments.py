@@ -421,7 +421,7 @@ def upscale_video_in_segments(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite, run_record(source, options, video))
+    check_sequence_options(source, output, video, overwrite, run_record(source, options, video, frames=True))
     if devices is None:
         device_list = [options.device]
     else:

@@ -8,6 +8,7 @@ the public API.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -34,7 +35,8 @@ ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
-LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None}
+LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None,
+                  "decoder": "auto"}
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,7 @@ _TIME = re.compile(r"(?:(?:(?P<hours>\d+):)?(?P<minutes>\d+):)?(?P<seconds>\d+(?
 
 def parse_time(text: str | float | int, option: str = "--start") -> float:
     """Seconds from a number or from text such as "90.5", "1:30" or "1:02:03.25", for --start and --end."""
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
+    if isinstance(text, (int, float)) and not isinstance(text, bool) and math.isfinite(text):
         return float(text)
     match = _TIME.fullmatch(str(text).strip())
     clock = match is not None and match["minutes"] is not None
@@ -328,7 +330,7 @@ def upscale_video(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite, run_record(source, options, video))
+    check_sequence_options(source, output, video, overwrite, run_record(source, options, video, frames=True))
     engine = engine or make_engine(options, progress=progress)
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
@@ -343,7 +345,7 @@ def upscale_video(
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
-        record = run_record(source, options, video) if is_sequence(output) else None
+        record = run_record(source, options, video, frames=True) if is_sequence(output) else None
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
@@ -366,15 +368,18 @@ def upscale_video(
                        decoder=name, precision=engine.precision)
 
 
-def run_record(source: Path, options: UpscaleOptions, video: VideoOptions) -> dict:
-    """What a resumable run makes (segments, or an image sequence's frames): the source as it is now, and the
-    settings that shape the output's frames. Settings that only change the speed (device, batch size, CUDA graphs,
-    compile, decoder) may change between runs."""
+def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frames: bool = False) -> dict:
+    """What a resumable run makes (segments, or with `frames` an image sequence's frames): the source as it is now,
+    and the settings that shape the output's frames. Settings that only change the speed (device, batch size, CUDA
+    graphs, compile) may change between runs; the decoder may not (decord's colors are not PyAV's), and how a video
+    would be cut into segments means nothing to frames written one by one."""
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
     files = list(existing_frames(source).values()) if is_sequence(source) else [source]
     stats = [file.stat() for file in files]
-    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "decoder", "copy_streams"}
+    speed_only = {"device", "batch_size", "cuda_graphs", "compile", "copy_streams"}
+    if frames:
+        speed_only.add("segment_seconds")
     settings = {**asdict(options), **asdict(video)}
     return {
         "source": str(Path(source).resolve()), "size": sum(stat.st_size for stat in stats),

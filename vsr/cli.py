@@ -169,6 +169,13 @@ def upscale(
     if len(inputs) > 1 and output is not None and not output.is_dir():
         raise OptionError(f"{output}: with several inputs, -o names an existing folder to write them into (by their "
                           "default names)")
+    if output is not None and output.is_dir():  # outputs are named by their inputs' names: the same name collides
+        named = {}
+        for input in inputs:
+            if input.name in named:
+                raise OptionError(f"{named[input.name]} and {input} would both be written into {output} under one "
+                                  "name; write them beside their inputs, or one at a time")
+            named[input.name] = input
     progress = not quiet and sys.stderr.isatty()
     engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
 
@@ -186,10 +193,10 @@ def upscale(
             api.check_input(input)
             if api.is_image(input):
                 if devices is not None:
-                    raise OptionError("--devices splits a video over devices; for an image use --device")
+                    raise OptionError(f"{input}: --devices splits a video over devices; for an image use --device")
                 if fps is not None:
-                    raise OptionError("--fps sets the frame rate of an image sequence (frames/%06d.png), not of one "
-                                      "image")
+                    raise OptionError(f"{input}: --fps sets the frame rate of an image sequence (frames/%06d.png), "
+                                      "not of one image")
                 written = api.upscale_image(input, output, options=options, overwrite=overwrite,
                                             engine=engine_for("image"))
                 if not quiet:
@@ -200,14 +207,17 @@ def upscale(
                 engine=engine_for("video") if devices is None else None)
             if not quiet:
                 typer.echo(_summary(result))
-        except (InputError, OutputError) as error:  # about this input: the others go on (option errors hold for all)
-            if len(inputs) == 1 or os.environ.get("VSR_DEBUG"):
+        except (InputError, OutputError, OptionError) as error:
+            # An error about this input (it names it) leaves the others to go on; an option that is wrong for every
+            # input (a bad --codec) and a model error stop the run.
+            about_input = not isinstance(error, OptionError) or str(input) in str(error)
+            if len(inputs) == 1 or not about_input or os.environ.get("VSR_DEBUG"):
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             failures.append(error)
     if failures:
-        typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above); the others are written",
-                   err=True)
+        rest = "" if len(failures) == len(inputs) else "; the others are written"
+        typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above){rest}", err=True)
         raise typer.Exit(failures[0].exit_code)
 
 
@@ -475,6 +485,8 @@ def evaluate(
     from vsr import api, quality
 
     _setup_logging(False)
+    if json_path is not None:
+        quality.check_json_path(json_path)
     options = api.UpscaleOptions(tile=tile, device=device, precision=precision)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)

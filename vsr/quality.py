@@ -23,12 +23,13 @@ from pathlib import Path
 import torch
 
 from vsr import api
+from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
 from vsr.models import zoo
 from vsr.pipelines.engine import Engine
 from vsr.training.data import HRImage, collect_images
 from vsr.training.degrade import downscale, mod_crop
-from vsr.training.metrics import psnr, ssim
+from vsr.training.metrics import SSIM_WINDOW, psnr, ssim
 
 
 @dataclass
@@ -57,8 +58,18 @@ def evaluate(
 ) -> tuple[list[ModelScore], list[HRImage]]:
     """Each model of `models` (and bicubic at each of their scales, first) scored on the images and video frames of
     `sources`; `options` says how to run them (device, precision, tiling). Returns the scores and the images."""
+    if isinstance(frames_per_video, bool) or not isinstance(frames_per_video, int) or frames_per_video < 1:
+        raise OptionError(f"--frames must be a whole number, 1 or more, not {frames_per_video!r}")
     images = collect_images(sources, frames_per_video=frames_per_video, min_difference=0)
     engines = [api.make_engine(api.UpscaleOptions(**{**asdict(options), "model": name})) for name in models]
+    for scale in {engine.spec.scale for engine in engines}:
+        # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off.
+        smallest = 2 * scale + SSIM_WINDOW
+        for image in images:
+            height, width = image.pixels.shape[-2:]
+            if min(height - height % scale, width - width % scale) < smallest:
+                raise InputError(f"{image.name}: {width}×{height} pixels are too few to score at ×{scale}: it takes "
+                                 f"{smallest}×{smallest} or more")
     scores: list[ModelScore] = []
     for scale in dict.fromkeys(engine.spec.scale for engine in engines):
         bicubic = Engine(zoo.load("bicubic", scale=scale), device=options.device, precision="fp32")
@@ -95,13 +106,27 @@ def format_scores(scores: list[ModelScore], images: list[HRImage]) -> str:
                      f"{score.seconds_per_image:.3f}", score.precision))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    header = [f"{len(images)} image{'s' if len(images) != 1 else ''} ({', '.join(sizes)}), each downscaled with MATLAB's bicubic, upscaled and "
+    plural = "s" if len(images) != 1 else ""
+    header = [f"{len(images)} image{plural} ({', '.join(sizes)}), each downscaled with MATLAB's bicubic, upscaled and "
               "compared with itself", "PSNR in dB; Y: BT.601 luma; a border of `scale` pixels left out", ""]
     return "\n".join([*header, *table])
 
 
-def write_json(scores: list[ModelScore], images: list[HRImage], path: str | Path) -> None:
+def check_json_path(path: str | Path) -> None:
+    """One line, before any work, where the scores could not be written at `path` (its folder is made)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot make its folder ({error.strerror or error})") from None
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give --json a file name")
+
+
+def write_json(scores: list[ModelScore], images: list[HRImage], path: str | Path) -> None:
+    check_json_path(path)
     record = {"images": [image.name for image in images], "scores": [asdict(score) for score in scores]}
-    write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    try:
+        write_bytes_atomic(Path(path), (json.dumps(record, indent=2) + "\n").encode())
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

@@ -75,7 +75,15 @@ def test_an_image_sequence_is_sampled_like_a_video_and_its_frames_named_by_file(
     assert json.loads((tmp_path / "s.json").read_text())["images"] == ["f0104.png", "f0109.png"]
 
 
-def test_a_missing_source_is_one_line(tmp_path):
-    result = vsr("eval", tmp_path / "nothing.mp4", "-m", "bicubic")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nothing.mp4'}: no such file or folder"]
+def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
+    write_image(tmp_path / "tiny.png", Image(rgb=torch.rand(3, 18, 20), alpha=None, bit_depth=8, gray=False))
+    (tmp_path / "folder").mkdir()
+    cases = [
+        ([tmp_path / "nothing.mp4"], f"{tmp_path / 'nothing.mp4'}: no such file or folder"),
+        ([tmp_path / "tiny.png"], "tiny.png: 20×18 pixels are too few to score at ×4: it takes 19×19 or more"),
+        ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
+        ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
+    ]
+    for arguments, message in cases:
+        result = vsr("eval", *arguments, "-m", "bicubic")
+        assert result.returncode in (2, 4) and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]

@@ -223,6 +223,22 @@ def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         "clip.mp4", "clip.x2.mp4", "notes.mp4", "still.png", "still.x2.png"]
 
+    # Errors that name their input are about it alone: a preview past a clip's end, --fps given for what is no
+    # image sequence.
+    short = make_clip(tmp_path / "short.mp4", frames=2)  # 0.08 s
+    result = vsr("upscale", short, clip, tmp_path / "still.png", "-m", "bicubic", "--start", "0.1", "--overwrite",
+                 check=False)
+    errors = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(errors) == 2 and errors[0].startswith(f"vsr: error: {short}: no video frame")
+    assert errors[1] == "vsr: 1 of 3 inputs failed (said above); the others are written"
+    result = vsr("upscale", tmp_path / "still.png", clip, "-m", "bicubic", "--fps", "24", "--overwrite", check=False)
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path / 'still.png'}: --fps sets the frame rate of an image sequence (frames/%06d.png), not "
+        "of one image",
+        f"vsr: error: --fps sets the frame rate of an image sequence (frames/%06d.png); {clip} keeps its own frame "
+        "times",
+        "vsr: 2 of 2 inputs failed (said above)"]
+
 
 def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
@@ -236,6 +252,12 @@ def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(t
         "clip.x4.mp4", "f07.x4.png", "f08.x4.png", "f09.x4.png", "scan.x4.png"]  # (TIFF is read, PNG written)
     assert media.video_times(out / "clip.x4.mp4") == media.video_times(clip)
     vsr("upscale", clip, "-o", out, "-m", "bicubic", "--outscale", "2", "--segment-seconds", "0.04")  # in segments
+    (tmp_path / "other").mkdir()
+    twin = make_clip(tmp_path / "other" / "clip.mp4", frames=2)
+    result = vsr("upscale", clip, twin, "-o", out, "-m", "bicubic", "--overwrite", check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"vsr: error: {clip} and {twin} would both be written into {out} under one name; write them beside their "
+        "inputs, or one at a time"]
     assert media.video_times(out / "clip.x2.mp4") == media.video_times(clip)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import http.server
 import shutil
 import socket
@@ -352,13 +353,27 @@ def test_two_urls_with_the_same_file_name_are_cached_apart(home, server, tmp_pat
 
 
 def test_a_url_that_serves_no_checkpoint_leaves_nothing_in_the_cache(home, server):
-    server.files["model.pth"] = b"<html><body>Sign in to download</body></html>"
-    with pytest.raises(ModelError, match="model.pth: not a usable checkpoint") as error:
+    server.files["model.pth"] = b"\n<!DOCTYPE html><html><body>Sign in to download</body></html>"
+    with pytest.raises(ModelError, match="model.pth: the server sent a web page, not a checkpoint") as error:
         zoo.load(f"{server.url}/model.pth", progress=False)
     assert "\n" not in str(error.value)
+    server.files["model.pth"] = b"PK\x03\x04 a zip, but not of a checkpoint"
+    with pytest.raises(ModelError, match="model.pth: not a usable checkpoint"):
+        zoo.load(f"{server.url}/model.pth", progress=False)
     with pytest.raises(WeightsUnavailableError, match=r"missing.safetensors \(HTTP 404"):
         zoo.load(f"{server.url}/missing.safetensors", progress=False)
     assert [name for name in _cache_files(home) if Path(name).suffix] == []  # no file, no temporary
+
+
+def test_malformed_and_overlong_urls_are_one_line_or_a_shorter_name(home, server, tiny_checkpoint):
+    for url, message in [("http://[::1/x.pth", "not a URL (Invalid IPv6 URL)"),
+                         ("http://127.0.0.1/a%00.pth", "not a URL (a NUL character in its path)")]:
+        with pytest.raises(ModelError, match=re.escape(f"{url}: {message}")):
+            zoo.load(url, progress=False)
+    long_name = "m" * 240 + ".pth"  # the cache keeps 200 bytes of it, so that its temporary fits in 255
+    server.files[long_name] = tiny_checkpoint
+    assert zoo.load(f"{server.url}/{long_name}", progress=False).spec.scale == 4
+    assert [len(Path(name).name) for name in _url_cache_files(home)] == [200]
 
 
 def test_a_url_whose_name_does_not_say_the_format_is_refused_before_downloading(home, server):

@@ -19,7 +19,7 @@ import torch
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
 from vsr import api
-from vsr.errors import InputError, OptionError
+from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines import batch, images
 from vsr.pipelines.encode import partial_path
 from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
@@ -84,6 +84,8 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
     assert batch.plan_batch(jobs, out) == [("a.x2.mp4", "new"), ("b.x2.png", "new"), ("broken.x2.mp4", "new")]
     assert not out.exists()
+    with pytest.raises(OutputError, match="not a folder"):
+        batch.plan_batch(jobs, root / "a.mp4")  # as the run would fail
 
     batch.run_batch(jobs, out, max_attempts=1)
     (out / "b.x2.png").unlink()
@@ -100,6 +102,8 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     assert {name: state for name, state in snapshot(out).items() if not name.endswith(("-shm", "-wal"))} == before
     assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
         "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
+    write_image(out / "c.x2.png")  # in the way, and not in the journal: a new job's run would refuse to replace it
+    assert dict(batch.plan_batch(jobs, out))["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
 
 
 def test_a_webm_is_named_mkv_unless_its_codec_fits_webm(tmp_path):
@@ -324,8 +328,8 @@ def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
     for text, seconds in [("90", 90), ("90.5", 90.5), (".5", 0.5), ("1:30", 90), ("90:00", 5400),
                           ("01:02:03.25", 3723.25), (" 0:59.9 ", 59.9), (12, 12)]:
         assert api.parse_time(text) == pytest.approx(seconds), text
-    for text in ["1:75", "1:60:00", "-5", "1:", "", "abc", "1.2.3", "1:2:3:4"]:
-        with pytest.raises(OptionError, match=f"--end takes seconds or a time such as 1:30 or 1:02:03.5; not '{text}'"):
+    for text in ["1:75", "1:60:00", "-5", "1:", "", "abc", "1.2.3", "1:2:3:4", float("nan"), float("inf")]:
+        with pytest.raises(OptionError, match=f"--end takes seconds or a time such as 1:30 or 1:02:03.5; not '?{text}"):
             api.parse_time(text, "--end")
     options, video = batch.build_options({"start": "1:30", "end": 100})  # a jobs file's values, or the CLI's
     assert (video.start, video.end) == (90, 100)

@@ -223,6 +223,7 @@ def test_precision_choices():
     assert resolve_precision("auto", cpu, rrdb, cpu_bf16=False) == "fp32"
     assert resolve_precision("fp32", cpu, rrdb, cpu_bf16=True) == "fp32"
     assert resolve_precision("bf16", cpu, rrdb, cpu_bf16=True) == "bf16"
+    assert resolve_precision("bf16", cpu, bicubic_model().spec, cpu_bf16=True) == "fp32"  # even when asked
     # On CUDA, "auto" is fp16 for models that are safe in it (the bf16 branch needs a real GPU to ask).
     assert resolve_precision("auto", torch.device("cuda", 0), bicubic_model().spec) == "fp16"
     with pytest.raises(OptionError, match="fp16 needs a CUDA device"):
