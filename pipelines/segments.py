@@ -421,7 +421,8 @@ def upscale_video_in_segments(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite, run_record(source, options, video, frames=True))
+    record = run_record(source, options, video, frames=True) if output is not None and is_sequence(output) else None
+    check_sequence_options(source, output, video, overwrite, record)  # (a sequence output resumes by its record)
     if devices is None:
         device_list = [options.device]
     else:

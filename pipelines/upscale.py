@@ -330,7 +330,9 @@ def upscale_video(
     source = Path(source)
     check_input(source)
     video.validate()
-    check_sequence_options(source, output, video, overwrite, run_record(source, options, video, frames=True))
+    # What an image sequence output is made of, which lets it resume (a default output is known further down).
+    record = run_record(source, options, video, frames=True) if output is not None and is_sequence(output) else None
+    check_sequence_options(source, output, video, overwrite, record)
     engine = engine or make_engine(options, progress=progress)
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
@@ -345,7 +347,8 @@ def upscale_video(
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
-        record = run_record(source, options, video, frames=True) if is_sequence(output) else None
+        if record is None and is_sequence(output):
+            record = run_record(source, options, video, frames=True)
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
@@ -397,7 +400,7 @@ def _skip_frames(batches, count: int):
             count -= len(batch.pts)
             continue
         if count:
-            batch, count = type(batch)(batch.frames[count:], batch.pts[count:], batch.captions), 0
+            batch, count = replace(batch, frames=batch.frames[count:], pts=batch.pts[count:]), 0
         yield batch
 
 
