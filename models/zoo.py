@@ -505,5 +505,10 @@ def fetch_url(url: str, progress: bool = True) -> Path:
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    _download(None, url, target, progress)
+    try:
+        _download(None, url, target, progress)
+    except BaseException:
+        if not any(target.parent.iterdir()):  # (another process may be downloading into it)
+            target.parent.rmdir()
+        raise
     return target

@@ -135,7 +135,9 @@ def sample_video_frames(
     path = Path(path)
     with open_decoder(path, backend=backend) as decoder:
         info = decoder.info
-    if info.duration:
+    if info.frame_count and info.frame_count <= frames_per_video:
+        candidates = _frames_evenly(path, backend, frames_per_video)  # every frame (the middles would skip the first)
+    elif info.duration:
         # Rounded to the microsecond: 0.4 · 1.5 / 3 is 0.20000000000000004, which would skip the frame at 0.2 s.
         times = [round(info.duration * (k + 0.5) / frames_per_video, 6) for k in range(frames_per_video)]
         candidates = _frames_at_times(path, backend, times)

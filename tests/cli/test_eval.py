@@ -66,6 +66,8 @@ def test_frames_are_sampled_evenly_from_videos(tmp_path):
     # 2 frames of a 0.4 s clip: the first at or after the middle of each half (0.1 s and 0.3 s), 25 fps.
     assert record["images"] == ["clip.mp4@0.120s", "clip.mp4@0.320s", "still.png"]
     assert all(score["images"] == 3 for score in record["scores"])
+    vsr("eval", clip, "-m", "bicubic", "--frames", "10", "--json", tmp_path / "all.json", check=True)
+    assert json.loads((tmp_path / "all.json").read_text())["images"] == [f"clip.mp4@{0.04 * n:.3f}s" for n in range(10)]
 
 
 def test_an_image_sequence_is_sampled_like_a_video_and_its_frames_named_by_file(tmp_path):

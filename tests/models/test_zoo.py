@@ -362,7 +362,7 @@ def test_a_url_that_serves_no_checkpoint_leaves_nothing_in_the_cache(home, serve
         zoo.load(f"{server.url}/model.pth", progress=False)
     with pytest.raises(WeightsUnavailableError, match=r"missing.safetensors \(HTTP 404"):
         zoo.load(f"{server.url}/missing.safetensors", progress=False)
-    assert [name for name in _cache_files(home) if Path(name).suffix] == []  # no file, no temporary
+    assert _cache_files(home) == ["weights", "weights/url"]  # no file, no temporary, no folder of its own
 
 
 def test_malformed_and_overlong_urls_are_one_line_or_a_shorter_name(home, server, tiny_checkpoint):
