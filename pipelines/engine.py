@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import os
 import re
 
 import torch
@@ -237,8 +238,8 @@ class Engine:
         `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
         stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per
         input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward pass may take, which the batch
-        and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the memory available, on a GPU
-        None (its out-of-memory errors are caught instead)."""
+        and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the memory available (of this
+        process's share of the cores), on a GPU None (its out-of-memory errors are caught instead)."""
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)
@@ -302,7 +303,10 @@ class Engine:
         # resident memory grew by 10.0 and 5.5 (one 320×180 frame).
         if memory_budget == "auto":
             available = available_memory() if self.device.type == "cpu" else None
-            memory_budget = None if available is None else available // 2
+            # Worker processes (`--devices cpu,cpu`, `vsr batch --workers`) each get their share of the cores, and so
+            # of the memory: a process's share follows its threads.
+            share = min(1.0, torch.get_num_threads() / (os.cpu_count() or 1))
+            memory_budget = None if available is None else int(available * share) // 2
         self.memory_budget = memory_budget
         if memory_budget is not None:
             largest = largest_activation_per_input_pixel(self.model.module, self.spec)
