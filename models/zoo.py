@@ -39,6 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vsr.errors import ModelError, OptionError, WeightsUnavailableError
+from vsr.fsutil import write_bytes_atomic
 from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
 from vsr.models.ncnn import OutputResize, ResizedOutput, convert_ncnn
@@ -493,6 +494,9 @@ def url_weights_path(url: str) -> Path:
     return cache_dir() / "weights" / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
+URL_FILE = ".url"  # beside a checkpoint downloaded by URL: that URL
+
+
 def url_checkpoints() -> list[Path]:
     """The checkpoints downloaded by URL so far (hidden temporaries of unfinished downloads left out)."""
     folder = cache_dir() / "weights" / "url"
@@ -511,4 +515,13 @@ def fetch_url(url: str, progress: bool = True) -> Path:
         if not any(target.parent.iterdir()):  # (another process may be downloading into it)
             target.parent.rmdir()
         raise
+    write_bytes_atomic(target.parent / URL_FILE, url.encode())  # where it came from, for `vsr models`
     return target
+
+
+def checkpoint_url(path: Path) -> str | None:
+    """The URL a checkpoint of `url_checkpoints` was downloaded from (None where it is not recorded)."""
+    try:
+        return (path.parent / URL_FILE).read_text()
+    except OSError:
+        return None

@@ -134,7 +134,7 @@ def test_a_model_given_by_url_is_downloaded_once_and_reused_offline(tmp_path, mo
     first, offline = read_image(tmp_path / "in.x2.png"), read_image(tmp_path / "offline.png")
     assert first.rgb.shape == (3, 24, 20) and torch.equal(first.rgb, offline.rgb)
     (cached,) = (tmp_path / "home" / "weights" / "url").glob("*/2x-Tiny.pth")
-    assert f"{cached}  (" in vsr("models", check=True).stdout
+    assert f"{cached}  (0.1 MB) from {url}\n" in vsr("models", check=True).stdout
     assert vsr("models", "--download", url, check=True).stdout == f"{url}: {cached}\n"
 
 

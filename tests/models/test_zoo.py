@@ -323,7 +323,9 @@ def test_an_unreachable_server_names_the_url_and_the_path(home, monkeypatch, tin
 
 
 def _url_cache_files(home: Path) -> list[str]:
-    return [name for name in _cache_files(home) if name.startswith("weights/url/") and name.count("/") == 3]
+    """The checkpoints cached from URLs (without the `.url` file beside each that names its URL)."""
+    return [name for name in _cache_files(home)
+            if name.startswith("weights/url/") and name.count("/") == 3 and not name.endswith(zoo.URL_FILE)]
 
 
 def test_a_url_is_downloaded_once_and_then_works_offline(home, server, tiny_checkpoint):
@@ -334,7 +336,7 @@ def test_a_url_is_downloaded_once_and_then_works_offline(home, server, tiny_chec
     assert (model.name, model.source) == ("4x-Tiny", url)
     cached = zoo.url_weights_path(url)
     assert _url_cache_files(home) == [str(cached.relative_to(home))] and cached.name == "4x-Tiny.pth"
-    assert cached.read_bytes() == tiny_checkpoint
+    assert cached.read_bytes() == tiny_checkpoint and zoo.checkpoint_url(cached) == url
     server.close()  # offline from here on: the cache answers
     again = zoo.load(url, progress=False, scale=4)
     assert server.requests == ["releases/4x-Tiny.pth"]
