@@ -54,7 +54,6 @@ def evaluate(
     *,
     options: api.UpscaleOptions = api.UpscaleOptions(),
     frames_per_video: int = 8,
-    progress: bool = False,
 ) -> tuple[list[ModelScore], list[HRImage]]:
     """Each model of `models` (and bicubic at each of their scales, first) scored on the images and video frames of
     `sources`; `options` says how to run them (device, precision, tiling). Returns the scores and the images."""
