@@ -29,7 +29,8 @@ from vsr.models import zoo
 from vsr.pipelines.engine import Engine
 from vsr.training.data import HRImage, collect_images
 from vsr.training.degrade import downscale, mod_crop
-from vsr.training.metrics import SSIM_WINDOW, psnr, ssim
+from vsr.training.evaluate import validate
+from vsr.training.metrics import SSIM_WINDOW
 
 
 @dataclass
@@ -78,19 +79,22 @@ def evaluate(
 
 
 def _score(engine: Engine, name: str, images: list[HRImage], baseline: bool = False) -> ModelScore:
+    """`engine`'s means over `images`, measured as `vsr train` validates (training.evaluate.validate)."""
     scale = engine.spec.scale
-    totals = dict.fromkeys(("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb"), 0.0)
-    seconds = 0.0
+    pairs = []
     for image in images:
-        hr = mod_crop(image.pixels, scale)[None].float() / 255
-        lr = downscale(hr, scale, quantize=True).mul(255).round().to(torch.uint8)
+        hr = mod_crop(image.pixels, scale).float() / 255
+        pairs.append({"lr": downscale(hr[None], scale, quantize=True)[0], "hr": hr})
+    seconds = 0.0
+
+    def timed_upscale(lr: torch.Tensor) -> torch.Tensor:
+        nonlocal seconds
         started = time.perf_counter()
-        sr = engine.upscale(lr.to(engine.device)).cpu().float() / 255
+        sr = engine.upscale(lr)
         seconds += time.perf_counter() - started
-        for channel, y_channel in (("y", True), ("rgb", False)):
-            totals[f"psnr_{channel}"] += float(psnr(sr, hr, scale, y_channel)[0])
-            totals[f"ssim_{channel}"] += float(ssim(sr, hr, scale, y_channel)[0])
-    means = {key: total / len(images) for key, total in totals.items()}
+        return sr
+
+    means = validate(timed_upscale, pairs, scale)
     return ModelScore(model=name, scale=scale, images=len(images), seconds_per_image=seconds / len(images),
                       precision=engine.precision, baseline=baseline, **means)
 
