@@ -360,7 +360,8 @@ def measure_end_to_end(torch, config: Config, loaded, row: EndToEndRow, folder: 
     synchronize(torch, device)
     row.model_only_fps = round(sum(len(f) for f in batches) / (time.perf_counter() - start), 3)
     # x264 "veryfast" on all cores: the fastest setting that still looks like a real encode.
-    video = VideoOptions(codec="libx264", preset="veryfast", max_frames=row.frames)
+    # Every frame through the model, as in the model-only run (--dedup would skip the sample's one repeat).
+    video = VideoOptions(codec="libx264", preset="veryfast", max_frames=row.frames, dedup=None)
     os.environ["VSR_CUDA_STREAMS"] = "1" if row.streams else "0"
     try:
         result = upscale_video(clip, folder / f"out-{row.model}-{row.size}.mp4", video=video, engine=engine,

@@ -35,6 +35,7 @@ from pathlib import Path
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
+from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
 from vsr.pipelines.probe import video_has_alpha
@@ -70,6 +71,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "frames": ("video", "max_frames", (int,)),
     "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
     "deinterlace": ("video", "deinterlace", (str,)),
+    "dedup": ("video", "dedup", (int, float, str)),  # "exact", "off" or a tolerance in levels
 }
 _SIZE_OPTIONS = ("outscale", "width", "height")
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
@@ -88,8 +90,11 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             expected = ("a number" if float in types else "an integer" if int in types else
                         "a table such as {tune = \"animation\"}" if dict in types else "a string")
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
+        option = f"--{name}" if where == "option" else f"{where}: {key!r}"
         if field in ("start", "end"):  # the command line's --start, a jobs file's start
-            fields[group][field] = api.parse_time(value, f"--{name}" if where == "option" else f"{where}: {key!r}")
+            fields[group][field] = api.parse_time(value, option)
+        elif field == "dedup":
+            fields[group][field] = parse_dedup(value, option)
         else:
             fields[group][field] = float(value) if float in types else value
         if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"

@@ -377,11 +377,12 @@ class VideoWriter:
         if frames.ndim != 4 or tuple(frames.shape[1:]) != (channels, self.height, self.width):
             raise ValueError(f"expected frames N×{channels}×{self.height}×{self.width}, got {tuple(frames.shape)}")
         if self._converts_in_torch(frames.device):
-            video_frames = self._yuv_video_frames(frames)
+            video_frames = list(self._yuv_video_frames(frames))
         else:
-            video_frames = self._rgb_video_frames(frames.cpu())
+            video_frames = list(self._rgb_video_frames(frames.cpu()))
         try:
-            for video_frame, pts in zip(video_frames, batch.pts):
+            for picture, pts in zip(batch.pictures(), batch.pts):
+                video_frame = video_frames[picture]  # a repeated picture is encoded again at each of its times
                 if self._origin is None:
                     self._origin = start_of_output(pts * self._time_base, self._passthrough, trim=self._trim,
                                                    frame_counted=self._frame_counted)

@@ -54,12 +54,19 @@ class FrameBatch:
     `frames` is N×3×H×W RGB, N×4×H×W RGBA for a stream with alpha (`VideoStreamInfo.alpha`): uint8 for 8-bit
     sources, float32 in [0, 1] for deeper ones (so 10-bit stays 10-bit).
     `pts[i]` is frame i's presentation timestamp in the stream's time base.
+    Where frames repeat the one before (pipelines/dedup.py), `frames` holds each picture once and `shows[i]` is the
+    index in `frames` of the picture shown at `pts[i]`; None: picture i at `pts[i]`.
     """
 
     frames: torch.Tensor
     pts: list[int]
     # Closed captions (A/53 cc_data, see pipelines/captions.py) by pts, for the frames that carry some.
     captions: dict[int, bytes] = field(default_factory=dict)
+    shows: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.pts)
+
+    def pictures(self) -> list[int]:
+        """The index in `frames` of each frame's picture, in the order of `pts`."""
+        return list(range(len(self.pts))) if self.shows is None else self.shows

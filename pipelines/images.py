@@ -242,7 +242,8 @@ def encode_image(image: Image, suffix: str, quality: int = 95) -> bytes:
     raise OptionError(f"unsupported image type {suffix!r}; expected one of {', '.join(WRITE_SUFFIXES)}")
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write an image file's bytes whole under a temporary name, then rename it to `path`."""
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
     try:
@@ -262,10 +263,15 @@ def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> 
     """Write `image` in the format its suffix names (.png keeps 16 bits; .jpg and .webp are 8-bit, lossy)."""
     path = Path(path)
     check_writable(path)
+    write_file(path, image_file(image, path.suffix, quality))
+
+
+def image_file(image: Image, suffix: str, quality: int = 95) -> bytes:
+    """`image` as the bytes of a file of type `suffix`, with its color profile and EXIF."""
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise OptionError(f"image quality must be an integer from 1 to 100, not {quality!r}")
-    data = with_icc_profile(encode_image(image, path.suffix, quality), image.icc_profile)
-    _write_atomic(path, with_exif(data, exif_for_output(image.exif, image.width, image.height)))
+    data = with_icc_profile(encode_image(image, suffix, quality), image.icc_profile)
+    return with_exif(data, exif_for_output(image.exif, image.width, image.height))
 
 
 def upscale_image(engine: Engine, image: Image) -> Image:

@@ -261,6 +261,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                     on_frames: Callable[[int], None] | None = None) -> SegmentResult:
     """One segment of `plan` upscaled by `engine` into its file in `folder` (what every worker does)."""
     from vsr.pipelines.decode import deinterlace_warnings, open_decoder, said_elsewhere
+    from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
@@ -275,8 +276,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
         height, width, output_info = video_output_size(engine, decoder.info)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts,
-                              batch.captions)
+            return dataclasses.replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
 
         with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
@@ -287,8 +287,10 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                 writer.write(batch)
                 encoded.extend(batch.pts)
 
-            times = run_pipeline(decoder.batches(engine.batch_size), upscale_batch, write, on_frames=on_frames,
-                                 device=engine.device)
+            repeats = Repeats()  # (each segment starts with a picture of its own, so resumed runs match)
+            batches = distinct_pictures(decoder.batches(engine.batch_size), engine.batch_size, video.dedup, repeats)
+            times = run_pipeline(batches, upscale_batch, write, on_frames=on_frames, device=engine.device)
+            times.extra["repeated_frames"] = repeats.frames
     missing = len(set(segment.frames).difference(encoded))
     if missing:  # damage (the decoder named the frames), or a decoder that lost its place: said either way
         log.warning("%s: %s: %d of its %d frames did not come out of the decoder", source, plan.describe(segment),
@@ -512,7 +514,8 @@ def upscale_video_in_segments(
         decode=sum(r.times.decode for r in made), model=sum(r.times.model for r in made),
         encode=sum(r.times.encode for r in made), wall=time.perf_counter() - started,
         frames=sum(len(r.pts) for r in made),
-        extra={"segments": len(plan.segments), "resumed": len(plan.segments) - len(made), "devices": device_list},
+        extra={"segments": len(plan.segments), "resumed": len(plan.segments) - len(made), "devices": device_list,
+               "repeated_frames": sum(result.times.extra.get("repeated_frames", 0) for result in made)},
     )
     return VideoResult(output=output, frames=sum(len(part.pts) for part in parts), width=parts[0].width,
                        height=parts[0].height, times=times,

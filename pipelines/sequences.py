@@ -251,22 +251,29 @@ class ImageSequenceWriter:
             self._said_captions = True
         frames = batch.frames.detach().cpu()
         frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
-        for planes, pts in zip(frames, batch.pts):
-            if self._orientation != 1:
-                planes = images.upright(planes, self._orientation)
-            rgb, alpha = planes[:3], (planes[3:4] if planes.shape[0] == 4 else None)
-            if alpha is not None and self._flatten:
-                rgb, alpha = rgb * alpha + (1 - alpha), None
-            image = images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
+        encoded = None, b""  # (picture, its file's bytes): a repeated picture is encoded once
+        for picture, pts in zip(batch.pictures(), batch.pts):
             number = FIRST_NUMBER + self._index if self._first_number is None else self._first_number + pts
             try:
-                images.write_image(frame_path(self.output, number), image, quality=self._quality)
+                if encoded[0] != picture:
+                    encoded = picture, images.image_file(self._image(frames[picture]), self.output.suffix,
+                                                         self._quality)
+                images.write_file(frame_path(self.output, number), encoded[1])
             except BaseException:
                 self.abort()
                 raise
             self._replaced.pop(number, None)
             self.frames_written += 1
             self._index += 1
+
+    def _image(self, planes: torch.Tensor) -> images.Image:
+        """An upscaled frame (float RGB or RGBA) as the image its file holds: upright, JPEG's alpha flattened."""
+        if self._orientation != 1:
+            planes = images.upright(planes, self._orientation)
+        rgb, alpha = planes[:3], (planes[3:4] if planes.shape[0] == 4 else None)
+        if alpha is not None and self._flatten:
+            rgb, alpha = rgb * alpha + (1 - alpha), None
+        return images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
 
     def close(self) -> None:
         """Remove the frames of an earlier, longer run (--overwrite) that this one did not replace."""

@@ -36,7 +36,7 @@ DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
 LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None,
-                  "decoder": "auto"}
+                  "decoder": "auto", "dedup": 0.0}
 
 
 @dataclass(frozen=True)
@@ -243,6 +243,9 @@ class VideoOptions:
     # Videos longer than this are upscaled in resumable segments by `segments.upscale_video_in_segments` (what
     # `vsr upscale` and batch jobs call); None: never. `upscale_video` itself never cuts.
     segment_seconds: float | None = DEFAULT_SEGMENT_SECONDS
+    # Frames that repeat the last one upscaled reuse its picture (pipelines/dedup.py): None: off; 0: frames equal in
+    # every value; more: a tolerance in levels of 255, for held drawings that compression has left a little noisy.
+    dedup: float | None = 0.0
 
     @property
     def is_preview(self) -> bool:
@@ -270,6 +273,8 @@ class VideoOptions:
                                   f"not {key!r}: {value!r}")
         if self.fps is not None and not self.fps > 0:
             raise OptionError(f"--fps must be more than 0, not {self.fps}")
+        if self.dedup is not None and not 0 <= self.dedup <= 255:
+            raise OptionError(f"--dedup takes exact, off, or a tolerance in levels of 255 such as 4; not {self.dedup}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")
@@ -322,6 +327,7 @@ def upscale_video(
     from tqdm import tqdm
 
     from vsr.pipelines.decode import open_decoder
+    from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
 
@@ -352,13 +358,15 @@ def upscale_video(
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
-                return FrameBatch(upscale_frames(engine, batch.frames, writer.alpha, (height, width)), batch.pts,
-                                  batch.captions)
+                return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
 
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
             bar.update(resumed)
-            times = run_pipeline(_skip_frames(decoder.batches(options.batch_size), resumed), upscale_batch,
-                                 writer.write, on_frames=bar.update, device=engine.device)
+            repeats = Repeats()
+            batches = distinct_pictures(_skip_frames(decoder.batches(options.batch_size), resumed),
+                                        options.batch_size, video.dedup, repeats)
+            times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
+            times.extra["repeated_frames"] = repeats.frames
             if resumed:
                 times.extra["resumed_frames"] = resumed
             elif times.frames == 0:  # a preview window past the end: an empty video is not what was asked for

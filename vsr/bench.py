@@ -57,7 +57,7 @@ def bench(
     if api.is_image(clip):
         raise OptionError(f"{clip}: vsr bench measures videos; give it a clip")
     engine = api.make_engine(options)
-    video = replace(video, max_frames=max_frames)
+    video = replace(video, max_frames=max_frames, dedup=None)  # every frame through the model, as model-only
     with open_decoder(clip, backend=video.decoder, max_frames=max_frames) as decoder:
         info = decoder.info
         batches = list(decoder.batches(options.batch_size))

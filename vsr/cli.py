@@ -73,6 +73,10 @@ FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale a
 DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
     "every frame; off: never.")]
+DedupOption = Annotated[Optional[str], typer.Option(
+    "--dedup", help="Frames that repeat the last frame upscaled reuse its picture instead of going through the model "
+    "again: exact (frames equal in every value), off, or a tolerance in levels of 255 such as 4, for held drawings "
+    "that lossy compression left a little different \\[default: exact].")]
 
 
 def _user_errors(command):
@@ -137,6 +141,7 @@ def upscale(
     end: EndOption = None,
     frames: FramesOption = None,
     deinterlace: DeinterlaceOption = "auto",
+    dedup: DedupOption = "exact",
     fps: Optional[str] = typer.Option(
         None, "--fps", help="Frame rate of an image sequence input, e.g. 24 or 24000/1001 \\[default: 25]."),
     blend: Optional[str] = typer.Option(
@@ -163,7 +168,7 @@ def upscale(
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
         pix_fmt=pix_fmt, start=_seconds("--start", start), end=_seconds("--end", end), max_frames=frames,
-        deinterlace=deinterlace, fps=_frame_rate(fps),
+        deinterlace=deinterlace, fps=_frame_rate(fps), dedup=api.parse_dedup(dedup),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     if len(inputs) > 1 and output is not None and not output.is_dir():
@@ -267,6 +272,9 @@ def _summary(result) -> str:
     earlier = f"; {resumed} of {times.extra['segments']} segments from an earlier run" if resumed else ""
     if times.extra.get("resumed_frames"):
         earlier = f"; {times.extra['resumed_frames']} earlier frames kept"
+    repeated = times.extra.get("repeated_frames", 0)
+    if repeated:
+        earlier += f"; {repeated} repeated frame{'s' if repeated != 1 else ''} not upscaled again"
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
     precision = f" in {result.precision}" if result.precision else ""
     return (
@@ -325,6 +333,7 @@ def batch(
     frames: FramesOption = None,
     segment_seconds: SegmentSecondsOption = None,
     deinterlace: DeinterlaceOption = None,
+    dedup: DedupOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
     quiet: bool = typer.Option(False, "-q", "--quiet",
                                help="Errors only: no progress bar, per-job lines, warnings or summary."),
@@ -348,7 +357,7 @@ def batch(
              "cuda-graphs": cuda_graphs, "compile": compile, "decoder": decoder, "codec": codec, "crf": crf,
              "preset": preset, "encoder-options": _key_values(encoder_option) or None, "pix-fmt": pix_fmt,
              "start": start, "end": end, "frames": frames,
-             "segment-seconds": segment_seconds, "deinterlace": deinterlace}
+             "segment-seconds": segment_seconds, "deinterlace": deinterlace, "dedup": dedup}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:
         if len(folders) > 1 or include or exclude:

@@ -9,8 +9,8 @@ The container is chosen from the file name (.mp4, .mkv, .mov, .webm, ...). Every
 Frame `i` is given `clip_pts(frames, fps, vfr)[0][i]` in the time base `clip_pts(...)[1]` (1/fps, or 1/1000 for
 VFR); the muxer may rescale it, so compare against what the file says (ffprobe is a good independent judge).
 
-Also here: `make_audio_only`, `corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must
-refuse). The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
+Also here: `make_held_clip` (drawings held for several frames, as animation is), `make_audio_only`,
+`corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must refuse). The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ import numpy as np
 
 # Frame durations of a variable-frame-rate clip, cycled.
 VFR_STEPS_MS = (40, 40, 80, 20, 120)
+
+# The drawing each frame of `make_held_clip` shows (drawn on threes, mostly), and the first frame of each drawing.
+HELD = (0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4)
+DRAWN = (0, 3, 6, 8, 11)
 
 # 8 bars, left to right: red, green, blue, yellow, cyan, magenta, mid gray, orange.
 CHART_COLORS = (
@@ -200,6 +204,28 @@ def _copy_subtitles(out: av.container.OutputContainer, subtitle_source: tuple) -
             packet.stream = stream
             out.mux(packet)
     srt.unlink()
+
+
+def make_held_clip(path: str | Path, noise: int = 0, codec: str = "ffv1") -> Path:
+    """25 fps, frame i showing drawing HELD[i], plus, with `noise`, values up to ±noise levels that differ in every
+    frame (as lossy compression leaves a held drawing). FFV1 (lossless, every frame a keyframe, where segments may
+    start), or libx264 at CRF 18."""
+    generator = np.random.default_rng(0)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height = 64, 48
+        stream.pix_fmt = "bgr0" if codec == "ffv1" else "yuv420p"
+        if codec == "ffv1":
+            stream.codec_context.gop_size = 1
+        else:
+            stream.options = {"crf": "18"}
+        for drawing in HELD:
+            rgb = frame_pattern(drawing, (64, 48)).astype(np.int16)
+            rgb += generator.integers(-noise, noise + 1, rgb.shape, dtype=np.int16)
+            frame = av.VideoFrame.from_ndarray(rgb.clip(0, 255).astype(np.uint8), format="rgb24")
+            out.mux(stream.encode(frame.reformat(format=stream.pix_fmt)))
+        out.mux(stream.encode())
+    return Path(path)
 
 
 def make_audio_only(path: str | Path, codec: str = "aac", seconds: float = 0.2) -> Path:

@@ -335,6 +335,13 @@ def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
     assert (video.start, video.end) == (90, 100)
 
 
+def test_dedup_in_a_jobs_file_is_exact_off_or_a_number_of_levels():
+    assert [batch.build_options({"dedup": value})[1].dedup for value in ("off", "exact", 4, 2.5, "3")] == [
+        None, 0, 4, 2.5, 3]
+    with pytest.raises(OptionError, match="job 2: 'dedup' takes exact, off, or a tolerance in levels of 255"):
+        batch.build_options({"dedup": "often"}, "job 2")
+
+
 def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
     with pytest.raises(InputError, match="is a folder, not a jobs file"):
         batch.load_jobs_file(tmp_path)
@@ -350,6 +357,7 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "a.mp4"\nmodle = "bicubic"\n', "unknown option 'modle'"),
         ('[[job]]\ninput = "a.mp4"\ncrf = "high"\n', "option 'crf' must be an integer, not 'high'"),
         ('[[job]]\ninput = "a.mp4"\nstart = "1:75"\n', "job 1: 'start' takes seconds or a time such as 1:30"),
+        ('[[job]]\ninput = "a.mp4"\ndedup = -1\n', "job 1: 'dedup' takes exact, off, or a tolerance"),
         ('[[job]]\noutput = "a.mp4"\n', "needs input"),
         ('[defaults]\nmodel = "bicubic"\n', "no \\[\\[job\\]\\] tables"),
         ('[[job]]\ninput = "a.mp4"\n[[job]]\ninput = "a.mp4"\n', "would both be written to a.x4.mp4"),
@@ -361,7 +369,7 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "render/f%04d.png"\n', "vsr batch takes files, not image sequences"),
         ('[[job]]\ninput = "a.mp4"\noutput = "frames/%04d.png"\n', "vsr batch takes files, not image sequences"),
     ],
-    ids=["unknown option", "wrong type", "bad time", "no input", "no jobs", "same output twice", "absolute output",
+    ids=["unknown option", "wrong type", "bad time", "bad dedup", "no input", "no jobs", "same output twice", "absolute output",
          "output outside", "output not text", "defaults not a table", "job not a table", "sequence in",
          "sequence out"],
 )

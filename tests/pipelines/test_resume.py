@@ -66,7 +66,8 @@ def test_a_run_cut_short_resumes_with_the_segments_it_kept(run, tmp_path, caplog
         result = upscale(on_segment=second)
     assert "resuming: 1 of 3 segments were upscaled by an earlier run" in caplog.text
     assert second.seen == [1, 2]  # only the missing ones
-    assert result.frames == 24 and result.times.extra == {"segments": 3, "resumed": 1, "devices": ["cpu"]}
+    assert result.frames == 24 and result.times.extra == {"segments": 3, "resumed": 1, "devices": ["cpu"],
+                                                          "repeated_frames": 0}
     assert not folder.exists()
 
     # The same frames, times and audio as one uninterrupted run on one device.
