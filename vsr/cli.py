@@ -113,10 +113,10 @@ def upscale(
     inputs: list[Path] = typer.Argument(
         ..., metavar="INPUT", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
         "(frames/%06d.png); several are upscaled one after the other, the model loaded once."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to "
-                                          "the input; .mkv where EXT cannot hold the codec]; frames/%06d.png writes "
-                                          "an image sequence; an existing folder takes the outputs under their "
-                                          "default names."),
+    output_text: Optional[str] = typer.Option(
+        None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to the input; .mkv where EXT cannot "
+        "hold the codec]; frames/%06d.png writes an image sequence; a folder (an existing one, or a new one named with "
+        "a final /) takes the outputs under their default names.", show_default=False),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     width: WidthOption = None,
@@ -171,16 +171,25 @@ def upscale(
         deinterlace=deinterlace, fps=_frame_rate(fps), dedup=api.parse_dedup(dedup),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
-    if len(inputs) > 1 and output is not None and not output.is_dir():
-        raise OptionError(f"{output}: with several inputs, -o names an existing folder to write them into (by their "
-                          "default names)")
-    if output is not None and output.is_dir():  # outputs are named by their inputs' names: the same name collides
+    output = Path(output_text) if output_text is not None else None
+    # `-o out/` names a folder, made here if missing (as rsync takes one).
+    new_folder = output_text is not None and output_text.endswith(("/", os.sep)) and not output.is_dir()
+    into_folder = output is not None and (output.is_dir() or new_folder)
+    if len(inputs) > 1 and output is not None and not into_folder:
+        raise OptionError(f"{output}: with several inputs, -o names a folder to write them into (by their default "
+                          "names): an existing one, or a new one named with a final /")
+    if into_folder:  # outputs are named by their inputs' names: the same name collides
         named = {}
         for input in inputs:
             if input.name in named:
                 raise OptionError(f"{named[input.name]} and {input} would both be written into {output} under one "
                                   "name; write them beside their inputs, or one at a time")
             named[input.name] = input
+    if new_folder:
+        if output.exists() or not output.parent.is_dir():
+            raise OutputError(f"{output}: is a file, not a folder" if output.exists() else
+                              f"{output.parent}: output folder does not exist")
+        output.mkdir()
     progress = not quiet and sys.stderr.isatty()
     engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
 

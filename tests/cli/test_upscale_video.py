@@ -261,8 +261,22 @@ def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(t
     assert media.video_times(out / "clip.x2.mp4") == media.video_times(clip)
 
 
+def test_an_output_ending_in_a_slash_is_a_folder_made_if_missing(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1", tmp_path / "photo.png")
+    vsr("upscale", clip, tmp_path / "photo.png", "-o", f"{tmp_path / 'new'}/", "-m", "bicubic")
+    assert sorted(path.name for path in (tmp_path / "new").iterdir()) == ["clip.x4.mp4", "photo.x4.png"]
+    vsr("upscale", clip, "-o", f"{tmp_path / 'one'}/", "-m", "bicubic")  # one input too
+    assert [path.name for path in (tmp_path / "one").iterdir()] == ["clip.x4.mp4"]
+    for output, message in [(tmp_path / "missing" / "new", f"{tmp_path / 'missing'}: output folder does not exist"),
+                            (clip, f"{clip}: is a file, not a folder")]:
+        result = vsr("upscale", clip, "-o", f"{output}/", "-m", "bicubic", check=False)
+        assert result.returncode != 0 and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert not (tmp_path / "missing").exists()
+
+
 @pytest.mark.parametrize("options, message, code", [
-    (["-o", "out.mp4"], "out.mp4: with several inputs, -o names an existing folder to write them into", 2),
+    (["-o", "out.mp4"], "out.mp4: with several inputs, -o names a folder to write them into", 2),
     (["-m", "no-such-model"], "unknown model 'no-such-model'", 3),  # holds for every input: said once, at once
 ])
 def test_with_several_inputs_an_option_error_is_one_line_and_writes_nothing(tmp_path, options, message, code):
