@@ -35,6 +35,7 @@ from pathlib import Path
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
+from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
@@ -72,6 +73,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "segment-seconds": ("video", "segment_seconds", (int, float)),  # 0: never
     "deinterlace": ("video", "deinterlace", (str,)),
     "dedup": ("video", "dedup", (int, float, str)),  # "exact", "off" or a tolerance in levels
+    "crop": ("video", "crop", (str,)),  # "auto", "off" or "W:H:X:Y"
 }
 _SIZE_OPTIONS = ("outscale", "width", "height")
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
@@ -95,6 +97,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             fields[group][field] = api.parse_time(value, option)
         elif field == "dedup":
             fields[group][field] = parse_dedup(value, option)
+        elif field == "crop":
+            fields[group][field] = parse_crop(value, option)
         else:
             fields[group][field] = float(value) if float in types else value
         if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"

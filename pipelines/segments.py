@@ -260,6 +260,7 @@ def _raise(failure: _Failure) -> None:
 def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, folder: Path, video: VideoOptions,
                     on_frames: Callable[[int], None] | None = None) -> SegmentResult:
     """One segment of `plan` upscaled by `engine` into its file in `folder` (what every worker does)."""
+    from vsr.pipelines.crop import cropped, resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, open_decoder, said_elsewhere
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.encode import VideoWriter
@@ -273,10 +274,12 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps)
     encoded: list[int] = []
     with decoder:
-        height, width, output_info = video_output_size(engine, decoder.info)
+        crop = resolve_crop(video.crop, source, decoder.info)  # the driver's: found once for the whole video
+        height, width, output_info = video_output_size(engine, crop.of(decoder.info) if crop else decoder.info)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            return dataclasses.replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
+            frames = upscale_frames(engine, batch.frames, writer.alpha, (height, width))
+            return dataclasses.replace(batch, frames=frames)
 
         with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                          codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
@@ -288,7 +291,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                 encoded.extend(batch.pts)
 
             repeats = Repeats()  # (each segment starts with a picture of its own, so resumed runs match)
-            batches = distinct_pictures(decoder.batches(engine.batch_size), engine.batch_size, video.dedup, repeats)
+            batches = distinct_pictures(cropped(decoder.batches(engine.batch_size), crop), engine.batch_size,
+                                        video.dedup, repeats)
             times = run_pipeline(batches, upscale_batch, write, on_frames=on_frames, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames
     missing = len(set(segment.frames).difference(encoded))
@@ -416,6 +420,7 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
+    from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
     from vsr.pipelines.encode import CODECS, STREAM_TIMED_SUFFIXES, codec_keeps_alpha, frame_time_options, has_alpha
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
@@ -445,6 +450,8 @@ def upscale_video_in_segments(
     elif engine is None:
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
     plan = plan_video(source, len(device_list), video)
+    crop = resolve_crop(video.crop, source, plan.info)  # found here once, not by each segment's worker
+    video = dataclasses.replace(video, crop=str(crop) if crop is not None else None)
     if output is None or is_folder(output):
         label = engine.label if engine is not None else _output_label(options, progress)
         output = place_output(output, default_output_path(source, label, video.codec, plan.info.alpha))

@@ -36,7 +36,7 @@ DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
 LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None,
-                  "decoder": "auto", "dedup": 0.0}
+                  "decoder": "auto", "dedup": 0.0, "crop": None}
 
 
 @dataclass(frozen=True)
@@ -246,6 +246,7 @@ class VideoOptions:
     # Frames that repeat the last one upscaled reuse its picture (pipelines/dedup.py): None: off; 0: frames equal in
     # every value; more: a tolerance in levels of 255, for held drawings that compression has left a little noisy.
     dedup: float | None = 0.0
+    crop: str | None = None  # "auto" (black bars found) or FFmpeg's "W:H:X:Y" / "W:H": see pipelines/crop.py
 
     @property
     def is_preview(self) -> bool:
@@ -273,6 +274,9 @@ class VideoOptions:
                                   f"not {key!r}: {value!r}")
         if self.fps is not None and not self.fps > 0:
             raise OptionError(f"--fps must be more than 0, not {self.fps}")
+        from vsr.pipelines.crop import parse_crop
+
+        parse_crop(self.crop)
         if self.dedup is not None and not 0 <= self.dedup <= 255:
             raise OptionError(f"--dedup takes exact, off, or a tolerance in levels of 255 such as 4; not {self.dedup}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
@@ -326,6 +330,7 @@ def upscale_video(
     """
     from tqdm import tqdm
 
+    from vsr.pipelines.crop import cropped, resolve_crop
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.frames import FrameBatch
@@ -346,7 +351,8 @@ def upscale_video(
         max_frames=video.max_frames, deinterlace=video.deinterlace, frame_rate=video.fps,
     )
     with decoder:
-        info = decoder.info
+        crop = resolve_crop(video.crop, source, decoder.info)
+        info = crop.of(decoder.info) if crop is not None else decoder.info
         output = place_output(output, default_output_path(source, engine.label, video.codec, info.alpha))
         # Image files need no even sides.
         height, width, output_info = video_output_size(engine, info, even=not is_sequence(output))
@@ -363,7 +369,7 @@ def upscale_video(
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
             bar.update(resumed)
             repeats = Repeats()
-            batches = distinct_pictures(_skip_frames(decoder.batches(options.batch_size), resumed),
+            batches = distinct_pictures(cropped(_skip_frames(decoder.batches(options.batch_size), resumed), crop),
                                         options.batch_size, video.dedup, repeats)
             times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames

@@ -31,6 +31,7 @@ from vsr.pipelines.upscale import (
     upscale_video,
     video_codec,
 )
+from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.segments import upscale_video_in_segments
 from vsr.compare import CompareOptions, compare_videos
@@ -52,6 +53,7 @@ __all__ = [
     "make_engine",
     "make_image_engine",
     "output_label",
+    "parse_crop",
     "parse_dedup",
     "parse_time",
     "scale_label",

@@ -73,6 +73,9 @@ FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale a
 DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
     "every frame; off: never.")]
+CropOption = Annotated[Optional[str], typer.Option(
+    "--crop", help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
+    "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].")]
 DedupOption = Annotated[Optional[str], typer.Option(
     "--dedup", help="Frames that repeat the last frame upscaled reuse its picture instead of going through the model "
     "again: exact (frames equal in every value), off, or a tolerance in levels of 255 such as 4, for held drawings "
@@ -142,6 +145,7 @@ def upscale(
     frames: FramesOption = None,
     deinterlace: DeinterlaceOption = "auto",
     dedup: DedupOption = "exact",
+    crop: CropOption = "off",
     fps: Optional[str] = typer.Option(
         None, "--fps", help="Frame rate of an image sequence input, e.g. 24 or 24000/1001 \\[default: 25]."),
     blend: Optional[str] = typer.Option(
@@ -168,7 +172,7 @@ def upscale(
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
         pix_fmt=pix_fmt, start=_seconds("--start", start), end=_seconds("--end", end), max_frames=frames,
-        deinterlace=deinterlace, fps=_frame_rate(fps), dedup=api.parse_dedup(dedup),
+        deinterlace=deinterlace, fps=_frame_rate(fps), dedup=api.parse_dedup(dedup), crop=api.parse_crop(crop),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     output = Path(output_text) if output_text is not None else None
@@ -343,6 +347,7 @@ def batch(
     segment_seconds: SegmentSecondsOption = None,
     deinterlace: DeinterlaceOption = None,
     dedup: DedupOption = None,
+    crop: CropOption = None,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
     quiet: bool = typer.Option(False, "-q", "--quiet",
                                help="Errors only: no progress bar, per-job lines, warnings or summary."),
@@ -366,7 +371,8 @@ def batch(
              "cuda-graphs": cuda_graphs, "compile": compile, "decoder": decoder, "codec": codec, "crf": crf,
              "preset": preset, "encoder-options": _key_values(encoder_option) or None, "pix-fmt": pix_fmt,
              "start": start, "end": end, "frames": frames,
-             "segment-seconds": segment_seconds, "deinterlace": deinterlace, "dedup": dedup}
+             "segment-seconds": segment_seconds, "deinterlace": deinterlace, "dedup": dedup,
+             "crop": crop}
     values = {name: value for name, value in given.items() if value is not None}
     if jobs is not None:
         if len(folders) > 1 or include or exclude:
@@ -447,6 +453,7 @@ def probe(
     """What vsr sees in a video: streams, frames, fps, color, duration, and the work to upscale it."""
     from vsr import api
     from vsr.models.spec import macs_per_input_pixel
+    from vsr.pipelines.crop import detect_bars
     from vsr.pipelines.probe import estimate_work, format_probe
     from vsr.pipelines.probe import probe as probe_media
 
@@ -456,6 +463,11 @@ def probe(
     loaded = api.load_model(model)
     work = estimate_work(info.video, scale=loaded.spec.scale, macs_per_pixel=macs_per_input_pixel(loaded.module, loaded.spec))
     typer.echo(format_probe(info, work=f"{loaded.name}: {work}"))
+    bars = None if info.video.alpha else detect_bars(input, info.video)
+    if bars is not None:
+        share = 1 - bars.width * bars.height / (info.video.width * info.video.height)
+        typer.echo(f"  black bars: the picture is {bars.width}×{bars.height} at {bars.x},{bars.y}; --crop auto cuts "
+                   f"them off ({100 * share:.0f}% less work)")
 
 
 @app.command()

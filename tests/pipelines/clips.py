@@ -9,8 +9,9 @@ The container is chosen from the file name (.mp4, .mkv, .mov, .webm, ...). Every
 Frame `i` is given `clip_pts(frames, fps, vfr)[0][i]` in the time base `clip_pts(...)[1]` (1/fps, or 1/1000 for
 VFR); the muxer may rescale it, so compare against what the file says (ffprobe is a good independent judge).
 
-Also here: `make_held_clip` (drawings held for several frames, as animation is), `make_audio_only`,
-`corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must refuse). The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
+Also here: `make_held_clip` (drawings held for several frames, as animation is), `make_letterboxed_clip` (black bars),
+`make_audio_only`, `corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must refuse).
+The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 """
 
 from __future__ import annotations
@@ -224,6 +225,29 @@ def make_held_clip(path: str | Path, noise: int = 0, codec: str = "ffv1") -> Pat
             rgb += generator.integers(-noise, noise + 1, rgb.shape, dtype=np.int16)
             frame = av.VideoFrame.from_ndarray(rgb.clip(0, 255).astype(np.uint8), format="rgb24")
             out.mux(stream.encode(frame.reformat(format=stream.pix_fmt)))
+        out.mux(stream.encode())
+    return Path(path)
+
+
+def make_letterboxed_clip(path: str | Path, *, frames: int = 24, picture: tuple[int, int] = (64, 28),
+                          bars: tuple[int, int, int, int] = (10, 10, 0, 0), caption_from: int | None = None,
+                          black_until: int = 0) -> Path:
+    """FFV1 (lossless, every frame a keyframe) at 25 fps: `frame_pattern` pictures of `picture` (width, height) inside
+    black bars of (top, bottom, left, right) pixels. From frame `caption_from` on, a white line (a burned-in
+    subtitle) sits in the middle of the bottom bar; frames before `black_until` are black throughout (a fade)."""
+    top, bottom, left, right = bars
+    width, height = picture[0] + left + right, picture[1] + top + bottom
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "bgr0"
+        stream.codec_context.gop_size = 1
+        for index in range(frames):
+            rgb = np.zeros((height, width, 3), np.uint8)
+            if index >= black_until:
+                rgb[top:top + picture[1], left:left + picture[0]] = frame_pattern(index, picture)
+            if caption_from is not None and index >= caption_from:
+                rgb[height - bottom // 2, width // 4:width * 3 // 4] = 255
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="bgr0")))
         out.mux(stream.encode())
     return Path(path)
 
