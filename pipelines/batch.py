@@ -89,7 +89,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             raise OptionError(f"{where}: unknown option {key!r}; expected one of {', '.join(OPTION_FIELDS)}")
         group, field, types = OPTION_FIELDS[name]
         if isinstance(value, bool) or not isinstance(value, types):
-            expected = ("a number" if float in types else "an integer" if int in types else
+            expected = ("exact, off or a number of levels" if field == "dedup" else
+                        "a number" if float in types else "an integer" if int in types else
                         "a table such as {tune = \"animation\"}" if dict in types else "a string")
             raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
         option = f"--{name}" if where == "option" else f"{where}: {key!r}"

@@ -6,18 +6,20 @@ cost the model as much as the picture (a quarter of the work for a 2.39:1 film) 
 in. `--crop` cuts them off first, as HandBrake crops by default: the output is the picture alone, upscaled.
 
 Finding them (`detect_bars`) looks at SAMPLES frames spread over the whole video (an opening of black titles or a
-fade says nothing about the bars) and keeps every row and column in which any of them has a pixel brighter than
-BLACK: a line of burned-in subtitles in a bar keeps that bar, and frames wholly black are skipped. The bars are
+fade says nothing about the bars) and keeps every row and column in which any of them has pixels brighter than BLACK
+(more than the odd one of noise): a line of burned-in subtitles in a bar keeps that bar, and frames wholly black
+are skipped. The bars are
 rounded down to even sizes, so that the picture keeps 4:2:0's pairs of pixels. A video with alpha is left whole
 (its transparent margins are part of the picture).
 
 Crops are in the frame as stored (the width and height ffprobe gives), before any rotation is applied for display;
-the syntax is that of FFmpeg's crop filter (`W:H:X:Y`, or `W:H` centered), which is also what `ffmpeg -vf cropdetect`
-prints.
+the syntax is that of FFmpeg's crop filter (`W:H:X:Y`, or `W:H` centered; `crop=W:H:X:Y` as `ffmpeg -vf cropdetect`
+prints it), though odd sizes and places are taken as given, where FFmpeg evens them for 4:2:0.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from collections.abc import Iterable, Iterator
@@ -34,8 +36,11 @@ from .frames import FrameBatch, VideoStreamInfo
 log = logging.getLogger("vsr")
 
 SAMPLES = 12  # frames looked at for bars, spread over the video
-BLACK = 32  # of 255, in the brightest of R, G and B: a bar's pixels are darker (its noise included)
-_CROP = re.compile(r"(\d+):(\d+)(?::(\d+):(\d+))?")
+FORWARD = 250  # frames decoded at most after a seek to reach a sample's time
+SPACING = 25  # frames between samples where the video cannot seek
+BLACK = 32  # of 255, in the brightest of R, G and B: a bar's pixels are darker...
+NOISE = 256  # ...but for one in this many of a line's pixels (and at least one), which may be noise
+_CROP = re.compile(r"(\d+):(\d+)(?::(\d+):(\d+))?", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ class Crop:
 def parse_crop(value: str | None, option: str = "--crop") -> str | None:
     """--crop's "off" (None), "auto" or "W:H:X:Y" / "W:H" as FFmpeg's crop filter takes them (checked against a
     video's size by `resolve_crop`)."""
-    text = str(value).strip().lower()
+    text = str(value).strip().lower().removeprefix("crop=")  # (as `ffmpeg -vf cropdetect` prints it)
     if value is None or text == "off":
         return None
     if text == "auto" or _CROP.fullmatch(text):
@@ -68,7 +73,8 @@ def parse_crop(value: str | None, option: str = "--crop") -> str | None:
 
 
 def resolve_crop(value: str | None, source: Path, info: VideoStreamInfo) -> Crop | None:
-    """The crop that `value` (`parse_crop`) asks of `source`: None where nothing is cut off."""
+    """The crop that `value` (see `parse_crop`) asks of `source`: None where nothing is cut off."""
+    value = parse_crop(value)
     if value is None:
         return None
     if value == "auto":
@@ -94,8 +100,8 @@ def detect_bars(source: Path, info: VideoStreamInfo, samples: int = SAMPLES) -> 
         if rgb.shape[:2] != (info.height, info.width):  # (a stream whose size changes: judged by its first size)
             continue
         bright = rgb.max(axis=2) > BLACK
-        rows |= bright.any(axis=1)
-        columns |= bright.any(axis=0)
+        rows |= bright.sum(axis=1) > max(1, info.width // NOISE)
+        columns |= bright.sum(axis=0) > max(1, info.height // NOISE)
     if not rows.any():  # black throughout: nothing to go by
         return None
     top, bottom = _bars(rows)
@@ -112,8 +118,8 @@ def _bars(bright: np.ndarray) -> tuple[int, int]:
 
 
 def _sample_frames(source: Path, info: VideoStreamInfo, samples: int) -> Iterator[np.ndarray]:
-    """Up to `samples` frames spread over the video as H×W×3 uint8 RGB: each the first frame at or after the
-    keyframe before its time (what a seek gives, without decoding up to the time); for an image sequence, files."""
+    """Up to `samples` frames spread over the video as H×W×3 uint8 RGB; from a stream that cannot seek or says
+    nothing of its length, frames SPACING apart from the start; from an image sequence, files."""
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
     if is_sequence(source):
@@ -124,21 +130,36 @@ def _sample_frames(source: Path, info: VideoStreamInfo, samples: int) -> Iterato
         return
     try:
         with av.open(str(source)) as container:
-            stream = container.streams.video[info.index]
+            stream = container.streams[info.index]
             duration = info.duration or (container.duration or 0) / av.time_base
-            start = stream.start_time or 0
-            seen = set()
-            for index in range(samples):
-                offset = duration * (2 * index + 1) / (2 * samples)
-                container.seek(start + int(offset / stream.time_base), stream=stream, backward=True)
-                frame = next(container.decode(stream), None)
-                if frame is not None and frame.pts not in seen:
-                    seen.add(frame.pts)
-                    yield frame.to_ndarray(format="rgb24")
-                if not duration:  # nothing to spread over: the first frame only
+            times = [(stream.start_time or 0) + int(duration * (2 * index + 1) / (2 * samples) / stream.time_base)
+                     for index in range(samples)] if duration else []
+            seeks = bool(times)
+            for time in times:
+                try:
+                    container.seek(time, stream=stream, backward=True)  # to the keyframe at or before `time`
+                except (av.FFmpegError, OSError):  # (a raw stream)
+                    seeks = False
                     break
+                yield from _frame_at(container.decode(stream), time)
+        if seeks:
+            return
+        with av.open(str(source)) as container:
+            stream = container.streams[info.index]
+            for index, frame in enumerate(itertools.islice(container.decode(stream), samples * SPACING)):
+                if index % SPACING == 0:
+                    yield frame.to_ndarray(format="rgb24")
     except av.FFmpegError as error:
         raise InputError(f"{source}: cannot look for black bars ({error})") from error
+
+
+def _frame_at(frames: Iterator[av.VideoFrame], time: int) -> Iterator[np.ndarray]:
+    """The first of `frames` (decoded from a keyframe on) at or after pts `time`, or the FORWARD-th: a video with
+    few keyframes would otherwise give the same keyframe, perhaps a black opening, for every sample."""
+    for count, frame in enumerate(frames):
+        if frame.pts is None or frame.pts >= time or count >= FORWARD:
+            yield frame.to_ndarray(format="rgb24")
+            return
 
 
 def cropped(batches: Iterable[FrameBatch], crop: Crop | None) -> Iterator[FrameBatch]:

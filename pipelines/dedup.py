@@ -21,6 +21,7 @@ change cannot creep past the tolerance one small step at a time.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from .frames import FrameBatch
 
 BLOCK = 8  # pixels: the side of the blocks whose average difference is compared
 FADE_SHARE = 1 / 8  # of the tolerance: the most a channel's mean over the frame may move (see the module doc)
+_NUMBER = re.compile(r"\d+(\.\d*)?|\.\d+", re.ASCII)
 
 
 def parse_dedup(value: str | float | int | None, option: str = "--dedup") -> float | None:
@@ -42,10 +44,7 @@ def parse_dedup(value: str | float | int | None, option: str = "--dedup") -> flo
         return None
     if text == "exact":
         return 0.0
-    try:
-        levels = float(text)
-    except ValueError:
-        levels = math.nan
+    levels = float(text) if _NUMBER.fullmatch(text) else math.nan
     if not 0 <= levels <= 255:
         raise OptionError(f"{option} takes exact, off, or a tolerance in levels of 255 such as 4; not {value!r}")
     return levels

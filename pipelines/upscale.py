@@ -277,8 +277,10 @@ class VideoOptions:
         from vsr.pipelines.crop import parse_crop
 
         parse_crop(self.crop)
-        if self.dedup is not None and not 0 <= self.dedup <= 255:
-            raise OptionError(f"--dedup takes exact, off, or a tolerance in levels of 255 such as 4; not {self.dedup}")
+        if self.dedup is not None and (isinstance(self.dedup, bool) or not isinstance(self.dedup, (int, float))
+                                       or not 0 <= self.dedup <= 255):
+            raise OptionError(f"dedup is None (off), 0 (exact) or a tolerance in levels of 255 such as 4 "
+                              f"(dedup.parse_dedup reads --dedup's words); not {self.dedup!r}")
         if self.segment_seconds is not None and not self.segment_seconds > 0:
             raise OptionError(f"--segment-seconds must be more than 0 (0 on the command line: never), "
                               f"not {self.segment_seconds}")
@@ -369,8 +371,10 @@ def upscale_video(
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
             bar.update(resumed)
             repeats = Repeats()
-            batches = distinct_pictures(cropped(_skip_frames(decoder.batches(options.batch_size), resumed), crop),
-                                        options.batch_size, video.dedup, repeats)
+            # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
+            # the frames after it, as one run would show it), then skipped.
+            batches = _skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
+                                                     options.batch_size, video.dedup, repeats), resumed)
             times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
@@ -408,13 +412,16 @@ def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frame
 
 
 def _skip_frames(batches, count: int):
-    """`batches` without their first `count` frames (those an earlier run wrote)."""
+    """`batches` without their first `count` frames (those an earlier run wrote), and the pictures only they show."""
     for batch in batches:
         if count >= len(batch.pts):
             count -= len(batch.pts)
             continue
         if count:
-            batch, count = replace(batch, frames=batch.frames[count:], pts=batch.pts[count:]), 0
+            shows = batch.pictures()[count:]
+            batch = replace(batch, frames=batch.frames[shows[0]:], pts=batch.pts[count:],
+                            shows=[picture - shows[0] for picture in shows])
+            count = 0
         yield batch
 
 

@@ -215,6 +215,8 @@ def upscale(
                 if fps is not None:
                     raise OptionError(f"{input}: --fps sets the frame rate of an image sequence (frames/%06d.png), "
                                       "not of one image")
+                if video.crop is not None:
+                    log.warning("%s: --crop cuts black bars off videos; an image is upscaled whole", input)
                 written = api.upscale_image(input, output, options=options, overwrite=overwrite,
                                             engine=engine_for("image"))
                 if not quiet:
@@ -453,6 +455,7 @@ def probe(
     """What vsr sees in a video: streams, frames, fps, color, duration, and the work to upscale it."""
     from vsr import api
     from vsr.models.spec import macs_per_input_pixel
+    from vsr.errors import InputError
     from vsr.pipelines.crop import detect_bars
     from vsr.pipelines.probe import estimate_work, format_probe
     from vsr.pipelines.probe import probe as probe_media
@@ -463,7 +466,10 @@ def probe(
     loaded = api.load_model(model)
     work = estimate_work(info.video, scale=loaded.spec.scale, macs_per_pixel=macs_per_input_pixel(loaded.module, loaded.spec))
     typer.echo(format_probe(info, work=f"{loaded.name}: {work}"))
-    bars = None if info.video.alpha else detect_bars(input, info.video)
+    try:  # (images are not cropped)
+        bars = None if info.video.alpha or api.is_image(input) else detect_bars(input, info.video)
+    except InputError:
+        bars = None
     if bars is not None:
         share = 1 - bars.width * bars.height / (info.video.width * info.video.height)
         typer.echo(f"  black bars: the picture is {bars.width}×{bars.height} at {bars.x},{bars.y}; --crop auto cuts "

@@ -57,3 +57,13 @@ def test_probe_tells_of_the_bars(tmp_path):
     assert "  black bars: the picture is 64×28 at 0,10; --crop auto cuts them off (42% less work)" in result.stdout
     whole = make_letterboxed_clip(tmp_path / "whole.mkv", frames=4, bars=(0, 0, 0, 0))
     assert "black bars" not in vsr("probe", whole, "-m", "bicubic").stdout
+
+
+def test_an_image_is_upscaled_whole_and_says_so(tmp_path):
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-vf", "pad=32:40:0:8:black", "-frames:v", "1",
+                 tmp_path / "photo.png")
+    result = vsr("upscale", tmp_path / "photo.png", "-m", "bicubic", "--crop", "auto")
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: WARNING: {tmp_path / 'photo.png'}: --crop cuts black bars off videos; an image is upscaled whole"]
+    assert f"wrote {tmp_path / 'photo.x4.png'}" in result.stdout
+    assert "black bars" not in vsr("probe", tmp_path / "photo.png", "-m", "bicubic").stdout

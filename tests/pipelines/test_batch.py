@@ -340,6 +340,8 @@ def test_dedup_and_crop_in_a_jobs_file():
         None, 0, 4, 2.5, 3]
     with pytest.raises(OptionError, match="job 2: 'dedup' takes exact, off, or a tolerance in levels of 255"):
         batch.build_options({"dedup": "often"}, "job 2")
+    with pytest.raises(OptionError, match="job 2: option 'dedup' must be exact, off or a number of levels, not True"):
+        batch.build_options({"dedup": True}, "job 2")
     assert [batch.build_options({"crop": value})[1].crop for value in ("off", "Auto", "640:360:0:60")] == [
         None, "auto", "640:360:0:60"]
     with pytest.raises(OptionError, match="job 2: 'crop' takes auto, off, or WIDTH:HEIGHT:X:Y"):

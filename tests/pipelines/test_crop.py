@@ -12,12 +12,13 @@ from tests.pipelines.clips import frame_pattern, make_letterboxed_clip
 from vsr.errors import OptionError
 from vsr.pipelines.crop import Crop, cropped, detect_bars, parse_crop, resolve_crop
 from vsr.pipelines.frames import FrameBatch
+from vsr.pipelines.probe import probe
 
 
 def test_crop_values():
     assert parse_crop("off") is None and parse_crop(None) is None
     assert parse_crop("AUTO") == "auto" and parse_crop(" 1920:800:0:140 ") == "1920:800:0:140"
-    assert parse_crop("640:360") == "640:360"
+    assert parse_crop("640:360") == "640:360" and parse_crop("crop=1920:800:0:140") == "1920:800:0:140"
     for bad in ("sometimes", "1920x800", "1920:800:0", "-1:5:0:0", "1:2:3:4:5", ""):
         with pytest.raises(OptionError, match="--crop takes auto, off, or WIDTH:HEIGHT:X:Y"):
             parse_crop(bad)
@@ -28,6 +29,7 @@ def test_a_given_crop_is_checked_against_the_frame(tmp_path):
     assert resolve_crop("64:28:0:10", tmp_path / "clip.mkv", info) == Crop(64, 28, 0, 10)
     assert resolve_crop("32:20", tmp_path / "clip.mkv", info) == Crop(32, 20, 16, 14)  # centered, as FFmpeg's
     assert resolve_crop("64:48:0:0", tmp_path / "clip.mkv", info) is None  # the whole frame: nothing cut
+    assert resolve_crop("OFF", tmp_path / "clip.mkv", info) is None  # (API callers' words too)
     for value in ("64:28:1:10", "65:48", "0:10:0:0"):
         with pytest.raises(OptionError, match=f"clip.mkv: --crop {value} does not fit in its 64x48 frames"):
             resolve_crop(value, tmp_path / "clip.mkv", info)
@@ -90,3 +92,20 @@ def test_frames_read_back_from_the_clip_are_its_pictures(tmp_path):
         rgb = next(container.decode(video=0)).to_ndarray(format="rgb24")
     assert np.array_equal(rgb[6:34, 4:68], frame_pattern(0, (64, 28)))
     assert not rgb[:6].any() and not rgb[34:].any() and not rgb[:, :4].any() and not rgb[:, 68:].any()
+
+
+def test_bars_in_any_file_the_video_is_in(tmp_path):
+    """Behind an audio stream, as a raw stream that cannot seek, with one keyframe after a black opening, under
+    noise: the same bars."""
+    clip = make_letterboxed_clip(tmp_path / "clip.mkv", frames=50, black_until=20)
+    variants = {
+        "audio first.mkv": ["-f", "lavfi", "-i", "sine=duration=2", "-i", clip, "-map", "0:a", "-map", "1:v",
+                            "-c:v", "copy", "-c:a", "libopus"],
+        "raw.h264": ["-i", clip, "-c:v", "libx264", "-qp", "0", "-f", "h264"],
+        "one keyframe.mp4": ["-i", clip, "-c:v", "libx264", "-qp", "0", "-g", "1000", "-sc_threshold", "0"],
+        "noisy.mkv": ["-i", clip, "-vf", "noise=alls=8:allf=t", "-c:v", "ffv1"],
+    }
+    for name, arguments in variants.items():
+        media.ffmpeg(*arguments, tmp_path / name)
+        info = probe(tmp_path / name).video  # as `vsr upscale` and `vsr probe` see the file
+        assert detect_bars(tmp_path / name, info) == Crop(64, 28, 0, 10), name

@@ -18,9 +18,18 @@ def test_dedup_values():
     assert parse_dedup("off") is None and parse_dedup(None) is None
     assert parse_dedup("exact") == 0 and parse_dedup("EXACT") == 0
     assert parse_dedup("4") == 4 and parse_dedup(2.5) == 2.5 and parse_dedup(0) == 0
-    for bad in ("sometimes", "-1", "256", "nan", "inf", ""):
+    for bad in ("sometimes", "-1", "256", "nan", "inf", "", "4_0", "１", "1e2"):
         with pytest.raises(OptionError, match="--dedup takes exact, off, or a tolerance"):
             parse_dedup(bad)
+
+
+def test_the_api_takes_levels_and_says_where_words_go():
+    from vsr.pipelines.upscale import VideoOptions
+
+    VideoOptions(dedup=4).validate()
+    for bad in ("exact", True, -1):
+        with pytest.raises(OptionError, match="dedup is None \\(off\\), 0 \\(exact\\) or a tolerance"):
+            VideoOptions(dedup=bad).validate()
 
 
 def test_exact_takes_only_equal_frames():
@@ -80,6 +89,17 @@ def test_batches_hold_each_picture_once_and_every_frame_in_order():
     # The repeats of a batch's last picture stay with it; each frame keeps its captions.
     assert [(batch.pts, batch.shows, batch.captions) for batch in out] == [
         ([0, 1, 2, 3, 4], [0, 0, 1, 1, 1], {4: b"cc4"}), ([5, 6, 7], [0, 1, 1], {}), ([8, 9, 10, 11], [0] * 4, {9: b"cc9"})]
+
+
+def test_a_resumed_run_upscales_again_a_picture_held_across_the_cut():
+    from vsr.pipelines.upscale import _skip_frames
+
+    drawings = [picture(value) for value in range(3)]
+    held = [0, 0, 1, 1, 1, 2]
+    batches = distinct_pictures(batches_of([drawings[drawing].clone() for drawing in held], 4), 2, 0)
+    first, second = _skip_frames(batches, 3)  # frames 0-2 were written by the run cut short, in drawing 1
+    assert (first.pts, first.shows, second.pts, second.shows) == ([3, 4], [0, 0], [5], [0])
+    assert torch.equal(first.frames, drawings[1][None]) and torch.equal(second.frames, drawings[2][None])
 
 
 def test_each_frame_is_compared_with_the_last_picture_upscaled_not_the_frame_before():
