@@ -61,6 +61,7 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "precision": ("upscale", "precision", (str,)),
     "cuda-graphs": ("upscale", "cuda_graphs", (str,)),
     "compile": ("upscale", "compile", (bool,)),
+    "strength": ("upscale", "strength", (int, float)),
     "decoder": ("video", "decoder", (str,)),
     "codec": ("video", "codec", (str,)),
     "crf": ("video", "crf", (int,)),

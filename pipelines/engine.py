@@ -233,13 +233,15 @@ class Engine:
         cuda_graphs: str = "auto",
         compile: bool = False,
         memory_budget: int | str | None = "auto",
+        strength: float = 1.0,
     ):
         """The output is the model's scale, else `outscale` times the input, else `width` and/or `height` (see
         `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
         stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per
         input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward pass may take, which the batch
         and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the memory available (of this
-        process's share of the cores), on a GPU None (its out-of-memory errors are caught instead)."""
+        process's share of the cores), on a GPU None (its out-of-memory errors are caught instead). `strength`: how
+        much of the model's picture the output is, the rest the input scaled with Lanczos (1: all the model's)."""
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)
@@ -260,6 +262,10 @@ class Engine:
         self.outscale = None if outscale is None or outscale == self.spec.scale else float(outscale)
         self.scale = self.outscale if self.outscale is not None else self.spec.scale
         self.width, self.height = width, height
+        is_number = isinstance(strength, (int, float)) and not isinstance(strength, bool)
+        if not (is_number and 0 <= strength <= 1):
+            raise OptionError(f"strength must be a number from 0 to 1, not {strength!r}")
+        self.strength = float(strength)
         self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
         # or slightly faster too (full RRDBNet, 64×64: 1.35 s vs 1.45 s), so it is on by default everywhere.
@@ -423,6 +429,9 @@ class Engine:
                 if y.shape[-2:] != (out_h, out_w):
                     # Real-ESRGAN resizes with Lanczos too; antialiasing matters below the model's scale.
                     y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
+                if self.strength != 1:  # GAN models' painted look, toned down with the source's own detail
+                    plain = resize(x, (out_h, out_w), kernel="lanczos", antialias=True)
+                    y = torch.lerp(plain, y.float(), self.strength)
                 out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
             except torch.cuda.OutOfMemoryError:
                 fits = False  # shrink outside this block: the exception's traceback still holds the chunk's tensors

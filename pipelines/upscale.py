@@ -36,7 +36,7 @@ DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
 LATER_DEFAULTS = {"deinterlace": "auto", "width": None, "height": None, "encoder_options": {}, "fps": None,
-                  "decoder": "auto", "dedup": 0.0, "crop": None}
+                  "decoder": "auto", "dedup": 0.0, "crop": None, "strength": 1.0}
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,7 @@ class UpscaleOptions:
     alpha: float = 0.8  # ...weighted (1 - alpha)·model + alpha·blend
     cuda_graphs: str = "auto"  # auto (on for CUDA), on, off: see pipelines/graphs.py
     compile: bool = False  # torch.compile the network (one compilation per frame size)
+    strength: float = 1.0  # the model's share of the output; the rest is the input scaled with Lanczos
 
 
 def denoise_blend(model: str, strength: float, blend: str | None = None) -> tuple[str, float]:
@@ -97,6 +98,7 @@ def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
         height=options.height,
         cuda_graphs=options.cuda_graphs,
         compile=options.compile,
+        strength=options.strength,
     )
 
 

@@ -51,6 +51,9 @@ CudaGraphsOption = Annotated[Optional[str], typer.Option(
     "--cuda-graphs", help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
 CompileOption = Annotated[Optional[bool], typer.Option(
     "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
+StrengthOption = Annotated[Optional[float], typer.Option(
+    "--strength", help="How much of the model's picture the output is, from 0 to 1: below 1 the rest is the source "
+    "scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].")]
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
                     "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
@@ -151,6 +154,7 @@ def upscale(
     blend: Optional[str] = typer.Option(
         None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
     alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
+    strength: StrengthOption = 1.0,
     denoise_strength: Optional[float] = typer.Option(
         None, "--denoise-strength", help="With -m realesr-general-x4v3: 1 removes noise (and grain), 0 keeps it; "
         "blends in realesr-general-wdn-x4v3 as Real-ESRGAN's -dn does."),
@@ -167,7 +171,8 @@ def upscale(
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
         model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device,
-        precision=precision, cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, **overrides
+        precision=precision, cuda_graphs=cuda_graphs, compile=compile, blend=blend, alpha=alpha, strength=strength,
+        **overrides
     )
     video = api.VideoOptions(
         decoder=decoder, codec=codec, crf=crf, preset=preset, encoder_options=_key_values(encoder_option),
@@ -337,6 +342,7 @@ def batch(
     precision: PrecisionOption = None,
     cuda_graphs: CudaGraphsOption = None,
     compile: CompileOption = None,
+    strength: StrengthOption = None,
     decoder: DecoderOption = None,
     codec: CodecOption = None,
     crf: CrfOption = None,
@@ -370,8 +376,8 @@ def batch(
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
-             "cuda-graphs": cuda_graphs, "compile": compile, "decoder": decoder, "codec": codec, "crf": crf,
-             "preset": preset, "encoder-options": _key_values(encoder_option) or None, "pix-fmt": pix_fmt,
+             "cuda-graphs": cuda_graphs, "compile": compile, "strength": strength, "decoder": decoder, "codec": codec,
+             "crf": crf, "preset": preset, "encoder-options": _key_values(encoder_option) or None, "pix-fmt": pix_fmt,
              "start": start, "end": end, "frames": frames,
              "segment-seconds": segment_seconds, "deinterlace": deinterlace, "dedup": dedup,
              "crop": crop}
@@ -512,6 +518,7 @@ def evaluate(
     tile: TileOption = 0,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
+    strength: StrengthOption = 1.0,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON here."),
 ) -> None:
     """PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself.
@@ -523,7 +530,7 @@ def evaluate(
     _setup_logging(False)
     if json_path is not None:
         quality.check_json_path(json_path)
-    options = api.UpscaleOptions(tile=tile, device=device, precision=precision)
+    options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)
     typer.echo(quality.format_scores(scores, images))

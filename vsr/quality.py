@@ -74,7 +74,8 @@ def evaluate(
     for scale in dict.fromkeys(engine.spec.scale for engine in engines):
         bicubic = Engine(zoo.load("bicubic", scale=scale), device=options.device, precision="fp32")
         scores.append(_score(bicubic, "bicubic", images, baseline=True))
-        scores += [_score(engine, name, images) for engine, name in zip(engines, models) if engine.spec.scale == scale]
+        scores += [_score(engine, name if options.strength == 1 else f"{name} (strength {options.strength:g})", images)
+                   for engine, name in zip(engines, models) if engine.spec.scale == scale]
     return scores, images
 
 

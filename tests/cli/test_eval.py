@@ -85,7 +85,16 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
         ([tmp_path / "tiny.png"], "tiny.png: 20×18 pixels are too few to score at ×4: it takes 19×19 or more"),
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
         ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
+        ([SAMPLE, "--strength", "2"], "strength must be a number from 0 to 1, not 2.0"),
     ]
     for arguments, message in cases:
         result = vsr("eval", *arguments, "-m", "bicubic")
         assert result.returncode in (2, 4) and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+
+
+def test_a_strength_below_one_is_scored_as_such(tmp_path):
+    """Half bicubic (the model here), half Lanczos: the label says so, and the score differs from either."""
+    result = vsr("eval", SAMPLE, "-m", "bicubic", "--strength", "0.5", "--json", tmp_path / "s.json", check=True)
+    baseline, mixed = json.loads((tmp_path / "s.json").read_text())["scores"]
+    assert mixed["model"] == "bicubic (strength 0.5)" and mixed["psnr_y"] != baseline["psnr_y"]
+    assert "bicubic (strength 0.5)" in result.stdout

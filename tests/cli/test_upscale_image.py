@@ -170,3 +170,16 @@ def test_an_animated_png_is_upscaled_as_a_video_and_an_animated_webp_is_one_line
     assert result.stderr.strip().splitlines() == [
         f"vsr: error: {animated_webp}: an animated image, which FFmpeg cannot decode; vsr reads still images, and "
         "videos (an animated PNG or GIF is upscaled as a video)"]
+
+
+def test_strength_zero_is_the_source_scaled_with_lanczos(tmp_path):
+    image = Image(rgb=0.2 + 0.6 * torch.rand(3, 24, 32, generator=torch.Generator().manual_seed(0)))
+    write_image(tmp_path / "in.png", image)
+    vsr("upscale", tmp_path / "in.png", "-m", "bicubic", "--strength", "0", "-o", tmp_path / "none.png", check=True)
+    vsr("upscale", tmp_path / "in.png", "-m", "lanczos", "-o", tmp_path / "lanczos.png", check=True)
+    vsr("upscale", tmp_path / "in.png", "-m", "bicubic", "-o", tmp_path / "bicubic.png", check=True)
+    none, lanczos, bicubic = (read_image(tmp_path / name).rgb for name in ("none.png", "lanczos.png", "bicubic.png"))
+    assert torch.equal(none, lanczos) and not torch.equal(none, bicubic)
+    result = vsr("upscale", tmp_path / "in.png", "-m", "bicubic", "--strength", "1.5", "-o", tmp_path / "x.png")
+    assert result.returncode != 0 and result.stderr.strip().splitlines() == [
+        "vsr: error: strength must be a number from 0 to 1, not 1.5"]

@@ -335,7 +335,7 @@ def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
     assert (video.start, video.end) == (90, 100)
 
 
-def test_dedup_and_crop_in_a_jobs_file():
+def test_dedup_crop_and_strength_in_a_jobs_file():
     assert [batch.build_options({"dedup": value})[1].dedup for value in ("off", "exact", 4, 2.5, "3")] == [
         None, 0, 4, 2.5, 3]
     with pytest.raises(OptionError, match="job 2: 'dedup' takes exact, off, or a tolerance in levels of 255"):
@@ -346,6 +346,7 @@ def test_dedup_and_crop_in_a_jobs_file():
         None, "auto", "640:360:0:60"]
     with pytest.raises(OptionError, match="job 2: 'crop' takes auto, off, or WIDTH:HEIGHT:X:Y"):
         batch.build_options({"crop": "640x360"}, "job 2")
+    assert batch.build_options({"strength": 0.6})[0].strength == 0.6
 
 
 def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):

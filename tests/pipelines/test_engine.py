@@ -347,3 +347,17 @@ def test_fp16_overflow_beyond_bf16_ends_in_fp32(caplog):
     torch.testing.assert_close(out, F.interpolate(frames, scale_factor=2), atol=1e-5, rtol=0)
     redo = "bf16 then fp32" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp32"
     assert _recompute_warnings(caplog) == [f"fp16 output of 3 frame(s) had NaN/inf values; recomputed in {redo}"]
+
+
+@pytest.mark.parametrize("tile", [0, 24], ids=["whole", "tiled"])
+def test_strength_mixes_the_model_with_the_source_scaled_by_lanczos(tile):
+    frames = 0.3 + 0.4 * torch.rand(2, 3, 20, 28)  # (mid-gray: no output is clamped)
+    engines = {strength: Engine(bicubic_model(4), device="cpu", precision="fp32", tile=tile, tile_overlap=8,
+                                strength=strength) for strength in (1.0, 0.25, 0.0)}
+    model, mixed, plain = (engines[strength].upscale(frames) for strength in (1.0, 0.25, 0.0))
+    assert torch.allclose(plain, resize(frames, (80, 112), kernel="lanczos"), atol=1e-6)
+    assert not torch.allclose(model, plain, atol=1e-3)  # bicubic is not Lanczos: the mix can be seen
+    assert torch.allclose(mixed, 0.25 * model + 0.75 * plain, atol=1e-6)
+    for bad in (1.5, -0.1, True, "1"):
+        with pytest.raises(OptionError, match="strength must be a number from 0 to 1"):
+            Engine(tiny_rrdbnet(), device="cpu", strength=bad)
