@@ -7,10 +7,9 @@ in. `--crop` cuts them off first, as HandBrake crops by default: the output is t
 
 Finding them (`detect_bars`) looks at SAMPLES frames spread over the whole video (an opening of black titles or a
 fade says nothing about the bars) and keeps every row and column in which any of them has pixels brighter than BLACK
-(more than the odd one of noise): a line of burned-in subtitles in a bar keeps that bar, and frames wholly black
-are skipped. The bars are
-rounded down to even sizes, so that the picture keeps 4:2:0's pairs of pixels. A video with alpha is left whole
-(its transparent margins are part of the picture).
+(more than the odd one of noise): a line of burned-in subtitles in a bar keeps that bar, and frames wholly black are
+skipped. The bars are rounded down to even sizes, so that the picture keeps 4:2:0's pairs of pixels. A video with
+alpha is left whole (its transparent margins are part of the picture).
 
 Crops are in the frame as stored (the width and height ffprobe gives), before any rotation is applied for display;
 the syntax is that of FFmpeg's crop filter (`W:H:X:Y`, or `W:H` centered; `crop=W:H:X:Y` as `ffmpeg -vf cropdetect`

@@ -50,10 +50,6 @@ def parse_dedup(value: str | float | int | None, option: str = "--dedup") -> flo
     return levels
 
 
-def describe_dedup(tolerance: float | None) -> str:
-    return "off" if tolerance is None else "exact" if tolerance == 0 else f"{tolerance:g}"
-
-
 @dataclass
 class Repeats:
     """How many frames `distinct_pictures` found repeating the reference, for the summary."""

@@ -163,6 +163,16 @@ def _positive_int(name: str, value, minimum: int) -> int:
     return value
 
 
+def check_numbers(*, tile: int, tile_overlap: int, batch_size: int, strength: float) -> None:
+    """One line for an engine number out of its range, before a model is loaded (`vsr batch` checks its jobs so)."""
+    _positive_int("tile", tile, 0)
+    _positive_int("tile_overlap", tile_overlap, 0)
+    _positive_int("batch_size", batch_size, 1)
+    is_number = isinstance(strength, (int, float)) and not isinstance(strength, bool)
+    if not (is_number and 0 <= strength <= 1):
+        raise OptionError(f"strength must be a number from 0 to 1, not {strength!r}")
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Starts of tiles of side `tile` covering [0, length), evenly spread, neighbours overlapping ≥ `overlap`."""
     if length <= tile:
@@ -262,9 +272,7 @@ class Engine:
         self.outscale = None if outscale is None or outscale == self.spec.scale else float(outscale)
         self.scale = self.outscale if self.outscale is not None else self.spec.scale
         self.width, self.height = width, height
-        is_number = isinstance(strength, (int, float)) and not isinstance(strength, bool)
-        if not (is_number and 0 <= strength <= 1):
-            raise OptionError(f"strength must be a number from 0 to 1, not {strength!r}")
+        check_numbers(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, strength=strength)
         self.strength = float(strength)
         self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
@@ -425,13 +433,16 @@ class Engine:
             chunk = frames[start : start + step]
             try:
                 x = self._to_float(chunk)
-                y = self._upscale_tiled(x, chunk.device) if tiled else self._upscale_whole(x)
+                if self.strength == 0:  # the source alone, scaled (no need of the model)
+                    y = resize(x, (out_h, out_w), kernel="lanczos", antialias=True)
+                else:
+                    y = self._upscale_tiled(x, chunk.device) if tiled else self._upscale_whole(x)
                 if y.shape[-2:] != (out_h, out_w):
                     # Real-ESRGAN resizes with Lanczos too; antialiasing matters below the model's scale.
                     y = resize(y, (out_h, out_w), kernel="lanczos", antialias=True)
-                if self.strength != 1:  # GAN models' painted look, toned down with the source's own detail
-                    plain = resize(x, (out_h, out_w), kernel="lanczos", antialias=True)
-                    y = torch.lerp(plain, y.float(), self.strength)
+                if 0 < self.strength < 1:  # GAN models' painted look, toned down with the source's own detail
+                    plain = resize(x, (out_h, out_w), kernel="lanczos", antialias=True).to(y.device)
+                    y = torch.lerp(plain.clamp_(0, 1), y.float().clamp(0, 1), self.strength)
                 out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
             except torch.cuda.OutOfMemoryError:
                 fits = False  # shrink outside this block: the exception's traceback still holds the chunk's tensors

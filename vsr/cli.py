@@ -181,7 +181,7 @@ def upscale(
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
     output = Path(output_text) if output_text is not None else None
-    # `-o out/` names a folder, made here if missing (as rsync takes one).
+    # `-o out/` names a folder, made if missing (as rsync takes one), and not left behind empty.
     new_folder = output_text is not None and output_text.endswith(("/", os.sep)) and not output.is_dir()
     into_folder = output is not None and (output.is_dir() or new_folder)
     if len(inputs) > 1 and output is not None and not into_folder:
@@ -195,10 +195,11 @@ def upscale(
                                   "name; write them beside their inputs, or one at a time")
             named[input.name] = input
     if new_folder:
-        if output.exists() or not output.parent.is_dir():
-            raise OutputError(f"{output}: is a file, not a folder" if output.exists() else
-                              f"{output.parent}: output folder does not exist")
-        output.mkdir()
+        for path in (output, output.parent):  # (a dangling link is there too, and no folder)
+            if os.path.lexists(path) and not path.is_dir():
+                raise OutputError(f"{path}: is a file, not a folder")
+        if not output.parent.is_dir():
+            raise OutputError(f"{output.parent}: output folder does not exist")
     progress = not quiet and sys.stderr.isatty()
     engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
 
@@ -210,6 +211,8 @@ def upscale(
     failures = []
     for input in inputs:
         try:
+            if new_folder:
+                output.mkdir(exist_ok=True)  # (made for each input, and removed below while nothing is in it)
             if input.is_dir():
                 raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image "
                                  "in it")
@@ -240,6 +243,9 @@ def upscale(
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             failures.append(error)
+        finally:
+            if new_folder and output.is_dir() and not any(output.iterdir()):
+                output.rmdir()
     if failures:
         rest = "" if len(failures) == len(inputs) else "; the others are written"
         typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above){rest}", err=True)

@@ -268,11 +268,16 @@ def test_an_output_ending_in_a_slash_is_a_folder_made_if_missing(tmp_path):
     assert sorted(path.name for path in (tmp_path / "new").iterdir()) == ["clip.x4.mp4", "photo.x4.png"]
     vsr("upscale", clip, "-o", f"{tmp_path / 'one'}/", "-m", "bicubic")  # one input too
     assert [path.name for path in (tmp_path / "one").iterdir()] == ["clip.x4.mp4"]
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     for output, message in [(tmp_path / "missing" / "new", f"{tmp_path / 'missing'}: output folder does not exist"),
-                            (clip, f"{clip}: is a file, not a folder")]:
+                            (clip, f"{clip}: is a file, not a folder"),
+                            (clip / "new", f"{clip}: is a file, not a folder"),
+                            (tmp_path / "dangling", f"{tmp_path / 'dangling'}: is a file, not a folder")]:
         result = vsr("upscale", clip, "-o", f"{output}/", "-m", "bicubic", check=False)
         assert result.returncode != 0 and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
     assert not (tmp_path / "missing").exists()
+    result = vsr("upscale", clip, "-o", f"{tmp_path / 'unused'}/", "-m", "no-such-model", check=False)
+    assert result.returncode != 0 and not (tmp_path / "unused").exists()  # not left behind empty
 
 
 @pytest.mark.parametrize("options, message, code", [

@@ -358,6 +358,25 @@ def test_strength_mixes_the_model_with_the_source_scaled_by_lanczos(tile):
     assert torch.allclose(plain, resize(frames, (80, 112), kernel="lanczos"), atol=1e-6)
     assert not torch.allclose(model, plain, atol=1e-3)  # bicubic is not Lanczos: the mix can be seen
     assert torch.allclose(mixed, 0.25 * model + 0.75 * plain, atol=1e-6)
+    # Each part is clipped to [0, 1] before the mix, so overshoots (Lanczos rings at edges) do not leak into it.
+    edge = torch.zeros(1, 3, 20, 28)
+    edge[..., 10:] = 1
+    halfway = Engine(bicubic_model(4), device="cpu", precision="fp32", strength=0.5).upscale(edge)
+    ends = [engines[strength].upscale(edge) for strength in (1.0, 0.0)]
+    assert torch.allclose(halfway, (ends[0] + ends[1]) / 2, atol=1e-6)
     for bad in (1.5, -0.1, True, "1"):
         with pytest.raises(OptionError, match="strength must be a number from 0 to 1"):
             Engine(tiny_rrdbnet(), device="cpu", strength=bad)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("tile", [0, 24], ids=["whole", "tiled"])
+def test_strength_on_cuda_with_frames_from_the_host(tile):
+    """Tiles of host frames are put together on the host while the source is scaled on the GPU: the mix meets on
+    the tiles' side, as on the CPU."""
+    frames = 0.3 + 0.4 * torch.rand(2, 3, 20, 28)
+    outputs = [Engine(bicubic_model(4), device=device, precision="fp32", tile=tile, tile_overlap=8, strength=0.5,
+                      cuda_graphs="off").upscale(frames) for device in ("cpu", "cuda")]
+    assert outputs[1].device.type == "cpu"
+    torch.testing.assert_close(outputs[1], outputs[0], atol=1e-4, rtol=0)
