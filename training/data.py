@@ -52,10 +52,12 @@ VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts"
 
 @dataclass
 class HRImage:
-    """One ground-truth picture: 3×H×W uint8 RGB, and where it came from ("photo.png", "movie.mp4@12.480s")."""
+    """One ground-truth picture: 3×H×W uint8 RGB, and where it came from ("photo.png", "movie.mp4@12.480s").
+    `following`: a video's next frame, where it was asked for (`vsr eval` measures flicker on the pair)."""
 
     name: str
     pixels: torch.Tensor
+    following: torch.Tensor | None = None
 
 
 # ---- sources ----
@@ -120,13 +122,15 @@ def sample_video_frames(
     *,
     min_difference: float = 0.01,
     backend: str = "auto",
+    with_following: bool = False,
 ) -> list[HRImage]:
     """Up to `frames_per_video` frames spread evenly across a video: the first frame at or after the middle of
     each of `frames_per_video` equal stretches of time.
 
     A frame whose 32×32 gray thumbnail differs from an already kept one by less than `min_difference` (mean
     absolute difference, in [0, 1]) is skipped: repeated frames, and the same static shot met again, add nothing
-    but weight. 0 keeps everything. Frames deeper than 8 bits are rounded to 8.
+    but weight. 0 keeps everything. Frames deeper than 8 bits are rounded to 8. `with_following`: each frame comes
+    with the one decoded after it (`HRImage.following`; None for the last frame).
     """
     if isinstance(frames_per_video, bool) or not isinstance(frames_per_video, int) or frames_per_video < 1:
         raise OptionError(f"frames_per_video={frames_per_video!r}: expected a whole number, 1 or more")
@@ -136,21 +140,22 @@ def sample_video_frames(
     with open_decoder(path, backend=backend) as decoder:
         info = decoder.info
     if info.frame_count and info.frame_count <= frames_per_video:
-        candidates = _frames_evenly(path, backend, frames_per_video)  # every frame (the middles would skip the first)
+        # Every frame (the middles would skip the first).
+        candidates = _frames_evenly(path, backend, frames_per_video, with_following)
     elif info.duration:
         # Rounded to the microsecond: 0.4 · 1.5 / 3 is 0.20000000000000004, which would skip the frame at 0.2 s.
         times = [round(info.duration * (k + 0.5) / frames_per_video, 6) for k in range(frames_per_video)]
-        candidates = _frames_at_times(path, backend, times)
+        candidates = _frames_at_times(path, backend, times, with_following)
     else:
-        candidates = _frames_evenly(path, backend, frames_per_video)
+        candidates = _frames_evenly(path, backend, frames_per_video, with_following)
     kept: list[HRImage] = []
     thumbnails: list[torch.Tensor] = []
-    for name, frame in candidates:
-        small = _thumbnail(frame)
+    for candidate in candidates:
+        small = _thumbnail(candidate.pixels)
         if any((small - other).abs().mean().item() < min_difference for other in thumbnails):
             continue
         thumbnails.append(small)
-        kept.append(HRImage(name=name, pixels=frame))
+        kept.append(candidate)
     log.info("%s: kept %d of %d sampled frames", path, len(kept), len(candidates))
     return kept
 
@@ -174,23 +179,25 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
 
 def collect_images(
     sources: Sequence[str | os.PathLike], *, frames_per_video: int = 16, min_difference: float = 0.01,
-    backend: str = "auto",
+    backend: str = "auto", with_following: bool = False,
 ) -> list[HRImage]:
-    """HR images from any mix of image files, videos, and folders holding either."""
+    """HR images from any mix of image files, videos, and folders holding either (`with_following`: see
+    `sample_video_frames`)."""
     images: list[HRImage] = []
     for file in expand_sources(sources):
         if file.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(file):
             images.append(load_photo(file))
         else:
-            images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend)
+            images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,
+                                          with_following=with_following)
     return images
 
 
-def _frames_at_times(path: Path, backend: str, times: list[float]) -> list[tuple[str, torch.Tensor]]:
+def _frames_at_times(path: Path, backend: str, times: list[float], with_following: bool) -> list[HRImage]:
     frames, seen = [], set()
     for seconds in times:
-        with open_decoder(path, backend=backend, start=seconds, max_frames=1) as decoder:
-            batch = next(decoder.batches(1), None)
+        with open_decoder(path, backend=backend, start=seconds, max_frames=2 if with_following else 1) as decoder:
+            batch = next(decoder.batches(2), None)
             time_base = decoder.info.time_base
         if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
             continue
@@ -198,20 +205,24 @@ def _frames_at_times(path: Path, backend: str, times: list[float]) -> list[tuple
         # A sequence's frame by its file (pts 0, 1, ... from its first file); a video's by its time.
         name = (frame_path(path, first_frame(path) + batch.pts[0]).name if is_sequence(path)
                 else f"{path.name}@{float(batch.pts[0] * time_base):.3f}s")
-        frames.append((name, _to_uint8(batch.frames[0])))
+        following = _to_uint8(batch.frames[1]) if len(batch.pts) > 1 else None
+        frames.append(HRImage(name, _to_uint8(batch.frames[0]), following))
     return frames
 
 
-def _frames_evenly(path: Path, backend: str, count: int) -> list[tuple[str, torch.Tensor]]:
-    """For streams of unknown duration: one pass, keeping every `stride`-th frame and doubling the stride whenever
-    2·count frames are held (memory stays bounded), then `count` of them evenly."""
-    held: list[tuple[str, torch.Tensor]] = []
+def _frames_evenly(path: Path, backend: str, count: int, with_following: bool = False) -> list[HRImage]:
+    """For streams of unknown duration: one pass, keeping every `stride`-th frame (and the frame after it, with
+    `with_following`) and doubling the stride whenever 2·count frames are held (memory stays bounded), then `count`
+    of them evenly."""
+    held: list[HRImage] = []
     stride = 1
     with open_decoder(path, backend=backend) as decoder:
         for index, (frame, pts) in enumerate(decoder):
+            if with_following and held and held[-1].following is None and (index - 1) % stride == 0:
+                held[-1].following = _to_uint8(frame)  # the frame right after the last one held
             if index % stride:
                 continue
-            held.append((f"{path.name}@{float(pts * decoder.info.time_base):.3f}s", _to_uint8(frame)))
+            held.append(HRImage(f"{path.name}@{float(pts * decoder.info.time_base):.3f}s", _to_uint8(frame)))
             if len(held) == 2 * count:
                 held, stride = held[::2], stride * 2
     picks = sorted({int((k + 0.5) * len(held) / count) for k in range(count)}) if held else []

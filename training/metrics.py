@@ -8,6 +8,8 @@
 - SSIM (Wang et al. 2004) with an 11×11 Gaussian window, σ = 1.5, C1 = (0.01·255)², C2 = (0.03·255)²; the local
   statistics are taken only where the whole window fits (MATLAB's 'valid' filtering: 5 more pixels lost on each side)
   and the SSIM map is averaged; for RGB, the mean of the per-channel SSIMs.
+- Temporal error (for video, vsr's own): the mean absolute difference between the upscaled frames' change from one
+  frame to the next and the originals', on the same scale; flicker raises it.
 
 The torch functions work on batches, N×C×H×W in [0, 1] (C = 3 for the Y channel), compute in float64 and return
 one value per image. The numpy wrappers take one H×W×3 RGB (or H×W gray) image on [0, 255], uint8 or float, as read
@@ -63,6 +65,19 @@ def psnr(sr: Tensor, hr: Tensor, crop_border: int = 0, y_channel: bool = True) -
     sr, hr = _prepare(sr, hr, crop_border, y_channel)
     mse = ((sr - hr) ** 2).mean(dim=(1, 2, 3))
     return 10.0 * torch.log10(255.0**2 / mse)  # mse = 0 → log10(inf) = inf
+
+
+def temporal_error(sr: Tensor, sr_next: Tensor, hr: Tensor, hr_next: Tensor, crop_border: int = 0,
+                   y_channel: bool = True) -> Tensor:
+    """How far the upscaled video's change from one frame to the next is from the original's, per pair (shape N):
+    the mean |(sr_next − sr) − (hr_next − hr)| on the [0, 255] scale, N×C×H×W in [0, 1].
+
+    A model that upscales frame by frame invents its texture anew in every frame; where that texture changes and the
+    picture does not, the video flickers, and this grows. TecoGAN's tOF and tLP compare the same changes through
+    optical flow and LPIPS; plain differences need neither, and count a wrong change of any kind."""
+    sr, hr = _prepare(sr, hr, crop_border, y_channel)
+    sr_next, hr_next = _prepare(sr_next, hr_next, crop_border, y_channel)
+    return ((sr_next - sr) - (hr_next - hr)).abs().mean(dim=(1, 2, 3))
 
 
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:

@@ -527,7 +527,8 @@ def evaluate(
     strength: StrengthOption = 1.0,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON here."),
 ) -> None:
-    """PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself.
+    """PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself; and for
+    videos, flicker: how far each upscaled frame-to-frame change is from the original's (tErr-Y).
 
     Bicubic is the baseline. The metrics reward faithfulness, not sharpness: GAN models (realesrgan-*) can score
     below bicubic while looking better."""

@@ -6,6 +6,11 @@ inputs (and as `vsr train` validates), then upscaled by the model through the sa
 compared with the original: PSNR and SSIM on BT.601 luma (Y) and on RGB, the border of `scale` pixels left out,
 averaged over the images. Bicubic upscaling of the same input is the baseline each model is measured against.
 
+Videos are upscaled frame by frame, so a model can score well on every frame and still flicker: the texture it
+invents changes from one frame to the next where the picture does not. Each frame sampled from a video is therefore
+also upscaled with the frame after it, and the temporal error (tErr-Y) says how far the change between the two
+upscaled frames is from the change between the originals (training.metrics.temporal_error).
+
 These metrics reward faithfulness, not the look of detail: GAN models (realesrgan-*) trade PSNR for texture and
 can score below bicubic while looking sharper, and models trained on real degradations (blur, noise, compression)
 are not at their best on clean bicubic input. The numbers compare models on the same frames; they do not rank them
@@ -28,9 +33,9 @@ from vsr.fsutil import write_bytes_atomic
 from vsr.models import zoo
 from vsr.pipelines.engine import Engine
 from vsr.training.data import HRImage, collect_images
-from vsr.training.degrade import downscale, mod_crop
+from vsr.training.degrade import downscale, mod_crop, quantize_8bit
 from vsr.training.evaluate import validate
-from vsr.training.metrics import SSIM_WINDOW
+from vsr.training.metrics import SSIM_WINDOW, temporal_error
 
 
 @dataclass
@@ -47,6 +52,9 @@ class ModelScore:
     seconds_per_image: float  # the engine's time alone, input already in memory
     precision: str
     baseline: bool = False
+    # Mean |upscaled frame-to-frame change − the original's| on Y, levels of 255, over each video frame and the one
+    # after it (training.metrics.temporal_error); None where only still images were scored.
+    temporal_error_y: float | None = None
 
 
 def evaluate(
@@ -60,7 +68,7 @@ def evaluate(
     `sources`; `options` says how to run them (device, precision, tiling). Returns the scores and the images."""
     if isinstance(frames_per_video, bool) or not isinstance(frames_per_video, int) or frames_per_video < 1:
         raise OptionError(f"--frames must be a whole number, 1 or more, not {frames_per_video!r}")
-    images = collect_images(sources, frames_per_video=frames_per_video, min_difference=0)
+    images = collect_images(sources, frames_per_video=frames_per_video, min_difference=0, with_following=True)
     engines = [api.make_engine(api.UpscaleOptions(**{**asdict(options), "model": name})) for name in models]
     for scale in {engine.spec.scale for engine in engines}:
         # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off.
@@ -80,40 +88,67 @@ def evaluate(
 
 
 def _score(engine: Engine, name: str, images: list[HRImage], baseline: bool = False) -> ModelScore:
-    """`engine`'s means over `images`, measured as `vsr train` validates (training.evaluate.validate)."""
+    """`engine`'s means over `images`, measured as `vsr train` validates (training.evaluate.validate), and its
+    temporal error over the video frames that come with their following frame."""
     scale = engine.spec.scale
-    pairs = []
-    for image in images:
-        hr = mod_crop(image.pixels, scale).float() / 255
-        pairs.append({"lr": downscale(hr[None], scale, quantize=True)[0], "hr": hr})
-    seconds = 0.0
+    seconds, upscaled = 0.0, 0
+    outputs: list[torch.Tensor] = []  # each image's output in 8 bits, as scored, for the temporal error
 
     def timed_upscale(lr: torch.Tensor) -> torch.Tensor:
-        nonlocal seconds
+        nonlocal seconds, upscaled
         started = time.perf_counter()
         sr = engine.upscale(lr)
         seconds += time.perf_counter() - started
+        upscaled += 1
         return sr
 
-    means = validate(timed_upscale, pairs, scale)
-    return ModelScore(model=name, scale=scale, images=len(images), seconds_per_image=seconds / len(images),
-                      precision=engine.precision, baseline=baseline, **means)
+    def upscale_and_keep(lr: torch.Tensor) -> torch.Tensor:
+        sr = timed_upscale(lr)
+        outputs.append(sr.clamp(0, 1).mul(255).round().to(torch.uint8))
+        return sr
+
+    means = validate(upscale_and_keep, [_lr_hr_pair(image.pixels, scale) for image in images], scale)
+    temporal_errors = []
+    for image, sr in zip(images, outputs):
+        if image.following is not None:
+            hr, following = (_lr_hr_pair(pixels, scale) for pixels in (image.pixels, image.following))
+            sr_next = quantize_8bit(timed_upscale(following["lr"][None]))
+            temporal_errors.append(float(temporal_error(sr.float() / 255, sr_next, hr["hr"][None],
+                                                        following["hr"][None], scale)[0]))
+    return ModelScore(model=name, scale=scale, images=len(images), seconds_per_image=seconds / upscaled,
+                      precision=engine.precision, baseline=baseline,
+                      temporal_error_y=sum(temporal_errors) / len(temporal_errors) if temporal_errors else None,
+                      **means)
+
+
+def _lr_hr_pair(pixels: torch.Tensor, scale: int) -> dict[str, torch.Tensor]:
+    """The field's benchmark pair: HR cropped to a multiple of `scale`, LR its MATLAB bicubic downscale in 8 bits."""
+    hr = mod_crop(pixels, scale).float() / 255
+    return {"lr": downscale(hr[None], scale, quantize=True)[0], "hr": hr}
 
 
 def format_scores(scores: list[ModelScore], images: list[HRImage]) -> str:
-    """The scores as a table, under a line that says what they were measured on."""
+    """The scores as a table, under lines that say what they were measured on."""
     sizes = sorted({f"{image.pixels.shape[2]}×{image.pixels.shape[1]}" for image in images})
-    rows = [("model", "scale", "PSNR-Y", "SSIM-Y", "PSNR-RGB", "SSIM-RGB", "s/image", "precision")]
+    temporal = any(score.temporal_error_y is not None for score in scores)
+    rows = [("model", "scale", "PSNR-Y", "SSIM-Y", "PSNR-RGB", "SSIM-RGB", *(("tErr-Y",) if temporal else ()),
+             "s/image", "precision")]
     for score in scores:
+        error = () if not temporal else ("-",) if score.temporal_error_y is None else (f"{score.temporal_error_y:.2f}",)
         rows.append((score.model + (" (baseline)" if score.baseline else ""), f"x{score.scale}",
                      f"{score.psnr_y:.2f}", f"{score.ssim_y:.4f}", f"{score.psnr_rgb:.2f}", f"{score.ssim_rgb:.4f}",
-                     f"{score.seconds_per_image:.3f}", score.precision))
+                     *error, f"{score.seconds_per_image:.3f}", score.precision))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     table = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     plural = "s" if len(images) != 1 else ""
     header = [f"{len(images)} image{plural} ({', '.join(sizes)}), each downscaled with MATLAB's bicubic, upscaled and "
-              "compared with itself", "PSNR in dB; Y: BT.601 luma; a border of `scale` pixels left out", ""]
-    return "\n".join([*header, *table])
+              "compared with itself", "PSNR in dB; Y: BT.601 luma; a border of `scale` pixels left out"]
+    if temporal:
+        pairs = sum(image.following is not None for image in images)
+        header.append(f"tErr-Y: how far the change from each video frame to the next ({pairs} pair"
+                      f"{'s' if pairs != 1 else ''}) is from the original's,")
+        header.append("        mean levels of 255 on Y (flicker raises it)")
+    return "\n".join([*header, "", *table])
 
 
 def check_json_path(path: str | Path) -> None:

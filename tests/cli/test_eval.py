@@ -70,6 +70,23 @@ def test_frames_are_sampled_evenly_from_videos(tmp_path):
     assert json.loads((tmp_path / "all.json").read_text())["images"] == [f"clip.mp4@{0.04 * n:.3f}s" for n in range(10)]
 
 
+def test_video_frames_are_scored_for_flicker_with_the_frame_after_each(tmp_path):
+    """A still video changes nothing from frame to frame, and neither does its bicubic upscale: no temporal error; a
+    moving one has some. Images alone have no such score (tests/training/test_metrics.py checks the formula)."""
+    still = make_clip(tmp_path / "still.mp4", frames=10, size=(64, 48), color_chart=True)
+    moving = make_clip(tmp_path / "moving.mp4", frames=10, size=(64, 48))
+    result = vsr("eval", still, moving, "-m", "bicubic", "--frames", "2", "--json", tmp_path / "s.json", check=True)
+    scores = json.loads((tmp_path / "s.json").read_text())["scores"]
+    assert scores[0]["temporal_error_y"] > 0  # the moving clip's pairs
+    assert "tErr-Y: how far the change from each video frame to the next (4 pairs)" in result.stdout
+    vsr("eval", still, "-m", "bicubic", "--frames", "2", "--json", tmp_path / "still.json", check=True)
+    assert [score["temporal_error_y"] for score in json.loads((tmp_path / "still.json").read_text())["scores"]] == [
+        0.0, 0.0]
+    result = vsr("eval", SAMPLE, "-m", "bicubic", "--json", tmp_path / "image.json", check=True)
+    assert json.loads((tmp_path / "image.json").read_text())["scores"][0]["temporal_error_y"] is None
+    assert "tErr" not in result.stdout
+
+
 def test_an_image_sequence_is_sampled_like_a_video_and_its_frames_named_by_file(tmp_path):
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "10", "-start_number", "101",
                  tmp_path / "f%04d.png")  # 0.4 s at 25 fps, the default rate of a sequence

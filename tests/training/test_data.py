@@ -175,6 +175,28 @@ def test_video_frames_are_spread_across_the_clip(tmp_path):
         assert torch.equal(frame.pixels, everything[index].contiguous())
 
 
+def test_each_frame_can_come_with_the_next_one(tmp_path):
+    """For the temporal error of `vsr eval`: the frame shown after each sample, on every path that samples."""
+    from vsr.training.data import _frames_evenly
+
+    clip = make_clip(tmp_path / "walk.mp4", frames=20, size=(64, 48), fps=25)
+    with open_decoder(clip) as decoder:
+        everything = [frame.contiguous() for frame, _ in decoder]
+
+    def position(frame):
+        return None if frame is None else next(i for i, known in enumerate(everything) if torch.equal(known, frame))
+
+    def indices(images):
+        return [(position(image.pixels), position(image.following)) for image in images]
+
+    assert all(image.following is None for image in sample_video_frames(clip, 4, min_difference=0))
+    assert indices(sample_video_frames(clip, 4, min_difference=0, with_following=True)) == [
+        (3, 4), (8, 9), (13, 14), (18, 19)]  # by their times
+    assert indices(sample_video_frames(clip, 25, min_difference=0, with_following=True)) == [
+        *((n, n + 1) for n in range(19)), (19, None)]  # every frame: the last has none after it
+    assert indices(_frames_evenly(clip, "pyav", 4, with_following=True)) == [(0, 1), (4, 5), (12, 13), (16, 17)]
+
+
 def test_repeated_frames_are_skipped(tmp_path):
     still = make_clip(tmp_path / "still.mp4", frames=20, color_chart=True)  # the same picture 20 times
     assert len(sample_video_frames(still, 4)) == 1
@@ -195,7 +217,7 @@ def test_streams_without_duration_are_sampled_in_one_pass(tmp_path):
     from vsr.training.data import _frames_evenly
 
     clip = make_clip(tmp_path / "clip.mp4", frames=20)
-    names = [name for name, _ in _frames_evenly(clip, "pyav", 4)]
+    names = [image.name for image in _frames_evenly(clip, "pyav", 4)]
     assert names == ["clip.mp4@0.000s", "clip.mp4@0.160s", "clip.mp4@0.480s", "clip.mp4@0.640s"]
 
 

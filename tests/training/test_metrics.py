@@ -18,7 +18,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from vsr.errors import InputError, OptionError
-from vsr.training.metrics import calculate_psnr, calculate_ssim, gaussian_window, psnr, rgb_to_y, ssim
+from vsr.training.metrics import (calculate_psnr, calculate_ssim, gaussian_window, psnr, rgb_to_y, ssim,
+                                  temporal_error)
 
 TOLERANCE = 1e-12  # measured: ~1e-15 on SSIM, 0 on PSNR
 
@@ -108,6 +109,26 @@ def test_border_crop_leaves_the_border_out(pair):
     assert calculate_psnr(damaged, hr, crop_border=3) == float("inf")
     assert calculate_ssim(damaged, hr, crop_border=3) == pytest.approx(1.0, abs=1e-12)
     assert calculate_ssim(damaged, hr, crop_border=0) < 0.99  # windows near the edge see the damage
+
+
+def test_temporal_error_counts_the_changes_the_original_does_not_make():
+    """Texture invented the same way in both frames does not flicker, whatever it costs each frame's PSNR; texture
+    invented anew does, and the error is the mean of the two textures' difference."""
+    torch.manual_seed(0)
+    hr = torch.rand(2, 3, 24, 32, dtype=torch.float64) * 0.8 + 0.1
+    hr_next = hr.roll(1, dims=-1)  # the picture moves one pixel
+    texture, other_texture = (0.05 * torch.randn(2, 3, 24, 32, dtype=torch.float64) for _ in range(2))
+    stable = temporal_error(hr + texture, hr_next + texture, hr, hr_next, y_channel=False)
+    assert stable.shape == (2,) and stable.abs().max() < 1e-12
+    flicker = temporal_error(hr + texture, hr_next + other_texture, hr, hr_next, y_channel=False)
+    assert flicker.tolist() == pytest.approx(((other_texture - texture).abs() * 255).mean(dim=(1, 2, 3)).tolist())
+    # Per frame, both are as far from the original: PSNR cannot tell them apart.
+    assert psnr(hr_next + texture, hr_next).tolist() == pytest.approx(psnr(hr + texture, hr).tolist())
+    # On Y, the textures' luma; a border of 3 pixels left out.
+    weights = torch.tensor([65.481, 128.553, 24.966], dtype=torch.float64).view(1, 3, 1, 1)
+    by_hand = ((other_texture - texture) * weights).sum(1)[:, 3:-3, 3:-3].abs().mean(dim=(1, 2))
+    assert temporal_error(hr + texture, hr_next + other_texture, hr, hr_next, 3).tolist() == pytest.approx(
+        by_hand.tolist())
 
 
 def test_window_is_the_normalised_11x11_gaussian():
