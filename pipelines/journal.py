@@ -151,33 +151,56 @@ def owner_is_alive(owner: str | None) -> bool:
     return start in ("", _process_start(pid))
 
 
+def _has_wal_files(path: Path) -> bool:
+    return any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
+
+
+def _tidy_wal(path: Path) -> None:
+    """Remove the -wal and -shm files that reading a WAL database read-only makes and cannot remove (`vsr batch
+    --status`, `--dry-run`): the last writable connection to close removes them, after a checkpoint, and SQLite leaves
+    them where a batch has the journal open meanwhile. Where it cannot (a read-only folder), they stay."""
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=1)  # (never makes one)
+        try:
+            connection.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        pass
+
+
 class Journal:
     """The jobs table of one output folder. Open it with `Journal.open`; it is a context manager."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, owner: str):
+    def __init__(self, connection: sqlite3.Connection, path: Path, owner: str, *, tidy: bool = False):
         self.connection = connection
         self.path = path
         self.owner = owner
+        self._tidy = tidy  # a read-only look that found no -wal/-shm files: remove those it made (`_tidy_wal`)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> Journal:
         path = Path(path)
         if readonly:
+            tidy = not _has_wal_files(path)
             connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
                                          isolation_level=None)
-        else:
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
-            # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in
-            # WAL mode; a power cut may lose the last commits, which only means re-doing those jobs.
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(_SCHEMA)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            connection.row_factory = sqlite3.Row
+            return cls(connection, path, current_owner(), tidy=tidy)
+        connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
+        # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in WAL
+        # mode; a power cut may lose the last commits, which only means re-doing those jobs.
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
+        connection.execute(_SCHEMA)
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())
 
     def close(self) -> None:
         self.connection.close()
+        if self._tidy:
+            _tidy_wal(self.path)
 
     def __enter__(self) -> Journal:
         return self
@@ -192,11 +215,14 @@ class Journal:
         path = Path(path)
         connection = sqlite3.connect(":memory:", isolation_level=None)
         if path.is_file():
+            tidy = not _has_wal_files(path)
             disk = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
             try:
                 disk.backup(connection)  # a consistent copy, even while a batch writes to it
             finally:
                 disk.close()
+                if tidy:
+                    _tidy_wal(path)
         connection.execute(_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())

@@ -204,6 +204,8 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
     assert list(out_folder.iterdir()) == []
     if case == "directory":
         assert f"`vsr batch {source} OUT_DIR` upscales every video and image in it" in lines[0]
+    if case == "missing":  # (told before torch is imported)
+        assert lines[0] == f"vsr: error: {source}: no such file" and result.returncode == 2
 
 
 def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not_stop_the_others(tmp_path):

@@ -91,19 +91,41 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     (out / "b.x2.png").unlink()
     write_image(root / "c.png")
     jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
-    # (SQLite's -shm and -wal side files come and go with any reader, as for `vsr batch --status`)
-    before = {name: state for name, state in snapshot(out).items() if not name.endswith(("-shm", "-wal"))}
+    before = snapshot(out)
     assert batch.plan_batch(jobs, out, max_attempts=1) == [
         ("a.x2.mp4", "done"), ("b.x2.png", "redo: output missing or changed"),
         ("broken.x2.mp4", "gave up after 1 attempts"), ("c.x2.png", "new")]
     assert dict(batch.plan_batch(jobs, out, max_attempts=3))["broken.x2.mp4"] == "retry (attempt 2)"
     sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
     assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == "redo: input or options changed"
-    assert {name: state for name, state in snapshot(out).items() if not name.endswith(("-shm", "-wal"))} == before
+    assert snapshot(out) == before  # (SQLite's -wal and -shm files too: reading made them, and they are gone)
     assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
         "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
     write_image(out / "c.x2.png")  # in the way, and not in the journal: a new job's run would refuse to replace it
     assert dict(batch.plan_batch(jobs, out))["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
+
+
+def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
+    """`vsr batch --status` and `--dry-run` read the journal read-only, which makes SQLite's -wal and -shm files."""
+    def add_job(journal, name):
+        journal.connection.execute("INSERT INTO jobs (name, source, kind, options, state, fingerprint) "
+                                   "VALUES (?, 'in.png', 'image', '{}', 'queued', '')", (name,))
+
+    def files():
+        return sorted(path.name for path in tmp_path.iterdir())
+
+    with Journal.open(tmp_path / JOURNAL_NAME) as journal:
+        add_job(journal, "a.x2.png")
+    assert files() == [JOURNAL_NAME]
+    assert [row.name for row in read_journal(tmp_path)] == ["a.x2.png"]
+    with Journal.in_memory_copy(tmp_path / JOURNAL_NAME) as copy:
+        assert [row["name"] for row in copy.connection.execute("SELECT name FROM jobs")] == ["a.x2.png"]
+    assert files() == [JOURNAL_NAME]
+    with Journal.open(tmp_path / JOURNAL_NAME) as running:  # a batch at work: its files stay, and its rows are read
+        add_job(running, "b.x2.png")
+        assert [row.name for row in read_journal(tmp_path)] == ["a.x2.png", "b.x2.png"]
+        assert files() == [JOURNAL_NAME, JOURNAL_NAME + "-shm", JOURNAL_NAME + "-wal"]
+    assert files() == [JOURNAL_NAME]
 
 
 def test_a_webm_is_named_mkv_unless_its_codec_fits_webm(tmp_path):
