@@ -170,7 +170,7 @@ class PyAVDecoder(Decoder):
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
-        order = PresentationOrder(self._report_lost)
+        order = PresentationOrder(self._report_lost, restamp=self._container.format.name in DECODE_ORDER_FORMATS)
         timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
@@ -347,6 +347,11 @@ def presentation_pts(container: av.container.InputContainer, stream: av.video.st
     return sorted(pts)
 
 
+# Containers that keep one time per packet, in decoding order (AVI: the packets' order; ASF: their send times):
+# behind B-frames a packet's "pts" is not the time of the frame it holds.
+DECODE_ORDER_FORMATS = ("avi", "asf")
+
+
 class PresentationOrder:
     """Puts decoded frames in presentation order and finds the frames the decoder lost.
 
@@ -356,11 +361,17 @@ class PresentationOrder:
     caller). Then frames are held, up to `window` of them, until the earlier ones arrive; past that, the missing
     ones are reported lost. A frame that arrives after a later one was released cannot be placed and is dropped,
     reported too, so the pts that go out only ever increase.
+
+    `restamp`: the packets' times are in decoding order (DECODE_ORDER_FORMATS), so the frames carry the times of the
+    wrong packets (behind B-frames, a later frame's first); their order is the decoder's, and each frame is given
+    the smallest time not yet given, as a healthy decoder's frames have it anyway. (FFmpeg's best-effort timestamps
+    come to the same.)
     """
 
-    def __init__(self, report: Callable[[list[int], str], None], window: int = 8):
+    def __init__(self, report: Callable[[list[int], str], None], window: int = 8, restamp: bool = False):
         self.report = report
         self.window = window
+        self.restamp = restamp
         self.expected: set[int] = set()  # pts of packets sent to the decoder whose frame has not come out
         self.held: list[tuple[int, int, av.VideoFrame]] = []  # a heap by pts (then arrival)
         self.arrivals = 0
@@ -375,6 +386,8 @@ class PresentationOrder:
             if frame.pts is None:  # nothing to order by (streams without timestamps)
                 out.append(frame)
                 continue
+            if self.restamp and self.expected:
+                frame.pts = min(self.expected)
             self.expected.discard(frame.pts)
             if self.last_pts is not None and frame.pts <= self.last_pts:
                 self.report([frame.pts], "came out of the decoder too late to be placed and are dropped")

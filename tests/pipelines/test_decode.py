@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, make_clip, truncate
-from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, open_decoder
 
@@ -287,6 +287,28 @@ def test_bad_options_raise_option_error(clips):
             open_decoder(clips["cfr.mp4"], backend="pyav", **options)
     with open_decoder(clips["cfr.mp4"], backend="pyav") as decoder, pytest.raises(OptionError):
         decoder.batches(0)
+
+
+@pytest.mark.parametrize("name, codec_args", [
+    ("h264.avi", ("-c:v", "libx264", "-x264-params", "b-adapt=0:bframes=2")),
+    ("xvid.avi", ("-c:v", "libxvid", "-bf", "2")),  # DivX/XviD: a B-frame packed with the frame before it
+    ("h264.asf", ("-c:v", "libx264", "-x264-params", "b-adapt=0:bframes=2")),
+], ids=["avi", "xvid", "asf"])
+def test_frames_behind_b_frames_in_avi_and_asf_come_in_the_order_they_were_made(tmp_path, name, codec_args, caplog):
+    """AVI and ASF keep one time per packet, in decoding order: ordered by those times, frames behind B-frames came
+    out shuffled. The decoder's order is right (players and ffmpeg show it); the times are the packets', sorted."""
+    source = tmp_path / name
+    # Each frame brighter than the one before (a stripe moves too, so that XviD makes B-frames).
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25,geq=lum='if(between(X,N*3,N*3+5),235,lum(X,Y)/2+N*6)'"
+           ":cb='cb(X,Y)':cr='cr(X,Y)'", "-frames:v", "16", *codec_args, source)
+    frames, pts, _ = decode_all(source, "pyav")
+    assert len(frames) >= 14  # (XviD's last packed pair gives one frame)
+    brightness = frames.float().mean(dim=(1, 2, 3)).tolist()
+    assert brightness == sorted(brightness) and len(set(brightness)) == len(brightness)
+    with av.open(str(source)) as container:
+        packets = sorted(packet.pts for packet in container.demux(video=0) if packet.size)
+    assert pts == packets[: len(pts)]
+    assert "missing" not in caplog.text and "dropped" not in caplog.text
 
 
 def test_stream_without_timestamps_gets_regular_ones(clips, tmp_path):
