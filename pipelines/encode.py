@@ -598,9 +598,10 @@ def frame_place(seconds: Fraction, interval: Fraction, previous: int | None) -> 
 
 def frame_time_options(output: Path) -> dict[str, str]:
     """Encoder options that a container needs for its frames to keep their times: AVI and ASF (.wmv) store one time
-    per packet, in decoding order, so frames reordered by B-frames come back without their times; no B-frames
-    there (a `bf` of the user's own still wins)."""
-    return {"bf": "0"} if Path(output).suffix.lower() in (".avi", ".wmv", ".asf") else {}
+    per packet, in decoding order, so frames reordered by B-frames come back without their times, and FFmpeg's MXF
+    muxer writes each packet's decoding time as its presentation time; no B-frames there (a `bf` of the user's own
+    still wins)."""
+    return {"bf": "0"} if Path(output).suffix.lower() in (".avi", ".wmv", ".asf", ".mxf") else {}
 
 
 def container_holds(suffix: str, codec: str) -> bool:

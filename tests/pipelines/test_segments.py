@@ -360,6 +360,19 @@ def test_h264_joined_into_avi_asf_and_program_streams_plays_with_the_frames_of_o
         assert packet_times(split.output) == packet_times(single.output) == packet_times(source)
 
 
+def test_mxf_output_gets_no_b_frames_so_its_frames_keep_their_times(tmp_path):
+    """FFmpeg's MXF muxer writes each packet's decoding time as its presentation time: behind B-frames, the frames'
+    times came out shuffled (ffmpeg 5.1 dropped one re-encoding such a file)."""
+    source = make_clip(tmp_path / "clip.mp4", frames=12)  # 25 fps
+    output = tmp_path / "out.mxf"
+    upscale_video(source, output, options=UpscaleOptions(model="bicubic", outscale=2),
+                  video=VideoOptions(encoder_options={"x264-params": "b-adapt=0"}))  # B-frames wherever allowed
+    frames = media.ffprobe(output, "-select_streams", "v:0", "-show_entries", "frame=pts_time,pict_type")["frames"]
+    assert [Fraction(frame["pts_time"]) for frame in frames] == [Fraction(n, 25) for n in range(12)]
+    assert "B" not in {frame["pict_type"] for frame in frames}
+    assert media.playback_errors(output) == ""
+
+
 def shown_times(path: Path) -> list[Fraction]:
     """The decoded frames' times as players take them (best effort: AVI's frames have no time of their own)."""
     found = media.ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp_time")
