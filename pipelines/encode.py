@@ -380,6 +380,9 @@ class VideoWriter:
             video_frames = list(self._yuv_video_frames(frames))
         else:
             video_frames = list(self._rgb_video_frames(frames.cpu()))
+        context = self._stream.codec_context
+        for video_frame in video_frames:  # prores_ks writes the frames' own tags, not the stream's, into each frame
+            video_frame.color_primaries, video_frame.color_trc = context.color_primaries, context.color_trc
         try:
             for picture, pts in zip(batch.pictures(), batch.pts):
                 video_frame = video_frames[picture]  # a repeated picture is encoded again at each of its times

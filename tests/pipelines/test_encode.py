@@ -192,6 +192,15 @@ def test_hdr10_metadata_is_written_again(hdr10, tmp_path, codec, tolerance):
     assert all(abs(got[key] - expected[key]) <= tolerance for key in expected), (got, expected)
 
 
+def test_prores_frames_carry_the_primaries_and_transfer_too(hdr10, tmp_path):
+    """ProRes writes the colour tags into every frame, from the frames' own (a re-encode by ffmpeg reads those): PQ
+    and BT.2020 there, not "unknown"."""
+    output = media.write_upscaled(hdr10, tmp_path / "out.mov", codec="prores")
+    frame = media.ffprobe(output, "-show_frames", "-read_intervals", "%+#1", "-select_streams", "v:0")["frames"][0]
+    assert (frame["color_space"], frame["color_primaries"], frame["color_transfer"]) == (
+        "bt2020nc", "bt2020", "smpte2084")
+
+
 def test_hdr10_metadata_through_x264_and_a_warning_for_ffv1(hdr10, tmp_path, caplog):
     # The ffprobe here (FFmpeg 5.1) does not read H.264's mastering display SEI; PyAV's FFmpeg does.
     output = media.write_upscaled(hdr10, tmp_path / "out.mkv", codec="libx264")
