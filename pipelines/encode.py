@@ -31,8 +31,10 @@ Where RGB becomes YUV (`yuv_converter`): "auto" converts frames that are on a GP
 8, 10 and 12 bits); the planes reach the host in one pinned copy per batch, and the CPU only encodes (H100/H200 have
 no NVENC). Frames on the CPU are converted by swscale (PyAV `reformat`), about 10 times faster there than torch
 (8 frames of 1280×720 to 8-bit 4:2:0 on 2 shared cores: 45-135 ms against 0.7-0.9 s), in one thread (see
-`_rgb_video_frames`). "torch" uses rgb_to_yuv on any device, "swscale" always copies the frames to the CPU. The two
-agree within one level (tests/pipelines/test_colour.py). RGB formats always go through swscale (a repacking).
+`_rgb_video_frames`), except to full range, where swscale is a level off (`_converts_in_torch`). "torch" uses
+rgb_to_yuv on any device, "swscale" always copies the frames to the CPU. The two agree within one level
+(tests/pipelines/test_colour.py). RGB and gray formats always go through swscale (a repacking; gray comes out full
+range, and is tagged so).
 The encoder itself runs with FFmpeg's automatic threading: all cores, frame threads as the ffmpeg command line.
 
 Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usual choice for upscales), libx265
@@ -302,6 +304,8 @@ class VideoWriter:
             codec_options["x264-params"] = ":".join(filter(None, ["force-cfr=1", codec_options.get("x264-params")]))
         self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
         self._matrix, self._range = _conversion(source_info, source)
+        if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
+            self._range = ColorRange.JPEG  # swscale makes gray full range whatever it is asked for: say so
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
@@ -434,7 +438,9 @@ class VideoWriter:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
         if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":
             return False
-        return self._yuv_converter == "torch" or device.type == "cuda"
+        # swscale (FFmpeg 8) puts full-range chroma a level low from 16-bit RGB and at 10 bits (neutral gray: 127,
+        # 511): a green cast. Full range is rare (JPEG-style sources), so it takes the slower exact conversion.
+        return self._yuv_converter == "torch" or device.type == "cuda" or self._range == ColorRange.JPEG
 
     def _yuv_video_frames(self, frames: torch.Tensor) -> Iterator[av.VideoFrame]:
         """The batch converted on its device, copied to the host once, one VideoFrame per frame."""

@@ -20,6 +20,7 @@ from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.encode import CODECS, YUV_PLANAR_FORMATS, VideoWriter, choose_pix_fmt, partial_path
 from vsr.pipelines.frames import ColorInfo, FrameBatch
 from vsr.pipelines.probe import Hdr10Metadata, read_hdr10
+from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
 
@@ -129,6 +130,39 @@ def test_yuv_conversion_uses_the_source_matrix_and_tags_it(clips, tmp_path):
         as_bt601 = [f.reformat(format="rgb24", src_colorspace="itu601", src_color_range=1).to_ndarray()
                     for f in container.decode(video=0)]
     assert np.abs(np.stack(as_bt601) - fed).mean() > 2.0
+
+
+def planes(path: Path) -> tuple[int, list[np.ndarray]]:
+    """The first frame's range (1 limited, 2 full) and its planes' samples, each plane's padding left out."""
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        dtype = np.uint16 if frame.format.components[0].bits > 8 else np.uint8
+        return frame.color_range, [np.frombuffer(plane, dtype).reshape(plane.height, -1)[:, : plane.width]
+                                   for plane in frame.planes]
+
+
+@pytest.mark.parametrize("pix_fmt, neutral", [(None, 128), ("yuv420p10le", 512)])
+def test_full_range_output_keeps_gray_neutral(tmp_path, pix_fmt, neutral):
+    """swscale (FFmpeg 8) puts full-range chroma a level low (127, 511): the frames go through rgb_to_yuv."""
+    source = tmp_path / "gray.avi"  # MJPEG: full range, as cameras write it
+    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=32x32:rate=25", "-frames:v", "2", "-pix_fmt", "yuvj420p",
+                 "-c:v", "mjpeg", "-q:v", "1", source)
+    assert [np.unique(plane).tolist() for plane in planes(source)[1][1:]] == [[128], [128]]
+    output = upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=2),
+                           video=VideoOptions(pix_fmt=pix_fmt)).output
+    color_range, (_, cb, cr) = planes(output)
+    assert color_range == 2 and np.unique(cb).tolist() == np.unique(cr).tolist() == [neutral]
+
+
+def test_gray_output_is_full_range_and_says_so(tmp_path):
+    source = tmp_path / "dark.mp4"  # limited range: Y 43 is 31 of 255 in full range
+    media.ffmpeg("-f", "lavfi", "-i", "color=0x202020:size=32x32:rate=25", "-frames:v", "2", "-pix_fmt", "yuv420p",
+                 "-c:v", "libx264", "-qp", "0", source)
+    assert np.unique(planes(source)[1][0]).tolist() == [43]
+    output = upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=2),
+                           video=VideoOptions(pix_fmt="gray")).output
+    color_range, (luma, *_) = planes(output)
+    assert color_range == 2 and np.unique(luma).tolist() == [31]
 
 
 @pytest.mark.parametrize("height, expected", [(48, "smpte170m"), (720, "bt709")])
