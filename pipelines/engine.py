@@ -347,13 +347,13 @@ class Engine:
         rotation of 90° or 270°: `turned`) and with square pixels (a video's sample aspect ratio, `pixel_aspect`,
         is applied, and the output's pixels are square). Given one, the other keeps the shown aspect ratio; given
         both, the output is the largest that fits inside them with that ratio (nothing is stretched). A side
-        computed (from `outscale`, or the other side) is rounded, to an even number with `even` (4:2:0 video); the
-        model's own scale and sides asked for are exact.
+        computed (from `outscale`, or the other side) is rounded, to an even number with `even` (4:2:0 video); so
+        is an odd side that the model's own scale makes (×3 or ×1 of an odd side); sides asked for are exact.
         """
         step = 2 if even else 1
         if self.width is None and self.height is None:
             if self.outscale is None:
-                return height * self.spec.scale, width * self.spec.scale
+                return _half_up(height * self.spec.scale, step), _half_up(width * self.spec.scale, step)
             return _half_up(height * self.outscale, step), _half_up(width * self.outscale, step)
         shown_w, shown_h = width * float(pixel_aspect), height
         if turned:

@@ -46,6 +46,19 @@ def test_output_size_is_the_shown_size_asked_for(asked, frame, aspect, turned, e
     assert engine.output_size(*frame, pixel_aspect=aspect, turned=turned, even=even) == expected
 
 
+def test_an_odd_side_the_model_makes_is_evened_for_4_2_0_video(tmp_path, caplog):
+    """×3 (or ×1) of an odd side is odd: 4:2:0 video gets the next even side, with a warning; images keep it."""
+    engine = Engine(bicubic_model(3), device="cpu")
+    assert engine.output_size(47, 127, even=True) == (142, 382)
+    assert engine.output_size(47, 127) == (141, 381) and engine.output_size(48, 128, even=True) == (144, 384)
+    source = tmp_path / "odd.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x48:rate=25", "-frames:v", "2", "-vf", "format=yuv444p,crop=127:47:0:0",
+                 "-c:v", "ffv1", source)
+    output = api.upscale_video(source, tmp_path / "out.mp4", options=api.UpscaleOptions(model="realesr-animevideov3-x3"))
+    assert shown(output.output)[:2] == (382, 142)
+    assert "the model makes 381x141 frames; 4:2:0 video needs even sides, so they are resized to 382x142" in caplog.text
+
+
 def test_labels_and_bad_sizes():
     assert [scale_label(4), scale_label(2.5), scale_label(4, height=2160), scale_label(4, width=3840),
             scale_label(4, 3840, 2160)] == ["x4", "x2.5", "2160p", "3840w", "3840x2160"]
