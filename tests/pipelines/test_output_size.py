@@ -52,9 +52,10 @@ def test_an_odd_side_the_model_makes_is_evened_for_4_2_0_video(tmp_path, caplog)
     assert engine.output_size(47, 127, even=True) == (142, 382)
     assert engine.output_size(47, 127) == (141, 381) and engine.output_size(48, 128, even=True) == (144, 384)
     source = tmp_path / "odd.mkv"
-    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x48:rate=25", "-frames:v", "2", "-vf", "format=yuv444p,crop=127:47:0:0",
-                 "-c:v", "ffv1", source)
-    output = api.upscale_video(source, tmp_path / "out.mp4", options=api.UpscaleOptions(model="realesr-animevideov3-x3"))
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x48:rate=25", "-frames:v", "2",
+                 "-vf", "format=yuv444p,crop=127:47:0:0", "-c:v", "ffv1", source)
+    x3 = api.UpscaleOptions(model="realesr-animevideov3-x3")
+    output = api.upscale_video(source, tmp_path / "out.mp4", options=x3)
     assert shown(output.output)[:2] == (382, 142)
     assert "the model makes 381x141 frames; 4:2:0 video needs even sides, so they are resized to 382x142" in caplog.text
 
