@@ -567,6 +567,9 @@ def compare(
     end: Optional[str] = typer.Option(None, "--end", metavar="TIME", help="Show UPSCALED until this time."),
     label: Optional[str] = typer.Option(
         None, "--label", help="The upscaled side's label \\[default: its file name; '' for no labels]."),
+    crop: str = typer.Option(
+        "off", "--crop", help="The part of SOURCE that UPSCALED shows: the --crop it was upscaled with (auto finds "
+        "the same bars again)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
 ) -> None:
     """A clip of SOURCE scaled plainly beside UPSCALED, frame for frame (made by the ffmpeg command)."""
@@ -574,7 +577,8 @@ def compare(
 
     _setup_logging(False)
     options = api.CompareOptions(mode=mode, baseline=baseline, offset=_seconds("--offset", offset),
-                                 start=_seconds("--start", start), end=_seconds("--end", end), label=label)
+                                 start=_seconds("--start", start), end=_seconds("--end", end), label=label,
+                                 crop=api.parse_crop(crop))
     written = api.compare_videos(source, upscaled, output, options=options, overwrite=overwrite)
     typer.echo(f"wrote {written}")
 

@@ -41,6 +41,7 @@ class CompareOptions:
     end: float | None = None
     label: str | None = None  # the upscaled side's label; None: its file name; "" for no labels
     crf: int = 16  # libx264: hardly distinguishable from the frames compared
+    crop: str | None = None  # the source's part that was upscaled: `vsr upscale --crop`'s value (pipelines.crop)
 
     def validate(self) -> None:
         if not all(math.isfinite(value) for value in (self.offset, self.start or 0, self.end or 0)):
@@ -53,6 +54,9 @@ class CompareOptions:
             raise OptionError("--offset and --start are 0 or more seconds")
         if self.end is not None and self.end <= (self.start or 0):
             raise OptionError(f"--end ({self.end}) must be after --start ({self.start or 0})")
+        from vsr.pipelines.crop import parse_crop
+
+        parse_crop(self.crop)
 
 
 def default_compare_path(upscaled: Path) -> Path:
@@ -63,6 +67,7 @@ def default_compare_path(upscaled: Path) -> Path:
 def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path | None = None, *,
                    options: CompareOptions = CompareOptions(), overwrite: bool = False) -> Path:
     """Write the comparison clip of `source` and `upscaled` (see the module doc); returns its path."""
+    from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.encode import partial_path
     from vsr.pipelines.probe import probe
     from vsr.pipelines.sequences import is_sequence
@@ -84,18 +89,23 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     ffmpeg = _ffmpeg_python()
     source_video, upscaled_info = probe(source).video, probe(upscaled)
     has_audio = any(stream.type == "audio" for stream in upscaled_info.streams)
-    _check_pairing(source, source_video, upscaled, upscaled_info.video, options)
+    crop = resolve_crop(options.crop, source, source_video)
+    if crop is not None and source_video.rotation:
+        raise OptionError(f"{source}: vsr compare cannot crop a rotated video yet; compare the whole frames")
+    _check_pairing(source, crop.of(source_video) if crop else source_video, upscaled, upscaled_info.video, options)
 
     label = upscaled.stem if options.label is None else options.label
     temporary = partial_path(output)
     try:
         try:
-            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, label)
+            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, label,
+                 crop)
         except VsrError as error:
             if not label or "font" not in str(error).lower():
                 raise
             log.warning("ffmpeg has no font to write the labels with; the clip has none")
-            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, "")
+            _run(ffmpeg, source, upscaled, temporary, options, source_video, upscaled_info.video, has_audio, "",
+                 crop)
         try:
             probe(temporary)
         except VsrError:  # where a duration was unknown, the window can still miss every frame
@@ -119,8 +129,9 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
     if source_size[0] * source_size[1] > upscaled_size[0] * upscaled_size[1]:
         log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
     elif abs(_display_aspect(source_video) / _display_aspect(upscaled_video) - 1) > 0.02:
-        log.warning("%s (%d×%d) and %s (%d×%d) have different shapes: was one made from the other?", source,
-                    *source_size, upscaled, *upscaled_size)
+        log.warning("%s (%d×%d) and %s (%d×%d) have different shapes: was one made from the other? (--crop gives "
+                    "the part of the source that `vsr upscale --crop` kept)", source, *source_size, upscaled,
+                    *upscaled_size)
     if source_video.duration and upscaled_video.duration:
         remaining = source_video.duration - options.offset
         if abs(remaining - upscaled_video.duration) > 0.5 and options.end is None:
@@ -130,13 +141,18 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
 
 
 def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, source_video,
-         upscaled_video, has_audio: bool, label: str) -> None:
+         upscaled_video, has_audio: bool, label: str, crop=None) -> None:
     width, height = _shown_size(upscaled_video)
     plain = ffmpeg.input(str(source))[str(source_video.index)]  # the stream vsr upscales, not a cover picture
     if source_video.interlaced:
         plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
+    if crop is not None:  # (exact: the planes of a 4:2:0 frame are cropped at odd offsets too)
+        plain = plain.filter("crop", crop.width, crop.height, crop.x, crop.y, exact=1)
     plain = _window(plain, options.offset, options)
-    plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline])
+    # Scaled to the upscaled frames' size, the pixels take their aspect too: else the clip would declare the source's
+    # shape stretched over the new size, and players would distort both halves.
+    plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline]).filter(
+        "setsar", str(upscaled_video.sample_aspect_ratio or 1))
     upscaled_input = ffmpeg.input(str(upscaled))
     sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
     if options.mode == "split":

@@ -10,7 +10,7 @@ import pytest
 
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import make_clip
+from tests.pipelines.clips import make_clip, make_letterboxed_clip
 from vsr.compare import CompareOptions, compare_videos
 from vsr.errors import OptionError
 
@@ -106,6 +106,9 @@ def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_pat
     (dict(offset=float("nan")), "--offset, --start and --end are seconds: finite numbers"),
     (dict(start=5), "{result}: no video frame from 5 s; it lasts 0.800 s"),
     (dict(offset=10), "{source}: no video frame from 10 s; it lasts 0.800 s"),
+    (dict(crop="wide"), "--crop takes auto, off, or WIDTH:HEIGHT:X:Y as FFmpeg's crop filter (1920:800:0:140); "
+                        "not 'wide'"),
+    (dict(crop="100:10"), "{source}: --crop 100:10 does not fit in its 64x48 frames"),
 ])
 def test_bad_options_are_one_error_and_write_nothing(upscaled, tmp_path, options, message):
     source, result = upscaled
@@ -126,3 +129,21 @@ def test_an_existing_output_is_left_alone_and_a_missing_input_is_one_line(upscal
     assert outcome.returncode == 2
     assert outcome.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nothing.mp4'}: no such file"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c.mp4"]
+
+
+@pytest.mark.parametrize("crop", ["auto", "64:28:0:10"])
+def test_a_cropped_upscale_is_compared_with_the_same_part_of_the_source_in_square_pixels(tmp_path, crop):
+    """`vsr upscale --crop` kept the picture between the bars: the plain side must show that part too, not the whole
+    frame squeezed into the picture's shape; and the clip's pixels are square, as the upscaled video's are."""
+    source = make_letterboxed_clip(tmp_path / "film.mkv", frames=6, picture=(64, 28), bars=(10, 10, 0, 0))
+    result = tmp_path / "film.x4.mkv"
+    vsr("upscale", source, "-o", result, "-m", "bicubic", "--crop", crop, "--codec", "x264-lossless")
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, result, "-o", clip, "--crop", crop, "--mode", "side-by-side", "--label", "")
+    stream = media.ffprobe_streams_of(clip, "v:0")[0]
+    assert (stream["width"], stream["height"], stream.get("sample_aspect_ratio", "1:1")) == (512, 112, "1:1")
+    for frame in frames_of(clip):  # bicubic by swscale beside bicubic by vsr: the same picture
+        assert np.abs(frame[:, :256] - frame[:, 256:]).mean() < 4
+    squeezed = tmp_path / "squeezed.mp4"  # the whole frame, bars and all, in the picture's shape
+    vsr("compare", source, result, "-o", squeezed, "--mode", "side-by-side", "--label", "")
+    assert np.abs(frames_of(squeezed)[0][:, :256] - frames_of(squeezed)[0][:, 256:]).mean() > 10
