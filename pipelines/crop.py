@@ -77,7 +77,10 @@ def resolve_crop(value: str | None, source: Path, info: VideoStreamInfo) -> Crop
     if value is None:
         return None
     if value == "auto":
-        crop = None if info.alpha else detect_bars(source, info)
+        if info.alpha:  # (black is no bar where the picture may be transparent)
+            log.warning("%s: --crop auto leaves a video with alpha whole; --crop WIDTH:HEIGHT:X:Y crops it", source)
+            return None
+        crop = detect_bars(source, info)
         if crop is not None:
             log.warning("%s: black bars cut off: %dx%d of %dx%d kept (--crop %s; --crop off keeps them)", source,
                         crop.width, crop.height, info.width, info.height, crop)
@@ -117,8 +120,9 @@ def _bars(bright: np.ndarray) -> tuple[int, int]:
 
 
 def _sample_frames(source: Path, info: VideoStreamInfo, samples: int) -> Iterator[np.ndarray]:
-    """Up to `samples` frames spread over the video as H×W×3 uint8 RGB; from a stream that cannot seek or says
-    nothing of its length, frames SPACING apart from the start; from an image sequence, files."""
+    """Up to `samples` frames spread over the video as H×W×3 uint8 RGB; from a stream that cannot seek, says
+    nothing of its length, or whose seeks find few frames, frames SPACING apart from the start; from an image
+    sequence, files."""
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
     if is_sequence(source):
@@ -133,15 +137,19 @@ def _sample_frames(source: Path, info: VideoStreamInfo, samples: int) -> Iterato
             duration = info.duration or (container.duration or 0) / av.time_base
             times = [(stream.start_time or 0) + int(duration * (2 * index + 1) / (2 * samples) / stream.time_base)
                      for index in range(samples)] if duration else []
-            seeks = bool(times)
+            seeks, found = bool(times), 0
             for time in times:
                 try:
                     container.seek(time, stream=stream, backward=True)  # to the keyframe at or before `time`
                 except (av.FFmpegError, OSError):  # (a raw stream)
                     seeks = False
                     break
-                yield from _frame_at(container.decode(stream), time)
-        if seeks:
+                for rgb in _frame_at(container.decode(stream), time):
+                    found += 1
+                    yield rgb
+        # MPEG-TS and program streams seek to any packet, not to a keyframe: with no keyframe after it, a sample
+        # decodes to nothing. Where most did, the frames from the start are looked at too.
+        if seeks and found >= len(times) // 2:
             return
         with av.open(str(source)) as container:
             stream = container.streams[info.index]

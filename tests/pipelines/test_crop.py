@@ -59,10 +59,11 @@ def test_a_fade_from_black_and_a_subtitle_in_a_bar(tmp_path):
     assert resolve_crop("auto", whole, media.video_info(whole)) is None
 
 
-def test_a_video_with_alpha_is_left_whole(tmp_path):
+def test_a_video_with_alpha_is_left_whole_and_says_so(tmp_path, caplog):
     clip = make_letterboxed_clip(tmp_path / "clip.mkv")
     info = dataclasses.replace(media.video_info(clip), alpha=True)
     assert resolve_crop("auto", clip, info) is None
+    assert "clip.mkv: --crop auto leaves a video with alpha whole; --crop WIDTH:HEIGHT:X:Y crops it" in caplog.text
 
 
 def test_an_image_sequences_bars_are_found_in_its_files(tmp_path):
@@ -95,14 +96,16 @@ def test_frames_read_back_from_the_clip_are_its_pictures(tmp_path):
 
 
 def test_bars_in_any_file_the_video_is_in(tmp_path):
-    """Behind an audio stream, as a raw stream that cannot seek, with one keyframe after a black opening, under
-    noise: the same bars."""
+    """Behind an audio stream, as a raw stream that cannot seek, with one keyframe after a black opening (in MP4 and
+    MPEG-TS), under noise: the same bars."""
     clip = make_letterboxed_clip(tmp_path / "clip.mkv", frames=50, black_until=20)
     variants = {
         "audio first.mkv": ["-f", "lavfi", "-i", "sine=duration=2", "-i", clip, "-map", "0:a", "-map", "1:v",
                             "-c:v", "copy", "-c:a", "libopus"],
         "raw.h264": ["-i", clip, "-c:v", "libx264", "-qp", "0", "-f", "h264"],
         "one keyframe.mp4": ["-i", clip, "-c:v", "libx264", "-qp", "0", "-g", "1000", "-sc_threshold", "0"],
+        # MPEG-TS seeks to any packet: with no keyframe after one, a sample decodes to nothing.
+        "one keyframe.ts": ["-i", clip, "-c:v", "libx264", "-qp", "0", "-g", "1000", "-sc_threshold", "0"],
         "noisy.mkv": ["-i", clip, "-vf", "noise=alls=8:allf=t", "-c:v", "ffv1"],
     }
     for name, arguments in variants.items():
