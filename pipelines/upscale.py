@@ -384,7 +384,7 @@ def upscale_video(
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
             batches = _skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
-                                                     options.batch_size, video.dedup, repeats), resumed)
+                                                     options.batch_size, video.dedup), resumed, repeats)
             times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
@@ -421,8 +421,9 @@ def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frame
     }
 
 
-def _skip_frames(batches, count: int):
-    """`batches` without their first `count` frames (those an earlier run wrote), and the pictures only they show."""
+def _skip_frames(batches, count: int, repeats: Repeats):
+    """`batches` without their first `count` frames (those an earlier run wrote), and the pictures only they show;
+    `repeats` counts the frames left that show a picture already upscaled (a batch's frames, less its pictures)."""
     for batch in batches:
         if count >= len(batch.pts):
             count -= len(batch.pts)
@@ -432,6 +433,7 @@ def _skip_frames(batches, count: int):
             batch = replace(batch, frames=batch.frames[shows[0]:], pts=batch.pts[count:],
                             shows=[picture - shows[0] for picture in shows])
             count = 0
+        repeats.frames += len(batch.pts) - len(batch.frames)
         yield batch
 
 

@@ -97,9 +97,11 @@ def test_a_resumed_run_upscales_again_a_picture_held_across_the_cut():
     drawings = [picture(value) for value in range(3)]
     held = [0, 0, 1, 1, 1, 2]
     batches = distinct_pictures(batches_of([drawings[drawing].clone() for drawing in held], 4), 2, 0)
-    first, second = _skip_frames(batches, 3)  # frames 0-2 were written by the run cut short, in drawing 1
+    repeats = Repeats()
+    first, second = _skip_frames(batches, 3, repeats)  # frames 0-2 were written by the run cut short, in drawing 1
     assert (first.pts, first.shows, second.pts, second.shows) == ([3, 4], [0, 0], [5], [0])
     assert torch.equal(first.frames, drawings[1][None]) and torch.equal(second.frames, drawings[2][None])
+    assert repeats.frames == 1  # frame 4 (frame 1 was a repeat too, of the run cut short; frame 3 is upscaled)
 
 
 def test_each_frame_is_compared_with_the_last_picture_upscaled_not_the_frame_before():
