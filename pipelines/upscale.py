@@ -25,6 +25,7 @@ from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine, scale_label, upsc
 from vsr.pipelines.runner import StageTimes
 
 if TYPE_CHECKING:
+    from vsr.pipelines.dedup import Repeats
     from vsr.pipelines.frames import VideoStreamInfo
 
 log = logging.getLogger("vsr")
