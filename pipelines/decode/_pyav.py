@@ -281,7 +281,14 @@ class PyAVDecoder(Decoder):
     def _check_complete(self, count: int, last_pts: int | None) -> None:
         if count == 0:
             raise InputError(f"{self.path}: no frame of video stream #{self.info.index} could be decoded")
-        self._warn_if_cut_short(self._first_pts, last_pts)
+        # An index written before the data (MP4 with +faststart) still lists the frames a cut-off file lost; the time
+        # check allows a second (durations may be the container's), which is all of a short clip.
+        listed = self._stream.frames  # counted by the muxer; 0 where the container does not say
+        if listed and count < listed - max(2, listed // 10):
+            log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
+                        count, listed)
+        else:
+            self._warn_if_cut_short(self._first_pts, last_pts)
 
     def close(self) -> None:
         self._container.close()

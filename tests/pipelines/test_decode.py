@@ -265,6 +265,23 @@ def test_truncated_file_decodes_what_it_can_and_warns(clips, tmp_path, backend, 
     assert "cut short" in caplog.text
 
 
+def test_a_short_mp4_cut_after_its_index_says_how_many_frames_it_lost(tmp_path, caplog):
+    """+faststart puts the index first: a download cut short still lists every frame, and the frames lost from a
+    clip shorter than a second fell within the time check's allowance."""
+    source = tmp_path / "whole.mp4"
+    ffmpeg("-i", make_clip(tmp_path / "clip.mp4", frames=15, size=(160, 96)), "-c", "copy", "-movflags", "+faststart",
+           source)
+    cut = truncate(source, tmp_path / "cut.mp4", keep=0.8)
+    with caplog.at_level(logging.WARNING):
+        _, pts, _ = decode_all(cut, "pyav")
+    assert 2 < len(pts) < 13
+    lost = f"cut.mp4: {len(pts)} of the 15 frames its index lists could be decoded: damaged or cut short?"
+    assert lost in caplog.text
+    caplog.clear()
+    decode_all(source, "pyav")
+    assert "cut short" not in caplog.text
+
+
 @pytest.mark.parametrize("backend", [*PYAV_AND_DECORD, "auto"])
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_raises_one_line_input_error(tmp_path, case, backend):
