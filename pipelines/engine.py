@@ -274,6 +274,8 @@ class Engine:
         self.width, self.height = width, height
         check_numbers(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, strength=strength)
         self.strength = float(strength)
+        if self.strength == 0:  # the model does not run: only the Lanczos resize, in fp32 (as summaries say)
+            self.precision, self.dtype = "fp32", torch.float32
         self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
         # or slightly faster too (full RRDBNet, 64×64: 1.35 s vs 1.45 s), so it is on by default everywhere.

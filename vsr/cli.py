@@ -53,7 +53,7 @@ CompileOption = Annotated[Optional[bool], typer.Option(
     "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
 StrengthOption = Annotated[Optional[float], typer.Option(
     "--strength", help="How much of the model's picture the output is, from 0 to 1: below 1 the rest is the source "
-    "scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].")]
+    "scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].", show_default=False)]
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
                     "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
@@ -78,11 +78,11 @@ DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "every frame; off: never.")]
 CropOption = Annotated[Optional[str], typer.Option(
     "--crop", help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
-    "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].")]
+    "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].", show_default=False)]
 DedupOption = Annotated[Optional[str], typer.Option(
     "--dedup", help="Frames that repeat the last frame upscaled reuse its picture instead of going through the model "
     "again: exact (frames equal in every value), off, or a tolerance in levels of 255 such as 4, for held drawings "
-    "that lossy compression left a little different \\[default: exact].")]
+    "that lossy compression left a little different \\[default: exact].", show_default=False)]
 
 
 def _user_errors(command):

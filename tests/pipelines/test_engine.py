@@ -367,6 +367,8 @@ def test_strength_mixes_the_model_with_the_source_scaled_by_lanczos(tile):
     for bad in (1.5, -0.1, True, "1"):
         with pytest.raises(OptionError, match="strength must be a number from 0 to 1"):
             Engine(tiny_rrdbnet(), device="cpu", strength=bad)
+    # Where the model does not run, summaries say the resize's precision, not the model's.
+    assert Engine(tiny_rrdbnet(), device="cpu", precision="bf16", strength=0).precision == "fp32"
 
 
 @pytest.mark.gpu
