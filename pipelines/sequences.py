@@ -102,13 +102,18 @@ def _check_pattern(pattern: Path) -> None:
 
 def first_frame(pattern: Path) -> int:
     """The number of the first frame of the sequence `pattern`, which must be complete: one line (InputError) where
-    no file matches, or where a frame between the first and the last is missing."""
+    no file matches, where a frame between the first and the last is missing, or where a file is empty."""
     _check_pattern(pattern)
     if pattern.suffix.lower() not in READ_SUFFIXES:
         raise InputError(f"{pattern}: not a sequence of images vsr reads ({', '.join(READ_SUFFIXES)})")
-    numbers = sorted(existing_frames(pattern))
+    found = existing_frames(pattern)
+    numbers = sorted(found)
     if not numbers:
         raise InputError(f"{pattern}: no file matches (frame 1 would be {frame_path(pattern, 1)})")
+    empty = [found[number] for number in numbers if found[number].stat().st_size == 0]
+    if empty:  # (FFmpeg's image2 demuxer ends the video there, without an error)
+        more = f" (and {len(empty) - 1} more)" if len(empty) > 1 else ""
+        raise InputError(f"{empty[0]}: the file is empty{more}; a sequence is read without gaps")
     missing = sorted(set(range(numbers[0], numbers[-1] + 1)) - set(numbers))
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""

@@ -30,6 +30,7 @@ from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.probe import ALPHA_DECODERS, TimelineWatch, find_video_stream, open_input, video_stream_info
+from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
 DEEP_PLANAR_YUV = re.compile(r"yuv4(20|22|44)p(9|10|12|14|16)le")
@@ -83,6 +84,7 @@ class PyAVDecoder(Decoder):
         container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device, frame_rate=frame_rate)
         self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
+        self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
         stream.thread_type = "AUTO"
         self._container = container
@@ -196,10 +198,11 @@ class PyAVDecoder(Decoder):
             try:
                 frames = self._codec.decode(packet)
             except av.error.FFmpegError as error:
-                # With frame threads the error may belong to an earlier packet: `order` names the lost frames.
-                log.warning(
-                    "%s: decoding error near %s, going on (%s)", self.path, self._clock(packet.pts), _reason(error)
-                )
+                # With frame threads the error may belong to an earlier packet: `order` names the lost frames (a
+                # sequence's lost file is an error, which names it).
+                if self._first_file is None:
+                    log.warning("%s: decoding error near %s, going on (%s)", self.path, self._clock(packet.pts),
+                                _reason(error))
                 continue
             yield from order.push(self._checked(frames))
         yield from order.finish()
@@ -241,9 +244,19 @@ class PyAVDecoder(Decoder):
 
     def _report_lost(self, lost: list[int], why: str) -> None:
         lost = [pts for pts in lost if not self.selection.is_before(pts) and not self.selection.is_after(pts)]
+        if lost and self._first_file is not None:
+            # A video conceals damage and keeps its times; a sequence lost a file, and every frame after it would
+            # take the wrong number (a gap in the output): an error, naming the file.
+            more = f" (and {len(lost) - 1} more)" if len(lost) > 1 else ""
+            raise InputError(f"{self._file_of(lost[0])}: cannot be decoded, damaged or cut short{more}; a sequence "
+                             "is read without gaps")
         if lost:
             times = ", ".join(self._clock(pts) for pts in lost[:5]) + (", ..." if len(lost) > 5 else "")
             log.warning("%s: %d frame(s) %s, at %s", self.path, len(lost), why, times)
+
+    def _file_of(self, pts: int) -> Path:
+        """An image sequence's file of the frame at `pts` (0, 1, ... from its first file)."""
+        return frame_path(self.path, self._first_file + pts)
 
     def _to_pixels(self, frame: av.VideoFrame) -> np.ndarray | torch.Tensor:
         """The frame as H×W×3 RGB (H×W×4 RGBA for a stream with alpha): uint8 for 8-bit sources, else float32 in
@@ -283,6 +296,9 @@ class PyAVDecoder(Decoder):
             raise InputError(f"{self.path}: no frame of video stream #{self.info.index} could be decoded")
         # An index written before the data (MP4 with +faststart) still lists the frames a cut-off file lost; the time
         # check allows a second (durations may be the container's), which is all of a short clip.
+        if self._first_file is not None and count < self.info.frame_count:  # (the demuxer stopped early)
+            raise InputError(f"{self._file_of(last_pts + 1)}: cannot be read, damaged or cut short; a sequence is "
+                             "read without gaps")
         listed = self._stream.frames  # counted by the muxer; 0 where the container does not say
         if listed and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,

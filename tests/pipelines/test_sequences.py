@@ -230,6 +230,20 @@ def test_a_gap_in_the_sequence_is_one_line_and_nothing_is_written(tmp_path):
         api.check_input(tmp_path / "render" / "g%04d.png")
 
 
+@pytest.mark.parametrize("damage", ["empty", "cut short"])
+def test_a_damaged_file_in_the_sequence_is_one_line_naming_it_and_no_video_is_written(tmp_path, damage):
+    """FFmpeg's image2 demuxer ends the video at an empty file, and a damaged frame is concealed in a video: each
+    frame after it would take the wrong number (a gap in a sequence output, a shorter video), with exit code 0."""
+    pattern = make_png_sequence(tmp_path / "render", frames=8)
+    damaged = frame_path(pattern, 4)
+    damaged.write_bytes(b"" if damage == "empty" else damaged.read_bytes()[:100])
+    result = run_vsr("upscale", pattern, "-m", "bicubic", "-o", tmp_path / "out.mp4")
+    reason = "the file is empty" if damage == "empty" else "cannot be decoded, damaged or cut short"
+    assert result.returncode == InputError.exit_code
+    assert result.stderr.strip() == f"vsr: error: {damaged}: {reason}; a sequence is read without gaps"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["render"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
     (["-o", "{tmp}/50%_%04d.png"], "a sequence's name has one frame number (%d, %04d); write any other % as %%"),
