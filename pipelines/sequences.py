@@ -195,7 +195,6 @@ class ImageSequenceWriter:
         self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
         if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
             self.width, self.height = height, width
-        self._replaced = existing_frames(self.output)  # with --overwrite: the frames an earlier run left
         # A sequence made from a sequence keeps its frame numbers (pts 0, 1, ... from its first frame); a video's
         # frames are numbered from 1.
         self._first_number = first_frame(Path(source)) if is_sequence(source) else None
@@ -203,10 +202,13 @@ class ImageSequenceWriter:
         self._source, self._said_captions = Path(source), False
         # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
         self.resumed = 0
-        if not overwrite and resumes(self.output, record):
+        if overwrite:  # the frames there go now, not as each is replaced: a run cut short must not take them as its own
+            for path in existing_frames(self.output).values():
+                path.unlink()
+        elif resumes(self.output, record):
             first = FIRST_NUMBER if self._first_number is None else self._first_number
-            while first + self.resumed in self._replaced:
-                del self._replaced[first + self.resumed]
+            written = existing_frames(self.output)
+            while first + self.resumed in written:
                 self.resumed += 1
             log.warning("%s: resuming: %d frames were written by an earlier run", self.output, self.resumed)
         self._index = self.resumed  # of the next frame, in the video's order
@@ -267,7 +269,6 @@ class ImageSequenceWriter:
             except BaseException:
                 self.abort()
                 raise
-            self._replaced.pop(number, None)
             self.frames_written += 1
             self._index += 1
 
@@ -281,13 +282,11 @@ class ImageSequenceWriter:
         return images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
 
     def close(self) -> None:
-        """Remove the frames of an earlier, longer run (--overwrite) that this one did not replace."""
+        """The sequence is whole: its run file goes."""
         if self._done:
             return
         self._done = True
-        for path in self._replaced.values():
-            path.unlink(missing_ok=True)
-        run_file(self.output).unlink(missing_ok=True)  # the sequence is whole
+        run_file(self.output).unlink(missing_ok=True)
         log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
 
     def abort(self) -> None:

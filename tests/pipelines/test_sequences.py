@@ -177,6 +177,21 @@ def test_a_sequence_killed_midway_resumes_from_its_first_missing_frame(tmp_path,
     # (the unfinished frame's temporary, left by a kill, is gone too)
 
 
+def test_a_killed_overwrite_leaves_no_earlier_frames_for_its_resume_to_keep(tmp_path, tiny_rrdbnet_checkpoint):
+    """The earlier run's frames go when an --overwrite run starts: a resume of it (the same command without
+    --overwrite) kept them as its own, frames of other settings."""
+    source = make_clip(tmp_path / "clip.mp4", frames=40, size=(64, 48))
+    pattern = tmp_path / "frames" / "%04d.png"
+    assert run_vsr("upscale", source, "-o", pattern, "-m", "bicubic").returncode == 0
+    command = ["upscale", source, "-o", pattern, "-m", tiny_rrdbnet_checkpoint, "-b", "1", "--precision", "fp32"]
+    kill_when(list(map(str, [*VSR, *command, "--overwrite"])),
+              lambda: run_file(pattern).exists() and len(existing_frames(pattern)) >= 3, "3 frames were written")
+    assert 3 <= len(existing_frames(pattern)) < 40
+    assert run_vsr(*command).returncode == 0
+    assert run_vsr(*command[:3], tmp_path / "one" / "%04d.png", *command[4:]).returncode == 0
+    assert np.array_equal(pixels(pattern), pixels(tmp_path / "one" / "%04d.png"))
+
+
 def test_a_sequence_into_a_video_runs_in_resumable_segments_and_on_several_workers(tmp_path):
     """Planned from the file names (1.25 s at 24 fps: 5 segments of 0.25 s), cut short after 2, resumed; and split
     over two worker processes. Both equal one run, frame for frame and time for time."""
