@@ -162,6 +162,7 @@ def upscale(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
 ) -> None:
     """Upscale videos and images."""
+    from vsr import fsutil
     from vsr.errors import InputError, OptionError, OutputError
 
     # A mistyped name is told at once, not after torch has loaded (1.6 s); of several inputs, each is told in turn.
@@ -213,6 +214,7 @@ def upscale(
         return engines.get(kind)
 
     failures = []
+    fsutil.written_this_run = {} if len(inputs) > 1 else None
     for input in inputs:
         try:
             if new_folder:
@@ -231,12 +233,14 @@ def upscale(
                     log.warning("%s: --crop cuts black bars off videos; an image is upscaled whole", input)
                 written = api.upscale_image(input, output, options=options, overwrite=overwrite,
                                             engine=engine_for("image"))
+                _remember_output(written, input)
                 if not quiet:
                     typer.echo(f"wrote {written}")
                 continue
             result = api.upscale_video_in_segments(
                 input, output, devices=devices, options=options, video=video, overwrite=overwrite, progress=progress,
                 engine=engine_for("video") if devices is None else None)
+            _remember_output(result.output, input)
             if not quiet:
                 typer.echo(_summary(result))
         except (InputError, OutputError, OptionError) as error:
@@ -254,6 +258,13 @@ def upscale(
         rest = "" if len(failures) == len(inputs) else "; the others are written"
         typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above){rest}", err=True)
         raise typer.Exit(failures[0].exit_code)
+
+
+def _remember_output(output: Path, input: Path) -> None:
+    from vsr import fsutil
+
+    if fsutil.written_this_run is not None:
+        fsutil.written_this_run[Path(output).resolve()] = input
 
 
 def _seconds(option: str, text: str | None) -> float | None:

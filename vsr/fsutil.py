@@ -13,10 +13,19 @@ from pathlib import Path
 from vsr.errors import OutputError
 
 
+# The outputs that `vsr upscale` of several inputs wrote so far, and their inputs (the command keeps it; None
+# elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not replace
+# each other's, --overwrite or not.
+written_this_run: dict[Path, Path] | None = None
+
+
 def check_output(output: Path, source: Path, overwrite: bool) -> None:
     """One line for each way writing `output` (made from `source`) would go wrong, before any work starts."""
     if output.resolve() == source.resolve():
         raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
+    if written_this_run is not None and output.resolve() in written_this_run:
+        raise OutputError(f"{output}: was made from {written_this_run[output.resolve()]} in this run; upscale "
+                          f"{source} on its own, with -o naming its output")
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
     if not output.parent.is_dir():

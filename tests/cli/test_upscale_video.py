@@ -12,6 +12,7 @@ import subprocess
 import time
 
 import numpy as np
+import PIL.Image
 import pytest
 
 from tests.pipelines import media_fixtures as media
@@ -261,6 +262,20 @@ def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(t
         f"vsr: error: {clip} and {twin} would both be written into {out} under one name; write them beside their "
         "inputs, or one at a time"]
     assert media.video_times(out / "clip.x2.mp4") == media.video_times(clip)
+
+
+def test_inputs_whose_outputs_share_a_name_do_not_replace_each_other_even_with_overwrite(tmp_path):
+    """photo.png and photo.tiff both make photo.x4.png (TIFF is written as PNG): the second is an error of its own."""
+    for color, name in (("black", "photo.png"), ("white", "photo.tiff")):
+        media.ffmpeg("-f", "lavfi", "-i", f"color={color}:size=8x8", "-frames:v", "1", tmp_path / name)
+    result = vsr("upscale", tmp_path / "photo.png", tmp_path / "photo.tiff", "-m", "bicubic", "--overwrite",
+                 check=False)
+    output = tmp_path / "photo.x4.png"
+    assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+        f"vsr: error: {output}: was made from {tmp_path / 'photo.png'} in this run; upscale "
+        f"{tmp_path / 'photo.tiff'} on its own, with -o naming its output",
+        "vsr: 1 of 2 inputs failed (said above); the others are written"]
+    assert PIL.Image.open(output).getextrema() == ((0, 0),) * 3  # the first input's, black
 
 
 def test_an_output_ending_in_a_slash_is_a_folder_made_if_missing(tmp_path):
