@@ -403,6 +403,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         raise OutputError(f"{out_dir}: cannot create the output folder ({error.strerror or error})") from error
     started = time.perf_counter()
     with Journal.open(out_dir / JOURNAL_NAME) as journal:
+        owned = {job.name for job in jobs if journal.owns_output(job.name)}
         plan = _sync(journal, jobs, out_dir, max_attempts)
         labels = {job.name: job.label for job in jobs}
         for name in plan.redone:
@@ -416,8 +417,8 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
             log.warning("%s: failed %d times; not retried (raise --max-attempts to retry)", labels[name],
                         max_attempts)
         to_run = set(plan.to_run)
-        # Outputs of names the journal already knew are its own: they may be replaced. New names respect --overwrite.
-        todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name not in plan.new)
+        # Outputs the journal made are its own to replace; any other file there is replaced only with --overwrite.
+        todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name in owned)
                 for job in jobs if job.name in to_run]
         if todo:
             executor = _executor(workers, device_list, ray, task_cpus, max_attempts)
@@ -453,13 +454,15 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     outputs = {job.name: job for job in jobs}
     with Journal.in_memory_copy(out_dir / JOURNAL_NAME) as journal:
         before = {job.name: journal.row(job.name) for job in jobs}
+        owned = {job.name for job in jobs if journal.owns_output(job.name)}
         plan = _sync(journal, jobs, out_dir, max_attempts)
         said = {**dict.fromkeys(plan.done, "done"), **dict.fromkeys(plan.gave_up, f"gave up after {max_attempts} "
                                                                                   "attempts"),
                 **dict.fromkeys(plan.busy, "busy: another vsr batch runs it")}
         for name in plan.to_run:
             row = before[name]
-            if name in plan.new and outputs[name].output.exists() and not outputs[name].overwrite:
+            fails = outputs[name].output.exists() and not outputs[name].overwrite and name not in owned
+            if name in plan.new and fails:
                 said[name] = "new, but fails: its output exists (--overwrite replaces it)"
             elif name in plan.new:
                 said[name] = "new"
@@ -469,6 +472,9 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
                 said[name] = "take over: its process is gone"
             elif journal.row(name).attempts == 0 and row.attempts > 0:
                 said[name] = "redo: input or options changed"
+            elif fails:
+                said[name] = f"retry (attempt {row.attempts + 1}), but fails: its output exists and is not one this " \
+                             "batch made (--overwrite replaces it)"
             else:
                 said[name] = f"retry (attempt {row.attempts + 1})" if row.state is JobState.FAILED else "queued"
     return [(job.name, said[job.name]) for job in jobs]

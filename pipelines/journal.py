@@ -262,10 +262,11 @@ class Journal:
                 if row.state is JobState.RUNNING:
                     plan.taken_over.append(entry.name)
                 if changed:
-                    # Another input or other options: a new job under the same output name.
+                    # Another input or other options: a new job under the same output name. (The checksum stays:
+                    # the output there is this name's own, which the new job may replace; see `owns_output`.)
                     self.connection.execute(
                         "UPDATE jobs SET source = ?, kind = ?, options = ?, fingerprint = ?, state = 'queued', "
-                        "attempts = 0, error = NULL, checksum = NULL, owner = NULL, queued_at = ? WHERE name = ?",
+                        "attempts = 0, error = NULL, owner = NULL, queued_at = ? WHERE name = ?",
                         (entry.source, entry.kind, options, entry.fingerprint, now, entry.name),
                     )
                     plan.to_run.append(entry.name)
@@ -320,6 +321,13 @@ class Journal:
 
     def row(self, name: str) -> JobRow | None:
         return self._row(name)
+
+    def owns_output(self, name: str) -> bool:
+        """Whether a file at `name` is this journal's to replace: a job of that name finished once (it has a
+        checksum), or was running when its process died (it may have finished the file). A job that only ever failed
+        (perhaps because a file of the user's was there) has no claim on it: --overwrite decides."""
+        row = self._row(name)
+        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
 
     def rows(self) -> list[JobRow]:
         return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]

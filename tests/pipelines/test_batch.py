@@ -105,6 +105,30 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     assert dict(batch.plan_batch(jobs, out))["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
 
 
+def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retried(tmp_path):
+    """A job that failed because a file was in its output's place has no claim on that file: its retries fail too,
+    and only --overwrite replaces it. An output the batch made is its own to replace (other options: redone)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    out.mkdir()
+    (out / "p.x2.png").write_bytes(b"the user's own")
+    for attempt in (1, 2):
+        jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+        if attempt == 2:
+            assert batch.plan_batch(jobs, out) == [("p.x2.png", "retry (attempt 2), but fails: its output exists and "
+                                                    "is not one this batch made (--overwrite replaces it)")]
+        report = batch.run_batch(jobs, out)
+        assert report.rows[0].state is JobState.FAILED and "already exists" in report.rows[0].error
+        assert (out / "p.x2.png").read_bytes() == b"the user's own"
+    batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST, overwrite=True), out)
+    made = (out / "p.x2.png").read_bytes()
+    assert made != b"the user's own"
+    lanczos = dataclasses.replace(BICUBIC, model="lanczos")
+    assert batch.run_batch(batch.discover(root, out, options=lanczos, video=FAST), out).rows[0].state is JobState.DONE
+    assert (out / "p.x2.png").read_bytes() != made
+
+
 def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
     """`vsr batch --status` and `--dry-run` read the journal read-only, which makes SQLite's -wal and -shm files."""
     def add_job(journal, name):
