@@ -89,11 +89,12 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
         if name not in OPTION_FIELDS:
             raise OptionError(f"{where}: unknown option {key!r}; expected one of {', '.join(OPTION_FIELDS)}")
         group, field, types = OPTION_FIELDS[name]
-        if isinstance(value, bool) or not isinstance(value, types):
-            expected = ("exact, off or a number of levels" if field == "dedup" else
-                        "a number" if float in types else "an integer" if int in types else
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            expected = ("exact, off or a number of levels" if field == "dedup" else "true or false" if bool in types
+                        else "a number" if float in types else "an integer" if int in types else
                         "a table such as {tune = \"animation\"}" if dict in types else "a string")
-            raise OptionError(f"{where}: option {key!r} must be {expected}, not {value!r}")
+            raise OptionError(f"{where + ': ' if where != 'option' else ''}option {key!r} must be {expected}, not "
+                              f"{value!r}")
         option = f"--{name}" if where == "option" else f"{where}: {key!r}"
         if field in ("start", "end"):  # the command line's --start, a jobs file's start
             fields[group][field] = api.parse_time(value, option)

@@ -199,7 +199,8 @@ def upscale_image(
 
     source = Path(source)
     check_input(source)
-    if output is not None and is_sequence(output):
+    # (A file whose own name has a %d in it, as a batch names its output after it, is no sequence.)
+    if output is not None and is_sequence(output) and not is_sequence(source):
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
     if output is not None and not is_folder(output):
         images.check_writable(Path(output))  # before the model runs

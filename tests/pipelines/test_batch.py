@@ -129,6 +129,14 @@ def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retr
     assert (out / "p.x2.png").read_bytes() != made
 
 
+def test_an_image_whose_name_holds_a_printf_number_is_a_file_like_any_other(tmp_path):
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "take 50%05d.png")
+    report = batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out)
+    assert report.rows[0].state is JobState.DONE and (out / "take 50%05d.x2.png").is_file()
+
+
 def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
     """`vsr batch --status` and `--dry-run` read the journal read-only, which makes SQLite's -wal and -shm files."""
     def add_job(journal, name):
