@@ -18,6 +18,7 @@ journal; the driver writes for them). An owner on another host is therefore take
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -27,7 +28,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from vsr.errors import InputError
+from vsr.errors import InputError, OutputError
 
 JOURNAL_NAME = ".vsr-journal.sqlite"
 SCHEMA_VERSION = 1
@@ -151,6 +152,16 @@ def owner_is_alive(owner: str | None) -> bool:
     return start in ("", _process_start(pid))
 
 
+@contextlib.contextmanager
+def _unreadable_as_error(path: Path):
+    """SQLite's errors on opening `path` (another file in the journal's place, a damaged one, a folder) as one line."""
+    try:
+        yield
+    except sqlite3.DatabaseError as error:
+        raise OutputError(f"{path}: not a vsr batch journal, or damaged ({error}); move it away to start the batch's "
+                          "record over") from None
+
+
 def _has_wal_files(path: Path) -> bool:
     return any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
 
@@ -181,21 +192,23 @@ class Journal:
     @classmethod
     def open(cls, path: str | os.PathLike, *, readonly: bool = False) -> Journal:
         path = Path(path)
-        if readonly:
-            tidy = not _has_wal_files(path)
-            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                                         isolation_level=None)
+        with _unreadable_as_error(path):
+            if readonly:
+                tidy = not _has_wal_files(path)
+                connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                             isolation_level=None)
+                connection.execute("SELECT name FROM jobs LIMIT 1")  # (a file that is no journal fails here)
+                connection.row_factory = sqlite3.Row
+                return cls(connection, path, current_owner(), tidy=tidy)
+            connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
+            # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in
+            # WAL mode; a power cut may lose the last commits, which only means re-doing those jobs.
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(_SCHEMA)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             connection.row_factory = sqlite3.Row
-            return cls(connection, path, current_owner(), tidy=tidy)
-        connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
-        # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in WAL
-        # mode; a power cut may lose the last commits, which only means re-doing those jobs.
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=NORMAL")
-        connection.execute(_SCHEMA)
-        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        connection.row_factory = sqlite3.Row
-        return cls(connection, path, current_owner())
+            return cls(connection, path, current_owner())
 
     def close(self) -> None:
         self.connection.close()
@@ -214,15 +227,16 @@ class Journal:
         (`sync`, `requeue`) changes nothing on disk. For `vsr batch --dry-run`."""
         path = Path(path)
         connection = sqlite3.connect(":memory:", isolation_level=None)
-        if path.is_file():
+        if path.exists():
             tidy = not _has_wal_files(path)
-            disk = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-            try:
-                disk.backup(connection)  # a consistent copy, even while a batch writes to it
-            finally:
-                disk.close()
-                if tidy:
-                    _tidy_wal(path)
+            with _unreadable_as_error(path):
+                disk = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+                try:
+                    disk.backup(connection)  # a consistent copy, even while a batch writes to it
+                finally:
+                    disk.close()
+                    if tidy:
+                        _tidy_wal(path)
         connection.execute(_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())

@@ -137,6 +137,24 @@ def test_an_image_whose_name_holds_a_printf_number_is_a_file_like_any_other(tmp_
     assert report.rows[0].state is JobState.DONE and (out / "take 50%05d.x2.png").is_file()
 
 
+def test_a_file_or_folder_in_the_journals_place_is_one_line(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    write_image(root / "p.png")
+    for name, make in (("text", lambda path: path.write_text("not a database")), ("folder", Path.mkdir)):
+        out = tmp_path / name
+        out.mkdir()
+        make(out / JOURNAL_NAME)
+        jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+        calls = [lambda: batch.run_batch(jobs, out), lambda: batch.plan_batch(jobs, out)]
+        if name == "text":
+            calls.append(lambda: read_journal(out))
+        for call in calls:
+            with pytest.raises(OutputError, match=f"{JOURNAL_NAME}: not a vsr batch journal, or damaged"):
+                call()
+        assert not (out / "p.x2.png").exists()
+
+
 def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
     """`vsr batch --status` and `--dry-run` read the journal read-only, which makes SQLite's -wal and -shm files."""
     def add_job(journal, name):
