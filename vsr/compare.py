@@ -68,7 +68,7 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
                    options: CompareOptions = CompareOptions(), overwrite: bool = False) -> Path:
     """Write the comparison clip of `source` and `upscaled` (see the module doc); returns its path."""
     from vsr.pipelines.crop import resolve_crop
-    from vsr.pipelines.encode import partial_path
+    from vsr.pipelines.encode import container_holds, partial_path
     from vsr.pipelines.probe import probe
     from vsr.pipelines.sequences import is_sequence
     from vsr.pipelines.upscale import check_input, is_image
@@ -82,7 +82,12 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
         if is_sequence(path):
             raise OptionError(f"{path}: vsr compare takes video files; make one of the sequence first, e.g. "
                               f"ffmpeg -framerate 25 -start_number FIRST -i '{path}' -c:v ffv1 sequence.mkv")
+    if source.resolve() == upscaled.resolve():
+        raise OptionError(f"{source}: given as both SOURCE and UPSCALED; vsr compare SOURCE UPSCALED shows a video "
+                          "beside its upscale")
     output = Path(output) if output is not None else default_compare_path(upscaled)
+    if not container_holds(output.suffix, "libx264"):
+        raise OptionError(f"{output}: the clip is H.264 video; name it .mp4, .mkv or .mov")
     check_output(output, upscaled, overwrite)
     if output.resolve() == source.resolve():
         raise OptionError(f"{output}: the output would replace the source; choose another name with -o")

@@ -118,6 +118,15 @@ def test_bad_options_are_one_error_and_write_nothing(upscaled, tmp_path, options
     assert list(tmp_path.iterdir()) == []
 
 
+def test_one_file_twice_and_an_output_that_cannot_hold_h264_are_one_line(upscaled, tmp_path):
+    source, result = upscaled
+    with pytest.raises(OptionError, match="given as both SOURCE and UPSCALED"):
+        compare_videos(result, result, tmp_path / "c.mp4")
+    with pytest.raises(OptionError, match="the clip is H.264 video; name it .mp4, .mkv or .mov"):
+        compare_videos(source, result, tmp_path / "c.png")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_an_existing_output_is_left_alone_and_a_missing_input_is_one_line(upscaled, tmp_path):
     source, result = upscaled
     existing = tmp_path / "c.mp4"
