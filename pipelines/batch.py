@@ -448,6 +448,8 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
     output missing or changed", "redo: input or options changed", "retry (attempt N)", "take over: its process is
     gone", "busy: another vsr batch runs it", "gave up after N attempts"."""
+    if max_attempts < 1:  # (as `run_batch` would say)
+        raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():

@@ -57,7 +57,7 @@ StrengthOption = Annotated[Optional[float], typer.Option(
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
                     "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
-                    "(.mov)].")]
+                    "(.mov)].", show_default=False)]
 CrfOption = Annotated[Optional[int], typer.Option(
     "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
 PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]
@@ -429,8 +429,8 @@ def batch(
         typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}; nothing was run or written (--dry-run)")
         return
     try:
-        report = batch_jobs.run_batch(job_list, out_dir, workers=workers or 1, devices=devices, ray=ray,
-                                      task_cpus=task_cpus, max_attempts=max_attempts,
+        report = batch_jobs.run_batch(job_list, out_dir, workers=1 if workers is None else workers, devices=devices,
+                                      ray=ray, task_cpus=task_cpus, max_attempts=max_attempts,
                                       progress=not quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
         typer.echo("vsr: interrupted; finished jobs are kept: run the same command again to go on", err=True)
@@ -509,10 +509,10 @@ def bench(
     input: Path = typer.Argument(..., help="A video clip, e.g. samples/bbb_sample.mp4."),
     model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Zoo name or checkpoint file."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames."),
-    batch_size: int = typer.Option(4, "-b", "--batch-size"),
-    device: str = typer.Option("auto", "--device"),
-    precision: str = typer.Option("auto", "--precision"),
-    decoder: str = typer.Option("auto", "--decoder"),
+    batch_size: BatchSizeOption = 4,
+    device: DeviceOption = "auto",
+    precision: PrecisionOption = "auto",
+    decoder: DecoderOption = "auto",
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
 ) -> None:
     """Model-only vs end-to-end fps of `vsr upscale` on the same clip, in one run."""
