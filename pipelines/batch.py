@@ -37,7 +37,7 @@ from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
-from vsr.pipelines.engine import check_numbers, check_sizing
+from vsr.pipelines.engine import check_names, check_numbers, check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
 from vsr.pipelines.probe import video_has_alpha
 from vsr.pipelines.sequences import is_sequence
@@ -110,11 +110,12 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
         if field == "segment_seconds" and value == 0:
             fields[group][field] = None
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
-    # The other upscaling options (the model's name, the device) are checked by the engine, in each job.
+    # The model is checked once by name (`_model_scale`); whether a device is there, by each job's engine.
     try:
         check_sizing(options.outscale, options.width, options.height)
         check_numbers(tile=options.tile, tile_overlap=options.tile_overlap, batch_size=options.batch_size,
                       strength=options.strength)
+        check_names(device=options.device, precision=options.precision)
         video.validate()
     except OptionError as error:
         raise OptionError(f"{where}: {error}" if where != "option" else str(error)) from None

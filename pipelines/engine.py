@@ -50,16 +50,25 @@ DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 CUDA_GRAPH_CHOICES = ("auto", "on", "off")
 
 
+def check_names(*, device: str | torch.device = "auto", precision: str = "auto") -> str:
+    """One line for a device or precision that is no such thing (not whether this machine has it: `vsr batch` checks
+    its jobs so, for a cluster's machines too). Returns the device's name as `resolve_device` reads it."""
+    text = str(device).strip().lower()
+    if text not in ("auto", "cpu") and not re.fullmatch(r"cuda(?::\d+)?", text):
+        raise OptionError(f"unknown device {device!r}; expected one of {DEVICE_CHOICES}")
+    if precision != "auto" and precision not in PRECISIONS:
+        raise OptionError(f"unknown precision {precision!r}; expected one of auto, {', '.join(PRECISIONS)}")
+    return text
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """"auto" → the first CUDA device if there is one, else the CPU; "cpu", "cuda" and "cuda:N" are taken as asked."""
-    text = str(device).strip().lower()
+    text = check_names(device=device)
     if text == "auto":
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     if text == "cpu":
         return torch.device("cpu")
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
-    if match is None:
-        raise OptionError(f"unknown device {device!r}; expected one of {DEVICE_CHOICES}")
     if not torch.cuda.is_available():
         raise OptionError(f"device {text!r} asked for, but CUDA is not available here (no GPU or a CPU-only torch)")
     index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
@@ -76,8 +85,7 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
     bf16 is what the GPU runs RRDBNet in too; against fp32 its frames differ by 0.87 levels of 255 on average for
     RRDBNet ×4 and 0.21 for animevideov3 (PSNR 45.0 and 54.8 dB between the two, 8 frames of the sample clip).
     `--precision fp32` keeps fp32."""
-    if precision != "auto" and precision not in PRECISIONS:
-        raise OptionError(f"unknown precision {precision!r}; expected one of auto, {', '.join(PRECISIONS)}")
+    check_names(precision=precision)
     if precision == "bf16" and not spec.supports_bfloat16:  # the resampling baselines, which should be exact
         logger.warning("%s runs in fp32: bf16's 8 significant bits would make it inexact", spec.architecture)
         return "fp32"
