@@ -202,10 +202,7 @@ class ImageSequenceWriter:
         self._source, self._said_captions = Path(source), False
         # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
         self.resumed = 0
-        if overwrite:  # the frames there go now, not as each is replaced: a run cut short must not take them as its own
-            for path in existing_frames(self.output).values():
-                path.unlink()
-        elif resumes(self.output, record):
+        if not overwrite and resumes(self.output, record):
             first = FIRST_NUMBER if self._first_number is None else self._first_number
             written = existing_frames(self.output)
             while first + self.resumed in written:
@@ -213,11 +210,17 @@ class ImageSequenceWriter:
             log.warning("%s: resuming: %d frames were written by an earlier run", self.output, self.resumed)
         self._index = self.resumed  # of the next frame, in the video's order
         self._warn_about_what_is_lost(Path(source), source_info, copy_streams)
-        self.output.parent.mkdir(exist_ok=True)
-        _remove_unfinished_frames(self.output)
         self._record = record
-        if record is not None:
-            write_bytes_atomic(run_file(self.output), (json.dumps(record, indent=1) + "\n").encode())
+        try:
+            if overwrite:  # they go now, not as each is replaced: a run cut short must not take them as its own
+                for path in existing_frames(self.output).values():
+                    path.unlink()
+            self.output.parent.mkdir(exist_ok=True)
+            _remove_unfinished_frames(self.output)
+            if record is not None:
+                write_bytes_atomic(run_file(self.output), (json.dumps(record, indent=1) + "\n").encode())
+        except OSError as error:
+            raise OutputError(f"{self.output.parent}: cannot write there ({error.strerror or error})") from None
 
     def _warn_about_what_is_lost(self, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
         from vsr.pipelines.probe import is_variable_rate, open_input  # which opens sequences with this module

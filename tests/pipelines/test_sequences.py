@@ -259,6 +259,15 @@ def test_a_damaged_file_in_the_sequence_is_one_line_naming_it_and_no_video_is_wr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["render"]
 
 
+def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
+    """/proc takes no new folder, even from root (as CI runs), as a read-only mount would not."""
+    pattern = make_png_sequence(tmp_path / "render", frames=2)
+    result = run_vsr("upscale", pattern, "-m", "bicubic", "-o", "/proc/vsr-frames/%04d.png")
+    assert result.returncode == OutputError.exit_code
+    assert result.stderr.strip().splitlines() == ["vsr: error: /proc/vsr-frames: cannot write there (No such file or "
+                                                  "directory)"]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
     (["-o", "{tmp}/50%_%04d.png"], "a sequence's name has one frame number (%d, %04d); write any other % as %%"),
