@@ -283,6 +283,9 @@ def _job_output(entry: Mapping[str, object], out_dir: Path, where: str) -> Path 
     relative = Path(output)
     if relative.is_absolute() or ".." in relative.parts:
         raise OptionError(f"{where}: output {output!r} must stay inside the output folder {out_dir}")
+    if output.endswith(("/", os.sep)) or relative.name in ("", ".") or (out_dir / relative).is_dir():
+        raise OptionError(f"{where}: output {output!r} names a folder; give the file's name, such as \"ep2.mkv\" "
+                          "(a job without one is named after its input)")
     return out_dir / relative
 
 

@@ -451,13 +451,16 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "a.mp4"\noutput = "/elsewhere/a.mp4"\n', "must stay inside the output folder"),
         ('[[job]]\ninput = "a.mp4"\noutput = "../a.mp4"\n', "must stay inside the output folder"),
         ('[[job]]\ninput = "a.mp4"\noutput = 3\n', "output must be a file name"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "."\n', "output '.' names a folder; give the file's name"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "sub/"\n', "output 'sub/' names a folder; give the file's name"),
         ('defaults = 3\n[[job]]\ninput = "a.mp4"\n', "\\[defaults\\] must be a table"),
         ('job = [1]\n', "no \\[\\[job\\]\\] tables"),
         ('[[job]]\ninput = "render/f%04d.png"\n', "vsr batch takes files, not image sequences"),
         ('[[job]]\ninput = "a.mp4"\noutput = "frames/%04d.png"\n', "vsr batch takes files, not image sequences"),
     ],
     ids=["unknown option", "wrong type", "bad time", "bad dedup", "no input", "no jobs", "same output twice", "absolute output",
-         "output outside", "output not text", "defaults not a table", "job not a table", "sequence in",
+         "output outside", "output not text", "output dot", "output folder", "defaults not a table", "job not a table",
+         "sequence in",
          "sequence out"],
 )
 def test_a_bad_jobs_file_is_one_option_error(tmp_path, text, message):
