@@ -297,9 +297,10 @@ class Journal:
         return plan
 
     def requeue(self, name: str) -> None:
-        """A done job whose output is missing or damaged: run it again."""
+        """A done job whose output is missing or damaged: run it again, its attempts counted afresh (its earlier
+        ones succeeded)."""
         self.connection.execute(
-            "UPDATE jobs SET state = 'queued', checksum = NULL, owner = NULL, queued_at = ? "
+            "UPDATE jobs SET state = 'queued', attempts = 0, checksum = NULL, owner = NULL, queued_at = ? "
             "WHERE name = ? AND state = 'done'",
             (time.time(), name),
         )
