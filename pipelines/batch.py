@@ -232,6 +232,7 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     defaults = document.get("defaults", {})
     if not isinstance(defaults, dict):
         raise OptionError(f"{path}: [defaults] must be a table of options, not {defaults!r}")
+    build_options(defaults, f"{path} [defaults]")  # its own errors, said of it rather than of the first job
     entries = document.get("job", [])
     if not isinstance(entries, list) or not entries or not all(isinstance(entry, dict) for entry in entries):
         raise OptionError(f"{path}: no [[job]] tables; each job needs at least input = \"FILE\"")
