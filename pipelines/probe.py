@@ -151,6 +151,9 @@ def video_stream_info(
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
     elif (pixel_format := av.VideoFormat(pix_fmt)).has_palette or any(c.is_alpha for c in pixel_format.components):
         alpha = _uses_alpha(container.name, stream.index)  # (palettes may have transparent entries)
+    elif container.format.name == "image2" and _uses_alpha(container.name, stream.index):
+        # A sequence's stream takes its first file's format, and a title card saved as RGB may open an RGBA sequence.
+        pix_fmt, alpha = ("rgba64le" if pixel_format.components[0].bits > 8 else "rgba"), True
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
         index=stream.index,

@@ -268,6 +268,24 @@ def test_a_folder_that_cannot_be_written_is_one_line(tmp_path):
                                                   "directory)"]
 
 
+def test_a_sequence_that_opens_on_an_rgb_file_keeps_the_transparency_of_its_later_rgba_files(tmp_path):
+    """The stream takes its first file's format: an opaque title card saved as RGB hid the alpha of what follows."""
+    from PIL import Image
+
+    for number in range(1, 6):
+        rgba = np.full((32, 48, 4), 255, np.uint8)
+        rgba[..., 0] = 40 * number
+        if number == 1:
+            Image.fromarray(rgba[..., :3]).save(tmp_path / f"f{number:03d}.png")  # RGB
+        else:
+            rgba[:, :10, 3] = 0  # a transparent edge
+            Image.fromarray(rgba).save(tmp_path / f"f{number:03d}.png")
+    api.upscale_video(tmp_path / "f%03d.png", options=BICUBIC_X2)
+    first, later = (np.array(Image.open(tmp_path / f"f{number:03d}.x2.png")) for number in (1, 3))
+    assert first.shape == later.shape == (64, 96, 4)
+    assert first[..., 3].min() == 255 and later[:, :16, 3].max() == 0 and later[:, 24:, 3].min() == 255
+
+
 @pytest.mark.parametrize("args, message", [
     (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
     (["-o", "{tmp}/50%_%04d.png"], "a sequence's name has one frame number (%d, %04d); write any other % as %%"),
