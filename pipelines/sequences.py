@@ -179,9 +179,11 @@ class ImageSequenceWriter:
         copy_streams: bool = True,
         quality: int = 95,
         record: dict | None = None,
+        first_pts: int = 0,
     ) -> None:
         """`record`: what the run makes (`upscale.run_record`); with it, an unfinished run of the same record
-        resumes (`resumed` says how many frames it kept: the caller skips them) and a run cut short can be resumed."""
+        resumes (`resumed` says how many frames it kept: the caller skips them) and a run cut short can be resumed.
+        `first_pts`: the first frame's (a sequence read from --start keeps its numbers from there)."""
         self.output = Path(pattern)
         self.width, self.height = width, height
         self.frames_written = 0
@@ -203,7 +205,7 @@ class ImageSequenceWriter:
         # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
         self.resumed = 0
         if not overwrite and resumes(self.output, record):
-            first = FIRST_NUMBER if self._first_number is None else self._first_number
+            first = FIRST_NUMBER if self._first_number is None else self._first_number + first_pts
             written = existing_frames(self.output)
             while first + self.resumed in written:
                 self.resumed += 1

@@ -375,7 +375,8 @@ def upscale_video(
 
         if record is None and is_sequence(output):
             record = run_record(source, options, video, frames=True)
-        with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record) as writer:
+        with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
+                               first_pts=decoder.selection.start_pts or 0) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
@@ -440,15 +441,16 @@ def _skip_frames(batches, count: int, repeats: Repeats):
 
 
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,
-                 overwrite: bool, record: dict | None = None):
+                 overwrite: bool, record: dict | None = None, first_pts: int = 0):
     """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png (`record`:
-    what the run makes, which lets a sequence resume; see `run_record`)."""
+    what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write)."""
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
 
     if is_sequence(output):
         return ImageSequenceWriter(output, source=source, source_info=info, width=width, height=height,
-                                   overwrite=overwrite, copy_streams=video.copy_streams, record=record)
+                                   overwrite=overwrite, copy_streams=video.copy_streams, record=record,
+                                   first_pts=first_pts)
     check_output(output, source, overwrite)
     codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
     encoder_options = video.encoder_options

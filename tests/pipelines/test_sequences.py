@@ -192,6 +192,21 @@ def test_a_killed_overwrite_leaves_no_earlier_frames_for_its_resume_to_keep(tmp_
     assert np.array_equal(pixels(pattern), pixels(tmp_path / "one" / "%04d.png"))
 
 
+def test_a_sequence_from_start_killed_midway_keeps_its_frames(tmp_path, tiny_rrdbnet_checkpoint):
+    """Read from --start, a sequence's frames keep their numbers from there: the resume counted from its first file
+    and kept nothing."""
+    pattern = make_png_sequence(tmp_path / "render", frames=30, first=50)
+    output = tmp_path / "out" / "%d.png"
+    command = ["upscale", pattern, "--start", "0.4", "-o", output, "-m", tiny_rrdbnet_checkpoint, "-b", "1",
+               "--precision", "fp32"]  # 25 fps: from the 11th file, f0060.png
+    kill_when(list(map(str, [*VSR, *command])), lambda: len(existing_frames(output)) >= 3, "3 frames were written")
+    kept = len(existing_frames(output))
+    assert min(existing_frames(output)) == 60 and kept < 20
+    done = run_vsr(*command)
+    assert f"resuming: {kept} frames were written by an earlier run" in done.stderr
+    assert sorted(existing_frames(output)) == list(range(60, 80))
+
+
 def test_a_sequence_into_a_video_runs_in_resumable_segments_and_on_several_workers(tmp_path):
     """Planned from the file names (1.25 s at 24 fps: 5 segments of 0.25 s), cut short after 2, resumed; and split
     over two worker processes. Both equal one run, frame for frame and time for time."""
