@@ -23,7 +23,9 @@ JPEG_ICC_CHUNK = 65519  # a segment holds 65535 bytes with its length: 2 + 14 of
 EXIF_HEADER = b"Exif\x00\x00"
 # TIFF tags and types that EXIF blocks use here.
 ORIENTATION, EXIF_DIRECTORY, PIXEL_X_DIMENSION, PIXEL_Y_DIMENSION = 0x0112, 0x8769, 0xA002, 0xA003
-SHORT, LONG = 3, 4
+ICC_PROFILE = 0x8773  # a TIFF file's own tag for its profile (InterColorProfile)
+SHORT, LONG, UNDEFINED = 3, 4, 7
+TIFF_MAGIC = (b"II*\x00", b"MM\x00*")  # a TIFF file, and an EXIF block, start so
 
 
 def exif_block(data: bytes) -> bytes | None:
@@ -41,12 +43,13 @@ def exif_block(data: bytes) -> bytes | None:
             block = block.removeprefix(EXIF_HEADER)  # some writers keep JPEG's header there
     except struct.error:
         return None
-    return block if block[:4] in (b"II*\x00", b"MM\x00*") else None
+    return block if block[:4] in TIFF_MAGIC else None
 
 
 def exif_orientation(data: bytes) -> int:
-    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes."""
-    block = exif_block(data) or b""
+    """The EXIF Orientation (1 to 8; 1 where there is none) of a JPEG, PNG or WebP file's first bytes, or a TIFF
+    file's own (its first directory holds the tag, as an EXIF block's does)."""
+    block = data if data[:4] in TIFF_MAGIC else exif_block(data) or b""
     for _, tag, kind, value in _exif_entries(block):
         if tag == ORIENTATION and kind == SHORT:
             (orientation,) = struct.unpack_from(_byte_order(block) + "H", value)
@@ -115,7 +118,8 @@ def is_animated(data: bytes) -> bool:
 
 
 def icc_profile(data: bytes) -> bytes | None:
-    """The ICC profile embedded in a JPEG (APP2 segments), PNG (iCCP) or WebP (ICCP) file, or None."""
+    """The ICC profile embedded in a JPEG (APP2 segments), PNG (iCCP), WebP (ICCP) or TIFF (its tag 34675) file, or
+    None (a TIFF's profile stored past the first bytes read too)."""
     try:
         if data.startswith(b"\xff\xd8"):
             parts = {}
@@ -132,6 +136,13 @@ def icc_profile(data: bytes) -> bytes | None:
             for kind, body, _ in _riff_chunks(data):
                 if kind == b"ICCP":
                     return body
+        if data[:4] in TIFF_MAGIC:
+            order = _byte_order(data)
+            for entry, tag, kind, value in _exif_entries(data):
+                if tag == ICC_PROFILE and kind == UNDEFINED:
+                    (count,) = struct.unpack_from(order + "I", data, entry + 4)
+                    (offset,) = struct.unpack_from(order + "I", value)
+                    return data[offset:offset + count] if count > 4 and offset + count <= len(data) else None
     except (ValueError, IndexError, KeyError, zlib.error, struct.error):  # a damaged profile: none
         return None
     return None

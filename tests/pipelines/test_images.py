@@ -281,6 +281,23 @@ def test_tiff_and_bmp_are_read_as_images_and_written_as_png(tmp_path, suffix):
     assert read_image(tmp_path / "scan.x4.png").rgb.shape == (3, 68, 92)
 
 
+@pytest.mark.parametrize("orientation", [3, 6, 8])
+def test_a_tiffs_own_orientation_and_profile_are_taken_as_a_jpegs_exif_ones(tmp_path, orientation):
+    """TIFF keeps Orientation and its ICC profile as tags of its own first directory, not in an EXIF block."""
+    from PIL import Image as PILImage, ImageOps, TiffImagePlugin
+
+    stored = np.zeros((32, 48, 3), np.uint8)
+    stored[:8, :12] = 255
+    tags = TiffImagePlugin.ImageFileDirectory_v2()
+    tags[0x0112] = orientation
+    path = tmp_path / "scan.tiff"
+    PILImage.fromarray(stored).save(path, tiffinfo=tags, icc_profile=_profile(600))
+    shown = np.asarray(ImageOps.exif_transpose(PILImage.open(path)).convert("RGB"))  # as viewers show it
+    image = read_image(path)
+    assert torch.equal(image.rgb, torch.from_numpy(shown.astype(np.float32) / 255).permute(2, 0, 1))
+    assert image.icc_profile == _profile(600)
+
+
 def test_an_image_type_vsr_cannot_write_is_refused_before_the_model_runs(tmp_path):
     write_image(tmp_path / "photo.png", random_image())
     result = run_vsr("upscale", tmp_path / "photo.png", "-o", tmp_path / "photo.tiff", "-m", "no-such-model")
