@@ -32,10 +32,15 @@ _T35_GA94 = b"\xb5\x00\x31GA94\x03"  # United States, ATSC; "GA94"; user_data_ty
 _MOST_PER_MESSAGE = 31  # cc_count has 5 bits
 _START_CODE = re.compile(b"\x00\x00\x01")
 SAMPLE_FRAMES = 24  # frames `carries_captions` decodes: broadcasts and DVDs carry some in every frame or two
+# The decoders whose frames may carry A/53 captions. Only their frames' side data is read: PyAV 18 crashes (at the
+# frame's garbage collection) once the side data of a frame that holds an ICC profile has been read, as PNG and JPEG
+# frames with a profile do.
+CAPTION_DECODERS = ("mpeg2video", "mpeg1video", "h264", "hevc", "av1", "libdav1d", "libaom-av1", "vvc")
 
 
 def frame_captions(frame: av.VideoFrame) -> bytes | None:
-    """The A/53 cc_data a decoded frame carries, or None (called for every frame: only that side data is copied)."""
+    """The A/53 cc_data a decoded frame carries, or None (called for every frame: only that side data is copied).
+    Only for frames of CAPTION_DECODERS."""
     try:
         side_data = frame.side_data.get(av.sidedata.sidedata.Type.A53_CC)
     except ValueError:  # a side data type PyAV does not know (see probe.frame_side_data)
@@ -61,6 +66,8 @@ def _carries_captions(path: Path, size: int, mtime_ns: int) -> bool:
     try:
         with open_input(path) as container:
             stream = find_video_stream(container, path)
+            if stream.codec_context.name not in CAPTION_DECODERS:
+                return False
             for middle in (False, True):
                 if middle:
                     if not container.duration:

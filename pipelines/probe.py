@@ -25,6 +25,9 @@ log = logging.getLogger(__name__)
 
 # How many video packets `probe` reads to tell constant from variable frame rate.
 VFR_SAMPLE_PACKETS = 300
+# Decoders of still images, whose frames carry no HDR10 metadata (PNG's, JPEG's and WebP's may carry an ICC profile).
+STILL_IMAGE_DECODERS = ("png", "apng", "mjpeg", "jpegls", "webp", "tiff", "bmp", "dpx", "gif", "jpeg2000", "exr",
+                        "qoi", "targa", "sgi", "pam", "ppm", "pgm", "libjxl", "jpegxl")
 # How many frames (of a video), or files spread over an image sequence, tell whether an RGBA stream is transparent.
 ALPHA_SAMPLE_FRAMES = 50
 ALPHA_SAMPLE_FILES = 9
@@ -483,6 +486,8 @@ def read_hdr10(path: str | Path, index: int) -> Hdr10Metadata | None:
     messages or container fields that carry it); None if it has none or its first frame cannot be decoded (the
     decoder then says why)."""
     with open_input(path) as container:
+        if container.streams[index].codec_context.name in STILL_IMAGE_DECODERS:
+            return None  # (and PyAV 18 crashes on the side data of a frame with an ICC profile: captions.py)
         try:
             frame = next(container.decode(container.streams[index]), None)
         except av.FFmpegError:

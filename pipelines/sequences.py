@@ -164,6 +164,32 @@ def check_sequence_output(pattern: Path, overwrite: bool, record: dict | None = 
         raise OutputError(f"{pattern.parent}: not a folder")
 
 
+def _gray_and_profile(pattern: Path, pix_fmt: str, samples: int = 9) -> tuple[bool, bytes | None]:
+    """Whether a sequence is gray (its stream, which takes its first file's format, and `samples` files spread over it;
+    a color file written gray would lose its color), and its first file's ICC profile."""
+    from vsr.pipelines.image_metadata import icc_profile
+
+    files = [path for _, path in sorted(existing_frames(pattern).items())]
+    with open(files[0], "rb") as file:
+        profile = icc_profile(file.read(4 << 20))
+
+    def is_gray(name: str) -> bool:
+        fmt = av.VideoFormat(name)
+        return not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in fmt.components) == 1
+
+    if not is_gray(pix_fmt):
+        return False, profile
+    step = max(1, (len(files) - 1) // (samples - 1))
+    for path in {*files[::step], files[-1]}:
+        try:
+            with av.open(str(path)) as container:
+                if not is_gray(container.streams.video[0].codec_context.pix_fmt):
+                    return False, profile
+        except (av.FFmpegError, OSError, IndexError):
+            return False, profile
+    return True, profile
+
+
 class ImageSequenceWriter:
     """Writes upscaled frames as numbered image files (PNG keeps 16 bits and alpha, WebP alpha, JPEG neither)."""
 
@@ -197,6 +223,10 @@ class ImageSequenceWriter:
         self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
         if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
             self.width, self.height = height, width
+        # A sequence made from a sequence is written as `vsr upscale IMAGE` writes each of its files: gray stays gray
+        # (in PNG), and the first file's color profile goes into every frame.
+        self._gray, self._icc_profile = (_gray_and_profile(Path(source), source_info.pix_fmt) if is_sequence(source)
+                                         else (False, None))
         # A sequence made from a sequence keeps its frame numbers (pts 0, 1, ... from its first frame); a video's
         # frames are numbered from 1.
         self._first_number = first_frame(Path(source)) if is_sequence(source) else None
@@ -284,7 +314,8 @@ class ImageSequenceWriter:
         rgb, alpha = planes[:3], (planes[3:4] if planes.shape[0] == 4 else None)
         if alpha is not None and self._flatten:
             rgb, alpha = rgb * alpha + (1 - alpha), None
-        return images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth)
+        return images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth, gray=self._gray,
+                            icc_profile=self._icc_profile)
 
     def close(self) -> None:
         """The sequence is whole: its run file goes."""

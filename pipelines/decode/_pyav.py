@@ -25,7 +25,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.reformatter import VideoReformatter
 
 from vsr.errors import InputError
-from vsr.pipelines.captions import frame_captions
+from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
@@ -128,7 +128,7 @@ class PyAVDecoder(Decoder):
             if selection.is_after(pts):
                 return
             count += 1
-            if (cc_data := frame_captions(frame)) is not None:
+            if self.info.codec in CAPTION_DECODERS and (cc_data := frame_captions(frame)) is not None:
                 self.captions[pts] = cc_data
             yield self._to_pixels(frame), pts
         if selection.is_everything:

@@ -6,6 +6,7 @@ the same upscale written losslessly as x264 RGB, and each image upscaled on its 
 
 import logging
 import subprocess
+import sys
 from fractions import Fraction
 
 import av
@@ -299,6 +300,32 @@ def test_a_sequence_that_opens_on_an_rgb_file_keeps_the_transparency_of_its_late
     first, later = (np.array(Image.open(tmp_path / f"f{number:03d}.x2.png")) for number in (1, 3))
     assert first.shape == later.shape == (64, 96, 4)
     assert first[..., 3].min() == 255 and later[:, :16, 3].max() == 0 and later[:, 24:, 3].min() == 255
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_sequence_with_a_color_profile_keeps_it_and_its_grayness_as_each_image_would(tmp_path, mode):
+    """PyAV 18 crashed (a segmentation fault) on frames that hold an ICC profile once their side data was read, as
+    vsr read every frame's for captions. Each frame is written as `vsr upscale IMAGE` writes its file: gray stays
+    gray, and the profile is kept."""
+    from PIL import Image, ImageCms
+
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for number in range(1, 5):
+        pixels = np.random.default_rng(number).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).convert(mode).save(tmp_path / f"f{number:03d}.png", icc_profile=profile)
+    decode = ("import gc, sys; from vsr.pipelines.decode import open_decoder\n"
+              "with open_decoder(sys.argv[1]) as decoder: frames = [batch for batch in decoder.batches(2)]\n"
+              "del frames; gc.collect()")  # in a fresh interpreter, where the crash came every time
+    crashed = subprocess.run([sys.executable, "-c", decode, str(tmp_path / "f%03d.png")], capture_output=True)
+    assert crashed.returncode == 0, crashed.stderr
+    result = run_vsr("upscale", tmp_path / "f%03d.png", "-m", "bicubic")
+    assert result.returncode == 0, result.stderr
+    result = run_vsr("upscale", tmp_path / "f%03d.png", "-m", "bicubic", "-o", tmp_path / "video.mkv")
+    assert result.returncode == 0, result.stderr  # (the HDR10 metadata is looked for in the first frame)
+    run_vsr("upscale", tmp_path / "f002.png", "-m", "bicubic", "-o", tmp_path / "single.png", check=True)
+    frame, single = Image.open(tmp_path / "f002.x4.png"), Image.open(tmp_path / "single.png")
+    assert frame.mode == single.mode == mode and frame.info["icc_profile"] == single.info["icc_profile"] == profile
+    assert np.abs(np.asarray(frame, dtype=int) - np.asarray(single, dtype=int)).max() <= 1
 
 
 @pytest.mark.parametrize("args, message", [
