@@ -176,13 +176,19 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
     if in_dir.resolve() == out_dir.resolve():
         raise OptionError(f"{out_dir}: the output folder must not be the input folder")
     jobs = []
-    for root, folders, files in os.walk(in_dir):
+    for root, folders, files in os.walk(in_dir):  # (links to folders are not followed, as fd and ripgrep do)
         folders[:] = sorted(f for f in folders
                             if not f.startswith(".") and (Path(root) / f).resolve() != out_dir.resolve())
+        for link in (Path(root) / f for f in folders if (Path(root) / f).is_symlink()):
+            log.warning("%s: a link to a folder, not followed; give its target as a batch's input folder of its own",
+                        link)
         for file_name in sorted(files):
             source = Path(root) / file_name
             relative = source.relative_to(in_dir)
             if file_name.startswith(".") or media_kind(source) is None:
+                continue
+            if not source.exists():
+                log.warning("%s: a link to %s, which does not exist; skipped", source, os.readlink(source))
                 continue
             if _selected(relative.as_posix(), include, exclude):
                 jobs.append(_job(source, relative, out_dir, options, video, overwrite))

@@ -155,6 +155,20 @@ def test_a_file_or_folder_in_the_journals_place_is_one_line(tmp_path):
         assert not (out / "p.x2.png").exists()
 
 
+def test_links_to_folders_and_to_nothing_are_said_and_left_out(tmp_path, caplog):
+    """Links to folders are not followed (as fd and ripgrep do), and a link to nothing would fail on every run."""
+    root = tmp_path / "in"
+    (root / "real").mkdir(parents=True)
+    write_image(root / "real" / "p.png")
+    (root / "linked").symlink_to(root / "real")
+    (root / "q.png").symlink_to(root / "real" / "p.png")
+    (root / "gone.png").symlink_to(root / "nowhere.png")
+    jobs = batch.discover(root, tmp_path / "out", options=BICUBIC, video=FAST)
+    assert [job.name for job in jobs] == ["q.x2.png", "real/p.x2.png"]
+    assert f"{root / 'linked'}: a link to a folder, not followed" in caplog.text
+    assert f"{root / 'gone.png'}: a link to {root / 'nowhere.png'}, which does not exist; skipped" in caplog.text
+
+
 def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
     """`vsr batch --status` and `--dry-run` read the journal read-only, which makes SQLite's -wal and -shm files."""
     def add_job(journal, name):
