@@ -423,6 +423,9 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
                         name)
         for name in plan.taken_over:
             log.warning("%s: was running in a process that is gone; redoing it", labels[name])
+        for name in plan.changed:
+            if journal.row(name).checksum is not None:  # (an output made from the earlier input or options)
+                log.warning("%s: its input or options changed since %s was made; making it again", labels[name], name)
         for name in plan.busy:
             log.warning("%s: being run by another live `vsr batch`; left to it", labels[name])
         for name in plan.gave_up:
@@ -484,7 +487,7 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
                 said[name] = "redo: output missing or changed"
             elif name in plan.taken_over:
                 said[name] = "take over: its process is gone"
-            elif journal.row(name).attempts == 0 and row.attempts > 0:
+            elif name in plan.changed:
                 said[name] = "redo: input or options changed"
             elif fails:
                 said[name] = f"retry (attempt {row.attempts + 1}), but fails: its output exists and is not one this " \

@@ -103,6 +103,7 @@ class SyncPlan:
     taken_over: list[str]  # were running in a process that is gone
     new: list[str]  # not in the journal before
     redone: list[str] = field(default_factory=list)  # done, but the output is missing or changed (`batch._sync`)
+    changed: list[str] = field(default_factory=list)  # known, but its input or options are not what they were
 
 
 def _boot_id() -> str:
@@ -284,6 +285,7 @@ class Journal:
                         (entry.source, entry.kind, options, entry.fingerprint, now, entry.name),
                     )
                     plan.to_run.append(entry.name)
+                    plan.changed.append(entry.name)
                 elif row.state is JobState.DONE:
                     plan.done.append(entry.name)
                 elif row.state is JobState.FAILED and row.attempts >= max_attempts:

@@ -296,7 +296,7 @@ def test_a_corrupt_input_fails_alone_with_its_reason_and_is_retried_up_to_the_li
     assert outputs(out) == done
 
 
-def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path):
+def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path, caplog):
     source = tmp_path / "in"
     source.mkdir()
     for name in ("a", "b", "c"):
@@ -311,6 +311,7 @@ def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path):
     (out / "b.x2.mp4").unlink()  # missing
     make_clip(source / "c.mp4", frames=6)  # another video under the same name
     assert run().ok
+    assert "c.mp4: its input or options changed since c.x2.mp4 was made; making it again" in caplog.text
     rows = rows_by_name(out)
     # Each counts its tries afresh (the earlier one succeeded: a later failure must not give up sooner); c: a new job.
     assert [rows[name].attempts for name in ("a.x2.mp4", "b.x2.mp4", "c.x2.mp4")] == [1, 1, 1]
