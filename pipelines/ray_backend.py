@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,6 +96,19 @@ class RaySegments:
                 ray.cancel(ref, force=True)
 
 
+def _check_reachable(address: str, seconds: float = 5.0) -> None:
+    """One line where a cluster address given as HOST:PORT (or ray://HOST:PORT) takes no connection: Ray itself
+    retries for minutes, logging as it goes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address in ("local", "auto") or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
+    except OSError as error:
+        raise OptionError(f"--ray {address}: nothing answers there ({error.strerror or error}); is the cluster "
+                          "started (ray start --head) and the address its head's?") from None
+
+
 class RayExecutor:
     """Submits jobs to a Ray cluster: `address` is "local" (start one on this machine), "auto" (the running cluster
     that RAY_ADDRESS or `ray start` names) or a cluster address ("HOST:6379", "ray://HOST:10001")."""
@@ -106,6 +120,7 @@ class RayExecutor:
             raise OptionError(f"--task-cpus must be more than 0, not {task_cpus}")
         self._started = not ray.is_initialized()
         if self._started:
+            _check_reachable(address)
             settings = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             try:
                 ray.init(**settings) if address == "local" else ray.init(address=address, **settings)

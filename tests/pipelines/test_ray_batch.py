@@ -106,3 +106,16 @@ def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_
     single = api.upscale_video(source / "long.mp4", tmp_path / "single.mkv", options=options, video=video)
     assert decoded_framemd5(out / "long.x4.mp4") == decoded_framemd5(single.output)
     assert sorted(path.name for path in out.iterdir()) == [".vsr-journal.sqlite", "long.x4.mp4"]
+
+
+def test_a_cluster_address_where_nothing_answers_is_one_line_at_once():
+    """Ray retries such an address for minutes, logging as it goes."""
+    from vsr.errors import OptionError
+    from vsr.pipelines.ray_backend import _check_reachable
+
+    started = time.monotonic()
+    for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):
+        with pytest.raises(OptionError, match=f"--ray {address}: nothing answers there"):
+            _check_reachable(address)
+    assert time.monotonic() - started < 5
+    _check_reachable("auto")  # (Ray's own: RAY_ADDRESS or the cluster `ray start` made)
