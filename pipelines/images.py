@@ -192,6 +192,7 @@ def _encode(codec: str, frame: av.VideoFrame, pix_fmt: str, options: dict | None
     context = av.CodecContext.create(codec, "w")
     context.width, context.height, context.pix_fmt = frame.width, frame.height, pix_fmt
     context.time_base = Fraction(1, 1)
+    context.sample_aspect_ratio = Fraction(1, 1)  # square pixels: PNG's pHYs said 0:1 from FFmpeg's "unknown"
     if qscale:
         context.qmin = context.qmax = qscale  # pins mjpeg's quantiser scale
     if options:

@@ -392,3 +392,13 @@ def test_a_cut_exif_block_is_left_out():
     # The first directory says it has 3 entries and its next-directory offset is past the end.
     first = struct.pack("<H", 3) + struct.pack("<HHIH2x", 0x0112, 3, 1, 6)
     assert exif_for_output(b"II*\x00" + struct.pack("<I", 8) + first, 64, 48) is None
+
+
+def test_png_and_jpeg_outputs_say_their_pixels_are_square(tmp_path):
+    """FFmpeg's encoders write the pixel aspect they are given: PNG's pHYs said 0:1 (unknown) to every reader."""
+    from PIL import Image as PILImage
+
+    for suffix in (".png", ".jpg"):
+        write_image(tmp_path / f"out{suffix}", random_image())
+        info = PILImage.open(tmp_path / f"out{suffix}").info
+        assert info.get("aspect", info.get("jfif_density")) == (1, 1)
