@@ -119,8 +119,9 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     # FFmpeg decodes a CMYK JPEG to RGB with an opaque alpha plane (gbrap); JPEG itself has no transparency.
     has_alpha = any(c.is_alpha for c in components) and codec != "mjpeg"
     gray = not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in components) == 1
-    if fmt.has_palette:
-        # A palette may carry transparency (PNG tRNS); keep alpha only if some entry actually uses it.
+    if fmt.has_palette or (codec == "webp" and has_alpha):
+        # A palette may carry transparency (PNG tRNS), and FFmpeg decodes every lossless WebP with an alpha plane:
+        # keep alpha only where some pixel is transparent.
         has_alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
     packed = PNG_FORMATS[(deep, gray, has_alpha)]
     if fmt.name != packed:  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...

@@ -402,3 +402,16 @@ def test_png_and_jpeg_outputs_say_their_pixels_are_square(tmp_path):
         write_image(tmp_path / f"out{suffix}", random_image())
         info = PILImage.open(tmp_path / f"out{suffix}").info
         assert info.get("aspect", info.get("jfif_density")) == (1, 1)
+
+
+def test_a_lossless_webp_has_alpha_only_where_a_pixel_is_transparent(tmp_path):
+    """FFmpeg decodes every lossless WebP with an alpha plane: an opaque one became an RGBA output."""
+    from PIL import Image as PILImage
+
+    pixels = np.random.default_rng(1).integers(0, 256, (30, 40, 4), dtype=np.uint8)
+    pixels[..., 3] = 255
+    PILImage.fromarray(pixels[..., :3]).save(tmp_path / "opaque.webp", lossless=True)
+    pixels[:5, :5, 3] = 0
+    PILImage.fromarray(pixels).save(tmp_path / "cut.webp", lossless=True)
+    assert read_image(tmp_path / "opaque.webp").alpha is None
+    assert read_image(tmp_path / "cut.webp").alpha[0, :5, :5].max() == 0
