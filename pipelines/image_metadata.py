@@ -57,6 +57,24 @@ def exif_orientation(data: bytes) -> int:
     return 1
 
 
+def tiff_pages(data: bytes) -> int:
+    """How many pages (image file directories) a TIFF file's first bytes list: 1 for other files, and where the
+    chain of directories runs past them."""
+    if data[:4] not in TIFF_MAGIC:
+        return 1
+    order, pages, seen = _byte_order(data), 0, set()
+    try:
+        (directory,) = struct.unpack_from(order + "I", data, 4)
+        while directory and directory not in seen:
+            seen.add(directory)
+            pages += 1
+            (count,) = struct.unpack_from(order + "H", data, directory)
+            (directory,) = struct.unpack_from(order + "I", data, directory + 2 + 12 * count)
+    except struct.error:
+        pass
+    return max(pages, 1)
+
+
 def exif_for_output(block: bytes | None, width: int, height: int) -> bytes | None:
     """A source's EXIF block as it should be in the upscaled image: upright (Orientation 1, vsr turned the pixels)
     and `width`×`height` where it gives the image's size (PixelXDimension/PixelYDimension). Camera, lens, date and

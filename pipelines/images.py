@@ -34,6 +34,7 @@ from vsr.pipelines.image_metadata import (
     exif_orientation,
     icc_profile,
     is_animated,
+    tiff_pages,
     with_exif,
     with_icc_profile,
 )
@@ -158,6 +159,8 @@ def read_image(path: str | os.PathLike) -> Image:
     with open(path, "rb") as file:
         head = file.read(4 << 20)  # EXIF and ICC come before the pixels (a profile is rarely over 1 MB)
     orientation = exif_orientation(head)
+    if (pages := tiff_pages(head)) > 1:
+        logger.warning("%s: a TIFF of %d pages; only the first is upscaled", path, pages)
     image.icc_profile = icc_profile(head)
     image.exif = exif_block(head)
     if orientation > 1:

@@ -415,3 +415,16 @@ def test_a_lossless_webp_has_alpha_only_where_a_pixel_is_transparent(tmp_path):
     PILImage.fromarray(pixels).save(tmp_path / "cut.webp", lossless=True)
     assert read_image(tmp_path / "opaque.webp").alpha is None
     assert read_image(tmp_path / "cut.webp").alpha[0, :5, :5].max() == 0
+
+
+def test_a_tiff_of_several_pages_says_only_its_first_is_upscaled(tmp_path, caplog):
+    from PIL import Image as PILImage
+
+    red, blue = PILImage.new("RGB", (40, 30), "red"), PILImage.new("RGB", (40, 30), "blue")
+    red.save(tmp_path / "pages.tiff", save_all=True, append_images=[blue, blue])
+    red.save(tmp_path / "page.tiff")
+    assert read_image(tmp_path / "pages.tiff").rgb[:, 0, 0].tolist() == [1.0, 0.0, 0.0]
+    assert "pages.tiff: a TIFF of 3 pages; only the first is upscaled" in caplog.text
+    caplog.clear()
+    read_image(tmp_path / "page.tiff")
+    assert "pages" not in caplog.text
