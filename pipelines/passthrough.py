@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 
 COPIED_TYPES = ("audio", "subtitle", "data", "attachment")  # and cover pictures (video, attached_pic)
 MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")  # what the MPEG-TS muxer writes as subtitles
+# The audio codecs the MPEG-TS muxer has a stream type for; it writes any other (FLAC, ALAC, PCM) as private data.
+MPEGTS_AUDIO = ("mp1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m")
 # Container tags the muxer writes itself, or that describe the source's muxer rather than the content.
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
 # Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not). A
@@ -56,6 +59,10 @@ _VIDEO_TAGS = {"language", "title", "handler_name", "timecode"}
 # asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
 _SEEK_MARGIN = 10
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
+# A channel count without an order ("2 channels") → FFmpeg's default layout for it (av_channel_layout_default),
+# which players assume for such a stream anyway.
+_UNORDERED_LAYOUTS = {"1 channels": "mono", "2 channels": "stereo", "3 channels": "2.1", "4 channels": "4.0",
+                      "5 channels": "5.0(back)", "6 channels": "5.1(back)", "7 channels": "6.1", "8 channels": "7.1"}
 
 
 class Passthrough:
@@ -80,6 +87,7 @@ class Passthrough:
         self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
         self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
+        self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
 
         output.metadata.update({k: v for k, v in self._input.metadata.items() if k.lower() not in _MUXER_TAGS})
         self._chapters = self._input.chapters()
@@ -113,6 +121,9 @@ class Passthrough:
             self._skip(stream, reason)
             return
         copy = self._output.add_stream_from_template(stream)
+        if stream.type == "audio" and stream.codec_context.layout.name in _UNORDERED_LAYOUTS:
+            # Matroska keeps a channel count and no order; MP4 refuses an unordered layout, at the end of the file.
+            copy.codec_context.layout = _UNORDERED_LAYOUTS[stream.codec_context.layout.name]
         copy.metadata.update(stream.metadata)
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
@@ -196,9 +207,29 @@ class Passthrough:
         if self._start is not None and packet.pts is not None and not is_cover and not self._shift(packet):
             self.packets_dropped += 1
             return
-        packet.stream = self.copied[packet.stream.index]
+        packet.stream = output = self.copied[packet.stream.index]
+        self._output.start_encoding()  # (writes the header once: each output stream's time base is then its own)
+        self._keep_increasing(packet, output)
         self._output.mux(packet)
         self.packets_written += 1
+
+    def _keep_increasing(self, packet: av.Packet, output: Stream) -> None:
+        """Muxers refuse a packet whose decoding time, in their time base, is not after the stream's last one: a
+        whole run would fail at its end. TrueHD's 0.83 ms packets repeat Matroska's millisecond times, and AC-3's
+        collide in AVI's ticks of a frame. As ffmpeg does, such a time moves to just after the last one (the data,
+        and the order, stay as they are)."""
+        if packet.dts is None:
+            return
+        source, target = packet.time_base, output.time_base
+        dts = _rescaled(packet.dts, source, target)
+        pts = _rescaled(packet.pts, source, target) if packet.pts is not None else None
+        last = self._last_dts.get(output.index)
+        if last is not None and dts <= last:
+            dts = last + 1
+            pts = max(pts, dts) if pts is not None else None
+        packet.duration = _rescaled(packet.duration, source, target) if packet.duration else packet.duration
+        packet.dts, packet.pts, packet.time_base = dts, pts, target
+        self._last_dts[output.index] = dts
 
     def _shift(self, packet: av.Packet) -> bool:
         """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
@@ -228,14 +259,21 @@ class Passthrough:
 
 
 def describe(stream: Stream) -> str:
-    """E.g. "subtitle stream #2 (srt, eng, 'English')"."""
-    codec = stream.codec_context.name if stream.codec_context is not None else stream.metadata.get("filename")
+    """E.g. "subtitle stream #2 (subrip, eng, 'English')" (FFmpeg's codec names, as ffprobe gives them)."""
+    codec = _codec_name(stream) if stream.codec_context is not None else stream.metadata.get("filename")
     details = [codec or "no codec"]
     if stream.language:
         details.append(stream.language)
     if stream.metadata.get("title"):
         details.append(repr(stream.metadata["title"]))
     return f"{stream.type} stream #{stream.index} ({', '.join(details)})"
+
+
+def _rescaled(value: int, source: Fraction, target: Fraction) -> int:
+    """A time in `source` units in `target` units, rounded to the nearest, halves away from 0: as the muxer's
+    av_packet_rescale_ts would, so that a packet nothing moves is stored as it would have been."""
+    exact = value * source / target
+    return math.floor(exact + Fraction(1, 2)) if exact >= 0 else -math.floor(-exact + Fraction(1, 2))
 
 
 def _seconds(packet: av.Packet) -> float:
@@ -268,11 +306,15 @@ def _refusal(container: str, stream: Stream) -> str | None:
     what some muxers take without a word and lose."""
     cover = stream.disposition & Disposition.attached_pic
     if container == "mpegts" and (stream.type == "attachment" or cover or (
-            stream.type == "subtitle" and _codec_name(stream) not in MPEGTS_SUBTITLES)):
+            stream.type == "subtitle" and _codec_name(stream) not in MPEGTS_SUBTITLES) or (
+            stream.type == "audio" and _codec_name(stream) not in MPEGTS_AUDIO)):
         # The MPEG-TS muxer stores what it has no stream type for as private data: read back, it is "bin_data".
         what = "attachments" if stream.type == "attachment" else "cover pictures" if cover else (
-            f"{_codec_name(stream)} subtitles (only {' and '.join(MPEGTS_SUBTITLES)})")
+            f"{_codec_name(stream)} subtitles (only {' and '.join(MPEGTS_SUBTITLES)})" if stream.type == "subtitle"
+            else f"{_codec_name(stream)} audio")
         return f"MPEG-TS files cannot hold {what}; Matroska (.mkv) holds them"
+    if container == "webm" and stream.type == "attachment":  # the WebM muxer leaves them out of the file
+        return "WebM files cannot hold attachments; Matroska (.mkv) holds them"
     if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
         return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
     probe = av.open(io.BytesIO(), "w", format=container)
@@ -284,10 +326,11 @@ def _refusal(container: str, stream: Stream) -> str | None:
             what = "attachments"
         elif stream.disposition & Disposition.attached_pic:
             what = "cover pictures in a video stream"
-        else:  # "aac audio", "srt subtitles", "bin_data data streams"
+        else:  # "aac audio", "subrip subtitles", "bin_data data streams"
             kind = {"audio": "audio", "data": "data streams"}.get(stream.type, f"{stream.type}s")
             what = f"{_codec_name(stream)} {kind}"
-        hint = "; Matroska (.mkv) holds them" if stream.type in ("subtitle", "attachment") else ""
+        hint = ("; Matroska (.mkv) holds them" if stream.type in ("subtitle", "attachment") and container != "matroska"
+                else "")
         return f"{container} files cannot hold {what}{hint}"
     finally:
         try:
@@ -298,4 +341,5 @@ def _refusal(container: str, stream: Stream) -> str | None:
 
 
 def _codec_name(stream: Stream) -> str:
-    return stream.codec_context.name if stream.codec_context is not None else "codec-less"
+    """The codec's own name (dvb_subtitle, mp3, ass), not its decoder's (dvbsub, mp3float, ssa)."""
+    return stream.codec_context.codec.canonical_name if stream.codec_context is not None else "codec-less"

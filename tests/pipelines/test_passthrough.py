@@ -146,7 +146,7 @@ def test_streams_a_muxer_would_lose_without_a_word_are_skipped_with_a_warning(ri
         media.write_upscaled(media.make_cover_mp4(tmp_path / "cover.mp4"), tmp_path / "out.mov")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 3
-    assert "subtitle stream #2" in warnings[0] and "MPEG-TS files cannot hold srt subtitles" in warnings[0]
+    assert "subtitle stream #2" in warnings[0] and "MPEG-TS files cannot hold subrip subtitles" in warnings[0]
     assert "attachment stream #3" in warnings[1] and "MPEG-TS files cannot hold attachments" in warnings[1]
     assert "video stream #1" in warnings[2] and "leave cover pictures out" in warnings[2]
     assert sorted(by_type(output)) == ["audio", "video"]
@@ -293,3 +293,48 @@ def test_next_time_is_the_first_packets_and_start_at_is_called_once(aac, tmp_pat
         with pytest.raises(ValueError, match="called once"):
             passthrough.start_at(Fraction(1))
         passthrough.close()
+
+
+def _with_audio(path: Path, *audio: tuple[str, ...]) -> Path:
+    """A 2-second clip with one audio track per entry of `audio` (each: an lavfi source's ffmpeg options, then codec
+    options)."""
+    inputs, maps = [], ["-map", "0:v"]
+    for number, (source, *codec) in enumerate(audio, 1):
+        inputs += ["-f", "lavfi", "-i", source]
+        maps += ["-map", f"{number}:a", *(option.replace("{n}", str(number - 1)) for option in codec)]
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", *inputs, *maps, "-c:v", "libx264",
+                 path)
+    return path
+
+
+@pytest.mark.parametrize("name, output, audio", [
+    # TrueHD's 0.83 ms packets repeat Matroska's millisecond times.
+    ("truehd.mkv", "out.ts", [("anoisesrc=d=2:r=48000", "-c:a:{n}", "truehd", "-strict", "-2", "-ac", "2")]),
+    # AC-3's packets collide in AVI's ticks of a frame, beside AAC.
+    ("two.mkv", "out.avi", [("sine=f=440:d=2", "-c:a:{n}", "aac"), ("sine=f=880:d=2", "-c:a:{n}", "ac3")]),
+    # Matroska keeps no channel order, which MP4 refuses at the end of the file.
+    ("pcm.mkv", "out.mp4", [("anoisesrc=d=2:r=48000", "-c:a:{n}", "pcm_s16le", "-ac", "2")]),
+], ids=["truehd into ts", "ac3 beside aac into avi", "unordered pcm into mp4"])
+def test_audio_that_its_muxer_refused_at_the_end_is_copied_packet_for_packet(tmp_path, name, output, audio):
+    """Each of these failed the whole run, after the video was upscaled."""
+    source = _with_audio(tmp_path / name, *audio)
+    written = media.write_upscaled(source, tmp_path / output)
+    for index in range(len(audio)):
+        assert packet_hashes(media.framemd5(written, f"0:a:{index}")) == packet_hashes(
+            media.framemd5(source, f"0:a:{index}"))
+    assert media.playback_errors(written) == ""
+
+
+def test_audio_mpeg_ts_has_no_stream_type_for_and_attachments_in_webm_are_skipped_with_a_warning(tmp_path, caplog):
+    """MPEG-TS writes FLAC as private data ("bin_data"); the WebM muxer leaves attachments out. Neither says so."""
+    source = _with_audio(tmp_path / "flac.mkv", ("anoisesrc=d=2:r=48000", "-c:a:{n}", "flac"))
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        written = media.write_upscaled(source, tmp_path / "out.ts")
+    assert sorted(by_type(written)) == ["video"]
+    assert "audio stream #1 (flac): MPEG-TS files cannot hold flac audio; Matroska (.mkv) holds them" in caplog.text
+    fonts = tmp_path / "fonts.mkv"
+    (tmp_path / "font.ttf").write_bytes(b"a font's bytes: carried as they are")
+    media.ffmpeg("-i", source, "-attach", tmp_path / "font.ttf", "-metadata:s:t",
+                 "mimetype=application/x-truetype-font", "-map", "0:v", "-c", "copy", fonts)
+    media.write_upscaled(fonts, tmp_path / "out.webm", codec="libvpx-vp9")
+    assert "WebM files cannot hold attachments; Matroska (.mkv) holds them" in caplog.text
