@@ -13,7 +13,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from vsr.models.detect import build, canonical_state_dict, detect, mismatches, s
 from vsr.models.spec import LoadedModel, ModelSpec
 
 from vsr.errors import ModelError, OutputError
-from vsr.fsutil import fsync_folder
+from vsr.fsutil import fsync_folder, temporary_sibling
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +156,9 @@ def _output_paths(path: Path) -> tuple[Path, Path]:
 
 def _write_temporary(final: Path, data: bytes) -> Path:
     """Write `data` into a hidden temporary file beside `final`, flushed to disk; return its path."""
-    descriptor, temporary = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
+    temporary = temporary_sibling(final, "tmp")
+    # 0o666, so that the umask decides the permissions, as for any new file (mkstemp's 0600 made models private).
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)

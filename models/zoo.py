@@ -39,7 +39,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from vsr.errors import ModelError, OptionError, WeightsUnavailableError
-from vsr.fsutil import write_bytes_atomic
+from vsr.fsutil import temporary_sibling, write_bytes_atomic
 from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
 from vsr.models.ncnn import OutputResize, ResizedOutput, convert_ncnn
@@ -404,10 +404,10 @@ def download_url(entry: ZooEntry) -> str:
 def _download(entry: ZooEntry | None, url: str, target: Path, progress: bool) -> None:
     """`url` into `target`, verified against the zoo's `entry` (None: only that it loads) before it is renamed there."""
     # A unique hidden name per process; it keeps the real suffix so that the checkpoint reader accepts it.
-    descriptor, name = tempfile.mkstemp(
-        dir=target.parent, prefix=f".{target.name}.", suffix=f".part{target.suffix}"
-    )
-    partial = Path(name)
+    partial = temporary_sibling(target, f"part{target.suffix}")
+    # 0o666, so that the umask decides the permissions, as for any new file (mkstemp's 0600 made a shared cache's
+    # weights readable by their downloader alone).
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(descriptor, "wb") as file:
             sha256, received = _stream(url, file, target, progress)

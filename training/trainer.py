@@ -68,12 +68,35 @@ def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = F
     return _run(config, None, stop_at, progress)
 
 
+# What a resumed run cannot change: the networks' shapes and the stage are in the checkpoint's weights, and the
+# optimiser's and scheduler's settings in their saved states (which would silently win). A new run from the model
+# (--set pretrained=OUT_DIR/model.pth) can change them.
+FIXED_ON_RESUME = ("stage", "scale", "num_feat", "num_block", "num_grow_ch", "disc_num_feat", "lr", "betas",
+                   "scheduler", "milestones", "gamma", "cosine_period", "eta_min")
+
+
 def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at: int | None = None,
            progress: bool = False) -> TrainResult:
-    """Continue the run in `out_dir` from its state.pt, with its own config (plus `overrides`, e.g. total_iters)."""
+    """Continue the run in `out_dir` (or of its state.pt) from its state.pt, with its own config plus `overrides`
+    (total_iters, max_minutes, val_every, ...; not FIXED_ON_RESUME)."""
+    out_dir = Path(out_dir)
+    if out_dir.name == checkpoints.STATE_FILE and out_dir.is_file():
+        out_dir = out_dir.parent
     state = checkpoints.load_state(out_dir)
     config = TrainConfig.from_dict(state["config"], source=f"{out_dir}/{checkpoints.STATE_FILE}")
+    changed = [key for key, value in (overrides or {}).items()
+               if key in FIXED_ON_RESUME and config.replace({key: value}) != config]
+    if changed:
+        raise OptionError(f"{', '.join(changed)} cannot change when resuming {out_dir} (its checkpoint holds the "
+                          f"value); start a new run from its model instead: --set pretrained={out_dir}/model.pth")
     config = replace(config.replace(overrides or {}), out_dir=str(out_dir))
+    done, minutes = int(state["iteration"]), float(state.get("elapsed_s", 0.0)) / 60
+    if config.total_iters <= done:
+        raise OptionError(f"total_iters={config.total_iters}: {out_dir} has done {done} iterations already; resume "
+                          f"with more, e.g. --set total_iters={done * 2}")
+    if config.max_minutes is not None and minutes >= config.max_minutes:  # (it bounds the whole run)
+        raise OptionError(f"max_minutes={config.max_minutes:g}: {out_dir} has run {minutes:.1f} minutes already; "
+                          f"resume with more, e.g. --set max_minutes={math.ceil(minutes * 2)}, or none")
     return _run(config, state, stop_at, progress)
 
 

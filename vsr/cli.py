@@ -635,6 +635,8 @@ def train(
         raise OptionError("give either a RECIPE or --resume RUN_FOLDER (a resumed run keeps its own recipe)")
     if resume is None and recipe is None:
         raise OptionError("give a RECIPE (a .toml file or one of the shipped recipes) or --resume RUN_FOLDER")
+    if resume is not None and out_dir is not None:
+        raise OptionError("--resume goes on in the run's own folder; -o names the folder of a new run")
     config = train_config.load_recipe(recipe, overrides) if resume is None else None
     run_folder = resume if resume is not None else Path(config.out_dir)
     try:
@@ -644,7 +646,12 @@ def train(
         else:
             result = trainer.train(config, progress=progress)
     except KeyboardInterrupt:
-        typer.echo(f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run_folder}", err=True)
+        if (run_folder.parent if run_folder.name == "state.pt" else run_folder).joinpath("state.pt").is_file():
+            typer.echo(f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run_folder}",
+                       err=True)
+        else:
+            typer.echo("vsr: interrupted before the first checkpoint (save_every), so there is nothing to resume",
+                       err=True)
         raise typer.Exit(130) from None
     if not quiet and result.model_path is not None:
         metrics = result.validation

@@ -3,6 +3,7 @@
 import builtins
 import json
 import logging
+import os
 
 import pytest
 import safetensors
@@ -63,6 +64,17 @@ def test_save_accepts_either_suffix_or_none(tmp_path, given):
     paths = save_model(model, detect(model.state_dict()), tmp_path / given)
     assert paths == (tmp_path / "model.pth", tmp_path / "model.safetensors")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pth", "model.safetensors"]
+
+
+def test_saved_models_take_the_permissions_the_umask_gives_any_new_file(tmp_path):
+    """A temporary file made by mkstemp is 0600: models (and the converted zoo weights) were their owner's alone."""
+    umask = os.umask(0o022)
+    try:
+        model = _rrdbnet()
+        for path in save_model(model, detect(model.state_dict()), tmp_path / "model"):
+            assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
 
 
 def test_saved_pth_holds_only_plain_tensors_under_params_ema(tmp_path):

@@ -91,3 +91,21 @@ def test_resume_can_extend_the_run(tmp_path):
     assert result.iteration == 3 and result.model_path is not None
     assert [row["iteration"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1, 2, 3]
     assert load_state(config.out_dir)["config"]["total_iters"] == 3
+
+
+def test_what_a_resume_cannot_change_is_one_line_and_its_state_file_names_the_run(tmp_path):
+    """The networks' shapes and the optimiser's settings come back from the checkpoint (a new lr was silently
+    overridden by the saved one); a run can only go on (fewer iterations than done did nothing, a run out of time
+    trained one more iteration per resume)."""
+    from vsr.errors import OptionError
+
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(config)
+    for overrides, message in [({"lr": "0.01"}, "lr cannot change when resuming"),
+                               ({"num_feat": "16", "scale": "2"}, "num_feat, scale cannot change when resuming"),
+                               ({"total_iters": "2"}, "total_iters=2: .* has done 2 iterations already"),
+                               ({"total_iters": "4", "max_minutes": "0.0001"}, "max_minutes=0.0001: .* has run")]:
+        with pytest.raises(OptionError, match=message):
+            resume(config.out_dir, overrides)
+    assert resume(config.out_dir, {"lr": str(config.lr), "total_iters": "3"}).iteration == 3  # the same: no change
+    assert resume(Path(config.out_dir) / "state.pt", {"total_iters": "4"}).iteration == 4
