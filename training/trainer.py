@@ -206,6 +206,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     out_dir, main = Path(config.out_dir), rank == 0
     if state is None and (out_dir / checkpoints.STATE_FILE).exists():
         raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
+    try:  # now, not after the data has loaded
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot make the run's folder ({error.strerror or error})") from None
     if config.batch_size % world:
         raise OptionError(f"batch_size={config.batch_size}: must be a multiple of the {world} processes")
     if config.plot:

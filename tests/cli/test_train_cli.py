@@ -74,6 +74,17 @@ def test_recipe_or_resume_folder_must_exist(tmp_path):
     assert "no training state to resume from" in one_line_error(vsr("train", "--resume", tmp_path))
 
 
+def test_a_run_folder_or_model_cache_that_cannot_be_made_is_one_line(tmp_path):
+    tiny_config(tmp_path)
+    (tmp_path / "taken").write_text("a file")
+    result = vsr("train", tmp_path / "tiny.toml", "--data", tmp_path / "photos", "-o", tmp_path / "taken")
+    assert result.returncode == 4
+    assert one_line_error(result) == f"vsr: error: {tmp_path / 'taken'}: cannot make the run's folder (File exists)"
+    result = vsr("models", "--download", "realesr-animevideov3", env={"VSR_HOME": str(tmp_path / "taken")})
+    assert result.returncode == 4 and one_line_error(result).startswith(
+        f"vsr: error: {tmp_path / 'taken' / 'weights'}: cannot make the model cache folder there")
+
+
 def _tiny_rrdbnet_file(path, seed, **hyperparameters):
     torch.manual_seed(seed)
     hyperparameters = {"num_feat": 8, "num_block": 1, "num_grow_ch": 32, **hyperparameters}
