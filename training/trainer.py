@@ -350,6 +350,12 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
 
             if iteration % config.log_every == 0 or iteration == end:
                 values = _mean_over_processes(losses, world)
+                diverged = [name for name, value in values.items() if not math.isfinite(value)]
+                if diverged:  # (every process has the same means: all stop here, before saving or exporting)
+                    saved = out_dir / checkpoints.STATE_FILE
+                    kept = f"{saved} is the last checkpoint" if saved.is_file() else "no checkpoint was saved yet"
+                    raise ModelError(f"training diverged at iteration {iteration}: {', '.join(diverged)} not finite "
+                                     f"(a learning rate too high?); nothing was exported, and {kept}")
                 rate = window_iterations / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_iterations = time.perf_counter(), 0
                 if main:

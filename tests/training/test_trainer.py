@@ -263,3 +263,13 @@ def test_unknown_recipe_lists_the_shipped_ones(tmp_path):
     bad.write_text("lr = \n")
     with pytest.raises(InputError, match="not a valid TOML recipe"):
         load_recipe(bad)
+
+
+def test_a_run_that_diverges_stops_with_one_line_and_exports_nothing(tmp_path):
+    """A NaN model was exported and reported as a success (and upscaled to black)."""
+    from vsr.errors import ModelError
+
+    config = tiny_config(tmp_path, total_iters=4, log_every=2, save_every=100, lr=1e30, ema_decay=0, val_holdout=0)
+    with pytest.raises(ModelError, match="training diverged at iteration 2: l_pix not finite .* no checkpoint"):
+        train(config)
+    assert not (tmp_path / "run" / "model.pth").exists() and not (tmp_path / "run" / "state.pt").exists()
