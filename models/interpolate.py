@@ -73,8 +73,9 @@ def interpolated_model(
     psnr, gan = _as_loaded(psnr), _as_loaded(gan)
     if psnr.spec != gan.spec:
         raise ModelError(
-            f"cannot interpolate {psnr.name or 'the PSNR model'} ({psnr.spec.architecture} ×{psnr.spec.scale} "
-            f"{psnr.spec.hyperparameters}) with {gan.name or 'the GAN model'} ({gan.spec.architecture} "
+            f"cannot interpolate {psnr.source or psnr.name or 'the PSNR model'} ({psnr.spec.architecture} "
+            f"×{psnr.spec.scale} {psnr.spec.hyperparameters}) with {gan.source or gan.name or 'the GAN model'} "
+            f"({gan.spec.architecture} "
             f"×{gan.spec.scale} {gan.spec.hyperparameters}): they must be the same architecture"
         )
     blended = interpolate_state_dicts(psnr.module.state_dict(), gan.module.state_dict(), alpha)

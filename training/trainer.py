@@ -64,8 +64,13 @@ class TrainResult:
 def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = False) -> TrainResult:
     """Train from scratch (or from `config.pretrained`) into `config.out_dir`, which must not hold a run yet.
 
-    `stop_at` ends the run after that many iterations, with a checkpoint (as an interruption would)."""
-    return _run(config, None, stop_at, progress)
+    `stop_at` ends the run after that many iterations, with a checkpoint (as an interruption would). Paths are kept
+    absolute in the run's state, so that it resumes from any folder."""
+    absolute = {key: tuple(os.path.abspath(path) for path in getattr(config, key))
+                for key in ("train_paths", "val_paths")}
+    absolute.update({key: os.path.abspath(getattr(config, key)) for key in ("pretrained", "vgg_weights")
+                     if getattr(config, key) is not None and os.path.exists(getattr(config, key))})
+    return _run(replace(config, **absolute), None, stop_at, progress)
 
 
 # What a resumed run cannot change: the networks' shapes and the stage are in the checkpoint's weights, and the

@@ -99,6 +99,7 @@ def test_different_architectures_are_refused(tmp_path):
     psnr_pth, _ = save_model(_rrdbnet(0), spec_for("RRDBNet", TINY), tmp_path / "psnr")
     wider = dict(TINY, num_feat=8)
     gan_pth, _ = save_model(_rrdbnet(1, **wider), spec_for("RRDBNet", wider), tmp_path / "gan")
-    with pytest.raises(ModelError, match="cannot interpolate psnr .*num_feat.: 4.* with gan .*num_feat.: 8"):
+    # By path: every run's output is called model.pth.
+    with pytest.raises(ModelError, match=f"cannot interpolate {psnr_pth} .*num_feat.: 4.* with {gan_pth} .*: 8"):
         interpolate_checkpoints(psnr_pth, gan_pth, 0.5, tmp_path / "out")
     assert not (tmp_path / "out.pth").exists()

@@ -109,3 +109,12 @@ def test_what_a_resume_cannot_change_is_one_line_and_its_state_file_names_the_ru
             resume(config.out_dir, overrides)
     assert resume(config.out_dir, {"lr": str(config.lr), "total_iters": "3"}).iteration == 3  # the same: no change
     assert resume(Path(config.out_dir) / "state.pt", {"total_iters": "4"}).iteration == 4
+
+
+def test_a_run_begun_with_relative_paths_resumes_from_any_folder(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    monkeypatch.chdir(tmp_path)
+    train(dataclasses.replace(config, train_paths=("photos",), out_dir="run"))
+    assert load_state(tmp_path / "run")["config"]["train_paths"] == [str(tmp_path / "photos")]
+    monkeypatch.chdir("/")
+    assert resume(tmp_path / "run", {"total_iters": "3"}).iteration == 3
