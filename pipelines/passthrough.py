@@ -99,6 +99,8 @@ class Passthrough:
             if _is_timecode_track(stream):
                 self._timecode = stream.metadata["timecode"]
                 continue
+            if _is_chapter_track(self._input, stream):  # the chapters are copied as chapters (the muxer's own track)
+                continue
             if copy_streams and (stream.type in COPIED_TYPES or stream.disposition & Disposition.attached_pic):
                 self._add(stream)
             elif copy_streams:
@@ -299,6 +301,12 @@ def _is_timecode_track(stream: Stream) -> bool:
     MOV muxer cannot write a copy (it needs the track's frame rate, which PyAV cannot set) but writes a timecode track
     of its own from the video stream's "timecode" tag, which `copy_video_tags` sets."""
     return stream.type == "data" and "timecode" in stream.metadata
+
+
+def _is_chapter_track(container: av.container.InputContainer, stream: Stream) -> bool:
+    """A QuickTime chapter track (text): the MOV demuxer reads the chapters from it and discards its packets. Not
+    copied: the chapters are, and the MP4/MOV muxers write them as such a track again."""
+    return container.format.name.startswith("mov") and stream.type == "data" and stream.discard == Discard.all
 
 
 def _refusal(container: str, stream: Stream) -> str | None:

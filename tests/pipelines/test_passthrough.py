@@ -338,3 +338,21 @@ def test_audio_mpeg_ts_has_no_stream_type_for_and_attachments_in_webm_are_skippe
                  "mimetype=application/x-truetype-font", "-map", "0:v", "-c", "copy", fonts)
     media.write_upscaled(fonts, tmp_path / "out.webm", codec="libvpx-vp9")
     assert "WebM files cannot hold attachments; Matroska (.mkv) holds them" in caplog.text
+
+
+def test_an_mp4s_chapter_track_is_not_warned_about_its_chapters_are_kept(tmp_path, caplog):
+    """FFmpeg's MP4 muxer keeps chapters in a text track, which the demuxer reads as a data stream (discarded): every
+    MP4 with chapters was said to have a data stream mp4 cannot hold."""
+    metadata = tmp_path / "chapters.txt"
+    metadata.write_text(";FFMETADATA1\n[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=1000\ntitle=A\n"
+                        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=1000\nEND=2000\ntitle=B\n")
+    source = tmp_path / "chapters.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", "-i", metadata, "-map", "0",
+                 "-map_chapters", "1", "-c:v", "libx264", source)
+    assert "data" in by_type(source)
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        output = media.write_upscaled(source, tmp_path / "out.mp4")
+    assert caplog.text == ""
+    chapters = media.ffprobe(output, "-show_chapters")["chapters"]
+    assert [(chapter["tags"]["title"], chapter["start_time"]) for chapter in chapters] == [
+        ("A", "0.000000"), ("B", "1.000000")]
