@@ -20,6 +20,7 @@ for the eye.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -165,8 +166,12 @@ def check_json_path(path: str | Path) -> None:
 
 
 def write_json(scores: list[ModelScore], images: list[HRImage], path: str | Path) -> None:
+    """The scores as JSON; a PSNR of identical images (+inf, a ×1 model that changes nothing) is null, as JSON has
+    no infinity (Python's `Infinity` is refused by strict parsers)."""
     check_json_path(path)
-    record = {"images": [image.name for image in images], "scores": [asdict(score) for score in scores]}
+    records = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
+                for key, value in asdict(score).items()} for score in scores]
+    record = {"images": [image.name for image in images], "scores": records}
     try:
         write_bytes_atomic(Path(path), (json.dumps(record, indent=2) + "\n").encode())
     except OSError as error:

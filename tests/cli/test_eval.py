@@ -115,3 +115,17 @@ def test_a_strength_below_one_is_scored_as_such(tmp_path):
     baseline, mixed = json.loads((tmp_path / "s.json").read_text())["scores"]
     assert mixed["model"] == "bicubic (strength 0.5)" and mixed["psnr_y"] != baseline["psnr_y"]
     assert "bicubic (strength 0.5)" in result.stdout
+
+
+def test_a_model_that_changes_nothing_scores_null_not_infinity_in_json(tmp_path):
+    """PSNR of identical images is +inf, which Python writes as Infinity: not JSON to strict parsers."""
+    from vsr.models.srvgg import SRVGGNetCompact
+
+    spec = spec_for("SRVGGNetCompact", {"num_feat": 4, "num_conv": 1, "upscale": 1, "act_type": "prelu"})
+    identity = build(spec)
+    torch.nn.init.zeros_(identity.body[-1].weight)
+    torch.nn.init.zeros_(identity.body[-1].bias)  # the network adds nothing to its (nearest-upscaled) input
+    path, _ = save_model(identity, spec, tmp_path / "identity.pth")
+    vsr("eval", SAMPLE, "-m", path, "--json", tmp_path / "s.json", check=True)
+    text = (tmp_path / "s.json").read_text()
+    assert "Infinity" not in text and json.loads(text)["scores"][1]["psnr_y"] is None
