@@ -119,8 +119,6 @@ def test_a_strength_below_one_is_scored_as_such(tmp_path):
 
 def test_a_model_that_changes_nothing_scores_null_not_infinity_in_json(tmp_path):
     """PSNR of identical images is +inf, which Python writes as Infinity: not JSON to strict parsers."""
-    from vsr.models.srvgg import SRVGGNetCompact
-
     spec = spec_for("SRVGGNetCompact", {"num_feat": 4, "num_conv": 1, "upscale": 1, "act_type": "prelu"})
     identity = build(spec)
     torch.nn.init.zeros_(identity.body[-1].weight)
