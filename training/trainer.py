@@ -285,6 +285,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
     log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
              sources, batches_per_epoch, len(val_images), world, device, config.batch_size // world)
+    data_seen = f"{sources} ({batches_per_epoch} batches per epoch)"
+    if state is not None and state.get("data", data_seen) != data_seen and main:
+        log.warning("%s: the training data changed since the run began (%s then, %s now): it goes on, but not as "
+                    "the run would have without the stop", out_dir, state["data"], data_seen)
 
     run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
     last_metrics: dict = {}
@@ -310,6 +314,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                 **{f"optimizer_{key}": optimizer.state_dict() for key, optimizer in optimizers.items()},
                 **{f"scheduler_{key}": scheduler.state_dict() for key, scheduler in schedulers.items()},
                 "scaler": scaler.state_dict(), "rng": checkpoints.rng_state(), "elapsed_s": elapsed(),
+                "data": data_seen,
             })
             checkpoints.export_generator(ema, config, out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}")
 

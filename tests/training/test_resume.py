@@ -118,3 +118,16 @@ def test_a_run_begun_with_relative_paths_resumes_from_any_folder(tmp_path, monke
     assert load_state(tmp_path / "run")["config"]["train_paths"] == [str(tmp_path / "photos")]
     monkeypatch.chdir("/")
     assert resume(tmp_path / "run", {"total_iters": "3"}).iteration == 3
+
+
+def test_a_resume_over_changed_data_says_it_is_no_longer_exact(tmp_path, caplog):
+    import shutil
+
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(config)
+    resume(config.out_dir, {"total_iters": "3"})
+    assert "training data changed" not in caplog.text
+    shutil.copy(tmp_path / "photos" / "photo0.png", tmp_path / "photos" / "another.png")
+    resume(config.out_dir, {"total_iters": "4"})
+    assert "the training data changed since the run began (4 training images" in caplog.text
+    assert "5 training images" in caplog.text
