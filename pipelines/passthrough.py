@@ -15,7 +15,8 @@ otherwise copied bit for bit. A packet that straddles A (or ends at it, for the 
   0): kept, starting before 0, as ffmpeg's stream copy does;
 - audio, in one that does not (Matroska, WebM): dropped, so the audio starts up to one packet (~20 ms) late. Kept,
   it would make the muxer shift every stream, the video included, away from 0;
-- a subtitle cue: cut to start at 0 (its text does not hold its times).
+- a subtitle cue: cut to start at 0 (its text does not hold its times); a bitmap cue (PGS), which has no duration
+  and shows until the next one, is moved to 0 where it is the last before the start.
 `end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
 shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
 
@@ -88,6 +89,7 @@ class Passthrough:
         self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
+        self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
 
         output.metadata.update({k: v for k, v in self._input.metadata.items() if k.lower() not in _MUXER_TAGS})
         self._chapters = self._input.chapters()
@@ -197,6 +199,9 @@ class Passthrough:
         while (packet := self._peek()) is not None and _seconds(packet) < seconds:
             self._pending = None
             self._mux(packet)
+        for showing in self._showing.values():  # bitmap cues on screen over the whole window
+            self._write(showing)
+        self._showing.clear()
         self._output.set_chapters(_chapters_within(self._chapters, self._start, Fraction(seconds)))
 
     def _peek(self) -> av.Packet | None:
@@ -206,9 +211,16 @@ class Passthrough:
 
     def _mux(self, packet: av.Packet) -> None:
         is_cover = packet.stream.disposition & Disposition.attached_pic  # no time: belongs to the whole file
-        if self._start is not None and packet.pts is not None and not is_cover and not self._shift(packet):
-            self.packets_dropped += 1
-            return
+        if self._start is not None and packet.pts is not None and not is_cover:
+            if not self._shift(packet):
+                self.packets_dropped += 1
+                return
+            showing = self._showing.pop(packet.stream.index, None)
+            if showing is not None and packet.pts > 0:  # the bitmap cue on screen at the start, until this one
+                self._write(showing)
+        self._write(packet)
+
+    def _write(self, packet: av.Packet) -> None:
         packet.stream = output = self.copied[packet.stream.index]
         self._output.start_encoding()  # (writes the header once: each output stream's time base is then its own)
         self._keep_increasing(packet, output)
@@ -237,6 +249,12 @@ class Passthrough:
         """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
         offset = round(self._start / packet.time_base)
         duration = packet.duration or 0
+        if packet.stream.type == "subtitle" and not duration and packet.pts < offset:
+            # A bitmap cue (PGS) has no duration: it shows until the next one. The last before the start is held,
+            # to show from 0 (`_mux`, `end_at`).
+            packet.pts = packet.dts = 0
+            self._showing[packet.stream.index] = packet
+            return False
         if packet.pts + duration < offset:  # ends before the start (one ending at it primes decoders such as AAC's)
             return False
         packet.pts -= offset

@@ -16,6 +16,7 @@ The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 
 from __future__ import annotations
 
+import struct
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -304,3 +305,32 @@ BAD_INPUTS = {
     # mp4 keeps its index at the end: cut short, nothing can be found.
     "truncated mp4": lambda folder: truncate(make_clip(folder / "whole.mp4", frames=20), folder / "cut.mp4"),
 }
+
+
+def make_pgs_subtitles(path: str | Path, cues: list[tuple[float, float]], size: tuple[int, int] = (64, 48)) -> Path:
+    """A Blu-ray subtitle (PGS, .sup) file: for each (show, hide) in seconds, a 16×8 box of one color shown, then
+    cleared. Bitmap cues have no duration: each display set shows until the next."""
+    width, height = size
+
+    def segment(seconds: float, kind: int, body: bytes) -> bytes:
+        time = round(seconds * 90_000)
+        return b"PG" + struct.pack(">IIBH", time, time, kind, len(body)) + body
+
+    def composition(number: int, shown: bool) -> bytes:  # PCS (0x16) and WDS (0x17)
+        objects = struct.pack(">HBBHH", 0, 0, 0, 8, 30) if shown else b""
+        state = 0x80 if shown else 0x00  # an epoch start, or a normal case clearing the screen
+        pcs = struct.pack(">HHBHBBBB", width, height, 0x10, number, state, 0, 0, int(shown)) + objects
+        return pcs, struct.pack(">BBHHHH", 1, 0, 8, 30, 16, 8)
+
+    data = b""
+    for number, (show, hide) in enumerate(cues):
+        pcs, wds = composition(2 * number, True)
+        palette = struct.pack(">BB", 0, 0) + bytes([1, 180, 128 + 10 * number, 128 - 10 * number, 255])
+        rle = (b"\x01" * 16 + b"\x00\x00") * 8  # 8 lines of 16 pixels of color 1, each ended by 00 00
+        ods = struct.pack(">HBB", 0, 0, 0xC0) + struct.pack(">I", len(rle) + 4)[1:] + struct.pack(">HH", 16, 8) + rle
+        data += b"".join(segment(show, kind, body) for kind, body in
+                         ((0x16, pcs), (0x17, wds), (0x14, palette), (0x15, ods), (0x80, b"")))
+        pcs, wds = composition(2 * number + 1, False)
+        data += b"".join(segment(hide, kind, body) for kind, body in ((0x16, pcs), (0x17, wds), (0x80, b"")))
+    Path(path).write_bytes(data)
+    return Path(path)

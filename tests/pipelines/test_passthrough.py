@@ -356,3 +356,27 @@ def test_an_mp4s_chapter_track_is_not_warned_about_its_chapters_are_kept(tmp_pat
     chapters = media.ffprobe(output, "-show_chapters")["chapters"]
     assert [(chapter["tags"]["title"], chapter["start_time"]) for chapter in chapters] == [
         ("A", "0.000000"), ("B", "1.000000")]
+
+
+def test_a_bitmap_cue_on_screen_at_a_previews_start_shows_from_its_first_frame(tmp_path):
+    """PGS cues have no duration (each shows until the next display set): the one shown at the start was dropped
+    as ended before it."""
+    from tests.pipelines.clips import make_pgs_subtitles
+    from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+
+    subtitles = make_pgs_subtitles(tmp_path / "cues.sup", [(0.2, 0.9), (1.0, 1.8), (2.1, 2.9)])
+    source = tmp_path / "bluray.mkv"  # (ffmpeg starts the cues at 0: shown 0-0.7, 0.8-1.6, 1.9-2.7)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=3", "-i", subtitles, "-map", "0",
+                 "-map", "1", "-c:v", "libx264", "-g", "5", "-c:s", "copy", source)
+
+    def cues(path):
+        packets = media.ffprobe(path, "-select_streams", "s", "-show_entries", "packet=pts_time,size")["packets"]
+        return [(round(float(packet["pts_time"]), 3), int(packet["size"])) for packet in packets]
+
+    shown, cleared = cues(source)[0][1], cues(source)[1][1]
+    for (start, end), expected in [((0.5, 1.5), [(0.0, shown), (0.2, cleared), (0.3, shown)]),
+                                   ((0.9, 1.4), [(0.0, shown)])]:  # (within one cue: said at the end)
+        output = tmp_path / f"preview{start}.mkv"
+        upscale_video(source, output, options=UpscaleOptions(model="bicubic", outscale=1),
+                      video=VideoOptions(start=start, end=end))
+        assert cues(output) == expected
