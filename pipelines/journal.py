@@ -389,12 +389,21 @@ def _to_row(found: sqlite3.Row) -> JobRow:
     )
 
 
+def unfinished(rows: list[JobRow]) -> list[JobRow]:
+    """The jobs still to be done: not done, and their input still there (a job whose input was removed or renamed,
+    or that other --include filters left out, stays in the journal, but no batch will run it again)."""
+    return [row for row in rows if row.state is not JobState.DONE and Path(row.source).exists()]
+
+
 def format_table(rows: list[JobRow]) -> str:
     """The journal as `vsr batch --status` prints it: one line per job, then the counts."""
     lines = [("state", "tries", "seconds", "frames", "output", "error")]
+    to_do = unfinished(rows)
     for row in rows:
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else "-"
-        lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name, row.error or ""))
+        gone = "its input is gone" if row.state is not JobState.DONE and row not in to_do else ""
+        lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name,
+                      "; ".join(filter(None, (gone, row.error)))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in lines]
     counts = {state: sum(row.state is state for row in rows) for state in JobState}

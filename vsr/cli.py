@@ -340,7 +340,8 @@ def batch(
         metavar="IN_DIR OUT_DIR", help="Input folder (searched recursively) and output folder; with --jobs only "
         "OUT_DIR (optional), with --status only OUT_DIR.", show_default=False)] = None,
     jobs: Optional[Path] = typer.Option(None, "--jobs", help="A TOML jobs file: inputs with options of their own."),
-    status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job is done."),
+    status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job whose input "
+                                "is still there is done."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and what a run would do with each (new, "
                                  "done, redo, retry, ...); run and write nothing."),
     include: Optional[list[str]] = typer.Option(None, "--include", help="Only inputs matching this glob (repeat for "
@@ -382,7 +383,7 @@ def batch(
                                help="Errors only: no progress bar, per-job lines, warnings or summary."),
 ) -> None:
     from vsr.errors import OptionError
-    from vsr.pipelines.journal import JobState, format_table, read_journal
+    from vsr.pipelines.journal import format_table, read_journal, unfinished
 
     _setup_logging(quiet)
     if not quiet:
@@ -393,7 +394,7 @@ def batch(
             raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")
         rows = read_journal(folders[0])
         typer.echo(format_table(rows))
-        raise typer.Exit(0 if all(row.state is JobState.DONE for row in rows) else 1)
+        raise typer.Exit(1 if unfinished(rows) else 0)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,

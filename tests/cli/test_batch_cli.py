@@ -111,6 +111,12 @@ def test_a_corrupt_file_among_real_clips_fails_alone_and_the_status_shows_why(tm
     assert line.split()[:2] == ["failed", "1"] and reason.split("failed: ", 1)[1] in line
     assert "2 done, 1 failed (of 3)" in status.stdout
     assert snapshot(source) == inputs
+    # The broken file removed, no batch will run its job again: the journal still lists it, and no longer waits for it.
+    (source / "b" / "broken.mp4").unlink()
+    status = vsr("batch", "--status", out)
+    assert status.returncode == 0
+    line = next(line for line in status.stdout.splitlines() if "b/broken.x2.mp4" in line)
+    assert "its input is gone; " in line
 
 
 def test_images_keep_their_folders_and_quiet_prints_nothing(tmp_path):
