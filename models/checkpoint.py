@@ -13,6 +13,8 @@ import io
 import json
 import logging
 import os
+import pickle
+import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -69,8 +71,22 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         # torch.load raises a zoo of types for bad files (UnpicklingError, RuntimeError, EOFError, ...).
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise ModelError(f"{path}: not a readable checkpoint ({_first_line(error)})") from error
+        raise ModelError(f"{path}: {_why_unreadable(path, error)}") from error
     return _unwrap(path, loaded), {}
+
+
+def _why_unreadable(path: Path, error: Exception) -> str:
+    """What is wrong with a torch file that torch.load refused, in words (torch's own messages suggest unpickling)."""
+    with open(path, "rb") as file:
+        head = file.read(512).lstrip()
+    if head[:1] == b"<":
+        return "a web page (HTML), not a checkpoint: a sign-in or download page saved in its place?"
+    if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
+        return "cut short or damaged (a torch checkpoint is a zip archive, and this one does not end as one)"
+    if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
+        return ("holds Python objects beyond tensors (a whole pickled model?), which vsr does not unpickle; save "
+                "the model's state_dict() instead")
+    return f"not a readable checkpoint ({_first_line(error)})"
 
 
 def _unwrap(path: Path, loaded: object) -> dict[str, Tensor]:

@@ -167,7 +167,7 @@ class _CreatesMarker:
 def test_pickle_with_objects_is_refused_not_executed(tmp_path):
     marker = tmp_path / "pwned"
     torch.save({"params_ema": _rrdbnet().state_dict(), "payload": _CreatesMarker(marker)}, tmp_path / "evil.pth")
-    with pytest.raises(ModelError, match=r"evil\.pth: not a readable checkpoint"):
+    with pytest.raises(ModelError, match=r"evil\.pth: holds Python objects beyond tensors \(a whole pickled model"):
         load_model(tmp_path / "evil.pth")
     assert not marker.exists()
     # The payload is real: an unrestricted load does run it.
@@ -203,7 +203,10 @@ def test_unreadable_file_is_refused_with_its_path(tmp_path, name, write):
     with pytest.raises(ModelError) as raised:
         load_model(tmp_path / name)
     message = str(raised.value)
-    assert message.startswith(f"{tmp_path / name}: not a readable checkpoint (")
+    # (torch's own words suggest unpickling the file: a torch file cut short is said to be so)
+    reason = "cut short or damaged (a torch checkpoint is a zip archive" if write is _write_truncated_pth else (
+        "not a readable checkpoint (")
+    assert message.startswith(f"{tmp_path / name}: {reason}")
     assert "\n" not in message
 
 
@@ -267,3 +270,9 @@ def test_module_that_does_not_match_the_spec_is_not_saved(tmp_path):
     with pytest.raises(ModelError, match="does not match RRDBNet"):
         save_model(model, spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}), tmp_path / "net")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_web_page_in_a_checkpoints_place_is_said_to_be_one(tmp_path):
+    (tmp_path / "page.pth").write_text("<!DOCTYPE html><html><body>Sign in</body></html>")
+    with pytest.raises(ModelError, match=r"page\.pth: a web page \(HTML\), not a checkpoint"):
+        load_model(tmp_path / "page.pth")
