@@ -171,6 +171,8 @@ def upscale(
     from vsr import api
 
     _setup_logging(quiet)
+    if alpha != 0.8 and blend is None and denoise_strength is None:  # (0.8: --alpha's default, given or not)
+        raise OptionError("--alpha weighs the --blend model against -m; give --blend too")
     if denoise_strength is not None:
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
@@ -389,6 +391,8 @@ def batch(
     if not quiet:
         logging.getLogger("vsr.pipelines.batch").setLevel(logging.INFO)  # one line per job
     folders = folders or []
+    if task_cpus != 1.0 and ray is None:  # (1: its default, given or not)
+        raise OptionError("--task-cpus sets the CPUs of each Ray task: give --ray too (--workers sets processes here)")
     if status:
         if len(folders) != 1 or jobs is not None:
             raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")
@@ -519,8 +523,11 @@ def bench(
     """Model-only vs end-to-end fps of `vsr upscale` on the same clip, in one run."""
     from vsr import api
     from vsr import bench as bench_module
+    from vsr.errors import OptionError
 
     _setup_logging(False)
+    if frames is not None and frames < 1:
+        raise OptionError(f"--frames must be 1 or more, not {frames}")
     options = api.UpscaleOptions(model=model, batch_size=batch_size, device=device, precision=precision)
     result = bench_module.bench(input, options=options, video=api.VideoOptions(decoder=decoder), max_frames=frames)
     typer.echo(result.to_text())

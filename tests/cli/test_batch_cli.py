@@ -198,3 +198,12 @@ def test_a_dry_run_lists_the_jobs_and_what_a_run_would_do(tmp_path):
         "new  b.png → b.x4.png", "new  clips/a.mp4 → clips/a.x4.mp4",
         f"2 of 2 jobs to run in {out}; nothing was run or written (--dry-run)"]
     assert not out.exists()
+
+
+def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
+    """Options that were silently ignored: --task-cpus without --ray, and vsr bench's --frames 0."""
+    (tmp_path / "in").mkdir()
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "--task-cpus", "2")
+    assert result.returncode == 2 and "--task-cpus sets the CPUs of each Ray task: give --ray too" in result.stderr
+    result = vsr("bench", "samples/bbb_sample.mp4", "--frames", "0", "-m", "bicubic")
+    assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
