@@ -280,7 +280,7 @@ class Passthrough:
 
 def describe(stream: Stream) -> str:
     """E.g. "subtitle stream #2 (subrip, eng, 'English')" (FFmpeg's codec names, as ffprobe gives them)."""
-    codec = _codec_name(stream) if stream.codec_context is not None else stream.metadata.get("filename")
+    codec = stream.metadata.get("filename") if stream.type == "attachment" else _codec_name(stream)
     details = [codec or "no codec"]
     if stream.language:
         details.append(stream.language)
@@ -341,6 +341,9 @@ def _refusal(container: str, stream: Stream) -> str | None:
         return f"MPEG-TS files cannot hold {what}; Matroska (.mkv) holds them"
     if container == "webm" and stream.type == "attachment":  # the WebM muxer leaves them out of the file
         return "WebM files cannot hold attachments; Matroska (.mkv) holds them"
+    if container in ("mov", "avi") and stream.type == "data" and _codec_name(stream) == "klv":
+        # Both take it without a word and write what reads back as no codec (a packet short in .mov).
+        return f"{container} files cannot hold klv data; MPEG-TS (.ts) holds it"
     if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
         return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
     probe = av.open(io.BytesIO(), "w", format=container)
@@ -367,5 +370,8 @@ def _refusal(container: str, stream: Stream) -> str | None:
 
 
 def _codec_name(stream: Stream) -> str:
-    """The codec's own name (dvb_subtitle, mp3, ass), not its decoder's (dvbsub, mp3float, ssa)."""
-    return stream.codec_context.codec.canonical_name if stream.codec_context is not None else "codec-less"
+    """The codec's own name (dvb_subtitle, mp3, ass), not its decoder's (dvbsub, mp3float, ssa); a data stream's
+    (klv), which has no decoder; "codec-less" where FFmpeg names none."""
+    if stream.codec_context is not None:
+        return stream.codec_context.codec.canonical_name
+    return getattr(stream, "name", None) or "codec-less"

@@ -380,3 +380,32 @@ def test_a_bitmap_cue_on_screen_at_a_previews_start_shows_from_its_first_frame(t
         upscale_video(source, output, options=UpscaleOptions(model="bicubic", outscale=1),
                       video=VideoOptions(start=start, end=end))
         assert cues(output) == expected
+
+
+def test_klv_metadata_is_kept_in_mpeg_ts_and_said_to_be_skipped_where_it_would_be_lost(tmp_path, caplog):
+    """KLV (drone and camera telemetry) comes in MPEG-TS. QuickTime .mov and AVI take it without a word and write
+    what reads back as no codec; the warning named no codec either."""
+    import numpy as np
+
+    source = tmp_path / "drone.ts"
+    with av.open(str(source), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        data = out.add_data_stream(codec_name="klv")
+        for index in range(10):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * index, np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in video.encode(frame):
+                out.mux(packet)
+            packet = av.Packet(b"\x06\x0e\x2b\x34" + bytes([index]) * 12)  # a KLV universal key, then a value
+            packet.stream, packet.time_base, packet.pts, packet.dts = data, Fraction(1, 10), index, index
+            out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+    kept = media.write_upscaled(source, tmp_path / "out.ts")
+    assert packet_hashes(media.framemd5(kept, "0:d")) == packet_hashes(media.framemd5(source, "0:d"))
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        for suffix in (".mov", ".avi"):
+            assert "data" not in by_type(media.write_upscaled(source, tmp_path / f"out{suffix}"))
+    assert "data stream #1 (klv): mov files cannot hold klv data" in caplog.text
+    assert "data stream #1 (klv): avi files cannot hold klv data" in caplog.text
