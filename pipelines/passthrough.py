@@ -20,6 +20,9 @@ otherwise copied bit for bit. A packet that straddles A (or ends at it, for the 
 `end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
 shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
 
+Times are copied as they are, but for a decoding time that would not come after its stream's last one in the
+output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`).
+
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
 turning SRT into mov_text would re-encode the text and drop its styling, so the warning suggests .mkv instead.
