@@ -113,13 +113,18 @@ def _packed_frame(array: np.ndarray, pix_fmt: str) -> av.VideoFrame:
     return frame
 
 
+def is_gray(fmt: av.VideoFormat) -> bool:
+    """Whether a pixel format holds one channel of picture (gray, gray16be, ya8: gray and alpha)."""
+    return not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in fmt.components) == 1
+
+
 def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     fmt = frame.format
     components = fmt.components
     deep = max(c.bits for c in components) > 8
     # FFmpeg decodes a CMYK JPEG to RGB with an opaque alpha plane (gbrap); JPEG itself has no transparency.
     has_alpha = any(c.is_alpha for c in components) and codec != "mjpeg"
-    gray = not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in components) == 1
+    gray = is_gray(fmt)
     if fmt.has_palette or (codec == "webp" and has_alpha):
         # A palette may carry transparency (PNG tRNS), and FFmpeg decodes every lossless WebP with an alpha plane:
         # keep alpha only where some pixel is transparent.

@@ -173,17 +173,13 @@ def _gray_and_profile(pattern: Path, pix_fmt: str, samples: int = 9) -> tuple[bo
     with open(files[0], "rb") as file:
         profile = icc_profile(file.read(4 << 20))
 
-    def is_gray(name: str) -> bool:
-        fmt = av.VideoFormat(name)
-        return not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in fmt.components) == 1
-
-    if not is_gray(pix_fmt):
+    if not images.is_gray(av.VideoFormat(pix_fmt)):
         return False, profile
     step = max(1, (len(files) - 1) // (samples - 1))
     for path in {*files[::step], files[-1]}:
         try:
             with av.open(str(path)) as container:
-                if not is_gray(container.streams.video[0].codec_context.pix_fmt):
+                if not images.is_gray(av.VideoFormat(container.streams.video[0].codec_context.pix_fmt)):
                     return False, profile
         except (av.FFmpegError, OSError, IndexError):
             return False, profile

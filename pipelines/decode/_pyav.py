@@ -294,11 +294,11 @@ class PyAVDecoder(Decoder):
     def _check_complete(self, count: int, last_pts: int | None) -> None:
         if count == 0:
             raise InputError(f"{self.path}: no frame of video stream #{self.info.index} could be decoded")
-        # An index written before the data (MP4 with +faststart) still lists the frames a cut-off file lost; the time
-        # check allows a second (durations may be the container's), which is all of a short clip.
         if self._first_file is not None and count < self.info.frame_count:  # (the demuxer stopped early)
             raise InputError(f"{self._file_of(last_pts + 1)}: cannot be read, damaged or cut short; a sequence is "
                              "read without gaps")
+        # An index written before the data (MP4 with +faststart) still lists the frames a cut-off file lost; the time
+        # check allows a second (durations may be the container's), which is all of a short clip.
         listed = self._stream.frames  # counted by the muxer; 0 where the container does not say
         if listed and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
