@@ -390,8 +390,8 @@ def _to_row(found: sqlite3.Row) -> JobRow:
 
 
 def unfinished(rows: list[JobRow]) -> list[JobRow]:
-    """The jobs still to be done: not done, and their input still there (a job whose input was removed or renamed,
-    or that other --include filters left out, stays in the journal, but no batch will run it again)."""
+    """The jobs still to be done: not done, and their input still there (a job whose input was removed or renamed
+    stays in the journal, but no batch will run it again)."""
     return [row for row in rows if row.state is not JobState.DONE and Path(row.source).exists()]
 
 
