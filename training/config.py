@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Union
 
 from vsr.errors import InputError, OptionError
+from vsr.training.metrics import SSIM_WINDOW
 
 import tomllib
 
@@ -106,8 +107,10 @@ class TrainConfig:
             raise OptionError(
                 f"patch_size={self.patch_size}: the gan stage's discriminator takes {DISCRIMINATOR_PATCH_SIZES} patches"
             )
-        if self.val_crop is not None:
-            _at_least("val_crop", self.val_crop, self.scale)
+        if self.val_crop is not None:  # what is left once a border of `scale` is cut off must hold SSIM's window
+            _at_least("val_crop", self.val_crop, 2 * self.scale + SSIM_WINDOW)
+        if self.seed >= 2**63:  # (torch's generators take a 64-bit signed seed)
+            raise OptionError(f"seed={self.seed}: expected a whole number below 2**63")
         if not all(math.isfinite(x) and x >= 0 for x in (self.lr, self.eta_min, self.pixel_weight,
                                                            self.perceptual_weight, self.gan_weight, self.gamma)):
             raise OptionError("lr, eta_min, gamma and the loss weights must be finite and not negative")
