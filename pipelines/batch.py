@@ -317,7 +317,7 @@ def journal_entry(job: BatchJob) -> JobEntry:
         options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
     # (a record with other options is a new job: leaving out the later options at their defaults keeps done jobs done)
     options = {k: v for k, v in options.items() if k not in api.LATER_DEFAULTS or v != api.LATER_DEFAULTS[k]}
-    return JobEntry(job.name, str(job.source), job.kind, options, fingerprint(job.source))
+    return JobEntry(job.name, os.path.abspath(job.source), job.kind, options, fingerprint(job.source))
 
 
 def parse_devices(text: str) -> list[str]:

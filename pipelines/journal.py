@@ -391,8 +391,10 @@ def _to_row(found: sqlite3.Row) -> JobRow:
 
 def unfinished(rows: list[JobRow]) -> list[JobRow]:
     """The jobs still to be done: not done, and their input still there (a job whose input was removed or renamed
-    stays in the journal, but no batch will run it again)."""
-    return [row for row in rows if row.state is not JobState.DONE and Path(row.source).exists()]
+    stays in the journal, but no batch will run it again). Sources are absolute (a journal of an earlier vsr may
+    hold relative ones, which cannot be told from here: those count as still to be done)."""
+    return [row for row in rows if row.state is not JobState.DONE
+            and (Path(row.source).exists() or not Path(row.source).is_absolute())]
 
 
 def format_table(rows: list[JobRow]) -> str:
