@@ -77,8 +77,11 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
 
 def _why_unreadable(path: Path, error: Exception) -> str:
     """What is wrong with a torch file that torch.load refused, in words (torch's own messages suggest unpickling)."""
-    with open(path, "rb") as file:
-        head = file.read(512).lstrip()
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512).lstrip()
+    except OSError:
+        head = b""
     if head[:1] == b"<":
         return "a web page (HTML), not a checkpoint: a sign-in or download page saved in its place?"
     if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):

@@ -101,7 +101,7 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
                           f"with more, e.g. --set total_iters={done * 2}")
     if config.max_minutes is not None and minutes >= config.max_minutes:  # (it bounds the whole run)
         raise OptionError(f"max_minutes={config.max_minutes:g}: {out_dir} has run {minutes:.1f} minutes already; "
-                          f"resume with more, e.g. --set max_minutes={math.ceil(minutes * 2)}, or none")
+                          f"resume with more, e.g. --set max_minutes={max(1, math.ceil(minutes * 2))}, or none")
     return _run(config, state, stop_at, progress)
 
 
