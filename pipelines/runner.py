@@ -117,25 +117,29 @@ class _StageStreams:
 
 @contextlib.contextmanager
 def ctrl_c_held_back():
-    """Hold a Ctrl-C back until the block is over, then raise it as usual.
+    """Hold a Ctrl-C (or the SIGTERM that `vsr` raises as one, vsr.errors.Terminated) back until the block is over,
+    then raise it as usual.
 
     Thread.start() waits for the new thread to run, and a KeyboardInterrupt raised in that wait leaves a stage
     running that nobody stops: the caller then closes the decoder's container under it, and the process crashes at
     exit (seen: SIGSEGV in about 1 run in 4 with Ctrl-C right after the output was created). Signals reach Python in
     the main thread only; elsewhere there is nothing to hold back.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or previous is None:  # None: not set from Python
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    held = {number: handler for number, handler in held.items() if callable(handler)}  # (others raise nothing)
     received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    for number in held:
+        signal.signal(number, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-    if received and callable(previous):
-        previous(signal.SIGINT, None)  # Python's default handler raises KeyboardInterrupt
+        for number, handler in held.items():
+            signal.signal(number, handler)
+    if received:
+        held[received[0]](received[0], None)  # raises: Python's KeyboardInterrupt, or vsr's Terminated
 
 
 def _join(threads: list[threading.Thread]) -> None:

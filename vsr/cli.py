@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from vsr.errors import VsrError
+from vsr.errors import Terminated, VsrError
 
 app = typer.Typer(
     add_completion=False,
@@ -97,12 +98,21 @@ def _user_errors(command):
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interruption:
             # (A video's output is still under its hidden temporary name; an image sequence's frames are whole.)
             typer.echo("vsr: interrupted; no unfinished file is left under an output's name", err=True)
-            raise typer.Exit(130) from None
+            raise typer.Exit(_interrupted_code(interruption)) from None
 
     return wrapper
+
+
+def _interrupted_code(interruption: KeyboardInterrupt) -> int:
+    """A shell's exit code for the signal: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 143 if isinstance(interruption, Terminated) else 130
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -437,9 +447,9 @@ def batch(
         report = batch_jobs.run_batch(job_list, out_dir, workers=1 if workers is None else workers, devices=devices,
                                       ray=ray, task_cpus=task_cpus, max_attempts=max_attempts,
                                       progress=not quiet and sys.stderr.isatty())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         typer.echo("vsr: interrupted; finished jobs are kept: run the same command again to go on", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(_interrupted_code(interruption)) from None
     if not quiet:
         typer.echo(report.summary())
     if not report.ok:
@@ -653,14 +663,14 @@ def train(
             result = trainer.resume(resume, overrides, progress=progress)
         else:
             result = trainer.train(config, progress=progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interruption:
         if (run_folder.parent if run_folder.name == "state.pt" else run_folder).joinpath("state.pt").is_file():
             typer.echo(f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run_folder}",
                        err=True)
         else:
             typer.echo("vsr: interrupted before the first checkpoint (save_every), so there is nothing to resume",
                        err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(_interrupted_code(interruption)) from None
     if not quiet and result.model_path is not None:
         metrics = result.validation
         scores = f" (PSNR-Y {metrics['psnr_y']:.2f} dB, SSIM-Y {metrics['ssim_y']:.4f})" if metrics else ""
@@ -691,6 +701,7 @@ def interpolate(
 
 
 def main() -> None:
+    signal.signal(signal.SIGTERM, _raise_terminated)  # a clean stop, as Ctrl-C's (vsr.errors.Terminated)
     app()
 
 

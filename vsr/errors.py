@@ -38,3 +38,9 @@ class OutputError(VsrError, OSError):
     """The output cannot be written: it exists, the folder is not writable, the disk is full."""
 
     exit_code = 4
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what `kill`, job schedulers and `docker stop` send), raised where Ctrl-C raises KeyboardInterrupt, so
+    that it stops as cleanly: no unfinished file left under an output's name, a batch's running jobs handed back.
+    Not a user's error: the command line exits 143 (128 + SIGTERM), as a shell reports it."""

@@ -207,3 +207,29 @@ def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
     assert result.returncode == 2 and "--task-cpus sets the CPUs of each Ray task: give --ray too" in result.stderr
     result = vsr("bench", "samples/bbb_sample.mp4", "--frames", "0", "-m", "bicubic")
     assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
+
+
+def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbnet_checkpoint):
+    """SIGTERM (job schedulers, docker stop) ended the batch without a word: its job stayed "running", the attempt
+    counted, and its partial file stayed until the next run."""
+    import signal
+    import time
+
+    from vsr.pipelines.journal import read_journal
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "long.mp4", frames=300, size=(64, 48))
+    process = subprocess.Popen([*VSR, "batch", str(source), str(out), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1",
+                                "--segment-seconds", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and not (
+            (out / JOURNAL_NAME).exists() and any(row.state.value == "running" for row in read_journal(out))):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert "vsr: interrupted; finished jobs are kept" in stderr and "Traceback" not in stderr
+    (row,) = read_journal(out)
+    assert (row.state.value, row.attempts) == ("queued", 0)
+    assert not partial_path(out / "long.x4.mp4").exists()

@@ -341,7 +341,10 @@ def test_output_folder_missing_is_one_line(tmp_path):
     assert result.stderr.strip().splitlines() == [f"vsr: error: {tmp_path / 'nowhere'}: output folder does not exist"]
 
 
-def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, tiny_rrdbnet_checkpoint):
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "term"])
+def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, tiny_rrdbnet_checkpoint,
+                                                                      signal_number, code):
+    """Ctrl-C, and SIGTERM (kill, job schedulers, docker stop), which Python's default ends without any cleanup."""
     source = make_clip(tmp_path / "long.mp4", frames=400, size=(64, 48))
     output = tmp_path / "long.x4.mp4"
     partial = tmp_path / ".long.x4.partial.mp4"
@@ -355,9 +358,10 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, 
     while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert partial.exists(), "the temporary output never appeared"
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signal_number)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
+    assert "vsr: interrupted; no unfinished file is left under an output's name" in stderr
     assert "Traceback" not in stderr
     assert not output.exists() and not partial.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
