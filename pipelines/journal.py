@@ -404,8 +404,10 @@ def format_table(rows: list[JobRow]) -> str:
     for row in rows:
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else "-"
         gone = "its input is gone" if row.state is not JobState.DONE and row not in to_do else ""
+        dead = "its process is gone: the next run takes it over" if (
+            row.state is JobState.RUNNING and not owner_is_alive(row.owner)) else ""
         lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name,
-                      "; ".join(filter(None, (gone, row.error)))))
+                      "; ".join(filter(None, (gone, dead, row.error)))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in lines]
     counts = {state: sum(row.state is state for row in rows) for state in JobState}

@@ -54,6 +54,8 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
     assert journal_rows(out) == {"clip0.x4.mp4": ("done", 1), "clip1.x4.mp4": ("running", 1),
                                  "clip2.x4.mp4": ("queued", 0), "clip3.x4.mp4": ("queued", 0)}
     assert second.exists() and not (out / "clip1.x4.mp4").exists()  # the killed job left only its partial file
+    status = next(line for line in vsr("batch", "--status", out).stdout.splitlines() if "clip1.x4.mp4" in line)
+    assert status.startswith("running") and status.endswith("its process is gone: the next run takes it over")
     first_output = snapshot(out)["clip0.x4.mp4"]
 
     rerun = vsr(*command)
