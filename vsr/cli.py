@@ -680,15 +680,19 @@ def train(
 @app.command()
 @_user_errors
 def interpolate(
-    psnr_model: Path = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint."),
-    gan_model: Path = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint of the same architecture."),
+    psnr_model: str = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint, or a zoo name "
+                                     "(realesrnet-x4plus)."),
+    gan_model: str = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint of the same architecture, or a zoo "
+                                    "name (realesrgan-x4plus)."),
     alpha: float = typer.Option(0.8, "--alpha", help="0 = the PSNR model, 1 = the GAN model."),
     output: Path = typer.Option(..., "-o", "--output", help="OUT.pth (OUT.safetensors is written beside it)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Network interpolation: blend two checkpoints, (1 − alpha)·PSNR + alpha·GAN, parameter by parameter."""
     from vsr.errors import OutputError
-    from vsr.models.interpolate import interpolate_checkpoints
+    from vsr.models import zoo
+    from vsr.models.checkpoint import save_model
+    from vsr.models.interpolate import interpolated_model
 
     _setup_logging(False)
     base = output.with_suffix("") if output.suffix.lower() in (".pth", ".safetensors") else output
@@ -696,7 +700,10 @@ def interpolate(
                 if path.exists()]
     if existing and not overwrite:
         raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
-    pth, safetensors_path = interpolate_checkpoints(psnr_model, gan_model, alpha, base)
+    # (zoo.load takes zoo names too, as `vsr upscale -m A --blend B` does: realesrnet-x4plus with realesrgan-x4plus
+    # is Real-ESRGAN's own pair)
+    blended = interpolated_model(zoo.load(psnr_model), zoo.load(gan_model), alpha)
+    pth, safetensors_path = save_model(blended.module, blended.spec, base)
     typer.echo(f"wrote {pth} and {safetensors_path}")
 
 

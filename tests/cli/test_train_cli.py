@@ -134,3 +134,16 @@ def test_interpolate_refuses_different_architectures_in_one_line(tmp_path):
     result = vsr("interpolate", psnr, wider, "-o", tmp_path / "out.pth")
     assert "must be the same architecture" in one_line_error(result) and result.returncode == 3
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_interpolate_takes_zoo_names_as_upscale_blend_does(tmp_path):
+    """Real-ESRGAN's own pair is realesrnet-x4plus with realesrgan-x4plus; names were refused as "no suffix"."""
+    from vsr.models import zoo
+
+    result = vsr("interpolate", "realesr-animevideov3", "realesr-animevideov3", "--alpha", "0.3", "-o",
+                 tmp_path / "same")
+    assert result.returncode == 0, result.stderr
+    blended = read_state_dict(tmp_path / "same.pth")  # (a model blended with itself is itself)
+    original = zoo.load("realesr-animevideov3").module.state_dict()
+    assert blended.keys() == original.keys()
+    assert all(torch.allclose(blended[key], original[key].float(), atol=1e-6) for key in original)
