@@ -358,6 +358,10 @@ def _refusal(container: str, stream: Stream) -> str | None:
             what = "attachments"
         elif stream.disposition & Disposition.attached_pic:
             what = "cover pictures in a video stream"
+        elif _codec_name(stream) == "aac" and stream.container.format.name in ("mpegts", "aac"):
+            # The AVI muxer takes AAC, but not with the ADTS header each packet has in MPEG-TS (FFmpeg's command
+            # line rewrites it with the aac_adtstoasc filter, which PyAV cannot run before the header is written).
+            return f"{container} files take AAC without the ADTS headers it has in MPEG-TS; .mkv and .mp4 hold it"
         else:  # "aac audio", "subrip subtitles", "bin_data data streams"
             kind = {"audio": "audio", "data": "data streams"}.get(stream.type, f"{stream.type}s")
             what = f"{_codec_name(stream)} {kind}"

@@ -409,3 +409,13 @@ def test_klv_metadata_is_kept_in_mpeg_ts_and_said_to_be_skipped_where_it_would_b
             assert "data" not in by_type(media.write_upscaled(source, tmp_path / f"out{suffix}"))
     assert "data stream #1 (klv): mov files cannot hold klv data" in caplog.text
     assert "data stream #1 (klv): avi files cannot hold klv data" in caplog.text
+
+
+def test_adts_aac_from_mpeg_ts_into_avi_says_why_it_is_skipped(tmp_path, caplog):
+    """AVI takes AAC (from MP4, Matroska), but not with MPEG-TS's ADTS headers: "avi cannot hold aac" was untrue."""
+    source = tmp_path / "recording.ts"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-f", "lavfi", "-i", "sine=d=1",
+                 "-c:v", "libx264", "-c:a", "aac", source)
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        media.write_upscaled(source, tmp_path / "out.avi")
+    assert "avi files take AAC without the ADTS headers it has in MPEG-TS; .mkv and .mp4 hold it" in caplog.text
