@@ -691,11 +691,12 @@ def interpolate(
     """Network interpolation: blend two checkpoints, (1 − alpha)·PSNR + alpha·GAN, parameter by parameter."""
     from vsr.errors import OutputError
     from vsr.models import zoo
-    from vsr.models.checkpoint import save_model
+    from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, save_model
     from vsr.models.interpolate import interpolated_model
 
     _setup_logging(False)
-    base = output.with_suffix("") if output.suffix.lower() in (".pth", ".safetensors") else output
+    # (out.pt or out.ckpt name torch files too: written as out.pth, not out.pt.pth)
+    base = output.with_suffix("") if output.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX) else output
     existing = [path for path in (base.with_name(base.name + ".pth"), base.with_name(base.name + ".safetensors"))
                 if path.exists()]
     if existing and not overwrite:

@@ -103,6 +103,8 @@ def test_interpolate_blends_two_checkpoints(tmp_path):
     again = vsr("interpolate", psnr, gan, "-o", tmp_path / "blend.pth")
     assert "already exists" in one_line_error(again) and again.returncode == 4
     assert vsr("interpolate", psnr, gan, "-o", tmp_path / "blend.pth", "--overwrite").returncode == 0
+    assert vsr("interpolate", psnr, gan, "-o", tmp_path / "other.pt").stdout.strip() == (
+        f"wrote {tmp_path / 'other.pth'} and {tmp_path / 'other.safetensors'}")  # (not other.pt.pth)
 
 
 def _gray_rrdbnet_file(path, level):
