@@ -111,6 +111,8 @@ class TrainConfig:
             _at_least("val_crop", self.val_crop, 2 * self.scale + SSIM_WINDOW)
         if self.seed >= 2**63:  # (torch's generators take a 64-bit signed seed)
             raise OptionError(f"seed={self.seed}: expected a whole number below 2**63")
+        if not str(self.out_dir).strip():  # ("" is the current folder: a run's files would land among the user's)
+            raise OptionError("out_dir is empty: name the run's folder (-o runs/NAME)")
         if not all(math.isfinite(x) and x >= 0 for x in (self.lr, self.eta_min, self.pixel_weight,
                                                            self.perceptual_weight, self.gan_weight, self.gamma)):
             raise OptionError("lr, eta_min, gamma and the loss weights must be finite and not negative")

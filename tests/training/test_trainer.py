@@ -246,6 +246,7 @@ def test_overrides_are_toml_values_checked_against_the_field_types():
     ("max_minutes=0", "max_minutes=0.0: expected a number of minutes above 0"),
     ("val_crop=12", "val_crop"),  # (×4: what is left of 12 inside a border of 4 cannot hold SSIM's 11×11 window)
     ("seed=100000000000000000000", "seed=100000000000000000000: expected a whole number below 2"),
+    ("out_dir=''", "out_dir is empty: name the run's folder"),
     ("lr", "expected KEY=VALUE"),
 ])
 def test_bad_overrides_name_the_key_and_what_is_allowed(item, message):
