@@ -93,7 +93,9 @@ def _score(engine: Engine, name: str, images: list[HRImage], baseline: bool = Fa
     temporal error over the video frames that come with their following frame."""
     scale = engine.spec.scale
     seconds, upscaled = 0.0, 0
-    outputs: list[torch.Tensor] = []  # each image's output in 8 bits, as scored, for the temporal error
+    # Each image's output in 8 bits, as scored, where the temporal error needs it (a video frame with a following
+    # one); None for the rest, so that scoring many large photos holds none of their outputs.
+    outputs: list[torch.Tensor | None] = []
 
     def timed_upscale(lr: torch.Tensor) -> torch.Tensor:
         nonlocal seconds, upscaled
@@ -105,18 +107,19 @@ def _score(engine: Engine, name: str, images: list[HRImage], baseline: bool = Fa
 
     def upscale_and_keep(lr: torch.Tensor) -> torch.Tensor:
         sr = timed_upscale(lr)
-        outputs.append(sr.clamp(0, 1).mul(255).round().to(torch.uint8))
+        kept = images[len(outputs)].following is not None  # (validate upscales the images in their order)
+        outputs.append(sr.clamp(0, 1).mul(255).round().to(torch.uint8) if kept else None)
         return sr
 
     pairs = [_lr_hr_pair(image.pixels, scale) for image in images]
     engine.upscale(pairs[0]["lr"][None])  # untimed: a first call also sets up kernels (and on a GPU, graphs)
     means = validate(upscale_and_keep, pairs, scale)
     temporal_errors = []
-    for image, sr in zip(images, outputs):
+    for image, pair, sr in zip(images, pairs, outputs):
         if image.following is not None:
-            hr, following = (_lr_hr_pair(pixels, scale) for pixels in (image.pixels, image.following))
+            following = _lr_hr_pair(image.following, scale)
             sr_next = quantize_8bit(timed_upscale(following["lr"][None]))
-            temporal_errors.append(float(temporal_error(sr.float() / 255, sr_next, hr["hr"][None],
+            temporal_errors.append(float(temporal_error(sr.float() / 255, sr_next, pair["hr"][None],
                                                         following["hr"][None], scale)[0]))
     return ModelScore(model=name, scale=scale, images=len(images), seconds_per_image=seconds / upscaled,
                       precision=engine.precision, baseline=baseline,

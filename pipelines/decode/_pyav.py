@@ -86,6 +86,7 @@ class PyAVDecoder(Decoder):
         self._first_pts = stream.start_time or 0
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
+        self._reads_captions = info.codec in CAPTION_DECODERS  # (decided once, not per frame)
         stream.thread_type = "AUTO"
         self._container = container
         self._stream = stream
@@ -128,7 +129,7 @@ class PyAVDecoder(Decoder):
             if selection.is_after(pts):
                 return
             count += 1
-            if self.info.codec in CAPTION_DECODERS and (cc_data := frame_captions(frame)) is not None:
+            if self._reads_captions and (cc_data := frame_captions(frame)) is not None:
                 self.captions[pts] = cc_data
             yield self._to_pixels(frame), pts
         if selection.is_everything:
