@@ -24,7 +24,9 @@ What `vsr upscale` and batch jobs do for a video longer than `--segment-seconds`
 The output has the frames of a single-device run, at the same times; only the encoder's choices differ: each
 segment starts with a keyframe of its own and rate control restarts there ("encoder boundaries"). With a lossless
 codec the decoded frames are identical, where the devices compute alike (the same kind of device and precision).
-Previews (--start/--end/--frames) are planned within their window and start at 0, as on one device.
+Previews (--start/--end/--frames) are planned within their window and start at 0, as on one device. An image
+sequence output on several devices has no segment files and no join: the workers write the frame files themselves
+(`_upscale_into_sequence`).
 
 Why .mp4 for the segments, and the two timestamp repairs of the join:
 - MP4 stores every packet's pts and dts exactly in the stream's own time base (so does .mov, used for ProRes,
@@ -74,6 +76,7 @@ from vsr.pipelines.upscale import (
     output_label,
     place_output,
     run_record,
+    skip_frames,
     upscale_frames,
     upscale_video,
     video_codec,
@@ -111,6 +114,13 @@ class SegmentPlan:
     # The joined output is timed by the rate its video stream declares (encode.STREAM_TIMED_SUFFIXES: .h264, .mpg,
     # ...), which the segment files are not: their writers are told so.
     stream_timed: bool = False
+    # An image sequence output (`vsr upscale --devices` into frames/%06d.png): each segment's frames are written into
+    # it as numbered files, no segment file, no join.
+    sequence: Path | None = None
+
+    def first_index(self, segment: Segment) -> int:
+        """How many planned frames come before `segment`'s first."""
+        return sum(len(earlier.frames) for earlier in self.segments[:segment.index])
 
     def seconds(self, pts: int | None) -> Fraction | None:
         """A pts as the decoders' exact `start`/`end` (seconds from the stream's first frame)."""
@@ -266,42 +276,51 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.runner import run_pipeline
+    from vsr.pipelines.sequences import ImageSequenceWriter
 
     # The driver said these once for the whole video (`upscale_video_in_segments`), not once per worker process.
     said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
-    path = segment_file(folder, segment.index, plan.suffix)
+    path = plan.sequence or segment_file(folder, segment.index, plan.suffix)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps)
     encoded: list[int] = []
     with decoder:
         crop = resolve_crop(video.crop, source, decoder.info)  # the driver's: found once for the whole video
         height, width, output_info = video_output_size(engine, crop.of(decoder.info) if crop else decoder.info,
-                                                        source)
+                                                        source, even=plan.sequence is None)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
             frames = upscale_frames(engine, batch.frames, writer.alpha, (height, width))
             return dataclasses.replace(batch, frames=frames)
 
-        with VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
-                         codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
-                         pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
-                         overwrite=True) as writer:  # over what a cut run left
+        if plan.sequence is not None:  # resumes from the segment's frames already written
+            writer = ImageSequenceWriter(plan.sequence, source=source, source_info=output_info, width=width,
+                                         height=height, first_pts=segment.frames[0],
+                                         first_index=plan.first_index(segment))
+        else:
+            writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
+                                 codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
+                                 pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
+                                 overwrite=True)  # over what a cut run left
+        with writer:
 
             def write(batch: FrameBatch) -> None:
                 writer.write(batch)
                 encoded.extend(batch.pts)
 
+            resumed = getattr(writer, "resumed", 0)
             repeats = Repeats()  # (each segment starts with a picture of its own, so resumed runs match)
-            batches = distinct_pictures(cropped(decoder.batches(engine.batch_size), crop), engine.batch_size,
-                                        video.dedup, repeats)
+            batches = skip_frames(distinct_pictures(cropped(decoder.batches(engine.batch_size), crop),
+                                                     engine.batch_size, video.dedup), resumed, repeats)
             times = run_pipeline(batches, upscale_batch, write, on_frames=on_frames, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames
-    missing = len(set(segment.frames).difference(encoded))
+            times.extra["resumed_frames"] = resumed
+    missing = len(set(segment.frames[resumed:]).difference(encoded))
     if missing:  # damage (the decoder named the frames), or a decoder that lost its place: said either way
         log.warning("%s: %s: %d of its %d frames did not come out of the decoder", source, plan.describe(segment),
                     missing, len(segment.frames))
-    return SegmentResult(segment.index, path, encoded, width, height, times, f"{socket.gethostname()}:{os.getpid()}",
-                         engine.precision)
+    return SegmentResult(segment.index, path, encoded, writer.width, writer.height, times,
+                         f"{socket.gethostname()}:{os.getpid()}", engine.precision)
 
 
 def worker_main(worker: int, device: str, threads: int, log_level: int, parent: int, source: Path,
@@ -439,10 +458,11 @@ def upscale_video_in_segments(
         raise OptionError("--devices needs at least one device, e.g. 0,1")
     # An image sequence as the output (a sequence's default output, beside it or in a folder given, is one too).
     if is_sequence(source if output is None or is_folder(output) else output):
-        # One file per frame: nothing to cut into segments and join; a run cut short resumes from its frames.
-        if len(device_list) > 1 or remote is not None:
-            raise OptionError("an image sequence is written on one device; --devices splits the making of a video "
-                              "into segments")
+        # One file per frame: nothing to join; a run cut short resumes from its frames.
+        if remote is not None:
+            raise OptionError("an image sequence is written by this machine's devices, not by Ray tasks")
+        if len(device_list) > 1:
+            return _upscale_into_sequence(source, output, device_list, options, video, overwrite, progress)
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                              video=video, overwrite=overwrite, progress=progress, engine=engine)
     # With one device the engine is made here, once; with several (or remotely), each worker makes its own.
@@ -527,6 +547,80 @@ def upscale_video_in_segments(
     )
     return VideoResult(output=output, frames=sum(len(part.pts) for part in parts), width=parts[0].width,
                        height=parts[0].height, times=times,
+                       precision=", ".join(sorted({result.precision for result in made if result.precision})))
+
+
+def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str], options: UpscaleOptions,
+                           video: VideoOptions, overwrite: bool, progress: bool) -> VideoResult:
+    """An image sequence made by a worker per device, each writing whole segments' frames into it, numbered as one
+    run numbers them: no segment files and no join. Resumed as one run is, from the frames written (each segment
+    from its first missing one), with the run file that `ImageSequenceWriter` keeps."""
+    from tqdm import tqdm
+
+    from vsr.pipelines.crop import resolve_crop
+    from vsr.pipelines.sequences import (FIRST_NUMBER, existing_frames, first_frame, is_sequence, run_file,
+                                         start_sequence, stopped_sequence)
+
+    plan = plan_video(source, len(devices), video)
+    if len(plan.segments) < 2:
+        log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source, devices[0])
+        return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
+                             overwrite=overwrite, progress=progress)
+    record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)
+    crop = resolve_crop(video.crop, source, plan.info)  # found here once, not by each segment's worker
+    info = crop.of(plan.info) if crop is not None else plan.info
+    output = Path(place_output(output, default_output_path(source, _output_label(options, progress), None,
+                                                           info.alpha)))
+    sized = options.width is not None or options.height is not None  # (then the frames' pixels are square)
+    start_sequence(output, source=source, source_info=dataclasses.replace(info, sample_aspect_ratio=None) if sized
+                   else info, overwrite=overwrite, copy_streams=video.copy_streams, record=record)
+    plan = dataclasses.replace(plan, sequence=output)
+    video = dataclasses.replace(video, crop=str(crop) if crop is not None else None)
+    first_number = first_frame(source) if is_sequence(source) else None
+
+    def numbers(segment: Segment) -> list[int]:  # the segment's frame files, as ImageSequenceWriter numbers them
+        if first_number is None:
+            start = FIRST_NUMBER + plan.first_index(segment)
+            return list(range(start, start + len(segment.frames)))
+        return [first_number + pts for pts in segment.frames]
+
+    kept = set(existing_frames(output)) if not overwrite else set()
+    todo = [segment for segment in plan.segments if not kept.issuperset(numbers(segment))]
+    kept_count = sum(len(kept.intersection(numbers(segment))) for segment in plan.segments)
+    total = sum(len(segment.frames) for segment in plan.segments)
+    if kept_count:
+        log.warning("%s: resuming: %d of %d frames were written by an earlier run", output, kept_count, total)
+    started = time.perf_counter()
+    made: list[SegmentResult] = []
+    try:
+        with tqdm(total=total, initial=kept_count, unit="frame", disable=not progress, dynamic_ncols=True,
+                  leave=False) as bar:
+            made.extend(_upscale_segments(todo, None, None, devices, source, plan, options, video, output.parent,
+                                          bar.update))
+    except BaseException:
+        stopped_sequence(output, len(existing_frames(output)), resumable=True)
+        raise
+    for result in made:
+        segment = plan.segments[result.index]
+        written = result.times.extra["resumed_frames"] + len(result.pts)
+        if written != len(segment.frames):
+            log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's warnings)",
+                        source, plan.describe(segment), written, len(segment.frames))
+    run_file(output).unlink(missing_ok=True)
+    frames = sum(len(result.pts) for result in made)
+    if made:
+        width, height = made[0].width, made[0].height
+    else:  # every frame was written by an earlier run, which stopped before it could say so
+        with av.open(str(min(existing_frames(output).items())[1])) as first:
+            width, height = first.streams.video[0].width, first.streams.video[0].height
+    log.info("wrote %s: %d frames, %dx%d", output, frames, width, height)
+    times = StageTimes(
+        decode=sum(r.times.decode for r in made), model=sum(r.times.model for r in made),
+        encode=sum(r.times.encode for r in made), wall=time.perf_counter() - started, frames=frames,
+        extra={"segments": len(plan.segments), "devices": devices, "resumed_frames": kept_count,
+               "repeated_frames": sum(result.times.extra.get("repeated_frames", 0) for result in made)},
+    )
+    return VideoResult(output=output, frames=frames, width=width, height=height, times=times,
                        precision=", ".join(sorted({result.precision for result in made if result.precision})))
 
 

@@ -21,6 +21,10 @@ settings that shape the frames); it is removed once the last frame is written. R
 Ctrl-C or `kill -9` and the frames already written, from the first one on, are kept and not upscaled again: the
 decoder skips them and the run goes on from the first one missing. Other settings or a changed source are refused
 as existing frames are (`--overwrite` starts over).
+
+Several devices (`vsr upscale --devices`, pipelines/segments.py): the run prepares the folder (`start_sequence`) and
+each worker writes whole segments of the video into it, each with a writer given its segment's first frame
+(`first_index`), numbered as one run numbers them; a segment resumes from its own first missing frame.
 """
 
 from __future__ import annotations
@@ -186,6 +190,74 @@ def _gray_and_profile(pattern: Path, pix_fmt: str, samples: int = 9) -> tuple[bo
     return True, profile
 
 
+def _flattens(info: VideoStreamInfo, suffix: str) -> bool:
+    """Whether frames with alpha go into files without (JPEG): flattened onto white, as images.encode_image does."""
+    return info.alpha and suffix in (".jpg", ".jpeg")
+
+
+def _bit_depth(info: VideoStreamInfo, suffix: str) -> int:
+    """The bits per component of the frame files: 16 in PNG from a video of more than 8, else 8."""
+    return 16 if info.bit_depth > 8 and suffix == ".png" else 8
+
+
+def start_sequence(pattern: Path, *, source: Path, source_info: VideoStreamInfo, overwrite: bool = False,
+                   copy_streams: bool = True, record: dict | None = None) -> None:
+    """What comes before the first frame of the sequence `pattern` is written: the checks (`check_sequence_output`),
+    a warning for each thing of `source` that image files cannot hold (`source_info`: the upscaled frames'), the
+    earlier frames gone if `overwrite` (now, not as each is replaced: a run cut short must not take them as its own),
+    the folder made, a killed run's unfinished frames removed, and the run file written (`record`, see resumes)."""
+    check_sequence_output(pattern, overwrite, record)
+    _warn_about_what_is_lost(pattern, source, source_info, copy_streams)
+    try:
+        if overwrite:
+            for path in existing_frames(pattern).values():
+                path.unlink()
+        pattern.parent.mkdir(exist_ok=True)
+        _remove_unfinished_frames(pattern)
+        if record is not None:
+            write_bytes_atomic(run_file(pattern), (json.dumps(record, indent=1) + "\n").encode())
+    except OSError as error:
+        raise OutputError(f"{pattern.parent}: cannot write there ({error.strerror or error})") from None
+
+
+def _warn_about_what_is_lost(pattern: Path, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
+    from vsr.pipelines.probe import is_variable_rate, open_input  # which opens sequences with this module
+
+    suffix = pattern.suffix.lower()
+    if _flattens(info, suffix):
+        log.warning("%s: %s files hold no transparency: the frames are flattened onto white (.png and .webp "
+                    "keep it)", source, suffix)
+    if info.bit_depth > 8 and _bit_depth(info, suffix) == 8:
+        log.warning("%s: the video has %d bits per component and %s files 8: .png keeps 16", source,
+                    info.bit_depth, suffix)
+    if info.sample_aspect_ratio not in (None, 0, 1):
+        log.warning("%s: the video's pixels are not square (aspect %s) and image files' are: the frames look "
+                    "narrower or wider than the video; --width/--height size them as shown, with square pixels",
+                    source, info.sample_aspect_ratio)
+    if info.color.transfer in ("smpte2084", "arib-std-b67"):
+        log.warning("%s: the video is HDR (%s); the frames keep its coded values, which image viewers show as "
+                    "SDR (washed out)", source, info.color.transfer)
+    if is_sequence(source):
+        return
+    with open_input(source) as container:  # (captions are said when frames bring some: see write)
+        others = [stream.type for stream in container.streams if stream.index != info.index]
+    if others and copy_streams:
+        log.warning("%s: an image sequence holds pictures only: %d other stream(s) (%s) are not written",
+                    source, len(others), ", ".join(sorted(set(others))))
+    if is_variable_rate(source, info.index):
+        log.warning("%s: the video's frame times vary and an image sequence keeps none: frames are numbered one "
+                    "after another", source)
+
+
+def stopped_sequence(pattern: Path, frames: int, resumable: bool) -> None:
+    """A run writing `pattern` stopped after `frames` frames: said, where there are some; else nothing to resume."""
+    if frames:
+        again = "; the same command resumes from there" if resumable else ""
+        log.warning("%s: stopped after %d frame(s), each written whole%s", pattern, frames, again)
+    else:
+        run_file(pattern).unlink(missing_ok=True)
+
+
 class ImageSequenceWriter:
     """Writes upscaled frames as numbered image files (PNG keeps 16 bits and alpha, WebP alpha, JPEG neither)."""
 
@@ -202,20 +274,22 @@ class ImageSequenceWriter:
         quality: int = 95,
         record: dict | None = None,
         first_pts: int = 0,
+        first_index: int | None = None,
     ) -> None:
         """`record`: what the run makes (`upscale.run_record`); with it, an unfinished run of the same record
         resumes (`resumed` says how many frames it kept: the caller skips them) and a run cut short can be resumed.
-        `first_pts`: the first frame's (a sequence read from --start keeps its numbers from there)."""
+        `first_pts`: the first frame's (a sequence read from --start keeps its numbers from there).
+        `first_index`: this writer writes one segment of the sequence (`vsr upscale --devices`), from the video's
+        frame `first_index` (counted from 0) on, in a folder that `start_sequence` prepared: it resumes from the
+        segment's frames already there, and leaves the run file and the messages to the run."""
         self.output = Path(pattern)
         self.width, self.height = width, height
         self.frames_written = 0
         self._quality = quality
-        check_sequence_output(self.output, overwrite, record)
         suffix = self.output.suffix.lower()
         self.alpha = source_info.alpha  # write() then takes RGBA frames
-        # JPEG has no alpha: flattened onto white, as images.encode_image does (said here once, not once a frame).
-        self._flatten = source_info.alpha and suffix in (".jpg", ".jpeg")
-        self._bit_depth = 16 if source_info.bit_depth > 8 and suffix == ".png" else 8
+        self._flatten = _flattens(source_info, suffix)
+        self._bit_depth = _bit_depth(source_info, suffix)
         self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
         if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
             self.width, self.height = height, width
@@ -227,56 +301,30 @@ class ImageSequenceWriter:
         # frames are numbered from 1.
         self._first_number = first_frame(Path(source)) if is_sequence(source) else None
         self._done = False
+        self._part = first_index is not None
+        self._first_index = first_index or 0
         self._source, self._said_captions = Path(source), False
+        resuming = self._part or (not overwrite and resumes(self.output, record))
+        if not self._part:
+            start_sequence(self.output, source=Path(source), source_info=source_info, overwrite=overwrite,
+                           copy_streams=copy_streams, record=record)
         # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
         self.resumed = 0
-        if not overwrite and resumes(self.output, record):
-            first = FIRST_NUMBER if self._first_number is None else self._first_number + first_pts
+        if resuming:
+            first = self._number(0, first_pts)
             written = existing_frames(self.output)
             while first + self.resumed in written:
                 self.resumed += 1
-            log.warning("%s: resuming: %d frames were written by an earlier run", self.output, self.resumed)
+            if not self._part:
+                log.warning("%s: resuming: %d frames were written by an earlier run", self.output, self.resumed)
         self._index = self.resumed  # of the next frame, in the video's order
-        self._warn_about_what_is_lost(Path(source), source_info, copy_streams)
         self._record = record
-        try:
-            if overwrite:  # they go now, not as each is replaced: a run cut short must not take them as its own
-                for path in existing_frames(self.output).values():
-                    path.unlink()
-            self.output.parent.mkdir(exist_ok=True)
-            _remove_unfinished_frames(self.output)
-            if record is not None:
-                write_bytes_atomic(run_file(self.output), (json.dumps(record, indent=1) + "\n").encode())
-        except OSError as error:
-            raise OutputError(f"{self.output.parent}: cannot write there ({error.strerror or error})") from None
 
-    def _warn_about_what_is_lost(self, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
-        from vsr.pipelines.probe import is_variable_rate, open_input  # which opens sequences with this module
-
-        suffix = self.output.suffix.lower()
-        if self._flatten:
-            log.warning("%s: %s files hold no transparency: the frames are flattened onto white (.png and .webp "
-                        "keep it)", source, suffix)
-        if info.bit_depth > 8 and self._bit_depth == 8:
-            log.warning("%s: the video has %d bits per component and %s files 8: .png keeps 16", source,
-                        info.bit_depth, suffix)
-        if info.sample_aspect_ratio not in (None, 0, 1):
-            log.warning("%s: the video's pixels are not square (aspect %s) and image files' are: the frames look "
-                        "narrower or wider than the video; --width/--height size them as shown, with square pixels",
-                        source, info.sample_aspect_ratio)
-        if info.color.transfer in ("smpte2084", "arib-std-b67"):
-            log.warning("%s: the video is HDR (%s); the frames keep its coded values, which image viewers show as "
-                        "SDR (washed out)", source, info.color.transfer)
-        if is_sequence(source):
-            return
-        with open_input(source) as container:  # (captions are said when frames bring some: see write)
-            others = [stream.type for stream in container.streams if stream.index != info.index]
-        if others and copy_streams:
-            log.warning("%s: an image sequence holds pictures only: %d other stream(s) (%s) are not written",
-                        source, len(others), ", ".join(sorted(set(others))))
-        if is_variable_rate(source, info.index):
-            log.warning("%s: the video's frame times vary and an image sequence keeps none: frames are numbered one "
-                        "after another", source)
+    def _number(self, index: int, pts: int) -> int:
+        """The file number of this writer's `index`-th frame (from 0), at `pts`."""
+        if self._first_number is None:
+            return FIRST_NUMBER + self._first_index + index
+        return self._first_number + pts
 
     def write(self, batch: FrameBatch) -> None:
         """Write a batch: frames N×3×H×W RGB (N×4×H×W RGBA where `alpha`; uint8, or float in [0, 1]) at
@@ -291,7 +339,7 @@ class ImageSequenceWriter:
         frames = frames.float() / 255 if frames.dtype == torch.uint8 else frames.float()
         encoded = None, b""  # (picture, its file's bytes): a repeated picture is encoded once
         for picture, pts in zip(batch.pictures(), batch.pts):
-            number = FIRST_NUMBER + self._index if self._first_number is None else self._first_number + pts
+            number = self._number(self._index, pts)
             try:
                 if encoded[0] != picture:
                     encoded = picture, images.image_file(self._image(frames[picture]), self.output.suffix,
@@ -314,20 +362,18 @@ class ImageSequenceWriter:
                             icc_profile=self._icc_profile)
 
     def close(self) -> None:
-        """The sequence is whole: its run file goes."""
+        """The sequence is whole: its run file goes (a segment's writer leaves that to the run)."""
         if self._done:
             return
         self._done = True
-        run_file(self.output).unlink(missing_ok=True)
-        log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
+        if not self._part:
+            run_file(self.output).unlink(missing_ok=True)
+            log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
 
     def abort(self) -> None:
         """Stop; the frames written so far stay, each one whole, and the same run can resume from them."""
-        if not self._done and self._index:
-            again = "; the same command resumes from there" if self._record is not None else ""
-            log.warning("%s: stopped after %d frame(s), each written whole%s", self.output, self._index, again)
-        elif not self._done:
-            run_file(self.output).unlink(missing_ok=True)  # nothing to resume
+        if not self._done and not self._part:
+            stopped_sequence(self.output, self._index, self._record is not None)
         self._done = True
 
     def __enter__(self) -> ImageSequenceWriter:

@@ -386,7 +386,7 @@ def upscale_video(
             repeats = Repeats()
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
-            batches = _skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
+            batches = skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
                                                      options.batch_size, video.dedup), resumed, repeats)
             times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
             times.extra["repeated_frames"] = repeats.frames
@@ -424,7 +424,7 @@ def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frame
     }
 
 
-def _skip_frames(batches, count: int, repeats: Repeats):
+def skip_frames(batches, count: int, repeats: Repeats):
     """`batches` without their first `count` frames (those an earlier run wrote), and the pictures only they show;
     `repeats` counts the frames left that show a picture already upscaled (a batch's frames, less its pictures)."""
     for batch in batches:

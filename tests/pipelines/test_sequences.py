@@ -17,7 +17,7 @@ from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_alpha import make_alpha_clip, rgba_frames
 from tests.pipelines.clips import make_clip
 from tests.pipelines.test_resume import Interrupt
-from tests.pipelines.test_segments import decoded_framemd5
+from tests.pipelines.test_segments import decoded_framemd5, make_gop_clip
 from tests.processes import VSR, kill_when, run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
@@ -227,6 +227,41 @@ def test_a_sequence_into_a_video_runs_in_resumable_segments_and_on_several_worke
     assert decoded_framemd5(tmp_path / "two.mkv") == expected
 
 
+def test_two_workers_write_the_frames_of_one_run_and_a_killed_run_resumes_from_each_segment(
+        tmp_path, tiny_rrdbnet_checkpoint):
+    """--devices cpu,cpu into a sequence: each worker writes its segments' frames, numbered as one run numbers them.
+    Killed with its workers, the same command keeps every frame written and upscales only the missing ones."""
+    source = make_gop_clip(tmp_path / "clip.mp4")  # 24 frames, a keyframe every 8: segments of 8
+    pattern = tmp_path / "frames" / "%04d.png"
+    command = ["upscale", source, "-o", pattern, "-m", tiny_rrdbnet_checkpoint, "-b", "1", "--precision", "fp32"]
+    kill_when(list(map(str, [*VSR, *command, "--devices", "cpu,cpu"])), lambda: len(existing_frames(pattern)) >= 3,
+              "3 frames were written")
+    kept = {number: path.stat().st_mtime_ns for number, path in existing_frames(pattern).items()}
+    assert 3 <= len(kept) < 24 and run_file(pattern).exists()
+
+    done = run_vsr(*command, "--devices", "cpu,cpu")
+    assert done.returncode == 0, done.stderr
+    assert f"resuming: {len(kept)} of 24 frames were written by an earlier run" in done.stderr
+    assert f"wrote {pattern}: {24 - len(kept)} frames at 256x192" in done.stdout
+    assert {number: path.stat().st_mtime_ns for number, path in existing_frames(pattern).items()
+            if number in kept} == kept  # not upscaled again
+    assert sorted(path.name for path in pattern.parent.iterdir()) == [f"{n:04d}.png" for n in range(1, 25)]
+    one_run = run_vsr(*command[:3], tmp_path / "one" / "%04d.png", *command[4:])
+    assert one_run.returncode == 0, one_run.stderr
+    assert np.array_equal(pixels(pattern), pixels(tmp_path / "one" / "%04d.png"))
+
+
+def test_a_sequence_from_a_sequence_on_two_workers_keeps_its_numbers(tmp_path):
+    pattern = make_png_sequence(tmp_path / "render", frames=9, first=101)
+    result = run_vsr("upscale", pattern, "-m", "bicubic", "--outscale", "2", "--devices", "cpu,cpu")
+    assert result.returncode == 0, result.stderr
+    assert "wrote " + str(tmp_path / "render" / "f%04d.x2.png") + ": 9 frames at 128x96" in result.stdout
+    one_run = api.upscale_video(pattern, tmp_path / "one" / "%d.png", options=BICUBIC_X2)
+    written = existing_frames(tmp_path / "render" / "f%04d.x2.png")
+    assert sorted(written) == list(range(101, 110))
+    assert all(path.read_bytes() == frame_path(one_run.output, number).read_bytes() for number, path in written.items())
+
+
 def test_a_png_sequence_becomes_a_video_at_the_frame_rate_asked_for(tmp_path):
     pattern = make_png_sequence(tmp_path / "render", frames=5, first=101)
     output = tmp_path / "render.mp4"  # (Matroska would round the times to milliseconds)
@@ -335,7 +370,6 @@ def test_a_sequence_with_a_color_profile_keeps_it_and_its_grayness_as_each_image
     (["-o", "{tmp}/x.png"], "one image; to write every frame as an image, number them: {tmp}/x%06d.png"),
     (["-o", "{tmp}/%04d.png", "--crf", "12"], "--crf sets the video encoder; an image sequence is written as "
                                               "image files"),
-    (["-o", "{tmp}/%04d.png", "--devices", "cpu,cpu"], "an image sequence is written on one device"),
 ])
 def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=3)
