@@ -33,9 +33,9 @@ logger = logging.getLogger(__name__)
 TORCH_SUFFIXES = (".pth", ".pt", ".ckpt")
 SAFETENSORS_SUFFIX = ".safetensors"
 
-# Training code wraps the weights in a dict; the first of these keys found is the state dict. BasicSR keeps the EMA
-# of the generator's weights under params_ema: it is the better model, so it is preferred over params.
-CONTAINER_KEYS = ("params_ema", "params", "state_dict", "model")
+# Training code wraps the weights in a dict; the first of these keys found is the state dict (the keys spandrel knows).
+# BasicSR keeps the EMA of the generator's weights under params_ema: it is the better model, so it is preferred.
+CONTAINER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 
 
 def _vsr_version() -> str:

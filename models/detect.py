@@ -38,8 +38,12 @@ ARCHITECTURES: dict[str, type[nn.Module]] = {"RRDBNet": RRDBNet, "SRVGGNetCompac
 # Key families
 # ---------------------------------------------------------------------------------------------------------------
 
-# Added to every key by DataParallel/DistributedDataParallel ("module.") and torch.compile ("_orig_mod.").
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+# Added to every key by DataParallel/DistributedDataParallel ("module.") and torch.compile ("_orig_mod."), and by
+# old ESRGAN forks ("netG.").
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "netG.")
+# A GAN's training checkpoint (a Lightning module's state_dict, BasicSR-style net_g/net_d) holds both networks, the
+# generator's keys under one of these: the generator is the model.
+_GENERATOR_PREFIXES = ("generator.", "net_g.", "netG.")
 
 # ESRGAN 2019 (xinntao/ESRGAN RRDBNet_arch.py, also BSRGAN/RealSR) → BasicSR. Applied to whole dotted components.
 _RENAMES_2019 = {
@@ -63,8 +67,14 @@ _TOP_KEY_2018 = re.compile(r"^model\.(\d+)\.(weight|bias)$")
 def canonical_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Return the state dict with BasicSR's names.
 
-    Strips wrapper prefixes (`module.`, `_orig_mod.`) and renames the ESRGAN 2018 and 2019 key families. BasicSR
-    names, and keys of no known family, pass unchanged (the same tensors, no copies)."""
+    Keeps only a generator's keys where a GAN's checkpoint holds its discriminator too, strips wrapper prefixes
+    (`module.`, `_orig_mod.`) and renames the ESRGAN 2018 and 2019 key families. BasicSR names, and keys of no known
+    family, pass unchanged (the same tensors, no copies)."""
+    for prefix in _GENERATOR_PREFIXES:
+        generator = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+        if generator and len(generator) < len(state_dict):
+            state_dict = generator
+            break
     for prefix in _WRAPPER_PREFIXES:
         if state_dict and all(key.startswith(prefix) for key in state_dict):
             state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}

@@ -131,13 +131,22 @@ def test_metadata_contradicting_the_weights_loses(tmp_path, caplog):
 # --- containers ----------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("container", ["params", "state_dict", "model", "bare", "module-prefixed"])
+@pytest.mark.parametrize("container", ["params", "params-ema", "state_dict", "model_state_dict", "model", "net",
+                                       "bare", "module-prefixed", "netG-prefixed", "lightning", "net_g-and-net_d"])
 def test_containers_are_unwrapped(tmp_path, container):
     model = _rrdbnet()
     state_dict = model.state_dict()
+    discriminator = {"conv0_0.weight": torch.zeros(4, 3, 3, 3), "linear1.bias": torch.zeros(100)}
     content = {
         "bare": state_dict,
         "module-prefixed": {f"module.{key}": value for key, value in state_dict.items()},
+        "netG-prefixed": {f"netG.{key}": value for key, value in state_dict.items()},
+        # A Lightning module holding both networks of a GAN, as its .ckpt saves them.
+        "lightning": {"state_dict": {**{f"generator.{key}": value for key, value in state_dict.items()},
+                                     **{f"discriminator.{key}": value for key, value in discriminator.items()}},
+                      "epoch": 3, "global_step": 1200},
+        "net_g-and-net_d": {**{f"net_g.module.{key}": value for key, value in state_dict.items()},
+                            **{f"net_d.{key}": value for key, value in discriminator.items()}},
     }.get(container, {container: state_dict, "iter": 1000, "optimizer_name": "Adam"})
     torch.save(content, tmp_path / "net.pth")
     assert _same_outputs(load_model(tmp_path / "net.pth").module, model)
