@@ -40,13 +40,13 @@ from torch.utils.data import Dataset
 
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
-from vsr.pipelines.images import read_image
+from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+IMAGE_SUFFIXES = READ_SUFFIXES  # PNG, JPEG, WebP, TIFF, BMP: the images vsr reads
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".wmv", ".flv", ".y4m")
 
 
@@ -64,7 +64,7 @@ class HRImage:
 
 
 def list_photos(folder: str | os.PathLike) -> list[Path]:
-    """The PNG, JPEG and WebP files under `folder` (recursively, hidden files skipped), sorted by path."""
+    """The image files under `folder` (IMAGE_SUFFIXES; recursively, hidden files skipped), sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of images")
@@ -202,11 +202,8 @@ def _frames_at_times(path: Path, backend: str, times: list[float], with_followin
         if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
             continue
         seen.add(batch.pts[0])
-        # A sequence's frame by its file (pts 0, 1, ... from its first file); a video's by its time.
-        name = (frame_path(path, first_frame(path) + batch.pts[0]).name if is_sequence(path)
-                else f"{path.name}@{float(batch.pts[0] * time_base):.3f}s")
         following = _to_uint8(batch.frames[1]) if len(batch.pts) > 1 else None
-        frames.append(HRImage(name, _to_uint8(batch.frames[0]), following))
+        frames.append(HRImage(_frame_name(path, batch.pts[0], time_base), _to_uint8(batch.frames[0]), following))
     return frames
 
 
@@ -222,14 +219,23 @@ def _frames_evenly(path: Path, backend: str, count: int, with_following: bool = 
                 held[-1].following = _to_uint8(frame)  # the frame right after the last one held
             if index % stride:
                 continue
-            held.append(HRImage(f"{path.name}@{float(pts * decoder.info.time_base):.3f}s", _to_uint8(frame)))
+            held.append(HRImage(_frame_name(path, pts, decoder.info.time_base), _to_uint8(frame)))
             if len(held) == 2 * count:
                 held, stride = held[::2], stride * 2
     picks = sorted({int((k + 0.5) * len(held) / count) for k in range(count)}) if held else []
     return [held[i] for i in picks]
 
 
+def _frame_name(path: Path, pts: int, time_base) -> str:
+    """A sequence's frame by its file (pts 0, 1, ... from its first file); a video's by its time."""
+    if is_sequence(path):
+        return frame_path(path, first_frame(path) + pts).name
+    return f"{path.name}@{float(pts * time_base):.3f}s"
+
+
 def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
+    """3×H×W uint8: the picture of a frame or image (a video's alpha, where it has one, is left out)."""
+    rgb = rgb[:3]
     if rgb.dtype == torch.uint8:
         return rgb.contiguous()
     return rgb.float().clamp(0, 1).mul(255).round().to(torch.uint8).contiguous()

@@ -569,7 +569,7 @@ def evaluate(
 
     _setup_logging(False)
     if json_path is not None:
-        quality.check_json_path(json_path)
+        quality.check_json_path(json_path, [*sources, *(models or [])])
     options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)

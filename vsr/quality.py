@@ -72,8 +72,9 @@ def evaluate(
     images = collect_images(sources, frames_per_video=frames_per_video, min_difference=0, with_following=True)
     engines = [api.make_engine(api.UpscaleOptions(**{**asdict(options), "model": name})) for name in models]
     for scale in {engine.spec.scale for engine in engines}:
-        # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off.
-        smallest = 2 * scale + SSIM_WINDOW
+        # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off, of the image
+        # cropped to a multiple of `scale`.
+        smallest = math.ceil((2 * scale + SSIM_WINDOW) / scale) * scale
         for image in images:
             height, width = image.pixels.shape[-2:]
             if min(height - height % scale, width - width % scale) < smallest:
@@ -157,9 +158,14 @@ def format_scores(scores: list[ModelScore], images: list[HRImage]) -> str:
     return "\n".join([*header, "", *table])
 
 
-def check_json_path(path: str | Path) -> None:
-    """One line, before any work, where the scores could not be written at `path` (its folder is made)."""
+def check_json_path(path: str | Path, inputs: Sequence[str | Path] = ()) -> None:
+    """One line, before any work, where the scores could not be written at `path` (its folder is made), or would
+    replace one of the `inputs` (sources, model files) or another file that is not JSON."""
     path = Path(path)
+    if any(Path(given).is_file() and path.is_file() and path.samefile(given) for given in inputs):
+        raise OutputError(f"{path}: the scores would replace an input; give --json another file name")
+    if path.is_file() and path.suffix.lower() != ".json":
+        raise OutputError(f"{path}: exists and is not a .json file; give --json another file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:

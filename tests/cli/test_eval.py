@@ -1,6 +1,7 @@
 """`vsr eval` through the command line: the bicubic baseline against scikit-image, models, video frames, errors."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
+from tests.pipelines.test_alpha import make_alpha_clip
 from tests.processes import run_vsr as vsr
 from vsr.models.checkpoint import save_model
 from vsr.models.detect import build, spec_for
@@ -94,12 +96,34 @@ def test_an_image_sequence_is_sampled_like_a_video_and_its_frames_named_by_file(
     assert json.loads((tmp_path / "s.json").read_text())["images"] == ["f0104.png", "f0109.png"]
 
 
+def test_tiff_bmp_a_video_with_alpha_and_a_short_sequence_are_scored(tmp_path):
+    """Every image vsr reads (a folder's TIFF and BMP were left out), a video's picture without its alpha, and a
+    sequence of fewer frames than asked for, named by its files."""
+    (tmp_path / "photos").mkdir()
+    for suffix in ("tiff", "bmp", "png"):
+        media.ffmpeg("-i", SAMPLE, tmp_path / "photos" / f"frame.{suffix}")
+    make_alpha_clip(tmp_path / "alpha.mov", frames=3, codec_args=("-c:v", "qtrle"))
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "2", tmp_path / "f%03d.png")
+    vsr("eval", tmp_path / "photos", tmp_path / "alpha.mov", tmp_path / "f%03d.png", "-m", "bicubic", "--frames",
+        "3", "--json", tmp_path / "s.json", check=True)
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["images"] == ["frame.bmp", "frame.png", "frame.tiff", "alpha.mov@0.000s", "alpha.mov@0.040s",
+                                "alpha.mov@0.080s", "f001.png", "f002.png"]
+    baseline = record["scores"][0]
+    assert baseline["images"] == 8 and 20 < baseline["psnr_y"] < 50
+
+
 def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
     write_image(tmp_path / "tiny.png", Image(rgb=torch.rand(3, 18, 20), alpha=None, bit_depth=8, gray=False))
     (tmp_path / "folder").mkdir()
+    shutil.copy(SAMPLE, tmp_path / "still.png")
     cases = [
         ([tmp_path / "nothing.mp4"], f"{tmp_path / 'nothing.mp4'}: no such file or folder"),
-        ([tmp_path / "tiny.png"], "tiny.png: 20×18 pixels are too few to score at ×4: it takes 19×19 or more"),
+        ([tmp_path / "tiny.png"], "tiny.png: 20×18 pixels are too few to score at ×4: it takes 20×20 or more"),
+        ([tmp_path / "still.png", "--json", tmp_path / "still.png"],
+         f"{tmp_path / 'still.png'}: the scores would replace an input; give --json another file name"),
+        ([SAMPLE, "--json", tmp_path / "still.png"],
+         f"{tmp_path / 'still.png'}: exists and is not a .json file; give --json another file name"),
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
         ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
         ([SAMPLE, "--strength", "2"], "strength must be a number from 0 to 1, not 2.0"),
@@ -107,6 +131,7 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
     for arguments, message in cases:
         result = vsr("eval", *arguments, "-m", "bicubic")
         assert result.returncode in (2, 4) and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert (tmp_path / "still.png").read_bytes() == open(SAMPLE, "rb").read()
 
 
 def test_a_strength_below_one_is_scored_as_such(tmp_path):
