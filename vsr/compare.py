@@ -21,6 +21,7 @@ import math
 import re
 import shutil
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from vsr.errors import OptionError, VsrError
@@ -88,9 +89,9 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     output = Path(output) if output is not None else default_compare_path(upscaled)
     if not container_holds(output.suffix, "libx264"):
         raise OptionError(f"{output}: the clip is H.264 video; name it .mp4, .mkv or .mov")
-    check_output(output, upscaled, overwrite)
     if output.resolve() == source.resolve():
         raise OptionError(f"{output}: the output would replace the source; choose another name with -o")
+    check_output(output, upscaled, overwrite)
     ffmpeg = _ffmpeg_python()
     source_video, upscaled_info = probe(source).video, probe(upscaled)
     has_audio = any(stream.type == "audio" for stream in upscaled_info.streams)
@@ -155,9 +156,11 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         plain = plain.filter("crop", crop.width, crop.height, crop.x, crop.y, exact=1)
     plain = _window(plain, options.offset, options)
     # Scaled to the upscaled frames' size, the pixels take their aspect too: else the clip would declare the source's
-    # shape stretched over the new size, and players would distort both halves.
+    # shape stretched over the new size, and players would distort both halves. (Turned upright, a pixel's width and
+    # height trade places.)
+    pixel_aspect = Fraction(upscaled_video.sample_aspect_ratio or 1)
     plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline]).filter(
-        "setsar", str(upscaled_video.sample_aspect_ratio or 1))
+        "setsar", str(1 / pixel_aspect if upscaled_video.rotation in (90, 270) else pixel_aspect))
     upscaled_input = ffmpeg.input(str(upscaled))
     sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
     if options.mode == "split":
@@ -175,8 +178,8 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
                                      fontcolor="white", box=1, boxcolor="black@0.5", boxborderw=4)
     joined = joined.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2").filter("format", "yuv420p")
     streams = [joined]
-    if has_audio:  # the upscaled video's first audio track, cut to the same window
-        streams.append(_window(upscaled_input["a:0"], 0.0, options, audio=True))
+    if has_audio:  # the upscaled video's first audio track, cut to the same window of the video's times
+        streams.append(_audio_window(upscaled_input["a:0"], _first_frame_time(upscaled, upscaled_video), options))
     command = ffmpeg.output(*streams, str(temporary), vcodec="libx264", crf=options.crf, preset="medium",
                             acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart")
     try:
@@ -194,6 +197,25 @@ def _window(stream, offset: float, options: CompareOptions, audio: bool = False)
         window["end"] = offset + options.end
     stream = stream.filter(f"{prefix}setpts", "PTS-STARTPTS").filter(f"{prefix}trim", **window)
     return stream.filter(f"{prefix}setpts", "PTS-STARTPTS")
+
+
+def _audio_window(stream, video_start: float, options: CompareOptions):
+    """An audio `stream` cut to the window `_window` cuts from a video starting at `video_start` seconds: timed from
+    that start (not from its own first sample), so that a track that starts later than the video still does."""
+    window = {"start": options.start or 0}
+    if options.end is not None:
+        window["end"] = options.end
+    stream = stream.filter("asetpts", f"PTS-{video_start!r}/TB").filter("atrim", **window)
+    return stream.filter("asetpts", f"PTS-{window['start']!r}/TB")
+
+
+def _first_frame_time(path: Path, video) -> float:
+    """When the video stream `video` of `path` starts, in seconds, as ffmpeg's filters see its first frame."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams[video.index]
+        return float((stream.start_time or 0) * stream.time_base)
 
 
 def _shown_size(video) -> tuple[int, int]:

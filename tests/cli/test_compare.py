@@ -156,3 +156,42 @@ def test_a_cropped_upscale_is_compared_with_the_same_part_of_the_source_in_squar
     squeezed = tmp_path / "squeezed.mp4"  # the whole frame, bars and all, in the picture's shape
     vsr("compare", source, result, "-o", squeezed, "--mode", "side-by-side", "--label", "")
     assert np.abs(frames_of(squeezed)[0][:, :256] - frames_of(squeezed)[0][:, 256:]).mean() > 10
+
+
+def test_audio_that_starts_after_the_video_keeps_its_place(tmp_path):
+    """The upscaled video's audio starts 0.5 s after its first frame: so it does in the clip, whole and from --start
+    (an audio track timed from its own first sample played early)."""
+    video = make_clip(tmp_path / "v.mp4", frames=20, size=(64, 48), fps=10)
+    source = tmp_path / "late.mkv"
+    media.ffmpeg("-i", video, "-itsoffset", "0.5", "-f", "lavfi", "-i", "sine=d=1.5", "-map", "0:v", "-map", "1:a",
+                 "-c:v", "copy", "-c:a", "pcm_s16le", source)
+    result = tmp_path / "late.x4.mkv"
+    vsr("upscale", source, "-o", result, "-m", "bicubic")
+    for window, audio_start in (([], 0.5), (["--start", "0.3"], 0.2)):
+        clip = tmp_path / f"compare{len(window)}.mkv"
+        vsr("compare", source, result, "-o", clip, *window)
+        starts = {stream["codec_type"]: float(stream["start_time"]) for stream in media.ffprobe(clip, "-show_streams")["streams"]}
+        assert starts["video"] == 0 and abs(starts["audio"] - audio_start) < 0.03  # (AAC's priming: 23 ms)
+
+
+def test_a_rotated_anamorphic_video_keeps_its_shape(tmp_path):
+    """Stored 64×48 with pixels 4:3 wide, shown turned: 48 pixels of 4/3 high by 64 wide, a 1:2 picture. Turned
+    upright by ffmpeg, the pixels are 3:4; the clip must say so, or both halves are stretched."""
+    source = tmp_path / "phone.mp4"
+    media.ffmpeg("-i", make_clip(tmp_path / "v.mp4", frames=4, size=(64, 48)), "-c:v", "libx264", "-vf",
+                 "setsar=4/3", tmp_path / "wide.mp4")
+    media.ffmpeg("-i", tmp_path / "wide.mp4", "-c", "copy", "-metadata:s:v:0", "rotate=90", source)
+    result = tmp_path / "phone.x4.mp4"
+    vsr("upscale", source, "-o", result, "-m", "bicubic")
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, result, "-o", clip, "--mode", "side-by-side")
+    stream = media.ffprobe_streams_of(clip, "v:0")[0]
+    assert (stream["width"], stream["height"], stream["sample_aspect_ratio"]) == (384, 256, "3:4")
+
+
+def test_an_output_named_as_the_source_is_refused_as_such_even_without_overwrite(upscaled):
+    source, result = upscaled
+    before = source.read_bytes()
+    outcome = vsr("compare", source, result, "-o", source, check=False)
+    assert outcome.returncode == 2 and "the output would replace the source" in outcome.stderr
+    assert source.read_bytes() == before
