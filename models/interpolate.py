@@ -76,7 +76,8 @@ def interpolated_model(
             f"cannot interpolate {psnr.source or psnr.name or 'the PSNR model'} ({psnr.spec.architecture} "
             f"×{psnr.spec.scale} {psnr.spec.hyperparameters}) with {gan.source or gan.name or 'the GAN model'} "
             f"({gan.spec.architecture} "
-            f"×{gan.spec.scale} {gan.spec.hyperparameters}): they must be the same architecture"
+            f"×{gan.spec.scale} {gan.spec.hyperparameters}): they must be the same architecture, scale and "
+            f"hyperparameters"
         )
     blended = interpolate_state_dicts(psnr.module.state_dict(), gan.module.state_dict(), alpha)
     module = copy.deepcopy(psnr.module)  # same structure, wrappers included; then the blended weights

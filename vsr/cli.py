@@ -689,7 +689,7 @@ def interpolate(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
 ) -> None:
     """Network interpolation: blend two checkpoints, (1 − alpha)·PSNR + alpha·GAN, parameter by parameter."""
-    from vsr.errors import OutputError
+    from vsr.errors import OptionError, OutputError
     from vsr.models import zoo
     from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, save_model
     from vsr.models.interpolate import interpolated_model
@@ -703,6 +703,15 @@ def interpolate(
         raise OutputError(f"{existing[0]}: already exists (use --overwrite to replace it)")
     # (zoo.load takes zoo names too, as `vsr upscale -m A --blend B` does: realesrnet-x4plus with realesrgan-x4plus
     # is Real-ESRGAN's own pair)
+    for name in (psnr_model, gan_model):
+        entry = zoo.MODELS.get(name)
+        if entry is not None and entry.architecture == "Resample":
+            raise OptionError(f"{name} resamples; it has no weights to blend")
+        if entry is not None and entry.downscale is not None:  # (which a checkpoint cannot hold)
+            four = [other.name for other in zoo.MODELS.values() if other.filename == entry.filename
+                    and other.downscale is None]
+            raise OptionError(f"{name} is {four[0] if four else 'a ×4 network'} with its output scaled down; "
+                              f"blend the ×4 networks, then upscale with --outscale {entry.scale}")
     blended = interpolated_model(zoo.load(psnr_model), zoo.load(gan_model), alpha)
     pth, safetensors_path = save_model(blended.module, blended.spec, base)
     typer.echo(f"wrote {pth} and {safetensors_path}")

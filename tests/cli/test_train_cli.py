@@ -134,7 +134,7 @@ def test_interpolate_refuses_different_architectures_in_one_line(tmp_path):
     psnr = _tiny_rrdbnet_file(tmp_path / "psnr", 0)
     wider = _tiny_rrdbnet_file(tmp_path / "wider", 0, num_feat=16)
     result = vsr("interpolate", psnr, wider, "-o", tmp_path / "out.pth")
-    assert "must be the same architecture" in one_line_error(result) and result.returncode == 3
+    assert "must be the same architecture, scale and hyperparameters" in one_line_error(result) and result.returncode == 3
     assert not (tmp_path / "out.pth").exists()
 
 
@@ -149,3 +149,15 @@ def test_interpolate_takes_zoo_names_as_upscale_blend_does(tmp_path):
     original = zoo.load("realesr-animevideov3").module.state_dict()
     assert blended.keys() == original.keys()
     assert all(torch.allclose(blended[key], original[key].float(), atol=1e-6) for key in original)
+
+
+def test_interpolate_refuses_zoo_names_that_are_no_network_of_their_own(tmp_path):
+    """realesr-animevideov3-x2 is the ×4 network with a downscale after it, which a checkpoint cannot hold (saving
+    failed with the wrapper's key names); bicubic has no weights at all."""
+    cases = [("realesr-animevideov3-x2", "realesr-animevideov3-x2 is realesr-animevideov3 with its output scaled "
+                                         "down; blend the ×4 networks, then upscale with --outscale 2"),
+             ("bicubic", "bicubic resamples; it has no weights to blend")]
+    for name, message in cases:
+        result = vsr("interpolate", name, "realesr-animevideov3", "-o", tmp_path / "out.pth")
+        assert one_line_error(result) == f"vsr: error: {message}" and result.returncode == 2
+    assert list(tmp_path.iterdir()) == []
