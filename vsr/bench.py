@@ -7,7 +7,6 @@ overhead; on a machine where the model dominates it should be a few percent at m
 
 from __future__ import annotations
 
-import json
 import resource
 import tempfile
 import time
@@ -18,7 +17,7 @@ import torch
 
 from vsr import api
 from vsr.errors import OptionError
-from vsr.fsutil import write_bytes_atomic
+from vsr import fsutil
 
 
 @dataclass
@@ -51,6 +50,7 @@ def bench(
     max_frames: int | None = None,
 ) -> BenchResult:
     from vsr.pipelines.decode import open_decoder
+    from vsr.pipelines.upscale import upscale_frames, video_output_size
 
     clip = Path(clip)
     api.check_input(clip)
@@ -63,10 +63,12 @@ def bench(
         batches = list(decoder.batches(options.batch_size))
     frames = sum(len(batch) for batch in batches)
 
-    engine.upscale(batches[0].frames[:1])  # warm-up: weights to the device, allocator, kernel choice
+    # As `vsr upscale` runs the model: to the size it writes, alpha (where the clip has it) upscaled too.
+    size = video_output_size(engine, info, clip)[:2]
+    upscale_frames(engine, batches[0].frames[:1], info.alpha, size)  # warm-up: weights, allocator, kernels
     start = time.perf_counter()
     for batch in batches:
-        engine.upscale(batch.frames)
+        upscale_frames(engine, batch.frames, info.alpha, size)
     model_seconds = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
@@ -94,6 +96,4 @@ def bench(
 
 
 def write_json(result: BenchResult, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, (json.dumps(asdict(result), indent=2) + "\n").encode())
+    fsutil.write_json(Path(path), asdict(result))

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from vsr import fsutil
 from vsr.errors import Terminated, VsrError
 
 app = typer.Typer(
@@ -172,7 +173,6 @@ def upscale(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
 ) -> None:
     """Upscale videos and images."""
-    from vsr import fsutil
     from vsr.errors import InputError, OptionError, OutputError
 
     # A mistyped name is told at once, not after torch has loaded (1.6 s); of several inputs, each is told in turn.
@@ -273,7 +273,6 @@ def upscale(
 
 
 def _remember_output(output: Path, input: Path) -> None:
-    from vsr import fsutil
 
     if fsutil.written_this_run is not None:
         fsutil.written_this_run[Path(output).resolve()] = input
@@ -523,7 +522,8 @@ def probe(
 def bench(
     input: Path = typer.Argument(..., help="A video clip, e.g. samples/bbb_sample.mp4."),
     model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Zoo name or checkpoint file."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Use at most this many frames."),
+    frames: int = typer.Option(120, "--frames", help="Use at most this many frames (all are held in memory, "
+                               "decoded, for the model-only pass)."),
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
@@ -536,8 +536,10 @@ def bench(
     from vsr.errors import OptionError
 
     _setup_logging(False)
-    if frames is not None and frames < 1:
+    if frames < 1:
         raise OptionError(f"--frames must be 1 or more, not {frames}")
+    if json_path is not None:
+        fsutil.check_json_output(json_path, [input, model])
     options = api.UpscaleOptions(model=model, batch_size=batch_size, device=device, precision=precision)
     result = bench_module.bench(input, options=options, video=api.VideoOptions(decoder=decoder), max_frames=frames)
     typer.echo(result.to_text())
@@ -569,7 +571,7 @@ def evaluate(
 
     _setup_logging(False)
     if json_path is not None:
-        quality.check_json_path(json_path, [*sources, *(models or [])])
+        fsutil.check_json_output(json_path, [*sources, *(models or [])])
     options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)

@@ -6,8 +6,10 @@ It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and traini
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 
 from vsr.errors import OutputError
@@ -66,3 +68,27 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
+
+
+def check_json_output(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """One line, before any work, where a JSON report could not be written at `path` (its folder is made), or would
+    replace one of the `inputs` (sources, model files) or another file that is not JSON."""
+    if any(Path(given).is_file() and path.is_file() and path.samefile(given) for given in inputs):
+        raise OutputError(f"{path}: the report would replace an input; give --json another file name")
+    if path.is_file() and path.suffix.lower() != ".json":
+        raise OutputError(f"{path}: exists and is not a .json file; give --json another file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"{path}: cannot make its folder ({error.strerror or error})") from None
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; give --json a file name")
+
+
+def write_json(path: Path, record: object) -> None:
+    """`record` as indented JSON at `path`, atomically; OutputError where it cannot be written."""
+    check_json_output(path)
+    try:
+        write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+    except OSError as error:
+        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

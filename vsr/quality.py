@@ -19,7 +19,6 @@ for the eye.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -28,9 +27,8 @@ from pathlib import Path
 
 import torch
 
-from vsr import api
-from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import write_bytes_atomic
+from vsr import api, fsutil
+from vsr.errors import InputError, OptionError
 from vsr.models import zoo
 from vsr.pipelines.engine import Engine
 from vsr.training.data import HRImage, collect_images
@@ -158,30 +156,9 @@ def format_scores(scores: list[ModelScore], images: list[HRImage]) -> str:
     return "\n".join([*header, "", *table])
 
 
-def check_json_path(path: str | Path, inputs: Sequence[str | Path] = ()) -> None:
-    """One line, before any work, where the scores could not be written at `path` (its folder is made), or would
-    replace one of the `inputs` (sources, model files) or another file that is not JSON."""
-    path = Path(path)
-    if any(Path(given).is_file() and path.is_file() and path.samefile(given) for given in inputs):
-        raise OutputError(f"{path}: the scores would replace an input; give --json another file name")
-    if path.is_file() and path.suffix.lower() != ".json":
-        raise OutputError(f"{path}: exists and is not a .json file; give --json another file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{path}: cannot make its folder ({error.strerror or error})") from None
-    if path.is_dir():
-        raise OutputError(f"{path}: is a folder; give --json a file name")
-
-
 def write_json(scores: list[ModelScore], images: list[HRImage], path: str | Path) -> None:
     """The scores as JSON; a PSNR of identical images (+inf, a ×1 model that changes nothing) is null, as JSON has
     no infinity (Python's `Infinity` is refused by strict parsers)."""
-    check_json_path(path)
     records = [{key: None if isinstance(value, float) and not math.isfinite(value) else value
                 for key, value in asdict(score).items()} for score in scores]
-    record = {"images": [image.name for image in images], "scores": records}
-    try:
-        write_bytes_atomic(Path(path), (json.dumps(record, indent=2) + "\n").encode())
-    except OSError as error:
-        raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None
+    fsutil.write_json(Path(path), {"images": [image.name for image in images], "scores": records})

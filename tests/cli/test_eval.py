@@ -121,7 +121,7 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
         ([tmp_path / "nothing.mp4"], f"{tmp_path / 'nothing.mp4'}: no such file or folder"),
         ([tmp_path / "tiny.png"], "tiny.png: 20×18 pixels are too few to score at ×4: it takes 20×20 or more"),
         ([tmp_path / "still.png", "--json", tmp_path / "still.png"],
-         f"{tmp_path / 'still.png'}: the scores would replace an input; give --json another file name"),
+         f"{tmp_path / 'still.png'}: the report would replace an input; give --json another file name"),
         ([SAMPLE, "--json", tmp_path / "still.png"],
          f"{tmp_path / 'still.png'}: exists and is not a .json file; give --json another file name"),
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),

@@ -16,6 +16,7 @@ import PIL.Image
 import pytest
 
 from tests.pipelines import media_fixtures as media
+from tests.pipelines.test_alpha import make_alpha_clip
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, make_clip
 from tests.processes import VSR, run_vsr
 
@@ -445,3 +446,17 @@ def test_bench_measures_a_webm_clip_and_refuses_an_image(tmp_path):
     refused = vsr("bench", image, "-m", "bicubic", check=False)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [f"vsr: error: {image}: vsr bench measures videos; give it a clip"]
+
+
+def test_bench_measures_a_clip_with_alpha_and_checks_its_json_path_first(tmp_path):
+    """Alpha goes through the model as `vsr upscale` sends it (the RGBA frames were refused by the engine); a --json
+    that cannot be written is one line before the measuring, not a traceback after it."""
+    clip = make_alpha_clip(tmp_path / "alpha.webm", frames=4)
+    result = vsr("bench", clip, "-m", "bicubic", "--json", tmp_path / "bench.json")
+    assert json.loads((tmp_path / "bench.json").read_text())["frames"] == 4, result.stdout
+    (tmp_path / "folder").mkdir()
+    for path, message in ((tmp_path / "folder", "is a folder; give --json a file name"),
+                          (clip, "the report would replace an input; give --json another file name")):
+        refused = vsr("bench", clip, "-m", "bicubic", "--json", path, check=False)
+        assert refused.returncode == 4 and refused.stdout == ""
+        assert refused.stderr.strip().splitlines() == [f"vsr: error: {path}: {message}"]
