@@ -79,16 +79,22 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     """What is wrong with a torch file that torch.load refused, in words (torch's own messages suggest unpickling)."""
     try:
         with open(path, "rb") as file:
-            head = file.read(512).lstrip()
+            head = file.read(512)
     except OSError:
         head = b""
-    if head[:1] == b"<":
+    if head.removeprefix(b"\xef\xbb\xbf").lstrip()[:1] == b"<":  # (after any byte-order mark)
         return "a web page (HTML), not a checkpoint: a sign-in or download page saved in its place?"
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        return f"not a readable checkpoint ({_first_line(error)})"
+    if head[:8] and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
+        return f"a safetensors file (a length, then a JSON header), named as a torch file; name it {path.stem}.safetensors"
     if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
         return "cut short or damaged (a torch checkpoint is a zip archive, and this one does not end as one)"
-    if isinstance(error, pickle.UnpicklingError) and "weights only" in str(error).lower():
+    if isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower():
         return ("holds Python objects beyond tensors (a whole pickled model?), which vsr does not unpickle; save "
                 "the model's state_dict() instead")
+    if isinstance(error, pickle.UnpicklingError) or not head.startswith(b"PK\x03\x04"):
+        return "not a torch checkpoint (neither the zip archive torch.save writes nor a pickle of tensors)"
     return f"not a readable checkpoint ({_first_line(error)})"
 
 

@@ -414,14 +414,18 @@ def _download(entry: ZooEntry | None, url: str, target: Path, progress: bool) ->
     """`url` into `target`, verified against the zoo's `entry` (None: only that it loads) before it is renamed there."""
     # A unique hidden name per process; it keeps the real suffix so that the checkpoint reader accepts it.
     partial = temporary_sibling(target, f"part{target.suffix}")
-    # 0o666, so that the umask decides the permissions, as for any new file (mkstemp's 0600 made a shared cache's
-    # weights readable by their downloader alone).
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(descriptor, "wb") as file:
-            sha256, received = _stream(url, file, target, progress)
-            file.flush()
-            os.fsync(file.fileno())
+        try:
+            # 0o666, so that the umask decides the permissions, as for any new file (mkstemp's 0600 made a shared
+            # cache's weights readable by their downloader alone).
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(descriptor, "wb") as file:
+                sha256, received = _stream(url, file, target, progress)
+                file.flush()
+                os.fsync(file.fileno())
+        except OSError as error:  # (network errors are WeightsUnavailableError by now: this is the disk)
+            raise OutputError(f"{target.parent}: cannot write the download of {url} there "
+                              f"({error.strerror or error})") from None
         _verify_download(entry, partial, url, sha256, received)
         os.replace(partial, target)
         logger.info("downloaded %s into %s", url, target)
@@ -450,6 +454,7 @@ def _stream(url: str, file, target: Path, progress: bool) -> tuple[str, int]:
             reason = f"HTTP {error.code} {error.reason}"
         else:
             reason = getattr(error, "reason", None) or error
+        reason = " ".join(str(reason).split())  # (one line: urllib's redirect-loop reason spans three)
         raise WeightsUnavailableError(f"cannot download {url} ({reason}); {by_hand}") from error
     if expected is not None and received != expected:
         raise WeightsUnavailableError(f"download of {url} stopped at {received} of {expected} bytes; {by_hand}")
@@ -462,14 +467,15 @@ def _verify_download(entry: ZooEntry | None, partial: Path, url: str, sha256: st
     if entry is not None and entry.sha256 is not None and not sha256.startswith(entry.sha256):
         raise ModelError(f"{url}: sha256 {sha256} differs from the published {entry.sha256}")
     with partial.open("rb") as file:
-        start = file.read(512).lstrip().lower()
+        start = file.read(512).removeprefix(b"\xef\xbb\xbf").lstrip().lower()  # (after any byte-order mark)
     if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
         raise ModelError(f"{url}: the server sent a web page, not a checkpoint (a sign-in or download page?); give "
                          "the file's direct link, or download it yourself and give its path to -m")
     try:
         loaded = load_model(partial)
-    except ModelError as error:
-        raise ModelError(f"{url}: not a usable checkpoint ({error})") from error
+    except ModelError as error:  # (said of the URL: the partial file it names is gone by then)
+        reason = str(error).removeprefix(f"{partial}: ")
+        raise ModelError(f"{url}: not a usable checkpoint ({reason})") from error
     if entry is not None:
         _check_network(entry, loaded.spec, url)
 

@@ -214,9 +214,27 @@ def test_unreadable_file_is_refused_with_its_path(tmp_path, name, write):
     message = str(raised.value)
     # (torch's own words suggest unpickling the file: a torch file cut short is said to be so)
     reason = "cut short or damaged (a torch checkpoint is a zip archive" if write is _write_truncated_pth else (
+        "not a torch checkpoint (neither the zip archive" if name.endswith((".pth", ".ckpt")) else
         "not a readable checkpoint (")
     assert message.startswith(f"{tmp_path / name}: {reason}")
     assert "\n" not in message
+
+
+def test_files_that_are_no_pickle_are_not_said_to_hold_pickled_objects(tmp_path):
+    """torch's weights-only refusal reads the same for JSON text and a pickled model; only a pickled object is one."""
+    model = _rrdbnet()
+    _, safetensors_path = save_model(model, detect(model.state_dict()), tmp_path / "net")
+    (tmp_path / "renamed.pth").write_bytes(safetensors_path.read_bytes())
+    (tmp_path / "page.pth").write_bytes(b"\xef\xbb\xbf<!DOCTYPE html><html>sign in</html>")
+    (tmp_path / "text.pth").write_text('{"a": 1}')
+    cases = {"renamed.pth": "a safetensors file (a length, then a JSON header), named as a torch file; name it "
+                            "renamed.safetensors",
+             "page.pth": "a web page (HTML), not a checkpoint",
+             "text.pth": "not a torch checkpoint (neither the zip archive torch.save writes nor a pickle of tensors)"}
+    for name, reason in cases.items():
+        with pytest.raises(ModelError) as raised:
+            load_model(tmp_path / name)
+        assert str(raised.value).startswith(f"{tmp_path / name}: {reason}")
 
 
 @pytest.mark.parametrize(

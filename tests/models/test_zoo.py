@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import http.server
+import os
+import re
+import resource
 import shutil
 import socket
+import subprocess
 import threading
 import urllib.parse
 from pathlib import Path
@@ -14,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from vsr.errors import ModelError, OptionError, WeightsUnavailableError
+from tests.processes import VSR
+from vsr.errors import ModelError, OptionError, OutputError, WeightsUnavailableError
 from vsr.models import zoo
 from vsr.models.checkpoint import read_state_dict, save_model
 from vsr.models.detect import build, spec_for
@@ -365,6 +369,22 @@ def test_a_url_that_serves_no_checkpoint_leaves_nothing_in_the_cache(home, serve
     with pytest.raises(WeightsUnavailableError, match=r"missing.safetensors \(HTTP 404"):
         zoo.load(f"{server.url}/missing.safetensors", progress=False)
     assert _cache_files(home) == ["weights", "weights/url"]  # no file, no temporary, no folder of its own
+
+
+def test_a_full_disk_during_a_download_is_one_line_and_leaves_nothing(home, server, tiny_checkpoint, tmp_path):
+    """The file-size limit makes the cache's disk full (EFBIG, as ENOSPC would) once 2000 bytes are written."""
+    server.files["model.pth"] = tiny_checkpoint
+    assert len(tiny_checkpoint) > 2000
+    image = tmp_path / "in.png"
+    image.write_bytes(Path("samples/bbb_frame.png").read_bytes())
+    done = subprocess.run([*VSR, "upscale", image, "-m", f"{server.url}/model.pth", "-o", tmp_path / "out.png"],
+                          capture_output=True, text=True, env={**os.environ, "VSR_HOME": str(home)},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY)))
+    assert done.returncode == OutputError.exit_code and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [
+        f"vsr: error: {zoo.url_weights_path(f'{server.url}/model.pth').parent}: cannot write the download of "
+        f"{server.url}/model.pth there (File too large)"]
+    assert _cache_files(home) == ["weights", "weights/url"] and not (tmp_path / "out.png").exists()
 
 
 def test_malformed_and_overlong_urls_are_one_line_or_a_shorter_name(home, server, tiny_checkpoint):
