@@ -87,7 +87,8 @@ def _why_unreadable(path: Path, error: Exception) -> str:
     if path.suffix.lower() == SAFETENSORS_SUFFIX:
         return f"not a readable checkpoint ({_first_line(error)})"
     if head[:8] and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
-        return f"a safetensors file (a length, then a JSON header), named as a torch file; name it {path.stem}.safetensors"
+        return (f"a safetensors file (a length, then a JSON header), named as a torch file; name it "
+                f"{path.stem}.safetensors")
     if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
         return "cut short or damaged (a torch checkpoint is a zip archive, and this one does not end as one)"
     if isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower():
