@@ -306,6 +306,7 @@ class VideoWriter:
         self._matrix, self._range = _conversion(source_info, source)
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
             self._range = ColorRange.JPEG  # swscale makes gray full range whatever it is asked for: say so
+        check_stored_as_video(self.output, codec)
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
@@ -316,13 +317,16 @@ class VideoWriter:
                                             copy_streams=copy_streams, trim=trim)
             self._passthrough.copy_video_tags(self._stream)
             self._container.start_encoding()  # writes the header: the temporary file exists from here on
+        except av.FFmpegError as error:
+            self.abort()
+            if isinstance(error, av.error.OSError):  # an errno of the disk's (ENOSPC, EIO) while writing the header
+                raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
+            # The muxer refused the stream when writing the header (EINVAL; MXF says EPERM).
+            raise OptionError(f"codec {codec!r} cannot be stored in a {self._container.format.name} file "
+                              f"({self.output.name}: {error.strerror}); use .mkv") from error
         except OSError as error:
             self.abort()
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
-        except av.FFmpegError as error:  # the muxer refused the stream when writing the header
-            self.abort()
-            raise OptionError(f"codec {codec!r} cannot be stored in a {self._container.format.name} file "
-                              f"({self.output.name}: {error.strerror}); use .mkv") from error
         except BaseException:
             self.abort()
             raise
@@ -613,10 +617,31 @@ def frame_time_options(output: Path) -> dict[str, str]:
     return {"bf": "0"} if Path(output).suffix.lower() in (".avi", ".wmv", ".asf", ".mxf") else {}
 
 
+# MPEG transport and program streams take any codec's packets, but store only these as video: the rest become data
+# (or an "mp3" stream) that no player shows.
+_MPEG_STREAM_VIDEO_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video"}
+_MPEG_STREAM_MUXERS = {"mpegts", "mpeg", "vob", "svcd", "dvd"}
+
+
+def check_stored_as_video(output: Path, codec: str) -> None:
+    """One line where the muxer of `output` would take `codec` but not store it as video (MPEG-TS and program
+    streams: VP9, AV1, FFV1, ProRes), before any work."""
+    target = io.BytesIO()
+    target.name = f"probe{output.suffix}"
+    try:
+        with av.open(target, "w") as container:
+            muxer = container.format.name
+    except ValueError:
+        return  # (VideoWriter says that the suffix names no container)
+    if muxer in _MPEG_STREAM_MUXERS and codec in CODECS and not container_holds(output.suffix, codec):
+        raise OptionError(f"codec {codec!r} cannot be stored as video in a {muxer} file ({output.name}: it "
+                          f"would be data no player shows); use .mkv")
+
+
 def container_holds(suffix: str, codec: str) -> bool:
     """Whether FFmpeg's muxer for files ending in `suffix` takes `codec`: False for H.264 in .webm or .y4m, anything in
-    .gif, and a suffix FFmpeg knows no muxer for. Asked of FFmpeg by writing a tiny header in memory (some muxers
-    only refuse a codec there, not when the stream is added)."""
+    .gif, VP9 or FFV1 in MPEG-TS or program streams, and a suffix FFmpeg knows no muxer for. Asked of FFmpeg by
+    writing a tiny header in memory (some muxers only refuse a codec there, not when the stream is added)."""
     target = io.BytesIO()
     target.name = f"probe{suffix}"  # PyAV picks the muxer by this name, as for a file
     try:
@@ -626,6 +651,9 @@ def container_holds(suffix: str, codec: str) -> bool:
             stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
             stream.codec_context.options = dict(spec.options)  # x265's log level among them
             container.start_encoding()
+            if (container.format.name in _MPEG_STREAM_MUXERS
+                    and stream.codec_context.codec.canonical_name not in _MPEG_STREAM_VIDEO_CODECS):
+                return False
     except (ValueError, av.FFmpegError):
         return False
     return True

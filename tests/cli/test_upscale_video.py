@@ -170,6 +170,29 @@ def test_a_container_asked_for_that_cannot_hold_the_codec_is_one_line(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["raw.y4m"]
 
 
+def test_mpeg_streams_store_only_mpeg_codecs_as_video_and_mxf_refusals_are_about_the_codec(tmp_path):
+    """MPEG-TS and program streams take FFV1 or VP9 packets, but as data (or an "mp3" stream) that no player shows:
+    refused, on one device and in segments; by default a .ts source with such a codec gives an .mkv. MXF refuses
+    x265 with EPERM, which was said to be the disk's fault."""
+    source = tmp_path / "clip.ts"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "4", source)
+    cases = [(["--codec", "ffv1", "-o", tmp_path / "out.ts"], "codec 'ffv1' cannot be stored as video in a mpegts "
+              "file (out.ts: it would be data no player shows); use .mkv"),
+             (["--codec", "libvpx-vp9", "-o", tmp_path / "out.mpg", "--segment-seconds", "0.1"],
+              "codec 'libvpx-vp9' cannot be stored as video in a mpeg file (out.mpg: it would be data no player "
+              "shows); use .mkv"),
+             ([tmp_path / "clip.mp4", "--codec", "libx265", "-o", tmp_path / "out.mxf"],  # (25 fps, which MXF takes)
+              "codec 'libx265' cannot be stored in a mxf file (out.mxf: Operation not permitted); use .mkv")]
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "4", tmp_path / "clip.mp4")
+    for arguments, message in cases:
+        input = [] if str(arguments[0]).endswith(".mp4") else [source]
+        result = vsr("upscale", *input, "-m", "bicubic", *arguments, check=False)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "clip.ts"]
+    result = vsr("upscale", source, "-m", "bicubic", "--codec", "ffv1")
+    assert result.stdout.startswith(f"wrote {tmp_path / 'clip.x4.mkv'}:")
+
+
 def test_a_codec_the_container_holds_keeps_the_extension(tmp_path):
     source = tmp_path / "clip.webm"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "4", "-c:v", "libvpx-vp9", source)
