@@ -304,6 +304,8 @@ class VideoWriter:
             codec_options["x264-params"] = ":".join(filter(None, ["force-cfr=1", codec_options.get("x264-params")]))
         self._rgb_output = av.VideoFormat(self.pix_fmt).is_rgb
         self._matrix, self._range = _conversion(source_info, source)
+        if spec.encoder == "prores_ks":  # ProRes is limited range by definition: it has no field to say otherwise
+            self._range = ColorRange.MPEG
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
             self._range = ColorRange.JPEG  # swscale makes gray full range whatever it is asked for: say so
         check_stored_as_video(self.output, codec)

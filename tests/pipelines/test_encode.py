@@ -154,6 +154,20 @@ def test_full_range_output_keeps_gray_neutral(tmp_path, pix_fmt, neutral):
     assert color_range == 2 and np.unique(cb).tolist() == np.unique(cr).tolist() == [neutral]
 
 
+def test_prores_from_a_full_range_source_is_limited_range_and_keeps_its_colour(tmp_path):
+    """ProRes has no full-range flag and its decoders read limited range: full-range samples came out 20 levels
+    light (0xE6 as 0xFA)."""
+    source = tmp_path / "light.avi"
+    media.ffmpeg("-f", "lavfi", "-i", "color=0xE6E6E6:size=32x32:rate=25", "-frames:v", "2", "-pix_fmt", "yuvj420p",
+                 "-c:v", "mjpeg", "-q:v", "1", source)
+    output = upscale_video(source, tmp_path / "out.mov", options=UpscaleOptions(model="bicubic", outscale=2),
+                           video=VideoOptions(codec="prores")).output
+    assert planes(output)[0] == 1  # limited
+    with av.open(str(source)) as before, av.open(str(output)) as after:
+        shown = [next(video.decode(video=0)).to_ndarray(format="rgb24").astype(int) for video in (before, after)]
+    assert abs(shown[1].mean() - shown[0].mean()) < 1.5
+
+
 def test_gray_output_is_full_range_and_says_so(tmp_path):
     source = tmp_path / "dark.mp4"  # limited range: Y 43 is 31 of 255 in full range
     media.ffmpeg("-f", "lavfi", "-i", "color=0x202020:size=32x32:rate=25", "-frames:v", "2", "-pix_fmt", "yuv420p",
