@@ -88,7 +88,10 @@ class SegmentFolder:
                 same = False
             if same:
                 return
-            log.info("%s: made for another source or other settings; starting over", self.path)
+            kept = len(list(self.path.glob("segment-*.json")))
+            # (a warning where work is thrown away: the command line shows it)
+            (log.warning if kept else log.info)("%s: made for another source or other settings, %d segment(s) kept "
+                                                 "there are removed; starting over", self.path, kept)
             self._unlock()
             shutil.rmtree(self.path)
         self.path.mkdir()

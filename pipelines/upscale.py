@@ -415,13 +415,23 @@ def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frame
     if frames:
         speed_only.add("segment_seconds")
     settings = {**asdict(options), **asdict(video)}
-    return {
+    record = {
         "source": str(Path(source).resolve()), "size": sum(stat.st_size for stat in stats),
         "mtime_ns": max((stat.st_mtime_ns for stat in stats), default=0),
         "settings": {key: str(value) if isinstance(value, Fraction) else value  # (JSON has no fractions)
                      for key, value in sorted(settings.items())
                      if key not in speed_only and (key not in LATER_DEFAULTS or value != LATER_DEFAULTS[key])},
     }
+    # A checkpoint file is recorded as the source is, so that one rewritten in place (a training run going on) or
+    # named by the same relative path elsewhere is not taken for the model that made the earlier frames.
+    model_files = {}
+    for name in (options.model, options.blend):
+        if name is not None and name not in zoo.MODELS and not zoo.is_url(name) and Path(name).is_file():
+            stat = Path(name).stat()
+            model_files[name] = [str(Path(name).resolve()), stat.st_size, stat.st_mtime_ns]
+    if model_files:  # (left out otherwise, so that records of earlier versions still match)
+        record["model_files"] = model_files
+    return record
 
 
 def skip_frames(batches, count: int, repeats: Repeats):

@@ -6,9 +6,15 @@ The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; seg
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from pathlib import Path
 
 import pytest
+import torch
+from vsr.models.checkpoint import save_model
+from vsr.models.detect import spec_for
+from vsr.models.rrdbnet import RRDBNet
 from vsr.pipelines.resume import SegmentFolder, segment_folder_path
 from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
@@ -100,8 +106,27 @@ def test_other_settings_start_the_segments_over(run, tmp_path, caplog):
     again = Interrupt()
     with caplog.at_level(logging.INFO):
         upscale(on_segment=again, video=VideoOptions(codec="ffv1", segment_seconds=0.25, start=0.0, end=0.8))
-    assert "made for another source or other settings; starting over" in caplog.text
+    assert "made for another source or other settings, 1 segment(s) kept there are removed; starting over" in [
+        record.getMessage().split(": ", 1)[1] for record in caplog.records if record.levelno == logging.WARNING]
     assert again.seen == [0, 1, 2]
+
+
+def test_a_checkpoint_rewritten_in_place_starts_the_segments_over(run, tmp_path):
+    """The same path, other weights (a training run went on): the kept segments are another model's frames."""
+    clip, options, upscale = run
+    model = tmp_path / "model.pth"
+    model.write_bytes(Path(options.model).read_bytes())
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), options=dataclasses.replace(options, model=str(model)))
+    torch.manual_seed(1)
+    other = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
+    save_model(other, spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}), model)
+    again = Interrupt()
+    result = upscale(on_segment=again, options=dataclasses.replace(options, model=str(model)))
+    assert again.seen == [0, 1, 2]
+    clean = upscale_video(clip, tmp_path / "clean.mkv", options=dataclasses.replace(options, model=str(model)),
+                          video=LOSSLESS)
+    assert decoded_framemd5(result.output) == decoded_framemd5(clean.output)
 
 
 def test_settings_that_only_change_the_speed_keep_the_segments(run, tmp_path):
