@@ -308,11 +308,12 @@ class VideoWriter:
             self._range = ColorRange.MPEG
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
             self._range = ColorRange.JPEG  # swscale makes gray full range whatever it is asked for: say so
-        check_stored_as_video(self.output, codec)
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
+        if self._container.format.name in _MPEG_STREAM_MUXERS:  # (other refusals come with FFmpeg's reason below)
+            check_container_holds(self.output, codec)
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
@@ -625,19 +626,19 @@ _MPEG_STREAM_VIDEO_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video"}
 _MPEG_STREAM_MUXERS = {"mpegts", "mpeg", "vob", "svcd", "dvd"}
 
 
-def check_stored_as_video(output: Path, codec: str) -> None:
-    """One line where the muxer of `output` would take `codec` but not store it as video (MPEG-TS and program
-    streams: VP9, AV1, FFV1, ProRes), before any work."""
+def check_container_holds(output: Path, codec: str) -> None:
+    """One line, before any work, where the muxer of `output` cannot store `codec` (a CODECS key) as video: refuses
+    it (H.264 in .webm), or would keep it as data (VP9, AV1, FFV1, ProRes in MPEG-TS and program streams)."""
     target = io.BytesIO()
     target.name = f"probe{output.suffix}"
     try:
         with av.open(target, "w") as container:
             muxer = container.format.name
     except ValueError:
-        return  # (VideoWriter says that the suffix names no container)
-    if muxer in _MPEG_STREAM_MUXERS and codec in CODECS and not container_holds(output.suffix, codec):
-        raise OptionError(f"codec {codec!r} cannot be stored as video in a {muxer} file ({output.name}: it "
-                          f"would be data no player shows); use .mkv")
+        raise OutputError(f"cannot tell the container format of {output} from its extension") from None
+    if codec in CODECS and not container_holds(output.suffix, codec):
+        as_data = " as video" if muxer in _MPEG_STREAM_MUXERS else ""
+        raise OptionError(f"codec {codec!r} cannot be stored{as_data} in a {muxer} file ({output.name}); use .mkv")
 
 
 def container_holds(suffix: str, codec: str) -> bool:

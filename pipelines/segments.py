@@ -442,7 +442,7 @@ def upscale_video_in_segments(
 
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
-    from vsr.pipelines.encode import (CODECS, STREAM_TIMED_SUFFIXES, check_stored_as_video, codec_keeps_alpha,
+    from vsr.pipelines.encode import (CODECS, STREAM_TIMED_SUFFIXES, check_container_holds, codec_keeps_alpha,
                                       frame_time_options, has_alpha)
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
@@ -480,7 +480,7 @@ def upscale_video_in_segments(
     output = Path(output)
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
-    check_stored_as_video(output, codec)
+    check_container_holds(output, codec)
     keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
     plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha),
