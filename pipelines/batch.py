@@ -34,7 +34,7 @@ from pathlib import Path
 
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, ProcessExecutor, sha256_file
+from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import check_names, check_numbers, check_sizing
@@ -512,17 +512,25 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                 running[job.name] = job
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
-                job = running.pop(result.name)
-                journal.finish(result.name, ok=result.ok, error=result.error, checksum=result.checksum,
-                               seconds=result.seconds, frames=result.frames)
-                if result.ok:
-                    plural = "s" if result.frames != 1 else ""
-                    frames = f", {result.frames} frame{plural}" if job.kind == "video" else ""
-                    log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)
-                else:
-                    log.error("%s: failed: %s", job.label, result.error)
+                _record(journal, running.pop(result.name), result)
                 bar.update(1)
     finally:
+        if running:  # stopped: the executor first, so that no job can finish after it was handed back
+            executor.close()
+            for result in executor.finished():  # (a Ray video joining its segments as the stop came)
+                if result.ok and result.name in running:
+                    _record(journal, running.pop(result.name), result)
         for name in running:
             journal.release(name)
+
+
+def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
+    journal.finish(result.name, ok=result.ok, error=result.error, checksum=result.checksum, seconds=result.seconds,
+                   frames=result.frames)
+    if result.ok:
+        plural = "s" if result.frames != 1 else ""
+        frames = f", {result.frames} frame{plural}" if job.kind == "video" else ""
+        log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)
+    else:
+        log.error("%s: failed: %s", job.label, result.error)
 

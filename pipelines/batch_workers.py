@@ -131,6 +131,10 @@ class InlineExecutor:
         job, self._job = self._job, None
         return [run_job(job)] if job is not None else []
 
+    def finished(self) -> list[JobResult]:
+        """Results of jobs that finished while `close` stopped the others (none here: a job runs in `submit`)."""
+        return []
+
     def close(self) -> None:
         pass
 
@@ -224,6 +228,15 @@ class ProcessExecutor:
             log.warning("batch worker %d died (exit code %s); starting another", index, worker.process.exitcode)
             self._workers[index] = self._start(index)
         return failed
+
+    def finished(self) -> list[JobResult]:
+        """Results sent but not yet taken: jobs that finished while `close` stopped the workers."""
+        results = []
+        while True:
+            try:
+                results.append(self._results.get(timeout=0.1)[1])
+            except queue.Empty:
+                return results
 
     def close(self) -> None:
         for worker in self._workers:

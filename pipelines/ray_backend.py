@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import queue
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -97,16 +99,39 @@ class RaySegments:
 
 
 def _check_reachable(address: str, seconds: float = 5.0) -> None:
-    """One line where a cluster address given as HOST:PORT (or ray://HOST:PORT) takes no connection: Ray itself
-    retries for minutes, logging as it goes."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    if address in ("local", "auto") or not host or not port.isdigit():
+    """One line where `address` is none that --ray takes, or where a cluster address (HOST:PORT, ray://HOST:PORT,
+    or RAY_ADDRESS's for "auto") takes no connection: Ray itself retries for minutes, logging as it goes."""
+    option = f"--ray {address}"
+    if address == "local":
         return
+    if address == "auto":
+        address = os.environ.get("RAY_ADDRESS", "")
+        option = f"--ray auto (RAY_ADDRESS={address})"
+        if not address or address == "auto":
+            return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if "/" in host or not host or not port.isdigit():
+        raise OptionError(f"{option}: give local (a cluster started here), auto (the running one) or a cluster "
+                          "address, HOST:PORT or ray://HOST:PORT")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=seconds).close()
     except OSError as error:
-        raise OptionError(f"--ray {address}: nothing answers there ({error.strerror or error}); is the cluster "
+        raise OptionError(f"{option}: nothing answers there ({error.strerror or error}); is the cluster "
                           "started (ray start --head) and the address its head's?") from None
+
+
+def _init(address: str, settings: dict) -> None:
+    """`ray.init` for --ray `address`: "local" starts a cluster here whatever RAY_ADDRESS says; vsr's SIGTERM
+    handler (a clean stop, vsr.errors.Terminated) is kept, where Ray's would exit without a word."""
+    handler = signal.getsignal(signal.SIGTERM)
+    named = os.environ.pop("RAY_ADDRESS", None) if address == "local" else None
+    try:
+        ray.init(**settings) if address == "local" else ray.init(address=address, **settings)
+    finally:
+        if named is not None:
+            os.environ["RAY_ADDRESS"] = named
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
 
 class RayExecutor:
@@ -123,11 +148,17 @@ class RayExecutor:
             _check_reachable(address)
             settings = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             try:
-                ray.init(**settings) if address == "local" else ray.init(address=address, **settings)
-            except ConnectionError as error:
+                _init(address, settings)
+            except (ConnectionError, ValueError) as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 raise OptionError(f"--ray {address}: cannot connect to a Ray cluster ({reason})") from error
         resources = ray.cluster_resources()
+        largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
+        if task_cpus > largest:  # (Ray would queue every task for ever, as "infeasible", saying so nowhere)
+            if self._started:
+                ray.shutdown()
+            raise OptionError(f"--task-cpus {task_cpus:g}: no node of the Ray cluster has that many CPUs (the "
+                              f"largest has {largest:g})")
         self.cluster_gpus = resources.get("GPU", 0)
         self.task_cpus = task_cpus
         self.threads = max(1, int(task_cpus))
@@ -189,6 +220,11 @@ class RayExecutor:
             except queue.Empty:
                 return results
 
+    def finished(self) -> list[JobResult]:
+        """Results of video jobs that finished while `close` stopped the others (one that was joining its
+        segments when the stop came goes on to write its output)."""
+        return self._finished_videos()
+
     def close(self) -> None:
         self.closing.set()  # the video threads cancel their segments' tasks and stop
         for ref in self._tasks:
@@ -199,6 +235,7 @@ class RayExecutor:
         self._videos.clear()
         if self._started:
             ray.shutdown()
+            self._started = False
 
     def __enter__(self):
         return self

@@ -402,6 +402,9 @@ def batch(
     folders = folders or []
     if task_cpus != 1.0 and ray is None:  # (1: its default, given or not)
         raise OptionError("--task-cpus sets the CPUs of each Ray task: give --ray too (--workers sets processes here)")
+    if workers is not None and ray is not None:
+        raise OptionError("--workers starts processes here; with --ray the cluster runs as many jobs at once as its "
+                          "CPUs (or GPUs) allow, --task-cpus each")
     if status:
         if len(folders) != 1 or jobs is not None:
             raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")

@@ -8,6 +8,7 @@ import sqlite3
 import subprocess
 from pathlib import Path
 
+import pytest
 import torch
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
@@ -203,17 +204,20 @@ def test_a_dry_run_lists_the_jobs_and_what_a_run_would_do(tmp_path):
 
 
 def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
-    """Options that were silently ignored: --task-cpus without --ray, and vsr bench's --frames 0."""
+    """Options that were silently ignored: --task-cpus without --ray, --workers with it, vsr bench's --frames 0."""
     (tmp_path / "in").mkdir()
     result = vsr("batch", tmp_path / "in", tmp_path / "out", "--task-cpus", "2")
     assert result.returncode == 2 and "--task-cpus sets the CPUs of each Ray task: give --ray too" in result.stderr
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "--workers", "3", "--ray", "auto")
+    assert result.returncode == 2 and "--workers starts processes here; with --ray the cluster" in result.stderr
     result = vsr("bench", "samples/bbb_sample.mp4", "--frames", "0", "-m", "bicubic")
     assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
 
 
-def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbnet_checkpoint):
+@pytest.mark.parametrize("cluster", [[], ["--ray", "local"]], ids=["processes", "ray"])
+def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbnet_checkpoint, cluster):
     """SIGTERM (job schedulers, docker stop) ended the batch without a word: its job stayed "running", the attempt
-    counted, and its partial file stayed until the next run."""
+    counted, and its partial file stayed until the next run. (With Ray, ray.init's own handler exited with 15.)"""
     import signal
     import time
 
@@ -223,7 +227,8 @@ def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbne
     source.mkdir()
     make_clip(source / "long.mp4", frames=300, size=(64, 48))
     process = subprocess.Popen([*VSR, "batch", str(source), str(out), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1",
-                                "--segment-seconds", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                "--segment-seconds", "0", *cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline and not (
             (out / JOURNAL_NAME).exists() and any(row.state.value == "running" for row in read_journal(out))):

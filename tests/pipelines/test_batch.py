@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tqdm import tqdm
 
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines import batch, images
+from vsr.pipelines.batch_workers import JobResult
 from vsr.pipelines.encode import partial_path
 from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
 
@@ -371,6 +373,46 @@ def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_l
         sleeper.wait()
     assert batch.run_batch(jobs, out).ok  # its owner is gone now
     assert rows_by_name(out)["live.x2.mp4"].attempts == 2
+
+
+class _StoppedAsOneFinishes:
+    """An executor that Ctrl-C stops while its first job is finishing, whose result comes only once `close` has
+    run: a Ray video joining its segments as the stop came writes its output during close()."""
+
+    capacity = 2
+
+    def __init__(self):
+        self.jobs, self.closed = [], False
+
+    def submit(self, job):
+        self.jobs.append(job)
+
+    def wait(self, timeout):
+        raise KeyboardInterrupt
+
+    def close(self):
+        self.closed = True
+
+    def finished(self):
+        return [JobResult(self.jobs[0].name, ok=True, checksum="0" * 64, seconds=1.0, frames=3)] if self.closed else []
+
+
+def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_handed_back(tmp_path):
+    """Handed back before it finished, the job's output then existed unrecorded: every later run refused it."""
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "a.mp4", frames=3)
+    make_clip(source / "b.mp4", frames=3)
+    out = tmp_path / "out"
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    out.mkdir()
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+        with pytest.raises(KeyboardInterrupt):
+            batch._drive(journal, _StoppedAsOneFinishes(), jobs, tqdm(disable=True))
+    rows = rows_by_name(out)
+    assert rows["a.x2.mp4"].state is JobState.DONE and rows["a.x2.mp4"].checksum == "0" * 64
+    assert rows["b.x2.mp4"].state is JobState.QUEUED
 
 
 def test_a_jobs_file_sets_options_per_job(tmp_path):

@@ -117,3 +117,23 @@ def test_a_cluster_address_where_nothing_answers_is_one_line_at_once():
         with pytest.raises(OptionError, match=f"--ray {address}: nothing answers there"):
             _check_reachable(address)
     _check_reachable("auto")  # (Ray's own: RAY_ADDRESS or the cluster `ray start` made)
+    os.environ["RAY_ADDRESS"] = "127.0.0.1:1"  # (a cluster gone since: Ray waited on it for minutes)
+    try:
+        with pytest.raises(OptionError, match=r"--ray auto \(RAY_ADDRESS=127.0.0.1:1\): nothing answers there"):
+            _check_reachable("auto")
+    finally:
+        del os.environ["RAY_ADDRESS"]
+    for address in ("lcoal", "", "http://127.0.0.1:6379", "127.0.0.1:port"):  # (Ray's ValueError, a traceback)
+        with pytest.raises(OptionError, match="give local .a cluster started here., auto .the running one. or a "
+                                              "cluster address, HOST:PORT or ray://HOST:PORT"):
+            _check_reachable(address)
+
+
+def test_more_cpus_per_task_than_any_node_has_is_one_line(local_cluster, tmp_path):
+    """Ray queued such tasks for ever, as infeasible, and said so only in its own logs."""
+    from vsr.errors import OptionError
+    from vsr.pipelines.ray_backend import RayExecutor
+
+    with pytest.raises(OptionError, match=r"--task-cpus 3: no node of the Ray cluster has that many CPUs \(the "
+                                          r"largest has 2\)"):
+        RayExecutor("auto", task_cpus=3)
