@@ -12,6 +12,7 @@ import pytest
 import torch
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
+from vsr.errors import OutputError
 from vsr.pipelines.journal import JOURNAL_NAME
 
 from tests.pipelines.clips import make_clip, truncate
@@ -229,9 +230,14 @@ def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbne
     process = subprocess.Popen([*VSR, "batch", str(source), str(out), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1",
                                 "--segment-seconds", "0", *cluster], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
+    def running() -> bool:
+        try:
+            return any(row.state.value == "running" for row in read_journal(out))
+        except OutputError:  # (not there yet, or its table not yet made)
+            return False
+
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and not (
-            (out / JOURNAL_NAME).exists() and any(row.state.value == "running" for row in read_journal(out))):
+    while process.poll() is None and time.monotonic() < deadline and not running():
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)

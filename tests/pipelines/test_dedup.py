@@ -92,13 +92,13 @@ def test_batches_hold_each_picture_once_and_every_frame_in_order():
 
 
 def test_a_resumed_run_upscales_again_a_picture_held_across_the_cut():
-    from vsr.pipelines.upscale import _skip_frames
+    from vsr.pipelines.upscale import skip_frames
 
     drawings = [picture(value) for value in range(3)]
     held = [0, 0, 1, 1, 1, 2]
     batches = distinct_pictures(batches_of([drawings[drawing].clone() for drawing in held], 4), 2, 0)
     repeats = Repeats()
-    first, second = _skip_frames(batches, 3, repeats)  # frames 0-2 were written by the run cut short, in drawing 1
+    first, second = skip_frames(batches, 3, repeats)  # frames 0-2 were written by the run cut short, in drawing 1
     assert (first.pts, first.shows, second.pts, second.shows) == ([3, 4], [0, 0], [5], [0])
     assert torch.equal(first.frames, drawings[1][None]) and torch.equal(second.frames, drawings[2][None])
     assert repeats.frames == 1  # frame 4 (frame 1 was a repeat too, of the run cut short; frame 3 is upscaled)
