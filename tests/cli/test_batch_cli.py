@@ -12,7 +12,7 @@ import pytest
 import torch
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
-from vsr.errors import OutputError
+from vsr.errors import InputError, OutputError
 from vsr.pipelines.journal import JOURNAL_NAME
 
 from tests.pipelines.clips import make_clip, truncate
@@ -233,7 +233,7 @@ def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbne
     def running() -> bool:
         try:
             return any(row.state.value == "running" for row in read_journal(out))
-        except OutputError:  # (not there yet, or its table not yet made)
+        except (InputError, OutputError):  # (not there yet, or its table not yet made)
             return False
 
     deadline = time.monotonic() + 120
