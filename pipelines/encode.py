@@ -56,7 +56,7 @@ import io
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -64,6 +64,7 @@ import av
 import numpy as np
 import torch
 from av.video.reformatter import ColorRange
+from vsr.pipelines import images
 from vsr.pipelines.captions import CAPTION_SYNTAX, with_captions
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
@@ -150,6 +151,9 @@ STREAM_TIMED_SUFFIXES = (".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2
 # MP4 declared 600 fps and indexed 24 chunks per frame, and an MPEG-TS recording (starting at 1.4 s) showed its
 # first frame for 1.4 s, the rest of the video late by as much against its audio.
 FRAME_COUNTED_SUFFIXES = (".avi",)
+# Outputs whose container keeps a display matrix (MP4, QuickTime, Matroska): a rotated video stays so, as its source.
+# Others (AVI, MPEG-TS and program streams, FLV, NUT, ASF, raw streams) get frames turned upright.
+DISPLAY_MATRIX_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mkv", ".webm")
 _AVCOL_SPC_RGB = 0
 # How libx264, libx265 and libsvtav1 (through FFmpeg) warn of a -params entry they could not take.
 _PARAMS_REFUSALS = ("Error parsing option", "Unknown option", "Invalid value for")
@@ -247,12 +251,26 @@ class VideoWriter:
         trim: bool = False,
         yuv_converter: str = "auto",
         stream_timed: bool | None = None,
+        turn_upright: bool | None = None,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
         self.output = Path(output)
         self._yuv_converter = yuv_converter
-        self.width, self.height = width, height
+        self.width, self.height = width, height  # of the frames encoded
+        self._frame_size = height, width  # of the frames given to write()
+        # A container without a display matrix (AVI, MPEG-TS, ...) shows frames as stored: a rotated video's are
+        # turned upright before encoding, as ffmpeg's autorotation writes them (`turn_upright`: None, as the
+        # output's container needs; a segment file is told what the output it is joined into needs).
+        if turn_upright is None:
+            turn_upright = self.output.suffix.lower() not in DISPLAY_MATRIX_SUFFIXES
+        self._orientation = images.orientation_of_rotation(source_info.rotation) if turn_upright else 1
+        if self._orientation in (6, 8):
+            self.width, self.height = height, width
+        if self._orientation != 1:
+            sar = source_info.sample_aspect_ratio
+            source_info = replace(source_info, rotation=0, width=self.width, height=self.height,
+                                  sample_aspect_ratio=1 / sar if sar and self._orientation in (6, 8) else sar)
         self.frames_written = 0
         self._time_base = source_info.time_base
         self._trim = trim
@@ -385,8 +403,11 @@ class VideoWriter:
             opaque = torch.full_like(frames[:, :1], 255 if frames.dtype == torch.uint8 else 1)
             frames = torch.cat([frames, opaque], 1)
         channels = 4 if self.alpha else 3
-        if frames.ndim != 4 or tuple(frames.shape[1:]) != (channels, self.height, self.width):
-            raise ValueError(f"expected frames N×{channels}×{self.height}×{self.width}, got {tuple(frames.shape)}")
+        if frames.ndim != 4 or tuple(frames.shape[1:]) != (channels, *self._frame_size):
+            raise ValueError(f"expected frames N×{channels}×{self._frame_size[0]}×{self._frame_size[1]}, got "
+                             f"{tuple(frames.shape)}")
+        if self._orientation != 1:
+            frames = images.upright(frames, self._orientation)
         if self._converts_in_torch(frames.device):
             video_frames = list(self._yuv_video_frames(frames))
         else:

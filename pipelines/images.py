@@ -174,8 +174,14 @@ def read_image(path: str | os.PathLike) -> Image:
     return image
 
 
+def orientation_of_rotation(degrees: int) -> int:
+    """The EXIF orientation whose turn shows upright a frame of a video with display rotation `degrees` (counter-
+    clockwise, as the display matrix says it): 8 turns left, 6 right, 3 half a turn, 1 none; see `upright`."""
+    return {90: 8, 180: 3, 270: 6}.get(degrees % 360, 1)
+
+
 def upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
-    """C×H×W planes stored with EXIF `orientation`, turned (and mirrored) the way viewers show them."""
+    """C×H×W planes (or N×C×H×W) stored with EXIF `orientation`, turned (and mirrored) the way viewers show them."""
     rows, columns = -2, -1
     turned = {
         2: lambda x: x.flip(columns),

@@ -114,6 +114,9 @@ class SegmentPlan:
     # The joined output is timed by the rate its video stream declares (encode.STREAM_TIMED_SUFFIXES: .h264, .mpg,
     # ...), which the segment files are not: their writers are told so.
     stream_timed: bool = False
+    # The output's container keeps no display matrix (encode.DISPLAY_MATRIX_SUFFIXES): a rotated video's segments are
+    # written turned upright.
+    turn_upright: bool = False
     # An image sequence output (`vsr upscale --devices` into frames/%06d.png): each segment's frames are written into
     # it as numbered files, no segment file, no join.
     sequence: Path | None = None
@@ -301,7 +304,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
-                                 overwrite=True)  # over what a cut run left
+                                 turn_upright=plan.turn_upright, overwrite=True)  # over what a cut run left
         with writer:
 
             def write(batch: FrameBatch) -> None:
@@ -442,8 +445,8 @@ def upscale_video_in_segments(
 
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
-    from vsr.pipelines.encode import (CODECS, STREAM_TIMED_SUFFIXES, check_container_holds, codec_keeps_alpha,
-                                      frame_time_options, has_alpha)
+    from vsr.pipelines.encode import (CODECS, DISPLAY_MATRIX_SUFFIXES, STREAM_TIMED_SUFFIXES, check_container_holds,
+                                      codec_keeps_alpha, frame_time_options, has_alpha)
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     source = Path(source)
@@ -484,7 +487,8 @@ def upscale_video_in_segments(
     keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
     plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha),
-                               stream_timed=output.suffix.lower() in STREAM_TIMED_SUFFIXES)
+                               stream_timed=output.suffix.lower() in STREAM_TIMED_SUFFIXES,
+                               turn_upright=output.suffix.lower() not in DISPLAY_MATRIX_SUFFIXES)
     # Matroska counts time in milliseconds: segments of other times could not be joined at their frames' times.
     one_run = plan.suffix == ".mkv" and not _whole_milliseconds(plan)
     if one_run and (len(plan.segments) > 1 or remote is not None):

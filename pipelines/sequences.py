@@ -52,9 +52,6 @@ READ_SUFFIXES = (*images.READ_SUFFIXES, ".dpx")
 # printf's integer conversion as FFmpeg's image2 takes it: %d, or %0Nd for N digits with leading zeros.
 _NUMBER = re.compile(r"%(0\d+)?d")
 FIRST_NUMBER = 1  # FFmpeg's image2 muxer starts at 1 too
-# The display matrix's counter-clockwise degrees → the EXIF orientation whose turn shows the frame upright (8: turn
-# left, 6: turn right), as `images.upright` applies it.
-_ORIENTATION_OF_ROTATION = {90: 8, 180: 3, 270: 6}
 
 
 def is_sequence(path: str | Path) -> bool:
@@ -290,7 +287,7 @@ class ImageSequenceWriter:
         self.alpha = source_info.alpha  # write() then takes RGBA frames
         self._flatten = _flattens(source_info, suffix)
         self._bit_depth = _bit_depth(source_info, suffix)
-        self._orientation = _ORIENTATION_OF_ROTATION.get(source_info.rotation % 360, 1)
+        self._orientation = images.orientation_of_rotation(source_info.rotation)
         if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
             self.width, self.height = height, width
         # A sequence made from a sequence is written as `vsr upscale IMAGE` writes each of its files: gray stays gray

@@ -197,6 +197,40 @@ def test_rotation_is_kept(clips, tmp_path):
         assert media.video_info(output).rotation == 90
 
 
+@pytest.mark.parametrize("suffix, devices", [(".avi", None), (".ts", None), (".avi", "cpu,cpu")])
+def test_a_container_without_a_display_matrix_gets_upright_frames(tmp_path, suffix, devices):
+    """AVI, MPEG-TS and the like drop the rotation: the frames are turned upright, as ffmpeg writes them (they played
+    sideways). Two workers' segments are turned too."""
+    from tests.pipelines.test_sequences import pixels
+    from vsr.pipelines.segments import upscale_video_in_segments
+
+    source = tmp_path / "phone.mp4"
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:, :16] = 255  # a white band down the stored left edge: where it ends up tells the turn
+    stored[:12, :, 0] = 255  # and a red one along the top, against a mirror image
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"qp": "0", "g": "4"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv444p"
+        stream.set_display_rotation(90)
+        for index in range(8):
+            frame = av.VideoFrame.from_ndarray(stored, format="rgb24")
+            frame.pts = index
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    output = tmp_path / f"out{suffix}"
+    result = upscale_video_in_segments(source, output, devices=devices, options=UpscaleOptions(model="bicubic",
+                                                                                                 outscale=2))
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    assert (result.width, result.height) == (stream["width"], stream["height"]) == (96, 128)
+    assert not any("rotation" in side_data for side_data in stream.get("side_data_list", []))
+    shown = pixels(source)[0].astype(int)  # ffmpeg turns it by the display matrix
+    assert shown.shape == (64, 48, 3)
+    for frame in pixels(output):
+        ours = frame[::2, ::2].astype(int)
+        assert np.abs(ours - shown).mean() < 8
+        assert np.abs(ours - shown[::-1, ::-1]).mean() > 60  # the other way round would be far off
+
+
 @pytest.mark.parametrize("codec, suffix, expected", [
     ("libx265", ".mkv", "hevc"), ("libsvtav1", ".mp4", "av1"), ("libvpx-vp9", ".webm", "vp9"),
 ])
