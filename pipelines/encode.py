@@ -367,6 +367,7 @@ class VideoWriter:
         stream.time_base = self._output_time_base  # ask the muxer for the same unit (mp4 would pick its own)
         if info.sample_aspect_ratio:
             ctx.sample_aspect_ratio = info.sample_aspect_ratio
+            warn_if_pixel_aspect_lost(self.output, codec, info, self._source)
         primaries, transfer = _tags(info)
         ctx.color_primaries, ctx.color_trc = primaries, transfer
         ctx.colorspace = _AVCOL_SPC_RGB if self._rgb_output else _MATRICES[self._matrix][0]
@@ -645,6 +646,20 @@ def frame_time_options(output: Path) -> dict[str, str]:
 # (or an "mp3" stream) that no player shows.
 _MPEG_STREAM_VIDEO_CODECS = {"h264", "hevc", "mpeg1video", "mpeg2video"}
 _MPEG_STREAM_MUXERS = {"mpegts", "mpeg", "vob", "svcd", "dvd"}
+
+
+def warn_if_pixel_aspect_lost(output: Path, codec: str, info: VideoStreamInfo, source: Path) -> None:
+    """A warning where `output` cannot keep the non-square pixels of `info` (the frames written): PyAV sets a
+    stream's pixel aspect for the codec alone, which MP4 and QuickTime store, and H.264 and HEVC carry in their own
+    headers; Matroska, AVI and NUT read it from elsewhere and store none."""
+    sar = info.sample_aspect_ratio
+    if not sar or sar == 1 or output.suffix.lower() in (".mp4", ".m4v", ".mov", ".3gp", ".3g2"):
+        return
+    if codec in CODECS and av.Codec(CODECS[codec].encoder, "w").canonical_name in ("h264", "hevc"):
+        return
+    _warn_once("%s: its pixels are not square (aspect %s), which %s in %s cannot say: players will show the frames "
+               "narrower or wider; .mp4 or .mov keep it, libx264 and libx265 too, and --height or --width makes the "
+               "pixels square", source, sar, codec, output.suffix)
 
 
 def check_container_holds(output: Path, codec: str) -> None:

@@ -446,7 +446,7 @@ def upscale_video_in_segments(
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
     from vsr.pipelines.encode import (CODECS, DISPLAY_MATRIX_SUFFIXES, STREAM_TIMED_SUFFIXES, check_container_holds,
-                                      codec_keeps_alpha, frame_time_options, has_alpha)
+                                      codec_keeps_alpha, frame_time_options, has_alpha, warn_if_pixel_aspect_lost)
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     source = Path(source)
@@ -484,6 +484,8 @@ def upscale_video_in_segments(
     check_output(output, source, overwrite)
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
     check_container_holds(output, codec)
+    if options.width is None and options.height is None:  # (else the pixels are made square)
+        warn_if_pixel_aspect_lost(output, codec, plan.info, source)  # (said here: the workers write .mp4 segments)
     keeps_alpha = (plan.info.alpha and codec in CODECS and codec_keeps_alpha(codec, output.suffix)
                    and (video.pix_fmt is None or has_alpha(video.pix_fmt)))
     plan = dataclasses.replace(plan, suffix=segment_suffix(codec, keeps_alpha),

@@ -197,6 +197,21 @@ def test_rotation_is_kept(clips, tmp_path):
         assert media.video_info(output).rotation == 90
 
 
+def test_a_pixel_aspect_the_output_cannot_keep_is_warned_about(tmp_path, caplog):
+    """Matroska, AVI and NUT store no pixel aspect that PyAV can set: only H.264 and HEVC carry it in their headers."""
+    source = tmp_path / "dvd.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=72x48:rate=25", "-frames:v", "3", "-vf", "setsar=32/27",
+                 "-pix_fmt", "yuv420p", source)
+    options = UpscaleOptions(model="bicubic", outscale=2)
+    kept = {}
+    for name, codec in (("ffv1.mkv", "ffv1"), ("x264.mkv", "libx264"), ("ffv1.mp4", "ffv1")):
+        caplog.clear()
+        upscale_video(source, tmp_path / name, options=options, video=VideoOptions(codec=codec))
+        stream = media.ffprobe_streams_of(tmp_path / name, "v:0")[0]
+        kept[name] = (stream.get("sample_aspect_ratio") == "32:27", "its pixels are not square" in caplog.text)
+    assert kept == {"ffv1.mkv": (False, True), "x264.mkv": (True, False), "ffv1.mp4": (True, False)}
+
+
 @pytest.mark.parametrize("suffix, devices", [(".avi", None), (".ts", None), (".avi", "cpu,cpu")])
 def test_a_container_without_a_display_matrix_gets_upright_frames(tmp_path, suffix, devices):
     """AVI, MPEG-TS and the like drop the rotation: the frames are turned upright, as ffmpeg writes them (they played
