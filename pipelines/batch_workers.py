@@ -145,6 +145,20 @@ class InlineExecutor:
         self.close()
 
 
+def start_without_ctrl_c(process: multiprocessing.Process) -> None:
+    """Start a (spawned) worker process with SIGINT blocked, as it inherits the mask: a Ctrl-C at the terminal
+    reaches the whole process group, and one that came while the worker was still importing torch, before it could
+    ignore SIGINT, printed its traceback. The driver gets it as soon as the worker is started."""
+    if not hasattr(signal, "pthread_sigmask"):  # (not on Windows, which has no process groups to signal)
+        process.start()
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def die_with_parent(parent: int) -> None:
     """Let the kernel kill this worker when the driver dies (Linux), so that no orphan goes on writing an output
     that the next run is redoing."""
@@ -200,7 +214,7 @@ class ProcessExecutor:
             target=worker_main, name=f"vsr-batch-worker-{index}", daemon=True,
             args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results),
         )
-        process.start()
+        start_without_ctrl_c(process)
         return _Worker(process, tasks, device)
 
     def submit(self, job: BatchJob) -> None:

@@ -369,6 +369,8 @@ class _Workers:
 
     def start(self, todo: list[Segment], source: Path, plan: SegmentPlan, options: UpscaleOptions,
               video: VideoOptions, folder: Path):
+        from vsr.pipelines.batch_workers import start_without_ctrl_c
+
         for segment in todo:
             self.tasks.put(segment.index)
         for _ in self.devices:
@@ -382,7 +384,7 @@ class _Workers:
                 args=(worker, device, threads, log_level, os.getpid(), source, plan, options, video, folder,
                       self.tasks, self.results_queue),
             )
-            process.start()
+            start_without_ctrl_c(process)
             self.processes.append(process)
 
     def results(self, count: int, on_frames) -> Iterator[SegmentResult]:

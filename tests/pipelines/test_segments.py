@@ -421,3 +421,34 @@ def test_avi_counts_frames_at_the_declared_rate_from_the_start_of_the_file(tmp_p
         assert packet_checksums(output, "0:a") == packet_checksums(source, "0:a")
         assert media.playback_errors(output) == ""
     assert decoded_framemd5(split.output) == decoded_framemd5(single.output)
+
+
+def test_ctrl_c_while_the_workers_start_is_one_line(tmp_path, tiny_rrdbnet_checkpoint):
+    """A terminal's Ctrl-C reaches the whole process group: a worker still importing torch printed its traceback."""
+    import os
+    import signal
+    import time
+
+    from tests.processes import VSR
+
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    process = subprocess.Popen([*VSR, "upscale", clip, "-o", tmp_path / "out.mp4", "-m", tiny_rrdbnet_checkpoint,
+                                "--devices", "cpu,cpu"], start_new_session=True, stderr=subprocess.PIPE, text=True)
+
+    def spawned() -> bool:  # a worker of the driver has started
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and b"spawn_main" in (entry / "cmdline").read_bytes() and int(
+                        (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == process.pid:
+                    return True
+            except (OSError, ValueError, IndexError):
+                continue
+        return False
+
+    deadline = time.monotonic() + 60
+    while not spawned() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("vsr: interrupted")
