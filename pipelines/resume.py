@@ -41,6 +41,26 @@ def segment_file(folder: Path, index: int, suffix: str = ".mp4") -> Path:
     return folder / f"segment-{index:04d}{suffix}"
 
 
+def remove_stale_folder(output: Path) -> None:
+    """Remove the folder of segments that an earlier run cut short left for `output`, where this run makes the
+    output in one go (it is short now, or --segment-seconds 0): the segments are no use to it, and the folder would
+    stay beside the output for good. Left alone while another run holds its lock."""
+    folder = segment_folder_path(output)
+    if not (folder / PLAN_FILE).is_file():
+        return
+    try:
+        with open(folder / "lock", "a") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            kept = len(list(folder.glob("segment-*.json")))
+            shutil.rmtree(folder)
+    except OSError:  # (locked by a live run: BlockingIOError; or not ours to remove)
+        return
+    if kept:
+        log.warning("%s: removed %d segment(s) an earlier run kept, of no use to this one (it makes the output in "
+                    "one go)", folder, kept)
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentRecord:
     """A finished segment: its file and what the worker encoded into it."""

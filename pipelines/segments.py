@@ -61,7 +61,7 @@ from pathlib import Path
 
 import av
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.resume import SegmentFolder, segment_file
+from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.upscale import (
     UpscaleOptions,
@@ -504,8 +504,10 @@ def upscale_video_in_segments(
             log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                      source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
-        return upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
-                             engine=engine)
+        result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
+                               engine=engine)
+        remove_stale_folder(output)  # (once the output is whole: until then, a rerun as before could resume)
+        return result
 
     # The workers write segment files: they encode with the codec and options that the output itself needs.
     video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 from pathlib import Path
 
 import pytest
@@ -173,6 +174,30 @@ def test_a_folder_left_before_its_plan_was_written_is_taken_over(run, tmp_path):
     (folder / "lock").touch()
     upscale()
     assert (tmp_path / "out.mkv").exists() and not folder.exists()
+
+
+def test_a_run_that_finds_every_segment_kept_only_joins_and_says_so(run, tmp_path):
+    clip, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=3))  # the last one: stopped before the join
+    output = tmp_path / "out.mkv"
+    done = run_vsr("upscale", clip, "-o", output, "-m", options.model, "--codec", "ffv1", "--segment-seconds", "0.25")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"wrote {re.escape(str(output))}: 24 frames at 256x192 in [0-9.]+ s \(3 of 3 segments from "
+                        r"an earlier run\)", done.stdout.strip())  # (was "0.00 fps; busy time ;")
+
+
+def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, tmp_path, caplog):
+    """Rerun without segments (or the video now short), the output was made, and the folder stayed beside it."""
+    _, _, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    assert folder.exists()
+    with caplog.at_level(logging.WARNING):
+        upscale(video=VideoOptions(codec="ffv1", segment_seconds=None))
+    assert not folder.exists() and (tmp_path / "out.mkv").exists()
+    assert f"{folder}: removed 1 segment(s) an earlier run kept, of no use to this one" in caplog.text
 
 
 def test_bad_segment_lengths_are_one_line(run):
