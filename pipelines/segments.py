@@ -501,8 +501,8 @@ def upscale_video_in_segments(
                     "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
     if one_run or (len(plan.segments) < 2 and remote is None):
         if len(device_list) > 1 and not one_run:
-            log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
-                     source, device_list[0])
+            log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
+                        source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                                engine=engine)
@@ -575,7 +575,8 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
 
     plan = plan_video(source, len(devices), video)
     if len(plan.segments) < 2:
-        log.info("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source, devices[0])
+        log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source,
+                    devices[0])
         return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
                              overwrite=overwrite, progress=progress)
     record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)
