@@ -180,6 +180,18 @@ def orientation_of_rotation(degrees: int) -> int:
     return {90: 8, 180: 3, 270: 6}.get(degrees % 360, 1)
 
 
+# The largest side each image format can hold (WebP's 14-bit sides; JPEG's 16-bit).
+LARGEST_SIDE_OF = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
+
+
+def check_fits(path: Path, width: int, height: int) -> None:
+    """One line, before the model runs, where an image of `width` × `height` is too big for `path`'s format."""
+    largest = LARGEST_SIDE_OF.get(path.suffix.lower())
+    if largest is not None and max(width, height) > largest:
+        raise OptionError(f"{path}: {width}x{height} is too big for a {path.suffix} file (at most {largest} pixels "
+                          f"a side); use .png, or a smaller --outscale, --width or --height")
+
+
 def upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:
     """C×H×W planes (or N×C×H×W) stored with EXIF `orientation`, turned (and mirrored) the way viewers show them."""
     rows, columns = -2, -1

@@ -290,6 +290,7 @@ class ImageSequenceWriter:
         self._orientation = images.orientation_of_rotation(source_info.rotation)
         if self._orientation in (6, 8):  # the files are upright: their sides are the frames' turned
             self.width, self.height = height, width
+        images.check_fits(self.output, self.width, self.height)
         # A sequence made from a sequence is written as `vsr upscale IMAGE` writes each of its files: gray stays gray
         # (in PNG), and the first file's color profile goes into every frame.
         self._gray, self._icc_profile = (_gray_and_profile(Path(source), source_info.pix_fmt) if is_sequence(source)

@@ -208,6 +208,8 @@ def upscale_image(
     output = place_output(output, default_output_path(source, engine.label))
     check_output(output, source, overwrite)
     image = images.read_image(source)
+    height, width = engine.output_size(*image.rgb.shape[-2:])
+    images.check_fits(output, width, height)
     images.write_image(output, images.upscale_image(engine, image))
     return output
 

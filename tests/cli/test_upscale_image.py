@@ -11,6 +11,7 @@ import torch
 
 from vsr.pipelines.images import Image, read_image, write_image
 
+from tests.pipelines import media_fixtures as media
 from tests.processes import run_vsr as vsr
 
 SAMPLE = "samples/bbb_frame.png"
@@ -183,3 +184,19 @@ def test_strength_zero_is_the_source_scaled_with_lanczos(tmp_path):
     result = vsr("upscale", tmp_path / "in.png", "-m", "bicubic", "--strength", "1.5", "-o", tmp_path / "x.png")
     assert result.returncode != 0 and result.stderr.strip().splitlines() == [
         "vsr: error: strength must be a number from 0 to 1, not 1.5"]
+
+
+def test_an_image_too_big_for_its_format_is_one_line_before_the_model_runs(tmp_path):
+    """WebP holds at most 16383 pixels a side, JPEG 65535: the encoder's refusal came after the model, as a
+    traceback."""
+    strip = tmp_path / "strip.png"
+    write_image(strip, Image(rgb=torch.rand(3, 2, 300), alpha=None, bit_depth=8, gray=False))
+    for size, output in (("16384", "wide.webp"), ("65536", "wide.jpg")):
+        result = vsr("upscale", strip, "-m", "bicubic", "--width", size, "-o", tmp_path / output)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert f"{output}: {size}x" in result.stderr and "is too big for a" in result.stderr
+    clip = tmp_path / "strip.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=300x2:rate=5", "-frames:v", "2", "-c:v", "ffv1", clip)
+    result = vsr("upscale", clip, "-m", "bicubic", "--width", "16384", "-o", tmp_path / "frames" / "%03d.webp")
+    assert result.returncode == 2 and "16384x109 is too big for a .webp file" in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["strip.mkv", "strip.png"]
