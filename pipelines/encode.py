@@ -385,6 +385,9 @@ class VideoWriter:
                                   f"use libx264, libx265 or libsvtav1") from error
             raise OptionError(f"codec {codec!r} could not be opened: {error}") from error
         except (ValueError, av.FFmpegError) as error:
+            if max(self.width, self.height) > 16384:  # (x264 and the others say only "Generic error")
+                raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (at most 16384 "
+                                  f"pixels a side); use a smaller --outscale, --width or --height") from error
             reason = getattr(error, "strerror", None) or error
             raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from error
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
@@ -775,7 +778,7 @@ def _check_size(width: int, height: int, pix_fmt: str) -> None:
     pixel_format = av.VideoFormat(pix_fmt)
     if (width % 2 and pixel_format.chroma_width(2) == 1) or (height % 2 and pixel_format.chroma_height(2) == 1):
         instead = ("--codec ffv1 or prores, which keep alpha at any size" if has_alpha(pix_fmt) else
-                   "a 4:4:4 pix_fmt such as yuv444p")
+                   f"a 4:4:4 pix_fmt such as {'yuv444p10le' if pixel_format.name.endswith('10le') else 'yuv444p'}")
         raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; ask for an "
                           f"even --width/--height, or use {instead}")
 

@@ -199,6 +199,22 @@ def test_mpeg_streams_store_only_mpeg_codecs_as_video_and_mxf_refusals_are_about
     assert result.stdout.startswith(f"wrote {tmp_path / 'clip.x4.mkv'}:")
 
 
+def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(tmp_path):
+    """x264 says "Generic error in an external library" of a frame wider than 16384, and vsr blamed the settings; an
+    odd width in ProRes was pointed at yuv444p, which ProRes does not take."""
+    source = tmp_path / "wide.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=1100x2:rate=5", "-frames:v", "2", "-c:v", "ffv1", source)
+    cases = [(["--width", "16386", "-o", tmp_path / "out.mkv"], "codec 'libx264' cannot encode 16386x30 frames (at "
+              "most 16384 pixels a side); use a smaller --outscale, --width or --height"),
+             (["--width", "101", "--codec", "prores", "-o", tmp_path / "out.mov"], "pix_fmt yuv422p10le needs an "
+              "even width and height, not 101x2; ask for an even --width/--height, or use a 4:4:4 pix_fmt such as "
+              "yuv444p10le")]
+    for arguments, message in cases:
+        result = vsr("upscale", source, "-m", "bicubic", *arguments, check=False)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["wide.mkv"]
+
+
 def test_a_codec_the_container_holds_keeps_the_extension(tmp_path):
     source = tmp_path / "clip.webm"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "4", "-c:v", "libvpx-vp9", source)
