@@ -33,8 +33,8 @@ no NVENC). Frames on the CPU are converted by swscale (PyAV `reformat`), about 1
 (8 frames of 1280×720 to 8-bit 4:2:0 on 2 shared cores: 45-135 ms against 0.7-0.9 s), in one thread (see
 `_rgb_video_frames`), except to full range, where swscale is a level off (`_converts_in_torch`). "torch" uses
 rgb_to_yuv on any device, "swscale" always copies the frames to the CPU. The two agree within one level
-(tests/pipelines/test_colour.py). RGB and gray formats always go through swscale (a repacking; gray comes out full
-range, and is tagged so).
+(tests/pipelines/test_colour.py). RGB formats always go through swscale (a repacking); gray ones through rgb_to_yuv,
+whose luma weighs RGB by the source's matrix (swscale's by BT.601 whatever it is told), full range and tagged so.
 The encoder itself runs with FFmpeg's automatic threading: all cores, frame threads as the ffmpeg command line.
 
 Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usual choice for upscales), libx265
@@ -137,6 +137,8 @@ YUV_PLANAR_FORMATS = {
     "yuv420p10le": (10, "420"), "yuv422p10le": (10, "422"), "yuv444p10le": (10, "444"),
     "yuv420p12le": (12, "420"), "yuv422p12le": (12, "422"), "yuv444p12le": (12, "444"),
 }
+# Gray formats, by bit depth: their plane is rgb_to_yuv's luma (swscale weighs RGB as BT.601 whatever the matrix).
+GRAY_FORMATS = {"gray": 8, "gray10le": 10, "gray12le": 12}
 YUV_CONVERTERS = ("auto", "torch", "swscale")
 # The most luma samples a picture may have at the highest level of H.264 (6.2), HEVC (6.2), VP9 (6.2) and AV1 (6.3):
 # 8K. An 8K or 4K source upscaled ×4 is beyond it.
@@ -325,7 +327,7 @@ class VideoWriter:
         if spec.encoder == "prores_ks":  # ProRes is limited range by definition: it has no field to say otherwise
             self._range = ColorRange.MPEG
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
-            self._range = ColorRange.JPEG  # swscale makes gray full range whatever it is asked for: say so
+            self._range = ColorRange.JPEG  # gray is full range (as swscale makes it, and viewers take it): say so
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
@@ -468,6 +470,8 @@ class VideoWriter:
 
     def _converts_in_torch(self, device: torch.device) -> bool:
         """Whether frames on `device` become YUV planes with `rgb_to_yuv` (else swscale converts them)."""
+        if self.pix_fmt in GRAY_FORMATS:
+            return True
         if self.pix_fmt not in YUV_PLANAR_FORMATS or self._yuv_converter == "swscale":
             return False
         # swscale (FFmpeg 8) puts full-range chroma a level low from 16-bit RGB and at 10 bits (neutral gray: 127,
@@ -476,9 +480,9 @@ class VideoWriter:
 
     def _yuv_video_frames(self, frames: torch.Tensor) -> Iterator[av.VideoFrame]:
         """The batch converted on its device, copied to the host once, one VideoFrame per frame."""
-        bit_depth, chroma = YUV_PLANAR_FORMATS[self.pix_fmt]
+        bit_depth, chroma = YUV_PLANAR_FORMATS.get(self.pix_fmt) or (GRAY_FORMATS[self.pix_fmt], "444")
         planes = rgb_to_yuv(frames, self._matrix, self._range == ColorRange.JPEG, bit_depth, chroma)
-        host_planes = _to_host(planes)
+        host_planes = _to_host(planes[:1] if self.pix_fmt in GRAY_FORMATS else planes)
         for index in range(len(frames)):
             video_frame = av.VideoFrame(self.width, self.height, self.pix_fmt)
             for destination, plane in zip(video_frame.planes, host_planes):
