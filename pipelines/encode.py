@@ -108,6 +108,11 @@ CODECS: dict[str, CodecSpec] = {
     "av1_nvenc": CodecSpec("av1_nvenc", "cq", 28, "preset", "p5", options={"rc": "vbr", "b": "0"}, needs_gpu=True),
 }
 
+# The --crf each quality option takes (libx264 clamped 52 and more to 51 without a word; the others refused them
+# with a log line of their own).
+_QUALITY_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (0, 63), "libvpx-vp9": (0, 63),
+                   "h264_nvenc": (0, 51), "hevc_nvenc": (0, 51), "av1_nvenc": (0, 63)}
+
 # Pixel formats tried for a wanted bit depth, best first; the first one the encoder supports wins.
 _YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le", "yuv422p10le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
 _RGB_FORMATS = {8: ["gbrp", "rgb24", "bgr0"], 10: ["gbrp10le"], 12: ["gbrp12le"], 16: ["gbrp16le"]}
@@ -716,6 +721,9 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
     result = dict(spec.options)
     if crf is not None and spec.quality_option is None:
         raise OptionError(f"codec {codec!r} takes no crf, its quality is fixed (got {crf})")
+    lowest, highest = _QUALITY_RANGES.get(spec.encoder, (None, None))
+    if crf is not None and lowest is not None and not lowest <= crf <= highest:
+        raise OptionError(f"--crf {crf}: codec {codec!r} takes {lowest} to {highest} (lower is better)")
     if preset is not None and spec.speed_option is None:
         raise OptionError(f"codec {codec!r} takes no preset (got {preset!r})")
     options = {str(k): str(v) for k, v in (options or {}).items()}
