@@ -68,6 +68,7 @@ from vsr.pipelines.upscale import (
     VideoOptions,
     VideoResult,
     check_input,
+    check_option_types,
     check_output,
     default_output_path,
     is_folder,
@@ -451,6 +452,7 @@ def upscale_video_in_segments(
                                       codec_keeps_alpha, frame_time_options, has_alpha, warn_if_pixel_aspect_lost)
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
+    check_option_types(options, video)
     source = Path(source)
     check_input(source)
     video.validate()
@@ -500,7 +502,7 @@ def upscale_video_in_segments(
         log.warning("%s: a VP9 video with alpha whose frame times are not whole milliseconds is upscaled in one "
                     "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
     if one_run or (len(plan.segments) < 2 and remote is None):
-        if len(device_list) > 1 and not one_run:
+        if len(device_list) > 1 and not one_run and len(plan.segments) == 1:
             log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
                         source, device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
@@ -575,8 +577,9 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
 
     plan = plan_video(source, len(devices), video)
     if len(plan.segments) < 2:
-        log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source,
-                    devices[0])
+        if plan.segments:  # (none: a preview window past the end, which upscale_video says)
+            log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source,
+                        devices[0])
         return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
                              overwrite=overwrite, progress=progress)
     record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsr.errors import InputError, OptionError
+from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import check_output
 from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
@@ -156,7 +157,21 @@ def place_output(output: str | Path | None, default: Path) -> Path:
     given, or `default`'s name inside `output` where it is a folder."""
     if output is None:
         return default
+    if isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output):
+        raise OutputError(f"{output}: no such folder (the command line makes it; from Python, make it first)")
     return Path(output) / default.name if is_folder(output) else Path(output)
+
+
+def check_option_types(options: object, video: object = None) -> None:
+    """One line where the API is given something else than an UpscaleOptions (and a VideoOptions): a dict of them
+    failed deep inside with an AttributeError."""
+    if not isinstance(options, UpscaleOptions):
+        raise OptionError(f"options must be an UpscaleOptions, not {type(options).__name__}")
+    if video is not None and not isinstance(video, VideoOptions):
+        raise OptionError(f"video must be a VideoOptions, not {type(video).__name__}")
+    for option, value in (("model", options.model), ("blend", options.blend)):
+        if (value is not None or option == "model") and not isinstance(value, str):
+            raise OptionError(f"{option} must be a zoo name or a checkpoint path, as text; not {value!r}")
 
 
 def check_input(path: Path) -> None:
@@ -197,8 +212,11 @@ def upscale_image(
     the output path."""
     from vsr.pipelines.sequences import is_sequence
 
+    check_option_types(options)
     source = Path(source)
     check_input(source)
+    if is_sequence(source) and not source.exists():
+        raise OptionError(f"{source}: an image sequence; upscale_video upscales it (as vsr upscale does)")
     # (A file whose own name has a %d in it, as a batch names its output after it, is no sequence.)
     if output is not None and is_sequence(output) and not is_sequence(source):
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
@@ -264,6 +282,21 @@ class VideoOptions:
         return window + (f" (at most {self.max_frames} frames)" if self.max_frames is not None else "")
 
     def validate(self) -> None:
+        for option, value, kinds in (("--start", self.start, (int, float)), ("--end", self.end, (int, float)),
+                                     ("--frames", self.max_frames, int), ("--crf", self.crf, int),
+                                     ("--fps", self.fps, (int, float, Fraction)),
+                                     ("--segment-seconds", self.segment_seconds, (int, float))):
+            # (from Python: a "0:30", 2.5 frames or inf seconds failed deep inside, or, for 2.5 frames, not at all)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)
+                                      or not math.isfinite(value)):
+                raise OptionError(f"{option} must be a {'whole ' if kinds is int else ''}number, not {value!r}")
+        for option, value in (("--codec", self.codec), ("--decoder", self.decoder), ("--deinterlace", self.deinterlace),
+                              ("--preset", self.preset), ("--pix-fmt", self.pix_fmt), ("--crop", self.crop)):
+            if value is not None and not isinstance(value, str):
+                raise OptionError(f"{option} must be text, not {value!r}")
+        if not isinstance(self.encoder_options, dict):
+            raise OptionError(f"encoder options are a dict of names and text values, such as {{'tune': "
+                              f"'animation'}}; not {self.encoder_options!r}")
         if self.start is not None and self.start < 0:
             raise OptionError(f"--start must be 0 or more seconds, not {self.start}")
         if self.end is not None and self.start is not None and self.end <= self.start:
@@ -354,6 +387,7 @@ def upscale_video(
 
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
+    check_option_types(options, video)
     source = Path(source)
     check_input(source)
     video.validate()

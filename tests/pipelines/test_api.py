@@ -1,0 +1,53 @@
+"""The Python API (`import vsr`): what a caller gets wrong is one vsr error naming it, not a TypeError from deep
+inside, nor (for 2.5 frames) a run that quietly did something else."""
+
+from fractions import Fraction
+
+import pytest
+
+import vsr
+from tests.pipelines.clips import make_clip
+from vsr.errors import OptionError, OutputError
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda clip, out: vsr.upscale_video(clip, out, options={"model": "bicubic"}),
+     "options must be an UpscaleOptions, not dict"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video={"crf": 20}), "video must be a VideoOptions, not dict"),
+    (lambda clip, out: vsr.upscale_image(clip, out, options=vsr.VideoOptions()),
+     "options must be an UpscaleOptions, not VideoOptions"),
+    (lambda clip, out: vsr.upscale_video(clip, out, options=vsr.UpscaleOptions(model=None)),
+     "model must be a zoo name or a checkpoint path, as text; not None"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(max_frames=2.5)),
+     "--frames must be a whole number, not 2.5"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(start="0:30")),
+     "--start must be a number, not '0:30'"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(end=float("inf"))),
+     "--end must be a number, not inf"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(fps="24")),
+     "--fps must be a number, not '24'"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(encoder_options=["tune=film"])),
+     "encoder options are a dict of names and text values"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(codec=264)), "--codec must be text"),
+], ids=["options dict", "video dict", "swapped", "no model", "2.5 frames", "text time", "inf", "text fps",
+        "options list", "codec number"])
+def test_wrong_types_are_one_option_error(tmp_path, call, message):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        call(clip, tmp_path / "out.mp4")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_a_fraction_fps_and_whole_numbers_as_floats_are_fine():
+    vsr.VideoOptions(fps=Fraction(24000, 1001), start=1, end=2.5, segment_seconds=60).validate()
+
+
+def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such(tmp_path):
+    make_clip(tmp_path / "clip.mp4", frames=2)
+    (tmp_path / "seq").mkdir()
+    for number in (1, 2):
+        (tmp_path / "seq" / f"f{number:04d}.png").write_bytes(b"x")  # (not read: said before)
+    with pytest.raises(OptionError, match="an image sequence; upscale_video upscales it"):
+        vsr.upscale_image(str(tmp_path / "seq" / "f%04d.png"), options=vsr.UpscaleOptions(model="bicubic"))
+    with pytest.raises(OutputError, match="newdir/: no such folder"):
+        vsr.upscale_video(tmp_path / "clip.mp4", f"{tmp_path}/newdir/", options=vsr.UpscaleOptions(model="bicubic"))
