@@ -148,15 +148,19 @@ class InlineExecutor:
 def start_without_ctrl_c(process: multiprocessing.Process) -> None:
     """Start a (spawned) worker process with SIGINT blocked, as it inherits the mask: a Ctrl-C at the terminal
     reaches the whole process group, and one that came while the worker was still importing torch, before it could
-    ignore SIGINT, printed its traceback. The driver gets it as soon as the worker is started."""
-    if not hasattr(signal, "pthread_sigmask"):  # (not on Windows, which has no process groups to signal)
-        process.start()
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        process.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    ignore SIGINT, printed its traceback. The driver holds its own back until the worker is started: raised in the
+    middle of start(), it cut the worker's start-up data short (EOFError in the worker)."""
+    from vsr.pipelines.runner import ctrl_c_held_back
+
+    with ctrl_c_held_back():
+        if not hasattr(signal, "pthread_sigmask"):  # (not on Windows, which has no process groups to signal)
+            process.start()
+            return
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def die_with_parent(parent: int) -> None:
