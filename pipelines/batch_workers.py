@@ -17,6 +17,7 @@ Workers never touch the journal: they return results, and the driver writes them
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import hashlib
@@ -57,6 +58,28 @@ class JobResult:
     checksum: str | None = None  # sha256 of the output
     seconds: float = 0.0
     frames: int | None = None
+    warnings: tuple[str, ...] = ()  # what a Ray task warned of, for its driver to say (see warnings_kept)
+
+
+class _Kept(logging.Handler):
+    def __init__(self, into: list[str]):
+        super().__init__(logging.WARNING)
+        self.into = into
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def warnings_kept(into: list[str]):
+    """The warnings vsr logs in this process meanwhile, appended to `into` as text: a Ray task's, which its driver
+    says again (Ray's worker processes log where the driver's terminal never shows it)."""
+    handler, logger = _Kept(into), logging.getLogger("vsr")
+    logger.addHandler(handler)
+    try:
+        yield into
+    finally:
+        logger.removeHandler(handler)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from vsr.errors import OptionError, VsrError
-from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job
+from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job, warnings_kept
 from vsr.pipelines.runner import ctrl_c_held_back
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ def _upscale_task(job: BatchJob, threads: int) -> JobResult:
     import torch
 
     torch.set_num_threads(threads)
-    return run_job(job)
+    with warnings_kept([]) as warnings:
+        result = run_job(job)
+    return dataclasses.replace(result, warnings=tuple(warnings))
 
 
 def _segment_task(source: Path, plan, index: int, options, video, folder: Path, threads: int):
@@ -53,7 +55,16 @@ def _segment_task(source: Path, plan, index: int, options, video, folder: Path, 
     from vsr.pipelines.segments import upscale_segment
 
     torch.set_num_threads(threads)
-    return upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
+    with warnings_kept([]) as warnings:
+        result = upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
+    result.warnings = warnings
+    return result
+
+
+def _say(warnings) -> None:
+    """A task's warnings, said by the driver (Ray keeps its workers' logs from the driver's terminal)."""
+    for text in dict.fromkeys(warnings):
+        log.warning("%s", text)
 
 
 class RaySegments:
@@ -89,6 +100,7 @@ class RaySegments:
                         raise VsrError(f"{plan.describe(segment)}: {one_line(error.cause or error)}") from None
                     except ray.exceptions.RayError as error:  # its worker or node died more than max_retries times
                         raise VsrError(f"{plan.describe(segment)}: Ray task failed: {one_line(error)}") from None
+                    _say(result.warnings)
                     on_frames(len(result.pts))
                     workers.add(result.worker)
                     yield result
@@ -200,6 +212,7 @@ class RayExecutor:
                 job = self._tasks.pop(ref)
                 try:
                     results.append(ray.get(ref))
+                    _say(results[-1].warnings)
                 except ray.exceptions.RayError as error:  # the task's worker or node died more than max_retries times
                     results.append(JobResult(job.name, ok=False, error=f"Ray task failed: {one_line(error)}"))
         elif not results and self._videos:

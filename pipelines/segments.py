@@ -246,6 +246,7 @@ class SegmentResult:
     times: StageTimes
     worker: str = ""  # host:pid of the process that upscaled it
     precision: str = ""  # what the model ran in: "bf16", ...
+    warnings: list[str] = dataclasses.field(default_factory=list)  # a Ray task's, for its driver to say
 
 
 @dataclass

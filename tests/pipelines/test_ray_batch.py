@@ -90,6 +90,22 @@ def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_pat
     assert sorted(path.name for path in out.iterdir()) == [".vsr-journal.sqlite", "clip.x4.mp4"]
 
 
+def test_the_tasks_warnings_are_said_by_the_driver(local_cluster, tmp_path, caplog):
+    """Ray keeps its workers' logs from the driver's terminal: what a segment's writer or an image's upscale warned of
+    was lost."""
+    from tests.pipelines.test_alpha import make_alpha_clip
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_alpha_clip(source / "alpha.webm", frames=6)
+    jobs = batch.discover(source, out, options=api.UpscaleOptions(model="bicubic"),
+                          video=api.VideoOptions(codec="libx264", segment_seconds=0.1))
+    with caplog.at_level(logging.WARNING):
+        report = batch.run_batch(jobs, out, ray="auto")
+    assert report.ok
+    assert "cannot store the video's alpha channel: the output is opaque" in caplog.text
+
+
 def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_path, tiny_rrdbnet_checkpoint, caplog):
     """96 frames with a keyframe every 8, segments of 0.25 s: 12 segment tasks over the cluster's 2 CPU slots, joined
     by the driver into the frames of a run on one device."""
