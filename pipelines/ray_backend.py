@@ -61,6 +61,17 @@ def _segment_task(source: Path, plan, index: int, options, video, folder: Path, 
     return result
 
 
+# How a job's result says that it failed because the cluster went away, not because of the job.
+CLUSTER_GONE = "the Ray cluster is gone"
+
+
+def _failed(error: BaseException) -> str:
+    """Why a Ray task failed, for a JobResult: CLUSTER_GONE first where this machine's Ray itself died (`ray stop`,
+    the head lost), which the batch stops at rather than fail every job left (and count their attempts)."""
+    gone = isinstance(error, (ray.exceptions.LocalRayletDiedError, ray.exceptions.RaySystemError))
+    return f"{CLUSTER_GONE} ({one_line(error)})" if gone else f"Ray task failed: {one_line(error)}"
+
+
 def _say(warnings) -> None:
     """A task's warnings, said by the driver (Ray keeps its workers' logs from the driver's terminal)."""
     for text in dict.fromkeys(warnings):
@@ -99,7 +110,7 @@ class RaySegments:
                     except ray.exceptions.RayTaskError as error:  # the segment's own error (a damaged input)
                         raise VsrError(f"{plan.describe(segment)}: {one_line(error.cause or error)}") from None
                     except ray.exceptions.RayError as error:  # its worker or node died more than max_retries times
-                        raise VsrError(f"{plan.describe(segment)}: Ray task failed: {one_line(error)}") from None
+                        raise VsrError(f"{plan.describe(segment)}: {_failed(error)}") from None
                     _say(result.warnings)
                     on_frames(len(result.pts))
                     workers.add(result.worker)
@@ -214,7 +225,7 @@ class RayExecutor:
                     results.append(ray.get(ref))
                     _say(results[-1].warnings)
                 except ray.exceptions.RayError as error:  # the task's worker or node died more than max_retries times
-                    results.append(JobResult(job.name, ok=False, error=f"Ray task failed: {one_line(error)}"))
+                    results.append(JobResult(job.name, ok=False, error=_failed(error)))
         elif not results and self._videos:
             try:
                 results.append(self._finished.get(timeout=timeout))
@@ -223,6 +234,13 @@ class RayExecutor:
             results += self._finished_videos()
         for result in results:
             self._videos.pop(result.name, None)
+        gone = next((result for result in results if result.error and CLUSTER_GONE in result.error), None)
+        if gone is not None:  # (the batch stops: its jobs not done stay queued, their attempts not counted)
+            for result in results:
+                if result.ok:  # (recorded by the batch as it stops: see `finished`)
+                    self._finished.put(result)
+            reason = gone.error[gone.error.index(CLUSTER_GONE):]
+            raise VsrError(f"{reason}; the jobs not done are kept: run the same command again once it is back")
         return results
 
     def _finished_videos(self) -> list[JobResult]:

@@ -246,3 +246,45 @@ def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbne
     (row,) = read_journal(out)
     assert (row.state.value, row.attempts) == ("queued", 0)
     assert not partial_path(out / "long.x4.mp4").exists()
+
+
+def test_a_ray_cluster_that_goes_away_stops_the_batch_with_its_jobs_kept(tmp_path, tiny_rrdbnet_checkpoint):
+    """Its raylet killed, every job left failed at once ("Ray task failed"), each using up an attempt: three outages
+    and they gave up, for no fault of theirs."""
+    import os
+    import signal
+    import time
+
+    from vsr.pipelines.journal import read_journal
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for name in ("a", "b", "c"):
+        make_clip(source / f"{name}.mp4", frames=100, size=(64, 48), options={"g": "5"})
+    process = subprocess.Popen([*VSR, "batch", str(source), str(out), "-m", str(tiny_rrdbnet_checkpoint), "-b", "1",
+                                "--ray", "local", "--segment-seconds", "0.4"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline and not any(out.glob(".*.segments/segment-*.json")):
+        time.sleep(0.05)
+    raylets = [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit() and _parent_and_name(
+        entry) == (process.pid, "raylet")]
+    assert raylets, "no raylet of the batch's own cluster"
+    for pid in raylets:
+        os.kill(pid, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("vsr: error: the Ray cluster is gone (")
+    assert stderr.strip().endswith("the jobs not done are kept: run the same command again once it is back")
+    rows = read_journal(out)
+    assert {row.state.value for row in rows} <= {"done", "queued"} and any(row.state.value == "queued" for row in rows)
+    assert all(row.attempts == (1 if row.state.value == "done" else 0) for row in rows)
+
+
+def _parent_and_name(entry: Path) -> tuple[int, str] | None:
+    """A process's parent pid and name, from /proc (None where it is gone meanwhile)."""
+    try:
+        name, rest = entry.joinpath("stat").read_text().split(" (", 1)[1].rsplit(") ", 1)
+        return int(rest.split()[1]), name
+    except (OSError, ValueError, IndexError):
+        return None
