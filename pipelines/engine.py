@@ -173,12 +173,12 @@ def _positive_int(name: str, value, minimum: int) -> int:
 
 def check_numbers(*, tile: int, tile_overlap: int, batch_size: int, strength: float) -> None:
     """One line for an engine number out of its range, before a model is loaded (`vsr batch` checks its jobs so)."""
-    _positive_int("tile", tile, 0)
-    _positive_int("tile_overlap", tile_overlap, 0)
-    _positive_int("batch_size", batch_size, 1)
+    _positive_int("--tile", tile, 0)
+    _positive_int("--tile-overlap", tile_overlap, 0)
+    _positive_int("--batch-size", batch_size, 1)
     is_number = isinstance(strength, (int, float)) and not isinstance(strength, bool)
     if not (is_number and 0 <= strength <= 1):
-        raise OptionError(f"strength must be a number from 0 to 1, not {strength!r}")
+        raise OptionError(f"--strength must be a number from 0 to 1, not {strength!r}")
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -265,9 +265,9 @@ class Engine:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device, self.spec)
         self.dtype = PRECISIONS[self.precision]
-        self.tile = _positive_int("tile", tile, 0)
-        self.tile_overlap = _positive_int("tile_overlap", tile_overlap, 0)
-        self.batch_size = _positive_int("batch_size", batch_size, 1)
+        self.tile = _positive_int("--tile", tile, 0)
+        self.tile_overlap = _positive_int("--tile-overlap", tile_overlap, 0)
+        self.batch_size = _positive_int("--batch-size", batch_size, 1)
         # A tile must hold both its margins and both cross-fades, or its weights would vanish in the middle.
         smallest_tile = self.tile_overlap + max(1, overlap_split(self.tile_overlap)[1])
         self.smallest_tile = smallest_tile + -smallest_tile % self.spec.size_multiple

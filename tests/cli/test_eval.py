@@ -126,7 +126,7 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
          f"{tmp_path / 'still.png'}: exists and is not a .json file; give --json another file name"),
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
         ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
-        ([SAMPLE, "--strength", "2"], "strength must be a number from 0 to 1, not 2.0"),
+        ([SAMPLE, "--strength", "2"], "--strength must be a number from 0 to 1, not 2.0"),
     ]
     for arguments, message in cases:
         result = vsr("eval", *arguments, "-m", "bicubic")

@@ -183,7 +183,7 @@ def test_strength_zero_is_the_source_scaled_with_lanczos(tmp_path):
     assert torch.equal(none, lanczos) and not torch.equal(none, bicubic)
     result = vsr("upscale", tmp_path / "in.png", "-m", "bicubic", "--strength", "1.5", "-o", tmp_path / "x.png")
     assert result.returncode != 0 and result.stderr.strip().splitlines() == [
-        "vsr: error: strength must be a number from 0 to 1, not 1.5"]
+        "vsr: error: --strength must be a number from 0 to 1, not 1.5"]
 
 
 def test_an_image_too_big_for_its_format_is_one_line_before_the_model_runs(tmp_path):

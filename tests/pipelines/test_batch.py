@@ -478,9 +478,9 @@ def test_dedup_crop_and_strength_in_a_jobs_file():
         batch.build_options({"crop": "640x360"}, "job 2")
     assert batch.build_options({"strength": 0.6})[0].strength == 0.6
     assert batch.build_options({"compile": True, "device": "cuda:1"})[0].compile  # (a cluster's GPU: not checked here)
-    for values, message in [({"strength": 2}, "strength must be a number from 0 to 1, not 2.0"),
-                            ({"tile": -5}, "tile must be an integer >= 0, not -5"),
-                            ({"batch-size": 0}, "batch_size must be an integer >= 1, not 0"),
+    for values, message in [({"strength": 2}, "--strength must be a number from 0 to 1, not 2.0"),
+                            ({"tile": -5}, "--tile must be an integer >= 0, not -5"),
+                            ({"batch-size": 0}, "--batch-size must be an integer >= 1, not 0"),
                             ({"precision": "fp64"}, "unknown precision 'fp64'"),
                             ({"device": "gpu"}, "unknown device 'gpu'")]:
         with pytest.raises(OptionError, match=f"job 2: {message}"):  # before any job runs

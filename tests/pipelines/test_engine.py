@@ -249,9 +249,9 @@ def test_the_cpus_bf16_instructions_are_those_linux_lists():
 
 def test_bad_engine_options():
     model = tiny_rrdbnet()
-    with pytest.raises(OptionError, match="batch_size"):
+    with pytest.raises(OptionError, match="--batch-size must be an integer >= 1, not 0"):
         Engine(model, device="cpu", batch_size=0)
-    with pytest.raises(OptionError, match="tile"):
+    with pytest.raises(OptionError, match="--tile must be an integer >= 0, not -1"):
         Engine(model, device="cpu", tile=-1)
     with pytest.raises(OptionError, match="tile 100 is too small for tile overlap 128"):
         Engine(model, device="cpu", tile=100)
