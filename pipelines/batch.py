@@ -407,6 +407,10 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
     device_list = parse_devices(devices) if devices else None
     if device_list and ray is not None:
         raise OptionError("--devices is for one machine; with --ray the cluster places the GPUs")
+    if ray is not None:  # (before the output folder and its journal: a typo in the address made them)
+        from vsr.pipelines.ray_backend import check_address
+
+        check_address(ray, task_cpus)
     _check_jobs(jobs)
     out_dir = Path(out_dir)
     try:

@@ -121,9 +121,12 @@ class RaySegments:
                 ray.cancel(ref, force=True)
 
 
-def _check_reachable(address: str, seconds: float = 5.0) -> None:
+def check_address(address: str, task_cpus: float = 1.0, seconds: float = 5.0) -> None:
     """One line where `address` is none that --ray takes, or where a cluster address (HOST:PORT, ray://HOST:PORT,
-    or RAY_ADDRESS's for "auto") takes no connection: Ray itself retries for minutes, logging as it goes."""
+    or RAY_ADDRESS's for "auto") takes no connection (Ray itself retries for minutes, logging as it goes); or where
+    `task_cpus` is not more than 0."""
+    if task_cpus <= 0:
+        raise OptionError(f"--task-cpus must be more than 0, not {task_cpus}")
     option = f"--ray {address}"
     if address == "local":
         return
@@ -168,7 +171,7 @@ class RayExecutor:
             raise OptionError(f"--task-cpus must be more than 0, not {task_cpus}")
         self._started = not ray.is_initialized()
         if self._started:
-            _check_reachable(address)
+            check_address(address, task_cpus)
             settings = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             try:
                 _init(address, settings)

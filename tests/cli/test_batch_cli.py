@@ -211,6 +211,10 @@ def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
     assert result.returncode == 2 and "--task-cpus sets the CPUs of each Ray task: give --ray too" in result.stderr
     result = vsr("batch", tmp_path / "in", tmp_path / "out", "--workers", "3", "--ray", "auto")
     assert result.returncode == 2 and "--workers starts processes here; with --ray the cluster" in result.stderr
+    make_clip(tmp_path / "in" / "a.mp4", frames=2)
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "--ray", "lcoal")  # (made the folder and a journal)
+    assert result.returncode == 2 and "--ray lcoal: give local (a cluster started here), auto" in result.stderr
+    assert not (tmp_path / "out").exists()
     result = vsr("bench", "samples/bbb_sample.mp4", "--frames", "0", "-m", "bicubic")
     assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
 

@@ -127,22 +127,22 @@ def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_
 def test_a_cluster_address_where_nothing_answers_is_one_line_at_once():
     """Ray retries such an address for minutes, logging as it goes."""
     from vsr.errors import OptionError
-    from vsr.pipelines.ray_backend import _check_reachable
+    from vsr.pipelines.ray_backend import check_address
 
     for address in ("127.0.0.1:1", "ray://127.0.0.1:1"):  # (port 1: refused at once, before Ray is asked)
         with pytest.raises(OptionError, match=f"--ray {address}: nothing answers there"):
-            _check_reachable(address)
-    _check_reachable("auto")  # (Ray's own: RAY_ADDRESS or the cluster `ray start` made)
+            check_address(address)
+    check_address("auto")  # (Ray's own: RAY_ADDRESS or the cluster `ray start` made)
     os.environ["RAY_ADDRESS"] = "127.0.0.1:1"  # (a cluster gone since: Ray waited on it for minutes)
     try:
         with pytest.raises(OptionError, match=r"--ray auto \(RAY_ADDRESS=127.0.0.1:1\): nothing answers there"):
-            _check_reachable("auto")
+            check_address("auto")
     finally:
         del os.environ["RAY_ADDRESS"]
     for address in ("lcoal", "", "http://127.0.0.1:6379", "127.0.0.1:port"):  # (Ray's ValueError, a traceback)
         with pytest.raises(OptionError, match="give local .a cluster started here., auto .the running one. or a "
                                               "cluster address, HOST:PORT or ray://HOST:PORT"):
-            _check_reachable(address)
+            check_address(address)
 
 
 def test_more_cpus_per_task_than_any_node_has_is_one_line(local_cluster, tmp_path):
