@@ -28,6 +28,7 @@ import importlib.util
 import logging
 import math
 import os
+import re
 import sys
 import tempfile
 import urllib.error
@@ -38,7 +39,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vsr.errors import ModelError, OptionError, OutputError, WeightsUnavailableError
+from vsr.errors import ModelError, OptionError, OutputError, VsrError, WeightsUnavailableError
 from vsr.fsutil import temporary_sibling, write_bytes_atomic
 from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
@@ -512,23 +513,44 @@ def url_weights_path(url: str) -> Path:
 URL_FILE = ".url"  # beside a checkpoint downloaded by URL: that URL
 
 
+# The temporary of an unfinished download (fsutil.temporary_sibling, tagged part<suffix>).
+_PARTIAL = re.compile(r"\..*\.[0-9a-f]{8}\.part(\.\w+)?")
+
+
 def url_checkpoints() -> list[Path]:
-    """The checkpoints downloaded by URL so far (hidden temporaries of unfinished downloads left out)."""
+    """The checkpoints downloaded by URL so far (temporaries of unfinished downloads left out)."""
     folder = cache_dir() / "weights" / "url"
-    return sorted(path for path in folder.glob("*/*") if path.is_file() and not path.name.startswith("."))
+    return sorted(path for path in folder.glob("*/*") if path.is_file() and path.name != URL_FILE
+                  and not _PARTIAL.fullmatch(path.name))
+
+
+def shown_url(url: str) -> str:
+    """`url` as messages and `vsr models` show it: without a user name and password, and with any query string (a
+    download token, often) as "?…"."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.netloc.rpartition("@")[2]
+        return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "…" if parts.query else "", ""))
+    except ValueError:
+        return url
 
 
 def fetch_url(url: str, progress: bool = True) -> Path:
     """The checkpoint at `url`, downloaded into the cache the first time (kept only if it loads), then reused."""
-    target = url_weights_path(url)
+    try:
+        target = url_weights_path(url)
+    except ModelError as error:
+        raise ModelError(str(error).replace(url, shown_url(url))) from None
     if target.is_file():
         return target
     make_cache_folder(target.parent)
     try:
         _download(None, url, target, progress)
-    except BaseException:
+    except BaseException as error:
         if not any(target.parent.iterdir()):  # (another process may be downloading into it)
             target.parent.rmdir()
+        if isinstance(error, VsrError) and url in str(error) and shown_url(url) != url:  # (no secret on a screen)
+            raise type(error)(str(error).replace(url, shown_url(url))) from None
         raise
     write_bytes_atomic(target.parent / URL_FILE, url.encode())  # where it came from, for `vsr models`
     return target

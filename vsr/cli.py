@@ -489,7 +489,8 @@ def models(
     if downloaded:
         typer.echo("\ndownloaded by URL (`-m URL` reads them from here):")
         for path in downloaded:
-            typer.echo(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB) from {zoo.checkpoint_url(path) or '?'}")
+            url = zoo.checkpoint_url(path)
+            typer.echo(f"  {path}  ({path.stat().st_size / 1e6:.1f} MB) from {zoo.shown_url(url) if url else '?'}")
     typer.echo(f"\ndefault: {zoo.DEFAULT_MODEL}; cache: {zoo.cache_dir()}")
 
 

@@ -348,6 +348,18 @@ def test_a_url_is_downloaded_once_and_then_works_offline(home, server, tiny_chec
         assert torch.equal(tensor, again.module.state_dict()[name]), name
 
 
+def test_a_urls_token_and_password_are_not_shown_and_a_dot_name_is_listed(home, server, tiny_checkpoint):
+    secret = server.url.replace("http://", "http://me:pw@") + "/missing.pth?token=s3cret"
+    with pytest.raises(WeightsUnavailableError) as error:
+        zoo.load(secret, progress=False)
+    assert "s3cret" not in str(error.value) and "pw" not in str(error.value)
+    assert f"{server.url}/missing.pth?…" in str(error.value)
+    server.files["..pth"] = tiny_checkpoint  # (a hidden name: it was cached, and left out of `vsr models`)
+    zoo.load(f"{server.url}/..pth?token=s3cret", progress=False)
+    (listed,) = zoo.url_checkpoints()
+    assert listed.name == "..pth" and zoo.shown_url(zoo.checkpoint_url(listed)) == f"{server.url}/..pth?…"
+
+
 def test_two_urls_with_the_same_file_name_are_cached_apart(home, server, tmp_path):
     for scale in (2, 4):
         spec = spec_for("RRDBNet", {**TINY, "scale": scale})
