@@ -150,6 +150,12 @@ class SegmentFolder:
                 found[record.index] = record
         return found
 
+    def forget(self, path: Path) -> None:
+        """A kept segment's file (`path`) and its record removed: the next run upscales that segment again."""
+        log.warning("%s: removed, as it cannot be read back; the next run upscales that segment again", path)
+        path.with_suffix(".json").unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
     def record(self, record: SegmentRecord) -> None:
         """Mark a segment done (its file is complete and renamed into place already)."""
         data = {"index": record.index, "pts": record.pts, "width": record.width, "height": record.height}

@@ -234,6 +234,14 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
     return SegmentPlan(info=info, first_pts=first_pts, segments=segments)
 
 
+class DamagedSegment(OutputError):
+    """A kept segment's file that cannot be read back (damaged since it was written): `path`."""
+
+    def __init__(self, message: str, path: Path):
+        super().__init__(message)
+        self.path = path
+
+
 @dataclass
 class SegmentResult:
     """What a worker made of one segment."""
@@ -544,7 +552,9 @@ def upscale_video_in_segments(
             parts = [done[segment.index] for segment in plan.segments]
             join_segments(output, source=source, info=plan.info, parts=[(part.path, part.pts) for part in parts],
                           copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite)
-        except BaseException:
+        except BaseException as error:
+            if isinstance(error, DamagedSegment):  # (done again by the next run, not read back by it for ever)
+                folder.forget(error.path)
             kept = len(folder.done())
             if kept:
                 log.warning("%s: %d of %d segments are kept in %s; the same command resumes from there", output,
@@ -787,7 +797,7 @@ class _Joiner:
         try:
             segment = av.open(str(path))
         except av.FFmpegError as error:
-            raise OutputError(f"cannot read back {name} ({path.name}): {error}") from error
+            raise DamagedSegment(f"cannot read back {name} ({path.name}): {error}", path) from error
         with segment:
             template = segment.streams.video[0]
             extradata = bytes(template.codec_context.extradata or b"")
@@ -809,7 +819,7 @@ class _Joiner:
             try:
                 packets = [packet for packet in segment.demux(template) if packet.size]
             except av.FFmpegError as error:
-                raise OutputError(f"cannot read back {name} ({path.name}): {error}") from error
+                raise DamagedSegment(f"cannot read back {name} ({path.name}): {error}", path) from error
             # Put the segment back where its first frame was encoded (see the module doc), then check every frame.
             offset = expected[0] - min((packet.pts for packet in packets), default=0)
             if sorted(packet.pts + offset for packet in packets) != expected:

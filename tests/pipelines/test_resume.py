@@ -21,6 +21,7 @@ from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_se
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import truncate
 from tests.pipelines.test_segments import decoded_framemd5, leftovers, make_gop_clip
 from tests.processes import VSR, kill_when, run_vsr
 from vsr.errors import OptionError, OutputError
@@ -198,6 +199,23 @@ def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, 
         upscale(video=VideoOptions(codec="ffv1", segment_seconds=None))
     assert not folder.exists() and (tmp_path / "out.mkv").exists()
     assert f"{folder}: removed 1 segment(s) an earlier run kept, of no use to this one" in caplog.text
+
+
+def test_a_kept_segment_damaged_since_is_upscaled_again_by_the_next_run(run, tmp_path, caplog):
+    """It was read back, and refused, by every run after."""
+    clip, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=3))
+    damaged = segment_folder_path(tmp_path / "out.mkv") / "segment-0001.mp4"
+    truncate(damaged, damaged)
+    with caplog.at_level(logging.WARNING), pytest.raises(OutputError, match="cannot read back segment 2 of 3"):
+        upscale()
+    assert f"{damaged}: removed, as it cannot be read back; the next run upscales that segment again" in caplog.text
+    again = Interrupt()
+    result = upscale(on_segment=again)
+    assert again.seen == [1]
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=LOSSLESS)
+    assert decoded_framemd5(result.output) == decoded_framemd5(single.output)
 
 
 def test_bad_segment_lengths_are_one_line(run):
