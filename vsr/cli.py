@@ -502,6 +502,8 @@ def probe(
 ) -> None:
     """What vsr sees in a video: streams, frames, fps, color, duration, and the work to upscale it."""
     from vsr import api
+    from vsr.models import zoo
+    from vsr.models.detect import build, spec_for
     from vsr.models.spec import macs_per_input_pixel
     from vsr.errors import InputError
     from vsr.pipelines.crop import detect_bars
@@ -511,9 +513,17 @@ def probe(
     _setup_logging(False)
     api.check_input(input)
     info = probe_media(input)
-    loaded = api.load_model(model)
-    work = estimate_work(info.video, scale=loaded.spec.scale, macs_per_pixel=macs_per_input_pixel(loaded.module, loaded.spec))
-    typer.echo(format_probe(info, work=f"{loaded.name}: {work}"))
+    entry = zoo.MODELS.get(model)
+    if entry is not None and entry.architecture != "Resample":
+        # A zoo network is known by its hyperparameters: its work is counted without its weights (which a fresh
+        # or read-only cache, or no network, would have to provide first).
+        spec = spec_for(entry.architecture, entry.hyperparameters)
+        module, scale, name = build(spec), entry.scale, entry.name
+    else:
+        loaded = api.load_model(model)
+        module, spec, scale, name = loaded.module, loaded.spec, loaded.spec.scale, loaded.name
+    work = estimate_work(info.video, scale=scale, macs_per_pixel=macs_per_input_pixel(module, spec))
+    typer.echo(format_probe(info, work=f"{name}: {work}"))
     try:  # (images are not cropped)
         bars = None if info.video.alpha or api.is_image(input) else detect_bars(input, info.video)
     except InputError:

@@ -472,6 +472,16 @@ def test_probe_describes_the_streams_and_the_work(tmp_path):
     assert "10 frames" in result.stdout and "×4 → 256×192" in result.stdout
 
 
+def test_probe_counts_a_zoo_models_work_without_its_weights(tmp_path):
+    """The estimate loaded the weights: a fresh cache converted them first (13 s), a read-only one failed it all."""
+    source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=10)
+    (tmp_path / "cache").write_text("a file where the cache folder would be")
+    result = vsr("probe", source, env={"VSR_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    # RRDBNet ×4 spends 17.93 M multiply-adds per input pixel (FIELD-NOTES): 64×48 pixels
+    assert "realesrgan-x4plus: ×4 → 256×192, 55.1 GMAC per frame" in result.stdout
+
+
 def test_help_shows_the_defaults_written_in_words():
     # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
     result = vsr("upscale", "--help", env={"COLUMNS": "200"})
