@@ -19,6 +19,7 @@ for the eye.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from vsr.training.data import HRImage, collect_images
 from vsr.training.degrade import downscale, mod_crop, quantize_8bit
 from vsr.training.evaluate import validate
 from vsr.training.metrics import SSIM_WINDOW, temporal_error
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,6 +87,10 @@ def evaluate(
         scores.append(_score(bicubic, "bicubic", images, baseline=True))
         scores += [_score(engine, name if options.strength == 1 else f"{name} (strength {options.strength:g})", images)
                    for engine, name in zip(engines, models) if engine.spec.scale == scale]
+    for score in scores:
+        if math.isnan(score.psnr_y):
+            log.warning("%s: its outputs hold NaN (not a number), so its scores are none: are its weights broken, or "
+                        "trained into divergence?", score.model)
     return scores, images
 
 

@@ -152,3 +152,13 @@ def test_a_model_that_changes_nothing_scores_null_not_infinity_in_json(tmp_path)
     vsr("eval", SAMPLE, "-m", path, "--json", tmp_path / "s.json", check=True)
     text = (tmp_path / "s.json").read_text()
     assert "Infinity" not in text and json.loads(text)["scores"][1]["psnr_y"] is None
+
+
+def test_a_model_whose_outputs_are_nan_is_warned_about(tmp_path):
+    """It scored nan, said nowhere why."""
+    spec = spec_for("SRVGGNetCompact", {"num_feat": 4, "num_conv": 1, "upscale": 4, "act_type": "prelu"})
+    broken = build(spec)
+    torch.nn.init.constant_(broken.body[-1].bias, float("nan"))
+    path, _ = save_model(broken, spec, tmp_path / "broken.pth")
+    result = vsr("eval", SAMPLE, "-m", path, "--precision", "fp32", check=True)
+    assert f"{path}: its outputs hold NaN (not a number), so its scores are none" in result.stderr
