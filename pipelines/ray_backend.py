@@ -177,7 +177,10 @@ class RayExecutor:
                 _init(address, settings)
             except (ConnectionError, ValueError) as error:
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                raise OptionError(f"--ray {address}: cannot connect to a Ray cluster ({reason})") from error
+                # Clusters that `ray start` makes take a token, which Ray reads only for "auto" unless told to.
+                hint = ("; if the cluster takes a token (ray start's default), set RAY_AUTH_MODE=token"
+                        if address not in ("local", "auto") and "RAY_AUTH_MODE" not in os.environ else "")
+                raise OptionError(f"--ray {address}: cannot connect to a Ray cluster ({reason}){hint}") from error
         resources = ray.cluster_resources()
         largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
         if task_cpus > largest:  # (Ray would queue every task for ever, as "infeasible", saying so nowhere)
