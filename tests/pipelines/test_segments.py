@@ -246,7 +246,7 @@ def test_a_failing_worker_gives_one_line_and_leaves_nothing(tmp_path, tiny_rrdbn
     clip = make_gop_clip(tmp_path / "clip.mp4")
     output = tmp_path / "out.mp4"
     options = UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=0)  # the engines refuse it
-    with pytest.raises(OptionError, match="batch_size") as raised:
+    with pytest.raises(OptionError, match="--batch-size must be an integer >= 1, not 0") as raised:
         upscale_video_in_segments(clip, output, devices="cpu,cpu", options=options)
     assert "\n" not in str(raised.value)
     assert leftovers(tmp_path, clip) == []
