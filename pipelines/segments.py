@@ -611,7 +611,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
             return list(range(start, start + len(segment.frames)))
         return [first_number + pts for pts in segment.frames]
 
-    kept = set(existing_frames(output)) if not overwrite else set()
+    kept = set(existing_frames(output))  # (an earlier run's of the same record: start_sequence refused others)
     todo = [segment for segment in plan.segments if not kept.issuperset(numbers(segment))]
     kept_count = sum(len(kept.intersection(numbers(segment))) for segment in plan.segments)
     total = sum(len(segment.frames) for segment in plan.segments)
