@@ -3,7 +3,7 @@
 decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of
 the same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals
 that packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no
-timestamps) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord fails in the middle of a file
+timestamps, MPEG-TS/PS, AVI and ASF files, open GOPs) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord fails in the middle of a file
 (a damaged packet), PyAV takes over from the first frame decord could not deliver.
 
 Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. It honours the stream's matrix and
@@ -31,6 +31,9 @@ from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
 # Frames asked from decord at a time (decord returns them as one array).
 CHUNK_FRAMES = 8
+# Containers in which decord's frames came from the wrong place although its frame count was right (MPEG-TS: a GOP
+# later; program streams, AVI and ASF with B-frames, from --start: shifted), checked against PyAV frame by frame.
+_UNTRUSTED_CONTAINERS = {"mpegts", "mpeg", "avi", "asf"}
 
 
 class DecordDecoder(Decoder):
@@ -61,12 +64,19 @@ class DecordDecoder(Decoder):
                 raise Unsuitable("the video carries a rotation, which decord applies to the frames")
             if len(container.streams.video) > 1:
                 raise Unsuitable("the file has several video streams and decord may pick another one")
+            if _UNTRUSTED_CONTAINERS.intersection(container.format.name.split(",")):
+                raise Unsuitable(f"decord finds the wrong frames in {container.format.long_name} files (its seeking "
+                                 "and indexing lose their place there)")
+            leading: list[int] = []
             try:
-                pts = presentation_pts(container, stream)
+                pts = presentation_pts(container, stream, leading)
             except av.error.FFmpegError as error:
                 raise Unsuitable(f"the file cannot be read to its end ({error})") from error
         if pts is None:
             raise Unsuitable("the video packets carry no timestamps")
+        if leading:
+            raise Unsuitable("the video has open GOPs (frames shown before the keyframe they follow), whose frames "
+                             "decord gives from the wrong place when it seeks")
         try:
             reader = open_reader(path, device)
         except decord.DECORDError as error:

@@ -354,19 +354,30 @@ def _decoder_of(stream: av.video.stream.VideoStream, info: VideoStreamInfo) -> a
     return stream.codec_context
 
 
-def presentation_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> list[int] | None:
+def presentation_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                     leading: list[int] | None = None) -> list[int] | None:
     """Every packet's pts of `stream`, in presentation order (one per frame), or None if some packet has none.
 
     Reads the whole stream (demuxing only, no decoding); raises av.error.FFmpegError where the file cannot be read.
+    `leading`, where given, receives the pts of the keyframes after the first that have leading frames: frames
+    decoded after the keyframe but shown before it (an open GOP's), which a decoder started at that keyframe cannot
+    decode.
     """
     pts = []
     timeline = TimelineWatch(container.name, stream)
+    keyframe = None  # the pts of the last keyframe after the first, while the packets after it are checked
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
             continue
         timeline.check(packet)
         if packet.pts is None:
             return None
+        if leading is not None:
+            if packet.is_keyframe:
+                keyframe = packet.pts if pts else None
+            elif keyframe is not None and packet.pts < keyframe:
+                leading.append(keyframe)
+                keyframe = None
         pts.append(packet.pts)
     return sorted(pts)
 

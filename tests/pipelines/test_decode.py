@@ -77,6 +77,26 @@ def test_decord_gives_the_same_frames_as_pyav(clips, name):
     assert torch.equal(distance.argmin(dim=1), torch.arange(len(pts)))
 
 
+@needs_decord
+def test_decord_is_not_trusted_with_open_gops_nor_mpeg_ts(clips, tmp_path, caplog):
+    """Its frame count was right and its frames were not: a GOP late in MPEG-TS, from the previous GOP after seeking
+    into an open-GOP stream. Those files go to PyAV, with one warning each; a closed GOP with B-frames stays decord's."""
+    open_gop, closed = tmp_path / "open_gop.mkv", tmp_path / "closed.mkv"
+    for path, gop in ((open_gop, ["-x264opts", "open-gop=1"]), (closed, [])):
+        ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "36", "-c:v", "libx264", "-bf", "3",
+               "-g", "12", *gop, path)
+    for path, reason in ((open_gop, "the video has open GOPs"), (clips["mpeg2.ts"], "decord finds the wrong frames in "
+                                                                                    "MPEG-TS")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            frames, pts, kind = decode_all(path, "decord", start=0.44)
+        assert kind is PyAVDecoder and f"decoding with PyAV instead of decord: {reason}" in caplog.text
+        reference, reference_pts, _ = decode_all(path, "pyav", start=0.44)
+        assert pts == reference_pts and torch.equal(frames, reference)
+    frames, pts, kind = decode_all(closed, "decord", start=0.44)
+    assert kind is DecordDecoder
+
+
 def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
     for name in ("cfr.mp4", "10bit.mkv"):
         with open_decoder(clips[name]) as decoder:
