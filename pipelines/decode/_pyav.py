@@ -91,6 +91,7 @@ class PyAVDecoder(Decoder):
         self._container = container
         self._stream = stream
         self._codec = _decoder_of(stream, info)
+        self._discarded = 0  # packets read that the container says to leave out (an edit list's)
         self._deinterlace = deinterlace
         self._skip_to_keyframe = False
         self._reformatter = VideoReformatter()  # one swscale context for all frames, not one per frame
@@ -170,6 +171,7 @@ class PyAVDecoder(Decoder):
         self._stream.thread_type = "AUTO"
         self._codec = _decoder_of(self._stream, self.info)
         self._skip_to_keyframe = False
+        self._discarded = 0
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
@@ -196,6 +198,8 @@ class PyAVDecoder(Decoder):
             timeline.check(packet)
             if packet.pts is not None and packet.size and not packet.is_discard:
                 order.expect(packet.pts)
+            elif packet.size and packet.is_discard:
+                self._discarded += 1  # (an edit list's: in the index, never shown)
             try:
                 frames = self._codec.decode(packet)
             except av.error.FFmpegError as error:
@@ -300,7 +304,8 @@ class PyAVDecoder(Decoder):
                              "read without gaps")
         # An index written before the data (MP4 with +faststart) still lists the frames a cut-off file lost; the time
         # check allows a second (durations may be the container's), which is all of a short clip.
-        listed = self._stream.frames  # counted by the muxer; 0 where the container does not say
+        # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
+        listed = self._stream.frames - self._discarded if self._stream.frames else 0
         if listed and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
                         count, listed)

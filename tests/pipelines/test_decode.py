@@ -302,6 +302,17 @@ def test_a_short_mp4_cut_after_its_index_says_how_many_frames_it_lost(tmp_path, 
     assert "cut short" not in caplog.text
 
 
+def test_an_mp4_trimmed_by_an_edit_list_is_not_said_to_be_damaged(tmp_path, caplog):
+    """`ffmpeg -ss 0.3 -c copy` keeps the GOP before the cut, which an edit list leaves out: its index lists those
+    frames too (42 shown of 50 listed), and vsr called the file damaged or cut short."""
+    source = tmp_path / "trimmed.mp4"
+    ffmpeg("-ss", "0.3", "-i", make_clip(tmp_path / "clip.mkv", frames=50, options={"g": "12"}), "-c", "copy", source)
+    with caplog.at_level(logging.WARNING):
+        _, pts, _ = decode_all(source, "pyav")
+    assert len(pts) == len(ffprobe_frame_pts(source)) < 50
+    assert "cut short" not in caplog.text
+
+
 @pytest.mark.parametrize("backend", [*PYAV_AND_DECORD, "auto"])
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_raises_one_line_input_error(tmp_path, case, backend):
