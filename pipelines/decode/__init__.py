@@ -94,9 +94,9 @@ def open_decoder(
     """Open the video stream of `path` for decoding (see the module docstring). `frame_rate`: that of an image
     sequence (a pattern such as frames/%06d.png, see `sequences`), which PyAV alone decodes."""
     if backend not in BACKENDS:
-        raise OptionError(f"backend={backend!r}: expected one of {', '.join(BACKENDS)}")
+        raise OptionError(f"--decoder {backend}: choose one of {', '.join(BACKENDS)}")
     if deinterlace not in DEINTERLACE:
-        raise OptionError(f"deinterlace={deinterlace!r}: expected one of {', '.join(DEINTERLACE)}")
+        raise OptionError(f"--deinterlace {deinterlace}: choose one of {', '.join(DEINTERLACE)}")
     device = _device(device)
     path = Path(path)
     options = dict(device=device, start=start, end=end, max_frames=max_frames)
