@@ -110,8 +110,9 @@ CODECS: dict[str, CodecSpec] = {
 
 # The --crf each quality option takes (libx264 clamped 52 and more to 51 without a word; the others refused them
 # with a log line of their own).
-_QUALITY_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (0, 63), "libvpx-vp9": (0, 63),
-                   "h264_nvenc": (0, 51), "hevc_nvenc": (0, 51), "av1_nvenc": (0, 63)}
+# (SVT-AV1 and NVENC take 0 for "automatic": FFmpeg sets a quality only from 1.)
+_QUALITY_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (1, 63), "libvpx-vp9": (0, 63),
+                   "h264_nvenc": (1, 51), "hevc_nvenc": (1, 51), "av1_nvenc": (1, 63)}
 
 # Pixel formats tried for a wanted bit depth, best first; the first one the encoder supports wins.
 _YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le", "yuv422p10le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
@@ -333,6 +334,10 @@ class VideoWriter:
             self._range = ColorRange.MPEG
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
             self._range = ColorRange.JPEG  # gray is full range (as swscale makes it, and viewers take it): say so
+            if source_info.color.matrix not in _MATRICES and not av.VideoFormat(source_info.pix_fmt).is_rgb:
+                # The source's own luma: an untagged stream was decoded with BT.601 (decode.rgb_matrix), whatever
+                # its size says to players (which `_conversion` tags a colour output with).
+                self._matrix = "smpte170m"
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:

@@ -179,14 +179,16 @@ def test_gray_output_is_full_range_and_says_so(tmp_path):
     assert color_range == 2 and np.unique(luma).tolist() == [31]
 
 
-def test_gray_output_is_the_sources_own_luma_whatever_its_matrix(tmp_path):
-    """swscale weighs RGB by BT.601 when making gray, whatever the matrix: a BT.709 red came out 11 levels light."""
+@pytest.mark.parametrize("tags, size", [(["-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709"],
+                                         "32x32"), ([], "1280x720")], ids=["bt709", "untagged-hd"])
+def test_gray_output_is_the_sources_own_luma_whatever_its_matrix(tmp_path, tags, size):
+    """swscale weighs RGB by BT.601 when making gray, whatever the matrix: a BT.709 red came out 11 levels light; an
+    untagged HD stream, decoded as BT.601 and weighed as BT.709 (its size's guess), 15 levels dark."""
     source = tmp_path / "red.mp4"
-    media.ffmpeg("-f", "lavfi", "-i", "color=0xC83C28:size=32x32:rate=25", "-frames:v", "2", "-pix_fmt", "yuv420p",
-                 "-c:v", "libx264", "-qp", "0", "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc",
-                 "bt709", source)
+    media.ffmpeg("-f", "lavfi", "-i", f"color=0xC83C28:size={size}:rate=25", "-frames:v", "1", "-pix_fmt", "yuv420p",
+                 "-c:v", "libx264", "-qp", "0", *tags, source)
     (luma_limited,) = np.unique(planes(source)[1][0]).tolist()
-    output = upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=2),
+    output = upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=1),
                            video=VideoOptions(pix_fmt="gray", codec="ffv1")).output
     (luma,) = np.unique(planes(output)[1][0]).tolist()
     assert abs(luma - (luma_limited - 16) * 255 / 219) <= 1

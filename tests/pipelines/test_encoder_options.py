@@ -76,8 +76,9 @@ def test_a_params_entry_the_encoder_cannot_take_is_one_line_and_writes_nothing(t
     (api.VideoOptions(encoder_options={"pix_fmt": "yuv444p"}), "encoder option pix_fmt is vsr's --pix-fmt"),
     (api.VideoOptions(encoder_options={"s": "50x50"}), "encoder option s is vsr's --width/--height"),
     (api.VideoOptions(crf=52), r"--crf 52: codec 'libx264' takes 0 to 51 \(lower is better\)"),  # (x264: 51, quietly)
-    (api.VideoOptions(codec="libsvtav1", crf=64), "--crf 64: codec 'libsvtav1' takes 0 to 63"),
-], ids=["crf and b", "two presets", "pix_fmt", "size", "x264 crf", "svtav1 crf"])
+    (api.VideoOptions(codec="libsvtav1", crf=64), "--crf 64: codec 'libsvtav1' takes 1 to 63"),
+    (api.VideoOptions(codec="libsvtav1", crf=0), "--crf 0: codec 'libsvtav1' takes 1 to 63"),  # (0: its default, 35)
+], ids=["crf and b", "two presets", "pix_fmt", "size", "x264 crf", "svtav1 crf", "svtav1 crf 0"])
 def test_an_option_that_says_what_a_vsr_option_says_is_one_line(tmp_path, video, message):
     """Rather than one of the two quietly winning."""
     source = make_clip(tmp_path / "clip.mp4", frames=2)
