@@ -20,7 +20,10 @@ from vsr.models.spec import LoadedModel
 
 
 def _check_alpha(alpha: float) -> float:
-    alpha = float(alpha)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError):
+        raise OptionError(f"interpolation alpha {alpha!r} is not a number; expected a value in [0, 1]") from None
     if not 0.0 <= alpha <= 1.0:  # also refuses NaN
         raise OptionError(f"interpolation alpha {alpha} is out of range, expected a value in [0, 1]")
     return alpha

@@ -67,6 +67,7 @@ from vsr.pipelines.upscale import (
     UpscaleOptions,
     VideoOptions,
     VideoResult,
+    as_path,
     check_input,
     check_option_types,
     check_output,
@@ -462,9 +463,12 @@ def upscale_video_in_segments(
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     check_option_types(options, video)
-    source = Path(source)
+    source = as_path(source)
     check_input(source)
     video.validate()
+    if devices is not None and (not isinstance(devices, (str, list, tuple))
+                                or not all(isinstance(device, str) for device in devices)):
+        raise OptionError(f"devices is text such as \"0,1\" or a list of device names, not {devices!r}")
     record = run_record(source, options, video, frames=True) if output is not None and is_sequence(output) else None
     check_sequence_options(source, output, video, overwrite, record)  # (a sequence output resumes by its record)
     if devices is None:

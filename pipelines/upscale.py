@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import os
 import re
 from dataclasses import asdict, dataclass, field, replace
@@ -162,16 +163,25 @@ def place_output(output: str | Path | None, default: Path) -> Path:
     return Path(output) / default.name if is_folder(output) else Path(output)
 
 
-def check_option_types(options: object, video: object = None) -> None:
-    """One line where the API is given something else than an UpscaleOptions (and a VideoOptions): a dict of them
-    failed deep inside with an AttributeError."""
+def check_option_types(options: object, *video: object) -> None:
+    """One line where the API is given something else than an UpscaleOptions (and, where `video` is given, a
+    VideoOptions): a dict of them failed deep inside with an AttributeError."""
     if not isinstance(options, UpscaleOptions):
         raise OptionError(f"options must be an UpscaleOptions, not {type(options).__name__}")
-    if video is not None and not isinstance(video, VideoOptions):
-        raise OptionError(f"video must be a VideoOptions, not {type(video).__name__}")
+    if video and not isinstance(video[0], VideoOptions):
+        raise OptionError(f"video must be a VideoOptions, not {type(video[0]).__name__}")
     for option, value in (("model", options.model), ("blend", options.blend)):
         if (value is not None or option == "model") and not isinstance(value, str):
             raise OptionError(f"{option} must be a zoo name or a checkpoint path, as text; not {value!r}")
+    if isinstance(options.alpha, bool) or not isinstance(options.alpha, numbers.Real):
+        raise OptionError(f"alpha must be a number from 0 to 1, not {options.alpha!r}")
+
+
+def as_path(value: object, what: str = "source") -> Path:
+    """`value` (text or a path) as a Path; one line for anything else (pathlib's TypeError named no argument)."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise OptionError(f"{what} must be a path (text or a Path), not {value!r}")
+    return Path(value)
 
 
 def check_input(path: Path) -> None:
@@ -213,7 +223,7 @@ def upscale_image(
     from vsr.pipelines.sequences import is_sequence
 
     check_option_types(options)
-    source = Path(source)
+    source = as_path(source)
     check_input(source)
     if is_sequence(source) and not source.exists():
         raise OptionError(f"{source}: an image sequence; upscale_video upscales it (as vsr upscale does)")
@@ -282,18 +292,21 @@ class VideoOptions:
         return window + (f" (at most {self.max_frames} frames)" if self.max_frames is not None else "")
 
     def validate(self) -> None:
-        for option, value, kinds in (("--start", self.start, (int, float)), ("--end", self.end, (int, float)),
-                                     ("--frames", self.max_frames, int), ("--crf", self.crf, int),
-                                     ("--fps", self.fps, (int, float, Fraction)),
-                                     ("--segment-seconds", self.segment_seconds, (int, float))):
+        for option, value, kinds in (("--start", self.start, numbers.Real), ("--end", self.end, numbers.Real),
+                                     ("--frames", self.max_frames, numbers.Integral),
+                                     ("--crf", self.crf, numbers.Integral), ("--fps", self.fps, numbers.Real),
+                                     ("--segment-seconds", self.segment_seconds, numbers.Real)):
             # (from Python: a "0:30", 2.5 frames or inf seconds failed deep inside, or, for 2.5 frames, not at all)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)
                                       or not math.isfinite(value)):
-                raise OptionError(f"{option} must be a {'whole ' if kinds is int else ''}number, not {value!r}")
+                raise OptionError(f"{option} must be a {'whole ' if kinds is numbers.Integral else ''}number, not "
+                                  f"{value!r}")
         for option, value in (("--codec", self.codec), ("--decoder", self.decoder), ("--deinterlace", self.deinterlace),
                               ("--preset", self.preset), ("--pix-fmt", self.pix_fmt), ("--crop", self.crop)):
             if value is not None and not isinstance(value, str):
                 raise OptionError(f"{option} must be text, not {value!r}")
+        if not isinstance(self.copy_streams, bool):  # ("no" is true)
+            raise OptionError(f"copy_streams must be True or False, not {self.copy_streams!r}")
         if not isinstance(self.encoder_options, dict):
             raise OptionError(f"encoder options are a dict of names and text values, such as {{'tune': "
                               f"'animation'}}; not {self.encoder_options!r}")
@@ -388,7 +401,7 @@ def upscale_video(
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     check_option_types(options, video)
-    source = Path(source)
+    source = as_path(source)
     check_input(source)
     video.validate()
     # What an image sequence output is made of, which lets it resume (a default output is known further down).

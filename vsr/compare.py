@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 import re
 import shutil
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ class CompareOptions:
     crop: str | None = None  # the source's part that was upscaled: `vsr upscale --crop`'s value (pipelines.crop)
 
     def validate(self) -> None:
+        for option, value in (("--offset", self.offset), ("--start", self.start), ("--end", self.end)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise OptionError(f"{option} must be a number of seconds, not {value!r}")
         if not all(math.isfinite(value) for value in (self.offset, self.start or 0, self.end or 0)):
             raise OptionError("--offset, --start and --end are seconds: finite numbers")
         if self.mode not in MODES:
@@ -74,6 +78,8 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     from vsr.pipelines.sequences import is_sequence
     from vsr.pipelines.upscale import check_input, is_image
 
+    if not isinstance(options, CompareOptions):
+        raise OptionError(f"options must be a CompareOptions, not {type(options).__name__}")
     options.validate()
     source, upscaled = Path(source), Path(upscaled)
     for path in (source, upscaled):

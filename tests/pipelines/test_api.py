@@ -3,6 +3,7 @@ inside, nor (for 2.5 frames) a run that quietly did something else."""
 
 from fractions import Fraction
 
+import numpy as np
 import pytest
 
 import vsr
@@ -29,8 +30,20 @@ from vsr.errors import OptionError, OutputError
     (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(encoder_options=["tune=film"])),
      "encoder options are a dict of names and text values"),
     (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(codec=264)), "--codec must be text"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=None), "video must be a VideoOptions, not NoneType"),
+    (lambda clip, out: vsr.upscale_video(clip, out, options=vsr.UpscaleOptions(model="bicubic", alpha=None)),
+     "alpha must be a number from 0 to 1, not None"),
+    (lambda clip, out: vsr.upscale_video(clip, out, video=vsr.VideoOptions(copy_streams="no")),
+     "copy_streams must be True or False, not 'no'"),
+    (lambda clip, out: vsr.upscale_video_in_segments(clip, out, devices=0), "devices is text such as"),
+    (lambda clip, out: vsr.upscale_image(5, out), "source must be a path (text or a Path), not 5"),
+    (lambda clip, out: vsr.compare_videos(clip, clip, out, options={"baseline": "bicubic"}),
+     "options must be a CompareOptions, not dict"),
+    (lambda clip, out: vsr.compare_videos(clip, clip, out, options=vsr.CompareOptions(start="0:30")),
+     "--start must be a number of seconds, not '0:30'"),
 ], ids=["options dict", "video dict", "swapped", "no model", "2.5 frames", "text time", "inf", "text fps",
-        "options list", "codec number"])
+        "options list", "codec number", "video None", "alpha None", "copy_streams text", "devices int", "source int",
+        "compare dict", "compare text time"])
 def test_wrong_types_are_one_option_error(tmp_path, call, message):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
     with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -38,8 +51,9 @@ def test_wrong_types_are_one_option_error(tmp_path, call, message):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-def test_a_fraction_fps_and_whole_numbers_as_floats_are_fine():
-    vsr.VideoOptions(fps=Fraction(24000, 1001), start=1, end=2.5, segment_seconds=60).validate()
+def test_fractions_and_numpy_numbers_are_numbers():
+    vsr.VideoOptions(fps=Fraction(24000, 1001), start=Fraction(1, 2), end=2.5, segment_seconds=60).validate()
+    vsr.VideoOptions(crf=np.int64(20), max_frames=np.int64(5), start=np.float32(0.5)).validate()
 
 
 def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such(tmp_path):
