@@ -19,6 +19,7 @@ journal; the driver writes for them). An owner on another host is therefore take
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -153,14 +154,33 @@ def owner_is_alive(owner: str | None) -> bool:
     return start in ("", _process_start(pid))
 
 
+# SQLite's errors of the disk or the folder, not of the file (its name for them, `sqlite_errorname`, starts so).
+_DISK_ERRORS = ("SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")
+
+
 @contextlib.contextmanager
 def _unreadable_as_error(path: Path):
-    """SQLite's errors on opening `path` (another file in the journal's place, a damaged one, a folder) as one line."""
+    """SQLite's errors on the journal at `path` as one line: a disk that is full or a folder that is read-only as
+    such (the journal is fine: "move it away" would throw the batch's record out), anything else (another file in
+    its place, a damaged one) as no journal."""
     try:
         yield
     except sqlite3.DatabaseError as error:
+        if (getattr(error, "sqlite_errorname", "") or "").startswith(_DISK_ERRORS) and not path.is_dir():
+            raise OutputError(f"{path}: cannot read or write the batch journal ({error}): is the disk full or the "
+                              "folder read-only? It is kept: run the same command again once it can be written") \
+                from None
         raise OutputError(f"{path}: not a vsr batch journal, or damaged ({error}); move it away to start the batch's "
                           "record over") from None
+
+
+def _written(method):
+    """A Journal method that writes, its SQLite errors (a full disk) as one line (`_unreadable_as_error`)."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with _unreadable_as_error(self.path):
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def _has_wal_files(path: Path) -> bool:
@@ -246,6 +266,7 @@ class Journal:
         """BEGIN IMMEDIATE takes the write lock up front, so read-then-write decisions cannot interleave."""
         return _Transaction(self.connection)
 
+    @_written
     def sync(self, entries: list[JobEntry], *, max_attempts: int) -> SyncPlan:
         """Bring the rows of `entries` up to date and decide what to run.
 
@@ -298,6 +319,7 @@ class Journal:
                     plan.to_run.append(entry.name)
         return plan
 
+    @_written
     def requeue(self, name: str) -> None:
         """A done job whose output is missing or damaged: run it again, its attempts counted afresh (its earlier
         ones succeeded)."""
@@ -307,6 +329,7 @@ class Journal:
             (time.time(), name),
         )
 
+    @_written
     def claim(self, name: str) -> bool:
         """queued → running, owned by this process, one more attempt; False if another process got there first."""
         cursor = self.connection.execute(
@@ -316,6 +339,7 @@ class Journal:
         )
         return cursor.rowcount == 1
 
+    @_written
     def release(self, name: str) -> None:
         """running → queued without counting the attempt: this process was interrupted (Ctrl-C), not the job."""
         self.connection.execute(
@@ -323,6 +347,7 @@ class Journal:
             (name, self.owner),
         )
 
+    @_written
     def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
                seconds: float | None = None, frames: int | None = None) -> None:
         """running → done (with the output's checksum) or failed (with the reason)."""

@@ -13,7 +13,7 @@ import torch
 from vsr.pipelines import images
 from vsr.pipelines.encode import partial_path
 from vsr.errors import InputError, OutputError
-from vsr.pipelines.journal import JOURNAL_NAME
+from vsr.pipelines.journal import JOURNAL_NAME, read_journal
 
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
@@ -292,3 +292,24 @@ def _parent_and_name(entry: Path) -> tuple[int, str] | None:
         return int(rest.split()[1]), name
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_a_journal_on_a_full_disk_is_one_line_that_does_not_call_it_damaged(tmp_path):
+    """SQLite's "database or disk is full" was a traceback, and its "disk I/O error" on opening was called a damaged
+    journal, to be moved away (the batch's record thrown out). The file-size limit fills the disk here."""
+    import resource
+
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    images.write_image(source / "a.png", images.Image(rgb=torch.rand(3, 12, 20), alpha=None, bit_depth=8,
+                                                      gray=False))
+    command = [*VSR, "batch", str(source), str(out), "-m", "bicubic"]
+    full = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
+        resource.RLIMIT_FSIZE, (32 << 10, resource.RLIM_INFINITY)))
+    assert full.returncode == 4 and "Traceback" not in full.stderr, full.stderr
+    assert full.stderr.strip().splitlines()[-1] == (
+        f"vsr: error: {out / JOURNAL_NAME}: cannot read or write the batch journal (disk I/O error): is the disk full "
+        "or the folder read-only? It is kept: run the same command again once it can be written")
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert [row.state.value for row in read_journal(out)] == ["done"]
