@@ -511,9 +511,9 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                 if not journal.claim(job.name):
                     log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
+                running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
                 _remove_partials(job.output)
                 executor.submit(job)
-                running[job.name] = job
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
                 _record(journal, running.pop(result.name), result)
