@@ -159,7 +159,11 @@ class SegmentFolder:
     def record(self, record: SegmentRecord) -> None:
         """Mark a segment done (its file is complete and renamed into place already)."""
         data = {"index": record.index, "pts": record.pts, "width": record.width, "height": record.height}
-        write_bytes_atomic(self.path / f"segment-{record.index:04d}.json", json.dumps(data).encode())
+        path = self.path / f"segment-{record.index:04d}.json"
+        try:
+            write_bytes_atomic(path, json.dumps(data).encode())
+        except OSError as error:  # (a full disk: the segments kept so far resume once there is room)
+            raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
 
     def remove(self) -> None:
         self._unlock()

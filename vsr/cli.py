@@ -230,7 +230,11 @@ def upscale(
     for input in inputs:
         try:
             if new_folder:
-                output.mkdir(exist_ok=True)  # (made for each input, and removed below while nothing is in it)
+                try:
+                    output.mkdir(exist_ok=True)  # (made for each input, and removed below while nothing is in it)
+                except OSError as error:  # (a read-only or full file system)
+                    raise OutputError(f"{output}: cannot make the output folder ({error.strerror or error})") \
+                        from None
             if input.is_dir():
                 raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image "
                                  "in it")

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from vsr.errors import OptionError, VsrError
+from vsr.errors import OptionError, OutputError, VsrError
 from vsr.fsutil import check_output, fsync_folder
 
 log = logging.getLogger(__name__)
 
 MODES = ("split", "side-by-side")
+# What ffmpeg says of a disk or folder that refuses its output.
+_DISK_REASONS = ("No space left on device", "File too large", "Read-only file system", "Permission denied")
 BASELINES = {"bicubic": "bicubic", "lanczos": "lanczos", "nearest": "neighbor"}  # our name → swscale's flag
 
 
@@ -124,7 +126,10 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
             raise OptionError(f"no video frame of {upscaled} in the window asked for") from None
         temporary.replace(output)
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:  # (a read-only folder, where it was never made: the first error is the one to say)
+            pass
         raise
     fsync_folder(output.parent)
     return output
@@ -192,6 +197,9 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         command.run(cmd=_ffmpeg_command(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
     except ffmpeg.Error as error:
         lines = [line for line in error.stderr.decode(errors="replace").splitlines() if line.strip()]
+        disk = next((reason for line in lines for reason in _DISK_REASONS if reason in line), None)
+        if disk is not None:  # ("Conversion failed!" comes last, and says nothing of why)
+            raise OutputError(f"{temporary.parent}: cannot write the comparison there ({disk})") from None
         raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None
 
 

@@ -195,3 +195,14 @@ def test_an_output_named_as_the_source_is_refused_as_such_even_without_overwrite
     outcome = vsr("compare", source, result, "-o", source, check=False)
     assert outcome.returncode == 2 and "the output would replace the source" in outcome.stderr
     assert source.read_bytes() == before
+
+
+def test_a_full_disk_is_said_as_such(upscaled, tmp_path):
+    """ffmpeg's last line, "Conversion failed!", was all it said. The clip's temporary is made to be /dev/full."""
+    source, result = upscaled
+    (tmp_path / ".c.partial.mp4").symlink_to("/dev/full")
+    outcome = vsr("compare", source, result, "-o", tmp_path / "c.mp4", check=False)
+    assert outcome.returncode == 4
+    assert outcome.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path}: cannot write the comparison there (No space left on device)"]
+    assert list(tmp_path.iterdir()) == []

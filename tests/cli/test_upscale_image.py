@@ -200,3 +200,11 @@ def test_an_image_too_big_for_its_format_is_one_line_before_the_model_runs(tmp_p
     result = vsr("upscale", clip, "-m", "bicubic", "--width", "16384", "-o", tmp_path / "frames" / "%03d.webp")
     assert result.returncode == 2 and "16384x109 is too big for a .webp file" in result.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == ["strip.mkv", "strip.png"]
+
+
+def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
+    """`-o new/` in a folder that takes no new entry (here /proc) was an OSError traceback."""
+    result = vsr("upscale", SAMPLE, "-m", "bicubic", "-o", "/proc/vsr-test-output/")
+    assert result.returncode == 4 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[0].startswith(
+        "vsr: error: /proc/vsr-test-output: cannot make the output folder (")

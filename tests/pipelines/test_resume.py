@@ -218,6 +218,21 @@ def test_a_kept_segment_damaged_since_is_upscaled_again_by_the_next_run(run, tmp
     assert decoded_framemd5(result.output) == decoded_framemd5(single.output)
 
 
+def test_a_segment_record_that_cannot_be_written_is_one_line_and_the_rest_resumes(run, tmp_path):
+    """A full disk (here: a folder in the record's place) at a segment's record was a traceback."""
+    _, _, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    blocked = segment_folder_path(tmp_path / "out.mkv") / "segment-0001.json"
+    blocked.mkdir()
+    with pytest.raises(OutputError, match=f"cannot write {blocked}: Is a directory"):
+        upscale()
+    blocked.rmdir()
+    again = Interrupt()
+    upscale(on_segment=again)
+    assert again.seen == [1, 2] and (tmp_path / "out.mkv").exists()
+
+
 def test_bad_segment_lengths_are_one_line(run):
     _, _, upscale = run
     with pytest.raises(OptionError, match=r"--segment-seconds must be more than 0 \(0 on the command line: never\)"):
