@@ -552,7 +552,11 @@ def fetch_url(url: str, progress: bool = True) -> Path:
         if isinstance(error, VsrError) and url in str(error) and shown_url(url) != url:  # (no secret on a screen)
             raise type(error)(str(error).replace(url, shown_url(url))) from None
         raise
-    write_bytes_atomic(target.parent / URL_FILE, url.encode())  # where it came from, for `vsr models`
+    try:
+        write_bytes_atomic(target.parent / URL_FILE, url.encode())  # where it came from, for `vsr models`
+    except OSError as error:  # (a full disk: without it the cached file would never say where it came from)
+        target.unlink(missing_ok=True)
+        raise OutputError(f"{target.parent}: cannot write there ({error.strerror or error})") from None
     return target
 
 

@@ -360,6 +360,17 @@ def test_a_urls_token_and_password_are_not_shown_and_a_dot_name_is_listed(home, 
     assert listed.name == "..pth" and zoo.shown_url(zoo.checkpoint_url(listed)) == f"{server.url}/..pth?…"
 
 
+def test_a_url_whose_record_cannot_be_written_is_not_kept_without_it(home, server, tiny_checkpoint):
+    """A full disk (here: a folder in its place) at the .url record was a traceback, and the checkpoint stayed
+    cached, never to say where it came from."""
+    server.files["model.pth"] = tiny_checkpoint
+    url = f"{server.url}/model.pth"
+    (zoo.url_weights_path(url).parent / zoo.URL_FILE).mkdir(parents=True)
+    with pytest.raises(OutputError, match="cannot write there"):
+        zoo.load(url, progress=False)
+    assert not zoo.url_weights_path(url).exists()
+
+
 def test_two_urls_with_the_same_file_name_are_cached_apart(home, server, tmp_path):
     for scale in (2, 4):
         spec = spec_for("RRDBNet", {**TINY, "scale": scale})
