@@ -92,8 +92,9 @@ def save_state(out_dir: str | os.PathLike, state: dict) -> Path:
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, final)
-    except OSError as error:
-        raise OutputError(f"{final}: cannot write the training state ({error.strerror or error})") from error
+    except (OSError, RuntimeError) as error:  # (torch.save says a full disk with RuntimeError "unexpected pos")
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().split("\n")[0]
+        raise OutputError(f"{final}: cannot write the training state ({reason}; is the disk full?)") from error
     finally:
         temporary.unlink(missing_ok=True)
     fsync_folder(out_dir)

@@ -13,11 +13,13 @@ dropped, so the files read as if the run had never stopped.
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import math
 from pathlib import Path
 
-from vsr.errors import OptionError
+from vsr.errors import OptionError, OutputError
+from vsr.fsutil import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,20 @@ class RunLog:
     def __init__(self, out_dir: Path, stage: str, resumed_at: int | None = None, tensorboard: bool = True):
         self.out_dir = out_dir
         self.files = {TRAIN_CSV: train_fields(stage), VAL_CSV: VAL_FIELDS}
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for name, fields in self.files.items():
-            rows = read_csv(out_dir / name) if resumed_at is not None and (out_dir / name).is_file() else []
-            kept = [row for row in rows if row["iteration"] <= resumed_at] if resumed_at is not None else []
-            with open(out_dir / name, "w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=fields)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name, fields in self.files.items():
+                rows = read_csv(out_dir / name) if resumed_at is not None and (out_dir / name).is_file() else []
+                kept = [row for row in rows if row["iteration"] <= resumed_at] if resumed_at is not None else []
+                text = io.StringIO()
+                writer = csv.DictWriter(text, fieldnames=fields)
                 writer.writeheader()
                 writer.writerows({key: _format(row.get(key)) for key in fields} for row in kept)
-        self.writer = _tensorboard_writer(out_dir / "tb", purge_step=resumed_at) if tensorboard else None
+                # (atomically: a resume that cannot write it keeps the log it had)
+                write_bytes_atomic(out_dir / name, text.getvalue().encode())
+            self.writer = _tensorboard_writer(out_dir / "tb", purge_step=resumed_at) if tensorboard else None
+        except OSError as error:
+            raise OutputError(f"{out_dir}: cannot write the run's logs ({error.strerror or error})") from None
 
     def train(self, row: dict) -> None:
         self._append(TRAIN_CSV, row, "train")
@@ -57,13 +64,16 @@ class RunLog:
 
     def _append(self, name: str, row: dict, group: str) -> None:
         fields = self.files[name]
-        with open(self.out_dir / name, "a", newline="") as file:
-            csv.DictWriter(file, fieldnames=fields).writerow({key: _format(row.get(key)) for key in fields})
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "iteration" and value is not None:
-                    self.writer.add_scalar(f"{group}/{key}", value, row["iteration"])
-            self.writer.flush()
+        try:
+            with open(self.out_dir / name, "a", newline="") as file:
+                csv.DictWriter(file, fieldnames=fields).writerow({key: _format(row.get(key)) for key in fields})
+            if self.writer is not None:
+                for key, value in row.items():
+                    if key != "iteration" and value is not None:
+                        self.writer.add_scalar(f"{group}/{key}", value, row["iteration"])
+                self.writer.flush()
+        except OSError as error:  # (a full disk: the last state.pt resumes the run)
+            raise OutputError(f"{self.out_dir / name}: cannot write ({error.strerror or error})") from None
 
     def close(self) -> None:
         if self.writer is not None:

@@ -96,6 +96,16 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
                           f"value); start a new run from its model instead: --set pretrained={out_dir}/model.pth")
     config = replace(config.replace(overrides or {}), out_dir=str(out_dir))
     done, minutes = int(state["iteration"]), float(state.get("elapsed_s", 0.0)) / 60
+    finished = config.total_iters <= done or (config.max_minutes is not None and minutes >= config.max_minutes)
+    model = out_dir / f"{checkpoints.MODEL_NAME}.pth"
+    if finished and not model.is_file():  # the run ended, and writing its model failed (a full disk at the end)
+        generator = _generator(config, fresh=False)
+        generator.load_state_dict(state["ema"])
+        model_path, _ = checkpoints.export_generator(generator, config, out_dir / checkpoints.MODEL_NAME)
+        log.warning("%s: the run had ended at iteration %d without its model: written now from its state", model,
+                    done)
+        return TrainResult(out_dir=out_dir, iteration=done, state_path=out_dir / checkpoints.STATE_FILE,
+                           model_path=model_path)
     if config.total_iters <= done:
         raise OptionError(f"total_iters={config.total_iters}: {out_dir} has done {done} iterations already; resume "
                           f"with more, e.g. --set total_iters={done * 2}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from vsr.errors import OptionError, OutputError
 from vsr.models.checkpoint import read_state_dict
 from vsr.training.checkpoints import load_state
 from vsr.training.logs import read_csv
@@ -91,6 +92,32 @@ def test_resume_can_extend_the_run(tmp_path):
     assert result.iteration == 3 and result.model_path is not None
     assert [row["iteration"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1, 2, 3]
     assert load_state(config.out_dir)["config"]["total_iters"] == 3
+
+
+def test_a_finished_run_whose_model_could_not_be_written_writes_it_on_resume(tmp_path, caplog):
+    """A full disk at the very end (here: a folder in model.pth's place) left state.pt at total_iters and no model:
+    the resume refused ("has done 2 iterations already") and the run could not give its model."""
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    (Path(config.out_dir) / "model.pth").mkdir(parents=True)
+    with pytest.raises(OutputError, match="model.pth"):
+        train(config)
+    (Path(config.out_dir) / "model.pth").rmdir()
+    result = resume(config.out_dir)
+    assert result.iteration == 2 and result.model_path == Path(config.out_dir) / "model.pth"
+    assert "the run had ended at iteration 2 without its model: written now from its state" in caplog.text
+    final = read_state_dict(result.model_path)
+    ema = load_state(config.out_dir)["ema"]
+    assert final.keys() == ema.keys() and all(torch.equal(final[key], ema[key].float()) for key in ema)
+    with pytest.raises(OptionError, match="has done 2 iterations already"):  # (now that it has its model)
+        resume(config.out_dir)
+
+
+def test_logs_that_cannot_be_written_are_one_line(tmp_path):
+    """A full disk (here: a folder in train.csv's place) at the run's logs was an OSError traceback."""
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    (Path(config.out_dir) / "train.csv").mkdir(parents=True)
+    with pytest.raises(OutputError, match="cannot write the run's logs"):
+        train(config)
 
 
 def test_what_a_resume_cannot_change_is_one_line_and_its_state_file_names_the_run(tmp_path):
