@@ -394,9 +394,15 @@ def _convert_package(entry: ZooEntry, target: Path) -> None:
     module = build(conversion.spec)
     module.load_state_dict(conversion.state_dict, strict=True)  # the final check that every tensor fits
     # save_model writes X.pth and X.safetensors atomically; only the .safetensors is kept, renamed into place.
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}.convert-") as scratch:
-        _, safetensors_path = save_model(module, conversion.spec, Path(scratch) / target.stem)
-        os.replace(safetensors_path, target)
+    try:
+        with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{target.stem}.convert-") as scratch:
+            _, safetensors_path = save_model(module, conversion.spec, Path(scratch) / target.stem)
+            os.replace(safetensors_path, target)
+    except (OSError, OutputError) as error:  # (a full disk: said of the cache, not of the scratch folder gone)
+        why = error.strerror if isinstance(error, OSError) and error.strerror else str(error).rsplit("(", 1)[-1]
+        megabytes = 2 * sum(tensor.numel() * 4 for tensor in module.state_dict().values()) / 1e6
+        raise OutputError(f"{target.parent}: cannot write the converted {entry.name} there ({why.rstrip(')')}); "
+                          f"it takes about {megabytes:.0f} MB free for a moment") from None
     logger.info("converted %s (%s) into %s", entry.name, bin_path, target)
 
 

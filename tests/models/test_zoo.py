@@ -371,6 +371,20 @@ def test_a_url_whose_record_cannot_be_written_is_not_kept_without_it(home, serve
     assert not zoo.url_weights_path(url).exists()
 
 
+def test_a_conversion_into_a_full_cache_names_the_cache_and_the_room_it_needs(home, tmp_path):
+    """It named a temporary folder, gone by then. The file-size limit fills the disk here."""
+    image = tmp_path / "in.png"
+    image.write_bytes(Path("samples/bbb_frame.png").read_bytes())
+    limit = (1 << 20, resource.RLIM_INFINITY)
+    done = subprocess.run([*VSR, "upscale", image, "-m", "realesr-animevideov3", "-o", tmp_path / "out.png"],
+                          capture_output=True, text=True, env={**os.environ, "VSR_HOME": str(home)},
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, limit))
+    assert done.returncode == OutputError.exit_code and done.stderr.strip().splitlines() == [
+        f"vsr: error: {home / 'weights'}: cannot write the converted realesr-animevideov3 there (OSError: [Errno 27] "
+        "File too large); it takes about 5 MB free for a moment"]
+    assert _cache_files(home) == ["weights"]
+
+
 def test_two_urls_with_the_same_file_name_are_cached_apart(home, server, tmp_path):
     for scale in (2, 4):
         spec = spec_for("RRDBNet", {**TINY, "scale": scale})
