@@ -333,7 +333,8 @@ def _summary(result) -> str:
         earlier += f"; {repeated} repeated frame{'s' if repeated != 1 else ''} not upscaled again"
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
     precision = f" in {result.precision}" if result.precision else ""
-    if busy == 0 and earlier:  # everything came from an earlier run: this one only joined or checked it
+    # Everything came from an earlier run (its segments joined, or its frames checked): no speed to speak of.
+    if (busy == 0 or result.frames == 0) and earlier:
         return (f"wrote {result.output}: {frames} at {result.width}x{result.height} in {times.wall:.1f} s "
                 f"({earlier[2:]})")
     return (

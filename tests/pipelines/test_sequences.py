@@ -4,7 +4,9 @@ Frames are judged against independent decodes: the ffmpeg command line (which tu
 the same upscale written losslessly as x264 RGB, and each image upscaled on its own by `vsr upscale IMAGE`.
 """
 
+import json
 import logging
+import re
 import subprocess
 import sys
 from fractions import Fraction
@@ -22,6 +24,7 @@ from tests.processes import VSR, kill_when, run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence, run_file
+from vsr.pipelines.upscale import run_record
 
 pytestmark = media.requires_ffmpeg
 
@@ -176,6 +179,20 @@ def test_a_sequence_killed_midway_resumes_from_its_first_missing_frame(tmp_path,
     assert np.array_equal(pixels(pattern), pixels(tmp_path / "one" / "%04d.png"))
     assert sorted(path.name for path in (tmp_path / "frames").iterdir()) == [f"{n:04d}.png" for n in range(1, 41)]
     # (the unfinished frame's temporary, left by a kill, is gone too)
+
+
+def test_a_sequence_whose_every_frame_an_earlier_run_wrote_says_so(tmp_path):
+    """Killed after its last frame, before its run file went: the rerun said "0 frames ... (0.00 fps; busy time
+    decode 100%"."""
+    source = make_clip(tmp_path / "clip.mp4", frames=4, size=(64, 48))
+    pattern = tmp_path / "frames" / "%04d.png"
+    assert run_vsr("upscale", source, "-o", pattern, "-m", "bicubic").returncode == 0
+    record = run_record(source, api.UpscaleOptions(model="bicubic"), api.VideoOptions(), frames=True)
+    run_file(pattern).write_text(json.dumps(record))
+    done = run_vsr("upscale", source, "-o", pattern, "-m", "bicubic")
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"wrote {re.escape(str(pattern))}: 0 frames at 256x192 in [0-9.]+ s \(4 earlier frames "
+                        r"kept\)", done.stdout.strip())
 
 
 def test_a_killed_overwrite_leaves_no_earlier_frames_for_its_resume_to_keep(tmp_path, tiny_rrdbnet_checkpoint):
