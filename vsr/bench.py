@@ -25,6 +25,7 @@ class BenchResult:
     clip: str
     model: str
     device: str
+    decoder: str  # the one that ran: "pyav", "decord", "dali", "pyav (NVDEC)" (after any fallback)
     precision: str
     threads: int
     frames: int
@@ -80,6 +81,7 @@ def bench(
         clip=str(clip),
         model=options.model,
         device=str(engine.device),
+        decoder=result.decoder,
         precision=engine.precision,
         threads=torch.get_num_threads(),
         frames=frames,

@@ -496,6 +496,7 @@ def test_bench_measures_a_webm_clip_and_refuses_an_image(tmp_path):
     result = vsr("bench", clip, "-m", "bicubic", "--frames", "4", "--json", tmp_path / "bench.json")
     measured = json.loads((tmp_path / "bench.json").read_text())
     assert measured["frames"] == 4 and measured["end_to_end_fps"] > 0, result.stdout
+    assert measured["decoder"] == "pyav"  # (which one ran, after any fallback)
     image = tmp_path / "frame.png"
     media.ffmpeg("-f", "lavfi", "-i", "color=red:size=16x16", "-frames:v", "1", image)
     refused = vsr("bench", image, "-m", "bicubic", check=False)
