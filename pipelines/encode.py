@@ -338,12 +338,12 @@ class VideoWriter:
                 # The source's own luma: an untagged stream was decoded with BT.601 (decode.rgb_matrix), whatever
                 # its size says to players (which `_conversion` tags a colour output with).
                 self._matrix = "smpte170m"
+        if _muxer_of(self.output) in _MPEG_STREAM_MUXERS:  # (before the file is made; other muxers refuse a codec
+            check_container_holds(self.output, codec)       # themselves, with FFmpeg's reason, below)
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
-        if self._container.format.name in _MPEG_STREAM_MUXERS:  # (other refusals come with FFmpeg's reason below)
-            check_container_holds(self.output, codec)
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
@@ -682,16 +682,24 @@ def warn_if_pixel_aspect_lost(output: Path, codec: str, info: VideoStreamInfo, s
 def check_container_holds(output: Path, codec: str) -> None:
     """One line, before any work, where the muxer of `output` cannot store `codec` (a CODECS key) as video: refuses
     it (H.264 in .webm), or would keep it as data (VP9, AV1, FFV1, ProRes in MPEG-TS and program streams)."""
+    muxer = _muxer_of(output)
+    if muxer is None:
+        raise OutputError(f"cannot tell the container format of {output} from its extension")
+    # (NVENC's encoders open only on a GPU with NVENC: the writer says so where there is none)
+    if codec in CODECS and not CODECS[codec].needs_gpu and not container_holds(output.suffix, codec):
+        as_data = " as video" if muxer in _MPEG_STREAM_MUXERS else ""
+        raise OptionError(f"codec {codec!r} cannot be stored{as_data} in a {muxer} file ({output.name}); use .mkv")
+
+
+def _muxer_of(output: Path) -> str | None:
+    """FFmpeg's muxer for files named as `output` (None: no muxer takes that suffix)."""
     target = io.BytesIO()
     target.name = f"probe{output.suffix}"
     try:
         with av.open(target, "w") as container:
-            muxer = container.format.name
+            return container.format.name
     except ValueError:
-        raise OutputError(f"cannot tell the container format of {output} from its extension") from None
-    if codec in CODECS and not container_holds(output.suffix, codec):
-        as_data = " as video" if muxer in _MPEG_STREAM_MUXERS else ""
-        raise OptionError(f"codec {codec!r} cannot be stored{as_data} in a {muxer} file ({output.name}); use .mkv")
+        return None
 
 
 def container_holds(suffix: str, codec: str) -> bool:
@@ -703,7 +711,7 @@ def container_holds(suffix: str, codec: str) -> bool:
     try:
         with av.open(target, "w") as container:
             spec = _codec_spec(codec)
-            stream = container.add_stream(spec.encoder, rate=24)
+            stream = container.add_stream(spec.encoder, rate=25)  # (MXF takes broadcast rates only)
             stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
             stream.codec_context.options = dict(spec.options)  # x265's log level among them
             container.start_encoding()
