@@ -276,7 +276,7 @@ class ProcessExecutor:
         while True:
             try:
                 results.append(self._results.get(timeout=0.1)[1])
-            except queue.Empty:
+            except (queue.Empty, EOFError, OSError):  # (a worker killed while it wrote leaves the queue short)
                 return results
 
     def close(self) -> None:
