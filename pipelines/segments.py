@@ -587,7 +587,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     from tqdm import tqdm
 
     from vsr.pipelines.crop import resolve_crop
-    from vsr.pipelines.sequences import (FIRST_NUMBER, existing_frames, first_frame, is_sequence, run_file,
+    from vsr.pipelines.sequences import (existing_frames, first_frame, frame_number, is_sequence, run_file,
                                          start_sequence, stopped_sequence)
 
     plan = plan_video(source, len(devices), video)
@@ -610,10 +610,8 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     first_number = first_frame(source) if is_sequence(source) else None
 
     def numbers(segment: Segment) -> list[int]:  # the segment's frame files, as ImageSequenceWriter numbers them
-        if first_number is None:
-            start = FIRST_NUMBER + plan.first_index(segment)
-            return list(range(start, start + len(segment.frames)))
-        return [first_number + pts for pts in segment.frames]
+        first_index = plan.first_index(segment)
+        return [frame_number(first_number, first_index + index, pts) for index, pts in enumerate(segment.frames)]
 
     kept = set(existing_frames(output))  # (an earlier run's of the same record: start_sequence refused others)
     todo = [segment for segment in plan.segments if not kept.issuperset(numbers(segment))]

@@ -246,6 +246,12 @@ def _warn_about_what_is_lost(pattern: Path, source: Path, info: VideoStreamInfo,
                     "after another", source)
 
 
+def frame_number(first_file: int | None, index: int, pts: int) -> int:
+    """The file number of an output frame: a video's `index`-th frame (from 0) is numbered from FIRST_NUMBER on; a
+    sequence's frame (`first_file`: its source's first file number) keeps its number, `pts` from the first."""
+    return FIRST_NUMBER + index if first_file is None else first_file + pts
+
+
 def stopped_sequence(pattern: Path, frames: int, resumable: bool) -> None:
     """A run writing `pattern` stopped after `frames` frames: said, where there are some; else nothing to resume."""
     if frames:
@@ -320,9 +326,7 @@ class ImageSequenceWriter:
 
     def _number(self, index: int, pts: int) -> int:
         """The file number of this writer's `index`-th frame (from 0), at `pts`."""
-        if self._first_number is None:
-            return FIRST_NUMBER + self._first_index + index
-        return self._first_number + pts
+        return frame_number(self._first_number, self._first_index + index, pts)
 
     def write(self, batch: FrameBatch) -> None:
         """Write a batch: frames N×3×H×W RGB (N×4×H×W RGBA where `alpha`; uint8, or float in [0, 1]) at
