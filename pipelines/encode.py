@@ -273,6 +273,7 @@ class VideoWriter:
         if turn_upright is None:
             turn_upright = self.output.suffix.lower() not in DISPLAY_MATRIX_SUFFIXES
         self._orientation = images.orientation_of_rotation(source_info.rotation) if turn_upright else 1
+        self.rotation = source_info.rotation if self._orientation == 1 else 0  # the output's display rotation
         if self._orientation in (6, 8):
             self.width, self.height = height, width
         if self._orientation != 1:

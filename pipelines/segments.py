@@ -576,7 +576,8 @@ def upscale_video_in_segments(
     )
     return VideoResult(output=output, frames=sum(len(part.pts) for part in parts), width=parts[0].width,
                        height=parts[0].height, times=times,
-                       precision=", ".join(sorted({result.precision for result in made if result.precision})))
+                       precision=", ".join(sorted({result.precision for result in made if result.precision})),
+                       rotation=0 if plan.turn_upright else plan.info.rotation)
 
 
 def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str], options: UpscaleOptions,

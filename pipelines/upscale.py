@@ -349,6 +349,7 @@ class VideoResult:
     times: StageTimes
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
     precision: str = ""  # what the model ran in, e.g. "bf16" ("fp32, bf16" where workers differed)
+    rotation: int = 0  # the output's display rotation (its frames, `width`×`height`, are shown turned by it)
 
 
 def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, even: bool = True
@@ -448,7 +449,7 @@ def upscale_video(
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
-                       decoder=name, precision=engine.precision)
+                       decoder=name, precision=engine.precision, rotation=getattr(writer, "rotation", 0))
 
 
 def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frames: bool = False) -> dict:

@@ -332,6 +332,8 @@ def _summary(result) -> str:
     if repeated:
         earlier += f"; {repeated} repeated frame{'s' if repeated != 1 else ''} not upscaled again"
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
+    if result.rotation % 180 == 90:  # (stored sideways, with a display matrix: said as players show it)
+        frames += f" shown at {result.height}x{result.width}, stored"
     precision = f" in {result.precision}" if result.precision else ""
     # Everything came from an earlier run (its segments joined, or its frames checked): no speed to speak of.
     if (busy == 0 or result.frames == 0) and earlier:

@@ -127,6 +127,9 @@ def test_a_rotated_phone_video_is_sized_as_it_is_shown(tmp_path):
     api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic", height=128))
     width, height, _, rotation = shown(output)
     assert (width, height, rotation) == (128, 72, media.video_info(source).rotation)  # shown 72×128
+    # The summary says the size shown, as --height asked for it (it said the stored 128x72 alone).
+    result = run_vsr("upscale", source, "-m", "bicubic", "--height", "128", "-o", tmp_path / "again.mp4")
+    assert result.stdout.startswith(f"wrote {tmp_path / 'again.mp4'}: 6 frames shown at 72x128, stored at 128x72 in ")
 
 
 def test_segments_and_two_workers_give_the_size_and_pixels_of_one_run(tmp_path):
