@@ -303,7 +303,11 @@ def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float) 
     """One line on what upscaling `video` costs: output size and multiply-adds (per frame and in all; alpha goes
     through the model as a second picture)."""
     per_frame = video.width * video.height * macs_per_pixel * (2 if video.alpha else 1)
-    text = f"×{scale} → {video.width * scale}×{video.height * scale}, {_si(per_frame)}MAC per frame"
+    width, height = video.width * scale, video.height * scale
+    text = f"×{scale} → {width}×{height}"
+    if width % 2 or height % 2:  # (as `vsr upscale` writes it: see upscale.video_output_size)
+        text += f" (written {width + width % 2}×{height + height % 2}: 4:2:0 video needs even sides)"
+    text += f", {_si(per_frame)}MAC per frame"
     if video.frame_count:
         text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
     return text

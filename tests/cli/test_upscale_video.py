@@ -480,6 +480,11 @@ def test_probe_counts_a_zoo_models_work_without_its_weights(tmp_path):
     assert result.returncode == 0, result.stderr
     # RRDBNet ×4 spends 17.93 M multiply-adds per input pixel (FIELD-NOTES): 64×48 pixels
     assert "realesrgan-x4plus: ×4 → 256×192, 55.1 GMAC per frame" in result.stdout
+    odd = tmp_path / "odd.mp4"  # ×3 of odd sides: the size said is the one `vsr upscale` writes
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "2", "-vf", "scale=65:49",
+                 "-pix_fmt", "yuv444p", odd)
+    result = vsr("probe", odd, "-m", "realesr-animevideov3-x3", env={"VSR_HOME": str(tmp_path / "cache")})
+    assert "×3 → 195×147 (written 196×148: 4:2:0 video needs even sides)" in result.stdout
 
 
 def test_help_shows_the_defaults_written_in_words():
