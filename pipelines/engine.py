@@ -273,8 +273,8 @@ class Engine:
         self.smallest_tile = smallest_tile + -smallest_tile % self.spec.size_multiple
         if self.tile and self._tile_side() < self.smallest_tile:
             raise OptionError(
-                f"tile {self.tile} is too small for tile overlap {self.tile_overlap}: "
-                f"use a tile of at least {self.smallest_tile} pixels or a smaller overlap"
+                f"--tile {self.tile} is too small for --tile-overlap {self.tile_overlap}: "
+                f"use a --tile of at least {self.smallest_tile} pixels or a smaller --tile-overlap"
             )
         check_sizing(outscale, width, height)
         self.outscale = None if outscale is None or outscale == self.spec.scale else float(outscale)

@@ -581,6 +581,7 @@ def evaluate(
         "\\[default: realesrgan-x4plus]."),
     frames: int = typer.Option(8, "--frames", help="Frames to sample from each video."),
     tile: TileOption = 0,
+    tile_overlap: TileOverlapOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     strength: StrengthOption = 1.0,
@@ -596,7 +597,8 @@ def evaluate(
     _setup_logging(False)
     if json_path is not None:
         fsutil.check_json_output(json_path, [*sources, *(models or [])])
-    options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength)
+    overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}  # (its message names the option)
+    options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength, **overrides)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)
     typer.echo(quality.format_scores(scores, images))

@@ -127,6 +127,8 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
         ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
         ([SAMPLE, "--strength", "2"], "--strength must be a number from 0 to 1, not 2.0"),
+        ([SAMPLE, "--tile", "64"], "--tile 64 is too small for --tile-overlap 128: use a --tile of at least 144 "
+                                   "pixels or a smaller --tile-overlap"),  # (which eval did not have)
     ]
     for arguments, message in cases:
         result = vsr("eval", *arguments, "-m", "bicubic")
@@ -162,3 +164,12 @@ def test_a_model_whose_outputs_are_nan_is_warned_about(tmp_path):
     path, _ = save_model(broken, spec, tmp_path / "broken.pth")
     result = vsr("eval", SAMPLE, "-m", path, "--precision", "fp32", check=True)
     assert f"{path}: its outputs hold NaN (not a number), so its scores are none" in result.stderr
+
+
+def test_tiles_with_a_smaller_overlap_are_scored_as_the_whole_frame(tmp_path):
+    """--tile-overlap was missing from vsr eval, whose tile error asked for a smaller overlap."""
+    whole = vsr("eval", SAMPLE, "-m", "bicubic", "--json", tmp_path / "whole.json", check=True)
+    tiled = vsr("eval", SAMPLE, "-m", "bicubic", "--tile", "64", "--tile-overlap", "16", "--json",
+                tmp_path / "tiled.json", check=True)
+    scores = [json.loads((tmp_path / name).read_text())["scores"][1] for name in ("whole.json", "tiled.json")]
+    assert abs(scores[0]["psnr_y"] - scores[1]["psnr_y"]) < 0.05, (whole.stdout, tiled.stdout)

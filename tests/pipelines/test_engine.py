@@ -253,7 +253,8 @@ def test_bad_engine_options():
         Engine(model, device="cpu", batch_size=0)
     with pytest.raises(OptionError, match="--tile must be an integer >= 0, not -1"):
         Engine(model, device="cpu", tile=-1)
-    with pytest.raises(OptionError, match="tile 100 is too small for tile overlap 128"):
+    with pytest.raises(OptionError, match="--tile 100 is too small for --tile-overlap 128: use a --tile of at least "
+                                          "144 pixels or a smaller --tile-overlap"):
         Engine(model, device="cpu", tile=100)
     with pytest.raises(OptionError, match="outscale"):
         Engine(model, device="cpu", outscale=0)
