@@ -39,6 +39,10 @@ class VideoStreamInfo:
     duration: float | None  # seconds
     color: ColorInfo
     rotation: int = 0  # degrees, from the display matrix; the frames themselves are not rotated
+    # Stored mirrored as well (an image sequence whose files' EXIF orientation is 2, 4, 5 or 7): FFmpeg's display
+    # matrix then flips the rows before turning by `rotation`, and PyAV's `rotation` leaves the flip out. The decoder
+    # flips the rows back, so the frames are stored-and-turned like any other's.
+    mirrored: bool = False
     sample_aspect_ratio: Fraction | None = None
     interlaced: bool = False  # the stream says each frame holds two fields from two moments (field order tt, bb, ...)
     alpha: bool = False  # the frames have transparency (an alpha plane not fully opaque in the frames sampled)

@@ -20,6 +20,7 @@ import av
 
 from vsr.errors import InputError
 from vsr.pipelines.frames import ColorInfo, VideoStreamInfo
+from vsr.pipelines.image_metadata import exif_orientation
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +177,7 @@ def video_stream_info(
             range=_color_range(context.color_range, pix_fmt),
         ),
         rotation=_display_rotation(container.name, stream.index),
+        mirrored=container.format.name == "image2" and _sequence_mirrored(container.name),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
         alpha=alpha,
@@ -366,6 +368,17 @@ def _display_rotation(path: str, index: int) -> int:
     except (av.error.FFmpegError, InputError) as error:
         log.debug("%s: no first frame to read the rotation from (%s)", path, error)
     return 0
+
+
+def _sequence_mirrored(pattern: str) -> bool:
+    """Whether an image sequence's first file says, by its EXIF orientation, that it is stored mirrored."""
+    from vsr.pipelines.sequences import existing_frames  # which imports this module
+
+    files = existing_frames(Path(pattern))
+    if not files:
+        return False
+    with open(files[min(files)], "rb") as file:
+        return exif_orientation(file.read(1 << 20)) in (2, 4, 5, 7)
 
 
 def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[list[int], bool]:

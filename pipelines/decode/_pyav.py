@@ -132,7 +132,10 @@ class PyAVDecoder(Decoder):
             count += 1
             if self._reads_captions and (cc_data := frame_captions(frame)) is not None:
                 self.captions[pts] = cc_data
-            yield self._to_pixels(frame), pts
+            pixels = self._to_pixels(frame)
+            if self.info.mirrored:  # (see VideoStreamInfo.mirrored)
+                pixels = pixels.flip(0) if isinstance(pixels, torch.Tensor) else np.ascontiguousarray(pixels[::-1])
+            yield pixels, pts
         if selection.is_everything:
             self._check_complete(count, last_pts)
 

@@ -413,21 +413,30 @@ def test_a_sequence_is_not_replaced_by_its_own_upscale_nor_made_from_one_image_n
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "render"]
 
 
-def test_a_jpeg_sequence_with_exif_is_turned_upright_as_one_jpeg_is(tmp_path):
-    from PIL import Image
+@pytest.mark.parametrize("orientation", [6, 2, 4, 5, 7])
+def test_a_jpeg_sequence_with_exif_is_turned_upright_as_one_jpeg_is(tmp_path, orientation):
+    """Turned (6) and mirrored (2, 4, 5, 7: PyAV's rotation leaves the flip out) as a viewer shows each file; into
+    images, and into a video (a display matrix, which the ffmpeg command line applies)."""
+    from PIL import Image, ImageOps
 
     stored = np.zeros((48, 64, 3), np.uint8)
-    stored[:, :16] = 255  # a white band down the stored left edge
+    stored[:16, :16] = 255  # a white block in the stored top-left corner: each orientation puts it elsewhere
     exif = Image.Exif()
-    exif[0x0112] = 6  # Orientation: turn right to view
+    exif[0x0112] = orientation
     (tmp_path / "shots").mkdir()
     for number in (1, 2):
         Image.fromarray(stored).save(tmp_path / "shots" / f"s{number}.jpg", quality=95, exif=exif)
     api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "%d.png", options=BICUBIC_X2)
+    api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "video.mkv", options=BICUBIC_X2,
+                      video=api.VideoOptions(codec="ffv1"))
     still = api.upscale_image(tmp_path / "shots" / "s1.jpg", tmp_path / "still.png", options=BICUBIC_X2)
     frame, single = pixels(tmp_path / "%d.png")[0].astype(int), pixels(still)[0].astype(int)
-    assert frame.shape == single.shape == (128, 96, 3)  # upright: taller than wide
-    assert np.abs(frame - single).mean() < 3 and frame[:8].mean() > 200  # turned right: the band is along the top
+    played = pixels(tmp_path / "video.mkv", "rgb24")[0].astype(int)
+    assert frame.shape == single.shape == played.shape == ((128, 96, 3) if orientation >= 5 else (96, 128, 3))
+    assert np.abs(frame - single).mean() < 3 and np.abs(played - single).mean() < 3
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "shots" / "s1.jpg")))  # as viewers show it
+    assert np.argwhere(shown[..., 0] > 200).mean(0).round().tolist() == \
+        np.argwhere(frame[::2, ::2, 0] > 200).mean(0).round().tolist()  # the block where a viewer shows it
 
 
 def test_a_sequence_output_takes_an_odd_width(tmp_path):
