@@ -35,7 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from vsr.errors import InputError, OptionError
-from vsr.hardware import available_memory, cpu_computes_bf16
+from vsr.hardware import available_memory, cpu_computes_bf16, in_bytes
 from vsr.models.resample import resize
 from vsr.models.spec import LoadedModel, ModelSpec, largest_activation_per_input_pixel
 from vsr.pipelines.graphs import GraphedModel, backend_for
@@ -216,10 +216,6 @@ def blend_weights(length: int, tile: int, starts: list[int], overlap: int, scale
     for start, weight in zip(starts, weights):
         total[start * scale : start * scale + size] += weight
     return [(w / total[s * scale : s * scale + size]).float() for s, w in zip(starts, weights)]
-
-
-def _in_bytes(count: int) -> str:
-    return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
 
 
 def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -522,8 +518,8 @@ class Engine:
             if self.graphed is not None:
                 self.graphed.clear()
             logger.warning("%d×%d frames would need about %s of memory at %s in %s, more than the %s this run allows "
-                           "itself; going on at %s", width, height, _in_bytes(need), before, self.precision,
-                           _in_bytes(self.memory_budget), self._setting(height, width))
+                           "itself; going on at %s", width, height, in_bytes(need), before, self.precision,
+                           in_bytes(self.memory_budget), self._setting(height, width))
 
     def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(self.device, non_blocking=True)

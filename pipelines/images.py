@@ -28,6 +28,7 @@ from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
+from vsr.hardware import check_memory
 from vsr.pipelines.image_metadata import (
     exif_block,
     exif_for_output,
@@ -150,7 +151,10 @@ def read_image(path: str | os.PathLike) -> Image:
         with av.open(str(path)) as container:
             if not _is_still_image_container(container.format.name) or not container.streams.video:
                 raise InputError(f"{path}: not an image (FFmpeg reads it as {container.format.name!r})")
-            codec = container.streams.video[0].codec_context.name
+            context = container.streams.video[0].codec_context
+            codec = context.name
+            # Held as float RGB(A), twice over as it is converted: a small file may say it is 16000 pixels a side.
+            check_memory(context.width * context.height * 4 * 4 * 2, f"{path}: a {context.width}x{context.height} image")
             frame = next(container.decode(video=0), None)
     except (av.FFmpegError, OSError) as error:
         with open(path, "rb") as file:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import check_output
+from vsr.hardware import check_memory
 from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
@@ -238,6 +239,9 @@ def upscale_image(
     image = images.read_image(source)
     height, width = engine.output_size(*image.rgb.shape[-2:])
     images.check_fits(output, width, height)
+    channels = 3 if image.alpha is None else 4  # the output is held as floats, then as the integers written
+    check_memory(width * height * channels * (4 + 2), f"{source}: a {image.rgb.shape[-1]}x{image.rgb.shape[-2]} image "
+                 f"upscaled to {width}x{height}", "use a smaller --outscale, --width or --height")
     images.write_image(output, images.upscale_image(engine, image))
     return output
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import torch
 
+from vsr.errors import InputError
+
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU has bf16 instructions (AVX512-BF16 or AMX: Intel since Cooper Lake, AMD since Zen 4).
@@ -35,3 +37,19 @@ def available_memory() -> int | None:
             available = min(available, max(0, int(limit) - usage))
         break
     return available
+
+
+def in_bytes(count: int) -> str:
+    """A size in memory, in words: "1.2 GB", "350.0 MB"."""
+    return f"{count / 1e9:.1f} GB" if count >= 1e8 else f"{count / 1e6:.1f} MB"
+
+
+def check_memory(need: int, what: str, remedy: str = "") -> None:
+    """An InputError where `need` bytes are more than this process may take (`available_memory`): on
+    Linux running out is no exception to catch but the kernel's OOM killer, and torch asked for 49 GB says only
+    that its allocator failed. `what`: the work in words, "path: a 16000x16000 image upscaled to 64000x64000";
+    `remedy`: what to do about it, if anything."""
+    available = available_memory()
+    if available is not None and need > available:
+        raise InputError(f"{what} needs about {in_bytes(need)} of memory, more than the {in_bytes(available)} "
+                         f"available here{'; ' + remedy if remedy else ''}")

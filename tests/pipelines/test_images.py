@@ -197,6 +197,24 @@ def test_reading_errors_name_the_path(tmp_path):
         read_image(text)
 
 
+def test_an_image_too_big_for_the_memory_left_is_one_line_before_anything_runs(tmp_path, monkeypatch):
+    """Held whole as floats, a 16000-pixel PNG of 250 kB upscaled ×4 would take 74 GB: torch's allocator failed with
+    a traceback. Here a machine with 100 MB left: 4096×3072 (227 MB as floats and integers) is refused, 1024×768 not."""
+    from vsr import api
+
+    source = tmp_path / "small.png"
+    write_image(source, random_image(48, 64))
+    monkeypatch.setattr("vsr.hardware.available_memory", lambda: 100_000_000)
+    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 4096x3072 needs about 0.2 GB of memory, "
+                                         r"more than the 0.1 GB available here; use a smaller --outscale"):
+        api.upscale_image(source, tmp_path / "big.png", options=api.UpscaleOptions(model="bicubic", width=4096))
+    api.upscale_image(source, tmp_path / "fits.png", options=api.UpscaleOptions(model="bicubic", width=1024))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.png", "small.png"]
+    monkeypatch.setattr("vsr.hardware.available_memory", lambda: 10_000)  # too little to read it at all
+    with pytest.raises(InputError, match=r"small.png: a 64x48 image needs about 0.1 MB of memory"):
+        read_image(source)
+
+
 def test_a_video_is_not_an_image(tmp_path):
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as container:
