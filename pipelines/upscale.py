@@ -114,10 +114,12 @@ def make_image_engine(options: UpscaleOptions) -> Engine:
 
 def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
     """The encoder `codec` names ("auto": libx264, or for a video with alpha the codec that keeps it in a file
-    ending in `suffix`, ALPHA_CODECS)."""
+    ending in `suffix`, ALPHA_CODECS; VP9 in WebM, which holds no H.264, as ffmpeg picks for `-o x.webm`)."""
     if codec != "auto":
         return codec
-    return ALPHA_CODECS.get(suffix.lower(), "libx264") if alpha else "libx264"
+    if alpha:
+        return ALPHA_CODECS.get(suffix.lower(), "libx264")
+    return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
 
 
 def output_label(options: UpscaleOptions, model_scale: float) -> str:
@@ -140,9 +142,11 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
         codec = None  # written as images, in the input's format where vsr writes it
     elif codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
         suffix = ".mkv"
-    elif codec is not None and (suffix.lower() in STREAM_TIMED_SUFFIXES
-                                or not container_holds(suffix, video_codec(codec, suffix, alpha))):
-        suffix = ".mkv"
+    elif codec is not None:
+        # (Where the name is ours to choose, "auto" stays H.264, quicker to encode than the VP9 a .webm would take.)
+        codec = "libx264" if codec == "auto" and not alpha else video_codec(codec, suffix, alpha)
+        if suffix.lower() in STREAM_TIMED_SUFFIXES or not container_holds(suffix, codec):
+            suffix = ".mkv"
     if codec is None and suffix.lower() not in images.WRITE_SUFFIXES:  # TIFF, BMP: read, not written; PNG keeps them
         suffix = ".png"
     return source.with_name(f"{source.stem}.{label}{suffix}")

@@ -181,7 +181,7 @@ def test_mpeg_streams_store_only_mpeg_codecs_as_video_and_mxf_refusals_are_about
               "file (out.ts); use .mkv"),
              (["--codec", "libvpx-vp9", "-o", tmp_path / "out.mpg", "--segment-seconds", "0.1"],
               "codec 'libvpx-vp9' cannot be stored as video in a mpeg file (out.mpg); use .mkv"),
-             (["-o", tmp_path / "out.webm", "--devices", "cpu,cpu"],  # (after every segment was made, a traceback)
+             (["--codec", "libx264", "-o", tmp_path / "out.webm", "--devices", "cpu,cpu"],  # (was a late traceback)
               "codec 'libx264' cannot be stored in a webm file (out.webm); use .mkv"),
              ([tmp_path / "clip.mp4", "--codec", "libx265", "-o", tmp_path / "out.mxf"],  # (25 fps, which MXF takes)
               "codec 'libx265' cannot be stored in a mxf file (out.mxf); use .mkv")]
@@ -197,6 +197,9 @@ def test_mpeg_streams_store_only_mpeg_codecs_as_video_and_mxf_refusals_are_about
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "clip.ts"]
     result = vsr("upscale", source, "-m", "bicubic", "--codec", "ffv1")
     assert result.stdout.startswith(f"wrote {tmp_path / 'clip.x4.mkv'}:")
+    for arguments in ([], ["--devices", "cpu,cpu", "--segment-seconds", "0.2"]):  # "auto" is VP9 in WebM, as ffmpeg's
+        vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.webm", "--overwrite", *arguments)
+        assert media.ffprobe_streams_of(tmp_path / "out.webm", "v:0")[0]["codec_name"] == "vp9"
 
 
 def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(tmp_path):
