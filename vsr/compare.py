@@ -151,10 +151,13 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
                     *upscaled_size)
     if source_video.duration and upscaled_video.duration:
         remaining = source_video.duration - options.offset
-        if abs(remaining - upscaled_video.duration) > 0.5 and options.end is None:
-            log.warning("%s lasts %.3f s, %s %.3f s from --offset %g: frames are paired by time, so a preview "
-                        "needs --offset (its --start)", upscaled, upscaled_video.duration, source, remaining,
-                        options.offset)
+        if options.end is None and upscaled_video.duration > remaining + 0.5:
+            log.warning("%s lasts %.3f s, %s %.3f s from --offset %g: frames are paired by time; is the offset "
+                        "right?", upscaled, upscaled_video.duration, source, remaining, options.offset)
+        elif options.end is None and options.offset == 0 and upscaled_video.duration < remaining - 0.5:
+            # (With an offset, a shorter UPSCALED is a preview given its --start: its --end made it short.)
+            log.warning("%s lasts %.3f s, %s %.3f s: frames are paired by time, so a preview needs --offset (its "
+                        "--start)", upscaled, upscaled_video.duration, source, remaining)
 
 
 def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, source_video,

@@ -97,6 +97,9 @@ def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_pat
     vsr("upscale", source, "-o", preview, "-m", "bicubic", "--start", "0.4", "--end", "0.6")
     result = vsr("compare", source, preview, "-o", tmp_path / "compare.mp4")
     assert "a preview needs --offset (its --start)" in result.stderr
+    vsr("upscale", source, "-o", preview, "-m", "bicubic", "--start", "0.1", "--end", "0.2", "--overwrite")
+    result = vsr("compare", source, preview, "--offset", "0.1", "-o", tmp_path / "compare.mp4", "--overwrite")
+    assert "WARNING" not in result.stderr  # given its offset, a preview is shorter for its --end
 
 
 @pytest.mark.parametrize("options, message", [
