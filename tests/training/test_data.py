@@ -357,3 +357,21 @@ def test_attribution_comes_from_the_matching_copyright_paragraph():
     assert len(outputs) == 48 and set(SUGGESTED_VALIDATION) <= outputs
     assert output_name("plasma-workspace-wallpapers", "usr/share/wallpapers/Path/contents/images/2560x1600.jpg") == (
         "plasma-Path.png")
+
+
+def test_an_image_sequence_is_a_video_never_held_out_for_validation(tmp_path):
+    """A sequence's pattern was counted as one photo, and held out it failed as "no such file"."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+    from tests.training.test_trainer import write_photos
+
+    photos = write_photos(tmp_path / "photos", count=3)
+    frames = write_photos(tmp_path / "render", count=5, seed=1)
+    for index, frame in enumerate(sorted(frames.iterdir())):
+        frame.rename(frames / f"f{index + 1:04d}.png")
+    paths = (str(frames / "f%04d.png"), *(str(p) for p in sorted(photos.iterdir())))
+    for holdout in (1, 2):
+        training, validation = load_images(TrainConfig(train_paths=paths, val_holdout=holdout, frames_per_video=5))
+        assert (len(training), len(validation)) == (3 - holdout + 5, holdout)
+    with pytest.raises(OptionError, match="val_holdout=3: the training data hold 3 photos"):
+        load_images(TrainConfig(train_paths=paths, val_holdout=3))

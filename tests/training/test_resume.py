@@ -83,6 +83,9 @@ def test_gan_stage_resumes_exactly(tmp_path):
     assert _losses(tmp_path / "run") == _losses(tmp_path / "straight")
     assert len(_losses(tmp_path / "run")) == 4
     _assert_states_equal(load_state(tmp_path / "straight"), load_state(tmp_path / "run"))
+    # The discriminator's layers follow the patch size: a new one was a state_dict traceback.
+    with pytest.raises(OptionError, match="patch_size cannot change when resuming"):
+        resume(config.out_dir, {"patch_size": "256", "total_iters": "5"})
 
 
 def test_resume_can_extend_the_run(tmp_path):
@@ -130,6 +133,7 @@ def test_what_a_resume_cannot_change_is_one_line_and_its_state_file_names_the_ru
     train(config)
     for overrides, message in [({"lr": "0.01"}, "lr cannot change when resuming"),
                                ({"num_feat": "16", "scale": "2"}, "num_feat, scale cannot change when resuming"),
+                               ({"stage": "gan"}, "stage cannot change when resuming"),  # (was: its patch_size)
                                ({"total_iters": "2"}, "total_iters=2: .* has done 2 iterations already"),
                                ({"total_iters": "4", "max_minutes": "0.0001"}, "max_minutes=0.0001: .* has run")]:
         with pytest.raises(OptionError, match=message):
