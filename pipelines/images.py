@@ -140,6 +140,19 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     return Image(rgb=color.contiguous(), alpha=alpha, bit_depth=16 if deep else 8, gray=gray)
 
 
+def _decode_first_frame(container: av.container.InputContainer) -> tuple[av.VideoFrame | None, list[str]]:
+    """The first picture of `container`, and the errors FFmpeg logged decoding it: a JPEG cut short decodes without
+    an exception or a corrupt flag, its missing rows made up ("overread 8", then "EOI missing, emulating")."""
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.WARNING)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            frame = next(container.decode(video=0), None)
+    finally:
+        av.logging.set_level(previous)
+    return frame, [message.strip() for level, _, message in logs if level <= av.logging.ERROR]
+
+
 def read_image(path: str | os.PathLike) -> Image:
     """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`."""
     path = Path(path)
@@ -155,7 +168,7 @@ def read_image(path: str | os.PathLike) -> Image:
             codec = context.name
             # Held as float RGB(A), twice over as it is converted: a small file may say it is 16000 pixels a side.
             check_memory(context.width * context.height * 4 * 4 * 2, f"{path}: a {context.width}x{context.height} image")
-            frame = next(container.decode(video=0), None)
+            frame, damage = _decode_first_frame(container)
     except (av.FFmpegError, OSError) as error:
         with open(path, "rb") as file:
             if is_animated(file.read(1 << 16)):  # animated WebP: FFmpeg decodes no frame of it
@@ -164,6 +177,8 @@ def read_image(path: str | os.PathLike) -> Image:
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")
+    if damage:
+        logger.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", path, "; ".join(damage))
     image = _frame_to_image(frame, codec)
     with open(path, "rb") as file:
         head = file.read(4 << 20)  # EXIF and ICC come before the pixels (a profile is rarely over 1 MB)

@@ -119,6 +119,22 @@ def test_lossy_photos_decode_as_their_reference_decoders_show_them(tmp_path, suf
     assert np.abs(ours - reference).mean() < 0.5 and np.abs(ours - reference).max() <= 4  # (repeated: 1.5 and 40)
 
 
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_jpeg_cut_short_is_said_to_be_damaged(tmp_path, caplog, progressive):
+    """FFmpeg decodes a JPEG cut in half without an error or a corrupt flag, making up its lower half (30 to 98
+    levels off): upscaled silently before. An intact one is read without a word."""
+    from PIL import Image as PillowImage
+
+    path = tmp_path / "photo.jpg"
+    PillowImage.open(SAMPLE_FRAME).convert("RGB").save(path, quality=95, progressive=progressive)
+    read_image(path)
+    assert caplog.text == ""
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    read_image(cut)
+    assert f"{cut}: damaged or cut short; FFmpeg fills in what is missing (" in caplog.text
+
+
 def test_a_cmyk_jpeg_reads_as_rgb_without_alpha(tmp_path, caplog):
     from PIL import Image as PilImage
 
