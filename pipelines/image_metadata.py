@@ -6,7 +6,7 @@ an ICC profile to FFmpeg's image encoders. The format is told by the first bytes
 
     orientation = exif_orientation(data)          # 1 to 8 (1: as stored)
     exif = exif_block(data)                       # the EXIF block's bytes, or None
-    animated = is_animated(data)                  # APNG, animated WebP
+    animated = is_animated(path)                  # APNG, animated WebP (a file's chunks walked)
     profile = icc_profile(data)                   # the ICC profile's bytes, or None
     data = with_icc_profile(encoded, profile)     # the same file with the profile in it
     data = with_exif(data, exif_for_output(exif, width, height))  # and the EXIF, upright, with the new size
@@ -14,6 +14,7 @@ an ICC profile to FFmpeg's image encoders. The format is told by the first bytes
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 
@@ -124,14 +125,25 @@ def _exif_entries(block: bytes):
         return
 
 
-def is_animated(data: bytes) -> bool:
-    """Whether a PNG (an acTL chunk before the pixels: APNG) or WebP (an ANIM chunk) file holds an animation."""
-    if data.startswith(PNG_SIGNATURE):
-        for kind, _, _ in _png_chunks(data):
-            if kind in (b"acTL", b"IDAT"):
-                return kind == b"acTL"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return any(kind == b"ANIM" for kind, _, _ in _riff_chunks(data))
+def is_animated(path: str | os.PathLike) -> bool:
+    """Whether a PNG (an acTL chunk before the pixels: APNG) or WebP (an ANIM chunk) file holds an animation. The
+    chunks' headers are read one by one, skipping their bodies: an XMP packet or ICC profile before acTL or ANIM may
+    be larger than any first bytes read."""
+    with open(path, "rb") as file:
+        head = file.read(12)
+        if head.startswith(PNG_SIGNATURE):
+            file.seek(len(PNG_SIGNATURE))
+            while len(header := file.read(8)) == 8:
+                length, kind = struct.unpack(">I4s", header)
+                if kind in (b"acTL", b"IDAT"):
+                    return kind == b"acTL"
+                file.seek(length + 4, os.SEEK_CUR)  # the body and its CRC
+        elif head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+            while len(header := file.read(8)) == 8:
+                kind, length = struct.unpack("<4sI", header)
+                if kind == b"ANIM":
+                    return True
+                file.seek(length + (length & 1), os.SEEK_CUR)
     return False
 
 

@@ -170,10 +170,9 @@ def read_image(path: str | os.PathLike) -> Image:
             check_memory(context.width * context.height * 4 * 4 * 2, f"{path}: a {context.width}x{context.height} image")
             frame, damage = _decode_first_frame(container)
     except (av.FFmpegError, OSError) as error:
-        with open(path, "rb") as file:
-            if is_animated(file.read(1 << 16)):  # animated WebP: FFmpeg decodes no frame of it
-                raise InputError(f"{path}: an animated image, which FFmpeg cannot decode; vsr reads still images, "
-                                 "and videos (an animated PNG or GIF is upscaled as a video)") from error
+        if is_animated(path):  # animated WebP: FFmpeg decodes no frame of it
+            raise InputError(f"{path}: an animated image, which FFmpeg cannot decode; vsr reads still images, "
+                             "and videos (an animated PNG or GIF is upscaled as a video)") from error
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")

@@ -20,7 +20,7 @@ import av
 
 from vsr.errors import InputError
 from vsr.pipelines.frames import ColorInfo, VideoStreamInfo
-from vsr.pipelines.image_metadata import exif_orientation
+from vsr.pipelines.image_metadata import PNG_SIGNATURE, exif_orientation, is_animated
 
 log = logging.getLogger(__name__)
 
@@ -102,12 +102,19 @@ def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.conta
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:
-        return av.open(str(path), "r")
+        return av.open(str(path), "r", format="apng" if _is_apng(path) else None)
     except PermissionError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from error
     except (av.error.FFmpegError, OSError, ValueError) as error:
         reason = _reason(error)
         raise InputError(f"{path}: not a media file FFmpeg can read, or damaged or cut short ({reason})") from error
+
+
+def _is_apng(path: Path) -> bool:
+    """An animated PNG. FFmpeg's probe reads the first bytes only: where a large XMP packet or ICC profile comes
+    before the animation's acTL chunk, it takes the file for a still PNG (its first frame)."""
+    with open(path, "rb") as file:
+        return file.read(len(PNG_SIGNATURE)) == PNG_SIGNATURE and is_animated(path)
 
 
 def find_video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:

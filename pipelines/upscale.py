@@ -204,15 +204,11 @@ def check_input(path: Path) -> None:
 def is_image(path: Path) -> bool:
     """A still image by its name; an animated PNG is a video (FFmpeg decodes its frames as one)."""
     from vsr.pipelines.image_metadata import is_animated
-
     from vsr.pipelines.sequences import is_sequence
 
     if path.suffix.lower() not in IMAGE_SUFFIXES or (is_sequence(path) and not path.exists()):
         return False
-    if path.suffix.lower() == ".png" and path.is_file():
-        with open(path, "rb") as file:
-            return not is_animated(file.read(1 << 16))
-    return True
+    return not (path.suffix.lower() == ".png" and path.is_file() and is_animated(path))
 
 
 def upscale_image(

@@ -2,8 +2,10 @@
 
 import functools
 import http.server
+import struct
 import subprocess
 import threading
+import zlib
 
 import numpy as np
 import pytest
@@ -162,15 +164,23 @@ def test_an_animated_png_is_upscaled_as_a_video_and_an_animated_webp_is_one_line
     result = vsr("upscale", animated_png, "-m", "bicubic")
     assert result.returncode == 0, result.stderr
     assert "3 frames" in result.stdout and (tmp_path / "spinner.x4.mkv").exists()  # .png cannot hold H.264
+    # 70 kB of XMP before the acTL chunk: FFmpeg's probe and vsr's first 64 kB took it for a still (one frame).
+    data = animated_png.read_bytes()
+    xmp = b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + b" " * 70_000
+    chunk = struct.pack(">I", len(xmp)) + b"iTXt" + xmp + struct.pack(">I", zlib.crc32(b"iTXt" + xmp))
+    (tmp_path / "tagged.png").write_bytes(data[:33] + chunk + data[33:])  # after the signature and IHDR
+    result = vsr("upscale", tmp_path / "tagged.png", "-m", "bicubic")
+    assert result.returncode == 0 and "3 frames" in result.stdout, result.stderr
 
     frames = [PILImage.new("RGB", (16, 16), color) for color in ("red", "green", "blue")]
-    animated_webp = tmp_path / "spinner.webp"
-    frames[0].save(animated_webp, save_all=True, append_images=frames[1:], duration=100)
-    result = vsr("upscale", animated_webp, "-m", "bicubic")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"vsr: error: {animated_webp}: an animated image, which FFmpeg cannot decode; vsr reads still images, and "
-        "videos (an animated PNG or GIF is upscaled as a video)"]
+    for name, profile in (("spinner.webp", None), ("profiled.webp", bytes(100_000))):  # (ICCP comes before ANIM)
+        animated_webp = tmp_path / name
+        frames[0].save(animated_webp, save_all=True, append_images=frames[1:], duration=100, icc_profile=profile)
+        result = vsr("upscale", animated_webp, "-m", "bicubic")
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"vsr: error: {animated_webp}: an animated image, which FFmpeg cannot decode; vsr reads still images, "
+            "and videos (an animated PNG or GIF is upscaled as a video)"]
 
 
 def test_strength_zero_is_the_source_scaled_with_lanczos(tmp_path):
