@@ -42,6 +42,7 @@ from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
+from vsr.pipelines.image_metadata import PNG_SIGNATURE
 
 log = logging.getLogger(__name__)
 
@@ -165,26 +166,28 @@ def check_sequence_output(pattern: Path, overwrite: bool, record: dict | None = 
         raise OutputError(f"{pattern.parent}: not a folder")
 
 
-def _gray_and_profile(pattern: Path, pix_fmt: str, samples: int = 9) -> tuple[bool, bytes | None]:
-    """Whether a sequence is gray (its stream, which takes its first file's format, and `samples` files spread over it;
-    a color file written gray would lose its color), and its first file's ICC profile."""
+def _gray_and_profile(pattern: Path, pix_fmt: str) -> tuple[bool, bytes | None]:
+    """Whether a sequence is gray (its stream, which takes its first file's format, and every one of its files: a
+    color file written gray would lose its color), and its first file's ICC profile."""
     from vsr.pipelines.image_metadata import icc_profile
 
     files = [path for _, path in sorted(existing_frames(pattern).items())]
     with open(files[0], "rb") as file:
         profile = icc_profile(file.read(4 << 20))
+    return images.is_gray(av.VideoFormat(pix_fmt)) and all(map(_stored_gray, files)), profile
 
-    if not images.is_gray(av.VideoFormat(pix_fmt)):
-        return False, profile
-    step = max(1, (len(files) - 1) // (samples - 1))
-    for path in {*files[::step], files[-1]}:
-        try:
-            with av.open(str(path)) as container:
-                if not images.is_gray(av.VideoFormat(container.streams.video[0].codec_context.pix_fmt)):
-                    return False, profile
-        except (av.FFmpegError, OSError, IndexError):
-            return False, profile
-    return True, profile
+
+def _stored_gray(path: Path) -> bool:
+    """Whether an image file stores gray pixels: a PNG's header says (its first 26 bytes); other files are opened."""
+    with open(path, "rb") as file:
+        head = file.read(26)
+    if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR":
+        return head[25] in (0, 4)  # color type: gray, gray and alpha
+    try:
+        with av.open(str(path)) as container:
+            return images.is_gray(av.VideoFormat(container.streams.video[0].codec_context.pix_fmt))
+    except (av.FFmpegError, OSError, IndexError):
+        return False
 
 
 def _flattens(info: VideoStreamInfo, suffix: str) -> bool:

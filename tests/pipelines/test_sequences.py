@@ -380,6 +380,20 @@ def test_a_sequence_with_a_color_profile_keeps_it_and_its_grayness_as_each_image
     assert np.abs(np.asarray(frame, dtype=int) - np.asarray(single, dtype=int)).max() <= 1
 
 
+def test_a_color_file_in_a_gray_sequence_keeps_its_color(tmp_path):
+    """Grayness was judged on 9 files spread over the sequence: a color file between them was written gray."""
+    from PIL import Image
+
+    for number in range(1, 21):
+        pixels = np.full((16, 24, 3), 90, np.uint8)
+        if number == 4:
+            pixels[..., 0] = 255  # red, where the other files are gray
+        Image.fromarray(pixels).convert("RGB" if number == 4 else "L").save(tmp_path / f"g{number}.png")
+    api.upscale_video(tmp_path / "g%d.png", options=BICUBIC_X2)
+    colored = np.asarray(Image.open(tmp_path / "g4.x2.png"))
+    assert colored.shape == (32, 48, 3) and tuple(colored[8, 8]) == (255, 90, 90)
+
+
 @pytest.mark.parametrize("args, message", [
     (["--fps", "24"], "--fps sets the frame rate of an image sequence"),
     (["-o", "{tmp}/50%_%04d.png"], "a sequence's name has one frame number (%d, %04d); write any other % as %%"),
