@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-from vsr.pipelines.colour import EXACT_CONVERSION
+from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.engine import Engine, upscale_with_alpha
 
 from vsr.errors import InputError, OptionError, OutputError
@@ -119,6 +120,11 @@ def is_gray(fmt: av.VideoFormat) -> bool:
     return not fmt.is_rgb and not fmt.has_palette and sum(not c.is_alpha for c in fmt.components) == 1
 
 
+def _plane_samples(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """An 8-bit plane's samples, H×W (its rows are `line_size` bytes apart)."""
+    return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width].copy()
+
+
 def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     fmt = frame.format
     components = fmt.components
@@ -131,6 +137,14 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
         # keep alpha only where some pixel is transparent.
         has_alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
     packed = PNG_FORMATS[(deep, gray, has_alpha)]
+    if (frame.width % 2 or frame.height % 2) and not has_alpha and _PLANAR_YUV_8.fullmatch(fmt.name):
+        # swscale scales an odd-sized picture's chroma by its planes' sizes (⌈W/2⌉ to W): colors shifted by up to a
+        # pixel towards the right and bottom edges (110 levels off at a color edge). JPEG and WebP site chroma centred.
+        y, u, v = (torch.from_numpy(_plane_samples(plane)) for plane in frame.planes[:3])
+        full_range = fmt.name.startswith("yuvj") or frame.color_range == 2  # (AVCOL_RANGE_JPEG)
+        rgb = planes_to_rgb(y, u, v, "bt470bg", full_range, 8, siting="center")  # BT.601, as swscale takes them
+        planes = (rgb.mul_(255).round_().div_(255)).permute(2, 0, 1)
+        return Image(rgb=planes.contiguous(), alpha=None, bit_depth=8, gray=False)
     if fmt.name != packed:  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...
         frame = frame.reformat(format=packed, interpolation=EXACT_CONVERSION)
     array = torch.from_numpy(_plane_array(frame).astype(np.float32)) / (65535 if deep else 255)
@@ -199,6 +213,7 @@ def orientation_of_rotation(degrees: int) -> int:
 
 
 # The largest side each image format can hold (WebP's 14-bit sides; JPEG's 16-bit).
+_PLANAR_YUV_8 = re.compile(r"yuvj?4(20|22)p")  # subsampled: JPEG's and WebP's
 LARGEST_SIDE_OF = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
 
 

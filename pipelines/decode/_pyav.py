@@ -292,7 +292,11 @@ class PyAVDecoder(Decoder):
                 return semi_planar_rgb(frame, self.info)
             return self._swscale(frame)  # downloaded to host memory by swscale
         on_gpu = self.device.type == "cuda"
-        if DEEP_PLANAR_YUV.fullmatch(frame.format.name) or (on_gpu and PLANAR_YUV_8.fullmatch(frame.format.name)):
+        # (swscale scales an odd-sized frame's chroma by its planes' sizes, ⌈W/2⌉ to W: shifted by up to a pixel
+        # towards the right and bottom edges, a color edge 70 levels off there)
+        odd = frame.width % 2 == 1 or frame.height % 2 == 1
+        name = frame.format.name
+        if DEEP_PLANAR_YUV.fullmatch(name) or ((on_gpu or odd) and PLANAR_YUV_8.fullmatch(name)):
             return planar_rgb(frame, self.info, self.device if on_gpu else None)
         return self._swscale(frame)
 

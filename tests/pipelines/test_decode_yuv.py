@@ -61,6 +61,29 @@ def test_odd_sizes_convert_as_the_crop_of_the_even_frame(siting):
         planes_to_rgb(y[:46, :63], u, v, "bt709", False, 8, siting)
 
 
+def test_an_odd_sized_8_bit_video_decodes_as_the_crop_of_the_even_one(tmp_path):
+    """853×480 is a common 16:9 width: swscale, which converted 8-bit video on the CPU, stretched its chroma (a color
+    edge drifted by up to a pixel towards the right, tens of levels off there)."""
+    from fractions import Fraction
+
+    generator = torch.Generator().manual_seed(3)
+    y = torch.randint(16, 236, (48, 64), dtype=torch.uint8, generator=generator).numpy()
+    u, v = torch.randint(16, 241, (2, 24, 32), dtype=torch.uint8, generator=generator).numpy()
+    for name, (height, width) in (("even.mkv", (48, 64)), ("odd.mkv", (47, 63))):
+        with av.open(str(tmp_path / name), "w") as container:
+            stream = container.add_stream("ffv1", rate=Fraction(25))  # lossless: the planes as they are
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            frame = av.VideoFrame(width, height, "yuv420p")
+            for plane, samples in zip(frame.planes, (y, u, v)):
+                rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+                rows[:, : plane.width] = samples[: plane.height, : plane.width]
+            container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
+    even, odd = decoded(tmp_path / "even.mkv")[0], decoded(tmp_path / "odd.mkv")[0]
+    assert odd.shape == (1, 47, 63, 3)
+    assert (odd.int() - even[:, :47, :63].int()).abs().max() <= 1  # (swscale and planes_to_rgb: within a level)
+
+
 def test_nvdec_layouts_give_the_planar_frames_colors(tmp_path):
     """NV12 (8 bits) and P010 / P016 (10 bits in the high bits of 16): the same samples, so the same RGB."""
     for pix_fmt, layouts in (("yuv420p", ["nv12"]), ("yuv420p10le", ["p010le", "p016le"])):
