@@ -62,6 +62,9 @@ _VIDEO_TAGS = {"language", "title", "handler_name", "timecode"}
 # How far before a preview's start the source is sought: the demuxer lands on a keyframe at or before the time
 # asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
 _SEEK_MARGIN = 10
+# With subtitles, further: a cue stays on screen as long as it is read (a sign, a song's lyrics). A cue begun earlier
+# still is lost, as `ffmpeg -ss` loses any that began before the keyframe it lands on.
+_SUBTITLE_SEEK_MARGIN = 60
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
 # A channel count without an order ("2 channels") → FFmpeg's default layout for it (av_channel_layout_default),
 # which players assume for such a stream anyway.
@@ -168,10 +171,12 @@ class Passthrough:
         if self._start is not None:
             raise ValueError("start_at is called once, before mux_until")
         self._start = Fraction(seconds)
-        if self._trim and self._start > _SEEK_MARGIN and self._packet_streams:
+        subtitles = any(stream.type == "subtitle" for stream in self._packet_streams)
+        margin = _SUBTITLE_SEEK_MARGIN if subtitles else _SEEK_MARGIN
+        if self._trim and self._start > margin and self._packet_streams:
             # Demuxing from 0 would only read packets to drop; backward: land at or before the time asked.
             try:
-                self._input.seek(int((self._start - _SEEK_MARGIN) * av.time_base), backward=True)
+                self._input.seek(int((self._start - margin) * av.time_base), backward=True)
             except av.FFmpegError as error:  # then the packets before the start are read and dropped: slower only
                 logger.info("cannot seek %s (%s); reading it from the start", self._input.name, error)
             self._packets = iter(self._input.demux(self._packet_streams))
