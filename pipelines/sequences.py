@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from fractions import Fraction
 from pathlib import Path
@@ -405,13 +406,22 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
     if _NUMBER.search(output.parent.as_posix()) and not output.parent.exists():
         raise OptionError(f"{output}: the frame number (%d) goes in the file name, not in a folder's")
     if is_sequence(output):
-        if output.absolute() == Path(source).absolute():
+        if output.absolute() == Path(source).absolute() or _writes_over(output, Path(source)):
             raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
         _check_no_video_options(video)
         check_sequence_output(output, overwrite, record)
     elif output.suffix.lower() in images.READ_SUFFIXES:
         raise OptionError(f"{output}: one image; to write every frame as an image, number them: "
                           f"{output.with_name(f'{output.stem}%06d{output.suffix}')}")
+
+
+def _writes_over(output: Path, source: Path) -> bool:
+    """Whether frames of the sequence `output` would replace files of the sequence `source` named another way
+    (fr/../fr/%03d.png, a link to its folder, or fr/%d.png where fr/%03d.png has 100.png...): the same files."""
+    if not is_sequence(source):
+        return False
+    inputs = {(stat.st_dev, stat.st_ino) for stat in map(os.stat, existing_frames(source).values())}
+    return any((stat.st_dev, stat.st_ino) in inputs for stat in map(os.stat, existing_frames(output).values()))
 
 
 def _check_no_video_options(options) -> None:

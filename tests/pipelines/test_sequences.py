@@ -418,8 +418,16 @@ def test_fps_must_be_a_positive_rate():
 
 def test_a_sequence_is_not_replaced_by_its_own_upscale_nor_made_from_one_image_nor_compared(tmp_path):
     pattern = make_png_sequence(tmp_path / "render", frames=2)
-    with pytest.raises(OutputError, match="the output would replace the input"):
-        api.upscale_video(pattern, pattern, options=BICUBIC_X2, overwrite=True)
+    before = {path.name: path.read_bytes() for path in (tmp_path / "render").iterdir()}
+    (tmp_path / "link").symlink_to(tmp_path / "render")
+    # The same files named another way were replaced by their upscale (as the message for existing frames advised
+    # --overwrite): through "..", a link to the folder, or another pattern giving the same names (f000%d: f0001.png).
+    for output in (pattern, tmp_path / "render" / ".." / "render" / "f%04d.png", tmp_path / "link" / "f%04d.png",
+                   tmp_path / "render" / "f000%d.png"):
+        with pytest.raises(OutputError, match="the output would replace the input"):
+            api.upscale_video(pattern, output, options=BICUBIC_X2, overwrite=True)
+    assert {path.name: path.read_bytes() for path in (tmp_path / "render").iterdir()} == before
+    (tmp_path / "link").unlink()
     with pytest.raises(OptionError, match="an image sequence is made from a video or a sequence"):
         api.upscale_image(frame_path(pattern, 1), tmp_path / "%04d.png", options=BICUBIC_X2)
     with pytest.raises(OptionError, match="vsr compare takes video files; make one of the sequence first"):
