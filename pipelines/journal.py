@@ -366,10 +366,12 @@ class Journal:
 
     def owns_output(self, name: str) -> bool:
         """Whether a file at `name` is this journal's to replace: a job of that name finished once (it has a
-        checksum), or was running when its process died (it may have finished the file). A job that only ever failed
-        (perhaps because a file of the user's was there) has no claim on it: --overwrite decides."""
+        checksum), or was running when its process died or was stopped (it may have put the file in place just
+        before: started, never finished). A job that only ever failed (perhaps because a file of the user's was
+        there) has no claim on it: --overwrite decides."""
         row = self._row(name)
-        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
+        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING
+                                    or (row.started_at is not None and row.finished_at is None))
 
     def rows(self) -> list[JobRow]:
         return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]

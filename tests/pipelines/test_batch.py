@@ -413,6 +413,11 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     rows = rows_by_name(out)
     assert rows["a.x2.mp4"].state is JobState.DONE and rows["a.x2.mp4"].checksum == "0" * 64
     assert rows["b.x2.mp4"].state is JobState.QUEUED
+    # b's output may have been put in place just before the stop (its journal row is written after): still the
+    # batch's own, replaced by the next run, where every later run failed on "already exists".
+    (out / "b.x2.mp4").write_bytes(b"finished as the stop came")
+    assert batch.run_batch(jobs, out).ok
+    assert frame_count(out / "b.x2.mp4") == 3
 
 
 def test_a_jobs_file_sets_options_per_job(tmp_path):
