@@ -1,14 +1,15 @@
 """decord: a faster CPU decoder than PyAV (see FIELD-NOTES), trusted for pixels only.
 
-decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of
-the same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals
-that packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no
-timestamps, MPEG-TS/PS, AVI and ASF files, open GOPs) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord fails in the middle of a file
-(a damaged packet), PyAV takes over from the first frame decord could not deliver.
+decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of the
+same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals that
+packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no timestamps,
+MPEG-TS/PS, AVI and ASF files, open GOPs) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord
+fails in the middle of a file (a damaged packet), PyAV takes over from the first frame decord could not deliver.
 
-Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. It honours the stream's matrix and
-range, but flat colors land up to 3 levels from the exact values and chroma is not interpolated (each chroma
-sample covers its 2×2 pixels), where the PyAV backend is within 1 level and interpolates chroma.
+Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. On the CPU it honours the stream's
+matrix and range (on the GPU its kernel knows BT.601 limited range only: other videos go to PyAV), but flat colors
+land up to 3 levels from the exact values and chroma is not interpolated (each chroma sample covers its 2×2 pixels),
+where the PyAV backend is within 1 level and interpolates chroma.
 
 On a CUDA device decord is asked to decode with NVDEC (`decord.gpu(index)`). The PyPI wheel is built without CUDA
 and refuses ("CUDA not enabled"): decord then decodes on the CPU, with a warning. decord's NVDEC frames come back
@@ -25,7 +26,7 @@ import av
 import numpy as np
 import torch
 
-from vsr.pipelines.decode._base import Decoder, Selection, log
+from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
 
@@ -62,6 +63,12 @@ class DecordDecoder(Decoder):
                 raise Unsuitable("the video has an alpha channel, which decord does not decode")
             if info.rotation:
                 raise Unsuitable("the video carries a rotation, which decord applies to the frames")
+            if device.type == "cuda" and (rgb_matrix(info.color) not in ("itu601", "smpte170m")
+                                          or info.color.range == "pc"):
+                # (decord's src/improc/improc.cu: one constant BT.601 matrix, Y from 16; its CPU path is swscale's)
+                raise Unsuitable(f"decord's GPU conversion is BT.601 limited range only, and the video is "
+                                 f"{info.color.matrix or 'BT.601'} {'full' if info.color.range == 'pc' else 'limited'}"
+                                 " range")
             if len(container.streams.video) > 1:
                 raise Unsuitable("the file has several video streams and decord may pick another one")
             if _UNTRUSTED_CONTAINERS.intersection(container.format.name.split(",")):

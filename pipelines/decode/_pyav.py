@@ -343,12 +343,18 @@ def open_for_decoding(
         raise
     if nvdec_device is None or info.alpha or container.format.name == "image2":
         return container, stream, info
-    # is_hw_owned: frames stay in GPU memory (PyAV then shares the device's primary CUDA context with torch).
-    nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True)
+    # is_hw_owned: frames stay in GPU memory, in torch's CUDA context. PyAV asks FFmpeg for the device's primary
+    # context, which FFmpeg refuses (ENOTSUP, "incompatible flags") once torch has made it with its own flags, as the
+    # engine has by now (PyAV PR #2339): FFmpeg is given the context current in this thread instead, torch's.
+    if torch.cuda.is_available():  # (without, av.open says why NVDEC is not there)
+        torch.cuda.set_device(nvdec_device)
+    nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True,
+                    options={"primary_ctx": "0", "current_ctx": "1"})
     try:
         accelerated = av.open(str(path), "r", hwaccel=nvdec)
     except (av.error.FFmpegError, OSError) as error:
-        log.info("%s: NVDEC is not available on cuda:%d (%s); decoding in software", path, nvdec_device, _reason(error))
+        log.warning("%s: NVDEC is not available on cuda:%d (%s); decoding in software", path, nvdec_device,
+                    _reason(error))
         return container, stream, info
     container.close()
     stream = accelerated.streams[info.index]
@@ -469,8 +475,8 @@ def semi_planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor
     """An NV12, P010 or P016 frame (as NVDEC gives them, in GPU memory; or in host memory) → H×W×3 RGB where it is.
 
     NVDEC writes frames on the CUDA context's default stream: the current stream (the decoder's own, see
-    pipelines/runner.py) waits for it before the planes are read. The conversion makes new tensors: the frame's
-    buffer goes back to NVDEC's pool as soon as `frame` is dropped.
+    pipelines/runner.py) waits for it before the planes are read, and the default stream for the conversion after
+    (its result is new tensors; the frame's buffer goes back to NVDEC's pool as soon as `frame` is dropped).
     """
     y, uv = plane_tensor(frame.planes[0]), plane_tensor(frame.planes[1])
     if y.is_cuda:
@@ -478,7 +484,12 @@ def semi_planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo) -> torch.Tensor
     if (frame.sw_format or frame.format).name != "nv12":  # P010/P016: the samples in the high bits of 16
         shift = 16 - info.bit_depth
         y, uv = y.to(torch.int32) >> shift, uv.to(torch.int32) >> shift
-    return _rgb(y, uv[..., 0], uv[..., 1], info)
+    rgb = _rgb(y, uv[..., 0], uv[..., 1], info)
+    if y.is_cuda:
+        # The buffer goes back to NVDEC's pool with `frame`, and FFmpeg copies the next picture into it on the default
+        # stream, which does not wait for torch's (non-blocking) streams by itself: it waits for this conversion.
+        torch.cuda.default_stream(y.device).wait_stream(torch.cuda.current_stream(y.device))
+    return rgb
 
 
 def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo, device: torch.device | None = None) -> torch.Tensor:
