@@ -73,8 +73,8 @@ class CudaGraphBackend:
                 with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                     output = run()
             except RuntimeError as error:
-                # Ending a capture that ran out of memory can fail in turn: report the cause, which the engine
-                # answers with smaller batches or tiles.
+                # Ending a capture that ran out of memory can fail in turn, and instantiating the graph says it in
+                # words: report the cause, which the engine answers with smaller batches or tiles.
                 if not isinstance(error, torch.cuda.OutOfMemoryError) and _out_of_memory_in(error):
                     message = f"out of memory while capturing a CUDA graph ({error})"
                     raise torch.cuda.OutOfMemoryError(message) from error
@@ -96,10 +96,13 @@ class RecordingBackend:
 
 
 def _out_of_memory_in(error: BaseException) -> bool:
-    """Whether an out-of-memory error is among the exceptions that led to `error`."""
-    seen = error.__context__
+    """Whether `error`, or an exception that led to it, is out of memory: torch's OutOfMemoryError, or what the
+    driver, cuBLAS or cuDNN say when instantiating a graph or making a workspace fails ("CUDA error: out of memory",
+    CUBLAS_STATUS_ALLOC_FAILED), which torch raises as plain errors."""
+    seen: BaseException | None = error
     while seen is not None:
-        if isinstance(seen, torch.cuda.OutOfMemoryError):
+        if isinstance(seen, torch.cuda.OutOfMemoryError) or any(
+                sign in str(seen) for sign in ("out of memory", "ALLOC_FAILED")):
             return True
         seen = seen.__context__
     return False

@@ -221,3 +221,20 @@ def test_compile_on_cuda_equals_eager(cuda_graphs, caplog):
         out = compiled.upscale(frames)
     torch.testing.assert_close(out, eager.upscale(frames), atol=TOLERANCES["fp16"], rtol=0)
     assert "NaN" not in caplog.text
+
+
+def test_out_of_memory_is_told_by_type_or_by_what_cuda_says():
+    """Instantiating a captured graph, or a cuBLAS/cuDNN workspace, fails out of memory as a plain RuntimeError:
+    taken as any other error, it ended the run instead of halving the batch."""
+    from vsr.pipelines.graphs import _out_of_memory_in
+
+    assert _out_of_memory_in(RuntimeError("CUDA error: out of memory"))
+    assert _out_of_memory_in(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate`"))
+    try:
+        try:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        except torch.cuda.OutOfMemoryError:
+            raise RuntimeError("Capture must end on the same stream it began on.")  # (ending a failed capture)
+    except RuntimeError as error:
+        assert _out_of_memory_in(error)
+    assert not _out_of_memory_in(RuntimeError("Expected all tensors to be on the same device"))
