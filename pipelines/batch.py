@@ -176,10 +176,21 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
     if in_dir.resolve() == out_dir.resolve():
         raise OptionError(f"{out_dir}: the output folder must not be the input folder")
     jobs = []
-    for root, folders, files in os.walk(in_dir):  # (links to folders are not followed, as fd and ripgrep do)
-        folders[:] = sorted(f for f in folders
-                            if not f.startswith(".") and (Path(root) / f).resolve() != out_dir.resolve())
-        for link in (Path(root) / f for f in folders if (Path(root) / f).is_symlink()):
+
+    def unreadable(error: OSError) -> None:
+        log.warning("%s: cannot be read (%s); skipped", error.filename, error.strerror or error)
+
+    # (links to folders are not followed, as fd and ripgrep do)
+    for root, folders, files in os.walk(in_dir, onerror=unreadable):
+        try:
+            folders[:] = sorted(f for f in folders
+                                if not f.startswith(".") and (Path(root) / f).resolve() != out_dir.resolve())
+            links = [Path(root) / f for f in folders if (Path(root) / f).is_symlink()]
+        except OSError as error:  # (a path deeper than the system takes: "File name too long")
+            unreadable(error)
+            folders[:] = []
+            continue
+        for link in links:
             log.warning("%s: a link to a folder, not followed; give its target as a batch's input folder of its own",
                         link)
         for file_name in sorted(files):
@@ -189,6 +200,9 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
                 continue
             if not source.exists():
                 log.warning("%s: a link to %s, which does not exist; skipped", source, os.readlink(source))
+                continue
+            if not source.is_file():  # a named pipe or a device: opening it to read waits for ever
+                log.warning("%s: not a regular file; skipped", source)
                 continue
             if _selected(relative.as_posix(), include, exclude):
                 jobs.append(_job(source, relative, out_dir, options, video, overwrite))

@@ -7,6 +7,7 @@ tests/cli/test_batch_cli.py, the Ray test in tests/pipelines/test_ray_batch.py.
 import dataclasses
 import hashlib
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -157,18 +158,26 @@ def test_a_file_or_folder_in_the_journals_place_is_one_line(tmp_path):
         assert not (out / "p.x2.png").exists()
 
 
-def test_links_to_folders_and_to_nothing_are_said_and_left_out(tmp_path, caplog):
-    """Links to folders are not followed (as fd and ripgrep do), and a link to nothing would fail on every run."""
+def test_links_to_folders_and_to_nothing_are_said_and_left_out(tmp_path, caplog, monkeypatch):
+    """Links to folders are not followed (as fd and ripgrep do), and a link to nothing would fail on every run; a
+    named pipe or a folder too deep is skipped too."""
     root = tmp_path / "in"
     (root / "real").mkdir(parents=True)
     write_image(root / "real" / "p.png")
     (root / "linked").symlink_to(root / "real")
     (root / "q.png").symlink_to(root / "real" / "p.png")
     (root / "gone.png").symlink_to(root / "nowhere.png")
+    os.mkfifo(root / "pipe.mp4")  # read for its fingerprint, it held the batch for ever
+    monkeypatch.chdir(root)
+    for _ in range(21):  # folders past PATH_MAX (4096 bytes): a traceback, "File name too long"
+        os.mkdir("d" * 200)  # (one level at a time: mkdir takes no path that long)
+        os.chdir("d" * 200)
     jobs = batch.discover(root, tmp_path / "out", options=BICUBIC, video=FAST)
     assert [job.name for job in jobs] == ["q.x2.png", "real/p.x2.png"]
     assert f"{root / 'linked'}: a link to a folder, not followed" in caplog.text
     assert f"{root / 'gone.png'}: a link to {root / 'nowhere.png'}, which does not exist; skipped" in caplog.text
+    assert f"{root / 'pipe.mp4'}: not a regular file; skipped" in caplog.text
+    assert "File name too long); skipped" in caplog.text
 
 
 def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_it_open(tmp_path):
