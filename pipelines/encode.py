@@ -72,7 +72,7 @@ from vsr.pipelines.passthrough import Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
-from vsr.fsutil import check_output, fsync_folder
+from vsr.fsutil import check_output, fsync_folder, lock_temporary
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration when an encoder opens otherwise: errors only
@@ -290,6 +290,7 @@ class VideoWriter:
         self._last_pts: int | None = None
         self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
         self._temp = partial_path(self.output)
+        self._lock = None  # the temporary file, open and locked while it is written (fsutil.lock_temporary)
         self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
         self._container: av.container.OutputContainer | None = None
         self._passthrough: Passthrough | None = None
@@ -342,8 +343,15 @@ class VideoWriter:
         if _muxer_of(self.output) in _MPEG_STREAM_MUXERS:  # (before the file is made; other muxers refuse a codec
             check_container_holds(self.output, codec)       # themselves, with FFmpeg's reason, below)
         try:
+            self._lock = lock_temporary(self._temp, self.output)
+        except OSError as error:  # (a folder that cannot be written: said as before, by the muxer's open)
+            if isinstance(error, OutputError):
+                raise
+            self._lock = None
+        try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
+            self.abort()
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
@@ -547,6 +555,7 @@ class VideoWriter:
             self.abort()
             raise
         self._done = True
+        self._unlock()
         logger.info("wrote %s: %d frames, %dx%d %s", self.output, self.frames_written, self.width, self.height,
                     self.pix_fmt)
 
@@ -579,6 +588,12 @@ class VideoWriter:
                 self._temp.unlink()
         except OSError as error:
             logger.warning("could not remove the temporary file %s (%s)", self._temp, error.strerror or error)
+        self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # (releases the lock)
+            self._lock = None
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -14,6 +14,11 @@ from pathlib import Path
 
 from vsr.errors import OutputError
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; two runs on one output there are the user's to avoid
+    fcntl = None
+
 
 # The outputs that `vsr upscale` of several inputs wrote so far, and their inputs (the command keeps it; None
 # elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not replace
@@ -37,6 +42,21 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
 def temporary_sibling(path: Path, tag: str = "part") -> Path:
     """A hidden, unique name in `path`'s folder (same file system, so the final rename is atomic)."""
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.{tag}")
+
+
+def lock_temporary(temporary: Path, output: Path):
+    """The open file `temporary`, made if missing and locked (flock) for as long as it stays open: a second run
+    writing `output` through the same temporary name is one line instead of two muxers in one file (each run's
+    rename then left the other's frames, or both spliced). A temporary left by a killed run is not locked."""
+    file = open(temporary, "a")  # noqa: SIM115 - held open by the writer until it closes
+    if fcntl is not None:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise OutputError(f"{output}: another vsr run is writing it (its temporary file {temporary.name} is "
+                              "locked)") from None
+    return file
 
 
 def fsync_folder(folder: Path) -> None:

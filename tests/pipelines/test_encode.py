@@ -348,6 +348,21 @@ def test_an_exception_inside_the_block_leaves_no_file(clips, tmp_path):
     assert sha256(source) == before
 
 
+def test_a_second_writer_of_one_output_is_one_line_and_a_killed_runs_temporary_is_taken_over(clips, tmp_path):
+    """Two runs shared the temporary name: both muxers wrote one file, and the first rename left the other run's
+    frames (or both spliced) under the name of the run that said it succeeded."""
+    source, output = clips["mp4"], tmp_path / "out.mp4"
+    info = media.video_info(source)
+    partial_path(output).write_bytes(b"left by a run that was killed")  # (not locked: nobody writes it)
+    with VideoWriter(output, source=source, source_info=info, width=128, height=96) as writer:
+        writer.write(media.decoded_batches(source)[0])
+        with pytest.raises(OutputError, match=f"{output}: another vsr run is writing it"):
+            VideoWriter(output, source=source, source_info=info, width=128, height=96, overwrite=True)
+        assert partial_path(output).exists()  # (the refused run leaves the other's file alone)
+    assert media.video_pts(output) == media.video_pts(source)[: len(media.video_pts(output))]
+    assert os.listdir(tmp_path) == ["out.mp4"]
+
+
 def test_disk_full_is_an_output_error_and_leaves_no_file(clips, tmp_path):
     output = tmp_path / "out.mkv"
     partial_path(output).symlink_to("/dev/full")  # every write to the temporary file fails with ENOSPC
