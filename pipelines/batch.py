@@ -365,7 +365,7 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
         choose_pix_fmt(api.video_codec(codec, ".mkv"), 8, pix_fmt)  # an OptionError for an unknown codec or pix_fmt
 
 
-def _remove_partials(output: Path) -> None:
+def remove_partials(output: Path) -> None:
     """Temporary files a killed run left for this output (videos: .NAME.partial.EXT, images: .NAME.XXXX.part)."""
     from vsr.pipelines.encode import partial_path
 
@@ -526,7 +526,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                     log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
                 running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
-                _remove_partials(job.output)
+                remove_partials(job.output)
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):

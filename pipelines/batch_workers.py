@@ -280,6 +280,8 @@ class ProcessExecutor:
                 return results
 
     def close(self) -> None:
+        from vsr.pipelines.batch import remove_partials  # (which imports this module)
+
         for worker in self._workers:
             if worker.process.is_alive():
                 worker.tasks.put(None)
@@ -288,6 +290,8 @@ class ProcessExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
+                if worker.job is not None:  # its unfinished file, which the next run would remove (if there is one)
+                    remove_partials(worker.job.output)
 
     def __enter__(self):
         return self

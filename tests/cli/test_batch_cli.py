@@ -4,8 +4,11 @@ Each test runs the real command in a subprocess on tiny real clips; outputs are 
 """
 
 import hashlib
+import os
+import signal
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,25 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
     for i in range(4):
         assert frame_count(out / f"clip{i}.x4.mp4") == frame_count(source / f"clip{i}.mp4") == 24
     assert snapshot(source) == inputs
+
+
+def test_ctrl_c_with_two_workers_leaves_no_temporary_file(tmp_path, tiny_rrdbnet_checkpoint):
+    """The driver kills a worker still busy a second after Ctrl-C: its job's hidden partial output stayed in OUT_DIR
+    (as large as what it had written) until a next run, if any."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for i in range(2):
+        make_clip(source / f"clip{i}.mp4", frames=150, size=(96, 64))
+    command = [*VSR, "batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--workers", "2", "--preset", "ultrafast"]
+    process = subprocess.Popen(list(map(str, command)), start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any(out.glob(".*.partial.mp4")):
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
+    assert process.wait(timeout=60) == 130
+    assert sorted(path.name for path in out.iterdir() if path.name.startswith(".") and "journal" not in path.name) == []
 
 
 def test_a_long_video_killed_midway_resumes_from_its_segments(tmp_path, tiny_rrdbnet_checkpoint):
