@@ -537,6 +537,7 @@ def upscale_video_in_segments(
             log.warning("%s: resuming: %d of %d segments were upscaled by an earlier run", output, len(done),
                         len(plan.segments))
         made: list[SegmentResult] = []
+        before = _identity(output)  # (a file --overwrite replaces, or none)
         try:
             bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
                        dynamic_ncols=True, leave=False)
@@ -560,7 +561,9 @@ def upscale_video_in_segments(
             if isinstance(error, DamagedSegment):  # (done again by the next run, not read back by it for ever)
                 folder.forget(error.path)
             kept = len(folder.done())
-            if kept:
+            if _identity(output) not in (None, before):
+                folder.remove()  # stopped once the output was in place (syncing its folder): it is whole
+            elif kept:
                 log.warning("%s: %d of %d segments are kept in %s; the same command resumes from there", output,
                             kept, len(plan.segments), folder.path)
             else:
@@ -578,6 +581,15 @@ def upscale_video_in_segments(
                        height=parts[0].height, times=times,
                        precision=", ".join(sorted({result.precision for result in made if result.precision})),
                        rotation=0 if plan.turn_upright else plan.info.rotation)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A file's inode and modification time, None where there is none: whether a rename put another file there."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str], options: UpscaleOptions,

@@ -188,6 +188,21 @@ def test_a_run_that_finds_every_segment_kept_only_joins_and_says_so(run, tmp_pat
                         r"an earlier run\)", done.stdout.strip())  # (was "0.00 fps; busy time ;")
 
 
+def test_stopped_once_its_output_is_in_place_a_run_keeps_no_segments(run, tmp_path, caplog, monkeypatch):
+    """Ctrl-C while the output's folder was synced, after the rename: the run said its segments were kept and the same
+    command resumed, which then failed on the finished output ("already exists"), the folder left for ever."""
+    clip, options, upscale = run
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("vsr.pipelines.segments.fsync_folder", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        upscale()
+    assert decoded_framemd5(tmp_path / "out.mkv") and not segment_folder_path(tmp_path / "out.mkv").exists()
+    assert "segments are kept" not in caplog.text
+
+
 def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, tmp_path, caplog):
     """Rerun without segments (or the video now short), the output was made, and the folder stayed beside it."""
     _, _, upscale = run
