@@ -33,7 +33,7 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
     if written_this_run is not None and output.resolve() in written_this_run:
         raise OutputError(f"{output}: was made from {written_this_run[output.resolve()]} in this run; upscale "
                           f"{source} on its own, with -o naming its output")
-    if output.exists() and not overwrite:
+    if os.path.lexists(output) and not overwrite:  # (a link to nothing too: the output would replace it)
         raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
     if not output.parent.is_dir():
         raise OutputError(f"{output.parent}: output folder does not exist")

@@ -332,6 +332,11 @@ def test_existing_output_is_refused_unless_overwrite(clips, tmp_path):
     assert output.read_bytes() == b"precious"
     media.write_upscaled(clips["mp4"], output, overwrite=True)
     assert media.video_pts(output) == media.video_pts(clips["mp4"])
+    link = tmp_path / "link.mp4"
+    link.symlink_to(tmp_path / "nowhere.mp4")  # a link to nothing is a file of the user's too: replaced silently
+    with pytest.raises(OutputError, match="link.mp4: already exists"):
+        media.write_upscaled(clips["mp4"], link)
+    assert link.is_symlink()
 
 
 def test_an_exception_inside_the_block_leaves_no_file(clips, tmp_path):
