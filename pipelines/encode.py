@@ -72,7 +72,7 @@ from vsr.pipelines.passthrough import Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
-from vsr.fsutil import check_output, fsync_folder, lock_temporary
+from vsr.fsutil import check_output, fsync_folder, hidden_sibling, lock_temporary
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration when an encoder opens otherwise: errors only
@@ -182,8 +182,8 @@ def _warn_once(message: str, *args) -> None:
 
 def partial_path(output: Path) -> Path:
     """Where `output` is written until it is complete: same folder, hidden, same extension (so the muxer is the
-    same), e.g. movie.x4.mp4 → .movie.x4.partial.mp4."""
-    return output.with_name(f".{output.stem}.partial{output.suffix}")
+    same), e.g. movie.x4.mp4 → .movie.x4.partial.mp4 (`hidden_sibling`: a hash for a name too long for that)."""
+    return hidden_sibling(output, output.stem, f".partial{output.suffix}")
 
 
 def choose_pix_fmt(codec: str, bit_depth: int, pix_fmt: str | None = None, alpha: bool = False,

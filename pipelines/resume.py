@@ -21,7 +21,7 @@ import shutil
 from pathlib import Path
 
 from vsr.errors import OutputError
-from vsr.fsutil import write_bytes_atomic
+from vsr.fsutil import hidden_sibling, write_bytes_atomic
 
 try:
     import fcntl
@@ -34,7 +34,7 @@ PLAN_FILE = "plan.json"
 
 
 def segment_folder_path(output: Path) -> Path:
-    return output.with_name(f".{output.name}.segments")
+    return hidden_sibling(output, output.name, ".segments")
 
 
 def segment_file(folder: Path, index: int, suffix: str = ".mp4") -> Path:

@@ -40,7 +40,7 @@ import av
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import write_bytes_atomic
+from vsr.fsutil import hidden_sibling, write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE
@@ -139,7 +139,7 @@ def open_sequence(pattern: str | Path, frame_rate: Fraction | None = None) -> av
 
 def run_file(pattern: Path) -> Path:
     """The hidden file that says what the sequence `pattern` being written is (see the module doc)."""
-    return pattern.with_name(f".{pattern.name}.vsr-run.json")
+    return hidden_sibling(pattern, pattern.name, ".vsr-run.json")
 
 
 def resumes(pattern: Path, record: dict | None) -> bool:

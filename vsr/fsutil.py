@@ -6,6 +6,7 @@ It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and traini
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -39,9 +40,18 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
         raise OutputError(f"{output.parent}: output folder does not exist")
 
 
+def hidden_sibling(path: Path, base: str, tail: str) -> Path:
+    """The hidden file `.{base}{tail}` beside `path` (`base`: its name or stem); where that name would pass the 255
+    bytes of a file name, a hash of `path`'s name stands in for `base` (a name of 250 bytes is a valid output)."""
+    name = f".{base}{tail}"
+    if len(os.fsencode(name)) > 255:
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]}{tail}"
+    return path.with_name(name)
+
+
 def temporary_sibling(path: Path, tag: str = "part") -> Path:
     """A hidden, unique name in `path`'s folder (same file system, so the final rename is atomic)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}.{tag}")
+    return hidden_sibling(path, path.name, f".{secrets.token_hex(4)}.{tag}")
 
 
 def lock_temporary(temporary: Path, output: Path):

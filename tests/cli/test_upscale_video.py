@@ -161,6 +161,22 @@ def test_a_container_that_cannot_hold_the_codec_gives_an_mkv_by_default(tmp_path
     assert media.video_times(output) == media.video_times(source)
 
 
+def test_an_output_name_near_the_longest_a_file_system_takes_is_written(tmp_path):
+    """Names of 247 to 255 bytes are valid, but their hidden temporary (.NAME.partial.EXT), segment folder or image
+    temporary passed 255 bytes: "File name too long", naming the temporary, or a traceback after the video was made."""
+    source = tmp_path / "clip.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "6", "-g", "2", source)
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", tmp_path / "still.png")
+    long = "a" * 246
+    for arguments in ([source, "-o", tmp_path / f"{long}.mp4"],
+                      [source, "-o", tmp_path / f"{long}.mkv", "--segment-seconds", "0.2"],
+                      [tmp_path / "still.png", "-o", tmp_path / f"{long}.png"]):
+        result = vsr("upscale", *arguments, "-m", "bicubic", check=False)
+        assert result.returncode == 0, result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["clip.mp4", "still.png", f"{long}.mp4", f"{long}.mkv", f"{long}.png"])
+
+
 def test_a_container_asked_for_that_cannot_hold_the_codec_is_one_line(tmp_path):
     source = tmp_path / "raw.y4m"  # the Y4M muxer takes raw video only, and says so only when the header is written
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "2", source)
