@@ -151,18 +151,26 @@ def parse_devices(text: str) -> list[str]:
     return parse_cuda_devices(text)
 
 
+# The fewest frames of a segment. An encoder holds frames back for B-frames (x264: 2 by default) in a segment as long
+# as that, and gives a shorter one none: its decoding times then collide with the next segment's, which the join
+# pushes on by a tick each (an MP4's video track two frames short; helper-43 found it with a preview cut mid-GOP).
+MIN_SEGMENT_FRAMES = 4
+
+
 def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count: int) -> list[tuple[int, int]]:
     """Cut frames (pts in presentation order) into at most `count` runs of consecutive frames, as [first, end)
     indexes into `frame_pts`. Every run but the first starts at a keyframe; each cut is the keyframe nearest to
-    where an even split would cut, so runs are balanced to within a keyframe interval."""
+    where an even split would cut, so runs are balanced to within a keyframe interval; none is shorter than
+    MIN_SEGMENT_FRAMES where the frames allow."""
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
     keyframes = set(keyframe_pts)
-    cut_points = [index for index, pts in enumerate(frame_pts) if index > 0 and pts in keyframes]
+    cut_points = [index for index, pts in enumerate(frame_pts) if MIN_SEGMENT_FRAMES <= index
+                  and len(frame_pts) - index >= MIN_SEGMENT_FRAMES and pts in keyframes]
     starts = [0]
     for part in range(1, count):
         target = part * len(frame_pts) / count
-        later = [index for index in cut_points if index > starts[-1]]
+        later = [index for index in cut_points if index >= starts[-1] + MIN_SEGMENT_FRAMES]
         if not later:
             break
         nearest = min(later, key=lambda index: abs(index - target))
