@@ -166,9 +166,9 @@ class StopAfterFirst:
 
 
 @pytest.mark.parametrize("name, codec_args, codec, segment_file, tolerance", [
-    ("overlay.webm", ("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-g", "3"), "auto", "segment-0000.mkv", 2),
+    ("overlay.webm", ("-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-g", "4"), "auto", "segment-0000.mkv", 2),
     ("graphics.mov", ("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"), "auto", "segment-0000.mov", 64),
-    ("lossless.mkv", ("-c:v", "ffv1", "-pix_fmt", "yuva420p", "-g", "3"), "ffv1", "segment-0000.mp4", 0),
+    ("lossless.mkv", ("-c:v", "ffv1", "-pix_fmt", "yuva420p", "-g", "4"), "ffv1", "segment-0000.mp4", 0),
 ], ids=["vp9", "prores", "ffv1"])
 def test_an_alpha_video_resumes_from_its_segments_with_its_alpha(tmp_path, caplog, name, codec_args, codec,
                                                                   segment_file, tolerance):
@@ -176,7 +176,7 @@ def test_an_alpha_video_resumes_from_its_segments_with_its_alpha(tmp_path, caplo
     resumes and gives the frames of one uninterrupted run: exactly with FFV1; within VP9's rate control, which
     restarts at each segment; within a 10-bit level (64 of 65535) with ProRes, whose quantizers follow the float
     model's last bits (batches differ between the runs)."""
-    source = make_alpha_clip(tmp_path / name, frames=12, codec_args=codec_args)
+    source = make_alpha_clip(tmp_path / name, frames=16, codec_args=codec_args)  # (4 segments of 4 frames)
     options = api.UpscaleOptions(model="bicubic")
     video = api.VideoOptions(codec=codec, segment_seconds=0.1)
     output = tmp_path / f"out{source.suffix}"
@@ -198,7 +198,7 @@ def test_an_alpha_video_resumes_from_its_segments_with_its_alpha(tmp_path, caplo
 
 
 def test_a_video_in_segments_is_warned_about_once_not_once_a_segment(tmp_path, caplog):
-    source = make_alpha_clip(tmp_path / "graphics.mov", frames=6,
+    source = make_alpha_clip(tmp_path / "graphics.mov", frames=12,  # (segments of at least 4 frames)
                              codec_args=("-c:v", "prores_ks", "-pix_fmt", "yuva444p10le"))
     result = api.upscale_video_in_segments(source, options=api.UpscaleOptions(model="bicubic"),
                                            video=api.VideoOptions(segment_seconds=0.05))
