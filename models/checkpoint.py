@@ -102,6 +102,8 @@ def _why_unreadable(path: Path, error: Exception) -> str:
 def _unwrap(path: Path, loaded: object) -> dict[str, Tensor]:
     if not isinstance(loaded, dict):
         raise ModelError(f"{path}: not a state dict (the file holds a {type(loaded).__name__})")
+    if {"config", "iteration", "generator", "ema"} <= loaded.keys() and isinstance(loaded["ema"], dict):
+        loaded = loaded["ema"]  # a `vsr train` run's state.pt, still training: its EMA generator, as model.pth has
     for key in CONTAINER_KEYS:
         if isinstance(loaded.get(key), dict):
             loaded = loaded[key]

@@ -43,6 +43,10 @@ def test_train_plot_resume_and_upscale_with_the_trained_model(tmp_path):
     with torch.no_grad():
         expected = load_model(run / "model.pth").module(read_image(tmp_path / "small" / "photo0.png").rgb[None])
     assert (out - expected[0].clamp(0, 1)).abs().max() <= 1 / 255  # the same network, rounded to 8 bits
+    # A run's state.pt (one still training, say) gives its EMA generator, as its model.pth: it was "not a state dict".
+    state = read_state_dict(run / "state.pt")
+    assert state.keys() == read_state_dict(run / "model.pth").keys()
+    assert all(torch.equal(state[key].float(), read_state_dict(run / "model.pth")[key].float()) for key in state)
 
 
 def test_missing_vgg_weights_is_one_line_naming_the_file(tmp_path):
