@@ -11,7 +11,7 @@ noise and blur, leaving a fair ground truth. They are written as 8-bit PNGs name
 
 DEST/LICENSES/ATTRIBUTION.txt lists every picture's package, version, source file, author and license (from the
 package's machine-readable copyright file, and for Plasma from each wallpaper's metadata.json), and each package's
-full copyright file is copied next to it. DEST/validation.txt names the photos suggested for validation.
+full copyright file is copied next to it. DEST/validation.txt names the photos `--set val_holdout=6` holds out.
 """
 
 from __future__ import annotations
@@ -66,16 +66,9 @@ PHOTOS: dict[str, tuple[str, list[str]]] = {
     ]),
 }
 
-# Held out for validation: varied content with fine detail (rock, foliage and water, flowers, leaves with drops,
-# boats and pebbles, architecture), about one photo in eight.
-SUGGESTED_VALIDATION = [
-    "lomiri-picosdeeuropa_by_Aitzol_Berasategi.png",
-    "lomiri-life_by_Aitzol_Berasategi.png",
-    "lxqt-flowers.png",
-    "mate-RainDrops.png",
-    "plasma-EveningGlow.png",
-    "plasma-Grey.png",
-]
+# How many photos `--set val_holdout=6` keeps out of training, as README's run does (`data.split_photos`: those
+# whose names hash lowest, the same on every machine); DEST/validation.txt names them.
+VALIDATION_PHOTOS = 6
 
 MIN_SIDE = 256  # after halving; smaller pictures are icons or previews, not training material
 
@@ -117,8 +110,15 @@ def fetch_photos(dest: Path, debs: Path | None = None) -> list[Photo]:
                 if photo is not None:
                     photos.append(photo)
     _write_attribution(licenses / "ATTRIBUTION.txt", photos)
-    (dest / "validation.txt").write_text("".join(f"{name}\n" for name in SUGGESTED_VALIDATION))
+    (dest / "validation.txt").write_text("".join(f"{name}\n" for name in held_out(photos)))
     return photos
+
+
+def held_out(photos: list[Photo]) -> list[str]:
+    """The names of the photos `--set val_holdout=VALIDATION_PHOTOS` holds out of training."""
+    from vsr.training.data import split_photos
+
+    return [path.name for path in split_photos([photo.output for photo in photos], VALIDATION_PHOTOS / len(photos))[1]]
 
 
 def _halve(root: Path, relative: str, package: str, version: str, stanzas: list[dict], dest: Path):
@@ -249,8 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("error: %s", error)
         return error.exit_code
     megapixels = sum(p.size[0] * p.size[1] for p in photos) / 1e6
-    log.info("%d photos, %.1f megapixels, in %s (validation suggested: %s)", len(photos), megapixels, args.dest,
-             ", ".join(SUGGESTED_VALIDATION))
+    log.info("%d photos, %.1f megapixels, in %s (--set val_holdout=%d holds out %s)", len(photos), megapixels,
+             args.dest, VALIDATION_PHOTOS, ", ".join(held_out(photos)))
     return 0
 
 

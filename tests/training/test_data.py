@@ -341,7 +341,7 @@ License: CC-BY-SA-3.0
 
 
 def test_attribution_comes_from_the_matching_copyright_paragraph():
-    from vsr.training.fetch_photos import PHOTOS, SUGGESTED_VALIDATION, copyright_for, output_name, parse_copyright
+    from vsr.training.fetch_photos import PHOTOS, Photo, copyright_for, held_out, output_name, parse_copyright
 
     stanzas = parse_copyright(COPYRIGHT)
     assert len(stanzas) == 5 and stanzas[3]["Copyright"] == "2008, Charles Barbin\n2008, Hylke Bons"
@@ -352,9 +352,14 @@ def test_attribution_comes_from_the_matching_copyright_paragraph():
     assert copyright_for(stanzas, "usr/share/graphics/logo.png") == ("2012, Giacomo Barazzetti", "CC-BY-SA-3.0")
     assert copyright_for(stanzas, "usr/share/backgrounds/other.jpg") == ("2018, Someone", "Expat")  # Files: *
     assert copyright_for(stanzas[:1][1:], "x.jpg")[0].startswith("see the package")
-    # The suggested validation photos are among the photos fetched, all 48 of which have distinct names.
+    # The 48 photos have distinct names; validation.txt names those val_holdout=6 holds out, README's run's six (it
+    # named six others, "suggested", which nothing used).
     outputs = {output_name(package, file) for package, (_, files) in PHOTOS.items() for file in files}
-    assert len(outputs) == 48 and set(SUGGESTED_VALIDATION) <= outputs
+    assert len(outputs) == 48
+    photos = [Photo(name, "", "", "", (0, 0), (0, 0), "", "") for name in sorted(outputs)]
+    assert sorted(held_out(photos)) == [
+        "lxqt-after-the-rain.png", "lxqt-appleflower.png", "lxqt-this-is-not-windows.png", "mate-Blinds.png",
+        "mate-YellowFlower.png", "plasma-ColdRipple.png"]
     assert output_name("plasma-workspace-wallpapers", "usr/share/wallpapers/Path/contents/images/2560x1600.jpg") == (
         "plasma-Path.png")
 
