@@ -3,8 +3,9 @@
 Reading never unpickles arbitrary objects: torch files go through `torch.load(weights_only=True)`, which accepts only
 tensors and plain containers, so a checkpoint from the internet cannot run code. Writing produces the two forms that
 the rest of the ecosystem reads: `X.pth` holding `{"params_ema": state_dict}` of plain contiguous CPU tensors
-(BasicSR, Real-ESRGAN, and spandrel's restricted unpickler load it) and `X.safetensors` whose string metadata records
-the architecture and hyperparameters, which settles what weight shapes cannot tell (see `detect`).
+(BasicSR, Real-ESRGAN, and spandrel's restricted unpickler load it) and `X.safetensors`; the string metadata of both
+(the .pth's under METADATA_KEY) records the architecture and hyperparameters, which settles what weight shapes cannot
+tell (see `detect`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import json
 import logging
 import os
 import pickle
+import warnings
 import zipfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -35,6 +37,9 @@ SAFETENSORS_SUFFIX = ".safetensors"
 
 # Training code wraps the weights in a dict; the first of these keys found is the state dict (the keys spandrel knows).
 # BasicSR keeps the EMA of the generator's weights under params_ema: it is the better model, so it is preferred.
+# The key of save_model's metadata in its .pth (strings, as in its .safetensors): BasicSR, Real-ESRGAN and spandrel
+# take "params_ema" and leave it.
+METADATA_KEY = "vsr_metadata"
 CONTAINER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 
 
@@ -68,11 +73,15 @@ def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
             with safetensors.safe_open(str(path), framework="pt", device="cpu") as file:
                 metadata = file.metadata() or {}
                 return {key: file.get_tensor(key) for key in file.keys()}, metadata
-        # torch.load raises a zoo of types for bad files (UnpicklingError, RuntimeError, EOFError, ...).
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        # torch.load raises a zoo of types for bad files (UnpicklingError, RuntimeError, EOFError, ...), and warns
+        # of what it refuses in lines of its own (a TorchScript archive, an old pickle protocol).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ModelError(f"{path}: {_why_unreadable(path, error)}") from error
-    return _unwrap(path, loaded), {}
+    metadata = loaded.get(METADATA_KEY) if isinstance(loaded, dict) else None
+    return _unwrap(path, loaded), metadata if isinstance(metadata, dict) else {}
 
 
 def _why_unreadable(path: Path, error: Exception) -> str:
@@ -91,6 +100,9 @@ def _why_unreadable(path: Path, error: Exception) -> str:
                 f"{path.stem}.safetensors")
     if head.startswith(b"PK\x03\x04") and not zipfile.is_zipfile(path):
         return "cut short or damaged (a torch checkpoint is a zip archive, and this one does not end as one)"
+    if "TorchScript" in str(error):
+        return ("a TorchScript archive (a compiled model), which vsr does not load; save the model's state_dict() "
+                "as .pth or .safetensors")
     if isinstance(error, pickle.UnpicklingError) and "unsupported global" in str(error).lower():
         return ("holds Python objects beyond tensors (a whole pickled model?), which vsr does not unpickle; save "
                 "the model's state_dict() instead")
@@ -108,6 +120,8 @@ def _unwrap(path: Path, loaded: object) -> dict[str, Tensor]:
         if isinstance(loaded.get(key), dict):
             loaded = loaded[key]
             break
+    while len(loaded) == 1 and isinstance(value := next(iter(loaded.values())), dict):
+        loaded = value  # a container of another name ({"net_g": ...}), unwrapped as spandrel does
     for key, value in loaded.items():
         if not isinstance(key, str) or not isinstance(value, Tensor):
             raise ModelError(
@@ -166,6 +180,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
                 "%s: metadata says %s %s but the weights are %s %s; using the weights",
                 path, declared.architecture, declared.hyperparameters, spec.architecture, spec.hyperparameters,
             )  # fmt: skip
+    if spec.architecture == "SRVGGNetCompact" and spec.hyperparameters["act_type"] == "relu" and declared != spec:
+        logger.warning("%s: SRVGGNetCompact without activation weights, ReLU or LeakyReLU (the weights cannot tell): "
+                       "taken as ReLU; a LeakyReLU model gives other pictures", path)
     problems = mismatches(module, state_dict)
     if problems:
         raise ModelError(
@@ -234,7 +251,7 @@ def save_model(module: nn.Module, spec: ModelSpec, path: str | os.PathLike) -> t
         "vsr_version": _vsr_version(),
     }
     pth_bytes = io.BytesIO()
-    torch.save({"params_ema": state_dict}, pth_bytes)
+    torch.save({"params_ema": state_dict, METADATA_KEY: metadata}, pth_bytes)
     contents = {pth_path: pth_bytes.getvalue(), safetensors_path: safetensors.torch.save(state_dict, metadata=metadata)}
 
     folder = pth_path.parent

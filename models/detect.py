@@ -67,17 +67,20 @@ _TOP_KEY_2018 = re.compile(r"^model\.(\d+)\.(weight|bias)$")
 def canonical_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Return the state dict with BasicSR's names.
 
-    Keeps only a generator's keys where a GAN's checkpoint holds its discriminator too, strips wrapper prefixes
-    (`module.`, `_orig_mod.`) and renames the ESRGAN 2018 and 2019 key families. BasicSR names, and keys of no known
+    Keeps only a generator's keys where a GAN's checkpoint holds its discriminator too (or its keys alone, under
+    `generator.`), strips wrapper prefixes (`module.`, `_orig_mod.`, stacked in any order) and renames the ESRGAN 2018 and 2019 key families. BasicSR names, and keys of no known
     family, pass unchanged (the same tensors, no copies)."""
-    for prefix in _GENERATOR_PREFIXES:
-        generator = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
-        if generator and len(generator) < len(state_dict):
-            state_dict = generator
-            break
-    for prefix in _WRAPPER_PREFIXES:
-        if state_dict and all(key.startswith(prefix) for key in state_dict):
-            state_dict = {key[len(prefix) :]: value for key, value in state_dict.items()}
+    stripped = True
+    while stripped:  # (wrappers stack: torch.compile of a DDP model is _orig_mod.module., a GAN's netG.module.)
+        stripped = False
+        for prefix in _GENERATOR_PREFIXES:  # the generator's keys, beside a discriminator's or alone
+            generator = {key[len(prefix):]: value for key, value in state_dict.items() if key.startswith(prefix)}
+            if generator:
+                state_dict, stripped = generator, True
+                break
+        for prefix in _WRAPPER_PREFIXES:
+            if state_dict and all(key.startswith(prefix) for key in state_dict):
+                state_dict, stripped = {key[len(prefix):]: value for key, value in state_dict.items()}, True
     if "model.0.weight" in state_dict and "model.1.sub.0.RDB1.conv1.0.weight" in state_dict:
         return _rename_2018(state_dict)
     if "RRDB_trunk.0.RDB1.conv1.weight" in state_dict:

