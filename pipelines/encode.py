@@ -260,6 +260,7 @@ class VideoWriter:
         yuv_converter: str = "auto",
         stream_timed: bool | None = None,
         turn_upright: bool | None = None,
+        device: torch.device | None = None,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
@@ -314,7 +315,7 @@ class VideoWriter:
                        "allows (8192x4352): many players and hardware decoders refuse it; --outscale or --height can "
                        "make it smaller (--height 4320 for 8K)", source, width, height)
         options = {**frame_time_options(self.output), **(options or {})}
-        codec_options = _codec_options(codec, spec, crf, preset, options)
+        codec_options = nvenc_on(device, spec, _codec_options(codec, spec, crf, preset, options))
         if source_info.color.transfer == "smpte2084":  # PQ: HDR10, whose players tone-map by its static metadata
             hdr10 = read_hdr10(source, source_info.index)
             if hdr10 is not None:
@@ -628,6 +629,14 @@ def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:
     finally:
         av.logging.set_level(previous)
     return [message.strip() for _, _, message in logs if message.startswith(_PARAMS_REFUSALS)]
+
+
+def nvenc_on(device: torch.device | None, spec: CodecSpec, options: dict[str, str]) -> dict[str, str]:
+    """`options` of an NVENC encoder on the GPU of `device` (the engine's), unless they name one: NVENC takes the
+    first GPU by itself, and `--devices 0,1` encoded both workers' segments on GPU 0."""
+    if not spec.needs_gpu or device is None or device.type != "cuda" or device.index is None or "gpu" in options:
+        return options
+    return {**options, "gpu": str(device.index)}
 
 
 def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> None:

@@ -323,7 +323,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
-                                 turn_upright=plan.turn_upright, overwrite=True)  # over what a cut run left
+                                 turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
+                                 device=engine.device)
         with writer:
 
             def write(batch: FrameBatch) -> None:

@@ -430,7 +430,7 @@ def upscale_video(
         if record is None and is_sequence(output):
             record = run_record(source, options, video, frames=True)
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
-                               first_pts=decoder.selection.start_pts or 0) as writer:
+                               first_pts=decoder.selection.start_pts or 0, device=engine.device) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
@@ -505,9 +505,10 @@ def skip_frames(batches, count: int, repeats: Repeats):
 
 
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,
-                 overwrite: bool, record: dict | None = None, first_pts: int = 0):
+                 overwrite: bool, record: dict | None = None, first_pts: int = 0, device=None):
     """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png (`record`:
-    what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write)."""
+    what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write;
+    `device`: the engine's)."""
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
 
@@ -540,4 +541,5 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         copy_streams=video.copy_streams,
         # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
         trim=video.is_preview,
+        device=device,  # (an NVENC encoder's GPU)
     )

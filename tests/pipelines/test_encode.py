@@ -407,6 +407,16 @@ def test_nvenc_without_a_usable_gpu_is_an_option_error(clips, tmp_path):
         pytest.skip("this machine has a working NVENC")
 
 
+def test_nvenc_encodes_on_the_engines_gpu():
+    """NVENC takes the first GPU unless told: `--devices 0,1` encoded both workers' segments on GPU 0."""
+    from vsr.pipelines.encode import CODECS, nvenc_on
+
+    nvenc, x264 = CODECS["hevc_nvenc"], CODECS["libx264"]
+    assert nvenc_on(torch.device("cuda:1"), nvenc, {"cq": "21"}) == {"cq": "21", "gpu": "1"}
+    assert nvenc_on(torch.device("cuda:1"), nvenc, {"gpu": "0"}) == {"gpu": "0"}  # (asked for by name)
+    assert nvenc_on(torch.device("cuda:1"), x264, {}) == {} and nvenc_on(torch.device("cpu"), nvenc, {}) == {}
+
+
 @pytest.mark.parametrize("width, height, warned", [(8192, 4352, False), (8320, 4352, True)])
 def test_a_picture_beyond_every_codec_level_is_warned_about(clips, tmp_path, caplog, width, height, warned):
     info = media.video_info(clips["mp4"])
