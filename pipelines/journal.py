@@ -366,12 +366,21 @@ class Journal:
 
     def owns_output(self, name: str) -> bool:
         """Whether a file at `name` is this journal's to replace: a job of that name finished once (it has a
-        checksum), or was running when its process died or was stopped (it may have put the file in place just
-        before: started, never finished). A job that only ever failed (perhaps because a file of the user's was
-        there) has no claim on it: --overwrite decides."""
+        checksum), or was running when its process died or was stopped (started, never finished) and the file was
+        written since it started (it may have put the file in place just before; a file older than the job is the
+        user's, which it stopped before reaching). A job that only ever failed (perhaps because a file of the
+        user's was there) has no claim on it: --overwrite decides."""
         row = self._row(name)
-        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING
-                                    or (row.started_at is not None and row.finished_at is None))
+        if row is None:
+            return False
+        if row.checksum is not None:
+            return True
+        if row.started_at is None or row.finished_at is not None:
+            return False
+        try:
+            return (self.path.parent / name).stat().st_mtime >= row.started_at
+        except OSError:  # (no file there: nothing to own)
+            return False
 
     def rows(self) -> list[JobRow]:
         return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]

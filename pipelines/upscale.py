@@ -520,7 +520,8 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
     codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
     encoder_options = video.encoder_options
     # (--crf, --preset and the options were given for "auto"'s H.264, or the codec named: not alpha's choice)
-    if codec != video_codec(video.codec, ".mkv") and (crf is not None or preset is not None or encoder_options):
+    if info.alpha and codec != video_codec(video.codec, ".mkv") and (crf is not None or preset is not None
+                                                                     or encoder_options):
         log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
                     "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "
                     "drops the alpha)", source, codec)

@@ -216,6 +216,12 @@ def test_mpeg_streams_store_only_mpeg_codecs_as_video_and_mxf_refusals_are_about
     for arguments in ([], ["--devices", "cpu,cpu", "--segment-seconds", "0.2"]):  # "auto" is VP9 in WebM, as ffmpeg's
         vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.webm", "--overwrite", *arguments)
         assert media.ffprobe_streams_of(tmp_path / "out.webm", "v:0")[0]["codec_name"] == "vp9"
+    sizes = {}
+    for crf in (10, 63):  # given for that VP9 (it was said to be left out, "the video has alpha")
+        result = vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.webm", "--overwrite", "--crf", crf)
+        assert "alpha" not in result.stderr
+        sizes[crf] = (tmp_path / "out.webm").stat().st_size
+    assert sizes[63] < sizes[10]
 
 
 def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(tmp_path):

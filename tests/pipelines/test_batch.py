@@ -10,6 +10,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines import batch, images
 from vsr.pipelines.batch_workers import JobResult
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
+from vsr.pipelines.journal import JOURNAL_NAME, JobEntry, JobState, Journal, process_owner, read_journal
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 FAST = api.VideoOptions(preset="ultrafast")
@@ -427,6 +428,24 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     (out / "b.x2.mp4").write_bytes(b"finished as the stop came")
     assert batch.run_batch(jobs, out).ok
     assert frame_count(out / "b.x2.mp4") == 3
+
+
+def test_a_job_stopped_before_its_output_owns_no_file_older_than_itself(tmp_path):
+    """Handed back at a Ctrl-C, a job claims the file at its output's name only if it was written since the job
+    started: a user's file there, older, was replaced by the next run without --overwrite (helper-48)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "user.x2.mp4").write_bytes(b"the user's own")
+    os.utime(out / "user.x2.mp4", (time.time() - 60, time.time() - 60))
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        entries = [JobEntry(name, "in.mp4", "video", {}, "fingerprint") for name in ("user.x2.mp4", "made.x2.mp4")]
+        journal.sync(entries, max_attempts=3)
+        for entry in entries:
+            assert journal.claim(entry.name)
+        (out / "made.x2.mp4").write_bytes(b"put in place just before the stop")
+        for entry in entries:
+            journal.release(entry.name)
+        assert not journal.owns_output("user.x2.mp4") and journal.owns_output("made.x2.mp4")
 
 
 def test_a_jobs_file_sets_options_per_job(tmp_path):
