@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import functools
-import glob
 import hashlib
 import logging
 import os
@@ -34,7 +33,7 @@ from pathlib import Path
 
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import hidden_sibling
+from vsr.fsutil import temporaries_of
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
@@ -370,8 +369,7 @@ def remove_partials(output: Path) -> None:
     """Temporary files a killed run left for this output (videos: .NAME.partial.EXT, images: .NAME.XXXX.part)."""
     from vsr.pipelines.encode import partial_path
 
-    pattern = hidden_sibling(output, glob.escape(output.name), ".*.part").name  # (fsutil.temporary_sibling's)
-    for leftover in [partial_path(output), *output.parent.glob(pattern)]:
+    for leftover in [partial_path(output), *temporaries_of(output)]:
         if leftover.exists():
             log.info("removing %s, left by an interrupted run", leftover)
             leftover.unlink()

@@ -525,8 +525,7 @@ def upscale_video_in_segments(
                     "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
     if one_run or (len(plan.segments) < 2 and remote is None):
         if len(device_list) > 1 and not one_run and len(plan.segments) == 1:
-            log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone",
-                        source, device_list[0])
+            log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                                engine=engine)
@@ -592,6 +591,13 @@ def upscale_video_in_segments(
                        rotation=0 if plan.turn_upright else plan.info.rotation)
 
 
+def _why_uncut(plan: SegmentPlan) -> str:
+    """Why a plan has one segment, in words."""
+    if len(plan.segments[0].frames) < 2 * MIN_SEGMENT_FRAMES:
+        return f"{len(plan.segments[0].frames)} frames are too few to cut (segments take {MIN_SEGMENT_FRAMES} or more)"
+    return "no keyframe to cut the video at"
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     """A file's inode and modification time, None where there is none: whether a rename put another file there."""
     try:
@@ -615,8 +621,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     plan = plan_video(source, len(devices), video)
     if len(plan.segments) < 2:
         if plan.segments:  # (none: a preview window past the end, which upscale_video says)
-            log.warning("%s: no keyframe to cut the video at, so one segment: upscaling it on %s alone", source,
-                        devices[0])
+            log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), devices[0])
         return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
                              overwrite=overwrite, progress=progress)
     record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)

@@ -6,6 +6,7 @@ It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and traini
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -52,6 +53,13 @@ def hidden_sibling(path: Path, base: str, tail: str) -> Path:
 def temporary_sibling(path: Path, tag: str = "part") -> Path:
     """A hidden, unique name in `path`'s folder (same file system, so the final rename is atomic)."""
     return hidden_sibling(path, path.name, f".{secrets.token_hex(4)}.{tag}")
+
+
+def temporaries_of(path: Path, tag: str = "part") -> list[Path]:
+    """The `temporary_sibling`s of `path` there are (a killed run's)."""
+    example = temporary_sibling(path, tag).name  # (hashed or not, as theirs were: the same length)
+    head = example[: -len(f".{secrets.token_hex(4)}.{tag}")]
+    return list(path.parent.glob(f"{glob.escape(head)}.{'[0-9a-f]' * 8}.{glob.escape(tag)}"))
 
 
 def lock_temporary(temporary: Path, output: Path):

@@ -252,6 +252,10 @@ def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_chec
     assert "no keyframe to cut the video at, so one segment: upscaling it on cpu alone" in caplog.text
     assert result.frames == 12
     assert media.video_times(result.output) == media.video_times(clip)
+    short = make_gop_clip(tmp_path / "short.mp4", frames=6, options={"g": "2"})  # keyframes, but 4-frame segments
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.segments"):
+        upscale_video_in_segments(short, tmp_path / "short-out.mp4", devices="cpu,cpu", options=options)
+    assert "6 frames are too few to cut (segments take 4 or more), so one segment" in caplog.text  # (not "no keyframe")
 
 
 # --- failures ----------------------------------------------------------------------------------------------------
