@@ -247,7 +247,9 @@ class TimelineWatch:
         self.behind = 0
 
     def check(self, packet: av.Packet) -> None:
-        time = packet.dts if packet.dts is not None else packet.pts
+        # Decoding times only: a packet without one (Matroska leaves it out of the first frames after a keyframe)
+        # has a presentation time that B-frames put ahead, by more than RESET_SECONDS at 2 frames a second.
+        time = packet.dts
         if time is None or not packet.size:
             return
         if self.latest is not None and self.latest - time > self.reset:

@@ -405,6 +405,15 @@ def test_recordings_joined_end_to_end_are_one_line_that_says_how_to_fix_them(tmp
     assert len(media.video_pts(tmp_path / "out.mkv")) == 50
 
 
+def test_b_frames_at_two_frames_a_second_are_no_joined_recording(tmp_path):
+    """Matroska gives the frames after a keyframe no decoding time, and their presentation times, B-frames ahead,
+    were taken for it: at 2 fps a second ahead, so every later time seemed to go back (refused as joined)."""
+    source = tmp_path / "timelapse.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=2:d=10", "-c:v", "libx264", "-bf", "3", source)
+    vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.mkv", check=True)
+    assert media.video_times(tmp_path / "out.mkv") == media.video_times(source)
+
+
 def test_output_folder_missing_is_one_line(tmp_path):
     source = make_clip(tmp_path / "clip.mp4", frames=2)
     result = vsr("upscale", source, "-o", tmp_path / "nowhere" / "out.mp4", "-m", "bicubic", check=False)
