@@ -85,6 +85,7 @@ class PyAVDecoder(Decoder):
         self.nvdec = stream.codec_context.is_hwaccel
         self._first_pts = stream.start_time or 0
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
+        self._jpeg_files = self._first_file is not None and info.codec == "mjpeg"  # (see _decode_jpeg_file)
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
         self._reads_captions = info.codec in CAPTION_DECODERS  # (decided once, not per frame)
         stream.thread_type = "AUTO"
@@ -204,7 +205,7 @@ class PyAVDecoder(Decoder):
             elif packet.size and packet.is_discard:
                 self._discarded += 1  # (an edit list's: in the index, never shown)
             try:
-                frames = self._codec.decode(packet)
+                frames = self._decode_jpeg_file(packet) if self._jpeg_files else self._codec.decode(packet)
             except av.error.FFmpegError as error:
                 # With frame threads the error may belong to an earlier packet: `order` names the lost frames (a
                 # sequence's lost file is an error, which names it).
@@ -214,6 +215,22 @@ class PyAVDecoder(Decoder):
                 continue
             yield from order.push(self._checked(frames))
         yield from order.finish()
+
+    def _decode_jpeg_file(self, packet: av.Packet) -> list[av.VideoFrame]:
+        """Decode one file of a JPEG sequence, warning where FFmpeg made up part of it: a JPEG cut short decodes
+        without an error or a corrupt flag, its missing rows filled in; FFmpeg only logs it ("overread 8"), in this
+        thread (MJPEG has no frame threads)."""
+        previous = av.logging.get_level()
+        av.logging.set_level(av.logging.ERROR)
+        try:
+            with av.logging.Capture(local=True) as logs:
+                frames = self._codec.decode(packet)
+        finally:
+            av.logging.set_level(previous)
+        if logs and packet.pts is not None:
+            log.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", self._file_of(packet.pts),
+                        "; ".join(message.strip() for _, _, message in logs))
+        return frames
 
     def _deinterlaced(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         """`frames` through FFmpeg's bwdif: one frame out per frame in, with its pts; the lines of the field that is

@@ -380,6 +380,21 @@ def test_a_sequence_with_a_color_profile_keeps_it_and_its_grayness_as_each_image
     assert np.abs(np.asarray(frame, dtype=int) - np.asarray(single, dtype=int)).max() <= 1
 
 
+def test_a_jpeg_cut_short_in_a_sequence_is_named(tmp_path, caplog):
+    """FFmpeg decodes a JPEG cut short without an error or a corrupt flag (its missing rows made up): the sequence
+    was upscaled without a word."""
+    (tmp_path / "shots").mkdir()
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "4", "-q:v", "2",
+                 tmp_path / "shots" / "s%d.jpg")
+    api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "clean.mkv", options=BICUBIC_X2)
+    assert "damaged" not in caplog.text
+    cut = tmp_path / "shots" / "s3.jpg"
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "%d.png", options=BICUBIC_X2)
+    assert f"{cut}: damaged or cut short; FFmpeg fills in what is missing (" in caplog.text
+    assert caplog.text.count("damaged") == 1
+
+
 def test_a_color_file_in_a_gray_sequence_keeps_its_color(tmp_path):
     """Grayness was judged on 9 files spread over the sequence: a color file between them was written gray."""
     from PIL import Image
