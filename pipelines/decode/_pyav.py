@@ -86,6 +86,7 @@ class PyAVDecoder(Decoder):
         self._first_pts = stream.start_time or 0
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
         self._jpeg_files = self._first_file is not None and info.codec == "mjpeg"  # (see _decode_jpeg_file)
+        self._said_turned = False  # whether a sequence's file stored turned otherwise than its first was warned of
         super().__init__(path, info, device, Selection.from_seconds(info, self._first_pts, start, end, max_frames))
         self._reads_captions = info.codec in CAPTION_DECODERS  # (decided once, not per frame)
         stream.thread_type = "AUTO"
@@ -131,6 +132,11 @@ class PyAVDecoder(Decoder):
             if selection.is_after(pts):
                 return
             count += 1
+            if self._first_file is not None and not self._said_turned and frame.rotation % 360 != self.info.rotation:
+                self._said_turned = True  # (once: a sequence of camera shots may turn many)
+                log.warning("%s: stored turned otherwise than the sequence's first file (its EXIF orientation); "
+                            "turned as the first, as the frames of a video are (upscale it on its own to turn it as "
+                            "a viewer does)", self._file_of(pts))
             if self._reads_captions and (cc_data := frame_captions(frame)) is not None:
                 self.captions[pts] = cc_data
             pixels = self._to_pixels(frame)

@@ -380,6 +380,20 @@ def test_a_sequence_with_a_color_profile_keeps_it_and_its_grayness_as_each_image
     assert np.abs(np.asarray(frame, dtype=int) - np.asarray(single, dtype=int)).max() <= 1
 
 
+def test_a_file_turned_otherwise_than_the_first_is_named(tmp_path, caplog):
+    """A sequence's frames are turned as its first file says; a file saying otherwise was turned wrongly, silently."""
+    from PIL import Image
+
+    (tmp_path / "shots").mkdir()
+    for number, orientation in enumerate([6, 6, 1, 6], 1):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        Image.fromarray(np.zeros((40, 64, 3), np.uint8)).save(tmp_path / "shots" / f"s{number}.jpg", exif=exif)
+    api.upscale_video(tmp_path / "shots" / "s%d.jpg", tmp_path / "%d.png", options=BICUBIC_X2)
+    assert caplog.text.count("stored turned otherwise than the sequence's first file") == 1
+    assert f"{tmp_path / 'shots' / 's3.jpg'}: stored turned otherwise" in caplog.text
+
+
 def test_a_jpeg_cut_short_in_a_sequence_is_named(tmp_path, caplog):
     """FFmpeg decodes a JPEG cut short without an error or a corrupt flag (its missing rows made up): the sequence
     was upscaled without a word."""
