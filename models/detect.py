@@ -68,8 +68,9 @@ def canonical_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """Return the state dict with BasicSR's names.
 
     Keeps only a generator's keys where a GAN's checkpoint holds its discriminator too (or its keys alone, under
-    `generator.`), strips wrapper prefixes (`module.`, `_orig_mod.`, stacked in any order) and renames the ESRGAN 2018 and 2019 key families. BasicSR names, and keys of no known
-    family, pass unchanged (the same tensors, no copies)."""
+    `generator.`), strips wrapper prefixes (`module.`, `_orig_mod.`, stacked in any order) and renames the ESRGAN
+    2018 and 2019 key families. BasicSR names, and keys of no known family, pass unchanged (the same tensors, no
+    copies)."""
     stripped = True
     while stripped:  # (wrappers stack: torch.compile of a DDP model is _orig_mod.module., a GAN's netG.module.)
         stripped = False

@@ -345,9 +345,9 @@ class VideoWriter:
             check_container_holds(self.output, codec)       # themselves, with FFmpeg's reason, below)
         try:
             self._lock = lock_temporary(self._temp, self.output)
-        except OSError as error:  # (a folder that cannot be written: said as before, by the muxer's open)
-            if isinstance(error, OutputError):
-                raise
+        except OutputError:  # (another run holds it; OutputError is an OSError too)
+            raise
+        except OSError:  # a folder that cannot be written: said by the muxer's open, below
             self._lock = None
         try:
             self._container = av.open(str(self._temp), "w")

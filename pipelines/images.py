@@ -181,7 +181,8 @@ def read_image(path: str | os.PathLike) -> Image:
             context = container.streams.video[0].codec_context
             codec = context.name
             # Held as float RGB(A), twice over as it is converted: a small file may say it is 16000 pixels a side.
-            check_memory(context.width * context.height * 4 * 4 * 2, f"{path}: a {context.width}x{context.height} image")
+            width, height = context.width, context.height
+            check_memory(width * height * 4 * 4 * 2, f"{path}: a {width}x{height} image")
             frame, damage = _decode_first_frame(container)
     except (av.FFmpegError, OSError) as error:
         if is_animated(path):  # animated WebP: FFmpeg decodes no frame of it

@@ -223,8 +223,8 @@ def test_an_image_too_big_for_the_memory_left_is_one_line_before_anything_runs(t
     source = tmp_path / "small.png"
     write_image(source, random_image(48, 64))
     monkeypatch.setattr("vsr.hardware.available_memory", lambda: 100_000_000)
-    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 4096x3072 needs about 0.2 GB of memory, "
-                                         r"more than the 0.1 GB available here; use a smaller --outscale"):
+    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 4096x3072 needs about 0.2 GB of "
+                                         r"memory, more than the 0.1 GB available here; use a smaller --outscale"):
         api.upscale_image(source, tmp_path / "big.png", options=api.UpscaleOptions(model="bicubic", width=4096))
     api.upscale_image(source, tmp_path / "fits.png", options=api.UpscaleOptions(model="bicubic", width=1024))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fits.png", "small.png"]
