@@ -24,7 +24,8 @@ Previews (`trim=True`, for `--start/--end/--frames`): the frames written are a w
 their source pts. The output then starts at 0 at the first frame written, as `ffmpeg -ss A -to B -i source` with
 stream copy would: video pts are shifted by the first frame's, and the other streams keep only the packets (and
 chapters) that overlap [first frame, end of the last frame), shifted by the same time. The end is known at
-`close()` only, so packets are still written as the frames arrive.
+`close()` only, so packets are still written as the frames arrive; `trim_end` (source seconds, where `--end` says it
+before the frames) cuts a subtitle cue shown past it.
 
 Where RGB becomes YUV (`yuv_converter`): "auto" converts frames that are on a GPU there, with
 `pipelines.colour.rgb_to_yuv`, for the planar YUV formats it produces (`YUV_PLANAR_FORMATS`: yuv420p/422p/444p at
@@ -261,6 +262,7 @@ class VideoWriter:
         stream_timed: bool | None = None,
         turn_upright: bool | None = None,
         device: torch.device | None = None,
+        trim_end: Fraction | None = None,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
@@ -357,7 +359,7 @@ class VideoWriter:
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
-                                            copy_streams=copy_streams, trim=trim)
+                                            copy_streams=copy_streams, trim=trim, trim_end=trim_end)
             self._passthrough.copy_video_tags(self._stream)
             self._container.start_encoding()  # writes the header: the temporary file exists from here on
         except av.FFmpegError as error:

@@ -81,7 +81,7 @@ class Passthrough:
     """
 
     def __init__(self, source: Path, output: OutputContainer, *, video_index: int, copy_streams: bool = True,
-                 trim: bool = False):
+                 trim: bool = False, trim_end: Fraction | None = None):
         self._input = open_input(source)  # an image sequence's pattern too
         self._output = output
         self._video_index = video_index
@@ -92,6 +92,7 @@ class Passthrough:
         self._pending: av.Packet | None = None
         self._trim = trim
         self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
+        self._end = trim_end  # trim: the source time the window ends at, where known before its frames (--end)
         self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
@@ -268,6 +269,11 @@ class Passthrough:
         packet.pts -= offset
         if packet.dts is not None:
             packet.dts -= offset
+        if packet.stream.type == "subtitle" and self._end is not None and duration:
+            # A cue shown past the window's end (a sign on screen for a minute) ends with it: the file lasted as long.
+            room = round((self._end - self._start) / packet.time_base) - packet.pts
+            if 0 < room < duration:
+                packet.duration = duration = room
         if packet.pts < 0 and packet.stream.type == "subtitle":  # a cue shown since before the start
             packet.duration = duration + packet.pts
             packet.pts = packet.dts = 0

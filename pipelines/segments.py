@@ -563,8 +563,10 @@ def upscale_video_in_segments(
                                 "warnings)", source, plan.describe(segment), len(result.pts), len(segment.frames))
             done.update((result.index, result) for result in made)
             parts = [done[segment.index] for segment in plan.segments]
+            end_pts = plan.segments[-1].end_pts  # (a preview's: the first frame after it)
             join_segments(output, source=source, info=plan.info, parts=[(part.path, part.pts) for part in parts],
-                          copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite)
+                          copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite,
+                          trim_end=None if end_pts is None else end_pts * plan.info.time_base)
         except BaseException as error:
             if isinstance(error, DamagedSegment):  # (done again by the next run, not read back by it for ever)
                 folder.forget(error.path)
@@ -737,15 +739,17 @@ def _output_label(options: UpscaleOptions, progress: bool) -> str:
 
 
 def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: Sequence[tuple[Path, Sequence[int]]],
-                  copy_streams: bool = True, trim: bool = False, overwrite: bool = False) -> None:
+                  copy_streams: bool = True, trim: bool = False, overwrite: bool = False,
+                  trim_end: Fraction | None = None) -> None:
     """Copy the video packets of `parts` (segment file, pts of its frames in `info.time_base`), in order, into
     `output`, with `source`'s other streams; see the module doc. `trim`: a preview, starting at 0 like
-    `VideoWriter(trim=True)` makes it. Atomic: written as `partial_path(output)`, renamed at the end."""
+    `VideoWriter(trim=True)` makes it (`trim_end`: as VideoWriter's). Atomic: written as `partial_path(output)`,
+    renamed at the end."""
     from vsr.pipelines.encode import partial_path
 
     check_output(output, source, overwrite)
     temp = partial_path(output)
-    joiner = _Joiner(temp, source, info, copy_streams, trim)
+    joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end)
     try:
         for number, (path, pts) in enumerate(parts, 1):
             joiner.append(path, pts, f"segment {number} of {len(parts)}")
@@ -768,8 +772,10 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
 class _Joiner:
     """The output container while segments are appended to it."""
 
-    def __init__(self, temp: Path, source: Path, info: VideoStreamInfo, copy_streams: bool, trim: bool):
+    def __init__(self, temp: Path, source: Path, info: VideoStreamInfo, copy_streams: bool, trim: bool,
+                 trim_end: Fraction | None = None):
         self._temp, self._source, self._info, self._copy_streams, self._trim = temp, source, info, copy_streams, trim
+        self._trim_end = trim_end
         self._container: av.container.OutputContainer | None = None
         self._passthrough = None
         self._stream = None
@@ -805,7 +811,7 @@ class _Joiner:
         if self._info.rotation:
             stream.set_display_rotation(self._info.rotation)
         self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,
-                                        copy_streams=self._copy_streams, trim=self._trim)
+                                        copy_streams=self._copy_streams, trim=self._trim, trim_end=self._trim_end)
         self._passthrough.copy_video_tags(stream)
         if {key.lower(): value for key, value in template.metadata.items()}.get("alpha_mode") == "1":
             stream.metadata["alpha_mode"] = "1"  # VP9's alpha, beside the packets: Matroska says so per track

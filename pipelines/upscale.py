@@ -429,8 +429,10 @@ def upscale_video(
 
         if record is None and is_sequence(output):
             record = run_record(source, options, video, frames=True)
+        end_pts = decoder.selection.end_pts
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
-                               first_pts=decoder.selection.start_pts or 0, device=engine.device) as writer:
+                               first_pts=decoder.selection.start_pts or 0, device=engine.device,
+                               trim_end=None if end_pts is None else end_pts * info.time_base) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
@@ -505,10 +507,10 @@ def skip_frames(batches, count: int, repeats: Repeats):
 
 
 def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, height: int, video: VideoOptions,
-                 overwrite: bool, record: dict | None = None, first_pts: int = 0, device=None):
+                 overwrite: bool, record: dict | None = None, first_pts: int = 0, device=None, trim_end=None):
     """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png (`record`:
     what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write;
-    `device`: the engine's)."""
+    `device`: the engine's; `trim_end`: a preview's end in source seconds, where known before its frames)."""
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
 
@@ -542,5 +544,6 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         copy_streams=video.copy_streams,
         # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
         trim=video.is_preview,
+        trim_end=trim_end if video.is_preview else None,
         device=device,  # (an NVENC encoder's GPU)
     )

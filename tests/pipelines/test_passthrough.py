@@ -362,20 +362,25 @@ def test_an_mp4s_chapter_track_is_not_warned_about_its_chapters_are_kept(tmp_pat
 
 def test_a_long_cue_on_screen_at_a_previews_start_is_kept(tmp_path):
     """The source was sought 10 s before the start: a Matroska cue shown from 1 to 20 s was lost at --start 12 (its
-    clusters, cut by the audio, start after it). Sought 60 s before now."""
+    clusters, cut by the audio, start after it). Sought 60 s before now; and cut at the preview's end."""
     from vsr import api
 
     (tmp_path / "cue.srt").write_text("1\n00:00:01,000 --> 00:00:20,000\nA long sign\n")
     source = tmp_path / "long.mkv"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=5:duration=25", "-f", "lavfi", "-i", "sine=d=25",
                  "-i", tmp_path / "cue.srt", "-c:v", "libx264", "-g", "5", "-c:a", "aac", "-c:s", "srt", source)
-    output = tmp_path / "preview.mkv"
-    api.upscale_video(source, output, options=api.UpscaleOptions(model="bicubic", outscale=2),
-                      video=api.VideoOptions(start=12, end=13))
-    with av.open(str(output)) as container:
-        stream = container.streams.subtitles[0]
-        cues = [(p.pts * p.time_base, p.duration * p.time_base, bytes(p)) for p in container.demux(stream) if p.size]
-    assert cues == [(0, 8, b"A long sign")]
+    options = api.UpscaleOptions(model="bicubic", outscale=2)
+    one_run = api.upscale_video(source, tmp_path / "preview.mkv", options=options,
+                                video=api.VideoOptions(start=12, end=13)).output
+    joined = api.upscale_video_in_segments(source, tmp_path / "joined.mkv", options=options,
+                                           video=api.VideoOptions(start=12, end=13, segment_seconds=0.4)).output
+    for output in (one_run, joined):
+        with av.open(str(output)) as container:
+            stream = container.streams.subtitles[0]
+            cues = [(p.pts * p.time_base, p.duration * p.time_base, bytes(p)) for p in container.demux(stream)
+                    if p.size]
+        assert cues == [(0, 1, b"A long sign")]  # ending with the preview (its 8 s made the file 8 s long)
+        assert float(media.ffprobe(output, "-show_format")["format"]["duration"]) < 1.1  # (not 8)
 
 
 def test_a_bitmap_cue_on_screen_at_a_previews_start_shows_from_its_first_frame(tmp_path):
