@@ -17,7 +17,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsr.errors import InputError, OptionError, OutputError
+from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.fsutil import check_output
 from vsr.hardware import check_memory
 from vsr.models import zoo
@@ -90,6 +90,10 @@ def make_engine(options: UpscaleOptions, *, progress: bool = True) -> Engine:
     model = load_model(options.model, progress=progress)
     if options.blend is not None:
         model = interpolated_model(model, load_model(options.blend, progress=progress), options.alpha)
+    if (model.spec.in_channels, model.spec.out_channels) != (3, 3):  # (it failed on the first frame, in other words)
+        kind = {1: "gray", 4: "RGBA"}.get(model.spec.in_channels, f"{model.spec.in_channels}-channel")
+        raise ModelError(f"{options.model}: a {kind} model ({model.spec.in_channels} in, {model.spec.out_channels} "
+                         "out of the 3 channels of RGB); vsr upscales RGB pictures, alpha through the same model")
     return Engine(
         model,
         device=options.device,

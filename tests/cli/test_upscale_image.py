@@ -218,3 +218,20 @@ def test_an_output_folder_that_cannot_be_made_is_one_line(tmp_path):
     assert result.returncode == 4 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[0].startswith(
         "vsr: error: /proc/vsr-test-output: cannot make the output folder (")
+
+
+def test_a_gray_or_rgba_model_is_refused_when_loaded(tmp_path):
+    """Such checkpoints load (their channels are detected), then failed on the first picture with "expected frames
+    shaped N×1×H×W", a line that did not say the model was the matter."""
+    from vsr.models.checkpoint import save_model
+    from vsr.models.detect import spec_for
+    from vsr.models.srvgg import SRVGGNetCompact
+
+    hyperparameters = dict(num_in_ch=1, num_out_ch=1, num_feat=4, num_conv=1, upscale=2, act_type="prelu")
+    pth, _ = save_model(SRVGGNetCompact(**hyperparameters), spec_for("SRVGGNetCompact", hyperparameters),
+                        tmp_path / "gray")
+    write_image(tmp_path / "in.png", Image(rgb=torch.rand(3, 8, 8)))
+    result = vsr("upscale", tmp_path / "in.png", "-m", pth, "-o", tmp_path / "out.png")
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {pth}: a gray model (1 in, 1 out of the 3 channels "
+                                                  "of RGB); vsr upscales RGB pictures, alpha through the same model"]
