@@ -538,12 +538,26 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
             for result in executor.finished():  # (a Ray video joining its segments as the stop came)
                 if result.ok and result.name in running:
                     _record(journal, running.pop(result.name), result)
-        for name in running:
-            journal.release(name)
+        for name, job in running.items():
+            journal.release(name, checksum=_put_in_place(journal, job))
+
+
+def _put_in_place(journal: Journal, job: BatchJob) -> str | None:
+    """The checksum of `job`'s output where the job wrote it before it stopped or failed (a file newer than the
+    job's start: its rename comes before its result), else None. Recorded, it keeps the file the batch's own to
+    replace: every later run failed on "already exists". Decided now, not later: a file the user puts there after
+    the stop stays theirs."""
+    row = journal.row(job.name)
+    try:
+        written = row is not None and row.started_at is not None and job.output.stat().st_mtime >= row.started_at
+        return sha256_file(job.output) if written else None
+    except OSError:  # (none there)
+        return None
 
 
 def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
-    journal.finish(result.name, ok=result.ok, error=result.error, checksum=result.checksum, seconds=result.seconds,
+    checksum = result.checksum if result.ok else _put_in_place(journal, job)  # (a worker killed after the rename)
+    journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
                    frames=result.frames)
     if result.ok:
         plural = "s" if result.frames != 1 else ""

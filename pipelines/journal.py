@@ -340,11 +340,13 @@ class Journal:
         return cursor.rowcount == 1
 
     @_written
-    def release(self, name: str) -> None:
-        """running → queued without counting the attempt: this process was interrupted (Ctrl-C), not the job."""
+    def release(self, name: str, checksum: str | None = None) -> None:
+        """running → queued without counting the attempt: this process was interrupted (Ctrl-C), not the job.
+        `checksum`: of the output, where the job had put it in place (it stays the batch's own to replace)."""
         self.connection.execute(
-            "UPDATE jobs SET state = 'queued', owner = NULL, attempts = attempts - 1 WHERE name = ? AND owner = ?",
-            (name, self.owner),
+            "UPDATE jobs SET state = 'queued', owner = NULL, attempts = attempts - 1, checksum = COALESCE(?, checksum)"
+            " WHERE name = ? AND owner = ?",
+            (checksum, name, self.owner),
         )
 
     @_written
@@ -365,22 +367,12 @@ class Journal:
         return self._row(name)
 
     def owns_output(self, name: str) -> bool:
-        """Whether a file at `name` is this journal's to replace: a job of that name finished once (it has a
-        checksum), or was running when its process died or was stopped (started, never finished) and the file was
-        written since it started (it may have put the file in place just before; a file older than the job is the
-        user's, which it stopped before reaching). A job that only ever failed (perhaps because a file of the
-        user's was there) has no claim on it: --overwrite decides."""
+        """Whether a file at `name` is this journal's to replace: a job of that name put it in place (it has a
+        checksum: done, or stopped or failed just after its output was renamed into place, see `batch._record`), or
+        was running when its process died (it may have finished the file). A job that only ever failed (perhaps
+        because a file of the user's was there) has no claim on it: --overwrite decides."""
         row = self._row(name)
-        if row is None:
-            return False
-        if row.checksum is not None:
-            return True
-        if row.started_at is None or row.finished_at is not None:
-            return False
-        try:
-            return (self.path.parent / name).stat().st_mtime >= row.started_at
-        except OSError:  # (no file there: nothing to own)
-            return False
+        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
 
     def rows(self) -> list[JobRow]:
         return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]

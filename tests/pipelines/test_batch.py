@@ -398,6 +398,7 @@ class _StoppedAsOneFinishes:
         self.jobs.append(job)
 
     def wait(self, timeout):
+        self.jobs[1].output.write_bytes(b"put in place as the stop came")  # (before its result: see _put_in_place)
         raise KeyboardInterrupt
 
     def close(self):
@@ -423,29 +424,74 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     rows = rows_by_name(out)
     assert rows["a.x2.mp4"].state is JobState.DONE and rows["a.x2.mp4"].checksum == "0" * 64
     assert rows["b.x2.mp4"].state is JobState.QUEUED
-    # b's output may have been put in place just before the stop (its journal row is written after): still the
-    # batch's own, replaced by the next run, where every later run failed on "already exists".
-    (out / "b.x2.mp4").write_bytes(b"finished as the stop came")
+    # b's output was put in place just before the stop (its journal row is written after): still the batch's own,
+    # replaced by the next run, where every later run failed on "already exists".
+    assert rows["b.x2.mp4"].checksum is not None
     assert batch.run_batch(jobs, out).ok
     assert frame_count(out / "b.x2.mp4") == 3
 
 
-def test_a_job_stopped_before_its_output_owns_no_file_older_than_itself(tmp_path):
-    """Handed back at a Ctrl-C, a job claims the file at its output's name only if it was written since the job
-    started: a user's file there, older, was replaced by the next run without --overwrite (helper-48)."""
+class _DiesAfterItsRename:
+    """An executor whose worker is killed (as by the OOM killer) after the job renamed its output into place."""
+
+    capacity = 1
+
+    def __init__(self):
+        self.jobs = []
+
+    def submit(self, job):
+        self.jobs.append(job)
+
+    def wait(self, timeout):
+        job = self.jobs.pop()
+        job.output.write_bytes(b"complete, renamed into place")
+        return [JobResult(job.name, ok=False, error="the worker process died (exit code -9) while running this job")]
+
+    def close(self):
+        pass
+
+    def finished(self):
+        return []
+
+
+def test_a_job_whose_worker_died_after_its_rename_keeps_its_output(tmp_path):
+    """Recorded failed without a claim on its output, the job failed on "already exists" on every rerun."""
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "a.mp4", frames=3)
     out = tmp_path / "out"
     out.mkdir()
-    (out / "user.x2.mp4").write_bytes(b"the user's own")
-    os.utime(out / "user.x2.mp4", (time.time() - 60, time.time() - 60))
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
     with Journal.open(out / JOURNAL_NAME) as journal:
-        entries = [JobEntry(name, "in.mp4", "video", {}, "fingerprint") for name in ("user.x2.mp4", "made.x2.mp4")]
-        journal.sync(entries, max_attempts=3)
-        for entry in entries:
-            assert journal.claim(entry.name)
-        (out / "made.x2.mp4").write_bytes(b"put in place just before the stop")
-        for entry in entries:
-            journal.release(entry.name)
-        assert not journal.owns_output("user.x2.mp4") and journal.owns_output("made.x2.mp4")
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+        batch._drive(journal, _DiesAfterItsRename(), jobs, tqdm(disable=True))
+    assert rows_by_name(out)["a.x2.mp4"].state is JobState.FAILED
+    assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
+
+
+def test_a_stopped_job_owns_only_the_output_it_had_put_in_place(tmp_path):
+    """Handed back at a Ctrl-C, a job keeps as its own only a file it wrote before the stop (the checksum, taken
+    then): a user's older file stays theirs, and so does one put there after the stop (helper-50: a claim judged
+    later by the file's time took that one too)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("user", "made", "later"):
+        write_image(source / f"{name}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "user.x2.png").write_bytes(b"the user's own, from before the batch")
+    os.utime(out / "user.x2.png", (time.time() - 60, time.time() - 60))
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+        for job in jobs:
+            assert journal.claim(job.name)
+        (out / "made.x2.png").write_bytes(b"put in place just before the stop")
+        for job in jobs:  # (as _drive hands them back)
+            journal.release(job.name, checksum=batch._put_in_place(journal, job))
+        (out / "later.x2.png").write_bytes(b"the user's own, put there after the stop")
+        owned = {job.name for job in jobs if journal.owns_output(job.name)}
+    assert owned == {"made.x2.png"}
 
 
 @pytest.mark.parametrize("name", ["photo.x2.png", "a" * 244 + ".png", "[x]*?.png"])
