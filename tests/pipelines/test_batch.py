@@ -26,7 +26,7 @@ from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines import batch, images
 from vsr.pipelines.batch_workers import JobResult
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.journal import JOURNAL_NAME, JobEntry, JobState, Journal, process_owner, read_journal
+from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 FAST = api.VideoOptions(preset="ultrafast")
