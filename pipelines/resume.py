@@ -17,6 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -31,6 +33,8 @@ except ImportError:  # Windows: no flock; two runs on one output there are the u
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
+# What a folder of segments holds: the lock, the plan, segments and their records, and those being written.
+_OWN_ENTRY = re.compile(r"lock|plan\.json|segment-\d{4}\.\w+|\.(plan\.json|segment-\d{4})\..*")
 
 
 def segment_folder_path(output: Path) -> Path:
@@ -98,8 +102,9 @@ class SegmentFolder:
     def _open(self) -> None:
         plan_file = self.path / PLAN_FILE
         if self.path.exists():
-            # A run killed between making the folder and writing its plan leaves at most the lock file.
-            if not plan_file.is_file() and {entry.name for entry in self.path.iterdir()} - {"lock"}:
+            # A run killed between making the folder and writing its plan, or while removing the folder (rmtree
+            # takes the plan before the segments), leaves no plan and only names of vsr's own.
+            if not plan_file.is_file() and not all(map(_OWN_ENTRY.fullmatch, os.listdir(self.path))):
                 raise OutputError(f"{self.path} exists and is not vsr's folder of segments; move it away")
             self._lock()
             try:

@@ -168,11 +168,16 @@ def test_a_folder_of_that_name_that_is_not_vsrs_is_left_alone(run, tmp_path):
     assert (stranger / "notes.txt").read_text() == "mine"
 
 
-def test_a_folder_left_before_its_plan_was_written_is_taken_over(run, tmp_path):
+@pytest.mark.parametrize("left", [["lock"], ["lock", ".plan.json.0123abcd.part"],
+                                  ["segment-0001.mp4", "segment-0002.json", ".segment-0003.partial.mp4"]])
+def test_a_folder_left_without_its_plan_is_taken_over(run, tmp_path, left):
+    """A kill -9 before the plan was written, or while the folder was removed (rmtree takes the plan first), left a
+    folder that every later run refused as "not vsr's" (helper-50)."""
     _, _, upscale = run
     folder = segment_folder_path(tmp_path / "out.mkv")
     folder.mkdir()
-    (folder / "lock").touch()
+    for name in left:
+        (folder / name).touch()
     upscale()
     assert (tmp_path / "out.mkv").exists() and not folder.exists()
 
