@@ -507,11 +507,10 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
                 said[name] = "take over: its process is gone"
             elif name in plan.changed:
                 said[name] = "redo: input or options changed"
-            elif fails:
-                said[name] = f"retry (attempt {row.attempts + 1}), but fails: its output exists and is not one this " \
-                             "batch made (--overwrite replaces it)"
             else:
                 said[name] = f"retry (attempt {row.attempts + 1})" if row.state is JobState.FAILED else "queued"
+            if fails and name not in plan.new:  # (however often it is tried)
+                said[name] += ", but fails: its output exists and is not one this batch made (--overwrite replaces it)"
     return [(job.name, said[job.name]) for job in jobs]
 
 

@@ -125,6 +125,11 @@ def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retr
         report = batch.run_batch(jobs, out)
         assert report.rows[0].state is JobState.FAILED and "already exists" in report.rows[0].error
         assert (out / "p.x2.png").read_bytes() == b"the user's own"
+    # Its input changed: redone, and failing the same way, which --dry-run said of retries only (helper-50).
+    write_image(root / "p.png", size=(24, 16))
+    assert batch.plan_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out) == [
+        ("p.x2.png", "redo: input or options changed, but fails: its output exists and is not one this batch made "
+                     "(--overwrite replaces it)")]
     batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST, overwrite=True), out)
     made = (out / "p.x2.png").read_bytes()
     assert made != b"the user's own"
