@@ -40,6 +40,7 @@ from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import check_names, check_numbers, check_sizing
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
 from vsr.pipelines.probe import video_has_alpha
+from vsr.pipelines.runner import ctrl_c_held_back
 from vsr.pipelines.sequences import is_sequence
 
 log = logging.getLogger(__name__)
@@ -532,13 +533,14 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                 _record(journal, running.pop(result.name), result)
                 bar.update(1)
     finally:
-        if running:  # stopped: the executor first, so that no job can finish after it was handed back
-            executor.close()
-            for result in executor.finished():  # (a Ray video joining its segments as the stop came)
-                if result.ok and result.name in running:
-                    _record(journal, running.pop(result.name), result)
-        for name, job in running.items():
-            journal.release(name, checksum=_put_in_place(journal, job))
+        with ctrl_c_held_back():  # (a second Ctrl-C here left the jobs "running", their attempts counted)
+            if running:  # stopped: the executor first, so that no job can finish after it was handed back
+                executor.close()
+                for result in executor.finished():  # (a Ray video joining its segments as the stop came)
+                    if result.ok and result.name in running:
+                        _record(journal, running.pop(result.name), result)
+            for name, job in running.items():
+                journal.release(name, checksum=_put_in_place(journal, job))
 
 
 def _put_in_place(journal: Journal, job: BatchJob) -> str | None:

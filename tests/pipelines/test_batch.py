@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import time
@@ -434,6 +435,35 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     assert rows["b.x2.mp4"].checksum is not None
     assert batch.run_batch(jobs, out).ok
     assert frame_count(out / "b.x2.mp4") == 3
+
+
+class _CtrlCAgainWhileClosing(_StoppedAsOneFinishes):
+    """Ctrl-C stops the batch, and a second one comes while the workers are being stopped."""
+
+    def wait(self, timeout):
+        raise KeyboardInterrupt
+
+    def close(self):
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def finished(self):
+        return []
+
+
+def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
+    """It landed in the cleanup: the jobs stayed "running" and their attempts counted (helper-50)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b"):
+        make_clip(source / f"{name}.mp4", frames=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+        with pytest.raises(KeyboardInterrupt):
+            batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, tqdm(disable=True))
+    assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
 
 
 class _DiesAfterItsRename:
