@@ -391,6 +391,19 @@ def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_l
     assert rows_by_name(out)["live.x2.mp4"].attempts == 2
 
 
+def _clips_in_a_journal(tmp_path, *names):
+    """Jobs for 3-frame clips named `names`, synced into a new journal in tmp_path/out: (jobs, out)."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    for name in names:
+        make_clip(source / f"{name}.mp4", frames=3)
+    out.mkdir()
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+    return jobs, out
+
+
 class _StoppedAsOneFinishes:
     """An executor that Ctrl-C stops while its first job is finishing, whose result comes only once `close` has
     run: a Ray video joining its segments as the stop came writes its output during close()."""
@@ -416,15 +429,8 @@ class _StoppedAsOneFinishes:
 
 def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_handed_back(tmp_path):
     """Handed back before it finished, the job's output then existed unrecorded: every later run refused it."""
-    source = tmp_path / "in"
-    source.mkdir()
-    make_clip(source / "a.mp4", frames=3)
-    make_clip(source / "b.mp4", frames=3)
-    out = tmp_path / "out"
-    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
-    out.mkdir()
+    jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
         with pytest.raises(KeyboardInterrupt):
             batch._drive(journal, _StoppedAsOneFinishes(), jobs, tqdm(disable=True))
     rows = rows_by_name(out)
@@ -452,15 +458,8 @@ class _CtrlCAgainWhileClosing(_StoppedAsOneFinishes):
 
 def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
     """It landed in the cleanup: the jobs stayed "running" and their attempts counted (helper-50)."""
-    source = tmp_path / "in"
-    source.mkdir()
-    for name in ("a", "b"):
-        make_clip(source / f"{name}.mp4", frames=3)
-    out = tmp_path / "out"
-    out.mkdir()
-    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
         with pytest.raises(KeyboardInterrupt):
             batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, tqdm(disable=True))
     assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
@@ -491,14 +490,8 @@ class _DiesAfterItsRename:
 
 def test_a_job_whose_worker_died_after_its_rename_keeps_its_output(tmp_path):
     """Recorded failed without a claim on its output, the job failed on "already exists" on every rerun."""
-    source = tmp_path / "in"
-    source.mkdir()
-    make_clip(source / "a.mp4", frames=3)
-    out = tmp_path / "out"
-    out.mkdir()
-    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    jobs, out = _clips_in_a_journal(tmp_path, "a")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
         batch._drive(journal, _DiesAfterItsRename(), jobs, tqdm(disable=True))
     assert rows_by_name(out)["a.x2.mp4"].state is JobState.FAILED
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
