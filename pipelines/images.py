@@ -137,14 +137,15 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
         # keep alpha only where some pixel is transparent.
         has_alpha = bool((frame.to_ndarray(format="rgba")[..., 3] < 255).any())
     packed = PNG_FORMATS[(deep, gray, has_alpha)]
-    if (frame.width % 2 or frame.height % 2) and not has_alpha and _PLANAR_YUV_8.fullmatch(fmt.name):
+    if (frame.width % 2 or frame.height % 2) and _PLANAR_YUV_8.fullmatch(fmt.name):
         # swscale scales an odd-sized picture's chroma by its planes' sizes (⌈W/2⌉ to W): colors shifted by up to a
         # pixel towards the right and bottom edges (110 levels off at a color edge). JPEG and WebP site chroma centred.
-        y, u, v = (torch.from_numpy(_plane_samples(plane)) for plane in frame.planes[:3])
+        y, u, v, *rest = (torch.from_numpy(_plane_samples(plane)) for plane in frame.planes)
         full_range = fmt.name.startswith("yuvj") or frame.color_range == 2  # (AVCOL_RANGE_JPEG)
         rgb = planes_to_rgb(y, u, v, "bt470bg", full_range, 8, siting="center")  # BT.601, as swscale takes them
         planes = (rgb.mul_(255).round_().div_(255)).permute(2, 0, 1)
-        return Image(rgb=planes.contiguous(), alpha=None, bit_depth=8, gray=False)
+        alpha = rest[0][None].float() / 255 if has_alpha else None  # (a lossy WebP's, yuva420p)
+        return Image(rgb=planes.contiguous(), alpha=alpha, bit_depth=8, gray=False)
     if fmt.name != packed:  # YUV (JPEG, WebP), palettes, bit streams, little-endian, ...
         frame = frame.reformat(format=packed, interpolation=EXACT_CONVERSION)
     array = torch.from_numpy(_plane_array(frame).astype(np.float32)) / (65535 if deep else 255)
@@ -214,7 +215,7 @@ def orientation_of_rotation(degrees: int) -> int:
 
 
 # The largest side each image format can hold (WebP's 14-bit sides; JPEG's 16-bit).
-_PLANAR_YUV_8 = re.compile(r"yuvj?4(20|22)p")  # subsampled: JPEG's and WebP's
+_PLANAR_YUV_8 = re.compile(r"yuv[aj]?4(20|22)p")  # subsampled: JPEG's and WebP's (with alpha: yuva420p)
 LARGEST_SIDE_OF = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
 
 

@@ -121,6 +121,21 @@ def test_lossy_photos_decode_as_their_reference_decoders_show_them(tmp_path, suf
     assert np.abs(ours - reference).mean() < 0.5 and np.abs(ours - reference).max() <= 4  # (repeated: 1.5 and 40)
 
 
+def test_an_odd_sized_lossy_webp_with_alpha_decodes_as_libwebp_shows_it(tmp_path):
+    """yuva420p went through swscale, whose odd-sized chroma drifts (see the test above): the colors and the alpha."""
+    from PIL import Image as PillowImage
+
+    rgba = np.array(PillowImage.open(SAMPLE_FRAME).convert("RGBA").crop((0, 0, 161, 89)))
+    rgba[:, :40, 3], rgba[:, 40:60, 3] = 0, 128
+    PillowImage.fromarray(rgba).save(tmp_path / "sticker.webp", quality=90)  # lossy, with an alpha plane
+    image = read_image(tmp_path / "sticker.webp")
+    reference = np.asarray(PillowImage.open(tmp_path / "sticker.webp").convert("RGBA")).astype(int)
+    ours = (image.rgb.permute(1, 2, 0).numpy() * 255).round().astype(int)
+    shown = reference[..., 3] > 0  # (libwebp keeps no color under alpha 0)
+    assert np.abs(ours - reference[..., :3])[shown].mean() < 0.5
+    assert np.array_equal((image.alpha[0].numpy() * 255).round().astype(int), reference[..., 3])
+
+
 @pytest.mark.parametrize("progressive", [False, True])
 def test_a_jpeg_cut_short_is_said_to_be_damaged(tmp_path, caplog, progressive):
     """FFmpeg decodes a JPEG cut in half without an error or a corrupt flag, making up its lower half (30 to 98
