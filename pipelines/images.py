@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.engine import Engine, upscale_with_alpha
+from vsr.pipelines.probe import decoding_errors
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
@@ -155,19 +156,6 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     return Image(rgb=color.contiguous(), alpha=alpha, bit_depth=16 if deep else 8, gray=gray)
 
 
-def _decode_first_frame(container: av.container.InputContainer) -> tuple[av.VideoFrame | None, list[str]]:
-    """The first picture of `container`, and the errors FFmpeg logged decoding it: a JPEG cut short decodes without
-    an exception or a corrupt flag, its missing rows made up ("overread 8", then "EOI missing, emulating")."""
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.WARNING)
-    try:
-        with av.logging.Capture(local=True) as logs:
-            frame = next(container.decode(video=0), None)
-    finally:
-        av.logging.set_level(previous)
-    return frame, [message.strip() for level, _, message in logs if level <= av.logging.ERROR]
-
-
 def read_image(path: str | os.PathLike) -> Image:
     """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`."""
     path = Path(path)
@@ -184,7 +172,7 @@ def read_image(path: str | os.PathLike) -> Image:
             # Held as float RGB(A), twice over as it is converted: a small file may say it is 16000 pixels a side.
             width, height = context.width, context.height
             check_memory(width * height * 4 * 4 * 2, f"{path}: a {width}x{height} image")
-            frame, damage = _decode_first_frame(container)
+            frame, damage = decoding_errors(lambda: next(container.decode(video=0), None))
     except (av.FFmpegError, OSError) as error:
         if is_animated(path):  # animated WebP: FFmpeg decodes no frame of it
             raise InputError(f"{path}: an animated image, which FFmpeg cannot decode; vsr reads still images, "

@@ -12,9 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import TypeVar
 
 import av
 
@@ -23,6 +25,7 @@ from vsr.pipelines.frames import ColorInfo, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE, exif_orientation, is_animated
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # How many video packets `probe` reads to tell constant from variable frame rate.
 VFR_SAMPLE_PACKETS = 300
@@ -496,6 +499,19 @@ class Hdr10Metadata:
     luminance: tuple[float, float] | None  # (min, max) in cd/m²
     max_cll: int | None = None  # brightest pixel of the content, cd/m²
     max_fall: int | None = None  # brightest frame average, cd/m²
+
+
+def decoding_errors(decode: Callable[[], T]) -> tuple[T, list[str]]:
+    """`decode()`'s result, and the errors FFmpeg logged in this thread meanwhile (PyAV keeps its log quiet): a JPEG
+    cut short decodes without an exception or a corrupt flag, its missing rows made up ("overread 8")."""
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=True) as logs:
+            result = decode()
+    finally:
+        av.logging.set_level(previous)
+    return result, [message.strip() for _, _, message in logs]
 
 
 def frame_side_data(frame: av.VideoFrame) -> dict:

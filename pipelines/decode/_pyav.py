@@ -29,7 +29,8 @@ from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import ALPHA_DECODERS, TimelineWatch, find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, find_video_stream, open_input,
+                                 video_stream_info)
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
@@ -223,19 +224,12 @@ class PyAVDecoder(Decoder):
         yield from order.finish()
 
     def _decode_jpeg_file(self, packet: av.Packet) -> list[av.VideoFrame]:
-        """Decode one file of a JPEG sequence, warning where FFmpeg made up part of it: a JPEG cut short decodes
-        without an error or a corrupt flag, its missing rows filled in; FFmpeg only logs it ("overread 8"), in this
-        thread (MJPEG has no frame threads)."""
-        previous = av.logging.get_level()
-        av.logging.set_level(av.logging.ERROR)
-        try:
-            with av.logging.Capture(local=True) as logs:
-                frames = self._codec.decode(packet)
-        finally:
-            av.logging.set_level(previous)
-        if logs and packet.pts is not None:
+        """Decode one file of a JPEG sequence, warning where FFmpeg made up part of it (`decoding_errors`), which it
+        says in this thread (MJPEG has no frame threads)."""
+        frames, errors = decoding_errors(lambda: self._codec.decode(packet))
+        if errors and packet.pts is not None:
             log.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", self._file_of(packet.pts),
-                        "; ".join(message.strip() for _, _, message in logs))
+                        "; ".join(errors))
         return frames
 
     def _deinterlaced(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
