@@ -66,10 +66,11 @@ _SEEK_MARGIN = 10
 # still is lost, as `ffmpeg -ss` loses any that began before the keyframe it lands on.
 _SUBTITLE_SEEK_MARGIN = 60
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
+_AVFMT_TS_NONSTRICT = 0x20000  # libavformat/avformat.h: the format takes equal decoding times (Matroska, FLV)
 # A channel count without an order ("2 channels") → FFmpeg's default layout for it (av_channel_layout_default),
 # which players assume for such a stream anyway.
 _UNORDERED_LAYOUTS = {"1 channels": "mono", "2 channels": "stereo", "3 channels": "2.1", "4 channels": "4.0",
-                      "5 channels": "5.0(back)", "6 channels": "5.1(back)", "7 channels": "6.1", "8 channels": "7.1"}
+                      "5 channels": "5.0", "6 channels": "5.1", "7 channels": "6.1", "8 channels": "7.1"}
 
 
 class Passthrough:
@@ -94,6 +95,7 @@ class Passthrough:
         self._start: Fraction | None = None  # trim: the source time that becomes the output's 0
         self._end = trim_end  # trim: the source time the window ends at, where known before its frames (--end)
         self._negative_times = bool(output.format.flags & _AVFMT_TS_NEGATIVE)
+        self._equal_times = bool(output.format.flags & _AVFMT_TS_NONSTRICT)
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
@@ -240,15 +242,19 @@ class Passthrough:
         """Muxers refuse a packet whose decoding time, in their time base, is not after the stream's last one: a
         whole run would fail at its end. TrueHD's 0.83 ms packets repeat Matroska's millisecond times, and AC-3's
         collide in AVI's ticks of a frame. As ffmpeg does, such a time moves to just after the last one (the data,
-        and the order, stay as they are)."""
+        and the order, stay as they are). A time equal to the last stays where the muxer takes it (Matroska's, and
+        every muxer's for subtitles): moved, each would push every later packet on, the audio a fifth late by the
+        end of a TrueHD track."""
         if packet.dts is None:
             return
         source, target = packet.time_base, output.time_base
         dts = _rescaled(packet.dts, source, target)
         pts = _rescaled(packet.pts, source, target) if packet.pts is not None else None
         last = self._last_dts.get(output.index)
-        if last is not None and dts <= last:
-            dts = last + 1
+        equal_allowed = self._equal_times or output.type in ("subtitle", "data")  # (libavformat/mux.c)
+        least = None if last is None else last if equal_allowed else last + 1
+        if least is not None and dts < least:
+            dts = least
             pts = max(pts, dts) if pts is not None else None
         packet.duration = _rescaled(packet.duration, source, target) if packet.duration else packet.duration
         packet.dts, packet.pts, packet.time_base = dts, pts, target

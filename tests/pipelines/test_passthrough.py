@@ -316,7 +316,10 @@ def _with_audio(path: Path, *audio: tuple[str, ...]) -> Path:
     ("two.mkv", "out.avi", [("sine=f=440:d=2", "-c:a:{n}", "aac"), ("sine=f=880:d=2", "-c:a:{n}", "ac3")]),
     # Matroska keeps no channel order, which MP4 refuses at the end of the file.
     ("pcm.mkv", "out.mp4", [("anoisesrc=d=2:r=48000", "-c:a:{n}", "pcm_s16le", "-ac", "2")]),
-], ids=["truehd into ts", "ac3 beside aac into avi", "unordered pcm into mp4"])
+    # 5 and 6 channels without an order: FFmpeg's default layouts for them are "5.0" and "5.1" (a traceback).
+    ("pcm51.mkv", "out.mkv", [("anoisesrc=d=2:r=48000", "-c:a:{n}", "pcm_s16le", "-ac", "6"),
+                              ("anoisesrc=d=2:r=48000", "-c:a:{n}", "pcm_s16le", "-ac", "5")]),
+], ids=["truehd into ts", "ac3 beside aac into avi", "unordered pcm into mp4", "unordered 5.1 and 5.0 pcm"])
 def test_audio_that_its_muxer_refused_at_the_end_is_copied_packet_for_packet(tmp_path, name, output, audio):
     """Each of these failed the whole run, after the video was upscaled."""
     source = _with_audio(tmp_path / name, *audio)
@@ -325,6 +328,21 @@ def test_audio_that_its_muxer_refused_at_the_end_is_copied_packet_for_packet(tmp
         assert packet_hashes(media.framemd5(written, f"0:a:{index}")) == packet_hashes(
             media.framemd5(source, f"0:a:{index}"))
     assert media.playback_errors(written) == ""
+
+
+def test_repeated_times_keep_their_place_in_matroska(tmp_path):
+    """TrueHD's 0.83 ms packets repeat Matroska's millisecond times, as typeset subtitle lines starting together
+    do: each moved a millisecond on pushed every later packet on (the audio 0.4 s late after 2 s)."""
+    cues = tmp_path / "signs.srt"
+    cues.write_text("".join(f"{n}\n00:00:01,000 --> 00:00:01,500\nsign {n}\n\n" for n in range(1, 6)))
+    source = tmp_path / "truehd.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", "-f", "lavfi", "-i",
+                 "anoisesrc=d=2:r=48000", "-i", cues, "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264",
+                 "-c:a", "truehd", "-strict", "-2", "-ac", "2", "-c:s", "srt", source)
+    written = media.write_upscaled(source, tmp_path / "out.mkv")
+    for selector in ("a:0", "s:0"):
+        assert media.packet_spans(written, selector) == media.packet_spans(source, selector)
+    assert media.packet_spans(written, "s:0")[-1][0] == 1
 
 
 def test_audio_mpeg_ts_has_no_stream_type_for_and_attachments_in_webm_are_skipped_with_a_warning(tmp_path, caplog):
