@@ -86,7 +86,7 @@ from vsr.pipelines.upscale import (
 )
 
 from vsr.errors import OptionError, OutputError, VsrError
-from vsr.fsutil import fsync_folder
+from vsr.fsutil import fsync_folder, lock_temporary
 
 log = logging.getLogger(__name__)
 
@@ -749,6 +749,12 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
 
     check_output(output, source, overwrite)
     temp = partial_path(output)
+    try:
+        lock = lock_temporary(temp, output)  # (as VideoWriter's: a run of one device may be writing `output`)
+    except OutputError:
+        raise
+    except OSError as error:
+        raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
     joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end)
     try:
         for number, (path, pts) in enumerate(parts, 1):
@@ -763,6 +769,8 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
         if isinstance(error, OSError) and not isinstance(error, VsrError):  # disk full, folder gone, ...
             raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
         raise
+    finally:
+        lock.close()
     fsync_folder(output.parent)
     if joiner.moved_dts:
         log.info("%s: %d decoding time(s) moved forward to keep them increasing across segments", output,

@@ -19,6 +19,8 @@ from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import clip_pts, make_clip, truncate
 from tests.processes import run_vsr
 from vsr.errors import ModelError, OptionError, OutputError
+from vsr.fsutil import lock_temporary
+from vsr.pipelines.encode import partial_path
 from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
@@ -322,6 +324,23 @@ def test_joining_a_damaged_segment_fails_and_leaves_nothing(tmp_path):
         join_segments(output, source=clip, info=media.video_info(clip), parts=parts)
     assert "\n" not in str(raised.value)
     assert leftovers(tmp_path, clip, folder) == []
+
+
+def test_joining_into_an_output_another_run_is_writing_is_one_line_and_leaves_its_file(tmp_path):
+    """The join emptied the temporary file a run of one device held locked, renamed it over that run's output,
+    and that run went on writing into the renamed file."""
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    parts = write_segments(clip, folder, cuts=[8])
+    output = tmp_path / "joined.mp4"
+    with lock_temporary(partial_path(output), output) as held:
+        held.write("another run's frames")
+        held.flush()
+        with pytest.raises(OutputError, match=f"{output}: another vsr run is writing it"):
+            join_segments(output, source=clip, info=media.video_info(clip), parts=parts)
+        assert partial_path(output).read_text() == "another run's frames"
+    assert not output.exists()
 
 
 # --- the command line --------------------------------------------------------------------------------------------
