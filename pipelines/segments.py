@@ -566,7 +566,8 @@ def upscale_video_in_segments(
             end_pts = plan.segments[-1].end_pts  # (a preview's: the first frame after it)
             join_segments(output, source=source, info=plan.info, parts=[(part.path, part.pts) for part in parts],
                           copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite,
-                          trim_end=None if end_pts is None else end_pts * plan.info.time_base)
+                          trim_end=None if end_pts is None else end_pts * plan.info.time_base,
+                          turn_upright=plan.turn_upright)
         except BaseException as error:
             if isinstance(error, DamagedSegment):  # (done again by the next run, not read back by it for ever)
                 folder.forget(error.path)
@@ -740,12 +741,17 @@ def _output_label(options: UpscaleOptions, progress: bool) -> str:
 
 def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: Sequence[tuple[Path, Sequence[int]]],
                   copy_streams: bool = True, trim: bool = False, overwrite: bool = False,
-                  trim_end: Fraction | None = None) -> None:
+                  trim_end: Fraction | None = None, turn_upright: bool | None = None) -> None:
     """Copy the video packets of `parts` (segment file, pts of its frames in `info.time_base`), in order, into
     `output`, with `source`'s other streams; see the module doc. `trim`: a preview, starting at 0 like
-    `VideoWriter(trim=True)` makes it (`trim_end`: as VideoWriter's). Atomic: written as `partial_path(output)`,
-    renamed at the end."""
-    from vsr.pipelines.encode import partial_path
+    `VideoWriter(trim=True)` makes it (`trim_end`, `turn_upright`: as VideoWriter's; the segments were written so).
+    Atomic: written as `partial_path(output)`, renamed at the end."""
+    from vsr.pipelines.encode import DISPLAY_MATRIX_SUFFIXES, partial_path
+
+    if turn_upright is None:
+        turn_upright = output.suffix.lower() not in DISPLAY_MATRIX_SUFFIXES
+    if turn_upright:  # (the frames are: the output says no rotation)
+        info = dataclasses.replace(info, rotation=0)
 
     check_output(output, source, overwrite)
     temp = partial_path(output)

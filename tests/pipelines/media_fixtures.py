@@ -130,11 +130,12 @@ def make_color_chart(path: Path, *, frames: int = 4, size: tuple[int, int] = (64
     return path
 
 
-def make_rotated_clip(path: Path, *, rotation: int = 90, frames: int = 6, size: tuple[int, int] = (64, 48)) -> Path:
+def make_rotated_clip(path: Path, *, rotation: int = 90, frames: int = 6, size: tuple[int, int] = (64, 48),
+                      gop: int = 250) -> Path:
     """A clip whose display matrix says "rotate by `rotation` degrees" (ffmpeg 5.1's command line cannot set
-    one, so PyAV writes it)."""
+    one, so PyAV writes it), a keyframe every `gop` frames."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
+        stream = container.add_stream("libx264", rate=25, options={"g": str(gop), "sc_threshold": "0"})
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
         stream.set_display_rotation(rotation)
         for index in range(frames):

@@ -343,6 +343,21 @@ def test_joining_into_an_output_another_run_is_writing_is_one_line_and_leaves_it
     assert not output.exists()
 
 
+def test_a_rotated_video_joined_into_a_container_turned_upright_by_name_says_no_rotation(tmp_path):
+    """An .f4v's segments were turned upright (its suffix is not one known to keep a display matrix), and the join
+    still wrote the source's rotation: the frames were shown turned twice."""
+    clip = media.make_rotated_clip(tmp_path / "clip.mp4", frames=12, gop=4)
+    options = UpscaleOptions(model="bicubic", outscale=2, device="cpu")
+    video = VideoOptions(segment_seconds=0.2)
+    single = upscale_video(clip, tmp_path / "one.f4v", options=options, video=video)
+    joined = upscale_video_in_segments(clip, tmp_path / "joined.f4v", options=options, video=video)
+    for result in (single, joined):
+        assert media.video_info(result.output).rotation == result.rotation == 0
+        assert (result.width, result.height) == (96, 128)
+    assert joined.times.extra["segments"] == 3
+    assert decoded_framemd5(joined.output) == decoded_framemd5(single.output)
+
+
 # --- the command line --------------------------------------------------------------------------------------------
 
 
