@@ -523,7 +523,7 @@ def upscale_video_in_segments(
         on = f" on {device_list[0]}" if len(device_list) > 1 else ""
         log.warning("%s: a VP9 video with alpha whose frame times are not whole milliseconds is upscaled in one "
                     "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
-    if one_run or (len(plan.segments) < 2 and remote is None):
+    if one_run or not plan.segments or (len(plan.segments) < 2 and remote is None):  # (none: said by upscale_video)
         if len(device_list) > 1 and not one_run and len(plan.segments) == 1:
             log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), device_list[0])
         single = dataclasses.replace(options, device=device_list[0])

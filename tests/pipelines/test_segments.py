@@ -358,6 +358,15 @@ def test_a_rotated_video_joined_into_a_container_turned_upright_by_name_says_no_
     assert decoded_framemd5(joined.output) == decoded_framemd5(single.output)
 
 
+def test_a_window_past_the_end_is_the_one_line_of_one_device_for_remote_segments_too(tmp_path):
+    """With Ray, the empty plan went on to the join: IndexError."""
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    with pytest.raises(OptionError, match="no video frame from 5 s"):
+        upscale_video_in_segments(clip, tmp_path / "out.mp4", options=UpscaleOptions(model="bicubic", device="cpu"),
+                                  video=VideoOptions(start=5.0), remote=object())  # (never called)
+    assert leftovers(tmp_path, clip) == []
+
+
 # --- the command line --------------------------------------------------------------------------------------------
 
 
