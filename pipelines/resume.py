@@ -157,7 +157,8 @@ class SegmentFolder:
 
     def forget(self, path: Path) -> None:
         """A kept segment's file (`path`) and its record removed: the next run upscales that segment again."""
-        log.warning("%s: removed, as it cannot be read back; the next run upscales that segment again", path)
+        log.warning("%s: removed, as it cannot be read back as it was written; the next run upscales that segment "
+                    "again", path)
         path.with_suffix(".json").unlink(missing_ok=True)
         path.unlink(missing_ok=True)
 

@@ -34,8 +34,9 @@ Why .mp4 for the segments, and the two timestamp repairs of the join:
   Matroska rounds times to milliseconds and gives no dts for reordered frames, NUT shifts a stream that starts
   with a negative dts. MP4 has one flaw: a segment that does not start at time 0 starts with an edit list whose
   delay is counted in milliseconds, so the whole segment can come back moved by a fraction of a millisecond. The
-  join puts each segment back where its worker said its first frame was, then checks every frame's time against
-  the pts the worker encoded; a mismatch fails the run instead of writing wrong times.
+  join puts each segment back where its worker said its first frame was (by less than a millisecond), then checks
+  every frame's time against the pts the worker encoded; a mismatch fails the run instead of writing wrong times,
+  and the next run upscales that segment again.
 - Each segment's encoder starts its decoding times before its first frame (B-frames: by the reorder delay). With
   the same settings every segment has the same delay, so the times increase across boundaries; where a variable
   frame rate makes a segment's first dts reach back past the previous segment's last one, it is moved forward to
@@ -241,6 +242,10 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
             frames=window[start:stop],
         ))
     return SegmentPlan(info=info, first_pts=first_pts, segments=segments)
+
+
+# How far MP4's edit list, counted in milliseconds, can move a segment that does not start at 0 (see the module doc).
+_EDIT_LIST_ROUNDING = Fraction(1, 1000)
 
 
 class DamagedSegment(OutputError):
@@ -869,11 +874,13 @@ class _Joiner:
                 packets = [packet for packet in segment.demux(template) if packet.size]
             except av.FFmpegError as error:
                 raise DamagedSegment(f"cannot read back {name} ({path.name}): {error}", path) from error
-            # Put the segment back where its first frame was encoded (see the module doc), then check every frame.
+            # Put the segment back where its first frame was encoded (see the module doc: by less than the edit
+            # list's millisecond; more is another file, as a segment copied over this one), then check every frame.
             offset = expected[0] - min((packet.pts for packet in packets), default=0)
-            if sorted(packet.pts + offset for packet in packets) != expected:
-                raise OutputError(f"cannot join {name}: its frame times changed on the way through the temporary "
-                                  f"file; upscale on one device")
+            if abs(offset * self._time_base) > _EDIT_LIST_ROUNDING or sorted(
+                    packet.pts + offset for packet in packets) != expected:
+                raise DamagedSegment(f"cannot join {name} ({path.name}): its frame times are not the ones it was "
+                                     f"encoded with (if this comes back, upscale on one device)", path)
             for packet in packets:
                 self._write(packet, offset)
         for value in pts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -221,16 +222,23 @@ def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, 
     assert f"{folder}: removed 1 segment(s) an earlier run kept, of no use to this one" in caplog.text
 
 
-def test_a_kept_segment_damaged_since_is_upscaled_again_by_the_next_run(run, tmp_path, caplog):
-    """It was read back, and refused, by every run after."""
+@pytest.mark.parametrize("damage, message", [
+    (lambda damaged: truncate(damaged, damaged), "cannot read back segment 2 of 3"),
+    # Another segment's frames: the join's repair of MP4's edit-list delay moved them to this one's times.
+    (lambda damaged: shutil.copyfile(damaged.with_name("segment-0000.mp4"), damaged),
+     "cannot join segment 2 of 3 .segment-0001.mp4.: its frame times are not the ones it was encoded with"),
+], ids=["cut short", "another segment's file"])
+def test_a_kept_segment_damaged_since_is_upscaled_again_by_the_next_run(run, tmp_path, caplog, damage, message):
+    """It was read back, and refused, by every run after (or, another segment's file, joined as this one)."""
     clip, options, upscale = run
     with pytest.raises(KeyboardInterrupt):
         upscale(on_segment=Interrupt(after=3))
     damaged = segment_folder_path(tmp_path / "out.mkv") / "segment-0001.mp4"
-    truncate(damaged, damaged)
-    with caplog.at_level(logging.WARNING), pytest.raises(OutputError, match="cannot read back segment 2 of 3"):
+    damage(damaged)
+    with caplog.at_level(logging.WARNING), pytest.raises(OutputError, match=message):
         upscale()
-    assert f"{damaged}: removed, as it cannot be read back; the next run upscales that segment again" in caplog.text
+    assert (f"{damaged}: removed, as it cannot be read back as it was written; the next run upscales that segment "
+            "again") in caplog.text
     again = Interrupt()
     result = upscale(on_segment=again)
     assert again.seen == [1]
