@@ -433,10 +433,9 @@ def upscale_video(
 
         if record is None and is_sequence(output):
             record = run_record(source, options, video, frames=True)
-        end_pts = decoder.selection.end_pts
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
                                first_pts=decoder.selection.start_pts or 0, device=engine.device,
-                               trim_end=None if end_pts is None else end_pts * info.time_base) as writer:
+                               trim_end=_window_end(source, video, decoder.selection, info)) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
@@ -460,6 +459,25 @@ def upscale_video(
     name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
                        decoder=name, precision=engine.precision, rotation=getattr(writer, "rotation", 0))
+
+
+def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamInfo) -> Fraction | None:
+    """Where a preview ends, in source seconds, for the writer's `trim_end` (a cue shown past it ends with it): at
+    --end, or where --frames stops first, at the next frame's start, as the segments' plan finds it. That reads the
+    video's packets up to there, so only where there are cues to end."""
+    from vsr.pipelines.probe import open_input
+    from vsr.pipelines.segments import plan_video
+    from vsr.pipelines.sequences import is_sequence
+
+    end = None if selection.end_pts is None else selection.end_pts * info.time_base
+    if video.max_frames is None or not video.copy_streams or is_sequence(source):
+        return end
+    with open_input(source) as container:
+        if not any(stream.type == "subtitle" for stream in container.streams):
+            return end
+    plan = plan_video(source, 1, video)
+    end_pts = plan.segments[-1].end_pts if plan.segments else None
+    return end if end_pts is None else end_pts * plan.info.time_base
 
 
 def run_record(source: Path, options: UpscaleOptions, video: VideoOptions, frames: bool = False) -> dict:

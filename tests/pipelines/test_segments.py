@@ -367,6 +367,23 @@ def test_a_window_past_the_end_is_the_one_line_of_one_device_for_remote_segments
     assert leftovers(tmp_path, clip) == []
 
 
+def test_a_frames_preview_ends_a_long_cue_with_its_last_frame_on_one_device_as_on_two(tmp_path):
+    """One device kept the cue's 8.9 s in a 20-frame preview (the file lasted 9 s); the segments' join cut it."""
+    cues = tmp_path / "cue.srt"
+    cues.write_text("1\n00:00:00,100 --> 00:00:09,000\na long cue\n\n")
+    clip = tmp_path / "clip.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-i", cues, "-c:v", "libx264",
+                 "-g", "5", "-c:s", "srt", clip)
+    options = UpscaleOptions(model="bicubic", outscale=2, device="cpu")
+    video = VideoOptions(max_frames=20, segment_seconds=0.3)
+    one = upscale_video(clip, tmp_path / "one.mkv", options=options, video=video)
+    two = upscale_video_in_segments(clip, tmp_path / "two.mkv", options=options, video=video)
+    assert two.times.extra["segments"] > 1
+    for result in (one, two):
+        assert media.packet_spans(result.output, "s:0") == [(Fraction(1, 10), Fraction(8, 10))]
+        assert len(media.video_pts(result.output)) == 20
+
+
 # --- the command line --------------------------------------------------------------------------------------------
 
 
