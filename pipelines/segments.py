@@ -529,8 +529,10 @@ def upscale_video_in_segments(
         log.warning("%s: a VP9 video with alpha whose frame times are not whole milliseconds is upscaled in one "
                     "run%s, not in resumable segments (ProRes or FFV1 can be)", source, on)
     if one_run or not plan.segments or (len(plan.segments) < 2 and remote is None):  # (none: said by upscale_video)
-        if len(device_list) > 1 and not one_run and len(plan.segments) == 1:
-            log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), device_list[0])
+        if (len(device_list) > 1 or remote is not None) and not one_run and len(plan.segments) < 2:
+            if plan.segments or not video.is_preview:  # (an empty window is upscale_video's error)
+                log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan),
+                            "this machine" if remote is not None else device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
                                engine=engine)
@@ -600,7 +602,9 @@ def upscale_video_in_segments(
 
 
 def _why_uncut(plan: SegmentPlan) -> str:
-    """Why a plan has one segment, in words."""
+    """Why a plan has one segment (or none), in words."""
+    if not plan.segments:
+        return "its packets carry no times (a raw stream) to cut it at"
     if len(plan.segments[0].frames) < 2 * MIN_SEGMENT_FRAMES:
         return f"{len(plan.segments[0].frames)} frames are too few to cut (segments take {MIN_SEGMENT_FRAMES} or more)"
     return "no keyframe to cut the video at"

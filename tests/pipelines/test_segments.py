@@ -258,6 +258,12 @@ def test_a_clip_with_one_keyframe_runs_on_one_device(tmp_path, tiny_rrdbnet_chec
     with caplog.at_level(logging.WARNING, logger="vsr.pipelines.segments"):
         upscale_video_in_segments(short, tmp_path / "short-out.mp4", devices="cpu,cpu", options=options)
     assert "6 frames are too few to cut (segments take 4 or more), so one segment" in caplog.text  # (not "no keyframe")
+    raw = tmp_path / "camera.h264"  # (no times to plan with: it was upscaled on one device without a word)
+    media.ffmpeg("-i", clip, "-c", "copy", raw)
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.segments"):
+        result = upscale_video_in_segments(raw, tmp_path / "raw-out.mkv", devices="cpu,cpu", options=options)
+    assert "its packets carry no times (a raw stream) to cut it at, so one segment: upscaling it on cpu" in caplog.text
+    assert result.frames == 12
 
 
 # --- failures ----------------------------------------------------------------------------------------------------
