@@ -27,6 +27,12 @@ chapters) that overlap [first frame, end of the last frame), shifted by the same
 `close()` only, so packets are still written as the frames arrive; `trim_end` (source seconds, where `--end` says it
 before the frames) cuts a subtitle cue shown past it.
 
+How long each frame is shown: the encoders give their packets no duration, and a muxer takes the declared rate's
+for the last one, which loses a GIF's last delay or a phone video's last frame (a declared 90000 fps: 1 tick).
+Each packet is held until its frame's successor is written and given the time between them; the last frame lasts
+until `video_end` (source seconds: `probe.video_end`, a segment's next frame, a preview's `trim_end`), else one
+frame at the average rate.
+
 Where RGB becomes YUV (`yuv_converter`): "auto" converts frames that are on a GPU there, with
 `pipelines.colour.rgb_to_yuv`, for the planar YUV formats it produces (`YUV_PLANAR_FORMATS`: yuv420p/422p/444p at
 8, 10 and 12 bits); the planes reach the host in one pinned copy per batch, and the CPU only encodes (H100/H200 have
@@ -52,6 +58,7 @@ an opaque video, with a warning. RGBA always goes through swscale, which carries
 
 from __future__ import annotations
 
+import collections
 import functools
 import io
 import logging
@@ -263,6 +270,7 @@ class VideoWriter:
         turn_upright: bool | None = None,
         device: torch.device | None = None,
         trim_end: Fraction | None = None,
+        video_end: Fraction | None = None,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
@@ -292,6 +300,10 @@ class VideoWriter:
         self._frame_counted = self.output.suffix.lower() in FRAME_COUNTED_SUFFIXES
         self._last_pts: int | None = None
         self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
+        self._video_end = video_end if video_end is not None else trim_end  # (module doc: how long frames show)
+        self._last_output_pts: int | None = None
+        self._durations: dict[int, int] = {}  # output pts → how long that frame shows, once known
+        self._held: collections.deque[av.Packet] = collections.deque()  # encoded, waiting for their duration
         self._temp = partial_path(self.output)
         self._lock = None  # the temporary file, open and locked while it is written (fsutil.lock_temporary)
         self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
@@ -453,6 +465,9 @@ class VideoWriter:
                 self._passthrough.mux_until(float(pts * self._time_base))
                 video_frame.pts = self._output_pts(pts)
                 video_frame.time_base = self._output_time_base
+                if self._last_output_pts is not None:
+                    self._durations[self._last_output_pts] = video_frame.pts - self._last_output_pts
+                self._last_output_pts = video_frame.pts
                 if pts in batch.captions:
                     self._keep_captions(video_frame.pts, batch.captions[pts])
                 self._mux(self._stream.encode(video_frame))
@@ -478,8 +493,9 @@ class VideoWriter:
                        "place for: they are not written (libx264, libx265 and libsvtav1 keep them)",
                        self._source, self._codec)
 
-    def _mux(self, packets: list[av.Packet]) -> None:
-        """Mux encoded packets, each with the closed captions of its frame put back in (captions module)."""
+    def _mux(self, packets: list[av.Packet], last: bool = False) -> None:
+        """Mux encoded packets, each with the closed captions of its frame put back in (captions module) and its
+        frame's duration (module doc): held until that is known; `last`: the encoder's final packets."""
         for packet in packets:
             cc_data = self._captions.pop(packet.pts, None)
             if cc_data is not None:
@@ -488,6 +504,15 @@ class VideoWriter:
                 captioned.pts, captioned.dts, captioned.duration = packet.pts, packet.dts, packet.duration
                 captioned.is_keyframe = packet.is_keyframe
                 packet = captioned
+            self._held.append(packet)
+        while self._held:
+            pts = self._held[0].pts
+            duration = self._durations.pop(pts, None)
+            if duration is None and not last and pts is not None and pts >= self._last_output_pts:
+                break  # its frame's successor is still to come
+            packet = self._held.popleft()
+            if duration:
+                packet.duration = duration
             self._container.mux(packet)
 
     def _converts_in_torch(self, device: torch.device) -> bool:
@@ -540,7 +565,10 @@ class VideoWriter:
         if self._done:
             return
         try:
-            self._mux(self._stream.encode(None))
+            if self._last_output_pts is not None:
+                last = self._last_frame_seconds() / self._output_time_base
+                self._durations[self._last_output_pts] = max(round(last), 1) if last else 0
+            self._mux(self._stream.encode(None), last=True)
             if not self._trim:
                 self._passthrough.mux_rest()
             elif self._last_pts is not None:  # a preview: what overlaps its frames
@@ -563,10 +591,16 @@ class VideoWriter:
                     self.pix_fmt)
 
     def _end_time(self) -> Fraction:
-        """When the last frame written ends, in source seconds: its pts plus one frame at the average rate
-        (else the interval before it)."""
-        duration = self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
-        return self._last_pts * self._time_base + duration
+        """When the last frame written ends, in source seconds."""
+        return self._last_pts * self._time_base + self._last_frame_seconds()
+
+    def _last_frame_seconds(self) -> Fraction:
+        """How long the last frame written shows: until `video_end` where that is after it, else one frame at the
+        average rate (else the interval before it)."""
+        start = self._last_pts * self._time_base
+        if self._video_end is not None and self._video_end > start:
+            return self._video_end - start
+        return self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
 
     def _write_error(self, error: Exception) -> OutputError:
         if isinstance(error, OSError):  # the disk: full, gone, read-only

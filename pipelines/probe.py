@@ -416,6 +416,34 @@ def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.
     return sorted(p for p in pts if last_dts is None or p <= last_dts), False
 
 
+# How much of a file's end is read for its video's last frames: more than any GOP's reordering.
+_END_READ_SECONDS = 10
+
+
+def video_end(path: str | Path, index: int) -> Fraction | None:
+    """When video stream `index`'s last frame stops being shown, in seconds: the greatest pts + duration of its
+    packets near the end of the file (a GIF's last delay, an MP4's last sample). None where the packets carry no
+    duration (or no time: raw streams, image sequences)."""
+    with open_input(path) as container:
+        stream = container.streams[index]
+        if container.format.name == "image2":
+            return None
+        if container.duration and container.duration > _END_READ_SECONDS * av.time_base:
+            try:
+                container.seek(container.duration + (container.start_time or 0) - _END_READ_SECONDS * av.time_base,
+                               backward=True)
+            except av.FFmpegError:
+                pass  # read from the start instead
+        end = None
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is not None and packet.duration and packet.size:
+                    end = max(end or 0, packet.pts + packet.duration)
+        except av.FFmpegError:  # damage at the end: the frames before it still end where their packets say
+            pass
+        return None if end is None else end * stream.time_base
+
+
 def is_variable_rate(path: str | Path, index: int) -> bool | None:
     """Whether video stream `index` of `path` varies its frame rate, judged as `probe` judges it (None: too few
     timestamps to tell)."""

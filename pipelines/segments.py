@@ -302,6 +302,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
+    from vsr.pipelines.probe import video_end
     from vsr.pipelines.runner import run_pipeline
     from vsr.pipelines.sequences import ImageSequenceWriter
 
@@ -325,11 +326,14 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                                          height=height, first_pts=segment.frames[0],
                                          first_index=plan.first_index(segment))
         else:
+            # Its last frame shows until the next segment's first, or as long as the source's last frame does.
+            segment_end = (segment.end_pts * plan.info.time_base if segment.end_pts is not None
+                           else video_end(source, plan.info.index))
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
                                  turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
-                                 device=engine.device)
+                                 device=engine.device, video_end=segment_end)
         with writer:
 
             def write(batch: FrameBatch) -> None:

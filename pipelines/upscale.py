@@ -534,6 +534,7 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
     what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write;
     `device`: the engine's; `trim_end`: a preview's end in source seconds, where known before its frames)."""
     from vsr.pipelines.encode import VideoWriter
+    from vsr.pipelines.probe import video_end
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
 
     if is_sequence(output):
@@ -567,5 +568,7 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
         trim=video.is_preview,
         trim_end=trim_end if video.is_preview else None,
+        # Run to the video's end, the last frame shows as long as it does there (a GIF's last delay).
+        video_end=video_end(source, info.index) if video.end is None and video.max_frames is None else None,
         device=device,  # (an NVENC encoder's GPU)
     )

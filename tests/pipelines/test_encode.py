@@ -611,3 +611,47 @@ def test_a_variable_rate_video_in_matroska_declares_its_shortest_step_so_readers
         assert media.ffprobe_streams_of(output, "v:0")[0]["avg_frame_rate"] == "50/1"  # 20 ms, not the 17.6 average
         assert decoded_frame_count(output) == decoded_frame_count(source) == 30
         assert media.video_times(output) == media.video_times(source)
+
+
+def _held_gif(path: Path) -> Path:
+    """Three pictures shown 0.1, 0.3 and 2 s: a slide show's last one holds."""
+    from PIL import Image
+
+    pictures = [Image.new("RGB", (64, 48), colour) for colour in ("red", "green", "blue")]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=[100, 300, 2000], loop=0)
+    return path
+
+
+def _phone_clip(path: Path) -> Path:
+    """Variable-rate video in a 1/90000 time base that declares 90000 fps, as many phones write, the last frame
+    shown 60 ms."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=90000)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.time_base = stream.time_base = Fraction(1, 90000)
+        pts = [0, 3000, 6300, 9000, 12600, 15000]
+        for index, value in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 40, np.uint8), format="rgb24")
+            frame.pts = value
+            for packet in stream.encode(frame):
+                packet.duration = 5400 if packet.pts == pts[-1] else 0  # (the encoder gives none)
+                container.mux(packet)
+        for packet in stream.encode(None):
+            packet.duration = 5400 if packet.pts == pts[-1] else 0
+            container.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("make, end, suffix", [
+    (_held_gif, Fraction(12, 5), ".mkv"), (_held_gif, Fraction(12, 5), ".mp4"),
+    (_phone_clip, Fraction(20400, 90000), ".mkv"), (_phone_clip, Fraction(20400, 90000), ".mp4"),
+], ids=["gif into mkv", "gif into mp4", "phone into mkv", "phone into mp4"])
+def test_the_last_frame_shows_as_long_as_in_the_source(tmp_path, make, end, suffix):
+    """The muxers gave the last frame one frame at the declared rate: the GIF's 2-s hold became 0.15 s, the phone
+    video's last frame 1/90000 s."""
+    source = make(tmp_path / ("source.gif" if make is _held_gif else "source.mp4"))
+    assert abs(float(media.ffprobe(source, "-show_entries", "format=duration")["format"]["duration"]) - end) < 0.002
+    result = upscale_video(source, tmp_path / f"out{suffix}", options=UpscaleOptions(model="bicubic", outscale=2))
+    found = media.ffprobe(result.output, "-show_entries", "format=duration")
+    assert abs(float(found["format"]["duration"]) - float(end)) < 0.002
+    assert len(media.video_pts(result.output)) == (3 if make is _held_gif else 6)
