@@ -304,6 +304,7 @@ class VideoWriter:
         self._last_output_pts: int | None = None
         self._durations: dict[int, int] = {}  # output pts → how long that frame shows, once known
         self._held: collections.deque[av.Packet] = collections.deque()  # encoded, waiting for their duration
+        self._flushed = False
         self._temp = partial_path(self.output)
         self._lock = None  # the temporary file, open and locked while it is written (fsutil.lock_temporary)
         self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
@@ -560,15 +561,26 @@ class VideoWriter:
                 yield video_frame.reformat(format=self.pix_fmt, dst_colorspace=_MATRICES[self._matrix][1],
                                            dst_color_range=self._range, threads=1)
 
-    def close(self) -> None:
-        """Flush the encoder, copy the remaining passthrough packets, finish the file and rename it into place."""
-        if self._done:
+    def flush(self) -> None:
+        """Encode the frames the encoder still holds (close does, where not done before): after the last write."""
+        if self._flushed:
             return
         try:
             if self._last_output_pts is not None:
                 last = self._last_frame_seconds() / self._output_time_base
                 self._durations[self._last_output_pts] = max(round(last), 1) if last else 0
             self._mux(self._stream.encode(None), last=True)
+        except (OSError, av.FFmpegError) as error:
+            self.abort()
+            raise self._write_error(error) from error
+        self._flushed = True
+
+    def close(self) -> None:
+        """Flush the encoder, copy the remaining passthrough packets, finish the file and rename it into place."""
+        if self._done:
+            return
+        self.flush()
+        try:
             if not self._trim:
                 self._passthrough.mux_rest()
             elif self._last_pts is not None:  # a preview: what overlaps its frames

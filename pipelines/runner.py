@@ -158,12 +158,14 @@ def run_pipeline(
     queue_size: int = 2,
     on_frames: Callable[[int], None] | None = None,
     device: torch.device | None = None,
+    finish: Callable[[], None] | None = None,
 ) -> StageTimes:
     """Run decode → upscale → write concurrently until `batches` is exhausted; return the time spent per stage.
 
     `upscale` runs on the calling thread (a CUDA context and CUDA graphs stay on one thread); `batches` is iterated
-    on a decoder thread and `write` is called on an encoder thread, both in order. `device`: where the batches'
-    frames are (a CUDA device: a stream per stage, see the module doc).
+    on a decoder thread and `write` is called on an encoder thread, both in order, then `finish` (the encoder's
+    flush: x264 holds 40 to 70 frames, whose encoding belongs in the times). `device`: where the batches' frames
+    are (a CUDA device: a stream per stage, see the module doc).
     """
     stop = threading.Event()
     decoded = _Pipe(queue_size, stop)
@@ -210,6 +212,10 @@ def run_pipeline(
                     times.frames += len(batch)
                     if on_frames is not None:
                         on_frames(len(batch))
+                if finish is not None:
+                    start = time.perf_counter()
+                    finish()
+                    times.encode += time.perf_counter() - start
         except _Stopped:
             pass
         except BaseException as error:  # noqa: BLE001

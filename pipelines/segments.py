@@ -344,7 +344,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
             repeats = Repeats()  # (each segment starts with a picture of its own, so resumed runs match)
             batches = skip_frames(distinct_pictures(cropped(decoder.batches(engine.batch_size), crop),
                                                      engine.batch_size, video.dedup), resumed, repeats)
-            times = run_pipeline(batches, upscale_batch, write, on_frames=on_frames, device=engine.device)
+            times = run_pipeline(batches, upscale_batch, write, on_frames=on_frames, device=engine.device,
+                                 finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             times.extra["resumed_frames"] = resumed
     missing = len(set(segment.frames[resumed:]).difference(encoded))

@@ -367,6 +367,9 @@ class ImageSequenceWriter:
         return images.Image(rgb=rgb, alpha=alpha, bit_depth=self._bit_depth, gray=self._gray,
                             icc_profile=self._icc_profile)
 
+    def flush(self) -> None:
+        """Nothing to flush: each frame's file is written as it comes (as VideoWriter.flush's place is)."""
+
     def close(self) -> None:
         """The sequence is whole: its run file goes (a segment's writer leaves that to the run)."""
         if self._done:

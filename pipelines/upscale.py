@@ -447,7 +447,8 @@ def upscale_video(
             # the frames after it, as one run would show it), then skipped.
             batches = skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
                                                      options.batch_size, video.dedup), resumed, repeats)
-            times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device)
+            times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device,
+                                 finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
                 times.extra["resumed_frames"] = resumed
