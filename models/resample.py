@@ -5,9 +5,12 @@ u = (i + 0.5) / scale - 0.5; when shrinking, the kernel is widened by 1/scale so
 (antialiasing); taps that fall outside the image are mirrored back in (MATLAB's symmetric padding: ... 1 0 | 0 1 2 ...
 | 2 1 ...); each row is normalised to sum to one. The image is then multiplied by the H matrix and the W matrix.
 
-Dense matrices rather than gathered taps: measured on 2 CPU cores, a 2560×1440 → 1280×720 Lanczos resize took 0.31 s
+Matrices rather than gathered taps: measured on 2 CPU cores, a 2560×1440 → 1280×720 Lanczos resize took 0.31 s
 as two matmuls and 0.52 s as a sum of gathered taps (0.9 ms vs 7 ms for a batch of 16 128×128 patches), and matmul is
-what GPUs do best. Matrices are cached because video frames repeat the same sizes.
+what GPUs do best. Matrices are cached because video frames repeat the same sizes. A long axis is multiplied in
+bands (`_bands`): each run of BAND output pixels by the few input pixels its kernels reach, since a dense matrix
+costs in · out per row where the kernels need about taps · out (5120×2880 → 2560×1440 Lanczos: 2.35 s dense, 0.9 s
+banded, measured on the same 2 cores).
 
 `imresize(x, scale)` follows MATLAB's size convention, ceil(in · scale), and uses `scale` itself (not out/in) to
 place the samples, so training degradations match the published MATLAB-made datasets. Away from the borders the
@@ -104,6 +107,36 @@ def weight_matrix(
     return matrix.to(device=device, dtype=dtype)
 
 
+BAND = 256  # output pixels per band of a banded axis
+
+
+@functools.lru_cache(maxsize=64)
+def _bands(
+    in_size: int,
+    out_size: int,
+    kernel: str,
+    antialias: bool,
+    scale: float | None,
+    device: torch.device | str,
+    dtype: torch.dtype,
+) -> tuple[tuple[int, int, int, int, torch.Tensor], ...]:
+    """`weight_matrix` cut into (out start, out end, in start, in end, its block) for each run of BAND output pixels:
+    the block holds every non-zero weight of those rows. One band (the whole matrix) where banding would save less
+    than half the work."""
+    matrix = weight_matrix(in_size, out_size, kernel, antialias, scale, device, dtype)
+    bands, work = [], 0
+    reached = matrix.ne(0).cpu()
+    for start in range(0, out_size, BAND):
+        end = min(start + BAND, out_size)
+        columns = reached[start:end].any(dim=0).nonzero().flatten()
+        first, last = int(columns[0]), int(columns[-1]) + 1
+        bands.append((start, end, first, last, matrix[start:end, first:last]))
+        work += (end - start) * (last - first)
+    if work * 2 > out_size * in_size:
+        return ((0, out_size, 0, in_size, matrix),)
+    return tuple(bands)
+
+
 def _apply(x: torch.Tensor, size: tuple[int, int], kernel: str, antialias: bool, scale: float | None) -> torch.Tensor:
     if x.ndim != 4 or not x.is_floating_point():
         raise ValueError(f"expected a float N×C×H×W tensor, got {tuple(x.shape)} {x.dtype}")
@@ -112,11 +145,13 @@ def _apply(x: torch.Tensor, size: tuple[int, int], kernel: str, antialias: bool,
     unit_scale = scale is None or scale == 1.0
     out = x
     if not (out_h == in_h and unit_scale):  # the identity is skipped, not multiplied
-        rows = weight_matrix(in_h, out_h, kernel, antialias, scale, x.device, x.dtype)
-        out = torch.matmul(rows, out)  # (oh × ih) @ (N, C, ih, w) → (N, C, oh, w)
+        bands = _bands(in_h, out_h, kernel, antialias, scale, x.device, x.dtype)
+        # (oh × ih) @ (N, C, ih, w) → (N, C, oh, w), band by band
+        out = torch.cat([torch.matmul(block, out[..., first:last, :]) for _, _, first, last, block in bands], dim=-2)
     if not (out_w == in_w and unit_scale):
-        cols = weight_matrix(in_w, out_w, kernel, antialias, scale, x.device, x.dtype)
-        out = torch.matmul(out, cols.T)  # (N, C, oh, iw) @ (iw × ow) → (N, C, oh, ow)
+        bands = _bands(in_w, out_w, kernel, antialias, scale, x.device, x.dtype)
+        # (N, C, oh, iw) @ (iw × ow) → (N, C, oh, ow)
+        out = torch.cat([torch.matmul(out[..., first:last], block.T) for _, _, first, last, block in bands], dim=-1)
     return out
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from vsr.models import resample
 from vsr.models.resample import KERNELS, Resample, imresize, resize, weight_matrix
 
 
@@ -162,3 +163,14 @@ def test_bad_arguments_are_refused():
         Resample(0)
     with pytest.raises(ValueError, match="float"):
         resize(torch.zeros(1, 1, 4, 4, dtype=torch.uint8), (2, 2))
+
+
+@pytest.mark.parametrize("kernel", ["bicubic", "lanczos", "bilinear"])
+@pytest.mark.parametrize("in_size, out_size", [(600, 2400), (1500, 700), (1031, 1033)])
+def test_a_long_axis_multiplied_in_bands_equals_the_whole_matrix(kernel, in_size, out_size):
+    """Banded: each run of output pixels times only the input pixels its kernels reach (mirrored borders too)."""
+    bands = resample._bands(in_size, out_size, kernel, True, None, torch.device("cpu"), torch.float64)
+    assert len(bands) > 1
+    x = torch.rand(1, 2, 5, in_size, dtype=torch.float64)
+    whole = x @ resample.weight_matrix(in_size, out_size, kernel, device="cpu", dtype=torch.float64).T
+    assert torch.allclose(resample.resize(x, (5, out_size), kernel), whole, atol=1e-12, rtol=0)
