@@ -198,11 +198,23 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
+def become_worker(parent: int) -> None:
+    """What a worker process does first: die with the driver (`die_with_parent`), leave Ctrl-C to the driver, and
+    give tqdm a lock of threads. Its default, made in a spawned process, is a named semaphore registered with the
+    driver's resource tracker, which a killed worker never unregisters: a warning of several lines at exit."""
+    import threading
+
+    from tqdm import tqdm
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
+
+
 def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
                 tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     """The loop of one worker process: take a job, run it, send the result; None means stop."""
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    become_worker(parent)
     logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
     import torch
 
@@ -250,15 +262,24 @@ class ProcessExecutor:
         worker.tasks.put(job)
 
     def wait(self, timeout: float) -> list[JobResult]:
+        """The results that came within `timeout`, and a failure for each job whose worker died (looked for on
+        every call: while the others' results kept coming, a dead worker went unseen to the end of the batch)."""
+        sent = []
         try:
-            index, result = self._results.get(timeout=timeout)
+            sent.append(self._results.get(timeout=timeout))
+            while True:
+                sent.append(self._results.get_nowait())
         except queue.Empty:
-            return self._reap()
-        self._workers[index].job = None
-        return [result]
+            pass
+        for index, _ in sent:
+            self._workers[index].job = None
+        return [result for _, result in sent] + self._reap()
 
     def _reap(self) -> list[JobResult]:
-        """Fail the job of each worker that died, and start a new worker in its place."""
+        """Fail the job of each worker that died, remove its unfinished file (the job may not run again: its last
+        attempt), and start a new worker in its place."""
+        from vsr.pipelines.batch import remove_partials  # (which imports this module)
+
         failed = []
         for index, worker in enumerate(self._workers):
             if worker.process.is_alive():
@@ -266,6 +287,7 @@ class ProcessExecutor:
             if worker.job is not None:
                 reason = f"the worker process died (exit code {worker.process.exitcode}) while running this job"
                 failed.append(JobResult(worker.job.name, ok=False, error=reason))
+                remove_partials(worker.job.output)
             log.warning("batch worker %d died (exit code %s); starting another", index, worker.process.exitcode)
             self._workers[index] = self._start(index)
         return failed

@@ -51,7 +51,6 @@ import math
 import multiprocessing
 import os
 import queue
-import signal
 import socket
 import time
 from bisect import bisect_left
@@ -360,10 +359,9 @@ def worker_main(worker: int, device: str, threads: int, log_level: int, parent: 
                 plan: SegmentPlan, options: UpscaleOptions, video: VideoOptions, folder: Path,
                 tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
     """One worker process: build the engine on `device`, then upscale the segments it takes until None."""
-    from vsr.pipelines.batch_workers import die_with_parent
+    from vsr.pipelines.batch_workers import become_worker
 
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    become_worker(parent)
     logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
     logging.getLogger("vsr").setLevel(log_level)
     import torch

@@ -668,6 +668,57 @@ def test_worker_processes_share_the_jobs(library, tmp_path):
     assert snapshot(library) == before
 
 
+def test_a_dead_worker_is_seen_while_the_others_results_come_and_its_unfinished_file_is_removed(tmp_path):
+    """Seen only when no result came for a while: to the end of a batch of short jobs, at half its speed; and the
+    job's partial file stayed for good once its attempts were used up (helper-57)."""
+    from vsr.pipelines.batch_workers import ProcessExecutor
+
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("a", "b"):
+        write_image(source / f"{name}.png")
+    first, second = batch.discover(source, tmp_path / "out", options=BICUBIC, video=FAST)
+    first.output.parent.mkdir()
+    with ProcessExecutor(2) as executor:
+        dead = executor._workers[0].process
+        dead.kill()  # (as the OOM killer does)
+        dead.join()
+        executor.submit(first)  # (to the dead worker, the first free one)
+        partial_path(first.output).write_bytes(b"half a video")
+        executor.submit(second)
+        results = executor.wait(timeout=120)
+    assert sorted((result.name, result.ok) for result in results) == [("a.x2.png", False), ("b.x2.png", True)]
+    assert not partial_path(first.output).exists()
+
+
+_KILLED_AFTER_A_VIDEO = """
+from pathlib import Path
+from vsr import api
+from vsr.pipelines import batch
+from vsr.pipelines.batch_workers import ProcessExecutor
+
+if __name__ == "__main__":
+    options = api.UpscaleOptions(model="bicubic", outscale=2)
+    jobs = batch.discover(Path("in"), Path("out"), options=options, video=api.VideoOptions())
+    Path("out").mkdir()
+    with ProcessExecutor(1) as executor:
+        executor.submit(jobs[0])
+        assert executor.wait(120)[0].ok
+        executor._workers[0].process.kill()
+"""
+
+
+def test_a_worker_killed_after_a_video_leaves_no_resource_tracker_warning(tmp_path):
+    """tqdm's default lock in a spawned worker is a named semaphore, which a killed worker left registered: Python
+    warned of "leaked semaphore objects" in several lines after Ctrl-C or an OOM kill (helper-57)."""
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=3)
+    (tmp_path / "run.py").write_text(_KILLED_AFTER_A_VIDEO)
+    done = subprocess.run([sys.executable, "run.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resource_tracker" not in done.stderr
+
+
 def test_cuda_devices_that_are_not_there_are_an_option_error(library, tmp_path):
     jobs = batch.discover(library, tmp_path / "out", options=BICUBIC, video=FAST)
     # On a CPU-only machine any device is missing; on a GPU machine, the one after the last.
