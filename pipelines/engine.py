@@ -575,18 +575,21 @@ def upscale_with_alpha(engine: Engine, frames: torch.Tensor, size: tuple[int, in
 
     Alpha goes through the model too, as a gray picture of three equal channels (Real-ESRGAN's default for images):
     bicubic alpha would be cheaper, but its soft edges would not line up with the model's sharpened color edges,
-    leaving halos. That costs a second frame of compute per frame, except in a batch whose alpha is fully opaque.
+    leaving halos. That costs a second frame of compute per frame, except for a frame whose alpha is fully opaque:
+    its alpha stays exactly opaque (the model would make 253 of some of its 255s), decided frame by frame so that the
+    frames a batch holds (--batch-size, --dedup, segments) do not change a frame's alpha.
     """
     if frames.shape[1] != 4:
         return engine.upscale(frames, size)
     rgb, alpha = frames[:, :3], frames[:, 3:]
     opaque = 255 if frames.dtype == torch.uint8 else 1.0
-    if bool((alpha == opaque).all()):
-        out = engine.upscale(rgb, size)
-        return torch.cat([out, torch.full_like(out[:, :1], opaque)], 1)
-    out = engine.upscale(torch.cat([rgb, alpha.expand(-1, 3, -1, -1)]), size)
+    see_through = ~(alpha == opaque).flatten(1).all(1)
     count = len(frames)
-    upscaled_alpha = out[count:].float().mean(1, keepdim=True)
-    if frames.dtype == torch.uint8:
-        upscaled_alpha = upscaled_alpha.round().to(torch.uint8)
-    return torch.cat([out[:count], upscaled_alpha.to(out.dtype)], 1)
+    out = engine.upscale(torch.cat([rgb, alpha[see_through].expand(-1, 3, -1, -1)]), size)
+    upscaled_alpha = torch.full_like(out[:count, :1], opaque)
+    if bool(see_through.any()):
+        made = out[count:].float().mean(1, keepdim=True)
+        if frames.dtype == torch.uint8:
+            made = made.round()
+        upscaled_alpha[see_through.to(out.device)] = made.to(out.dtype)
+    return torch.cat([out[:count], upscaled_alpha], 1)

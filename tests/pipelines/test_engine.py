@@ -21,6 +21,7 @@ from vsr.pipelines.engine import (
     resolve_device,
     resolve_precision,
     tile_starts,
+    upscale_with_alpha,
 )
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,19 @@ def test_batches_are_cut_into_chunks_without_changing_results():
     one_by_one = torch.cat([Engine(model, device="cpu", batch_size=1).upscale(f[None]) for f in frames])
     torch.testing.assert_close(chunked, one_call, atol=1e-6, rtol=0)
     torch.testing.assert_close(one_by_one, one_call, atol=1e-6, rtol=0)
+
+
+def test_a_frames_alpha_does_not_depend_on_the_frames_beside_it():
+    """Opaque frames kept exactly opaque alpha only in a batch without transparency: beside a transparent frame
+    (another --batch-size, --dedup, a segment cut) their 255s went through the model and came out 253 (helper-52)."""
+    engine = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=4)
+    frames = torch.randint(0, 256, (2, 4, 8, 8), dtype=torch.uint8)
+    frames[0, 3] = 255
+    frames[1, 3, :, :4] = 0
+    together = upscale_with_alpha(engine, frames)
+    alone = torch.cat([upscale_with_alpha(engine, frame[None]) for frame in frames])
+    assert torch.equal(together, alone)
+    assert bool((together[0, 3] == 255).all()) and not bool((together[1, 3] == 255).all())
 
 
 def test_channels_last_and_contiguous_agree():
