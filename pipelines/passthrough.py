@@ -66,6 +66,8 @@ _SEEK_MARGIN = 10
 # still is lost, as `ffmpeg -ss` loses any that began before the keyframe it lands on.
 _SUBTITLE_SEEK_MARGIN = 60
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
+# FFmpeg's muxers of the QuickTime family (one muxer, these names), which take the "movflags" option.
+_MOV_MUXERS = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp")
 _AVFMT_TS_NONSTRICT = 0x20000  # libavformat/avformat.h: the format takes equal decoding times (Matroska, FLV)
 # A channel count without an order ("2 channels") → FFmpeg's default layout for it (av_channel_layout_default),
 # which players assume for such a stream anyway.
@@ -100,7 +102,16 @@ class Passthrough:
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
 
-        output.metadata.update({k: v for k, v in self._input.metadata.items() if k.lower() not in _MUXER_TAGS})
+        # (a preview starts later than the source: its first frame's timecode is not the source's, see
+        # copy_video_tags; the MOV muxer would write a timecode track from the container's tag too)
+        dropped = _MUXER_TAGS | ({"timecode"} if trim else set())
+        tags = {k: v for k, v in self._input.metadata.items() if k.lower() not in dropped}
+        output.metadata.update(tags)
+        if output.format.name in _MOV_MUXERS and any(key.lower().startswith("com.") for key in tags):
+            # QuickTime's keys (com.apple.quicktime.make, .model, .location.ISO6709: a phone's camera, place and
+            # date) are written only as "mdta" metadata, which the muxer writes only when asked to.
+            flags = output.options.get("movflags", "")
+            output.options["movflags"] = f"{flags}+use_metadata_tags"
         self._chapters = self._input.chapters()
         if not trim:
             output.set_chapters(self._chapters)
@@ -165,7 +176,8 @@ class Passthrough:
         if self._timecode is not None:
             video.metadata.setdefault("timecode", self._timecode)
         if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's
-            video.metadata.pop("timecode", None)
+            for key in [key for key in video.metadata if key.lower() == "timecode"]:
+                del video.metadata[key]
         video.disposition = source.disposition
 
     def start_at(self, seconds: Fraction) -> None:

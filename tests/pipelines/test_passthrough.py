@@ -171,6 +171,41 @@ def test_a_timecode_track_is_rewritten_with_the_same_start(tmp_path, suffix):
     assert "timecode" not in preview_tags and "data" not in by_type(preview)
 
 
+@pytest.mark.parametrize("remux_args", [["-c", "copy"], ["-c", "copy", "-metadata:s:v", "timecode=", "-metadata",
+                                                         "timecode=01:02:03:04"]],
+                         ids=["a Matroska TIMECODE tag", "a container tag"])
+def test_a_previews_timecode_is_not_the_sources(tmp_path, remux_args):
+    """The MOV muxer wrote a timecode track from an upper-case video tag or from the container's tag: the
+    source's first timecode, for a preview that starts later (helper-51)."""
+    source = tmp_path / "timecode.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "0.4",
+                    "-timecode", "01:02:03:04", str(source)], check=True)
+    remuxed = tmp_path / "timecode.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-map", "0:v", *remux_args, str(remuxed)], check=True)
+    preview = media.write_upscaled(remuxed, tmp_path / "preview.mov", window=(0.2, 0.4), trim=True)
+    found = media.ffprobe(preview, "-show_streams", "-show_format")
+    tags = [key.lower() for stream in found["streams"] for key in stream.get("tags", {})]
+    assert "timecode" not in tags + [key.lower() for key in found["format"].get("tags", {})]
+    assert [stream["codec_type"] for stream in found["streams"]] == ["video"]
+
+
+@pytest.mark.parametrize("suffix", [".mov", ".mp4"])
+def test_a_phones_quicktime_metadata_is_kept(tmp_path, suffix):
+    """Make, model, place and date of a phone's video are QuickTime "mdta" keys, which the MOV/MP4 muxer wrote
+    only when asked to: lost even from .mov to .mov (helper-51)."""
+    keys = {"com.apple.quicktime.make": "Apple", "com.apple.quicktime.model": "iPhone 12",
+            "com.apple.quicktime.location.ISO6709": "+48.8584+002.2945+035.000/",
+            "com.apple.quicktime.creationdate": "2021-05-01T12:00:00+0200"}
+    source = tmp_path / "phone.mov"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-t", "0.2",
+                    "-movflags", "use_metadata_tags", *(f for key, value in keys.items() for f in ("-metadata",
+                                                                                                 f"{key}={value}")),
+                    str(source)], check=True)
+    output = media.write_upscaled(source, tmp_path / f"out{suffix}")
+    tags = media.ffprobe(output, "-show_format")["format"]["tags"]
+    assert {key: tags.get(key) for key in keys} == keys
+
+
 def test_copy_streams_false_keeps_only_the_video(rich, tmp_path):
     output = media.write_upscaled(rich, tmp_path / "out.mkv", copy_streams=False)
     assert list(by_type(output)) == ["video"]
