@@ -163,7 +163,10 @@ class Passthrough:
         codec = _codec_name(stream)
         mimetype = stream.metadata.get("mimetype") or {"png": "image/png"}.get(codec, "image/jpeg")
         name = stream.metadata.get("filename") or f"cover.{mimetype.rsplit('/', 1)[1]}"
-        self.copied[stream.index] = self._output.add_attachment(name, mimetype, picture)
+        attachment = self._output.add_attachment(name, mimetype, picture)
+        attachment.metadata.update({k: v for k, v in stream.metadata.items() if k.lower() not in ("filename",
+                                                                                                    "mimetype")})
+        self.copied[stream.index] = attachment
 
     def _skip(self, stream: Stream, reason: str) -> None:
         self.skipped[stream.index] = reason

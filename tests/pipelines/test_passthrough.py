@@ -123,12 +123,14 @@ def test_a_cover_picture_goes_into_matroska_as_an_attachment(tmp_path):
     from_mp4 = media.make_cover_mp4(tmp_path / "cover.mp4")
     from_mkv = tmp_path / "cover.mkv"
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(from_mp4), "-map", "0:v:0", "-c", "copy", "-attach",
-                    str(_png(tmp_path / "front.png")), "-metadata:s:t", "mimetype=image/png", str(from_mkv)], check=True)
+                    str(_png(tmp_path / "front.png")), "-metadata:s:t", "mimetype=image/png", "-metadata:s:t",
+                    "title=Front cover", str(from_mkv)], check=True)
     for source, name in ((from_mp4, "cover.png"), (from_mkv, "front.png")):
         output = media.write_upscaled(source, tmp_path / f"out-{source.suffix[1:]}.mkv")
         video = by_type(output)["video"]
         assert [s["disposition"]["attached_pic"] for s in video] == [0, 1]
         assert video[1]["tags"]["filename"] == name and video[1]["tags"]["mimetype"] == "image/png"
+        assert video[1]["tags"].get("title") == ("Front cover" if source is from_mkv else None)  # (was dropped)
         assert media.framemd5(output, "0:v:1") == media.framemd5(source, "0:v:1")
         assert media.video_times(output) == media.video_times(source)
 
