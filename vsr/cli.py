@@ -197,6 +197,13 @@ def upscale(
         deinterlace=deinterlace, fps=_frame_rate(fps), dedup=api.parse_dedup(dedup), crop=api.parse_crop(crop),
         segment_seconds=api.DEFAULT_SEGMENT_SECONDS if segment_seconds is None else segment_seconds or None,
     )
+    # Options of a video's time, decoding and encoding: an image is one picture, written in its own format.
+    video_only = [name for name, given in (
+        ("--start", start is not None), ("--end", end is not None), ("--frames", frames is not None),
+        ("--crop", video.crop is not None), ("--dedup", dedup != "exact"), ("--deinterlace", deinterlace != "auto"),
+        ("--decoder", decoder != "auto"), ("--segment-seconds", segment_seconds is not None),
+        ("--codec", codec != "auto"), ("--crf", crf is not None), ("--preset", preset is not None),
+        ("--encoder-option", bool(encoder_option)), ("--pix-fmt", pix_fmt is not None)) if given]
     output = Path(output_text) if output_text is not None else None
     # `-o out/` names a folder, made if missing (as rsync takes one), and not left behind empty.
     new_folder = output_text is not None and output_text.endswith(("/", os.sep)) and not output.is_dir()
@@ -245,8 +252,9 @@ def upscale(
                 if fps is not None:
                     raise OptionError(f"{input}: --fps sets the frame rate of an image sequence (frames/%06d.png), "
                                       "not of one image")
-                if video.crop is not None:
-                    log.warning("%s: --crop cuts black bars off videos; an image is upscaled whole", input)
+                if video_only:
+                    log.warning("%s: %s %s to videos; an image is upscaled whole, in its own format", input,
+                                ", ".join(video_only), "applies" if len(video_only) == 1 else "apply")
                 written = api.upscale_image(input, output, options=options, overwrite=overwrite,
                                             engine=engine_for("image"))
                 _remember_output(written, input)

@@ -64,6 +64,7 @@ def test_an_image_is_upscaled_whole_and_says_so(tmp_path):
                  tmp_path / "photo.png")
     result = vsr("upscale", tmp_path / "photo.png", "-m", "bicubic", "--crop", "auto")
     assert result.stderr.strip().splitlines() == [
-        f"vsr: WARNING: {tmp_path / 'photo.png'}: --crop cuts black bars off videos; an image is upscaled whole"]
+        f"vsr: WARNING: {tmp_path / 'photo.png'}: --crop applies to videos; an image is upscaled whole, in its own "
+        "format"]
     assert f"wrote {tmp_path / 'photo.x4.png'}" in result.stdout
     assert "black bars" not in vsr("probe", tmp_path / "photo.png", "-m", "bicubic").stdout

@@ -235,3 +235,15 @@ def test_a_gray_or_rgba_model_is_refused_when_loaded(tmp_path):
     assert result.returncode == 3
     assert result.stderr.strip().splitlines() == [f"vsr: error: {pth}: a gray model (1 in, 1 out of the 3 channels "
                                                   "of RGB); vsr upscales RGB pictures, alpha through the same model"]
+
+
+def test_video_options_given_for_an_image_are_named_in_one_warning(tmp_path):
+    """They were ignored without a word (--pix-fmt gray gave an RGB picture), where --crop said so (helper-52)."""
+    write_image(tmp_path / "photo.png", Image(rgb=torch.rand(3, 12, 16)))
+    result = vsr("upscale", tmp_path / "photo.png", "-m", "bicubic", "--pix-fmt", "gray", "--codec", "libx265",
+                 "--start", "1", "--dedup", "off", "--encoder-option", "tune=grain")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: WARNING: {tmp_path / 'photo.png'}: --start, --dedup, --codec, --encoder-option, --pix-fmt apply to "
+        "videos; an image is upscaled whole, in its own format"]
+    assert read_image(tmp_path / "photo.x4.png").rgb.shape == (3, 48, 64)
