@@ -184,6 +184,8 @@ def upscale(
     if alpha != 0.8 and blend is None and denoise_strength is None:  # (0.8: --alpha's default, given or not)
         raise OptionError("--alpha weighs the --blend model against -m; give --blend too")
     if denoise_strength is not None:
+        if alpha != 0.8:  # (it was dropped without a word)
+            raise OptionError("--denoise-strength sets the weight of the model it blends in: give it or --alpha")
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(

@@ -372,6 +372,8 @@ def test_an_output_ending_in_a_slash_is_a_folder_made_if_missing(tmp_path):
     (["-o", "out.mp4"], "out.mp4: with several inputs, -o names a folder to write them into", 2),
     (["-m", "no-such-model"], "unknown model 'no-such-model'", 3),  # holds for every input: said once, at once
     (["--alpha", "0.5"], "--alpha weighs the --blend model against -m; give --blend too", 2),  # (it was ignored)
+    (["-m", "realesr-general-x4v3", "--denoise-strength", "0.5", "--alpha", "0.3"],  # (its --alpha was dropped)
+     "--denoise-strength sets the weight of the model it blends in: give it or --alpha", 2),
 ])
 def test_with_several_inputs_an_option_error_is_one_line_and_writes_nothing(tmp_path, options, message, code):
     clips = [make_clip(tmp_path / f"clip{index}.mp4", frames=2) for index in range(2)]
