@@ -233,6 +233,15 @@ def codec_keeps_alpha(codec: str, suffix: str) -> bool:
     return spec.alpha and (spec.encoder != "libvpx-vp9" or suffix.lower() in (".mkv", ".webm"))
 
 
+def halves_chroma(output: Path, codec: str, source: Path, source_info: VideoStreamInfo,
+                  pix_fmt: str | None = None) -> bool:
+    """Whether VideoWriter would write `output` in a pixel format of subsampled chroma (4:2:0, 4:2:2), whose sides
+    must be even; RGB (the lossless codecs) and 4:4:4 take any size."""
+    keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, output.suffix)
+    chosen = av.VideoFormat(choose_pix_fmt(codec, source_info.bit_depth, pix_fmt, alpha=keeps_alpha, source=source))
+    return chosen.chroma_width(16) < 16 or chosen.chroma_height(16) < 16
+
+
 def has_alpha(pix_fmt: str) -> bool:
     """Whether the pixel format has an alpha plane (yuva420p, gbrap, bgra, ...)."""
     return any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)

@@ -314,7 +314,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     with decoder:
         crop = resolve_crop(video.crop, source, decoder.info)  # the driver's: found once for the whole video
         height, width, output_info = video_output_size(engine, crop.of(decoder.info) if crop else decoder.info,
-                                                        source, even=plan.sequence is None)
+                                                        source, Path(path), video)
 
         def upscale_batch(batch: FrameBatch) -> FrameBatch:
             frames = upscale_frames(engine, batch.frames, writer.alpha, (height, width))

@@ -360,12 +360,17 @@ class VideoResult:
     rotation: int = 0  # the output's display rotation (its frames, `width`×`height`, are shown turned by it)
 
 
-def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, even: bool = True
+def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, output: Path, video: VideoOptions
                       ) -> tuple[int, int, VideoStreamInfo]:
     """A video's upscaled (height, width), and the stream info its writer takes the tags from. With --width/--height
     (`Engine.output_size`) the sides are those shown (after the rotation, with the pixel aspect applied), even for
-    4:2:0 (`even`; not for an image sequence), and the pixels square: the source's pixel aspect ratio is not
-    copied. `source` names the video in a warning."""
+    4:2:0 and 4:2:2 (not for an image sequence, RGB or 4:4:4: `encode.halves_chroma`), and the pixels square: the
+    source's pixel aspect ratio is not copied. `source` names the video in a warning."""
+    from vsr.pipelines.encode import halves_chroma
+    from vsr.pipelines.sequences import is_sequence
+
+    even = not is_sequence(output) and halves_chroma(output, video_codec(video.codec, output.suffix, info.alpha),
+                                                     source, info, video.pix_fmt)
     height, width = engine.output_size(info.height, info.width, pixel_aspect=info.sample_aspect_ratio or 1,
                                        turned=info.rotation % 180 == 90, even=even)
     model_size = (info.height * engine.spec.scale, info.width * engine.spec.scale)
@@ -373,8 +378,8 @@ def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, even:
         from vsr.pipelines.decode import warn_once
 
         warn_once(source, [f"the model makes {model_size[1]}x{model_size[0]} frames; 4:2:0 video needs even sides, "
-                           f"so they are resized to {width}x{height} (an image sequence output, or --crop to even "
-                           "sides, keeps the model's size)"])
+                           f"so they are resized to {width}x{height} (a 4:4:4 --pix-fmt, an image sequence output, "
+                           "or --crop to even sides, keeps the model's size)"])
     return height, width, replace(info, sample_aspect_ratio=None) if engine.sized else info
 
 
@@ -427,7 +432,7 @@ def upscale_video(
         info = crop.of(decoder.info) if crop is not None else decoder.info
         output = place_output(output, default_output_path(source, engine.label, video.codec, info.alpha))
         # Image files need no even sides.
-        height, width, output_info = video_output_size(engine, info, source, even=not is_sequence(output))
+        height, width, output_info = video_output_size(engine, info, source, output, video)
         total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 

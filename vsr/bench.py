@@ -64,17 +64,16 @@ def bench(
         batches = list(decoder.batches(options.batch_size))
     frames = sum(len(batch) for batch in batches)
 
-    # As `vsr upscale` runs the model: to the size it writes, alpha (where the clip has it) upscaled too.
-    size = video_output_size(engine, info, clip)[:2]
-    upscale_frames(engine, batches[0].frames[:1], info.alpha, size)  # warm-up: weights, allocator, kernels
-    start = time.perf_counter()
-    for batch in batches:
-        upscale_frames(engine, batch.frames, info.alpha, size)
-    model_seconds = time.perf_counter() - start
-
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
         # Named as `vsr upscale` would name it: .mkv where the clip's container cannot hold the codec (.webm, .gif).
         output = Path(folder) / api.default_output_path(clip, engine.label, video.codec).name
+        # As `vsr upscale` runs the model: to the size it writes, alpha (where the clip has it) upscaled too.
+        size = video_output_size(engine, info, clip, output, video)[:2]
+        upscale_frames(engine, batches[0].frames[:1], info.alpha, size)  # warm-up: weights, allocator, kernels
+        start = time.perf_counter()
+        for batch in batches:
+            upscale_frames(engine, batch.frames, info.alpha, size)
+        model_seconds = time.perf_counter() - start
         result = api.upscale_video(clip, output, video=video, engine=engine)
     times = result.times
     return BenchResult(

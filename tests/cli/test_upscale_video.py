@@ -303,8 +303,10 @@ def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not
     result = vsr("upscale", short, clip, tmp_path / "still.png", "-m", "bicubic", "--start", "0.1", "--overwrite",
                  check=False)
     errors = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and len(errors) == 2 and errors[0].startswith(f"vsr: error: {short}: no video frame")
-    assert errors[1] == "vsr: 1 of 3 inputs failed (said above); the others are written"
+    assert result.returncode == 2 and len(errors) == 3 and errors[0].startswith(f"vsr: error: {short}: no video frame")
+    assert errors[1] == (f"vsr: WARNING: {tmp_path / 'still.png'}: --start applies to videos; an image is upscaled "
+                         "whole, in its own format")
+    assert errors[2] == "vsr: 1 of 3 inputs failed (said above); the others are written"
     result = vsr("upscale", tmp_path / "still.png", clip, "-m", "bicubic", "--fps", "24", "--overwrite", check=False)
     assert result.stderr.strip().splitlines() == [
         f"vsr: error: {tmp_path / 'still.png'}: --fps sets the frame rate of an image sequence (frames/%06d.png), not "

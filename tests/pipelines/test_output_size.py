@@ -58,6 +58,13 @@ def test_an_odd_side_the_model_makes_is_evened_for_4_2_0_video(tmp_path, caplog)
     output = api.upscale_video(source, tmp_path / "out.mp4", options=x3)
     assert shown(output.output)[:2] == (382, 142)
     assert "the model makes 381x141 frames; 4:2:0 video needs even sides, so they are resized to 382x142" in caplog.text
+    # 4:4:4 and RGB hold odd sides: the model's picture, not resampled (it was, "for 4:2:0", helper-52).
+    caplog.clear()
+    for name, video in (("yuv444.mp4", api.VideoOptions(pix_fmt="yuv444p")),
+                        ("rgb.mkv", api.VideoOptions(codec="x264-lossless"))):
+        output = api.upscale_video(source, tmp_path / name, options=x3, video=video)
+        assert shown(output.output)[:2] == (381, 141)
+    assert "needs even sides" not in caplog.text
 
 
 def test_labels_and_bad_sizes():
@@ -140,7 +147,7 @@ def test_segments_and_two_workers_give_the_size_and_pixels_of_one_run(tmp_path):
     split = api.upscale_video_in_segments(source, tmp_path / "split.mkv", devices="cpu,cpu", options=options,
                                           video=api.VideoOptions(codec="ffv1", segment_seconds=0.15))
     assert split.times.extra["segments"] == 2
-    assert shown(split.output)[:2] == shown(one.output)[:2] == (200, 112)
+    assert shown(split.output)[:2] == shown(one.output)[:2] == (200, 113)  # (ffv1 stores RGB: an odd side)
     assert shown(split.output)[2] in ("1:1", "N/A")
     assert decoded_framemd5(split.output) == decoded_framemd5(one.output)
 
