@@ -141,7 +141,8 @@ def video_stream_info(
     context = stream.codec_context
     time_base = stream.time_base or Fraction(1, 90000)
     average_rate = stream.average_rate or stream.guessed_rate or None
-    if container.format.name in RAW_STREAM_FORMATS and context.framerate:
+    # (raw DV's demuxer counts in 1/60000 s and says 60000 fps: the codec knows the rate, 25 or 30000/1001)
+    if (container.format.name in RAW_STREAM_FORMATS or container.format.name == "dv") and context.framerate:
         average_rate = Fraction(context.framerate)
     # Matroska's DURATION tag and the container's span end where the stream ends, counted from 0 or from the first
     # stream's start: a video that starts later (after its audio) lasts that much less.
@@ -189,7 +190,9 @@ def video_stream_info(
         rotation=_display_rotation(container.name, stream.index),
         mirrored=container.format.name == "image2" and _sequence_mirrored(container.name),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
-        interlaced=context.field_order >= 2,  # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders
+        # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders. DV says nothing, and is interlaced (a
+        # camcorder's SD DV; its decoder marks every frame so, with the field order).
+        interlaced=context.field_order >= 2 or (context.field_order == 0 and context.name == "dvvideo"),
         alpha=alpha,
         base_rate=stream.base_rate or None,
     )

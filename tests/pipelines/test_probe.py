@@ -162,3 +162,20 @@ def test_bad_input_raises_one_line_input_error(tmp_path, case):
     with pytest.raises(InputError) as error:
         probe(path)
     assert str(path) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_raw_dv_is_timed_at_its_codecs_rate_and_deinterlaced(tmp_path):
+    """Raw DV's demuxer says 60000 fps (its time base): the output declared that, its MP4 timecode track was
+    refused after the work, and DV (interlaced, with no field order in the stream) was upscaled combed (helper-55)."""
+    from vsr import api
+
+    source = tmp_path / "camera.dv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=720x576:rate=25", "-frames:v", "3",
+                    "-c:v", "dvvideo", "-pix_fmt", "yuv420p", "-timecode", "10:00:00:00", str(source)], check=True)
+    video = probe(source).video
+    assert (video.average_rate, video.interlaced) == (25, True)
+    output = api.upscale_video(source, tmp_path / "camera.mp4", options=api.UpscaleOptions(model="bicubic",
+                                                                                           width=360))
+    found = ffprobe(output.output, "-show_streams", "-show_format")
+    assert found["streams"][0]["avg_frame_rate"] == "25/1" and found["streams"][0]["nb_frames"] == "3"
+    assert abs(float(found["format"]["duration"]) - 0.12) < 0.002
