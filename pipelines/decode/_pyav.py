@@ -186,7 +186,8 @@ class PyAVDecoder(Decoder):
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
-        order = PresentationOrder(self._report_lost, restamp=self._container.format.name in DECODE_ORDER_FORMATS)
+        order = self._order = PresentationOrder(self._report_lost,
+                                                restamp=self._container.format.name in DECODE_ORDER_FORMATS)
         timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
@@ -330,7 +331,8 @@ class PyAVDecoder(Decoder):
         # check allows a second (durations may be the container's), which is all of a short clip.
         # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
-        if listed and count < listed - max(2, listed // 10):
+        listed -= len(self._order.shared)  # (their frames are shown once)
+        if listed > 0 and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
                         count, listed)
         else:
@@ -430,7 +432,8 @@ class PresentationOrder:
     out of order, or never return some (frame threads can drop a damaged frame without an error reaching the
     caller). Then frames are held, up to `window` of them, until the earlier ones arrive; past that, the missing
     ones are reported lost. A frame that arrives after a later one was released cannot be placed and is dropped,
-    reported too, so the pts that go out only ever increase.
+    reported too, so the pts that go out only ever increase. Frames of a time another frame has (a muxer's
+    mistake) are dropped, as the segments' plan leaves them out, and reported once at the end (`shared`).
 
     `restamp`: the packets' times are in decoding order (DECODE_ORDER_FORMATS), so the frames carry the times of the
     wrong packets (behind B-frames, a later frame's first); their order is the decoder's, and each frame is given
@@ -446,6 +449,7 @@ class PresentationOrder:
         self.held: list[tuple[int, int, av.VideoFrame]] = []  # a heap by pts (then arrival)
         self.arrivals = 0
         self.last_pts: int | None = None
+        self.shared: list[int] = []  # pts of frames dropped for another frame's time
 
     def expect(self, pts: int) -> None:
         self.expected.add(pts)
@@ -459,7 +463,10 @@ class PresentationOrder:
             if self.restamp and self.expected:
                 frame.pts = min(self.expected)
             self.expected.discard(frame.pts)
-            if self.last_pts is not None and frame.pts <= self.last_pts:
+            if frame.pts == self.last_pts or any(frame.pts == held[0] for held in self.held):
+                self.shared.append(frame.pts)
+                continue
+            if self.last_pts is not None and frame.pts < self.last_pts:
                 self.report([frame.pts], "came out of the decoder too late to be placed and are dropped")
                 continue
             heapq.heappush(self.held, (frame.pts, self.arrivals, frame))
@@ -469,6 +476,7 @@ class PresentationOrder:
 
     def finish(self) -> list[av.VideoFrame]:
         out = self._release(final=True)
+        self.report(self.shared, "share their time with the frame before them and are dropped (one is shown)")
         self.report(sorted(self.expected), "could not be decoded and are missing")
         self.expected.clear()
         return out

@@ -371,3 +371,26 @@ def test_stream_without_timestamps_gets_regular_ones(clips, tmp_path):
     assert kind is PyAVDecoder and len(pts) == 24
     steps = {b - a for a, b in zip(pts, pts[1:])}
     assert len(steps) == 1 and steps.pop() > 0
+
+
+def test_frames_that_share_a_time_are_dropped_and_said_once(tmp_path, caplog):
+    """Each was "too late to be placed", a line per frame, then "damaged or cut short?" for the count (helper-55)."""
+    path = tmp_path / "pairs.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25, options={"bf": "0"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(20):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), index * 10, np.uint8), format="rgb24")
+            frame.pts = index
+            for packet in stream.encode(frame):
+                packet.pts = packet.dts = packet.pts // 2 * 2  # (a muxer's mistake: frames 2k and 2k+1 at one time)
+                container.mux(packet)
+        for packet in stream.encode(None):
+            packet.pts = packet.dts = packet.pts // 2 * 2
+            container.mux(packet)
+    with caplog.at_level(logging.WARNING):
+        with open_decoder(path, backend="pyav") as decoder:
+            pts = [p for batch in decoder.batches(8) for p in batch.pts]
+    assert len(pts) == 10 and pts == sorted(set(pts))
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(f"{path}: 10 frame(s) share their time with the frame before them and are dropped")
