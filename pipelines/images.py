@@ -293,12 +293,16 @@ def encode_image(image: Image, suffix: str, quality: int = 95) -> bytes:
     raise OptionError(f"unsupported image type {suffix!r}; expected one of {', '.join(WRITE_SUFFIXES)}")
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write an image file's bytes whole under a temporary name, then rename it to `path`."""
+def write_file(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write an image file's bytes whole under a temporary name, then rename it to `path` (without `overwrite`:
+    where no file has appeared since the run checked)."""
     if not path.parent.is_dir():
         raise OutputError(f"{path}: folder {path.parent} does not exist")
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, replace=overwrite)
+    except FileExistsError:
+        raise OutputError(f"{path}: already exists, written while this run worked (use --overwrite to replace "
+                          "it)") from None
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
 
@@ -310,11 +314,11 @@ def check_writable(path: Path) -> None:
         raise OptionError(f"{path}: unsupported image type {path.suffix!r}; expected one of {expected}")
 
 
-def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95) -> None:
+def write_image(path: str | os.PathLike, image: Image, *, quality: int = 95, overwrite: bool = True) -> None:
     """Write `image` in the format its suffix names (.png keeps 16 bits; .jpg and .webp are 8-bit, lossy)."""
     path = Path(path)
     check_writable(path)
-    write_file(path, image_file(image, path.suffix, quality))
+    write_file(path, image_file(image, path.suffix, quality), overwrite)
 
 
 def image_file(image: Image, suffix: str, quality: int = 95) -> bytes:

@@ -246,7 +246,7 @@ def upscale_image(
     channels = 3 if image.alpha is None else 4  # the output is held as floats, then as the integers written
     check_memory(width * height * channels * (4 + 2), f"{source}: a {image.rgb.shape[-1]}x{image.rgb.shape[-2]} image "
                  f"upscaled to {width}x{height}", "use a smaller --outscale, --width or --height")
-    images.write_image(output, images.upscale_image(engine, image))
+    images.write_image(output, images.upscale_image(engine, image), overwrite=overwrite)
     return output
 
 

@@ -91,8 +91,10 @@ def fsync_folder(folder: Path) -> None:
         os.close(descriptor)
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` under a temporary name beside `path`, fsync, rename. Raises OSError; leaves no temporary."""
+def write_bytes_atomic(path: Path, data: bytes, replace: bool = True) -> None:
+    """Write `data` under a temporary name beside `path`, fsync, rename. Raises OSError; leaves no temporary.
+    `replace=False`: a file that appeared at `path` meanwhile (another run's, checked for before its work) stays, and
+    FileExistsError is raised: the temporary is linked to `path`, which fails where a name is taken."""
     temporary = temporary_sibling(path)
     try:
         # 0o666: the umask decides the final permissions, as for any new file.
@@ -101,7 +103,11 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
+        if replace:
+            os.replace(temporary, path)
+        else:
+            os.link(temporary, path)
+            temporary.unlink()
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -479,3 +479,26 @@ def test_a_tiff_of_several_pages_says_only_its_first_is_upscaled(tmp_path, caplo
     caplog.clear()
     read_image(tmp_path / "page.tiff")
     assert "pages" not in caplog.text
+
+
+def test_an_output_written_by_another_run_meanwhile_is_not_replaced(tmp_path, monkeypatch):
+    """The name was checked before the model ran, and the rename replaced what had appeared since: two runs to one
+    output both said "wrote" (helper-53)."""
+    from vsr import api
+    from vsr.pipelines import images
+
+    source, output = tmp_path / "photo.png", tmp_path / "photo.x2.png"
+    write_image(source, Image(rgb=torch.rand(3, 8, 8)))
+    real_upscale = images.upscale_image
+
+    def another_run_writes_first(engine, image):
+        output.write_bytes(b"the other run's picture")
+        return real_upscale(engine, image)
+
+    monkeypatch.setattr(images, "upscale_image", another_run_writes_first)
+    with pytest.raises(OutputError, match="photo.x2.png: already exists, written while this run worked"):
+        api.upscale_image(source, output, options=api.UpscaleOptions(model="bicubic", outscale=2))
+    assert output.read_bytes() == b"the other run's picture"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.png", "photo.x2.png"]
+    api.upscale_image(source, output, options=api.UpscaleOptions(model="bicubic", outscale=2), overwrite=True)
+    assert read_image(output).rgb.shape == (3, 16, 16)
