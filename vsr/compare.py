@@ -61,6 +61,10 @@ class CompareOptions:
             raise OptionError("--offset and --start are 0 or more seconds")
         if self.end is not None and self.end <= (self.start or 0):
             raise OptionError(f"--end ({self.end}) must be after --start ({self.start or 0})")
+        if isinstance(self.crf, bool) or not isinstance(self.crf, numbers.Integral) or not 0 <= self.crf <= 51:
+            raise OptionError(f"--crf must be a whole number from 0 to 51 (libx264's), not {self.crf!r}")
+        if self.label is not None and not isinstance(self.label, str):
+            raise OptionError(f"--label must be text, not {self.label!r}")
         from vsr.pipelines.crop import parse_crop
 
         parse_crop(self.crop)
@@ -209,9 +213,10 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
 def _window(stream, offset: float, options: CompareOptions, audio: bool = False):
     """`stream` from its first frame + offset + start to + end, its times starting at 0 again."""
     prefix = "a" if audio else ""
-    window = {"start": offset + (options.start or 0)}
+    # (floats: a numpy number or a Fraction would be written into the filter as its repr or as "1/10")
+    window = {"start": float(offset + (options.start or 0))}
     if options.end is not None:
-        window["end"] = offset + options.end
+        window["end"] = float(offset + options.end)
     stream = stream.filter(f"{prefix}setpts", "PTS-STARTPTS").filter(f"{prefix}trim", **window)
     return stream.filter(f"{prefix}setpts", "PTS-STARTPTS")
 
@@ -219,10 +224,10 @@ def _window(stream, offset: float, options: CompareOptions, audio: bool = False)
 def _audio_window(stream, video_start: float, options: CompareOptions):
     """An audio `stream` cut to the window `_window` cuts from a video starting at `video_start` seconds: timed from
     that start (not from its own first sample), so that a track that starts later than the video still does."""
-    window = {"start": options.start or 0}
+    window = {"start": float(options.start or 0)}
     if options.end is not None:
-        window["end"] = options.end
-    stream = stream.filter("asetpts", f"PTS-{video_start!r}/TB").filter("atrim", **window)
+        window["end"] = float(options.end)
+    stream = stream.filter("asetpts", f"PTS-{float(video_start)!r}/TB").filter("atrim", **window)
     return stream.filter("asetpts", f"PTS-{window['start']!r}/TB")
 
 

@@ -4,6 +4,8 @@ The clips' frames differ from their neighbours (a gradient that shifts and a squ
 to white), so a frame paired with the wrong one shows at once.
 """
 
+from fractions import Fraction
+
 import av
 import numpy as np
 import pytest
@@ -81,6 +83,15 @@ def test_a_window_of_the_upscaled_video(upscaled, tmp_path):
     assert media.ffprobe_frame_pts(clip)[0] == 0
 
 
+def test_a_window_given_as_numpy_or_fraction_seconds_from_python(upscaled, tmp_path):
+    """Written into the audio filter as its repr ("PTS-np.float64(0.2)/TB"): ffmpeg refused it (helper-53)."""
+    source, result = upscaled
+    for start in (np.float64(0.2), Fraction(1, 5)):
+        clip = compare_videos(source, result, tmp_path / "window.mp4", overwrite=True,
+                              options=CompareOptions(start=start, end=Fraction(2, 5)))
+        assert len(frames_of(clip)) == 5
+
+
 def test_the_default_name_and_a_video_without_audio(tmp_path):
     source = make_clip(tmp_path / "silent.mp4", frames=4)
     result = tmp_path / "silent.x4.mp4"
@@ -112,6 +123,10 @@ def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_pat
     (dict(crop="wide"), "--crop takes auto, off, or WIDTH:HEIGHT:X:Y as FFmpeg's crop filter (1920:800:0:140); "
                         "not 'wide'"),
     (dict(crop="100:10"), "{source}: --crop 100:10 does not fit in its 64x48 frames"),
+    # From Python these failed inside ffmpeg ("Conversion failed!") or as a bare TypeError (helper-53).
+    (dict(crf=-5), "--crf must be a whole number from 0 to 51 (libx264's), not -5"),
+    (dict(crf=True), "--crf must be a whole number from 0 to 51 (libx264's), not True"),
+    (dict(label=5), "--label must be text, not 5"),
 ])
 def test_bad_options_are_one_error_and_write_nothing(upscaled, tmp_path, options, message):
     source, result = upscaled
