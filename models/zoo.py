@@ -293,6 +293,8 @@ def fetch(name: str, progress: bool = True) -> Path:
 
 def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int | None = None) -> LoadedModel:
     """A zoo name (fetched into the cache if needed) or the path of any checkpoint file, ready for inference."""
+    if not isinstance(name_or_path, (str, os.PathLike)):
+        raise ModelError(f"a model is a zoo name or a checkpoint's path, not {name_or_path!r}")
     name = str(name_or_path)
     if name not in MODELS:
         path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()

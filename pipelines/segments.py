@@ -481,6 +481,8 @@ def upscale_video_in_segments(
 
     check_option_types(options, video)
     source = as_path(source)
+    if output is not None:
+        as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
     check_input(source)
     video.validate()
     if devices is not None and (not isinstance(devices, (str, list, tuple))

@@ -229,6 +229,8 @@ def upscale_image(
 
     check_option_types(options)
     source = as_path(source)
+    if output is not None:
+        as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
     check_input(source)
     if is_sequence(source) and not source.exists():
         raise OptionError(f"{source}: an image sequence; upscale_video upscales it (as vsr upscale does)")
@@ -416,6 +418,8 @@ def upscale_video(
 
     check_option_types(options, video)
     source = as_path(source)
+    if output is not None:
+        as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
     check_input(source)
     video.validate()
     # What an image sequence output is made of, which lets it resume (a default output is known further down).

@@ -82,12 +82,14 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     from vsr.pipelines.encode import container_holds, partial_path
     from vsr.pipelines.probe import probe
     from vsr.pipelines.sequences import is_sequence
-    from vsr.pipelines.upscale import check_input, is_image
+    from vsr.pipelines.upscale import as_path, check_input, is_image
 
     if not isinstance(options, CompareOptions):
         raise OptionError(f"options must be a CompareOptions, not {type(options).__name__}")
     options.validate()
-    source, upscaled = Path(source), Path(upscaled)
+    source, upscaled = as_path(source), as_path(upscaled, "upscaled")
+    if output is not None:
+        as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
     for path in (source, upscaled):
         check_input(path)
         if is_image(path):

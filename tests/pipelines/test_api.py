@@ -8,7 +8,7 @@ import pytest
 
 import vsr
 from tests.pipelines.clips import make_clip
-from vsr.errors import OptionError, OutputError
+from vsr.errors import ModelError, OptionError, OutputError
 
 
 @pytest.mark.parametrize("call, message", [
@@ -37,13 +37,19 @@ from vsr.errors import OptionError, OutputError
      "copy_streams must be True or False, not 'no'"),
     (lambda clip, out: vsr.upscale_video_in_segments(clip, out, devices=0), "devices is text such as"),
     (lambda clip, out: vsr.upscale_image(5, out), "source must be a path (text or a Path), not 5"),
+    # An output (or a model) that is no path was pathlib's bare TypeError (helper-53).
+    (lambda clip, out: vsr.upscale_image(clip, 5), "output must be a path (text or a Path), not 5"),
+    (lambda clip, out: vsr.upscale_video(clip, 5), "output must be a path (text or a Path), not 5"),
+    (lambda clip, out: vsr.upscale_video_in_segments(clip, 5), "output must be a path (text or a Path), not 5"),
+    (lambda clip, out: vsr.compare_videos(clip, clip, 5), "output must be a path (text or a Path), not 5"),
     (lambda clip, out: vsr.compare_videos(clip, clip, out, options={"baseline": "bicubic"}),
      "options must be a CompareOptions, not dict"),
     (lambda clip, out: vsr.compare_videos(clip, clip, out, options=vsr.CompareOptions(start="0:30")),
      "--start must be a number of seconds, not '0:30'"),
 ], ids=["options dict", "video dict", "swapped", "no model", "2.5 frames", "text time", "inf", "text fps",
         "options list", "codec number", "video None", "alpha None", "copy_streams text", "devices int", "source int",
-        "compare dict", "compare text time"])
+        "image output int", "video output int", "segments output int", "compare output int", "compare dict",
+        "compare text time"])
 def test_wrong_types_are_one_option_error(tmp_path, call, message):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
     with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -65,3 +71,8 @@ def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such
         vsr.upscale_image(str(tmp_path / "seq" / "f%04d.png"), options=vsr.UpscaleOptions(model="bicubic"))
     with pytest.raises(OutputError, match="newdir/: no such folder"):
         vsr.upscale_video(tmp_path / "clip.mp4", f"{tmp_path}/newdir/", options=vsr.UpscaleOptions(model="bicubic"))
+
+
+def test_a_model_that_is_no_name_or_path_is_one_model_error():
+    with pytest.raises(ModelError, match="a model is a zoo name or a checkpoint's path, not 5"):
+        vsr.load_model(5)
