@@ -121,12 +121,14 @@ def _is_apng(path: Path) -> bool:
 
 
 def find_video_stream(container: av.container.InputContainer, path: str | Path) -> av.video.stream.VideoStream:
-    """The first video stream that is a real video (not cover art), which FFmpeg can decode."""
+    """The video stream that is a real video (not cover art), which FFmpeg can decode: the one marked default where
+    several are and one is (as a player shows it), else the first."""
     videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
     if not videos:
         found = ", ".join(f"{s.type} {_codec_name(s)}" for s in container.streams) or "none"
         raise InputError(f"{path}: has no video stream (streams: {found})")
-    stream = videos[0]
+    defaults = [s for s in videos if s.disposition & av.stream.Disposition.default]
+    stream = defaults[0] if len(videos) > 1 and len(defaults) == 1 else videos[0]
     if stream.codec_context is None:
         raise InputError(f"{path}: video stream #{stream.index} uses a codec FFmpeg does not know")
     if not stream.codec_context.pix_fmt or not stream.codec_context.width:

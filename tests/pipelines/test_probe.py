@@ -179,3 +179,16 @@ def test_raw_dv_is_timed_at_its_codecs_rate_and_deinterlaced(tmp_path):
     found = ffprobe(output.output, "-show_streams", "-show_format")
     assert found["streams"][0]["avg_frame_rate"] == "25/1" and found["streams"][0]["nb_frames"] == "3"
     assert abs(float(found["format"]["duration"]) - 0.12) < 0.002
+
+
+def test_of_two_videos_the_default_one_is_upscaled(tmp_path):
+    """The first was, and the one a player shows (marked default) was dropped (helper-55)."""
+    source = tmp_path / "two.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=128x72:rate=25", "-f", "lavfi",
+                    "-i", "testsrc2=size=96x64:rate=25", "-frames:v", "3", "-map", "0", "-map", "1",
+                    "-disposition:v:0", "0", "-disposition:v:1", "default", str(source)], check=True)
+    video = probe(source).video
+    assert (video.index, video.width, video.height) == (1, 96, 64)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-map", "0", "-c", "copy", "-disposition:v:0",
+                    "default", "-disposition:v:1", "default", str(tmp_path / "both.mkv")], check=True)
+    assert probe(tmp_path / "both.mkv").video.index == 0  # (no single default: the first)
