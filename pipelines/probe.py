@@ -426,9 +426,10 @@ _END_READ_SECONDS = 10
 
 
 def video_end(path: str | Path, index: int) -> Fraction | None:
-    """When video stream `index`'s last frame stops being shown, in seconds: the greatest pts + duration of its
-    packets near the end of the file (a GIF's last delay, an MP4's last sample). None where the packets carry no
-    duration (or no time: raw streams, image sequences)."""
+    """When video stream `index`'s last frame stops being shown, in seconds: its packets' greatest pts + the duration
+    of the last packet in decoding order (a GIF's last delay, an MP4's last sample; a packet's duration is the step
+    to the next in decoding order, so with B-frames another frame's pts + its duration can reach seconds past, over
+    a pause). None where the packets carry no duration (or no time: raw streams, image sequences)."""
     with open_input(path) as container:
         stream = container.streams[index]
         if container.format.name == "image2":
@@ -439,14 +440,15 @@ def video_end(path: str | Path, index: int) -> Fraction | None:
                                backward=True)
             except av.FFmpegError:
                 pass  # read from the start instead
-        end = None
+        last_pts = last_duration = None
         try:
             for packet in container.demux(stream):
-                if packet.pts is not None and packet.duration and packet.size:
-                    end = max(end or 0, packet.pts + packet.duration)
+                if packet.pts is not None and packet.size:
+                    last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
+                    last_duration = packet.duration
         except av.FFmpegError:  # damage at the end: the frames before it still end where their packets say
             pass
-        return None if end is None else end * stream.time_base
+        return (last_pts + last_duration) * stream.time_base if last_pts is not None and last_duration else None
 
 
 def is_variable_rate(path: str | Path, index: int) -> bool | None:

@@ -325,14 +325,16 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                                          height=height, first_pts=segment.frames[0],
                                          first_index=plan.first_index(segment))
         else:
-            # Its last frame shows until the next segment's first, or as long as the source's last frame does.
-            segment_end = (segment.end_pts * plan.info.time_base if segment.end_pts is not None
-                           else video_end(source, plan.info.index))
+            # Its last frame shows until the next segment's first, or the window's end, or as long as the source's last
+            # frame does (the first of the two for the last segment: an --end past the video's end).
+            last = segment.index == len(plan.segments) - 1
+            segment_end = segment.end_pts * plan.info.time_base if segment.end_pts is not None else None
+            source_end = video_end(source, plan.info.index) if last else None
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
                                  turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
-                                 device=engine.device, video_end=segment_end)
+                                 device=engine.device, video_end=source_end, trim_end=segment_end)
         with writer:
 
             def write(batch: FrameBatch) -> None:
@@ -761,6 +763,7 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
     `VideoWriter(trim=True)` makes it (`trim_end`, `turn_upright`: as VideoWriter's; the segments were written so).
     Atomic: written as `partial_path(output)`, renamed at the end."""
     from vsr.pipelines.encode import DISPLAY_MATRIX_SUFFIXES, partial_path
+    from vsr.pipelines.probe import video_end
 
     if turn_upright is None:
         turn_upright = output.suffix.lower() not in DISPLAY_MATRIX_SUFFIXES
@@ -775,7 +778,12 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
         raise
     except OSError as error:
         raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
-    joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end)
+    # How long each frame shows, as VideoWriter gives it: a segment file's packets (MP4) say steps in decoding order,
+    # which B-frames give to other frames.
+    frames = sorted(value for _, pts in parts for value in pts)
+    ends = [end for end in (trim_end, video_end(source, info.index)) if end is not None]
+    durations = _frame_durations(frames, info, ends)
+    joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end, durations)
     try:
         for number, (path, pts) in enumerate(parts, 1):
             joiner.append(path, pts, f"segment {number} of {len(parts)}")
@@ -797,13 +805,31 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
                  joiner.moved_dts)
 
 
+def _frame_durations(frames: Sequence[int], info: VideoStreamInfo, ends: Sequence[Fraction]) -> dict[int, Fraction]:
+    """How long each frame (by its pts, in `info.time_base`) shows: until the next; the last until the first of `ends`
+    (source seconds) after it, else one frame at the average rate (else the step before it)."""
+    durations = {value: Fraction(following - value) for value, following in zip(frames, frames[1:])}
+    if frames:
+        last = frames[-1] * info.time_base
+        later = [end for end in ends if end > last]
+        if later:
+            seconds = min(later) - last
+        elif info.average_rate:
+            seconds = 1 / info.average_rate
+        else:
+            seconds = (frames[-1] - frames[-2]) * info.time_base if len(frames) > 1 else Fraction(0)
+        durations[frames[-1]] = seconds / info.time_base
+    return durations
+
+
 class _Joiner:
     """The output container while segments are appended to it."""
 
     def __init__(self, temp: Path, source: Path, info: VideoStreamInfo, copy_streams: bool, trim: bool,
-                 trim_end: Fraction | None = None):
+                 trim_end: Fraction | None, durations: dict[int, Fraction]):
         self._temp, self._source, self._info, self._copy_streams, self._trim = temp, source, info, copy_streams, trim
         self._trim_end = trim_end
+        self._durations = durations  # source pts → how long the frame shows, in the source's time base
         self._container: av.container.OutputContainer | None = None
         self._passthrough = None
         self._stream = None
@@ -817,7 +843,6 @@ class _Joiner:
         self._last_place: int | None = None  # frame-counted: the last packet's place
         self._last_dts: int | None = None
         self._last_pts: int | None = None  # source time base
-        self._last_step = 0
         self.moved_dts = 0
 
     def _open(self, template: av.video.stream.VideoStream) -> None:
@@ -892,16 +917,16 @@ class _Joiner:
                                      f"encoded with (if this comes back, upscale on one device)", path)
             for packet in packets:
                 self._write(packet, offset)
-        for value in pts:
-            if self._last_pts is not None:
-                self._last_step = value - self._last_pts
-            self._last_pts = value
+        self._last_pts = pts[-1]
 
     def _write(self, packet: av.Packet, offset: int) -> None:
         from vsr.pipelines.encode import frame_place
 
         packet.pts += offset
         packet.dts = packet.pts if packet.dts is None else packet.dts + offset
+        shown = self._durations.get(packet.pts * self._time_base / self._info.time_base)
+        if shown is not None:
+            packet.duration = max(round(shown * self._info.time_base / self._time_base), 1)
         if self._last_dts is not None and packet.dts <= self._last_dts:
             if self._last_dts + 1 > packet.pts:
                 raise OutputError(f"cannot join the segments: the decoding times overlap at "
@@ -932,9 +957,7 @@ class _Joiner:
         if not self._trim:
             self._passthrough.mux_rest()
         else:  # a preview: the other streams' packets that overlap its frames, as VideoWriter(trim=True) keeps
-            rate = self._info.average_rate
-            duration = 1 / rate if rate else self._last_step * self._info.time_base
-            self._passthrough.end_at(self._last_pts * self._info.time_base + duration)
+            self._passthrough.end_at((self._last_pts + self._durations[self._last_pts]) * self._info.time_base)
         self._container.close()
         self._passthrough.close()
         self._container = None

@@ -472,19 +472,15 @@ def upscale_video(
 
 
 def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamInfo) -> Fraction | None:
-    """Where a preview ends, in source seconds, for the writer's `trim_end` (a cue shown past it ends with it): at
-    --end, or where --frames stops first, at the next frame's start, as the segments' plan finds it. That reads the
-    video's packets up to there, so only where there are cues to end."""
-    from vsr.pipelines.probe import open_input
+    """Where a preview ends, in source seconds, for the writer's `trim_end` (a cue shown past it ends with it, and so
+    does its last frame): at --end, or where --frames stops first, at the next frame's start, as the segments' plan
+    finds it (which reads the video's packets)."""
     from vsr.pipelines.segments import plan_video
     from vsr.pipelines.sequences import is_sequence
 
     end = None if selection.end_pts is None else selection.end_pts * info.time_base
-    if video.max_frames is None or not video.copy_streams or is_sequence(source):
+    if video.max_frames is None or is_sequence(source):
         return end
-    with open_input(source) as container:
-        if not any(stream.type == "subtitle" for stream in container.streams):
-            return end
     plan = plan_video(source, 1, video)
     end_pts = plan.segments[-1].end_pts if plan.segments else None
     return end if end_pts is None else end_pts * plan.info.time_base
@@ -578,7 +574,8 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
         trim=video.is_preview,
         trim_end=trim_end if video.is_preview else None,
-        # Run to the video's end, the last frame shows as long as it does there (a GIF's last delay).
-        video_end=video_end(source, info.index) if video.end is None and video.max_frames is None else None,
+        # The last frame shows until the window's end (trim_end) or as long as it does in the source, where the window
+        # reaches the end (a GIF's last delay).
+        video_end=video_end(source, info.index),
         device=device,  # (an NVENC encoder's GPU)
     )

@@ -655,3 +655,44 @@ def test_the_last_frame_shows_as_long_as_in_the_source(tmp_path, make, end, suff
     found = media.ffprobe(result.output, "-show_entries", "format=duration")
     assert abs(float(found["format"]["duration"]) - float(end)) < 0.002
     assert len(media.video_pts(result.output)) == (3 if make is _held_gif else 6)
+
+
+def _paused_clip(path: Path) -> Path:
+    """An MP4 with B-frames whose frames pause 2 s after frame 16 (a recording paused): its packets' durations are
+    steps in decoding order, so frame 16's packet, shown 0.04 s, can carry the 2-s step."""
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.8", "-vf",
+                 "setpts='if(lt(N,17),N*0.04,2.64+(N-17)*0.04)/TB'", "-fps_mode", "vfr", "-c:v", "libx264", "-bf", "3",
+                 "-g", "5", path)
+    return path
+
+
+@pytest.mark.parametrize("video", [VideoOptions(end=5.0), VideoOptions(start=0.2, end=100.0), VideoOptions()],
+                         ids=["end past the end", "window past the end", "whole"])
+@pytest.mark.parametrize("segmented", [False, True], ids=["one run", "segments"])
+def test_a_last_frame_shows_until_the_videos_end_not_past_it(tmp_path, video, segmented):
+    """An --end past the video's end held its last frame until --end (helper-58: a 0.8 s clip became 5 s, or
+    99.8 s); a B-frame's packet duration made a paused video's last frame last 1.92 s."""
+    from vsr.pipelines.probe import video_end
+    from vsr.pipelines.segments import upscale_video_in_segments
+
+    source = _paused_clip(tmp_path / "paused.mp4")
+    assert video_end(source, 0) == Fraction(276, 100)
+    options = UpscaleOptions(model="bicubic", outscale=2)
+    if segmented:
+        result = upscale_video_in_segments(source, tmp_path / "out.mkv", options=options, devices="cpu,cpu",
+                                           video=video)
+        assert result.times.extra["segments"] == 2
+    else:
+        result = upscale_video(source, tmp_path / "out.mkv", options=options, video=video)
+    duration = float(media.ffprobe(result.output, "-show_entries", "format=duration")["format"]["duration"])
+    assert abs(duration - (2.76 - (video.start or 0))) < 0.002
+
+
+def test_a_gifs_last_delay_in_avi_counts_to_where_the_video_ends(tmp_path):
+    """AVI counts frames at the declared rate: the last delay added in seconds after the last frame's place (which
+    drifts from its time) made a 2.9 s GIF 4.64 s (helper-58)."""
+    source = tmp_path / "slides.gif"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-final_delay", "200", source)
+    result = upscale_video(source, tmp_path / "out.avi", options=UpscaleOptions(model="bicubic", outscale=2))
+    duration = float(media.ffprobe(result.output, "-show_entries", "format=duration")["format"]["duration"])
+    assert abs(duration - 2.9) < 0.3  # (within one frame at the declared rate, 100/29 fps)
