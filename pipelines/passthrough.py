@@ -381,6 +381,11 @@ def _refusal(container: str, stream: Stream) -> str | None:
         return f"{container} files cannot hold klv data; MPEG-TS (.ts) holds it"
     if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
         return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
+    layout = stream.codec_context.layout.name if stream.type == "audio" else ""
+    if container in _MOV_MUXERS and layout.endswith(" channels") and layout not in _UNORDERED_LAYOUTS:
+        # More channels than FFmpeg has a default order for: the muxer takes the header, then refuses every packet
+        # (the run failed at its end).
+        return f"{container} files cannot hold audio of {layout} without an order; Matroska (.mkv) holds it"
     probe = av.open(io.BytesIO(), "w", format=container)
     try:
         probe.add_stream_from_template(stream)

@@ -499,3 +499,18 @@ def test_adts_aac_from_mpeg_ts_into_avi_says_why_it_is_skipped(tmp_path, caplog)
     with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
         media.write_upscaled(source, tmp_path / "out.avi")
     assert "avi files take AAC without the ADTS headers it has in MPEG-TS; .mkv and .mp4 hold it" in caplog.text
+
+
+def test_audio_of_more_channels_than_an_order_is_known_for_is_skipped_from_mp4_with_a_warning(tmp_path, caplog):
+    """The MP4 muxer took the header, then refused every packet: the run failed after the work (helper-51)."""
+    source = tmp_path / "ten.mkv"
+    split = "".join(f"[a{index}]" for index in range(10))
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=2", "-f", "lavfi", "-i",
+                 "anoisesrc=d=2:r=48000", "-f", "lavfi", "-i", "sine=f=440:d=2", "-filter_complex",
+                 f"[1:a]asplit=10{split};{split}amerge=inputs=10[ten]", "-map", "0:v", "-map", "[ten]", "-map", "2:a",
+                 "-c:a:0", "pcm_s16le", "-c:a:1", "aac", "-c:v", "libx264", source)
+    with caplog.at_level(logging.WARNING):
+        written = media.write_upscaled(source, tmp_path / "out.mp4")
+    assert "mp4 files cannot hold audio of 10 channels without an order; Matroska (.mkv) holds it" in caplog.text
+    assert [stream["codec_name"] for stream in by_type(written)["audio"]] == ["aac"]
+    assert media.playback_errors(written) == ""
