@@ -559,3 +559,19 @@ def test_bench_measures_a_clip_with_alpha_and_checks_its_json_path_first(tmp_pat
         refused = vsr("bench", clip, "-m", "bicubic", "--json", path, check=False)
         assert refused.returncode == 4 and refused.stdout == ""
         assert refused.stderr.strip().splitlines() == [f"vsr: error: {path}: {message}"]
+
+
+def test_bench_repeats_a_quick_model_only_pass_for_a_time_that_can_be_measured(tmp_path, monkeypatch):
+    """One pass of a fast model over a short clip took milliseconds: the overhead ratio changed sign between runs
+    on a shared machine (helper-56)."""
+    from vsr import api, bench
+    from vsr.pipelines import upscale
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    calls = []
+    real = upscale.upscale_frames
+    monkeypatch.setattr(upscale, "upscale_frames", lambda *args: calls.append(1) or real(*args))
+    monkeypatch.setattr(bench, "MODEL_SECONDS", 0.3)
+    result = bench.bench(clip, options=api.UpscaleOptions(model="bicubic", batch_size=4))
+    assert len(calls) > 3  # a warm-up, passes of one batch, and the end-to-end run's batch
+    assert result.model_only_fps > 0 and result.frames == 4
