@@ -186,8 +186,9 @@ class PyAVDecoder(Decoder):
 
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
-        order = self._order = PresentationOrder(self._report_lost,
-                                                restamp=self._container.format.name in DECODE_ORDER_FORMATS)
+        restamp = self._container.format.name in DECODE_ORDER_FORMATS
+        recover = None if restamp or self.nvdec or self._first_file is not None else self._recovered
+        order = self._order = PresentationOrder(self._report_lost, restamp=restamp, recover=recover)
         timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
@@ -267,6 +268,29 @@ class PyAVDecoder(Decoder):
             if frame.is_corrupt and not (frame.pts is not None and self.selection.is_before(frame.pts)):
                 log.warning("%s: the frame at %s is damaged; errors concealed", self.path, self._clock(frame.pts))
         return frames
+
+    def _recovered(self, lost: list[int]) -> list[av.VideoFrame]:
+        """The frames of `lost` decoded again by one thread, from the keyframe before them: with frame threads, FFmpeg
+        drops the frames decoded beside a damaged one (2 more of a file cut short than ffmpeg's own decoding loses).
+        A frame itself damaged stays lost."""
+        wanted, found = set(lost), []
+        try:
+            with open_input(self.path) as container:
+                stream = container.streams[self.info.index]
+                stream.thread_type = "NONE"
+                codec = _decoder_of(stream, self.info)
+                container.seek(min(lost), stream=stream, backward=True)
+                for packet in container.demux(stream):
+                    if packet.is_keyframe and packet.pts is not None and packet.pts > max(lost):
+                        break  # (the next group of pictures: what it holds is not the lost frames')
+                    try:
+                        found += [frame for frame in codec.decode(packet) if frame.pts in wanted]
+                    except av.error.FFmpegError:
+                        continue
+                found += [frame for frame in codec.decode(None) if frame.pts in wanted]
+        except (av.error.FFmpegError, OSError):
+            pass  # (what was found before the error still counts)
+        return found
 
     def _report_lost(self, lost: list[int], why: str) -> None:
         lost = [pts for pts in lost if not self.selection.is_before(pts) and not self.selection.is_after(pts)]
@@ -441,8 +465,10 @@ class PresentationOrder:
     come to the same.)
     """
 
-    def __init__(self, report: Callable[[list[int], str], None], window: int = 8, restamp: bool = False):
+    def __init__(self, report: Callable[[list[int], str], None], window: int = 8, restamp: bool = False,
+                 recover: Callable[[list[int]], list[av.VideoFrame]] | None = None):
         self.report = report
+        self.recover = recover  # frames of missing pts decoded again, where they can be (PyAVDecoder._recovered)
         self.window = window
         self.restamp = restamp
         self.expected: set[int] = set()  # pts of packets sent to the decoder whose frame has not come out
@@ -450,6 +476,7 @@ class PresentationOrder:
         self.arrivals = 0
         self.last_pts: int | None = None
         self.shared: list[int] = []  # pts of frames dropped for another frame's time
+        self.tried: set[int] = set()  # missing pts that `recover` was asked for (once each)
 
     def expect(self, pts: int) -> None:
         self.expected.add(pts)
@@ -475,11 +502,26 @@ class PresentationOrder:
         return out
 
     def finish(self) -> list[av.VideoFrame]:
+        self._recover(sorted(self.expected))
         out = self._release(final=True)
         self.report(self.shared, "share their time with the frame before them and are dropped (one is shown)")
         self.report(sorted(self.expected), "could not be decoded and are missing")
         self.expected.clear()
         return out
+
+    def _recover(self, missing: list[int]) -> bool:
+        """Hold the frames of `missing` that `recover` finds (each pts asked for once); whether it found any."""
+        missing = [pts for pts in missing if pts not in self.tried]
+        if self.recover is None or not missing:
+            return False
+        self.tried.update(missing)
+        found = [frame for frame in self.recover(missing)
+                 if frame.pts in self.expected and (self.last_pts is None or frame.pts > self.last_pts)]
+        for frame in found:
+            self.expected.discard(frame.pts)
+            heapq.heappush(self.held, (frame.pts, self.arrivals, frame))
+            self.arrivals += 1
+        return bool(found)
 
     def _release(self, final: bool) -> list[av.VideoFrame]:
         out = []
@@ -488,6 +530,8 @@ class PresentationOrder:
             earlier = sorted(p for p in self.expected if p < pts)
             if earlier and not final and len(self.held) <= self.window:
                 break  # wait for them
+            if earlier and self._recover(earlier):
+                continue  # (they are held now, before the frame that was first)
             if earlier:
                 self.report(earlier, "could not be decoded and are missing")
                 self.expected.difference_update(earlier)

@@ -302,6 +302,19 @@ def test_a_short_mp4_cut_after_its_index_says_how_many_frames_it_lost(tmp_path, 
     assert "cut short" not in caplog.text
 
 
+def test_frames_a_threaded_decoder_lost_beside_damage_are_decoded_again(tmp_path):
+    """FFmpeg's frame threads drop the frames decoded beside a damaged one: a download cut short gave 2 frames fewer
+    than ffmpeg's own decoding, said to be undecodable (helper-55)."""
+    source = tmp_path / "whole.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25:duration=2", "-c:v", "libx264", "-g", "10", "-movflags",
+           "+faststart", source)
+    cut = truncate(source, tmp_path / "cut.mp4", keep=0.5)
+    frames, pts, _ = decode_all(cut, "pyav")
+    assert pts == ffprobe_frame_pts(cut)  # (ffprobe decodes what it can, one frame at a time)
+    whole, whole_pts, _ = decode_all(source, "pyav")
+    assert torch.equal(frames[:-1], whole[: len(pts) - 1])  # (the last may be the damaged one, concealed)
+
+
 def test_an_mp4_trimmed_by_an_edit_list_is_not_said_to_be_damaged(tmp_path, caplog):
     """`ffmpeg -ss 0.3 -c copy` keeps the GOP before the cut, which an edit list leaves out: its index lists those
     frames too (42 shown of 50 listed), and vsr called the file damaged or cut short."""
