@@ -76,7 +76,7 @@ from vsr.pipelines import images
 from vsr.pipelines.captions import CAPTION_SYNTAX, with_captions
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
-from vsr.pipelines.passthrough import Passthrough
+from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
@@ -314,6 +314,8 @@ class VideoWriter:
         self._durations: dict[int, int] = {}  # output pts → how long that frame shows, once known
         self._held: collections.deque[av.Packet] = collections.deque()  # encoded, waiting for their duration
         self._flushed = False
+        self._end_pts = 0  # where the last frame stops showing, in the output's time base (set by flush)
+        self._first_dts: int | None = None
         self._temp = partial_path(self.output)
         self._lock = None  # the temporary file, open and locked while it is written (fsutil.lock_temporary)
         self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
@@ -523,6 +525,13 @@ class VideoWriter:
             packet = self._held.popleft()
             if duration:
                 packet.duration = duration
+            if self._first_dts is None:
+                self._first_dts = packet.dts
+            if last and not self._held and self._container.format.name in MOV_MUXERS and packet.dts is not None:
+                # MP4 times its samples in decoding order from the first dts (before 0 by the B-frames' delay), the
+                # last one by the last packet's duration: with B-frames another frame's, and the track ended before
+                # the last frame did (a GIF's last delay).
+                packet.duration = max(packet.duration or 0, self._end_pts - (packet.dts - (self._first_dts or 0)))
             self._container.mux(packet)
 
     def _converts_in_torch(self, device: torch.device) -> bool:
@@ -583,6 +592,7 @@ class VideoWriter:
                 else:
                     self._durations[self._last_output_pts] = max(round(seconds / self._output_time_base), 1) \
                         if seconds else 0
+                self._end_pts = self._last_output_pts + self._durations[self._last_output_pts]
             self._mux(self._stream.encode(None), last=True)
         except (OSError, av.FFmpegError) as error:
             self.abort()

@@ -67,7 +67,7 @@ _SEEK_MARGIN = 10
 _SUBTITLE_SEEK_MARGIN = 60
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
 # FFmpeg's muxers of the QuickTime family (one muxer, these names), which take the "movflags" option.
-_MOV_MUXERS = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp")
+MOV_MUXERS = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp")
 _AVFMT_TS_NONSTRICT = 0x20000  # libavformat/avformat.h: the format takes equal decoding times (Matroska, FLV)
 # A channel count without an order ("2 channels") → FFmpeg's default layout for it (av_channel_layout_default),
 # which players assume for such a stream anyway.
@@ -107,7 +107,7 @@ class Passthrough:
         dropped = _MUXER_TAGS | ({"timecode"} if trim else set())
         tags = {k: v for k, v in self._input.metadata.items() if k.lower() not in dropped}
         output.metadata.update(tags)
-        if output.format.name in _MOV_MUXERS and any(key.lower().startswith("com.") for key in tags):
+        if output.format.name in MOV_MUXERS and any(key.lower().startswith("com.") for key in tags):
             # QuickTime's keys (com.apple.quicktime.make, .model, .location.ISO6709: a phone's camera, place and
             # date) are written only as "mdta" metadata, which the muxer writes only when asked to.
             flags = output.options.get("movflags", "")
@@ -382,7 +382,7 @@ def _refusal(container: str, stream: Stream) -> str | None:
     if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
         return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
     layout = stream.codec_context.layout.name if stream.type == "audio" else ""
-    if container in _MOV_MUXERS and layout.endswith(" channels") and layout not in _UNORDERED_LAYOUTS:
+    if container in MOV_MUXERS and layout.endswith(" channels") and layout not in _UNORDERED_LAYOUTS:
         # More channels than FFmpeg has a default order for: the muxer takes the header, then refuses every packet
         # (the run failed at its end).
         return f"{container} files cannot hold audio of {layout} without an order; Matroska (.mkv) holds it"
