@@ -16,6 +16,7 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 alone validates and
 from __future__ import annotations
 
 import copy
+import gc
 import itertools
 import logging
 import math
@@ -354,6 +355,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
             loader = itertools.islice(patches, batches_per_epoch - first)
         else:
             dataset.set_epoch(epoch)  # before the workers fork: they draw this epoch's patches
+            if config.num_workers:
+                # Garbage in reference cycles (PyAV's frames and their side data) is freed here, not first in a
+                # forked worker, where freeing FFmpeg objects can wait for threads a fork does not copy, for ever.
+                gc.collect()
             loader = DataLoader(dataset, batch_sampler=EpochBatches(batches_per_epoch, config.batch_size, first,
                                                                     rank, world),
                                 num_workers=config.num_workers, pin_memory=device.type == "cuda")

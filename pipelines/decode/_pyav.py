@@ -188,7 +188,10 @@ class PyAVDecoder(Decoder):
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
         restamp = self._container.format.name in DECODE_ORDER_FORMATS
         recover = None if restamp or self.nvdec or self._first_file is not None else self._recovered
-        order = self._order = PresentationOrder(self._report_lost, restamp=restamp, recover=recover)
+        order = PresentationOrder(self._report_lost, restamp=restamp, recover=recover)
+        # (the list, not `order`: order → self → order would be a cycle, freed only by the garbage collector, which
+        # may first run in a process forked from this one, a DataLoader's worker, and hang in swscale's threads)
+        self._shared = order.shared
         timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
@@ -355,7 +358,7 @@ class PyAVDecoder(Decoder):
         # check allows a second (durations may be the container's), which is all of a short clip.
         # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
-        listed -= len(self._order.shared)  # (their frames are shown once)
+        listed -= len(self._shared)  # (their frames are shown once)
         if listed > 0 and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
                         count, listed)

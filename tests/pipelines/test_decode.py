@@ -407,3 +407,20 @@ def test_frames_that_share_a_time_are_dropped_and_said_once(tmp_path, caplog):
     assert len(pts) == 10 and pts == sorted(set(pts))
     (warning,) = [record.getMessage() for record in caplog.records]
     assert warning.startswith(f"{path}: 10 frame(s) share their time with the frame before them and are dropped")
+
+
+def test_a_decoder_is_freed_without_the_garbage_collector(clips):
+    """A decoder in a reference cycle waits for the collector, which may first run in a process forked from this one
+    (a DataLoader's worker): freeing its swscale context there waited for threads the fork does not have, for ever."""
+    import gc
+    import weakref
+
+    gc.disable()
+    try:
+        with open_decoder(clips["cfr.mp4"], backend="pyav") as decoder:
+            assert sum(len(batch) for batch in decoder.batches(4)) > 0
+        freed = weakref.ref(decoder)
+        del decoder
+        assert freed() is None
+    finally:
+        gc.enable()
