@@ -30,8 +30,8 @@ before the frames) cuts a subtitle cue shown past it.
 How long each frame is shown: the encoders give their packets no duration, and a muxer takes the declared rate's
 for the last one, which loses a GIF's last delay or a phone video's last frame (a declared 90000 fps: 1 tick).
 Each packet is held until its frame's successor is written and given the time between them; the last frame lasts
-until `video_end` (source seconds: `probe.video_end`, the source's, or a segment's next frame) or the preview's
-`trim_end`, whichever comes first, else one frame at the average rate.
+until `video_end` (source seconds: `probe.video_end`, the source's, or a segment's next frame; where unknown, one
+frame at the average rate) or the preview's `trim_end`, whichever comes first.
 
 Where RGB becomes YUV (`yuv_converter`): "auto" converts frames that are on a GPU there, with
 `pipelines.colour.rgb_to_yuv`, for the planar YUV formats it produces (`YUV_PLANAR_FORMATS`: yuv420p/422p/444p at
@@ -309,7 +309,7 @@ class VideoWriter:
         self._frame_counted = self.output.suffix.lower() in FRAME_COUNTED_SUFFIXES
         self._last_pts: int | None = None
         self._last_step = 0  # pts between the last two frames: the last one's duration when the rate is unknown
-        self._ends = [end for end in (video_end, trim_end) if end is not None]  # (module doc: how long frames show)
+        self._video_end, self._trim_end = video_end, trim_end  # (module doc: how long frames show)
         self._last_output_pts: int | None = None
         self._durations: dict[int, int] = {}  # output pts → how long that frame shows, once known
         self._held: collections.deque[av.Packet] = collections.deque()  # encoded, waiting for their duration
@@ -631,13 +631,13 @@ class VideoWriter:
         return self._last_pts * self._time_base + self._last_frame_seconds()
 
     def _last_frame_seconds(self) -> Fraction:
-        """How long the last frame written shows: until the first of `video_end` and `trim_end` after it, else one
-        frame at the average rate (else the interval before it)."""
+        """How long the last frame written shows: until the first of `video_end` (else one frame at the average
+        rate, else the interval before it) and `trim_end` after it."""
         start = self._last_pts * self._time_base
-        later = [end for end in self._ends if end > start]
-        if later:
-            return min(later) - start
-        return self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
+        one_frame = self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
+        ends = [self._video_end if self._video_end is not None else start + one_frame, self._trim_end]
+        later = [end for end in ends if end is not None and end > start]
+        return min(later) - start if later else one_frame
 
     def _write_error(self, error: Exception) -> OutputError:
         if isinstance(error, OSError):  # the disk: full, gone, read-only

@@ -426,10 +426,11 @@ _END_READ_SECONDS = 10
 
 
 def video_end(path: str | Path, index: int) -> Fraction | None:
-    """When video stream `index`'s last frame stops being shown, in seconds: its packets' greatest pts + the duration
-    of the last packet in decoding order (a GIF's last delay, an MP4's last sample; a packet's duration is the step
-    to the next in decoding order, so with B-frames another frame's pts + its duration can reach seconds past, over
-    a pause). None where the packets carry no duration (or no time: raw streams, image sequences)."""
+    """When video stream `index`'s last frame stops being shown, in seconds: the greatest pts + duration of its
+    packets (a GIF's last delay, Matroska's durations); in MP4 and QuickTime, whose packet durations are steps in
+    decoding order (with B-frames another frame's pts + its duration could reach seconds past, over a pause), the
+    greatest pts + the last packet's duration. None where the packets carry no duration (or no time: raw streams,
+    image sequences)."""
     with open_input(path) as container:
         stream = container.streams[index]
         if container.format.name == "image2":
@@ -440,15 +441,20 @@ def video_end(path: str | Path, index: int) -> Fraction | None:
                                backward=True)
             except av.FFmpegError:
                 pass  # read from the start instead
-        last_pts = last_duration = None
+        decoding_steps = "mov" in container.format.name.split(",")
+        last_pts = last_duration = end = None
         try:
             for packet in container.demux(stream):
                 if packet.pts is not None and packet.size:
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
                     last_duration = packet.duration
+                    if packet.duration:
+                        end = max(end or 0, packet.pts + packet.duration)
         except av.FFmpegError:  # damage at the end: the frames before it still end where their packets say
             pass
-        return (last_pts + last_duration) * stream.time_base if last_pts is not None and last_duration else None
+        if decoding_steps:
+            end = last_pts + last_duration if last_pts is not None and last_duration else None
+        return None if end is None else end * stream.time_base
 
 
 def is_variable_rate(path: str | Path, index: int) -> bool | None:

@@ -329,7 +329,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
             # frame does (the first of the two for the last segment: an --end past the video's end).
             last = segment.index == len(plan.segments) - 1
             segment_end = segment.end_pts * plan.info.time_base if segment.end_pts is not None else None
-            source_end = video_end(source, plan.info.index) if last else None
+            source_end = video_end(source, plan.info.index) if last else segment_end
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
@@ -781,8 +781,7 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
     # How long each frame shows, as VideoWriter gives it: a segment file's packets (MP4) say steps in decoding order,
     # which B-frames give to other frames.
     frames = sorted(value for _, pts in parts for value in pts)
-    ends = [end for end in (trim_end, video_end(source, info.index)) if end is not None]
-    durations = _frame_durations(frames, info, ends)
+    durations = _frame_durations(frames, info, video_end(source, info.index), trim_end)
     joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end, durations)
     try:
         for number, (path, pts) in enumerate(parts, 1):
@@ -805,20 +804,21 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
                  joiner.moved_dts)
 
 
-def _frame_durations(frames: Sequence[int], info: VideoStreamInfo, ends: Sequence[Fraction]) -> dict[int, Fraction]:
-    """How long each frame (by its pts, in `info.time_base`) shows: until the next; the last until the first of `ends`
-    (source seconds) after it, else one frame at the average rate (else the step before it)."""
+def _frame_durations(frames: Sequence[int], info: VideoStreamInfo, video_end: Fraction | None,
+                     trim_end: Fraction | None) -> dict[int, Fraction]:
+    """How long each frame (by its pts, in `info.time_base`) shows, as VideoWriter times it: until the next; the last
+    until the first of `video_end` (else one frame at the average rate, else the step before it) and `trim_end`
+    (source seconds) after it."""
     durations = {value: Fraction(following - value) for value, following in zip(frames, frames[1:])}
     if frames:
         last = frames[-1] * info.time_base
-        later = [end for end in ends if end > last]
-        if later:
-            seconds = min(later) - last
-        elif info.average_rate:
-            seconds = 1 / info.average_rate
+        if info.average_rate:
+            one_frame = 1 / info.average_rate
         else:
-            seconds = (frames[-1] - frames[-2]) * info.time_base if len(frames) > 1 else Fraction(0)
-        durations[frames[-1]] = seconds / info.time_base
+            one_frame = (frames[-1] - frames[-2]) * info.time_base if len(frames) > 1 else Fraction(0)
+        ends = [video_end if video_end is not None else last + one_frame, trim_end]
+        later = [end for end in ends if end is not None and end > last]
+        durations[frames[-1]] = (min(later) - last if later else one_frame) / info.time_base
     return durations
 
 

@@ -192,6 +192,12 @@ class PyAVDecoder(Decoder):
         # (the list, not `order`: order → self → order would be a cycle, freed only by the garbage collector, which
         # may first run in a process forked from this one, a DataLoader's worker, and hang in swscale's threads)
         self._shared = order.shared
+        try:
+            yield from self._ordered(order)
+        finally:  # (a window, or a segment, stops decoding before the end: said then)
+            order.report_shared()
+
+    def _ordered(self, order: PresentationOrder) -> Iterator[av.VideoFrame]:
         timeline = TimelineWatch(self.path, self._stream)
         packets = self._container.demux(self._stream)
         while True:
@@ -507,10 +513,13 @@ class PresentationOrder:
     def finish(self) -> list[av.VideoFrame]:
         self._recover(sorted(self.expected))
         out = self._release(final=True)
-        self.report(self.shared, "share their time with the frame before them and are dropped (one is shown)")
         self.report(sorted(self.expected), "could not be decoded and are missing")
         self.expected.clear()
         return out
+
+    def report_shared(self) -> None:
+        """Say the frames dropped for another frame's time, in one line (once the decoding is over)."""
+        self.report(self.shared, "share their time with the frame before them and are dropped (one is shown)")
 
     def _recover(self, missing: list[int]) -> bool:
         """Hold the frames of `missing` that `recover` finds (each pts asked for once); whether it found any."""

@@ -407,6 +407,12 @@ def test_frames_that_share_a_time_are_dropped_and_said_once(tmp_path, caplog):
     assert len(pts) == 10 and pts == sorted(set(pts))
     (warning,) = [record.getMessage() for record in caplog.records]
     assert warning.startswith(f"{path}: 10 frame(s) share their time with the frame before them and are dropped")
+    caplog.clear()  # A window stops decoding before the end: said all the same (helper-59).
+    with caplog.at_level(logging.WARNING):
+        with open_decoder(path, backend="pyav", end=0.3) as decoder:
+            assert [p for batch in decoder.batches(8) for p in batch.pts] == [0, 80, 160, 240]
+    (warning,) = [record.getMessage() for record in caplog.records]
+    assert warning.startswith(f"{path}: 4 frame(s) share their time with the frame before them and are dropped")
 
 
 def test_a_decoder_is_freed_without_the_garbage_collector(clips):

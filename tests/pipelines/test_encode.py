@@ -698,3 +698,30 @@ def test_a_gifs_last_delay_in_avi_counts_to_where_the_video_ends(tmp_path):
     result = upscale_video(source, tmp_path / "out.avi", options=UpscaleOptions(model="bicubic", outscale=2))
     duration = float(media.ffprobe(result.output, "-show_entries", "format=duration")["format"]["duration"])
     assert abs(duration - 2.9) < 0.3  # (within one frame at the declared rate, 100/29 fps)
+
+
+def test_a_last_frame_keeps_its_length_through_matroska_and_an_end_past_sources_without_one(tmp_path):
+    """helper-59: Matroska's packets carry their own frame's duration (the MP4 rule, the last packet in decoding
+    order, took a B-frame's 0.1 s for a 1.5-s last frame); an image sequence or a raw stream, whose packets say no
+    end, held its last frame to an --end past it (4.1 s of 5)."""
+    from vsr.pipelines.probe import video_end
+
+    options = UpscaleOptions(model="bicubic", outscale=2)
+    gif = tmp_path / "slides.gif"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=3", "-final_delay", "150", gif)
+    once = upscale_video(gif, tmp_path / "once.mkv", options=options)  # (x264's B-frames, in Matroska)
+    assert video_end(once.output, 0) == Fraction(22, 5)
+    twice = upscale_video(once.output, tmp_path / "twice.mkv", options=options)
+    assert abs(float(media.ffprobe(twice.output, "-show_entries", "format=duration")["format"]["duration"]) - 4.4) \
+        < 0.002
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for number in range(1, 11):
+        media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=32x24", "-frames:v", "1", frames / f"f{number:03d}.png")
+    raw = tmp_path / "camera.h264"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.8", "-c:v", "libx264", raw)
+    for source, fps, length in ((frames / "f%03d.png", Fraction(10), 1.0), (raw, None, 0.8)):
+        result = upscale_video(source, tmp_path / f"{source.parent.name}{source.suffix}.mkv", options=options,
+                               video=VideoOptions(end=5.0, fps=fps))
+        found = media.ffprobe(result.output, "-show_entries", "format=duration")
+        assert abs(float(found["format"]["duration"]) - length) < 0.002, source
