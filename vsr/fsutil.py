@@ -6,6 +6,7 @@ It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and traini
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
@@ -106,8 +107,16 @@ def write_bytes_atomic(path: Path, data: bytes, replace: bool = True) -> None:
         if replace:
             os.replace(temporary, path)
         else:
-            os.link(temporary, path)
-            temporary.unlink()
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                raise
+            except OSError:  # no hard links there (FAT, exFAT, some network shares): a checked rename
+                if os.path.lexists(path):
+                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+                os.replace(temporary, path)
+            else:
+                temporary.unlink()
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

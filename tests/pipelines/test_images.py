@@ -502,3 +502,18 @@ def test_an_output_written_by_another_run_meanwhile_is_not_replaced(tmp_path, mo
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.png", "photo.x2.png"]
     api.upscale_image(source, output, options=api.UpscaleOptions(model="bicubic", outscale=2), overwrite=True)
     assert read_image(output).rgb.shape == (3, 16, 16)
+
+
+def test_an_image_is_written_where_the_file_system_has_no_hard_links(tmp_path, monkeypatch):
+    """FAT and exFAT (USB sticks, SD cards) refuse os.link: every image failed after the model ran (helper-59)."""
+    from vsr import api
+
+    def no_hard_links(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    source = tmp_path / "photo.png"
+    write_image(source, Image(rgb=torch.rand(3, 8, 8)))
+    output = api.upscale_image(source, options=api.UpscaleOptions(model="bicubic", outscale=2))
+    assert read_image(output).rgb.shape == (3, 16, 16)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.png", "photo.x2.png"]
