@@ -848,11 +848,14 @@ class _Joiner:
     def _open(self, template: av.video.stream.VideoStream) -> None:
         """The output's video stream is a copy of the first segment's; the passthrough streams come after it."""
         from vsr.pipelines.encode import FRAME_COUNTED_SUFFIXES, STREAM_TIMED_SUFFIXES, declared_rate
-        from vsr.pipelines.passthrough import Passthrough
+        from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
         from vsr.pipelines.probe import is_variable_rate
 
         self._container = av.open(str(self._temp), "w")
         stream = self._container.add_stream_from_template(template, opaque=True)
+        if self._container.format.name in MOV_MUXERS:  # (as the segment's own: its FourCC is the QuickTime family's)
+            # Without it the QuickTime muxer tags ProRes 4444 by its codec alone, as 422 HQ ("apch").
+            stream.codec_context.codec_tag = template.codec_context.codec_tag
         # The time base and declared rate a single-device run gives the stream (`_temp` has the output's suffix).
         variable = self._temp.suffix.lower() not in STREAM_TIMED_SUFFIXES and is_variable_rate(self._source,
                                                                                                 self._info.index)

@@ -189,6 +189,9 @@ def test_an_alpha_video_resumes_from_its_segments_with_its_alpha(tmp_path, caplo
     single = api.upscale_video(source, tmp_path / f"single{source.suffix}", options=options,
                                video=api.VideoOptions(codec=codec))
     deep = source.suffix == ".mov"
+    if deep:  # ProRes 4444's FourCC (the join's stream was tagged 422 HQ, "apch", and decoded at 10 bits: helper-59)
+        assert [ffprobe_streams_of(path, "v:0")[0]["codec_tag_string"] for path in (output, single.output)] == [
+            "ap4h", "ap4h"]
     got, expected = rgba_frames(output, deep=deep).astype(int), rgba_frames(single.output, deep=deep).astype(int)
     assert (got[..., 3] < got[..., 3].max() // 2).any()  # transparent pixels
     assert np.abs(got - expected).mean() <= tolerance
