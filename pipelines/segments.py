@@ -481,7 +481,7 @@ def upscale_video_in_segments(
                                       codec_keeps_alpha, frame_time_options, has_alpha, warn_if_pixel_aspect_lost)
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
-    check_option_types(options, video)
+    check_option_types(options, video, overwrite=overwrite)
     source = as_path(source)
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)

@@ -172,9 +172,11 @@ def place_output(output: str | Path | None, default: Path) -> Path:
     return Path(output) / default.name if is_folder(output) else Path(output)
 
 
-def check_option_types(options: object, *video: object) -> None:
+def check_option_types(options: object, *video: object, overwrite: object = False) -> None:
     """One line where the API is given something else than an UpscaleOptions (and, where `video` is given, a
-    VideoOptions): a dict of them failed deep inside with an AttributeError."""
+    VideoOptions): a dict of them failed deep inside with an AttributeError; an `overwrite` of "no" replaced."""
+    if not isinstance(overwrite, bool):
+        raise OptionError(f"overwrite must be True or False, not {overwrite!r}")
     if not isinstance(options, UpscaleOptions):
         raise OptionError(f"options must be an UpscaleOptions, not {type(options).__name__}")
     if video and not isinstance(video[0], VideoOptions):
@@ -227,7 +229,7 @@ def upscale_image(
     the output path."""
     from vsr.pipelines.sequences import is_sequence
 
-    check_option_types(options)
+    check_option_types(options, overwrite=overwrite)
     source = as_path(source)
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
@@ -416,7 +418,7 @@ def upscale_video(
 
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
-    check_option_types(options, video)
+    check_option_types(options, video, overwrite=overwrite)
     source = as_path(source)
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)

@@ -53,9 +53,9 @@ class CompareOptions:
                 raise OptionError(f"{option} must be a number of seconds, not {value!r}")
         if not all(math.isfinite(value) for value in (self.offset, self.start or 0, self.end or 0)):
             raise OptionError("--offset, --start and --end are seconds: finite numbers")
-        if self.mode not in MODES:
+        if not isinstance(self.mode, str) or self.mode not in MODES:
             raise OptionError(f"--mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-        if self.baseline not in BASELINES:
+        if not isinstance(self.baseline, str) or self.baseline not in BASELINES:
             raise OptionError(f"--baseline must be one of {', '.join(BASELINES)}, not {self.baseline!r}")
         if self.offset < 0 or (self.start is not None and self.start < 0):
             raise OptionError("--offset and --start are 0 or more seconds")

@@ -42,13 +42,19 @@ from vsr.errors import ModelError, OptionError, OutputError
     (lambda clip, out: vsr.upscale_video(clip, 5), "output must be a path (text or a Path), not 5"),
     (lambda clip, out: vsr.upscale_video_in_segments(clip, 5), "output must be a path (text or a Path), not 5"),
     (lambda clip, out: vsr.compare_videos(clip, clip, 5), "output must be a path (text or a Path), not 5"),
+    # A text "no" replaced an existing output; a list was a bare TypeError (helper-59).
+    (lambda clip, out: vsr.upscale_video(clip, out, overwrite="no"), "overwrite must be True or False, not 'no'"),
+    (lambda clip, out: vsr.upscale_image(clip, out, overwrite="no"), "overwrite must be True or False, not 'no'"),
+    (lambda clip, out: vsr.compare_videos(clip, clip, out, options=vsr.CompareOptions(baseline=["x"])),
+     "--baseline must be one of bicubic, lanczos, nearest, not .'x'."),
     (lambda clip, out: vsr.compare_videos(clip, clip, out, options={"baseline": "bicubic"}),
      "options must be a CompareOptions, not dict"),
     (lambda clip, out: vsr.compare_videos(clip, clip, out, options=vsr.CompareOptions(start="0:30")),
      "--start must be a number of seconds, not '0:30'"),
 ], ids=["options dict", "video dict", "swapped", "no model", "2.5 frames", "text time", "inf", "text fps",
         "options list", "codec number", "video None", "alpha None", "copy_streams text", "devices int", "source int",
-        "image output int", "video output int", "segments output int", "compare output int", "compare dict",
+        "image output int", "video output int", "segments output int", "compare output int", "overwrite text",
+        "image overwrite text", "baseline list", "compare dict",
         "compare text time"])
 def test_wrong_types_are_one_option_error(tmp_path, call, message):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
