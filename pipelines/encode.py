@@ -242,6 +242,15 @@ def halves_chroma(output: Path, codec: str, source: Path, source_info: VideoStre
     return chosen.chroma_width(16) < 16 or chosen.chroma_height(16) < 16
 
 
+def last_frame_seconds(start: Fraction, one_frame: Fraction, video_end: Fraction | None,
+                       trim_end: Fraction | None) -> Fraction:
+    """How long a video's last frame, shown from `start` (source seconds), lasts: until the first of `video_end`
+    (where unknown, `one_frame` on) and `trim_end` after it (module doc)."""
+    ends = [video_end if video_end is not None else start + one_frame, trim_end]
+    later = [end for end in ends if end is not None and end > start]
+    return min(later) - start if later else one_frame
+
+
 def has_alpha(pix_fmt: str) -> bool:
     """Whether the pixel format has an alpha plane (yuva420p, gbrap, bgra, ...)."""
     return any(component.is_alpha for component in av.VideoFormat(pix_fmt).components)
@@ -631,13 +640,10 @@ class VideoWriter:
         return self._last_pts * self._time_base + self._last_frame_seconds()
 
     def _last_frame_seconds(self) -> Fraction:
-        """How long the last frame written shows: until the first of `video_end` (else one frame at the average
-        rate, else the interval before it) and `trim_end` after it."""
-        start = self._last_pts * self._time_base
+        """How long the last frame written shows (`last_frame_seconds`; one frame: at the average rate, else the
+        interval before it)."""
         one_frame = self._frame_duration if self._frame_duration is not None else self._last_step * self._time_base
-        ends = [self._video_end if self._video_end is not None else start + one_frame, self._trim_end]
-        later = [end for end in ends if end is not None and end > start]
-        return min(later) - start if later else one_frame
+        return last_frame_seconds(self._last_pts * self._time_base, one_frame, self._video_end, self._trim_end)
 
     def _write_error(self, error: Exception) -> OutputError:
         if isinstance(error, OSError):  # the disk: full, gone, read-only

@@ -807,18 +807,17 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
 def _frame_durations(frames: Sequence[int], info: VideoStreamInfo, video_end: Fraction | None,
                      trim_end: Fraction | None) -> dict[int, Fraction]:
     """How long each frame (by its pts, in `info.time_base`) shows, as VideoWriter times it: until the next; the last
-    until the first of `video_end` (else one frame at the average rate, else the step before it) and `trim_end`
-    (source seconds) after it."""
+    as `encode.last_frame_seconds` says (one frame: at the average rate, else the step before it)."""
+    from vsr.pipelines.encode import last_frame_seconds
+
     durations = {value: Fraction(following - value) for value, following in zip(frames, frames[1:])}
     if frames:
-        last = frames[-1] * info.time_base
         if info.average_rate:
             one_frame = 1 / info.average_rate
         else:
             one_frame = (frames[-1] - frames[-2]) * info.time_base if len(frames) > 1 else Fraction(0)
-        ends = [video_end if video_end is not None else last + one_frame, trim_end]
-        later = [end for end in ends if end is not None and end > last]
-        durations[frames[-1]] = (min(later) - last if later else one_frame) / info.time_base
+        seconds = last_frame_seconds(frames[-1] * info.time_base, one_frame, video_end, trim_end)
+        durations[frames[-1]] = seconds / info.time_base
     return durations
 
 
