@@ -9,8 +9,8 @@ Matrices rather than gathered taps: measured on 2 CPU cores, a 2560×1440 → 12
 as two matmuls and 0.52 s as a sum of gathered taps (0.9 ms vs 7 ms for a batch of 16 128×128 patches), and matmul is
 what GPUs do best. Matrices are cached because video frames repeat the same sizes. A long axis is multiplied in
 bands (`_bands`): each run of BAND output pixels by the few input pixels its kernels reach, since a dense matrix
-costs in · out per row where the kernels need about taps · out (5120×2880 → 2560×1440 Lanczos: 2.35 s dense, 0.9 s
-banded, measured on the same 2 cores).
+costs in · out per row where the kernels need about taps · out (5120×2880 → 2560×1440 Lanczos: 1.32 s dense, 0.27 s
+banded, medians of 3 on the same 2 cores).
 
 `imresize(x, scale)` follows MATLAB's size convention, ceil(in · scale), and uses `scale` itself (not out/in) to
 place the samples, so training degradations match the published MATLAB-made datasets. Away from the borders the
