@@ -187,6 +187,7 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
     demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream.
     An image sequence (at `frame_rate`) is read from its file names: frames 0, 1, ..., each a keyframe, since
     demuxing would read every file whole."""
+    from vsr.pipelines.decode._pyav import DECODE_ORDER_FORMATS
     from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
@@ -210,6 +211,12 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
                     keyframes.add(packet.pts)
         except av.FFmpegError as error:
             log.info("%s: reading the keyframes stopped early (%s)", source, error)
+        if container.format.name in DECODE_ORDER_FORMATS and stream.codec_context.has_b_frames and frames:
+            # AVI and ASF time packets in decoding order, so a cut's frames are not the packets' (B-frames around a
+            # cut were lost): no keyframe to cut at, one segment.
+            log.info("%s: B-frames timed in decoding order (%s): not cut into segments", source,
+                     container.format.name)
+            keyframes = {frames[0]}
     # Frames that share a time: the decoders keep the first (a frame cannot be shown twice at once), as the plan does.
     return info, first_pts, sorted(set(frames)), keyframes
 

@@ -390,6 +390,19 @@ def test_a_frames_preview_ends_a_long_cue_with_its_last_frame_on_one_device_as_o
         assert len(media.video_pts(result.output)) == 20
 
 
+def test_an_avi_with_b_frames_is_not_cut_where_its_times_are_in_decoding_order(tmp_path, caplog):
+    """AVI times packets in decoding order: a cut's frames were not its packets', and 2 B-frames were lost at it
+    (helper-60). One segment, all 20 frames."""
+    source = tmp_path / "xvid.avi"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=10:duration=2", "-c:v", "mpeg4", "-bf", "2", "-g",
+                 "10", source)
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.segments"):
+        result = upscale_video_in_segments(source, tmp_path / "out.avi", devices="cpu,cpu",
+                                           options=UpscaleOptions(model="bicubic", outscale=2),
+                                           video=VideoOptions(segment_seconds=0.3))
+    assert result.frames == 20 and "so one segment: upscaling it on cpu alone" in caplog.text
+
+
 # --- the command line --------------------------------------------------------------------------------------------
 
 
