@@ -308,7 +308,6 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.frames import FrameBatch
-    from vsr.pipelines.probe import video_end
     from vsr.pipelines.runner import run_pipeline
     from vsr.pipelines.sequences import ImageSequenceWriter
 
@@ -332,16 +331,12 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                                          height=height, first_pts=segment.frames[0],
                                          first_index=plan.first_index(segment))
         else:
-            # Its last frame shows until the next segment's first, or the window's end, or as long as the source's last
-            # frame does (the first of the two for the last segment: an --end past the video's end).
-            last = segment.index == len(plan.segments) - 1
-            segment_end = segment.end_pts * plan.info.time_base if segment.end_pts is not None else None
-            source_end = video_end(source, plan.info.index) if last else segment_end
+            # (how long its frames show is the join's to say: `_frame_durations`, over every segment's frames)
             writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
                                  turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
-                                 device=engine.device, video_end=source_end, trim_end=segment_end)
+                                 device=engine.device)
         with writer:
 
             def write(batch: FrameBatch) -> None:
