@@ -36,6 +36,18 @@ log = logging.getLogger("vsr")
 IMAGE_SUFFIXES = images.READ_SUFFIXES
 # The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
+
+
+def _plain_numbers(options) -> None:
+    """Turns numpy's and other libraries' numbers in `options` into Python's int and float, which the checks
+    expect and JSON records take (a np.int64 batch size was refused; Fractions are kept: an fps is one)."""
+    for name, value in vars(options).items():
+        if isinstance(value, bool) or type(value) in (int, float, Fraction):
+            continue
+        if isinstance(value, numbers.Integral):
+            object.__setattr__(options, name, int(value))
+        elif isinstance(value, numbers.Real):
+            object.__setattr__(options, name, float(value))
 DEFAULT_SEGMENT_SECONDS = 300.0  # see VideoOptions.segment_seconds
 # Options added after batch journals and segment folders were first written, with their defaults: records leave them
 # out while at the default, so that what an earlier vsr recorded still matches.
@@ -61,6 +73,9 @@ class UpscaleOptions:
     cuda_graphs: str = "auto"  # auto (on for CUDA), on, off: see pipelines/graphs.py
     compile: bool = False  # torch.compile the network (one compilation per frame size)
     strength: float = 1.0  # the model's share of the output; the rest is the input scaled with Lanczos
+
+    def __post_init__(self):
+        _plain_numbers(self)
 
 
 def denoise_blend(model: str, strength: float, blend: str | None = None) -> tuple[str, float]:
@@ -293,6 +308,9 @@ class VideoOptions:
     # every value; more: a tolerance in levels of 255, for held drawings that compression has left a little noisy.
     dedup: float | None = 0.0
     crop: str | None = None  # "auto" (black bars found) or FFmpeg's "W:H:X:Y" / "W:H": see pipelines/crop.py
+
+    def __post_init__(self):
+        _plain_numbers(self)
 
     @property
     def is_preview(self) -> bool:

@@ -68,6 +68,15 @@ def test_fractions_and_numpy_numbers_are_numbers():
     vsr.VideoOptions(crf=np.int64(20), max_frames=np.int64(5), start=np.float32(0.5)).validate()
 
 
+def test_numpy_numbers_upscale_as_python_numbers(tmp_path):
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    options = vsr.UpscaleOptions(model="bicubic", batch_size=np.int64(2), tile=np.int32(0), height=np.int64(32))
+    video = vsr.VideoOptions(crf=np.int64(20), end=np.float64(0.1))
+    assert type(options.batch_size) is int and type(options.height) is int and type(video.end) is float
+    result = vsr.upscale_video(clip, tmp_path / "out.mp4", options=options, video=video)
+    assert result.height == 32 and result.frames >= 1
+
+
 def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such(tmp_path):
     make_clip(tmp_path / "clip.mp4", frames=2)
     (tmp_path / "seq").mkdir()
