@@ -3,7 +3,7 @@
 decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of the
 same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals that
 packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no timestamps,
-MPEG-TS/PS, AVI and ASF files, open GOPs) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord
+MPEG-TS/PS, AVI and ASF files, open GOPs, frames sharing a time) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord
 fails in the middle of a file (a damaged packet), PyAV takes over from the first frame decord could not deliver.
 
 Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. On the CPU it honours the stream's
@@ -81,6 +81,8 @@ class DecordDecoder(Decoder):
                 raise Unsuitable(f"the file cannot be read to its end ({error})") from error
         if pts is None:
             raise Unsuitable("the video packets carry no timestamps")
+        if len(set(pts)) < len(pts):  # (PyAV drops such frames, which no muxer takes, and says so)
+            raise Unsuitable("some frames share their time with another frame")
         if leading:
             raise Unsuitable("the video has open GOPs (frames shown before the keyframe they follow), whose frames "
                              "decord gives from the wrong place when it seeks")

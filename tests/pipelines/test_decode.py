@@ -413,6 +413,12 @@ def test_frames_that_share_a_time_are_dropped_and_said_once(tmp_path, caplog):
             assert [p for batch in decoder.batches(8) for p in batch.pts] == [0, 80, 160, 240]
     (warning,) = [record.getMessage() for record in caplog.records]
     assert warning.startswith(f"{path}: 4 frame(s) share their time with the frame before them and are dropped")
+    if HAVE_DECORD:  # decord gave every frame, which the muxer refused after the work
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            frames, pts, kind = decode_all(path, "decord")
+        assert kind is PyAVDecoder and len(pts) == 10
+        assert "decoding with PyAV instead of decord: some frames share their time" in caplog.text
 
 
 def test_a_decoder_is_freed_without_the_garbage_collector(clips):
