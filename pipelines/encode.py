@@ -325,6 +325,7 @@ class VideoWriter:
         self._flushed = False
         self._end_pts = 0  # where the last frame stops showing, in the output's time base (set by flush)
         self._first_dts: int | None = None
+        self._first_pts: int | None = None  # the first frame's (in presentation order)
         self._temp = partial_path(self.output)
         self._lock = None  # the temporary file, open and locked while it is written (fsutil.lock_temporary)
         self._captions: dict[int, bytes] = {}  # output pts → cc_data of frames in the encoder, not yet out of it
@@ -536,11 +537,16 @@ class VideoWriter:
                 packet.duration = duration
             if self._first_dts is None:
                 self._first_dts = packet.dts
+            if packet.pts is not None and (self._first_pts is None or packet.pts < self._first_pts):
+                self._first_pts = packet.pts
             if last and not self._held and self._container.format.name in MOV_MUXERS and packet.dts is not None:
-                # MP4 times its samples in decoding order from the first dts (before 0 by the B-frames' delay), the
-                # last one by the last packet's duration: with B-frames another frame's, and the track ended before
-                # the last frame did (a GIF's last delay).
-                packet.duration = max(packet.duration or 0, self._end_pts - (packet.dts - (self._first_dts or 0)))
+                # MP4 times its samples in decoding order from the first dts (before the first frame by the
+                # B-frames' delay), the last one by the last packet's duration: with B-frames another frame's, and the
+                # track ended before the last frame did (a GIF's last delay). So the samples span the frames' time.
+                # (From the first frame, not from 0: a source starting at 1.48 s, as MPEG-TS do, ran 1.48 s long,
+                # and past 2^31 ticks, 6.6 h of 90 kHz, the muxer refused the duration.)
+                shown = self._end_pts - (self._first_pts or 0)
+                packet.duration = max(packet.duration or 0, shown - (packet.dts - (self._first_dts or 0)))
             self._container.mux(packet)
 
     def _converts_in_torch(self, device: torch.device) -> bool:

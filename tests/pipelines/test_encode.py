@@ -20,6 +20,7 @@ from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
 from vsr.pipelines.encode import CODECS, YUV_PLANAR_FORMATS, VideoWriter, choose_pix_fmt, partial_path
 from vsr.pipelines.frames import ColorInfo, FrameBatch
 from vsr.pipelines.probe import Hdr10Metadata, read_hdr10
+from vsr.pipelines.segments import upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
@@ -657,6 +658,25 @@ def test_the_last_frame_shows_as_long_as_in_the_source(tmp_path, make, end, suff
     if suffix == ".mp4":  # (the sample table too, which times the last sample by the last packet in decoding order)
         assert abs(float(found["streams"][0]["duration"]) - float(end)) < 0.002
     assert len(media.video_pts(result.output)) == (3 if make is _held_gif else 6)
+
+
+@pytest.mark.parametrize("segmented", [False, True], ids=["one run", "segments"])
+def test_an_mp4_of_a_recording_far_into_its_clock_is_as_long_as_its_frames(tmp_path, segmented):
+    """MPEG-TS recordings start anywhere in a 26.5-hour clock: the last sample was stretched to the frames' end
+    counted from 0, not from the first frame (helper-61: a TS starting at 1.48 s made an MP4 track 1.48 s too long,
+    one past 2^31 ticks of 90 kHz, 6.6 h, a "muxer refused a packet" after the work, its segments too)."""
+    source = tmp_path / "recording.ts"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-c:v", "libx264", "-g", "10",
+                 "-output_ts_offset", "30000", source)
+    output = tmp_path / "out.mp4"
+    if segmented:
+        upscale_video_in_segments(source, output, options=UpscaleOptions(model="bicubic"),
+                                  video=VideoOptions(segment_seconds=0.5))
+    else:
+        upscale_video(source, output, options=UpscaleOptions(model="bicubic"))
+    found = media.ffprobe(output, "-show_entries", "stream=start_time,duration")["streams"][0]
+    assert float(found["start_time"]) > 30000 and abs(float(found["duration"]) - 2) < 0.002
+    assert len(media.video_pts(output)) == 50
 
 
 def _paused_clip(path: Path) -> Path:
