@@ -75,6 +75,13 @@ _FRACTION_BITS = 40  # headroom: 16-bit input · 16 filter taps · coefficient <
 _STEPS = {"420": (2, 2), "422": (1, 2), "444": (1, 1)}
 
 
+def untagged_matrix(height: int) -> str:
+    """The matrix players assume for a stream that declares none (FFmpeg's name): BT.709 from 720 lines up, else
+    BT.601 (SMPTE 170M). vsr decodes such a stream so and tags its output so, keeping what a player showed (FFmpeg
+    takes BT.601 whatever the size: decoded so, an untagged HD video's saturated colors moved up to 18 levels)."""
+    return "bt709" if height >= 720 else "smpte170m"
+
+
 class YuvPlanes(NamedTuple):
     """The three planes of a batch, N×H×W each (chroma subsampled): uint8 for 8 bits, else int16 holding the n-bit
     values, the layout of FFmpeg's little-endian `yuv…p10le` / `p12le` formats on a little-endian host."""

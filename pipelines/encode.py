@@ -74,7 +74,7 @@ import torch
 from av.video.reformatter import ColorRange
 from vsr.pipelines import images
 from vsr.pipelines.captions import CAPTION_SYNTAX, with_captions
-from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv
+from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv, untagged_matrix
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
@@ -373,10 +373,6 @@ class VideoWriter:
             self._range = ColorRange.MPEG
         if av.VideoFormat(self.pix_fmt).name.startswith("gray"):
             self._range = ColorRange.JPEG  # gray is full range (as swscale makes it, and viewers take it): say so
-            if source_info.color.matrix not in _MATRICES and not av.VideoFormat(source_info.pix_fmt).is_rgb:
-                # The source's own luma: an untagged stream was decoded with BT.601 (decode.rgb_matrix), whatever
-                # its size says to players (which `_conversion` tags a colour output with).
-                self._matrix = "smpte170m"
         if _muxer_of(self.output) in _MPEG_STREAM_MUXERS:  # (before the file is made; other muxers refuse a codec
             check_container_holds(self.output, codec)       # themselves, with FFmpeg's reason, below)
         try:
@@ -919,8 +915,8 @@ def _check_size(width: int, height: int, pix_fmt: str) -> None:
 
 
 def _guess_by_size(info: VideoStreamInfo) -> str:
-    """What players assume for an untagged stream: BT.709 from 720 lines up, else BT.601 (SMPTE 170M)."""
-    return "bt709" if info.height >= 720 else "smpte170m"
+    """What players assume for an untagged stream (`colour.untagged_matrix`)."""
+    return untagged_matrix(info.height)
 
 
 def _conversion(info: VideoStreamInfo, source: Path) -> tuple[str, ColorRange]:

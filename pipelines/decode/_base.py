@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 import torch
 
-from vsr.errors import OptionError
-from vsr.pipelines.frames import ColorInfo, FrameBatch, VideoStreamInfo
+from vsr.errors import InputError, OptionError
+from vsr.pipelines.colour import untagged_matrix
+from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 
 log = logging.getLogger("vsr.pipelines.decode")
 
@@ -25,17 +27,32 @@ _SWS_MATRIX = {
     "smpte240m": "smpte240m",
     "fcc": "fcc",
     "bt2020nc": "bt2020",
-    "bt2020c": "bt2020",
 }
+_UNTAGGED = (None, "unknown", "unspecified", "reserved")
 
 
-def rgb_matrix(color: ColorInfo) -> str:
-    """The YUV→RGB matrix decoders use for a stream: its own, or BT.601 when it declares none (as FFmpeg does).
+def rgb_matrix(info: VideoStreamInfo) -> str:
+    """The YUV→RGB matrix decoders use for a stream: its own, or where it declares none the one players assume for
+    its size (`colour.untagged_matrix`), which the encoder tags the output with.
 
     Returned in swscale's names ("itu709", "itu601", "smpte170m", "smpte240m", "fcc", "bt2020"). An encoder that
     wants colors to survive the round trip converts back with the same matrix, or tags what it used.
     """
-    return _SWS_MATRIX.get(color.matrix or "", "itu601")
+    matrix = untagged_matrix(info.height) if info.color.matrix in _UNTAGGED else info.color.matrix
+    return _SWS_MATRIX.get(matrix, "itu601")  # (RGB and gray streams: none applies)
+
+
+def check_matrix(path: Path, info: VideoStreamInfo) -> None:
+    """InputError for YUV that no decoder here converts right: YCgCo, BT.2020 constant luminance, ICtCp... (they
+    were read as BT.601, every color wrong, under a warning of the encoder's about the tags)."""
+    matrix = info.color.matrix
+    if matrix in _UNTAGGED or matrix in _SWS_MATRIX or matrix == "gbr":
+        return
+    pixel_format = av.VideoFormat(info.pix_fmt)
+    if pixel_format.is_rgb or pixel_format.has_palette or len(pixel_format.components) <= 2:  # (gray: luma alone)
+        return
+    raise InputError(f"{path}: its colors are coded with the {matrix} matrix, which vsr cannot convert to RGB (it "
+                     f"converts BT.601, BT.709, BT.2020 non-constant luminance, SMPTE 240M and FCC)")
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,7 @@ class Decoder:
     backend = ""
 
     def __init__(self, path: Path, info: VideoStreamInfo, device: torch.device, selection: Selection):
+        check_matrix(path, info)
         self.path = path
         self.info = info
         self.device = device

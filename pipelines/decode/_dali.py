@@ -177,7 +177,7 @@ class DaliDecoder(Decoder):
             frames = torch.from_dlpack(video[0])  # DALI's buffer, on DALI's device: no copy
             frames = frames[torch.from_numpy(real).to(frames.device)]  # a copy: DALI reuses its buffers next run
             if frames.device.type == "cuda":
-                frames = yuv_to_rgb(frames, rgb_matrix(self.info.color), self.info.color.range == "pc")
+                frames = yuv_to_rgb(frames, rgb_matrix(self.info), self.info.color.range == "pc")
             yield frames.to(self.device), [self._pts[n] for n in numbers]
             delivered += len(numbers)
         if self.selection.is_everything:
@@ -227,8 +227,8 @@ def _check_stream(info: VideoStreamInfo, codec: str, device: torch.device, *, se
     else:
         if codec not in CPU_CODECS:
             raise Unsuitable(f"DALI's CPU decoder handles {', '.join(sorted(CPU_CODECS))} only, not {codec}")
-        if rgb_matrix(info.color) not in ("itu601", "smpte170m"):
-            raise Unsuitable(f"DALI's CPU decoder converts with BT.601 only and the video is {info.color.matrix}")
+        if (matrix := rgb_matrix(info)) not in ("itu601", "smpte170m"):
+            raise Unsuitable(f"DALI's CPU decoder converts with BT.601 only and the video is {matrix}")
 
 
 def _dali_reason(error: Exception) -> str:

@@ -26,6 +26,7 @@ import av
 import numpy as np
 import torch
 
+from vsr.pipelines.colour import untagged_matrix
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
@@ -63,12 +64,16 @@ class DecordDecoder(Decoder):
                 raise Unsuitable("the video has an alpha channel, which decord does not decode")
             if info.rotation:
                 raise Unsuitable("the video carries a rotation, which decord applies to the frames")
-            if device.type == "cuda" and (rgb_matrix(info.color) not in ("itu601", "smpte170m")
+            if device.type == "cuda" and (rgb_matrix(info) not in ("itu601", "smpte170m")
                                           or info.color.range == "pc"):
                 # (decord's src/improc/improc.cu: one constant BT.601 matrix, Y from 16; its CPU path is swscale's)
                 raise Unsuitable(f"decord's GPU conversion is BT.601 limited range only, and the video is "
                                  f"{info.color.matrix or 'BT.601'} {'full' if info.color.range == 'pc' else 'limited'}"
                                  " range")
+            if info.color.matrix is None and untagged_matrix(info.height) != "smpte170m":
+                # (swscale, in decord's FFmpeg, takes BT.601 for a stream that declares no matrix)
+                raise Unsuitable("the video declares no color matrix, and decord would take BT.601 where players "
+                                 "take BT.709 at its size")
             if len(container.streams.video) > 1:
                 raise Unsuitable("the file has several video streams and decord may pick another one")
             if _UNTRUSTED_CONTAINERS.intersection(container.format.name.split(",")):

@@ -104,7 +104,7 @@ class PyAVDecoder(Decoder):
             format=("rgba64le" if deep else "rgba") if info.alpha else ("rgb48le" if deep else "rgb24"),
             width=info.width,
             height=info.height,
-            src_colorspace=rgb_matrix(info.color),
+            src_colorspace=rgb_matrix(info),
             src_color_range="MPEG" if info.color.range == "tv" else "JPEG",
             dst_color_range="JPEG",
             interpolation=EXACT_CONVERSION,
@@ -603,7 +603,7 @@ def plane_tensor(plane: av.video.plane.VideoPlane) -> torch.Tensor:
 def _rgb(y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, info: VideoStreamInfo) -> torch.Tensor:
     """uint8 RGB for 8-bit streams, float32 in [0, 1] for deeper ones, converted with the stream's matrix and range."""
     siting = "left" if info.codec in LEFT_SITED_CODECS else "center"
-    rgb = planes_to_rgb(y, u, v, rgb_matrix(info.color), info.color.range == "pc", info.bit_depth, siting)
+    rgb = planes_to_rgb(y, u, v, rgb_matrix(info), info.color.range == "pc", info.bit_depth, siting)
     return rgb.mul_(255).round_().to(torch.uint8) if info.bit_depth <= 8 else rgb
 
 

@@ -97,6 +97,16 @@ def test_decord_is_not_trusted_with_open_gops_nor_mpeg_ts(clips, tmp_path, caplo
     assert kind is DecordDecoder
 
 
+@needs_decord
+def test_decord_leaves_an_untagged_hd_video_to_pyav(tmp_path, caplog):
+    """decord's swscale takes BT.601 for a stream that declares no matrix, where players (and vsr) take BT.709."""
+    path = tmp_path / "untagged_hd.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=red:size=1280x720:rate=25", "-frames:v", "1", "-pix_fmt", "yuv420p", path)
+    with caplog.at_level(logging.WARNING):
+        _, _, kind = decode_all(path, "decord")
+    assert kind is PyAVDecoder and "the video declares no color matrix" in caplog.text
+
+
 def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
     for name in ("cfr.mp4", "10bit.mkv"):
         with open_decoder(clips[name]) as decoder:

@@ -179,7 +179,7 @@ def test_yuv_to_rgb_converts_like_pyav(tmp_path, color):
         planes = [frame.reformat(format="yuv444p", interpolation=EXACT_CONVERSION).to_ndarray()
                   for frame in container.decode(video=0)]
     yuv = torch.from_numpy(np.stack(planes)).permute(0, 2, 3, 1)  # N×3×H×W planes → N×H×W×3
-    rgb = yuv_to_rgb(yuv, rgb_matrix(info.color), info.color.range == "pc").permute(0, 3, 1, 2)
+    rgb = yuv_to_rgb(yuv, rgb_matrix(info), info.color.range == "pc").permute(0, 3, 1, 2)
     assert max_difference(rgb, reference) <= YUV_BOUND
     # The check can tell matrices apart: BT.709 read as BT.601 is many levels off.
     if color == ("bt709", "tv"):

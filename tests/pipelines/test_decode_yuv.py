@@ -1,12 +1,15 @@
 """YUV → RGB in the decoder: swscale's exact path for 8 bits, `planes_to_rgb` for deeper planar YUV and for NVDEC's
 NV12/P010 frames (converted on the GPU; here the same code runs on frames in host memory)."""
 
+import subprocess
+
 import av
 import numpy as np
 import pytest
 import torch
 
 from tests.pipelines.clips import CHART_COLORS, make_clip
+from vsr.errors import InputError
 from vsr.pipelines.colour import CHROMA_SITINGS, planes_to_rgb
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, planar_rgb, semi_planar_rgb
@@ -121,3 +124,14 @@ def test_10_bit_grays_are_exact(tmp_path, color_range, levels):
         for plane, value in zip(frame.planes, (level, 512, 512)):
             plane.update(np.full(plane.buffer_size // 2, value, dtype=np.uint16).tobytes())
         torch.testing.assert_close(planar_rgb(frame, info), torch.full((8, 16, 3), gray), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("matrix", ["ycgco", "bt2020c"])
+def test_a_matrix_no_decoder_converts_is_one_input_error(tmp_path, matrix):
+    """YCgCo was read as BT.601 (green came out (106, 101, 255)), under the encoder's warning about its tags."""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-c", "copy", "-colorspace", matrix,
+                    str(tmp_path / "tagged.mkv")], check=True)
+    with pytest.raises(InputError, match=f"tagged.mkv: its colors are coded with the {matrix} matrix, which vsr "
+                                         "cannot convert to RGB"):
+        open_decoder(tmp_path / "tagged.mkv", backend="pyav")

@@ -195,6 +195,22 @@ def test_gray_output_is_the_sources_own_luma_whatever_its_matrix(tmp_path, tags,
     assert abs(luma - (luma_limited - 16) * 255 / 219) <= 1
 
 
+@pytest.mark.parametrize("size, matrix", [("64x48", "bt601"), ("1280x720", "bt709")], ids=["sd", "hd"])
+def test_an_untagged_videos_colors_are_read_as_players_show_them_and_kept(tmp_path, size, matrix):
+    """Decoded as BT.601 whatever the size (FFmpeg's guess), an untagged HD video was written as BT.709 (the
+    players' guess, which the output is tagged with): its red's Y/Cb/Cr 73/115/202 became 60/123/203 (helper-62)."""
+    source = tmp_path / "red.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", f"color=0xC81E28:size={size}:rate=25,format=rgb24", "-frames:v", "1",
+                 "-vf", f"scale=out_color_matrix={matrix}:out_range=tv", "-pix_fmt", "yuv444p", "-c:v", "libx264",
+                 "-qp", "0", source)
+    assert media.ffprobe_streams_of(source, "v:0")[0].get("color_space", "unknown") == "unknown"
+    original = [np.unique(plane).tolist() for plane in planes(source)[1]]
+    output = upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=1),
+                           video=VideoOptions(codec="ffv1", pix_fmt="yuv444p")).output
+    for (value,), plane in zip(original, planes(output)[1]):
+        assert np.abs(plane.astype(int) - value).max() <= 1
+
+
 @pytest.mark.parametrize("height, expected", [(48, "smpte170m"), (720, "bt709")])
 def test_untagged_source_is_tagged_with_what_players_would_assume(clips, tmp_path, height, expected):
     source = clips["mp4"]
