@@ -115,7 +115,7 @@ class PyAVDecoder(Decoder):
 
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         selection = self.selection
-        if selection.start_pts is not None and selection.start_pts > self._first_pts:
+        if selection.start_pts is not None and selection.start_pts > self._first_pts and self._seeks_right():
             try:
                 self._seek_before(selection.start_pts)
             except av.error.FFmpegError as error:
@@ -146,6 +146,18 @@ class PyAVDecoder(Decoder):
             yield pixels, pts
         if selection.is_everything:
             self._check_complete(count, last_pts)
+
+    def _seeks_right(self) -> bool:
+        """Whether frames decoded after a seek come at their right times; else the window is decoded from the start.
+
+        Not in MPEG program streams (DVD .vob, .mpg), whose packets mostly carry no timestamp: FFmpeg's parser fills
+        them in from where it starts, and after a seek they came half a frame or more off (previews and segments
+        lost frames and gave others times no frame has). Nor in AVI and ASF with B-frames, timed in decoding order
+        (`PresentationOrder`): the B-frames after an open GOP's keyframe are not decoded from there, and every frame
+        after them took a time two frames early."""
+        name = self._container.format.name
+        return "mpeg" not in name.split(",") and not (name in DECODE_ORDER_FORMATS
+                                                      and self._stream.codec_context.has_b_frames)
 
     def _seek_before(self, start_pts: int) -> None:
         """Put the demuxer on a keyframe whose frames reach `start_pts`, to decode forward from it and drop the frames
@@ -187,7 +199,8 @@ class PyAVDecoder(Decoder):
     def _decoded(self) -> Iterator[av.VideoFrame]:
         """The decoder's frames, put in presentation order; damage is logged and decoding goes on."""
         restamp = self._container.format.name in DECODE_ORDER_FORMATS
-        recover = None if restamp or self.nvdec or self._first_file is not None else self._recovered
+        recover = None if restamp or self.nvdec or self._first_file is not None or not self._seeks_right() \
+            else self._recovered  # (which seeks)
         order = PresentationOrder(self._report_lost, restamp=restamp, recover=recover)
         # (the list, not `order`: order → self → order would be a cycle, freed only by the garbage collector, which
         # may first run in a process forked from this one, a DataLoader's worker, and hang in swscale's threads)

@@ -107,6 +107,25 @@ def test_decord_leaves_an_untagged_hd_video_to_pyav(tmp_path, caplog):
     assert kind is PyAVDecoder and "the video declares no color matrix" in caplog.text
 
 
+@pytest.mark.parametrize("name, codec", [("program.mpg", ["mpeg2video"]), ("open.avi", ["mpeg4"])])
+def test_a_window_of_a_file_that_seeks_wrong_is_the_same_frames_at_the_same_times(tmp_path, name, codec):
+    """After a seek, a program stream's packets came with times half a frame or more off (FFmpeg's parser fills in
+    those it lacks), and an open-GOP AVI's frames two frames early (the B-frames after its keyframe, not decoded from
+    there, kept their times): previews and segments had wrong frames at times no frame has (helpers 61 and 64)."""
+    path = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "color=black:s=64x48:r=25:d=1.2,format=gray,geq=lum='N*8'", "-pix_fmt", "yuv420p",
+           "-c:v", *codec, "-bf", "2", "-g", "10", path)
+    frames, pts, _ = decode_all(path, "pyav")
+    assert len(pts) == 30
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        origin, time_base = stream.start_time or 0, stream.time_base
+    for start in (0.4, 0.52, 0.96):
+        window, window_pts, _ = decode_all(path, "pyav", start=start, max_frames=3)
+        first = next(index for index, value in enumerate(pts) if (value - origin) * time_base >= Fraction(str(start)))
+        assert window_pts == pts[first:first + 3] and torch.equal(window, frames[first:first + 3])
+
+
 def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
     for name in ("cfr.mp4", "10bit.mkv"):
         with open_decoder(clips[name]) as decoder:
