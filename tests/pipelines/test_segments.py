@@ -230,6 +230,25 @@ def test_segments_of_an_interlaced_broadcast_recording_give_the_frames_of_one_ru
     assert caplog.text.count("interlaced video: deinterlacing it") == 1  # once a video, not once a segment
 
 
+@pytest.mark.parametrize("container", ["program.mpg", "wraps.ts"])
+def test_segments_of_recordings_with_awkward_clocks_give_the_frames_of_one_run(tmp_path, container):
+    """A program stream's times after a seek were off (segments lost frames, others came at times no frame has); an
+    MPEG-TS whose clock wraps 0.3 s after it starts begins before 0, and the MP4 muxer moved that segment by 2.3 ms,
+    which the join took for another segment's file, run after run (helpers 61 and 64)."""
+    clip = tmp_path / container
+    codec = ["-c:v", "mpeg2video", "-bf", "2", "-g", "12"] if container.endswith(".mpg") else \
+        ["-c:v", "libx264", "-g", "10", "-output_ts_offset", "95442"]
+    media.ffmpeg("-f", "lavfi", "-i", "color=black:s=64x48:r=25:d=2,format=gray,geq=lum='N*4'", "-pix_fmt",
+                 "yuv420p", *codec, clip)
+    options = UpscaleOptions(model="bicubic", device="cpu")
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=VideoOptions(codec="ffv1"))
+    segmented = upscale_video_in_segments(clip, tmp_path / "segmented.mkv", options=options,
+                                          video=VideoOptions(codec="ffv1", segment_seconds=0.5))
+    assert segmented.times.extra["segments"] >= 3
+    frames = decoded_framemd5(segmented.output)
+    assert len(frames) == 50 and frames == decoded_framemd5(single.output)
+
+
 def test_frames_that_share_a_time_are_planned_once(tmp_path):
     # Frames 20 to 29 land 0.1 s apart from 5.8 s, frames 30 to 49 0.01 s apart from 12.3 s: in Matroska's
     # milliseconds some share a time. The decoders keep one frame per time, and a segment once began and ended at one.
