@@ -160,6 +160,13 @@ def video_stream_info(
         duration = None
     duration = duration if duration is None or duration > 0 else None
     frame_count, estimated = stream.frames or None, False
+    base_rate = stream.base_rate or None
+    if container.format.name == "avi" and average_rate and base_rate and average_rate > base_rate \
+            and (average_rate / base_rate).denominator == 1:
+        # An AVI that counts in ticks finer than its frames (remuxed from an MP4 with B-frames: 1/50 s for 25 fps)
+        # indexes an empty entry for each tick between them: FFmpeg's average counts them, the frames are fewer.
+        frame_count = round(frame_count * base_rate / average_rate) if frame_count else None
+        average_rate = base_rate
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
     pix_fmt, alpha = context.pix_fmt, False
@@ -196,7 +203,7 @@ def video_stream_info(
         # camcorder's SD DV; its decoder marks every frame so, with the field order).
         interlaced=context.field_order >= 2 or (context.field_order == 0 and context.name == "dvvideo"),
         alpha=alpha,
-        base_rate=stream.base_rate or None,
+        base_rate=base_rate,
     )
     return info, estimated
 

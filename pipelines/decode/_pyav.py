@@ -377,6 +377,8 @@ class PyAVDecoder(Decoder):
         # check allows a second (durations may be the container's), which is all of a short clip.
         # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
+        if self._container.format.name == "avi":  # (its index lists empty entries too: see probe.video_stream_info)
+            listed = self.info.frame_count or 0
         listed -= len(self._shared)  # (their frames are shown once)
         if listed > 0 and count < listed - max(2, listed // 10):
             log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,

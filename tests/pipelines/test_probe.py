@@ -139,6 +139,24 @@ def test_a_video_that_starts_after_its_audio_lasts_its_own_length(tmp_path, capl
     assert "cut short" not in caplog.text
 
 
+def test_an_avi_counting_in_ticks_finer_than_its_frames_has_its_frames_rate_and_count(tmp_path, caplog):
+    """Remuxed from an MP4 with B-frames, an AVI counts in 1/50 s for 25 fps and indexes an empty entry between
+    frames: it was "50 fps, 60 frames", decoding warned "30 of the 60 frames ... damaged?", and an output declared
+    50 fps (helper-64)."""
+    mp4, avi = tmp_path / "clip.mp4", tmp_path / "clip.avi"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1.2", "-c:v", "libx264",
+                    "-bf", "3", str(mp4)], check=True)
+    subprocess.run(["ffmpeg", "-v", "error", "-i", str(mp4), "-c", "copy", str(avi)], check=True)
+    assert ffprobe(avi, "-show_entries", "stream=time_base")["streams"][0]["time_base"] == "1/50"
+    video = probe(avi).video
+    assert (video.average_rate, video.frame_count) == (25, 30)
+    from vsr.pipelines.decode import open_decoder
+
+    with open_decoder(avi) as decoder:
+        assert sum(len(batch) for batch in decoder.batches(8)) == 30
+    assert "damaged" not in caplog.text
+
+
 def test_format_probe_reads_well(movie):
     info = probe(movie)
     work = estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)
