@@ -6,7 +6,9 @@
 The clip is made by the ffmpeg command (through ffmpeg-python), the right tool for a filter graph like this one and
 for nothing essential: `vsr upscale` never needs it. The plain scaling (bicubic, lanczos or nearest) works on the
 source's YUV planes, so it shows the same colors as the upscaled video; an interlaced source is deinterlaced first
-with bwdif, as `vsr upscale` does by default.
+with bwdif, as `vsr upscale` does by default. Both halves are converted to the upscaled video's matrix, in limited
+range, and the clip is tagged with its colors (an untagged video's taken as players take it, by its size), so that
+it shows as the two videos do.
 
 Frames are paired by time: both videos are cut to the same window and start at 0, so a frame of the upscaled video
 (which keeps its source frame's time) meets the source frame it was made from. `offset` says where the upscaled
@@ -34,6 +36,9 @@ MODES = ("split", "side-by-side")
 # What ffmpeg says of a disk or folder that refuses its output.
 _DISK_REASONS = ("No space left on device", "File too large", "Read-only file system", "Permission denied")
 BASELINES = {"bicubic": "bicubic", "lanczos": "lanczos", "nearest": "neighbor"}  # our name → swscale's flag
+# A stream's matrix (FFmpeg's name, as probed) → the scale filter's name for it.
+_SCALE_MATRICES = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
+                   "smpte240m": "smpte240m", "bt2020nc": "bt2020"}
 
 
 @dataclass(frozen=True)
@@ -179,10 +184,13 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     # shape stretched over the new size, and players would distort both halves. (Turned upright, a pixel's width and
     # height trade places.)
     pixel_aspect = Fraction(upscaled_video.sample_aspect_ratio or 1)
-    plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline]).filter(
+    colors = _colors(upscaled_video)
+    plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline],
+                         **_conversion(source_video, colors[0])).filter(
         "setsar", str(1 / pixel_aspect if upscaled_video.rotation in (90, 270) else pixel_aspect))
     upscaled_input = ffmpeg.input(str(upscaled))
     sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
+    sharp = sharp.filter("scale", "iw", "ih", **_conversion(upscaled_video, colors[0]))
     if options.mode == "split":
         left = width // 4 * 2  # even, for 4:2:0
         joined = ffmpeg.filter([plain.crop(0, 0, left, height), sharp.crop(left, 0, width - left, height)],
@@ -201,7 +209,8 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     if has_audio:  # the upscaled video's first audio track, cut to the same window of the video's times
         streams.append(_audio_window(upscaled_input["a:0"], _first_frame_time(upscaled, upscaled_video), options))
     command = ffmpeg.output(*streams, str(temporary), vcodec="libx264", crf=options.crf, preset="medium",
-                            acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart")
+                            acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart",
+                            colorspace=colors[0], color_primaries=colors[1], color_trc=colors[2], color_range="tv")
     try:
         command.run(cmd=_ffmpeg_command(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
     except ffmpeg.Error as error:
@@ -210,6 +219,27 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         if disk is not None:  # ("Conversion failed!" comes last, and says nothing of why)
             raise OutputError(f"{temporary.parent}: cannot write the comparison there ({disk})") from None
         raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None
+
+
+def _colors(video) -> tuple[str, str, str]:
+    """The clip's matrix, primaries and transfer (FFmpeg's names): the upscaled `video`'s, an untagged one's those
+    players assume for its size. (Untagged, the clip's colors were each player's guess: ffmpeg's BT.601 shows an
+    HD upscale's red 18 levels off.)"""
+    from vsr.pipelines.colour import untagged_matrix
+
+    guess = untagged_matrix(video.height)
+    matrix = video.color.matrix if video.color.matrix in _SCALE_MATRICES else guess
+    return matrix, video.color.primaries or guess, video.color.transfer or guess
+
+
+def _conversion(video, matrix: str) -> dict[str, str]:
+    """The scale filter's options that take `video`'s YUV (untagged: by its size, as players) to `matrix`, limited
+    range."""
+    from vsr.pipelines.colour import untagged_matrix
+
+    own = video.color.matrix if video.color.matrix in _SCALE_MATRICES else untagged_matrix(video.height)
+    return {"in_color_matrix": _SCALE_MATRICES[own], "out_color_matrix": _SCALE_MATRICES[matrix],
+            "in_range": "pc" if video.color.range == "pc" else "tv", "out_range": "tv"}
 
 
 def _window(stream, offset: float, options: CompareOptions, audio: bool = False):

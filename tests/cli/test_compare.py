@@ -224,3 +224,24 @@ def test_a_full_disk_is_said_as_such(upscaled, tmp_path):
     assert outcome.stderr.strip().splitlines() == [
         f"vsr: error: {tmp_path}: cannot write the comparison there (No space left on device)"]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_both_halves_show_the_colors_of_the_upscaled_video_and_the_clip_says_which(tmp_path):
+    """The clip had no color tags, and a BT.601 source scaled beside a BT.709 upscale kept its own matrix's values:
+    players showed one half's red off, and both halves as their guess of an untagged clip (helper-62)."""
+    source, upscale = tmp_path / "sd.mp4", tmp_path / "hd.mp4"
+    red = ["-f", "lavfi", "-i", "color=c=0xC81E28:size=64x48:rate=25,format=rgb24", "-frames:v", "3"]
+    media.ffmpeg(*red, "-vf", "scale=out_color_matrix=bt601:out_range=tv", "-pix_fmt", "yuv444p", "-colorspace",
+                 "smpte170m", "-color_primaries", "smpte170m", "-color_trc", "smpte170m", "-c:v", "libx264", "-qp", "0",
+                 source)
+    media.ffmpeg(*red, "-vf", "scale=256:192:out_color_matrix=bt709:out_range=tv", "-pix_fmt", "yuv444p",
+                 "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709", "-c:v", "libx264", "-qp",
+                 "0", upscale)
+    clip = compare_videos(source, upscale, tmp_path / "clip.mp4", options=CompareOptions(mode="side-by-side", label=""))
+    stream = media.ffprobe_streams_of(clip, "v:0")[0]
+    assert (stream["color_space"], stream["color_primaries"], stream["color_transfer"]) == ("bt709",) * 3
+    with av.open(str(clip)) as container:
+        frame = next(container.decode(video=0))
+    luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)[:, :frame.width]
+    left, right = np.median(luma[:, 8:120]), np.median(luma[:, 136:248])
+    assert left == right == 73  # (BT.709's Y of that red; BT.601's is 86)
