@@ -233,13 +233,14 @@ def codec_keeps_alpha(codec: str, suffix: str) -> bool:
     return spec.alpha and (spec.encoder != "libvpx-vp9" or suffix.lower() in (".mkv", ".webm"))
 
 
-def halves_chroma(output: Path, codec: str, source: Path, source_info: VideoStreamInfo,
-                  pix_fmt: str | None = None) -> bool:
-    """Whether VideoWriter would write `output` in a pixel format of subsampled chroma (4:2:0, 4:2:2), whose sides
-    must be even; RGB (the lossless codecs) and 4:4:4 take any size."""
+def chroma_steps(output: Path, codec: str, source: Path, source_info: VideoStreamInfo,
+                 pix_fmt: str | None = None) -> tuple[int, int]:
+    """The (rows, columns) a frame's height and width must be multiples of in the pixel format VideoWriter would
+    write `output` in: 2 where its chroma is subsampled that way (4:2:0: both; 4:2:2: columns), else 1 (RGB, the
+    lossless codecs', and 4:4:4 take any size)."""
     keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, output.suffix)
     chosen = av.VideoFormat(choose_pix_fmt(codec, source_info.bit_depth, pix_fmt, alpha=keeps_alpha, source=source))
-    return chosen.chroma_width(16) < 16 or chosen.chroma_height(16) < 16
+    return 2 if chosen.chroma_height(16) < 16 else 1, 2 if chosen.chroma_width(16) < 16 else 1
 
 
 def last_frame_seconds(start: Fraction, one_frame: Fraction, video_end: Fraction | None,
@@ -910,8 +911,9 @@ def _check_size(width: int, height: int, pix_fmt: str) -> None:
     if (width % 2 and pixel_format.chroma_width(2) == 1) or (height % 2 and pixel_format.chroma_height(2) == 1):
         instead = ("--codec ffv1 or prores, which keep alpha at any size" if has_alpha(pix_fmt) else
                    f"a 4:4:4 pix_fmt such as {'yuv444p10le' if pixel_format.name.endswith('10le') else 'yuv444p'}")
-        raise OptionError(f"pix_fmt {pix_fmt} needs an even width and height, not {width}x{height}; ask for an "
-                          f"even --width/--height, or use {instead}")
+        sides = "width and height" if pixel_format.chroma_height(2) == 1 else "width"
+        raise OptionError(f"pix_fmt {pix_fmt} needs an even {sides}, not {width}x{height}; ask for an even "
+                          f"--width/--height, or use {instead}")
 
 
 def _guess_by_size(info: VideoStreamInfo) -> str:

@@ -346,32 +346,34 @@ class Engine:
         return module.to(device=self.device, dtype=dtype, memory_format=self.memory_format)
 
     def output_size(self, height: int, width: int, *, pixel_aspect: float = 1, turned: bool = False,
-                    even: bool = False) -> tuple[int, int]:
+                    steps: tuple[int, int] = (1, 1)) -> tuple[int, int]:
         """The (height, width) that frames of `height` × `width` come out at.
 
         `width` and `height` asked of the engine are the sides a viewer sees: of a frame shown turned (a video's
         rotation of 90° or 270°: `turned`) and with square pixels (a video's sample aspect ratio, `pixel_aspect`,
         is applied, and the output's pixels are square). Given one, the other keeps the shown aspect ratio; given
         both, the output is the largest that fits inside them with that ratio (nothing is stretched). A side
-        computed (from `outscale`, or the other side) is rounded, to an even number with `even` (4:2:0 video); so
-        is an odd side that the model's own scale makes (×3 or ×1 of an odd side); sides asked for are exact.
+        computed (from `outscale`, or the other side) is rounded to a multiple of its step in `steps`, (rows,
+        columns) of the frame as stored: 2 where video chroma is subsampled that way (4:2:0 both, 4:2:2 columns);
+        so is an odd side that the model's own scale makes (×3 or ×1 of an odd side); sides asked for are exact.
         """
-        step = 2 if even else 1
+        row_step, column_step = steps
         if self.width is None and self.height is None:
             if self.outscale is None:
-                return _half_up(height * self.spec.scale, step), _half_up(width * self.spec.scale, step)
-            return _half_up(height * self.outscale, step), _half_up(width * self.outscale, step)
+                return _half_up(height * self.spec.scale, row_step), _half_up(width * self.spec.scale, column_step)
+            return _half_up(height * self.outscale, row_step), _half_up(width * self.outscale, column_step)
         shown_w, shown_h = width * float(pixel_aspect), height
         if turned:
             shown_w, shown_h = shown_h, shown_w
+            row_step, column_step = column_step, row_step
         asked_sides = ((self.width, shown_w), (self.height, shown_h))
         factor = min(asked / shown for asked, shown in asked_sides if asked is not None)
 
-        def sized(asked: int | None, shown: float) -> int:
+        def sized(asked: int | None, shown: float, step: int) -> int:
             # The side that sets the factor is as asked; the other one, at most what was asked, is rounded.
             return asked if asked is not None and asked / shown == factor else _half_up(shown * factor, step)
 
-        out_w, out_h = sized(self.width, shown_w), sized(self.height, shown_h)
+        out_w, out_h = sized(self.width, shown_w, column_step), sized(self.height, shown_h, row_step)
         if max(out_w, out_h) > LARGEST_SIDE:
             raise OptionError(f"a {width}x{height} frame sized as asked would be {out_w}x{out_h} (shown), over "
                               f"{LARGEST_SIDE} pixels on a side: give the other side too, as a box to fit inside")

@@ -385,23 +385,27 @@ class VideoResult:
 def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, output: Path, video: VideoOptions
                       ) -> tuple[int, int, VideoStreamInfo]:
     """A video's upscaled (height, width), and the stream info its writer takes the tags from. With --width/--height
-    (`Engine.output_size`) the sides are those shown (after the rotation, with the pixel aspect applied), even for
-    4:2:0 and 4:2:2 (not for an image sequence, RGB or 4:4:4: `encode.halves_chroma`), and the pixels square: the
-    source's pixel aspect ratio is not copied. `source` names the video in a warning."""
-    from vsr.pipelines.encode import halves_chroma
+    (`Engine.output_size`) the sides are those shown (after the rotation, with the pixel aspect applied), even
+    where the chroma is subsampled (4:2:0 both, 4:2:2 the width: `encode.chroma_steps`; not for an image sequence,
+    RGB or 4:4:4), and the pixels square: the source's pixel aspect ratio is not copied. `source` names the video in
+    a warning."""
+    from vsr.pipelines.encode import chroma_steps
     from vsr.pipelines.sequences import is_sequence
 
-    even = not is_sequence(output) and halves_chroma(output, video_codec(video.codec, output.suffix, info.alpha),
-                                                     source, info, video.pix_fmt)
+    steps = (1, 1) if is_sequence(output) else chroma_steps(
+        output, video_codec(video.codec, output.suffix, info.alpha), source, info, video.pix_fmt)
+    if info.rotation % 180 == 90:  # (some containers get the frames turned upright: their rows become columns)
+        steps = (max(steps),) * 2
     height, width = engine.output_size(info.height, info.width, pixel_aspect=info.sample_aspect_ratio or 1,
-                                       turned=info.rotation % 180 == 90, even=even)
+                                       turned=info.rotation % 180 == 90, steps=steps)
     model_size = (info.height * engine.spec.scale, info.width * engine.spec.scale)
     if not engine.sized and engine.outscale is None and (height, width) != model_size:
         from vsr.pipelines.decode import warn_once
 
-        warn_once(source, [f"the model makes {model_size[1]}x{model_size[0]} frames; 4:2:0 video needs even sides, "
-                           f"so they are resized to {width}x{height} (a 4:4:4 --pix-fmt, an image sequence output, "
-                           "or --crop to even sides, keeps the model's size)"])
+        needs = "4:2:0 video needs even sides" if steps == (2, 2) else "4:2:2 video needs an even width"
+        warn_once(source, [f"the model makes {model_size[1]}x{model_size[0]} frames; {needs}, so they are resized "
+                           f"to {width}x{height} (a 4:4:4 --pix-fmt, an image sequence output, or --crop to even "
+                           "sides, keeps the model's size)"])
     return height, width, replace(info, sample_aspect_ratio=None) if engine.sized else info
 
 

@@ -43,14 +43,16 @@ def shown(path):
 )
 def test_output_size_is_the_shown_size_asked_for(asked, frame, aspect, turned, even, expected):
     engine = Engine(bicubic_model(4), device="cpu", width=asked[0], height=asked[1])
-    assert engine.output_size(*frame, pixel_aspect=aspect, turned=turned, even=even) == expected
+    assert engine.output_size(*frame, pixel_aspect=aspect, turned=turned, steps=(2, 2) if even else (1, 1)) \
+        == expected
 
 
 def test_an_odd_side_the_model_makes_is_evened_for_4_2_0_video(tmp_path, caplog):
     """×3 (or ×1) of an odd side is odd: 4:2:0 video gets the next even side, with a warning; images keep it."""
     engine = Engine(bicubic_model(3), device="cpu")
-    assert engine.output_size(47, 127, even=True) == (142, 382)
-    assert engine.output_size(47, 127) == (141, 381) and engine.output_size(48, 128, even=True) == (144, 384)
+    assert engine.output_size(47, 127, steps=(2, 2)) == (142, 382)
+    assert engine.output_size(47, 127) == (141, 381) and engine.output_size(48, 128, steps=(2, 2)) == (144, 384)
+    assert engine.output_size(47, 127, steps=(1, 2)) == (141, 382)  # 4:2:2: an even width only
     source = tmp_path / "odd.mkv"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x48:rate=25", "-frames:v", "2",
                  "-vf", "format=yuv444p,crop=127:47:0:0", "-c:v", "ffv1", source)
@@ -65,6 +67,9 @@ def test_an_odd_side_the_model_makes_is_evened_for_4_2_0_video(tmp_path, caplog)
         output = api.upscale_video(source, tmp_path / name, options=x3, video=video)
         assert shown(output.output)[:2] == (381, 141)
     assert "needs even sides" not in caplog.text
+    # 4:2:2 halves the columns only: its height stays odd (it was evened too, helper-62).
+    output = api.upscale_video(source, tmp_path / "yuv422.mkv", options=x3, video=api.VideoOptions(pix_fmt="yuv422p"))
+    assert shown(output.output)[:2] == (382, 141) and "4:2:2 video needs an even width" in caplog.text
 
 
 def test_labels_and_bad_sizes():
@@ -94,7 +99,7 @@ def test_a_videos_outscale_rounds_to_even_sides_and_an_images_to_the_nearest(tmp
     """45×35 at --outscale 2.5 is 112.5×87.5: 4:2:0 video needs even sides (as ffmpeg's scale=-2 gives them)."""
     engine = Engine(bicubic_model(4), device="cpu", outscale=2.5)
     assert engine.output_size(35, 45) == (88, 113)
-    assert engine.output_size(35, 45, even=True) == (88, 112)
+    assert engine.output_size(35, 45, steps=(2, 2)) == (88, 112)
     source = tmp_path / "odd.mp4"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=48x36:rate=25", "-frames:v", "2", "-vf",
                  "format=yuv444p,crop=45:35:0:0", "-c:v", "libx264", "-pix_fmt", "yuv444p", source)
