@@ -181,6 +181,15 @@ def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count
     return list(zip(starts, ends))
 
 
+def _frames_missed(decoded: Sequence[int], planned: Sequence[int]) -> str:
+    """What a segment's decoded frames lack against its packets' times, in words."""
+    if len(decoded) != len(planned):
+        return f"upscaled {len(decoded)} frames where its packets promised {len(planned)}"
+    known = set(planned)
+    moved = sum(value not in known for value in decoded)
+    return f"{moved} of its {len(decoded)} frames came at times none of its packets has"
+
+
 def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tuple[VideoStreamInfo, int, list[int],
                                                                                   set[int]]:
     """The video stream's description and start time, its frames' pts (sorted) and its keyframes' pts, read by
@@ -575,8 +584,8 @@ def upscale_video_in_segments(
             for result in made:
                 segment = plan.segments[result.index]
                 if result.pts != segment.frames:
-                    log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's "
-                                "warnings)", source, plan.describe(segment), len(result.pts), len(segment.frames))
+                    log.warning("%s: %s: %s (see the decoder's warnings)", source, plan.describe(segment),
+                                _frames_missed(result.pts, segment.frames))
             done.update((result.index, result) for result in made)
             parts = [done[segment.index] for segment in plan.segments]
             end_pts = plan.segments[-1].end_pts  # (a preview's: the first frame after it)

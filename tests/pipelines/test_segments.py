@@ -21,7 +21,7 @@ from tests.processes import run_vsr
 from vsr.errors import ModelError, OptionError, OutputError
 from vsr.fsutil import lock_temporary
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.segments import join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
+from vsr.pipelines.segments import _frames_missed, join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
@@ -247,6 +247,12 @@ def test_segments_of_recordings_with_awkward_clocks_give_the_frames_of_one_run(t
     assert segmented.times.extra["segments"] >= 3
     frames = decoded_framemd5(segmented.output)
     assert len(frames) == 50 and frames == decoded_framemd5(single.output)
+
+
+def test_a_segment_whose_frames_came_at_other_times_says_so():
+    """It said "upscaled 7 frames where its packets promised 7" (helper-64)."""
+    assert _frames_missed([0, 3600, 7200], [0, 3600, 5400]) == "1 of its 3 frames came at times none of its packets has"
+    assert _frames_missed([0, 3600], [0, 3600, 7200]) == "upscaled 2 frames where its packets promised 3"
 
 
 def test_frames_that_share_a_time_are_planned_once(tmp_path):
