@@ -21,7 +21,14 @@ from tests.processes import run_vsr
 from vsr.errors import ModelError, OptionError, OutputError
 from vsr.fsutil import lock_temporary
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.segments import _frames_missed, join_segments, parse_devices, plan_segments, plan_video, upscale_video_in_segments
+from vsr.pipelines.segments import (
+    _frames_missed,
+    join_segments,
+    parse_devices,
+    plan_segments,
+    plan_video,
+    upscale_video_in_segments,
+)
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
 pytestmark = media.requires_ffmpeg
