@@ -232,7 +232,7 @@ def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(t
     cases = [(["--width", "16386", "-o", tmp_path / "out.mkv"], "codec 'libx264' cannot encode 16386x30 frames (at "
               "most 16384 pixels a side); use a smaller --outscale, --width or --height"),
              (["--width", "101", "--codec", "prores", "-o", tmp_path / "out.mov"], "pix_fmt yuv422p10le needs an "
-              "even width and height, not 101x2; ask for an even --width/--height, or use a 4:4:4 pix_fmt such as "
+              "even width, not 101x1; ask for an even --width/--height, or use a 4:4:4 pix_fmt such as "
               "yuv444p10le")]
     for arguments, message in cases:
         result = vsr("upscale", source, "-m", "bicubic", *arguments, check=False)
