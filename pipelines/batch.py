@@ -28,17 +28,18 @@ import os
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import temporaries_of
+from vsr.models import zoo
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import check_names, check_numbers, check_sizing
-from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState
+from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState, same_job
 from vsr.pipelines.probe import video_has_alpha
 from vsr.pipelines.runner import ctrl_c_held_back
 from vsr.pipelines.sequences import is_sequence
@@ -125,8 +126,6 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
 
 @functools.cache
 def _model_scale(model: str) -> float:
-    from vsr.models import zoo
-
     if model in zoo.MODELS:
         return zoo.get_entry(model).scale  # no need to load the weights for the name
     return api.load_model(model, progress=False).spec.scale
@@ -155,14 +154,15 @@ def _selected(relative: str, include: Sequence[str], exclude: Sequence[str]) -> 
     return (not include or any(map(matches, include))) and not any(map(matches, exclude))
 
 
-def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite: bool, output: Path | None = None):
+def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite: bool, output: Path | None = None,
+         label: str | None = None):
     kind = media_kind(source) or "video"
     if output is None:
         codec = video.codec if kind == "video" else None
         alpha = codec == "auto" and video_has_alpha(source)  # named as `vsr upscale` names it (opens the file)
         output = out_dir / api.default_output_path(relative, output_label(options), codec, alpha)
     name = output.relative_to(out_dir).as_posix()
-    return BatchJob(name=name, label=relative.as_posix(), source=source.absolute(), output=output.absolute(),
+    return BatchJob(name=name, label=label or relative.as_posix(), source=source.absolute(), output=output.absolute(),
                     kind=kind, options=options, video=video, overwrite=overwrite)
 
 
@@ -265,12 +265,16 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
         options, video = build_options(_layered(defaults, values or {}, settings), where)
         source = base / entry["input"]
+        if source.is_dir() or Path(entry["input"]).name in ("", ".."):  # ("", ".", "/", "x/..")
+            raise OptionError(f"{where}: input {entry['input']!r} names a folder; give a file, such as "
+                              "\"raw/episode1.mkv\" (vsr batch IN_DIR OUT_DIR takes a folder)")
         if is_sequence(source) or (isinstance(entry.get("output"), str) and is_sequence(entry["output"])):
             raise OptionError(f"{where}: vsr batch takes files, not image sequences; use vsr upscale for those")
         inside = source.resolve().is_relative_to(base.resolve())
         relative = source.resolve().relative_to(base.resolve()) if inside else Path(source.name)
         output = _job_output(entry, out_dir, where)
-        jobs.append(_job(source, relative, out_dir, options, video, overwrite, output))
+        label = entry["input"]  # (as given: two inputs of one name from other folders are told apart)
+        jobs.append(_job(source, relative, out_dir, options, video, overwrite, output, label))
     return jobs, out_dir
 
 
@@ -332,7 +336,15 @@ def journal_entry(job: BatchJob) -> JobEntry:
         options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
     # (a record with other options is a new job: leaving out the later options at their defaults keeps done jobs done)
     options = {k: v for k, v in options.items() if k not in api.LATER_DEFAULTS or v != api.LATER_DEFAULTS[k]}
-    return JobEntry(job.name, os.path.abspath(job.source), job.kind, options, fingerprint(job.source))
+    # A checkpoint is recorded as the file it is (as `api.run_record` records it): one rewritten in place (a training
+    # run went on) is other weights, and so is another file by the same relative name; the same file named from
+    # another folder is the same. A zoo name stays a name, as earlier journals recorded it.
+    for key in ("model", "blend"):
+        name = options.get(key)
+        if name is not None and name not in zoo.MODELS and not zoo.is_url(name) and Path(name).is_file():
+            stat = Path(name).stat()
+            options[key] = {"file": str(Path(name).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return JobEntry(job.name, os.path.abspath(job.source), job.kind, options, fingerprint(job.source), job.overwrite)
 
 
 def parse_devices(text: str) -> list[str]:
@@ -378,20 +390,26 @@ def remove_partials(output: Path) -> None:
 
 @dataclass
 class BatchReport:
-    rows: list[JobRow]  # the journal rows of the jobs of this run, in job order
+    rows: list[JobRow]  # the journal rows of the jobs of this run, in job order, less those skipped
     seconds: float
     journal: Path
+    # Not run, their rows another input's or another batch's: an output made from another input (--overwrite
+    # replaces it), or a job that another batch changed to its own options or input meanwhile.
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(row.state is JobState.DONE for row in self.rows)
+        return all(row.state is JobState.DONE for row in self.rows) and not self.skipped
 
     def count(self, state: JobState) -> int:
         return sum(row.state is state for row in self.rows)
 
     def summary(self) -> str:
-        counts = ", ".join(f"{self.count(state)} {state.value}" for state in JobState if self.count(state))
-        return f"batch: {counts or 'no jobs'} (of {len(self.rows)}) in {self.seconds:.1f} s; journal {self.journal}"
+        counts = [f"{self.count(state)} {state.value}" for state in JobState if self.count(state)]
+        if self.skipped:
+            counts.append(f"{len(self.skipped)} skipped")
+        return (f"batch: {', '.join(counts) or 'no jobs'} (of {len(self.rows) + len(self.skipped)}) in "
+                f"{self.seconds:.1f} s; journal {self.journal}")
 
 
 def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpus: float, max_attempts: int):
@@ -435,8 +453,12 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
     started = time.perf_counter()
     with Journal.open(out_dir / JOURNAL_NAME) as journal:
         owned = {job.name for job in jobs if journal.owns_output(job.name)}
-        plan = _sync(journal, jobs, out_dir, max_attempts)
+        entries = {job.name: journal_entry(job) for job in jobs}
+        plan = _sync(journal, entries, out_dir, max_attempts)
         labels = {job.name: job.label for job in jobs}
+        for name in plan.other_source:
+            log.error("%s: %s was made from %s, not from %s; left as it is (--overwrite replaces it)", labels[name],
+                      name, journal.row(name).source, entries[name].source)
         for name in plan.redone:
             log.warning("%s: its output %s is missing or changed since it was written; redoing it", labels[name],
                         name)
@@ -454,19 +476,21 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         # Outputs the journal made are its own to replace; any other file there is replaced only with --overwrite.
         todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name in owned)
                 for job in jobs if job.name in to_run]
+        skipped = list(plan.other_source)
         if todo:
             executor = _executor(workers, device_list, ray, task_cpus, max_attempts)
             bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
                        dynamic_ncols=True)
             with executor, bar, logging_redirect_tqdm():
-                _drive(journal, executor, todo, bar)
-        rows = [journal.row(job.name) for job in jobs]
-    return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME)
+                skipped += _drive(journal, executor, todo, entries, bar)
+        rows = [journal.row(job.name) for job in jobs if job.name not in skipped]
+    return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME,
+                       skipped=skipped)
 
 
-def _sync(journal: Journal, jobs: list[BatchJob], out_dir: Path, max_attempts: int):
+def _sync(journal: Journal, entries: dict[str, JobEntry], out_dir: Path, max_attempts: int):
     """`Journal.sync`, then the done jobs whose output is missing or changed are queued again (`plan.redone`)."""
-    plan = journal.sync([journal_entry(job) for job in jobs], max_attempts=max_attempts)
+    plan = journal.sync(list(entries.values()), max_attempts=max_attempts)
     for name in plan.done:
         output, checksum = out_dir / name, journal.row(name).checksum
         if not output.is_file() or sha256_file(output) != checksum:
@@ -480,7 +504,7 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     """What `run_batch` would do with each job now, as (output name, what), writing nothing: decided by the same
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
     output missing or changed", "redo: input or options changed", "retry (attempt N)", "take over: its process is
-    gone", "busy: another vsr batch runs it", "gave up after N attempts"."""
+    gone", "busy: another vsr batch runs it", "gave up after N attempts", "refused: made from OTHER INPUT ..."."""
     if max_attempts < 1:  # (as `run_batch` would say)
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)
@@ -491,10 +515,12 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     with Journal.in_memory_copy(out_dir / JOURNAL_NAME) as journal:
         before = {job.name: journal.row(job.name) for job in jobs}
         owned = {job.name for job in jobs if journal.owns_output(job.name)}
-        plan = _sync(journal, jobs, out_dir, max_attempts)
+        plan = _sync(journal, {job.name: journal_entry(job) for job in jobs}, out_dir, max_attempts)
         said = {**dict.fromkeys(plan.done, "done"), **dict.fromkeys(plan.gave_up, f"gave up after {max_attempts} "
                                                                                   "attempts"),
                 **dict.fromkeys(plan.busy, "busy: another vsr batch runs it")}
+        for name in plan.other_source:
+            said[name] = f"refused: its output was made from {before[name].source} (--overwrite replaces it)"
         for name in plan.to_run:
             row = before[name]
             fails = outputs[name].output.exists() and not outputs[name].overwrite and name not in owned
@@ -515,15 +541,22 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     return [(job.name, said[job.name]) for job in jobs]
 
 
-def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
-    """Keep the executor full, record each result; on an interruption, hand the running jobs back."""
-    pending, running = deque(todo), {}
+def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, JobEntry], bar) -> list[str]:
+    """Keep the executor full, record each result; on an interruption, hand the running jobs back. Returns the jobs
+    that another batch changed to its own options or input meanwhile (not made: their rows are that batch's)."""
+    pending, running, changed = deque(todo), {}, []
     try:
         while pending or running:
             while pending and len(running) < executor.capacity:
                 job = pending.popleft()
-                if not journal.claim(job.name):
-                    log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
+                if not journal.claim(entries[job.name]):
+                    row = journal.row(job.name)
+                    if row is not None and not same_job(row, entries[job.name]):
+                        log.error("%s: another `vsr batch` changed it to its own options or input meanwhile; not "
+                                  "made, left to it", job.label)
+                        changed.append(job.name)
+                    else:
+                        log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
                 running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
                 remove_partials(job.output)
@@ -541,6 +574,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], bar) -> None:
                         _record(journal, running.pop(result.name), result)
             for name, job in running.items():
                 journal.release(name, checksum=_put_in_place(journal, job))
+    return changed
 
 
 def _put_in_place(journal: Journal, job: BatchJob) -> str | None:

@@ -2,7 +2,8 @@
 
     journal = Journal.open(out_dir / JOURNAL_NAME)
     plan = journal.sync(entries, max_attempts=3)   # which jobs to run, which are done, which gave up
-    if journal.claim(name):                        # atomically: queued → running, owned by this process
+    if journal.claim(entry):                       # atomically: queued → running, owned by this process
+                                                   # (False if another batch changed its options meanwhile)
         ...
         journal.finish(name, ok=True, checksum=..., seconds=...)
 
@@ -71,6 +72,7 @@ class JobEntry:
     kind: str
     options: dict
     fingerprint: str
+    overwrite: bool = False  # may replace an output made from another input (see `Journal.sync`)
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,7 @@ class SyncPlan:
     new: list[str]  # not in the journal before
     redone: list[str] = field(default_factory=list)  # done, but the output is missing or changed (`batch._sync`)
     changed: list[str] = field(default_factory=list)  # known, but its input or options are not what they were
+    other_source: list[str] = field(default_factory=list)  # its output was made from another input: left alone
 
 
 def _boot_id() -> str:
@@ -183,6 +186,63 @@ def _written(method):
     return wrapper
 
 
+@functools.cache
+def _journal_columns() -> frozenset[str]:
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.execute(_SCHEMA)
+        return frozenset(column[1] for column in connection.execute("PRAGMA table_info(jobs)"))
+    finally:
+        connection.close()
+
+
+def _check_journal(connection: sqlite3.Connection) -> None:
+    """An sqlite3.DatabaseError (said as "not a vsr batch journal", `_unreadable_as_error`) unless `connection` holds
+    a journal: checked before anything is written, so that another program's database is left as it was. An empty
+    file is none: vsr makes its journals whole (`_create`). (user_version 0: an earlier vsr killed between making
+    the table and numbering it.)"""
+    columns = {column[1] for column in connection.execute("PRAGMA table_info(jobs)")}
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if not columns:
+        raise sqlite3.DatabaseError("it has no jobs table")
+    if columns != _journal_columns() or version not in (0, SCHEMA_VERSION):
+        raise sqlite3.DatabaseError(f"its jobs table has the columns {', '.join(sorted(columns))} (version "
+                                    f"{version}), not those of vsr's journal (version {SCHEMA_VERSION})")
+
+
+def _create(path: Path) -> None:
+    """A new journal at `path`, made under a temporary name and linked into place: a batch starting beside this one
+    never finds a half-made (empty) file there, which it would take for no journal."""
+    temporary = path.with_name(f"{path.name}.{os.getpid()}.new")
+    try:
+        connection = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            connection.execute(_SCHEMA)
+            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        finally:
+            connection.close()
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass  # another batch made it meanwhile: that one is the journal
+        except OSError:  # a filesystem without hard links
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        for leftover in (temporary, Path(f"{temporary}-journal")):  # (-journal: where a full disk stopped it)
+            leftover.unlink(missing_ok=True)
+
+
+def _checked(connection: sqlite3.Connection) -> sqlite3.Connection:
+    """`connection`, once `_check_journal` passed; closed if not."""
+    try:
+        _check_journal(connection)
+    except sqlite3.Error:
+        connection.close()
+        raise
+    return connection
+
+
 def _has_wal_files(path: Path) -> bool:
     return any(Path(f"{path}{suffix}").exists() for suffix in ("-wal", "-shm"))
 
@@ -218,16 +278,16 @@ class Journal:
                 tidy = not _has_wal_files(path)
                 connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
                                              isolation_level=None)
-                connection.execute("SELECT name FROM jobs LIMIT 1")  # (a file that is no journal fails here)
+                _checked(connection)
                 connection.row_factory = sqlite3.Row
                 return cls(connection, path, current_owner(), tidy=tidy)
-            connection = sqlite3.connect(path, timeout=30, isolation_level=None)  # autocommit; BEGIN where needed
+            if not path.exists():
+                _create(path)
+            connection = _checked(sqlite3.connect(path, timeout=30, isolation_level=None))  # autocommit; BEGIN
             # WAL: readers never block the writer and a crash never corrupts the file. NORMAL sync is crash-safe in
             # WAL mode; a power cut may lose the last commits, which only means re-doing those jobs.
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute(_SCHEMA)
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             connection.row_factory = sqlite3.Row
             return cls(connection, path, current_owner())
 
@@ -258,7 +318,9 @@ class Journal:
                     disk.close()
                     if tidy:
                         _tidy_wal(path)
-        connection.execute(_SCHEMA)
+                _checked(connection)
+        else:
+            connection.execute(_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())
 
@@ -273,7 +335,9 @@ class Journal:
         New jobs are queued. A job whose input fingerprint or options changed starts afresh (attempts 0). A done job
         stays done (the caller then checks its output and `requeue`s it if damaged). A failed job is queued again
         while it has attempts left. A running job whose owner is gone is taken over (queued; the attempt it died in
-        counts); one whose owner lives is left alone.
+        counts); one whose owner lives is left alone. A job whose output was made from another input (another path
+        and another fingerprint: two input folders with one output folder) is left alone unless the entry may
+        overwrite it; an input at another path with the same fingerprint is the same input (a renamed folder).
         """
         plan = SyncPlan([], [], [], [], [], [])
         now = time.time()
@@ -293,8 +357,14 @@ class Journal:
                 if row.state is JobState.RUNNING and owner_is_alive(row.owner):
                     plan.busy.append(entry.name)  # even if its options changed: one writer per output at a time
                     continue
-                same_options = json.dumps(row.options, sort_keys=True) == options
-                changed = row.fingerprint != entry.fingerprint or not same_options
+                other_source = row.source != entry.source and row.fingerprint != entry.fingerprint
+                if other_source and row.checksum is not None and not entry.overwrite:
+                    plan.other_source.append(entry.name)
+                    continue
+                if (row.source, row.kind) != (entry.source, entry.kind):  # (a renamed folder: `unfinished` looks)
+                    self.connection.execute("UPDATE jobs SET source = ?, kind = ? WHERE name = ?",
+                                            (entry.source, entry.kind, entry.name))
+                changed = not same_job(row, entry)
                 if row.state is JobState.RUNNING:
                     plan.taken_over.append(entry.name)
                 if changed:
@@ -330,14 +400,20 @@ class Journal:
         )
 
     @_written
-    def claim(self, name: str) -> bool:
-        """queued → running, owned by this process, one more attempt; False if another process got there first."""
-        cursor = self.connection.execute(
-            "UPDATE jobs SET state = 'running', owner = ?, attempts = attempts + 1, started_at = ?, "
-            "finished_at = NULL WHERE name = ? AND state = 'queued'",
-            (self.owner, time.time(), name),
-        )
-        return cursor.rowcount == 1
+    def claim(self, entry: JobEntry) -> bool:
+        """queued → running, owned by this process, one more attempt; False if another process got there first, or
+        if another batch synced the job to its own options or input meanwhile (`same_job`: its output would be
+        recorded as made with those)."""
+        with self._transaction():
+            row = self._row(entry.name)
+            if row is None or row.state is not JobState.QUEUED or not same_job(row, entry):
+                return False
+            self.connection.execute(
+                "UPDATE jobs SET state = 'running', owner = ?, attempts = attempts + 1, started_at = ?, "
+                "finished_at = NULL WHERE name = ?",
+                (self.owner, time.time(), entry.name),
+            )
+        return True
 
     @_written
     def release(self, name: str, checksum: str | None = None) -> None:
@@ -360,8 +436,9 @@ class Journal:
         )
 
     def _row(self, name: str) -> JobRow | None:
-        found = self.connection.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
-        return _to_row(found) if found is not None else None
+        with _unreadable_as_error(self.path):  # (a row edited by hand: `_to_row`)
+            found = self.connection.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
+            return _to_row(found) if found is not None else None
 
     def row(self, name: str) -> JobRow | None:
         return self._row(name)
@@ -375,7 +452,8 @@ class Journal:
         return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
 
     def rows(self) -> list[JobRow]:
-        return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]
+        with _unreadable_as_error(self.path):
+            return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]
 
 
 def read_journal(out_dir: str | os.PathLike) -> list[JobRow]:
@@ -398,23 +476,45 @@ class _Transaction:
         self.connection.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
 
+def same_job(row: JobRow, entry: JobEntry) -> bool:
+    """Whether `row` was recorded for `entry`'s input and options (its source may have moved: a renamed folder)."""
+    return row.fingerprint == entry.fingerprint and (json.dumps(row.options, sort_keys=True)
+                                                     == json.dumps(entry.options, sort_keys=True))
+
+
+_TEXT_COLUMNS = ("name", "source", "kind", "options", "state", "error", "fingerprint", "checksum", "owner")
+_NUMBER_COLUMNS = ("attempts", "started_at", "finished_at", "seconds", "frames")
+
+
 def _to_row(found: sqlite3.Row) -> JobRow:
-    return JobRow(
-        name=found["name"],
-        source=found["source"],
-        kind=found["kind"],
-        state=JobState(found["state"]),
-        attempts=found["attempts"],
-        error=found["error"],
-        fingerprint=found["fingerprint"],
-        checksum=found["checksum"],
-        owner=found["owner"],
-        started_at=found["started_at"],
-        finished_at=found["finished_at"],
-        seconds=found["seconds"],
-        frames=found["frames"],
-        options=json.loads(found["options"]),
-    )
+    """A row as stored → JobRow; a row edited into something else (SQLite keeps text put in a number's column) is an
+    sqlite3.DatabaseError, said as a damaged journal by `_unreadable_as_error`."""
+    try:
+        for column in _TEXT_COLUMNS + _NUMBER_COLUMNS:
+            types = str if column in _TEXT_COLUMNS else (int, float)
+            if found[column] is not None and not isinstance(found[column], types):
+                raise ValueError(f"{column} {found[column]!r} is not {'text' if types is str else 'a number'}")
+        options = json.loads(found["options"])  # (its errors, and JobState's, are ValueErrors)
+        if not isinstance(options, dict):
+            raise ValueError(f"options {found['options']!r} are not a JSON object")
+        return JobRow(
+            name=found["name"],
+            source=found["source"],
+            kind=found["kind"],
+            state=JobState(found["state"]),
+            attempts=found["attempts"],
+            error=found["error"],
+            fingerprint=found["fingerprint"],
+            checksum=found["checksum"],
+            owner=found["owner"],
+            started_at=found["started_at"],
+            finished_at=found["finished_at"],
+            seconds=found["seconds"],
+            frames=found["frames"],
+            options=options,
+        )
+    except ValueError as error:
+        raise sqlite3.DatabaseError(f"the row of {found['name']!r}: {error}") from None
 
 
 def unfinished(rows: list[JobRow]) -> list[JobRow]:

@@ -462,7 +462,7 @@ def batch(
         width = max(len(what) for _, what in planned)
         for name, what in planned:
             typer.echo(f"{what.ljust(width)}  {labels[name]} → {name}")
-        to_do = sum(not what.startswith(("done", "busy", "gave up")) for _, what in planned)
+        to_do = sum(not what.startswith(("done", "busy", "gave up", "refused")) for _, what in planned)
         typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}; nothing was run or written (--dry-run)")
         return
     try:

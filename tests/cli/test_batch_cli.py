@@ -321,17 +321,48 @@ def test_a_journal_on_a_full_disk_is_one_line_that_does_not_call_it_damaged(tmp_
     journal, to be moved away (the batch's record thrown out). The file-size limit fills the disk here."""
     import resource
 
+    source = tmp_path / "in"
+    source.mkdir()
+    for i in range(6):  # (SQLite's -shm file takes 32 KiB: the journal's writes fill the rest after a few jobs)
+        images.write_image(source / f"a{i}.png", images.Image(rgb=torch.rand(3, 12, 20), alpha=None, bit_depth=8,
+                                                                  gray=False))
+    for limit, out in ((4 << 10, tmp_path / "new"), (32 << 10, tmp_path / "at work")):  # making it, using it
+        command = [*VSR, "batch", str(source), str(out), "-m", "bicubic"]
+        full = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
+            resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)))
+        assert full.returncode == 4 and "Traceback" not in full.stderr, full.stderr
+        assert full.stderr.strip().splitlines()[-1] == (
+            f"vsr: error: {out / JOURNAL_NAME}: cannot read or write the batch journal (disk I/O error): is the disk "
+            "full or the folder read-only? It is kept: run the same command again once it can be written")
+        assert not [path for path in out.iterdir() if ".new" in path.name]  # (where `_create` made it)
+        done = subprocess.run(command, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert [row.state.value for row in read_journal(out)] == ["done"] * 6
+
+
+def test_the_status_after_renaming_the_input_folder_still_waits_for_its_failed_job(tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
-    images.write_image(source / "a.png", images.Image(rgb=torch.rand(3, 12, 20), alpha=None, bit_depth=8,
-                                                      gray=False))
-    command = [*VSR, "batch", str(source), str(out), "-m", "bicubic"]
-    full = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
-        resource.RLIMIT_FSIZE, (32 << 10, resource.RLIM_INFINITY)))
-    assert full.returncode == 4 and "Traceback" not in full.stderr, full.stderr
-    assert full.stderr.strip().splitlines()[-1] == (
-        f"vsr: error: {out / JOURNAL_NAME}: cannot read or write the batch journal (disk I/O error): is the disk full "
-        "or the folder read-only? It is kept: run the same command again once it can be written")
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert [row.state.value for row in read_journal(out)] == ["done"]
+    images.write_image(source / "p.png", images.Image(rgb=torch.rand(3, 8, 8)))
+    (source / "broken.png").write_bytes(b"not an image")
+    assert vsr("batch", source, out, "-m", "bicubic", "--max-attempts", "1", "-q").returncode == 1
+    source.rename(tmp_path / "renamed")
+    assert vsr("batch", tmp_path / "renamed", out, "-m", "bicubic", "--max-attempts", "1", "-q").returncode == 1
+    status = vsr("batch", "--status", out)
+    assert status.returncode == 1  # (0: "its input is gone", the journal still naming the old folder)
+    assert "its input is gone" not in status.stdout
+
+
+def test_a_journal_edited_by_hand_is_one_line(tmp_path):
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    images.write_image(source / "p.png", images.Image(rgb=torch.rand(3, 8, 8)))
+    assert vsr("batch", source, out, "-m", "bicubic", "-q").returncode == 0
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:
+        connection.execute("UPDATE jobs SET state = 'Done'")
+    connection.close()
+    for args in (["--status", out], [source, out, "-m", "bicubic"]):
+        result = vsr("batch", *args)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert result.stderr.count("\n") == 1 and "not a vsr batch journal, or damaged (the row of 'p.x4.png': " \
+            "'Done' is not a valid JobState); move it away" in result.stderr, result.stderr

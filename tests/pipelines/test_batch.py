@@ -25,9 +25,10 @@ from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.pipelines import batch, images
-from vsr.pipelines.batch_workers import JobResult
+from vsr.pipelines.batch_workers import InlineExecutor, JobResult
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.journal import JOURNAL_NAME, JobState, Journal, process_owner, read_journal
+from vsr.pipelines.journal import (JOURNAL_NAME, JobState, Journal, format_table, process_owner, read_journal,
+                                   unfinished)
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 FAST = api.VideoOptions(preset="ultrafast")
@@ -163,6 +164,50 @@ def test_a_file_or_folder_in_the_journals_place_is_one_line(tmp_path):
             with pytest.raises(OutputError, match=f"{JOURNAL_NAME}: not a vsr batch journal, or damaged"):
                 call()
         assert not (out / "p.x2.png").exists()
+
+
+@pytest.mark.parametrize("edit", [
+    "UPDATE jobs SET state = 'Done' WHERE name = ?",
+    "UPDATE jobs SET options = '{bad' WHERE name = ?",
+    "UPDATE jobs SET options = '[]' WHERE name = ?",
+    "UPDATE jobs SET seconds = 'abc' WHERE name = ?",
+    "ALTER TABLE jobs DROP COLUMN frames",
+], ids=["state", "options", "options not a table", "seconds", "a column dropped"])
+def test_a_journal_edited_by_hand_is_one_line(tmp_path, edit):
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    assert batch.run_batch(jobs, out).ok
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:
+        connection.execute(edit, ("p.x2.png",) if "?" in edit else ())
+    connection.close()
+    for call in (lambda: batch.run_batch(jobs, out), lambda: batch.plan_batch(jobs, out), lambda: read_journal(out)):
+        with pytest.raises(OutputError, match=f"{JOURNAL_NAME}: not a vsr batch journal, or damaged .*move it away"):
+            call()
+
+
+@pytest.mark.parametrize("kind", ["its own jobs table", "no jobs table", "empty"])
+def test_another_database_or_an_empty_file_in_the_journals_place_is_one_line_and_left_as_it_was(tmp_path, kind):
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    out.mkdir()
+    path = out / JOURNAL_NAME
+    table = {"its own jobs table": "jobs", "no jobs table": "photos"}.get(kind)
+    if table is None:
+        path.write_bytes(b"")  # (a run took it for a new journal; then every done job failed on "already exists")
+    else:
+        with sqlite3.connect(path) as connection:
+            connection.execute(f"CREATE TABLE {table} (name TEXT, x INTEGER)")
+            connection.execute(f"INSERT INTO {table} VALUES ('p.x2.png', 1)")
+        connection.close()
+    before = snapshot(out)
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    for call in (lambda: batch.run_batch(jobs, out), lambda: batch.plan_batch(jobs, out), lambda: read_journal(out)):
+        with pytest.raises(OutputError, match=f"{JOURNAL_NAME}: not a vsr batch journal, or damaged"):
+            call()
+        assert snapshot(out) == before  # not a table added, nor WAL mode, nor a version number: no -wal file either
 
 
 def test_links_to_folders_and_to_nothing_are_said_and_left_out(tmp_path, caplog, monkeypatch):
@@ -339,6 +384,98 @@ def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path, ca
         assert row.checksum == hashlib.sha256((out / name).read_bytes()).hexdigest()
 
 
+def test_a_checkpoint_rewritten_in_place_redoes_its_jobs(tmp_path, tiny_rrdbnet_checkpoint, monkeypatch):
+    """The journal records a checkpoint as the file it is, as `vsr upscale`'s segments do: the same name with other
+    weights is another model, and the same file named from another folder the same one."""
+    from vsr.models.checkpoint import save_model
+    from vsr.models.detect import spec_for
+    from vsr.models.rrdbnet import RRDBNet
+
+    root, out, models = tmp_path / "in", tmp_path / "out", tmp_path / "models"
+    root.mkdir()
+    models.mkdir()
+    write_image(root / "p.png")
+    (models / "m.pth").write_bytes(Path(tiny_rrdbnet_checkpoint).read_bytes())
+
+    def run(model):
+        options = api.UpscaleOptions(model=model)
+        return batch.run_batch(batch.discover(root, out, options=options, video=FAST), out)
+
+    monkeypatch.chdir(models)
+    assert run("m.pth").ok
+    made = (out / "p.x4.png").stat().st_ino  # a job that runs again replaces its output: a new inode
+    monkeypatch.chdir(tmp_path)
+    assert run("models/m.pth").ok and (out / "p.x4.png").stat().st_ino == made  # the same file: done
+    torch.manual_seed(1)
+    hyperparameters = {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}
+    other, _ = save_model(RRDBNet(**hyperparameters), spec_for("RRDBNet", hyperparameters), tmp_path / "other")
+    (models / "m.pth").write_bytes(Path(other).read_bytes())  # a training run went on
+    jobs = batch.discover(root, out, options=api.UpscaleOptions(model="models/m.pth"), video=FAST)
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: input or options changed")]
+    assert run("models/m.pth").ok and (out / "p.x4.png").stat().st_ino != made
+    # A zoo name is recorded as it was, so that journals of an earlier vsr keep their done jobs.
+    (job,) = batch.discover(root, out, options=BICUBIC, video=FAST)
+    assert batch.journal_entry(job).options["model"] == "bicubic"
+
+
+def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(tmp_path, caplog):
+    """Two batches with other options on one folder: the second one's sync gave a queued job its options, then the
+    first claimed it and made it with its own, recorded done with the second one's."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    out.mkdir()
+    (job,) = batch.discover(root, out, options=BICUBIC, video=FAST)
+    (sharper,) = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
+    entry = batch.journal_entry(job)
+    with Journal.open(out / JOURNAL_NAME) as first, Journal.open(out / JOURNAL_NAME) as second:
+        first.sync([entry], max_attempts=3)
+        second.sync([batch.journal_entry(sharper)], max_attempts=3)  # before the first claims it
+        with tqdm(disable=True) as bar:
+            assert batch._drive(first, InlineExecutor(), [job], {job.name: entry}, bar) == [job.name]
+    assert "p.png: another `vsr batch` changed it to its own options or input meanwhile; not made" in caplog.text
+    assert not (out / "p.x2.png").exists()
+    row = rows_by_name(out)["p.x2.png"]
+    assert row.state is JobState.QUEUED and row.attempts == 0 and row.options["model"] == "lanczos"
+    assert batch.run_batch([sharper], out).ok
+
+
+def test_an_output_made_from_another_input_is_left_until_overwrite(tmp_path, caplog):
+    """Two cameras' folders into one output folder, both with a CLIP0001: the second batch replaced the first's
+    output. A renamed folder is the same input (its fingerprint), and --status then finds its failed job's input."""
+    cam1, cam2, out = tmp_path / "cam1", tmp_path / "cam2", tmp_path / "out"
+    cam1.mkdir()
+    cam2.mkdir()
+    write_image(cam1 / "CLIP0001.png")
+    write_image(cam2 / "CLIP0001.png", size=(24, 16))
+    (cam1 / "CLIP0002.png").write_bytes(b"not an image")
+
+    def run(folder, overwrite=False):
+        return batch.run_batch(batch.discover(folder, out, options=BICUBIC, video=FAST, overwrite=overwrite), out,
+                               max_attempts=1)
+
+    assert not run(cam1).ok  # (CLIP0002 failed)
+    made = outputs(out)
+    jobs = batch.discover(cam2, out, options=BICUBIC, video=FAST)
+    assert batch.plan_batch(jobs, out) == [
+        ("CLIP0001.x2.png", f"refused: its output was made from {cam1 / 'CLIP0001.png'} (--overwrite replaces it)")]
+    report = run(cam2)
+    assert not report.ok and report.skipped == ["CLIP0001.x2.png"] and report.rows == []
+    assert "batch: 1 skipped (of 1)" in report.summary()
+    assert (f"CLIP0001.png: CLIP0001.x2.png was made from {cam1 / 'CLIP0001.png'}, not from "
+            f"{cam2 / 'CLIP0001.png'}; left as it is (--overwrite replaces it)") in caplog.text
+    assert outputs(out) == made
+    # The first folder, renamed: the same jobs, nothing redone, and its failed job's input is found.
+    cam1.rename(tmp_path / "camera1")
+    assert [row.state for row in run(tmp_path / "camera1").rows] == [JobState.DONE, JobState.FAILED]
+    assert outputs(out) == made
+    rows = read_journal(out)
+    assert [row.name for row in unfinished(rows)] == ["CLIP0002.x2.png"]  # (--status exits 1)
+    assert "its input is gone" not in format_table(rows)
+    assert run(cam2, overwrite=True).rows[0].state is JobState.DONE
+    assert outputs(out)["CLIP0001.x2.png"] != made["CLIP0001.x2.png"]
+
+
 def test_an_option_added_later_leaves_earlier_jobs_done_at_its_default(tmp_path):
     source = tmp_path / "in"
     source.mkdir()
@@ -391,6 +528,11 @@ def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_l
     assert rows_by_name(out)["live.x2.mp4"].attempts == 2
 
 
+def entries(jobs) -> dict:
+    """What `batch._drive` claims each job with: its journal entry, by name."""
+    return {job.name: batch.journal_entry(job) for job in jobs}
+
+
 def _clips_in_a_journal(tmp_path, *names):
     """Jobs for 3-frame clips named `names`, synced into a new journal in tmp_path/out: (jobs, out)."""
     source, out = tmp_path / "in", tmp_path / "out"
@@ -432,7 +574,7 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
         with pytest.raises(KeyboardInterrupt):
-            batch._drive(journal, _StoppedAsOneFinishes(), jobs, tqdm(disable=True))
+            batch._drive(journal, _StoppedAsOneFinishes(), jobs, entries(jobs), tqdm(disable=True))
     rows = rows_by_name(out)
     assert rows["a.x2.mp4"].state is JobState.DONE and rows["a.x2.mp4"].checksum == "0" * 64
     assert rows["b.x2.mp4"].state is JobState.QUEUED
@@ -461,7 +603,7 @@ def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
     jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
         with pytest.raises(KeyboardInterrupt):
-            batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, tqdm(disable=True))
+            batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, entries(jobs), tqdm(disable=True))
     assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
 
 
@@ -492,7 +634,7 @@ def test_a_job_whose_worker_died_after_its_rename_keeps_its_output(tmp_path):
     """Recorded failed without a claim on its output, the job failed on "already exists" on every rerun."""
     jobs, out = _clips_in_a_journal(tmp_path, "a")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        batch._drive(journal, _DiesAfterItsRename(), jobs, tqdm(disable=True))
+        batch._drive(journal, _DiesAfterItsRename(), jobs, entries(jobs), tqdm(disable=True))
     assert rows_by_name(out)["a.x2.mp4"].state is JobState.FAILED
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
 
@@ -513,7 +655,7 @@ def test_a_stopped_job_owns_only_the_output_it_had_put_in_place(tmp_path):
     with Journal.open(out / JOURNAL_NAME) as journal:
         journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
         for job in jobs:
-            assert journal.claim(job.name)
+            assert journal.claim(batch.journal_entry(job))
         (out / "made.x2.png").write_bytes(b"put in place just before the stop")
         for job in jobs:  # (as _drive hands them back)
             journal.release(job.name, checksum=batch._put_in_place(journal, job))
@@ -630,6 +772,12 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\noutput = "a.mp4"\n', "needs input"),
         ('[defaults]\nmodel = "bicubic"\n', "no \\[\\[job\\]\\] tables"),
         ('[[job]]\ninput = "a.mp4"\n[[job]]\ninput = "a.mp4"\n', "would both be written to a.x4.mp4"),
+        ('[[job]]\ninput = "../x/a.mp4"\n[[job]]\ninput = "../y/a.mp4"\n',
+         "../x/a.mp4 and ../y/a.mp4 would both be written to a.x4.mp4"),
+        ('[[job]]\ninput = ""\n', "job 1: input '' names a folder; give a file"),
+        ('[[job]]\ninput = "."\n', "job 1: input '.' names a folder; give a file"),
+        ('[[job]]\ninput = "/"\n', "job 1: input '/' names a folder; give a file"),
+        ('[[job]]\ninput = "nowhere/.."\n', "job 1: input 'nowhere/..' names a folder; give a file"),
         ('[[job]]\ninput = "a.mp4"\noutput = "/elsewhere/a.mp4"\n', "must stay inside the output folder"),
         ('[[job]]\ninput = "a.mp4"\noutput = "../a.mp4"\n', "must stay inside the output folder"),
         ('[[job]]\ninput = "a.mp4"\noutput = 3\n', "output must be a file name"),
@@ -641,7 +789,8 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "render/f%04d.png"\n', "vsr batch takes files, not image sequences"),
         ('[[job]]\ninput = "a.mp4"\noutput = "frames/%04d.png"\n', "vsr batch takes files, not image sequences"),
     ],
-    ids=["unknown option", "wrong type", "bad time", "bad dedup", "no input", "no jobs", "same output twice", "absolute output",
+    ids=["unknown option", "wrong type", "bad time", "bad dedup", "no input", "no jobs", "same output twice",
+         "same output from two folders", "input empty", "input dot", "input root", "input dot dot", "absolute output",
          "output outside", "output not text", "output dot", "output folder", "defaults not a table", "bad default",
          "job not a table",
          "sequence in",
