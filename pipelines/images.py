@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.engine import Engine, upscale_with_alpha
-from vsr.pipelines.probe import decoding_errors
+from vsr.pipelines.probe import ONE_FILE, decoding_errors
 
 from vsr.errors import InputError, OptionError, OutputError
 from vsr.fsutil import write_bytes_atomic
@@ -164,7 +164,7 @@ def read_image(path: str | os.PathLike) -> Image:
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an image")
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), options=ONE_FILE) as container:
             if not _is_still_image_container(container.format.name) or not container.streams.video:
                 raise InputError(f"{path}: not an image (FFmpeg reads it as {container.format.name!r})")
             context = container.streams.video[0].codec_context

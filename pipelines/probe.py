@@ -51,6 +51,9 @@ _MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "s
 ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
 # Demuxers of raw elementary streams (.h264, .hevc, .m2v, .m4v): no timestamps, and a frame rate of 25 assumed
 # unless told; the rate the stream itself declares (H.264/HEVC timing info, MPEG's frame rate code) is the real one.
+# FFmpeg's image2 demuxer reads a name holding "%d" as a numbered sequence ("50%d.png" read 501.png, and a "%" in a
+# folder's name failed): this makes it read the file named. (Other demuxers leave the option alone.)
+ONE_FILE = {"pattern_type": "none"}
 RAW_STREAM_FORMATS = {"h264", "hevc", "mpegvideo", "m4v", "vvc", "cavsvideo"}
 
 
@@ -105,7 +108,7 @@ def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.conta
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:
-        return av.open(str(path), "r", format="apng" if _is_apng(path) else None)
+        return av.open(str(path), "r", format="apng" if _is_apng(path) else None, options=ONE_FILE)
     except PermissionError as error:
         raise InputError(f"{path}: cannot be read ({error.strerror})") from error
     except (av.error.FFmpegError, OSError, ValueError) as error:
@@ -174,8 +177,8 @@ def video_stream_info(
     if context.name in ALPHA_DECODERS and tags.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
     elif (pixel_format := av.VideoFormat(pix_fmt)).has_palette or any(c.is_alpha for c in pixel_format.components):
-        alpha = _uses_alpha(container.name, stream.index)  # (palettes may have transparent entries)
-    elif container.format.name == "image2" and _uses_alpha(container.name, stream.index):
+        alpha = _uses_alpha(path_of(container), stream.index)  # (palettes may have transparent entries)
+    elif container.format.name == "image2" and _uses_alpha(path_of(container), stream.index):
         # A sequence's stream takes its first file's format, and a title card saved as RGB may open an RGBA sequence.
         pix_fmt, alpha = ("rgba64le" if pixel_format.components[0].bits > 8 else "rgba"), True
     sample_aspect_ratio = stream.sample_aspect_ratio or None
@@ -196,8 +199,8 @@ def video_stream_info(
             matrix=_MATRICES.get(context.colorspace),
             range=_color_range(context.color_range, pix_fmt),
         ),
-        rotation=_display_rotation(container.name, stream.index),
-        mirrored=container.format.name == "image2" and _sequence_mirrored(container.name),
+        rotation=_display_rotation(path_of(container), stream.index),
+        mirrored=container.format.name == "image2" and _sequence_mirrored(path_of(container)),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders. DV says nothing, and is interlaced (a
         # camcorder's SD DV; its decoder marks every frame so, with the field order).
@@ -206,6 +209,15 @@ def video_stream_info(
         base_rate=base_rate,
     )
     return info, estimated
+
+
+def path_of(container: av.container.InputContainer) -> str:
+    """The path `container` was opened from: an image sequence's pattern is opened with its folder's "%" written
+    "%%" (`sequences.open_sequence`), as FFmpeg expands the whole name."""
+    if container.format.name != "image2":
+        return container.name
+    folder, _, name = container.name.rpartition("/")
+    return f"{folder.replace('%%', '%')}/{name}" if folder else name
 
 
 def _uses_alpha(path: str, index: int) -> bool:

@@ -44,6 +44,7 @@ from vsr.fsutil import hidden_sibling, write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE
+from vsr.pipelines.probe import ONE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +132,10 @@ def open_sequence(pattern: str | Path, frame_rate: Fraction | None = None) -> av
     pattern = Path(pattern)
     first = first_frame(pattern)
     options = {"framerate": str(frame_rate or DEFAULT_RATE), "start_number": str(first)}
+    # (FFmpeg expands the whole name: a "%" in a folder's name is written "%%")
+    escaped = Path(str(pattern.parent).replace("%", "%%")) / pattern.name
     try:
-        return av.open(str(pattern), "r", format="image2", options=options)
+        return av.open(str(escaped), "r", format="image2", options=options)
     except (av.FFmpegError, OSError) as error:
         raise InputError(f"{pattern}: cannot be read as an image sequence ({error})") from error
 
@@ -185,7 +188,7 @@ def _stored_gray(path: Path) -> bool:
     if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR":
         return head[25] in (0, 4)  # color type: gray, gray and alpha
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path), options=ONE_FILE) as container:
             return images.is_gray(av.VideoFormat(container.streams.video[0].codec_context.pix_fmt))
     except (av.FFmpegError, OSError, IndexError):
         return False

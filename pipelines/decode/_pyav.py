@@ -30,7 +30,7 @@ from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, find_video_stream, open_input,
-                                 video_stream_info)
+                                 path_of, video_stream_info)
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
@@ -449,7 +449,7 @@ def presentation_pts(container: av.container.InputContainer, stream: av.video.st
     decode.
     """
     pts = []
-    timeline = TimelineWatch(container.name, stream)
+    timeline = TimelineWatch(path_of(container), stream)
     keyframe = None  # the pts of the last keyframe after the first, while the packets after it are checked
     for packet in container.demux(stream):
         if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops

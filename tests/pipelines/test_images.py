@@ -517,3 +517,11 @@ def test_an_image_is_written_where_the_file_system_has_no_hard_links(tmp_path, m
     output = api.upscale_image(source, options=api.UpscaleOptions(model="bicubic", outscale=2))
     assert read_image(output).rgb.shape == (3, 16, 16)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.png", "photo.x2.png"]
+
+
+def test_an_image_named_with_a_percent_d_is_the_file_named(tmp_path):
+    """FFmpeg's image2 took "50%d.png" for a pattern and read 501.png beside it (helper-71)."""
+    named, beside = random_image(seed=1), random_image(seed=2)
+    write_image(tmp_path / "50%d.png", named)
+    write_image(tmp_path / "501.png", beside)
+    assert torch.equal(read_image(tmp_path / "50%d.png").rgb, named.rgb)

@@ -495,3 +495,11 @@ def test_a_sequence_output_takes_an_odd_width(tmp_path):
     result = api.upscale_video(source, tmp_path / "%d.png", options=api.UpscaleOptions(model="bicubic", width=101))
     assert (result.width, result.height) == (101, 76)  # 101 × 48/64 = 75.75: rounded, not made even
     assert media.ffprobe_streams_of(tmp_path / "1.png", "v:0")[0]["width"] == 101
+
+
+def test_a_sequence_in_a_folder_whose_name_holds_a_percent_is_read(tmp_path):
+    """FFmpeg expands the whole name: "h%/f%04d.png" could not be read (helper-71)."""
+    made = make_png_sequence(tmp_path / "frames", frames=3)
+    pattern = made.parent.rename(tmp_path / "100% real") / made.name  # (ffmpeg cannot write there either)
+    result = api.upscale_video(pattern, tmp_path / "out.mkv", options=api.UpscaleOptions(model="bicubic"))
+    assert result.frames == 3
