@@ -144,13 +144,27 @@ class Passthrough:
         if reason is not None:
             self._skip(stream, reason)
             return
-        copy = self._output.add_stream_from_template(stream)
+        if _codec_name(stream) == "ac3" and self._output.format.name == "avi":
+            copy = self._ac3_for_avi(stream)
+        else:
+            copy = self._output.add_stream_from_template(stream)
         if stream.type == "audio" and stream.codec_context.layout.name in _UNORDERED_LAYOUTS:
             # Matroska keeps a channel count and no order; MP4 refuses an unordered layout, at the end of the file.
             copy.codec_context.layout = _UNORDERED_LAYOUTS[stream.codec_context.layout.name]
         copy.metadata.update(stream.metadata)
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
+
+    def _ac3_for_avi(self, stream: Stream) -> Stream:
+        """An AC-3 stream for an AVI output, its packets copied: not from the template, whose block_align (an AVI
+        source's, 3840) the AVI muxer writes as a constant sample size, and a 4-s track read back as 0.47 s.
+        ffmpeg's stream copy resets it; PyAV cannot, so the stream is made as for the AC-3 encoder (which leaves it
+        0), with the source's rate, layout and bit rate (its packets' own: the encoder encodes nothing)."""
+        context = stream.codec_context
+        copy = self._output.add_stream("ac3", rate=context.sample_rate)
+        copy.codec_context.layout, copy.codec_context.bit_rate = context.layout, context.bit_rate
+        copy.time_base = stream.time_base
+        return copy
 
     def _add_cover_attachment(self, stream: Stream) -> None:
         """A cover picture goes into Matroska as an attachment, where players and FFmpeg look for it: FFmpeg reads

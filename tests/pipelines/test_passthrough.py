@@ -514,3 +514,21 @@ def test_audio_of_more_channels_than_an_order_is_known_for_is_skipped_from_mp4_w
     assert "mp4 files cannot hold audio of 10 channels without an order; Matroska (.mkv) holds it" in caplog.text
     assert [stream["codec_name"] for stream in by_type(written)["audio"]] == ["aac"]
     assert media.playback_errors(written) == ""
+
+
+def test_ac3_from_an_avi_into_an_avi_keeps_its_times(tmp_path):
+    """The AVI demuxer's block_align (3840) went along with the stream, and the AVI muxer wrote it as a constant
+    sample size: 4 s of AC-3 were timed as 0.47 s, ten packets at each time, without a word (helper-70). ffmpeg's
+    stream copy resets it."""
+    from vsr.pipelines.upscale import UpscaleOptions, upscale_video
+
+    source = tmp_path / "xvid.avi"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=5:d=4", "-f", "lavfi", "-i", "sine=f=1000:d=4",
+                 "-c:v", "mpeg4", "-c:a", "ac3", source)
+    output = upscale_video(source, tmp_path / "out.avi", options=UpscaleOptions(model="bicubic", outscale=1)).output
+
+    def audio_times(path):
+        found = media.ffprobe(path, "-select_streams", "a", "-show_entries", "packet=pts_time")["packets"]
+        return [float(packet["pts_time"]) for packet in found]
+
+    assert audio_times(output) == audio_times(source) and audio_times(source)[-1] > 3.9
