@@ -109,8 +109,8 @@ class TrainConfig:
             )
         if self.val_crop is not None:  # what is left once a border of `scale` is cut off must hold SSIM's window
             _at_least("val_crop", self.val_crop, 2 * self.scale + SSIM_WINDOW)
-        if self.seed >= 2**63:  # (torch's generators take a 64-bit signed seed)
-            raise OptionError(f"seed={self.seed}: expected a whole number below 2**63")
+        if self.seed >= 2**32:  # (numpy's global generator takes a 32-bit seed; torch's a 64-bit one)
+            raise OptionError(f"seed={self.seed}: expected a whole number below 2**32")
         if not str(self.out_dir).strip():  # ("" is the current folder: a run's files would land among the user's)
             raise OptionError("out_dir is empty: name the run's folder (-o runs/NAME)")
         if not all(math.isfinite(x) and x >= 0 for x in (self.lr, self.eta_min, self.pixel_weight,

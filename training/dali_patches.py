@@ -20,6 +20,7 @@ patches depend on DALI's shuffling and are not reproduced by a resume.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -81,8 +82,8 @@ class DaliVideoPatches:
             self._pipeline.build()
             self.frames = self._pipeline.reader_meta("reader")["epoch_size"]  # in this shard
         except RuntimeError as error:
-            reason = next((line for line in str(error).splitlines() if line.strip()), "unknown error")
-            raise InputError(f"DALI cannot read the training videos: {reason.strip()[:200]}") from error
+            raise InputError(f"DALI cannot read the training videos (its CPU decoder takes VP8, VP9 and MJPEG; NVDEC "
+                             f"H.264, HEVC, VP8/9, AV1 and MJPEG): {dali_error_reason(str(error))[:200]}") from error
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
         while True:
@@ -112,3 +113,15 @@ class DaliVideoPatches:
         flips = (torch.rand(3, generator=self.generator) < 0.5).tolist()
         lr, hr = patch_pair(frame, top, left, size, scale)
         return dihedral(lr, *flips), dihedral(hr, *flips)
+
+
+def dali_error_reason(message: str) -> str:
+    """The line of a DALI error that says what went wrong. DALI opens with a header ("Critical error when building
+    pipeline:"), names the operator and where the pipeline defined it, then writes "encountered:" and the reason
+    (an `Assert on "..." failed: ` before it dropped), then its C++ source line."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if "encountered:" in lines[:-1]:
+        reason = lines[lines.index("encountered:") + 1]
+    else:  # another layout: its first line that is not a header
+        reason = next((line for line in lines if not line.endswith(":")), lines[0] if lines else "unknown error")
+    return re.sub(r'^Assert on ".*?" failed: ', "", reason)

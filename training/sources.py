@@ -25,12 +25,12 @@ def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
     if photos or not files:
         raise OptionError(f"loader=dali reads videos only; train_paths hold photos ({', '.join(photos[:3])}...) or "
                           "nothing: use loader=memory for photos")
+    if config.val_paths:  # (they take the place of val_holdout, as with loader=memory)
+        return files, collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
     if config.val_holdout:
         raise OptionError("loader=dali: val_holdout keeps photos out, and there are none; give val_paths instead")
-    if not config.val_paths:
-        log.warning("no validation images (set val_paths): training without PSNR/SSIM checks")
-        return files, []
-    return files, collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
+    log.warning("no validation images (set val_paths): training without PSNR/SSIM checks")
+    return files, []
 
 
 def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:

@@ -23,7 +23,7 @@ import math
 import os
 import random
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -50,7 +50,14 @@ from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, 
 from vsr.training.dali_patches import DaliVideoPatches
 from vsr.training.sources import dali_sources, load_images
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; two trainers on one run folder there are the user's to avoid
+    fcntl = None
+
 log = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"  # in the run's folder, locked (flock) by the process that writes the run, for the whole run
 
 
 @dataclass
@@ -75,10 +82,11 @@ def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = F
 
 
 # What a resumed run cannot change: the networks' shapes and the stage are in the checkpoint's weights, and the
-# optimiser's and scheduler's settings in their saved states (which would silently win). A new run from the model
+# optimiser's and scheduler's settings in their saved states (which would silently win); the seed picks every patch
+# (seed, epoch, index), so a new one would break "resumed equals uninterrupted". A new run from the model
 # (--set pretrained=OUT_DIR/model.pth) can change them.
 FIXED_ON_RESUME = ("stage", "scale", "num_feat", "num_block", "num_grow_ch", "disc_num_feat", "lr", "betas",
-                   "scheduler", "milestones", "gamma", "cosine_period", "eta_min")
+                   "scheduler", "milestones", "gamma", "cosine_period", "eta_min", "seed")
 
 
 def _changes(config: TrainConfig, key: str, value: object) -> bool:
@@ -220,21 +228,66 @@ def _generator(config: TrainConfig, fresh: bool) -> nn.Module:
 def _run(config: TrainConfig, state: dict | None, stop_at: int | None, progress: bool) -> TrainResult:
     device, rank, world, started_group = _setup_device(config)
     try:
-        return _train_loop(config, state, stop_at, progress, device, rank, world)
+        with _run_folder(Path(config.out_dir), fresh=state is None, main=rank == 0):
+            return _train_loop(config, state, stop_at, progress, device, rank, world)
     finally:
         if started_group:
             dist.destroy_process_group()
 
 
+@contextmanager
+def _run_folder(out_dir: Path, fresh: bool, main: bool):
+    """The run's folder, made now (not after the data has loaded) and, by the main process, locked for the whole run:
+    a second trainer on it (two resumes, two new runs with one out_dir) is one line instead of two runs writing one
+    log. A folder this start made is removed again where the start fails before writing anything in it."""
+    if fresh and (out_dir / checkpoints.STATE_FILE).exists():
+        raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
+    try:
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir()
+            made = True
+        except FileExistsError:  # (one process alone makes it: only that one may remove it)
+            if not out_dir.is_dir():
+                raise
+            made = False
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot make the run's folder ({error.strerror or error})") from None
+    lock = _lock_run(out_dir) if main else None
+    try:
+        yield
+    except BaseException:
+        if made and main and [path.name for path in out_dir.iterdir()] == [LOCK_FILE]:
+            try:
+                (out_dir / LOCK_FILE).unlink()
+                out_dir.rmdir()
+            except OSError:  # (another process's file appeared meanwhile: the folder is theirs too)
+                pass
+        raise
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _lock_run(out_dir: Path):
+    """The run's lock file, open and locked (flock) until it is closed; one line where another process holds it."""
+    try:
+        file = open(out_dir / LOCK_FILE, "a")  # noqa: SIM115 - held open for the whole run
+    except OSError as error:
+        raise OutputError(f"{out_dir}: cannot write in the run's folder ({error.strerror or error})") from None
+    if fcntl is not None:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise OutputError(f"{out_dir}: another training process is running in this folder (it holds "
+                              f"{LOCK_FILE}); wait for it to end, or give another out_dir") from None
+    return file
+
+
 def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainResult:
     started = time.monotonic()
     out_dir, main = Path(config.out_dir), rank == 0
-    if state is None and (out_dir / checkpoints.STATE_FILE).exists():
-        raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
-    try:  # now, not after the data has loaded
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OutputError(f"{out_dir}: cannot make the run's folder ({error.strerror or error})") from None
     if config.batch_size % world:
         raise OptionError(f"batch_size={config.batch_size}: must be a multiple of the {world} processes")
     if config.plot:
@@ -313,11 +366,21 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
     last_metrics: dict = {}
 
+    def diverged(names: list[str]) -> ModelError:
+        saved = out_dir / checkpoints.STATE_FILE
+        kept = f"{saved} is the last checkpoint" if saved.is_file() else "no checkpoint was saved yet"
+        return ModelError(f"training diverged at iteration {iteration}: {', '.join(names)} not finite (a learning "
+                          f"rate too high?); nothing was exported, and {kept}")
+
     def validate_and_log() -> None:
         nonlocal last_metrics
         if val_set is None:
             return
         last_metrics = validate(model_upscaler(ema, amp), val_set, config.scale, device)
+        # (finite weights can still be too large for finite outputs: such a model must not be saved or exported)
+        not_a_number = [name for name, value in last_metrics.items() if math.isnan(value)]
+        if not_a_number:
+            raise diverged(not_a_number)
         run_log.validation({"iteration": iteration, **last_metrics, "elapsed_s": round(elapsed(), 1),
                             **{f"bicubic_{k}": v for k, v in baseline.items()}})
         log.info("iteration %d: PSNR-Y %.3f dB (bicubic %.3f), SSIM-Y %.4f (bicubic %.4f)", iteration,
@@ -346,6 +409,9 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     out_of_time = False  # max_minutes reached: the run ends as if at total_iters
     bar = _progress_bar(config.total_iters, iteration) if progress and main else None
     window_start, window_iterations = time.perf_counter(), 0
+    # Whether each loss has been NaN or infinite at some iteration: kept on the device (reading it would wait for the
+    # GPU), and read only before the run logs, validates or saves, so that a diverged run never writes a checkpoint.
+    losses_not_finite = None
     generator.train()
     if gan:
         discriminator.train()
@@ -370,6 +436,8 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                                    lr_patch, hr_patch)
             else:
                 losses = _psnr_step(generator, optimizers["g"], scaler, amp, lr_patch, hr_patch)
+            step_not_finite = ~torch.isfinite(torch.stack([value.float() for value in losses.values()]))
+            losses_not_finite = step_not_finite if losses_not_finite is None else losses_not_finite | step_not_finite
             ema_update(ema, _bare(generator), config.ema_decay)
             lr = optimizers["g"].param_groups[0]["lr"]  # the rate this iteration used
             for scheduler in schedulers.values():
@@ -382,14 +450,15 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                     log.info("max_minutes=%g reached at iteration %d: validating and exporting the model",
                              config.max_minutes, iteration)
 
-            if iteration % config.log_every == 0 or iteration == end:
+            log_due = iteration % config.log_every == 0 or iteration == end
+            validation_due = iteration % config.val_every == 0 or iteration == config.total_iters or out_of_time
+            save_due = iteration % config.save_every == 0 or iteration == end  # (the end also exports the model)
+            if log_due or validation_due or save_due:
+                not_finite = _not_finite(losses, losses_not_finite, world)
+                if not_finite:  # (every process has the same flags: all stop here, before writing anything)
+                    raise diverged(not_finite)
+            if log_due:
                 values = _mean_over_processes(losses, world)
-                diverged = [name for name, value in values.items() if not math.isfinite(value)]
-                if diverged:  # (every process has the same means: all stop here, before saving or exporting)
-                    saved = out_dir / checkpoints.STATE_FILE
-                    kept = f"{saved} is the last checkpoint" if saved.is_file() else "no checkpoint was saved yet"
-                    raise ModelError(f"training diverged at iteration {iteration}: {', '.join(diverged)} not finite "
-                                     f"(a learning rate too high?); nothing was exported, and {kept}")
                 rate = window_iterations / max(time.perf_counter() - window_start, 1e-9)
                 window_start, window_iterations = time.perf_counter(), 0
                 if main:
@@ -399,9 +468,9 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                     _report(bar, row, config.total_iters)
             if bar is not None:
                 bar.update(1)
-            if main and (iteration % config.val_every == 0 or iteration == config.total_iters or out_of_time):
+            if main and validation_due:
                 validate_and_log()
-            if iteration % config.save_every == 0 or iteration == end:
+            if save_due:
                 save()
             if iteration >= end:
                 break
@@ -477,6 +546,15 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig):
         return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(optimizer, config.cosine_period,
                                                                     eta_min=config.eta_min)
     return torch.optim.lr_scheduler.MultiStepLR(optimizer, list(config.milestones), gamma=config.gamma)
+
+
+def _not_finite(losses: dict[str, torch.Tensor], losses_not_finite: torch.Tensor, world: int) -> list[str]:
+    """The names of the losses that have been NaN or infinite on any process (`losses_not_finite`: a flag per loss,
+    on the device). One wait for the device, and under DDP one all-reduce."""
+    flags = losses_not_finite.to(torch.int32)
+    if world > 1:
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return [name for name, flag in zip(losses, flags.tolist()) if flag]
 
 
 def _mean_over_processes(losses: dict[str, torch.Tensor], world: int) -> dict[str, float]:

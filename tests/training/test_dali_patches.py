@@ -9,14 +9,47 @@ import torch
 
 from tests.pipelines.clips import make_clip
 from tests.training.test_trainer import tiny_config
-from vsr.errors import OptionError
+from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
+from vsr.training.dali_patches import dali_error_reason
 from vsr.training.data import dihedral
 from vsr.training.degrade import downscale
 from vsr.training.trainer import train
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None,
+needs_dali = pytest.mark.skipif(importlib.util.find_spec("nvidia.dali") is None,
                                 reason="DALI is not installed (the gpu extra)")
+
+# What DALI 1.x raised for an H.264 video on its CPU decoder (which takes VP8, VP9 and MJPEG only).
+DALI_UNSUPPORTED_CODEC = """Critical error when building pipeline:
+Error in CPU operator `nvidia.dali.fn.experimental.readers.video`,
+which was used in the pipeline definition with the following traceback:
+
+  File "/work/main/training/dali_patches.py", line 74, in pipeline
+    return fn.experimental.readers.video(
+
+encountered:
+
+Assert on "num_shards_ <= Size()" failed: The number of input samples: 0, needs to be at least equal to the \
+requested number of shards: 1.
+C++ context: [/opt/dali/dali/operators/reader/loader/loader.h:375]
+Current pipeline object is no longer valid."""
+
+
+def test_the_reason_of_a_dali_error_is_its_line_after_encountered():
+    """Only DALI's header, "Critical error when building pipeline:", was kept: the reason was lost."""
+    assert dali_error_reason(DALI_UNSUPPORTED_CODEC) == (
+        "The number of input samples: 0, needs to be at least equal to the requested number of shards: 1.")
+    assert dali_error_reason("Critical error in pipeline:\nCUDA out of memory\n") == "CUDA out of memory"
+    assert dali_error_reason("") == "unknown error"
+
+
+@needs_dali
+def test_a_video_dali_cannot_decode_is_one_line_with_the_reason(tmp_path):
+    from vsr.training.dali_patches import DaliVideoPatches
+
+    h264 = make_clip(tmp_path / "a.mp4", frames=4, size=(64, 48))
+    with pytest.raises(InputError, match=r"its CPU decoder takes VP8, VP9 and MJPEG.*: The number of input samples: 0"):
+        DaliVideoPatches([h264], patch_size=32, scale=4, batch_size=2)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +81,7 @@ def _found_in(hr: torch.Tensor, frames, scale: int) -> bool:
     return False
 
 
+@needs_dali
 def test_patches_are_crops_of_the_decoded_frames_and_lr_is_their_bicubic(vp9_clips):
     from vsr.training.dali_patches import DaliVideoPatches
 
@@ -65,6 +99,7 @@ def test_patches_are_crops_of_the_decoded_frames_and_lr_is_their_bicubic(vp9_cli
     assert not torch.equal(batches[0]["hr"], batches[1]["hr"])
 
 
+@needs_dali
 def test_training_from_dali_patches_runs_validates_and_exports(tmp_path, vp9_clips):
     config = tiny_config(tmp_path)
     config = dataclasses.replace(config, loader="dali", train_paths=tuple(str(p) for p in vp9_clips),
@@ -74,6 +109,7 @@ def test_training_from_dali_patches_runs_validates_and_exports(tmp_path, vp9_cli
     assert result.validation["psnr_y"] > 0
 
 
+@needs_dali
 def test_dali_loader_refuses_photos_and_holdouts(tmp_path, vp9_clips):
     config = tiny_config(tmp_path)  # photos in tmp_path/photos
     with pytest.raises(OptionError, match="loader=dali reads videos only"):

@@ -380,3 +380,18 @@ def test_an_image_sequence_is_a_video_never_held_out_for_validation(tmp_path):
         assert (len(training), len(validation)) == (3 - holdout + 5, holdout)
     with pytest.raises(OptionError, match="val_holdout=3: the training data hold 3 photos"):
         load_images(TrainConfig(train_paths=paths, val_holdout=3))
+
+
+def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path):
+    """The small_cpu_* recipes set val_holdout=4: with loader=dali, --val was refused ("give val_paths instead")."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import dali_sources
+    from tests.training.test_trainer import write_photos
+
+    video = make_clip(tmp_path / "a.mp4", frames=4, size=(64, 48))
+    photos = write_photos(tmp_path / "val", count=2)
+    videos, validation = dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4,
+                                                  val_paths=(str(photos),)))
+    assert videos == [video] and sorted(image.name for image in validation) == ["photo0.png", "photo1.png"]
+    with pytest.raises(OptionError, match="val_holdout keeps photos out, and there are none; give val_paths"):
+        dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4))

@@ -134,11 +134,12 @@ def test_what_a_resume_cannot_change_is_one_line_and_its_state_file_names_the_ru
     for overrides, message in [({"lr": "0.01"}, "lr cannot change when resuming"),
                                ({"num_feat": "16", "scale": "2"}, "num_feat, scale cannot change when resuming"),
                                ({"stage": "gan"}, "stage cannot change when resuming"),  # (was: its patch_size)
+                               ({"seed": "1"}, "seed cannot change when resuming"),  # (was: silently other patches)
                                ({"total_iters": "2"}, "total_iters=2: .* has done 2 iterations already"),
                                ({"total_iters": "4", "max_minutes": "0.0001"}, "max_minutes=0.0001: .* has run")]:
         with pytest.raises(OptionError, match=message):
             resume(config.out_dir, overrides)
-    assert resume(config.out_dir, {"lr": str(config.lr), "total_iters": "3"}).iteration == 3  # the same: no change
+    assert resume(config.out_dir, {"lr": str(config.lr), "seed": str(config.seed), "total_iters": "3"}).iteration == 3
     assert resume(Path(config.out_dir) / "state.pt", {"total_iters": "4"}).iteration == 4
 
 

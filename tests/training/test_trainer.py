@@ -246,11 +246,12 @@ def test_overrides_are_toml_values_checked_against_the_field_types():
     ("max_minutes=0", "max_minutes=0.0: expected a number of minutes above 0"),
     ("val_crop=12", "val_crop"),  # (×4: what is left of 12 inside a border of 4 cannot hold SSIM's 11×11 window)
     ("seed=100000000000000000000", "seed=100000000000000000000: expected a whole number below 2"),
+    ("seed=4294967296", "seed=4294967296: expected a whole number below 2**32"),  # (numpy's seeds: a traceback)
     ("out_dir=''", "out_dir is empty: name the run's folder"),
     ("lr", "expected KEY=VALUE"),
 ])
 def test_bad_overrides_name_the_key_and_what_is_allowed(item, message):
-    with pytest.raises(OptionError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(OptionError, match=message.replace("[", r"\[").replace("]", r"\]").replace("*", r"\*")):
         TrainConfig().replace(parse_overrides([item]))
 
 
@@ -276,3 +277,57 @@ def test_a_run_that_diverges_stops_with_one_line_and_exports_nothing(tmp_path):
     with pytest.raises(ModelError, match="training diverged at iteration 2: l_pix not finite .* no checkpoint"):
         train(config)
     assert not (tmp_path / "run" / "model.pth").exists() and not (tmp_path / "run" / "state.pt").exists()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"val_holdout": 0}, "iteration 2: l_pix not finite .*/run/state.pt is the last checkpoint"),
+    # The EMA after one step of lr 1e4: its weights are finite, its outputs not.
+    ({}, "iteration 1: psnr_y, ssim_y, psnr_rgb, ssim_rgb not finite .* no checkpoint"),
+])
+def test_a_run_diverging_between_logs_writes_nothing_after_it(tmp_path, changes, message):
+    """Finiteness was checked at log points only: between two of them, NaN rows went into val.csv and NaN models
+    and checkpoints were saved, the last of which the error named to resume from."""
+    config = tiny_config(tmp_path, total_iters=6, log_every=100, val_every=1, save_every=1, lr=1e4, **changes)
+    with pytest.raises(ModelError, match=f"training diverged at {message}"):
+        train(config)
+    run = tmp_path / "run"
+    assert not (run / "model.pth").exists()
+    assert all(math.isfinite(value) for row in read_csv(run / "val.csv") for value in row.values())
+    saved = [read_state_dict(path) for path in (run / "models").glob("*.pth")]
+    if (run / "state.pt").exists():
+        saved += [load_state(run)[part] for part in ("generator", "ema")]
+    assert all(torch.isfinite(value).all() for weights in saved for value in weights.values())
+
+
+def test_a_second_trainer_on_a_run_folder_is_one_line_and_touches_nothing(tmp_path):
+    """Two trainers on one folder (two resumes, or two new runs with one out_dir) both ran, writing one log."""
+    from vsr.training.trainer import LOCK_FILE, _lock_run
+
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(config, stop_at=1)
+    run = Path(config.out_dir)
+    before = {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()}
+    running = _lock_run(run)  # what the first trainer holds for as long as it runs
+    try:
+        with pytest.raises(OutputError, match=f"another training process is running in this folder .*{LOCK_FILE}"):
+            resume(run)
+        (run / "state.pt").rename(run / "state.pt.kept")  # (a new run into it, started before the first saved)
+        with pytest.raises(OutputError, match="another training process is running in this folder"):
+            train(config)
+        (run / "state.pt.kept").rename(run / "state.pt")
+    finally:
+        running.close()
+    assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
+    assert resume(run).iteration == 2  # once the first has ended
+
+
+def test_a_start_that_fails_leaves_no_folder_behind(tmp_path):
+    """A bad pretrained path left an empty run folder."""
+    config = tiny_config(tmp_path, pretrained=str(tmp_path / "missing.pth"))
+    with pytest.raises(ModelError, match="no such checkpoint file"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+    (tmp_path / "run").mkdir()  # a folder the user made stays
+    with pytest.raises(ModelError, match="no such checkpoint file"):
+        train(config)
+    assert (tmp_path / "run").is_dir()
