@@ -164,6 +164,7 @@ def plan_segments(frame_pts: Sequence[int], keyframe_pts: Collection[int], count
     MIN_SEGMENT_FRAMES where the frames allow."""
     if count < 1:
         raise ValueError(f"count must be at least 1, not {count}")
+    count = min(count, max(1, len(frame_pts) // MIN_SEGMENT_FRAMES))  # (--segment-seconds 1e-9 asked for billions)
     keyframes = set(keyframe_pts)
     cut_points = [index for index, pts in enumerate(frame_pts) if MIN_SEGMENT_FRAMES <= index
                   and len(frame_pts) - index >= MIN_SEGMENT_FRAMES and pts in keyframes]

@@ -87,6 +87,11 @@ def test_planned_segments_cover_every_frame_once_start_at_keyframes_and_are_bala
     assert all(abs((end - start) - even) <= GOP for start, end in runs)
 
 
+def test_a_count_past_the_frames_is_planned_at_once():
+    """--segment-seconds 1e-9 asked for 6e9 segments, and the plan looped over each (helper-63)."""
+    assert plan_segments(list(range(40)), set(range(0, 40, 10)), 6 * 10**9) == [(0, 10), (10, 20), (20, 30), (30, 40)]
+
+
 def test_sparse_keyframes_are_not_spent_on_tiny_segments():
     frame_pts = list(range(24))
     # Keyframes only at 16 and 17: three devices cannot be balanced; two segments, not a 1-frame one.
