@@ -222,7 +222,9 @@ def _frames_evenly(path: Path, backend: str, count: int, with_following: bool = 
             held.append(HRImage(_frame_name(path, pts, decoder.info.time_base), _to_uint8(frame)))
             if len(held) == 2 * count:
                 held, stride = held[::2], stride * 2
-    picks = sorted({int((k + 0.5) * len(held) / count) for k in range(count)}) if held else []
+    if count >= len(held):  # (all of them: a count of 10**20 was a set built term by term)
+        return held
+    picks = sorted({int((k + 0.5) * len(held) / count) for k in range(count)})
     return [held[i] for i in picks]
 
 
