@@ -478,7 +478,8 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
                 for job in jobs if job.name in to_run]
         skipped = list(plan.other_source)
         if todo:
-            executor = _executor(workers, device_list, ray, task_cpus, max_attempts)
+            # (no more worker processes than jobs: each imports torch, and -j 50 for one job took minutes)
+            executor = _executor(min(workers, len(todo)), device_list, ray, task_cpus, max_attempts)
             bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
                        dynamic_ncols=True)
             with executor, bar, logging_redirect_tqdm():

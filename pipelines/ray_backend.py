@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import queue
 import signal
@@ -121,12 +122,16 @@ class RaySegments:
                 ray.cancel(ref, force=True)
 
 
+def _check_task_cpus(task_cpus: float) -> None:
+    if not (isinstance(task_cpus, (int, float)) and 0 < task_cpus < math.inf):  # (NaN too: int() of it failed)
+        raise OptionError(f"--task-cpus must be a number more than 0, not {task_cpus}")
+
+
 def check_address(address: str, task_cpus: float = 1.0, seconds: float = 5.0) -> None:
     """One line where `address` is none that --ray takes, or where a cluster address (HOST:PORT, ray://HOST:PORT,
     or RAY_ADDRESS's for "auto") takes no connection (Ray itself retries for minutes, logging as it goes); or where
-    `task_cpus` is not more than 0."""
-    if task_cpus <= 0:
-        raise OptionError(f"--task-cpus must be more than 0, not {task_cpus}")
+    `task_cpus` is not a number of CPUs more than 0."""
+    _check_task_cpus(task_cpus)
     option = f"--ray {address}"
     if address == "local":
         return
@@ -167,8 +172,7 @@ class RayExecutor:
     def __init__(self, address: str, *, task_cpus: float = 1.0, max_retries: int = 2):
         if ray is None:
             raise OptionError("--ray needs Ray: pip install 'vsr[cluster]' (or pip install ray)")
-        if task_cpus <= 0:
-            raise OptionError(f"--task-cpus must be more than 0, not {task_cpus}")
+        _check_task_cpus(task_cpus)
         self._started = not ray.is_initialized()
         if self._started:
             check_address(address, task_cpus)

@@ -236,7 +236,13 @@ def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
     make_clip(tmp_path / "in" / "a.mp4", frames=2)
     result = vsr("batch", tmp_path / "in", tmp_path / "out", "--ray", "lcoal")  # (made the folder and a journal)
     assert result.returncode == 2 and "--ray lcoal: give local (a cluster started here), auto" in result.stderr
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "--ray", "local", "--task-cpus", "nan")  # (traceback)
+    assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --task-cpus must be a number more than " \
+        "0, not nan"
     assert not (tmp_path / "out").exists()
+    # As many worker processes as jobs at most: -j 10**20 was an OverflowError making their list.
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "-m", "bicubic", "-j", str(10**20))
+    assert result.returncode == 0, result.stderr
     result = vsr("bench", "samples/bbb_sample.mp4", "--frames", "0", "-m", "bicubic")
     assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
 
