@@ -6,6 +6,7 @@ Neither shows a traceback (set VSR_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -99,6 +100,12 @@ def _user_errors(command):
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
+        except OSError as error:
+            # Python 3.11's Path.exists()/is_file() raise for a name over the file system's limit (255 bytes)
+            if error.errno != errno.ENAMETOOLONG or os.environ.get("VSR_DEBUG"):
+                raise
+            typer.echo(f"vsr: error: {error.filename}: the name is too long for the file system", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt as interruption:
             # (A video's output is still under its hidden temporary name; an image sequence's frames are whole.)
             typer.echo("vsr: interrupted; no unfinished file is left under an output's name", err=True)

@@ -575,3 +575,15 @@ def test_bench_repeats_a_quick_model_only_pass_for_a_time_that_can_be_measured(t
     result = bench.bench(clip, options=api.UpscaleOptions(model="bicubic", batch_size=4))
     assert len(calls) > 3  # a warm-up, passes of one batch, and the end-to-end run's batch
     assert result.model_only_fps > 0 and result.frames == 4
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    """Python 3.11's Path.is_dir() raises for a name over 255 bytes: a traceback from -o, -m, probe (helper-63)."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    long = "x" * 300
+    for args in (["upscale", clip, "-m", "bicubic", "-o", tmp_path / f"{long}.mp4"], ["upscale", clip, "-m", long],
+                 ["probe", tmp_path / f"{long}.mp4"]):
+        result = vsr(*args, check=False)
+        assert result.returncode == 2 and result.stderr.strip().endswith(
+            f"{long}.mp4: the name is too long for the file system" if args[0] == "probe" or "-o" in args
+            else f"{long}: the name is too long for the file system"), result.stderr
