@@ -38,6 +38,13 @@ IMAGE_SUFFIXES = images.READ_SUFFIXES
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 
 
+FPS_RANGE = (Fraction(1, 1000), 1000)  # an image sequence's frame rate, as --fps gives it
+
+
+def _finite(value: numbers.Real) -> bool:
+    return isinstance(value, Fraction) or math.isfinite(value)  # (isfinite of a Fraction of 1e400 overflowed)
+
+
 def _plain_numbers(options) -> None:
     """Turns numpy's and other libraries' numbers in `options` into Python's int and float, which the checks
     expect and JSON records take (a np.int64 batch size was refused; Fractions are kept: an fps is one)."""
@@ -328,7 +335,7 @@ class VideoOptions:
                                      ("--segment-seconds", self.segment_seconds, numbers.Real)):
             # (from Python: a "0:30", 2.5 frames or inf seconds failed deep inside, or, for 2.5 frames, not at all)
             if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)
-                                      or not math.isfinite(value)):
+                                      or not _finite(value)):
                 raise OptionError(f"{option} must be a {'whole ' if kinds is numbers.Integral else ''}number, not "
                                   f"{value!r}")
         for option, value in (("--codec", self.codec), ("--decoder", self.decoder), ("--deinterlace", self.deinterlace),
@@ -354,8 +361,10 @@ class VideoOptions:
             if not (isinstance(key, str) and key and isinstance(value, str)):
                 raise OptionError(f"encoder options are names and text values, such as tune=animation; "
                                   f"not {key!r}: {value!r}")
-        if self.fps is not None and not self.fps > 0:
-            raise OptionError(f"--fps must be more than 0, not {self.fps}")
+        if self.fps is not None and not FPS_RANGE[0] <= self.fps <= FPS_RANGE[1]:
+            # (Matroska times in milliseconds: 1e9 fps put every frame at 0; 1e-9 fps was refused by the muxer)
+            shown = f"{float(self.fps):g}" if self.fps < 10**300 else "more"
+            raise OptionError(f"--fps must be from {FPS_RANGE[0]} to {FPS_RANGE[1]}, not {shown}")
         from vsr.pipelines.crop import parse_crop
 
         parse_crop(self.crop)

@@ -440,9 +440,11 @@ def test_what_a_sequence_cannot_do_is_one_line(tmp_path, args, message):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-def test_fps_must_be_a_positive_rate():
-    with pytest.raises(OptionError, match="--fps must be more than 0"):
-        api.VideoOptions(fps=Fraction(0)).validate()
+@pytest.mark.parametrize("fps", [Fraction(0), Fraction("1e400"), Fraction("1e9"), Fraction("1e-9")])
+def test_fps_must_be_a_rate_that_times_frames(fps):
+    """1e400 was an OverflowError; 1e9 put every frame at 0 in Matroska, 1e-9 failed in the muxer (helper-63)."""
+    with pytest.raises(OptionError, match="--fps must be from 1/1000 to 1000, not "):
+        api.VideoOptions(fps=fps).validate()
 
 
 def test_a_sequence_is_not_replaced_by_its_own_upscale_nor_made_from_one_image_nor_compared(tmp_path):
