@@ -118,7 +118,7 @@ class PyAVDecoder(Decoder):
         if selection.start_pts is not None and selection.start_pts > self._first_pts and self._seeks_right():
             try:
                 self._seek_before(selection.start_pts)
-            except av.error.FFmpegError as error:
+            except (av.error.FFmpegError, OverflowError) as error:  # (OverflowError: past int64, a --start of 1e15)
                 log.info("%s: cannot seek (%s); decoding from the start", self.path, _reason(error))
                 self._reopen()
         count, last_pts = 0, None

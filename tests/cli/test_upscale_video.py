@@ -491,14 +491,16 @@ def test_a_time_that_is_not_one_is_one_line_and_writes_nothing(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
-@pytest.mark.parametrize("devices", [[], ["--segment-seconds", "0.2"], ["--devices", "cpu,cpu"]])
-def test_a_preview_past_the_end_is_one_line_and_writes_nothing(tmp_path, devices):
+@pytest.mark.parametrize("devices, start", [([], "5"), ([], "1000000000000000"), (["--segment-seconds", "0.2"], "5"),
+                                           (["--devices", "cpu,cpu"], "5")])
+def test_a_preview_past_the_end_is_one_line_and_writes_nothing(tmp_path, devices, start):
+    """(A --start past int64 ticks was an OverflowError from the seek, helper-63.)"""
     source = make_clip(tmp_path / "clip.mp4", frames=10)  # 0.4 s
-    result = vsr("upscale", source, "-m", "bicubic", "--start", "5", *devices, check=False)
+    result = vsr("upscale", source, "-m", "bicubic", "--start", start, *devices, check=False)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"vsr: error: {source}: no video frame from 5 s; the video lasts 0.400 s, its last frame starting at about "
-        "0.360 s"]
+        f"vsr: error: {source}: no video frame from {float(start):g} s; the video lasts 0.400 s, its last frame "
+        "starting at about 0.360 s"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
