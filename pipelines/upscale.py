@@ -349,8 +349,8 @@ class VideoOptions:
                               f"'animation'}}; not {self.encoder_options!r}")
         if self.start is not None and self.start < 0:
             raise OptionError(f"--start must be 0 or more seconds, not {self.start}")
-        if self.end is not None and self.start is not None and self.end <= self.start:
-            raise OptionError(f"--end ({self.end}) must be after --start ({self.start})")
+        if self.end is not None and self.end <= (self.start or 0):  # (--end 0 alone was "end=0.0: ...")
+            raise OptionError(f"--end ({float(self.end):g}) must be after --start ({float(self.start or 0):g})")
         if self.max_frames is not None and self.max_frames < 1:
             raise OptionError(f"--frames must be at least 1, not {self.max_frames}")
         from vsr.pipelines.decode import DEINTERLACE

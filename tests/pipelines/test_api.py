@@ -1,6 +1,7 @@
 """The Python API (`import vsr`): what a caller gets wrong is one vsr error naming it, not a TypeError from deep
 inside, nor (for 2.5 frames) a run that quietly did something else."""
 
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -91,3 +92,11 @@ def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such
 def test_a_model_that_is_no_name_or_path_is_one_model_error():
     with pytest.raises(ModelError, match="a model is a zoo name or a checkpoint's path, not 5"):
         vsr.load_model(5)
+
+
+def test_an_end_at_or_before_the_start_names_the_options():
+    """--end 0 alone was "end=0.0: expected a time in seconds after start (0)", once the model had loaded."""
+    for video, message in ((vsr.VideoOptions(end=0), "--end (0) must be after --start (0)"),
+                           (vsr.VideoOptions(start=Fraction(3, 2), end=1), "--end (1) must be after --start (1.5)")):
+        with pytest.raises(OptionError, match=re.escape(message)):
+            video.validate()
