@@ -149,14 +149,17 @@ def is_animated(path: str | os.PathLike) -> bool:
 
 def icc_profile(data: bytes) -> bytes | None:
     """The ICC profile embedded in a JPEG (APP2 segments), PNG (iCCP), WebP (ICCP) or TIFF (its tag 34675) file, or
-    None (a TIFF's profile stored past the first bytes read too)."""
+    None (also where it is cut short, or a JPEG's segment of it is missing)."""
     try:
         if data.startswith(b"\xff\xd8"):
             parts = {}
             for marker, body in _jpeg_segments(data):
                 if marker == 0xE2 and body.startswith(JPEG_ICC):
-                    parts[body[len(JPEG_ICC)]] = body[len(JPEG_ICC) + 2:]
-            return b"".join(parts[number] for number in sorted(parts)) or None
+                    parts[body[len(JPEG_ICC)]] = (body[len(JPEG_ICC) + 1], body[len(JPEG_ICC) + 2:])
+            counts = {count for count, _ in parts.values()}
+            if not parts or counts != {len(parts)} or sorted(parts) != list(range(1, len(parts) + 1)):
+                return None  # (a segment missing: half a profile is no profile)
+            return b"".join(parts[number][1] for number in sorted(parts))
         if data.startswith(PNG_SIGNATURE):
             for kind, body, _ in _png_chunks(data):
                 if kind == b"iCCP":  # a name, its NUL, the compression method (0: zlib), the profile

@@ -184,12 +184,12 @@ def read_image(path: str | os.PathLike) -> Image:
         logger.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", path, "; ".join(damage))
     image = _frame_to_image(frame, codec)
     with open(path, "rb") as file:
-        head = file.read(4 << 20)  # EXIF and ICC come before the pixels (a profile is rarely over 1 MB)
-    orientation = exif_orientation(head)
-    if (pages := tiff_pages(head)) > 1:
+        data = file.read()  # (whole: a WebP's EXIF comes after its pixels, and a TIFF's tags may, past the 4 MB read)
+    orientation = exif_orientation(data)
+    if (pages := tiff_pages(data)) > 1:
         logger.warning("%s: a TIFF of %d pages; only the first is upscaled", path, pages)
-    image.icc_profile = icc_profile(head)
-    image.exif = exif_block(head)
+    image.icc_profile = icc_profile(data)
+    image.exif = exif_block(data)
     if orientation > 1:
         image.rgb = upright(image.rgb, orientation)
         image.alpha = None if image.alpha is None else upright(image.alpha, orientation)

@@ -177,7 +177,7 @@ def _gray_and_profile(pattern: Path, pix_fmt: str) -> tuple[bool, bytes | None]:
 
     files = [path for _, path in sorted(existing_frames(pattern).items())]
     with open(files[0], "rb") as file:
-        profile = icc_profile(file.read(4 << 20))
+        profile = icc_profile(file.read())
     return images.is_gray(av.VideoFormat(pix_fmt)) and all(map(_stored_gray, files)), profile
 
 

@@ -525,3 +525,31 @@ def test_an_image_named_with_a_percent_d_is_the_file_named(tmp_path):
     write_image(tmp_path / "50%d.png", named)
     write_image(tmp_path / "501.png", beside)
     assert torch.equal(read_image(tmp_path / "50%d.png").rgb, named.rgb)
+
+
+def test_a_tiff_whose_tags_come_after_4_mb_of_pixels_is_turned_and_its_pages_counted(tmp_path, caplog):
+    """libtiff writes the tags after the strips, and only the first 4 MB were read for them: a scan's Orientation
+    and a second page went unseen (helper-71)."""
+    import PIL.Image
+
+    noise = np.random.default_rng(0).integers(0, 256, (1000, 1500, 3), np.uint8)
+    pages = [PIL.Image.fromarray(noise), PIL.Image.fromarray(noise[:8, :8])]
+    path = tmp_path / "scan.tif"
+    pages[0].save(path, compression="tiff_deflate", tiffinfo={274: 6}, save_all=True, append_images=pages[1:])
+    with open(path, "rb") as file:
+        assert int.from_bytes(file.read(8)[4:], "little") > 4 << 20  # (the first page's tags: past 4 MB)
+    image = read_image(path)
+    assert tuple(image.rgb.shape) == (3, 1500, 1000)  # turned right, as viewers show Orientation 6
+    assert "a TIFF of 2 pages; only the first is upscaled" in caplog.text
+
+
+def test_a_jpeg_profile_missing_a_segment_is_no_profile():
+    """Its segments were joined whatever was missing: a cut profile, written into the output (helper-71)."""
+    from vsr.pipelines.image_metadata import JPEG_ICC, icc_profile, with_icc_profile
+
+    profile = bytes(range(256)) * 600  # 150 kB: three APP2 segments
+    jpeg = with_icc_profile(b"\xff\xd8\xff\xd9", profile)
+    assert icc_profile(jpeg) == profile
+    segments = [i for i in range(len(jpeg)) if jpeg.startswith(b"\xff\xe2", i) and jpeg.startswith(JPEG_ICC, i + 4)]
+    second, third = segments[1:]
+    assert icc_profile(jpeg[:second] + jpeg[third:]) is None
