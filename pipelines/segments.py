@@ -661,8 +661,8 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     output = Path(place_output(output, default_output_path(source, _output_label(options, progress), None,
                                                            info.alpha)))
     sized = options.width is not None or options.height is not None  # (then the frames' pixels are square)
-    start_sequence(output, source=source, source_info=dataclasses.replace(info, sample_aspect_ratio=None) if sized
-                   else info, overwrite=overwrite, copy_streams=video.copy_streams, record=record)
+    lock = start_sequence(output, source=source, source_info=dataclasses.replace(info, sample_aspect_ratio=None)
+                          if sized else info, overwrite=overwrite, copy_streams=video.copy_streams, record=record)
     plan = dataclasses.replace(plan, sequence=output)
     video = dataclasses.replace(video, crop=str(crop) if crop is not None else None)
     first_number = first_frame(source) if is_sequence(source) else None
@@ -686,6 +686,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
                                           bar.update))
     except BaseException:
         stopped_sequence(output, len(existing_frames(output)), resumable=True)
+        lock.release()
         raise
     for result in made:
         segment = plan.segments[result.index]
@@ -694,6 +695,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
             log.warning("%s: %s: upscaled %d frames where its packets promised %d (see the decoder's warnings)",
                         source, plan.describe(segment), written, len(segment.frames))
     run_file(output).unlink(missing_ok=True)
+    lock.release()
     frames = sum(len(result.pts) for result in made)
     if made:
         width, height = made[0].width, made[0].height

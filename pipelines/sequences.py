@@ -40,7 +40,7 @@ import av
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import hidden_sibling, write_bytes_atomic
+from vsr.fsutil import hidden_sibling, lock_temporary, write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE
@@ -205,23 +205,51 @@ def _bit_depth(info: VideoStreamInfo, suffix: str) -> int:
 
 
 def start_sequence(pattern: Path, *, source: Path, source_info: VideoStreamInfo, overwrite: bool = False,
-                   copy_streams: bool = True, record: dict | None = None) -> None:
-    """What comes before the first frame of the sequence `pattern` is written: the checks (`check_sequence_output`),
-    a warning for each thing of `source` that image files cannot hold (`source_info`: the upscaled frames'), the
-    earlier frames gone if `overwrite` (now, not as each is replaced: a run cut short must not take them as its own),
-    the folder made, a killed run's unfinished frames removed, and the run file written (`record`, see resumes)."""
-    check_sequence_output(pattern, overwrite, record)
-    _warn_about_what_is_lost(pattern, source, source_info, copy_streams)
+                   copy_streams: bool = True, record: dict | None = None) -> SequenceLock:
+    """What comes before the first frame of the sequence `pattern` is written: the lock that keeps a second run out
+    (`SequenceLock`, to be released when the run ends), the checks (`check_sequence_output`), a warning for each
+    thing of `source` that image files cannot hold (`source_info`: the upscaled frames'), the earlier frames gone if
+    `overwrite` (now, not as each is replaced: a run cut short must not take them as its own), the folder made, a
+    killed run's unfinished frames removed, and the run file written (`record`, see resumes)."""
+    lock = SequenceLock(pattern) if pattern.parent.is_dir() else None  # (before anything is removed)
     try:
-        if overwrite:
-            for path in existing_frames(pattern).values():
-                path.unlink()
-        pattern.parent.mkdir(exist_ok=True)
-        _remove_unfinished_frames(pattern)
-        if record is not None:
-            write_bytes_atomic(run_file(pattern), (json.dumps(record, indent=1) + "\n").encode())
-    except OSError as error:
-        raise OutputError(f"{pattern.parent}: cannot write there ({error.strerror or error})") from None
+        check_sequence_output(pattern, overwrite, record)
+        _warn_about_what_is_lost(pattern, source, source_info, copy_streams)
+        try:
+            if overwrite:
+                for path in existing_frames(pattern).values():
+                    path.unlink()
+            pattern.parent.mkdir(exist_ok=True)
+            lock = lock or SequenceLock(pattern)
+            _remove_unfinished_frames(pattern)
+            if record is not None:
+                write_bytes_atomic(run_file(pattern), (json.dumps(record, indent=1) + "\n").encode())
+        except OSError as error:
+            raise OutputError(f"{pattern.parent}: cannot write there ({error.strerror or error})") from None
+    except BaseException:
+        if lock is not None:
+            lock.release(remove=False)
+        raise
+    return lock
+
+
+class SequenceLock:
+    """A hidden lock file beside the frames, held (flock) by the run writing them: a second run writing the same
+    sequence is one line (both wrote, removing each other's frames and temporaries, and both said they were done).
+    A killed run's lock is released by the kernel, so the same command resumes."""
+
+    def __init__(self, pattern: Path):
+        self.path = hidden_sibling(pattern, pattern.name, ".vsr-lock")
+        self._file = lock_temporary(self.path, pattern)
+
+    def release(self, remove: bool = True) -> None:
+        """Let the next run in; `remove`: the lock file too (the run ended, or was stopped)."""
+        if self._file is None:
+            return
+        if remove:
+            self.path.unlink(missing_ok=True)
+        self._file.close()
+        self._file = None
 
 
 def _warn_about_what_is_lost(pattern: Path, source: Path, info: VideoStreamInfo, copy_streams: bool) -> None:
@@ -316,9 +344,9 @@ class ImageSequenceWriter:
         self._first_index = first_index or 0
         self._source, self._said_captions = Path(source), False
         resuming = self._part or (not overwrite and resumes(self.output, record))
-        if not self._part:
-            start_sequence(self.output, source=Path(source), source_info=source_info, overwrite=overwrite,
-                           copy_streams=copy_streams, record=record)
+        self._lock = None if self._part else start_sequence(
+            self.output, source=Path(source), source_info=source_info, overwrite=overwrite,
+            copy_streams=copy_streams, record=record)
         # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
         self.resumed = 0
         if resuming:
@@ -380,12 +408,14 @@ class ImageSequenceWriter:
         self._done = True
         if not self._part:
             run_file(self.output).unlink(missing_ok=True)
+            self._lock.release()
             log.info("wrote %s: %d frames, %dx%d", self.output, self.frames_written, self.width, self.height)
 
     def abort(self) -> None:
         """Stop; the frames written so far stay, each one whole, and the same run can resume from them."""
         if not self._done and not self._part:
             stopped_sequence(self.output, self._index, self._record is not None)
+            self._lock.release()
         self._done = True
 
     def __enter__(self) -> ImageSequenceWriter:

@@ -505,3 +505,21 @@ def test_a_sequence_in_a_folder_whose_name_holds_a_percent_is_read(tmp_path):
     pattern = made.parent.rename(tmp_path / "100% real") / made.name  # (ffmpeg cannot write there either)
     result = api.upscale_video(pattern, tmp_path / "out.mkv", options=api.UpscaleOptions(model="bicubic"))
     assert result.frames == 3
+
+
+def test_a_second_run_writing_a_sequence_another_run_writes_is_one_line(tmp_path):
+    """Both wrote, one removing the other's frames (--overwrite), and both said they were done (helper-71). The lock
+    is the kernel's: a killed run's is gone, and the same command resumes."""
+    from vsr.pipelines.sequences import SequenceLock
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    pattern = tmp_path / "frames" / "%04d.png"
+    pattern.parent.mkdir()
+    held = SequenceLock(pattern)  # as a run writing it holds it
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="another vsr run is writing it"):
+            api.upscale_video(clip, pattern, options=api.UpscaleOptions(model="bicubic"), overwrite=overwrite)
+    assert sorted(path.name for path in pattern.parent.iterdir()) == [".%04d.png.vsr-lock"]
+    held.release()
+    api.upscale_video(clip, pattern, options=api.UpscaleOptions(model="bicubic"))
+    assert sorted(path.name for path in pattern.parent.iterdir()) == ["0001.png", "0002.png", "0003.png"]
