@@ -745,6 +745,11 @@ def start_of_output(first_frame: Fraction, passthrough: Passthrough, trim: bool,
     elif frame_counted:
         other = passthrough.next_time()
         start = first_frame if other is None else min(first_frame, other)
+        if other is not None and other - first_frame > Fraction(1, 50):
+            # (the AVI muxer starts every stream at its first packet; so does ffmpeg's -c copy)
+            logger.warning("%s: the other streams start %.3f s after the video, and an AVI holds no such delay: "
+                           "they play that much early (.mkv or .mp4 keeps it)", passthrough.source,
+                           other - first_frame)
     else:
         return Fraction(0)
     passthrough.start_at(start)

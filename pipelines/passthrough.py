@@ -85,6 +85,7 @@ class Passthrough:
 
     def __init__(self, source: Path, output: OutputContainer, *, video_index: int, copy_streams: bool = True,
                  trim: bool = False, trim_end: Fraction | None = None):
+        self.source = source
         self._input = open_input(source)  # an image sequence's pattern too
         self._output = output
         self._video_index = video_index

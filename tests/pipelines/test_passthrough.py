@@ -532,3 +532,19 @@ def test_ac3_from_an_avi_into_an_avi_keeps_its_times(tmp_path):
         return [float(packet["pts_time"]) for packet in found]
 
     assert audio_times(output) == audio_times(source) and audio_times(source)[-1] > 3.9
+
+
+def test_audio_starting_after_the_video_is_said_to_play_early_in_an_avi(tmp_path, caplog):
+    """The AVI muxer starts each stream at its first packet (ffmpeg's -c copy too): the delay was lost silently
+    (helper-70: 277 ms)."""
+    from vsr.pipelines.upscale import UpscaleOptions, upscale_video
+
+    source = tmp_path / "late.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-itsoffset", "0.5", "-f", "lavfi", "-i",
+                 "sine=d=0.5", "-c:v", "libx264", "-c:a", "libmp3lame", source)
+    with caplog.at_level(logging.WARNING):
+        upscale_video(source, tmp_path / "out.avi", options=UpscaleOptions(model="bicubic", outscale=1))
+    assert "the other streams start 0.4" in caplog.text and "they play that much early" in caplog.text
+    caplog.clear()
+    upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=1))
+    assert "play that much early" not in caplog.text
