@@ -506,8 +506,10 @@ def _summary(stream: av.stream.Stream) -> StreamSummary:
 
 
 def _codec_name(stream: av.stream.Stream) -> str:
-    # The codec's own name, as ffprobe prints it ("subrip"), not the decoder's ("srt").
-    return stream.codec_context.codec.canonical_name if stream.codec_context is not None else "unknown"
+    # The codec's own name, as ffprobe prints it ("subrip"), not the decoder's ("srt"); an attachment's file type.
+    if stream.codec_context is not None:
+        return stream.codec_context.codec.canonical_name
+    return getattr(stream, "mimetype", None) or "unknown"
 
 
 def _color_range(value: int, pix_fmt: str) -> str:

@@ -210,3 +210,13 @@ def test_of_two_videos_the_default_one_is_upscaled(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-i", str(source), "-map", "0", "-c", "copy", "-disposition:v:0",
                     "default", "-disposition:v:1", "default", str(tmp_path / "both.mkv")], check=True)
     assert probe(tmp_path / "both.mkv").video.index == 0  # (no single default: the first)
+
+
+def test_an_attachment_is_described_by_its_file_type(tmp_path):
+    """It was "attachment: unknown" (helper-64): FFmpeg gives attachments no codec context to name."""
+    font = tmp_path / "font.ttf"
+    font.write_bytes(b"not really a font")
+    clip = tmp_path / "fonts.mkv"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.2", "-attach", str(font),
+                    "-metadata:s:t", "mimetype=font/ttf", str(clip)], check=True)
+    assert [(s.type, s.codec) for s in probe(clip).streams] == [("video", "h264"), ("attachment", "font/ttf")]
