@@ -86,8 +86,10 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
     RRDBNet ×4 and 0.21 for animevideov3 (PSNR 45.0 and 54.8 dB between the two, 8 frames of the sample clip).
     `--precision fp32` keeps fp32."""
     check_names(precision=precision)
-    if precision == "bf16" and not spec.supports_bfloat16:  # the resampling baselines, which should be exact
-        logger.warning("%s runs in fp32: bf16's 8 significant bits would make it inexact", spec.architecture)
+    if not (spec.supports_bfloat16 or spec.supports_half):  # the resampling baselines, which should be exact
+        if precision in ("bf16", "fp16"):
+            logger.warning("%s runs in fp32: %s's 8 or 11 significant bits would make it inexact", spec.architecture,
+                           precision)
         return "fp32"
     if device.type != "cuda":
         if precision == "fp16":
