@@ -201,17 +201,21 @@ def blend_weights(length: int, tile: int, starts: list[int], overlap: int, scale
     """Per tile, the weights of its `tile·scale` output pixels along one axis; at each output pixel they sum to 1.
 
     From each edge shared with a neighbour: the discarded margin weighs 0, then a linear ramp, then 1 (see
-    `overlap_split`). Two neighbours overlapping by exactly `overlap` thus cross-fade with weights summing to one;
-    where they overlap more, the normalisation below keeps the sum at one.
+    `overlap_split`), sized by how much the two really overlap (`tile_starts` spreads tiles evenly, often more than
+    `overlap` apart: sized by `overlap` alone, a small --tile-overlap left seams, 27 levels at 0 where the tiles
+    overlapped by 88 pixels). Two neighbours thus cross-fade with weights summing to one; the normalisation below
+    keeps the sum at one where more than two meet.
     """
-    discard, ramp = (part * scale for part in overlap_split(overlap))
     size = min(tile, length) * scale
     distance = torch.arange(size, dtype=torch.float64) + 0.5  # from the tile's first edge to each pixel centre
     weights = []
-    for start in starts:
+    for index, start in enumerate(starts):
         weight = torch.ones(size, dtype=torch.float64)
-        for shared, d in ((start > 0, distance), (start + tile < length, size - distance)):
-            if shared:
+        before = starts[index - 1] + tile - start if index > 0 else None  # (the overlap with each neighbour)
+        after = start + tile - starts[index + 1] if index + 1 < len(starts) else None
+        for shared, d in ((before, distance), (after, size - distance)):
+            if shared is not None:
+                discard, ramp = (part * scale for part in overlap_split(max(overlap, shared)))
                 weight *= ((d - discard) / ramp).clamp(0, 1) if ramp > 0 else (d > discard).double()
         weights.append(weight)
     total = torch.zeros(length * scale, dtype=torch.float64)
