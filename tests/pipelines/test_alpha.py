@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts, ffprobe_streams_of, requires_ffmpeg
-from tests.pipelines.test_engine import tiny_rrdbnet
+from tests.pipelines.test_engine import bicubic_model, tiny_rrdbnet
 from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
@@ -318,3 +318,19 @@ def test_an_odd_size_says_which_codecs_keep_alpha_there(tmp_path):
     with pytest.raises(OptionError, match="needs an even width and height, not 195x146; ask for an even "
                                           "--width/--height, or use --codec ffv1 or prores"):
         api.upscale_video(source, tmp_path / "odd.webm", options=api.UpscaleOptions(model="bicubic", width=195))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.float32])
+def test_the_color_hidden_under_full_transparency_does_not_show(dtype):
+    """RGB and alpha are upscaled apart (as Real-ESRGAN does): the color an encoder left in see-through pixels
+    spread into the visible edge beside them, red up to 131 of 255 at an edge pixel (helper-74). They now take
+    the visible colors around them before the model runs."""
+    frames = torch.zeros(2, 4, 16, 16, dtype=torch.uint8)
+    frames[:, 1, :, :8], frames[:, 3, :, :8] = 200, 255  # opaque green on the left, see-through on the right...
+    frames[0, 0, :, 8:], frames[1, 2, :, 8:] = 255, 255  # ...hiding red in one frame, blue in the other
+    frames = frames if dtype == torch.uint8 else frames.float() / 255
+    given = frames.clone()
+    out = upscale_with_alpha(Engine(bicubic_model(4), device="cpu"), frames)
+    shown = out[:, 3:] > 0
+    assert bool(shown.any()) and torch.equal(out[0, :3] * shown[0], out[1, :3] * shown[1])
+    assert torch.equal(frames, given)  # (the caller's frames are left as they were)
