@@ -19,6 +19,7 @@ and cuts, and the modification time catches in-place edits. A touched file is re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import functools
@@ -493,12 +494,28 @@ def _sync(journal: Journal, entries: dict[str, JobEntry], out_dir: Path, max_att
     """`Journal.sync`, then the done jobs whose output is missing or changed are queued again (`plan.redone`)."""
     plan = journal.sync(list(entries.values()), max_attempts=max_attempts)
     for name in plan.done:
-        output, checksum = out_dir / name, journal.row(name).checksum
-        if not output.is_file() or sha256_file(output) != checksum:
+        if not _intact(journal, name, out_dir / name, journal.row(name).checksum):
             journal.requeue(name)
             plan.to_run.append(name)
             plan.redone.append(name)
     return plan
+
+
+def _intact(journal: Journal, name: str, output: Path, checksum: str) -> bool:
+    """Whether a done job's output is still what it wrote: the same size and modification time as when its checksum
+    last matched (`Journal.checked`), else its checksum again."""
+    try:
+        stat = output.stat()
+    except OSError:
+        return False
+    if not output.is_file():
+        return False
+    if journal.checked(name) == (stat.st_size, stat.st_mtime_ns, checksum):
+        return True
+    if sha256_file(output) != checksum:
+        return False
+    journal.remember_checked(name, stat.st_size, stat.st_mtime_ns, checksum)
+    return True
 
 
 def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts: int = 3) -> list[tuple[str, str]]:
@@ -596,6 +613,9 @@ def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
                    frames=result.frames)
     if result.ok:
+        with contextlib.suppress(OSError):  # (else the next run hashes it once)
+            stat = job.output.stat()
+            journal.remember_checked(result.name, stat.st_size, stat.st_mtime_ns, checksum)
         plural = "s" if result.frames != 1 else ""
         frames = f", {result.frames} frame{plural}" if job.kind == "video" else ""
         log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)

@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS jobs (
 )
 """
 
+# What a done job's output file was (size, modification time) when its checksum last matched: a later run checks it
+# by these and hashes it again only where they changed (hashing every done output each run took hours for a library
+# of films). A table of its own, added to a journal of an earlier vsr without changing its jobs.
+_CHECKED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS checked (
+    name     TEXT PRIMARY KEY,
+    size     INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    checksum TEXT NOT NULL
+)
+"""
+
 
 class JobState(str, Enum):
     QUEUED = "queued"
@@ -288,6 +300,7 @@ class Journal:
             # WAL mode; a power cut may lose the last commits, which only means re-doing those jobs.
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
+            connection.execute(_CHECKED_SCHEMA)
             connection.row_factory = sqlite3.Row
             return cls(connection, path, current_owner())
 
@@ -321,6 +334,7 @@ class Journal:
                 _checked(connection)
         else:
             connection.execute(_SCHEMA)
+        connection.execute(_CHECKED_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())
 
@@ -450,6 +464,20 @@ class Journal:
         because a file of the user's was there) has no claim on it: --overwrite decides."""
         row = self._row(name)
         return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
+
+    def checked(self, name: str) -> tuple[int, int, str] | None:
+        """(size, mtime_ns, checksum) of `name`'s output when its checksum last matched (`remember_checked`)."""
+        try:
+            found = self.connection.execute("SELECT size, mtime_ns, checksum FROM checked WHERE name = ?",
+                                            (name,)).fetchone()
+        except sqlite3.OperationalError:  # (a read-only look at an earlier vsr's journal: no such table)
+            return None
+        return None if found is None else (found[0], found[1], found[2])
+
+    @_written
+    def remember_checked(self, name: str, size: int, mtime_ns: int, checksum: str) -> None:
+        self.connection.execute("INSERT OR REPLACE INTO checked (name, size, mtime_ns, checksum) VALUES (?, ?, ?, ?)",
+                                (name, size, mtime_ns, checksum))
 
     def rows(self) -> list[JobRow]:
         with _unreadable_as_error(self.path):

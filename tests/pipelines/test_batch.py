@@ -111,6 +111,27 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     assert dict(batch.plan_batch(jobs, out))["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
 
 
+def test_a_done_output_is_hashed_again_only_where_its_size_or_time_changed(tmp_path, monkeypatch):
+    """Every run hashed every done output whole: hours for a library of films (helper-66)."""
+    root = tmp_path / "in"
+    root.mkdir()
+    write_image(root / "a.png")
+    write_image(root / "b.png")
+    out = tmp_path / "out"
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    assert batch.run_batch(jobs, out).ok
+    hashed = []
+    monkeypatch.setattr(batch, "sha256_file", lambda path: hashed.append(path.name) or hashlib.sha256(
+        path.read_bytes()).hexdigest())
+    assert batch.run_batch(jobs, out).ok and hashed == []  # (as each job finished, its output's size and time)
+    os.utime(out / "a.x2.png", ns=(1, 1))  # touched: hashed again, the same bytes, still done
+    write_image(out / "b.x2.png", size=(8, 8))  # another picture: hashed again, and redone
+    report = batch.run_batch(jobs, out)
+    assert report.ok and sorted(hashed) == ["a.x2.png", "b.x2.png"]
+    hashed.clear()
+    assert batch.run_batch(jobs, out).ok and hashed == []
+
+
 def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retried(tmp_path):
     """A job that failed because a file was in its output's place has no claim on that file: its retries fail too,
     and only --overwrite replaces it. An output the batch made is its own to replace (other options: redone)."""
