@@ -237,6 +237,10 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
     from vsr.pipelines.decode import Selection
 
     info, first_pts, frame_pts, keyframes = read_video_packets(source, video.fps)
+    if frame_pts and frame_pts[0] < 0:
+        # An MPEG-TS whose clock wraps within a minute of its start begins before 0, and the MP4 muxer of the segment
+        # files moves such frames (by 2 ms to 0.4 s, or all to 0): the join refused them, run after run. Not cut.
+        keyframes = set()
     selection = Selection.from_seconds(info, first_pts, video.start, video.end, video.max_frames)
     first = bisect_left(frame_pts, selection.start_pts) if selection.start_pts is not None else 0
     end = bisect_left(frame_pts, selection.end_pts) if selection.end_pts is not None else len(frame_pts)
@@ -624,6 +628,8 @@ def _why_uncut(plan: SegmentPlan) -> str:
     """Why a plan has one segment (or none), in words."""
     if not plan.segments:
         return "its packets carry no times (a raw stream) to cut it at"
+    if plan.segments[0].frames[0] < 0:
+        return "its frames start before 0 (its MPEG-TS clock wraps), which segment files do not keep"
     if len(plan.segments[0].frames) < 2 * MIN_SEGMENT_FRAMES:
         return f"{len(plan.segments[0].frames)} frames are too few to cut (segments take {MIN_SEGMENT_FRAMES} or more)"
     return "no keyframe to cut the video at"
@@ -927,12 +933,7 @@ class _Joiner:
             # Put the segment back where its first frame was encoded (see the module doc: by less than the edit
             # list's millisecond; more is another file, as a segment copied over this one), then check every frame.
             offset = expected[0] - min((packet.pts for packet in packets), default=0)
-            tolerance = _EDIT_LIST_ROUNDING
-            if expected[0] < 0 and len(expected) > 1:
-                # A segment starting before 0 (an MPEG-TS whose clock wraps soon after it starts) comes back moved
-                # by more: seen 2.3 ms. Half a frame still tells it from another segment's file.
-                tolerance = max(tolerance, min(b - a for a, b in zip(expected, expected[1:])) * self._time_base / 2)
-            if abs(offset * self._time_base) > tolerance or sorted(
+            if abs(offset * self._time_base) > _EDIT_LIST_ROUNDING or sorted(
                     packet.pts + offset for packet in packets) != expected:
                 raise DamagedSegment(f"cannot join {name} ({path.name}): its frame times are not the ones it was "
                                      f"encoded with (if this comes back, upscale on one device)", path)

@@ -245,18 +245,19 @@ def test_segments_of_an_interlaced_broadcast_recording_give_the_frames_of_one_ru
 @pytest.mark.parametrize("container", ["program.mpg", "wraps.ts"])
 def test_segments_of_recordings_with_awkward_clocks_give_the_frames_of_one_run(tmp_path, container):
     """A program stream's times after a seek were off (segments lost frames, others came at times no frame has); an
-    MPEG-TS whose clock wraps 0.3 s after it starts begins before 0, and the MP4 muxer moved that segment by 2.3 ms,
-    which the join took for another segment's file, run after run (helpers 61 and 64)."""
+    MPEG-TS whose clock wraps 0.7 s after it starts begins before 0, and the MP4 muxer moved the frames of a segment
+    before 0 (by 2 ms to 0.4 s, or all to 0), which the join took for another segment's file, run after run (helpers
+    61, 64 and 72): such a video is not cut."""
     clip = tmp_path / container
     codec = ["-c:v", "mpeg2video", "-bf", "2", "-g", "12"] if container.endswith(".mpg") else \
-        ["-c:v", "libx264", "-g", "10", "-output_ts_offset", "95442"]
+        ["-c:v", "libx264", "-g", "10", "-output_ts_offset", "95441.6"]
     media.ffmpeg("-f", "lavfi", "-i", "color=black:s=64x48:r=25:d=2,format=gray,geq=lum='N*4'", "-pix_fmt",
                  "yuv420p", *codec, clip)
     options = UpscaleOptions(model="bicubic", device="cpu")
     single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=VideoOptions(codec="ffv1"))
     segmented = upscale_video_in_segments(clip, tmp_path / "segmented.mkv", options=options,
                                           video=VideoOptions(codec="ffv1", segment_seconds=0.5))
-    assert segmented.times.extra["segments"] >= 3
+    assert (segmented.times.extra.get("segments", 1) > 1) == container.endswith(".mpg")
     frames = decoded_framemd5(segmented.output)
     assert len(frames) == 50 and frames == decoded_framemd5(single.output)
 
