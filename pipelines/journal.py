@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
 import os
 import socket
 import sqlite3
@@ -506,8 +507,21 @@ class _Transaction:
 
 def same_job(row: JobRow, entry: JobEntry) -> bool:
     """Whether `row` was recorded for `entry`'s input and options (its source may have moved: a renamed folder)."""
-    return row.fingerprint == entry.fingerprint and (json.dumps(row.options, sort_keys=True)
+    return row.fingerprint == entry.fingerprint and (json.dumps(_as_now(row, entry.options), sort_keys=True)
                                                      == json.dumps(entry.options, sort_keys=True))
+
+
+def _as_now(row: JobRow, options: dict) -> dict:
+    """`row`'s options, with a checkpoint an earlier vsr recorded by its path (now by the file: `batch.journal_entry`)
+    taken as the file `options` name where that path is that file and the file is unchanged since the job finished:
+    its done jobs stay done."""
+    recorded = dict(row.options)
+    for key in ("model", "blend"):
+        path, now = recorded.get(key), options.get(key)
+        if isinstance(path, str) and isinstance(now, dict) and os.path.realpath(path) == now.get("file") \
+                and row.finished_at is not None and now.get("mtime_ns", math.inf) <= row.finished_at * 1e9:
+            recorded[key] = now
+    return recorded
 
 
 _TEXT_COLUMNS = ("name", "source", "kind", "options", "state", "error", "fingerprint", "checksum", "owner")

@@ -439,6 +439,26 @@ def test_a_checkpoint_rewritten_in_place_redoes_its_jobs(tmp_path, tiny_rrdbnet_
     assert batch.journal_entry(job).options["model"] == "bicubic"
 
 
+def test_a_journal_of_an_earlier_vsr_that_named_a_checkpoint_by_its_path_keeps_its_done_jobs(
+        tmp_path, tiny_rrdbnet_checkpoint, monkeypatch):
+    """An earlier vsr recorded `-m models/m.pth` as that text: every done job was redone (helper-72)."""
+    root, out, models = tmp_path / "in", tmp_path / "out", tmp_path / "models"
+    root.mkdir()
+    models.mkdir()
+    write_image(root / "p.png")
+    (models / "m.pth").write_bytes(Path(tiny_rrdbnet_checkpoint).read_bytes())
+    monkeypatch.chdir(tmp_path)
+    jobs = batch.discover(root, out, options=api.UpscaleOptions(model="models/m.pth"), video=FAST)
+    assert batch.run_batch(jobs, out).ok
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:  # as an earlier vsr wrote it
+        (options,) = connection.execute("SELECT options FROM jobs").fetchone()
+        connection.execute("UPDATE jobs SET options = ?", (json.dumps({**json.loads(options),
+                                                                          "model": "models/m.pth"}),))
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", "done")]
+    os.utime(models / "m.pth", ns=(time.time_ns() + 10**9,) * 2)  # changed since the job was done: made again
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: input or options changed")]
+
+
 def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(tmp_path, caplog):
     """Two batches with other options on one folder: the second one's sync gave a queued job its options, then the
     first claimed it and made it with its own, recorded done with the second one's."""
