@@ -44,11 +44,11 @@ BatchSizeOption = Annotated[Optional[int], typer.Option(
     "-b", "--batch-size", help="Frames (or tiles) per forward pass.")]
 TileOption = Annotated[Optional[int], typer.Option(
     "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames.")]
-TileOverlapOption = Annotated[Optional[int], typer.Option("--tile-overlap", help="Context pixels around each tile.")]
+TileOverlapOption = Annotated[Optional[int], typer.Option("--tile-overlap", help="Context pixels around each tile \\[default: 128].")]
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOption = Annotated[Optional[str], typer.Option(
     "--precision", help="auto, fp32, fp16 or bf16 (auto: fp16/bf16 on GPU; on CPU bf16 where it has bf16 instructions, "
-    "twice as fast, else fp32).")]
+    "2.5x as fast, else fp32).")]
 DecoderOption = Annotated[Optional[str], typer.Option("--decoder", help="Video decoder: auto, pyav, decord or dali.")]
 CudaGraphsOption = Annotated[Optional[str], typer.Option(
     "--cuda-graphs", help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
