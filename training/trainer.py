@@ -35,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
 from vsr.errors import ModelError, OptionError, OutputError
+from vsr.fsutil import locked
 from vsr.hardware import cpu_computes_bf16
 from vsr.models.checkpoint import load_model
 from vsr.models.discriminator import VGGStyleDiscriminator
@@ -49,11 +50,6 @@ from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, 
                                  ragan_generator_loss)
 from vsr.training.dali_patches import DaliVideoPatches
 from vsr.training.sources import dali_sources, load_images
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; two trainers on one run folder there are the user's to avoid
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -272,17 +268,12 @@ def _run_folder(out_dir: Path, fresh: bool, main: bool):
 def _lock_run(out_dir: Path):
     """The run's lock file, open and locked (flock) until it is closed; one line where another process holds it."""
     try:
-        file = open(out_dir / LOCK_FILE, "a")  # noqa: SIM115 - held open for the whole run
+        return locked(out_dir / LOCK_FILE, f"{out_dir}: another training process is running in this folder (it holds "
+                                           f"{LOCK_FILE}); wait for it to end, or give another out_dir")
+    except OutputError:
+        raise
     except OSError as error:
         raise OutputError(f"{out_dir}: cannot write in the run's folder ({error.strerror or error})") from None
-    if fcntl is not None:
-        try:
-            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            file.close()
-            raise OutputError(f"{out_dir}: another training process is running in this folder (it holds "
-                              f"{LOCK_FILE}); wait for it to end, or give another out_dir") from None
-    return file
 
 
 def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainResult:

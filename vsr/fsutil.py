@@ -67,14 +67,20 @@ def lock_temporary(temporary: Path, output: Path):
     """The open file `temporary`, made if missing and locked (flock) for as long as it stays open: a second run
     writing `output` through the same temporary name is one line instead of two muxers in one file (each run's
     rename then left the other's frames, or both spliced). A temporary left by a killed run is not locked."""
-    file = open(temporary, "a")  # noqa: SIM115 - held open by the writer until it closes
+    return locked(temporary, f"{output}: another vsr run is writing it (its temporary file {temporary.name} is "
+                             "locked)")
+
+
+def locked(path: Path, busy: str):
+    """The open file `path`, made if missing and locked (flock) for as long as it stays open; OutputError(`busy`)
+    where another process holds it. The kernel releases the lock of a killed process."""
+    file = open(path, "a")  # noqa: SIM115 - held open by its user until it closes
     if fcntl is not None:
         try:
             fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             file.close()
-            raise OutputError(f"{output}: another vsr run is writing it (its temporary file {temporary.name} is "
-                              "locked)") from None
+            raise OutputError(busy) from None
     return file
 
 
