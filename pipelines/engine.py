@@ -522,12 +522,17 @@ class Engine:
         need, before = self._memory_need(height, width), self._setting(height, width)
         while self._memory_need(height, width) > self.memory_budget and self._shrink(height, width):
             pass
-        if self._setting(height, width) != before:
-            if self.graphed is not None:
-                self.graphed.clear()
-            logger.warning("%d×%d frames would need about %s of memory at %s in %s, more than the %s this run allows "
-                           "itself; going on at %s", width, height, in_bytes(need), before, self.precision,
-                           in_bytes(self.memory_budget), self._setting(height, width))
+        after = self._memory_need(height, width)
+        if self._setting(height, width) == before and after <= self.memory_budget:
+            return
+        if self.graphed is not None:
+            self.graphed.clear()
+        # (where even the smallest tile is over the budget, that is said too: it ran over it without a word)
+        beyond = "" if after <= self.memory_budget else (
+            f", which still needs about {in_bytes(after)}: a smaller --tile-overlap allows smaller tiles")
+        logger.warning("%d×%d frames would need about %s of memory at %s in %s, more than the %s this run allows "
+                       "itself; going on at %s%s", width, height, in_bytes(need), before, self.precision,
+                       in_bytes(self.memory_budget), self._setting(height, width), beyond)
 
     def _to_float(self, frames: torch.Tensor) -> torch.Tensor:
         x = frames.to(self.device, non_blocking=True)

@@ -174,6 +174,15 @@ def test_on_the_cpu_frames_too_large_for_the_budget_at_batch_1_are_tiled():
     assert torch.equal(out, expected)
 
 
+def test_frames_that_do_not_fit_even_in_the_smallest_tile_say_so(caplog):
+    """It went on over the budget without a word (helper-74)."""
+    engine = Engine(tiny_rrdbnet(), device="cpu", precision="fp32", batch_size=1, tile_overlap=16,
+                    memory_budget=1_000)
+    with caplog.at_level(logging.WARNING):
+        engine.upscale(FRAMES[:1])
+    assert "which still needs about" in caplog.text and "a smaller --tile-overlap allows smaller tiles" in caplog.text
+
+
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads Linux's /proc/meminfo")
 def test_by_default_the_cpu_budget_is_half_the_memory_available():
     meminfo = Path("/proc/meminfo").read_text()
