@@ -77,7 +77,7 @@ from vsr.pipelines.captions import CAPTION_SYNTAX, with_captions
 from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv, untagged_matrix
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
-from vsr.pipelines.probe import Hdr10Metadata, is_variable_rate, read_hdr10
+from vsr.pipelines.probe import Hdr10Metadata, ffmpeg_log, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
 from vsr.fsutil import check_output, fsync_folder, hidden_sibling, lock_temporary
@@ -703,13 +703,8 @@ def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:
     """Open the encoder, and return what it said of x264-params, x265-params or svtav1-params entries it could not
     take: FFmpeg only warns ("Error parsing option 'bfrmaes = 2'", "Unknown option: x.") and encodes without them.
     FFmpeg's log is heard (from every thread) only while the encoder opens; PyAV keeps it quiet otherwise."""
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.WARNING)
-    try:
-        with av.logging.Capture(local=False) as logs:
-            ctx.open()
-    finally:
-        av.logging.set_level(previous)
+    with ffmpeg_log(av.logging.WARNING), av.logging.Capture(local=False) as logs:
+        ctx.open()
     return [message.strip() for _, _, message in logs if message.startswith(_PARAMS_REFUSALS)]
 
 

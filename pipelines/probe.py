@@ -9,6 +9,7 @@ every way in turns a bad file into the same one-line `InputError`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import struct
@@ -566,14 +567,24 @@ class Hdr10Metadata:
 def decoding_errors(decode: Callable[[], T]) -> tuple[T, list[str]]:
     """`decode()`'s result, and the errors FFmpeg logged in this thread meanwhile (PyAV keeps its log quiet): a JPEG
     cut short decodes without an exception or a corrupt flag, its missing rows made up ("overread 8")."""
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    try:
+    with ffmpeg_log(av.logging.ERROR):
         with av.logging.Capture(local=True) as logs:
             result = decode()
+    return result, [message.strip() for _, _, message in logs]
+
+
+@contextlib.contextmanager
+def ffmpeg_log(level: int):
+    """FFmpeg's log heard at `level` meanwhile, every line: PyAV drops a line that repeats the last one it logged,
+    however long before, so the second JPEG cut short in a process ("overread 8" again) went unreported."""
+    previous, skipped = av.logging.get_level(), av.logging.get_skip_repeated()
+    av.logging.set_level(level)
+    av.logging.set_skip_repeated(False)
+    try:
+        yield
     finally:
         av.logging.set_level(previous)
-    return result, [message.strip() for _, _, message in logs]
+        av.logging.set_skip_repeated(skipped)
 
 
 def frame_side_data(frame: av.VideoFrame) -> dict:

@@ -523,3 +523,16 @@ def test_a_second_run_writing_a_sequence_another_run_writes_is_one_line(tmp_path
     held.release()
     api.upscale_video(clip, pattern, options=api.UpscaleOptions(model="bicubic"))
     assert sorted(path.name for path in pattern.parent.iterdir()) == ["0001.png", "0002.png", "0003.png"]
+
+
+def test_every_jpeg_cut_short_is_named_however_many_came_before(tmp_path, caplog):
+    """PyAV drops a log line that repeats the last one it logged: the second cut JPEG in a process ("overread 8"
+    again) went unreported, and this file's test of one failed where another test had logged it first."""
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64", "-frames:v", "3", "-q:v", "2",
+                     tmp_path / folder / "s%d.jpg")
+        cut = tmp_path / folder / "s2.jpg"
+        cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+        api.upscale_video(tmp_path / folder / "s%d.jpg", tmp_path / folder / "%d.png", options=BICUBIC_X2)
+        assert f"{cut}: damaged or cut short; FFmpeg fills in what is missing (" in caplog.text
