@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from stat import S_ISREG
 
 from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError
@@ -508,7 +509,7 @@ def _intact(journal: Journal, name: str, output: Path, checksum: str) -> bool:
         stat = output.stat()
     except OSError:
         return False
-    if not output.is_file():
+    if not S_ISREG(stat.st_mode):
         return False
     if journal.checked(name) == (stat.st_size, stat.st_mtime_ns, checksum):
         return True

@@ -50,11 +50,11 @@ _MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "s
 # WebM keeps a VP8/VP9 video's alpha beside its color (alpha_mode 1); FFmpeg's own decoders ignore it, libvpx's
 # decode both into yuva420p.
 ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
-# Demuxers of raw elementary streams (.h264, .hevc, .m2v, .m4v): no timestamps, and a frame rate of 25 assumed
-# unless told; the rate the stream itself declares (H.264/HEVC timing info, MPEG's frame rate code) is the real one.
 # FFmpeg's image2 demuxer reads a name holding "%d" as a numbered sequence ("50%d.png" read 501.png, and a "%" in a
 # folder's name failed): this makes it read the file named. (Other demuxers leave the option alone.)
 ONE_FILE = {"pattern_type": "none"}
+# Demuxers of raw elementary streams (.h264, .hevc, .m2v, .m4v): no timestamps, and a frame rate of 25 assumed
+# unless told; the rate the stream itself declares (H.264/HEVC timing info, MPEG's frame rate code) is the real one.
 RAW_STREAM_FORMATS = {"h264", "hevc", "mpegvideo", "m4v", "vvc", "cavsvideo"}
 
 

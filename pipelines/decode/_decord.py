@@ -3,8 +3,9 @@
 decord's frame counts and timestamps are not reliable on every file, so the timestamps come from a PyAV demux of the
 same stream (packet pts sorted into presentation order), and decord is used only when its frame count equals that
 packet count. Where decord cannot be trusted (more than 8 bits, rotation, several video streams, no timestamps,
-MPEG-TS/PS, AVI and ASF files, open GOPs, frames sharing a time) `Unsuitable` says why and `open_decoder` uses PyAV instead. If decord
-fails in the middle of a file (a damaged packet), PyAV takes over from the first frame decord could not deliver.
+MPEG-TS/PS, AVI and ASF files, open GOPs, frames sharing a time, untagged HD) `Unsuitable` says why and `open_decoder`
+uses PyAV instead. If decord fails in the middle of a file (a damaged packet), PyAV takes over from the first frame
+decord could not deliver.
 
 Colors: decord converts to RGB inside its own FFmpeg with swscale's fast path. On the CPU it honours the stream's
 matrix and range (on the GPU its kernel knows BT.601 limited range only: other videos go to PyAV), but flat colors
@@ -26,7 +27,6 @@ import av
 import numpy as np
 import torch
 
-from vsr.pipelines.colour import untagged_matrix
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
@@ -70,7 +70,7 @@ class DecordDecoder(Decoder):
                 raise Unsuitable(f"decord's GPU conversion is BT.601 limited range only, and the video is "
                                  f"{info.color.matrix or 'BT.601'} {'full' if info.color.range == 'pc' else 'limited'}"
                                  " range")
-            if info.color.matrix is None and untagged_matrix(info.height) != "smpte170m":
+            if info.color.matrix is None and rgb_matrix(info) == "itu709":
                 # (swscale, in decord's FFmpeg, takes BT.601 for a stream that declares no matrix)
                 raise Unsuitable("the video declares no color matrix, and decord would take BT.601 where players "
                                  "take BT.709 at its size")

@@ -479,9 +479,10 @@ class PresentationOrder:
     packets sent whose frame has not come out, and passes straight through. Around damage, decoders return frames
     out of order, or never return some (frame threads can drop a damaged frame without an error reaching the
     caller). Then frames are held, up to `window` of them, until the earlier ones arrive; past that, the missing
-    ones are asked of `recover` (decoded again) and what it cannot give is reported lost. A frame that arrives after a later one was released cannot be placed and is dropped,
-    reported too, so the pts that go out only ever increase. Frames of a time another frame has (a muxer's
-    mistake) are dropped, as the segments' plan leaves them out, and reported in one line (`report_shared`).
+    ones are asked of `recover` (decoded again) and what it cannot give is reported lost. A frame that arrives after
+    a later one was released cannot be placed and is dropped, reported too, so the pts that go out only ever
+    increase. Frames of a time another frame has (a muxer's mistake) are dropped, as the segments' plan leaves them
+    out, and reported in one line (`report_shared`).
 
     `restamp`: the packets' times are in decoding order (DECODE_ORDER_FORMATS), so the frames carry the times of the
     wrong packets (behind B-frames, a later frame's first); their order is the decoder's, and each frame is given
