@@ -564,6 +564,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
     """Keep the executor full, record each result; on an interruption, hand the running jobs back. Returns the jobs
     that another batch changed to its own options or input meanwhile (not made: their rows are that batch's)."""
     pending, running, changed = deque(todo), {}, []
+    found_at_claim = {}  # name → what stood at the job's output as it was claimed (see _put_in_place)
     try:
         while pending or running:
             while pending and len(running) < executor.capacity:
@@ -578,11 +579,12 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                         log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
                 running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
+                found_at_claim[job.name] = _file_state(job.output)
                 remove_partials(job.output)
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
-                _record(journal, running.pop(result.name), result)
+                _record(journal, running.pop(result.name), result, found_at_claim[result.name])
                 bar.update(1)
     finally:
         with ctrl_c_held_back():  # (a second Ctrl-C here left the jobs "running", their attempts counted)
@@ -590,27 +592,36 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 executor.close()
                 for result in executor.finished():  # (a Ray video joining its segments as the stop came)
                     if result.ok and result.name in running:
-                        _record(journal, running.pop(result.name), result)
+                        _record(journal, running.pop(result.name), result, found_at_claim[result.name])
             for name, job in running.items():
-                journal.release(name, checksum=_put_in_place(journal, job))
+                journal.release(name, checksum=_put_in_place(job, found_at_claim[name]))
     return changed
 
 
-def _put_in_place(journal: Journal, job: BatchJob) -> str | None:
-    """The checksum of `job`'s output where the job wrote it before it stopped or failed (a file newer than the
-    job's start: its rename comes before its result), else None. Recorded, it keeps the file the batch's own to
-    replace: every later run failed on "already exists". Decided now, not later: a file the user puts there after
-    the stop stays theirs."""
-    row = journal.row(job.name)
+def _file_state(path: Path) -> tuple[int, int, int] | None:
+    """What stands at `path` (inode, size, mtime), None where nothing does."""
     try:
-        written = row is not None and row.started_at is not None and job.output.stat().st_mtime >= row.started_at
-        return sha256_file(job.output) if written else None
-    except OSError:  # (none there)
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _put_in_place(job: BatchJob, found_at_claim: tuple[int, int, int] | None) -> str | None:
+    """The checksum of `job`'s output where the job wrote it before it stopped or failed (its rename comes before
+    its result), else None. Recorded, it keeps the file the batch's own to replace: every later run failed on
+    "already exists". Decided now, not later: a file the user puts there after the stop stays theirs. Written means
+    not what stood there at the claim: a file's time against the claim's time misjudged a file written within the
+    file system's clock tick (a few ms behind time.time()) as older than the job."""
+    now = _file_state(job.output)
+    try:
+        return sha256_file(job.output) if now is not None and now != found_at_claim else None
+    except OSError:  # (gone meanwhile)
         return None
 
 
-def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
-    checksum = result.checksum if result.ok else _put_in_place(journal, job)  # (a worker killed after the rename)
+def _record(journal: Journal, job: BatchJob, result: JobResult, found_at_claim: tuple[int, int, int] | None) -> None:
+    checksum = result.checksum if result.ok else _put_in_place(job, found_at_claim)  # (killed after the rename)
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
                    frames=result.frames)
     if result.ok:
