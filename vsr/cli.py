@@ -44,7 +44,9 @@ BatchSizeOption = Annotated[Optional[int], typer.Option(
     "-b", "--batch-size", help="Frames (or tiles) per forward pass.")]
 TileOption = Annotated[Optional[int], typer.Option(
     "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames.")]
-TileOverlapOption = Annotated[Optional[int], typer.Option("--tile-overlap", help="Context pixels around each tile \\[default: 128].")]
+TileOverlapOption = Annotated[Optional[int], typer.Option(
+    "--tile-overlap", help="Context pixels around each tile: of --tile, or of the tiles a frame too large for memory "
+    "is cut into \\[default: 128; for a --tile under 144, half of it].", show_default=False)]
 DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
 PrecisionOption = Annotated[Optional[str], typer.Option(
     "--precision", help="auto, fp32, fp16 or bf16 (auto: fp16/bf16 on GPU; on CPU bf16 where it has bf16 instructions, "
@@ -182,6 +184,9 @@ def upscale(
     """Upscale videos and images."""
     from vsr.errors import InputError, OptionError, OutputError
 
+    if output_text is not None and not output_text.strip():  # (an unset variable in a script: Path("") is ".")
+        raise OptionError("-o is empty: name the output file, or a folder with a final / (or leave -o out to write "
+                          "beside the input)")
     # A mistyped name is told at once, not after torch has loaded (1.6 s); of several inputs, each is told in turn.
     if len(inputs) == 1 and "%" not in inputs[0].name and not os.path.lexists(inputs[0]):
         raise InputError(f"{inputs[0]}: no such file")
@@ -194,6 +199,9 @@ def upscale(
         if alpha != 0.8:  # (it was dropped without a word)
             raise OptionError("--denoise-strength sets the weight of the model it blends in: give it or --alpha")
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
+    device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
+        _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
+    tile_overlap = _tile_overlap(tile, tile_overlap)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
         model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device,
@@ -297,6 +305,22 @@ def _remember_output(output: Path, input: Path) -> None:
 
     if fsutil.written_this_run is not None:
         fsutil.written_this_run[Path(output).resolve()] = input
+
+
+def _choice(text: str | None) -> str | None:
+    """A choice option's value in lower case, as typer's case_sensitive=False would take it (FP32 is fp32): every
+    name vsr and FFmpeg give is lower case. Also for options whose values are no fixed list (cuda:1, auto)."""
+    return None if text is None else text.lower()
+
+
+def _tile_overlap(tile: int | None, tile_overlap: int | None) -> int | None:
+    """--tile-overlap as given; else for a --tile too small for the default overlap (a tile holds the overlap and
+    a cross-fade: 144 pixels for 128) half the tile, which leaves it room whatever the model's size multiple."""
+    from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, overlap_split
+
+    if tile_overlap is not None or tile is None or tile <= 0:  # (no tiles, or a --tile that is refused as such)
+        return tile_overlap
+    return None if tile >= DEFAULT_TILE_OVERLAP + overlap_split(DEFAULT_TILE_OVERLAP)[1] else tile // 2
 
 
 def _seconds(option: str, text: str | None) -> float | None:
@@ -439,6 +463,10 @@ def batch(
         typer.echo(format_table(rows))
         raise typer.Exit(1 if unfinished(rows) else 0)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
+    device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
+        _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
+    if jobs is None:  # (with --jobs, a job's or [defaults]' tile-overlap goes with the --tile given here)
+        tile_overlap = _tile_overlap(tile, tile_overlap)
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
              "cuda-graphs": cuda_graphs, "compile": compile, "strength": strength, "decoder": decoder, "codec": codec,
@@ -581,6 +609,7 @@ def bench(
         raise OptionError(f"--frames must be 1 or more, not {frames}")
     if json_path is not None:
         fsutil.check_json_output(json_path, [input, model])
+    device, precision, decoder = _choice(device), _choice(precision), _choice(decoder)
     options = api.UpscaleOptions(model=model, batch_size=batch_size, device=device, precision=precision)
     result = bench_module.bench(input, options=options, video=api.VideoOptions(decoder=decoder), max_frames=frames)
     typer.echo(result.to_text())
@@ -614,8 +643,10 @@ def evaluate(
     _setup_logging(False)
     if json_path is not None:
         fsutil.check_json_output(json_path, [*sources, *(models or [])])
+    tile_overlap = _tile_overlap(tile, tile_overlap)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}  # (its message names the option)
-    options = api.UpscaleOptions(tile=tile, device=device, precision=precision, strength=strength, **overrides)
+    options = api.UpscaleOptions(tile=tile, device=_choice(device), precision=_choice(precision), strength=strength,
+                                 **overrides)
     scores, images = quality.evaluate(sources, models or [api.UpscaleOptions().model], options=options,
                                       frames_per_video=frames)
     typer.echo(quality.format_scores(scores, images))
@@ -650,7 +681,7 @@ def compare(
     from vsr import api
 
     _setup_logging(False)
-    options = api.CompareOptions(mode=mode, baseline=baseline, offset=_seconds("--offset", offset),
+    options = api.CompareOptions(mode=_choice(mode), baseline=_choice(baseline), offset=_seconds("--offset", offset),
                                  start=_seconds("--start", start), end=_seconds("--end", end), label=label,
                                  crop=api.parse_crop(crop))
     written = api.compare_videos(source, upscaled, output, options=options, overwrite=overwrite)

@@ -39,6 +39,9 @@ BASELINES = {"bicubic": "bicubic", "lanczos": "lanczos", "nearest": "neighbor"} 
 # A stream's matrix (FFmpeg's name, as probed) → the scale filter's name for it.
 _SCALE_MATRICES = {"bt709": "bt709", "smpte170m": "smpte170m", "bt470bg": "bt470", "fcc": "fcc",
                    "smpte240m": "smpte240m", "bt2020nc": "bt2020"}
+# Seconds past any video's end (31,700 years). ffmpeg's filters hold times as 64-bit microseconds, which end at
+# 9.2e12 s: a later --end was its error ("Numerical result out of range"), and is the same as no --end.
+_NEVER = 1e12
 
 
 @dataclass(frozen=True)
@@ -151,8 +154,9 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
     would be paired with the wrong ones, or the clip cut short)."""
     start = options.start or 0
     for path, video, begin in ((upscaled, upscaled_video, start), (source, source_video, options.offset + start)):
-        if video.duration and begin >= video.duration:
-            raise OptionError(f"{path}: no video frame from {begin:g} s; it lasts {video.duration:.3f} s")
+        if begin >= _NEVER or (video.duration and begin >= video.duration):  # (a duration can be unknown)
+            lasts = f"; it lasts {video.duration:.3f} s" if video.duration else ""
+            raise OptionError(f"{path}: no video frame from {begin:g} s{lasts}")
     source_size, upscaled_size = _shown_size(source_video), _shown_size(upscaled_video)
     if source_size[0] * source_size[1] > upscaled_size[0] * upscaled_size[1]:
         log.warning("%s is smaller than %s: is it the upscaled one? (vsr compare SOURCE UPSCALED)", upscaled, source)
@@ -247,7 +251,7 @@ def _window(stream, offset: float, options: CompareOptions, audio: bool = False)
     prefix = "a" if audio else ""
     # (floats: a numpy number or a Fraction would be written into the filter as its repr or as "1/10")
     window = {"start": float(offset + (options.start or 0))}
-    if options.end is not None:
+    if options.end is not None and offset + options.end < _NEVER:
         window["end"] = float(offset + options.end)
     stream = stream.filter(f"{prefix}setpts", "PTS-STARTPTS").filter(f"{prefix}trim", **window)
     return stream.filter(f"{prefix}setpts", "PTS-STARTPTS")
@@ -257,7 +261,7 @@ def _audio_window(stream, video_start: float, options: CompareOptions):
     """An audio `stream` cut to the window `_window` cuts from a video starting at `video_start` seconds: timed from
     that start (not from its own first sample), so that a track that starts later than the video still does."""
     window = {"start": float(options.start or 0)}
-    if options.end is not None:
+    if options.end is not None and options.end < _NEVER:
         window["end"] = float(options.end)
     stream = stream.filter("asetpts", f"PTS-{float(video_start)!r}/TB").filter("atrim", **window)
     return stream.filter("asetpts", f"PTS-{window['start']!r}/TB")

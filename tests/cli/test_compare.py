@@ -83,6 +83,23 @@ def test_a_window_of_the_upscaled_video(upscaled, tmp_path):
     assert media.ffprobe_frame_pts(clip)[0] == 0
 
 
+@pytest.mark.parametrize("end", ["9999999999999", "100000000000000000000"])
+def test_an_end_past_any_video_shows_it_to_its_end(upscaled, tmp_path, end):
+    """ffmpeg's filters hold times as 64-bit microseconds, up to 9.2e12 s: a later --end was its error."""
+    source, result = upscaled
+    clip = tmp_path / "window.mp4"
+    vsr("compare", source, result, "-o", clip, "--start", "0.2", "--end", end)
+    assert len(frames_of(clip)) == 15
+
+
+def test_mode_and_baseline_are_taken_in_any_case(upscaled, tmp_path):
+    """(As every choice of vsr's: --device CPU was taken, --mode SPLIT refused.)"""
+    source, result = upscaled
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, result, "-o", clip, "--mode", "Side-By-Side", "--baseline", "NEAREST", "--start", "0.6")
+    assert [frame.shape for frame in frames_of(clip)] == [(192, 512, 3)] * 5
+
+
 def test_a_window_given_as_numpy_or_fraction_seconds_from_python(upscaled, tmp_path):
     """Written into the audio filter as its repr ("PTS-np.float64(0.2)/TB"): ffmpeg refused it (helper-53)."""
     source, result = upscaled
@@ -120,6 +137,7 @@ def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_pat
     (dict(offset=float("nan")), "--offset, --start and --end are seconds: finite numbers"),
     (dict(start=5), "{result}: no video frame from 5 s; it lasts 0.800 s"),
     (dict(offset=10), "{source}: no video frame from 10 s; it lasts 0.800 s"),
+    (dict(start=1e20), "{result}: no video frame from 1e+20 s; it lasts 0.800 s"),
     (dict(crop="wide"), "--crop takes auto, off, or WIDTH:HEIGHT:X:Y as FFmpeg's crop filter (1920:800:0:140); "
                         "not 'wide'"),
     (dict(crop="100:10"), "{source}: --crop 100:10 does not fit in its 64x48 frames"),

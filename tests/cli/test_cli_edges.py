@@ -1,0 +1,83 @@
+"""Edges of the command line: an empty -o, choice values in any case, and a --tile given without --tile-overlap."""
+
+import functools
+
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import make_clip
+from tests.processes import run_vsr
+
+vsr = functools.partial(run_vsr, check=True)
+
+pytestmark = media.requires_ffmpeg
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return make_clip(tmp_path / "clip.mp4", frames=2)
+
+
+@pytest.mark.parametrize("empty", ["", "  "])
+def test_an_empty_output_name_is_one_line_and_writes_nothing(tmp_path, clip, monkeypatch, empty):
+    """Path("") is ".": the output went into the working folder under its default name (an unset variable)."""
+    monkeypatch.chdir(tmp_path)
+    result = vsr("upscale", clip, "-m", "bicubic", "-o", empty, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: -o is empty: name the output file, or a folder with a final / (or leave -o out to write beside "
+        "the input)"]
+    assert [path.name for path in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("choices", [
+    ["--device", "CPU", "--precision", "FP32", "--cuda-graphs", "Off", "--decoder", "PyAV", "--deinterlace", "OFF",
+     "--dedup", "EXACT", "--crop", "OFF", "--codec", "LIBX264", "--pix-fmt", "YUV420P"],
+    ["--devices", "CPU,CPU"],
+])
+def test_choice_values_of_upscale_are_taken_in_any_case(tmp_path, clip, choices):
+    """--device CPU was taken and --precision FP32 refused: every choice is now taken as typer's case_sensitive=False
+    would take it."""
+    result = vsr("upscale", clip, "-m", "bicubic", "-o", tmp_path / "out.mp4", *choices, check=False)
+    assert result.returncode == 0, result.stderr
+    assert len(media.video_pts(tmp_path / "out.mp4")) == 2
+
+
+def test_choice_values_of_batch_bench_and_eval_are_taken_in_any_case(tmp_path, clip):
+    vsr("batch", tmp_path, tmp_path / "out", "-m", "bicubic", "--precision", "FP32", "--decoder", "PYAV",
+        "--codec", "LIBX264", "-q")
+    assert (tmp_path / "out" / "clip.x4.mp4").is_file()
+    upper = ["--device", "CPU", "--precision", "FP32"]
+    vsr("bench", clip, "-m", "bicubic", "--frames", "2", "--decoder", "PYAV", *upper)
+    vsr("eval", clip, "-m", "bicubic", "--frames", "2", *upper)
+
+
+@pytest.mark.parametrize("command", [["upscale", "-o", "out.mp4"], ["eval", "--frames", "2"]])
+def test_a_tile_alone_gets_an_overlap_that_fits_it(tmp_path, clip, monkeypatch, command):
+    """--tile 16 was refused for the default overlap of 128, which the user never asked for."""
+    monkeypatch.chdir(tmp_path)
+    name, *rest = command
+    result = vsr(name, clip, "-m", "bicubic", "--tile", "16", *rest, check=False)
+    assert result.returncode == 0, result.stderr
+    if name == "upscale":
+        assert media.ffprobe_streams_of(tmp_path / "out.mp4", "v")[0]["width"] == 256
+
+
+def test_batch_with_a_tile_alone_gets_an_overlap_that_fits_it(tmp_path, clip):
+    vsr("batch", tmp_path, tmp_path / "out", "-m", "bicubic", "--tile", "16", "-q")
+    assert (tmp_path / "out" / "clip.x4.mp4").is_file()
+
+
+def test_an_overlap_given_that_does_not_fit_the_tile_is_still_refused(tmp_path, clip):
+    result = vsr("upscale", clip, "-m", "bicubic", "--tile", "64", "--tile-overlap", "128", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: --tile 64 is too small for --tile-overlap 128: use a --tile of at least 144 pixels or a smaller "
+        "--tile-overlap"]
+    assert [path.name for path in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_help_says_how_the_overlap_follows_the_tile():
+    result = vsr("upscale", "--help", env={"COLUMNS": "200"})
+    words = " ".join(result.stdout.replace("│", " ").split())  # (as wrapped into the table's column)
+    assert "[default: 128; for a --tile under 144, half of it]" in words
