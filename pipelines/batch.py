@@ -486,6 +486,11 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
                        dynamic_ncols=True)
             with executor, bar, logging_redirect_tqdm():
                 skipped += _drive(journal, executor, todo, entries, bar)
+        for name in plan.busy:  # (its row is the other batch's: done, it may be with that one's options or input)
+            if not same_job(journal.row(name), entries[name]):
+                log.error("%s: run by another `vsr batch` with other options or input; not made as this one asks",
+                          labels[name])
+                skipped.append(name)
         rows = [journal.row(job.name) for job in jobs if job.name not in skipped]
     return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME,
                        skipped=skipped)
@@ -564,7 +569,6 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
     """Keep the executor full, record each result; on an interruption, hand the running jobs back. Returns the jobs
     that another batch changed to its own options or input meanwhile (not made: their rows are that batch's)."""
     pending, running, changed = deque(todo), {}, []
-    found_at_claim = {}  # name → what stood at the job's output as it was claimed (see _put_in_place)
     try:
         while pending or running:
             while pending and len(running) < executor.capacity:
@@ -579,12 +583,11 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                         log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
                 running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
-                found_at_claim[job.name] = _file_state(job.output)
                 remove_partials(job.output)
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
-                _record(journal, running.pop(result.name), result, found_at_claim[result.name])
+                _record(journal, running.pop(result.name), result)
                 bar.update(1)
     finally:
         with ctrl_c_held_back():  # (a second Ctrl-C here left the jobs "running", their attempts counted)
@@ -592,36 +595,28 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 executor.close()
                 for result in executor.finished():  # (a Ray video joining its segments as the stop came)
                     if result.ok and result.name in running:
-                        _record(journal, running.pop(result.name), result, found_at_claim[result.name])
+                        _record(journal, running.pop(result.name), result)
             for name, job in running.items():
-                journal.release(name, checksum=_put_in_place(job, found_at_claim[name]))
+                journal.release(name, checksum=_put_in_place(journal, job))
     return changed
 
 
-def _file_state(path: Path) -> tuple[int, int, int] | None:
-    """What stands at `path` (inode, size, mtime), None where nothing does."""
+def _put_in_place(journal: Journal, job: BatchJob) -> str | None:
+    """The checksum of `job`'s output where the job wrote it before it stopped or died (its rename comes before its
+    result), else None. Recorded, it keeps the file the batch's own to replace: every later run failed on "already
+    exists". Written means not what stood there at the claim (`Journal.changed_since_claim`), decided now: a file
+    the user puts there after the stop stays theirs (one put there while the job ran, as it stopped, cannot be told
+    from the job's)."""
     try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
-def _put_in_place(job: BatchJob, found_at_claim: tuple[int, int, int] | None) -> str | None:
-    """The checksum of `job`'s output where the job wrote it before it stopped or failed (its rename comes before
-    its result), else None. Recorded, it keeps the file the batch's own to replace: every later run failed on
-    "already exists". Decided now, not later: a file the user puts there after the stop stays theirs. Written means
-    not what stood there at the claim: a file's time against the claim's time misjudged a file written within the
-    file system's clock tick (a few ms behind time.time()) as older than the job."""
-    now = _file_state(job.output)
-    try:
-        return sha256_file(job.output) if now is not None and now != found_at_claim else None
-    except OSError:  # (gone meanwhile)
+        return sha256_file(job.output) if journal.changed_since_claim(job.name) else None
+    except OSError:  # (none there)
         return None
 
 
-def _record(journal: Journal, job: BatchJob, result: JobResult, found_at_claim: tuple[int, int, int] | None) -> None:
-    checksum = result.checksum if result.ok else _put_in_place(job, found_at_claim)  # (killed after the rename)
+def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
+    # A job that failed of its own error did not put its output in place (a file there that changed meanwhile is
+    # another's: its rename refused to replace it); one whose process died may have, just before.
+    checksum = result.checksum if result.ok else _put_in_place(journal, job) if result.died else None
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
                    frames=result.frames)
     if result.ok:

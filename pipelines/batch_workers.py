@@ -59,6 +59,7 @@ class JobResult:
     seconds: float = 0.0
     frames: int | None = None
     warnings: tuple[str, ...] = ()  # what a Ray task warned of, for its driver to say (see warnings_kept)
+    died: bool = False  # its process died (killed): it may have put its output in place first (`batch._record`)
 
 
 class _Kept(logging.Handler):
@@ -264,6 +265,9 @@ class ProcessExecutor:
     def wait(self, timeout: float) -> list[JobResult]:
         """The results that came within `timeout`, and a failure for each job whose worker died (looked for on
         every call: while the others' results kept coming, a dead worker went unseen to the end of the batch)."""
+        # The dead are found before the results are read: a worker that sent its result and then died (its result
+        # still in the pipe) was failed as dead, and its result came on the next call, for a job no longer running.
+        dead = [index for index, worker in enumerate(self._workers) if not worker.process.is_alive()]
         sent = []
         try:
             sent.append(self._results.get(timeout=timeout))
@@ -273,20 +277,19 @@ class ProcessExecutor:
             pass
         for index, _ in sent:
             self._workers[index].job = None
-        return [result for _, result in sent] + self._reap()
+        return [result for _, result in sent] + self._reap(dead)
 
-    def _reap(self) -> list[JobResult]:
-        """Fail the job of each worker that died, remove its unfinished file (the job may not run again: its last
+    def _reap(self, dead: list[int]) -> list[JobResult]:
+        """Fail the job of each worker of `dead`, remove its unfinished file (the job may not run again: its last
         attempt), and start a new worker in its place."""
         from vsr.pipelines.batch import remove_partials  # (which imports this module)
 
         failed = []
-        for index, worker in enumerate(self._workers):
-            if worker.process.is_alive():
-                continue
+        for index in dead:
+            worker = self._workers[index]
             if worker.job is not None:
                 reason = f"the worker process died (exit code {worker.process.exitcode}) while running this job"
-                failed.append(JobResult(worker.job.name, ok=False, error=reason))
+                failed.append(JobResult(worker.job.name, ok=False, error=reason, died=True))
                 remove_partials(worker.job.output)
             log.warning("batch worker %d died (exit code %s); starting another", index, worker.process.exitcode)
             self._workers[index] = self._start(index)

@@ -80,7 +80,7 @@ from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, ffmpeg_log, is_variable_rate, read_hdr10
 
 from vsr.errors import OptionError, OutputError
-from vsr.fsutil import check_output, fsync_folder, hidden_sibling, lock_temporary
+from vsr.fsutil import AppearedMeanwhile, check_output, fsync_folder, hidden_sibling, lock_temporary, rename_into_place
 
 logger = logging.getLogger(__name__)
 os.environ.setdefault("SVT_LOG", "1")  # SVT-AV1 prints its configuration when an encoder opens otherwise: errors only
@@ -336,7 +336,7 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         self._caption_syntax = CAPTION_SYNTAX.get(spec.encoder)  # None: the codec has no place for captions
-        self._source, self._codec = Path(source), codec
+        self._source, self._codec, self._overwrite = Path(source), codec, overwrite
         check_output(self.output, Path(source), overwrite)
         keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, self.output.suffix)
         self.pix_fmt = choose_pix_fmt(codec, bit_depth or source_info.bit_depth, pix_fmt, alpha=keeps_alpha,
@@ -625,8 +625,11 @@ class VideoWriter:
             self._passthrough.close()
             with open(self._temp, "rb+") as file:
                 os.fsync(file.fileno())
-            os.replace(self._temp, self.output)
+            rename_into_place(self._temp, self.output, self._overwrite)
             fsync_folder(self.output.parent)
+        except FileExistsError:
+            self.abort()
+            raise AppearedMeanwhile(self.output) from None
         except (OSError, av.FFmpegError) as error:
             self.abort()
             raise self._write_error(error) from error

@@ -29,7 +29,7 @@ from vsr.pipelines.engine import Engine, upscale_with_alpha
 from vsr.pipelines.probe import ONE_FILE, decoding_errors
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import write_bytes_atomic
+from vsr.fsutil import AppearedMeanwhile, write_bytes_atomic
 from vsr.hardware import check_memory
 from vsr.pipelines.image_metadata import (
     exif_block,
@@ -301,8 +301,7 @@ def write_file(path: Path, data: bytes, overwrite: bool = True) -> None:
     try:
         write_bytes_atomic(path, data, replace=overwrite)
     except FileExistsError:
-        raise OutputError(f"{path}: already exists, written while this run worked (use --overwrite to replace "
-                          "it)") from None
+        raise AppearedMeanwhile(path) from None
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from error
 

@@ -32,6 +32,7 @@ from enum import Enum
 from pathlib import Path
 
 from vsr.errors import InputError, OutputError
+from vsr.fsutil import file_state
 
 JOURNAL_NAME = ".vsr-journal.sqlite"
 SCHEMA_VERSION = 1
@@ -65,6 +66,19 @@ CREATE TABLE IF NOT EXISTS checked (
     size     INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
     checksum TEXT NOT NULL
+)
+"""
+
+
+# What stood at a job's output when it was last claimed (inode, size, mtime; NULLs: nothing): a file there that
+# differs is the job's own rename into place, one that does not is the user's (`Journal.changed_since_claim`). File
+# times cannot say it: the kernel stamps files by a clock a tick behind time.time(). A table of its own, as `checked`.
+_CLAIMED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS claimed (
+    name     TEXT PRIMARY KEY,
+    ino      INTEGER,
+    size     INTEGER,
+    mtime_ns INTEGER
 )
 """
 
@@ -302,6 +316,7 @@ class Journal:
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute(_CHECKED_SCHEMA)
+            connection.execute(_CLAIMED_SCHEMA)
             connection.row_factory = sqlite3.Row
             return cls(connection, path, current_owner())
 
@@ -336,6 +351,7 @@ class Journal:
         else:
             connection.execute(_SCHEMA)
         connection.execute(_CHECKED_SCHEMA)
+        connection.execute(_CLAIMED_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())
 
@@ -407,9 +423,10 @@ class Journal:
     @_written
     def requeue(self, name: str) -> None:
         """A done job whose output is missing or damaged: run it again, its attempts counted afresh (its earlier
-        ones succeeded)."""
+        ones succeeded). Its checksum stays: the file there is still the batch's to replace, even after a redo that
+        failed or was stopped (cleared, every later run failed on "already exists")."""
         self.connection.execute(
-            "UPDATE jobs SET state = 'queued', attempts = 0, checksum = NULL, owner = NULL, queued_at = ? "
+            "UPDATE jobs SET state = 'queued', attempts = 0, owner = NULL, queued_at = ? "
             "WHERE name = ? AND state = 'done'",
             (time.time(), name),
         )
@@ -428,7 +445,26 @@ class Journal:
                 "finished_at = NULL WHERE name = ?",
                 (self.owner, time.time(), entry.name),
             )
+            self.connection.execute("INSERT OR REPLACE INTO claimed (name, ino, size, mtime_ns) VALUES (?, ?, ?, ?)",
+                                    (entry.name, *(file_state(self._output(entry.name)) or (None, None, None))))
         return True
+
+    def _output(self, name: str) -> Path:
+        return self.path.parent / name
+
+    def changed_since_claim(self, name: str) -> bool | None:
+        """Whether the file at `name`'s output is not what stood there when its job was last claimed (`claimed`):
+        the job renamed its output into place (or something else replaced or removed it). None where the claim
+        was not recorded (by an earlier vsr)."""
+        try:
+            found = self.connection.execute("SELECT ino, size, mtime_ns FROM claimed WHERE name = ?",
+                                            (name,)).fetchone()
+        except sqlite3.OperationalError:  # (a read-only look at an earlier vsr's journal: no such table)
+            return None
+        if found is None:
+            return None
+        then = None if found[0] is None else (found[0], found[1], found[2])
+        return file_state(self._output(name)) != then
 
     @_written
     def release(self, name: str, checksum: str | None = None) -> None:
@@ -443,10 +479,12 @@ class Journal:
     @_written
     def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
                seconds: float | None = None, frames: int | None = None) -> None:
-        """running → done (with the output's checksum) or failed (with the reason)."""
+        """running → done (with the output's checksum) or failed (with the reason; a checksum only where the job
+        put its output in place before it failed, else the one of the output an earlier attempt made stays: the
+        file is still the batch's to replace)."""
         self.connection.execute(
-            "UPDATE jobs SET state = ?, error = ?, checksum = ?, seconds = ?, frames = ?, finished_at = ?, "
-            "owner = NULL WHERE name = ? AND owner = ?",
+            "UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, checksum), seconds = ?, frames = ?, "
+            "finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
             ("done" if ok else "failed", error, checksum, seconds, frames, time.time(), name, self.owner),
         )
 
@@ -460,11 +498,13 @@ class Journal:
 
     def owns_output(self, name: str) -> bool:
         """Whether a file at `name` is this journal's to replace: a job of that name put it in place (it has a
-        checksum: done, or stopped or failed just after its output was renamed into place, see `batch._record`), or
-        was running when its process died (it may have finished the file). A job that only ever failed (perhaps
-        because a file of the user's was there) has no claim on it: --overwrite decides."""
+        checksum: done once, or stopped or died just after its output was renamed into place, see `batch._record`),
+        or was running when its process died and the file is not the one that stood there at its claim (it may have
+        finished the file; a user's file that was there stays theirs). A job that only ever failed (perhaps because
+        a file of the user's was there) has no claim on it: --overwrite decides."""
         row = self._row(name)
-        return row is not None and (row.checksum is not None or row.state is JobState.RUNNING)
+        return row is not None and (row.checksum is not None or (
+            row.state is JobState.RUNNING and self.changed_since_claim(name) is not False))
 
     def checked(self, name: str) -> tuple[int, int, str] | None:
         """(size, mtime_ns, checksum) of `name`'s output when its checksum last matched (`remember_checked`)."""

@@ -235,7 +235,7 @@ class RayExecutor:
                     results.append(ray.get(ref))
                     _say(results[-1].warnings)
                 except ray.exceptions.RayError as error:  # the task's worker or node died more than max_retries times
-                    results.append(JobResult(job.name, ok=False, error=_failed(error)))
+                    results.append(JobResult(job.name, ok=False, error=_failed(error), died=True))
         elif not results and self._videos:
             try:
                 results.append(self._finished.get(timeout=timeout))

@@ -86,7 +86,7 @@ from vsr.pipelines.upscale import (
 )
 
 from vsr.errors import OptionError, OutputError, VsrError
-from vsr.fsutil import fsync_folder, lock_temporary
+from vsr.fsutil import AppearedMeanwhile, file_state, fsync_folder, lock_temporary, rename_into_place
 
 log = logging.getLogger(__name__)
 
@@ -575,7 +575,7 @@ def upscale_video_in_segments(
             log.warning("%s: resuming: %d of %d segments were upscaled by an earlier run", output, len(done),
                         len(plan.segments))
         made: list[SegmentResult] = []
-        before = _identity(output)  # (a file --overwrite replaces, or none)
+        before = file_state(output)  # (a file --overwrite replaces, or none)
         try:
             bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
                        dynamic_ncols=True, leave=False)
@@ -602,7 +602,7 @@ def upscale_video_in_segments(
             if isinstance(error, DamagedSegment):  # (done again by the next run, not read back by it for ever)
                 folder.forget(error.path)
             kept = len(folder.done())
-            if _identity(output) not in (None, before):
+            if file_state(output) not in (None, before) and not isinstance(error, AppearedMeanwhile):
                 folder.remove()  # stopped once the output was in place (syncing its folder): it is whole
             elif kept:
                 log.warning("%s: %d of %d segments are kept in %s; the same command resumes from there", output,
@@ -633,15 +633,6 @@ def _why_uncut(plan: SegmentPlan) -> str:
     if len(plan.segments[0].frames) < 2 * MIN_SEGMENT_FRAMES:
         return f"{len(plan.segments[0].frames)} frames are too few to cut (segments take {MIN_SEGMENT_FRAMES} or more)"
     return "no keyframe to cut the video at"
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """A file's inode and modification time, None where there is none: whether a rename put another file there."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns
 
 
 def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str], options: UpscaleOptions,
@@ -809,10 +800,12 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
         joiner.finish()
         with open(temp, "rb+") as file:
             os.fsync(file.fileno())
-        os.replace(temp, output)
+        rename_into_place(temp, output, overwrite)
     except BaseException as error:
         joiner.close()
         temp.unlink(missing_ok=True)
+        if isinstance(error, FileExistsError):
+            raise AppearedMeanwhile(output) from None
         if isinstance(error, OSError) and not isinstance(error, VsrError):  # disk full, folder gone, ...
             raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
         raise

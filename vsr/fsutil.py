@@ -99,9 +99,8 @@ def fsync_folder(folder: Path) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes, replace: bool = True) -> None:
-    """Write `data` under a temporary name beside `path`, fsync, rename. Raises OSError; leaves no temporary.
-    `replace=False`: a file that appeared at `path` meanwhile (another run's, checked for before its work) stays, and
-    FileExistsError is raised: the temporary is linked to `path`, which fails where a name is taken."""
+    """Write `data` under a temporary name beside `path`, fsync, rename (`rename_into_place`). Raises OSError
+    (FileExistsError: see `rename_into_place`); leaves no temporary."""
     temporary = temporary_sibling(path)
     try:
         # 0o666: the umask decides the final permissions, as for any new file.
@@ -110,23 +109,46 @@ def write_bytes_atomic(path: Path, data: bytes, replace: bool = True) -> None:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        if replace:
-            os.replace(temporary, path)
-        else:
-            try:
-                os.link(temporary, path)
-            except FileExistsError:
-                raise
-            except OSError:  # no hard links there (FAT, exFAT, some network shares): a checked rename
-                if os.path.lexists(path):
-                    raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
-                os.replace(temporary, path)
-            else:
-                temporary.unlink()
+        rename_into_place(temporary, path, replace)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     fsync_folder(path.parent)
+
+
+def rename_into_place(temporary: Path, path: Path, replace: bool) -> None:
+    """Rename the finished `temporary` to `path`. `replace=False`: a file that appeared at `path` meanwhile (put there
+    while the run worked; one there before is refused before any work) stays, and FileExistsError is raised: the
+    temporary is linked to `path`, which fails where the name is taken, then unlinked."""
+    if replace:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links there (FAT, exFAT, some network shares): a checked rename
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path)) from None
+        os.replace(temporary, path)
+    else:
+        temporary.unlink()
+
+
+class AppearedMeanwhile(OutputError):
+    """`rename_into_place` refused to replace a file put at `path` while the run worked."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path}: already exists, written while this run worked (use --overwrite to replace it)")
+
+
+def file_state(path: Path) -> tuple[int, int, int] | None:
+    """What stands at `path` (inode, size, mtime): whether another file was put there since. None where none is."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def check_json_output(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> None:

@@ -664,7 +664,8 @@ class _DiesAfterItsRename:
         job.output.write_bytes(b"complete, renamed into place")
         a_tick_before = time.time() - 0.01  # (file times come from the kernel's coarse clock: a tick behind, at times)
         os.utime(job.output, (a_tick_before, a_tick_before))
-        return [JobResult(job.name, ok=False, error="the worker process died (exit code -9) while running this job")]
+        return [JobResult(job.name, ok=False, error="the worker process died (exit code -9) while running this job",
+                          died=True)]
 
     def close(self):
         pass
@@ -697,16 +698,82 @@ def test_a_stopped_job_owns_only_the_output_it_had_put_in_place(tmp_path):
     jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
     with Journal.open(out / JOURNAL_NAME) as journal:
         journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
-        found_at_claim = {}
         for job in jobs:
             assert journal.claim(batch.journal_entry(job))
-            found_at_claim[job.name] = batch._file_state(job.output)
         (out / "made.x2.png").write_bytes(b"put in place just before the stop")
         for job in jobs:  # (as _drive hands them back)
-            journal.release(job.name, checksum=batch._put_in_place(job, found_at_claim[job.name]))
+            journal.release(job.name, checksum=batch._put_in_place(journal, job))
         (out / "later.x2.png").write_bytes(b"the user's own, put there after the stop")
         owned = {job.name for job in jobs if journal.owns_output(job.name)}
     assert owned == {"made.x2.png"}
+
+
+def test_a_job_left_running_by_a_killed_batch_owns_only_a_file_put_there_since_its_claim(tmp_path):
+    """A batch killed (kill -9) while its job ran left the row running, and the next run took any file at the
+    output for the job's: a user's file that stood there at the claim was replaced without --overwrite
+    (helper-79)."""
+    source = tmp_path / "in"
+    source.mkdir()
+    for name in ("user", "made", "none"):
+        write_image(source / f"{name}.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "user.x2.png").write_bytes(b"the user's own, there before the batch")
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
+        for job in jobs:
+            assert journal.claim(batch.journal_entry(job))
+        (out / "made.x2.png").write_bytes(b"renamed into place just before the kill")
+        assert {job.name for job in jobs if journal.owns_output(job.name)} == {"made.x2.png"}
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:  # (killed: its rows' owner is a process that is gone)
+        connection.execute("UPDATE jobs SET owner = ?", (process_owner(int(gone.stdout)),))
+    rows = {row.name: row for row in batch.run_batch(jobs, out).rows}
+    assert rows["user.x2.png"].state is JobState.FAILED and "already exists" in rows["user.x2.png"].error
+    assert (out / "user.x2.png").read_bytes() == b"the user's own, there before the batch"
+    assert rows["made.x2.png"].state is rows["none.x2.png"].state is JobState.DONE
+
+
+def test_an_output_the_batch_made_stays_its_own_after_a_redo_fails_or_stops(tmp_path):
+    """A failed or stopped redo cleared the journal's checksum of the output an earlier run made: every later run
+    failed on "already exists" (helper-79: an input briefly unreadable, a damaged output's redo stopped)."""
+    jobs, out = _clips_in_a_journal(tmp_path, "a")
+    source = tmp_path / "in" / "a.mp4"
+    assert batch.run_batch(jobs, out).ok
+    good = source.read_bytes()
+    source.write_bytes(b"not a video, while it is copied again")
+    assert batch.run_batch(batch.discover(tmp_path / "in", out, options=BICUBIC, video=FAST), out).rows[0].state \
+        is JobState.FAILED
+    source.write_bytes(good)
+    assert batch.run_batch(batch.discover(tmp_path / "in", out, options=BICUBIC, video=FAST), out).ok
+    (out / "a.x2.mp4").write_bytes((out / "a.x2.mp4").read_bytes()[:1000])  # damaged: its redo is stopped (Ctrl-C)
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        batch._sync(journal, entries(jobs), out, max_attempts=3)
+        assert journal.claim(entries(jobs)["a.x2.mp4"])
+        journal.release("a.x2.mp4", checksum=batch._put_in_place(journal, jobs[0]))
+    assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
+
+
+def test_a_job_another_batch_made_with_its_options_meanwhile_is_not_counted_done(tmp_path, monkeypatch, caplog):
+    """A job the other batch was running, done with that batch's options as this one worked, counted done here:
+    the run said all done and exited 0 (helper-79)."""
+    jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
+    other = {name: dataclasses.replace(entry, options={**entry.options, "crf": 30})
+             for name, entry in entries(jobs).items()}
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        journal.sync(list(other.values()), max_attempts=3)
+        assert journal.claim(other["a.x2.mp4"])  # (this process: a live owner, so a batch started now leaves it)
+    drive = batch._drive
+
+    def other_finishes_meanwhile(journal, *args):
+        journal.finish("a.x2.mp4", ok=True, checksum="made with crf 30", seconds=1.0)
+        return drive(journal, *args)
+
+    monkeypatch.setattr(batch, "_drive", other_finishes_meanwhile)
+    report = batch.run_batch(jobs, out)
+    assert not report.ok and report.skipped == ["a.x2.mp4"] and [row.name for row in report.rows] == ["b.x2.mp4"]
+    assert "a.mp4: run by another `vsr batch` with other options or input" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["photo.x2.png", "a" * 244 + ".png", "[x]*?.png"])

@@ -385,6 +385,25 @@ def test_a_second_writer_of_one_output_is_one_line_and_a_killed_runs_temporary_i
     assert os.listdir(tmp_path) == ["out.mp4"]
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_file_put_at_the_output_while_the_run_worked_is_replaced_only_with_overwrite(clips, tmp_path, overwrite):
+    """Checked only before the work: a file that appeared at the output name meanwhile was replaced without a word
+    (helper-79; image outputs were already kept)."""
+    source, output = clips["mp4"], tmp_path / "out.mp4"
+    info = media.video_info(source)
+    writer = VideoWriter(output, source=source, source_info=info, width=128, height=96, overwrite=overwrite)
+    writer.write(media.decoded_batches(source)[0])
+    output.write_bytes(b"put there while the run worked")
+    if overwrite:
+        writer.close()
+        assert media.video_pts(output)
+    else:
+        with pytest.raises(OutputError, match=f"{output}: already exists, written while this run worked"):
+            writer.close()
+        assert output.read_bytes() == b"put there while the run worked"
+    assert os.listdir(tmp_path) == ["out.mp4"]
+
+
 def test_disk_full_is_an_output_error_and_leaves_no_file(clips, tmp_path):
     output = tmp_path / "out.mkv"
     partial_path(output).symlink_to("/dev/full")  # every write to the temporary file fails with ENOSPC

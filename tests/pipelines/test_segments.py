@@ -387,6 +387,28 @@ def test_joining_into_an_output_another_run_is_writing_is_one_line_and_leaves_it
     assert not output.exists()
 
 
+def test_a_file_put_at_the_output_while_segments_were_joined_stays(tmp_path, monkeypatch):
+    """Checked only before the work, it was replaced without a word (helper-79)."""
+    from vsr.pipelines import segments
+
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    parts = write_segments(clip, folder, cuts=[8])
+    output = tmp_path / "joined.mp4"
+    finish = segments._Joiner.finish
+
+    def a_file_appears_meanwhile(joiner):
+        output.write_bytes(b"put there while the run worked")
+        finish(joiner)
+
+    monkeypatch.setattr(segments._Joiner, "finish", a_file_appears_meanwhile)
+    with pytest.raises(OutputError, match=f"{output}: already exists, written while this run worked"):
+        join_segments(output, source=clip, info=media.video_info(clip), parts=parts)
+    assert output.read_bytes() == b"put there while the run worked"
+    assert leftovers(tmp_path, clip, folder) == ["joined.mp4"]
+
+
 def test_a_rotated_video_joined_into_a_container_turned_upright_by_name_says_no_rotation(tmp_path):
     """An .f4v's segments were turned upright (its suffix is not one known to keep a display matrix), and the join
     still wrote the source's rotation: the frames were shown turned twice."""
