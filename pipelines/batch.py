@@ -218,7 +218,7 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
         output_dir = "upscaled"           # relative to this file; the command line's OUT_DIR wins
         [defaults]                        # any `vsr upscale` option, for every job
-        model = "realesr-animevideov3"
+        model = "realesr-animevideov3"    # (a checkpoint file: relative to this file)
         [[job]]
         input = "raw/episode1.mkv"        # relative to this file
         [[job]]
@@ -255,6 +255,7 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     defaults = document.get("defaults", {})
     if not isinstance(defaults, dict):
         raise OptionError(f"{path}: [defaults] must be a table of options, not {defaults!r}")
+    defaults = _checkpoints_relative_to(base, defaults)
     build_options(defaults, f"{path} [defaults]")  # its own errors, said of it rather than of the first job
     entries = document.get("job", [])
     if not isinstance(entries, list) or not entries or not all(isinstance(entry, dict) for entry in entries):
@@ -262,7 +263,8 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
     jobs = []
     for number, entry in enumerate(entries, 1):
         where = f"{path} job {number}"
-        settings = {key: value for key, value in entry.items() if key not in ("input", "output")}
+        settings = _checkpoints_relative_to(base, {key: value for key, value in entry.items()
+                                                   if key not in ("input", "output")})
         if not isinstance(entry.get("input"), str):
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
         options, video = build_options(_layered(defaults, values or {}, settings), where)
@@ -278,6 +280,18 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
         label = entry["input"]  # (as given: two inputs of one name from other folders are told apart)
         jobs.append(_job(source, relative, out_dir, options, video, overwrite, output, label))
     return jobs, out_dir
+
+
+def _checkpoints_relative_to(base: Path, table: dict) -> dict:
+    """A jobs file's table with its checkpoint files (model, blend: not a zoo name or a URL) taken relative to the
+    file's folder `base`, as its inputs are: they were relative to the working folder, and the same file run from
+    another folder named other checkpoints (or none, or redid every job)."""
+    table = dict(table)
+    for key in ("model", "blend"):
+        value = table.get(key)
+        if isinstance(value, str) and value not in zoo.MODELS and not zoo.is_url(value):
+            table[key] = str(base / Path(value).expanduser())  # (an absolute path stays as it is)
+    return table
 
 
 def _option_text(value: object, where: str) -> str:

@@ -832,6 +832,26 @@ def test_a_jobs_file_in_the_current_folder_takes_absolute_inputs(tmp_path, monke
     assert [job.name for job in jobs] == ["elsewhere.x4.mp4", "here.x4.mp4"]
 
 
+def test_a_jobs_files_checkpoints_are_relative_to_it_as_its_inputs_are(tmp_path, tiny_rrdbnet_checkpoint,
+                                                                         monkeypatch):
+    """They were relative to the working folder: the same file run from another folder found no model, or another
+    one (helper-79: every job redone)."""
+    project = tmp_path / "project"
+    (project / "models").mkdir(parents=True)
+    (project / "models" / "m.pth").write_bytes(Path(tiny_rrdbnet_checkpoint).read_bytes())
+    write_image(project / "a.png")
+    write_image(project / "b.png")
+    (project / "jobs.toml").write_text('output_dir = "out"\n[defaults]\nmodel = "models/m.pth"\n'
+                                       '[[job]]\ninput = "a.png"\n[[job]]\ninput = "b.png"\nmodel = "bicubic"\n')
+    recorded = []
+    for folder in (tmp_path, project / "models"):
+        monkeypatch.chdir(folder)
+        jobs, _ = batch.load_jobs_file(project / "jobs.toml")
+        recorded.append([batch.journal_entry(job).options["model"] for job in jobs])
+    assert recorded[0] == recorded[1]
+    assert recorded[0][0]["file"] == str((project / "models" / "m.pth").resolve()) and recorded[0][1] == "bicubic"
+
+
 def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
     for text, seconds in [("90", 90), ("90.5", 90.5), (".5", 0.5), ("1:30", 90), ("90:00", 5400),
                           ("01:02:03.25", 3723.25), (" 0:59.9 ", 59.9), (12, 12)]:
