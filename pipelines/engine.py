@@ -143,6 +143,15 @@ def _half_up(value: float, step: int = 1) -> int:
 LARGEST_SIDE = 65536  # pixels: beyond any encoder's and image format's limits, and any memory
 
 
+def _check_a_pixel(width: int, height: int, out_w: float, out_h: float) -> None:
+    """One line where a side sized as asked rounds to no pixel: it was made the smallest the format allows (1 or 2)
+    without a word."""
+    if min(out_w, out_h) < 0.5:
+        made = f"{round(out_w, 3):g}x{round(out_h, 3):g}"
+        raise OptionError(f"a {width}x{height} frame sized as asked would be {made} pixels, less than one on a side: "
+                          "ask for a larger --outscale, --width or --height")
+
+
 def check_sizing(outscale: float | None, width: int | None, height: int | None) -> None:
     """One line for a bad final size: `outscale` (a factor) or `width`/`height` (see `Engine.output_size`)."""
     is_number = isinstance(outscale, (int, float)) and not isinstance(outscale, bool)
@@ -365,9 +374,9 @@ class Engine:
         """
         row_step, column_step = steps
         if self.width is None and self.height is None:
-            if self.outscale is None:
-                return _half_up(height * self.spec.scale, row_step), _half_up(width * self.spec.scale, column_step)
-            return _half_up(height * self.outscale, row_step), _half_up(width * self.outscale, column_step)
+            scale = self.spec.scale if self.outscale is None else self.outscale
+            _check_a_pixel(width, height, width * scale, height * scale)
+            return _half_up(height * scale, row_step), _half_up(width * scale, column_step)
         shown_w, shown_h = width * float(pixel_aspect), height
         if turned:
             shown_w, shown_h = shown_h, shown_w
@@ -379,6 +388,7 @@ class Engine:
             # The side that sets the factor is as asked; the other one, at most what was asked, is rounded.
             return asked if asked is not None and asked / shown == factor else _half_up(shown * factor, step)
 
+        _check_a_pixel(width, height, shown_w * factor, shown_h * factor)
         out_w, out_h = sized(self.width, shown_w, column_step), sized(self.height, shown_h, row_step)
         if max(out_w, out_h) > LARGEST_SIDE:
             raise OptionError(f"a {width}x{height} frame sized as asked would be {out_w}x{out_h} (shown), over "

@@ -95,6 +95,16 @@ def test_a_computed_side_past_the_largest_is_one_line_and_batch_options_are_chec
         batch.load_jobs_file(jobs_file)
 
 
+@pytest.mark.parametrize("sizing, frame, made", [({"outscale": 0.01}, (48, 64), "0.64x0.48"),
+                                                  ({"width": 1000}, (1, 5000), "1000x0.2"),
+                                                  ({"height": 5}, (4000, 1), "0.001x5")])
+def test_a_side_sized_to_less_than_a_pixel_is_one_line(sizing, frame, made):
+    """It was made 1 pixel (2 for 4:2:0 video) without a word (helper-63)."""
+    with pytest.raises(OptionError, match=f"frame sized as asked would be {made} pixels, less than one on a side"):
+        Engine(bicubic_model(4), device="cpu", **sizing).output_size(*frame)
+    assert Engine(bicubic_model(4), device="cpu", outscale=0.02).output_size(48, 64) == (1, 1)  # (0.96: rounds up)
+
+
 def test_a_videos_outscale_rounds_to_even_sides_and_an_images_to_the_nearest(tmp_path):
     """45×35 at --outscale 2.5 is 112.5×87.5: 4:2:0 video needs even sides (as ffmpeg's scale=-2 gives them)."""
     engine = Engine(bicubic_model(4), device="cpu", outscale=2.5)
