@@ -70,8 +70,12 @@ def kill_when(command: list[str], ready: Callable[[], bool], what: str, timeout:
                                text=True)
     try:
         deadline = time.monotonic() + timeout
-        while not ready():
-            assert process.poll() is None, f"the command ended before {what}:\n{process.stderr.read()}"
+        while True:
+            # (looked at before ready(): a command that reached the moment and ended between the two looks failed)
+            running = process.poll() is None
+            if ready():
+                break
+            assert running, f"the command ended before {what}:\n{process.stderr.read()}"
             assert time.monotonic() < deadline, f"no {what} after {timeout} s"
             time.sleep(0.01)
     finally:

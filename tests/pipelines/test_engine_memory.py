@@ -184,11 +184,13 @@ def test_frames_that_do_not_fit_even_in_the_smallest_tile_say_so(caplog):
 
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads Linux's /proc/meminfo")
-def test_by_default_the_cpu_budget_is_half_the_memory_available():
+def test_by_default_the_cpu_budget_is_half_the_memory_available(monkeypatch):
     meminfo = Path("/proc/meminfo").read_text()
     total = int(next(line for line in meminfo.splitlines() if line.startswith("MemTotal")).split()[1]) * 1024
     available = available_memory()
     assert 0 < available <= total
+    # (read once: the other test process's allocations between two reads could move it by more than any margin)
+    monkeypatch.setattr("vsr.pipelines.engine.available_memory", lambda: available)
     budget = Engine(tiny_rrdbnet(), device="cpu").memory_budget
     share = min(1.0, torch.get_num_threads() / os.cpu_count())  # a worker process's share follows its threads
-    assert 0.4 * available * share < budget <= 0.5 * total * share
+    assert budget == int(available * share) // 2
