@@ -228,8 +228,8 @@ def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(t
     """x264 says "Generic error in an external library" of a frame wider than 16384, and vsr blamed the settings; an
     odd width in ProRes was pointed at yuv444p, which ProRes does not take."""
     source = tmp_path / "wide.mkv"
-    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=1100x2:rate=5", "-frames:v", "2", "-c:v", "ffv1", source)
-    cases = [(["--width", "16386", "-o", tmp_path / "out.mkv"], "codec 'libx264' cannot encode 16386x30 frames (at "
+    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=1100x6:rate=5", "-frames:v", "2", "-c:v", "ffv1", source)
+    cases = [(["--width", "16386", "-o", tmp_path / "out.mkv"], "codec 'libx264' cannot encode 16386x90 frames (at "
               "most 16384 pixels a side); use a smaller --outscale, --width or --height"),
              (["--width", "101", "--codec", "prores", "-o", tmp_path / "out.mov"], "pix_fmt yuv422p10le needs an "
               "even width, not 101x1; ask for an even --width/--height, or use a 4:4:4 pix_fmt such as "
