@@ -423,11 +423,10 @@ class Journal:
     @_written
     def requeue(self, name: str) -> None:
         """A done job whose output is missing or damaged: run it again, its attempts counted afresh (its earlier
-        ones succeeded). Its checksum stays: the file there is still the batch's to replace, even after a redo that
-        failed or was stopped (cleared, every later run failed on "already exists")."""
+        ones succeeded). A damaged output keeps its checksum (`_kept_checksum`)."""
         self.connection.execute(
-            "UPDATE jobs SET state = 'queued', attempts = 0, owner = NULL, queued_at = ? "
-            "WHERE name = ? AND state = 'done'",
+            f"UPDATE jobs SET state = 'queued', attempts = 0, owner = NULL, queued_at = ?, checksum = "
+            f"{self._kept_checksum(name)} WHERE name = ? AND state = 'done'",
             (time.time(), name),
         )
 
@@ -452,6 +451,13 @@ class Journal:
     def _output(self, name: str) -> Path:
         return self.path.parent / name
 
+    def _kept_checksum(self, name: str) -> str:
+        """SQL for the checksum a job keeps when it is not done (queued again, stopped, failed): the one of the output
+        an earlier run made while a file is still there, so that it stays the batch's to replace (cleared by a redo
+        that failed or stopped, every later run failed on "already exists"); NULL once none is there, so that a file
+        the user puts there later is theirs."""
+        return "checksum" if os.path.lexists(self._output(name)) else "NULL"
+
     def changed_since_claim(self, name: str) -> bool | None:
         """Whether the file at `name`'s output is not what stood there when its job was last claimed (`claimed`):
         the job renamed its output into place (or something else replaced or removed it). None where the claim
@@ -471,8 +477,8 @@ class Journal:
         """running → queued without counting the attempt: this process was interrupted (Ctrl-C), not the job.
         `checksum`: of the output, where the job had put it in place (it stays the batch's own to replace)."""
         self.connection.execute(
-            "UPDATE jobs SET state = 'queued', owner = NULL, attempts = attempts - 1, checksum = COALESCE(?, checksum)"
-            " WHERE name = ? AND owner = ?",
+            f"UPDATE jobs SET state = 'queued', owner = NULL, attempts = attempts - 1, checksum = COALESCE(?, "
+            f"{self._kept_checksum(name)}) WHERE name = ? AND owner = ?",
             (checksum, name, self.owner),
         )
 
@@ -480,11 +486,10 @@ class Journal:
     def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
                seconds: float | None = None, frames: int | None = None) -> None:
         """running → done (with the output's checksum) or failed (with the reason; a checksum only where the job
-        put its output in place before it failed, else the one of the output an earlier attempt made stays: the
-        file is still the batch's to replace)."""
+        put its output in place before it failed, else the one an earlier attempt's output had: `_kept_checksum`)."""
         self.connection.execute(
-            "UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, checksum), seconds = ?, frames = ?, "
-            "finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
+            f"UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, {self._kept_checksum(name)}), seconds = ?, "
+            "frames = ?, finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
             ("done" if ok else "failed", error, checksum, seconds, frames, time.time(), name, self.owner),
         )
 

@@ -594,6 +594,8 @@ def upscale_video_in_segments(
             done.update((result.index, result) for result in made)
             parts = [done[segment.index] for segment in plan.segments]
             end_pts = plan.segments[-1].end_pts  # (a preview's: the first frame after it)
+            if not overwrite and os.path.lexists(output):  # (checked before the work: put there since; the segments
+                raise AppearedMeanwhile(output)             # are kept, not taken for the output's own)
             join_segments(output, source=source, info=plan.info, parts=[(part.path, part.pts) for part in parts],
                           copy_streams=video.copy_streams, trim=video.is_preview, overwrite=overwrite,
                           trim_end=None if end_pts is None else end_pts * plan.info.time_base,

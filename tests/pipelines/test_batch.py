@@ -755,6 +755,22 @@ def test_an_output_the_batch_made_stays_its_own_after_a_redo_fails_or_stops(tmp_
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
 
 
+def test_a_file_put_where_the_batch_had_lost_its_output_is_the_users(tmp_path):
+    """Kept through a stopped redo of a missing output, the checksum made a file the user put there later the
+    batch's to replace (helper-80)."""
+    jobs, out = _clips_in_a_journal(tmp_path, "a")
+    assert batch.run_batch(jobs, out).ok
+    (out / "a.x2.mp4").unlink()
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        batch._sync(journal, entries(jobs), out, max_attempts=3)
+        assert journal.claim(entries(jobs)["a.x2.mp4"])
+        journal.release("a.x2.mp4", checksum=batch._put_in_place(journal, jobs[0]))  # (stopped, as at a Ctrl-C)
+    (out / "a.x2.mp4").write_bytes(b"the user's own, put there since")
+    (row,) = batch.run_batch(jobs, out).rows
+    assert row.state is JobState.FAILED and "already exists" in row.error
+    assert (out / "a.x2.mp4").read_bytes() == b"the user's own, put there since"
+
+
 def test_a_job_another_batch_made_with_its_options_meanwhile_is_not_counted_done(tmp_path, monkeypatch, caplog):
     """A job the other batch was running, done with that batch's options as this one worked, counted done here:
     the run said all done and exited 0 (helper-79)."""

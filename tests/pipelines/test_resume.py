@@ -86,6 +86,26 @@ def test_a_run_cut_short_resumes_with_the_segments_it_kept(run, tmp_path, caplog
     assert leftovers(tmp_path, clip, output, single.output) == []
 
 
+def test_a_file_put_at_the_output_while_segments_ran_stays_and_the_segments_are_kept(run, tmp_path, caplog):
+    """The join's own check said "already exists" and the run, taking the new file for its output in place, threw
+    every segment away (helper-80)."""
+    _, _, upscale = run
+    output = tmp_path / "out.mkv"
+
+    def a_file_appears(result):
+        output.write_bytes(b"the user's own, put there while the run worked")
+
+    with caplog.at_level(logging.INFO), pytest.raises(OutputError, match="already exists, written while this run"):
+        upscale(on_segment=a_file_appears)
+    assert output.read_bytes() == b"the user's own, put there while the run worked"
+    assert "3 of 3 segments are kept" in caplog.text
+    output.unlink()
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        upscale()
+    assert "resuming: 3 of 3 segments were upscaled by an earlier run" in caplog.text
+
+
 def test_a_kept_segment_is_not_touched_again(run, tmp_path):
     _, _, upscale = run
     output = tmp_path / "out.mkv"
