@@ -40,7 +40,7 @@ from vsr.models import zoo
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
-from vsr.pipelines.engine import check_names, check_numbers, check_sizing
+from vsr.pipelines.engine import check_names, check_numbers, check_sizing, tile_overlap_for
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState, same_job
 from vsr.pipelines.probe import video_has_alpha
 from vsr.pipelines.runner import ctrl_c_held_back
@@ -81,6 +81,8 @@ OPTION_FIELDS: dict[str, tuple[str, str, tuple[type, ...]]] = {
     "crop": ("video", "crop", (str,)),  # "auto", "off" or "W:H:X:Y"
 }
 _SIZE_OPTIONS = ("outscale", "width", "height")
+# Options whose values are names vsr or FFmpeg give in lower case (dedup and crop are parsed apart, in any case).
+_CHOICE_OPTIONS = ("device", "precision", "cuda-graphs", "decoder", "codec", "pix-fmt", "deinterlace")
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
 _PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}
 
@@ -106,6 +108,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
             fields[group][field] = parse_dedup(value, option)
         elif field == "crop":
             fields[group][field] = parse_crop(value, option)
+        elif name in _CHOICE_OPTIONS:  # (in any case, as on the command line: FP32 is fp32)
+            fields[group][field] = value.lower()
         else:
             fields[group][field] = float(value) if float in types else value
         if field == "encoder_options":  # numbers as FFmpeg reads them: {g = 48} is "48"
@@ -113,6 +117,9 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
                                     for option, text in value.items()}
         if field == "segment_seconds" and value == 0:
             fields[group][field] = None
+    overlap = tile_overlap_for(fields["upscale"].get("tile"), fields["upscale"].get("tile_overlap"))
+    if overlap is not None:  # (a --tile under 144 given alone: as `vsr upscale` takes it)
+        fields["upscale"]["tile_overlap"] = overlap
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
     # The model is checked once by name (`_model_scale`); whether a device is there, by each job's engine.
     try:
@@ -218,7 +225,7 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
         output_dir = "upscaled"           # relative to this file; the command line's OUT_DIR wins
         [defaults]                        # any `vsr upscale` option, for every job
-        model = "realesr-animevideov3"    # (a checkpoint file: relative to this file)
+        model = "realesr-animevideov3"    # (or a checkpoint file, relative to this file)
         [[job]]
         input = "raw/episode1.mkv"        # relative to this file
         [[job]]
@@ -283,14 +290,14 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
 
 
 def _checkpoints_relative_to(base: Path, table: dict) -> dict:
-    """A jobs file's table with its checkpoint files (model, blend: not a zoo name or a URL) taken relative to the
-    file's folder `base`, as its inputs are: they were relative to the working folder, and the same file run from
-    another folder named other checkpoints (or none, or redid every job)."""
-    table = dict(table)
-    for key in ("model", "blend"):
-        value = table.get(key)
-        if isinstance(value, str) and value not in zoo.MODELS and not zoo.is_url(value):
-            table[key] = str(base / Path(value).expanduser())  # (an absolute path stays as it is)
+    """A jobs file's table with its checkpoint file (`model` naming a path: a file name with a suffix, or a folder)
+    taken relative to the file's folder `base`, as its inputs are: it was relative to the working folder, and the same
+    file run from another folder named another checkpoint (or none, or redid every job). A name without either stays
+    a name: a mistyped zoo name is said as typed."""
+    model = table.get("model")
+    if isinstance(model, str) and model not in zoo.MODELS and not zoo.is_url(model) \
+            and (Path(model).suffix or "/" in model or model.startswith("~")):
+        return {**table, "model": str(base / Path(model).expanduser())}  # (an absolute path stays as it is)
     return table
 
 

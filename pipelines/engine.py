@@ -206,6 +206,15 @@ def overlap_split(overlap: int) -> tuple[int, int]:
     return (overlap - ramp) // 2, ramp
 
 
+def tile_overlap_for(tile: int | None, tile_overlap: int | None) -> int | None:
+    """--tile-overlap as given; else, for a --tile too small for the default overlap (a tile holds the overlap and a
+    cross-fade: 144 pixels for 128), half the tile, which leaves it room whatever the model's size multiple; else
+    None (the default). A --tile given alone was refused for an overlap the user never asked for."""
+    if tile_overlap is not None or tile is None or tile <= 0:  # (no tiles, or a --tile that is refused as such)
+        return tile_overlap
+    return None if tile >= DEFAULT_TILE_OVERLAP + overlap_split(DEFAULT_TILE_OVERLAP)[1] else tile // 2
+
+
 def blend_weights(length: int, tile: int, starts: list[int], overlap: int, scale: int) -> list[torch.Tensor]:
     """Per tile, the weights of its `tile·scale` output pixels along one axis; at each output pixel they sum to 1.
 

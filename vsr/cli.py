@@ -201,7 +201,9 @@ def upscale(
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
     device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
         _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
-    tile_overlap = _tile_overlap(tile, tile_overlap)
+    from vsr.pipelines.engine import tile_overlap_for
+
+    tile_overlap = tile_overlap_for(tile, tile_overlap)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}
     options = api.UpscaleOptions(
         model=model, outscale=outscale, width=width, height=height, batch_size=batch_size, tile=tile, device=device,
@@ -311,16 +313,6 @@ def _choice(text: str | None) -> str | None:
     """A choice option's value in lower case, as typer's case_sensitive=False would take it (FP32 is fp32): every
     name vsr and FFmpeg give is lower case. Also for options whose values are no fixed list (cuda:1, auto)."""
     return None if text is None else text.lower()
-
-
-def _tile_overlap(tile: int | None, tile_overlap: int | None) -> int | None:
-    """--tile-overlap as given; else for a --tile too small for the default overlap (a tile holds the overlap and
-    a cross-fade: 144 pixels for 128) half the tile, which leaves it room whatever the model's size multiple."""
-    from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, overlap_split
-
-    if tile_overlap is not None or tile is None or tile <= 0:  # (no tiles, or a --tile that is refused as such)
-        return tile_overlap
-    return None if tile >= DEFAULT_TILE_OVERLAP + overlap_split(DEFAULT_TILE_OVERLAP)[1] else tile // 2
 
 
 def _seconds(option: str, text: str | None) -> float | None:
@@ -465,8 +457,6 @@ def batch(
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
         _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
-    if jobs is None:  # (with --jobs, a job's or [defaults]' tile-overlap goes with the --tile given here)
-        tile_overlap = _tile_overlap(tile, tile_overlap)
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
              "cuda-graphs": cuda_graphs, "compile": compile, "strength": strength, "decoder": decoder, "codec": codec,
@@ -643,7 +633,9 @@ def evaluate(
     _setup_logging(False)
     if json_path is not None:
         fsutil.check_json_output(json_path, [*sources, *(models or [])])
-    tile_overlap = _tile_overlap(tile, tile_overlap)
+    from vsr.pipelines.engine import tile_overlap_for
+
+    tile_overlap = tile_overlap_for(tile, tile_overlap)
     overrides = {} if tile_overlap is None else {"tile_overlap": tile_overlap}  # (its message names the option)
     options = api.UpscaleOptions(tile=tile, device=_choice(device), precision=_choice(precision), strength=strength,
                                  **overrides)

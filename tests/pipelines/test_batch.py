@@ -23,7 +23,7 @@ from tqdm import tqdm
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
 from vsr import api
-from vsr.errors import InputError, OptionError, OutputError
+from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.pipelines import batch, images
 from vsr.pipelines.batch_workers import InlineExecutor, JobResult
 from vsr.pipelines.encode import partial_path
@@ -866,6 +866,21 @@ def test_a_jobs_files_checkpoints_are_relative_to_it_as_its_inputs_are(tmp_path,
         recorded.append([batch.journal_entry(job).options["model"] for job in jobs])
     assert recorded[0] == recorded[1]
     assert recorded[0][0]["file"] == str((project / "models" / "m.pth").resolve()) and recorded[0][1] == "bicubic"
+
+
+def test_a_jobs_file_takes_a_tile_alone_and_choice_values_in_any_case_as_the_command_line_does(tmp_path):
+    """tile = 64 failed every job (for the default overlap of 128) and precision = "FP32" was refused, where
+    `vsr upscale` takes both; a mistyped model name was said as a path beside the file (helper-80)."""
+    write_image(tmp_path / "a.png")
+    (tmp_path / "jobs.toml").write_text('output_dir = "out"\n[defaults]\ntile = 64\nprecision = "FP32"\n'
+                                        'device = "CPU"\n[[job]]\ninput = "a.png"\nmodel = "bicubic"\n')
+    (job,) = batch.load_jobs_file(tmp_path / "jobs.toml")[0]
+    assert (job.options.tile, job.options.tile_overlap, job.options.precision, job.options.device) == (
+        64, 32, "fp32", "cpu")
+    (tmp_path / "typo.toml").write_text('output_dir = "out"\n[[job]]\ninput = "a.png"\nmodel = "realesr-animevideo3"\n')
+    with pytest.raises(ModelError, match="^unknown model 'realesr-animevideo3'"):
+        batch.load_jobs_file(tmp_path / "typo.toml")
+    assert batch.build_options({"tile": 200})[0].tile_overlap == 128  # (room for the default: unchanged)
 
 
 def test_times_are_seconds_or_ffmpegs_hours_minutes_seconds():
