@@ -347,11 +347,14 @@ class ImageSequenceWriter:
         self._lock = None if self._part else start_sequence(
             self.output, source=Path(source), source_info=source_info, overwrite=overwrite,
             copy_streams=copy_streams, record=record)
-        # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again.
+        # Resuming: the earlier run's frames from the first on are kept; any after a gap are written again. A file
+        # put at a frame's name while this run works stays unless `overwrite` (it was replaced without a word).
         self.resumed = 0
+        self._overwrite, self._earlier = overwrite, set()
         if resuming:
             first = self._number(0, first_pts)
             written = existing_frames(self.output)
+            self._earlier = set(written)
             while first + self.resumed in written:
                 self.resumed += 1
             if not self._part:
@@ -381,7 +384,8 @@ class ImageSequenceWriter:
                 if encoded[0] != picture:
                     encoded = picture, images.image_file(self._image(frames[picture]), self.output.suffix,
                                                          self._quality)
-                images.write_file(frame_path(self.output, number), encoded[1])
+                images.write_file(frame_path(self.output, number), encoded[1],
+                                  overwrite=self._overwrite or number in self._earlier)
             except BaseException:
                 self.abort()
                 raise

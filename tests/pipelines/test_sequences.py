@@ -536,3 +536,24 @@ def test_every_jpeg_cut_short_is_named_however_many_came_before(tmp_path, caplog
         cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
         api.upscale_video(tmp_path / folder / "s%d.jpg", tmp_path / folder / "%d.png", options=BICUBIC_X2)
         assert f"{cut}: damaged or cut short; FFmpeg fills in what is missing (" in caplog.text
+
+
+def test_a_file_put_at_a_frames_name_while_the_run_worked_stays(tmp_path, monkeypatch):
+    """Every frame file was written with replace on: the user's file at a later frame's name was replaced without
+    --overwrite (helper-80). Frames of an earlier run after a gap are still written again (see resuming)."""
+    from vsr.pipelines import images
+
+    clip = make_clip(tmp_path / "clip.mp4", frames=4)
+    pattern = tmp_path / "frames" / "%04d.png"
+    encode = images.image_file
+
+    def a_file_appears_meanwhile(*args):
+        if not frame_path(pattern, 3).exists():
+            frame_path(pattern, 3).write_bytes(b"the user's own, put there while the run worked")
+        return encode(*args)
+
+    monkeypatch.setattr(images, "image_file", a_file_appears_meanwhile)
+    with pytest.raises(OutputError, match="0003.png: already exists, written while this run worked"):
+        api.upscale_video(clip, pattern, options=api.UpscaleOptions(model="bicubic", outscale=1))
+    assert frame_path(pattern, 3).read_bytes() == b"the user's own, put there while the run worked"
+    assert sorted(existing_frames(pattern)) == [1, 2, 3]
