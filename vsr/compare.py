@@ -137,7 +137,8 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
         try:
             probe(temporary)
         except VsrError:  # where a duration was unknown, the window can still miss every frame
-            raise OptionError(f"no video frame of {upscaled} in the window asked for") from None
+            paired = f" or of {source} at --offset {options.offset:g}" if options.offset else ""
+            raise OptionError(f"no video frame of {upscaled}{paired} in the window asked for") from None
         temporary.replace(output)
     except BaseException:
         try:

@@ -263,3 +263,15 @@ def test_both_halves_show_the_colors_of_the_upscaled_video_and_the_clip_says_whi
     luma = np.frombuffer(frame.planes[0], np.uint8).reshape(frame.planes[0].height, -1)[:, :frame.width]
     left, right = np.median(luma[:, 8:120]), np.median(luma[:, 136:248])
     assert left == right == 73  # (BT.709's Y of that red; BT.601's is 86)
+
+
+def test_an_offset_past_a_source_of_unknown_length_names_both_videos(tmp_path):
+    """A raw .h264 source has no duration to check the offset against before the work: the message named only the
+    upscaled video, whose frames were all there (helper-80)."""
+    source = tmp_path / "raw.h264"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "10", "-c:v", "libx264", source)
+    upscaled = tmp_path / "up.mkv"
+    vsr("upscale", source, "-m", "bicubic", "-o", upscaled)
+    with pytest.raises(OptionError, match=f"^no video frame of {upscaled} or of {source} at --offset 5 in the window"):
+        compare_videos(source, upscaled, tmp_path / "clip.mp4", options=CompareOptions(offset=5))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["raw.h264", "up.mkv"]
