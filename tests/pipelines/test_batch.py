@@ -683,23 +683,38 @@ def test_a_job_whose_worker_died_after_its_rename_keeps_its_output(tmp_path):
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
 
 
-def test_a_stopped_job_owns_only_the_output_it_had_put_in_place(tmp_path):
-    """Handed back at a Ctrl-C, a job keeps as its own only a file it wrote before the stop (the checksum, taken
-    then): a user's older file stays theirs, and so does one put there after the stop (helper-50: a claim judged
-    later by the file's time took that one too)."""
-    source = tmp_path / "in"
+def _claimed_with_a_users_file(tmp_path, *names):
+    """Jobs for images `names` into tmp_path/out, every one claimed (running), and a file of the user's, older than
+    the batch, where the first one's output goes: (jobs, out)."""
+    source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
-    for name in ("user", "made", "later"):
+    for name in names:
         write_image(source / f"{name}.png")
-    out = tmp_path / "out"
     out.mkdir()
-    (out / "user.x2.png").write_bytes(b"the user's own, from before the batch")
-    os.utime(out / "user.x2.png", (time.time() - 60, time.time() - 60))
+    (out / f"{names[0]}.x2.png").write_bytes(b"the user's own, from before the batch")
+    os.utime(out / f"{names[0]}.x2.png", (time.time() - 60, time.time() - 60))
     jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
     with Journal.open(out / JOURNAL_NAME) as journal:
         journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
         for job in jobs:
             assert journal.claim(batch.journal_entry(job))
+    return jobs, out
+
+
+def _redo_stopped(jobs, out):
+    """Start the redo of the one job of `jobs` (its output missing or damaged) and stop it, as a Ctrl-C does."""
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        batch._sync(journal, entries(jobs), out, max_attempts=3)
+        assert journal.claim(entries(jobs)[jobs[0].name])
+        journal.release(jobs[0].name, checksum=batch._put_in_place(journal, jobs[0]))
+
+
+def test_a_stopped_job_owns_only_the_output_it_had_put_in_place(tmp_path):
+    """Handed back at a Ctrl-C, a job keeps as its own only a file it wrote before the stop (the checksum, taken
+    then): a user's older file stays theirs, and so does one put there after the stop (helper-50: a claim judged
+    later by the file's time took that one too)."""
+    jobs, out = _claimed_with_a_users_file(tmp_path, "user", "made", "later")
+    with Journal.open(out / JOURNAL_NAME) as journal:
         (out / "made.x2.png").write_bytes(b"put in place just before the stop")
         for job in jobs:  # (as _drive hands them back)
             journal.release(job.name, checksum=batch._put_in_place(journal, job))
@@ -712,18 +727,8 @@ def test_a_job_left_running_by_a_killed_batch_owns_only_a_file_put_there_since_i
     """A batch killed (kill -9) while its job ran left the row running, and the next run took any file at the
     output for the job's: a user's file that stood there at the claim was replaced without --overwrite
     (helper-79)."""
-    source = tmp_path / "in"
-    source.mkdir()
-    for name in ("user", "made", "none"):
-        write_image(source / f"{name}.png")
-    out = tmp_path / "out"
-    out.mkdir()
-    (out / "user.x2.png").write_bytes(b"the user's own, there before the batch")
-    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    jobs, out = _claimed_with_a_users_file(tmp_path, "user", "made", "none")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
-        for job in jobs:
-            assert journal.claim(batch.journal_entry(job))
         (out / "made.x2.png").write_bytes(b"renamed into place just before the kill")
         assert {job.name for job in jobs if journal.owns_output(job.name)} == {"made.x2.png"}
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
@@ -731,7 +736,7 @@ def test_a_job_left_running_by_a_killed_batch_owns_only_a_file_put_there_since_i
         connection.execute("UPDATE jobs SET owner = ?", (process_owner(int(gone.stdout)),))
     rows = {row.name: row for row in batch.run_batch(jobs, out).rows}
     assert rows["user.x2.png"].state is JobState.FAILED and "already exists" in rows["user.x2.png"].error
-    assert (out / "user.x2.png").read_bytes() == b"the user's own, there before the batch"
+    assert (out / "user.x2.png").read_bytes() == b"the user's own, from before the batch"
     assert rows["made.x2.png"].state is rows["none.x2.png"].state is JobState.DONE
 
 
@@ -747,11 +752,8 @@ def test_an_output_the_batch_made_stays_its_own_after_a_redo_fails_or_stops(tmp_
         is JobState.FAILED
     source.write_bytes(good)
     assert batch.run_batch(batch.discover(tmp_path / "in", out, options=BICUBIC, video=FAST), out).ok
-    (out / "a.x2.mp4").write_bytes((out / "a.x2.mp4").read_bytes()[:1000])  # damaged: its redo is stopped (Ctrl-C)
-    with Journal.open(out / JOURNAL_NAME) as journal:
-        batch._sync(journal, entries(jobs), out, max_attempts=3)
-        assert journal.claim(entries(jobs)["a.x2.mp4"])
-        journal.release("a.x2.mp4", checksum=batch._put_in_place(journal, jobs[0]))
+    (out / "a.x2.mp4").write_bytes((out / "a.x2.mp4").read_bytes()[:1000])  # damaged
+    _redo_stopped(jobs, out)
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
 
 
@@ -761,10 +763,7 @@ def test_a_file_put_where_the_batch_had_lost_its_output_is_the_users(tmp_path):
     jobs, out = _clips_in_a_journal(tmp_path, "a")
     assert batch.run_batch(jobs, out).ok
     (out / "a.x2.mp4").unlink()
-    with Journal.open(out / JOURNAL_NAME) as journal:
-        batch._sync(journal, entries(jobs), out, max_attempts=3)
-        assert journal.claim(entries(jobs)["a.x2.mp4"])
-        journal.release("a.x2.mp4", checksum=batch._put_in_place(journal, jobs[0]))  # (stopped, as at a Ctrl-C)
+    _redo_stopped(jobs, out)
     (out / "a.x2.mp4").write_bytes(b"the user's own, put there since")
     (row,) = batch.run_batch(jobs, out).rows
     assert row.state is JobState.FAILED and "already exists" in row.error
