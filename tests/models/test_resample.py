@@ -174,3 +174,13 @@ def test_a_long_axis_multiplied_in_bands_equals_the_whole_matrix(kernel, in_size
     x = torch.rand(1, 2, 5, in_size, dtype=torch.float64)
     whole = x @ resample.weight_matrix(in_size, out_size, kernel, device="cpu", dtype=torch.float64).T
     assert torch.allclose(resample.resize(x, (5, out_size), kernel), whole, atol=1e-12, rtol=0)
+
+
+def test_a_banded_axis_keeps_only_its_bands_in_memory():
+    """The bands were views of the dense matrix, and cached: the whole of it stayed in memory (helper-74)."""
+    resample.weight_matrix.cache_clear()
+    bands = resample._bands(5120, 2560, "lanczos", True, None, torch.device("cpu"), torch.float32)
+    dense = 5120 * 2560 * 4
+    held = {band[4].untyped_storage().data_ptr(): band[4].untyped_storage().nbytes() for band in bands}
+    assert len(bands) == 10 and sum(held.values()) < dense / 5  # (each band: 256 rows × the ~520 inputs they reach)
+    assert resample.weight_matrix.cache_info().currsize == 0
