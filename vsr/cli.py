@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -791,7 +792,21 @@ def interpolate(
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)  # a clean stop, as Ctrl-C's (vsr.errors.Terminated)
-    app()
+    try:
+        app()
+    except OSError as error:  # (click says a closed pipe, EPIPE, itself)
+        if os.environ.get("VSR_DEBUG") or not _writing_stdout(error):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (Python's flush at exit would fail again)
+        typer.echo(f"vsr: error: cannot write to the standard output ({error.strerror or error})", err=True)
+        sys.exit(4)
+
+
+def _writing_stdout(error: OSError) -> bool:
+    """Whether `error` came from writing what vsr prints (click's echo, rich's help), as `> /dev/full` or a full disk
+    under `> file` make it: it was a traceback."""
+    last = traceback.extract_tb(error.__traceback__)[-1]
+    return last.name in ("echo", "_write_buffer") and ("click" in last.filename or "rich" in last.filename)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Edges of the command line: an empty -o, choice values in any case, and a --tile given without --tile-overlap."""
+"""Edges of the command line: an empty -o, choice values in any case, a --tile given without --tile-overlap, and a
+standard output that cannot be written."""
 
 import functools
+import os
+import subprocess
 
 import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
-from tests.processes import run_vsr
+from tests.processes import VSR, run_vsr
 
 vsr = functools.partial(run_vsr, check=True)
 
@@ -81,3 +84,13 @@ def test_help_says_how_the_overlap_follows_the_tile():
     result = vsr("upscale", "--help", env={"COLUMNS": "200"})
     words = " ".join(result.stdout.replace("│", " ").split())  # (as wrapped into the table's column)
     assert "[default: 128; for a --tile under 144, half of it]" in words
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("command", [["models"], ["--help"]])
+def test_an_output_that_cannot_be_written_is_one_line(command):
+    """`> /dev/full`, or a full disk under `> file`: a traceback (helper-82)."""
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([*VSR, *command], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert result.returncode == 4
+    assert result.stderr.splitlines() == ["vsr: error: cannot write to the standard output (No space left on device)"]
