@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import secrets
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -145,15 +146,30 @@ class AppearedMeanwhile(OutputError):
 def file_state(path: Path) -> tuple[int, int, int] | None:
     """What stands at `path` (inode, size, mtime): whether another file was put there since. None where none is."""
     try:
-        stat = path.stat()
+        found = path.stat()
     except OSError:
         return None
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+    return found.st_ino, found.st_size, found.st_mtime_ns
+
+
+def _is_stream(path: Path) -> bool:
+    """Whether `path` names a pipe, a device or the standard output (/dev/stdout, /dev/fd/1): written into, never
+    replaced (a report "written atomically" over /dev/stdout replaced the link, over a FIFO the pipe)."""
+    if str(path) in ("/dev/stdout", "/dev/stderr") or str(path).startswith(("/dev/fd/", "/proc/self/fd/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
 def check_json_output(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> None:
     """One line, before any work, where a JSON report could not be written at `path` (its folder is made), or would
-    replace one of the `inputs` (sources, model files) or another file that is not JSON."""
+    replace one of the `inputs` (sources, model files) or another file that is not JSON. A pipe, a device or the
+    standard output is written into (`_is_stream`)."""
+    if _is_stream(path):
+        return
     if any(Path(given).is_file() and path.is_file() and path.samefile(given) for given in inputs):
         raise OutputError(f"{path}: the report would replace an input; give --json another file name")
     if path.is_file() and path.suffix.lower() != ".json":
@@ -167,9 +183,15 @@ def check_json_output(path: Path, inputs: Sequence[str | os.PathLike] = ()) -> N
 
 
 def write_json(path: Path, record: object) -> None:
-    """`record` as indented JSON at `path`, atomically; OutputError where it cannot be written."""
+    """`record` as indented JSON at `path`, atomically (a link to a file: that file, the link kept), or into a pipe, a
+    device or the standard output (`_is_stream`); OutputError where it cannot be written."""
     check_json_output(path)
+    text = json.dumps(record, indent=2) + "\n"
     try:
-        write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+        if _is_stream(path):
+            with open(path, "a") as stream:  # (append: the standard output redirected to a file keeps what came first)
+                stream.write(text)
+        else:
+            write_bytes_atomic(path.resolve() if path.is_symlink() else path, text.encode())
     except OSError as error:
         raise OutputError(f"{path}: cannot write ({error.strerror or error})") from None

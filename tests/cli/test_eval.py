@@ -1,7 +1,10 @@
 """`vsr eval` through the command line: the bicubic baseline against scikit-image, models, video frames, errors."""
 
 import json
+import os
 import shutil
+import stat
+import threading
 
 import pytest
 import torch
@@ -173,3 +176,22 @@ def test_tiles_with_a_smaller_overlap_are_scored_as_the_whole_frame(tmp_path):
                 tmp_path / "tiled.json", check=True)
     scores = [json.loads((tmp_path / name).read_text())["scores"][1] for name in ("whole.json", "tiled.json")]
     assert abs(scores[0]["psnr_y"] - scores[1]["psnr_y"]) < 0.05, (whole.stdout, tiled.stdout)
+
+
+def test_a_report_into_a_pipe_or_through_a_link_is_written_there_not_over_it(tmp_path):
+    """Written atomically, the report replaced a FIFO, a link to /dev/null (and as root /dev/full, /dev/stdout) with
+    a file of its own (helper-82)."""
+    fifo, to_null, to_file = tmp_path / "p.json", tmp_path / "null.json", tmp_path / "link.json"
+    kept = tmp_path / "kept.json"
+    os.mkfifo(fifo)
+    to_null.symlink_to(os.devnull)
+    kept.write_text("{}")
+    to_file.symlink_to(kept)
+    read = {}
+    reader = threading.Thread(target=lambda: read.update(text=fifo.read_text()), daemon=True)
+    reader.start()
+    for path in (fifo, to_null, to_file):
+        vsr("eval", SAMPLE, "-m", "bicubic", "--json", path, check=True)
+    reader.join(timeout=60)
+    assert json.loads(read["text"])["scores"] and stat.S_ISFIFO(fifo.lstat().st_mode)
+    assert to_null.is_symlink() and to_file.is_symlink() and json.loads(kept.read_text())["scores"]
