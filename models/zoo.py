@@ -520,7 +520,7 @@ def url_weights_path(url: str) -> Path:
     return cache_dir() / "weights" / "url" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
 
 
-URL_FILE = ".url"  # beside a checkpoint downloaded by URL: that URL
+URL_FILE = ".url"  # beside a checkpoint downloaded by URL: that URL (as `shown_url` shows it)
 
 
 # The temporary of an unfinished download (fsutil.temporary_sibling, tagged part<suffix>).
@@ -576,7 +576,8 @@ def fetch_url(url: str, progress: bool = True) -> Path:
             raise type(error)(str(error).replace(url, shown_url(url))) from None
         raise
     try:
-        write_bytes_atomic(target.parent / URL_FILE, url.encode())  # where it came from, for `vsr models`
+        # Where it came from, for `vsr models`, as shown there: a password or a token in the URL stays off the disk.
+        write_bytes_atomic(target.parent / URL_FILE, shown_url(url).encode())
     except OSError as error:  # (a full disk: without it the cached file would never say where it came from)
         target.unlink(missing_ok=True)
         raise OutputError(f"{target.parent}: cannot write there ({error.strerror or error})") from None

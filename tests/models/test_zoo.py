@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.processes import VSR
+from tests.processes import VSR, run_vsr
 from vsr.errors import ModelError, OptionError, OutputError, WeightsUnavailableError
 from vsr.models import zoo
 from vsr.models.checkpoint import read_state_dict, save_model
@@ -343,7 +343,7 @@ def test_a_url_is_downloaded_once_and_then_works_offline(home, server, tiny_chec
     assert (model.name, model.source) == ("4x-Tiny", url)
     cached = zoo.url_weights_path(url)
     assert _url_cache_files(home) == [str(cached.relative_to(home))] and cached.name == "4x-Tiny.pth"
-    assert cached.read_bytes() == tiny_checkpoint and zoo.checkpoint_url(cached) == url
+    assert cached.read_bytes() == tiny_checkpoint and zoo.checkpoint_url(cached) == zoo.shown_url(url)
     server.close()  # offline from here on: the cache answers
     again = zoo.load(url, progress=False, scale=4)
     assert server.requests == ["releases/4x-Tiny.pth"]
@@ -365,7 +365,13 @@ def test_a_urls_token_and_password_are_not_shown_and_a_dot_name_is_listed(home, 
     server.files["..pth"] = tiny_checkpoint  # (a hidden name: it was cached, and left out of `vsr models`)
     zoo.load(f"{server.url}/..pth?token=s3cret", progress=False)
     (listed,) = [checkpoint for checkpoint in zoo.url_checkpoints() if checkpoint.name != "private.pth"]
-    assert listed.name == "..pth" and zoo.shown_url(zoo.checkpoint_url(listed)) == f"{server.url}/..pth?…"
+    assert listed.name == "..pth" and zoo.checkpoint_url(listed) == f"{server.url}/..pth?…"
+    # Nor printed by `vsr models --download`, nor kept on the disk (helper-82).
+    server.files["other.pth"] = tiny_checkpoint
+    result = run_vsr("models", "--download", server.url.replace("http://", "http://me:pw@") + "/other.pth?token=s3cret")
+    assert result.returncode == 0 and result.stdout.startswith(f"{server.url}/other.pth?…: "), result.stderr
+    assert not [path for path in home.rglob("*")
+                if path.is_file() and any(secret in path.read_bytes() for secret in (b"s3cret", b"me:pw"))]
 
 
 def test_a_url_whose_record_cannot_be_written_is_not_kept_without_it(home, server, tiny_checkpoint):
