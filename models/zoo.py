@@ -277,10 +277,18 @@ def is_cached(name: str) -> bool:
     return entry.filename is None or weights_path(name).is_file()
 
 
-def fetch(name: str, progress: bool = True) -> Path:
-    """Make sure the weights of `name` are in the cache (converting or downloading them) and return their path."""
+def fetch(name: str, progress: bool = True, check: bool = False) -> Path:
+    """Make sure the weights of `name` are in the cache (converting or downloading them) and return their path.
+    `check` (`vsr models --download`): a cached file is loaded first, and fetched again where it cannot be (a copy
+    cut short was "cached" for good)."""
     entry = get_entry(name)
     target = weights_path(name)
+    if target.is_file() and check:
+        try:
+            _check_network(entry, load_model(target).spec, str(target))
+        except ModelError as error:
+            logger.warning("%s: %s; fetching it again", target, str(error).removeprefix(f"{target}: "))
+            target.unlink()
     if target.is_file():
         return target
     make_cache_folder(target.parent)
@@ -312,8 +320,12 @@ def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int |
         hint = f" (×{scale}: {', '.join(same_family)})" if same_family else ""
         raise OptionError(f"{name} is a ×{entry.scale} model, scale {scale} was requested{hint}")
     path = fetch(name, progress=progress)
-    loaded = load_model(path)
-    _check_network(entry, loaded.spec, str(path))
+    try:
+        loaded = load_model(path)
+        _check_network(entry, loaded.spec, str(path))
+    except ModelError as error:  # (a copy cut short, or a wrong file put there by hand)
+        raise ModelError(f"{error}; it is the cached {name}: `vsr models --download {name}` fetches it again") \
+            from None
     module, spec = loaded.module, loaded.spec
     if entry.downscale is not None:
         module = ResizedOutput(module, entry.scale, entry.downscale).eval()

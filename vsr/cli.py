@@ -515,7 +515,7 @@ def models(
 
     _setup_logging(False)
     if download is not None:
-        path = zoo.fetch_url(download) if zoo.is_url(download) else zoo.fetch(download)
+        path = zoo.fetch_url(download) if zoo.is_url(download) else zoo.fetch(download, check=True)
         typer.echo(f"{zoo.shown_url(download) if zoo.is_url(download) else download}: {path}")
         return
     rows = [("name", "architecture", "scale", "params", "cached", "weights")]

@@ -269,6 +269,20 @@ def test_download_verifies_and_caches(home, server, tiny_entry, tiny_checkpoint)
     assert server.requests == ["tiny_x4.pth"]  # served once, then read from the cache
 
 
+def test_a_damaged_cached_copy_is_said_as_such_and_fetched_again_when_asked(home, server, tiny_entry, tiny_checkpoint):
+    """A cached file cut short was "cached" for good: its load failed without saying it is the cache's, and
+    `vsr models --download` took it for fetched (helper-82)."""
+    server.files["tiny_x4.pth"] = tiny_checkpoint
+    zoo.weights_path("tiny-x4").parent.mkdir(parents=True)
+    zoo.weights_path("tiny-x4").write_bytes(tiny_checkpoint[:1000])
+    with pytest.raises(ModelError, match="it is the cached tiny-x4: `vsr models --download tiny-x4` fetches it again"):
+        zoo.load("tiny-x4", progress=False)
+    assert zoo.fetch("tiny-x4", progress=False, check=True).read_bytes() == tiny_checkpoint
+    assert server.requests == ["tiny_x4.pth"]
+    zoo.fetch("tiny-x4", progress=False, check=True)  # (whole: not fetched again)
+    assert server.requests == ["tiny_x4.pth"]
+
+
 def test_a_truncated_download_leaves_nothing(home, server, tiny_entry, tiny_checkpoint):
     server.files["tiny_x4.pth"] = tiny_checkpoint
     server.truncated.add("tiny_x4.pth")
