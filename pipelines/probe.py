@@ -549,8 +549,8 @@ def _size(size: int) -> str:
 def _clock(seconds: float | None) -> str:
     if seconds is None:
         return "unknown duration"
-    minutes, rest = divmod(seconds, 60)
-    return f"{int(minutes // 60)}:{int(minutes % 60):02d}:{rest:06.3f}"
+    minutes, rest = divmod(round(seconds * 1000), 60_000)  # (in ms first: 59.9996 s read 0:00:60.000)
+    return f"{minutes // 60}:{minutes % 60:02d}:{rest / 1000:06.3f}"
 
 
 @dataclass(frozen=True)

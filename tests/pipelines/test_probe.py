@@ -220,3 +220,9 @@ def test_an_attachment_is_described_by_its_file_type(tmp_path):
     subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.2", "-attach", str(font),
                     "-metadata:s:t", "mimetype=font/ttf", str(clip)], check=True)
     assert [(s.type, s.codec) for s in probe(clip).streams] == [("video", "h264"), ("attachment", "font/ttf")]
+
+
+def test_a_duration_a_hair_under_a_minute_reads_as_the_minute():
+    """The seconds were rounded after the minutes were taken: 0:00:60.000 (helper-82)."""
+    assert [probe_module._clock(seconds) for seconds in (59.9996, 3599.9999, 61.25, 0)] == [
+        "0:01:00.000", "1:00:00.000", "0:01:01.250", "0:00:00.000"]
