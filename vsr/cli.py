@@ -29,6 +29,25 @@ app = typer.Typer(
 )
 log = logging.getLogger("vsr")
 
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"vsr {version('vsr')}")
+        except PackageNotFoundError:  # (run from a checkout that was never installed)
+            typer.echo("vsr (not installed: no version)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main_options(
+    show_version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                      help="Print vsr's version and exit."),
+) -> None:
+    pass
+
 # The upscaling options `vsr upscale` and `vsr batch` share: one declaration, the same names and help in both.
 # Each command gives its own default (`vsr batch` uses None: "not given", so that a jobs file can fill it in).
 ModelOption = Annotated[Optional[str], typer.Option(

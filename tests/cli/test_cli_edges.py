@@ -2,6 +2,7 @@
 standard output that cannot be written."""
 
 import functools
+import importlib.metadata
 import os
 import subprocess
 
@@ -94,3 +95,7 @@ def test_an_output_that_cannot_be_written_is_one_line(command):
         result = subprocess.run([*VSR, *command], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
     assert result.returncode == 4
     assert result.stderr.splitlines() == ["vsr: error: cannot write to the standard output (No space left on device)"]
+
+
+def test_version_is_the_installed_packages():
+    assert vsr("--version").stdout == f"vsr {importlib.metadata.version('vsr')}\n"
