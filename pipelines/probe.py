@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -171,6 +173,11 @@ def video_stream_info(
         # indexes an empty entry for each tick between them: FFmpeg's average counts them, the frames are fewer.
         frame_count = round(frame_count * base_rate / average_rate) if frame_count else None
         average_rate = base_rate
+    if frame_count and duration and average_rate and frame_count > duration * average_rate + 1 \
+            and "mov" in container.format.name.split(","):
+        # An edit list that starts after the first samples (a cut made with ffmpeg -ss … -c copy) keeps them in the
+        # sample table, which FFmpeg counts: flagged discard, they are never shown (100 frames said, 67 shown).
+        frame_count = _shown_packets(path_of(container), stream.index)
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
     pix_fmt, alpha = context.pix_fmt, False
@@ -210,6 +217,20 @@ def video_stream_info(
         base_rate=base_rate,
     )
     return info, estimated
+
+
+def _shown_packets(path: str, index: int) -> int:
+    """The packets of stream `index` that hold a picture to show: not empty, not flagged discard (by an edit list).
+    Read once per file as it is (a run probes its input several times)."""
+    stat = os.stat(path)
+    return _count_shown_packets(path, index, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _count_shown_packets(path: str, index: int, size: int, mtime_ns: int) -> int:
+    with open_input(path) as container:
+        stream = container.streams[index]
+        return sum(1 for packet in container.demux(stream) if packet.size and not packet.is_discard)
 
 
 def path_of(container: av.container.InputContainer) -> str:

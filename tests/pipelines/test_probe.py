@@ -8,6 +8,7 @@ from fractions import Fraction
 import pytest
 
 from tests.pipelines.clips import BAD_INPUTS, make_clip
+from tests.pipelines import media_fixtures as media
 from tests.pipelines.media_fixtures import ffprobe
 from vsr.errors import InputError
 from vsr.pipelines import probe as probe_module
@@ -226,3 +227,17 @@ def test_a_duration_a_hair_under_a_minute_reads_as_the_minute():
     """The seconds were rounded after the minutes were taken: 0:00:60.000 (helper-82)."""
     assert [probe_module._clock(seconds) for seconds in (59.9996, 3599.9999, 61.25, 0)] == [
         "0:01:00.000", "1:00:00.000", "0:01:01.250", "0:00:00.000"]
+
+
+def test_a_cut_whose_edit_list_hides_its_first_samples_counts_the_frames_shown(tmp_path):
+    """`ffmpeg -ss 1.3 -c copy` keeps the samples before the cut (from the keyframe before it) in the MP4's table,
+    flagged discard: FFmpeg counts them, and vsr probe said 100 frames where 67 are shown (helper-82)."""
+    whole, cut = tmp_path / "whole.mp4", tmp_path / "cut.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=96x64:rate=25", "-t", "4", "-g", "50", "-pix_fmt", "yuv420p",
+                 whole)
+    media.ffmpeg("-ss", "1.3", "-i", whole, "-c", "copy", cut)
+    assert int(media.ffprobe_streams_of(cut, "v")[0]["nb_frames"]) == 100
+    read = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v", "-show_entries",
+                           "stream=nb_read_frames", "-of", "csv=p=0", cut], capture_output=True, text=True, check=True)
+    assert probe(cut).video.frame_count == int(read.stdout) == 67
+    assert probe(whole).video.frame_count == 100
