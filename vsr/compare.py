@@ -112,7 +112,7 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     if not container_holds(output.suffix, "libx264"):
         raise OptionError(f"{output}: the clip is H.264 video; name it .mp4, .mkv or .mov")
     if output.resolve() == source.resolve():
-        raise OptionError(f"{output}: the output would replace the source; choose another name with -o")
+        raise OutputError(f"{output}: the output would replace the source; choose another name with -o")
     check_output(output, upscaled, overwrite)
     ffmpeg = _ffmpeg_python()
     source_video, upscaled_info = probe(source).video, probe(upscaled)

@@ -229,8 +229,11 @@ def test_an_output_named_as_the_source_is_refused_as_such_even_without_overwrite
     source, result = upscaled
     before = source.read_bytes()
     outcome = vsr("compare", source, result, "-o", source, check=False)
-    assert outcome.returncode == 2 and "the output would replace the source" in outcome.stderr
+    assert outcome.returncode == 4 and "the output would replace the source" in outcome.stderr
     assert source.read_bytes() == before
+    # (as the upscaled video named as the output is: an output error, exit 4, as `vsr upscale -o INPUT` too)
+    outcome = vsr("compare", source, result, "-o", result, check=False)
+    assert outcome.returncode == 4 and "the output would replace the input" in outcome.stderr
 
 
 def test_a_full_disk_is_said_as_such(upscaled, tmp_path):
