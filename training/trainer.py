@@ -34,10 +34,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from vsr.errors import ModelError, OptionError, OutputError
-from vsr.fsutil import locked
+from vsr.errors import ModelError, OptionError, OutputError, VsrError
+from vsr.fsutil import locked, temporaries_of
 from vsr.hardware import cpu_computes_bf16
-from vsr.models.checkpoint import load_model
+from vsr.models.checkpoint import load_model, read_state_dict
 from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.vgg import VGGFeatureExtractor
@@ -70,11 +70,32 @@ def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = F
 
     `stop_at` ends the run after that many iterations, with a checkpoint (as an interruption would). Paths are kept
     absolute in the run's state, so that it resumes from any folder."""
+    if config.num_grow_ch != 32:
+        log.warning("num_grow_ch=%d: vsr upscale loads the model this run exports, but spandrel's ESRGAN loader takes "
+                    "every RRDBNet to grow by 32 and cannot", config.num_grow_ch)
+    return _run(_absolute_paths(config), None, stop_at, progress)
+
+
+def _absolute_paths(config: TrainConfig) -> TrainConfig:
+    """`config` with its data, model and VGG paths absolute, as its run's state keeps them: a resume given --data
+    kept it relative, and the next resume from another folder found no data."""
     absolute = {key: tuple(os.path.abspath(path) for path in getattr(config, key))
                 for key in ("train_paths", "val_paths")}
     absolute.update({key: os.path.abspath(getattr(config, key)) for key in ("pretrained", "vgg_weights")
                      if getattr(config, key) is not None and os.path.exists(getattr(config, key))})
-    return _run(replace(config, **absolute), None, stop_at, progress)
+    return replace(config, **absolute)
+
+
+def _holds(model: Path, weights: dict) -> bool:
+    """Whether the run's exported model (`model`: its .pth and .safetensors) holds `weights`."""
+    for path in (model, model.with_suffix(".safetensors")):
+        try:
+            found = read_state_dict(path)
+        except (OSError, VsrError):
+            return False
+        if found.keys() != weights.keys() or not all(torch.equal(found[key], weights[key].float()) for key in weights):
+            return False
+    return True
 
 
 # What a resumed run cannot change: the networks' shapes and the stage are in the checkpoint's weights, and the
@@ -108,16 +129,17 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
     if changed:
         raise OptionError(f"{', '.join(changed)} cannot change when resuming {out_dir} (its checkpoint holds the "
                           f"value); start a new run from its model instead: --set pretrained={out_dir}/model.pth")
-    config = replace(config.replace(overrides or {}), out_dir=str(out_dir))
+    config = _absolute_paths(replace(config.replace(overrides or {}), out_dir=str(out_dir)))
     done, minutes = int(state["iteration"]), float(state.get("elapsed_s", 0.0)) / 60
     finished = config.total_iters <= done or (config.max_minutes is not None and minutes >= config.max_minutes)
     model = out_dir / f"{checkpoints.MODEL_NAME}.pth"
-    if finished and not model.is_file():  # the run ended, and writing its model failed (a full disk at the end)
+    if finished and not _holds(model, state["ema"]):  # the run ended, and its model was not written (a full disk,
+        # or a kill between the last state and the model: an earlier end's model stayed)
         generator = _generator(config, fresh=False)
         generator.load_state_dict(state["ema"])
         model_path, _ = checkpoints.export_generator(generator, config, out_dir / checkpoints.MODEL_NAME)
-        log.warning("%s: the run had ended at iteration %d without its model: written now from its state", model,
-                    done)
+        log.warning("%s: the run had ended at iteration %d without writing its model: written now from its state",
+                    model, done)
         return TrainResult(out_dir=out_dir, iteration=done, state_path=out_dir / checkpoints.STATE_FILE,
                            model_path=model_path)
     if config.total_iters <= done:
@@ -238,6 +260,11 @@ def _run_folder(out_dir: Path, fresh: bool, main: bool):
     log. A folder this start made is removed again where the start fails before writing anything in it."""
     if fresh and (out_dir / checkpoints.STATE_FILE).exists():
         raise OutputError(f"{out_dir}: already holds a training run (resume it with --resume, or pick another out_dir)")
+    # A run's model without its state (a finished run whose state.pt was removed to save space) was replaced.
+    made_before = [name for name in (f"{checkpoints.MODEL_NAME}.pth", f"{checkpoints.MODEL_NAME}.safetensors",
+                                     checkpoints.SNAPSHOTS_DIR) if (out_dir / name).exists()]
+    if fresh and made_before:
+        raise OutputError(f"{out_dir}: already holds {', '.join(made_before)} of an earlier run; pick another out_dir")
     try:
         out_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -250,6 +277,9 @@ def _run_folder(out_dir: Path, fresh: bool, main: bool):
     except OSError as error:
         raise OutputError(f"{out_dir}: cannot make the run's folder ({error.strerror or error})") from None
     lock = _lock_run(out_dir) if main else None
+    if main:  # (locked: no other trainer is writing them) a killed run's half-written states, 0.5 GB each for a GAN
+        for leftover in temporaries_of(out_dir / checkpoints.STATE_FILE):
+            leftover.unlink(missing_ok=True)
     try:
         yield
     except BaseException:

@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import stat
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def lock_temporary(temporary: Path, output: Path):
 
 def locked(path: Path, busy: str):
     """The open file `path`, made if missing and locked (flock) for as long as it stays open; OutputError(`busy`)
-    where another process holds it. The kernel releases the lock of a killed process."""
+    where another process holds it. The kernel releases the lock of a killed process, once no process forked from it
+    holds the file open either: a forked child closes it at once (`_close_locks_in_child`)."""
     file = open(path, "a")  # noqa: SIM115 - held open by its user until it closes
     if fcntl is not None:
         try:
@@ -82,7 +84,27 @@ def locked(path: Path, busy: str):
         except BlockingIOError:
             file.close()
             raise OutputError(busy) from None
+    _held_locks.add(file)
     return file
+
+
+# The files `locked` holds in this process. A forked child (a DataLoader's worker, a multiprocessing worker) shares
+# their locks; one that outlived a trainer killed with kill -9 kept its run folder locked for seconds, and a resume
+# started at once was refused. Closing its copies releases nothing of the parent's.
+_held_locks: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_locks_in_child() -> None:
+    for file in list(_held_locks):
+        try:
+            file.close()
+        except OSError:
+            pass
+    _held_locks.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_locks_in_child)
 
 
 def fsync_folder(folder: Path) -> None:

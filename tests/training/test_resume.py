@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from vsr.errors import OptionError, OutputError
+from vsr.fsutil import temporary_sibling
 from vsr.models.checkpoint import read_state_dict
+from vsr.training import checkpoints
 from vsr.training.checkpoints import load_state
 from vsr.training.logs import read_csv
 from vsr.training.trainer import resume, train
@@ -91,28 +93,77 @@ def test_gan_stage_resumes_exactly(tmp_path):
 def test_resume_can_extend_the_run(tmp_path):
     config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
     train(config)
+    # A state half-written as a kill came (0.5 GB for a GAN run) stayed for good (helper-81): the resume removes it.
+    half = temporary_sibling(Path(config.out_dir) / "state.pt")
+    half.write_bytes(b"half a state")
     result = resume(config.out_dir, {"total_iters": "3"})
+    assert not half.exists()
     assert result.iteration == 3 and result.model_path is not None
     assert [row["iteration"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1, 2, 3]
     assert load_state(config.out_dir)["config"]["total_iters"] == 3
 
 
-def test_a_finished_run_whose_model_could_not_be_written_writes_it_on_resume(tmp_path, caplog):
-    """A full disk at the very end (here: a folder in model.pth's place) left state.pt at total_iters and no model:
-    the resume refused ("has done 2 iterations already") and the run could not give its model."""
+def test_a_finished_run_whose_model_could_not_be_written_writes_it_on_resume(tmp_path, caplog, monkeypatch):
+    """A full disk at the very end left state.pt at total_iters and no model: the resume refused ("has done 2
+    iterations already") and the run could not give its model."""
     config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
-    (Path(config.out_dir) / "model.pth").mkdir(parents=True)
+    export = checkpoints.export_generator
+
+    def disk_full_at_the_model(module, config, path):
+        if Path(path).name == "model":
+            raise OutputError(f"{path}.pth: cannot write (No space left on device)")
+        return export(module, config, path)
+
+    monkeypatch.setattr(checkpoints, "export_generator", disk_full_at_the_model)
     with pytest.raises(OutputError, match="model.pth"):
         train(config)
-    (Path(config.out_dir) / "model.pth").rmdir()
+    monkeypatch.setattr(checkpoints, "export_generator", export)
     result = resume(config.out_dir)
     assert result.iteration == 2 and result.model_path == Path(config.out_dir) / "model.pth"
-    assert "the run had ended at iteration 2 without its model: written now from its state" in caplog.text
+    assert "the run had ended at iteration 2 without writing its model: written now from its state" in caplog.text
     final = read_state_dict(result.model_path)
     ema = load_state(config.out_dir)["ema"]
     assert final.keys() == ema.keys() and all(torch.equal(final[key], ema[key].float()) for key in ema)
     with pytest.raises(OptionError, match="has done 2 iterations already"):  # (now that it has its model)
         resume(config.out_dir)
+
+
+def test_a_run_killed_between_its_last_state_and_its_model_writes_the_model_on_resume(tmp_path, caplog):
+    """Resumed to go further and killed after its last state.pt but before model.pth: the model of the earlier end
+    stayed, and the resume refused ("has done 4 iterations already") (helper-81)."""
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    out = Path(config.out_dir)
+    train(config)
+    earlier = {suffix: (out / f"model{suffix}").read_bytes() for suffix in (".pth", ".safetensors")}
+    resume(out, {"total_iters": "4"})
+    for suffix, data in earlier.items():  # (as the kill left it)
+        (out / f"model{suffix}").write_bytes(data)
+    result = resume(out)
+    assert result.iteration == 4 and "without writing its model: written now from its state" in caplog.text
+    ema = load_state(out)["ema"]
+    for suffix in (".pth", ".safetensors"):
+        final = read_state_dict(out / f"model{suffix}")
+        assert all(torch.equal(final[key], ema[key].float()) for key in ema)
+
+
+def test_a_new_run_refuses_a_folder_holding_an_earlier_runs_model(tmp_path):
+    """Its state.pt removed to save space, a finished run's model.pth was replaced by a new run's (helper-81)."""
+    config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
+    train(config)
+    (Path(config.out_dir) / "state.pt").unlink()
+    before = (Path(config.out_dir) / "model.pth").read_bytes()
+    with pytest.raises(OutputError, match="already holds model.pth, model.safetensors, models of an earlier run"):
+        train(config)
+    assert (Path(config.out_dir) / "model.pth").read_bytes() == before
+
+
+def test_a_resume_keeps_the_data_it_is_given_as_absolute_paths(tmp_path, monkeypatch):
+    """Given --data on a resume, the state kept it relative: the next resume from another folder found no data."""
+    config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
+    train(config)
+    monkeypatch.chdir(Path(config.train_paths[0]).parent)
+    resume(config.out_dir, {"total_iters": "2", "train_paths": Path(config.train_paths[0]).name})
+    assert load_state(config.out_dir)["config"]["train_paths"] == [str(Path(config.train_paths[0]).absolute())]
 
 
 def test_logs_that_cannot_be_written_are_one_line(tmp_path):

@@ -5,7 +5,10 @@ The helpers `write_photos` and `tiny_config` are shared with test_resume.py, tes
 
 import dataclasses
 import math
+import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -311,10 +314,12 @@ def test_a_second_trainer_on_a_run_folder_is_one_line_and_touches_nothing(tmp_pa
     try:
         with pytest.raises(OutputError, match=f"another training process is running in this folder .*{LOCK_FILE}"):
             resume(run)
-        (run / "state.pt").rename(run / "state.pt.kept")  # (a new run into it, started before the first saved)
+        for name in ("state.pt", "models"):  # (a new run into it, started before the first saved)
+            (run / name).rename(run / f"{name}.kept")
         with pytest.raises(OutputError, match="another training process is running in this folder"):
             train(config)
-        (run / "state.pt.kept").rename(run / "state.pt")
+        for name in ("state.pt", "models"):
+            (run / f"{name}.kept").rename(run / name)
     finally:
         running.close()
     assert {path.name: path.read_bytes() for path in run.iterdir() if path.is_file()} == before
@@ -331,3 +336,32 @@ def test_a_start_that_fails_leaves_no_folder_behind(tmp_path):
     with pytest.raises(ModelError, match="no such checkpoint file"):
         train(config)
     assert (tmp_path / "run").is_dir()
+
+
+def test_a_process_forked_from_a_trainer_does_not_keep_its_run_locked(tmp_path):
+    """A DataLoader's worker, forked, held the run folder's lock for seconds after its trainer was killed (kill -9):
+    a resume started at once was "another training process is running" (helper-81)."""
+    from vsr.fsutil import locked
+
+    held = locked(tmp_path / ".lock", "busy")
+    started, said = os.pipe()
+    child = os.fork()
+    if child == 0:  # (the worker: lives on after the trainer)
+        os.write(said, b"up")
+        time.sleep(30)
+        os._exit(0)
+    try:
+        assert os.read(started, 2) == b"up"
+        held.close()  # the trainer is gone
+        locked(tmp_path / ".lock", "busy").close()  # a resume takes the lock at once
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        os.close(started)
+        os.close(said)
+
+
+def test_a_growth_spandrel_cannot_load_is_warned_about(tmp_path, caplog):
+    """spandrel's ESRGAN loader takes every RRDBNet to grow by 32: its load of such a run's model failed (helper-81)."""
+    train(tiny_config(tmp_path, total_iters=1, val_holdout=0, num_grow_ch=8))
+    assert "num_grow_ch=8: vsr upscale loads the model this run exports, but spandrel's" in caplog.text
