@@ -48,6 +48,7 @@ def _main_options(
 ) -> None:
     pass
 
+
 # The upscaling options `vsr upscale` and `vsr batch` share: one declaration, the same names and help in both.
 # Each command gives its own default (`vsr batch` uses None: "not given", so that a jobs file can fill it in).
 ModelOption = Annotated[Optional[str], typer.Option(
@@ -475,8 +476,7 @@ def batch(
         typer.echo(format_table(rows))
         raise typer.Exit(1 if unfinished(rows) else 0)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
-    device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
-        _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
+    # (choice values in any case: build_options takes them so, from here and from jobs files alike)
     given = {"model": model, "outscale": outscale, "width": width, "height": height, "batch-size": batch_size,
              "tile": tile, "tile-overlap": tile_overlap, "device": device, "precision": precision,
              "cuda-graphs": cuda_graphs, "compile": compile, "strength": strength, "decoder": decoder, "codec": codec,
