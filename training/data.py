@@ -165,8 +165,12 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
     files: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
+            # A training run's folder inside (-o under --data) holds its curves.png, which the next run took for a
+            # photo: a folder with a run's state.pt or train.csv is not data.
+            runs = {path.parent for name in ("state.pt", "train.csv") for path in source.rglob(name)}
             found = sorted(path for path in source.rglob("*") if path.is_file() and not path.name.startswith(".")
-                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES)
+                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                           and not runs.intersection(path.parents))
             if not found:
                 raise InputError(f"{source}: no images or videos in it")
             files += found

@@ -15,6 +15,7 @@ from vsr.training.data import (
     PatchDataset,
     ValidationSet,
     collect_images,
+    expand_sources,
     list_photos,
     load_photo,
     sample_video_frames,
@@ -397,3 +398,15 @@ def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path):
     assert videos == [video] and sorted(image.name for image in validation) == ["photo0.png", "photo1.png"]
     with pytest.raises(OptionError, match="val_holdout keeps photos out, and there are none; give val_paths"):
         dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4))
+
+
+def test_a_training_runs_folder_inside_the_data_is_not_data(tmp_path):
+    """A run written under its --data folder (-o photos/run) fed its curves.png back to the next run as a photo
+    (helper-81)."""
+    data = tmp_path / "photos"
+    run = data / "run"
+    (run / "models").mkdir(parents=True)
+    for path in (data / "a.png", run / "curves.png", run / "models" / "iter_0000001.png"):
+        write_image(path, Image(rgb=torch.rand(3, 8, 8)))
+    (run / "train.csv").write_text("iteration\n1\n")
+    assert expand_sources([data]) == [data / "a.png"]
