@@ -220,8 +220,9 @@ def upscale(
         if alpha != 0.8:  # (it was dropped without a word)
             raise OptionError("--denoise-strength sets the weight of the model it blends in: give it or --alpha")
         blend, alpha = api.denoise_blend(model, denoise_strength, blend)
-    device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop = map(
-        _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace, dedup, crop))
+    # (--dedup and --crop: their parsers take any case)
+    device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace = map(
+        _choice, (device, devices, precision, cuda_graphs, decoder, codec, pix_fmt, deinterlace))
     from vsr.pipelines.engine import tile_overlap_for
 
     tile_overlap = tile_overlap_for(tile, tile_overlap)
