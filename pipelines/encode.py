@@ -382,11 +382,16 @@ class VideoWriter:
             raise
         except OSError:  # a folder that cannot be written: said by the muxer's open, below
             self._lock = None
+        # From here on every way out removes the temporary file, Ctrl-C included (the CLI's Ctrl-C test signals the
+        # moment the file appears, which is inside this constructor).
         try:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
             self.abort()
             raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
+        except BaseException:
+            self.abort()
+            raise
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,

@@ -791,12 +791,13 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
         raise
     except OSError as error:
         raise OutputError(f"cannot write {output}: {error.strerror or error}") from error
-    # How long each frame shows, as VideoWriter gives it: a segment file's packets (MP4) say steps in decoding order,
-    # which B-frames give to other frames.
-    frames = sorted(value for _, pts in parts for value in pts)
-    durations = _frame_durations(frames, info, video_end(source, info.index), trim_end)
-    joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end, durations)
+    joiner = None
     try:
+        # How long each frame shows, as VideoWriter gives it: a segment file's packets (MP4) say steps in decoding
+        # order, which B-frames give to other frames.
+        frames = sorted(value for _, pts in parts for value in pts)
+        durations = _frame_durations(frames, info, video_end(source, info.index), trim_end)
+        joiner = _Joiner(temp, source, info, copy_streams, trim, trim_end, durations)
         for number, (path, pts) in enumerate(parts, 1):
             joiner.append(path, pts, f"segment {number} of {len(parts)}")
         joiner.finish()
@@ -804,7 +805,8 @@ def join_segments(output: Path, *, source: Path, info: VideoStreamInfo, parts: S
             os.fsync(file.fileno())
         rename_into_place(temp, output, overwrite)
     except BaseException as error:
-        joiner.close()
+        if joiner is not None:
+            joiner.close()
         temp.unlink(missing_ok=True)
         if isinstance(error, FileExistsError):
             raise AppearedMeanwhile(output) from None

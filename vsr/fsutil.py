@@ -68,9 +68,16 @@ def temporaries_of(path: Path, tag: str = "part") -> list[Path]:
 def lock_temporary(temporary: Path, output: Path):
     """The open file `temporary`, made if missing and locked (flock) for as long as it stays open: a second run
     writing `output` through the same temporary name is one line instead of two muxers in one file (each run's
-    rename then left the other's frames, or both spliced). A temporary left by a killed run is not locked."""
-    return locked(temporary, f"{output}: another vsr run is writing it (its temporary file {temporary.name} is "
-                             "locked)")
+    rename then left the other's frames, or both spliced). A temporary left by a killed run is not locked.
+    Ctrl-C as the file is made removes it: the CLI then says that no unfinished file is left."""
+    made_here = not temporary.exists()
+    try:
+        return locked(temporary, f"{output}: another vsr run is writing it (its temporary file {temporary.name} is "
+                                 "locked)")
+    except BaseException as error:
+        if made_here and not isinstance(error, OSError):  # (an OSError made nothing; OutputError: another run's)
+            temporary.unlink(missing_ok=True)
+        raise
 
 
 def locked(path: Path, busy: str):

@@ -385,6 +385,29 @@ def test_a_second_writer_of_one_output_is_one_line_and_a_killed_runs_temporary_i
     assert os.listdir(tmp_path) == ["out.mp4"]
 
 
+@pytest.mark.parametrize("step", ["locked", "av.open"])
+def test_ctrl_c_while_the_writer_opens_leaves_no_temporary_file(clips, tmp_path, monkeypatch, step):
+    """Ctrl-C just after the temporary file was made, before the container was open: the CLI said "no unfinished
+    file is left" and left .NAME.partial.mp4 (CI, stop 23: the Ctrl-C test signals the moment the file appears)."""
+    import vsr.fsutil
+
+    output = tmp_path / "out.mp4"
+    module, name = (av, "open") if step == "av.open" else (vsr.fsutil, step)
+    real = getattr(module, name)
+
+    def then_interrupted(path, *args, **kwargs):
+        made = real(path, *args, **kwargs)
+        if str(path) != str(partial_path(output)):
+            return made  # (the source, probed)
+        made.close()  # (only the file on disk is left to clean up)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, name, then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        VideoWriter(output, source=clips["mp4"], source_info=media.video_info(clips["mp4"]), width=128, height=96)
+    assert os.listdir(tmp_path) == []
+
+
 @pytest.mark.parametrize("overwrite", [False, True])
 def test_a_file_put_at_the_output_while_the_run_worked_is_replaced_only_with_overwrite(clips, tmp_path, overwrite):
     """Checked only before the work: a file that appeared at the output name meanwhile was replaced without a word

@@ -387,6 +387,27 @@ def test_joining_into_an_output_another_run_is_writing_is_one_line_and_leaves_it
     assert not output.exists()
 
 
+def test_ctrl_c_as_the_join_opens_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """The join made its temporary file, then read the source's end and opened the container outside the block that
+    removes it: Ctrl-C there left .NAME.partial.mp4 and its lock open."""
+    from vsr.pipelines import segments
+
+    clip = make_gop_clip(tmp_path / "clip.mp4")
+    folder = tmp_path / "segments"
+    folder.mkdir()
+    parts = write_segments(clip, folder, cuts=[8])
+    real = segments._Joiner
+
+    def then_interrupted(*args):
+        real(*args).close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(segments, "_Joiner", then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        join_segments(tmp_path / "joined.mp4", source=clip, info=media.video_info(clip), parts=parts)
+    assert leftovers(tmp_path, clip, folder) == []
+
+
 def test_a_file_put_at_the_output_while_segments_were_joined_stays(tmp_path, monkeypatch):
     """Checked only before the work, it was replaced without a word (helper-79)."""
     from vsr.pipelines import segments
