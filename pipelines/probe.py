@@ -359,26 +359,27 @@ def _bytes_in(path: Path) -> int:
     return path.stat().st_size
 
 
-def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float) -> str:
-    """One line on what upscaling `video` costs: output size and multiply-adds (per frame and in all; alpha goes
-    through the model as a second picture)."""
+def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float, image: bool = False) -> str:
+    """One line on what upscaling `video` (or a still `image`) costs: output size and multiply-adds (per frame and in
+    all; alpha goes through the model as a second picture)."""
     per_frame = video.width * video.height * macs_per_pixel * (2 if video.alpha else 1)
     width, height = video.width * scale, video.height * scale
     text = f"×{scale} → {width}×{height}"
-    if width % 2 or height % 2:  # (as `vsr upscale` writes it: see upscale.video_output_size)
+    if (width % 2 or height % 2) and not image:  # (as `vsr upscale` writes it: see upscale.video_output_size)
         text += f" (written {width + width % 2}×{height + height % 2}: 4:2:0 video needs even sides)"
-    text += f", {_si(per_frame)}MAC per frame"
+    text += f", {_si(per_frame)}MAC{'' if image else ' per frame'}"
     if video.frame_count:
         text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
     return text
 
 
-def format_probe(info: MediaInfo, work: str | None = None) -> str:
-    """A few lines for people: the file, each stream, chapters, tags, and `work` (see `estimate_work`) if given."""
+def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) -> str:
+    """A few lines for people: the file, each stream, chapters, tags, and `work` (see `estimate_work`) if given.
+    `image`: a still image, which has no duration or frame rate (FFmpeg gives it 25 fps)."""
     video = info.video
-    lines = [f"{info.path}: {info.format}, {_size(info.size)}, {_clock(info.duration)}"]
+    lines = [f"{info.path}: {info.format}, {_size(info.size)}, {'an image' if image else _clock(info.duration)}"]
     for stream in info.streams:
-        line = f"  #{stream.index} {stream.type}: {stream.codec}"
+        line = f"  #{stream.index} {'image' if image else stream.type}: {stream.codec}"
         if stream.index == video.index:
             rate = f"{float(video.average_rate):.3f} fps" if video.average_rate else "unknown fps"
             frames = "unknown" if video.frame_count is None else str(video.frame_count)
@@ -387,10 +388,9 @@ def format_probe(info: MediaInfo, work: str | None = None) -> str:
             color = video.color
             tags = [color.matrix, color.primaries, color.transfer]
             colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
-            line += (
-                f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit), {rate}"
-                f"{' (variable)' if info.vfr else ''}, {frames} frames, color {colors} ({color.range} range)"
-            )
+            timing = "" if image else f", {rate}{' (variable)' if info.vfr else ''}, {frames} frames"
+            line += (f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit){timing}, "
+                     f"color {colors} ({color.range} range)")
             if video.interlaced:
                 line += ", interlaced"
             if video.alpha:

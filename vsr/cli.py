@@ -560,10 +560,10 @@ def models(
 @app.command()
 @_user_errors
 def probe(
-    input: Path = typer.Argument(..., help="A video file."),
+    input: Path = typer.Argument(..., help="A video or image file."),
     model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Model for the work estimate."),
 ) -> None:
-    """What vsr sees in a video: streams, frames, fps, color, duration, and the work to upscale it."""
+    """What vsr sees in a video or image: streams, frames, fps, color, duration, and the work to upscale it."""
     from vsr import api
     from vsr.models import zoo
     from vsr.models.detect import build, spec_for
@@ -585,10 +585,11 @@ def probe(
     else:
         loaded = api.load_model(model)
         module, spec, scale, name = loaded.module, loaded.spec, loaded.spec.scale, loaded.name
-    work = estimate_work(info.video, scale=scale, macs_per_pixel=macs_per_input_pixel(module, spec))
-    typer.echo(format_probe(info, work=f"{name}: {work}"))
+    image = api.is_image(input)
+    work = estimate_work(info.video, scale=scale, macs_per_pixel=macs_per_input_pixel(module, spec), image=image)
+    typer.echo(format_probe(info, work=f"{name}: {work}", image=image))
     try:  # (images are not cropped)
-        bars = None if info.video.alpha or api.is_image(input) else detect_bars(input, info.video)
+        bars = None if info.video.alpha or image else detect_bars(input, info.video)
     except InputError:
         bars = None
     if bars is not None:

@@ -527,6 +527,18 @@ def test_probe_counts_a_zoo_models_work_without_its_weights(tmp_path):
     assert "×3 → 195×147 (written 196×148: 4:2:0 video needs even sides)" in result.stdout
 
 
+def test_probe_of_an_image_gives_it_no_duration_or_frame_rate(tmp_path):
+    """It said "25.000 fps, unknown frames" (FFmpeg's rate for an image) and an even size the image is not written
+    at."""
+    image = tmp_path / "odd.png"
+    PIL.Image.new("RGB", (65, 49)).save(image)
+    result = vsr("probe", image, "-m", "realesr-animevideov3-x3", env={"VSR_HOME": str(tmp_path / "cache")})
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{image}: png_pipe, ") and lines[0].endswith(" kB, an image")
+    assert lines[1:3] == ["  #0 image: png, 65×49, rgb24 (8-bit), color gbr/?/? (pc range)",
+                          "  estimated work: realesr-animevideov3-x3: ×3 → 195×147, 2.0 GMAC"]  # 607k per pixel
+
+
 def test_help_shows_the_defaults_written_in_words():
     # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
     result = vsr("upscale", "--help", env={"COLUMNS": "200"})
