@@ -673,8 +673,9 @@ def evaluate(
 def compare(
     source: Path = typer.Argument(..., help="The video that was upscaled."),
     upscaled: Path = typer.Argument(..., help="What `vsr upscale` made of it."),
-    output: Optional[Path] = typer.Option(
-        None, "-o", "--output", help="The clip \\[default: UPSCALED.compare.mp4 beside UPSCALED]."),
+    output: Optional[str] = typer.Option(  # (text: Path("") would be ".", and a final "/" is kept)
+        None, "-o", "--output", metavar="OUTPUT", help="The clip, or a folder for it \\[default: "
+        "UPSCALED.compare.mp4 beside UPSCALED]."),
     mode: str = typer.Option(
         "split", "--mode", help="split: the left half scaled plainly, the right half upscaled; side-by-side: both "
         "whole, twice as wide."),

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import numbers
 import re
 import shutil
@@ -98,6 +99,9 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     source, upscaled = as_path(source), as_path(upscaled, "upscaled")
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
+        if not str(output).strip():  # (an unset variable in a script: Path("") is ".")
+            raise OptionError("-o is empty: name the clip (.mp4, .mkv or .mov), or a folder to write it in (or "
+                              "leave -o out to write it beside UPSCALED)")
     for path in (source, upscaled):
         check_input(path)
         if is_image(path):
@@ -108,7 +112,12 @@ def compare_videos(source: str | Path, upscaled: str | Path, output: str | Path 
     if source.resolve() == upscaled.resolve():
         raise OptionError(f"{source}: given as both SOURCE and UPSCALED; vsr compare SOURCE UPSCALED shows a video "
                           "beside its upscale")
-    output = Path(output) if output is not None else default_compare_path(upscaled)
+    if output is None:
+        output = default_compare_path(upscaled)
+    elif Path(output).is_dir() or str(output).endswith(("/", os.sep)):  # a folder: the clip's usual name in it
+        output = Path(output) / default_compare_path(upscaled).name
+    else:
+        output = Path(output)
     if not container_holds(output.suffix, "libx264"):
         raise OptionError(f"{output}: the clip is H.264 video; name it .mp4, .mkv or .mov")
     if output.resolve() == source.resolve():

@@ -119,6 +119,19 @@ def test_the_default_name_and_a_video_without_audio(tmp_path):
     assert len(frames_of(clip)) == 4
 
 
+def test_an_output_folder_gets_the_default_name_and_an_empty_output_is_one_line(upscaled, tmp_path):
+    """-o FOLDER said "FOLDER: the clip is H.264 video; name it .mp4" (`vsr upscale -o FOLDER` writes into it), and
+    -o "" said it of "." (Path("") is ".")."""
+    source, result = upscaled
+    vsr("compare", source, result, "-o", tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == ["clip.x4.compare.mp4"]
+    outcome = vsr("compare", source, result, "-o", "", check=False)
+    assert outcome.returncode == 2
+    assert outcome.stderr.strip().splitlines() == [
+        "vsr: error: -o is empty: name the clip (.mp4, .mkv or .mov), or a folder to write it in (or leave -o out "
+        "to write it beside UPSCALED)"]
+
+
 def test_a_preview_compared_without_its_offset_is_warned_about(upscaled, tmp_path):
     source, _ = upscaled
     preview = tmp_path / "preview.mp4"
