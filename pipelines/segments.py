@@ -71,6 +71,7 @@ from vsr.pipelines.upscale import (
     check_input,
     check_option_types,
     check_output,
+    check_output_early,
     default_output_path,
     is_folder,
     load_model,
@@ -523,6 +524,8 @@ def upscale_video_in_segments(
             return _upscale_into_sequence(source, output, device_list, options, video, overwrite, progress)
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                              video=video, overwrite=overwrite, progress=progress, engine=engine)
+    if engine is None:
+        check_output_early(source, output, options, video.codec, overwrite)
     # With one device the engine is made here, once; with several (or remotely), each worker makes its own.
     if remote is not None or len(device_list) > 1:
         engine = None

@@ -194,6 +194,30 @@ def place_output(output: str | Path | None, default: Path) -> Path:
     return Path(output) / default.name if is_folder(output) else Path(output)
 
 
+def check_output_early(source: Path, output: str | Path | None, options: UpscaleOptions, codec: str | None,
+                       overwrite: bool) -> None:
+    """`check_output` before the model loads (seconds), where the output's name is known without it: named by -o,
+    or by a zoo model's scale. Running the same command twice said "already exists" only after loading the model.
+    `codec` None: an image. Not for image sequences, which resume."""
+    from vsr.pipelines.sequences import is_sequence
+
+    if is_sequence(source) or (output is not None and is_sequence(Path(output))):
+        return
+    if output is not None and not is_folder(output):
+        check_output(Path(output), source, overwrite)
+        return
+    entry = zoo.MODELS.get(options.model)
+    if entry is None:  # a checkpoint: its scale is known once it is loaded
+        return
+    label = output_label(options, entry.scale)
+    alpha = False
+    if default_output_path(source, label, codec) != default_output_path(source, label, codec, alpha=True):
+        from vsr.pipelines.probe import probe  # (codec "auto": a video with alpha goes into .mkv)
+
+        alpha = probe(source).video.alpha
+    check_output(place_output(output, default_output_path(source, label, codec, alpha)), source, overwrite)
+
+
 def check_option_types(options: object, *video: object, overwrite: object = False) -> None:
     """One line where the API is given something else than an UpscaleOptions (and, where `video` is given, a
     VideoOptions): a dict of them failed deep inside with an AttributeError; an `overwrite` of "no" replaced."""
@@ -263,6 +287,8 @@ def upscale_image(
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
     if output is not None and not is_folder(output):
         images.check_writable(Path(output))  # before the model runs
+    if engine is None:
+        check_output_early(source, output, options, None, overwrite)
     engine = engine or make_image_engine(options)
     output = place_output(output, default_output_path(source, engine.label))
     check_output(output, source, overwrite)
@@ -458,6 +484,8 @@ def upscale_video(
     # What an image sequence output is made of, which lets it resume (a default output is known further down).
     record = run_record(source, options, video, frames=True) if output is not None and is_sequence(output) else None
     check_sequence_options(source, output, video, overwrite, record)
+    if engine is None:
+        check_output_early(source, output, options, video.codec, overwrite)
     engine = engine or make_engine(options, progress=progress)
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(

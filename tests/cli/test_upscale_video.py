@@ -504,6 +504,27 @@ def test_a_preview_past_the_end_is_one_line_and_writes_nothing(tmp_path, devices
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+@pytest.mark.parametrize("kind", ["video", "image", "video -o"])
+def test_an_existing_output_is_refused_before_the_model_loads(tmp_path, kind):
+    """The same command run twice said "already exists" only after loading the model (8 s on this CPU). Here the
+    model cannot load at all (its cache is a file), so only a check made first can say it."""
+    if kind == "image":
+        source, output = tmp_path / "still.png", tmp_path / "still.x4.png"
+        PIL.Image.new("RGB", (8, 6)).save(source)
+    else:
+        source = make_clip(tmp_path / "clip.mp4", frames=2)
+        output = tmp_path / ("named.mkv" if kind == "video -o" else "clip.x4.mp4")
+    output.write_bytes(b"kept")
+    (tmp_path / "cache").write_text("a file where the model cache would be")
+    named = ["-o", output] if kind == "video -o" else []
+    result = vsr("upscale", source, *named, "-m", "realesr-animevideov3", check=False,
+                 env={"VSR_HOME": str(tmp_path / "cache")})
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [f"vsr: error: {output}: already exists (use --overwrite to "
+                                                  "replace it)"]
+    assert output.read_bytes() == b"kept"
+
+
 def test_probe_describes_the_streams_and_the_work(tmp_path):
     source = media.make_aac_mp4(tmp_path / "clip.mp4", frames=10)
     result = vsr("probe", source, "-m", "bicubic")
