@@ -73,7 +73,10 @@ def bench(
         output = Path(folder) / api.default_output_path(clip, engine.label, video.codec).name
         # As `vsr upscale` runs the model: to the size it writes, alpha (where the clip has it) upscaled too.
         size = video_output_size(engine, info, clip, output, video)[:2]
-        upscale_frames(engine, batches[0].frames[:1], info.alpha, size)  # warm-up: weights, allocator, kernels
+        # Warm-up, once for each batch size the clip gives (a last, smaller batch too): the first run of a shape
+        # builds or picks its kernels (oneDNN's, cuDNN's autotuning), which is no part of the model's speed.
+        for frames_in_batch in {len(batch): batch.frames for batch in batches}.values():
+            upscale_frames(engine, frames_in_batch, info.alpha, size)
         passes, start = 0, time.perf_counter()
         while passes == 0 or time.perf_counter() - start < MODEL_SECONDS:
             for batch in batches:
