@@ -203,6 +203,8 @@ def check_output_early(source: Path, output: str | Path | None, options: Upscale
 
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
         return
+    if isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output):
+        return  # (no such folder: said by place_output)
     if output is not None and not is_folder(output):
         check_output(Path(output), source, overwrite)
         return
