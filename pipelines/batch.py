@@ -40,7 +40,7 @@ from vsr.models import zoo
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
-from vsr.pipelines.engine import check_names, check_numbers, check_sizing, tile_overlap_for
+from vsr.pipelines.engine import tile_overlap_for
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState, same_job
 from vsr.pipelines.probe import video_has_alpha
 from vsr.pipelines.runner import ctrl_c_held_back
@@ -123,10 +123,7 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
     options, video = api.UpscaleOptions(**fields["upscale"]), api.VideoOptions(**fields["video"])
     # The model is checked once by name (`_model_scale`); whether a device is there, by each job's engine.
     try:
-        check_sizing(options.outscale, options.width, options.height)
-        check_numbers(tile=options.tile, tile_overlap=options.tile_overlap, batch_size=options.batch_size,
-                      strength=options.strength)
-        check_names(device=options.device, precision=options.precision)
+        options.validate()
         video.validate()
     except OptionError as error:
         raise OptionError(f"{where}: {error}" if where != "option" else str(error)) from None

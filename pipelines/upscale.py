@@ -24,7 +24,8 @@ from vsr.models import zoo
 from vsr.models.interpolate import interpolated_model
 from vsr.models.spec import LoadedModel
 from vsr.pipelines import images
-from vsr.pipelines.engine import DEFAULT_TILE_OVERLAP, Engine, scale_label, upscale_with_alpha
+from vsr.pipelines.engine import (DEFAULT_TILE_OVERLAP, Engine, check_names, check_numbers, check_sizing, scale_label,
+                                  upscale_with_alpha)
 from vsr.pipelines.runner import StageTimes
 
 if TYPE_CHECKING:
@@ -83,6 +84,14 @@ class UpscaleOptions:
 
     def __post_init__(self):
         _plain_numbers(self)
+
+    def validate(self) -> None:
+        """One line for a value out of its range, before any model is loaded (not whether this machine has the
+        device: the engine says that)."""
+        check_sizing(self.outscale, self.width, self.height)
+        check_numbers(tile=self.tile, tile_overlap=self.tile_overlap, batch_size=self.batch_size,
+                      strength=self.strength)
+        check_names(device=self.device, precision=self.precision)
 
 
 def denoise_blend(model: str, strength: float, blend: str | None = None) -> tuple[str, float]:
@@ -201,6 +210,7 @@ def check_output_early(source: Path, output: str | Path | None, options: Upscale
     `codec` None: an image. Not for image sequences, which resume."""
     from vsr.pipelines.sequences import is_sequence
 
+    options.validate()  # (a bad option is said before an output that exists, as it was)
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
         return
     if isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output):
