@@ -315,8 +315,10 @@ class ProcessExecutor:
             if worker.process.is_alive():
                 worker.process.kill()
                 worker.process.join()
-                if worker.job is not None:  # its unfinished file, which the next run would remove (if there is one)
-                    remove_partials(worker.job.output)
+            # Killed here, or dead already (SIGTERM to the whole process group, as `timeout` and systemd send it, ends
+            # a worker at once): its unfinished file, which the next run would remove (if there is one).
+            if worker.job is not None and worker.process.exitcode != 0:
+                remove_partials(worker.job.output)
 
     def __enter__(self):
         return self

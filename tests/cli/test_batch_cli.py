@@ -75,9 +75,11 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
     assert snapshot(source) == inputs
 
 
-def test_ctrl_c_with_two_workers_leaves_no_temporary_file(tmp_path, tiny_rrdbnet_checkpoint):
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_with_two_workers_leaves_no_temporary_file(tmp_path, tiny_rrdbnet_checkpoint, signal_number, code):
     """The driver kills a worker still busy a second after Ctrl-C: its job's hidden partial output stayed in OUT_DIR
-    (as large as what it had written) until a next run, if any."""
+    (as large as what it had written) until a next run, if any. SIGTERM to the whole group (`timeout`, systemd's
+    stop) ends the workers at once, and the driver left the files of workers it found dead (helper-83)."""
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     for i in range(2):
@@ -89,8 +91,8 @@ def test_ctrl_c_with_two_workers_leaves_no_temporary_file(tmp_path, tiny_rrdbnet
     while not any(out.glob(".*.partial.mp4")):
         assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
         time.sleep(0.01)
-    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole group
-    assert process.wait(timeout=60) == 130
+    os.killpg(process.pid, signal_number)  # as a terminal's Ctrl-C: the whole group
+    assert process.wait(timeout=60) == code
     assert sorted(path.name for path in out.iterdir() if path.name.startswith(".") and "journal" not in path.name) == []
 
 
