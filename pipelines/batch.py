@@ -591,7 +591,13 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
         while pending or running:
             while pending and len(running) < executor.capacity:
                 job = pending.popleft()
-                if not journal.claim(entries[job.name]):
+                # A Ctrl-C as the claim committed, or between a result's pop and its record, left the job "running"
+                # (redone by the next run, its attempt counted; "busy" to a caller that goes on): held back.
+                with ctrl_c_held_back():
+                    claimed = journal.claim(entries[job.name])
+                    if claimed:
+                        running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
+                if not claimed:
                     row = journal.row(job.name)
                     if row is not None and not same_job(row, entries[job.name]):
                         log.error("%s: another `vsr batch` changed it to its own options or input meanwhile; not "
@@ -600,12 +606,13 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                     else:
                         log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
                     continue
-                running[job.name] = job  # (before it is submitted: a Ctrl-C meanwhile hands it back too)
                 remove_partials(job.output)
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
-                _record(journal, running.pop(result.name), result)
+                with ctrl_c_held_back():
+                    _record(journal, running[result.name], result)
+                    del running[result.name]
                 bar.update(1)
     finally:
         with ctrl_c_held_back():  # (a second Ctrl-C here left the jobs "running", their attempts counted)

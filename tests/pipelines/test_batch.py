@@ -648,6 +648,35 @@ def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
     assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
 
 
+@pytest.mark.parametrize("moment, row", [("claim", (JobState.QUEUED, 0)), ("finish", (JobState.DONE, 1))])
+def test_a_ctrl_c_as_a_job_is_claimed_or_recorded_leaves_no_job_running(tmp_path, monkeypatch, moment, row):
+    """A real SIGINT just as the claim committed (before the job counted as running here), or as a result was
+    recorded (after it no longer did): the row stayed "running", so the next run redid the job and counted an attempt
+    (helper-83)."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    write_image(source / "a.png")
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    real = getattr(Journal, moment)
+
+    def then_ctrl_c(self, *args, **kwargs):
+        if moment == "finish":
+            signal.raise_signal(signal.SIGINT)  # (lands as the record begins)
+        done = real(self, *args, **kwargs)
+        if moment == "claim":
+            signal.raise_signal(signal.SIGINT)  # (lands as the claim's commit returns)
+        return done
+
+    monkeypatch.setattr(Journal, moment, then_ctrl_c)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a run in the background ignores SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            batch.run_batch(jobs, out)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert [(found.state, found.attempts) for found in rows_by_name(out).values()] == [row]
+
+
 class _DiesAfterItsRename:
     """An executor whose worker is killed (as by the OOM killer) after the job renamed its output into place."""
 
