@@ -28,6 +28,7 @@ import queue
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,22 +170,24 @@ class InlineExecutor:
         self.close()
 
 
-def start_without_ctrl_c(process: multiprocessing.Process) -> None:
+def start_without_ctrl_c(process: multiprocessing.Process, keep: Callable[[], None]) -> None:
     """Start a (spawned) worker process with SIGINT blocked, as it inherits the mask: a Ctrl-C at the terminal
     reaches the whole process group, and one that came while the worker was still importing torch, before it could
-    ignore SIGINT, printed its traceback. The driver holds its own back until the worker is started: raised in the
-    middle of start(), it cut the worker's start-up data short (EOFError in the worker)."""
+    ignore SIGINT, printed its traceback. The driver holds its own back until the worker is started and `keep` has
+    put it where the caller stops its workers: raised in the middle of start(), it cut the worker's start-up data
+    short (EOFError in the worker); raised before `keep`, it left a worker that nobody stopped."""
     from vsr.pipelines.runner import ctrl_c_held_back
 
     with ctrl_c_held_back():
         if not hasattr(signal, "pthread_sigmask"):  # (not on Windows, which has no process groups to signal)
             process.start()
-            return
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        else:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                process.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        keep()
 
 
 def die_with_parent(parent: int) -> None:
@@ -245,17 +248,30 @@ class ProcessExecutor:
         # Each worker gets its share of the cores, so that N workers do not each start a thread per core.
         self._threads = max(1, (os.cpu_count() or 1) // self.capacity)
         self._log_level = log_level
-        self._workers = [self._start(index) for index in range(self.capacity)]
+        self._workers: list[_Worker] = []
+        try:
+            for index in range(self.capacity):
+                self._start(index)
+        except BaseException:  # (Ctrl-C: no `with` block will close what was started)
+            self.close()
+            raise
 
-    def _start(self, index: int) -> _Worker:
+    def _start(self, index: int) -> None:
         tasks = self._context.Queue()
         device = self._devices[index]
         process = self._context.Process(
             target=worker_main, name=f"vsr-batch-worker-{index}", daemon=True,
             args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results),
         )
-        start_without_ctrl_c(process)
-        return _Worker(process, tasks, device)
+
+        def keep() -> None:  # (in place of a dead one, or the next)
+            worker = _Worker(process, tasks, device)
+            if index < len(self._workers):
+                self._workers[index] = worker
+            else:
+                self._workers.append(worker)
+
+        start_without_ctrl_c(process, keep)
 
     def submit(self, job: BatchJob) -> None:
         worker = next(worker for worker in self._workers if worker.job is None)
@@ -292,7 +308,7 @@ class ProcessExecutor:
                 failed.append(JobResult(worker.job.name, ok=False, error=reason, died=True))
                 remove_partials(worker.job.output)
             log.warning("batch worker %d died (exit code %s); starting another", index, worker.process.exitcode)
-            self._workers[index] = self._start(index)
+            self._start(index)
         return failed
 
     def finished(self) -> list[JobResult]:

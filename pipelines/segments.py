@@ -46,6 +46,7 @@ Why .mp4 for the segments, and the two timestamp repairs of the join:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import math
 import multiprocessing
@@ -431,8 +432,7 @@ class _Workers:
                 args=(worker, device, threads, log_level, os.getpid(), source, plan, options, video, folder,
                       self.tasks, self.results_queue),
             )
-            start_without_ctrl_c(process)
-            self.processes.append(process)
+            start_without_ctrl_c(process, keep=functools.partial(self.processes.append, process))
 
     def results(self, count: int, on_frames) -> Iterator[SegmentResult]:
         """Each of `count` segments as a worker finishes it; the first failure (or a worker that died) is raised."""

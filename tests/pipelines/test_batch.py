@@ -1031,6 +1031,33 @@ def test_a_dead_worker_is_seen_while_the_others_results_come_and_its_unfinished_
     assert not partial_path(first.output).exists()
 
 
+def test_a_ctrl_c_while_the_workers_start_stops_those_already_started(monkeypatch):
+    """Held back until a worker had started, the Ctrl-C was raised before the executor kept it: no `with` block
+    closed the executor, and its workers lived on in a Python program that caught the KeyboardInterrupt
+    (helper-83)."""
+    import multiprocessing.process
+
+    from vsr.pipelines.batch_workers import ProcessExecutor
+
+    real_start = multiprocessing.process.BaseProcess.start
+    started = []
+
+    def start_then_ctrl_c(process):
+        real_start(process)
+        started.append(process)
+        if len(started) == 2:
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start_then_ctrl_c)
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)  # (a run in the background ignores SIGINT)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ProcessExecutor(3)
+    finally:
+        signal.signal(signal.SIGINT, handler)
+    assert len(started) == 2 and not any(process.is_alive() for process in started)
+
+
 _KILLED_AFTER_A_VIDEO = """
 from pathlib import Path
 from vsr import api
