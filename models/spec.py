@@ -49,26 +49,15 @@ class LoadedModel:
 
 
 def _conv_outputs(module: nn.Module, spec: ModelSpec, side: int) -> list[tuple[nn.Conv2d, torch.Size]]:
-    """Each convolution that runs on a 1×C×side×side input, with its output's shape, in the order they ran.
-
-    Run on the meta device, which computes shapes only: the real run of the full RRDBNet took 3 s on a 2-core CPU,
-    each of its 351 convolutions building its kernel for a shape no frame has. A network whose forward reads its
-    values (meta tensors have none) runs for real."""
+    """Each convolution that runs on a 1×C×side×side input, with its output's shape, in the order they ran."""
     runs = []
     hooks = [layer.register_forward_hook(lambda layer, inputs, output: runs.append((layer, output.shape)))
              for layer in module.modules() if isinstance(layer, nn.Conv2d)]
     try:
+        parameter = next(module.parameters(), None)
+        device = parameter.device if parameter is not None else "cpu"
         with torch.inference_mode():
-            try:
-                shapes_only = {name: torch.empty_like(tensor, device="meta")
-                               for name, tensor in [*module.named_parameters(), *module.named_buffers()]}
-                torch.func.functional_call(module, shapes_only, (torch.zeros(1, spec.in_channels, side, side,
-                                                                             device="meta"),))
-            except Exception:  # noqa: BLE001 - anything a meta tensor cannot do
-                runs.clear()
-                parameter = next(module.parameters(), None)
-                device = parameter.device if parameter is not None else "cpu"
-                module(torch.zeros(1, spec.in_channels, side, side, device=device))
+            module(torch.zeros(1, spec.in_channels, side, side, device=device))
     finally:
         for hook in hooks:
             hook.remove()
