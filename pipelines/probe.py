@@ -15,6 +15,7 @@ import functools
 import logging
 import os
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -594,18 +595,36 @@ def decoding_errors(decode: Callable[[], T]) -> tuple[T, list[str]]:
     return result, [message.strip() for _, _, message in logs]
 
 
+# The levels asked for by the `ffmpeg_log` blocks open now, and what was set before the first of them. FFmpeg's log
+# level is one for the process, and the blocks overlap across threads (an encoder opening on the encoder thread while
+# the decoder thread reads a JPEG sequence): each restoring what it found would leave the level of whichever opened
+# last.
+_log_lock = threading.Lock()
+_log_levels: list[int] = []
+_log_before: tuple[int | None, bool] = (None, True)
+
+
 @contextlib.contextmanager
 def ffmpeg_log(level: int):
-    """FFmpeg's log heard at `level` meanwhile, every line: PyAV drops a line that repeats the last one it logged,
-    however long before, so the second JPEG cut short in a process ("overread 8" again) went unreported."""
-    previous, skipped = av.logging.get_level(), av.logging.get_skip_repeated()
-    av.logging.set_level(level)
-    av.logging.set_skip_repeated(False)
+    """FFmpeg's log heard at `level` (at least) meanwhile, every line: PyAV drops a line that repeats the last one it
+    logged, however long before, so the second JPEG cut short in a process ("overread 8" again) went unreported."""
+    global _log_before
+    with _log_lock:
+        if not _log_levels:
+            _log_before = av.logging.get_level(), av.logging.get_skip_repeated()
+        _log_levels.append(level)
+        av.logging.set_level(max(_log_levels))  # (the most verbose: a larger number)
+        av.logging.set_skip_repeated(False)
     try:
         yield
     finally:
-        av.logging.set_level(previous)
-        av.logging.set_skip_repeated(skipped)
+        with _log_lock:
+            _log_levels.remove(level)
+            if _log_levels:
+                av.logging.set_level(max(_log_levels))
+            else:
+                av.logging.set_level(_log_before[0])
+                av.logging.set_skip_repeated(_log_before[1])
 
 
 def frame_side_data(frame: av.VideoFrame) -> dict:

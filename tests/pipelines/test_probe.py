@@ -241,3 +241,22 @@ def test_a_cut_whose_edit_list_hides_its_first_samples_counts_the_frames_shown(t
                            "stream=nb_read_frames", "-of", "csv=p=0", cut], capture_output=True, text=True, check=True)
     assert probe(cut).video.frame_count == int(read.stdout) == 67
     assert probe(whole).video.frame_count == 100
+
+
+def test_ffmpeg_log_blocks_that_overlap_out_of_order_leave_the_level_as_it_was():
+    """FFmpeg's level is one for the process; an encoder opening on one thread while another decodes a JPEG
+    sequence each restored what it found, which left the level of the last to open (WARNING: FFmpeg's warnings went
+    on reaching the log)."""
+    import av
+
+    from vsr.pipelines.probe import ffmpeg_log
+
+    before = av.logging.get_level(), av.logging.get_skip_repeated()
+    encoder_opening, jpeg_decoding = ffmpeg_log(av.logging.WARNING), ffmpeg_log(av.logging.ERROR)
+    encoder_opening.__enter__()
+    jpeg_decoding.__enter__()
+    assert av.logging.get_level() == av.logging.WARNING  # (the most verbose asked for)
+    encoder_opening.__exit__(None, None, None)
+    assert av.logging.get_level() == av.logging.ERROR and not av.logging.get_skip_repeated()
+    jpeg_decoding.__exit__(None, None, None)
+    assert (av.logging.get_level(), av.logging.get_skip_repeated()) == before
