@@ -355,6 +355,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         checkpoints.restore_rng(state["rng"])
         iteration = int(state["iteration"])
         log.info("resuming %s at iteration %d", out_dir, iteration)
+        snapshot = out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}"
+        if main and not _holds(snapshot.with_suffix(".pth"), state["ema"]):
+            # Stopped after state.pt was saved, before its snapshot was whole: no later save would write it.
+            checkpoints.export_generator(ema, config, snapshot)
     if world > 1:
         generator = DistributedDataParallel(generator)
         discriminator = DistributedDataParallel(discriminator) if gan else None

@@ -146,6 +146,21 @@ def test_a_run_killed_between_its_last_state_and_its_model_writes_the_model_on_r
         assert all(torch.equal(final[key], ema[key].float()) for key in ema)
 
 
+def test_a_snapshot_cut_short_after_its_state_was_saved_is_written_on_resume(tmp_path):
+    """Stopped after state.pt at iteration 2 was saved, while models/iter_0000002 was written: the resume went on
+    from 2 and no save wrote that snapshot again (helper-84)."""
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0, save_every=2)
+    out = Path(config.out_dir)
+    train(config)
+    snapshot = out / checkpoints.SNAPSHOTS_DIR / "iter_0000002"
+    snapshot.with_suffix(".safetensors").unlink()  # (as the stop left it: its .pth renamed, not yet the other)
+    ema = load_state(out)["ema"]
+    resume(out, {"total_iters": "3"})
+    for suffix in (".pth", ".safetensors"):
+        written = read_state_dict(snapshot.with_suffix(suffix))
+        assert written.keys() == ema.keys() and all(torch.equal(written[key], ema[key].float()) for key in ema)
+
+
 def test_a_new_run_refuses_a_folder_holding_an_earlier_runs_model(tmp_path):
     """Its state.pt removed to save space, a finished run's model.pth was replaced by a new run's (helper-81)."""
     config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
