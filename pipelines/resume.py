@@ -50,7 +50,11 @@ def remove_stale_folder(output: Path) -> None:
     output in one go (it is short now, or --segment-seconds 0): the segments are no use to it, and the folder would
     stay beside the output for good. Left alone while another run holds its lock."""
     folder = segment_folder_path(output)
-    if not (folder / PLAN_FILE).is_file():
+    try:
+        # (without a plan: a folder whose removal was cut short, where it holds only names of vsr's own)
+        if not ((folder / PLAN_FILE).is_file() or all(map(_OWN_ENTRY.fullmatch, os.listdir(folder)))):
+            return
+    except OSError:  # (no folder)
         return
     try:
         with open(folder / "lock", "a") as lock:
@@ -103,7 +107,7 @@ class SegmentFolder:
         plan_file = self.path / PLAN_FILE
         if self.path.exists():
             # A run killed between making the folder and writing its plan, or while removing the folder (rmtree
-            # takes the plan before the segments), leaves no plan and only names of vsr's own.
+            # goes in the folder's order), can leave no plan and only names of vsr's own.
             if not plan_file.is_file() and not all(map(_OWN_ENTRY.fullmatch, os.listdir(self.path))):
                 raise OutputError(f"{self.path} exists and is not vsr's folder of segments; move it away")
             self._lock()
@@ -172,7 +176,10 @@ class SegmentFolder:
             raise OutputError(f"cannot write {path}: {error.strerror or error}") from None
 
     def remove(self) -> None:
+        from vsr.pipelines.runner import ctrl_c_held_back
+
         self._unlock()
-        shutil.rmtree(self.path, ignore_errors=True)
+        with ctrl_c_held_back():  # (rmtree goes in the folder's order: stopped half way, it left segments, no plan)
+            shutil.rmtree(self.path, ignore_errors=True)
         if self.path.exists():
             log.warning("could not remove the folder of segments %s", self.path)

@@ -192,8 +192,8 @@ def test_a_folder_of_that_name_that_is_not_vsrs_is_left_alone(run, tmp_path):
 @pytest.mark.parametrize("left", [["lock"], ["lock", ".plan.json.0123abcd.part"],
                                   ["segment-0001.mp4", "segment-0002.json", ".segment-0003.partial.mp4"]])
 def test_a_folder_left_without_its_plan_is_taken_over(run, tmp_path, left):
-    """A kill -9 before the plan was written, or while the folder was removed (rmtree takes the plan first), left a
-    folder that every later run refused as "not vsr's" (helper-50)."""
+    """A kill -9 before the plan was written, or while the folder was removed (in its own order), left a folder that
+    every later run refused as "not vsr's" (helper-50)."""
     _, _, upscale = run
     folder = segment_folder_path(tmp_path / "out.mkv")
     folder.mkdir()
@@ -229,13 +229,17 @@ def test_stopped_once_its_output_is_in_place_a_run_keeps_no_segments(run, tmp_pa
     assert "segments are kept" not in caplog.text
 
 
-def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, tmp_path, caplog):
-    """Rerun without segments (or the video now short), the output was made, and the folder stayed beside it."""
+@pytest.mark.parametrize("plan", ["kept", "removed"])
+def test_an_output_made_in_one_go_removes_the_segments_an_earlier_run_left(run, tmp_path, caplog, plan):
+    """Rerun without segments (or the video now short), the output was made, and the folder stayed beside it. A
+    folder whose removal was cut short, its plan gone first, stayed even so (helper-84)."""
     _, _, upscale = run
     with pytest.raises(KeyboardInterrupt):
         upscale(on_segment=Interrupt(after=1))
     folder = segment_folder_path(tmp_path / "out.mkv")
     assert folder.exists()
+    if plan == "removed":
+        (folder / "plan.json").unlink()
     with caplog.at_level(logging.WARNING):
         upscale(video=VideoOptions(codec="ffv1", segment_seconds=None))
     assert not folder.exists() and (tmp_path / "out.mkv").exists()
