@@ -203,8 +203,8 @@ def _write_temporary(final: Path, data: bytes) -> Path:
     """Write `data` into a hidden temporary file beside `final`, flushed to disk; return its path."""
     temporary = temporary_sibling(final, "tmp")
     # 0o666, so that the umask decides the permissions, as for any new file (mkstemp's 0600 made models private).
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
+    try:  # (the open too: a Ctrl-C as it returns left the file)
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(descriptor, "wb") as file:
             file.write(data)
             file.flush()

@@ -77,6 +77,25 @@ def test_saved_models_take_the_permissions_the_umask_gives_any_new_file(tmp_path
         os.umask(umask)
 
 
+def test_a_ctrl_c_as_a_temporary_file_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """The temporary was opened before the block that removes it: a Ctrl-C as the open returned left an empty
+    .model.pth.XXXXXXXX.tmp in a run's models/ for good (helper-84)."""
+    real_open = os.open
+
+    def then_ctrl_c(path, *args):
+        descriptor = real_open(path, *args)
+        if str(path).endswith(".tmp"):
+            os.close(descriptor)
+            raise KeyboardInterrupt
+        return descriptor
+
+    monkeypatch.setattr(os, "open", then_ctrl_c)
+    model = _rrdbnet()
+    with pytest.raises(KeyboardInterrupt):
+        save_model(model, detect(model.state_dict()), tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_saved_pth_holds_only_plain_tensors_under_params_ema(tmp_path):
     model = _rrdbnet()
     pth, _ = save_model(model, detect(model.state_dict()), tmp_path / "net")
