@@ -22,6 +22,7 @@ name), `VSR_NCNN_DIR` (a folder with the package's `.param`/`.bin` files, instea
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import hashlib
 import http.client
@@ -577,6 +578,9 @@ def fetch_url(url: str, progress: bool = True) -> Path:
     except ModelError as error:
         raise ModelError(str(error).replace(url, shown_url(url))) from None
     if target.is_file():
+        if not (target.parent / URL_FILE).is_file():  # (stopped between the download's rename and writing it)
+            with contextlib.suppress(OSError):
+                write_bytes_atomic(target.parent / URL_FILE, shown_url(url).encode())
         return target
     make_cache_folder(target.parent)
     try:
