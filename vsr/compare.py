@@ -225,10 +225,15 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     command = ffmpeg.output(*streams, str(temporary), vcodec="libx264", crf=options.crf, preset="medium",
                             acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart",
                             colorspace=colors[0], color_primaries=colors[1], color_trc=colors[2], color_range="tv")
+    process = command.run_async(cmd=_ffmpeg_command(), pipe_stdout=True, pipe_stderr=True, overwrite_output=True)
     try:
-        command.run(cmd=_ffmpeg_command(), capture_stdout=True, capture_stderr=True, overwrite_output=True)
-    except ffmpeg.Error as error:
-        lines = [line for line in error.stderr.decode(errors="replace").splitlines() if line.strip()]
+        _, stderr = process.communicate()
+    except BaseException:  # SIGTERM (Ctrl-C reaches ffmpeg too): ffmpeg went on, and could make the file after
+        process.kill()     # its removal
+        process.wait()
+        raise
+    if process.returncode:
+        lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
         disk = next((reason for line in lines for reason in _DISK_REASONS if reason in line), None)
         if disk is not None:  # ("Conversion failed!" comes last, and says nothing of why)
             raise OutputError(f"{temporary.parent}: cannot write the comparison there ({disk})") from None

@@ -4,6 +4,10 @@ The clips' frames differ from their neighbours (a gradient that shifts and a squ
 to white), so a frame paired with the wrong one shows at once.
 """
 
+import os
+import signal
+import subprocess
+import time
 from fractions import Fraction
 
 import av
@@ -13,6 +17,7 @@ import pytest
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip, make_letterboxed_clip
+from tests.processes import VSR
 from vsr.compare import CompareOptions, compare_videos
 from vsr.errors import OptionError
 
@@ -291,3 +296,25 @@ def test_an_offset_past_a_source_of_unknown_length_names_both_videos(tmp_path):
     with pytest.raises(OptionError, match=f"^no video frame of {upscaled} or of {source} at --offset 5 in the window"):
         compare_videos(source, upscaled, tmp_path / "clip.mp4", options=CompareOptions(offset=5))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["raw.h264", "up.mkv"]
+
+
+def test_sigterm_stops_ffmpeg_too_and_leaves_nothing(tmp_path):
+    """`kill` (docker stop) reached vsr alone: ffmpeg went on encoding after vsr had said "no unfinished file is
+    left", and could make the temporary file after vsr removed it (helper-84)."""
+    source = make_clip(tmp_path / "long.mp4", frames=300, size=(64, 48))
+    result = tmp_path / "long.x4.mp4"
+    vsr("upscale", source, "-o", result, "-m", "bicubic", "--preset", "ultrafast")
+    clip = tmp_path / "clip.mp4"
+    process = subprocess.Popen([*VSR, "compare", str(source), str(result), "-o", str(clip)], start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    temporary = tmp_path / ".clip.partial.mp4"
+    deadline = time.monotonic() + 60
+    while not temporary.exists():  # (made by ffmpeg: it is running)
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):  # (ffmpeg was in vsr's process group)
+        os.killpg(process.pid, 0)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["long.mp4", "long.x4.mp4"]
