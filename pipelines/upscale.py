@@ -193,12 +193,16 @@ def is_folder(output: str | Path | None) -> bool:
     return output is not None and Path(output).is_dir()
 
 
+def _names_a_missing_folder(output: str | Path | None) -> bool:
+    return isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output)
+
+
 def place_output(output: str | Path | None, default: Path) -> Path:
     """Where to write: `output` as given, or `default` (`default_output_path`, beside the source) where none is
     given, or `default`'s name inside `output` where it is a folder."""
     if output is None:
         return default
-    if isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output):
+    if _names_a_missing_folder(output):
         raise OutputError(f"{output}: no such folder (the command line makes it; from Python, make it first)")
     return Path(output) / default.name if is_folder(output) else Path(output)
 
@@ -213,8 +217,8 @@ def check_output_early(source: Path, output: str | Path | None, options: Upscale
     options.validate()  # (a bad option is said before an output that exists, as it was)
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
         return
-    if isinstance(output, str) and output.endswith(("/", os.sep)) and not is_folder(output):
-        return  # (no such folder: said by place_output)
+    if _names_a_missing_folder(output):
+        place_output(output, source)  # (raises: no such folder)
     if output is not None and not is_folder(output):
         check_output(Path(output), source, overwrite)
         return
@@ -297,7 +301,7 @@ def upscale_image(
     # (A file whose own name has a %d in it, as a batch names its output after it, is no sequence.)
     if output is not None and is_sequence(output) and not is_sequence(source):
         raise OptionError(f"{output}: an image sequence is made from a video or a sequence, and {source} is one image")
-    if output is not None and not is_folder(output):
+    if output is not None and not is_folder(output) and not _names_a_missing_folder(output):
         images.check_writable(Path(output))  # before the model runs
     if engine is None:
         check_output_early(source, output, options, None, overwrite)

@@ -5,6 +5,7 @@ import re
 from fractions import Fraction
 
 import numpy as np
+import PIL.Image
 import pytest
 
 import vsr
@@ -87,6 +88,11 @@ def test_a_sequence_given_to_upscale_image_and_a_missing_folder_are_said_as_such
         vsr.upscale_image(str(tmp_path / "seq" / "f%04d.png"), options=vsr.UpscaleOptions(model="bicubic"))
     with pytest.raises(OutputError, match="newdir/: no such folder"):
         vsr.upscale_video(tmp_path / "clip.mp4", f"{tmp_path}/newdir/", options=vsr.UpscaleOptions(model="bicubic"))
+    # A file named as a folder: upscale_image said "unsupported image type ''"
+    PIL.Image.new("RGB", (8, 6)).save(tmp_path / "still.png")
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(OutputError, match="a-file/: no such folder"):
+        vsr.upscale_image(tmp_path / "still.png", f"{tmp_path}/a-file/", options=vsr.UpscaleOptions(model="bicubic"))
 
 
 def test_a_model_that_is_no_name_or_path_is_one_model_error():
