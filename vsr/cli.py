@@ -315,14 +315,14 @@ def upscale(
             if len(inputs) == 1 or not about_input or os.environ.get("VSR_DEBUG"):
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
-            failures.append(error)
+            failures.append(error.exit_code)  # (not the error: its traceback holds that input's encoder and frames)
         finally:
             if new_folder and output.is_dir() and not any(output.iterdir()):
                 output.rmdir()
     if failures:
         rest = "" if len(failures) == len(inputs) else "; the others are written"
         typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above){rest}", err=True)
-        raise typer.Exit(failures[0].exit_code)
+        raise typer.Exit(failures[0])
 
 
 def _remember_output(output: Path, input: Path) -> None:
