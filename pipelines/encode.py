@@ -730,7 +730,7 @@ def _fill_plane(destination: av.video.plane.VideoPlane, plane: np.ndarray) -> No
     rows[:, : destination.width] = plane
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=64)  # (one entry a video: a batch of thousands would keep them all)
 def declared_rate(info: VideoStreamInfo, variable: bool) -> Fraction:
     """The frame rate a video stream declares: the average, or for a `variable` one its shortest step (base_rate),
     as FFmpeg's command line declares it. Matroska takes the declared rate as every frame's default duration, and
