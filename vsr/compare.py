@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import numbers
+import os
 import re
 import shutil
 from dataclasses import dataclass
