@@ -124,11 +124,20 @@ def _user_errors(command):
             typer.echo(f"vsr: error: {error}", err=True)
             raise typer.Exit(error.exit_code) from None
         except OSError as error:
-            # Python 3.11's Path.exists()/is_file() raise for a name over the file system's limit (255 bytes)
-            if error.errno != errno.ENAMETOOLONG or os.environ.get("VSR_DEBUG"):
+            if os.environ.get("VSR_DEBUG") or _writing_stdout(error):  # (said by `main`)
                 raise
-            typer.echo(f"vsr: error: {error.filename}: the name is too long for the file system", err=True)
-            raise typer.Exit(2) from None
+            if error.errno == errno.ENAMETOOLONG:  # (Python 3.11's Path.exists() raises it for a name over 255 bytes)
+                typer.echo(f"vsr: error: {error.filename}: the name is too long for the file system", err=True)
+                raise typer.Exit(2) from None
+            # A full disk where vsr writes through a library (tempfile tries every temporary folder by writing in it)
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+                typer.echo(f"vsr: error: {error.filename or 'a file'}: cannot write ({error.strerror})", err=True)
+                raise typer.Exit(4) from None
+            if error.errno == errno.ENOENT and "No usable temporary directory" in str(error):
+                typer.echo("vsr: error: no temporary folder can be written (is /tmp full or read-only?); set TMPDIR "
+                           "to a folder with room", err=True)
+                raise typer.Exit(4) from None
+            raise
         except KeyboardInterrupt as interruption:
             # (A video's output is still under its hidden temporary name; an image sequence's frames are whole.)
             typer.echo("vsr: interrupted; no unfinished file is left under an output's name", err=True)

@@ -99,3 +99,18 @@ def test_an_output_that_cannot_be_written_is_one_line(command):
 
 def test_version_is_the_installed_packages():
     assert vsr("--version").stdout == f"vsr {importlib.metadata.version('vsr')}\n"
+
+
+def test_a_full_disk_where_a_library_writes_is_one_line(tmp_path):
+    """tempfile tries each temporary folder by writing a file in it: with none writable (a full /tmp), `vsr bench`
+    and `vsr train` (torch's optimizer imports its compiler, which asks for one) printed a 60-line traceback, exit 1
+    (helper-86). The file-size limit of 0 fills every disk here."""
+    import resource
+
+    source = make_clip(tmp_path / "clip.mp4", frames=4)
+    full = subprocess.run([*VSR, "bench", str(source), "-m", "bicubic", "--frames", "4"], capture_output=True,
+                          text=True, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                           (0, resource.RLIM_INFINITY)))
+    assert full.returncode == 4
+    assert full.stderr.strip().splitlines() == ["vsr: error: no temporary folder can be written (is /tmp full or "
+                                                "read-only?); set TMPDIR to a folder with room"]
