@@ -16,6 +16,7 @@ import csv
 import io
 import logging
 import math
+import threading
 from pathlib import Path
 
 from vsr.errors import OptionError, OutputError
@@ -67,13 +68,17 @@ class RunLog:
         try:
             with open(self.out_dir / name, "a", newline="") as file:
                 csv.DictWriter(file, fieldnames=fields).writerow({key: _format(row.get(key)) for key in fields})
-            if self.writer is not None:
+        except OSError as error:  # (a full disk: the last state.pt resumes the run)
+            raise OutputError(f"{self.out_dir / name}: cannot write ({error.strerror or error})") from None
+        if self.writer is not None:
+            try:
                 for key, value in row.items():
                     if key != "iteration" and value is not None:
                         self.writer.add_scalar(f"{group}/{key}", value, row["iteration"])
                 self.writer.flush()
-        except OSError as error:  # (a full disk: the last state.pt resumes the run)
-            raise OutputError(f"{self.out_dir / name}: cannot write ({error.strerror or error})") from None
+            except OSError as error:
+                raise OutputError(f"{self.out_dir / 'tb'}: cannot write the TensorBoard log "
+                                  f"({error.strerror or error})") from None
 
     def close(self) -> None:
         if self.writer is not None:
@@ -94,7 +99,23 @@ def _tensorboard_writer(folder: Path, purge_step: int | None):
     except ImportError:  # tensorboard is optional (pip install 'vsr[train]')
         log.info("TensorBoard is not installed: logging to CSV only")
         return None
+    _quiet_tensorboard_thread()
     return SummaryWriter(str(folder), purge_step=None if purge_step is None else purge_step + 1)
+
+
+def _quiet_tensorboard_thread() -> None:
+    """TensorBoard's writer thread prints the error of a write it made (a full disk) as a traceback, into the line
+    that says it; the next flush() raises it again in the training loop, which says it in one line."""
+    if getattr(threading.excepthook, "quiets_tensorboard", False):
+        return
+    default = threading.excepthook
+
+    def hook(args) -> None:
+        if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
+            default(args)
+
+    hook.quiets_tensorboard = True
+    threading.excepthook = hook
 
 
 def read_csv(path: str | Path) -> list[dict[str, float]]:

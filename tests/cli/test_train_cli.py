@@ -179,3 +179,22 @@ def test_interpolate_refuses_zoo_names_that_are_no_network_of_their_own(tmp_path
         result = vsr("interpolate", name, "realesr-animevideov3", "-o", tmp_path / "out.pth")
         assert one_line_error(result) == f"vsr: error: {message}" and result.returncode == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_under_the_tensorboard_log_is_one_line_naming_it(tmp_path):
+    """TensorBoard's writer thread printed its error as a traceback, cut into the error line, and the line blamed
+    train.csv, which was written (helper-86). A file-size limit of 1 KiB fills the disk at the first events."""
+    import resource
+    import subprocess
+
+    from tests.processes import VSR
+
+    pytest.importorskip("tensorboard")
+    tiny_config(tmp_path)
+    run = tmp_path / "run"
+    full = subprocess.run([*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(tmp_path / "photos"), "-o",
+                           str(run), "-q"], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY)))
+    assert full.returncode == 4
+    assert full.stderr.strip().splitlines() == [f"vsr: error: {run / 'tb'}: cannot write the TensorBoard log (File "
+                                                "too large)"]
