@@ -24,6 +24,7 @@ import numbers
 import os
 import re
 import shutil
+import signal
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -235,6 +236,8 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     if process.returncode:
         lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
         disk = next((reason for line in lines for reason in _DISK_REASONS if reason in line), None)
+        if process.returncode == -signal.SIGXFSZ:  # (a file-size limit: ffmpeg, unlike Python, dies of it unsaid)
+            disk = "File too large"
         if disk is not None:  # ("Conversion failed!" comes last, and says nothing of why)
             raise OutputError(f"{temporary.parent}: cannot write the comparison there ({disk})") from None
         raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None

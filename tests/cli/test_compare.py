@@ -265,6 +265,21 @@ def test_a_full_disk_is_said_as_such(upscaled, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_file_size_limit_is_said_as_such(upscaled, tmp_path):
+    """ffmpeg dies of SIGXFSZ without a word (Python ignores it): the line was ffmpeg's last progress line, exit 1
+    (helper-86). As systemd's LimitFSIZE and batch schedulers set it."""
+    import resource
+
+    source, result = upscaled
+    limited = subprocess.run([*VSR, "compare", str(source), str(result), "-o", str(tmp_path / "c.mp4")],
+                             capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
+                                 resource.RLIMIT_FSIZE, (4 << 10, resource.RLIM_INFINITY)))
+    assert limited.returncode == 4
+    assert limited.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path}: cannot write the comparison there (File too large)"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_both_halves_show_the_colors_of_the_upscaled_video_and_the_clip_says_which(tmp_path):
     """The clip had no color tags, and a BT.601 source scaled beside a BT.709 upscale kept its own matrix's values:
     players showed one half's red off, and both halves as their guess of an untagged clip (helper-62)."""
