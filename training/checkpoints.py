@@ -93,7 +93,12 @@ def save_state(out_dir: str | os.PathLike, state: dict) -> Path:
             os.fsync(file.fileno())
         os.replace(temporary, final)
     except (OSError, RuntimeError) as error:  # (torch.save says a full disk with RuntimeError "unexpected pos")
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error).strip().split("\n")[0]
+        if isinstance(error, OSError) and error.strerror:
+            reason = error.strerror
+        elif "unexpected pos" in str(error):  # (torch's words: "[enforce fail at inline_container.cc:672] . ...")
+            reason = "the file came out shorter than written"
+        else:
+            reason = str(error).strip().split("\n")[0]
         raise OutputError(f"{final}: cannot write the training state ({reason}; is the disk full?)") from error
     finally:
         temporary.unlink(missing_ok=True)

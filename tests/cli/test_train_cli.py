@@ -181,20 +181,23 @@ def test_interpolate_refuses_zoo_names_that_are_no_network_of_their_own(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_full_disk_under_the_tensorboard_log_is_one_line_naming_it(tmp_path):
+@pytest.mark.parametrize("limit, message", [
+    (1, "tb: cannot write the TensorBoard log (File too large)"),
+    (50, "state.pt: cannot write the training state (the file came out shorter than written; is the disk full?)")])
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, message):
     """TensorBoard's writer thread printed its error as a traceback, cut into the error line, and the line blamed
-    train.csv, which was written (helper-86). A file-size limit of 1 KiB fills the disk at the first events."""
+    train.csv, which was written; a state.pt cut short said torch's "[enforce fail at inline_container.cc:672] .
+    unexpected pos 84544 vs 84496" (helper-86). A file-size limit (KiB) fills the disk."""
     import resource
     import subprocess
 
     from tests.processes import VSR
 
-    pytest.importorskip("tensorboard")
+    pytest.importorskip("tensorboard")  # (it fills first: 1 KiB of events)
     tiny_config(tmp_path)
     run = tmp_path / "run"
     full = subprocess.run([*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(tmp_path / "photos"), "-o",
-                           str(run), "-q"], capture_output=True, text=True,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1024, resource.RLIM_INFINITY)))
+                           str(run), "-q"], capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
+                               resource.RLIMIT_FSIZE, (limit << 10, resource.RLIM_INFINITY)))
     assert full.returncode == 4
-    assert full.stderr.strip().splitlines() == [f"vsr: error: {run / 'tb'}: cannot write the TensorBoard log (File "
-                                                "too large)"]
+    assert full.stderr.strip().splitlines() == [f"vsr: error: {run}/{message}"]
