@@ -97,7 +97,8 @@ class SegmentFolder:
         except OutputError:
             raise
         except OSError as error:
-            raise OutputError(f"cannot write in {self.output.parent}: {error.strerror or error}") from error
+            raise OutputError(f"{error.filename or self.path}: cannot write the record of the segments "
+                              f"({error.strerror or error})") from error
         return self
 
     def __exit__(self, *exc_info) -> None:

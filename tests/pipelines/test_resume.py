@@ -310,3 +310,21 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
                            options=UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), batch_size=1, device="cpu"))
     assert decoded_framemd5(output) == decoded_framemd5(single.output)
     assert leftovers(tmp_path, clip, output, single.output) == []
+
+
+def test_a_full_disk_as_the_segments_start_names_their_folder(tmp_path):
+    """It said "cannot write in .: File too large" (the output's folder, for -o out.mkv), not what it wrote
+    (helper-86); the rerun, with room, takes the folder over."""
+    import resource
+    import subprocess
+
+    clip = make_gop_clip(tmp_path / "clip.mp4", frames=24)
+    command = [*VSR, "upscale", "clip.mp4", "-o", "out.mkv", "-m", "bicubic", "--segment-seconds", "0.25"]
+    full = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY)))
+    assert full.returncode == 4
+    assert full.stderr.strip().splitlines() == [
+        "vsr: error: .out.mkv.segments: cannot write the record of the segments (File too large)"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == [clip.name, "out.mkv"]
