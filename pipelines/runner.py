@@ -256,6 +256,6 @@ def run_pipeline(
         finally:
             # (the traceback holds this frame, and this frame the list: a cycle that kept the writer, its encoder's
             # threads and the last frames alive after a failure, 290 MB a 1080p video, until the garbage collector
-            # came by; helper-85)
+            # came by)
             errors.clear()
     return times
