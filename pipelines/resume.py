@@ -125,8 +125,13 @@ class SegmentFolder:
             self._unlock()
             shutil.rmtree(self.path)
         self.path.mkdir()
-        self._lock()
-        write_bytes_atomic(plan_file, json.dumps(self.plan, indent=1).encode())
+        try:
+            self._lock()
+            write_bytes_atomic(plan_file, json.dumps(self.plan, indent=1).encode())
+        except BaseException:  # (a full disk, Ctrl-C: the folder made here holds nothing to keep)
+            self._unlock()
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     def _lock(self) -> None:
         self._lock_file = open(self.path / "lock", "a")  # noqa: SIM115 - held open while the run lasts

@@ -313,8 +313,8 @@ def test_vsr_upscale_killed_resumes(tmp_path, tiny_rrdbnet_checkpoint):
 
 
 def test_a_full_disk_as_the_segments_start_names_their_folder(tmp_path):
-    """It said "cannot write in .: File too large" (the output's folder, for -o out.mkv), not what it wrote
-    (helper-86); the rerun, with room, takes the folder over."""
+    """It said "cannot write in .: File too large" (the output's folder, for -o out.mkv), not what it wrote, and
+    left the folder it made, holding its lock file (helper-86)."""
     import resource
     import subprocess
 
@@ -325,6 +325,7 @@ def test_a_full_disk_as_the_segments_start_names_their_folder(tmp_path):
     assert full.returncode == 4
     assert full.stderr.strip().splitlines() == [
         "vsr: error: .out.mkv.segments: cannot write the record of the segments (File too large)"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [clip.name]  # (its folder, made then, is gone)
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == [clip.name, "out.mkv"]
