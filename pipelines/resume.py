@@ -51,10 +51,13 @@ def remove_stale_folder(output: Path) -> None:
     stay beside the output for good. Left alone while another run holds its lock."""
     folder = segment_folder_path(output)
     try:
-        # (without a plan: a folder whose removal was cut short, where it holds only names of vsr's own)
-        if not ((folder / PLAN_FILE).is_file() or all(map(_OWN_ENTRY.fullmatch, os.listdir(folder)))):
-            return
+        # Without a plan: a folder whose removal was cut short, holding segments and only names of vsr's own (not one
+        # that another run has just made, empty or with its lock alone, and is about to lock).
+        entries = os.listdir(folder)
     except OSError:  # (no folder)
+        return
+    if not ((folder / PLAN_FILE).is_file() or (all(map(_OWN_ENTRY.fullmatch, entries))
+                                                and any(entry.startswith("segment-") for entry in entries))):
         return
     try:
         with open(folder / "lock", "a") as lock:
@@ -125,8 +128,8 @@ class SegmentFolder:
             self._unlock()
             shutil.rmtree(self.path)
         self.path.mkdir()
+        self._lock()  # (refused: another run took the folder as it was made, and it is that run's)
         try:
-            self._lock()
             write_bytes_atomic(plan_file, json.dumps(self.plan, indent=1).encode())
         except BaseException:  # (a full disk, Ctrl-C: the folder made here holds nothing to keep)
             self._unlock()

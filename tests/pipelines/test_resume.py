@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import re
 import shutil
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from vsr.models.checkpoint import save_model
 from vsr.models.detect import spec_for
 from vsr.models.rrdbnet import RRDBNet
-from vsr.pipelines.resume import SegmentFolder, segment_folder_path
+from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_folder_path
 from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_segments
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
@@ -329,3 +330,15 @@ def test_a_full_disk_as_the_segments_start_names_their_folder(tmp_path):
     done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(path.name for path in tmp_path.iterdir()) == [clip.name, "out.mkv"]
+
+
+@pytest.mark.parametrize("left", [[], ["lock"]])
+def test_a_folder_another_run_is_making_is_not_removed_as_stale(tmp_path, left):
+    """A plan-less folder of vsr's own names is what a cut-short removal leaves, but one empty or holding only its
+    lock is what another run has just made and is about to lock (helper-87)."""
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    folder.mkdir()
+    for name in left:
+        (folder / name).touch()
+    remove_stale_folder(tmp_path / "out.mkv")
+    assert sorted(os.listdir(folder)) == left
