@@ -610,8 +610,9 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
+                checksum = _result_checksum(journal, running[result.name], result)  # (a whole file read: not held)
                 with ctrl_c_held_back():
-                    _record(journal, running[result.name], result)
+                    _record(journal, running[result.name], result, checksum)
                     del running[result.name]
                 bar.update(1)
     finally:
@@ -620,7 +621,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 executor.close()
                 for result in executor.finished():  # (a Ray video joining its segments as the stop came)
                     if result.ok and result.name in running:
-                        _record(journal, running.pop(result.name), result)
+                        _record(journal, running.pop(result.name), result, result.checksum)
             for name, job in running.items():
                 journal.release(name, checksum=_put_in_place(journal, job))
     return changed
@@ -638,10 +639,14 @@ def _put_in_place(journal: Journal, job: BatchJob) -> str | None:
         return None
 
 
-def _record(journal: Journal, job: BatchJob, result: JobResult) -> None:
-    # A job that failed of its own error did not put its output in place (a file there that changed meanwhile is
-    # another's: its rename refused to replace it); one whose process died may have, just before.
-    checksum = result.checksum if result.ok else _put_in_place(journal, job) if result.died else None
+def _result_checksum(journal: Journal, job: BatchJob, result: JobResult) -> str | None:
+    """The checksum to record of `job`'s output. A job that failed of its own error did not put its output in place
+    (a file there that changed meanwhile is another's: its rename refused to replace it); one whose process died may
+    have, just before."""
+    return result.checksum if result.ok else _put_in_place(journal, job) if result.died else None
+
+
+def _record(journal: Journal, job: BatchJob, result: JobResult, checksum: str | None) -> None:
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
                    frames=result.frames)
     if result.ok:
