@@ -131,7 +131,10 @@ def _user_errors(command):
                 raise typer.Exit(2) from None
             # A full disk where vsr writes through a library (tempfile tries every temporary folder by writing in it)
             if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-                typer.echo(f"vsr: error: {error.filename or 'a file'}: cannot write ({error.strerror})", err=True)
+                # (a rename's filename2 is its target; with no name, say where to look)
+                where = error.filename2 or error.filename
+                typer.echo(f"vsr: error: {where}: cannot write ({error.strerror})" if where else
+                           f"vsr: error: cannot write ({error.strerror}); VSR_DEBUG=1 shows where", err=True)
                 raise typer.Exit(4) from None
             if error.errno == errno.ENOENT and "No usable temporary directory" in str(error):
                 typer.echo("vsr: error: no temporary folder can be written (is /tmp full or read-only?); set TMPDIR "
