@@ -82,7 +82,11 @@ class RunLog:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            finally:
+                if getattr(threading.excepthook, "quiets_tensorboard", False):  # (the process's hook, as it was)
+                    threading.excepthook = threading.excepthook.default
 
 
 def _format(value) -> str:
@@ -114,7 +118,7 @@ def _quiet_tensorboard_thread() -> None:
         if not (isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread"):
             default(args)
 
-    hook.quiets_tensorboard = True
+    hook.quiets_tensorboard, hook.default = True, default
     threading.excepthook = hook
 
 

@@ -161,6 +161,16 @@ def test_a_snapshot_cut_short_after_its_state_was_saved_is_written_on_resume(tmp
         assert written.keys() == ema.keys() and all(torch.equal(written[key], ema[key].float()) for key in ema)
 
 
+def test_a_run_leaves_the_processs_thread_excepthook_as_it_was(tmp_path):
+    """Quieting TensorBoard's writer thread (its full-disk traceback) replaced the hook for the rest of a program
+    that trains and goes on (helper-87)."""
+    import threading
+
+    before = threading.excepthook
+    train(tiny_config(tmp_path, total_iters=1, val_holdout=0))
+    assert threading.excepthook is before
+
+
 def test_a_new_run_refuses_a_folder_holding_an_earlier_runs_model(tmp_path):
     """Its state.pt removed to save space, a finished run's model.pth was replaced by a new run's (helper-81)."""
     config = tiny_config(tmp_path, total_iters=1, val_holdout=0)
