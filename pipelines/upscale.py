@@ -217,10 +217,8 @@ def check_output_early(source: Path, output: str | Path | None, options: Upscale
     options.validate()  # (a bad option is said before an output that exists, as it was)
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
         return
-    if _names_a_missing_folder(output):
-        place_output(output, source)  # (raises: no such folder)
-    if output is not None and not is_folder(output):
-        check_output(Path(output), source, overwrite)
+    if output is not None and not is_folder(output):  # a file named (place_output refuses a missing folder/)
+        check_output(place_output(output, source), source, overwrite)
         return
     entry = zoo.MODELS.get(options.model)
     if entry is None:  # a checkpoint: its scale is known once it is loaded
