@@ -585,8 +585,9 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
 
 def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, JobEntry], bar) -> list[str]:
     """Keep the executor full, record each result; on an interruption, hand the running jobs back. Returns the jobs
-    that another batch changed to its own options or input meanwhile (not made: their rows are that batch's)."""
-    pending, running, changed = deque(todo), {}, []
+    that another batch changed to its own options or input meanwhile (not made: their rows are that batch's). A job
+    that found the disk full is handed back too, and the batch stops (OutputError) once the running jobs end."""
+    pending, running, changed, no_space = deque(todo), {}, [], None
     try:
         while pending or running:
             while pending and len(running) < executor.capacity:
@@ -610,11 +611,21 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 executor.submit(job)
                 log.info("%s: started (attempt %d)", job.label, journal.row(job.name).attempts)
             for result in executor.wait(timeout=1.0):
+                if result.no_space:  # (every job after it would fail the same way, each spending one of its attempts)
+                    with ctrl_c_held_back():
+                        journal.release(result.name)
+                        del running[result.name]
+                    pending.clear()  # (the running ones finish)
+                    no_space = no_space or result.error
+                    continue
                 checksum = _result_checksum(journal, running[result.name], result)  # (a whole file read: not held)
                 with ctrl_c_held_back():
                     _record(journal, running[result.name], result, checksum)
                     del running[result.name]
                 bar.update(1)
+        if no_space:
+            raise OutputError(f"{no_space}; the batch stopped, its jobs not done wait for the next run: free some "
+                              "space and run the same command again")
     finally:
         with ctrl_c_held_back():  # (a second Ctrl-C here left the jobs "running", their attempts counted)
             if running:  # stopped: the executor first, so that no job can finish after it was handed back

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from vsr.errors import VsrError
+from vsr.errors import VsrError, out_of_space
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class JobResult:
     frames: int | None = None
     warnings: tuple[str, ...] = ()  # what a Ray task warned of, for its driver to say (see warnings_kept)
     died: bool = False  # its process died (killed): it may have put its output in place first (`batch._record`)
+    no_space: bool = False  # it failed for want of room on the disk (`out_of_space`): the batch stops, not the job
 
 
 class _Kept(logging.Handler):
@@ -137,7 +138,8 @@ def run_job(job: BatchJob, remote=None) -> JobResult:
         checksum = sha256_file(job.output)
     except Exception as error:  # a job's failure must not stop the batch
         log.debug("job %s failed", job.name, exc_info=True)
-        return JobResult(job.name, ok=False, error=one_line(error), seconds=time.perf_counter() - start)
+        return JobResult(job.name, ok=False, error=one_line(error), seconds=time.perf_counter() - start,
+                         no_space=out_of_space(error))
     return JobResult(job.name, ok=True, checksum=checksum, seconds=time.perf_counter() - start, frames=frames)
 
 

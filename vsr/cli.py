@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 
 from vsr import fsutil
-from vsr.errors import Terminated, VsrError
+from vsr.errors import Terminated, VsrError, out_of_space
 
 app = typer.Typer(
     add_completion=False,
@@ -285,9 +285,9 @@ def upscale(
             engines[kind] = api.make_image_engine(options) if kind == "image" else api.make_engine(options)
         return engines.get(kind)
 
-    failures = []
+    failures, not_begun = [], 0
     fsutil.written_this_run = {} if len(inputs) > 1 else None
-    for input in inputs:
+    for number, input in enumerate(inputs, 1):
         try:
             if new_folder:
                 try:
@@ -328,12 +328,19 @@ def upscale(
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             failures.append(error.exit_code)  # (not the error: its traceback holds that input's encoder and frames)
+            if out_of_space(error):  # (every input after it would fail the same way)
+                not_begun = len(inputs) - number
+                break
         finally:
             if new_folder and output.is_dir() and not any(output.iterdir()):
                 output.rmdir()
     if failures:
-        rest = "" if len(failures) == len(inputs) else "; the others are written"
-        typer.echo(f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above){rest}", err=True)
+        said = f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above)"
+        if not_begun:
+            said += f", {not_begun} not begun as the disk is full"
+        if len(failures) + not_begun < len(inputs):
+            said += "; the others are written"
+        typer.echo(said, err=True)
         raise typer.Exit(failures[0])
 
 

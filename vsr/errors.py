@@ -2,8 +2,10 @@
 
 Every one of them is a `VsrError`: the command line prints its message on one line and exits non-zero, without a
 traceback. Like PyAV's errors, each also subclasses the matching built-in, so `except ValueError` keeps working.
-This module imports nothing, so that every layer (models, pipelines, training) can raise these errors.
+This module imports nothing of vsr's, so that every layer (models, pipelines, training) can raise these errors.
 """
+
+import errno
 
 
 class VsrError(Exception):
@@ -44,3 +46,16 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what `kill`, job schedulers and `docker stop` send), raised where Ctrl-C raises KeyboardInterrupt, so
     that it stops as cleanly: no unfinished file left under an output's name, a batch's running jobs handed back.
     Not a user's error: the command line exits 143 (128 + SIGTERM), as a shell reports it."""
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether `error`, or an error it was raised from, is a full disk or an exhausted quota: every file written
+    after it fails the same way, so a run of many inputs stops there. (EFBIG is not: a file too large for its file
+    system is that input's alone.)"""
+    seen = set()
+    while error is not None and id(error) not in seen:  # (a chain can loop back)
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False

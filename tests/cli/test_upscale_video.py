@@ -316,6 +316,20 @@ def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not
         "vsr: 2 of 2 inputs failed (said above)"]
 
 
+def test_a_full_disk_stops_several_inputs_where_it_is_found(tmp_path):
+    """Each input after it was tried and failed the same way (a line each, and the decoding until the first write)."""
+    clips = [make_clip(tmp_path / f"{name}.mp4", frames=3) for name in ("a", "b", "c", "d")]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".b.x2.partial.mp4").symlink_to("/dev/full")  # b's temporary file: writes fail with ENOSPC
+    result = vsr("upscale", *clips, "-o", out, "-m", "bicubic", "--outscale", "2", check=False)
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: cannot write {out / 'b.x2.mp4'}: No space left on device",
+        "vsr: 1 of 4 inputs failed (said above), 2 not begun as the disk is full; the others are written"]
+    assert sorted(os.listdir(out)) == ["a.x2.mp4"]
+
+
 def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1", tmp_path / "scan.tiff")

@@ -648,6 +648,38 @@ def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
     assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
 
 
+class _DiskFullFor(InlineExecutor):
+    """Runs each job here; the temporary file of the job named `name` is /dev/full, whose writes fail with ENOSPC as
+    on a full disk (put there after the batch removed leftovers, before the job runs)."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
+
+    def submit(self, job):
+        if job.name == self.name:
+            partial_path(job.output).symlink_to("/dev/full")
+        super().submit(job)
+
+
+def test_a_full_disk_stops_the_batch_and_costs_no_attempt(tmp_path):
+    """Each job after it failed the same way, each using one of its attempts: three runs with a full disk and every
+    job was given up on."""
+    jobs, out = _clips_in_a_journal(tmp_path, "a", "b", "c")
+    with Journal.open(out / JOURNAL_NAME) as journal:
+        with pytest.raises(OutputError, match=r"cannot write .*b\.x2\.mp4: No space left on device; the batch "
+                                              "stopped, .* run the same command again"):
+            batch._drive(journal, _DiskFullFor("b.x2.mp4"), jobs, entries(jobs), tqdm(disable=True))
+    rows = rows_by_name(out)
+    assert {name: (row.state, row.attempts) for name, row in rows.items()} == {
+        "a.x2.mp4": (JobState.DONE, 1), "b.x2.mp4": (JobState.QUEUED, 0), "c.x2.mp4": (JobState.QUEUED, 0)}
+    assert sorted(os.listdir(out)) == [JOURNAL_NAME, "a.x2.mp4"]  # (the temporary removed; c not begun)
+
+    assert batch.run_batch(jobs, out).ok  # room again
+    assert [row.attempts for row in read_journal(out)] == [1, 1, 1]
+    assert frame_count(out / "b.x2.mp4") == frame_count(out / "c.x2.mp4") == 3
+
+
 @pytest.mark.parametrize("moment, row", [("claim", (JobState.QUEUED, 0)), ("finish", (JobState.DONE, 1))])
 def test_a_ctrl_c_as_a_job_is_claimed_or_recorded_leaves_no_job_running(tmp_path, monkeypatch, moment, row):
     """A real SIGINT just as the claim committed (before the job counted as running here), or as a result was
