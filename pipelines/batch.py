@@ -139,6 +139,8 @@ def _model_scale(model: str) -> float:
 
 def output_label(options: api.UpscaleOptions) -> str:
     """The tag `vsr upscale` would put in the output's name (movie.x4.mp4, movie.2160p.mp4)."""
+    if options.outscale is not None or options.width is not None or options.height is not None:
+        return api.output_label(options, model_scale=0)  # (not the model's: a URL's is not downloaded for a name)
     return api.output_label(options, _model_scale(options.model))
 
 

@@ -276,6 +276,19 @@ def test_reading_the_journal_leaves_no_side_files_but_those_of_a_batch_that_has_
     assert files() == [JOURNAL_NAME]
 
 
+def test_an_outscale_or_a_size_names_the_outputs_without_fetching_the_model(tmp_path):
+    """The model's scale was read for the names even where --outscale sets them: `--dry-run -m URL` downloaded it."""
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "clip.mp4", frames=2)
+    nowhere = "http://127.0.0.1:9/model.pth"  # (the discard port: a download fails at once)
+    for options, name in ((api.UpscaleOptions(model=nowhere, outscale=2), "clip.x2.mp4"),
+                          (api.UpscaleOptions(model=nowhere, height=720), "clip.720p.mp4")):
+        jobs = batch.discover(tmp_path / "in", tmp_path / "out", options=options, video=FAST)
+        assert [job.name for job in jobs] == [name]
+    with pytest.raises(ModelError, match="127.0.0.1:9"):  # (the model's own scale names it: fetched)
+        batch.discover(tmp_path / "in", tmp_path / "out", options=api.UpscaleOptions(model=nowhere), video=FAST)
+
+
 def test_a_webm_is_named_mkv_unless_its_codec_fits_webm(tmp_path):
     source = tmp_path / "in" / "clip.webm"
     source.parent.mkdir()
