@@ -159,8 +159,10 @@ def make_vsr_importable(force_tree: bool = False) -> str:
                 del sys.modules[name]
     root = Path(tempfile.mkdtemp(prefix="vsr-import-"))
     package = root / "vsr"
-    shutil.copytree(REPO / "vsr", package, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("models", "pipelines", "training"):
+    subpackages = ("models", "pipelines", "training")
+    # (a checkout whose vsr/ already links them, as developers' copies do, must not stop the tree being made)
+    shutil.copytree(REPO / "vsr", package, ignore=shutil.ignore_patterns("__pycache__", *subpackages))
+    for name in subpackages:
         (package / name).symlink_to(REPO / name, target_is_directory=True)
     sys.path.insert(0, str(root))
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
