@@ -123,22 +123,29 @@ def smoke_config() -> Config:
 # ---- step 1: packages ----------------------------------------------------------------------------------------------
 
 
-def install_missing_packages() -> dict:
-    """Install the carried wheels of whatever is missing; return each package's version (or why it is absent)."""
-    missing = [pip for module, pip in CARRIED.items() if importlib.util.find_spec(module) is None]
-    report = {"installed_now": []}
-    if missing and WHEELS.is_dir():
-        command = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--find-links", str(WHEELS),
-                   *missing]
+def install_missing_packages(carried: dict = CARRIED, wheels: Path = WHEELS) -> dict:
+    """Install the carried wheels of whatever is missing; return each package's version (or why it is absent).
+
+    Into a folder of their own, put first on sys.path and on PYTHONPATH (the GPU tests run in a subprocess), as the
+    device tool's notes do it: the image's Python environment is left as it is, whether or not it may be written."""
+    missing = [pip for module, pip in carried.items() if importlib.util.find_spec(module) is None]
+    report: dict = {"installed_now": []}
+    if missing and wheels.is_dir():
+        target = Path(tempfile.mkdtemp(prefix="vsr-wheels-"))
+        command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", "--no-compile",
+                   "--find-links", str(wheels), "--target", str(target), *missing]
         # ffmpeg-python imports `future` on some paths; its wheel travels with it.
-        if "ffmpeg-python" in missing and any(WHEELS.glob("future-*.whl")):
+        if "ffmpeg-python" in missing and any(wheels.glob("future-*.whl")):
             command.append("future")
         done = subprocess.run(command, capture_output=True, text=True)
-        report["installed_now"] = missing if done.returncode == 0 else []
-        if done.returncode != 0:
-            report["install_error"] = done.stderr.strip().splitlines()[-1:]
+        if done.returncode == 0:
+            sys.path.insert(0, str(target))
+            os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
+            report.update(installed_now=missing, installed_in=str(target))
+        else:
+            report["install_error"] = done.stderr.strip().splitlines()[-3:]
     importlib.invalidate_caches()
-    for module in CARRIED:
+    for module in carried:
         try:
             report[module] = getattr(importlib.import_module(module), "__version__", "installed")
         except Exception as error:  # noqa: BLE001 - recorded, the rest of the check goes on

@@ -1,15 +1,42 @@
 """bench/device_check.py runs on lent GPU machines only now and then; its --smoke mode runs the same script end to
 end on the CPU with tiny models, so a broken step shows up here rather than in a GPU session's few minutes."""
 
+import importlib.util
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def device_check_module():
+    """bench/device_check.py imported as a module (it is a script, not part of a package)."""
+    spec = importlib.util.spec_from_file_location("device_check", REPO / "bench" / "device_check.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up there)
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_wheel(folder: Path, name: str, version: str) -> Path:
+    """A pure-Python wheel of one module, `name`, whose __version__ is `version`."""
+    wheel = folder / f"{name}-{version}-py3-none-any.whl"
+    info = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}/__init__.py": f"__version__ = {version!r}\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{path},,\n" for path in [*files, f"{info}/RECORD"])
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in files.items():
+            archive.writestr(path, text)
+    return wheel
 
 
 def test_smoke_run_writes_every_table(tmp_path):
@@ -57,3 +84,23 @@ def test_without_a_gpu_the_full_check_refuses_with_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == (
         "device_check: no CUDA device here; use --smoke to check the script on the CPU")
+
+
+def test_carried_wheels_are_installed_beside_the_interpreters_environment(tmp_path, monkeypatch):
+    """The GPU machine's Python lacks PyAV and decord: their wheels are installed into a folder of their own, which
+    this process and the GPU tests' subprocess import from; the image's environment is not written to."""
+    device_check = device_check_module()
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    make_wheel(tmp_path, "vsr_carried_probe", "1.2")
+    report = device_check.install_missing_packages({"vsr_carried_probe": "vsr_carried_probe"}, tmp_path)
+    try:
+        assert report["installed_now"] == ["vsr_carried_probe"] and report["vsr_carried_probe"] == "1.2", report
+        folder = Path(report["installed_in"])
+        assert Path(sys.modules["vsr_carried_probe"].__file__).is_relative_to(folder)
+        assert not folder.is_relative_to(sys.prefix)
+        seen = subprocess.run([sys.executable, "-c", "import vsr_carried_probe as m; print(m.__file__)"],
+                              capture_output=True, text=True, check=True).stdout
+        assert Path(seen.strip()).is_relative_to(folder)
+    finally:
+        sys.modules.pop("vsr_carried_probe", None)
