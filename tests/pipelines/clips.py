@@ -230,6 +230,23 @@ def make_held_clip(path: str | Path, noise: int = 0, codec: str = "ffv1") -> Pat
     return Path(path)
 
 
+def make_interlaced_clip(path: str | Path, *, frames: int = 8, size: tuple[int, int] = (128, 96)) -> Path:
+    """A 25i H.264 clip, top field first, made with PyAV alone (the GPU machines have no ffmpeg command line): frame
+    i weaves the even lines of `frame_pattern(2i)` with the odd lines of `frame_pattern(2i + 1)`, a 50p source's,
+    coded losslessly as interlaced (its field order says so: `probe(...).video.interlaced`)."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qp": "0", "g": "4", "flags": "+ildct+ilme", "x264-params": "tff=1"}
+        for index in range(frames):
+            rgb = frame_pattern(2 * index, size)
+            rgb[1::2] = frame_pattern(2 * index + 1, size)[1::2]
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    return Path(path)
+
+
 def make_letterboxed_clip(path: str | Path, *, frames: int = 24, picture: tuple[int, int] = (64, 28),
                           bars: tuple[int, int, int, int] = (10, 10, 0, 0), caption_from: int | None = None,
                           black_until: int = 0) -> Path:

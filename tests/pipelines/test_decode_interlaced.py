@@ -9,7 +9,7 @@ from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.probe import probe
 
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import make_clip
+from tests.pipelines.clips import make_clip, make_interlaced_clip
 from tests.processes import run_vsr
 
 FRAMES = 8
@@ -93,6 +93,16 @@ def test_vsr_upscale_deinterlaces_by_default_and_says_so_once(interlaced, tmp_pa
 
 
 
+def test_a_clip_woven_by_pyav_alone_is_deinterlaced_by_auto(tmp_path):
+    """The GPU test's clip (below), made without the ffmpeg command line: interlaced as far as vsr can tell, so
+    "auto" deinterlaces it, and its times are a 25 fps clip's."""
+    clip = make_interlaced_clip(tmp_path / "25i.mp4")
+    assert probe(clip).video.interlaced
+    (woven, woven_pts), (deinterlaced, pts) = decode(clip, "off"), decode(clip, "auto")
+    assert pts == woven_pts and len(pts) == 8
+    assert not all(np.array_equal(a, b) for a, b in zip(deinterlaced, woven))
+
+
 def test_a_bad_deinterlace_value_is_one_line(tmp_path):
     clip = make_clip(tmp_path / "p.mp4", frames=2)
     result = run_vsr("upscale", clip, "-m", "bicubic", "--deinterlace", "maybe")
@@ -105,8 +115,9 @@ def test_a_bad_deinterlace_value_is_one_line(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_a_gpu_interlaced_video_is_decoded_in_software_and_deinterlaced(interlaced):
-    clip, _ = interlaced
+def test_on_a_gpu_interlaced_video_is_decoded_in_software_and_deinterlaced(tmp_path):
+    # (a clip made by PyAV: the `interlaced` fixture needs the ffmpeg command line, which GPU machines lack)
+    clip = make_interlaced_clip(tmp_path / "25i.mp4")
     reference, reference_pts = decode(clip, "auto")
     frames, pts = decode(clip, "auto", device="cuda:0")  # NVDEC's frames cannot go through bwdif
     assert pts == reference_pts
