@@ -541,9 +541,16 @@ def upscale_video(
                 if info.duration and info.average_rate:  # a window inside the last frame's span starts no frame
                     lasts += f", its last frame starting at about {info.duration - 1 / info.average_rate:.3f} s"
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
-    name = decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec", False) else "")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
-                       decoder=name, precision=engine.precision, rotation=getattr(writer, "rotation", 0))
+                       decoder=decoder_name(decoder), precision=engine.precision,
+                       rotation=getattr(writer, "rotation", 0))
+
+
+def decoder_name(decoder) -> str:
+    """The decoder that ran, for summaries and `vsr bench`: "pyav (NVDEC)" only where NVDEC decoded frames. PyAV's
+    NVDEC is attached to the stream whenever the GPU's CUDA context can be had, and FFmpeg decodes in software what
+    NVDEC then cannot (a codec, a profile or a size it lacks, no NVDEC library in the driver)."""
+    return decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec_frames", 0) else "")
 
 
 def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamInfo) -> Fraction | None:

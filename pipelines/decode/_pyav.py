@@ -83,7 +83,8 @@ class PyAVDecoder(Decoder):
     ):
         self._nvdec_device = cuda_index(device) if deinterlace is None else None
         container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device, frame_rate=frame_rate)
-        self.nvdec = stream.codec_context.is_hwaccel
+        self.nvdec = stream.codec_context.is_hwaccel  # NVDEC attached: FFmpeg decodes in software what it cannot
+        self.nvdec_frames = 0  # the frames NVDEC did decode (they come out in GPU memory)
         self._first_pts = stream.start_time or 0
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
         self._jpeg_files = self._first_file is not None and info.codec == "mjpeg"  # (see _decode_jpeg_file)
@@ -352,6 +353,7 @@ class PyAVDecoder(Decoder):
             return self._swscale(frame)  # RGBA
         hardware = frame.sw_format  # the layout of a frame in GPU memory; None for a frame in host memory
         if hardware is not None:
+            self.nvdec_frames += 1
             if hardware.name in NVDEC_LAYOUTS and frame.width % 2 == 0 and frame.height % 2 == 0:
                 return semi_planar_rgb(frame, self.info)
             return self._swscale(frame)  # downloaded to host memory by swscale

@@ -72,6 +72,18 @@ def test_asking_for_nvdec_without_a_gpu_decodes_the_same_in_software(clips, name
     assert all((a == b).all() for (_, a), (_, b) in zip(frames, reference, strict=True))
 
 
+def test_nvdec_is_named_only_where_it_decoded_frames():
+    """PyAV attaches NVDEC whenever the GPU's CUDA context can be had, and FFmpeg falls back to software for what NVDEC
+    cannot decode: the run's summary (and the device check's table) said NVDEC for frames it never decoded."""
+    from types import SimpleNamespace
+
+    from vsr.pipelines.upscale import decoder_name
+
+    assert decoder_name(SimpleNamespace(backend="pyav", nvdec=True, nvdec_frames=0)) == "pyav"
+    assert decoder_name(SimpleNamespace(backend="pyav", nvdec=True, nvdec_frames=3)) == "pyav (NVDEC)"
+    assert decoder_name(SimpleNamespace(backend="dali")) == "dali"
+
+
 def test_without_a_cuda_device_pyav_does_not_ask_for_nvdec(clips, caplog):
     with caplog.at_level(logging.INFO, logger="vsr.pipelines.decode"):
         _, _, kind, _, nvdec = decode_all(clips["h264.mp4"], "pyav")
@@ -103,6 +115,10 @@ def test_pyav_with_nvdec_gives_the_software_frames_on_the_device(clips, name):
     reference, reference_pts, _, reference_info, _ = decode_all(clips[name], "pyav")
     frames, pts, kind, info, nvdec = decode_all(clips[name], "pyav", device="cuda:0")
     assert kind is PyAVDecoder and nvdec
+    if name != "vp9.webm":  # (every NVDEC decodes H.264 and HEVC Main 10; VP9 may fall back to software)
+        with open_decoder(clips[name], backend="pyav", device="cuda:0") as decoder:
+            count = sum(len(batch) for batch in decoder.batches(4))
+            assert decoder.nvdec_frames == count, f"NVDEC decoded {decoder.nvdec_frames} of {count} frames"
     assert frames.device == torch.device("cuda", 0) and info == reference_info
     assert pts == reference_pts
     # Decoding is bit-exact by the codecs' standards; NVDEC's NV12 is converted on the GPU by planes_to_rgb, within
