@@ -417,6 +417,10 @@ def open_for_decoding(
     # engine has by now (PyAV PR #2339): FFmpeg is given the context current in this thread instead, torch's.
     if torch.cuda.is_available():  # (without, av.open says why NVDEC is not there)
         torch.cuda.set_device(nvdec_device)
+        # set_device(0) leaves no context current in a thread that has not used CUDA yet (pytorch#155668), as in the
+        # decoder thread when a failed seek reopens the file: any runtime call makes the primary context current
+        # there, and a query of this thread's stream is one that waits for nothing.
+        torch.cuda.current_stream(nvdec_device).query()
     nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True,
                     options={"primary_ctx": "0", "current_ctx": "1"})
     try:
