@@ -495,11 +495,20 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def tables(report: dict) -> str:
+    """`markdown(report)`, or what went wrong in it: the tables are a view of the JSON, whose writing they must not
+    stop."""
+    try:
+        return markdown(report)
+    except Exception:  # noqa: BLE001
+        return f"# vsr device check: the tables could not be made\n\n```\n{traceback.format_exc()}```\n"
+
+
 def save(out: Path, report: dict) -> None:
     """Write what is measured so far, the JSON and the tables; each replaced atomically, so a run the watchdog or
     the device call's time limit kills leaves the last complete write of both."""
     for name, text in (("device_check.json", json.dumps(report, indent=2) + "\n"),
-                       ("device_check.md", markdown(report))):
+                       ("device_check.md", tables(report))):
         partial = out / f"{name}.partial"
         partial.write_text(text)
         partial.replace(out / name)
@@ -554,8 +563,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from vsr.models.spec import macs_per_input_pixel
 
-    report["matmul_bf16_tflops"] = round(matmul_tflops(torch, device, torch.bfloat16, config.matmul_side, 1.0), 1)
-    report["matmul_fp16_tflops"] = round(matmul_tflops(torch, device, torch.float16, config.matmul_side, 1.0), 1)
+    for name, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        try:
+            report[f"matmul_{name}_tflops"] = round(matmul_tflops(torch, device, dtype, config.matmul_side, 1.0), 1)
+        except Exception as error:  # noqa: BLE001 - the model rows go on without a peak to compare with
+            report[f"matmul_{name}_tflops"] = None
+            report[f"matmul_{name}_error"] = f"{type(error).__name__}: {str(error)[:160]}"
+            traceback.print_exc()
     peak = report["matmul_bf16_tflops"]
 
     weights: dict = {}
@@ -614,7 +628,7 @@ def main(argv: list[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["complete"] = True
     save(args.out, report)
-    print(markdown(report))
+    print(tables(report))
     return 0
 
 if __name__ == "__main__":
