@@ -200,7 +200,7 @@ def make_vsr_importable(force_tree: bool = False) -> str:
 # ---- step 2: the GPU tests -----------------------------------------------------------------------------------------
 
 
-def run_gpu_tests(out: Path, timeout: float) -> dict:
+def run_gpu_tests(out: Path, timeout: float, tests: Path = REPO / "tests") -> dict:
     junit = out / "gpu-tests.xml"
     # -P and --import-mode=append keep the checkout's root (the current directory, and the folder above the `tests`
     # package) behind PYTHONPATH: its vsr/ would shadow the tree of make_vsr_importable. The GPU machine lacks the
@@ -210,8 +210,10 @@ def run_gpu_tests(out: Path, timeout: float) -> dict:
     found = subprocess.run([*python, "-c", "import vsr.pipelines.engine as m; print(m.__file__)"], cwd=REPO,
                            capture_output=True, text=True)
     result: dict = {"vsr_from": found.stdout.strip() or found.stderr.strip()[-300:]}
-    command = [*python, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", "--import-mode=append",
-               "--durations=15", f"--junitxml={junit}", "--continue-on-collection-errors", str(REPO / "tests")]
+    # -v: killed at the timeout, pytest has named each test it ran and the one it was in (the JUnit file comes only
+    # at the end, and -q's dots name none).
+    command = [*python, "-m", "pytest", "-m", "gpu", "-v", "-p", "no:cacheprovider", "--import-mode=append",
+               "--durations=15", f"--junitxml={junit}", "--continue-on-collection-errors", str(tests)]
     try:
         done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as error:  # what ran until then says which test hung

@@ -188,3 +188,21 @@ def test_a_failed_matmul_or_table_does_not_stop_the_run(tmp_path, monkeypatch):
     assert report["matmul_bf16_tflops"] is None and "CUBLAS" in report["matmul_bf16_error"]
     assert all(row["fps"] for row in report["model_only"]) and report["end_to_end"][0]["end_to_end_fps"]
     assert "the tables could not be made" in (tmp_path / "device_check.md").read_text()
+
+
+def test_gpu_tests_cut_by_the_timeout_say_what_ran(tmp_path):
+    """A GPU test that hangs (a graph capture, a decoder) is cut at the step's timeout: the log must name the tests
+    that ran before it and the one that hung (with -q it held dots alone, and the JUnit file is written at the end)."""
+    device_check = device_check_module()
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_slow.py").write_text(
+        "import time\n\nimport pytest\n\n\n"
+        "@pytest.mark.gpu\ndef test_quick():\n    pass\n\n\n"
+        "@pytest.mark.gpu\ndef test_stuck():\n    time.sleep(120)\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = device_check.run_gpu_tests(out, timeout=15, tests=tests)
+    assert result["status"].startswith("timed out after 15 s"), result
+    log = (out / "gpu-tests.log").read_text()
+    assert "test_quick PASSED" in log and "test_stuck" in log, log
