@@ -346,6 +346,8 @@ def measure_model_only(torch, config: Config, loaded, row: ModelRow, macs_per_pi
         row.percent_of_peak = round(100 * row.tflops / peak, 1)
     if device.type == "cuda":
         row.peak_memory_gib = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        if row.precision == "fp32" and torch.backends.cudnn.allow_tf32:
+            row.note = "convolutions in TF32 (cuDNN's default for fp32)"  # (environment: conv_tf32)
     return engine
 
 
