@@ -635,5 +635,6 @@ def main(argv: list[str] | None = None) -> int:
     print(tables(report))
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
