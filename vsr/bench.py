@@ -1,8 +1,8 @@
 """`vsr bench`: model-only and end-to-end throughput on the same clip, in one run, as ratios.
 
-Model-only is the engine alone on frames already decoded into memory; end-to-end is `upscale_video` on the same
-frames with the same engine (decode, upscale and encode running concurrently). Their ratio is the pipeline's
-overhead; on a machine where the model dominates it should be a few percent at most. The model-only pass is
+Model-only is the engine alone on frames already decoded into its device's memory; end-to-end is `upscale_video` on
+the same frames with the same engine (decode, upscale and encode running concurrently). Their ratio is the
+pipeline's overhead; on a machine where the model dominates it should be a few percent at most. The model-only pass is
 repeated until it has run MODEL_SECONDS (one pass of a fast model over a short clip took milliseconds, and the ratio
 changed sign between runs on a shared machine).
 """
@@ -63,7 +63,9 @@ def bench(
         raise OptionError(f"{clip}: vsr bench measures videos; give it a clip")
     engine = api.make_engine(options)
     video = replace(video, max_frames=max_frames, dedup=None)  # every frame through the model, as model-only
-    with open_decoder(clip, backend=video.decoder, max_frames=max_frames) as decoder:
+    # Onto the engine's device, as `upscale_video` decodes them (NVDEC where it can): frames in host memory would
+    # time the model with its copies to and from the GPU, which the pipeline's frames never make.
+    with open_decoder(clip, backend=video.decoder, device=engine.device, max_frames=max_frames) as decoder:
         info = decoder.info
         batches = list(decoder.batches(options.batch_size))
     frames = sum(len(batch) for batch in batches)
