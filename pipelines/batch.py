@@ -396,6 +396,23 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
         if job.name in seen:
             raise OptionError(f"{seen[job.name].label} and {job.label} would both be written to {job.name}")
         seen[job.name] = job
+    # An output that is an input's file (a jobs file's `output` naming another job's input, or a folder's output
+    # landing on an input): --overwrite replaced that input, and the next run upscaled the upscaled file again.
+    # Told apart by file (device, inode): links and other spellings of a path are the same file.
+    inputs = {}
+    for job in jobs:
+        with contextlib.suppress(OSError):  # (a missing input fails as its job)
+            found = job.source.stat()
+            inputs.setdefault((found.st_dev, found.st_ino), job)
+    for job in jobs:
+        try:
+            found = job.output.stat()
+        except OSError:  # (none there yet: no input either)
+            continue
+        reader = inputs.get((found.st_dev, found.st_ino))
+        if reader is not None:
+            raise OptionError(f"{job.label}: its output {job.output} is the input {reader.label}; give the job "
+                              "another output, or the batch another output folder")
     for codec, pix_fmt in {(job.video.codec, job.video.pix_fmt) for job in jobs if job.kind == "video"}:
         choose_pix_fmt(api.video_codec(codec, ".mkv"), 8, pix_fmt)  # an OptionError for an unknown codec or pix_fmt
 

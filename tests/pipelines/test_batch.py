@@ -909,6 +909,43 @@ def test_a_jobs_file_sets_options_per_job(tmp_path):
     assert [job.video.max_frames for job in jobs] == [1, 2, 1]
 
 
+def test_an_output_that_is_an_input_is_refused_before_any_job_even_with_overwrite(tmp_path):
+    """A jobs file whose job writes over another job's input: --overwrite replaced that input with the upscaled
+    video (and the next run upscaled it again). The same where a folder's output lands on an input (the output
+    folder above the input folder), and where the output is a link to an input."""
+    media = tmp_path / "media"
+    media.mkdir()
+    make_clip(media / "a.mp4", frames=2)
+    make_clip(media / "b.mp4", frames=3)
+    jobs_file = tmp_path / "jobs.toml"
+    jobs_file.write_text('output_dir = "media"\n[defaults]\nmodel = "bicubic"\noutscale = 2\n'
+                         '[[job]]\ninput = "media/b.mp4"\n[[job]]\ninput = "media/a.mp4"\noutput = "b.mp4"\n')
+    before = snapshot(tmp_path)
+    jobs, out = batch.load_jobs_file(jobs_file, overwrite=True)
+    with pytest.raises(OptionError, match=f"media/a.mp4: its output {media / 'b.mp4'} is the input media/b.mp4"):
+        batch.run_batch(jobs, out)
+    with pytest.raises(OptionError, match="is the input media/b.mp4"):
+        batch.plan_batch(jobs, out)
+    assert snapshot(tmp_path) == before
+    # in/sub/x.mp4 is written to top/sub/x.x2.mp4, where in/ is top/sub/: an input of the same batch.
+    top = tmp_path / "top"
+    (top / "sub" / "sub").mkdir(parents=True)
+    make_clip(top / "sub" / "sub" / "x.mp4", frames=2)
+    make_clip(top / "sub" / "x.x2.mp4", frames=3)
+    before = snapshot(tmp_path)
+    with pytest.raises(OptionError, match=r"sub/x.mp4: its output .* is the input x.x2.mp4"):
+        batch.run_batch(batch.discover(top / "sub", top, options=BICUBIC, video=FAST, overwrite=True), top)
+    assert snapshot(tmp_path) == before
+    # A link in the output folder's place of the output, to an input.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.x2.mp4").symlink_to(media / "b.mp4")
+    before = snapshot(tmp_path)
+    jobs = batch.discover(media, tmp_path / "out", options=BICUBIC, video=FAST, overwrite=True)
+    with pytest.raises(OptionError, match="a.mp4: its output .* is the input b.mp4"):
+        batch.run_batch(jobs, tmp_path / "out")
+    assert snapshot(tmp_path) == before
+
+
 def test_a_jobs_file_in_the_current_folder_takes_absolute_inputs(tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     make_clip(tmp_path / "elsewhere.mp4", frames=2)
