@@ -38,6 +38,18 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
     if written_this_run is not None and output.resolve() in written_this_run:
         raise OutputError(f"{output}: was made from {written_this_run[output.resolve()]} in this run; upscale "
                           f"{source} on its own, with -o naming its output")
+    # The output is renamed into place, which --overwrite let replace a device or a pipe (as root, -o /dev/null took
+    # the system's /dev/null) and wrote a video into a folder of the output's name, or an image nowhere, after the
+    # work. Followed through links: one to /dev/null, or /dev/stdout itself, is refused too.
+    try:
+        found = output.stat()
+    except OSError:  # (none there, or a link to nothing: replaced as a file is)
+        found = None
+    if found is not None and stat.S_ISDIR(found.st_mode):
+        raise OutputError(f"{output}: is a folder; --overwrite replaces files only: name the output file with -o")
+    if found is not None and not stat.S_ISREG(found.st_mode):
+        raise OutputError(f"{output}: is a device or a pipe, not a file; vsr writes a file and puts it in place: "
+                          "name a file with -o")
     if os.path.lexists(output) and not overwrite:  # (a link to nothing too: the output would replace it)
         raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
     if not output.parent.is_dir():

@@ -1,0 +1,62 @@
+"""`vsr upscale` where names and paths are unusual: what stands in the output's place, names with a printf number
+in them, names near the file system's limit, inputs that are pipes. Each run checks that the input is untouched."""
+
+import functools
+import hashlib
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from tests.pipelines import media_fixtures as media
+from tests.pipelines.clips import make_clip
+from tests.processes import run_vsr
+
+vsr = functools.partial(run_vsr, check=True)
+
+pytestmark = media.requires_ffmpeg
+
+
+def state(path):
+    """What a file is: its bytes' hash and its modification time."""
+    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
+
+
+@pytest.fixture
+def clip(tmp_path):
+    return make_clip(tmp_path / "clip.mp4", frames=2)
+
+
+def write_png(path, size=(20, 12)):
+    PIL.Image.fromarray(np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["pipe", "link to /dev/null", "folder"])
+@pytest.mark.parametrize("input_kind", ["video", "image"])
+def test_overwrite_replaces_files_only_not_a_pipe_a_device_or_a_folder(tmp_path, clip, kind, input_kind):
+    """The output is renamed into place: --overwrite replaced a named pipe, or (as root) -o /dev/null the system's
+    /dev/null, with the upscaled file; a folder in the output's place took the video inside it, under its name again,
+    and an image failed once upscaled."""
+    source = clip if input_kind == "video" else write_png(tmp_path / "still.png")
+    output = tmp_path / "out" / f"{source.stem}.x4{source.suffix}"
+    output.parent.mkdir()
+    if kind == "pipe":
+        os.mkfifo(output)
+    elif kind == "folder":
+        output.mkdir()
+    else:
+        output.symlink_to("/dev/null")
+    before = state(source)
+    # (the folder named as -o is an existing folder, which takes the output inside it: named here by its parent)
+    result = vsr("upscale", source, "-o", f"{output.parent}/", "-m", "bicubic", "--overwrite", check=False)
+    what = "is a folder" if kind == "folder" else "is a device or a pipe, not a file"
+    assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+        f"vsr: error: {output}: {what}" + ("; --overwrite replaces files only: name the output file with -o"
+                                            if kind == "folder" else
+                                            "; vsr writes a file and puts it in place: name a file with -o")]
+    assert sorted(path.name for path in output.parent.iterdir()) == [output.name]
+    assert output.is_dir() if kind == "folder" else output.is_fifo() if kind == "pipe" else output.is_symlink()
+    assert kind != "folder" or not any(output.iterdir())
+    assert state(source) == before
