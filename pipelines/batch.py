@@ -44,12 +44,10 @@ from vsr.pipelines.engine import tile_overlap_for
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState, same_job
 from vsr.pipelines.probe import video_has_alpha
 from vsr.pipelines.runner import ctrl_c_held_back
-from vsr.pipelines.sequences import is_sequence
+from vsr.pipelines.sequences import VIDEO_SUFFIXES, is_sequence
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob",
-                  ".flv", ".wmv", ".ogv", ".3gp", ".gif", ".apng")
 FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of an input
 
 # `vsr upscale`'s options as a jobs file (and the command line) names them → (which dataclass, field, types).

@@ -55,11 +55,17 @@ READ_SUFFIXES = (*images.READ_SUFFIXES, ".dpx")
 # printf's integer conversion as FFmpeg's image2 takes it: %d, or %0Nd for N digits with leading zeros.
 _NUMBER = re.compile(r"%(0\d+)?d")
 FIRST_NUMBER = 1  # FFmpeg's image2 muxer starts at 1 too
+# The suffixes of video files (what `vsr batch` takes for videos): a name ending so is one file, whatever % it has.
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob",
+                  ".flv", ".wmv", ".ogv", ".3gp", ".gif", ".apng")
 
 
 def is_sequence(path: str | Path) -> bool:
-    """Whether `path` names an image sequence: a file name with one %d or %0Nd in it, e.g. frames/%06d.png."""
-    return len(_NUMBER.findall(Path(path).name.replace("%%", ""))) == 1
+    """Whether `path` names an image sequence: a file name with one %d or %0Nd in it, e.g. frames/%06d.png. Not a
+    video's name: "100%done.mp4" was read as a sequence ("not a sequence of images vsr reads"), and -o "50%done.mkv"
+    refused as one ("unsupported image type"); FFmpeg too numbers files only for its image2 format."""
+    name = Path(path).name
+    return Path(name).suffix.lower() not in VIDEO_SUFFIXES and len(_NUMBER.findall(name.replace("%%", ""))) == 1
 
 
 def frame_path(pattern: Path, number: int) -> Path:

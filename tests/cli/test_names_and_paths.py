@@ -60,3 +60,23 @@ def test_overwrite_replaces_files_only_not_a_pipe_a_device_or_a_folder(tmp_path,
     assert output.is_dir() if kind == "folder" else output.is_fifo() if kind == "pipe" else output.is_symlink()
     assert kind != "folder" or not any(output.iterdir())
     assert state(source) == before
+
+
+def test_a_video_whose_name_holds_a_printf_number_is_one_file_in_and_out(tmp_path):
+    """"100%done.mp4" was taken for an image sequence: "not a sequence of images vsr reads", by `vsr upscale`,
+    `vsr probe` and `vsr batch` alike; and -o "50%done.mkv" was refused as a sequence of .mkv images."""
+    source = make_clip(tmp_path / "100%done.mp4", frames=3)
+    before = state(source)
+    vsr("upscale", source, "-m", "bicubic", "-s", "2")
+    assert len(media.ffprobe_frame_pts(tmp_path / "100%done.x2.mp4")) == 3
+    vsr("upscale", source, "-m", "bicubic", "-s", "2", "-o", tmp_path / "50%done.mkv")
+    assert len(media.ffprobe_frame_pts(tmp_path / "50%done.mkv")) == 3
+    assert "100%done.mp4: mov,mp4" in vsr("probe", source).stdout
+    (tmp_path / "in").mkdir()
+    os.link(source, tmp_path / "in" / "take 2%d.mp4")
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "-m", "bicubic", "-s", "2")
+    assert "1 done (of 1)" in result.stdout and (tmp_path / "out" / "take 2%d.x2.mp4").is_file()
+    assert state(source) == before
+    # An image's name with a %d is still a sequence's pattern.
+    result = vsr("upscale", source, "-m", "bicubic", "-s", "2", "-o", tmp_path / "f%03d.png")
+    assert sorted(path.name for path in tmp_path.glob("f*.png")) == ["f001.png", "f002.png", "f003.png"]
