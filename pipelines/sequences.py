@@ -40,7 +40,7 @@ import av
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import hidden_sibling, lock_temporary, write_bytes_atomic
+from vsr.fsutil import check_name_length, hidden_sibling, lock_temporary, write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE
@@ -164,6 +164,7 @@ def check_sequence_output(pattern: Path, overwrite: bool, record: dict | None = 
     are refused, unless `overwrite`, or unless they are an unfinished run making the same (`record`), which resumes."""
     _check_pattern(pattern)
     images.check_writable(pattern)
+    check_name_length(frame_path(pattern, FIRST_NUMBER))  # (else said as the first frame was written, once upscaled)
     found = existing_frames(pattern)
     if found and not overwrite and not resumes(pattern, record):
         first = found[min(found)]

@@ -190,7 +190,8 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
 def is_folder(output: str | Path | None) -> bool:
     """Whether `output` names an existing folder, which the output goes into under its default name (as `cp` takes
     one): `-o out/`."""
-    return output is not None and Path(output).is_dir()
+    # (os.path.isdir: Path.is_dir raised "File name too long" for a name over 255 bytes, before check_output said it)
+    return output is not None and os.path.isdir(output)
 
 
 def _names_a_missing_folder(output: str | Path | None) -> bool:

@@ -33,6 +33,7 @@ written_this_run: dict[Path, Path] | None = None
 
 def check_output(output: Path, source: Path, overwrite: bool) -> None:
     """One line for each way writing `output` (made from `source`) would go wrong, before any work starts."""
+    check_name_length(output)
     if output.resolve() == source.resolve():
         raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
     if written_this_run is not None and output.resolve() in written_this_run:
@@ -54,6 +55,20 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
         raise OutputError(f"{output}: already exists (use --overwrite to replace it)")
     if not output.parent.is_dir():
         raise OutputError(f"{output.parent}: output folder does not exist")
+
+
+def check_name_length(path: Path) -> None:
+    """One line where `path`'s file name is longer than its folder's file system takes (255 bytes on most): a name
+    made from a long input's (movie.mp4 → movie.x4.mp4) failed only when written, an image's once upscaled, a batch
+    job's as an OSError ("[Errno 36] File name too long")."""
+    try:
+        limit = os.pathconf(path.parent, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # (a folder not made yet; Windows has no pathconf)
+        limit = 255
+    size = len(os.fsencode(path.name))
+    if size > limit:
+        raise OutputError(f"{path}: the name is {size} bytes, more than the {limit} a file name may have there; "
+                          "give the output a shorter name (-o)")
 
 
 def hidden_sibling(path: Path, base: str, tail: str) -> Path:

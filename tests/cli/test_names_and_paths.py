@@ -80,3 +80,33 @@ def test_a_video_whose_name_holds_a_printf_number_is_one_file_in_and_out(tmp_pat
     # An image's name with a %d is still a sequence's pattern.
     result = vsr("upscale", source, "-m", "bicubic", "-s", "2", "-o", tmp_path / "f%03d.png")
     assert sorted(path.name for path in tmp_path.glob("f*.png")) == ["f001.png", "f002.png", "f003.png"]
+
+
+@pytest.mark.parametrize("stem", ["a" * 249, "é" * 124 + "a"], ids=["ascii", "utf-8"])
+def test_an_output_name_over_the_limit_is_one_line_before_the_work(tmp_path, stem):
+    """An input of 253 bytes makes an output of 255 + 1: the video said "the name is too long for the file system"
+    (exit 2), the image "cannot write (File name too long)" once upscaled, a batch's job "OSError: [Errno 36] File
+    name too long: ..."; a sequence's frames failed as the first was written."""
+    video = make_clip(tmp_path / f"{stem}.mp4", frames=2)
+    image = write_png(tmp_path / f"{stem}.png")
+    before = {path: state(path) for path in (video, image)}
+    for source in (video, image):
+        result = vsr("upscale", source, "-m", "bicubic", "-s", "2", check=False)
+        output = tmp_path / f"{stem}.x2{source.suffix}"
+        assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+            f"vsr: error: {output}: the name is 256 bytes, more than the 255 a file name may have there; give the "
+            "output a shorter name (-o)"]
+    result = vsr("upscale", video, "-m", "bicubic", "-s", "2", "-o", tmp_path / f"{'s' * 246}%06d.png", check=False)
+    assert result.returncode == 4 and "000001.png: the name is 256 bytes" in result.stderr
+    assert sorted(tmp_path.iterdir()) == sorted(before)
+    (tmp_path / "in").mkdir()
+    os.link(video, tmp_path / "in" / video.name)
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "-m", "bicubic", "-s", "2", check=False)
+    assert result.returncode == 1 and "the name is 256 bytes" in result.stderr and "Errno" not in result.stderr
+    assert [path.name for path in (tmp_path / "out").iterdir()] == [".vsr-journal.sqlite"]
+    assert {path: state(path) for path in before} == before
+    # A name of 255 bytes is written (its temporary's name, longer, is made short).
+    longest = tmp_path / ("b" * 248 + ".x2.mp4")
+    assert len(os.fsencode(longest.name)) == 255
+    vsr("upscale", video, "-m", "bicubic", "-s", "2", "-o", longest)
+    assert sorted(tmp_path.iterdir()) == sorted([*before, tmp_path / "in", tmp_path / "out", longest])
