@@ -97,6 +97,13 @@ class MediaInfo:
     captions: bool = False  # closed captions in the video frames (captions.carries_captions)
 
 
+def not_a_file(path: Path) -> str:
+    """What to say of an input that is a pipe or a device (/dev/stdin fed by a pipe, a FIFO): vsr opens its input
+    several times (to probe it, plan its segments and decode it), and a pipe gives its bytes once."""
+    return (f"{path}: is a pipe or a device, not a file; vsr reads its input more than once: save it to a file and "
+            "give that")
+
+
 def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.container.InputContainer:
     """Open `path` for reading, or raise an InputError that names the file and the problem. An image sequence's
     pattern (frames/%06d.png: `sequences.is_sequence`) opens its frames as a video at `frame_rate` (default 25)."""
@@ -109,6 +116,8 @@ def open_input(path: str | Path, frame_rate: Fraction | None = None) -> av.conta
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a video file")
+    if not path.is_file():  # (a pipe's size is 0: it was said to be "empty")
+        raise InputError(not_a_file(path))
     if path.stat().st_size == 0:
         raise InputError(f"{path}: the file is empty")
     try:

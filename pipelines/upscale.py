@@ -266,6 +266,10 @@ def check_input(path: Path) -> None:
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not a file")
+    if not path.is_file():
+        from vsr.pipelines.probe import not_a_file
+
+        raise InputError(not_a_file(path))
 
 
 def is_image(path: Path) -> bool:

@@ -110,3 +110,17 @@ def test_an_output_name_over_the_limit_is_one_line_before_the_work(tmp_path, ste
     assert len(os.fsencode(longest.name)) == 255
     vsr("upscale", video, "-m", "bicubic", "-s", "2", "-o", longest)
     assert sorted(tmp_path.iterdir()) == sorted([*before, tmp_path / "in", tmp_path / "out", longest])
+
+
+def test_an_input_that_is_a_pipe_is_one_line_that_says_so(tmp_path, clip):
+    """A named pipe (or /dev/stdin fed by one) was "the file is empty": its size is 0 until read. vsr opens its
+    input several times, so it is refused, by `vsr upscale` and `vsr probe` alike, without opening it."""
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    for command in (["upscale", fifo, "-m", "bicubic"], ["probe", fifo]):
+        result = vsr(*command, check=False, timeout=60)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+            f"vsr: error: {fifo}: is a pipe or a device, not a file; vsr reads its input more than once: save it to "
+            "a file and give that"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "pipe.mp4"]
+
