@@ -202,6 +202,12 @@ def place_output(output: str | Path | None, default: Path) -> Path:
     """Where to write: `output` as given, or `default` (`default_output_path`, beside the source) where none is
     given, or `default`'s name inside `output` where it is a folder."""
     if output is None:
+        # An input named through /dev or /proc (/dev/stdin given a file with <, /dev/fd/3): its folder is the
+        # system's, and the output went there (as root, /dev/stdin.x4.mkv; else a refusal to write in /dev).
+        folder = default.parent.resolve()
+        if folder == Path("/dev") or folder.is_relative_to("/proc"):
+            raise OutputError(f"{default}: an input read through {default.parent} has no folder of its own to "
+                              "write beside; name the output with -o")
         return default
     if _names_a_missing_folder(output):
         raise OutputError(f"{output}: no such folder (the command line makes it; from Python, make it first)")

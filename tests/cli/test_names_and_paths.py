@@ -4,6 +4,7 @@ in them, names near the file system's limit, inputs that are pipes. Each run che
 import functools
 import hashlib
 import os
+import subprocess
 
 import numpy as np
 import PIL.Image
@@ -11,7 +12,7 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import make_clip
-from tests.processes import run_vsr
+from tests.processes import VSR, run_vsr
 
 vsr = functools.partial(run_vsr, check=True)
 
@@ -124,3 +125,19 @@ def test_an_input_that_is_a_pipe_is_one_line_that_says_so(tmp_path, clip):
             "a file and give that"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4", "pipe.mp4"]
 
+
+def test_an_input_named_through_dev_gets_no_output_in_dev(tmp_path, clip):
+    """`vsr upscale /dev/stdin < clip.mp4` wrote /dev/stdin.x4.mkv (as root; others were refused /dev): beside the
+    input is the system's folder. Named with -o, the output is written."""
+    before = state(clip)
+    with open(clip, "rb") as stdin:
+        result = subprocess.run([*VSR, "upscale", "/dev/stdin", "-m", "bicubic"], stdin=stdin, capture_output=True,
+                                text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+        "vsr: error: /dev/stdin.x4.mkv: an input read through /dev has no folder of its own to write beside; name the "
+        "output with -o"]
+    assert not os.path.lexists("/dev/stdin.x4.mkv") and not os.path.lexists("/dev/.stdin.x4.partial.mkv")
+    with open(clip, "rb") as stdin:
+        subprocess.run([*VSR, "upscale", "/dev/stdin", "-m", "bicubic", "-s", "2", "-o", "out.mp4"], stdin=stdin,
+                       capture_output=True, check=True, cwd=tmp_path, timeout=120)
+    assert len(media.ffprobe_frame_pts(tmp_path / "out.mp4")) == 2 and state(clip) == before
