@@ -180,6 +180,9 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if not in_dir.is_dir():
         raise InputError(f"{in_dir}: not a folder")
+    if not _recordable(in_dir.absolute()):
+        raise InputError(f"{in_dir}: the folder's path is not UTF-8, which the journal cannot record; rename it, or "
+                         "give a link to it with a UTF-8 name")
     if in_dir.resolve() == out_dir.resolve():
         raise OptionError(f"{out_dir}: the output folder must not be the input folder")
     jobs = []
@@ -211,9 +214,23 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
             if not source.is_file():  # a named pipe or a device: opening it to read waits for ever
                 log.warning("%s: not a regular file; skipped", source)
                 continue
+            if not _recordable(relative):
+                log.warning("%s: the name is not UTF-8, which the journal cannot record; skipped (rename it)", source)
+                continue
             if _selected(relative.as_posix(), include, exclude):
                 jobs.append(_job(source, relative, out_dir, options, video, overwrite))
     return jobs
+
+
+def _recordable(path: Path) -> bool:
+    """Whether the journal (SQLite's text is UTF-8) can record `path`. A name whose bytes are not UTF-8 (an old
+    archive's Latin-1 names, which Python reads with surrogate escapes) stopped every run, --dry-run too, with a
+    UnicodeEncodeError's traceback."""
+    try:
+        str(path).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, *,
@@ -273,6 +290,9 @@ def load_jobs_file(path: str | os.PathLike, out_dir: str | os.PathLike | None = 
             raise OptionError(f"{where}: needs input = \"FILE\" (a path relative to {path.name})")
         options, video = build_options(_layered(defaults, values or {}, settings), where)
         source = base / entry["input"]
+        if not _recordable(source.absolute()):  # (the file's own text is UTF-8: its folder's path is not)
+            raise OptionError(f"{where}: the input's path {source.absolute()} is not UTF-8, which the journal cannot "
+                              "record; move the jobs file and its inputs to a folder with a UTF-8 name")
         if source.is_dir() or Path(entry["input"]).name in ("", ".."):  # ("", ".", "/", "x/..")
             raise OptionError(f"{where}: input {entry['input']!r} names a folder; give a file, such as "
                               "\"raw/episode1.mkv\" (vsr batch IN_DIR OUT_DIR takes a folder)")

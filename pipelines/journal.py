@@ -487,6 +487,8 @@ class Journal:
                seconds: float | None = None, frames: int | None = None) -> None:
         """running → done (with the output's checksum) or failed (with the reason; a checksum only where the job
         put its output in place before it failed, else the one an earlier attempt's output had: `_kept_checksum`)."""
+        if error is not None:  # (a path of bytes that are not UTF-8 in it, as Python reads them: SQLite's text is)
+            error = error.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         self.connection.execute(
             f"UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, {self._kept_checksum(name)}), seconds = ?, "
             "frames = ?, finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",

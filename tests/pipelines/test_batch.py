@@ -169,6 +169,45 @@ def test_an_image_whose_name_holds_a_printf_number_is_a_file_like_any_other(tmp_
     assert report.rows[0].state is JobState.DONE and (out / "take 50%05d.x2.png").is_file()
 
 
+def test_a_name_that_is_not_utf8_is_skipped_or_one_line_not_a_traceback(tmp_path, caplog):
+    """One Latin-1 name in the input folder (Python reads its bytes with surrogate escapes) stopped every run, and
+    --dry-run, with a UnicodeEncodeError from the journal (SQLite's text is UTF-8); so did an input folder of such a
+    name, and a job's error naming an output folder of one."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    latin1 = root / os.fsdecode(b"caf\xe9.png")
+    try:
+        write_image(latin1)
+    except (OSError, UnicodeError):
+        pytest.skip("this file system takes UTF-8 names only")
+    write_image(root / "plain.png")
+    inputs = snapshot(root)
+    jobs = batch.discover(root, out, options=BICUBIC, video=FAST)
+    assert [job.name for job in jobs] == ["plain.x2.png"]
+    assert f"{latin1}: the name is not UTF-8, which the journal cannot record; skipped (rename it)" in caplog.text
+    assert batch.plan_batch(jobs, out) == [("plain.x2.png", "new")]
+    assert batch.run_batch(jobs, out).ok
+    # The input folder's own name, found or in a jobs file's folder.
+    folder = root.rename(tmp_path / os.fsdecode(b"vid\xe9os"))
+    with pytest.raises(InputError, match="the folder's path is not UTF-8, which the journal cannot record"):
+        batch.discover(folder, out, options=BICUBIC, video=FAST)
+    (folder / "jobs.toml").write_text('[[job]]\ninput = "plain.png"\n')
+    with pytest.raises(OptionError, match="job 1: the input's path .* is not UTF-8"):
+        batch.load_jobs_file(folder / "jobs.toml", out)
+    (folder / "jobs.toml").unlink()
+    # An output folder of such a name: the error of a job names it, and is recorded.
+    folder.rename(root)
+    out = tmp_path / os.fsdecode(b"sorti\xe9")
+    out.mkdir()
+    (out / "plain.x2.png").write_bytes(b"the user's")
+    report = batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out, max_attempts=1)
+    assert report.rows[0].state is JobState.FAILED
+    assert report.rows[0].error == (f"{tmp_path}/sorti\ufffd/plain.x2.png: already exists (use --overwrite to "
+                                    "replace it)")
+    assert (out / "plain.x2.png").read_bytes() == b"the user's"
+    assert snapshot(root) == inputs
+
+
 def test_a_file_or_folder_in_the_journals_place_is_one_line(tmp_path):
     root = tmp_path / "in"
     root.mkdir()
