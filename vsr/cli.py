@@ -6,6 +6,7 @@ Neither shows a traceback (set VSR_DEBUG=1 to see one).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
@@ -287,6 +288,13 @@ def upscale(
 
     failures, not_begun = [], 0
     fsutil.written_this_run = {} if len(inputs) > 1 else None
+    fsutil.inputs_this_run = None
+    if len(inputs) > 1:
+        fsutil.inputs_this_run = {}
+        for input in inputs:
+            with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
+                found = input.stat()
+                fsutil.inputs_this_run.setdefault((found.st_dev, found.st_ino), input)
     for number, input in enumerate(inputs, 1):
         try:
             if new_folder:

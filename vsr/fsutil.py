@@ -29,6 +29,9 @@ except ImportError:  # Windows: no flock; two runs on one output there are the u
 # elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not replace
 # each other's, --overwrite or not.
 written_this_run: dict[Path, Path] | None = None
+# The inputs of that command by file (device, inode), where it has several: an output must not replace one of them.
+# `vsr upscale *.mp4 --overwrite`, run again, took a.x4.mp4 for an input and replaced it with a.mp4's output.
+inputs_this_run: dict[tuple[int, int], Path] | None = None
 
 
 def check_output(output: Path, source: Path, overwrite: bool) -> None:
@@ -46,6 +49,9 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
         found = output.stat()
     except OSError:  # (none there, or a link to nothing: replaced as a file is)
         found = None
+    if inputs_this_run is not None and found is not None and (found.st_dev, found.st_ino) in inputs_this_run:
+        raise OutputError(f"{output}: is also one of this run's inputs; leave it out of them, or upscale {source} on "
+                          "its own")
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise OutputError(f"{output}: is a folder; --overwrite replaces files only: name the output file with -o")
     if found is not None and not stat.S_ISREG(found.st_mode):

@@ -141,3 +141,23 @@ def test_an_input_named_through_dev_gets_no_output_in_dev(tmp_path, clip):
         subprocess.run([*VSR, "upscale", "/dev/stdin", "-m", "bicubic", "-s", "2", "-o", "out.mp4"], stdin=stdin,
                        capture_output=True, check=True, cwd=tmp_path, timeout=120)
     assert len(media.ffprobe_frame_pts(tmp_path / "out.mp4")) == 2 and state(clip) == before
+
+
+@pytest.mark.parametrize("order", ["outputs last", "outputs first"])
+def test_an_output_that_is_another_input_of_the_run_is_left_alone_even_with_overwrite(tmp_path, order):
+    """`vsr upscale *.mp4 *.png --overwrite`, run a second time, took clip.x2.mp4 for an input as well, and replaced
+    it with clip.mp4's output: before it was read, or after."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=2)
+    still = write_png(tmp_path / "still.png")
+    vsr("upscale", clip, still, "-m", "bicubic", "-s", "2")
+    made = [tmp_path / "clip.x2.mp4", tmp_path / "still.x2.png"]
+    before = {path: state(path) for path in (clip, still, *made)}
+    inputs = [clip, made[0], still, made[1]] if order == "outputs last" else [*made, clip, still]
+    result = vsr("upscale", *inputs, "-m", "bicubic", "-s", "2", "--overwrite", check=False)
+    assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+        f"vsr: error: {made[0]}: is also one of this run's inputs; leave it out of them, or upscale {clip} on its own",
+        f"vsr: error: {made[1]}: is also one of this run's inputs; leave it out of them, or upscale {still} on its "
+        "own",
+        "vsr: 2 of 4 inputs failed (said above); the others are written"]
+    assert {path: state(path) for path in before} == before
+    assert (tmp_path / "clip.x2.x2.mp4").is_file() and (tmp_path / "still.x2.x2.png").is_file()
