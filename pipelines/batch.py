@@ -196,10 +196,17 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
             folders[:] = sorted(f for f in folders
                                 if not f.startswith(".") and (Path(root) / f).resolve() != out_dir.resolve())
             links = [Path(root) / f for f in folders if (Path(root) / f).is_symlink()]
+            # Another batch's output folder (its journal is there): a batch whose output folder was inside its input
+            # folder, run again into another one, upscaled the first one's outputs again as new inputs.
+            earlier = [f for f in folders if (Path(root) / f / JOURNAL_NAME).is_file()]
         except OSError as error:  # (a path deeper than the system takes: "File name too long")
             unreadable(error)
             folders[:] = []
             continue
+        for folder in earlier:
+            log.warning("%s: another batch's output folder (its journal is there); skipped, so that its outputs are "
+                        "not upscaled again (give it as IN_DIR to upscale them)", Path(root) / folder)
+            folders.remove(folder)
         for link in links:
             log.warning("%s: a link to a folder, not followed; give its target as a batch's input folder of its own",
                         link)

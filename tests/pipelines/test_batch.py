@@ -985,6 +985,26 @@ def test_an_output_that_is_an_input_is_refused_before_any_job_even_with_overwrit
     assert snapshot(tmp_path) == before
 
 
+def test_another_batchs_output_folder_inside_the_input_folder_is_not_taken_for_inputs(tmp_path, caplog):
+    """`vsr batch in in/up1`, then `vsr batch in in/up2`: the second took up1's outputs for new inputs, and made
+    up2/up1/a.x2.x2.mp4 and the like (its own output folder is skipped, an earlier one was not)."""
+    root = tmp_path / "in"
+    (root / "sub").mkdir(parents=True)
+    make_clip(root / "a.mp4", frames=2)
+    write_image(root / "sub" / "b.png")
+    assert batch.run_batch(batch.discover(root, root / "up1", options=BICUBIC, video=FAST), root / "up1").ok
+    inputs = snapshot(root)
+    jobs = batch.discover(root, root / "up2", options=BICUBIC, video=FAST)
+    assert [job.name for job in jobs] == ["a.x2.mp4", "sub/b.x2.png"]
+    assert (f"{root / 'up1'}: another batch's output folder (its journal is there); skipped, so that its outputs are "
+            "not upscaled again (give it as IN_DIR to upscale them)") in caplog.text
+    assert batch.run_batch(jobs, root / "up2").ok
+    assert {name: value for name, value in snapshot(root).items() if not name.startswith("up2/")} == inputs
+    # Given as the input folder, it is one.
+    assert [job.name for job in batch.discover(root / "up1", tmp_path / "again", options=BICUBIC, video=FAST)] == [
+        "a.x2.x2.mp4", "sub/b.x2.x2.png"]
+
+
 def test_a_jobs_file_in_the_current_folder_takes_absolute_inputs(tmp_path, monkeypatch):
     (tmp_path / "work").mkdir()
     make_clip(tmp_path / "elsewhere.mp4", frames=2)
