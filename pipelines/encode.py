@@ -380,8 +380,9 @@ class VideoWriter:
             self._lock = lock_temporary(self._temp, self.output)
         except OutputError:  # (another run holds it; OutputError is an OSError too)
             raise
-        except OSError:  # a folder that cannot be written: said by the muxer's open, below
-            self._lock = None
+        except OSError as error:  # the folder cannot be written: the muxer's open would fail the same way, and
+            # PyAV's PermissionError from it read as the muxer refusing the codec ("use .mkv", exit 2)
+            raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
         # From here on every way out removes the temporary file, Ctrl-C included (the CLI's Ctrl-C test signals the
         # moment the file appears, which is inside this constructor).
         try:

@@ -247,7 +247,12 @@ class SequenceLock:
 
     def __init__(self, pattern: Path):
         self.path = hidden_sibling(pattern, pattern.name, ".vsr-lock")
-        self._file = lock_temporary(self.path, pattern)
+        try:
+            self._file = lock_temporary(self.path, pattern)
+        except OutputError:  # another run holds it
+            raise
+        except OSError as error:  # a folder that cannot be written (was a traceback)
+            raise OutputError(f"{pattern.parent}: cannot write there ({error.strerror or error})") from None
 
     def release(self, remove: bool = True) -> None:
         """Let the next run in; `remove`: the lock file too (the run ended, or was stopped)."""

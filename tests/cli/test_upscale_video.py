@@ -7,6 +7,7 @@ files on disk) does not depend on the model.
 import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -636,3 +637,31 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
         assert result.returncode == 2 and result.stderr.strip().endswith(
             f"{long}.mp4: the name is too long for the file system" if args[0] == "probe" or "-o" in args
             else f"{long}: the name is too long for the file system"), result.stderr
+
+
+def _as_a_user(command):
+    """`command` without root's power to write into any folder (the tests may run as root), so that a folder's mode
+    says what it says for a user; None where that cannot be done."""
+    if os.geteuid() != 0:
+        return command
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command] if setpriv else None
+
+
+def test_an_output_folder_that_cannot_be_written_is_one_line_about_the_folder(tmp_path):
+    """A video into a read-only folder was said to be the container refusing the codec ("use .mkv", exit 2), and an
+    image sequence into one was a traceback."""
+    source = tmp_path / "clip.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "2", source)
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    cases = [(folder / "out.mp4", f"vsr: error: cannot write {folder / 'out.mp4'}: Permission denied"),
+             (folder / "%04d.png", f"vsr: error: {folder}: cannot write there (Permission denied)")]
+    for output, message in cases:
+        command = _as_a_user([*VSR, "upscale", source, "-m", "bicubic", "-o", output])
+        if command is None:
+            pytest.skip("running as root without setpriv: every folder can be written")
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr.strip().splitlines()) == (4, [message])
+    assert list(folder.iterdir()) == []
