@@ -735,7 +735,8 @@ TRAIN_HELP = """Train an RRDBNet with ESRGAN's recipe: stage psnr (L1), then sta
 RECIPE is a TOML file or a shipped recipe's name (esrgan_x4_psnr, esrgan_x4_gan, small_cpu_psnr, small_cpu_gan).
 Every recipe value can be overridden: --set KEY=VALUE (TOML syntax: --set lr=1e-4 --set milestones=[1000,2000]).
 Writes OUT_DIR/model.pth (+ .safetensors: the EMA generator, for `vsr upscale --model`), state.pt (for --resume),
-train.csv, val.csv, tb/ (TensorBoard) and, with --plot, curves.png. Several processes: torchrun -m vsr.cli train.
+models/iter_NNNNNNN.pth (+ .safetensors: the EMA generator at each save), train.csv, val.csv, tb/ (TensorBoard) and,
+with --plot, curves.png. Several processes: torchrun -m vsr.cli train.
 """
 
 
