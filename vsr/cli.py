@@ -85,9 +85,13 @@ CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
                     "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
                     "(.mov)].", show_default=False)]
+# (vsr's defaults, pipelines.encode.CODECS, not the encoders' own: x264's own CRF is 23, and "the codec's" read so)
 CrfOption = Annotated[Optional[int], typer.Option(
-    "--crf", help="Constant rate factor (quality; lower is better) \\[default: the codec's].")]
-PresetOption = Annotated[Optional[str], typer.Option("--preset", help="Encoder speed preset \\[default: the codec's].")]
+    "--crf", help="Constant rate factor (quality; lower is better) \\[default: 18 for libx264, 20 for libx265, 30 for "
+    "libsvtav1, 31 for libvpx-vp9].")]
+PresetOption = Annotated[Optional[str], typer.Option(
+    "--preset", help="Encoder speed preset \\[default: medium for libx264 and libx265, 8 for libsvtav1, 4 (cpu-used) "
+    "for libvpx-vp9].")]
 EncoderOption = Annotated[Optional[list[str]], typer.Option(
     "--encoder-option", metavar="KEY=VALUE", help="An FFmpeg option of the encoder, e.g. tune=animation, "
     "x265-params=aq-mode=3, or b=8M (a bit rate instead of the crf); repeat for more.")]

@@ -114,3 +114,16 @@ def test_a_full_disk_where_a_library_writes_is_one_line(tmp_path):
     assert full.returncode == 4
     assert full.stderr.strip().splitlines() == ["vsr: error: no temporary folder can be written (is /tmp full or "
                                                 "read-only?); set TMPDIR to a folder with room"]
+
+
+def test_help_gives_the_crf_and_preset_vsr_uses_for_each_codec():
+    """The help said "[default: the codec's]", which reads as x264's own CRF 23; vsr uses 18."""
+    from vsr.pipelines.encode import CODECS
+
+    result = vsr("upscale", "--help", env={"COLUMNS": "200"})
+    words = " ".join(result.stdout.replace("│", " ").split())
+    crf = ", ".join(f"{CODECS[codec].default_quality} for {codec}" for codec in ("libx264", "libx265", "libsvtav1"))
+    assert f"[default: {crf}, {CODECS['libvpx-vp9'].default_quality} for libvpx-vp9]" in words
+    assert CODECS["libx264"].default_speed == CODECS["libx265"].default_speed == "medium"
+    assert (f"[default: medium for libx264 and libx265, {CODECS['libsvtav1'].default_speed} for libsvtav1, "
+            f"{CODECS['libvpx-vp9'].default_speed} (cpu-used) for libvpx-vp9]") in words

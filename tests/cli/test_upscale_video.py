@@ -578,7 +578,7 @@ def test_probe_of_an_image_gives_it_no_duration_or_frame_rate(tmp_path):
 def test_help_shows_the_defaults_written_in_words():
     # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
     result = vsr("upscale", "--help", env={"COLUMNS": "200"})
-    for text in ("[default: INPUT.x4.EXT next to the input;", "[default: the codec's]", "[default: the source's bit",
+    for text in ("[default: INPUT.x4.EXT next to the input;", "[default: 18 for libx264,", "[default: the source's bit",
                  "[default: 300; 0: never]", "[default: exact]", "[default: off]"):
         assert text in result.stdout
 
