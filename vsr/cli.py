@@ -663,8 +663,9 @@ def bench(
 @app.command(name="eval")
 @_user_errors
 def evaluate(
-    sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="Videos, images or folders of them: the "
-                                         "originals (frames are sampled evenly from videos)."),
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="Videos, image sequences "
+                                         "(frames/%06d.png), images or folders of them: the originals (frames are "
+                                         "sampled evenly from videos and sequences)."),
     models: Optional[list[str]] = typer.Option(
         None, "-m", "--model", help="A model to score (repeatable): zoo name, checkpoint file or URL "
         "\\[default: realesrgan-x4plus]."),
