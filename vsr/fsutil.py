@@ -124,6 +124,8 @@ def locked(path: Path, busy: str):
         except BlockingIOError:
             file.close()
             raise OutputError(busy) from None
+        except OSError:  # a file system without locks (ENOLCK on some network mounts): used unlocked, not refused
+            pass
     _held_locks.add(file)
     return file
 
