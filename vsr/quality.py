@@ -70,7 +70,8 @@ def evaluate(
     `sources`; `options` says how to run them (device, precision, tiling). Returns the scores and the images."""
     if isinstance(frames_per_video, bool) or not isinstance(frames_per_video, int) or frames_per_video < 1:
         raise OptionError(f"--frames must be a whole number, 1 or more, not {frames_per_video!r}")
-    images = collect_images(sources, frames_per_video=frames_per_video, min_difference=0, with_following=True)
+    images = _with_a_picture(collect_images(sources, frames_per_video=frames_per_video, min_difference=0,
+                                            with_following=True))
     engines = [api.make_engine(api.UpscaleOptions(**{**asdict(options), "model": name})) for name in models]
     for scale in {engine.spec.scale for engine in engines}:
         # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off, of the image
@@ -92,6 +93,22 @@ def evaluate(
             log.warning("%s: its outputs hold NaN (not a number), so its scores are none: are its weights broken, or "
                         "trained into divergence?", score.model)
     return scores, images
+
+
+def _with_a_picture(images: list[HRImage]) -> list[HRImage]:
+    """`images` less those of one colour throughout (a black frame before a fade-in, a blank card), each named in a
+    warning. Any upscaler gives such a frame back exactly, or nearly: bicubic's PSNR of it is +inf and a model's 40 dB
+    or more, so one black frame among the 8 sampled made bicubic's means inf and raised the models' by over 10 dB,
+    though it says nothing about how well anything upscales."""
+    kept = []
+    for image in images:
+        if bool((image.pixels == image.pixels[:, :1, :1]).all()):
+            log.warning("%s: one colour throughout, so nothing to upscale: left out of the scores", image.name)
+        else:
+            kept.append(image)
+    if not kept:
+        raise InputError("every image and frame to score is one colour throughout: there is nothing to upscale")
+    return kept
 
 
 def _score(engine: Engine, name: str, images: list[HRImage], baseline: bool = False) -> ModelScore:

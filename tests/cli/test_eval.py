@@ -195,3 +195,24 @@ def test_a_report_into_a_pipe_or_through_a_link_is_written_there_not_over_it(tmp
     reader.join(timeout=60)
     assert json.loads(read["text"])["scores"] and stat.S_ISFIFO(fifo.lstat().st_mode)
     assert to_null.is_symlink() and to_file.is_symlink() and json.loads(kept.read_text())["scores"]
+
+
+def test_a_frame_of_one_colour_is_left_out_not_scored_as_infinitely_good(tmp_path):
+    """Bicubic gives a black frame back exactly: PSNR +inf. Two black frames (before a fade-in) among those sampled
+    made bicubic's mean PSNR inf (null in JSON) and raised the models' by over 10 dB (helper-92)."""
+    clip = tmp_path / "fade.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "color=black:size=64x48:rate=25:duration=0.2", "-f", "lavfi", "-i",
+                 "testsrc2=size=64x48:rate=25:duration=0.2", "-filter_complex", "[0][1]concat=n=2:v=1:a=0",
+                 "-c:v", "ffv1", clip)  # frames 0-4 black, 5-9 a picture
+    result = vsr("eval", clip, "-m", "bicubic", "--frames", "4", "--json", tmp_path / "s.json", check=True)
+    record = json.loads((tmp_path / "s.json").read_text())
+    assert record["images"] == ["fade.mkv@0.280s", "fade.mkv@0.360s"]
+    for score in record["scores"]:  # (testsrc2 is busy at 64×48: bicubic scores 19 dB)
+        assert score["psnr_y"] is not None and 15 < score["psnr_y"] < 40 and 15 < score["psnr_rgb"] < 40
+    for black in ("fade.mkv@0.080s", "fade.mkv@0.160s"):
+        assert f"{black}: one colour throughout, so nothing to upscale: left out of the scores" in result.stderr
+    black_only = tmp_path / "black.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "color=black:size=64x48:rate=25:duration=0.2", "-c:v", "ffv1", black_only)
+    result = vsr("eval", black_only, "-m", "bicubic")
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1] == (
+        "vsr: error: every image and frame to score is one colour throughout: there is nothing to upscale")
