@@ -365,15 +365,27 @@ class ValidationSet(Dataset):
             if min(hr.shape[-2:]) < scale:
                 raise InputError(f"{image.name}: {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
             hr = mod_crop(hr, scale).contiguous()
+            if one_colour(hr):
+                log.warning("%s: one colour throughout, so nothing to upscale: left out of validation", image.name)
+                continue
             self.names.append(image.name)
             self.hr.append(hr)  # uint8; LR computed once, float32 (8-bit levels are exact in float32)
             self.lr.append(downscale(hr.float().div(255)[None], scale, quantize=quantize)[0])
+        if not self.hr:
+            raise InputError("every validation image is one colour throughout: there is nothing to upscale")
 
     def __len__(self) -> int:
         return len(self.hr)
 
     def __getitem__(self, index: int) -> dict:
         return {"lr": self.lr[index], "hr": self.hr[index].float().div(255), "name": self.names[index]}
+
+
+def one_colour(pixels: torch.Tensor) -> bool:
+    """Whether C×H×W `pixels` are one colour throughout (a black frame before a fade-in, a blank card): nothing to
+    upscale. Any upscaler gives such a picture back exactly or nearly (bicubic's PSNR +inf, a model's 40 dB or more),
+    so scores leave it out: one black frame among 8 made bicubic's mean PSNR inf and the models' 13 dB higher."""
+    return bool((pixels == pixels[..., :1, :1]).all())
 
 
 def _item_seed(seed: int, epoch: int, index: int) -> int:

@@ -32,7 +32,7 @@ from vsr import api, fsutil
 from vsr.errors import InputError, OptionError
 from vsr.models import zoo
 from vsr.pipelines.engine import Engine
-from vsr.training.data import HRImage, collect_images
+from vsr.training.data import HRImage, collect_images, one_colour
 from vsr.training.degrade import downscale, mod_crop, quantize_8bit
 from vsr.training.evaluate import validate
 from vsr.training.metrics import SSIM_WINDOW, temporal_error
@@ -96,13 +96,10 @@ def evaluate(
 
 
 def _with_a_picture(images: list[HRImage]) -> list[HRImage]:
-    """`images` less those of one colour throughout (a black frame before a fade-in, a blank card), each named in a
-    warning. Any upscaler gives such a frame back exactly, or nearly: bicubic's PSNR of it is +inf and a model's 40 dB
-    or more, so one black frame among the 8 sampled made bicubic's means inf and raised the models' by over 10 dB,
-    though it says nothing about how well anything upscales."""
+    """`images` less those of one colour throughout (training.data.one_colour), each named in a warning."""
     kept = []
     for image in images:
-        if bool((image.pixels == image.pixels[:, :1, :1]).all()):
+        if one_colour(image.pixels):
             log.warning("%s: one colour throughout, so nothing to upscale: left out of the scores", image.name)
         else:
             kept.append(image)

@@ -317,6 +317,23 @@ def test_validation_set_is_deterministic_and_cropped_to_the_scale(pool):
         ValidationSet([odd], scale=4, crop=2)
 
 
+
+def test_a_validation_image_of_one_colour_is_left_out(pool, caplog):
+    """A black frame sampled from a --val video comes back exactly from bicubic: PSNR +inf, and the baseline's mean
+    in val.csv was inf (helper-92)."""
+    from vsr.training.evaluate import bicubic_upscaler, validate
+
+    black = HRImage("clip.mp4@0.000s", torch.zeros(3, 48, 64, dtype=torch.uint8))
+    with caplog.at_level("WARNING"):
+        val_set = ValidationSet([black, *pool], scale=4)
+    assert val_set.names == ["a.png", "b.png"]
+    assert "clip.mp4@0.000s: one colour throughout, so nothing to upscale: left out of validation" in caplog.text
+    assert all(math.isfinite(value) for value in validate(bicubic_upscaler(4), val_set, 4).values())
+    grey = HRImage("card.png", torch.full((3, 48, 64), 128, dtype=torch.uint8))
+    with pytest.raises(InputError, match="every validation image is one colour throughout"):
+        ValidationSet([black, grey], scale=4)
+
+
 # ---- fetch_photos: attribution from the packages' copyright files ----
 
 COPYRIGHT = """Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
