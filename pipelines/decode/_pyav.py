@@ -86,6 +86,8 @@ class PyAVDecoder(Decoder):
         self.nvdec = stream.codec_context.is_hwaccel  # NVDEC attached: FFmpeg decodes in software what it cannot
         self.nvdec_frames = 0  # the frames NVDEC did decode (they come out in GPU memory)
         self._first_pts = stream.start_time or 0
+        # Whether the demuxer found timestamps in the stream at all (a raw .h264 has none: every frame gets one).
+        self._timed = stream.start_time is not None
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
         self._jpeg_files = self._first_file is not None and info.codec == "mjpeg"  # (see _decode_jpeg_file)
         self._said_turned = False  # whether a sequence's file stored turned otherwise than its first was warned of
@@ -122,10 +124,22 @@ class PyAVDecoder(Decoder):
             except (av.error.FFmpegError, OverflowError) as error:  # (OverflowError: past int64, a --start of 1e15)
                 log.info("%s: cannot seek (%s); decoding from the start", self.path, _reason(error))
                 self._reopen()
-        count, last_pts = 0, None
+        count, last_pts, untimed = 0, None, 0
         frames = self._decoded() if self._deinterlace is None else self._deinterlaced(self._decoded())
         for frame in frames:
             pts = frame.pts
+            if pts is None and last_pts is None and self._timed:
+                # Before the first frame with a time, in a stream whose frames have times: Matroska's demuxer gives
+                # no time to a block timed before 0 (B-frames' delay kept, `-avoid_negative_ts disabled`, a copy cut
+                # in a group of pictures). Such frames have no place before the first: given the next times, they
+                # took the times of the frames after them, which the muxer refused at the end of the run. Dropped,
+                # as FFmpeg's command line drops them and vsr's probe leaves them out of the count.
+                untimed += 1
+                continue
+            if untimed and not selection.is_before(pts):  # (a window that starts later would not hold them)
+                log.warning("%s: %d frame(s) before the first with a time have none (times before 0, which the "
+                            "demuxer cannot give) and are dropped, as FFmpeg drops them", self.path, untimed)
+            untimed = 0
             if pts is None:
                 pts = self._first_pts if last_pts is None else last_pts + self._pts_step
             last_pts = pts

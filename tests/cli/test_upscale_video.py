@@ -433,6 +433,17 @@ def test_b_frames_at_two_frames_a_second_are_no_joined_recording(tmp_path):
     assert media.video_times(tmp_path / "out.mkv") == media.video_times(source)
 
 
+def test_a_matroska_file_with_frames_before_0_is_upscaled_with_its_timed_frames(tmp_path):
+    """The frames Matroska's demuxer gives no time (timed before 0) took later frames' times, and the run failed at
+    its end: "the muxer refused a packet" (helper-91). ffmpeg and vsr's probe leave them out; so does the output."""
+    source = tmp_path / "negative.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.4", "-c:v", "libx264", "-bf", "2",
+                 "-avoid_negative_ts", "disabled", "-output_ts_offset", "-0.08", source)
+    result = vsr("upscale", source, "-m", "bicubic", "-o", tmp_path / "out.mkv", check=True)
+    assert "2 frame(s) before the first with a time have none" in result.stderr
+    assert media.ffprobe_frame_pts(tmp_path / "out.mkv") == media.ffprobe_frame_pts(source)
+
+
 def test_output_folder_missing_is_one_line(tmp_path):
     source = make_clip(tmp_path / "clip.mp4", frames=2)
     result = vsr("upscale", source, "-o", tmp_path / "nowhere" / "out.mp4", "-m", "bicubic", check=False)

@@ -401,6 +401,25 @@ def test_frames_behind_b_frames_in_avi_and_asf_come_in_the_order_they_were_made(
     assert "missing" not in caplog.text and "dropped" not in caplog.text
 
 
+def test_frames_timed_before_0_that_matroska_gives_no_time_are_dropped_as_ffmpeg_drops_them(tmp_path, caplog):
+    """Matroska's demuxer gives no time to a block before 0 (here B-frames' delay kept). Given the next times, the
+    two such frames took the times of the first frames after them, and the muxer refused the run at its end
+    (helper-91)."""
+    path = tmp_path / "negative.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-c:v", "libx264", "-bf", "2",
+           "-avoid_negative_ts", "disabled", "-output_ts_offset", "-0.08", path)
+    timed = ffprobe_frame_pts(path)
+    assert len(timed) == 8 and timed[0] == 0  # of 10 frames
+    with caplog.at_level(logging.WARNING):
+        _, pts, _ = decode_all(path, "pyav")
+    assert pts == timed
+    assert "2 frame(s) before the first with a time have none" in caplog.text
+    caplog.clear()
+    _, pts, _ = decode_all(path, "pyav", start=0.2)  # a window after them: nothing to say
+    assert 0 < len(pts) < len(timed) and pts == timed[-len(pts):]
+    assert "before the first with a time" not in caplog.text
+
+
 def test_stream_without_timestamps_gets_regular_ones(clips, tmp_path):
     raw = tmp_path / "raw.h264"  # an elementary stream: no container, no timestamps
     with av.open(str(clips["cfr.mp4"])) as source, av.open(str(raw), "w", format="h264") as out:
