@@ -56,9 +56,14 @@ MPEGTS_SUBTITLES = ("dvb_subtitle", "dvb_teletext")  # what the MPEG-TS muxer wr
 MPEGTS_AUDIO = ("mp1", "mp2", "mp3", "aac", "aac_latm", "ac3", "eac3", "dts", "truehd", "opus", "s302m")
 # Container tags the muxer writes itself, or that describe the source's muxer rather than the content.
 _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
-# Video stream tags that still hold once the video is re-encoded (bit rate, encoder, statistics do not). A
-# "timecode" tag makes the MOV/MP4 muxers write a timecode track of their own (see `_is_timecode_track`).
-_VIDEO_TAGS = {"language", "title", "handler_name", "timecode"}
+# Video stream tags that describe the source's encoding, not its pictures, and no longer hold once the video is
+# re-encoded: Matroska's statistics (mkvmerge's also with a language suffix, "BPS-eng"), the encoder, QuickTime's
+# vendor. The writer says the output's rotation and alpha itself. Every other tag is kept (language, title, handler,
+# a user's COMMENT or DESCRIPTION, Matroska's stereo_mode of a 3D video). A "timecode" tag makes the MOV/MP4 muxers
+# write a timecode track of their own (see `_is_timecode_track`).
+_ENCODING_TAGS = {"encoder", "encoder_options", "vendor_id", "bps", "duration", "number_of_frames", "number_of_bytes",
+                  "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc", "rotate",
+                  "alpha_mode"}
 # How far before a preview's start the source is sought: the demuxer lands on a keyframe at or before the time
 # asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
 _SEEK_MARGIN = 10
@@ -188,9 +193,10 @@ class Passthrough:
         logger.warning("not copying %s: %s", describe(stream), reason)
 
     def copy_video_tags(self, video: Stream) -> None:
-        """Give the output's video stream the source video's language, title, handler and disposition."""
+        """Give the output's video stream the source video's tags (but those of its encoding) and disposition."""
         source = self._input.streams[self._video_index]
-        video.metadata.update({k: v for k, v in source.metadata.items() if k.lower() in _VIDEO_TAGS})
+        video.metadata.update({k: v for k, v in source.metadata.items()
+                               if k.split("-")[0].lower() not in _ENCODING_TAGS})
         if self._timecode is not None:
             video.metadata.setdefault("timecode", self._timecode)
         if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's

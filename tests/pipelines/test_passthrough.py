@@ -64,6 +64,23 @@ def test_stream_tags_and_dispositions_are_kept(rich_to_mkv):
     assert subtitle["disposition"]["forced"] == 1 and audio["disposition"]["forced"] == 0
 
 
+def test_the_videos_own_tags_are_kept_and_those_of_its_old_encoding_are_not(tmp_path):
+    """Only the language, title, handler and timecode of the video were kept: a user's COMMENT was lost, and a 3D
+    video's stereo_mode, which says how players show it (helper-91). mkvmerge's statistics (BPS-eng) and the
+    encoder describe the source's encoding, not the output's."""
+    source = tmp_path / "sbs.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x24:rate=25:duration=0.2", "-c:v", "libx264",
+                 "-metadata:s:v", "stereo_mode=left_right", "-metadata:s:v", "COMMENT=left eye first",
+                 "-metadata:s:v", "title=Holiday", "-metadata:s:v", "BPS-eng=12345",
+                 "-metadata:s:v", "NUMBER_OF_FRAMES-eng=5", source)
+    output = media.write_upscaled(source, tmp_path / "out.mkv")
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    tags = {key.upper(): value for key, value in stream["tags"].items()}
+    assert tags["COMMENT"] == "left eye first" and tags["TITLE"] == "Holiday" and tags["STEREO_MODE"] == "left_right"
+    assert "BPS-ENG" not in tags and "NUMBER_OF_FRAMES-ENG" not in tags and "Lavc59" not in tags.get("ENCODER", "")
+    assert [side["type"] for side in stream["side_data_list"]] == ["side by side"]
+
+
 def test_attachment_is_kept_with_its_name_type_and_bytes(rich_to_mkv, tmp_path):
     attachment = by_type(rich_to_mkv)["attachment"][0]
     assert attachment["tags"]["filename"] == media.ATTACHMENT_NAME
