@@ -164,11 +164,15 @@ def video_stream_info(
         average_rate = Fraction(context.framerate)
     # Matroska's DURATION tag and the container's span end where the stream ends, counted from 0 or from the first
     # stream's start: a video that starts later (after its audio) lasts that much less.
+    # Matroska has no duration per stream but that tag: the stream's own is FFmpeg's guess, which for a stream it could
+    # not time from its first packets is the whole file's (one picture, or a few slides, beside a long soundtrack:
+    # "the video ends at 0.047 s but the file says it lasts 2.008 s: damaged or cut short?").
     start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
-    if stream.duration:
+    tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska keeps each stream's end time in a tag
+    if tagged and (container.format.name.startswith("matroska") or not stream.duration):
+        duration = tagged - max(start, 0.0)
+    elif stream.duration:
         duration = float(stream.duration * time_base)
-    elif _tag_seconds(stream.metadata.get("DURATION")):  # Matroska keeps each stream's end time in a tag
-        duration = _tag_seconds(stream.metadata["DURATION"]) - max(start, 0.0)
     elif container.duration:
         container_start = (container.start_time or 0) / av.time_base
         duration = container_start + container.duration / av.time_base - start

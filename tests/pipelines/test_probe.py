@@ -140,6 +140,22 @@ def test_a_video_that_starts_after_its_audio_lasts_its_own_length(tmp_path, capl
     assert "cut short" not in caplog.text
 
 
+def test_a_picture_beside_a_long_soundtrack_in_matroska_lasts_its_own_length(tmp_path, caplog):
+    """FFmpeg gives a Matroska video it cannot time from its first packets the whole file's duration: one picture
+    (or a few slides) beside 2 s of sound was said to last 2 s, and decoding it warned "the video ends at 0.047 s
+    but the file says it lasts 2.008 s: damaged or cut short?" (helper-91). Its DURATION tag says 0.04 s."""
+    clip = tmp_path / "cover.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=0.04", "-f", "lavfi", "-i", "sine=d=2",
+                 "-c:v", "libx264", "-c:a", "libopus", clip)
+    video = probe(clip).video
+    assert video.duration is not None and video.duration < 0.1 and video.frame_count == 1
+    from vsr.pipelines.decode import open_decoder
+
+    with open_decoder(clip) as decoder:
+        assert sum(len(batch) for batch in decoder.batches(8)) == 1
+    assert "cut short" not in caplog.text
+
+
 def test_an_avi_counting_in_ticks_finer_than_its_frames_has_its_frames_rate_and_count(tmp_path, caplog):
     """Remuxed from an MP4 with B-frames, an AVI counts in 1/50 s for 25 fps and indexes an empty entry between
     frames: it was "50 fps, 60 frames", decoding warned "30 of the 60 frames ... damaged?", and an output declared
