@@ -88,8 +88,9 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
     check_names(precision=precision)
     if not (spec.supports_bfloat16 or spec.supports_half):  # the resampling baselines, which should be exact
         if precision in ("bf16", "fp16"):
-            logger.warning("%s runs in fp32: %s's 8 or 11 significant bits would make it inexact", spec.architecture,
-                           precision)
+            bits = {"bf16": 8, "fp16": 11}[precision]
+            logger.warning("%s runs in fp32: %s's %d significant bits would make it inexact", spec.architecture,
+                           precision, bits)
         return "fp32"
     if device.type != "cuda":
         if precision == "fp16":

@@ -238,7 +238,7 @@ def test_cuda_without_a_gpu_is_one_clear_error():
     assert "\n" not in str(raised.value)
 
 
-def test_precision_choices():
+def test_precision_choices(caplog):
     rrdb = tiny_rrdbnet().spec
     cpu = torch.device("cpu")
     # A CPU with bf16 instructions runs networks in bf16 (twice as fast), the resampling baselines in fp32 (exact).
@@ -248,12 +248,14 @@ def test_precision_choices():
     assert resolve_precision("fp32", cpu, rrdb, cpu_bf16=True) == "fp32"
     assert resolve_precision("bf16", cpu, rrdb, cpu_bf16=True) == "bf16"
     assert resolve_precision("bf16", cpu, bicubic_model().spec, cpu_bf16=True) == "fp32"  # even when asked
+    assert "Resample runs in fp32: bf16's 8 significant bits would make it inexact" in caplog.text
     # On CUDA, "auto" is fp16 for models that are safe in it (the bf16 branch needs a real GPU to ask); the
     # baselines stay fp32 there too, even when asked (they ran in fp16, a level off in 4 % of values: helper-74).
     cuda = torch.device("cuda", 0)
     assert resolve_precision("auto", cuda, ModelSpec("SRVGGNetCompact", 4)) == "fp16"
     assert resolve_precision("auto", cuda, bicubic_model().spec) == "fp32"
     assert resolve_precision("fp16", cuda, zoo.load("lanczos").spec) == "fp32"
+    assert "fp16's 11 significant bits" in caplog.text
     with pytest.raises(OptionError, match="fp16 needs a CUDA device"):
         resolve_precision("fp16", cpu, rrdb)
     with pytest.raises(OptionError, match=r"'fp64'.*auto, fp32, fp16, bf16"):
