@@ -660,7 +660,17 @@ def bench(
         bench_module.write_json(result, json_path)
 
 
-@app.command(name="eval")
+# Each paragraph on one line: typer keeps the line breaks of every paragraph after the first, and the terminal then
+# wraps those lines again, breaking them in the middle.
+EVAL_HELP = (
+    "PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself; and for "
+    "videos, flicker: how far each upscaled frame-to-frame change is from the original's (tErr-Y).\n\n"
+    "Bicubic is the baseline. The metrics reward faithfulness, not sharpness: GAN models (realesrgan-*) can score "
+    "below bicubic while looking better."
+)
+
+
+@app.command(name="eval", help=EVAL_HELP)
 @_user_errors
 def evaluate(
     sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="Videos, image sequences "
@@ -677,11 +687,6 @@ def evaluate(
     strength: StrengthOption = 1.0,
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON here."),
 ) -> None:
-    """PSNR and SSIM of models on your own footage: each frame downscaled, upscaled, compared with itself; and for
-    videos, flicker: how far each upscaled frame-to-frame change is from the original's (tErr-Y).
-
-    Bicubic is the baseline. The metrics reward faithfulness, not sharpness: GAN models (realesrgan-*) can score
-    below bicubic while looking better."""
     from vsr import api, quality
 
     _setup_logging(False)
@@ -735,14 +740,15 @@ def compare(
     typer.echo(f"wrote {written}")
 
 
-TRAIN_HELP = """Train an RRDBNet with ESRGAN's recipe: stage psnr (L1), then stage gan (from the stage-1 model).
-
-RECIPE is a TOML file or a shipped recipe's name (esrgan_x4_psnr, esrgan_x4_gan, small_cpu_psnr, small_cpu_gan).
-Every recipe value can be overridden: --set KEY=VALUE (TOML syntax: --set lr=1e-4 --set milestones=[1000,2000]).
-Writes OUT_DIR/model.pth (+ .safetensors: the EMA generator, for `vsr upscale --model`), state.pt (for --resume),
-models/iter_NNNNNNN.pth (+ .safetensors: the EMA generator at each save), train.csv, val.csv, tb/ (TensorBoard) and,
-with --plot, curves.png. Several processes: torchrun -m vsr.cli train.
-"""
+TRAIN_HELP = (  # (each paragraph on one line: see EVAL_HELP)
+    "Train an RRDBNet with ESRGAN's recipe: stage psnr (L1), then stage gan (from the stage-1 model).\n\n"
+    "RECIPE is a TOML file or a shipped recipe's name (esrgan_x4_psnr, esrgan_x4_gan, small_cpu_psnr, small_cpu_gan). "
+    "Every recipe value can be overridden: --set KEY=VALUE (TOML syntax: --set lr=1e-4 --set "
+    "milestones=[1000,2000]).\n\n"
+    "Writes OUT_DIR/model.pth (+ .safetensors: the EMA generator, for `vsr upscale --model`), state.pt (for --resume), "
+    "models/iter_NNNNNNN.pth (+ .safetensors: the EMA generator at each save), train.csv, val.csv, tb/ (TensorBoard) "
+    "and, with --plot, curves.png. Several processes: torchrun -m vsr.cli train."
+)
 
 
 @app.command(help=TRAIN_HELP)

@@ -127,3 +127,16 @@ def test_help_gives_the_crf_and_preset_vsr_uses_for_each_codec():
     assert CODECS["libx264"].default_speed == CODECS["libx265"].default_speed == "medium"
     assert (f"[default: medium for libx264 and libx265, {CODECS['libsvtav1'].default_speed} for libsvtav1, "
             f"{CODECS['libvpx-vp9'].default_speed} (cpu-used) for libvpx-vp9]") in words
+
+
+def test_no_help_paragraph_is_broken_in_the_middle_of_a_line():
+    """typer keeps the line breaks of every paragraph after a command's first, and the terminal wraps those lines
+    again: `vsr train --help` printed "state.pt" / "(for --resume)," on lines of their own."""
+    import inspect
+
+    from vsr.cli import app
+
+    for command in app.registered_commands:
+        text = inspect.cleandoc(command.help or command.callback.__doc__ or "")
+        later = text.split("\n\n")[1:]
+        assert not [paragraph for paragraph in later if "\n" in paragraph], command.callback.__name__
