@@ -291,6 +291,9 @@ def upscale(
         return engines.get(kind)
 
     failures, not_begun = [], 0
+    # The file systems (st_dev) found full: the inputs whose outputs would go there are not begun (every one would fail
+    # the same way), those written onto another disk (beside their inputs, without -o) still are. None: not known.
+    full: set[int | None] = set()
     fsutil.written_this_run = {} if len(inputs) > 1 else None
     fsutil.inputs_this_run = None
     if len(inputs) > 1:
@@ -299,7 +302,11 @@ def upscale(
             with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
                 found = input.stat()
                 fsutil.inputs_this_run.setdefault((found.st_dev, found.st_ino), input)
-    for number, input in enumerate(inputs, 1):
+    for input in inputs:
+        file_system = _file_system(output if into_folder else input.parent)
+        if full and (None in full or file_system in full):
+            not_begun += 1
+            continue
         try:
             if new_folder:
                 try:
@@ -340,9 +347,8 @@ def upscale(
                 raise
             typer.echo(f"vsr: error: {error}", err=True)
             failures.append(error.exit_code)  # (not the error: its traceback holds that input's encoder and frames)
-            if out_of_space(error):  # (every input after it would fail the same way)
-                not_begun = len(inputs) - number
-                break
+            if out_of_space(error):
+                full.add(file_system)
         finally:
             if new_folder and output.is_dir() and not any(output.iterdir()):
                 output.rmdir()
@@ -354,6 +360,16 @@ def upscale(
             said += "; the others are written"
         typer.echo(said, err=True)
         raise typer.Exit(failures[0])
+
+
+def _file_system(folder: Path) -> int | None:
+    """The file system (st_dev) of `folder`, or of its parent where it is not made yet (-o new/); None where unknown."""
+    for path in (folder, folder.parent):
+        try:
+            return os.stat(path).st_dev
+        except OSError:
+            continue
+    return None
 
 
 def _remember_output(output: Path, input: Path) -> None:

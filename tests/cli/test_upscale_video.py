@@ -10,7 +10,9 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -329,6 +331,27 @@ def test_a_full_disk_stops_several_inputs_where_it_is_found(tmp_path):
         f"vsr: error: cannot write {out / 'b.x2.mp4'}: No space left on device",
         "vsr: 1 of 4 inputs failed (said above), 2 not begun as the disk is full; the others are written"]
     assert sorted(os.listdir(out)) == ["a.x2.mp4"]
+
+
+def test_a_full_disk_leaves_the_inputs_written_onto_another_disk_to_go_on(tmp_path):
+    """Without -o each output goes beside its input: a full disk under one input's folder stopped the inputs of every
+    other disk as well ("not begun"), though they had room and were written before."""
+    other_disk = Path("/dev/shm")  # (a tmpfs of its own where there is one)
+    if not other_disk.is_dir() or other_disk.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second file system to write on")
+    full = tmp_path / "full"
+    full.mkdir()
+    clips = [make_clip(full / f"{name}.mp4", frames=3) for name in ("a", "b")]
+    (full / ".a.x2.partial.mp4").symlink_to("/dev/full")  # a's temporary file: writes fail with ENOSPC
+    with tempfile.TemporaryDirectory(dir=other_disk) as elsewhere:
+        roomy = make_clip(Path(elsewhere) / "c.mp4", frames=3)
+        result = vsr("upscale", *clips, roomy, "-m", "bicubic", "--outscale", "2", check=False)
+        assert result.returncode == 4
+        assert result.stderr.strip().splitlines() == [
+            f"vsr: error: cannot write {full / 'a.x2.mp4'}: No space left on device",
+            "vsr: 1 of 3 inputs failed (said above), 1 not begun as the disk is full; the others are written"]
+        assert sorted(os.listdir(full)) == ["a.mp4", "b.mp4"]  # (b not begun)
+        assert len(media.ffprobe_frame_pts(Path(elsewhere) / "c.x2.mp4")) == 3
 
 
 def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(tmp_path):
