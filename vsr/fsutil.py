@@ -124,8 +124,8 @@ def locked(path: Path, busy: str):
         except BlockingIOError:
             file.close()
             raise OutputError(busy) from None
-        except OSError:  # a file system without locks (ENOLCK on some network mounts): used unlocked, not refused
-            pass
+        except OSError:  # a file system without locks (NFS without its lock daemon: ENOLCK; Lustre without -o flock:
+            pass           # ENOSYS): used unlocked, not refused; only another process's lock is "busy"
     _held_locks.add(file)
     return file
 
