@@ -695,7 +695,7 @@ def evaluate(
     models: Optional[list[str]] = typer.Option(
         None, "-m", "--model", help="A model to score (repeatable): zoo name, checkpoint file or URL "
         "\\[default: realesrgan-x4plus]."),
-    frames: int = typer.Option(8, "--frames", help="Frames to sample from each video."),
+    frames: int = typer.Option(8, "--frames", help="Frames to sample from each video or image sequence."),
     tile: TileOption = 0,
     tile_overlap: TileOverlapOption = None,
     device: DeviceOption = "auto",
