@@ -46,10 +46,10 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
-import re
 import tempfile
 import time
 import traceback
