@@ -63,15 +63,28 @@ class HRImage:
 # ---- sources ----
 
 
+def files_under(folder: Path) -> list[Path]:
+    """The files under `folder`, sorted by path: hidden files and folders (.thumbnails, .git, .Trash) left out, and
+    folders linked in followed (a dataset is often a symlink to another disk), each real folder once (a link to a
+    folder above it would loop)."""
+    files, seen = [], set()
+    for top, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        files += [Path(top, name) for name in names if not name.startswith(".") and os.path.isfile(Path(top, name))]
+    return sorted(files)
+
+
 def list_photos(folder: str | os.PathLike) -> list[Path]:
-    """The image files under `folder` (IMAGE_SUFFIXES; recursively, hidden files skipped), sorted by path."""
+    """The image files under `folder` (IMAGE_SUFFIXES; see `files_under`), sorted by path."""
     folder = Path(folder)
     if not folder.is_dir():
         raise InputError(f"{folder}: not a folder of images")
-    photos = sorted(
-        path for path in folder.rglob("*")
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith(".")
-    )
+    photos = [path for path in files_under(folder) if path.suffix.lower() in IMAGE_SUFFIXES]
     if not photos:
         raise InputError(f"{folder}: no images in it (expected {', '.join(IMAGE_SUFFIXES)} files)")
     return photos
@@ -161,16 +174,16 @@ def sample_video_frames(
 
 
 def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
-    """The image and video files named by `sources` (folders searched recursively, hidden files skipped)."""
+    """The image and video files named by `sources` (folders searched recursively, see `files_under`)."""
     files: list[Path] = []
     for source in map(Path, sources):
         if source.is_dir():
             # A training run's folder inside (-o under --data) holds its curves.png, which the next run took for a
             # photo: a folder with a run's state.pt or train.csv is not data.
-            runs = {path.parent for name in ("state.pt", "train.csv") for path in source.rglob(name)}
-            found = sorted(path for path in source.rglob("*") if path.is_file() and not path.name.startswith(".")
-                           and path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
-                           and not runs.intersection(path.parents))
+            every = files_under(source)
+            runs = {path.parent for path in every if path.name in ("state.pt", "train.csv")}
+            found = [path for path in every if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                     and not runs.intersection(path.parents)]
             if not found:
                 raise InputError(f"{source}: no images or videos in it")
             files += found

@@ -427,3 +427,18 @@ def test_a_training_runs_folder_inside_the_data_is_not_data(tmp_path):
         write_image(path, Image(rgb=torch.rand(3, 8, 8)))
     (run / "train.csv").write_text("iteration\n1\n")
     assert expand_sources([data]) == [data / "a.png"]
+
+
+def test_hidden_folders_are_left_out_and_linked_folders_followed(tmp_path):
+    """A photo in .thumbnails/ was trained on (only hidden files were skipped), and a dataset linked into the data
+    folder (data/div2k -> /mnt/div2k) was skipped without a word: rglob does not follow links to folders."""
+    elsewhere, data = tmp_path / "elsewhere", tmp_path / "data"
+    for path in (elsewhere / "b.png", data / "a.png", data / ".thumbnails" / "a.png", data / "sub" / ".c.png"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_image(path, Image(rgb=torch.rand(3, 8, 8)))
+    (data / "linked").symlink_to(elsewhere)
+    (data / "sub" / "up").symlink_to(data)  # a loop: each real folder is read once
+    (data / "gone.png").symlink_to(tmp_path / "missing.png")
+    expected = [data / "a.png", data / "linked" / "b.png"]
+    assert expand_sources([data]) == expected
+    assert list_photos(data) == expected
