@@ -138,7 +138,8 @@ def sample_video_frames(
     with_following: bool = False,
 ) -> list[HRImage]:
     """Up to `frames_per_video` frames spread evenly across a video: the first frame at or after the middle of
-    each of `frames_per_video` equal stretches of time.
+    each of `frames_per_video` equal stretches of time. A stream that says it is interlaced is deinterlaced, as
+    `vsr upscale` does by default: its woven fields would teach a model their comb, and score its output against it.
 
     A frame whose 32×32 gray thumbnail differs from an already kept one by less than `min_difference` (mean
     absolute difference, in [0, 1]) is skipped: repeated frames, and the same static shot met again, add nothing
@@ -150,7 +151,7 @@ def sample_video_frames(
     if not min_difference >= 0:
         raise OptionError(f"min_difference={min_difference}: expected 0 or more")
     path = Path(path)
-    with open_decoder(path, backend=backend) as decoder:
+    with open_decoder(path, backend=backend, deinterlace="auto") as decoder:
         info = decoder.info
     if info.frame_count and info.frame_count <= frames_per_video:
         # Every frame (the middles would skip the first).
@@ -213,7 +214,8 @@ def collect_images(
 def _frames_at_times(path: Path, backend: str, times: list[float], with_following: bool) -> list[HRImage]:
     frames, seen = [], set()
     for seconds in times:
-        with open_decoder(path, backend=backend, start=seconds, max_frames=2 if with_following else 1) as decoder:
+        with open_decoder(path, backend=backend, start=seconds, max_frames=2 if with_following else 1,
+                          deinterlace="auto") as decoder:
             batch = next(decoder.batches(2), None)
             time_base = decoder.info.time_base
         if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
@@ -230,7 +232,7 @@ def _frames_evenly(path: Path, backend: str, count: int, with_following: bool = 
     of them evenly."""
     held: list[HRImage] = []
     stride = 1
-    with open_decoder(path, backend=backend) as decoder:
+    with open_decoder(path, backend=backend, deinterlace="auto") as decoder:
         for index, (frame, pts) in enumerate(decoder):
             if with_following and held and held[-1].following is None and (index - 1) % stride == 0:
                 held[-1].following = _to_uint8(frame)  # the frame right after the last one held

@@ -442,3 +442,18 @@ def test_hidden_folders_are_left_out_and_linked_folders_followed(tmp_path):
     expected = [data / "a.png", data / "linked" / "b.png"]
     assert expand_sources([data]) == expected
     assert list_photos(data) == expected
+
+
+def test_an_interlaced_video_is_sampled_deinterlaced(tmp_path):
+    """Training took the frames of an interlaced video as they were stored, two fields woven together: the model
+    learnt their comb (vsr upscale deinterlaces such a stream by default)."""
+    from tests.pipelines.clips import make_interlaced_clip
+
+    clip = make_interlaced_clip(tmp_path / "25i.mp4", frames=8, size=(64, 48))
+    with open_decoder(clip, deinterlace="auto") as decoder:
+        deinterlaced = {f"25i.mp4@{float(pts * decoder.info.time_base):.3f}s": frame for frame, pts in decoder}
+    for count in (8, 3):  # every frame (one pass), and frames at chosen times (a seek each)
+        sampled = sample_video_frames(clip, count, min_difference=0)
+        assert len(sampled) == count
+        for image in sampled:
+            assert torch.equal(image.pixels, deinterlaced[image.name]), image.name
