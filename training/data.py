@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.engine import _bled as bled  # (the fill of hidden colors that vsr upscale applies)
 from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
@@ -91,9 +92,11 @@ def list_photos(folder: str | os.PathLike) -> list[Path]:
 
 
 def load_photo(path: str | os.PathLike) -> HRImage:
-    """Read an image as uint8 RGB: 16-bit images are rounded to 8 bits, gray becomes 3 channels, alpha is dropped."""
+    """Read an image as uint8 RGB: 16-bit images are rounded to 8 bits, gray becomes 3 channels, alpha is dropped
+    (the colors under fully transparent pixels replaced first, see `_to_uint8`)."""
     image = read_image(path)
-    return HRImage(name=Path(path).name, pixels=_to_uint8(image.rgb))
+    pixels = image.rgb if image.alpha is None else torch.cat([image.rgb, image.alpha])
+    return HRImage(name=Path(path).name, pixels=_to_uint8(pixels))
 
 
 def load_photos(paths: Sequence[str | os.PathLike]) -> list[HRImage]:
@@ -255,7 +258,12 @@ def _frame_name(path: Path, pts: int, time_base) -> str:
 
 
 def _to_uint8(rgb: torch.Tensor) -> torch.Tensor:
-    """3×H×W uint8: the picture of a frame or image (a video's alpha, where it has one, is left out)."""
+    """3×H×W uint8: the picture of a 3×H×W or 4×H×W (RGBA) frame or image. Alpha is left out, after the colors under
+    fully transparent pixels take those of the visible ones around them, as `vsr upscale` gives them to the model
+    (pipelines/engine.py): what an encoder left there (black, a stray red) is no picture, and its hard edge along
+    the transparency would be learnt as detail."""
+    if rgb.shape[0] == 4 and bool((rgb[3:] == 0).any()):
+        rgb = bled(rgb[None, :3], rgb[None, 3:])[0]
     rgb = rgb[:3]
     if rgb.dtype == torch.uint8:
         return rgb.contiguous()

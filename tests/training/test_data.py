@@ -457,3 +457,33 @@ def test_an_interlaced_video_is_sampled_deinterlaced(tmp_path):
         assert len(sampled) == count
         for image in sampled:
             assert torch.equal(image.pixels, deinterlaced[image.name]), image.name
+
+
+def test_colors_hidden_under_transparent_pixels_are_not_trained_on(tmp_path):
+    """Alpha was dropped with the colors under it kept: a stray red that an encoder left under the transparent half
+    of a picture was trained on, with a hard edge along the transparency (vsr upscale fills such colors from the
+    visible ones around them before the model sees them)."""
+    import av
+    from vsr.pipelines.images import read_image
+
+    rgb = torch.zeros(3, 32, 48)
+    rgb[1] = torch.linspace(0, 1, 48)  # a visible green ramp on the left...
+    rgb[0, :, 24:], rgb[1, :, 24:] = 1, 0  # ...and red where nothing shows
+    alpha = torch.ones(1, 32, 48)
+    alpha[:, :, 24:] = 0
+    photo = tmp_path / "sprite.png"
+    write_image(photo, Image(rgb=rgb, alpha=alpha))
+    assert read_image(photo).rgb[0, :, 24:].min() == 1  # (the file does hide red there)
+    video = tmp_path / "sprite.mkv"
+    with av.open(str(video), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 48, 32, "bgra"
+        rgba = torch.cat([rgb, alpha]).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        for _ in range(2):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format="bgra")))
+        out.mux(stream.encode())
+    for image in (load_photo(photo), sample_video_frames(video, 1)[0]):
+        hidden, visible = image.pixels[:, :, 24:], image.pixels[:, :, :24]
+        assert hidden[0].max() == 0, image.name  # no red anywhere: the visible colors carried on
+        assert 0 < hidden[1].min() and hidden[1].max() <= visible[1].max(), image.name  # the ramp's greens
+        assert torch.equal(visible[1, 0], rgb[1, 0, :24].mul(255).round().to(torch.uint8)), image.name
