@@ -162,9 +162,16 @@ def sample_video_frames(
     elif info.duration:
         # Rounded to the microsecond: 0.4 · 1.5 / 3 is 0.20000000000000004, which would skip the frame at 0.2 s.
         times = [round(info.duration * (k + 0.5) / frames_per_video, 6) for k in range(frames_per_video)]
-        candidates = _frames_at_times(path, backend, times, with_following)
+        candidates, missed = _frames_at_times(path, backend, times, with_following)
+        # Times are a stretch apart, more than a frame: one may come after the last frame, two only where the frames
+        # end before the header's duration (a download cut short): the frames held are then sampled in one pass (the
+        # decoder warns that fewer frames could be decoded than the index lists).
+        if missed > 1:
+            candidates = _frames_evenly(path, backend, frames_per_video, with_following)
     else:
         candidates = _frames_evenly(path, backend, frames_per_video, with_following)
+    if not candidates:  # (it was left out without a word: a run of one such video said "no training images")
+        raise InputError(f"{path}: no frame of it could be decoded (cut short or damaged?)")
     kept: list[HRImage] = []
     thumbnails: list[torch.Tensor] = []
     for candidate in candidates:
@@ -214,19 +221,22 @@ def collect_images(
     return images
 
 
-def _frames_at_times(path: Path, backend: str, times: list[float], with_following: bool) -> list[HRImage]:
-    frames, seen = [], set()
+def _frames_at_times(path: Path, backend: str, times: list[float], with_following: bool
+                     ) -> tuple[list[HRImage], int]:
+    """The first frame at or after each of `times` (each once), and how many times had none after them."""
+    frames, seen, missed = [], set(), 0
     for seconds in times:
         with open_decoder(path, backend=backend, start=seconds, max_frames=2 if with_following else 1,
                           deinterlace="auto") as decoder:
             batch = next(decoder.batches(2), None)
             time_base = decoder.info.time_base
+        missed += batch is None
         if batch is None or batch.pts[0] in seen:  # past the last frame, or the same frame as the last time
             continue
         seen.add(batch.pts[0])
         following = _to_uint8(batch.frames[1]) if len(batch.pts) > 1 else None
         frames.append(HRImage(_frame_name(path, batch.pts[0], time_base), _to_uint8(batch.frames[0]), following))
-    return frames
+    return frames, missed
 
 
 def _frames_evenly(path: Path, backend: str, count: int, with_following: bool = False) -> list[HRImage]:

@@ -487,3 +487,20 @@ def test_colors_hidden_under_transparent_pixels_are_not_trained_on(tmp_path):
         assert hidden[0].max() == 0, image.name  # no red anywhere: the visible colors carried on
         assert 0 < hidden[1].min() and hidden[1].max() <= visible[1].max(), image.name  # the ramp's greens
         assert torch.equal(visible[1, 0], rgb[1, 0, :24].mul(255).round().to(torch.uint8)), image.name
+
+
+def test_a_video_cut_short_gives_the_frames_it_holds_and_one_with_none_is_one_line(tmp_path):
+    """A download cut short keeps its header, which still says 2 s: every time sampled across those 2 s came after its
+    last frame, so it gave no frame and no word (a run on it alone said "no training images")."""
+    from tests.pipelines.media_fixtures import ffmpeg
+
+    whole = tmp_path / "whole.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-g", "5", "-movflags", "+faststart", whole)
+    data = whole.read_bytes()
+    pictures = data.index(b"mdat") + 4  # the header, then the frames
+    (tmp_path / "cut.mp4").write_bytes(data[: pictures + (len(data) - pictures) // 4])
+    (tmp_path / "header.mp4").write_bytes(data[:pictures])
+    frames = sample_video_frames(tmp_path / "cut.mp4", 4, min_difference=0)
+    assert len(frames) == 4 and all(float(image.name.split("@")[1][:-1]) < 1 for image in frames)
+    with pytest.raises(InputError, match=r"header\.mp4: .*no (decodable frames|frame of it could be decoded)"):
+        sample_video_frames(tmp_path / "header.mp4", 4)
