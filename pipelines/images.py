@@ -156,8 +156,10 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     return Image(rgb=color.contiguous(), alpha=alpha, bit_depth=16 if deep else 8, gray=gray)
 
 
-def read_image(path: str | os.PathLike) -> Image:
-    """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`."""
+def read_image(path: str | os.PathLike, *, refuse_damaged: bool = False) -> Image:
+    """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`. A damaged one (a JPEG cut
+    short) is read with FFmpeg's made-up pixels where its own are missing, with a warning; `refuse_damaged`: an
+    InputError instead (training and scoring take the pixels for the truth)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -180,6 +182,8 @@ def read_image(path: str | os.PathLike) -> Image:
         raise InputError(f"{path}: not a readable image ({error})") from error
     if frame is None:
         raise InputError(f"{path}: not a readable image (no picture in it)")
+    if damage and refuse_damaged:
+        raise InputError(f"{path}: damaged or cut short ({'; '.join(damage)}): FFmpeg would make up what is missing")
     if damage:
         logger.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", path, "; ".join(damage))
     image = _frame_to_image(frame, codec)

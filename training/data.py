@@ -93,8 +93,9 @@ def list_photos(folder: str | os.PathLike) -> list[Path]:
 
 def load_photo(path: str | os.PathLike) -> HRImage:
     """Read an image as uint8 RGB: 16-bit images are rounded to 8 bits, gray becomes 3 channels, alpha is dropped
-    (the colors under fully transparent pixels replaced first, see `_to_uint8`)."""
-    image = read_image(path)
+    (the colors under fully transparent pixels replaced first, see `_to_uint8`). A damaged image (a JPEG cut short,
+    whose missing rows FFmpeg fills with one color) is an InputError: it is no ground truth."""
+    image = read_image(path, refuse_damaged=True)
     pixels = image.rgb if image.alpha is None else torch.cat([image.rgb, image.alpha])
     return HRImage(name=Path(path).name, pixels=_to_uint8(pixels))
 
@@ -207,17 +208,29 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
 
 def collect_images(
     sources: Sequence[str | os.PathLike], *, frames_per_video: int = 16, min_difference: float = 0.01,
-    backend: str = "auto", with_following: bool = False,
+    backend: str = "auto", with_following: bool = False, skip_unreadable: bool = False,
 ) -> list[HRImage]:
     """HR images from any mix of image files, videos, and folders holding either (`with_following`: see
-    `sample_video_frames`)."""
+    `sample_video_frames`). `skip_unreadable`: a file that cannot be read (empty, broken, cut short, not what its
+    name says) is left out with a warning naming it, rather than ending the whole collection; an InputError only
+    where nothing could be read."""
     images: list[HRImage] = []
+    left_out: list[str] = []
     for file in expand_sources(sources):
-        if file.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(file):
-            images.append(load_photo(file))
-        else:
-            images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,
-                                          with_following=with_following)
+        try:
+            if file.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(file):
+                images.append(load_photo(file))
+            else:
+                images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,
+                                              with_following=with_following)
+        except InputError as error:
+            if not skip_unreadable:
+                raise
+            log.warning("%s: left out", error)
+            left_out.append(str(error))
+    if left_out and not images:  # (the first reason in the error too: `vsr train -q` shows no warnings)
+        more = f" (and {len(left_out) - 1} more files left out)" if len(left_out) > 1 else ""
+        raise InputError(f"no file could be read: {left_out[0]}{more}")
     return images
 
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from vsr.errors import OptionError
+from vsr.errors import InputError, OptionError
 from vsr.pipelines.sequences import is_sequence
 from vsr.training.config import TrainConfig
-from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, load_photos, split_photos
+from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, split_photos
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
     videos = [path for path in files if path not in photos]
     validation: list[HRImage] = []
     if config.val_paths:
-        validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
+        validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video,
+                                    skip_unreadable=True)
     elif config.val_holdout:
         if config.val_holdout >= len(photos):
             raise OptionError(
@@ -51,9 +52,21 @@ def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
                 "(or give val_paths)"
             )
         photos, held_out = split_photos(photos, validation=config.val_holdout / len(photos))
-        validation = load_photos(held_out)
+        validation = collect_images(held_out, skip_unreadable=True)
         log.info("validation photos held out: %s", ", ".join(path.name for path in held_out))
     else:
         log.warning("no validation images (set val_paths or val_holdout): training without PSNR/SSIM checks")
-    training = collect_images(photos + videos, frames_per_video=config.frames_per_video)
+    # A folder of what users have holds a broken file or a thumbnail: each is left out with a warning naming it, not
+    # the end of a run that would learn from the thousands of others.
+    training = collect_images(photos + videos, frames_per_video=config.frames_per_video, skip_unreadable=True)
+    patch = config.patch_size
+    small = [image for image in training if min(image.pixels.shape[-2:]) < patch]
+    if small:
+        sizes = ", ".join(f"{image.name} ({image.pixels.shape[-1]}×{image.pixels.shape[-2]})" for image in small[:5])
+        log.warning("%d images or frames smaller than the %d×%d patch left out of training: %s%s", len(small), patch,
+                    patch, sizes, ", ..." if len(small) > 5 else "")
+        training = [image for image in training if min(image.pixels.shape[-2:]) >= patch]
+        if not training:
+            raise InputError(f"every training image is smaller than the {patch}×{patch} patch (the largest: "
+                             f"{max(small, key=lambda image: image.pixels[0].numel()).name}); lower patch_size")
     return training, validation

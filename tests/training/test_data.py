@@ -396,7 +396,8 @@ def test_an_image_sequence_is_a_video_never_held_out_for_validation(tmp_path):
         frame.rename(frames / f"f{index + 1:04d}.png")
     paths = (str(frames / "f%04d.png"), *(str(p) for p in sorted(photos.iterdir())))
     for holdout in (1, 2):
-        training, validation = load_images(TrainConfig(train_paths=paths, val_holdout=holdout, frames_per_video=5))
+        training, validation = load_images(TrainConfig(train_paths=paths, val_holdout=holdout, frames_per_video=5,
+                                                       patch_size=16))
         assert (len(training), len(validation)) == (3 - holdout + 5, holdout)
     with pytest.raises(OptionError, match="val_holdout=3: the training data hold 3 photos"):
         load_images(TrainConfig(train_paths=paths, val_holdout=3))
@@ -504,3 +505,37 @@ def test_a_video_cut_short_gives_the_frames_it_holds_and_one_with_none_is_one_li
     assert len(frames) == 4 and all(float(image.name.split("@")[1][:-1]) < 1 for image in frames)
     with pytest.raises(InputError, match=r"header\.mp4: .*no (decodable frames|frame of it could be decoded)"):
         sample_video_frames(tmp_path / "header.mp4", 4)
+
+
+def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_with_a_warning(tmp_path, caplog):
+    """One empty, broken or cut-short file, or one thumbnail smaller than the patch, among a folder's photos ended
+    the whole run (fix it, start again, meet the next); a JPEG cut short was trained on, its missing half filled with
+    one color by FFmpeg."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+
+    data = tmp_path / "data"
+    data.mkdir()
+    _write(data / "good.png", _random_image("x", 40, 48, 1).pixels)
+    _write(data / "held.png", _random_image("x", 40, 48, 2).pixels)
+    _write(data / "thumb.png", _random_image("x", 16, 24, 3).pixels)
+    cut = _write(data / "cut.jpg", _random_image("x", 64, 64, 4).pixels)
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    (data / "empty.png").write_bytes(b"")
+    (data / "notes.mp4").write_text("not a video")
+    config = TrainConfig(train_paths=(str(data),), val_paths=(str(data / "held.png"), str(data / "empty.png")),
+                         patch_size=32)
+    training, validation = load_images(config)
+    assert [image.name for image in training] == ["good.png", "held.png"]
+    assert [image.name for image in validation] == ["held.png"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    for name in ("cut.jpg: damaged or cut short", "empty.png: not a readable image", "notes.mp4"):
+        assert any(name in message and message.endswith(": left out") for message in warnings), name
+    assert any("1 images or frames smaller than the 32×32 patch left out of training: thumb.png (24×16)" in message
+               for message in warnings)
+    with pytest.raises(InputError, match=r"no file could be read: .*cut\.jpg: damaged .* \(and 2 more files left out"):
+        load_images(TrainConfig(train_paths=tuple(str(data / name) for name in ("cut.jpg", "empty.png", "notes.mp4"))))
+    with pytest.raises(InputError, match="every training image is smaller than the 64×64 patch"):
+        load_images(TrainConfig(train_paths=(str(data / "good.png"),), patch_size=64))
+    with pytest.raises(InputError, match=r"cut\.jpg: damaged or cut short"):  # vsr eval: scores no made-up pixels
+        collect_images([data])
