@@ -41,6 +41,7 @@ from torch.utils.data import Dataset
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.engine import _bled as bled  # (the fill of hidden colors that vsr upscale applies)
+from vsr.pipelines.image_metadata import is_animated
 from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
@@ -206,6 +207,17 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
+def is_photo(path: Path) -> bool:
+    """Whether `path` is a still image: an image file, not a sequence's pattern, nor an animated PNG (whose frames are
+    sampled as a video's, as `vsr upscale` upscales it as a video)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES or is_sequence(path):
+        return False
+    try:
+        return path.suffix.lower() != ".png" or not is_animated(path)
+    except OSError:  # (unreadable: load_photo says so)
+        return True
+
+
 def collect_images(
     sources: Sequence[str | os.PathLike], *, frames_per_video: int = 16, min_difference: float = 0.01,
     backend: str = "auto", with_following: bool = False, skip_unreadable: bool = False,
@@ -218,7 +230,7 @@ def collect_images(
     left_out: list[str] = []
     for file in expand_sources(sources):
         try:
-            if file.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(file):
+            if is_photo(file):
                 images.append(load_photo(file))
             else:
                 images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,

@@ -11,9 +11,8 @@ import logging
 from pathlib import Path
 
 from vsr.errors import InputError, OptionError
-from vsr.pipelines.sequences import is_sequence
 from vsr.training.config import TrainConfig
-from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, split_photos
+from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, split_photos
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +37,9 @@ def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
     if not config.train_paths:
         raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
     files = expand_sources(config.train_paths)
-    # (An image sequence is a video's frames: never split into training and validation, as videos are not.)
-    photos = [path for path in files if path.suffix.lower() in IMAGE_SUFFIXES and not is_sequence(path)]
+    # (An image sequence or an animated PNG is a video's frames: never split into training and validation, as videos
+    # are not.)
+    photos = [path for path in files if is_photo(path)]
     videos = [path for path in files if path not in photos]
     validation: list[HRImage] = []
     if config.val_paths:

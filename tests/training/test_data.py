@@ -539,3 +539,21 @@ def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_wit
         load_images(TrainConfig(train_paths=(str(data / "good.png"),), patch_size=64))
     with pytest.raises(InputError, match=r"cut\.jpg: damaged or cut short"):  # vsr eval: scores no made-up pixels
         collect_images([data])
+
+
+def test_an_animated_png_is_sampled_as_a_video(tmp_path):
+    """An animated PNG among the photos was "not an image (FFmpeg reads it as 'apng')" (vsr upscale takes it as a
+    video); as a photo it could also be held out for validation."""
+    from PIL import Image as PILImage
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+
+    frames = [PILImage.fromarray(_random_image("x", 32, 40, seed).pixels.permute(1, 2, 0).numpy()) for seed in (1, 2)]
+    frames[0].save(tmp_path / "anim.png", save_all=True, append_images=frames[1:], duration=100)
+    for index in range(2):
+        _write(tmp_path / f"photo{index}.png", _random_image("x", 32, 40, 3 + index).pixels)
+    training, validation = load_images(TrainConfig(train_paths=(str(tmp_path),), val_holdout=1, patch_size=16))
+    assert [image.name for image in training][1:] == ["anim.png@0.000s", "anim.png@0.100s"]  # (photos come first)
+    assert [image.name for image in validation + training[:1]] in (["photo0.png", "photo1.png"],
+                                                                   ["photo1.png", "photo0.png"])
+    assert torch.equal(training[2].pixels, _random_image("x", 32, 40, 2).pixels)
