@@ -45,6 +45,7 @@ from vsr.pipelines.image_metadata import is_animated
 from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
+from vsr.training.metrics import SSIM_WINDOW
 
 log = logging.getLogger(__name__)
 
@@ -417,11 +418,17 @@ class ValidationSet(Dataset):
             raise InputError("no validation images")
         self.scale = scale
         self.names, self.hr, self.lr = [], [], []
+        # SSIM's window must fit in what is left once a border of `scale` is cut off, of the image cropped to a multiple
+        # of `scale` (as vsr eval checks).
+        smallest = math.ceil((2 * scale + SSIM_WINDOW) / scale) * scale
         for image in images:
             _check_pixels(image)
             hr = _center_crop(image.pixels, crop) if crop else image.pixels
-            if min(hr.shape[-2:]) < scale:
-                raise InputError(f"{image.name}: {tuple(hr.shape[-2:])} is smaller than the scale {scale}")
+            if min(side - side % scale for side in hr.shape[-2:]) < smallest:
+                # (as a thumbnail is left out of training: a run validated on the others, not ended at its start)
+                log.warning("%s: %d×%d pixels are too few to score at ×%d (it takes %d×%d or more): left out of "
+                            "validation", image.name, hr.shape[-1], hr.shape[-2], scale, smallest, smallest)
+                continue
             hr = mod_crop(hr, scale).contiguous()
             if one_colour(hr):
                 log.warning("%s: one colour throughout, so nothing to upscale: left out of validation", image.name)
@@ -430,7 +437,8 @@ class ValidationSet(Dataset):
             self.hr.append(hr)  # uint8; LR computed once, float32 (8-bit levels are exact in float32)
             self.lr.append(downscale(hr.float().div(255)[None], scale, quantize=quantize)[0])
         if not self.hr:
-            raise InputError("every validation image is one colour throughout: there is nothing to upscale")
+            raise InputError("every validation image is one colour throughout or too small to score: there is "
+                             "nothing to validate on (the warnings name them)")
 
     def __len__(self) -> int:
         return len(self.hr)

@@ -557,3 +557,19 @@ def test_an_animated_png_is_sampled_as_a_video(tmp_path):
     assert [image.name for image in validation + training[:1]] in (["photo0.png", "photo1.png"],
                                                                    ["photo1.png", "photo0.png"])
     assert torch.equal(training[2].pixels, _random_image("x", 32, 40, 2).pixels)
+
+
+def test_a_validation_image_too_small_to_score_is_left_out(pool, caplog):
+    """A 20×16 image among the --val photos passed the checks of the data and ended the run at its first validation,
+    with a line that did not name it ("images of 8×12 (after cropping 4) are smaller than the 11×11 SSIM window")."""
+    from vsr.training.evaluate import bicubic_upscaler, validate
+
+    small = _random_image("small.png", 16, 20, 3)
+    with caplog.at_level("WARNING"):
+        val_set = ValidationSet([small, *pool], scale=4, crop=512)
+    assert val_set.names == ["a.png", "b.png"]
+    assert "small.png: 20×16 pixels are too few to score at ×4 (it takes 20×20 or more)" in caplog.text
+    assert all(math.isfinite(value) for value in validate(bicubic_upscaler(4), val_set, 4).values())
+    assert ValidationSet([_random_image("edge.png", 20, 21, 4)], scale=4).names == ["edge.png"]  # 20×20: enough
+    with pytest.raises(InputError, match="every validation image is one colour throughout or too small"):
+        ValidationSet([small], scale=4)
