@@ -107,14 +107,16 @@ def load_photos(paths: Sequence[str | os.PathLike]) -> list[HRImage]:
 
 
 def split_photos(
-    paths: Sequence[str | os.PathLike], validation: float | Sequence[str] = 0.1
+    paths: Sequence[str | os.PathLike], validation: float | Sequence[str] = 0.1, *, held_before: Sequence[str] = ()
 ) -> tuple[list[Path], list[Path]]:
     """Split `paths` into (training, validation), the same way on every machine and every run.
 
     `validation` is a fraction (at least one file when above 0) or the names of the files to hold out (file names
     or stems). A fraction holds out the files whose names hash lowest (SHA-256), so the choice does not depend on
-    the folder, the order, or which other files are there.
+    the folder, the order, or which other files are there; those named in `held_before` (file names) first: a
+    resumed run keeps validating on the photos it never trained on, whatever files were added.
     """
+    held_before = set(held_before)
     paths = [Path(p) for p in paths]
     if isinstance(validation, (int, float)) and not isinstance(validation, bool):
         if not 0 <= validation < 1:
@@ -122,7 +124,8 @@ def split_photos(
         count = max(1, round(validation * len(paths))) if validation > 0 else 0
         if count >= len(paths):
             raise OptionError(f"validation={validation} would hold out all {len(paths)} files; add more or hold fewer")
-        ranked = sorted(paths, key=lambda p: (hashlib.sha256(p.name.encode()).hexdigest(), str(p)))
+        ranked = sorted(paths, key=lambda p: (p.name not in held_before, hashlib.sha256(p.name.encode()).hexdigest(),
+                                              str(p)))
         held = set(ranked[:count])
     else:
         names = [validation] if isinstance(validation, str) else list(validation)

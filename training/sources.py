@@ -8,6 +8,7 @@ on every machine and every run, see `data.split_photos`); videos are never split
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from vsr.errors import InputError, OptionError
@@ -32,8 +33,9 @@ def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
     return files, []
 
 
-def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
-    """(training images, validation images) as uint8 HR pictures in memory (video frames sampled)."""
+def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[list[HRImage], list[HRImage]]:
+    """(training images, validation images) as uint8 HR pictures in memory (video frames sampled). `held_before`:
+    the photos a run held out before it was resumed, held out again first (see `split_photos`)."""
     if not config.train_paths:
         raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
     files = expand_sources(config.train_paths)
@@ -51,7 +53,7 @@ def load_images(config: TrainConfig) -> tuple[list[HRImage], list[HRImage]]:
                 f"val_holdout={config.val_holdout}: the training data hold {len(photos)} photos; hold out fewer "
                 "(or give val_paths)"
             )
-        photos, held_out = split_photos(photos, validation=config.val_holdout / len(photos))
+        photos, held_out = split_photos(photos, validation=config.val_holdout / len(photos), held_before=held_before)
         validation = collect_images(held_out, skip_unreadable=True)
         log.info("validation photos held out: %s", ", ".join(path.name for path in held_out))
     else:

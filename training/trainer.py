@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import hashlib
 import itertools
 import logging
 import math
@@ -373,7 +374,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         batches_per_epoch = max(1, patches.frames * patches.patches_per_frame // (config.batch_size // world))
         sources = f"{len(videos)} training videos ({patches.frames} frames, DALI)"
     else:
-        train_images, val_images = load_images(config)
+        train_images, val_images = load_images(config, held_before=state.get("val_held_out", ()) if state else ())
         area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in train_images)
         batches_per_epoch = max(1, math.ceil(area / config.patch_size**2) // config.batch_size)
         dataset = PatchDataset(train_images, patch_size=config.patch_size, scale=config.scale,
@@ -384,9 +385,15 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
              sources, batches_per_epoch, len(val_images), world, device, config.batch_size // world)
     data_seen = f"{sources} ({batches_per_epoch} batches per epoch)"
-    if state is not None and state.get("data", data_seen) != data_seen and main:
-        log.warning("%s: the training data changed since the run began (%s then, %s now): it goes on, but not as "
-                    "the run would have without the stop", out_dir, state["data"], data_seen)
+    # Which pictures, to the pixel: a photo replaced by another of its size changed neither count.
+    pixels_seen = _fingerprint(train_images) if dataset is not None and main else None
+    if state is not None and main and (state.get("data", data_seen) != data_seen
+                                       or state.get("data_pixels", pixels_seen) != pixels_seen):
+        log.warning("%s: the training data changed since the run began (%s then, %s now%s): it goes on, but not as "
+                    "the run would have without the stop", out_dir, state["data"], data_seen,
+                    "; other pictures" if state["data"] == data_seen else "")
+    # The photos held out for validation (val_holdout) are held out again on resume (`load_images`).
+    held_out = [image.name for image in val_images] if dataset is not None and not config.val_paths else []
 
     run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
     last_metrics: dict = {}
@@ -422,7 +429,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                 **{f"optimizer_{key}": optimizer.state_dict() for key, optimizer in optimizers.items()},
                 **{f"scheduler_{key}": scheduler.state_dict() for key, scheduler in schedulers.items()},
                 "scaler": scaler.state_dict(), "rng": checkpoints.rng_state(), "elapsed_s": elapsed(),
-                "data": data_seen,
+                "data": data_seen, "data_pixels": pixels_seen, "val_held_out": held_out,
             })
             checkpoints.export_generator(ema, config, out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}")
 
@@ -514,6 +521,15 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         dist.barrier()
     return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,
                        validation=last_metrics)
+
+
+def _fingerprint(images) -> str:
+    """A digest of the training pictures: their names, sizes and pixels, in order."""
+    digest = hashlib.sha256()
+    for image in images:
+        digest.update(f"{image.name}\0{tuple(image.pixels.shape)}\0".encode())
+        digest.update(image.pixels.contiguous().numpy())
+    return digest.hexdigest()
 
 
 def _out_of_time(seconds: float, config: TrainConfig, world: int, device: torch.device) -> bool:

@@ -239,3 +239,26 @@ def test_a_resume_over_changed_data_says_it_is_no_longer_exact(tmp_path, caplog)
     resume(config.out_dir, {"total_iters": "4"})
     assert "the training data changed since the run began (4 training images" in caplog.text
     assert "5 training images" in caplog.text
+
+
+def test_a_resume_over_added_photos_keeps_its_validation_photos_and_a_replaced_photo_is_told(tmp_path, caplog):
+    """val_holdout holds out the photos whose names hash lowest: a photo added before a resume (new10.png hashes
+    below photo0.png) became the validation photo, and photo0.png, validated on until then, was trained on. And a
+    photo replaced by another of the same size was no change at all to the check of the data."""
+    import shutil
+    from tests.training.test_trainer import write_photos
+
+    caplog.set_level("INFO", logger="vsr.training")
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=1)
+    train(config)
+    photos = tmp_path / "photos"
+    shutil.copy(photos / "photo1.png", photos / "new10.png")
+    resume(config.out_dir, {"total_iters": "3"})
+    assert "validation photos held out: photo0.png" in caplog.text
+    assert "validation photos held out: new10.png" not in caplog.text
+    assert "training data changed since the run began (3 training images" in caplog.text
+    caplog.clear()
+    write_photos(tmp_path / "other", count=4, seed=5)
+    shutil.copy(tmp_path / "other" / "photo2.png", photos / "photo2.png")  # the same size, other pixels
+    resume(config.out_dir, {"total_iters": "4"})
+    assert "training data changed since the run began" in caplog.text
