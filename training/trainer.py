@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import random
+import signal
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -459,7 +460,8 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
                 gc.collect()
             loader = DataLoader(dataset, batch_sampler=EpochBatches(batches_per_epoch, config.batch_size, first,
                                                                     rank, world),
-                                num_workers=config.num_workers, pin_memory=device.type == "cuda")
+                                num_workers=config.num_workers, pin_memory=device.type == "cuda",
+                                worker_init_fn=_leave_stops_to_the_trainer if config.num_workers else None)
         for batch in loader:
             lr_patch = batch["lr"].to(device, non_blocking=True)
             hr_patch = batch["hr"].to(device, non_blocking=True)
@@ -521,6 +523,15 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
         dist.barrier()
     return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,
                        validation=last_metrics)
+
+
+def _leave_stops_to_the_trainer(worker_id: int) -> None:
+    """In each DataLoader worker: ignore SIGTERM and SIGINT. `kill -- -PGID`, docker stop, systemd and Slurm send
+    SIGTERM to every process of the run, and torch's workers die of one not sent by their parent: the trainer then
+    raised "DataLoader worker (pid N) is killed by signal: Terminated" with a traceback and exit 1, instead of its
+    "interrupted; continue ... --resume" and 143. The trainer stops, then shuts its workers down itself."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _fingerprint(images) -> str:

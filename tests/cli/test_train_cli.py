@@ -1,5 +1,10 @@
 """`vsr train` and `vsr interpolate` through the real command line, and the trained model in `vsr upscale`."""
 
+import os
+import signal
+import subprocess
+import time
+
 import pytest
 import torch
 
@@ -8,7 +13,7 @@ from vsr.models.detect import spec_for
 from vsr.models.rrdbnet import RRDBNet
 from vsr.pipelines.images import read_image
 from vsr.training.logs import read_csv
-from tests.processes import run_vsr as vsr
+from tests.processes import VSR, run_vsr as vsr
 from tests.training.test_trainer import tiny_config, write_photos
 
 
@@ -201,3 +206,55 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, message):
                                resource.RLIMIT_FSIZE, (limit << 10, resource.RLIM_INFINITY)))
     assert full.returncode == 4
     assert full.stderr.strip().splitlines() == [f"vsr: error: {run}/{message}"]
+
+
+@pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "term"])
+def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_interruption(tmp_path, signal_number,
+                                                                                          code):
+    """SIGTERM to the run's process group (kill -- -PGID, docker stop, systemd, Slurm) reached the DataLoader workers
+    too, which torch lets die of it: "RuntimeError: DataLoader worker (pid N) is killed by signal: Terminated", a
+    traceback and exit 1, where the trainer says it was interrupted and how to resume."""
+    config = tiny_config(tmp_path)
+    run = tmp_path / "run"
+    photos = write_photos(tmp_path / "large", count=2, size=256)  # 64 batches an epoch: the same workers throughout
+    # SIGINT as a terminal delivers it (a test run in the background has it ignored, and that survives exec).
+    process = subprocess.Popen(
+        [*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(photos), "-o", str(run), "--set", "val_holdout=0",
+         "--set", "total_iters=100000", "--set", "num_workers=2", "--set", "save_every=2", "--set", "val_every=100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "state.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert (run / "state.pt").exists(), process.stderr.read() if process.poll() is not None else "no state"
+        time.sleep(1)  # (well into the loop, the workers busy)
+        # A signal to the group reaches each process at its own moment: here the workers first, as it happened.
+        workers = _children(process.pid)
+        assert len(workers) == 2
+        for worker in workers:
+            os.kill(worker, signal_number)
+        time.sleep(1)
+        os.killpg(process.pid, signal_number)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == code, stderr
+    assert f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run}" in stderr
+    assert "Traceback" not in stderr and "DataLoader worker" not in stderr
+    assert config.num_workers == 0  # (the recipe's: the --set above is what starts the workers)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc: field 4 of /proc/N/stat, after the name in parentheses)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as file:
+                if int(file.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    children.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            continue
+    return children
