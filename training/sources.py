@@ -13,7 +13,8 @@ from pathlib import Path
 
 from vsr.errors import InputError, OptionError
 from vsr.training.config import TrainConfig
-from vsr.training.data import IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, split_photos
+from vsr.training.data import (IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, load_photo,
+                               split_photos)
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,26 @@ def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[l
         validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video,
                                     skip_unreadable=True)
     elif config.val_holdout:
-        if config.val_holdout >= len(photos):
-            raise OptionError(
-                f"val_holdout={config.val_holdout}: the training data hold {len(photos)} photos; hold out fewer "
-                "(or give val_paths)"
-            )
-        photos, held_out = split_photos(photos, validation=config.val_holdout / len(photos), held_before=held_before)
-        validation = collect_images(held_out, skip_unreadable=True)
+        # A photo that cannot be read is no validation photo: the next one (by name hash) is held out in its place.
+        while True:
+            if config.val_holdout >= len(photos):
+                raise OptionError(
+                    f"val_holdout={config.val_holdout}: the training data hold {len(photos)} photos"
+                    f"{' that can be read' if len(photos) < len(files) - len(videos) else ''}; hold out fewer (or "
+                    "give val_paths)"
+                )
+            training, held_out = split_photos(photos, config.val_holdout / len(photos), held_before=held_before)
+            validation, unreadable = [], []
+            for path in held_out:
+                try:
+                    validation.append(load_photo(path))
+                except InputError as error:
+                    log.warning("%s: left out", error)
+                    unreadable.append(path)
+            if not unreadable:
+                break
+            photos = [path for path in photos if path not in unreadable]
+        photos = training
         log.info("validation photos held out: %s", ", ".join(path.name for path in held_out))
     else:
         log.warning("no validation images (set val_paths or val_holdout): training without PSNR/SSIM checks")

@@ -573,3 +573,20 @@ def test_a_validation_image_too_small_to_score_is_left_out(pool, caplog):
     assert ValidationSet([_random_image("edge.png", 20, 21, 4)], scale=4).names == ["edge.png"]  # 20×20: enough
     with pytest.raises(InputError, match="every validation image is one colour throughout or too small"):
         ValidationSet([small], scale=4)
+
+
+def test_a_photo_held_out_for_validation_that_cannot_be_read_gives_its_place_to_the_next(tmp_path, caplog):
+    """val_holdout=1 picked the photo whose name hashes lowest, an empty file: the run stopped with "no file could be
+    read" while three good photos were there."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+
+    (tmp_path / "new26.png").write_bytes(b"")  # (its name hashes below the others')
+    for index in range(3):
+        _write(tmp_path / f"photo{index}.png", _random_image("x", 32, 40, index).pixels)
+    training, validation = load_images(TrainConfig(train_paths=(str(tmp_path),), val_holdout=1, patch_size=16))
+    assert [image.name for image in validation] == ["photo0.png"]  # (the next lowest)
+    assert [image.name for image in training] == ["photo1.png", "photo2.png"]
+    assert "new26.png: not a readable image" in caplog.text
+    with pytest.raises(OptionError, match="val_holdout=3: the training data hold 3 photos that can be read"):
+        load_images(TrainConfig(train_paths=(str(tmp_path),), val_holdout=3, patch_size=16))
