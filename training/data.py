@@ -201,8 +201,14 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
             runs = {path.parent for path in every if path.name in ("state.pt", "train.csv")}
             found = [path for path in every if path.suffix.lower() in IMAGE_SUFFIXES + VIDEO_SUFFIXES
                      and not runs.intersection(path.parents)]
+            others = [path for path in every if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES
+                      and not runs.intersection(path.parents)]
+            if others:  # (a GIF, an .apng, a file without a suffix: said, so that none is missed unawares)
+                log.info("%s: %d files that are no image or video by their names left out: %s%s", source,
+                         len(others), ", ".join(path.name for path in others[:5]), ", ..." if len(others) > 5 else "")
             if not found:
-                raise InputError(f"{source}: no images or videos in it")
+                raise InputError(f"{source}: no images or videos in it"
+                                 f"{f' ({len(others)} other files, such as {others[0].name})' if others else ''}")
             files += found
         elif source.is_file() or is_sequence(source):
             files.append(source)

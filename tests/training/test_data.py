@@ -590,3 +590,18 @@ def test_a_photo_held_out_for_validation_that_cannot_be_read_gives_its_place_to_
     assert "new26.png: not a readable image" in caplog.text
     with pytest.raises(OptionError, match="val_holdout=3: the training data hold 3 photos that can be read"):
         load_images(TrainConfig(train_paths=(str(tmp_path),), val_holdout=3, patch_size=16))
+
+
+def test_files_left_out_by_their_names_are_said(tmp_path, caplog):
+    """A folder's GIFs, .apng files and files without a suffix were passed over without a word (and a folder of
+    them only was "no images or videos in it")."""
+    caplog.set_level("INFO", logger="vsr.training")
+    _write(tmp_path / "a.png", _random_image("x", 8, 8, 1).pixels)
+    for name in ("b.gif", "IMG_0001", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert expand_sources([tmp_path]) == [tmp_path / "a.png"]
+    assert f"{tmp_path}: 3 files that are no image or video by their names left out: IMG_0001, b.gif, notes.txt" in (
+        caplog.text)
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(InputError, match=r"no images or videos in it \(3 other files, such as IMG_0001\)"):
+        expand_sources([tmp_path])
