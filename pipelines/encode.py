@@ -449,6 +449,10 @@ class VideoWriter:
             if max(self.width, self.height) > 16384:  # (x264 and the others say only "Generic error")
                 raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (at most 16384 "
                                   f"pixels a side); use a smaller --outscale, --width or --height") from error
+            if not images.ffmpeg_holds(self.width, self.height):  # 16384×16384: "Invalid argument"
+                raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (more pixels than "
+                                  f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
+                                  f"--width or --height") from error
             reason = getattr(error, "strerror", None) or error
             raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from error
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise

@@ -211,12 +211,23 @@ _PLANAR_YUV_8 = re.compile(r"yuv[aj]?4(20|22)p")  # subsampled: JPEG's and WebP'
 LARGEST_SIDE_OF = {".webp": 16383, ".jpg": 65535, ".jpeg": 65535}
 
 
+def ffmpeg_holds(width: int, height: int) -> bool:
+    """Whether FFmpeg can hold a picture of `width` × `height` at all: av_image_check_size refuses any frame, decoded
+    or to encode, where 8 · (width + 128) · (height + 128) ≥ INT_MAX, about 268 million pixels (16000×16000 fits,
+    16384×16384 does not), whatever its format."""
+    return 8 * (width + 128) * (height + 128) < 2**31 - 1
+
+
 def check_fits(path: Path, width: int, height: int) -> None:
-    """One line, before the model runs, where an image of `width` × `height` is too big for `path`'s format."""
+    """One line, before the model runs, where an image of `width` × `height` is too big for `path`'s format, or for
+    FFmpeg (an 8K frame ×4, 30720×17280, failed in PyAV after the model had run: 48 s and 19 GB for a traceback)."""
     largest = LARGEST_SIDE_OF.get(path.suffix.lower())
     if largest is not None and max(width, height) > largest:
         raise OptionError(f"{path}: {width}x{height} is too big for a {path.suffix} file (at most {largest} pixels "
                           f"a side); use .png, or a smaller --outscale, --width or --height")
+    if not ffmpeg_holds(width, height):
+        raise OptionError(f"{path}: {width}x{height} is more pixels than FFmpeg holds in one picture (about 268 "
+                          f"million, e.g. 16000x16000); use a smaller --outscale, --width or --height")
 
 
 def upright(planes: torch.Tensor, orientation: int) -> torch.Tensor:

@@ -240,7 +240,15 @@ def test_frames_too_wide_for_the_encoder_and_odd_prores_sizes_are_said_as_such(t
     for arguments, message in cases:
         result = vsr("upscale", source, "-m", "bicubic", *arguments, check=False)
         assert result.returncode == 2 and result.stderr.strip().splitlines() == [f"vsr: error: {message}"]
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["wide.mkv"]
+    # 16384×16384 has sides the encoders take, but more pixels than FFmpeg holds in a frame ("Invalid argument")
+    square = tmp_path / "square.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "color=gray:size=64x64:rate=5", "-frames:v", "2", "-c:v", "ffv1", square)
+    result = vsr("upscale", square, "-m", "bicubic", "--width", "16384", "--codec", "ffv1", "-o", tmp_path / "sq.mkv",
+                 check=False)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "vsr: error: codec 'ffv1' cannot encode 16384x16384 frames (more pixels than FFmpeg holds in one picture, "
+        "about 268 million); use a smaller --outscale, --width or --height"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["square.mkv", "wide.mkv"]
 
 
 def test_a_codec_the_container_holds_keeps_the_extension(tmp_path):

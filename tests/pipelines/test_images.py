@@ -248,6 +248,27 @@ def test_an_image_too_big_for_the_memory_left_is_one_line_before_anything_runs(t
         read_image(source)
 
 
+def test_a_picture_over_ffmpegs_size_limit_is_one_line_before_the_model_runs(tmp_path, monkeypatch):
+    """FFmpeg holds no picture where 8 · (w + 128) · (h + 128) ≥ INT_MAX, whatever its format: an 8K PNG ×4
+    (30720×17280) failed in PyAV after the model had run, a traceback after 48 s and 19 GB; an 8K video into a PNG
+    sequence was killed by the OOM killer."""
+    from vsr import api
+    from vsr.pipelines.images import ffmpeg_holds
+
+    assert ffmpeg_holds(2080767, 1) and ffmpeg_holds(16384, 16128) and ffmpeg_holds(16000, 16000)
+    assert not ffmpeg_holds(2080768, 1) and not ffmpeg_holds(16384, 16129) and not ffmpeg_holds(30720, 17280)
+    av.VideoFrame(2080767, 1, "gray")  # the bound is FFmpeg's own (2 MB frames)
+    with pytest.raises(av.FFmpegError):
+        av.VideoFrame(2080768, 1, "gray")
+    source = tmp_path / "small.png"
+    write_image(source, random_image(2, 2))
+    monkeypatch.setattr("vsr.hardware.available_memory", lambda: 1_000_000_000)  # (said before the memory)
+    options = api.UpscaleOptions(model="bicubic", width=16384, height=16384)
+    with pytest.raises(OptionError, match=r"big.png: 16384x16384 is more pixels than FFmpeg holds in one picture"):
+        api.upscale_image(source, tmp_path / "big.png", options=options)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.png"]
+
+
 def test_a_video_is_not_an_image(tmp_path):
     path = tmp_path / "clip.mp4"
     with av.open(str(path), "w") as container:
