@@ -454,9 +454,7 @@ class Engine:
         # Results bound for host memory go to pinned memory, so the device-to-host copies need not block: the CPU goes
         # on to the next chunk while the last one is copied. One synchronisation at the end makes `out` safe to read.
         to_host = frames.device.type == "cpu" and self.device.type == "cuda"
-        out = torch.empty(
-            (count, frames.shape[1], out_h, out_w), dtype=frames.dtype, device=frames.device, pin_memory=to_host
-        )
+        out = None  # made at the first chunk that does not hold all the frames
         padded_h, padded_w = (-height % self.spec.size_multiple + height), (-width % self.spec.size_multiple + width)
         if self.memory_budget is not None and (padded_h, padded_w) not in self._fitted:
             self._fit_in_memory(padded_h, padded_w)
@@ -477,18 +475,36 @@ class Engine:
                 if 0 < self.strength < 1:  # GAN models' painted look, toned down with the source's own detail
                     plain = resize(x, (out_h, out_w), kernel="lanczos", antialias=True).to(y.device)
                     y = torch.lerp(plain.clamp_(0, 1), y.float().clamp(0, 1), self.strength)
-                out[start : start + step].copy_(self._from_float(y, frames.dtype), non_blocking=to_host)
+                result = self._from_float(y, frames.dtype)
+                if start == 0 and step >= count and self._own(result, frames):
+                    # One chunk holds every frame (an image, a batch that fits): its result is the output. Copied
+                    # into another buffer, a float 8K image ×4 took 6.4 GB more.
+                    out = result.contiguous()
+                else:
+                    if out is None:
+                        out = torch.empty((count, frames.shape[1], out_h, out_w), dtype=frames.dtype,
+                                          device=frames.device, pin_memory=to_host)
+                    out[start : start + step].copy_(result, non_blocking=to_host)
             except torch.cuda.OutOfMemoryError:
                 fits = False  # shrink outside this block: the exception's traceback still holds the chunk's tensors
             else:
                 fits = True
                 start += step
             if not fits:
-                x = y = None
+                x = y = result = None
                 self._shrink_after_out_of_memory(padded_h, padded_w, tiled)
         if to_host:
             torch.cuda.current_stream(self.device).synchronize()
+        if out is None:  # no frames
+            out = torch.empty((0, frames.shape[1], out_h, out_w), dtype=frames.dtype, device=frames.device)
         return out
+
+    def _own(self, result: torch.Tensor, frames: torch.Tensor) -> bool:
+        """Whether `result`, upscaled from `frames`, may be handed out as it is: a tensor of its own where the frames
+        are, not a CUDA graph's output buffer (the next batch writes into it), nor the frames themselves (where the
+        output is the input's size and no model ran)."""
+        return (result.device == frames.device and self.graphed is None
+                and result.untyped_storage().data_ptr() != frames.untyped_storage().data_ptr())
 
     def _setting(self, height: int, width: int) -> str:
         """The batch and tiles frames of (padded) height × width run at, in words: "batch 4", "batch 1, tiles of 480"."""
