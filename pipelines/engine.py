@@ -346,12 +346,17 @@ class Engine:
         # input and one more such tensor (a residual, a dense block's concatenation) in the model's precision; for
         # realesrgan-x4plus on the CPU that predicts 12.3 kB per input pixel in fp32 and 6.1 in bf16, where the peak
         # resident memory grew by 10.0 and 5.5 (one 320×180 frame).
+        # What is left of the memory (all of it, not this process's share): frames predicted to need more even in the
+        # smallest tiles are refused in one line, where they ran into the OOM killer or a traceback from torch's
+        # allocator (a 16000×9000 video with --outscale 1: 27.6 GB asked for at once).
+        self._memory_left = None
         if memory_budget == "auto":
             available = available_memory() if self.device.type == "cpu" else None
             # Worker processes (`--devices cpu,cpu`, `vsr batch --workers`) each get their share of the cores, and so
             # of the memory: a process's share follows its threads.
             share = min(1.0, torch.get_num_threads() / (os.cpu_count() or 1))
             memory_budget = None if available is None else int(available * share) // 2
+            self._memory_left = available
         self.memory_budget = memory_budget
         if memory_budget is not None:
             largest = largest_activation_per_input_pixel(self.model.module, self.spec)
@@ -548,8 +553,19 @@ class Engine:
         tiled = self.tile > 0 and max(height, width) > self._tile_side()
         side = self._tile_side()
         pixels = min(side, height) * min(side, width) if tiled else height * width
-        output = height * width * self.spec.scale**2 * self.spec.out_channels * 4 * (1 if tiled else self.batch_size)
-        return int(self._bytes_per_pixel * pixels * self.batch_size) + output
+        return int(self._bytes_per_pixel * pixels * self.batch_size) + self._output_bytes(height, width) * (
+            1 if tiled else self.batch_size)
+
+    def _output_bytes(self, height: int, width: int) -> int:
+        """Bytes of one frame of (padded) height × width as the model's float output, which no tile makes smaller."""
+        return height * width * self.spec.scale**2 * self.spec.out_channels * 4
+
+    def _what_helps(self, height: int, width: int, memory: int) -> str:
+        """What makes frames of (padded) height × width need less than `memory` bytes at the smallest setting."""
+        if self._output_bytes(height, width) > memory:
+            return (f"the model's ×{self.spec.scale} output alone takes {in_bytes(self._output_bytes(height, width))}"
+                    f"; a model of a smaller scale takes less")
+        return "a smaller --tile-overlap allows smaller tiles"
 
     def _fit_in_memory(self, height: int, width: int) -> None:
         """Shrink the setting as after an out-of-memory error (`_shrink`) until frames of (padded) height × width are
@@ -559,13 +575,18 @@ class Engine:
         while self._memory_need(height, width) > self.memory_budget and self._shrink(height, width):
             pass
         after = self._memory_need(height, width)
+        if self._memory_left is not None and after > self._memory_left:
+            raise InputError(f"{width}×{height} frames would need about {in_bytes(after)} of memory in "
+                             f"{self.precision} even at {self._setting(height, width)}, more than the "
+                             f"{in_bytes(self._memory_left)} available here; "
+                             f"{self._what_helps(height, width, self._memory_left)}")
         if self._setting(height, width) == before and after <= self.memory_budget:
             return
         if self.graphed is not None:
             self.graphed.clear()
         # (where even the smallest tile is over the budget, that is said too: it ran over it without a word)
         beyond = "" if after <= self.memory_budget else (
-            f", which still needs about {in_bytes(after)}: a smaller --tile-overlap allows smaller tiles")
+            f", which still needs about {in_bytes(after)}: {self._what_helps(height, width, self.memory_budget)}")
         logger.warning("%d×%d frames would need about %s of memory at %s in %s, more than the %s this run allows "
                        "itself; going on at %s%s", width, height, in_bytes(need), before, self.precision,
                        in_bytes(self.memory_budget), self._setting(height, width), beyond)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -159,10 +160,14 @@ def _frame_to_image(frame: av.VideoFrame, codec: str) -> Image:
     return Image(rgb=color.contiguous(), alpha=alpha, bit_depth=16 if deep else 8, gray=gray)
 
 
-def read_image(path: str | os.PathLike, *, refuse_damaged: bool = False) -> Image:
-    """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`. A damaged one (a JPEG cut
-    short) is read with FFmpeg's made-up pixels where its own are missing, with a warning; `refuse_damaged`: an
-    InputError instead (training and scoring take the pixels for the truth)."""
+def read_image(path: str | os.PathLike, check_size: Callable[[int, int, int, int], None] | None = None, *,
+               refuse_damaged: bool = False) -> Image:
+    """Decode a PNG, JPEG, WebP (or other single-image file FFmpeg reads) into an `Image`. `check_size(width,
+    height, channels, sample_bytes)`: called before the image is decoded (what is made of it may be refused before
+    the decoding's seconds) with its size as it is shown (upright), 4 channels where it may have alpha, else 3, and
+    2 bytes a sample for a format of more than 8 bits, else 1. A damaged image (a JPEG cut short) is read with
+    FFmpeg's made-up pixels where its own are missing, with a warning; `refuse_damaged`: an InputError instead
+    (training and scoring take the pixels for the truth)."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -177,7 +182,24 @@ def read_image(path: str | os.PathLike, *, refuse_damaged: bool = False) -> Imag
             # Held as float RGB(A), twice over as it is converted: a small file may say it is 16000 pixels a side.
             width, height = context.width, context.height
             check_memory(width * height * 4 * 4 * 2, f"{path}: a {width}x{height} image")
+            with open(path, "rb") as file:
+                data = file.read()  # (whole: a WebP's EXIF comes after its pixels, and a TIFF's tags may)
+            orientation = exif_orientation(data)
+
+            def check(width: int, height: int, fmt: av.VideoFormat | None) -> None:
+                alpha = fmt is None or fmt.has_palette or any(c.is_alpha for c in fmt.components)
+                deep = fmt is None or max(c.bits for c in fmt.components) > 8
+                check_size(*((height, width) if orientation in (5, 6, 7, 8) else (width, height)),
+                           4 if alpha else 3, 2 if deep else 1)
+
+            # (a format FFmpeg knows only once decoded is taken at its largest; a size it does not know, an animated
+            # WebP's, is checked once decoded, if ever)
+            header_size = width > 0 and height > 0
+            if check_size is not None and header_size:
+                check(width, height, context.format)
             frame, damage = decoding_errors(lambda: next(container.decode(video=0), None))
+            if check_size is not None and not header_size and frame is not None:
+                check(frame.width, frame.height, frame.format)
     except (av.FFmpegError, OSError) as error:
         if is_animated(path):  # animated WebP: FFmpeg decodes no frame of it
             raise InputError(f"{path}: an animated image, which FFmpeg cannot decode; vsr reads still images, "
@@ -190,9 +212,6 @@ def read_image(path: str | os.PathLike, *, refuse_damaged: bool = False) -> Imag
     if damage:
         logger.warning("%s: damaged or cut short; FFmpeg fills in what is missing (%s)", path, "; ".join(damage))
     image = _frame_to_image(frame, codec)
-    with open(path, "rb") as file:
-        data = file.read()  # (whole: a WebP's EXIF comes after its pixels, and a TIFF's tags may, past the 4 MB read)
-    orientation = exif_orientation(data)
     if (pages := tiff_pages(data)) > 1:
         logger.warning("%s: a TIFF of %d pages; only the first is upscaled", path, pages)
     image.icc_profile = icc_profile(data)

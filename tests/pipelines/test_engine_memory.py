@@ -180,7 +180,35 @@ def test_frames_that_do_not_fit_even_in_the_smallest_tile_say_so(caplog):
                     memory_budget=1_000)
     with caplog.at_level(logging.WARNING):
         engine.upscale(FRAMES[:1])
-    assert "which still needs about" in caplog.text and "a smaller --tile-overlap allows smaller tiles" in caplog.text
+    # (the model's float output, 295 kB, is alone over the budget: no tile makes that smaller)
+    assert "which still needs about 1.2 MB: the model's ×4 output alone takes 0.3 MB; a model of a smaller scale " \
+           "takes less" in caplog.text
+
+
+def test_frames_over_the_memory_left_even_in_the_smallest_tile_are_one_line_before_the_model_runs(monkeypatch, caplog):
+    """They went on over it, into the OOM killer or a traceback from torch's allocator (a 16000×9000 video with
+    --outscale 1: 27.6 GB asked for at once)."""
+    model = bounded(limit=10**9)  # (counts its calls)
+    monkeypatch.setattr("vsr.pipelines.engine.available_memory", lambda: 300_000)
+    engine = Engine(model, device="cpu", precision="fp32", batch_size=1, tile_overlap=4)
+    # 48×32 ×4 as floats: 295 kB, under what is left; a tile of 6 (the smallest of overlap 4), 55 kB more
+    with pytest.raises(InputError) as error:
+        engine.upscale(FRAMES[:1])
+    assert str(error.value) == ("48×32 frames would need about 0.4 MB of memory in fp32 even at batch 1, tiles of 6, "
+                                "more than the 0.3 MB available here; a smaller --tile-overlap allows smaller tiles")
+    monkeypatch.setattr("vsr.pipelines.engine.available_memory", lambda: 200_000)
+    engine = Engine(model, device="cpu", precision="fp32", batch_size=1, tile_overlap=4)
+    model.module.tried.clear()  # (the engine measured the network on a small input)
+    with pytest.raises(InputError, match=r"more than the 0.2 MB available here; the model's ×4 output alone takes "
+                                         r"0.3 MB; a model of a smaller scale takes less$"):
+        engine.upscale(FRAMES[:1])
+    assert model.module.tried == []  # refused before anything ran
+    # Over the budget (half of it) but not over what is left: a warning, and it runs
+    monkeypatch.setattr("vsr.pipelines.engine.available_memory", lambda: 600_000)
+    engine = Engine(model, device="cpu", precision="fp32", batch_size=1, tile_overlap=4)
+    with caplog.at_level(logging.WARNING):
+        assert engine.upscale(FRAMES[:1]).shape == (1, 3, 128, 192)
+    assert "which still needs about 0.4 MB: a smaller --tile-overlap allows smaller tiles" in caplog.text
 
 
 @pytest.mark.skipif(not Path("/proc/meminfo").exists(), reason="reads Linux's /proc/meminfo")

@@ -239,7 +239,7 @@ def test_an_image_too_big_for_the_memory_left_is_one_line_before_anything_runs(t
     source = tmp_path / "small.png"
     write_image(source, random_image(48, 64))
     monkeypatch.setattr("vsr.hardware.available_memory", lambda: 100_000_000)
-    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 4096x3072 needs about 0.2 GB of "
+    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 4096x3072 needs about 0.3 GB of "
                                          r"memory, more than the 0.1 GB available here; use a smaller --outscale"):
         api.upscale_image(source, tmp_path / "big.png", options=api.UpscaleOptions(model="bicubic", width=4096))
     api.upscale_image(source, tmp_path / "fits.png", options=api.UpscaleOptions(model="bicubic", width=1024))
@@ -247,6 +247,32 @@ def test_an_image_too_big_for_the_memory_left_is_one_line_before_anything_runs(t
     monkeypatch.setattr("vsr.hardware.available_memory", lambda: 10_000)  # too little to read it at all
     with pytest.raises(InputError, match=r"small.png: a 64x48 image needs about 0.1 MB of memory"):
         read_image(source)
+    # The model's ×4 output comes before a smaller size asked for: 0.6 MB of floats where the output takes 37 kB
+    monkeypatch.setattr("vsr.hardware.available_memory", lambda: 500_000)
+    with pytest.raises(InputError, match=r"small.png: a 64x48 image upscaled to 64x48 \(by the model to 256x192 "
+                                         r"first\) needs about 0.7 MB of memory, more than the 0.5 MB available here; "
+                                         r"use a smaller --outscale, --width or --height, or a model of a smaller "
+                                         r"scale$"):
+        api.upscale_image(source, tmp_path / "same.png", options=api.UpscaleOptions(model="bicubic", outscale=1))
+
+
+def test_what_an_image_would_be_made_is_refused_before_it_is_decoded(tmp_path):
+    """A PNG of 69 bytes whose header says 16000×16000 (its pixels cut off): refused for what ×4 would make of it,
+    not after decoding (a whole 16000×16000 PNG took 19 s and 7 GB to be refused)."""
+    import struct
+    import zlib
+
+    from vsr import api
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 16000, 16000, 8, 2, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(100)))
+                     + chunk(b"IEND", b""))
+    with pytest.raises(OptionError, match="out.png: 64000x64000 is more pixels than FFmpeg holds in one picture"):
+        api.upscale_image(bomb, tmp_path / "out.png", options=api.UpscaleOptions(model="bicubic"))
 
 
 def test_a_picture_over_ffmpegs_size_limit_is_one_line_before_the_model_runs(tmp_path, monkeypatch):
