@@ -387,6 +387,16 @@ def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float, 
     return text
 
 
+PROBE_LISTS = 100  # chapters, and tags, that `format_probe` lists
+PROBE_TEXT = 200  # characters of a tag or title that it shows
+
+
+def _shortened(text: str) -> str:
+    """`text` on one line, and cut at PROBE_TEXT characters, saying how long it was."""
+    text = " ".join(str(text).splitlines())
+    return text if len(text) <= PROBE_TEXT else f"{text[:PROBE_TEXT]}... ({len(text)} characters)"
+
+
 def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) -> str:
     """A few lines for people: the file, each stream, chapters, tags, and `work` (see `estimate_work`) if given.
     `image`: a still image, which has no duration or frame rate (FFmpeg gives it 25 fps)."""
@@ -422,10 +432,17 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
         if stream.title:
             line += f', "{stream.title}"'
         lines.append(line)
-    for chapter in info.chapters:
-        lines.append(f"  chapter {_clock(chapter.start)}–{_clock(chapter.end)}: {chapter.title or ''}".rstrip(": "))
-    for key, value in info.metadata.items():
-        lines.append(f"  {key}: {value}")
+    # A few lines, as promised: a file may hold thousands of chapters or tags, and a tag may be a cover picture in
+    # base64 (Vorbis comments) or megabytes of text; 10 MB of tags printed 10 MB, the work estimate at its end.
+    for chapter in info.chapters[:PROBE_LISTS]:
+        title = _shortened(chapter.title or "")
+        lines.append(f"  chapter {_clock(chapter.start)}–{_clock(chapter.end)}: {title}".rstrip(": "))
+    if len(info.chapters) > PROBE_LISTS:
+        lines.append(f"  ... and {len(info.chapters) - PROBE_LISTS} more chapters")
+    for key, value in list(info.metadata.items())[:PROBE_LISTS]:
+        lines.append(f"  {_shortened(key)}: {_shortened(value)}")
+    if len(info.metadata) > PROBE_LISTS:
+        lines.append(f"  ... and {len(info.metadata) - PROBE_LISTS} more tags")
     if work:
         lines.append(f"  estimated work: {work}")
     return "\n".join(lines)

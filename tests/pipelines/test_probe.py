@@ -191,6 +191,21 @@ def test_format_probe_reads_well(movie):
     assert "estimated work" not in format_probe(info)
 
 
+def test_format_probe_stays_a_few_lines_for_thousands_of_chapters_and_tags(movie):
+    """10 MB of tags (10000 of 1000 characters) printed 10 MB, and 1000 chapters 1000 lines, before the estimated
+    work; a tag may be a cover picture in base64 (Vorbis comments)."""
+    import dataclasses
+
+    chapters = [probe_module.Chapter(i, i + 1, f"Chapter {i}") for i in range(1000)]
+    tags = {f"tag{i}": "x" * 1000 for i in range(10000)}
+    info = dataclasses.replace(probe(movie), chapters=chapters, metadata={"title": "a\nb", **tags})
+    lines = format_probe(info, work="some").splitlines()
+    assert len(lines) < 220 and max(map(len, lines)) < 300
+    assert "  chapter 0:00:00.000–0:00:01.000: Chapter 0" in lines and "  ... and 900 more chapters" in lines
+    assert "  title: a b" in lines and f"  tag0: {'x' * 200}... (1000 characters)" in lines
+    assert lines[-2:] == ["  ... and 9901 more tags", "  estimated work: some"]
+
+
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
 def test_bad_input_raises_one_line_input_error(tmp_path, case):
     path = BAD_INPUTS[case](tmp_path)
