@@ -384,7 +384,8 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     val_set = ValidationSet(val_images, scale=config.scale, crop=config.val_crop) if val_images and main else None
     baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
     log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
-             sources, batches_per_epoch, len(val_images), world, device, config.batch_size // world)
+             sources, batches_per_epoch, len(val_set) if val_set is not None else len(val_images), world, device,
+             config.batch_size // world)  # (the set leaves out images of one colour or too small to score)
     data_seen = f"{sources} ({batches_per_epoch} batches per epoch)"
     # Which pictures, to the pixel: a photo replaced by another of its size changed neither count.
     pixels_seen = _fingerprint(train_images) if dataset is not None and main else None

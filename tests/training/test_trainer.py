@@ -4,6 +4,7 @@ The helpers `write_photos` and `tiny_config` are shared with test_resume.py, tes
 """
 
 import dataclasses
+import logging
 import math
 import os
 import signal
@@ -126,6 +127,17 @@ def test_psnr_stage_trains_validates_and_exports_the_ema(tmp_path):
         exported = read_state_dict(result.model_path.with_suffix(suffix))
         assert exported.keys() == ema.keys() and all(torch.equal(exported[k], ema[k]) for k in ema)
     assert (tmp_path / "run" / "models" / "iter_0000002.pth").is_file()
+
+
+def test_the_run_counts_the_validation_images_it_scores(tmp_path, caplog):
+    """It counted those given: a black frame left out of the scores was counted in."""
+    val = write_photos(tmp_path / "val", count=2)
+    write_image(val / "black.png", Image(rgb=torch.zeros(3, 64, 64)))
+    config = tiny_config(tmp_path, total_iters=1, val_holdout=0, val_paths=[str(val)])
+    with caplog.at_level(logging.INFO, logger="vsr"):
+        train(config)
+    assert "black.png: one colour throughout" in caplog.text
+    assert "2 validation images;" in caplog.text
 
 
 def test_max_minutes_ends_the_run_like_total_iters_and_a_resume_continues_the_clock(tmp_path):
