@@ -32,6 +32,7 @@ from vsr.fsutil import fsync_folder, temporary_sibling
 from vsr.models.checkpoint import save_model
 from vsr.models.detect import spec_for
 from vsr.models.spec import ModelSpec
+from vsr.pipelines.runner import ctrl_c_held_back
 from vsr.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -87,11 +88,14 @@ def save_state(out_dir: str | os.PathLike, state: dict) -> Path:
     temporary = temporary_sibling(final)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, final)
+        # A Ctrl-C or SIGTERM raised inside torch.save, from the Python write its C++ writer calls, came out as its
+        # RuntimeError "unexpected pos", said as a full disk (exit 4): held back until the state is written.
+        with ctrl_c_held_back():
+            with open(temporary, "wb") as file:
+                torch.save(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, final)
     except (OSError, RuntimeError) as error:  # (torch.save says a full disk with RuntimeError "unexpected pos")
         if isinstance(error, OSError) and error.strerror:
             reason = error.strerror

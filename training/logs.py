@@ -80,6 +80,16 @@ class RunLog:
                 raise OutputError(f"{self.out_dir / 'tb'}: cannot write the TensorBoard log "
                                   f"({error.strerror or error})") from None
 
+    def __enter__(self) -> RunLog:
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        try:
+            self.close()
+        except OSError:  # (TensorBoard's last flush on a full disk: where the run failed, its own error is said)
+            if error is None:
+                raise
+
     def close(self) -> None:
         if self.writer is not None:
             try:

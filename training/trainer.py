@@ -25,7 +25,7 @@ import os
 import random
 import signal
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -248,8 +248,9 @@ def _generator(config: TrainConfig, fresh: bool) -> nn.Module:
 def _run(config: TrainConfig, state: dict | None, stop_at: int | None, progress: bool) -> TrainResult:
     device, rank, world, started_group = _setup_device(config)
     try:
-        with _run_folder(Path(config.out_dir), fresh=state is None, main=rank == 0):
-            return _train_loop(config, state, stop_at, progress, device, rank, world)
+        # (on_exit: what the loop opens that must be closed however it ends: the run's log and its TensorBoard thread)
+        with _run_folder(Path(config.out_dir), fresh=state is None, main=rank == 0), ExitStack() as on_exit:
+            return _train_loop(config, state, stop_at, progress, device, rank, world, on_exit)
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -308,7 +309,7 @@ def _lock_run(out_dir: Path):
         raise OutputError(f"{out_dir}: cannot write in the run's folder ({error.strerror or error})") from None
 
 
-def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainResult:
+def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: ExitStack) -> TrainResult:
     started = time.monotonic()
     out_dir, main = Path(config.out_dir), rank == 0
     if config.batch_size % world:
@@ -397,7 +398,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
     # The photos held out for validation (val_holdout) are held out again on resume (`load_images`).
     held_out = [image.name for image in val_images] if dataset is not None and not config.val_paths else []
 
-    run_log = RunLog(out_dir, config.stage, resumed_at=iteration if state else None) if main else None
+    # (closed on the way out, an error or a Ctrl-C included: it held TensorBoard's writer thread and the process's
+    # thread hook, `logs._quiet_tensorboard_thread`, for the rest of a program that trains and goes on)
+    run_log = on_exit.enter_context(RunLog(out_dir, config.stage, resumed_at=iteration if state else None)) \
+        if main else None
     last_metrics: dict = {}
 
     def diverged(names: list[str]) -> ModelError:
@@ -519,7 +523,6 @@ def _train_loop(config, state, stop_at, progress, device, rank, world) -> TrainR
             model_path, _ = checkpoints.export_generator(ema, config, out_dir / checkpoints.MODEL_NAME)
         if config.plot:
             plot_curves(out_dir)
-        run_log.close()
     if world > 1:
         dist.barrier()
     return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,

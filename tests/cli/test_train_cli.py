@@ -216,7 +216,8 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
     traceback and exit 1, where the trainer says it was interrupted and how to resume."""
     config = tiny_config(tmp_path)
     run = tmp_path / "run"
-    photos = write_photos(tmp_path / "large", count=2, size=256)  # 64 batches an epoch: the same workers throughout
+    # 1024 batches an epoch (seconds at 100 iterations a second): the same workers for a while
+    photos = write_photos(tmp_path / "large", count=2, size=1024)
     # SIGINT as a terminal delivers it (a test run in the background has it ignored, and that survives exec).
     process = subprocess.Popen(
         [*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(photos), "-o", str(run), "--set", "val_holdout=0",
@@ -228,9 +229,10 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
         while not (run / "state.pt").exists() and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
         assert (run / "state.pt").exists(), process.stderr.read() if process.poll() is not None else "no state"
-        time.sleep(1)  # (well into the loop, the workers busy)
+        # (well into the loop, the workers busy; an epoch's end replaces them)
+        while len(workers := _children(process.pid)) != 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         # A signal to the group reaches each process at its own moment: here the workers first, as it happened.
-        workers = _children(process.pid)
         assert len(workers) == 2
         for worker in workers:
             os.kill(worker, signal_number)

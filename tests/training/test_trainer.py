@@ -288,10 +288,17 @@ def test_a_run_that_diverges_stops_with_one_line_and_exports_nothing(tmp_path):
     """A NaN model was exported and reported as a success (and upscaled to black)."""
     from vsr.errors import ModelError
 
+    import threading
+
     config = tiny_config(tmp_path, total_iters=4, log_every=2, save_every=100, lr=1e30, ema_decay=0, val_holdout=0)
+    hook = threading.excepthook
     with pytest.raises(ModelError, match="training diverged at iteration 2: l_pix not finite .* no checkpoint"):
         train(config)
     assert not (tmp_path / "run" / "model.pth").exists() and not (tmp_path / "run" / "state.pt").exists()
+    # The run's log is closed however the run ends: it kept TensorBoard's writer thread and replaced the process's
+    # thread hook, which the next run in the process then took for the process's own.
+    assert threading.excepthook is hook
+    assert not [thread for thread in threading.enumerate() if type(thread).__name__ == "_AsyncWriterThread"]
 
 
 @pytest.mark.parametrize("changes, message", [
