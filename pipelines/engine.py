@@ -655,7 +655,7 @@ def upscale_with_alpha(engine: Engine, frames: torch.Tensor, size: tuple[int, in
     opaque = 255 if frames.dtype == torch.uint8 else 1.0
     see_through = ~(alpha == opaque).flatten(1).all(1)
     if bool((alpha == 0).any()):
-        rgb = _bled(rgb, alpha)
+        rgb = bled(rgb, alpha)
     count = len(frames)
     out = engine.upscale(torch.cat([rgb, alpha[see_through].expand(-1, 3, -1, -1)]), size)
     upscaled_alpha = torch.full_like(out[:count, :1], opaque)
@@ -667,7 +667,7 @@ def upscale_with_alpha(engine: Engine, frames: torch.Tensor, size: tuple[int, in
     return torch.cat([out[:count], upscaled_alpha], 1)
 
 
-def _bled(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def bled(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """`rgb` whose fully transparent pixels take the colors of the visible ones around them (pull-push: the visible
     colors averaged over ever coarser grids, then each hidden pixel filled from the finest grid that has one).
 

@@ -40,12 +40,12 @@ from torch.utils.data import Dataset
 
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
-from vsr.pipelines.engine import _bled as bled  # (the fill of hidden colors that vsr upscale applies)
+from vsr.pipelines.engine import bled  # (the fill of hidden colors that vsr upscale applies)
 from vsr.pipelines.image_metadata import is_animated
 from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
-from vsr.training.metrics import SSIM_WINDOW
+from vsr.training.metrics import smallest_scored_side
 
 log = logging.getLogger(__name__)
 
@@ -427,9 +427,7 @@ class ValidationSet(Dataset):
             raise InputError("no validation images")
         self.scale = scale
         self.names, self.hr, self.lr = [], [], []
-        # SSIM's window must fit in what is left once a border of `scale` is cut off, of the image cropped to a multiple
-        # of `scale` (as vsr eval checks).
-        smallest = math.ceil((2 * scale + SSIM_WINDOW) / scale) * scale
+        smallest = smallest_scored_side(scale)  # (as vsr eval checks)
         for image in images:
             _check_pixels(image)
             hr = _center_crop(image.pixels, crop) if crop else image.pixels

@@ -80,6 +80,12 @@ def temporal_error(sr: Tensor, sr_next: Tensor, hr: Tensor, hr_next: Tensor, cro
     return ((sr_next - sr) - (hr_next - hr)).abs().mean(dim=(1, 2, 3))
 
 
+def smallest_scored_side(scale: int) -> int:
+    """The shortest side an image may have to be scored at ×`scale`: SSIM's window must fit inside what is left once
+    a border of `scale` pixels is cut off, of the image cropped to a multiple of `scale`."""
+    return -(-(2 * scale + SSIM_WINDOW) // scale) * scale
+
+
 def gaussian_window(size: int = SSIM_WINDOW, sigma: float = SSIM_SIGMA) -> Tensor:
     """The normalised size×size Gaussian (MATLAB's fspecial('gaussian'), OpenCV's getGaussianKernel ⊗ itself)."""
     offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2

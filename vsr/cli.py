@@ -295,13 +295,11 @@ def upscale(
     # the same way), those written onto another disk (beside their inputs, without -o) still are. None: not known.
     full: set[int | None] = set()
     fsutil.written_this_run = {} if len(inputs) > 1 else None
-    fsutil.inputs_this_run = None
-    if len(inputs) > 1:
-        fsutil.inputs_this_run = {}
-        for input in inputs:
-            with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
-                found = input.stat()
-                fsutil.inputs_this_run.setdefault((found.st_dev, found.st_ino), input)
+    fsutil.inputs_this_run = {} if len(inputs) > 1 else None
+    for input in inputs if len(inputs) > 1 else ():
+        with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
+            found = input.stat()
+            fsutil.inputs_this_run.setdefault((found.st_dev, found.st_ino), input)
     for input in inputs:
         file_system = _file_system(output if into_folder else input.parent)
         if full and (None in full or file_system in full):

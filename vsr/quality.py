@@ -35,7 +35,7 @@ from vsr.pipelines.engine import Engine
 from vsr.training.data import HRImage, collect_images, one_colour
 from vsr.training.degrade import downscale, mod_crop, quantize_8bit
 from vsr.training.evaluate import validate
-from vsr.training.metrics import SSIM_WINDOW, temporal_error
+from vsr.training.metrics import smallest_scored_side, temporal_error
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +74,7 @@ def evaluate(
                                             with_following=True))
     engines = [api.make_engine(api.UpscaleOptions(**{**asdict(options), "model": name})) for name in models]
     for scale in {engine.spec.scale for engine in engines}:
-        # SSIM's window must fit inside what is left once the border of `scale` pixels is cut off, of the image
-        # cropped to a multiple of `scale`.
-        smallest = math.ceil((2 * scale + SSIM_WINDOW) / scale) * scale
+        smallest = smallest_scored_side(scale)
         for image in images:
             height, width = image.pixels.shape[-2:]
             if min(height - height % scale, width - width % scale) < smallest:
