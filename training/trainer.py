@@ -21,9 +21,11 @@ import hashlib
 import itertools
 import logging
 import math
+import multiprocessing
 import os
 import random
 import signal
+import sys
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -536,6 +538,17 @@ def _leave_stops_to_the_trainer(worker_id: int) -> None:
     "interrupted; continue ... --resume" and 143. The trainer stops, then shuts its workers down itself."""
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Alive until then, a worker whose batch the stopped trainer was fetching printed the broken connection of its
+    # fd-sharing thread (multiprocessing.resource_sharer, "Traceback ... self._listener.accept()") into the trainer's
+    # last lines. That thread's errors go to sys.excepthook, which in a worker nothing else reaches (torch sends the
+    # dataset's own errors to the trainer): those of a connection are left unsaid.
+    default = sys.excepthook
+
+    def hook(error_type, error, traceback) -> None:
+        if not issubclass(error_type, (OSError, EOFError, multiprocessing.AuthenticationError)):
+            default(error_type, error, traceback)
+
+    sys.excepthook = hook
 
 
 def _fingerprint(images) -> str:

@@ -384,3 +384,23 @@ def test_a_growth_spandrel_cannot_load_is_warned_about(tmp_path, caplog):
     """spandrel's ESRGAN loader takes every RRDBNet to grow by 32: its load of such a run's model failed (helper-81)."""
     train(tiny_config(tmp_path, total_iters=1, val_holdout=0, num_grow_ch=8))
     assert "num_grow_ch=8: vsr upscale loads the model this run exports, but spandrel's" in caplog.text
+
+
+def test_a_loader_worker_leaves_its_broken_connections_unsaid_and_says_other_errors():
+    """A worker whose batch the stopped trainer was fetching printed its fd-sharing thread's broken connection
+    ("Traceback ... resource_sharer.py ... self._listener.accept()") into the trainer's last lines: seen in about one
+    `make test` in three, in the stop test of tests/cli/test_train_cli.py. Here the worker's setup in a process of its
+    own, and the errors that thread meets handed to sys.excepthook as it hands them."""
+    import subprocess
+
+    code = """if True:
+        import sys
+        from vsr.training.trainer import _leave_stops_to_the_trainer
+        _leave_stops_to_the_trainer(0)
+        for error in (ConnectionResetError(104, "Connection reset by peer"), EOFError(), ValueError("a real bug")):
+            sys.excepthook(type(error), error, None)
+    """
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "ValueError: a real bug" in result.stderr
+    assert "ConnectionResetError" not in result.stderr and "EOFError" not in result.stderr
