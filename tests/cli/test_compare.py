@@ -254,6 +254,7 @@ def test_an_output_named_as_the_source_is_refused_as_such_even_without_overwrite
     assert outcome.returncode == 4 and "the output would replace the input" in outcome.stderr
 
 
+@media.DEV_FULL
 def test_a_full_disk_is_said_as_such(upscaled, tmp_path):
     """ffmpeg's last line, "Conversion failed!", was all it said. The clip's temporary is made to be /dev/full."""
     source, result = upscaled

@@ -327,6 +327,7 @@ def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not
         "vsr: 2 of 2 inputs failed (said above)"]
 
 
+@media.DEV_FULL
 def test_a_full_disk_stops_several_inputs_where_it_is_found(tmp_path):
     """Each input after it was tried and failed the same way (a line each, and the decoding until the first write)."""
     clips = [make_clip(tmp_path / f"{name}.mp4", frames=3) for name in ("a", "b", "c", "d")]
@@ -341,6 +342,7 @@ def test_a_full_disk_stops_several_inputs_where_it_is_found(tmp_path):
     assert sorted(os.listdir(out)) == ["a.x2.mp4"]
 
 
+@media.DEV_FULL
 def test_a_full_disk_leaves_the_inputs_written_onto_another_disk_to_go_on(tmp_path):
     """Without -o each output goes beside its input: a full disk under one input's folder stopped the inputs of every
     other disk as well ("not begun"), though they had room and were written before."""

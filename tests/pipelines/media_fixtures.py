@@ -34,6 +34,11 @@ requires_ffmpeg = pytest.mark.skipif(
     reason="the ffmpeg and ffprobe command line tools judge these tests (apt-get install ffmpeg)",
 )
 
+# Tests that make an output's temporary file a link to /dev/full (writes fail with ENOSPC) run in one pytest-xdist
+# worker: the writer locks its temporary, so two at once saw /dev/full locked by each other ("another vsr run is
+# writing it").
+DEV_FULL = pytest.mark.xdist_group("dev_full")
+
 ATTACHMENT_NAME = "font.ttf"
 ATTACHMENT_MIMETYPE = "application/x-truetype-font"
 ATTACHMENT_BYTES = bytes(range(256)) * 2  # not a real font: the muxer copies bytes, it does not parse them

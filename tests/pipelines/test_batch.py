@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from tests.pipelines.clips import make_clip, truncate
-from tests.pipelines.media_fixtures import ffprobe, ffprobe_frame_pts
+from tests.pipelines.media_fixtures import DEV_FULL, ffprobe, ffprobe_frame_pts
 from vsr import api
 from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.pipelines import batch, images
@@ -720,6 +720,7 @@ class _DiskFullFor(InlineExecutor):
         super().submit(job)
 
 
+@DEV_FULL
 def test_a_full_disk_stops_the_batch_and_costs_no_attempt(tmp_path):
     """Each job after it failed the same way, each using one of its attempts: three runs with a full disk and every
     job was given up on."""

@@ -428,6 +428,7 @@ def test_a_file_put_at_the_output_while_the_run_worked_is_replaced_only_with_ove
     assert os.listdir(tmp_path) == ["out.mp4"]
 
 
+@media.DEV_FULL
 def test_disk_full_is_an_output_error_and_leaves_no_file(clips, tmp_path):
     output = tmp_path / "out.mkv"
     partial_path(output).symlink_to("/dev/full")  # every write to the temporary file fails with ENOSPC
