@@ -187,8 +187,10 @@ def plot_curves(out_dir: str | Path, path: str | Path | None = None) -> Path:
             axis.legend(fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
     plt.close(figure)
+    write_bytes_atomic(path, png.getvalue())  # (a run stopped while drawing left a cut-short curves.png)
     return path
 
 
