@@ -23,12 +23,7 @@ import shutil
 from pathlib import Path
 
 from vsr.errors import OutputError
-from vsr.fsutil import hidden_sibling, write_bytes_atomic
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; two runs on one output there are the user's to avoid
-    fcntl = None
+from vsr.fsutil import hidden_sibling, locked, write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +55,10 @@ def remove_stale_folder(output: Path) -> None:
                                                 and any(entry.startswith("segment-") for entry in entries))):
         return
     try:
-        with open(folder / "lock", "a") as lock:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with locked(folder / "lock", busy="held by a live run"):
             kept = len(list(folder.glob("segment-*.json")))
             shutil.rmtree(folder)
-    except OSError:  # (locked by a live run: BlockingIOError; or not ours to remove)
+    except OSError:  # (locked by a live run: OutputError; or not ours to remove)
         return
     if kept:
         log.warning("%s: removed %d segment(s) an earlier run kept, of no use to this one (it makes the output in "
@@ -137,15 +130,8 @@ class SegmentFolder:
             raise
 
     def _lock(self) -> None:
-        self._lock_file = open(self.path / "lock", "a")  # noqa: SIM115 - held open while the run lasts
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._unlock()
-            raise OutputError(f"{self.output}: another vsr run is writing it (its segments in {self.path} are "
-                              f"locked)") from None
+        self._lock_file = locked(self.path / "lock", busy=f"{self.output}: another vsr run is writing it (its segments "
+                                                         f"in {self.path} are locked)")
 
     def _unlock(self) -> None:
         if self._lock_file is not None:
