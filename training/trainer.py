@@ -207,6 +207,8 @@ def _setup_device(config: TrainConfig) -> tuple[torch.device, int, int, bool]:
     if want_cuda:
         local = int(os.environ.get("LOCAL_RANK", "0"))
         device = torch.device(f"cuda:{local}" if world > 1 or config.device == "auto" else config.device)
+        if device.index is None:  # "cuda": the current device (set_device refuses a device without an index)
+            device = torch.device("cuda", torch.cuda.current_device())
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: pick the fastest convolution once

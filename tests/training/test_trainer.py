@@ -220,6 +220,32 @@ def test_plot_without_matplotlib_is_an_option_error(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "state.pt").exists()
 
 
+@pytest.mark.parametrize("asked, current, expected", [("cuda", 1, "cuda:1"), ("cuda:2", 0, "cuda:2"),
+                                                       ("auto", 1, "cuda:0")])
+def test_a_cuda_device_without_a_number_is_the_current_one(monkeypatch, asked, current, expected):
+    """device=cuda trains on the current GPU: torch.cuda.set_device refuses a device without an index ("Expected a
+    torch.device with a specified index"), which ended every such run on a GPU before its first step. (CUDA is
+    stood in for: the stand-in of set_device checks the index as torch's does before any CUDA call.)"""
+    from torch.cuda._utils import _get_device_index
+
+    from vsr.training import trainer
+
+    chosen = []
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: chosen.append(_get_device_index(device)))
+    flags = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        device, rank, world, started = trainer._setup_device(TrainConfig(device=asked))
+    finally:  # (process-wide settings that the setup makes for CUDA)
+        (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+         torch.backends.cuda.matmul.allow_tf32) = flags
+    assert (device, rank, world, started) == (torch.device(expected), 0, 1, False)
+    assert chosen == [torch.device(expected).index]
+
+
 def test_epoch_batches_split_each_batch_between_processes():
     assert list(EpochBatches(3, 4)) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
     assert list(EpochBatches(3, 4, first=2)) == [[8, 9, 10, 11]]
