@@ -572,8 +572,10 @@ def upscale_video(
             repeats = Repeats()
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
-            batches = skip_frames(distinct_pictures(cropped(decoder.batches(options.batch_size), crop),
-                                                     options.batch_size, video.dedup), resumed, repeats)
+            # In the engine's batches (an engine given may have its own): smaller ones would replay its CUDA graph
+            # padded to its batch size, a batch of 4 at batch size 8 doing twice the work.
+            batches = skip_frames(distinct_pictures(cropped(decoder.batches(engine.batch_size), crop),
+                                                     engine.batch_size, video.dedup), resumed, repeats)
             times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device,
                                  finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames

@@ -238,3 +238,20 @@ def test_out_of_memory_is_told_by_type_or_by_what_cuda_says():
     except RuntimeError as error:
         assert _out_of_memory_in(error)
     assert not _out_of_memory_in(RuntimeError("Expected all tensors to be on the same device"))
+
+
+def test_a_video_given_an_engine_is_decoded_in_the_engines_batches(tmp_path):
+    """upscale_video with an engine of its own batch size (as bench/device_check.py gives it, batch 8): the frames
+    come in batches of that size, not of the options' default 4, which replayed the batch-8 graph padded with 4
+    copies, twice the work, in every end-to-end row whose batch was not 4."""
+    from tests.pipelines.clips import make_clip
+    from vsr.pipelines.upscale import VideoOptions, upscale_video
+
+    model = tiny_srvgg()
+    engine = Engine(model, device="cpu", precision="fp32", cuda_graphs="on", batch_size=8)
+    calls = record_batch_sizes(engine.graphed.module)
+    clip = make_clip(tmp_path / "clip.mp4", frames=7, size=(32, 24))
+    result = upscale_video(clip, tmp_path / "out.mkv", video=VideoOptions(codec="ffv1", dedup=None), engine=engine)
+    assert result.frames == 7
+    assert (engine.graphed.captures, engine.graphed.replays) == (1, 1)  # the 7 frames in one batch of 8
+    assert set(calls) == {8}
