@@ -94,9 +94,17 @@ class _StageStreams:
             return None
         return _StageStreams(device)
 
+    @contextlib.contextmanager
     def on(self, stage: str):
-        """Make `stage`'s stream the current one of the calling thread (PyTorch's current stream is per thread)."""
-        return torch.cuda.stream(self.streams[stage])
+        """Make `stage`'s stream the current one of the calling thread (PyTorch's current stream is per thread), and
+        its device the current device while it is.
+
+        The stream alone made its device current on the way in, but on the way out `torch.cuda.stream` sets the
+        device the thread had before back with cudaSetDevice, which creates that device's primary context: a new
+        thread's device is cuda:0, so a run on cuda:1 (and each `--devices` worker) left a context of some hundreds
+        of MB on GPU 0. `torch.cuda.device` gives the device back only where it has a context already."""
+        with torch.cuda.device(self.device), torch.cuda.stream(self.streams[stage]):
+            yield
 
     @staticmethod
     def handed_on(batch: FrameBatch) -> tuple[FrameBatch, torch.cuda.Event]:

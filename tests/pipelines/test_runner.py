@@ -138,6 +138,32 @@ def test_a_cpu_device_runs_without_streams():
     assert [int(b.frames[0, 0, 0, 0]) for b in written] == [0, 2, 4]
 
 
+def test_a_stage_holds_its_device_around_its_stream(monkeypatch):
+    """Each stage makes its device current before its stream and gives it back after: `torch.cuda.stream` alone
+    gave the thread's earlier device (cuda:0 in a new thread) back with cudaSetDevice on the way out, which creates
+    cuda:0's context in a run on cuda:1. (The CUDA context managers are stood in for: this machine has no CUDA.)"""
+    import contextlib
+
+    entered = []
+
+    def recorder(kind):
+        @contextlib.contextmanager
+        def manager(what):
+            entered.append(f"{kind} {what} in")
+            yield
+            entered.append(f"{kind} {what} out")
+        return manager
+
+    monkeypatch.setattr(torch.cuda, "device", recorder("device"))
+    monkeypatch.setattr(torch.cuda, "stream", recorder("stream"))
+    streams = object.__new__(runner._StageStreams)
+    streams.device, streams.streams = torch.device("cuda", 1), {"model": "model-stream"}
+    with streams.on("model"):
+        entered.append("work")
+    assert entered == ["device cuda:1 in", "stream model-stream in", "work", "stream model-stream out",
+                       "device cuda:1 out"]
+
+
 # ---- on a CUDA device (bench/device_check.py) -----------------------------------------------------------------------
 
 
@@ -165,3 +191,29 @@ def test_upscaling_on_cuda_writes_the_frames_of_the_cpu(tmp_path, monkeypatch, t
     assert [pts for pts, _ in outputs["cuda"]] == [pts for pts, _ in outputs["cpu"]]
     for (_, on_gpu), (_, on_cpu) in zip(outputs["cuda"], outputs["cpu"], strict=True):
         assert abs(on_gpu.astype(int) - on_cpu.astype(int)).max() <= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2, reason="needs two CUDA devices")
+def test_a_run_on_the_second_gpu_leaves_the_first_alone():
+    """The stages' threads start on cuda:0; a run on cuda:1 must not make a context there (hundreds of MB of GPU 0
+    per process, one more per `--devices` worker). In a fresh process: this one has used cuda:0 already."""
+    import subprocess
+    import sys
+
+    script = """
+import torch
+from vsr.pipelines.frames import FrameBatch
+from vsr.pipelines.runner import run_pipeline
+device = torch.device("cuda", 1)
+torch.cuda.init()
+batches = (FrameBatch(torch.full((1, 3, 4, 4), i, dtype=torch.uint8, device=device), [i]) for i in range(4))
+written = []
+run_pipeline(batches, lambda batch: FrameBatch(batch.frames * 2, batch.pts), written.append, device=device)
+torch.cuda.synchronize(device)
+assert [int(batch.frames[0, 0, 0, 0]) for batch in written] == [0, 2, 4, 6]
+print(torch._C._cuda_hasPrimaryContext(0))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
