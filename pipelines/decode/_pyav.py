@@ -615,8 +615,12 @@ def planar_rgb(frame: av.VideoFrame, info: VideoStreamInfo, device: torch.device
     y, u, v = (plane_tensor(plane) for plane in frame.planes[:3])
     if device is not None and device.type == "cuda":
         # Through pinned memory, without waiting: a plain copy would wait for all the GPU work queued before it (the
-        # engine's batches), holding up this decoder thread.
-        y, u, v = (plane.pin_memory().to(device, non_blocking=True) for plane in (y, u, v))
+        # engine's batches), holding up this decoder thread. Into contiguous pinned memory: a plane's rows are
+        # `line_size` apart (padded to 64 bytes: 854-pixel rows, 427-pixel chroma), and torch copies a strided host
+        # tensor to the GPU through a contiguous temporary in pageable memory (ATen's copy_requires_temporaries),
+        # synchronously: `plane.pin_memory()`, which keeps the strides, was then one more copy for nothing.
+        y, u, v = (torch.empty(plane.shape, dtype=plane.dtype, pin_memory=True).copy_(plane)
+                   .to(device, non_blocking=True) for plane in (y, u, v))
     elif device is not None:
         y, u, v = (plane.to(device) for plane in (y, u, v))
     return _rgb(y, u, v, info)

@@ -37,6 +37,8 @@ def clips(tmp_path_factory):
         # What NVDEC cannot decode: decoded in software, its planes converted on the GPU.
         "ffv1.mkv": make_clip(folder / "ffv1.mkv", frames=4, size=size, codec="ffv1", color=("bt709", "tv")),
         "h264-10.mkv": make_clip(folder / "h264-10.mkv", frames=4, size=size, pix_fmt="yuv420p10le"),
+        # Rows of 200 and 100 samples: FFmpeg pads its planes' rows, which reach the GPU through pinned memory.
+        "ffv1-200.mkv": make_clip(folder / "ffv1-200.mkv", frames=4, size=(200, 120), codec="ffv1"),
     }
 
 
@@ -131,7 +133,7 @@ def test_pyav_with_nvdec_gives_the_software_frames_on_the_device(clips, name):
 
 @pytest.mark.gpu
 @needs_cuda
-@pytest.mark.parametrize("name", ["ffv1.mkv", "h264-10.mkv"])
+@pytest.mark.parametrize("name", ["ffv1.mkv", "h264-10.mkv", "ffv1-200.mkv"])
 def test_software_frames_for_a_gpu_are_converted_there_like_on_the_cpu(clips, name):
     reference, reference_pts, _, _, _ = decode_all(clips[name], "pyav")
     frames, pts, kind, _, _ = decode_all(clips[name], "pyav", device="cuda:0")
