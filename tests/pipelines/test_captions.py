@@ -6,12 +6,10 @@ back out of vsr's output (as frame side data), so vsr is not its own judge.
 
 import logging
 import subprocess
-from dataclasses import replace
 
 import av
 import numpy as np
 import pytest
-import torch
 
 from tests.pipelines import media_fixtures as media
 from vsr import api
@@ -157,13 +155,6 @@ def test_decord_which_cannot_read_captions_leaves_such_a_video_to_pyav(source, t
                                video=api.VideoOptions(decoder="decord")).output
     assert caption_stream(output) == caption_stream(source)
     assert "decoding with PyAV instead of decord: the frames carry closed captions" in caplog.text
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_on_a_gpu_nvdec_frames_keep_their_captions(source, tmp_path):
-    output = api.upscale_video(source, tmp_path / "out.mp4", options=replace(BICUBIC_X2, device="cuda")).output
-    assert list(captions_by_time(output).values()) == list(captions_by_time(source).values())
 
 
 def test_captions_that_start_after_a_leader_are_found(tmp_path):

@@ -13,6 +13,8 @@ import pytest
 import torch
 
 from tests.pipelines.clips import make_clip
+from tests.pipelines.test_captions import captions_by_time, make_captioned_clip
+from vsr import api
 from vsr.pipelines.decode import DaliDecoder, DecordDecoder, PyAVDecoder, open_decoder
 from vsr.pipelines.decode._decord import open_reader
 from vsr.pipelines.decode._pyav import open_for_decoding
@@ -164,3 +166,14 @@ def test_decord_on_a_gpu_gives_its_frames_on_the_device(clips, caplog):
         assert torch.equal(frames.cpu(), reference)
     else:  # a CUDA build of decord: its own YUV→RGB on the GPU
         assert (frames.cpu().float() - reference.float()).abs().mean() < 2
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_on_a_gpu_nvdec_frames_keep_their_captions(tmp_path):
+    """(Here, not in test_captions.py, whose tests need the ffmpeg command line, which the GPU machine lacks.)"""
+    source = make_captioned_clip(tmp_path / "broadcast.mp4")
+    output = api.upscale_video(source, tmp_path / "out.mp4",
+                               options=api.UpscaleOptions(model="bicubic", outscale=2, device="cuda")).output
+    captions = list(captions_by_time(source).values())
+    assert None not in captions and list(captions_by_time(output).values()) == captions
