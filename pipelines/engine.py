@@ -103,6 +103,9 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
             return "bf16" if cpu_bf16 and spec.supports_bfloat16 else "fp32"
         return precision
     if precision != "auto":
+        if precision == "bf16" and torch.cuda.get_device_capability(device) < (8, 0):
+            logger.warning("this GPU (compute capability %d.%d) has no bf16 tensor cores: bf16 is emulated, slower "
+                           "than fp16 or fp32", *torch.cuda.get_device_capability(device))
         if precision == "fp16" and not spec.supports_half:
             logger.warning(
                 "%s can overflow in fp16; batches with NaN/inf are redone in bf16 or fp32", spec.architecture
