@@ -8,9 +8,14 @@ The file is written under a temporary name in the output's folder (`partial_path
 succeeds; an exception inside the `with` block removes it and leaves the final name untouched.
 
 What the output keeps from the source:
-- times: the encoder's time base is the source stream's and each frame keeps its pts, so the frame count, the
-  timestamps (variable frame rate included) and the duration match; the source's average rate is kept for players
-  (AVI, which keeps no times, counts frame intervals from the file's start instead: FRAME_COUNTED_SUFFIXES);
+- times: the encoder's time base is the source stream's and each frame keeps its pts, less the file's start, so the
+  frame count, the timestamps (variable frame rate included) and the duration match; the source's average rate is
+  kept for players (AVI, which keeps no times, counts frame intervals from the file's start instead:
+  FRAME_COUNTED_SUFFIXES). The file's start (the earliest start of the video and the streams copied: `Passthrough`'s
+  `origin`) becomes the output's 0 for every stream, as ffmpeg does without -copyts: a recording far into its clock
+  (MPEG-TS) starts at 0, its audio as far from its video as in the source; a source that starts at 0 (or before,
+  through an MP4 edit list) keeps every time. A segment file keeps its source times (`keep_source_times`): the join
+  moves them;
 - bit depth: 8-bit sources give 8-bit output, deeper ones 10-bit where the encoder can store it (`pix_fmt` or
   `bit_depth` override);
 - color: RGB→YUV uses the source's matrix and range, and the output is tagged with the source's primaries,
@@ -264,7 +269,8 @@ class VideoWriter:
     `OptionError` (codec, preset, options) and `OutputError` (file exists, folder missing, disk full).
     `yuv_converter` ("auto", "torch", "swscale") says where RGB becomes YUV (module doc). `stream_timed`: whether
     the file (or the output a segment file is joined into) is timed by its stream's declared rate; None: judged by
-    `output`'s suffix (STREAM_TIMED_SUFFIXES).
+    `output`'s suffix (STREAM_TIMED_SUFFIXES). `keep_source_times`: the frames keep their source pts, not moved to
+    the file's start (a segment file, which the join moves).
     """
 
     def __init__(
@@ -290,6 +296,7 @@ class VideoWriter:
         device: torch.device | None = None,
         trim_end: Fraction | None = None,
         video_end: Fraction | None = None,
+        keep_source_times: bool = False,
     ) -> None:
         if yuv_converter not in YUV_CONVERTERS:
             raise OptionError(f"unknown yuv_converter {yuv_converter!r}; choose one of {', '.join(YUV_CONVERTERS)}")
@@ -396,7 +403,8 @@ class VideoWriter:
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
-                                            copy_streams=copy_streams, trim=trim, trim_end=trim_end)
+                                            copy_streams=copy_streams, trim=trim, trim_end=trim_end,
+                                            keep_source_times=keep_source_times)
             self._passthrough.copy_video_tags(self._stream)
             self._container.start_encoding()  # writes the header: the temporary file exists from here on
         except av.FFmpegError as error:
@@ -746,8 +754,9 @@ def declared_rate(info: VideoStreamInfo, variable: bool) -> Fraction:
 def start_of_output(first_frame: Fraction, passthrough: Passthrough, trim: bool, frame_counted: bool) -> Fraction:
     """The source time that becomes the output's 0, given the first frame's: a preview's first frame; in a
     frame-counted container the file's start (the first frame, or an earlier packet of another stream, during which
-    the first frame is shown, as ffmpeg repeats it; nothing is dropped); else 0, every time kept. The passthrough
-    streams are moved to the same start."""
+    the first frame is shown, as ffmpeg repeats it; nothing is dropped); else the file's start where it is after 0
+    (`passthrough.origin`: 0 keeps every time, as a segment file does). The passthrough streams are moved to the
+    same start."""
     if trim:
         start = first_frame
     elif frame_counted:
@@ -758,8 +767,10 @@ def start_of_output(first_frame: Fraction, passthrough: Passthrough, trim: bool,
             logger.warning("%s: the other streams start %.3f s after the video, and an AVI holds no such delay: "
                            "they play that much early (.mkv or .mp4 keeps it)", passthrough.source,
                            other - first_frame)
+    elif not passthrough.origin:
+        return Fraction(0)  # (every packet as it is, those before 0 too: nothing is moved, nothing dropped)
     else:
-        return Fraction(0)
+        start = passthrough.origin
     passthrough.start_at(start)
     return start
 

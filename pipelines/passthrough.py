@@ -20,8 +20,16 @@ otherwise copied bit for bit. A packet that straddles A (or ends at it, for the 
 `end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
 shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
 
-Times are copied as they are, but for a decoding time that would not come after its stream's last one in the
-output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`).
+A whole output starts at the file's start, as ffmpeg's does without -copyts: `start` is the earliest start time of the
+streams kept (the upscaled video's and the copied ones', as the demuxer gives them: the first packet's presentation
+time, an AAC encoder's priming left out), `origin` the source time that becomes the output's 0: `start`, or 0 where it
+is not after 0 (see `origin`). A recording far into its clock (MPEG-TS: anywhere in 26.5 hours) then starts at 0, not
+with hours that players wait through, its streams as far apart as in the source; the chapters move with them. The
+packets are moved as a preview's, by `start_at(origin)`; `keep_source_times` (segment files, which the join moves)
+keeps every time as it is.
+
+Times are otherwise copied as they are, but for a decoding time that would not come after its stream's last one in
+the output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`).
 
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
@@ -85,11 +93,11 @@ class Passthrough:
 
     Create it after the output's video stream is added and before the header is written (the first mux).
     With `copy_streams=False` only metadata and chapters are copied. With `trim=True`, call `start_at` before the
-    first `mux_until` and `end_at` instead of `mux_rest`.
+    first `mux_until` and `end_at` instead of `mux_rest`; else `start_at(origin)` where `origin` is not 0.
     """
 
     def __init__(self, source: Path, output: OutputContainer, *, video_index: int, copy_streams: bool = True,
-                 trim: bool = False, trim_end: Fraction | None = None):
+                 trim: bool = False, trim_end: Fraction | None = None, keep_source_times: bool = False):
         self.source = source
         self._input = open_input(source)  # an image sequence's pattern too
         self._output = output
@@ -119,8 +127,6 @@ class Passthrough:
             flags = output.options.get("movflags", "")
             output.options["movflags"] = f"{flags}+use_metadata_tags"
         self._chapters = self._input.chapters()
-        if not trim:
-            output.set_chapters(self._chapters)
         for stream in self._input.streams:
             if stream.index == video_index:
                 continue
@@ -141,6 +147,17 @@ class Passthrough:
         self._packet_streams = packet_streams
         self._packets: Iterator[av.Packet] = iter(self._input.demux(packet_streams)) if packet_streams else iter(())
         self._timelines = {stream.index: TimelineWatch(source, stream) for stream in packet_streams}
+        self.start = _earliest_start([self._input.streams[video_index], *packet_streams])
+        # Where a whole output starts: the file's start, where that is after 0. A start before 0 stays (origin 0):
+        # there the source's own 0 is where showing begins, and what lies before it is decoded, not shown (an MP4
+        # edit list over B-frames' delay, or over the frames an edit cut off; a Matroska file's frames before 0).
+        # ffmpeg moves such a file later by its start, which would show the whole video that much later than the
+        # source does; kept, every frame keeps its time, as vsr always did. (An MPEG-TS whose clock wraps in its
+        # first minute also begins before 0, and shows it: it keeps its times too, as before.)
+        after_0 = self.start is not None and self.start > 0 and not keep_source_times
+        self.origin = self.start if after_0 else Fraction(0)
+        if not trim:  # (set before the header, where Matroska writes them: a preview's are set at its end)
+            output.set_chapters(self._chapters if not self.origin else _chapters_within(self._chapters, self.origin))
 
     def _add(self, stream: Stream) -> None:
         if stream.disposition & Disposition.attached_pic and self._output.format.name == "matroska":
@@ -205,8 +222,9 @@ class Passthrough:
         video.disposition = source.disposition
 
     def start_at(self, seconds: Fraction) -> None:
-        """Make `seconds` (source time) the output's 0: a preview's start (trim, see the module doc), or the start of
-        a file whose container starts every stream at 0 (AVI), for which nothing is sought or expected before it."""
+        """Make `seconds` (source time) the output's 0: a preview's start (trim, see the module doc), `origin` for a
+        whole output, or the start of a file whose container starts every stream at 0 (AVI); for the last two nothing
+        is sought or expected before it."""
         if self._start is not None:
             raise ValueError("start_at is called once, before mux_until")
         self._start = Fraction(seconds)
@@ -358,12 +376,22 @@ def _seconds(packet: av.Packet) -> float:
     return float(time * packet.time_base) if time is not None else float("-inf")
 
 
-def _chapters_within(chapters: list[dict], start: Fraction, end: Fraction) -> list[dict]:
-    """The chapters that overlap [start, end), clipped to it and moved so that `start` is 0."""
+def _earliest_start(streams: list[Stream]) -> Fraction | None:
+    """The earliest start time of `streams` in seconds (None where none has one): each as its demuxer gives it, the
+    first packet's presentation time (MPEG-TS's clock unwrapped), past the priming samples an encoder put before an
+    audio stream's start (AAC in MP4: its first packet is before 0, its start is 0). A cover picture has no time."""
+    starts = [stream.start_time * stream.time_base for stream in streams if stream.start_time is not None
+              and stream.time_base and not stream.disposition & Disposition.attached_pic]
+    return min(starts, default=None)
+
+
+def _chapters_within(chapters: list[dict], start: Fraction, end: Fraction | None = None) -> list[dict]:
+    """The chapters that overlap [start, end), clipped to it and moved so that `start` is 0 (`end` None: no end)."""
     kept = []
     for chapter in chapters:
         time_base = chapter["time_base"]
-        first, last = max(chapter["start"] * time_base, start), min(chapter["end"] * time_base, end)
+        first = max(chapter["start"] * time_base, start)
+        last = chapter["end"] * time_base if end is None else min(chapter["end"] * time_base, end)
         if first < last:
             kept.append({**chapter, "start": round((first - start) / time_base),
                          "end": round((last - start) / time_base)})

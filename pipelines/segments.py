@@ -352,7 +352,7 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
                                  codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
                                  pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
                                  turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
-                                 device=engine.device)
+                                 device=engine.device, keep_source_times=True)  # (the join moves them)
         with writer:
 
             def write(batch: FrameBatch) -> None:
