@@ -55,9 +55,13 @@ READ_SUFFIXES = (*images.READ_SUFFIXES, ".dpx")
 # printf's integer conversion as FFmpeg's image2 takes it: %d, or %0Nd for N digits with leading zeros.
 _NUMBER = re.compile(r"%(0\d+)?d")
 FIRST_NUMBER = 1  # FFmpeg's image2 muxer starts at 1 too
-# The suffixes of video files (what `vsr batch` takes for videos): a name ending so is one file, whatever % it has.
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".m2ts", ".mpg", ".mpeg", ".vob",
-                  ".flv", ".wmv", ".ogv", ".3gp", ".gif", ".apng")
+# The suffixes of the video files vsr reads and writes, the one list of them: a name ending so is one file, whatever
+# % it has (`is_sequence`); `vsr batch` takes such files for videos, `vsr train` (less GIF and APNG) too. Containers
+# first, then raw streams (encode.STREAM_TIMED_SUFFIXES), then the animated pictures FFmpeg plays as videos.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".3gp", ".3g2", ".mkv", ".webm", ".avi", ".ts", ".mts", ".m2ts", ".mpg",
+                  ".mpeg", ".vob", ".flv", ".wmv", ".asf", ".ogv", ".mxf", ".nut", ".y4m", ".ivf",
+                  ".h264", ".264", ".avc", ".hevc", ".265", ".h265", ".m2v", ".mpv",
+                  ".gif", ".apng")
 
 
 def is_sequence(path: str | Path) -> bool:

@@ -43,6 +43,7 @@ from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.engine import bled  # (the fill of hidden colors that vsr upscale applies)
 from vsr.pipelines.image_metadata import is_animated
 from vsr.pipelines.images import READ_SUFFIXES, read_image
+from vsr.pipelines import sequences
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
 from vsr.training.metrics import smallest_scored_side
@@ -50,7 +51,8 @@ from vsr.training.metrics import smallest_scored_side
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = READ_SUFFIXES  # PNG, JPEG, WebP, TIFF, BMP: the images vsr reads
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".webm", ".avi", ".m4v", ".ts", ".mts", ".wmv", ".flv", ".y4m")
+# The videos vsr reads, less GIF and APNG: palette or animated pictures, which vsr does not train on.
+VIDEO_SUFFIXES = tuple(suffix for suffix in sequences.VIDEO_SUFFIXES if suffix not in (".gif", ".apng"))
 
 
 @dataclass

@@ -83,6 +83,26 @@ def test_a_video_whose_name_holds_a_printf_number_is_one_file_in_and_out(tmp_pat
     assert sorted(path.name for path in tmp_path.glob("f*.png")) == ["f001.png", "f002.png", "f003.png"]
 
 
+@pytest.mark.parametrize("suffix", [".y4m", ".mxf"])
+def test_a_y4m_or_mxf_video_whose_name_holds_a_printf_number_is_one_file(tmp_path, suffix):
+    """`is_sequence` knew only `vsr batch`'s video suffixes: "in%d.mxf" was "not a sequence of images vsr reads",
+    and -o "out%d.mxf" an "unsupported image type '.mxf'"."""
+    source = tmp_path / f"in%d{suffix}"
+    codec = ["-pix_fmt", "yuv420p"] if suffix == ".y4m" else ["-c:v", "mpeg2video"]
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=25", "-frames:v", "3",
+                    *codec, str(source)], check=True)
+    before = state(source)
+    assert f"in%d{suffix}: " in vsr("probe", source).stdout
+    vsr("upscale", source, "-m", "bicubic", "-s", "2")  # (neither holds H.264: .mkv)
+    assert len(media.ffprobe_frame_pts(tmp_path / "in%d.x2.mkv")) == 3
+    # An MXF output is one file too: refused for what it cannot hold, as out.mxf is (no image type).
+    result = run_vsr("upscale", source, "-m", "bicubic", "-s", "2", "-o", tmp_path / "out%d.mxf")
+    assert (result.returncode, result.stderr) == (2, "vsr: error: codec 'libx264' cannot be stored in a mxf file "
+                                                     "(out%d.mxf); use .mkv\n")
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([f"in%d{suffix}", "in%d.x2.mkv"])
+    assert state(source) == before
+
+
 @pytest.mark.parametrize("stem", ["a" * 249, "é" * 124 + "a"], ids=["ascii", "utf-8"])
 def test_an_output_name_over_the_limit_is_one_line_before_the_work(tmp_path, stem):
     """An input of 253 bytes makes an output of 255 + 1: the video said "the name is too long for the file system"

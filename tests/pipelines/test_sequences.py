@@ -23,7 +23,7 @@ from tests.pipelines.test_segments import decoded_framemd5, make_gop_clip
 from tests.processes import VSR, kill_when, run_vsr
 from vsr import api
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.pipelines.sequences import existing_frames, frame_path, is_sequence, run_file
+from vsr.pipelines.sequences import READ_SUFFIXES, VIDEO_SUFFIXES, existing_frames, frame_path, is_sequence, run_file
 from vsr.pipelines.upscale import run_record
 
 pytestmark = media.requires_ffmpeg
@@ -61,6 +61,20 @@ def test_patterns_name_their_frames():
     assert not is_sequence("%05d/frame.png")  # a folder's name is not numbered
     assert frame_path(media.Path("out/f%04d.png"), 12).name == "f0012.png"
     assert frame_path(media.Path("100%%_%d.png"), 7).name == "100%_7.png"
+
+
+def test_every_video_suffix_vsr_knows_is_in_the_one_list_and_names_one_file():
+    """Each module kept its own list of video suffixes, and `is_sequence` took "in%d.y4m" or "out%d.mxf" for a
+    sequence's pattern: the lists that name videos are parts of sequences.VIDEO_SUFFIXES."""
+    from vsr.pipelines import encode
+    from vsr.training import data
+
+    known = {*encode.STREAM_TIMED_SUFFIXES, *encode.FRAME_COUNTED_SUFFIXES, *encode.DISPLAY_MATRIX_SUFFIXES,
+             *data.VIDEO_SUFFIXES, ".y4m", ".mxf", ".wmv", ".asf", ".nut"}
+    assert known <= set(VIDEO_SUFFIXES) and not {".gif", ".apng"} & set(data.VIDEO_SUFFIXES)
+    assert not set(VIDEO_SUFFIXES) & {*READ_SUFFIXES, *api.IMAGE_SUFFIXES}
+    assert not any(is_sequence(f"take%03d{suffix}") or is_sequence(f"take%03d{suffix.upper()}")
+                   for suffix in VIDEO_SUFFIXES)
 
 
 def test_only_the_files_of_the_pattern_are_its_frames(tmp_path):
