@@ -294,62 +294,57 @@ def upscale(
     # The file systems (st_dev) found full: the inputs whose outputs would go there are not begun (every one would fail
     # the same way), those written onto another disk (beside their inputs, without -o) still are. None: not known.
     full: set[int | None] = set()
-    fsutil.written_this_run = {} if len(inputs) > 1 else None
-    fsutil.inputs_this_run = {} if len(inputs) > 1 else None
-    for input in inputs if len(inputs) > 1 else ():
-        with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
-            found = input.stat()
-            fsutil.inputs_this_run.setdefault((found.st_dev, found.st_ino), input)
-    for input in inputs:
-        file_system = _file_system(output if into_folder else input.parent)
-        if full and (None in full or file_system in full):
-            not_begun += 1
-            continue
-        try:
-            if new_folder:
-                try:
-                    output.mkdir(exist_ok=True)  # (made for each input, and removed below while nothing is in it)
-                except OSError as error:  # (a read-only or full file system)
-                    raise OutputError(f"{output}: cannot make the output folder ({error.strerror or error})") \
-                        from None
-            if input.is_dir():
-                raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image "
-                                 "in it")
-            api.check_input(input)
-            if api.is_image(input):
-                if devices is not None:
-                    raise OptionError(f"{input}: --devices splits a video over devices; for an image use --device")
-                if fps is not None:
-                    raise OptionError(f"{input}: --fps sets the frame rate of an image sequence (frames/%06d.png), "
-                                      "not of one image")
-                if video_only:
-                    log.warning("%s: %s %s to videos; an image is upscaled whole, in its own format", input,
-                                ", ".join(video_only), "applies" if len(video_only) == 1 else "apply")
-                written = api.upscale_image(input, output, options=options, overwrite=overwrite,
-                                            engine=engine_for("image"))
-                _remember_output(written, input)
-                if not quiet:
-                    typer.echo(f"wrote {written}")
+    with fsutil.run_of_several(_files_of(inputs)) if len(inputs) > 1 else contextlib.nullcontext():
+        for input in inputs:
+            file_system = _file_system(output if into_folder else input.parent)
+            if full and (None in full or file_system in full):
+                not_begun += 1
                 continue
-            result = api.upscale_video_in_segments(
-                input, output, devices=devices, options=options, video=video, overwrite=overwrite, progress=progress,
-                engine=engine_for("video") if devices is None else None)
-            _remember_output(result.output, input)
-            if not quiet:
-                typer.echo(_summary(result))
-        except (InputError, OutputError, OptionError) as error:
-            # An error about this input (it names it) leaves the others to go on; an option that is wrong for every
-            # input (a bad --codec) and a model error stop the run.
-            about_input = not isinstance(error, OptionError) or str(input) in str(error)
-            if len(inputs) == 1 or not about_input or os.environ.get("VSR_DEBUG"):
-                raise
-            typer.echo(f"vsr: error: {error}", err=True)
-            failures.append(error.exit_code)  # (not the error: its traceback holds that input's encoder and frames)
-            if out_of_space(error):
-                full.add(file_system)
-        finally:
-            if new_folder and output.is_dir() and not any(output.iterdir()):
-                output.rmdir()
+            try:
+                if new_folder:
+                    try:
+                        output.mkdir(exist_ok=True)  # (made for each input, and removed below while nothing is in it)
+                    except OSError as error:  # (a read-only or full file system)
+                        raise OutputError(f"{output}: cannot make the output folder ({error.strerror or error})") \
+                            from None
+                if input.is_dir():
+                    raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and "
+                                     "image in it")
+                api.check_input(input)
+                if api.is_image(input):
+                    if devices is not None:
+                        raise OptionError(f"{input}: --devices splits a video over devices; for an image use --device")
+                    if fps is not None:
+                        raise OptionError(f"{input}: --fps sets the frame rate of an image sequence (frames/%06d.png), "
+                                          "not of one image")
+                    if video_only:
+                        log.warning("%s: %s %s to videos; an image is upscaled whole, in its own format", input,
+                                    ", ".join(video_only), "applies" if len(video_only) == 1 else "apply")
+                    written = api.upscale_image(input, output, options=options, overwrite=overwrite,
+                                                engine=engine_for("image"))
+                    _remember_output(written, input)
+                    if not quiet:
+                        typer.echo(f"wrote {written}")
+                    continue
+                result = api.upscale_video_in_segments(
+                    input, output, devices=devices, options=options, video=video, overwrite=overwrite,
+                    progress=progress, engine=engine_for("video") if devices is None else None)
+                _remember_output(result.output, input)
+                if not quiet:
+                    typer.echo(_summary(result))
+            except (InputError, OutputError, OptionError) as error:
+                # An error about this input (it names it) leaves the others to go on; an option that is wrong for every
+                # input (a bad --codec) and a model error stop the run.
+                about_input = not isinstance(error, OptionError) or str(input) in str(error)
+                if len(inputs) == 1 or not about_input or os.environ.get("VSR_DEBUG"):
+                    raise
+                typer.echo(f"vsr: error: {error}", err=True)
+                failures.append(error.exit_code)  # (not the error: its traceback holds that input's encoder and frames)
+                if out_of_space(error):
+                    full.add(file_system)
+            finally:
+                if new_folder and output.is_dir() and not any(output.iterdir()):
+                    output.rmdir()
     if failures:
         said = f"vsr: {len(failures)} of {len(inputs)} inputs failed (said above)"
         if not_begun:
@@ -368,6 +363,17 @@ def _file_system(folder: Path) -> int | None:
         except OSError:
             continue
     return None
+
+
+def _files_of(inputs: list[Path]) -> dict[tuple[int, int], Path]:
+    """The files of `inputs` by (device, inode), with the input each is: what no output of the run may replace
+    (`fsutil.inputs_this_run`)."""
+    files = {}
+    for input in inputs:
+        with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
+            found = input.stat()
+            files.setdefault((found.st_dev, found.st_ino), input)
+    return files
 
 
 def _remember_output(output: Path, input: Path) -> None:

@@ -6,6 +6,7 @@ It imports nothing from vsr but vsr/errors.py, so models/, pipelines/ and traini
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import hashlib
@@ -14,7 +15,7 @@ import os
 import secrets
 import stat
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vsr.errors import OutputError
@@ -25,13 +26,25 @@ except ImportError:  # Windows: no flock; two runs on one output there are the u
     fcntl = None
 
 
-# The outputs that `vsr upscale` of several inputs wrote so far, and their inputs (the command keeps it; None
-# elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not replace
-# each other's, --overwrite or not.
+# The outputs that `vsr upscale` of several inputs wrote so far, and their inputs, while it runs (`run_of_several`;
+# None elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not
+# replace each other's, --overwrite or not.
 written_this_run: dict[Path, Path] | None = None
-# The inputs of that command by file (device, inode), where it has several: an output must not replace one of them.
-# `vsr upscale *.mp4 --overwrite`, run again, took a.x4.mp4 for an input and replaced it with a.mp4's output.
+# The inputs of that command by file (device, inode): an output must not replace one of them. `vsr upscale *.mp4
+# --overwrite`, run again, took a.x4.mp4 for an input and replaced it with a.mp4's output.
 inputs_this_run: dict[tuple[int, int], Path] | None = None
+
+
+@contextlib.contextmanager
+def run_of_several(input_files: dict[tuple[int, int], Path]) -> Iterator[None]:
+    """`written_this_run` and `inputs_this_run` (`input_files`) for as long as one command runs, and None again after
+    it: kept, they made a later command in the same process (a Python caller's) refuse the first's outputs."""
+    global written_this_run, inputs_this_run
+    written_this_run, inputs_this_run = {}, input_files
+    try:
+        yield
+    finally:
+        written_this_run = inputs_this_run = None
 
 
 def check_output(output: Path, source: Path, overwrite: bool) -> None:

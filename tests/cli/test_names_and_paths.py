@@ -5,6 +5,7 @@ import functools
 import hashlib
 import os
 import subprocess
+import sys
 
 import numpy as np
 import PIL.Image
@@ -181,3 +182,22 @@ def test_an_output_that_is_another_input_of_the_run_is_left_alone_even_with_over
         "vsr: 2 of 4 inputs failed (said above); the others are written"]
     assert {path: state(path) for path in before} == before
     assert (tmp_path / "clip.x2.x2.mp4").is_file() and (tmp_path / "still.x2.x2.png").is_file()
+
+
+def test_a_python_caller_running_a_command_of_several_inputs_then_another_is_not_refused_the_first_s_outputs(
+        tmp_path, clip):
+    """The run's outputs and inputs were kept after `vsr upscale a.mp4 b.mp4` returned: the next call in the same
+    process (here `upscale_video` with overwrite) was refused "was made from ... in this run"."""
+    other = make_clip(tmp_path / "other.mp4", frames=2)
+    script = f"""
+from vsr import api
+from vsr.cli import app
+
+app(["upscale", {str(clip)!r}, {str(other)!r}, "-m", "bicubic", "-s", "2", "-q"], standalone_mode=False)
+api.upscale_video({str(clip)!r}, options=api.UpscaleOptions(model="bicubic", outscale=2), overwrite=True)
+print("again")
+"""
+    first = (tmp_path / "clip.x2.mp4")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "again\n", "")
+    assert len(media.ffprobe_frame_pts(first)) == 2 and len(media.ffprobe_frame_pts(tmp_path / "other.x2.mp4")) == 2
