@@ -40,7 +40,7 @@ import av
 import torch
 
 from vsr.errors import InputError, OptionError, OutputError
-from vsr.fsutil import check_name_length, hidden_sibling, lock_temporary, write_bytes_atomic
+from vsr.fsutil import check_name_length, check_not_an_input, hidden_sibling, lock_temporary, write_bytes_atomic
 from vsr.pipelines import images
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.image_metadata import PNG_SIGNATURE
@@ -163,13 +163,17 @@ def resumes(pattern: Path, record: dict | None) -> bool:
         return False
 
 
-def check_sequence_output(pattern: Path, overwrite: bool, record: dict | None = None) -> None:
-    """One line for each way writing the sequence `pattern` would go wrong, before any work starts. Existing frames
-    are refused, unless `overwrite`, or unless they are an unfinished run making the same (`record`), which resumes."""
+def check_sequence_output(pattern: Path, source: Path, overwrite: bool, record: dict | None = None) -> None:
+    """One line for each way writing the sequence `pattern` (made from `source`) would go wrong, before any work
+    starts. Existing frames are refused, unless `overwrite`, or unless they are an unfinished run making the same
+    (`record`), which resumes; never one that is a file of another input of the run (`vsr upscale 'f%04d.png'
+    'f%04d.x4.png' --overwrite`, run again, replaced the second input's frames before reading them)."""
     _check_pattern(pattern)
     images.check_writable(pattern)
     check_name_length(frame_path(pattern, FIRST_NUMBER))  # (else said as the first frame was written, once upscaled)
     found = existing_frames(pattern)
+    for number in sorted(found):
+        check_not_an_input(found[number], pattern, source)
     if found and not overwrite and not resumes(pattern, record):
         first = found[min(found)]
         begun = " (begun by a run from another source or with other settings)" if run_file(pattern).exists() else ""
@@ -224,7 +228,7 @@ def start_sequence(pattern: Path, *, source: Path, source_info: VideoStreamInfo,
     killed run's unfinished frames removed, and the run file written (`record`, see resumes)."""
     lock = SequenceLock(pattern) if pattern.parent.is_dir() else None  # (before anything is removed)
     try:
-        check_sequence_output(pattern, overwrite, record)
+        check_sequence_output(pattern, source, overwrite, record)
         _warn_about_what_is_lost(pattern, source, source_info, copy_streams)
         try:
             if overwrite:
@@ -467,7 +471,7 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
         if output.absolute() == Path(source).absolute() or _writes_over(output, Path(source)):
             raise OutputError(f"{output}: the output would replace the input; choose another name with -o")
         _check_no_video_options(video)
-        check_sequence_output(output, overwrite, record)
+        check_sequence_output(output, Path(source), overwrite, record)
     elif output.suffix.lower() in images.READ_SUFFIXES:
         raise OptionError(f"{output}: one image; to write every frame as an image, number them: "
                           f"{output.with_name(f'{output.stem}%06d{output.suffix}')}")

@@ -366,13 +366,17 @@ def _file_system(folder: Path) -> int | None:
 
 
 def _files_of(inputs: list[Path]) -> dict[tuple[int, int], Path]:
-    """The files of `inputs` by (device, inode), with the input each is: what no output of the run may replace
-    (`fsutil.inputs_this_run`)."""
+    """The files of `inputs` by (device, inode), an image sequence's each frame, with the input each belongs to: what
+    no output of the run may replace (`fsutil.inputs_this_run`)."""
+    from vsr.pipelines.sequences import existing_frames, is_sequence
+
     files = {}
     for input in inputs:
-        with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
-            found = input.stat()
-            files.setdefault((found.st_dev, found.st_ino), input)
+        paths = existing_frames(input).values() if is_sequence(input) and not input.exists() else [input]
+        for path in paths:
+            with contextlib.suppress(OSError):  # (a missing input is said as its turn comes)
+                found = path.stat()
+                files.setdefault((found.st_dev, found.st_ino), input)
     return files
 
 

@@ -30,8 +30,9 @@ except ImportError:  # Windows: no flock; two runs on one output there are the u
 # None elsewhere): inputs whose outputs share a name (photo.png and photo.tiff both make photo.x4.png) must not
 # replace each other's, --overwrite or not.
 written_this_run: dict[Path, Path] | None = None
-# The inputs of that command by file (device, inode): an output must not replace one of them. `vsr upscale *.mp4
-# --overwrite`, run again, took a.x4.mp4 for an input and replaced it with a.mp4's output.
+# The files of that command's inputs by (device, inode), a sequence's each frame, with the input each belongs to: an
+# output must not replace one of them. `vsr upscale *.mp4 --overwrite`, run again, took a.x4.mp4 for an input and
+# replaced it with a.mp4's output.
 inputs_this_run: dict[tuple[int, int], Path] | None = None
 
 
@@ -47,6 +48,25 @@ def run_of_several(input_files: dict[tuple[int, int], Path]) -> Iterator[None]:
         written_this_run = inputs_this_run = None
 
 
+def check_not_an_input(path: Path, output: Path, source: Path) -> None:
+    """One line where `path` (`output`, made from `source`, or one of its frames) is a file of another input of this
+    run (`inputs_this_run`), which it would replace."""
+    try:
+        found = path.stat()  # (followed through links)
+    except OSError:
+        return
+    owner = (inputs_this_run or {}).get((found.st_dev, found.st_ino))
+    if owner is None:
+        return
+    try:
+        itself = os.path.samefile(owner, path)
+    except OSError:  # (a sequence's pattern names no file)
+        itself = False
+    what = "is also one of this run's inputs" if itself else f"is a frame of {owner}, one of this run's inputs"
+    which = f"{output}:" if path == output else f"{output}: {path.name}"
+    raise OutputError(f"{which} {what}; leave it out of them, or upscale {source} on its own")
+
+
 def check_output(output: Path, source: Path, overwrite: bool) -> None:
     """One line for each way writing `output` (made from `source`) would go wrong, before any work starts."""
     check_name_length(output)
@@ -55,6 +75,7 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
     if written_this_run is not None and output.resolve() in written_this_run:
         raise OutputError(f"{output}: was made from {written_this_run[output.resolve()]} in this run; upscale "
                           f"{source} on its own, with -o naming its output")
+    check_not_an_input(output, output, source)
     # The output is renamed into place, which --overwrite let replace a device or a pipe (as root, -o /dev/null took
     # the system's /dev/null) and wrote a video into a folder of the output's name, or an image nowhere, after the
     # work. Followed through links: one to /dev/null, or /dev/stdout itself, is refused too.
@@ -62,9 +83,6 @@ def check_output(output: Path, source: Path, overwrite: bool) -> None:
         found = output.stat()
     except OSError:  # (none there, or a link to nothing: replaced as a file is)
         found = None
-    if inputs_this_run is not None and found is not None and (found.st_dev, found.st_ino) in inputs_this_run:
-        raise OutputError(f"{output}: is also one of this run's inputs; leave it out of them, or upscale {source} on "
-                          "its own")
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise OutputError(f"{output}: is a folder; --overwrite replaces files only: name the output file with -o")
     if found is not None and not stat.S_ISREG(found.st_mode):

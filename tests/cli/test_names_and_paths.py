@@ -184,6 +184,29 @@ def test_an_output_that_is_another_input_of_the_run_is_left_alone_even_with_over
     assert (tmp_path / "clip.x2.x2.mp4").is_file() and (tmp_path / "still.x2.x2.png").is_file()
 
 
+@pytest.mark.parametrize("other", ["sequence", "file"])
+def test_a_sequence_output_whose_frames_are_another_input_of_the_run_is_refused_before_any_frame(tmp_path, other):
+    """`vsr upscale 'f%04d.png' 'f%04d.x2.png' --overwrite`, run a second time, replaced the second input's frames
+    with the first's output before reading them (and a file input named as one of the frames, f0002.x2.png, too):
+    the run's-inputs check knew files only."""
+    for number in (1, 2, 3):
+        write_png(tmp_path / f"f{number:04d}.png")
+    vsr("upscale", tmp_path / "f%04d.png", "-m", "bicubic", "-s", "2")
+    made = sorted(tmp_path.glob("f000?.x2.png"))
+    before = {path: state(path) for path in made}
+    other_input = tmp_path / ("f%04d.x2.png" if other == "sequence" else "f0002.x2.png")
+    for inputs in ([tmp_path / "f%04d.png", other_input], [other_input, tmp_path / "f%04d.png"]):
+        result = vsr("upscale", *inputs, "-m", "bicubic", "-s", "2", "--overwrite", check=False)
+        frame, what = (("f0001.x2.png", f"is a frame of {other_input}, one of")
+                       if other == "sequence" else ("f0002.x2.png", "is also one of"))
+        assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+            f"vsr: error: {tmp_path / 'f%04d.x2.png'}: {frame} {what} this run's inputs; leave it out of them, or "
+            f"upscale {tmp_path / 'f%04d.png'} on its own",
+            "vsr: 1 of 2 inputs failed (said above); the others are written"]
+        assert {path: state(path) for path in made} == before
+        assert len(list(tmp_path.glob("f*.x2.x2.png"))) == (3 if other == "sequence" else 1)
+
+
 def test_a_python_caller_running_a_command_of_several_inputs_then_another_is_not_refused_the_first_s_outputs(
         tmp_path, clip):
     """The run's outputs and inputs were kept after `vsr upscale a.mp4 b.mp4` returned: the next call in the same
