@@ -65,6 +65,7 @@ from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.upscale import (
+    KEEP_FIELDS,
     UpscaleOptions,
     VideoOptions,
     VideoResult,
@@ -328,10 +329,11 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     from vsr.pipelines.sequences import ImageSequenceWriter
 
     # The driver said these once for the whole video (`upscale_video_in_segments`), not once per worker process.
-    said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
+    said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS))
     path = plan.sequence or segment_file(folder, segment.index, plan.suffix)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
-                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps)
+                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps,
+                           keep_fields_with=KEEP_FIELDS)
     encoded: list[int] = []
     with decoder:
         crop = resolve_crop(video.crop, source, decoder.info)  # the driver's: found once for the whole video
@@ -569,7 +571,7 @@ def upscale_video_in_segments(
     video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),
                                                                      **video.encoder_options})
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
-    warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced))
+    warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS))
     started = time.perf_counter()
     with SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
         done: dict[int, object] = dict(folder.done())

@@ -36,6 +36,7 @@ log = logging.getLogger("vsr")
 
 IMAGE_SUFFIXES = images.READ_SUFFIXES
 # The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
+KEEP_FIELDS = "--deinterlace off"  # what keeps an interlaced video's fields, said as "auto" deinterlaces one
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 
 
@@ -548,6 +549,7 @@ def upscale_video(
     decoder = open_decoder(
         source, backend=video.decoder, device=engine.device, start=video.start, end=video.end,
         max_frames=video.max_frames, deinterlace=video.deinterlace, frame_rate=video.fps,
+        keep_fields_with=KEEP_FIELDS,
     )
     with decoder:
         crop = resolve_crop(video.crop, source, decoder.info)

@@ -25,7 +25,9 @@ The interface every backend keeps (`Decoder`):
 Deinterlacing (`deinterlace`): "off" gives the frames as they are; "auto" deinterlaces a stream that says it is
 interlaced, and "on" every frame, with FFmpeg's bwdif, one frame out per frame in, each keeping its pts (PyAV alone
 does it: another backend asked for falls back to PyAV, in software, with a warning). Upscaling the two fields of an
-interlaced frame together magnifies the comb of their lines four times over.
+interlaced frame together magnifies the comb of their lines four times over. The warning that an interlaced stream
+is deinterlaced names what keeps its fields (`keep_fields_with`) where the caller's command has it: `vsr upscale` has
+--deinterlace off, `vsr train` and `vsr eval` nothing.
 
 Selecting frames: `start`/`end` in seconds from the stream's first frame keep the frames whose time is in
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
@@ -90,9 +92,11 @@ def open_decoder(
     max_frames: int | None = None,
     deinterlace: str = "off",
     frame_rate: Fraction | None = None,
+    keep_fields_with: str | None = None,
 ) -> Decoder:
     """Open the video stream of `path` for decoding (see the module docstring). `frame_rate`: that of an image
-    sequence (a pattern such as frames/%06d.png, see `sequences`), which PyAV alone decodes."""
+    sequence (a pattern such as frames/%06d.png, see `sequences`), which PyAV alone decodes. `keep_fields_with`: the
+    option that keeps an interlaced stream's fields ("--deinterlace off"), said as "auto" deinterlaces one."""
     if backend not in BACKENDS:
         raise OptionError(f"--decoder {backend}: choose one of {', '.join(BACKENDS)}")
     if deinterlace not in DEINTERLACE:
@@ -105,7 +109,7 @@ def open_decoder(
             _warn_once(path, f"decoding the image sequence with PyAV: {backend} reads video files")
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else None, frame_rate=frame_rate)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
-        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True))
+        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True, keep_fields_with=keep_fields_with))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend in ("dali", "decord") or (backend == "auto" and device.type == "cuda"):
         if carries_captions(path):
@@ -132,12 +136,15 @@ def open_decoder(
     return PyAVDecoder(path, **options)
 
 
-def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool) -> list[str]:
-    """What opening a decoder says about deinterlacing a video (`interlaced`: whether its stream says so)."""
+def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_fields_with: str | None = None
+                         ) -> list[str]:
+    """What opening a decoder says about deinterlacing a video (`interlaced`: whether its stream says so;
+    `keep_fields_with`: the option that would not, where the command has one)."""
     messages = []
     if deinterlace == "auto" and interlaced:
-        messages.append("interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off keeps the "
-                        "fields)")
+        # (vsr train and vsr eval have no such option: the message named one they refuse)
+        keep = f"; {keep_fields_with} keeps the fields" if keep_fields_with else ""
+        messages.append(f"interlaced video: deinterlacing it (bwdif, one frame per frame{keep})")
     if (messages or deinterlace == "on") and backend in ("dali", "decord"):
         messages.append(f"decoding with PyAV instead of {backend}, which cannot deinterlace")
     return messages

@@ -88,6 +88,8 @@ def test_vsr_upscale_deinterlaces_by_default_and_says_so_once(interlaced, tmp_pa
     output = tmp_path / "out.mkv"
     result = run_vsr("upscale", clip, "-o", output, "-m", "bicubic", *devices, check=True)
     assert result.stderr.count("interlaced video: deinterlacing it") == 1  # not once per worker
+    assert (f"vsr: WARNING: {clip}: interlaced video: deinterlacing it (bwdif, one frame per frame; --deinterlace off "
+            "keeps the fields)") in result.stderr.splitlines()
     assert media.video_times(output) == media.video_times(clip)
     assert media.ffprobe_streams_of(output, "v")[0].get("field_order", "progressive") == "progressive"
 
@@ -123,3 +125,15 @@ def test_on_a_gpu_interlaced_video_is_decoded_in_software_and_deinterlaced(tmp_p
     assert pts == reference_pts
     # swscale's exact path on the CPU, planes_to_rgb on the GPU: within one level (test_decode_hw.py)
     assert max(np.abs(a - b).max() for a, b in zip(frames, reference)) <= 1
+
+
+def test_vsr_eval_says_it_deinterlaces_without_naming_an_option_it_lacks(interlaced):
+    """`vsr eval` (and `vsr train`, through the same sampling of video frames) said "--deinterlace off keeps the
+    fields", an option neither has: asked for, it is refused as unknown."""
+    clip, _ = interlaced
+    result = run_vsr("eval", clip, "-m", "bicubic", "--frames", "2", check=True)
+    assert (f"vsr: WARNING: {clip}: interlaced video: deinterlacing it (bwdif, one frame per frame)"
+            in result.stderr.splitlines())
+    assert "--deinterlace" not in result.stderr
+    refused = run_vsr("eval", clip, "-m", "bicubic", "--deinterlace", "off")
+    assert refused.returncode == 2 and "No such option: --deinterlace" in refused.stderr
