@@ -46,6 +46,7 @@ Why .mp4 for the segments, and the two timestamp repairs of the join:
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import logging
 import math
@@ -88,7 +89,7 @@ from vsr.pipelines.upscale import (
     video_output_size,
 )
 
-from vsr.errors import OptionError, OutputError, VsrError
+from vsr.errors import OptionError, OutputError, VsrError, out_of_space
 from vsr.fsutil import AppearedMeanwhile, file_state, fsync_folder, lock_temporary, rename_into_place
 
 log = logging.getLogger(__name__)
@@ -300,6 +301,9 @@ class _Failure:
 
     error_type: str  # a class name of vsr.errors, or "" for any other error
     message: str  # one line
+    # It failed for want of room on the disk (`out_of_space`): `vsr upscale` of several inputs then begins none whose
+    # output goes to that file system, as with one device. The cause of the worker's error stays in the worker.
+    no_space: bool = False
 
 
 def _failure(error: BaseException, context: str | None) -> _Failure:
@@ -307,13 +311,15 @@ def _failure(error: BaseException, context: str | None) -> _Failure:
 
     text = one_line(error)
     text = f"{context}: {text}" if context else text
-    return _Failure(type(error).__name__ if isinstance(error, VsrError) else "", text)
+    return _Failure(type(error).__name__ if isinstance(error, VsrError) else "", text, out_of_space(error))
 
 
 def _raise(failure: _Failure) -> None:
     from vsr import errors
 
     error_type = getattr(errors, failure.error_type, VsrError) if failure.error_type else VsrError
+    if failure.no_space:  # (raised from a full disk's OSError, as the error in the worker was)
+        raise error_type(failure.message) from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     raise error_type(failure.message)
 
 

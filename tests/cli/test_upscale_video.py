@@ -343,6 +343,34 @@ def test_a_full_disk_stops_several_inputs_where_it_is_found(tmp_path):
 
 
 @media.DEV_FULL
+def test_a_full_disk_met_by_a_segment_worker_stops_several_inputs_as_on_one_device(tmp_path):
+    """With --devices, the worker's error came back as its type and message alone: not known as a full disk, the
+    inputs after it were begun (and each failed the same way once decoded and upscaled)."""
+    keyframes = {"g": "4", "keyint_min": "4", "sc_threshold": "0"}
+    clips = [make_clip(tmp_path / f"{name}.mp4", frames=16, options=keyframes) for name in ("a", "b", "c")]
+    out = tmp_path / "out"
+    out.mkdir()
+    # b's folder of segments, as a run cut short leaves it (its join failed), with its first segment to do again:
+    # the temporary file of that segment is /dev/full, whose writes fail with ENOSPC.
+    (out / ".b.x2.partial.mp4").mkdir()
+    command = ["-o", out, "-m", "bicubic", "--outscale", "2", "--devices", "cpu,cpu"]
+    assert vsr("upscale", clips[1], *command, check=False).returncode == 4
+    (out / ".b.x2.partial.mp4").rmdir()
+    segments = out / ".b.x2.mp4.segments"
+    for path in segments.glob("segment-0000.*"):
+        path.unlink()
+    (segments / ".segment-0000.partial.mp4").symlink_to("/dev/full")
+    result = vsr("upscale", *clips, *command, check=False)
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines()[-2:] == [
+        f"vsr: error: segment 1 of 2 (frames at 0.000-0.280 s) on cpu: cannot write {segments / 'segment-0000.mp4'}: "
+        "No space left on device",
+        "vsr: 1 of 3 inputs failed (said above), 1 not begun as the disk is full; the others are written"]
+    assert sorted(os.listdir(out)) == [".b.x2.mp4.segments", "a.x2.mp4"]
+    assert len(media.ffprobe_frame_pts(out / "a.x2.mp4")) == 16
+
+
+@media.DEV_FULL
 def test_a_full_disk_leaves_the_inputs_written_onto_another_disk_to_go_on(tmp_path):
     """Without -o each output goes beside its input: a full disk under one input's folder stopped the inputs of every
     other disk as well ("not begun"), though they had room and were written before."""
