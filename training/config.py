@@ -27,6 +27,7 @@ import tomllib
 STAGES = ("psnr", "gan")
 SCHEDULERS = ("step", "cosine_restarts")
 LOADERS = ("memory", "dali")
+POOLS = ("auto", "memory", "disk")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DISCRIMINATOR_PATCH_SIZES = (128, 256)  # VGGStyleDiscriminator's input sizes
 RECIPES_DIR = Path(__file__).parent / "recipes"
@@ -44,6 +45,9 @@ class TrainConfig:
     frames_per_video: int = 16  # frames sampled across each video (near-duplicates skipped)
     loader: str = "memory"  # "memory": PatchDataset over photos and sampled frames; "dali": patches decoded by
     # DALI straight from the videos (NVDEC on a GPU; training/dali_patches.py), videos only
+    pool: str = "auto"  # where loader=memory keeps the training pictures: "memory"; "disk", one raw file in the run's
+    # folder (pool/pixels.u8, 3 bytes a pixel) read through the page cache; "auto": memory while they take at most
+    # half the memory available, else disk (under torchrun, disk: the processes then share one copy)
     scale: int = 4
     patch_size: int = 128  # HR patch side; the LR patch is patch_size / scale
     batch_size: int = 16  # the total over all processes (DDP splits it)
@@ -92,6 +96,7 @@ class TrainConfig:
         _choice("stage", self.stage, STAGES)
         _choice("scheduler", self.scheduler, SCHEDULERS)
         _choice("loader", self.loader, LOADERS)
+        _choice("pool", self.pool, POOLS)
         _choice("precision", self.precision, PRECISIONS)
         for name in ("scale", "patch_size", "batch_size", "num_feat", "num_block", "num_grow_ch", "disc_num_feat",
                      "total_iters", "cosine_period", "val_every", "save_every", "log_every", "frames_per_video"):

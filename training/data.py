@@ -8,7 +8,8 @@
 
 The pool of HR images is held in memory as uint8, 3·H·W bytes each (the 48 Debian photos halved are 60 MP:
 180 MB). DataLoader workers started by fork share it copy-on-write (nothing is written to it); with spawn, torch
-moves the tensors to shared memory once. LR patches are made on the fly (a 128×128 pair with its context takes
+moves the tensors to shared memory once. A pool larger than memory (DF2K: 30 GB) is a `pool.DiskPool`, one raw file
+read through np.memmap, which gives the same patches (`vsr train` chooses, see pool.py). LR patches are made on the fly (a 128×128 pair with its context takes
 ~1.5 ms on one core), so nothing but the pool is stored and any scale can be trained from the same images.
 
 Patches are exact: an HR patch starts on the LR grid (a multiple of `scale`), and its LR patch is cut from the
@@ -29,7 +30,7 @@ import hashlib
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,27 +236,39 @@ def collect_images(
     backend: str = "auto", with_following: bool = False, skip_unreadable: bool = False,
 ) -> list[HRImage]:
     """HR images from any mix of image files, videos, and folders holding either (`with_following`: see
-    `sample_video_frames`). `skip_unreadable`: a file that cannot be read (empty, broken, cut short, not what its
-    name says) is left out with a warning naming it, rather than ending the whole collection; an InputError only
-    where nothing could be read."""
-    images: list[HRImage] = []
+    `sample_video_frames`). `skip_unreadable`: see `read_images`."""
+    return list(read_images(expand_sources(sources), frames_per_video=frames_per_video, min_difference=min_difference,
+                            backend=backend, with_following=with_following, skip_unreadable=skip_unreadable))
+
+
+def read_images(
+    files: Sequence[Path], *, frames_per_video: int = 16, min_difference: float = 0.01, backend: str = "auto",
+    with_following: bool = False, skip_unreadable: bool = False,
+) -> Iterator[HRImage]:
+    """The HR images of image and video `files`, one file read at a time (a pool larger than memory is written to
+    disk as it comes, see pool.py). `skip_unreadable`: a file that cannot be read (empty, broken, cut short, not
+    what its name says) is left out with a warning naming it, rather than ending the whole collection; an
+    InputError only where nothing could be read."""
+    read = 0
     left_out: list[str] = []
-    for file in expand_sources(sources):
+    for file in files:
         try:
             if is_photo(file):
-                images.append(load_photo(file))
+                images = [load_photo(file)]
             else:
-                images += sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,
-                                              with_following=with_following)
+                images = sample_video_frames(file, frames_per_video, min_difference=min_difference, backend=backend,
+                                             with_following=with_following)
         except InputError as error:
             if not skip_unreadable:
                 raise
             log.warning("%s: left out", error)
             left_out.append(str(error))
-    if left_out and not images:  # (the first reason in the error too: `vsr train -q` shows no warnings)
+            continue
+        read += len(images)
+        yield from images
+    if left_out and not read:  # (the first reason in the error too: `vsr train -q` shows no warnings)
         more = f" (and {len(left_out) - 1} more files left out)" if len(left_out) > 1 else ""
         raise InputError(f"no file could be read: {left_out[0]}{more}")
-    return images
 
 
 def _frames_at_times(path: Path, backend: str, times: list[float], with_following: bool
@@ -326,7 +339,7 @@ def _thumbnail(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class PatchDataset(Dataset):
-    """Random (LR, HR) patch pairs from a pool of HR images; item i is dict(lr=3×p×p, hr=3×P×P) float32 in [0, 1],
+    """Random (LR, HR) patch pairs from a pool of HR images (a list, or a `pool.DiskPool` on disk: the same pairs); item i is dict(lr=3×p×p, hr=3×P×P) float32 in [0, 1],
     P = `patch_size`, p = P / `scale`. LR is MATLAB bicubic, rounded to 8 bits when `quantize` (see module doc).
 
     Every patch position on the LR grid of every image is equally likely (so a large photo gives more patches than
@@ -356,8 +369,10 @@ class PatchDataset(Dataset):
         self.patch_size, self.scale, self.seed = patch_size, scale, seed
         self.augment, self.quantize = augment, quantize
         self.epoch = 0
+        # The pool itself, not views of its pictures: a DiskPool pickles (for a spawned worker) without its pixels.
+        self.images = images
         self.names = [image.name for image in images]
-        self.images = []
+        self._sizes = []  # each picture's height and width, cropped to multiples of the scale
         cumulative, total, area = [], 0, 0
         lr_patch = patch_size // scale
         for image in images:
@@ -365,12 +380,12 @@ class PatchDataset(Dataset):
             height, width = image.pixels.shape[-2:]
             if height < patch_size or width < patch_size:
                 raise InputError(f"{image.name}: {width}×{height} is smaller than the {patch_size}×{patch_size} patch")
-            pixels = mod_crop(image.pixels, scale)
-            self.images.append(pixels)
-            rows, cols = pixels.shape[-2] // scale - lr_patch + 1, pixels.shape[-1] // scale - lr_patch + 1
+            height, width = height - height % scale, width - width % scale  # (mod_crop)
+            self._sizes.append((height, width))
+            rows, cols = height // scale - lr_patch + 1, width // scale - lr_patch + 1
             total += rows * cols
             cumulative.append(total)
-            area += pixels.shape[-2] * pixels.shape[-1]
+            area += height * width
         self._cumulative = cumulative  # patch positions in images [0, k], for picking one position of them all
         if length is None:
             length = max(1, math.ceil(area / patch_size**2))
@@ -393,8 +408,9 @@ class PatchDataset(Dataset):
         flips = torch.rand(3, generator=generator) < 0.5
         which = bisect.bisect_right(self._cumulative, position)
         position -= self._cumulative[which - 1] if which else 0
-        pixels, scale, size = self.images[which], self.scale, self.patch_size
-        cols = pixels.shape[-1] // scale - size // scale + 1
+        (height, width), scale, size = self._sizes[which], self.scale, self.patch_size
+        pixels = self.images[which].pixels[:, :height, :width]
+        cols = width // scale - size // scale + 1
         top, left = (position // cols) * scale, (position % cols) * scale
         lr, hr = patch_pair(pixels, top, left, size, scale, quantize=self.quantize)
         if self.augment:

@@ -8,13 +8,15 @@ on every machine and every run, see `data.split_photos`); videos are never split
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vsr.errors import InputError, OptionError
+from vsr.hardware import in_bytes
 from vsr.training.config import TrainConfig
 from vsr.training.data import (IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, load_photo,
-                               split_photos)
+                               read_images, split_photos)
+from vsr.training.pool import DiskPool, Pool, gather_pool, remove_pool, sources_key
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +29,30 @@ def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
         raise OptionError(f"loader=dali reads videos only; train_paths hold photos ({', '.join(photos[:3])}...) or "
                           "nothing: use loader=memory for photos")
     if config.val_paths:  # (they take the place of val_holdout, as with loader=memory)
-        return files, collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video)
+        return files, validation_images(config)
     if config.val_holdout:
         raise OptionError("loader=dali: val_holdout keeps photos out, and there are none; give val_paths instead")
     log.warning("no validation images (set val_paths): training without PSNR/SSIM checks")
     return files, []
 
 
+def validation_images(config: TrainConfig) -> list[HRImage]:
+    """The images of `config.val_paths`, for either loader: a file that cannot be read is left out with a warning
+    naming it (as a training file is), an InputError only where none can be."""
+    return collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video,
+                          skip_unreadable=True)
+
+
 def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[list[HRImage], list[HRImage]]:
     """(training images, validation images) as uint8 HR pictures in memory (video frames sampled). `held_before`:
     the photos a run held out before it was resumed, held out again first (see `split_photos`)."""
+    files, validation = split_sources(config, held_before)
+    return list(training_images(config, files)), validation
+
+
+def split_sources(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[list[Path], list[HRImage]]:
+    """(the training files, the validation images): `val_paths`' images, or `val_holdout` photos of the training
+    data, read now; the training files are read by `training_images`."""
     if not config.train_paths:
         raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
     files = expand_sources(config.train_paths)
@@ -46,8 +62,7 @@ def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[l
     videos = [path for path in files if path not in photos]
     validation: list[HRImage] = []
     if config.val_paths:
-        validation = collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video,
-                                    skip_unreadable=True)
+        validation = validation_images(config)
     elif config.val_holdout:
         # A photo that cannot be read is no validation photo: the next one (by name hash) is held out in its place.
         while True:
@@ -72,17 +87,45 @@ def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[l
         log.info("validation photos held out: %s", ", ".join(path.name for path in held_out))
     else:
         log.warning("no validation images (set val_paths or val_holdout): training without PSNR/SSIM checks")
-    # A folder of what users have holds a broken file or a thumbnail: each is left out with a warning naming it, not
-    # the end of a run that would learn from the thousands of others.
-    training = collect_images(photos + videos, frames_per_video=config.frames_per_video, skip_unreadable=True)
+    return photos + videos, validation
+
+
+def training_images(config: TrainConfig, files: Sequence[Path]) -> Iterator[HRImage]:
+    """The training images of `files`, one file read at a time (video frames sampled). A folder of what users have
+    holds a broken file or a thumbnail: each is left out with a warning naming it, not the end of a run that would
+    learn from the thousands of others."""
     patch = config.patch_size
-    small = [image for image in training if min(image.pixels.shape[-2:]) < patch]
+    small: list[tuple[str, int, int]] = []  # (name, width, height): said once at the end, not kept in memory
+    kept = 0
+    for image in read_images(files, frames_per_video=config.frames_per_video, skip_unreadable=True):
+        height, width = image.pixels.shape[-2:]
+        if min(height, width) < patch:
+            small.append((image.name, width, height))
+            continue
+        kept += 1
+        yield image
     if small:
-        sizes = ", ".join(f"{image.name} ({image.pixels.shape[-1]}×{image.pixels.shape[-2]})" for image in small[:5])
+        sizes = ", ".join(f"{name} ({width}×{height})" for name, width, height in small[:5])
         log.warning("%d images or frames smaller than the %d×%d patch left out of training: %s%s", len(small), patch,
                     patch, sizes, ", ..." if len(small) > 5 else "")
-        training = [image for image in training if min(image.pixels.shape[-2:]) >= patch]
-        if not training:
+        if not kept:
+            largest = max(small, key=lambda found: found[1] * found[2])[0]
             raise InputError(f"every training image is smaller than the {patch}×{patch} patch (the largest: "
-                             f"{max(small, key=lambda image: image.pixels[0].numel()).name}); lower patch_size")
-    return training, validation
+                             f"{largest}); lower patch_size")
+
+
+def training_pool(config: TrainConfig, files: Sequence[Path], folder: Path, budget: float) -> Pool:
+    """The pictures of the training `files`, in memory or on disk in `folder` (see pool.py): the pool already there
+    where it was built from these files with these settings (a resume: nothing is decoded again), else read now."""
+    key = sources_key(files, {"frames_per_video": config.frames_per_video, "patch_size": config.patch_size})
+    if config.pool != "memory":
+        found = DiskPool.open(folder, key)
+        if found is not None:
+            log.info("training pool: %d pictures, %s on disk in %s, built from these files before", len(found),
+                     in_bytes(found.nbytes), folder)
+            return Pool(found, found.digest, found.nbytes)
+    if folder.exists():  # (built from other files, or cut short, or pool=memory now)
+        log.info("%s: an earlier training pool, not of these files%s: removed", folder,
+                 " (or pool=memory now)" if config.pool == "memory" else "")
+        remove_pool(folder)
+    return gather_pool(training_images(config, files), budget=budget, folder=folder, key=key)

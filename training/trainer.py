@@ -16,8 +16,8 @@ DistributedDataParallel (NCCL on GPUs, gloo on CPUs); rank 0 alone validates and
 from __future__ import annotations
 
 import copy
+import datetime
 import gc
-import hashlib
 import itertools
 import logging
 import math
@@ -40,20 +40,21 @@ from torch.utils.data import DataLoader, Sampler
 
 from vsr.errors import ModelError, OptionError, OutputError, VsrError
 from vsr.fsutil import locked, temporaries_of
-from vsr.hardware import cpu_computes_bf16
+from vsr.hardware import cpu_computes_bf16, in_bytes
 from vsr.models.checkpoint import load_model, read_state_dict
 from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.vgg import VGGFeatureExtractor
 from vsr.training import checkpoints
 from vsr.training.config import TrainConfig
-from vsr.training.data import PatchDataset, ValidationSet
+from vsr.training.data import HRImage, PatchDataset, ValidationSet
 from vsr.training.evaluate import bicubic_upscaler, model_upscaler, validate
 from vsr.training.logs import RunLog, plot_curves, require_matplotlib
 from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
                                  ragan_generator_loss)
 from vsr.training.dali_patches import DaliVideoPatches
-from vsr.training.sources import dali_sources, load_images
+from vsr.training.pool import POOL_DIR, DiskPool, Pool, memory_budget, remove_pool
+from vsr.training.sources import dali_sources, split_sources, training_pool
 
 log = logging.getLogger(__name__)
 
@@ -380,12 +381,12 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
         batches_per_epoch = max(1, patches.frames * patches.patches_per_frame // (config.batch_size // world))
         sources = f"{len(videos)} training videos ({patches.frames} frames, DALI)"
     else:
-        train_images, val_images = load_images(config, held_before=state.get("val_held_out", ()) if state else ())
-        area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in train_images)
+        pool, val_images = _training_pool(config, state, rank, world)
+        area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in pool.images)
         batches_per_epoch = max(1, math.ceil(area / config.patch_size**2) // config.batch_size)
-        dataset = PatchDataset(train_images, patch_size=config.patch_size, scale=config.scale,
+        dataset = PatchDataset(pool.images, patch_size=config.patch_size, scale=config.scale,
                                length=batches_per_epoch * config.batch_size, seed=config.seed)
-        sources = f"{len(train_images)} training images"
+        sources = f"{len(pool.images)} training images"
     val_set = ValidationSet(val_images, scale=config.scale, crop=config.val_crop) if val_images and main else None
     baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
     log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
@@ -393,13 +394,13 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
              config.batch_size // world)  # (the set leaves out images of one colour or too small to score)
     data_seen = f"{sources} ({batches_per_epoch} batches per epoch)"
     # Which pictures, to the pixel: a photo replaced by another of its size changed neither count.
-    pixels_seen = _fingerprint(train_images) if dataset is not None and main else None
+    pixels_seen = pool.digest if dataset is not None and main else None
     if state is not None and main and (state.get("data", data_seen) != data_seen
                                        or state.get("data_pixels", pixels_seen) != pixels_seen):
         log.warning("%s: the training data changed since the run began (%s then, %s now%s): it goes on, but not as "
                     "the run would have without the stop", out_dir, state["data"], data_seen,
                     "; other pictures" if state["data"] == data_seen else "")
-    # The photos held out for validation (val_holdout) are held out again on resume (`load_images`).
+    # The photos held out for validation (val_holdout) are held out again on resume (`split_sources`).
     held_out = [image.name for image in val_images] if dataset is not None and not config.val_paths else []
 
     # (closed on the way out, an error or a Ctrl-C included: it held TensorBoard's writer thread and the process's
@@ -525,6 +526,10 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
     if main:
         if iteration == config.total_iters or out_of_time:
             model_path, _ = checkpoints.export_generator(ema, config, out_dir / checkpoints.MODEL_NAME)
+            if dataset is not None and pool.on_disk:  # (a run stopped before its end keeps it, to resume from)
+                remove_pool(out_dir / POOL_DIR)
+                log.info("removed the training pool %s (%s): the run is done; a resume would write it again",
+                         out_dir / POOL_DIR, in_bytes(pool.nbytes))
         if config.plot:
             plot_curves(out_dir)
     if world > 1:
@@ -553,13 +558,41 @@ def _leave_stops_to_the_trainer(worker_id: int) -> None:
     sys.excepthook = hook
 
 
-def _fingerprint(images) -> str:
-    """A digest of the training pictures: their names, sizes and pixels, in order."""
-    digest = hashlib.sha256()
-    for image in images:
-        digest.update(f"{image.name}\0{tuple(image.pixels.shape)}\0".encode())
-        digest.update(image.pixels.contiguous().numpy())
-    return digest.hexdigest()
+def _training_pool(config: TrainConfig, state: dict | None, rank: int, world: int) -> tuple[Pool, list[HRImage]]:
+    """(the training pictures, the validation images; none but in the main process, which alone validates).
+
+    Under torchrun the processes of a node would each hold the pool: unless pool=memory, the main process writes it
+    to disk once (or finds it there) and the others read the same file, the page cache holding one copy for all."""
+    out_dir, main = Path(config.out_dir), rank == 0
+    folder = out_dir / POOL_DIR
+    shared = world > 1 and config.pool != "memory"
+    pool = None
+    val_images: list[HRImage] = []
+    if main or not shared:
+        files, val_images = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
+        if config.pool == "disk" or shared:
+            budget = 0.0
+            log.info("the training pool goes to disk, %s (%s)", folder,
+                     "pool=disk" if config.pool == "disk" else f"{world} processes read one copy")
+        else:
+            budget = memory_budget() if config.pool == "auto" else math.inf
+        pool = training_pool(config, files, folder, budget)
+        if not pool.on_disk:
+            log.info("training pool: %d pictures, %s in memory", len(pool.images), in_bytes(pool.nbytes))
+    if shared:
+        # Written by the main process alone, in minutes for a large pool: the others wait in a group of their own
+        # with a long timeout (NCCL's own gives up after 10 minutes).
+        waiting = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+        dist.barrier(group=waiting)
+        dist.destroy_process_group(waiting)
+        if not main:
+            found = DiskPool.open(folder)
+            if found is None:
+                raise OutputError(f"{folder}: the training pool written by the main process is not there; under "
+                                  "torchrun on several machines out_dir must be a folder all of them see (or "
+                                  "--set pool=memory)")
+            pool = Pool(found, found.digest, found.nbytes)
+    return pool, val_images
 
 
 def _out_of_time(seconds: float, config: TrainConfig, world: int, device: torch.device) -> bool:

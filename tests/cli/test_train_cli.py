@@ -208,6 +208,24 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, message):
     assert full.stderr.strip().splitlines() == [f"vsr: error: {run}/{message}"]
 
 
+def test_a_full_disk_while_the_training_pool_is_written_is_one_line(tmp_path):
+    """A file-size limit of 20 KiB fills the disk at the pool's second photo (12 KiB each): one line naming the file
+    and what to do, exit 4, and no pool left behind."""
+    import resource
+
+    tiny_config(tmp_path)
+    run = tmp_path / "run"
+    full = subprocess.run([*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(tmp_path / "photos"), "-o",
+                           str(run), "--set", "pool=disk", "-q"], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 10, resource.RLIM_INFINITY)))
+    assert full.returncode == 4
+    assert full.stderr.strip().splitlines() == [
+        f"vsr: error: {run}/pool/pixels.u8: cannot write the training pool (File too large; is the disk full? "
+        "it takes 3 bytes per pixel of the training pictures: free space, or --set pool=memory to hold "
+        "them in memory)"]
+    assert not (run / "pool").exists()
+
+
 @pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "term"])
 def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_interruption(tmp_path, signal_number,
                                                                                           code):

@@ -403,7 +403,7 @@ def test_an_image_sequence_is_a_video_never_held_out_for_validation(tmp_path):
         load_images(TrainConfig(train_paths=paths, val_holdout=3))
 
 
-def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path):
+def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path, caplog):
     """The small_cpu_* recipes set val_holdout=4: with loader=dali, --val was refused ("give val_paths instead")."""
     from vsr.training.config import TrainConfig
     from vsr.training.sources import dali_sources
@@ -414,6 +414,18 @@ def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path):
     videos, validation = dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4,
                                                   val_paths=(str(photos),)))
     assert videos == [video] and sorted(image.name for image in validation) == ["photo0.png", "photo1.png"]
+    # A broken or empty validation file is left out with a warning, as loader=memory leaves it out (it ended the run).
+    (photos / "empty.png").write_bytes(b"")
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8 not a JPEG")
+    videos, validation = dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_paths=(str(photos),)))
+    assert sorted(image.name for image in validation) == ["photo0.png", "photo1.png"]
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    for name in ("empty.png: not a readable image", "broken.jpg: "):
+        assert any(name in message and message.endswith(": left out") for message in warnings), name
+    (photos / "photo0.png").unlink()
+    (photos / "photo1.png").unlink()
+    with pytest.raises(InputError, match=r"no file could be read: .*\(and 1 more files left out\)"):
+        dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_paths=(str(photos),)))
     with pytest.raises(OptionError, match="val_holdout keeps photos out, and there are none; give val_paths"):
         dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4))
 

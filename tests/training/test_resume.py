@@ -75,6 +75,27 @@ def test_psnr_stage_resumes_exactly(tmp_path, straight_psnr_run, num_workers):
     assert all(torch.equal(exported[key], reference[key]) for key in reference)
 
 
+def test_a_run_whose_pool_goes_to_disk_trains_the_same_and_resumes_exactly(tmp_path, straight_psnr_run, caplog):
+    """pool=disk, as a pool larger than the memory budget: the same patches as the in-memory run's, a resume reads
+    the pool written before (nothing decoded again), and the finished run removes it."""
+    caplog.set_level("INFO", logger="vsr.training")
+    straight = straight_psnr_run
+    config = dataclasses.replace(straight, out_dir=str(tmp_path / "run"), pool="disk", num_workers=2)
+    train(config, stop_at=4)
+    pool = tmp_path / "run" / "pool"
+    assert (pool / "pixels.u8").stat().st_size == 3 * 3 * 64 * 64  # kept, to resume from
+    assert "the training pool goes to disk" in caplog.text and "training pool on disk: 3 pictures" in caplog.text
+    caplog.clear()
+    resume(config.out_dir)
+    assert "built from these files before" in caplog.text and "removed the training pool" in caplog.text
+    assert not pool.exists()
+    assert _losses(tmp_path / "run") == _losses(Path(straight.out_dir))
+    assert _metrics(tmp_path / "run") == _metrics(Path(straight.out_dir))
+    straight_state, resumed_state = load_state(straight.out_dir), load_state(tmp_path / "run")
+    _assert_states_equal(straight_state, resumed_state)
+    assert resumed_state["data_pixels"] == straight_state["data_pixels"]  # the same digest, from disk or memory
+
+
 def test_gan_stage_resumes_exactly(tmp_path):
     config = tiny_config(tmp_path, stage="gan", patch_size=128, allow_random_vgg=True, total_iters=4,
                          val_holdout=0, save_every=100)
