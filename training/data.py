@@ -339,8 +339,9 @@ def _thumbnail(pixels: torch.Tensor) -> torch.Tensor:
 
 
 class PatchDataset(Dataset):
-    """Random (LR, HR) patch pairs from a pool of HR images (a list, or a `pool.DiskPool` on disk: the same pairs); item i is dict(lr=3×p×p, hr=3×P×P) float32 in [0, 1],
-    P = `patch_size`, p = P / `scale`. LR is MATLAB bicubic, rounded to 8 bits when `quantize` (see module doc).
+    """Random (LR, HR) patch pairs from a pool of HR images (a list, or a `pool.DiskPool` on disk: the same pairs);
+    item i is dict(lr=3×p×p, hr=3×P×P) float32 in [0, 1], P = `patch_size`, p = P / `scale`.
+    LR is MATLAB bicubic, rounded to 8 bits when `quantize` (see module doc).
 
     Every patch position on the LR grid of every image is equally likely (so a large photo gives more patches than
     a small one); `augment` adds random horizontal and vertical flips and transposition (the 8 flips/90° turns).

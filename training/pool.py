@@ -240,8 +240,3 @@ def remove_pool(folder: Path) -> None:
     except OSError:
         pass
 
-
-def pool_size(folder: Path) -> int:
-    """Bytes the pool in `folder` takes on disk (0: none)."""
-    return sum(path.stat().st_size for path in folder.glob("*") if path.is_file()) if folder.is_dir() else 0
-

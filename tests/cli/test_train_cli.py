@@ -217,7 +217,8 @@ def test_a_full_disk_while_the_training_pool_is_written_is_one_line(tmp_path):
     run = tmp_path / "run"
     full = subprocess.run([*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(tmp_path / "photos"), "-o",
                            str(run), "--set", "pool=disk", "-q"], capture_output=True, text=True,
-                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (20 << 10, resource.RLIM_INFINITY)))
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                (20 << 10, resource.RLIM_INFINITY)))
     assert full.returncode == 4
     assert full.stderr.strip().splitlines() == [
         f"vsr: error: {run}/pool/pixels.u8: cannot write the training pool (File too large; is the disk full? "
