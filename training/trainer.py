@@ -562,7 +562,8 @@ def _training_pool(config: TrainConfig, state: dict | None, rank: int, world: in
     """(the training pictures, the validation images; none but in the main process, which alone validates).
 
     Under torchrun the processes of a node would each hold the pool: unless pool=memory, the main process writes it
-    to disk once (or finds it there) and the others read the same file, the page cache holding one copy for all."""
+    to disk once (or finds it there) and the others read the same file, the page cache holding one copy for all.
+    The processes of another machine, where out_dir is not the same folder, read the pictures into memory."""
     out_dir, main = Path(config.out_dir), rank == 0
     folder = out_dir / POOL_DIR
     shared = world > 1 and config.pool != "memory"
@@ -587,11 +588,11 @@ def _training_pool(config: TrainConfig, state: dict | None, rank: int, world: in
         dist.destroy_process_group(waiting)
         if not main:
             found = DiskPool.open(folder)
-            if found is None:
-                raise OutputError(f"{folder}: the training pool written by the main process is not there; under "
-                                  "torchrun on several machines out_dir must be a folder all of them see (or "
-                                  "--set pool=memory)")
-            pool = Pool(found, found.digest, found.nbytes)
+            if found is not None:
+                pool = Pool(found, found.digest, found.nbytes)
+            else:  # another machine's, whose out_dir this one does not see: its pictures read here, as before
+                files, _ = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
+                pool = training_pool(config, files, folder, budget=math.inf)
     return pool, val_images
 
 
