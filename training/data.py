@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from vsr.errors import InputError, OptionError
+from vsr.hardware import give_back_freed_memory
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.engine import bled  # (the fill of hidden colors that vsr upscale applies)
 from vsr.pipelines.image_metadata import is_animated
@@ -265,6 +266,7 @@ def read_images(
             left_out.append(str(error))
             continue
         read += len(images)
+        give_back_freed_memory()  # (what decoding the file freed: see there)
         yield from images
     if left_out and not read:  # (the first reason in the error too: `vsr train -q` shows no warnings)
         more = f" (and {len(left_out) - 1} more files left out)" if len(left_out) > 1 else ""

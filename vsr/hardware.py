@@ -1,6 +1,8 @@
 """What this machine computes fast and holds, for the layers that choose a precision or a batch (the engine, the
 trainer)."""
 
+import ctypes
+import functools
 from pathlib import Path
 
 import torch
@@ -37,6 +39,24 @@ def available_memory() -> int | None:
             available = min(available, max(0, int(limit) - usage))
         break
     return available
+
+
+def give_back_freed_memory() -> None:
+    """Hand back to the system what this process has freed and still holds (glibc's malloc_trim; nothing where the
+    C library has none). glibc keeps what threads free in their own arenas: reading 200 1024×768 PNGs into the
+    training pool (450 MB of pixels) left 1.3 GB more resident, freed by FFmpeg's decoding threads and never used
+    again, so a pool measured by its pixels passed its share of memory three times over."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # (not glibc: macOS, musl, Windows)
+        return None
 
 
 def in_bytes(count: int) -> str:

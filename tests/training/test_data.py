@@ -1,6 +1,9 @@
 """Training data: photo folders, frames sampled from real clips, exact and reproducible patch pairs, validation."""
 
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -617,3 +620,22 @@ def test_files_left_out_by_their_names_are_said(tmp_path, caplog):
     (tmp_path / "a.png").unlink()
     with pytest.raises(InputError, match=r"no images or videos in it \(3 other files, such as IMG_0001\)"):
         expand_sources([tmp_path])
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS (Linux)")
+def test_reading_the_pool_keeps_little_more_than_its_pixels_resident(tmp_path):
+    """FFmpeg's decoding threads free into glibc arenas of their own, which kept it: 200 1024×768 PNGs (450 MB of
+    pixels) left 0.3 to 1.8 GB more resident than before reading, so a pool let take half the memory available went
+    past all of it. Measured in a process of its own."""
+    generator = torch.Generator().manual_seed(0)
+    for index in range(40):
+        noise = torch.randint(0, 256, (3, 768, 1024), dtype=torch.uint8, generator=generator)
+        write_image(tmp_path / f"{index:02d}.png", Image(noise))
+    code = (
+        "import sys; from pathlib import Path; from vsr.training.data import read_images\n"
+        "def rss(): return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024\n"
+        "before = rss(); images = list(read_images(sorted(Path(sys.argv[1]).glob('*.png'))))\n"
+        "print(rss() - before, sum(image.pixels.numel() for image in images))\n")
+    result = subprocess.run([sys.executable, "-c", code, tmp_path], capture_output=True, text=True, timeout=120)
+    grown, pixels = map(int, result.stdout.split())
+    assert pixels == 40 * 3 * 768 * 1024 and grown < 1.5 * pixels  # (2 to 4.6 before)
