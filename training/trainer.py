@@ -564,35 +564,53 @@ def _training_pool(config: TrainConfig, state: dict | None, rank: int, world: in
     Under torchrun the processes of a node would each hold the pool: unless pool=memory, the main process writes it
     to disk once (or finds it there) and the others read the same file, the page cache holding one copy for all.
     The processes of another machine, where out_dir is not the same folder, read the pictures into memory."""
-    out_dir, main = Path(config.out_dir), rank == 0
-    folder = out_dir / POOL_DIR
-    shared = world > 1 and config.pool != "memory"
-    pool = None
-    val_images: list[HRImage] = []
-    if main or not shared:
-        files, val_images = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
-        if config.pool == "disk" or shared:
-            budget = 0.0
-            log.info("the training pool goes to disk, %s (%s)", folder,
-                     "pool=disk" if config.pool == "disk" else f"{world} processes read one copy")
-        else:
-            budget = memory_budget() if config.pool == "auto" else math.inf
-        pool = training_pool(config, files, folder, budget)
-        if not pool.on_disk:
-            log.info("training pool: %d pictures, %s in memory", len(pool.images), in_bytes(pool.nbytes))
-    if shared:
-        # Written by the main process alone, in minutes for a large pool: the others wait in a group of their own
-        # with a long timeout (NCCL's own gives up after 10 minutes).
-        waiting = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
-        dist.barrier(group=waiting)
+    if world == 1 or config.pool == "memory":
+        return _read_pool(config, state, to_disk="pool=disk" if config.pool == "disk" else None)
+    # Written by the main process alone, in minutes for a large pool: the others wait in a group of their own with a
+    # long timeout (NCCL's own gives up after 10 minutes) for what it tells them, the pool's key or its error.
+    waiting = dist.new_group(backend="gloo", timeout=datetime.timedelta(days=1))
+    try:
+        if rank == 0:
+            try:
+                pool, val_images = _read_pool(config, state, to_disk="pool=disk" if config.pool == "disk" else
+                                              f"{world} processes read one copy")
+            except BaseException as error:  # (else the others waited for its pool until killed; elsewhere, a day)
+                said = str(error) or f"the main process stopped ({type(error).__name__})"
+                dist.broadcast_object_list([(type(error).__name__, said)], src=0, group=waiting)
+                raise
+            dist.broadcast_object_list([("", pool.images.index["key"])], src=0, group=waiting)
+            return pool, val_images
+        told: list = [None]
+        dist.broadcast_object_list(told, src=0, group=waiting)
+    finally:
         dist.destroy_process_group(waiting)
-        if not main:
-            found = DiskPool.open(folder)
-            if found is not None:
-                pool = Pool(found, found.digest, found.nbytes)
-            else:  # another machine's, whose out_dir this one does not see: its pictures read here, as before
-                files, _ = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
-                pool = training_pool(config, files, folder, budget=math.inf)
+    error_type, said = told[0]
+    if error_type:  # the main process's error (said there), raised here too, as when each process read the data
+        from vsr import errors
+
+        raised = getattr(errors, error_type, None)
+        raise (raised if isinstance(raised, type) and issubclass(raised, VsrError) else VsrError)(said)
+    found = DiskPool.open(Path(config.out_dir) / POOL_DIR, key=said)
+    if found is not None:
+        return Pool(found, found.digest, found.nbytes), []
+    # Another machine's, whose out_dir this one does not see (or holds a pool of its own): its pictures read here.
+    files, _ = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
+    return training_pool(config, files, Path(config.out_dir) / POOL_DIR, budget=math.inf), []
+
+
+def _read_pool(config: TrainConfig, state: dict | None, to_disk: str | None) -> tuple[Pool, list[HRImage]]:
+    """The training pool and the validation images, read by this process: the pool on disk where `to_disk` says why,
+    else in memory within its share of memory (pool=auto, see pool.py) or whatever its size (pool=memory)."""
+    folder = Path(config.out_dir) / POOL_DIR
+    files, val_images = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
+    if to_disk:
+        budget = 0.0
+        log.info("the training pool goes to disk, %s (%s)", folder, to_disk)
+    else:
+        budget = memory_budget() if config.pool == "auto" else math.inf
+    pool = training_pool(config, files, folder, budget)
+    if not pool.on_disk:
+        log.info("training pool: %d pictures, %s in memory", len(pool.images), in_bytes(pool.nbytes))
     return pool, val_images
 
 

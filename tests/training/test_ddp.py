@@ -54,3 +54,35 @@ def test_gan_stage_runs_under_ddp(tmp_path):
     assert [row["iteration"] for row in rows] == [1, 2] and all(row["l_d"] > 0 for row in rows)
     assert [row["iteration"] for row in read_csv(tmp_path / "ddp" / "val.csv")] == [0, 2]
     assert (tmp_path / "ddp" / "model.pth").is_file()
+
+
+def test_an_error_of_the_main_process_reading_the_pool_ends_the_others_at_once(tmp_path):
+    """The main process alone reads the pictures into the pool on disk: its error (here, every photo smaller than the
+    patch) left the others waiting for it, until torchrun killed them 30 s later (on other machines, a day)."""
+    tiny_config(tmp_path)  # (64×64 photos)
+    result = torchrun(tmp_path, "--data", tmp_path / "photos", "-o", tmp_path / "ddp", "--set", "patch_size=128",
+                      "--set", "total_iters=2", "--set", "val_holdout=0")
+    said = "vsr: error: every training image is smaller than the 128×128 patch"
+    assert result.returncode != 0 and result.stderr.count(said) == 2, result.stderr[-3000:]
+    assert "SIGKILL" not in result.stderr and "SIGTERM" not in result.stderr
+
+
+def test_a_process_that_finds_another_pool_than_the_main_one_reads_the_pictures_itself(tmp_path, monkeypatch):
+    """A process of another machine whose out_dir holds a pool of other pictures (one this machine's main process
+    kept from an earlier run) took it for the main process's: it trains on the pool of the key it is told."""
+    import torch.distributed as dist
+
+    from vsr.training import trainer
+    from vsr.training.pool import POOL_DIR, gather_pool
+    from tests.training.test_data import _random_image
+
+    config = tiny_config(tmp_path, val_holdout=0)
+    stale = gather_pool(iter([_random_image("old.png", 64, 64, 1)]), budget=0, folder=tmp_path / "run" / POOL_DIR,
+                        key="an earlier run's")
+    assert stale.on_disk
+    monkeypatch.setattr(dist, "new_group", lambda **options: "group")
+    monkeypatch.setattr(dist, "destroy_process_group", lambda group=None: None)
+    monkeypatch.setattr(dist, "broadcast_object_list", lambda told, src, group: told.__setitem__(0, ("", "main's")))
+    pool, validation = trainer._training_pool(config, None, rank=1, world=2)
+    assert sorted(image.name for image in pool.images) == [f"photo{index}.png" for index in range(4)]
+    assert validation == []
