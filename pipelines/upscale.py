@@ -35,8 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("vsr")
 
 IMAGE_SUFFIXES = images.READ_SUFFIXES
-# The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 KEEP_FIELDS = "--deinterlace off"  # what keeps an interlaced video's fields, said as "auto" deinterlaces one
+# The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 
 
