@@ -6,11 +6,12 @@
     loader = DataLoader(train, batch_size=16, num_workers=2)   # batches of dict(lr=16×3×32×32, hr=16×3×128×128)
     val = ValidationSet(load_photos(val_paths), scale=4, crop=512)
 
-The pool of HR images is held in memory as uint8, 3·H·W bytes each (the 48 Debian photos halved are 60 MP:
-180 MB). DataLoader workers started by fork share it copy-on-write (nothing is written to it); with spawn, torch
-moves the tensors to shared memory once. A pool larger than memory (DF2K: 30 GB) is a `pool.DiskPool`, one raw file
-read through np.memmap, which gives the same patches (`vsr train` chooses, see pool.py). LR patches are made on the fly (a 128×128 pair with its context takes
-~1.5 ms on one core), so nothing but the pool is stored and any scale can be trained from the same images.
+The pool of HR images is held in memory as uint8, 3·H·W bytes each (the 48 Debian photos halved are 60 MP: 180 MB).
+DataLoader workers started by fork share it copy-on-write (nothing is written to it); with spawn, torch moves the
+tensors to shared memory once. A pool larger than memory (DF2K: 30 GB) is a `pool.DiskPool`, one raw file read through
+np.memmap, which gives the same patches (`vsr train` chooses, see pool.py). LR patches are made on the fly (a 128×128
+pair with its context takes ~1.5 ms on one core), so nothing but the pool is stored and any scale can be trained from
+the same images.
 
 Patches are exact: an HR patch starts on the LR grid (a multiple of `scale`), and its LR patch is cut from the
 downscale of the patch plus `degrade.CONTEXT` LR pixels of surrounding HR on each side. So the LR patch equals the
