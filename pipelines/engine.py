@@ -45,6 +45,15 @@ logger = logging.getLogger(__name__)
 # Overlap between neighbouring tiles, in input pixels. With the real RealESRGAN_x4plus, tiled and untiled outputs
 # differ by at most one uint8 level at this overlap (tests/pipelines/test_engine.py measures it).
 DEFAULT_TILE_OVERLAP = 128
+# On the CPU a forward pass holds only as many frames (or tiles) as keep its largest convolution output within this
+# many bytes, whatever the batch size. Batching buys oneDNN nothing there (RRDBNet's convolutions took the same time
+# per frame at batch 1 and 4), while the memory-bound work between them (concatenations, activations, residuals) got
+# slower per frame as the tensors outgrew the caches, and tensors over glibc's largest mmap threshold (32 MiB) are
+# fresh pages at every allocation, faulted in and zeroed by the kernel. Measured on a 2-core Xeon (AMX) in bf16,
+# batch 4 → 1 frame per pass, model only: realesrgan-x4plus 1.16-1.27× at 160×90 (end to end on the sample 1.00-1.19×),
+# 1.46× at 320×180; animevideov3 1.61× at 640×360 (end to end 1.45-1.48×); at 160×90 and 320×180, where its batch of
+# 4 stays within the limit, batch 1 was no faster.
+CPU_PASS_BYTES = 32 << 20
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 CUDA_GRAPH_CHOICES = ("auto", "on", "off")
@@ -353,6 +362,7 @@ class Engine:
         # smallest tiles are refused in one line, where they ran into the OOM killer or a traceback from torch's
         # allocator (a 16000×9000 video with --outscale 1: 27.6 GB asked for at once).
         self._memory_left = None
+        probe = memory_budget is not None  # (None: no probe pass, as for the tests' stand-ins of a GPU)
         if memory_budget == "auto":
             available = available_memory() if self.device.type == "cpu" else None
             # Worker processes (`--devices cpu,cpu`, `vsr batch --workers`) each get their share of the cores, and so
@@ -361,9 +371,13 @@ class Engine:
             memory_budget = None if available is None else int(available * share) // 2
             self._memory_left = available
         self.memory_budget = memory_budget
+        largest = largest_activation_per_input_pixel(self.model.module, self.spec) if probe else 0
         if memory_budget is not None:
-            largest = largest_activation_per_input_pixel(self.model.module, self.spec)
             self._bytes_per_pixel = 3 * largest * self.dtype.itemsize
+        # Bytes of the largest convolution output per input pixel, where passes are sized by it (`_frames_per_pass`):
+        # on the CPU, without graphs (whose batches are padded to the full batch size anyway).
+        self._pass_bytes_per_pixel = (largest * self.dtype.itemsize
+                                      if self.device.type == "cpu" and self.graphed is None else 0)
         self._fitted: set[tuple[int, int]] = set()  # the (padded) frame sizes fitted so far
 
     def __repr__(self) -> str:
@@ -469,7 +483,7 @@ class Engine:
         start = 0
         while start < count:
             tiled = self.tile > 0 and max(padded_h, padded_w) > self._tile_side()
-            step = 1 if tiled else self.batch_size  # tiles, not frames, are batched when tiling
+            step = 1 if tiled else self._frames_per_pass(padded_h, padded_w)  # tiles are batched when tiling
             chunk = frames[start : start + step]
             try:
                 x = self._to_float(chunk)
@@ -514,6 +528,14 @@ class Engine:
         return (result.device == frames.device and self.graphed is None
                 and result.untyped_storage().data_ptr() != frames.untyped_storage().data_ptr())
 
+    def _frames_per_pass(self, height: int, width: int) -> int:
+        """How many frames (or tiles) of (padded) height × width one forward pass holds: the batch size, or on the
+        CPU fewer, down to one, where their largest convolution output would exceed CPU_PASS_BYTES."""
+        per_item = self._pass_bytes_per_pixel * height * width
+        if per_item <= 0:
+            return self.batch_size
+        return max(1, min(self.batch_size, int(CPU_PASS_BYTES // per_item)))
+
     def _setting(self, height: int, width: int) -> str:
         """The batch and tiles frames of (padded) height × width run at, in words: "batch 4", "batch 1, tiles of 480"."""
         tiled = self.tile > 0 and max(height, width) > self._tile_side()
@@ -555,9 +577,10 @@ class Engine:
         with the whole frames' float output (tiles are assembled into it)."""
         tiled = self.tile > 0 and max(height, width) > self._tile_side()
         side = self._tile_side()
-        pixels = min(side, height) * min(side, width) if tiled else height * width
-        return int(self._bytes_per_pixel * pixels * self.batch_size) + self._output_bytes(height, width) * (
-            1 if tiled else self.batch_size)
+        size = (min(side, height), min(side, width)) if tiled else (height, width)
+        per_pass = self._frames_per_pass(*size)
+        return int(self._bytes_per_pixel * size[0] * size[1] * per_pass) + self._output_bytes(height, width) * (
+            1 if tiled else per_pass)
 
     def _output_bytes(self, height: int, width: int) -> int:
         """Bytes of one frame of (padded) height × width as the model's float output, which no tile makes smaller."""
@@ -626,7 +649,7 @@ class Engine:
         weights_w = [w.to(out_device) for w in blend_weights(length_w, tile, starts_w, overlap, scale)]
         positions = [(i, j) for i in range(len(starts_h)) for j in range(len(starts_w))]
 
-        tiles_per_batch = balanced_batch_size(len(positions), self.batch_size)
+        tiles_per_batch = balanced_batch_size(len(positions), self._frames_per_pass(tile_h, tile_w))
 
         out = torch.zeros((1, x.shape[1], length_h * scale, length_w * scale), device=out_device)
         for first in range(0, len(positions), tiles_per_batch):

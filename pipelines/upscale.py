@@ -72,7 +72,7 @@ class UpscaleOptions:
     outscale: float | None = None  # final factor; None = the model's own scale
     width: int | None = None  # or a final size: the width and/or height shown (see Engine.output_size)
     height: int | None = None
-    batch_size: int = 4  # frames (or tiles) per forward pass
+    batch_size: int = 4  # frames (or tiles) per forward pass (on the CPU at most: Engine._frames_per_pass)
     tile: int = 0  # max tile side in input pixels; 0 = whole frames
     tile_overlap: int = DEFAULT_TILE_OVERLAP
     device: str = "auto"  # auto, cpu, cuda, cuda:N

@@ -63,7 +63,8 @@ WidthOption = Annotated[Optional[int], typer.Option(
 HeightOption = Annotated[Optional[int], typer.Option(
     "--height", help="Final height in pixels, as shown (e.g. 2160); the width follows the aspect ratio.")]
 BatchSizeOption = Annotated[Optional[int], typer.Option(
-    "-b", "--batch-size", help="Frames (or tiles) per forward pass.")]
+    "-b", "--batch-size",
+    help="Frames (or tiles) per forward pass; on the CPU at most (fewer where larger ones outgrow the caches).")]
 TileOption = Annotated[Optional[int], typer.Option(
     "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames.")]
 TileOverlapOption = Annotated[Optional[int], typer.Option(

@@ -13,6 +13,7 @@ from vsr.models import zoo
 from vsr.models.resample import Resample, resize
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.spec import LoadedModel, ModelSpec
+from vsr.pipelines import engine as engine_module
 from vsr.pipelines.engine import (
     DEFAULT_TILE_OVERLAP,
     Engine,
@@ -83,6 +84,25 @@ def test_batches_are_cut_into_chunks_without_changing_results():
     one_by_one = torch.cat([Engine(model, device="cpu", batch_size=1).upscale(f[None]) for f in frames])
     torch.testing.assert_close(chunked, one_call, atol=1e-6, rtol=0)
     torch.testing.assert_close(one_by_one, one_call, atol=1e-6, rtol=0)
+
+
+def test_on_the_cpu_a_pass_holds_the_frames_whose_largest_activation_fits(monkeypatch):
+    """CPU_PASS_BYTES bounds a pass's largest convolution output (cache and page faults, see the engine): fewer
+    frames or tiles per pass than the batch size, the same output."""
+    frames = (torch.rand(5, 3, 12, 10, generator=torch.Generator().manual_seed(1)) * 255).to(torch.uint8)
+    model = tiny_rrdbnet()  # 8 channels at 16× the input pixels: 512 bytes per input pixel in fp32
+    whole = Engine(model, device="cpu", precision="fp32", batch_size=4).upscale(frames)
+    monkeypatch.setattr(engine_module, "CPU_PASS_BYTES", 2 * 512 * 12 * 10)  # two frames
+    engine = Engine(model, device="cpu", precision="fp32", batch_size=4)
+    passes = []
+    engine._module.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    assert torch.equal(engine.upscale(frames), whole)
+    assert passes == [2, 2, 1] and engine.batch_size == 4
+    passes.clear()
+    tiled = Engine(model, device="cpu", precision="fp32", batch_size=4, tile=8, tile_overlap=2)
+    tiled._module.register_forward_pre_hook(lambda module, args: passes.append(args[0].shape[0]))
+    tiled.upscale(frames[:1])  # 4 tiles of 8×8 input pixels, 3 fit a pass: 2 passes, balanced (4 without it)
+    assert passes == [2, 2]
 
 
 def test_a_frames_alpha_does_not_depend_on_the_frames_beside_it():
