@@ -49,10 +49,10 @@ DEFAULT_TILE_OVERLAP = 128
 # many bytes, whatever the batch size. Batching buys oneDNN nothing there (RRDBNet's convolutions took the same time
 # per frame at batch 1 and 4), while the memory-bound work between them (concatenations, activations, residuals) got
 # slower per frame as the tensors outgrew the caches, and tensors over glibc's largest mmap threshold (32 MiB) are
-# fresh pages at every allocation, faulted in and zeroed by the kernel. Measured on a 2-core Xeon (AMX) in bf16,
-# batch 4 → 1 frame per pass, model only: realesrgan-x4plus 1.16-1.27× at 160×90 (end to end on the sample 1.00-1.19×),
-# 1.46× at 320×180; animevideov3 1.61× at 640×360 (end to end 1.45-1.48×); at 160×90 and 320×180, where its batch of
-# 4 stays within the limit, batch 1 was no faster.
+# fresh pages at every allocation, faulted in and zeroed by the kernel. Measured on a 2-core Xeon (AMX) in bf16, batch
+# 4 → 1 frame per pass, model only: realesrgan-x4plus 1.16-1.27× at 160×90 (end to end on the sample 1.00-1.19×),
+# 1.46× at 320×180; animevideov3 1.61× at 640×360 (end to end 1.45-1.48×); at 160×90 and 320×180, where its batch of 4
+# stays within the limit, batch 1 was no faster.
 CPU_PASS_BYTES = 32 << 20
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
@@ -536,16 +536,24 @@ class Engine:
             return self.batch_size
         return max(1, min(self.batch_size, int(CPU_PASS_BYTES // per_item)))
 
+    def _pass(self, height: int, width: int) -> tuple[bool, tuple[int, int], int]:
+        """How frames of (padded) height × width run at the current setting: (tiled, the size of what one forward
+        pass takes, a frame or a tile, how many of those it takes)."""
+        tiled = self.tile > 0 and max(height, width) > self._tile_side()
+        size = (min(self._tile_side(), height), min(self._tile_side(), width)) if tiled else (height, width)
+        return tiled, size, self._frames_per_pass(*size)
+
     def _setting(self, height: int, width: int) -> str:
         """The batch and tiles frames of (padded) height × width run at, in words: "batch 4", "batch 1, tiles of 480"."""
-        tiled = self.tile > 0 and max(height, width) > self._tile_side()
-        return f"batch {self.batch_size}" + (f", tiles of {self._tile_side()}" if tiled else "")
+        tiled, _, per_pass = self._pass(height, width)
+        return f"batch {per_pass}" + (f", tiles of {self._tile_side()}" if tiled else "")
 
     def _shrink(self, height: int, width: int) -> bool:
         """The next smaller setting for frames of (padded) height × width: half the batch, else tiles of half the
         frame's side, else half the tile. False where even the smallest tile runs alone already."""
-        if self.batch_size > 1:
-            self.batch_size //= 2
+        _, _, per_pass = self._pass(height, width)
+        if per_pass > 1:
+            self.batch_size = per_pass // 2
             return True
         tiled = self.tile > 0 and max(height, width) > self._tile_side()
         side = self._tile_side() if tiled else max(height, width)
@@ -575,10 +583,7 @@ class Engine:
     def _memory_need(self, height: int, width: int) -> int:
         """Bytes a forward pass over frames of (padded) height × width is predicted to take at the current setting,
         with the whole frames' float output (tiles are assembled into it)."""
-        tiled = self.tile > 0 and max(height, width) > self._tile_side()
-        side = self._tile_side()
-        size = (min(side, height), min(side, width)) if tiled else (height, width)
-        per_pass = self._frames_per_pass(*size)
+        tiled, size, per_pass = self._pass(height, width)
         return int(self._bytes_per_pixel * size[0] * size[1] * per_pass) + self._output_bytes(height, width) * (
             1 if tiled else per_pass)
 
