@@ -20,6 +20,7 @@ loaded once per worker process, not once per segment.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import math
 import os
@@ -30,7 +31,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from vsr.errors import OptionError, VsrError
+from vsr.errors import OptionError, OutputError, VsrError, out_of_space
 from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job, warnings_kept
 from vsr.pipelines.runner import ctrl_c_held_back
 
@@ -57,7 +58,12 @@ def _segment_task(source: Path, plan, index: int, options, video, folder: Path, 
 
     torch.set_num_threads(threads)
     with warnings_kept([]) as warnings:
-        result = upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
+        try:
+            result = upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
+        except Exception as error:
+            if out_of_space(error):  # (said by its errno: Ray pickles the error to the driver without its chain)
+                raise OSError(errno.ENOSPC, one_line(error)) from None
+            raise
     result.warnings = warnings
     return result
 
@@ -109,7 +115,10 @@ class RaySegments:
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayTaskError as error:  # the segment's own error (a damaged input)
-                        raise VsrError(f"{plan.describe(segment)}: {one_line(error.cause or error)}") from None
+                        cause = error.cause or error
+                        if out_of_space(cause):  # (the batch stops there: see _segment_task)
+                            raise OutputError(f"{plan.describe(segment)}: {cause.strerror}") from cause
+                        raise VsrError(f"{plan.describe(segment)}: {one_line(cause)}") from None
                     except ray.exceptions.RayError as error:  # its worker or node died more than max_retries times
                         raise VsrError(f"{plan.describe(segment)}: {_failed(error)}") from None
                     _say(result.warnings)

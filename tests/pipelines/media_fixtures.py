@@ -36,8 +36,8 @@ requires_ffmpeg = pytest.mark.skipif(
 
 # Tests that make an output's temporary file a link to /dev/full (writes fail with ENOSPC) run in one pytest-xdist
 # worker: the writer locks its temporary, so two at once saw /dev/full locked by each other ("another vsr run is
-# writing it").
-DEV_FULL = pytest.mark.xdist_group("dev_full")
+# writing it"). That of the Ray tests (test_ray_batch.py), one of which does so too.
+DEV_FULL = pytest.mark.xdist_group("ray")
 
 ATTACHMENT_NAME = "font.ttf"
 ATTACHMENT_MIMETYPE = "application/x-truetype-font"

@@ -16,10 +16,12 @@ import ray
 
 from tests.pipelines.clips import make_clip
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.pipelines.test_resume import Interrupt
 from tests.pipelines.test_segments import decoded_framemd5
 from vsr import api
+from vsr.errors import OutputError
 from vsr.pipelines import batch
-from vsr.pipelines.journal import JobState
+from vsr.pipelines.journal import JobState, read_journal
 
 # One cluster per test run: under pytest-xdist, every test here goes to the same worker, which starts it.
 pytestmark = pytest.mark.xdist_group("ray")
@@ -155,3 +157,28 @@ def test_more_cpus_per_task_than_any_node_has_is_one_line(local_cluster, tmp_pat
     with pytest.raises(OptionError, match=r"--task-cpus 3: no node of the Ray cluster has that many CPUs \(the "
                                           r"largest has 2\)"):
         RayExecutor("auto", task_cpus=3)
+
+
+def test_a_full_disk_met_by_a_segment_task_stops_the_batch_and_costs_no_attempt(local_cluster, tmp_path):
+    """The task's error came back as a plain VsrError, and Ray's pickling drops an error's chain: not known as a full
+    disk, the job failed and spent an attempt, and the batch went on to fail the next jobs the same way."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "long.mp4", frames=16, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
+    jobs = batch.discover(source, out, options=api.UpscaleOptions(model="bicubic", outscale=2),
+                          video=api.VideoOptions(segment_seconds=0.25))
+    (job,) = jobs
+    out.mkdir()
+    # Its segments, as a run stopped after the first leaves them; that one to do again, into /dev/full.
+    with pytest.raises(KeyboardInterrupt):
+        api.upscale_video_in_segments(job.source, job.output, options=job.options, video=job.video,
+                                      on_segment=Interrupt(after=1))
+    segments = out / ".long.x2.mp4.segments"
+    for path in segments.glob("segment-0000.*"):
+        path.unlink()
+    (segments / ".segment-0000.partial.mp4").symlink_to("/dev/full")
+    with pytest.raises(OutputError, match=r"^segment 1 of 2 .*: cannot write .*segment-0000\.mp4: No space left on "
+                                          r"device; the batch stopped"):
+        batch.run_batch(jobs, out, ray="auto")
+    (row,) = read_journal(out)
+    assert row.attempts == 0 and row.state is not JobState.DONE
