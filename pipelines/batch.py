@@ -447,7 +447,7 @@ def remove_partials(output: Path) -> None:
     from vsr.pipelines.encode import partial_path
 
     for leftover in [partial_path(output), *temporaries_of(output)]:
-        if leftover.exists():
+        if leftover.is_file():  # (not a folder of that name: no run of vsr's made it, and unlink was a traceback)
             log.info("removing %s, left by an interrupted run", leftover)
             leftover.unlink()
 

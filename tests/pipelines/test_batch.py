@@ -1242,3 +1242,15 @@ def test_cuda_devices_that_are_not_there_are_an_option_error(library, tmp_path):
         batch.run_batch(jobs, tmp_path / "out", devices=missing)
     with pytest.raises(OptionError, match="device numbers"):
         batch.run_batch(jobs, tmp_path / "out", devices="gpu0")
+
+
+def test_a_folder_named_as_a_jobs_temporary_fails_that_job_in_one_line(tmp_path):
+    """Taken for a leftover of a killed run and unlinked: an IsADirectoryError traceback stopped the whole batch."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    make_clip(root / "a.mp4", frames=3)
+    (out / ".a.x2.partial.mp4").mkdir(parents=True)
+    report = batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out)
+    assert report.rows[0].state is JobState.FAILED
+    assert report.rows[0].error == f"cannot write {out / 'a.x2.mp4'}: Is a directory"
+    assert (out / ".a.x2.partial.mp4").is_dir()
