@@ -20,13 +20,13 @@ otherwise copied bit for bit. A packet that straddles A (or ends at it, for the 
 `end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
 shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
 
-A whole output starts at the file's start, as ffmpeg's does without -copyts: `start` is the earliest start time of the
-streams kept (the upscaled video's and the copied ones', as the demuxer gives them: the first packet's presentation
-time, an AAC encoder's priming left out), `origin` the source time that becomes the output's 0: `start`, or 0 where it
-is not after 0 (see `origin`). A recording far into its clock (MPEG-TS: anywhere in 26.5 hours) then starts at 0, not
-with hours that players wait through, its streams as far apart as in the source; the chapters move with them. The
-packets are moved as a preview's, by `start_at(origin)`; `keep_source_times` (segment files, which the join moves)
-keeps every time as it is.
+A whole output starts at the file's start, as ffmpeg's does without -copyts: the file's start is the earliest start
+time of the streams kept (the upscaled video's and the copied ones', as the demuxer gives them: the first packet's
+presentation time, an AAC encoder's priming left out), `origin` the source time that becomes the output's 0: the
+file's start, or 0 where that is not after 0 (see `origin`). A recording far into its clock (MPEG-TS: anywhere in 26.5
+hours) then starts at 0, not with hours that players wait through, its streams as far apart as in the source; the
+chapters move with them. The packets are moved as a preview's, by `start_at(origin)`; `keep_source_times` (segment
+files, which the join moves) keeps every time as it is.
 
 Times are otherwise copied as they are, but for a decoding time that would not come after its stream's last one in
 the output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`).
@@ -147,15 +147,15 @@ class Passthrough:
         self._packet_streams = packet_streams
         self._packets: Iterator[av.Packet] = iter(self._input.demux(packet_streams)) if packet_streams else iter(())
         self._timelines = {stream.index: TimelineWatch(source, stream) for stream in packet_streams}
-        self.start = _earliest_start([self._input.streams[video_index], *packet_streams])
+        start = _earliest_start([self._input.streams[video_index], *packet_streams])
         # Where a whole output starts: the file's start, where that is after 0. A start before 0 stays (origin 0):
         # there the source's own 0 is where showing begins, and what lies before it is decoded, not shown (an MP4
         # edit list over B-frames' delay, or over the frames an edit cut off; a Matroska file's frames before 0).
         # ffmpeg moves such a file later by its start, which would show the whole video that much later than the
         # source does; kept, every frame keeps its time, as vsr always did. (An MPEG-TS whose clock wraps in its
         # first minute also begins before 0, and shows it: it keeps its times too, as before.)
-        after_0 = self.start is not None and self.start > 0 and not keep_source_times
-        self.origin = self.start if after_0 else Fraction(0)
+        after_0 = start is not None and start > 0 and not keep_source_times
+        self.origin = start if after_0 else Fraction(0)
         if not trim:  # (set before the header, where Matroska writes them: a preview's are set at its end)
             output.set_chapters(self._chapters if not self.origin else _chapters_within(self._chapters, self.origin))
 

@@ -51,11 +51,13 @@ def run_of_several(input_files: dict[tuple[int, int], Path]) -> Iterator[None]:
 def check_not_an_input(path: Path, output: Path, source: Path) -> None:
     """One line where `path` (`output`, made from `source`, or one of its frames) is a file of another input of this
     run (`inputs_this_run`), which it would replace."""
+    if not inputs_this_run:  # (one input: nothing to stat, for each frame of a long sequence)
+        return
     try:
         found = path.stat()  # (followed through links)
     except OSError:
         return
-    owner = (inputs_this_run or {}).get((found.st_dev, found.st_ino))
+    owner = inputs_this_run.get((found.st_dev, found.st_ino))
     if owner is None:
         return
     try:
