@@ -3,7 +3,7 @@
     info = probe("movie.mkv")
     print(format_probe(info, work=estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)))
 
-This module also opens inputs for the decoders (`open_input`, `find_video_stream`, `video_stream_info`), so that
+This module also opens inputs for the decoders (`open_input`, `find_video_stream`, `describe_video`), so that
 every way in turns a bad file into the same one-line `InputError`.
 """
 
@@ -152,10 +152,61 @@ def find_video_stream(container: av.container.InputContainer, path: str | Path) 
     return stream
 
 
-def video_stream_info(
+def describe_video(path: str | Path, frame_rate: Fraction | None = None) -> tuple[VideoStreamInfo, bool]:
+    """The video stream of `path` that vsr upscales (`find_video_stream`) described, and whether its frame count is
+    an estimate (the container did not count frames). An image sequence's pattern is read at `frame_rate`.
+
+    Some of it is read by decoding or demuxing the file once more (its rotation, whether its alpha is used, the
+    frames an edit list hides): those opens come after this one is closed, one at a time. FFmpeg keeps a copy of
+    a file's attachments per open (three: a Matroska's 100 MB of fonts took 300 MB), so opens held together
+    multiply it. A file's description is remembered for the process, as the file is: a run describes its input to
+    plan it, to decode it and again for each segment."""
+    from vsr.pipelines.sequences import is_sequence  # which imports this module
+
+    path = Path(path)
+    if not is_sequence(path) and path.is_file():
+        stat = path.stat()
+        return _describe_file(path, path.absolute(), stat.st_size, stat.st_mtime_ns)
+    return _describe_video(path, frame_rate)  # (open_input says what is wrong with a path that is not a file)
+
+
+@functools.lru_cache(maxsize=16)
+def _describe_file(path: Path, absolute: Path, size: int, mtime_ns: int) -> tuple[VideoStreamInfo, bool]:
+    # (`path` as given, for messages that name it; `absolute`, so that the same name from another folder is not
+    # taken for it)
+    return _describe_video(path, None)
+
+
+def _describe_video(path: Path, frame_rate: Fraction | None) -> tuple[VideoStreamInfo, bool]:
+    with open_input(path, frame_rate) as container:
+        stream = find_video_stream(container, path)
+        info, estimated = _as_the_container_says(container, stream)
+        opened, format_name, color_range = path_of(container), container.format.name, stream.codec_context.color_range
+        # An edit list that starts after the first samples (a cut made with ffmpeg -ss … -c copy) keeps them in the
+        # sample table, which FFmpeg counts: flagged discard, they are never shown (100 frames said, 67 shown).
+        hides_frames = (info.frame_count and info.duration and info.average_rate and "mov" in format_name.split(",")
+                        and info.frame_count > info.duration * info.average_rate + 1)
+    if hides_frames:
+        info = dataclasses.replace(info, frame_count=_shown_packets(opened, info.index))
+    pixel_format = av.VideoFormat(info.pix_fmt)
+    if not info.alpha and (pixel_format.has_palette or any(c.is_alpha for c in pixel_format.components)):
+        # (a palette may have transparent entries)
+        info = dataclasses.replace(info, alpha=_uses_alpha(opened, info.index))
+    elif not info.alpha and format_name == "image2" and _uses_alpha(opened, info.index):
+        # A sequence's stream takes its first file's format, and a title card saved as RGB may open an RGBA sequence.
+        pix_fmt = "rgba64le" if pixel_format.components[0].bits > 8 else "rgba"
+        info = dataclasses.replace(info, pix_fmt=pix_fmt, alpha=True,
+                                   bit_depth=max(component.bits for component in av.VideoFormat(pix_fmt).components),
+                                   color=dataclasses.replace(info.color, range=_color_range(color_range, pix_fmt)))
+    return dataclasses.replace(info, rotation=_display_rotation(opened, info.index)), estimated
+
+
+def _as_the_container_says(
     container: av.container.InputContainer, stream: av.video.stream.VideoStream
 ) -> tuple[VideoStreamInfo, bool]:
-    """Describe `stream`; also say whether its frame count is an estimate (the container did not count frames)."""
+    """Describe `stream` as far as the open container tells without reading on (see `describe_video` for the rest:
+    the rotation is left 0, alpha is said only where the container's tags say it); also say whether its frame count
+    is an estimate."""
     context = stream.codec_context
     time_base = stream.time_base or Fraction(1, 90000)
     average_rate = stream.average_rate or stream.guessed_rate or None
@@ -187,22 +238,12 @@ def video_stream_info(
         # indexes an empty entry for each tick between them: FFmpeg's average counts them, the frames are fewer.
         frame_count = round(frame_count * base_rate / average_rate) if frame_count else None
         average_rate = base_rate
-    if frame_count and duration and average_rate and frame_count > duration * average_rate + 1 \
-            and "mov" in container.format.name.split(","):
-        # An edit list that starts after the first samples (a cut made with ffmpeg -ss … -c copy) keeps them in the
-        # sample table, which FFmpeg counts: flagged discard, they are never shown (100 frames said, 67 shown).
-        frame_count = _shown_packets(path_of(container), stream.index)
     if frame_count is None and duration and average_rate:
         frame_count, estimated = round(duration * average_rate), True
     pix_fmt, alpha = context.pix_fmt, False
     tags = {key.lower(): value for key, value in stream.metadata.items()}  # ffmpeg writes ALPHA_MODE when it remuxes
     if context.name in ALPHA_DECODERS and tags.get("alpha_mode") == "1":
         pix_fmt, alpha = "yuva420p" if pix_fmt == "yuv420p" else pix_fmt, True
-    elif (pixel_format := av.VideoFormat(pix_fmt)).has_palette or any(c.is_alpha for c in pixel_format.components):
-        alpha = _uses_alpha(path_of(container), stream.index)  # (palettes may have transparent entries)
-    elif container.format.name == "image2" and _uses_alpha(path_of(container), stream.index):
-        # A sequence's stream takes its first file's format, and a title card saved as RGB may open an RGBA sequence.
-        pix_fmt, alpha = ("rgba64le" if pixel_format.components[0].bits > 8 else "rgba"), True
     sample_aspect_ratio = stream.sample_aspect_ratio or None
     info = VideoStreamInfo(
         index=stream.index,
@@ -221,7 +262,6 @@ def video_stream_info(
             matrix=_MATRICES.get(context.colorspace),
             range=_color_range(context.color_range, pix_fmt),
         ),
-        rotation=_display_rotation(path_of(container), stream.index),
         mirrored=container.format.name == "image2" and _sequence_mirrored(path_of(container)),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders. DV says nothing, and is interlaced (a
@@ -283,8 +323,7 @@ def video_has_alpha(path: str | Path) -> bool:
     """Whether the video of `path` has alpha (`VideoStreamInfo.alpha`); False for a file it cannot tell of (the
     upscale that follows says what is wrong with it)."""
     try:
-        with open_input(path) as container:
-            return video_stream_info(container, find_video_stream(container, path))[0].alpha
+        return describe_video(path)[0].alpha
     except (InputError, av.error.FFmpegError):
         return False
 
@@ -335,14 +374,14 @@ def probe(path: str | Path) -> MediaInfo:
     from vsr.pipelines.captions import carries_captions  # which imports this module
 
     path = Path(path)
+    info, estimated = describe_video(path)
+    # (each open here follows the last one's close: see describe_video)
     with open_input(path) as container:
-        video = find_video_stream(container, path)
-        info, estimated = video_stream_info(container, video)
-        pts, complete = _sample_pts(container, video)
+        pts, complete = _sample_pts(container, container.streams[info.index])
         if estimated and complete:  # a short file without a frame count: its packets were all read, count them
             info, estimated = dataclasses.replace(info, frame_count=len(pts)), False
         estimated = estimated and container.format.name != "image2"  # a sequence's duration is its files / rate
-        return MediaInfo(
+        media = MediaInfo(
             path=path,
             format=container.format.name,
             duration=container.duration / av.time_base if container.duration else info.duration,
@@ -360,8 +399,8 @@ def probe(path: str | Path) -> MediaInfo:
             metadata=dict(container.metadata),
             frame_count_estimated=estimated,
             vfr=_is_vfr(pts),
-            captions=carries_captions(path),
         )
+    return dataclasses.replace(media, captions=carries_captions(path))
 
 
 def _bytes_in(path: Path) -> int:
@@ -503,6 +542,38 @@ def video_end(path: str | Path, index: int) -> Fraction | None:
     decoding order (with B-frames another frame's pts + its duration could reach seconds past, over a pause), the
     greatest pts + the last packet's duration. None where the packets carry no duration (or no time: raw streams,
     image sequences)."""
+    last = _last_frame(path, index)
+    return None if last is None or last.end is None else last.end * last.time_base
+
+
+def last_frame_start(path: str | Path, index: int) -> Fraction | None:
+    """When video stream `index`'s last frame starts, in seconds from its first frame's start (as --start counts);
+    None where its packets carry no time."""
+    last = _last_frame(path, index)
+    return None if last is None or last.pts is None else (last.pts - last.first_pts) * last.time_base
+
+
+@dataclass(frozen=True)
+class _LastFrame:
+    pts: int | None  # the greatest pts of the stream's packets
+    end: int | None  # when the last frame stops being shown (see video_end), None where the packets do not say
+    first_pts: int  # the stream's start
+    time_base: Fraction
+
+
+def _last_frame(path: str | Path, index: int) -> _LastFrame | None:
+    """The last frame of video stream `index`, read from the file's end; None for an image sequence. Read once per
+    file as it is (the writer, the segments and the declared rate ask)."""
+    from vsr.pipelines.sequences import is_sequence  # which imports this module
+
+    if is_sequence(Path(path)):
+        return None
+    stat = os.stat(path)
+    return _read_last_frame(str(path), index, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_last_frame(path: str, index: int, size: int, mtime_ns: int) -> _LastFrame | None:
     with open_input(path) as container:
         stream = container.streams[index]
         if container.format.name == "image2":
@@ -526,14 +597,22 @@ def video_end(path: str | Path, index: int) -> Fraction | None:
             pass
         if decoding_steps:
             end = last_pts + last_duration if last_pts is not None and last_duration else None
-        return None if end is None else end * stream.time_base
+        return _LastFrame(last_pts, end, stream.start_time or 0, stream.time_base)
 
 
 def is_variable_rate(path: str | Path, index: int) -> bool | None:
     """Whether video stream `index` of `path` varies its frame rate, judged as `probe` judges it (None: too few
-    timestamps to tell)."""
+    timestamps to tell), or holds its last frame longer than the others: a GIF's last delay, a slide show's last
+    slide. (FFmpeg's average rate counts to that frame's end, none of the steps: 2.56 fps for ten frames 0.1 s
+    apart, the last held 3 s, which an AVI, timed by the declared rate, played at that pace.)"""
     with open_input(path) as container:
-        return _is_vfr(_sample_pts(container, container.streams[index])[0])
+        pts = _sample_pts(container, container.streams[index])[0]
+    variable = _is_vfr(pts)
+    if variable is False:
+        last = _last_frame(path, index)
+        step = sorted(b - a for a, b in zip(pts, pts[1:]))[(len(pts) - 1) // 2]  # (the median step, as _is_vfr's)
+        variable = last is not None and last.end is not None and last.end - last.pts > step + max(1, step // 50)
+    return variable
 
 
 def _is_vfr(pts: list[int]) -> bool | None:

@@ -202,15 +202,15 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
     An image sequence (at `frame_rate`) is read from its file names: frames 0, 1, ..., each a keyframe, since
     demuxing would read every file whole."""
     from vsr.pipelines.decode._pyav import DECODE_ORDER_FORMATS
-    from vsr.pipelines.probe import TimelineWatch, find_video_stream, open_input, video_stream_info
+    from vsr.pipelines.probe import TimelineWatch, describe_video, open_input
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
+    info, _ = describe_video(source, frame_rate)
+    if is_sequence(source):
+        frames = list(range(len(existing_frames(source))))  # (describe_video's open checked that they have no gap)
+        return info, 0, frames, set(frames)
     with open_input(source, frame_rate) as container:
-        stream = find_video_stream(container, source)
-        info, _ = video_stream_info(container, stream)
-        if is_sequence(source):
-            frames = list(range(len(existing_frames(source))))  # (open_input checked that they have no gap)
-            return info, 0, frames, set(frames)
+        stream = container.streams[info.index]
         first_pts = stream.start_time or 0
         frames, keyframes = [], set()
         timeline = TimelineWatch(source, stream)
@@ -569,7 +569,7 @@ def upscale_video_in_segments(
                             "this machine" if remote is not None else device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
-                               engine=engine)
+                               engine=engine, plan=plan)
         remove_stale_folder(output)  # (once the output is whole: until then, a rerun as before could resume)
         return result
 
@@ -664,7 +664,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
         if plan.segments:  # (none: a preview window past the end, which upscale_video says)
             log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), devices[0])
         return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
-                             overwrite=overwrite, progress=progress)
+                             overwrite=overwrite, progress=progress, plan=plan)
     record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)
     crop = resolve_crop(video.crop, source, plan.info)  # found here once, not by each segment's worker
     info = crop.of(plan.info) if crop is not None else plan.info

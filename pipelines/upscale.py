@@ -31,6 +31,7 @@ from vsr.pipelines.runner import StageTimes
 if TYPE_CHECKING:
     from vsr.pipelines.dedup import Repeats
     from vsr.pipelines.frames import VideoStreamInfo
+    from vsr.pipelines.segments import SegmentPlan
 
 log = logging.getLogger("vsr")
 
@@ -517,11 +518,14 @@ def upscale_video(
     overwrite: bool = False,
     progress: bool = False,
     engine: Engine | None = None,
+    plan: SegmentPlan | None = None,
 ) -> VideoResult:
     """Upscale a video: same frames at the same times, every other stream copied untouched.
 
     The output is written under a temporary name and renamed at the end, so an error or Ctrl-C never leaves a
-    partial file under the final name.
+    partial file under the final name. `plan`: the segments' plan of this video and window, where the caller has
+    made one (`upscale_video_in_segments`), which tells where a --frames preview ends without reading the video's
+    packets again.
     """
     from tqdm import tqdm
 
@@ -529,6 +533,7 @@ def upscale_video(
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.frames import FrameBatch
+    from vsr.pipelines.probe import last_frame_start
     from vsr.pipelines.runner import run_pipeline
 
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
@@ -564,7 +569,7 @@ def upscale_video(
             record = run_record(source, options, video, frames=True)
         with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
                                first_pts=decoder.selection.start_pts or 0, device=engine.device,
-                               trim_end=_window_end(source, video, decoder.selection, info)) as writer:
+                               trim_end=_window_end(source, video, decoder.selection, info, plan)) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
@@ -585,8 +590,9 @@ def upscale_video(
                 times.extra["resumed_frames"] = resumed
             elif times.frames == 0:  # a preview window past the end: an empty video is not what was asked for
                 lasts = f"; the video lasts {info.duration:.3f} s" if info.duration else ""
-                if info.duration and info.average_rate:  # a window inside the last frame's span starts no frame
-                    lasts += f", its last frame starting at about {info.duration - 1 / info.average_rate:.3f} s"
+                last_start = last_frame_start(source, info.index)  # (a GIF's last frame may hold for seconds)
+                if info.duration and last_start is not None:  # a window inside the last frame's span starts no frame
+                    lasts += f", its last frame starting at {float(last_start):.3f} s"
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
                        decoder=decoder_name(decoder), precision=engine.precision,
@@ -600,17 +606,18 @@ def decoder_name(decoder) -> str:
     return decoder.backend + (" (NVDEC)" if getattr(decoder, "nvdec_frames", 0) else "")
 
 
-def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamInfo) -> Fraction | None:
+def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamInfo,
+                plan: SegmentPlan | None = None) -> Fraction | None:
     """Where a preview ends, in source seconds, for the writer's `trim_end` (a cue shown past it ends with it, and so
     does its last frame): at --end, or where --frames stops first, at the next frame's start, as the segments' plan
-    finds it (which reads the video's packets)."""
+    finds it (`plan`, or one made here, which reads the video's packets: a second or more of a long film's)."""
     from vsr.pipelines.segments import plan_video
     from vsr.pipelines.sequences import is_sequence
 
     end = None if selection.end_pts is None else selection.end_pts * info.time_base
     if video.max_frames is None or is_sequence(source):
         return end
-    plan = plan_video(source, 1, video)
+    plan = plan or plan_video(source, 1, video)  # (its last segment ends where the window does, however many)
     end_pts = plan.segments[-1].end_pts if plan.segments else None
     return end if end_pts is None else end_pts * plan.info.time_base
 

@@ -68,7 +68,7 @@ from vsr.pipelines.decode._base import Decoder, Selection, rgb_matrix
 from vsr.pipelines.decode._dali import DaliDecoder
 from vsr.pipelines.decode._decord import DecordDecoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
-from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import describe_video
 from vsr.pipelines.sequences import is_sequence
 
 __all__ = [
@@ -169,9 +169,7 @@ def _warn_once(path: Path, message: str) -> None:
 
 
 def _is_interlaced(path: Path) -> bool:
-    with open_input(path) as container:
-        stream = find_video_stream(container, path)
-        return video_stream_info(container, stream)[0].interlaced
+    return describe_video(path)[0].interlaced
 
 
 def _device(device: str | torch.device) -> torch.device:

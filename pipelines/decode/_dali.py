@@ -40,7 +40,7 @@ from vsr.pipelines.colour import yuv_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
-from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import describe_video, open_input
 
 # Frames DALI decodes per pipeline run; batches of other sizes are cut from (or joined across) these sequences.
 SEQUENCE_FRAMES = 8
@@ -67,9 +67,9 @@ class DaliDecoder(Decoder):
         end: float | None = None,
         max_frames: int | None = None,
     ):
+        info, _ = describe_video(path)
         with open_input(path) as container:
-            stream = find_video_stream(container, path)
-            info, _ = video_stream_info(container, stream)
+            stream = container.streams[info.index]
             first_pts = stream.start_time or 0
             codec = stream.codec_context.codec.canonical_name
             _check_stream(info, codec, device, several_videos=len(container.streams.video) > 1)

@@ -29,7 +29,7 @@ import torch
 
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
-from vsr.pipelines.probe import find_video_stream, open_input, video_stream_info
+from vsr.pipelines.probe import describe_video, open_input
 
 # Frames asked from decord at a time (decord returns them as one array).
 CHUNK_FRAMES = 8
@@ -54,9 +54,9 @@ class DecordDecoder(Decoder):
             import decord
         except ImportError as error:
             raise Unsuitable("decord is not installed (pip install decord)") from error
+        info, _ = describe_video(path)
         with open_input(path) as container:
-            stream = find_video_stream(container, path)
-            info, _ = video_stream_info(container, stream)
+            stream = container.streams[info.index]
             first_pts = stream.start_time or 0
             if info.bit_depth > 8:
                 raise Unsuitable(f"the video is {info.bit_depth}-bit and decord decodes 8 bits only")

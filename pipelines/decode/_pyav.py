@@ -29,8 +29,8 @@ from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, find_video_stream, open_input,
-                                 path_of, video_stream_info)
+from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, describe_video, open_input,
+                                 path_of)
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
@@ -393,7 +393,7 @@ class PyAVDecoder(Decoder):
         # check allows a second (durations may be the container's), which is all of a short clip.
         # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
-        if self._container.format.name == "avi":  # (its index lists empty entries too: see probe.video_stream_info)
+        if self._container.format.name == "avi":  # (its index lists empty entries too: probe._as_the_container_says)
             listed = self.info.frame_count or 0
         listed -= len(self._shared)  # (their frames are shown once)
         if listed > 0 and count < listed - max(2, listed // 10):
@@ -417,13 +417,9 @@ def open_for_decoding(
     always read from a software container: with NVDEC the codec context's pixel format is "cuda", not the stream's.
     `frame_rate`: an image sequence's (`sequences`), which is never decoded by NVDEC.
     """
+    info, _ = describe_video(path, frame_rate)  # (before this open: see describe_video)
     container = open_input(path, frame_rate)
-    try:
-        stream = find_video_stream(container, path)
-        info, _ = video_stream_info(container, stream)
-    except BaseException:
-        container.close()
-        raise
+    stream = container.streams[info.index]
     if nvdec_device is None or info.alpha or container.format.name == "image2":
         return container, stream, info
     # is_hw_owned: frames stay in GPU memory, in torch's CUDA context. PyAV asks FFmpeg for the device's primary
@@ -437,13 +433,14 @@ def open_for_decoding(
         torch.cuda.current_stream(nvdec_device).query()
     nvdec = HWAccel(device_type="cuda", device=str(nvdec_device), allow_software_fallback=True, is_hw_owned=True,
                     options={"primary_ctx": "0", "current_ctx": "1"})
+    container.close()  # (before the next open: FFmpeg holds a copy of the file's attachments per open)
     try:
         accelerated = av.open(str(path), "r", hwaccel=nvdec)
     except (av.error.FFmpegError, OSError) as error:
         log.warning("%s: NVDEC is not available on cuda:%d (%s); decoding in software", path, nvdec_device,
                     _reason(error))
-        return container, stream, info
-    container.close()
+        container = open_input(path, frame_rate)
+        return container, container.streams[info.index], info
     stream = accelerated.streams[info.index]
     if stream.codec_context.is_hwaccel:
         log.debug("%s: decoding with NVDEC on cuda:%d", path, nvdec_device)

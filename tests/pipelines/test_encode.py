@@ -797,6 +797,25 @@ def test_a_gifs_last_delay_in_avi_counts_to_where_the_video_ends(tmp_path):
     assert abs(duration - 2.9) < 0.3  # (within one frame at the declared rate, 100/29 fps)
 
 
+def test_a_gif_whose_last_frame_holds_declares_its_step_and_says_where_that_frame_starts(tmp_path, caplog):
+    """Ten frames 0.1 s apart, the last held 3 s: FFmpeg's average rate counts the hold (100/39 fps). Its steps are
+    even, so it was taken for constant-rate and declared at that average: the AVI played every frame 0.39 s, and a
+    --start inside the hold said the last frame started at 3.51 s (helper-104)."""
+    source = tmp_path / "held.gif"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-final_delay", "300", source)
+    options = UpscaleOptions(model="bicubic", outscale=2)
+    result = upscale_video(source, tmp_path / "out.avi", options=options)
+    found = media.ffprobe(result.output, "-show_entries", "stream=r_frame_rate:format=duration")
+    assert found["streams"][0]["r_frame_rate"] == "10/1"
+    assert abs(float(found["format"]["duration"]) - 3.9) < 0.002
+    times = media.ffprobe(result.output, "-show_entries", "frame=best_effort_timestamp_time")["frames"]
+    assert [float(frame["best_effort_timestamp_time"]) for frame in times] == [index / 10 for index in range(10)]
+    with pytest.raises(OptionError, match=r"held.gif: no video frame from 2 s; the video lasts 3.900 s, its last frame "
+                                          r"starting at 0.900 s$"):
+        upscale_video(source, tmp_path / "late.avi", options=options, video=VideoOptions(start=2.0))
+    assert "cut short" not in caplog.text  # (the decoder took the frames to end at 1.29 s of 3.9)
+
+
 def test_a_last_frame_keeps_its_length_through_matroska_and_an_end_past_sources_without_one(tmp_path):
     """helper-59: Matroska's packets carry their own frame's duration (the MP4 rule, the last packet in decoding
     order, took a B-frame's 0.1 s for a 1.5-s last frame); an image sequence or a raw stream, whose packets say no

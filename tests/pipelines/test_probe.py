@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from fractions import Fraction
 
 import pytest
@@ -291,3 +293,29 @@ def test_ffmpeg_log_blocks_that_overlap_out_of_order_leave_the_level_as_it_was()
     assert av.logging.get_level() == av.logging.ERROR and not av.logging.get_skip_repeated()
     jpeg_decoding.__exit__(None, None, None)
     assert (av.logging.get_level(), av.logging.get_skip_repeated()) == before
+
+
+def test_probing_a_file_with_a_big_attachment_opens_it_once_at_a_time(tmp_path):
+    """FFmpeg keeps three copies of a Matroska's attachments per open of the file (fonts of an anime release, 100 MB
+    and more), and probe read the rotation, then the captions, with its own open still held: 100 MB of fonts peaked
+    at 0.7 GB. Measured in a process of its own: probe's peak against a bare open's (helper-104)."""
+    font = tmp_path / "big.ttf"
+    font.write_bytes(os.urandom(40_000_000))  # (random: pages of zeros could be shared)
+    clip = tmp_path / "fonts.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=10:d=1", "-pix_fmt", "yuv420p", "-attach", font,
+                 "-metadata:s:t", "mimetype=application/x-truetype-font", clip)
+    code = (
+        "import resource, sys\n"
+        "from vsr.pipelines import captions, probe\n"  # (imported before the measure)
+        "def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024\n"
+        "def resident(): return int(open('/proc/self/status').read().split('VmRSS:')[1].split()[0]) * 1024\n"
+        "before = resident()\n"
+        "probe.open_input(sys.argv[1]).close()\n"
+        "one_open = peak() - before\n"
+        "info = probe.probe(sys.argv[1])\n"
+        "print(one_open, peak() - before, info.video.frame_count)\n")
+    result = subprocess.run([sys.executable, "-c", code, clip], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    one_open, probing, frames = map(int, result.stdout.split())
+    assert one_open > 2 * 40_000_000 and frames == 10  # (FFmpeg's copies: 4.0 at the peak of one open, seen here)
+    assert probing < 1.3 * one_open, (probing, one_open)  # measured 1.00 (1.72 before)

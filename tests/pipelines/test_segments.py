@@ -142,6 +142,33 @@ def test_a_preview_cut_just_before_a_keyframe_is_not_given_a_segment_of_two_fram
     assert durations[0] == durations[1]
 
 
+def test_a_frames_preview_on_one_device_reads_the_packets_once_and_ends_as_a_plan_of_its_own(tmp_path,
+                                                                                            monkeypatch):
+    """The segments' plan read every packet, then upscale_video read them all again for where --frames stops (a
+    second or more on a long film, helper-104): it is handed the plan. A subtitle cue running past the window ends
+    where the window does, as when upscale_video plans by itself."""
+    from vsr.pipelines import segments
+
+    clip = make_clip(tmp_path / "clip.mkv", frames=30, subtitles=True)
+    reads = []
+
+    def read_video_packets(*args, **kwargs):  # (the real one, counted)
+        reads.append(args)
+        return real_read(*args, **kwargs)
+
+    real_read = segments.read_video_packets
+    monkeypatch.setattr(segments, "read_video_packets", read_video_packets)
+    options, video = UpscaleOptions(model="bicubic", outscale=2), VideoOptions(start=0.2, max_frames=5)
+    planned = upscale_video_in_segments(clip, tmp_path / "planned.mkv", options=options, video=video)
+    assert len(reads) == 1
+    alone = upscale_video(clip, tmp_path / "alone.mkv", options=options, video=video)
+    assert len(reads) == 2
+    for selector in ("0:v", "0:s"):
+        assert media.framemd5(planned.output, selector) == media.framemd5(alone.output, selector)
+    assert media.ffprobe(planned.output, "-show_entries", "format=duration") == \
+        media.ffprobe(alone.output, "-show_entries", "format=duration")
+
+
 def test_devices_are_cuda_numbers_as_for_batch_or_cpu_workers():
     assert parse_devices("cpu,cpu") == ["cpu", "cpu"]
     with pytest.raises(OptionError, match="not both"):
