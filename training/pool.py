@@ -9,7 +9,8 @@ stays within `budget` (half the memory available, `memory_budget`) they are kept
 held and every one after go to OUT_DIR/pool/pixels.u8, 3·H·W bytes each one after another (C×H×W, as the tensors),
 and OUT_DIR/pool/index.json says where each starts. A patch reads its ~P+2·CONTEXT·scale rows of three planes; the
 OS page cache keeps what fits, and DataLoader workers and the processes of one node share its pages. Nothing is
-decoded twice: a resume finds the pool of the same data and reads it as it is.
+decoded twice: a resume finds the pool of the same data and reads it as it is, and stage gan started from stage
+psnr's model takes over the pool that stage kept at its end (trainer.py, `_take_over_pool`).
 
 Why one raw file rather than BasicSR's pre-cut sub-images or LMDB: patches stay cut from the whole picture (any
 position on the LR grid, real surroundings for the LR's context), so the disk pool gives exactly the patches of the

@@ -117,7 +117,7 @@ def training_images(config: TrainConfig, files: Sequence[Path]) -> Iterator[HRIm
 def training_pool(config: TrainConfig, files: Sequence[Path], folder: Path, budget: float) -> Pool:
     """The pictures of the training `files`, in memory or on disk in `folder` (see pool.py): the pool already there
     where it was built from these files with these settings (a resume: nothing is decoded again), else read now."""
-    key = sources_key(files, {"frames_per_video": config.frames_per_video, "patch_size": config.patch_size})
+    key = pool_key(config, files)
     if config.pool != "memory":
         found = DiskPool.open(folder, key)
         if found is not None:
@@ -129,3 +129,9 @@ def training_pool(config: TrainConfig, files: Sequence[Path], folder: Path, budg
                  " (or pool=memory now)" if config.pool == "memory" else "")
         remove_pool(folder)
     return gather_pool(training_images(config, files), budget=budget, folder=folder, key=key)
+
+
+def pool_key(config: TrainConfig, files: Sequence[Path]) -> str:
+    """The key of the pool of the training `files` under `config` (pool.sources_key): what the pictures depend on,
+    the files and the settings that choose them (the patch size leaves smaller pictures out)."""
+    return sources_key(files, {"frames_per_video": config.frames_per_video, "patch_size": config.patch_size})

@@ -46,7 +46,7 @@ from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.vgg import VGGFeatureExtractor
 from vsr.training import checkpoints
-from vsr.training.config import TrainConfig
+from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import HRImage, PatchDataset, ValidationSet
 from vsr.training.evaluate import bicubic_upscaler, model_upscaler, validate
 from vsr.training.logs import RunLog, plot_curves, require_matplotlib
@@ -54,7 +54,7 @@ from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, 
                                  ragan_generator_loss)
 from vsr.training.dali_patches import DaliVideoPatches
 from vsr.training.pool import POOL_DIR, DiskPool, Pool, memory_budget, remove_pool
-from vsr.training.sources import dali_sources, split_sources, training_pool
+from vsr.training.sources import dali_sources, pool_key, split_sources, training_pool
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,12 @@ def _run(config: TrainConfig, state: dict | None, stop_at: int | None, progress:
     try:
         # (on_exit: what the loop opens that must be closed however it ends: the run's log and its TensorBoard thread)
         with _run_folder(Path(config.out_dir), fresh=state is None, main=rank == 0), ExitStack() as on_exit:
-            return _train_loop(config, state, stop_at, progress, device, rank, world, on_exit)
+            try:
+                return _train_loop(config, state, stop_at, progress, device, rank, world, on_exit)
+            except BaseException as error:  # (not a folder refused above: a pool there is another run's)
+                if rank == 0:
+                    _note_the_kept_pool(error, Path(config.out_dir))
+                raise
     finally:
         if started_group:
             dist.destroy_process_group()
@@ -527,15 +532,79 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
         if iteration == config.total_iters or out_of_time:
             model_path, _ = checkpoints.export_generator(ema, config, out_dir / checkpoints.MODEL_NAME)
             if dataset is not None and pool.on_disk:  # (a run stopped before its end keeps it, to resume from)
-                remove_pool(out_dir / POOL_DIR)
-                log.info("removed the training pool %s (%s): the run is done; a resume would write it again",
-                         out_dir / POOL_DIR, in_bytes(pool.nbytes))
+                _keep_or_remove_pool(config, out_dir, model_path, pool)
         if config.plot:
             plot_curves(out_dir)
     if world > 1:
         dist.barrier()
     return TrainResult(out_dir=out_dir, iteration=iteration, state_path=state_path, model_path=model_path,
                        validation=last_metrics)
+
+
+def _keep_or_remove_pool(config: TrainConfig, out_dir: Path, model_path: Path, pool: Pool) -> None:
+    """At the run's end: the pool on disk kept where the next stage of ESRGAN's recipe can take it over (stage psnr,
+    with a patch size the gan stage's discriminator takes: the same key), else removed. A stage gan run started
+    from this one's model on the same data moves it to its own folder (`_take_over_pool`) instead of decoding the
+    pictures again; until then the log line says where it is, how large, and how to free it."""
+    folder = out_dir / POOL_DIR
+    if config.stage == "psnr" and config.patch_size in DISCRIMINATOR_PATCH_SIZES:
+        log.info("kept the training pool %s (%s) for the gan stage: a run with --set pretrained=%s on the same data "
+                 "and patch size takes it over; if none follows, free it: rm -r %s", folder, in_bytes(pool.nbytes),
+                 model_path, folder)
+        return
+    remove_pool(folder)
+    log.info("removed the training pool %s (%s): the run is done; a resume would write it again", folder,
+             in_bytes(pool.nbytes))
+
+
+def _take_over_pool(config: TrainConfig, files: list[Path], folder: Path) -> None:
+    """Stage gan started from stage psnr's model (pretrained=RUN1/model.pth) on the same data and patch size: the
+    pool RUN1 kept at its end is moved into this run's `folder` (one rename), rather than the dataset decoded and
+    written again (DF2K: many minutes, 30 GB). It is this run's from then on: kept for its resume, removed at its
+    end; RUN1 resumed would read its pictures again. Left where it is while RUN1 is training (its lock is held), or
+    where it cannot be moved (another file system): this run then reads the pictures itself."""
+    model_names = (f"{checkpoints.MODEL_NAME}.pth", f"{checkpoints.MODEL_NAME}.safetensors")
+    if not config.pretrained or Path(config.pretrained).name not in model_names or folder.exists():
+        return  # (a pool of this run's own: training_pool reads it, or replaces it where it is of other files)
+    earlier = Path(config.pretrained).parent / POOL_DIR
+    key = pool_key(config, files)
+    if DiskPool.open(earlier, key) is None:
+        return
+    try:
+        lock = locked(earlier.parent / LOCK_FILE, "training")
+    except OutputError:
+        log.info("%s: not taken over, its run is training: the pictures are read again", earlier)
+        return
+    except OSError as error:
+        log.info("%s: not taken over (%s): the pictures are read again", earlier, error.strerror or error)
+        return
+    with lock:
+        found = DiskPool.open(earlier, key)  # (again, under the lock: another run may have taken it meanwhile)
+        if found is None:
+            return
+        try:
+            os.rename(earlier, folder)
+        except OSError as error:
+            log.info("%s: cannot be moved to %s (%s): the pictures are read again", earlier, folder,
+                     error.strerror or error)
+            return
+    log.info("training pool of %d pictures, %s, taken over from %s (the pretrained model's run, on the same data): "
+             "moved to %s, nothing decoded again", len(found), in_bytes(found.nbytes), earlier.parent, folder)
+
+
+def _note_the_kept_pool(error: BaseException, out_dir: Path) -> None:
+    """A run that stops before its end keeps its pool on disk, for its resume or a new start in its folder on the same
+    data (both read it rather than decoding the pictures again). The error says so, with the pool's size (a note,
+    which the command line's one line includes), so that no one gives the run up keeping gigabytes unknowingly."""
+    pool = DiskPool.open(out_dir / POOL_DIR)
+    if pool is None:
+        return
+    folder = out_dir / POOL_DIR
+    if (out_dir / checkpoints.STATE_FILE).is_file():
+        use = "for its resume"
+    else:
+        use = f"for a new run in {out_dir} on the same data, which reads it instead of decoding the pictures again"
+    error.add_note(f"its training pool {folder} ({in_bytes(pool.nbytes)}) is kept {use} (rm -r {folder} frees it)")
 
 
 def _leave_stops_to_the_trainer(worker_id: int) -> None:
@@ -603,6 +672,8 @@ def _read_pool(config: TrainConfig, state: dict | None, to_disk: str | None) -> 
     else in memory within its share of memory (pool=auto, see pool.py) or whatever its size (pool=memory)."""
     folder = Path(config.out_dir) / POOL_DIR
     files, val_images = split_sources(config, held_before=state.get("val_held_out", ()) if state else ())
+    if config.pool != "memory":
+        _take_over_pool(config, files, folder)
     if to_disk:
         budget = 0.0
         log.info("the training pool goes to disk, %s (%s)", folder, to_disk)

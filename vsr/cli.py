@@ -127,7 +127,7 @@ def _user_errors(command):
         except VsrError as error:
             if os.environ.get("VSR_DEBUG"):
                 raise
-            typer.echo(f"vsr: error: {error}", err=True)
+            typer.echo(f"vsr: error: {_with_notes(error)}", err=True)
             raise typer.Exit(error.exit_code) from None
         except OSError as error:
             if os.environ.get("VSR_DEBUG") or _writing_stdout(error):  # (said by `main`)
@@ -153,6 +153,12 @@ def _user_errors(command):
             raise typer.Exit(_interrupted_code(interruption)) from None
 
     return wrapper
+
+
+def _with_notes(error: BaseException) -> str:
+    """The error's message and its notes (PEP 678: what the code it passed through added, as `vsr train` says the
+    training pool it keeps), on one line."""
+    return "; ".join([str(error), *getattr(error, "__notes__", ())])
 
 
 def _interrupted_code(interruption: KeyboardInterrupt) -> int:
@@ -822,11 +828,11 @@ def train(
             result = trainer.train(config, progress=progress)
     except KeyboardInterrupt as interruption:
         if (run_folder.parent if run_folder.name == "state.pt" else run_folder).joinpath("state.pt").is_file():
-            typer.echo(f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run_folder}",
-                       err=True)
+            said = f"interrupted; continue from the last checkpoint: vsr train --resume {run_folder}"
         else:
-            typer.echo("vsr: interrupted before the first checkpoint (save_every), so there is nothing to resume",
-                       err=True)
+            said = "interrupted before the first checkpoint (save_every), so there is nothing to resume"
+        notes = "".join(f"; {note}" for note in getattr(interruption, "__notes__", ()))  # (the kept pool)
+        typer.echo(f"vsr: {said}{notes}", err=True)
         raise typer.Exit(_interrupted_code(interruption)) from None
     if not quiet and result.model_path is not None:
         metrics = result.validation

@@ -227,6 +227,19 @@ def test_a_full_disk_while_the_training_pool_is_written_is_one_line(tmp_path):
     assert not (run / "pool").exists()
 
 
+def test_a_run_that_fails_after_writing_its_pool_says_in_its_one_line_that_the_pool_is_kept(tmp_path):
+    tiny_config(tmp_path)
+    run = tmp_path / "run"
+    result = vsr("train", tmp_path / "tiny.toml", "--data", tmp_path / "photos", "-o", run, "--set", "pool=disk",
+                 "--set", "lr=1e30", "--set", "ema_decay=0", "--set", "val_holdout=0", "--set", "total_iters=2",
+                 "--set", "log_every=2", "-q")
+    assert one_line_error(result) == (
+        "vsr: error: training diverged at iteration 2: l_pix not finite (a learning rate too high?); nothing was "
+        f"exported, and no checkpoint was saved yet; its training pool {run}/pool (0.0 MB) is kept for a new run in "
+        f"{run} on the same data, which reads it instead of decoding the pictures again (rm -r {run}/pool frees it)")
+    assert result.returncode == 3 and (run / "pool" / "pixels.u8").stat().st_size == 4 * 3 * 64 * 64
+
+
 @pytest.mark.parametrize("signal_number, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "term"])
 def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_interruption(tmp_path, signal_number,
                                                                                           code):
@@ -240,7 +253,8 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
     # SIGINT as a terminal delivers it (a test run in the background has it ignored, and that survives exec).
     process = subprocess.Popen(
         [*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(photos), "-o", str(run), "--set", "val_holdout=0",
-         "--set", "total_iters=100000", "--set", "num_workers=2", "--set", "save_every=2", "--set", "val_every=100000"],
+         "--set", "total_iters=100000", "--set", "num_workers=2", "--set", "save_every=2", "--set", "val_every=100000",
+         "--set", "pool=disk"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
@@ -263,7 +277,8 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == code, stderr
-    assert f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run}" in stderr
+    assert (f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run}; its training pool "
+            f"{run}/pool (6.3 MB) is kept for its resume (rm -r {run}/pool frees it)") in stderr
     assert "Traceback" not in stderr and "DataLoader worker" not in stderr
     assert config.num_workers == 0  # (the recipe's: the --set above is what starts the workers)
 

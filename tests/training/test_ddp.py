@@ -42,12 +42,21 @@ def test_two_processes_train_the_same_network_as_one_with_the_whole_batch(tmp_pa
         assert abs(ddp_row["l_pix"] - single_row["l_pix"]) < 1e-5  # the losses averaged over the processes
 
 
-def test_gan_stage_runs_under_ddp(tmp_path):
-    tiny_config(tmp_path, stage="gan", patch_size=128)  # writes the recipe and 160×160 photos
+def test_gan_stage_runs_under_ddp_on_the_pool_the_psnr_stage_kept(tmp_path):
+    """The main process takes the psnr run's pool over (moves it into the gan run's folder) before it tells the other
+    its key: both read it there, nothing is decoded again."""
+    psnr = tiny_config(tmp_path, patch_size=128, total_iters=1, val_holdout=1, pool="disk",
+                       out_dir=str(tmp_path / "psnr"))  # (writes the recipe and 160×160 photos)
+    model = train(psnr).model_path
+    assert (tmp_path / "psnr" / "pool" / "index.json").is_file()  # (kept for the gan stage)
     result = torchrun(tmp_path, "--data", tmp_path / "photos", "-o", tmp_path / "ddp", "--allow-random-vgg",
                       "--set", 'stage="gan"', "--set", "patch_size=128", "--set", "batch_size=4",
-                      "--set", "total_iters=2", "--set", "val_holdout=1")
+                      "--set", "total_iters=2", "--set", "val_holdout=1", "--set", f"pretrained={model}")
     assert result.returncode == 0, result.stderr[-3000:]
+    assert f"taken over from {tmp_path / 'psnr'}" in result.stderr and "training pool on disk" not in result.stderr
+    assert "the training pool goes to disk" in result.stderr  # (the 2 processes read one copy)
+    assert not (tmp_path / "psnr" / "pool").exists()
+    assert not (tmp_path / "ddp" / "pool").exists()  # (removed at the end of the gan stage)
     state = load_state(tmp_path / "ddp")
     assert state["iteration"] == 2 and "discriminator" in state and state["optimizer_d"]["state"]
     rows = read_csv(tmp_path / "ddp" / "train.csv")
