@@ -239,6 +239,7 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
     """Segments of `source`'s video within `video`'s --start/--end/--frames window if any: `count` of them (one per
     device), or more where `video.segment_seconds` asks for segments of at most about that long."""
     from vsr.pipelines.decode import Selection
+    from vsr.pipelines.sequences import is_sequence
 
     info, first_pts, frame_pts, keyframes = read_video_packets(source, video.fps)
     if frame_pts and frame_pts[0] < 0:
@@ -247,15 +248,15 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
         keyframes = set()
     selection = Selection.from_seconds(info, first_pts, video.start, video.end, video.max_frames)
     first = bisect_left(frame_pts, selection.start_pts) if selection.start_pts is not None else 0
+    if video.deinterlace == "ivtc" and not is_sequence(source):
+        return _plan_film(source, info, first_pts, frame_pts[first:], keyframes, selection, count, video)
     end = bisect_left(frame_pts, selection.end_pts) if selection.end_pts is not None else len(frame_pts)
     if selection.max_frames is not None:
         end = min(end, first + selection.max_frames)
     window = frame_pts[first:end]
     # Where the window stops: before the next frame (a --frames cut), at --end, or at the end of the stream.
     window_end = frame_pts[end] if end < len(frame_pts) and selection.max_frames is not None else selection.end_pts
-    if video.segment_seconds is not None and len(window) > 1:
-        seconds = (window[-1] - window[0]) * info.time_base
-        count = max(count, math.ceil(seconds / Fraction(video.segment_seconds)))
+    count = _segment_count(window, info, count, video)
     segments = []
     runs = plan_segments(window, keyframes, count) if window else []
     for index, (start, stop) in enumerate(runs):
@@ -266,6 +267,44 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
             frames=window[start:stop],
         ))
     return SegmentPlan(info=info, first_pts=first_pts, segments=segments)
+
+
+def _segment_count(window: list[int], info: VideoStreamInfo, count: int, video: VideoOptions) -> int:
+    """`count` segments, or more where `video.segment_seconds` asks for shorter ones than `window`'s frames make."""
+    if video.segment_seconds is not None and len(window) > 1:
+        seconds = (window[-1] - window[0]) * info.time_base
+        count = max(count, math.ceil(seconds / Fraction(video.segment_seconds)))
+    return count
+
+
+def _plan_film(source: Path, info: VideoStreamInfo, first_pts: int, rest: list[int], keyframes: set[int], selection,
+               count: int, video: VideoOptions) -> SegmentPlan:
+    """`plan_video` for inverse telecine (pipelines/telecine.py): the decoder makes 4 film frames of each cycle of 5
+    source frames, its cycles counted from the window's first frame (`rest[0]`). Segments are cut only where a cycle
+    starts, so that each drops the frames one run drops; each segment's `frames` are the times of the film frames it
+    makes (`telecine.film_pts`), and `end_pts` bounds those. A window (--end, --frames) counts film frames."""
+    from vsr.pipelines import telecine
+
+    telecine.check_time_base(source, info)
+    film = telecine.film_pts(rest)  # (from the window's start to the end of the stream: a few µs a frame)
+    kept = [pts for pts in film if not selection.is_after(pts)][:selection.max_frames]
+    # The source frames that make them: whole cycles (the film frames a cycle makes come out together).
+    window = rest[:math.ceil(len(kept) / (telecine.CYCLE - 1)) * telecine.CYCLE]
+    window_end = selection.end_pts
+    if len(kept) < len(film) and not selection.is_after(film[len(kept)]):  # (a --frames cut: before the next one)
+        window_end = film[len(kept)]
+    cycle_starts = {pts for index, pts in enumerate(window) if index % telecine.CYCLE == 0 and pts in keyframes}
+    segments = []
+    runs = plan_segments(window, cycle_starts, _segment_count(window, info, count, video)) if window else []
+    for index, (start, stop) in enumerate(runs):
+        segments.append(Segment(
+            index=index,
+            start_pts=window[start] if index > 0 or video.is_preview else None,
+            end_pts=window[stop] if stop < len(window) else window_end,
+            frames=kept[start // telecine.CYCLE * (telecine.CYCLE - 1):
+                        stop // telecine.CYCLE * (telecine.CYCLE - 1) if stop < len(window) else len(kept)],
+        ))
+    return SegmentPlan(info=telecine.film_info(info), first_pts=first_pts, segments=segments)
 
 
 # How far MP4's edit list, counted in milliseconds, can move a segment that does not start at 0 (see the module doc).
@@ -335,7 +374,8 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     from vsr.pipelines.sequences import ImageSequenceWriter
 
     # The driver said these once for the whole video (`upscale_video_in_segments`), not once per worker process.
-    said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS))
+    said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
+                                                  path=source))
     path = plan.sequence or segment_file(folder, segment.index, plan.suffix)
     decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
                            end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps,
@@ -577,7 +617,8 @@ def upscale_video_in_segments(
     video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),
                                                                      **video.encoder_options})
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
-    warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS))
+    warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
+                                           path=source))
     started = time.perf_counter()
     with SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
         done: dict[int, object] = dict(folder.done())

@@ -107,7 +107,8 @@ EndOption = Annotated[Optional[str], typer.Option("--end", metavar="TIME", help=
 FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
 DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
-    "every frame; off: never.")]
+    "every frame; off: never; ivtc: inverse telecine, the film frames of a 3:2 pulldown (NTSC DVDs, broadcasts of "
+    "film and anime) put back, 4 of every 5 frames, 23.976 fps from 29.97.")]
 CropOption = Annotated[Optional[str], typer.Option(
     "--crop", help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
     "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].", show_default=False)]
@@ -658,6 +659,13 @@ def probe(
         share = 1 - bars.width * bars.height / (info.video.width * info.video.height)
         typer.echo(f"  black bars: the picture is {bars.width}×{bars.height} at {bars.x},{bars.y}; --crop auto cuts "
                    f"them off ({100 * share:.0f}% less work)")
+    from vsr.pipelines.sequences import is_sequence
+    from vsr.pipelines.telecine import telecine_note
+
+    note = None if image or is_sequence(input) else telecine_note(input)
+    if note is not None:
+        typer.echo(f"  telecined from film (3:2 pulldown: {note}): --deinterlace ivtc gives back its film frames, 4 "
+                   "of every 5 (20% less work)")
 
 
 @app.command()

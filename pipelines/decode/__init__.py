@@ -27,7 +27,10 @@ interlaced, and "on" every frame, with FFmpeg's bwdif, one frame out per frame i
 does it: another backend asked for falls back to PyAV, in software, with a warning). Upscaling the two fields of an
 interlaced frame together magnifies the comb of their lines four times over. The warning that an interlaced stream
 is deinterlaced names what keeps its fields (`keep_fields_with`) where the caller's command has it: `vsr upscale` has
---deinterlace off, `vsr train` and `vsr eval` nothing.
+--deinterlace off, `vsr train` and `vsr eval` nothing; there it also says when the stream looks telecined, and names
+"ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of every 5 frames, retimed evenly
+(pipelines/telecine.py; PyAV alone, as for bwdif). An image sequence has no fields to match: "ivtc" leaves its
+frames as they are, with a warning.
 
 Selecting frames: `start`/`end` in seconds from the stream's first frame keep the frames whose time is in
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
@@ -70,6 +73,7 @@ from vsr.pipelines.decode._decord import DecordDecoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
 from vsr.pipelines.probe import describe_video
 from vsr.pipelines.sequences import is_sequence
+from vsr.pipelines.telecine import telecine_evidence, telecine_note
 
 __all__ = [
     "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix",
@@ -78,7 +82,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
-DEINTERLACE = ("auto", "on", "off")
+DEINTERLACE = ("auto", "on", "off", "ivtc")
 _said: set[tuple[Path, str]] = set()  # (file, warning) this process gave: once a video, not once a segment
 
 
@@ -107,9 +111,16 @@ def open_decoder(
     if is_sequence(path):
         if backend in ("dali", "decord"):
             _warn_once(path, f"decoding the image sequence with PyAV: {backend} reads video files")
+        if deinterlace == "ivtc":
+            _warn_once(path, "--deinterlace ivtc: an image sequence has no fields to match; its frames are taken as "
+                       "they are")
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else None, frame_rate=frame_rate)
+    if deinterlace == "ivtc":
+        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=False, path=path))
+        return PyAVDecoder(path, **options, deinterlace="ivtc")
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
-        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True, keep_fields_with=keep_fields_with))
+        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True, keep_fields_with=keep_fields_with,
+                                             path=path))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
     if backend in ("dali", "decord") or (backend == "auto" and device.type == "cuda"):
         if carries_captions(path):
@@ -136,16 +147,30 @@ def open_decoder(
     return PyAVDecoder(path, **options)
 
 
-def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_fields_with: str | None = None
-                         ) -> list[str]:
+def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_fields_with: str | None = None,
+                         path: Path | None = None) -> list[str]:
     """What opening a decoder says about deinterlacing a video (`interlaced`: whether its stream says so;
-    `keep_fields_with`: the option that would not, where the command has one)."""
+    `keep_fields_with`: the option that would not, where the command has one). Where `path` is given, a video is
+    judged for telecine (`telecine.telecine_note`, a few dozen frames decoded once a process): one that "auto"
+    deinterlaces with bwdif where the command has --deinterlace, and one that "ivtc" is asked of."""
     messages = []
     if deinterlace == "auto" and interlaced:
         # (vsr train and vsr eval have no such option: the message named one they refuse)
         keep = f"; {keep_fields_with} keeps the fields" if keep_fields_with else ""
         messages.append(f"interlaced video: deinterlacing it (bwdif, one frame per frame{keep})")
-    if (messages or deinterlace == "on") and backend in ("dali", "decord"):
+        note = telecine_note(path) if keep_fields_with and path is not None else None
+        if note is not None:
+            messages.append(f"it looks telecined from film (3:2 pulldown: {note}): --deinterlace ivtc gives back the "
+                            "film's frames, 4 of every 5, whole, where bwdif makes 5 of them with one shown twice")
+    if deinterlace == "ivtc" and path is not None and telecine_note(path) is None:
+        repeated, judged = telecine_evidence(path)
+        messages.append(f"--deinterlace ivtc: the video does not look telecined ({repeated} of {judged} frames judged "
+                        "repeat a field of the frame before, where 3:2 pulldown repeats one in 2 frames of 5); one "
+                        "frame of every five is dropped all the same")
+    if deinterlace == "ivtc" and path is not None and carries_captions(path):
+        messages.append("--deinterlace ivtc: the closed captions in the frames are left out (a fifth of the frames "
+                        "go, and the caption bytes they carry with them: what was left would be garbled)")
+    if (messages or deinterlace in ("on", "ivtc")) and backend in ("dali", "decord"):
         messages.append(f"decoding with PyAV instead of {backend}, which cannot deinterlace")
     return messages
 

@@ -25,6 +25,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.reformatter import VideoReformatter
 
 from vsr.errors import InputError
+from vsr.pipelines import telecine
 from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
@@ -65,7 +66,9 @@ class PyAVDecoder(Decoder):
     libvpx (probe.ALPHA_DECODERS).
 
     `deinterlace`: None, or bwdif's `deint` ("interlaced": the frames flagged so, "all"): the frames go through
-    FFmpeg's bwdif, decoded in software (bwdif takes no NVDEC frames).
+    FFmpeg's bwdif, decoded in software (bwdif takes no NVDEC frames). "ivtc": inverse telecine (pipelines/telecine.py),
+    fieldmatch and bwdif then one frame of five dropped and the rest retimed; `info` then describes the film frames
+    (4/5 of the rate and of the frames).
     """
 
     backend = "pyav"
@@ -83,6 +86,12 @@ class PyAVDecoder(Decoder):
     ):
         self._nvdec_device = cuda_index(device) if deinterlace is None else None
         container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device, frame_rate=frame_rate)
+        if deinterlace == "ivtc":
+            try:
+                telecine.check_time_base(path, info)
+            except BaseException:
+                container.close()
+                raise
         self.nvdec = stream.codec_context.is_hwaccel  # NVDEC attached: FFmpeg decodes in software what it cannot
         self.nvdec_frames = 0  # the frames NVDEC did decode (they come out in GPU memory)
         self._first_pts = stream.start_time or 0
@@ -115,6 +124,11 @@ class PyAVDecoder(Decoder):
         # Streams without timestamps (raw .h264) get them from the frame rate, frame by frame.
         rate = info.average_rate or 25
         self._pts_step = max(round(1 / (rate * info.time_base)), 1)
+        if deinterlace == "ivtc":
+            self.info = telecine.film_info(info)
+            # (a fifth of the frames go, and their captions with them: 608 captions come two bytes a frame, so what
+            # is left would be garbled)
+            self._reads_captions = False
 
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         selection = self.selection
@@ -126,6 +140,8 @@ class PyAVDecoder(Decoder):
                 self._reopen()
         count, last_pts, untimed = 0, None, 0
         frames = self._decoded() if self._deinterlace is None else self._deinterlaced(self._decoded())
+        if self._deinterlace == "ivtc":
+            frames = self._decimated(frames)
         for frame in frames:
             pts = frame.pts
             if pts is None and last_pts is None and self._timed:
@@ -184,15 +200,17 @@ class PyAVDecoder(Decoder):
         `_decoded` skips the packets before that keyframe. Deinterlacing, the keyframe must be before `start_pts`:
         bwdif makes each frame from the one before it too, and a first frame without one is interpolated from its
         own field alone (up to 206 levels off, measured), unlike the same frame in a run from the beginning; a
-        segment of a resumable run must equal that run.
+        segment of a resumable run must equal that run. Inverse telecine, 3 frames before: fieldmatch weaves each
+        frame with its neighbours' fields, bwdif then looks at those, and the first cycle's first frame is compared
+        with the frame before it.
         """
+        frames_before = {None: 0, "ivtc": 3}.get(self._deinterlace, 1)
+        latest = start_pts - (frames_before - 1) * self._pts_step - 1 if frames_before else start_pts
         target, step = start_pts, self._pts_step
         while target > self._first_pts:
             self._container.seek(target, stream=self._stream, backward=True)
             keyframe = next((packet for packet in self._container.demux(self._stream) if packet.is_keyframe), None)
-            if keyframe is not None and keyframe.pts is not None and (
-                keyframe.pts < start_pts or (keyframe.pts == start_pts and self._deinterlace is None)
-            ):
+            if keyframe is not None and keyframe.pts is not None and keyframe.pts <= latest:
                 self._container.seek(target, stream=self._stream, backward=True)  # back to before that keyframe
                 self._skip_to_keyframe = True
                 return
@@ -273,14 +291,20 @@ class PyAVDecoder(Decoder):
 
     def _deinterlaced(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
         """`frames` through FFmpeg's bwdif: one frame out per frame in, with its pts; the lines of the field that is
-        not shown first are interpolated from the other field's neighbours in space and time."""
+        not shown first are interpolated from the other field's neighbours in space and time. Inverse telecine:
+        through fieldmatch first, and bwdif only for the frames it leaves combed (see pipelines/telecine.py)."""
         graph = av.filter.Graph()
         # The decoder's format, which for VP8/VP9 with alpha is libvpx's yuva420p, not the stream's yuv420p.
         source = graph.add_buffer(template=self._stream, format=self.info.pix_fmt)
-        bwdif = graph.add("bwdif", f"mode=send_frame:parity=auto:deint={self._deinterlace}")
+        if self._deinterlace == "ivtc":
+            order = telecine.field_order(self._stream)
+            filters = [graph.add("fieldmatch", f"order={order}"),
+                       graph.add("bwdif", f"mode=send_frame:parity={order}:deint=interlaced")]
+        else:
+            filters = [graph.add("bwdif", f"mode=send_frame:parity=auto:deint={self._deinterlace}")]
         sink = graph.add("buffersink")
-        source.link_to(bwdif)
-        bwdif.link_to(sink)
+        for before, after in zip([source, *filters], [*filters, sink]):
+            before.link_to(after)
         graph.configure()
 
         def ready() -> Iterator[av.VideoFrame]:
@@ -299,6 +323,21 @@ class PyAVDecoder(Decoder):
             yield from ready()
         graph.push(None)  # bwdif holds one frame back, to look at the one after it
         yield from ready()
+
+    def _decimated(self, frames: Iterator[av.VideoFrame]) -> Iterator[av.VideoFrame]:
+        """Field-matched `frames` less one of every five, the rest retimed (pipelines/telecine.py). Cycles start at
+        the window's first frame; the frames before it only lead in."""
+        decimation = telecine.Decimation()
+        start_pts, last_pts = self.selection.start_pts, None
+        for frame in frames:
+            if frame.pts is None:  # (a stream without times: given the next step, as `_frames` would)
+                frame.pts = self._first_pts if last_pts is None else last_pts + self._pts_step
+            last_pts = frame.pts
+            if start_pts is not None and frame.pts < start_pts:
+                decimation.lead_in(frame)
+                continue
+            yield from decimation.push(frame)
+        yield from decimation.finish()
 
     def _checked(self, frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
         for frame in frames:
@@ -393,6 +432,8 @@ class PyAVDecoder(Decoder):
         # check allows a second (durations may be the container's), which is all of a short clip.
         # Counted by the muxer (0 where the container does not say), with the frames an edit list leaves out.
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
+        if self._deinterlace == "ivtc":  # (as `info.frame_count` counts them)
+            listed = telecine.film_frame_count(listed)
         if self._container.format.name == "avi":  # (its index lists empty entries too: probe._as_the_container_says)
             listed = self.info.frame_count or 0
         listed -= len(self._shared)  # (their frames are shown once)

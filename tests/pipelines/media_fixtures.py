@@ -122,6 +122,21 @@ def make_vfr_clip(path: Path, *, frames: int = 10, size: tuple[int, int] = (64, 
     return path
 
 
+def make_telecined_clip(path: Path, film: Path, *, film_frames: int = 40, size: tuple[int, int] = (128, 96),
+                        gop: int = 15) -> Path:
+    """Film at 24000/1001 fps (testsrc2, every frame different; lossless FFV1 into `film`: the truth) telecined by
+    3:2 pulldown (FFmpeg's `telecine=pattern=23`) into 30000/1001 interlaced H.264 (lossless, top field first, a
+    keyframe every `gop` frames and nowhere else), with AAC audio, as NTSC DVDs of films are made."""
+    width, height = size
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={width}x{height}:rate=24000/1001", "-frames:v", str(film_frames),
+           "-c:v", "ffv1", "-pix_fmt", "yuv420p", film)
+    seconds = film_frames * 1001 / 24000
+    ffmpeg("-i", film, "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={seconds}",
+           "-vf", "telecine=pattern=23", "-c:v", "libx264", "-qp", "0", "-g", str(gop), "-sc_threshold", "0",
+           "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-c:a", "aac", "-b:a", "64k", path)
+    return path
+
+
 def make_10bit_clip(path: Path, *, frames: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
     """H.264 High 10, yuv420p10le, BT.709."""
     ffmpeg(*_video_source(frames, size), "-c:v", "libx264", "-pix_fmt", "yuv420p10le", *_BT709_TAGS, path)

@@ -109,7 +109,8 @@ def test_a_bad_deinterlace_value_is_one_line(tmp_path):
     clip = make_clip(tmp_path / "p.mp4", frames=2)
     result = run_vsr("upscale", clip, "-m", "bicubic", "--deinterlace", "maybe")
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == ["vsr: error: --deinterlace must be one of auto, on, off, not 'maybe'"]
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: --deinterlace must be one of auto, on, off, ivtc, not 'maybe'"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["p.mp4"]
 
 # ---- on a CUDA device (bench/device_check.py) -----------------------------------------------------------------------
