@@ -248,8 +248,8 @@ def plan_video(source: Path, count: int, video: VideoOptions = VideoOptions(segm
         keyframes = set()
     selection = Selection.from_seconds(info, first_pts, video.start, video.end, video.max_frames)
     first = bisect_left(frame_pts, selection.start_pts) if selection.start_pts is not None else 0
-    if video.deinterlace == "ivtc" and not is_sequence(source):
-        return _plan_film(source, info, first_pts, frame_pts[first:], keyframes, selection, count, video)
+    if video.deinterlace in ("ivtc", "field") and not is_sequence(source):
+        return _plan_retimed(source, info, first_pts, frame_pts[first:], keyframes, selection, count, video)
     end = bisect_left(frame_pts, selection.end_pts) if selection.end_pts is not None else len(frame_pts)
     if selection.max_frames is not None:
         end = min(end, first + selection.max_frames)
@@ -277,23 +277,28 @@ def _segment_count(window: list[int], info: VideoStreamInfo, count: int, video: 
     return count
 
 
-def _plan_film(source: Path, info: VideoStreamInfo, first_pts: int, rest: list[int], keyframes: set[int], selection,
-               count: int, video: VideoOptions) -> SegmentPlan:
-    """`plan_video` for inverse telecine (pipelines/telecine.py): the decoder makes 4 film frames of each cycle of 5
-    source frames, its cycles counted from the window's first frame (`rest[0]`). Segments are cut only where a cycle
-    starts, so that each drops the frames one run drops; each segment's `frames` are the times of the film frames it
-    makes (`telecine.film_pts`), and `end_pts` bounds those. A window (--end, --frames) counts film frames."""
-    from vsr.pipelines import telecine
+def _plan_retimed(source: Path, info: VideoStreamInfo, first_pts: int, rest: list[int], keyframes: set[int],
+                  selection, count: int, video: VideoOptions) -> SegmentPlan:
+    """`plan_video` where the decoder makes other frames than the source's, at other times: inverse telecine (4 film
+    frames of each cycle of 5 source frames, its cycles counted from the window's first frame, `rest[0]`;
+    pipelines/telecine.py) or double rate (2 of each frame, pipelines/fields.py). Segments are cut only where a cycle
+    starts, so that each drops the frames one run drops; each segment's `frames` are the times of the frames it makes,
+    and `end_pts` bounds those. A window (--end, --frames) counts the frames made."""
+    from vsr.pipelines import fields, telecine
 
-    telecine.check_time_base(source, info)
-    film = telecine.film_pts(rest)  # (from the window's start to the end of the stream: a few µs a frame)
-    kept = [pts for pts in film if not selection.is_after(pts)][:selection.max_frames]
-    # The source frames that make them: whole cycles (the film frames a cycle makes come out together).
-    window = rest[:math.ceil(len(kept) / (telecine.CYCLE - 1)) * telecine.CYCLE]
+    telecine.check_time_base(source, info, f"--deinterlace {video.deinterlace}")
+    if video.deinterlace == "ivtc":
+        cycle, made, timed, described = telecine.CYCLE, telecine.CYCLE - 1, telecine.film_pts, telecine.film_info
+    else:
+        cycle, made, timed, described = 1, fields.FIELDS, fields.field_pts, fields.field_info
+    times = timed(rest)  # (from the window's start to the end of the stream: a few µs a frame)
+    kept = [pts for pts in times if not selection.is_after(pts)][:selection.max_frames]
+    # The source frames that make them: whole cycles (the frames a cycle makes come out together).
+    window = rest[:math.ceil(len(kept) / made) * cycle]
     window_end = selection.end_pts
-    if len(kept) < len(film) and not selection.is_after(film[len(kept)]):  # (a --frames cut: before the next one)
-        window_end = film[len(kept)]
-    cycle_starts = {pts for index, pts in enumerate(window) if index % telecine.CYCLE == 0 and pts in keyframes}
+    if len(kept) < len(times) and not selection.is_after(times[len(kept)]):  # (a --frames cut: before the next)
+        window_end = times[len(kept)]
+    cycle_starts = {pts for index, pts in enumerate(window) if index % cycle == 0 and pts in keyframes}
     segments = []
     runs = plan_segments(window, cycle_starts, _segment_count(window, info, count, video)) if window else []
     for index, (start, stop) in enumerate(runs):
@@ -301,10 +306,9 @@ def _plan_film(source: Path, info: VideoStreamInfo, first_pts: int, rest: list[i
             index=index,
             start_pts=window[start] if index > 0 or video.is_preview else None,
             end_pts=window[stop] if stop < len(window) else window_end,
-            frames=kept[start // telecine.CYCLE * (telecine.CYCLE - 1):
-                        stop // telecine.CYCLE * (telecine.CYCLE - 1) if stop < len(window) else len(kept)],
+            frames=kept[start // cycle * made:stop // cycle * made if stop < len(window) else len(kept)],
         ))
-    return SegmentPlan(info=telecine.film_info(info), first_pts=first_pts, segments=segments)
+    return SegmentPlan(info=described(info), first_pts=first_pts, segments=segments)
 
 
 # How far MP4's edit list, counted in milliseconds, can move a segment that does not start at 0 (see the module doc).

@@ -103,11 +103,12 @@ def cycle_times(cycle: list[int]) -> list[int]:
     return [cycle[0] + math.floor(index * step + Fraction(1, 2)) for index in range(kept)]
 
 
-def check_time_base(path: Path, info: VideoStreamInfo) -> None:
-    """InputError where `info`'s time base is too coarse to time film frames evenly (COARSEST_TIME_BASE)."""
+def check_time_base(path: Path, info: VideoStreamInfo, option: str = "--deinterlace ivtc") -> None:
+    """InputError where `info`'s time base is too coarse to time the frames `option` makes (COARSEST_TIME_BASE):
+    film frames 5/4 of a frame apart, or fields half a frame apart."""
     if info.time_base > COARSEST_TIME_BASE:
         raise InputError(f"{path}: its frame times count in steps of {float(info.time_base) * 1000:.3g} ms, too "
-                         "coarse to time film frames evenly (--deinterlace ivtc); remux it into .mkv first "
+                         f"coarse to time the frames {option} makes; remux it into .mkv first "
                          "(ffmpeg -i IN -c copy OUT.mkv)")
 
 

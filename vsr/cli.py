@@ -108,7 +108,8 @@ FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale a
 DeinterlaceOption = Annotated[Optional[str], typer.Option(
     "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
     "every frame; off: never; ivtc: inverse telecine, the film frames of a 3:2 pulldown (NTSC DVDs, broadcasts of "
-    "film and anime) put back, 4 of every 5 frames, 23.976 fps from 29.97.")]
+    "film and anime) put back, 4 of every 5 frames, 23.976 fps from 29.97; field: a frame for each field, 50p from "
+    "25i, for true interlaced video (sports).")]
 CropOption = Annotated[Optional[str], typer.Option(
     "--crop", help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
     "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].", show_default=False)]

@@ -6,9 +6,10 @@
 The clip is made by the ffmpeg command (through ffmpeg-python), the right tool for a filter graph like this one and
 for nothing essential: `vsr upscale` never needs it. The plain scaling (bicubic, lanczos or nearest) works on the
 source's YUV planes, so it shows the same colors as the upscaled video; an interlaced source is deinterlaced first
-with bwdif, as `vsr upscale` does by default, and a source whose upscale has 4/5 of its frame rate (`vsr upscale
+with bwdif, as `vsr upscale` does by default; a source whose upscale has 4/5 of its frame rate (`vsr upscale
 --deinterlace ivtc`, inverse telecine) gets FFmpeg's fieldmatch, bwdif and decimate (which may drop another frame
-than vsr's where the cadence breaks), the two halves then paired by number. Both halves are converted to the upscaled
+than vsr's where the cadence breaks), and one whose upscale has twice its rate (`--deinterlace field`) bwdif's frame
+for each field, the two halves then paired by number. Both halves are converted to the upscaled
 video's matrix, in limited range, and the clip is tagged with its colors (an untagged video's taken as players take
 it, by its size), so that it shows as the two videos do.
 
@@ -192,19 +193,21 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
          upscaled_video, has_audio: bool, label: str, crop=None) -> None:
     width, height = _shown_size(upscaled_video)
     plain = ffmpeg.input(str(source))[str(source_video.index)]  # the stream vsr upscales, not a cover picture
-    film = _inverse_telecined(source_video, upscaled_video)
-    if film:
+    remade = _remade_frames(source_video, upscaled_video)
+    if remade == "ivtc":
         from vsr.pipelines.telecine import stream_field_order
 
         order = stream_field_order(source)
         plain = plain.filter("fieldmatch", order=order).filter(
             "bwdif", mode="send_frame", parity=order, deint="interlaced").filter("decimate")
+    elif remade == "field":
+        plain = plain.filter("bwdif", mode="send_field", deint="all")
     elif source_video.interlaced:
         plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
     if crop is not None:  # (exact: the planes of a 4:2:0 frame are cropped at odd offsets too)
         plain = plain.filter("crop", crop.width, crop.height, crop.x, crop.y, exact=1)
     plain = _window(plain, options.offset, options)
-    if film:  # evenly timed on both sides, but rounded to other ticks (decimate's are half the source's): paired by
+    if remade:  # the same times on both sides, but rounded to other ticks (bwdif's are half the source's): paired by
         # number, one tick a frame (framesync would show the union of the two sides' times, each frame twice)
         plain = plain.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
     # Scaled to the upscaled frames' size, the pixels take their aspect too: else the clip would declare the source's
@@ -217,7 +220,7 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         "setsar", str(1 / pixel_aspect if upscaled_video.rotation in (90, 270) else pixel_aspect))
     upscaled_input = ffmpeg.input(str(upscaled))
     sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
-    if film:
+    if remade:
         sharp = sharp.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
     sharp = sharp.filter("scale", "iw", "ih", **_conversion(upscaled_video, colors[0]))
     if options.mode == "split":
@@ -257,13 +260,18 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None
 
 
-def _inverse_telecined(source_video, upscaled_video) -> bool:
-    """Whether the upscaled video looks made by inverse telecine of the source: 4/5 of its frame rate."""
+def _remade_frames(source_video, upscaled_video) -> str | None:
+    """The --deinterlace that made the upscaled video's frames of other frames than the source's, as its frame rate
+    says: "ivtc" (inverse telecine, 4/5 of the source's), "field" (twice it), or None."""
+    from vsr.pipelines.fields import FIELDS
     from vsr.pipelines.telecine import FILM_SHARE
 
     if not (source_video.average_rate and upscaled_video.average_rate):
-        return False
-    return abs(upscaled_video.average_rate / (source_video.average_rate * FILM_SHARE) - 1) < 0.005
+        return None
+    for option, share in (("ivtc", FILM_SHARE), ("field", FIELDS)):
+        if abs(upscaled_video.average_rate / (source_video.average_rate * share) - 1) < 0.005:
+            return option
+    return None
 
 
 def _colors(video) -> tuple[str, str, str]:

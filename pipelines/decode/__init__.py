@@ -29,8 +29,9 @@ interlaced frame together magnifies the comb of their lines four times over. The
 is deinterlaced names what keeps its fields (`keep_fields_with`) where the caller's command has it: `vsr upscale` has
 --deinterlace off, `vsr train` and `vsr eval` nothing; there it also says when the stream looks telecined, and names
 "ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of every 5 frames, retimed evenly
-(pipelines/telecine.py; PyAV alone, as for bwdif). An image sequence has no fields to match: "ivtc" leaves its
-frames as they are, with a warning.
+(pipelines/telecine.py). "field": double rate, a frame for each field, each at its field's time (bwdif's send_field,
+pipelines/fields.py). Both by PyAV alone, as for bwdif. An image sequence has no fields: "ivtc" and "field" leave
+its frames as they are, with a warning.
 
 Selecting frames: `start`/`end` in seconds from the stream's first frame keep the frames whose time is in
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
@@ -82,7 +83,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
-DEINTERLACE = ("auto", "on", "off", "ivtc")
+DEINTERLACE = ("auto", "on", "off", "ivtc", "field")
 _said: set[tuple[Path, str]] = set()  # (file, warning) this process gave: once a video, not once a segment
 
 
@@ -111,13 +112,13 @@ def open_decoder(
     if is_sequence(path):
         if backend in ("dali", "decord"):
             _warn_once(path, f"decoding the image sequence with PyAV: {backend} reads video files")
-        if deinterlace == "ivtc":
-            _warn_once(path, "--deinterlace ivtc: an image sequence has no fields to match; its frames are taken as "
+        if deinterlace in ("ivtc", "field"):
+            _warn_once(path, f"--deinterlace {deinterlace}: an image sequence has no fields; its frames are taken as "
                        "they are")
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else None, frame_rate=frame_rate)
-    if deinterlace == "ivtc":
-        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=False, path=path))
-        return PyAVDecoder(path, **options, deinterlace="ivtc")
+    if deinterlace in ("ivtc", "field"):
+        warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=_is_interlaced(path), path=path))
+        return PyAVDecoder(path, **options, deinterlace=deinterlace)
     if deinterlace == "on" or (deinterlace == "auto" and _is_interlaced(path)):
         warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True, keep_fields_with=keep_fields_with,
                                              path=path))
@@ -170,7 +171,10 @@ def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_
     if deinterlace == "ivtc" and path is not None and carries_captions(path):
         messages.append("--deinterlace ivtc: the closed captions in the frames are left out (a fifth of the frames "
                         "go, and the caption bytes they carry with them: what was left would be garbled)")
-    if (messages or deinterlace in ("on", "ivtc")) and backend in ("dali", "decord"):
+    if deinterlace == "field" and not interlaced:
+        messages.append("--deinterlace field: the video does not say it is interlaced; each frame is made two all the "
+                        "same, each with half its lines filled in")
+    if (messages or deinterlace in ("on", "ivtc", "field")) and backend in ("dali", "decord"):
         messages.append(f"decoding with PyAV instead of {backend}, which cannot deinterlace")
     return messages
 

@@ -13,6 +13,7 @@ deeper planar YUV, whose RGB48 output from swscale is wrong (see colour.planes_t
 from __future__ import annotations
 
 import heapq
+import math
 import re
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -25,7 +26,7 @@ from av.codec.hwaccel import HWAccel
 from av.video.reformatter import VideoReformatter
 
 from vsr.errors import InputError
-from vsr.pipelines import telecine
+from vsr.pipelines import fields, telecine
 from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
@@ -68,7 +69,8 @@ class PyAVDecoder(Decoder):
     `deinterlace`: None, or bwdif's `deint` ("interlaced": the frames flagged so, "all"): the frames go through
     FFmpeg's bwdif, decoded in software (bwdif takes no NVDEC frames). "ivtc": inverse telecine (pipelines/telecine.py),
     fieldmatch and bwdif then one frame of five dropped and the rest retimed; `info` then describes the film frames
-    (4/5 of the rate and of the frames).
+    (4/5 of the rate and of the frames). "field": a frame for each field (pipelines/fields.py); `info` then says twice
+    the rate and the frames.
     """
 
     backend = "pyav"
@@ -86,9 +88,9 @@ class PyAVDecoder(Decoder):
     ):
         self._nvdec_device = cuda_index(device) if deinterlace is None else None
         container, stream, info = open_for_decoding(path, nvdec_device=self._nvdec_device, frame_rate=frame_rate)
-        if deinterlace == "ivtc":
+        if deinterlace in ("ivtc", "field"):
             try:
-                telecine.check_time_base(path, info)
+                telecine.check_time_base(path, info, f"--deinterlace {deinterlace}")
             except BaseException:
                 container.close()
                 raise
@@ -129,6 +131,11 @@ class PyAVDecoder(Decoder):
             # (a fifth of the frames go, and their captions with them: 608 captions come two bytes a frame, so what
             # is left would be garbled)
             self._reads_captions = False
+        elif deinterlace == "field":
+            self.info = fields.field_info(info)
+        # Field by field, both fields' frames carry the frame's captions: read from the first's alone (by its time,
+        # the frame's own), or every caption would be said twice.
+        self._first_fields: set[int] = set()
 
     def _frames(self) -> Iterator[tuple[np.ndarray, int]]:
         selection = self.selection
@@ -169,7 +176,9 @@ class PyAVDecoder(Decoder):
                 log.warning("%s: stored turned otherwise than the sequence's first file (its EXIF orientation); "
                             "turned as the first, as the frames of a video are (upscale it on its own to turn it as "
                             "a viewer does)", self._file_of(pts))
-            if self._reads_captions and (cc_data := frame_captions(frame)) is not None:
+            first_field = self._deinterlace != "field" or pts in self._first_fields
+            self._first_fields.discard(pts)
+            if self._reads_captions and first_field and (cc_data := frame_captions(frame)) is not None:
                 self.captions[pts] = cc_data
             pixels = self._to_pixels(frame)
             if self.info.mirrored:  # (see VideoStreamInfo.mirrored)
@@ -300,6 +309,8 @@ class PyAVDecoder(Decoder):
             order = telecine.field_order(self._stream)
             filters = [graph.add("fieldmatch", f"order={order}"),
                        graph.add("bwdif", f"mode=send_frame:parity={order}:deint=interlaced")]
+        elif self._deinterlace == "field":  # (every frame: one flagged progressive would make one frame, not two)
+            filters = [graph.add("bwdif", "mode=send_field:parity=auto:deint=all")]
         else:
             filters = [graph.add("bwdif", f"mode=send_frame:parity=auto:deint={self._deinterlace}")]
         sink = graph.add("buffersink")
@@ -313,12 +324,15 @@ class PyAVDecoder(Decoder):
                     frame = graph.pull()
                 except (av.error.BlockingIOError, av.error.EOFError):
                     return
-                if frame.pts is not None:  # bwdif halves the time base (its other mode sends one frame per field)
-                    frame.pts = round(frame.pts * frame.time_base / self.info.time_base)
+                if frame.pts is not None:  # bwdif halves the time base (for its send_field mode's second fields)
+                    # (halves of a tick rounded up, as fields.field_pts plans them)
+                    frame.pts = math.floor(frame.pts * frame.time_base / self.info.time_base + Fraction(1, 2))
                     frame.time_base = self.info.time_base
                 yield frame
 
         for frame in frames:
+            if self._deinterlace == "field" and frame.pts is not None:
+                self._first_fields.add(frame.pts)
             graph.push(frame)
             yield from ready()
         graph.push(None)  # bwdif holds one frame back, to look at the one after it
@@ -434,6 +448,8 @@ class PyAVDecoder(Decoder):
         listed = self._stream.frames - self._discarded if self._stream.frames else 0
         if self._deinterlace == "ivtc":  # (as `info.frame_count` counts them)
             listed = telecine.film_frame_count(listed)
+        elif self._deinterlace == "field":
+            listed *= fields.FIELDS
         if self._container.format.name == "avi":  # (its index lists empty entries too: probe._as_the_container_says)
             listed = self.info.frame_count or 0
         listed -= len(self._shared)  # (their frames are shown once)

@@ -208,6 +208,15 @@ def framemd5(path: Path, selector: str) -> str:
     return result.stdout
 
 
+def decoded_frame_md5s(path: Path) -> list[str]:
+    """The MD5 of each decoded frame of the first video stream, in order, as ffmpeg computes them (the pictures alone:
+    not the packets' sizes, durations or the stream's extradata, which two encodings of the same frames may differ
+    in)."""
+    result = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0", "-f", "framemd5",
+                             "-"], check=True, capture_output=True, text=True)
+    return [line.split(",")[-1].strip() for line in result.stdout.splitlines() if not line.startswith("#")]
+
+
 def packet_spans(path: Path, selector: str) -> list[tuple[Fraction, Fraction]]:
     """(start, end) in seconds of each packet of the stream `selector` picks (e.g. "a:0"), in file order."""
     found = ffprobe(path, "-select_streams", selector, "-show_entries", "stream=time_base:packet=pts,duration")

@@ -163,3 +163,17 @@ def test_captions_that_start_after_a_leader_are_found(tmp_path):
     path = make_captioned_clip(tmp_path / "leader.mp4", frames=80, captioned_from=40)
     assert carries_captions(path)
     assert not carries_captions(media.make_aac_mp4(tmp_path / "plain.mp4", frames=80))
+
+
+def test_field_by_field_the_captions_go_with_the_first_field_and_ivtc_says_it_leaves_them_out(source, tmp_path,
+                                                                                               caplog):
+    fields = api.upscale_video(source, tmp_path / "fields.mp4", options=BICUBIC_X2,
+                               video=api.VideoOptions(deinterlace="field")).output
+    # (said once, not once a field: a 608 decoder would show every letter twice)
+    assert list(captions_by_time(fields).values()) == [data for index in range(FRAMES) for data in (cc_data(index),
+                                                                                                    None)]
+    assert caption_stream(fields) == caption_stream(source)
+    film = api.upscale_video(source, tmp_path / "film.mp4", options=BICUBIC_X2,
+                             video=api.VideoOptions(deinterlace="ivtc")).output
+    assert set(captions_by_time(film).values()) == {None}
+    assert "--deinterlace ivtc: the closed captions in the frames are left out" in caplog.text
