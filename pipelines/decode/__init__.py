@@ -27,8 +27,8 @@ interlaced, and "on" every frame, with FFmpeg's bwdif, one frame out per frame i
 does it: another backend asked for falls back to PyAV, in software, with a warning). Upscaling the two fields of an
 interlaced frame together magnifies the comb of their lines four times over. The warning that an interlaced stream
 is deinterlaced names what keeps its fields (`keep_fields_with`) where the caller's command has it: `vsr upscale` has
---deinterlace off, `vsr train` and `vsr eval` nothing; there it also says when the stream looks telecined, and names
-"ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of every 5 frames, retimed evenly
+--deinterlace off, `vsr train` and `vsr eval` nothing; where the command has it, the warning also says when the
+stream looks telecined, naming "ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of every 5 frames, retimed evenly
 (pipelines/telecine.py). "field": double rate, a frame for each field, each at its field's time (bwdif's send_field,
 pipelines/fields.py). Both by PyAV alone, as for bwdif. An image sequence has no fields: "ivtc" and "field" leave
 its frames as they are, with a warning.
