@@ -126,6 +126,8 @@ class SegmentPlan:
     # An image sequence output (`vsr upscale --devices` into frames/%06d.png): each segment's frames are written into
     # it as numbered files, no segment file, no join.
     sequence: Path | None = None
+    # Source frames of a cycle that the decoder remakes together (inverse telecine: 5), which cuts must not split.
+    cycle: int = 1
 
     def first_index(self, segment: Segment) -> int:
         """How many planned frames come before `segment`'s first."""
@@ -308,7 +310,7 @@ def _plan_retimed(source: Path, info: VideoStreamInfo, first_pts: int, rest: lis
             end_pts=window[stop] if stop < len(window) else window_end,
             frames=kept[start // cycle * made:stop // cycle * made if stop < len(window) else len(kept)],
         ))
-    return SegmentPlan(info=described(info), first_pts=first_pts, segments=segments)
+    return SegmentPlan(info=described(info), first_pts=first_pts, segments=segments, cycle=cycle)
 
 
 # How far MP4's edit list, counted in milliseconds, can move a segment that does not start at 0 (see the module doc).
@@ -690,6 +692,8 @@ def _why_uncut(plan: SegmentPlan) -> str:
         return "its frames start before 0 (its MPEG-TS clock wraps), which segment files do not keep"
     if len(plan.segments[0].frames) < 2 * MIN_SEGMENT_FRAMES:
         return f"{len(plan.segments[0].frames)} frames are too few to cut (segments take {MIN_SEGMENT_FRAMES} or more)"
+    if plan.cycle > 1:
+        return f"no keyframe that starts a cycle of {plan.cycle} frames (--deinterlace ivtc cuts only there)"
     return "no keyframe to cut the video at"
 
 
