@@ -28,10 +28,10 @@ does it: another backend asked for falls back to PyAV, in software, with a warni
 interlaced frame together magnifies the comb of their lines four times over. The warning that an interlaced stream
 is deinterlaced names what keeps its fields (`keep_fields_with`) where the caller's command has it: `vsr upscale` has
 --deinterlace off, `vsr train` and `vsr eval` nothing; where the command has it, the warning also says when the
-stream looks telecined, naming "ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of every 5 frames, retimed evenly
-(pipelines/telecine.py). "field": double rate, a frame for each field, each at its field's time (bwdif's send_field,
-pipelines/fields.py). Both by PyAV alone, as for bwdif. An image sequence has no fields: "ivtc" and "field" leave
-its frames as they are, with a warning.
+stream looks telecined, naming "ivtc". "ivtc": inverse telecine, the film frames of a 3:2 pulldown put back, 4 of
+every 5 frames, retimed evenly (pipelines/telecine.py). "field": double rate, a frame for each field, each at its
+field's time (bwdif's send_field, pipelines/fields.py). Both by PyAV alone, as for bwdif. An image sequence has no
+fields: "ivtc" and "field" leave its frames as they are, with a warning.
 
 Selecting frames: `start`/`end` in seconds from the stream's first frame keep the frames whose time is in
 [start, end); `max_frames` stops after that many (previews). Backends seek to the keyframe before `start`.
