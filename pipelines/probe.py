@@ -187,7 +187,7 @@ def _describe_video(path: Path, frame_rate: Fraction | None) -> tuple[VideoStrea
         hides_frames = (info.frame_count and info.duration and info.average_rate and "mov" in format_name.split(",")
                         and info.frame_count > info.duration * info.average_rate + 1)
     if hides_frames:
-        info = dataclasses.replace(info, frame_count=_shown_packets(opened, info.index))
+        info = dataclasses.replace(info, frame_count=shown_packets(opened, info.index))
     pixel_format = av.VideoFormat(info.pix_fmt)
     if not info.alpha and (pixel_format.has_palette or any(c.is_alpha for c in pixel_format.components)):
         # (a palette may have transparent entries)
@@ -273,7 +273,7 @@ def _as_the_container_says(
     return info, estimated
 
 
-def _shown_packets(path: str, index: int) -> int:
+def shown_packets(path: str, index: int) -> int:
     """The packets of stream `index` that hold a picture to show: not empty, not flagged discard (by an edit list).
     Read once per file as it is (a run probes its input several times)."""
     stat = os.stat(path)

@@ -13,10 +13,11 @@ for each field, the two halves then paired by number. Both halves are converted 
 video's matrix, in limited range, and the clip is tagged with its colors (an untagged video's taken as players take
 it, by its size), so that it shows as the two videos do.
 
-Frames are paired by time: both videos are cut to the same window and start at 0, so a frame of the upscaled video
-(which keeps its source frame's time) meets the source frame it was made from. `offset` says where the upscaled
-video begins in the source: 0 for a whole run, the `--start` of a preview. Both videos are decoded from their
-start up to the window (exact, unlike a seek; seconds for a clip, minutes for a film).
+Frames are paired by time: the clip has the upscaled video's frames in the window, at their times, and beside each
+the source frame at its time (timed from the source's first frame at `offset` or after: 0 for a whole run, the
+`--start` of a preview), to within the rounding of the upscaled video's container (Matroska keeps milliseconds: a
+29.97 fps MP4's 33.367 ms comes back as 33). Both videos are decoded from their start up to the window (exact,
+unlike a seek; seconds for a clip, minutes for a film).
 """
 
 from __future__ import annotations
@@ -168,8 +169,9 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
     would be paired with the wrong ones, or the clip cut short)."""
     start = options.start or 0
     for path, video, begin in ((upscaled, upscaled_video, start), (source, source_video, options.offset + start)):
-        if begin >= _NEVER or (video.duration and begin >= video.duration):  # (a duration can be unknown)
-            lasts = f"; it lasts {video.duration:.3f} s" if video.duration else ""
+        duration = _duration(path, video) if begin else None
+        if begin >= _NEVER or (duration and begin >= duration):  # (a duration can be unknown)
+            lasts = f"; it lasts {duration:.3f} s" if duration else ""
             raise OptionError(f"{path}: no video frame from {begin:g} s{lasts}")
     source_size, upscaled_size = _shown_size(source_video), _shown_size(upscaled_video)
     if source_size[0] * source_size[1] > upscaled_size[0] * upscaled_size[1]:
@@ -189,6 +191,17 @@ def _check_pairing(source: Path, source_video, upscaled: Path, upscaled_video, o
                         "--start)", upscaled, upscaled_video.duration, source, remaining)
 
 
+def _duration(path: Path, video) -> float | None:
+    """How long `video` (a stream of `path`) lasts, in seconds: as probed, or for a raw stream (whose packets have no
+    times, and whose duration is not known) its frames at its rate. (The upscaled frames are shown over the source's
+    where it has none in the window: an empty window of the source has to be known before.)"""
+    from vsr.pipelines.probe import shown_packets
+
+    if video.duration or not video.average_rate:
+        return video.duration
+    return float(shown_packets(path, video.index) / video.average_rate)
+
+
 def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, source_video,
          upscaled_video, has_audio: bool, label: str, crop=None) -> None:
     width, height = _shown_size(upscaled_video)
@@ -206,9 +219,11 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
     if crop is not None:  # (exact: the planes of a 4:2:0 frame are cropped at odd offsets too)
         plain = plain.filter("crop", crop.width, crop.height, crop.x, crop.y, exact=1)
-    plain = _window(plain, options.offset, options)
+    # Both sides are timed from the upscaled video's first frame: the source from its first frame at --offset or
+    # after, which a preview starts with (as `vsr upscale --start` picks it).
+    plain = _window(_from_offset(plain, options.offset), options, _pairing_slack(upscaled_video) if not remade else 0)
     if remade:  # the same times on both sides, but rounded to other ticks (bwdif's are half the source's): paired by
-        # number, one tick a frame (framesync would show the union of the two sides' times, each frame twice)
+        # number, one tick a frame
         plain = plain.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
     # Scaled to the upscaled frames' size, the pixels take their aspect too: else the clip would declare the source's
     # shape stretched over the new size, and players would distort both halves. (Turned upright, a pixel's width and
@@ -218,20 +233,28 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline],
                          **_conversion(source_video, colors[0])).filter(
         "setsar", str(1 / pixel_aspect if upscaled_video.rotation in (90, 270) else pixel_aspect))
+    plain = plain.filter("tpad", stop=-1, stop_mode="clone")  # (see below)
     upscaled_input = ffmpeg.input(str(upscaled))
-    sharp = _window(upscaled_input[str(upscaled_video.index)], 0.0, options)
+    sharp = _window(_from_offset(upscaled_input[str(upscaled_video.index)], 0.0), options)
     if remade:
         sharp = sharp.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
     sharp = sharp.filter("scale", "iw", "ih", **_conversion(upscaled_video, colors[0]))
+    # The upscaled frames make the clip, one frame each at its time; the overlay puts beside each the latest source
+    # frame at that time or before it (FFmpeg's framesync), which the slack makes the source frame it was made from.
+    # (hstack showed a frame at every time of either side: where the times were rounded, to Matroska's milliseconds
+    # say, each frame twice.) The clip ends with the upscaled video's last frame: the source's last one is held for
+    # ever (tpad) where it ends sooner, since framesync ends at the time of the first side's last frame, which the
+    # slack puts before the upscaled video's.
     if options.mode == "split":
         left = width // 4 * 2  # even, for 4:2:0
-        joined = ffmpeg.filter([plain.crop(0, 0, left, height), sharp.crop(left, 0, width - left, height)],
-                               "hstack", shortest=1)
+        joined = ffmpeg.overlay(sharp, plain.crop(0, 0, left, height), x=0, y=0, eval="init", shortest=1)
         joined = joined.drawbox(left - 1, 0, 2, height, color="white@0.7", thickness="fill")
         label_x = (8, f"{left}+8")
     else:
-        joined = ffmpeg.filter([plain, sharp], "hstack", shortest=1)
+        canvas = sharp.filter("pad", 2 * width, height, width, 0)  # the upscaled frame on the right
+        joined = ffmpeg.overlay(canvas, plain, x=0, y=0, eval="init", shortest=1)
         label_x = (8, f"{width}+8")
+    joined = joined.filter("setpts", "PTS-STARTPTS")  # (the window's first frame at 0)
     if label:
         for x, text in zip(label_x, (options.baseline, label)):
             joined = joined.drawtext(text=_safe_label(text), x=x, y=8, fontsize=max(12, height // 24),
@@ -295,15 +318,38 @@ def _conversion(video, matrix: str) -> dict[str, str]:
             "in_range": "pc" if video.color.range == "pc" else "tv", "out_range": "tv"}
 
 
-def _window(stream, offset: float, options: CompareOptions, audio: bool = False):
-    """`stream` from its first frame + offset + start to + end, its times starting at 0 again."""
-    prefix = "a" if audio else ""
-    # (floats: a numpy number or a Fraction would be written into the filter as its repr or as "1/10")
-    window = {"start": float(offset + (options.start or 0))}
-    if options.end is not None and offset + options.end < _NEVER:
-        window["end"] = float(offset + options.end)
-    stream = stream.filter(f"{prefix}setpts", "PTS-STARTPTS").filter(f"{prefix}trim", **window)
-    return stream.filter(f"{prefix}setpts", "PTS-STARTPTS")
+def _from_offset(stream, offset: float):
+    """`stream` from its first frame `offset` seconds or more after its first frame, timed from that frame."""
+    stream = stream.filter("setpts", "PTS-STARTPTS")
+    if offset:  # (floats: a numpy number or a Fraction would be written into the filter as its repr or as "1/10")
+        stream = stream.filter("trim", start=float(offset)).filter("setpts", "PTS-STARTPTS")
+    return stream
+
+
+def _window(stream, options: CompareOptions, slack: float = 0.0):
+    """The frames of `stream` from --start to --end, and `slack` seconds more on either side, moved `slack` seconds
+    earlier (on a microsecond time base: 1.5 ms is no whole number of a 1/25 s tick)."""
+    window = {}
+    if options.start and options.start > slack:
+        window["start"] = float(options.start - slack)
+    if options.end is not None and options.end < _NEVER:
+        window["end"] = float(options.end + slack)
+    if window:
+        stream = stream.filter("trim", **window)
+    if slack:
+        stream = stream.filter("settb", "AVTB").filter("setpts", f"PTS-{float(slack)!r}/TB")
+    return stream
+
+
+def _pairing_slack(upscaled_video) -> float:
+    """How far from its source frame's time an upscaled frame may be timed, in seconds: its container may keep
+    times rounded to its ticks (Matroska's milliseconds: 33.367 ms becomes 33 ms, 66.733 ms 67 ms). One and a half
+    ticks (the first frame's time, which both sides count from, may be rounded too), but less than half a frame, so
+    that the next source frame is never taken: an AVI's tick is a frame."""
+    slack = 1.5 * upscaled_video.time_base
+    if upscaled_video.average_rate:
+        slack = min(slack, 1 / (2 * upscaled_video.average_rate))
+    return float(slack)
 
 
 def _audio_window(stream, video_start: float, options: CompareOptions):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import make_clip, make_letterboxed_clip
+from tests.pipelines.clips import make_clip, make_gray_steps_clip, make_letterboxed_clip
 from tests.processes import VSR
 from vsr.compare import CompareOptions, compare_videos
 from vsr.errors import OptionError
@@ -304,12 +304,13 @@ def test_both_halves_show_the_colors_of_the_upscaled_video_and_the_clip_says_whi
 
 def test_an_offset_past_a_source_of_unknown_length_names_both_videos(tmp_path):
     """A raw .h264 source has no duration to check the offset against before the work: the message named only the
-    upscaled video, whose frames were all there (helper-80)."""
+    upscaled video, whose frames were all there (helper-80). Its frames are counted now (at its rate, 10 fps): the
+    upscaled frames, which make the clip, would be shown beside none."""
     source = tmp_path / "raw.h264"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "10", "-c:v", "libx264", source)
     upscaled = tmp_path / "up.mkv"
     vsr("upscale", source, "-m", "bicubic", "-o", upscaled)
-    with pytest.raises(OptionError, match=f"^no video frame of {upscaled} or of {source} at --offset 5 in the window"):
+    with pytest.raises(OptionError, match=f"^{source}: no video frame from 5 s; it lasts 1.000 s$"):
         compare_videos(source, upscaled, tmp_path / "clip.mp4", options=CompareOptions(offset=5))
     assert sorted(path.name for path in tmp_path.iterdir()) == ["raw.h264", "up.mkv"]
 
@@ -334,3 +335,56 @@ def test_sigterm_stops_ffmpeg_too_and_leaves_nothing(tmp_path):
     with pytest.raises(ProcessLookupError):  # (ffmpeg was in vsr's process group)
         os.killpg(process.pid, 0)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["long.mp4", "long.x4.mp4"]
+
+
+def _gray_steps_source(folder, kind):
+    """A source of 30 frames, each its own gray (make_gray_steps_clip), timed as `kind` says."""
+    if kind == "ntsc":  # 29.97 fps in an MP4's 1/30000
+        return make_gray_steps_clip(folder / "ntsc.mp4", [1001 * index for index in range(30)], Fraction(1, 30000))
+    if kind == "ts":  # the same frames remuxed into MPEG-TS: 90 kHz, starting at 1.4 s
+        source = folder / "ntsc.ts"
+        media.ffmpeg("-i", _gray_steps_source(folder, "ntsc"), "-c", "copy", source)
+        return source
+    if kind == "film":  # 23.976 fps in Matroska's milliseconds
+        return make_gray_steps_clip(folder / "film.mkv", [round(1001 * index / 24) for index in range(30)],
+                                    Fraction(1, 1000))
+    steps = np.cumsum([0] + [(3003, 3003, 6006, 1501, 4505)[index % 5] for index in range(29)])
+    return make_gray_steps_clip(folder / "vfr.mp4", [int(step) for step in steps], Fraction(1, 90000))
+
+
+@pytest.mark.parametrize("kind, suffix, upscale_args, compare_args", [
+    ("ntsc", ".mkv", (), ()),
+    ("ts", ".mkv", (), ()),
+    ("film", ".mp4", (), ()),
+    ("vfr", ".mkv", (), ()),
+    ("ntsc", ".mkv", ("--start", "0.3", "--end", "0.75"), ("--offset", "0.3")),  # a preview
+    ("ntsc", ".mkv", (), ("--start", "0.2", "--end", "0.6")),  # a window of the clip
+])
+def test_each_upscaled_frame_is_shown_once_beside_its_source_frame_whatever_the_containers_keep_times_in(
+        tmp_path, kind, suffix, upscale_args, compare_args):
+    """The clip showed a frame at each time of either video: Matroska keeps milliseconds, so a 29.97 fps MP4's
+    33.367 ms came back as 33 and each frame was shown twice, 58 frames for 30 (helper-102). The clip has the
+    upscaled frames in the window, at their times, each beside the source frame it was made from."""
+    source = _gray_steps_source(tmp_path, kind)
+    upscaled = tmp_path / f"up{suffix}"
+    vsr("upscale", source, "-o", upscaled, "-m", "bicubic", "--codec", "x264-lossless", *upscale_args)
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, upscaled, "-o", clip, "--mode", "side-by-side", "--label", "", *compare_args)
+
+    source_levels = [frame.mean() for frame in frames_of(source)]
+    upscaled_times, shown_times = media.video_times(upscaled), media.video_times(clip)
+    window = dict(zip(compare_args[::2], map(Fraction, compare_args[1::2])))
+    in_window = [index for index, time in enumerate(upscaled_times)
+                 if window.get("--start", 0) <= time < window.get("--end", 1000)]
+    assert len(shown_times) == len(in_window) == int(media.ffprobe(
+        clip, "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames")
+        ["streams"][0]["nb_read_frames"])
+    # (ffmpeg times a constant-rate clip in ticks of its rate: 0.5005 s where the Matroska file says 0.501)
+    first = upscaled_times[in_window[0]]
+    assert max(abs(shown - (upscaled_times[index] - first)) for shown, index in zip(shown_times, in_window)) < 0.0015
+    made_from = [round(source_levels.index(min(source_levels, key=lambda level: abs(level - frame.mean()))))
+                 for frame in frames_of(upscaled)]
+    for frame, index in zip(frames_of(clip), in_window):
+        left, right = frame[:, :256].mean(), frame[:, 256:].mean()
+        assert [min(range(30), key=lambda level: abs(source_levels[level] - half)) for half in (left, right)] == [
+            made_from[index]] * 2, (index, left, right)

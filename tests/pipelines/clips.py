@@ -10,7 +10,8 @@ Frame `i` is given `clip_pts(frames, fps, vfr)[0][i]` in the time base `clip_pts
 VFR); the muxer may rescale it, so compare against what the file says (ffprobe is a good independent judge).
 
 Also here: `make_held_clip` (drawings held for several frames, as animation is), `make_letterboxed_clip` (black bars),
-`make_audio_only`, `corrupt_middle`, `truncate` (damaged copies) and `BAD_INPUTS` (files every reader must refuse).
+`make_gray_steps_clip` (each frame its own gray, at the times given), `make_audio_only`, `corrupt_middle`, `truncate`
+(damaged copies) and `BAD_INPUTS` (files every reader must refuse).
 The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 """
 
@@ -26,6 +27,9 @@ import numpy as np
 
 # Frame durations of a variable-frame-rate clip, cycled.
 VFR_STEPS_MS = (40, 40, 80, 20, 120)
+
+# Levels between the frames of `make_gray_steps_clip` (30 frames fit in 8 bits).
+GRAY_STEP = 8
 
 # The drawing each frame of `make_held_clip` shows (drawn on threes, mostly), and the first frame of each drawing.
 HELD = (0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4)
@@ -243,6 +247,24 @@ def make_interlaced_clip(path: str | Path, *, frames: int = 8, size: tuple[int, 
             rgb = frame_pattern(2 * index, size)
             rgb[1::2] = frame_pattern(2 * index + 1, size)[1::2]
             out.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(stream.encode())
+    return Path(path)
+
+
+def make_gray_steps_clip(path: str | Path, pts: list[int], time_base: Fraction, *,
+                         size: tuple[int, int] = (64, 48)) -> Path:
+    """H.264 whose frame `i` is flat gray, GRAY_STEP × (i + 1) levels, at `pts[i]` in `time_base` (the muxer keeps
+    it, MP4 included): which frame a picture shows is told by its mean level, whatever scaled or encoded it."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = stream.time_base = time_base
+        for index, frame_pts in enumerate(pts):
+            gray = np.full((size[1], size[0], 3), GRAY_STEP * (index + 1), np.uint8)
+            frame = av.VideoFrame.from_ndarray(gray, format="rgb24")
+            frame.pts, frame.time_base = frame_pts, time_base
+            out.mux(stream.encode(frame))
         out.mux(stream.encode())
     return Path(path)
 
