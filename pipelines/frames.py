@@ -49,6 +49,10 @@ class VideoStreamInfo:
     # FFmpeg's r_frame_rate: the lowest rate at which every frame time falls on a tick (a variable-rate stream's
     # shortest step), None when unknown. Containers with a default frame duration get it for variable-rate video.
     base_rate: Fraction | None = None
+    # Soft-telecined (telecine.pulldown_rate): progressive film frames that flags tell the player to show for 3
+    # fields and 2 in turn, so that they come 50 and 33 ms apart; `average_rate` and `base_rate` are then the film's
+    # (24000/1001), not the 29.97 or 59.94 fps of the fields that FFmpeg says.
+    soft_telecined: bool = False
 
 
 @dataclass

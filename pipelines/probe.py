@@ -33,6 +33,11 @@ T = TypeVar("T")
 
 # How many video packets `probe` reads to tell constant from variable frame rate.
 VFR_SAMPLE_PACKETS = 300
+# Soft telecine (telecine.pulldown_rate) is looked for in the streams of these codecs, which carry repeat-field
+# flags, that FFmpeg says are at these rates (NTSC's fields, two or one a frame), in their first packets.
+PULLDOWN_CODECS = ("mpeg2video", "h264", "vc1")
+FIELD_TIMED_RATES = {Fraction(30000, 1001), Fraction(60000, 1001)}
+PULLDOWN_SAMPLE_PACKETS = 41
 # Decoders of still images, whose frames carry no HDR10 metadata (PNG's, JPEG's and WebP's may carry an ICC profile).
 STILL_IMAGE_DECODERS = ("png", "apng", "mjpeg", "jpegls", "webp", "tiff", "bmp", "dpx", "gif", "jpeg2000", "exr",
                         "qoi", "targa", "sgi", "pam", "ppm", "pgm", "libjxl", "jpegxl")
@@ -188,6 +193,8 @@ def _describe_video(path: Path, frame_rate: Fraction | None) -> tuple[VideoStrea
                         and info.frame_count > info.duration * info.average_rate + 1)
     if hides_frames:
         info = dataclasses.replace(info, frame_count=shown_packets(opened, info.index))
+    if info.codec in PULLDOWN_CODECS and {info.average_rate, info.base_rate} & FIELD_TIMED_RATES:
+        info = _with_film_rate(opened, info, estimated)
     pixel_format = av.VideoFormat(info.pix_fmt)
     if not info.alpha and (pixel_format.has_palette or any(c.is_alpha for c in pixel_format.components)):
         # (a palette may have transparent entries)
@@ -271,6 +278,21 @@ def _as_the_container_says(
         base_rate=base_rate,
     )
     return info, estimated
+
+
+def _with_film_rate(path: str, info: VideoStreamInfo, estimated: bool) -> VideoStreamInfo:
+    """`info`, with the film's rate where its first frames come in the 3:2 steps of soft telecine (see
+    `telecine.pulldown_rate`): FFmpeg says the rate of the fields (29.97, or 59.94 where it counts field repeats),
+    which the output declared, 25% more frames a second than it has, or 150% more."""
+    from vsr.pipelines.telecine import pulldown_rate
+
+    with open_input(path) as container:
+        pts, _ = _sample_pts(container, container.streams[info.index], PULLDOWN_SAMPLE_PACKETS)
+    film = pulldown_rate(pts, info.time_base)
+    if film is None:
+        return info
+    frame_count = round(info.duration * film) if estimated and info.duration else info.frame_count
+    return dataclasses.replace(info, average_rate=film, base_rate=film, frame_count=frame_count, soft_telecined=True)
 
 
 def shown_packets(path: str, index: int) -> int:
@@ -451,7 +473,11 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
             color = video.color
             tags = [color.matrix, color.primaries, color.transfer]
             colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
-            timing = "" if image else f", {rate}{' (variable)' if info.vfr else ''}, {frames} frames"
+            if video.soft_telecined:  # (variable too, but in a steady cadence)
+                rate += " (soft-telecined film: shown 3:2 by repeat-field flags, frames 50 and 33 ms apart)"
+            elif info.vfr:
+                rate += " (variable)"
+            timing = "" if image else f", {rate}, {frames} frames"
             line += (f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit){timing}, "
                      f"color {colors} ({color.range} range)")
             if video.interlaced:
@@ -509,13 +535,15 @@ def _sequence_mirrored(pattern: str) -> bool:
         return exif_orientation(file.read(1 << 20)) in (2, 4, 5, 7)
 
 
-def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> tuple[list[int], bool]:
-    """The pts of the first VFR_SAMPLE_PACKETS video packets, in presentation order, and whether that was all.
+def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.VideoStream,
+                packets: int | None = None) -> tuple[list[int], bool]:
+    """The pts of the first `packets` (VFR_SAMPLE_PACKETS) video packets, in presentation order, and whether that was
+    all.
 
     Packets come in decoding order: where reading stops, frames shown before the last one read (B-frames) may still
     be unread. A frame's pts is never before its dts, so the pts up to the last dts read have no such gap; the
     later ones are left out (otherwise the gaps look like a variable frame rate)."""
-    pts, last_dts = [], None
+    pts, last_dts, packets = [], None, packets or VFR_SAMPLE_PACKETS
     if container.format.name == "image2":  # an image sequence: a constant rate, and a packet is a whole file
         return pts, False
     try:
@@ -523,7 +551,7 @@ def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.
             if packet.pts is not None and not packet.is_discard:
                 pts.append(packet.pts)
                 last_dts = packet.dts if packet.dts is not None else last_dts
-            if len(pts) >= VFR_SAMPLE_PACKETS:
+            if len(pts) >= packets:
                 break
         else:
             return sorted(pts), True

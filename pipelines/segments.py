@@ -290,6 +290,7 @@ def _plan_retimed(source: Path, info: VideoStreamInfo, first_pts: int, rest: lis
 
     telecine.check_time_base(source, info, f"--deinterlace {video.deinterlace}")
     if video.deinterlace == "ivtc":
+        telecine.check_not_soft_telecined(source, info)
         cycle, made, timed, described = telecine.CYCLE, telecine.CYCLE - 1, telecine.film_pts, telecine.film_info
     else:
         cycle, made, timed, described = 1, fields.FIELDS, fields.field_pts, fields.field_info

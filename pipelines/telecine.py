@@ -22,6 +22,11 @@ time base. Kept at their source times they would judder (33, 33, 33 and 67 ms ap
 the video instead, like decimate, a frame lost to damage would put every frame after it out of step with the sound.
 A cycle's span is measured from its own first and last frames, so the audio stays in sync whatever the rate.
 
+Soft telecine (`pulldown_rate`) is another thing: the film frames are whole in the stream (DVDs' MPEG-2, and
+MakeMKV's copies of it), flagged to be shown for 3 fields and 2 in turn, and FFmpeg times them so, 50 and 33 ms
+apart. Nothing is to be undone there: vsr keeps their times, as it keeps any variable rate, and says the film's rate
+(probe.describe_video) where FFmpeg says the fields'; ivtc, which would drop a film frame in five, is refused.
+
 Auto does not do it. A stream that says it is interlaced and looks telecined (`telecine_note`: FFmpeg's idet finds
 a field repeated from the frame before in 2 frames of 5, which true interlaced video, each field its own moment,
 never shows) is deinterlaced by bwdif with a warning naming `--deinterlace ivtc`: a few dozen frames cannot vouch for
@@ -66,6 +71,39 @@ SCENE_CHANGE = 0.15
 # and progressive video, none).
 SAMPLE_FRAMES = 40
 TELECINED_SHARE = 0.2
+# Soft telecine (`pulldown_rate`): the film rates it shows at 29.97 (or 59.94) fps, and the fewest frame steps that
+# vouch for the 3:2 cadence.
+FILM_RATES = (Fraction(24000, 1001), Fraction(24))
+PULLDOWN_STEPS = 8
+
+
+def pulldown_rate(pts: list[int], time_base: Fraction) -> Fraction | None:
+    """The film rate (24000/1001 or 24) of frames at `pts` (sorted) that come in 3:2 steps, a step of 3 fields and
+    one of 2 in turn: a soft-telecined stream (see the module doc), whose film frames are whole and whose MPEG-2
+    repeat-field flags make FFmpeg time them so (H.264's and VC-1's can too). None for any other timing."""
+    steps = [later - earlier for earlier, later in zip(pts, pts[1:])]
+    steps = steps[:len(steps) // 2 * 2]  # (whole pairs, so that they span whole film frames)
+    if len(steps) < PULLDOWN_STEPS or min(steps) <= 0:
+        return None
+    long = [step > 1.25 * min(steps) for step in steps]
+    if any(this == following for this, following in zip(long, long[1:])):
+        return None  # not in turn: a constant rate, or another cadence
+    shorts = [step for step, is_long in zip(steps, long) if not is_long]
+    longs = [step for step, is_long in zip(steps, long) if is_long]
+    # 3 fields against 2, within the rounding of the time base (Matroska's milliseconds: 50 or 51 against 33 or 34)
+    if not (1.4 <= min(longs) / max(shorts) and max(longs) / min(shorts) <= 1.6):
+        return None
+    rate = len(steps) / ((pts[len(steps)] - pts[0]) * time_base)
+    return next((film for film in FILM_RATES if abs(rate / film - 1) < 0.01), None)
+
+
+def check_not_soft_telecined(path: Path, info: VideoStreamInfo) -> None:
+    """InputError for --deinterlace ivtc where `info` is soft-telecined: its frames are the film's already, and one
+    in five of them would be dropped."""
+    if info.soft_telecined:
+        raise InputError(f"{path}: soft-telecined film: its frames are the film's already "
+                         f"({float(info.average_rate):.3f} fps, shown 3:2 by repeat-field flags, 50 and 33 ms apart), "
+                         "and --deinterlace ivtc would drop one in five of them; leave --deinterlace out")
 
 
 def film_info(info: VideoStreamInfo) -> VideoStreamInfo:

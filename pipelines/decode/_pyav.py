@@ -91,6 +91,8 @@ class PyAVDecoder(Decoder):
         if deinterlace in ("ivtc", "field"):
             try:
                 telecine.check_time_base(path, info, f"--deinterlace {deinterlace}")
+                if deinterlace == "ivtc":
+                    telecine.check_not_soft_telecined(path, info)
             except BaseException:
                 container.close()
                 raise

@@ -137,6 +137,34 @@ def make_telecined_clip(path: Path, film: Path, *, film_frames: int = 40, size: 
     return path
 
 
+def make_soft_telecined_clip(path: Path, *, film_frames: int = 24, size: tuple[int, int] = (128, 96)) -> Path:
+    """Film at 24000/1001 fps (testsrc2) coded as MPEG-2 progressive frames, soft-telecined as NTSC DVDs of films
+    are: the stream says 30000/1001 fps and each picture's flags say which field comes first and whether it is shown
+    again (top first repeated, bottom first, bottom first repeated, top first: 3, 2, 3, 2 fields), set in the
+    bitstream as DGPulldown sets them (FFmpeg's encoder has no such option). Muxed into `path` (.mkv as MakeMKV keeps
+    it, .vob, ...) by ffmpeg -c copy, whose parser times the frames by their fields: 50 and 33 ms apart in turn."""
+    coded = path.with_name(path.stem + ".film.m2v")
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size={size[0]}x{size[1]}:rate=24000/1001", "-frames:v", str(film_frames),
+           "-c:v", "mpeg2video", "-bf", "0", "-q:v", "2", coded)
+    stream, pictures, at = bytearray(coded.read_bytes()), 0, 0
+    while (at := stream.find(b"\x00\x00\x01", at)) >= 0:
+        code, extension = stream[at + 3], stream[at + 4] >> 4 if at + 4 < len(stream) else None
+        if code == 0xB3:  # sequence header: frame_rate_code 4, 30000/1001
+            stream[at + 7] = stream[at + 7] & 0xF0 | 4
+        elif code == 0xB5 and extension == 1:  # sequence extension: progressive_sequence 0 (fields may repeat)
+            stream[at + 5] &= ~0x08
+        elif code == 0xB5 and extension == 8:  # picture coding extension: top_field_first, repeat_first_field
+            top_first, repeat = ((1, 1), (0, 0), (0, 1), (1, 0))[pictures % 4]
+            stream[at + 7] = stream[at + 7] & ~0x82 | top_first << 7 | repeat << 1
+            stream[at + 8] |= 0x80  # progressive_frame: the two fields are one moment
+            pictures += 1
+        at += 4
+    coded.write_bytes(stream)
+    ffmpeg("-fflags", "+genpts", "-i", coded, "-c", "copy", path)
+    coded.unlink()
+    return path
+
+
 def make_10bit_clip(path: Path, *, frames: int = 8, size: tuple[int, int] = (64, 48)) -> Path:
     """H.264 High 10, yuv420p10le, BT.709."""
     ffmpeg(*_video_source(frames, size), "-c:v", "libx264", "-pix_fmt", "yuv420p10le", *_BT709_TAGS, path)

@@ -14,6 +14,7 @@ import pytest
 
 from vsr.pipelines import telecine
 from vsr.pipelines.decode import open_decoder
+from vsr.pipelines.probe import describe_video, format_probe, probe
 from vsr.pipelines.segments import plan_video
 from vsr.pipelines.upscale import VideoOptions
 
@@ -196,3 +197,73 @@ def test_other_decoders_and_image_sequences_say_what_ivtc_does_there(clips, tmp_
     frames, pts, info = decode(tmp_path / "f%03d.png", "ivtc")
     assert len(frames) == 3 and pts == [0, 1, 2]  # taken as they are
     assert "--deinterlace ivtc: an image sequence has no fields; its frames are taken as they are" in caplog.text
+
+
+# Soft telecine: the film frames whole in the stream, shown 3:2 by flags (media.make_soft_telecined_clip).
+SOFT_FILM_FRAMES = 24
+
+
+@pytest.fixture(scope="module")
+def soft(tmp_path_factory):
+    """The soft-telecined film as MakeMKV keeps it (.mkv, milliseconds) and as on the DVD (.vob, 90 kHz)."""
+    folder = tmp_path_factory.mktemp("soft")
+    return {suffix: media.make_soft_telecined_clip(folder / f"soft{suffix}", film_frames=SOFT_FILM_FRAMES)
+            for suffix in (".mkv", ".vob")}
+
+
+def test_the_3_2_cadence_of_soft_telecine_is_told_from_other_timings():
+    film = Fraction(24000, 1001)
+    soft_90khz = [0, 4505, 7508, 12012, 15015, 19520, 22523, 27027, 30030, 34535, 37538]  # 3, 2, 3, 2 fields
+    soft_ms = [50, 100, 133, 184, 217, 267, 300, 350, 384, 434, 467, 517]  # as Matroska rounds them
+    assert telecine.pulldown_rate(soft_90khz, Fraction(1, 90000)) == telecine.pulldown_rate(
+        soft_ms, Fraction(1, 1000)) == film
+    assert telecine.pulldown_rate(soft_90khz[:7], Fraction(1, 90000)) is None  # too few steps to vouch for it
+    assert telecine.pulldown_rate([3003 * index for index in range(12)], Fraction(1, 90000)) is None  # 29.97 fps
+    two_then_three = [0, 4505, 9009, 12012, 16517, 21021, 24024, 28529, 33033, 36036, 40541, 45045]
+    assert telecine.pulldown_rate(two_then_three, Fraction(1, 90000)) is None  # long steps not in turn
+    assert telecine.pulldown_rate([0, 40, 80, 160, 180, 300, 340, 380, 460, 480, 600], Fraction(1, 1000)) is None
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".vob"])
+def test_soft_telecined_film_is_described_and_upscaled_at_the_film_rate_its_frames_keeping_their_times(
+        soft, tmp_path, suffix):
+    """FFmpeg says the rate of the fields: 29.97 fps (.mkv) or 59.94 (.vob, whose output declared 19001/317 fps in
+    Matroska's milliseconds, each frame lasting 16.7 ms to a reader that takes the declared rate)."""
+    source = soft[suffix]
+    declared = Fraction(media.ffprobe_streams_of(source, "v:0")[0]["r_frame_rate"])
+    assert declared == (Fraction(30000, 1001) if suffix == ".mkv" else Fraction(60000, 1001))
+    # (The last frame's time is ffmpeg's guess, -fflags +genpts', one short step after the one before.)
+    steps = np.diff([float(time) for time in media.video_times(source)])[:-1]
+    assert np.allclose(steps[0::2], 0.0505, atol=0.001) and np.allclose(steps[1::2], 0.0334, atol=0.001), steps
+
+    info = describe_video(source)[0]
+    assert (info.average_rate, info.base_rate, info.soft_telecined) == (Fraction(24000, 1001),) * 2 + (True,)
+    assert ("23.976 fps (soft-telecined film: shown 3:2 by repeat-field flags, frames 50 and 33 ms apart), "
+            f"{SOFT_FILM_FRAMES} frames") in format_probe(probe(source))
+    output = tmp_path / "soft.x2.mkv"
+    run_vsr("upscale", source, "-o", output, "-m", "bicubic", "--outscale", "2", check=True)
+    stream = media.ffprobe_streams_of(output, "v:0")[0]
+    assert Fraction(stream["r_frame_rate"]) == Fraction(24000, 1001)
+    times, output_times = media.video_times(source), media.video_times(output)
+    assert len(output_times) == len(times) == SOFT_FILM_FRAMES
+    assert max(abs(time - times[0] - output_time) for time, output_time in zip(times, output_times)) <= 0.0005
+    # A reader that takes the declared rate (ffmpeg's constant-rate output) keeps each frame once, and no more.
+    constant = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(output), "-fps_mode", "cfr", "-f",
+                               "framemd5", "-"], check=True, capture_output=True, text=True).stdout
+    pictures = [line.split(",")[-1] for line in constant.splitlines() if not line.startswith("#")]
+    assert len(pictures) == len(set(pictures)) == SOFT_FILM_FRAMES
+
+
+def test_ivtc_of_soft_telecined_film_is_refused_in_one_line(soft, tmp_path):
+    """Its frames are the film's already: --deinterlace ivtc dropped one in five of them, with a warning that the
+    video did not look telecined."""
+    source = soft[".mkv"]
+    for how in (["--segment-seconds", "0"], ["--segment-seconds", "0.5"]):
+        result = run_vsr("upscale", source, "-o", tmp_path / "out.mkv", "-m", "bicubic", "--deinterlace", "ivtc",
+                         *how)
+        assert result.returncode != 0
+        assert result.stderr.strip().splitlines() == [
+            f"vsr: error: {source}: soft-telecined film: its frames are the film's already (23.976 fps, shown 3:2 "
+            "by repeat-field flags, 50 and 33 ms apart), and --deinterlace ivtc would drop one in five of them; leave "
+            "--deinterlace out"]
+        assert list(tmp_path.iterdir()) == []
