@@ -1,5 +1,6 @@
 """The inference engine on the CPU: padding, dtypes, batching, tiling, outscale and option checking."""
 
+import copy
 import logging
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from vsr.hardware import cpu_computes_bf16
 from vsr.models import zoo
 from vsr.models.resample import Resample, resize
 from vsr.models.rrdbnet import RRDBNet
+from vsr.models.rrdbnet_fused import FusedRRDBNet, fuse_rrdbnet
 from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.pipelines import engine as engine_module
 from vsr.pipelines.engine import (
@@ -126,6 +128,21 @@ def test_channels_last_and_contiguous_agree():
     torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
 
+def test_on_the_cpu_rrdbnet_runs_fused_in_bf16_unless_compiled():
+    model = tiny_rrdbnet()
+    frames = astronaut(100, 100, 16)
+    fused = Engine(model, device="cpu", precision="bf16")
+    assert isinstance(fused._module, FusedRRDBNet)
+    assert isinstance(Engine(model, device="cpu", precision="fp32")._module, RRDBNet)  # no gain measured in fp32
+    compiled = Engine(model, device="cpu", precision="bf16", compile=True)._module  # torch.compile fuses by itself
+    assert isinstance(compiled._orig_mod, RRDBNet)
+    assert not isinstance(Engine(bicubic_model(), device="cpu", precision="bf16")._module, FusedRRDBNet)
+    reference = Engine(model, device="cpu", precision="bf16")
+    reference._module = reference._prepare(torch.float32).to(torch.bfloat16)  # the reference forward, in bf16
+    assert isinstance(reference._module, RRDBNet)
+    assert (fused.upscale(frames).int() - reference.upscale(frames).int()).abs().max() <= 1
+
+
 def test_the_callers_model_is_left_untouched():
     model = tiny_rrdbnet()
     before = {k: v.clone() for k, v in model.module.state_dict().items()}
@@ -216,6 +233,23 @@ def test_tiled_matches_untiled_within_one_level_real_model(realesrgan_x4plus):
     uint8_diff, float_diff = _max_difference(realesrgan_x4plus, frames, tile=144)
     logger.info("RealESRGAN_x4plus, tiled vs untiled: max %d uint8 levels, %.4f float×255", uint8_diff, float_diff)
     assert uint8_diff <= 1 and float_diff < 1
+
+
+@pytest.mark.slow
+def test_the_fused_form_of_the_real_model_equals_its_reference_forward(realesrgan_x4plus):
+    """fp32: within 1e-5. bf16: no further from fp32 than the reference forward in bf16 is (the fused convolutions
+    add the residual in their fp32 accumulator and round once, where the reference rounds after each step)."""
+    frames = astronaut(200, 180, 40).float() / 255
+    reference = realesrgan_x4plus.module
+    with torch.inference_mode():
+        fp32 = reference(frames)
+        torch.testing.assert_close(fuse_rrdbnet(reference)(frames), fp32, atol=1e-5, rtol=0)
+        fused = fuse_rrdbnet(reference).to(torch.bfloat16)(frames.bfloat16()).float()
+        bf16 = copy.deepcopy(reference).to(torch.bfloat16)(frames.bfloat16()).float()
+    fused_error, reference_error = (fused - fp32).abs(), (bf16 - fp32).abs()
+    logger.info("x4plus in bf16 against fp32: fused mean %.5f max %.4f, reference mean %.5f max %.4f",
+                fused_error.mean(), fused_error.max(), reference_error.mean(), reference_error.max())
+    assert fused_error.mean() < 1.1 * reference_error.mean() and fused_error.max() < 2 * reference_error.max()
 
 
 @pytest.mark.slow
