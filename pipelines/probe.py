@@ -443,7 +443,7 @@ def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float, 
     if (width % 2 or height % 2) and not image:  # (as `vsr upscale` writes it: see upscale.video_output_size)
         text += f" (written {width + width % 2}×{height + height % 2}: 4:2:0 video needs even sides)"
     text += f", {_si(per_frame)}MAC{'' if image else ' per frame'}"
-    if video.frame_count:
+    if video.frame_count and not image:  # (a JPEG, read by FFmpeg's image2 format, has a frame count of 1)
         text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
     return text
 
@@ -524,14 +524,19 @@ def _display_rotation(path: str, index: int) -> int:
     return 0
 
 
-def _sequence_mirrored(pattern: str) -> bool:
-    """Whether an image sequence's first file says, by its EXIF orientation, that it is stored mirrored."""
-    from vsr.pipelines.sequences import existing_frames  # which imports this module
+def _sequence_mirrored(path: str) -> bool:
+    """Whether an image sequence's first file, or the one image FFmpeg's image2 format opened (a JPEG, a TIFF), says
+    by its EXIF orientation that it is stored mirrored."""
+    from vsr.pipelines.sequences import existing_frames, is_sequence  # which imports this module
 
-    files = existing_frames(Path(pattern))
-    if not files:
-        return False
-    with open(files[min(files)], "rb") as file:
+    if is_sequence(path):
+        files = existing_frames(Path(path))
+        if not files:
+            return False
+        first = files[min(files)]
+    else:  # (`vsr probe photo.jpg` was a traceback: the name was read as a sequence's pattern)
+        first = Path(path)
+    with open(first, "rb") as file:
         return exif_orientation(file.read(1 << 20)) in (2, 4, 5, 7)
 
 

@@ -101,6 +101,13 @@ def test_version_is_the_installed_packages():
     assert vsr("--version").stdout == f"vsr {importlib.metadata.version('vsr')}\n"
 
 
+def test_python_dash_m_vsr_is_the_vsr_command():
+    """Where the environment's scripts are not on the PATH, `python -m vsr` is what users try: it said "No module
+    named vsr.__main__"."""
+    result = subprocess.run([VSR[0], "-m", "vsr", "--version"], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout) == (0, f"vsr {importlib.metadata.version('vsr')}\n")
+
+
 def test_a_full_disk_where_a_library_writes_is_one_line(tmp_path):
     """tempfile tries each temporary folder by writing a file in it: with none writable (a full /tmp), `vsr bench`
     and `vsr train` (torch's optimizer imports its compiler, which asks for one) printed a 60-line traceback, exit 1

@@ -647,6 +647,22 @@ def test_probe_of_an_image_gives_it_no_duration_or_frame_rate(tmp_path):
                           "  estimated work: realesr-animevideov3-x3: ×3 → 195×147, 2.0 GMAC"]  # 607k per pixel
 
 
+def test_probe_of_a_jpeg_photo_describes_it_as_an_image(tmp_path):
+    """FFmpeg reads a photo's .jpg with its image2 format, as it reads sequences (only a JPEG of few details, such as
+    a flat color, with its jpeg_pipe): the photo's name was taken for a sequence's pattern (a traceback), and its work
+    was counted twice, "for 1 frames"."""
+    image = tmp_path / "photo.jpg"
+    exif = PIL.Image.Exif()
+    exif[0x0112] = 6  # Orientation: stored sideways, shown turned
+    noise = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    PIL.Image.fromarray(noise).save(image, exif=exif)
+    result = vsr("probe", image, "-m", "realesr-animevideov3", env={"VSR_HOME": str(tmp_path / "cache")})
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{image}: image2, ") and lines[0].endswith(" kB, an image")
+    assert lines[1].startswith("  #0 image: mjpeg, 64×48, ") and ", rotated " in lines[1]
+    assert lines[2] == "  estimated work: realesr-animevideov3: ×4 → 256×192, 1.9 GMAC"  # once: one picture
+
+
 def test_help_shows_the_defaults_written_in_words():
     # Rich reads "[default: ...]" in a help text as markup and drops it unless escaped.
     result = vsr("upscale", "--help", env={"COLUMNS": "200"})
