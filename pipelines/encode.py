@@ -127,6 +127,14 @@ CODECS: dict[str, CodecSpec] = {
 _QUALITY_RANGES = {"libx264": (0, 51), "libx265": (0, 51), "libsvtav1": (1, 63), "libvpx-vp9": (0, 63),
                    "h264_nvenc": (1, 51), "hevc_nvenc": (1, 51), "av1_nvenc": (1, 63)}
 
+# The --preset each encoder takes: x264 and x265 a name (in any case) or its number, 0 (ultrafast) to 9 (placebo);
+# SVT-AV1 and libvpx a number, higher is faster. Another failed as the encoder opened, "rejected its settings {...}:
+# Invalid argument", x264 printing a line of its own before it. (NVENC's, p1 to p7 and older names, are its own.)
+_X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                 "placebo")
+_PRESET_NAMES = {"libx264": _X26X_PRESETS, "libx264rgb": _X26X_PRESETS, "libx265": _X26X_PRESETS}
+_PRESET_RANGES = {"libsvtav1": (-1, 13), "libvpx-vp9": (-8, 8)}
+
 # Pixel formats tried for a wanted bit depth, best first; the first one the encoder supports wins.
 _YUV_FORMATS = {8: ["yuv420p"], 10: ["yuv420p10le", "p010le", "yuv422p10le"], 12: ["yuv420p12le"], 16: ["yuv420p16le"]}
 _RGB_FORMATS = {8: ["gbrp", "rgb24", "bgr0"], 10: ["gbrp10le"], 12: ["gbrp12le"], 16: ["gbrp16le"]}
@@ -879,6 +887,11 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
         raise OptionError(f"--crf and the encoder option {rate_controls[0]} both set the quality: give one")
     if preset is not None and spec.speed_option in options:
         raise OptionError(f"--preset and the encoder option {spec.speed_option} both set the speed: give one")
+    if preset is not None:
+        _check_preset(codec, spec, str(preset), f"--preset {preset}")
+    elif spec.speed_option in options:
+        _check_preset(codec, spec, options[spec.speed_option],
+                      f"encoder option {spec.speed_option}={options[spec.speed_option]}")
     # An explicit rate control in `options` (a fixed qp, a bit rate) replaces the default quality.
     if spec.quality_option is not None and (crf is not None or not rate_controls):
         result[spec.quality_option] = str(crf if crf is not None else spec.default_quality)
@@ -888,6 +901,23 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
         # x264-params, x265-params, svtav1-params: "k=v:k=v" lists, added to vsr's own (later ones win).
         result[key] = f"{result[key]}:{value}" if key.endswith("-params") and key in result else value
     return result
+
+
+def _check_preset(codec: str, spec: CodecSpec, preset: str, given_as: str) -> None:
+    """One line naming the presets the encoder takes, where it does not take `preset` (see _PRESET_NAMES)."""
+    names = _PRESET_NAMES.get(spec.encoder)
+    if names is not None:
+        if preset.lower() in names or preset in [str(number) for number in range(len(names))]:
+            return
+        allowed = f"{', '.join(names)} (or their numbers, 0 to {len(names) - 1})"
+    elif spec.encoder in _PRESET_RANGES:
+        lowest, highest = _PRESET_RANGES[spec.encoder]
+        if preset.lstrip("-").isdigit() and lowest <= int(preset) <= highest:
+            return
+        allowed = f"{lowest} to {highest} (higher is faster)"
+    else:
+        return
+    raise OptionError(f"{given_as}: codec {codec!r} takes {allowed}")
 
 
 def _with_hdr10(codec: str, spec: CodecSpec, options: dict[str, str], hdr10: Hdr10Metadata,

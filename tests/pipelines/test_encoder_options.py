@@ -88,6 +88,33 @@ def test_an_option_that_says_what_a_vsr_option_says_is_one_line(tmp_path, video,
         api.upscale_video(source, tmp_path / "out.mp4", options=BICUBIC, video=video)
 
 
+@pytest.mark.parametrize("video, message", [
+    (api.VideoOptions(preset="fastt"), "--preset fastt: codec 'libx264' takes ultrafast, superfast, .*, placebo "
+                                       r"\(or their numbers, 0 to 9\)"),
+    (api.VideoOptions(codec="libx265", preset="10"), "--preset 10: codec 'libx265' takes ultrafast, "),
+    (api.VideoOptions(codec="libsvtav1", preset="14"), r"--preset 14: codec 'libsvtav1' takes -1 to 13 \(higher is "),
+    (api.VideoOptions(codec="libvpx-vp9", encoder_options={"cpu-used": "fast"}),
+     "encoder option cpu-used=fast: codec 'libvpx-vp9' takes -8 to 8"),
+], ids=["x264 typo", "x265 number", "svtav1", "vp9 by encoder option"])
+def test_a_preset_the_encoder_does_not_take_is_one_line_naming_those_it_does(tmp_path, capfd, video, message):
+    """It failed as the encoder opened, "codec 'libx264' rejected its settings {...}: Invalid argument", after a line
+    of x264's own ("x264 [error]: invalid preset 'fastt'")."""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(OptionError, match=message):
+        api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC, video=video)
+    assert "invalid preset" not in capfd.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("codec, preset", [("libx264", "VeryFast"), ("libx265", "9"), ("libsvtav1", "-1"),
+                                           ("libvpx-vp9", "-8")])
+def test_presets_in_any_case_and_by_number_are_taken(tmp_path, codec, preset):
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    result = api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
+                               video=api.VideoOptions(codec=codec, preset=preset))
+    assert result.output.stat().st_size > 0
+
+
 def test_params_lists_add_to_vsrs_own(tmp_path, capfd):
     """vsr gives x265 `x265-params=log-level=error` (its banner and statistics are noise on a terminal); a user's
     x265-params adds to that list rather than replacing it."""
