@@ -404,7 +404,7 @@ class VideoWriter:
             self._container = av.open(str(self._temp), "w")
         except ValueError as error:
             self.abort()
-            raise OutputError(f"cannot tell the container format of {self.output} from its extension") from error
+            raise _unknown_container(self.output) from error
         except BaseException:
             self.abort()
             raise
@@ -823,11 +823,18 @@ def check_container_holds(output: Path, codec: str) -> None:
     it (H.264 in .webm), or would keep it as data (VP9, AV1, FFV1, ProRes in MPEG-TS and program streams)."""
     muxer = _muxer_of(output)
     if muxer is None:
-        raise OutputError(f"cannot tell the container format of {output} from its extension")
+        raise _unknown_container(output)
     # (NVENC's encoders open only on a GPU with NVENC: the writer says so where there is none)
     if codec in CODECS and not CODECS[codec].needs_gpu and not container_holds(output.suffix, codec):
         as_data = " as video" if muxer in _MPEG_STREAM_MUXERS else ""
         raise OptionError(f"codec {codec!r} cannot be stored{as_data} in a {muxer} file ({output.name}); use .mkv")
+
+
+def _unknown_container(output: Path) -> OutputError:
+    """The error for an output whose name no muxer takes, saying what to name it (it said only what was wrong)."""
+    what = f"its extension {output.suffix!r}" if output.suffix else "its name, which has no extension"
+    return OutputError(f"{output}: cannot tell the container format from {what}; name it .mkv, .mp4, .mov or .webm, "
+                       "frames/%06d.png for an image sequence, or end it with / for a folder")
 
 
 def _muxer_of(output: Path) -> str | None:

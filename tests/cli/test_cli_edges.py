@@ -34,6 +34,18 @@ def test_an_empty_output_name_is_one_line_and_writes_nothing(tmp_path, clip, mon
     assert [path.name for path in tmp_path.iterdir()] == ["clip.mp4"]
 
 
+@pytest.mark.parametrize("name, said", [("out.xyz", "its extension '.xyz'"),
+                                         ("out", "its name, which has no extension")])
+def test_an_output_named_for_no_format_is_one_line_saying_what_to_name_it(tmp_path, clip, name, said):
+    """It said only "cannot tell the container format of out.xyz from its extension"."""
+    result = vsr("upscale", clip, "-m", "bicubic", "-o", tmp_path / name, check=False)
+    assert result.returncode == 4
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path / name}: cannot tell the container format from {said}; name it .mkv, .mp4, .mov or "
+        ".webm, frames/%06d.png for an image sequence, or end it with / for a folder"]
+    assert [path.name for path in tmp_path.iterdir()] == ["clip.mp4"]
+
+
 @pytest.mark.parametrize("choices", [
     ["--device", "CPU", "--precision", "FP32", "--cuda-graphs", "Off", "--decoder", "PyAV", "--deinterlace", "OFF",
      "--dedup", "EXACT", "--crop", "OFF", "--codec", "LIBX264", "--pix-fmt", "YUV420P"],
