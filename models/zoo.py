@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import difflib
 import hashlib
 import http.client
 import importlib.util
@@ -261,8 +262,15 @@ def list_models() -> list[ZooEntry]:
 
 def get_entry(name: str) -> ZooEntry:
     if name not in MODELS:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(MODELS)}")
+        raise ModelError(f"unknown model {name!r}{_did_you_mean(name)}; known models: {', '.join(MODELS)}")
     return MODELS[name]
+
+
+def _did_you_mean(name: str) -> str:
+    """" (did you mean realesrgan-x4plus?)" for a zoo name mistyped (realesrgan-x4plu), else nothing: the list of
+    fifteen names that follows it hid the one meant."""
+    close = difflib.get_close_matches(name.lower(), MODELS, n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def weights_path(name: str) -> Path:
@@ -308,7 +316,8 @@ def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int |
     if name not in MODELS:
         path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()
         if not path.is_file():
-            raise ModelError(f"unknown model {name!r}: neither a file nor a known name ({', '.join(MODELS)})")
+            raise ModelError(f"unknown model {name!r}{_did_you_mean(name)}: neither a file nor a known name "
+                             f"({', '.join(MODELS)})")
         loaded = load_model(path)
         if scale is not None and scale != loaded.spec.scale:
             raise OptionError(f"scale {scale} requested, but {name} is a ×{loaded.spec.scale} model")

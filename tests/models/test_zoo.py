@@ -495,6 +495,17 @@ def test_unknown_name_lists_the_known_ones(home):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("typed, meant", [("realesrgan-x4plu", "realesrgan-x4plus"),
+                                          ("RealESRGAN_x4plus", "realesrgan-x4plus"),
+                                          ("realesr-animevideo3", "realesr-animevideov3"), ("no-such-model", None)])
+def test_a_mistyped_name_says_which_one_was_meant(home, typed, meant):
+    """Fifteen names followed it, the one meant among them, and nothing to tell it by."""
+    for load in (zoo.load, zoo.get_entry):  # (`vsr upscale -m`, `vsr models --download`)
+        with pytest.raises(ModelError, match=f"^unknown model {typed!r}") as error:
+            load(typed)
+        assert (f"(did you mean {meant}?)" in str(error.value)) if meant else "did you mean" not in str(error.value)
+
+
 def test_a_checkpoint_path_loads_directly(home, tmp_path):
     spec = spec_for("RRDBNet", {**TINY, "scale": 2})
     _, safetensors_path = save_model(build(spec), spec, tmp_path / "mine.safetensors")
