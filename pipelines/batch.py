@@ -178,6 +178,9 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
     """Every video and image under `in_dir` (recursively; hidden files and folders and `out_dir` skipped) that the
     filters keep, each mapped to the same relative folder under `out_dir`."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
+    if in_dir.is_file():  # (vsr upscale is the command for files; the batch's journal is for a folder's)
+        raise InputError(f"{in_dir}: not a folder; vsr batch upscales the videos and images in IN_DIR, and "
+                         f"`vsr upscale {in_dir} -o {out_dir}/` upscales one file")
     if not in_dir.is_dir():
         raise InputError(f"{in_dir}: not a folder")
     if not _recordable(in_dir.absolute()):

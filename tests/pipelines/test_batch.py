@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -381,6 +382,11 @@ def test_discover_mirrors_folders_names_like_upscale_and_filters(library, tmp_pa
         batch.discover(library, library, options=BICUBIC, video=FAST)
     with pytest.raises(InputError, match="not a folder"):
         batch.discover(tmp_path / "missing", out, options=BICUBIC, video=FAST)
+    # A file: the command for it is named (it said only "not a folder").
+    one = make_clip(tmp_path / "one.mp4", frames=2)
+    with pytest.raises(InputError, match=f"^{re.escape(str(one))}: not a folder; .* "
+                                         f"`{re.escape(f'vsr upscale {one} -o {out}/')}` upscales one file$"):
+        batch.discover(one, out, options=BICUBIC, video=FAST)
 
 
 def test_a_batch_upscales_videos_and_images_once_and_never_touches_the_inputs(library, tmp_path):
