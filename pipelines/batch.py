@@ -417,7 +417,8 @@ def parse_devices(text: str) -> list[str]:
 
 def _check_jobs(jobs: list[BatchJob]) -> None:
     """Errors that would fail every job are the command's, not the jobs'."""
-    from vsr.pipelines.encode import choose_pix_fmt
+    from vsr.pipelines.encode import check_container_named, choose_pix_fmt
+    from vsr.pipelines.images import check_writable
 
     seen: dict[str, BatchJob] = {}
     for job in jobs:
@@ -443,6 +444,15 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
                               "another output, or the batch another output folder")
     for codec, pix_fmt in {(job.video.codec, job.video.pix_fmt) for job in jobs if job.kind == "video"}:
         choose_pix_fmt(api.video_codec(codec, ".mkv"), 8, pix_fmt)  # an OptionError for an unknown codec or pix_fmt
+    # A jobs file's output named for no format (`output = "ep2.xyz"`): its job failed, after the model had loaded.
+    for job in jobs:
+        try:
+            if job.kind == "video":
+                check_container_named(job.output)
+            else:
+                check_writable(job.output)
+        except (OptionError, OutputError) as error:
+            raise OptionError(f"{job.label}: {error}") from None
 
 
 def remove_partials(output: Path) -> None:

@@ -821,20 +821,25 @@ def warn_if_pixel_aspect_lost(output: Path, codec: str, info: VideoStreamInfo, s
 def check_container_holds(output: Path, codec: str) -> None:
     """One line, before any work, where the muxer of `output` cannot store `codec` (a CODECS key) as video: refuses
     it (H.264 in .webm), or would keep it as data (VP9, AV1, FFV1, ProRes in MPEG-TS and program streams)."""
-    muxer = _muxer_of(output)
-    if muxer is None:
-        raise _unknown_container(output)
+    muxer = check_container_named(output)
     # (NVENC's encoders open only on a GPU with NVENC: the writer says so where there is none)
     if codec in CODECS and not CODECS[codec].needs_gpu and not container_holds(output.suffix, codec):
         as_data = " as video" if muxer in _MPEG_STREAM_MUXERS else ""
         raise OptionError(f"codec {codec!r} cannot be stored{as_data} in a {muxer} file ({output.name}); use .mkv")
 
 
+def check_container_named(output: Path) -> str:
+    """FFmpeg's muxer for files named as `output`; one line where the name gives none."""
+    muxer = _muxer_of(output)
+    if muxer is None:
+        raise _unknown_container(output)
+    return muxer
+
+
 def _unknown_container(output: Path) -> OutputError:
     """The error for an output whose name no muxer takes, saying what to name it (it said only what was wrong)."""
     what = f"its extension {output.suffix!r}" if output.suffix else "its name, which has no extension"
-    return OutputError(f"{output}: cannot tell the container format from {what}; name it .mkv, .mp4, .mov or .webm, "
-                       "frames/%06d.png for an image sequence, or end it with / for a folder")
+    return OutputError(f"{output}: cannot tell the container format from {what}; name it .mkv, .mp4, .mov or .webm")
 
 
 def _muxer_of(output: Path) -> str | None:
