@@ -439,6 +439,10 @@ class VideoWriter:
             raise OptionError(f"codec {codec!r} cannot be stored in a {container} file ({self.output.name}); "
                               f"use .mkv") from error
         ctx = stream.codec_context
+        if ctx.codec.canonical_name == "hevc" and self._container.format.name in MOV_MUXERS:
+            # FFmpeg tags HEVC "hev1" there, which Apple's players (QuickTime, Safari, iOS) refuse to play: "hvc1", as
+            # `ffmpeg -tag:v hvc1` writes it (the parameter sets are in the stream's header, its global header).
+            ctx.codec_tag = "hvc1"
         ctx.width, ctx.height, ctx.pix_fmt = self.width, self.height, self.pix_fmt
         ctx.time_base = self._output_time_base  # the source's: each frame keeps its pts, VFR survives
         stream.time_base = self._output_time_base  # ask the muxer for the same unit (mp4 would pick its own)

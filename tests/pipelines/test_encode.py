@@ -841,3 +841,27 @@ def test_a_last_frame_keeps_its_length_through_matroska_and_an_end_past_sources_
                                video=VideoOptions(end=5.0, fps=fps))
         found = media.ffprobe(result.output, "-show_entries", "format=duration")
         assert abs(float(found["format"]["duration"]) - length) < 0.002, source
+
+
+def test_hevc_in_mp4_and_quicktime_is_tagged_hvc1_as_apples_players_need(clips, tmp_path):
+    """FFmpeg tagged it "hev1", which QuickTime, Safari and iOS refuse to play. "hvc1" says the parameter sets are in
+    the stream's header only: no packet carries them (x265 writes them into FFmpeg's global header there)."""
+    from vsr import api
+
+    for suffix, tag in ((".mp4", "hvc1"), (".mov", "hvc1"), (".mkv", "[0][0][0][0]")):
+        output = media.write_upscaled(clips["mp4"], tmp_path / f"out{suffix}", codec="libx265")
+        assert media.ffprobe_streams_of(output, "v:0")[0]["codec_tag_string"] == tag
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        for packet in container.demux(video=0):
+            data, nal_types = bytes(packet), []
+            while data:  # (length-prefixed NAL units)
+                size = int.from_bytes(data[:4], "big")
+                nal_types.append((data[4] >> 1) & 0x3F)
+                data = data[4 + size:]
+            assert not {32, 33, 34} & set(nal_types)  # VPS, SPS, PPS
+    # Joined from segments too: the join copies the segments' tag.
+    source = media.make_vfr_clip(tmp_path / "vfr.mkv", frames=30, gop=8)
+    result = api.upscale_video_in_segments(source, tmp_path / "joined.mp4", options=api.UpscaleOptions(model="bicubic"),
+                                           video=api.VideoOptions(codec="libx265", segment_seconds=0.5))
+    assert result.times.extra["segments"] > 1
+    assert media.ffprobe_streams_of(result.output, "v:0")[0]["codec_tag_string"] == "hvc1"
