@@ -64,10 +64,13 @@ an opaque video, with a warning. RGBA always goes through swscale, which carries
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import io
 import logging
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -458,23 +461,32 @@ class VideoWriter:
         ctx.thread_type = "AUTO"  # frame and slice threads, as the ffmpeg command line (PyAV's default is slices)
         ctx.thread_count = 0  # one per core
         ctx.options = dict(options)
-        try:
-            refused = _params_refused(ctx)
-        except PermissionError as error:
+        failure = None
+        with _encoder_printed() as printed:
+            try:
+                refused = _params_refused(ctx)
+            except (ValueError, av.FFmpegError) as error:  # (PermissionError among them: PyAV's is an FFmpegError)
+                failure = error
+        if failure is None:
+            for line in printed:  # (as they were before being caught)
+                print(line, file=sys.stderr)
+        elif isinstance(failure, PermissionError):
             if spec.needs_gpu:
                 raise OptionError(f"codec {codec!r} needs an NVIDIA GPU with NVENC and none is usable here; "
-                                  f"use libx264, libx265 or libsvtav1") from error
-            raise OptionError(f"codec {codec!r} could not be opened: {error}") from error
-        except (ValueError, av.FFmpegError) as error:
+                                  f"use libx264, libx265 or libsvtav1") from failure
+            raise OptionError(f"codec {codec!r} could not be opened: {failure}") from failure
+        else:
             if max(self.width, self.height) > 16384:  # (x264 and the others say only "Generic error")
                 raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (at most 16384 "
-                                  f"pixels a side); use a smaller --outscale, --width or --height") from error
+                                  f"pixels a side); use a smaller --outscale, --width or --height") from failure
             if not images.ffmpeg_holds(self.width, self.height):  # 16384×16384: "Invalid argument"
                 raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (more pixels than "
                                   f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
-                                  f"--width or --height") from error
-            reason = getattr(error, "strerror", None) or error
-            raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from error
+                                  f"--width or --height") from failure
+            # The encoder's own words where it printed them ("invalid tune 'animaton'"), else FFmpeg's.
+            said = [line.split("]: ", 1)[-1] for line in printed if "[error]" in line]
+            reason = "; ".join(said) or getattr(failure, "strerror", None) or failure
+            raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
         if unused:
             raise OptionError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
@@ -730,6 +742,40 @@ def _to_host(planes: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
         host.copy_(plane, non_blocking=True)
     torch.cuda.current_stream(planes[0].device).synchronize()
     return [host.numpy() for host in pinned]
+
+
+# How x264 and x265 begin what they print on the standard error themselves, past FFmpeg's log.
+_ENCODER_PRINTS = ("x264 [", "x265 [")
+
+
+@contextlib.contextmanager
+def _encoder_printed() -> Iterator[list[str]]:
+    """The lines x264 and x265 print on the standard error meanwhile, kept from it. They say there why they refuse a
+    tune, a profile or a preset ("x264 [error]: invalid tune 'animaton'"), a second line beside vsr's own, which said
+    only FFmpeg's "Invalid argument". What others print meanwhile (another thread) is printed again at the end;
+    where no temporary file can be made, nothing is kept from the standard error."""
+    printed: list[str] = []
+    try:
+        caught = tempfile.TemporaryFile()
+    except OSError:
+        yield printed
+        return
+    with caught:
+        sys.stderr.flush()
+        standard_error = os.dup(2)
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield printed
+        finally:
+            sys.stderr.flush()
+            os.dup2(standard_error, 2)
+            os.close(standard_error)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines():
+                if line.startswith(_ENCODER_PRINTS):
+                    printed.append(line)
+                else:
+                    print(line, file=sys.stderr)
 
 
 def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:

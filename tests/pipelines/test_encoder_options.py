@@ -1,6 +1,8 @@
 """`--encoder-option KEY=VALUE`: FFmpeg's own encoder options, passed to the encoder of every run (one file,
 segments, batch jobs), checked by what the encoder wrote into the stream."""
 
+import re
+
 import pytest
 
 from tests.pipelines.clips import make_clip
@@ -104,6 +106,30 @@ def test_a_preset_the_encoder_does_not_take_is_one_line_naming_those_it_does(tmp
         api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC, video=video)
     assert "invalid preset" not in capfd.readouterr().err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+@pytest.mark.parametrize("codec, option, said", [
+    ("libx264", {"tune": "animaton"}, "invalid tune 'animaton'"),
+    ("libx264", {"profile": "hihg"}, "invalid profile: hihg"),
+    ("libx265", {"profile": "main11"}, "unknown profile <main11>"),
+])
+def test_what_the_encoder_prints_of_a_setting_it_refuses_is_the_one_lines_reason(tmp_path, capfd, codec, option, said):
+    """x264 and x265 print it on the standard error themselves ("x264 [error]: invalid tune 'animaton'"): it came
+    out beside vsr's line, which gave FFmpeg's "Invalid argument" as the reason."""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    with pytest.raises(OptionError, match=f"codec '{codec}' rejected its settings {{.*}}: {re.escape(said)}$"):
+        api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
+                          video=api.VideoOptions(codec=codec, encoder_options=option))
+    assert said not in capfd.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_what_an_encoder_prints_as_it_opens_is_still_printed(tmp_path, capfd):
+    """(kept from the standard error while the encoder opens, and printed again after)"""
+    source = make_clip(tmp_path / "clip.mp4", frames=2)
+    api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
+                      video=api.VideoOptions(codec="libx265", encoder_options={"x265-params": "log-level=info"}))
+    assert "x265 [info]: Rate Control / qCompress            : CRF-20.0" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("codec, preset", [("libx264", "VeryFast"), ("libx265", "9"), ("libsvtav1", "-1"),
