@@ -974,8 +974,9 @@ def _check_preset(codec: str, spec: CodecSpec, preset: str, given_as: str) -> No
         allowed = f"{', '.join(names)} (or their numbers, 0 to {len(names) - 1})"
     elif spec.encoder in _PRESET_RANGES:
         lowest, highest = _PRESET_RANGES[spec.encoder]
-        if preset.lstrip("-").isdigit() and lowest <= int(preset) <= highest:
-            return
+        with contextlib.suppress(ValueError):
+            if lowest <= int(preset) <= highest:
+                return
         allowed = f"{lowest} to {highest} (higher is faster)"
     else:
         return

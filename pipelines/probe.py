@@ -269,7 +269,7 @@ def _as_the_container_says(
             matrix=_MATRICES.get(context.colorspace),
             range=_color_range(context.color_range, pix_fmt),
         ),
-        mirrored=container.format.name == "image2" and _sequence_mirrored(path_of(container)),
+        mirrored=container.format.name == "image2" and _stored_mirrored(path_of(container)),
         sample_aspect_ratio=sample_aspect_ratio if sample_aspect_ratio != 1 else None,
         # AVFieldOrder: 0 unknown, 1 progressive, 2-5 the field orders. DV says nothing, and is interlaced (a
         # camcorder's SD DV; its decoder marks every frame so, with the field order).
@@ -524,7 +524,7 @@ def _display_rotation(path: str, index: int) -> int:
     return 0
 
 
-def _sequence_mirrored(path: str) -> bool:
+def _stored_mirrored(path: str) -> bool:
     """Whether an image sequence's first file, or the one image FFmpeg's image2 format opened (a JPEG, a TIFF), says
     by its EXIF orientation that it is stored mirrored."""
     from vsr.pipelines.sequences import existing_frames, is_sequence  # which imports this module
