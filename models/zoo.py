@@ -315,6 +315,10 @@ def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int |
     name = str(name_or_path)
     if name not in MODELS:
         path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()
+        if not path.is_file() and path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+            # (a checkpoint's path mistyped: the zoo's names are no help there)
+            what = "is a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
+            raise ModelError(f"{name}: {what} (a model is a checkpoint file, a zoo name or a URL)")
         if not path.is_file():
             raise ModelError(f"unknown model {name!r}{_did_you_mean(name)}: neither a file nor a known name "
                              f"({', '.join(MODELS)})")

@@ -506,6 +506,18 @@ def test_a_mistyped_name_says_which_one_was_meant(home, typed, meant):
         assert (f"(did you mean {meant}?)" in str(error.value)) if meant else "did you mean" not in str(error.value)
 
 
+def test_a_checkpoint_path_that_is_not_there_is_named_without_the_zoo(home, tmp_path):
+    """It was "unknown model 'runs/psnr/modl.pth': neither a file nor a known name (" and the fifteen zoo names."""
+    missing = tmp_path / "runs" / "modl.pth"
+    with pytest.raises(ModelError, match=f"^{re.escape(str(missing))}: no such checkpoint file \\(a model is a "
+                                         "checkpoint file, a zoo name or a URL\\)$"):
+        zoo.load(missing)
+    folder = tmp_path / "weights.safetensors"
+    folder.mkdir()
+    with pytest.raises(ModelError, match="weights.safetensors: is a folder, not a checkpoint file"):
+        zoo.load(folder)
+
+
 def test_a_checkpoint_path_loads_directly(home, tmp_path):
     spec = spec_for("RRDBNet", {**TINY, "scale": 2})
     _, safetensors_path = save_model(build(spec), spec, tmp_path / "mine.safetensors")
