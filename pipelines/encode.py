@@ -771,11 +771,14 @@ def _encoder_printed() -> Iterator[list[str]]:
             os.dup2(standard_error, 2)
             os.close(standard_error)
             caught.seek(0)
-            for line in caught.read().decode(errors="replace").splitlines():
+            others = []
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
                 if line.startswith(_ENCODER_PRINTS):
-                    printed.append(line)
+                    printed.append(line.rstrip())
                 else:
-                    print(line, file=sys.stderr)
+                    others.append(line)  # (as written: a progress bar's "\r" too)
+            sys.stderr.write("".join(others))
+            sys.stderr.flush()
 
 
 def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:
