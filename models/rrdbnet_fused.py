@@ -15,13 +15,14 @@ by input (no concatenation, but the partial sums move as many bytes), one channe
 channel slice of an NHWC tensor before reading it, as the concatenation does), `torch.cat(out=...)` into reused
 buffers, and NCHW for the dense blocks.
 
-The op is private to PyTorch: `fuse_rrdbnet` returns None where this torch lacks it, and callers keep the reference
-network. It has no autograd: this form is for inference only (training uses `RRDBNet`).
+The op is private to PyTorch: `fuse_rrdbnet` returns None where this torch lacks it or it computes something else
+(tried once on a few pixels), and callers keep the reference network. It has no autograd: this form is for inference only (training uses `RRDBNet`).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 from torch import nn
@@ -32,14 +33,22 @@ from vsr.models.rrdbnet import RESIDUAL_SCALE, RRDBNet, ResidualDenseBlock
 _PAD_STRIDE_DILATION = ([1, 1], [1, 1], [1, 1])  # every RRDBNet convolution: 3×3, padding 1, stride 1
 
 
-def _fused_op():
-    """oneDNN's fused convolution where this torch has it (a CPU build with oneDNN), else None."""
+@functools.cache
+def _fused_op_works() -> bool:
+    """Whether this torch has oneDNN's fused convolution (a CPU build with oneDNN) and it computes, as called here,
+    what the unfused steps compute: tried once on a few pixels, since a private op may change with torch."""
     if not torch.backends.mkldnn.is_available():
-        return None
+        return False
+    generator = torch.Generator().manual_seed(0)
+    conv = nn.Conv2d(4, 4, 3, 1, 1)
+    x, residual = (torch.randn(1, 4, 5, 6, generator=generator) for _ in range(2))
     try:
-        return torch.ops.mkldnn._convolution_pointwise
-    except (AttributeError, RuntimeError):
-        return None
+        with torch.no_grad():
+            activated, added = _conv(x, conv, 0.2), _conv_add(x, conv, residual)
+            return (torch.allclose(activated, F.leaky_relu(conv(x), 0.2), atol=1e-5)
+                    and torch.allclose(added, conv(x) + residual, atol=1e-5))
+    except (AttributeError, RuntimeError, TypeError):
+        return False
 
 
 def _conv(x: torch.Tensor, conv: nn.Conv2d, leaky_slope: float | None = None) -> torch.Tensor:
@@ -101,6 +110,6 @@ class FusedRRDBNet(nn.Module):
 def fuse_rrdbnet(model: nn.Module) -> FusedRRDBNet | None:
     """The fused inference form of an RRDBNet (a copy; `model` is left as it is), or None where `model` is another
     network or this torch has no fused convolution op."""
-    if not isinstance(model, RRDBNet) or _fused_op() is None:
+    if not isinstance(model, RRDBNet) or not _fused_op_works():
         return None
     return FusedRRDBNet(copy.deepcopy(model))

@@ -71,6 +71,7 @@ import logging
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -746,6 +747,8 @@ def _to_host(planes: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
 
 # How x264 and x265 begin what they print on the standard error themselves, past FFmpeg's log.
 _ENCODER_PRINTS = ("x264 [", "x265 [")
+# fd 2 is the process's: two threads opening encoders at once would each restore the other's temporary file.
+_STANDARD_ERROR_TAKEN = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -753,16 +756,20 @@ def _encoder_printed() -> Iterator[list[str]]:
     """The lines x264 and x265 print on the standard error meanwhile, kept from it. They say there why they refuse a
     tune, a profile or a preset ("x264 [error]: invalid tune 'animaton'"), a second line beside vsr's own, which said
     only FFmpeg's "Invalid argument". What others print meanwhile (another thread) is printed again at the end;
-    where no temporary file can be made, nothing is kept from the standard error."""
+    where no temporary file can be made or there is no standard error, nothing is kept from it."""
     printed: list[str] = []
     try:
         caught = tempfile.TemporaryFile()
     except OSError:
         yield printed
         return
-    with caught:
+    with caught, _STANDARD_ERROR_TAKEN:
         sys.stderr.flush()
-        standard_error = os.dup(2)
+        try:
+            standard_error = os.dup(2)
+        except OSError:  # (fd 2 closed, as some daemons run)
+            yield printed
+            return
         os.dup2(caught.fileno(), 2)
         try:
             yield printed

@@ -60,3 +60,18 @@ def test_the_network_it_is_built_from_is_left_untouched():
 
 def test_other_networks_are_not_fused():
     assert fuse_rrdbnet(SRVGGNetCompact(num_feat=4, num_conv=2, upscale=2)) is None
+
+
+def test_a_fused_op_that_computes_something_else_leaves_the_reference_network(monkeypatch):
+    """The op is private to torch: where a version of it computes otherwise than the unfused steps (here: no
+    activation), no fused form is made, and the engine keeps the reference network."""
+    from vsr.models import rrdbnet_fused
+
+    monkeypatch.setattr(rrdbnet_fused, "_conv", lambda x, conv, leaky_slope=None: conv(x))
+    rrdbnet_fused._fused_op_works.cache_clear()
+    try:
+        assert fuse_rrdbnet(tiny(4)) is None
+    finally:
+        monkeypatch.undo()
+        rrdbnet_fused._fused_op_works.cache_clear()
+    assert fuse_rrdbnet(tiny(4)) is not None
