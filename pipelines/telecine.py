@@ -245,7 +245,9 @@ def _telecine_evidence(path: Path, size: int, mtime_ns: int) -> tuple[int, int]:
                 if middle:
                     if not container.duration:
                         break
-                    container.seek(container.duration // 2)  # in AV_TIME_BASE units, to the keyframe before
+                    # (in AV_TIME_BASE units, to the keyframe before; from the start's time: an MPEG-TS clock
+                    # starts anywhere, and a target before it lands on the first frame)
+                    container.seek((container.start_time or 0) + container.duration // 2)
                 graph = av.filter.Graph()
                 source = graph.add_buffer(template=stream)
                 idet = graph.add("idet")

@@ -156,6 +156,20 @@ def test_true_interlaced_video_is_not_said_telecined(clips):
     assert telecine.telecine_note(film) is None
 
 
+def test_a_broadcast_is_judged_from_its_middle_too_whatever_its_clock_starts_at(tmp_path):
+    # MPEG-TS clocks start anywhere (a broadcast's at hours): the middle is the start's time plus half the duration.
+    # 2 s of true video, then 2 s telecined; the sample from the start shows no repeated field.
+    video, film = "testsrc2=size=128x96:rate=30000/1001", "testsrc2=size=128x96:rate=24000/1001"
+    broadcast = tmp_path / "broadcast.ts"
+    media.ffmpeg("-f", "lavfi", "-i", f"{video}:duration=2", "-f", "lavfi", "-i", f"{film}:duration=2",
+                 "-filter_complex", "[1:v]telecine=pattern=23,settb=1/30000[telecined];"
+                 "[0:v]settb=1/30000[video];[video][telecined]concat=n=2:v=1[out]", "-map", "[out]",
+                 "-c:v", "libx264", "-qp", "0", "-g", "15", "-sc_threshold", "0", "-flags", "+ildct+ilme",
+                 "-x264opts", "tff=1", "-output_ts_offset", "1000", broadcast)
+    repeated, judged = telecine.telecine_evidence(broadcast)
+    assert judged > telecine.SAMPLE_FRAMES and repeated > 0, (repeated, judged)
+
+
 def test_auto_names_ivtc_for_a_telecined_stream_and_still_deinterlaces_it(clips, tmp_path):
     telecined, _, interlaced = clips
     result = run_vsr("upscale", telecined, "-o", tmp_path / "auto.mkv", "-m", "bicubic", check=True)
