@@ -16,7 +16,8 @@ channel slice of an NHWC tensor before reading it, as the concatenation does), `
 buffers, and NCHW for the dense blocks.
 
 The op is private to PyTorch: `fuse_rrdbnet` returns None where this torch lacks it or it computes something else
-(tried once on a few pixels), and callers keep the reference network. It has no autograd: this form is for inference only (training uses `RRDBNet`).
+(tried once on a few pixels), and callers keep the reference network. It has no autograd: this form is for
+inference only (training uses `RRDBNet`).
 """
 
 from __future__ import annotations
