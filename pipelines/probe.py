@@ -55,6 +55,11 @@ _MATRICES = {0: "gbr", 1: "bt709", 4: "fcc", 5: "bt470bg", 6: "smpte170m", 7: "s
              9: "bt2020nc", 10: "bt2020c", 11: "smpte2085", 12: "chroma-derived-nc", 13: "chroma-derived-c",
              14: "ictcp"}
 
+# EXIF orientation → the display matrix FFmpeg makes of it: counterclockwise degrees, and whether the rows are flipped
+# first (VideoStreamInfo.rotation and .mirrored).
+_ORIENTATION_DISPLAY = {1: (0, False), 2: (180, True), 3: (180, False), 4: (0, True), 5: (270, True),
+                        6: (270, False), 7: (90, True), 8: (90, False)}
+
 # WebM keeps a VP8/VP9 video's alpha beside its color (alpha_mode 1); FFmpeg's own decoders ignore it, libvpx's
 # decode both into yuva420p.
 ALPHA_DECODERS = {"vp8": "libvpx", "vp9": "libvpx-vp9"}
@@ -78,6 +83,7 @@ class StreamSummary:
     sample_rate: int | None = None  # audio only
     channels: int | None = None  # audio only
     layout: str | None = None  # audio only, e.g. "stereo", "5.1"
+    timecode: str | None = None  # a QuickTime timecode track's start (data only), e.g. "01:00:00:00"
 
 
 @dataclass(frozen=True)
@@ -394,11 +400,17 @@ class TimelineWatch:
 def probe(path: str | Path) -> MediaInfo:
     """Read what `path` holds. Raises InputError if it is not a media file with a decodable video stream."""
     from vsr.pipelines.captions import carries_captions  # which imports this module
+    from vsr.pipelines.sequences import is_sequence  # which imports this module
 
     path = Path(path)
     info, estimated = describe_video(path)
     # (each open here follows the last one's close: see describe_video)
     with open_input(path) as container:
+        if not is_sequence(path) and (container.format.name == "image2" or container.format.name.endswith("_pipe")):
+            # A still image is upscaled upright by its EXIF orientation, read from the whole file
+            # (images.read_image: a WebP's EXIF comes after its pixels).
+            rotation, mirrored = _ORIENTATION_DISPLAY[exif_orientation(path.read_bytes())]
+            info = dataclasses.replace(info, rotation=rotation, mirrored=mirrored)
         pts, complete = _sample_pts(container, container.streams[info.index])
         if estimated and complete:  # a short file without a frame count: its packets were all read, count them
             info, estimated = dataclasses.replace(info, frame_count=len(pts)), False
@@ -439,12 +451,16 @@ def estimate_work(video: VideoStreamInfo, *, scale: int, macs_per_pixel: float, 
     all; alpha goes through the model as a second picture)."""
     per_frame = video.width * video.height * macs_per_pixel * (2 if video.alpha else 1)
     width, height = video.width * scale, video.height * scale
+    if image and video.rotation in (90, 270):  # (an image is written upright: see images.read_image)
+        width, height = height, width
     text = f"×{scale} → {width}×{height}"
     if (width % 2 or height % 2) and not image:  # (as `vsr upscale` writes it: see upscale.video_output_size)
         text += f" (written {width + width % 2}×{height + height % 2}: 4:2:0 video needs even sides)"
+    if not macs_per_pixel:  # (bicubic, lanczos)
+        return text + ", no network: resampling only"
     text += f", {_si(per_frame)}MAC{'' if image else ' per frame'}"
     if video.frame_count and not image:  # (a JPEG, read by FFmpeg's image2 format, has a frame count of 1)
-        text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} frames"
+        text += f", {_si(per_frame * video.frame_count)}MAC for {video.frame_count} {_frames(video.frame_count)}"
     return text
 
 
@@ -465,6 +481,8 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
     lines = [f"{info.path}: {info.format}, {_size(info.size)}, {'an image' if image else _clock(info.duration)}"]
     for stream in info.streams:
         line = f"  #{stream.index} {'image' if image else stream.type}: {stream.codec}"
+        if stream.timecode:
+            line = f"  #{stream.index} {stream.type}: timecode track, starts at {stream.timecode}"
         if stream.index == video.index:
             rate = f"{float(video.average_rate):.3f} fps" if video.average_rate else "unknown fps"
             frames = "unknown" if video.frame_count is None else str(video.frame_count)
@@ -472,12 +490,17 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
                 frames = f"~{frames}"
             color = video.color
             tags = [color.matrix, color.primaries, color.transfer]
-            colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
+            if color.matrix == "gbr" or av.VideoFormat(video.pix_fmt).is_rgb:
+                # No YUV matrix: the pixels are RGB (FFmpeg tags a PNG's "gbr", which means just that).
+                tags = [color.primaries, color.transfer]
+                colors = "RGB, " + ("untagged" if tags == [None] * 2 else "/".join(tag or "?" for tag in tags))
+            else:
+                colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
             if video.soft_telecined:  # (variable too, but in a steady cadence)
                 rate += " (soft-telecined film: shown 3:2 by repeat-field flags, frames 50 and 33 ms apart)"
             elif info.vfr:
                 rate += " (variable)"
-            timing = "" if image else f", {rate}, {frames} frames"
+            timing = "" if image else f", {rate}, {frames} {_frames(video.frame_count)}"
             line += (f", {video.width}×{video.height}, {video.pix_fmt} ({video.bit_depth}-bit){timing}, "
                      f"color {colors} ({color.range} range)")
             if video.interlaced:
@@ -486,8 +509,8 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
                 line += ", with alpha"
             if info.captions:
                 line += ", closed captions in the frames"
-            if video.rotation:
-                line += f", rotated {video.rotation}°"
+            if video.rotation or video.mirrored:
+                line += f", {_turned(video.rotation, video.mirrored)}"
             if video.sample_aspect_ratio:
                 line += f", pixel aspect {video.sample_aspect_ratio}"
         if stream.sample_rate:
@@ -511,6 +534,20 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
     if work:
         lines.append(f"  estimated work: {work}")
     return "\n".join(lines)
+
+
+def _frames(count: int | None) -> str:
+    return "frame" if count == 1 else "frames"
+
+
+def _turned(rotation: int, mirrored: bool) -> str:
+    """How a picture is shown, in a viewer's words: its rows flipped where `mirrored`, then turned `rotation` degrees
+    counterclockwise (as VideoStreamInfo says it and the decoder applies it; images.upright turns a still image the
+    same from its EXIF orientation). Flipping the rows is mirroring left to right and turning half a turn."""
+    if not mirrored:
+        return f"rotated {rotation}°"
+    turn = (rotation + 180) % 360
+    return {0: "mirrored", 180: "flipped upside down"}.get(turn, f"mirrored, then rotated {turn}°")
 
 
 def _display_rotation(path: str, index: int) -> int:
@@ -667,6 +704,8 @@ def _summary(stream: av.stream.Stream) -> StreamSummary:
         sample_rate=stream.codec_context.sample_rate if audio else None,
         channels=stream.codec_context.channels if audio else None,
         layout=stream.codec_context.layout.name if audio else None,
+        # (as passthrough tells a timecode track, which the output gets anew from this start)
+        timecode=stream.metadata.get("timecode") if stream.type == "data" else None,
     )
 
 

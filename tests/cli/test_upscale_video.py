@@ -617,7 +617,7 @@ def test_probe_describes_the_streams_and_the_work(tmp_path):
     result = vsr("probe", source, "-m", "bicubic")
     assert "video: h264, 64×48" in result.stdout
     assert "audio: aac" in result.stdout
-    assert "10 frames" in result.stdout and "×4 → 256×192" in result.stdout
+    assert "10 frames" in result.stdout and "×4 → 256×192, no network: resampling only" in result.stdout
 
 
 def test_probe_counts_a_zoo_models_work_without_its_weights(tmp_path):
