@@ -643,7 +643,7 @@ def test_probe_of_an_image_gives_it_no_duration_or_frame_rate(tmp_path):
     result = vsr("probe", image, "-m", "realesr-animevideov3-x3", env={"VSR_HOME": str(tmp_path / "cache")})
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{image}: png_pipe, ") and lines[0].endswith(" kB, an image")
-    assert lines[1:3] == ["  #0 image: png, 65×49, rgb24 (8-bit), color gbr/?/? (pc range)",
+    assert lines[1:3] == ["  #0 image: png, 65×49, rgb24 (8-bit), color RGB, untagged (pc range)",
                           "  estimated work: realesr-animevideov3-x3: ×3 → 195×147, 2.0 GMAC"]  # 607k per pixel
 
 
@@ -660,7 +660,8 @@ def test_probe_of_a_jpeg_photo_describes_it_as_an_image(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].startswith(f"{image}: image2, ") and lines[0].endswith(" kB, an image")
     assert lines[1].startswith("  #0 image: mjpeg, 64×48, ") and ", rotated " in lines[1]
-    assert lines[2] == "  estimated work: realesr-animevideov3: ×4 → 256×192, 1.9 GMAC"  # once: one picture
+    # once: one picture; upright, as written (Orientation 6 turns the stored 64×48 a quarter)
+    assert lines[2] == "  estimated work: realesr-animevideov3: ×4 → 192×256, 1.9 GMAC"
 
 
 def test_help_shows_the_defaults_written_in_words():
