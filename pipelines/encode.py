@@ -484,8 +484,9 @@ class VideoWriter:
                 raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (more pixels than "
                                   f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
                                   f"--width or --height") from failure
-            # The encoder's own words where it printed them ("invalid tune 'animaton'"), else FFmpeg's.
+            # The encoder's own words where it printed them ("invalid tune 'animaton'") or logged them, else FFmpeg's.
             said = [line.split("]: ", 1)[-1] for line in printed if "[error]" in line]
+            said = said or getattr(failure, "__notes__", [])
             reason = "; ".join(said) or getattr(failure, "strerror", None) or failure
             raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
@@ -793,7 +794,15 @@ def _params_refused(ctx: av.codec.context.CodecContext) -> list[str]:
     take: FFmpeg only warns ("Error parsing option 'bfrmaes = 2'", "Unknown option: x.") and encodes without them.
     FFmpeg's log is heard (from every thread) only while the encoder opens; PyAV keeps it quiet otherwise."""
     with ffmpeg_log(av.logging.WARNING), av.logging.Capture(local=False) as logs:
-        ctx.open()
+        try:
+            ctx.open()
+        except (ValueError, av.FFmpegError) as error:
+            # Why, where the encoder said it in FFmpeg's log (x265: "Error setting preset/tune (null)/animaton."):
+            # a note that VideoWriter's one line gives as the reason.
+            for level, _, message in logs:
+                if level <= av.logging.ERROR and message.strip():
+                    error.add_note(message.strip())
+            raise
     return [message.strip() for _, _, message in logs if message.startswith(_PARAMS_REFUSALS)]
 
 

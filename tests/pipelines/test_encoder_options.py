@@ -112,6 +112,7 @@ def test_a_preset_the_encoder_does_not_take_is_one_line_naming_those_it_does(tmp
     ("libx264", {"tune": "animaton"}, "invalid tune 'animaton'"),
     ("libx264", {"profile": "hihg"}, "invalid profile: hihg"),
     ("libx265", {"profile": "main11"}, "unknown profile <main11>"),
+    ("libx265", {"tune": "animaton"}, "Error setting preset/tune medium/animaton."),  # (in FFmpeg's log)
 ])
 def test_what_the_encoder_prints_of_a_setting_it_refuses_is_the_one_lines_reason(tmp_path, capfd, codec, option, said):
     """x264 and x265 print it on the standard error themselves ("x264 [error]: invalid tune 'animaton'"): it came
