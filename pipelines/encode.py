@@ -191,6 +191,9 @@ _AVCOL_SPC_RGB = 0
 # How libx264, libx265 and libsvtav1 (through FFmpeg) warn of a -params entry they could not take.
 _PARAMS_REFUSALS = ("Error parsing option", "Unknown option", "Invalid value for")
 _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
+# x265's B-frame delay at most, in frames (2 with b-pyramid, 1 without; 0 without B-frames): an encode of no more
+# frames gets decoding times x265 makes up (VideoWriter._encode).
+_X265_LONGEST_B_FRAME_DELAY = 2
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
 _OPTIONS_OF_THEIR_OWN = {"pix_fmt": "--pix-fmt", "s": "--width/--height (or --outscale)"}
 _said: set[str] = set()  # the warnings this process gave, see _warn_once
@@ -355,6 +358,8 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         self._caption_syntax = CAPTION_SYNTAX.get(spec.encoder)  # None: the codec has no place for captions
+        self._encoder = spec.encoder
+        self._frames_encoded = 0  # frames given to the encoder (_encode)
         self._source, self._codec, self._overwrite = Path(source), codec, overwrite
         check_output(self.output, Path(source), overwrite)
         keeps_alpha = source_info.alpha and codec_keeps_alpha(codec, self.output.suffix)
@@ -533,7 +538,7 @@ class VideoWriter:
                 self._last_output_pts = video_frame.pts
                 if pts in batch.captions:
                     self._keep_captions(video_frame.pts, batch.captions[pts])
-                self._mux(self._stream.encode(video_frame))
+                self._mux(self._encode(video_frame))
                 self._last_step = pts - self._last_pts if self._last_pts is not None else 0
                 self._last_pts = pts
                 self.frames_written += 1
@@ -555,6 +560,23 @@ class VideoWriter:
             _warn_once("%s: the video carries closed captions in its frames (CEA-608/708), which codec %s has no "
                        "place for: they are not written (libx264, libx265 and libsvtav1 keep them)",
                        self._source, self._codec)
+
+    def _encode(self, video_frame: av.VideoFrame | None) -> list[av.Packet]:
+        """The encoder's packets for `video_frame` (None: the frames it still holds), with x265's decoding times put
+        right where it makes them up. x265 (4.2 in PyAV 18) gives its first packets `dts = pts - delay`, the delay
+        measured as the frame after its B-frame delay arrives (the third frame with b-pyramid, the second without).
+        An encode of no more frames never sets it: the delay is whatever that memory held, 0 in a fresh process,
+        up to ±10^18 ticks in one that has run a while. Matroska refused a dts after the pts ("pts (0) < dts (...)":
+        4 of 300 two-frame upscales, two processes at once), MP4 any pair so far apart (100 of 100). So few frames
+        are never reordered (x265 makes the last frame of an encode a P frame, never a B): they are decoded in
+        presentation order, dts = pts, as x265 gives them without B-frames."""
+        packets = self._stream.encode(video_frame)
+        if video_frame is not None:
+            self._frames_encoded += 1
+        if self._encoder == "libx265" and self._frames_encoded <= _X265_LONGEST_B_FRAME_DELAY:
+            for packet in packets:
+                packet.dts = packet.pts
+        return packets
 
     def _mux(self, packets: list[av.Packet], last: bool = False) -> None:
         """Mux encoded packets, each with the closed captions of its frame put back in (captions module) and its
@@ -649,7 +671,7 @@ class VideoWriter:
                     self._durations[self._last_output_pts] = max(round(seconds / self._output_time_base), 1) \
                         if seconds else 0
                 self._end_pts = self._last_output_pts + self._durations[self._last_output_pts]
-            self._mux(self._stream.encode(None), last=True)
+            self._mux(self._encode(None), last=True)
         except (OSError, av.FFmpegError) as error:
             self.abort()
             raise self._write_error(error) from error
