@@ -71,6 +71,7 @@ from vsr.pipelines.upscale import (
     VideoOptions,
     VideoResult,
     as_path,
+    check_animation_early,
     check_input,
     check_option_types,
     check_output,
@@ -547,6 +548,7 @@ def upscale_video_in_segments(
     """
     from tqdm import tqdm
 
+    from vsr.pipelines.animation import is_animation
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
     from vsr.pipelines.encode import (CODECS, DISPLAY_MATRIX_SUFFIXES, STREAM_TIMED_SUFFIXES, check_container_holds,
@@ -579,6 +581,7 @@ def upscale_video_in_segments(
             return _upscale_into_sequence(source, output, device_list, options, video, overwrite, progress)
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                              video=video, overwrite=overwrite, progress=progress, engine=engine)
+    check_animation_early(output, video.codec)
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
     # With one device the engine is made here, once; with several (or remotely), each worker makes its own.
@@ -594,6 +597,14 @@ def upscale_video_in_segments(
         output = place_output(output, default_output_path(source, label, video.codec, plan.info.alpha))
     output = Path(output)
     check_output(output, source, overwrite)
+    if is_animation(output):  # (a GIF's palette is made from every frame: segments would each have their own)
+        if len(plan.segments) > 1 or len(device_list) > 1 or remote is not None:
+            log.warning("%s: an animation (%s) is upscaled in one run on %s, not in resumable segments", source,
+                        output.suffix, device_list[0] if remote is None else "this machine")
+        result = upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
+                               video=video, overwrite=overwrite, progress=progress, engine=engine, plan=plan)
+        remove_stale_folder(output)
+        return result
     codec = video_codec(video.codec, output.suffix, plan.info.alpha)
     check_container_holds(output, codec)
     if options.width is None and options.height is None:  # (else the pixels are made square)

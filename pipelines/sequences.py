@@ -474,7 +474,7 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
         check_sequence_output(output, Path(source), overwrite, record)
     elif output.suffix.lower() in images.READ_SUFFIXES:
         raise OptionError(f"{output}: one image; to write every frame as an image, number them: "
-                          f"{output.with_name(f'{output.stem}%06d{output.suffix}')}")
+                          f"{output.with_name(f'{output.stem}%06d{output.suffix}')} (an animation: .gif or .apng)")
 
 
 def _writes_over(output: Path, source: Path) -> bool:

@@ -167,16 +167,22 @@ def output_label(options: UpscaleOptions, model_scale: float) -> str:
 
 def default_output_path(source: Path, label: str, codec: str | None = None, alpha: bool = False) -> Path:
     """movie.mp4 → movie.x4.mp4 (`label`: see `scale_label`), next to the input. A video whose container cannot hold
-    `codec` (H.264 in .webm, any codec in .gif), or cannot keep its alpha with codec "auto", or is one of
+    `codec` (H.264 in .webm, a codec named for a .gif), or cannot keep its alpha with codec "auto", or is one of
     STREAM_TIMED_SUFFIXES (raw streams; DVD program streams, whose few frame times H.264's large frames leave to
     guesses, and few players take H.264 there) gets .mkv, which holds every codec and every stream the source can
-    pass on. `codec` None: an image. An image sequence (frames/f%04d.png) gives one beside it (f%04d.x4.png)."""
+    pass on. A GIF or APNG with codec "auto" gives a GIF or APNG (`animation`: users upscale stickers and reaction
+    GIFs to post them again). `codec` None: an image. An image sequence (frames/f%04d.png) gives one beside it
+    (f%04d.x4.png)."""
     from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, container_holds
     from vsr.pipelines.sequences import is_sequence
+
+    from vsr.pipelines.animation import is_animation
 
     suffix = source.suffix
     if is_sequence(source):
         codec = None  # written as images, in the input's format where vsr writes it
+    elif codec == "auto" and is_animation(source):
+        pass  # a GIF or APNG gives one of its kind back, transparency and loops kept (pipelines/animation.py)
     elif codec == "auto" and alpha and suffix.lower() not in ALPHA_CODECS:
         suffix = ".mkv"
     elif codec is not None:
@@ -239,6 +245,14 @@ def check_output_early(source: Path, output: str | Path | None, options: Upscale
 
         alpha = probe(source).video.alpha
     check_output(place_output(output, default_output_path(source, label, codec, alpha)), source, overwrite)
+
+
+def check_animation_early(output: str | Path | None, codec: str) -> None:
+    """One line before the model loads where --codec names a codec that an animation output (-o x.gif) cannot hold."""
+    from vsr.pipelines.animation import check_animation_codec, is_animation
+
+    if output is not None and not is_folder(output) and is_animation(output):
+        check_animation_codec(Path(output), codec)
 
 
 def check_option_types(options: object, *video: object, overwrite: object = False) -> None:
@@ -483,10 +497,11 @@ def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, outpu
     where the chroma is subsampled (4:2:0 both, 4:2:2 the width: `encode.chroma_steps`; not for an image sequence,
     RGB or 4:4:4), and the pixels square: the source's pixel aspect ratio is not copied. `source` names the video in
     a warning."""
+    from vsr.pipelines.animation import is_animation
     from vsr.pipelines.encode import chroma_steps
     from vsr.pipelines.sequences import is_sequence
 
-    steps = (1, 1) if is_sequence(output) else chroma_steps(
+    steps = (1, 1) if is_sequence(output) or is_animation(output) else chroma_steps(
         output, video_codec(video.codec, output.suffix, info.alpha), source, info, video.pix_fmt)
     if info.rotation % 180 == 90:  # (some containers get the frames turned upright: their rows become columns)
         steps = (max(steps),) * 2
@@ -547,6 +562,7 @@ def upscale_video(
     # What an image sequence output is made of, which lets it resume (a default output is known further down).
     record = run_record(source, options, video, frames=True) if output is not None and is_sequence(output) else None
     check_sequence_options(source, output, video, overwrite, record)
+    check_animation_early(output, video.codec)
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
     engine = engine or make_engine(options, progress=progress)
@@ -675,6 +691,8 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
     """The writer of `output`: a VideoWriter, or an ImageSequenceWriter for a name like frames/%06d.png (`record`:
     what the run makes, which lets a sequence resume, see `run_record`; `first_pts`: of the first frame to write;
     `device`: the engine's; `trim_end`: a preview's end in source seconds, where known before its frames)."""
+    from vsr.pipelines.animation import (AnimationWriter, check_animation_codec, is_animation,
+                                         warn_about_encoder_options)
     from vsr.pipelines.encode import VideoWriter
     from vsr.pipelines.probe import video_end
     from vsr.pipelines.sequences import ImageSequenceWriter, is_sequence
@@ -684,6 +702,12 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
                                    overwrite=overwrite, copy_streams=video.copy_streams, record=record,
                                    first_pts=first_pts)
     check_output(output, source, overwrite)
+    if is_animation(output):
+        check_animation_codec(output, video.codec)
+        warn_about_encoder_options(output, source, video.crf, video.preset, video.encoder_options, video.pix_fmt)
+        return AnimationWriter(output, source=source, source_info=info, width=width, height=height,
+                               overwrite=overwrite, copy_streams=video.copy_streams,
+                               trim_end=trim_end if video.is_preview else None, video_end=video_end(source, info.index))
     codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
     encoder_options = video.encoder_options
     # (--crf, --preset and the options were given for "auto"'s H.264, or the codec named: not alpha's choice)

@@ -71,7 +71,8 @@ def bench(
     frames = sum(len(batch) for batch in batches)
 
     with tempfile.TemporaryDirectory(prefix="vsr-bench-") as folder:
-        # Named as `vsr upscale` would name it: .mkv where the clip's container cannot hold the codec (.webm, .gif).
+        # Named as `vsr upscale` would name it: .mkv where the clip's container cannot hold the codec (.webm); a GIF's
+        # is a GIF, its palette and all.
         output = Path(folder) / api.default_output_path(clip, engine.label, video.codec).name
         # As `vsr upscale` runs the model: to the size it writes, alpha (where the clip has it) upscaled too.
         size = video_output_size(engine, info, clip, output, video)[:2]

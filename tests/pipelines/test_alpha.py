@@ -107,8 +107,9 @@ def test_a_gif_keeps_its_transparency_and_an_opaque_gif_stays_plain(tmp_path, tr
         frames.append(image)
     source = tmp_path / "sticker.gif"
     frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
-    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
-    assert result.output == tmp_path / "sticker.x4.mkv" and result.frames == 3
+    # (By default a GIF gives a GIF, which keeps its transparency too: tests/pipelines/test_animation.py.)
+    result = api.upscale_video(source, tmp_path / "sticker.x4.mkv", options=api.UpscaleOptions(model="bicubic"))
+    assert result.frames == 3
     stream = ffprobe_streams_of(result.output, "v:0")[0]
     if transparent:
         assert stream["codec_name"] == "vp9" and stream["tags"].get("alpha_mode") == "1"
@@ -128,7 +129,7 @@ def test_a_gif_that_starts_opaque_and_turns_transparent_keeps_its_transparency(t
         frames.append(image)
     source = tmp_path / "sticker.gif"
     frames[0].save(source, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
-    result = api.upscale_video(source, options=api.UpscaleOptions(model="bicubic"))
+    result = api.upscale_video(source, tmp_path / "sticker.x4.mkv", options=api.UpscaleOptions(model="bicubic"))
     assert ffprobe_streams_of(result.output, "v:0")[0]["codec_name"] == "vp9"
     alpha = rgba_frames(result.output)[..., 3]
     assert (alpha[0] > 250).all() and (alpha[-1, :, 124:] < 5).all()  # right of the sticker: clear
@@ -289,9 +290,10 @@ def test_a_batch_names_and_finds_alpha_videos_as_vsr_upscale_does(tmp_path):
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.12", folder / "plain.webm")
     jobs = batch.discover(folder, tmp_path / "out", options=api.UpscaleOptions(model="bicubic"),
                           video=api.VideoOptions())
-    # An alpha .webm stays .webm (VP9 keeps it there); .avi cannot keep it: .mkv; H.264 goes in no .webm or .gif.
+    # An alpha .webm stays .webm (VP9 keeps it there); .avi cannot keep it: .mkv; H.264 goes in no .webm; a GIF or
+    # APNG gives one of its kind (pipelines/animation.py).
     assert sorted(job.name for job in jobs) == [
-        "badge.x4.mkv", "lossless.x4.mkv", "overlay.x4.webm", "plain.x4.mkv", "sticker.x4.mkv"]
+        "badge.x4.gif", "lossless.x4.mkv", "overlay.x4.webm", "plain.x4.mkv", "sticker.x4.apng"]
 
 
 def test_the_default_codecs_preset_crf_and_options_do_not_break_an_alpha_video(tmp_path, caplog):

@@ -1,0 +1,211 @@
+"""Animated GIF and APNG output (pipelines/animation.py): real encodes of tiny clips, judged by ffprobe, the ffmpeg
+command line and Pillow (GIF loops, transparency), not by vsr's own decoder."""
+
+import subprocess
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.pipelines import media_fixtures as media
+from tests.processes import run_vsr
+from vsr.api import UpscaleOptions, VideoOptions, upscale_video
+from vsr.pipelines.animation import AnimationWriter, centiseconds, gif_times, source_plays
+from vsr.pipelines.frames import FrameBatch
+
+pytestmark = media.requires_ffmpeg
+
+BICUBIC_X2 = UpscaleOptions(model="bicubic", outscale=2)
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "bbb_sample.mp4"
+
+
+def gif_of(path: Path, colours_or_images, durations, **save) -> Path:
+    """A GIF made by Pillow (an independent writer) from RGB colours or RGBA images, shown `durations` ms each."""
+    from PIL import Image
+
+    pictures = [Image.new("RGB", (32, 24), item) if isinstance(item, str) else item for item in colours_or_images]
+    pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=durations, **save)
+    return path
+
+
+def frame_spans(path: Path) -> list[tuple[float, float]]:
+    """(start, duration) in seconds of each packet of the first video stream, as ffprobe reads them."""
+    packets = media.ffprobe(path, "-select_streams", "v:0", "-show_entries",
+                            "packet=pts_time,duration_time")["packets"]
+    return [(float(packet["pts_time"]), float(packet["duration_time"])) for packet in packets]
+
+
+def rgba_frames(path: Path) -> np.ndarray:
+    """Every frame as N×H×W×4 RGBA, decoded by the ffmpeg command line."""
+    stream = media.ffprobe_streams_of(path, "v:0")[0]
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgba",
+                          "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, stream["height"], stream["width"], 4)
+
+
+def pillow_loop(path: Path) -> int | None:
+    """The GIF's NETSCAPE loop count as Pillow reads it (None: no loop block, played once)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.info.get("loop")
+
+
+def test_a_gif_keeps_its_variable_delays_its_last_delay_and_its_loop_count(tmp_path):
+    source = gif_of(tmp_path / "slides.gif", ["red", "green", "blue", "white"], [100, 300, 70, 2000], loop=3)
+    result = upscale_video(source, options=BICUBIC_X2)
+    assert result.output == tmp_path / "slides.x2.gif" and result.frames == 4  # a GIF gives a GIF back
+    stream = media.ffprobe_streams_of(result.output, "v:0")[0]
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("gif", 64, 48)
+    assert frame_spans(result.output) == frame_spans(source) == [(0, 0.1), (0.1, 0.3), (0.4, 0.07), (0.47, 2.0)]
+    assert pillow_loop(result.output) == pillow_loop(source) == 3
+
+
+@pytest.mark.parametrize("loop, plays", [(None, 1), (0, 0), (2, 3)], ids=["once", "for ever", "three times"])
+def test_the_loop_count_is_read_as_plays_and_written_back_as_it_was(tmp_path, loop, plays):
+    save = {} if loop is None else {"loop": loop}
+    source = gif_of(tmp_path / "anim.gif", ["red", "green"], 100, **save)
+    assert source_plays(source) == plays
+    result = upscale_video(source, options=BICUBIC_X2)
+    assert pillow_loop(result.output) == loop and source_plays(result.output) == plays
+    apng = upscale_video(source, tmp_path / "anim.apng", options=BICUBIC_X2)
+    assert source_plays(apng.output) == plays  # (acTL's num_plays: 0 for ever)
+
+
+def test_a_video_becomes_a_gif_at_its_frame_times_rounded_to_centiseconds_and_loops_for_ever(tmp_path):
+    source = tmp_path / "clip.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=30", "-frames:v", "6", "-c:v", "libx264", source)
+    result = upscale_video(source, tmp_path / "clip.gif", options=BICUBIC_X2)
+    assert media.ffprobe(result.output, "-count_frames", "-show_entries",
+                         "stream=nb_read_frames")["streams"][0]["nb_read_frames"] == "6"
+    # 0, 3.33, 6.67, 10, 13.33, 16.67 cs: each rounded from the first frame, so the rounding never adds up; the last
+    # frame lasts one frame at the video's rate (to 20 cs).
+    assert frame_spans(result.output) == [(0, 0.03), (0.03, 0.04), (0.07, 0.03), (0.1, 0.03), (0.13, 0.04),
+                                          (0.17, 0.03)]
+    assert pillow_loop(result.output) == 0  # a video's GIF loops, as GIFs are expected to
+
+
+def test_frames_under_two_centiseconds_apart_are_left_out_with_a_warning(tmp_path, caplog):
+    source = tmp_path / "fast.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=60", "-frames:v", "7", "-c:v", "libx264", source)
+    result = upscale_video(source, tmp_path / "fast.gif", options=BICUBIC_X2)
+    # 0, 1.67, 3.33, 5, 6.67, 8.33, 10 cs → 0, 2, 3, 5, 7, 8, 10: the frames at 3 and 8 would show for 1 cs.
+    assert frame_spans(result.output) == [(0, 0.02), (0.02, 0.03), (0.05, 0.02), (0.07, 0.03), (0.1, 0.02)]
+    assert "2 of 7 frames come less than 2 hundredths of a second after the frame before them" in caplog.text
+    assert gif_times([Fraction(0)], Fraction(1, 1000)) == ([0], [0], 2)  # (a last delay is never under 2 cs)
+    assert centiseconds(Fraction(5, 1000)) == 1 and centiseconds(Fraction(149, 10000)) == 1  # halves up
+
+
+def test_a_gifs_colours_are_close_to_the_upscale_it_maps_to_one_palette(tmp_path):
+    exact = upscale_video(SAMPLE, tmp_path / "exact.mkv", options=BICUBIC_X2,
+                          video=VideoOptions(codec="ffv1", max_frames=6))
+    result = upscale_video(SAMPLE, tmp_path / "sample.gif", options=BICUBIC_X2, video=VideoOptions(max_frames=6))
+    assert result.output.stat().st_size > 0 and not list(tmp_path.glob(".*"))  # the temporaries are gone
+    got, expected = rgba_frames(result.output).astype(int), rgba_frames(exact.output).astype(int)
+    assert got.shape == expected.shape == (6, 180, 320, 4) and (got[..., 3] == 255).all()
+    error = np.abs(got[..., :3] - expected[..., :3])
+    # Measured: 4.08 levels on average, 17 at the 99th percentile, at most 45 (256 colours, Bayer dithering).
+    assert error.mean() < 4.5 and np.percentile(error, 99) <= 20 and error.max() < 56
+    palettes = media.ffprobe(result.output, "-show_entries", "stream=pix_fmt")["streams"][0]["pix_fmt"]
+    assert palettes == "bgra"  # (FFmpeg's GIF decoder gives the palette's colours with their transparency)
+
+
+def sticker_frames(count: int = 3):
+    """A red bar moving right over a clear ground: where it was is clear again in the frames after."""
+    from PIL import Image
+
+    frames = []
+    for index in range(count):
+        image = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
+        image.paste((220, 30, 30, 255), (2 + 10 * index, 5, 14 + 10 * index, 25))
+        frames.append(image)
+    return frames
+
+
+def test_a_transparent_gif_stays_transparent_where_the_sticker_moved_away(tmp_path):
+    source = gif_of(tmp_path / "sticker.gif", sticker_frames(), 100, loop=0, disposal=2)
+    result = upscale_video(source, options=BICUBIC_X2)
+    assert result.output == tmp_path / "sticker.x2.gif"
+    alpha = rgba_frames(result.output)[..., 3]
+    assert alpha.shape == (3, 60, 80)
+    assert (alpha[0, 14:46, 8:24] == 255).all() and (alpha[0, :, 36:] == 0).all()  # the bar; the ground clear
+    assert (alpha[2, :, :36] == 0).all()  # where the bar was in frame 0 (and 1): clear again, not left behind
+    assert (alpha[2, 14:46, 48:64] == 255).all()
+    colour = rgba_frames(result.output)[2, 20:40, 50:62, :3].astype(int)
+    assert np.abs(colour - [220, 30, 30]).max() <= 12
+
+
+def test_an_apng_keeps_every_frame_exactly_with_its_alpha_and_times(tmp_path):
+    source = gif_of(tmp_path / "sticker.gif", sticker_frames(), [100, 250, 1500], loop=0, disposal=2)
+    exact = upscale_video(source, tmp_path / "exact.mkv", options=BICUBIC_X2, video=VideoOptions(codec="ffv1"))
+    result = upscale_video(source, tmp_path / "sticker.apng", options=BICUBIC_X2)
+    stream = media.ffprobe_streams_of(result.output, "v:0")[0]
+    assert (stream["codec_name"], stream["pix_fmt"]) == ("apng", "rgba")
+    assert np.array_equal(rgba_frames(result.output), rgba_frames(exact.output))
+    assert frame_spans(result.output) == [(0, 0.1), (0.1, 0.25), (0.35, 1.5)]
+
+
+def test_an_apng_source_gives_an_apng_by_default(tmp_path):
+    source = tmp_path / "anim.apng"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=10", "-frames:v", "3", "-plays", "0", source)
+    result = upscale_video(source, options=BICUBIC_X2)
+    assert result.output == tmp_path / "anim.x2.apng"
+    assert media.ffprobe_streams_of(result.output, "v:0")[0]["codec_name"] == "apng"
+
+
+def test_a_codec_a_gif_cannot_hold_is_one_line_before_any_work(tmp_path):
+    source = tmp_path / "clip.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=10", "-frames:v", "2", source)
+    result = run_vsr("upscale", source, "-m", "bicubic", "--codec", "libx264", "-o", tmp_path / "x.gif")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "vsr: error: --codec libx264: a .gif file holds 256-color GIF pictures only; leave --codec out, or name the "
+        "output .mkv (or .mp4) for libx264"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_video_encoder_settings_for_a_gif_are_said_to_be_left_out(tmp_path, caplog):
+    source = gif_of(tmp_path / "anim.gif", ["red", "green"], 100)
+    result = upscale_video(source, options=BICUBIC_X2, video=VideoOptions(crf=20, preset="fast"))
+    assert result.output.suffix == ".gif"
+    assert f"{source}: --crf, --preset set a video encoder, and a .gif file is written without one" in caplog.text
+
+
+def test_a_failure_midway_leaves_neither_the_output_nor_a_temporary(tmp_path):
+    source = gif_of(tmp_path / "anim.gif", ["red", "green"], 100)
+    info = media.video_info(source)
+    output = tmp_path / "out.gif"
+    with pytest.raises(RuntimeError, match="stopped"):
+        with AnimationWriter(output, source=source, source_info=info, width=64, height=48) as writer:
+            writer.write(FrameBatch(frames=torch.zeros(1, 3, 48, 64, dtype=torch.uint8), pts=[0]))
+            assert len(list(tmp_path.glob(".*"))) == 2  # the temporary output and the frames kept for the palette
+            raise RuntimeError("stopped")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["anim.gif"]
+
+
+def test_a_preview_of_a_gif_starts_at_its_first_frame_and_ends_at_its_end(tmp_path):
+    source = gif_of(tmp_path / "slides.gif", ["red", "green", "blue", "white"], [100, 300, 70, 2000])
+    result = upscale_video(source, tmp_path / "preview.gif", options=BICUBIC_X2,
+                           video=VideoOptions(start=0.1, end=0.45))
+    assert frame_spans(result.output) == [(0, 0.3), (0.3, 0.05)]  # the blue frame cut at --end
+
+
+def test_a_gif_is_written_in_one_run_not_in_segments(tmp_path, caplog):
+    from vsr.api import upscale_video_in_segments
+
+    source = tmp_path / "long.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24:rate=10", "-frames:v", "12", "-g", "2", source)
+    result = upscale_video_in_segments(source, tmp_path / "long.gif", options=BICUBIC_X2,
+                                       video=VideoOptions(segment_seconds=0.3))
+    assert result.frames == 12 and len(frame_spans(result.output)) == 12
+    assert "an animation (.gif) is upscaled in one run" in caplog.text
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["long.gif", "long.mp4"]
+
+
+def test_a_rotated_video_becomes_an_upright_gif(tmp_path):
+    source = media.make_rotated_clip(tmp_path / "phone.mp4", rotation=90, frames=3)
+    result = upscale_video(source, tmp_path / "phone.gif", options=BICUBIC_X2)
+    stream = media.ffprobe_streams_of(result.output, "v:0")[0]
+    assert (stream["width"], stream["height"]) == (96, 128) and result.rotation == 0
