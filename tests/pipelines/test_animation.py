@@ -209,3 +209,21 @@ def test_a_rotated_video_becomes_an_upright_gif(tmp_path):
     result = upscale_video(source, tmp_path / "phone.gif", options=BICUBIC_X2)
     stream = media.ffprobe_streams_of(result.output, "v:0")[0]
     assert (stream["width"], stream["height"]) == (96, 128) and result.rotation == 0
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing_behind(tmp_path):
+    import resource
+    import sys
+
+    source = tmp_path / "noise.mp4"
+    media.ffmpeg("-f", "lavfi", "-i", "nullsrc=size=32x24:rate=10,geq=random(1)*255:128:128", "-frames:v", "6",
+                 "-c:v", "libx264", "-qp", "0", source)
+    output = tmp_path / "out" / "noise.gif"
+    output.parent.mkdir()
+    limited = subprocess.run([sys.executable, "-m", "vsr", "upscale", str(source), "-m", "bicubic", "--outscale", "2",
+                              "-o", str(output)], capture_output=True, text=True,
+                             preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                   (8 << 10, resource.RLIM_INFINITY)))
+    assert limited.returncode == 4, limited.stderr
+    assert limited.stderr.strip().splitlines() == [f"vsr: error: cannot write {output}: File too large"]
+    assert list(output.parent.iterdir()) == []
