@@ -229,7 +229,7 @@ class AnimationWriter:
         self._palette_graph = self._use_graph = None  # palettegen's graph; paletteuse's, once the palette is made
         try:
             self._lock = lock_temporary(self._temp, self.output)
-        except OutputError:  # (another run holds it)
+        except OutputError:  # (another run holds it: said already; an OutputError is an OSError too)
             raise
         except OSError as error:
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error

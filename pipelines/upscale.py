@@ -173,10 +173,9 @@ def default_output_path(source: Path, label: str, codec: str | None = None, alph
     pass on. A GIF or APNG with codec "auto" gives a GIF or APNG (`animation`: users upscale stickers and reaction
     GIFs to post them again). `codec` None: an image. An image sequence (frames/f%04d.png) gives one beside it
     (f%04d.x4.png)."""
+    from vsr.pipelines.animation import is_animation
     from vsr.pipelines.encode import STREAM_TIMED_SUFFIXES, container_holds
     from vsr.pipelines.sequences import is_sequence
-
-    from vsr.pipelines.animation import is_animation
 
     suffix = source.suffix
     if is_sequence(source):
