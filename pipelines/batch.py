@@ -443,7 +443,9 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
             raise OptionError(f"{job.label}: its output {job.output} is the input {reader.label}; give the job "
                               "another output, or the batch another output folder")
     for codec, pix_fmt in {(job.video.codec, job.video.pix_fmt) for job in jobs if job.kind == "video"}:
-        choose_pix_fmt(api.video_codec(codec, ".mkv"), 8, pix_fmt)  # an OptionError for an unknown codec or pix_fmt
+        # An OptionError for an unknown codec or pix_fmt ("auto" writes a pix_fmt deeper than 8 bits with libx265).
+        deep = pix_fmt is not None and api.pix_fmt_bits(pix_fmt) > 8
+        choose_pix_fmt(api.video_codec(codec, ".mkv", deep_or_hdr=deep), 8, pix_fmt)
     # A jobs file's output named for no format (`output = "ep2.xyz"`): its job failed, after the model had loaded.
     for job in jobs:
         try:

@@ -77,16 +77,17 @@ from vsr.pipelines.upscale import (
     check_output,
     check_output_early,
     default_output_path,
+    encoder_choice,
     is_folder,
     load_model,
     make_engine,
     output_label,
     place_output,
     run_record,
+    say_codec_chosen,
     skip_frames,
     upscale_frames,
     upscale_video,
-    video_codec,
     video_output_size,
 )
 
@@ -605,7 +606,7 @@ def upscale_video_in_segments(
                                video=video, overwrite=overwrite, progress=progress, engine=engine, plan=plan)
         remove_stale_folder(output)
         return result
-    codec = video_codec(video.codec, output.suffix, plan.info.alpha)
+    codec, pix_fmt = encoder_choice(video, output.suffix, plan.info)
     check_container_holds(output, codec)
     if options.width is None and options.height is None:  # (else the pixels are made square)
         warn_if_pixel_aspect_lost(output, codec, plan.info, source)  # (said here: the workers write .mp4 segments)
@@ -631,9 +632,11 @@ def upscale_video_in_segments(
         remove_stale_folder(output)  # (once the output is whole: until then, a rerun as before could resume)
         return result
 
-    # The workers write segment files: they encode with the codec and options that the output itself needs.
-    video = dataclasses.replace(video, codec=codec, encoder_options={**frame_time_options(output),
-                                                                     **video.encoder_options})
+    # The workers write segment files: they encode with the codec and options that the output itself needs (every
+    # segment with the same codec, decided here for the whole video).
+    say_codec_chosen(source, video, plan.info, codec, pix_fmt)
+    video = dataclasses.replace(video, codec=codec, pix_fmt=pix_fmt,
+                                encoder_options={**frame_time_options(output), **video.encoder_options})
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
     warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
                                            path=source))

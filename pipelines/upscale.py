@@ -39,6 +39,11 @@ IMAGE_SUFFIXES = images.READ_SUFFIXES
 KEEP_FIELDS = "--deinterlace off"  # what keeps an interlaced video's fields, said as "auto" deinterlaces one
 # The containers that keep a video's alpha, and the codec that "auto" picks there for a video with alpha.
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
+# The transfers of HDR video, FFmpeg's names → ours: PQ (HDR10, Dolby Vision, HDR10+) and HLG (broadcasts, phones).
+HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+# Where `say_codec_chosen` says the codec "auto" picked, an info line that the command line shows.
+CODEC_LOG = "vsr.codec"
+codec_log = logging.getLogger(CODEC_LOG)
 
 
 FPS_RANGE = (Fraction(1, 1000), 1000)  # an image sequence's frame rate, as --fps gives it
@@ -149,14 +154,67 @@ def make_image_engine(options: UpscaleOptions) -> Engine:
     return make_engine(replace(options, cuda_graphs="off" if options.cuda_graphs == "auto" else options.cuda_graphs))
 
 
-def video_codec(codec: str, suffix: str, alpha: bool = False) -> str:
-    """The encoder `codec` names ("auto": libx264, or for a video with alpha the codec that keeps it in a file
-    ending in `suffix`, ALPHA_CODECS; VP9 in WebM, which holds no H.264, as ffmpeg picks for `-o x.webm`)."""
+def video_codec(codec: str, suffix: str, alpha: bool = False, deep_or_hdr: bool = False) -> str:
+    """The encoder `codec` names. "auto": for a video with alpha, the codec that keeps it in a file ending in
+    `suffix` (ALPHA_CODECS); VP9 in WebM, which holds no H.264 (as ffmpeg picks for `-o x.webm`); libx265 for a
+    video written deeper than 8 bits or HDR (`deep_or_hdr`, see `is_deep_or_hdr`) in a container players take HEVC
+    in (`encode.plays_hevc`: .mp4, .mov, .mkv, .ts), as HandBrake keeps HDR only in HEVC or AV1: its H.264 would be
+    High 10, which hardly any hardware decoder plays (TVs, phones, Apple's devices, browsers); else libx264."""
+    from vsr.pipelines.encode import plays_hevc
+
     if codec != "auto":
         return codec
-    if alpha:
-        return ALPHA_CODECS.get(suffix.lower(), "libx264")
-    return "libvpx-vp9" if suffix.lower() == ".webm" else "libx264"
+    if alpha and suffix.lower() in ALPHA_CODECS:
+        return ALPHA_CODECS[suffix.lower()]
+    if suffix.lower() == ".webm":
+        return "libvpx-vp9"
+    if deep_or_hdr and plays_hevc(suffix):
+        return "libx265"
+    return "libx264"
+
+
+def is_deep_or_hdr(info: VideoStreamInfo, pix_fmt: str | None = None) -> bool:
+    """Whether a video of `info` is written deeper than 8 bits or as HDR (PQ or HLG, HDR_TRANSFERS), which codec
+    "auto" writes as HEVC (`video_codec`). A `pix_fmt` given decides by its own depth: 8 bits asked for stay H.264,
+    of an HDR source too (players take 8-bit H.264; it is High 10 they lack)."""
+    if pix_fmt is not None:
+        return pix_fmt_bits(pix_fmt) > 8
+    return info.bit_depth > 8 or info.color.transfer in HDR_TRANSFERS
+
+
+def pix_fmt_bits(pix_fmt: str) -> int:
+    """The bits per component of `pix_fmt`; 0 for a name FFmpeg does not know (the writer says that one)."""
+    import av
+
+    try:
+        return max(component.bits for component in av.VideoFormat(pix_fmt).components)
+    except ValueError:
+        return 0
+
+
+def encoder_choice(video: VideoOptions, suffix: str, info: VideoStreamInfo) -> tuple[str, str | None]:
+    """The codec and pix_fmt (None: the writer's, by the source's depth) that `video` writes a video of `info` with
+    into a file ending in `suffix`: "auto" resolved (`video_codec`), and the HEVC it picks for a source deeper than
+    10 bits written as Main 10 (yuv420p10le), the deepest profile players decode (x265 would write Main 12)."""
+    codec = video_codec(video.codec, suffix, info.alpha, is_deep_or_hdr(info, video.pix_fmt))
+    if video.codec == "auto" and codec == "libx265" and video.pix_fmt is None and info.bit_depth > 10:
+        return codec, "yuv420p10le"
+    return codec, video.pix_fmt
+
+
+def say_codec_chosen(source: Path, video: VideoOptions, info: VideoStreamInfo, codec: str,
+                     pix_fmt: str | None) -> None:
+    """One info line where codec "auto" chose HEVC (`video_codec`), which the user did not name, and why; the
+    command line shows it (CODEC_LOG)."""
+    if video.codec != "auto" or codec != "libx265":
+        return
+    what = [f"{info.bit_depth}-bit"] if info.bit_depth > 8 else []
+    if info.color.transfer in HDR_TRANSFERS:
+        what.append(f"HDR ({HDR_TRANSFERS[info.color.transfer]})")
+    video_is = f"{'a' if info.bit_depth > 8 else 'an'} {' '.join(what)} video" if what else f"--pix-fmt {pix_fmt}"
+    depth = pix_fmt_bits(pix_fmt) if pix_fmt is not None else info.bit_depth
+    codec_log.info("%s: %s: written as %d-bit HEVC with libx265, which TVs, phones and browsers play (H.264 High 10 "
+                   "hardly any); --codec libx264 writes H.264", source, video_is, depth)
 
 
 def output_label(options: UpscaleOptions, model_scale: float) -> str:
@@ -394,7 +452,8 @@ class VideoOptions:
     """How to decode and encode a video."""
 
     decoder: str = "auto"  # auto, pyav, decord, dali
-    codec: str = "auto"  # a key of encode.CODECS, or auto: libx264, or for a video with alpha one that keeps it
+    # A key of encode.CODECS, or auto: libx264; libx265 for 10-bit and HDR video; for alpha a codec that keeps it
+    codec: str = "auto"  # (see video_codec)
     crf: int | None = None  # None: the codec's default in pipelines.encode
     preset: str | None = None
     # More encoder options by FFmpeg's names, e.g. {"tune": "animation"}, {"b": "8M"} (a bit rate instead of the crf)
@@ -500,8 +559,11 @@ def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, outpu
     from vsr.pipelines.encode import chroma_steps
     from vsr.pipelines.sequences import is_sequence
 
-    steps = (1, 1) if is_sequence(output) or is_animation(output) else chroma_steps(
-        output, video_codec(video.codec, output.suffix, info.alpha), source, info, video.pix_fmt)
+    if is_sequence(output) or is_animation(output):
+        steps = (1, 1)
+    else:
+        codec, pix_fmt = encoder_choice(video, output.suffix, info)
+        steps = chroma_steps(output, codec, source, info, pix_fmt)
     if info.rotation % 180 == 90:  # (some containers get the frames turned upright: their rows become columns)
         steps = (max(steps),) * 2
     height, width = engine.output_size(info.height, info.width, pixel_aspect=info.sample_aspect_ratio or 1,
@@ -707,11 +769,12 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         return AnimationWriter(output, source=source, source_info=info, width=width, height=height,
                                overwrite=overwrite, copy_streams=video.copy_streams,
                                trim_end=trim_end if video.is_preview else None, video_end=video_end(source, info.index))
-    codec, crf, preset = video_codec(video.codec, output.suffix, info.alpha), video.crf, video.preset
+    (codec, pix_fmt), crf, preset = encoder_choice(video, output.suffix, info), video.crf, video.preset
+    say_codec_chosen(source, video, info, codec, pix_fmt)
     encoder_options = video.encoder_options
-    # (--crf, --preset and the options were given for "auto"'s H.264, or the codec named: not alpha's choice)
-    if info.alpha and codec != video_codec(video.codec, ".mkv") and (crf is not None or preset is not None
-                                                                     or encoder_options):
+    # (--crf, --preset and the options were given for the codec named, or for "auto"'s H.264 or HEVC: not alpha's)
+    without_alpha = video_codec(video.codec, ".mkv", deep_or_hdr=is_deep_or_hdr(info, video.pix_fmt))
+    if info.alpha and codec != without_alpha and (crf is not None or preset is not None or encoder_options):
         log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
                     "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "
                     "drops the alpha)", source, codec)
@@ -727,7 +790,7 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
         crf=crf,
         preset=preset,
         options=encoder_options,
-        pix_fmt=video.pix_fmt,
+        pix_fmt=pix_fmt,
         overwrite=overwrite,
         copy_streams=video.copy_streams,
         # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.

@@ -84,11 +84,12 @@ StrengthOption = Annotated[Optional[float], typer.Option(
     "scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].", show_default=False)]
 CodecOption = Annotated[Optional[str], typer.Option(
     "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
-                    "... \\[default: auto: libx264, or for a video with alpha libvpx-vp9 (.mkv, .webm) or prores "
-                    "(.mov)].", show_default=False)]
+                    "... \\[default: auto: libx264; libx265 for 10-bit or HDR video (in .mp4, .mov, .mkv, .ts); "
+                    "libvpx-vp9 in .webm; for a video with alpha libvpx-vp9 (.mkv, .webm) or prores (.mov)].",
+                    show_default=False)]
 # (vsr's defaults, pipelines.encode.CODECS, not the encoders' own: x264's own CRF is 23, and "the codec's" read so)
 CrfOption = Annotated[Optional[int], typer.Option(
-    "--crf", help="Constant rate factor (quality; lower is better) \\[default: 18 for libx264, 20 for libx265, 30 for "
+    "--crf", help="Constant rate factor (quality; lower is better) \\[default: 18 for libx264, 23 for libx265, 30 for "
     "libsvtav1, 31 for libvpx-vp9].")]
 PresetOption = Annotated[Optional[str], typer.Option(
     "--preset", help="Encoder speed preset \\[default: medium for libx264 and libx265, 8 for libsvtav1, 4 (cpu-used) "
@@ -240,6 +241,10 @@ def upscale(
     from vsr import api
 
     _setup_logging(quiet)
+    if not quiet:
+        from vsr.pipelines.upscale import CODEC_LOG
+
+        logging.getLogger(CODEC_LOG).setLevel(logging.INFO)  # the codec "auto" picked where it is not H.264
     if alpha != 0.8 and blend is None and denoise_strength is None:  # (0.8: --alpha's default, given or not)
         raise OptionError("--alpha weighs the --blend model against -m; give --blend too")
     if denoise_strength is not None:
@@ -524,10 +529,12 @@ def batch(
 ) -> None:
     from vsr.errors import OptionError
     from vsr.pipelines.journal import format_table, read_journal, unfinished
+    from vsr.pipelines.upscale import CODEC_LOG
 
     _setup_logging(quiet)
     if not quiet:
         logging.getLogger("vsr.pipelines.batch").setLevel(logging.INFO)  # one line per job
+        logging.getLogger(CODEC_LOG).setLevel(logging.INFO)  # the codec "auto" picked where it is not H.264
     folders = folders or []
     if task_cpus != 1.0 and ray is None:  # (1: its default, given or not)
         raise OptionError("--task-cpus sets the CPUs of each Ray task: give --ray too (--workers sets processes here)")
