@@ -15,6 +15,7 @@ from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
 from vsr.pipelines import batch
+from vsr.pipelines.encode import CODECS
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 
@@ -135,7 +136,8 @@ def test_what_an_encoder_prints_as_it_opens_is_still_printed(tmp_path, capfd):
     source = make_clip(tmp_path / "clip.mp4", frames=2)
     api.upscale_video(source, tmp_path / "out.mkv", options=BICUBIC,
                       video=api.VideoOptions(codec="libx265", encoder_options={"x265-params": "log-level=info"}))
-    assert "x265 [info]: Rate Control / qCompress            : CRF-20.0" in capfd.readouterr().err
+    crf = CODECS["libx265"].default_quality
+    assert f"x265 [info]: Rate Control / qCompress            : CRF-{crf}.0" in capfd.readouterr().err
 
 
 @pytest.mark.parametrize("codec, preset", [("libx264", "VeryFast"), ("libx265", "9"), ("libsvtav1", "-1"),
