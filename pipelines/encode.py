@@ -51,10 +51,10 @@ The encoder itself runs with FFmpeg's automatic threading: all cores, frame thre
 
 Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usual choice for upscales), libx265
 (CRF 23, medium: as good as x264's CRF 18 by PSNR and SSIM, measured on upscaled 10-bit frames; codec "auto" writes
-10-bit and HDR video with it, see `upscale.video_codec`), libsvtav1 (CRF 30, preset 8), libvpx-vp9 (CRF 31, cpu-used 4), NVENC (h264/hevc/av1_nvenc,
-CQ 19/21/28, preset p5; needs an NVIDIA GPU with NVENC, which H100/H200 lack), and two truly lossless ones that
-store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv) and "x264-lossless"
-(libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for these two.
+10-bit and HDR video with it, see `upscale.video_codec`), libsvtav1 (CRF 30, preset 8), libvpx-vp9 (CRF 31,
+cpu-used 4), NVENC (h264/hevc/av1_nvenc, CQ 19/21/28, preset p5; needs an NVIDIA GPU with NVENC, which H100/H200
+lack), and two truly lossless ones that store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv)
+and "x264-lossless" (libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for these two.
 "prores" (prores_ks) is ProRes 422 HQ, or 4444 with alpha.
 
 Alpha: for a source with alpha (`VideoStreamInfo.alpha`) the codecs that keep it (`CodecSpec.alpha`: libvpx-vp9,
@@ -113,7 +113,7 @@ class CodecSpec:
 
 CODECS: dict[str, CodecSpec] = {
     "libx264": CodecSpec("libx264", "crf", 18, "preset", "medium"),
-    # CRF 23: x264's 18 in quality (README, "Video"); at 20 it made files 1.5 times x264's, 3 dB better in PSNR.
+    # CRF 23: x264's 18 in quality (README, "Video"); at 20, files were 1.2-1.5 times x264's, 2-3 dB better in PSNR.
     "libx265": CodecSpec("libx265", "crf", 23, "preset", "medium", options={"x265-params": "log-level=error"}),
     "libsvtav1": CodecSpec("libsvtav1", "crf", 30, "preset", "8"),
     # libvpx needs bit rate 0 for constant quality; row-mt uses the cores.
