@@ -497,7 +497,9 @@ def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpu
 
         return RayExecutor(ray, task_cpus=task_cpus, max_retries=max_attempts - 1)
     if devices or workers > 1:
-        return ProcessExecutor(workers, devices, log_level=logging.getLogger("vsr").getEffectiveLevel())
+        codec_log = logging.getLogger(api.CODEC_LOG)  # (an info line that `vsr batch` shows: passed on)
+        return ProcessExecutor(workers, devices, log_level=logging.getLogger("vsr").getEffectiveLevel(),
+                               logger_levels={codec_log.name: codec_log.getEffectiveLevel()})
     return InlineExecutor()
 
 

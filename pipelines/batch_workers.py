@@ -218,10 +218,14 @@ def become_worker(parent: int) -> None:
 
 
 def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
-                tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
-    """The loop of one worker process: take a job, run it, send the result; None means stop."""
+                tasks: multiprocessing.Queue, results: multiprocessing.Queue,
+                logger_levels: dict[str, int] | None = None) -> None:
+    """The loop of one worker process: take a job, run it, send the result; None means stop. `logger_levels`: the
+    levels of loggers set apart from `log_level` in the parent (the codec "auto" picked, which `vsr batch` shows)."""
     become_worker(parent)
     logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
+    for name, level in (logger_levels or {}).items():
+        logging.getLogger(name).setLevel(level)
     import torch
 
     torch.set_num_threads(threads)
@@ -242,14 +246,15 @@ class _Worker:
 class ProcessExecutor:
     """`workers` processes (one per entry of `devices` when given), fed one job at a time."""
 
-    def __init__(self, workers: int, devices: list[str] | None = None, log_level: int = logging.WARNING):
+    def __init__(self, workers: int, devices: list[str] | None = None, log_level: int = logging.WARNING,
+                 logger_levels: dict[str, int] | None = None):
         self._context = multiprocessing.get_context("spawn")
         self._results = self._context.Queue()
         self._devices = devices or [None] * workers
         self.capacity = len(self._devices)
         # Each worker gets its share of the cores, so that N workers do not each start a thread per core.
         self._threads = max(1, (os.cpu_count() or 1) // self.capacity)
-        self._log_level = log_level
+        self._log_level, self._logger_levels = log_level, logger_levels  # (see worker_main)
         self._workers: list[_Worker] = []
         try:
             for index in range(self.capacity):
@@ -263,7 +268,8 @@ class ProcessExecutor:
         device = self._devices[index]
         process = self._context.Process(
             target=worker_main, name=f"vsr-batch-worker-{index}", daemon=True,
-            args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results),
+            args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results,
+                  self._logger_levels),
         )
 
         def keep() -> None:  # (in place of a dead one, or the next)
