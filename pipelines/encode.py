@@ -54,8 +54,8 @@ Codecs (`CODECS`): libx264 (CRF 18, preset medium: visually transparent, the usu
 10-bit and HDR video with it, see `upscale.video_codec`), libsvtav1 (CRF 30, preset 8), libvpx-vp9 (CRF 31,
 cpu-used 4), NVENC (h264/hevc/av1_nvenc, CQ 19/21/28, preset p5; needs an NVIDIA GPU with NVENC, which H100/H200
 lack), and two truly lossless ones that store the RGB frames exactly: "ffv1" (RGB at the source's bit depth; .mkv)
-and "x264-lossless" (libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for these two.
-"prores" (prores_ks) is ProRes 422 HQ, or 4444 with alpha.
+and "x264-lossless" (libx264rgb, qp 0, 8-bit RGB). A lossless YUV 4:2:0 file would still lose chroma, hence RGB for
+these two. "prores" (prores_ks) is ProRes 422 HQ, or 4444 with alpha.
 
 Alpha: for a source with alpha (`VideoStreamInfo.alpha`) the codecs that keep it (`CodecSpec.alpha`: libvpx-vp9,
 ffv1, prores) encode a pixel format with an alpha plane, and `write` takes RGBA frames (`alpha`); the others write
