@@ -115,6 +115,7 @@ class Passthrough:
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
+        self._read_covers = False  # whether covers' pictures were read from `_input`, which then opens afresh
 
         # (a preview starts later than the source: its first frame's timecode is not the source's, see
         # copy_video_tags; the MOV muxer would write a timecode track from the container's tag too)
@@ -139,6 +140,9 @@ class Passthrough:
                 self._add(stream)
             elif copy_streams:
                 self._skip(stream, f"{stream.type} streams other than the upscaled video are not copied")
+        if self._read_covers:  # the packets are copied from the start of the file: from an open not yet read
+            self._input.close()
+            self._input = open_input(source)
         packet_streams = [s for s in self._input.streams  # attachments (covers made ones too) have no packets
                           if s.index in self.copied and self.copied[s.index].type != "attachment"]
         for stream in self._input.streams:  # the demuxer then skips their data instead of reading it
@@ -147,7 +151,9 @@ class Passthrough:
         self._packet_streams = packet_streams
         self._packets: Iterator[av.Packet] = iter(self._input.demux(packet_streams)) if packet_streams else iter(())
         self._timelines = {stream.index: TimelineWatch(source, stream) for stream in packet_streams}
-        start = _earliest_start([self._input.streams[video_index], *packet_streams])
+        video = self._input.streams[video_index]
+        self._video_tags, self._video_disposition = dict(video.metadata), video.disposition  # (copy_video_tags)
+        start = _earliest_start([video, *packet_streams])
         # Where a whole output starts: the file's start, where that is after 0. A start before 0 stays (origin 0):
         # there the source's own 0 is where showing begins, and what lies before it is decoded, not shown (an MP4
         # edit list over B-frames' delay, or over the frames an edit cut off; a Matroska file's frames before 0).
@@ -158,6 +164,10 @@ class Passthrough:
         self.origin = start if after_0 else Fraction(0)
         if not trim:  # (set before the header, where Matroska writes them: a preview's are set at its end)
             output.set_chapters(self._chapters if not self.origin else _chapters_within(self._chapters, self.origin))
+        if not packet_streams:
+            # Nothing to demux (a segment's file; a source of video and attachments alone): closed at once, since
+            # FFmpeg holds three copies of a file's attachments (fonts: tens of MB) for as long as it is open.
+            self._input.close()
 
     def _add(self, stream: Stream) -> None:
         if stream.disposition & Disposition.attached_pic and self._output.format.name == "matroska":
@@ -192,8 +202,10 @@ class Passthrough:
     def _add_cover_attachment(self, stream: Stream) -> None:
         """A cover picture goes into Matroska as an attachment, where players and FFmpeg look for it: FFmpeg reads
         such an attachment as a one-picture video stream, and its muxer would write that back as a video track."""
-        with av.open(self._input.name) as source:  # the cover's one packet, without moving the demuxer in use
-            picture = next((bytes(packet) for packet in source.demux(source.streams[stream.index]) if packet.size), None)
+        # (read from the open in use, and that closed before another opens: FFmpeg holds three copies of the file's
+        # attachments per open, fonts of tens of MB, and two opens besides the decoder's took 0.4 GB at once)
+        self._read_covers = True
+        picture = next((bytes(packet) for packet in self._input.demux(stream) if packet.size), None)
         if picture is None:
             self._skip(stream, "its picture cannot be read")
             return
@@ -211,15 +223,14 @@ class Passthrough:
 
     def copy_video_tags(self, video: Stream) -> None:
         """Give the output's video stream the source video's tags (but those of its encoding) and disposition."""
-        source = self._input.streams[self._video_index]
-        video.metadata.update({k: v for k, v in source.metadata.items()
+        video.metadata.update({k: v for k, v in self._video_tags.items()
                                if k.split("-")[0].lower() not in _ENCODING_TAGS})
         if self._timecode is not None:
             video.metadata.setdefault("timecode", self._timecode)
         if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's
             for key in [key for key in video.metadata if key.lower() == "timecode"]:
                 del video.metadata[key]
-        video.disposition = source.disposition
+        video.disposition = self._video_disposition
 
     def start_at(self, seconds: Fraction) -> None:
         """Make `seconds` (source time) the output's 0: a preview's start (trim, see the module doc), `origin` for a
@@ -437,7 +448,13 @@ def _refusal(container: str, stream: Stream) -> str | None:
         return f"{container} files cannot hold audio of {layout} without an order; Matroska (.mkv) holds it"
     probe = av.open(io.BytesIO(), "w", format=container)
     try:
-        probe.add_stream_from_template(stream)
+        if stream.type == "attachment":
+            # A stand-in with the attachment's name and type: the muxers judge those, not the bytes, and a copy of
+            # the bytes (a font, tens of MB), written into this header in memory, was two more copies at once.
+            probe.add_attachment(stream.metadata.get("filename", "attachment"), stream.metadata.get("mimetype", ""),
+                                 b"\0")
+        else:
+            probe.add_stream_from_template(stream)
         probe.start_encoding()
     except (ValueError, av.FFmpegError):
         if stream.type == "attachment":
