@@ -419,6 +419,8 @@ class VideoWriter:
         except BaseException:
             self.abort()
             raise
+        if self._container.format.name in MOV_MUXERS:
+            self._container.options["movie_timescale"] = str(movie_timescale(self._output_time_base))
         try:
             self._stream = self._add_video_stream(codec, spec, source_info, codec_options, rate)
             self._passthrough = Passthrough(source, self._container, video_index=source_info.index,
@@ -881,6 +883,14 @@ def frame_place(seconds: Fraction, interval: Fraction, previous: int | None) -> 
     after the previous frame's place (frames closer than an interval keep their order, a little late)."""
     place = round(seconds / interval)
     return place if previous is None else max(place, previous + 1)
+
+
+def movie_timescale(time_base: Fraction) -> int:
+    """The QuickTime/MP4 muxer's movie timescale for a video stream in `time_base`. The muxer writes where each
+    stream starts (an edit list: a video that starts after its audio, an MPEG-TS source's AAC first by 21.333 ms) in
+    that unit, 1/1000 s unless told: the video started at 21 ms, a third of a millisecond early, frames still 1/90000
+    exact. A multiple of the video's own unit, and no coarser than the default."""
+    return time_base.denominator * max(1, -(-1000 // time_base.denominator))
 
 
 def frame_time_options(output: Path) -> dict[str, str]:

@@ -938,7 +938,7 @@ class _Joiner:
 
     def _open(self, template: av.video.stream.VideoStream) -> None:
         """The output's video stream is a copy of the first segment's; the passthrough streams come after it."""
-        from vsr.pipelines.encode import FRAME_COUNTED_SUFFIXES, STREAM_TIMED_SUFFIXES, declared_rate
+        from vsr.pipelines.encode import FRAME_COUNTED_SUFFIXES, STREAM_TIMED_SUFFIXES, declared_rate, movie_timescale
         from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
         from vsr.pipelines.probe import is_variable_rate
 
@@ -955,6 +955,8 @@ class _Joiner:
         self._output_time_base = 1 / rate if self._frame_counted else self._info.time_base
         stream.time_base = self._output_time_base
         stream.codec_context.framerate = rate
+        if self._container.format.name in MOV_MUXERS:  # (where each stream starts, as precise as a single run's)
+            self._container.options["movie_timescale"] = str(movie_timescale(self._output_time_base))
         if self._info.rotation:
             stream.set_display_rotation(self._info.rotation)
         self._passthrough = Passthrough(self._source, self._container, video_index=self._info.index,

@@ -122,6 +122,21 @@ def test_a_recording_far_into_its_clock_starts_at_0_as_ffmpegs_copy_does(recordi
         assert chapters(output) == [(0, Fraction("0.611"), "One"), (Fraction("0.611"), Fraction("2.111"), "Two")]
 
 
+@pytest.mark.parametrize("segmented", [False, True], ids=["one run", "segments"])
+def test_an_mp4s_video_starts_after_its_audio_to_the_tick_not_the_millisecond(recordings, tmp_path, segmented):
+    """The MP4 muxer writes where a stream starts (an edit list) in its movie timescale, 1/1000 s unless told: the
+    recording's video, 10.9 ms after its audio, started at 10 ms (rounded down), every frame 0.9 ms early. Told
+    the video's own unit (MPEG-TS's 1/90000), every frame keeps its time to the tick."""
+    source = recordings["ts"]
+    output = upscaled(source, tmp_path / "out.mp4", segmented)
+    source_start = media.packet_spans(source, "a:0")[0][0]
+    expected = [time - source_start for time in media.video_times(source)]
+    assert expected[0] % MILLISECOND != 0  # (the muxer's default would round it)
+    found = media.video_times(output)
+    assert len(found) == len(expected) == 50
+    assert max(abs(time - want) for time, want in zip(found, expected)) <= Fraction(1, 90000)
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_audio_that_starts_after_the_video_keeps_its_delay(tmp_path, suffix):
     source = recording(tmp_path / "late.ts", audio_delay=0.3)
