@@ -604,6 +604,8 @@ class VideoWriter:
                 packet.duration = duration
             if self._first_dts is None:
                 self._first_dts = packet.dts
+                if self._frame_counted and packet.dts:  # the video starts after the other streams
+                    mux_empty_chunk(self._container, self._stream)
             if packet.pts is not None and (self._first_pts is None or packet.pts < self._first_pts):
                 self._first_pts = packet.pts
             if last and not self._held and self._container.format.name in MOV_MUXERS and packet.dts is not None:
@@ -883,6 +885,16 @@ def frame_place(seconds: Fraction, interval: Fraction, previous: int | None) -> 
     after the previous frame's place (frames closer than an interval keep their order, a little late)."""
     place = round(seconds / interval)
     return place if previous is None else max(place, previous + 1)
+
+
+def mux_empty_chunk(container: av.container.OutputContainer, stream: av.video.stream.VideoStream) -> None:
+    """An empty chunk at place 0 of a frame-counted (AVI) video stream whose first frame comes at a later place (the
+    audio starts first). FFmpeg's AVI muxer indexes the skipped places between two packets as empty chunks (a
+    variable rate's), but none before the first packet: readers took the first frame for place 0, shown that much
+    early and held that much longer (40 ms of a 25 fps B-frame AVI, 0.2 s of a video started after its audio)."""
+    empty = av.Packet(b"")
+    empty.stream, empty.time_base, empty.pts, empty.dts = stream, stream.time_base, 0, 0
+    container.mux(empty)
 
 
 def movie_timescale(time_base: Fraction) -> int:

@@ -1016,7 +1016,7 @@ class _Joiner:
         self._last_pts = pts[-1]
 
     def _write(self, packet: av.Packet, offset: int) -> None:
-        from vsr.pipelines.encode import frame_place
+        from vsr.pipelines.encode import frame_place, mux_empty_chunk
 
         packet.pts += offset
         packet.dts = packet.pts if packet.dts is None else packet.dts + offset
@@ -1034,8 +1034,11 @@ class _Joiner:
         self._passthrough.mux_until(float(packet.dts * self._time_base))
         if self._frame_counted:  # placed as the one-run writer places frames, by decoding time (no B-frames here)
             reorder = round((packet.pts - packet.dts) * self._time_base / self._output_time_base)
+            first = self._last_place is None
             self._last_place = frame_place(packet.dts * self._time_base - self._origin, self._output_time_base,
                                            self._last_place)
+            if first and self._last_place > 0:  # the video starts after the other streams
+                mux_empty_chunk(self._container, self._stream)
             # (the duration too: the AVI muxer indexes empty chunks up to where the last packet ends)
             duration = round((packet.duration or 0) * self._time_base / self._output_time_base)
             times = (self._last_place + reorder, self._last_place, duration, self._output_time_base)
