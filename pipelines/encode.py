@@ -986,17 +986,25 @@ def container_holds(suffix: str, codec: str) -> bool:
     target = io.BytesIO()
     target.name = f"probe{suffix}"  # PyAV picks the muxer by this name, as for a file
     try:
-        with av.open(target, "w") as container:
-            spec = _codec_spec(codec)
-            stream = container.add_stream(spec.encoder, rate=25)  # (MXF takes broadcast rates only)
-            stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
-            stream.codec_context.options = dict(spec.options)  # x265's log level among them
-            container.start_encoding()
-            if (container.format.name in _MPEG_STREAM_MUXERS
-                    and stream.codec_context.codec.canonical_name not in _MPEG_STREAM_VIDEO_CODECS):
-                return False
+        container = av.open(target, "w")
+    except ValueError:
+        return False
+    try:
+        spec = _codec_spec(codec)
+        stream = container.add_stream(spec.encoder, rate=25)  # (MXF takes broadcast rates only)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, choose_pix_fmt(codec, 8)
+        stream.codec_context.options = dict(spec.options)  # x265's log level among them
+        container.start_encoding()
+        if (container.format.name in _MPEG_STREAM_MUXERS
+                and stream.codec_context.codec.canonical_name not in _MPEG_STREAM_VIDEO_CODECS):
+            return False
     except (ValueError, av.FFmpegError):
         return False
+    finally:
+        # (MXF's muxer fails its trailer when no packet was written: that said nothing of the codec, and every
+        # .mxf output was refused, "codec 'libx264' cannot be stored in a mxf file")
+        with contextlib.suppress(ValueError, av.FFmpegError):
+            container.close()
     return True
 
 

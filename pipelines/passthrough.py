@@ -448,6 +448,9 @@ def _refusal(container: str, stream: Stream) -> str | None:
         return f"{container} files cannot hold audio of {layout} without an order; Matroska (.mkv) holds it"
     probe = av.open(io.BytesIO(), "w", format=container)
     try:
+        if container == "mxf":  # (its muxer wants one video stream, the first: audio alone was "cannot hold")
+            video = probe.add_stream("mpeg2video", rate=25)
+            video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
         if stream.type == "attachment":
             # A stand-in with the attachment's name and type: the muxers judge those, not the bytes, and a copy of
             # the bytes (a font, tens of MB), written into this header in memory, was two more copies at once.

@@ -110,6 +110,24 @@ def test_mp4_aac_is_bit_identical(aac, tmp_path):
     assert media.video_pts(output) == media.video_pts(aac)
 
 
+def test_an_mxf_output_takes_h264_and_keeps_its_pcm_audio(tmp_path, caplog):
+    """MXF's muxer wants one video stream, the first, and fails its trailer where no packet was written: the probes
+    that ask a muxer what it holds took those for refusals, and every .mxf output was "codec 'libx264' cannot be
+    stored in a mxf file", its PCM audio "mxf files cannot hold pcm_s16le audio"."""
+    from vsr.pipelines.encode import check_container_holds
+
+    source = tmp_path / "broadcast.mxf"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=0.4", "-f", "lavfi", "-i",
+                 "sine=sample_rate=48000:duration=0.4", "-c:v", "mpeg2video", "-c:a", "pcm_s16le", source)
+    output = tmp_path / "out.mxf"
+    check_container_holds(output, "libx264")  # (no OptionError)
+    with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+        media.write_upscaled(source, output)
+    assert "cannot hold" not in caplog.text
+    assert by_type(output)["video"][0]["codec_name"] == "h264" and len(media.video_pts(output)) == 10
+    assert packet_hashes(media.framemd5(output, "0:a")) == packet_hashes(media.framemd5(source, "0:a")) != []
+
+
 def test_streams_mp4_cannot_hold_are_skipped_with_one_warning_each(rich, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
         output = media.write_upscaled(rich, tmp_path / "out.mp4")
