@@ -89,7 +89,7 @@ from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, ffmpeg_log, is_variable_rate, read_hdr10
 
-from vsr.errors import OptionError, OutputError
+from vsr.errors import EncoderSettingsError, OptionError, OutputError
 from vsr.fsutil import AppearedMeanwhile, check_output, fsync_folder, hidden_sibling, lock_temporary, rename_into_place
 
 logger = logging.getLogger(__name__)
@@ -497,12 +497,12 @@ class VideoWriter:
             said = [line.split("]: ", 1)[-1] for line in printed if "[error]" in line]
             said = said or getattr(failure, "__notes__", [])
             reason = "; ".join(said) or getattr(failure, "strerror", None) or failure
-            raise OptionError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
+            raise EncoderSettingsError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
         unused = dict(ctx.options)  # after opening, what the encoder did not recognise
         if unused:
-            raise OptionError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
+            raise EncoderSettingsError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
         if refused:
-            raise OptionError(f"codec {codec!r} refused a setting of its -params list: {refused[0]}")
+            raise EncoderSettingsError(f"codec {codec!r} refused a setting of its -params list: {refused[0]}")
         return stream
 
     def write(self, batch: FrameBatch) -> None:

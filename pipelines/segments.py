@@ -71,6 +71,7 @@ from vsr.pipelines.upscale import (
     VideoOptions,
     VideoResult,
     as_path,
+    auto_codec_named,
     check_animation_early,
     check_input,
     check_option_types,
@@ -635,13 +636,14 @@ def upscale_video_in_segments(
     # The workers write segment files: they encode with the codec and options that the output itself needs (every
     # segment with the same codec, decided here for the whole video).
     say_codec_chosen(source, video, plan.info, codec, pix_fmt)
+    codec_errors = auto_codec_named(video, codec)  # (the settings given, refused by the HEVC that "auto" picked)
     video = dataclasses.replace(video, codec=codec, pix_fmt=pix_fmt,
                                 encoder_options={**frame_time_options(output), **video.encoder_options})
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
     warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
                                            path=source))
     started = time.perf_counter()
-    with SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
+    with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
         done: dict[int, object] = dict(folder.done())
         todo = [segment for segment in plan.segments if segment.index not in done]
         if done:  # said as a warning, so that the command line shows it: the output is partly an earlier run's

@@ -7,6 +7,7 @@ the public API.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -17,7 +18,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsr.errors import InputError, ModelError, OptionError, OutputError
+from vsr.errors import EncoderSettingsError, InputError, ModelError, OptionError, OutputError
 from vsr.fsutil import check_output
 from vsr.hardware import check_memory
 from vsr.models import zoo
@@ -215,6 +216,20 @@ def say_codec_chosen(source: Path, video: VideoOptions, info: VideoStreamInfo, c
     depth = pix_fmt_bits(pix_fmt) if pix_fmt is not None else info.bit_depth
     codec_log.info("%s: %s: written as %d-bit HEVC with libx265, which TVs, phones and browsers play (H.264 High 10 "
                    "hardly any); --codec libx264 writes H.264", source, video_is, depth)
+
+
+@contextlib.contextmanager
+def auto_codec_named(video: VideoOptions, codec: str):
+    """Where codec "auto" picked libx265 (`video_codec`) and the encoder refuses settings given for it (x264's
+    `tune=film`, `x264-params=...`, `profile=high10`): the error says that libx265 was vsr's choice, and how to get
+    H.264 (the info line that says so is not shown with -q, nor in the Python API)."""
+    try:
+        yield
+    except EncoderSettingsError as error:
+        if video.codec != "auto" or codec != "libx265":
+            raise
+        raise EncoderSettingsError(f"{error} (codec \"auto\" picked libx265 for this video; --codec libx264 writes "
+                                   "H.264)") from error
 
 
 def output_label(options: UpscaleOptions, model_scale: float) -> str:
@@ -780,24 +795,25 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
                     "drops the alpha)", source, codec)
         crf = preset = None
         encoder_options = {}
-    return VideoWriter(
-        output,
-        source=source,
-        source_info=info,
-        width=width,
-        height=height,
-        codec=codec,
-        crf=crf,
-        preset=preset,
-        options=encoder_options,
-        pix_fmt=pix_fmt,
-        overwrite=overwrite,
-        copy_streams=video.copy_streams,
-        # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
-        trim=video.is_preview,
-        trim_end=trim_end if video.is_preview else None,
-        # The last frame shows until the window's end (trim_end) or as long as it does in the source, where the window
-        # reaches the end (a GIF's last delay).
-        video_end=video_end(source, info.index),
-        device=device,  # (an NVENC encoder's GPU)
-    )
+    with auto_codec_named(video, codec):  # (x264's settings refused by the HEVC "auto" picked)
+        return VideoWriter(
+            output,
+            source=source,
+            source_info=info,
+            width=width,
+            height=height,
+            codec=codec,
+            crf=crf,
+            preset=preset,
+            options=encoder_options,
+            pix_fmt=pix_fmt,
+            overwrite=overwrite,
+            copy_streams=video.copy_streams,
+            # A preview starts at 0 like `ffmpeg -ss`, with the other streams cut to the same window.
+            trim=video.is_preview,
+            trim_end=trim_end if video.is_preview else None,
+            # The last frame shows until the window's end (trim_end) or as long as it does in the source, where the
+            # window reaches the end (a GIF's last delay).
+            video_end=video_end(source, info.index),
+            device=device,  # (an NVENC encoder's GPU)
+        )

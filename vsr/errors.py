@@ -26,6 +26,11 @@ class OptionError(VsrError, ValueError):
     exit_code = 2
 
 
+class EncoderSettingsError(OptionError):
+    """A video encoder refused the settings it was given (a tune, profile or option it lacks). Its own class, so that
+    where codec "auto" chose the encoder, the error can say so (`upscale.auto_codec_named`)."""
+
+
 class ModelError(VsrError, ValueError):
     """A model name is unknown, or a checkpoint file is corrupt or of an unsupported architecture."""
 

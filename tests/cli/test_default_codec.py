@@ -141,3 +141,24 @@ def test_the_python_api_logs_the_choice_on_its_own_logger(clips, tmp_path, caplo
                   video=VideoOptions())
     assert codec_profile_pix_fmt(tmp_path / "out.mkv") == ("hevc", "Main 10", "yuv420p10le")
     assert [record.name for record in caplog.records if CHOSEN in record.getMessage()] == [CODEC_LOG]
+
+
+def test_x264_settings_refused_by_the_hevc_auto_picked_say_that_auto_picked_it(clips, tmp_path):
+    hint = '(codec "auto" picked libx265 for this video; --codec libx264 writes H.264)'
+    # (-q hides the info line that names the codec: the error alone says why libx265, which the user did not name)
+    result = run_vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "film.mp4", "-q",
+                     "--encoder-option", "tune=film")  # (a tune of x264's that x265 lacks)
+    assert result.returncode == 2 and not (tmp_path / "film.mp4").exists()
+    assert result.stderr.startswith("vsr: error: codec 'libx265' rejected its settings") and hint in result.stderr
+    long = tmp_path / "long.mp4"  # in segments, the workers open the encoder
+    media.ffmpeg(*lavfi_source(frames=12), "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-g", "4", long)
+    result = run_vsr("upscale", long, "-m", "bicubic", "--outscale", "2", "--segment-seconds", "0.2", "-q",
+                     "--encoder-option", "x264-params=aq-mode=3", "-o", tmp_path / "long.mkv")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "codec 'libx265' has no option(s) x264-params " + hint in result.stderr
+    result = run_vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "named.mp4", "-q", "--codec",
+                     "libx265", "--encoder-option", "tune=film")  # (named: nothing to add)
+    assert result.returncode == 2 and "auto" not in result.stderr
+    vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "x264.mp4", "--codec", "libx264",
+        "--encoder-option", "tune=film")
+    assert codec_profile_pix_fmt(tmp_path / "x264.mp4") == ("h264", "High 10", "yuv420p10le")
