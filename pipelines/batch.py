@@ -417,6 +417,7 @@ def parse_devices(text: str) -> list[str]:
 
 def _check_jobs(jobs: list[BatchJob]) -> None:
     """Errors that would fail every job are the command's, not the jobs'."""
+    from vsr.pipelines.animation import check_animation_codec, is_animation
     from vsr.pipelines.encode import check_container_named, choose_pix_fmt
     from vsr.pipelines.images import check_writable
 
@@ -446,11 +447,14 @@ def _check_jobs(jobs: list[BatchJob]) -> None:
         # An OptionError for an unknown codec or pix_fmt ("auto" writes a pix_fmt deeper than 8 bits with libx265).
         deep = pix_fmt is not None and api.pix_fmt_bits(pix_fmt) > 8
         choose_pix_fmt(api.video_codec(codec, ".mkv", deep_or_hdr=deep), 8, pix_fmt)
-    # A jobs file's output named for no format (`output = "ep2.xyz"`): its job failed, after the model had loaded.
+    # A jobs file's output named for no format (`output = "ep2.xyz"`), or a .gif named for another codec: its job
+    # failed, after the model had loaded.
     for job in jobs:
         try:
             if job.kind == "video":
                 check_container_named(job.output)
+                if is_animation(job.output):  # (`output = "clip.gif"` with codec = "libx264")
+                    check_animation_codec(job.output, job.video.codec)
             else:
                 check_writable(job.output)
         except (OptionError, OutputError) as error:

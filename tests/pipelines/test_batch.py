@@ -1137,13 +1137,15 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
         ('[[job]]\ninput = "a.mp4"\noutput = "a.xyz"\n', "^a.mp4: .*a.xyz: cannot tell the container format from "
                                                         "its extension '.xyz'; name it .mkv, .mp4, .mov or .webm$"),
         ('[[job]]\ninput = "p.png"\noutput = "p.mp4"\n', "^p.png: .*p.mp4: unsupported image type '.mp4'"),
+        ('[[job]]\ninput = "a.mp4"\noutput = "a.gif"\ncodec = "libx264"\n',
+         "^a.mp4: --codec libx264: a .gif file holds 256-color GIF pictures only"),
     ],
     ids=["unknown option", "wrong type", "bad time", "bad dedup", "no input", "no jobs", "same output twice",
          "same output from two folders", "input empty", "input dot", "input root", "input dot dot", "absolute output",
          "output outside", "output not text", "output dot", "output folder", "defaults not a table", "bad default",
          "job not a table",
          "sequence in",
-         "sequence out", "video output of no format", "image output of no format"],
+         "sequence out", "video output of no format", "image output of no format", "codec named for a gif"],
 )
 def test_a_bad_jobs_file_is_one_option_error(tmp_path, text, message):
     jobs_file = tmp_path / "jobs.toml"
