@@ -214,6 +214,7 @@ class AnimationWriter:
                               f"{LARGEST_GIF_SIDE} pixels a side); use .apng or .mkv, or a smaller --outscale, "
                               "--width or --height")
         self.frames_written = 0
+        self.frames_kept = 0  # of them, those in the file (a GIF leaves out frames under 2 cs apart: module doc)
         self._time_base = source_info.time_base
         self._one_frame = 1 / source_info.average_rate if source_info.average_rate else None
         self._video_end, self._trim_end = video_end, trim_end
@@ -344,6 +345,7 @@ class AnimationWriter:
             stream.pix_fmt = "pal8" if self._encoder == "gif" else ("rgba" if self.alpha else "rgb24")
             stream.codec_context.time_base = stream.time_base = time_base
             place_of = dict(zip(kept, places))
+            self.frames_kept = len(kept)
             for index, frame in enumerate(self._read_back()):
                 if index not in place_of:
                     continue
@@ -400,8 +402,8 @@ class AnimationWriter:
         self._done = True
         self._frames_file.unlink(missing_ok=True)
         self._unlock()
-        log.info("wrote %s: %d frames, %dx%d %s", self.output, self.frames_written, self.width, self.height,
-                 self._encoder)
+        log.info("wrote %s: %d frames (of %d upscaled), %dx%d %s", self.output, self.frames_kept, self.frames_written,
+                 self.width, self.height, self._encoder)
 
     def abort(self) -> None:
         """Stop, and remove the temporary files; the final name is left untouched."""

@@ -1010,7 +1010,9 @@ def container_holds(suffix: str, codec: str) -> bool:
 
 def _codec_spec(codec: str) -> CodecSpec:
     if codec not in CODECS:
-        raise OptionError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}")
+        animation = f" (a {codec.upper()} is written by naming the output .{codec}: -o clip.{codec})" \
+            if codec in ("gif", "apng") else ""
+        raise OptionError(f"unknown codec {codec!r}; choose one of {', '.join(CODECS)}{animation}")
     return CODECS[codec]
 
 

@@ -214,8 +214,10 @@ def say_codec_chosen(source: Path, video: VideoOptions, info: VideoStreamInfo, c
         what.append(f"HDR ({HDR_TRANSFERS[info.color.transfer]})")
     video_is = f"{'a' if info.bit_depth > 8 else 'an'} {' '.join(what)} video" if what else f"--pix-fmt {pix_fmt}"
     depth = pix_fmt_bits(pix_fmt) if pix_fmt is not None else info.bit_depth
-    codec_log.info("%s: %s: written as %d-bit HEVC with libx265, which TVs, phones and browsers play (H.264 High 10 "
-                   "hardly any); --codec libx264 writes H.264", source, video_is, depth)
+    plays = "which TVs, phones and browsers play (H.264 High 10 hardly any)" if depth <= 10 else \
+        "as --pix-fmt asks (few players decode HEVC deeper than 10 bits)"
+    codec_log.info("%s: %s: written as %d-bit HEVC with libx265, %s; --codec libx264 writes H.264", source, video_is,
+                   depth, plays)
 
 
 @contextlib.contextmanager

@@ -163,6 +163,10 @@ def test_a_codec_a_gif_cannot_hold_is_one_line_before_any_work(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "vsr: error: --codec libx264: a .gif file holds 256-color GIF pictures only; leave --codec out, or name the "
         "output .mkv (or .mp4) for libx264"]
+    # (--codec gif is no video encoder: the line says how a GIF is asked for)
+    result = run_vsr("upscale", source, "-m", "bicubic", "--codec", "gif")
+    assert result.returncode == 2 and result.stderr.strip().endswith(
+        "(a GIF is written by naming the output .gif: -o clip.gif)")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
