@@ -387,36 +387,39 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
     said_elsewhere(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
                                                   path=source))
     path = plan.sequence or segment_file(folder, segment.index, plan.suffix)
-    decoder = open_decoder(source, backend=video.decoder, device=engine.device, start=plan.seconds(segment.start_pts),
-                           end=plan.seconds(segment.end_pts), deinterlace=video.deinterlace, frame_rate=video.fps,
-                           keep_fields_with=KEEP_FIELDS)
+    # The writer is made before the decoder opens the source: the writer reads the source too (its frame rate, its
+    # last frame, its tags), each read an open of its own, and FFmpeg holds three copies of a file's attachments (an
+    # anime's fonts: tens of MB) per open, so the decoder's open held meanwhile doubled them (a worker's peak with
+    # 100 MB of fonts: 0.93 GB, one open after another 0.64 GB). `plan.info` is what the decoder says of the stream:
+    # the same `describe_video`, retimed as the decoder retimes it (`_plan_retimed`).
+    crop = resolve_crop(video.crop, source, plan.info)  # the driver's: found once for the whole video
+    height, width, output_info = video_output_size(engine, crop.of(plan.info) if crop else plan.info, source,
+                                                    Path(path), video)
+    if plan.sequence is not None:  # resumes from the segment's frames already written
+        writer = ImageSequenceWriter(plan.sequence, source=source, source_info=output_info, width=width,
+                                     height=height, first_pts=segment.frames[0], first_index=plan.first_index(segment))
+    else:
+        # (how long its frames show is the join's to say: `_frame_durations`, over every segment's frames)
+        writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
+                             codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
+                             pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
+                             turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
+                             device=engine.device, keep_source_times=True)  # (the join moves them)
     encoded: list[int] = []
-    with decoder:
-        crop = resolve_crop(video.crop, source, decoder.info)  # the driver's: found once for the whole video
-        height, width, output_info = video_output_size(engine, crop.of(decoder.info) if crop else decoder.info,
-                                                        source, Path(path), video)
 
-        def upscale_batch(batch: FrameBatch) -> FrameBatch:
-            frames = upscale_frames(engine, batch.frames, writer.alpha, (height, width))
-            return dataclasses.replace(batch, frames=frames)
+    def upscale_batch(batch: FrameBatch) -> FrameBatch:
+        frames = upscale_frames(engine, batch.frames, writer.alpha, (height, width))
+        return dataclasses.replace(batch, frames=frames)
 
-        if plan.sequence is not None:  # resumes from the segment's frames already written
-            writer = ImageSequenceWriter(plan.sequence, source=source, source_info=output_info, width=width,
-                                         height=height, first_pts=segment.frames[0],
-                                         first_index=plan.first_index(segment))
-        else:
-            # (how long its frames show is the join's to say: `_frame_durations`, over every segment's frames)
-            writer = VideoWriter(path, source=source, source_info=output_info, width=width, height=height,
-                                 codec=video.codec, crf=video.crf, preset=video.preset, options=video.encoder_options,
-                                 pix_fmt=video.pix_fmt, copy_streams=False, trim=False, stream_timed=plan.stream_timed,
-                                 turn_upright=plan.turn_upright, overwrite=True,  # over what a cut run left
-                                 device=engine.device, keep_source_times=True)  # (the join moves them)
-        with writer:
+    def write(batch: FrameBatch) -> None:
+        writer.write(batch)
+        encoded.extend(batch.pts)
 
-            def write(batch: FrameBatch) -> None:
-                writer.write(batch)
-                encoded.extend(batch.pts)
-
+    with writer:
+        decoder = open_decoder(source, backend=video.decoder, device=engine.device,
+                               start=plan.seconds(segment.start_pts), end=plan.seconds(segment.end_pts),
+                               deinterlace=video.deinterlace, frame_rate=video.fps, keep_fields_with=KEEP_FIELDS)
+        with decoder:
             resumed = getattr(writer, "resumed", 0)
             repeats = Repeats()  # (each segment starts with a picture of its own, so resumed runs match)
             batches = skip_frames(distinct_pictures(cropped(decoder.batches(engine.batch_size), crop),
