@@ -363,7 +363,7 @@ def _gray_steps_source(folder, kind):
 def test_each_upscaled_frame_is_shown_once_beside_its_source_frame_whatever_the_containers_keep_times_in(
         tmp_path, kind, suffix, upscale_args, compare_args):
     """The clip showed a frame at each time of either video: Matroska keeps milliseconds, so a 29.97 fps MP4's
-    33.367 ms came back as 33 and each frame was shown twice, 58 frames for 30 (helper-102). The clip has the
+    33.367 ms came back as 33 and each frame was shown twice, 58 frames for 30. The clip has the
     upscaled frames in the window, at their times, each beside the source frame it was made from."""
     source = _gray_steps_source(tmp_path, kind)
     upscaled = tmp_path / f"up{suffix}"

@@ -79,14 +79,20 @@ def _upscale_peak_rss(source: Path, output: Path, *options: str) -> int:
     return int(result.stdout.split()[-1])
 
 
+def first_attachment(path: Path, dumped: Path) -> bytes:
+    """The bytes of the first attachment of `path`, as the ffmpeg command dumps it into `dumped`."""
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-dump_attachment:t:0", str(dumped), "-i", str(path), "-f",
+                    "null", "-"], check=True)
+    return dumped.read_bytes()
+
+
 def test_a_big_attachment_is_not_held_many_times_over_by_an_upscale(tmp_path):
     """Fonts of an anime release come to 100 MB and more, often with a cover picture. FFmpeg holds three copies of
     the attachments per open of the file and one in the output. vsr held 10.56 times their size at once (here:
     422 MB more than the same file without them): the header written in memory to ask the muxer whether it takes
     attachments held one, and the cover was read through an open of its own, three more. Now 7.54 (301 MB):
     the decoder's open and the passthrough's (3 + 3), the output's copy, and the muxer's while it writes the header;
-    8 is asserted, between the two. One container shared by the decoder and the passthrough would save 3 more
-    (helper-112)."""
+    8 is asserted, between the two. One container shared by the decoder and the passthrough would save 3 more."""
     font, cover = tmp_path / "big.ttf", tmp_path / "cover.png"
     font.write_bytes(os.urandom(40_000_000))  # (random: pages of zeros could be shared)
     media.ffmpeg("-f", "lavfi", "-i", "color=blue:size=16x16", "-frames:v", "1", cover)
@@ -98,10 +104,7 @@ def test_a_big_attachment_is_not_held_many_times_over_by_an_upscale(tmp_path):
                  "-metadata:s:t:1", "mimetype=image/png", fonts)
     growth = _upscale_peak_rss(fonts, tmp_path / "fonts.x4.mkv") - _upscale_peak_rss(plain, tmp_path / "plain.x4.mkv")
     assert growth < 8 * 40_000_000, growth / 40_000_000
-    dumped = tmp_path / "dumped.ttf"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-dump_attachment:t:0", str(dumped), "-i",
-                    str(tmp_path / "fonts.x4.mkv"), "-f", "null", "-"], check=True)
-    assert dumped.read_bytes() == font.read_bytes()
+    assert first_attachment(tmp_path / "fonts.x4.mkv", tmp_path / "dumped.ttf") == font.read_bytes()
     # (FFmpeg reads an image attachment as a one-picture video stream)
     media.ffmpeg("-i", tmp_path / "fonts.x4.mkv", "-map", "0:v:1", "-c", "copy", "-f", "image2", tmp_path / "out.png")
     assert (tmp_path / "out.png").read_bytes() == cover.read_bytes()
@@ -124,10 +127,7 @@ def test_a_big_attachment_is_held_once_at_a_time_by_an_upscale_in_segments(tmp_p
     growth = (_upscale_peak_rss(fonts, tmp_path / "fonts.x4.mkv", *segmented)
               - _upscale_peak_rss(plain, tmp_path / "plain.x4.mkv", *segmented))
     assert growth < 6 * 40_000_000, growth / 40_000_000
-    dumped = tmp_path / "dumped.ttf"
-    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-dump_attachment:t:0", str(dumped), "-i",
-                    str(tmp_path / "fonts.x4.mkv"), "-f", "null", "-"], check=True)
-    assert dumped.read_bytes() == font.read_bytes()
+    assert first_attachment(tmp_path / "fonts.x4.mkv", tmp_path / "dumped.ttf") == font.read_bytes()
     assert media.video_times(tmp_path / "fonts.x4.mkv") == media.video_times(fonts)
 
 

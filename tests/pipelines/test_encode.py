@@ -800,7 +800,7 @@ def test_a_gifs_last_delay_in_avi_counts_to_where_the_video_ends(tmp_path):
 def test_a_gif_whose_last_frame_holds_declares_its_step_and_says_where_that_frame_starts(tmp_path, caplog):
     """Ten frames 0.1 s apart, the last held 3 s: FFmpeg's average rate counts the hold (100/39 fps). Its steps are
     even, so it was taken for constant-rate and declared at that average: the AVI played every frame 0.39 s, and a
-    --start inside the hold said the last frame started at 3.51 s (helper-104)."""
+    --start inside the hold said the last frame started at 3.51 s."""
     source = tmp_path / "held.gif"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1", "-final_delay", "300", source)
     options = UpscaleOptions(model="bicubic", outscale=2)

@@ -298,7 +298,7 @@ def test_ffmpeg_log_blocks_that_overlap_out_of_order_leave_the_level_as_it_was()
 def test_probing_a_file_with_a_big_attachment_opens_it_once_at_a_time(tmp_path):
     """FFmpeg keeps three copies of a Matroska's attachments per open of the file (fonts of an anime release, 100 MB
     and more), and probe read the rotation, then the captions, with its own open still held: 100 MB of fonts peaked
-    at 0.7 GB. Measured in a process of its own: probe's peak against a bare open's (helper-104)."""
+    at 0.7 GB. Measured in a process of its own: probe's peak against a bare open's."""
     font = tmp_path / "big.ttf"
     font.write_bytes(os.urandom(40_000_000))  # (random: pages of zeros could be shared)
     clip = tmp_path / "fonts.mkv"
@@ -345,7 +345,7 @@ def _shown_by_words(stored, words: str):
                                                (7, "mirrored, then rotated 270°"), (8, "rotated 90°")])
 def test_an_exif_orientation_is_described_as_pillow_shows_it(tmp_path, orientation, words):
     """Orientation 2 (mirrored) read "rotated 180°", 4 nothing, 5 and 7 turned the wrong way: FFmpeg's display
-    rotation leaves out the mirror (helper-109). A photo, and a sequence of such files, say what the picture is; the
+    rotation leaves out the mirror. A photo, and a sequence of such files, say what the picture is; the
     work line gives an image's size as it is written, upright."""
     import numpy as np
     from PIL import Image, ImageOps
@@ -382,7 +382,7 @@ def test_an_upright_photo_says_nothing_of_turns(tmp_path):
 
 
 def test_one_frame_is_one_frame_not_1_frames(tmp_path):
-    """A one-frame sequence, or video, said "1 frames" (helper-109)."""
+    """A one-frame sequence, or video, said "1 frames"."""
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "1", tmp_path / "one.mp4")
     info = probe(tmp_path / "one.mp4")
     work = estimate_work(info.video, scale=4, macs_per_pixel=17.93e6)
@@ -390,7 +390,7 @@ def test_one_frame_is_one_frame_not_1_frames(tmp_path):
 
 
 def test_a_quicktime_timecode_track_is_named_with_its_start(tmp_path):
-    """It showed as "data: unknown" (helper-109); the output gets a timecode track anew from this start."""
+    """It showed as "data: unknown"; the output gets a timecode track anew from this start."""
     source = tmp_path / "camera.mov"
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "3", "-timecode", "01:02:03:04",
                  source)
@@ -401,7 +401,7 @@ def test_a_quicktime_timecode_track_is_named_with_its_start(tmp_path):
 
 
 def test_resampling_models_have_no_network_to_count(tmp_path):
-    """-m bicubic and -m lanczos said "0 MAC per frame, 0 MAC for 5 frames" (helper-109)."""
+    """-m bicubic and -m lanczos said "0 MAC per frame, 0 MAC for 5 frames"."""
     from vsr.models.spec import macs_per_input_pixel
     from vsr.pipelines.upscale import load_model
 
@@ -415,7 +415,7 @@ def test_resampling_models_have_no_network_to_count(tmp_path):
 
 
 def test_rgb_sources_say_rgb_not_a_yuv_matrix(tmp_path):
-    """A PNG's color read "gbr/?/?" (helper-109): FFmpeg tags RGB pixels with the matrix "gbr", which is no matrix."""
+    """A PNG's color read "gbr/?/?": FFmpeg tags RGB pixels with the matrix "gbr", which is no matrix."""
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48", "-frames:v", "1", "-pix_fmt", "rgb24",
                  tmp_path / "still.png")
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "3", "-c:v", "libx264rgb",

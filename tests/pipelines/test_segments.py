@@ -145,7 +145,7 @@ def test_a_preview_cut_just_before_a_keyframe_is_not_given_a_segment_of_two_fram
 def test_a_frames_preview_on_one_device_reads_the_packets_once_and_ends_as_a_plan_of_its_own(tmp_path,
                                                                                             monkeypatch):
     """The segments' plan read every packet, then upscale_video read them all again for where --frames stops (a
-    second or more on a long film, helper-104): it is handed the plan. A subtitle cue running past the window ends
+    second or more on a long film): it is handed the plan. A subtitle cue running past the window ends
     where the window does, as when upscale_video plans by itself."""
     from vsr.pipelines import segments
 
