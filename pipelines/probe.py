@@ -16,7 +16,7 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -41,6 +41,11 @@ PULLDOWN_SAMPLE_PACKETS = 41
 # Decoders of still images, whose frames carry no HDR10 metadata (PNG's, JPEG's and WebP's may carry an ICC profile).
 STILL_IMAGE_DECODERS = ("png", "apng", "mjpeg", "jpegls", "webp", "tiff", "bmp", "dpx", "gif", "jpeg2000", "exr",
                         "qoi", "targa", "sgi", "pam", "ppm", "pgm", "libjxl", "jpegxl")
+# A GIF frame's delay is counted in centiseconds, and browsers show one under 2 cs for 10 cs (as FFmpeg's gif demuxer
+# did up to 5.1). FFmpeg 8's (PyAV's) makes a 0-cs delay 10 cs but keeps a 1-cs one, whatever its min_delay and
+# default_delay options say: `browser_gif_times` lengthens those.
+GIF_SHORTEST_DELAY = 2  # centiseconds
+GIF_SHOWN_DELAY = 10  # centiseconds: how long browsers show a frame of a shorter delay
 # How many frames (of a video), or files spread over an image sequence, tell whether an RGBA stream is transparent.
 ALPHA_SAMPLE_FRAMES = 50
 ALPHA_SAMPLE_FILES = 9
@@ -163,6 +168,31 @@ def find_video_stream(container: av.container.InputContainer, path: str | Path) 
     return stream
 
 
+def demux_timed(container: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.Packet]:
+    """`container.demux(stream)`, a GIF's packets timed as browsers show them (`browser_gif_times`): where vsr reads a
+    video's times. A GIF must be read from its first packet (no seek before), as each time counts the delays
+    lengthened before it."""
+    packets = container.demux(stream)
+    return browser_gif_times(packets) if container.format.name == "gif" else packets
+
+
+def browser_gif_times(packets: Iterable[av.Packet]) -> Iterator[av.Packet]:
+    """A GIF's packets, from its first, with the times browsers show them at: a delay (`packet.duration`, in the
+    GIF's 1/100 s) under GIF_SHORTEST_DELAY becomes GIF_SHOWN_DELAY, and every later packet comes that much later
+    (pts and dts). A GIF without such delays keeps its times. Changes the packets themselves, so that the frames
+    decoded from them carry the new times."""
+    lengthened = 0  # centiseconds added to the delays so far
+    for packet in packets:
+        if packet.pts is not None:  # (not the flush packet at the end)
+            packet.pts += lengthened
+            if packet.dts is not None:
+                packet.dts += lengthened
+            if packet.size and packet.duration < GIF_SHORTEST_DELAY:
+                lengthened += GIF_SHOWN_DELAY - packet.duration
+                packet.duration = GIF_SHOWN_DELAY
+        yield packet
+
+
 def describe_video(path: str | Path, frame_rate: Fraction | None = None) -> tuple[VideoStreamInfo, bool]:
     """The video stream of `path` that vsr upscales (`find_video_stream`) described, and whether its frame count is
     an estimate (the container did not count frames). An image sequence's pattern is read at `frame_rate`.
@@ -199,6 +229,8 @@ def _describe_video(path: Path, frame_rate: Fraction | None) -> tuple[VideoStrea
                         and info.frame_count > info.duration * info.average_rate + 1)
     if hides_frames:
         info = dataclasses.replace(info, frame_count=shown_packets(opened, info.index))
+    if format_name == "gif":
+        info = _browser_gif_span(opened, info)
     if info.codec in PULLDOWN_CODECS and {info.average_rate, info.base_rate} & FIELD_TIMED_RATES:
         info = _with_film_rate(opened, info, estimated)
     pixel_format = av.VideoFormat(info.pix_fmt)
@@ -284,6 +316,19 @@ def _as_the_container_says(
         base_rate=base_rate,
     )
     return info, estimated
+
+
+def _browser_gif_span(path: str, info: VideoStreamInfo) -> VideoStreamInfo:
+    """`info` of a GIF, lasting as browsers show it (`browser_gif_times`): FFmpeg's duration is the sum of its delays,
+    1-cs ones kept, and its rate the frames over that. A GIF without such delays is left as FFmpeg says."""
+    last = _last_frame(path, info.index)
+    if last is None or last.end is None or info.duration is None:
+        return info
+    shown = (last.end - last.first_pts) * last.time_base
+    if shown <= info.duration:
+        return info
+    average_rate = info.frame_count / shown if info.frame_count else info.average_rate
+    return dataclasses.replace(info, duration=float(shown), average_rate=average_rate)
 
 
 def _with_film_rate(path: str, info: VideoStreamInfo, estimated: bool) -> VideoStreamInfo:
@@ -415,10 +460,13 @@ def probe(path: str | Path) -> MediaInfo:
         if estimated and complete:  # a short file without a frame count: its packets were all read, count them
             info, estimated = dataclasses.replace(info, frame_count=len(pts)), False
         estimated = estimated and container.format.name != "image2"  # a sequence's duration is its files / rate
+        duration = container.duration / av.time_base if container.duration else info.duration
+        if container.format.name == "gif" and info.duration:  # (1-cs delays lengthened: _browser_gif_span)
+            duration = max(duration or 0.0, info.duration)
         media = MediaInfo(
             path=path,
             format=container.format.name,
-            duration=container.duration / av.time_base if container.duration else info.duration,
+            duration=duration,
             size=_bytes_in(path),
             video=info,
             streams=[_summary(stream) for stream in container.streams],
@@ -589,7 +637,7 @@ def _sample_pts(container: av.container.InputContainer, stream: av.video.stream.
     if container.format.name == "image2":  # an image sequence: a constant rate, and a packet is a whole file
         return pts, False
     try:
-        for packet in container.demux(stream):
+        for packet in demux_timed(container, stream):
             if packet.pts is not None and not packet.is_discard:
                 pts.append(packet.pts)
                 last_dts = packet.dts if packet.dts is not None else last_dts
@@ -648,7 +696,8 @@ def _read_last_frame(path: str, index: int, size: int, mtime_ns: int) -> _LastFr
         stream = container.streams[index]
         if container.format.name == "image2":
             return None
-        if container.duration and container.duration > _END_READ_SECONDS * av.time_base:
+        gif = container.format.name == "gif"  # (read from its start: see demux_timed)
+        if not gif and container.duration and container.duration > _END_READ_SECONDS * av.time_base:
             try:
                 container.seek(container.duration + (container.start_time or 0) - _END_READ_SECONDS * av.time_base,
                                backward=True)
@@ -657,7 +706,7 @@ def _read_last_frame(path: str, index: int, size: int, mtime_ns: int) -> _LastFr
         decoding_steps = "mov" in container.format.name.split(",")
         last_pts = last_duration = end = None
         try:
-            for packet in container.demux(stream):
+            for packet in demux_timed(container, stream):
                 if packet.pts is not None and packet.size:
                     last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
                     last_duration = packet.duration

@@ -207,7 +207,7 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
     An image sequence (at `frame_rate`) is read from its file names: frames 0, 1, ..., each a keyframe, since
     demuxing would read every file whole."""
     from vsr.pipelines.decode._pyav import DECODE_ORDER_FORMATS
-    from vsr.pipelines.probe import TimelineWatch, describe_video, open_input
+    from vsr.pipelines.probe import TimelineWatch, demux_timed, describe_video, open_input
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
     info, _ = describe_video(source, frame_rate)
@@ -220,7 +220,7 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
         frames, keyframes = [], set()
         timeline = TimelineWatch(source, stream)
         try:
-            for packet in container.demux(stream):
+            for packet in demux_timed(container, stream):  # (a GIF's as browsers time it)
                 timeline.check(packet)
                 # As the decoders count frames: no timestamp, empty (flush) or discarded packets make no frame.
                 if packet.pts is None or not packet.size or packet.is_discard:

@@ -31,8 +31,8 @@ from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, describe_video, open_input,
-                                 path_of)
+from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, demux_timed, describe_video,
+                                 open_input, path_of)
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
@@ -196,10 +196,11 @@ class PyAVDecoder(Decoder):
         them in from where it starts, and after a seek they came half a frame or more off (previews and segments
         lost frames and gave others times no frame has). Nor in AVI and ASF with B-frames, timed in decoding order
         (`PresentationOrder`): the B-frames after an open GOP's keyframe are not decoded from there, and every frame
-        after them took a time two frames early."""
+        after them took a time two frames early. Nor in a GIF, whose times as browsers show them count from its first
+        frame (`probe.demux_timed`); its only keyframe is the first anyway."""
         name = self._container.format.name
-        return "mpeg" not in name.split(",") and not (name in DECODE_ORDER_FORMATS
-                                                      and self._stream.codec_context.has_b_frames)
+        return "mpeg" not in name.split(",") and name != "gif" and not (name in DECODE_ORDER_FORMATS
+                                                                        and self._stream.codec_context.has_b_frames)
 
     def _seek_before(self, start_pts: int) -> None:
         """Put the demuxer on a keyframe whose frames reach `start_pts`, to decode forward from it and drop the frames
@@ -256,7 +257,7 @@ class PyAVDecoder(Decoder):
 
     def _ordered(self, order: PresentationOrder) -> Iterator[av.VideoFrame]:
         timeline = TimelineWatch(self.path, self._stream)
-        packets = self._container.demux(self._stream)
+        packets = demux_timed(self._container, self._stream)  # (a GIF's as browsers time it)
         while True:
             try:
                 packet = next(packets)
@@ -527,7 +528,7 @@ def presentation_pts(container: av.container.InputContainer, stream: av.video.st
     pts = []
     timeline = TimelineWatch(path_of(container), stream)
     keyframe = None  # the pts of the last keyframe after the first, while the packets after it are checked
-    for packet in container.demux(stream):
+    for packet in demux_timed(container, stream):
         if packet.size == 0 or packet.is_discard:  # the flush packet at the end; packets the decoder drops
             continue
         timeline.check(packet)

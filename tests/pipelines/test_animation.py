@@ -196,6 +196,43 @@ def test_a_preview_of_a_gif_starts_at_its_first_frame_and_ends_at_its_end(tmp_pa
     assert frame_spans(result.output) == [(0, 0.3), (0.3, 0.05)]  # the blue frame cut at --end
 
 
+# A GIF with a 1-cs delay (the second frame's) and the times browsers show it at: that delay as 10 cs. (FFmpeg 5.1's
+# ffprobe reads it so too; FFmpeg 8's demuxer, PyAV's, keeps the 1 cs, so the outputs are judged by these numbers.)
+ONE_CS_DELAYS = [80, 10, 30, 80, 200]  # milliseconds, as Pillow takes them
+BROWSER_SPANS = [(0, 0.08), (0.08, 0.1), (0.18, 0.03), (0.21, 0.08), (0.29, 0.2)]
+FIVE_COLOURS = ["red", "green", "blue", "white", "black"]
+
+
+def test_a_gifs_1_cs_delays_are_timed_as_browsers_show_them_10_cs(tmp_path, caplog):
+    from vsr.pipelines.probe import last_frame_start, probe, video_end
+
+    source = gif_of(tmp_path / "one_cs.gif", FIVE_COLOURS, ONE_CS_DELAYS, loop=0)
+    info = probe(source)
+    assert (info.duration, info.video.duration, info.video.frame_count) == (0.49, 0.49, 5)
+    assert info.video.average_rate == Fraction(5) / Fraction(49, 100) and info.vfr
+    assert (last_frame_start(source, 0), video_end(source, 0)) == (Fraction(29, 100), Fraction(49, 100))
+    gif = upscale_video(source, options=BICUBIC_X2)
+    assert frame_spans(gif.output) == BROWSER_SPANS and gif.frames == 5
+    assert "hundredths of a second" not in caplog.text  # (no frame left out as too short)
+    mkv = upscale_video(source, tmp_path / "one_cs.mkv", options=BICUBIC_X2)
+    assert frame_spans(mkv.output) == BROWSER_SPANS
+    # --start 0.15: the green frame shows from 0.08 to 0.18, so the preview starts at the blue one, as browsers time it
+    preview = upscale_video(source, tmp_path / "preview.mkv", options=BICUBIC_X2, video=VideoOptions(start=0.15))
+    assert frame_spans(preview.output) == [(0, 0.03), (0.03, 0.08), (0.11, 0.2)]
+    corners = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(preview.output), "-fps_mode",
+                              "passthrough", "-vf", "crop=2:2:0:0", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+                             check=True, capture_output=True).stdout  # (2×2: 4:2:0 cannot be cropped to 1×1)
+    colours = np.frombuffer(corners, np.uint8).reshape(-1, 4, 3)[:, 0]
+    assert np.abs(colours.astype(int) - [[0, 0, 255], [255, 255, 255], [0, 0, 0]]).max() <= 3  # blue, white, black
+
+
+def test_a_gifs_0_cs_delays_are_timed_10_cs_as_before(tmp_path):
+    source = gif_of(tmp_path / "zero_cs.gif", FIVE_COLOURS, [80, 0, 30, 80, 200], loop=0)
+    assert frame_spans(source) == BROWSER_SPANS  # (FFmpeg makes a 0-cs delay 10 cs itself)
+    result = upscale_video(source, options=BICUBIC_X2)
+    assert frame_spans(result.output) == BROWSER_SPANS
+
+
 def test_a_gif_is_written_in_one_run_not_in_segments(tmp_path, caplog):
     from vsr.api import upscale_video_in_segments
 
