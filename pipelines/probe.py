@@ -325,7 +325,7 @@ def _browser_gif_span(path: str, info: VideoStreamInfo) -> VideoStreamInfo:
     if last is None or last.end is None or info.duration is None:
         return info
     shown = (last.end - last.first_pts) * last.time_base
-    if shown <= info.duration:
+    if float(shown) <= info.duration:  # (as a float, as `info.duration` was made: 0.49 s is not 49/100 exactly)
         return info
     average_rate = info.frame_count / shown if info.frame_count else info.average_rate
     return dataclasses.replace(info, duration=float(shown), average_rate=average_rate)

@@ -227,8 +227,16 @@ def test_a_gifs_1_cs_delays_are_timed_as_browsers_show_them_10_cs(tmp_path, capl
 
 
 def test_a_gifs_0_cs_delays_are_timed_10_cs_as_before(tmp_path):
+    import av
+
+    from vsr.pipelines.probe import describe_video
+
     source = gif_of(tmp_path / "zero_cs.gif", FIVE_COLOURS, [80, 0, 30, 80, 200], loop=0)
     assert frame_spans(source) == BROWSER_SPANS  # (FFmpeg makes a 0-cs delay 10 cs itself)
+    with av.open(str(source)) as container:  # a GIF without 1-cs delays is described as FFmpeg describes it
+        ffmpeg_rate = container.streams.video[0].average_rate
+    video = describe_video(source)[0]
+    assert (video.duration, video.average_rate) == (0.49, ffmpeg_rate)
     result = upscale_video(source, options=BICUBIC_X2)
     assert frame_spans(result.output) == BROWSER_SPANS
 
