@@ -30,6 +30,7 @@ alpha as it is.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -235,7 +236,7 @@ class AnimationWriter:
             raise
         except OSError as error:
             raise OutputError(f"cannot write {self.output}: {error.strerror or error}") from error
-        try:
+        with self._aborting():
             self._store = av.open(str(self._frames_file), "w", format="nut")
             stream = self._store.add_stream("ffv1", rate=25)
             stream.width, stream.height, stream.pix_fmt = self.width, self.height, "bgra"
@@ -245,11 +246,6 @@ class AnimationWriter:
             self._store_stream = stream
             if self._encoder == "gif":
                 self._palette_graph = _palette_graph(self.width, self.height, self._time_base)
-        except BaseException as error:
-            self.abort()
-            if isinstance(error, (OSError, av.FFmpegError)):
-                raise self._write_error(error) from error
-            raise
 
     def write(self, batch: FrameBatch) -> None:
         """Take a batch: frames N×3×H×W RGB (N×4×H×W RGBA where `alpha`; uint8, or float in [0, 1]) at
@@ -264,7 +260,7 @@ class AnimationWriter:
             log.warning("%s: the video carries closed captions in its frames (CEA-608/708), which a %s file has no "
                         "place for: they are not written", self._source, self._suffix)
             self._said_captions = True
-        try:
+        with self._aborting():
             converted: tuple[int, av.VideoFrame] | None = None  # a repeated picture is converted once
             for picture, pts in zip(batch.pictures(), batch.pts):
                 if converted is None or converted[0] != picture:
@@ -277,12 +273,6 @@ class AnimationWriter:
                     self._store.mux(packet)
                 self._pts.append(pts)
                 self.frames_written += 1
-        except (OSError, av.FFmpegError) as error:
-            self.abort()
-            raise self._write_error(error) from error
-        except BaseException:
-            self.abort()
-            raise
 
     def _bgra(self, planes: torch.Tensor) -> np.ndarray:
         """One upscaled frame (C×H×W, RGB or RGBA, uint8 or float) as an upright H×W×4 BGRA array (opaque where
@@ -303,19 +293,13 @@ class AnimationWriter:
         temporary file. After the last write."""
         if self._flushed:
             return
-        try:
+        with self._aborting():
             for packet in self._store_stream.encode(None):
                 self._store.mux(packet)
             self._store.close()
             self._store = None
             if self._pts:
                 self._encode()
-        except (OSError, av.FFmpegError) as error:
-            self.abort()
-            raise self._write_error(error) from error
-        except BaseException:
-            self.abort()
-            raise
         self._flushed = True
 
     def _encode(self) -> None:
@@ -427,6 +411,18 @@ class AnimationWriter:
         if getattr(self, "_lock", None) is not None:
             self._lock.close()  # (releases the lock)
             self._lock = None
+
+    @contextlib.contextmanager
+    def _aborting(self):
+        """Any error within removes what the writer made (`abort`); the disk's and FFmpeg's become vsr's line."""
+        try:
+            yield
+        except (OSError, av.FFmpegError) as error:
+            self.abort()
+            raise self._write_error(error) from error
+        except BaseException:
+            self.abort()
+            raise
 
     def _write_error(self, error: Exception) -> OutputError:
         if isinstance(error, OSError):  # the disk: full, gone, read-only (PyAV's errors of errno are OSErrors)
