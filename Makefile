@@ -5,17 +5,19 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The versions the tests passed with, as constraints on every install (see the file).
+LOCK ?= requirements/lock.txt
 
-.PHONY: install ffmpeg demo demo-image test bench device-wheels clean
+.PHONY: install ffmpeg demo demo-image test bench device-wheels lock clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt
+$(STAMP): pyproject.toml requirements/cpu.txt requirements/dev.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements/cpu.txt
-	$(BIN)/python -m pip install -q -r requirements/dev.txt
-	$(BIN)/python -m pip install -q -e '.[cpu-decode,cluster,train,gpu,tools]'
+	$(BIN)/python -m pip install -q -c $(LOCK) -r requirements/cpu.txt
+	$(BIN)/python -m pip install -q -c $(LOCK) -r requirements/dev.txt
+	$(BIN)/python -m pip install -q -c $(LOCK) -e '.[cpu-decode,cluster,train,gpu,tools]'
 	$(BIN)/python -m pip install -q --no-deps spandrel==0.4.2
 	touch $@
 
@@ -40,7 +42,15 @@ bench: install
 device-wheels: install
 	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 	  --platform manylinux_2_28_x86_64 --platform manylinux2010_x86_64 --platform any \
-	  -d bench/wheels av==18.1.0 decord==0.6.0 ffmpeg-python==0.2.0 future==1.0.0
+	  -d bench/wheels av==18.1.1 decord==0.6.0 ffmpeg-python==0.2.0 future==1.0.0
+
+# A fresh virtualenv with the newest releases the requirements allow, written down as the new lock (then make test).
+lock:
+	rm -rf $(VENV)
+	$(MAKE) install LOCK=/dev/null
+	{ grep '^#' requirements/lock.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch=='; } \
+	  > requirements/lock.txt.new
+	mv requirements/lock.txt.new requirements/lock.txt
 
 clean:
 	rm -rf out .pytest_cache

@@ -861,7 +861,9 @@ def frame_side_data(frame: av.VideoFrame) -> dict:
     """A decoded frame's side data, bytes by type; empty where PyAV cannot list it: PyAV 18 fails on any type its
     enum lacks, such as the EXIF that FFmpeg 8 attaches to JPEG frames (none of which carry captions or HDR)."""
     try:
-        return {side.type: bytes(side) for side in frame.side_data}
+        sides = frame.side_data
+        # By position: iterating gives the side data itself up to PyAV 18.1.0 and their types from 18.1.1 on.
+        return {side.type: bytes(side) for side in (sides[i] for i in range(len(sides)))}
     except ValueError:
         return {}
 
