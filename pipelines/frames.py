@@ -53,6 +53,9 @@ class VideoStreamInfo:
     # fields and 2 in turn, so that they come 50 and 33 ms apart; `average_rate` and `base_rate` are then the film's
     # (24000/1001), not the 29.97 or 59.94 fps of the fields that FFmpeg says.
     soft_telecined: bool = False
+    # `duration` is the stream's own end, which every frame reaches (Matroska's DURATION tag), not the container's
+    # span, which another stream may make longer: a frame missing at the end is the file cut short.
+    duration_is_stream_end: bool = False
 
 
 @dataclass

@@ -169,11 +169,76 @@ def find_video_stream(container: av.container.InputContainer, path: str | Path) 
 
 
 def demux_timed(container: av.container.InputContainer, stream: av.stream.Stream) -> Iterator[av.Packet]:
-    """`container.demux(stream)`, a GIF's packets timed as browsers show them (`browser_gif_times`): where vsr reads a
-    video's times. A GIF must be read from its first packet (no seek before), as each time counts the delays
-    lengthened before it."""
+    """`container.demux(stream)`, a GIF's packets timed as browsers show them (`browser_gif_times`), an AVI's or ASF's
+    with B-frames as FFmpeg shows their frames (`shown_in_decoding_order`): where vsr reads a video's times. A GIF
+    must be read from its first packet (no seek before), as each time counts the delays lengthened before it."""
     packets = container.demux(stream)
-    return browser_gif_times(packets) if container.format.name == "gif" else packets
+    if container.format.name == "gif":
+        return browser_gif_times(packets)
+    if timed_in_decoding_order(container, stream):
+        return shown_in_decoding_order(packets, _reorder_delay(container, stream))
+    return packets
+
+
+# Containers that keep one time per packet, in decoding order (AVI: the packets' order; ASF: their send times):
+# behind B-frames a packet's "pts" is not the time of the frame it holds.
+DECODE_ORDER_FORMATS = ("avi", "asf")
+
+
+def timed_in_decoding_order(container: av.container.InputContainer, stream: av.stream.Stream) -> bool:
+    """Whether `stream`'s frames are reordered (B-frames) in a container that times packets in decoding order."""
+    return container.format.name in DECODE_ORDER_FORMATS and stream.type == "video" \
+        and bool(stream.codec_context.has_b_frames)
+
+
+def shown_in_decoding_order(packets: Iterable[av.Packet], delay: int) -> Iterator[av.Packet]:
+    """Packets timed in decoding order, each given the pts `delay` after its decoding time: the times of the frames
+    the decoder gives out as it is sent them, `delay` packets late (its reordering delay), which is when ffmpeg and
+    ffplay show them. FFmpeg 8's demuxer guesses a pts one packet after the decoding time whatever the delay (for
+    H.264 with B-pyramids, 2 packets: the frames came a frame early against the audio and the --start counted from
+    the first). The decoder (`PresentationOrder`'s restamp) gives each frame the smallest of these not yet given."""
+    for packet in packets:
+        if packet.dts is not None and packet.size:
+            packet.pts = packet.dts + delay
+        yield packet
+
+
+def first_frame_pts(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
+    """The pts of `stream`'s first frame, from which --start and --end count: the stream's start, but for frames
+    timed in decoding order (`timed_in_decoding_order`), whose first is shown its reordering delay after it."""
+    start = stream.start_time or 0
+    return start + _reorder_delay(container, stream) if timed_in_decoding_order(container, stream) else start
+
+
+def _reorder_delay(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
+    path = path_of(container)
+    stat = os.stat(path)
+    return _read_reorder_delay(path, stream.index, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_reorder_delay(path: str, index: int, size: int, mtime_ns: int) -> int:
+    """How long after the first packet's decoding time the decoder gives out the first frame, in the stream's time
+    base: the decoding time of the packet it comes out with (the frame's `dts`), as ffmpeg times such frames. Read by
+    decoding the first packets once per file as it is; 0 where no frame comes out of them."""
+    with open_input(path) as container:
+        stream = container.streams[index]
+        first_dts, sent = None, 0
+        try:
+            for packet in container.demux(stream):
+                if packet.dts is None or not packet.size or sent > _MOST_REORDERED:
+                    break
+                first_dts = packet.dts if first_dts is None else first_dts
+                sent += 1
+                for frame in stream.codec_context.decode(packet):
+                    if frame.dts is not None:
+                        return max(frame.dts - first_dts, 0)
+        except av.FFmpegError:
+            pass
+    return 0
+
+
+_MOST_REORDERED = 32  # packets sent before giving up on a first frame (H.264 reorders at most 16)
 
 
 def browser_gif_times(packets: Iterable[av.Packet]) -> Iterator[av.Packet]:
@@ -265,7 +330,8 @@ def _as_the_container_says(
     # "the video ends at 0.047 s but the file says it lasts 2.008 s: damaged or cut short?").
     start = float(stream.start_time * time_base) if stream.start_time is not None else 0.0
     tagged = _tag_seconds(stream.metadata.get("DURATION"))  # Matroska keeps each stream's end time in a tag
-    if tagged and (container.format.name.startswith("matroska") or not stream.duration):
+    stream_end = bool(tagged) and container.format.name.startswith("matroska")
+    if tagged and (stream_end or not stream.duration):
         duration = tagged - max(start, 0.0)
     elif stream.duration:
         duration = float(stream.duration * time_base)
@@ -314,6 +380,7 @@ def _as_the_container_says(
         interlaced=context.field_order >= 2 or (context.field_order == 0 and context.name == "dvvideo"),
         alpha=alpha,
         base_rate=base_rate,
+        duration_is_stream_end=stream_end,
     )
     return info, estimated
 
@@ -675,7 +742,7 @@ def last_frame_start(path: str | Path, index: int) -> Fraction | None:
 class _LastFrame:
     pts: int | None  # the greatest pts of the stream's packets
     end: int | None  # when the last frame stops being shown (see video_end), None where the packets do not say
-    first_pts: int  # the stream's start
+    first_pts: int  # the stream's first frame's (`first_frame_pts`)
     time_base: Fraction
 
 
@@ -716,7 +783,7 @@ def _read_last_frame(path: str, index: int, size: int, mtime_ns: int) -> _LastFr
             pass
         if decoding_steps:
             end = last_pts + last_duration if last_pts is not None and last_duration else None
-        return _LastFrame(last_pts, end, stream.start_time or 0, stream.time_base)
+        return _LastFrame(last_pts, end, first_frame_pts(container, stream), stream.time_base)
 
 
 def is_variable_rate(path: str | Path, index: int) -> bool | None:

@@ -206,8 +206,8 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
     demuxing (no decoding). A read error ends the list early: the last segment still runs to the end of the stream.
     An image sequence (at `frame_rate`) is read from its file names: frames 0, 1, ..., each a keyframe, since
     demuxing would read every file whole."""
-    from vsr.pipelines.decode._pyav import DECODE_ORDER_FORMATS
-    from vsr.pipelines.probe import TimelineWatch, demux_timed, describe_video, open_input
+    from vsr.pipelines.probe import (TimelineWatch, demux_timed, describe_video, first_frame_pts, open_input,
+                                     timed_in_decoding_order)
     from vsr.pipelines.sequences import existing_frames, is_sequence
 
     info, _ = describe_video(source, frame_rate)
@@ -216,7 +216,7 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
         return info, 0, frames, set(frames)
     with open_input(source, frame_rate) as container:
         stream = container.streams[info.index]
-        first_pts = stream.start_time or 0
+        first_pts = first_frame_pts(container, stream)
         frames, keyframes = [], set()
         timeline = TimelineWatch(source, stream)
         try:
@@ -230,7 +230,7 @@ def read_video_packets(source: Path, frame_rate: Fraction | None = None) -> tupl
                     keyframes.add(packet.pts)
         except av.FFmpegError as error:
             log.info("%s: reading the keyframes stopped early (%s)", source, error)
-        if container.format.name in DECODE_ORDER_FORMATS and stream.codec_context.has_b_frames and frames:
+        if timed_in_decoding_order(container, stream) and frames:
             # AVI and ASF time packets in decoding order, so a cut's frames are not the packets' (B-frames around a
             # cut were lost): no keyframe to cut at, one segment.
             log.info("%s: B-frames timed in decoding order (%s): not cut into segments", source,

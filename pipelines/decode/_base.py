@@ -182,21 +182,27 @@ class Decoder:
         if info.duration is None or not info.average_rate:
             return
         decoded_until = float((last_pts - first_pts) * info.time_base + 1 / info.average_rate)
-        if decoded_until < info.duration - max(1.0, float(3 / info.average_rate)) \
-                and not self._held_to_the_end(first_pts, last_pts):
+        # A stream's own end (Matroska's DURATION tag) promises every frame: a frame short is one missing (half a frame
+        # allowed for a variable rate's last step, and a millisecond, Matroska's unit). A container's span may be
+        # another stream's, and its durations guesses: a second allowed (a cut that lost less went unsaid).
+        if info.duration_is_stream_end:
+            slack = float(1 / (2 * info.average_rate)) + 0.001
+        else:
+            slack = max(1.0, float(3 / info.average_rate))
+        if decoded_until < info.duration - slack and not self._held_to_the_end(first_pts, last_pts, slack):
             log.warning(
                 "%s: the video ends at %.3f s but the file says it lasts %.3f s: damaged or cut short?",
                 self.path, decoded_until, info.duration,
             )
 
-    def _held_to_the_end(self, first_pts: int, last_pts: int) -> bool:
-        """Whether the frame decoded last is the stream's last, shown until about the duration said (a GIF's last
-        delay: ten frames 0.1 s apart, the last held 3 s, were said to end at 1.29 s of 3.9)."""
+    def _held_to_the_end(self, first_pts: int, last_pts: int, slack: float) -> bool:
+        """Whether the frame decoded last is the stream's last, shown until the duration said, within `slack` seconds
+        (a GIF's last delay: ten frames 0.1 s apart, the last held 3 s, were said to end at 1.29 s of 3.9)."""
         from vsr.pipelines.probe import last_frame_start, video_end
 
         time_base, end = self.info.time_base, video_end(self.path, self.info.index)
         return last_frame_start(self.path, self.info.index) == (last_pts - first_pts) * time_base \
-            and end is not None and float(end - first_pts * time_base) >= self.info.duration - 1.0
+            and end is not None and float(end - first_pts * time_base) >= self.info.duration - slack
 
     def _clock(self, pts: int | None) -> str:
         """A pts as seconds, for messages."""

@@ -40,7 +40,7 @@ from vsr.pipelines.colour import yuv_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
-from vsr.pipelines.probe import describe_video, open_input
+from vsr.pipelines.probe import describe_video, first_frame_pts, open_input
 
 # Frames DALI decodes per pipeline run; batches of other sizes are cut from (or joined across) these sequences.
 SEQUENCE_FRAMES = 8
@@ -70,7 +70,7 @@ class DaliDecoder(Decoder):
         info, _ = describe_video(path)
         with open_input(path) as container:
             stream = container.streams[info.index]
-            first_pts = stream.start_time or 0
+            first_pts = first_frame_pts(container, stream)
             codec = stream.codec_context.codec.canonical_name
             _check_stream(info, codec, device, several_videos=len(container.streams.video) > 1)
             try:

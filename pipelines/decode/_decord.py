@@ -29,7 +29,7 @@ import torch
 
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
-from vsr.pipelines.probe import describe_video, open_input
+from vsr.pipelines.probe import describe_video, first_frame_pts, open_input
 
 # Frames asked from decord at a time (decord returns them as one array).
 CHUNK_FRAMES = 8
@@ -57,7 +57,7 @@ class DecordDecoder(Decoder):
         info, _ = describe_video(path)
         with open_input(path) as container:
             stream = container.streams[info.index]
-            first_pts = stream.start_time or 0
+            first_pts = first_frame_pts(container, stream)
             if info.bit_depth > 8:
                 raise Unsuitable(f"the video is {info.bit_depth}-bit and decord decodes 8 bits only")
             if info.alpha:

@@ -31,8 +31,8 @@ from vsr.pipelines.captions import CAPTION_DECODERS, frame_captions
 from vsr.pipelines.colour import EXACT_CONVERSION, planes_to_rgb
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.probe import (ALPHA_DECODERS, TimelineWatch, decoding_errors, demux_timed, describe_video,
-                                 open_input, path_of)
+from vsr.pipelines.probe import (ALPHA_DECODERS, DECODE_ORDER_FORMATS, TimelineWatch, decoding_errors, demux_timed,
+                                 describe_video, first_frame_pts, open_input, path_of, timed_in_decoding_order)
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 
 # Planar YUV deeper than 8 bits (yuv420p10le, yuv444p12le, ...): converted by `planes_to_rgb`, not by swscale.
@@ -98,7 +98,7 @@ class PyAVDecoder(Decoder):
                 raise
         self.nvdec = stream.codec_context.is_hwaccel  # NVDEC attached: FFmpeg decodes in software what it cannot
         self.nvdec_frames = 0  # the frames NVDEC did decode (they come out in GPU memory)
-        self._first_pts = stream.start_time or 0
+        self._first_pts = first_frame_pts(container, stream)  # (where --start counts from)
         # Whether the demuxer found timestamps in the stream at all (a raw .h264 has none: every frame gets one).
         self._timed = stream.start_time is not None
         self._first_file = first_frame(path) if is_sequence(path) else None  # an image sequence's first number
@@ -199,8 +199,8 @@ class PyAVDecoder(Decoder):
         after them took a time two frames early. Nor in a GIF, whose times as browsers show them count from its first
         frame (`probe.demux_timed`); its only keyframe is the first anyway."""
         name = self._container.format.name
-        return "mpeg" not in name.split(",") and name != "gif" and not (name in DECODE_ORDER_FORMATS
-                                                                        and self._stream.codec_context.has_b_frames)
+        return "mpeg" not in name.split(",") and name != "gif" \
+            and not timed_in_decoding_order(self._container, self._stream)
 
     def _seek_before(self, start_pts: int) -> None:
         """Put the demuxer on a keyframe whose frames reach `start_pts`, to decode forward from it and drop the frames
@@ -542,11 +542,6 @@ def presentation_pts(container: av.container.InputContainer, stream: av.video.st
                 keyframe = None
         pts.append(packet.pts)
     return sorted(pts)
-
-
-# Containers that keep one time per packet, in decoding order (AVI: the packets' order; ASF: their send times):
-# behind B-frames a packet's "pts" is not the time of the frame it holds.
-DECODE_ORDER_FORMATS = ("avi", "asf")
 
 
 class PresentationOrder:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, make_clip, truncate
-from tests.pipelines.media_fixtures import ffmpeg, ffprobe_frame_pts
+from tests.pipelines.media_fixtures import ffmpeg, ffprobe, ffprobe_frame_pts
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, open_decoder
 
@@ -118,8 +118,8 @@ def test_a_window_of_a_file_that_seeks_wrong_is_the_same_frames_at_the_same_time
     frames, pts, _ = decode_all(path, "pyav")
     assert len(pts) == 30
     with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        origin, time_base = stream.start_time or 0, stream.time_base
+        time_base = container.streams.video[0].time_base
+    origin = pts[0]  # (--start counts from the first frame)
     for start in (0.4, 0.52, 0.96):
         window, window_pts, _ = decode_all(path, "pyav", start=start, max_frames=3)
         first = next(index for index, value in enumerate(pts) if (value - origin) * time_base >= Fraction(str(start)))
@@ -334,6 +334,24 @@ def test_a_short_mp4_cut_after_its_index_says_how_many_frames_it_lost(tmp_path, 
     assert "cut short" not in caplog.text
 
 
+def test_a_matroska_file_cut_short_by_less_than_a_second_says_so(tmp_path, clips, caplog):
+    """Matroska's DURATION tag is the video stream's own end, which every frame reaches. The time check allowed a
+    second, as for a container's span (another stream's, or a guess): a download that lost its last 0.3 s went
+    unsaid. Whole files, variable rate too, say nothing."""
+    source = tmp_path / "whole.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25:duration=2", "-c:v", "libx264", "-bf", "0", "-g", "10",
+           source)
+    cut = truncate(source, tmp_path / "cut.mkv", keep=0.9)
+    with caplog.at_level(logging.WARNING):
+        _, pts, _ = decode_all(cut, "pyav")
+    assert 25 < len(pts) < 49  # (less than a second lost)
+    assert "cut.mkv: the video ends at" in caplog.text and "damaged or cut short?" in caplog.text
+    caplog.clear()
+    for whole in (source, clips["vfr.mkv"], clips["10bit.mkv"]):
+        decode_all(whole, "pyav")
+    assert "cut short" not in caplog.text
+
+
 def test_frames_a_threaded_decoder_lost_beside_damage_are_decoded_again(tmp_path):
     """FFmpeg's frame threads drop the frames decoded beside a damaged one: a download cut short gave 2 frames fewer
     than ffmpeg's own decoding, said to be undecodable (helper-55)."""
@@ -398,10 +416,41 @@ def test_frames_behind_b_frames_in_avi_and_asf_come_in_the_order_they_were_made(
     assert len(frames) >= 14  # (XviD's last packed pair gives one frame)
     brightness = frames.float().mean(dim=(1, 2, 3)).tolist()
     assert brightness == sorted(brightness) and len(set(brightness)) == len(brightness)
-    with av.open(str(source)) as container:
-        packets = sorted(packet.pts for packet in container.demux(video=0) if packet.size)
-    assert pts == packets[: len(pts)]
+    assert pts == sorted(set(pts)) and len(pts) == len(ffprobe_shown_times(source))
     assert "missing" not in caplog.text and "dropped" not in caplog.text
+
+
+def ffprobe_shown_times(path) -> list[int | None]:
+    """Each decoded frame's time as ffmpeg and ffplay show it (its best-effort timestamp), in output order."""
+    frames = ffprobe(path, "-select_streams", "v:0", "-show_entries", "frame=best_effort_timestamp")["frames"]
+    return [frame.get("best_effort_timestamp") for frame in frames]
+
+
+@pytest.mark.parametrize("name, codec_args", [
+    ("h264.avi", ("-c:v", "libx264", "-bf", "3", "-g", "10")),  # (B-pyramid: frames come out 2 packets late)
+    ("mpeg4.avi", ("-c:v", "mpeg4", "-bf", "2", "-g", "10", "-vtag", "XVID")),  # (1 packet late)
+    ("h264.asf", ("-c:v", "libx264", "-bf", "3", "-g", "10")),
+], ids=["h264-avi", "mpeg4-avi", "h264-asf"])
+def test_frames_behind_b_frames_in_avi_and_asf_are_timed_and_windowed_as_ffmpeg_shows_them(tmp_path, name,
+                                                                                          codec_args):
+    """A decoder gives out each frame behind B-frames its reordering delay late, and ffmpeg and ffplay show it at
+    the decoding time of the packet it comes out with: the first at 0.04 s (MPEG-4) or 0.08 s (H.264 with its
+    B-pyramid), not at the stream's start (0). A --start counted from that start began a frame early, and FFmpeg 8
+    guesses every pts a packet late: H.264's frames came a frame early against the audio."""
+    source = tmp_path / name
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25,geq=lum='if(between(X,N*3,N*3+5),235,lum(X,Y)/2+N*6)'"
+           ":cb='cb(X,Y)':cr='cr(X,Y)'", "-frames:v", "30", *codec_args, source)
+    shown = ffprobe_shown_times(source)  # (None for the last frames, flushed out after the last packet)
+    frames, pts, _ = decode_all(source, "pyav")
+    assert len(pts) == len(shown) == 30 and shown[0] > 0
+    timed = [index for index, time in enumerate(shown) if time is not None]
+    assert [pts[index] for index in timed] == [shown[index] for index in timed]
+    with av.open(str(source)) as container:
+        time_base = container.streams.video[0].time_base
+    for start in (0.3, 0.52):
+        window, window_pts, _ = decode_all(source, "pyav", start=start, max_frames=3)
+        first = next(index for index in timed if (shown[index] - shown[0]) * time_base >= Fraction(str(start)))
+        assert window_pts == pts[first:first + 3] and torch.equal(window, frames[first:first + 3])
 
 
 def test_frames_timed_before_0_that_matroska_gives_no_time_are_dropped_as_ffmpeg_drops_them(tmp_path, caplog):
