@@ -204,14 +204,15 @@ class AnimationWriter:
     ) -> None:
         self.output = Path(output)
         self._suffix = self.output.suffix.lower()
-        self._encoder = ANIMATION_ENCODERS[self._suffix]
+        self.encoder = ANIMATION_ENCODERS[self._suffix]
         self._source, self._overwrite = Path(source), overwrite
         self.alpha = source_info.alpha  # write() then takes RGBA frames
+        self.pix_fmt = "pal8" if self.encoder == "gif" else ("rgba" if self.alpha else "rgb24")  # of the file
         self.rotation = 0  # neither format keeps a display matrix: the frames are turned upright
         self._orientation = images.orientation_of_rotation(source_info.rotation)
         self.width, self.height = (height, width) if self._orientation in (6, 8) else (width, height)
         self._frame_size = height, width  # of the frames given to write()
-        if self._encoder == "gif" and max(self.width, self.height) > LARGEST_GIF_SIDE:
+        if self.encoder == "gif" and max(self.width, self.height) > LARGEST_GIF_SIDE:
             raise OptionError(f"{self.output}: {self.width}x{self.height} is too big for a GIF (at most "
                               f"{LARGEST_GIF_SIDE} pixels a side); use .apng or .mkv, or a smaller --outscale, "
                               "--width or --height")
@@ -244,7 +245,7 @@ class AnimationWriter:
             stream.codec_context.options = {"level": "3", "slices": "4"}
             stream.codec_context.thread_type, stream.codec_context.thread_count = "SLICE", 0
             self._store_stream = stream
-            if self._encoder == "gif":
+            if self.encoder == "gif":
                 self._palette_graph = _palette_graph(self.width, self.height, self._time_base)
 
     def write(self, batch: FrameBatch) -> None:
@@ -310,7 +311,7 @@ class AnimationWriter:
         one_frame = self._one_frame if self._one_frame is not None else (
             (self._pts[-1] - self._pts[-2]) * self._time_base if len(self._pts) > 1 else Fraction(1, 10))
         end = times[-1] + last_frame_seconds(start, one_frame, self._video_end, self._trim_end)
-        if self._encoder == "gif":
+        if self.encoder == "gif":
             kept, places, last_delay = gif_times(times, end)
             if len(kept) < len(times):
                 log.warning("%s: %d of %d frames come less than %d hundredths of a second after the frame before "
@@ -324,17 +325,17 @@ class AnimationWriter:
             last = end - times[-1]
             options = {"plays": str(self._plays), "final_delay": f"{last.numerator}/{last.denominator}"}
             time_base = self._time_base
-        with av.open(str(self._temp), "w", format=self._encoder, options=options) as container:
-            stream = container.add_stream(self._encoder, rate=25)  # (the rate tags nothing: frames carry times)
+        with av.open(str(self._temp), "w", format=self.encoder, options=options) as container:
+            stream = container.add_stream(self.encoder, rate=25)  # (the rate tags nothing: frames carry times)
             stream.width, stream.height = self.width, self.height
-            stream.pix_fmt = "pal8" if self._encoder == "gif" else ("rgba" if self.alpha else "rgb24")
+            stream.pix_fmt = self.pix_fmt
             stream.codec_context.time_base = stream.time_base = time_base
             place_of = dict(zip(kept, places))
             self.frames_kept = len(kept)
             for index, frame in enumerate(self._read_back()):
                 if index not in place_of:
                     continue
-                if self._encoder == "gif":
+                if self.encoder == "gif":
                     frame.pts = index  # (paletteuse pairs each frame with the palette, given at 0, by its time)
                     encoded = self._mapped(frame)
                 else:
@@ -388,7 +389,7 @@ class AnimationWriter:
         self._frames_file.unlink(missing_ok=True)
         self._unlock()
         log.info("wrote %s: %d frames (of %d upscaled), %dx%d %s", self.output, self.frames_kept, self.frames_written,
-                 self.width, self.height, self._encoder)
+                 self.width, self.height, self.encoder)
 
     def abort(self) -> None:
         """Stop, and remove the temporary files; the final name is left untouched."""

@@ -360,7 +360,7 @@ class VideoWriter:
 
         spec = _codec_spec(codec)
         self._caption_syntax = CAPTION_SYNTAX.get(spec.encoder)  # None: the codec has no place for captions
-        self._encoder = spec.encoder
+        self.encoder = spec.encoder  # FFmpeg's name of the encoder that writes the video, e.g. "libx265"
         self._frames_encoded = 0  # frames given to the encoder (_encode)
         self._source, self._codec, self._overwrite = Path(source), codec, overwrite
         check_output(self.output, Path(source), overwrite)
@@ -470,39 +470,7 @@ class VideoWriter:
             stream.set_display_rotation(info.rotation)
         ctx.thread_type = "AUTO"  # frame and slice threads, as the ffmpeg command line (PyAV's default is slices)
         ctx.thread_count = 0  # one per core
-        ctx.options = dict(options)
-        failure = None
-        with _encoder_printed() as printed:
-            try:
-                refused = _params_refused(ctx)
-            except (ValueError, av.FFmpegError) as error:  # (PermissionError among them: PyAV's is an FFmpegError)
-                failure = error
-        if failure is None:
-            for line in printed:  # (as they were before being caught)
-                print(line, file=sys.stderr)
-        elif isinstance(failure, PermissionError):
-            if spec.needs_gpu:
-                raise OptionError(f"codec {codec!r} needs an NVIDIA GPU with NVENC and none is usable here; "
-                                  f"use libx264, libx265 or libsvtav1") from failure
-            raise OptionError(f"codec {codec!r} could not be opened: {failure}") from failure
-        else:
-            if max(self.width, self.height) > 16384:  # (x264 and the others say only "Generic error")
-                raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (at most 16384 "
-                                  f"pixels a side); use a smaller --outscale, --width or --height") from failure
-            if not images.ffmpeg_holds(self.width, self.height):  # 16384×16384: "Invalid argument"
-                raise OptionError(f"codec {codec!r} cannot encode {self.width}x{self.height} frames (more pixels than "
-                                  f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
-                                  f"--width or --height") from failure
-            # The encoder's own words where it printed them ("invalid tune 'animaton'") or logged them, else FFmpeg's.
-            said = [line.split("]: ", 1)[-1] for line in printed if "[error]" in line]
-            said = said or getattr(failure, "__notes__", [])
-            reason = "; ".join(said) or getattr(failure, "strerror", None) or failure
-            raise EncoderSettingsError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
-        unused = dict(ctx.options)  # after opening, what the encoder did not recognise
-        if unused:
-            raise EncoderSettingsError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
-        if refused:
-            raise EncoderSettingsError(f"codec {codec!r} refused a setting of its -params list: {refused[0]}")
+        open_encoder(ctx, codec, spec, options)
         return stream
 
     def write(self, batch: FrameBatch) -> None:
@@ -577,7 +545,7 @@ class VideoWriter:
         packets = self._stream.encode(video_frame)
         if video_frame is not None:
             self._frames_encoded += 1
-        if self._encoder == "libx265" and self._frames_encoded <= _X265_LONGEST_B_FRAME_DELAY:
+        if self.encoder == "libx265" and self._frames_encoded <= _X265_LONGEST_B_FRAME_DELAY:
             for packet in packets:
                 packet.dts = packet.pts
         return packets
@@ -772,6 +740,65 @@ def _to_host(planes: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
         host.copy_(plane, non_blocking=True)
     torch.cuda.current_stream(planes[0].device).synchronize()
     return [host.numpy() for host in pinned]
+
+
+def open_encoder(ctx: av.codec.context.CodecContext, codec: str, spec: CodecSpec, options: dict[str, str],
+                 echo: bool = True) -> None:
+    """Open the encoder `ctx` (`codec`, its size and pix_fmt set) with `options`: an EncoderSettingsError naming
+    what it refused (its own words where it said them), an OptionError where it cannot run here at all (NVENC
+    without a GPU, frames too large). `echo`: print again what x264 and x265 printed while opening (warnings)."""
+    ctx.options = dict(options)
+    failure = None
+    with _encoder_printed() as printed:
+        try:
+            refused = _params_refused(ctx)
+        except (ValueError, av.FFmpegError) as error:  # (PermissionError among them: PyAV's is an FFmpegError)
+            failure = error
+    if failure is None:
+        for line in printed if echo else []:  # (as they were before being caught)
+            print(line, file=sys.stderr)
+    elif isinstance(failure, PermissionError):
+        if spec.needs_gpu:
+            raise OptionError(f"codec {codec!r} needs an NVIDIA GPU with NVENC and none is usable here; "
+                              f"use libx264, libx265 or libsvtav1") from failure
+        raise OptionError(f"codec {codec!r} could not be opened: {failure}") from failure
+    else:
+        if max(ctx.width, ctx.height) > 16384:  # (x264 and the others say only "Generic error")
+            raise OptionError(f"codec {codec!r} cannot encode {ctx.width}x{ctx.height} frames (at most 16384 "
+                              f"pixels a side); use a smaller --outscale, --width or --height") from failure
+        if not images.ffmpeg_holds(ctx.width, ctx.height):  # 16384×16384: "Invalid argument"
+            raise OptionError(f"codec {codec!r} cannot encode {ctx.width}x{ctx.height} frames (more pixels than "
+                              f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
+                              f"--width or --height") from failure
+        # The encoder's own words where it printed them ("invalid tune 'animaton'") or logged them, else FFmpeg's.
+        said = [line.split("]: ", 1)[-1] for line in printed if "[error]" in line]
+        said = said or getattr(failure, "__notes__", [])
+        reason = "; ".join(said) or getattr(failure, "strerror", None) or failure
+        raise EncoderSettingsError(f"codec {codec!r} rejected its settings {options}: {reason}") from failure
+    unused = dict(ctx.options)  # after opening, what the encoder did not recognise
+    if unused:
+        raise EncoderSettingsError(f"codec {codec!r} has no option(s) {', '.join(sorted(unused))}")
+    if refused:
+        raise EncoderSettingsError(f"codec {codec!r} refused a setting of its -params list: {refused[0]}")
+
+
+@functools.lru_cache(maxsize=64)
+def takes_settings(codec: str, crf: int | None, preset: str | None, options: tuple[tuple[str, str], ...],
+                   pix_fmt: str) -> bool:
+    """Whether `codec` (a CODECS key) opens with these settings (`options`: the encoder options as sorted pairs) for
+    `pix_fmt` frames. The encoder itself is asked, opened for small frames without a file (1-20 ms): which option
+    names and values it takes (x264's tune=film and profile=high10, x265's x265-params) are its own, and change
+    with its version."""
+    spec = _codec_spec(codec)
+    ctx = av.CodecContext.create(spec.encoder, "w")
+    ctx.width = ctx.height = 64
+    ctx.time_base = Fraction(1, 25)
+    try:
+        ctx.pix_fmt = pix_fmt
+        open_encoder(ctx, codec, spec, _codec_options(codec, spec, crf, preset, dict(options)), echo=False)
+    except ValueError:  # (refused: an EncoderSettingsError or OptionError; or a pix_fmt FFmpeg does not know)
+        return False
+    return True
 
 
 # How x264 and x265 begin what they print on the standard error themselves, past FFmpeg's log.

@@ -638,7 +638,7 @@ def upscale_video_in_segments(
 
     # The workers write segment files: they encode with the codec and options that the output itself needs (every
     # segment with the same codec, decided here for the whole video).
-    say_codec_chosen(source, video, plan.info, codec, pix_fmt)
+    say_codec_chosen(source, output.suffix, video, plan.info, codec, pix_fmt)
     codec_errors = auto_codec_named(video, codec)  # (the settings given, refused by the HEVC that "auto" picked)
     video = dataclasses.replace(video, codec=codec, pix_fmt=pix_fmt,
                                 encoder_options={**frame_time_options(output), **video.encoder_options})

@@ -42,6 +42,9 @@ KEEP_FIELDS = "--deinterlace off"  # what keeps an interlaced video's fields, sa
 ALPHA_CODECS = {".mkv": "libvpx-vp9", ".webm": "libvpx-vp9", ".mov": "prores"}
 # The transfers of HDR video, FFmpeg's names → ours: PQ (HDR10, Dolby Vision, HDR10+) and HLG (broadcasts, phones).
 HDR_TRANSFERS = {"smpte2084": "PQ", "arib-std-b67": "HLG"}
+# The encoders codec "auto" picks between by the source's depth, each the other's where only it takes the encoder
+# settings given (`codec_taking_settings`).
+X26X_ALTERNATIVES = {"libx264": "libx265", "libx265": "libx264"}
 # Where `say_codec_chosen` says the codec "auto" picked, an info line that the command line shows.
 CODEC_LOG = "vsr.codec"
 codec_log = logging.getLogger(CODEC_LOG)
@@ -160,7 +163,8 @@ def video_codec(codec: str, suffix: str, alpha: bool = False, deep_or_hdr: bool 
     `suffix` (ALPHA_CODECS); VP9 in WebM, which holds no H.264 (as ffmpeg picks for `-o x.webm`); libx265 for a
     video written deeper than 8 bits or HDR (`deep_or_hdr`, see `is_deep_or_hdr`) in a container players take HEVC
     in (`encode.plays_hevc`: .mp4, .mov, .mkv, .ts), as HandBrake keeps HDR only in HEVC or AV1: its H.264 would be
-    High 10, which hardly any hardware decoder plays (TVs, phones, Apple's devices, browsers); else libx264."""
+    High 10, which hardly any hardware decoder plays (TVs, phones, Apple's devices, browsers); else libx264. Encoder
+    settings that only the other of libx264 and libx265 takes pick that one (`codec_taking_settings`)."""
     from vsr.pipelines.encode import plays_hevc
 
     if codec != "auto":
@@ -195,36 +199,71 @@ def pix_fmt_bits(pix_fmt: str) -> int:
 
 def encoder_choice(video: VideoOptions, suffix: str, info: VideoStreamInfo) -> tuple[str, str | None]:
     """The codec and pix_fmt (None: the writer's, by the source's depth) that `video` writes a video of `info` with
-    into a file ending in `suffix`: "auto" resolved (`video_codec`), and the HEVC it picks for a source deeper than
-    10 bits written as Main 10 (yuv420p10le), the deepest profile players decode (x265 would write Main 12)."""
+    into a file ending in `suffix`: "auto" resolved (`video_codec`, then `codec_taking_settings`), and the HEVC it
+    picks for a source deeper than 10 bits written as Main 10 (yuv420p10le), the deepest profile players decode
+    (x265 would write Main 12)."""
     codec = video_codec(video.codec, suffix, info.alpha, is_deep_or_hdr(info, video.pix_fmt))
+    codec = codec_taking_settings(video, suffix, info, codec)
     if video.codec == "auto" and codec == "libx265" and video.pix_fmt is None and info.bit_depth > 10:
         return codec, "yuv420p10le"
     return codec, video.pix_fmt
 
 
-def say_codec_chosen(source: Path, video: VideoOptions, info: VideoStreamInfo, codec: str,
+def codec_taking_settings(video: VideoOptions, suffix: str, info: VideoStreamInfo, codec: str) -> str:
+    """`codec`, the libx264 or libx265 that codec "auto" picked by the source's depth (`video_codec`), or the other
+    one where only that one takes the encoder settings given: x264's (tune=film, x264-params, profile=high10) for a
+    10-bit or HDR source, x265's (x265-params) for an 8-bit one, in a container that takes HEVC (`plays_hevc`).
+    Users who type an encoder's settings want that encoder, and a batch over a folder of both depths failed on one
+    of them. The encoders themselves are asked (`takes_settings`): which names and values each takes is theirs."""
+    from vsr.pipelines.encode import plays_hevc, takes_settings
+
+    other = X26X_ALTERNATIVES.get(codec)
+    if video.codec != "auto" or not video.encoder_options or other is None or not plays_hevc(suffix):
+        return codec
+    # The pix_fmt the writer gives either encoder: 4:2:0 at the source's depth, 10 bits at most (Main 10, High 10).
+    pix_fmt = video.pix_fmt or ("yuv420p" if info.bit_depth <= 8 else "yuv420p10le")
+    settings = (video.crf, video.preset, tuple(sorted(video.encoder_options.items())), pix_fmt)
+    if takes_settings(codec, *settings) or not takes_settings(other, *settings):
+        return codec  # (settings neither takes: the writer says why, `auto_codec_named` how to name a codec)
+    return other
+
+
+def say_codec_chosen(source: Path, suffix: str, video: VideoOptions, info: VideoStreamInfo, codec: str,
                      pix_fmt: str | None) -> None:
-    """One info line where codec "auto" chose HEVC (`video_codec`), which the user did not name, and why; the
-    command line shows it (CODEC_LOG)."""
-    if video.codec != "auto" or codec != "libx265":
+    """One info line where codec "auto" chose an encoder other than H.264's, or other than the one the video's depth
+    would take, and why: HEVC for a video deeper than 8 bits or HDR (`video_codec`), or the encoder that the settings
+    given are for (`codec_taking_settings`); the output's file ends in `suffix`. The command line shows it
+    (CODEC_LOG)."""
+    if video.codec != "auto" or codec not in X26X_ALTERNATIVES:
         return
+    by_depth = video_codec(video.codec, suffix, info.alpha, is_deep_or_hdr(info, video.pix_fmt))
     what = [f"{info.bit_depth}-bit"] if info.bit_depth > 8 else []
     if info.color.transfer in HDR_TRANSFERS:
         what.append(f"HDR ({HDR_TRANSFERS[info.color.transfer]})")
     video_is = f"{'a' if info.bit_depth > 8 else 'an'} {' '.join(what)} video" if what else f"--pix-fmt {pix_fmt}"
-    depth = pix_fmt_bits(pix_fmt) if pix_fmt is not None else info.bit_depth
-    plays = "which TVs, phones and browsers play (H.264 High 10 hardly any)" if depth <= 10 else \
-        "as --pix-fmt asks (few players decode HEVC deeper than 10 bits)"
-    codec_log.info("%s: %s: written as %d-bit HEVC with libx265, %s; --codec libx264 writes H.264", source, video_is,
-                   depth, plays)
+    depth = pix_fmt_bits(pix_fmt) if pix_fmt is not None else min(info.bit_depth, 10)  # (x264: 10 at most)
+    settings = ", ".join(f"{key}={value}" for key, value in video.encoder_options.items())
+    if codec == by_depth == "libx265":
+        plays = "which TVs, phones and browsers play (H.264 High 10 hardly any)" if depth <= 10 else \
+            "as --pix-fmt asks (few players decode HEVC deeper than 10 bits)"
+        codec_log.info("%s: %s: written as %d-bit HEVC with libx265, %s; --codec libx264 writes H.264", source,
+                       video_is, depth, plays)
+    elif codec == "libx264" and by_depth == "libx265":
+        written = "H.264 High 10 with libx264, which few TVs, phones and browsers play" if depth > 8 else \
+            "8-bit H.264 with libx264"
+        codec_log.info("%s: %s: x264 settings given (%s): written as %s (without them, HEVC)", source, video_is,
+                       settings, written)
+    elif codec == "libx265" and by_depth == "libx264":
+        codec_log.info("%s: x265 settings given (%s): written as %d-bit HEVC with libx265 (without them, H.264)",
+                       source, settings, depth)
 
 
 @contextlib.contextmanager
 def auto_codec_named(video: VideoOptions, codec: str):
-    """Where codec "auto" picked libx265 (`video_codec`) and the encoder refuses settings given for it (x264's
-    `tune=film`, `x264-params=...`, `profile=high10`): the error says that libx265 was vsr's choice, and how to get
-    H.264 (the info line that says so is not shown with -q, nor in the Python API)."""
+    """Where codec "auto" picked libx265 (`video_codec`) and the encoder refuses settings given for it, which libx264
+    refuses too (else "auto" picks libx264: `codec_taking_settings`), e.g. `x264-params=bfrmaes=2`: the error says
+    that libx265 was vsr's choice, and how to get H.264 (the info line that says so is not shown with -q, nor in the
+    Python API)."""
     try:
         yield
     except EncoderSettingsError as error:
@@ -470,7 +509,7 @@ class VideoOptions:
 
     decoder: str = "auto"  # auto, pyav, decord, dali
     # A key of encode.CODECS, or auto: libx264; libx265 for 10-bit and HDR video; for alpha a codec that keeps it
-    codec: str = "auto"  # (see video_codec)
+    codec: str = "auto"  # (see video_codec; settings only the other encoder takes pick it: encoder_choice)
     crf: int | None = None  # None: the codec's default in pipelines.encode
     preset: str | None = None
     # More encoder options by FFmpeg's names, e.g. {"tune": "animation"}, {"b": "8M"} (a bit rate instead of the crf)
@@ -563,6 +602,10 @@ class VideoResult:
     decoder: str = ""  # the decoder that ran, e.g. "pyav (NVDEC)" ("" where workers decoded)
     precision: str = ""  # what the model ran in, e.g. "bf16" ("fp32, bf16" where workers differed)
     rotation: int = 0  # the output's display rotation (its frames, `width`×`height`, are shown turned by it)
+    # The encoder that wrote the video and its pixel format, e.g. "libx265", "yuv420p10le" ("" for an image sequence,
+    # and where segments were joined: see the output itself)
+    encoder: str = ""
+    pix_fmt: str = ""
 
 
 def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, output: Path, video: VideoOptions
@@ -690,7 +733,8 @@ def upscale_video(
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
                        decoder=decoder_name(decoder), precision=engine.precision,
-                       rotation=getattr(writer, "rotation", 0))
+                       rotation=getattr(writer, "rotation", 0), encoder=getattr(writer, "encoder", ""),
+                       pix_fmt=getattr(writer, "pix_fmt", ""))
 
 
 def decoder_name(decoder) -> str:
@@ -787,10 +831,10 @@ def _open_writer(source: Path, output: Path, info: VideoStreamInfo, width: int, 
                                overwrite=overwrite, copy_streams=video.copy_streams,
                                trim_end=trim_end if video.is_preview else None, video_end=video_end(source, info.index))
     (codec, pix_fmt), crf, preset = encoder_choice(video, output.suffix, info), video.crf, video.preset
-    say_codec_chosen(source, video, info, codec, pix_fmt)
+    say_codec_chosen(source, output.suffix, video, info, codec, pix_fmt)
     encoder_options = video.encoder_options
     # (--crf, --preset and the options were given for the codec named, or for "auto"'s H.264 or HEVC: not alpha's)
-    without_alpha = video_codec(video.codec, ".mkv", deep_or_hdr=is_deep_or_hdr(info, video.pix_fmt))
+    without_alpha = encoder_choice(video, ".mkv", replace(info, alpha=False))[0]
     if info.alpha and codec != without_alpha and (crf is not None or preset is not None or encoder_options):
         log.warning("%s: the video has alpha, so it is written with %s, at that codec's own quality and speed: "
                     "--crf, --preset and --encoder-option are left to a codec named with --codec (libx264 "

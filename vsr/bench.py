@@ -30,6 +30,10 @@ class BenchResult:
     model: str
     device: str
     decoder: str  # the one that ran: "pyav", "decord", "dali", "pyav (NVDEC)" (after any fallback)
+    # The encoder and pixel format the end-to-end run wrote (codec "auto" picks by the clip: a 10-bit one's is
+    # libx265, yuv420p10le, slower to encode than libx264: README, "Video")
+    encoder: str
+    pix_fmt: str
     precision: str
     threads: int
     frames: int
@@ -95,6 +99,8 @@ def bench(
         model=options.model,
         device=str(engine.device),
         decoder=result.decoder,
+        encoder=result.encoder,
+        pix_fmt=result.pix_fmt,
         precision=engine.precision,
         threads=torch.get_num_threads(),
         frames=frames,

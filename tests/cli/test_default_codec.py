@@ -11,6 +11,7 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_encode import MASTERING, ffprobe_hdr10
+from tests.pipelines.test_encoder_options import x264_settings
 from tests.processes import run_vsr
 from vsr.pipelines.upscale import CODEC_LOG, VideoOptions, UpscaleOptions, upscale_video
 
@@ -143,22 +144,102 @@ def test_the_python_api_logs_the_choice_on_its_own_logger(clips, tmp_path, caplo
     assert [record.name for record in caplog.records if CHOSEN in record.getMessage()] == [CODEC_LOG]
 
 
-def test_x264_settings_refused_by_the_hevc_auto_picked_say_that_auto_picked_it(clips, tmp_path):
+X264_CHOSEN = "x264 settings given"  # the info line said where settings only x264 takes picked it over HEVC
+
+
+@pytest.mark.parametrize("option, written", [
+    ("tune=film", "deblock=1:-1:-1"),  # (a tune of x264's that x265 lacks; what it sets: the default is 1:0:0)
+    ("x264-params=aq-mode=3", "aq=3:"),  # (an option x265 lacks)
+    ("profile=high10", "deblock=1:0:0"),  # (a profile name of x264's alone)
+])
+def test_settings_only_x264_takes_write_h264_under_auto_whatever_the_depth(clips, tmp_path, option, written):
+    """Users who type x264's settings want x264: a 10-bit source's "auto" took libx265, which refused them, so a
+    batch over a folder of both depths failed on its 10-bit videos."""
+    result = vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "deep.mp4", "--encoder-option", option)
+    assert codec_profile_pix_fmt(tmp_path / "deep.mp4") == ("h264", "High 10", "yuv420p10le")
+    assert written in x264_settings(tmp_path / "deep.mp4")
+    said = [line for line in result.stderr.splitlines() if "INFO" in line]
+    assert said == [f"vsr: INFO: {clips['deep']}: a 10-bit video: {X264_CHOSEN} ({option}): written as H.264 High 10 "
+                    "with libx264, which few TVs, phones and browsers play (without them, HEVC)"]
+    result = vsr("upscale", clips["sdr"], "-m", "bicubic", "-o", tmp_path / "sdr.mp4", "--encoder-option", option)
+    assert codec_profile_pix_fmt(tmp_path / "sdr.mp4")[0] == "h264" and "INFO" not in result.stderr
+    assert written in x264_settings(tmp_path / "sdr.mp4")
+
+
+def test_an_8_bit_hlg_video_with_x264_settings_is_8_bit_h264_and_keeps_its_tags(tmp_path):
+    hlg = tmp_path / "hlg.mp4"
+    media.ffmpeg(*lavfi_source(), "-pix_fmt", "yuv420p", "-c:v", "libx264", "-color_primaries", "bt2020", "-color_trc",
+                 "arib-std-b67", "-colorspace", "bt2020nc", hlg)
+    result = vsr("upscale", hlg, "-m", "bicubic", "-o", tmp_path / "out.mkv", "--encoder-option", "tune=film",
+                 "--encoder-option", "crf=20")
+    assert codec_profile_pix_fmt(tmp_path / "out.mkv") == ("h264", "High", "yuv420p")
+    stream = video_stream(tmp_path / "out.mkv")
+    assert (stream["color_primaries"], stream["color_transfer"]) == ("bt2020", "arib-std-b67")
+    assert f"{hlg}: an HDR (HLG) video: {X264_CHOSEN} (tune=film, crf=20): written as 8-bit H.264 with libx264 " \
+           "(without them, HEVC)" in result.stderr
+
+
+def test_settings_both_encoders_take_keep_hevc_and_settings_neither_takes_keep_the_hint(clips, tmp_path):
+    vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "grain.mp4", "--encoder-option", "tune=grain")
+    assert codec_profile_pix_fmt(tmp_path / "grain.mp4") == ("hevc", "Main 10", "yuv420p10le")
     hint = '(codec "auto" picked libx265 for this video; --codec libx264 writes H.264)'
     # (-q hides the info line that names the codec: the error alone says why libx265, which the user did not name)
-    result = run_vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "film.mp4", "-q",
-                     "--encoder-option", "tune=film")  # (a tune of x264's that x265 lacks)
-    assert result.returncode == 2 and not (tmp_path / "film.mp4").exists()
+    result = run_vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "typo.mp4", "-q",
+                     "--encoder-option", "tune=flim")  # (a typo: neither encoder has it)
+    assert result.returncode == 2 and not (tmp_path / "typo.mp4").exists()
     assert result.stderr.startswith("vsr: error: codec 'libx265' rejected its settings") and hint in result.stderr
     long = tmp_path / "long.mp4"  # in segments, the workers open the encoder
     media.ffmpeg(*lavfi_source(frames=12), "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-g", "4", long)
     result = run_vsr("upscale", long, "-m", "bicubic", "--outscale", "2", "--segment-seconds", "0.2", "-q",
-                     "--encoder-option", "x264-params=aq-mode=3", "-o", tmp_path / "long.mkv")
+                     "--encoder-option", "x264-params=bfrmaes=2", "-o", tmp_path / "long.mkv")  # (x264 refuses it)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "codec 'libx265' has no option(s) x264-params " + hint in result.stderr
     result = run_vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "named.mp4", "-q", "--codec",
-                     "libx265", "--encoder-option", "tune=film")  # (named: nothing to add)
-    assert result.returncode == 2 and "auto" not in result.stderr
-    vsr("upscale", clips["deep"], "-m", "bicubic", "-o", tmp_path / "x264.mp4", "--codec", "libx264",
-        "--encoder-option", "tune=film")
-    assert codec_profile_pix_fmt(tmp_path / "x264.mp4") == ("h264", "High 10", "yuv420p10le")
+                     "libx265", "--encoder-option", "tune=film")  # (named: nothing to add, nothing chosen)
+    assert result.returncode == 2 and "auto" not in result.stderr and not (tmp_path / "named.mp4").exists()
+
+
+def test_settings_only_x265_takes_write_hevc_under_auto_for_an_8_bit_source(clips, tmp_path):
+    result = vsr("upscale", clips["sdr"], "-m", "bicubic", "-o", tmp_path / "sdr.mkv", "--encoder-option",
+                 "x265-params=aq-mode=3")
+    assert codec_profile_pix_fmt(tmp_path / "sdr.mkv") == ("hevc", "Main", "yuv420p")
+    assert [line for line in result.stderr.splitlines() if "INFO" in line] == [
+        f"vsr: INFO: {clips['sdr']}: x265 settings given (x265-params=aq-mode=3): written as 8-bit HEVC with libx265 "
+        "(without them, H.264)"]
+    result = run_vsr("upscale", clips["sdr"], "-m", "bicubic", "-o", tmp_path / "sdr.avi", "--encoder-option",
+                     "x265-params=aq-mode=3")  # (AVI takes no HEVC from FFmpeg: x264's refusal stands)
+    assert result.returncode == 2 and not (tmp_path / "sdr.avi").exists()
+    assert result.stderr == "vsr: error: codec 'libx264' has no option(s) x265-params\n"
+
+
+def test_segments_and_a_batch_over_both_depths_take_the_encoder_the_settings_are_for(clips, tmp_path):
+    long = tmp_path / "long.mp4"
+    media.ffmpeg(*lavfi_source(frames=12), "-pix_fmt", "yuv420p10le", "-c:v", "libx264", "-g", "4", long)
+    result = vsr("upscale", long, "-m", "bicubic", "--outscale", "2", "--devices", "cpu,cpu", "--segment-seconds",
+                 "0.2", "--encoder-option", "tune=film")
+    output = tmp_path / "long.x2.mp4"
+    assert codec_profile_pix_fmt(output) == ("h264", "High 10", "yuv420p10le")
+    assert media.playback_errors(output) == "" and media.video_times(output) == media.video_times(long)
+    assert result.stderr.count(X264_CHOSEN) == 1
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("deep", "sdr"):
+        (folder / clips[name].name).write_bytes(clips[name].read_bytes())
+    result = vsr("batch", folder, tmp_path / "out", "-m", "bicubic", "--workers", "2", "--encoder-option",
+                 "tune=film")
+    assert "2 done (of 2)" in result.stdout
+    assert codec_profile_pix_fmt(tmp_path / "out" / "deep.x4.mp4") == ("h264", "High 10", "yuv420p10le")
+    assert codec_profile_pix_fmt(tmp_path / "out" / "sdr.x4.mp4") == ("h264", "High", "yuv420p")
+    assert result.stderr.count(X264_CHOSEN) == 1
+
+
+def test_the_python_api_and_bench_name_the_encoder_that_wrote_the_video(clips, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger=CODEC_LOG)
+    result = upscale_video(clips["deep"], tmp_path / "film.mkv", options=UpscaleOptions(model="bicubic", outscale=2),
+                           video=VideoOptions(encoder_options={"tune": "film"}))
+    assert codec_profile_pix_fmt(result.output) == ("h264", "High 10", "yuv420p10le")
+    assert (result.encoder, result.pix_fmt) == ("libx264", "yuv420p10le")
+    assert [record.name for record in caplog.records if X264_CHOSEN in record.getMessage()] == [CODEC_LOG]
+    for name, encoder, pix_fmt in (("deep", "libx265", "yuv420p10le"), ("sdr", "libx264", "yuv420p")):
+        report = vsr("bench", clips[name], "-m", "bicubic", "--frames", "2").stdout
+        assert f"encoder: {encoder}\n" in report and f"pix_fmt: {pix_fmt}\n" in report, report

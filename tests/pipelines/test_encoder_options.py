@@ -15,7 +15,7 @@ from tests.processes import run_vsr
 from vsr import api
 from vsr.errors import OptionError
 from vsr.pipelines import batch
-from vsr.pipelines.encode import CODECS
+from vsr.pipelines.encode import CODECS, takes_settings
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 
@@ -233,3 +233,22 @@ def test_the_command_line_reads_key_value_pairs(tmp_path):
     refused = run_vsr(*run, "--encoder-option", "tune")
     assert refused.returncode != 0
     assert refused.stderr.strip() == "vsr: error: --encoder-option takes KEY=VALUE, such as tune=animation; not 'tune'"
+
+
+@pytest.mark.parametrize("codec, options, pix_fmt, takes", [
+    ("libx265", {"tune": "film"}, "yuv420p10le", False),  # (x264's tunes: x265 has no film)
+    ("libx264", {"tune": "film"}, "yuv420p10le", True),
+    ("libx265", {"x264-params": "aq-mode=3"}, "yuv420p10le", False),
+    ("libx264", {"x265-params": "aq-mode=3"}, "yuv420p", False),
+    ("libx265", {"x265-params": "aq-mode=3"}, "yuv420p", True),
+    ("libx265", {"profile": "high10"}, "yuv420p10le", False),
+    ("libx264", {"profile": "high10"}, "yuv420p10le", True),
+    ("libx264", {"profile": "high"}, "yuv420p10le", False),  # (High is 8 bits only)
+    ("libx265", {"tune": "grain"}, "yuv420p10le", True),  # (a tune both have)
+    ("libx264", {"x264-params": "bfrmaes=2"}, "yuv420p", False),
+])
+def test_the_encoders_themselves_say_which_settings_they_take_and_print_nothing(capfd, codec, options, pix_fmt, takes):
+    """How codec "auto" picks libx264 or libx265 for settings only one of them takes (upscale.codec_taking_settings);
+    x264 and x265 print why they refuse ("x265 [error]: unknown profile <high10>"), which is no error of the run's."""
+    assert takes_settings(codec, None, None, tuple(options.items()), pix_fmt) is takes
+    assert capfd.readouterr().err == ""
