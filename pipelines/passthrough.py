@@ -29,7 +29,11 @@ chapters move with them. The packets are moved as a preview's, by `start_at(orig
 files, which the join moves) keeps every time as it is.
 
 Times are otherwise copied as they are, but for a decoding time that would not come after its stream's last one in
-the output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`).
+the output's time base (which muxers refuse): it moves to just after it, as ffmpeg does (`_keep_increasing`); and for
+an audio stream's first packet where it starts the codec's priming (Opus's pre-skip) as a coarse time base rounds it:
+Matroska counts milliseconds, so Opus's 312 samples (6.5 ms) start at -7 ms there. Where the output counts samples
+(MP4), that start is written exactly (-312): the MP4 edit list skips as many samples as the first packet starts before
+0, and rescaled, it skipped 336, 24 samples of the sound (`_priming_start`).
 
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
@@ -114,6 +118,7 @@ class Passthrough:
         self._equal_times = bool(output.format.flags & _AVFMT_TS_NONSTRICT)
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
+        self._priming: dict[int, Fraction] = {}  # output audio stream index → its codec's priming, in seconds
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
         self._read_covers = False  # whether covers' pictures were read from `_input`, which then opens afresh
 
@@ -184,6 +189,8 @@ class Passthrough:
         if stream.type == "audio" and stream.codec_context.layout.name in _UNORDERED_LAYOUTS:
             # Matroska keeps a channel count and no order; MP4 refuses an unordered layout, at the end of the file.
             copy.codec_context.layout = _UNORDERED_LAYOUTS[stream.codec_context.layout.name]
+        if stream.type == "audio" and stream.codec_context.delay:  # (Opus's pre-skip, from its OpusHead)
+            self._priming[copy.index] = Fraction(stream.codec_context.delay, stream.codec_context.sample_rate)
         copy.metadata.update(stream.metadata)
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
@@ -316,6 +323,8 @@ class Passthrough:
         dts = _rescaled(packet.dts, source, target)
         pts = _rescaled(packet.pts, source, target) if packet.pts is not None else None
         last = self._last_dts.get(output.index)
+        if last is None and output.index in self._priming and packet.pts == packet.dts:  # the stream's first packet
+            dts = pts = _priming_start(packet.dts, source, target, self._priming[output.index])
         equal_allowed = self._equal_times or output.type in ("subtitle", "data")  # (libavformat/mux.c)
         least = None if last is None else last if equal_allowed else last + 1
         if least is not None and dts < least:
@@ -377,8 +386,21 @@ def describe(stream: Stream) -> str:
 def _rescaled(value: int, source: Fraction, target: Fraction) -> int:
     """A time in `source` units in `target` units, rounded to the nearest, halves away from 0: as the muxer's
     av_packet_rescale_ts would, so that a packet nothing moves is stored as it would have been."""
-    exact = value * source / target
+    return _nearest(value * source / target)
+
+
+def _nearest(exact: Fraction) -> int:
+    """`exact` rounded to the nearest integer, halves away from 0 (FFmpeg's AV_ROUND_NEAR_INF)."""
     return math.floor(exact + Fraction(1, 2)) if exact >= 0 else -math.floor(-exact + Fraction(1, 2))
+
+
+def _priming_start(time: int, source: Fraction, target: Fraction, priming: Fraction) -> int:
+    """An audio stream's first packet time `time` (`source` units) in `target` units: where it is the start of the
+    codec's priming (`priming` seconds before 0) as `source` rounds it, that start exactly (see the module doc); else
+    as rescaled. Where `source` holds the start exactly (AAC's 1024 samples in MP4), both are the same."""
+    if time == _nearest(-priming / source):
+        return _nearest(-priming / target)
+    return _rescaled(time, source, target)
 
 
 def _seconds(packet: av.Packet) -> float:
@@ -439,6 +461,12 @@ def _refusal(container: str, stream: Stream) -> str | None:
     if container in ("mov", "avi") and stream.type == "data" and _codec_name(stream) == "klv":
         # Both take it without a word and write what reads back as no codec (a packet short in .mov).
         return f"{container} files cannot hold klv data; MPEG-TS (.ts) holds it"
+    if container == "avi" and _codec_name(stream) == "eac3":
+        # The AVI muxer has no frame size for E-AC-3 (it has for AC-3) and writes a PCM block size, by which readers
+        # time each packet: 1.2 s from .mkv read back as 0.3 s (mono) or 0.05 s (5.1), from .mp4 as 0.6 s (mono), in
+        # FFmpeg 5.1 and 8 alike (ffmpeg's stream copy writes the same header). From an AVI, the source's block size
+        # goes along as a constant sample size, timed by the nominal bit rate: right at 48 kHz, 0.47 % fast at 44.1.
+        return "avi files cannot hold eac3 audio with its times (FFmpeg's muxer times it as PCM); .mkv and .mp4 hold it"
     if container == "mov" and cover:  # the QuickTime muxer leaves it out of the file
         return "QuickTime .mov files leave cover pictures out; .mp4 and .mkv hold them"
     layout = stream.codec_context.layout.name if stream.type == "audio" else ""

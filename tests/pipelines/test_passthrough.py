@@ -583,3 +583,35 @@ def test_audio_starting_after_the_video_is_said_to_play_early_in_an_avi(tmp_path
     caplog.clear()
     upscale_video(source, tmp_path / "out.mkv", options=UpscaleOptions(model="bicubic", outscale=1))
     assert "play that much early" not in caplog.text
+
+
+def test_opus_from_matroska_into_mp4_decodes_to_the_sources_samples(rich, tmp_path):
+    """Matroska counts milliseconds: Opus's 312-sample pre-skip (6.5 ms) starts at -7 ms there, and rescaled into
+    MP4's samples the edit list skipped 336: 24 samples of the sound lost (bench/frame_exactness.py, helper-121)."""
+    def pcm_md5(path: Path, length: int | None = None) -> tuple[int, str]:
+        """The decoded samples' (first `length` bytes') size and MD5."""
+        pcm = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a", "-f", "s16le",
+                              "-"], check=True, capture_output=True).stdout[:length]
+        return len(pcm), hashlib.md5(pcm).hexdigest()
+
+    output = media.write_upscaled(rich, tmp_path / "out.mp4")
+    copied = tmp_path / "copied.mp4"  # ffmpeg's own stream copy, which moves the whole file 7 ms later instead
+    media.ffmpeg("-i", rich, "-map", "0:a", "-c", "copy", copied)
+    length, _ = source = pcm_md5(rich)
+    assert length > 10_000 and pcm_md5(output, length) == source  # (MP4 keeps the last packet's padding after it)
+    assert pcm_md5(output) == pcm_md5(copied)
+
+
+def test_eac3_into_avi_is_skipped_with_a_warning(tmp_path, caplog):
+    """The AVI muxer times E-AC-3 packets by a PCM block size: 2 s from .mkv read back as 0.5 s, without a word
+    (ffmpeg's stream copy too). From an AVI (which ffmpeg wrote so), its packets were timed by the nominal bit rate,
+    0.47 % fast at 44.1 kHz (8.5 ms after 2 s)."""
+    source = _with_audio(tmp_path / "ddp.mkv", ("sine=d=2", "-c:a:{n}", "eac3"))
+    avi = tmp_path / "ddp.avi"
+    media.ffmpeg("-i", source, "-c:v", "mpeg4", "-c:a", "copy", avi)
+    for made in (source, avi):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="vsr.pipelines.passthrough"):
+            output = media.write_upscaled(made, tmp_path / f"{made.stem}-{made.suffix[1:]}.out.avi")
+        assert "audio stream #1 (eac3): avi files cannot hold eac3 audio with its times" in caplog.text
+        assert "audio" not in by_type(output) and len(media.decoded_frame_md5s(output)) == 20
