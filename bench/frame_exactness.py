@@ -1,6 +1,6 @@
 """A frame-exactness sweep: many small sources, each upscaled by `vsr upscale`, judged by ffprobe and ffmpeg alone.
 
-    .venv/bin/python bench/frame_exactness.py                 # the whole matrix (99 runs, 10 min on 2 busy cores)
+    .venv/bin/python bench/frame_exactness.py                 # the whole matrix (102 runs, 10 min on 2 busy cores)
     .venv/bin/python bench/frame_exactness.py -k mpeg2 -k vfr # only the cases whose names contain one of these
     .venv/bin/python bench/frame_exactness.py --keep DIR      # keep the sources and outputs (else a temporary folder)
     .venv/bin/python bench/frame_exactness.py --options       # the second matrix (40 runs, 4 min on 2 busy cores)
@@ -17,8 +17,9 @@ so that no two frames of a clip are alike, and a sine tone), runs `python -m vsr
   above 20 dB and higher than against the frames beside it (a frame shifted, doubled or dropped fails; the right one
   scores 26-28 dB, bicubic up and area down of testsrc2's sharp edges, a neighbour about 11);
 - the first audio stream: packet count, and the md5 of its decoded samples (copied, not re-encoded; or as ffmpeg's
-  own stream copy into that container decodes, where it shows AAC priming an MP4 edit list hid), and where its first
-  sample is against the first frame, to a millisecond (Matroska's unit).
+  own stream copy into that container decodes, where it shows AAC priming an MP4 edit list hid), where its first
+  sample is against the first frame, to a millisecond (Matroska's unit), and the span of its packets' times, to 2 ms
+  (decoding ignores those times; players do not).
 Previews (--start/--end) are judged against the source frames of that span, counted from the first frame; runs in
 segments (--devices cpu,cpu) as one run.
 The second matrix (--options) judges the outputs that are no video file and the options that change frames or
@@ -106,6 +107,7 @@ def cases() -> list[Case]:
              pix_fmt="yuv420p10le", outputs=["", ".mp4"]),
         Case("vp9_webm", ".webm", ["-c:v", "libvpx-vp9", "-deadline", "realtime", "-cpu-used", "8"],
              audio=["-c:a", "libopus"], outputs=["", ".webm", ".mp4"]),
+        Case("h264_eac3_mkv", ".mkv", h264_b, audio=["-c:a", "eac3"], outputs=["", ".avi", ".mp4"]),
         Case("av1_svt_mkv", ".mkv", ["-c:v", "libsvtav1", "-preset", "12"], size="64x64",  # (SVT's least height)
              outputs=["", ".mp4"]),
         Case("av1_aom_mp4", ".mp4", ["-c:v", "libaom-av1", "-cpu-used", "8", "-crf", "40"], outputs=[""]),
@@ -195,6 +197,7 @@ class Media:
     audio_packets: int | None
     audio_md5: str | None
     frames: list[np.ndarray]  # luma, as shown (rotation applied)
+    audio_span: float | None = None  # from its first packet's time to its last's: how a reader times the packets
     size: tuple[int, int] = (0, 0)  # the video's width and height as stored
     codec: str = ""  # "hevc Main 10 yuv420p10le": codec, profile, pixel format
 
@@ -223,12 +226,13 @@ def probe_media(path: Path, downscale: bool, size: tuple[int, int] | None = None
             and times[-1] is not None and end > times[-1]:
         # ffprobe 5.1 gives a variable-rate MP4's frames no duration (FFmpeg 8 does): its end is the stream's
         durations[-1] = end - times[-1]
-    audio_packets = audio_md5 = audio_start = None
+    audio_packets = audio_md5 = audio_start = audio_span = None
     audio_lead = 0.0
     if audio is not None:
-        first = ffprobe_json(path, "-select_streams", "a:0", "-read_intervals", "%+#1", "-show_entries",
-                             "packet=pts_time").get("packets", [{}])
-        first_pts = _float(first[0].get("pts_time")) if first else None
+        packets = ffprobe_json(path, "-select_streams", "a:0", "-show_entries", "packet=pts_time").get("packets", [])
+        packet_times = [time for p in packets if (time := _float(p.get("pts_time"))) is not None]
+        first_pts = _float(packets[0].get("pts_time")) if packets else None
+        audio_span = packet_times[-1] - packet_times[0] if packet_times else None
         if first_pts is not None and _float(audio.get("start_time")) is not None:
             audio_lead = max(0.0, _float(audio.get("start_time")) - first_pts)
         decoded = ffprobe_json(path, "-select_streams", "a:0", "-read_intervals", "%+#40", "-show_entries",
@@ -246,6 +250,7 @@ def probe_media(path: Path, downscale: bool, size: tuple[int, int] | None = None
     return Media(video_tick=Fraction(video["time_base"]), times=times, durations=durations,
                  audio_start=audio_start, audio_lead=audio_lead,
                  audio_packets=audio_packets, audio_md5=audio_md5, frames=_pgm_frames(decoded.stdout),
+                 audio_span=audio_span,
                  size=(int(video["width"]), int(video["height"])),
                  codec=" ".join(str(video.get(k, "")) for k in ("codec_name", "profile", "pix_fmt")))
 
@@ -344,6 +349,9 @@ def judge(source: Media, output: Media, window: tuple[float, float] | None = Non
                 notes.append("audio decodes as ffmpeg's stream copy into this container does, not as the source")
             else:
                 problems.append("audio samples differ")
+        if None not in (source.audio_span, output.audio_span) and abs(source.audio_span - output.audio_span) > 0.002:
+            # (the samples decode alike whatever the packets' times: an AVI's E-AC-3 read back a quarter as long)
+            problems.append(f"audio packets span {output.audio_span:.3f} s, source {source.audio_span:.3f}")
         lead_source = source.audio_start - origin  # the audio's first decoded sample against the first frame
         if output.audio_start is None:
             problems.append("audio missing")
@@ -512,7 +520,8 @@ def telecined_source(folder: Path) -> tuple[Path, Media]:
     audio = probe_media(source, downscale=False)
     truth = probe_media(film, downscale=False)
     return source, dataclasses.replace(truth, audio_start=audio.audio_start, audio_lead=audio.audio_lead,
-                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5)
+                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5,
+                                       audio_span=audio.audio_span)
 
 
 def letterboxed_source(folder: Path) -> tuple[Path, Media]:
@@ -525,7 +534,8 @@ def letterboxed_source(folder: Path) -> tuple[Path, Media]:
     audio = probe_media(source, downscale=False)
     truth = probe_media(picture, downscale=False)
     return source, dataclasses.replace(truth, audio_start=audio.audio_start, audio_lead=audio.audio_lead,
-                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5)
+                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5,
+                                       audio_span=audio.audio_span)
 
 
 SEQUENCE_FIRST = 101  # an image sequence's first number, as a render's range starts
