@@ -241,6 +241,10 @@ def _create(path: Path) -> None:
     """A new journal at `path`, made under a temporary name and linked into place: a batch starting beside this one
     never finds a half-made (empty) file there, which it would take for no journal."""
     temporary = path.with_name(f"{path.name}.{os.getpid()}.new")
+    try:  # the batch's first write: a folder that takes no file is said as such, not as SQLite's "unable to open"
+        temporary.touch()
+    except OSError as error:
+        raise OutputError(f"{path.parent}: cannot write into the output folder ({error.strerror or error})") from None
     try:
         connection = sqlite3.connect(temporary, isolation_level=None)
         try:

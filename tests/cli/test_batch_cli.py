@@ -348,6 +348,26 @@ def test_a_journal_on_a_full_disk_is_one_line_that_does_not_call_it_damaged(tmp_
         assert [row.state.value for row in read_journal(out)] == ["done"] * 6
 
 
+def test_an_output_folder_that_cannot_be_written_is_one_line_about_the_folder(tmp_path):
+    """A batch into an existing read-only folder was a traceback on a read-only mount (removing the journal's
+    temporary file that could not be made), and elsewhere said that a journal was kept, the disk perhaps full: there
+    was no journal. /proc takes no file, even from root; the mount is made where the tests may make one."""
+    source = tmp_path / "in"
+    source.mkdir()
+    make_clip(source / "clip.mp4", frames=2)
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    cases = [([*VSR, "batch", source, "/proc", "-m", "bicubic"], "/proc", "No such file or directory")]
+    if subprocess.run(["unshare", "--mount", "true"], capture_output=True).returncode == 0:
+        cases.append((["unshare", "--mount", "sh", "-c", 'mount --bind -o ro "$0" "$0" && exec "$@"', read_only,
+                       *VSR, "batch", source, read_only, "-m", "bicubic"], read_only, "Read-only file system"))
+    for command, folder, reason in cases:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert (result.returncode, result.stderr.strip().splitlines()) == (
+            OutputError.exit_code, [f"vsr: error: {folder}: cannot write into the output folder ({reason})"])
+    assert list(read_only.iterdir()) == []
+
+
 def test_the_status_after_renaming_the_input_folder_still_waits_for_its_failed_job(tmp_path):
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
