@@ -551,7 +551,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
             log.warning("%s: was running in a process that is gone; redoing it", labels[name])
         for name in plan.changed:
             if journal.row(name).checksum is not None:  # (an output made from the earlier input or options)
-                log.warning("%s: its input or options changed since %s was made; making it again", labels[name], name)
+                log.warning("%s: %s since %s was made; making it again", labels[name], plan.what_changed[name], name)
         for name in plan.busy:
             log.warning("%s: being run by another live `vsr batch`; left to it", labels[name])
         for name in plan.gave_up:
@@ -610,8 +610,9 @@ def _intact(journal: Journal, name: str, output: Path, checksum: str) -> bool:
 def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts: int = 3) -> list[tuple[str, str]]:
     """What `run_batch` would do with each job now, as (output name, what), writing nothing: decided by the same
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
-    output missing or changed", "redo: input or options changed", "retry (attempt N)", "take over: its process is
-    gone", "busy: another vsr batch runs it", "gave up after N attempts", "refused: made from OTHER INPUT ..."."""
+    output missing or changed", "redo: its input changed" (or "its options changed (--model X, was Y)"), "retry
+    (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it", "gave up after N attempts",
+    "refused: made from OTHER INPUT ..."."""
     if max_attempts < 1:  # (as `run_batch` would say)
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)
@@ -640,7 +641,7 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
             elif name in plan.taken_over:
                 said[name] = "take over: its process is gone"
             elif name in plan.changed:
-                said[name] = "redo: input or options changed"
+                said[name] = f"redo: {plan.what_changed[name]}"
             else:
                 said[name] = f"retry (attempt {row.attempts + 1})" if row.state is JobState.FAILED else "queued"
             if fails and name not in plan.new:  # (however often it is tried)

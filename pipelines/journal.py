@@ -33,6 +33,7 @@ from pathlib import Path
 
 from vsr.errors import InputError, OutputError
 from vsr.fsutil import file_state
+from vsr.pipelines.resume import changed_settings
 
 JOURNAL_NAME = ".vsr-journal.sqlite"
 SCHEMA_VERSION = 1
@@ -134,6 +135,7 @@ class SyncPlan:
     new: list[str]  # not in the journal before
     redone: list[str] = field(default_factory=list)  # done, but the output is missing or changed (`batch._sync`)
     changed: list[str] = field(default_factory=list)  # known, but its input or options are not what they were
+    what_changed: dict[str, str] = field(default_factory=dict)  # of those: "its input changed", "its options ..."
     other_source: list[str] = field(default_factory=list)  # its output was made from another input: left alone
 
 
@@ -412,6 +414,7 @@ class Journal:
                     )
                     plan.to_run.append(entry.name)
                     plan.changed.append(entry.name)
+                    plan.what_changed[entry.name] = what_changed(row, entry)
                 elif row.state is JobState.DONE:
                     plan.done.append(entry.name)
                 elif row.state is JobState.FAILED and row.attempts >= max_attempts:
@@ -560,6 +563,16 @@ def same_job(row: JobRow, entry: JobEntry) -> bool:
     """Whether `row` was recorded for `entry`'s input and options (its source may have moved: a renamed folder)."""
     return row.fingerprint == entry.fingerprint and (json.dumps(_as_now(row, entry.options), sort_keys=True)
                                                      == json.dumps(entry.options, sort_keys=True))
+
+
+def what_changed(row: JobRow, entry: JobEntry) -> str:
+    """Why `row` is not `entry`'s job (`same_job`), in a few words that name the options: a batch run again with an
+    option changed by mistake makes its done jobs again, and so can be stopped and run as it was."""
+    reasons = ["its input changed"] if row.fingerprint != entry.fingerprint else []
+    options = changed_settings(_as_now(row, entry.options), entry.options)
+    if options:
+        reasons.append(f"its options changed ({options})")
+    return " and ".join(reasons)
 
 
 def _as_now(row: JobRow, options: dict) -> dict:

@@ -65,6 +65,40 @@ def remove_stale_folder(output: Path) -> None:
                     "one go)", folder, kept)
 
 
+def _shown(value) -> str:
+    if value is None:
+        return "not given"
+    if isinstance(value, dict) and "file" in value:  # (a checkpoint, recorded as the file it is)
+        return str(value["file"])
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def changed_settings(before: dict, after: dict) -> str:
+    """The settings that differ between two records of them, as options (`--crf 20, was not given`): said where
+    earlier work is thrown away for them, so that an option changed by mistake can be put back in time."""
+    changes = []
+    for key in sorted(before.keys() | after.keys()):
+        if before.get(key) != after.get(key):
+            now, was = _shown(after.get(key)), _shown(before.get(key))
+            changes.append(f"--{key.replace('_', '-')} {now}, " + ("its file changed since" if now == was else
+                                                                   f"was {was}"))
+    return "; ".join(changes)
+
+
+def _plan_change(before: dict, after: dict) -> str:
+    """Why a folder made for the plan `before` is no use to `after`, in a few words."""
+    reasons = []
+    if [before.get(key) for key in ("source", "size", "mtime_ns")] != [after[key] for key in ("source", "size",
+                                                                                               "mtime_ns")]:
+        reasons.append("another source, or the source changed since")
+    settings = changed_settings(before.get("settings", {}), after["settings"])
+    if settings:
+        reasons.append(f"other settings ({settings})")
+    if before.get("model_files") != after.get("model_files"):
+        reasons.append("the checkpoint changed since")
+    return "; ".join(reasons) or "other cuts of the video"
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentRecord:
     """A finished segment: its file and what the worker encoded into it."""
@@ -109,15 +143,16 @@ class SegmentFolder:
                 raise OutputError(f"{self.path} exists and is not vsr's folder of segments; move it away")
             self._lock()
             try:
-                same = json.loads(plan_file.read_text()) == self.plan
+                before = json.loads(plan_file.read_text())
             except (OSError, ValueError):
-                same = False
-            if same:
+                before = None
+            if before == self.plan:
                 return
+            change = _plan_change(before, self.plan) if isinstance(before, dict) else "a plan that cannot be read"
             kept = len(list(self.path.glob("segment-*.json")))
-            # (a warning where work is thrown away: the command line shows it)
-            (log.warning if kept else log.info)("%s: made for another source or other settings, %d segment(s) kept "
-                                                 "there are removed; starting over", self.path, kept)
+            # (a warning where work is thrown away: the command line shows it, and what changed, to put it back)
+            (log.warning if kept else log.info)("%s: made for %s: %d segment(s) kept there are removed; starting "
+                                                 "over", self.path, change, kept)
             self._unlock()
             shutil.rmtree(self.path)
         self.path.mkdir()

@@ -105,7 +105,7 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
         ("broken.x2.mp4", "gave up after 1 attempts"), ("c.x2.png", "new")]
     assert dict(batch.plan_batch(jobs, out, max_attempts=3))["broken.x2.mp4"] == "retry (attempt 2)"
     sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
-    assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == "redo: input or options changed"
+    assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == "redo: its options changed (--model lanczos, was bicubic)"
     assert snapshot(out) == before  # (SQLite's -wal and -shm files too: reading made them, and they are gone)
     assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
         "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
@@ -153,7 +153,7 @@ def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retr
     # Its input changed: redone, and failing the same way, which --dry-run said of retries only (helper-50).
     write_image(root / "p.png", size=(24, 16))
     assert batch.plan_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out) == [
-        ("p.x2.png", "redo: input or options changed, but fails: its output exists and is not one this batch made "
+        ("p.x2.png", "redo: its input changed, but fails: its output exists and is not one this batch made "
                      "(--overwrite replaces it)")]
     batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST, overwrite=True), out)
     made = (out / "p.x2.png").read_bytes()
@@ -459,7 +459,7 @@ def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path, ca
     (out / "b.x2.mp4").unlink()  # missing
     make_clip(source / "c.mp4", frames=6)  # another video under the same name
     assert run().ok
-    assert "c.mp4: its input or options changed since c.x2.mp4 was made; making it again" in caplog.text
+    assert "c.mp4: its input changed since c.x2.mp4 was made; making it again" in caplog.text
     rows = rows_by_name(out)
     # Each counts its tries afresh (the earlier one succeeded: a later failure must not give up sooner); c: a new job.
     assert [rows[name].attempts for name in ("a.x2.mp4", "b.x2.mp4", "c.x2.mp4")] == [1, 1, 1]
@@ -496,7 +496,8 @@ def test_a_checkpoint_rewritten_in_place_redoes_its_jobs(tmp_path, tiny_rrdbnet_
     other, _ = save_model(RRDBNet(**hyperparameters), spec_for("RRDBNet", hyperparameters), tmp_path / "other")
     (models / "m.pth").write_bytes(Path(other).read_bytes())  # a training run went on
     jobs = batch.discover(root, out, options=api.UpscaleOptions(model="models/m.pth"), video=FAST)
-    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: input or options changed")]
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: its options changed (--model "
+                                                        f"{models / 'm.pth'}, its file changed since)")]
     assert run("models/m.pth").ok and (out / "p.x4.png").stat().st_ino != made
     # A zoo name is recorded as it was, so that journals of an earlier vsr keep their done jobs.
     (job,) = batch.discover(root, out, options=BICUBIC, video=FAST)
@@ -520,7 +521,8 @@ def test_a_journal_of_an_earlier_vsr_that_named_a_checkpoint_by_its_path_keeps_i
                                                                           "model": "models/m.pth"}),))
     assert batch.plan_batch(jobs, out) == [("p.x4.png", "done")]
     os.utime(models / "m.pth", ns=(time.time_ns() + 10**9,) * 2)  # changed since the job was done: made again
-    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: input or options changed")]
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", f"redo: its options changed (--model {models / 'm.pth'}, "
+                                                        "was models/m.pth)")]
 
 
 def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(tmp_path, caplog):

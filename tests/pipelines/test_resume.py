@@ -130,7 +130,8 @@ def test_other_settings_start_the_segments_over(run, tmp_path, caplog):
     again = Interrupt()
     with caplog.at_level(logging.INFO):
         upscale(on_segment=again, video=VideoOptions(codec="ffv1", segment_seconds=0.25, start=0.0, end=0.8))
-    assert "made for another source or other settings, 1 segment(s) kept there are removed; starting over" in [
+    assert ("made for other settings (--end 0.8, was not given; --start 0.0, was not given): 1 segment(s) kept there "
+            "are removed; starting over") in [
         record.getMessage().split(": ", 1)[1] for record in caplog.records if record.levelno == logging.WARNING]
     assert again.seen == [0, 1, 2]
 
