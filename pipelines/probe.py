@@ -929,8 +929,9 @@ def frame_side_data(frame: av.VideoFrame) -> dict:
     enum lacks, such as the EXIF that FFmpeg 8 attaches to JPEG frames (none of which carry captions or HDR)."""
     try:
         sides = frame.side_data
-        # By position: iterating gives the side data itself up to PyAV 18.1.0 and their types from 18.1.1 on.
-        return {side.type: bytes(side) for side in (sides[i] for i in range(len(sides)))}
+        # Iterating gives the side data up to PyAV 18.1.0, their types (a mapping's keys) from 18.1.1 on.
+        found = (sides[entry] if isinstance(entry, av.sidedata.sidedata.Type) else entry for entry in sides)
+        return {side.type: bytes(side) for side in found}
     except ValueError:
         return {}
 
