@@ -455,7 +455,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
     # ---- the loop ----
     end = min(config.total_iters, stop_at) if stop_at is not None else config.total_iters
     out_of_time = False  # max_minutes reached: the run ends as if at total_iters
-    bar = _progress_bar(config.total_iters, iteration) if progress and main else None
+    bar = on_exit.enter_context(_progress_bar(config.total_iters, iteration)) if progress and main else None
     window_start, window_iterations = time.perf_counter(), 0
     # Whether each loss has been NaN or infinite at some iteration: kept on the device (reading it would wait for the
     # GPU), and read only before the run logs, validates or saves, so that a diverged run never writes a checkpoint.
@@ -760,10 +760,16 @@ def _mean_over_processes(losses: dict[str, torch.Tensor], world: int) -> dict[st
     return dict(zip(losses, stacked.tolist()))
 
 
+@contextmanager
 def _progress_bar(total: int, initial: int):
+    """tqdm's bar, the log's lines written above it (as `vsr batch` does) and the bar closed however the run ends.
+    Else a validation's line went after the bar, on its line, and a Ctrl-C's or an error's line too, below which
+    tqdm drew the bar again when the process ended: the last line was a stale bar, not the one that says what next."""
     from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
 
-    return tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True)
+    with logging_redirect_tqdm(), tqdm(total=total, initial=initial, unit="it", dynamic_ncols=True) as bar:
+        yield bar
 
 
 def _report(bar, row: dict, total: int) -> None:

@@ -430,3 +430,35 @@ def test_a_loader_worker_leaves_its_broken_connections_unsaid_and_says_other_err
     assert result.returncode == 0, result.stderr
     assert "ValueError: a real bug" in result.stderr
     assert "ConnectionResetError" not in result.stderr and "EOFError" not in result.stderr
+
+
+def test_the_progress_bar_leaves_log_lines_and_a_stop_on_lines_of_their_own(tmp_path, capfd, caplog, monkeypatch):
+    """On a terminal a validation's log line was written after the bar, on its line ("| 20/300 [...]vsr: INFO:
+    iteration 20: PSNR-Y ..."), and a Ctrl-C's line came after the unfinished bar, which tqdm drew again below it
+    when the process ended: the last line was a stale bar, not the command line's "interrupted; continue ..."."""
+    from vsr.training import trainer
+
+    caplog.set_level("INFO", logger="vsr.training")
+    console = logging.StreamHandler(sys.stderr)  # (the command line's: logging.basicConfig's, on the root logger)
+    console.setFormatter(logging.Formatter("vsr: %(levelname)s: %(message)s"))
+    steps = 0
+
+    def ema_update_until_a_ctrl_c(*args) -> None:  # (a Ctrl-C during the third step, after iteration 2's validation)
+        nonlocal steps
+        steps += 1
+        if steps == 3:
+            raise KeyboardInterrupt
+        ema_update(*args)
+
+    monkeypatch.setattr(trainer, "ema_update", ema_update_until_a_ctrl_c)
+    logging.root.addHandler(console)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(tmp_path, total_iters=4), progress=True)
+    finally:
+        logging.root.removeHandler(console)
+    said = capfd.readouterr().err
+    validations = [line for line in said.split("\n") if "PSNR-Y" in line]
+    assert len(validations) == 2  # iterations 0 and 2
+    assert all(line.split("\r")[-1].startswith("vsr: INFO: iteration ") for line in validations), validations
+    assert "2/4" in said and said.endswith("\n")  # the bar closed: what the command line says next is a line alone
