@@ -238,6 +238,10 @@ def _generator(config: TrainConfig, fresh: bool) -> nn.Module:
     if config.pretrained and fresh:
         loaded = load_model(config.pretrained)
         expected = checkpoints.generator_spec(config)
+        if loaded.spec.architecture != expected.architecture:  # (no setting makes one of the other)
+            raise ModelError(f"{config.pretrained}: is {loaded.spec.architecture} ×{loaded.spec.scale}, and vsr train "
+                             f"trains {expected.architecture} alone: start from an {expected.architecture} checkpoint "
+                             "(a stage psnr run's model.pth), or from none")
         if loaded.spec != expected:
             raise ModelError(
                 f"{config.pretrained}: is {loaded.spec.architecture} ×{loaded.spec.scale} "

@@ -462,3 +462,20 @@ def test_the_progress_bar_leaves_log_lines_and_a_stop_on_lines_of_their_own(tmp_
     assert len(validations) == 2  # iterations 0 and 2
     assert all(line.split("\r")[-1].startswith("vsr: INFO: iteration ") for line in validations), validations
     assert "2/4" in said and said.endswith("\n")  # the bar closed: what the command line says next is a line alone
+
+
+def test_a_pretrained_model_of_another_architecture_is_named_and_not_matched_by_settings(tmp_path):
+    """An SRVGGNetCompact checkpoint was told to set "scale, num_feat, num_block, num_grow_ch to match", which no
+    setting can: vsr train trains RRDBNet alone."""
+    from vsr.models.checkpoint import save_model
+    from vsr.models.detect import spec_for
+    from vsr.models.srvgg import SRVGGNetCompact
+
+    hyperparameters = {"num_feat": 8, "num_conv": 2, "upscale": 4}
+    other, _ = save_model(SRVGGNetCompact(**hyperparameters), spec_for("SRVGGNetCompact", hyperparameters),
+                          tmp_path / "compact")
+    with pytest.raises(ModelError) as raised:
+        train(tiny_config(tmp_path, total_iters=1, val_holdout=0, pretrained=str(other)))
+    assert "is SRVGGNetCompact ×4, and vsr train trains RRDBNet" in str(raised.value)
+    assert "to match" not in str(raised.value)
+    assert not (tmp_path / "run").exists()
