@@ -406,9 +406,14 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
     pixels_seen = pool.digest if dataset is not None and main else None
     if state is not None and main and (state.get("data", data_seen) != data_seen
                                        or state.get("data_pixels", pixels_seen) != pixels_seen):
-        log.warning("%s: the training data changed since the run began (%s then, %s now%s): it goes on, but not as "
-                    "the run would have without the stop", out_dir, state["data"], data_seen,
-                    "; other pictures" if state["data"] == data_seen else "")
+        # (a batch_size or patch_size given on resume changes the batches per epoch over the same pictures: it was
+        # told as changed data)
+        settings = [f"{key} {state['config'][key]} → {getattr(config, key)}" for key in ("batch_size", "patch_size")
+                    if state["config"].get(key, getattr(config, key)) != getattr(config, key)]
+        what = f"{', '.join(settings)} since the run began" if settings else \
+            "the training data changed since the run began"
+        log.warning("%s: %s (%s then, %s now%s): it goes on, but not as the run would have without the stop", out_dir,
+                    what, state["data"], data_seen, "; other pictures" if state["data"] == data_seen else "")
     # The photos held out for validation (val_holdout) are held out again on resume (`split_sources`).
     held_out = [image.name for image in val_images] if dataset is not None and not config.val_paths else []
 

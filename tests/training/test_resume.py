@@ -283,3 +283,14 @@ def test_a_resume_over_added_photos_keeps_its_validation_photos_and_a_replaced_p
     shutil.copy(tmp_path / "other" / "photo2.png", photos / "photo2.png")  # the same size, other pixels
     resume(config.out_dir, {"total_iters": "4"})
     assert "training data changed since the run began" in caplog.text
+
+
+def test_a_resume_with_another_batch_size_says_so_and_not_that_the_data_changed(tmp_path, caplog):
+    """`--set batch_size=4` on resume (allowed: its batches differ) was told as "the training data changed since the
+    run began", over the same pictures."""
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(config)
+    resume(config.out_dir, {"total_iters": "3", "batch_size": "4"})
+    assert "training data changed" not in caplog.text
+    assert "batch_size 2 → 4 since the run began (4 training images (8 batches per epoch) then, 4 training " \
+           "images (4 batches per epoch) now)" in caplog.text
