@@ -16,6 +16,7 @@ import logging
 import os
 import struct
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -176,7 +177,7 @@ def demux_timed(container: av.container.InputContainer, stream: av.stream.Stream
     if container.format.name == "gif":
         return browser_gif_times(packets)
     if timed_in_decoding_order(container, stream):
-        return shown_in_decoding_order(packets, _reorder_delay(container, stream))
+        return shown_in_decoding_order(packets, _reordering(container, stream).packets)
     return packets
 
 
@@ -192,35 +193,61 @@ def timed_in_decoding_order(container: av.container.InputContainer, stream: av.s
 
 
 def shown_in_decoding_order(packets: Iterable[av.Packet], delay: int) -> Iterator[av.Packet]:
-    """Packets timed in decoding order, each given the pts `delay` after its decoding time: the times of the frames
-    the decoder gives out as it is sent them, `delay` packets late (its reordering delay), which is when ffmpeg and
-    ffplay show them. FFmpeg 8's demuxer guesses a pts one packet after the decoding time whatever the delay (for
-    H.264 with B-pyramids, 2 packets: the frames came a frame early against the audio and the --start counted from
-    the first). The decoder (`PresentationOrder`'s restamp) gives each frame the smallest of these not yet given."""
+    """Packets timed in decoding order, each given the decoding time of the packet `delay` packets after it: the
+    times of the frames the decoder gives out as it is sent them, `delay` packets late (its reordering delay), which
+    is when ffmpeg and ffplay show them. Counted in packets, not in ticks: an AVI's empty entries (XviD's first two,
+    its encoder's delay: the first packets at 0 then 3) take ticks and no packet, and a delay of 3 ticks timed every
+    frame after the first two ticks late. FFmpeg 8's demuxer guesses a pts one packet after the decoding time
+    whatever the delay (for H.264 with B-pyramids, 2 packets: the frames came a frame early against the audio and
+    the --start counted from the first). The last `delay` packets, whose frames come out when the decoder is
+    flushed, are given the steps after the last time. The decoder (`PresentationOrder`'s restamp) gives each frame
+    the smallest of these not yet given. The packets come out in their order, each once its time is known."""
+    held: deque[av.Packet] = deque()  # packets read and not yet given out, in their order
+    waiting: deque[av.Packet] = deque()  # the timed ones among them, without their time yet
+    last_dts, step = None, 1
     for packet in packets:
+        held.append(packet)
         if packet.dts is not None and packet.size:
-            packet.pts = packet.dts + delay
-        yield packet
+            if last_dts is not None and packet.dts > last_dts:
+                step = packet.dts - last_dts
+            last_dts = packet.dts
+            waiting.append(packet)
+            if len(waiting) > delay:
+                waiting.popleft().pts = packet.dts
+        while held and not (waiting and held[0] is waiting[0]):
+            yield held.popleft()
+    for number, packet in enumerate(waiting, 1):
+        packet.pts = last_dts + number * step
+    yield from held
 
 
 def first_frame_pts(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
     """The pts of `stream`'s first frame, from which --start and --end count: the stream's start, but for frames
-    timed in decoding order (`timed_in_decoding_order`), whose first is shown its reordering delay after it."""
+    timed in decoding order (`timed_in_decoding_order`), the decoding time of the packet it comes out with."""
     start = stream.start_time or 0
-    return start + _reorder_delay(container, stream) if timed_in_decoding_order(container, stream) else start
+    return start + _reordering(container, stream).ticks if timed_in_decoding_order(container, stream) else start
 
 
-def _reorder_delay(container: av.container.InputContainer, stream: av.stream.Stream) -> int:
+@dataclass(frozen=True)
+class _Reordering:
+    """How late a decoder gives out the first frame: after how many packets more than the first, and how many ticks
+    of the stream's time base after the first packet's decoding time."""
+
+    packets: int
+    ticks: int
+
+
+def _reordering(container: av.container.InputContainer, stream: av.stream.Stream) -> _Reordering:
     path = path_of(container)
     stat = os.stat(path)
-    return _read_reorder_delay(path, stream.index, stat.st_size, stat.st_mtime_ns)
+    return _read_reordering(path, stream.index, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
-def _read_reorder_delay(path: str, index: int, size: int, mtime_ns: int) -> int:
-    """How long after the first packet's decoding time the decoder gives out the first frame, in the stream's time
-    base: the decoding time of the packet it comes out with (the frame's `dts`), as ffmpeg times such frames. Read by
-    decoding the first packets once per file as it is; 0 where no frame comes out of them."""
+def _read_reordering(path: str, index: int, size: int, mtime_ns: int) -> _Reordering:
+    """The packet the decoder gives out the first frame with, and its decoding time (the frame's `dts`), as ffmpeg
+    times such frames. Read by decoding the first packets once per file as it is; none late where no frame comes
+    out of them."""
     with open_input(path) as container:
         stream = container.streams[index]
         first_dts, sent = None, 0
@@ -232,10 +259,10 @@ def _read_reorder_delay(path: str, index: int, size: int, mtime_ns: int) -> int:
                 sent += 1
                 for frame in stream.codec_context.decode(packet):
                     if frame.dts is not None:
-                        return max(frame.dts - first_dts, 0)
+                        return _Reordering(sent - 1, max(frame.dts - first_dts, 0))
         except av.FFmpegError:
             pass
-    return 0
+    return _Reordering(0, 0)
 
 
 _MOST_REORDERED = 32  # packets sent before giving up on a first frame (H.264 reorders at most 16)

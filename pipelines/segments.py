@@ -65,6 +65,7 @@ import av
 from vsr.pipelines.frames import VideoStreamInfo
 from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
+from vsr.pipelines.truncation import cut_short
 from vsr.pipelines.upscale import (
     KEEP_FIELDS,
     UpscaleOptions,
@@ -645,6 +646,8 @@ def upscale_video_in_segments(
     # Said here, for the whole video; each worker process would say it again (see upscale_segment).
     warn_once(source, deinterlace_warnings(video.decoder, video.deinterlace, plan.info.interlaced, KEEP_FIELDS,
                                            path=source))
+    if (cut := cut_short(source)) is not None:  # (said here: each segment's decoder reads a window, not the end)
+        warn_once(source, [f"cut short: {cut}"])
     started = time.perf_counter()
     with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
         done: dict[int, object] = dict(folder.done())

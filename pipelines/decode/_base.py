@@ -16,6 +16,7 @@ import torch
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.colour import untagged_matrix
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
+from vsr.pipelines.truncation import cut_short
 
 log = logging.getLogger("vsr.pipelines.decode")
 
@@ -176,12 +177,28 @@ class Decoder:
         info = self.info
         return f"<{type(self).__name__} {self.path} {info.width}×{info.height} {info.pix_fmt} on {self.device}>"
 
-    def _warn_if_cut_short(self, first_pts: int, last_pts: int) -> None:
-        """Warn when the frames end well before the duration the file declares (a damaged or cut file)."""
+    def _warn_if_cut_short(self, first_pts: int, last_pts: int, decoded: int | None = None,
+                           listed: int | None = None) -> None:
+        """Warn, in one line, where the file is cut short (its container's sizes say so: `truncation.cut_short`), or
+        where the frames end well before the duration the file declares (a damaged or cut file). `decoded` frames of
+        the `listed` ones an index lists, where the backend counted them."""
         info = self.info
+        decoded_until = float((last_pts - first_pts) * info.time_base + 1 / info.average_rate) \
+            if info.average_rate else float((last_pts - first_pts) * info.time_base)
+        cut = cut_short(self.path)
+        if cut is not None:
+            counted = f"{decoded} of the {listed} frames its index lists" if listed else f"{decoded} frames"
+            # (a cut AVI's or MPEG-TS's duration is read from what is left: no more than the frames)
+            lasts = f" of the {info.duration:.3f} s it declares" if (info.duration or 0) > decoded_until else ""
+            log.warning("%s: cut short: %s; %s decoded, up to %.3f s%s", self.path, cut,
+                        counted if decoded is not None else "the frames", decoded_until, lasts)
+            return
+        if listed and decoded is not None and decoded < listed - max(2, listed // 10):
+            log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
+                        decoded, listed)
+            return
         if info.duration is None or not info.average_rate:
             return
-        decoded_until = float((last_pts - first_pts) * info.time_base + 1 / info.average_rate)
         # A stream's own end (Matroska's DURATION tag) promises every frame: a frame short is one missing (half a frame
         # allowed for a variable rate's last step, and a millisecond, Matroska's unit). A container's span may be
         # another stream's, and its durations guesses: a second allowed (a cut that lost less went unsaid).

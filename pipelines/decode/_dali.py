@@ -41,6 +41,7 @@ from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.probe import describe_video, first_frame_pts, open_input
+from vsr.pipelines.truncation import cut_short
 
 # Frames DALI decodes per pipeline run; batches of other sizes are cut from (or joined across) these sequences.
 SEQUENCE_FRAMES = 8
@@ -77,6 +78,8 @@ class DaliDecoder(Decoder):
                 pts = presentation_pts(container, stream)
             except av.error.FFmpegError as error:
                 raise Unsuitable(f"the file cannot be read to its end ({error})") from error
+        if cut_short(path) is not None:  # (its own FFmpeg would print its errors at the cut; PyAV's log is vsr's)
+            raise Unsuitable("the file is cut short, and PyAV decodes damaged files")
         if pts is None:
             raise Unsuitable("the video packets carry no timestamps")
         if not pts:

@@ -30,6 +30,7 @@ import torch
 from vsr.pipelines.decode._base import Decoder, Selection, log, rgb_matrix
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable, cuda_index, presentation_pts
 from vsr.pipelines.probe import describe_video, first_frame_pts, open_input
+from vsr.pipelines.truncation import cut_short
 
 # Frames asked from decord at a time (decord returns them as one array).
 CHUNK_FRAMES = 8
@@ -84,6 +85,8 @@ class DecordDecoder(Decoder):
                 pts = presentation_pts(container, stream, leading)
             except av.error.FFmpegError as error:
                 raise Unsuitable(f"the file cannot be read to its end ({error})") from error
+        if cut_short(path) is not None:  # (its own FFmpeg would print its errors at the cut; PyAV's log is vsr's)
+            raise Unsuitable("the file is cut short, and PyAV decodes damaged files")
         if pts is None:
             raise Unsuitable("the video packets carry no timestamps")
         if len(set(pts)) < len(pts):  # (PyAV drops such frames, which no muxer takes, and says so)

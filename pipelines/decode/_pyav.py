@@ -456,11 +456,7 @@ class PyAVDecoder(Decoder):
         if self._container.format.name == "avi":  # (its index lists empty entries too: probe._as_the_container_says)
             listed = self.info.frame_count or 0
         listed -= len(self._shared)  # (their frames are shown once)
-        if listed > 0 and count < listed - max(2, listed // 10):
-            log.warning("%s: %d of the %d frames its index lists could be decoded: damaged or cut short?", self.path,
-                        count, listed)
-        else:
-            self._warn_if_cut_short(self._first_pts, last_pts)
+        self._warn_if_cut_short(self._first_pts, last_pts, count, max(listed, 0))
 
     def close(self) -> None:
         self._container.close()

@@ -327,8 +327,9 @@ def test_a_short_mp4_cut_after_its_index_says_how_many_frames_it_lost(tmp_path, 
     with caplog.at_level(logging.WARNING):
         _, pts, _ = decode_all(cut, "pyav")
     assert 2 < len(pts) < 13
-    lost = f"cut.mp4: {len(pts)} of the 15 frames its index lists could be decoded: damaged or cut short?"
-    assert lost in caplog.text
+    assert f"cut.mp4: cut short: it holds {cut.stat().st_size} bytes where its MP4/QuickTime headers declare at " \
+        f"least {source.stat().st_size} bytes" in caplog.text
+    assert f"; {len(pts)} of the 15 frames its index lists decoded, up to " in caplog.text
     caplog.clear()
     decode_all(source, "pyav")
     assert "cut short" not in caplog.text
@@ -345,7 +346,7 @@ def test_a_matroska_file_cut_short_by_less_than_a_second_says_so(tmp_path, clips
     with caplog.at_level(logging.WARNING):
         _, pts, _ = decode_all(cut, "pyav")
     assert 25 < len(pts) < 49  # (less than a second lost)
-    assert "cut.mkv: the video ends at" in caplog.text and "damaged or cut short?" in caplog.text
+    assert "cut.mkv: cut short: " in caplog.text and " of the 2.000 s it declares" in caplog.text
     caplog.clear()
     for whole in (source, clips["vfr.mkv"], clips["10bit.mkv"]):
         decode_all(whole, "pyav")
@@ -429,8 +430,11 @@ def ffprobe_shown_times(path) -> list[int | None]:
 @pytest.mark.parametrize("name, codec_args", [
     ("h264.avi", ("-c:v", "libx264", "-bf", "3", "-g", "10")),  # (B-pyramid: frames come out 2 packets late)
     ("mpeg4.avi", ("-c:v", "mpeg4", "-bf", "2", "-g", "10", "-vtag", "XVID")),  # (1 packet late)
+    # Packed B-frames, after 2 empty entries (the encoder's delay): the first packets at 0, then 3; a delay of 3
+    # ticks timed the frames 3, 6, 7, ... where ffmpeg shows 3, 4, 5, ...
+    ("xvid.avi", ("-c:v", "libxvid", "-bf", "2", "-g", "10")),
     ("h264.asf", ("-c:v", "libx264", "-bf", "3", "-g", "10")),
-], ids=["h264-avi", "mpeg4-avi", "h264-asf"])
+], ids=["h264-avi", "mpeg4-avi", "xvid-avi", "h264-asf"])
 def test_frames_behind_b_frames_in_avi_and_asf_are_timed_and_windowed_as_ffmpeg_shows_them(tmp_path, name,
                                                                                           codec_args):
     """A decoder gives out each frame behind B-frames its reordering delay late, and ffmpeg and ffplay show it at
@@ -442,7 +446,7 @@ def test_frames_behind_b_frames_in_avi_and_asf_are_timed_and_windowed_as_ffmpeg_
            ":cb='cb(X,Y)':cr='cr(X,Y)'", "-frames:v", "30", *codec_args, source)
     shown = ffprobe_shown_times(source)  # (None for the last frames, flushed out after the last packet)
     frames, pts, _ = decode_all(source, "pyav")
-    assert len(pts) == len(shown) == 30 and shown[0] > 0
+    assert len(pts) == len(shown) >= 28 and shown[0] > 0  # (XviD: 2 of the 30 frames packed with others)
     timed = [index for index, time in enumerate(shown) if time is not None]
     assert [pts[index] for index in timed] == [shown[index] for index in timed]
     with av.open(str(source)) as container:
