@@ -105,7 +105,8 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
         ("broken.x2.mp4", "gave up after 1 attempts"), ("c.x2.png", "new")]
     assert dict(batch.plan_batch(jobs, out, max_attempts=3))["broken.x2.mp4"] == "retry (attempt 2)"
     sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
-    assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == "redo: its options changed (--model lanczos, was bicubic)"
+    planned = dict(batch.plan_batch(sharper, out))
+    assert planned["a.x2.mp4"] == "redo: its options changed (--model lanczos, was bicubic)"
     assert snapshot(out) == before  # (SQLite's -wal and -shm files too: reading made them, and they are gone)
     assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
         "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
