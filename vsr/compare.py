@@ -5,19 +5,22 @@
 
 The clip is made by the ffmpeg command (through ffmpeg-python), the right tool for a filter graph like this one and
 for nothing essential: `vsr upscale` never needs it. The plain scaling (bicubic, lanczos or nearest) works on the
-source's YUV planes, so it shows the same colors as the upscaled video; an interlaced source is deinterlaced first
-with bwdif, as `vsr upscale` does by default; a source whose upscale has 4/5 of its frame rate (`vsr upscale
+source's frames as vsr decodes them for `vsr upscale` (RGB by the source's own matrix; an interlaced source
+deinterlaced with bwdif, as by default; turned upright, as ffmpeg turns the upscaled video), so it shows the same
+colors as the upscaled video; a source whose upscale has 4/5 of its frame rate (`vsr upscale
 --deinterlace ivtc`, inverse telecine) gets FFmpeg's fieldmatch, bwdif and decimate (which may drop another frame
 than vsr's where the cadence breaks), and one whose upscale has twice its rate (`--deinterlace field`) bwdif's frame
-for each field, the two halves then paired by number. Both halves are converted to the upscaled
-video's matrix, in limited range, and the clip is tagged with its colors (an untagged video's taken as players take
-it, by its size), so that it shows as the two videos do.
+for each field (from its YUV planes, as ffmpeg reads it), the two halves then paired by number. Both halves are
+converted to the upscaled video's matrix, in limited range, and the clip is tagged with its colors (an untagged
+video's taken as players take it, by its size), so that it shows as the two videos do.
 
-Frames are paired by time: the clip has the upscaled video's frames in the window, at their times, and beside each
-the source frame at its time (timed from the source's first frame at `offset` or after: 0 for a whole run, the
-`--start` of a preview), to within the rounding of the upscaled video's container (Matroska keeps milliseconds: a
-29.97 fps MP4's 33.367 ms comes back as 33). Both videos are decoded from their start up to the window (exact,
-unlike a seek; seconds for a clip, minutes for a film).
+Frames are paired by time, as vsr times both videos (a GIF's as browsers show it, `probe.demux_timed`; ffmpeg's
+command line, FFmpeg 5.1 here, timed GIFs otherwise): vsr decodes the source as `vsr upscale` does and sends ffmpeg,
+beside each upscaled frame in the window, the source frame shown at its time (timed from the source's first frame
+at `offset` or after: 0 for a whole run, the `--start` of a preview), to within the rounding of the upscaled
+video's container (Matroska keeps milliseconds: a 29.97 fps MP4's 33.367 ms comes back as 33). The clip keeps the
+upscaled video's frame times, in its ticks. Both videos are decoded from their start up to the window (exact, unlike
+a seek; seconds for a clip, minutes for a film).
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ import os
 import re
 import shutil
 import signal
+import subprocess
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+
+import numpy as np
 
 from vsr.errors import OptionError, OutputError, VsrError
 from vsr.fsutil import check_output, fsync_folder
@@ -205,33 +212,31 @@ def _duration(path: Path, video) -> float | None:
 def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: CompareOptions, source_video,
          upscaled_video, has_audio: bool, label: str, crop=None) -> None:
     width, height = _shown_size(upscaled_video)
-    plain = ffmpeg.input(str(source))[str(source_video.index)]  # the stream vsr upscales, not a cover picture
     remade = _remade_frames(source_video, upscaled_video)
-    if remade == "ivtc":
-        from vsr.pipelines.telecine import stream_field_order
-
-        order = stream_field_order(source)
-        plain = plain.filter("fieldmatch", order=order).filter(
-            "bwdif", mode="send_frame", parity=order, deint="interlaced").filter("decimate")
-    elif remade == "field":
-        plain = plain.filter("bwdif", mode="send_field", deint="all")
-    elif source_video.interlaced:
-        plain = plain.filter("bwdif", mode="send_frame", deint="interlaced")
+    if remade:
+        plain = _remade_source(ffmpeg, source, source_video, upscaled_video, options, remade)
+    else:  # vsr's frames of the source, each at the time of the upscaled frame it is shown beside (_paired_frames)
+        upscaled_pts = _presentation_pts(upscaled, upscaled_video)
+        first = _first_paired(upscaled_pts, upscaled_video.time_base, options)
+        # ffmpeg times an input from its first frame (the first sent is the upscaled frame `first`'s), and reads the
+        # times in ticks of its own (NUT's 1/64000 s): each frame is put half the shortest step before the upscaled
+        # frame's time, so that a tick's rounding cannot put it after it, where the frame before it would be taken.
+        steps = [later - earlier for earlier, later in zip(upscaled_pts[first:], upscaled_pts[first + 1:])]
+        first_time = (upscaled_pts[first] - upscaled_pts[0]) * upscaled_video.time_base
+        earlier = min(steps, default=1) * upscaled_video.time_base / 2
+        plain = ffmpeg.input("pipe:", format="nut")["0"].filter("settb", "AVTB").filter(
+            "setpts", f"PTS-STARTPTS+{float(first_time - earlier)!r}/TB")
     if crop is not None:  # (exact: the planes of a 4:2:0 frame are cropped at odd offsets too)
         plain = plain.filter("crop", crop.width, crop.height, crop.x, crop.y, exact=1)
-    # Both sides are timed from the upscaled video's first frame: the source from its first frame at --offset or
-    # after, which a preview starts with (as `vsr upscale --start` picks it).
-    plain = _window(_from_offset(plain, options.offset), options, _pairing_slack(upscaled_video) if not remade else 0)
-    if remade:  # the same times on both sides, but rounded to other ticks (bwdif's are half the source's): paired by
-        # number, one tick a frame
-        plain = plain.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
+    if not remade:  # (vsr decodes frames as stored; ffmpeg turns the upscaled video upright)
+        plain = _upright(plain, source_video.rotation)
     # Scaled to the upscaled frames' size, the pixels take their aspect too: else the clip would declare the source's
     # shape stretched over the new size, and players would distort both halves. (Turned upright, a pixel's width and
     # height trade places.)
     pixel_aspect = Fraction(upscaled_video.sample_aspect_ratio or 1)
     colors = _colors(upscaled_video)
     plain = plain.filter("scale", width, height, flags=BASELINES[options.baseline],
-                         **_conversion(source_video, colors[0])).filter(
+                         **_conversion(source_video if remade else None, colors[0])).filter(
         "setsar", str(1 / pixel_aspect if upscaled_video.rotation in (90, 270) else pixel_aspect))
     plain = plain.filter("tpad", stop=-1, stop_mode="clone")  # (see below)
     upscaled_input = ffmpeg.input(str(upscaled))
@@ -240,11 +245,10 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
         sharp = sharp.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
     sharp = sharp.filter("scale", "iw", "ih", **_conversion(upscaled_video, colors[0]))
     # The upscaled frames make the clip, one frame each at its time; the overlay puts beside each the latest source
-    # frame at that time or before it (FFmpeg's framesync), which the slack makes the source frame it was made from.
-    # (hstack showed a frame at every time of either side: where the times were rounded, to Matroska's milliseconds
-    # say, each frame twice.) The clip ends with the upscaled video's last frame: the source's last one is held for
-    # ever (tpad) where it ends sooner, since framesync ends at the time of the first side's last frame, which the
-    # slack puts before the upscaled video's.
+    # frame at that time or before it (FFmpeg's framesync): the one vsr sent with that time. (hstack showed a frame
+    # at every time of either side: where the times were rounded, to Matroska's milliseconds say, each frame twice.)
+    # The clip ends with the upscaled video's last frame: the source's last one is held for ever (tpad) where it ends
+    # sooner, since framesync ends at the time of the first side's last frame.
     if options.mode == "split":
         left = width // 4 * 2  # even, for 4:2:0
         joined = ffmpeg.overlay(sharp, plain.crop(0, 0, left, height), x=0, y=0, eval="init", shortest=1)
@@ -263,24 +267,155 @@ def _run(ffmpeg, source: Path, upscaled: Path, temporary: Path, options: Compare
     streams = [joined]
     if has_audio:  # the upscaled video's first audio track, cut to the same window of the video's times
         streams.append(_audio_window(upscaled_input["a:0"], _first_frame_time(upscaled, upscaled_video), options))
+    # Timed in the upscaled video's ticks: by default ffmpeg times the clip in ticks of the frame rate it guesses,
+    # which put a variable-rate video's frames 20 ms apart on ticks of 1/39 s, two of them on one where they were
+    # closer than a tick.
     command = ffmpeg.output(*streams, str(temporary), vcodec="libx264", crf=options.crf, preset="medium",
                             acodec="aac", audio_bitrate="192k", fps_mode="passthrough", movflags="+faststart",
-                            colorspace=colors[0], color_primaries=colors[1], color_trc=colors[2], color_range="tv")
-    process = command.run_async(cmd=_ffmpeg_command(), pipe_stdout=True, pipe_stderr=True, overwrite_output=True)
+                            colorspace=colors[0], color_primaries=colors[1], color_trc=colors[2], color_range="tv",
+                            **{"enc_time_base:v": str(upscaled_video.time_base)})
+    arguments = command.compile(cmd=_ffmpeg_command(), overwrite_output=True)
+    process = subprocess.Popen(arguments, stdin=subprocess.DEVNULL if remade else subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    said: list[bytes] = []  # (read as ffmpeg writes it: a full pipe would stop it while vsr sends it frames)
+    reader = threading.Thread(target=lambda: said.append(process.stderr.read()), daemon=True)
+    reader.start()
     try:
-        _, stderr = process.communicate()
+        if not remade:
+            paired = _paired_frames(source, source_video, upscaled_pts[first:], upscaled_pts[0], upscaled_video,
+                                    options)
+            sent = _send_frames(process.stdin, paired, upscaled_video.time_base)
+        process.wait()
+        reader.join()
     except BaseException:  # SIGTERM (Ctrl-C reaches ffmpeg too): ffmpeg went on, and could make the file after
         process.kill()     # its removal
         process.wait()
         raise
     if process.returncode:
-        lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+        lines = [line for line in b"".join(said).decode(errors="replace").splitlines() if line.strip()]
         disk = next((reason for line in lines for reason in _DISK_REASONS if reason in line), None)
         if process.returncode == -signal.SIGXFSZ:  # (a file-size limit: ffmpeg, unlike Python, dies of it unsaid)
             disk = "File too large"
         if disk is not None:  # ("Conversion failed!" comes last, and says nothing of why)
             raise OutputError(f"{temporary.parent}: cannot write the comparison there ({disk})") from None
         raise VsrError(f"ffmpeg could not make the comparison: {lines[-1] if lines else 'no message'}") from None
+    if not remade and not sent:  # (ffmpeg stopped reading, yet says nothing wrong)
+        raise VsrError("ffmpeg could not make the comparison: it stopped reading the source's frames")
+
+
+def _remade_source(ffmpeg, source: Path, source_video, upscaled_video, options: CompareOptions, remade: str):
+    """The source's frames as ffmpeg reads them, remade as `--deinterlace REMADE` made the upscaled video's, then
+    paired by number: the same times on both sides, but rounded to other ticks (bwdif's are half the source's)."""
+    plain = ffmpeg.input(str(source))[str(source_video.index)]  # the stream vsr upscales, not a cover picture
+    if remade == "ivtc":
+        from vsr.pipelines.telecine import stream_field_order
+
+        order = stream_field_order(source)
+        plain = plain.filter("fieldmatch", order=order).filter(
+            "bwdif", mode="send_frame", parity=order, deint="interlaced").filter("decimate")
+    else:
+        plain = plain.filter("bwdif", mode="send_field", deint="all")
+    plain = _window(_from_offset(plain, options.offset), options)
+    return plain.filter("settb", str(1 / upscaled_video.average_rate)).filter("setpts", "N")
+
+
+def _first_paired(upscaled_pts: list[int], time_base: Fraction, options: CompareOptions) -> int:
+    """The index of the first upscaled frame to pair: the last at --start or before it (ffmpeg's trim, which keeps
+    the frames from --start, counts in other units than vsr)."""
+    start = Fraction(options.start or 0)
+    return max((index for index, pts in enumerate(upscaled_pts) if (pts - upscaled_pts[0]) * time_base <= start),
+               default=0)
+
+
+def _paired_frames(source: Path, source_video, upscaled_pts: list[int], upscaled_start: int, upscaled_video,
+                   options: CompareOptions):
+    """(RGB frame, pts) for each upscaled frame of `upscaled_pts` up to --end: the source frame shown at that
+    frame's time, as vsr times both videos (a GIF's as browsers show it, `probe.demux_timed`) and decodes the
+    source for `vsr upscale` (an interlaced one deinterlaced as by default), and the upscaled frame's pts from
+    `upscaled_start` (its first frame's). The source is timed from its first frame at --offset or after (where a
+    preview starts, as `vsr upscale --start` picks it). Its last frame is held past its end."""
+    import torch
+
+    from vsr.pipelines.decode import PyAVDecoder
+
+    end = Fraction(options.end) if options.end is not None and options.end < _NEVER else None
+    slack = _pairing_slack(upscaled_video)
+    with PyAVDecoder(source, device=torch.device("cpu"), start=options.offset or None,
+                     deinterlace="interlaced" if source_video.interlaced else None) as decoder:
+        source_frames = iter(decoder)
+        shown = next(source_frames, None)
+        if shown is None:
+            raise OptionError(f"{source}: no video frame from {options.offset:g} s")
+        source_start, upcoming = shown[1], next(source_frames, None)
+        for pts in upscaled_pts:
+            time = (pts - upscaled_start) * upscaled_video.time_base
+            if end is not None and time > end:
+                break
+            while upcoming is not None and (upcoming[1] - source_start) * decoder.info.time_base <= time + slack:
+                shown, upcoming = upcoming, next(source_frames, None)
+            yield shown[0], pts - upscaled_start
+
+
+def _presentation_pts(path: Path, video) -> list[int]:
+    """The pts of each frame of `video` (a stream of `path`) as vsr reads them, in presentation order; a raw
+    stream's (its packets have no times) at its rate."""
+    from vsr.pipelines.decode._pyav import presentation_pts
+    from vsr.pipelines.probe import open_input, shown_packets
+
+    with open_input(path) as container:
+        stream = container.streams[video.index]
+        pts = presentation_pts(container, stream)
+        if pts is None:
+            step = max(round(1 / ((video.average_rate or 25) * video.time_base)), 1)
+            pts = [index * step for index in range(shown_packets(str(path), video.index))]
+    return pts
+
+
+def _send_frames(pipe, frames, time_base: Fraction) -> int:
+    """Write `frames` ((RGB frame, pts in `time_base`)) to `pipe` as NUT raw video; the frames written. Stops where
+    the reader stopped reading (ffmpeg failed: its own message says why)."""
+    import av
+
+    sent = 0
+    try:
+        # Written by FFmpeg's pipe protocol, not through a Python file: PyAV drops an exception raised in its
+        # writing callback, and SIGTERM's (vsr.errors.Terminated) was lost there.
+        with av.open(f"pipe:{pipe.fileno()}", "w", format="nut") as container:
+            stream = None
+            for picture, pts in frames:
+                picture = picture.permute(1, 2, 0).numpy()  # (channels last, as the decoder stores them)
+                channels = picture.shape[2]
+                if picture.dtype != np.uint8:  # float32 in [0, 1]: a deeper source, kept 16 bits deep
+                    picture = (picture * 65535).round().astype(np.uint16)
+                    pixel_format = "rgba64le" if channels == 4 else "rgb48le"
+                else:
+                    pixel_format = "rgba" if channels == 4 else "rgb24"
+                if stream is None:
+                    stream = container.add_stream("rawvideo")
+                    stream.width, stream.height, stream.pix_fmt = picture.shape[1], picture.shape[0], pixel_format
+                    stream.time_base = stream.codec_context.time_base = time_base
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format=pixel_format)
+                frame.pts, frame.time_base = pts, time_base
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+                sent += 1
+    except (OSError, av.error.FFmpegError) as error:  # (EPIPE)
+        log.debug("ffmpeg stopped reading the source's frames (%s)", error)
+    finally:
+        pipe.close()
+    return sent
+
+
+def _upright(stream, rotation: int):
+    """`stream` turned upright as ffmpeg turns a video whose display matrix turns it `rotation` degrees
+    counterclockwise (probe's `rotation`)."""
+    if rotation == 90:
+        return stream.filter("transpose", "cclock")
+    if rotation == 270:
+        return stream.filter("transpose", "clock")
+    if rotation == 180:
+        return stream.filter("hflip").filter("vflip")
+    return stream
 
 
 def _remade_frames(source_video, upscaled_video) -> str | None:
@@ -310,9 +445,11 @@ def _colors(video) -> tuple[str, str, str]:
 
 def _conversion(video, matrix: str) -> dict[str, str]:
     """The scale filter's options that take `video`'s YUV (untagged: by its size, as players) to `matrix`, limited
-    range."""
+    range; or, `video` None, RGB (full range, as vsr decodes it)."""
     from vsr.pipelines.colour import untagged_matrix
 
+    if video is None:
+        return {"out_color_matrix": _SCALE_MATRICES[matrix], "out_range": "tv"}
     own = video.color.matrix if video.color.matrix in _SCALE_MATRICES else untagged_matrix(video.height)
     return {"in_color_matrix": _SCALE_MATRICES[own], "out_color_matrix": _SCALE_MATRICES[matrix],
             "in_range": "pc" if video.color.range == "pc" else "tv", "out_range": "tv"}
@@ -326,30 +463,25 @@ def _from_offset(stream, offset: float):
     return stream
 
 
-def _window(stream, options: CompareOptions, slack: float = 0.0):
-    """The frames of `stream` from --start to --end, and `slack` seconds more on either side, moved `slack` seconds
-    earlier (on a microsecond time base: 1.5 ms is no whole number of a 1/25 s tick)."""
+def _window(stream, options: CompareOptions):
+    """The frames of `stream` from --start to --end."""
     window = {}
-    if options.start and options.start > slack:
-        window["start"] = float(options.start - slack)
+    if options.start:
+        window["start"] = float(options.start)
     if options.end is not None and options.end < _NEVER:
-        window["end"] = float(options.end + slack)
-    if window:
-        stream = stream.filter("trim", **window)
-    if slack:
-        stream = stream.filter("settb", "AVTB").filter("setpts", f"PTS-{float(slack)!r}/TB")
-    return stream
+        window["end"] = float(options.end)
+    return stream.filter("trim", **window) if window else stream
 
 
-def _pairing_slack(upscaled_video) -> float:
+def _pairing_slack(upscaled_video) -> Fraction:
     """How far from its source frame's time an upscaled frame may be timed, in seconds: its container may keep
     times rounded to its ticks (Matroska's milliseconds: 33.367 ms becomes 33 ms, 66.733 ms 67 ms). One and a half
     ticks (the first frame's time, which both sides count from, may be rounded too), but less than half a frame, so
     that the next source frame is never taken: an AVI's tick is a frame."""
-    slack = 1.5 * upscaled_video.time_base
+    slack = Fraction(3, 2) * upscaled_video.time_base
     if upscaled_video.average_rate:
-        slack = min(slack, 1 / (2 * upscaled_video.average_rate))
-    return float(slack)
+        slack = min(slack, 1 / (2 * Fraction(upscaled_video.average_rate)))
+    return slack
 
 
 def _audio_window(stream, video_start: float, options: CompareOptions):

@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import make_clip, make_gray_steps_clip, make_letterboxed_clip
+from tests.pipelines.clips import GRAY_STEP, make_clip, make_gray_steps_clip, make_letterboxed_clip
 from tests.processes import VSR
 from vsr.compare import CompareOptions, compare_videos
 from vsr.errors import OptionError
@@ -243,6 +243,23 @@ def test_a_rotated_anamorphic_video_keeps_its_shape(tmp_path):
     assert (stream["width"], stream["height"], stream["sample_aspect_ratio"]) == (384, 256, "3:4")
 
 
+@pytest.mark.parametrize("rotation", [90, 180, 270])
+def test_a_phone_video_is_shown_upright_on_both_sides(tmp_path, rotation):
+    """vsr decodes the source's frames as stored (its display matrix says how to turn them); ffmpeg turns the
+    upscaled video upright: so must the plain side be, or it shows the picture turned, squeezed into the shape."""
+    source = tmp_path / "phone.mp4"
+    media.ffmpeg("-i", make_clip(tmp_path / "v.mp4", frames=3, size=(64, 48)), "-c", "copy", "-metadata:s:v:0",
+                 f"rotate={rotation}", source)
+    result = tmp_path / "phone.x4.mp4"
+    vsr("upscale", source, "-o", result, "-m", "bicubic")
+    clip = tmp_path / "compare.mp4"
+    vsr("compare", source, result, "-o", clip, "--mode", "side-by-side", "--label", "")
+    for frame in frames_of(clip):
+        half = frame.shape[1] // 2
+        assert frame.shape[:2] == ((192, 512) if rotation == 180 else (256, 384))
+        assert np.abs(frame[:, :half] - frame[:, half:]).mean() < 2  # (measured 1.1: bicubic twice, CRF 16)
+
+
 def test_an_output_named_as_the_source_is_refused_as_such_even_without_overwrite(upscaled):
     source, result = upscaled
     before = source.read_bytes()
@@ -337,6 +354,12 @@ def test_sigterm_stops_ffmpeg_too_and_leaves_nothing(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == ["long.mp4", "long.x4.mp4"]
 
 
+# A GIF's delays, in ms as Pillow takes them: 1 cs (shown as 10 by browsers, and by vsr), 2 cs, 3 cs, and one left
+# unsaid (its frame has no Graphic Control Extension: FFmpeg 8, vsr's, gives it the delay before it, 3 cs; FFmpeg
+# 5.1's command line 10 cs, which timed every frame after it 7 cs later than vsr did).
+GIF_DELAYS = (10, 20, 10, 20, 30, None)
+
+
 def _gray_steps_source(folder, kind):
     """A source of 30 frames, each its own gray (make_gray_steps_clip), timed as `kind` says."""
     if kind == "ntsc":  # 29.97 fps in an MP4's 1/30000
@@ -348,6 +371,22 @@ def _gray_steps_source(folder, kind):
     if kind == "film":  # 23.976 fps in Matroska's milliseconds
         return make_gray_steps_clip(folder / "film.mkv", [round(1001 * index / 24) for index in range(30)],
                                     Fraction(1, 1000))
+    if kind == "gif":
+        from PIL import Image
+
+        delays = [GIF_DELAYS[index % len(GIF_DELAYS)] for index in range(30)]
+        pictures = [Image.new("L", (64, 48), GRAY_STEP * (index + 1)) for index in range(30)]
+        pictures[0].save(folder / "steps.gif", save_all=True, append_images=pictures[1:], loop=0,
+                         duration=[delay or 0 for delay in delays])
+        blocks = (folder / "steps.gif").read_bytes().split(b"\x21\xf9\x04")  # (one per frame, before its picture)
+        assert len(blocks) == 31
+        kept = [block if delay is not None else block[5:] for block, delay in zip(blocks[1:], delays)]
+        (folder / "steps.gif").write_bytes(blocks[0] + b"".join(
+            (b"\x21\xf9\x04" if delay is not None else b"") + block for block, delay in zip(kept, delays)))
+        return folder / "steps.gif"
+    if kind == "vfr-mkv":  # steps of 33, 17, 50 and 67 ms in Matroska's milliseconds
+        steps = np.cumsum([0] + [(33, 33, 67, 17, 50)[index % 5] for index in range(29)])
+        return make_gray_steps_clip(folder / "vfr.mkv", [int(step) for step in steps], Fraction(1, 1000))
     steps = np.cumsum([0] + [(3003, 3003, 6006, 1501, 4505)[index % 5] for index in range(29)])
     return make_gray_steps_clip(folder / "vfr.mp4", [int(step) for step in steps], Fraction(1, 90000))
 
@@ -357,6 +396,9 @@ def _gray_steps_source(folder, kind):
     ("ts", ".mkv", (), ()),
     ("film", ".mp4", (), ()),
     ("vfr", ".mkv", (), ()),
+    ("vfr-mkv", ".mp4", (), ()),
+    ("gif", ".mkv", (), ()),
+    ("gif", ".mp4", ("--start", "0.15"), ("--offset", "0.15")),  # a preview of a GIF, which starts at 0.18 s
     ("ntsc", ".mkv", ("--start", "0.3", "--end", "0.75"), ("--offset", "0.3")),  # a preview
     ("ntsc", ".mkv", (), ("--start", "0.2", "--end", "0.6")),  # a window of the clip
 ])
@@ -364,7 +406,10 @@ def test_each_upscaled_frame_is_shown_once_beside_its_source_frame_whatever_the_
         tmp_path, kind, suffix, upscale_args, compare_args):
     """The clip showed a frame at each time of either video: Matroska keeps milliseconds, so a 29.97 fps MP4's
     33.367 ms came back as 33 and each frame was shown twice, 58 frames for 30. The clip has the
-    upscaled frames in the window, at their times, each beside the source frame it was made from."""
+    upscaled frames in the window, at their times, each beside the source frame it was made from. The source is
+    timed as vsr times it (ffmpeg's command line times a GIF otherwise: frames were paired with the wrong ones), and
+    the clip keeps the upscaled video's times (ffmpeg timed it in ticks of the rate it guessed, 1/39 s for steps of
+    20 and 30 ms: times up to half a tick off, two frames on one tick where steps are shorter)."""
     source = _gray_steps_source(tmp_path, kind)
     upscaled = tmp_path / f"up{suffix}"
     vsr("upscale", source, "-o", upscaled, "-m", "bicubic", "--codec", "x264-lossless", *upscale_args)
@@ -379,9 +424,8 @@ def test_each_upscaled_frame_is_shown_once_beside_its_source_frame_whatever_the_
     assert len(shown_times) == len(in_window) == int(media.ffprobe(
         clip, "-count_frames", "-select_streams", "v:0", "-show_entries", "stream=nb_read_frames")
         ["streams"][0]["nb_read_frames"])
-    # (ffmpeg times a constant-rate clip in ticks of its rate: 0.5005 s where the Matroska file says 0.501)
     first = upscaled_times[in_window[0]]
-    assert max(abs(shown - (upscaled_times[index] - first)) for shown, index in zip(shown_times, in_window)) < 0.0015
+    assert shown_times == [upscaled_times[index] - first for index in in_window]
     made_from = [round(source_levels.index(min(source_levels, key=lambda level: abs(level - frame.mean()))))
                  for frame in frames_of(upscaled)]
     for frame, index in zip(frames_of(clip), in_window):
