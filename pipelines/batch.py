@@ -544,6 +544,9 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         for name in plan.other_source:
             log.error("%s: %s was made from %s, not from %s; left as it is (--overwrite replaces it)", labels[name],
                       name, journal.row(name).source, entries[name].source)
+        for name in plan.other_options:
+            log.error("%s: %s; %s is kept as it was made: run as it was made, or with --overwrite to make it again",
+                      labels[name], plan.what_changed[name], name)
         for name in plan.redone:
             log.warning("%s: its output %s is missing or changed since it was written; redoing it", labels[name],
                         name)
@@ -561,7 +564,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         # Outputs the journal made are its own to replace; any other file there is replaced only with --overwrite.
         todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name in owned)
                 for job in jobs if job.name in to_run]
-        skipped = list(plan.other_source)
+        skipped = plan.other_source + plan.other_options
         if todo:
             # (no more worker processes than jobs: each imports torch, and -j 50 for one job took minutes)
             executor = _executor(min(workers, len(todo)), device_list, ray, task_cpus, max_attempts)
@@ -612,7 +615,7 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
     output missing or changed", "redo: its input changed" (or "its options changed (--model X, was Y)"), "retry
     (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it", "gave up after N attempts",
-    "refused: made from OTHER INPUT ..."."""
+    "refused: made from OTHER INPUT ...", "kept: its options changed (...) (--overwrite makes it again)"."""
     if max_attempts < 1:  # (as `run_batch` would say)
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)
@@ -629,6 +632,8 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
                 **dict.fromkeys(plan.busy, "busy: another vsr batch runs it")}
         for name in plan.other_source:
             said[name] = f"refused: its output was made from {before[name].source} (--overwrite replaces it)"
+        for name in plan.other_options:
+            said[name] = f"kept: {plan.what_changed[name]} (--overwrite makes it again)"
         for name in plan.to_run:
             row = before[name]
             fails = outputs[name].output.exists() and not outputs[name].overwrite and name not in owned

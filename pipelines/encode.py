@@ -70,6 +70,7 @@ import functools
 import io
 import logging
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -1077,6 +1078,34 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
         result[key] = f"{result[key]}:{value}" if key.endswith("-params") and key in result else value
     return result
 
+
+def effective_settings(codec: str, crf: int | None, preset: str | None, options: dict[str, str] | None,
+                       pix_fmt: str | None, bit_depth: int, alpha: bool = False) -> dict:
+    """What `VideoWriter` encodes a video of `bit_depth` with, given these settings: the crf and preset (None: the
+    codec's defaults in CODECS, now), its options (vsr's fixed ones with those given) and the pix_fmt
+    (`choose_pix_fmt`). A resumable run records these rather than the settings given, so that a later vsr whose
+    defaults changed (x265's CRF went from 20 to 23) cannot take the segments for its own."""
+    spec = _codec_spec(codec)
+    options = _codec_options(codec, spec, crf, preset, options)
+    return {"crf": options.pop(spec.quality_option, None) if spec.quality_option else None,
+            "preset": options.pop(spec.speed_option, None) if spec.speed_option else None,
+            "encoder_options": options, "pix_fmt": choose_pix_fmt(codec, bit_depth, pix_fmt, alpha=alpha)}
+
+
+def encoded_crf(path: Path) -> float | None:
+    """The CRF that x264 or x265 wrote into the video of `path` (their version SEI: "... crf=20.0 ..."; x265 keeps
+    it in the MP4's codec headers, x264 in the first frame); None where neither wrote one (another encoder, a bit
+    rate). How a record of an earlier vsr, which kept no crf when the default was used, is checked."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            found = bytes(stream.codec_context.extradata or b"")
+            first = next((packet for packet in container.demux(stream) if packet.size), None)
+            found += bytes(first) if first is not None else b""
+    except (av.FFmpegError, IndexError, OSError):
+        return None
+    match = re.search(rb" crf=([0-9]+(?:\.[0-9]+)?) ", found)
+    return float(match[1]) if match else None
 
 def _check_preset(codec: str, spec: CodecSpec, preset: str, given_as: str) -> None:
     """One line naming the presets the encoder takes, where it does not take `preset` (see _PRESET_NAMES)."""

@@ -137,6 +137,10 @@ class SyncPlan:
     changed: list[str] = field(default_factory=list)  # known, but its input or options are not what they were
     what_changed: dict[str, str] = field(default_factory=dict)  # of those: "its input changed", "its options ..."
     other_source: list[str] = field(default_factory=list)  # its output was made from another input: left alone
+    # Done, and asked for with other options (its input the same): its output is kept as it is, the job left done,
+    # unless the entry may overwrite (what_changed says why). A batch run again with an option forgotten remade
+    # every done job, hours of them, without asking.
+    other_options: list[str] = field(default_factory=list)
 
 
 def _boot_id() -> str:
@@ -374,7 +378,9 @@ class Journal:
         while it has attempts left. A running job whose owner is gone is taken over (queued; the attempt it died in
         counts); one whose owner lives is left alone. A job whose output was made from another input (another path
         and another fingerprint: two input folders with one output folder) is left alone unless the entry may
-        overwrite it; an input at another path with the same fingerprint is the same input (a renamed folder).
+        overwrite it; an input at another path with the same fingerprint is the same input (a renamed folder). A done
+        job asked for with other options keeps its output and stays done (`other_options`) unless the entry may
+        overwrite it.
         """
         plan = SyncPlan([], [], [], [], [], [])
         now = time.time()
@@ -402,6 +408,11 @@ class Journal:
                     self.connection.execute("UPDATE jobs SET source = ?, kind = ? WHERE name = ?",
                                             (entry.source, entry.kind, entry.name))
                 changed = not same_job(row, entry)
+                if (changed and row.state is JobState.DONE and row.fingerprint == entry.fingerprint
+                        and not entry.overwrite and os.path.lexists(self._output(entry.name))):
+                    plan.other_options.append(entry.name)
+                    plan.what_changed[entry.name] = what_changed(row, entry)
+                    continue
                 if row.state is JobState.RUNNING:
                     plan.taken_over.append(entry.name)
                 if changed:

@@ -7,9 +7,12 @@
                                      ProRes, .mkv for VP9 with alpha: `segments.segment_suffix`)...
         segment-0000.json            ...and its record (frames' pts, size), written last: the segment counts as done
 
-A run that finds the folder with the same plan (same source file, same settings, same cuts) keeps the segments that
-have a record and upscales only the others; with any other plan it starts the folder over. The folder is removed once
-the output is joined; a run that fails or is interrupted leaves it, and says so.
+A run that finds the folder with the same plan (same source file, same settings in effect, same cuts) keeps the
+segments that have a record and upscales only the others. A folder of another plan that holds finished segments is
+refused with one line naming what changed, and left as it is: hours of work are not thrown away for an option
+forgotten on the command line; the command they were made with resumes them, and --overwrite starts over (as an
+existing output needs it to be replaced). One that holds none, or whose plan cannot be read, is started over. The
+folder is removed once the output is joined; a run that fails or is interrupted leaves it, and says so.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from vsr.fsutil import hidden_sibling, locked, write_bytes_atomic
 log = logging.getLogger(__name__)
 
 PLAN_FILE = "plan.json"
+# The layout of plan.json. 2: it also records what the segments are encoded with as vsr resolved the settings
+# ("encoding": crf, preset, encoder options, pix_fmt, the codec's defaults filled in) and the zoo's weights of a model
+# named by name ("weights"). Plans without a version recorded the settings as given (crf None: the default then).
+PLAN_VERSION = 2
+ENCODING_KEYS = ("crf", "preset", "encoder_options", "pix_fmt")  # (recorded as given in "settings" too)
 # What a folder of segments holds: the lock, the plan, segments and their records, and those being written.
 _OWN_ENTRY = re.compile(r"lock|plan\.json|segment-\d{4}\.\w+|\.(plan\.json|segment-\d{4})\..*")
 
@@ -85,18 +93,62 @@ def changed_settings(before: dict, after: dict) -> str:
     return "; ".join(changes)
 
 
+def _effective(plan: dict) -> dict:
+    """A plan's settings with what its segments are encoded with in place of the settings given (no --crf and
+    `--crf 23` are the same where 23 is the codec's default)."""
+    settings = plan.get("settings", {})
+    if "encoding" not in plan:
+        return settings
+    return {**{key: value for key, value in settings.items() if key not in ENCODING_KEYS}, **plan["encoding"]}
+
+
+def _upgraded(before: dict, after: dict, first_kept: Path | None) -> dict:
+    """`before`, a plan of an earlier vsr (no version: its settings as given, None for a default), with what its
+    segments were encoded with, where it gave the encoder the same settings as `after` (the --crf aside): vsr's
+    encoder defaults are the same now but for x265's CRF (20, then 23), and x264 and x265 write the CRF they used
+    into the stream, so a kept segment (`first_kept`) says it (`encode.encoded_crf`). Why not redo every such
+    folder: it holds a run cut short, often hours of work, which an unchanged default keeps; a changed one is named
+    as a change (--crf 23, was 20), so that `--crf 20` resumes it and nothing is mixed. Other settings given are
+    compared as given, as the vsr that wrote the plan did."""
+    from vsr.pipelines.encode import encoded_crf
+
+    given, now = before.get("settings", {}), after.get("settings", {})
+    if "version" in before or "encoding" not in after or any(
+            given.get(key) != now.get(key) for key in ("codec", *ENCODING_KEYS) if key != "crf"):
+        return before
+    encoding = dict(after["encoding"])
+    crf = given.get("crf")
+    if crf is None and encoding["crf"] is not None and first_kept is not None:
+        crf = encoded_crf(first_kept)  # (None: not written, as by a bit rate: the default, as now)
+    if crf is not None and encoding["crf"] is not None:
+        encoding["crf"] = f"{float(crf):g}"  # (as `effective_settings` writes it: "20")
+    return {**before, "version": PLAN_VERSION, "encoding": encoding, "weights": after.get("weights")}
+
+
 def _plan_change(before: dict, after: dict) -> str:
-    """Why a folder made for the plan `before` is no use to `after`, in a few words."""
+    """Why a folder made for the plan `before` is no use to `after`, in a few words; "" where it is of use."""
     reasons = []
     if [before.get(key) for key in ("source", "size", "mtime_ns")] != [after[key] for key in ("source", "size",
                                                                                                "mtime_ns")]:
         reasons.append("another source, or the source changed since")
-    settings = changed_settings(before.get("settings", {}), after["settings"])
+    settings = changed_settings(_effective(before), _effective(after))
     if settings:
         reasons.append(f"other settings ({settings})")
-    if before.get("model_files") != after.get("model_files"):
+    # A setting given alike (or not at all) and encoded otherwise: vsr's default for it changed in between.
+    defaults = [key for key in ENCODING_KEYS if before.get("settings", {}).get(key) == after["settings"].get(key)
+                and before.get("encoding", {}).get(key) != after.get("encoding", {}).get(key)]
+    if "encoding" in before and defaults:
+        reasons.append(f"vsr's defaults for {', '.join('--' + key.replace('_', '-') for key in defaults)} changed "
+                       "since")
+    # The same models named, other weights: a checkpoint rewritten in place, or another vsr's zoo.
+    same_names = all(_effective(before).get(key) == _effective(after).get(key) for key in ("model", "blend"))
+    if same_names and before.get("model_files") != after.get("model_files"):
         reasons.append("the checkpoint changed since")
-    return "; ".join(reasons) or "other cuts of the video"
+    if same_names and before.get("weights") != after.get("weights"):
+        reasons.append("other weights under the model's name (another vsr's zoo)")
+    if not reasons and before != {**after, "settings": before.get("settings")}:
+        reasons.append("other cuts of the video")  # (the settings given may differ in form only: --crf 23)
+    return "; ".join(reasons)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +165,11 @@ class SegmentRecord:
 class SegmentFolder:
     """The segments of one output, on disk. Use as a context manager: the lock is held inside."""
 
-    def __init__(self, output: Path, plan: dict, suffix: str = ".mp4"):
-        """`plan`: what the segments are for (see the module doc); `suffix`: their files' container."""
+    def __init__(self, output: Path, plan: dict, suffix: str = ".mp4", overwrite: bool = False):
+        """`plan`: what the segments are for (see the module doc); `suffix`: their files' container; `overwrite`:
+        segments kept for another plan are removed, not refused."""
         self.output = output
+        self.overwrite = overwrite
         self.path = segment_folder_path(output)
         self.suffix = suffix
         self.plan = json.loads(json.dumps(plan, default=str))  # as it reads back from plan.json (paths as text)
@@ -146,13 +200,26 @@ class SegmentFolder:
                 before = json.loads(plan_file.read_text())
             except (OSError, ValueError):
                 before = None
-            if before == self.plan:
+            if isinstance(before, dict):
+                done = self.done()
+                change = _plan_change(_upgraded(before, self.plan, done[min(done)].path if done else None), self.plan)
+            else:
+                change = "a plan that cannot be read"
+            if not change:
+                if before != self.plan:  # (an earlier vsr's plan, or settings given in another form: recorded anew)
+                    write_bytes_atomic(plan_file, json.dumps(self.plan, indent=1).encode())
                 return
-            change = _plan_change(before, self.plan) if isinstance(before, dict) else "a plan that cannot be read"
             kept = len(list(self.path.glob("segment-*.json")))
-            # (a warning where work is thrown away: the command line shows it, and what changed, to put it back)
-            (log.warning if kept else log.info)("%s: made for %s: %d segment(s) kept there are removed; starting "
-                                                 "over", self.path, change, kept)
+            # (segments of no plan, or a damaged one, are of no known run: a removal cut short leaves them so)
+            if kept and not self.overwrite and isinstance(before, dict):
+                self._unlock()
+                raise OutputError(f"{self.path}: {kept} segment(s) kept there were made for {change}: run as they "
+                                  "were made to resume them, or with --overwrite to remove them and start over")
+            if kept:  # (a warning where work is thrown away: the command line shows it, and what changed)
+                log.warning("%s: made for %s: the %d segment(s) kept there are removed; starting over", self.path,
+                            change, kept)
+            else:
+                log.info("%s: made for %s, and holds no finished segment; starting over", self.path, change)
             self._unlock()
             shutil.rmtree(self.path)
         self.path.mkdir()

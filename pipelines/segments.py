@@ -62,8 +62,9 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+from vsr.models import zoo
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_file
+from vsr.pipelines.resume import PLAN_VERSION, SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.truncation import cut_short
 from vsr.pipelines.upscale import (
@@ -649,7 +650,8 @@ def upscale_video_in_segments(
     if (cut := cut_short(source)) is not None:  # (said here: each segment's decoder reads a window, not the end)
         warn_once(source, [f"cut short: {cut}"])
     started = time.perf_counter()
-    with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan), plan.suffix) as folder:
+    with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan, keeps_alpha),
+                                            plan.suffix, overwrite=overwrite) as folder:
         done: dict[int, object] = dict(folder.done())
         todo = [segment for segment in plan.segments if segment.index not in done]
         if done:  # said as a warning, so that the command line shows it: the output is partly an earlier run's
@@ -836,9 +838,18 @@ def _whole_milliseconds(plan: SegmentPlan) -> bool:
                for segment in plan.segments for pts in segment.frames)
 
 
-def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan) -> dict:
-    """What a folder of segments is for: the run's source and settings (`run_record`), and the cuts."""
-    return {**run_record(source, options, video),
+def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan,
+                 alpha: bool = False) -> dict:
+    """What a folder of segments is for: the run's source and settings as given (`run_record`), the cuts, and what
+    the segments are encoded with as vsr resolves the settings now (`encode.effective_settings`; `video.codec`
+    resolved already, `alpha`: whether they keep the video's alpha) with the zoo's weights of the models named by
+    name: see `resume.PLAN_VERSION`."""
+    from vsr.pipelines.encode import effective_settings
+
+    encoding = effective_settings(video.codec, video.crf, video.preset, video.encoder_options, video.pix_fmt,
+                                  plan.info.bit_depth, alpha)
+    weights = {name: zoo.MODELS[name].sha256 for name in (options.model, options.blend) if name in zoo.MODELS}
+    return {**run_record(source, options, video), "version": PLAN_VERSION, "encoding": encoding, "weights": weights,
             "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments]}
 
 

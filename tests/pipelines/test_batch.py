@@ -105,6 +105,10 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
         ("broken.x2.mp4", "gave up after 1 attempts"), ("c.x2.png", "new")]
     assert dict(batch.plan_batch(jobs, out, max_attempts=3))["broken.x2.mp4"] == "retry (attempt 2)"
     sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
+    assert dict(batch.plan_batch(sharper, out))["a.x2.mp4"] == ("kept: its options changed (--model lanczos, was "
+                                                                "bicubic) (--overwrite makes it again)")
+    sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST,
+                             overwrite=True)
     planned = dict(batch.plan_batch(sharper, out))
     assert planned["a.x2.mp4"] == "redo: its options changed (--model lanczos, was bicubic)"
     assert snapshot(out) == before  # (SQLite's -wal and -shm files too: reading made them, and they are gone)
@@ -137,7 +141,7 @@ def test_a_done_output_is_hashed_again_only_where_its_size_or_time_changed(tmp_p
 
 def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retried(tmp_path):
     """A job that failed because a file was in its output's place has no claim on that file: its retries fail too,
-    and only --overwrite replaces it. An output the batch made is its own to replace (other options: redone)."""
+    and only --overwrite replaces it. An output the batch made is its own to replace (damaged: redone)."""
     root, out = tmp_path / "in", tmp_path / "out"
     root.mkdir()
     write_image(root / "p.png")
@@ -159,9 +163,9 @@ def test_a_file_of_the_users_stays_until_overwrite_however_often_the_job_is_retr
     batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST, overwrite=True), out)
     made = (out / "p.x2.png").read_bytes()
     assert made != b"the user's own"
-    lanczos = dataclasses.replace(BICUBIC, model="lanczos")
-    assert batch.run_batch(batch.discover(root, out, options=lanczos, video=FAST), out).rows[0].state is JobState.DONE
-    assert (out / "p.x2.png").read_bytes() != made
+    (out / "p.x2.png").write_bytes(b"damaged")
+    assert batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out).rows[0].state is JobState.DONE
+    assert (out / "p.x2.png").read_bytes() == made
 
 
 def test_an_image_whose_name_holds_a_printf_number_is_a_file_like_any_other(tmp_path):
@@ -497,9 +501,12 @@ def test_a_checkpoint_rewritten_in_place_redoes_its_jobs(tmp_path, tiny_rrdbnet_
     other, _ = save_model(RRDBNet(**hyperparameters), spec_for("RRDBNet", hyperparameters), tmp_path / "other")
     (models / "m.pth").write_bytes(Path(other).read_bytes())  # a training run went on
     jobs = batch.discover(root, out, options=api.UpscaleOptions(model="models/m.pth"), video=FAST)
-    assert batch.plan_batch(jobs, out) == [("p.x4.png", "redo: its options changed (--model "
-                                                        f"{models / 'm.pth'}, its file changed since)")]
-    assert run("models/m.pth").ok and (out / "p.x4.png").stat().st_ino != made
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", "kept: its options changed (--model "
+                                                        f"{models / 'm.pth'}, its file changed since) (--overwrite "
+                                                        "makes it again)")]
+    assert not run("models/m.pth").ok and (out / "p.x4.png").stat().st_ino == made
+    jobs = batch.discover(root, out, options=api.UpscaleOptions(model="models/m.pth"), video=FAST, overwrite=True)
+    assert batch.run_batch(jobs, out).ok and (out / "p.x4.png").stat().st_ino != made
     # A zoo name is recorded as it was, so that journals of an earlier vsr keep their done jobs.
     (job,) = batch.discover(root, out, options=BICUBIC, video=FAST)
     assert batch.journal_entry(job).options["model"] == "bicubic"
@@ -522,8 +529,8 @@ def test_a_journal_of_an_earlier_vsr_that_named_a_checkpoint_by_its_path_keeps_i
                                                                           "model": "models/m.pth"}),))
     assert batch.plan_batch(jobs, out) == [("p.x4.png", "done")]
     os.utime(models / "m.pth", ns=(time.time_ns() + 10**9,) * 2)  # changed since the job was done: made again
-    assert batch.plan_batch(jobs, out) == [("p.x4.png", f"redo: its options changed (--model {models / 'm.pth'}, "
-                                                        "was models/m.pth)")]
+    assert batch.plan_batch(jobs, out) == [("p.x4.png", f"kept: its options changed (--model {models / 'm.pth'}, "
+                                                        "was models/m.pth) (--overwrite makes it again)")]
 
 
 def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(tmp_path, caplog):
@@ -598,6 +605,8 @@ def test_an_option_added_later_leaves_earlier_jobs_done_at_its_default(tmp_path)
     written = (out / "a.x2.mp4").stat().st_ino  # a job that runs again replaces its output: a new inode
     assert batch.run_batch([job], out).ok and (out / "a.x2.mp4").stat().st_ino == written  # still done
     off = dataclasses.replace(job, video=dataclasses.replace(job.video, deinterlace="off"))
+    assert not batch.run_batch([off], out).ok and (out / "a.x2.mp4").stat().st_ino == written  # kept, as made
+    off = dataclasses.replace(off, overwrite=True)
     assert batch.run_batch([off], out).ok and (out / "a.x2.mp4").stat().st_ino != written  # a new job: redone
 
 
@@ -1269,3 +1278,24 @@ def test_a_folder_named_as_a_jobs_temporary_fails_that_job_in_one_line(tmp_path)
     assert report.rows[0].state is JobState.FAILED
     assert report.rows[0].error == f"cannot write {out / 'a.x2.mp4'}: Is a directory"
     assert (out / ".a.x2.partial.mp4").is_dir()
+
+
+def test_a_done_job_asked_for_with_other_options_keeps_its_output_until_overwrite(tmp_path, caplog):
+    """A batch run again with an option forgotten made every done job again, without asking (hours for a library)."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    assert batch.run_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out).ok
+    made = (out / "p.x2.png").stat().st_ino
+    lanczos = dataclasses.replace(BICUBIC, model="lanczos")
+    with caplog.at_level(logging.WARNING):
+        report = batch.run_batch(batch.discover(root, out, options=lanczos, video=FAST), out)
+    assert not report.ok and report.skipped == ["p.x2.png"] and (out / "p.x2.png").stat().st_ino == made
+    assert ("p.png: its options changed (--model lanczos, was bicubic); p.x2.png is kept as it was made: run as it "
+            "was made, or with --overwrite to make it again") in caplog.text
+    row = rows_by_name(out)["p.x2.png"]
+    assert row.state is JobState.DONE and row.options["model"] == "bicubic"  # (the journal says what was made)
+    assert batch.plan_batch(batch.discover(root, out, options=BICUBIC, video=FAST), out) == [("p.x2.png", "done")]
+    report = batch.run_batch(batch.discover(root, out, options=lanczos, video=FAST, overwrite=True), out)
+    assert report.ok and (out / "p.x2.png").stat().st_ino != made
+    assert rows_by_name(out)["p.x2.png"].options["model"] == "lanczos"

@@ -7,6 +7,7 @@ The clip is test_segments.py's: 24 frames at 30 fps with a keyframe every 8; seg
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -123,15 +124,26 @@ def test_a_kept_segment_is_not_touched_again(run, tmp_path):
     assert output.exists() and not segment_folder_path(output).exists()
 
 
-def test_other_settings_start_the_segments_over(run, tmp_path, caplog):
+def test_other_settings_keep_the_segments_and_are_refused_until_overwrite(run, tmp_path, caplog):
+    """They were removed without asking: a forgotten option threw hours of a long video away."""
     _, options, upscale = run
     with pytest.raises(KeyboardInterrupt):
         upscale(on_segment=Interrupt(after=1))
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    kept = (folder / "segment-0000.mp4").read_bytes()
+    other = VideoOptions(codec="ffv1", segment_seconds=0.25, start=0.0, end=0.8)
+    with pytest.raises(OutputError) as raised:
+        upscale(video=other)
+    assert str(raised.value) == (
+        f"{folder}: 1 segment(s) kept there were made for other settings (--end 0.8, was not given; --start 0.0, was "
+        "not given): run as they were made to resume them, or with --overwrite to remove them and start over")
+    assert (folder / "segment-0000.mp4").read_bytes() == kept and not (tmp_path / "out.mkv").exists()
     again = Interrupt()
     with caplog.at_level(logging.INFO):
-        upscale(on_segment=again, video=VideoOptions(codec="ffv1", segment_seconds=0.25, start=0.0, end=0.8))
-    assert ("made for other settings (--end 0.8, was not given; --start 0.0, was not given): 1 segment(s) kept there "
-            "are removed; starting over") in [
+        upscale_video_in_segments(run[0], tmp_path / "out.mkv", options=options, video=other, on_segment=again,
+                                  overwrite=True)
+    assert ("made for other settings (--end 0.8, was not given; --start 0.0, was not given): the 1 segment(s) kept "
+            "there are removed; starting over") in [
         record.getMessage().split(": ", 1)[1] for record in caplog.records if record.levelno == logging.WARNING]
     assert again.seen == [0, 1, 2]
 
@@ -146,12 +158,123 @@ def test_a_checkpoint_rewritten_in_place_starts_the_segments_over(run, tmp_path)
     torch.manual_seed(1)
     other = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
     save_model(other, spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}), model)
+    with pytest.raises(OutputError, match="were made for the checkpoint changed since: run as they were made"):
+        upscale(options=dataclasses.replace(options, model=str(model)))
     again = Interrupt()
-    result = upscale(on_segment=again, options=dataclasses.replace(options, model=str(model)))
+    retrained = dataclasses.replace(options, model=str(model))
+    result = upscale_video_in_segments(clip, tmp_path / "out.mkv", options=retrained, video=LOSSLESS,
+                                       on_segment=again, overwrite=True)
     assert again.seen == [0, 1, 2]
     clean = upscale_video(clip, tmp_path / "clean.mkv", options=dataclasses.replace(options, model=str(model)),
                           video=LOSSLESS)
     assert decoded_framemd5(result.output) == decoded_framemd5(clean.output)
+
+
+X264 = VideoOptions(codec="libx264", segment_seconds=0.25)
+
+
+@pytest.mark.parametrize("change, named", [
+    ({"video": dataclasses.replace(X264, crf=20)}, "--crf 20, was 18"),
+    ({"video": dataclasses.replace(X264, preset="fast")}, "--preset fast, was medium"),
+    ({"video": dataclasses.replace(X264, pix_fmt="yuv444p")}, "--pix-fmt yuv444p, was yuv420p"),
+    ({"video": dataclasses.replace(X264, encoder_options={"tune": "film"})}, '"tune": "film"'),
+    ({"video": dataclasses.replace(X264, codec="libx265")}, "--codec libx265, was libx264"),
+    # x265's settings alone make codec "auto" write HEVC (upscale.encoder_choice): what it resolves to is recorded.
+    ({"video": dataclasses.replace(X264, codec="auto", encoder_options={"x265-params": "aq-mode=1"})},
+     "--codec libx265, was libx264"),
+    ({"video": dataclasses.replace(X264, deinterlace="on")}, "--deinterlace on, was not given"),
+    ({"video": dataclasses.replace(X264, crop="32:32:0:0")}, "--crop "),
+    ({"video": dataclasses.replace(X264, dedup=4.0)}, "--dedup 4.0, was not given"),
+    ({"options": {"model": "bicubic"}}, "--model bicubic, was "),
+    ({"options": {"outscale": 2.0}}, "--outscale 2.0, was not given"),
+    ({"options": {"height": 96}}, "--height 96, was not given"),
+    ({"options": {"strength": 0.5}}, "--strength 0.5, was not given"),
+    ({"options": {"blend": "SAME", "alpha": 0.5}}, "--blend "),
+], ids=lambda value: value if isinstance(value, str) else None)
+def test_each_setting_that_changes_the_segments_is_refused_by_name(run, tmp_path, change, named):
+    clip, options, upscale = run
+    output = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), video=X264)
+    kept = sorted(path.name for path in segment_folder_path(output).iterdir())
+    changed = dataclasses.replace(options, **{key: options.model if value == "SAME" else value
+                                              for key, value in change.get("options", {}).items()})
+    with pytest.raises(OutputError, match=re.escape(named)):
+        upscale(options=changed, video=change.get("video", X264))
+    assert sorted(path.name for path in segment_folder_path(output).iterdir()) == kept
+
+
+def test_the_same_settings_in_effect_resume(run, tmp_path):
+    """Nothing that changes the segments: the codec's default named (--crf 18 for x264), "auto" that resolves to the
+    codec named before, or a speed setting."""
+    _, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), video=X264)
+    again = Interrupt(after=1)
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=again, video=dataclasses.replace(X264, crf=18, preset="medium"))
+    assert again.seen == [1]
+    last = Interrupt()
+    upscale(on_segment=last, video=dataclasses.replace(X264, codec="auto"), options=dataclasses.replace(
+        options, batch_size=2))
+    assert last.seen == [2]
+
+
+def _as_an_earlier_vsr_wrote_it(folder: Path, crf=None) -> None:
+    """plan.json as vsr wrote it before it recorded the settings in effect: the settings as given, crf None for the
+    codec's default."""
+    plan = json.loads((folder / "plan.json").read_text())
+    for key in ("version", "encoding", "weights"):
+        del plan[key]
+    plan["settings"]["crf"] = crf
+    (folder / "plan.json").write_text(json.dumps(plan, indent=1))
+
+
+def test_an_earlier_vsrs_plan_resumes_where_its_defaults_are_todays(run, tmp_path):
+    _, _, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), video=X264)
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    _as_an_earlier_vsr_wrote_it(folder)
+    again = Interrupt(after=1)
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=again, video=X264)
+    assert again.seen == [1]
+    assert json.loads((folder / "plan.json").read_text())["encoding"]["crf"] == "18"  # (recorded anew, in effect)
+
+
+def test_an_earlier_vsrs_x265_run_at_its_default_crf_20_is_named_and_resumes_with_crf_20(run, tmp_path):
+    """x265's default CRF went from 20 to 23: a run begun before and resumed after mixed the two."""
+    _, _, upscale = run
+    x265 = VideoOptions(codec="libx265", segment_seconds=0.25)
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), video=dataclasses.replace(x265, crf=20))  # (20: the default then)
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    _as_an_earlier_vsr_wrote_it(folder)
+    with pytest.raises(OutputError) as raised:
+        upscale(video=x265)
+    assert ("made for other settings (--crf 23, was 20); vsr's defaults for --crf changed since: run as they were "
+            "made") in str(raised.value)
+    again = Interrupt()
+    upscale(on_segment=again, video=dataclasses.replace(x265, crf=20))
+    assert again.seen == [1, 2]
+
+
+def test_vsr_upscale_with_a_forgotten_option_is_one_line_and_keeps_the_segments(run, tmp_path):
+    clip, options, upscale = run
+    output = tmp_path / "out.mkv"
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    command = ["upscale", clip, "-o", output, "--codec", "ffv1", "--segment-seconds", "0.25"]
+    refused = run_vsr(*command)  # (-m forgotten)
+    assert refused.returncode == 4
+    assert refused.stderr.strip().splitlines() == [
+        f"vsr: error: {segment_folder_path(output)}: 1 segment(s) kept there were made for other settings (--model "
+        f"realesrgan-x4plus, was {options.model}): run as they were made to resume them, or with --overwrite to "
+        "remove them and start over"]
+    done = run_vsr(*command, "-m", options.model)
+    assert done.returncode == 0, done.stderr
+    assert "1 of 3 segments from an earlier run" in done.stdout
 
 
 def test_settings_that_only_change_the_speed_keep_the_segments(run, tmp_path):
