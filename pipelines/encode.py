@@ -749,6 +749,7 @@ def open_encoder(ctx: av.codec.context.CodecContext, codec: str, spec: CodecSpec
     what it refused (its own words where it said them), an OptionError where it cannot run here at all (NVENC
     without a GPU, frames too large). `echo`: print again what x264 and x265 printed while opening (warnings)."""
     ctx.options = dict(options)
+    width, height = ctx.width, ctx.height  # (a failed open leaves them 0)
     failure = None
     with _encoder_printed() as printed:
         try:
@@ -764,11 +765,11 @@ def open_encoder(ctx: av.codec.context.CodecContext, codec: str, spec: CodecSpec
                               f"use libx264, libx265 or libsvtav1") from failure
         raise OptionError(f"codec {codec!r} could not be opened: {failure}") from failure
     else:
-        if max(ctx.width, ctx.height) > 16384:  # (x264 and the others say only "Generic error")
-            raise OptionError(f"codec {codec!r} cannot encode {ctx.width}x{ctx.height} frames (at most 16384 "
+        if max(width, height) > 16384:  # (x264 and the others say only "Generic error")
+            raise OptionError(f"codec {codec!r} cannot encode {width}x{height} frames (at most 16384 "
                               f"pixels a side); use a smaller --outscale, --width or --height") from failure
-        if not images.ffmpeg_holds(ctx.width, ctx.height):  # 16384×16384: "Invalid argument"
-            raise OptionError(f"codec {codec!r} cannot encode {ctx.width}x{ctx.height} frames (more pixels than "
+        if not images.ffmpeg_holds(width, height):  # 16384×16384: "Invalid argument"
+            raise OptionError(f"codec {codec!r} cannot encode {width}x{height} frames (more pixels than "
                               f"FFmpeg holds in one picture, about 268 million); use a smaller --outscale, "
                               f"--width or --height") from failure
         # The encoder's own words where it printed them ("invalid tune 'animaton'") or logged them, else FFmpeg's.
