@@ -174,9 +174,11 @@ def _job(source: Path, relative: Path, out_dir: Path, options, video, overwrite:
 
 def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: api.UpscaleOptions,
              video: api.VideoOptions, include: Sequence[str] = (), exclude: Sequence[str] = (),
-             overwrite: bool = False) -> list[BatchJob]:
+             overwrite: bool = False, not_media: list[Path] | None = None) -> list[BatchJob]:
     """Every video and image under `in_dir` (recursively; hidden files and folders and `out_dir` skipped) that the
-    filters keep, each mapped to the same relative folder under `out_dir`."""
+    filters keep, each mapped to the same relative folder under `out_dir`. `not_media`, where given, gets the other
+    files the filters keep (notes.txt among the videos), relative to `in_dir`, for --dry-run to say why they are
+    not in the plan."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
     if in_dir.is_file():  # (vsr upscale is the command for files; the batch's journal is for a folder's)
         raise InputError(f"{in_dir}: not a folder; vsr batch upscales the videos and images in IN_DIR, and "
@@ -216,7 +218,12 @@ def discover(in_dir: str | os.PathLike, out_dir: str | os.PathLike, *, options: 
         for file_name in sorted(files):
             source = Path(root) / file_name
             relative = source.relative_to(in_dir)
-            if file_name.startswith(".") or media_kind(source) is None:
+            if file_name.startswith("."):
+                continue
+            if media_kind(source) is None:
+                if not_media is not None and _recordable(relative) and _selected(relative.as_posix(), include,
+                                                                                  exclude):
+                    not_media.append(relative)
                 continue
             if not source.exists():
                 log.warning("%s: a link to %s, which does not exist; skipped", source, os.readlink(source))

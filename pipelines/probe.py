@@ -765,6 +765,13 @@ def last_frame_start(path: str | Path, index: int) -> Fraction | None:
     return None if last is None or last.pts is None else (last.pts - last.first_pts) * last.time_base
 
 
+def video_length(path: str | Path, index: int) -> Fraction | None:
+    """How long video stream `index` shows frames, in seconds from its first frame's start (as --start and --end
+    count) to its last frame's end (`video_end`); None where its packets do not say."""
+    last = _last_frame(path, index)
+    return None if last is None or last.end is None else (last.end - last.first_pts) * last.time_base
+
+
 @dataclass(frozen=True)
 class _LastFrame:
     pts: int | None  # the greatest pts of the stream's packets

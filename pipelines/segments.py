@@ -92,6 +92,7 @@ from vsr.pipelines.upscale import (
     upscale_frames,
     upscale_video,
     video_output_size,
+    warn_window_past_end,
 )
 
 from vsr.errors import OptionError, OutputError, VsrError, out_of_space
@@ -133,6 +134,11 @@ class SegmentPlan:
     sequence: Path | None = None
     # Source frames of a cycle that the decoder remakes together (inverse telecine: 5), which cuts must not split.
     cycle: int = 1
+
+    @property
+    def frame_count(self) -> int:
+        """The frames planned, in every segment."""
+        return sum(len(segment.frames) for segment in self.segments)
 
     def first_index(self, segment: Segment) -> int:
         """How many planned frames come before `segment`'s first."""
@@ -597,6 +603,7 @@ def upscale_video_in_segments(
     elif engine is None:
         engine = make_engine(dataclasses.replace(options, device=device_list[0]), progress=progress)
     plan = plan_video(source, len(device_list), video)
+    warn_window_past_end(source, video, plan.info, plan.frame_count)
     crop = resolve_crop(video.crop, source, plan.info)  # found here once, not by each segment's worker
     video = dataclasses.replace(video, crop=str(crop) if crop is not None else None)
     if output is None or is_folder(output):
@@ -734,6 +741,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
                                          start_sequence, stopped_sequence)
 
     plan = plan_video(source, len(devices), video)
+    warn_window_past_end(source, video, plan.info, plan.frame_count)
     if len(plan.segments) < 2:
         if plan.segments:  # (none: a preview window past the end, which upscale_video says)
             log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), devices[0])

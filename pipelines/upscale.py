@@ -337,27 +337,35 @@ def place_output(output: str | Path | None, default: Path) -> Path:
 
 def check_output_early(source: Path, output: str | Path | None, options: UpscaleOptions, codec: str | None,
                        overwrite: bool) -> None:
-    """`check_output` before the model loads (seconds), where the output's name is known without it: named by -o,
-    or by a zoo model's scale. Running the same command twice said "already exists" only after loading the model.
-    `codec` None: an image. Not for image sequences, which resume."""
+    """`check_output` before the model loads (seconds), where the output's name is known without it
+    (`planned_output`). Running the same command twice said "already exists" only after loading the model."""
+    planned = planned_output(source, output, options, codec)
+    if planned is not None:
+        check_output(planned, source, overwrite)
+
+
+def planned_output(source: Path, output: str | Path | None, options: UpscaleOptions, codec: str | None
+                   ) -> Path | None:
+    """Where `source`'s output goes, where that is known before the model loads: named by -o, or by a zoo model's
+    scale (None for a checkpoint, whose scale is known once it is loaded, and for image sequences, which resume).
+    `codec` None: an image. May open the source (a video with alpha is named otherwise with codec "auto")."""
     from vsr.pipelines.sequences import is_sequence
 
     options.validate()  # (a bad option is said before an output that exists, as it was)
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
-        return
+        return None
     if output is not None and not is_folder(output):  # a file named (place_output refuses a missing folder/)
-        check_output(place_output(output, source), source, overwrite)
-        return
+        return place_output(output, source)
     entry = zoo.MODELS.get(options.model)
-    if entry is None:  # a checkpoint: its scale is known once it is loaded
-        return
+    if entry is None:
+        return None
     label = output_label(options, entry.scale)
     alpha = False
     if default_output_path(source, label, codec) != default_output_path(source, label, codec, alpha=True):
         from vsr.pipelines.probe import probe  # (codec "auto": a video with alpha goes into .mkv)
 
         alpha = probe(source).video.alpha
-    check_output(place_output(output, default_output_path(source, label, codec, alpha)), source, overwrite)
+    return place_output(output, default_output_path(source, label, codec, alpha))
 
 
 def check_animation_early(output: str | Path | None, codec: str) -> None:
@@ -501,6 +509,40 @@ def parse_time(text: str | float | int, option: str = "--start") -> float:
     if match is None or (clock and (float(match["seconds"]) >= 60 or (match["hours"] and int(match["minutes"]) >= 60))):
         raise OptionError(f"{option} takes seconds or a time such as 1:30 or 1:02:03.5; not {text!r}")
     return int(match["hours"] or 0) * 3600 + int(match["minutes"] or 0) * 60 + float(match["seconds"])
+
+
+def clock(seconds: float) -> str:
+    """Seconds as `parse_time` reads them back, for messages: 8 → "0:08", 60 → "1:00", 3723.25 → "1:02:03.25"."""
+    minutes, milliseconds = divmod(round(seconds * 1000), 60_000)  # (in ms first: 59.9996 s is 1:00, not 0:60)
+    hours, minutes = divmod(minutes, 60)
+    text = f"{hours}:{minutes:02d}:" if hours else f"{minutes}:"
+    text += f"{milliseconds // 1000:02d}"
+    return text + f".{milliseconds % 1000:03d}".rstrip("0") if milliseconds % 1000 else text
+
+
+def warn_window_past_end(source: Path, video: VideoOptions, info: VideoStreamInfo, frames: int | None) -> None:
+    """A warning where a preview's window reaches past the video's end, which cuts it there (the run wrote the whole
+    video without a word): an --end after the last frame's end, or --frames more than the window holds up to the end
+    (`frames`: how many it holds, where known). A --start past the end is an error (no frame), said elsewhere. Said
+    once per video (`warn_once`): a video in segments is planned and opened more than once."""
+    from vsr.pipelines.decode import warn_once
+    from vsr.pipelines.probe import video_length
+
+    length = video_length(source, info.index)
+    length = float(length) if length is not None else info.duration
+    if length is not None and (video.start or 0) >= length or frames == 0:
+        return  # no frame in the window: upscale_video's error
+    messages = []
+    # (a millisecond's leeway: containers round the last frame's end to their clock; --end counts milliseconds too)
+    end_past = video.end is not None and length is not None and video.end > length + 0.001
+    if end_past:
+        messages.append(f"--end {clock(video.end)} is past the video's end ({clock(length)}): upscaling to its end")
+    if frames is not None and video.max_frames is not None and frames < video.max_frames and (
+            video.end is None or end_past):  # (not where an --end inside the video stops the window first)
+        since = f" from --start {clock(video.start)}" if video.start else ""
+        messages.append(f"--frames {video.max_frames} is more than the video has{since} ({frames} "
+                        f"frame{'s' if frames != 1 else ''}): upscaling {f'those {frames}' if frames != 1 else 'it'}")
+    warn_once(source, messages)
 
 
 @dataclass(frozen=True)
@@ -671,7 +713,7 @@ def upscale_video(
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.probe import last_frame_start
     from vsr.pipelines.runner import run_pipeline
-
+    from vsr.pipelines.segments import plan_video
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     check_option_types(options, video, overwrite=overwrite)
@@ -687,6 +729,8 @@ def upscale_video(
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
     engine = engine or make_engine(options, progress=progress)
+    if plan is None and video.max_frames is not None and not is_sequence(source):
+        plan = plan_video(source, 1, video)  # where a --frames window ends (`_window_end`) and how many frames it has
     # Frames are decoded onto the engine's device where a decoder can (NVDEC), so they need not cross to the host.
     decoder = open_decoder(
         source, backend=video.decoder, device=engine.device, start=video.start, end=video.end,
@@ -696,6 +740,7 @@ def upscale_video(
     with decoder:
         crop = resolve_crop(video.crop, source, decoder.info)
         info = crop.of(decoder.info) if crop is not None else decoder.info
+        warn_window_past_end(source, video, info, plan.frame_count if plan is not None else None)
         output = place_output(output, default_output_path(source, engine.label, video.codec, info.alpha))
         # Image files need no even sides.
         height, width, output_info = video_output_size(engine, info, source, output, video)
@@ -731,6 +776,8 @@ def upscale_video(
                 if info.duration and last_start is not None:  # a window inside the last frame's span starts no frame
                     lasts += f", its last frame starting at {float(last_start):.3f} s"
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
+            elif plan is None:  # (the frames of an image sequence's --frames window, counted as they were decoded)
+                warn_window_past_end(source, video, info, times.frames)
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
                        decoder=decoder_name(decoder), precision=engine.precision,
                        rotation=getattr(writer, "rotation", 0), encoder=getattr(writer, "encoder", ""),
@@ -748,14 +795,12 @@ def _window_end(source: Path, video: VideoOptions, selection, info: VideoStreamI
                 plan: SegmentPlan | None = None) -> Fraction | None:
     """Where a preview ends, in source seconds, for the writer's `trim_end` (a cue shown past it ends with it, and so
     does its last frame): at --end, or where --frames stops first, at the next frame's start, as the segments' plan
-    finds it (`plan`, or one made here, which reads the video's packets: a second or more of a long film's)."""
-    from vsr.pipelines.segments import plan_video
+    finds it (`plan`: reading the video's packets takes a second or more of a long film's)."""
     from vsr.pipelines.sequences import is_sequence
 
     end = None if selection.end_pts is None else selection.end_pts * info.time_base
-    if video.max_frames is None or is_sequence(source):
+    if video.max_frames is None or plan is None or is_sequence(source):
         return end
-    plan = plan or plan_video(source, 1, video)  # (its last segment ends where the window does, however many)
     end_pts = plan.segments[-1].end_pts if plan.segments else None
     return end if end_pts is None else end_pts * plan.info.time_base
 

@@ -209,7 +209,8 @@ def _setup_logging(quiet: bool) -> None:
 @_user_errors
 def upscale(
     inputs: list[Path] = typer.Argument(
-        ..., metavar="INPUT...", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
+        ..., readable=False,  # (click said an unreadable input in a box of 5 lines: _check_input_early says it)
+        metavar="INPUT...", help="Videos (mp4, mkv, mov, webm, ...), images (png, jpg, webp) or image sequences "
         "(frames/%06d.png); several are upscaled one after the other, the model loaded once."),
     output_text: Optional[str] = typer.Option(
         None, "-o", "--output", metavar="OUTPUT", show_default=False,
@@ -339,6 +340,16 @@ def upscale(
     # the same way), those written onto another disk (beside their inputs, without -o) still are. None: not known.
     full: set[int | None] = set()
     with fsutil.run_of_several(_files_of(inputs)) if len(inputs) > 1 else contextlib.nullcontext():
+        # (within the run of several: an output that is another input of it is one of these problems)
+        problems = _problems_before_work(inputs, None if new_folder else output, options, video.codec, overwrite)
+        if problems and (len(inputs) == 1 or os.environ.get("VSR_DEBUG")):
+            raise problems[0]
+        if problems:
+            for problem in problems:
+                typer.echo(f"vsr: error: {problem}", err=True)
+            typer.echo(f"vsr: nothing was begun: {_count(len(problems), 'problem')} found before any work (said "
+                       "above)", err=True)
+            raise typer.Exit(problems[0].exit_code)
         for input in inputs:
             file_system = _file_system(output if into_folder else input.parent)
             if full and (None in full or file_system in full):
@@ -351,10 +362,6 @@ def upscale(
                     except OSError as error:  # (a read-only or full file system)
                         raise OutputError(f"{output}: cannot make the output folder ({error.strerror or error})") \
                             from None
-                if input.is_dir():
-                    raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and "
-                                     "image in it")
-                api.check_input(input)
                 if api.is_image(input):
                     if devices is not None:
                         raise OptionError(f"{input}: --devices splits a video over devices; for an image use --device")
@@ -397,6 +404,65 @@ def upscale(
             said += "; the others are written"
         typer.echo(said, err=True)
         raise typer.Exit(failures[0])
+
+
+def _problems_before_work(inputs: list[Path], output: Path | None, options, codec: str, overwrite: bool
+                          ) -> list[VsrError]:
+    """What stops a run before anything starts (a model loaded, a frame decoded), every input's at once, as
+    VsrErrors: an input that is missing, a folder, a pipe or unreadable (a name that looks like an option, which
+    came after `--`, said so), and an output that cannot be written as planned: one that exists (without
+    --overwrite), is another input of the run, or would be made from two inputs. What only reading an input finds
+    (not a video, damage) stays its own error, said at its turn while the others are upscaled. `output`: -o, where
+    it exists (a folder made by the run holds nothing yet); `codec`: --codec, for a video's output name."""
+    from vsr import api
+    from vsr.errors import InputError, OutputError
+
+    problems = []
+    planned: dict[Path, Path] = {}  # each output (resolved) → the input it is made from
+    for input in inputs:
+        try:
+            _check_input_early(input)
+        except InputError as error:
+            problems.append(error)
+            continue
+        try:
+            path = api.planned_output(input, output, options, None if api.is_image(input) else codec)
+        except InputError:
+            continue  # (found by reading it, to name a video's output: a text file named .mp4 fails at its turn)
+        except OutputError as error:  # (an input read through /dev has no folder to write beside)
+            problems.append(error)
+            continue
+        if path is None:  # (named by a checkpoint's scale, or an image sequence: checked at its turn)
+            continue
+        earlier = planned.setdefault(path.resolve(), input)
+        try:
+            if earlier != input:
+                raise OutputError(f"{path}: both {earlier} and {input} would be written there; upscale {input} on "
+                                  "its own, with -o naming its output")
+            fsutil.check_output(path, input, overwrite)
+        except OutputError as error:
+            problems.append(error)
+    return problems
+
+
+def _check_input_early(input: Path) -> None:
+    """One line for an input that cannot be read at all: missing (a name that looks like an option came after
+    `--`), a folder, a pipe or device, a file without permission to read it."""
+    from vsr import api
+    from vsr.errors import InputError
+    from vsr.pipelines.sequences import is_sequence
+
+    if str(input).startswith("-") and str(input) != "-" and not os.path.lexists(input):
+        raise InputError(f"{input}: no such file; it looks like an option, but after -- every word is an input: "
+                         "give options before --")
+    if input.is_dir():
+        raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image in it")
+    api.check_input(input)  # (missing; an image sequence without frames; a pipe or a device)
+    if not (is_sequence(input) and not input.exists()):
+        try:
+            open(input, "rb").close()
+        except OSError as error:
+            raise InputError(f"{input}: cannot be read ({error.strerror})") from None
 
 
 def _file_system(folder: Path) -> int | None:
@@ -499,6 +565,15 @@ def _summary(result) -> str:
     )
 
 
+SKIPPED_NOT_MEDIA = "skipped (not media)"  # what `vsr batch --dry-run` says of a file that is no video or image
+SKIPPED_SHOWN = 5  # of those, how many it names (a folder of documents beside the videos would fill the screen)
+
+
+def _count(number: int, thing: str) -> str:
+    """'1 file', '3 files'."""
+    return f"{number} {thing}{'s' if number != 1 else ''}"
+
+
 BATCH_HELP = (
     "Upscale every video and image of a folder (or of a jobs file) into OUT_DIR, resumably.\n\n"
     "Outputs are named as `vsr upscale` names them, in the same subfolders. A journal in OUT_DIR "
@@ -597,6 +672,7 @@ def batch(
              "segment-seconds": segment_seconds, "deinterlace": deinterlace, "dedup": dedup,
              "crop": crop}
     values = {name: value for name, value in given.items() if value is not None}
+    not_media: list[Path] = []  # files of IN_DIR that are no video or image by their names, which --dry-run lists
     if jobs is not None:
         if len(folders) > 1 or include or exclude:
             raise OptionError("with --jobs, give only OUT_DIR (or none: the file's output_dir); no --include/--exclude")
@@ -608,19 +684,33 @@ def batch(
         options, video = batch_jobs.build_options(values)
         in_dir, out_dir = folders
         job_list = batch_jobs.discover(in_dir, out_dir, options=options, video=video, include=include or (),
-                                       exclude=exclude or (), overwrite=overwrite)
+                                       exclude=exclude or (), overwrite=overwrite, not_media=not_media)
         if not job_list:
-            raise OptionError(f"{in_dir}: no videos or images found (with the --include/--exclude filters given)")
+            others = f"; {_count(len(not_media), 'other file')}, such as {not_media[0]}" if not_media else ""
+            raise OptionError(f"{in_dir}: no videos or images found (with the --include/--exclude filters "
+                              f"given){others}")
     if workers is not None and devices is not None:
         raise OptionError("--devices starts one worker per device: leave --workers out")
+    previewed_images = [job.label for job in job_list if job.kind == "image" and job.video.is_preview]
+    if previewed_images:  # (one line for the batch, as `vsr upscale` says it of an image)
+        more = f" (and {_count(len(previewed_images) - 1, 'more image')})" if len(previewed_images) > 1 else ""
+        log.warning("%s%s: an image has no time: --start, --end and --frames make previews of videos; images are "
+                    "upscaled whole", previewed_images[0], more)
     if dry_run:
         planned = batch_jobs.plan_batch(job_list, out_dir, max_attempts=max_attempts)
         labels = {job.name: job.label for job in job_list}
-        width = max(len(what) for _, what in planned)
-        for name, what in planned:
-            typer.echo(f"{what.ljust(width)}  {labels[name]} → {name}")
+        lines = [(what, f"{labels[name]} → {name}") for name, what in planned]
+        # The files left out, so that a user sees why one is not in the plan; a few by name, the rest counted.
+        lines += [(SKIPPED_NOT_MEDIA, path.as_posix()) for path in not_media[:SKIPPED_SHOWN]]
+        if len(not_media) > SKIPPED_SHOWN:
+            lines.append((SKIPPED_NOT_MEDIA, f"and {_count(len(not_media) - SKIPPED_SHOWN, 'more file')}"))
+        width = max(len(what) for what, _ in lines)
+        for what, job in lines:
+            typer.echo(f"{what.ljust(width)}  {job}")
         to_do = sum(not what.startswith(("done", "busy", "gave up", "refused")) for _, what in planned)
-        typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}; nothing was run or written (--dry-run)")
+        skipped = f"; {_count(len(not_media), 'file')} skipped (not media)" if not_media else ""
+        typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}{skipped}; nothing was run or written "
+                   "(--dry-run)")
         return
     try:
         report = batch_jobs.run_batch(job_list, out_dir, workers=1 if workers is None else workers, devices=devices,

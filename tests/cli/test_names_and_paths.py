@@ -179,9 +179,9 @@ def test_an_output_that_is_another_input_of_the_run_is_left_alone_even_with_over
         f"vsr: error: {made[0]}: is also one of this run's inputs; leave it out of them, or upscale {clip} on its own",
         f"vsr: error: {made[1]}: is also one of this run's inputs; leave it out of them, or upscale {still} on its "
         "own",
-        "vsr: 2 of 4 inputs failed (said above); the others are written"]
+        "vsr: nothing was begun: 2 problems found before any work (said above)"]  # (said before any input's turn)
     assert {path: state(path) for path in before} == before
-    assert (tmp_path / "clip.x2.x2.mp4").is_file() and (tmp_path / "still.x2.x2.png").is_file()
+    assert not (tmp_path / "clip.x2.x2.mp4").exists() and not (tmp_path / "still.x2.x2.png").exists()
 
 
 @pytest.mark.parametrize("other", ["sequence", "file"])

@@ -358,16 +358,16 @@ def test_bad_input_is_one_line_a_nonzero_exit_and_no_output(tmp_path, case):
 
 
 def test_several_inputs_are_each_written_beside_their_own_and_a_bad_one_does_not_stop_the_others(tmp_path):
+    """A bad one found by reading it; a missing one stops every input before any work (tests/cli/test_before_work)."""
     clip = make_clip(tmp_path / "clip.mp4", frames=4)
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=32x24", "-frames:v", "1", tmp_path / "still.png")
     (tmp_path / "notes.mp4").write_text("not a video")
-    inputs = [tmp_path / "notes.mp4", clip, tmp_path / "missing.mkv", tmp_path / "still.png"]
+    inputs = [tmp_path / "notes.mp4", clip, tmp_path / "still.png"]
     result = vsr("upscale", *inputs, "-m", "bicubic", "--outscale", "2", check=False)
     assert result.returncode == 2, result.stderr
     errors = result.stderr.strip().splitlines()
-    assert len(errors) == 3 and errors[0].startswith(f"vsr: error: {inputs[0]}: ")
-    assert errors[1] == f"vsr: error: {inputs[2]}: no such file"
-    assert errors[2] == "vsr: 2 of 4 inputs failed (said above); the others are written"
+    assert len(errors) == 2 and errors[0].startswith(f"vsr: error: {inputs[0]}: ")
+    assert errors[1] == "vsr: 1 of 3 inputs failed (said above); the others are written"
     assert result.stdout.startswith(f"wrote {tmp_path / 'clip.x2.mp4'}: 4 frames at 128x96")
     assert result.stdout.endswith(f"wrote {tmp_path / 'still.x2.png'}\n")
     assert media.video_times(tmp_path / "clip.x2.mp4") == media.video_times(clip)
@@ -479,18 +479,28 @@ def test_an_existing_folder_as_output_takes_each_output_under_its_default_name(t
     assert media.video_times(out / "clip.x2.mp4") == media.video_times(clip)
 
 
-def test_inputs_whose_outputs_share_a_name_do_not_replace_each_other_even_with_overwrite(tmp_path):
-    """photo.png and photo.tiff both make photo.x4.png (TIFF is written as PNG): the second is an error of its own."""
+def test_inputs_whose_outputs_share_a_name_do_not_replace_each_other_even_with_overwrite(tmp_path,
+                                                                                         tiny_rrdbnet_checkpoint):
+    """photo.png and photo.tiff both make photo.x4.png (TIFF is written as PNG): said before either is begun, where
+    the name is known before the model loads; else (a checkpoint's scale) the second is an error of its own."""
     for color, name in (("black", "photo.png"), ("white", "photo.tiff")):
         media.ffmpeg("-f", "lavfi", "-i", f"color={color}:size=8x8", "-frames:v", "1", tmp_path / name)
-    result = vsr("upscale", tmp_path / "photo.png", tmp_path / "photo.tiff", "-m", "bicubic", "--overwrite",
-                 check=False)
+    inputs = [tmp_path / "photo.png", tmp_path / "photo.tiff"]
+    result = vsr("upscale", *inputs, "-m", "bicubic", "--overwrite", check=False)
     output = tmp_path / "photo.x4.png"
     assert result.returncode == 4 and result.stderr.strip().splitlines() == [
-        f"vsr: error: {output}: was made from {tmp_path / 'photo.png'} in this run; upscale "
-        f"{tmp_path / 'photo.tiff'} on its own, with -o naming its output",
+        f"vsr: error: {output}: both {inputs[0]} and {inputs[1]} would be written there; upscale {inputs[1]} on its "
+        "own, with -o naming its output",
+        "vsr: nothing was begun: 1 problem found before any work (said above)"]
+    assert not output.exists()
+    # A checkpoint (no zoo name): its scale, 4, is known once the model is loaded.
+    result = vsr("upscale", *inputs, "-m", tiny_rrdbnet_checkpoint, "--overwrite", check=False)
+    assert result.returncode == 4 and result.stderr.strip().splitlines() == [
+        f"vsr: error: {output}: was made from {inputs[0]} in this run; upscale {inputs[1]} on its own, with -o "
+        "naming its output",
         "vsr: 1 of 2 inputs failed (said above); the others are written"]
-    assert PIL.Image.open(output).getextrema() == ((0, 0),) * 3  # the first input's, black
+    vsr("upscale", inputs[0], "-m", tiny_rrdbnet_checkpoint, "-o", tmp_path / "alone.png")
+    assert np.array_equal(np.asarray(PIL.Image.open(output)), np.asarray(PIL.Image.open(tmp_path / "alone.png")))
 
 
 def test_an_output_ending_in_a_slash_is_a_folder_made_if_missing(tmp_path):
