@@ -17,8 +17,9 @@ one (half up, as FFmpeg's muxer rounds), so that the rounding never adds up; the
 end (`encode.last_frame_seconds`, as VideoWriter's). Browsers show a delay under 2 cs as 10 cs, so a frame that would
 come less than 2 cs after the one before it (a 60 fps video's every third frame) is left out, with a warning: the
 others keep their times. A GIF source is read as browsers show it: FFmpeg 8 (PyAV's) makes its 0-cs delays 10 cs but
-keeps its 1-cs ones (FFmpeg 5.1 made them 10), which vsr lengthens to 10 cs as it reads them (`probe.demux_timed`),
-so that such a frame keeps its place in the output. APNG keeps each delay as a fraction of seconds, exactly.
+keeps its 1-cs ones (FFmpeg 5.1 made them 10), and gives a frame without a Graphic Control Extension the delay
+before it (browsers show it 10 cs): vsr times both 10 cs as it reads them (`probe.demux_timed`), so that such a
+frame keeps its place in the output. APNG keeps each delay as a fraction of seconds, exactly.
 
 Loops: the source's count is kept (`plays`): a GIF's NETSCAPE2.0 block (none: played once; 0: for ever; n: n more
 times), an APNG's acTL; any other source loops for ever, as GIFs are expected to.

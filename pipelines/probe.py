@@ -47,6 +47,10 @@ STILL_IMAGE_DECODERS = ("png", "apng", "mjpeg", "jpegls", "webp", "tiff", "bmp",
 # default_delay options say: `browser_gif_times` lengthens those.
 GIF_SHORTEST_DELAY = 2  # centiseconds
 GIF_SHOWN_DELAY = 10  # centiseconds: how long browsers show a frame of a shorter delay
+# A GIF frame's delay is in its Graphic Control Extension, an extension block (introducer, label, sub-blocks) before
+# its image; a frame may have none (`browser_gif_times`).
+GIF_EXTENSION_INTRODUCER = 0x21
+GIF_GRAPHIC_CONTROL_LABEL = 0xF9
 # How many frames (of a video), or files spread over an image sequence, tell whether an RGBA stream is transparent.
 ALPHA_SAMPLE_FRAMES = 50
 ALPHA_SAMPLE_FILES = 9
@@ -270,19 +274,42 @@ _MOST_REORDERED = 32  # packets sent before giving up on a first frame (H.264 re
 
 def browser_gif_times(packets: Iterable[av.Packet]) -> Iterator[av.Packet]:
     """A GIF's packets, from its first, with the times browsers show them at: a delay (`packet.duration`, in the
-    GIF's 1/100 s) under GIF_SHORTEST_DELAY becomes GIF_SHOWN_DELAY, and every later packet comes that much later
-    (pts and dts). A GIF without such delays keeps its times. Changes the packets themselves, so that the frames
-    decoded from them carry the new times."""
-    lengthened = 0  # centiseconds added to the delays so far
+    GIF's 1/100 s) under GIF_SHORTEST_DELAY becomes GIF_SHOWN_DELAY, and so does the delay of a frame without a
+    Graphic Control Extension (`_has_graphic_control`), and every later packet moves by what its delay changed (pts and
+    dts). A GIF without such delays keeps its times. Changes the packets themselves, so that the frames decoded from
+    them carry the new times.
+
+    A frame without that block has no delay: Chromium's GIFImageReader and Firefox's nsGIFDecoder2 give it 0, shown
+    10 cs, as FFmpeg 5.1 did. FFmpeg 8's gif parser gives it the delay of the frame before (a 50-cs slide's, after
+    which every frame came 40 cs late)."""
+    moved = 0  # centiseconds the delays so far were changed by (less where a frame is shown shorter)
     for packet in packets:
         if packet.pts is not None:  # (not the flush packet at the end)
-            packet.pts += lengthened
+            packet.pts += moved
             if packet.dts is not None:
-                packet.dts += lengthened
-            if packet.size and packet.duration < GIF_SHORTEST_DELAY:
-                lengthened += GIF_SHOWN_DELAY - packet.duration
+                packet.dts += moved
+            if packet.size and (packet.duration < GIF_SHORTEST_DELAY or not _has_graphic_control(memoryview(packet))):
+                moved += GIF_SHOWN_DELAY - packet.duration
                 packet.duration = GIF_SHOWN_DELAY
         yield packet
+
+
+def _has_graphic_control(data: memoryview) -> bool:
+    """Whether a GIF's packet holds a Graphic Control Extension. FFmpeg's gif parser cuts a packet per frame: the
+    extension blocks before its image, then the image (the first packet starts with the file's header and global
+    color table); this reads the blocks up to the image."""
+    at = 0
+    if bytes(data[:3]) == b"GIF":
+        flags = data[10]  # (the logical screen descriptor's packed byte: whether a color table follows, its size)
+        at = 13 + (3 << ((flags & 0x07) + 1) if flags & 0x80 else 0)
+    while at + 1 < len(data) and data[at] == GIF_EXTENSION_INTRODUCER:
+        if data[at + 1] == GIF_GRAPHIC_CONTROL_LABEL:
+            return True
+        at += 2
+        while at < len(data) and data[at]:  # its sub-blocks, each after its size, up to an empty one
+            at += data[at] + 1
+        at += 1
+    return False
 
 
 def describe_video(path: str | Path, frame_rate: Fraction | None = None) -> tuple[VideoStreamInfo, bool]:

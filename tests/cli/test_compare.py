@@ -16,7 +16,7 @@ import pytest
 
 from tests.cli.test_upscale_video import vsr
 from tests.pipelines import media_fixtures as media
-from tests.pipelines.clips import GRAY_STEP, make_clip, make_gray_steps_clip, make_letterboxed_clip
+from tests.pipelines.clips import GRAY_STEP, make_clip, make_gray_steps_clip, make_letterboxed_clip, remove_gif_delays
 from tests.processes import VSR
 from vsr.compare import CompareOptions, compare_videos
 from vsr.errors import OptionError
@@ -355,9 +355,10 @@ def test_sigterm_stops_ffmpeg_too_and_leaves_nothing(tmp_path):
 
 
 # A GIF's delays, in ms as Pillow takes them: 1 cs (shown as 10 by browsers, and by vsr), 2 cs, 3 cs, and one left
-# unsaid (its frame has no Graphic Control Extension: FFmpeg 8, vsr's, gives it the delay before it, 3 cs; FFmpeg
-# 5.1's command line 10 cs, which timed every frame after it 7 cs later than vsr did).
+# unsaid (its frame has no Graphic Control Extension: browsers show it 10 cs, and so does vsr; FFmpeg 8, PyAV's,
+# gave it the delay before it, 3 cs, which timed every frame after it 7 cs sooner than browsers do).
 GIF_DELAYS = (10, 20, 10, 20, 30, None)
+GIF_SHOWN_CS = (10, 2, 10, 2, 3, 10)
 
 
 def _gray_steps_source(folder, kind):
@@ -378,12 +379,7 @@ def _gray_steps_source(folder, kind):
         pictures = [Image.new("L", (64, 48), GRAY_STEP * (index + 1)) for index in range(30)]
         pictures[0].save(folder / "steps.gif", save_all=True, append_images=pictures[1:], loop=0,
                          duration=[delay or 0 for delay in delays])
-        blocks = (folder / "steps.gif").read_bytes().split(b"\x21\xf9\x04")  # (one per frame, before its picture)
-        assert len(blocks) == 31
-        kept = [block if delay is not None else block[5:] for block, delay in zip(blocks[1:], delays)]
-        (folder / "steps.gif").write_bytes(blocks[0] + b"".join(
-            (b"\x21\xf9\x04" if delay is not None else b"") + block for block, delay in zip(kept, delays)))
-        return folder / "steps.gif"
+        return remove_gif_delays(folder / "steps.gif", {index for index, delay in enumerate(delays) if delay is None})
     if kind == "vfr-mkv":  # steps of 33, 17, 50 and 67 ms in Matroska's milliseconds
         steps = np.cumsum([0] + [(33, 33, 67, 17, 50)[index % 5] for index in range(29)])
         return make_gray_steps_clip(folder / "vfr.mkv", [int(step) for step in steps], Fraction(1, 1000))
@@ -418,6 +414,9 @@ def test_each_upscaled_frame_is_shown_once_beside_its_source_frame_whatever_the_
 
     source_levels = [frame.mean() for frame in frames_of(source)]
     upscaled_times, shown_times = media.video_times(upscaled), media.video_times(clip)
+    if kind == "gif" and not upscale_args:  # the upscale is timed as browsers show the GIF
+        assert upscaled_times == [Fraction(sum(GIF_SHOWN_CS[step % len(GIF_SHOWN_CS)] for step in range(index)), 100)
+                                  for index in range(30)]
     window = dict(zip(compare_args[::2], map(Fraction, compare_args[1::2])))
     in_window = [index for index, time in enumerate(upscaled_times)
                  if window.get("--start", 0) <= time < window.get("--end", 1000)]

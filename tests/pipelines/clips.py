@@ -11,7 +11,8 @@ VFR); the muxer may rescale it, so compare against what the file says (ffprobe i
 
 Also here: `make_held_clip` (drawings held for several frames, as animation is), `make_letterboxed_clip` (black bars),
 `make_gray_steps_clip` (each frame its own gray, at the times given), `make_audio_only`, `corrupt_middle`, `truncate`
-(damaged copies) and `BAD_INPUTS` (files every reader must refuse).
+(damaged copies), `remove_gif_delays` (a GIF's frames without their delay blocks) and `BAD_INPUTS` (files every
+reader must refuse).
 The judges (`ffprobe`, `ffprobe_frame_pts`, ...) are in media_fixtures.py.
 """
 
@@ -314,6 +315,24 @@ def truncate(path: str | Path, dest: str | Path, *, keep: float = 0.6) -> Path:
     data = Path(path).read_bytes()
     Path(dest).write_bytes(data[: int(len(data) * keep)])
     return Path(dest)
+
+
+# A GIF's Graphic Control Extension, the block before a frame's image that holds its delay: introducer, label and
+# size (4), then the 4 bytes and an empty sub-block.
+GRAPHIC_CONTROL = b"\x21\xf9\x04"
+
+
+def remove_gif_delays(path: str | Path, frames: set[int]) -> Path:
+    """Rewrite `path`, a GIF with a Graphic Control Extension before each frame's image (Pillow writes one for
+    each frame given a delay), without those of `frames` (their indices): such frames say no delay, as some tools
+    write them."""
+    path = Path(path)
+    head, *controls = path.read_bytes().split(GRAPHIC_CONTROL)  # each control, with its frame up to the next
+    with av.open(str(path)) as container:  # (a control's bytes found inside an image would be one too many)
+        assert len(controls) == sum(1 for packet in container.demux(video=0) if packet.size)
+    path.write_bytes(head + b"".join(control[5:] if index in frames else GRAPHIC_CONTROL + control
+                                     for index, control in enumerate(controls)))
+    return path
 
 
 def _empty(path):
