@@ -224,7 +224,8 @@ def test_audio_that_starts_after_the_video_keeps_its_place(tmp_path):
     for window, audio_start in (([], 0.5), (["--start", "0.3"], 0.2)):
         clip = tmp_path / f"compare{len(window)}.mkv"
         vsr("compare", source, result, "-o", clip, *window)
-        starts = {stream["codec_type"]: float(stream["start_time"]) for stream in media.ffprobe(clip, "-show_streams")["streams"]}
+        streams = media.ffprobe(clip, "-show_streams")["streams"]
+        starts = {stream["codec_type"]: float(stream["start_time"]) for stream in streams}
         assert starts["video"] == 0 and abs(starts["audio"] - audio_start) < 0.03  # (AAC's priming: 23 ms)
 
 
