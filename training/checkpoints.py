@@ -111,6 +111,16 @@ def save_state(out_dir: str | os.PathLike, state: dict) -> Path:
     return final
 
 
+def saved_iteration(out_dir: str | os.PathLike) -> int | None:
+    """The iteration OUT_DIR/state.pt holds (where a resume starts), or None where there is no readable state. Mapped,
+    not read: a GAN's state is 0.5 GB, and this is its one number."""
+    try:
+        state = torch.load(Path(out_dir) / STATE_FILE, map_location="cpu", weights_only=True, mmap=True)
+        return int(state["iteration"])
+    except Exception:  # (torch.load raises many types for bad files; none is a state to resume from)
+        return None
+
+
 def load_state(out_dir: str | os.PathLike) -> dict:
     """Read OUT_DIR/state.pt (or a state file given directly) onto the CPU."""
     path = Path(out_dir)

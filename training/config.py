@@ -118,9 +118,10 @@ class TrainConfig:
             raise OptionError(f"seed={self.seed}: expected a whole number below 2**32")
         if not str(self.out_dir).strip():  # ("" is the current folder: a run's files would land among the user's)
             raise OptionError("out_dir is empty: name the run's folder (-o runs/NAME)")
-        if not all(math.isfinite(x) and x >= 0 for x in (self.lr, self.eta_min, self.pixel_weight,
-                                                           self.perceptual_weight, self.gan_weight, self.gamma)):
-            raise OptionError("lr, eta_min, gamma and the loss weights must be finite and not negative")
+        for name in ("lr", "eta_min", "gamma", "pixel_weight", "perceptual_weight", "gan_weight"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise OptionError(f"{name}={value:g}: expected a finite number, 0 or more")
         if self.max_minutes is not None and not (math.isfinite(self.max_minutes) and self.max_minutes > 0):
             raise OptionError(f"max_minutes={self.max_minutes}: expected a number of minutes above 0")
         if not 0 <= self.ema_decay < 1:

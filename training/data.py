@@ -32,6 +32,7 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,6 +166,24 @@ def sample_video_frames(
     if not min_difference >= 0:
         raise OptionError(f"min_difference={min_difference}: expected 0 or more")
     path = Path(path)
+    with _each_decoder_warning_once():
+        candidates = _sampled_frames(path, frames_per_video, backend, with_following)
+    if not candidates:  # (it was left out without a word: a run of one such video said "no training images")
+        raise InputError(f"{path}: no frame of it could be decoded (cut short or damaged?)")
+    kept: list[HRImage] = []
+    thumbnails: list[torch.Tensor] = []
+    for candidate in candidates:
+        small = _thumbnail(candidate.pixels)
+        if any((small - other).abs().mean().item() < min_difference for other in thumbnails):
+            continue
+        thumbnails.append(small)
+        kept.append(candidate)
+    log.info("%s: kept %d of %d sampled frames", path, len(kept), len(candidates))
+    return kept
+
+
+def _sampled_frames(path: Path, frames_per_video: int, backend: str, with_following: bool) -> list[HRImage]:
+    """The candidate frames of `sample_video_frames`, before near-duplicates are skipped."""
     with open_decoder(path, backend=backend, deinterlace="auto") as decoder:
         info = decoder.info
     if info.frame_count and info.frame_count <= frames_per_video:
@@ -181,18 +200,29 @@ def sample_video_frames(
             candidates = _frames_evenly(path, backend, frames_per_video, with_following)
     else:
         candidates = _frames_evenly(path, backend, frames_per_video, with_following)
-    if not candidates:  # (it was left out without a word: a run of one such video said "no training images")
-        raise InputError(f"{path}: no frame of it could be decoded (cut short or damaged?)")
-    kept: list[HRImage] = []
-    thumbnails: list[torch.Tensor] = []
-    for candidate in candidates:
-        small = _thumbnail(candidate.pixels)
-        if any((small - other).abs().mean().item() < min_difference for other in thumbnails):
-            continue
-        thumbnails.append(small)
-        kept.append(candidate)
-    log.info("%s: kept %d of %d sampled frames", path, len(kept), len(candidates))
-    return kept
+    return candidates
+
+
+@contextmanager
+def _each_decoder_warning_once():
+    """The decoders' warnings said once each while one video is sampled: it is opened once per sampled time, and each
+    decoder starts at the keyframe before its time, so a damaged stretch was decoded, and warned about, by two or
+    three of them ("decoding error near 1.400 s" three times for one file)."""
+    said: set[str] = set()
+
+    def first_time(record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in said:
+            return False
+        said.add(message)
+        return True
+
+    decoders_log = logging.getLogger("vsr.pipelines.decode")  # (every decoder's: pipelines/decode/_base.py)
+    decoders_log.addFilter(first_time)
+    try:
+        yield
+    finally:
+        decoders_log.removeFilter(first_time)
 
 
 def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:

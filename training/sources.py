@@ -65,6 +65,12 @@ def split_sources(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple
         validation = validation_images(config)
     elif config.val_holdout:
         # A photo that cannot be read is no validation photo: the next one (by name hash) is held out in its place.
+        if videos and not photos:
+            raise OptionError(
+                f"val_holdout={config.val_holdout}: the training data hold videos and no photos, and videos are "
+                "never held out (a video's frames look alike: those held out would score what training saw); give "
+                "validation videos or photos with --val (val_paths), or --set val_holdout=0"
+            )
         while True:
             if config.val_holdout >= len(photos):
                 raise OptionError(

@@ -26,6 +26,7 @@ import os
 import random
 import signal
 import sys
+import threading
 import time
 from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Sampler
 
-from vsr.errors import ModelError, OptionError, OutputError, VsrError
+from vsr.errors import ModelError, OptionError, OutputError, Terminated, VsrError
 from vsr.fsutil import locked, temporaries_of
 from vsr.hardware import cpu_computes_bf16, in_bytes
 from vsr.models.checkpoint import load_model, read_state_dict
@@ -78,7 +79,24 @@ def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = F
     if config.num_grow_ch != 32:
         log.warning("num_grow_ch=%d: vsr upscale loads the model this run exports, but spandrel's ESRGAN loader takes "
                     "every RRDBNet to grow by 32 and cannot", config.num_grow_ch)
-    return _run(_absolute_paths(config), None, stop_at, progress)
+    return _run(_absolute_paths(_pretrained_model_of_a_run(config)), None, stop_at, progress)
+
+
+def _pretrained_model_of_a_run(config: TrainConfig) -> TrainConfig:
+    """pretrained=RUN_FOLDER: that run's exported model, RUN_FOLDER/model.pth (a folder was "unsupported checkpoint
+    type '(no suffix)'"). A folder without one is one line saying what it takes."""
+    folder = Path(config.pretrained) if config.pretrained is not None else None
+    if folder is None or not folder.is_dir():
+        return config
+    model = folder / f"{checkpoints.MODEL_NAME}.pth"
+    if model.is_file():
+        log.info("pretrained=%s: starting from its model, %s", folder, model)
+        return replace(config, pretrained=str(model))
+    state = folder / checkpoints.STATE_FILE
+    still_training = f" (a run not finished yet? --set pretrained={state} takes its EMA generator)" \
+        if state.is_file() else ""
+    raise ModelError(f"pretrained={folder}: a folder without {model.name}; give a checkpoint file (.pth, .safetensors) "
+                     f"or the folder of a finished run{still_training}")
 
 
 def _absolute_paths(config: TrainConfig) -> TrainConfig:
@@ -106,9 +124,10 @@ def _holds(model: Path, weights: dict) -> bool:
 # What a resumed run cannot change: the networks' shapes and the stage are in the checkpoint's weights, and the
 # optimiser's and scheduler's settings in their saved states (which would silently win); the seed picks every patch
 # (seed, epoch, index), so a new one would break "resumed equals uninterrupted". A new run from the model
-# (--set pretrained=OUT_DIR/model.pth) can change them.
+# (--set pretrained=OUT_DIR/model.pth) can change them. cosine_period can change: a longer run needs a longer period
+# (see `_check_cosine_restarts` and `_follow_cosine_period`).
 FIXED_ON_RESUME = ("stage", "scale", "num_feat", "num_block", "num_grow_ch", "disc_num_feat", "lr", "betas",
-                   "scheduler", "milestones", "gamma", "cosine_period", "eta_min", "seed")
+                   "scheduler", "milestones", "gamma", "eta_min", "seed")
 
 
 def _changes(config: TrainConfig, key: str, value: object) -> bool:
@@ -134,8 +153,11 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
     if changed:
         raise OptionError(f"{', '.join(changed)} cannot change when resuming {out_dir} (its checkpoint holds the "
                           f"value); start a new run from its model instead: --set pretrained={out_dir}/model.pth")
+    begun_with = config
     config = _absolute_paths(replace(config.replace(overrides or {}), out_dir=str(out_dir)))
     done, minutes = int(state["iteration"]), float(state.get("elapsed_s", 0.0)) / 60
+    if "cosine_period" not in (overrides or {}):
+        _check_cosine_restarts(begun_with, config, done)
     finished = config.total_iters <= done or (config.max_minutes is not None and minutes >= config.max_minutes)
     model = out_dir / f"{checkpoints.MODEL_NAME}.pth"
     if finished and not _holds(model, state["ema"]):  # the run ended, and its model was not written (a full disk,
@@ -154,6 +176,36 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
         raise OptionError(f"max_minutes={config.max_minutes:g}: {out_dir} has run {minutes:.1f} minutes already; "
                           f"resume with more, e.g. --set max_minutes={max(1, math.ceil(minutes * 2))}, or none")
     return _run(config, state, stop_at, progress)
+
+
+def _check_cosine_restarts(begun_with: TrainConfig, config: TrainConfig, done: int) -> None:
+    """A resume that raises total_iters past the end of a cosine period the run was not going to finish restarted
+    the learning rate at its full value, unsaid (lr 5e-4 again at iteration 82 of a run of one 80-iteration period
+    extended to 160): refused, saying how to anneal over the longer run, or how to restart on purpose. Restarts the
+    run was begun with (BasicSR's four periods over a run) are its own schedule, not refused."""
+    if config.scheduler != "cosine_restarts":
+        return
+    period = config.cosine_period
+    restart = math.ceil(max(done, begun_with.total_iters) / period) * period  # the first one it was not to reach
+    if restart < config.total_iters:
+        raise OptionError(f"total_iters={config.total_iters}: the learning rate would restart at lr={config.lr:g} "
+                          f"after iteration {restart}, the end of a cosine period ({period}); to anneal it over the "
+                          f"longer run: --set cosine_period={config.total_iters}, or to restart it on purpose: --set "
+                          f"cosine_period={period}")
+
+
+def _follow_cosine_period(schedulers: dict, config: TrainConfig, iteration: int, out_dir: Path) -> None:
+    """A resume given another cosine_period: the rest of the run follows the learning rate a run begun with it has at
+    each iteration (the loaded schedulers' states hold the old period, which would win unsaid)."""
+    if config.scheduler != "cosine_restarts" or schedulers["g"].T_0 == config.cosine_period:
+        return
+    earlier_period, earlier_lr = schedulers["g"].T_0, schedulers["g"].get_last_lr()[0]
+    for scheduler in schedulers.values():
+        scheduler.T_0 = scheduler.T_i = config.cosine_period
+        scheduler.step(iteration)  # (T_cur = iteration mod the period; the optimizer's lr set from it)
+    log.info("%s: cosine_period %d → %d: the learning rate of iteration %d goes from %.3g to %.3g, as in a run "
+             "begun with the new period", out_dir, earlier_period, config.cosine_period, iteration + 1, earlier_lr,
+             schedulers["g"].get_last_lr()[0])
 
 
 @torch.no_grad()
@@ -299,8 +351,13 @@ def _run_folder(out_dir: Path, fresh: bool, main: bool):
             leftover.unlink(missing_ok=True)
     try:
         yield
-    except BaseException:
-        if made and main and [path.name for path in out_dir.iterdir()] == [LOCK_FILE]:
+    except BaseException as error:
+        if main and not out_dir.is_dir():  # (its cleanup below ended in a traceback, FileNotFoundError)
+            if isinstance(error, Exception):  # (a log that could not be written in it: "No such file or directory")
+                raise OutputError(f"{out_dir}: the run's folder was removed while it trained, and what it held with "
+                                  "it: start the run again") from None
+            raise
+        if made and main and os.listdir(out_dir) == [LOCK_FILE]:
             try:
                 (out_dir / LOCK_FILE).unlink()
                 out_dir.rmdir()
@@ -371,6 +428,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
             scaler.load_state_dict(state["scaler"])
         checkpoints.restore_rng(state["rng"])
         iteration = int(state["iteration"])
+        _follow_cosine_period(schedulers, config, iteration, out_dir)
         log.info("resuming %s at iteration %d", out_dir, iteration)
         snapshot = out_dir / checkpoints.SNAPSHOTS_DIR / f"iter_{iteration:07d}"
         if main and not _holds(snapshot.with_suffix(".pth"), state["ema"]):
@@ -472,6 +530,8 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
     generator.train()
     if gan:
         discriminator.train()
+    stopped_by = 0  # the signal that stopped the run before its end (Ctrl-C's SIGINT, SIGTERM), once it is saved
+    stop_request = on_exit.enter_context(_StopRequest())
     while iteration < end:
         epoch, first = divmod(iteration, batches_per_epoch)
         if patches is not None:
@@ -502,11 +562,15 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
                 scheduler.step()
             iteration += 1
             window_iterations += 1
-            if config.max_minutes is not None and iteration < end and _out_of_time(elapsed(), config, world, device):
-                out_of_time, end = True, iteration
-                if main:
-                    log.info("max_minutes=%g reached at iteration %d: validating and exporting the model",
-                             config.max_minutes, iteration)
+            if iteration < end:
+                out_of_time, stopped_by = _stops_due(elapsed(), config, stop_request.signal, world, device)
+                if out_of_time:  # (it wins over a stop asked for meanwhile: the run is done, its model exported)
+                    end, stopped_by = iteration, 0
+                    if main:
+                        log.info("max_minutes=%g reached at iteration %d: validating and exporting the model",
+                                 config.max_minutes, iteration)
+                elif stopped_by:  # (its state saved below, as at any end)
+                    end = iteration
 
             log_due = iteration % config.log_every == 0 or iteration == end
             validation_due = iteration % config.val_every == 0 or iteration == config.total_iters or out_of_time
@@ -533,8 +597,13 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
             if iteration >= end:
                 break
 
+    stop_request.close()
     if bar is not None:
         bar.close()
+    if stopped_by:  # (the state of `iteration` is saved: the command line says where a resume starts)
+        interruption = Terminated() if stopped_by == signal.SIGTERM else KeyboardInterrupt()
+        interruption.stopped_at = iteration
+        raise interruption
     state_path = out_dir / checkpoints.STATE_FILE
     model_path = None
     if main:
@@ -694,14 +763,60 @@ def _read_pool(config: TrainConfig, state: dict | None, to_disk: str | None) -> 
     return pool, val_images
 
 
-def _out_of_time(seconds: float, config: TrainConfig, world: int, device: torch.device) -> bool:
-    """Whether max_minutes has passed; under DDP rank 0's clock decides for all, so every process stops together."""
-    out_of_time = seconds >= config.max_minutes * 60
+class _StopRequest:
+    """Ctrl-C or SIGTERM while the loop runs asks it to stop: the iteration under way finishes, and the run's state is
+    saved as at a scheduled save (atomically: generator, EMA, discriminator, optimizers, schedulers, RNG; the
+    iteration says where the data go on), then the stop goes on as it came (KeyboardInterrupt, or vsr's
+    Terminated). Raised at once, it lost the work since the last save (up to save_every iterations: 250 in
+    small_cpu_psnr). A second one stops at once, the state saved before kept: a save under way is finished first
+    (`checkpoints.save_state` holds it back), so a state file is never half written.
+
+    Only a signal whose handler raises is asked for so (Python's Ctrl-C, the command line's SIGTERM); signals reach
+    Python in the main thread alone, so elsewhere nothing changes."""
+
+    def __init__(self):
+        self.signal = 0  # the first stop's signal number (0: none)
+        self._handlers = {}  # the handlers replaced, restored by `close`
+
+    def __enter__(self) -> "_StopRequest":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                handler = signal.getsignal(number)
+                if callable(handler):
+                    self._handlers[number] = handler
+                    signal.signal(number, self._asked)
+        return self
+
+    def _asked(self, number: int, frame) -> None:
+        if self.signal:  # the second: now
+            self._handlers[number](number, frame)
+            return
+        self.signal = number
+        name = "Ctrl-C" if number == signal.SIGINT else signal.Signals(number).name
+        log.warning("%s: stopping once this iteration is done and saved, to resume from (%s again stops at once, "
+                    "keeping the last saved state)", name, name)
+
+    def close(self) -> None:
+        for number, handler in self._handlers.items():
+            signal.signal(number, handler)
+        self._handlers = {}
+
+    def __exit__(self, *error) -> None:
+        self.close()
+
+
+def _stops_due(seconds: float, config: TrainConfig, stop_signal: int, world: int,
+               device: torch.device) -> tuple[bool, int]:
+    """(whether max_minutes has passed, the signal of a stop asked for: 0 if none). Under DDP rank 0's clock decides
+    for all, and a stop any process was sent stops all, so every process stops at the same iteration (one all-reduce
+    an iteration)."""
+    out_of_time = config.max_minutes is not None and seconds >= config.max_minutes * 60
     if world == 1:
-        return out_of_time  # no tensor: on a GPU, .item() would wait for the device every iteration
-    flag = torch.tensor([out_of_time], dtype=torch.int32, device=device)
-    dist.broadcast(flag, src=0)
-    return bool(flag.item())
+        return out_of_time, stop_signal  # no tensor: on a GPU, .item() would wait for the device every iteration
+    flags = torch.tensor([out_of_time and dist.get_rank() == 0, stop_signal], dtype=torch.int32, device=device)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    out_of_time, stop_signal = flags.tolist()
+    return bool(out_of_time), stop_signal
 
 
 def _psnr_step(generator, optimizer, scaler, amp, lr_patch, hr_patch) -> dict[str, torch.Tensor]:

@@ -958,6 +958,7 @@ def train(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress and no log lines."),
 ) -> None:
     from vsr.errors import OptionError
+    from vsr.training import checkpoints
     from vsr.training import config as train_config
     from vsr.training import trainer
 
@@ -987,10 +988,14 @@ def train(
         else:
             result = trainer.train(config, progress=progress)
     except KeyboardInterrupt as interruption:
-        if (run_folder.parent if run_folder.name == "state.pt" else run_folder).joinpath("state.pt").is_file():
-            said = f"interrupted; continue from the last checkpoint: vsr train --resume {run_folder}"
+        stopped_at = getattr(interruption, "stopped_at", None)  # (the trainer saved the iteration it stopped at)
+        saved_at = checkpoints.saved_iteration(run_folder.parent if run_folder.name == "state.pt" else run_folder)
+        if stopped_at is not None:
+            said = f"stopped at iteration {stopped_at}; `vsr train --resume {run_folder}` continues from it"
+        elif saved_at is not None:  # (a second Ctrl-C, or one before the training loop)
+            said = f"interrupted; `vsr train --resume {run_folder}` continues from iteration {saved_at}, the last saved"
         else:
-            said = "interrupted before the first checkpoint (save_every), so there is nothing to resume"
+            said = "interrupted before the run's state was first saved, so there is nothing to resume"
         notes = "".join(f"; {note}" for note in getattr(interruption, "__notes__", ()))  # (the kept pool)
         typer.echo(f"vsr: {said}{notes}", err=True)
         raise typer.Exit(_interrupted_code(interruption)) from None

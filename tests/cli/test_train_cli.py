@@ -12,6 +12,7 @@ from vsr.models.checkpoint import load_model, read_state_dict, save_model
 from vsr.models.detect import spec_for
 from vsr.models.rrdbnet import RRDBNet
 from vsr.pipelines.images import read_image
+from vsr.training.checkpoints import load_state
 from vsr.training.logs import read_csv
 from tests.processes import VSR, run_vsr as vsr
 from tests.training.test_trainer import tiny_config, write_photos
@@ -70,6 +71,8 @@ def test_missing_vgg_weights_is_one_line_naming_the_file(tmp_path):
     (["--set", "lrr=1"], "unknown key 'lrr', expected one of: stage, train_paths"),
     (["--set", "batch_size=many"], "batch_size='many' is not a valid value, expected int"),
     (["--resume", "somewhere"], "give either a RECIPE or --resume"),
+    (["--set", "lr=-1"], "vsr: error: lr=-1: expected a finite number, 0 or more"),
+    (["--set", "gan_weight=nan"], "vsr: error: gan_weight=nan: expected a finite number, 0 or more"),
 ])
 def test_bad_options_are_one_line_errors(tmp_path, args, message):
     tiny_config(tmp_path)
@@ -277,8 +280,12 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == code, stderr
-    assert (f"vsr: interrupted; continue from the last checkpoint: vsr train --resume {run}; its training pool "
-            f"{run}/pool (6.3 MB) is kept for its resume (rm -r {run}/pool frees it)") in stderr
+    # The iteration under way finished and saved (save_every=2: an odd one is this stop's), said in the last line.
+    stopped_at = load_state(run)["iteration"]
+    assert stderr.endswith(f"vsr: stopped at iteration {stopped_at}; `vsr train --resume {run}` continues from it; "
+                           f"its training pool {run}/pool (6.3 MB) is kept for its resume (rm -r {run}/pool frees "
+                           "it)\n")
+    assert stopped_at == read_csv(run / "train.csv")[-1]["iteration"]
     assert "Traceback" not in stderr and "DataLoader worker" not in stderr
     assert config.num_workers == 0  # (the recipe's: the --set above is what starts the workers)
 

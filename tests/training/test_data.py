@@ -1,5 +1,6 @@
 """Training data: photo folders, frames sampled from real clips, exact and reproducible patch pairs, validation."""
 
+import logging
 import math
 import os
 import subprocess
@@ -9,7 +10,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from tests.pipelines.clips import make_clip
+from tests.pipelines.clips import corrupt_middle, make_clip
 from vsr.errors import InputError, OptionError
 from vsr.pipelines.decode import open_decoder
 from vsr.pipelines.images import Image, write_image
@@ -639,3 +640,29 @@ def test_reading_the_pool_keeps_little_more_than_its_pixels_resident(tmp_path):
     result = subprocess.run([sys.executable, "-c", code, tmp_path], capture_output=True, text=True, timeout=120)
     grown, pixels = map(int, result.stdout.split())
     assert pixels == 40 * 3 * 768 * 1024 and grown < 1.5 * pixels  # (2 to 4.6 before)
+
+
+def test_videos_alone_with_val_holdout_say_that_videos_are_never_held_out(tmp_path):
+    """The recipes' val_holdout=4 on videos alone said "the training data hold 0 photos", and nothing of --val."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+
+    video = make_clip(tmp_path / "clip.mp4", frames=8, size=(64, 48))
+    with pytest.raises(OptionError) as refused:
+        load_images(TrainConfig(train_paths=(str(video),), val_holdout=4))
+    assert str(refused.value) == (
+        "val_holdout=4: the training data hold videos and no photos, and videos are never held out (a video's frames "
+        "look alike: those held out would score what training saw); give validation videos or photos with --val "
+        "(val_paths), or --set val_holdout=0")
+
+
+def test_a_damaged_videos_decoding_warnings_are_said_once(tmp_path, caplog):
+    """Sampling opens the video once per sampled time, from the keyframe before it: a damaged stretch was warned
+    about by two or three of them ("decoding error near 1.400 s" three times, 13 lines for 4)."""
+    clip = make_clip(tmp_path / "whole.mp4", frames=60, size=(128, 96))
+    damaged = corrupt_middle(clip, tmp_path / "damaged.mp4", length=400)
+    caplog.set_level("WARNING", logger="vsr")
+    assert len(sample_video_frames(damaged, 8)) == 8
+    said = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert any("decoding error near" in line for line in said), said
+    assert len(said) == len(set(said)), said

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from vsr.errors import OptionError, OutputError
-from vsr.fsutil import temporary_sibling
+from vsr.fsutil import temporaries_of, temporary_sibling
 from vsr.models.checkpoint import read_state_dict
 from vsr.training import checkpoints
 from vsr.training.checkpoints import load_state
@@ -294,3 +294,102 @@ def test_a_resume_with_another_batch_size_says_so_and_not_that_the_data_changed(
     assert "training data changed" not in caplog.text
     assert "batch_size 2 → 4 since the run began (4 training images (8 batches per epoch) then, 4 training " \
            "images (4 batches per epoch) now)" in caplog.text
+
+
+def _ctrl_c_at_step(monkeypatch, step: int, times: int = 1) -> None:
+    """A real SIGINT sent to this process `times` times during the `step`-th generator step (from its EMA update), as
+    a Ctrl-C in the middle of an iteration."""
+    import os
+    import signal
+
+    from vsr.training import trainer
+
+    steps = 0
+
+    def ema_update_and_ctrl_c(*args) -> None:
+        nonlocal steps
+        steps += 1
+        trainer_ema_update(*args)
+        if steps == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    trainer_ema_update = trainer.ema_update
+    monkeypatch.setattr(trainer, "ema_update", ema_update_and_ctrl_c)
+
+
+def test_a_ctrl_c_finishes_the_iteration_saves_it_and_the_resume_continues_exactly(tmp_path, straight_psnr_run,
+                                                                                   monkeypatch):
+    """A Ctrl-C lost every iteration since the last save (save_every: up to 250 in small_cpu_psnr); it now ends the
+    iteration under way and saves the state a scheduled save writes, from which the run resumes bit for bit."""
+    config = dataclasses.replace(straight_psnr_run, out_dir=str(tmp_path / "run"))  # (save_every=100: none before)
+    _ctrl_c_at_step(monkeypatch, 3)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config)
+    assert stopped.value.stopped_at == 3
+    assert load_state(config.out_dir)["iteration"] == 3
+    assert (tmp_path / "run" / "models" / "iter_0000003.pth").is_file()
+    assert [row["iteration"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1, 2, 3]
+    monkeypatch.undo()
+    resume(config.out_dir)
+    assert _losses(tmp_path / "run") == _losses(Path(straight_psnr_run.out_dir))
+    _assert_states_equal(load_state(straight_psnr_run.out_dir), load_state(config.out_dir))
+
+
+def test_a_second_ctrl_c_stops_at_once_keeping_the_last_saved_state(tmp_path, monkeypatch):
+    config = tiny_config(tmp_path, total_iters=6, save_every=2, val_holdout=0)
+    _ctrl_c_at_step(monkeypatch, 3, times=2)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        train(config)
+    assert not hasattr(stopped.value, "stopped_at")
+    assert load_state(config.out_dir)["iteration"] == 2
+    assert temporaries_of(tmp_path / "run" / "state.pt") == []
+
+
+def test_a_second_ctrl_c_while_the_state_is_saved_leaves_it_whole(tmp_path, monkeypatch):
+    """The second Ctrl-C, come while torch.save writes, is held back until the state file is whole and renamed."""
+    import os
+    import signal
+
+    config = tiny_config(tmp_path, total_iters=6, save_every=100, val_holdout=0)
+    _ctrl_c_at_step(monkeypatch, 3)
+    real_save = torch.save
+
+    def save_with_a_ctrl_c(state, file, *args, **kwargs):
+        if isinstance(state, dict) and "optimizer_g" in state:  # (the run's state, not a model's export)
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_save(state, file, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_with_a_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    assert load_state(config.out_dir)["iteration"] == 3
+    assert temporaries_of(tmp_path / "run" / "state.pt") == []
+    monkeypatch.undo()
+    assert resume(config.out_dir).iteration == 6  # (and the snapshot the stop cut off is written)
+    assert (tmp_path / "run" / "models" / "iter_0000003.pth").is_file()
+
+
+def test_a_longer_run_past_the_end_of_its_cosine_period_says_how_and_follows_a_new_period(tmp_path):
+    """total_iters raised past cosine_period on resume restarted the learning rate at its full value, unsaid; the
+    period could not change on resume, while the recipe says to scale it with total_iters."""
+    cosine = {"scheduler": "cosine_restarts", "lr": 5e-4, "val_holdout": 0, "save_every": 100}
+    config = tiny_config(tmp_path, total_iters=4, cosine_period=4, **cosine)
+    train(config)
+    with pytest.raises(OptionError) as refused:
+        resume(config.out_dir, {"total_iters": "8"})
+    assert str(refused.value) == (
+        "total_iters=8: the learning rate would restart at lr=0.0005 after iteration 4, the end of a cosine period "
+        "(4); to anneal it over the longer run: --set cosine_period=8, or to restart it on purpose: --set "
+        "cosine_period=4")
+    resume(config.out_dir, {"total_iters": "8", "cosine_period": "8"})
+    straight = dataclasses.replace(config, out_dir=str(tmp_path / "straight"), total_iters=8, cosine_period=8)
+    train(straight)
+    rates = [row["lr"] for row in read_csv(tmp_path / "run" / "train.csv")]
+    assert rates[4:] == [row["lr"] for row in read_csv(tmp_path / "straight" / "train.csv")][4:]
+    assert rates[4] < rates[0] == 5e-4 and load_state(config.out_dir)["config"]["cosine_period"] == 8
+
+    again = dataclasses.replace(config, out_dir=str(tmp_path / "again"))
+    train(again)
+    resume(again.out_dir, {"total_iters": "6", "cosine_period": "4"})  # (the restart asked for)
+    assert [row["lr"] for row in read_csv(tmp_path / "again" / "train.csv")][4] == 5e-4

@@ -479,3 +479,46 @@ def test_a_pretrained_model_of_another_architecture_is_named_and_not_matched_by_
     assert "is SRVGGNetCompact ×4, and vsr train trains RRDBNet" in str(raised.value)
     assert "to match" not in str(raised.value)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_pretrained_run_folder_starts_from_its_model(tmp_path):
+    """--set pretrained=RUN_FOLDER said "unsupported checkpoint type '(no suffix)'"."""
+    first = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(first)
+    # lr 0 and no EMA: the model exported after one iteration is the one started from, to the bit
+    config = dataclasses.replace(first, total_iters=1, lr=0.0, ema_decay=0.0, pretrained=first.out_dir,
+                                 out_dir=str(tmp_path / "second"))
+    started_from, exported = read_state_dict(tmp_path / "run" / "model.pth"), read_state_dict(train(config).model_path)
+    assert all(torch.equal(exported[key], started_from[key]) for key in started_from)
+
+    unfinished = dataclasses.replace(first, out_dir=str(tmp_path / "unfinished"))
+    train(unfinished, stop_at=1)
+    with pytest.raises(ModelError) as refused:
+        train(dataclasses.replace(config, pretrained=unfinished.out_dir, out_dir=str(tmp_path / "third")))
+    assert str(refused.value) == (
+        f"pretrained={unfinished.out_dir}: a folder without model.pth; give a checkpoint file (.pth, .safetensors) "
+        f"or the folder of a finished run (a run not finished yet? --set pretrained={unfinished.out_dir}/state.pt "
+        "takes its EMA generator)")
+
+
+def test_a_run_folder_removed_while_it_trains_is_one_line(tmp_path, monkeypatch):
+    """The run ended in a traceback: FileNotFoundError where the run's folder was looked into on the way out."""
+    import shutil
+
+    from vsr.training import trainer
+
+    config = tiny_config(tmp_path, total_iters=4, val_holdout=0)
+    steps = 0
+
+    def ema_update_then_remove_the_folder(*args) -> None:
+        nonlocal steps
+        steps += 1
+        ema_update(*args)
+        if steps == 1:
+            shutil.rmtree(config.out_dir)
+
+    monkeypatch.setattr(trainer, "ema_update", ema_update_then_remove_the_folder)
+    with pytest.raises(OutputError) as failed:
+        train(config)
+    assert str(failed.value) == (f"{config.out_dir}: the run's folder was removed while it trained, and what it held "
+                                 "with it: start the run again")
