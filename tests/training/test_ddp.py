@@ -14,7 +14,7 @@ import torch
 from vsr.training.checkpoints import load_state
 from vsr.training.logs import read_csv
 from vsr.training.trainer import train
-from tests.training.test_trainer import tiny_config
+from tests.training.test_trainer import tiny_config, write_photos
 
 
 def torchrun(tmp_path, *args, processes=2):
@@ -96,3 +96,47 @@ def test_a_process_that_finds_another_pool_than_the_main_one_reads_the_pictures_
     pool, validation = trainer._training_pool(config, None, rank=1, world=2)
     assert sorted(image.name for image in pool.images) == [f"photo{index}.png" for index in range(4)]
     assert validation == []
+
+
+def test_a_stop_sent_to_one_process_stops_both_at_the_same_iteration_saved(tmp_path):
+    """A SIGTERM that reaches one process of the run (here rank 1's, which writes nothing) stops every process after
+    the same iteration, whose state rank 0 saves: each learns of it through the per-iteration all-reduce, else one
+    would wait for the other in the next gradient sync."""
+    import signal
+    import time
+
+    from tests.cli.test_train_cli import _children
+
+    tiny_config(tmp_path)
+    photos = write_photos(tmp_path / "large", count=2, size=512)  # (256 batches an epoch: no epoch end meanwhile)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", "-m",
+               "vsr.cli", "train", tmp_path / "tiny.toml", "--data", photos, "-o", tmp_path / "ddp", "--set",
+               "batch_size=4", "--set", "total_iters=100000", "--set", "save_every=100000", "--set", "val_holdout=0",
+               "--set", "log_every=1"]
+    process = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        log = tmp_path / "ddp" / "train.csv"
+        while not (log.is_file() and len(read_csv(log)) >= 3) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        rank_1 = [pid for pid in _children(process.pid) if b"\0RANK=1\0" in _environ(pid)]
+        assert len(rank_1) == 1, process.stderr.read() if process.poll() is not None else "no rank 1"
+        os.kill(rank_1[0], signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    stopped_at = load_state(tmp_path / "ddp")["iteration"]
+    assert stopped_at == read_csv(tmp_path / "ddp" / "train.csv")[-1]["iteration"] >= 3
+    assert f"vsr: stopped at iteration {stopped_at}; `vsr train --resume {tmp_path / 'ddp'}` continues" in stderr
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return b"\0" + file.read()
+    except OSError:
+        return b""
