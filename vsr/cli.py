@@ -341,7 +341,7 @@ def upscale(
     full: set[int | None] = set()
     with fsutil.run_of_several(_files_of(inputs)) if len(inputs) > 1 else contextlib.nullcontext():
         # (within the run of several: an output that is another input of it is one of these problems)
-        problems = _problems_before_work(inputs, None if new_folder else output, options, video.codec, overwrite)
+        problems = _problems_before_work(inputs, output, options, video.codec, overwrite, new_folder)
         if problems and (len(inputs) == 1 or os.environ.get("VSR_DEBUG")):
             raise problems[0]
         if problems:
@@ -406,14 +406,15 @@ def upscale(
         raise typer.Exit(failures[0])
 
 
-def _problems_before_work(inputs: list[Path], output: Path | None, options, codec: str, overwrite: bool
-                          ) -> list[VsrError]:
+def _problems_before_work(inputs: list[Path], output: Path | None, options, codec: str, overwrite: bool,
+                          new_folder: bool = False) -> list[VsrError]:
     """What stops a run before anything starts (a model loaded, a frame decoded), every input's at once, as
     VsrErrors: an input that is missing, a folder, a pipe or unreadable (a name that looks like an option, which
     came after `--`, said so), and an output that cannot be written as planned: one that exists (without
     --overwrite), is another input of the run, or would be made from two inputs. What only reading an input finds
-    (not a video, damage) stays its own error, said at its turn while the others are upscaled. `output`: -o, where
-    it exists (a folder made by the run holds nothing yet); `codec`: --codec, for a video's output name."""
+    (not a video, damage) stays its own error, said at its turn while the others are upscaled. `output`: -o (None:
+    beside each input); `new_folder`: -o names a folder the run makes, which holds no output yet (its outputs are not
+    checked: one beside an input is not theirs); `codec`: --codec, for a video's output name."""
     from vsr import api
     from vsr.errors import InputError, OutputError
 
@@ -424,6 +425,8 @@ def _problems_before_work(inputs: list[Path], output: Path | None, options, code
             _check_input_early(input)
         except InputError as error:
             problems.append(error)
+            continue
+        if new_folder:  # (inputs of one name into one folder were refused before)
             continue
         try:
             path = api.planned_output(input, output, options, None if api.is_image(input) else codec)

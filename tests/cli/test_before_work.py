@@ -79,6 +79,20 @@ def test_outputs_that_cannot_be_written_as_planned_stop_several_inputs_before_an
     assert len(media.ffprobe_frame_pts(tmp_path / "other.x2.mp4")) == 3
 
 
+def test_outputs_into_a_folder_the_run_makes_are_not_checked_beside_their_inputs(tmp_path):
+    """`-o new/` was refused for an output of the same name beside the input ("already exists"), which the run
+    never writes: the outputs go into the folder it makes, where none exists yet."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=3)
+    still = write_png(tmp_path / "still.png")
+    (tmp_path / "clip.x2.mp4").write_bytes(b"kept")
+    for inputs in ([clip], [clip, still]):
+        folder = tmp_path / f"new{len(inputs)}"
+        vsr("upscale", *inputs, "-m", "bicubic", "-s", "2", "-o", f"{folder}/")
+        assert len(media.ffprobe_frame_pts(folder / "clip.x2.mp4")) == 3
+    assert (tmp_path / "new2" / "still.x2.png").is_file()
+    assert (tmp_path / "clip.x2.mp4").read_bytes() == b"kept"
+
+
 def test_an_input_that_cannot_be_read_stops_several_inputs_before_any_is_begun(tmp_path):
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
     locked = make_clip(tmp_path / "locked.mp4", frames=3)
