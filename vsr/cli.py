@@ -710,7 +710,7 @@ def batch(
         width = max(len(what) for what, _ in lines)
         for what, job in lines:
             typer.echo(f"{what.ljust(width)}  {job}")
-        to_do = sum(not what.startswith(("done", "busy", "gave up", "refused")) for _, what in planned)
+        to_do = sum(not what.startswith(("done", "busy", "gave up", "refused", "kept")) for _, what in planned)
         skipped = f"; {_count(len(not_media), 'file')} skipped (not media)" if not_media else ""
         typer.echo(f"{to_do} of {len(planned)} jobs to run in {out_dir}{skipped}; nothing was run or written "
                    "(--dry-run)")

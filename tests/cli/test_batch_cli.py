@@ -228,6 +228,18 @@ def test_a_dry_run_lists_the_jobs_and_what_a_run_would_do(tmp_path):
     assert not out.exists()
 
 
+def test_a_dry_run_does_not_count_done_jobs_kept_from_other_options_as_to_run(tmp_path):
+    """A done job asked for with other options is kept, not run: the dry run said "1 of 1 jobs to run" of it."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "a.mp4", frames=3)
+    vsr("batch", source, out, "-m", "bicubic", "-s", "2", "-q")
+    result = vsr("batch", source, out, "-m", "lanczos", "-s", "2", "--dry-run")
+    assert result.stdout.splitlines() == [
+        "kept: its options changed (--model lanczos, was bicubic) (--overwrite makes it again)  a.mp4 → a.x2.mp4",
+        f"0 of 1 jobs to run in {out}; nothing was run or written (--dry-run)"]
+
+
 def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
     """Options that were silently ignored: --task-cpus without --ray, --workers with it, vsr bench's --frames 0."""
     (tmp_path / "in").mkdir()
