@@ -268,6 +268,7 @@ def upscale(
                           "beside the input)")
     # A mistyped name is told at once, not after torch has loaded (1.6 s); of several inputs, each is told in turn.
     if len(inputs) == 1 and "%" not in inputs[0].name and not os.path.lexists(inputs[0]):
+        _check_not_an_option(inputs[0])
         raise InputError(f"{inputs[0]}: no such file")
     from vsr import api
 
@@ -455,9 +456,7 @@ def _check_input_early(input: Path) -> None:
     from vsr.errors import InputError
     from vsr.pipelines.sequences import is_sequence
 
-    if str(input).startswith("-") and str(input) != "-" and not os.path.lexists(input):
-        raise InputError(f"{input}: no such file; it looks like an option, but after -- every word is an input: "
-                         "give options before --")
+    _check_not_an_option(input)
     if input.is_dir():
         raise InputError(f"{input}: is a folder; `vsr batch {input} OUT_DIR` upscales every video and image in it")
     api.check_input(input)  # (missing; an image sequence without frames; a pipe or a device)
@@ -466,6 +465,15 @@ def _check_input_early(input: Path) -> None:
             open(input, "rb").close()
         except OSError as error:
             raise InputError(f"{input}: cannot be read ({error.strerror})") from None
+
+
+def _check_not_an_option(input: Path) -> None:
+    """One line for a missing input whose name looks like an option: it came after `--`."""
+    from vsr.errors import InputError
+
+    if str(input).startswith("-") and str(input) != "-" and not os.path.lexists(input):
+        raise InputError(f"{input}: no such file; it looks like an option, but after -- every word is an input: "
+                         "give options before --")
 
 
 def _file_system(folder: Path) -> int | None:

@@ -49,6 +49,11 @@ def test_names_after_a_double_dash_that_look_like_options_are_said_so_and_nothin
         "vsr: error: bicubic: no such file",
         "vsr: nothing was begun: 2 problems found before any work (said above)"]
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
+    # One input is checked before torch loads: said the same way (it was "-s: no such file").
+    result = vsr("upscale", "-m", "bicubic", "--", "-s", check=False)
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "vsr: error: -s: no such file; it looks like an option, but after -- every word is an input: give options "
+        "before --")
     # A file whose name starts with a dash is an input like any other after --.
     shutil.copy(clip, tmp_path / "-dash.mp4")
     vsr("upscale", "-m", "bicubic", "-s", "2", "--", "-dash.mp4", "clip.mp4")
