@@ -266,7 +266,7 @@ def upscale(
     if output_text is not None and not output_text.strip():  # (an unset variable in a script: Path("") is ".")
         raise OptionError("-o is empty: name the output file, or a folder with a final / (or leave -o out to write "
                           "beside the input)")
-    # A mistyped name is told at once, not after torch has loaded (1.6 s); of several inputs, each is told in turn.
+    # A mistyped name is told at once, not after torch has loaded (1.6 s); several inputs: `_problems_before_work`.
     if len(inputs) == 1 and "%" not in inputs[0].name and not os.path.lexists(inputs[0]):
         _check_not_an_option(inputs[0])
         raise InputError(f"{inputs[0]}: no such file")
