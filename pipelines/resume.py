@@ -126,11 +126,12 @@ def _upgraded(before: dict, after: dict, first_kept: Path | None) -> dict:
 
 
 def _plan_change(before: dict, after: dict) -> str:
-    """Why a folder made for the plan `before` is no use to `after`, in a few words; "" where it is of use."""
+    """Why a folder made for the plan `before` is no use to `after`, in a few words that follow "made for"; ""
+    where it is of use."""
     reasons = []
     if [before.get(key) for key in ("source", "size", "mtime_ns")] != [after[key] for key in ("source", "size",
                                                                                                "mtime_ns")]:
-        reasons.append("another source, or the source changed since")
+        reasons.append("another source (or this one before it changed)")
     settings = changed_settings(_effective(before), _effective(after))
     if settings:
         reasons.append(f"other settings ({settings})")
@@ -138,12 +139,11 @@ def _plan_change(before: dict, after: dict) -> str:
     defaults = [key for key in ENCODING_KEYS if before.get("settings", {}).get(key) == after["settings"].get(key)
                 and before.get("encoding", {}).get(key) != after.get("encoding", {}).get(key)]
     if "encoding" in before and defaults:
-        reasons.append(f"vsr's defaults for {', '.join('--' + key.replace('_', '-') for key in defaults)} changed "
-                       "since")
+        reasons.append(f"vsr's earlier defaults for {', '.join('--' + key.replace('_', '-') for key in defaults)}")
     # The same models named, other weights: a checkpoint rewritten in place, or another vsr's zoo.
     same_names = all(_effective(before).get(key) == _effective(after).get(key) for key in ("model", "blend"))
     if same_names and before.get("model_files") != after.get("model_files"):
-        reasons.append("the checkpoint changed since")
+        reasons.append("the checkpoint as it was before it changed")
     if same_names and before.get("weights") != after.get("weights"):
         reasons.append("other weights under the model's name (another vsr's zoo)")
     if not reasons and before != {**after, "settings": before.get("settings")}:

@@ -158,7 +158,7 @@ def test_a_checkpoint_rewritten_in_place_starts_the_segments_over(run, tmp_path)
     torch.manual_seed(1)
     other = RRDBNet(num_feat=8, num_block=1, num_grow_ch=4)
     save_model(other, spec_for("RRDBNet", {"num_feat": 8, "num_block": 1, "num_grow_ch": 4}), model)
-    with pytest.raises(OutputError, match="were made for the checkpoint changed since: run as they were made"):
+    with pytest.raises(OutputError, match="were made for the checkpoint as it was before it changed: run as they"):
         upscale(options=dataclasses.replace(options, model=str(model)))
     again = Interrupt()
     retrained = dataclasses.replace(options, model=str(model))
@@ -253,8 +253,8 @@ def test_an_earlier_vsrs_x265_run_at_its_default_crf_20_is_named_and_resumes_wit
     _as_an_earlier_vsr_wrote_it(folder)
     with pytest.raises(OutputError) as raised:
         upscale(video=x265)
-    assert ("made for other settings (--crf 23, was 20); vsr's defaults for --crf changed since: run as they were "
-            "made") in str(raised.value)
+    assert ("made for other settings (--crf 23, was 20); vsr's earlier defaults for --crf: run as they were made"
+            ) in str(raised.value)
     again = Interrupt()
     upscale(on_segment=again, video=dataclasses.replace(x265, crf=20))
     assert again.seen == [1, 2]
