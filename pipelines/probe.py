@@ -209,20 +209,26 @@ def shown_in_decoding_order(packets: Iterable[av.Packet], delay: int) -> Iterato
     held: deque[av.Packet] = deque()  # packets read and not yet given out, in their order
     waiting: deque[av.Packet] = deque()  # the timed ones among them, without their time yet
     last_dts, step = None, 1
-    for packet in packets:
-        held.append(packet)
-        if packet.dts is not None and packet.size:
-            if last_dts is not None and packet.dts > last_dts:
-                step = packet.dts - last_dts
-            last_dts = packet.dts
-            waiting.append(packet)
-            if len(waiting) > delay:
-                waiting.popleft().pts = packet.dts
-        while held and not (waiting and held[0] is waiting[0]):
-            yield held.popleft()
+    read_error = None
+    try:
+        for packet in packets:
+            held.append(packet)
+            if packet.dts is not None and packet.size:
+                if last_dts is not None and packet.dts > last_dts:
+                    step = packet.dts - last_dts
+                last_dts = packet.dts
+                waiting.append(packet)
+                if len(waiting) > delay:
+                    waiting.popleft().pts = packet.dts
+            while held and not (waiting and held[0] is waiting[0]):
+                yield held.popleft()
+    except av.FFmpegError as error:  # (a read error ends the packets: those held are still decoded, as at the end)
+        read_error = error
     for number, packet in enumerate(waiting, 1):
         packet.pts = last_dts + number * step
     yield from held
+    if read_error is not None:
+        raise read_error
 
 
 def first_frame_pts(container: av.container.InputContainer, stream: av.stream.Stream) -> int:

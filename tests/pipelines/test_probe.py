@@ -424,3 +424,29 @@ def test_rgb_sources_say_rgb_not_a_yuv_matrix(tmp_path):
     assert "color RGB, untagged (pc range)" in format_probe(probe(tmp_path / "still.png"), image=True)
     assert "gbrp (8-bit)" in format_probe(probe(tmp_path / "rgb.mkv"))
     assert "color RGB, bt709/bt709 (pc range)" in format_probe(probe(tmp_path / "rgb.mkv"))
+
+
+def test_packets_timed_in_decoding_order_are_all_given_out_before_a_read_error(tmp_path):
+    """An AVI's packets with B-frames are held back until their time is known (`shown_in_decoding_order`): a read
+    error partway must not lose the held ones (the decoder is flushed with them, as at the end of the file)."""
+    import av
+
+    clip = tmp_path / "bframes.avi"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", "-c:v", "libx264",
+                    "-bf", "2", "-pix_fmt", "yuv420p", str(clip)], check=True)
+    read_before_error = 10
+
+    def packets_then_a_read_error(container):
+        for number, packet in enumerate(container.demux(container.streams.video[0]), 1):
+            yield packet
+            if number == read_before_error:
+                raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    with av.open(str(clip)) as container:
+        given = []
+        with pytest.raises(av.FFmpegError):
+            for packet in probe_module.shown_in_decoding_order(packets_then_a_read_error(container), delay=2):
+                given.append(packet)
+        assert len(given) == read_before_error
+        times = [packet.pts for packet in given]
+        assert times == sorted(times) and len(set(times)) == len(times)  # (each its own time, the held ones too)
