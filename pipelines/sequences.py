@@ -454,6 +454,12 @@ class ImageSequenceWriter:
             self.abort()
 
 
+def check_number_in_file_name(output: Path) -> None:
+    """One line for an output whose frame number (%d) is in a folder's name (a%04d/x.png), not the file's."""
+    if _NUMBER.search(output.parent.as_posix()) and not output.parent.exists():
+        raise OptionError(f"{output}: the frame number (%d) goes in the file name, not in a folder's")
+
+
 def check_sequence_options(source: Path, output: Path | None, video, overwrite: bool,
                            record: dict | None = None) -> None:
     """One line, before any work, for what an image sequence cannot do (`video`: a VideoOptions): --fps given for a
@@ -465,8 +471,7 @@ def check_sequence_options(source: Path, output: Path | None, video, overwrite: 
     if output is None:
         return
     output = Path(output)
-    if _NUMBER.search(output.parent.as_posix()) and not output.parent.exists():
-        raise OptionError(f"{output}: the frame number (%d) goes in the file name, not in a folder's")
+    check_number_in_file_name(output)
     if is_sequence(output):
         if output.absolute() == Path(source).absolute() or _writes_over(output, Path(source)):
             raise OutputError(f"{output}: the output would replace the input; choose another name with -o")

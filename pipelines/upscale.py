@@ -349,9 +349,11 @@ def planned_output(source: Path, output: str | Path | None, options: UpscaleOpti
     """Where `source`'s output goes, where that is known before the model loads: named by -o, or by a zoo model's
     scale (None for a checkpoint, whose scale is known once it is loaded, and for image sequences, which resume).
     `codec` None: an image. May open the source (a video with alpha is named otherwise with codec "auto")."""
-    from vsr.pipelines.sequences import is_sequence
+    from vsr.pipelines.sequences import check_number_in_file_name, is_sequence
 
     options.validate()  # (a bad option is said before an output that exists, as it was)
+    if output is not None:
+        check_number_in_file_name(Path(output))  # (before "output folder does not exist", which it would be)
     if is_sequence(source) or (output is not None and is_sequence(Path(output))):
         return None
     if output is not None and not is_folder(output):  # a file named (place_output refuses a missing folder/)
