@@ -1081,16 +1081,18 @@ def _codec_options(codec: str, spec: CodecSpec, crf: int | None, preset: str | N
 
 
 def effective_settings(codec: str, crf: int | None, preset: str | None, options: dict[str, str] | None,
-                       pix_fmt: str | None, bit_depth: int, alpha: bool = False) -> dict:
+                       pix_fmt: str | None, bit_depth: int, alpha: bool = False, source: Path | None = None) -> dict:
     """What `VideoWriter` encodes a video of `bit_depth` with, given these settings: the crf and preset (None: the
     codec's defaults in CODECS, now), its options (vsr's fixed ones with those given) and the pix_fmt
     (`choose_pix_fmt`). A resumable run records these rather than the settings given, so that a later vsr whose
-    defaults changed (x265's CRF went from 20 to 23) cannot take the segments for its own."""
+    defaults changed (x265's CRF went from 20 to 23) cannot take the segments for its own. `source` names the video
+    in the warning about bits lost, as the writer's (said once: `_warn_once`)."""
     spec = _codec_spec(codec)
     options = _codec_options(codec, spec, crf, preset, options)
     return {"crf": options.pop(spec.quality_option, None) if spec.quality_option else None,
             "preset": options.pop(spec.speed_option, None) if spec.speed_option else None,
-            "encoder_options": options, "pix_fmt": choose_pix_fmt(codec, bit_depth, pix_fmt, alpha=alpha)}
+            "encoder_options": options,
+            "pix_fmt": choose_pix_fmt(codec, bit_depth, pix_fmt, alpha=alpha, source=source)}
 
 
 def encoded_crf(path: Path) -> float | None:
@@ -1107,6 +1109,7 @@ def encoded_crf(path: Path) -> float | None:
         return None
     match = re.search(rb" crf=([0-9]+(?:\.[0-9]+)?) ", found)
     return float(match[1]) if match else None
+
 
 def _check_preset(codec: str, spec: CodecSpec, preset: str, given_as: str) -> None:
     """One line naming the presets the encoder takes, where it does not take `preset` (see _PRESET_NAMES)."""

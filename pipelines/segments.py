@@ -855,7 +855,7 @@ def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, pla
     from vsr.pipelines.encode import effective_settings
 
     encoding = effective_settings(video.codec, video.crf, video.preset, video.encoder_options, video.pix_fmt,
-                                  plan.info.bit_depth, alpha)
+                                  plan.info.bit_depth, alpha, source)
     weights = {name: zoo.MODELS[name].sha256 for name in (options.model, options.blend) if name in zoo.MODELS}
     return {**run_record(source, options, video), "version": PLAN_VERSION, "encoding": encoding, "weights": weights,
             "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments]}
