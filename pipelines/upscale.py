@@ -778,8 +778,9 @@ def upscale_video(
                 if info.duration and last_start is not None:  # a window inside the last frame's span starts no frame
                     lasts += f", its last frame starting at {float(last_start):.3f} s"
                 raise OptionError(f"{source}: no video frame {video.describe_window()}{lasts}")
-            elif plan is None:  # (the frames of an image sequence's --frames window, counted as they were decoded)
-                warn_window_past_end(source, video, info, times.frames)
+            if plan is None:  # (the frames of an image sequence's --frames window, counted as they were decoded, and
+                # those an earlier run wrote: a resumed run said nothing)
+                warn_window_past_end(source, video, info, resumed + times.frames)
     return VideoResult(output=output, frames=times.frames, width=writer.width, height=writer.height, times=times,
                        decoder=decoder_name(decoder), precision=engine.precision,
                        rotation=getattr(writer, "rotation", 0), encoder=getattr(writer, "encoder", ""),

@@ -571,3 +571,20 @@ def test_a_file_put_at_a_frames_name_while_the_run_worked_stays(tmp_path, monkey
         api.upscale_video(clip, pattern, options=api.UpscaleOptions(model="bicubic", outscale=1))
     assert frame_path(pattern, 3).read_bytes() == b"the user's own, put there while the run worked"
     assert sorted(existing_frames(pattern)) == [1, 2, 3]
+
+
+def test_frames_past_an_image_sequence_s_end_are_warned_about_in_a_resumed_run_too(tmp_path, tiny_rrdbnet_checkpoint):
+    """Its frames are counted as they are decoded: a run that resumed the frames an earlier one wrote counted only
+    its own, and said nothing."""
+    source = make_png_sequence(tmp_path / "in", frames=40)
+    pattern = tmp_path / "frames" / "%04d.png"
+    command = ["upscale", source, "-o", pattern, "-m", tiny_rrdbnet_checkpoint, "-b", "1", "--frames", "100"]
+    kill_when(list(map(str, [*VSR, *command])), lambda: len(existing_frames(pattern)) >= 3, "3 frames were written")
+    assert 3 <= len(existing_frames(pattern)) < 40 and run_file(pattern).exists()
+
+    done = run_vsr(*command)
+    assert done.returncode == 0, done.stderr
+    assert "frames were written by an earlier run" in done.stderr
+    assert [line for line in done.stderr.splitlines() if "--frames" in line] == [
+        f"vsr: WARNING: {source}: --frames 100 is more than the video has (40 frames): upscaling those 40"]
+    assert sorted(existing_frames(pattern)) == list(range(1, 41))
