@@ -484,7 +484,8 @@ class BatchReport:
     seconds: float
     journal: Path
     # Not run, their rows another input's or another batch's: an output made from another input (--overwrite
-    # replaces it), or a job that another batch changed to its own options or input meanwhile.
+    # replaces it), one (or a job's segments) kept as made with other options, or a job that another batch changed
+    # to its own options or input meanwhile.
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -552,8 +553,13 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
             log.error("%s: %s was made from %s, not from %s; left as it is (--overwrite replaces it)", labels[name],
                       name, journal.row(name).source, entries[name].source)
         for name in plan.other_options:
-            log.error("%s: %s; %s is kept as it was made: run as it was made, or with --overwrite to make it again",
-                      labels[name], plan.what_changed[name], name)
+            if name in plan.segments_kept:
+                log.error("%s: %s; the %d segment(s) of %s made so far are kept: run as they were made to resume "
+                          "them, or with --overwrite to start over", labels[name], plan.what_changed[name],
+                          plan.segments_kept[name], name)
+            else:
+                log.error("%s: %s; %s is kept as it was made: run as it was made, or with --overwrite to make it "
+                          "again", labels[name], plan.what_changed[name], name)
         for name in plan.redone:
             log.warning("%s: its output %s is missing or changed since it was written; redoing it", labels[name],
                         name)
@@ -622,7 +628,8 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
     output missing or changed", "redo: its input changed" (or "its options changed (--model X, was Y)"), "retry
     (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it", "gave up after N attempts",
-    "refused: made from OTHER INPUT ...", "kept: its options changed (...) (--overwrite makes it again)"."""
+    "refused: made from OTHER INPUT ...", "kept: its options changed (...) (--overwrite makes it again)" (a job not done:
+    "...; N segment(s) made so far (--overwrite starts it over)")."""
     if max_attempts < 1:  # (as `run_batch` would say)
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)
@@ -640,7 +647,11 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
         for name in plan.other_source:
             said[name] = f"refused: its output was made from {before[name].source} (--overwrite replaces it)"
         for name in plan.other_options:
-            said[name] = f"kept: {plan.what_changed[name]} (--overwrite makes it again)"
+            if name in plan.segments_kept:
+                said[name] = (f"kept: {plan.what_changed[name]}; {plan.segments_kept[name]} segment(s) made so far "
+                              "(--overwrite starts it over)")
+            else:
+                said[name] = f"kept: {plan.what_changed[name]} (--overwrite makes it again)"
         for name in plan.to_run:
             row = before[name]
             fails = outputs[name].output.exists() and not outputs[name].overwrite and name not in owned

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from vsr.errors import InputError, OutputError
 from vsr.fsutil import file_state
-from vsr.pipelines.resume import changed_settings
+from vsr.pipelines.resume import changed_settings, kept_segments
 
 JOURNAL_NAME = ".vsr-journal.sqlite"
 SCHEMA_VERSION = 1
@@ -139,8 +139,10 @@ class SyncPlan:
     other_source: list[str] = field(default_factory=list)  # its output was made from another input: left alone
     # Done, and asked for with other options (its input the same): its output is kept as it is, the job left done,
     # unless the entry may overwrite (what_changed says why). A batch run again with an option forgotten remade
-    # every done job, hours of them, without asking.
+    # every done job, hours of them, without asking. So too a job not done whose earlier run, cut short, kept
+    # segments (`segments_kept`): each attempt with the other options failed on them until the job gave up.
     other_options: list[str] = field(default_factory=list)
+    segments_kept: dict[str, int] = field(default_factory=dict)  # of those, not done: the segments kept of each
 
 
 def _boot_id() -> str:
@@ -380,7 +382,8 @@ class Journal:
         and another fingerprint: two input folders with one output folder) is left alone unless the entry may
         overwrite it; an input at another path with the same fingerprint is the same input (a renamed folder). A done
         job asked for with other options keeps its output and stays done (`other_options`) unless the entry may
-        overwrite it.
+        overwrite it; so does a job not done whose earlier run kept segments of its output (its row left as it is:
+        a run with its options resumes them).
         """
         plan = SyncPlan([], [], [], [], [], [])
         now = time.time()
@@ -408,11 +411,15 @@ class Journal:
                     self.connection.execute("UPDATE jobs SET source = ?, kind = ? WHERE name = ?",
                                             (entry.source, entry.kind, entry.name))
                 changed = not same_job(row, entry)
-                if (changed and row.state is JobState.DONE and row.fingerprint == entry.fingerprint
-                        and not entry.overwrite and os.path.lexists(self._output(entry.name))):
-                    plan.other_options.append(entry.name)
-                    plan.what_changed[entry.name] = what_changed(row, entry)
-                    continue
+                if changed and row.fingerprint == entry.fingerprint and not entry.overwrite:
+                    output = self._output(entry.name)
+                    segments = 0 if row.state is JobState.DONE else kept_segments(output)
+                    if segments or (row.state is JobState.DONE and os.path.lexists(output)):
+                        plan.other_options.append(entry.name)
+                        plan.what_changed[entry.name] = what_changed(row, entry)
+                        if segments:
+                            plan.segments_kept[entry.name] = segments
+                        continue
                 if row.state is JobState.RUNNING:
                     plan.taken_over.append(entry.name)
                 if changed:

@@ -44,6 +44,15 @@ def segment_folder_path(output: Path) -> Path:
     return hidden_sibling(output, output.name, ".segments")
 
 
+def kept_segments(output: Path) -> int:
+    """The finished segments that the folder of segments of `output` keeps for a plan (0: none, or no folder): what a
+    run with other settings refuses to throw away (`SegmentFolder`)."""
+    folder = segment_folder_path(output)
+    if not (folder / PLAN_FILE).is_file():  # (segments of no plan are of no known run: started over, not refused)
+        return 0
+    return len(list(folder.glob("segment-*.json")))
+
+
 def segment_file(folder: Path, index: int, suffix: str = ".mp4") -> Path:
     return folder / f"segment-{index:04d}{suffix}"
 

@@ -406,3 +406,37 @@ def test_a_journal_edited_by_hand_is_one_line(tmp_path):
         assert result.returncode != 0 and "Traceback" not in result.stderr
         assert result.stderr.count("\n") == 1 and "not a vsr batch journal, or damaged (the row of 'p.x4.png': " \
             "'Done' is not a valid JobState); move it away" in result.stderr, result.stderr
+
+
+def test_a_job_killed_midway_and_run_with_other_options_keeps_its_segments_until_overwrite(tmp_path):
+    """Its segments were refused by each attempt ("made for other settings ...") until the job gave up, its attempts
+    spent: it is kept as a done job with other options is, without an attempt, and --overwrite starts it over."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "long.mp4", frames=96, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
+    command = ["batch", source, out, "-m", "bicubic", "-s", "2", "--segment-seconds", "0.25", "-b", "1"]
+    segments = out / ".long.x2.mp4.segments"
+    kill_when(list(map(str, [*VSR, *command])), lambda: any(segments.glob("segment-*.json")), "a segment was kept")
+    kept = snapshot(segments)
+    count = len([name for name in kept if name.endswith(".json") and name != "plan.json"])
+    rows = journal_rows(out)
+
+    for _ in range(2):  # (once more than an attempt: none is spent)
+        rerun = vsr(*command, "--crf", "30", "--max-attempts", "1")
+        assert rerun.returncode == 1
+        assert (f"long.mp4: its options changed (--crf 30, was not given); the {count} segment(s) of long.x2.mp4 "
+                "made so far are kept: run as they were made to resume them, or with --overwrite to start over"
+                ) in rerun.stderr, rerun.stderr
+        assert "failed" not in rerun.stderr and journal_rows(out) == rows and snapshot(segments) == kept
+    dry = vsr(*command, "--crf", "30", "--dry-run")
+    assert dry.stdout.splitlines() == [
+        f"kept: its options changed (--crf 30, was not given); {count} segment(s) made so far (--overwrite starts it "
+        "over)  long.mp4 → long.x2.mp4", f"0 of 1 jobs to run in {out}; nothing was run or written (--dry-run)"]
+    as_made = vsr(*command, "--dry-run")  # (its row is left as it was: the options they were made with resume them)
+    assert as_made.stdout.splitlines()[0] == "take over: its process is gone  long.mp4 → long.x2.mp4"
+
+    again = vsr(*command, "--crf", "30", "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert "resuming" not in again.stderr and journal_rows(out) == {"long.x2.mp4": ("done", 1)}
+    assert sorted(snapshot(out)) == ["long.x2.mp4"]
+    assert ffprobe_frame_pts(out / "long.x2.mp4") == ffprobe_frame_pts(source / "long.mp4")
