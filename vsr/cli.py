@@ -266,13 +266,14 @@ def upscale(
     if output_text is not None and not output_text.strip():  # (an unset variable in a script: Path("") is ".")
         raise OptionError("-o is empty: name the output file, or a folder with a final / (or leave -o out to write "
                           "beside the input)")
+    _setup_logging(quiet)
+    inputs = _distinct_inputs(inputs)
     # A mistyped name is told at once, not after torch has loaded (1.6 s); several inputs: `_problems_before_work`.
     if len(inputs) == 1 and "%" not in inputs[0].name and not os.path.lexists(inputs[0]):
         _check_not_an_option(inputs[0])
         raise InputError(f"{inputs[0]}: no such file")
     from vsr import api
 
-    _setup_logging(quiet)
     if not quiet:
         from vsr.pipelines.upscale import CODEC_LOG
 
@@ -405,6 +406,27 @@ def upscale(
             said += "; the others are written"
         typer.echo(said, err=True)
         raise typer.Exit(failures[0])
+
+
+def _distinct_inputs(inputs: list[Path]) -> list[Path]:
+    """`inputs` with each file once, as first given, and a warning for each given again (a.mp4 and /abs/a.mp4, or
+    a link to it): it was refused as two inputs that "would both be written there". Upscaled once, as `cp a a dir/`
+    copies it once. Told apart by file (device, inode): other spellings of a path and links are the same file."""
+    first_given: dict[object, Path] = {}
+    for input in inputs:
+        try:
+            found = os.stat(input)
+            key: object = (found.st_dev, found.st_ino)
+        except OSError:  # (a sequence's pattern: by its real folder; a missing file: each said missing, as given)
+            key = os.path.realpath(input) if "%" in input.name else object()
+        earlier = first_given.get(key)
+        if earlier is None:
+            first_given[key] = input
+        elif str(earlier) == str(input):
+            log.warning("%s: given twice; upscaling it once", input)
+        else:
+            log.warning("%s and %s are one input, given twice; upscaling it once", earlier, input)
+    return list(first_given.values())
 
 
 def _problems_before_work(inputs: list[Path], output: Path | None, options, codec: str, overwrite: bool,

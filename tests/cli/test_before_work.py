@@ -198,3 +198,23 @@ def test_a_batch_preview_of_images_says_once_that_an_image_has_no_time(tmp_path)
     assert result.stderr.strip().splitlines() == [
         "vsr: WARNING: a.png (and 1 more image): an image has no time: --start, --end and --frames make previews of "
         "videos; images are upscaled whole"]
+
+
+def test_one_input_given_twice_in_other_spellings_is_upscaled_once_with_a_warning(tmp_path, monkeypatch):
+    """`vsr upscale a.mp4 /abs/a.mp4` (or a link to it) was refused as two inputs that "would both be written" to
+    a.x2.mp4; it is one file, upscaled once, as `cp a a dir/` copies it once. A sequence's pattern too."""
+    monkeypatch.chdir(tmp_path)
+    make_clip(tmp_path / "a.mp4", frames=3)
+    os.symlink("a.mp4", tmp_path / "link.mp4")
+    for number in range(1, 3):
+        write_png(tmp_path / f"f{number:02d}.png")
+    result = vsr("upscale", "a.mp4", tmp_path / "a.mp4", "f%02d.png", "link.mp4", tmp_path / "f%02d.png", "-m", "bicubic",
+                 "-s", "2")
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: WARNING: a.mp4 and {tmp_path / 'a.mp4'} are one input, given twice; upscaling it once",
+        "vsr: WARNING: a.mp4 and link.mp4 are one input, given twice; upscaling it once",
+        f"vsr: WARNING: f%02d.png and {tmp_path / 'f%02d.png'} are one input, given twice; upscaling it once"]
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["wrote a.x2.mp4", "wrote f%02d.x2.png"]
+    assert len(media.ffprobe_frame_pts(tmp_path / "a.x2.mp4")) == 3
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "a.mp4", "a.x2.mp4", "f01.png", "f01.x2.png", "f02.png", "f02.x2.png", "link.mp4"]
