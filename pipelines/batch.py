@@ -628,8 +628,8 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     code on a copy of the journal in memory. What: "new" (or "new, but fails: its output exists ..."), "done", "redo:
     output missing or changed", "redo: its input changed" (or "its options changed (--model X, was Y)"), "retry
     (attempt N)", "take over: its process is gone", "busy: another vsr batch runs it", "gave up after N attempts",
-    "refused: made from OTHER INPUT ...", "kept: its options changed (...) (--overwrite makes it again)" (a job not done:
-    "...; N segment(s) made so far (--overwrite starts it over)")."""
+    "refused: made from OTHER INPUT ...", "kept: its options changed (...) (--overwrite makes it again)" (a job not
+    done: "...; N segment(s) made so far (--overwrite starts it over)")."""
     if max_attempts < 1:  # (as `run_batch` would say)
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
     _check_jobs(jobs)

@@ -208,8 +208,8 @@ def test_one_input_given_twice_in_other_spellings_is_upscaled_once_with_a_warnin
     os.symlink("a.mp4", tmp_path / "link.mp4")
     for number in range(1, 3):
         write_png(tmp_path / f"f{number:02d}.png")
-    result = vsr("upscale", "a.mp4", tmp_path / "a.mp4", "f%02d.png", "link.mp4", tmp_path / "f%02d.png", "-m", "bicubic",
-                 "-s", "2")
+    result = vsr("upscale", "a.mp4", tmp_path / "a.mp4", "f%02d.png", "link.mp4", tmp_path / "f%02d.png",
+                 "-m", "bicubic", "-s", "2")
     assert result.stderr.strip().splitlines() == [
         f"vsr: WARNING: a.mp4 and {tmp_path / 'a.mp4'} are one input, given twice; upscaling it once",
         "vsr: WARNING: a.mp4 and link.mp4 are one input, given twice; upscaling it once",
