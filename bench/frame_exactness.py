@@ -519,9 +519,15 @@ def telecined_source(folder: Path) -> tuple[Path, Media]:
            "-flags", "+ildct+ilme", "-x264opts", "tff=1", "-c:a", "aac", "-b:a", "64k", source)
     audio = probe_media(source, downscale=False)
     truth = probe_media(film, downscale=False)
-    return source, dataclasses.replace(truth, audio_start=audio.audio_start, audio_lead=audio.audio_lead,
-                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5,
-                                       audio_span=audio.audio_span)
+    return source, _with_audio_of(truth, audio)
+
+
+AUDIO_FIELDS = ("audio_start", "audio_lead", "audio_packets", "audio_md5", "audio_span")  # Media's of the sound
+
+
+def _with_audio_of(truth: Media, audio: Media) -> Media:
+    """`truth`'s pictures and times with `audio`'s sound: a source made from a truth without its audio."""
+    return dataclasses.replace(truth, **{field: getattr(audio, field) for field in AUDIO_FIELDS})
 
 
 def letterboxed_source(folder: Path) -> tuple[Path, Media]:
@@ -533,9 +539,7 @@ def letterboxed_source(folder: Path) -> tuple[Path, Media]:
            "-vf", "pad=64:48:0:6:black", "-c:v", "libx264", "-crf", "12", "-c:a", "aac", source)
     audio = probe_media(source, downscale=False)
     truth = probe_media(picture, downscale=False)
-    return source, dataclasses.replace(truth, audio_start=audio.audio_start, audio_lead=audio.audio_lead,
-                                       audio_packets=audio.audio_packets, audio_md5=audio.audio_md5,
-                                       audio_span=audio.audio_span)
+    return source, _with_audio_of(truth, audio)
 
 
 SEQUENCE_FIRST = 101  # an image sequence's first number, as a render's range starts
