@@ -289,8 +289,8 @@ class Engine:
     ):
         """The output is the model's scale, else `outscale` times the input, else `width` and/or `height` (see
         `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
-        stand-in that the tests use) or "off". `compile`: run the network through torch.compile (one compilation per
-        input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward pass may take, which the batch
+        stand-in that the tests use) or "off"; never for a model without parameters. `compile`: run the network
+        through torch.compile (one compilation per input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward pass may take, which the batch
         and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the memory available (of this
         process's share of the cores), on a GPU None (its out-of-memory errors are caught instead). `strength`: how
         much of the model's picture the output is, the rest the input scaled with Lanczos (1: all the model's)."""
@@ -327,7 +327,11 @@ class Engine:
             raise OptionError(f"unknown cuda_graphs value {cuda_graphs!r}; expected one of {choices}")
         if not isinstance(compile, bool):
             raise OptionError(f"compile must be true or false, not {compile!r}")
-        self.cuda_graphs = cuda_graphs == "on" or (cuda_graphs == "auto" and self.device.type == "cuda")
+        # Never for a module without parameters (the resizing baselines, `-m bicubic`): there is no work to save, and
+        # they take their resampling matrices from a process-wide cache of bounded size, which a graph's replays do
+        # not keep alive; a matrix evicted by other sizes (a folder of photos) would be freed under a live graph.
+        self.cuda_graphs = any(True for _ in model.module.parameters()) and (
+            cuda_graphs == "on" or (cuda_graphs == "auto" and self.device.type == "cuda"))
         self.compiled = compile
         if self.device.type == "cuda":
             # Let cuDNN time its convolution algorithms once per shape and keep the fastest; video frames repeat one

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from vsr.errors import OptionError
+from vsr.models import zoo
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.spec import LoadedModel, ModelSpec
 from vsr.models.srvgg import SRVGGNetCompact
@@ -119,6 +120,14 @@ def test_engine_with_graphs_on_the_cpu_equals_engine_without(name):
     assert torch.equal(graphs.upscale(frames), eager.upscale(frames))
     assert (graphs.graphed.captures, graphs.graphed.replays) == (1, 2)
     assert set(calls) == {4}  # the fifth frame ran padded to the full batch
+
+
+def test_a_model_without_parameters_is_never_graphed():
+    """A resizing baseline's matrices live in a bounded process-wide cache that a graph's replays would not keep
+    alive (helper-135's review): it runs eagerly, even where graphs are asked for."""
+    bicubic = zoo.load("bicubic", scale=2)
+    assert Engine(bicubic, device="cpu", cuda_graphs="on").graphed is None
+    assert Engine(tiny_rrdbnet(), device="cpu", cuda_graphs="on").graphed is not None
 
 
 def test_tiling_with_graphs_equals_tiling_without():
