@@ -128,6 +128,13 @@ def resolve_precision(precision: str, device: torch.device, spec: ModelSpec, cpu
     return "fp32"
 
 
+def engine_precision(precision: str, device: torch.device, spec: ModelSpec, strength: float = 1.0) -> str:
+    """What an Engine computes in: `resolve_precision`, but fp32 where the model does not run (`strength` 0: only the
+    Lanczos resize, in fp32, as summaries say)."""
+    resolved = resolve_precision(precision, device, spec)
+    return "fp32" if strength == 0 else resolved
+
+
 def recovery_precisions(precision: str, bf16_supported: bool) -> list[str]:
     """The precisions, in order, to recompute a batch in when `precision` gave NaN/inf values.
 
@@ -297,7 +304,7 @@ class Engine:
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device, self.spec)
+        self.precision = engine_precision(precision, self.device, self.spec, strength)
         self.dtype = PRECISIONS[self.precision]
         self.tile = _positive_int("--tile", tile, 0)
         self.tile_overlap = _positive_int("--tile-overlap", tile_overlap, 0)
@@ -316,8 +323,6 @@ class Engine:
         self.width, self.height = width, height
         check_numbers(tile=tile, tile_overlap=tile_overlap, batch_size=batch_size, strength=strength)
         self.strength = float(strength)
-        if self.strength == 0:  # the model does not run: only the Lanczos resize, in fp32 (as summaries say)
-            self.precision, self.dtype = "fp32", torch.float32
         self.label = scale_label(self.scale, width, height)  # what names the default output: "x4", "2160p", ...
         # channels_last is what cuDNN's fast convolution kernels want; on the CPU (2 threads) it was measured as fast
         # or slightly faster too (full RRDBNet, 64×64: 1.35 s vs 1.45 s), so it is on by default everywhere.

@@ -649,15 +649,14 @@ def unfinished(rows: list[JobRow]) -> list[JobRow]:
             and (Path(row.source).exists() or not Path(row.source).is_absolute())]
 
 
-def format_table(rows: list[JobRow]) -> str:
-    """The journal as `vsr batch --status` prints it: one line per job, then the counts."""
+def format_table(rows: list[JobRow], out_dir: str | os.PathLike) -> str:
+    """The journal of `out_dir` as `vsr batch --status` prints it: one line per job, then the counts."""
     lines = [("state", "tries", "seconds", "frames", "output", "error")]
     to_do = unfinished(rows)
     for row in rows:
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else "-"
         gone = "its input is gone" if row.state is not JobState.DONE and row not in to_do else ""
-        dead = "its process is gone: the next run takes it over" if (
-            row.state is JobState.RUNNING and not owner_is_alive(row.owner)) else ""
+        dead = _after_its_process(row, Path(out_dir)) if row in to_do and row.state is JobState.RUNNING else ""
         lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name,
                       "; ".join(filter(None, (gone, dead, row.error)))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
@@ -665,3 +664,16 @@ def format_table(rows: list[JobRow]) -> str:
     counts = {state: sum(row.state is state for row in rows) for state in JobState}
     text.append(", ".join(f"{count} {state.value}" for state, count in counts.items()) + f" (of {len(rows)})")
     return "\n".join(line.rstrip() for line in text)
+
+
+def _after_its_process(row: JobRow, out_dir: Path) -> str:
+    """What the next run does with a running job whose process is gone ("" while it lives), as `Journal.sync`
+    decides it: its row holds the options it was started with, and the segments it kept are those options' (a run
+    with others keeps them: `SyncPlan.other_options`); without any, the next run makes it again with its own."""
+    if owner_is_alive(row.owner):
+        return ""
+    segments = kept_segments(out_dir / row.name)
+    if not segments:
+        return "its process is gone: the next run makes it again, with that run's options"
+    return (f"its process is gone, {segments} segment(s) kept: a run with the options it was started with takes it "
+            "over and resumes them; one with others leaves it (--dry-run names them, --overwrite starts it over)")

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 from vsr.errors import OutputError
@@ -34,7 +35,12 @@ PLAN_FILE = "plan.json"
 # The layout of plan.json. 2: it also records what the segments are encoded with as vsr resolved the settings
 # ("encoding": crf, preset, encoder options, pix_fmt, the codec's defaults filled in) and the zoo's weights of a model
 # named by name ("weights"). Plans without a version recorded the settings as given (crf None: the default then).
+# Later plans of version 2 also record what the settings that vsr resolves on the machine that runs it came to
+# ("resolved": the decoder and precision that "auto" chose, the --outscale in effect, None for the model's own scale;
+# the decoder and precision left out where Ray tasks make the segments elsewhere). Where one of two plans lacks one,
+# that setting is compared as given, as before: a plan without them still resumes as it did.
 PLAN_VERSION = 2
+RESOLVED_KEYS = ("decoder", "precision", "outscale")
 ENCODING_KEYS = ("crf", "preset", "encoder_options", "pix_fmt")  # (recorded as given in "settings" too)
 # What a folder of segments holds: the lock, the plan, segments and their records, and those being written.
 _OWN_ENTRY = re.compile(r"lock|plan\.json|segment-\d{4}\.\w+|\.(plan\.json|segment-\d{4})\..*")
@@ -102,13 +108,19 @@ def changed_settings(before: dict, after: dict) -> str:
     return "; ".join(changes)
 
 
-def _effective(plan: dict) -> dict:
+def _effective(plan: dict, resolved: Collection[str] = ()) -> dict:
     """A plan's settings with what its segments are encoded with in place of the settings given (no --crf and
-    `--crf 23` are the same where 23 is the codec's default)."""
+    `--crf 23` are the same where 23 is the codec's default), and so for the `resolved` settings (--precision auto
+    and bf16 are the same where auto chose bf16)."""
     settings = plan.get("settings", {})
-    if "encoding" not in plan:
-        return settings
-    return {**{key: value for key, value in settings.items() if key not in ENCODING_KEYS}, **plan["encoding"]}
+    if "encoding" in plan:
+        settings = {**{key: value for key, value in settings.items() if key not in ENCODING_KEYS}, **plan["encoding"]}
+    return {**settings, **{key: plan["resolved"][key] for key in resolved}}
+
+
+def _resolved_in_both(before: dict, after: dict) -> list[str]:
+    """The settings that both plans record as resolved (see PLAN_VERSION), compared so; the others as given."""
+    return [key for key in RESOLVED_KEYS if key in before.get("resolved", {}) and key in after.get("resolved", {})]
 
 
 def _upgraded(before: dict, after: dict, first_kept: Path | None) -> dict:
@@ -134,6 +146,11 @@ def _upgraded(before: dict, after: dict, first_kept: Path | None) -> dict:
     return {**before, "version": PLAN_VERSION, "encoding": encoding, "weights": after.get("weights")}
 
 
+def _besides_settings(plan: dict) -> dict:
+    """A plan without the settings given and resolved (compared by `_plan_change` as settings): its cuts, ..."""
+    return {key: value for key, value in plan.items() if key not in ("settings", "resolved")}
+
+
 def _plan_change(before: dict, after: dict) -> str:
     """Why a folder made for the plan `before` is no use to `after`, in a few words that follow "made for"; ""
     where it is of use."""
@@ -141,9 +158,17 @@ def _plan_change(before: dict, after: dict) -> str:
     if [before.get(key) for key in ("source", "size", "mtime_ns")] != [after[key] for key in ("source", "size",
                                                                                                "mtime_ns")]:
         reasons.append("another source (or this one before it changed)")
-    settings = changed_settings(_effective(before), _effective(after))
+    resolved = _resolved_in_both(before, after)
+    settings = changed_settings(_effective(before, resolved), _effective(after, resolved))
     if settings:
         reasons.append(f"other settings ({settings})")
+    # A setting given alike and resolved otherwise: "auto" chose otherwise on the machine that made them (a CPU's
+    # PyAV and bf16, a GPU's DALI and fp16), and the segments still to make would not match the kept ones.
+    chosen = [f"--{key} {after['settings'].get(key) or 'auto'}" for key in resolved if key != "outscale"
+              and before["settings"].get(key) == after["settings"].get(key)
+              and before["resolved"][key] != after["resolved"][key]]
+    if chosen:
+        reasons.append(f"what {', '.join(chosen)} chose on the machine that made them")
     # A setting given alike (or not at all) and encoded otherwise: vsr's default for it changed in between.
     defaults = [key for key in ENCODING_KEYS if before.get("settings", {}).get(key) == after["settings"].get(key)
                 and before.get("encoding", {}).get(key) != after.get("encoding", {}).get(key)]
@@ -155,7 +180,7 @@ def _plan_change(before: dict, after: dict) -> str:
         reasons.append("the checkpoint as it was before it changed")
     if same_names and before.get("weights") != after.get("weights"):
         reasons.append("other weights under the model's name (another vsr's zoo)")
-    if not reasons and before != {**after, "settings": before.get("settings")}:
+    if not reasons and _besides_settings(before) != _besides_settings(after):
         reasons.append("other cuts of the video")  # (the settings given may differ in form only: --crf 23)
     return "; ".join(reasons)
 

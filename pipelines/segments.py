@@ -657,7 +657,9 @@ def upscale_video_in_segments(
     if (cut := cut_short(source)) is not None:  # (said here: each segment's decoder reads a window, not the end)
         warn_once(source, [f"cut short: {cut}"])
     started = time.perf_counter()
-    with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan, keeps_alpha),
+    resolved = _resolved_settings(source, options, video, engine, None if remote is not None else device_list,
+                                  progress)
+    with codec_errors, SegmentFolder(output, _plan_record(source, options, video, plan, keeps_alpha, resolved),
                                             plan.suffix, overwrite=overwrite) as folder:
         done: dict[int, object] = dict(folder.done())
         todo = [segment for segment in plan.segments if segment.index not in done]
@@ -846,19 +848,44 @@ def _whole_milliseconds(plan: SegmentPlan) -> bool:
                for segment in plan.segments for pts in segment.frames)
 
 
+def _resolved_settings(source: Path, options: UpscaleOptions, video: VideoOptions, engine,
+                       devices: list[str] | None, progress: bool = False) -> dict:
+    """What the settings that this machine resolves come to for the segments (see `resume.PLAN_VERSION`): the
+    decoder and precision that "auto" chooses on `devices` (None: Ray tasks elsewhere, unknown here; several devices
+    that choose otherwise, both), and the --outscale in effect (None: the model's own scale, as `Engine` takes it).
+    `engine`: this run's, on one device; else the model is loaded here for its description (downloaded once, as
+    `_output_label` says)."""
+    from vsr.pipelines.decode import chosen_backend
+    from vsr.pipelines.engine import engine_precision, resolve_device
+
+    spec = engine.spec if engine is not None else load_model(options.model, progress=progress).spec
+    resolved = {"outscale": None if options.outscale in (None, spec.scale) else float(options.outscale)}
+    if devices is not None:
+        places = [engine.device] if engine is not None else [resolve_device(device) for device in devices]
+        decoders = {chosen_backend(source, video.decoder, place, video.deinterlace) for place in places}
+        precisions = {engine.precision} if engine is not None else {
+            engine_precision(options.precision, place, spec, options.strength) for place in places}
+        resolved |= {"decoder": ", ".join(sorted(decoders)), "precision": ", ".join(sorted(precisions))}
+    return resolved
+
+
 def _plan_record(source: Path, options: UpscaleOptions, video: VideoOptions, plan: SegmentPlan,
-                 alpha: bool = False) -> dict:
+                 alpha: bool = False, resolved: dict | None = None) -> dict:
     """What a folder of segments is for: the run's source and settings as given (`run_record`), the cuts, and what
     the segments are encoded with as vsr resolves the settings now (`encode.effective_settings`; `video.codec`
     resolved already, `alpha`: whether they keep the video's alpha) with the zoo's weights of the models named by
-    name: see `resume.PLAN_VERSION`."""
+    name, and what the settings this machine resolves come to (`resolved`: `_resolved_settings`, left out where
+    None): see `resume.PLAN_VERSION`."""
     from vsr.pipelines.encode import effective_settings
 
     encoding = effective_settings(video.codec, video.crf, video.preset, video.encoder_options, video.pix_fmt,
                                   plan.info.bit_depth, alpha, source)
     weights = {name: zoo.MODELS[name].sha256 for name in (options.model, options.blend) if name in zoo.MODELS}
-    return {**run_record(source, options, video), "version": PLAN_VERSION, "encoding": encoding, "weights": weights,
-            "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments]}
+    record = {**run_record(source, options, video), "version": PLAN_VERSION, "encoding": encoding, "weights": weights,
+              "segments": [[segment.start_pts, segment.end_pts, len(segment.frames)] for segment in plan.segments]}
+    if resolved is not None:
+        record["resolved"] = resolved
+    return record
 
 
 def _output_label(options: UpscaleOptions, progress: bool) -> str:

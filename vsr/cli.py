@@ -693,7 +693,7 @@ def batch(
         if len(folders) != 1 or jobs is not None:
             raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")
         rows = read_journal(folders[0])
-        typer.echo(format_table(rows))
+        typer.echo(format_table(rows, folders[0]))
         raise typer.Exit(1 if unfinished(rows) else 0)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     # (choice values in any case: build_options takes them so, from here and from jobs files alike)

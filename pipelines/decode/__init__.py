@@ -60,6 +60,7 @@ CPU and copied batch by batch. Copies to a GPU go through pinned memory without 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from fractions import Fraction
 from pathlib import Path
@@ -77,7 +78,8 @@ from vsr.pipelines.sequences import is_sequence
 from vsr.pipelines.telecine import telecine_evidence, telecine_note
 
 __all__ = [
-    "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "open_decoder", "rgb_matrix",
+    "BACKENDS", "DaliDecoder", "Decoder", "DecordDecoder", "PyAVDecoder", "Selection", "chosen_backend", "open_decoder",
+    "rgb_matrix",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,8 @@ def open_decoder(
         warn_once(path, deinterlace_warnings(backend, deinterlace, interlaced=True, keep_fields_with=keep_fields_with,
                                              path=path))
         return PyAVDecoder(path, **options, deinterlace="all" if deinterlace == "on" else "interlaced")
-    if backend in ("dali", "decord") or (backend == "auto" and device.type == "cuda"):
+    tried = _tried_backend(backend, device)
+    if tried in ("dali", "decord"):
         if carries_captions(path):
             message = "the frames carry closed captions (CEA-608/708), which PyAV alone reads out of them"
             if backend == "auto":
@@ -131,7 +134,7 @@ def open_decoder(
             else:
                 _warn_once(path, f"decoding with PyAV instead of {backend}: {message}")
             return PyAVDecoder(path, **options)
-    if backend == "dali" or (backend == "auto" and device.type == "cuda"):
+    if tried == "dali":
         try:
             return DaliDecoder(path, **options)
         except Unsuitable as reason:
@@ -140,12 +143,44 @@ def open_decoder(
                 _warn_once(path, f"decoding with PyAV instead of DALI: {reason}")
             else:
                 log.info("%s: decoding with PyAV instead of DALI: %s", path, reason)
-    if backend == "decord":
+    if tried == "decord":
         try:
             return DecordDecoder(path, **options)
         except Unsuitable as reason:
             _warn_once(path, f"decoding with PyAV instead of decord: {reason}")
     return PyAVDecoder(path, **options)
+
+
+def _tried_backend(backend: str, device: torch.device) -> str:
+    """The backend that `open_decoder` tries first for `backend` on `device`: "auto" is DALI on a CUDA device, else
+    PyAV (see the module doc)."""
+    if backend != "auto":
+        return backend
+    return "dali" if device.type == "cuda" else "pyav"
+
+
+def chosen_backend(path: str | Path, backend: str, device: str | torch.device, deinterlace: str) -> str:
+    """The backend that `open_decoder` decodes `path` with on `device`, as far as it is known before the file is
+    opened: "auto" resolved, PyAV where it alone can (an image sequence, deinterlacing, closed captions, DALI not
+    installed). What a resumed run compares, since decoders give other pixels (`resume._plan_change`). DALI and decord
+    may still give way to PyAV as they open the file (a codec they lack here): for the file's own reasons, alike on
+    every run on one kind of machine."""
+    path = Path(path)
+    if is_sequence(path) or deinterlace in ("on", "ivtc", "field") or (deinterlace == "auto" and _is_interlaced(path)):
+        return "pyav"
+    tried = _tried_backend(backend, _device(device))
+    if tried in ("dali", "decord") and carries_captions(path):
+        return "pyav"
+    if tried == "dali" and not _dali_installed():
+        return "pyav"
+    return tried
+
+
+def _dali_installed() -> bool:
+    try:
+        return importlib.util.find_spec("nvidia.dali") is not None
+    except ImportError:  # (no nvidia package at all)
+        return False
 
 
 def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_fields_with: str | None = None,

@@ -19,9 +19,10 @@ import torch
 from vsr.models.checkpoint import save_model
 from vsr.models.detect import spec_for
 from vsr.models.rrdbnet import RRDBNet
+from vsr.pipelines.engine import resolve_precision
 from vsr.pipelines.resume import SegmentFolder, remove_stale_folder, segment_folder_path
 from vsr.pipelines.segments import _plan_record, plan_video, upscale_video_in_segments
-from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
+from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, load_model, upscale_video
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import truncate
@@ -466,3 +467,66 @@ def test_a_folder_another_run_is_making_is_not_removed_as_stale(tmp_path, left):
         (folder / name).touch()
     remove_stale_folder(tmp_path / "out.mkv")
     assert sorted(os.listdir(folder)) == left
+
+
+def _auto_precision_here(model: str) -> str:
+    """What --precision auto chooses for `model` on this machine's CPU: bf16 where it has bf16 instructions."""
+    return resolve_precision("auto", torch.device("cpu"), load_model(model, progress=False).spec)
+
+
+def test_the_decoder_and_precision_named_as_auto_chose_them_resume(run, tmp_path):
+    """`--precision bf16` where "auto" had chosen bf16 was refused as a change (--precision bf16, was auto), and so was
+    `--decoder pyav` where it had chosen PyAV: what the segments are made with is compared."""
+    _, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    precision = _auto_precision_here(options.model)
+    again = Interrupt()
+    upscale(on_segment=again, options=dataclasses.replace(options, precision=precision),
+            video=dataclasses.replace(LOSSLESS, decoder="pyav"))
+    assert again.seen == [1, 2]
+
+
+def test_segments_made_where_auto_chose_otherwise_are_refused_by_name_and_kept(run, tmp_path):
+    """A run begun on a GPU ("auto": DALI, fp16) and resumed on a CPU (PyAV, bf16 or fp32) made the rest otherwise,
+    and said nothing. Its plan, as a GPU run writes it; one of an earlier vsr, without what "auto" chose, resumes."""
+    _, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1))
+    folder = segment_folder_path(tmp_path / "out.mkv")
+    plan = json.loads((folder / "plan.json").read_text())
+    (folder / "plan.json").write_text(json.dumps({**plan, "resolved": {"decoder": "dali", "precision": "fp16",
+                                                                       "outscale": None}}))
+    kept = sorted(path.name for path in folder.iterdir())
+    with pytest.raises(OutputError) as refused:
+        upscale()
+    assert str(refused.value) == (
+        f"{folder}: 1 segment(s) kept there were made for other settings (--decoder pyav, was dali; --precision "
+        f"{_auto_precision_here(options.model)}, was fp16); what --decoder auto, --precision auto chose on the machine that made them: "
+        "run as they were made to resume them, or with --overwrite to remove them and start over")
+    assert sorted(path.name for path in folder.iterdir()) == kept and not (tmp_path / "out.mkv").exists()
+
+    plan.pop("resolved", None)  # (an earlier vsr's plan: the settings compared as given, "auto" alike)
+    (folder / "plan.json").write_text(json.dumps(plan))
+    with pytest.raises(OutputError, match=re.escape("(--precision bf16, was auto)")):
+        upscale(options=dataclasses.replace(options, precision="bf16"))
+    again = Interrupt()
+    upscale(on_segment=again)
+    assert again.seen == [1, 2]
+
+
+@pytest.mark.parametrize("first, then", [(None, 4.0), (4.0, None)])
+def test_an_outscale_of_the_models_own_scale_is_no_change(run, tmp_path, first, then):
+    """-s 4 with a ×4 model makes what no -s makes: it was refused as a change (--outscale 4.0, was not given)."""
+    clip, options, upscale = run
+    with pytest.raises(KeyboardInterrupt):
+        upscale(on_segment=Interrupt(after=1), options=dataclasses.replace(options, outscale=first))
+    again = Interrupt()
+    result = upscale(on_segment=again, options=dataclasses.replace(options, outscale=then))
+    assert again.seen == [1, 2]
+    single = upscale_video(clip, tmp_path / "single.mkv", options=options, video=LOSSLESS)
+    assert decoded_framemd5(result.output) == decoded_framemd5(single.output)
+    with pytest.raises(KeyboardInterrupt):
+        upscale("two.mkv", on_segment=Interrupt(after=1), options=dataclasses.replace(options, outscale=first))
+    with pytest.raises(OutputError, match=re.escape("(--outscale 2.0, was not given)")):
+        upscale("two.mkv", options=dataclasses.replace(options, outscale=2.0))
