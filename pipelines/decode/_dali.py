@@ -178,7 +178,12 @@ class DaliDecoder(Decoder):
                 yield from self._rest_with_pyav(delivered)
                 return
             frames = torch.from_dlpack(video[0])  # DALI's buffer, on DALI's device: no copy
-            frames = frames[torch.from_numpy(real).to(frames.device)]  # a copy: DALI reuses its buffers next run
+            frames = frames[torch.from_numpy(real).to(frames.device)]  # a copy: DALI frees its buffer next run
+            if frames.device.type == "cuda":
+                # The copy reads DALI's buffer on this thread's stream, and DALI frees it in the order of its own
+                # stream once the next run returns: waited for here, so that a copy held up cannot read memory DALI
+                # already decodes into (cheap: the decoder's stream holds the copy and nothing else).
+                torch.cuda.current_stream(frames.device).synchronize()
             if frames.device.type == "cuda":
                 frames = yuv_to_rgb(frames, rgb_matrix(self.info), self.info.color.range == "pc")
             yield frames.to(self.device), [self._pts[n] for n in numbers]
