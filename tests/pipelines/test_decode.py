@@ -126,6 +126,31 @@ def test_a_window_of_a_file_that_seeks_wrong_is_the_same_frames_at_the_same_time
         assert window_pts == pts[first:first + 3] and torch.equal(window, frames[first:first + 3])
 
 
+def test_a_window_of_a_program_stream_is_decoded_from_the_keyframe_before_it(tmp_path, caplog):
+    """Not seeking (above), a window of a program stream was decoded from the start of the file: every frame before
+    it (the last segment of a 2-hour DVD decoded the 2 hours). Its packets are read from the start, with the times
+    they have there, and decoded from the keyframe before the window on: damage in the first group of pictures (its
+    sequence header lost) is not decoded, nor said, for a window after it, whose frames are those of the whole run."""
+    path = tmp_path / "damaged.mpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=4", "-pix_fmt", "yuv420p", "-c:v", "mpeg2video", "-bf", "2",
+           "-g", "10", path)
+    data = bytearray(path.read_bytes())
+    header = data.find(b"\x00\x00\x01\xb3") + 4  # the first sequence header's fields, and the keyframe's start
+    data[header:header + 1000] = b"\xff" * 1000
+    path.write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        frames, pts, _ = decode_all(path, "pyav")
+    assert "decoding error" in caplog.text  # (the damage is there, and said where it is decoded)
+    with av.open(str(path)) as container:  # (--start counts from the stream's start: its first frames are lost)
+        time_base, start_time = container.streams.video[0].time_base, container.streams.video[0].start_time
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        window, window_pts, _ = decode_all(path, "pyav", start=3, max_frames=10)
+    assert caplog.text == ""
+    first = next(index for index, value in enumerate(pts) if (value - start_time) * time_base >= 3)
+    assert window_pts == pts[first:first + 10] and torch.equal(window, frames[first:first + 10])
+
+
 def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
     for name in ("cfr.mp4", "10bit.mkv"):
         with open_decoder(clips[name]) as decoder:
