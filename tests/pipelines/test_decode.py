@@ -14,7 +14,8 @@ import torch
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, corrupt_middle, make_clip, truncate
 from tests.pipelines.media_fixtures import ffmpeg, ffprobe, ffprobe_frame_pts
 from vsr.errors import InputError, OptionError
-from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, open_decoder
+from vsr.pipelines.decode import BACKENDS, DecordDecoder, PyAVDecoder, _pyav, open_decoder
+from vsr.pipelines.decode._pyav import from_keyframe
 
 HAVE_DECORD = importlib.util.find_spec("decord") is not None  # optional: the cpu-decode extra
 needs_decord = pytest.mark.skipif(not HAVE_DECORD, reason="decord is not installed")
@@ -149,6 +150,29 @@ def test_a_window_of_a_program_stream_is_decoded_from_the_keyframe_before_it(tmp
     assert caplog.text == ""
     first = next(index for index, value in enumerate(pts) if (value - start_time) * time_base >= 3)
     assert window_pts == pts[first:first + 10] and torch.equal(window, frames[first:first + 10])
+
+
+def test_the_packets_of_a_window_start_at_the_last_keyframe_that_reaches_it(tmp_path, monkeypatch):
+    """`from_keyframe` gives a program stream's packets from the last keyframe at or before a time on; all of them
+    where no keyframe is that early, and from the packets it holds back on where it would hold too many (keyframes
+    not flagged): in every case the frames of that time and after can be decoded from what it gives."""
+    path = tmp_path / "program.mpg"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=2", "-pix_fmt", "yuv420p", "-c:v", "mpeg2video", "-bf", "2",
+           "-g", "10", "-sc_threshold", "1000000000", path)
+
+    def packets():
+        with av.open(str(path)) as container:
+            return [packet for packet in container.demux(container.streams.video[0]) if packet.size]
+
+    every = packets()
+    keyframes = [packet.pts for packet in every if packet.is_keyframe]
+    assert len(keyframes) >= 4
+    for latest in (keyframes[2], keyframes[3] - 1):  # (a keyframe's own time, and a tick before the next)
+        given = [packet.pts for packet in from_keyframe(packets(), latest)]
+        assert given == [packet.pts for packet in every[[p.pts for p in every].index(keyframes[2]):]]
+    assert [packet.pts for packet in from_keyframe(packets(), keyframes[0] - 1)] == [p.pts for p in every]
+    monkeypatch.setattr(_pyav, "MOST_HELD_PACKETS", 3)  # (a group of pictures here has 10: held from the first)
+    assert [packet.pts for packet in from_keyframe(packets(), keyframes[2])] == [p.pts for p in every]
 
 
 def test_auto_decodes_with_pyav_on_the_cpu_for_exact_colors(clips):
