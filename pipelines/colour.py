@@ -32,8 +32,8 @@ default, exact) or `SWSCALE_RGB16_WHITE`, to compare with swscale given rgb48le.
 Against swscale (PyAV 18 / FFmpeg 8, tests/pipelines/test_colour.py), from 8-bit RGB, or 16-bit RGB with
 `rgb16_white=SWSCALE_RGB16_WHITE`, every plane is within one level at 8 and 10 bits. In limited range 0.7% (8-bit)
 to 3% (10-bit) of Y samples differ (swscale's coefficients are rounded to 15 bits) and up to 7% of 4:2:0 chroma (its
-vertical filter does not round accurately without SWS_ACCURATE_RND). In full range swscale's chroma sits about half a level below
-2^(n−1) + (2^n − 1)·E'C, so about half of the full-range chroma samples differ by one.
+vertical filter does not round accurately without SWS_ACCURATE_RND). In full range swscale's chroma sits about half a
+level below 2^(n−1) + (2^n − 1)·E'C, so about half of the full-range chroma samples differ by one.
 """
 
 from __future__ import annotations

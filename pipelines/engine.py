@@ -560,7 +560,8 @@ class Engine:
         return tiled, size, self._frames_per_pass(*size)
 
     def _setting(self, height: int, width: int) -> str:
-        """The batch and tiles frames of (padded) height × width run at, in words: "batch 4", "batch 1, tiles of 480"."""
+        """The batch and tiles frames of (padded) height × width run at, in words: "batch 4", "batch 1, tiles of
+        480"."""
         tiled, _, per_pass = self._pass(height, width)
         return f"batch {per_pass}" + (f", tiles of {self._tile_side()}" if tiled else "")
 

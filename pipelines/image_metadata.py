@@ -287,7 +287,8 @@ def _webp_with_chunk(data: bytes, kind: bytes, body: bytes, flag: int) -> bytes:
     chunks = [(found, chunk) for found, chunk, _ in _riff_chunks(data) if found != kind]
     if chunks[0][0] != b"VP8X":  # a simple file (VP8 or VP8L alone): the extended header needs the canvas size
         width, height = _webp_size(chunks[0][0], chunks[0][1])
-        chunks.insert(0, (b"VP8X", b"\x00" * 4 + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")))
+        size = (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+        chunks.insert(0, (b"VP8X", b"\x00" * 4 + size))
     chunks[0] = (b"VP8X", bytes([chunks[0][1][0] | flag]) + chunks[0][1][1:])
     chunks.insert(1 if kind == b"ICCP" else len(chunks), (kind, body))
     riff = b"WEBP" + b"".join(

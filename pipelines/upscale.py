@@ -746,7 +746,8 @@ def upscale_video(
         output = place_output(output, default_output_path(source, engine.label, video.codec, info.alpha))
         # Image files need no even sides.
         height, width, output_info = video_output_size(engine, info, source, output, video)
-        total = info.frame_count if video.max_frames is None else min(video.max_frames, info.frame_count or video.max_frames)
+        total = info.frame_count if video.max_frames is None else min(video.max_frames,
+                                                                      info.frame_count or video.max_frames)
         bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
 
         if record is None and is_sequence(output):

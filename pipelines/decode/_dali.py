@@ -192,7 +192,8 @@ class DaliDecoder(Decoder):
             self._warn_if_cut_short(self._first_pts, self._pts[-1])
 
     def _disagreement(self, numbers: list[int], seconds: np.ndarray, delivered: int) -> str | None:
-        """Why DALI's frames, coming after `delivered` frames, cannot be given the container's times (None: they can)."""
+        """Why DALI's frames, coming after `delivered` frames, cannot be given the container's times (None: they
+        can)."""
         due = self._numbers[delivered : delivered + max(len(numbers), 1)]
         if numbers != due:
             return f"DALI gave frames {numbers[:3]}... where frames {due[:3]}... were due"

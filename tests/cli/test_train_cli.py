@@ -160,7 +160,8 @@ def test_interpolate_refuses_different_architectures_in_one_line(tmp_path):
     psnr = _tiny_rrdbnet_file(tmp_path / "psnr", 0)
     wider = _tiny_rrdbnet_file(tmp_path / "wider", 0, num_feat=16)
     result = vsr("interpolate", psnr, wider, "-o", tmp_path / "out.pth")
-    assert "must be the same architecture, scale and hyperparameters" in one_line_error(result) and result.returncode == 3
+    assert "must be the same architecture, scale and hyperparameters" in one_line_error(result)
+    assert result.returncode == 3
     assert not (tmp_path / "out.pth").exists()
 
 

@@ -332,7 +332,8 @@ def test_existing_output_is_refused_and_left_alone(tmp_path):
     output.write_bytes(b"precious")
     result = vsr("upscale", source, "-m", "bicubic", check=False)
     assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [f"vsr: error: {output}: already exists (use --overwrite to replace it)"]
+    message = f"vsr: error: {output}: already exists (use --overwrite to replace it)"
+    assert result.stderr.strip().splitlines() == [message]
     assert output.read_bytes() == b"precious"
     vsr("upscale", source, "-m", "bicubic", "--overwrite")
     assert len(media.video_pts(output)) == 4

@@ -498,7 +498,8 @@ def test_exif_is_carried_upright_and_with_the_new_size(tmp_path, source_suffix, 
     camera[0x829A], camera[0xA002], camera[0xA003] = (1, 250), 20, 12  # ExposureTime, PixelX/YDimension
     source = tmp_path / f"photo{source_suffix}"
     PILImage.new("RGB", (20, 12), (200, 40, 40)).save(source, exif=exif, icc_profile=_profile(500))
-    output = api.upscale_image(source, tmp_path / f"photo.x4{output_suffix}", options=api.UpscaleOptions(model="bicubic"))
+    output = api.upscale_image(source, tmp_path / f"photo.x4{output_suffix}",
+                               options=api.UpscaleOptions(model="bicubic"))
     with PILImage.open(output) as written:  # Pillow, independent of vsr's reader
         assert written.size == (48, 80) and written.info.get("icc_profile") == _profile(500)
         kept = written.getexif()

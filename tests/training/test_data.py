@@ -309,7 +309,7 @@ def test_validation_set_is_deterministic_and_cropped_to_the_scale(pool):
     again = ValidationSet([odd, *pool], scale=4)
     assert len(whole) == 3
     for index in range(3):
-        assert torch.equal(whole[index]["lr"], again[index]["lr"]) and torch.equal(whole[index]["hr"], again[index]["hr"])
+        assert all(torch.equal(whole[index][key], again[index][key]) for key in ("lr", "hr"))
     item = whole[0]
     assert item["name"] == "odd.png" and item["hr"].shape == (3, 48, 68) and item["lr"].shape == (3, 12, 17)
     torch.testing.assert_close(item["hr"], odd.pixels[:, :48, :68].float() / 255)
