@@ -24,7 +24,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import difflib
 import hashlib
 import http.client
 import importlib.util
@@ -42,7 +41,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vsr.errors import ModelError, OptionError, OutputError, VsrError, WeightsUnavailableError
+from vsr.errors import ModelError, OptionError, OutputError, VsrError, WeightsUnavailableError, did_you_mean
 from vsr.fsutil import temporary_sibling, write_bytes_atomic
 from vsr.models.checkpoint import SAFETENSORS_SUFFIX, TORCH_SUFFIXES, load_model, save_model
 from vsr.models.detect import build, spec_for
@@ -262,15 +261,21 @@ def list_models() -> list[ZooEntry]:
 
 def get_entry(name: str) -> ZooEntry:
     if name not in MODELS:
-        raise ModelError(f"unknown model {name!r}{_did_you_mean(name)}; known models: {', '.join(MODELS)}")
+        raise ModelError(f"unknown model {name!r}{did_you_mean(name, MODELS)}; known models: {', '.join(MODELS)}")
     return MODELS[name]
 
 
-def _did_you_mean(name: str) -> str:
-    """" (did you mean realesrgan-x4plus?)" for a zoo name mistyped (realesrgan-x4plu), else nothing: the list of
-    fifteen names that follows it hid the one meant."""
-    close = difflib.get_close_matches(name.lower(), MODELS, n=1, cutoff=0.8)
-    return f" (did you mean {close[0]}?)" if close else ""
+def _folder_given(name: str, folder: Path) -> ModelError:
+    """The error for a folder given as a model, naming the checkpoints in it: `-m runs/psnr`, a training run's folder,
+    said "unknown model 'runs/psnr': neither a file nor a known name" and listed the zoo."""
+    try:
+        inside = sorted(path for path in folder.iterdir()
+                        if path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX) and path.is_file())
+    except OSError:  # (an unreadable folder: the error says what it is all the same)
+        inside = []
+    shown = ", ".join(str(path) for path in inside[:4]) + (", ..." if len(inside) > 4 else "")
+    give = f"give a checkpoint file in it: {shown}" if inside else "a model is a checkpoint file, a zoo name or a URL"
+    return ModelError(f"{name}: is a folder, not a checkpoint file; {give}")
 
 
 def weights_path(name: str) -> Path:
@@ -315,12 +320,13 @@ def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int |
     name = str(name_or_path)
     if name not in MODELS:
         path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()
+        if path.is_dir():
+            raise _folder_given(name, path)
         if not path.is_file() and path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
             # (a checkpoint's path mistyped: the zoo's names are no help there)
-            what = "is a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
-            raise ModelError(f"{name}: {what} (a model is a checkpoint file, a zoo name or a URL)")
+            raise ModelError(f"{name}: no such checkpoint file (a model is a checkpoint file, a zoo name or a URL)")
         if not path.is_file():
-            raise ModelError(f"unknown model {name!r}{_did_you_mean(name)}: neither a file nor a known name "
+            raise ModelError(f"unknown model {name!r}{did_you_mean(name, MODELS)}: neither a file nor a known name "
                              f"({', '.join(MODELS)})")
         loaded = load_model(path)
         if scale is not None and scale != loaded.spec.scale:

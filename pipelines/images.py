@@ -356,6 +356,9 @@ def write_file(path: Path, data: bytes, overwrite: bool = True) -> None:
 
 def check_writable(path: Path) -> None:
     """One line where `path` names an image type vsr cannot write (checked before any work)."""
+    if not path.suffix:  # (it said "unsupported image type ''")
+        raise OptionError(f"{path}: cannot tell the image type from its name, which has no extension; name it "
+                          f"{', '.join(WRITE_SUFFIXES[:-1])} or {WRITE_SUFFIXES[-1]}")
     if path.suffix.lower() not in WRITE_SUFFIXES:
         expected = ", ".join(WRITE_SUFFIXES)
         raise OptionError(f"{path}: unsupported image type {path.suffix!r}; expected one of {expected}")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from vsr.errors import InputError, OptionError
+from vsr.errors import InputError, OptionError, did_you_mean
 from vsr.training.metrics import SSIM_WINDOW
 
 import tomllib
@@ -160,7 +160,8 @@ def find_recipe(recipe: str | os.PathLike) -> Path:
     if path.parent == Path(".") and shipped.is_file():
         return shipped
     names = sorted(p.stem for p in RECIPES_DIR.glob("*.toml"))
-    raise InputError(f"{recipe}: no such recipe file (shipped recipes: {', '.join(names)})")
+    raise InputError(f"{recipe}: no such recipe file{did_you_mean(path.name.removesuffix('.toml'), names)}; "
+                     f"shipped recipes: {', '.join(names)}")
 
 
 def load_recipe(recipe: str | os.PathLike, overrides: Mapping[str, object] | None = None) -> TrainConfig:
@@ -187,7 +188,8 @@ def parse_overrides(items: list[str]) -> dict[str, str]:
 def _known(values: Mapping[str, object], source: str) -> Mapping[str, object]:
     unknown = sorted(set(values) - set(field_names()))
     if unknown:
-        raise OptionError(f"{source}: unknown key {unknown[0]!r}, expected one of: {', '.join(field_names())}")
+        raise OptionError(f"{source}: unknown key {unknown[0]!r}{did_you_mean(unknown[0], field_names())}, "
+                          f"expected one of: {', '.join(field_names())}")
     return values
 
 

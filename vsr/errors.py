@@ -5,7 +5,9 @@ traceback. Like PyAV's errors, each also subclasses the matching built-in, so `e
 This module imports nothing of vsr's, so that every layer (models, pipelines, training) can raise these errors.
 """
 
+import difflib
 import errno
+from collections.abc import Iterable
 
 
 class VsrError(Exception):
@@ -51,6 +53,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (what `kill`, job schedulers and `docker stop` send), raised where Ctrl-C raises KeyboardInterrupt, so
     that it stops as cleanly: no unfinished file left under an output's name, a batch's running jobs handed back.
     Not a user's error: the command line exits 143 (128 + SIGTERM), as a shell reports it."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """" (did you mean total_iters?)" where `word` is a near miss of one of `choices` (a typo), else nothing: the list
+    of every choice that such a message goes on to give hides the one meant."""
+    close = difflib.get_close_matches(word.lower(), list(choices), n=1, cutoff=0.8)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def out_of_space(error: BaseException) -> bool:

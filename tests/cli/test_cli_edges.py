@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 import subprocess
 
+import PIL.Image
 import pytest
 
 from tests.pipelines import media_fixtures as media
@@ -44,6 +45,18 @@ def test_an_output_named_for_no_format_is_one_line_saying_what_to_name_it(tmp_pa
         f"vsr: error: {tmp_path / name}: cannot tell the container format from {said}; name it .mkv, .mp4, .mov or "
         ".webm"]
     assert [path.name for path in tmp_path.iterdir()] == ["clip.mp4"]
+
+
+def test_an_image_output_without_extension_is_one_line_saying_what_to_name_it(tmp_path):
+    """It said "unsupported image type ''; expected one of .png, ..." (a video's said what to name it)."""
+    PIL.Image.new("RGB", (8, 6)).save(tmp_path / "still.png")
+    still = tmp_path / "still.png"
+    result = vsr("upscale", still, "-m", "bicubic", "-o", tmp_path / "out", check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"vsr: error: {tmp_path / 'out'}: cannot tell the image type from its name, which has no extension; name it "
+        ".png, .jpg, .jpeg or .webp"]
+    assert [path.name for path in tmp_path.iterdir()] == ["still.png"]
 
 
 @pytest.mark.parametrize("choices", [

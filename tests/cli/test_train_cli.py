@@ -68,7 +68,7 @@ def test_missing_vgg_weights_is_one_line_naming_the_file(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--set", "lrr=1"], "unknown key 'lrr', expected one of: stage, train_paths"),
+    (["--set", "lrr=1"], "unknown key 'lrr' (did you mean lr?), expected one of: stage, train_paths"),
     (["--set", "batch_size=many"], "batch_size='many' is not a valid value, expected int"),
     (["--resume", "somewhere"], "give either a RECIPE or --resume"),
     (["--set", "lr=-1"], "vsr: error: lr=-1: expected a finite number, 0 or more"),

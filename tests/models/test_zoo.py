@@ -518,6 +518,24 @@ def test_a_checkpoint_path_that_is_not_there_is_named_without_the_zoo(home, tmp_
         zoo.load(folder)
 
 
+def test_a_folder_given_as_a_model_names_the_checkpoints_in_it(home, tmp_path):
+    """`-m runs/psnr`, a training run's folder, said "unknown model 'runs/psnr': neither a file nor a known name" and
+    the fifteen zoo names."""
+    run = tmp_path / "runs" / "psnr"
+    spec = spec_for("RRDBNet", TINY)
+    save_model(build(spec), spec, run / "model.pth")  # (and model.safetensors beside it)
+    (run / "train.csv").write_text("iteration\n")
+    with pytest.raises(ModelError) as error:
+        zoo.load(run)
+    assert str(error.value) == (f"{run}: is a folder, not a checkpoint file; give a checkpoint file in it: "
+                                f"{run / 'model.pth'}, {run / 'model.safetensors'}")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ModelError, match=f"^{re.escape(str(empty))}: is a folder, not a checkpoint file; a model is a "
+                                         "checkpoint file, a zoo name or a URL$"):
+        zoo.load(empty)
+
+
 def test_a_checkpoint_path_loads_directly(home, tmp_path):
     spec = spec_for("RRDBNet", {**TINY, "scale": 2})
     _, safetensors_path = save_model(build(spec), spec, tmp_path / "mine.safetensors")
