@@ -177,7 +177,8 @@ def check_sizing(outscale: float | None, width: int | None, height: int | None) 
     """One line for a bad final size: `outscale` (a factor) or `width`/`height` (see `Engine.output_size`)."""
     is_number = isinstance(outscale, (int, float)) and not isinstance(outscale, bool)
     if outscale is not None and not (is_number and 0 < outscale <= 64):
-        raise OptionError(f"outscale must be a number in (0, 64], not {outscale!r}")
+        shown = f"{outscale:g}" if is_number else repr(outscale)  # (as given: 0, not 0.0)
+        raise OptionError(f"--outscale must be a factor above 0 and at most 64, not {shown}")
     for name, side in (("width", width), ("height", height)):
         if side is not None and (isinstance(side, bool) or not isinstance(side, int) or not 1 <= side <= LARGEST_SIDE):
             raise OptionError(f"--{name} must be a whole number of pixels from 1 to {LARGEST_SIDE}, not {side!r}")

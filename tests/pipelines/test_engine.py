@@ -340,8 +340,10 @@ def test_bad_engine_options():
     with pytest.raises(OptionError, match="--tile 100 is too small for --tile-overlap 128: use a --tile of at least "
                                           "144 pixels or a smaller --tile-overlap"):
         Engine(model, device="cpu", tile=100)
-    with pytest.raises(OptionError, match="outscale"):
-        Engine(model, device="cpu", outscale=0)
+    with pytest.raises(OptionError, match=r"^--outscale must be a factor above 0 and at most 64, not 0$"):
+        Engine(model, device="cpu", outscale=0)  # (as other options say it: the option's name, the value as given)
+    with pytest.raises(OptionError, match=r"not 'x'$"):
+        Engine(model, device="cpu", outscale="x")
 
 
 def test_balanced_batch_sizes_keep_the_number_of_batches():
