@@ -82,7 +82,13 @@ _SIZE_OPTIONS = ("outscale", "width", "height")
 # Options whose values are names vsr or FFmpeg give in lower case (dedup and crop are parsed apart, in any case).
 _CHOICE_OPTIONS = ("device", "precision", "cuda-graphs", "decoder", "codec", "pix-fmt", "deinterlace")
 # Options that say where or how fast a job runs but not what it writes: changing them does not redo done jobs.
-_PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "cuda_graphs", "compile", "segment_seconds"}
+# The decoder and the precision are speed choices whose pixels differ slightly (bf16 and fp32 by 0.87 levels of 255
+# on average, `engine.resolve_precision`), and "auto" resolves them per machine: a batch begun on a CPU (PyAV, bf16)
+# and moved to a GPU (DALI, fp16) keeps its done jobs. What keeps one output from mixing them is the folder of
+# segments of a job cut short, which compares what "auto" chose (`resume.RESOLVED_KEYS`) and asks for it by name:
+# `--precision bf16` then resumes it. Recorded as resolved here instead, every done job of such a move would be
+# "asked for with other options" (exit 1), and Ray tasks resolve "auto" on machines the driver does not know.
+_PLACEMENT_FIELDS = {"device", "batch_size", "decoder", "precision", "cuda_graphs", "compile", "segment_seconds"}
 
 
 def build_options(values: Mapping[str, object], where: str = "option") -> tuple[api.UpscaleOptions, api.VideoOptions]:
@@ -133,6 +139,14 @@ def _model_scale(model: str) -> float:
     if model in zoo.MODELS:
         return zoo.get_entry(model).scale  # no need to load the weights for the name
     return api.load_model(model, progress=False).spec.scale
+
+
+def _scale_known(model: str) -> float | None:
+    """`_model_scale`, or None for a checkpoint given by URL that is not downloaded yet: what --dry-run asks for a
+    model named by URL is downloaded only for a name, which --outscale gives (see `output_label`)."""
+    if zoo.is_url(model) and not zoo.url_weights_path(model).is_file():
+        return None
+    return _model_scale(model)
 
 
 def output_label(options: api.UpscaleOptions) -> str:
@@ -393,6 +407,12 @@ def journal_entry(job: BatchJob) -> JobEntry:
         options |= {k: v for k, v in dataclasses.asdict(job.video).items() if k not in _PLACEMENT_FIELDS}
     # (a record with other options is a new job: leaving out the later options at their defaults keeps done jobs done)
     options = {k: v for k, v in options.items() if k not in api.LATER_DEFAULTS or v != api.LATER_DEFAULTS[k]}
+    # An --outscale of the model's own scale (-s 4 with a ×4 model) makes what none makes, and names the output alike:
+    # recorded as none, as the segments' plan takes it (`segments._resolved_settings`), so that a run with it and one
+    # without keep each other's done jobs (the journal's `_as_now` takes rows of an earlier vsr so too).
+    scale = _scale_known(job.options.model)
+    if options["outscale"] is not None and options["outscale"] == scale:
+        options["outscale"] = None
     # A checkpoint is recorded as the file it is (as `api.run_record` records it): one rewritten in place (a training
     # run went on) is other weights, and so is another file by the same relative name; the same file named from
     # another folder is the same. A zoo name stays a name, as earlier journals recorded it.
@@ -401,7 +421,8 @@ def journal_entry(job: BatchJob) -> JobEntry:
         if name is not None and name not in zoo.MODELS and not zoo.is_url(name) and Path(name).is_file():
             stat = Path(name).stat()
             options[key] = {"file": str(Path(name).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return JobEntry(job.name, os.path.abspath(job.source), job.kind, options, fingerprint(job.source), job.overwrite)
+    return JobEntry(job.name, os.path.abspath(job.source), job.kind, options, fingerprint(job.source), job.overwrite,
+                    model_scale=scale)
 
 
 def parse_devices(text: str) -> list[str]:

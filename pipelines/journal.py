@@ -101,6 +101,7 @@ class JobEntry:
     options: dict
     fingerprint: str
     overwrite: bool = False  # may replace an output made from another input (see `Journal.sync`)
+    model_scale: float | None = None  # of the model `options` name, where known (`_as_now` takes earlier rows so)
 
 
 @dataclass(frozen=True)
@@ -579,7 +580,7 @@ class _Transaction:
 
 def same_job(row: JobRow, entry: JobEntry) -> bool:
     """Whether `row` was recorded for `entry`'s input and options (its source may have moved: a renamed folder)."""
-    return row.fingerprint == entry.fingerprint and (json.dumps(_as_now(row, entry.options), sort_keys=True)
+    return row.fingerprint == entry.fingerprint and (json.dumps(_as_now(row, entry), sort_keys=True)
                                                      == json.dumps(entry.options, sort_keys=True))
 
 
@@ -587,22 +588,27 @@ def what_changed(row: JobRow, entry: JobEntry) -> str:
     """Why `row` is not `entry`'s job (`same_job`), in a few words that name the options: a batch run again with an
     option changed by mistake makes its done jobs again, and so can be stopped and run as it was."""
     reasons = ["its input changed"] if row.fingerprint != entry.fingerprint else []
-    options = changed_settings(_as_now(row, entry.options), entry.options)
+    options = changed_settings(_as_now(row, entry), entry.options)
     if options:
         reasons.append(f"its options changed ({options})")
     return " and ".join(reasons)
 
 
-def _as_now(row: JobRow, options: dict) -> dict:
-    """`row`'s options, with a checkpoint an earlier vsr recorded by its path (now by the file: `batch.journal_entry`)
-    taken as the file `options` name where that path is that file and the file is unchanged since the job finished:
-    its done jobs stay done."""
-    recorded = dict(row.options)
+def _as_now(row: JobRow, entry: JobEntry) -> dict:
+    """`row`'s options as `batch.journal_entry` records them now, so that the done jobs of an earlier vsr stay done:
+    a checkpoint it recorded by its path (now by the file) taken as the file `entry` names where that path is that
+    file and the file is unchanged since the job finished; no precision (a placement now, as the decoder is); and an
+    --outscale of the model's own scale (`-s 4` with a ×4 model, which makes what none makes) as none."""
+    recorded, options = dict(row.options), entry.options
     for key in ("model", "blend"):
         path, now = recorded.get(key), options.get(key)
         if isinstance(path, str) and isinstance(now, dict) and os.path.realpath(path) == now.get("file") \
                 and row.finished_at is not None and now.get("mtime_ns", math.inf) <= row.finished_at * 1e9:
             recorded[key] = now
+    recorded.pop("precision", None)
+    if recorded.get("model") == options.get("model") and recorded.get("outscale") is not None \
+            and recorded.get("outscale") == entry.model_scale:
+        recorded["outscale"] = None
     return recorded
 
 

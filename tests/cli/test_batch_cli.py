@@ -4,6 +4,7 @@ Each test runs the real command in a subprocess on tiny real clips; outputs are 
 """
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -446,3 +447,43 @@ def test_a_job_killed_midway_and_run_with_other_options_keeps_its_segments_until
     assert "resuming" not in again.stderr and journal_rows(out) == {"long.x2.mp4": ("done", 1)}
     assert sorted(snapshot(out)) == ["long.x2.mp4"]
     assert ffprobe_frame_pts(out / "long.x2.mp4") == ffprobe_frame_pts(source / "long.mp4")
+
+
+def test_a_batch_begun_where_auto_chose_another_precision_resumes_with_the_one_it_chose(tmp_path,
+                                                                                      tiny_rrdbnet_checkpoint):
+    """Begun on a CPU ("auto": bf16 or fp32) and continued on a GPU (fp16 or bf16): the segments kept refuse the GPU's
+    choice and ask for the settings they were made with, but `--precision bf16` was an options change to the journal,
+    which kept the done jobs ("its options changed", exit 1) and the cut one ("kept: ..."): stuck but for
+    --overwrite. The precision is placement, as the decoder is; the folder of segments guards one output's pixels.
+    Here the plan is made to say what another machine chose (the other of bf16 and fp32)."""
+    source, out = tmp_path / "in", tmp_path / "out"
+    source.mkdir()
+    make_clip(source / "a.mp4", frames=3)
+    make_clip(source / "long.mp4", frames=96, options={"g": "8", "keyint_min": "8", "sc_threshold": "0"})
+    command = ["batch", source, out, "-m", tiny_rrdbnet_checkpoint, "--segment-seconds", "0.25", "-b", "1",
+               "--preset", "ultrafast"]
+    segments = out / ".long.x4.mp4.segments"
+    kill_when(list(map(str, [*VSR, *command])), lambda: any(segments.glob("segment-*.json")), "a segment was kept")
+    plan = json.loads((segments / "plan.json").read_text())
+    elsewhere = "fp32" if plan["resolved"]["precision"] == "bf16" else "bf16"
+    (segments / "plan.json").write_text(json.dumps({**plan, "resolved": {**plan["resolved"],
+                                                                         "precision": elsewhere}}))
+    kept = len(list(segments.glob("segment-*.json")))
+    done = snapshot(out)["a.x4.mp4"]
+
+    refused = vsr(*command)  # ("auto" chooses otherwise here: the segments say so, and what to run)
+    assert refused.returncode == 1
+    assert "what --precision auto chose on the machine that made them" in refused.stderr, refused.stderr
+    assert len(list(segments.glob("segment-*.json"))) == kept
+
+    as_made = [*command, "--precision", elsewhere]
+    planned = [" ".join(line.split()) for line in vsr(*as_made, "--dry-run").stdout.splitlines()[:2]]
+    assert planned == ["done a.mp4 → a.x4.mp4", "retry (attempt 3) long.mp4 → long.x4.mp4"]
+    resumed = vsr(*as_made)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming: {kept} of 12 segments were upscaled by an earlier run" in resumed.stderr
+    assert journal_rows(out) == {"a.x4.mp4": ("done", 1), "long.x4.mp4": ("done", 3)}
+    assert snapshot(out)["a.x4.mp4"] == done and sorted(snapshot(out)) == ["a.x4.mp4", "long.x4.mp4"]
+    assert ffprobe_frame_pts(out / "long.x4.mp4") == ffprobe_frame_pts(source / "long.mp4")
+    again = vsr(*command)  # and "auto" again: every job done, none made again
+    assert again.returncode == 0 and "options changed" not in again.stderr, again.stderr

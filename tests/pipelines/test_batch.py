@@ -336,6 +336,8 @@ def test_an_outscale_or_a_size_names_the_outputs_without_fetching_the_model(tmp_
                           (api.UpscaleOptions(model=nowhere, height=720), "clip.720p.mp4")):
         jobs = batch.discover(tmp_path / "in", tmp_path / "out", options=options, video=FAST)
         assert [job.name for job in jobs] == [name]
+        # (nor for the journal, which records an --outscale of the model's own scale as none where it is known)
+        assert batch.plan_batch(jobs, tmp_path / "out") == [(name, "new")]
     with pytest.raises(ModelError, match="127.0.0.1:9"):  # (the model's own scale names it: fetched)
         batch.discover(tmp_path / "in", tmp_path / "out", options=api.UpscaleOptions(model=nowhere), video=FAST)
 
@@ -531,6 +533,66 @@ def test_a_journal_of_an_earlier_vsr_that_named_a_checkpoint_by_its_path_keeps_i
     os.utime(models / "m.pth", ns=(time.time_ns() + 10**9,) * 2)  # changed since the job was done: made again
     assert batch.plan_batch(jobs, out) == [("p.x4.png", f"kept: its options changed (--model {models / 'm.pth'}, "
                                                         "was models/m.pth) (--overwrite makes it again)")]
+
+
+@pytest.mark.parametrize("first, then", [(None, 4.0), (4.0, None)])
+def test_an_outscale_of_the_models_own_scale_keeps_the_done_jobs(tmp_path, tiny_rrdbnet_checkpoint, monkeypatch,
+                                                                 first, then):
+    """-s 4 with a ×4 model makes what no -s makes, under the same names: it was an options change to the journal
+    ("kept: its options changed (--outscale 4.0, was not given)", exit 1), though the segments took it as none. The
+    model's scale is known from the checkpoint, loaded once for every job of the batch."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    write_image(root / "q.png")
+
+    def jobs(outscale):
+        options = api.UpscaleOptions(model=str(tiny_rrdbnet_checkpoint), outscale=outscale)
+        return batch.discover(root, out, options=options, video=FAST)
+
+    assert batch.run_batch(jobs(first), out).ok
+    made = outputs(out)
+    loads = []
+    load_model = batch.api.load_model
+    monkeypatch.setattr(batch.api, "load_model", lambda *args, **kwargs: loads.append(args) or load_model(*args,
+                                                                                                          **kwargs))
+    batch._model_scale.cache_clear()
+    assert batch.plan_batch(jobs(then), out) == [("p.x4.png", "done"), ("q.x4.png", "done")]
+    assert len(loads) == 1
+    assert batch.run_batch(jobs(then), out).ok and outputs(out) == made
+    assert batch.plan_batch(jobs(2.0), out)[0] == ("p.x2.png", "new")  # (another scale: another name)
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:  # as an earlier vsr recorded `-s 4`
+        connection.execute("UPDATE jobs SET options = json_set(options, '$.outscale', 4.0)")
+    connection.close()
+    assert batch.plan_batch(jobs(None), out) == batch.plan_batch(jobs(4.0), out) == [("p.x4.png", "done"),
+                                                                                      ("q.x4.png", "done")]
+    assert batch.run_batch(jobs(None), out).ok and outputs(out) == made
+
+
+def test_the_precision_is_placement_and_an_earlier_vsrs_rows_that_recorded_it_stay_done(tmp_path, monkeypatch):
+    """A batch begun on a CPU ("auto": bf16 or fp32) and run on a GPU with the precision its segments were made in
+    (which they ask for) kept every done job as "its options changed (--precision bf16, was auto)", exit 1. Speed,
+    as the decoder: done jobs stay done; the journal of an earlier vsr recorded it, and its jobs stay done too."""
+    root, out = tmp_path / "in", tmp_path / "out"
+    root.mkdir()
+    write_image(root / "p.png")
+    make_clip(root / "a.mp4", frames=2)
+
+    def jobs(precision):
+        return batch.discover(root, out, options=dataclasses.replace(BICUBIC, precision=precision), video=FAST)
+
+    assert batch.run_batch(jobs("auto"), out).ok
+    made = outputs(out)
+    assert batch.run_batch(jobs("fp32"), out).ok and outputs(out) == made
+    assert "precision" not in batch.journal_entry(jobs("fp32")[0]).options
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:  # as an earlier vsr wrote it
+        connection.execute("UPDATE jobs SET options = json_set(options, '$.precision', 'auto')")
+    connection.close()
+    assert batch.plan_batch(jobs("bf16"), out) == [("a.x2.mp4", "done"), ("p.x2.png", "done")]
+    assert batch.run_batch(jobs("bf16"), out).ok and outputs(out) == made
+    sharper = batch.discover(root, out, options=dataclasses.replace(BICUBIC, model="lanczos"), video=FAST)
+    assert batch.plan_batch(sharper, out)[0] == ("a.x2.mp4", "kept: its options changed (--model lanczos, was "
+                                                             "bicubic) (--overwrite makes it again)")
 
 
 def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(tmp_path, caplog):
