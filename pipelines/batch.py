@@ -34,7 +34,7 @@ from pathlib import Path
 from stat import S_ISREG
 
 from vsr.pipelines import upscale as api
-from vsr.errors import InputError, OptionError, OutputError
+from vsr.errors import InputError, OptionError, OutputError, did_you_mean
 from vsr.fsutil import temporaries_of
 from vsr.models import zoo
 from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
@@ -97,7 +97,8 @@ def build_options(values: Mapping[str, object], where: str = "option") -> tuple[
     for key, value in values.items():
         name = key.replace("_", "-")
         if name not in OPTION_FIELDS:
-            raise OptionError(f"{where}: unknown option {key!r}; expected one of {', '.join(OPTION_FIELDS)}")
+            raise OptionError(f"{where}: unknown option {key!r}{did_you_mean(name, OPTION_FIELDS)}; expected one of "
+                              f"{', '.join(OPTION_FIELDS)}")
         group, field, types = OPTION_FIELDS[name]
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             expected = ("exact, off or a number of levels" if field == "dedup" else "true or false" if bool in types

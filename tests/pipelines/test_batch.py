@@ -1184,7 +1184,7 @@ def test_a_jobs_file_that_is_a_folder_or_names_no_folder_is_one_line(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ('[[job]]\ninput = "a.mp4"\nmodle = "bicubic"\n', "unknown option 'modle'"),
+        ('[[job]]\ninput = "a.mp4"\nmodle = "bicubic"\n', "unknown option 'modle' \\(did you mean model\\?\\)"),
         ('[[job]]\ninput = "a.mp4"\ncrf = "high"\n', "option 'crf' must be an integer, not 'high'"),
         ('[[job]]\ninput = "a.mp4"\nstart = "1:75"\n', "job 1: 'start' takes seconds or a time such as 1:30"),
         ('[[job]]\ninput = "a.mp4"\ndedup = -1\n', "job 1: 'dedup' takes exact, off, or a tolerance"),
