@@ -73,9 +73,11 @@ _MUXER_TAGS = {"encoder", "major_brand", "minor_version", "compatible_brands"}
 # vendor. The writer says the output's rotation and alpha itself. Every other tag is kept (language, title, handler,
 # a user's COMMENT or DESCRIPTION, Matroska's stereo_mode of a 3D video). A "timecode" tag makes the MOV/MP4 muxers
 # write a timecode track of their own (see `_is_timecode_track`).
-_ENCODING_TAGS = {"encoder", "encoder_options", "vendor_id", "bps", "duration", "number_of_frames", "number_of_bytes",
-                  "_statistics_tags", "_statistics_writing_app", "_statistics_writing_date_utc", "rotate",
-                  "alpha_mode"}
+# Matroska's statistics tags (mkvmerge writes them to every track) count a track's packets, bytes and time: true of a
+# whole copy, not of a preview's part of the track (MediaInfo showed a 1-s preview's audio with the episode's frames).
+_STATISTICS_TAGS = {"bps", "duration", "number_of_frames", "number_of_bytes", "_statistics_tags",
+                    "_statistics_writing_app", "_statistics_writing_date_utc"}
+_ENCODING_TAGS = _STATISTICS_TAGS | {"encoder", "encoder_options", "vendor_id", "rotate", "alpha_mode"}
 # How far before a preview's start the source is sought: the demuxer lands on a keyframe at or before the time
 # asked, and audio packets (tens of ms) or subtitle cues (seconds) that overlap the start may lie before it.
 _SEEK_MARGIN = 10
@@ -191,7 +193,8 @@ class Passthrough:
             copy.codec_context.layout = _UNORDERED_LAYOUTS[stream.codec_context.layout.name]
         if stream.type == "audio" and stream.codec_context.delay:  # (Opus's pre-skip, from its OpusHead)
             self._priming[copy.index] = Fraction(stream.codec_context.delay, stream.codec_context.sample_rate)
-        copy.metadata.update(stream.metadata)
+        copy.metadata.update({k: v for k, v in stream.metadata.items()
+                              if not (self._trim and _tag_name(k) in _STATISTICS_TAGS)})
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
 
@@ -231,7 +234,7 @@ class Passthrough:
     def copy_video_tags(self, video: Stream) -> None:
         """Give the output's video stream the source video's tags (but those of its encoding) and disposition."""
         video.metadata.update({k: v for k, v in self._video_tags.items()
-                               if k.split("-")[0].lower() not in _ENCODING_TAGS})
+                               if _tag_name(k) not in _ENCODING_TAGS})
         if self._timecode is not None:
             video.metadata.setdefault("timecode", self._timecode)
         if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's
@@ -429,6 +432,11 @@ def _chapters_within(chapters: list[dict], start: Fraction, end: Fraction | None
             kept.append({**chapter, "start": round((first - start) / time_base),
                          "end": round((last - start) / time_base)})
     return kept
+
+
+def _tag_name(key: str) -> str:
+    """A stream tag's name in lower case, without the language suffix mkvmerge gives its statistics ("BPS-eng")."""
+    return key.split("-")[0].lower()
 
 
 def _is_timecode_track(stream: Stream) -> bool:

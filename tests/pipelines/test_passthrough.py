@@ -81,6 +81,28 @@ def test_the_videos_own_tags_are_kept_and_those_of_its_old_encoding_are_not(tmp_
     assert [side["type"] for side in stream["side_data_list"]] == ["side by side"]
 
 
+def test_mkvmerges_statistics_of_copied_streams_are_kept_whole_and_left_out_of_a_preview(tmp_path):
+    """mkvmerge writes each track's packet count, bytes and bit rate as tags. They hold for a whole copy (its packets
+    are the source's) but not for a preview's part of a track, where MediaInfo showed the episode's numbers."""
+    source = tmp_path / "stats.mkv"
+    statistics = ["-metadata:s:a", "NUMBER_OF_FRAMES-jpn=75", "-metadata:s:a", "BPS-jpn=32000",
+                  "-metadata:s:a", "_STATISTICS_TAGS-jpn=BPS NUMBER_OF_FRAMES",
+                  "-metadata:s:s", "NUMBER_OF_FRAMES=2", "-metadata:s:s", "NUMBER_OF_BYTES=10"]
+    media.ffmpeg("-i", media.make_rich_mkv(tmp_path / "rich.mkv", frames=75), "-map", "0", "-c", "copy",
+                 *statistics, source)
+
+    def tags(path: Path) -> list[dict[str, str]]:
+        return [{key.upper(): value for key, value in stream["tags"].items() if key.upper() != "DURATION"}
+                for stream in media.ffprobe_streams(path) if stream["codec_type"] in ("audio", "subtitle")]
+
+    whole = media.write_upscaled(source, tmp_path / "whole.mkv")
+    preview = media.write_upscaled(source, tmp_path / "preview.mkv", window=WINDOW, trim=True)
+    assert tags(whole) == tags(source)
+    assert tags(source)[0]["NUMBER_OF_FRAMES-JPN"] == "75" and tags(source)[1]["NUMBER_OF_BYTES"] == "10"
+    kept = [{key: value for key, value in stream.items() if key != "ENCODER"} for stream in tags(preview)]
+    assert kept == [{"LANGUAGE": "fra", "TITLE": "French audio"}, {"LANGUAGE": "eng"}]  # (the encoder is still so)
+
+
 def test_attachment_is_kept_with_its_name_type_and_bytes(rich_to_mkv, tmp_path):
     attachment = by_type(rich_to_mkv)["attachment"][0]
     assert attachment["tags"]["filename"] == media.ATTACHMENT_NAME
