@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import av
+from av.stream import Disposition
 
 from vsr.errors import InputError
 from vsr.pipelines.frames import ColorInfo, VideoStreamInfo
@@ -81,6 +82,16 @@ ONE_FILE = {"pattern_type": "none"}
 RAW_STREAM_FORMATS = {"h264", "hevc", "mpegvideo", "m4v", "vvc", "cavsvideo"}
 
 
+# The dispositions a player chooses an audio or subtitle track by (an episode's default language, its forced signs),
+# as `vsr probe` names them; a cover picture (attached_pic) is said of any stream.
+TRACK_FLAGS = {
+    Disposition.default: "default", Disposition.forced: "forced", Disposition.original: "original",
+    Disposition.dub: "dub", Disposition.comment: "commentary", Disposition.hearing_impaired: "hearing impaired",
+    Disposition.visual_impaired: "visual impaired", Disposition.captions: "captions",
+    Disposition.descriptions: "descriptions", Disposition.lyrics: "lyrics", Disposition.karaoke: "karaoke",
+}
+
+
 @dataclass(frozen=True)
 class StreamSummary:
     """One stream of the file, of any type."""
@@ -94,6 +105,8 @@ class StreamSummary:
     channels: int | None = None  # audio only
     layout: str | None = None  # audio only, e.g. "stereo", "5.1"
     timecode: str | None = None  # a QuickTime timecode track's start (data only), e.g. "01:00:00:00"
+    flags: tuple[str, ...] = ()  # its dispositions as `TRACK_FLAGS` names them, e.g. ("default", "forced")
+    filename: str | None = None  # an attachment's (a font's) or a cover's file name
 
 
 @dataclass(frozen=True)
@@ -694,6 +707,10 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
             line += f", {stream.language}"
         if stream.title:
             line += f', "{stream.title}"'
+        if stream.filename:
+            line += f", {_shortened(stream.filename)}"
+        if stream.flags:
+            line += ", " + ", ".join(stream.flags)
         lines.append(line)
     # A few lines, as promised: a file may hold thousands of chapters or tags, and a tag may be a cover picture in
     # base64 (Vorbis comments) or megabytes of text; 10 MB of tags printed 10 MB, the work estimate at its end.
@@ -889,7 +906,17 @@ def _summary(stream: av.stream.Stream) -> StreamSummary:
         layout=stream.codec_context.layout.name if audio else None,
         # (as passthrough tells a timecode track, which the output gets anew from this start)
         timecode=stream.metadata.get("timecode") if stream.type == "data" else None,
+        flags=_flags(stream),
+        filename=stream.metadata.get("filename"),
     )
+
+
+def _flags(stream: av.stream.Stream) -> tuple[str, ...]:
+    if stream.disposition & Disposition.attached_pic:
+        return ("cover picture",)
+    if stream.type not in ("audio", "subtitle"):  # (a video's default flag chooses only among videos: see probe)
+        return ()
+    return tuple(name for flag, name in TRACK_FLAGS.items() if stream.disposition & flag)
 
 
 def _codec_name(stream: av.stream.Stream) -> str:

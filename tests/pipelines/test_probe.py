@@ -256,6 +256,23 @@ def test_an_attachment_is_described_by_its_file_type(tmp_path):
     assert [(s.type, s.codec) for s in probe(clip).streams] == [("video", "h264"), ("attachment", "font/ttf")]
 
 
+def test_probe_says_which_tracks_are_default_or_forced_and_the_attachments_file_names(tmp_path):
+    """An episode's tracks are chosen by their flags (the default language, forced signs, commentary) and its fonts
+    go by their file names: `vsr probe` showed neither, so an output could not be checked against its source."""
+    rich = media.make_rich_mkv(tmp_path / "rich.mkv")
+    source = tmp_path / "episode.mkv"
+    media.ffmpeg("-i", rich, "-map", "0", "-map", "0:a", "-c", "copy", "-disposition:a:0", "default",
+                 "-disposition:a:1", "comment+hearing_impaired", source)
+    lines = format_probe(probe(source)).splitlines()
+    assert lines[2] == '  #1 audio: opus, 48000 Hz, mono, fra, "French audio", default'
+    assert lines[3] == '  #2 subtitle: subrip, eng, forced'
+    assert lines[4] == '  #3 audio: opus, 48000 Hz, mono, fra, "French audio", commentary, hearing impaired'
+    assert lines[5] == f"  #4 attachment: {media.ATTACHMENT_MIMETYPE}, {media.ATTACHMENT_NAME}"
+    assert "default" not in lines[1]  # (the video's flag: see test_of_two_videos_the_default_one_is_upscaled)
+    cover = format_probe(probe(media.make_cover_mp4(tmp_path / "cover.mp4"))).splitlines()[2]
+    assert cover == "  #1 video: png, cover picture"
+
+
 def test_a_duration_a_hair_under_a_minute_reads_as_the_minute():
     """The seconds were rounded after the minutes were taken: 0:00:60.000 (helper-82)."""
     assert [probe_module._clock(seconds) for seconds in (59.9996, 3599.9999, 61.25, 0)] == [
