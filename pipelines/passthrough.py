@@ -195,6 +195,7 @@ class Passthrough:
             self._priming[copy.index] = Fraction(stream.codec_context.delay, stream.codec_context.sample_rate)
         copy.metadata.update({k: v for k, v in stream.metadata.items()
                               if not (self._trim and _tag_name(k) in _STATISTICS_TAGS)})
+        self._name_by_title(copy)
         copy.disposition = stream.disposition
         self.copied[stream.index] = copy
 
@@ -235,12 +236,22 @@ class Passthrough:
         """Give the output's video stream the source video's tags (but those of its encoding) and disposition."""
         video.metadata.update({k: v for k, v in self._video_tags.items()
                                if _tag_name(k) not in _ENCODING_TAGS})
+        self._name_by_title(video)
         if self._timecode is not None:
             video.metadata.setdefault("timecode", self._timecode)
         if self._trim:  # a preview starts later than the source: its first frame's timecode is not the source's
             for key in [key for key in video.metadata if key.lower() == "timecode"]:
                 del video.metadata[key]
         video.disposition = self._video_disposition
+
+    def _name_by_title(self, stream: Stream) -> None:
+        """MP4 and QuickTime name a track by its handler (hdlr), which FFmpeg's muxer writes from a "handler_name"
+        tag: a track's "title" it writes nowhere, and a Matroska episode's "English dub" and "Signs & songs" came out
+        as "SoundHandler" and nothing. Players and media servers (VLC, Jellyfin, MediaInfo) show the handler's name
+        as the track's title, and HandBrake writes titles there too."""
+        title = stream.metadata.get("title")
+        if title and self._output.format.name in MOV_MUXERS:
+            stream.metadata["handler_name"] = title
 
     def start_at(self, seconds: Fraction) -> None:
         """Make `seconds` (source time) the output's 0: a preview's start (trim, see the module doc), `origin` for a

@@ -132,6 +132,17 @@ def test_mp4_aac_is_bit_identical(aac, tmp_path):
     assert media.video_pts(output) == media.video_pts(aac)
 
 
+def test_track_titles_name_the_tracks_of_an_mp4(rich, tmp_path):
+    """MP4 keeps a track's name as its handler's name, and FFmpeg writes a track's title nowhere: an episode's titled
+    audio and video came out of .mkv as "SoundHandler" and "VideoHandler" (helper-140)."""
+    source = tmp_path / "titled.mkv"
+    media.ffmpeg("-i", rich, "-map", "0", "-c", "copy", "-metadata:s:v", "title=Episode 1", source)
+    output = media.write_upscaled(source, tmp_path / "out.mp4")
+    names = [stream["tags"].get("handler_name") for stream in media.ffprobe_streams(output)]
+    assert names == ["Episode 1", "French audio", "SubtitleHandler"]  # (the last: the chapters' own text track)
+    assert packet_hashes(media.framemd5(output, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
+
+
 def test_an_mxf_output_takes_h264_and_keeps_its_pcm_audio(tmp_path, caplog):
     """MXF's muxer wants one video stream, the first, and fails its trailer where no packet was written: the probes
     that ask a muxer what it holds took those for refusals, and every .mxf output was "codec 'libx264' cannot be
