@@ -680,6 +680,6 @@ def _after_its_process(row: JobRow, out_dir: Path) -> str:
         return ""
     segments = kept_segments(out_dir / row.name)
     if not segments:
-        return "its process is gone: the next run makes it again, with that run's options"
-    return (f"its process is gone, {segments} segment(s) kept: a run with the options it was started with takes it "
-            "over and resumes them; one with others leaves it (--dry-run names them, --overwrite starts it over)")
+        return "its process is gone: the next run makes it again"
+    # (in few words: a line of the table; --dry-run says what a given run does with it)
+    return f"its process is gone; {segments} segment(s) kept, which a run with its options resumes"

@@ -61,8 +61,7 @@ def test_killed_in_the_middle_of_a_job_and_run_again_finishes_every_job_once(tmp
                                  "clip2.x4.mp4": ("queued", 0), "clip3.x4.mp4": ("queued", 0)}
     assert second.exists() and not (out / "clip1.x4.mp4").exists()  # the killed job left only its partial file
     status = next(line for line in vsr("batch", "--status", out).stdout.splitlines() if "clip1.x4.mp4" in line)
-    assert status.startswith("running") and status.endswith("its process is gone: the next run makes it again, with "
-                                                            "that run's options")
+    assert status.startswith("running") and status.endswith("its process is gone: the next run makes it again")
     first_output = snapshot(out)["clip0.x4.mp4"]
 
     rerun = vsr(*command)
@@ -425,8 +424,7 @@ def test_a_job_killed_midway_and_run_with_other_options_keeps_its_segments_until
     # (it said "the next run takes it over", which a run with other options does not: it keeps the segments)
     status = next(line for line in vsr("batch", "--status", out).stdout.splitlines() if "long.x2.mp4" in line)
     assert status.startswith("running") and status.endswith(
-        f"its process is gone, {count} segment(s) kept: a run with the options it was started with takes it over and "
-        "resumes them; one with others leaves it (--dry-run names them, --overwrite starts it over)"), status
+        f"its process is gone; {count} segment(s) kept, which a run with its options resumes"), status
 
     for _ in range(2):  # (once more than an attempt: none is spent)
         rerun = vsr(*command, "--crf", "30", "--max-attempts", "1")
