@@ -518,8 +518,9 @@ def _refusal(container: str, stream: Stream) -> str | None:
         else:  # "aac audio", "subrip subtitles", "bin_data data streams"
             kind = {"audio": "audio", "data": "data streams"}.get(stream.type, f"{stream.type}s")
             what = f"{_codec_name(stream)} {kind}"
-        hint = ("; Matroska (.mkv) holds them" if stream.type in ("subtitle", "attachment") and container != "matroska"
-                else "")
+        # Where Matroska holds it (asked as this container was), the warning says so: AAC refused by .webm too.
+        hint = "; Matroska (.mkv) holds them" if container != "matroska" and _refusal("matroska", stream) is None \
+            else ""
         return f"{container} files cannot hold {what}{hint}"
     finally:
         try:

@@ -463,6 +463,10 @@ def test_audio_mpeg_ts_has_no_stream_type_for_and_attachments_in_webm_are_skippe
                  "mimetype=application/x-truetype-font", "-map", "0:v", "-c", "copy", fonts)
     media.write_upscaled(fonts, tmp_path / "out.webm", codec="libvpx-vp9")
     assert "WebM files cannot hold attachments; Matroska (.mkv) holds them" in caplog.text
+    # Audio WebM refuses is named with where it goes too, as Matroska's own muxer answers (it said nothing more)
+    aac = _with_audio(tmp_path / "aac.mkv", ("sine=d=2", "-c:a:{n}", "aac"))
+    media.write_upscaled(aac, tmp_path / "aac.webm", codec="libvpx-vp9")
+    assert "audio stream #1 (aac): webm files cannot hold aac audio; Matroska (.mkv) holds them" in caplog.text
 
 
 def test_an_mp4s_chapter_track_is_not_warned_about_its_chapters_are_kept(tmp_path, caplog):
