@@ -686,6 +686,10 @@ def format_probe(info: MediaInfo, work: str | None = None, image: bool = False) 
                 colors = "untagged" if tags == [None] * 3 else "/".join(tag or "?" for tag in tags)
             if video.soft_telecined:  # (variable too, but in a steady cadence)
                 rate += " (soft-telecined film: shown 3:2 by repeat-field flags, frames 50 and 33 ms apart)"
+            elif info.vfr and video.frame_count and video.duration and not info.frame_count_estimated:
+                # (the rate a container declares for variable-rate video is one of its steps, often the shortest:
+                # 23.976 and 29.97 fps parts were "29.970 fps")
+                rate = f"variable rate, {video.frame_count / video.duration:.3f} fps on average"
             elif info.vfr:
                 rate += " (variable)"
             timing = "" if image else f", {rate}, {frames} {_frames(video.frame_count)}"
