@@ -37,7 +37,8 @@ from vsr.pipelines import upscale as api
 from vsr.errors import InputError, OptionError, OutputError, did_you_mean
 from vsr.fsutil import temporaries_of
 from vsr.models import zoo
-from vsr.pipelines.batch_workers import BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file
+from vsr.pipelines.batch_workers import (BatchJob, InlineExecutor, JobResult, ProcessExecutor, sha256_file,
+                                         shown_level)
 from vsr.pipelines.crop import parse_crop
 from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import tile_overlap_for
@@ -500,6 +501,9 @@ def remove_partials(output: Path) -> None:
             leftover.unlink()
 
 
+WARNED_NAMED = 5  # of the jobs done with warnings, how many the summary names (a season's worth would fill the screen)
+
+
 @dataclass
 class BatchReport:
     rows: list[JobRow]  # the journal rows of the jobs of this run, in job order, less those skipped
@@ -517,12 +521,22 @@ class BatchReport:
     def count(self, state: JobState) -> int:
         return sum(row.state is state for row in self.rows)
 
+    @property
+    def warned(self) -> list[str]:
+        """The jobs done whose run warned (a damaged or cut input: `vsr batch --status` says of what)."""
+        return [row.name for row in self.rows if row.state is JobState.DONE and row.warning_count]
+
     def summary(self) -> str:
         counts = [f"{self.count(state)} {state.value}" for state in JobState if self.count(state)]
         if self.skipped:
             counts.append(f"{len(self.skipped)} skipped")
+        warned = ""
+        if self.warned:
+            more = f" and {len(self.warned) - WARNED_NAMED} more" if len(self.warned) > WARNED_NAMED else ""
+            warned = (f"; {len(self.warned)} with warnings: {', '.join(self.warned[:WARNED_NAMED])}{more} "
+                      "(vsr batch --status says of what)")
         return (f"batch: {', '.join(counts) or 'no jobs'} (of {len(self.rows) + len(self.skipped)}) in "
-                f"{self.seconds:.1f} s; journal {self.journal}")
+                f"{self.seconds:.1f} s{warned}; journal {self.journal}")
 
 
 def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpus: float, max_attempts: int):
@@ -532,7 +546,7 @@ def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpu
         return RayExecutor(ray, task_cpus=task_cpus, max_retries=max_attempts - 1)
     if devices or workers > 1:
         codec_log = logging.getLogger(api.CODEC_LOG)  # (an info line that `vsr batch` shows: passed on)
-        return ProcessExecutor(workers, devices, log_level=logging.getLogger("vsr").getEffectiveLevel(),
+        return ProcessExecutor(workers, devices, log_level=shown_level(),
                                logger_levels={codec_log.name: codec_log.getEffectiveLevel()})
     return InlineExecutor()
 
@@ -770,14 +784,16 @@ def _result_checksum(journal: Journal, job: BatchJob, result: JobResult) -> str 
 
 def _record(journal: Journal, job: BatchJob, result: JobResult, checksum: str | None) -> None:
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
-                   frames=result.frames)
+                   frames=result.frames, warnings=result.warnings, warning_count=result.warning_count)
     if result.ok:
         with contextlib.suppress(OSError):  # (else the next run hashes it once)
             stat = job.output.stat()
             journal.remember_checked(result.name, stat.st_size, stat.st_mtime_ns, checksum)
         plural = "s" if result.frames != 1 else ""
         frames = f", {result.frames} frame{plural}" if job.kind == "video" else ""
-        log.info("%s: done in %.1f s%s → %s", job.label, result.seconds, frames, job.name)
+        warned = f", {result.warning_count} warning{'s' if result.warning_count != 1 else ''}" \
+            if result.warning_count else ""
+        log.info("%s: done in %.1f s%s%s → %s", job.label, result.seconds, frames, warned, job.name)
     else:
         log.error("%s: failed: %s", job.label, result.error)
 

@@ -18,6 +18,7 @@ Workers never touch the journal: they return results, and the driver writes them
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import ctypes
 import dataclasses
 import hashlib
@@ -59,30 +60,106 @@ class JobResult:
     checksum: str | None = None  # sha256 of the output
     seconds: float = 0.0
     frames: int | None = None
-    warnings: tuple[str, ...] = ()  # what a Ray task warned of, for its driver to say (see warnings_kept)
+    # What the job's run warned of (a damaged or cut source, frames lost, ...): the journal keeps it, and the driver
+    # of a Ray task says it (Ray keeps its workers' logs from the driver's terminal). The first WARNINGS_KEPT of them,
+    # and how many there were (`KeptWarnings`).
+    warnings: tuple[str, ...] = ()
+    warning_count: int = 0
     died: bool = False  # its process died (killed): it may have put its output in place first (`batch._record`)
     no_space: bool = False  # it failed for want of room on the disk (`out_of_space`): the batch stops, not the job
 
 
+# A damaged film can warn of a decoding error at every packet: the journal keeps the first ones, and counts the rest.
+WARNINGS_KEPT = 100
+
+
+@dataclass
+class KeptWarnings:
+    """The warnings of one run, as `warnings_kept` gathers them: each text once, the first WARNINGS_KEPT kept."""
+
+    messages: list[str] = dataclasses.field(default_factory=list)
+    count: int = 0  # of those said (a repeat of one kept counts once)
+
+    def add(self, text: str) -> None:
+        if text in self.messages:
+            return
+        self.count += 1
+        if len(self.messages) < WARNINGS_KEPT:
+            self.messages.append(text)
+
+
+# Where the warnings of the job running in this context go (None: nowhere). A context variable, not a handler per
+# job: the video jobs of a Ray driver run side by side in threads of one process, each in a context of its own, and
+# the pipeline's decoder and encoder threads run in their caller's (`runner.run_pipeline`).
+_kept_here: contextvars.ContextVar[KeptWarnings | None] = contextvars.ContextVar("vsr_warnings_kept", default=None)
+
+
 class _Kept(logging.Handler):
-    def __init__(self, into: list[str]):
+    def __init__(self):
         super().__init__(logging.WARNING)
-        self.into = into
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.into.append(record.getMessage())
+        kept = _kept_here.get()
+        if kept is not None:
+            kept.add(record.getMessage())
+        if logging.lastResort is not None and not self._others_handle(record):
+            logging.lastResort.handle(record)  # (as Python does where logging is not set up: this one hid it)
+
+    def _others_handle(self, record: logging.LogRecord) -> bool:
+        """Whether a handler besides this one gets `record` (Python's last resort prints where none does)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
+
+
+_KEPT_HANDLER = _Kept()
 
 
 @contextlib.contextmanager
-def warnings_kept(into: list[str]):
-    """The warnings vsr logs in this process meanwhile, appended to `into` as text: a Ray task's, which its driver
-    says again (Ray's worker processes log where the driver's terminal never shows it)."""
-    handler, logger = _Kept(into), logging.getLogger("vsr")
-    logger.addHandler(handler)
+def warnings_kept():
+    """The warnings vsr logs meanwhile in this context (this thread, and the threads of the pipeline it runs),
+    gathered into the KeptWarnings it yields. Only those made: a logger set above WARNING makes none
+    (`show_from` keeps them made)."""
+    logger = logging.getLogger("vsr")
+    if _KEPT_HANDLER not in logger.handlers:
+        logger.addHandler(_KEPT_HANDLER)
+    kept = KeptWarnings()
+    token = _kept_here.set(kept)
     try:
-        yield into
+        yield kept
     finally:
-        logger.removeHandler(handler)
+        _kept_here.reset(token)
+
+
+class _ShownFrom(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+def show_from(level: int) -> None:
+    """The console shows vsr's records of `level` and above, and vsr's warnings are still made, for the journal to
+    keep (`warnings_kept`): an archive upscaled overnight with `vsr batch -q` (ERROR) kept no word of its damaged
+    sources. A filter on the console's handlers, which tqdm's redirection copies (not their levels); `shown_level`
+    says the level to worker processes."""
+    if level <= logging.WARNING:
+        return
+    logging.getLogger("vsr").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_ShownFrom(level))
+
+
+def shown_level() -> int:
+    """The least level of vsr's records that the console shows (`show_from`), for a worker process to show."""
+    filters = [log_filter.level for handler in logging.getLogger().handlers for log_filter in handler.filters
+               if isinstance(log_filter, _ShownFrom)]
+    return max([logging.getLogger("vsr").getEffectiveLevel(), *filters])
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -118,7 +195,14 @@ def engine_for(options):
 def run_job(job: BatchJob, remote=None) -> JobResult:
     """Upscale one input into its output (atomically). Never raises for a bad input: the result says why.
 
-    `remote`: for a video, where its segments are upscaled (`ray_backend.RaySegments`); else in this process."""
+    `remote`: for a video, where its segments are upscaled (`ray_backend.RaySegments`); else in this process.
+    The result carries what the job's run warned of (`warnings_kept`)."""
+    with warnings_kept() as kept:
+        result = _run_job(job, remote)
+    return dataclasses.replace(result, warnings=tuple(kept.messages), warning_count=kept.count)
+
+
+def _run_job(job: BatchJob, remote) -> JobResult:
     from vsr.pipelines import upscale as api
 
     start = time.perf_counter()
@@ -224,6 +308,7 @@ def worker_main(index: int, device: str | None, threads: int, log_level: int, pa
     levels of loggers set apart from `log_level` in the parent (the codec "auto" picked, which `vsr batch` shows)."""
     become_worker(parent)
     logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
+    show_from(log_level)  # (-q: its warnings made all the same, for the journal)
     for name, level in (logger_levels or {}).items():
         logging.getLogger(name).setLevel(level)
     import torch

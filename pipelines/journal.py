@@ -5,10 +5,11 @@
     if journal.claim(entry):                       # atomically: queued → running, owned by this process
                                                    # (False if another batch changed its options meanwhile)
         ...
-        journal.finish(name, ok=True, checksum=..., seconds=...)
+        journal.finish(name, ok=True, checksum=..., seconds=..., warnings=[...])
 
 A job is keyed by its output path relative to the output folder. Its row holds the state (queued, running, done,
-failed), the attempts so far, the last error, timings, the input's fingerprint and the output's sha256.
+failed), the attempts so far, the last error, timings, the input's fingerprint and the output's sha256; the table
+`warnings` holds what its last finished attempt warned of (a damaged or cut input), which `--status` shows.
 
 Crash safety: every change is one transaction in WAL mode, so a process killed at any moment leaves the rows as the
 last commit had them. A row that says `running` names its owner (host, boot id, pid and the pid's start time); the
@@ -27,6 +28,7 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -84,6 +86,21 @@ CREATE TABLE IF NOT EXISTS claimed (
 """
 
 
+# What a job's last finished attempt warned of (a damaged or cut source, frames lost: `batch_workers.warnings_kept`),
+# which `vsr batch --status` shows in its row: a job done with damage was recorded plainly done, its one warning line
+# long scrolled away. `finished_at` is the jobs row's of that attempt: a row finished since by an earlier vsr (which
+# knows no such table) does not show the warnings of an attempt before. A table of its own, as `checked`: a journal
+# stays one that an earlier vsr opens (a column more in jobs is "not a vsr batch journal" to it).
+_WARNINGS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS warnings (
+    name        TEXT PRIMARY KEY,
+    finished_at REAL NOT NULL,
+    count       INTEGER NOT NULL,  -- how many (a damaged film warns at every packet)
+    messages    TEXT NOT NULL      -- JSON list of the first of them, as said
+)
+"""
+
+
 class JobState(str, Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -122,6 +139,8 @@ class JobRow:
     seconds: float | None
     frames: int | None
     options: dict
+    warnings: tuple[str, ...] = ()  # what its last finished attempt warned of: the first ones (`_WARNINGS_SCHEMA`)
+    warning_count: int = 0  # how many
 
 
 @dataclass
@@ -330,6 +349,7 @@ class Journal:
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.execute(_CHECKED_SCHEMA)
             connection.execute(_CLAIMED_SCHEMA)
+            connection.execute(_WARNINGS_SCHEMA)
             connection.row_factory = sqlite3.Row
             return cls(connection, path, current_owner())
 
@@ -365,6 +385,7 @@ class Journal:
             connection.execute(_SCHEMA)
         connection.execute(_CHECKED_SCHEMA)
         connection.execute(_CLAIMED_SCHEMA)
+        connection.execute(_WARNINGS_SCHEMA)
         connection.row_factory = sqlite3.Row
         return cls(connection, path, current_owner())
 
@@ -431,6 +452,7 @@ class Journal:
                         "attempts = 0, error = NULL, owner = NULL, queued_at = ? WHERE name = ?",
                         (entry.source, entry.kind, options, entry.fingerprint, now, entry.name),
                     )
+                    self.connection.execute("DELETE FROM warnings WHERE name = ?", (entry.name,))  # (as its error)
                     plan.to_run.append(entry.name)
                     plan.changed.append(entry.name)
                     plan.what_changed[entry.name] = what_changed(row, entry)
@@ -510,21 +532,41 @@ class Journal:
 
     @_written
     def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
-               seconds: float | None = None, frames: int | None = None) -> None:
+               seconds: float | None = None, frames: int | None = None, warnings: Sequence[str] = (),
+               warning_count: int | None = None) -> None:
         """running → done (with the output's checksum) or failed (with the reason; a checksum only where the job
-        put its output in place before it failed, else the one an earlier attempt's output had: `_kept_checksum`)."""
-        if error is not None:  # (a path of bytes that are not UTF-8 in it, as Python reads them: SQLite's text is)
-            error = error.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        self.connection.execute(
-            f"UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, {self._kept_checksum(name)}), seconds = ?, "
-            "frames = ?, finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
-            ("done" if ok else "failed", error, checksum, seconds, frames, time.time(), name, self.owner),
-        )
+        put its output in place before it failed, else the one an earlier attempt's output had: `_kept_checksum`).
+        `warnings`: what the attempt warned of (the first `warning_count`, by default all), kept in place of an
+        earlier attempt's (a redo without any clears them)."""
+        error, warnings = _text(error), [_text(text) for text in warnings]
+        now = time.time()
+        with self._transaction():
+            finished = self.connection.execute(
+                f"UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, {self._kept_checksum(name)}), "
+                "seconds = ?, frames = ?, finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
+                ("done" if ok else "failed", error, checksum, seconds, frames, now, name, self.owner),
+            ).rowcount
+            if not finished:  # (not this process's job any more: its row, and its warnings, are another's)
+                return
+            if warnings:
+                self.connection.execute(
+                    "INSERT OR REPLACE INTO warnings (name, finished_at, count, messages) VALUES (?, ?, ?, ?)",
+                    (name, now, max(warning_count or 0, len(warnings)), json.dumps(list(warnings))))
+            else:
+                self.connection.execute("DELETE FROM warnings WHERE name = ?", (name,))
 
     def _row(self, name: str) -> JobRow | None:
         with _unreadable_as_error(self.path):  # (a row edited by hand: `_to_row`)
-            found = self.connection.execute("SELECT * FROM jobs WHERE name = ?", (name,)).fetchone()
+            found = self.connection.execute(f"{self._select()} WHERE jobs.name = ?", (name,)).fetchone()
             return _to_row(found) if found is not None else None
+
+    def _select(self) -> str:
+        """SQL that selects the jobs with the warnings of their last finished attempt (`_WARNINGS_SCHEMA`), where
+        the journal has them (a read-only look at an earlier vsr's journal: none)."""
+        if self.connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'warnings'").fetchone():
+            return ("SELECT jobs.*, warnings.count AS warning_count, warnings.messages AS warnings FROM jobs LEFT JOIN "
+                    "warnings ON warnings.name = jobs.name AND warnings.finished_at = jobs.finished_at")
+        return "SELECT jobs.*, NULL AS warning_count, NULL AS warnings FROM jobs"
 
     def row(self, name: str) -> JobRow | None:
         return self._row(name)
@@ -555,7 +597,7 @@ class Journal:
 
     def rows(self) -> list[JobRow]:
         with _unreadable_as_error(self.path):
-            return [_to_row(found) for found in self.connection.execute("SELECT * FROM jobs ORDER BY name")]
+            return [_to_row(found) for found in self.connection.execute(f"{self._select()} ORDER BY jobs.name")]
 
 
 def read_journal(out_dir: str | os.PathLike) -> list[JobRow]:
@@ -612,8 +654,14 @@ def _as_now(row: JobRow, entry: JobEntry) -> dict:
     return recorded
 
 
-_TEXT_COLUMNS = ("name", "source", "kind", "options", "state", "error", "fingerprint", "checksum", "owner")
-_NUMBER_COLUMNS = ("attempts", "started_at", "finished_at", "seconds", "frames")
+_TEXT_COLUMNS = ("name", "source", "kind", "options", "state", "error", "fingerprint", "checksum", "owner",
+                 "warnings")
+_NUMBER_COLUMNS = ("attempts", "started_at", "finished_at", "seconds", "frames", "warning_count")
+
+
+def _text(text: str | None) -> str | None:
+    """`text` as SQLite's text holds it: UTF-8 (a path of bytes that are not UTF-8, as Python reads them, in it)."""
+    return None if text is None else text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _to_row(found: sqlite3.Row) -> JobRow:
@@ -627,6 +675,9 @@ def _to_row(found: sqlite3.Row) -> JobRow:
         options = json.loads(found["options"])  # (its errors, and JobState's, are ValueErrors)
         if not isinstance(options, dict):
             raise ValueError(f"options {found['options']!r} are not a JSON object")
+        warnings = json.loads(found["warnings"] or "[]")
+        if not isinstance(warnings, list) or not all(isinstance(text, str) for text in warnings):
+            raise ValueError(f"warnings {found['warnings']!r} are not a JSON list of text")
         return JobRow(
             name=found["name"],
             source=found["source"],
@@ -642,6 +693,8 @@ def _to_row(found: sqlite3.Row) -> JobRow:
             seconds=found["seconds"],
             frames=found["frames"],
             options=options,
+            warnings=tuple(warnings),
+            warning_count=found["warning_count"] or 0,
         )
     except ValueError as error:
         raise sqlite3.DatabaseError(f"the row of {found['name']!r}: {error}") from None
@@ -657,19 +710,32 @@ def unfinished(rows: list[JobRow]) -> list[JobRow]:
 
 def format_table(rows: list[JobRow], out_dir: str | os.PathLike) -> str:
     """The journal of `out_dir` as `vsr batch --status` prints it: one line per job, then the counts."""
-    lines = [("state", "tries", "seconds", "frames", "output", "error")]
+    lines = [("state", "tries", "seconds", "frames", "output", "note")]
     to_do = unfinished(rows)
     for row in rows:
         seconds = f"{row.seconds:.1f}" if row.seconds is not None else "-"
         gone = "its input is gone" if row.state is not JobState.DONE and row not in to_do else ""
         dead = _after_its_process(row, Path(out_dir)) if row in to_do and row.state is JobState.RUNNING else ""
         lines.append((row.state.value, str(row.attempts), seconds, str(row.frames or "-"), row.name,
-                      "; ".join(filter(None, (gone, dead, row.error)))))
+                      "; ".join(filter(None, (gone, dead, row.error, warnings_note(row))))))
     widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]) - 1)]
     text = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)) + "  " + line[-1] for line in lines]
     counts = {state: sum(row.state is state for row in rows) for state in JobState}
     text.append(", ".join(f"{count} {state.value}" for state, count in counts.items()) + f" (of {len(rows)})")
     return "\n".join(line.rstrip() for line in text)
+
+
+NOTE_WIDTH = 100  # characters of a row's warnings that `format_table` shows (the rest: in the journal)
+
+
+def warnings_note(row: JobRow) -> str:
+    """What `row`'s last finished attempt warned of, in a few words for its line of the table: how many, and the first
+    (less the input's path, which the row names; cut at NOTE_WIDTH): "2 warnings: cut short: it holds ..."."""
+    if not row.warning_count:
+        return ""
+    first = row.warnings[0].removeprefix(f"{row.source}: ") if row.warnings else ""
+    note = f"{row.warning_count} warning{'s' if row.warning_count != 1 else ''}: {first}"
+    return note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 3].rstrip() + "..."
 
 
 def _after_its_process(row: JobRow, out_dir: Path) -> str:

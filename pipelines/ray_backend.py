@@ -47,9 +47,7 @@ def _upscale_task(job: BatchJob, threads: int) -> JobResult:
     import torch
 
     torch.set_num_threads(threads)
-    with warnings_kept([]) as warnings:
-        result = run_job(job)
-    return dataclasses.replace(result, warnings=tuple(warnings))
+    return run_job(job)  # (with its warnings, which the driver says: see `RayExecutor.wait`)
 
 
 def _segment_task(source: Path, plan, index: int, options, video, folder: Path, threads: int):
@@ -57,14 +55,14 @@ def _segment_task(source: Path, plan, index: int, options, video, folder: Path, 
     from vsr.pipelines.segments import upscale_segment
 
     torch.set_num_threads(threads)
-    with warnings_kept([]) as warnings:
+    with warnings_kept() as kept:
         try:
             result = upscale_segment(engine_for(options), source, plan, plan.segments[index], folder, video)
         except Exception as error:
             if out_of_space(error):  # (said by its errno: Ray pickles the error to the driver without its chain)
                 raise OSError(errno.ENOSPC, one_line(error)) from None
             raise
-    result.warnings = warnings
+    result.warnings = kept.messages
     return result
 
 

@@ -18,6 +18,7 @@ device check's comparison).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import os
 import queue
@@ -230,9 +231,11 @@ def run_pipeline(
             errors.append(error)
             stop.set()
 
+    # Each stage in a copy of the caller's context: what it set holds in them too (the job whose warnings a batch
+    # keeps, `batch_workers.warnings_kept`; a thread starts in an empty context).
     threads = [
-        threading.Thread(target=decode_stage, name="vsr-decode", daemon=True),
-        threading.Thread(target=encode_stage, name="vsr-encode", daemon=True),
+        threading.Thread(target=contextvars.copy_context().run, args=(decode_stage,), name="vsr-decode", daemon=True),
+        threading.Thread(target=contextvars.copy_context().run, args=(encode_stage,), name="vsr-encode", daemon=True),
     ]
     wall_start = time.perf_counter()
     try:

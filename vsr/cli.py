@@ -676,11 +676,14 @@ def batch(
     compile: CompileOption = None,
 ) -> None:
     from vsr.errors import OptionError
+    from vsr.pipelines.batch_workers import show_from
     from vsr.pipelines.journal import format_table, read_journal, unfinished
     from vsr.pipelines.upscale import CODEC_LOG
 
     _setup_logging(quiet)
-    if not quiet:
+    if quiet:
+        show_from(logging.ERROR)  # (its jobs' warnings are made all the same: the journal keeps them)
+    else:
         logging.getLogger("vsr.pipelines.batch").setLevel(logging.INFO)  # one line per job
         logging.getLogger(CODEC_LOG).setLevel(logging.INFO)  # the codec "auto" picked where it is not H.264
     folders = folders or []

@@ -6,6 +6,7 @@ Each test runs the real command in a subprocess on tiny real clips; outputs are 
 import hashlib
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from vsr.pipelines.journal import JOURNAL_NAME, read_journal
 
 from tests.pipelines.clips import make_clip, truncate
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.pipelines.test_batch import damaged_inputs
 from tests.processes import VSR, kill_when
 from tests.processes import run_vsr as vsr
 
@@ -146,6 +148,27 @@ def test_a_corrupt_file_among_real_clips_fails_alone_and_the_status_shows_why(tm
     assert status.returncode == 0
     line = next(line for line in status.stdout.splitlines() if "b/broken.x2.mp4" in line)
     assert "its input is gone; " in line
+
+
+def test_damaged_sources_are_named_in_the_summary_and_their_warnings_in_the_status_even_with_quiet(tmp_path):
+    """A source upscaled with damage was recorded plainly "done", its one warning line scrolled away overnight."""
+    source = damaged_inputs(tmp_path / "in")
+    result = vsr("batch", source, tmp_path / "out", "-m", "bicubic", "-s", "2")
+    assert result.returncode == 0, result.stderr
+    assert "batch: 3 done (of 3) in " in result.stdout
+    assert "; 2 with warnings: cut.x2.mkv, damaged.x2.mp4 (vsr batch --status says of what); journal" in result.stdout
+    assert re.search(r"cut\.mkv: done in [0-9.]+ s, 19 frames, 1 warning → cut\.x2\.mkv", result.stderr)
+    # -q says nothing, and keeps them all the same: in this process, and in worker processes.
+    for out, workers in ((tmp_path / "out", []), (tmp_path / "quiet", []), (tmp_path / "quiet2", ["-j", "2"])):
+        if out.name.startswith("quiet"):
+            quiet = vsr("batch", source, out, "-m", "bicubic", "-s", "2", "-q", *workers)
+            assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+        status = vsr("batch", "--status", out)
+        assert status.returncode == 0
+        lines = {line.split()[4]: line for line in status.stdout.splitlines()[1:-1]}
+        assert lines["clean.x2.mp4"].endswith("clean.x2.mp4")
+        assert re.search(r"^done .* cut\.x2\.mkv +1 warning: cut short: it holds \d+ bytes where ", lines["cut.x2.mkv"])
+        assert re.search(r" damaged\.x2\.mp4 +\d+ warnings: decoding error near ", lines["damaged.x2.mp4"])
 
 
 def test_images_keep_their_folders_and_quiet_prints_nothing(tmp_path):

@@ -22,15 +22,15 @@ import pytest
 import torch
 from tqdm import tqdm
 
-from tests.pipelines.clips import make_clip, truncate
+from tests.pipelines.clips import corrupt_middle, make_clip, truncate
 from tests.pipelines.media_fixtures import DEV_FULL, ffprobe, ffprobe_frame_pts
 from vsr import api
 from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.pipelines import batch, images
 from vsr.pipelines.batch_workers import InlineExecutor, JobResult
 from vsr.pipelines.encode import partial_path
-from vsr.pipelines.journal import (JOURNAL_NAME, JobState, Journal, format_table, process_owner, read_journal,
-                                   unfinished)
+from vsr.pipelines.journal import (JOURNAL_NAME, NOTE_WIDTH, JobState, Journal, format_table, process_owner,
+                                   read_journal, unfinished)
 
 BICUBIC = api.UpscaleOptions(model="bicubic", outscale=2)
 FAST = api.VideoOptions(preset="ultrafast")
@@ -449,6 +449,69 @@ def test_a_corrupt_input_fails_alone_with_its_reason_and_is_retried_up_to_the_li
     rows = rows_by_name(out)
     assert [rows[name].attempts for name in sorted(rows)] == [2, 1, 1, 2]
     assert outputs(out) == done
+
+
+def damaged_inputs(folder: Path) -> Path:
+    """`folder` with a clean clip, a Matroska file cut short (a download stopped halfway: 19 of 50 frames) and an MP4
+    with bytes overwritten in its middle (2 of 60 frames undecodable): each damaged one is upscaled, with warnings."""
+    folder.mkdir()
+    make_clip(folder / "clean.mp4", frames=4)
+    truncate(make_clip(folder.parent / "whole.mkv", frames=50, size=(160, 96)), folder / "cut.mkv", keep=0.5)
+    corrupt_middle(make_clip(folder.parent / "whole.mp4", frames=60, size=(160, 96)), folder / "damaged.mp4",
+                   length=300)
+    return folder
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_what_a_damaged_inputs_run_warned_of_is_kept_and_a_clean_redo_clears_it(tmp_path, workers):
+    """A source with damage was upscaled with a warning line and recorded plainly "done": once the terminal scrolled,
+    nothing said which sources of an archive were damaged. In this process and in worker processes (whose warnings
+    come back in their JobResult), the decoder's thread's warnings too."""
+    source, out = damaged_inputs(tmp_path / "in"), tmp_path / "out"
+    jobs = batch.discover(source, out, options=BICUBIC, video=FAST)
+    report = batch.run_batch(jobs, out, workers=workers)
+    assert report.ok  # (done: warnings are no failure)
+    rows = rows_by_name(out)
+    assert (rows["clean.x2.mp4"].warnings, rows["clean.x2.mp4"].warning_count) == ((), 0)
+    cut = rows["cut.x2.mkv"]
+    assert cut.warning_count == 1 and cut.warnings[0].startswith(f"{source / 'cut.mkv'}: cut short: it holds ")
+    assert f"; {cut.frames} frames decoded" in cut.warnings[0]
+    damaged = rows["damaged.x2.mp4"]
+    assert damaged.warning_count == len(damaged.warnings) >= 2
+    assert any("could not be decoded and are missing" in text for text in damaged.warnings)
+    assert any("decoding error near" in text for text in damaged.warnings)
+    assert report.warned == ["cut.x2.mkv", "damaged.x2.mp4"]
+    assert "; 2 with warnings: cut.x2.mkv, damaged.x2.mp4 (vsr batch --status says of what); journal" \
+        in report.summary()
+    lines = {line.split()[4]: line for line in format_table(read_journal(out), out).splitlines()[1:-1]}
+    assert lines["clean.x2.mp4"].endswith("clean.x2.mp4")
+    assert lines["cut.x2.mkv"].split("cut.x2.mkv", 1)[1].lstrip().startswith("1 warning: cut short: it holds ")
+    assert str(source) not in lines["cut.x2.mkv"]  # (the row names the job)
+    assert f"  {damaged.warning_count} warnings: " in lines["damaged.x2.mp4"]
+    assert max(len(line.split("  ")[-1]) for line in lines.values()) <= NOTE_WIDTH
+
+    make_clip(source / "cut.mkv", frames=6)  # a whole copy in its place: its redo says nothing
+    report = batch.run_batch(jobs, out, workers=workers)
+    cut = rows_by_name(out)["cut.x2.mkv"]
+    assert cut.state is JobState.DONE and cut.frames == 6 and (cut.warnings, cut.warning_count) == ((), 0)
+    assert report.warned == ["damaged.x2.mp4"] and "; 1 with warnings: damaged.x2.mp4 (" in report.summary()
+
+
+def test_an_earlier_vsrs_journal_takes_warnings_and_a_job_it_finished_shows_none_of_before(tmp_path):
+    """The warnings are a table of their own, added to a journal of an earlier vsr (which opens it still); a job that
+    an earlier vsr finished again since shows no warnings of an attempt before that."""
+    source, out = damaged_inputs(tmp_path / "in"), tmp_path / "out"
+    jobs = [job for job in batch.discover(source, out, options=BICUBIC, video=FAST) if job.name == "cut.x2.mkv"]
+    assert batch.run_batch(jobs, out).ok
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:
+        connection.execute("DROP TABLE warnings")  # as an earlier vsr left it
+    assert rows_by_name(out)["cut.x2.mkv"].state is JobState.DONE  # read-only (--status): as it was
+    (out / "cut.x2.mkv").unlink()
+    assert batch.run_batch(jobs, out).ok  # redone, its warnings recorded in the table added
+    assert rows_by_name(out)["cut.x2.mkv"].warning_count == 1
+    with sqlite3.connect(out / JOURNAL_NAME) as connection:  # an earlier vsr redid it (writing no warnings)
+        connection.execute("UPDATE jobs SET finished_at = finished_at + 1")
+    assert rows_by_name(out)["cut.x2.mkv"].warning_count == 0
 
 
 def test_a_damaged_or_missing_output_and_a_changed_input_are_redone(tmp_path, caplog):

@@ -98,15 +98,25 @@ def test_the_tasks_warnings_are_said_by_the_driver(local_cluster, tmp_path, capl
     was lost."""
     from tests.pipelines.test_alpha import make_alpha_clip
 
+    from PIL import Image as PillowImage
+    from tests.pipelines.test_images import SAMPLE_FRAME
+
     source, out = tmp_path / "in", tmp_path / "out"
     source.mkdir()
     make_alpha_clip(source / "alpha.webm", frames=6)
+    PillowImage.open(SAMPLE_FRAME).convert("RGB").resize((64, 36)).save(tmp_path / "photo.jpg", quality=95)
+    (source / "cut.jpg").write_bytes((tmp_path / "photo.jpg").read_bytes()[:-400])  # (damaged: warned of)
     jobs = batch.discover(source, out, options=api.UpscaleOptions(model="bicubic"),
                           video=api.VideoOptions(codec="libx264", segment_seconds=0.1))
     with caplog.at_level(logging.WARNING):
         report = batch.run_batch(jobs, out, ray="auto")
     assert report.ok
     assert "cannot store the video's alpha channel: the output is opaque" in caplog.text
+    assert f"{source / 'cut.jpg'}: damaged or cut short; FFmpeg fills in what is missing" in caplog.text
+    # The journal keeps them, from the image's task and from the video's segment tasks (said by its driver thread).
+    rows = {row.name: row for row in read_journal(out)}
+    assert any("cannot store the video's alpha channel" in text for text in rows["alpha.x4.mkv"].warnings)
+    assert [text.split(";")[0] for text in rows["cut.x4.jpg"].warnings] == [f"{source / 'cut.jpg'}: damaged or cut short"]
 
 
 def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_path, tiny_rrdbnet_checkpoint, caplog):
