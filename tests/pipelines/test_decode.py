@@ -506,6 +506,75 @@ def test_frames_behind_b_frames_in_avi_and_asf_are_timed_and_windowed_as_ffmpeg_
         assert window_pts == pts[first:first + 3] and torch.equal(window, frames[first:first + 3])
 
 
+# Groups of 10 pictures with B-frames, open (B-frames after a keyframe made from the group before: FFmpeg's MPEG-4
+# and x264 with open-gop) and closed; packed B-frames (libxvid: placeholders marked as keyframes).
+GROUPS = ("-g", "10", "-sc_threshold", "1000000000")
+X264_GROUPS = ("-c:v", "libx264", "-bf", "3", "-g", "10", "-x264-params")
+B_FRAMES_IN_DECODING_ORDER = {
+    "open.avi": ("-c:v", "mpeg4", "-bf", "2", "-vtag", "XVID", *GROUPS),
+    "closed.avi": ("-c:v", "mpeg4", "-bf", "2", "-vtag", "XVID", "-flags", "+cgop", *GROUPS),
+    "packed.avi": ("-c:v", "libxvid", "-bf", "2", *GROUPS),
+    "h264_open.avi": (*X264_GROUPS, "open-gop=1:scenecut=0"),
+    "h264_closed.avi": (*X264_GROUPS, "scenecut=0"),
+    "h264_open.asf": (*X264_GROUPS, "open-gop=1:scenecut=0"),
+    "mpeg4_open.asf": ("-c:v", "mpeg4", "-bf", "2", *GROUPS),
+}
+
+
+def b_frames_clip(path, codec_args, seconds=1.6):
+    ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=64x48:rate=25:duration={seconds}", *codec_args, path)
+    return path
+
+
+@pytest.mark.parametrize("name", B_FRAMES_IN_DECODING_ORDER)
+def test_windows_of_avi_and_asf_with_b_frames_are_the_frames_and_times_of_the_whole(tmp_path, name, caplog):
+    """Decoded from the keyframe before the window's, whatever its group of pictures (open or closed, B-frames
+    packed or not), a window is the frames of a decoding from the start, at the same times. From the window's
+    keyframe, an open group's first B-frames were lost and their times went to the frames after them."""
+    path = b_frames_clip(tmp_path / name, B_FRAMES_IN_DECODING_ORDER[name])
+    frames, pts, _ = decode_all(path, "pyav")
+    assert len(pts) >= 38
+    with av.open(str(path)) as container:
+        time_base = container.streams.video[0].time_base
+    for first in range(11, 29):  # (every frame of two groups: the frames of the first reach the window)
+        start = float((pts[first] - pts[0]) * time_base)
+        window, window_pts, _ = decode_all(path, "pyav", start=start, max_frames=3)
+        assert window_pts == pts[first:first + 3] and torch.equal(window, frames[first:first + 3]), start
+    assert "missing" not in caplog.text
+
+
+# Where a keyframe's headers start: an MPEG-4 video object layer, an H.264 IDR slice.
+MPEG4_LAYER, H264_IDR_SLICE = b"\x00\x00\x01\x20", b"\x00\x00\x01\x65"
+
+
+@pytest.mark.parametrize("name, headers", [("open.avi", MPEG4_LAYER), ("packed.avi", MPEG4_LAYER),
+                                           ("h264_closed.avi", H264_IDR_SLICE)], ids=["mpeg4", "packed", "h264"])
+def test_a_window_of_an_avi_with_b_frames_is_not_decoded_from_the_start(tmp_path, name, headers, caplog):
+    """A window of an AVI or ASF with B-frames was decoded from the start of the file (for the last minute of a
+    film, the whole film). Damage in the second group of pictures, not decoded for a window two groups after it, is
+    not said, and the window's frames are those of the undamaged file."""
+    path = b_frames_clip(tmp_path / name, B_FRAMES_IN_DECODING_ORDER[name])
+    frames, pts, _ = decode_all(path, "pyav")
+    with av.open(str(path)) as container:
+        second_keyframe = [packet.pos for packet in container.demux(video=0) if packet.is_keyframe][1]
+    data = bytearray(path.read_bytes())
+    damage = data.find(headers, second_keyframe) + 4
+    data[damage:damage + 6] = b"\xff" * 6
+    damaged = path.with_name("damaged_" + name)
+    damaged.write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        decode_all(damaged, "pyav")
+    assert "decoding error near" in caplog.text  # (the damage is there, and said where it is decoded)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        window, window_pts, _ = decode_all(damaged, "pyav", start=1.2, max_frames=5)
+    assert caplog.text == ""
+    with av.open(str(path)) as container:
+        time_base = container.streams.video[0].time_base
+    first = next(index for index, value in enumerate(pts) if (value - pts[0]) * time_base >= Fraction("1.2"))
+    assert window_pts == pts[first:first + 5] and torch.equal(window, frames[first:first + 5])
+
+
 def test_frames_timed_before_0_that_matroska_gives_no_time_are_dropped_as_ffmpeg_drops_them(tmp_path, caplog):
     """Matroska's demuxer gives no time to a block before 0 (here B-frames' delay kept). Given the next times, the
     two such frames took the times of the first frames after them, and the muxer refused the run at its end
