@@ -297,11 +297,12 @@ class Engine:
     ):
         """The output is the model's scale, else `outscale` times the input, else `width` and/or `height` (see
         `output_size`). `cuda_graphs`: "auto" (on for CUDA devices, off on the CPU), "on" (on the CPU too, through the
-        stand-in that the tests use) or "off"; never for a model without parameters. `compile`: run the network
-        through torch.compile (one compilation per input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward pass may take, which the batch
-        and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the memory available (of this
-        process's share of the cores), on a GPU None (its out-of-memory errors are caught instead). `strength`: how
-        much of the model's picture the output is, the rest the input scaled with Lanczos (1: all the model's)."""
+        stand-in that the tests use) or "off"; never for a model without parameters. `compile`: run the network through
+        torch.compile (one compilation per input shape, 16-45 s each for RRDBNet). `memory_budget`: the bytes a forward
+        pass may take, which the batch and tiles are fitted to (`_fit_in_memory`), or None; "auto": on the CPU half the
+        memory available (of this process's share of the cores), on a GPU None (its out-of-memory errors are caught
+        instead). `strength`: how much of the model's picture the output is, the rest the input scaled with Lanczos (1:
+        all the model's)."""
         self.model = model
         self.spec = model.spec
         self.device = resolve_device(device)

@@ -3,9 +3,9 @@
 Colors: on these clips (BT.601, limited and full range) DALI's CPU frames were identical to PyAVDecoder's, 0 levels
 apart (DALI 2.4, PyAV 18.1: both convert with swscale's exact path); CPU_BOUND allows one level for other swscale
 builds. On BT.709 clips DALI's CPU frames were up to 30 levels off (DALI converts with BT.601 whatever the stream
-declares), so those go to PyAV. The GPU path converts YCbCr on the device with `yuv_to_rgb`: on the CPU, from PyAV's
-own 4:4:4 upsampling, it lands within 2 levels of PyAVDecoder (YUV_BOUND), and as much when DALI's GPU upsampling is emulated; the GPU
-tests (run by bench/device_check.py where DALI is installed) allow GPU_BOUND.
+declares), so those go to PyAV. The GPU path converts YCbCr on the device with `yuv_to_rgb`: on the CPU, from PyAV's own
+4:4:4 upsampling, it lands within 2 levels of PyAVDecoder (YUV_BOUND), and as much when DALI's GPU upsampling is
+emulated; the GPU tests (run by bench/device_check.py where DALI is installed) allow GPU_BOUND.
 """
 
 from __future__ import annotations
