@@ -559,8 +559,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
     workers: processes on this machine; devices: "0,1" for one worker per GPU; ray: "local", "auto" or a cluster
     address to run each job as a Ray task with `task_cpus` CPUs (and a GPU where the cluster has some).
     """
-    from tqdm import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
+    from vsr.pipelines.progress import progress_bar
 
     if max_attempts < 1:
         raise OptionError(f"--max-attempts must be at least 1, not {max_attempts}")
@@ -617,9 +616,8 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         if todo:
             # (no more worker processes than jobs: each imports torch, and -j 50 for one job took minutes)
             executor = _executor(min(workers, len(todo)), device_list, ray, task_cpus, max_attempts)
-            bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), unit="job", disable=not progress,
-                       dynamic_ncols=True)
-            with executor, bar, logging_redirect_tqdm():
+            with executor, progress_bar(len(jobs), initial=len(jobs) - len(todo), unit="job", shown=progress,
+                                        leave=True) as bar:
                 skipped += _drive(journal, executor, todo, entries, bar)
         for name in plan.busy:  # (its row is the other batch's: done, it may be with that one's options or input)
             if not same_job(journal.row(name), entries[name]):

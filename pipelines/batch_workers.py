@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsr.errors import VsrError, out_of_space
+from vsr.pipelines.progress import log_to_driver, relay_logs
 
 log = logging.getLogger(__name__)
 
@@ -302,15 +303,14 @@ def become_worker(parent: int) -> None:
 
 
 def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
-                tasks: multiprocessing.Queue, results: multiprocessing.Queue,
+                tasks: multiprocessing.Queue, results: multiprocessing.Queue, logs: multiprocessing.Queue,
                 logger_levels: dict[str, int] | None = None) -> None:
-    """The loop of one worker process: take a job, run it, send the result; None means stop. `logger_levels`: the
-    levels of loggers set apart from `log_level` in the parent (the codec "auto" picked, which `vsr batch` shows)."""
+    """The loop of one worker process: take a job, run it, send the result; None means stop. What it logs goes to
+    the driver's `logs`. `logger_levels`: the levels of loggers set apart from `log_level` in the parent (the codec
+    "auto" picked, which `vsr batch` shows)."""
     become_worker(parent)
-    logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
-    show_from(log_level)  # (-q: its warnings made all the same, for the journal)
-    for name, level in (logger_levels or {}).items():
-        logging.getLogger(name).setLevel(level)
+    log_to_driver(logs, log_level, logger_levels)
+    show_from(log_level)  # (-q: its warnings made all the same, for the journal; the driver's bar shows the rest)
     import torch
 
     torch.set_num_threads(threads)
@@ -335,6 +335,9 @@ class ProcessExecutor:
                  logger_levels: dict[str, int] | None = None):
         self._context = multiprocessing.get_context("spawn")
         self._results = self._context.Queue()
+        self._logs = self._context.Queue()  # what the workers log, for this process to write above its bar
+        self._relay = contextlib.ExitStack()  # (closed by `close`, once the workers are gone)
+        self._relay.enter_context(relay_logs(self._logs))
         self._devices = devices or [None] * workers
         self.capacity = len(self._devices)
         # Each worker gets its share of the cores, so that N workers do not each start a thread per core.
@@ -353,7 +356,7 @@ class ProcessExecutor:
         device = self._devices[index]
         process = self._context.Process(
             target=worker_main, name=f"vsr-batch-worker-{index}", daemon=True,
-            args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results,
+            args=(index, device, self._threads, self._log_level, os.getpid(), tasks, self._results, self._logs,
                   self._logger_levels),
         )
 
@@ -428,6 +431,7 @@ class ProcessExecutor:
             # a worker at once): its unfinished file, which the next run would remove (if there is one).
             if worker.job is not None and worker.process.exitcode != 0:
                 remove_partials(worker.job.output)
+        self._relay.close()
 
     def __enter__(self):
         return self

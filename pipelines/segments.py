@@ -64,6 +64,7 @@ from pathlib import Path
 import av
 from vsr.models import zoo
 from vsr.pipelines.frames import VideoStreamInfo
+from vsr.pipelines.progress import log_to_driver, progress_bar, relay_logs
 from vsr.pipelines.resume import PLAN_VERSION, SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.truncation import cut_short
@@ -446,13 +447,13 @@ def upscale_segment(engine, source: Path, plan: SegmentPlan, segment: Segment, f
 
 def worker_main(worker: int, device: str, threads: int, log_level: int, parent: int, source: Path,
                 plan: SegmentPlan, options: UpscaleOptions, video: VideoOptions, folder: Path,
-                tasks: multiprocessing.Queue, results: multiprocessing.Queue) -> None:
-    """One worker process: build the engine on `device`, then upscale the segments it takes until None."""
+                tasks: multiprocessing.Queue, results: multiprocessing.Queue, logs: multiprocessing.Queue) -> None:
+    """One worker process: build the engine on `device`, then upscale the segments it takes until None; what it
+    logs goes to the driver's `logs`."""
     from vsr.pipelines.batch_workers import become_worker
 
     become_worker(parent)
-    logging.basicConfig(level=log_level, format="vsr: %(levelname)s: %(message)s")
-    logging.getLogger("vsr").setLevel(log_level)
+    log_to_driver(logs, log_level)
     import torch
 
     torch.set_num_threads(threads)
@@ -482,6 +483,7 @@ class _Workers:
         self.context = multiprocessing.get_context("spawn")  # no forked CUDA or thread state
         self.tasks = self.context.Queue()
         self.results_queue = self.context.Queue()
+        self.logs = self.context.Queue()  # what the workers log, for the driver to write above its bar
         self.processes: list[multiprocessing.Process] = []
 
     def start(self, todo: list[Segment], source: Path, plan: SegmentPlan, options: UpscaleOptions,
@@ -499,7 +501,7 @@ class _Workers:
             process = self.context.Process(
                 target=worker_main, name=f"vsr-segment-worker-{worker}", daemon=True,
                 args=(worker, device, threads, log_level, os.getpid(), source, plan, options, video, folder,
-                      self.tasks, self.results_queue),
+                      self.tasks, self.results_queue, self.logs),
             )
             start_without_ctrl_c(process, keep=functools.partial(self.processes.append, process))
 
@@ -559,8 +561,6 @@ def upscale_video_in_segments(
     `remote`: something that upscales segments elsewhere (`ray_backend.RaySegments`: a Ray task each); `devices` is
     then ignored, and even a video of one segment goes to it (this process only plans, keeps and joins).
     """
-    from tqdm import tqdm
-
     from vsr.pipelines.animation import is_animation
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
@@ -663,15 +663,15 @@ def upscale_video_in_segments(
                                             plan.suffix, overwrite=overwrite) as folder:
         done: dict[int, object] = dict(folder.done())
         todo = [segment for segment in plan.segments if segment.index not in done]
+        kept_frames = sum(len(segment.frames) for segment in plan.segments if segment.index in done)
         if done:  # said as a warning, so that the command line shows it: the output is partly an earlier run's
             log.warning("%s: resuming: %d of %d segments were upscaled by an earlier run", output, len(done),
                         len(plan.segments))
         made: list[SegmentResult] = []
         before = file_state(output)  # (a file --overwrite replaces, or none)
         try:
-            bar = tqdm(total=sum(len(segment.frames) for segment in todo), unit="frame", disable=not progress,
-                       dynamic_ncols=True, leave=False)
-            with bar:
+            # The whole video's frames, those of the segments kept counted as done before (as a sequence's are)
+            with progress_bar(plan.frame_count, initial=kept_frames, shown=progress) as bar:
                 for result in _upscale_segments(todo, engine, remote, device_list, source, plan, options, video,
                                                 folder.path, bar.update):
                     folder.record(result)
@@ -736,8 +736,6 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     """An image sequence made by a worker per device, each writing whole segments' frames into it, numbered as one
     run numbers them: no segment files and no join. Resumed as one run is, from the frames written (each segment
     from its first missing one), with the run file that `ImageSequenceWriter` keeps."""
-    from tqdm import tqdm
-
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.sequences import (existing_frames, first_frame, frame_number, is_sequence, run_file,
                                          start_sequence, stopped_sequence)
@@ -774,8 +772,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     started = time.perf_counter()
     made: list[SegmentResult] = []
     try:
-        with tqdm(total=total, initial=kept_count, unit="frame", disable=not progress, dynamic_ncols=True,
-                  leave=False) as bar:
+        with progress_bar(total, initial=kept_count, shown=progress) as bar:
             made.extend(_upscale_segments(todo, None, None, devices, source, plan, options, video, output.parent,
                                           bar.update))
     except BaseException:
@@ -822,12 +819,13 @@ def _upscale_segments(todo: list[Segment], engine, remote, devices: list[str], s
         return
     workers = _Workers(devices[: len(todo)])
     finished = False
-    try:
-        workers.start(todo, source, plan, options, video, folder)
-        yield from workers.results(len(todo), on_frames)
-        finished = True
-    finally:
-        workers.stop(finished)
+    with relay_logs(workers.logs):
+        try:
+            workers.start(todo, source, plan, options, video, folder)
+            yield from workers.results(len(todo), on_frames)
+            finished = True
+        finally:
+            workers.stop(finished)
 
 
 def segment_suffix(codec: str, alpha: bool) -> str:

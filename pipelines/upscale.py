@@ -707,13 +707,12 @@ def upscale_video(
     made one (`upscale_video_in_segments`), which tells where a --frames preview ends without reading the video's
     packets again.
     """
-    from tqdm import tqdm
-
     from vsr.pipelines.crop import cropped, resolve_crop
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.probe import last_frame_start
+    from vsr.pipelines.progress import progress_bar
     from vsr.pipelines.runner import run_pipeline
     from vsr.pipelines.segments import plan_video
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
@@ -748,11 +747,9 @@ def upscale_video(
         height, width, output_info = video_output_size(engine, info, source, output, video)
         total = info.frame_count if video.max_frames is None else min(video.max_frames,
                                                                       info.frame_count or video.max_frames)
-        bar = tqdm(total=total, unit="frame", disable=not progress, dynamic_ncols=True, leave=False)
-
         if record is None and is_sequence(output):
             record = run_record(source, options, video, frames=True)
-        with bar, _open_writer(source, output, output_info, width, height, video, overwrite, record,
+        with _open_writer(source, output, output_info, width, height, video, overwrite, record,
                                first_pts=decoder.selection.start_pts or 0, device=engine.device,
                                trim_end=_window_end(source, video, decoder.selection, info, plan)) as writer:
 
@@ -760,7 +757,6 @@ def upscale_video(
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
 
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
-            bar.update(resumed)
             repeats = Repeats()
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
@@ -768,8 +764,11 @@ def upscale_video(
             # padded to its batch size, a batch of 4 at batch size 8 doing twice the work.
             batches = skip_frames(distinct_pictures(cropped(decoder.batches(engine.batch_size), crop),
                                                      engine.batch_size, video.dedup), resumed, repeats)
-            times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update, device=engine.device,
-                                 finish=writer.flush)
+            # (counted as done before the bar starts: counted as made by this run, they made its rate and time
+            # left those of frames only skipped, hundreds of frames a second)
+            with progress_bar(total, initial=resumed, shown=progress) as bar:
+                times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update,
+                                     device=engine.device, finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
                 times.extra["resumed_frames"] = resumed

@@ -329,7 +329,7 @@ def upscale(
                 raise OutputError(f"{path}: is a file, not a folder")
         if not output.parent.is_dir():
             raise OutputError(f"{output.parent}: output folder does not exist")
-    progress = not quiet and sys.stderr.isatty()
+    progress = not quiet  # (a bar on a terminal, a line a minute in a log file: pipelines/progress.py)
     engines = {}  # with several inputs, one engine for the images and one for the videos: the model loads once
 
     def engine_for(kind: str):
@@ -585,6 +585,8 @@ def _summary(result) -> str:
     if repeated:
         earlier += f"; {repeated} repeated frame{'s' if repeated != 1 else ''} not upscaled again"
     frames = f"{result.frames} frame{'s' if result.frames != 1 else ''}"
+    if resumed and 0 < times.frames < result.frames:  # (the speed is of this run's frames, not of the whole output's)
+        frames += f" ({times.frames} upscaled now)"
     if result.rotation % 180 == 90:  # (stored sideways, with a display matrix: said as players show it)
         frames += f" shown at {result.height}x{result.width}, stored"
     precision = f" in {result.precision}" if result.precision else ""
@@ -751,7 +753,7 @@ def batch(
     try:
         report = batch_jobs.run_batch(job_list, out_dir, workers=1 if workers is None else workers, devices=devices,
                                       ray=ray, task_cpus=task_cpus, max_attempts=max_attempts,
-                                      progress=not quiet and sys.stderr.isatty())
+                                      progress=not quiet)
     except KeyboardInterrupt as interruption:
         typer.echo("vsr: interrupted; finished jobs are kept: run the same command again to go on", err=True)
         raise typer.Exit(_interrupted_code(interruption)) from None

@@ -276,6 +276,9 @@ def test_vsr_upscale_with_a_forgotten_option_is_one_line_and_keeps_the_segments(
     done = run_vsr(*command, "-m", options.model)
     assert done.returncode == 0, done.stderr
     assert "1 of 3 segments from an earlier run" in done.stdout
+    # (its speed is of the frames it made: "24 frames ... (X fps" read as the speed of all 24)
+    said = r"wrote .*out\.mkv: 24 frames \(16 upscaled now\) at 256x192 in [\d.]+ s \([\d.]+ fps"
+    assert re.search(said, done.stdout), done.stdout
 
 
 def test_settings_that_only_change_the_speed_keep_the_segments(run, tmp_path):
