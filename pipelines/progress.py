@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+from queue import Empty
 
 LOG_SECONDS = 60.0  # how often a progress line is written where stderr is no terminal
 
@@ -68,15 +69,20 @@ def log_to_driver(queue, level: int, logger_levels: dict[str, int] | None = None
 @contextlib.contextmanager
 def relay_logs(queue):
     """Log in this process, as its own, what worker processes send to `queue` (`log_to_driver`), until the block
-    ends; what they sent before it ends is logged first."""
+    ends; what they sent before it ends is logged first. The end is a flag, not an item put on the queue: a put
+    starts the queue's feeder thread, and a Ctrl-C as it started left a thread that the process waited for at exit,
+    for ever (seen at the end of a batch)."""
+    ended = threading.Event()
 
     def relay() -> None:
         while True:
             try:
-                record = queue.get()
+                record = queue.get(timeout=0.1)
+            except Empty:
+                if ended.is_set():
+                    return
+                continue
             except Exception:  # noqa: BLE001 - a worker killed as it wrote left the queue short: nothing more to say
-                return
-            if record is None:  # (the end, put below: a record is never None)
                 return
             logging.getLogger(record.name).handle(record)
 
@@ -85,5 +91,5 @@ def relay_logs(queue):
     try:
         yield
     finally:
-        queue.put(None)
+        ended.set()
         thread.join(timeout=5)
