@@ -10,6 +10,7 @@ shorter than that. The lines of worker processes reach the same place through `r
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import logging.handlers
 import sys
@@ -86,7 +87,8 @@ def relay_logs(queue):
                 return
             logging.getLogger(record.name).handle(record)
 
-    thread = threading.Thread(target=relay, name="vsr-worker-logs", daemon=True)
+    # In a copy of this context: the segment workers' warnings of a batch's job are that job's (`warnings_kept`)
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(relay,), name="vsr-worker-logs", daemon=True)
     thread.start()
     try:
         yield

@@ -450,10 +450,11 @@ def worker_main(worker: int, device: str, threads: int, log_level: int, parent: 
                 tasks: multiprocessing.Queue, results: multiprocessing.Queue, logs: multiprocessing.Queue) -> None:
     """One worker process: build the engine on `device`, then upscale the segments it takes until None; what it
     logs goes to the driver's `logs`."""
-    from vsr.pipelines.batch_workers import become_worker
+    from vsr.pipelines.batch_workers import become_worker, show_from
 
     become_worker(parent)
     log_to_driver(logs, log_level)
+    show_from(log_level)  # (-q: its warnings made all the same, for a batch's journal)
     import torch
 
     torch.set_num_threads(threads)
