@@ -134,8 +134,9 @@ def test_bad_sources_and_options_are_one_line_before_any_scoring(tmp_path):
         ([SAMPLE, "--frames", "0"], "--frames must be a whole number, 1 or more, not 0"),
         ([SAMPLE, "--json", tmp_path / "folder"], f"{tmp_path / 'folder'}: is a folder; give --json a file name"),
         ([SAMPLE, "--strength", "2"], "--strength must be a number from 0 to 1, not 2.0"),
-        ([SAMPLE, "--tile", "64", "--tile-overlap", "128"], "--tile 64 is too small for --tile-overlap 128: use a "
-                                                            "--tile of at least 144 pixels or a smaller --tile-overlap"),
+        ([SAMPLE, "--tile", "64", "--tile-overlap", "128"],
+         "--tile 64 is too small for --tile-overlap 128: use a --tile of at least 144 pixels or a smaller "
+         "--tile-overlap"),
     ]
     for arguments, message in cases:
         result = vsr("eval", *arguments, "-m", "bicubic")

@@ -144,7 +144,8 @@ def test_a_model_given_by_url_is_downloaded_once_and_reused_offline(tmp_path, mo
 @pytest.mark.parametrize("options, message", [
     (["-m", "bicubic", "--denoise-strength", "0.5"],
      "--denoise-strength works with -m realesr-general-x4v3 (it blends in realesr-general-wdn-x4v3), not with bicubic"),
-    (["-m", "realesr-general-x4v3", "--denoise-strength", "1.5"], "--denoise-strength must be between 0 and 1, not 1.5"),
+    (["-m", "realesr-general-x4v3", "--denoise-strength", "1.5"],
+     "--denoise-strength must be between 0 and 1, not 1.5"),
     (["-m", "realesr-general-x4v3", "--denoise-strength", "0.5", "--blend", "bicubic"],
      "--denoise-strength is a --blend of its own: give one or the other"),
 ])

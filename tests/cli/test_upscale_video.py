@@ -544,7 +544,8 @@ def test_recordings_joined_end_to_end_are_one_line_that_says_how_to_fix_them(tmp
     # Two transport streams `cat`-ed together: the second one's times start over. Frames were dropped as too late
     # (silently, without audio) or the muxer refused the audio going back (a traceback).
     part = tmp_path / "part.ts"
-    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", *(["-f", "lavfi", "-i", "sine=d=1"] if audio else []),
+    sound = ["-f", "lavfi", "-i", "sine=d=1"] if audio else []
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=s=64x48:r=25:d=1", *sound,
                  "-c:v", "libx264", *(["-c:a", "aac"] if audio else []), part)
     joined = tmp_path / "joined.ts"
     joined.write_bytes(part.read_bytes() * 2)

@@ -115,7 +115,8 @@ def test_a_dry_run_says_what_a_run_would_do_and_writes_nothing(tmp_path):
     assert [state for _, state in batch.plan_batch(jobs, out, max_attempts=1)] == [
         "done", "redo: output missing or changed", "gave up after 1 attempts", "new"]  # and so decided the same
     write_image(out / "c.x2.png")  # in the way, and not in the journal: a new job's run would refuse to replace it
-    assert dict(batch.plan_batch(jobs, out))["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
+    planned = dict(batch.plan_batch(jobs, out))
+    assert planned["c.x2.png"] == "new, but fails: its output exists (--overwrite replaces it)"
 
 
 def test_a_done_output_is_hashed_again_only_where_its_size_or_time_changed(tmp_path, monkeypatch):

@@ -81,7 +81,8 @@ def test_decord_gives_the_same_frames_as_pyav(clips, name):
 @needs_decord
 def test_decord_is_not_trusted_with_open_gops_nor_mpeg_ts(clips, tmp_path, caplog):
     """Its frame count was right and its frames were not: a GOP late in MPEG-TS, from the previous GOP after seeking
-    into an open-GOP stream. Those files go to PyAV, with one warning each; a closed GOP with B-frames stays decord's."""
+    into an open-GOP stream. Those files go to PyAV, with one warning each; a closed GOP with B-frames stays
+    decord's."""
     open_gop, closed = tmp_path / "open_gop.mkv", tmp_path / "closed.mkv"
     for path, gop in ((open_gop, ["-x264opts", "open-gop=1"]), (closed, [])):
         ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x48:rate=25", "-frames:v", "36", "-c:v", "libx264", "-bf", "3",

@@ -25,8 +25,8 @@ def interlaced(tmp_path_factory):
     media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=128x96:rate=50", "-frames:v", str(2 * FRAMES), "-c:v", "ffv1",
                  "-pix_fmt", "yuv420p", source)
     clip = folder / "25i.mp4"
-    media.ffmpeg("-i", source, "-vf", "tinterlace=interleave_top,setfield=tff", "-c:v", "libx264", "-qp", "0", "-g", "4",
-                 "-flags", "+ildct+ilme", "-x264opts", "tff=1", clip)
+    media.ffmpeg("-i", source, "-vf", "tinterlace=interleave_top,setfield=tff", "-c:v", "libx264", "-qp", "0",
+                 "-g", "4", "-flags", "+ildct+ilme", "-x264opts", "tff=1", clip)
     return clip, decode(source, "off")
 
 

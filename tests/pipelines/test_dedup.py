@@ -88,7 +88,8 @@ def test_batches_hold_each_picture_once_and_every_frame_in_order():
     assert all(torch.equal(shown[i], drawings[held[i]]) for i in range(len(held)))
     # The repeats of a batch's last picture stay with it; each frame keeps its captions.
     assert [(batch.pts, batch.shows, batch.captions) for batch in out] == [
-        ([0, 1, 2, 3, 4], [0, 0, 1, 1, 1], {4: b"cc4"}), ([5, 6, 7], [0, 1, 1], {}), ([8, 9, 10, 11], [0] * 4, {9: b"cc9"})]
+        ([0, 1, 2, 3, 4], [0, 0, 1, 1, 1], {4: b"cc4"}), ([5, 6, 7], [0, 1, 1], {}),
+        ([8, 9, 10, 11], [0] * 4, {9: b"cc9"})]
 
 
 def test_a_resumed_run_upscales_again_a_picture_held_across_the_cut():

@@ -116,7 +116,8 @@ def test_the_tasks_warnings_are_said_by_the_driver(local_cluster, tmp_path, capl
     # The journal keeps them, from the image's task and from the video's segment tasks (said by its driver thread).
     rows = {row.name: row for row in read_journal(out)}
     assert any("cannot store the video's alpha channel" in text for text in rows["alpha.x4.mkv"].warnings)
-    assert [text.split(";")[0] for text in rows["cut.x4.jpg"].warnings] == [f"{source / 'cut.jpg'}: damaged or cut short"]
+    cut_jpeg = [text.split(";")[0] for text in rows["cut.x4.jpg"].warnings]
+    assert cut_jpeg == [f"{source / 'cut.jpg'}: damaged or cut short"]
 
 
 def test_a_long_video_is_spread_over_the_cluster_in_segments(local_cluster, tmp_path, tiny_rrdbnet_checkpoint, caplog):
