@@ -44,11 +44,16 @@ def progress_bar(total: int | None, *, initial: int = 0, unit: str = "frame", sh
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    if shown and not sys.stderr.isatty():
-        bar = tqdm(total=total, initial=initial, unit=unit, file=_LogLines(), bar_format=_LOG_LINE,
-                   mininterval=LOG_SECONDS, delay=LOG_SECONDS, leave=leave)
-    else:
-        bar = tqdm(total=total, initial=initial, unit=unit, disable=not shown, dynamic_ncols=True, leave=leave)
+    from vsr.pipelines.runner import ctrl_c_held_back
+
+    # A Ctrl-C or SIGTERM raised inside tqdm's __init__ left a bar without its attributes, whose __del__ printed a
+    # traceback at exit (seen under load, once in a run of the suite): held back until the bar is whole.
+    with ctrl_c_held_back():
+        if shown and not sys.stderr.isatty():
+            bar = tqdm(total=total, initial=initial, unit=unit, file=_LogLines(), bar_format=_LOG_LINE,
+                       mininterval=LOG_SECONDS, delay=LOG_SECONDS, leave=leave)
+        else:
+            bar = tqdm(total=total, initial=initial, unit=unit, disable=not shown, dynamic_ncols=True, leave=leave)
     with bar, logging_redirect_tqdm() if shown else contextlib.nullcontext():
         yield bar
 
