@@ -557,12 +557,14 @@ class Journal:
 
     def _row(self, name: str) -> JobRow | None:
         with _unreadable_as_error(self.path):  # (a row edited by hand: `_to_row`)
-            found = self.connection.execute(f"{self._select()} WHERE jobs.name = ?", (name,)).fetchone()
+            found = self.connection.execute(f"{self._select} WHERE jobs.name = ?", (name,)).fetchone()
             return _to_row(found) if found is not None else None
 
+    @functools.cached_property
     def _select(self) -> str:
         """SQL that selects the jobs with the warnings of their last finished attempt (`_WARNINGS_SCHEMA`), where
-        the journal has them (a read-only look at an earlier vsr's journal: none)."""
+        the journal has them (a read-only look at an earlier vsr's journal: none). Looked up once: every journal
+        opened to write, or copied, makes the table."""
         if self.connection.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'warnings'").fetchone():
             return ("SELECT jobs.*, warnings.count AS warning_count, warnings.messages AS warnings FROM jobs LEFT JOIN "
                     "warnings ON warnings.name = jobs.name AND warnings.finished_at = jobs.finished_at")
@@ -597,7 +599,7 @@ class Journal:
 
     def rows(self) -> list[JobRow]:
         with _unreadable_as_error(self.path):
-            return [_to_row(found) for found in self.connection.execute(f"{self._select()} ORDER BY jobs.name")]
+            return [_to_row(found) for found in self.connection.execute(f"{self._select} ORDER BY jobs.name")]
 
 
 def read_journal(out_dir: str | os.PathLike) -> list[JobRow]:
