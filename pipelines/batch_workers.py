@@ -18,7 +18,6 @@ Workers never touch the journal: they return results, and the driver writes them
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import ctypes
 import dataclasses
 import hashlib
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vsr.errors import VsrError, out_of_space
-from vsr.pipelines.progress import log_to_driver, relay_logs
+from vsr.pipelines.progress import log_to_driver, relay_logs, said_once_per_call, warnings_kept
 
 log = logging.getLogger(__name__)
 
@@ -63,76 +62,11 @@ class JobResult:
     frames: int | None = None
     # What the job's run warned of (a damaged or cut source, frames lost, ...): the journal keeps it, and the driver
     # of a Ray task says it (Ray keeps its workers' logs from the driver's terminal). The first WARNINGS_KEPT of them,
-    # and how many there were (`KeptWarnings`).
+    # and how many there were (`progress.KeptWarnings`).
     warnings: tuple[str, ...] = ()
     warning_count: int = 0
     died: bool = False  # its process died (killed): it may have put its output in place first (`batch._record`)
     no_space: bool = False  # it failed for want of room on the disk (`out_of_space`): the batch stops, not the job
-
-
-# A damaged film can warn of a decoding error at every packet: the journal keeps the first ones, and counts the rest.
-WARNINGS_KEPT = 100
-
-
-@dataclass
-class KeptWarnings:
-    """The warnings of one run, as `warnings_kept` gathers them: each text once, the first WARNINGS_KEPT kept."""
-
-    messages: list[str] = dataclasses.field(default_factory=list)
-    count: int = 0  # of those said (a repeat of one kept counts once)
-
-    def add(self, text: str) -> None:
-        if text in self.messages:
-            return
-        self.count += 1
-        if len(self.messages) < WARNINGS_KEPT:
-            self.messages.append(text)
-
-
-# Where the warnings of the job running in this context go (None: nowhere). A context variable, not a handler per
-# job: the video jobs of a Ray driver run side by side in threads of one process, each in a context of its own, and
-# the pipeline's decoder and encoder threads run in their caller's (`runner.run_pipeline`).
-_kept_here: contextvars.ContextVar[KeptWarnings | None] = contextvars.ContextVar("vsr_warnings_kept", default=None)
-
-
-class _Kept(logging.Handler):
-    def __init__(self):
-        super().__init__(logging.WARNING)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        kept = _kept_here.get()
-        if kept is not None:
-            kept.add(record.getMessage())
-        if logging.lastResort is not None and not self._others_handle(record):
-            logging.lastResort.handle(record)  # (as Python does where logging is not set up: this one hid it)
-
-    def _others_handle(self, record: logging.LogRecord) -> bool:
-        """Whether a handler besides this one gets `record` (Python's last resort prints where none does)."""
-        logger: logging.Logger | None = logging.getLogger(record.name)
-        while logger is not None:
-            if any(handler is not self for handler in logger.handlers):
-                return True
-            logger = logger.parent if logger.propagate else None
-        return False
-
-
-_KEPT_HANDLER = _Kept()
-
-
-@contextlib.contextmanager
-def warnings_kept():
-    """The warnings vsr logs meanwhile in this context (this thread, and the threads of the pipeline it runs),
-    gathered into the KeptWarnings it yields. Only those made: a logger set above WARNING makes none
-    (`show_from` keeps them made)."""
-    logger = logging.getLogger("vsr")
-    if _KEPT_HANDLER not in logger.handlers:
-        logger.addHandler(_KEPT_HANDLER)
-    kept = KeptWarnings()
-    token = _kept_here.set(kept)
-    try:
-        yield kept
-    finally:
-        _kept_here.reset(token)
 
 
 class _ShownFrom(logging.Filter):
@@ -198,7 +132,7 @@ def run_job(job: BatchJob, remote=None) -> JobResult:
 
     `remote`: for a video, where its segments are upscaled (`ray_backend.RaySegments`); else in this process.
     The result carries what the job's run warned of (`warnings_kept`)."""
-    with warnings_kept() as kept:
+    with warnings_kept() as kept, said_once_per_call():  # (a job redone in this process warns again)
         result = _run_job(job, remote)
     return dataclasses.replace(result, warnings=tuple(kept.messages), warning_count=kept.count)
 

@@ -89,6 +89,7 @@ from vsr.pipelines.colour import SWSCALE_RGB16_WHITE, rgb_to_yuv, untagged_matri
 from vsr.pipelines.frames import FrameBatch, VideoStreamInfo
 from vsr.pipelines.passthrough import MOV_MUXERS, Passthrough
 from vsr.pipelines.probe import Hdr10Metadata, ffmpeg_log, is_variable_rate, read_hdr10
+from vsr.pipelines.progress import first_saying
 
 from vsr.errors import EncoderSettingsError, OptionError, OutputError
 from vsr.fsutil import AppearedMeanwhile, check_output, fsync_folder, hidden_sibling, lock_temporary, rename_into_place
@@ -199,15 +200,13 @@ _RATE_CONTROL_OPTIONS = {"qp", "b", "crf", "cq"}
 _X265_LONGEST_B_FRAME_DELAY = 2
 # FFmpeg options that vsr sets from options of its own, which say what the encoder gets.
 _OPTIONS_OF_THEIR_OWN = {"pix_fmt": "--pix-fmt", "s": "--width/--height (or --outscale)"}
-_said: set[str] = set()  # the warnings this process gave, see _warn_once
 
 
 def _warn_once(message: str, *args) -> None:
-    """A warning this process gives once: a video in segments opens one writer per segment, with the same settings
-    (the messages name the source, so each video of a batch still gets its own)."""
+    """A warning given once a call (`said_once_per_call`): a video in segments opens one writer per segment, with the
+    same settings (the messages name the source, so each video of a batch still gets its own)."""
     text = message % args
-    if text not in _said:
-        _said.add(text)
+    if first_saying(text):
         logger.warning(text)
 
 

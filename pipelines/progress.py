@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import logging
 import logging.handlers
 import sys
@@ -21,6 +22,39 @@ LOG_SECONDS = 60.0  # how often a progress line is written where stderr is no te
 
 # A progress line of a log file: what is done of how much, how fast, and how long the rest takes at that speed.
 _LOG_LINE = "vsr: {n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%) in {elapsed}, {rate_fmt}, {remaining} left"
+
+# The warnings said in the API call running in this context (`said_once_per_call`); None outside any: once a process.
+_said_in_call: contextvars.ContextVar[set | None] = contextvars.ContextVar("vsr_said_in_call", default=None)
+_said_in_process: set = set()
+
+
+@contextlib.contextmanager
+def said_once_per_call():
+    """Each warning said once in the block, and again in a later block: a video in segments opens a decoder and a
+    writer per segment, and says each warning once all the same, while a service that upscales upload after upload
+    (one path reused, or the same settings) hears each upload's. A block inside another is part of it; the threads of
+    the pipeline run in their caller's context (`runner.run_pipeline`). Outside any block (a worker process, whose
+    driver said the video's warnings), each is said once a process, as before."""
+    if _said_in_call.get() is not None:
+        yield
+        return
+    token = _said_in_call.set(set())
+    try:
+        yield
+    finally:
+        _said_in_call.reset(token)
+
+
+def first_saying(key) -> bool:
+    """Whether the warning `key` is said for the first time in this call (`said_once_per_call`), or in this process
+    outside any; it counts as said from now on."""
+    said = _said_in_call.get()
+    if said is None:
+        said = _said_in_process
+    if key in said:
+        return False
+    said.add(key)
+    return True
 
 
 class _LogLines:
@@ -56,6 +90,72 @@ def progress_bar(total: int | None, *, initial: int = 0, unit: str = "frame", sh
             bar = tqdm(total=total, initial=initial, unit=unit, disable=not shown, dynamic_ncols=True, leave=leave)
     with bar, logging_redirect_tqdm() if shown else contextlib.nullcontext():
         yield bar
+
+
+# A damaged film can warn of a decoding error at every packet: the journal keeps the first ones, and counts the rest.
+WARNINGS_KEPT = 100
+
+
+@dataclasses.dataclass
+class KeptWarnings:
+    """The warnings of one run, as `warnings_kept` gathers them: each text once, the first WARNINGS_KEPT kept."""
+
+    messages: list[str] = dataclasses.field(default_factory=list)
+    count: int = 0  # of those said (a repeat of one kept counts once)
+
+    def add(self, text: str) -> None:
+        if text in self.messages:
+            return
+        self.count += 1
+        if len(self.messages) < WARNINGS_KEPT:
+            self.messages.append(text)
+
+
+# Where the warnings of the work running in this context go: the KeptWarnings of each `warnings_kept` block it runs in
+# (a batch job's, and the `upscale_video` call inside it). A context variable, not a handler per job: the video jobs
+# of a Ray driver (or a service's uploads) run side by side in threads of one process, each in a context of its own,
+# and the pipeline's decoder and encoder threads run in their caller's (`runner.run_pipeline`).
+_kept_here: contextvars.ContextVar[tuple[KeptWarnings, ...]] = contextvars.ContextVar("vsr_warnings_kept",
+                                                                                     default=())
+
+
+class _Kept(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for kept in _kept_here.get():
+            kept.add(record.getMessage())
+        if logging.lastResort is not None and not self._others_handle(record):
+            logging.lastResort.handle(record)  # (as Python does where logging is not set up: this one hid it)
+
+    def _others_handle(self, record: logging.LogRecord) -> bool:
+        """Whether a handler besides this one gets `record` (Python's last resort prints where none does)."""
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None:
+            if any(handler is not self for handler in logger.handlers):
+                return True
+            logger = logger.parent if logger.propagate else None
+        return False
+
+
+_KEPT_HANDLER = _Kept()
+
+
+@contextlib.contextmanager
+def warnings_kept():
+    """The warnings vsr logs meanwhile in this context (this thread, and the threads of the pipeline it runs),
+    gathered into the KeptWarnings it yields, and into those of the blocks around it. Only those made: a logger set
+    above WARNING makes none (`batch_workers.show_from` keeps them made)."""
+    logger = logging.getLogger("vsr")
+    if _KEPT_HANDLER not in logger.handlers:
+        logger.addHandler(_KEPT_HANDLER)
+    kept = KeptWarnings()
+    token = _kept_here.set((*_kept_here.get(), kept))
+    try:
+        yield kept
+    finally:
+        _kept_here.reset(token)
 
 
 def log_to_driver(queue, level: int, logger_levels: dict[str, int] | None = None) -> None:

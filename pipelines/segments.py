@@ -64,7 +64,7 @@ from pathlib import Path
 import av
 from vsr.models import zoo
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.progress import log_to_driver, progress_bar, relay_logs
+from vsr.pipelines.progress import log_to_driver, progress_bar, relay_logs, said_once_per_call, warnings_kept
 from vsr.pipelines.resume import PLAN_VERSION, SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.truncation import cut_short
@@ -561,7 +561,19 @@ def upscale_video_in_segments(
     `engine`: with one device, an engine to use rather than a new one (batch workers keep theirs between jobs).
     `remote`: something that upscales segments elsewhere (`ray_backend.RaySegments`: a Ray task each); `devices` is
     then ignored, and even a video of one segment goes to it (this process only plans, keeps and joins).
+    The result's `warnings` are those this call gave, its workers' too (each also logged on the "vsr" logger).
     """
+    with said_once_per_call(), warnings_kept() as kept:
+        result = _upscale_video_in_segments(source, output, devices=devices, options=options, video=video,
+                                            overwrite=overwrite, progress=progress, on_segment=on_segment,
+                                            engine=engine, remote=remote)
+    result.warnings = list(kept.messages)
+    return result
+
+
+def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptions, video: VideoOptions,
+                               overwrite: bool, progress: bool, on_segment: Callable[[SegmentResult], None] | None,
+                               engine, remote) -> VideoResult:
     from vsr.pipelines.animation import is_animation
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once

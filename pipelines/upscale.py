@@ -650,6 +650,7 @@ class VideoResult:
     # and where segments were joined: see the output itself)
     encoder: str = ""
     pix_fmt: str = ""
+    warnings: list[str] = field(default_factory=list)  # what this call warned of (a damaged or cut source, ...)
 
 
 def video_output_size(engine: Engine, info: VideoStreamInfo, source: Path, output: Path, video: VideoOptions

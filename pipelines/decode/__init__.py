@@ -74,6 +74,7 @@ from vsr.pipelines.decode._dali import DaliDecoder
 from vsr.pipelines.decode._decord import DecordDecoder
 from vsr.pipelines.decode._pyav import PyAVDecoder, Unsuitable
 from vsr.pipelines.probe import describe_video
+from vsr.pipelines.progress import first_saying
 from vsr.pipelines.sequences import is_sequence
 from vsr.pipelines.telecine import telecine_evidence, telecine_note
 
@@ -86,7 +87,6 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "pyav", "decord", "dali")
 DEINTERLACE = ("auto", "on", "off", "ivtc", "field")
-_said: set[tuple[Path, str]] = set()  # (file, warning) this process gave: once a video, not once a segment
 
 
 def open_decoder(
@@ -215,20 +215,21 @@ def deinterlace_warnings(backend: str, deinterlace: str, interlaced: bool, keep_
 
 
 def warn_once(path: Path, messages: list[str]) -> None:
-    """Warn "path: message" for each of `messages` this process did not say yet."""
+    """Warn "path: message" for each of `messages` this call did not say yet (`said_once_per_call`)."""
     for message in messages:
         _warn_once(Path(path), message)
 
 
 def said_elsewhere(path: Path, messages: list[str]) -> None:
-    """Remember `messages` as said about `path` in this process: a segment worker's driver said them for the video."""
-    _said.update((Path(path), message) for message in messages)
+    """Count `messages` as said about `path` (`first_saying`): a segment worker's driver said them for the video."""
+    for message in messages:
+        first_saying((Path(path), message))
 
 
 def _warn_once(path: Path, message: str) -> None:
-    """Warn "path: message" unless this process did already: a video in segments opens a decoder per segment."""
-    if (path, message) not in _said:
-        _said.add((path, message))
+    """Warn "path: message" unless this call did already (`said_once_per_call`): a video in segments opens a decoder
+    per segment."""
+    if first_saying((path, message)):
         log.warning("%s: %s", path, message)
 
 
