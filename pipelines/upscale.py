@@ -13,12 +13,14 @@ import math
 import numbers
 import os
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vsr.errors import EncoderSettingsError, InputError, ModelError, OptionError, OutputError
+from vsr.errors import Cancelled, EncoderSettingsError, InputError, ModelError, OptionError, OutputError
 from vsr.fsutil import check_output
 from vsr.hardware import check_memory
 from vsr.models import zoo
@@ -30,6 +32,8 @@ from vsr.pipelines.engine import (DEFAULT_TILE_OVERLAP, Engine, check_names, che
 from vsr.pipelines.runner import StageTimes
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vsr.pipelines.dedup import Repeats
     from vsr.pipelines.frames import VideoStreamInfo
     from vsr.pipelines.segments import SegmentPlan
@@ -474,6 +478,44 @@ def upscale_image(
     return output
 
 
+def upscale_array(picture: np.ndarray, *, options: UpscaleOptions = UpscaleOptions(),
+                  engine: Engine | None = None) -> np.ndarray:
+    """A picture held in memory, upscaled as `upscale_image` upscales a file: a numpy array of H×W×3 (RGB), H×W×4
+    (RGBA, alpha through the model too) or H×W (gray), of uint8, uint16 or floats in [0, 1]. Returns an array of the
+    same kind at the new size. `engine`: one made by `make_engine`, to reuse its loaded model. (A PIL image:
+    `numpy.asarray(image)` in, `PIL.Image.fromarray(result)` out; torch tensors of N×3×H×W: `engine.upscale`.)"""
+    import numpy as np
+    import torch
+
+    check_option_types(options)
+    if not isinstance(picture, np.ndarray):
+        hint = " (a PIL image: numpy.asarray(image))" if hasattr(picture, "getbands") else ""
+        raise InputError(f"a picture is a numpy array, not {type(picture).__name__}{hint}")
+    planes = picture[:, :, None] if picture.ndim == 2 else picture
+    if planes.ndim != 3 or (planes.shape[2] not in (3, 4) and picture.ndim != 2) or 0 in planes.shape:
+        raise InputError(f"a picture is an array of H×W×3 (RGB), H×W×4 (RGBA) or H×W (gray), not of shape "
+                         f"{picture.shape}")
+    if picture.dtype not in (np.uint8, np.uint16) and picture.dtype.kind != "f":
+        raise InputError(f"a picture's values are uint8, uint16 or floats in [0, 1], not {picture.dtype}")
+    engine = engine or make_image_engine(options)
+    height, width, channels = planes.shape
+    check_memory(image_memory(engine, width, height, max(channels, 3), min(picture.dtype.itemsize, 2)),
+                 f"a {width}x{height} picture", "use a smaller --outscale, --width or --height")
+    top = np.iinfo(picture.dtype).max if picture.dtype.kind == "u" else 1
+    values = torch.from_numpy(np.ascontiguousarray(planes, np.float32)).permute(2, 0, 1) / top
+    image = images.Image(rgb=values[:3].expand(3, -1, -1), alpha=values[3:] if channels == 4 else None,
+                         gray=channels == 1)
+    upscaled = images.upscale_image(engine, image)
+    out = upscaled.rgb[:1] if channels == 1 else upscaled.rgb
+    if upscaled.alpha is not None:
+        out = torch.cat([out, upscaled.alpha])
+    result = out.clamp(0, 1).permute(1, 2, 0).numpy()
+    if top != 1:
+        result = np.rint(result * top)  # (rounded to nearest, as a PNG is written: `images._quantize`)
+    result = result.astype(picture.dtype)
+    return result[:, :, 0] if picture.ndim == 2 else result
+
+
 def image_memory(engine: Engine, width: int, height: int, channels: int, sample_bytes: int) -> int:
     """Bytes an image of `width` × `height` (and `channels`, 3 or 4, of `sample_bytes` each in its file) takes at
     the peak of its upscaling with `engine`, beside the network's own working memory (which the engine fits to its
@@ -700,14 +742,41 @@ def upscale_video(
     progress: bool = False,
     engine: Engine | None = None,
     plan: SegmentPlan | None = None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> VideoResult:
     """Upscale a video: same frames at the same times, every other stream copied untouched.
 
-    The output is written under a temporary name and renamed at the end, so an error or Ctrl-C never leaves a
-    partial file under the final name. `plan`: the segments' plan of this video and window, where the caller has
-    made one (`upscale_video_in_segments`), which tells where a --frames preview ends without reading the video's
-    packets again.
+    The output is written under a temporary name and renamed at the end, so an error, Ctrl-C or a cancel never
+    leaves a partial file under the final name (an image sequence keeps the frames written, to resume from).
+    `progress`: a tqdm bar on stderr. `engine`: one made by `make_engine` from the same `options`, to reuse its
+    loaded model. `on_progress(frames_done, frames_total)` is called after each batch of frames is written, on the
+    pipeline's encoder thread, with the counts the bar shows (total None where the video does not say); an
+    exception it raises stops the run as an error would. `cancel`: an event that another thread may set to stop
+    the run after the batch in hand; the call then raises vsr.errors.Cancelled. The result's `warnings` are those
+    this call gave (each also logged on the "vsr" logger). `plan`: the segments' plan of this video and window,
+    where the caller has made one (`upscale_video_in_segments`), which tells where a --frames preview ends without
+    reading the video's packets again.
     """
+    from vsr.pipelines.progress import said_once_per_call, warnings_kept
+
+    with said_once_per_call(), warnings_kept() as kept:
+        result = _upscale_video(source, output, options=options, video=video, overwrite=overwrite,
+                                progress=progress, engine=engine, plan=plan, on_progress=on_progress, cancel=cancel)
+    result.warnings = list(kept.messages)
+    return result
+
+
+def check_cancel(cancel: threading.Event | None, source: Path) -> None:
+    """Raise Cancelled where the caller has set `cancel`."""
+    if cancel is not None and cancel.is_set():
+        raise Cancelled(f"{source}: cancelled")
+
+
+def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptions, overwrite: bool, progress: bool,
+                   engine: Engine | None, plan: SegmentPlan | None,
+                   on_progress: Callable[[int, int | None], None] | None,
+                   cancel: threading.Event | None) -> VideoResult:
     from vsr.pipelines.crop import cropped, resolve_crop
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.dedup import Repeats, distinct_pictures
@@ -719,6 +788,10 @@ def upscale_video(
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     check_option_types(options, video, overwrite=overwrite)
+    if on_progress is not None and not callable(on_progress):
+        raise OptionError(f"on_progress must be a function of (frames done, frames in all), not {on_progress!r}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise OptionError(f"cancel must be a threading.Event, not {cancel!r}")
     source = as_path(source)
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
@@ -730,6 +803,7 @@ def upscale_video(
     check_animation_early(output, video.codec)
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
+    check_cancel(cancel, source)
     engine = engine or make_engine(options, progress=progress)
     if plan is None and video.max_frames is not None and not is_sequence(source):
         plan = plan_video(source, 1, video)  # where a --frames window ends (`_window_end`) and how many frames it has
@@ -755,9 +829,19 @@ def upscale_video(
                                trim_end=_window_end(source, video, decoder.selection, info, plan)) as writer:
 
             def upscale_batch(batch: FrameBatch) -> FrameBatch:
+                check_cancel(cancel, source)  # (on the caller's thread, before the slow part)
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
 
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
+            done = resumed
+
+            def frames_written(count: int) -> None:
+                nonlocal done
+                done += count
+                bar.update(count)
+                if on_progress is not None:
+                    on_progress(done, total)
+
             repeats = Repeats()
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
@@ -768,7 +852,7 @@ def upscale_video(
             # (counted as done before the bar starts: counted as made by this run, they made its rate and time
             # left those of frames only skipped, hundreds of frames a second)
             with progress_bar(total, initial=resumed, shown=progress) as bar:
-                times = run_pipeline(batches, upscale_batch, writer.write, on_frames=bar.update,
+                times = run_pipeline(batches, upscale_batch, writer.write, on_frames=frames_written,
                                      device=engine.device, finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:

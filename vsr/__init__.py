@@ -9,17 +9,23 @@ __version__ = "0.1.0"
 __all__ = [
     "UpscaleOptions",
     "VideoOptions",
+    "VideoResult",
     "upscale_image",
     "upscale_video",
     "upscale_video_in_segments",
+    "upscale_array",
+    "make_engine",
+    "warnings_kept",
     "compare_videos",
     "CompareOptions",
     "load_model",
     "VsrError",
+    "Cancelled",
 ]
 
-_API = {"UpscaleOptions", "VideoOptions", "upscale_image", "upscale_video", "upscale_video_in_segments", "load_model",
-        "compare_videos", "CompareOptions"}
+_API = {"UpscaleOptions", "VideoOptions", "VideoResult", "upscale_image", "upscale_video", "upscale_video_in_segments",
+        "upscale_array", "make_engine", "warnings_kept", "load_model", "compare_videos", "CompareOptions"}
+_ERRORS = {"VsrError", "Cancelled"}
 
 
 def __getattr__(name: str):
@@ -27,8 +33,8 @@ def __getattr__(name: str):
         from vsr import api
 
         return getattr(api, name)
-    if name == "VsrError":
-        from vsr.errors import VsrError
+    if name in _ERRORS:
+        from vsr import errors
 
-        return VsrError
+        return getattr(errors, name)
     raise AttributeError(f"module 'vsr' has no attribute {name!r}")

@@ -55,6 +55,12 @@ class Terminated(KeyboardInterrupt):
     Not a user's error: the command line exits 143 (128 + SIGTERM), as a shell reports it."""
 
 
+class Cancelled(Exception):
+    """The caller stopped the run (`upscale_video(..., cancel=event)`, the event set from another thread). Not a
+    user's error, so not a VsrError: an application that cancels need not report it as a failure. Like an error, it
+    leaves no unfinished file under the output's name."""
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """" (did you mean total_iters?)" where `word` is a near miss of one of `choices` (a typo), else nothing: the list
     of every choice that such a message goes on to give hides the one meant."""
