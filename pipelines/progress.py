@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+from collections.abc import Callable
 from queue import Empty
 
 LOG_SECONDS = 60.0  # how often a progress line is written where stderr is no terminal
@@ -156,6 +157,22 @@ def warnings_kept():
         yield kept
     finally:
         _kept_here.reset(token)
+
+
+def frames_counted(bar, on_progress: Callable[[int, int | None], None] | None) -> Callable[[int], None]:
+    """What counts frames done into `bar` (a `progress_bar`) and tells `on_progress(frames done, frames in all)`,
+    where given, the bar's counts after each: an API caller's own progress display. (Counted here: a bar not shown
+    counts nothing.)"""
+    done = bar.n  # (its `initial`: frames an earlier run made)
+
+    def frames_done(count: int) -> None:
+        nonlocal done
+        done += count
+        bar.update(count)
+        if on_progress is not None:
+            on_progress(done, bar.total)
+
+    return frames_done
 
 
 def log_to_driver(queue, level: int, logger_levels: dict[str, int] | None = None) -> None:

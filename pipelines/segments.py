@@ -54,6 +54,7 @@ import multiprocessing
 import os
 import queue
 import socket
+import threading
 import time
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -64,7 +65,8 @@ from pathlib import Path
 import av
 from vsr.models import zoo
 from vsr.pipelines.frames import VideoStreamInfo
-from vsr.pipelines.progress import log_to_driver, progress_bar, relay_logs, said_once_per_call, warnings_kept
+from vsr.pipelines.progress import (frames_counted, log_to_driver, progress_bar, relay_logs, said_once_per_call,
+                                    warnings_kept)
 from vsr.pipelines.resume import PLAN_VERSION, SegmentFolder, remove_stale_folder, segment_file
 from vsr.pipelines.runner import StageTimes
 from vsr.pipelines.truncation import cut_short
@@ -76,10 +78,12 @@ from vsr.pipelines.upscale import (
     as_path,
     auto_codec_named,
     check_animation_early,
+    check_cancel,
     check_input,
     check_option_types,
     check_output,
     check_output_early,
+    check_progress_and_cancel,
     default_output_path,
     encoder_choice,
     is_folder,
@@ -548,6 +552,8 @@ def upscale_video_in_segments(
     on_segment: Callable[[SegmentResult], None] | None = None,
     engine=None,
     remote=None,
+    on_progress: Callable[[int, int | None], None] | None = None,
+    cancel: threading.Event | None = None,
 ) -> VideoResult:
     """`upscale_video` over keyframe-aligned segments, resumably, on one device or several; see the module doc.
 
@@ -557,23 +563,36 @@ def upscale_video_in_segments(
     devices, as for `vsr batch --devices`), "cpu,cpu", a list of torch device names, or None: `options.device`, in
     this process. With several devices each runs in a worker process of its own, so a script that calls this must
     guard its own work with `if __name__ == "__main__":` (as for any `multiprocessing` spawn). `on_segment` is called
-    with each segment this call upscaled, once it is kept. A video with one segment is upscaled by `upscale_video`.
+    with each segment this call upscaled, once it is kept. `on_progress(frames done, frames in all)` and `cancel` as
+    for `upscale_video`, over the whole video; an exception that `on_progress` raises, or a cancel, stops the run
+    after the batch written (looked at as each is), and the segments done are kept for the same call to resume from.
+    A video with one segment is upscaled by `upscale_video`.
     `engine`: with one device, an engine to use rather than a new one (batch workers keep theirs between jobs).
     `remote`: something that upscales segments elsewhere (`ray_backend.RaySegments`: a Ray task each); `devices` is
     then ignored, and even a video of one segment goes to it (this process only plans, keeps and joins).
     The result's `warnings` are those this call gave, its workers' too (each also logged on the "vsr" logger).
     """
+    check_progress_and_cancel(on_progress, cancel)
+    check_cancel(cancel, source)
+
+    def told_or_cancelled(done: int, total: int | None) -> None:
+        # (told in this process of each batch written, by whichever process or Ray task made it)
+        if on_progress is not None:
+            on_progress(done, total)
+        check_cancel(cancel, source)
+
     with said_once_per_call(), warnings_kept() as kept:
         result = _upscale_video_in_segments(source, output, devices=devices, options=options, video=video,
                                             overwrite=overwrite, progress=progress, on_segment=on_segment,
-                                            engine=engine, remote=remote)
+                                            engine=engine, remote=remote,
+                                            on_progress=told_or_cancelled if cancel is not None else on_progress)
     result.warnings = list(kept.messages)
     return result
 
 
 def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptions, video: VideoOptions,
                                overwrite: bool, progress: bool, on_segment: Callable[[SegmentResult], None] | None,
-                               engine, remote) -> VideoResult:
+                               engine, remote, on_progress: Callable[[int, int | None], None] | None) -> VideoResult:
     from vsr.pipelines.animation import is_animation
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
@@ -604,9 +623,11 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
         if remote is not None:
             raise OptionError("an image sequence is written by this machine's devices, not by Ray tasks")
         if len(device_list) > 1:
-            return _upscale_into_sequence(source, output, device_list, options, video, overwrite, progress)
+            return _upscale_into_sequence(source, output, device_list, options, video, overwrite, progress,
+                                          on_progress)
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
-                             video=video, overwrite=overwrite, progress=progress, engine=engine)
+                             video=video, overwrite=overwrite, progress=progress, engine=engine,
+                             on_progress=on_progress)
     check_animation_early(output, video.codec)
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
@@ -629,7 +650,8 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
             log.warning("%s: an animation (%s) is upscaled in one run on %s, not in resumable segments", source,
                         output.suffix, device_list[0] if remote is None else "this machine")
         result = upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
-                               video=video, overwrite=overwrite, progress=progress, engine=engine, plan=plan)
+                               video=video, overwrite=overwrite, progress=progress, engine=engine, plan=plan,
+                               on_progress=on_progress)
         remove_stale_folder(output)
         return result
     codec, pix_fmt = encoder_choice(video, output.suffix, plan.info)
@@ -654,7 +676,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
                             "this machine" if remote is not None else device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
-                               engine=engine, plan=plan)
+                               engine=engine, plan=plan, on_progress=on_progress)
         remove_stale_folder(output)  # (once the output is whole: until then, a rerun as before could resume)
         return result
 
@@ -686,7 +708,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
             # The whole video's frames, those of the segments kept counted as done before (as a sequence's are)
             with progress_bar(plan.frame_count, initial=kept_frames, shown=progress) as bar:
                 for result in _upscale_segments(todo, engine, remote, device_list, source, plan, options, video,
-                                                folder.path, bar.update):
+                                                folder.path, frames_counted(bar, on_progress)):
                     folder.record(result)
                     made.append(result)
                     if on_segment is not None:
@@ -745,7 +767,8 @@ def _why_uncut(plan: SegmentPlan) -> str:
 
 
 def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str], options: UpscaleOptions,
-                           video: VideoOptions, overwrite: bool, progress: bool) -> VideoResult:
+                           video: VideoOptions, overwrite: bool, progress: bool,
+                           on_progress: Callable[[int, int | None], None] | None = None) -> VideoResult:
     """An image sequence made by a worker per device, each writing whole segments' frames into it, numbered as one
     run numbers them: no segment files and no join. Resumed as one run is, from the frames written (each segment
     from its first missing one), with the run file that `ImageSequenceWriter` keeps."""
@@ -759,7 +782,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
         if plan.segments:  # (none: a preview window past the end, which upscale_video says)
             log.warning("%s: %s, so one segment: upscaling it on %s alone", source, _why_uncut(plan), devices[0])
         return upscale_video(source, output, options=dataclasses.replace(options, device=devices[0]), video=video,
-                             overwrite=overwrite, progress=progress, plan=plan)
+                             overwrite=overwrite, progress=progress, plan=plan, on_progress=on_progress)
     record = run_record(source, options, video, frames=True)  # (as one run records it, so that either resumes)
     crop = resolve_crop(video.crop, source, plan.info)  # found here once, not by each segment's worker
     info = crop.of(plan.info) if crop is not None else plan.info
@@ -787,7 +810,7 @@ def _upscale_into_sequence(source: Path, output: Path | None, devices: list[str]
     try:
         with progress_bar(total, initial=kept_count, shown=progress) as bar:
             made.extend(_upscale_segments(todo, None, None, devices, source, plan, options, video, output.parent,
-                                          bar.update))
+                                          frames_counted(bar, on_progress)))
     except BaseException:
         stopped_sequence(output, len(existing_frames(output)), resumable=True)
         lock.release()

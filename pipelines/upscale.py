@@ -767,6 +767,14 @@ def upscale_video(
     return result
 
 
+def check_progress_and_cancel(on_progress: object, cancel: object) -> None:
+    """One line where `on_progress` is no function or `cancel` no event (they failed deep inside, in a thread)."""
+    if on_progress is not None and not callable(on_progress):
+        raise OptionError(f"on_progress must be a function of (frames done, frames in all), not {on_progress!r}")
+    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
+        raise OptionError(f"cancel must be a threading.Event, not {cancel!r}")
+
+
 def check_cancel(cancel: threading.Event | None, source: Path) -> None:
     """Raise Cancelled where the caller has set `cancel`."""
     if cancel is not None and cancel.is_set():
@@ -782,16 +790,13 @@ def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptio
     from vsr.pipelines.dedup import Repeats, distinct_pictures
     from vsr.pipelines.frames import FrameBatch
     from vsr.pipelines.probe import last_frame_start
-    from vsr.pipelines.progress import progress_bar
+    from vsr.pipelines.progress import frames_counted, progress_bar
     from vsr.pipelines.runner import run_pipeline
     from vsr.pipelines.segments import plan_video
     from vsr.pipelines.sequences import check_sequence_options, is_sequence
 
     check_option_types(options, video, overwrite=overwrite)
-    if on_progress is not None and not callable(on_progress):
-        raise OptionError(f"on_progress must be a function of (frames done, frames in all), not {on_progress!r}")
-    if cancel is not None and not callable(getattr(cancel, "is_set", None)):
-        raise OptionError(f"cancel must be a threading.Event, not {cancel!r}")
+    check_progress_and_cancel(on_progress, cancel)
     source = as_path(source)
     if output is not None:
         as_path(output, "output")  # (checked only: a final "/" in the text names a folder)
@@ -833,15 +838,6 @@ def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptio
                 return replace(batch, frames=upscale_frames(engine, batch.frames, writer.alpha, (height, width)))
 
             resumed = getattr(writer, "resumed", 0)  # an image sequence's first frames, kept from an earlier run
-            done = resumed
-
-            def frames_written(count: int) -> None:
-                nonlocal done
-                done += count
-                bar.update(count)
-                if on_progress is not None:
-                    on_progress(done, total)
-
             repeats = Repeats()
             # Frames an earlier run wrote are still compared (a picture held across the cut is upscaled again for
             # the frames after it, as one run would show it), then skipped.
@@ -852,8 +848,8 @@ def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptio
             # (counted as done before the bar starts: counted as made by this run, they made its rate and time
             # left those of frames only skipped, hundreds of frames a second)
             with progress_bar(total, initial=resumed, shown=progress) as bar:
-                times = run_pipeline(batches, upscale_batch, writer.write, on_frames=frames_written,
-                                     device=engine.device, finish=writer.flush)
+                times = run_pipeline(batches, upscale_batch, writer.write, device=engine.device,
+                                     on_frames=frames_counted(bar, on_progress), finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
                 times.extra["resumed_frames"] = resumed

@@ -11,6 +11,8 @@ import pytest
 import vsr
 from tests.pipelines.clips import make_clip, make_interlaced_clip
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
+from tests.pipelines.test_resume import LOSSLESS
+from tests.pipelines.test_segments import make_gop_clip
 from vsr.errors import Cancelled, InputError, OptionError
 
 BICUBIC = vsr.UpscaleOptions(model="bicubic", batch_size=2)
@@ -61,18 +63,62 @@ def test_an_error_in_the_progress_function_stops_the_run_as_any_error(tmp_path, 
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
+def test_a_video_in_segments_tells_the_progress_of_the_whole_video(tmp_path, engine):
+    """24 frames in 3 segments of 8: a run stopped by its progress function in the second keeps the first, and the
+    run that resumes from it tells its frames as done."""
+    clip, output = make_gop_clip(tmp_path / "clip.mp4"), tmp_path / "out.mkv"
+    told = []
+
+    def stop_in_the_second_segment(done: int, total: int | None) -> None:
+        told.append((done, total))
+        if done > 8:
+            raise ValueError("the window was closed")
+
+    with pytest.raises(ValueError, match="the window was closed"):
+        vsr.upscale_video_in_segments(clip, output, options=BICUBIC, video=LOSSLESS, engine=engine,
+                                      on_progress=stop_in_the_second_segment)
+    assert told[:4] == [(2, 24), (4, 24), (6, 24), (8, 24)] and not output.exists()
+    told.clear()
+    result = vsr.upscale_video_in_segments(clip, output, options=BICUBIC, video=LOSSLESS, engine=engine,
+                                           on_progress=lambda done, total: told.append((done, total)))
+    assert result.times.extra["resumed"] == 1
+    assert told[0] == (10, 24) and told[-1] == (24, 24)
+    assert len(ffprobe_frame_pts(output)) == 24
+
+
+def test_a_cancel_of_a_video_in_segments_keeps_the_segments_done_for_the_same_call(tmp_path, engine):
+    clip, output = make_gop_clip(tmp_path / "clip.mp4"), tmp_path / "out.mkv"
+    cancel = threading.Event()
+
+    def cancel_in_the_second_segment(done: int, total: int | None) -> None:
+        if done > 8:
+            canceller = threading.Thread(target=cancel.set)
+            canceller.start()
+            canceller.join()
+
+    with pytest.raises(Cancelled, match="clip.mp4: cancelled"):
+        vsr.upscale_video_in_segments(clip, output, options=BICUBIC, video=LOSSLESS, engine=engine,
+                                      on_progress=cancel_in_the_second_segment, cancel=cancel)
+    assert not output.exists()
+    result = vsr.upscale_video_in_segments(clip, output, options=BICUBIC, video=LOSSLESS, engine=engine)
+    assert result.times.extra["resumed"] == 1 and len(ffprobe_frame_pts(output)) == 24
+
+
 def test_a_run_cancelled_before_it_starts_loads_no_model(tmp_path):
     cancel = threading.Event()
     cancel.set()
     clip = make_clip(tmp_path / "clip.mp4", frames=3)
     with pytest.raises(Cancelled):  # (a name no zoo has: it would be a ModelError had the model been loaded)
         vsr.upscale_video(clip, options=vsr.UpscaleOptions(model="not-loaded"), cancel=cancel)
+    with pytest.raises(Cancelled):
+        vsr.upscale_video_in_segments(clip, options=vsr.UpscaleOptions(model="not-loaded"), cancel=cancel)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["clip.mp4"]
 
 
 @pytest.mark.parametrize("call, message", [
     (lambda clip: vsr.upscale_video(clip, on_progress=5), "on_progress must be a function"),
     (lambda clip: vsr.upscale_video(clip, cancel=True), "cancel must be a threading.Event, not True"),
+    (lambda clip: vsr.upscale_video_in_segments(clip, cancel="stop"), "cancel must be a threading.Event, not 'stop'"),
 ])
 def test_a_progress_or_cancel_of_another_kind_is_one_option_error(tmp_path, call, message):
     with pytest.raises(OptionError, match=message):
