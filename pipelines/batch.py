@@ -782,7 +782,8 @@ def _result_checksum(journal: Journal, job: BatchJob, result: JobResult) -> str 
 
 def _record(journal: Journal, job: BatchJob, result: JobResult, checksum: str | None) -> None:
     journal.finish(result.name, ok=result.ok, error=result.error, checksum=checksum, seconds=result.seconds,
-                   frames=result.frames, warnings=result.warnings, warning_count=result.warning_count)
+                   frames=result.frames, warnings=result.warnings, warning_count=result.warning_count,
+                   counted=not result.settings_refused)
     if result.ok:
         with contextlib.suppress(OSError):  # (else the next run hashes it once)
             stat = job.output.stat()
@@ -792,6 +793,8 @@ def _record(journal: Journal, job: BatchJob, result: JobResult, checksum: str | 
         warned = f", {result.warning_count} warning{'s' if result.warning_count != 1 else ''}" \
             if result.warning_count else ""
         log.info("%s: done in %.1f s%s%s → %s", job.label, result.seconds, frames, warned, job.name)
+    elif result.settings_refused:
+        log.error("%s: not run (no attempt counted): %s", job.label, result.error)
     else:
         log.error("%s: failed: %s", job.label, result.error)
 

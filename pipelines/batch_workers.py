@@ -67,6 +67,10 @@ class JobResult:
     warning_count: int = 0
     died: bool = False  # its process died (killed): it may have put its output in place first (`batch._record`)
     no_space: bool = False  # it failed for want of room on the disk (`out_of_space`): the batch stops, not the job
+    # Refused by the segments it kept, made with other settings (`resume.KeptSegmentsRefused`: what "auto" chose on
+    # another machine, a --precision changed): the run's settings failed, not the job, so no attempt is counted (the
+    # job gave up after --max-attempts runs, each refused at once).
+    settings_refused: bool = False
 
 
 class _ShownFrom(logging.Filter):
@@ -157,8 +161,10 @@ def _run_job(job: BatchJob, remote) -> JobResult:
         checksum = sha256_file(job.output)
     except Exception as error:  # a job's failure must not stop the batch
         log.debug("job %s failed", job.name, exc_info=True)
+        from vsr.pipelines.resume import KeptSegmentsRefused
+
         return JobResult(job.name, ok=False, error=one_line(error), seconds=time.perf_counter() - start,
-                         no_space=out_of_space(error))
+                         no_space=out_of_space(error), settings_refused=isinstance(error, KeptSegmentsRefused))
     return JobResult(job.name, ok=True, checksum=checksum, seconds=time.perf_counter() - start, frames=frames)
 
 

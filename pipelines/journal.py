@@ -533,18 +533,21 @@ class Journal:
     @_written
     def finish(self, name: str, *, ok: bool, error: str | None = None, checksum: str | None = None,
                seconds: float | None = None, frames: int | None = None, warnings: Sequence[str] = (),
-               warning_count: int | None = None) -> None:
+               warning_count: int | None = None, counted: bool = True) -> None:
         """running → done (with the output's checksum) or failed (with the reason; a checksum only where the job
         put its output in place before it failed, else the one an earlier attempt's output had: `_kept_checksum`).
         `warnings`: what the attempt warned of (the first `warning_count`, by default all), kept in place of an
-        earlier attempt's (a redo without any clears them)."""
+        earlier attempt's (a redo without any clears them). `counted`: False where the run's settings, not the job,
+        failed (the segments it kept refused them): its attempt is given back, as `release` gives it."""
         error, warnings = _text(error), [_text(text) for text in warnings]
         now = time.time()
         with self._transaction():
             finished = self.connection.execute(
                 f"UPDATE jobs SET state = ?, error = ?, checksum = COALESCE(?, {self._kept_checksum(name)}), "
-                "seconds = ?, frames = ?, finished_at = ?, owner = NULL WHERE name = ? AND owner = ?",
-                ("done" if ok else "failed", error, checksum, seconds, frames, now, name, self.owner),
+                "seconds = ?, frames = ?, finished_at = ?, owner = NULL, attempts = attempts - ? "
+                "WHERE name = ? AND owner = ?",
+                ("done" if ok else "failed", error, checksum, seconds, frames, now, 0 if counted else 1, name,
+                 self.owner),
             ).rowcount
             if not finished:  # (not this process's job any more: its row, and its warnings, are another's)
                 return

@@ -146,6 +146,18 @@ def _upgraded(before: dict, after: dict, first_kept: Path | None) -> dict:
     return {**before, "version": PLAN_VERSION, "encoding": encoding, "weights": after.get("weights")}
 
 
+def _as_made(before: dict, after: dict) -> str:
+    """The options that name what "auto" chose where the segments of `before` were made and chooses otherwise for
+    `after` (`--precision fp32`), which resume them; "" where there are none, or one of them chose several (devices
+    that chose otherwise)."""
+    resolved = _resolved_in_both(before, after)
+    options = [f"--{key} {before['resolved'][key]}" for key in resolved if key != "outscale"
+               and before["settings"].get(key) == after["settings"].get(key)
+               and after["settings"].get(key) in (None, "auto")
+               and before["resolved"][key] != after["resolved"][key]]
+    return "" if any("," in option for option in options) else " ".join(options)
+
+
 def _besides_settings(plan: dict) -> dict:
     """A plan without the settings given and resolved (compared by `_plan_change` as settings): its cuts, ..."""
     return {key: value for key, value in plan.items() if key not in ("settings", "resolved")}
@@ -183,6 +195,12 @@ def _plan_change(before: dict, after: dict) -> str:
     if not reasons and _besides_settings(before) != _besides_settings(after):
         reasons.append("other cuts of the video")  # (the settings given may differ in form only: --crf 23)
     return "; ".join(reasons)
+
+
+class KeptSegmentsRefused(OutputError):
+    """The segments kept for an output were made for another plan (other settings, or what "auto" chose on another
+    machine), and this run would mix its own with them: refused, the segments kept. Not the job's failure but the
+    run's settings: a batch does not count it as one of the job's attempts (`batch_workers.JobResult`)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,8 +265,11 @@ class SegmentFolder:
             # (segments of no plan, or a damaged one, are of no known run: a removal cut short leaves them so)
             if kept and not self.overwrite and isinstance(before, dict):
                 self._unlock()
-                raise OutputError(f"{self.path}: {kept} segment(s) kept there were made for {change}: run as they "
-                                  "were made to resume them, or with --overwrite to remove them and start over")
+                as_made = _as_made(before, self.plan)
+                raise KeptSegmentsRefused(
+                    f"{self.path}: {kept} segment(s) kept there were made for {change}: run as they were made"
+                    f"{f' ({as_made})' if as_made else ''} to resume them, or with --overwrite to remove them and "
+                    "start over")
             if kept:  # (a warning where work is thrown away: the command line shows it, and what changed)
                 log.warning("%s: made for %s: the %d segment(s) kept there are removed; starting over", self.path,
                             change, kept)

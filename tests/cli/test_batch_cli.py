@@ -492,18 +492,24 @@ def test_a_batch_begun_where_auto_chose_another_precision_resumes_with_the_one_i
     kept = len(list(segments.glob("segment-*.json")))
     done = snapshot(out)["a.x4.mp4"]
 
-    refused = vsr(*command)  # ("auto" chooses otherwise here: the segments say so, and what to run)
-    assert refused.returncode == 1
-    assert "what --precision auto chose on the machine that made them" in refused.stderr, refused.stderr
-    assert len(list(segments.glob("segment-*.json"))) == kept
+    # ("auto" chooses otherwise here: the segments say so, and what to run). Each refusal cost an attempt: two such
+    # runs after the kill gave the job up (--max-attempts 3), and the run as it was made could not resume it.
+    for _ in range(2):
+        refused = vsr(*command)
+        assert refused.returncode == 1
+        assert (f"what --precision auto chose on the machine that made them: run as they were made (--precision "
+                f"{elsewhere}) to resume them") in refused.stderr, refused.stderr
+        assert "long.mp4: not run (no attempt counted): " in refused.stderr
+        assert len(list(segments.glob("segment-*.json"))) == kept
+        assert journal_rows(out)["long.x4.mp4"] == ("failed", 1)  # (the attempt the kill cut short)
 
     as_made = [*command, "--precision", elsewhere]
     planned = [" ".join(line.split()) for line in vsr(*as_made, "--dry-run").stdout.splitlines()[:2]]
-    assert planned == ["done a.mp4 → a.x4.mp4", "retry (attempt 3) long.mp4 → long.x4.mp4"]
+    assert planned == ["done a.mp4 → a.x4.mp4", "retry (attempt 2) long.mp4 → long.x4.mp4"]
     resumed = vsr(*as_made)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resuming: {kept} of 12 segments were upscaled by an earlier run" in resumed.stderr
-    assert journal_rows(out) == {"a.x4.mp4": ("done", 1), "long.x4.mp4": ("done", 3)}
+    assert journal_rows(out) == {"a.x4.mp4": ("done", 1), "long.x4.mp4": ("done", 2)}
     assert snapshot(out)["a.x4.mp4"] == done and sorted(snapshot(out)) == ["a.x4.mp4", "long.x4.mp4"]
     assert ffprobe_frame_pts(out / "long.x4.mp4") == ffprobe_frame_pts(source / "long.mp4")
     again = vsr(*command)  # and "auto" again: every job done, none made again

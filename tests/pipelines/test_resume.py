@@ -506,7 +506,8 @@ def test_segments_made_where_auto_chose_otherwise_are_refused_by_name_and_kept(r
     assert str(refused.value) == (
         f"{folder}: 1 segment(s) kept there were made for other settings (--decoder pyav, was dali; --precision "
         f"{_auto_precision_here(options.model)}, was fp16); what --decoder auto, --precision auto chose on the machine "
-        "that made them: run as they were made to resume them, or with --overwrite to remove them and start over")
+        "that made them: run as they were made (--decoder dali --precision fp16) to resume them, or with --overwrite "
+        "to remove them and start over")
     assert sorted(path.name for path in folder.iterdir()) == kept and not (tmp_path / "out.mkv").exists()
 
     plan.pop("resolved", None)  # (an earlier vsr's plan: the settings compared as given, "auto" alike)
