@@ -26,9 +26,10 @@ import functools
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from stat import S_ISREG
@@ -44,6 +45,7 @@ from vsr.pipelines.dedup import parse_dedup
 from vsr.pipelines.engine import tile_overlap_for
 from vsr.pipelines.journal import JOURNAL_NAME, Journal, JobEntry, JobRow, JobState, same_job
 from vsr.pipelines.probe import video_has_alpha
+from vsr.pipelines.resume import kept_frames
 from vsr.pipelines.runner import ctrl_c_held_back
 from vsr.pipelines.sequences import VIDEO_SUFFIXES, is_sequence
 
@@ -513,6 +515,7 @@ class BatchReport:
     # replaces it), one (or a job's segments) kept as made with other options, or a job that another batch changed
     # to its own options or input meanwhile.
     skipped: list[str] = field(default_factory=list)
+    frames_made: int = 0  # frames upscaled by this run, of the jobs it finished (not those an earlier run made)
 
     @property
     def ok(self) -> bool:
@@ -535,20 +538,100 @@ class BatchReport:
             more = f" and {len(self.warned) - WARNED_NAMED} more" if len(self.warned) > WARNED_NAMED else ""
             warned = (f"; {len(self.warned)} with warnings: {', '.join(self.warned[:WARNED_NAMED])}{more} "
                       "(vsr batch --status says of what)")
+        # An overnight batch in hours and minutes (28800.0 s said little); the speed of this run's own work.
+        elapsed = f"{self.seconds:.1f} s" if self.seconds < 60 else api.clock(round(self.seconds))
+        speed = (f", {self.frames_made} frame{'s' if self.frames_made != 1 else ''} upscaled at "
+                 f"{self.frames_made / self.seconds:.1f} fps" if self.frames_made and self.seconds > 0 else "")
         return (f"batch: {', '.join(counts) or 'no jobs'} (of {len(self.rows) + len(self.skipped)}) in "
-                f"{self.seconds:.1f} s{warned}; journal {self.journal}")
+                f"{elapsed}{speed}{warned}; journal {self.journal}")
 
 
-def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpus: float, max_attempts: int):
+def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpus: float, max_attempts: int,
+              on_frames: Callable[[str, int], None]):
     if ray is not None:
         from vsr.pipelines.ray_backend import RayExecutor
 
-        return RayExecutor(ray, task_cpus=task_cpus, max_retries=max_attempts - 1)
+        return RayExecutor(ray, task_cpus=task_cpus, max_retries=max_attempts - 1, on_frames=on_frames)
     if devices or workers > 1:
         codec_log = logging.getLogger(api.CODEC_LOG)  # (an info line that `vsr batch` shows: passed on)
         return ProcessExecutor(workers, devices, log_level=shown_level(),
-                               logger_levels={codec_log.name: codec_log.getEffectiveLevel()})
-    return InlineExecutor()
+                               logger_levels={codec_log.name: codec_log.getEffectiveLevel()}, on_frames=on_frames)
+    return InlineExecutor(on_frames)
+
+
+def expected_frames(job: BatchJob) -> int:
+    """The frames `job` makes, as its input's container says, read before any is decoded: what the batch's bar
+    counts until the job's result says how many it made. An image is one; a video's --frames caps it, and --start
+    and --end keep their share of its duration. 0 where the input cannot be described (its job says why)."""
+    from vsr.pipelines.probe import describe_video
+
+    if job.kind == "image":
+        return 1
+    try:
+        info, _ = describe_video(job.source)
+    except Exception:  # noqa: BLE001 - a damaged or unreadable input: its job fails with its one line
+        log.debug("%s: no frame count for the bar", job.source, exc_info=True)
+        return 0
+    frames = info.frame_count or 0
+    video = job.video
+    if (video.start is not None or video.end is not None) and info.duration and info.average_rate:
+        end = info.duration if video.end is None else min(video.end, info.duration)
+        frames = min(frames, max(0, round((end - (video.start or 0)) * info.average_rate)))
+    return frames if video.max_frames is None else min(frames, video.max_frames)
+
+
+class FramesBar:
+    """The batch's bar: the frames of its jobs (those done before, and those this run makes), advanced as each job's
+    frames are upscaled in whichever process runs it (`advance`), with the jobs done beside it ("3/12 jobs"): a
+    season of one-hour episodes sat at 0/12 jobs for an hour, its time left meaningless. A job counts the frames its
+    container says (`expected_frames`) until its result says how many it made; one that fails leaves the bar (this
+    run makes none of its frames). A Ray driver's video jobs advance it from threads of their own: a lock."""
+
+    def __init__(self, bar, jobs: int, done_jobs: int, expected: dict[str, int], kept: dict[str, int]):
+        """`bar`: a `progress_bar` of the frames of every job (`done_jobs` of the `jobs` done, their frames its
+        `initial`), `expected`: the frames of each job this run makes, `kept`: of those, the frames of the segments
+        an earlier run kept (counted in `initial` too)."""
+        self._bar = bar
+        self._jobs, self._done_jobs, self._failed_jobs = jobs, done_jobs, 0
+        self._expected, self._kept = expected, kept
+        self._counted = dict(kept)  # job → its frames on the bar: those kept, then those upscaled by this run
+        self.frames_made = 0  # frames upscaled by this run, of the jobs done (those of kept segments left out)
+        self._lock = threading.Lock()
+
+    @property
+    def postfix(self) -> str:
+        failed = f", {self._failed_jobs} failed" if self._failed_jobs else ""
+        return f"{self._done_jobs}/{self._jobs} jobs{failed}"
+
+    def advance(self, name: str, count: int) -> None:
+        with self._lock:
+            self._counted[name] += count
+            self._bar.update(count)
+
+    def finished(self, result: JobResult) -> None:
+        with self._lock:
+            counted, expected = self._counted.pop(result.name), self._expected[result.name]
+            # (the jobs first, so that the line the update writes counts this one)
+            if result.ok:
+                self._done_jobs += 1
+                self._bar.set_postfix_str(self.postfix, refresh=False)
+                made = expected if result.frames is None else result.frames
+                self._bar.total += made - expected
+                self._bar.update(made - counted)  # (the container's count was an estimate: the frames made win)
+                self.frames_made += made - self._kept[result.name]
+            else:
+                self._failed_jobs += 1
+                self._bar.set_postfix_str(self.postfix, refresh=False)
+                self._bar.total -= expected
+                self._bar.update(-counted)
+
+    def left_to_another(self, name: str) -> None:
+        """`name` was taken by another `vsr batch` meanwhile: not this run's work."""
+        with self._lock:
+            self._bar.total -= self._expected[name]
+            self._bar.update(-self._counted.pop(name))
+            self._jobs -= 1
+            self._bar.set_postfix_str(self.postfix, refresh=False)
 
 
 def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int = 1, devices: str | None = None,
@@ -613,12 +696,24 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
         todo = [dataclasses.replace(job, overwrite=job.overwrite or job.name in owned)
                 for job in jobs if job.name in to_run]
         skipped = plan.other_source + plan.other_options
+        frames_made = 0
         if todo:
-            # (no more worker processes than jobs: each imports torch, and -j 50 for one job took minutes)
-            executor = _executor(min(workers, len(todo)), device_list, ray, task_cpus, max_attempts)
-            with executor, progress_bar(len(jobs), initial=len(jobs) - len(todo), unit="job", shown=progress,
-                                        leave=True) as bar:
-                skipped += _drive(journal, executor, todo, entries, bar)
+            # The bar counts the frames of the jobs done and of those to run (the others, refused, busy or given up,
+            # are not this run's work): a done job's as its row says, one to run's as its container says, less those
+            # of the segments it kept.
+            done = [job for job in jobs if job.name in plan.done and job.name not in to_run]
+            done_frames = sum(journal.row(job.name).frames or expected_frames(job) for job in done)
+            expected = {job.name: expected_frames(job) for job in todo}
+            kept = {job.name: kept_frames(job.output) if job.kind == "video" else 0 for job in todo}
+            total = done_frames + sum(expected.values())
+            with progress_bar(total, initial=done_frames + sum(kept.values()), shown=progress, leave=True,
+                              postfix=f"{len(done)}/{len(done) + len(todo)} jobs") as bar:
+                frames_bar = FramesBar(bar, len(done) + len(todo), len(done), expected, kept)
+                # (no more worker processes than jobs: each imports torch, and -j 50 for one job took minutes)
+                with _executor(min(workers, len(todo)), device_list, ray, task_cpus, max_attempts,
+                               frames_bar.advance) as executor:
+                    skipped += _drive(journal, executor, todo, entries, frames_bar)
+            frames_made = frames_bar.frames_made
         for name in plan.busy:  # (its row is the other batch's: done, it may be with that one's options or input)
             if not same_job(journal.row(name), entries[name]):
                 log.error("%s: run by another `vsr batch` with other options or input; not made as this one asks",
@@ -626,7 +721,7 @@ def run_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, workers: int 
                 skipped.append(name)
         rows = [journal.row(job.name) for job in jobs if job.name not in skipped]
     return BatchReport(rows=rows, seconds=time.perf_counter() - started, journal=out_dir / JOURNAL_NAME,
-                       skipped=skipped)
+                       skipped=skipped, frames_made=frames_made)
 
 
 def _sync(journal: Journal, entries: dict[str, JobEntry], out_dir: Path, max_attempts: int):
@@ -706,7 +801,8 @@ def plan_batch(jobs: list[BatchJob], out_dir: str | os.PathLike, *, max_attempts
     return [(job.name, said[job.name]) for job in jobs]
 
 
-def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, JobEntry], bar) -> list[str]:
+def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, JobEntry],
+           frames_bar: FramesBar) -> list[str]:
     """Keep the executor full, record each result; on an interruption, hand the running jobs back. Returns the jobs
     that another batch changed to its own options or input meanwhile (not made: their rows are that batch's). A job
     that found the disk full is handed back too, and the batch stops (OutputError) once the running jobs end."""
@@ -729,6 +825,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                         changed.append(job.name)
                     else:
                         log.warning("%s: started by another `vsr batch` meanwhile; left to it", job.label)
+                    frames_bar.left_to_another(job.name)
                     continue
                 remove_partials(job.output)
                 executor.submit(job)
@@ -745,7 +842,7 @@ def _drive(journal: Journal, executor, todo: list[BatchJob], entries: dict[str, 
                 with ctrl_c_held_back():
                     _record(journal, running[result.name], result, checksum)
                     del running[result.name]
-                bar.update(1)
+                frames_bar.finished(result)
         if no_space:
             raise OutputError(f"{no_space}; the batch stopped, its jobs not done wait for the next run: free some "
                               "space and run the same command again")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import logging
 import multiprocessing
@@ -131,17 +132,18 @@ def engine_for(options):
     return _engine_cache[options]
 
 
-def run_job(job: BatchJob, remote=None) -> JobResult:
+def run_job(job: BatchJob, remote=None, on_frames: Callable[[int], None] | None = None) -> JobResult:
     """Upscale one input into its output (atomically). Never raises for a bad input: the result says why.
 
     `remote`: for a video, where its segments are upscaled (`ray_backend.RaySegments`); else in this process.
-    The result carries what the job's run warned of (`warnings_kept`)."""
+    `on_frames`: called with each count of a video's frames upscaled, for the batch's bar (an image's one frame is
+    counted by its result). The result carries what the job's run warned of (`warnings_kept`)."""
     with warnings_kept() as kept, said_once_per_call():  # (a job redone in this process warns again)
-        result = _run_job(job, remote)
+        result = _run_job(job, remote, on_frames)
     return dataclasses.replace(result, warnings=tuple(kept.messages), warning_count=kept.count)
 
 
-def _run_job(job: BatchJob, remote) -> JobResult:
+def _run_job(job: BatchJob, remote, on_frames: Callable[[int], None] | None) -> JobResult:
     from vsr.pipelines import upscale as api
 
     start = time.perf_counter()
@@ -156,7 +158,8 @@ def _run_job(job: BatchJob, remote) -> JobResult:
 
             # Long videos in segments: a job cut short (killed worker, lost Ray node, Ctrl-C) resumes from them.
             result = upscale_video_in_segments(job.source, job.output, options=job.options, video=job.video,
-                                               overwrite=job.overwrite, engine=engine, remote=remote)
+                                               overwrite=job.overwrite, engine=engine, remote=remote,
+                                               on_frames=on_frames)
             frames = result.frames
         checksum = sha256_file(job.output)
     except Exception as error:  # a job's failure must not stop the batch
@@ -169,19 +172,23 @@ def _run_job(job: BatchJob, remote) -> JobResult:
 
 
 class InlineExecutor:
-    """Runs each job in this process when `wait` is called; one at a time."""
+    """Runs each job in this process when `wait` is called; one at a time. `on_frames(name, count)`: called with
+    each count of frames a job upscales, as it goes (the batch's bar)."""
 
     capacity = 1
 
-    def __init__(self) -> None:
+    def __init__(self, on_frames: Callable[[str, int], None] | None = None) -> None:
         self._job: BatchJob | None = None
+        self._on_frames = on_frames
 
     def submit(self, job: BatchJob) -> None:
         self._job = job
 
     def wait(self, timeout: float) -> list[JobResult]:
         job, self._job = self._job, None
-        return [run_job(job)] if job is not None else []
+        if job is None:
+            return []
+        return [run_job(job, on_frames=for_job(self._on_frames, job.name))]
 
     def finished(self) -> list[JobResult]:
         """Results of jobs that finished while `close` stopped the others (none here: a job runs in `submit`)."""
@@ -195,6 +202,11 @@ class InlineExecutor:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def for_job(on_frames: Callable[[str, int], None] | None, name: str) -> Callable[[int], None] | None:
+    """An executor's `on_frames(name, count)` as the job `name`'s `run_job` calls it: with a count alone."""
+    return None if on_frames is None else functools.partial(on_frames, name)
 
 
 def start_without_ctrl_c(process: multiprocessing.Process, keep: Callable[[], None]) -> None:
@@ -245,9 +257,10 @@ def become_worker(parent: int) -> None:
 def worker_main(index: int, device: str | None, threads: int, log_level: int, parent: int,
                 tasks: multiprocessing.Queue, results: multiprocessing.Queue, logs: multiprocessing.Queue,
                 logger_levels: dict[str, int] | None = None) -> None:
-    """The loop of one worker process: take a job, run it, send the result; None means stop. What it logs goes to
-    the driver's `logs`. `logger_levels`: the levels of loggers set apart from `log_level` in the parent (the codec
-    "auto" picked, which `vsr batch` shows)."""
+    """The loop of one worker process: take a job, run it, send the result; None means stop. While it runs, each
+    count of frames upscaled is sent ahead of the result, on the same queue (so before it), for the driver's bar.
+    What it logs goes to the driver's `logs`. `logger_levels`: the levels of loggers set apart from `log_level` in
+    the parent (the codec "auto" picked, which `vsr batch` shows)."""
     become_worker(parent)
     log_to_driver(logs, log_level, logger_levels)
     show_from(log_level)  # (-q: its warnings made all the same, for the journal; the driver's bar shows the rest)
@@ -257,7 +270,11 @@ def worker_main(index: int, device: str | None, threads: int, log_level: int, pa
     while (job := tasks.get()) is not None:
         if device is not None:
             job = dataclasses.replace(job, options=dataclasses.replace(job.options, device=device))
-        results.put((index, run_job(job)))
+        results.put((index, run_job(job, on_frames=functools.partial(_put_frames, results, index))))
+
+
+def _put_frames(results: multiprocessing.Queue, index: int, count: int) -> None:
+    results.put((index, count))
 
 
 @dataclass
@@ -272,7 +289,8 @@ class ProcessExecutor:
     """`workers` processes (one per entry of `devices` when given), fed one job at a time."""
 
     def __init__(self, workers: int, devices: list[str] | None = None, log_level: int = logging.WARNING,
-                 logger_levels: dict[str, int] | None = None):
+                 logger_levels: dict[str, int] | None = None, on_frames: Callable[[str, int], None] | None = None):
+        """`on_frames(name, count)`: called in `wait` with the counts of frames the workers' jobs upscaled."""
         self._context = multiprocessing.get_context("spawn")
         self._results = self._context.Queue()
         self._logs = self._context.Queue()  # what the workers log, for this process to write above its bar
@@ -283,6 +301,7 @@ class ProcessExecutor:
         # Each worker gets its share of the cores, so that N workers do not each start a thread per core.
         self._threads = max(1, (os.cpu_count() or 1) // self.capacity)
         self._log_level, self._logger_levels = log_level, logger_levels  # (see worker_main)
+        self._on_frames = on_frames
         self._workers: list[_Worker] = []
         try:
             for index in range(self.capacity):
@@ -320,16 +339,26 @@ class ProcessExecutor:
         # The dead are found before the results are read: a worker that sent its result and then died (its result
         # still in the pipe) was failed as dead, and its result came on the next call, for a job no longer running.
         dead = [index for index, worker in enumerate(self._workers) if not worker.process.is_alive()]
-        sent = []
+        results: list[JobResult] = []
+        deadline = time.monotonic() + timeout
         try:
-            sent.append(self._results.get(timeout=timeout))
+            while not results:  # (counts of frames do not end the wait: a result, or the time up)
+                self._take(*self._results.get(timeout=max(0.0, deadline - time.monotonic())), results)
             while True:
-                sent.append(self._results.get_nowait())
+                self._take(*self._results.get_nowait(), results)
         except queue.Empty:
             pass
-        for index, _ in sent:
-            self._workers[index].job = None
-        return [result for _, result in sent] + self._reap(dead)
+        return results + self._reap(dead)
+
+    def _take(self, index: int, sent_item: JobResult | int, results: list[JobResult]) -> None:
+        """What worker `index` sent, in the order sent (a job's counts of frames before its result): its job's
+        result, put in `results`, or a count of frames upscaled, passed to `on_frames`."""
+        worker = self._workers[index]
+        if isinstance(sent_item, JobResult):
+            worker.job = None
+            results.append(sent_item)
+        elif self._on_frames is not None and worker.job is not None:
+            self._on_frames(worker.job.name, sent_item)
 
     def _reap(self, dead: list[int]) -> list[JobResult]:
         """Fail the job of each worker of `dead`, remove its unfinished file (the job may not run again: its last
@@ -352,9 +381,11 @@ class ProcessExecutor:
         results = []
         while True:
             try:
-                results.append(self._results.get(timeout=0.1)[1])
+                sent_item = self._results.get(timeout=0.1)[1]
             except (queue.Empty, EOFError, OSError):  # (a worker killed while it wrote leaves the queue short)
                 return results
+            if isinstance(sent_item, JobResult):  # (not a count of frames: the bar is closed)
+                results.append(sent_item)
 
     def close(self) -> None:
         from vsr.pipelines.batch import remove_partials  # (which imports this module)

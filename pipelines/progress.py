@@ -21,8 +21,9 @@ from queue import Empty
 
 LOG_SECONDS = 60.0  # how often a progress line is written where stderr is no terminal
 
-# A progress line of a log file: what is done of how much, how fast, and how long the rest takes at that speed.
-_LOG_LINE = "vsr: {n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%) in {elapsed}, {rate_fmt}, {remaining} left"
+# A progress line of a log file: what is done of how much, how fast, and how long the rest takes at that speed, and
+# the bar's postfix where it has one (", 3/12 jobs": tqdm puts the comma before it).
+_LOG_LINE = "vsr: {n_fmt}/{total_fmt} {unit}s ({percentage:.0f}%) in {elapsed}, {rate_fmt}, {remaining} left{postfix}"
 
 # The warnings said in the API call running in this context (`said_once_per_call`); None outside any: once a process.
 _said_in_call: contextvars.ContextVar[set | None] = contextvars.ContextVar("vsr_said_in_call", default=None)
@@ -72,10 +73,11 @@ class _LogLines:
 
 @contextlib.contextmanager
 def progress_bar(total: int | None, *, initial: int = 0, unit: str = "frame", shown: bool = True,
-                 leave: bool = False):
+                 leave: bool = False, postfix: str | None = None):
     """A tqdm bar of `total` units, `initial` of them done before it started (by an earlier run: its rate and time
     left count only what this one does), with vsr's log lines written above it; see the module doc. `shown`: False
-    shows nothing (the bar still counts). `leave`: the bar stays on the terminal once closed."""
+    shows nothing (the bar still counts). `leave`: the bar stays on the terminal once closed. `postfix`: said after
+    the rate ("3/12 jobs"; `set_postfix_str` changes it)."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -86,9 +88,10 @@ def progress_bar(total: int | None, *, initial: int = 0, unit: str = "frame", sh
     with ctrl_c_held_back():
         if shown and not sys.stderr.isatty():
             bar = tqdm(total=total, initial=initial, unit=unit, file=_LogLines(), bar_format=_LOG_LINE,
-                       mininterval=LOG_SECONDS, delay=LOG_SECONDS, leave=leave)
+                       mininterval=LOG_SECONDS, delay=LOG_SECONDS, leave=leave, postfix=postfix)
         else:
-            bar = tqdm(total=total, initial=initial, unit=unit, disable=not shown, dynamic_ncols=True, leave=leave)
+            bar = tqdm(total=total, initial=initial, unit=unit, disable=not shown, dynamic_ncols=True, leave=leave,
+                       postfix=postfix)
     with bar, logging_redirect_tqdm() if shown else contextlib.nullcontext():
         yield bar
 
@@ -159,16 +162,20 @@ def warnings_kept():
         _kept_here.reset(token)
 
 
-def frames_counted(bar, on_progress: Callable[[int, int | None], None] | None) -> Callable[[int], None]:
-    """What counts frames done into `bar` (a `progress_bar`) and tells `on_progress(frames done, frames in all)`,
-    where given, the bar's counts after each: an API caller's own progress display. (Counted here: a bar not shown
-    counts nothing.)"""
+def frames_counted(bar, on_progress: Callable[[int, int | None], None] | None = None,
+                   on_frames: Callable[[int], None] | None = None) -> Callable[[int], None]:
+    """What counts frames upscaled into `bar` (a `progress_bar`), and tells of them: `on_frames(count)` of each count
+    (a batch's job: the batch's own bar counts them, in the driver), and `on_progress(frames done, frames in all)`
+    of the bar's counts after each (an API caller's own progress display). (Counted here: a bar not shown counts
+    nothing.)"""
     done = bar.n  # (its `initial`: frames an earlier run made)
 
     def frames_done(count: int) -> None:
         nonlocal done
         done += count
         bar.update(count)
+        if on_frames is not None:
+            on_frames(count)
         if on_progress is not None:
             on_progress(done, bar.total)
 

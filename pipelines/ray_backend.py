@@ -28,11 +28,12 @@ import queue
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from vsr.errors import OptionError, OutputError, VsrError, out_of_space
-from vsr.pipelines.batch_workers import BatchJob, JobResult, engine_for, one_line, run_job, warnings_kept
+from vsr.pipelines.batch_workers import (BatchJob, JobResult, engine_for, for_job, one_line, run_job,
+                                         warnings_kept)
 from vsr.pipelines.runner import ctrl_c_held_back
 
 log = logging.getLogger(__name__)
@@ -176,7 +177,10 @@ class RayExecutor:
     """Submits jobs to a Ray cluster: `address` is "local" (start one on this machine), "auto" (the running cluster
     that RAY_ADDRESS or `ray start` names) or a cluster address ("HOST:6379", "ray://HOST:10001")."""
 
-    def __init__(self, address: str, *, task_cpus: float = 1.0, max_retries: int = 2):
+    def __init__(self, address: str, *, task_cpus: float = 1.0, max_retries: int = 2,
+                 on_frames: Callable[[str, int], None] | None = None):
+        """`on_frames(name, count)`: called with the frames of each segment of a video as its task finishes (from
+        the video's thread), for the batch's bar; an image is counted by its result."""
         if ray is None:
             raise OptionError("--ray needs Ray: pip install 'vsr[cluster]' (or pip install ray)")
         _check_task_cpus(task_cpus)
@@ -213,6 +217,7 @@ class RayExecutor:
         self._videos: dict[str, threading.Thread] = {}  # job name → its driver thread
         self._finished: queue.Queue = queue.Queue()  # JobResults of the video threads
         self.closing = threading.Event()
+        self._on_frames = on_frames
         log.info("Ray cluster: %s; %d jobs at a time", resources, self.capacity)
 
     def submit(self, job: BatchJob) -> None:
@@ -230,7 +235,8 @@ class RayExecutor:
         self._tasks[task.remote(job, self.threads)] = job
 
     def _run_video(self, job: BatchJob) -> None:
-        self._finished.put(run_job(job, remote=RaySegments(self, job.name)))
+        on_frames = for_job(self._on_frames, job.name)
+        self._finished.put(run_job(job, remote=RaySegments(self, job.name), on_frames=on_frames))
 
     def wait(self, timeout: float) -> list[JobResult]:
         results = self._finished_videos()

@@ -59,6 +59,21 @@ def kept_segments(output: Path) -> int:
     return len(list(folder.glob("segment-*.json")))
 
 
+def kept_frames(output: Path) -> int:
+    """The frames of the finished segments kept for `output` (`kept_segments`), as their records say: what a run
+    that resumes them has done before it starts (a batch's bar starts there). 0 where none can be read."""
+    folder = segment_folder_path(output)
+    if not (folder / PLAN_FILE).is_file():
+        return 0
+    frames = 0
+    for record_file in folder.glob("segment-*.json"):
+        try:
+            frames += len(json.loads(record_file.read_text())["pts"])
+        except (OSError, ValueError, KeyError, TypeError):  # (`SegmentFolder.done` says so, and redoes it)
+            continue
+    return frames
+
+
 def segment_file(folder: Path, index: int, suffix: str = ".mp4") -> Path:
     return folder / f"segment-{index:04d}{suffix}"
 

@@ -554,6 +554,7 @@ def upscale_video_in_segments(
     remote=None,
     on_progress: Callable[[int, int | None], None] | None = None,
     cancel: threading.Event | None = None,
+    on_frames: Callable[[int], None] | None = None,
 ) -> VideoResult:
     """`upscale_video` over keyframe-aligned segments, resumably, on one device or several; see the module doc.
 
@@ -571,6 +572,8 @@ def upscale_video_in_segments(
     `remote`: something that upscales segments elsewhere (`ray_backend.RaySegments`: a Ray task each); `devices` is
     then ignored, and even a video of one segment goes to it (this process only plans, keeps and joins).
     The result's `warnings` are those this call gave, its workers' too (each also logged on the "vsr" logger).
+    `on_frames`: called with each count of frames upscaled (not those of the segments kept), as the progress bar is:
+    a batch's bar counts its jobs' frames so.
     """
     check_progress_and_cancel(on_progress, cancel)
     check_cancel(cancel, source)
@@ -585,14 +588,16 @@ def upscale_video_in_segments(
         result = _upscale_video_in_segments(source, output, devices=devices, options=options, video=video,
                                             overwrite=overwrite, progress=progress, on_segment=on_segment,
                                             engine=engine, remote=remote,
-                                            on_progress=told_or_cancelled if cancel is not None else on_progress)
+                                            on_progress=told_or_cancelled if cancel is not None else on_progress,
+                                            on_frames=on_frames)
     result.warnings = list(kept.messages)
     return result
 
 
 def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptions, video: VideoOptions,
                                overwrite: bool, progress: bool, on_segment: Callable[[SegmentResult], None] | None,
-                               engine, remote, on_progress: Callable[[int, int | None], None] | None) -> VideoResult:
+                               engine, remote, on_progress: Callable[[int, int | None], None] | None,
+                               on_frames: Callable[[int], None] | None) -> VideoResult:
     from vsr.pipelines.animation import is_animation
     from vsr.pipelines.crop import resolve_crop
     from vsr.pipelines.decode import deinterlace_warnings, warn_once
@@ -627,7 +632,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
                                           on_progress)
         return upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                              video=video, overwrite=overwrite, progress=progress, engine=engine,
-                             on_progress=on_progress)
+                             on_progress=on_progress, on_frames=on_frames)
     check_animation_early(output, video.codec)
     if engine is None:
         check_output_early(source, output, options, video.codec, overwrite)
@@ -651,7 +656,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
                         output.suffix, device_list[0] if remote is None else "this machine")
         result = upscale_video(source, output, options=dataclasses.replace(options, device=device_list[0]),
                                video=video, overwrite=overwrite, progress=progress, engine=engine, plan=plan,
-                               on_progress=on_progress)
+                               on_progress=on_progress, on_frames=on_frames)
         remove_stale_folder(output)
         return result
     codec, pix_fmt = encoder_choice(video, output.suffix, plan.info)
@@ -676,7 +681,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
                             "this machine" if remote is not None else device_list[0])
         single = dataclasses.replace(options, device=device_list[0])
         result = upscale_video(source, output, options=single, video=video, overwrite=overwrite, progress=progress,
-                               engine=engine, plan=plan, on_progress=on_progress)
+                               engine=engine, plan=plan, on_progress=on_progress, on_frames=on_frames)
         remove_stale_folder(output)  # (once the output is whole: until then, a rerun as before could resume)
         return result
 
@@ -708,7 +713,7 @@ def _upscale_video_in_segments(source, output, *, devices, options: UpscaleOptio
             # The whole video's frames, those of the segments kept counted as done before (as a sequence's are)
             with progress_bar(plan.frame_count, initial=kept_frames, shown=progress) as bar:
                 for result in _upscale_segments(todo, engine, remote, device_list, source, plan, options, video,
-                                                folder.path, frames_counted(bar, on_progress)):
+                                                folder.path, frames_counted(bar, on_progress, on_frames)):
                     folder.record(result)
                     made.append(result)
                     if on_segment is not None:

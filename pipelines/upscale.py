@@ -744,6 +744,7 @@ def upscale_video(
     plan: SegmentPlan | None = None,
     on_progress: Callable[[int, int | None], None] | None = None,
     cancel: threading.Event | None = None,
+    on_frames: Callable[[int], None] | None = None,
 ) -> VideoResult:
     """Upscale a video: same frames at the same times, every other stream copied untouched.
 
@@ -756,13 +757,15 @@ def upscale_video(
     the run after the batch in hand; the call then raises vsr.errors.Cancelled. The result's `warnings` are those
     this call gave (each also logged on the "vsr" logger). `plan`: the segments' plan of this video and window,
     where the caller has made one (`upscale_video_in_segments`), which tells where a --frames preview ends without
-    reading the video's packets again.
+    reading the video's packets again. `on_frames`: called with each count of frames upscaled (a batch's job: the
+    batch's bar counts them).
     """
     from vsr.pipelines.progress import said_once_per_call, warnings_kept
 
     with said_once_per_call(), warnings_kept() as kept:
         result = _upscale_video(source, output, options=options, video=video, overwrite=overwrite,
-                                progress=progress, engine=engine, plan=plan, on_progress=on_progress, cancel=cancel)
+                                progress=progress, engine=engine, plan=plan, on_progress=on_progress, cancel=cancel,
+                                on_frames=on_frames)
     result.warnings = list(kept.messages)
     return result
 
@@ -784,7 +787,7 @@ def check_cancel(cancel: threading.Event | None, source: Path) -> None:
 def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptions, overwrite: bool, progress: bool,
                    engine: Engine | None, plan: SegmentPlan | None,
                    on_progress: Callable[[int, int | None], None] | None,
-                   cancel: threading.Event | None) -> VideoResult:
+                   cancel: threading.Event | None, on_frames: Callable[[int], None] | None) -> VideoResult:
     from vsr.pipelines.crop import cropped, resolve_crop
     from vsr.pipelines.decode import open_decoder
     from vsr.pipelines.dedup import Repeats, distinct_pictures
@@ -849,7 +852,7 @@ def _upscale_video(source, output, *, options: UpscaleOptions, video: VideoOptio
             # left those of frames only skipped, hundreds of frames a second)
             with progress_bar(total, initial=resumed, shown=progress) as bar:
                 times = run_pipeline(batches, upscale_batch, writer.write, device=engine.device,
-                                     on_frames=frames_counted(bar, on_progress), finish=writer.flush)
+                                     on_frames=frames_counted(bar, on_progress, on_frames), finish=writer.flush)
             times.extra["repeated_frames"] = repeats.frames
             if resumed:
                 times.extra["resumed_frames"] = resumed

@@ -672,8 +672,7 @@ def test_a_job_another_batch_changed_meanwhile_is_not_made_with_the_old_options(
     with Journal.open(out / JOURNAL_NAME) as first, Journal.open(out / JOURNAL_NAME) as second:
         first.sync([entry], max_attempts=3)
         second.sync([batch.journal_entry(sharper)], max_attempts=3)  # before the first claims it
-        with tqdm(disable=True) as bar:
-            assert batch._drive(first, InlineExecutor(), [job], {job.name: entry}, bar) == [job.name]
+        assert batch._drive(first, InlineExecutor(), [job], {job.name: entry}, unseen_bar([job])) == [job.name]
     assert "p.png: another `vsr batch` changed it to its own options or input meanwhile; not made" in caplog.text
     assert not (out / "p.x2.png").exists()
     row = rows_by_name(out)["p.x2.png"]
@@ -771,6 +770,12 @@ def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_l
     assert rows_by_name(out)["live.x2.mp4"].attempts == 2
 
 
+def unseen_bar(jobs) -> batch.FramesBar:
+    """The bar `batch._drive` advances, shown nowhere."""
+    nothing = {job.name: 0 for job in jobs}
+    return batch.FramesBar(tqdm(total=0, disable=True), len(jobs), 0, nothing, nothing)
+
+
 def entries(jobs) -> dict:
     """What `batch._drive` claims each job with: its journal entry, by name."""
     return {job.name: batch.journal_entry(job) for job in jobs}
@@ -817,7 +822,7 @@ def test_a_job_that_finishes_as_the_batch_stops_is_recorded_done_and_the_other_h
     jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
         with pytest.raises(KeyboardInterrupt):
-            batch._drive(journal, _StoppedAsOneFinishes(), jobs, entries(jobs), tqdm(disable=True))
+            batch._drive(journal, _StoppedAsOneFinishes(), jobs, entries(jobs), unseen_bar(jobs))
     rows = rows_by_name(out)
     assert rows["a.x2.mp4"].state is JobState.DONE and rows["a.x2.mp4"].checksum == "0" * 64
     assert rows["b.x2.mp4"].state is JobState.QUEUED
@@ -846,7 +851,7 @@ def test_a_second_ctrl_c_while_stopping_still_hands_the_jobs_back(tmp_path):
     jobs, out = _clips_in_a_journal(tmp_path, "a", "b")
     with Journal.open(out / JOURNAL_NAME) as journal:
         with pytest.raises(KeyboardInterrupt):
-            batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, entries(jobs), tqdm(disable=True))
+            batch._drive(journal, _CtrlCAgainWhileClosing(), jobs, entries(jobs), unseen_bar(jobs))
     assert [(row.state, row.attempts) for row in rows_by_name(out).values()] == [(JobState.QUEUED, 0)] * 2
 
 
@@ -872,7 +877,7 @@ def test_a_full_disk_stops_the_batch_and_costs_no_attempt(tmp_path):
     with Journal.open(out / JOURNAL_NAME) as journal:
         with pytest.raises(OutputError, match=r"cannot write .*b\.x2\.mp4: No space left on device; the batch "
                                               "stopped, .* run the same command again"):
-            batch._drive(journal, _DiskFullFor("b.x2.mp4"), jobs, entries(jobs), tqdm(disable=True))
+            batch._drive(journal, _DiskFullFor("b.x2.mp4"), jobs, entries(jobs), unseen_bar(jobs))
     rows = rows_by_name(out)
     assert {name: (row.state, row.attempts) for name, row in rows.items()} == {
         "a.x2.mp4": (JobState.DONE, 1), "b.x2.mp4": (JobState.QUEUED, 0), "c.x2.mp4": (JobState.QUEUED, 0)}
@@ -942,7 +947,7 @@ def test_a_job_whose_worker_died_after_its_rename_keeps_its_output(tmp_path):
     """Recorded failed without a claim on its output, the job failed on "already exists" on every rerun."""
     jobs, out = _clips_in_a_journal(tmp_path, "a")
     with Journal.open(out / JOURNAL_NAME) as journal:
-        batch._drive(journal, _DiesAfterItsRename(), jobs, entries(jobs), tqdm(disable=True))
+        batch._drive(journal, _DiesAfterItsRename(), jobs, entries(jobs), unseen_bar(jobs))
     assert rows_by_name(out)["a.x2.mp4"].state is JobState.FAILED
     assert batch.run_batch(jobs, out).ok and frame_count(out / "a.x2.mp4") == 3
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.clips import corrupt_middle, make_clip
+from tests.pipelines.test_batch import write_image
 from tests.pipelines.test_resume import LOSSLESS, Interrupt
 from tests.pipelines.test_segments import make_gop_clip
 from tests.processes import VSR, kill_when
@@ -132,3 +133,58 @@ def _on_a_terminal(command: list) -> str:
     assert process.wait(timeout=300) == 0, written.decode(errors="replace")
     return written.decode(errors="replace")
 
+
+
+# (under a frame a second, as workers that start slowly make it, tqdm says seconds a frame)
+BATCH_LINE = re.compile(r"vsr: (\d+)/(\d+) frames \(\d+%\) in [\d:]+, (\?|[\d.]+)(frame/s|s/frame), [\d:?]+ left, "
+                        r"(\d+)/(\d+) jobs")
+
+
+def batch_lines(stderr: str) -> list[tuple[int, int, int, int]]:
+    """(frames done, frames, jobs done, jobs) of each progress line of a batch's log file."""
+    return [(int(match[1]), int(match[2]), int(match[5]), int(match[6]))
+            for match in map(BATCH_LINE.fullmatch, stderr.splitlines()) if match]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_batchs_bar_counts_its_jobs_frames_as_they_are_upscaled(tmp_path, every_update_a_line, capfd, workers):
+    """Two videos of 6 and 10 frames and an image (one frame): 17 frames, counted as each is upscaled, in this
+    process or in a worker's, with the jobs done beside them. The bar counted jobs: 0/3 until the first was done."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=6)
+    make_clip(folder / "b.mp4", frames=10)
+    write_image(folder / "c.png")
+    jobs = batch.discover(folder, tmp_path / "out", options=api.UpscaleOptions(model="bicubic", outscale=2,
+                                                                                batch_size=1),
+                          video=api.VideoOptions(preset="ultrafast"))
+    capfd.readouterr()
+    report = batch.run_batch(jobs, tmp_path / "out", workers=workers, progress=True)
+    assert report.ok
+    lines = batch_lines(capfd.readouterr().err)
+    assert lines[0] == (0, 17, 0, 3) and lines[-1] == (17, 17, 3, 3)
+    assert {total for _, total, _, _ in lines} == {17}
+    assert any(done > 0 for done, _, jobs_done, _ in lines if jobs_done == 0)  # (counted as the jobs ran)
+    assert [done for done, *_ in lines] == sorted(done for done, *_ in lines)
+    assert report.frames_made == 17 and ", 17 frames upscaled at " in report.summary()
+
+
+def test_a_resumed_batchs_bar_starts_at_the_jobs_done_and_the_segments_kept(tmp_path, every_update_a_line, capfd):
+    """A video done by an earlier run (6 frames) and one of 24 frames whose first segment of 8 was kept: the bar
+    starts at 14 of 30, and the summary's speed counts the 16 frames this run upscaled."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make_clip(folder / "a.mp4", frames=6)
+    make_gop_clip(folder / "b.mp4")
+    jobs = batch.discover(folder, tmp_path / "out", options=api.UpscaleOptions(model="bicubic", outscale=2),
+                          video=LOSSLESS)
+    assert batch.run_batch(jobs[:1], tmp_path / "out").ok
+    with pytest.raises(KeyboardInterrupt):  # (as the batch's job would have kept it, cut short)
+        upscale_video_in_segments(jobs[1].source, jobs[1].output, options=jobs[1].options, video=jobs[1].video,
+                                  on_segment=Interrupt(after=1))
+    capfd.readouterr()
+    report = batch.run_batch(jobs, tmp_path / "out", progress=True)
+    assert report.ok
+    lines = batch_lines(capfd.readouterr().err)
+    assert lines[0] == (14, 30, 1, 2) and lines[-1] == (30, 30, 2, 2)
+    assert report.frames_made == 16 and ", 16 frames upscaled at " in report.summary()
