@@ -743,6 +743,21 @@ def warnings_note(row: JobRow) -> str:
     return note if len(note) <= NOTE_WIDTH else note[:NOTE_WIDTH - 3].rstrip() + "..."
 
 
+def format_warnings(rows: list[JobRow]) -> str:
+    """What each job's last finished attempt warned of, every line the journal keeps, as `vsr batch --status
+    --warnings` prints it: the job's output, then its warnings indented (less the input's path, which is the job's),
+    and how many more it said where it said more than the journal keeps (`batch_workers.WARNINGS_KEPT`)."""
+    text = []
+    for row in rows:
+        if not row.warning_count:
+            continue
+        text.append(f"{row.name}: {row.warning_count} warning{'s' if row.warning_count != 1 else ''}")
+        text += [f"  {warning.removeprefix(f'{row.source}: ')}" for warning in row.warnings]
+        if row.warning_count > len(row.warnings):
+            text.append(f"  (and {row.warning_count - len(row.warnings)} more, not kept)")
+    return "\n".join(text) if text else "no job's last run warned of anything"
+
+
 def _after_its_process(row: JobRow, out_dir: Path) -> str:
     """What the next run does with a running job whose process is gone ("" while it lives), as `Journal.sync`
     decides it: its row holds the options it was started with, and the segments it kept are those options' (a run

@@ -628,6 +628,8 @@ def batch(
         None, "--jobs", metavar="FILE", help="A TOML jobs file: inputs with options of their own."),
     status: bool = typer.Option(False, "--status", help="Print the journal of OUT_DIR; exit 0 if every job whose input "
                                 "is still there is done."),
+    warnings_shown: bool = typer.Option(False, "--warnings", help="With --status: every warning the journal keeps of "
+                                        "each job (its row shows the first)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and what a run would do with each (new, "
                                  "done, redo, retry, ...); run and write nothing."),
     include: Optional[list[str]] = typer.Option(
@@ -679,7 +681,7 @@ def batch(
 ) -> None:
     from vsr.errors import OptionError
     from vsr.pipelines.batch_workers import show_from
-    from vsr.pipelines.journal import format_table, read_journal, unfinished
+    from vsr.pipelines.journal import format_table, format_warnings, read_journal, unfinished
     from vsr.pipelines.upscale import CODEC_LOG
 
     _setup_logging(quiet)
@@ -694,11 +696,13 @@ def batch(
     if workers is not None and ray is not None:
         raise OptionError("--workers starts processes here; with --ray the cluster runs as many jobs at once as its "
                           "CPUs (or GPUs) allow, --task-cpus each")
+    if warnings_shown and not status:
+        raise OptionError("--warnings is a view of the journal: vsr batch --status OUT_DIR --warnings")
     if status:
         if len(folders) != 1 or jobs is not None:
             raise OptionError("--status takes one folder: vsr batch --status OUT_DIR")
         rows = read_journal(folders[0])
-        typer.echo(format_table(rows, folders[0]))
+        typer.echo(format_warnings(rows) if warnings_shown else format_table(rows, folders[0]))
         raise typer.Exit(1 if unfinished(rows) else 0)
     from vsr.pipelines import batch as batch_jobs  # imports torch: not needed for --status
     # (choice values in any case: build_options takes them so, from here and from jobs files alike)

@@ -170,6 +170,19 @@ def test_damaged_sources_are_named_in_the_summary_and_their_warnings_in_the_stat
         assert lines["clean.x2.mp4"].endswith("clean.x2.mp4")
         assert re.search(r"^done .* cut\.x2\.mkv +1 warning: cut short: it holds \d+ bytes where ", lines["cut.x2.mkv"])
         assert re.search(r" damaged\.x2\.mp4 +\d+ warnings: decoding error near ", lines["damaged.x2.mp4"])
+    # Every warning kept, under its job's output (the table's row shows the first, cut at NOTE_WIDTH)
+    every = vsr("batch", "--status", tmp_path / "out", "--warnings")
+    assert every.returncode == 0
+    jobs = re.split(r"^(\S+): (\d+) warnings?$", every.stdout.rstrip("\n"), flags=re.M)
+    assert jobs[0] == "" and jobs[1::3] == ["cut.x2.mkv", "damaged.x2.mp4"]
+    for count, said in zip(jobs[2::3], jobs[3::3]):
+        said = said.strip("\n").split("\n")
+        assert len(said) == int(count) and all(line.startswith("  ") for line in said)
+    assert jobs[3].strip().startswith("cut short: it holds ") and str(source) not in every.stdout
+    assert int(jobs[5]) > 1 and jobs[6].strip("\n").startswith("  decoding error near ")  # (the table's first)
+    alone = vsr("batch", "--warnings", tmp_path / "out")
+    assert alone.returncode != 0 and alone.stderr.strip().splitlines() == [
+        "vsr: error: --warnings is a view of the journal: vsr batch --status OUT_DIR --warnings"]
 
 
 def test_images_keep_their_folders_and_quiet_prints_nothing(tmp_path):
