@@ -158,10 +158,15 @@ def resume(out_dir: str | os.PathLike, overrides: dict | None = None, *, stop_at
     done, minutes = int(state["iteration"]), float(state.get("elapsed_s", 0.0)) / 60
     if "cosine_period" not in (overrides or {}):
         _check_cosine_restarts(begun_with, config, done)
-    finished = config.total_iters <= done or (config.max_minutes is not None and minutes >= config.max_minutes)
+
+    def finished(settings: TrainConfig) -> bool:
+        return settings.total_iters <= done or (settings.max_minutes is not None and minutes >= settings.max_minutes)
+
     model = out_dir / f"{checkpoints.MODEL_NAME}.pth"
-    if finished and not _holds(model, state["ema"]):  # the run ended, and its model was not written (a full disk,
-        # or a kill between the last state and the model: an earlier end's model stayed)
+    # The run ended by its own settings (not only by those given now: a run stopped at iteration 41 of 60, resumed with
+    # total_iters=30, was said to have "ended without writing its model", which was then written), and its model was
+    # not written (a full disk, or a kill between the last state and the model: an earlier end's model stayed)
+    if finished(begun_with) and finished(config) and not _holds(model, state["ema"]):
         generator = _generator(config, fresh=False)
         generator.load_state_dict(state["ema"])
         model_path, _ = checkpoints.export_generator(generator, config, out_dir / checkpoints.MODEL_NAME)

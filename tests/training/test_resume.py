@@ -167,6 +167,16 @@ def test_a_run_killed_between_its_last_state_and_its_model_writes_the_model_on_r
         assert all(torch.equal(final[key], ema[key].float()) for key in ema)
 
 
+def test_a_stopped_run_resumed_with_fewer_iterations_than_done_is_refused(tmp_path, caplog):
+    """Stopped at iteration 2 of 4 and resumed with total_iters=1: it was said to have ended "without writing its
+    model", and that model was written (helper-147)."""
+    config = tiny_config(tmp_path, total_iters=4, val_holdout=0)
+    train(config, stop_at=2)
+    with pytest.raises(OptionError, match="total_iters=1: .* has done 2 iterations already"):
+        resume(config.out_dir, {"total_iters": "1"})
+    assert not (Path(config.out_dir) / "model.pth").exists() and "without writing its model" not in caplog.text
+
+
 def test_a_snapshot_cut_short_after_its_state_was_saved_is_written_on_resume(tmp_path):
     """Stopped after state.pt at iteration 2 was saved, while models/iter_0000002 was written: the resume went on
     from 2 and no save wrote that snapshot again (helper-84)."""
