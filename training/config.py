@@ -42,6 +42,8 @@ class TrainConfig:
     val_paths: tuple[str, ...] = ()  # held-out images or videos; empty: hold out val_holdout photos of train_paths
     val_holdout: int = 0  # photos of train_paths kept out for validation (chosen by name hash, see split_photos)
     val_crop: int | None = 512  # validate on the central crop of this size (None: whole images)
+    val_samples: int = 4  # validation images (spread over them) shown at each validation in
+    # OUT_DIR/samples/iter_NNNNNNN.png, a row each of bicubic | model | original (their central 256 pixels); 0: none
     frames_per_video: int = 16  # frames sampled across each video (near-duplicates skipped)
     loader: str = "memory"  # "memory": PatchDataset over photos and sampled frames; "dali": patches decoded by
     # DALI straight from the videos (NVDEC on a GPU; training/dali_patches.py), videos only
@@ -101,7 +103,7 @@ class TrainConfig:
         for name in ("scale", "patch_size", "batch_size", "num_feat", "num_block", "num_grow_ch", "disc_num_feat",
                      "total_iters", "cosine_period", "val_every", "save_every", "log_every", "frames_per_video"):
             _at_least(name, getattr(self, name), 1)
-        for name in ("num_workers", "val_holdout", "seed"):
+        for name in ("num_workers", "val_holdout", "val_samples", "seed"):
             _at_least(name, getattr(self, name), 0)
         if self.scale not in (1, 2, 4):
             raise OptionError(f"scale={self.scale}: RRDBNet supports 1, 2 or 4")

@@ -19,6 +19,7 @@ from vsr.training.degrade import quantize_8bit
 from vsr.training.metrics import psnr, ssim
 
 METRICS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+SAMPLE_SIDE = 256  # each picture of a sample sheet shows at most this many HR pixels a side (the central part)
 
 
 def bicubic_upscaler(scale: int) -> Callable[[Tensor], Tensor]:
@@ -53,3 +54,27 @@ def validate(upscale: Callable[[Tensor], Tensor], val_set: ValidationSet, scale:
             totals[f"psnr_{channel}"] += float(psnr(sr, hr, scale, y_channel)[0])
             totals[f"ssim_{channel}"] += float(ssim(sr, hr, scale, y_channel)[0])
     return {key: total / len(val_set) for key, total in totals.items()}
+
+
+@torch.no_grad()
+def sample_sheet(upscale: Callable[[Tensor], Tensor], val_set: ValidationSet, scale: int, count: int,
+                 device: torch.device | str = "cpu") -> Tensor:
+    """A picture to look at (BasicSR writes its validation images for the same reason): for `count` validation
+    images spread evenly over the set (the first 4 were 4 frames of one video, alike), a row of bicubic | the model |
+    the original, the central SAMPLE_SIDE pixels of each, 8-bit levels. Rows narrower than the widest are padded
+    with black. 3×H×W float in [0, 1], on the CPU."""
+    rows = []
+    for index in sorted({k * len(val_set) // count for k in range(count)}):
+        item = val_set[index]
+        lr, hr = item["lr"][None].to(device), item["hr"][None].to(device)
+        pictures = (quantize_8bit(imresize(lr, scale, "bicubic")), quantize_8bit(upscale(lr)), hr)
+        rows.append(torch.cat([_central(picture[0].float().cpu(), SAMPLE_SIDE) for picture in pictures], dim=-1))
+    width = max(row.shape[-1] for row in rows)
+    return torch.cat([F.pad(row, (0, width - row.shape[-1], 0, 0)) for row in rows], dim=-2)
+
+
+def _central(picture: Tensor, side: int) -> Tensor:
+    """The central `side`×`side` of a …×H×W picture (all of a side that is shorter)."""
+    height, width = picture.shape[-2:]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    return picture[..., top:top + side, left:left + side]

@@ -46,10 +46,11 @@ from vsr.models.checkpoint import load_model, read_state_dict
 from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.vgg import VGGFeatureExtractor
+from vsr.pipelines.images import Image, write_image
 from vsr.training import checkpoints
 from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import HRImage, PatchDataset, ValidationSet
-from vsr.training.evaluate import bicubic_upscaler, model_upscaler, validate
+from vsr.training.evaluate import bicubic_upscaler, model_upscaler, sample_sheet, validate
 from vsr.training.logs import RunLog, plot_curves, require_matplotlib
 from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
                                  ragan_generator_loss)
@@ -59,6 +60,7 @@ from vsr.training.sources import dali_sources, pool_key, split_sources, training
 
 log = logging.getLogger(__name__)
 
+SAMPLES_DIR = "samples"  # OUT_DIR/samples/iter_NNNNNNN.png: bicubic | model | original at each validation
 LOCK_FILE = ".lock"  # in the run's folder, locked (flock) by the process that writes the run, for the whole run
 
 
@@ -505,6 +507,14 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
                             **{f"bicubic_{k}": v for k, v in baseline.items()}})
         log.info("iteration %d: PSNR-Y %.3f dB (bicubic %.3f), SSIM-Y %.4f (bicubic %.4f)", iteration,
                  last_metrics["psnr_y"], baseline["psnr_y"], last_metrics["ssim_y"], baseline["ssim_y"])
+        if config.val_samples:
+            sheet = sample_sheet(model_upscaler(ema, amp), val_set, config.scale, config.val_samples, device)
+            try:
+                (out_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+            except OSError as error:
+                raise OutputError(f"{out_dir / SAMPLES_DIR}: cannot make the folder ({error.strerror or error})") \
+                    from None
+            write_image(out_dir / SAMPLES_DIR / f"iter_{iteration:07d}.png", Image(rgb=sheet))
         if config.plot:
             plot_curves(out_dir)
 

@@ -972,7 +972,8 @@ TRAIN_HELP = (  # (each paragraph on one line: see EVAL_HELP)
     "Every recipe value can be overridden: --set KEY=VALUE (TOML syntax: --set lr=1e-4 --set "
     "milestones=[1000,2000]).\n\n"
     "Writes OUT_DIR/model.pth (+ .safetensors: the EMA generator, for `vsr upscale --model`), state.pt (for --resume), "
-    "models/iter_NNNNNNN.pth (+ .safetensors: the EMA generator at each save), train.csv, val.csv, tb/ (TensorBoard) "
+    "models/iter_NNNNNNN.pth (+ .safetensors: the EMA generator at each save), train.csv, val.csv, "
+    "samples/iter_NNNNNNN.png (validation images as bicubic | model | original, at each validation), tb/ (TensorBoard) "
     "and, with --plot, curves.png. Several processes: torchrun -m vsr.cli train."
 )
 

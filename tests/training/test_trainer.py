@@ -19,10 +19,12 @@ from torch.nn import functional as F
 
 from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.models.checkpoint import load_model, read_state_dict
+from vsr.models.resample import imresize
 from vsr.models.rrdbnet import RRDBNet
-from vsr.pipelines.images import Image, write_image
+from vsr.pipelines.images import Image, read_image, write_image
 from vsr.training.checkpoints import export_generator, load_state
 from vsr.training.config import RECIPES_DIR, TrainConfig, load_recipe, parse_overrides
+from vsr.training.degrade import downscale, quantize_8bit
 from vsr.training.logs import read_csv, require_matplotlib
 from vsr.training.trainer import EpochBatches, ema_update, resume, train
 
@@ -139,6 +141,39 @@ def test_the_run_counts_the_validation_images_it_scores(tmp_path, caplog):
         train(config)
     assert "black.png: one colour throughout" in caplog.text
     assert "2 validation images;" in caplog.text
+
+
+def test_each_validation_writes_a_sample_sheet_of_bicubic_the_model_and_the_original(tmp_path):
+    """Numbers alone do not show what a model makes of a user's frames: each validation writes one PNG whose rows are
+    validation images as bicubic | the EMA model | the original (BasicSR writes its validation images)."""
+    val = tmp_path / "val"
+    val.mkdir()
+    square = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(1))
+    wide = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(2))
+    write_image(val / "a.png", Image(rgb=F.interpolate(square[None], size=(64, 64), mode="bicubic")[0].clamp(0, 1)))
+    write_image(val / "b.png", Image(rgb=F.interpolate(wide[None], size=(40, 48), mode="bicubic")[0].clamp(0, 1)))
+    config = tiny_config(tmp_path, total_iters=2, val_holdout=0, val_paths=[str(val)])
+    train(config)
+    samples = tmp_path / "run" / "samples"
+    assert sorted(path.name for path in samples.iterdir()) == ["iter_0000000.png", "iter_0000002.png"]
+    sheet = read_image(samples / "iter_0000002.png").rgb
+    assert sheet.shape == (3, 64 + 40, 3 * 64)  # a row per image, as wide as the widest
+    rows = {"a.png": sheet[:, :64], "b.png": sheet[:, 64:, :3 * 48]}
+    model = load_model(tmp_path / "run" / "models" / "iter_0000002.pth").module
+    for name, row in rows.items():
+        original = read_image(val / name).rgb
+        lr = downscale(original[None], 4, quantize=True)
+        width = original.shape[-1]
+        torch.testing.assert_close(row[:, :, :width], quantize_8bit(imresize(lr, 4, "bicubic"))[0], rtol=0, atol=1e-6)
+        with torch.no_grad():
+            torch.testing.assert_close(row[:, :, width:2 * width], quantize_8bit(model(lr))[0], rtol=0, atol=1 / 255)
+        torch.testing.assert_close(row[:, :, 2 * width:], original, rtol=0, atol=1e-6)
+    assert not sheet[:, 64:, 3 * 48:].any()  # the narrower row padded with black
+
+    quiet = tiny_config(tmp_path, total_iters=1, val_holdout=0, val_paths=[str(val)], val_samples=0,
+                        out_dir=str(tmp_path / "quiet"))
+    train(quiet)
+    assert not (tmp_path / "quiet" / "samples").exists()
 
 
 def test_max_minutes_ends_the_run_like_total_iters_and_a_resume_continues_the_clock(tmp_path):
