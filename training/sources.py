@@ -13,7 +13,7 @@ from pathlib import Path
 
 from vsr.errors import InputError, OptionError
 from vsr.hardware import in_bytes
-from vsr.training.config import TrainConfig
+from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import (IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, load_photo,
                                read_images, split_photos)
 from vsr.training.pool import DiskPool, Pool, gather_pool, remove_pool, sources_key
@@ -114,10 +114,20 @@ def training_images(config: TrainConfig, files: Sequence[Path]) -> Iterator[HRIm
         sizes = ", ".join(f"{name} ({width}×{height})" for name, width, height in small[:5])
         log.warning("%d images or frames smaller than the %d×%d patch left out of training: %s%s", len(small), patch,
                     patch, sizes, ", ..." if len(small) > 5 else "")
-        if not kept:
-            largest = max(small, key=lambda found: found[1] * found[2])[0]
-            raise InputError(f"every training image is smaller than the {patch}×{patch} patch (the largest: "
-                             f"{largest}); lower patch_size")
+        if not kept:  # (said with what to do: "lower patch_size" left a user guessing a value, or one the gan
+            # stage's discriminator does not take)
+            name, width, height = max(small, key=lambda found: min(found[1:]))
+            said = (f"every training image is smaller than the {patch}×{patch} patch (the largest: {name}, "
+                    f"{width}×{height})")
+            fitting = min(width, height) // 4 * 4  # (patch sizes are multiples of 4)
+            if config.stage == "gan":
+                sizes = " or ".join(map(str, DISCRIMINATOR_PATCH_SIZES))
+                said += f"; the gan stage's discriminator takes {sizes} patches: train it on larger pictures"
+            elif fitting:
+                said += f"; a patch it holds: --set patch_size={fitting}"
+            else:
+                said += "; train on larger pictures"
+            raise InputError(said)
 
 
 def training_pool(config: TrainConfig, files: Sequence[Path], folder: Path, budget: float) -> Pool:

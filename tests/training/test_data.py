@@ -551,8 +551,12 @@ def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_wit
                for message in warnings)
     with pytest.raises(InputError, match=r"no file could be read: .*cut\.jpg: damaged .* \(and 2 more files left out"):
         load_images(TrainConfig(train_paths=tuple(str(data / name) for name in ("cut.jpg", "empty.png", "notes.mp4"))))
-    with pytest.raises(InputError, match="every training image is smaller than the 64×64 patch"):
+    # What to do is said: a patch the largest holds, or (stage gan, whose discriminator takes 128 or 256) larger ones.
+    with pytest.raises(InputError, match=r"every training image is smaller than the 64×64 patch \(the largest: "
+                                         r"good\.png, 48×40\); a patch it holds: --set patch_size=40$"):
         load_images(TrainConfig(train_paths=(str(data / "good.png"),), patch_size=64))
+    with pytest.raises(InputError, match="discriminator takes 128 or 256 patches: train it on larger pictures$"):
+        load_images(TrainConfig(stage="gan", train_paths=(str(data / "good.png"),), patch_size=128))
     with pytest.raises(InputError, match=r"cut\.jpg: damaged or cut short"):  # vsr eval: scores no made-up pixels
         collect_images([data])
 
