@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
     """(training videos, validation images) for loader=dali, which reads the videos itself."""
-    files = expand_sources(config.train_paths)
+    files = training_files(config)
     photos = [path.name for path in files if path.suffix.lower() in IMAGE_SUFFIXES]
     if photos or not files:
         raise OptionError(f"loader=dali reads videos only; train_paths hold photos ({', '.join(photos[:3])}...) or "
@@ -34,6 +34,25 @@ def dali_sources(config: TrainConfig) -> tuple[list[Path], list[HRImage]]:
         raise OptionError("loader=dali: val_holdout keeps photos out, and there are none; give val_paths instead")
     log.warning("no validation images (set val_paths): training without PSNR/SSIM checks")
     return files, []
+
+
+def training_files(config: TrainConfig) -> list[Path]:
+    """The files of `config.train_paths`, less those `val_paths` names too: a holdout/ folder inside the --data
+    folder was trained on, and validation then scored what training saw, unsaid."""
+    files = expand_sources(config.train_paths)
+    if not config.val_paths:
+        return files
+    validation = {path.resolve() for path in expand_sources(config.val_paths)}
+    shared = [path for path in files if path.resolve() in validation]
+    if not shared:
+        return files
+    log.warning("%d validation files are among the training data too: left out of training, so that validation scores "
+                "what training did not see: %s%s", len(shared), ", ".join(path.name for path in shared[:5]),
+                ", ..." if len(shared) > 5 else "")
+    if len(shared) == len(files):
+        raise InputError("every training file is a validation file too (--data and --val name the same files): "
+                         "give validation files that are not training data")
+    return [path for path in files if path not in shared]
 
 
 def validation_images(config: TrainConfig) -> list[HRImage]:
@@ -55,7 +74,7 @@ def split_sources(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple
     data, read now; the training files are read by `training_images`."""
     if not config.train_paths:
         raise OptionError("train_paths is empty: give the training data (--data PATH: images, videos or folders)")
-    files = expand_sources(config.train_paths)
+    files = training_files(config)
     # (An image sequence or an animated PNG is a video's frames: never split into training and validation, as videos
     # are not.)
     photos = [path for path in files if is_photo(path)]

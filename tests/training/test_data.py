@@ -542,7 +542,7 @@ def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_wit
     config = TrainConfig(train_paths=(str(data),), val_paths=(str(data / "held.png"), str(data / "empty.png")),
                          patch_size=32)
     training, validation = load_images(config)
-    assert [image.name for image in training] == ["good.png", "held.png"]
+    assert [image.name for image in training] == ["good.png"]  # (held.png validates: it is not trained on)
     assert [image.name for image in validation] == ["held.png"]
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     for name in ("cut.jpg: damaged or cut short", "empty.png: not a readable image", "notes.mp4"):
@@ -559,6 +559,25 @@ def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_wit
         load_images(TrainConfig(stage="gan", train_paths=(str(data / "good.png"),), patch_size=128))
     with pytest.raises(InputError, match=r"cut\.jpg: damaged or cut short"):  # vsr eval: scores no made-up pixels
         collect_images([data])
+
+
+def test_validation_files_under_the_training_folder_are_left_out_of_training(tmp_path, caplog):
+    """--data footage/ --val footage/holdout/: the held-out clip was trained on too, and validation scored what
+    training saw (helper-147)."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import load_images
+
+    data = tmp_path / "footage"
+    (data / "holdout").mkdir(parents=True)
+    for index, name in enumerate(("a.png", "b.png", "holdout/held.png")):
+        _write(data / name, _random_image(name, 40, 48, index).pixels)
+    config = TrainConfig(train_paths=(str(data),), val_paths=(str(data / "holdout"),), patch_size=32)
+    training, validation = load_images(config)
+    assert sorted(image.name for image in training) == ["a.png", "b.png"]
+    assert [image.name for image in validation] == ["held.png"]
+    assert "1 validation files are among the training data too: left out of training" in caplog.text
+    with pytest.raises(InputError, match="every training file is a validation file too"):
+        load_images(TrainConfig(train_paths=(str(data / "holdout"),), val_paths=(str(data),), patch_size=32))
 
 
 def test_an_animated_png_is_sampled_as_a_video(tmp_path):
