@@ -190,10 +190,11 @@ def test_interpolate_refuses_zoo_names_that_are_no_network_of_their_own(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("limit, message", [
-    (1, "tb: cannot write the TensorBoard log (File too large)"),
-    (50, "state.pt: cannot write the training state (the file came out shorter than written; is the disk full?)")])
-def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, message):
+@pytest.mark.parametrize("limit, samples, message", [
+    (1, 1, "samples/iter_0000000.png: cannot write (File too large)"),  # (the first validation's sample sheet)
+    (1, 0, "tb: cannot write the TensorBoard log (File too large)"),
+    (50, 1, "state.pt: cannot write the training state (the file came out shorter than written; is the disk full?)")])
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, samples, message):
     """TensorBoard's writer thread printed its error as a traceback, cut into the error line, and the line blamed
     train.csv, which was written; a state.pt cut short said torch's "[enforce fail at inline_container.cc:672] .
     unexpected pos 84544 vs 84496" (helper-86). A file-size limit (KiB) fills the disk."""
@@ -206,10 +207,13 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, limit, message):
     tiny_config(tmp_path)
     run = tmp_path / "run"
     full = subprocess.run([*VSR, "train", str(tmp_path / "tiny.toml"), "--data", str(tmp_path / "photos"), "-o",
-                           str(run), "-q"], capture_output=True, text=True, preexec_fn=lambda: resource.setrlimit(
-                               resource.RLIMIT_FSIZE, (limit << 10, resource.RLIM_INFINITY)))
+                           str(run), "--set", f"val_samples={samples}", "-q"], capture_output=True, text=True,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE,
+                                                                (limit << 10, resource.RLIM_INFINITY)))
     assert full.returncode == 4
     assert full.stderr.strip().splitlines() == [f"vsr: error: {run}/{message}"]
+    if samples and limit == 1:  # (nothing half-written under the sheet's name)
+        assert not (run / "samples" / "iter_0000000.png").exists()
 
 
 def test_a_full_disk_while_the_training_pool_is_written_is_one_line(tmp_path):
