@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS claimed (
 """
 
 
-# What a job's last finished attempt warned of (a damaged or cut source, frames lost: `batch_workers.warnings_kept`),
+# What a job's last finished attempt warned of (a damaged or cut source, frames lost: `progress.warnings_kept`),
 # which `vsr batch --status` shows in its row: a job done with damage was recorded plainly done, its one warning line
 # long scrolled away. `finished_at` is the jobs row's of that attempt: a row finished since by an earlier vsr (which
 # knows no such table) does not show the warnings of an attempt before. A table of its own, as `checked`: a journal
@@ -746,7 +746,7 @@ def warnings_note(row: JobRow) -> str:
 def format_warnings(rows: list[JobRow]) -> str:
     """What each job's last finished attempt warned of, every line the journal keeps, as `vsr batch --status
     --warnings` prints it: the job's output, then its warnings indented (less the input's path, which is the job's),
-    and how many more it said where it said more than the journal keeps (`batch_workers.WARNINGS_KEPT`)."""
+    and how many more it said where it said more than the journal keeps (`progress.WARNINGS_KEPT`)."""
     text = []
     for row in rows:
         if not row.warning_count:

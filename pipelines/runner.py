@@ -232,7 +232,7 @@ def run_pipeline(
             stop.set()
 
     # Each stage in a copy of the caller's context: what it set holds in them too (the job whose warnings a batch
-    # keeps, `batch_workers.warnings_kept`; a thread starts in an empty context).
+    # keeps, `progress.warnings_kept`; a thread starts in an empty context).
     threads = [
         threading.Thread(target=contextvars.copy_context().run, args=(decode_stage,), name="vsr-decode", daemon=True),
         threading.Thread(target=contextvars.copy_context().run, args=(encode_stage,), name="vsr-encode", daemon=True),
