@@ -33,7 +33,12 @@ the output's time base (which muxers refuse): it moves to just after it, as ffmp
 an audio stream's first packet where it starts the codec's priming (Opus's pre-skip) as a coarse time base rounds it:
 Matroska counts milliseconds, so Opus's 312 samples (6.5 ms) start at -7 ms there. Where the output counts samples
 (MP4), that start is written exactly (-312): the MP4 edit list skips as many samples as the first packet starts before
-0, and rescaled, it skipped 336, 24 samples of the sound (`_priming_start`).
+0, and rescaled, it skipped 336, 24 samples of the sound (`_priming_start`). An MP4 or MOV track ends where its last
+packet does (the muxer writes the edit list's duration from that end), and nothing else there marks the samples a
+codec padded its last frame with: Matroska's DiscardPadding (Opus's 648 samples after a 2-s sine were played as
+sound), or the end of an MP4 source's own edit list. The last packet is shortened by them, and the packets' times
+chained on their samples where Matroska's milliseconds round them (`_exact_duration`, `_contiguous_start`); the edit
+list counts the movie's milliseconds (FFmpeg's default time scale), so the end is rounded up to one.
 
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
@@ -121,6 +126,10 @@ class Passthrough:
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
         self._priming: dict[int, Fraction] = {}  # output audio stream index → its codec's priming, in seconds
+        # MP4/MOV: output audio stream index → where its last packet ended (its time base; None before the first),
+        # and source audio stream index → where its edit list ends (see `_exact_duration`)
+        self._audio_ends: dict[int, int | None] = {}
+        self._edit_list_ends: dict[int, int] = {}
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
         self._read_covers = False  # whether covers' pictures were read from `_input`, which then opens afresh
 
@@ -193,6 +202,10 @@ class Passthrough:
             copy.codec_context.layout = _UNORDERED_LAYOUTS[stream.codec_context.layout.name]
         if stream.type == "audio" and stream.codec_context.delay:  # (Opus's pre-skip, from its OpusHead)
             self._priming[copy.index] = Fraction(stream.codec_context.delay, stream.codec_context.sample_rate)
+        if stream.type == "audio" and self._output.format.name in MOV_MUXERS:
+            self._audio_ends[copy.index] = None
+            if self._input.format.name.startswith("mov") and stream.start_time is not None and stream.duration:
+                self._edit_list_ends[stream.index] = stream.start_time + stream.duration
         copy.metadata.update({k: v for k, v in stream.metadata.items()
                               if not (self._trim and _tag_name(k) in _STATISTICS_TAGS)})
         self._name_by_title(copy)
@@ -339,14 +352,37 @@ class Passthrough:
         last = self._last_dts.get(output.index)
         if last is None and output.index in self._priming and packet.pts == packet.dts:  # the stream's first packet
             dts = pts = _priming_start(packet.dts, source, target, self._priming[output.index])
+        elif self._audio_ends.get(output.index) is not None and packet.pts == packet.dts:
+            dts = pts = _contiguous_start(packet.dts, source, target, self._audio_ends[output.index])
         equal_allowed = self._equal_times or output.type in ("subtitle", "data")  # (libavformat/mux.c)
         least = None if last is None else last if equal_allowed else last + 1
         if least is not None and dts < least:
             dts = least
             pts = max(pts, dts) if pts is not None else None
-        packet.duration = _rescaled(packet.duration, source, target) if packet.duration else packet.duration
-        packet.dts, packet.pts, packet.time_base = dts, pts, target
+        duration = _rescaled(packet.duration, source, target) if packet.duration else packet.duration
+        if output.index in self._audio_ends and duration:
+            duration = self._exact_duration(packet, output, duration)
+        packet.dts, packet.pts, packet.time_base, packet.duration = dts, pts, target, duration
         self._last_dts[output.index] = dts
+        if output.index in self._audio_ends:
+            self._audio_ends[output.index] = dts + duration if duration else None
+
+    def _exact_duration(self, packet: av.Packet, output: Stream, duration: int) -> int:
+        """An audio packet's duration in `output` (MP4, MOV), whose muxer ends the track (its edit list) where its
+        last packet ends: `duration` (the packet's, rescaled), but
+        - a codec's frame (AAC's 1024 samples, MP3's 1152) where `duration` is that as the source rounds it
+          (Matroska's 21 ms for AAC's 21.33), so that the packets' times chain on their samples (`_contiguous_start`);
+        - less the samples the packet holds past the sound, which MP4 keeps no mark of: Matroska's DiscardPadding,
+          which FFmpeg's demuxer gives as the packet's skip_samples side data (Opus and MP3 pad their last frame;
+          648 and 815 samples after a 2-s sine were played as sound), or past the end of an MP4 source's own edit
+          list, which the demuxer does not cut its last packet to (`_next_packet`)."""
+        source, target = packet.time_base, output.time_base
+        rate = output.codec_context.sample_rate
+        frame = _nearest(Fraction(output.codec_context.frame_size, rate) / target)
+        if frame and _rescaled(frame, target, source) == packet.duration:
+            duration = frame
+        padding = _nearest(Fraction(_end_padding(packet), rate) / target)
+        return duration - padding if 0 < padding < duration else duration
 
     def _shift(self, packet: av.Packet) -> bool:
         """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
@@ -379,6 +415,10 @@ class Passthrough:
             if packet.size == 0:  # the demuxer's flush packets carry nothing
                 continue
             self._timelines[packet.stream.index].check(packet)
+            end = self._edit_list_ends.get(packet.stream.index)
+            if end is not None and packet.duration and packet.pts is not None and \
+                    packet.pts < end < packet.pts + packet.duration:  # the source's edit list ends inside it
+                packet.duration = end - packet.pts  # (see `_exact_duration`)
             return packet
         return None
 
@@ -415,6 +455,22 @@ def _priming_start(time: int, source: Fraction, target: Fraction, priming: Fract
     if time == _nearest(-priming / source):
         return _nearest(-priming / target)
     return _rescaled(time, source, target)
+
+
+def _contiguous_start(time: int, source: Fraction, target: Fraction, end: int) -> int:
+    """An audio packet's time `time` (`source` units) in `target` units: where the last packet ended (`end`, `target`
+    units), where `time` is that as `source` rounds it (the stream has no gap there); else as rescaled. Matroska's
+    milliseconds put Opus's 20-ms packets up to 0.5 ms off their samples, and an MP4 track's end with its last
+    packet's; chained, each starts on its sample, as in a source that counts samples."""
+    return end if _rescaled(end, target, source) == time else _rescaled(time, source, target)
+
+
+def _end_padding(packet: av.Packet) -> int:
+    """The samples at the end of `packet` that its decoder drops (its skip_samples side data: 32-bit little-endian
+    counts of samples to skip at the start and at the end, then a reason for each), 0 where it has none."""
+    if not packet.has_sidedata("skip_samples"):
+        return 0
+    return int.from_bytes(bytes(packet.get_sidedata("skip_samples"))[4:8], "little")
 
 
 def _seconds(packet: av.Packet) -> float:

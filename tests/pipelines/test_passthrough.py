@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import subprocess
 from fractions import Fraction
 from pathlib import Path
@@ -652,3 +653,34 @@ def test_eac3_into_avi_is_skipped_with_a_warning(tmp_path, caplog):
             output = media.write_upscaled(made, tmp_path / f"{made.stem}-{made.suffix[1:]}.out.avi")
         assert "audio stream #1 (eac3): avi files cannot hold eac3 audio with its times" in caplog.text
         assert "audio" not in by_type(output) and len(media.decoded_frame_md5s(output)) == 20
+
+
+def shown_samples(path: Path) -> int:
+    """How many samples of the first audio stream a player shows: in MP4 and QuickTime its edit list's duration
+    (FFmpeg's demuxer reads it, and says it in its trace log, but decodes a last packet whole), elsewhere as many as
+    ffmpeg decodes (Matroska's DiscardPadding taken off)."""
+    if path.suffix not in (".mp4", ".mov"):
+        pcm = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1",
+                              "-f", "s16le", "-"], check=True, capture_output=True).stdout
+        return len(pcm) // 2
+    index = media.ffprobe_streams_of(path, "a:0")[0]["index"]
+    trace = subprocess.run(["ffprobe", "-v", "trace", str(path)], check=True, capture_output=True, text=True).stderr
+    edits = re.findall(rf"Processing st: {index}, edit list \d+ - media time: -?\d+, duration: (\d+)", trace)
+    assert len(edits) == 1, edits  # (in the track's time scale: its sample rate)
+    return int(edits[0])
+
+
+@pytest.mark.parametrize("name, output, codec", [
+    ("opus.mkv", "out.mp4", "libopus"),  # 648 samples of padding in the last packet: Matroska's DiscardPadding
+    ("mp3.mkv", "out.mov", "libmp3lame"),  # 815
+    ("mp3.mp4", "out.mp4", "libmp3lame"),  # the source's edit list ends 815 samples before its last packet does
+    ("aac.mkv", "out.mp4", "aac"),  # 1024-sample packets in Matroska's milliseconds (21 ms)
+])
+def test_copied_audio_ends_in_mp4_where_the_sources_does(tmp_path, name, output, codec):
+    """An MP4 track ends where its last packet does (the muxer writes its edit list from that end); a codec's padding
+    of its last frame (in Matroska's DiscardPadding, or before the end of an MP4's own edit list) was played as sound
+    in .mp4 and .mov. The edit list counts milliseconds (the movie's time scale): it ends within one of the sound."""
+    source = _with_audio(tmp_path / name, ("sine=f=440:d=2:r=48000", "-c:a:{n}", codec))
+    written = media.write_upscaled(source, tmp_path / output)
+    assert 0 <= shown_samples(written) - shown_samples(source) < 48
+    assert packet_hashes(media.framemd5(written, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
