@@ -19,7 +19,9 @@ so that no two frames of a clip are alike, and a sine tone), runs `python -m vsr
 - the first audio stream: packet count, and the md5 of its decoded samples (copied, not re-encoded; or as ffmpeg's
   own stream copy into that container decodes, where it shows AAC priming an MP4 edit list hid), where its first
   sample is against the first frame, to a millisecond (Matroska's unit), and the span of its packets' times, to 2 ms
-  (decoding ignores those times; players do not).
+  (decoding ignores those times; players do not); in an .mp4 or .mov output, the samples its edit list shows (FFmpeg
+  decodes a last packet whole: a codec's padding shown as sound there is seen only so), against the source's, to the
+  edit list's millisecond.
 Previews (--start/--end) are judged against the source frames of that span, counted from the first frame; runs in
 segments (--devices cpu,cpu) as one run.
 The second matrix (--options) judges the outputs that are no video file and the options that change frames or
@@ -198,6 +200,9 @@ class Media:
     audio_md5: str | None
     frames: list[np.ndarray]  # luma, as shown (rotation applied)
     audio_span: float | None = None  # from its first packet's time to its last's: how a reader times the packets
+    audio_shown: int | None = None  # its decoded samples, in MP4 and MOV only those its edit list shows
+    audio_edited: bool = False  # whether an edit list said how many
+    audio_rate: int | None = None
     size: tuple[int, int] = (0, 0)  # the video's width and height as stored
     codec: str = ""  # "hevc Main 10 yuv420p10le": codec, profile, pixel format
 
@@ -226,7 +231,8 @@ def probe_media(path: Path, downscale: bool, size: tuple[int, int] | None = None
             and times[-1] is not None and end > times[-1]:
         # ffprobe 5.1 gives a variable-rate MP4's frames no duration (FFmpeg 8 does): its end is the stream's
         durations[-1] = end - times[-1]
-    audio_packets = audio_md5 = audio_start = audio_span = None
+    audio_packets = audio_md5 = audio_start = audio_span = audio_shown = audio_rate = None
+    audio_edited = False
     audio_lead = 0.0
     if audio is not None:
         packets = ffprobe_json(path, "-select_streams", "a:0", "-show_entries", "packet=pts_time").get("packets", [])
@@ -243,6 +249,8 @@ def probe_media(path: Path, downscale: bool, size: tuple[int, int] | None = None
         audio_packets = int(counted["streams"][0]["nb_read_packets"])
         decoded = run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", "0:a:0", "-f", "md5", "-"])
         audio_md5 = decoded.stdout.strip()
+        audio_rate = int(audio["sample_rate"])
+        audio_shown, audio_edited = _shown_samples(path, info["format"].get("format_name", ""), audio["index"])
     scale = f"scale={size[0]}:{size[1]}:flags=area," if size else "scale=iw/2:ih/2:flags=area," if downscale else ""
     decoded = run(["ffmpeg", "-nostdin", "-v", "error", *input_options, "-i", path, "-map", "0:v:0",
                    "-fps_mode", "passthrough", "-vf", scale + "format=gray", "-f", "image2pipe", "-c:v", "pgm", "-"],
@@ -250,9 +258,25 @@ def probe_media(path: Path, downscale: bool, size: tuple[int, int] | None = None
     return Media(video_tick=Fraction(video["time_base"]), times=times, durations=durations,
                  audio_start=audio_start, audio_lead=audio_lead,
                  audio_packets=audio_packets, audio_md5=audio_md5, frames=_pgm_frames(decoded.stdout),
-                 audio_span=audio_span,
+                 audio_span=audio_span, audio_shown=audio_shown, audio_rate=audio_rate,
+                 audio_edited=audio_edited,
                  size=(int(video["width"]), int(video["height"])),
                  codec=" ".join(str(video.get(k, "")) for k in ("codec_name", "profile", "pix_fmt")))
+
+
+def _shown_samples(path: Path, format_name: str, index: int) -> tuple[int, bool]:
+    """The samples of audio stream `index` that a player shows: those ffmpeg decodes, in MP4 and MOV no more than its
+    edit list's duration (which FFmpeg's demuxer says in its trace log, in the track's samples, and does not cut a
+    last packet to), and whether an edit list said so."""
+    pcm = run(["ffmpeg", "-nostdin", "-v", "error", "-i", path, "-map", f"0:{index}", "-ac", "1", "-f", "s16le", "-"],
+              text=False).stdout
+    samples = len(pcm) // 2
+    if "mov" in format_name:
+        trace = run(["ffprobe", "-v", "trace", path]).stderr
+        edits = re.findall(rf"Processing st: {index}, edit list \d+ - media time: -?\d+, duration: (\d+)", trace)
+        if len(edits) == 1:
+            return min(samples, int(edits[0])), True
+    return samples, False
 
 
 def _pgm_frames(data: bytes) -> list[np.ndarray]:
@@ -349,6 +373,9 @@ def judge(source: Media, output: Media, window: tuple[float, float] | None = Non
                 notes.append("audio decodes as ffmpeg's stream copy into this container does, not as the source")
             else:
                 problems.append("audio samples differ")
+        if output.audio_edited and None not in (source.audio_shown, output.audio_shown) and not \
+                0 <= output.audio_shown - source.audio_shown < output.audio_rate / 1000:  # (rounded up to its ms)
+            problems.append(f"audio shows {output.audio_shown} samples, source {source.audio_shown}")
         if None not in (source.audio_span, output.audio_span) and abs(source.audio_span - output.audio_span) > 0.002:
             # (the samples decode alike whatever the packets' times: an AVI's E-AC-3 read back a quarter as long)
             problems.append(f"audio packets span {output.audio_span:.3f} s, source {source.audio_span:.3f}")
@@ -522,7 +549,8 @@ def telecined_source(folder: Path) -> tuple[Path, Media]:
     return source, _with_audio_of(truth, audio)
 
 
-AUDIO_FIELDS = ("audio_start", "audio_lead", "audio_packets", "audio_md5", "audio_span")  # Media's of the sound
+AUDIO_FIELDS = ("audio_start", "audio_lead", "audio_packets", "audio_md5", "audio_span", "audio_shown",
+                "audio_edited", "audio_rate")  # Media's of the sound
 
 
 def _with_audio_of(truth: Media, audio: Media) -> Media:
