@@ -38,7 +38,10 @@ packet does (the muxer writes the edit list's duration from that end), and nothi
 codec padded its last frame with: Matroska's DiscardPadding (Opus's 648 samples after a 2-s sine were played as
 sound), or the end of an MP4 source's own edit list. The last packet is shortened by them, and the packets' times
 chained on their samples where Matroska's milliseconds round them (`_exact_duration`, `_contiguous_start`); the edit
-list counts the movie's milliseconds (FFmpeg's default time scale), so the end is rounded up to one.
+list counts the movie's milliseconds (FFmpeg's default time scale), so the end is rounded up to one. The other way, an
+MP4 source's padding is marked on its last packet as Matroska's demuxer marks it, for Matroska's muxer to write
+(`_mark_last_frames_padding`); its priming, which Matroska's muxer writes only from a codec delay PyAV cannot set, is
+played before the first frame there (the video moved as much later), as in ffmpeg's own stream copy.
 
 A stream the output container cannot hold (SRT or PGS subtitles in .mp4, attachments outside Matroska, data
 streams in .mkv, ...) is skipped with one warning naming it; the file is still written. Nothing is converted:
@@ -61,6 +64,7 @@ from pathlib import Path
 
 import av
 from av.container import OutputContainer
+from av.packet import PacketSideData, packet_sidedata_type_from_literal
 from av.stream import Discard, Disposition, Stream
 
 from vsr.pipelines.probe import TimelineWatch, open_input
@@ -126,8 +130,8 @@ class Passthrough:
         self._timecode: str | None = None  # the source's timecode track starts at this, e.g. "01:00:00:00"
         self._last_dts: dict[int, int] = {}  # output stream index → its last packet's dts, in its time base
         self._priming: dict[int, Fraction] = {}  # output audio stream index → its codec's priming, in seconds
-        # MP4/MOV: output audio stream index → where its last packet ended (its time base; None before the first),
-        # and source audio stream index → where its edit list ends (see `_exact_duration`)
+        # MP4/MOV: output audio stream index → where its last packet ended (its time base; None before the first);
+        # an MP4/MOV source's audio stream index → where its edit list ends (its time base; see `_next_packet`)
         self._audio_ends: dict[int, int | None] = {}
         self._edit_list_ends: dict[int, int] = {}
         self._showing: dict[int, av.Packet] = {}  # trim: source subtitle stream → its bitmap cue shown at the start
@@ -204,8 +208,9 @@ class Passthrough:
             self._priming[copy.index] = Fraction(stream.codec_context.delay, stream.codec_context.sample_rate)
         if stream.type == "audio" and self._output.format.name in MOV_MUXERS:
             self._audio_ends[copy.index] = None
-            if self._input.format.name.startswith("mov") and stream.start_time is not None and stream.duration:
-                self._edit_list_ends[stream.index] = stream.start_time + stream.duration
+        if stream.type == "audio" and self._input.format.name.startswith("mov") and stream.start_time is not None \
+                and stream.duration:
+            self._edit_list_ends[stream.index] = stream.start_time + stream.duration
         copy.metadata.update({k: v for k, v in stream.metadata.items()
                               if not (self._trim and _tag_name(k) in _STATISTICS_TAGS)})
         self._name_by_title(copy)
@@ -382,7 +387,8 @@ class Passthrough:
         if frame and _rescaled(frame, target, source) == packet.duration:
             duration = frame
         padding = _nearest(Fraction(_end_padding(packet), rate) / target)
-        return duration - padding if 0 < padding < duration else duration
+        decoded = max(duration, frame)  # (the padding is the frame's: an MP4 source's duration may leave it out)
+        return min(duration, decoded - padding) if 0 < padding < decoded else duration
 
     def _shift(self, packet: av.Packet) -> bool:
         """Move a packet to the trimmed timeline; False when it is dropped (see the module doc)."""
@@ -417,10 +423,24 @@ class Passthrough:
             self._timelines[packet.stream.index].check(packet)
             end = self._edit_list_ends.get(packet.stream.index)
             if end is not None and packet.duration and packet.pts is not None and \
-                    packet.pts < end < packet.pts + packet.duration:  # the source's edit list ends inside it
-                packet.duration = end - packet.pts  # (see `_exact_duration`)
+                    packet.pts < end <= packet.pts + packet.duration:
+                self._mark_last_frames_padding(packet, end)
             return packet
         return None
+
+    def _mark_last_frames_padding(self, packet: av.Packet, end: int) -> None:
+        """An MP4 or MOV source's last audio packet (it reaches `end`, where the track's edit list ends), whose
+        frame holds the codec's padding past that end, which the packet does not show: FFmpeg's demuxer does not cut
+        it to the edit list (MP3's 815 samples after a 2-s sine), and its duration, where the encoder shortened it,
+        is not what it decodes to (AAC's last 1024 samples stored as 768). It is given the mark a Matroska source's
+        packet has (skip_samples side data), which Matroska's muxer writes as DiscardPadding and `_exact_duration`
+        cuts in MP4. An Opus frame has no fixed size (its packets say theirs): a last one stored short stays so, and
+        its padding is played in Matroska (648 samples)."""
+        context = packet.stream.codec_context
+        frame = _nearest(Fraction(context.frame_size, context.sample_rate) / packet.time_base)  # (0: not fixed)
+        padding = (packet.pts + max(packet.duration, frame) - end) * packet.time_base
+        if padding > 0:
+            _mark_end_padding(packet, _nearest(padding * context.sample_rate))
 
     def close(self) -> None:
         self._input.close()
@@ -471,6 +491,14 @@ def _end_padding(packet: av.Packet) -> int:
     if not packet.has_sidedata("skip_samples"):
         return 0
     return int.from_bytes(bytes(packet.get_sidedata("skip_samples"))[4:8], "little")
+
+
+def _mark_end_padding(packet: av.Packet, samples: int) -> None:
+    """Give `packet` skip_samples side data that drops `samples` at its end (and as many at its start as before)."""
+    start = bytes(packet.get_sidedata("skip_samples"))[:4] if packet.has_sidedata("skip_samples") else bytes(4)
+    side_data = PacketSideData(packet_sidedata_type_from_literal("skip_samples"), 10)
+    memoryview(side_data)[:] = start + samples.to_bytes(4, "little") + bytes(2)  # (the reasons: none)
+    side_data.to_packet(packet)
 
 
 def _seconds(packet: av.Packet) -> float:

@@ -684,3 +684,14 @@ def test_copied_audio_ends_in_mp4_where_the_sources_does(tmp_path, name, output,
     written = media.write_upscaled(source, tmp_path / output)
     assert 0 <= shown_samples(written) - shown_samples(source) < 48
     assert packet_hashes(media.framemd5(written, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
+
+
+@pytest.mark.parametrize("name, codec, priming", [("aac.mp4", "aac", 1024), ("mp3.mov", "libmp3lame", 1105)])
+def test_an_mp4s_end_padding_is_not_played_in_matroska(tmp_path, name, codec, priming):
+    """AAC's encoder stores its last 1024-sample frame as 768 samples in MP4, and MP3's edit list ends 815 samples
+    before its last frame does: in .mkv (which marks them as DiscardPadding) both were played as sound. The priming,
+    which MP4's edit list hides, is played before the first frame in Matroska, as in ffmpeg's own stream copy."""
+    source = _with_audio(tmp_path / name, ("sine=f=440:d=2:r=48000", "-c:a:{n}", codec))
+    written = media.write_upscaled(source, tmp_path / "out.mkv")
+    assert shown_samples(written) - shown_samples(source) == priming
+    assert packet_hashes(media.framemd5(written, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
