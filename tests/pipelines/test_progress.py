@@ -25,7 +25,9 @@ from vsr.pipelines.segments import upscale_video_in_segments
 
 pytestmark = media.requires_ffmpeg
 
-LINE = re.compile(r"vsr: (\d+)/(\d+) frames \(\d+%\) in [\d:]+, (\?|[\d.]+)frame/s, [\d:?]+ left")
+# tqdm's rate: frames a second, or seconds a frame under a frame a second (a loaded machine, slow workers)
+RATE = r"(?:\?|[\d.]+)(?:frame/s|s/frame)"
+LINE = re.compile(rf"vsr: (\d+)/(\d+) frames \(\d+%\) in [\d:]+, {RATE}, [\d:?]+ left")
 
 
 def progress_lines(stderr: str) -> list[tuple[int, int]]:
@@ -102,10 +104,11 @@ def test_a_warning_during_the_run_is_written_above_the_bar_on_a_terminal(tmp_pat
     screen = _on_a_terminal([*VSR, "upscale", clip, "-o", tmp_path / "out.mkv", "-m", tiny_rrdbnet_checkpoint,
                              "-b", "2", "--device", "cpu"])
     warnings = [match.start() for match in re.finditer("vsr: WARNING: ", screen)]
-    assert warnings and "frame/s]" in screen[:warnings[0]]  # (a warning while the bar was shown)
+    bar = re.compile(rf"{RATE}\]")
+    assert warnings and bar.search(screen[:warnings[0]])  # (a warning while the bar was shown)
     for start in warnings:
         assert screen[:start].endswith(("\r", "\n")), screen[start - 150:start + 50]
-    assert "frame/s]" in screen[warnings[-1]:]
+    assert bar.search(screen[warnings[-1]:])
 
 
 def _on_a_terminal(command: list) -> str:
@@ -135,14 +138,12 @@ def _on_a_terminal(command: list) -> str:
 
 
 
-# (under a frame a second, as workers that start slowly make it, tqdm says seconds a frame)
-BATCH_LINE = re.compile(r"vsr: (\d+)/(\d+) frames \(\d+%\) in [\d:]+, (\?|[\d.]+)(frame/s|s/frame), [\d:?]+ left, "
-                        r"(\d+)/(\d+) jobs")
+BATCH_LINE = re.compile(rf"vsr: (\d+)/(\d+) frames \(\d+%\) in [\d:]+, {RATE}, [\d:?]+ left, (\d+)/(\d+) jobs")
 
 
 def batch_lines(stderr: str) -> list[tuple[int, int, int, int]]:
     """(frames done, frames, jobs done, jobs) of each progress line of a batch's log file."""
-    return [(int(match[1]), int(match[2]), int(match[5]), int(match[6]))
+    return [(int(match[1]), int(match[2]), int(match[3]), int(match[4]))
             for match in map(BATCH_LINE.fullmatch, stderr.splitlines()) if match]
 
 
