@@ -63,21 +63,35 @@ def run_vsr(*args, timeout: float = 600, check: bool = False, env: dict[str, str
     return result
 
 
-def kill_when(command: list[str], ready: Callable[[], bool], what: str, timeout: float = 300) -> None:
+# How long a test waits on a moment of the work it watches before calling it a hang. Tests wait on conditions, not
+# on time: the suite runs beside other work (loads of 10 to 28 on 2 cores), where what takes seconds on a quiet
+# machine takes minutes (a Ray batch's first segment: 9.5 s quiet, 233 s at a load of 14).
+HANG_SECONDS = 900
+
+
+def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen | None = None,
+               timeout: float = HANG_SECONDS) -> None:
+    """Poll until `ready()` is true. Fails, naming the awaited moment `what`, if `process` (where given) ends first,
+    with its stderr where that is a pipe, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        # (looked at before ready(): a command that reached the moment and ended between the two looks failed)
+        running = process is None or process.poll() is None
+        if ready():
+            return
+        assert running, f"the command ended (exit {process.returncode}) before {what}:\n" + (
+            process.stderr.read() if process.stderr else "")
+        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        time.sleep(0.01)
+
+
+def kill_when(command: list[str], ready: Callable[[], bool], what: str, timeout: float = HANG_SECONDS) -> None:
     """Start `command` in a session of its own, wait until `ready()` is true while it runs, then SIGKILL the whole
     session (its worker processes too). `what` names the awaited moment in the message if the command ends first."""
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            # (looked at before ready(): a command that reached the moment and ended between the two looks failed)
-            running = process.poll() is None
-            if ready():
-                break
-            assert running, f"the command ended before {what}:\n{process.stderr.read()}"
-            assert time.monotonic() < deadline, f"no {what} after {timeout} s"
-            time.sleep(0.01)
+        wait_until(ready, what, process, timeout)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
