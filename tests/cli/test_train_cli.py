@@ -14,7 +14,8 @@ from vsr.models.rrdbnet import RRDBNet
 from vsr.pipelines.images import read_image
 from vsr.training.checkpoints import load_state
 from vsr.training.logs import read_csv
-from tests.processes import VSR, run_vsr as vsr
+from tests.processes import HANG_SECONDS, VSR, wait_until
+from tests.processes import run_vsr as vsr
 from tests.training.test_trainer import tiny_config, write_photos
 
 
@@ -266,20 +267,17 @@ def test_a_stop_sent_to_every_process_of_a_run_with_loader_workers_is_a_clean_in
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        deadline = time.monotonic() + 120
-        while not (run / "state.pt").exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert (run / "state.pt").exists(), process.stderr.read() if process.poll() is not None else "no state"
+        wait_until((run / "state.pt").exists, "a state saved", process)
         # (well into the loop, the workers busy; an epoch's end replaces them)
-        while len(workers := _children(process.pid)) != 2 and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        # A signal to the group reaches each process at its own moment: here the workers first, as it happened.
+        wait_until(lambda: len(_children(process.pid)) == 2, "2 loader workers", process)
+        workers = _children(process.pid)
         assert len(workers) == 2
+        # A signal to the group reaches each process at its own moment: here the workers first, as it happened.
         for worker in workers:
             os.kill(worker, signal_number)
         time.sleep(1)
         os.killpg(process.pid, signal_number)
-        _, stderr = process.communicate(timeout=60)
+        _, stderr = process.communicate(timeout=HANG_SECONDS)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

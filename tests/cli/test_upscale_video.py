@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pytest
 from tests.pipelines import media_fixtures as media
 from tests.pipelines.test_alpha import make_alpha_clip
 from tests.pipelines.clips import BAD_INPUTS, CHART_COLORS, make_clip
-from tests.processes import VSR, run_vsr
+from tests.processes import HANG_SECONDS, VSR, run_vsr, wait_until
 from vsr.errors import OptionError
 from vsr.pipelines.upscale import UpscaleOptions, VideoOptions, upscale_video
 
@@ -603,12 +602,9 @@ def test_ctrl_c_stops_cleanly_and_leaves_nothing_under_the_final_name(tmp_path, 
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=dict(os.environ, PYTHONFAULTHANDLER="1"),  # a crash shows its threads' stacks
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.monotonic() + 120
-    while not partial.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert partial.exists(), "the temporary output never appeared"
+    wait_until(partial.exists, "the temporary output", process)
     process.send_signal(signal_number)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=HANG_SECONDS)
     assert process.returncode == code, stderr
     assert "vsr: interrupted; no unfinished file is left under an output's name" in stderr
     assert "Traceback" not in stderr

@@ -638,9 +638,8 @@ def test_ctrl_c_while_the_workers_start_is_one_line(tmp_path, tiny_rrdbnet_check
     """A terminal's Ctrl-C reaches the whole process group: a worker still importing torch printed its traceback."""
     import os
     import signal
-    import time
 
-    from tests.processes import VSR
+    from tests.processes import HANG_SECONDS, VSR, wait_until
 
     clip = make_gop_clip(tmp_path / "clip.mp4")
     process = subprocess.Popen([*VSR, "upscale", clip, "-o", tmp_path / "out.mp4", "-m", tiny_rrdbnet_checkpoint,
@@ -656,10 +655,8 @@ def test_ctrl_c_while_the_workers_start_is_one_line(tmp_path, tiny_rrdbnet_check
                 continue
         return False
 
-    deadline = time.monotonic() + 60
-    while not spawned() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(spawned, "a worker spawned", process)
     os.killpg(process.pid, signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=HANG_SECONDS)
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr and stderr.strip().splitlines()[-1].startswith("vsr: interrupted")

@@ -103,9 +103,9 @@ def test_a_stop_sent_to_one_process_stops_both_at_the_same_iteration_saved(tmp_p
     the same iteration, whose state rank 0 saves: each learns of it through the per-iteration all-reduce, else one
     would wait for the other in the next gradient sync."""
     import signal
-    import time
 
     from tests.cli.test_train_cli import _children
+    from tests.processes import HANG_SECONDS, wait_until
 
     tiny_config(tmp_path)
     photos = write_photos(tmp_path / "large", count=2, size=512)  # (256 batches an epoch: no epoch end meanwhile)
@@ -117,14 +117,12 @@ def test_a_stop_sent_to_one_process_stops_both_at_the_same_iteration_saved(tmp_p
     process = subprocess.Popen(list(map(str, command)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env=env, start_new_session=True)
     try:
-        deadline = time.monotonic() + 120
         log = tmp_path / "ddp" / "train.csv"
-        while not (log.is_file() and len(read_csv(log)) >= 3) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: log.is_file() and len(read_csv(log)) >= 3, "3 iterations logged", process)
         rank_1 = [pid for pid in _children(process.pid) if b"\0RANK=1\0" in _environ(pid)]
-        assert len(rank_1) == 1, process.stderr.read() if process.poll() is not None else "no rank 1"
+        assert len(rank_1) == 1, "no rank 1"
         os.kill(rank_1[0], signal.SIGTERM)
-        _, stderr = process.communicate(timeout=120)
+        _, stderr = process.communicate(timeout=HANG_SECONDS)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
