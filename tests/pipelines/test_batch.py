@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from tests.pipelines.clips import corrupt_middle, make_clip, truncate
 from tests.pipelines.media_fixtures import DEV_FULL, ffprobe, ffprobe_frame_pts
+from tests.processes import HANG_SECONDS
 from vsr import api
 from vsr.errors import InputError, ModelError, OptionError, OutputError
 from vsr.pipelines import batch, images
@@ -746,7 +747,8 @@ def test_a_job_left_running_by_a_dead_process_is_taken_over_and_a_live_ones_is_l
     with Journal.open(out / JOURNAL_NAME) as journal:
         journal.sync([batch.journal_entry(job) for job in jobs], max_attempts=3)
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # (alive until killed below, however long the batch takes on a loaded machine: 60 s assumed a quiet one)
+    sleeper = subprocess.Popen([sys.executable, "-c", f"import time; time.sleep({HANG_SECONDS})"])
     try:
         with sqlite3.connect(out / JOURNAL_NAME) as connection:
             for name, pid in (("dead.x2.mp4", int(gone.stdout)), ("live.x2.mp4", sleeper.pid)):
@@ -1329,7 +1331,7 @@ def test_a_dead_worker_is_seen_while_the_others_results_come_and_its_unfinished_
         executor.submit(first)  # (to the dead worker, the first free one)
         partial_path(first.output).write_bytes(b"half a video")
         executor.submit(second)
-        results = executor.wait(timeout=120)
+        results = executor.wait(timeout=HANG_SECONDS)  # (b's result: its worker starts slowly on a loaded machine)
     assert sorted((result.name, result.ok) for result in results) == [("a.x2.png", False), ("b.x2.png", True)]
     assert not partial_path(first.output).exists()
 

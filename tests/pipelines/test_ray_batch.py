@@ -18,6 +18,7 @@ from tests.pipelines.clips import make_clip
 from tests.pipelines.media_fixtures import ffprobe_frame_pts
 from tests.pipelines.test_resume import Interrupt
 from tests.pipelines.test_segments import decoded_framemd5
+from tests.processes import HANG_SECONDS
 from vsr import api
 from vsr.errors import OutputError
 from vsr.pipelines import batch
@@ -75,7 +76,7 @@ def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_pat
     driver = threading.Thread(target=lambda: reports.append(batch.run_batch(jobs, out, ray="auto")))
     driver.start()
     try:
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + HANG_SECONDS  # (the cluster's workers start slowly on a loaded machine)
         # Kill the task's worker while it is writing its segment (a short video: one segment).
         writing = out / ".clip.x4.mp4.segments" / ".segment-0000.partial.mp4"
         while not (writing.exists() and (pids := ray_task_pids("clip.x4.mp4"))):
@@ -84,7 +85,7 @@ def test_a_ray_worker_killed_mid_job_has_its_task_retried(local_cluster, tmp_pat
         for pid in pids:
             os.kill(pid, signal.SIGKILL)
     finally:
-        driver.join(timeout=300)
+        driver.join(timeout=HANG_SECONDS)  # (Ray's retry starts a new worker process)
     (report,) = reports
     assert report.ok
     (row,) = report.rows
