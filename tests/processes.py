@@ -81,7 +81,7 @@ def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen |
             return
         assert running, f"the command ended (exit {process.returncode}) before {what}:\n" + (
             process.stderr.read() if process.stderr else "")
-        assert time.monotonic() < deadline, f"no {what} after {timeout} s"
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
         time.sleep(0.01)
 
 
