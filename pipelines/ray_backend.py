@@ -190,12 +190,15 @@ class RayExecutor:
             settings = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
             try:
                 _init(address, settings)
-            except (ConnectionError, ValueError) as error:
+            # (ConnectionError: nothing answers; ValueError: no cluster there; a plain Exception: a raylet that did
+            # not register within Ray's 30 s, as on a loaded machine)
+            except Exception as error:  # noqa: BLE001 - whatever ray.init raises is said in one line
                 reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
                 # Clusters that `ray start` makes take a token, which Ray reads only for "auto" unless told to.
                 hint = ("; if the cluster takes a token (ray start's default), set RAY_AUTH_MODE=token"
                         if address not in ("local", "auto") and "RAY_AUTH_MODE" not in os.environ else "")
-                raise OptionError(f"--ray {address}: cannot connect to a Ray cluster ({reason}){hint}") from error
+                what = "cannot start a Ray cluster here" if address == "local" else "cannot connect to a Ray cluster"
+                raise OptionError(f"--ray {address}: {what} ({reason}){hint}") from error
         resources = ray.cluster_resources()
         largest = max((node["Resources"].get("CPU", 0) for node in ray.nodes() if node.get("Alive")), default=0)
         if task_cpus > largest:  # (Ray would queue every task for ever, as "infeasible", saying so nowhere)

@@ -295,6 +295,20 @@ def test_options_of_other_commands_or_settings_are_one_line(tmp_path):
     assert result.returncode == 2 and result.stderr.strip() == "vsr: error: --frames must be 1 or more, not 0"
 
 
+def test_a_ray_cluster_that_cannot_start_is_one_line(tmp_path):
+    """ray.init's failures other than a connection's (a temporary folder that is a file here; a raylet that does
+    not register within Ray's 30 s on a loaded machine, a plain Exception) escaped as tracebacks."""
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=2)
+    (tmp_path / "not-a-folder").write_text("")
+    result = vsr("batch", tmp_path / "in", tmp_path / "out", "-m", "bicubic", "--ray", "local",
+                 env={"RAY_TMPDIR": str(tmp_path / "not-a-folder")})
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("vsr: error: --ray local: cannot start a Ray cluster "
+                                                           "here ([Errno 20] Not a directory")
+    assert "Traceback" not in result.stderr
+
+
 @pytest.mark.parametrize("cluster", [[], ["--ray", "local"]], ids=["processes", "ray"])
 def test_sigterm_hands_the_running_job_back_as_ctrl_c_does(tmp_path, tiny_rrdbnet_checkpoint, cluster):
     """SIGTERM (job schedulers, docker stop) ended the batch without a word: its job stayed "running", the attempt
