@@ -561,8 +561,9 @@ def _executor(workers: int, devices: list[str] | None, ray: str | None, task_cpu
 
 def expected_frames(job: BatchJob) -> int:
     """The frames `job` makes, as its input's container says, read before any is decoded: what the batch's bar
-    counts until the job's result says how many it made. An image is one; a video's --frames caps it, and --start
-    and --end keep their share of its duration. 0 where the input cannot be described (its job says why)."""
+    counts until the job's result says how many it made. An image is one; a video's --frames caps it, --start and
+    --end keep their share of its duration, --deinterlace field doubles it (ivtc: four in five). 0 where the input
+    cannot be described (its job says why)."""
     from vsr.pipelines.probe import describe_video
 
     if job.kind == "image":
@@ -577,6 +578,8 @@ def expected_frames(job: BatchJob) -> int:
     if (video.start is not None or video.end is not None) and info.duration and info.average_rate:
         end = info.duration if video.end is None else min(video.end, info.duration)
         frames = min(frames, max(0, round((end - (video.start or 0)) * info.average_rate)))
+    # A frame for each field; inverse telecine's four film frames for every five
+    frames = {"field": frames * 2, "ivtc": frames * 4 // 5}.get(video.deinterlace, frames)
     return frames if video.max_frames is None else min(frames, video.max_frames)
 
 

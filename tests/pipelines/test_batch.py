@@ -1432,3 +1432,21 @@ def test_a_done_job_asked_for_with_other_options_keeps_its_output_until_overwrit
     report = batch.run_batch(batch.discover(root, out, options=lanczos, video=FAST, overwrite=True), out)
     assert report.ok and (out / "p.x2.png").stat().st_ino != made
     assert rows_by_name(out)["p.x2.png"].options["model"] == "lanczos"
+
+
+def test_the_bar_counts_each_jobs_frames_before_it_runs(tmp_path):
+    """The batch's bar starts from what each input's container says, in the frames its options make: a window's
+    share, --frames' cap, a frame for each field with --deinterlace field; an image is one frame."""
+    from vsr.pipelines.images import Image, write_image
+
+    (tmp_path / "in").mkdir()
+    make_clip(tmp_path / "in" / "a.mp4", frames=20, fps=10)
+    write_image(tmp_path / "in" / "b.png", Image(rgb=torch.zeros(3, 8, 8)))
+    video_job, image_job = sorted(batch.discover(tmp_path / "in", tmp_path / "out", options=BICUBIC, video=FAST),
+                                  key=lambda job: job.kind != "video")
+    windows = [(FAST, 20), (dataclasses.replace(FAST, start=1.0), 10),
+               (dataclasses.replace(FAST, start=0.5, end=1.0), 5), (dataclasses.replace(FAST, max_frames=7), 7),
+               (dataclasses.replace(FAST, deinterlace="field"), 40)]
+    for video, frames in windows:
+        assert batch.expected_frames(dataclasses.replace(video_job, video=video)) == frames, video
+    assert batch.expected_frames(image_job) == 1
