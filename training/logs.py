@@ -1,6 +1,7 @@
 """What a training run reports: CSV files (always), TensorBoard (when installed) and a PNG of the curves.
 
-    OUT_DIR/train.csv   iteration, epoch, lr, the losses of that iteration, it/s, seconds since the run started
+    OUT_DIR/train.csv   iteration, epoch, lr, the losses of that iteration, it/s (of the training iterations since
+                        the row before, validations left out), seconds since the run started
     OUT_DIR/val.csv     iteration, PSNR and SSIM (Y and RGB) of the EMA model and of bicubic on the held-out images,
                         seconds since the run started
     OUT_DIR/tb/         TensorBoard event files (`tensorboard --logdir OUT_DIR/tb`)
@@ -17,6 +18,9 @@ import io
 import logging
 import math
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from vsr.errors import OptionError, OutputError
@@ -34,6 +38,30 @@ VAL_FIELDS = ("iteration", *METRICS, *(f"bicubic_{name}" for name in METRICS), "
 def train_fields(stage: str) -> tuple[str, ...]:
     losses = ("l_pix",) if stage == "psnr" else ("l_pix", "l_percep", "l_g_gan", "l_g_total", "l_d", "d_real", "d_fake")
     return ("iteration", "epoch", "lr", *losses, "it_per_s", "elapsed_s")
+
+
+class TrainingClock:
+    """Seconds spent on training iterations: `now` (time.perf_counter) less the time spent `paused`, as each validation
+    is. The rate and ETA of the log lines and train.csv's it_per_s are read from it, and the progress bar is moved past
+    each pause: a validation on a CPU takes a minute or more, and counted in, the rate after it read 0.00 it/s, its
+    ETA an hour."""
+
+    def __init__(self, now: Callable[[], float] = time.perf_counter):
+        self._now = now
+        self._paused_seconds = 0.0  # all pauses' so far
+        self.last_pause = 0.0  # the last pause's seconds
+
+    def __call__(self) -> float:
+        return self._now() - self._paused_seconds
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        started = self._now()
+        try:
+            yield
+        finally:
+            self.last_pause = self._now() - started
+            self._paused_seconds += self.last_pause
 
 
 class RunLog:

@@ -51,7 +51,7 @@ from vsr.training import checkpoints
 from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import HRImage, PatchDataset, ValidationSet
 from vsr.training.evaluate import bicubic_upscaler, model_upscaler, sample_sheet, validate
-from vsr.training.logs import RunLog, plot_curves, require_matplotlib
+from vsr.training.logs import RunLog, TrainingClock, plot_curves, require_matplotlib
 from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
                                  ragan_generator_loss)
 from vsr.training.dali_patches import DaliVideoPatches
@@ -538,7 +538,9 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
     end = min(config.total_iters, stop_at) if stop_at is not None else config.total_iters
     out_of_time = False  # max_minutes reached: the run ends as if at total_iters
     bar = on_exit.enter_context(_progress_bar(config.total_iters, iteration)) if progress and main else None
-    window_start, window_iterations = time.perf_counter(), 0
+    # The rate and ETA are those of training iterations: the clock stands still while the model is validated.
+    training_clock = TrainingClock()
+    window_start, window_iterations = training_clock(), 0
     # Whether each loss has been NaN or infinite at some iteration: kept on the device (reading it would wait for the
     # GPU), and read only before the run logs, validates or saves, so that a diverged run never writes a checkpoint.
     losses_not_finite = None
@@ -596,8 +598,9 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
                     raise diverged(not_finite)
             if log_due:
                 values = _mean_over_processes(losses, world)
-                rate = window_iterations / max(time.perf_counter() - window_start, 1e-9)
-                window_start, window_iterations = time.perf_counter(), 0
+                now = training_clock()
+                rate = window_iterations / max(now - window_start, 1e-9)
+                window_start, window_iterations = now, 0
                 if main:
                     row = {"iteration": iteration, "epoch": epoch, "lr": lr, **values, "it_per_s": rate,
                            "elapsed_s": round(elapsed(), 1)}
@@ -606,7 +609,12 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
             if bar is not None:
                 bar.update(1)
             if main and validation_due:
-                validate_and_log()
+                with training_clock.paused():
+                    validate_and_log()
+                if bar is not None:  # tqdm's own clock moved past it, as its unpause() does (which would leave out
+                    # the iterations' time since its last refresh too)
+                    bar.start_t += training_clock.last_pause
+                    bar.last_print_t += training_clock.last_pause
             if save_due:
                 save()
             if iteration >= end:
@@ -912,7 +920,8 @@ def _progress_bar(total: int, initial: int):
 
 
 def _report(bar, row: dict, total: int) -> None:
-    """The progress line: tqdm's bar (it shows it/s and ETA itself) or, without one, a log line."""
+    """The progress line: tqdm's bar (it shows it/s and ETA itself) or, without one, a log line; the rate, and so
+    the ETA, of training iterations alone (`TrainingClock`)."""
     losses = {key: value for key, value in row.items() if key.startswith(("l_", "d_"))}
     if bar is not None:
         bar.set_postfix({key: f"{value:.4g}" for key, value in losses.items()}, refresh=False)

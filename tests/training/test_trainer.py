@@ -505,6 +505,36 @@ def test_the_progress_bar_leaves_log_lines_and_a_stop_on_lines_of_their_own(tmp_
     assert "2/4" in said and said.endswith("\n")  # the bar closed: what the command line says next is a line alone
 
 
+def test_the_rate_and_eta_are_those_of_training_iterations_a_validation_left_out(tmp_path, monkeypatch, caplog):
+    """A validation of 90 s (16 frames a video on a CPU) made the rate after it "0.00 it/s ETA 1:06:21", in the log
+    and in train.csv. Here the trainer's clock is a counter that a training step moves by 1 s and a validation by
+    90 s: every rate is 1 it/s."""
+    from vsr.training import trainer
+    from vsr.training.evaluate import validate
+    from vsr.training.logs import TrainingClock
+
+    seconds = 0.0
+
+    def a_step_of_one_second(*args) -> None:
+        nonlocal seconds
+        seconds += 1
+        ema_update(*args)
+
+    def a_validation_of_90_seconds(*args, **kwargs) -> dict:
+        nonlocal seconds
+        seconds += 90
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "TrainingClock", lambda: TrainingClock(now=lambda: seconds))
+    monkeypatch.setattr(trainer, "ema_update", a_step_of_one_second)
+    monkeypatch.setattr(trainer, "validate", a_validation_of_90_seconds)
+    caplog.set_level("INFO", logger="vsr.training")
+    train(tiny_config(tmp_path, total_iters=4))  # (validations at iterations 0, 2 and 4; a log line each iteration)
+    assert [row["it_per_s"] for row in read_csv(tmp_path / "run" / "train.csv")] == [1.0, 1.0, 1.0, 1.0]
+    assert seconds == 4 + 3 * 90 + 90  # (bicubic's validation too, before the first: the validations did run)
+    assert re.search(r"iteration 3/4 .* 1\.00 it/s  ETA 0:00:01", caplog.text)
+
+
 def test_a_pretrained_model_of_another_architecture_is_named_and_not_matched_by_settings(tmp_path):
     """An SRVGGNetCompact checkpoint was told to set "scale, num_feat, num_block, num_grow_ch to match", which no
     setting can: vsr train trains RRDBNet alone."""
