@@ -42,6 +42,12 @@ SAFETENSORS_SUFFIX = ".safetensors"
 METADATA_KEY = "vsr_metadata"
 CONTAINER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net")
 
+# What `vsr train -o RUN` writes (training/checkpoints.py takes these names): the EMA generator exported as
+# RUN/model.pth and RUN/model.safetensors at the run's end, and while it trains RUN/state.pt, whose EMA generator
+# `_unwrap` reads.
+RUN_MODEL_NAME = "model"
+RUN_STATE_FILE = "state.pt"
+
 
 def _vsr_version() -> str:
     try:
@@ -56,6 +62,31 @@ def _first_line(error: BaseException, limit: int = 160) -> str:
     text = lines[0] if lines else ""
     text = text if len(text) <= limit else text[: limit - 1] + "…"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def checkpoint_of(path: str | os.PathLike) -> Path:
+    """`path`, or for the folder of a `vsr train` run the checkpoint it stands for: its exported model (model.pth, else
+    model.safetensors), or while no model is written yet, its state.pt (the EMA generator, as the model will be).
+    Wherever a checkpoint is taken (`vsr upscale -m`, --blend, `vsr interpolate`, `vsr eval`, pretrained=), a run's
+    folder is taken by these rules. Another folder is one line naming the checkpoint files in it."""
+    path = Path(path)
+    if not path.is_dir():
+        return path
+    for name in (f"{RUN_MODEL_NAME}.pth", f"{RUN_MODEL_NAME}{SAFETENSORS_SUFFIX}", RUN_STATE_FILE):
+        if (path / name).is_file():
+            logger.info("%s: a training run's folder: %s", path,
+                        f"its state, {path / name} (no model written yet)" if name == RUN_STATE_FILE
+                        else f"its model, {path / name}")
+            return path / name
+    try:
+        inside = sorted(found for found in path.iterdir()
+                        if found.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX) and found.is_file())
+    except OSError:  # (an unreadable folder: the error says what it is all the same)
+        inside = []
+    shown = ", ".join(map(str, inside[:4])) + (", ..." if len(inside) > 4 else "")
+    give = f"give a checkpoint file in it: {shown}" if inside else \
+        "a model is a checkpoint file, a training run's folder, a zoo name or a URL"
+    raise ModelError(f"{path}: is a folder, not a checkpoint file; {give}")
 
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -161,7 +192,7 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
     describes a network that fits the weights exactly it is used (it settles ReLU vs LeakyReLU and the unusual
     channel counts `detect` must guess); where it disagrees with the weights, the weights win.
     """
-    path = Path(path)
+    given, path = Path(path), checkpoint_of(path)
     state_dict, metadata = _read(path)
     state_dict = canonical_state_dict(state_dict)
     try:
@@ -191,7 +222,9 @@ def load_model(path: str | os.PathLike) -> LoadedModel:
         )
     module.load_state_dict(state_dict, strict=True)
     module.eval().requires_grad_(False)
-    return LoadedModel(module=module, spec=spec, name=path.stem, source=str(path))
+    # (a run's folder is named by its own name: "psnr" for runs/psnr, rather than "model")
+    return LoadedModel(module=module, spec=spec, name=given.resolve().name if given.is_dir() else path.stem,
+                       source=str(path))
 
 
 def _output_paths(path: Path) -> tuple[Path, Path]:

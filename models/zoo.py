@@ -265,19 +265,6 @@ def get_entry(name: str) -> ZooEntry:
     return MODELS[name]
 
 
-def _folder_given(name: str, folder: Path) -> ModelError:
-    """The error for a folder given as a model, naming the checkpoints in it: `-m runs/psnr`, a training run's folder,
-    said "unknown model 'runs/psnr': neither a file nor a known name" and listed the zoo."""
-    try:
-        inside = sorted(path for path in folder.iterdir()
-                        if path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX) and path.is_file())
-    except OSError:  # (an unreadable folder: the error says what it is all the same)
-        inside = []
-    shown = ", ".join(str(path) for path in inside[:4]) + (", ..." if len(inside) > 4 else "")
-    give = f"give a checkpoint file in it: {shown}" if inside else "a model is a checkpoint file, a zoo name or a URL"
-    return ModelError(f"{name}: is a folder, not a checkpoint file; {give}")
-
-
 def weights_path(name: str) -> Path:
     """Where the cached weights of `name` are (or will be); also where a user may put the file by hand."""
     entry = get_entry(name)
@@ -314,18 +301,18 @@ def fetch(name: str, progress: bool = True, check: bool = False) -> Path:
 
 
 def load(name_or_path: str | os.PathLike, *, progress: bool = True, scale: int | None = None) -> LoadedModel:
-    """A zoo name (fetched into the cache if needed) or the path of any checkpoint file, ready for inference."""
+    """A zoo name (fetched into the cache if needed), the path of any checkpoint file or a training run's folder (its
+    model: `checkpoint.checkpoint_of`), ready for inference."""
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise ModelError(f"a model is a zoo name or a checkpoint's path, not {name_or_path!r}")
     name = str(name_or_path)
     if name not in MODELS:
         path = fetch_url(name, progress) if is_url(name) else Path(name_or_path).expanduser()
-        if path.is_dir():
-            raise _folder_given(name, path)
-        if not path.is_file() and path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
+        if not path.exists() and path.suffix.lower() in (*TORCH_SUFFIXES, SAFETENSORS_SUFFIX):
             # (a checkpoint's path mistyped: the zoo's names are no help there)
-            raise ModelError(f"{name}: no such checkpoint file (a model is a checkpoint file, a zoo name or a URL)")
-        if not path.is_file():
+            raise ModelError(f"{name}: no such checkpoint file (a model is a checkpoint file, a training run's "
+                             "folder, a zoo name or a URL)")
+        if not (path.is_file() or path.is_dir()):  # (a folder: a training run's, `checkpoint.checkpoint_of`)
             raise ModelError(f"unknown model {name!r}{did_you_mean(name, MODELS)}: neither a file nor a known name "
                              f"({', '.join(MODELS)})")
         loaded = load_model(path)

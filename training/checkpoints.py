@@ -29,7 +29,7 @@ from torch import nn
 
 from vsr.errors import InputError, OutputError
 from vsr.fsutil import fsync_folder, temporary_sibling
-from vsr.models.checkpoint import save_model
+from vsr.models.checkpoint import RUN_MODEL_NAME, RUN_STATE_FILE, save_model
 from vsr.models.detect import spec_for
 from vsr.models.spec import ModelSpec
 from vsr.pipelines.runner import ctrl_c_held_back
@@ -37,8 +37,8 @@ from vsr.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
-MODEL_NAME = "model"  # OUT_DIR/model.pth + model.safetensors: the final EMA generator
+STATE_FILE = RUN_STATE_FILE  # "state.pt"
+MODEL_NAME = RUN_MODEL_NAME  # "model": OUT_DIR/model.pth + model.safetensors, the final EMA generator
 SNAPSHOTS_DIR = "models"  # OUT_DIR/models/iter_0005000.pth ...: the EMA generator at each save
 
 

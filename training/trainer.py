@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 from vsr.errors import ModelError, OptionError, OutputError, Terminated, VsrError
 from vsr.fsutil import locked, temporaries_of
 from vsr.hardware import cpu_computes_bf16, in_bytes
-from vsr.models.checkpoint import load_model, read_state_dict
+from vsr.models.checkpoint import checkpoint_of, load_model, read_state_dict
 from vsr.models.discriminator import VGGStyleDiscriminator
 from vsr.models.rrdbnet import RRDBNet
 from vsr.models.vgg import VGGFeatureExtractor
@@ -85,20 +85,15 @@ def train(config: TrainConfig, *, stop_at: int | None = None, progress: bool = F
 
 
 def _pretrained_model_of_a_run(config: TrainConfig) -> TrainConfig:
-    """pretrained=RUN_FOLDER: that run's exported model, RUN_FOLDER/model.pth (a folder was "unsupported checkpoint
-    type '(no suffix)'"). A folder without one is one line saying what it takes."""
-    folder = Path(config.pretrained) if config.pretrained is not None else None
-    if folder is None or not folder.is_dir():
+    """pretrained=RUN_FOLDER: the checkpoint that run's folder stands for, as `vsr upscale -m RUN_FOLDER` takes it
+    (`checkpoint_of`: its model.pth, or while it trains its state.pt), kept in the config as that file (the run's
+    state says which; `_take_over_pool` takes the pool of a finished run's model)."""
+    if config.pretrained is None or not Path(config.pretrained).is_dir():
         return config
-    model = folder / f"{checkpoints.MODEL_NAME}.pth"
-    if model.is_file():
-        log.info("pretrained=%s: starting from its model, %s", folder, model)
-        return replace(config, pretrained=str(model))
-    state = folder / checkpoints.STATE_FILE
-    still_training = f" (a run not finished yet? --set pretrained={state} takes its EMA generator)" \
-        if state.is_file() else ""
-    raise ModelError(f"pretrained={folder}: a folder without {model.name}; give a checkpoint file (.pth, .safetensors) "
-                     f"or the folder of a finished run{still_training}")
+    try:
+        return replace(config, pretrained=str(checkpoint_of(config.pretrained)))
+    except ModelError as error:
+        raise ModelError(f"pretrained={error}") from None
 
 
 def _absolute_paths(config: TrainConfig) -> TrainConfig:

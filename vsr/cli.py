@@ -58,8 +58,8 @@ def _main_options(
 VIDEO_PANEL, ENCODING_PANEL, PERFORMANCE_PANEL = "Video", "Encoding", "Performance"
 WORKERS_PANEL = "Workers"  # (`vsr batch`'s)
 ModelOption = Annotated[Optional[str], typer.Option(
-    "-m", "--model", metavar="MODEL", help="Zoo name (see `vsr models`), a checkpoint file, or a checkpoint's "
-    "http(s) URL (downloaded once into the cache).")]
+    "-m", "--model", metavar="MODEL", help="Zoo name (see `vsr models`), a checkpoint file, a `vsr train` run's "
+    "folder (its model), or a checkpoint's http(s) URL (downloaded once into the cache).")]
 OutscaleOption = Annotated[Optional[float], typer.Option(
     "-s", "--outscale", metavar="FACTOR", help="Final scale factor; the model's output is resized to it.")]
 WidthOption = Annotated[Optional[int], typer.Option(
@@ -855,7 +855,7 @@ def probe(
 def bench(
     input: Path = typer.Argument(..., help="A video clip, e.g. samples/bbb_sample.mp4."),
     model: str = typer.Option("realesrgan-x4plus", "-m", "--model", metavar="MODEL",
-                              help="Zoo name, checkpoint file or URL."),
+                              help="Zoo name, checkpoint file, training run's folder or URL."),
     frames: int = typer.Option(120, "--frames", metavar="N", help="Use at most this many frames (all are held in "
                                "memory, decoded, for the model-only pass)."),
     batch_size: BatchSizeOption = 4,
@@ -900,8 +900,8 @@ def evaluate(
                                          "(frames/%06d.png), images or folders of them: the originals (frames are "
                                          "sampled evenly from videos and sequences)."),
     models: Optional[list[str]] = typer.Option(
-        None, "-m", "--model", metavar="MODEL", help="A model to score (repeatable): zoo name, checkpoint file or URL "
-        "\\[default: realesrgan-x4plus]."),
+        None, "-m", "--model", metavar="MODEL", help="A model to score (repeatable): zoo name, checkpoint file, "
+        "training run's folder or URL \\[default: realesrgan-x4plus]."),
     frames: int = typer.Option(8, "--frames", metavar="N", help="Frames to sample from each video or image sequence."),
     tile: TileOption = 0,
     tile_overlap: TileOverlapOption = None,
@@ -1051,10 +1051,10 @@ def train(
 @app.command(cls=HelpCommand)
 @_user_errors
 def interpolate(
-    psnr_model: str = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint, or a zoo name "
-                                     "(realesrnet-x4plus)."),
-    gan_model: str = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint of the same architecture, or a zoo "
-                                    "name (realesrgan-x4plus)."),
+    psnr_model: str = typer.Argument(..., help="The PSNR-oriented (stage 1) checkpoint or training run's folder, or a "
+                                     "zoo name (realesrnet-x4plus)."),
+    gan_model: str = typer.Argument(..., help="The GAN-trained (stage 2) checkpoint or run's folder, of the same "
+                                    "architecture, or a zoo name (realesrgan-x4plus)."),
     alpha: float = typer.Option(0.8, "--alpha", metavar="WEIGHT", help="0 = the PSNR model, 1 = the GAN model."),
     output: Path = typer.Option(..., "-o", "--output", metavar="FILE",
                                 help="Where to write the blend: FILE.pth, and FILE.safetensors beside it."),

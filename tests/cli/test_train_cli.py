@@ -42,8 +42,8 @@ def test_train_plot_resume_and_upscale_with_the_trained_model(tmp_path):
     assert [row["iteration"] for row in read_csv(run / "train.csv")] == [1, 2, 3]
 
     write_photos(tmp_path / "small", count=1, size=12)
-    upscaled = vsr("upscale", tmp_path / "small" / "photo0.png", "--model", run / "model.pth", "-o",
-                   tmp_path / "out.png")
+    # (the run's folder: its model.pth)
+    upscaled = vsr("upscale", tmp_path / "small" / "photo0.png", "--model", run, "-o", tmp_path / "out.png")
     assert upscaled.returncode == 0, upscaled.stderr
     out = read_image(tmp_path / "out.png").rgb
     assert out.shape == (3, 48, 48)

@@ -510,7 +510,7 @@ def test_a_checkpoint_path_that_is_not_there_is_named_without_the_zoo(home, tmp_
     """It was "unknown model 'runs/psnr/modl.pth': neither a file nor a known name (" and the fifteen zoo names."""
     missing = tmp_path / "runs" / "modl.pth"
     with pytest.raises(ModelError, match=f"^{re.escape(str(missing))}: no such checkpoint file \\(a model is a "
-                                         "checkpoint file, a zoo name or a URL\\)$"):
+                                         "checkpoint file, a training run's folder, a zoo name or a URL\\)$"):
         zoo.load(missing)
     folder = tmp_path / "weights.safetensors"
     folder.mkdir()
@@ -518,21 +518,28 @@ def test_a_checkpoint_path_that_is_not_there_is_named_without_the_zoo(home, tmp_
         zoo.load(folder)
 
 
-def test_a_folder_given_as_a_model_names_the_checkpoints_in_it(home, tmp_path):
+def test_a_folder_given_as_a_model_is_a_runs_model_or_names_the_checkpoints_in_it(home, tmp_path):
     """`-m runs/psnr`, a training run's folder, said "unknown model 'runs/psnr': neither a file nor a known name" and
-    the fifteen zoo names."""
+    the fifteen zoo names; then that it is a folder. It is its model.pth (tests/training/test_trainer.py: or, while
+    it trains, its state.pt); another folder names the checkpoints in it."""
     run = tmp_path / "runs" / "psnr"
     spec = spec_for("RRDBNet", TINY)
     save_model(build(spec), spec, run / "model.pth")  # (and model.safetensors beside it)
     (run / "train.csv").write_text("iteration\n")
+    loaded = zoo.load(run)
+    assert (loaded.source, loaded.name, loaded.spec) == (str(run / "model.pth"), "psnr", spec)
+    (run / "model.pth").unlink()
+    assert zoo.load(run).source == str(run / "model.safetensors")
+    blends = tmp_path / "blends"
+    save_model(build(spec), spec, blends / "a.pth")
     with pytest.raises(ModelError) as error:
-        zoo.load(run)
-    assert str(error.value) == (f"{run}: is a folder, not a checkpoint file; give a checkpoint file in it: "
-                                f"{run / 'model.pth'}, {run / 'model.safetensors'}")
+        zoo.load(blends)
+    assert str(error.value) == (f"{blends}: is a folder, not a checkpoint file; give a checkpoint file in it: "
+                                f"{blends / 'a.pth'}, {blends / 'a.safetensors'}")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ModelError, match=f"^{re.escape(str(empty))}: is a folder, not a checkpoint file; a model is a "
-                                         "checkpoint file, a zoo name or a URL$"):
+                                         "checkpoint file, a training run's folder, a zoo name or a URL$"):
         zoo.load(empty)
 
 

@@ -552,24 +552,34 @@ def test_a_pretrained_model_of_another_architecture_is_named_and_not_matched_by_
     assert not (tmp_path / "run").exists()
 
 
-def test_a_pretrained_run_folder_starts_from_its_model(tmp_path):
-    """--set pretrained=RUN_FOLDER said "unsupported checkpoint type '(no suffix)'"."""
-    first = tiny_config(tmp_path, total_iters=2, val_holdout=0)
-    train(first)
+def test_a_run_folder_is_its_model_or_while_it_trains_its_state_wherever_a_checkpoint_is_taken(tmp_path):
+    """--set pretrained=RUN_FOLDER said "unsupported checkpoint type '(no suffix)'", and `vsr upscale -m RUN_FOLDER`
+    and `vsr interpolate` refused it while pretrained= took it: one rule everywhere (`checkpoint_of`)."""
+    from vsr.models import zoo
+
+    unfinished = tiny_config(tmp_path, total_iters=2, val_holdout=0)
+    train(unfinished, stop_at=1)  # (state.pt alone: no model written yet)
+    run = Path(unfinished.out_dir)
+    state_ema = load_state(run)["ema"]
+    loaded = zoo.load(run)
+    assert (loaded.source, loaded.name) == (str(run / "state.pt"), "run")
+    assert all(torch.equal(value, state_ema[key]) for key, value in loaded.module.state_dict().items())
     # lr 0 and no EMA: the model exported after one iteration is the one started from, to the bit
-    config = dataclasses.replace(first, total_iters=1, lr=0.0, ema_decay=0.0, pretrained=first.out_dir,
+    config = dataclasses.replace(unfinished, total_iters=1, lr=0.0, ema_decay=0.0, pretrained=str(run),
                                  out_dir=str(tmp_path / "second"))
-    started_from, exported = read_state_dict(tmp_path / "run" / "model.pth"), read_state_dict(train(config).model_path)
+    exported = read_state_dict(train(config).model_path)
+    assert all(torch.equal(exported[key], state_ema[key]) for key in state_ema)
+
+    resume(run)  # (to its end: model.pth written, and preferred to the state)
+    assert zoo.load(run).source == str(run / "model.pth")
+    exported = read_state_dict(train(dataclasses.replace(config, out_dir=str(tmp_path / "third"))).model_path)
+    started_from = read_state_dict(run / "model.pth")
     assert all(torch.equal(exported[key], started_from[key]) for key in started_from)
 
-    unfinished = dataclasses.replace(first, out_dir=str(tmp_path / "unfinished"))
-    train(unfinished, stop_at=1)
     with pytest.raises(ModelError) as refused:
-        train(dataclasses.replace(config, pretrained=unfinished.out_dir, out_dir=str(tmp_path / "third")))
-    assert str(refused.value) == (
-        f"pretrained={unfinished.out_dir}: a folder without model.pth; give a checkpoint file (.pth, .safetensors) "
-        f"or the folder of a finished run (a run not finished yet? --set pretrained={unfinished.out_dir}/state.pt "
-        "takes its EMA generator)")
+        train(dataclasses.replace(config, pretrained=str(tmp_path / "photos"), out_dir=str(tmp_path / "fourth")))
+    assert str(refused.value) == (f"pretrained={tmp_path / 'photos'}: is a folder, not a checkpoint file; a model is "
+                                  "a checkpoint file, a training run's folder, a zoo name or a URL")
 
 
 def test_a_run_folder_removed_while_it_trains_is_one_line(tmp_path, monkeypatch):
