@@ -82,10 +82,15 @@ def evaluate(
                                  f"{smallest}×{smallest} or more")
     scores: list[ModelScore] = []
     for scale in dict.fromkeys(engine.spec.scale for engine in engines):
-        bicubic = Engine(zoo.load("bicubic", scale=scale), device=options.device, precision="fp32")
+        # `-m bicubic` is the baseline itself (its row was shown twice, once as the baseline), with the options given
+        # (--tile); bicubic runs in fp32 whatever --precision says, as the baseline does.
+        asked = [engine for engine, name in zip(engines, models)
+                 if name == "bicubic" and options.strength == 1 and engine.spec.scale == scale]
+        bicubic = asked[0] if asked else Engine(zoo.load("bicubic", scale=scale), device=options.device,
+                                                precision="fp32")
         scores.append(_score(bicubic, "bicubic", images, baseline=True))
         scores += [_score(engine, name if options.strength == 1 else f"{name} (strength {options.strength:g})", images)
-                   for engine, name in zip(engines, models) if engine.spec.scale == scale]
+                   for engine, name in zip(engines, models) if engine.spec.scale == scale and engine is not bicubic]
     for score in scores:
         if math.isnan(score.psnr_y):
             log.warning("%s: its outputs hold NaN (not a number), so its scores are none: are its weights broken, or "
