@@ -50,6 +50,7 @@ from vsr.pipelines.images import READ_SUFFIXES, read_image
 from vsr.pipelines import sequences
 from vsr.pipelines.sequences import first_frame, frame_path, is_sequence
 from vsr.training.degrade import CONTEXT, check_scale, downscale, mod_crop
+from vsr.training.logs import counted
 from vsr.training.metrics import smallest_scored_side
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,8 @@ def split_photos(
             raise OptionError(f"validation={validation}: expected a fraction from 0 to below 1, or file names")
         count = max(1, round(validation * len(paths))) if validation > 0 else 0
         if count >= len(paths):
-            raise OptionError(f"validation={validation} would hold out all {len(paths)} files; add more or hold fewer")
+            raise OptionError(f"validation={validation} would hold out all of the {counted(len(paths), 'file')}; add "
+                              "more or hold fewer")
         ranked = sorted(paths, key=lambda p: (p.name not in held_before, hashlib.sha256(p.name.encode()).hexdigest(),
                                               str(p)))
         held = set(ranked[:count])
@@ -139,7 +141,7 @@ def split_photos(
         for name in names:
             matches = [p for p in paths if name in (p.name, p.stem)]
             if not matches:
-                raise OptionError(f"validation file {name!r} is not among the {len(paths)} training files")
+                raise OptionError(f"validation file {name!r} is not among the {counted(len(paths), 'training file')}")
             held.update(matches)
     return [p for p in paths if p not in held], [p for p in paths if p in held]
 
@@ -178,7 +180,7 @@ def sample_video_frames(
             continue
         thumbnails.append(small)
         kept.append(candidate)
-    log.info("%s: kept %d of %d sampled frames", path, len(kept), len(candidates))
+    log.info("%s: kept %d of %s", path, len(kept), counted(len(candidates), "sampled frame"))
     return kept
 
 
@@ -239,11 +241,12 @@ def expand_sources(sources: Sequence[str | os.PathLike]) -> list[Path]:
             others = [path for path in every if path.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES
                       and not runs.intersection(path.parents)]
             if others:  # (a GIF, an .apng, a file without a suffix: said, so that none is missed unawares)
-                log.info("%s: %d files that are no image or video by their names left out: %s%s", source,
-                         len(others), ", ".join(path.name for path in others[:5]), ", ..." if len(others) > 5 else "")
+                log.info("%s: %s that %s no image or video by name left out: %s%s", source,
+                         counted(len(others), "file"), "is" if len(others) == 1 else "are",
+                         ", ".join(path.name for path in others[:5]), ", ..." if len(others) > 5 else "")
             if not found:
-                raise InputError(f"{source}: no images or videos in it"
-                                 f"{f' ({len(others)} other files, such as {others[0].name})' if others else ''}")
+                other_files = f" ({counted(len(others), 'other file')}, such as {others[0].name})" if others else ""
+                raise InputError(f"{source}: no images or videos in it{other_files}")
             files += found
         elif source.is_file() or is_sequence(source):
             files.append(source)
@@ -300,7 +303,7 @@ def read_images(
         give_back_freed_memory()  # (what decoding the file freed: see there)
         yield from images
     if left_out and not read:  # (the first reason in the error too: `vsr train -q` shows no warnings)
-        more = f" (and {len(left_out) - 1} more files left out)" if len(left_out) > 1 else ""
+        more = f" (and {counted(len(left_out) - 1, 'more file')} left out)" if len(left_out) > 1 else ""
         raise InputError(f"no file could be read: {left_out[0]}{more}")
 
 

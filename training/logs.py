@@ -40,6 +40,12 @@ def train_fields(stage: str) -> tuple[str, ...]:
     return ("iteration", "epoch", "lr", *losses, "it_per_s", "elapsed_s")
 
 
+def counted(number: int, thing: str, things: str | None = None) -> str:
+    """`number` and its noun in agreement, "1 file", "2 files" (`things`: a plural other than THING + s); the log
+    said "1 files that are no image or video"."""
+    return f"{number} {thing if number == 1 else things or thing + 's'}"
+
+
 class TrainingClock:
     """Seconds spent on training iterations: `now` (time.perf_counter) less the time spent `paused`, as each validation
     is. The rate and ETA of the log lines and train.csv's it_per_s are read from it, and the progress bar is moved past

@@ -40,6 +40,7 @@ from vsr.errors import OutputError
 from vsr.fsutil import write_bytes_atomic
 from vsr.hardware import available_memory, in_bytes
 from vsr.training.data import HRImage
+from vsr.training.logs import counted
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,8 @@ def gather_pool(images: Iterable[HRImage], *, budget: float, folder: Path, key: 
             writer.close()
             remove_pool(folder)
         raise
-    log.info("training pool on disk: %d pictures, %s in %s, written in %.0f s", len(pool), in_bytes(pool.nbytes),
-             folder / PIXELS_FILE, writer.seconds())
+    log.info("training pool on disk: %s, %s in %s, written in %.0f s", counted(len(pool), "picture"),
+             in_bytes(pool.nbytes), folder / PIXELS_FILE, writer.seconds())
     return Pool(pool, pool.digest, pool.nbytes)
 
 

@@ -16,6 +16,7 @@ from vsr.hardware import in_bytes
 from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import (IMAGE_SUFFIXES, HRImage, collect_images, expand_sources, is_photo, load_photo,
                                read_images, split_photos)
+from vsr.training.logs import counted
 from vsr.training.pool import DiskPool, Pool, gather_pool, remove_pool, sources_key
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,9 @@ def training_files(config: TrainConfig) -> list[Path]:
     shared = [path for path in files if path.resolve() in validation]
     if not shared:
         return files
-    log.warning("%d validation files are among the training data too: left out of training, so that validation scores "
-                "what training did not see: %s%s", len(shared), ", ".join(path.name for path in shared[:5]),
-                ", ..." if len(shared) > 5 else "")
+    log.warning("%s %s among the training data too: left out of training, so that validation scores what training "
+                "did not see: %s%s", counted(len(shared), "validation file"), "is" if len(shared) == 1 else "are",
+                ", ".join(path.name for path in shared[:5]), ", ..." if len(shared) > 5 else "")
     if len(shared) == len(files):
         raise InputError("every training file is a validation file too (--data and --val name the same files): "
                          "give validation files that are not training data")
@@ -93,7 +94,7 @@ def split_sources(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple
         while True:
             if config.val_holdout >= len(photos):
                 raise OptionError(
-                    f"val_holdout={config.val_holdout}: the training data hold {len(photos)} photos"
+                    f"val_holdout={config.val_holdout}: the training data hold {counted(len(photos), 'photo')}"
                     f"{' that can be read' if len(photos) < len(files) - len(videos) else ''}; hold out fewer (or "
                     "give val_paths)"
                 )
@@ -131,7 +132,8 @@ def training_images(config: TrainConfig, files: Sequence[Path]) -> Iterator[HRIm
         yield image
     if small:
         sizes = ", ".join(f"{name} ({width}×{height})" for name, width, height in small[:5])
-        log.warning("%d images or frames smaller than the %d×%d patch left out of training: %s%s", len(small), patch,
+        log.warning("%s smaller than the %d×%d patch left out of training: %s%s",
+                    counted(len(small), "image or frame", "images or frames"), patch,
                     patch, sizes, ", ..." if len(small) > 5 else "")
         if not kept:  # (said with what to do: "lower patch_size" left a user guessing a value, or one the gan
             # stage's discriminator does not take)
@@ -156,8 +158,8 @@ def training_pool(config: TrainConfig, files: Sequence[Path], folder: Path, budg
     if config.pool != "memory":
         found = DiskPool.open(folder, key)
         if found is not None:
-            log.info("training pool: %d pictures, %s on disk in %s, built from these files before", len(found),
-                     in_bytes(found.nbytes), folder)
+            log.info("training pool: %s, %s on disk in %s, built from these files before",
+                     counted(len(found), "picture"), in_bytes(found.nbytes), folder)
             return Pool(found, found.digest, found.nbytes)
     if folder.exists():  # (built from other files, or cut short, or pool=memory now)
         log.info("%s: an earlier training pool, not of these files%s: removed", folder,

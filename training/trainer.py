@@ -51,7 +51,7 @@ from vsr.training import checkpoints
 from vsr.training.config import DISCRIMINATOR_PATCH_SIZES, TrainConfig
 from vsr.training.data import HRImage, PatchDataset, ValidationSet
 from vsr.training.evaluate import bicubic_upscaler, model_upscaler, sample_sheet, validate
-from vsr.training.logs import RunLog, TrainingClock, plot_curves, require_matplotlib
+from vsr.training.logs import RunLog, TrainingClock, counted, plot_curves, require_matplotlib
 from vsr.training.losses import (GeneratorLossWeights, PerceptualLoss, l1_loss, ragan_discriminator_loss,
                                  ragan_generator_loss)
 from vsr.training.dali_patches import DaliVideoPatches
@@ -449,6 +449,7 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
                                    shard=rank, shards=world)
         batches_per_epoch = max(1, patches.frames * patches.patches_per_frame // (config.batch_size // world))
         sources = f"{len(videos)} training videos ({patches.frames} frames, DALI)"
+        training_data = f"{counted(len(videos), 'training video')} ({counted(patches.frames, 'frame')}, DALI)"
     else:
         pool, val_images = _training_pool(config, state, rank, world)
         area = sum(image.pixels.shape[-2] * image.pixels.shape[-1] for image in pool.images)
@@ -456,11 +457,14 @@ def _train_loop(config, state, stop_at, progress, device, rank, world, on_exit: 
         dataset = PatchDataset(pool.images, patch_size=config.patch_size, scale=config.scale,
                                length=batches_per_epoch * config.batch_size, seed=config.seed)
         sources = f"{len(pool.images)} training images"
+        training_data = counted(len(pool.images), "training image")
     val_set = ValidationSet(val_images, scale=config.scale, crop=config.val_crop) if val_images and main else None
     baseline = validate(bicubic_upscaler(config.scale), val_set, config.scale, device) if val_set else {}
-    log.info("%s (%d batches per epoch), %d validation images; %d process(es) on %s, %d patches each",
-             sources, batches_per_epoch, len(val_set) if val_set is not None else len(val_images), world, device,
-             config.batch_size // world)  # (the set leaves out images of one colour or too small to score)
+    # (the validation set leaves out images of one colour or too small to score)
+    log.info("%s (%s per epoch), %s; %s on %s, %s each", training_data, counted(batches_per_epoch, "batch", "batches"),
+             counted(len(val_set) if val_set is not None else len(val_images), "validation image"),
+             counted(world, "process", "processes"), device, counted(config.batch_size // world, "patch", "patches"))
+    # (in the words states have kept since before `counted`: a resume compares them, "1 training images" included)
     data_seen = f"{sources} ({batches_per_epoch} batches per epoch)"
     # Which pictures, to the pixel: a photo replaced by another of its size changed neither count.
     pixels_seen = pool.digest if dataset is not None and main else None
@@ -684,8 +688,9 @@ def _take_over_pool(config: TrainConfig, files: list[Path], folder: Path) -> Non
             log.info("%s: cannot be moved to %s (%s): the pictures are read again", earlier, folder,
                      error.strerror or error)
             return
-    log.info("training pool of %d pictures, %s, taken over from %s (the pretrained model's run, on the same data): "
-             "moved to %s, nothing decoded again", len(found), in_bytes(found.nbytes), earlier.parent, folder)
+    log.info("training pool of %s, %s, taken over from %s (the pretrained model's run, on the same data): "
+             "moved to %s, nothing decoded again", counted(len(found), "picture"), in_bytes(found.nbytes),
+             earlier.parent, folder)
 
 
 def _note_the_kept_pool(error: BaseException, out_dir: Path) -> None:
@@ -777,7 +782,7 @@ def _read_pool(config: TrainConfig, state: dict | None, to_disk: str | None) -> 
         budget = memory_budget() if config.pool == "auto" else math.inf
     pool = training_pool(config, files, folder, budget)
     if not pool.on_disk:
-        log.info("training pool: %d pictures, %s in memory", len(pool.images), in_bytes(pool.nbytes))
+        log.info("training pool: %s, %s in memory", counted(len(pool.images), "picture"), in_bytes(pool.nbytes))
     return pool, val_images
 
 

@@ -296,7 +296,7 @@ def test_split_photos_is_deterministic_and_keeps_named_files(tmp_path):
         split_photos(paths, ["nope"])
     with pytest.raises(OptionError, match="validation=1"):
         split_photos(paths, 1)
-    with pytest.raises(OptionError, match="all 1 files"):
+    with pytest.raises(OptionError, match="would hold out all of the 1 file; "):
         split_photos(paths[:1], 0.5)
 
 
@@ -428,7 +428,7 @@ def test_val_paths_take_the_place_of_val_holdout_with_the_dali_loader(tmp_path, 
         assert any(name in message and message.endswith(": left out") for message in warnings), name
     (photos / "photo0.png").unlink()
     (photos / "photo1.png").unlink()
-    with pytest.raises(InputError, match=r"no file could be read: .*\(and 1 more files left out\)"):
+    with pytest.raises(InputError, match=r"no file could be read: .*\(and 1 more file left out\)"):
         dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_paths=(str(photos),)))
     with pytest.raises(OptionError, match="val_holdout keeps photos out, and there are none; give val_paths"):
         dali_sources(TrainConfig(loader="dali", train_paths=(str(video),), val_holdout=4))
@@ -547,7 +547,7 @@ def test_files_that_cannot_be_read_or_are_too_small_are_left_out_of_training_wit
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     for name in ("cut.jpg: damaged or cut short", "empty.png: not a readable image", "notes.mp4"):
         assert any(name in message and message.endswith(": left out") for message in warnings), name
-    assert any("1 images or frames smaller than the 32×32 patch left out of training: thumb.png (24×16)" in message
+    assert any("1 image or frame smaller than the 32×32 patch left out of training: thumb.png (24×16)" in message
                for message in warnings)
     with pytest.raises(InputError, match=r"no file could be read: .*cut\.jpg: damaged .* \(and 2 more files left out"):
         load_images(TrainConfig(train_paths=tuple(str(data / name) for name in ("cut.jpg", "empty.png", "notes.mp4"))))
@@ -575,7 +575,7 @@ def test_validation_files_under_the_training_folder_are_left_out_of_training(tmp
     training, validation = load_images(config)
     assert sorted(image.name for image in training) == ["a.png", "b.png"]
     assert [image.name for image in validation] == ["held.png"]
-    assert "1 validation files are among the training data too: left out of training" in caplog.text
+    assert "1 validation file is among the training data too: left out of training" in caplog.text
     with pytest.raises(InputError, match="every training file is a validation file too"):
         load_images(TrainConfig(train_paths=(str(data / "holdout"),), val_paths=(str(data),), patch_size=32))
 
@@ -639,11 +639,17 @@ def test_files_left_out_by_their_names_are_said(tmp_path, caplog):
     for name in ("b.gif", "IMG_0001", "notes.txt"):
         (tmp_path / name).write_bytes(b"x")
     assert expand_sources([tmp_path]) == [tmp_path / "a.png"]
-    assert f"{tmp_path}: 3 files that are no image or video by their names left out: IMG_0001, b.gif, notes.txt" in (
+    assert f"{tmp_path}: 3 files that are no image or video by name left out: IMG_0001, b.gif, notes.txt" in (
         caplog.text)
     (tmp_path / "a.png").unlink()
     with pytest.raises(InputError, match=r"no images or videos in it \(3 other files, such as IMG_0001\)"):
         expand_sources([tmp_path])
+    # One is one file ("1 files that are no image or video"): counts agree with their nouns.
+    (tmp_path / "notes.txt").unlink()
+    (tmp_path / "IMG_0001").unlink()
+    with pytest.raises(InputError, match=r"no images or videos in it \(1 other file, such as b\.gif\)$"):
+        expand_sources([tmp_path])
+    assert f"{tmp_path}: 1 file that is no image or video by name left out: b.gif" in caplog.text
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads VmRSS (Linux)")

@@ -31,7 +31,7 @@ def test_two_processes_train_the_same_network_as_one_with_the_whole_batch(tmp_pa
     result = torchrun(tmp_path, "--data", tmp_path / "photos", "-o", tmp_path / "ddp", "--set", "batch_size=4",
                       "--set", "total_iters=3", "--set", "val_holdout=0")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "2 process(es) on cpu, 2 patches each" in result.stderr
+    assert "2 processes on cpu, 2 patches each" in result.stderr
     ddp_state, single_state = load_state(tmp_path / "ddp"), load_state(single.out_dir)
     assert ddp_state["iteration"] == 3
     for key, value in single_state["generator"].items():
