@@ -45,6 +45,8 @@ class TrainConfig:
     val_samples: int = 4  # validation images (spread over them) shown at each validation in
     # OUT_DIR/samples/iter_NNNNNNN.png, a row each of bicubic | model | original (their central 256 pixels); 0: none
     frames_per_video: int = 16  # frames sampled across each video (near-duplicates skipped)
+    val_frames_per_video: int | None = None  # the same for each validation video (None: frames_per_video); fewer
+    # make each validation shorter, and its scores those of fewer frames (not comparable with the run's others)
     loader: str = "memory"  # "memory": PatchDataset over photos and sampled frames; "dali": patches decoded by
     # DALI straight from the videos (NVDEC on a GPU; training/dali_patches.py), videos only
     pool: str = "auto"  # where loader=memory keeps the training pictures: "memory"; "disk", one raw file in the run's
@@ -114,6 +116,8 @@ class TrainConfig:
             raise OptionError(
                 f"patch_size={self.patch_size}: the gan stage's discriminator takes {DISCRIMINATOR_PATCH_SIZES} patches"
             )
+        if self.val_frames_per_video is not None:
+            _at_least("val_frames_per_video", self.val_frames_per_video, 1)
         if self.val_crop is not None:  # what is left once a border of `scale` is cut off must hold SSIM's window
             _at_least("val_crop", self.val_crop, 2 * self.scale + SSIM_WINDOW)
         if self.seed >= 2**32:  # (numpy's global generator takes a 32-bit seed; torch's a 64-bit one)

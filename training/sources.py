@@ -59,8 +59,9 @@ def training_files(config: TrainConfig) -> list[Path]:
 def validation_images(config: TrainConfig) -> list[HRImage]:
     """The images of `config.val_paths`, for either loader: a file that cannot be read is left out with a warning
     naming it (as a training file is), an InputError only where none can be."""
-    return collect_images(expand_sources(config.val_paths), frames_per_video=config.frames_per_video,
-                          skip_unreadable=True)
+    frames_per_video = config.frames_per_video if config.val_frames_per_video is None else \
+        config.val_frames_per_video
+    return collect_images(expand_sources(config.val_paths), frames_per_video=frames_per_video, skip_unreadable=True)
 
 
 def load_images(config: TrainConfig, held_before: Sequence[str] = ()) -> tuple[list[HRImage], list[HRImage]]:

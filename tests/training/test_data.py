@@ -180,6 +180,23 @@ def test_video_frames_are_spread_across_the_clip(tmp_path):
         assert torch.equal(frame.pixels, everything[index].contiguous())
 
 
+def test_validation_videos_are_sampled_by_val_frames_per_video_else_as_training_videos(tmp_path):
+    """frames_per_video (16) set the validation videos' frames too, and a validation on a CPU took minutes: fewer can
+    be asked for, the training pictures left as they were."""
+    from vsr.training.config import TrainConfig
+    from vsr.training.sources import pool_key, validation_images
+
+    clip = make_clip(tmp_path / "val.mp4", frames=20, size=(64, 48), fps=25)
+    config = TrainConfig(train_paths=(str(clip),), val_paths=(str(clip),), frames_per_video=4)
+    assert len(validation_images(config)) == 4
+    fewer = config.replace({"val_frames_per_video": "2"})
+    # 0.8 s in 2 stretches: the first frame at or after 0.2 and 0.6 s
+    assert [image.name for image in validation_images(fewer)] == ["val.mp4@0.200s", "val.mp4@0.600s"]
+    assert pool_key(fewer, [clip]) == pool_key(config, [clip])
+    with pytest.raises(OptionError, match="val_frames_per_video"):
+        config.replace({"val_frames_per_video": "0"})
+
+
 def test_each_frame_can_come_with_the_next_one(tmp_path):
     """For the temporal error of `vsr eval`: the frame shown after each sample, on every path that samples."""
     from vsr.training.data import _frames_evenly
