@@ -93,6 +93,11 @@ _SEEK_MARGIN = 10
 # With subtitles, further: a cue stays on screen as long as it is read (a sign, a song's lyrics). A cue begun earlier
 # still is lost, as `ffmpeg -ss` loses any that began before the keyframe it lands on.
 _SUBTITLE_SEEK_MARGIN = 60
+# Opus counts its samples at 48 kHz whatever its input's rate was (RFC 6716 section 2). The duration of each frame of a
+# packet by its configuration (RFC 6716 section 3.1, table 2): SILK's 10, 20, 40 and 60 ms at three bandwidths
+# (configurations 0-11), hybrid's 10 and 20 ms at two (12-15), CELT's 2.5, 5, 10 and 20 ms at four (16-31).
+OPUS_RATE = 48000
+_OPUS_FRAME_SAMPLES = [480, 960, 1920, 2880] * 3 + [480, 960] * 2 + [120, 240, 480, 960] * 4
 _AVFMT_TS_NEGATIVE = 0x40000  # libavformat/avformat.h: the format stores negative timestamps
 # FFmpeg's muxers of the QuickTime family (one muxer, these names), which take the "movflags" option.
 MOV_MUXERS = ("mov", "mp4", "ipod", "3gp", "3g2", "ismv", "f4v", "psp")
@@ -434,10 +439,13 @@ class Passthrough:
         it to the edit list (MP3's 815 samples after a 2-s sine), and its duration, where the encoder shortened it,
         is not what it decodes to (AAC's last 1024 samples stored as 768). It is given the mark a Matroska source's
         packet has (skip_samples side data), which Matroska's muxer writes as DiscardPadding and `_exact_duration`
-        cuts in MP4. An Opus frame has no fixed size (its packets say theirs): a last one stored short stays so, and
-        its padding is played in Matroska (648 samples)."""
+        cuts in MP4. An Opus packet has no fixed size: it says its own in its first byte (`opus_packet_samples`);
+        stored short, Opus's 648 samples of padding were played in Matroska."""
         context = packet.stream.codec_context
-        frame = _nearest(Fraction(context.frame_size, context.sample_rate) / packet.time_base)  # (0: not fixed)
+        if _codec_name(packet.stream) == "opus":
+            frame = _nearest(Fraction(opus_packet_samples(bytes(packet)), OPUS_RATE) / packet.time_base)
+        else:
+            frame = _nearest(Fraction(context.frame_size, context.sample_rate) / packet.time_base)  # (0: not fixed)
         padding = (packet.pts + max(packet.duration, frame) - end) * packet.time_base
         if padding > 0:
             _mark_end_padding(packet, _nearest(padding * context.sample_rate))
@@ -483,6 +491,19 @@ def _contiguous_start(time: int, source: Fraction, target: Fraction, end: int) -
     milliseconds put Opus's 20-ms packets up to 0.5 ms off their samples, and an MP4 track's end with its last
     packet's; chained, each starts on its sample, as in a source that counts samples."""
     return end if _rescaled(end, target, source) == time else _rescaled(time, source, target)
+
+
+def opus_packet_samples(packet: bytes) -> int:
+    """How many samples (at 48 kHz) an Opus packet decodes to, read from its TOC byte (RFC 6716 section 3.1): its
+    configuration (the top 5 bits) gives the duration of each frame, its code (the low 2 bits) their number: one,
+    two (codes 1 and 2), or as many as the low 6 bits of the next byte say (code 3). 0 for a packet too short."""
+    if not packet:
+        return 0
+    code = packet[0] & 0b11
+    if code == 3 and len(packet) < 2:
+        return 0
+    frames = 1 if code == 0 else 2 if code in (1, 2) else packet[1] & 0b111111
+    return _OPUS_FRAME_SAMPLES[packet[0] >> 3] * frames
 
 
 def _end_padding(packet: av.Packet) -> int:

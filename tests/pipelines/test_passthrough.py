@@ -13,7 +13,7 @@ import av
 import pytest
 
 from tests.pipelines import media_fixtures as media
-from vsr.pipelines.passthrough import Passthrough
+from vsr.pipelines.passthrough import Passthrough, opus_packet_samples
 
 pytestmark = media.requires_ffmpeg
 
@@ -686,12 +686,43 @@ def test_copied_audio_ends_in_mp4_where_the_sources_does(tmp_path, name, output,
     assert packet_hashes(media.framemd5(written, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
 
 
-@pytest.mark.parametrize("name, codec, priming", [("aac.mp4", "aac", 1024), ("mp3.mov", "libmp3lame", 1105)])
-def test_an_mp4s_end_padding_is_not_played_in_matroska(tmp_path, name, codec, priming):
-    """AAC's encoder stores its last 1024-sample frame as 768 samples in MP4, and MP3's edit list ends 815 samples
-    before its last frame does: in .mkv (which marks them as DiscardPadding) both were played as sound. The priming,
-    which MP4's edit list hides, is played before the first frame in Matroska, as in ffmpeg's own stream copy."""
+@pytest.mark.parametrize("name, codec, output, priming", [
+    ("aac.mp4", "aac", "out.mkv", 1024), ("mp3.mov", "libmp3lame", "out.mkv", 1105),
+    ("opus.mp4", "libopus", "out.webm", 0),  # (its pre-skip is in its header, which Matroska keeps)
+])
+def test_an_mp4s_end_padding_is_not_played_in_matroska(tmp_path, name, codec, output, priming):
+    """AAC's encoder stores its last 1024-sample frame as 768 samples in MP4, MP3's edit list ends 815 samples
+    before its last frame does, and Opus's last 960-sample packet is stored as 312: in .mkv and .webm (which mark
+    them as DiscardPadding) all were played as sound. The priming, which MP4's edit list hides, is played before the
+    first frame in Matroska, as in ffmpeg's own stream copy."""
     source = _with_audio(tmp_path / name, ("sine=f=440:d=2:r=48000", "-c:a:{n}", codec))
-    written = media.write_upscaled(source, tmp_path / "out.mkv")
+    video_codec = "libvpx-vp9" if output.endswith(".webm") else "libx264"
+    written = media.write_upscaled(source, tmp_path / output, codec=video_codec)
     assert shown_samples(written) - shown_samples(source) == priming
     assert packet_hashes(media.framemd5(written, "0:a")) == packet_hashes(media.framemd5(source, "0:a"))
+
+
+def test_an_opus_packets_samples_are_read_from_its_first_bytes_as_ffmpeg_decodes_them(tmp_path):
+    """Each packet of libopus encodes of every frame duration, in its SILK, hybrid and CELT modes, decodes to as many
+    samples as its TOC byte says: codes 0 to 3 (one frame, two of one size, two of two sizes, a counted number)."""
+    seen_codes, seen_configurations = set(), set()
+    for frame_duration, application, bit_rate in [("2.5", "lowdelay", "64k"), ("5", "voip", "12k"),
+                                                  ("10", "audio", "24k"), ("20", "voip", "12k"),
+                                                  ("40", "lowdelay", "64k"), ("60", "audio", "24k"),
+                                                  ("120", "voip", "12k")]:
+        encoded = tmp_path / f"{frame_duration}-{application}.mka"
+        media.ffmpeg("-f", "lavfi", "-i", "anoisesrc=d=0.5:r=48000:c=pink", "-ac", "1", "-c:a", "libopus",
+                     "-frame_duration", frame_duration, "-application", application, "-b:a", bit_rate, encoded)
+        decoder = av.CodecContext.create("opus", "r")  # (no header: no pre-skip taken off the first packets)
+        decoder.sample_rate, decoder.layout = 48000, "mono"
+        with av.open(str(encoded)) as container:
+            packets = [bytes(packet) for packet in container.demux(container.streams.audio[0]) if packet.size]
+        for packet in packets:
+            decoded = sum(frame.samples for frame in decoder.decode(av.Packet(packet)))
+            assert opus_packet_samples(packet) == decoded, (frame_duration, application, packet[:2])
+            seen_codes.add(packet[0] & 3)
+            seen_configurations.add(packet[0] >> 3)
+    assert seen_codes == {0, 1, 2, 3}
+    assert {range(0, 12), range(12, 16), range(16, 32)} == {
+        mode for mode in (range(0, 12), range(12, 16), range(16, 32)) if seen_configurations & set(mode)}
+    assert opus_packet_samples(b"") == 0 and opus_packet_samples(bytes([0b11111011])) == 0  # (code 3, no count)
