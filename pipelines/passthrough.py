@@ -16,7 +16,9 @@ otherwise copied bit for bit. A packet that straddles A (or ends at it, for the 
 - audio, in one that does not (Matroska, WebM): dropped, so the audio starts up to one packet (~20 ms) late. Kept,
   it would make the muxer shift every stream, the video included, away from 0;
 - a subtitle cue: cut to start at 0 (its text does not hold its times); a bitmap cue (PGS), which has no duration
-  and shows until the next one, is moved to 0 where it is the last before the start.
+  and shows until the next one, is moved to 0 where it is the last before the start. An ASS cue's override tags time
+  its effects from its start or over its duration (a fade, a move, karaoke): where the window cuts it, at either end,
+  its text is rewritten so that they go on where they were (`ass_effects`).
 `end_at(B)` writes the packets that start before B, drops the rest, and sets the chapters that overlap [A, B),
 shifted and clipped (set at the end, which the Matroska and MP4 muxers allow, because B is only known then).
 
@@ -67,6 +69,7 @@ from av.container import OutputContainer
 from av.packet import PacketSideData, packet_sidedata_type_from_literal
 from av.stream import Discard, Disposition, Stream
 
+from vsr.pipelines.ass_effects import continue_effects
 from vsr.pipelines.probe import TimelineWatch, open_input
 
 logger = logging.getLogger(__name__)
@@ -332,9 +335,12 @@ class Passthrough:
     def _mux(self, packet: av.Packet) -> None:
         is_cover = packet.stream.disposition & Disposition.attached_pic  # no time: belongs to the whole file
         if self._start is not None and packet.pts is not None and not is_cover:
+            source_start, source_duration = packet.pts, packet.duration  # (`_shift` moves a packet and cuts a cue)
             if not self._shift(packet):
                 self.packets_dropped += 1
                 return
+            if _codec_name(packet.stream) in ("ass", "ssa"):
+                packet = self._with_effects_continued(packet, source_start, source_duration)
             showing = self._showing.pop(packet.stream.index, None)
             if showing is not None and packet.pts > 0:  # the bitmap cue on screen at the start, until this one
                 self._write(showing)
@@ -420,6 +426,22 @@ class Passthrough:
             packet.pts = packet.dts = 0
             return packet.duration > 0
         return packet.pts >= 0 or self._negative_times
+
+    def _with_effects_continued(self, packet: av.Packet, source_start: int, source_duration: int) -> av.Packet:
+        """An ASS cue that the window cut (at its start, or at its end), as a packet whose text times its effects
+        from where the cue now starts, as long as it was (`continue_effects`); any other cue as it is."""
+        cut = packet.pts + round(self._start / packet.time_base) - source_start  # (time base units)
+        if not source_duration or (cut == 0 and packet.duration == source_duration):
+            return packet
+        milliseconds = packet.time_base * 1000
+        text = continue_effects(bytes(packet), _nearest(cut * milliseconds), _nearest(source_duration * milliseconds))
+        if text == bytes(packet):
+            return packet
+        rewritten = av.Packet(text)
+        rewritten.stream, rewritten.time_base = packet.stream, packet.time_base
+        rewritten.pts, rewritten.dts, rewritten.duration = packet.pts, packet.dts, packet.duration
+        rewritten.is_keyframe = packet.is_keyframe
+        return rewritten
 
     def _next_packet(self) -> av.Packet | None:
         for packet in self._packets:

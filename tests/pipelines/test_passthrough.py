@@ -726,3 +726,76 @@ def test_an_opus_packets_samples_are_read_from_its_first_bytes_as_ffmpeg_decodes
     assert {range(0, 12), range(12, 16), range(16, 32)} == {
         mode for mode in (range(0, 12), range(12, 16), range(16, 32)) if seen_configurations & set(mode)}
     assert opus_packet_samples(b"") == 0 and opus_packet_samples(bytes([0b11111011])) == 0  # (code 3, no count)
+
+
+ASS_HEADER = """[Script Info]
+ScriptType: v4.00+
+PlayResX: 160
+PlayResY: 120
+
+[V4+ Styles]
+Format: Name, Fontname, Fontsize, PrimaryColour, SecondaryColour, OutlineColour, BackColour, Bold, Italic, Underline, \
+StrikeOut, ScaleX, ScaleY, Spacing, Angle, BorderStyle, Outline, Shadow, Alignment, MarginL, MarginR, MarginV, Encoding
+Style: Default,DejaVu Sans,16,&H00FFFFFF,&H000000FF,&H00000000,&H00000000,0,0,0,0,100,100,0,0,1,1,0,7,0,0,0,1
+
+[Events]
+Format: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text
+"""
+# Cues on screen at a preview's start (1.3 s), with effects timed from their own start: a fade and a move over the
+# whole cue (which also outlasts the preview's end, 2.5 s), a move finished before the start, transforms to the end
+# and under way, karaoke half sung, a transform finished exactly at the start; and one cue inside the window.
+ASS_EVENTS = "".join(f"Dialogue: 0,{start},{end},Default,,0,0,0,,{text}\n" for start, end, text in [
+    ("0:00:00.50", "0:00:03.50", r"{\fad(1200,600)\move(5,5,100,40)}Sliding"),
+    ("0:00:00.20", "0:00:03.00",
+     r"{\move(5,60,90,60,0,500)\t(0,0,\frz30)}Moved{\t(300,1500,2,\fscx200\1c&H00FF00&)} grows"),
+    ("0:00:01.00", "0:00:02.80", r"{\pos(5,90)\t(0,300,\fscy150)\k30}Ka{\k20}ra{\k40}o{\kf60}ke"),
+    ("0:00:01.05", "0:00:02.20", r"{\pos(80,20)\fade(255,0,128,0,400,600,900)\k10}A{\k20}B{\k50}C"),
+    ("0:00:01.60", "0:00:01.90", r"{\pos(100,100)\fad(100,100)}Inside"),
+])
+
+
+def rendered_subtitles(path: Path, milliseconds: int) -> bytes:
+    """The RGB pixels libass (FFmpeg's subtitles filter) draws of `path`'s subtitles at `milliseconds`, on black."""
+    return subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-f", "lavfi", "-i",
+                           "color=black:size=160x120:rate=1000:duration=0.001", "-vf",
+                           f"setpts={milliseconds},subtitles={path.name}", "-frames:v", "1", "-f", "rawvideo",
+                           "-pix_fmt", "rgb24", "-"], check=True, capture_output=True, cwd=path.parent).stdout
+
+
+def test_ass_cues_cut_by_a_previews_start_keep_their_effects_where_they_were(tmp_path):
+    """An ASS cue on screen before a preview's start was moved to 0 and shortened, its text as it was: its fade, move,
+    transforms and karaoke, timed from its start, replayed from the preview's 0 (a sign that had slid in slid in
+    again). Rewritten, libass draws every frame of the preview's subtitles as it draws the source's at that time."""
+    from vsr import api
+
+    (tmp_path / "cues.ass").write_text(ASS_HEADER + ASS_EVENTS)
+    source = tmp_path / "signs.mkv"
+    media.ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=10:duration=4", "-i", tmp_path / "cues.ass",
+                 "-c:v", "libx264", "-g", "5", "-c:s", "copy", source)
+    options = api.UpscaleOptions(model="bicubic", outscale=1)
+    window = api.VideoOptions(start=1.3, end=2.5)
+    one_run = api.upscale_video(source, tmp_path / "preview.mkv", options=options, video=window).output
+    joined = api.upscale_video_in_segments(source, tmp_path / "joined.mkv", options=options,
+                                           video=api.VideoOptions(start=1.3, end=2.5, segment_seconds=0.4)).output
+
+    def cues(path: Path) -> list[tuple[int, int, bytes]]:
+        with av.open(str(path)) as container:
+            stream = container.streams.subtitles[0]
+            return [(packet.pts, packet.duration, bytes(packet)) for packet in container.demux(stream) if packet.size]
+
+    source_cues, preview_cues = cues(source), cues(one_run)
+    assert cues(joined) == preview_cues
+    assert [cue[:2] for cue in preview_cues] == [(0, 1200), (0, 1200), (0, 1200), (0, 900), (300, 300)]
+    assert [cue[2].split(b",", 8)[8] for cue in preview_cues[:4]] == [
+        rb"{\pos(90,60)\t(-1100,1700,1,\frz30)}Moved{\t(-800,400,2,\fscx200\1c&H00FF00&)} grows",
+        rb"{\fade(255,0,255,-800,400,1600,2200)\move(5,5,100,40,-800,2200)}Sliding",
+        rb"{\pos(5,90)\t(-300,-1,1,\fscy150)\k0}Ka{\k20}ra{\k40}o{\kf60}ke",
+        rb"{\pos(80,20)\fade(255,0,128,-250,150,350,650)\k0}A{\k5}B{\k50}C"]
+    assert preview_cues[4][2] == source_cues[-1][2]  # a cue inside the window stays byte for byte
+    if "subtitles" not in subprocess.run(["ffmpeg", "-v", "error", "-filters"], capture_output=True,
+                                         text=True).stdout:
+        pytest.skip("this ffmpeg has no libass (the subtitles filter) to draw the cues with")
+    for milliseconds in (1300, 1400, 1450, 1700, 1799, 2000, 2200, 2499):
+        drawn = rendered_subtitles(source, milliseconds)
+        assert drawn.count(0) < len(drawn)  # (some cue is drawn)
+        assert rendered_subtitles(one_run, milliseconds - 1300) == drawn, milliseconds
