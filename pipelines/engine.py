@@ -26,12 +26,9 @@ the same frames, and keeps the smaller setting for the frames that follow, with 
 from __future__ import annotations
 
 import copy
-import ctypes
-import functools
 import logging
 import math
 import os
-import platform
 import re
 
 import torch
@@ -58,30 +55,9 @@ DEFAULT_TILE_OVERLAP = 128
 # 1.46× at 320×180; animevideov3 1.61× at 640×360 (end to end 1.45-1.48×); at 160×90 and 320×180, where its batch of 4
 # stays within the limit, batch 1 was no faster.
 CPU_PASS_BYTES = 32 << 20
-# glibc's malloc hands a freed block over its mmap threshold (raised as such blocks are freed, but to 32 MiB at most)
-# back to the kernel, and trims its heap's top where more than twice that is free: each pass on the CPU allocates the
-# same large tensors again (a 640×360 frame's ×4 float output is 44 MB), and their pages were faulted in and zeroed by
-# the kernel anew at every pass. So engines on the CPU have glibc keep freed blocks up to this size, and as much free
-# memory at the heap's top, for the next pass (`keep_freed_blocks`). Measured end to end (`vsr upscale`) on a 2-core
-# Xeon (AMX) in bf16, 3-5 runs each way: animevideov3 640×360 1.12× over 24 frames, 1.23× over 96; x4plus on the
-# sample 1.05× over 8 frames, 1.07× over 50; 3-10× fewer page faults; peak resident memory 2-9 % higher.
-CPU_KEPT_BLOCK_BYTES = 256 << 20
-# mallopt's parameters (glibc's malloc.h)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 DEVICE_CHOICES = "auto, cpu, cuda, cuda:N"
 CUDA_GRAPH_CHOICES = ("auto", "on", "off")
-
-
-@functools.cache
-def keep_freed_blocks() -> bool:
-    """Has glibc's malloc keep freed blocks of up to CPU_KEPT_BLOCK_BYTES in the process for reuse, rather than give
-    them back to the kernel: process-wide, done once. Whether it did (not where the C library is not glibc)."""
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    libc = ctypes.CDLL("libc.so.6")
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, CPU_KEPT_BLOCK_BYTES)
-                and libc.mallopt(M_TRIM_THRESHOLD, CPU_KEPT_BLOCK_BYTES))
 
 
 def check_names(*, device: str | torch.device = "auto", precision: str = "auto") -> str:
@@ -415,8 +391,6 @@ class Engine:
         self._pass_bytes_per_pixel = (largest * self.dtype.itemsize
                                       if self.device.type == "cpu" and self.graphed is None else 0)
         self._fitted: set[tuple[int, int]] = set()  # the (padded) frame sizes fitted so far
-        if self.device.type == "cpu":
-            keep_freed_blocks()  # each pass's large tensors reuse the last pass's pages (see CPU_KEPT_BLOCK_BYTES)
 
     def __repr__(self) -> str:
         return (

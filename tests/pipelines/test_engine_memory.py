@@ -7,9 +7,6 @@ memory under a per-process limit.
 
 import logging
 import os
-import platform
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -225,35 +222,3 @@ def test_by_default_the_cpu_budget_is_half_the_memory_available(monkeypatch):
     budget = Engine(tiny_rrdbnet(), device="cpu").memory_budget
     share = min(1.0, torch.get_num_threads() / os.cpu_count())  # a worker process's share follows its threads
     assert budget == int(available * share) // 2
-
-
-# Run in a process of its own: glibc's malloc settings are process-wide, and this pytest may have made CPU engines.
-KEPT_BLOCKS_SCRIPT = """
-import torch
-from tests.pipelines.test_engine import tiny_rrdbnet
-from vsr.pipelines.engine import Engine
-
-def resident_bytes_left_by_a_freed_block():
-    def resident():
-        with open("/proc/self/statm") as statm:
-            return int(statm.read().split()[1]) * 4096
-    before = resident()
-    block = torch.ones(10 << 20)  # 40 MiB, over glibc's largest dynamic mmap threshold (32 MiB)
-    del block
-    return resident() - before
-
-print(resident_bytes_left_by_a_freed_block())
-Engine(tiny_rrdbnet(), device="cpu", precision="fp32")
-print(resident_bytes_left_by_a_freed_block())
-"""
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc is the one told to keep freed blocks")
-def test_a_cpu_engine_has_freed_blocks_kept_for_the_next_pass():
-    """A freed 40 MiB tensor went back to the kernel, to be faulted in anew by the next pass; once a CPU engine is
-    made, glibc keeps it in the process (`keep_freed_blocks`)."""
-    result = subprocess.run([sys.executable, "-c", KEPT_BLOCKS_SCRIPT], capture_output=True, text=True,
-                            cwd=Path(__file__).parents[2], check=True)
-    before_the_engine, after_the_engine = map(int, result.stdout.split())
-    assert before_the_engine < 4 << 20
-    assert after_the_engine > 36 << 20
